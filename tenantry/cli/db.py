@@ -1,0 +1,241 @@
+"""``tenantry db``: status, migrate, check, adopt, schema and history of one database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from tenantry.cli.output import (
+    EXIT_FAILED,
+    JSON_OPTION,
+    console,
+    emit_json,
+    reports_errors,
+)
+from tenantry.cli.targets import Target, connection, target
+from tenantry.db import migrations
+from tenantry.db.ddl import create_statements
+from tenantry.db.engines import sqlite_path
+from tenantry.db.schemas import Role, schema_for
+from tenantry.errors import TenantryError
+from tenantry.services import schema_ops
+from tenantry.settings import Settings, load_settings
+
+app = typer.Typer(
+    help="Inspect and migrate one database (master, billing or a tenant).", no_args_is_help=True
+)
+
+ROLE_OPTION = typer.Option(..., "--role", "-r", help="master, billing or tenant.")
+URL_OPTION = typer.Option(
+    None, "--url", help="Act on this database instead of the role's configured one."
+)
+AS_APP_OPTION = typer.Option(
+    None, "--as-app", help="The app running the command (default: TENANTRY_APP or 'tenantry')."
+)
+
+
+def _status_document(settings: Settings, t: Target) -> dict[str, Any]:
+    path = sqlite_path(t.url)
+    doc: dict[str, Any] = {
+        "url": t.shown,
+        "role": None,
+        "current": None,
+        "head": migrations.head(t.spec),
+        "pending": None,
+    }
+    if path is not None and not path.is_file():
+        doc["pending"] = len(migrations.between(t.spec, None, doc["head"]))
+        doc["exists"] = False
+        return doc
+    try:
+        with connection(t) as conn:
+            st = schema_ops.status(conn, t.spec, t.shown)
+    except TenantryError as exc:
+        doc["error"] = exc.message
+        return doc
+    doc.update(
+        role=st.identity.role if st.identity else None,
+        current=st.current,
+        pending=st.pending,
+        exists=True,
+        schema=st.identity.schema_name if st.identity else None,
+        instance_id=st.identity.instance_id if st.identity else None,
+        owner_app=st.identity.owner_app if st.identity else None,
+    )
+    return doc
+
+
+@app.command()
+@reports_errors
+def status(json_output: bool = JSON_OPTION) -> None:
+    """Show master and billing: URL, identity role, revision and pending migrations."""
+    settings = load_settings()
+    docs = {
+        r.value: _status_document(settings, target(settings, r))
+        for r in (Role.MASTER, Role.BILLING)
+    }
+    failed = any("error" in d for d in docs.values())
+    if json_output:
+        emit_json(docs)
+    else:
+        table = Table(title="tenantry databases")
+        for col in ("role", "url", "identity", "current", "head", "pending"):
+            table.add_column(col)
+        for name, d in docs.items():
+            if "error" in d:
+                identity = f"[red]{d['error']}[/]"
+            elif d.get("exists") is False:
+                identity = "[yellow]not created (run tenantry init)[/]"
+            else:
+                identity = d["role"] or "[yellow]none[/]"
+            pending = str(d["pending"]) if d["pending"] is not None else "?"
+            table.add_row(
+                name,
+                d["url"],
+                identity,
+                d["current"] or "-",
+                d["head"] or "-",
+                f"[yellow]{pending}[/]" if d["pending"] else pending,
+            )
+        console.print(table)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+@reports_errors
+def migrate(
+    role: Role = ROLE_OPTION,
+    to: str = typer.Option("head", "--to", help="Target revision (default: head)."),
+    sql: bool = typer.Option(False, "--sql", help="Print the SQL that would run; change nothing."),
+    url: str | None = URL_OPTION,
+    as_app: str | None = AS_APP_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Upgrade a database to the newest (or given) revision after checking its identity.
+
+    A database of another role, a non-empty database without identity, or a consumer app
+    (--as-app) is refused and left untouched.
+    """
+    settings = load_settings()
+    t = target(settings, role, url)
+    app_name = as_app or settings.app
+    owner = settings.owner_of(role)
+    if sql:
+        with connection(t) as conn:
+            script = schema_ops.migration_sql(
+                conn, t.spec, t.url, target=to, acting_app=app_name, owner=owner
+            )
+        if json_output:
+            emit_json({"role": role.value, "url": t.shown, "sql": script})
+        else:
+            typer.echo(script, nl=False)
+        return
+    with connection(t, begin=True, must_exist=False) as conn:
+        result = schema_ops.migrate(
+            conn, t.spec, t.shown, target=to, acting_app=app_name, owner=owner
+        )
+    if json_output:
+        emit_json(result)
+        return
+    if result.stamped_identity:
+        console.print(
+            f"[green]✓[/] stamped {role} identity on {t.shown} "
+            f"(instance {result.stamped_identity.instance_id})"
+        )
+    if result.applied:
+        console.print(
+            f"[green]✓[/] {role} migrated {result.from_revision or 'base'} → "
+            f"{result.to_revision} ({', '.join(result.applied)})"
+        )
+    else:
+        console.print(
+            f"[green]✓[/] {role} already at {result.to_revision or 'base'}; nothing to apply"
+        )
+
+
+@app.command()
+@reports_errors
+def check(
+    role: Role = ROLE_OPTION,
+    url: str | None = URL_OPTION,
+    as_app: str | None = AS_APP_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Exit 0 when the database is at the revision this code expects and matches its models.
+
+    Consumer apps run this at start-up to fail fast; it never changes anything.
+    """
+    settings = load_settings()
+    t = target(settings, role, url)
+    with connection(t) as conn:
+        result = schema_ops.check(conn, t.spec, t.shown)
+    if json_output:
+        emit_json({**result.__dict__, "app": as_app or settings.app})
+    elif result.ok:
+        console.print(
+            f"[green]✓[/] {role} database {t.shown} is at {result.head} and matches the models"
+        )
+    else:
+        console.print(f"[red]✗[/] {role} database {t.shown} is not what the code expects:")
+        for problem in result.problems:
+            console.print(f"  - {problem}")
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+@reports_errors
+def adopt(
+    role: Role = ROLE_OPTION,
+    url: str | None = URL_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Stamp identity on an existing database whose tables already match the role's models."""
+    settings = load_settings()
+    t = target(settings, role, url)
+    with connection(t, begin=True) as conn:
+        result = schema_ops.adopt(conn, t.spec, t.shown, owner=settings.owner_of(role))
+    if json_output:
+        emit_json(result)
+    elif result.adopted:
+        console.print(
+            f"[green]✓[/] adopted {t.shown} as a {role} database "
+            f"(instance {result.identity.instance_id})"
+        )
+    else:
+        console.print(f"[green]✓[/] {t.shown} is already a {role} database; nothing changed")
+
+
+@app.command()
+@reports_errors
+def schema(
+    role: Role = ROLE_OPTION,
+    dialect: str = typer.Option(..., "--dialect", "-d", help="sqlite, postgresql or mysql."),
+) -> None:
+    """Print the CREATE statements of a role's schema for one dialect."""
+    settings = load_settings()
+    spec = schema_for(role, settings.tenant_schema)
+    for statement in create_statements(spec.metadata, dialect):
+        typer.echo(statement + ";\n")
+
+
+@app.command()
+@reports_errors
+def history(role: Role = ROLE_OPTION, json_output: bool = JSON_OPTION) -> None:
+    """List a role's revisions, oldest first."""
+    settings = load_settings()
+    spec = schema_for(role, settings.tenant_schema)
+    revs = migrations.between(spec, None, migrations.head(spec))
+    if json_output:
+        emit_json(
+            [
+                {"revision": s.revision, "down_revision": s.down_revision, "message": s.doc}
+                for s in revs
+            ]
+        )
+        return
+    for s in revs:
+        console.print(f"{s.revision}  {s.doc}")

@@ -1,0 +1,73 @@
+"""``tenantry init``: the data dir, the key file, and master and billing at head."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
+from tenantry.cli.targets import connection, target
+from tenantry.crypto import ensure_key_file
+from tenantry.db.admin import create_database
+from tenantry.db.schemas import Role
+from tenantry.services import schema_ops
+from tenantry.settings import load_settings
+
+
+@reports_errors
+def init(json_output: bool = JSON_OPTION) -> None:
+    """Create the data dir, the key file and the master and billing databases at head.
+
+    Safe to run again: what exists is left as it is.
+    """
+    settings = load_settings()
+    report: dict[str, Any] = {"data_dir": str(settings.data_dir.resolve())}
+    done: list[str] = []
+    if not settings.data_dir.exists():
+        settings.data_dir.mkdir(parents=True)
+        done.append(f"created data dir {settings.data_dir}")
+    if settings.secret_keys is not None:
+        report["key_file"] = None
+        report["keys"] = "TENANTRY_SECRET_KEYS"
+    else:
+        report["key_file"] = str(settings.key_file)
+        report["keys"] = "key file"
+        if ensure_key_file(settings.key_file):
+            done.append(f"created key file {settings.key_file} (mode 0600)")
+    for role in (Role.MASTER, Role.BILLING):
+        t = target(settings, role)
+        created = create_database(t.url)
+        if created:
+            done.append(f"created {role} database {t.shown}")
+        with connection(t, begin=True) as conn:
+            result = schema_ops.migrate(
+                conn,
+                t.spec,
+                t.shown,
+                acting_app=settings.app,
+                owner=settings.owner_of(role),
+            )
+        if result.stamped_identity:
+            done.append(f"stamped {role} identity (instance {result.stamped_identity.instance_id})")
+        if result.applied:
+            done.append(
+                f"migrated {role} to {result.to_revision} ({len(result.applied)} revision(s))"
+            )
+        report[role.value] = {
+            "url": t.shown,
+            "database_created": created,
+            "identity_stamped": result.stamped_identity is not None,
+            "applied": result.applied,
+            "revision": result.to_revision,
+        }
+    report["changes"] = done
+    if json_output:
+        emit_json(report)
+        return
+    for line in done:
+        console.print(f"[green]✓[/] {line}")
+    if not done:
+        console.print("[green]✓[/] already initialised; nothing changed")
+    console.print(f"data dir: {report['data_dir']}")
+    typer.echo("next: tenantry db status")

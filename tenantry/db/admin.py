@@ -1,0 +1,109 @@
+"""Server-level administration: does a database exist, create it, drop it (per backend)."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.pool import NullPool
+
+from tenantry.db.engines import CONNECT_TIMEOUT_S, describe_connect_error, sqlite_path
+from tenantry.db.urls import backend_of
+from tenantry.errors import ConfigurationError
+
+# Database names go into DDL as identifiers; accept only what needs no quoting anywhere.
+_SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
+
+
+def _checked_name(url: URL) -> str:
+    name = url.database or ""
+    if not _SAFE_NAME.match(name):
+        raise ConfigurationError(
+            f"database name {name!r} is not allowed.",
+            "Use 1 to 63 letters, digits, underscores or hyphens, starting with a letter.",
+        )
+    return name
+
+
+def _server_url(url: URL) -> URL:
+    return url.set(database="postgres" if backend_of(url) == "postgresql" else None)
+
+
+def _server_engine(url: URL) -> Engine:
+    return create_engine(
+        _server_url(url),
+        isolation_level="AUTOCOMMIT",
+        poolclass=NullPool,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+    )
+
+
+def database_exists(url: URL) -> bool:
+    """Whether the database ``url`` names exists (for SQLite: whether the file exists)."""
+    path = sqlite_path(url)
+    if path is not None:
+        return path.is_file()
+    name = _checked_name(url)
+    engine = _server_engine(url)
+    try:
+        with engine.connect() as conn:
+            if backend_of(url) == "postgresql":
+                query = text("SELECT 1 FROM pg_database WHERE datname = :n")
+            else:
+                query = text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :n")
+            return conn.execute(query, {"n": name}).first() is not None
+    except (OperationalError, InterfaceError) as exc:
+        raise describe_connect_error(_server_url(url), exc) from None
+    finally:
+        engine.dispose()
+
+
+def create_database(url: URL) -> bool:
+    """Create the database ``url`` names unless it exists; True when it was created."""
+    path = sqlite_path(url)
+    if path is not None:
+        if path.exists():
+            return False
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+        return True
+    if database_exists(url):
+        return False
+    name = _checked_name(url)
+    engine = _server_engine(url)
+    try:
+        with engine.connect() as conn:
+            quoted = engine.dialect.identifier_preparer.quote_identifier(name)
+            if backend_of(url) == "postgresql":
+                conn.exec_driver_sql(f"CREATE DATABASE {quoted} ENCODING 'UTF8'")
+            else:
+                conn.exec_driver_sql(
+                    f"CREATE DATABASE {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
+                )
+    finally:
+        engine.dispose()
+    return True
+
+
+def drop_database(url: URL) -> bool:
+    """Drop the database ``url`` names if it exists; True when something was dropped."""
+    path = sqlite_path(url)
+    if path is not None:
+        found = path.exists()
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        return found
+    name = _checked_name(url)
+    engine = _server_engine(url)
+    try:
+        with engine.connect() as conn:
+            quoted = engine.dialect.identifier_preparer.quote_identifier(name)
+            if backend_of(url) == "postgresql":
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
+            else:
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
+    finally:
+        engine.dispose()
+    return True

@@ -1,0 +1,87 @@
+"""Engines for the three roles, with per-backend settings and readable connection errors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from tenantry.db.urls import backend_of, mask
+from tenantry.errors import DatabaseUnreachable
+
+CONNECT_TIMEOUT_S = 5
+
+
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite URL, or ``None`` for other backends."""
+    return Path(url.database or "") if backend_of(url) == "sqlite" else None
+
+
+def _transactional_sqlite(engine: Engine) -> None:
+    # pysqlite begins transactions only before DML, so a failed migration would leave its
+    # CREATE TABLEs behind. Taking over BEGIN makes DDL transactional, as on PostgreSQL.
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=10000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn: Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+
+def make_engine(url: URL, *, pool_size: int = 5, echo: bool = False) -> Engine:
+    """An engine for ``url`` with tenantry's defaults for its backend.
+
+    SQLite files get transactional DDL and foreign keys; servers get a connect timeout, so an
+    unreachable host fails in seconds instead of hanging.
+    """
+    backend = backend_of(url)
+    kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": backend != "sqlite"}
+    if backend == "sqlite":
+        engine = create_engine(url, **kwargs)
+        _transactional_sqlite(engine)
+        return engine
+    kwargs["pool_size"] = pool_size
+    kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    if backend == "mysql":
+        kwargs["connect_args"]["charset"] = "utf8mb4"
+    return create_engine(url, **kwargs)
+
+
+def describe_connect_error(url: URL, exc: DBAPIError) -> DatabaseUnreachable:
+    """Turn a driver's connection error into one readable paragraph without secrets."""
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    if url.password:
+        detail = detail.replace(str(url.password), "***")
+    missing = "does not exist" in detail or "Unknown database" in detail
+    hint = (
+        "Create the database, or run `tenantry init`, which creates missing databases."
+        if missing
+        else "Check that the server is running and reachable and that the URL's host, port, "
+        "user and password are right."
+    )
+    return DatabaseUnreachable(f"cannot connect to {mask(url)}: {detail}.", hint)
+
+
+@contextmanager
+def connect(engine: Engine, *, begin: bool = False) -> Iterator[Connection]:
+    """A connection (in a transaction when ``begin``), with connection errors made readable."""
+    try:
+        conn = engine.connect()
+    except (OperationalError, InterfaceError) as exc:
+        raise describe_connect_error(engine.url, exc) from None
+    with conn:
+        if begin:
+            with conn.begin():
+                yield conn
+        else:
+            yield conn

@@ -1,0 +1,137 @@
+"""Alembic driven from code: one script directory per role, no alembic.ini for users."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import Script, ScriptDirectory
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection
+from sqlalchemy.engine import URL
+
+from tenantry.db.alembic_env import configure_options
+from tenantry.db.schemas import SchemaSpec
+from tenantry.errors import MigrationError
+
+
+def alembic_config(spec: SchemaSpec, **attributes: Any) -> Config:
+    """An Alembic ``Config`` for ``spec``'s script directory; ``attributes`` reach env.py."""
+    config = Config()
+    config.set_main_option("script_location", str(spec.migrations))
+    config.attributes["spec"] = spec
+    config.attributes.update(attributes)
+    return config
+
+
+@cache
+def scripts(spec: SchemaSpec) -> ScriptDirectory:
+    """The role's migration scripts, loaded once per process."""
+    return ScriptDirectory.from_config(alembic_config(spec))
+
+
+def head(spec: SchemaSpec) -> str | None:
+    """The newest revision of ``spec``'s migrations."""
+    heads = scripts(spec).get_heads()
+    if len(heads) > 1:
+        raise MigrationError(
+            f"the {spec.role} migrations have several heads ({', '.join(heads)}).",
+            "Merge them with an Alembic merge revision before migrating.",
+        )
+    return heads[0] if heads else None
+
+
+def current(conn: Connection, spec: SchemaSpec) -> str | None:
+    """The revision the database is at, read from the role's own version table."""
+    ctx = MigrationContext.configure(conn, opts={"version_table": spec.version_table})
+    return ctx.get_current_revision()
+
+
+def resolve(spec: SchemaSpec, target: str) -> str | None:
+    """The full revision id of ``target`` (``head``, ``base``, an id or a unique prefix)."""
+    if target == "base":
+        return None
+    try:
+        found = scripts(spec).get_revision(target)
+    except CommandError as exc:
+        raise MigrationError(
+            f"unknown {spec.role} revision {target!r}: {exc}.",
+            f"See the revisions with `tenantry db history --role {spec.role}`.",
+        ) from None
+    if found is None:
+        return None
+    return found.revision
+
+
+def between(spec: SchemaSpec, start: str | None, target: str | None) -> list[Script]:
+    """The revisions an upgrade from ``start`` to ``target`` applies, oldest first."""
+    if start == target or target is None:
+        return []
+    try:
+        revs = list(scripts(spec).iterate_revisions(target, start))
+    except CommandError as exc:
+        raise MigrationError(
+            f"cannot go from {start or 'base'} to {target} in the {spec.role} migrations: {exc}.",
+            "Downgrades are not run by tenantry; restore a backup instead.",
+        ) from None
+    return list(reversed(revs))
+
+
+def upgrade(conn: Connection, spec: SchemaSpec, target: str) -> None:
+    """Upgrade the database on ``conn`` to ``target`` inside the caller's transaction."""
+    command.upgrade(alembic_config(spec, connection=conn), target)
+
+
+def stamp(conn: Connection, spec: SchemaSpec, target: str) -> None:
+    """Record ``target`` as the database's revision without running anything."""
+    command.stamp(alembic_config(spec, connection=conn), target)
+
+
+def upgrade_sql(spec: SchemaSpec, url: URL, start: str | None, target: str) -> str:
+    """The SQL an upgrade from ``start`` to ``target`` would run on ``url``'s dialect."""
+    buffer = io.StringIO()
+    config = alembic_config(spec, url=url)
+    config.output_buffer = buffer
+    command.upgrade(config, f"{start}:{target}" if start else target, sql=True)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One way a database differs from its role's models."""
+
+    kind: str
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.detail}"
+
+
+def _describe(diff: Any) -> Difference:
+    if isinstance(diff, list):  # column modifications come grouped per column
+        first = diff[0]
+        _, _, table, column = first[:4]
+        what = ", ".join(d[0].removeprefix("modify_") for d in diff)
+        return Difference("modify_column", f"{table}.{column} ({what} differs)")
+    kind = diff[0]
+    obj = diff[-1] if kind.startswith(("add_", "remove_")) else diff[1]
+    name = getattr(obj, "name", None) or str(obj)
+    table = getattr(getattr(obj, "table", None), "name", None)
+    return Difference(
+        kind, f"{table}.{name}" if table and kind.endswith(("column", "index")) else name
+    )
+
+
+def drift(conn: Connection, spec: SchemaSpec) -> list[Difference]:
+    """How the database differs from the models, as ``alembic check`` sees it."""
+    options = configure_options(spec)
+    options.pop("render_as_batch")
+    metadata = options.pop("target_metadata")
+    ctx = MigrationContext.configure(conn, opts=options)
+    return [_describe(d) for d in compare_metadata(ctx, metadata)]

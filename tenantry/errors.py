@@ -1,0 +1,46 @@
+"""Domain errors. Adapters (CLI, HTTP) map them to exit codes and status codes in one place."""
+
+from __future__ import annotations
+
+
+class TenantryError(Exception):
+    """Base of every error tenantry raises on purpose.
+
+    ``message`` says what is wrong, ``hint`` what to do about it. Neither may contain a secret.
+    """
+
+    def __init__(self, message: str, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return f"{self.message} {self.hint}" if self.hint else self.message
+
+
+class ConfigurationError(TenantryError):
+    """A setting is missing or malformed."""
+
+
+class DatabaseUnreachable(TenantryError):
+    """A database could not be connected to."""
+
+
+class WrongDatabase(TenantryError):
+    """The database's identity does not match what the command expects."""
+
+
+class UnidentifiedDatabase(TenantryError):
+    """A non-empty database carries no tenantry identity and was not adopted."""
+
+
+class NotOwner(TenantryError):
+    """A consumer app tried to change a schema it does not own."""
+
+
+class SchemaMismatch(TenantryError):
+    """A database's tables differ from the models of its role."""
+
+
+class MigrationError(TenantryError):
+    """A migration could not be planned or applied."""

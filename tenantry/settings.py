@@ -1,0 +1,97 @@
+"""Settings, read from the environment once per process (or once per CLI command)."""
+
+from __future__ import annotations
+
+from functools import cached_property, lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL
+
+from tenantry.db.urls import parse_url
+from tenantry.errors import ConfigurationError
+
+DEFAULT_APP = "tenantry"
+KEY_FILE_NAME = "secret.key"
+
+
+def _env(name: str) -> AliasChoices:
+    return AliasChoices(name)
+
+
+class Settings(BaseSettings):
+    """tenantry's configuration. Every variable is optional; the defaults run embedded on SQLite."""
+
+    model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
+
+    data_dir: Path = Field(Path(".tenantry"), validation_alias=_env("TENANTRY_DATA_DIR"))
+    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
+    database_url_billing: str | None = Field(None, validation_alias=_env("DATABASE_URL_BILLING"))
+    secret_keys: SecretStr | None = Field(None, validation_alias=_env("TENANTRY_SECRET_KEYS"))
+    queue_url: str | None = Field(None, validation_alias=_env("TENANTRY_QUEUE_URL"))
+    app: str = Field(DEFAULT_APP, validation_alias=_env("TENANTRY_APP"))
+    master_owner: str = Field(DEFAULT_APP, validation_alias=_env("TENANTRY_MASTER_OWNER"))
+    billing_owner: str = Field(DEFAULT_APP, validation_alias=_env("TENANTRY_BILLING_OWNER"))
+    tenant_owner: str = Field(DEFAULT_APP, validation_alias=_env("TENANTRY_TENANT_OWNER"))
+    tenant_schema: str = Field(
+        "tenantry.db.tenant.store.plugin", validation_alias=_env("TENANTRY_TENANT_SCHEMA")
+    )
+
+    @field_validator("database_url", "database_url_billing", mode="after")
+    @classmethod
+    def _valid_url(cls, value: str | None, info: object) -> str | None:
+        if value is None or not value.strip():
+            return None
+        name = (
+            "DATABASE_URL"
+            if getattr(info, "field_name", "") == "database_url"
+            else ("DATABASE_URL_BILLING")
+        )
+        parse_url(value, setting=name)  # raises ConfigurationError with a readable message
+        return value.strip()
+
+    @field_validator("app", "master_owner", "billing_owner", "tenant_owner", mode="after")
+    @classmethod
+    def _valid_app(cls, value: str) -> str:
+        value = value.strip()
+        if not value or len(value) > 64:
+            raise ConfigurationError(
+                f"app name {value!r} must be 1 to 64 characters.",
+                "Set TENANTRY_APP (or the owner variable) to your application's name.",
+            )
+        return value
+
+    @cached_property
+    def master_url(self) -> URL:
+        """The master database URL (``DATABASE_URL`` or the embedded SQLite file)."""
+        raw = self.database_url or f"sqlite:///{self.data_dir / 'master.db'}"
+        return parse_url(raw, setting="DATABASE_URL")
+
+    @cached_property
+    def billing_url(self) -> URL:
+        """The billing database URL (``DATABASE_URL_BILLING`` or the embedded SQLite file)."""
+        raw = self.database_url_billing or f"sqlite:///{self.data_dir / 'billing.db'}"
+        return parse_url(raw, setting="DATABASE_URL_BILLING")
+
+    @property
+    def key_file(self) -> Path:
+        """Where ``tenantry init`` keeps the generated encryption key (mode 0600)."""
+        return self.data_dir / KEY_FILE_NAME
+
+    def owner_of(self, role: str) -> str:
+        """The app that owns (and alone may migrate) ``role``'s schema."""
+        return {"master": self.master_owner, "billing": self.billing_owner}.get(
+            role, self.tenant_owner
+        )
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings from the environment now; ``overrides`` win over the environment."""
+    return Settings(**overrides)  # type: ignore[arg-type]
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once on first use."""
+    return load_settings()
