@@ -12,6 +12,7 @@ from tenantry.cli.output import (
     JSON_OPTION,
     console,
     emit_json,
+    err_console,
     reports_errors,
 )
 from tenantry.cli.targets import Target, connection, target
@@ -82,12 +83,12 @@ def status(json_output: bool = JSON_OPTION) -> None:
     else:
         table = Table(title="tenantry databases")
         for col in ("role", "url", "identity", "current", "head", "pending"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for name, d in docs.items():
             if "error" in d:
-                identity = f"[red]{d['error']}[/]"
+                identity = "[red]unreachable[/]"
             elif d.get("exists") is False:
-                identity = "[yellow]not created (run tenantry init)[/]"
+                identity = "[yellow]not created[/]"
             else:
                 identity = d["role"] or "[yellow]none[/]"
             pending = str(d["pending"]) if d["pending"] is not None else "?"
@@ -100,6 +101,11 @@ def status(json_output: bool = JSON_OPTION) -> None:
                 f"[yellow]{pending}[/]" if d["pending"] else pending,
             )
         console.print(table)
+        for name, d in docs.items():
+            if "error" in d:
+                err_console.print(f"[bold red]error:[/] {name}: {d['error']}")
+            elif d.get("exists") is False:
+                console.print(f"{name} database does not exist yet: run `tenantry init`.")
     if failed:
         raise typer.Exit(EXIT_FAILED)
 

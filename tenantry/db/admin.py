@@ -28,7 +28,10 @@ def _checked_name(url: URL) -> str:
 
 
 def _server_url(url: URL) -> URL:
-    return url.set(database="postgres" if backend_of(url) == "postgresql" else None)
+    # URL.set() treats None as "unchanged", so the name is removed with _replace.
+    if backend_of(url) == "postgresql":
+        return url.set(database="postgres")
+    return url._replace(database=None)
 
 
 def _server_engine(url: URL) -> Engine:

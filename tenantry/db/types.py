@@ -52,13 +52,34 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+class GUID(TypeDecorator[uuid.UUID]):
+    """A UUID: native on PostgreSQL, CHAR(32) on SQLite and on both MySQL and MariaDB.
+
+    MariaDB 10.7+ has a native UUID type that MySQL lacks; keeping one storage for the whole
+    MySQL family means a tenant database can move between them and a printed ``mysql`` DDL
+    matches what tenantry creates on either.
+    """
+
+    impl = Uuid
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> Any:
+        if dialect.name == "mysql":
+            return dialect.type_descriptor(Uuid(native_uuid=False))
+        return dialect.type_descriptor(Uuid())
+
+
+#: Declarative bases map ``uuid.UUID`` annotations to :class:`GUID`.
+TYPE_ANNOTATION_MAP: dict[Any, Any] = {uuid.UUID: GUID}
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware, in UTC."""
     return datetime.now(UTC)
 
 
 # Annotated column shapes reused by every model module.
-UuidPk = Annotated[uuid.UUID, mapped_column(Uuid, primary_key=True, default=uuid.uuid4)]
+UuidPk = Annotated[uuid.UUID, mapped_column(GUID, primary_key=True, default=uuid.uuid4)]
 CreatedAt = Annotated[datetime, mapped_column(UTCDateTime, nullable=False, default=utcnow)]
 UpdatedAt = Annotated[
     datetime, mapped_column(UTCDateTime, nullable=False, default=utcnow, onupdate=utcnow)

@@ -26,6 +26,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from tenantry.db.types import (
     NAMING_CONVENTION,
+    TYPE_ANNOTATION_MAP,
     CreatedAt,
     Currency,
     JsonDoc,
@@ -41,6 +42,7 @@ class BillingBase(DeclarativeBase):
     """Declarative base of the billing schema."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 # --------------------------------------------------------------------------- value sets

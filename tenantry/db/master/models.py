@@ -24,12 +24,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    Uuid,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from tenantry.db.types import (
+    GUID,
     NAMING_CONVENTION,
+    TYPE_ANNOTATION_MAP,
     CreatedAt,
     Currency,
     JsonDoc,
@@ -45,6 +46,7 @@ class MasterBase(DeclarativeBase):
     """Declarative base of the master (control-plane) schema."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 # --------------------------------------------------------------------------- value sets
@@ -410,7 +412,7 @@ class AuditLog(MasterBase):
     target_type: Mapped[str] = mapped_column(String(64))
     target_id: Mapped[str | None] = mapped_column(String(255))
     #: Deliberately not a foreign key: audit rows outlive the stores they mention.
-    store_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, index=True)
+    store_id: Mapped[uuid.UUID | None] = mapped_column(GUID, index=True)
     details: Mapped[JsonDoc]
     ip_address: Mapped[str | None] = mapped_column(String(45))
 

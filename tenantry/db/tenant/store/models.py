@@ -22,12 +22,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    Uuid,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from tenantry.db.types import (
+    GUID,
     NAMING_CONVENTION,
+    TYPE_ANNOTATION_MAP,
     CreatedAt,
     Currency,
     JsonDoc,
@@ -45,6 +46,7 @@ class StoreBase(DeclarativeBase):
     """Declarative base of the per-tenant "store" schema."""
 
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = TYPE_ANNOTATION_MAP
 
 
 # --------------------------------------------------------------------------- status values
@@ -345,7 +347,7 @@ class SeoSetting(StoreBase):
 
     id: Mapped[UuidPk]
     entity_type: Mapped[str] = mapped_column(String(32), default=SeoEntityType.STORE)
-    entity_id: Mapped[uuid.UUID | None] = mapped_column(Uuid)
+    entity_id: Mapped[uuid.UUID | None] = mapped_column(GUID)
     meta_title: Mapped[str | None] = mapped_column(String(255))
     meta_description: Mapped[str | None] = mapped_column(String(500))
     canonical_url: Mapped[str | None] = mapped_column(String(500))

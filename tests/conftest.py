@@ -1,0 +1,100 @@
+"""Fixtures that create real databases on SQLite, PostgreSQL and MariaDB and drop them after.
+
+Server URLs come from TENANTRY_TEST_POSTGRES_URL and TENANTRY_TEST_MYSQL_URL (defaults: the
+machine's local servers). A test needing an unreachable server is skipped locally and fails
+when CI=true, so CI can never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from functools import cache
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.engine import URL
+
+from tenantry.db.admin import create_database, drop_database
+from tenantry.db.engines import make_engine
+from tenantry.db.urls import parse_url
+from tenantry.errors import DatabaseUnreachable
+
+BACKENDS = ("sqlite", "postgresql", "mysql")
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "TENANTRY_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+    ),
+    "mysql": os.environ.get("TENANTRY_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/mysql"),
+}
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+@cache
+def _server_problem(backend: str) -> str | None:
+    from tenantry.db.admin import database_exists
+
+    try:
+        database_exists(parse_url(SERVER_URLS[backend]))
+    except DatabaseUnreachable as exc:
+        return exc.message
+    return None
+
+
+def require_server(backend: str) -> None:
+    """Skip (locally) or fail (in CI) when ``backend``'s server cannot be reached."""
+    if backend == "sqlite":
+        return
+    problem = _server_problem(backend)
+    if problem:
+        if IN_CI:
+            pytest.fail(f"{backend} server needed in CI: {problem}")
+        pytest.skip(f"{backend} server unreachable: {problem}")
+
+
+DbFactory = Callable[..., URL]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn."""
+    require_server(request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def new_database(backend: str, tmp_path: Path) -> Iterator[DbFactory]:
+    """A factory of fresh, empty databases on ``backend``, all dropped after the test."""
+    made: list[URL] = []
+
+    def make(label: str = "db", *, create: bool = True) -> URL:
+        name = f"tt_{label}_{uuid.uuid4().hex[:10]}"
+        if backend == "sqlite":
+            url = parse_url(f"sqlite:///{tmp_path / (name + '.db')}")
+        else:
+            url = parse_url(SERVER_URLS[backend]).set(database=name)
+        if create:
+            create_database(url)
+        made.append(url)
+        return url
+
+    yield make
+    for url in made:
+        drop_database(url)
+
+
+@pytest.fixture
+def engines() -> Iterator[Callable[[URL], Engine]]:
+    """Engines made through this factory are disposed after the test."""
+    made: list[Engine] = []
+
+    def make(url: URL) -> Engine:
+        engine = make_engine(url, pool_size=1)
+        made.append(engine)
+        return engine
+
+    yield make
+    for engine in made:
+        engine.dispose()
