@@ -69,18 +69,39 @@ def resolve(spec: SchemaSpec, target: str) -> str | None:
     return found.revision
 
 
-def between(spec: SchemaSpec, start: str | None, target: str | None) -> list[Script]:
-    """The revisions an upgrade from ``start`` to ``target`` applies, oldest first."""
-    if start == target or target is None:
-        return []
+def _known(spec: SchemaSpec, revision: str) -> bool:
     try:
-        revs = list(scripts(spec).iterate_revisions(target, start))
-    except CommandError as exc:
+        return scripts(spec).get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def between(spec: SchemaSpec, start: str | None, target: str | None) -> list[Script]:
+    """The revisions an upgrade from ``start`` to ``target`` applies, oldest first.
+
+    Raises :class:`MigrationError` when the database is at a revision this code does not
+    know, or when ``target`` is behind ``start`` (tenantry never runs downgrades).
+    """
+    if start is not None and not _known(spec, start):
         raise MigrationError(
-            f"cannot go from {start or 'base'} to {target} in the {spec.role} migrations: {exc}.",
-            "Downgrades are not run by tenantry; restore a backup instead.",
-        ) from None
-    return list(reversed(revs))
+            f"the {spec.role} database is at revision {start!r}, which this code's migrations "
+            "do not contain.",
+            "It was migrated by a newer version of the schema; upgrade the code instead.",
+        )
+    if start == target:
+        return []
+    downgrade = MigrationError(
+        f"{target or 'base'} is behind the {spec.role} database's revision {start}; "
+        "tenantry does not run downgrades.",
+        "Write a new revision that undoes the change, or restore a backup.",
+    )
+    if target is None:
+        raise downgrade
+    if start is not None:
+        behind = {r.revision for r in scripts(spec).iterate_revisions(start, None)}
+        if target in behind:
+            raise downgrade
+    return list(reversed(list(scripts(spec).iterate_revisions(target, start))))
 
 
 def upgrade(conn: Connection, spec: SchemaSpec, target: str) -> None:

@@ -1,0 +1,43 @@
+"""Run the CLI in-process with a clean environment pointing at per-test databases."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from tenantry.cli.main import app
+
+Invoke = Callable[..., Any]
+ENV_VARS = (
+    "DATABASE_URL",
+    "DATABASE_URL_BILLING",
+    "TENANTRY_DATA_DIR",
+    "TENANTRY_SECRET_KEYS",
+    "TENANTRY_QUEUE_URL",
+    "TENANTRY_APP",
+    "TENANTRY_TENANT_SCHEMA",
+)
+
+
+@pytest.fixture
+def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+    """``cli("db", "status", env={...})`` runs tenantry; the data dir is a fresh temp dir."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path / "data"))
+    runner = CliRunner()
+
+    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
+        return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+
+    return invoke
+
+
+def as_json(result: Any) -> Any:
+    """The single JSON document a ``--json`` command printed."""
+    return json.loads(result.stdout)

@@ -1,0 +1,80 @@
+"""Settings: defaults, URL normalisation and clear errors for malformed values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tenantry.db.urls import mask_raw, parse_url
+from tenantry.errors import ConfigurationError
+from tenantry.settings import Settings, load_settings
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("DATABASE_URL", "DATABASE_URL_BILLING", "TENANTRY_DATA_DIR", "TENANTRY_APP"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_defaults_are_embedded_sqlite_in_the_data_dir() -> None:
+    settings = load_settings()
+    assert settings.data_dir == Path(".tenantry")
+    assert settings.master_url.render_as_string() == "sqlite+pysqlite:///.tenantry/master.db"
+    assert settings.billing_url.database == ".tenantry/billing.db"
+    assert settings.owner_of("billing") == "tenantry"
+
+
+def test_environment_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("DATABASE_URL_BILLING", "mysql://bill:pw@db:3306/billing")
+    monkeypatch.setenv("TENANTRY_BILLING_OWNER", "ar-service")
+    settings = load_settings()
+    assert settings.master_url.database == str(tmp_path / "master.db")
+    assert settings.billing_url.drivername == "mysql+pymysql"
+    assert settings.owner_of("billing") == "ar-service"
+    assert settings.owner_of("tenant") == "tenantry"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("postgresql://u@h/db", "postgresql+psycopg"),
+        ("postgres://u@h/db", "postgresql+psycopg"),
+        ("postgresql+psycopg://u@h/db", "postgresql+psycopg"),
+        ("mysql://u@h/db", "mysql+pymysql"),
+        ("mariadb://u@h/db", "mariadb+pymysql"),
+        ("sqlite:///x.db", "sqlite+pysqlite"),
+    ],
+)
+def test_drivers_are_chosen_by_backend(raw: str, expected: str) -> None:
+    assert parse_url(raw).drivername == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        ("not a url", "not a valid database URL"),
+        ("oracle://u@h/db", "unsupported backend 'oracle'"),
+        ("postgresql+asyncpg://u@h/db", "driver 'asyncpg'"),
+        ("postgresql://u@h", "names no database"),
+        ("sqlite://", "names no SQLite file"),
+    ],
+)
+def test_malformed_urls_are_refused_with_the_setting_named(raw: str, fragment: str) -> None:
+    with pytest.raises(ConfigurationError) as err:
+        Settings(database_url=raw)
+    assert fragment in str(err.value)
+    assert "DATABASE_URL" in err.value.message
+
+
+def test_errors_never_echo_a_password() -> None:
+    with pytest.raises(ConfigurationError) as err:
+        Settings(database_url_billing="oracle://user:topsecret@h/db")
+    assert "topsecret" not in str(err.value)
+    assert mask_raw("x://user:topsecret@h:1/db") == "x://user:***@h:1/db"
+
+
+def test_app_name_must_be_sane() -> None:
+    with pytest.raises(ConfigurationError):
+        Settings(app="  ")
