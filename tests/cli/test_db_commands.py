@@ -65,7 +65,8 @@ def test_consumer_app_is_refused_and_check_fails_fast_on_drift(
     url = _plain(db_url)
     refused = cli("db", "migrate", "--role", "billing", "--url", url, "--as-app", "portal")
     assert refused.exit_code == 3
-    assert "consumer" in refused.stderr and "'tenantry'" in refused.stderr
+    assert "consumer" in refused.stderr
+    assert "'tenantry'" in refused.stderr
     also_refused = cli(
         "db", "migrate", "--role", "billing", "--url", url, env={"TENANTRY_APP": "portal"}
     )
@@ -116,7 +117,8 @@ def test_tenant_schema_plugin_migrates_step_by_step(cli: Invoke, new_database: D
     # The default store schema must not be applied on top of a shop database.
     store = cli("db", "migrate", *tenant)
     assert store.exit_code == 3
-    assert "schema store" in store.stderr and "schema shop" in store.stderr
+    assert "schema store" in store.stderr
+    assert "schema shop" in store.stderr
 
 
 def test_bad_plugin_is_a_clear_error(cli: Invoke) -> None:

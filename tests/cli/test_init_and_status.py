@@ -31,7 +31,8 @@ def test_init_creates_everything_once(
     first = cli("init", "--json", env=env)
     assert first.exit_code == 0, first.output
     report = as_json(first)
-    assert report["master"]["identity_stamped"] and report["billing"]["identity_stamped"]
+    assert report["master"]["identity_stamped"]
+    assert report["billing"]["identity_stamped"]
     assert report["master"]["revision"] == "0001"
     key_file = tmp_path / "data" / "secret.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
@@ -41,7 +42,8 @@ def test_init_creates_everything_once(
     assert second.exit_code == 0, second.output
     again = as_json(second)
     assert again["changes"] == []
-    assert not again["master"]["database_created"] and again["master"]["applied"] == []
+    assert not again["master"]["database_created"]
+    assert again["master"]["applied"] == []
     assert key_file.read_bytes() == key_before
 
     status = cli("db", "status", "--json", env=env)
@@ -64,7 +66,8 @@ def test_status_before_init_reports_pending_without_creating(cli: Invoke, tmp_pa
     result = cli("db", "status", "--json")
     assert result.exit_code == 0, result.output
     doc = as_json(result)
-    assert doc["master"]["exists"] is False and doc["master"]["pending"] == 1
+    assert doc["master"]["exists"] is False
+    assert doc["master"]["pending"] == 1
     assert not (tmp_path / "data" / "master.db").exists()
 
 

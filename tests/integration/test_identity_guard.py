@@ -104,7 +104,8 @@ def test_adopt_stamps_a_matching_database_and_refuses_a_different_one(
     assert result.adopted
     with matching.connect() as conn:
         identity = read_identity(conn)
-        assert identity is not None and identity.role == "master"
+        assert identity is not None
+        assert identity.role == "master"
         assert migrations.current(conn, spec) == migrations.head(spec)
     with matching.begin() as conn:  # adopting twice changes nothing
         assert not schema_ops.adopt(conn, spec, "m", owner="tenantry").adopted
@@ -124,10 +125,12 @@ def test_adopt_stamps_a_matching_database_and_refuses_a_different_one(
 def test_migrating_twice_changes_nothing(new_database: DbFactory, engines: Engines) -> None:
     engine = engines(new_database("master"))
     first = _migrate(engine)
-    assert first.applied and first.stamped_identity is not None
+    assert first.applied
+    assert first.stamped_identity is not None
     with engine.connect() as conn:
         before = schema_snapshot(conn)
     second = _migrate(engine)
-    assert second.applied == [] and second.stamped_identity is None
+    assert second.applied == []
+    assert second.stamped_identity is None
     with engine.connect() as conn:
         assert schema_snapshot(conn) == before
