@@ -81,9 +81,9 @@ def test_billing_customer_is_unique_per_app_and_milestones_are_ordered(
         invoice = session.scalars(select(BillingInvoice)).one()
         assert [m.name for m in invoice.milestones] == ["Deposit", "Delivery"]
         assert sum(m.amount_minor for m in invoice.milestones) == invoice.amount_minor
-        customer = session.get(BillingCustomer, invoice.customer_id)
-        assert customer is not None
-        assert customer.metadata_ == {"industry": "waste"}
+        found = session.get(BillingCustomer, invoice.customer_id)
+        assert found is not None
+        assert found.metadata_ == {"industry": "waste"}
     with Session(engine) as session:
         session.add(BillingCustomer(app_id="trashtech", external_customer_id="42"))
         with pytest.raises(IntegrityError):
