@@ -5,19 +5,15 @@ from __future__ import annotations
 from functools import cached_property, lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
-from tenantry.db.urls import parse_url
+from tenantry.db.urls import mask_raw, parse_url
 from tenantry.errors import ConfigurationError
 
 DEFAULT_APP = "tenantry"
 KEY_FILE_NAME = "secret.key"
-
-
-def _env(name: str) -> AliasChoices:
-    return AliasChoices(name)
 
 
 class Settings(BaseSettings):
@@ -25,30 +21,39 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
-    data_dir: Path = Field(Path(".tenantry"), validation_alias=_env("TENANTRY_DATA_DIR"))
-    database_url: str | None = Field(None, validation_alias=_env("DATABASE_URL"))
-    database_url_billing: str | None = Field(None, validation_alias=_env("DATABASE_URL_BILLING"))
-    secret_keys: SecretStr | None = Field(None, validation_alias=_env("TENANTRY_SECRET_KEYS"))
-    queue_url: str | None = Field(None, validation_alias=_env("TENANTRY_QUEUE_URL"))
-    app: str = Field(DEFAULT_APP, validation_alias=_env("TENANTRY_APP"))
-    master_owner: str = Field(DEFAULT_APP, validation_alias=_env("TENANTRY_MASTER_OWNER"))
-    billing_owner: str = Field(DEFAULT_APP, validation_alias=_env("TENANTRY_BILLING_OWNER"))
-    tenant_owner: str = Field(DEFAULT_APP, validation_alias=_env("TENANTRY_TENANT_OWNER"))
+    data_dir: Path = Field(Path(".tenantry"), validation_alias="TENANTRY_DATA_DIR")
+    database_url: str | None = Field(None, validation_alias="DATABASE_URL")
+    database_url_billing: str | None = Field(None, validation_alias="DATABASE_URL_BILLING")
+    secret_keys: SecretStr | None = Field(None, validation_alias="TENANTRY_SECRET_KEYS")
+    queue_url: str | None = Field(None, validation_alias="TENANTRY_QUEUE_URL")
+    app: str = Field(DEFAULT_APP, validation_alias="TENANTRY_APP")
+    master_owner: str = Field(DEFAULT_APP, validation_alias="TENANTRY_MASTER_OWNER")
+    billing_owner: str = Field(DEFAULT_APP, validation_alias="TENANTRY_BILLING_OWNER")
+    tenant_owner: str = Field(DEFAULT_APP, validation_alias="TENANTRY_TENANT_OWNER")
     tenant_schema: str = Field(
-        "tenantry.db.tenant.store.plugin", validation_alias=_env("TENANTRY_TENANT_SCHEMA")
+        "tenantry.db.tenant.store.plugin", validation_alias="TENANTRY_TENANT_SCHEMA"
     )
 
     @field_validator("database_url", "database_url_billing", mode="after")
     @classmethod
-    def _valid_url(cls, value: str | None, info: object) -> str | None:
+    def _valid_url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is None or not value.strip():
             return None
-        name = (
-            "DATABASE_URL"
-            if getattr(info, "field_name", "") == "database_url"
-            else ("DATABASE_URL_BILLING")
-        )
-        parse_url(value, setting=name)  # raises ConfigurationError with a readable message
+        setting = "DATABASE_URL" if info.field_name == "database_url" else "DATABASE_URL_BILLING"
+        parse_url(value, setting=setting)  # raises ConfigurationError with a readable message
+        return value.strip()
+
+    @field_validator("queue_url", mode="after")
+    @classmethod
+    def _valid_queue(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        scheme = value.strip().partition("://")[0]
+        if scheme not in {"redis", "rediss"}:
+            raise ConfigurationError(
+                f"TENANTRY_QUEUE_URL must be a redis:// or rediss:// URL, got {mask_raw(value)!r}.",
+                "Unset it to use the embedded queue in the data dir.",
+            )
         return value.strip()
 
     @field_validator("app", "master_owner", "billing_owner", "tenant_owner", mode="after")

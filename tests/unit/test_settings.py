@@ -78,3 +78,11 @@ def test_errors_never_echo_a_password() -> None:
 def test_app_name_must_be_sane() -> None:
     with pytest.raises(ConfigurationError):
         Settings(app="  ")
+
+
+def test_queue_url_must_be_redis() -> None:
+    assert Settings(queue_url="redis://127.0.0.1:6379/0").queue_url == "redis://127.0.0.1:6379/0"
+    with pytest.raises(ConfigurationError) as err:
+        Settings(queue_url="amqp://guest:guest@localhost")
+    assert "TENANTRY_QUEUE_URL" in err.value.message
+    assert "guest:guest" not in err.value.message
