@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Any
 
 import typer
@@ -179,7 +180,7 @@ def check(
     with connection(t) as conn:
         result = schema_ops.check(conn, t.spec, t.shown)
     if json_output:
-        emit_json({**result.__dict__, "app": as_app or settings.app})
+        emit_json({**asdict(result), "app": as_app or settings.app})
     elif result.ok:
         console.print(
             f"[green]✓[/] {role} database {t.shown} is at {result.head} and matches the models"

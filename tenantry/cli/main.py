@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from tenantry import __version__
 from tenantry.cli import db, init_cmd
+from tenantry.version import __version__
 
 app = typer.Typer(
     name="tenantry",

@@ -13,10 +13,10 @@ from datetime import datetime
 
 from sqlalchemy import Column, Connection, MetaData, String, Table, inspect, select
 
-from tenantry import __version__
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import UTCDateTime, utcnow
 from tenantry.errors import NotOwner, UnidentifiedDatabase, WrongDatabase
+from tenantry.version import __version__
 
 IDENTITY_TABLE = "tenantry_identity"
 
