@@ -26,6 +26,10 @@ class DatabaseUnreachable(TenantryError):
     """A database could not be connected to."""
 
 
+class DatabaseAdminError(TenantryError):
+    """A server refused to create or drop a database."""
+
+
 class WrongDatabase(TenantryError):
     """The database's identity does not match what the command expects."""
 

@@ -6,12 +6,12 @@ import re
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from tenantry.db.engines import CONNECT_TIMEOUT_S, describe_connect_error, sqlite_path
 from tenantry.db.urls import backend_of
-from tenantry.errors import ConfigurationError
+from tenantry.errors import ConfigurationError, DatabaseAdminError
 
 # Database names go into DDL as identifiers; accept only what needs no quoting anywhere.
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
@@ -63,6 +63,27 @@ def database_exists(url: URL) -> bool:
         engine.dispose()
 
 
+def _server_ddl(url: URL, *, postgresql: str, mysql: str) -> None:
+    """Run one CREATE/DROP DATABASE statement (``{name}`` is the quoted name) on the server."""
+    name = _checked_name(url)
+    engine = _server_engine(url)
+    try:
+        with engine.connect() as conn:
+            quoted = engine.dialect.identifier_preparer.quote_identifier(name)
+            statement = postgresql if backend_of(url) == "postgresql" else mysql
+            conn.exec_driver_sql(statement.format(name=quoted))
+    except (OperationalError, InterfaceError) as exc:
+        raise describe_connect_error(_server_url(url), exc) from None
+    except DBAPIError as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise DatabaseAdminError(
+            f"the server refused to create or drop database {name!r}: {detail}.",
+            "Check that the URL's user may create databases, or create it by hand.",
+        ) from None
+    finally:
+        engine.dispose()
+
+
 def create_database(url: URL) -> bool:
     """Create the database ``url`` names unless it exists; True when it was created."""
     path = sqlite_path(url)
@@ -74,19 +95,11 @@ def create_database(url: URL) -> bool:
         return True
     if database_exists(url):
         return False
-    name = _checked_name(url)
-    engine = _server_engine(url)
-    try:
-        with engine.connect() as conn:
-            quoted = engine.dialect.identifier_preparer.quote_identifier(name)
-            if backend_of(url) == "postgresql":
-                conn.exec_driver_sql(f"CREATE DATABASE {quoted} ENCODING 'UTF8'")
-            else:
-                conn.exec_driver_sql(
-                    f"CREATE DATABASE {quoted} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-                )
-    finally:
-        engine.dispose()
+    _server_ddl(
+        url,
+        postgresql="CREATE DATABASE {name} ENCODING 'UTF8'",
+        mysql="CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+    )
     return True
 
 
@@ -98,15 +111,11 @@ def drop_database(url: URL) -> bool:
         for suffix in ("", "-wal", "-shm", "-journal"):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
         return found
-    name = _checked_name(url)
-    engine = _server_engine(url)
-    try:
-        with engine.connect() as conn:
-            quoted = engine.dialect.identifier_preparer.quote_identifier(name)
-            if backend_of(url) == "postgresql":
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted} WITH (FORCE)")
-            else:
-                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {quoted}")
-    finally:
-        engine.dispose()
+    if not database_exists(url):
+        return False
+    _server_ddl(
+        url,
+        postgresql="DROP DATABASE IF EXISTS {name} WITH (FORCE)",
+        mysql="DROP DATABASE IF EXISTS {name}",
+    )
     return True
