@@ -193,6 +193,9 @@ class Store(MasterBase):
     is_published: Mapped[bool] = mapped_column(Boolean, default=False)
     last_activity_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     suspended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Bumped whenever the store's connection changes (rotation, move), so every process's
+    #: cached engine for the store is known to be stale without asking anyone.
+    connection_version: Mapped[int] = mapped_column(Integer, default=0)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     created_at: Mapped[CreatedAt]
@@ -353,6 +356,8 @@ class IntegrationConfig(MasterBase):
     #: Fernet token of the password or URL secret.
     secret_encrypted: Mapped[str | None] = mapped_column(Text)
     created_by_tenantry: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: The tenant database's identity instance id, to recognise it wherever it is found.
+    instance_id: Mapped[str | None] = mapped_column(String(36))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
@@ -380,6 +385,16 @@ class ProvisioningJob(MasterBase):
     database_server_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("database_servers.id", ondelete="SET NULL"), index=True
     )
+    #: Where the database goes, without secrets: engine, database name, host, port, user, path.
+    target: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: Fernet token of the password of a connect-existing URL, dropped once the connection
+    #: is saved in integration_configs.
+    secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    #: Set before tenantry creates the database, so a failed job removes only what it made.
+    database_created: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: Lease of the worker running the job; an expired lease means the worker died.
+    worker_id: Mapped[str | None] = mapped_column(String(64))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
     created_at: Mapped[CreatedAt]
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
