@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
-from cryptography.fernet import Fernet, MultiFernet
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from tenantry.errors import ConfigurationError
 from tenantry.settings import Settings
@@ -26,11 +27,26 @@ def ensure_key_file(path: Path) -> bool:
     return True
 
 
+def write_key_file(path: Path, keys: list[bytes]) -> None:
+    """Replace the key file atomically with ``keys`` (first = primary), mode 0600."""
+    fd, tmp = tempfile.mkstemp(prefix=".secret.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(b"".join(k.strip() + b"\n" for k in keys))
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _split(text: str) -> list[str]:
+    return [k.strip() for k in text.replace("\n", ",").split(",") if k.strip()]
+
+
 def _parse_keys(text: str, source: str) -> list[Fernet]:
     keys: list[Fernet] = []
-    for n, raw in enumerate(k.strip() for k in text.replace("\n", ",").split(",")):
-        if not raw:
-            continue
+    for n, raw in enumerate(_split(text)):
         try:
             keys.append(Fernet(raw))
         except ValueError:
@@ -41,19 +57,63 @@ def _parse_keys(text: str, source: str) -> list[Fernet]:
     return keys
 
 
-def load_keys(settings: Settings) -> MultiFernet:
-    """The keys that protect stored secrets; the first encrypts, all decrypt."""
+def raw_keys(settings: Settings) -> tuple[list[bytes], str]:
+    """The configured keys as bytes, primary first, and where they came from."""
     if settings.secret_keys is not None:
-        keys = _parse_keys(settings.secret_keys.get_secret_value(), "TENANTRY_SECRET_KEYS")
-        source = "TENANTRY_SECRET_KEYS"
+        text, source = settings.secret_keys.get_secret_value(), "TENANTRY_SECRET_KEYS"
     elif settings.key_file.is_file():
-        keys = _parse_keys(settings.key_file.read_text(), str(settings.key_file))
-        source = str(settings.key_file)
+        text, source = settings.key_file.read_text(), str(settings.key_file)
     else:
         raise ConfigurationError(
             "no encryption key is configured.",
             "Run `tenantry init` to create a key file, or set TENANTRY_SECRET_KEYS.",
         )
+    _parse_keys(text, source)  # validates
+    keys = [k.encode() for k in _split(text)]
     if not keys:
         raise ConfigurationError(f"{source} holds no key.", "Run `tenantry init` again.")
-    return MultiFernet(keys)
+    return keys, source
+
+
+def load_keys(settings: Settings) -> MultiFernet:
+    """The keys that protect stored secrets; the first encrypts, all decrypt."""
+    keys, _ = raw_keys(settings)
+    return MultiFernet([Fernet(k) for k in keys])
+
+
+class SecretBox:
+    """Seals and opens the secrets tenantry stores (passwords, admin URLs)."""
+
+    def __init__(self, keys: MultiFernet) -> None:
+        self._keys = keys
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SecretBox:
+        """The box for the configured keys."""
+        return cls(load_keys(settings))
+
+    def seal(self, plaintext: str) -> str:
+        """Encrypt with the primary key."""
+        return self._keys.encrypt(plaintext.encode()).decode()
+
+    def open(self, token: str) -> str:
+        """Decrypt with any configured key."""
+        try:
+            return self._keys.decrypt(token.encode()).decode()
+        except InvalidToken:
+            raise ConfigurationError(
+                "a stored secret cannot be decrypted with the configured keys.",
+                "A key that encrypted it was removed: put it back in TENANTRY_SECRET_KEYS "
+                "or the key file (after the primary key).",
+            ) from None
+
+    def reseal(self, token: str) -> str:
+        """Re-encrypt a token under the primary key (for key rotation)."""
+        try:
+            return self._keys.rotate(token.encode()).decode()
+        except InvalidToken:
+            raise ConfigurationError(
+                "a stored secret cannot be decrypted with the configured keys; nothing was "
+                "re-encrypted.",
+                "Put back the key that encrypted it before rotating.",
+            ) from None

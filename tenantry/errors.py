@@ -48,3 +48,31 @@ class SchemaMismatch(TenantryError):
 
 class MigrationError(TenantryError):
     """A migration could not be planned or applied."""
+
+
+class NotFound(TenantryError):
+    """The thing asked for does not exist (or is not visible to the caller)."""
+
+
+class Conflict(TenantryError):
+    """The request conflicts with the current state (a duplicate, a job already running)."""
+
+
+class InvalidInput(TenantryError):
+    """A value given by the user is malformed."""
+
+
+class StoreUnavailable(TenantryError):
+    """A store's database cannot serve requests now (suspended, provisioning, moving)."""
+
+
+class LimitExceeded(TenantryError):
+    """The store's plan does not allow this (too many products, orders or API calls)."""
+
+
+class Unauthorized(TenantryError):
+    """Missing or unknown credentials."""
+
+
+class Forbidden(TenantryError):
+    """Known credentials without the right scope."""

@@ -1,0 +1,59 @@
+"""How tenant databases are reached: URLs split into a plain part and a sealed secret."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from tenantry.crypto import SecretBox
+from tenantry.db.master.models import DatabaseServer, IntegrationConfig
+from tenantry.db.urls import backend_of, parse_url
+from tenantry.errors import ConfigurationError
+
+
+def split_url(box: SecretBox, url: URL) -> tuple[dict[str, Any], str | None]:
+    """The non-secret parts of ``url`` (for master's config_data) and its sealed password."""
+    backend = backend_of(url)
+    if backend == "sqlite":
+        return {"engine": "sqlite", "path": url.database}, None
+    data: dict[str, Any] = {
+        "engine": backend,
+        "driver": url.drivername,
+        "host": url.host,
+        "port": url.port,
+        "database": url.database,
+        "username": url.username,
+    }
+    if url.query:
+        data["query"] = dict(url.query)
+    secret = box.seal(str(url.password)) if url.password is not None else None
+    return data, secret
+
+
+def join_url(box: SecretBox, data: dict[str, Any], secret: str | None) -> URL:
+    """Rebuild the URL that :func:`split_url` took apart."""
+    if data.get("engine") == "sqlite":
+        return parse_url(f"sqlite:///{data['path']}", setting="stored connection")
+    try:
+        return URL.create(
+            data["driver"],
+            username=data.get("username"),
+            password=box.open(secret) if secret else None,
+            host=data.get("host"),
+            port=data.get("port"),
+            database=data.get("database"),
+            query=data.get("query") or {},
+        )
+    except KeyError as exc:
+        raise ConfigurationError(f"a stored connection lacks {exc.args[0]!r}.") from None
+
+
+def tenant_url(box: SecretBox, config: IntegrationConfig) -> URL:
+    """The URL of the store database ``config`` describes."""
+    return join_url(box, config.config_data, config.secret_encrypted)
+
+
+def server_url(box: SecretBox, server: DatabaseServer) -> URL:
+    """The admin URL of a registered database server."""
+    return parse_url(box.open(server.admin_url_encrypted), setting=f"server {server.name}")

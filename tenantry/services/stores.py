@@ -1,0 +1,294 @@
+"""Stores (tenants) in the master database: create, find, update, suspend, resume, delete."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tenantry.db.master.models import (
+    DatabaseStatus,
+    IntegrationConfig,
+    ProvisioningJob,
+    ProvisioningStatus,
+    Store,
+    Subscription,
+    SubscriptionStatus,
+)
+from tenantry.db.types import utcnow
+from tenantry.errors import Conflict, InvalidInput, NotFound
+from tenantry.services import audit
+from tenantry.services.plans import plan_named
+
+# Lowercase letters, digits and inner hyphens, 3 to 63 characters: safe in a hostname, a
+# file name and (with hyphens mapped to underscores) a SQL identifier.
+SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
+
+
+def validate_slug(slug: str) -> str:
+    """Return ``slug`` if it is a valid store slug, else raise :class:`InvalidInput`."""
+    if not isinstance(slug, str) or not SLUG_PATTERN.match(slug) or "--" in slug:
+        raise InvalidInput(
+            f"invalid store slug {slug!r}.",
+            "Use 3 to 63 lowercase letters, digits and single hyphens, starting and ending "
+            "with a letter or digit (e.g. my-shop).",
+        )
+    return slug
+
+
+def validate_name(name: str) -> str:
+    """A store name: 1 to 255 characters once trimmed."""
+    name = (name or "").strip()
+    if not name or len(name) > 255:
+        raise InvalidInput("a store name must be 1 to 255 characters.")
+    return name
+
+
+def create_store(
+    session: Session,
+    *,
+    slug: str,
+    name: str,
+    plan: str = "free",
+    owner_id: uuid.UUID | None = None,
+    actor: str = "cli",
+) -> Store:
+    """Register a store (not yet provisioned) with a subscription to ``plan``."""
+    validate_slug(slug)
+    chosen = plan_named(plan)
+    if session.scalar(select(Store.id).where(Store.slug == slug)) is not None:
+        raise Conflict(f"a store with slug {slug!r} exists already.", "Pick another slug.")
+    now = utcnow()
+    store = Store(
+        slug=slug,
+        name=validate_name(name),
+        owner_id=owner_id,
+        subscription_plan=chosen.name,
+        subscription_status=SubscriptionStatus.ACTIVE,
+        subscription_started_at=now,
+        database_status=DatabaseStatus.PROVISIONING,
+    )
+    session.add(store)
+    session.flush()
+    session.add(
+        Subscription(
+            store_id=store.id,
+            plan_name=chosen.name,
+            status=SubscriptionStatus.ACTIVE,
+            price_monthly_minor=chosen.price_monthly_minor,
+            price_annual_minor=chosen.price_annual_minor,
+            max_products=chosen.max_products,
+            max_orders_per_month=chosen.max_orders_per_month,
+            max_storage_gb=chosen.max_storage_gb,
+            max_api_calls_per_month=chosen.max_api_calls_per_month,
+            started_at=now,
+        )
+    )
+    audit.record(
+        session,
+        actor=actor,
+        action="store.create",
+        target_type="store",
+        target_id=slug,
+        store_id=store.id,
+        details={"plan": chosen.name},
+    )
+    return store
+
+
+def get_store(session: Session, ref: str | uuid.UUID) -> Store:
+    """The store with id or slug ``ref``."""
+    store: Store | None = None
+    if isinstance(ref, uuid.UUID):
+        store = session.get(Store, ref)
+    else:
+        try:
+            store = session.get(Store, uuid.UUID(ref))
+        except ValueError:
+            store = session.scalar(select(Store).where(Store.slug == ref))
+    if store is None:
+        raise NotFound(f"no store {str(ref)!r}.", "List the stores with `tenantry stores list`.")
+    return store
+
+
+def list_stores(
+    session: Session, *, status: str | None = None, limit: int = 100, offset: int = 0
+) -> tuple[list[Store], int]:
+    """A page of stores ordered by slug, and the total count."""
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise InvalidInput("limit must be 1 to 1000 and offset at least 0.")
+    query = select(Store)
+    counter = select(func.count()).select_from(Store)
+    if status:
+        query = query.where(Store.database_status == status)
+        counter = counter.where(Store.database_status == status)
+    stores = list(session.scalars(query.order_by(Store.slug).limit(limit).offset(offset)))
+    return stores, int(session.scalar(counter) or 0)
+
+
+def current_subscription(session: Session, store: Store) -> Subscription | None:
+    """The store's newest subscription."""
+    return session.scalar(
+        select(Subscription)
+        .where(Subscription.store_id == store.id)
+        .order_by(Subscription.started_at.desc())
+        .limit(1)
+    )
+
+
+def update_store(
+    session: Session,
+    store: Store,
+    *,
+    name: str | None = None,
+    plan: str | None = None,
+    is_published: bool | None = None,
+    actor: str = "cli",
+) -> Store:
+    """Change a store's name, plan or published flag (the slug never changes)."""
+    changes: dict[str, object] = {}
+    if name is not None:
+        store.name = validate_name(name)
+        changes["name"] = store.name
+    if is_published is not None:
+        store.is_published = is_published
+        changes["is_published"] = is_published
+    if plan is not None and plan != store.subscription_plan:
+        chosen = plan_named(plan)
+        store.subscription_plan = chosen.name
+        sub = current_subscription(session, store)
+        if sub is not None:
+            sub.plan_name = chosen.name
+            sub.price_monthly_minor = chosen.price_monthly_minor
+            sub.price_annual_minor = chosen.price_annual_minor
+            sub.max_products = chosen.max_products
+            sub.max_orders_per_month = chosen.max_orders_per_month
+            sub.max_storage_gb = chosen.max_storage_gb
+            sub.max_api_calls_per_month = chosen.max_api_calls_per_month
+        changes["plan"] = chosen.name
+    if changes:
+        audit.record(
+            session,
+            actor=actor,
+            action="store.update",
+            target_type="store",
+            target_id=store.slug,
+            store_id=store.id,
+            details=changes,
+        )
+    return store
+
+
+def suspend_store(session: Session, store: Store, *, reason: str = "", actor: str = "cli") -> Store:
+    """Refuse all tenant traffic for ``store`` until it is resumed."""
+    if store.database_status == DatabaseStatus.SUSPENDED:
+        return store
+    if store.database_status != DatabaseStatus.ACTIVE:
+        raise Conflict(
+            f"store {store.slug!r} is {store.database_status}; only an active store can be "
+            "suspended."
+        )
+    store.database_status = DatabaseStatus.SUSPENDED
+    store.suspended_at = utcnow()
+    store.connection_version += 1  # every process drops its engine for the store
+    audit.record(
+        session,
+        actor=actor,
+        action="store.suspend",
+        target_type="store",
+        target_id=store.slug,
+        store_id=store.id,
+        details={"reason": reason},
+    )
+    return store
+
+
+def resume_store(session: Session, store: Store, *, actor: str = "cli") -> Store:
+    """Serve a suspended store again."""
+    if store.database_status == DatabaseStatus.ACTIVE:
+        return store
+    if store.database_status != DatabaseStatus.SUSPENDED:
+        raise Conflict(
+            f"store {store.slug!r} is {store.database_status}; only a suspended store can be "
+            "resumed."
+        )
+    store.database_status = DatabaseStatus.ACTIVE
+    store.suspended_at = None
+    audit.record(
+        session,
+        actor=actor,
+        action="store.resume",
+        target_type="store",
+        target_id=store.slug,
+        store_id=store.id,
+    )
+    return store
+
+
+def active_connection(session: Session, store: Store) -> IntegrationConfig | None:
+    """The store's active database connection, if it has one."""
+    return session.scalar(
+        select(IntegrationConfig)
+        .where(IntegrationConfig.store_id == store.id, IntegrationConfig.is_active.is_(True))
+        .order_by(IntegrationConfig.created_at.desc())
+        .limit(1)
+    )
+
+
+def active_job(session: Session, store: Store) -> ProvisioningJob | None:
+    """The store's queued or running provisioning job, if any."""
+    return session.scalar(
+        select(ProvisioningJob).where(
+            ProvisioningJob.store_id == store.id,
+            ProvisioningJob.status.in_([ProvisioningStatus.QUEUED, ProvisioningStatus.RUNNING]),
+        )
+    )
+
+
+@dataclass(frozen=True)
+class DeletePlan:
+    """What deleting a store will do to its database."""
+
+    slug: str
+    store_id: uuid.UUID
+    connection: IntegrationConfig | None
+    drop_database: bool
+
+
+def plan_delete(session: Session, store: Store, *, drop_database: bool) -> DeletePlan:
+    """Check a deletion: a database tenantry did not create is never dropped."""
+    if active_job(session, store) is not None:
+        raise Conflict(
+            f"store {store.slug!r} has a provisioning job running.",
+            "Wait for it or cancel it (tenantry jobs cancel ID) first.",
+        )
+    connection = active_connection(session, store)
+    if drop_database and connection is not None and not connection.created_by_tenantry:
+        raise Conflict(
+            f"store {store.slug!r} uses a database tenantry did not create; tenantry never "
+            "drops it.",
+            "Delete the store without --drop-database; the database is left as it is.",
+        )
+    return DeletePlan(store.slug, store.id, connection, drop_database and connection is not None)
+
+
+def delete_store(session: Session, store: Store, plan: DeletePlan, *, actor: str = "cli") -> None:
+    """Remove the store and what master holds for it; its audit entries stay."""
+    details: dict[str, object] = {"database_dropped": plan.drop_database}
+    if plan.connection is not None:
+        details["database"] = {
+            k: v for k, v in plan.connection.config_data.items() if k != "password"
+        }
+    audit.record(
+        session,
+        actor=actor,
+        action="store.delete",
+        target_type="store",
+        target_id=store.slug,
+        store_id=store.id,
+        details=details,
+    )
+    session.delete(store)
