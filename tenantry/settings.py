@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import cached_property, lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL
 
@@ -33,6 +33,14 @@ class Settings(BaseSettings):
     tenant_schema: str = Field(
         "tenantry.db.tenant.store.plugin", validation_alias="TENANTRY_TENANT_SCHEMA"
     )
+    job_lease_seconds: float = Field(
+        60, gt=0, le=3600, validation_alias="TENANTRY_JOB_LEASE_SECONDS"
+    )
+    max_engines: int = Field(64, ge=1, le=10_000, validation_alias="TENANTRY_MAX_ENGINES")
+    tenant_pool_size: int = Field(2, ge=1, le=100, validation_alias="TENANTRY_TENANT_POOL_SIZE")
+    engine_idle_seconds: float = Field(300, gt=0, validation_alias="TENANTRY_ENGINE_IDLE_SECONDS")
+    api_host: str = Field("127.0.0.1", validation_alias="TENANTRY_API_HOST")
+    api_port: int = Field(8000, ge=1, le=65535, validation_alias="TENANTRY_API_PORT")
 
     @field_validator("database_url", "database_url_billing", mode="after")
     @classmethod
@@ -93,7 +101,15 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Read the settings from the environment now; ``overrides`` win over the environment."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ())) or "a setting"
+        raise ConfigurationError(
+            f"setting {where} is invalid: {first.get('msg', 'bad value')}.",
+            "Fix the environment variable and run again.",
+        ) from None
 
 
 @lru_cache(maxsize=1)

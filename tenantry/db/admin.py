@@ -10,7 +10,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from tenantry.db.engines import CONNECT_TIMEOUT_S, describe_connect_error, sqlite_path
-from tenantry.db.urls import backend_of
+from tenantry.db.urls import backend_of, mask
 from tenantry.errors import ConfigurationError, DatabaseAdminError
 
 # Database names go into DDL as identifiers; accept only what needs no quoting anywhere.
@@ -63,25 +63,31 @@ def database_exists(url: URL) -> bool:
         engine.dispose()
 
 
-def _server_ddl(url: URL, *, postgresql: str, mysql: str) -> None:
-    """Run one CREATE/DROP DATABASE statement (``{name}`` is the quoted name) on the server."""
-    name = _checked_name(url)
+def run_server_sql(url: URL, statement: str) -> None:
+    """Run one statement on the server of ``url`` (outside any database's transaction)."""
     engine = _server_engine(url)
     try:
         with engine.connect() as conn:
-            quoted = engine.dialect.identifier_preparer.quote_identifier(name)
-            statement = postgresql if backend_of(url) == "postgresql" else mysql
-            conn.exec_driver_sql(statement.format(name=quoted))
+            conn.exec_driver_sql(statement)
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(_server_url(url), exc) from None
     except DBAPIError as exc:
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise DatabaseAdminError(
-            f"the server refused to create or drop database {name!r}: {detail}.",
-            "Check that the URL's user may create databases, or create it by hand.",
+            f"the server at {mask(_server_url(url))} refused {statement.split(' ')[0]} "
+            f"{statement.split(' ')[1]}: {detail}.",
+            "Check that the URL's user may create and drop databases.",
         ) from None
     finally:
         engine.dispose()
+
+
+def _server_ddl(url: URL, *, postgresql: str, mysql: str) -> None:
+    """Run CREATE/DROP DATABASE (``{name}`` is the checked, quoted name) on the server."""
+    name = _checked_name(url)
+    quoted = _server_engine(url).dialect.identifier_preparer.quote_identifier(name)
+    statement = postgresql if backend_of(url) == "postgresql" else mysql
+    run_server_sql(url, statement.format(name=quoted))
 
 
 def create_database(url: URL) -> bool:

@@ -31,6 +31,11 @@ def _transactional_sqlite(engine: Engine) -> None:
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute("PRAGMA busy_timeout=10000")
+        # WAL lets the API read while a worker writes, and NORMAL sync keeps commits cheap
+        # while staying durable across application crashes (only power loss can lose the
+        # last commits).
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
     @event.listens_for(engine, "begin")

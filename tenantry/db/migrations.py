@@ -127,7 +127,8 @@ def upgrade_sql(spec: SchemaSpec, url: URL, start: str | None, target: str) -> s
 class Difference:
     """One way a database differs from its role's models."""
 
-    kind: str
+    kind: str  # Alembic's: add_table, remove_table, add_column, modify_column, add_index, ...
+    table: str | None
     detail: str
 
     def __str__(self) -> str:
@@ -136,17 +137,19 @@ class Difference:
 
 def _describe(diff: Any) -> Difference:
     if isinstance(diff, list):  # column modifications come grouped per column
-        first = diff[0]
-        _, _, table, column = first[:4]
+        _, _, table, column = diff[0][:4]
         what = ", ".join(d[0].removeprefix("modify_") for d in diff)
-        return Difference("modify_column", f"{table}.{column} ({what} differs)")
+        return Difference("modify_column", table, f"{table}.{column} ({what} differs)")
     kind = diff[0]
-    obj = diff[-1] if kind.startswith(("add_", "remove_")) else diff[1]
-    name = getattr(obj, "name", None) or str(obj)
+    if kind in ("add_column", "remove_column"):
+        table, column = diff[2], diff[3]
+        return Difference(kind, table, f"{table}.{column.name}")
+    obj = diff[1]
+    if kind in ("add_table", "remove_table"):
+        return Difference(kind, obj.name, obj.name)
     table = getattr(getattr(obj, "table", None), "name", None)
-    return Difference(
-        kind, f"{table}.{name}" if table and kind.endswith(("column", "index")) else name
-    )
+    name = getattr(obj, "name", None) or str(obj)
+    return Difference(kind, table, f"{table}.{name}" if table else name)
 
 
 def drift(conn: Connection, spec: SchemaSpec) -> list[Difference]:

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import Connection, MetaData
 
 from tenantry.errors import ConfigurationError
 
@@ -31,6 +34,9 @@ class SchemaSpec:
     name: str  # the schema's own name: "master", "billing", or the tenant plug-in's ("store")
     metadata: MetaData
     migrations: Path  # an Alembic script directory (env.py, versions/)
+    #: Writes a new tenant database's initial data; must be idempotent (run again after a
+    #: crash, it adds only what is missing).
+    seed: Callable[[Connection, dict[str, Any]], None] | None = field(default=None, compare=False)
 
     @property
     def version_table(self) -> str:
@@ -60,7 +66,8 @@ def tenant_schema(module_name: str) -> SchemaSpec:
 
     A plug-in is any importable module with three attributes: ``SCHEMA_NAME`` (str),
     ``metadata`` (the SQLAlchemy ``MetaData`` of its models) and ``MIGRATIONS`` (the path of
-    an Alembic script directory whose ``env.py`` calls ``tenantry.db.alembic_env.run()``).
+    an Alembic script directory whose ``env.py`` calls ``tenantry.db.alembic_env.run()``),
+    and optionally ``seed(connection, store)``, which writes a new tenant's initial data.
     """
     hint = "Set TENANTRY_TENANT_SCHEMA to a module exposing SCHEMA_NAME, metadata and MIGRATIONS."
     try:
@@ -77,6 +84,12 @@ def tenant_schema(module_name: str) -> SchemaSpec:
             f"tenant schema plug-in {module_name!r} lacks SCHEMA_NAME, metadata or MIGRATIONS.",
             hint,
         )
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", name):
+        raise ConfigurationError(
+            f"tenant schema plug-in {module_name!r}: SCHEMA_NAME {name!r} must be 1 to 32 "
+            "lowercase letters, digits or underscores, starting with a letter.",
+            hint,
+        )
     path = Path(migrations)
     if not (path / "env.py").is_file():
         raise ConfigurationError(
@@ -84,7 +97,8 @@ def tenant_schema(module_name: str) -> SchemaSpec:
             "(no env.py).",
             hint,
         )
-    return SchemaSpec(Role.TENANT, name, metadata, path)
+    seed = getattr(module, "seed", None)
+    return SchemaSpec(Role.TENANT, name, metadata, path, seed if callable(seed) else None)
 
 
 def schema_for(role: Role | str, tenant_module: str) -> SchemaSpec:

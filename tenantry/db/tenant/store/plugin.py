@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from tenantry.db.tenant.store.models import SCHEMA_NAME, metadata
+from tenantry.db.tenant.store.seed import seed
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
-__all__ = ["MIGRATIONS", "SCHEMA_NAME", "metadata"]
+__all__ = ["MIGRATIONS", "SCHEMA_NAME", "metadata", "seed"]

@@ -1,0 +1,30 @@
+"""Initial data of a new store database: default categories and settings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Connection, insert, select
+
+from tenantry.db.tenant.store.models import Category, Setting
+
+DEFAULT_CATEGORIES = (("uncategorized", "Uncategorized"), ("featured", "Featured"))
+
+
+def seed(conn: Connection, store: dict[str, Any]) -> None:
+    """Add what is missing of the defaults; running it twice adds nothing."""
+    have = set(conn.scalars(select(Category.slug)))
+    for position, (slug, name) in enumerate(DEFAULT_CATEGORIES):
+        if slug not in have:
+            conn.execute(insert(Category).values(slug=slug, name=name, position=position))
+    wanted = {
+        "store_name": store.get("name"),
+        "store_slug": store.get("slug"),
+        "currency": store.get("currency", "USD"),
+        "timezone": store.get("timezone", "UTC"),
+        "weight_unit": "g",
+    }
+    present = set(conn.scalars(select(Setting.key)))
+    for key, value in wanted.items():
+        if key not in present:
+            conn.execute(insert(Setting).values(key=key, value=value))

@@ -1,0 +1,1 @@
+"""Background work through Huey: thin tasks that call the services."""

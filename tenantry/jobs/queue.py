@@ -1,0 +1,84 @@
+"""The Huey queue: SQLite storage in the data dir by default, Redis for many machines.
+
+Tasks are thin: they build (once per worker process) the :class:`~tenantry.runtime.Platform`
+and call a service. Anything durable lives in master, not in the queue: a lost queue message
+only delays a job, because workers re-enqueue jobs whose lease expired (on start and every
+minute).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from typing import Any
+
+from huey import Huey, RedisHuey, SqliteHuey, crontab
+
+from tenantry.runtime import Platform
+from tenantry.services.provisioning import Provisioner, recoverable_jobs
+from tenantry.settings import Settings
+
+log = logging.getLogger("tenantry.jobs")
+
+
+class Queue:
+    """A Huey instance for ``settings`` with tenantry's tasks registered on it."""
+
+    def __init__(self, settings: Settings, *, immediate: bool = False) -> None:
+        self.settings = settings
+        if settings.queue_url:
+            self.huey: Huey = RedisHuey("tenantry", url=settings.queue_url, immediate=immediate)
+        else:
+            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            self.huey = SqliteHuey(
+                "tenantry", filename=str(settings.data_dir / "queue.db"), immediate=immediate
+            )
+        self._platform: Platform | None = None
+        self._lock = threading.Lock()
+        self._provision = self.huey.task(name="tenantry.provision")(self._run_provision)
+        self.huey.periodic_task(crontab(minute="*"), name="tenantry.recover")(self.recover)
+
+    def platform(self) -> Platform:
+        """The worker process's platform, opened on first use."""
+        with self._lock:
+            if self._platform is None:
+                self._platform = Platform.open(self.settings)
+            return self._platform
+
+    def close(self) -> None:
+        """Release the platform's engines."""
+        with self._lock:
+            if self._platform is not None:
+                self._platform.close()
+                self._platform = None
+
+    def enqueue_provision(self, job_id: uuid.UUID) -> None:
+        """Ask a worker to run (or resume) provisioning job ``job_id``."""
+        self._provision(str(job_id))
+
+    def _run_provision(self, job_id: str) -> str:
+        platform = self.platform()
+        worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        provisioner = Provisioner(
+            platform.sessions, platform.box, platform.settings, platform.tenant_spec, worker
+        )
+        outcome = provisioner.run(uuid.UUID(job_id))
+        log.info("provisioning job %s: %s", job_id, outcome)
+        return outcome
+
+    def recover(self) -> int:
+        """Re-enqueue jobs whose worker died or whose queue message was lost."""
+        with self.platform().sessions() as session:
+            jobs = recoverable_jobs(session)
+        for job_id in jobs:
+            self.enqueue_provision(job_id)
+        if jobs:
+            log.info("re-enqueued %d provisioning job(s)", len(jobs))
+        return len(jobs)
+
+    def consumer(self, workers: int = 2) -> Any:
+        """A Huey consumer running ``workers`` threads; call ``.run()`` in the main thread."""
+        return self.huey.create_consumer(workers=workers, worker_type="thread", periodic=True)

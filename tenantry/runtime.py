@@ -1,0 +1,75 @@
+"""The process-wide objects every adapter (API, CLI, worker) works with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db import migrations
+from tenantry.db.engines import connect, make_engine, sqlite_path
+from tenantry.db.identity import guard
+from tenantry.db.schemas import SchemaSpec, master_schema, tenant_schema
+from tenantry.db.urls import mask
+from tenantry.errors import ConfigurationError
+from tenantry.services.routing import TenantRouter
+from tenantry.settings import Settings
+
+
+@dataclass
+class Platform:
+    """Settings, the master engine and sessions, the secret box and the tenant router."""
+
+    settings: Settings
+    master_engine: Engine
+    sessions: sessionmaker[Session]
+    box: SecretBox
+    router: TenantRouter
+    tenant_spec: SchemaSpec
+
+    @classmethod
+    def open(cls, settings: Settings) -> Platform:
+        """Connect to master after checking it is a master database at this code's head."""
+        path = sqlite_path(settings.master_url)
+        if path is not None and not path.is_file():
+            raise ConfigurationError(
+                f"the master database {path} does not exist.", "Run `tenantry init` first."
+            )
+        engine = make_engine(settings.master_url, pool_size=5)
+        spec = master_schema()
+        try:
+            with connect(engine) as conn:
+                identity = guard(conn, spec, where=mask(settings.master_url))
+                current = migrations.current(conn, spec)
+            head = migrations.head(spec)
+            if identity is None or current != head:
+                raise ConfigurationError(
+                    f"the master database is at revision {current or 'base'}, this code "
+                    f"needs {head}.",
+                    "Run `tenantry init` (or `tenantry db migrate --role master`).",
+                )
+        except BaseException:
+            engine.dispose()
+            raise
+        box = SecretBox.from_settings(settings)
+        router = TenantRouter(
+            box,
+            max_engines=settings.max_engines,
+            pool_size=settings.tenant_pool_size,
+            idle_seconds=settings.engine_idle_seconds,
+        )
+        return cls(
+            settings,
+            engine,
+            sessionmaker(engine, expire_on_commit=False),
+            box,
+            router,
+            tenant_schema(settings.tenant_schema),
+        )
+
+    def close(self) -> None:
+        """Dispose every engine."""
+        self.router.dispose_all()
+        self.master_engine.dispose()

@@ -1,0 +1,108 @@
+"""API keys: shown once, stored as a hash, scoped to the platform, one store or one app."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from enum import StrEnum
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from tenantry.db.master.models import ApiKey, Store
+from tenantry.db.types import utcnow
+from tenantry.errors import InvalidInput, Unauthorized
+from tenantry.services import audit
+
+KEY_PREFIX = "tnt"
+
+
+class Scope(StrEnum):
+    """What a key may reach."""
+
+    ADMIN = "admin"  # the whole platform
+    STORE = "store"  # one store's data
+    APP = "app"  # one app's billing data
+
+
+def _hash(secret: str) -> str:
+    # Keys carry 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class NewKey:
+    """A key as created: ``plaintext`` is shown once and never stored."""
+
+    key: ApiKey
+    plaintext: str
+
+
+def create_key(
+    session: Session,
+    *,
+    name: str,
+    scope: Scope,
+    store: Store | None = None,
+    app_id: str | None = None,
+    actor: str = "cli",
+) -> NewKey:
+    """Create a key; ``store`` for a store key, ``app_id`` for an app key."""
+    if (scope is Scope.STORE) != (store is not None) or (scope is Scope.APP) != bool(app_id):
+        raise InvalidInput("a store key needs a store, an app key an app id, an admin key neither.")
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(
+        name=name[:255] or scope.value,
+        prefix=prefix,
+        key_hash=_hash(secret),
+        scopes=[scope.value],
+        store_id=store.id if store else None,
+        app_id=app_id,
+    )
+    session.add(key)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="apikey.create",
+        target_type="api_key",
+        target_id=prefix,
+        store_id=key.store_id,
+        details={"scope": scope.value, "app_id": app_id},
+    )
+    return NewKey(key, f"{KEY_PREFIX}_{prefix}_{secret}")
+
+
+def authenticate(session: Session, presented: str) -> ApiKey:
+    """The key ``presented`` stands for, or :class:`Unauthorized`. Records its last use."""
+    parts = presented.strip().split("_", 2)
+    if len(parts) != 3 or parts[0] != KEY_PREFIX:
+        raise Unauthorized("malformed API key.", "Send 'Authorization: Bearer tnt_…'.")
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == parts[1]))
+    now = utcnow()
+    if key is None or not hmac.compare_digest(key.key_hash, _hash(parts[2])):
+        raise Unauthorized("unknown API key.")
+    if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+        raise Unauthorized("this API key was revoked or has expired.")
+    key.last_used_at = now
+    return key
+
+
+def revoke_key(session: Session, prefix: str, *, actor: str = "cli") -> ApiKey:
+    """Revoke the key with ``prefix``."""
+    key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    if key is None:
+        raise InvalidInput(f"no API key with prefix {prefix!r}.")
+    key.revoked_at = utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        action="apikey.revoke",
+        target_type="api_key",
+        target_id=prefix,
+        store_id=key.store_id,
+    )
+    return key

@@ -1,0 +1,304 @@
+"""A store's own data through its own database: products and orders (the store schema).
+
+Functions take the tenant session (routed to the store's database) and, where plan limits or
+usage counters are involved, the master session; the caller commits both.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import case, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from tenantry.db.master.models import ApiUsageLog, Store
+from tenantry.db.tenant.store.models import Order, OrderItem, Price, Product
+from tenantry.db.types import utcnow
+from tenantry.errors import Conflict, InvalidInput, LimitExceeded, NotFound
+from tenantry.services.stores import current_subscription
+
+
+@dataclass(frozen=True)
+class ProductInput:
+    """Fields of a product as the API and CLI accept them."""
+
+    sku: str
+    name: str
+    slug: str | None = None
+    description: str | None = None
+    status: str = "active"
+    price_minor: int | None = None
+    currency: str = "USD"
+
+
+def _price_of(tenant: Session, product_id: uuid.UUID, currency: str | None = None) -> Price | None:
+    query = select(Price).where(Price.product_id == product_id, Price.price_list == "default")
+    if currency:
+        query = query.where(Price.currency == currency)
+    return tenant.scalar(query.order_by(Price.created_at.desc()).limit(1))
+
+
+def product_view(tenant: Session, product: Product) -> dict[str, Any]:
+    """A product with its default price, as the API shows it."""
+    price = _price_of(tenant, product.id)
+    return {
+        "id": product.id,
+        "sku": product.sku,
+        "slug": product.slug,
+        "name": product.name,
+        "description": product.description,
+        "status": product.status,
+        "price_minor": price.amount_minor if price else None,
+        "currency": price.currency if price else None,
+        "created_at": product.created_at,
+        "updated_at": product.updated_at,
+    }
+
+
+def list_products(tenant: Session, *, limit: int = 50, offset: int = 0) -> list[Product]:
+    """A page of products, newest first."""
+    return list(
+        tenant.scalars(
+            select(Product)
+            .order_by(Product.created_at.desc(), Product.id)
+            .limit(limit)
+            .offset(offset)
+        )
+    )
+
+
+def get_product(tenant: Session, product_id: uuid.UUID) -> Product:
+    """One product of the store."""
+    product = tenant.get(Product, product_id)
+    if product is None:
+        raise NotFound(f"no product {product_id} in this store.")
+    return product
+
+
+def _check_limit(current: int, limit: int | None, what: str, plan: str) -> None:
+    if limit is not None and current >= limit:
+        raise LimitExceeded(
+            f"the {plan} plan allows {limit} {what}; this store has {current}.",
+            "Upgrade the store's plan (tenantry stores update SLUG --plan …) or remove some.",
+        )
+
+
+def create_product(tenant: Session, master: Session, store: Store, data: ProductInput) -> Product:
+    """Add a product within the plan's product limit; keeps ``stores.product_count`` current."""
+    subscription = current_subscription(master, store)
+    count = int(tenant.scalar(select(func.count()).select_from(Product)) or 0)
+    if subscription is not None:
+        _check_limit(count, subscription.max_products, "products", subscription.plan_name)
+    slug = data.slug or data.sku.lower().replace(" ", "-")
+    if tenant.scalar(select(Product.id).where((Product.sku == data.sku) | (Product.slug == slug))):
+        raise Conflict(f"a product with sku {data.sku!r} or slug {slug!r} exists already.")
+    product = Product(
+        sku=data.sku, slug=slug, name=data.name, description=data.description, status=data.status
+    )
+    tenant.add(product)
+    tenant.flush()
+    if data.price_minor is not None:
+        tenant.add(
+            Price(product_id=product.id, amount_minor=data.price_minor, currency=data.currency)
+        )
+    store.product_count = count + 1
+    return product
+
+
+def update_product(tenant: Session, product: Product, changes: dict[str, Any]) -> Product:
+    """Change a product's fields (and its default price)."""
+    for field in ("name", "description", "status", "slug"):
+        if changes.get(field) is not None:
+            setattr(product, field, changes[field])
+    if changes.get("price_minor") is not None:
+        price = _price_of(tenant, product.id)
+        if price is None:
+            tenant.add(
+                Price(
+                    product_id=product.id,
+                    amount_minor=changes["price_minor"],
+                    currency=changes.get("currency") or "USD",
+                )
+            )
+        else:
+            price.amount_minor = changes["price_minor"]
+    product.updated_at = utcnow()
+    try:
+        tenant.flush()
+    except IntegrityError:
+        raise Conflict("another product has that slug.") from None
+    return product
+
+
+def delete_product(tenant: Session, master: Session, store: Store, product: Product) -> None:
+    """Remove a product (its prices go with it; past order lines keep their copy)."""
+    tenant.delete(product)
+    tenant.flush()
+    store.product_count = int(tenant.scalar(select(func.count()).select_from(Product)) or 0)
+
+
+@dataclass(frozen=True)
+class OrderLine:
+    """One requested line of an order."""
+
+    product_id: uuid.UUID
+    quantity: int
+
+
+def _month_start(now: datetime) -> datetime:
+    return now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+
+
+def create_order(
+    tenant: Session,
+    master: Session,
+    store: Store,
+    *,
+    email: str,
+    lines: list[OrderLine],
+    currency: str = "USD",
+) -> Order:
+    """Place an order priced from the products' default prices, within the monthly limit."""
+    if not lines:
+        raise InvalidInput("an order needs at least one line.")
+    if any(line.quantity < 1 for line in lines):
+        raise InvalidInput("every order line needs a quantity of at least 1.")
+    now = utcnow()
+    subscription = current_subscription(master, store)
+    if subscription is not None and subscription.max_orders_per_month is not None:
+        this_month = int(
+            tenant.scalar(
+                select(func.count()).select_from(Order).where(Order.placed_at >= _month_start(now))
+            )
+            or 0
+        )
+        _check_limit(
+            this_month, subscription.max_orders_per_month, "orders a month", subscription.plan_name
+        )
+    items: list[OrderItem] = []
+    for line in lines:
+        product = tenant.get(Product, line.product_id)
+        if product is None:
+            raise InvalidInput(f"order line names unknown product {line.product_id}.")
+        price = _price_of(tenant, product.id, currency)
+        if price is None:
+            raise InvalidInput(f"product {product.sku!r} has no {currency} price.")
+        items.append(
+            OrderItem(
+                product_id=product.id,
+                sku=product.sku,
+                name=product.name,
+                quantity=line.quantity,
+                unit_price_minor=price.amount_minor,
+                total_minor=price.amount_minor * line.quantity,
+            )
+        )
+    subtotal = sum(i.total_minor for i in items)
+    number = f"{now:%Y%m%d}-{uuid.uuid4().hex[:8].upper()}"
+    order = Order(
+        order_number=number,
+        email=email,
+        currency=currency,
+        subtotal_minor=subtotal,
+        total_minor=subtotal,
+        placed_at=now,
+    )
+    order.items = items
+    tenant.add(order)
+    tenant.flush()
+    store.order_count = store.order_count + 1
+    return order
+
+
+def order_view(order: Order) -> dict[str, Any]:
+    """An order with its lines, as the API shows it."""
+    return {
+        "id": order.id,
+        "order_number": order.order_number,
+        "status": order.status,
+        "email": order.email,
+        "currency": order.currency,
+        "subtotal_minor": order.subtotal_minor,
+        "total_minor": order.total_minor,
+        "placed_at": order.placed_at,
+        "items": [
+            {
+                "product_id": i.product_id,
+                "sku": i.sku,
+                "name": i.name,
+                "quantity": i.quantity,
+                "unit_price_minor": i.unit_price_minor,
+                "total_minor": i.total_minor,
+            }
+            for i in order.items
+        ],
+    }
+
+
+def list_orders(tenant: Session, *, limit: int = 50, offset: int = 0) -> list[Order]:
+    """A page of orders, newest first."""
+    return list(
+        tenant.scalars(
+            select(Order).order_by(Order.placed_at.desc(), Order.id).limit(limit).offset(offset)
+        )
+    )
+
+
+def count_api_call(
+    master: Session,
+    store: Store,
+    *,
+    endpoint: str,
+    method: str,
+    status_code: int,
+    response_time_ms: int,
+    ip_address: str | None,
+    user_agent: str | None,
+    error: str | None = None,
+) -> None:
+    """Log one tenant API call and count it in the store's month (reset when a month turns)."""
+    now = utcnow()
+    month = _month_start(now)
+    master.execute(
+        insert(ApiUsageLog).values(
+            id=uuid.uuid4(),
+            store_id=store.id,
+            endpoint=endpoint[:255],
+            method=method[:10],
+            status_code=status_code,
+            response_time_ms=response_time_ms,
+            ip_address=ip_address,
+            user_agent=user_agent,
+            error_message=error,
+            created_at=now,
+        )
+    )
+    master.execute(
+        update(Store)
+        .where(Store.id == store.id)
+        .values(
+            api_calls_month=case(
+                (Store.last_activity_at < month, 1),
+                (Store.last_activity_at.is_(None), 1),
+                else_=Store.api_calls_month + 1,
+            ),
+            last_activity_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def check_api_quota(master: Session, store: Store) -> None:
+    """Refuse a call past the plan's monthly API calls."""
+    subscription = current_subscription(master, store)
+    if subscription is None or subscription.max_api_calls_per_month is None:
+        return
+    last = store.last_activity_at
+    used = store.api_calls_month if last and last >= _month_start(datetime.now(UTC)) else 0
+    _check_limit(
+        used, subscription.max_api_calls_per_month, "API calls a month", subscription.plan_name
+    )

@@ -1,0 +1,557 @@
+"""Provisioning a store's database (seed 001 ``DatabaseProvisioningService``) as a resumable job.
+
+Steps: connect (creating the database in create-new mode) → inspect the existing tables →
+create the missing ones → stamp identity and migrate to head → seed initial data → save the
+encrypted connection and mark the store active. Each step is idempotent, and progress is
+written to the job row in master as it goes, so a worker killed at any point leaves a job
+that the next worker completes with the same result.
+
+A worker holds a lease on the job while it runs it; a worker that dies stops renewing the
+lease, and once it expires the job is picked up again (see :func:`recoverable_jobs`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, or_, select, text, update
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db import admin, builder, migrations
+from tenantry.db.engines import connect, make_engine
+from tenantry.db.identity import stamp_identity
+from tenantry.db.master.models import (
+    DatabaseServer,
+    DatabaseStatus,
+    IntegrationConfig,
+    ProvisioningJob,
+    ProvisioningMode,
+    ProvisioningStatus,
+    Store,
+)
+from tenantry.db.schemas import SchemaSpec
+from tenantry.db.types import utcnow
+from tenantry.db.urls import backend_of, mask, parse_url
+from tenantry.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    SchemaMismatch,
+    TenantryError,
+    WrongDatabase,
+)
+from tenantry.failpoints import failpoint
+from tenantry.services import audit
+from tenantry.services.connections import join_url, server_url, split_url
+from tenantry.services.stores import active_connection, active_job
+from tenantry.settings import Settings
+
+ACTIVE = (ProvisioningStatus.QUEUED, ProvisioningStatus.RUNNING)
+
+
+def tenant_database_name(store: Store) -> str:
+    """The database name tenantry gives a store on a server: readable, unique, ≤ 63 chars."""
+    return f"t_{store.slug[:50].replace('-', '_')}_{store.id.hex[:8]}"
+
+
+def tenant_sqlite_path(settings: Settings, store: Store) -> Path:
+    """Where tenantry puts a store's SQLite database in the data dir."""
+    return (settings.data_dir / "tenants" / f"{store.slug}-{store.id.hex[:8]}.db").resolve()
+
+
+def request_provisioning(
+    session: Session,
+    box: SecretBox,
+    settings: Settings,
+    store: Store,
+    *,
+    mode: ProvisioningMode,
+    server: DatabaseServer | None = None,
+    url: str | None = None,
+    actor: str = "cli",
+) -> ProvisioningJob:
+    """Create a queued job for ``store`` (the caller enqueues it after committing).
+
+    ``create_new`` makes a database on ``server`` (or a SQLite file in the data dir);
+    ``connect_existing`` uses the database at ``url``, never dropping anything in it.
+    """
+    running = active_job(session, store)
+    if running is not None:
+        raise Conflict(
+            f"store {store.slug!r} already has provisioning job {running.id} ({running.status}).",
+            f"Follow it with `tenantry jobs show {running.id}`.",
+        )
+    if active_connection(session, store) is not None:
+        raise Conflict(
+            f"store {store.slug!r} is provisioned already.",
+            "Delete the store first to start over, or move it to another server.",
+        )
+    secret: str | None = None
+    if mode is ProvisioningMode.CREATE_NEW:
+        if url:
+            raise InvalidInput("create-new takes a server, not a URL; use connect for a URL.")
+        if server is None:
+            target: dict[str, Any] = {
+                "engine": "sqlite",
+                "path": str(tenant_sqlite_path(settings, store)),
+            }
+        else:
+            admin_url = server_url(box, server)
+            target, _ = split_url(box, admin_url.set(database=tenant_database_name(store)))
+            target["server"] = server.name
+    else:
+        if not url or server is not None:
+            raise InvalidInput("connect-existing takes the URL of the database to connect.")
+        parsed = parse_url(url, setting="the database URL")
+        target, secret = split_url(box, parsed)
+    store.database_status = DatabaseStatus.PROVISIONING
+    job = ProvisioningJob(
+        store_id=store.id,
+        mode=mode,
+        status=ProvisioningStatus.QUEUED,
+        step="queued",
+        progress=0,
+        message="waiting for a worker",
+        database_server_id=server.id if server else None,
+        target=target,
+        secret_encrypted=secret,
+        total_tables=0,
+    )
+    session.add(job)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="store.provision",
+        target_type="provisioning_job",
+        target_id=str(job.id),
+        store_id=store.id,
+        details={"mode": str(mode), "target": _public_target(target)},
+    )
+    return job
+
+
+def _public_target(target: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in target.items() if k not in {"password", "query"}}
+
+
+def cancel_job(session: Session, job: ProvisioningJob, *, actor: str = "cli") -> ProvisioningJob:
+    """Cancel a queued or running job; a running one stops at its next step and cleans up."""
+    if job.status not in ACTIVE:
+        raise Conflict(
+            f"job {job.id} is {job.status}; only queued or running jobs can be cancelled."
+        )
+    job.status = ProvisioningStatus.CANCELLED
+    job.message = "cancelled"
+    job.finished_at = utcnow()
+    store = session.get(Store, job.store_id)
+    if store is not None and store.database_status == DatabaseStatus.PROVISIONING:
+        store.database_status = DatabaseStatus.FAILED
+    audit.record(
+        session,
+        actor=actor,
+        action="job.cancel",
+        target_type="provisioning_job",
+        target_id=str(job.id),
+        store_id=job.store_id,
+    )
+    return job
+
+
+def get_job(session: Session, job_id: str | uuid.UUID) -> ProvisioningJob:
+    """The job with id ``job_id``."""
+    try:
+        key = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
+    except ValueError:
+        raise NotFound(f"no provisioning job {job_id!r}.") from None
+    job = session.get(ProvisioningJob, key)
+    if job is None:
+        raise NotFound(f"no provisioning job {job_id!r}.", "List jobs with `tenantry jobs list`.")
+    return job
+
+
+def recoverable_jobs(session: Session, *, queued_grace_s: float = 5.0) -> list[uuid.UUID]:
+    """Jobs a worker should (re)start: running with an expired lease (their worker died) and
+    queued ones older than a few seconds (their queue message may be lost)."""
+    now = utcnow()
+    rows = session.scalars(
+        select(ProvisioningJob.id).where(
+            or_(
+                (ProvisioningJob.status == ProvisioningStatus.RUNNING)
+                & (ProvisioningJob.lease_expires_at < now),
+                (ProvisioningJob.status == ProvisioningStatus.QUEUED)
+                & (ProvisioningJob.created_at < now - timedelta(seconds=queued_grace_s)),
+            )
+        )
+    )
+    return list(rows)
+
+
+class _LostJob(Exception):
+    """The job was cancelled, or another worker took it over after our lease expired."""
+
+
+@dataclass
+class Provisioner:
+    """Runs provisioning jobs. One per worker process; ``worker_id`` names it in the leases."""
+
+    sessions: sessionmaker[Session]
+    box: SecretBox
+    settings: Settings
+    spec: SchemaSpec
+    worker_id: str
+
+    # ------------------------------------------------------------------ job bookkeeping
+
+    def _claim(self, job_id: uuid.UUID) -> bool:
+        now = utcnow()
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(ProvisioningJob)
+                .where(
+                    ProvisioningJob.id == job_id,
+                    ProvisioningJob.status.in_(ACTIVE),
+                    or_(
+                        ProvisioningJob.lease_expires_at.is_(None),
+                        ProvisioningJob.lease_expires_at < now,
+                        ProvisioningJob.worker_id == self.worker_id,
+                    ),
+                )
+                .values(
+                    status=ProvisioningStatus.RUNNING,
+                    worker_id=self.worker_id,
+                    lease_expires_at=self._lease(),
+                    attempts=ProvisioningJob.attempts + 1,
+                    started_at=now,
+                    error=None,
+                    updated_at=now,
+                )
+                .execution_options(synchronize_session=False)
+            )
+            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+    def _lease(self) -> Any:
+        return utcnow() + timedelta(seconds=self.settings.job_lease_seconds)
+
+    def _update(self, job_id: uuid.UUID, **values: Any) -> None:
+        """Record progress and renew the lease, if the job is still ours and running."""
+        with self.sessions.begin() as session:
+            result = session.execute(
+                update(ProvisioningJob)
+                .where(
+                    ProvisioningJob.id == job_id,
+                    ProvisioningJob.worker_id == self.worker_id,
+                    ProvisioningJob.status == ProvisioningStatus.RUNNING,
+                )
+                .values(lease_expires_at=self._lease(), updated_at=utcnow(), **values)
+                .execution_options(synchronize_session=False)
+            )
+            if result.rowcount != 1:  # type: ignore[attr-defined]
+                raise _LostJob(str(job_id))
+
+    def _load(self, job_id: uuid.UUID) -> tuple[ProvisioningJob, Store]:
+        with self.sessions() as session:
+            job = session.get(ProvisioningJob, job_id)
+            if job is None:
+                raise NotFound(f"no provisioning job {job_id}.")
+            store = session.get(Store, job.store_id)
+            if store is None:
+                raise NotFound(f"the store of job {job_id} was deleted.")
+            session.expunge_all()
+            return job, store
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, job_id: uuid.UUID) -> str:
+        """Run (or resume) a job to its end; returns its final status, or ``skipped`` when
+        another worker holds it or it is already finished."""
+        if not self._claim(job_id):
+            return "skipped"
+        job, store = self._load(job_id)
+        engine: Engine | None = None
+        try:
+            url = self._step_connect(job, store)
+            engine = make_engine(url, pool_size=1)
+            self._step_inspect_and_build(job, engine)
+            identity = self._step_migrate(job, engine)
+            self._step_seed(job, store, engine)
+            self._step_save_and_activate(job, url, identity)
+            return ProvisioningStatus.COMPLETED
+        except _LostJob:
+            return self._after_lost(job)
+        except Exception as exc:  # every failure is recorded on the job, never lost
+            return self._fail(job, exc)
+        finally:
+            if engine is not None:
+                engine.dispose()
+
+    def _target_url(self, job: ProvisioningJob) -> URL:
+        assert job.target is not None
+        return (
+            join_url(self.box, job.target, job.secret_encrypted or None)
+            if (job.mode == ProvisioningMode.CONNECT_EXISTING)
+            else self._new_database_url(job)
+        )
+
+    def _new_database_url(self, job: ProvisioningJob) -> URL:
+        assert job.target is not None
+        if job.target.get("engine") == "sqlite":
+            return parse_url(f"sqlite:///{job.target['path']}", setting="tenant path")
+        with self.sessions() as session:
+            server = session.get(DatabaseServer, job.database_server_id)
+            if server is None:
+                raise NotFound("the job's database server was removed.")
+            return server_url(self.box, server).set(database=job.target["database"])
+
+    def _step_connect(self, job: ProvisioningJob, store: Store) -> URL:
+        self._update(job.id, step="connect", progress=5, message="connecting to the database")
+        failpoint("provision.connect")
+        url = self._target_url(job)
+        if job.mode == ProvisioningMode.CREATE_NEW and not admin.database_exists(url):
+            if not job.database_created:
+                # Recorded before creating, so a crash right after still knows it is ours.
+                self._update(job.id, database_created=True)
+                job.database_created = True
+            failpoint("provision.create_database")
+            self._create_database(url)
+        elif job.mode == ProvisioningMode.CREATE_NEW and not job.database_created:
+            raise Conflict(
+                f"database {mask(url)} exists already and this job did not create it.",
+                "To use it, provision with --connect URL instead.",
+            )
+        probe = make_engine(url, pool_size=1)
+        try:
+            with connect(probe) as conn:
+                conn.execute(text("SELECT 1"))
+        finally:
+            probe.dispose()
+        self._update(job.id, progress=10, message=f"connected to {mask(url)}")
+        return url
+
+    def _create_database(self, url: URL) -> None:
+        backend = backend_of(url)
+        if backend == "sqlite":
+            path = Path(url.database or "")
+            builder.copy_sqlite_template(self.settings.data_dir / "templates", self.spec, path)
+            return
+        if backend == "postgresql":
+            name = url.database or ""
+            server = url.set(database="postgres")
+            if builder.clone_postgres_template(server, self.spec, name):
+                return
+        admin.create_database(url)
+
+    def _step_inspect_and_build(self, job: ProvisioningJob, engine: Engine) -> None:
+        self._update(job.id, step="inspect", progress=15, message="listing existing tables")
+        failpoint("provision.inspect")
+        with connect(engine) as conn:
+            state = builder.inspect_tenant(conn, self.spec)
+        total = len(self.spec.metadata.sorted_tables)
+        if state.identity is not None:
+            if state.identity.role != "tenant" or state.identity.schema_name != self.spec.name:
+                raise WrongDatabase(
+                    f"expected an empty or {self.spec.name} tenant database, found "
+                    f"{state.identity.describe()}; nothing was changed."
+                )
+            self._refuse_other_store(job, state.identity.instance_id)
+        if state.conflicts:
+            shown = "; ".join(state.conflicts[:6])
+            raise SchemaMismatch(
+                f"the database holds tables that do not match the {self.spec.name} schema "
+                f"({len(state.conflicts)} difference(s): {shown}); nothing was changed.",
+                "Connect an empty database, or one whose tables match the schema.",
+            )
+        self._update(
+            job.id,
+            step="create_tables",
+            progress=20,
+            total_tables=total,
+            tables_created=len(state.present),
+            message=f"{len(state.present)} of {total} tables present",
+        )
+        if state.identity is not None and state.revision is not None:
+            return  # an existing tenant database: migrations bring it up to date
+        present = len(state.present)
+
+        def created(table: str, n: int) -> None:
+            done = present + n
+            self._update(
+                job.id,
+                tables_created=done,
+                progress=20 + int(50 * done / max(total, 1)),
+                message=f"created table {table} ({done}/{total})",
+            )
+
+        builder.ensure_tables(engine, self.spec, created)
+
+    def _refuse_other_store(self, job: ProvisioningJob, instance_id: str) -> None:
+        with self.sessions() as session:
+            other = session.scalar(
+                select(Store.slug)
+                .join(IntegrationConfig, IntegrationConfig.store_id == Store.id)
+                .where(
+                    IntegrationConfig.instance_id == instance_id,
+                    IntegrationConfig.is_active.is_(True),
+                    Store.id != job.store_id,
+                )
+            )
+        if other is not None:
+            raise WrongDatabase(
+                f"that database is already the database of store {other!r}; nothing was changed.",
+                "Each store needs its own database.",
+            )
+
+    def _step_migrate(self, job: ProvisioningJob, engine: Engine) -> str:
+        self._update(job.id, step="migrate", progress=75, message="stamping identity, migrating")
+        failpoint("provision.migrate")
+        with connect(engine, begin=True) as conn:
+            state = builder.inspect_tenant(conn, self.spec)
+            identity = state.identity
+            if identity is None:
+                if state.missing or state.conflicts:
+                    raise SchemaMismatch(
+                        "the tables do not match the schema after creating them: "
+                        + "; ".join((state.conflicts or state.missing)[:6])
+                    )
+                identity = stamp_identity(conn, self.spec, self.settings.tenant_owner)
+                if state.revision is None:
+                    head = migrations.head(self.spec)
+                    if head is not None:
+                        migrations.stamp(conn, self.spec, head)
+            current = migrations.current(conn, self.spec)
+            head = migrations.head(self.spec)
+            if head is not None and current != head:
+                migrations.upgrade(conn, self.spec, head)
+        self._update(
+            job.id,
+            progress=80,
+            tables_created=len(self.spec.metadata.sorted_tables),
+            message=f"at revision {migrations.head(self.spec)}",
+        )
+        return identity.instance_id
+
+    def _step_seed(self, job: ProvisioningJob, store: Store, engine: Engine) -> None:
+        self._update(job.id, step="seed", progress=85, message="writing initial data")
+        failpoint("provision.seed")
+        if self.spec.seed is not None:
+            with connect(engine, begin=True) as conn:
+                self.spec.seed(conn, {"name": store.name, "slug": store.slug, "id": str(store.id)})
+        self._update(job.id, progress=90, message="initial data written")
+
+    def _step_save_and_activate(self, job: ProvisioningJob, url: URL, instance_id: str) -> None:
+        self._update(job.id, step="save_connection", progress=95, message="saving connection")
+        failpoint("provision.save_connection")
+        config_data, secret = split_url(self.box, url)
+        now = utcnow()
+        with self.sessions.begin() as session:
+            # One transaction: the connection is saved and the store active, or neither.
+            locked = session.get(ProvisioningJob, job.id, with_for_update=True)
+            if (
+                locked is None
+                or locked.status != ProvisioningStatus.RUNNING
+                or (locked.worker_id != self.worker_id)
+            ):
+                raise _LostJob(str(job.id))
+            store = session.get(Store, job.store_id)
+            if store is None:
+                raise NotFound("the store was deleted while it was being provisioned.")
+            config = active_connection(session, store)
+            if config is None:
+                config = IntegrationConfig(store_id=store.id, is_active=True)
+                session.add(config)
+            config.integration_type = config_data["engine"]
+            config.config_data = config_data
+            config.secret_encrypted = secret
+            config.database_server_id = job.database_server_id
+            config.created_by_tenantry = job.database_created
+            config.instance_id = instance_id
+            store.database_type = config_data["engine"]
+            store.database_host = config_data.get("host")
+            store.database_name = config_data.get("database") or config_data.get("path")
+            store.database_status = DatabaseStatus.ACTIVE
+            store.connection_version += 1
+            store.last_activity_at = now
+            locked.status = ProvisioningStatus.COMPLETED
+            locked.step = "done"
+            locked.progress = 100
+            locked.message = "the store database is ready"
+            locked.secret_encrypted = None
+            locked.lease_expires_at = None
+            locked.finished_at = now
+            audit.record(
+                session,
+                actor=f"worker:{self.worker_id}",
+                action="store.provisioned",
+                target_type="store",
+                target_id=store.slug,
+                store_id=store.id,
+                details={"database": _public_target(config_data)},
+            )
+
+    # ------------------------------------------------------------------ failure
+
+    def _after_lost(self, job: ProvisioningJob) -> str:
+        with self.sessions() as session:
+            current = session.get(ProvisioningJob, job.id)
+            status = current.status if current else "deleted"
+        if status == ProvisioningStatus.CANCELLED:
+            self._cleanup(job)
+        return str(status)
+
+    def _cleanup(self, job: ProvisioningJob) -> bool:
+        """Drop the database this job created, unless a saved connection points at it."""
+        if job.mode != ProvisioningMode.CREATE_NEW or not job.database_created:
+            return False
+        with self.sessions() as session:
+            store = session.get(Store, job.store_id)
+            if store is not None and active_connection(session, store) is not None:
+                return False
+        try:
+            return admin.drop_database(self._new_database_url(job))
+        except TenantryError:
+            return False
+
+    def _fail(self, job: ProvisioningJob, exc: Exception) -> str:
+        if isinstance(exc, TenantryError):
+            message = exc.message + (f" {exc.hint}" if exc.hint else "")
+        else:
+            message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+        message = self._scrub(job, message)
+        dropped = self._cleanup(job)
+        with self.sessions.begin() as session:
+            current = session.get(ProvisioningJob, job.id)
+            if current is None or current.worker_id != self.worker_id:
+                return "skipped"
+            current.status = ProvisioningStatus.FAILED
+            current.error = message
+            current.message = "failed" + (
+                " (the database it created was removed)" if dropped else ""
+            )
+            current.finished_at = utcnow()
+            current.lease_expires_at = None
+            current.secret_encrypted = None
+            if dropped:
+                current.database_created = False
+            store = session.get(Store, job.store_id)
+            if store is not None and store.database_status == DatabaseStatus.PROVISIONING:
+                store.database_status = DatabaseStatus.FAILED
+        return ProvisioningStatus.FAILED
+
+    def _scrub(self, job: ProvisioningJob, message: str) -> str:
+        secrets: list[str] = []
+        with contextlib.suppress(TenantryError):
+            if job.secret_encrypted:
+                secrets.append(self.box.open(job.secret_encrypted))
+            if job.database_server_id is not None:
+                secrets.append(str(self._new_database_url(job).password or ""))
+        for secret in secrets:
+            if secret:
+                message = message.replace(secret, "***")
+        return message

@@ -1,0 +1,185 @@
+"""Routing each request to its store's database (seed 001 ``ConnectionManager``).
+
+Engines live in a bounded LRU cache: at most ``max_engines`` at once, a small pool each, idle
+ones disposed. An entry is valid for one ``connection_version`` of its store; suspending,
+rotating credentials or moving a store bumps the version in master, so every process drops
+its stale engine on the next request without being told. Ten thousand registered stores
+mean at most ``max_engines`` pools.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
+
+from tenantry.crypto import SecretBox
+from tenantry.db.engines import connect, make_engine
+from tenantry.db.identity import read_identity
+from tenantry.db.master.models import DatabaseStatus, Store
+from tenantry.errors import StoreUnavailable, WrongDatabase
+from tenantry.services.connections import tenant_url
+from tenantry.services.stores import active_connection
+
+
+@dataclass
+class _Entry:
+    engine: Engine
+    version: int
+    last_used: float
+
+
+@dataclass(frozen=True)
+class RouterStats:
+    """How the cache is doing."""
+
+    engines: int
+    max_engines: int
+    hits: int
+    misses: int
+    evictions: int
+
+
+class TenantRouter:
+    """Hands out sessions and connections on a store's own database."""
+
+    def __init__(
+        self,
+        box: SecretBox,
+        *,
+        max_engines: int = 64,
+        pool_size: int = 2,
+        idle_seconds: float = 300.0,
+    ) -> None:
+        self._box = box
+        self._max = max_engines
+        self._pool_size = pool_size
+        self._idle = idle_seconds
+        self._entries: OrderedDict[uuid.UUID, _Entry] = OrderedDict()
+        self._lock = threading.Lock()
+        self._hits = self._misses = self._evictions = 0
+
+    # ------------------------------------------------------------------ public
+
+    def engine(self, master: Session, store: Store) -> Engine:
+        """The engine of ``store``'s database; refuses a store that is not active.
+
+        ``store`` is the caller's fresh row from master (it carries the status and the
+        connection version the cache is checked against).
+        """
+        if store.database_status != DatabaseStatus.ACTIVE:
+            self.evict(store.id)
+            raise StoreUnavailable(_why_unavailable(store))
+        now = time.monotonic()
+        with self._lock:
+            entry = self._entries.get(store.id)
+            if entry is not None and entry.version == store.connection_version:
+                entry.last_used = now
+                self._entries.move_to_end(store.id)
+                self._hits += 1
+                return entry.engine
+        engine = self._open(master, store)
+        with self._lock:
+            stale = self._entries.pop(store.id, None)
+            self._entries[store.id] = _Entry(engine, store.connection_version, now)
+            self._misses += 1
+            doomed = [stale.engine] if stale else []
+            doomed += self._shrink(now)
+        for old in doomed:
+            old.dispose()
+        return engine
+
+    @contextmanager
+    def session(self, master: Session, store: Store) -> Iterator[Session]:
+        """An ORM session on the store's database; the caller commits."""
+        with Session(self.engine(master, store), expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
+    def connection(self, master: Session, store: Store) -> Iterator[Connection]:
+        """A Core connection on the store's database; the caller commits."""
+        with connect(self.engine(master, store)) as conn:
+            yield conn
+
+    def evict(self, store_id: uuid.UUID) -> None:
+        """Forget (and dispose) the engine of a store."""
+        with self._lock:
+            entry = self._entries.pop(store_id, None)
+            if entry is not None:
+                self._evictions += 1
+        if entry is not None:
+            entry.engine.dispose()
+
+    def dispose_all(self) -> None:
+        """Dispose every engine (at shutdown)."""
+        with self._lock:
+            entries = list(self._entries.values())
+            self._entries.clear()
+        for entry in entries:
+            entry.engine.dispose()
+
+    def stats(self) -> RouterStats:
+        """Cache size and hit counters."""
+        with self._lock:
+            return RouterStats(
+                len(self._entries), self._max, self._hits, self._misses, self._evictions
+            )
+
+    # ------------------------------------------------------------------ internals
+
+    def _shrink(self, now: float) -> list[Engine]:
+        doomed: list[Engine] = []
+        while self._entries:
+            oldest_id, oldest = next(iter(self._entries.items()))
+            if len(self._entries) > self._max or now - oldest.last_used > self._idle:
+                del self._entries[oldest_id]
+                self._evictions += 1
+                doomed.append(oldest.engine)
+            else:
+                break
+        return doomed
+
+    def _open(self, master: Session, store: Store) -> Engine:
+        config = active_connection(master, store)
+        if config is None:
+            raise StoreUnavailable(
+                f"store {store.slug!r} has no database yet.",
+                f"Provision it: tenantry provision {store.slug} --new.",
+            )
+        engine = make_engine(tenant_url(self._box, config), pool_size=self._pool_size)
+        try:
+            # Checked once per engine: the database must be the one master says it is.
+            with connect(engine) as conn:
+                identity = read_identity(conn)
+            if (
+                identity is None
+                or identity.role != "tenant"
+                or (config.instance_id and identity.instance_id != config.instance_id)
+            ):
+                found = identity.describe() if identity else "a database without identity"
+                raise WrongDatabase(
+                    f"store {store.slug!r}'s connection leads to {found}, not to its own "
+                    f"database (instance {config.instance_id}); refusing to use it.",
+                    "Someone changed the database behind the connection: check it before "
+                    "serving this store again.",
+                )
+        except BaseException:
+            engine.dispose()
+            raise
+        return engine
+
+
+def _why_unavailable(store: Store) -> str:
+    status = store.database_status
+    if status == DatabaseStatus.SUSPENDED:
+        return f"store {store.slug!r} is suspended."
+    if status == DatabaseStatus.PROVISIONING:
+        return f"store {store.slug!r} is still being provisioned."
+    return f"store {store.slug!r} is not available ({status})."
