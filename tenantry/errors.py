@@ -70,6 +70,10 @@ class LimitExceeded(TenantryError):
     """The store's plan does not allow this (too many products, orders or API calls)."""
 
 
+class QuotaExceeded(LimitExceeded):
+    """The store used up its API calls for the month."""
+
+
 class Unauthorized(TenantryError):
     """Missing or unknown credentials."""
 

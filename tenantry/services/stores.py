@@ -292,3 +292,11 @@ def delete_store(session: Session, store: Store, plan: DeletePlan, *, actor: str
         details=details,
     )
     session.delete(store)
+
+
+def lifecycle_status(session: Session, store: Store) -> str:
+    """One word for where the store is: pending (never provisioned), provisioning, active,
+    suspended or failed."""
+    if store.database_status == DatabaseStatus.PROVISIONING and active_job(session, store) is None:
+        return "pending"
+    return str(store.database_status)

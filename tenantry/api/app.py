@@ -1,0 +1,47 @@
+"""The FastAPI application."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from tenantry.api import errors
+from tenantry.api.routes import servers, stores, tenant_data
+from tenantry.jobs.queue import Queue
+from tenantry.runtime import Platform
+from tenantry.settings import Settings, load_settings
+from tenantry.version import __version__
+
+
+def create_app(settings: Settings | None = None, *, queue: Queue | None = None) -> FastAPI:
+    """The API for ``settings``; the platform opens (and master is checked) at start-up."""
+    settings = settings or load_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.platform = Platform.open(settings)
+        app.state.queue = queue or Queue(settings)
+        try:
+            yield
+        finally:
+            app.state.platform.close()
+
+    app = FastAPI(
+        title="tenantry",
+        version=__version__,
+        description="Stores, their databases, provisioning jobs and store data.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(stores.router)
+    app.include_router(servers.router)
+    app.include_router(tenant_data.router)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,94 @@
+"""Dependencies: the platform, a master session, the caller's key and the store it may see."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from tenantry.db.master.models import ApiKey, Store
+from tenantry.errors import Forbidden, NotFound, Unauthorized
+from tenantry.jobs.queue import Queue
+from tenantry.runtime import Platform
+from tenantry.services import stores
+from tenantry.services.apikeys import Scope, authenticate
+
+
+def get_platform(request: Request) -> Platform:
+    """The process's platform (opened at start-up)."""
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def get_queue(request: Request) -> Queue:
+    """The job queue."""
+    queue: Queue = request.app.state.queue
+    return queue
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+QueueDep = Annotated[Queue, Depends(get_queue)]
+
+
+def master_session(platform: PlatformDep) -> Iterator[Session]:
+    """A master session; routes commit what they change, anything else is rolled back."""
+    with platform.sessions() as session:
+        yield session
+
+
+MasterDep = Annotated[Session, Depends(master_session)]
+
+
+def current_key(
+    master: MasterDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> ApiKey:
+    """The API key of the request (``Authorization: Bearer …`` or ``X-API-Key``)."""
+    presented = x_api_key
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not value:
+            raise Unauthorized("the Authorization header must be 'Bearer <key>'.")
+        presented = value
+    if not presented:
+        raise Unauthorized(
+            "an API key is required.",
+            "Create one with `tenantry apikeys create --admin` and send it as "
+            "'Authorization: Bearer <key>'.",
+        )
+    key = authenticate(master, presented)
+    master.commit()  # last_used_at
+    return key
+
+
+KeyDep = Annotated[ApiKey, Depends(current_key)]
+
+
+def is_admin(key: ApiKey) -> bool:
+    """Whether the key may act on the whole platform."""
+    return Scope.ADMIN.value in key.scopes
+
+
+def require_admin(key: KeyDep) -> ApiKey:
+    """Only platform admin keys pass."""
+    if not is_admin(key):
+        raise Forbidden("this needs a platform admin key.")
+    return key
+
+
+AdminDep = Annotated[ApiKey, Depends(require_admin)]
+
+
+def visible_store(master: Session, key: ApiKey, ref: str) -> Store:
+    """The store ``ref`` if ``key`` may see it; another store's is a 404, never a 403, so a
+    store key cannot even learn which stores exist."""
+    try:
+        store = stores.get_store(master, ref)
+    except NotFound:
+        raise NotFound(f"no store {ref!r}.") from None
+    if is_admin(key) or (Scope.STORE.value in key.scopes and key.store_id == store.id):
+        return store
+    raise NotFound(f"no store {ref!r}.")

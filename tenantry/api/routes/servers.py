@@ -1,0 +1,34 @@
+"""Database servers (admin keys only)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from tenantry.api.deps import AdminDep, MasterDep, PlatformDep
+from tenantry.api.schemas import ServerCreate, ServerOut
+from tenantry.services import servers
+
+router = APIRouter(tags=["database servers"])
+
+
+@router.post("/database-servers", status_code=status.HTTP_201_CREATED, response_model=ServerOut)
+def add_server(
+    body: ServerCreate, master: MasterDep, key: AdminDep, platform: PlatformDep
+) -> ServerOut:
+    """Register a PostgreSQL or MySQL/MariaDB server by its admin URL (stored encrypted)."""
+    server = servers.add_server(
+        master,
+        platform.box,
+        name=body.name,
+        admin_url=body.url,
+        notes=body.notes,
+        actor=f"apikey:{key.prefix}",
+    )
+    master.commit()
+    return ServerOut.model_validate(server, from_attributes=True)
+
+
+@router.get("/database-servers", response_model=list[ServerOut])
+def list_servers(master: MasterDep, key: AdminDep) -> list[ServerOut]:
+    """Registered servers (without their URLs)."""
+    return [ServerOut.model_validate(s, from_attributes=True) for s in servers.list_servers(master)]

@@ -1,0 +1,167 @@
+"""Stores and their provisioning jobs."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Response, status
+from sqlalchemy.orm import Session
+
+from tenantry.api.deps import (
+    AdminDep,
+    KeyDep,
+    MasterDep,
+    PlatformDep,
+    QueueDep,
+    is_admin,
+    visible_store,
+)
+from tenantry.api.schemas import (
+    JobAccepted,
+    JobOut,
+    ProvisionRequest,
+    StoreCreate,
+    StoreList,
+    StoreOut,
+    StoreUpdate,
+)
+from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store
+from tenantry.errors import NotFound
+from tenantry.services import provisioning, servers, stores
+
+router = APIRouter(tags=["stores"])
+
+
+def store_out(session: Session, store: Store) -> StoreOut:
+    """The API view of a store."""
+    return StoreOut(
+        id=store.id,
+        slug=store.slug,
+        name=store.name,
+        status=stores.lifecycle_status(session, store),
+        database_status=store.database_status,
+        database_type=store.database_type,
+        plan=store.subscription_plan,
+        subscription_status=store.subscription_status,
+        product_count=store.product_count,
+        order_count=store.order_count,
+        api_calls_month=store.api_calls_month,
+        is_published=store.is_published,
+        created_at=store.created_at,
+        updated_at=store.updated_at,
+    )
+
+
+def job_out(job: ProvisioningJob) -> JobOut:
+    """The API view of a job (never its target's secret)."""
+    return JobOut.model_validate(job, from_attributes=True)
+
+
+@router.post("/stores", status_code=status.HTTP_201_CREATED, response_model=StoreOut)
+def create_store(body: StoreCreate, master: MasterDep, key: AdminDep) -> StoreOut:
+    """Register a store (admin keys only). Provision it next."""
+    store = stores.create_store(
+        master, slug=body.slug, name=body.name, plan=body.plan, actor=f"apikey:{key.prefix}"
+    )
+    master.commit()
+    return store_out(master, store)
+
+
+@router.get("/stores", response_model=StoreList)
+def list_stores(
+    master: MasterDep,
+    key: KeyDep,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> StoreList:
+    """Stores the key may see: all for an admin key, its own for a store key."""
+    if is_admin(key):
+        found, total = stores.list_stores(master, limit=limit, offset=offset)
+    else:
+        found = [stores.get_store(master, key.store_id)] if key.store_id else []
+        total = len(found)
+    return StoreList(items=[store_out(master, s) for s in found], total=total)
+
+
+@router.get("/stores/{store_ref}", response_model=StoreOut)
+def show_store(store_ref: str, master: MasterDep, key: KeyDep) -> StoreOut:
+    """One store, by id or slug."""
+    return store_out(master, visible_store(master, key, store_ref))
+
+
+@router.patch("/stores/{store_ref}", response_model=StoreOut)
+def update_store(store_ref: str, body: StoreUpdate, master: MasterDep, key: AdminDep) -> StoreOut:
+    """Rename a store, change its plan or publish it."""
+    store = visible_store(master, key, store_ref)
+    stores.update_store(
+        master,
+        store,
+        name=body.name,
+        plan=body.plan,
+        is_published=body.is_published,
+        actor=f"apikey:{key.prefix}",
+    )
+    master.commit()
+    return store_out(master, store)
+
+
+@router.post("/stores/{store_ref}/suspend", response_model=StoreOut)
+def suspend_store(
+    store_ref: str, master: MasterDep, key: AdminDep, platform: PlatformDep
+) -> StoreOut:
+    """Refuse the store's traffic until it is resumed."""
+    store = visible_store(master, key, store_ref)
+    stores.suspend_store(master, store, actor=f"apikey:{key.prefix}")
+    master.commit()
+    platform.router.evict(store.id)
+    return store_out(master, store)
+
+
+@router.post("/stores/{store_ref}/resume", response_model=StoreOut)
+def resume_store(store_ref: str, master: MasterDep, key: AdminDep) -> StoreOut:
+    """Serve a suspended store again."""
+    store = visible_store(master, key, store_ref)
+    stores.resume_store(master, store, actor=f"apikey:{key.prefix}")
+    master.commit()
+    return store_out(master, store)
+
+
+@router.post(
+    "/stores/{store_ref}/provision",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
+)
+def provision_store(
+    store_ref: str,
+    body: ProvisionRequest,
+    master: MasterDep,
+    key: AdminDep,
+    platform: PlatformDep,
+    queue: QueueDep,
+    response: Response,
+) -> JobAccepted:
+    """Start provisioning the store's database in the background; poll the job."""
+    store = visible_store(master, key, store_ref)
+    server = servers.get_server(master, body.server) if body.server else None
+    job = provisioning.request_provisioning(
+        master,
+        platform.box,
+        platform.settings,
+        store,
+        mode=ProvisioningMode(body.mode),
+        server=server,
+        url=body.url,
+        actor=f"apikey:{key.prefix}",
+    )
+    master.commit()
+    queue.enqueue_provision(job.id)
+    url = f"/provision/{job.id}"
+    response.headers["Location"] = url
+    return JobAccepted(job_id=job.id, status=job.status, status_url=url)
+
+
+@router.get("/provision/{job_id}", response_model=JobOut)
+def show_job(job_id: str, master: MasterDep, key: KeyDep) -> JobOut:
+    """A provisioning job: status, step, progress, tables created of total, message, error."""
+    job = provisioning.get_job(master, job_id)
+    if not is_admin(key) and key.store_id != job.store_id:
+        raise NotFound(f"no provisioning job {job_id!r}.")
+    return job_out(job)

@@ -1,0 +1,164 @@
+"""A store's own data (products, orders), routed to the store's own database.
+
+Every call is checked against the store's monthly API quota, logged in ``api_usage_logs`` and
+counted in ``stores.api_calls_month``. A key scoped to another store gets 404.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.orm import Session
+
+from tenantry.api.deps import KeyDep, MasterDep, PlatformDep, visible_store
+from tenantry.api.errors import status_for
+from tenantry.api.schemas import (
+    OrderCreate,
+    OrderOut,
+    ProductCreate,
+    ProductOut,
+    ProductUpdate,
+)
+from tenantry.db.master.models import Store
+from tenantry.db.tenant.store.models import Product
+from tenantry.errors import TenantryError
+from tenantry.services import catalog
+
+router = APIRouter(prefix="/stores/{store_ref}", tags=["store data"])
+
+
+@dataclass
+class TenantCall:
+    """The store a request is for, with sessions on master and on the store's database."""
+
+    master: Session
+    store: Store
+    tenant: Session
+
+    def commit(self) -> None:
+        """Commit the store's database, then master's counters."""
+        self.tenant.commit()
+        self.master.commit()
+
+
+def tenant_call(
+    store_ref: str, request: Request, master: MasterDep, key: KeyDep, platform: PlatformDep
+) -> Iterator[TenantCall]:
+    """Resolve, authorise and route the request; log and count it afterwards."""
+    store = visible_store(master, key, store_ref)
+    started = time.perf_counter()
+    route = request.scope.get("route")
+    code, error = getattr(route, "status_code", None) or 200, None
+    try:
+        catalog.check_api_quota(master, store)
+        with platform.router.session(master, store) as tenant:
+            yield TenantCall(master, store, tenant)
+    except TenantryError as exc:
+        code, error = status_for(exc), exc.message
+        raise
+    except Exception:
+        code, error = 500, "internal error"
+        raise
+    finally:
+        with platform.sessions.begin() as log_session:
+            catalog.count_api_call(
+                log_session,
+                store,
+                endpoint=request.url.path,
+                method=request.method,
+                status_code=code,
+                response_time_ms=int((time.perf_counter() - started) * 1000),
+                ip_address=request.client.host if request.client else None,
+                user_agent=request.headers.get("user-agent"),
+                error=error,
+            )
+
+
+Call = Annotated[TenantCall, Depends(tenant_call)]
+
+
+def _product_out(call: TenantCall, product: Product) -> ProductOut:
+    return ProductOut.model_validate(catalog.product_view(call.tenant, product))
+
+
+@router.get("/products", response_model=list[ProductOut])
+def list_products(
+    call: Call, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+) -> list[ProductOut]:
+    """The store's products, newest first."""
+    return [
+        _product_out(call, p)
+        for p in catalog.list_products(call.tenant, limit=limit, offset=offset)
+    ]
+
+
+@router.post("/products", status_code=status.HTTP_201_CREATED, response_model=ProductOut)
+def create_product(body: ProductCreate, call: Call) -> ProductOut:
+    """Add a product (refused past the plan's product limit)."""
+    product = catalog.create_product(
+        call.tenant, call.master, call.store, catalog.ProductInput(**body.model_dump())
+    )
+    out = _product_out(call, product)
+    call.commit()
+    return out
+
+
+@router.get("/products/{product_id}", response_model=ProductOut)
+def get_product(product_id: uuid.UUID, call: Call) -> ProductOut:
+    """One product."""
+    return _product_out(call, catalog.get_product(call.tenant, product_id))
+
+
+@router.patch("/products/{product_id}", response_model=ProductOut)
+def update_product(product_id: uuid.UUID, body: ProductUpdate, call: Call) -> ProductOut:
+    """Change a product."""
+    product = catalog.update_product(
+        call.tenant,
+        catalog.get_product(call.tenant, product_id),
+        body.model_dump(exclude_unset=True),
+    )
+    out = _product_out(call, product)
+    call.commit()
+    return out
+
+
+@router.delete("/products/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_product(product_id: uuid.UUID, call: Call) -> Response:
+    """Remove a product."""
+    catalog.delete_product(
+        call.tenant, call.master, call.store, catalog.get_product(call.tenant, product_id)
+    )
+    call.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
+def create_order(body: OrderCreate, call: Call) -> OrderOut:
+    """Place an order (priced from the products' default prices)."""
+    order = catalog.create_order(
+        call.tenant,
+        call.master,
+        call.store,
+        email=body.email,
+        currency=body.currency,
+        lines=[catalog.OrderLine(i.product_id, i.quantity) for i in body.items],
+    )
+    out = OrderOut.model_validate(catalog.order_view(order))
+    call.commit()
+    return out
+
+
+@router.get("/orders", response_model=list[OrderOut])
+def list_orders(
+    call: Call, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+) -> list[OrderOut]:
+    """The store's orders, newest first."""
+    return [
+        OrderOut.model_validate(catalog.order_view(o))
+        for o in catalog.list_orders(call.tenant, limit=limit, offset=offset)
+    ]

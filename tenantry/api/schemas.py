@@ -1,0 +1,201 @@
+"""Request and response bodies of the HTTP API."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tenantry.services.stores import SLUG_PATTERN
+
+Slug = Field(
+    pattern=SLUG_PATTERN.pattern,
+    min_length=3,
+    max_length=63,
+    description="3-63 lowercase letters, digits and hyphens.",
+)
+
+
+class StoreCreate(BaseModel):
+    """A new store."""
+
+    model_config = ConfigDict(extra="forbid")
+    slug: str = Slug
+    name: str = Field(min_length=1, max_length=255)
+    plan: Literal["free", "starter", "professional", "enterprise"] = "free"
+
+
+class StoreUpdate(BaseModel):
+    """Changes to a store (the slug never changes)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=255)
+    plan: Literal["free", "starter", "professional", "enterprise"] | None = None
+    is_published: bool | None = None
+
+
+class StoreOut(BaseModel):
+    """A store as master knows it."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    status: str
+    database_status: str
+    database_type: str | None
+    plan: str
+    subscription_status: str
+    product_count: int
+    order_count: int
+    api_calls_month: int
+    is_published: bool
+    created_at: datetime
+    updated_at: datetime
+
+
+class StoreList(BaseModel):
+    """A page of stores."""
+
+    items: list[StoreOut]
+    total: int
+
+
+class ProvisionRequest(BaseModel):
+    """How to give a store its database."""
+
+    model_config = ConfigDict(extra="forbid")
+    mode: Literal["create_new", "connect_existing"] = "create_new"
+    server: str | None = Field(None, description="Registered server name (create_new).")
+    url: str | None = Field(None, description="Database URL (connect_existing).")
+
+
+class JobOut(BaseModel):
+    """A provisioning job's state."""
+
+    id: uuid.UUID
+    store_id: uuid.UUID
+    mode: str
+    status: str
+    step: str | None
+    progress: int
+    message: str | None
+    tables_created: int
+    total_tables: int
+    error: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class JobAccepted(BaseModel):
+    """The answer to a provisioning request."""
+
+    job_id: uuid.UUID
+    status: str
+    status_url: str
+
+
+class ServerCreate(BaseModel):
+    """A database server to register."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$")
+    url: str = Field(min_length=8, description="Admin URL; stored encrypted, never shown.")
+    notes: str | None = None
+
+
+class ServerOut(BaseModel):
+    """A registered server; never its URL's password."""
+
+    id: uuid.UUID
+    name: str
+    engine: str
+    host: str
+    port: int
+    is_active: bool
+    created_at: datetime
+
+
+class ProductCreate(BaseModel):
+    """A new product."""
+
+    model_config = ConfigDict(extra="forbid")
+    sku: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=255)
+    slug: str | None = Field(None, min_length=1, max_length=255, pattern=r"^[a-z0-9-]+$")
+    description: str | None = None
+    status: Literal["draft", "active", "archived"] = "active"
+    price_minor: int | None = Field(None, ge=0)
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+
+
+class ProductUpdate(BaseModel):
+    """Changes to a product."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str | None = Field(None, min_length=1, max_length=255)
+    slug: str | None = Field(None, min_length=1, max_length=255, pattern=r"^[a-z0-9-]+$")
+    description: str | None = None
+    status: Literal["draft", "active", "archived"] | None = None
+    price_minor: int | None = Field(None, ge=0)
+    currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
+
+
+class ProductOut(BaseModel):
+    """A product with its default price."""
+
+    id: uuid.UUID
+    sku: str
+    slug: str
+    name: str
+    description: str | None
+    status: str
+    price_minor: int | None
+    currency: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class OrderLineIn(BaseModel):
+    """One line of a new order."""
+
+    model_config = ConfigDict(extra="forbid")
+    product_id: uuid.UUID
+    quantity: int = Field(ge=1, le=10_000)
+
+
+class OrderCreate(BaseModel):
+    """A new order."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=255)
+    currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
+    items: list[OrderLineIn] = Field(min_length=1, max_length=500)
+
+
+class OrderItemOut(BaseModel):
+    """One line of an order."""
+
+    product_id: uuid.UUID | None
+    sku: str
+    name: str
+    quantity: int
+    unit_price_minor: int
+    total_minor: int
+
+
+class OrderOut(BaseModel):
+    """An order with its lines."""
+
+    id: uuid.UUID
+    order_number: str
+    status: str
+    email: str
+    currency: str
+    subtotal_minor: int
+    total_minor: int
+    placed_at: datetime
+    items: list[OrderItemOut]
