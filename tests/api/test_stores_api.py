@@ -1,0 +1,192 @@
+"""Stores, provisioning and store data over HTTP, with the data landing in the store's own DB."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select, text, update
+
+from tenantry.db.engines import make_engine
+from tenantry.db.master.models import Subscription
+from tenantry.db.tenant.store.models import Product
+from tenantry.db.urls import parse_url
+from tests.api.conftest import Api
+
+
+def test_store_lifecycle_and_data_in_its_own_database(api: Api) -> None:
+    result = api.provisioned_store("corner-shop")
+    job = result["job"]
+    assert job["status"] == "completed", job
+    assert job["progress"] == 100
+    assert job["tables_created"] == job["total_tables"] == 15
+    assert job["error"] is None
+
+    shown = api.client.get("/stores/corner-shop", headers=api.admin).json()
+    assert shown["status"] == "active"
+    assert shown["database_status"] == "active"
+    assert shown["database_type"] == "sqlite"
+
+    made = api.client.post(
+        "/stores/corner-shop/products",
+        json={"sku": "MUG-1", "name": "Mug", "price_minor": 1250},
+        headers=api.admin,
+    )
+    assert made.status_code == 201, made.text
+    product = made.json()
+    assert product["price_minor"] == 1250
+    order = api.client.post(
+        "/stores/corner-shop/orders",
+        json={"email": "ann@example.com", "items": [{"product_id": product["id"], "quantity": 3}]},
+        headers=api.admin,
+    )
+    assert order.status_code == 201, order.text
+    assert order.json()["total_minor"] == 3750
+    listed = api.client.get("/stores/corner-shop/orders", headers=api.admin).json()
+    assert [o["order_number"] for o in listed] == [order.json()["order_number"]]
+
+    patched = api.client.patch(
+        f"/stores/corner-shop/products/{product['id']}",
+        json={"name": "Big mug", "price_minor": 1500},
+        headers=api.admin,
+    )
+    assert patched.json()["name"] == "Big mug"
+    assert patched.json()["price_minor"] == 1500
+
+    counters = api.client.get("/stores/corner-shop", headers=api.admin).json()
+    assert counters["product_count"] == 1
+    assert counters["order_count"] == 1
+    assert counters["api_calls_month"] == 4
+
+    # The product lives in the store's own database file, and nowhere in master.
+    tenant_files = list((api.platform.settings.data_dir / "tenants").glob("corner-shop-*.db"))
+    assert len(tenant_files) == 1
+    engine = make_engine(parse_url(f"sqlite:///{tenant_files[0]}"))
+    try:
+        with engine.connect() as conn:
+            skus = conn.scalars(select(Product.sku)).all()
+    finally:
+        engine.dispose()
+    assert skus == ["MUG-1"]
+    with api.platform.master_engine.connect() as conn:
+        tables = conn.scalars(text("SELECT name FROM sqlite_master WHERE type='table'")).all()
+    assert "products" not in tables
+
+    deleted = api.client.delete(f"/stores/corner-shop/products/{product['id']}", headers=api.admin)
+    assert deleted.status_code == 204
+    assert (
+        api.client.get(
+            f"/stores/corner-shop/products/{product['id']}", headers=api.admin
+        ).status_code
+        == 404
+    )
+
+
+def test_store_keys_see_only_their_store(api: Api) -> None:
+    api.provisioned_store("shop-a")
+    api.provisioned_store("shop-b")
+    key_a = api.store_key("shop-a")
+    listed = api.client.get("/stores", headers=key_a).json()
+    assert [s["slug"] for s in listed["items"]] == ["shop-a"]
+    assert (
+        api.client.post(
+            "/stores/shop-a/products", json={"sku": "A1", "name": "A"}, headers=key_a
+        ).status_code
+        == 201
+    )
+    for path in ("/stores/shop-b", "/stores/shop-b/products", "/stores/shop-b/orders"):
+        refused = api.client.get(path, headers=key_a)
+        assert refused.status_code == 404, path
+        assert refused.json()["error"]["type"] == "NotFound"
+    b_id = api.client.get("/stores/shop-b", headers=api.admin).json()["id"]
+    assert api.client.get(f"/stores/{b_id}/products", headers=key_a).status_code == 404
+    assert (
+        api.client.post("/stores", json={"slug": "sneaky", "name": "S"}, headers=key_a).status_code
+        == 403
+    )
+    b_products = api.client.get("/stores/shop-b/products", headers=api.admin).json()
+    assert b_products == []
+
+
+def test_bad_input_is_a_clear_4xx(api: Api) -> None:
+    bad_slug = api.client.post("/stores", json={"slug": "Bad_Slug", "name": "x"}, headers=api.admin)
+    assert bad_slug.status_code == 422
+    assert "slug" in bad_slug.json()["error"]["message"]
+    assert (
+        api.client.post("/stores", json={"slug": "ok-shop"}, headers=api.admin).status_code == 422
+    )
+    assert api.client.get("/stores").status_code == 401
+    assert api.client.get("/stores", headers=api.as_key("tnt_nope_nope")).status_code == 401
+    assert api.client.get("/stores/none-such", headers=api.admin).status_code == 404
+    api.client.post("/stores", json={"slug": "dup-shop", "name": "D"}, headers=api.admin)
+    dup = api.client.post("/stores", json={"slug": "dup-shop", "name": "D"}, headers=api.admin)
+    assert dup.status_code == 409
+    unknown_server = api.client.post(
+        "/stores/dup-shop/provision",
+        json={"mode": "create_new", "server": "nowhere"},
+        headers=api.admin,
+    )
+    assert unknown_server.status_code == 404
+    not_yet = api.client.get("/stores/dup-shop/products", headers=api.admin)
+    assert not_yet.status_code == 403
+    assert "provisioned" in not_yet.json()["error"]["message"]
+    bad_url = api.client.post(
+        "/stores/dup-shop/provision",
+        json={"mode": "connect_existing", "url": "ftp://x"},
+        headers=api.admin,
+    )
+    assert bad_url.status_code == 422
+    api.provisioned_store("full-shop")
+    missing_fields = api.client.post(
+        "/stores/full-shop/orders", json={"email": "a@b.c", "items": []}, headers=api.admin
+    )
+    assert missing_fields.status_code == 422
+    ghost = api.client.post(
+        "/stores/full-shop/orders",
+        json={"email": "a@b.c", "items": [{"product_id": str(uuid.uuid4()), "quantity": 1}]},
+        headers=api.admin,
+    )
+    assert ghost.status_code == 422
+    assert "unknown product" in ghost.json()["error"]["message"]
+
+
+def test_suspended_store_is_refused_until_resumed(api: Api) -> None:
+    api.provisioned_store("sleepy")
+    assert api.client.post("/stores/sleepy/suspend", headers=api.admin).status_code == 200
+    refused = api.client.get("/stores/sleepy/products", headers=api.admin)
+    assert refused.status_code == 403
+    assert "suspended" in refused.json()["error"]["message"]
+    assert api.client.get("/stores/sleepy", headers=api.admin).json()["status"] == "suspended"
+    assert api.client.post("/stores/sleepy/resume", headers=api.admin).status_code == 200
+    assert api.client.get("/stores/sleepy/products", headers=api.admin).status_code == 200
+
+
+def test_plan_limit_refuses_the_product_past_it(api: Api) -> None:
+    api.provisioned_store("tiny")
+    with api.platform.sessions.begin() as session:
+        session.execute(update(Subscription).values(max_products=2))
+    for n in range(2):
+        made = api.client.post(
+            "/stores/tiny/products", json={"sku": f"S{n}", "name": "x"}, headers=api.admin
+        )
+        assert made.status_code == 201
+    third = api.client.post(
+        "/stores/tiny/products", json={"sku": "S3", "name": "x"}, headers=api.admin
+    )
+    assert third.status_code == 403
+    assert "allows 2 products" in third.json()["error"]["message"]
+    assert (
+        api.client.patch("/stores/tiny", json={"plan": "starter"}, headers=api.admin).status_code
+        == 200
+    )
+    assert (
+        api.client.post(
+            "/stores/tiny/products", json={"sku": "S3", "name": "x"}, headers=api.admin
+        ).status_code
+        == 201
+    )
+
+
+def test_openapi_is_served(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    assert "/stores/{store_ref}/provision" in spec["paths"]
+    assert "/provision/{job_id}" in spec["paths"]

@@ -1,0 +1,63 @@
+"""A fresh tenantry installation (data dir, key file, master and billing at head) per test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tenantry.crypto import ensure_key_file
+from tenantry.db.admin import create_database
+from tenantry.db.engines import make_engine
+from tenantry.db.schemas import billing_schema, master_schema
+from tenantry.runtime import Platform
+from tenantry.services import schema_ops
+from tenantry.settings import Settings, load_settings
+
+ENV_VARS = (
+    "DATABASE_URL",
+    "DATABASE_URL_BILLING",
+    "TENANTRY_DATA_DIR",
+    "TENANTRY_SECRET_KEYS",
+    "TENANTRY_QUEUE_URL",
+    "TENANTRY_APP",
+    "TENANTRY_TENANT_SCHEMA",
+    "TENANTRY_FAILPOINTS",
+    "TENANTRY_JOB_LEASE_SECONDS",
+)
+
+
+def install(settings: Settings) -> None:
+    """What `tenantry init` does, for fixtures."""
+    ensure_key_file(settings.key_file)
+    for spec, url in (
+        (master_schema(), settings.master_url),
+        (billing_schema(), settings.billing_url),
+    ):
+        create_database(url)
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                schema_ops.migrate(conn, spec, "fixture", acting_app="tenantry", owner="tenantry")
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """Settings of a fresh, initialised installation in a temp data dir (env cleaned)."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path / "data"))
+    current = load_settings()
+    install(current)
+    return current
+
+
+@pytest.fixture
+def platform(settings: Settings) -> Iterator[Platform]:
+    """The installation's platform, closed after the test."""
+    opened = Platform.open(settings)
+    yield opened
+    opened.close()
