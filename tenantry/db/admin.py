@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
+import threading
 
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.pool import NullPool
 
 from tenantry.db.engines import CONNECT_TIMEOUT_S, describe_connect_error, sqlite_path
 from tenantry.db.urls import backend_of, mask
@@ -34,13 +34,37 @@ def _server_url(url: URL) -> URL:
     return url._replace(database=None)
 
 
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
 def _server_engine(url: URL) -> Engine:
-    return create_engine(
-        _server_url(url),
-        isolation_level="AUTOCOMMIT",
-        poolclass=NullPool,
-        connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
-    )
+    """One small pooled AUTOCOMMIT engine per server, kept for the process: creating
+    databases one after another should not pay a new connection (and dialect set-up) each."""
+    server = _server_url(url)
+    key = server.render_as_string(hide_password=False)
+    with _engines_lock:
+        engine = _engines.get(key)
+        if engine is None:
+            engine = create_engine(
+                server,
+                isolation_level="AUTOCOMMIT",
+                pool_size=1,
+                max_overflow=4,
+                pool_pre_ping=True,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+            )
+            _engines[key] = engine
+        return engine
+
+
+def dispose_server_engines() -> None:
+    """Close the cached server connections (at shutdown, or before dropping a template)."""
+    with _engines_lock:
+        engines = list(_engines.values())
+        _engines.clear()
+    for engine in engines:
+        engine.dispose()
 
 
 def database_exists(url: URL) -> bool:
@@ -59,8 +83,6 @@ def database_exists(url: URL) -> bool:
             return conn.execute(query, {"n": name}).first() is not None
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(_server_url(url), exc) from None
-    finally:
-        engine.dispose()
 
 
 def run_server_sql(url: URL, statement: str) -> None:
@@ -78,8 +100,6 @@ def run_server_sql(url: URL, statement: str) -> None:
             f"{statement.split(' ')[1]}: {detail}.",
             "Check that the URL's user may create and drop databases.",
         ) from None
-    finally:
-        engine.dispose()
 
 
 def _server_ddl(url: URL, *, postgresql: str, mysql: str) -> None:

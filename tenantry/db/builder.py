@@ -22,7 +22,7 @@ from sqlalchemy.schema import CreateTable
 
 from tenantry.db import admin, migrations
 from tenantry.db.engines import make_engine
-from tenantry.db.identity import Identity, is_tenantry_table, read_identity
+from tenantry.db.identity import Identity, identity_table, is_tenantry_table, read_identity
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.urls import backend_of
 from tenantry.errors import DatabaseAdminError
@@ -43,9 +43,13 @@ class TenantState:
     conflicts: list[str]  # differences tenantry must not paper over
 
 
-def inspect_tenant(conn: Connection, spec: SchemaSpec) -> TenantState:
+def inspect_tenant(conn: Connection, spec: SchemaSpec, *, trusted: bool = False) -> TenantState:
     """Read a tenant database's identity, revision and tables, and what conflicts with the
-    schema (foreign tables, different columns). Never writes."""
+    schema (foreign tables, different columns). Never writes.
+
+    ``trusted`` skips the (costly) comparison with the models for a database whose every
+    table tenantry made itself from them: one it created, or one already checked.
+    """
     identity = read_identity(conn)
     revision = migrations.current(conn, spec)
     names = {t for t in inspect(conn).get_table_names() if not is_tenantry_table(t)}
@@ -53,7 +57,7 @@ def inspect_tenant(conn: Connection, spec: SchemaSpec) -> TenantState:
     present = [t for t in wanted if t in names]
     missing = [t for t in wanted if t not in names]
     conflicts: list[str] = []
-    if identity is None or revision is None:
+    if not trusted and names and (identity is None or revision is None):
         for diff in migrations.drift(conn, spec):
             if diff.kind in _PENDING_KINDS and (diff.table in missing or diff.kind == "add_index"):
                 continue
@@ -106,6 +110,7 @@ def _build_template(url: URL, spec: SchemaSpec) -> None:
     try:
         with engine.begin() as conn:
             migrations.upgrade(conn, spec, "head")
+            identity_table.create(conn)  # empty: each clone stamps its own row
     finally:
         engine.dispose()
 

@@ -13,7 +13,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util.exc import CommandError
-from sqlalchemy import Connection
+from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL
 
 from tenantry.db.alembic_env import configure_options
@@ -49,8 +49,15 @@ def head(spec: SchemaSpec) -> str | None:
 
 def current(conn: Connection, spec: SchemaSpec) -> str | None:
     """The revision the database is at, read from the role's own version table."""
-    ctx = MigrationContext.configure(conn, opts={"version_table": spec.version_table})
-    return ctx.get_current_revision()
+    if not inspect(conn).has_table(spec.version_table):
+        return None
+    rows = conn.execute(text(f"SELECT version_num FROM {spec.version_table}")).scalars().all()
+    if len(rows) > 1:
+        raise MigrationError(
+            f"the {spec.role} database records several heads ({', '.join(rows)}).",
+            "Merge the branches with an Alembic merge revision.",
+        )
+    return rows[0] if rows else None
 
 
 def resolve(spec: SchemaSpec, target: str) -> str | None:

@@ -279,6 +279,8 @@ class Provisioner:
         try:
             url = self._step_connect(job, store)
             engine = make_engine(url, pool_size=1)
+            with connect(engine) as conn:
+                conn.execute(text("SELECT 1"))
             self._step_inspect_and_build(job, engine)
             identity = self._step_migrate(job, engine)
             self._step_seed(job, store, engine)
@@ -326,13 +328,6 @@ class Provisioner:
                 f"database {mask(url)} exists already and this job did not create it.",
                 "To use it, provision with --connect URL instead.",
             )
-        probe = make_engine(url, pool_size=1)
-        try:
-            with connect(probe) as conn:
-                conn.execute(text("SELECT 1"))
-        finally:
-            probe.dispose()
-        self._update(job.id, progress=10, message=f"connected to {mask(url)}")
         return url
 
     def _create_database(self, url: URL) -> None:
@@ -349,10 +344,14 @@ class Provisioner:
         admin.create_database(url)
 
     def _step_inspect_and_build(self, job: ProvisioningJob, engine: Engine) -> None:
-        self._update(job.id, step="inspect", progress=15, message="listing existing tables")
+        self._update(
+            job.id, step="inspect", progress=15, message="connected; listing existing tables"
+        )
         failpoint("provision.inspect")
+        # A database this job created holds only what tenantry made from the models.
+        trusted = job.mode == ProvisioningMode.CREATE_NEW and job.database_created
         with connect(engine) as conn:
-            state = builder.inspect_tenant(conn, self.spec)
+            state = builder.inspect_tenant(conn, self.spec, trusted=trusted)
         total = len(self.spec.metadata.sorted_tables)
         if state.identity is not None:
             if state.identity.role != "tenant" or state.identity.schema_name != self.spec.name:
@@ -368,6 +367,10 @@ class Provisioner:
                 f"({len(state.conflicts)} difference(s): {shown}); nothing was changed.",
                 "Connect an empty database, or one whose tables match the schema.",
             )
+        if state.identity is not None and state.revision is not None:
+            return  # an existing tenant database: migrations bring it up to date
+        if trusted and not state.missing and state.revision is not None:
+            return  # a clone of the template: complete, only the identity is missing
         self._update(
             job.id,
             step="create_tables",
@@ -376,8 +379,6 @@ class Provisioner:
             tables_created=len(state.present),
             message=f"{len(state.present)} of {total} tables present",
         )
-        if state.identity is not None and state.revision is not None:
-            return  # an existing tenant database: migrations bring it up to date
         present = len(state.present)
 
         def created(table: str, n: int) -> None:
@@ -412,7 +413,8 @@ class Provisioner:
         self._update(job.id, step="migrate", progress=75, message="stamping identity, migrating")
         failpoint("provision.migrate")
         with connect(engine, begin=True) as conn:
-            state = builder.inspect_tenant(conn, self.spec)
+            # The inspect step compared the tables that were there; the rest were made here.
+            state = builder.inspect_tenant(conn, self.spec, trusted=True)
             identity = state.identity
             if identity is None:
                 if state.missing or state.conflicts:
@@ -438,12 +440,19 @@ class Provisioner:
         return identity.instance_id
 
     def _step_seed(self, job: ProvisioningJob, store: Store, engine: Engine) -> None:
-        self._update(job.id, step="seed", progress=85, message="writing initial data")
+        total = len(self.spec.metadata.sorted_tables)
+        self._update(
+            job.id,
+            step="seed",
+            progress=85,
+            total_tables=total,
+            tables_created=total,
+            message=f"at revision {migrations.head(self.spec)}; writing initial data",
+        )
         failpoint("provision.seed")
         if self.spec.seed is not None:
             with connect(engine, begin=True) as conn:
                 self.spec.seed(conn, {"name": store.name, "slug": store.slug, "id": str(store.id)})
-        self._update(job.id, progress=90, message="initial data written")
 
     def _step_save_and_activate(self, job: ProvisioningJob, url: URL, instance_id: str) -> None:
         self._update(job.id, step="save_connection", progress=95, message="saving connection")

@@ -14,9 +14,13 @@ DEFAULT_CATEGORIES = (("uncategorized", "Uncategorized"), ("featured", "Featured
 def seed(conn: Connection, store: dict[str, Any]) -> None:
     """Add what is missing of the defaults; running it twice adds nothing."""
     have = set(conn.scalars(select(Category.slug)))
-    for position, (slug, name) in enumerate(DEFAULT_CATEGORIES):
-        if slug not in have:
-            conn.execute(insert(Category).values(slug=slug, name=name, position=position))
+    categories = [
+        {"slug": slug, "name": name, "position": position}
+        for position, (slug, name) in enumerate(DEFAULT_CATEGORIES)
+        if slug not in have
+    ]
+    if categories:
+        conn.execute(insert(Category), categories)
     wanted = {
         "store_name": store.get("name"),
         "store_slug": store.get("slug"),
@@ -25,6 +29,6 @@ def seed(conn: Connection, store: dict[str, Any]) -> None:
         "weight_unit": "g",
     }
     present = set(conn.scalars(select(Setting.key)))
-    for key, value in wanted.items():
-        if key not in present:
-            conn.execute(insert(Setting).values(key=key, value=value))
+    settings = [{"key": k, "value": v} for k, v in wanted.items() if k not in present]
+    if settings:
+        conn.execute(insert(Setting), settings)
