@@ -12,16 +12,15 @@ from tenantry.crypto import ensure_key_file
 from tenantry.db.admin import create_database
 from tenantry.db.schemas import Role
 from tenantry.services import schema_ops
-from tenantry.settings import load_settings
+from tenantry.settings import Settings, load_settings
 
 
-@reports_errors
-def init(json_output: bool = JSON_OPTION) -> None:
-    """Create the data dir, the key file and the master and billing databases at head.
+def run_init(settings: Settings) -> dict[str, Any]:
+    """Create what is missing (data dir, key file, master and billing at head).
 
-    Safe to run again: what exists is left as it is.
+    Returns the report ``init --json`` prints; ``report["changes"]`` lists what was done (empty
+    when everything existed already). Used by ``init`` and ``up``.
     """
-    settings = load_settings()
     report: dict[str, Any] = {"data_dir": str(settings.data_dir.resolve())}
     done: list[str] = []
     if not settings.data_dir.exists():
@@ -62,12 +61,27 @@ def init(json_output: bool = JSON_OPTION) -> None:
             "revision": result.to_revision,
         }
     report["changes"] = done
+    return report
+
+
+def print_init_report(report: dict[str, Any]) -> None:
+    """Show what ``run_init`` did, one line per change."""
+    for line in report["changes"]:
+        console.print(f"[green]✓[/] {line}")
+    if not report["changes"]:
+        console.print("[green]✓[/] already initialised; nothing changed")
+    console.print(f"data dir: {report['data_dir']}")
+
+
+@reports_errors
+def init(json_output: bool = JSON_OPTION) -> None:
+    """Create the data dir, the key file and the master and billing databases at head.
+
+    Safe to run again: what exists is left as it is.
+    """
+    report = run_init(load_settings())
     if json_output:
         emit_json(report)
         return
-    for line in done:
-        console.print(f"[green]✓[/] {line}")
-    if not done:
-        console.print("[green]✓[/] already initialised; nothing changed")
-    console.print(f"data dir: {report['data_dir']}")
+    print_init_report(report)
     typer.echo("next: tenantry db status")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from tenantry.cli import db, init_cmd
+from tenantry.cli import apikeys, db, init_cmd, jobs, keys, provision, serve, servers, stores
 from tenantry.version import __version__
 
 app = typer.Typer(
@@ -15,7 +15,15 @@ app = typer.Typer(
     add_completion=False,
 )
 app.command("init")(init_cmd.init)
+app.command("up")(serve.up)
+app.command("worker")(serve.worker)
 app.add_typer(db.app, name="db")
+app.add_typer(stores.app, name="stores")
+app.command("provision")(provision.provision)
+app.add_typer(jobs.app, name="jobs")
+app.add_typer(servers.app, name="servers")
+app.add_typer(apikeys.app, name="apikeys")
+app.add_typer(keys.app, name="keys")
 
 
 def _version(value: bool) -> None:

@@ -15,6 +15,7 @@ from rich.console import Console
 
 from tenantry.errors import (
     ConfigurationError,
+    InvalidInput,
     NotOwner,
     TenantryError,
     UnidentifiedDatabase,
@@ -50,7 +51,7 @@ def exit_code_for(exc: TenantryError) -> int:
     """The exit code of a domain error."""
     if isinstance(exc, WrongDatabase | UnidentifiedDatabase | NotOwner):
         return EXIT_REFUSED
-    if isinstance(exc, ConfigurationError):
+    if isinstance(exc, ConfigurationError | InvalidInput):
         return EXIT_CONFIG
     return EXIT_FAILED
 

@@ -210,10 +210,16 @@ class Provisioner:
 
     # ------------------------------------------------------------------ job bookkeeping
 
+    @property
+    def _master(self) -> Engine:
+        engine: Engine = self.sessions.kw["bind"]
+        return engine
+
     def _claim(self, job_id: uuid.UUID) -> bool:
         now = utcnow()
-        with self.sessions.begin() as session:
-            result = session.execute(
+        # Core, not a Session: job bookkeeping runs many times per job and should be cheap.
+        with self._master.begin() as conn:
+            result = conn.execute(
                 update(ProvisioningJob)
                 .where(
                     ProvisioningJob.id == job_id,
@@ -233,17 +239,16 @@ class Provisioner:
                     error=None,
                     updated_at=now,
                 )
-                .execution_options(synchronize_session=False)
             )
-            return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+            return result.rowcount == 1
 
     def _lease(self) -> Any:
         return utcnow() + timedelta(seconds=self.settings.job_lease_seconds)
 
     def _update(self, job_id: uuid.UUID, **values: Any) -> None:
         """Record progress and renew the lease, if the job is still ours and running."""
-        with self.sessions.begin() as session:
-            result = session.execute(
+        with self._master.begin() as conn:
+            result = conn.execute(
                 update(ProvisioningJob)
                 .where(
                     ProvisioningJob.id == job_id,
@@ -251,9 +256,8 @@ class Provisioner:
                     ProvisioningJob.status == ProvisioningStatus.RUNNING,
                 )
                 .values(lease_expires_at=self._lease(), updated_at=utcnow(), **values)
-                .execution_options(synchronize_session=False)
             )
-            if result.rowcount != 1:  # type: ignore[attr-defined]
+            if result.rowcount != 1:
                 raise _LostJob(str(job_id))
 
     def _load(self, job_id: uuid.UUID) -> tuple[ProvisioningJob, Store]:
@@ -277,12 +281,15 @@ class Provisioner:
         job, store = self._load(job_id)
         engine: Engine | None = None
         try:
-            url = self._step_connect(job, store)
+            url, cloned = self._step_connect(job, store)
             engine = make_engine(url, pool_size=1)
-            with connect(engine) as conn:
-                conn.execute(text("SELECT 1"))
-            self._step_inspect_and_build(job, engine)
-            identity = self._step_migrate(job, engine)
+            if cloned:
+                identity = self._step_stamp_clone(job, engine)
+            else:
+                with connect(engine) as conn:
+                    conn.execute(text("SELECT 1"))
+                self._step_inspect_and_build(job, engine)
+                identity = self._step_migrate(job, engine)
             self._step_seed(job, store, engine)
             self._step_save_and_activate(job, url, identity)
             return ProvisioningStatus.COMPLETED
@@ -312,36 +319,64 @@ class Provisioner:
                 raise NotFound("the job's database server was removed.")
             return server_url(self.box, server).set(database=job.target["database"])
 
-    def _step_connect(self, job: ProvisioningJob, store: Store) -> URL:
-        self._update(job.id, step="connect", progress=5, message="connecting to the database")
+    def _step_connect(self, job: ProvisioningJob, store: Store) -> tuple[URL, bool]:
+        """The database's URL, creating it in create-new mode; True when this call made it
+        as a copy of the template (so its content is known exactly)."""
         failpoint("provision.connect")
         url = self._target_url(job)
         if job.mode == ProvisioningMode.CREATE_NEW and not admin.database_exists(url):
-            if not job.database_created:
-                # Recorded before creating, so a crash right after still knows it is ours.
-                self._update(job.id, database_created=True)
-                job.database_created = True
+            # Recorded before creating, so a crash right after still knows it is ours.
+            self._update(
+                job.id,
+                step="connect",
+                progress=5,
+                database_created=True,
+                message="creating the database",
+            )
+            job.database_created = True
             failpoint("provision.create_database")
-            self._create_database(url)
-        elif job.mode == ProvisioningMode.CREATE_NEW and not job.database_created:
+            return url, self._create_database(url)
+        self._update(job.id, step="connect", progress=5, message="connecting to the database")
+        if job.mode == ProvisioningMode.CREATE_NEW and not job.database_created:
             raise Conflict(
                 f"database {mask(url)} exists already and this job did not create it.",
                 "To use it, provision with --connect URL instead.",
             )
-        return url
+        return url, False
 
-    def _create_database(self, url: URL) -> None:
+    def _create_database(self, url: URL) -> bool:
+        """Create the store's database; True when it is a copy of the schema's template."""
         backend = backend_of(url)
         if backend == "sqlite":
             path = Path(url.database or "")
-            builder.copy_sqlite_template(self.settings.data_dir / "templates", self.spec, path)
-            return
+            return builder.copy_sqlite_template(
+                self.settings.data_dir / "templates", self.spec, path
+            )
         if backend == "postgresql":
             name = url.database or ""
             server = url.set(database="postgres")
             if builder.clone_postgres_template(server, self.spec, name):
-                return
+                return True
         admin.create_database(url)
+        return False
+
+    def _step_stamp_clone(self, job: ProvisioningJob, engine: Engine) -> str:
+        """A template copy made by this run: every table at head, an empty identity table.
+        Only the identity is missing (a resumed job takes the general path instead)."""
+        total = len(self.spec.metadata.sorted_tables)
+        self._update(
+            job.id,
+            step="migrate",
+            progress=75,
+            total_tables=total,
+            tables_created=total,
+            message="copied the template; stamping identity",
+        )
+        failpoint("provision.inspect")
+        failpoint("provision.migrate")
+        with connect(engine, begin=True) as conn:
+            identity = stamp_identity(conn, self.spec, self.settings.tenant_owner)
+        return identity.instance_id
 
     def _step_inspect_and_build(self, job: ProvisioningJob, engine: Engine) -> None:
         self._update(

@@ -1,0 +1,261 @@
+"""``tenantry provision``: create or connect a store's database, in a worker or in-process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+
+from tenantry.cli.common import job_document, open_platform
+from tenantry.cli.output import (
+    EXIT_FAILED,
+    JSON_OPTION,
+    console,
+    emit_json,
+    err_console,
+    reports_errors,
+)
+from tenantry.db.master.models import ProvisioningMode, ProvisioningStatus
+from tenantry.errors import InvalidInput, TenantryError
+from tenantry.jobs.queue import Queue
+from tenantry.runtime import Platform
+from tenantry.services import provisioning, servers, stores
+from tenantry.services.provisioning import Provisioner
+from tenantry.settings import load_settings
+
+POLL_SECONDS = 0.2
+FINISHED = frozenset(
+    {ProvisioningStatus.COMPLETED, ProvisioningStatus.FAILED, ProvisioningStatus.CANCELLED}
+)
+EXIT_INTERRUPTED = 130
+
+
+class _InlineRun(threading.Thread):
+    """Runs one provisioning job in this process, as a worker would."""
+
+    def __init__(self, platform: Platform, job_id: uuid.UUID) -> None:
+        super().__init__(name=f"provision-{job_id}", daemon=True)
+        worker = f"cli:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.provisioner = Provisioner(
+            platform.sessions,
+            platform.box,
+            platform.settings,
+            platform.tenant_spec,
+            worker[-64:],
+        )
+        self.job_id = job_id
+        self.outcome: str | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.outcome = self.provisioner.run(self.job_id)
+        except BaseException as exc:  # handed to the main thread
+            self.error = exc
+
+
+def _read(platform: Platform, job_id: uuid.UUID) -> dict[str, Any]:
+    with platform.sessions() as session:
+        return job_document(provisioning.get_job(session, job_id))
+
+
+def _describe(doc: dict[str, Any]) -> str:
+    step = doc["step"] or doc["status"]
+    return f"{step}: {doc['message']}" if doc["message"] else str(step)
+
+
+def _tables(doc: dict[str, Any]) -> str:
+    total = doc["total_tables"]
+    return f"tables {doc['tables_created']}/{total}" if total else ""
+
+
+@contextlib.contextmanager
+def _progress(show: bool) -> Iterator[tuple[Progress, TaskID] | None]:
+    if not show:
+        yield None
+        return
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TextColumn("{task.fields[tables]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with progress:
+        yield progress, progress.add_task("queued", total=100, tables="")
+
+
+class _TimedOut(Exception):
+    """Stopped waiting before the job finished."""
+
+
+def _follow(
+    platform: Platform,
+    job_id: uuid.UUID,
+    *,
+    timeout: float,
+    show: bool,
+    runner: _InlineRun | None,
+) -> dict[str, Any]:
+    """Poll the job (a fresh session each time) until it finishes; update the bar."""
+    deadline = time.monotonic() + timeout
+    with _progress(show) as bar:
+        while True:
+            doc = _read(platform, job_id)
+            if bar is not None:
+                progress, task = bar
+                progress.update(
+                    task,
+                    completed=doc["progress"],
+                    description=_describe(doc),
+                    tables=_tables(doc),
+                )
+            if doc["status"] in FINISHED:
+                return doc
+            if runner is not None and not runner.is_alive() and runner.error is not None:
+                raise runner.error
+            if time.monotonic() >= deadline:
+                raise _TimedOut
+            time.sleep(POLL_SECONDS)
+
+
+def _cancel(platform: Platform, job_id: uuid.UUID, runner: _InlineRun) -> dict[str, Any]:
+    """Cancel the in-process job and wait for it to stop (and remove what it created)."""
+    with contextlib.suppress(TenantryError), platform.sessions.begin() as session:
+        provisioning.cancel_job(session, provisioning.get_job(session, job_id))
+    runner.join()
+    return _read(platform, job_id)
+
+
+def _report(doc: dict[str, Any], slug: str, json_output: bool, note: str | None = None) -> None:
+    if json_output:
+        emit_json(doc)
+    elif doc["status"] == ProvisioningStatus.COMPLETED:
+        console.print(f"[green]✓[/] store {slug} is provisioned ({doc['total_tables']} tables)")
+        typer.echo(f"next: tenantry stores show {slug}")
+    elif doc["status"] in FINISHED:
+        err_console.print(f"[bold red]error:[/] provisioning {slug} {doc['status']}.")
+        if doc["error"]:
+            err_console.print(doc["error"])
+        if doc["message"]:
+            err_console.print(f"[dim]{doc['message']}[/]")
+    if note and not json_output:
+        err_console.print(note)
+
+
+@reports_errors
+def provision(
+    slug: str = typer.Argument(..., help="The store to provision (slug or id)."),
+    new: bool = typer.Option(
+        False,
+        "--new",
+        help="Create a new database: a SQLite file in the data dir, or on --server.",
+    ),
+    server: str | None = typer.Option(
+        None, "--server", help="With --new: the registered server to create the database on."
+    ),
+    connect: str | None = typer.Option(
+        None,
+        "--connect",
+        help="Use the existing (empty or matching) database at this URL; tenantry never "
+        "drops it. Its password is stored encrypted.",
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="Show progress until the job finishes; exit 0 only if it completed."
+    ),
+    inline: bool = typer.Option(
+        False,
+        "--inline",
+        help="Run the job in this process instead of a worker (for when no `tenantry worker` "
+        "runs). Implies --wait; on timeout or Ctrl-C the job is cancelled and cleaned up.",
+    ),
+    timeout: float = typer.Option(
+        600.0, "--timeout", min=0.0, help="Stop waiting after this many seconds."
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Create (--new) or connect (--connect URL) a store's database and build its tables.
+
+    The job is queued for a worker (`tenantry worker`, or `tenantry up`), which survives
+    crashes: a killed worker's job is resumed by the next one. --wait follows it with a
+    progress bar; --inline runs it right here. With --json the final job is printed (the
+    queued job without --wait).
+    """
+    if new == bool(connect):
+        raise InvalidInput(
+            "give either --new (optionally with --server NAME) or --connect URL.",
+            "e.g. `tenantry provision my-shop --new --wait`.",
+        )
+    if server and not new:
+        raise InvalidInput("--server goes with --new; --connect takes a URL instead.")
+    settings = load_settings()
+    with open_platform(settings) as platform:
+        with platform.sessions.begin() as session:
+            store = stores.get_store(session, slug)
+            slug = store.slug
+            chosen = servers.get_server(session, server) if server else None
+            job = provisioning.request_provisioning(
+                session,
+                platform.box,
+                settings,
+                store,
+                mode=ProvisioningMode.CREATE_NEW if new else ProvisioningMode.CONNECT_EXISTING,
+                server=chosen,
+                url=connect,
+            )
+            job_id = job.id
+        runner: _InlineRun | None = None
+        if inline:
+            runner = _InlineRun(platform, job_id)
+            runner.start()
+        else:
+            Queue(settings).enqueue_provision(job_id)
+        if not (wait or inline):
+            doc = _read(platform, job_id)
+            if json_output:
+                emit_json(doc)
+            else:
+                console.print(f"[green]✓[/] queued provisioning job {job_id} for store {slug}")
+                typer.echo(
+                    f"follow it: tenantry jobs show {job_id} (a worker must run: tenantry worker)"
+                )
+            return
+        note: str | None = None
+        try:
+            doc = _follow(platform, job_id, timeout=timeout, show=not json_output, runner=runner)
+        except (_TimedOut, KeyboardInterrupt) as exc:
+            stopped = "timed out" if isinstance(exc, _TimedOut) else "interrupted"
+            if runner is not None:
+                doc = _cancel(platform, job_id, runner)
+                note = f"{stopped} after waiting; the job was cancelled."
+            else:
+                doc = _read(platform, job_id)
+                note = (
+                    f"{stopped} while the job is {doc['status']}; it goes on in the worker: "
+                    f"tenantry jobs show {job_id}"
+                )
+            _report(doc, slug, json_output, note)
+            raise typer.Exit(
+                EXIT_INTERRUPTED if stopped == "interrupted" else EXIT_FAILED
+            ) from None
+        if runner is not None:
+            runner.join()
+    _report(doc, slug, json_output)
+    if doc["status"] != ProvisioningStatus.COMPLETED:
+        raise typer.Exit(EXIT_FAILED)

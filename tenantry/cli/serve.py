@@ -1,0 +1,126 @@
+"""``tenantry worker`` and ``tenantry up``: run the job worker, or the API with a worker."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from types import FrameType
+
+import typer
+import uvicorn
+from sqlalchemy import select
+
+from tenantry.cli.common import open_platform
+from tenantry.cli.init_cmd import print_init_report, run_init
+from tenantry.cli.output import console, err_console, reports_errors
+from tenantry.db.master.models import ApiKey
+from tenantry.db.types import utcnow
+from tenantry.jobs.queue import Queue
+from tenantry.services import apikeys
+from tenantry.services.apikeys import Scope
+from tenantry.settings import Settings, load_settings
+
+WORKERS_OPTION = typer.Option(
+    2, "--workers", min=1, max=64, help="Jobs run at the same time (worker threads)."
+)
+STOP_TIMEOUT_S = 10.0
+
+
+def _log_to_stderr() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+@reports_errors
+def worker(workers: int = WORKERS_OPTION) -> None:
+    """Run provisioning jobs from the queue until stopped (Ctrl-C waits for running jobs).
+
+    On start it re-enqueues jobs whose worker died or whose queue message was lost; a job
+    interrupted at any point is resumed with the same result.
+    """
+    _log_to_stderr()
+    queue = Queue(load_settings())
+    try:
+        recovered = queue.recover()  # opens the platform: master is checked first
+        err_console.print(
+            f"tenantry worker: {workers} thread(s); re-enqueued {recovered} unfinished job(s)"
+        )
+        queue.consumer(workers).run()
+    finally:
+        queue.close()
+
+
+def _ensure_admin_key(settings: Settings) -> str | None:
+    """Create an admin API key when no usable one exists; its plaintext, else None."""
+    with open_platform(settings) as platform, platform.sessions.begin() as session:
+        now = utcnow()
+        for key in session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))):
+            if Scope.ADMIN.value in key.scopes and (key.expires_at is None or key.expires_at > now):
+                return None
+        new = apikeys.create_key(session, name="admin (tenantry up)", scope=Scope.ADMIN)
+        return new.plaintext
+
+
+def _raise_exit(signum: int, _frame: FrameType | None) -> None:
+    raise typer.Exit(0)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Terminate the worker subprocess and wait for it (kill it if it does not stop)."""
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@reports_errors
+def up(
+    host: str | None = typer.Option(None, "--host", help="Listen here (TENANTRY_API_HOST)."),
+    port: int | None = typer.Option(
+        None, "--port", min=1, max=65535, help="Listen on this port (TENANTRY_API_PORT)."
+    ),
+    workers: int = WORKERS_OPTION,
+) -> None:
+    """Initialise if needed, then serve the API with a job worker beside it.
+
+    Runs `tenantry init`, creates an admin API key if none exists (printed once), starts
+    `tenantry worker` as a subprocess and serves the HTTP API until Ctrl-C or SIGTERM, which
+    stop both.
+    """
+    from tenantry.api.app import create_app  # the one place the CLI serves the API
+
+    settings = load_settings()
+    print_init_report(run_init(settings))
+    plaintext = _ensure_admin_key(settings)
+    if plaintext is not None:
+        typer.echo(f"admin API key (shown once): {plaintext}")  # one line, never wrapped
+        console.print("[dim]send it as 'Authorization: Bearer <key>'; it is not shown again.[/]")
+    host = host or settings.api_host
+    port = port or settings.api_port
+    api = create_app(settings)
+    base = f"http://{host}:{port}"
+    previous = signal.signal(signal.SIGTERM, _raise_exit)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenantry", "worker", "--workers", str(workers)],
+        env=os.environ.copy(),
+    )
+    try:
+        console.print(f"API:  {base}")
+        console.print(f"docs: {base}/docs")
+        console.print(f"worker: pid {proc.pid}, {workers} thread(s)")
+        uvicorn.run(api, host=host, port=port, log_level="info")
+    except KeyboardInterrupt:
+        pass  # Ctrl-C: a normal way to stop
+    finally:
+        _stop(proc)
+        signal.signal(signal.SIGTERM, previous)

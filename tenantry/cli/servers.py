@@ -1,0 +1,141 @@
+"""``tenantry servers``: the PostgreSQL and MySQL/MariaDB servers tenant databases go on."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+import typer
+from rich.table import Table
+
+from tenantry.cli.common import open_platform, when
+from tenantry.cli.output import EXIT_FAILED, JSON_OPTION, console, emit_json, reports_errors
+from tenantry.db.master.models import DatabaseServer
+from tenantry.db.urls import mask
+from tenantry.errors import DatabaseUnreachable, TenantryError
+from tenantry.services import servers
+from tenantry.services.connections import server_url
+from tenantry.services.servers import ServerCheck
+from tenantry.settings import load_settings
+
+app = typer.Typer(
+    help="Register and check the database servers tenantry creates store databases on.",
+    no_args_is_help=True,
+)
+
+
+def _print_check(check: ServerCheck) -> None:
+    if check.ok:
+        creates = "may" if check.can_create_databases else "[yellow]may NOT[/]"
+        console.print(
+            f"[green]✓[/] {check.name}: {check.url} answers ({check.version}, "
+            f"{check.latency_ms or 0:.0f} ms); its user {creates} create databases"
+        )
+    else:
+        console.print(f"[red]✗[/] {check.name}: {check.url}: {check.error}")
+
+
+@app.command()
+@reports_errors
+def add(
+    name: str = typer.Argument(..., help="A short name, e.g. pg-eu-1."),
+    url: str = typer.Option(
+        ...,
+        "--url",
+        help="Admin URL whose user may create databases, e.g. postgresql://admin:pw@host:5432 "
+        "or mysql://root:pw@host:3306. Stored encrypted.",
+    ),
+    notes: str | None = typer.Option(None, "--notes", help="A note for operators."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Register a server after checking tenantry can connect to it.
+
+    A server that cannot be reached is not saved.
+    """
+    with open_platform(load_settings()) as platform, platform.sessions() as session:
+        server = servers.add_server(session, platform.box, name=name, admin_url=url, notes=notes)
+        check = servers.check_server(platform.box, server)
+        if not check.ok:
+            session.rollback()
+            raise DatabaseUnreachable(
+                f"server {name!r} was not saved: {check.error}",
+                "Check the URL (host, port, user, password) and that the server is running.",
+            )
+        session.commit()
+        doc: dict[str, Any] = {**_server_document(server, check.url), "check": asdict(check)}
+    if json_output:
+        emit_json(doc)
+        return
+    console.print(f"[green]✓[/] registered server {name} ({doc['engine']}, {check.url})")
+    _print_check(check)
+    if not check.can_create_databases:
+        console.print(
+            "[yellow]note:[/] provisioning with --new on this server will fail until its user "
+            "may create databases."
+        )
+
+
+def _server_document(server: DatabaseServer, shown_url: str | None) -> dict[str, Any]:
+    return {
+        "id": str(server.id),
+        "name": server.name,
+        "engine": server.engine,
+        "host": server.host,
+        "port": server.port,
+        "url": shown_url,
+        "is_active": server.is_active,
+        "notes": server.notes,
+        "created_at": server.created_at,
+    }
+
+
+@app.command("list")
+@reports_errors
+def list_(json_output: bool = JSON_OPTION) -> None:
+    """List registered servers (URLs with their passwords masked)."""
+    with open_platform(load_settings()) as platform, platform.sessions() as session:
+        docs = []
+        for server in servers.list_servers(session):
+            try:
+                shown: str | None = mask(server_url(platform.box, server))
+            except TenantryError:
+                shown = None  # a key that sealed it is missing; `keys` explains
+            docs.append(_server_document(server, shown))
+    if json_output:
+        emit_json(docs)
+        return
+    if not docs:
+        console.print("no servers registered: `tenantry servers add NAME --url URL`.")
+        return
+    table = Table(title="database servers")
+    for col in ("name", "engine", "url", "active", "created"):
+        table.add_column(col, overflow="fold")
+    for d in docs:
+        table.add_row(
+            d["name"],
+            d["engine"],
+            d["url"] or "[red]cannot decrypt[/]",
+            "yes" if d["is_active"] else "no",
+            when(d["created_at"]),
+        )
+    console.print(table)
+
+
+@app.command()
+@reports_errors
+def check(
+    name: str = typer.Argument(..., help="The server's name."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Connect to a server: its version, latency and whether it may create databases.
+
+    Exits 1 when the server cannot be used.
+    """
+    with open_platform(load_settings()) as platform, platform.sessions() as session:
+        result = servers.check_server(platform.box, servers.get_server(session, name))
+    if json_output:
+        emit_json(asdict(result))
+    else:
+        _print_check(result)
+    if not result.ok:
+        raise typer.Exit(EXIT_FAILED)
