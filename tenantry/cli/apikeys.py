@@ -6,11 +6,9 @@ from typing import Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
 from tenantry.cli.common import open_platform, when
 from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
-from tenantry.db.master.models import ApiKey, Store
 from tenantry.errors import InvalidInput
 from tenantry.services import apikeys, stores
 from tenantry.services.apikeys import Scope
@@ -59,11 +57,7 @@ def create(
 def list_(json_output: bool = JSON_OPTION) -> None:
     """List API keys by prefix: name, scope, store, created, last used, revoked."""
     with open_platform(load_settings()) as platform, platform.sessions() as session:
-        rows = session.execute(
-            select(ApiKey, Store.slug)
-            .outerjoin(Store, Store.id == ApiKey.store_id)
-            .order_by(ApiKey.created_at)
-        )
+        rows = apikeys.list_keys(session)
         docs: list[dict[str, Any]] = [
             {
                 "prefix": key.prefix,

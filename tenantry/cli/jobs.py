@@ -6,11 +6,10 @@ from typing import Any
 
 import typer
 from rich.table import Table
-from sqlalchemy import select
 
 from tenantry.cli.common import job_document, open_platform, when
 from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
-from tenantry.db.master.models import ProvisioningJob, ProvisioningStatus, Store
+from tenantry.db.master.models import ProvisioningStatus, Store
 from tenantry.services import provisioning, stores
 from tenantry.settings import load_settings
 
@@ -46,14 +45,12 @@ def list_(
 ) -> None:
     """List provisioning jobs, newest first."""
     with open_platform(load_settings()) as platform, platform.sessions() as session:
-        query = select(ProvisioningJob, Store.slug).join(
-            Store, Store.id == ProvisioningJob.store_id
+        rows = provisioning.list_jobs(
+            session,
+            store=stores.get_store(session, store) if store is not None else None,
+            status=status.value if status is not None else None,
+            limit=limit,
         )
-        if store is not None:
-            query = query.where(ProvisioningJob.store_id == stores.get_store(session, store).id)
-        if status is not None:
-            query = query.where(ProvisioningJob.status == status.value)
-        rows = session.execute(query.order_by(ProvisioningJob.created_at.desc()).limit(limit))
         docs = [{**job_document(job), "store": slug} for job, slug in rows]
     if json_output:
         emit_json(docs)

@@ -11,13 +11,10 @@ from types import FrameType
 
 import typer
 import uvicorn
-from sqlalchemy import select
 
 from tenantry.cli.common import open_platform
 from tenantry.cli.init_cmd import print_init_report, run_init
 from tenantry.cli.output import console, err_console, reports_errors
-from tenantry.db.master.models import ApiKey
-from tenantry.db.types import utcnow
 from tenantry.jobs.queue import Queue
 from tenantry.services import apikeys
 from tenantry.services.apikeys import Scope
@@ -59,10 +56,8 @@ def worker(workers: int = WORKERS_OPTION) -> None:
 def _ensure_admin_key(settings: Settings) -> str | None:
     """Create an admin API key when no usable one exists; its plaintext, else None."""
     with open_platform(settings) as platform, platform.sessions.begin() as session:
-        now = utcnow()
-        for key in session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))):
-            if Scope.ADMIN.value in key.scopes and (key.expires_at is None or key.expires_at > now):
-                return None
+        if apikeys.has_admin_key(session):
+            return None
         new = apikeys.create_key(session, name="admin (tenantry up)", scope=Scope.ADMIN)
         return new.plaintext
 

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import ApiKey, Store
 from tenantry.db.types import utcnow
-from tenantry.errors import InvalidInput, Unauthorized
+from tenantry.errors import InvalidInput, NotFound, Unauthorized
 from tenantry.services import audit
 
 KEY_PREFIX = "tnt"
@@ -92,11 +92,34 @@ def authenticate(session: Session, presented: str) -> ApiKey:
     return key
 
 
+def list_keys(session: Session) -> list[tuple[ApiKey, str | None]]:
+    """Every key (never its secret) with the slug of its store, oldest first."""
+    rows = session.execute(
+        select(ApiKey, Store.slug)
+        .outerjoin(Store, Store.id == ApiKey.store_id)
+        .order_by(ApiKey.created_at)
+    )
+    return [(key, slug) for key, slug in rows]
+
+
+def has_admin_key(session: Session) -> bool:
+    """Whether a usable (not revoked, not expired) admin key exists."""
+    now = utcnow()
+    for key in session.scalars(select(ApiKey).where(ApiKey.revoked_at.is_(None))):
+        if Scope.ADMIN.value in key.scopes and (key.expires_at is None or key.expires_at > now):
+            return True
+    return False
+
+
 def revoke_key(session: Session, prefix: str, *, actor: str = "cli") -> ApiKey:
-    """Revoke the key with ``prefix``."""
+    """Revoke the key with ``prefix``; revoking a revoked key changes nothing."""
     key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     if key is None:
-        raise InvalidInput(f"no API key with prefix {prefix!r}.")
+        raise NotFound(
+            f"no API key with prefix {prefix!r}.", "List the keys with `tenantry apikeys list`."
+        )
+    if key.revoked_at is not None:
+        return key
     key.revoked_at = utcnow()
     audit.record(
         session,

@@ -177,6 +177,23 @@ def get_job(session: Session, job_id: str | uuid.UUID) -> ProvisioningJob:
     return job
 
 
+def list_jobs(
+    session: Session,
+    *,
+    store: Store | None = None,
+    status: str | None = None,
+    limit: int = 50,
+) -> list[tuple[ProvisioningJob, str]]:
+    """Jobs with their store's slug, newest first."""
+    query = select(ProvisioningJob, Store.slug).join(Store, Store.id == ProvisioningJob.store_id)
+    if store is not None:
+        query = query.where(ProvisioningJob.store_id == store.id)
+    if status is not None:
+        query = query.where(ProvisioningJob.status == status)
+    rows = session.execute(query.order_by(ProvisioningJob.created_at.desc()).limit(limit))
+    return [(job, slug) for job, slug in rows]
+
+
 def recoverable_jobs(session: Session, *, queued_grace_s: float = 5.0) -> list[uuid.UUID]:
     """Jobs a worker should (re)start: running with an expired lease (their worker died) and
     queued ones older than a few seconds (their queue message may be lost)."""

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
@@ -128,5 +129,8 @@ def check_server(box: SecretBox, server: DatabaseServer) -> ServerCheck:
         return ServerCheck(server.name, mask(url), True, version, can_create, latency, None)
     except TenantryError as exc:
         return ServerCheck(server.name, mask(url), False, None, False, None, exc.message)
+    except DBAPIError as exc:  # connected, but a query was refused
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        return ServerCheck(server.name, mask(url), False, None, False, None, detail)
     finally:
         engine.dispose()
