@@ -29,6 +29,7 @@ SERVER_URLS = {
     ),
     "mysql": os.environ.get("TENANTRY_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/mysql"),
 }
+REDIS_URL = os.environ.get("TENANTRY_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
 IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 
 
@@ -36,6 +37,14 @@ IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}
 def _server_problem(backend: str) -> str | None:
     from tenantry.db.admin import database_exists
 
+    if backend == "redis":
+        import redis
+
+        try:
+            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        except redis.RedisError as exc:
+            return str(exc)
+        return None
     try:
         database_exists(parse_url(SERVER_URLS[backend]))
     except DatabaseUnreachable as exc:

@@ -1,0 +1,103 @@
+"""Real worker processes on the embedded (SQLite) queue and on Redis: a worker killed in the
+middle of a job, and a new worker that finishes it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL, require_server
+from tests.platform_fixtures import ENV_VARS
+
+LEASE_S = 0.5
+
+
+@pytest.fixture(params=["embedded", "redis"])
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+    """An environment for a fresh installation on the embedded queue or on Redis."""
+    base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    base["TENANTRY_DATA_DIR"] = str(tmp_path / "data")
+    base["TENANTRY_JOB_LEASE_SECONDS"] = str(LEASE_S)
+    if request.param == "redis":
+        require_server("redis")
+        base["TENANTRY_QUEUE_URL"] = REDIS_URL
+        redis.Redis.from_url(REDIS_URL).flushdb()
+    yield base
+    if request.param == "redis":
+        redis.Redis.from_url(REDIS_URL).flushdb()
+
+
+def tenantry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tenantry", *args],
+        env=env,
+        text=True,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def worker(env: dict[str, str], log: Path, **extra: str) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tenantry", "worker", "--workers", "1"],
+            env={**env, **extra},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def job_state(env: dict[str, str], job_id: str) -> dict[str, object]:
+    shown = tenantry(env, "jobs", "show", job_id, "--json")
+    assert shown.returncode == 0, shown.stderr
+    return dict(json.loads(shown.stdout))
+
+
+def wait_until(predicate: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def test_killed_worker_job_is_finished_by_the_next_worker(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    assert tenantry(env, "init").returncode == 0
+    assert tenantry(env, "stores", "create", "phoenix", "--name", "Phoenix").returncode == 0
+    queued = tenantry(env, "provision", "phoenix", "--new", "--json")
+    assert queued.returncode == 0, queued.stderr
+    job_id = str(uuid.UUID(json.loads(queued.stdout)["id"]))
+    log = tmp_path / "worker.log"
+
+    doomed = worker(env, log, TENANTRY_FAILPOINTS="provision.seed=kill")
+    assert doomed.wait(timeout=60) == -9  # SIGKILL, mid-job
+    state = job_state(env, job_id)
+    assert state["status"] == "running"
+    assert state["step"] == "seed"
+
+    time.sleep(LEASE_S + 0.2)
+    rescuer = worker(env, log)
+    try:
+        wait_until(lambda: job_state(env, job_id)["status"] == "completed", 60)
+    finally:
+        rescuer.terminate()
+        rescuer.wait(timeout=30)
+    final = job_state(env, job_id)
+    assert final["progress"] == 100
+    assert final["attempts"] == 2
+    shown = json.loads(tenantry(env, "stores", "show", "phoenix", "--json").stdout)
+    assert shown["status"] == "active"
+    assert len(list((Path(env["TENANTRY_DATA_DIR"]) / "tenants").glob("phoenix-*.db"))) == 1
