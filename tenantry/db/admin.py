@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from tenantry.db.engines import CONNECT_TIMEOUT_S, describe_connect_error, sqlite_path
-from tenantry.db.urls import backend_of, mask
+from tenantry.db.urls import backend_of, mask, require_driver
 from tenantry.errors import ConfigurationError, DatabaseAdminError
 
 # Database names go into DDL as identifiers; accept only what needs no quoting anywhere.
@@ -41,6 +41,7 @@ _engines_lock = threading.Lock()
 def _server_engine(url: URL) -> Engine:
     """One small pooled AUTOCOMMIT engine per server, kept for the process: creating
     databases one after another should not pay a new connection (and dialect set-up) each."""
+    require_driver(url)
     server = _server_url(url)
     key = server.render_as_string(hide_password=False)
     with _engines_lock:

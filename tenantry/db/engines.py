@@ -11,7 +11,7 @@ from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from tenantry.db.urls import backend_of, mask
+from tenantry.db.urls import backend_of, mask, require_driver
 from tenantry.errors import DatabaseUnreachable
 
 CONNECT_TIMEOUT_S = 5
@@ -49,6 +49,7 @@ def make_engine(url: URL, *, pool_size: int = 5, echo: bool = False) -> Engine:
     SQLite files get transactional DDL and foreign keys; servers get a connect timeout, so an
     unreachable host fails in seconds instead of hanging.
     """
+    require_driver(url)
     backend = backend_of(url)
     kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": backend != "sqlite"}
     if backend == "sqlite":

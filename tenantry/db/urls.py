@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -60,6 +62,22 @@ def parse_url(raw: str, *, setting: str = "database URL") -> URL:
             "Add the database name after the host, e.g. postgresql://host:5432/master.",
         )
     return url
+
+
+_DRIVER_MODULES = {"psycopg": ("psycopg", "postgres"), "pymysql": ("pymysql", "mysql")}
+
+
+def require_driver(url: URL) -> None:
+    """Raise a clear error when the driver for ``url`` is not installed."""
+    driver = url.get_driver_name()
+    if driver not in _DRIVER_MODULES:
+        return
+    module, extra = _DRIVER_MODULES[driver]
+    if importlib.util.find_spec(module) is None:
+        raise ConfigurationError(
+            f"the {backend_of(url)} driver ({module}) is not installed.",
+            f"Install it with: pip install 'tenantry[{extra}]' (or 'tenantry[all]').",
+        )
 
 
 def backend_of(url: URL) -> str:

@@ -81,4 +81,8 @@ class Queue:
 
     def consumer(self, workers: int = 2) -> Any:
         """A Huey consumer running ``workers`` threads; call ``.run()`` in the main thread."""
-        return self.huey.create_consumer(workers=workers, worker_type="thread", periodic=True)
+        # Huey backs off to max_delay between polls of an idle SQLite queue; one second keeps
+        # a new job's pick-up prompt (Redis blocks on the list and needs no polling).
+        return self.huey.create_consumer(
+            workers=workers, worker_type="thread", periodic=True, max_delay=1.0
+        )

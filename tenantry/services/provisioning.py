@@ -38,7 +38,7 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import utcnow
-from tenantry.db.urls import backend_of, mask, parse_url
+from tenantry.db.urls import backend_of, mask, parse_url, require_driver
 from tenantry.errors import (
     Conflict,
     InvalidInput,
@@ -110,6 +110,7 @@ def request_provisioning(
         if not url or server is not None:
             raise InvalidInput("connect-existing takes the URL of the database to connect.")
         parsed = parse_url(url, setting="the database URL")
+        require_driver(parsed)
         target, secret = split_url(box, parsed)
     store.database_status = DatabaseStatus.PROVISIONING
     job = ProvisioningJob(

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from tenantry.crypto import SecretBox
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.master.models import DatabaseServer
-from tenantry.db.urls import backend_of, mask, parse_url
+from tenantry.db.urls import backend_of, mask, parse_url, require_driver
 from tenantry.errors import Conflict, InvalidInput, NotFound, TenantryError
 from tenantry.services import audit
 from tenantry.services.connections import server_url
@@ -70,6 +70,7 @@ def _admin_url(raw: str) -> URL:
     if sep and "/" not in rest.split("@")[-1]:
         raw = raw + ("/postgres" if head.startswith("postgres") else "/mysql")
     url = parse_url(raw, setting="the server URL")
+    require_driver(url)
     if backend_of(url) == "sqlite":
         raise InvalidInput(
             "a database server must be PostgreSQL or MySQL/MariaDB.",

@@ -86,3 +86,18 @@ def test_queue_url_must_be_redis() -> None:
         Settings(queue_url="amqp://guest:guest@localhost")
     assert "TENANTRY_QUEUE_URL" in err.value.message
     assert "guest:guest" not in err.value.message
+
+
+def test_missing_driver_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from tenantry.db.urls import require_driver
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "psycopg" else real(name, *a)
+    )
+    with pytest.raises(ConfigurationError) as err:
+        require_driver(parse_url("postgresql://u@h/db"))
+    assert "pip install 'tenantry[postgres]'" in (err.value.hint or "")
+    require_driver(parse_url("mysql://u@h/db"))  # installed: no error
