@@ -19,7 +19,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, or_, select, text, update
+from sqlalchemy import Connection, Engine, or_, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -302,13 +302,13 @@ class Provisioner:
             url, cloned = self._step_connect(job, store)
             engine = make_engine(url, pool_size=1)
             if cloned:
-                identity = self._step_stamp_clone(job, engine)
+                identity = self._step_stamp_and_seed_clone(job, store, engine)
             else:
                 with connect(engine) as conn:
                     conn.execute(text("SELECT 1"))
                 self._step_inspect_and_build(job, engine)
                 identity = self._step_migrate(job, engine)
-            self._step_seed(job, store, engine)
+                self._step_seed(job, store, engine)
             self._step_save_and_activate(job, url, identity)
             return ProvisioningStatus.COMPLETED
         except _LostJob:
@@ -378,23 +378,30 @@ class Provisioner:
         admin.create_database(url)
         return False
 
-    def _step_stamp_clone(self, job: ProvisioningJob, engine: Engine) -> str:
+    def _step_stamp_and_seed_clone(self, job: ProvisioningJob, store: Store, engine: Engine) -> str:
         """A template copy made by this run: every table at head, an empty identity table.
-        Only the identity is missing (a resumed job takes the general path instead)."""
+        Identity and initial data go in together, in one transaction (a job resumed after a
+        crash takes the general path instead)."""
         total = len(self.spec.metadata.sorted_tables)
         self._update(
             job.id,
-            step="migrate",
+            step="seed",
             progress=75,
             total_tables=total,
             tables_created=total,
-            message="copied the template; stamping identity",
+            message="copied the template; stamping identity and writing initial data",
         )
         failpoint("provision.inspect")
         failpoint("provision.migrate")
+        failpoint("provision.seed")
         with connect(engine, begin=True) as conn:
             identity = stamp_identity(conn, self.spec, self.settings.tenant_owner)
+            self._seed(conn, store)
         return identity.instance_id
+
+    def _seed(self, conn: Connection, store: Store) -> None:
+        if self.spec.seed is not None:
+            self.spec.seed(conn, {"name": store.name, "slug": store.slug, "id": str(store.id)})
 
     def _step_inspect_and_build(self, job: ProvisioningJob, engine: Engine) -> None:
         self._update(
@@ -503,9 +510,8 @@ class Provisioner:
             message=f"at revision {migrations.head(self.spec)}; writing initial data",
         )
         failpoint("provision.seed")
-        if self.spec.seed is not None:
-            with connect(engine, begin=True) as conn:
-                self.spec.seed(conn, {"name": store.name, "slug": store.slug, "id": str(store.id)})
+        with connect(engine, begin=True) as conn:
+            self._seed(conn, store)
 
     def _step_save_and_activate(self, job: ProvisioningJob, url: URL, instance_id: str) -> None:
         self._update(job.id, step="save_connection", progress=95, message="saving connection")
