@@ -188,7 +188,7 @@ def main() -> None:
             f"{r['routing']['direct_us']:.0f}",
             f"{r['routing']['ratio']:.2f}x",
         )
-    Console().print(table)
+    Console(width=140).print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "provision.json"
     out.write_text(
