@@ -164,6 +164,8 @@ class BillingSubscription(BillingBase):
     cancel_at_period_end: Mapped[bool] = mapped_column(Boolean, default=False)
     canceled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the newest processor event applied to it happened: older events are stale.
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     metadata_: Mapped[JsonDoc] = mapped_column("metadata")
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
@@ -268,6 +270,8 @@ class BillingPayment(BillingBase):
     failure_code: Mapped[str | None] = mapped_column(String(64))
     failure_message: Mapped[str | None] = mapped_column(Text)
     paid_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: When the newest processor event applied to it happened: older events are stale.
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     metadata_: Mapped[JsonDoc] = mapped_column("metadata")
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
@@ -298,6 +302,77 @@ class BillingWebhook(BillingBase):
     processing_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: What processing did ("payment pi_… succeeded", "ignored: …").
+    result: Mapped[str | None] = mapped_column(String(255))
+
+
+class BillingPlan(BillingBase):
+    """A price an app charges on a schedule."""
+
+    __tablename__ = "billing_plans"
+    __table_args__ = (UniqueConstraint("app_id", "code"),)
+
+    id: Mapped[UuidPk]
+    app_id: Mapped[str] = mapped_column(String(64))
+    code: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255))
+    amount_minor: Mapped[Money]
+    currency: Mapped[Currency]
+    interval: Mapped[str] = mapped_column(String(16), default=BillingInterval.MONTH)
+    trial_days: Mapped[int] = mapped_column(Integer, default=0)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[CreatedAt]
+    updated_at: Mapped[UpdatedAt]
+
+
+class BillingProcessorSecret(BillingBase):
+    """A webhook signing secret of one app at one processor; several may be active."""
+
+    __tablename__ = "billing_processor_secrets"
+    __table_args__ = (Index(None, "app_id", "processor"),)
+
+    id: Mapped[UuidPk]
+    app_id: Mapped[str] = mapped_column(String(64))
+    processor: Mapped[str] = mapped_column(String(16))
+    #: Fernet token of the secret.
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    #: The secret's last four characters, to tell secrets apart without revealing them.
+    hint: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[CreatedAt]
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class BillingIdempotencyKey(BillingBase):
+    """The first response to a POST made with an Idempotency-Key, replayed for retries."""
+
+    __tablename__ = "billing_idempotency_keys"
+    __table_args__ = (UniqueConstraint("app_id", "key"),)
+
+    id: Mapped[UuidPk]
+    app_id: Mapped[str] = mapped_column(String(64))
+    key: Mapped[str] = mapped_column(String(255))
+    #: SHA-256 of method, path and body: the key is bound to one request.
+    request_hash: Mapped[str] = mapped_column(String(64))
+    status_code: Mapped[int | None] = mapped_column(Integer)  # None while in progress
+    response_body: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[CreatedAt]
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class BillingAuditLog(BillingBase):
+    """Who did what in the billing database (erasures, secret changes, replays)."""
+
+    __tablename__ = "billing_audit_logs"
+    __table_args__ = (Index(None, "app_id", "created_at"),)
+
+    id: Mapped[UuidPk]
+    app_id: Mapped[str] = mapped_column(String(64))
+    actor: Mapped[str] = mapped_column(String(128))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(64))
+    target_id: Mapped[str | None] = mapped_column(String(255))
+    details: Mapped[JsonDoc]
+    created_at: Mapped[CreatedAt]
 
 
 metadata = BillingBase.metadata

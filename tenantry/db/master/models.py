@@ -196,6 +196,8 @@ class Store(MasterBase):
     #: Bumped whenever the store's connection changes (rotation, move), so every process's
     #: cached engine for the store is known to be stale without asking anyone.
     connection_version: Mapped[int] = mapped_column(Integer, default=0)
+    #: The store's customer in the billing database (app "platform"); no cross-database key.
+    billing_customer_id: Mapped[uuid.UUID | None] = mapped_column(GUID)
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     created_at: Mapped[CreatedAt]

@@ -1,0 +1,1 @@
+"""Billing: payment processors' adapters (the billing services live in tenantry.services.billing)."""
