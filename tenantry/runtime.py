@@ -5,13 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
 from tenantry.db import migrations
 from tenantry.db.engines import connect, make_engine, sqlite_path
 from tenantry.db.identity import guard
-from tenantry.db.schemas import SchemaSpec, master_schema, tenant_schema
+from tenantry.db.schemas import SchemaSpec, billing_schema, master_schema, tenant_schema
 from tenantry.db.urls import mask
 from tenantry.errors import ConfigurationError
 from tenantry.services.routing import TenantRouter
@@ -28,28 +29,16 @@ class Platform:
     box: SecretBox
     router: TenantRouter
     tenant_spec: SchemaSpec
+    billing_engine: Engine
+    billing_sessions: sessionmaker[Session]
 
     @classmethod
     def open(cls, settings: Settings) -> Platform:
-        """Connect to master after checking it is a master database at this code's head."""
-        path = sqlite_path(settings.master_url)
-        if path is not None and not path.is_file():
-            raise ConfigurationError(
-                f"the master database {path} does not exist.", "Run `tenantry init` first."
-            )
-        engine = make_engine(settings.master_url, pool_size=5)
-        spec = master_schema()
+        """Connect to master and billing after checking each is its role's database at this
+        code's head revision."""
+        engine = _checked_engine(settings.master_url, master_schema(), pool_size=5)
         try:
-            with connect(engine) as conn:
-                identity = guard(conn, spec, where=mask(settings.master_url))
-                current = migrations.current(conn, spec)
-            head = migrations.head(spec)
-            if identity is None or current != head:
-                raise ConfigurationError(
-                    f"the master database is at revision {current or 'base'}, this code "
-                    f"needs {head}.",
-                    "Run `tenantry init` (or `tenantry db migrate --role master`).",
-                )
+            billing_engine = _checked_engine(settings.billing_url, billing_schema(), pool_size=10)
         except BaseException:
             engine.dispose()
             raise
@@ -67,9 +56,36 @@ class Platform:
             box,
             router,
             tenant_schema(settings.tenant_schema),
+            billing_engine,
+            sessionmaker(billing_engine, expire_on_commit=False),
         )
 
     def close(self) -> None:
         """Dispose every engine."""
         self.router.dispose_all()
         self.master_engine.dispose()
+        self.billing_engine.dispose()
+
+
+def _checked_engine(url: URL, spec: SchemaSpec, *, pool_size: int) -> Engine:
+    path = sqlite_path(url)
+    if path is not None and not path.is_file():
+        raise ConfigurationError(
+            f"the {spec.role} database {path} does not exist.", "Run `tenantry init` first."
+        )
+    engine = make_engine(url, pool_size=pool_size)
+    try:
+        with connect(engine) as conn:
+            identity = guard(conn, spec, where=mask(url))
+            current = migrations.current(conn, spec)
+        head = migrations.head(spec)
+        if identity is None or current != head:
+            raise ConfigurationError(
+                f"the {spec.role} database is at revision {current or 'base'}, this code "
+                f"needs {head}.",
+                f"Run `tenantry init` (or `tenantry db migrate --role {spec.role}`).",
+            )
+    except BaseException:
+        engine.dispose()
+        raise
+    return engine

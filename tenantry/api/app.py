@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from tenantry.api import errors
-from tenantry.api.routes import servers, stores, tenant_data
+from tenantry.api import errors, idempotency
+from tenantry.api.routes import billing, servers, stores, tenant_data, webhooks
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
 from tenantry.settings import Settings, load_settings
@@ -35,9 +35,12 @@ def create_app(settings: Settings | None = None, *, queue: Queue | None = None) 
         lifespan=lifespan,
     )
     errors.install(app)
+    idempotency.install(app)
     app.include_router(stores.router)
     app.include_router(servers.router)
     app.include_router(tenant_data.router)
+    app.include_router(billing.router)
+    app.include_router(webhooks.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

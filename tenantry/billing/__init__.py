@@ -1,1 +1,4 @@
-"""Billing: payment processors' adapters (the billing services live in tenantry.services.billing)."""
+"""Billing: the payment processors' adapters.
+
+The billing services themselves live in ``tenantry.services.billing``.
+"""

@@ -48,7 +48,12 @@ def worker(workers: int = WORKERS_OPTION) -> None:
         err_console.print(
             f"tenantry worker: {workers} thread(s); re-enqueued {recovered} unfinished job(s)"
         )
-        queue.consumer(workers).run()
+        loop, stop = queue.start_webhook_loop()
+        try:
+            queue.consumer(workers).run()
+        finally:
+            stop.set()
+            loop.join(timeout=10)
     finally:
         queue.close()
 

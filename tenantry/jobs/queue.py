@@ -18,6 +18,7 @@ from typing import Any
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from tenantry.runtime import Platform
+from tenantry.services.billing import webhooks
 from tenantry.services.provisioning import Provisioner, recoverable_jobs
 from tenantry.settings import Settings
 
@@ -78,6 +79,18 @@ class Queue:
         if jobs:
             log.info("re-enqueued %d provisioning job(s)", len(jobs))
         return len(jobs)
+
+    def start_webhook_loop(self) -> tuple[threading.Thread, threading.Event]:
+        """Process billing webhook events in a background thread until the event is set."""
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=webhooks.run_forever,
+            args=(self.platform().billing_sessions, stop),
+            name="tenantry-webhooks",
+            daemon=True,
+        )
+        thread.start()
+        return thread, stop
 
     def consumer(self, workers: int = 2) -> Any:
         """A Huey consumer running ``workers`` threads; call ``.run()`` in the main thread."""

@@ -1,0 +1,200 @@
+"""Request and response bodies of the billing API (money in minor units, ISO currencies)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Currency = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. USD.")
+Minor = Field(ge=0, le=10**15, description="Amount in minor units (cents).")
+
+
+class CustomerCreate(BaseModel):
+    """A customer of the calling app, linked by the app's own id."""
+
+    model_config = ConfigDict(extra="forbid")
+    external_customer_id: str = Field(min_length=1, max_length=255)
+    email: str | None = Field(None, max_length=255)
+    name: str | None = Field(None, max_length=255)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class CustomerUpdate(BaseModel):
+    """Changes to a customer."""
+
+    model_config = ConfigDict(extra="forbid")
+    email: str | None = Field(None, max_length=255)
+    name: str | None = Field(None, max_length=255)
+    metadata: dict[str, Any] | None = None
+
+
+class CustomerOut(BaseModel):
+    """A billing customer."""
+
+    id: uuid.UUID
+    app_id: str
+    external_customer_id: str
+    email: str | None
+    name: str | None
+    metadata: dict[str, Any]
+    erased_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class CustomerList(BaseModel):
+    """A page of customers."""
+
+    items: list[CustomerOut]
+    total: int
+    limit: int
+    offset: int
+
+
+class PlanCreate(BaseModel):
+    """A plan of the calling app."""
+
+    model_config = ConfigDict(extra="forbid")
+    code: str = Field(min_length=1, max_length=64)
+    name: str = Field(min_length=1, max_length=255)
+    amount_minor: int = Minor
+    currency: str = Currency
+    interval: Literal["month", "year"] = "month"
+    trial_days: int = Field(0, ge=0, le=730)
+
+
+class PlanOut(BaseModel):
+    """A plan."""
+
+    id: uuid.UUID
+    code: str
+    name: str
+    amount_minor: int
+    currency: str
+    interval: str
+    trial_days: int
+    is_active: bool
+
+
+class SubscriptionCreate(BaseModel):
+    """Subscribe a customer to a plan."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer_id: uuid.UUID
+    plan_code: str = Field(min_length=1, max_length=64)
+    quantity: int = Field(1, ge=1, le=10_000)
+    trial_days: int | None = Field(None, ge=0, le=730)
+
+
+class SubscriptionTransition(BaseModel):
+    """Move a subscription to another status."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["incomplete", "trialing", "active", "past_due", "canceled", "paused", "unpaid"]
+
+
+class SubscriptionCancel(BaseModel):
+    """Cancel now or at the end of the period."""
+
+    model_config = ConfigDict(extra="forbid")
+    at_period_end: bool = False
+
+
+class SubscriptionOut(BaseModel):
+    """A subscription."""
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    plan_code: str
+    status: str
+    amount_minor: int
+    currency: str
+    interval: str
+    quantity: int
+    trial_ends_at: datetime | None
+    current_period_start: datetime | None
+    current_period_end: datetime | None
+    cancel_at_period_end: bool
+    canceled_at: datetime | None
+    processor: str | None
+    processor_subscription_id: str | None
+
+
+class MilestoneIn(BaseModel):
+    """One instalment of a new invoice."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=255)
+    amount_minor: int = Minor
+    description: str | None = None
+    due_at: datetime | None = None
+
+
+class InvoiceCreate(BaseModel):
+    """A new invoice: an amount, or milestones adding up to it."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer_id: uuid.UUID
+    invoice_number: str = Field(min_length=1, max_length=64)
+    currency: str = Currency
+    amount_minor: int | None = Field(None, ge=0, le=10**15)
+    milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
+    description: str | None = Field(None, max_length=10_000)
+    due_at: datetime | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    finalize: bool = False
+
+
+class MilestoneOut(BaseModel):
+    """An instalment."""
+
+    id: uuid.UUID
+    position: int
+    name: str
+    amount_minor: int
+    status: str
+    due_at: datetime | None
+    paid_at: datetime | None
+
+
+class InvoiceOut(BaseModel):
+    """An invoice with its milestones."""
+
+    id: uuid.UUID
+    customer_id: uuid.UUID
+    invoice_number: str
+    description: str | None
+    amount_minor: int
+    amount_paid_minor: int
+    currency: str
+    status: str
+    due_at: datetime | None
+    paid_at: datetime | None
+    milestones: list[MilestoneOut]
+    metadata: dict[str, Any]
+
+
+class InvoiceStatusChange(BaseModel):
+    """Finalize, void or write off an invoice."""
+
+    model_config = ConfigDict(extra="forbid")
+    status: Literal["open", "void", "uncollectible"]
+
+
+class EventOut(BaseModel):
+    """A webhook event as stored."""
+
+    id: uuid.UUID
+    processor: str
+    event_id: str
+    event_type: str
+    status: str
+    attempts: int
+    last_error: str | None
+    result: str | None
+    received_at: datetime
+    processed_at: datetime | None
+    next_attempt_at: datetime | None

@@ -1,0 +1,208 @@
+"""Invoices with milestones (seed 003): draft → open → paid | void | uncollectible."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from tenantry.db.billing.models import (
+    BillingCustomer,
+    BillingInvoice,
+    BillingInvoiceMilestone,
+    BillingPayment,
+    InvoiceStatus,
+    MilestoneStatus,
+    PaymentStatus,
+)
+from tenantry.db.types import utcnow
+from tenantry.errors import Conflict, InvalidInput, NotFound
+from tenantry.services.billing import validation
+
+I = InvoiceStatus  # noqa: E741
+_NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")
+FINAL = frozenset({I.PAID, I.VOID})
+MOVES: dict[I, frozenset[I]] = {
+    I.DRAFT: frozenset({I.OPEN, I.VOID}),
+    I.OPEN: frozenset({I.PAID, I.VOID, I.UNCOLLECTIBLE}),
+    I.UNCOLLECTIBLE: frozenset({I.PAID, I.VOID}),
+    I.PAID: frozenset(),
+    I.VOID: frozenset(),
+}
+SETTLED_PAYMENTS = frozenset(
+    {PaymentStatus.SUCCEEDED, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
+)
+
+
+@dataclass(frozen=True)
+class MilestoneInput:
+    """One instalment of a new invoice."""
+
+    name: str
+    amount_minor: int
+    description: str | None = None
+    due_at: datetime | None = None
+
+
+def create_invoice(
+    session: Session,
+    customer: BillingCustomer,
+    *,
+    invoice_number: str,
+    currency: str,
+    amount_minor: int | None = None,
+    milestones: list[MilestoneInput] | None = None,
+    description: str | None = None,
+    due_at: datetime | None = None,
+    metadata: dict[str, str] | None = None,
+    finalize: bool = False,
+) -> BillingInvoice:
+    """A new invoice: either one amount, or milestones that add up to it."""
+    if customer.erased_at is not None:
+        raise Conflict("this customer was erased; it cannot be invoiced.")
+    if not _NUMBER.match(invoice_number):
+        raise InvalidInput(f"invalid invoice number {invoice_number!r}.")
+    validation.no_card_data(
+        [description or "", metadata or {}], where="the invoice description or metadata"
+    )
+    parts = milestones or []
+    for m in parts:
+        validation.amount(m.amount_minor, what=f"milestone {m.name!r} amount")
+        validation.no_card_data([m.name, m.description or ""], where="a milestone")
+    total = sum(m.amount_minor for m in parts)
+    if amount_minor is None:
+        if not parts:
+            raise InvalidInput("an invoice needs an amount or milestones.")
+        amount_minor = total
+    validation.amount(amount_minor)
+    if parts and total != amount_minor:
+        raise InvalidInput(f"the milestones add up to {total}, the invoice says {amount_minor}.")
+    if session.scalar(
+        select(BillingInvoice.id).where(
+            BillingInvoice.app_id == customer.app_id,
+            BillingInvoice.invoice_number == invoice_number,
+        )
+    ):
+        raise Conflict(f"invoice number {invoice_number!r} is taken in this app.")
+    invoice = BillingInvoice(
+        app_id=customer.app_id,
+        customer_id=customer.id,
+        invoice_number=invoice_number,
+        description=description,
+        amount_minor=amount_minor,
+        currency=validation.currency(currency),
+        due_at=due_at,
+        metadata_=metadata or {},
+        status=I.OPEN if finalize else I.DRAFT,
+    )
+    invoice.milestones = [
+        BillingInvoiceMilestone(
+            position=n + 1,
+            name=m.name,
+            description=m.description,
+            amount_minor=m.amount_minor,
+            due_at=m.due_at,
+        )
+        for n, m in enumerate(parts)
+    ]
+    session.add(invoice)
+    session.flush()
+    return invoice
+
+
+def get_invoice(session: Session, app_id: str, invoice_id: str | uuid.UUID) -> BillingInvoice:
+    """The app's invoice ``invoice_id``."""
+    try:
+        key = invoice_id if isinstance(invoice_id, uuid.UUID) else uuid.UUID(str(invoice_id))
+    except ValueError:
+        raise NotFound(f"no invoice {invoice_id!r}.") from None
+    invoice = session.get(BillingInvoice, key)
+    if invoice is None or invoice.app_id != app_id:
+        raise NotFound(f"no invoice {invoice_id!r}.")
+    return invoice
+
+
+def list_invoices(
+    session: Session,
+    app_id: str,
+    *,
+    status: str | None = None,
+    customer_id: uuid.UUID | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> list[BillingInvoice]:
+    """The app's invoices, newest first."""
+    query = select(BillingInvoice).where(BillingInvoice.app_id == app_id)
+    if status:
+        query = query.where(BillingInvoice.status == status)
+    if customer_id:
+        query = query.where(BillingInvoice.customer_id == customer_id)
+    return list(
+        session.scalars(
+            query.order_by(BillingInvoice.created_at.desc()).limit(limit).offset(offset)
+        )
+    )
+
+
+def move(invoice: BillingInvoice, new: I) -> BillingInvoice:
+    """Change an invoice's status along the allowed moves."""
+    if invoice.status == new:
+        return invoice
+    if new not in MOVES[I(invoice.status)]:
+        raise Conflict(f"a {invoice.status} invoice cannot become {new}.")
+    now = utcnow()
+    invoice.status = new
+    if new == I.VOID:
+        invoice.voided_at = now
+    if new == I.PAID:
+        invoice.paid_at = invoice.paid_at or now
+    invoice.updated_at = now
+    return invoice
+
+
+def settle(session: Session, invoice: BillingInvoice, payment: BillingPayment) -> str:
+    """Apply a settled payment: its milestone (or every milestone) is paid; the invoice is
+    paid when all its milestones are (or its amount is covered). Never un-pays anything.
+    Returns what happened, for the event log."""
+    if payment.status not in SETTLED_PAYMENTS:
+        return "payment not settled"
+    now = payment.paid_at or utcnow()
+    if payment.milestone_id is not None:
+        for m in invoice.milestones:
+            if m.id == payment.milestone_id and m.status == MilestoneStatus.PENDING:
+                m.status, m.paid_at = MilestoneStatus.PAID, now
+    elif invoice.milestones and payment.amount_minor >= _unpaid(invoice):
+        for m in invoice.milestones:
+            if m.status == MilestoneStatus.PENDING:
+                m.status, m.paid_at = MilestoneStatus.PAID, now
+    session.flush()
+    paid_total = session.scalar(
+        select(func.coalesce(func.sum(BillingPayment.amount_minor), 0)).where(
+            BillingPayment.invoice_id == invoice.id,
+            BillingPayment.status.in_(list(SETTLED_PAYMENTS)),
+        )
+    )
+    invoice.amount_paid_minor = int(paid_total or 0)
+    if invoice.status in FINAL:
+        return f"invoice already {invoice.status}"
+    all_milestones = bool(invoice.milestones) and all(
+        m.status == MilestoneStatus.PAID for m in invoice.milestones
+    )
+    covered = not invoice.milestones and invoice.amount_paid_minor >= invoice.amount_minor
+    if all_milestones or covered:
+        if invoice.status == I.DRAFT:
+            invoice.status = I.OPEN
+        move(invoice, I.PAID)
+        invoice.paid_at = now
+        return "invoice paid"
+    if invoice.status == I.DRAFT:
+        move(invoice, I.OPEN)
+    return "invoice partly paid"
+
+
+def _unpaid(invoice: BillingInvoice) -> int:
+    return sum(m.amount_minor for m in invoice.milestones if m.status == MilestoneStatus.PENDING)

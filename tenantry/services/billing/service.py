@@ -1,0 +1,159 @@
+"""``BillingService``: the seeds' ``billingService`` for Python callers, one transaction per call.
+
+    billing = BillingService.from_settings(load_settings())
+    customer = billing.create_customer("trashtech", "acme@example.com", "Acme Waste",
+                                       external_customer_id="42", metadata={"industry": "waste"})
+
+It uses the billing database only (``DATABASE_URL_BILLING``), never master or tenants.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db.billing.models import (
+    BillingCustomer,
+    BillingInvoice,
+    BillingPlan,
+    BillingProcessorSecret,
+    BillingSubscription,
+)
+from tenantry.db.engines import make_engine
+from tenantry.services.billing import customers, invoices, plans, subscriptions, webhooks
+from tenantry.settings import Settings
+
+T = TypeVar("T")
+
+
+class BillingService:
+    """Customers, plans, subscriptions, invoices and webhook secrets of any app."""
+
+    def __init__(self, sessions: sessionmaker[Session], box: SecretBox | None = None) -> None:
+        self._sessions = sessions
+        self._box = box
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BillingService:
+        """A service on the configured billing database (its own engine)."""
+        engine: Engine = make_engine(settings.billing_url, pool_size=5)
+        box = (
+            SecretBox.from_settings(settings)
+            if (settings.secret_keys is not None or settings.key_file.is_file())
+            else None
+        )
+        return cls(sessionmaker(engine, expire_on_commit=False), box)
+
+    @contextmanager
+    def _tx(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def _run(self, fn: Callable[[Session], T]) -> T:
+        with self._tx() as session:
+            return fn(session)
+
+    # customers ------------------------------------------------------------------
+
+    def create_customer(
+        self,
+        app_id: str,
+        email: str | None,
+        name: str | None,
+        external_customer_id: str,
+        metadata: dict[str, Any] | None = None,
+    ) -> BillingCustomer:
+        """The app's customer for ``external_customer_id``, created once."""
+        return self._run(
+            lambda s: customers.create_customer(
+                s, app_id, email, name, external_customer_id, metadata
+            )[0]
+        )
+
+    def get_customer(self, app_id: str, customer_id: str | uuid.UUID) -> BillingCustomer:
+        """One of the app's customers by tenantry id."""
+        return self._run(lambda s: customers.get_customer(s, app_id, customer_id))
+
+    def get_customer_by_external_id(self, app_id: str, external_id: str) -> BillingCustomer:
+        """One of the app's customers by the app's own id."""
+        return self._run(lambda s: customers.get_by_external_id(s, app_id, external_id))
+
+    def erase_customer(
+        self, app_id: str, customer_id: str | uuid.UUID, *, actor: str = "python"
+    ) -> BillingCustomer:
+        """GDPR erasure of a customer's personal data."""
+        return self._run(
+            lambda s: customers.erase_customer(
+                s, customers.get_customer(s, app_id, customer_id), actor=actor
+            )
+        )
+
+    # plans and subscriptions ------------------------------------------------------
+
+    def create_plan(self, app_id: str, **fields: Any) -> BillingPlan:
+        """Add a plan (code, name, amount_minor, currency, interval, trial_days)."""
+        return self._run(lambda s: plans.create_plan(s, app_id, **fields))
+
+    def subscribe(
+        self, app_id: str, customer_id: str | uuid.UUID, plan_code: str, **options: Any
+    ) -> BillingSubscription:
+        """Subscribe a customer to a plan."""
+        return self._run(
+            lambda s: subscriptions.create_subscription(
+                s,
+                customers.get_customer(s, app_id, customer_id),
+                plans.get_plan(s, app_id, plan_code),
+                **options,
+            )
+        )
+
+    def cancel_subscription(
+        self, app_id: str, sub_id: str | uuid.UUID, *, at_period_end: bool = False
+    ) -> BillingSubscription:
+        """Cancel now or at the period's end."""
+        return self._run(
+            lambda s: subscriptions.cancel(
+                subscriptions.get_subscription(s, app_id, sub_id), at_period_end=at_period_end
+            )
+        )
+
+    # invoices -----------------------------------------------------------------------
+
+    def create_invoice(
+        self, app_id: str, customer_id: str | uuid.UUID, **fields: Any
+    ) -> BillingInvoice:
+        """Issue an invoice (see :func:`tenantry.services.billing.invoices.create_invoice`)."""
+        return self._run(
+            lambda s: invoices.create_invoice(
+                s, customers.get_customer(s, app_id, customer_id), **fields
+            )
+        )
+
+    def get_invoice(self, app_id: str, invoice_id: str | uuid.UUID) -> BillingInvoice:
+        """One invoice with its milestones loaded."""
+
+        def load(s: Session) -> BillingInvoice:
+            invoice = invoices.get_invoice(s, app_id, invoice_id)
+            _ = list(invoice.milestones)
+            return invoice
+
+        return self._run(load)
+
+    # webhook secrets --------------------------------------------------------------
+
+    def add_webhook_secret(
+        self, app_id: str, processor: str, secret: str
+    ) -> BillingProcessorSecret:
+        """Accept webhooks signed with ``secret`` (several may be active)."""
+        if self._box is None:
+            raise RuntimeError("no encryption key configured: run `tenantry init` first")
+        box = self._box
+        return self._run(
+            lambda s: webhooks.add_secret(s, box, app_id, processor, secret, actor="python")
+        )

@@ -1,0 +1,368 @@
+"""Webhook ingestion and processing: verify, store once, answer, then apply in the background.
+
+The ``billing_webhooks`` row is the queue: ingestion only verifies the signature and inserts
+the raw event (unique on processor + event id), so answering is fast and nothing answered 2xx
+can be lost. Workers claim rows (``FOR UPDATE SKIP LOCKED`` where the database has it), apply
+them, and record processed | ignored | failed with attempts, last error and the next attempt
+(exponential backoff). Rows stuck in processing (a worker died) are claimed again.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.billing.processors import PROCESSORS, get_processor
+from tenantry.billing.processors.base import Processor, SignatureError
+from tenantry.crypto import SecretBox
+from tenantry.db.billing.models import BillingProcessorSecret, BillingWebhook, WebhookStatus
+from tenantry.db.types import utcnow
+from tenantry.errors import InvalidInput, NotFound, Unauthorized
+from tenantry.services.billing import audit, validation
+from tenantry.services.billing.events import apply_event
+
+W = WebhookStatus
+MAX_ATTEMPTS = 8
+STUCK_AFTER = timedelta(minutes=5)
+SECRET_CACHE_S = 5.0
+
+
+def processor_named(name: str) -> Processor:
+    """The adapter called ``name``, or :class:`NotFound` listing the known ones."""
+    try:
+        return get_processor(name)
+    except KeyError:
+        raise NotFound(
+            f"unknown payment processor {name!r}.", f"Use one of: {', '.join(sorted(PROCESSORS))}."
+        ) from None
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def add_secret(
+    session: Session,
+    box: SecretBox,
+    app_id: str,
+    processor: str,
+    secret: str,
+    *,
+    actor: str = "cli",
+) -> BillingProcessorSecret:
+    """Add a signing secret for ``app_id`` at ``processor`` (several may be active)."""
+    validation.app_id(app_id)
+    processor_named(processor)
+    if len(secret.strip()) < 8:
+        raise InvalidInput("a signing secret must have at least 8 characters.")
+    row = BillingProcessorSecret(
+        app_id=app_id,
+        processor=processor,
+        secret_encrypted=box.seal(secret.strip()),
+        hint=secret.strip()[-4:],
+    )
+    session.add(row)
+    session.flush()
+    audit.record(
+        session,
+        app_id=app_id,
+        actor=actor,
+        action="secret.add",
+        target_type="processor_secret",
+        target_id=str(row.id),
+        details={"processor": processor, "hint": f"…{row.hint}"},
+    )
+    _SECRETS.clear()
+    return row
+
+
+def list_secrets(session: Session, app_id: str | None = None) -> list[BillingProcessorSecret]:
+    """Secrets (never their values), newest first."""
+    query = select(BillingProcessorSecret)
+    if app_id:
+        query = query.where(BillingProcessorSecret.app_id == app_id)
+    return list(session.scalars(query.order_by(BillingProcessorSecret.created_at.desc())))
+
+
+def retire_secret(
+    session: Session, secret_id: str, *, actor: str = "cli"
+) -> BillingProcessorSecret:
+    """Stop accepting signatures made with a secret."""
+    try:
+        row = session.get(BillingProcessorSecret, uuid.UUID(secret_id))
+    except ValueError:
+        row = None
+    if row is None:
+        raise NotFound(
+            f"no signing secret {secret_id!r}.", "List them with `tenantry billing secrets list`."
+        )
+    if row.retired_at is None:
+        row.retired_at = utcnow()
+        audit.record(
+            session,
+            app_id=row.app_id,
+            actor=actor,
+            action="secret.retire",
+            target_type="processor_secret",
+            target_id=str(row.id),
+            details={"processor": row.processor, "hint": f"…{row.hint}"},
+        )
+    _SECRETS.clear()
+    return row
+
+
+class _SecretCache:
+    """Decrypted active secrets per (app, processor) for a few seconds: ingestion is hot."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[str, str], tuple[float, list[str]]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, session: Session, box: SecretBox, app_id: str, processor: str) -> list[str]:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._entries.get((app_id, processor))
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        rows = session.scalars(
+            select(BillingProcessorSecret.secret_encrypted).where(
+                BillingProcessorSecret.app_id == app_id,
+                BillingProcessorSecret.processor == processor,
+                BillingProcessorSecret.retired_at.is_(None),
+            )
+        )
+        secrets = [box.open(token) for token in rows]
+        with self._lock:
+            self._entries[(app_id, processor)] = (now + SECRET_CACHE_S, secrets)
+        return secrets
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+_SECRETS = _SecretCache()
+
+
+# --------------------------------------------------------------------------- ingestion
+
+
+@dataclass(frozen=True)
+class Ingested:
+    """The stored event and whether this delivery was a duplicate."""
+
+    id: uuid.UUID
+    event_id: str
+    duplicate: bool
+    status: str
+
+
+def ingest(
+    session: Session,
+    box: SecretBox,
+    *,
+    processor: str,
+    app_id: str,
+    body: bytes,
+    signature: str | None,
+) -> Ingested:
+    """Verify and store one delivery, committing it (the caller answers 2xx after this).
+
+    A second delivery of the same event (processor + event id) stores nothing and returns
+    the first row. Raises :class:`Unauthorized` for a bad signature, :class:`InvalidInput`
+    for a body that is not an event.
+    """
+    adapter = processor_named(processor)
+    validation.app_id(app_id)
+    secrets = _SECRETS.get(session, box, app_id, processor)
+    if not secrets:
+        raise InvalidInput(
+            f"no active {processor} signing secret for app {app_id!r}.",
+            f"Add one: tenantry billing secrets add {app_id} --processor {processor} --secret …",
+        )
+    try:
+        adapter.verify(body, signature, secrets)
+    except SignatureError as bad:
+        raise Unauthorized(f"webhook signature refused: {bad.reason}.") from None
+    try:
+        doc = json.loads(body)
+        event_id, event_type = str(doc["id"]), str(doc["type"])
+    except (ValueError, KeyError, TypeError):
+        raise InvalidInput("the webhook body is not a JSON event with an id and a type.") from None
+    row = BillingWebhook(
+        app_id=app_id,
+        processor=processor,
+        event_id=event_id[:255],
+        event_type=event_type[:128],
+        payload=body.decode("utf-8"),
+        status=W.RECEIVED,
+        attempts=0,
+    )
+    session.add(row)
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        first = session.scalar(
+            select(BillingWebhook).where(
+                BillingWebhook.processor == processor, BillingWebhook.event_id == event_id
+            )
+        )
+        if first is None:
+            raise
+        return Ingested(first.id, event_id, True, first.status)
+    return Ingested(row.id, event_id, False, row.status)
+
+
+# --------------------------------------------------------------------------- processing
+
+
+def _backoff(attempts: int) -> timedelta:
+    return timedelta(seconds=min(3600, 2**attempts))
+
+
+def claim(engine: Engine, *, limit: int = 50) -> list[uuid.UUID]:
+    """Take up to ``limit`` events that are due: new, failed and due for retry, or stuck."""
+    now = utcnow()
+    due = or_(
+        BillingWebhook.status == W.RECEIVED,
+        and_(BillingWebhook.status == W.FAILED, BillingWebhook.next_attempt_at <= now),
+        and_(
+            BillingWebhook.status == W.PROCESSING,
+            BillingWebhook.processing_started_at < now - STUCK_AFTER,
+        ),
+    )
+    query = select(BillingWebhook.id).where(due).order_by(BillingWebhook.received_at).limit(limit)
+    if engine.dialect.name != "sqlite":
+        query = query.with_for_update(skip_locked=True)
+    with engine.begin() as conn:
+        ids = list(conn.scalars(query))
+        if ids:
+            conn.execute(
+                update(BillingWebhook)
+                .where(BillingWebhook.id.in_(ids))
+                .values(
+                    status=W.PROCESSING,
+                    processing_started_at=now,
+                    attempts=BillingWebhook.attempts + 1,
+                )
+            )
+    return ids
+
+
+def process(sessions: sessionmaker[Session], webhook_id: uuid.UUID) -> str:
+    """Apply one claimed event in its own transaction; record the outcome. Returns it."""
+    with sessions() as session:
+        row = session.get(BillingWebhook, webhook_id)
+        if row is None:
+            return "missing"
+        try:
+            event = get_processor(row.processor).parse(row.payload.encode("utf-8"))
+            outcome = apply_event(session, row.app_id, event)
+            row.status = outcome.status
+            row.result = outcome.result[:255]
+            row.processed_at = utcnow()
+            row.last_error = None
+            row.next_attempt_at = None
+            session.commit()
+            return outcome.status
+        except Exception as exc:  # recorded on the row and retried with backoff
+            session.rollback()
+            row = session.get(BillingWebhook, webhook_id)
+            if row is None:
+                return "missing"
+            row.status = W.FAILED
+            row.last_error = (
+                f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:2000]
+            )
+            row.next_attempt_at = (
+                utcnow() + _backoff(row.attempts) if row.attempts < MAX_ATTEMPTS else None
+            )
+            session.commit()
+            return W.FAILED
+
+
+def process_pending(sessions: sessionmaker[Session], *, limit: int = 50) -> int:
+    """Claim and process what is due once; returns how many events were handled."""
+    engine: Engine = sessions.kw["bind"]
+    ids = claim(engine, limit=limit)
+    for webhook_id in ids:
+        process(sessions, webhook_id)
+    return len(ids)
+
+
+def run_forever(
+    sessions: sessionmaker[Session], stop: threading.Event, *, idle_sleep: float = 0.2
+) -> None:
+    """The worker's webhook loop: process what is due until ``stop`` is set."""
+    while not stop.is_set():
+        try:
+            handled = process_pending(sessions)
+        except Exception:  # a database hiccup must not kill the loop
+            handled = 0
+            stop.wait(2.0)
+        if not handled:
+            stop.wait(idle_sleep)
+
+
+# --------------------------------------------------------------------------- operations
+
+
+def list_webhooks(
+    session: Session, *, app_id: str | None = None, status: str | None = None, limit: int = 50
+) -> list[BillingWebhook]:
+    """Events, newest first."""
+    query = select(BillingWebhook)
+    if app_id:
+        query = query.where(BillingWebhook.app_id == app_id)
+    if status:
+        if status not in {s.value for s in W}:
+            raise InvalidInput(
+                f"unknown status {status!r}.", f"Use one of: {', '.join(s.value for s in W)}."
+            )
+        query = query.where(BillingWebhook.status == status)
+    return list(session.scalars(query.order_by(BillingWebhook.received_at.desc()).limit(limit)))
+
+
+def get_webhook(session: Session, webhook_id: str, *, app_id: str | None = None) -> BillingWebhook:
+    """One event by tenantry id or processor event id."""
+    row: BillingWebhook | None = None
+    try:
+        row = session.get(BillingWebhook, uuid.UUID(webhook_id))
+    except ValueError:
+        row = session.scalar(select(BillingWebhook).where(BillingWebhook.event_id == webhook_id))
+    if row is None or (app_id is not None and row.app_id != app_id):
+        raise NotFound(f"no webhook event {webhook_id!r}.")
+    return row
+
+
+def replay(session: Session, row: BillingWebhook, *, actor: str) -> BillingWebhook:
+    """Queue an event to be applied again (effects are idempotent: nothing doubles)."""
+    row.status = W.RECEIVED
+    row.next_attempt_at = None
+    row.last_error = None
+    audit.record(
+        session,
+        app_id=row.app_id,
+        actor=actor,
+        action="webhook.replay",
+        target_type="billing_webhook",
+        target_id=str(row.id),
+        details={"event_id": row.event_id},
+    )
+    return row
+
+
+def replay_failed(session: Session, *, actor: str, app_id: str | None = None) -> int:
+    """Queue every failed event again; returns how many."""
+    rows = list_webhooks(session, app_id=app_id, status=W.FAILED, limit=100_000)
+    for row in rows:
+        replay(session, row, actor=actor)
+    return len(rows)
