@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +18,10 @@ from tenantry.api.app import create_app
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
 from tenantry.services import apikeys, stores
-from tenantry.settings import Settings
-from tests.platform_fixtures import platform, settings
+from tenantry.services.billing import webhooks
+from tenantry.settings import Settings, load_settings
+from tests.conftest import DbFactory
+from tests.platform_fixtures import ENV_VARS, install, platform, settings
 
 __all__ = ["platform", "settings"]
 
@@ -58,3 +65,69 @@ def api(settings: Settings, platform: Platform) -> Iterator[Api]:
     with TestClient(create_app(settings, queue=queue)) as client:
         yield Api(client, {"Authorization": f"Bearer {admin.plaintext}"}, platform)
     queue.close()
+
+
+@dataclass
+class BillingApi:
+    """A client with an app key for app ``acme`` (and one for ``globex``), billing on a
+    database of the backend under test, and a Stripe signing secret for both apps."""
+
+    client: TestClient
+    platform: Platform
+    acme: dict[str, str]
+    globex: dict[str, str]
+    secret: str
+
+    def signed(
+        self, payload: dict[str, Any], *, at: int | None = None, secret: str | None = None
+    ) -> tuple[bytes, dict[str, str]]:
+        """A body and Stripe-Signature header made here, independently of tenantry."""
+        body = json.dumps(payload).encode()
+        t = int(time.time()) if at is None else at
+        mac = hmac.new(
+            (secret or self.secret).encode(), f"{t}.".encode() + body, hashlib.sha256
+        ).hexdigest()
+        return body, {"Stripe-Signature": f"t={t},v1={mac}", "content-type": "application/json"}
+
+    def deliver(self, app: str, payload: dict[str, Any]) -> Any:
+        body, headers = self.signed(payload)
+        return self.client.post(f"/webhooks/stripe/{app}", content=body, headers=headers)
+
+    def process(self) -> int:
+        return webhooks.process_pending(self.platform.billing_sessions)
+
+
+@pytest.fixture
+def billing_api(
+    backend: str, new_database: DbFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[BillingApi]:
+    """The API with its billing database on ``backend``."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path / "data"))
+    if backend != "sqlite":
+        url = new_database("billing", create=False)
+        monkeypatch.setenv("DATABASE_URL_BILLING", url.render_as_string(hide_password=False))
+    current = load_settings()
+    install(current)
+    opened = Platform.open(current)
+    secret = "whsec_" + "s3cr3t" * 4
+    with opened.sessions.begin() as session:
+        acme = apikeys.create_key(session, name="acme", scope=apikeys.Scope.APP, app_id="acme")
+        globex = apikeys.create_key(
+            session, name="globex", scope=apikeys.Scope.APP, app_id="globex"
+        )
+    with opened.billing_sessions.begin() as session:
+        for app in ("acme", "globex"):
+            webhooks.add_secret(session, opened.box, app, "stripe", secret)
+    queue = Queue(current, immediate=True)
+    with TestClient(create_app(current, queue=queue)) as client:
+        yield BillingApi(
+            client,
+            opened,
+            {"Authorization": f"Bearer {acme.plaintext}"},
+            {"Authorization": f"Bearer {globex.plaintext}"},
+            secret,
+        )
+    queue.close()
+    opened.close()

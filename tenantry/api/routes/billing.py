@@ -22,6 +22,7 @@ from tenantry.api.billing_schemas import (
     InvoiceCreate,
     InvoiceOut,
     InvoiceStatusChange,
+    MilestoneOut,
     PlanCreate,
     PlanOut,
     SubscriptionCancel,
@@ -76,16 +77,19 @@ def _customer_out(c: BillingCustomer) -> CustomerOut:
 
 
 def _invoice_out(i: BillingInvoice) -> InvoiceOut:
-    return InvoiceOut.model_validate(
-        {
-            **{
-                k: getattr(i, k)
-                for k in InvoiceOut.model_fields
-                if k not in ("metadata", "milestones")
-            },
-            "metadata": i.metadata_,
-            "milestones": [m.__dict__ for m in i.milestones],
-        }
+    return InvoiceOut(
+        id=i.id,
+        customer_id=i.customer_id,
+        invoice_number=i.invoice_number,
+        description=i.description,
+        amount_minor=i.amount_minor,
+        amount_paid_minor=i.amount_paid_minor,
+        currency=i.currency,
+        status=i.status,
+        due_at=i.due_at,
+        paid_at=i.paid_at,
+        metadata=i.metadata_,
+        milestones=[MilestoneOut.model_validate(m, from_attributes=True) for m in i.milestones],
     )
 
 
