@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import typer
 
-from tenantry.cli import apikeys, db, init_cmd, jobs, keys, provision, serve, servers, stores
+from tenantry.cli import (
+    apikeys,
+    billing,
+    db,
+    init_cmd,
+    jobs,
+    keys,
+    provision,
+    serve,
+    servers,
+    stores,
+)
 from tenantry.version import __version__
 
 app = typer.Typer(
@@ -24,6 +35,7 @@ app.add_typer(jobs.app, name="jobs")
 app.add_typer(servers.app, name="servers")
 app.add_typer(apikeys.app, name="apikeys")
 app.add_typer(keys.app, name="keys")
+app.add_typer(billing.app, name="billing")
 
 
 def _version(value: bool) -> None:

@@ -40,10 +40,22 @@ def _transactional_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
-        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and
-        # then writes fails at once with "database is locked" when another writer got in
-        # between (the busy timeout does not apply to that upgrade); this one waits instead.
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        immediate = conn.get_execution_options().get(_IMMEDIATE, False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+_IMMEDIATE = "tenantry_sqlite_immediate"
+
+
+def writer(engine: Engine) -> Engine:
+    """``engine`` for transactions that read and then write under contention.
+
+    On SQLite their transactions take the write lock up front (``BEGIN IMMEDIATE``): a
+    deferred transaction that read first fails at once with "database is locked" when another
+    writer got in between (the busy timeout does not cover that upgrade); this one waits its
+    turn instead. Other backends are unaffected.
+    """
+    return engine.execution_options(**{_IMMEDIATE: True})
 
 
 def make_engine(url: URL, *, pool_size: int = 5, echo: bool = False) -> Engine:

@@ -24,6 +24,7 @@ from tenantry.billing.processors import PROCESSORS, get_processor
 from tenantry.billing.processors.base import Processor, SignatureError
 from tenantry.crypto import SecretBox
 from tenantry.db.billing.models import BillingProcessorSecret, BillingWebhook, WebhookStatus
+from tenantry.db.engines import writer
 from tenantry.db.types import utcnow
 from tenantry.errors import InvalidInput, NotFound, Unauthorized
 from tenantry.services.billing import audit, validation
@@ -182,6 +183,7 @@ def ingest(
     adapter = processor_named(processor)
     validation.app_id(app_id)
     secrets = _SECRETS.get(session, box, app_id, processor)
+    session.rollback()  # end the read: the insert below then waits for the write lock
     if not secrets:
         raise InvalidInput(
             f"no active {processor} signing secret for app {app_id!r}.",
@@ -242,7 +244,7 @@ def claim(engine: Engine, *, limit: int = 50) -> list[uuid.UUID]:
     query = select(BillingWebhook.id).where(due).order_by(BillingWebhook.received_at).limit(limit)
     if engine.dialect.name != "sqlite":
         query = query.with_for_update(skip_locked=True)
-    with engine.begin() as conn:
+    with writer(engine).begin() as conn:
         ids = list(conn.scalars(query))
         if ids:
             conn.execute(
@@ -259,7 +261,7 @@ def claim(engine: Engine, *, limit: int = 50) -> list[uuid.UUID]:
 
 def process(sessions: sessionmaker[Session], webhook_id: uuid.UUID) -> str:
     """Apply one claimed event in its own transaction; record the outcome. Returns it."""
-    with sessions() as session:
+    with sessions(bind=writer(sessions.kw["bind"])) as session:
         row = session.get(BillingWebhook, webhook_id)
         if row is None:
             return "missing"
