@@ -53,6 +53,7 @@ class StoreOut(BaseModel):
     is_published: bool
     created_at: datetime
     updated_at: datetime
+    billing_customer_id: uuid.UUID | None = None
 
 
 class StoreList(BaseModel):

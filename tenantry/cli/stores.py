@@ -21,7 +21,7 @@ from tenantry.cli.output import (
 from tenantry.db import admin
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.db.urls import mask
-from tenantry.services import stores
+from tenantry.services import platform_billing, stores
 from tenantry.services.connections import tenant_url
 from tenantry.services.plans import PLANS
 from tenantry.settings import load_settings
@@ -55,6 +55,9 @@ def store_document(session: Session, store: Store) -> dict[str, Any]:
         "id": str(store.id),
         "slug": store.slug,
         "name": store.name,
+        "billing_customer_id": str(store.billing_customer_id)
+        if store.billing_customer_id
+        else None,
         "status": stores.lifecycle_status(session, store),
         "database_status": store.database_status,
         "database_type": store.database_type,
@@ -153,6 +156,11 @@ def create(
     """Register a store (not yet provisioned): next, `tenantry provision SLUG`."""
     with open_platform(load_settings()) as platform, platform.sessions.begin() as session:
         store = stores.create_store(session, slug=slug, name=name, plan=plan)
+        session.flush()
+        # The store's platform billing customer (seed 000): billing commits first, then
+        # master; running it again after a crash links the same customer.
+        with platform.billing_sessions.begin() as billing:
+            platform_billing.link_store(session, billing, store)
         doc = store_document(session, store)
     if json_output:
         emit_json(doc)

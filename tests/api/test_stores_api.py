@@ -6,6 +6,7 @@ import uuid
 
 from sqlalchemy import select, text, update
 
+from tenantry.db.billing.models import BillingCustomer
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import Subscription
 from tenantry.db.tenant.store.models import Product
@@ -190,3 +191,17 @@ def test_openapi_is_served(api: Api) -> None:
     spec = api.client.get("/openapi.json").json()
     assert "/stores/{store_ref}/provision" in spec["paths"]
     assert "/provision/{job_id}" in spec["paths"]
+
+
+def test_each_store_is_a_customer_of_the_platform_app(api: Api) -> None:
+    created = api.client.post("/stores", json={"slug": "billed", "name": "Billed"},
+                              headers=api.admin).json()
+    assert created["billing_customer_id"] is not None
+    with api.platform.billing_sessions() as billing:
+        customer = billing.get(BillingCustomer, uuid.UUID(created["billing_customer_id"]))
+        assert customer is not None
+        assert customer.app_id == "platform"
+        assert customer.external_customer_id == created["id"]
+    with api.platform.master_engine.connect() as conn:
+        tables = conn.scalars(text("SELECT name FROM sqlite_master WHERE type='table'")).all()
+    assert "billing_customers" not in tables  # the link is in the application, not a key

@@ -47,6 +47,7 @@ def store_out(session: Session, store: Store) -> StoreOut:
         is_published=store.is_published,
         created_at=store.created_at,
         updated_at=store.updated_at,
+        billing_customer_id=store.billing_customer_id,
     )
 
 
@@ -56,7 +57,9 @@ def job_out(job: ProvisioningJob) -> JobOut:
 
 
 @router.post("/stores", status_code=status.HTTP_201_CREATED, response_model=StoreOut)
-def create_store(body: StoreCreate, master: MasterDep, key: AdminDep) -> StoreOut:
+def create_store(
+    body: StoreCreate, master: MasterDep, key: AdminDep, platform: PlatformDep
+) -> StoreOut:
     """Register a store (admin keys only). Provision it next."""
     store = stores.create_store(
         master, slug=body.slug, name=body.name, plan=body.plan, actor=f"apikey:{key.prefix}"
