@@ -64,6 +64,12 @@ def create_store(
     store = stores.create_store(
         master, slug=body.slug, name=body.name, plan=body.plan, actor=f"apikey:{key.prefix}"
     )
+    master.flush()
+    # The store's platform billing customer (seed 000): billing commits first, then master;
+    # linking again after a crash finds the same customer.
+    with platform.billing_sessions() as billing:
+        platform_billing.link_store(master, billing, store)
+        billing.commit()
     master.commit()
     return store_out(master, store)
 
