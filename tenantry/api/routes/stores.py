@@ -25,7 +25,7 @@ from tenantry.api.schemas import (
 )
 from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store
 from tenantry.errors import NotFound
-from tenantry.services import provisioning, servers, stores
+from tenantry.services import platform_billing, provisioning, servers, stores
 
 router = APIRouter(tags=["stores"])
 
