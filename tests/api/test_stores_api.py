@@ -194,8 +194,9 @@ def test_openapi_is_served(api: Api) -> None:
 
 
 def test_each_store_is_a_customer_of_the_platform_app(api: Api) -> None:
-    created = api.client.post("/stores", json={"slug": "billed", "name": "Billed"},
-                              headers=api.admin).json()
+    created = api.client.post(
+        "/stores", json={"slug": "billed", "name": "Billed"}, headers=api.admin
+    ).json()
     assert created["billing_customer_id"] is not None
     with api.platform.billing_sessions() as billing:
         customer = billing.get(BillingCustomer, uuid.UUID(created["billing_customer_id"]))
