@@ -1,0 +1,235 @@
+"""Processing webhook events: out of order, replayed, stuck, failing, from Stripe and Tilled."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet, MultiFernet
+from sqlalchemy import Engine, func, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db.billing.models import BillingPayment, BillingSubscription, BillingWebhook
+from tenantry.db.schemas import billing_schema
+from tenantry.db.types import utcnow
+from tenantry.services import schema_ops
+from tenantry.services.billing import customers, webhooks
+from tests.conftest import DbFactory
+
+STRIPE_SECRET = "whsec_stripe_test_secret"
+TILLED_SECRET = "tilled_test_secret_123"
+
+
+@pytest.fixture
+def billing(
+    new_database: DbFactory, engines: Callable[[URL], Engine]
+) -> Iterator[tuple[sessionmaker[Session], SecretBox]]:
+    """Sessions on a migrated billing database of the backend, with secrets for app acme."""
+    engine = engines(new_database("billing"))
+    with engine.begin() as conn:
+        schema_ops.migrate(conn, billing_schema(), "t", acting_app="tenantry", owner="tenantry")
+    sessions = sessionmaker(engine, expire_on_commit=False)
+    box = SecretBox(MultiFernet([Fernet(Fernet.generate_key())]))
+    with sessions.begin() as session:
+        webhooks.add_secret(session, box, "acme", "stripe", STRIPE_SECRET)
+        webhooks.add_secret(session, box, "acme", "tilled", TILLED_SECRET)
+        customers.create_customer(
+            session, "acme", "a@acme.example", "A", "cust-1", {"stripe": "cus_1"}
+        )
+    return sessions, box
+
+
+def _deliver(
+    sessions: sessionmaker[Session], box: SecretBox, processor: str, event: dict[str, Any]
+) -> webhooks.Ingested:
+    body = json.dumps(event).encode()
+    if processor == "stripe":
+        t = str(int(time.time()))
+        secret, header = STRIPE_SECRET, "t={t},v1={mac}"
+    else:
+        t = str(int(time.time() * 1000))  # Tilled signs milliseconds
+        secret, header = TILLED_SECRET, "t={t},v1={mac}"
+    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    with sessions() as session:
+        return webhooks.ingest(
+            session,
+            box,
+            processor=processor,
+            app_id="acme",
+            body=body,
+            signature=header.format(t=t, mac=mac),
+        )
+
+
+def _drain(sessions: sessionmaker[Session]) -> None:
+    while webhooks.process_pending(sessions):
+        pass
+
+
+def _sub_event(status: str, created: int, *, kind: str = "updated") -> dict[str, Any]:
+    return {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": f"customer.subscription.{kind}",
+        "created": created,
+        "data": {
+            "object": {
+                "id": "sub_1",
+                "object": "subscription",
+                "status": status,
+                "customer": "cus_x",
+                "metadata": {"external_customer_id": "cust-1", "plan_code": "pro"},
+                "current_period_start": created,
+                "current_period_end": created + 2_592_000,
+                "cancel_at_period_end": False,
+                "items": {"data": []},
+            }
+        },
+    }
+
+
+def test_subscription_events_out_of_order_never_regress(
+    billing: tuple[sessionmaker[Session], SecretBox],
+) -> None:
+    sessions, box = billing
+    t0 = int(time.time()) - 1000
+    _deliver(sessions, box, "stripe", _sub_event("active", t0 + 10, kind="created"))
+    _deliver(sessions, box, "stripe", _sub_event("canceled", t0 + 30, kind="deleted"))
+    _deliver(sessions, box, "stripe", _sub_event("past_due", t0 + 20))  # late
+    _drain(sessions)
+    with sessions() as session:
+        sub = session.scalar(select(BillingSubscription))
+        assert sub is not None
+        assert sub.status == "canceled"
+        assert sub.plan_code == "pro"
+        results = [
+            w.result or ""
+            for w in session.scalars(select(BillingWebhook).order_by(BillingWebhook.received_at))
+        ]
+    assert "older than the last applied" in results[2]
+    _deliver(sessions, box, "stripe", _sub_event("active", t0 + 40))  # newer, but canceled is final
+    _drain(sessions)
+    with sessions() as session:
+        assert session.scalar(select(BillingSubscription.status)) == "canceled"
+
+
+def test_tilled_events_and_refunds(billing: tuple[sessionmaker[Session], SecretBox]) -> None:
+    sessions, box = billing
+    created = utcnow().isoformat()
+    succeeded = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "payment_intent.succeeded",
+        "created_at": created,
+        "data": {
+            "id": "pi_t1",
+            "object": "payment_intent",
+            "amount": 2500,
+            "amount_received": 2500,
+            "currency": "usd",
+            "status": "succeeded",
+            "metadata": {"external_customer_id": "cust-1"},
+        },
+    }
+    refund = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "charge.refunded",
+        "created_at": created,
+        "data": {
+            "id": "ch_t1",
+            "object": "charge",
+            "payment_intent_id": "pi_t1",
+            "amount": 2500,
+            "amount_refunded": 1000,
+            "currency": "usd",
+            "metadata": {},
+        },
+    }
+    assert not _deliver(sessions, box, "tilled", succeeded).duplicate
+    _deliver(sessions, box, "tilled", refund)
+    _drain(sessions)
+    with sessions() as session:
+        payment = session.scalar(select(BillingPayment))
+        assert payment is not None
+        assert payment.processor == "tilled"
+        assert payment.status == "partially_refunded"
+        assert payment.amount_refunded_minor == 1000
+        assert payment.customer_id is not None
+
+
+def test_replay_changes_nothing_twice(billing: tuple[sessionmaker[Session], SecretBox]) -> None:
+    sessions, box = billing
+    event = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": {"object": {"id": "pi_r", "amount": 700, "currency": "eur", "metadata": {}}},
+    }
+    stored = _deliver(sessions, box, "stripe", event)
+    _drain(sessions)
+    for _ in range(3):
+        with sessions.begin() as session:
+            webhooks.replay(session, webhooks.get_webhook(session, str(stored.id)), actor="t")
+        _drain(sessions)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(BillingPayment)) == 1
+        row = session.get(BillingWebhook, stored.id)
+        assert row is not None
+        assert row.status == "processed"
+        assert row.attempts == 4
+
+
+def test_failures_back_off_and_stuck_events_are_taken_again(
+    billing: tuple[sessionmaker[Session], SecretBox],
+) -> None:
+    sessions, box = billing
+    broken = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": "not an object",
+    }
+    stored = _deliver(sessions, box, "stripe", broken)
+    _drain(sessions)
+    with sessions() as session:
+        row = session.get(BillingWebhook, stored.id)
+        assert row is not None
+        assert row.status == "failed"
+        assert row.attempts == 1
+        assert row.last_error
+        assert row.next_attempt_at is not None
+        assert row.next_attempt_at > utcnow()
+    assert webhooks.process_pending(sessions) == 0  # not due yet: backoff
+    with sessions.begin() as session:
+        session.execute(update(BillingWebhook).values(next_attempt_at=utcnow()))
+    assert webhooks.process_pending(sessions) == 1
+    with sessions() as session:
+        row = session.get(BillingWebhook, stored.id)
+        assert row is not None
+        assert row.attempts == 2
+
+    good = {
+        "id": f"evt_{uuid.uuid4().hex}",
+        "type": "payment_intent.succeeded",
+        "created": int(time.time()),
+        "data": {"object": {"id": "pi_s", "amount": 100, "currency": "usd", "metadata": {}}},
+    }
+    stuck = _deliver(sessions, box, "stripe", good)
+    with sessions.begin() as session:  # a worker claimed it and died
+        session.execute(
+            update(BillingWebhook)
+            .where(BillingWebhook.id == stuck.id)
+            .values(status="processing", processing_started_at=utcnow() - timedelta(minutes=10))
+        )
+    _drain(sessions)
+    with sessions() as session:
+        row = session.get(BillingWebhook, stuck.id)
+        assert row is not None
+        assert row.status == "processed"
