@@ -32,7 +32,7 @@ TILLED_SECRET = "tilled_test_secret_123"
 @pytest.fixture
 def billing(
     new_database: DbFactory, engines: Callable[[URL], Engine]
-) -> Iterator[tuple[sessionmaker[Session], SecretBox]]:
+) -> tuple[sessionmaker[Session], SecretBox]:
     """Sessions on a migrated billing database of the backend, with secrets for app acme."""
     engine = engines(new_database("billing"))
     with engine.begin() as conn:
