@@ -10,12 +10,13 @@ from __future__ import annotations
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenantry.api.errors import error_body, status_for
 from tenantry.errors import TenantryError
 from tenantry.runtime import Platform
-from tenantry.services.apikeys import Scope, authenticate
+from tenantry.services.apikeys import Scope as KeyScope
+from tenantry.services.apikeys import authenticate
 from tenantry.services.billing import idempotency, validation
 
 
@@ -33,10 +34,10 @@ def _app_of(platform: Platform, request: Request) -> str | None:
             key = authenticate(master, presented)
     except TenantryError:
         return None
-    if Scope.APP.value in key.scopes and key.app_id:
+    if KeyScope.APP.value in key.scopes and key.app_id:
         return key.app_id
     app = request.headers.get("x-app-id")
-    if Scope.ADMIN.value in key.scopes and app:
+    if KeyScope.ADMIN.value in key.scopes and app:
         try:
             return validation.app_id(app)
         except TenantryError:
@@ -44,19 +45,41 @@ def _app_of(platform: Platform, request: Request) -> str | None:
     return None
 
 
-class IdempotencyMiddleware(BaseHTTPMiddleware):
-    """Replays the first response to a billing POST retried with the same key."""
+class IdempotencyMiddleware:
+    """Replays the first response to a billing POST retried with the same key.
 
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+    Pure ASGI: every other request passes straight through at no cost.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or not scope["path"].startswith("/billing/")
+        ):
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
         key = request.headers.get("idempotency-key")
-        if request.method != "POST" or not key or not request.url.path.startswith("/billing/"):
-            return await call_next(request)
-        platform: Platform = request.app.state.platform
+        platform: Platform | None = getattr(scope["app"].state, "platform", None)
+        if not key or platform is None:
+            await self.app(scope, receive, send)
+            return
         app_id = await run_in_threadpool(_app_of, platform, request)
         if app_id is None:
-            return await call_next(request)  # the route answers 401/403
-        body = await request.body()
-        fingerprint = idempotency.request_hash(request.method, request.url.path, body)
+            await self.app(scope, receive, send)  # the route answers 401/403
+            return
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        fingerprint = idempotency.request_hash("POST", scope["path"], body)
 
         def begin() -> idempotency.Replay | None:
             with platform.billing_sessions() as session:
@@ -65,33 +88,51 @@ class IdempotencyMiddleware(BaseHTTPMiddleware):
         try:
             replay = await run_in_threadpool(begin)
         except TenantryError as exc:
-            return JSONResponse(
+            refused = JSONResponse(
                 error_body(type(exc).__name__, exc.message, exc.hint), status_code=status_for(exc)
             )
+            await refused(scope, receive, send)
+            return
         if replay is not None:
-            return Response(
+            first = Response(
                 replay.body,
                 status_code=replay.status_code,
                 media_type="application/json",
                 headers={"Idempotent-Replayed": "true"},
             )
-        response = await call_next(request)
-        chunks = [chunk async for chunk in response.body_iterator]  # type: ignore[attr-defined]
-        content = b"".join(c if isinstance(c, bytes) else c.encode() for c in chunks)
+            await first(scope, receive, send)
+            return
 
-        def finish() -> None:
-            with platform.billing_sessions() as session:
-                idempotency.finish(
-                    session, app_id, key, response.status_code, content.decode("utf-8", "replace")
-                )
+        sent = False
 
-        await run_in_threadpool(finish)
-        return Response(
-            content,
-            status_code=response.status_code,
-            headers=dict(response.headers),
-            media_type=response.media_type,
-        )
+        async def replay_body() -> Message:
+            nonlocal sent
+            if sent:
+                return {"type": "http.disconnect"}
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        status = 500
+        out: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            elif message["type"] == "http.response.body":
+                out.append(message.get("body", b""))
+            await send(message)
+
+        try:
+            await self.app(scope, replay_body, capture)
+        finally:
+            content = b"".join(out).decode("utf-8", "replace")
+
+            def finish() -> None:
+                with platform.billing_sessions() as session:
+                    idempotency.finish(session, app_id, key, status, content)
+
+            await run_in_threadpool(finish)
 
 
 def install(app: FastAPI) -> None:
