@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from tenantry.db.billing.models import BillingCustomer
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, NotFound
-from tenantry.services.billing import audit, validation
+from tenantry.services.billing import audit, lookup, validation
 
 
 def _by_external(session: Session, app_id: str, external_id: str) -> BillingCustomer | None:
@@ -65,14 +65,7 @@ def create_customer(
 
 def get_customer(session: Session, app_id: str, customer_id: str | uuid.UUID) -> BillingCustomer:
     """The app's customer with tenantry id ``customer_id`` (another app's is not found)."""
-    try:
-        key = customer_id if isinstance(customer_id, uuid.UUID) else uuid.UUID(str(customer_id))
-    except ValueError:
-        raise NotFound(f"no customer {customer_id!r}.") from None
-    customer = session.get(BillingCustomer, key)
-    if customer is None or customer.app_id != app_id:
-        raise NotFound(f"no customer {customer_id!r}.")
-    return customer
+    return lookup.owned(session, BillingCustomer, app_id, customer_id, "customer")
 
 
 def get_by_external_id(session: Session, app_id: str, external_id: str) -> BillingCustomer:

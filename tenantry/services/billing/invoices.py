@@ -20,8 +20,8 @@ from tenantry.db.billing.models import (
     PaymentStatus,
 )
 from tenantry.db.types import utcnow
-from tenantry.errors import Conflict, InvalidInput, NotFound
-from tenantry.services.billing import validation
+from tenantry.errors import Conflict, InvalidInput
+from tenantry.services.billing import lookup, validation
 
 I = InvoiceStatus  # noqa: E741
 _NUMBER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")
@@ -116,14 +116,7 @@ def create_invoice(
 
 def get_invoice(session: Session, app_id: str, invoice_id: str | uuid.UUID) -> BillingInvoice:
     """The app's invoice ``invoice_id``."""
-    try:
-        key = invoice_id if isinstance(invoice_id, uuid.UUID) else uuid.UUID(str(invoice_id))
-    except ValueError:
-        raise NotFound(f"no invoice {invoice_id!r}.") from None
-    invoice = session.get(BillingInvoice, key)
-    if invoice is None or invoice.app_id != app_id:
-        raise NotFound(f"no invoice {invoice_id!r}.")
-    return invoice
+    return lookup.owned(session, BillingInvoice, app_id, invoice_id, "invoice")
 
 
 def list_invoices(

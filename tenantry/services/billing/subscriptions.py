@@ -17,6 +17,7 @@ from tenantry.db.billing.models import (
 )
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, NotFound
+from tenantry.services.billing import lookup
 
 S = SubscriptionStatus
 
@@ -90,14 +91,7 @@ def create_subscription(
 
 def get_subscription(session: Session, app_id: str, sub_id: str | uuid.UUID) -> BillingSubscription:
     """The app's subscription ``sub_id``."""
-    try:
-        key = sub_id if isinstance(sub_id, uuid.UUID) else uuid.UUID(str(sub_id))
-    except ValueError:
-        raise NotFound(f"no subscription {sub_id!r}.") from None
-    sub = session.get(BillingSubscription, key)
-    if sub is None or sub.app_id != app_id:
-        raise NotFound(f"no subscription {sub_id!r}.")
-    return sub
+    return lookup.owned(session, BillingSubscription, app_id, sub_id, "subscription")
 
 
 def list_subscriptions(
