@@ -8,6 +8,7 @@ the worker; these commands inspect them, queue them again (``replay``) and, with
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from enum import StrEnum
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import typer
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import OperationalError
 
 from tenantry.cli.common import open_platform, when
 from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
@@ -49,6 +51,8 @@ app.add_typer(customers_app, name="customers")
 ACTOR = "cli"
 #: Events claimed per round by ``replay --process``, and the most rounds it runs.
 PROCESS_BATCH, PROCESS_MAX_ROUNDS = 50, 1000
+#: How often ``replay --process`` tries again when the database is busy, and how long apart.
+BUSY_RETRIES, BUSY_PAUSE_S = 10, 0.5
 
 APP_OPTION = typer.Option(None, "--app", help="Only this app's (app id).")
 
@@ -231,15 +235,25 @@ def webhooks_show(
     console.print(_pretty_payload(doc["payload"]), markup=False, soft_wrap=True)
 
 
-def _process_due(platform: Platform) -> int:
-    """Apply, in this process, every event due now; how many were handled."""
-    handled = 0
+def _process_due(platform: Platform) -> tuple[int, bool]:
+    """Apply, in this process, every event due now: how many were handled, and whether it
+    stopped early because the database stayed busy (SQLite, a worker claiming at once)."""
+    handled, busy_rounds = 0, 0
     for _ in range(PROCESS_MAX_ROUNDS):
-        batch = webhooks.process_pending(platform.billing_sessions, limit=PROCESS_BATCH)
+        try:
+            batch = webhooks.process_pending(platform.billing_sessions, limit=PROCESS_BATCH)
+        except OperationalError:
+            # SQLite has no SKIP LOCKED: a claim racing a running worker's is refused
+            # ("database is locked") and rolled back, claiming nothing. Try again shortly.
+            busy_rounds += 1
+            if busy_rounds > BUSY_RETRIES:
+                return handled, True
+            time.sleep(BUSY_PAUSE_S)
+            continue
         handled += batch
         if batch < PROCESS_BATCH:
             break
-    return handled
+    return handled, False
 
 
 @webhooks_app.command("replay")
@@ -279,8 +293,9 @@ def webhooks_replay(
                 ids = [r.id for r in rows]
         doc: dict[str, Any] = {"replayed": len(ids), "ids": [str(i) for i in ids]}
         if process:
-            handled = _process_due(platform)
+            handled, busy = _process_due(platform)
             doc["handled"] = handled
+            doc["stopped_busy"] = busy
             doc["events"] = _outcomes(platform, ids)
     if json_output:
         emit_json(doc)
@@ -291,6 +306,11 @@ def webhooks_replay(
             console.print("[dim]a running worker applies them; or run with --process.[/]")
         return
     console.print(f"processed {doc['handled']} due event(s) in this process")
+    if doc["stopped_busy"]:
+        console.print(
+            "[yellow]stopped early: the billing database stayed busy (is a worker running?); "
+            "the worker applies the rest.[/]"
+        )
     if doc["events"]:
         table = Table(title="replayed events")
         table.add_column("id", overflow="fold")

@@ -1,0 +1,569 @@
+"""Benchmark: signed Stripe webhooks through a real server, ingested then processed.
+
+    python bench/webhooks.py [--events 5000] [--clients 16] [--backends sqlite postgresql]
+                             [--out bench/results]
+
+For each backend: a fresh installation (temp data dir; on PostgreSQL a fresh billing database
+on TENANTRY_BENCH_POSTGRES_URL's server, dropped at the end), a signing secret for app
+``bench`` added with ``tenantry billing secrets add``, then ``tenantry up --workers 1`` (the
+API and a worker subprocess whose webhook thread applies events). N signed
+``payment_intent.succeeded`` events (unique ids, about 2.5 KB each) are POSTed to
+``/webhooks/stripe/bench`` by C concurrent clients (one ``httpx.AsyncClient`` each). Measured:
+events/s answered 2xx and the latency of those answers, then, polling the billing database
+until every stored event is processed, events/s processed and whether any was lost (stored ==
+answered, payments == N). Prints a table and writes ``webhooks.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import json
+import os
+import platform as host
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine, func, select
+from sqlalchemy.engine import URL
+
+from tenantry.db.admin import create_database, dispose_server_engines, drop_database
+from tenantry.db.billing.models import BillingPayment, BillingWebhook, WebhookStatus
+from tenantry.db.engines import make_engine
+from tenantry.db.urls import parse_url
+
+PG_URL = os.environ.get(
+    "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+APP_ID = "bench"
+HEALTH_TIMEOUT_S = 60.0
+#: Give up waiting for processing when nothing moved for this long.
+STALL_TIMEOUT_S = 120.0
+POLL_S = 0.2
+STOP_TIMEOUT_S = 20.0
+#: Variables that would point the server at another installation.
+_TENANTRY_VARS = ("DATABASE_URL", "DATABASE_URL_BILLING")
+
+console = Console(width=140)
+
+
+# --------------------------------------------------------------------------- events
+
+
+def stripe_event(run: str, i: int) -> bytes:
+    """A Stripe ``payment_intent.succeeded`` event for a payment no invoice knows (~2.5 KB)."""
+    amount = 1000 + (i * 37) % 9000
+    lines = [
+        {
+            "sku": f"SKU-{(i + k) % 9999:04d}",
+            "name": f"Bench item {k} of order {i}",
+            "quantity": 1 + k % 3,
+            "unit_amount": 100 + k,
+        }
+        for k in range(16)
+    ]
+    event = {
+        "id": f"evt_bench_{run}_{i:07d}",
+        "object": "event",
+        "api_version": "2024-06-20",
+        "created": int(time.time()),
+        "livemode": False,
+        "pending_webhooks": 1,
+        "request": {"id": f"req_{run}{i:07d}", "idempotency_key": str(uuid.uuid4())},
+        "type": "payment_intent.succeeded",
+        "data": {
+            "object": {
+                "id": f"pi_bench_{run}_{i:07d}",
+                "object": "payment_intent",
+                "amount": amount,
+                "amount_received": amount,
+                "currency": "usd",
+                "status": "succeeded",
+                "customer": f"cus_bench_{i % 500:04d}",
+                "latest_charge": f"ch_bench_{run}_{i:07d}",
+                "description": f"Bench order {i}",
+                "payment_method_types": ["card"],
+                "metadata": {"app_id": APP_ID, "order": str(i)},
+                "shipping": {
+                    "name": "Bench Customer",
+                    "address": {
+                        "line1": "1 Benchmark Way",
+                        "city": "Testville",
+                        "postal_code": "12345",
+                        "country": "US",
+                    },
+                },
+                "lines": lines,
+            }
+        },
+    }
+    return json.dumps(event).encode()
+
+
+def stripe_signature(secret: str, body: bytes) -> str:
+    """A ``Stripe-Signature`` header: ``t=…,v1=`` HMAC-SHA256 of ``"{t}.{body}"``."""
+    t = str(int(time.time()))
+    mac = hmac.new(secret.encode(), t.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"t={t},v1={mac}"
+
+
+# --------------------------------------------------------------------------- server
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def _environment(data_dir: Path, billing_url: str | None) -> dict[str, str]:
+    """This process's environment pointed at a fresh installation in ``data_dir``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("TENANTRY_") and k not in _TENANTRY_VARS
+    }
+    env["TENANTRY_DATA_DIR"] = str(data_dir)
+    if billing_url is not None:
+        env["DATABASE_URL_BILLING"] = billing_url
+    return env
+
+
+def _tenantry(env: dict[str, str], *args: str) -> None:
+    """Run a tenantry command to completion; its output (never argv: it has the secret) on
+    failure."""
+    done = subprocess.run(
+        [sys.executable, "-m", "tenantry", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"`tenantry {args[0]} {args[1] if len(args) > 1 else ''}` exited "
+            f"{done.returncode}: {done.stderr.strip() or done.stdout.strip()}"
+        )
+
+
+def _log_tail(log: Path, lines: int = 25) -> str:
+    """The end of the server's log, without the admin key line `tenantry up` prints."""
+    try:
+        text = log.read_text(errors="replace").splitlines()
+    except OSError:
+        return ""
+    return "\n".join(line for line in text[-lines:] if "API key" not in line)
+
+
+@dataclass
+class Server:
+    """``tenantry up`` in its own process group (its worker subprocess joins the group)."""
+
+    proc: subprocess.Popen[bytes]
+    base_url: str
+    log: Path
+
+    def wait_ready(self, timeout: float = HEALTH_TIMEOUT_S) -> None:
+        """Wait until ``/health`` answers and the worker said it started."""
+        deadline = time.monotonic() + timeout
+        healthy = False
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"the server exited {self.proc.returncode}:\n{_log_tail(self.log)}"
+                )
+            if not healthy:
+                with suppress(httpx.HTTPError):
+                    healthy = httpx.get(f"{self.base_url}/health", timeout=2).status_code == 200
+            if healthy and "tenantry worker:" in self.log.read_text(errors="replace"):
+                return
+            time.sleep(0.2)
+        raise RuntimeError(f"the server was not ready in {timeout:.0f} s:\n{_log_tail(self.log)}")
+
+    def stop(self) -> None:
+        """SIGTERM (``up`` stops its worker), then SIGKILL whatever of the group is left."""
+        pgid = self.proc.pid
+        if self.proc.poll() is None:
+            with suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                with suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+                self.proc.wait()
+        # The worker outlives `up` only if `up` died without stopping it.
+        deadline = time.monotonic() + STOP_TIMEOUT_S
+        while _group_alive(pgid):
+            if time.monotonic() > deadline:
+                with suppress(ProcessLookupError):
+                    os.killpg(pgid, signal.SIGKILL)
+                break
+            time.sleep(0.1)
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@contextmanager
+def running_server(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[Server]:
+    """``tenantry up`` on a free port, ready; stopped on exit whatever happened."""
+    port = _free_port()
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tenantry",
+                "up",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = Server(proc, f"http://127.0.0.1:{port}", log)
+    try:
+        server.wait_ready()
+        yield server
+    finally:
+        server.stop()
+
+
+# --------------------------------------------------------------------------- load
+
+
+@dataclass
+class SendStats:
+    """What the clients saw."""
+
+    answered: int = 0  # 2xx
+    latencies_ms: list[float] = field(default_factory=list)  # of 2xx answers
+    outcomes: Counter[str] = field(default_factory=Counter)  # status code or exception
+    seconds: float = 0.0
+
+
+async def _send_all(base_url: str, secret: str, bodies: list[bytes], clients: int) -> SendStats:
+    stats = SendStats()
+    todo = iter(range(len(bodies)))  # shared by the clients: one event loop, no lock needed
+    path = f"/webhooks/stripe/{APP_ID}"
+
+    async def client() -> None:
+        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+        async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
+            for i in todo:
+                body = bodies[i]
+                headers = {
+                    "Stripe-Signature": stripe_signature(secret, body),
+                    "content-type": "application/json",
+                }
+                t0 = time.perf_counter()
+                try:
+                    response = await http.post(path, content=body, headers=headers)
+                except httpx.HTTPError as exc:
+                    stats.outcomes[type(exc).__name__] += 1
+                    continue
+                elapsed = (time.perf_counter() - t0) * 1000
+                stats.outcomes[str(response.status_code)] += 1
+                if response.is_success:
+                    stats.answered += 1
+                    stats.latencies_ms.append(elapsed)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    stats.seconds = time.perf_counter() - started
+    return stats
+
+
+def _counts(engine: Engine) -> dict[str, int]:
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(BillingWebhook.status, func.count())
+            .where(BillingWebhook.app_id == APP_ID)
+            .group_by(BillingWebhook.status)
+        )
+        return {str(status): int(n) for status, n in rows}
+
+
+def _wait_processed(engine: Engine, expected: int) -> tuple[dict[str, int], float, bool]:
+    """Poll until ``expected`` events are processed or ignored (or nothing moves for
+    :data:`STALL_TIMEOUT_S`): the last counts, when, and whether all were done."""
+    last_done, last_change = -1, time.monotonic()
+    while True:
+        counts = _counts(engine)
+        done = counts.get(WebhookStatus.PROCESSED, 0) + counts.get(WebhookStatus.IGNORED, 0)
+        now = time.perf_counter()
+        if done >= expected:
+            return counts, now, True
+        if done != last_done:
+            last_done, last_change = done, time.monotonic()
+        elif time.monotonic() - last_change > STALL_TIMEOUT_S:
+            return counts, now, False
+        time.sleep(POLL_S)
+
+
+def _pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def bench_backend(backend: str, events: int, clients: int) -> dict[str, Any]:
+    """One run on ``backend``: a fresh installation, a server, the load, the checks."""
+    run = uuid.uuid4().hex[:8]
+    secret = f"whsec_bench{uuid.uuid4().hex}"
+    pg_billing: URL | None = None
+    with tempfile.TemporaryDirectory(prefix="tenantry-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        if backend == "postgresql":
+            pg_billing = parse_url(PG_URL).set(database=f"tenantry_bench_wh_{run}")
+            create_database(pg_billing)
+            billing_url = pg_billing
+        elif backend == "sqlite":
+            billing_url = parse_url(f"sqlite:///{data_dir / 'billing.db'}")
+        else:
+            raise SystemExit(f"unknown backend {backend!r} (sqlite or postgresql)")
+        env = _environment(
+            data_dir, pg_billing.render_as_string(hide_password=False) if pg_billing else None
+        )
+        engine: Engine | None = None
+        try:
+            _tenantry(env, "init")
+            _tenantry(
+                env,
+                "billing",
+                "secrets",
+                "add",
+                APP_ID,
+                "--processor",
+                "stripe",
+                "--secret",
+                secret,
+            )
+            bodies = [stripe_event(run, i) for i in range(events)]
+            engine = make_engine(billing_url, pool_size=1)
+            with running_server(env, Path(tmp) / "server.log") as server:
+                t_start = time.perf_counter()
+                sent = asyncio.run(_send_all(server.base_url, secret, bodies, clients))
+                backlog = _counts(engine)
+                counts, t_done, complete = _wait_processed(engine, sent.answered)
+                if not complete:
+                    console.print(
+                        f"[yellow]{backend}: processing stalled[/]\n{_log_tail(server.log)}"
+                    )
+            with engine.connect() as conn:
+                stored = int(
+                    conn.scalar(
+                        select(func.count())
+                        .select_from(BillingWebhook)
+                        .where(BillingWebhook.app_id == APP_ID)
+                    )
+                    or 0
+                )
+                payments = int(
+                    conn.scalar(
+                        select(func.count())
+                        .select_from(BillingPayment)
+                        .where(
+                            BillingPayment.app_id == APP_ID, BillingPayment.status == "succeeded"
+                        )
+                    )
+                    or 0
+                )
+                first_received, last_processed = conn.execute(
+                    select(
+                        func.min(BillingWebhook.received_at), func.max(BillingWebhook.processed_at)
+                    ).where(BillingWebhook.app_id == APP_ID)
+                ).one()
+                attempts = {
+                    int(n_attempts): int(n)
+                    for n_attempts, n in conn.execute(
+                        select(BillingWebhook.attempts, func.count())
+                        .where(BillingWebhook.app_id == APP_ID)
+                        .group_by(BillingWebhook.attempts)
+                    )
+                }
+                errors = {
+                    str(error): int(n)
+                    for error, n in conn.execute(
+                        select(BillingWebhook.last_error, func.count())
+                        .where(
+                            BillingWebhook.app_id == APP_ID, BillingWebhook.last_error.is_not(None)
+                        )
+                        .group_by(BillingWebhook.last_error)
+                    )
+                }
+        finally:
+            if engine is not None:
+                engine.dispose()
+            if pg_billing is not None:
+                drop_database(pg_billing)
+                dispose_server_engines()
+    done = counts.get(WebhookStatus.PROCESSED, 0) + counts.get(WebhookStatus.IGNORED, 0)
+    db_span: float | None = (
+        (last_processed - first_received).total_seconds()
+        if first_received is not None and last_processed is not None
+        else None
+    )
+    wall_span = t_done - t_start
+    return {
+        "backend": backend,
+        "events": events,
+        "clients": clients,
+        "answered_2xx": sent.answered,
+        "responses": dict(sent.outcomes),
+        "ingest_s": sent.seconds,
+        "ingested_per_s": sent.answered / sent.seconds if sent.seconds else 0.0,
+        "latency_ms": {
+            "p50": _pct(sent.latencies_ms, 0.50),
+            "p99": _pct(sent.latencies_ms, 0.99),
+            "max": max(sent.latencies_ms, default=None),
+            "mean": statistics.fmean(sent.latencies_ms) if sent.latencies_ms else None,
+        },
+        "backlog_at_ingest_end": backlog.get(WebhookStatus.RECEIVED, 0)
+        + backlog.get(WebhookStatus.PROCESSING, 0),
+        "statuses": counts,
+        "processed": done,
+        #: How many events needed how many processing attempts (retries follow failures).
+        "attempts": attempts,
+        "retried": sum(n for k, n in attempts.items() if k > 1),
+        "last_errors": errors,
+        "all_processed": complete,
+        "processing_s": db_span,
+        "processing_wall_s": wall_span,
+        "processed_per_s": done / db_span if db_span else 0.0,
+        "stored": stored,
+        "payments": payments,
+        "lost": sent.answered - stored,
+        "unapplied": events - payments,
+    }
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _print(results: list[dict[str, Any]]) -> None:
+    table = Table(title="Stripe webhooks through `tenantry up --workers 1`: ingest, then process")
+    for col in (
+        "backend",
+        "events",
+        "clients",
+        "2xx",
+        "non-2xx",
+        "ingest/s",
+        "p50 ms",
+        "p99 ms",
+        "backlog",
+        "proc/s",
+        "retried",
+        "stored",
+        "payments",
+        "lost",
+    ):
+        table.add_column(col, justify="right", no_wrap=col == "backend")
+    for r in results:
+        if "error" in r:
+            table.add_row(r["backend"], "[red]error[/]", *[""] * 12)
+            continue
+        other = {k: v for k, v in r["responses"].items() if not k.startswith("2")}
+        table.add_row(
+            r["backend"],
+            str(r["events"]),
+            str(r["clients"]),
+            str(r["answered_2xx"]),
+            ", ".join(f"{v} x {k}" for k, v in other.items()) or "-",
+            f"{r['ingested_per_s']:.0f}",
+            _ms(r["latency_ms"]["p50"]),
+            _ms(r["latency_ms"]["p99"]),
+            str(r["backlog_at_ingest_end"]),
+            f"{r['processed_per_s']:.0f}",
+            str(r["retried"]),
+            str(r["stored"]),
+            str(r["payments"]),
+            f"[{'green' if r['lost'] == 0 and r['unapplied'] == 0 else 'red'}]{r['lost']}[/]",
+        )
+    console.print(table)
+    console.print(
+        "[dim]ingest/s: 2xx answers per second of sending; p50/p99: latency of those answers; "
+        "backlog: events not yet processed when sending ended; proc/s: events processed "
+        "per second from the first received to the last processed; retried: events processed "
+        "more than once (after a failed attempt); lost: answered 2xx but not "
+        "stored (payments should equal events).[/]"
+    )
+
+
+def main() -> None:
+    """Run the benchmark for each backend, print a table and write the JSON results."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=5000, help="events sent per backend")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    if args.events < 1 or args.clients < 1:
+        parser.error("--events and --clients must be at least 1")
+    results: list[dict[str, Any]] = []
+    for backend in args.backends:
+        console.print(f"{backend}: {args.events} events from {args.clients} clients …")
+        try:
+            results.append(bench_backend(backend, args.events, args.clients))
+        except Exception as exc:  # report it, run the other backends
+            console.print(f"[red]{backend} failed:[/] {type(exc).__name__}: {exc}")
+            results.append({"backend": backend, "error": f"{type(exc).__name__}: {exc}"})
+    _print(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / "webhooks.json"
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "python": host.python_version()},
+                "config": {"events": args.events, "clients": args.clients, "server_workers": 1},
+                "results": results,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+    console.print(f"wrote {out}")
+    failed = any("error" in r or r["lost"] or r["unapplied"] for r in results)
+    raise SystemExit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
