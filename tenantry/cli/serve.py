@@ -90,6 +90,16 @@ def up(
         None, "--port", min=1, max=65535, help="Listen on this port (TENANTRY_API_PORT)."
     ),
     workers: int = WORKERS_OPTION,
+    api_workers: int = typer.Option(
+        1,
+        "--api-workers",
+        min=1,
+        max=64,
+        help="API processes (more use more cores; each opens its own database pools).",
+    ),
+    access_log: bool = typer.Option(
+        True, "--access-log/--no-access-log", help="Log every HTTP request."
+    ),
 ) -> None:
     """Initialise if needed, then serve the API with a job worker beside it.
 
@@ -107,7 +117,6 @@ def up(
         console.print("[dim]send it as 'Authorization: Bearer <key>'; it is not shown again.[/]")
     host = host or settings.api_host
     port = port or settings.api_port
-    api = create_app(settings)
     base = f"http://{host}:{port}"
     previous = signal.signal(signal.SIGTERM, _raise_exit)
     proc = subprocess.Popen(
@@ -118,7 +127,20 @@ def up(
         console.print(f"API:  {base}")
         console.print(f"docs: {base}/docs")
         console.print(f"worker: pid {proc.pid}, {workers} thread(s)")
-        uvicorn.run(api, host=host, port=port, log_level="info")
+        if api_workers == 1:
+            uvicorn.run(
+                create_app(settings), host=host, port=port, log_level="info", access_log=access_log
+            )
+        else:  # several processes need the app by import path; they read the same env
+            uvicorn.run(
+                "tenantry.api.app:create_app",
+                factory=True,
+                workers=api_workers,
+                host=host,
+                port=port,
+                log_level="info",
+                access_log=access_log,
+            )
     except KeyboardInterrupt:
         pass  # Ctrl-C: a normal way to stop
     finally:

@@ -25,7 +25,7 @@ async def receive(
     signature = request.headers.get(adapter.signature_header)
 
     def store() -> webhooks.Ingested:
-        with platform.billing_sessions() as session:
+        with platform.billing_engine.connect() as session:
             return webhooks.ingest(
                 session,
                 platform.box,

@@ -16,7 +16,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import Engine, and_, insert, or_, select, update
+from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -126,7 +126,9 @@ class _SecretCache:
         self._entries: dict[tuple[str, str], tuple[float, list[str]]] = {}
         self._lock = threading.Lock()
 
-    def get(self, session: Session, box: SecretBox, app_id: str, processor: str) -> list[str]:
+    def get(
+        self, session: Session | Connection, box: SecretBox, app_id: str, processor: str
+    ) -> list[str]:
         now = time.monotonic()
         with self._lock:
             hit = self._entries.get((app_id, processor))
@@ -166,7 +168,7 @@ class Ingested:
 
 
 def ingest(
-    session: Session,
+    session: Session | Connection,
     box: SecretBox,
     *,
     processor: str,
@@ -175,6 +177,8 @@ def ingest(
     signature: str | None,
 ) -> Ingested:
     """Verify and store one delivery, committing it (the caller answers 2xx after this).
+
+    ``session`` may be a plain Core connection: the hot path needs no ORM session.
 
     A second delivery of the same event (processor + event id) stores nothing and returns
     the first row. Raises :class:`Unauthorized` for a bad signature, :class:`InvalidInput`
