@@ -11,6 +11,7 @@ from tenantry.api import errors, idempotency
 from tenantry.api.routes import billing, servers, stores, tenant_data, webhooks
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
+from tenantry.services.billing.webhooks import IngestWriter
 from tenantry.settings import Settings, load_settings
 from tenantry.version import __version__
 
@@ -23,9 +24,11 @@ def create_app(settings: Settings | None = None, *, queue: Queue | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.platform = Platform.open(settings)
         app.state.queue = queue or Queue(settings)
+        app.state.ingest = IngestWriter(app.state.platform.billing_engine)
         try:
             yield
         finally:
+            app.state.ingest.close()
             app.state.platform.close()
 
     app = FastAPI(

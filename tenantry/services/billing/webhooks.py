@@ -10,14 +10,18 @@ them, and record processed | ignored | failed with attempts, last error and the 
 from __future__ import annotations
 
 import json
+import queue
 import threading
 import time
 import uuid
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.billing.processors import PROCESSORS, get_processor
@@ -146,6 +150,11 @@ class _SecretCache:
             self._entries[(app_id, processor)] = (now + SECRET_CACHE_S, secrets)
         return secrets
 
+    def peek(self, app_id: str, processor: str) -> list[str] | None:
+        with self._lock:
+            hit = self._entries.get((app_id, processor))
+        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
     def clear(self) -> None:
         with self._lock:
             self._entries.clear()
@@ -167,32 +176,56 @@ class Ingested:
     status: str
 
 
-def ingest(
-    session: Session | Connection,
-    box: SecretBox,
-    *,
-    processor: str,
-    app_id: str,
-    body: bytes,
-    signature: str | None,
-) -> Ingested:
-    """Verify and store one delivery, committing it (the caller answers 2xx after this).
+@dataclass(frozen=True)
+class Delivery:
+    """A verified delivery, ready to be stored."""
 
-    ``session`` may be a plain Core connection: the hot path needs no ORM session.
+    id: uuid.UUID
+    app_id: str
+    processor: str
+    event_id: str
+    event_type: str
+    payload: str
 
-    A second delivery of the same event (processor + event id) stores nothing and returns
-    the first row. Raises :class:`Unauthorized` for a bad signature, :class:`InvalidInput`
-    for a body that is not an event.
-    """
-    adapter = processor_named(processor)
-    processor = adapter.name  # one spelling, whatever the URL said
-    validation.app_id(app_id)
+    def values(self) -> dict[str, object]:
+        """The row to insert."""
+        return {
+            "id": self.id,
+            "app_id": self.app_id,
+            "processor": self.processor,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "payload": self.payload,
+            "status": W.RECEIVED,
+            "attempts": 0,
+            "received_at": utcnow(),
+        }
+
+
+def app_secrets(
+    session: Session | Connection, box: SecretBox, app_id: str, processor: str
+) -> list[str]:
+    """The app's active signing secrets at ``processor`` (cached for a few seconds)."""
     secrets = _SECRETS.get(session, box, app_id, processor)
-    session.rollback()  # end any read: the insert below then waits for the write lock
+    session.rollback()  # end the read: an insert afterwards then waits for the write lock
+    return secrets
+
+
+def cached_secrets(app_id: str, processor: str) -> list[str] | None:
+    """The cached secrets, if fresh; None means: load them with :func:`app_secrets`."""
+    return _SECRETS.peek(app_id, processor)
+
+
+def check_delivery(
+    adapter: Processor, app_id: str, body: bytes, signature: str | None, secrets: list[str]
+) -> Delivery:
+    """Check a delivery's signature and shape (no I/O). Raises :class:`Unauthorized` for a
+    bad signature and :class:`InvalidInput` for a body that is not an event."""
+    validation.app_id(app_id)
     if not secrets:
         raise InvalidInput(
-            f"no active {processor} signing secret for app {app_id!r}.",
-            f"Add one: tenantry billing secrets add {app_id} --processor {processor} --secret …",
+            f"no active {adapter.name} signing secret for app {app_id!r}.",
+            f"Add one: tenantry billing secrets add {app_id} --processor {adapter.name} --secret …",
         )
     try:
         adapter.verify(body, signature, secrets)
@@ -206,34 +239,127 @@ def ingest(
         raise InvalidInput("the webhook body is not a JSON event with an id and a type.") from None
     if not 0 < len(event_id) <= 255 or len(event_type) > 128:
         raise InvalidInput("the event id must be 1 to 255 characters and its type at most 128.")
-    row_id = uuid.uuid4()
-    # A Core insert: ingestion is the hot path, the ORM's unit of work buys nothing here.
-    try:
-        session.execute(
-            insert(BillingWebhook).values(
-                id=row_id,
-                app_id=app_id,
-                processor=processor,
-                event_id=event_id,
-                event_type=event_type,
-                payload=payload,
-                status=W.RECEIVED,
-                attempts=0,
-                received_at=utcnow(),
-            )
+    return Delivery(uuid.uuid4(), app_id, adapter.name, event_id, event_type, payload)
+
+
+def store_deliveries(conn: Connection, deliveries: list[Delivery]) -> list[Ingested]:
+    """Insert deliveries in one statement and one commit, skipping events stored already.
+
+    The caller answers 2xx only after this returns: what was answered is committed. Each
+    result says whether that delivery was new or a duplicate (of an earlier delivery, or of
+    another in the same batch).
+    """
+    if not deliveries:
+        return []
+    rows = [d.values() for d in deliveries]
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        stmt: Any = (
+            pg_insert(BillingWebhook)
+            .values(rows)
+            .on_conflict_do_nothing(index_elements=["processor", "event_id"])
         )
-        session.commit()
-    except IntegrityError:
-        session.rollback()
-        first = session.execute(
-            select(BillingWebhook.id, BillingWebhook.status).where(
-                BillingWebhook.processor == processor, BillingWebhook.event_id == event_id
+    elif dialect == "sqlite":
+        stmt = sqlite_insert(BillingWebhook).values(rows).on_conflict_do_nothing()
+    else:
+        stmt = insert(BillingWebhook).values(rows).prefix_with("IGNORE")
+    conn.execute(stmt)
+    found: dict[tuple[str, str], tuple[uuid.UUID, str]] = {}
+    for processor in {d.processor for d in deliveries}:
+        ids = [d.event_id for d in deliveries if d.processor == processor]
+        for row in conn.execute(
+            select(BillingWebhook.id, BillingWebhook.event_id, BillingWebhook.status).where(
+                BillingWebhook.processor == processor, BillingWebhook.event_id.in_(ids)
             )
-        ).first()
-        if first is None:
-            raise
-        return Ingested(first.id, event_id, True, first.status)
-    return Ingested(row_id, event_id, False, W.RECEIVED)
+        ):
+            found[(processor, row.event_id)] = (row.id, row.status)
+    conn.commit()
+    results = []
+    for d in deliveries:
+        stored_id, status = found[(d.processor, d.event_id)]
+        results.append(Ingested(stored_id, d.event_id, stored_id != d.id, status))
+    return results
+
+
+def ingest(
+    session: Session | Connection,
+    box: SecretBox,
+    *,
+    processor: str,
+    app_id: str,
+    body: bytes,
+    signature: str | None,
+) -> Ingested:
+    """Verify and store one delivery, committing it (the caller answers 2xx after this).
+
+    A second delivery of the same event (processor + event id) stores nothing and returns
+    the first row. ``session`` may be a plain Core connection.
+    """
+    adapter = processor_named(processor)
+    validation.app_id(app_id)
+    secrets = app_secrets(session, box, app_id, adapter.name)
+    delivery = check_delivery(adapter, app_id, body, signature, secrets)
+    conn = session if isinstance(session, Connection) else session.connection()
+    return store_deliveries(conn, [delivery])[0]
+
+
+class IngestWriter:
+    """Group commit for webhook ingestion: concurrent deliveries share one INSERT and one
+    COMMIT (the database's fsync is the cost that matters), and each caller is answered
+    only once its delivery is committed.
+
+    One writer thread per process; :meth:`submit` returns a future of the result.
+    """
+
+    BATCH = 256
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = writer(engine)
+        self._queue: queue.Queue[tuple[Delivery, Future[Ingested]] | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._run, name="tenantry-ingest", daemon=True)
+        self._thread.start()
+
+    def submit(self, delivery: Delivery) -> Future[Ingested]:
+        """Queue a verified delivery; the future resolves after its commit."""
+        future: Future[Ingested] = Future()
+        self._queue.put((delivery, future))
+        return future
+
+    def close(self) -> None:
+        """Finish what is queued, then stop the thread."""
+        self._queue.put(None)
+        self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            stop = False
+            while len(batch) < self.BATCH:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._write(batch)
+            if stop:
+                return
+
+    def _write(self, batch: list[tuple[Delivery, Future[Ingested]]]) -> None:
+        try:
+            with self._engine.connect() as conn:
+                results = store_deliveries(conn, [d for d, _ in batch])
+        except Exception as exc:  # nothing committed: every caller gets the error (5xx)
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
 
 
 # --------------------------------------------------------------------------- processing
