@@ -352,10 +352,16 @@ def _send_wrk(
         text=True,
     )
     deadline = time.monotonic() + 600
+    last, still = -1, 0.0
     while time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.5)
-        if sum(_counts(engine).values()) >= len(bodies):
+        stored = sum(_counts(engine).values())
+        if stored >= len(bodies):
             break
+        still = still + 0.5 if stored == last else 0.0
+        if stored and still >= 5:  # nothing new for 5 s: wrk has sent all it will
+            break
+        last = stored
     proc.send_signal(signal.SIGINT)
     output, _ = proc.communicate(timeout=60)
     line = next(x for x in output.splitlines() if x.startswith("RESULT"))
@@ -545,7 +551,7 @@ def bench_backend(backend: str, events: int, clients: int, sender: str) -> dict[
         "stored": stored,
         "payments": payments,
         "lost": sent.answered - stored,
-        "unapplied": events - payments,
+        "unapplied": stored - payments,
     }
 
 
