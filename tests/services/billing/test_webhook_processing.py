@@ -18,7 +18,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db.billing.models import BillingPayment, BillingSubscription, BillingWebhook
+from tenantry.db.billing.models import (
+    BillingIdempotencyKey,
+    BillingPayment,
+    BillingSubscription,
+    BillingWebhook,
+)
 from tenantry.db.schemas import billing_schema
 from tenantry.db.types import utcnow
 from tenantry.services import schema_ops
@@ -233,3 +238,24 @@ def test_failures_back_off_and_stuck_events_are_taken_again(
         row = session.get(BillingWebhook, stuck.id)
         assert row is not None
         assert row.status == "processed"
+
+
+def test_expired_idempotency_keys_are_purged(
+    billing: tuple[sessionmaker[Session], SecretBox],
+) -> None:
+    from tenantry.services.billing import idempotency
+
+    sessions, _ = billing
+    with sessions() as session:
+        assert idempotency.begin(session, "acme", "old", "h") is None
+        assert idempotency.begin(session, "acme", "new", "h") is None
+        idempotency.finish(session, "acme", "old", 201, "{}")
+    with sessions.begin() as session:
+        session.execute(
+            update(BillingIdempotencyKey)
+            .where(BillingIdempotencyKey.key == "old")
+            .values(expires_at=utcnow() - timedelta(hours=1))
+        )
+    with sessions() as session:
+        assert idempotency.purge_expired(session) == 1
+        assert session.scalars(select(BillingIdempotencyKey.key)).all() == ["new"]
