@@ -24,7 +24,6 @@ from tenantry.db import admin, migrations
 from tenantry.db.engines import make_engine
 from tenantry.db.identity import Identity, identity_table, is_tenantry_table, read_identity
 from tenantry.db.schemas import SchemaSpec
-from tenantry.db.urls import backend_of
 from tenantry.errors import DatabaseAdminError
 from tenantry.failpoints import failpoint
 
@@ -164,8 +163,3 @@ def copy_sqlite_template(template_dir: Path, spec: SchemaSpec, path: Path) -> bo
     finally:
         Path(tmp).unlink(missing_ok=True)
     return True
-
-
-def can_clone(url: URL) -> bool:
-    """Whether a template fast path exists for ``url``'s backend."""
-    return backend_of(url) in {"postgresql", "sqlite"}

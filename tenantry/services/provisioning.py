@@ -321,11 +321,9 @@ class Provisioner:
 
     def _target_url(self, job: ProvisioningJob) -> URL:
         assert job.target is not None
-        return (
-            join_url(self.box, job.target, job.secret_encrypted or None)
-            if (job.mode == ProvisioningMode.CONNECT_EXISTING)
-            else self._new_database_url(job)
-        )
+        if job.mode == ProvisioningMode.CONNECT_EXISTING:
+            return join_url(self.box, job.target, job.secret_encrypted)
+        return self._new_database_url(job)
 
     def _new_database_url(self, job: ProvisioningJob) -> URL:
         assert job.target is not None

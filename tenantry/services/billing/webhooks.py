@@ -422,11 +422,6 @@ def _apply(session: Session, row: BillingWebhook) -> str:
         return W.FAILED
 
 
-def process(sessions: sessionmaker[Session], webhook_id: uuid.UUID) -> str:
-    """Apply one claimed event in its own transaction; record the outcome. Returns it."""
-    return process_batch(sessions, [webhook_id]).get(webhook_id, "missing")
-
-
 def process_batch(sessions: sessionmaker[Session], ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
     """Apply claimed events in one transaction, each in its own savepoint (one event's
     failure is recorded on it and touches no other). One commit for the batch keeps
