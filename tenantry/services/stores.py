@@ -21,7 +21,7 @@ from tenantry.db.master.models import (
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.services import audit
-from tenantry.services.plans import plan_named
+from tenantry.services.plans import Plan, plan_named
 
 # Lowercase letters, digits and inner hyphens, 3 to 63 characters: safe in a hostname, a
 # file name and (with hyphens mapped to underscores) a SQL identifier.
@@ -45,6 +45,35 @@ def validate_name(name: str) -> str:
     if not name or len(name) > 255:
         raise InvalidInput("a store name must be 1 to 255 characters.")
     return name
+
+
+def _audit(
+    session: Session,
+    store: Store,
+    action: str,
+    actor: str,
+    details: dict[str, object] | None = None,
+) -> None:
+    audit.record(
+        session,
+        actor=actor,
+        action=action,
+        target_type="store",
+        target_id=store.slug,
+        store_id=store.id,
+        details=details,
+    )
+
+
+def _apply_plan(sub: Subscription, plan: Plan) -> None:
+    """Copy a plan's prices and limits onto a subscription (a custom deal edits them after)."""
+    sub.plan_name = plan.name
+    sub.price_monthly_minor = plan.price_monthly_minor
+    sub.price_annual_minor = plan.price_annual_minor
+    sub.max_products = plan.max_products
+    sub.max_orders_per_month = plan.max_orders_per_month
+    sub.max_storage_gb = plan.max_storage_gb
+    sub.max_api_calls_per_month = plan.max_api_calls_per_month
 
 
 def create_store(
@@ -73,29 +102,10 @@ def create_store(
     )
     session.add(store)
     session.flush()
-    session.add(
-        Subscription(
-            store_id=store.id,
-            plan_name=chosen.name,
-            status=SubscriptionStatus.ACTIVE,
-            price_monthly_minor=chosen.price_monthly_minor,
-            price_annual_minor=chosen.price_annual_minor,
-            max_products=chosen.max_products,
-            max_orders_per_month=chosen.max_orders_per_month,
-            max_storage_gb=chosen.max_storage_gb,
-            max_api_calls_per_month=chosen.max_api_calls_per_month,
-            started_at=now,
-        )
-    )
-    audit.record(
-        session,
-        actor=actor,
-        action="store.create",
-        target_type="store",
-        target_id=slug,
-        store_id=store.id,
-        details={"plan": chosen.name},
-    )
+    subscription = Subscription(store_id=store.id, status=SubscriptionStatus.ACTIVE, started_at=now)
+    _apply_plan(subscription, chosen)
+    session.add(subscription)
+    _audit(session, store, "store.create", actor, {"plan": chosen.name})
     return store
 
 
@@ -161,24 +171,10 @@ def update_store(
         store.subscription_plan = chosen.name
         sub = current_subscription(session, store)
         if sub is not None:
-            sub.plan_name = chosen.name
-            sub.price_monthly_minor = chosen.price_monthly_minor
-            sub.price_annual_minor = chosen.price_annual_minor
-            sub.max_products = chosen.max_products
-            sub.max_orders_per_month = chosen.max_orders_per_month
-            sub.max_storage_gb = chosen.max_storage_gb
-            sub.max_api_calls_per_month = chosen.max_api_calls_per_month
+            _apply_plan(sub, chosen)
         changes["plan"] = chosen.name
     if changes:
-        audit.record(
-            session,
-            actor=actor,
-            action="store.update",
-            target_type="store",
-            target_id=store.slug,
-            store_id=store.id,
-            details=changes,
-        )
+        _audit(session, store, "store.update", actor, changes)
     return store
 
 
@@ -194,15 +190,7 @@ def suspend_store(session: Session, store: Store, *, reason: str = "", actor: st
     store.database_status = DatabaseStatus.SUSPENDED
     store.suspended_at = utcnow()
     store.connection_version += 1  # every process drops its engine for the store
-    audit.record(
-        session,
-        actor=actor,
-        action="store.suspend",
-        target_type="store",
-        target_id=store.slug,
-        store_id=store.id,
-        details={"reason": reason},
-    )
+    _audit(session, store, "store.suspend", actor, {"reason": reason})
     return store
 
 
@@ -217,14 +205,7 @@ def resume_store(session: Session, store: Store, *, actor: str = "cli") -> Store
         )
     store.database_status = DatabaseStatus.ACTIVE
     store.suspended_at = None
-    audit.record(
-        session,
-        actor=actor,
-        action="store.resume",
-        target_type="store",
-        target_id=store.slug,
-        store_id=store.id,
-    )
+    _audit(session, store, "store.resume", actor)
     return store
 
 
@@ -282,15 +263,7 @@ def delete_store(session: Session, store: Store, plan: DeletePlan, *, actor: str
         details["database"] = {
             k: v for k, v in plan.connection.config_data.items() if k != "password"
         }
-    audit.record(
-        session,
-        actor=actor,
-        action="store.delete",
-        target_type="store",
-        target_id=store.slug,
-        store_id=store.id,
-        details=details,
-    )
+    _audit(session, store, "store.delete", actor, details)
     session.delete(store)
 
 
