@@ -31,14 +31,14 @@ from tenantry.db.billing.models import BillingProcessorSecret, BillingWebhook, W
 from tenantry.db.engines import writer
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, NotFound, Unauthorized
-from tenantry.services.billing import audit, idempotency, validation
+from tenantry.services.billing import audit, idempotency, subscriptions, validation
 from tenantry.services.billing.events import apply_event
 
 W = WebhookStatus
 MAX_ATTEMPTS = 8
 STUCK_AFTER = timedelta(minutes=5)
 SECRET_CACHE_S = 5.0
-PURGE_EVERY_S = 600.0
+PURGE_EVERY_S = 60.0
 
 
 def processor_named(name: str) -> Processor:
@@ -462,12 +462,15 @@ def process_pending(sessions: sessionmaker[Session], *, limit: int = 50) -> int:
 def run_forever(
     sessions: sessionmaker[Session], stop: threading.Event, *, idle_sleep: float = 0.2
 ) -> None:
-    """The worker's webhook loop: process what is due until ``stop`` is set; every
-    :data:`PURGE_EVERY_S` also drop idempotency keys past their keeping time."""
+    """The worker's billing loop: process the webhook events that are due until ``stop`` is
+    set; every :data:`PURGE_EVERY_S` also roll subscription periods that ended (cancelling
+    those set to cancel at period end) and drop idempotency keys past their keeping time."""
     next_purge = 0.0
     while not stop.is_set():
         try:
             if time.monotonic() >= next_purge:
+                with sessions.begin() as session:
+                    subscriptions.renew_due(session)
                 with sessions() as session:
                     idempotency.purge_expired(session)
                 next_purge = time.monotonic() + PURGE_EVERY_S

@@ -259,3 +259,37 @@ def test_expired_idempotency_keys_are_purged(
     with sessions() as session:
         assert idempotency.purge_expired(session) == 1
         assert session.scalars(select(BillingIdempotencyKey.key)).all() == ["new"]
+
+
+def test_ended_periods_roll_forward_or_cancel(
+    billing: tuple[sessionmaker[Session], SecretBox],
+) -> None:
+    from tenantry.services.billing import plans, subscriptions
+
+    sessions, _ = billing
+    with sessions.begin() as session:
+        customer = customers.get_by_external_id(session, "acme", "cust-1")
+        plan = plans.create_plan(
+            session, "acme", code="m", name="Monthly", amount_minor=900, currency="USD"
+        )
+        keep = subscriptions.create_subscription(session, customer, plan)
+        leave = subscriptions.create_subscription(session, customer, plan)
+        subscriptions.cancel(leave, at_period_end=True)
+        past = utcnow() - timedelta(days=1)
+        for sub in (keep, leave):
+            sub.current_period_end = past
+        keep_id, leave_id = keep.id, leave.id
+    with sessions.begin() as session:
+        assert subscriptions.renew_due(session) == 2
+    with sessions() as session:
+        kept = session.get(BillingSubscription, keep_id)
+        left = session.get(BillingSubscription, leave_id)
+        assert kept is not None
+        assert left is not None
+        assert kept.status == "active"
+        assert kept.current_period_start == past
+        assert kept.current_period_end is not None
+        assert kept.current_period_end > utcnow()
+        assert left.status == "canceled"
+    with sessions.begin() as session:
+        assert subscriptions.renew_due(session) == 0
