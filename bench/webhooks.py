@@ -232,12 +232,10 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-#: API processes: one per core of this 2-core machine.
-API_WORKERS = 2
-
-
 @contextmanager
-def running_server(env: dict[str, str], log: Path, workers: int = 1) -> Iterator[Server]:
+def running_server(
+    env: dict[str, str], log: Path, workers: int = 1, api_workers: int = 1
+) -> Iterator[Server]:
     """``tenantry up`` on a free port, ready; stopped on exit whatever happened."""
     port = _free_port()
     with log.open("wb") as out:
@@ -254,7 +252,7 @@ def running_server(env: dict[str, str], log: Path, workers: int = 1) -> Iterator
                 "--workers",
                 str(workers),
                 "--api-workers",
-                str(API_WORKERS),
+                str(api_workers),
                 "--no-access-log",
             ],
             env=env,
@@ -416,7 +414,9 @@ def _pct(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def bench_backend(backend: str, events: int, clients: int, sender: str) -> dict[str, Any]:
+def bench_backend(
+    backend: str, events: int, clients: int, sender: str, api_workers: int = 1
+) -> dict[str, Any]:
     """One run on ``backend``: a fresh installation, a server, the load, the checks."""
     run = uuid.uuid4().hex[:8]
     secret = f"whsec_bench{uuid.uuid4().hex}"
@@ -450,7 +450,7 @@ def bench_backend(backend: str, events: int, clients: int, sender: str) -> dict[
             )
             bodies = [stripe_event(run, i) for i in range(events)]
             engine = make_engine(billing_url, pool_size=1)
-            with running_server(env, Path(tmp) / "server.log") as server:
+            with running_server(env, Path(tmp) / "server.log", api_workers=api_workers) as server:
                 t_start = time.perf_counter()
                 if sender == "wrk":
                     sent = _send_wrk(server.base_url, secret, bodies, clients, Path(tmp), engine)
@@ -521,6 +521,7 @@ def bench_backend(backend: str, events: int, clients: int, sender: str) -> dict[
         "backend": backend,
         "events": events,
         "clients": clients,
+        "api_workers": api_workers,
         "answered_2xx": sent.answered,
         "responses": dict(sent.outcomes),
         "ingest_s": sent.seconds,
@@ -559,9 +560,9 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.1f}"
 
 
-def _print(results: list[dict[str, Any]]) -> None:
+def _print(results: list[dict[str, Any]], api_workers: int) -> None:
     table = Table(
-        title="Stripe webhooks through `tenantry up --workers 1 --api-workers 2`: "
+        title=f"Stripe webhooks through `tenantry up --workers 1 --api-workers {api_workers}`: "
         "ingest, then process"
     )
     for col in (
@@ -618,6 +619,9 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5000, help="events sent per backend")
     parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument(
+        "--api-workers", type=int, default=1, help="API processes (`tenantry up --api-workers`)"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument(
         "--sender",
@@ -635,11 +639,13 @@ def main() -> None:
     for backend in args.backends:
         console.print(f"{backend}: {args.events} events from {args.clients} clients …")
         try:
-            results.append(bench_backend(backend, args.events, args.clients, sender))
+            results.append(
+                bench_backend(backend, args.events, args.clients, sender, args.api_workers)
+            )
         except Exception as exc:  # report it, run the other backends
             console.print(f"[red]{backend} failed:[/] {type(exc).__name__}: {exc}")
             results.append({"backend": backend, "error": f"{type(exc).__name__}: {exc}"})
-    _print(results)
+    _print(results, args.api_workers)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "webhooks.json"
     out.write_text(
@@ -651,7 +657,7 @@ def main() -> None:
                     "clients": args.clients,
                     "sender": sender,
                     "server_workers": 1,
-                    "api_workers": API_WORKERS,
+                    "api_workers": args.api_workers,
                 },
                 "results": results,
             },

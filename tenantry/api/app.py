@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from tenantry.api import errors, idempotency
+from tenantry.api import errors, idempotency, webhook_receiver
 from tenantry.api.routes import billing, servers, stores, tenant_data, webhooks
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
@@ -39,6 +39,7 @@ def create_app(settings: Settings | None = None, *, queue: Queue | None = None) 
     )
     errors.install(app)
     idempotency.install(app)
+    webhook_receiver.install(app)
     app.include_router(stores.router)
     app.include_router(servers.router)
     app.include_router(tenant_data.router)

@@ -23,7 +23,17 @@ from tenantry.settings import Settings, load_settings
 WORKERS_OPTION = typer.Option(
     2, "--workers", min=1, max=64, help="Jobs run at the same time (worker threads)."
 )
+NICE_OPTION = typer.Option(
+    0,
+    "--nice",
+    min=0,
+    max=19,
+    help="Lower the worker's CPU priority by this much (background work yields to the API).",
+)
 STOP_TIMEOUT_S = 10.0
+#: Under `up` the worker shares the machine with the API: answering a webhook or a request
+#: comes before applying events and provisioning, which wait in durable queues anyway.
+UP_WORKER_NICE = 10
 
 
 def _log_to_stderr() -> None:
@@ -35,13 +45,16 @@ def _log_to_stderr() -> None:
 
 
 @reports_errors
-def worker(workers: int = WORKERS_OPTION) -> None:
+def worker(workers: int = WORKERS_OPTION, nice: int = NICE_OPTION) -> None:
     """Run provisioning jobs from the queue until stopped (Ctrl-C waits for running jobs).
 
     On start it re-enqueues jobs whose worker died or whose queue message was lost; a job
-    interrupted at any point is resumed with the same result.
+    interrupted at any point is resumed with the same result. It also applies stored
+    webhook events and renews subscriptions.
     """
     _log_to_stderr()
+    if nice:
+        os.nice(nice)
     queue = Queue(load_settings())
     try:
         recovered = queue.recover()  # opens the platform: master is checked first
@@ -120,13 +133,22 @@ def up(
     base = f"http://{host}:{port}"
     previous = signal.signal(signal.SIGTERM, _raise_exit)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tenantry", "worker", "--workers", str(workers)],
+        [
+            sys.executable,
+            "-m",
+            "tenantry",
+            "worker",
+            "--workers",
+            str(workers),
+            "--nice",
+            str(UP_WORKER_NICE),
+        ],
         env=os.environ.copy(),
     )
     try:
         console.print(f"API:  {base}")
         console.print(f"docs: {base}/docs")
-        console.print(f"worker: pid {proc.pid}, {workers} thread(s)")
+        console.print(f"worker: pid {proc.pid}, {workers} thread(s), nice {UP_WORKER_NICE}")
         if api_workers == 1:
             uvicorn.run(
                 create_app(settings), host=host, port=port, log_level="info", access_log=access_log

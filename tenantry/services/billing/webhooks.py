@@ -243,6 +243,26 @@ def check_delivery(
     return Delivery(uuid.uuid4(), app_id, adapter.name, event_id, event_type, payload)
 
 
+def _insert_statement(conn: Connection) -> Any:
+    """INSERT that skips an event stored already, built once per dialect so the compiled
+    form is cached; RETURNING the new ids where the database has it."""
+    dialect = conn.dialect
+    stmt = _INSERTS.get(dialect.name)
+    if stmt is None:
+        table = BillingWebhook.__table__
+        if dialect.name == "postgresql":
+            stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["processor", "event_id"])
+        elif dialect.name == "sqlite":
+            stmt = sqlite_insert(table).on_conflict_do_nothing()
+        else:
+            stmt = insert(table).prefix_with("IGNORE")
+        _INSERTS[dialect.name] = stmt
+    return stmt.returning(BillingWebhook.id) if dialect.insert_returning else stmt
+
+
+_INSERTS: dict[str, Any] = {}
+
+
 def store_deliveries(conn: Connection, deliveries: list[Delivery]) -> list[Ingested]:
     """Insert deliveries in one statement and one commit, skipping events stored already.
 
@@ -252,22 +272,18 @@ def store_deliveries(conn: Connection, deliveries: list[Delivery]) -> list[Inges
     """
     if not deliveries:
         return []
-    rows = [d.values() for d in deliveries]
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        stmt: Any = (
-            pg_insert(BillingWebhook)
-            .values(rows)
-            .on_conflict_do_nothing(index_elements=["processor", "event_id"])
-        )
-    elif dialect == "sqlite":
-        stmt = sqlite_insert(BillingWebhook).values(rows).on_conflict_do_nothing()
-    else:
-        stmt = insert(BillingWebhook).values(rows).prefix_with("IGNORE")
-    conn.execute(stmt)
-    found: dict[tuple[str, str], tuple[uuid.UUID, str]] = {}
-    for processor in {d.processor for d in deliveries}:
-        ids = [d.event_id for d in deliveries if d.processor == processor]
+    # executemany of one cached statement (SQLAlchemy sends it as multi-row VALUES): a
+    # multi-row .values() would be compiled again for every batch size.
+    done = conn.execute(_insert_statement(conn), [d.values() for d in deliveries])
+    inserted = set(done.scalars()) if done.returns_rows else set()
+    found: dict[tuple[str, str], tuple[uuid.UUID, str]] = {
+        (d.processor, d.event_id): (d.id, W.RECEIVED) for d in deliveries if d.id in inserted
+    }
+    # Only duplicates (or every row where the database cannot say what it inserted) are
+    # read back, for the id and status of the row that was there first.
+    missing = [d for d in deliveries if (d.processor, d.event_id) not in found]
+    for processor in {d.processor for d in missing}:
+        ids = [d.event_id for d in missing if d.processor == processor]
         for row in conn.execute(
             select(BillingWebhook.id, BillingWebhook.event_id, BillingWebhook.status).where(
                 BillingWebhook.processor == processor, BillingWebhook.event_id.in_(ids)

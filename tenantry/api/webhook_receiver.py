@@ -1,0 +1,126 @@
+"""The webhook hot path as plain ASGI: verify, store once, answer.
+
+Processors deliver in bursts and retry whatever is slow, so ``POST /webhooks/{processor}/
+{app_id}`` is served here, before FastAPI's routing and dependency solving (which cost more
+than verifying and storing the event). The FastAPI route in ``routes/webhooks.py`` documents
+the endpoint and calls the same :func:`deliver`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from tenantry.api.errors import error_body, status_for
+from tenantry.errors import TenantryError
+from tenantry.services.billing import webhooks
+
+PATH = re.compile(r"^/webhooks/([^/]+)/([^/]+)/?$")
+#: Stripe's and Tilled's events are a few KB; anything this big is not one of them.
+MAX_BODY_BYTES = 1024 * 1024
+
+
+async def deliver(
+    state: Any, processor: str, app_id: str, body: bytes, signature: str | None
+) -> tuple[int, dict[str, object]]:
+    """Verify and durably store one delivery; the status and JSON body to answer.
+
+    200 once the event is committed (a duplicate delivery is acknowledged and does
+    nothing), 401 for a bad signature, 404 for an unknown processor, 422 for a body that
+    is not an event. Concurrent deliveries share one commit (``state.ingest``).
+    """
+    try:
+        adapter = webhooks.processor_named(processor)
+        secrets = webhooks.cached_secrets(app_id, adapter.name)
+        if secrets is None:
+            platform = state.platform
+
+            def load() -> list[str]:
+                with platform.billing_engine.connect() as conn:
+                    return webhooks.app_secrets(conn, platform.box, app_id, adapter.name)
+
+            secrets = await run_in_threadpool(load)
+        delivery = webhooks.check_delivery(adapter, app_id, body, signature, secrets)
+    except TenantryError as exc:
+        return status_for(exc), error_body(type(exc).__name__, exc.message, exc.hint)
+    stored = await asyncio.wrap_future(state.ingest.submit(delivery))
+    return 200, {
+        "received": True,
+        "id": str(stored.id),
+        "event_id": stored.event_id,
+        "duplicate": stored.duplicate,
+    }
+
+
+def signature_header(processor: str) -> bytes | None:
+    """The lower-case header name carrying ``processor``'s signature (None if unknown)."""
+    try:
+        return webhooks.processor_named(processor).signature_header.lower().encode("latin-1")
+    except TenantryError:
+        return None
+
+
+class WebhookReceiver:
+    """Serves webhook deliveries directly; every other request goes on to ``app``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        match = (
+            PATH.match(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
+        if match is None:
+            await self.app(scope, receive, send)
+            return
+        processor, app_id = match.groups()
+        header = signature_header(processor)
+        signature = next((v.decode("latin-1") for k, v in scope["headers"] if k == header), None)
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return  # the sender gave up: nothing stored, nothing to answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                status, answer = (
+                    413,
+                    error_body(
+                        "PayloadTooLarge",
+                        f"the webhook body is larger than {MAX_BODY_BYTES} bytes.",
+                        "Processors send events of a few KB; check what is posting here.",
+                    ),
+                )
+                break
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                status, answer = await deliver(
+                    scope["app"].state, processor, app_id, b"".join(chunks), signature
+                )
+                break
+        payload = json.dumps(answer).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(payload)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+
+
+def install(app: Any) -> None:
+    """Put the receiver in front of ``app``'s routing."""
+    app.add_middleware(WebhookReceiver)
