@@ -342,6 +342,17 @@ def test_webhook_signatures_duplicates_and_other_apps(billing_api: BillingApi) -
     assert api.client.get("/billing/events", headers=api.globex).json() == []
 
 
+def test_an_oversized_webhook_body_is_refused_and_not_stored(billing_api: BillingApi) -> None:
+    api = billing_api
+    event = _pi_event("pi_big", amount=1000, metadata={"note": "x" * (1024 * 1024)})
+    body, headers = api.signed(event)
+    refused = api.client.post("/webhooks/stripe/acme", content=body, headers=headers)
+    assert refused.status_code == 413
+    assert "larger than" in refused.json()["error"]["message"]
+    with api.platform.billing_sessions() as session:
+        assert session.scalars(select(BillingWebhook.event_id)).all() == []
+
+
 def test_concurrent_duplicate_deliveries_make_one_payment(billing_api: BillingApi) -> None:
     api = billing_api
     event = _pi_event("pi_storm", amount=4200, metadata={})

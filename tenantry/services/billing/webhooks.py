@@ -249,13 +249,14 @@ def _insert_statement(conn: Connection) -> Any:
     dialect = conn.dialect
     stmt = _INSERTS.get(dialect.name)
     if stmt is None:
-        table = BillingWebhook.__table__
         if dialect.name == "postgresql":
-            stmt = pg_insert(table).on_conflict_do_nothing(index_elements=["processor", "event_id"])
+            stmt = pg_insert(BillingWebhook).on_conflict_do_nothing(
+                index_elements=["processor", "event_id"]
+            )
         elif dialect.name == "sqlite":
-            stmt = sqlite_insert(table).on_conflict_do_nothing()
+            stmt = sqlite_insert(BillingWebhook).on_conflict_do_nothing()
         else:
-            stmt = insert(table).prefix_with("IGNORE")
+            stmt = insert(BillingWebhook).prefix_with("IGNORE")
         _INSERTS[dialect.name] = stmt
     return stmt.returning(BillingWebhook.id) if dialect.insert_returning else stmt
 
