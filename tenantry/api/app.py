@@ -9,10 +9,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from tenantry.api import errors, idempotency, webhook_receiver
+from tenantry.api.group_commit import IngestWriter
 from tenantry.api.routes import billing, servers, stores, tenant_data, webhooks
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
-from tenantry.services.billing.webhooks import IngestWriter
 from tenantry.settings import Settings, load_settings
 from tenantry.version import __version__
 

@@ -8,7 +8,6 @@ the endpoint and calls the same :func:`deliver`.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 from typing import Any
@@ -48,7 +47,7 @@ async def deliver(
         delivery = webhooks.check_delivery(adapter, app_id, body, signature, secrets)
     except TenantryError as exc:
         return status_for(exc), error_body(type(exc).__name__, exc.message, exc.hint)
-    stored = await asyncio.wrap_future(state.ingest.submit(delivery))
+    stored = await state.ingest.store(delivery)
     return 200, {
         "received": True,
         "id": str(stored.id),

@@ -10,11 +10,9 @@ them, and record processed | ignored | failed with attempts, last error and the 
 from __future__ import annotations
 
 import json
-import queue
 import threading
 import time
 import uuid
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -319,65 +317,6 @@ def ingest(
     delivery = check_delivery(adapter, app_id, body, signature, secrets)
     conn = session if isinstance(session, Connection) else session.connection()
     return store_deliveries(conn, [delivery])[0]
-
-
-class IngestWriter:
-    """Group commit for webhook ingestion: concurrent deliveries share one INSERT and one
-    COMMIT (the database's fsync is the cost that matters), and each caller is answered
-    only once its delivery is committed.
-
-    One writer thread per process; :meth:`submit` returns a future of the result.
-    """
-
-    BATCH = 256
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = writer(engine)
-        self._queue: queue.Queue[tuple[Delivery, Future[Ingested]] | None] = queue.Queue()
-        self._thread = threading.Thread(target=self._run, name="tenantry-ingest", daemon=True)
-        self._thread.start()
-
-    def submit(self, delivery: Delivery) -> Future[Ingested]:
-        """Queue a verified delivery; the future resolves after its commit."""
-        future: Future[Ingested] = Future()
-        self._queue.put((delivery, future))
-        return future
-
-    def close(self) -> None:
-        """Finish what is queued, then stop the thread."""
-        self._queue.put(None)
-        self._thread.join(timeout=10)
-
-    def _run(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self.BATCH:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._write(batch)
-            if stop:
-                return
-
-    def _write(self, batch: list[tuple[Delivery, Future[Ingested]]]) -> None:
-        try:
-            with self._engine.connect() as conn:
-                results = store_deliveries(conn, [d for d, _ in batch])
-        except Exception as exc:  # nothing committed: every caller gets the error (5xx)
-            for _, future in batch:
-                future.set_exception(exc)
-            return
-        for (_, future), result in zip(batch, results, strict=True):
-            future.set_result(result)
 
 
 # --------------------------------------------------------------------------- processing
