@@ -50,6 +50,10 @@ class MigrationError(TenantryError):
     """A migration could not be planned or applied."""
 
 
+class DestructiveChange(MigrationError):
+    """A pending revision drops or narrows something; refused without --allow-destructive."""
+
+
 class NotFound(TenantryError):
     """The thing asked for does not exist (or is not visible to the caller)."""
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import asdict
 from typing import Any
 
 import typer
 from rich.table import Table
+from sqlalchemy.orm import Session
 
+from tenantry.cli.common import open_platform
 from tenantry.cli.output import (
     EXIT_FAILED,
     JSON_OPTION,
@@ -19,10 +22,12 @@ from tenantry.cli.output import (
 from tenantry.cli.targets import Target, connection, target
 from tenantry.db import migrations
 from tenantry.db.ddl import create_statements
-from tenantry.db.engines import sqlite_path
+from tenantry.db.engines import make_engine, sqlite_path
+from tenantry.db.lint import lint_pending
+from tenantry.db.locks import migration_lock
 from tenantry.db.schemas import Role, schema_for
-from tenantry.errors import TenantryError
-from tenantry.services import schema_ops
+from tenantry.errors import InvalidInput, TenantryError
+from tenantry.services import audit, fleet, schema_ops
 from tenantry.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -119,12 +124,20 @@ def migrate(
     sql: bool = typer.Option(False, "--sql", help="Print the SQL that would run; change nothing."),
     url: str | None = URL_OPTION,
     as_app: str | None = AS_APP_OPTION,
+    allow_destructive: bool = typer.Option(
+        False, "--allow-destructive", help="Run revisions that drop or narrow something."
+    ),
+    lock_wait: float = typer.Option(
+        30.0, "--lock-wait", min=0, help="Seconds to wait for another migration's lock."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Upgrade a database to the newest (or given) revision after checking its identity.
 
-    A database of another role, a non-empty database without identity, or a consumer app
-    (--as-app) is refused and left untouched.
+    A database of another role, a non-empty database without identity, a consumer app
+    (--as-app) or a destructive revision (without --allow-destructive) is refused and left
+    untouched. The migration holds the database's lock, so two cannot run at once, and
+    records each applied script's checksum.
     """
     settings = load_settings()
     t = target(settings, role, url)
@@ -140,9 +153,16 @@ def migrate(
         else:
             typer.echo(script, nl=False)
         return
-    with connection(t, begin=True, must_exist=False) as conn:
-        result = schema_ops.migrate(
-            conn, t.spec, t.shown, target=to, acting_app=app_name, owner=owner
+    with connection(t, must_exist=False) as conn:
+        result = schema_ops.migrate_locked(
+            conn,
+            t.spec,
+            t.shown,
+            target=to,
+            acting_app=app_name,
+            owner=owner,
+            allow_destructive=allow_destructive,
+            lock_wait_s=lock_wait,
         )
     if json_output:
         emit_json(result)
@@ -246,3 +266,120 @@ def history(role: Role = ROLE_OPTION, json_output: bool = JSON_OPTION) -> None:
         return
     for s in revs:
         console.print(f"{s.revision}  {s.doc}")
+
+
+@app.command()
+@reports_errors
+def lint(
+    role: Role = ROLE_OPTION,
+    url: str | None = URL_OPTION,
+    all_revisions: bool = typer.Option(
+        False, "--all", help="Lint every revision, not only those pending on the database."
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Report destructive changes (dropped tables or columns, narrowed types, NOT NULL
+    without a default, renames) in the revisions pending on a database.
+
+    Exits 1 when a pending revision is destructive: `db migrate` and `fleet migrate` refuse
+    it unless --allow-destructive. For the tenant role pass --url, or --all.
+    """
+    settings = load_settings()
+    spec = schema_for(role, settings.tenant_schema)
+    head = migrations.head(spec)
+    if all_revisions or (role is Role.TENANT and url is None):
+        if not all_revisions:
+            console.print("[dim]no tenant database given: linting every revision[/]")
+        start = None
+    else:
+        t = target(settings, role, url)
+        with connection(t) as conn:
+            start = migrations.current(conn, t.spec)
+    findings = lint_pending(spec, start, head)
+    if json_output:
+        emit_json({"role": role.value, "from": start, "to": head, "findings": findings})
+    elif not findings:
+        console.print(f"[green]✓[/] {role}: nothing destructive from {start or 'base'} to {head}")
+    else:
+        table = Table(title=f"{role} revisions {start or 'base'} → {head}")
+        for col in ("revision", "operation", "destructive", "detail"):
+            table.add_column(col, overflow="fold")
+        for f in findings:
+            table.add_row(
+                f.revision, f.operation, "[red]yes[/]" if f.destructive else "no", f.detail
+            )
+        console.print(table)
+    if any(f.destructive for f in findings):
+        raise typer.Exit(EXIT_FAILED)
+
+
+@app.command()
+@reports_errors
+def resolve(
+    revision: str = typer.Argument(..., help="The revision that failed."),
+    applied: bool = typer.Option(
+        False, "--applied", help="Its changes were completed by hand: mark it applied."
+    ),
+    rolled_back: bool = typer.Option(
+        False, "--rolled-back", help="Its changes were undone by hand: mark it not applied."
+    ),
+    role: Role | None = typer.Option(None, "--role", "-r", help="master or billing."),
+    store: str | None = typer.Option(None, "--store", help="A store's tenant database."),
+    url: str | None = URL_OPTION,
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Record the state of a migration that failed, after fixing it by hand (seed 004
+    runbook). Changes only tenantry's version and checksum rows; written to the audit log.
+    """
+    if applied == rolled_back:
+        raise InvalidInput(
+            "say what happened to the revision.", "Pass exactly one of --applied or --rolled-back."
+        )
+    if (role is None) == (store is None):
+        raise InvalidInput("say which database.", "Pass exactly one of --role R or --store SLUG.")
+    settings = load_settings()
+    if store is not None:
+        with open_platform(settings) as platform, platform.sessions() as session:
+            db = fleet.tenant_databases(session, platform.box, [store])[0]
+        t = Target(platform.tenant_spec, db.url)
+        store_id = str(db.store_id)
+    else:
+        assert role is not None
+        t = target(settings, role, url)
+        store_id = None
+    with (
+        connection(t) as conn,
+        migration_lock(conn, t.spec.role.value, wait_s=30.0),
+        conn.begin(),
+    ):
+        result = schema_ops.resolve(conn, t.spec, t.shown, revision, applied=applied)
+    _audit_resolve(settings, result, store_id)
+    if json_output:
+        emit_json(result)
+    else:
+        console.print(
+            f"[green]✓[/] {result.role} {t.shown}: revision {result.revision} marked "
+            f"{result.marked}; version {result.before or 'base'} → {result.after or 'base'}"
+        )
+
+
+def _audit_resolve(
+    settings: Settings, result: schema_ops.ResolveResult, store_id: str | None
+) -> None:
+    """Write the resolution to master's audit log (master may itself be the one resolved,
+    so this opens master directly rather than through the platform's head check)."""
+    engine = make_engine(settings.master_url, pool_size=1)
+    try:
+        with Session(engine) as session, session.begin():
+            audit.record(
+                session,
+                actor="cli",
+                actor_app=settings.app,
+                action="migration.resolved",
+                target_type=f"{result.role}_database",
+                target_id=result.url,
+                store_id=uuid.UUID(store_id) if store_id else None,
+                details=asdict(result),
+            )
+    finally:
+        engine.dispose()

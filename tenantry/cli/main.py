@@ -8,6 +8,7 @@ from tenantry.cli import (
     apikeys,
     billing,
     db,
+    fleet,
     init_cmd,
     jobs,
     keys,
@@ -29,6 +30,7 @@ app.command("init")(init_cmd.init)
 app.command("up")(serve.up)
 app.command("worker")(serve.worker)
 app.add_typer(db.app, name="db")
+app.add_typer(fleet.app, name="fleet")
 app.add_typer(stores.app, name="stores")
 app.command("provision")(provision.provision)
 app.add_typer(jobs.app, name="jobs")

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.pool import NullPool
 
 from tenantry.db.urls import backend_of, mask, require_driver
 from tenantry.errors import DatabaseUnreachable
@@ -58,20 +59,29 @@ def writer(engine: Engine) -> Engine:
     return engine.execution_options(**{_IMMEDIATE: True})
 
 
-def make_engine(url: URL, *, pool_size: int = 5, echo: bool = False) -> Engine:
+def immediate(conn: Connection) -> Connection:
+    """``conn`` with :func:`writer`'s behaviour for the transactions it begins from now on."""
+    return conn.execution_options(**{_IMMEDIATE: True})
+
+
+def make_engine(url: URL, *, pool_size: int = 5, pooled: bool = True, echo: bool = False) -> Engine:
     """An engine for ``url`` with tenantry's defaults for its backend.
 
     SQLite files get transactional DDL and foreign keys; servers get a connect timeout, so an
-    unreachable host fails in seconds instead of hanging.
+    unreachable host fails in seconds instead of hanging. ``pooled=False`` closes every
+    connection on release (one-off work over many databases).
     """
     require_driver(url)
     backend = backend_of(url)
-    kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": backend != "sqlite"}
+    kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": pooled and backend != "sqlite"}
+    if not pooled:
+        kwargs["poolclass"] = NullPool
     if backend == "sqlite":
         engine = create_engine(url, **kwargs)
         _transactional_sqlite(engine)
         return engine
-    kwargs["pool_size"] = pool_size
+    if pooled:
+        kwargs["pool_size"] = pool_size
     kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     if backend == "mysql":
         kwargs["connect_args"]["charset"] = "utf8mb4"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
 from alembic.util.exc import CommandError
@@ -76,7 +78,8 @@ def resolve(spec: SchemaSpec, target: str) -> str | None:
     return found.revision
 
 
-def _known(spec: SchemaSpec, revision: str) -> bool:
+def known(spec: SchemaSpec, revision: str) -> bool:
+    """Whether ``revision`` is one of this code's revisions of ``spec``."""
     try:
         return scripts(spec).get_revision(revision) is not None
     except CommandError:
@@ -89,7 +92,7 @@ def between(spec: SchemaSpec, start: str | None, target: str | None) -> list[Scr
     Raises :class:`MigrationError` when the database is at a revision this code does not
     know, or when ``target`` is behind ``start`` (tenantry never runs downgrades).
     """
-    if start is not None and not _known(spec, start):
+    if start is not None and not known(spec, start):
         raise MigrationError(
             f"the {spec.role} database is at revision {start!r}, which this code's migrations "
             "do not contain.",
@@ -111,9 +114,35 @@ def between(spec: SchemaSpec, start: str | None, target: str | None) -> list[Scr
     return list(reversed(list(scripts(spec).iterate_revisions(target, start))))
 
 
-def upgrade(conn: Connection, spec: SchemaSpec, target: str) -> None:
-    """Upgrade the database on ``conn`` to ``target`` inside the caller's transaction."""
-    command.upgrade(alembic_config(spec, connection=conn), target)
+def upgrade(
+    conn: Connection,
+    spec: SchemaSpec,
+    target: str,
+    *,
+    on_applied: Callable[[str], None] | None = None,
+) -> None:
+    """Upgrade the database on ``conn`` to ``target`` inside the caller's transaction.
+
+    Runs the role's scripts as loaded once per process (no env.py, no re-import per
+    database: a fleet run pays for loading the scripts once). ``on_applied`` is called with
+    each revision right after its version row is written, on the same connection.
+    """
+    directory = scripts(spec)
+
+    def plan(rev: Any, _context: MigrationContext) -> Any:
+        return directory._upgrade_revs(target, rev)
+
+    def applied(ctx: MigrationContext, step: Any, heads: Any, run_args: Any) -> None:
+        if on_applied is not None and step.up_revision_id is not None:
+            on_applied(step.up_revision_id)
+
+    options = configure_options(spec)
+    with EnvironmentContext(
+        alembic_config(spec), directory, fn=plan, destination_rev=target
+    ) as env:
+        env.configure(connection=conn, on_version_apply=applied, **options)
+        with env.begin_transaction():
+            env.run_migrations()
 
 
 def stamp(conn: Connection, spec: SchemaSpec, target: str) -> None:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db import admin, builder, migrations
+from tenantry.db import admin, builder, checksums, migrations
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import stamp_identity
 from tenantry.db.master.models import (
@@ -489,6 +489,8 @@ class Provisioner:
             head = migrations.head(self.spec)
             if head is not None and current != head:
                 migrations.upgrade(conn, self.spec, head)
+            # Built here from these scripts: their hashes are what was applied.
+            checksums.record_missing(conn, self.spec)
         self._update(
             job.id,
             progress=80,
@@ -542,6 +544,7 @@ class Provisioner:
             store.database_host = config_data.get("host")
             store.database_name = config_data.get("database") or config_data.get("path")
             store.database_status = DatabaseStatus.ACTIVE
+            store.schema_revision = migrations.head(self.spec)
             store.connection_version += 1
             store.last_activity_at = now
             locked.status = ProvisioningStatus.COMPLETED

@@ -7,11 +7,13 @@ a schema calls :func:`tenantry.db.identity.guard` first, so a refused database i
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
-from tenantry.db import migrations
+from tenantry.db import checksums, lint, migrations
+from tenantry.db.engines import immediate
 from tenantry.db.identity import (
     Identity,
     check_owner,
@@ -20,8 +22,15 @@ from tenantry.db.identity import (
     stamp_identity,
     user_tables,
 )
+from tenantry.db.locks import migration_lock
 from tenantry.db.schemas import SchemaSpec
-from tenantry.errors import SchemaMismatch, TenantryError, WrongDatabase
+from tenantry.errors import (
+    DestructiveChange,
+    MigrationError,
+    SchemaMismatch,
+    TenantryError,
+    WrongDatabase,
+)
 
 
 @dataclass(frozen=True)
@@ -68,23 +77,81 @@ def migrate(
     target: str = "head",
     acting_app: str,
     owner: str,
+    allow_destructive: bool = False,
 ) -> MigrationResult:
     """Upgrade the database on ``conn`` to ``target``, stamping identity on a fresh database.
 
     Refuses (before any change) a database of another role, a non-empty database without
-    identity, an app that does not own the schema, and a downgrade.
+    identity, an app that does not own the schema, a downgrade, and a pending revision that
+    drops or narrows something unless ``allow_destructive``. Each applied revision's script
+    hash is recorded in the database as it is applied.
     """
     identity = guard(conn, spec, where=url)
     check_owner(spec, identity, acting_app, owner)
     start = migrations.current(conn, spec)
     goal = migrations.resolve(spec, target)
     todo = migrations.between(spec, start, goal)
+    if todo and not allow_destructive:
+        refuse_destructive(spec, start, goal)
     stamped = stamp_identity(conn, spec, owner) if identity is None else None
     if todo and goal is not None:
-        migrations.upgrade(conn, spec, goal)
+        migrations.upgrade(
+            conn, spec, goal, on_applied=lambda rev: checksums.record(conn, spec, [rev])
+        )
     return MigrationResult(
         spec.role.value, url, start, goal if todo else start, [s.revision for s in todo], stamped
     )
+
+
+@cache
+def destructive_findings(
+    spec: SchemaSpec, start: str | None, goal: str | None
+) -> tuple[lint.Finding, ...]:
+    """The destructive findings of the revisions from ``start`` to ``goal`` (linted once)."""
+    return tuple(f for f in lint.lint_pending(spec, start, goal) if f.destructive)
+
+
+def refuse_destructive(spec: SchemaSpec, start: str | None, goal: str | None) -> None:
+    """Raise :class:`MigrationError` naming each destructive change pending; nothing runs."""
+    found = destructive_findings(spec, start, goal)
+    if found:
+        shown = "; ".join(f"{f.revision}: {f.detail}" for f in found[:5])
+        more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+        raise DestructiveChange(
+            f"refusing a destructive {spec.role} migration: {shown}{more}; nothing was changed.",
+            f"Review the change with `tenantry db lint --role {spec.role}`; if it is intended "
+            "(data copied elsewhere, code no longer using it), run again with "
+            "--allow-destructive.",
+        )
+
+
+def migrate_locked(
+    conn: Connection,
+    spec: SchemaSpec,
+    url: str,
+    *,
+    target: str = "head",
+    acting_app: str,
+    owner: str,
+    allow_destructive: bool = False,
+    lock_wait_s: float = 0.0,
+) -> MigrationResult:
+    """:func:`migrate` under the database's migration lock, in a transaction of its own.
+
+    ``conn`` must not be in a transaction: the lock is held by the session around it (on
+    SQLite the transaction itself is the lock). Raises :class:`Conflict` when another
+    migration holds the lock after ``lock_wait_s``.
+    """
+    with migration_lock(conn, spec.role.value, wait_s=lock_wait_s), immediate(conn).begin():
+        return migrate(
+            conn,
+            spec,
+            url,
+            target=target,
+            acting_app=acting_app,
+            owner=owner,
+            allow_destructive=allow_destructive,
+        )
 
 
 def migration_sql(
@@ -136,6 +203,7 @@ def check(conn: Connection, spec: SchemaSpec, url: str) -> CheckResult:
         problems.append(f"the database is at revision {cur or 'base'}, the code expects {head}")
     else:
         problems.extend(str(d) for d in migrations.drift(conn, spec))
+    problems.extend(checksums.verify(conn, spec).problems(spec.role.value))
     return CheckResult(spec.role.value, url, not problems, cur, head, problems)
 
 
@@ -179,3 +247,52 @@ def adopt(conn: Connection, spec: SchemaSpec, url: str, *, owner: str) -> AdoptR
     if head is not None:
         migrations.stamp(conn, spec, head)
     return AdoptResult(spec.role.value, url, stamped, adopted=True)
+
+
+@dataclass(frozen=True)
+class ResolveResult:
+    """What ``db resolve`` recorded."""
+
+    role: str
+    url: str
+    revision: str
+    marked: str  # "applied" or "rolled-back"
+    before: str | None
+    after: str | None
+
+
+def resolve(
+    conn: Connection, spec: SchemaSpec, url: str, revision: str, *, applied: bool
+) -> ResolveResult:
+    """Record the state of a revision that failed and was finished or undone by hand.
+
+    ``applied``: its changes are now all in place, so the database is at ``revision`` (and
+    its script's hash is recorded). Otherwise it was rolled back: the database is at the
+    revision before it. Changes only tenantry's version and checksum rows, in the caller's
+    transaction.
+    """
+    guard(conn, spec, where=url)
+    rev = migrations.resolve(spec, revision)
+    if rev is None:
+        raise MigrationError(
+            "resolve needs a revision, not base.",
+            f"Name the failed revision (see `tenantry db history --role {spec.role}`).",
+        )
+    before = migrations.current(conn, spec)
+    if applied:
+        migrations.stamp(conn, spec, rev)
+        checksums.record(conn, spec, [rev])
+        after: str | None = rev
+    else:
+        script = migrations.scripts(spec).get_revision(rev)
+        parent = script.down_revision if script is not None else None
+        if parent is not None and not isinstance(parent, str):
+            raise MigrationError(f"revision {rev} merges several parents; resolve each branch.")
+        after = before
+        if before == rev:
+            migrations.stamp(conn, spec, parent or "base")
+            after = parent
+        checksums.forget(conn, spec, [rev])
+    return ResolveResult(
+        spec.role.value, url, rev, "applied" if applied else "rolled-back", before, after
+    )

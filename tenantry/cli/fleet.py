@@ -1,0 +1,268 @@
+"""``tenantry fleet``: migrate and check every tenant database."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+import typer
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from tenantry.cli.common import open_platform, when
+from tenantry.cli.output import (
+    EXIT_FAILED,
+    JSON_OPTION,
+    console,
+    emit_json,
+    err_console,
+    reports_errors,
+)
+from tenantry.db import migrations
+from tenantry.db.master.models import TenantOutcome
+from tenantry.services import fleet
+from tenantry.settings import load_settings
+
+app = typer.Typer(help="Migrate and check every tenant database.", no_args_is_help=True)
+
+
+def _progress(show: bool) -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn(
+            "[green]{task.fields[migrated]} migrated[/] [red]{task.fields[failed]} failed[/]"
+        ),
+        TimeElapsedColumn(),
+        console=err_console,
+        disable=not show,
+        transient=False,
+    )
+
+
+@app.command()
+@reports_errors
+def migrate(
+    to: str = typer.Option("head", "--to", help="Target revision (default: head)."),
+    concurrency: int = typer.Option(
+        4, "--concurrency", "-c", min=1, max=64, help="Tenant databases migrated at once."
+    ),
+    stores: list[str] = typer.Option(
+        [], "--stores", help="Only these store slugs (repeat the option)."
+    ),
+    sql: bool = typer.Option(
+        False, "--sql", help="Print the SQL each dialect would run; change nothing."
+    ),
+    allow_destructive: bool = typer.Option(
+        False, "--allow-destructive", help="Run revisions that drop or narrow something."
+    ),
+    as_app: str | None = typer.Option(
+        None, "--as-app", help="The app running the command (default: TENANTRY_APP)."
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Migrate every active tenant database to the newest (or given) revision.
+
+    Each tenant is migrated on its own connection under its own lock; one failure never
+    stops or skips another. Outcomes are recorded in master as they happen. Exits 1 if any
+    tenant failed or was refused (they are named in the summary). Only one run at a time:
+    a second one is refused while the first holds the fleet lock.
+    """
+    settings = load_settings()
+    with open_platform(settings) as platform:
+        spec = platform.tenant_spec
+        goal = migrations.resolve(spec, to)
+        if sql:
+            with platform.sessions() as session:
+                tenants = fleet.tenant_databases(session, platform.box, stores or None)
+            plans, problems = fleet.plan_sql(tenants, spec, goal, concurrency=concurrency)
+            if json_output:
+                emit_json(
+                    {
+                        "target": goal,
+                        "plans": [asdict(p) for p in plans],
+                        "unreadable": [asdict(o) for o in problems],
+                    }
+                )
+            else:
+                if not plans:
+                    console.print(f"every readable tenant is at {goal}; nothing would run")
+                for plan in plans:
+                    typer.echo(
+                        f"-- {plan.dialect}: {len(plan.slugs)} tenant(s) from "
+                        f"{plan.from_revision or 'base'} to {goal}: {', '.join(plan.slugs[:10])}"
+                        + (" …" if len(plan.slugs) > 10 else "")
+                    )
+                    typer.echo(plan.sql)
+                for o in problems:
+                    err_console.print(f"[red]✗[/] {o.slug}: {o.error}")
+            if problems:
+                raise typer.Exit(EXIT_FAILED)
+            return
+        options = fleet.MigrateOptions(
+            goal=goal,
+            acting_app=as_app or settings.app,
+            owner=settings.tenant_owner,
+            allow_destructive=allow_destructive,
+        )
+        with _progress(not json_output) as progress:
+            task = progress.add_task(f"migrating to {goal}", total=None, migrated=0, failed=0)
+            tally = {"migrated": 0, "failed": 0}
+
+            def started(total: int) -> None:
+                progress.update(task, total=total)
+
+            def advanced(outcome: fleet.Outcome) -> None:
+                if outcome.status == TenantOutcome.MIGRATED:
+                    tally["migrated"] += 1
+                elif outcome.status in (TenantOutcome.FAILED, TenantOutcome.REFUSED):
+                    tally["failed"] += 1
+                progress.update(task, advance=1, migrated=tally["migrated"], failed=tally["failed"])
+
+            report = fleet.run_fleet(
+                platform.sessions,
+                platform.box,
+                spec,
+                options,
+                concurrency=concurrency,
+                slugs=stores or None,
+                lock_ttl=timedelta(seconds=settings.job_lease_seconds),
+                on_outcome=advanced,
+                on_start=started,
+            )
+    if json_output:
+        emit_json(_report_document(report))
+    else:
+        _print_report(report)
+    if report.status != "succeeded":
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _report_document(report: fleet.RunReport) -> dict[str, Any]:
+    return {
+        "run_id": str(report.run_id),
+        "status": report.status,
+        "target": report.goal,
+        "total": report.total,
+        "counts": dict(report.counts),
+        "seconds": round(report.seconds, 3),
+        "took_over": str(report.took_over) if report.took_over else None,
+        "lost_lock": report.lost_lock,
+        "failures": [asdict(o) for o in report.failures],
+        "outcomes": [asdict(o) for o in report.outcomes],
+    }
+
+
+def _print_report(report: fleet.RunReport) -> None:
+    counts = report.counts
+    table = Table(title=f"fleet run {report.run_id} → {report.goal or 'base'}")
+    for col in ("outcome", "tenants"):
+        table.add_column(col)
+    for status in TenantOutcome:
+        table.add_row(status.value, str(counts.get(status.value, 0)))
+    table.add_row("total", str(report.total))
+    console.print(table)
+    if report.took_over:
+        console.print(f"took over from run {report.took_over}, whose process had stopped")
+    if report.failures:
+        failed = Table(title="failed or refused tenants")
+        for col in ("store", "status", "from", "error"):
+            failed.add_column(col, overflow="fold")
+        for o in sorted(report.failures, key=lambda o: o.slug):
+            failed.add_row(o.slug, o.status.value, o.from_revision or "base", o.error or "")
+        console.print(failed)
+    if report.lost_lock:
+        err_console.print("[red]the run lost its fleet lock and stopped starting tenants[/]")
+    mark = "[green]✓[/]" if report.status == "succeeded" else "[red]✗[/]"
+    console.print(f"{mark} {report.status} in {report.seconds:.2f} s")
+
+
+@app.command()
+@reports_errors
+def status(
+    verify: bool = typer.Option(
+        False,
+        "--verify",
+        help="Open every tenant database: real revision, drift from the models, changed scripts.",
+    ),
+    concurrency: int = typer.Option(
+        4, "--concurrency", "-c", min=1, max=64, help="Databases checked at once (--verify)."
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Tenants per revision, lagging and failed tenants and the last run (from master).
+
+    With --verify every tenant database is opened and checked; exits 1 if any is not what
+    the code expects.
+    """
+    settings = load_settings()
+    with open_platform(settings) as platform:
+        checks: list[fleet.TenantCheck] | None = None
+        if verify:
+            with _progress(not json_output) as progress:
+                task = progress.add_task("verifying", total=None, migrated=0, failed=0)
+                bad = [0]
+
+                def checked(check: fleet.TenantCheck) -> None:
+                    bad[0] += 0 if check.ok else 1
+                    progress.update(task, advance=1, failed=bad[0])
+
+                checks = fleet.verify_fleet(
+                    platform.sessions,
+                    platform.box,
+                    platform.tenant_spec,
+                    concurrency=concurrency,
+                    on_check=checked,
+                )
+        with platform.sessions() as session:
+            st = fleet.fleet_status(session, platform.tenant_spec)
+    problems = [c for c in checks or [] if not c.ok]
+    if json_output:
+        doc: dict[str, Any] = asdict(st)
+        if checks is not None:
+            doc["verified"] = {"checked": len(checks), "problems": [asdict(c) for c in problems]}
+        emit_json(doc)
+    else:
+        _print_status(st, checks, problems)
+    if problems:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_status(
+    st: fleet.FleetStatus,
+    checks: list[fleet.TenantCheck] | None,
+    problems: list[fleet.TenantCheck],
+) -> None:
+    table = Table(title=f"tenant databases ({st.total}); code head {st.head}")
+    table.add_column("revision")
+    table.add_column("tenants", justify="right")
+    for rev, n in sorted(st.per_revision.items()):
+        shown = f"{rev} (head)" if rev == st.head else f"[yellow]{rev}[/]"
+        table.add_row(shown, str(n))
+    console.print(table)
+    if st.lagging:
+        more = " …" if len(st.lagging) > 20 else ""
+        console.print(f"[yellow]lagging ({len(st.lagging)}):[/] {', '.join(st.lagging[:20])}{more}")
+    for f in st.failed:
+        console.print(f"[red]✗ {f['slug']}[/] {f['status']} at {when(f['at'])}: {f['error']}")
+    if st.last_run:
+        r = st.last_run
+        console.print(
+            f"last run {r['id']}: {r['status']} → {r['target']}, {r['migrated']} migrated, "
+            f"{r['current']} current, {r['failed']} failed of {r['total']} "
+            f"(started {when(r['started_at'])}, finished {when(r['finished_at'])})"
+        )
+    else:
+        console.print("no fleet run yet")
+    if checks is not None:
+        console.print(f"verified {len(checks)} tenant database(s): {len(problems)} with problems")
+        for c in problems:
+            console.print(f"[red]✗ {c.slug}[/] ({c.revision or '?'}): " + "; ".join(c.problems))

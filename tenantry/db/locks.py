@@ -1,0 +1,72 @@
+"""A migration lock per database, held by the connection that migrates it.
+
+PostgreSQL takes a session advisory lock, MySQL/MariaDB a named ``GET_LOCK``; both belong to
+the connection, so a killed run's lock disappears with its connection and never blocks the
+next run. SQLite's migration transaction takes the database's write lock up front
+(``BEGIN IMMEDIATE``, see :func:`tenantry.db.engines.writer`), which a dead process releases
+too.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, text
+
+from tenantry.errors import Conflict
+
+#: The advisory-lock key space tenantry uses (the first of PostgreSQL's two int4 keys).
+_PG_CLASS = 0x7E1A
+POLL_S = 0.05
+
+
+def lock_name(role: str) -> str:
+    """The lock's name; one per role, so a tenant lock never blocks a master migration."""
+    return f"tenantry_migrate_{role}"
+
+
+@contextmanager
+def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold the migration lock of the database on ``conn`` for the block.
+
+    Waits up to ``wait_s`` seconds, then raises :class:`Conflict` naming who to wait for.
+    Must be entered outside a transaction on PostgreSQL and MySQL (it is a session lock).
+    """
+    dialect = conn.dialect.name
+    if dialect == "sqlite":
+        yield  # the migration transaction is BEGIN IMMEDIATE: exclusive for writers
+        return
+    name = lock_name(role)
+    key = zlib.crc32(name.encode()) & 0x7FFFFFFF
+    deadline = time.monotonic() + wait_s
+    while True:
+        if dialect == "postgresql":
+            got = conn.scalar(
+                text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": _PG_CLASS, "k": key}
+            )
+        else:
+            got = conn.scalar(text("SELECT GET_LOCK(:n, 0)"), {"n": name}) == 1
+        conn.commit()  # the probe's implicit transaction must not stay open around DDL
+        if got:
+            break
+        if time.monotonic() >= deadline:
+            raise Conflict(
+                "another migration holds this database's lock.",
+                "Wait for it to finish (a crashed run's lock goes away with its connection), "
+                "then run again.",
+            )
+        time.sleep(POLL_S)
+    try:
+        yield
+    finally:
+        if not conn.closed and not conn.invalidated:
+            if conn.in_transaction():
+                conn.rollback()
+            if dialect == "postgresql":
+                conn.execute(text("SELECT pg_advisory_unlock(:c, :k)"), {"c": _PG_CLASS, "k": key})
+            else:
+                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+            conn.commit()
