@@ -106,17 +106,18 @@ def _as_alembic_op(recorder: _Recorder) -> Iterator[None]:
     # put back whatever was there, so linting inside a running migration cannot break it.
     _, modules = Operations._setups[Operations]
     missing = object()
-    saved = [namespace.get("_proxy", missing) for namespace, _ in modules]
-    for namespace, _ in modules:
-        namespace["_proxy"] = recorder
-    try:
-        yield
-    finally:
-        for (namespace, _), previous in zip(modules, saved, strict=True):
-            if previous is missing:
-                namespace.pop("_proxy", None)
-            else:
-                namespace["_proxy"] = previous
+    with migrations.ALEMBIC_PROXY_LOCK:
+        saved = [namespace.get("_proxy", missing) for namespace, _ in modules]
+        for namespace, _ in modules:
+            namespace["_proxy"] = recorder
+        try:
+            yield
+        finally:
+            for (namespace, _), previous in zip(modules, saved, strict=True):
+                if previous is missing:
+                    namespace.pop("_proxy", None)
+                else:
+                    namespace["_proxy"] = previous
 
 
 @dataclass

@@ -15,12 +15,16 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
 
 from tenantry.errors import Conflict
 
 #: The advisory-lock key space tenantry uses (the first of PostgreSQL's two int4 keys).
 _PG_CLASS = 0x7E1A
 POLL_S = 0.05
+SQLITE_MIN_WAIT_S = 1.0
+#: What tenantry's SQLite connections normally wait for a lock (see engines).
+SQLITE_BUSY_MS = 10_000
 
 
 def lock_name(role: str) -> str:
@@ -37,7 +41,25 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
     """
     dialect = conn.dialect.name
     if dialect == "sqlite":
-        yield  # the migration transaction is BEGIN IMMEDIATE: exclusive for writers
+        # The migration transaction is BEGIN IMMEDIATE, exclusive for writers: waiting for
+        # the lock is SQLite's busy timeout (at least a second: ordinary writes hold it
+        # briefly).
+        wait_ms = int(max(wait_s, SQLITE_MIN_WAIT_S) * 1000)
+        conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
+        conn.rollback()
+        try:
+            yield
+        except OperationalError as exc:
+            if "locked" not in str(exc):
+                raise
+            raise Conflict(
+                "another migration (or a long write) holds this SQLite database's write lock.",
+                "Wait for it to finish, then run again.",
+            ) from None
+        finally:
+            if not conn.closed:
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+                conn.rollback()
         return
     name = lock_name(role)
     key = zlib.crc32(name.encode()) & 0x7FFFFFFF

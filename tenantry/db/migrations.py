@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -21,6 +22,12 @@ from sqlalchemy.engine import URL
 from tenantry.db.alembic_env import configure_options
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import MigrationError
+
+#: Alembic runs revision scripts through process-wide proxies (``alembic.op``,
+#: ``alembic.context``): two threads running scripts at once would swap each other's. Every
+#: script run (upgrade, stamp, offline SQL, lint) holds this lock; a fleet run overlaps
+#: everything else (connecting, checking, locking, committing) and serialises only this.
+ALEMBIC_PROXY_LOCK = threading.RLock()
 
 
 def alembic_config(spec: SchemaSpec, **attributes: Any) -> Config:
@@ -137,9 +144,10 @@ def upgrade(
             on_applied(step.up_revision_id)
 
     options = configure_options(spec)
-    with EnvironmentContext(
-        alembic_config(spec), directory, fn=plan, destination_rev=target
-    ) as env:
+    with (
+        ALEMBIC_PROXY_LOCK,
+        EnvironmentContext(alembic_config(spec), directory, fn=plan, destination_rev=target) as env,
+    ):
         env.configure(connection=conn, on_version_apply=applied, **options)
         with env.begin_transaction():
             env.run_migrations()
@@ -147,7 +155,8 @@ def upgrade(
 
 def stamp(conn: Connection, spec: SchemaSpec, target: str) -> None:
     """Record ``target`` as the database's revision without running anything."""
-    command.stamp(alembic_config(spec, connection=conn), target)
+    with ALEMBIC_PROXY_LOCK:
+        command.stamp(alembic_config(spec, connection=conn), target)
 
 
 def upgrade_sql(spec: SchemaSpec, url: URL, start: str | None, target: str) -> str:
@@ -155,7 +164,8 @@ def upgrade_sql(spec: SchemaSpec, url: URL, start: str | None, target: str) -> s
     buffer = io.StringIO()
     config = alembic_config(spec, url=url)
     config.output_buffer = buffer
-    command.upgrade(config, f"{start}:{target}" if start else target, sql=True)
+    with ALEMBIC_PROXY_LOCK:
+        command.upgrade(config, f"{start}:{target}" if start else target, sql=True)
     return buffer.getvalue()
 
 

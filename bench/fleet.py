@@ -1,0 +1,805 @@
+"""Benchmark: one tenant-schema revision over a fleet of tenant databases, naive vs tenantry.
+
+    python bench/fleet.py [--tenants 100 500] [--backends sqlite postgresql] [--concurrency 4]
+                          [--noop-tenants 1000] [--out bench/results]
+
+For each backend and N: a fresh installation (temp data dir: SQLite master and billing) with
+a generated tenant-schema plug-in (``benchshop_<hex>``: revision ``b001`` creates
+``products``, revision ``b002`` adds a nullable, indexed ``note``). N tenant databases at
+``b001`` with their own tenantry identity are cloned from one template (``CREATE DATABASE ...
+TEMPLATE`` on TENANTRY_BENCH_POSTGRES_URL's server, a file copy on SQLite) and registered as
+active stores in master. Then, wall-clock:
+
+* naive apply: a script looping over the databases, a new engine and Alembic's
+  ``command.upgrade(..., "head")`` each; naive no-op: the same loop again;
+* tenantry apply: the databases cloned again at ``b001``, then ``fleet.run_fleet`` to ``b002``
+  with ``--concurrency`` (every outcome must be migrated); tenantry no-op: ``run_fleet``
+  again (every outcome current); verify: ``fleet.verify_fleet`` (every check ok).
+
+With ``--noop-tenants`` (PostgreSQL only, 0 skips it): that many databases already at ``b002``
+and one ``run_fleet`` with nothing to apply. The issue's targets are printed beside the
+measured values. Prints a table and writes ``fleet.json``. Every database created is dropped
+at the end, whatever happened (PostgreSQL names start with ``tenantry_bench_fleet_<hex>_``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform as host
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any, TypeVar
+
+from alembic import command
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from sqlalchemy import MetaData, create_engine, select, text, update
+from sqlalchemy.engine import URL
+
+from tenantry.crypto import ensure_key_file
+from tenantry.db import migrations
+from tenantry.db.admin import (
+    create_database,
+    dispose_server_engines,
+    drop_database,
+    run_server_sql,
+)
+from tenantry.db.engines import make_engine
+from tenantry.db.identity import IDENTITY_TABLE
+from tenantry.db.master.models import (
+    DatabaseStatus,
+    FleetRunStatus,
+    IntegrationConfig,
+    Store,
+    TenantOutcome,
+)
+from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema
+from tenantry.db.urls import mask, parse_url
+from tenantry.runtime import Platform
+from tenantry.services import connections, fleet, schema_ops
+from tenantry.settings import load_settings
+
+PG_URL = os.environ.get(
+    "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+OWNER = "tenantry"
+SCHEMA_NAME = "benchshop"
+BEFORE, AFTER = "b001", "b002"
+B002_FILE = "b002_note.py"
+#: Databases created or dropped at once (tenantry's cached server engine holds at most 5).
+ADMIN_WORKERS = 5
+#: Variables that would point the installation elsewhere.
+_TENANTRY_VARS = ("DATABASE_URL", "DATABASE_URL_BILLING", "TENANTRY_SECRET_KEYS")
+
+console = Console(width=160)
+progress_console = Console(stderr=True)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A goal from the issue: ``seconds`` for ``tenants`` tenants on ``backend`` (any if None)."""
+
+    step: str
+    backend: str | None
+    tenants: int
+    seconds: float
+    text: str
+
+
+TARGETS = (
+    Target("tenantry_apply", "postgresql", 100, 1.0, "one revision over 100 PostgreSQL tenants"),
+    Target("tenantry_noop", None, 1000, 3.0, "nothing to apply over 1000 tenants"),
+)
+
+
+# --------------------------------------------------------------------------- the plug-in
+
+PLUGIN_INIT = '''"""Tenant schema plug-in written by bench/fleet.py: one ``products`` table."""
+
+from pathlib import Path
+
+from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
+
+from tenantry.db.types import NAMING_CONVENTION
+
+SCHEMA_NAME = "benchshop"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def build_metadata(with_note: bool) -> MetaData:
+    """The models at b001, or at b002 (a nullable ``note`` with an index)."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    columns = [
+        Column("id", Integer, primary_key=True),
+        Column("name", String(200), nullable=False),
+        Column("price_minor", BigInteger, nullable=False),
+    ]
+    if with_note:
+        columns.append(Column("note", String(200), nullable=True, index=True))
+    Table("products", metadata, *columns)
+    return metadata
+
+
+metadata = build_metadata((MIGRATIONS / "versions" / "b002_note.py").exists())
+'''
+
+PLUGIN_ENV = """from tenantry.db.alembic_env import run
+
+run()
+"""
+
+PLUGIN_B001 = '''"""products
+
+Revision ID: b001
+Revises:
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "b001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "products",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("price_minor", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_products")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("products")
+'''
+
+PLUGIN_B002 = '''"""product note
+
+Revision ID: b002
+Revises: b001
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "b002"
+down_revision = "b001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("products") as batch:
+        batch.add_column(sa.Column("note", sa.String(length=200), nullable=True))
+        batch.create_index(batch.f("ix_products_note"), ["note"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("products") as batch:
+        batch.drop_index(batch.f("ix_products_note"))
+        batch.drop_column("note")
+'''
+
+
+@dataclass
+class Installation:
+    """A fresh tenantry installation with its own tenant-schema plug-in."""
+
+    root: Path
+    platform: Platform
+    module: str
+    migrations: Path
+    build_metadata: Callable[[bool], MetaData]
+
+    def spec(self, with_note: bool) -> SchemaSpec:
+        """The tenant schema before (``b001`` only) or after ``b002`` exists.
+
+        Built here rather than read from the plug-in (imported once per process), so both
+        states are at hand; each has its own metadata, hence its own cached scripts.
+        """
+        return SchemaSpec(Role.TENANT, SCHEMA_NAME, self.build_metadata(with_note), self.migrations)
+
+    def write_b002(self) -> None:
+        """The new revision appears, as after a deploy."""
+        (self.migrations / "versions" / B002_FILE).write_text(PLUGIN_B002)
+
+
+def _write_plugin(plug_dir: Path, with_b002: bool) -> str:
+    """Write ``benchshop_<hex>`` under ``plug_dir``; its module name."""
+    name = f"benchshop_{uuid.uuid4().hex[:8]}"
+    package = plug_dir / name
+    versions = package / "migrations" / "versions"
+    versions.mkdir(parents=True)
+    (package / "__init__.py").write_text(PLUGIN_INIT)
+    (package / "migrations" / "env.py").write_text(PLUGIN_ENV)
+    (versions / "b001_products.py").write_text(PLUGIN_B001)
+    if with_b002:
+        (versions / B002_FILE).write_text(PLUGIN_B002)
+    return name
+
+
+@contextmanager
+def _environment(values: dict[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set and other installations' variables unset."""
+    saved = {k: os.environ.get(k) for k in (*values, *_TENANTRY_VARS)}
+    for k in _TENANTRY_VARS:
+        os.environ.pop(k, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+@contextmanager
+def installation(root: Path, *, with_b002: bool) -> Iterator[Installation]:
+    """What ``tenantry init`` does, in ``root``, with a generated plug-in; closed on exit."""
+    plug_dir = root / "plug"
+    module = _write_plugin(plug_dir, with_b002)
+    sys.path.insert(0, str(plug_dir))
+    env = {"TENANTRY_DATA_DIR": str(root / "data"), "TENANTRY_TENANT_SCHEMA": module}
+    try:
+        with _environment(env):
+            settings = load_settings()
+            ensure_key_file(settings.key_file)
+            for spec, url in (
+                (master_schema(), settings.master_url),
+                (billing_schema(), settings.billing_url),
+            ):
+                create_database(url)
+                engine = make_engine(url)
+                try:
+                    with engine.begin() as conn:
+                        schema_ops.migrate(conn, spec, "bench", acting_app=OWNER, owner=OWNER)
+                finally:
+                    engine.dispose()
+            platform = Platform.open(settings)
+        try:
+            plugin = importlib.import_module(module)
+            yield Installation(
+                root, platform, module, Path(plugin.MIGRATIONS), plugin.build_metadata
+            )
+        finally:
+            platform.close()
+    finally:
+        with suppress(ValueError):
+            sys.path.remove(str(plug_dir))
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _parallel(label: str, items: Sequence[T], fn: Callable[[T], R], workers: int) -> list[R]:
+    """``fn`` over ``items`` on ``workers`` threads with a progress bar; results in order.
+
+    On an error or Ctrl-C, work not yet started is cancelled and running work awaited.
+    """
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=progress_console,
+        transient=True,
+    )
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="bench")
+    try:
+        with progress:
+            task = progress.add_task(label, total=len(items))
+            futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
+            for future in as_completed(futures):
+                future.result()
+                progress.advance(task)
+            return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _say(message: str) -> None:
+    progress_console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
+
+
+def _timing(seconds: float, tenants: int) -> dict[str, float]:
+    return {"seconds": seconds, "ms_per_tenant": seconds * 1000 / tenants if tenants else 0.0}
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def _outcome_stats(report: fleet.RunReport) -> dict[str, Any]:
+    """Counts and per-tenant durations (as run_fleet measured them, inside its threads)."""
+    ms = [float(o.duration_ms) for o in report.outcomes]
+    return {
+        "status": str(report.status),
+        "outcomes": dict(report.counts),
+        "run_seconds": report.seconds,
+        "tenant_ms": {
+            "median": statistics.median(ms) if ms else None,
+            "p90": _pct(ms, 0.9) if ms else None,
+            "max": max(ms, default=None),
+        },
+    }
+
+
+def _expect(report: fleet.RunReport, n: int, status: TenantOutcome, step: str) -> None:
+    """Raise unless all ``n`` tenants ended ``status`` and the run succeeded."""
+    bad = [o for o in report.outcomes if o.status != status]
+    if bad or len(report.outcomes) != n or report.status != FleetRunStatus.SUCCEEDED:
+        first = bad[0] if bad else None
+        raise RuntimeError(
+            f"{step}: {len(report.outcomes)}/{n} outcomes, {dict(report.counts)}, run "
+            f"{report.status}"
+            + (f"; first: {first.slug} {first.status}: {first.error}" if first else "")
+        )
+
+
+# --------------------------------------------------------------------------- tenant databases
+
+
+class TenantDatabases:
+    """The tenant databases of one installation: a template, N clones, and their cleanup."""
+
+    def __init__(self, backend: str, root: Path, n: int) -> None:
+        self.backend = backend
+        self.n = n
+        run = uuid.uuid4().hex[:8]
+        if backend == "postgresql":
+            server = parse_url(PG_URL)
+            self.server: URL | None = server
+            self.prefix = f"tenantry_bench_fleet_{run}_"
+            self.template = server.set(database=f"{self.prefix}tpl")
+            self.urls = [server.set(database=f"{self.prefix}{i:04d}") for i in range(n)]
+        elif backend == "sqlite":
+            self.server = None
+            self.prefix = ""
+            (root / "tenants").mkdir(parents=True, exist_ok=True)
+            self.template = parse_url(f"sqlite:///{root / 'templates' / 'tpl.db'}")
+            self.urls = [
+                parse_url(f"sqlite:///{root / 'tenants' / f't{i:04d}.db'}") for i in range(n)
+            ]
+        else:
+            raise SystemExit(f"unknown backend {backend!r} (sqlite or postgresql)")
+
+    def build_template(self, spec: SchemaSpec) -> None:
+        """The template at ``spec``'s head, with identity (clones then get their own id)."""
+        if self.template.database and self.backend == "sqlite":
+            Path(self.template.database).parent.mkdir(parents=True, exist_ok=True)
+        create_database(self.template)
+        engine = make_engine(self.template, pooled=False)
+        try:
+            with engine.begin() as conn:
+                schema_ops.migrate(conn, spec, mask(self.template), acting_app=OWNER, owner=OWNER)
+        finally:
+            engine.dispose()
+        if self.backend == "sqlite":
+            # Everything into the main file, so copying that one file copies the database.
+            con = sqlite3.connect(str(self.template.database))
+            try:
+                con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                con.close()
+
+    def _clone(self, i: int) -> str:
+        """Database ``i`` as a copy of the template with a fresh instance id; the id."""
+        url = self.urls[i]
+        instance_id = str(uuid.uuid4())
+        if self.backend == "sqlite":
+            shutil.copyfile(str(self.template.database), str(url.database))
+            con = sqlite3.connect(str(url.database))
+            try:
+                con.execute(f"UPDATE {IDENTITY_TABLE} SET instance_id = ?", (instance_id,))
+                con.commit()
+            finally:
+                con.close()
+            return instance_id
+        run_server_sql(url, f'CREATE DATABASE "{url.database}" TEMPLATE "{self.template.database}"')
+        engine = make_engine(url, pooled=False)
+        try:
+            with engine.begin() as conn:
+                conn.execute(
+                    text(f"UPDATE {IDENTITY_TABLE} SET instance_id = :i"), {"i": instance_id}
+                )
+        finally:
+            engine.dispose()
+        return instance_id
+
+    def clone_all(self, label: str) -> list[str]:
+        """Every database cloned from the template; their instance ids, in order."""
+        return _parallel(label, range(self.n), self._clone, ADMIN_WORKERS)
+
+    def drop_all(self, label: str) -> None:
+        """Drop the N databases (not the template)."""
+        _parallel(label, self.urls, drop_database, ADMIN_WORKERS)
+
+    def cleanup(self) -> None:
+        """Drop everything this object may have created, template included."""
+        if self.server is None:
+            for url in [*self.urls, self.template]:
+                drop_database(url)
+            return
+        engine = make_engine(self.server, pooled=False)
+        try:
+            with engine.connect() as conn:
+                names = [
+                    str(n)
+                    for n in conn.execute(text("SELECT datname FROM pg_database")).scalars()
+                    if str(n).startswith(self.prefix)
+                ]
+        finally:
+            engine.dispose()
+        if names:
+            server = self.server
+            _parallel(
+                f"dropping {len(names)} databases",
+                names,
+                lambda name: drop_database(server.set(database=name)),
+                ADMIN_WORKERS,
+            )
+        dispose_server_engines()
+
+
+def _slug(i: int) -> str:
+    return f"bench-{i:04d}"
+
+
+def register(
+    platform: Platform, dbs: TenantDatabases, instance_ids: list[str], revision: str
+) -> None:
+    """Each database as an active store of master, with its connection and instance id."""
+    with platform.sessions.begin() as session:
+        for i, (url, instance_id) in enumerate(zip(dbs.urls, instance_ids, strict=True)):
+            data, secret = connections.split_url(platform.box, url)
+            store = Store(
+                id=uuid.uuid4(),
+                name=f"Bench store {i}",
+                slug=_slug(i),
+                database_type=data["engine"],
+                database_host=data.get("host"),
+                database_name=data.get("database") or data.get("path"),
+                database_status=DatabaseStatus.ACTIVE,
+                schema_revision=revision,
+            )
+            session.add(store)
+            session.add(
+                IntegrationConfig(
+                    store_id=store.id,
+                    integration_type=data["engine"],
+                    config_data=data,
+                    secret_encrypted=secret,
+                    created_by_tenantry=True,
+                    is_active=True,
+                    instance_id=instance_id,
+                )
+            )
+
+
+def reregister(platform: Platform, instance_ids: list[str], revision: str) -> None:
+    """Master told that the stores' databases were recreated (new instance ids)."""
+    with platform.sessions.begin() as session:
+        ids = dict(session.execute(select(Store.slug, Store.id)).tuples().all())
+        for i, instance_id in enumerate(instance_ids):
+            store_id = ids[_slug(i)]
+            session.execute(
+                update(IntegrationConfig)
+                .where(IntegrationConfig.store_id == store_id)
+                .values(instance_id=instance_id)
+            )
+        session.execute(update(Store).values(schema_revision=revision))
+
+
+def naive_loop(urls: list[URL], spec: SchemaSpec) -> float:
+    """What a person scripting Alembic would do: a new engine and ``upgrade head`` each."""
+    started = time.perf_counter()
+    for url in urls:
+        engine = create_engine(url)
+        try:
+            with engine.begin() as conn:
+                command.upgrade(migrations.alembic_config(spec, connection=conn), "head")
+        finally:
+            engine.dispose()
+    return time.perf_counter() - started
+
+
+def _revisions(urls: list[URL], spec: SchemaSpec) -> set[str | None]:
+    """The revisions the databases are at (read one by one; only for checking)."""
+    found: set[str | None] = set()
+    for url in urls:
+        engine = make_engine(url, pooled=False)
+        try:
+            with engine.connect() as conn:
+                found.add(migrations.current(conn, spec))
+        finally:
+            engine.dispose()
+    return found
+
+
+# --------------------------------------------------------------------------- the benchmarks
+
+
+def bench_fleet(backend: str, n: int, concurrency: int) -> dict[str, Any]:
+    """Naive loop vs run_fleet over ``n`` databases of ``backend``: apply, no-op, verify."""
+    with tempfile.TemporaryDirectory(prefix="tenantry-bench-fleet-") as tmp:
+        root = Path(tmp)
+        dbs = TenantDatabases(backend, root, n)
+        try:
+            with installation(root, with_b002=False) as inst:
+                platform = inst.platform
+                t0 = time.perf_counter()
+                dbs.build_template(inst.spec(with_note=False))
+                ids = dbs.clone_all(f"{backend}: creating {n} databases at {BEFORE}")
+                register(platform, dbs, ids, BEFORE)
+                setup_s = time.perf_counter() - t0
+                inst.write_b002()
+                after = inst.spec(with_note=True)
+                if migrations.head(after) != AFTER:
+                    raise RuntimeError(f"the plug-in's head is {migrations.head(after)}")
+                steps: dict[str, dict[str, Any]] = {}
+
+                _say(f"{backend} x{n}: naive apply")
+                steps["naive_apply"] = _timing(naive_loop(dbs.urls, after), n)
+                if (seen := _revisions(dbs.urls, after)) != {AFTER}:
+                    raise RuntimeError(f"naive apply left the databases at {seen}")
+                _say(f"{backend} x{n}: naive no-op")
+                steps["naive_noop"] = _timing(naive_loop(dbs.urls, after), n)
+
+                dbs.drop_all(f"{backend}: dropping {n} databases")
+                ids = dbs.clone_all(f"{backend}: creating {n} databases at {BEFORE} again")
+                reregister(platform, ids, BEFORE)
+
+                options = fleet.MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
+                for step, expected in (
+                    ("tenantry_apply", TenantOutcome.MIGRATED),
+                    ("tenantry_noop", TenantOutcome.CURRENT),
+                ):
+                    _say(f"{backend} x{n}: {step.replace('_', ' ')}")
+                    started = time.perf_counter()
+                    report = fleet.run_fleet(
+                        platform.sessions, platform.box, after, options, concurrency=concurrency
+                    )
+                    seconds = time.perf_counter() - started
+                    _expect(report, n, expected, step)
+                    steps[step] = _timing(seconds, n) | _outcome_stats(report)
+
+                _say(f"{backend} x{n}: verify")
+                started = time.perf_counter()
+                checks = fleet.verify_fleet(
+                    platform.sessions, platform.box, after, concurrency=concurrency
+                )
+                seconds = time.perf_counter() - started
+                bad = [c for c in checks if not c.ok]
+                if bad or len(checks) != n:
+                    raise RuntimeError(
+                        f"verify: {len(checks) - len(bad)}/{n} ok"
+                        + (f"; first: {bad[0].slug}: {bad[0].problems}" if bad else "")
+                    )
+                steps["verify"] = _timing(seconds, n) | {"ok": len(checks)}
+                with platform.sessions() as session:
+                    status = fleet.fleet_status(session, after)
+        finally:
+            _say(f"{backend} x{n}: cleaning up")
+            dbs.cleanup()
+    apply_ratio = steps["naive_apply"]["seconds"] / steps["tenantry_apply"]["seconds"]
+    noop_ratio = steps["naive_noop"]["seconds"] / steps["tenantry_noop"]["seconds"]
+    return {
+        "backend": backend,
+        "kind": "fleet",
+        "tenants": n,
+        "concurrency": concurrency,
+        "setup_s": setup_s,
+        "steps": steps,
+        "naive_over_tenantry": {"apply": apply_ratio, "noop": noop_ratio},
+        "master_per_revision": status.per_revision,
+    }
+
+
+def bench_noop(n: int, concurrency: int) -> dict[str, Any]:
+    """run_fleet over ``n`` PostgreSQL databases already at the head: nothing to apply."""
+    backend = "postgresql"
+    with tempfile.TemporaryDirectory(prefix="tenantry-bench-fleet-") as tmp:
+        root = Path(tmp)
+        dbs = TenantDatabases(backend, root, n)
+        try:
+            with installation(root, with_b002=True) as inst:
+                platform = inst.platform
+                spec = inst.spec(with_note=True)
+                t0 = time.perf_counter()
+                dbs.build_template(spec)
+                ids = dbs.clone_all(f"{backend}: creating {n} databases at {AFTER}")
+                register(platform, dbs, ids, AFTER)
+                setup_s = time.perf_counter() - t0
+                _say(f"{backend} x{n}: tenantry no-op")
+                options = fleet.MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
+                started = time.perf_counter()
+                report = fleet.run_fleet(
+                    platform.sessions, platform.box, spec, options, concurrency=concurrency
+                )
+                seconds = time.perf_counter() - started
+                _expect(report, n, TenantOutcome.CURRENT, "tenantry no-op")
+        finally:
+            _say(f"{backend} x{n}: cleaning up")
+            dbs.cleanup()
+    return {
+        "backend": backend,
+        "kind": "noop",
+        "tenants": n,
+        "concurrency": concurrency,
+        "setup_s": setup_s,
+        "steps": {"tenantry_noop": _timing(seconds, n) | _outcome_stats(report)},
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def targets_for(step: str, backend: str, tenants: int) -> dict[str, Any] | None:
+    """The issue's target for a step, scaled linearly when run with another N."""
+    for t in TARGETS:
+        if t.step == step and t.backend in (None, backend):
+            return {
+                "text": t.text,
+                "seconds": t.seconds * tenants / t.tenants,
+                "scaled": tenants != t.tenants,
+            }
+    return None
+
+
+STEP_LABELS = {
+    "naive_apply": "naive apply (loop, alembic upgrade)",
+    "naive_noop": "naive no-op (same loop again)",
+    "tenantry_apply": "tenantry apply (run_fleet)",
+    "tenantry_noop": "tenantry no-op (run_fleet)",
+    "verify": "tenantry verify (verify_fleet)",
+}
+
+
+def _annotate(results: list[dict[str, Any]]) -> None:
+    """Add each step's target (and whether it was met) to the results."""
+    for r in results:
+        for step, values in r.get("steps", {}).items():
+            target = targets_for(step, r["backend"], r["tenants"])
+            if target is not None:
+                target["met"] = values["seconds"] <= target["seconds"]
+                values["target"] = target
+
+
+def _print(results: list[dict[str, Any]]) -> None:
+    table = Table(title="fleet migration: one revision (add a nullable, indexed column)")
+    for col in ("backend", "tenants", "step", "seconds", "ms/tenant", "naive/tenantry", "target"):
+        table.add_column(col, justify="left" if col in ("backend", "step") else "right")
+    for r in results:
+        if "error" in r:
+            table.add_row(
+                r["backend"], str(r["tenants"]), f"[red]error[/] {r['error']}", "", "", "", ""
+            )
+            table.add_section()
+            continue
+        ratios = r.get("naive_over_tenantry", {})
+        for step, values in r["steps"].items():
+            label = STEP_LABELS[step]
+            if step.startswith("tenantry") or step == "verify":
+                label += f", c={r['concurrency']}"
+            if r["kind"] == "noop":
+                label += ", all at head already"
+            ratio = {"tenantry_apply": ratios.get("apply"), "tenantry_noop": ratios.get("noop")}
+            shown_ratio = ratio.get(step)
+            target = values.get("target")
+            if target is None:
+                target_text = ""
+            else:
+                colour = "green" if target["met"] else "red"
+                scaled = " (scaled)" if target["scaled"] else ""
+                target_text = f"[{colour}]≤ {target['seconds']:.2f} s{scaled}[/]"
+            table.add_row(
+                r["backend"],
+                str(r["tenants"]),
+                label,
+                f"{values['seconds']:.2f}",
+                f"{values['ms_per_tenant']:.1f}",
+                f"{shown_ratio:.1f}x" if shown_ratio is not None else "",
+                target_text,
+            )
+        table.add_section()
+    console.print(table)
+    console.print(
+        "[dim]naive: one process looping over the databases, a new engine and Alembic's "
+        "`command.upgrade(head)` each, one at a time. tenantry: `run_fleet` (identity and "
+        "instance check, migration lock, checksums, outcomes recorded in master) with c "
+        "threads. Targets from the issue: "
+        + "; ".join(f"{t.text} ≤ {t.seconds:g} s" for t in TARGETS)
+        + "; (scaled) = the same per-tenant budget at another N. Green: met.[/]"
+    )
+
+
+def main() -> None:
+    """Run the benchmarks, print a table and write the JSON results."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
+    parser.add_argument("--tenants", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--concurrency", type=int, default=4, help="run_fleet's threads")
+    parser.add_argument(
+        "--noop-tenants",
+        type=int,
+        default=1000,
+        help="PostgreSQL databases already at head for a no-op run (0: skip)",
+    )
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    if any(n < 1 for n in args.tenants) or args.concurrency < 1 or args.noop_tenants < 0:
+        parser.error("--tenants and --concurrency must be at least 1, --noop-tenants at least 0")
+    jobs: list[tuple[str, int, Callable[[], dict[str, Any]]]] = [
+        (b, n, partial(bench_fleet, b, n, args.concurrency))
+        for b in args.backends
+        for n in args.tenants
+    ]
+    if args.noop_tenants and "postgresql" in args.backends:
+        n = args.noop_tenants
+        jobs.append(("postgresql", n, partial(bench_noop, n, args.concurrency)))
+    results: list[dict[str, Any]] = []
+    try:
+        for backend, n, job in jobs:
+            try:
+                results.append(job())
+            except Exception as exc:  # report it, run the others
+                console.print(f"[red]{backend} x{n} failed:[/] {type(exc).__name__}: {exc}")
+                results.append(
+                    {"backend": backend, "tenants": n, "error": f"{type(exc).__name__}: {exc}"}
+                )
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted; the databases created were dropped.[/]")
+        raise SystemExit(130) from None
+    _annotate(results)
+    _print(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / "fleet.json"
+    out.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "python": host.python_version()},
+                "config": {
+                    "backends": args.backends,
+                    "tenants": args.tenants,
+                    "concurrency": args.concurrency,
+                    "noop_tenants": args.noop_tenants,
+                    "postgres": mask(parse_url(PG_URL)),
+                },
+                "targets": [t.__dict__ for t in TARGETS],
+                "results": results,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+    console.print(f"wrote {out}")
+    raise SystemExit(1 if any("error" in r for r in results) else 0)
+
+
+if __name__ == "__main__":
+    main()
