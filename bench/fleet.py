@@ -452,6 +452,9 @@ class TenantDatabases:
                     for n in conn.execute(text("SELECT datname FROM pg_database")).scalars()
                     if str(n).startswith(self.prefix)
                 ]
+        except Exception as exc:  # try every name this run may have used
+            _say(f"[yellow]cannot list the server's databases ({exc}); dropping by name[/]")
+            names = [str(u.database) for u in [*self.urls, self.template]]
         finally:
             engine.dispose()
         if names:
@@ -473,37 +476,42 @@ def register(
     platform: Platform, dbs: TenantDatabases, instance_ids: list[str], revision: str
 ) -> None:
     """Each database as an active store of master, with its connection and instance id."""
+    stores: list[Store] = []
+    configs: list[IntegrationConfig] = []
+    for i, (url, instance_id) in enumerate(zip(dbs.urls, instance_ids, strict=True)):
+        data, secret = connections.split_url(platform.box, url)
+        store = Store(
+            id=uuid.uuid4(),
+            name=f"Bench store {i}",
+            slug=_slug(i),
+            database_type=data["engine"],
+            database_host=data.get("host"),
+            database_name=data.get("database") or data.get("path"),
+            database_status=DatabaseStatus.ACTIVE,
+            schema_revision=revision,
+        )
+        stores.append(store)
+        configs.append(
+            IntegrationConfig(
+                store_id=store.id,
+                integration_type=data["engine"],
+                config_data=data,
+                secret_encrypted=secret,
+                created_by_tenantry=True,
+                is_active=True,
+                instance_id=instance_id,
+            )
+        )
     with platform.sessions.begin() as session:
-        for i, (url, instance_id) in enumerate(zip(dbs.urls, instance_ids, strict=True)):
-            data, secret = connections.split_url(platform.box, url)
-            store = Store(
-                id=uuid.uuid4(),
-                name=f"Bench store {i}",
-                slug=_slug(i),
-                database_type=data["engine"],
-                database_host=data.get("host"),
-                database_name=data.get("database") or data.get("path"),
-                database_status=DatabaseStatus.ACTIVE,
-                schema_revision=revision,
-            )
-            session.add(store)
-            session.add(
-                IntegrationConfig(
-                    store_id=store.id,
-                    integration_type=data["engine"],
-                    config_data=data,
-                    secret_encrypted=secret,
-                    created_by_tenantry=True,
-                    is_active=True,
-                    instance_id=instance_id,
-                )
-            )
+        session.add_all(stores)
+        session.flush()  # no relationship orders the inserts: the stores go first
+        session.add_all(configs)
 
 
 def reregister(platform: Platform, instance_ids: list[str], revision: str) -> None:
     """Master told that the stores' databases were recreated (new instance ids)."""
     with platform.sessions.begin() as session:
-        ids = dict(session.execute(select(Store.slug, Store.id)).tuples().all())
+        ids = {slug: store_id for slug, store_id in session.execute(select(Store.slug, Store.id))}
         for i, instance_id in enumerate(instance_ids):
             store_id = ids[_slug(i)]
             session.execute(
@@ -762,15 +770,16 @@ def main() -> None:
         n = args.noop_tenants
         jobs.append(("postgresql", n, partial(bench_noop, n, args.concurrency)))
     results: list[dict[str, Any]] = []
+    load_start = os.getloadavg()
     try:
         for backend, n, job in jobs:
             try:
                 results.append(job())
             except Exception as exc:  # report it, run the others
-                console.print(f"[red]{backend} x{n} failed:[/] {type(exc).__name__}: {exc}")
-                results.append(
-                    {"backend": backend, "tenants": n, "error": f"{type(exc).__name__}: {exc}"}
-                )
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+                error = f"{type(exc).__name__}: {first}"
+                console.print(f"[red]{backend} x{n} failed:[/] {error}")
+                results.append({"backend": backend, "tenants": n, "error": error})
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; the databases created were dropped.[/]")
         raise SystemExit(130) from None
@@ -781,7 +790,13 @@ def main() -> None:
     out.write_text(
         json.dumps(
             {
-                "machine": {"cpus": os.cpu_count(), "python": host.python_version()},
+                "machine": {
+                    "cpus": os.cpu_count(),
+                    "python": host.python_version(),
+                    # Other work on the machine skews the timings: the load before and after.
+                    "loadavg_start": load_start,
+                    "loadavg_end": os.getloadavg(),
+                },
                 "config": {
                     "backends": args.backends,
                     "tenants": args.tenants,

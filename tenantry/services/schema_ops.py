@@ -23,6 +23,7 @@ from tenantry.db.identity import (
     user_tables,
 )
 from tenantry.db.locks import migration_lock
+from tenantry.failpoints import failpoint
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import (
     DestructiveChange,
@@ -143,7 +144,7 @@ def migrate_locked(
     migration holds the lock after ``lock_wait_s``.
     """
     with migration_lock(conn, spec.role.value, wait_s=lock_wait_s), immediate(conn).begin():
-        return migrate(
+        result = migrate(
             conn,
             spec,
             url,
@@ -152,6 +153,8 @@ def migrate_locked(
             owner=owner,
             allow_destructive=allow_destructive,
         )
+        failpoint("migrate.before_commit")
+        return result
 
 
 def migration_sql(
