@@ -23,7 +23,6 @@ from tenantry.db.identity import (
     user_tables,
 )
 from tenantry.db.locks import migration_lock
-from tenantry.failpoints import failpoint
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import (
     DestructiveChange,
@@ -32,6 +31,7 @@ from tenantry.errors import (
     TenantryError,
     WrongDatabase,
 )
+from tenantry.failpoints import failpoint
 
 
 @dataclass(frozen=True)
