@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
@@ -26,9 +27,14 @@ from tenantry.cli.output import (
     reports_errors,
 )
 from tenantry.db import migrations
-from tenantry.db.master.models import TenantOutcome
+from tenantry.db.master.models import FleetRun, TenantOutcome
+from tenantry.jobs.queue import Queue
+from tenantry.runtime import Platform
 from tenantry.services import fleet
 from tenantry.settings import load_settings
+
+#: How often --queue --wait reads the run's counters from master.
+QUEUE_POLL_S = 0.5
 
 app = typer.Typer(help="Migrate and check every tenant database.", no_args_is_help=True)
 
@@ -66,6 +72,18 @@ def migrate(
     ),
     as_app: str | None = typer.Option(
         None, "--as-app", help="The app running the command (default: TENANTRY_APP)."
+    ),
+    queued: bool = typer.Option(
+        False,
+        "--queue",
+        help="Enqueue one job per tenant for the workers (`tenantry worker`, on every "
+        "machine sharing TENANTRY_QUEUE_URL) instead of migrating here.",
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="With --queue: follow the run until the workers finish it."
+    ),
+    timeout: float = typer.Option(
+        600.0, "--timeout", min=0, help="With --wait: stop following after this many seconds."
     ),
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -113,6 +131,9 @@ def migrate(
             owner=settings.tenant_owner,
             allow_destructive=allow_destructive,
         )
+        if queued:
+            _migrate_queued(platform, options, stores or None, wait, timeout, json_output)
+            return
         with _progress(not json_output) as progress:
             task = progress.add_task(f"migrating to {goal}", total=None, migrated=0, failed=0)
             tally = {"migrated": 0, "failed": 0}
@@ -266,3 +287,80 @@ def _print_status(
         console.print(f"verified {len(checks)} tenant database(s): {len(problems)} with problems")
         for c in problems:
             console.print(f"[red]✗ {c.slug}[/] ({c.revision or '?'}): " + "; ".join(c.problems))
+
+
+def _run_document(run: FleetRun) -> dict[str, Any]:
+    return {
+        "run_id": str(run.id),
+        "status": run.status,
+        "target": run.target,
+        "total": run.total,
+        "counts": {"migrated": run.migrated, "current": run.current, "failed": run.failed},
+        "started_at": run.started_at,
+        "finished_at": run.finished_at,
+    }
+
+
+def _migrate_queued(
+    platform: Platform,
+    options: fleet.MigrateOptions,
+    slugs: list[str] | None,
+    wait: bool,
+    timeout: float,
+    json_output: bool,
+) -> None:
+    settings = platform.settings
+    run_id, store_ids = fleet.start_queued_run(
+        platform.sessions,
+        platform.box,
+        platform.tenant_spec,
+        options,
+        slugs=slugs,
+        lock_ttl=timedelta(seconds=settings.job_lease_seconds),
+    )
+    queue = Queue(settings)
+    try:
+        queue.enqueue_fleet_tenants(run_id, store_ids)
+    finally:
+        queue.close()
+    if not wait:
+        with platform.sessions() as session:
+            run = fleet.run_progress(session, run_id)
+        if json_output:
+            emit_json(_run_document(run))
+        else:
+            console.print(
+                f"fleet run {run_id}: {len(store_ids)} tenant job(s) queued; follow it with "
+                "`tenantry fleet status`"
+            )
+        return
+    deadline = time.monotonic() + timeout
+    with _progress(not json_output) as progress:
+        task = progress.add_task("workers migrating", total=len(store_ids), migrated=0, failed=0)
+        while True:
+            with platform.sessions() as session:
+                run = fleet.run_progress(session, run_id)
+            progress.update(
+                task,
+                completed=run.migrated + run.current + run.failed,
+                migrated=run.migrated,
+                failed=run.failed,
+            )
+            if run.status != "running":
+                break
+            if time.monotonic() >= deadline:
+                err_console.print(
+                    f"[yellow]stopped following run {run_id} after {timeout:.0f} s; it goes "
+                    "on while workers run (`tenantry fleet status`)[/]"
+                )
+                break
+            time.sleep(QUEUE_POLL_S)
+    if json_output:
+        emit_json(_run_document(run))
+    else:
+        console.print(
+            f"fleet run {run_id}: {run.status}; {run.migrated} migrated, {run.current} current, "
+            f"{run.failed} failed of {run.total} (details: `tenantry fleet status`)"
+        )
+    if run.status != "succeeded":
+        raise typer.Exit(EXIT_FAILED)

@@ -13,16 +13,20 @@ import os
 import socket
 import threading
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from tenantry.runtime import Platform
+from tenantry.services import fleet
 from tenantry.services.billing import webhooks
 from tenantry.services.provisioning import Provisioner, recoverable_jobs
 from tenantry.settings import Settings
 
 log = logging.getLogger("tenantry.jobs")
+FLEET_RETRIES = 5
+FLEET_RETRY_DELAY_S = 2
 
 
 class Queue:
@@ -40,6 +44,10 @@ class Queue:
         self._platform: Platform | None = None
         self._lock = threading.Lock()
         self._provision = self.huey.task(name="tenantry.provision")(self._run_provision)
+        # A master hiccup must not leave a queued run waiting forever for one tenant.
+        self._fleet_tenant = self.huey.task(
+            name="tenantry.fleet_tenant", retries=FLEET_RETRIES, retry_delay=FLEET_RETRY_DELAY_S
+        )(self._run_fleet_tenant)
         self.huey.periodic_task(crontab(minute="*"), name="tenantry.recover")(self.recover)
 
     def platform(self) -> Platform:
@@ -69,6 +77,26 @@ class Queue:
         outcome = provisioner.run(uuid.UUID(job_id))
         log.info("provisioning job %s: %s", job_id, outcome)
         return outcome
+
+    def enqueue_fleet_tenants(self, run_id: uuid.UUID, store_ids: list[uuid.UUID]) -> None:
+        """One job per tenant database of queued fleet run ``run_id``."""
+        for store_id in store_ids:
+            self._fleet_tenant(str(run_id), str(store_id))
+
+    def _run_fleet_tenant(self, run_id: str, store_id: str) -> str:
+        platform = self.platform()
+        outcome = fleet.run_queued_tenant(
+            platform.sessions,
+            platform.box,
+            platform.tenant_spec,
+            uuid.UUID(run_id),
+            uuid.UUID(store_id),
+            owner=platform.settings.tenant_owner,
+            lock_ttl=timedelta(seconds=platform.settings.job_lease_seconds),
+        )
+        status = outcome.status.value if outcome else "skipped (run over)"
+        log.info("fleet run %s, store %s: %s", run_id, store_id, status)
+        return status
 
     def recover(self) -> int:
         """Re-enqueue jobs whose worker died or whose queue message was lost."""

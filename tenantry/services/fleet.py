@@ -22,14 +22,14 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, case, delete, func, select, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
 from tenantry.db import checksums, migrations
-from tenantry.db.engines import connect, make_engine
+from tenantry.db.engines import connect, make_engine, writer
 from tenantry.db.identity import read_identity
 from tenantry.db.master.models import (
     DatabaseStatus,
@@ -258,10 +258,14 @@ def renew_lock(session: Session, role: str, run_id: uuid.UUID, ttl: timedelta) -
 
 def release_lock(session: Session, role: str, run_id: uuid.UUID) -> None:
     """Give the lock up (only if still this run's). Commits."""
-    lock = session.get(FleetLock, role)
-    if lock is not None and lock.run_id == run_id:
-        session.delete(lock)
+    session.execute(delete(FleetLock).where(FleetLock.role == role, FleetLock.run_id == run_id))
     session.commit()
+
+
+def _writer_session(sessions: sessionmaker[Session]) -> Session:
+    # Taking the lock reads, then writes: on SQLite that transaction must hold the write
+    # lock from its start, or a concurrent writer makes it fail instead of wait.
+    return sessions(bind=writer(sessions.kw["bind"]))
 
 
 # --------------------------------------------------------------------------- the run
@@ -372,6 +376,7 @@ def run_fleet(
     role = spec.role.value
     with sessions() as session:
         tenants = tenant_databases(session, box, slugs)
+    with _writer_session(sessions) as session:
         took_over = acquire_lock(session, role, run_id, lock_ttl)
     report = RunReport(run_id, role, options.goal, FleetRunStatus.RUNNING, len(tenants))
     report.took_over = took_over
@@ -630,3 +635,133 @@ def verify_fleet(
         for rev, ids in seen.items():
             session.execute(update(Store).where(Store.id.in_(ids)).values(schema_revision=rev))
     return checks
+
+
+# --------------------------------------------------------------------------- queued runs
+
+
+def start_queued_run(
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    spec: SchemaSpec,
+    options: MigrateOptions,
+    *,
+    slugs: list[str] | None = None,
+    lock_ttl: timedelta = timedelta(seconds=60),
+) -> tuple[uuid.UUID, list[uuid.UUID]]:
+    """Open a run whose tenants are migrated by queue workers: its id and the store ids to
+    enqueue, one job each.
+
+    The run holds the fleet lock like any run; each job renews the lease as it starts and
+    the job that completes the count closes the run and releases the lock. If the workers
+    stop, the lease expires and a later run takes over (this run's leftover jobs then skip).
+    """
+    run_id = uuid.uuid4()
+    role = spec.role.value
+    with sessions() as session:
+        tenants = tenant_databases(session, box, slugs)
+    with _writer_session(sessions) as session:
+        took_over = acquire_lock(session, role, run_id, lock_ttl)
+    with sessions.begin() as session:
+        session.add(
+            FleetRun(
+                id=run_id,
+                role=role,
+                target=options.goal,
+                holder="queue",
+                concurrency=0,
+                total=len(tenants),
+                options={
+                    "stores": slugs or None,
+                    "allow_destructive": options.allow_destructive,
+                    "acting_app": options.acting_app,
+                    "queued": True,
+                    "took_over": str(took_over) if took_over else None,
+                },
+            )
+        )
+    if not tenants:
+        _finish_if_done(sessions, run_id, role)
+    return run_id, [t.store_id for t in tenants]
+
+
+def run_queued_tenant(
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    spec: SchemaSpec,
+    run_id: uuid.UUID,
+    store_id: uuid.UUID,
+    *,
+    owner: str,
+    lock_ttl: timedelta = timedelta(seconds=60),
+) -> Outcome | None:
+    """One queued tenant of run ``run_id``; None when the run is over (finished, or
+    abandoned after its lease expired) and the job has nothing to do."""
+    role = spec.role.value
+    with sessions() as session:
+        if not renew_lock(session, role, run_id, lock_ttl):
+            return None  # the run is over or another run took over
+        run = session.get(FleetRun, run_id)
+        if run is None or run.status != FleetRunStatus.RUNNING:
+            return None
+        options = MigrateOptions(
+            goal=run.target,
+            acting_app=str(run.options.get("acting_app") or owner),
+            owner=owner,
+            allow_destructive=bool(run.options.get("allow_destructive")),
+        )
+        tenants = [t for t in tenant_databases(session, box) if t.store_id == store_id]
+        slug = session.scalar(select(Store.slug).where(Store.id == store_id)) or str(store_id)
+    if tenants:
+        outcome = migrate_tenant(tenants[0], spec, options)
+    else:
+        outcome = Outcome(
+            store_id,
+            slug,
+            None,
+            None,
+            TenantOutcome.FAILED,
+            0,
+            "the store is no longer active; it was not migrated.",
+        )
+    recorder = _Recorder(sessions, run_id)
+    recorder.add(outcome)
+    recorder.flush()
+    _finish_if_done(sessions, run_id, role)
+    return outcome
+
+
+def _finish_if_done(sessions: sessionmaker[Session], run_id: uuid.UUID, role: str) -> bool:
+    """Close the run once every tenant has an outcome (exactly one caller wins)."""
+    with sessions() as session:
+        closed = (
+            session.connection()
+            .execute(
+                update(FleetRun)
+                .where(
+                    FleetRun.id == run_id,
+                    FleetRun.status == FleetRunStatus.RUNNING,
+                    FleetRun.migrated + FleetRun.current + FleetRun.failed >= FleetRun.total,
+                )
+                .values(
+                    status=case(
+                        (FleetRun.failed > 0, FleetRunStatus.FAILED.value),
+                        else_=FleetRunStatus.SUCCEEDED.value,
+                    ),
+                    finished_at=utcnow(),
+                )
+            )
+            .rowcount
+        )
+        session.commit()
+        if closed == 1:
+            release_lock(session, role, run_id)
+    return closed == 1
+
+
+def run_progress(session: Session, run_id: uuid.UUID) -> FleetRun:
+    """The run's row (its counters are its progress)."""
+    run = session.get(FleetRun, run_id)
+    if run is None:
+        raise NotFound(f"no fleet run {run_id}.", "See the last run with `tenantry fleet status`.")
+    return run

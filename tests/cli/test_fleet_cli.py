@@ -18,7 +18,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import DbFactory
+import pytest
+import redis
+
+from tests.conftest import REDIS_URL, DbFactory, require_server
 
 PLUGIN = '''"""A tenant schema whose models follow the revision files present."""
 
@@ -224,3 +227,46 @@ def test_destructive_revision_is_refused_by_lint_and_fleet(
     consumer = run("fleet", "migrate", "--allow-destructive", "--as-app", "portal", "--json")
     assert consumer.returncode == 1
     assert "consumer" in json.loads(consumer.stdout)["failures"][0]["error"]
+
+
+@pytest.mark.parametrize("queue", ["embedded", "redis"])
+def test_queued_run_is_migrated_by_workers(tmp_path: Path, queue: str) -> None:
+    module, versions = _plugin(tmp_path)
+    run = Tenantry(tmp_path, module)
+    if queue == "redis":
+        require_server("redis")
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        run.env["TENANTRY_QUEUE_URL"] = REDIS_URL
+    assert run("init").returncode == 0
+    for slug in ("alpha", "beta", "gamma", "delta"):
+        assert run("stores", "create", slug, "--name", slug.title()).returncode == 0
+        assert run("provision", slug, "--new", "--inline").returncode == 0
+    (versions / "c002_note.py").write_text(C002)
+    log = (tmp_path / "workers.log").open("ab")
+    workers = [  # two workers, as on two machines sharing the queue
+        subprocess.Popen(
+            [sys.executable, "-m", "tenantry", "worker", "--workers", "2"],
+            env=run.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
+    try:
+        done = run("fleet", "migrate", "--queue", "--wait", "--timeout", "90", "--json")
+    finally:
+        for proc in workers:
+            proc.terminate()
+        for proc in workers:
+            proc.wait(timeout=30)
+        log.close()
+        if queue == "redis":
+            redis.Redis.from_url(REDIS_URL).flushdb()
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert doc["status"] == "succeeded"
+    assert doc["counts"] == {"migrated": 4, "current": 0, "failed": 0}
+    status = run.json("fleet", "status", "--verify")
+    assert status["per_revision"] == {"c002": 4}
+    assert status["last_run"]["id"] == doc["run_id"]
+    assert status["verified"] == {"checked": 4, "problems": []}
