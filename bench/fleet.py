@@ -390,9 +390,7 @@ class TenantDatabases:
 
     def build_template(self, spec: SchemaSpec) -> None:
         """The template at ``spec``'s head, with identity (clones then get their own id)."""
-        if self.template.database and self.backend == "sqlite":
-            Path(self.template.database).parent.mkdir(parents=True, exist_ok=True)
-        create_database(self.template)
+        create_database(self.template)  # a SQLite file is created with its directory
         engine = make_engine(self.template, pooled=False)
         try:
             with engine.begin() as conn:
