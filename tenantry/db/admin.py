@@ -97,8 +97,8 @@ def run_server_sql(url: URL, statement: str) -> None:
     except DBAPIError as exc:
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         raise DatabaseAdminError(
-            f"the server at {mask(_server_url(url))} refused {statement.split(' ')[0]} "
-            f"{statement.split(' ')[1]}: {detail}.",
+            f"the server at {mask(_server_url(url))} refused "
+            f"{' '.join(statement.split()[:2])}: {detail}.",
             "Check that the URL's user may create and drop databases.",
         ) from None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -64,7 +64,14 @@ def immediate(conn: Connection) -> Connection:
     return conn.execution_options(**{_IMMEDIATE: True})
 
 
-def make_engine(url: URL, *, pool_size: int = 5, pooled: bool = True, echo: bool = False) -> Engine:
+def make_engine(
+    url: URL,
+    *,
+    pool_size: int = 5,
+    pooled: bool = True,
+    echo: bool = False,
+    creator: Callable[[], Any] | None = None,
+) -> Engine:
     """An engine for ``url`` with tenantry's defaults for its backend.
 
     SQLite files get transactional DDL and foreign keys; servers get a connect timeout, so an
@@ -76,16 +83,24 @@ def make_engine(url: URL, *, pool_size: int = 5, pooled: bool = True, echo: bool
     kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": pooled and backend != "sqlite"}
     if not pooled:
         kwargs["poolclass"] = NullPool
+    if creator is not None:  # the caller opens DBAPI connections itself
+        kwargs["creator"] = creator
     if backend == "sqlite":
         engine = create_engine(url, **kwargs)
         _transactional_sqlite(engine)
         return engine
     if pooled:
         kwargs["pool_size"] = pool_size
-    kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
-    if backend == "mysql":
-        kwargs["connect_args"]["charset"] = "utf8mb4"
+    kwargs["connect_args"] = server_connect_args(backend)
     return create_engine(url, **kwargs)
+
+
+def server_connect_args(backend: str) -> dict[str, Any]:
+    """The driver arguments tenantry adds for a database server backend."""
+    args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
+    if backend == "mysql":
+        args["charset"] = "utf8mb4"
+    return args
 
 
 def describe_connect_error(url: URL, exc: DBAPIError) -> DatabaseUnreachable:

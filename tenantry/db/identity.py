@@ -8,10 +8,11 @@ billing migration pointed at the master database is refused with nothing changed
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Column, Connection, MetaData, String, Table, inspect, select
+from sqlalchemy import Column, Connection, MetaData, RowMapping, String, Table, inspect, select
 
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import UTCDateTime, utcnow
@@ -60,7 +61,11 @@ def read_identity(conn: Connection) -> Identity | None:
     """The database's identity, or ``None`` when it has none. Never writes."""
     if not inspect(conn).has_table(IDENTITY_TABLE):
         return None
-    rows = conn.execute(select(identity_table)).mappings().all()
+    return identity_from_rows(conn.execute(select(identity_table)).mappings().all())
+
+
+def identity_from_rows(rows: Sequence[RowMapping]) -> Identity | None:
+    """The identity the rows of ``tenantry_identity`` state (refusing several at once)."""
     if not rows:
         return None
     if len(rows) > 1:

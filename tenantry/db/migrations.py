@@ -132,16 +132,18 @@ def upgrade(
 
     Runs the role's scripts as loaded once per process (no env.py, no re-import per
     database: a fleet run pays for loading the scripts once). ``on_applied`` is called with
-    each revision right after its version row is written, on the same connection.
+    each revision applied, after the scripts ran, on the same connection and transaction.
     """
     directory = scripts(spec)
 
     def plan(rev: Any, _context: MigrationContext) -> Any:
         return directory._upgrade_revs(target, rev)
 
+    done: list[str] = []
+
     def applied(ctx: MigrationContext, step: Any, heads: Any, run_args: Any) -> None:
-        if on_applied is not None and step.up_revision_id is not None:
-            on_applied(step.up_revision_id)
+        if step.up_revision_id is not None:
+            done.append(step.up_revision_id)
 
     options = configure_options(spec)
     with (
@@ -151,6 +153,10 @@ def upgrade(
         env.configure(connection=conn, on_version_apply=applied, **options)
         with env.begin_transaction():
             env.run_migrations()
+    # Outside the proxy lock, still in the caller's transaction: other tenants' scripts run.
+    for revision in done:
+        if on_applied is not None:
+            on_applied(revision)
 
 
 def stamp(conn: Connection, spec: SchemaSpec, target: str) -> None:

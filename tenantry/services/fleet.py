@@ -22,15 +22,15 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, select, update
+from sqlalchemy import Connection, and_, case, delete, func, select, text, update
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
 from tenantry.db import checksums, migrations
-from tenantry.db.engines import connect, make_engine, writer
-from tenantry.db.identity import read_identity
+from tenantry.db.engines import writer
+from tenantry.db.identity import Identity, identity_from_rows, identity_table, read_identity
 from tenantry.db.master.models import (
     DatabaseStatus,
     FleetLock,
@@ -42,6 +42,7 @@ from tenantry.db.master.models import (
     TenantOutcome,
 )
 from tenantry.db.schemas import SchemaSpec
+from tenantry.db.server_connections import ServerConnections
 from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
 from tenantry.errors import (
@@ -118,19 +119,42 @@ class Outcome:
     error: str | None = None
 
 
+#: Shared by every run in this process: one engine per server, not one per tenant.
+SERVERS = ServerConnections()
+
+
 @contextmanager
 def tenant_connection(db: TenantDb) -> Iterator[Connection]:
     """One connection to the tenant database, closed (never pooled) afterwards."""
-    engine = make_engine(db.url, pooled=False)
+    with SERVERS.connect(db.url) as conn:
+        yield conn
+
+
+def probe(conn: Connection, spec: SchemaSpec) -> tuple[Identity | None, str | None]:
+    """The database's identity and revision in two plain reads.
+
+    The usual case (both tables there) costs no catalogue lookups; anything else falls back
+    to the careful readers. Never writes; ends with no transaction open.
+    """
     try:
-        with connect(engine) as conn:
-            yield conn
-    finally:
-        engine.dispose()
+        rows = conn.execute(select(identity_table)).mappings().all()
+        versions = conn.execute(text(f"SELECT version_num FROM {spec.version_table}")).all()
+    except DBAPIError:
+        conn.rollback()
+        found = read_identity(conn), migrations.current(conn, spec)
+        conn.rollback()
+        return found
+    conn.rollback()
+    if len(versions) > 1:
+        return identity_from_rows(rows), migrations.current(conn, spec)  # raises, naming them
+    return identity_from_rows(rows), versions[0][0] if versions else None
 
 
-def _check_identity(conn: Connection, db: TenantDb, spec: SchemaSpec) -> None:
-    identity = read_identity(conn)
+def _check_identity(
+    conn: Connection, db: TenantDb, spec: SchemaSpec, identity: Identity | None = None
+) -> None:
+    if identity is None:
+        identity = read_identity(conn)
     if identity is None or identity.role != spec.role or identity.schema_name != spec.name:
         raise WrongDatabase(
             f"{mask(db.url)} is not store {db.slug}'s {spec.name} database "
@@ -167,9 +191,8 @@ def migrate_tenant(db: TenantDb, spec: SchemaSpec, options: MigrateOptions) -> O
 
     try:
         with tenant_connection(db) as conn:
-            _check_identity(conn, db, spec)
-            start = migrations.current(conn, spec)
-            conn.rollback()  # end the read's implicit transaction before locking
+            identity, start = probe(conn, spec)
+            _check_identity(conn, db, spec, identity)
             if start == options.goal:
                 return done(TenantOutcome.CURRENT, start)
             result = schema_ops.migrate_locked(
@@ -710,8 +733,11 @@ def run_queued_tenant(
             owner=owner,
             allow_destructive=bool(run.options.get("allow_destructive")),
         )
-        tenants = [t for t in tenant_databases(session, box) if t.store_id == store_id]
         slug = session.scalar(select(Store.slug).where(Store.id == store_id)) or str(store_id)
+        try:
+            tenants = tenant_databases(session, box, [slug])
+        except NotFound:
+            tenants = []
     if tenants:
         outcome = migrate_tenant(tenants[0], spec, options)
     else:
