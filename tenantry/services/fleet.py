@@ -378,6 +378,51 @@ def _by_revision(outcomes: list[Outcome]) -> dict[str | None, list[uuid.UUID]]:
     return grouped
 
 
+def _open_run(
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    spec: SchemaSpec,
+    options: MigrateOptions,
+    slugs: list[str] | None,
+    lock_ttl: timedelta,
+    *,
+    holder: str,
+    concurrency: int,
+) -> tuple[uuid.UUID, list[TenantDb], uuid.UUID | None]:
+    """Take the fleet lock and record a new run: its id, its tenants and the run it took
+    over from (if any)."""
+    run_id = uuid.uuid4()
+    role = spec.role.value
+    with sessions() as session:
+        tenants = tenant_databases(session, box, slugs)
+    with _writer_session(sessions) as session:
+        took_over = acquire_lock(session, role, run_id, lock_ttl)
+    try:
+        with sessions.begin() as session:
+            session.add(
+                FleetRun(
+                    id=run_id,
+                    role=role,
+                    target=options.goal,
+                    holder=holder,
+                    concurrency=concurrency,
+                    total=len(tenants),
+                    options={
+                        "stores": slugs or None,
+                        "allow_destructive": options.allow_destructive,
+                        "acting_app": options.acting_app,
+                        "queued": holder == "queue",
+                        "took_over": str(took_over) if took_over else None,
+                    },
+                )
+            )
+    except BaseException:
+        with sessions() as session:
+            release_lock(session, role, run_id)
+        raise
+    return run_id, tenants, took_over
+
+
 def run_fleet(
     sessions: sessionmaker[Session],
     box: SecretBox,
@@ -395,12 +440,10 @@ def run_fleet(
     Holds the fleet lock for the whole run (renewed in the background); writes each outcome
     to master as it comes; ends ``succeeded`` only when no tenant failed or was refused.
     """
-    run_id = uuid.uuid4()
+    run_id, tenants, took_over = _open_run(
+        sessions, box, spec, options, slugs, lock_ttl, holder=HOLDER, concurrency=concurrency
+    )
     role = spec.role.value
-    with sessions() as session:
-        tenants = tenant_databases(session, box, slugs)
-    with _writer_session(sessions) as session:
-        took_over = acquire_lock(session, role, run_id, lock_ttl)
     report = RunReport(run_id, role, options.goal, FleetRunStatus.RUNNING, len(tenants))
     report.took_over = took_over
     began = time.perf_counter()
@@ -418,22 +461,6 @@ def run_fleet(
                 continue
 
     try:
-        with sessions.begin() as session:
-            session.add(
-                FleetRun(
-                    id=run_id,
-                    role=role,
-                    target=options.goal,
-                    holder=HOLDER,
-                    concurrency=concurrency,
-                    total=len(tenants),
-                    options={
-                        "stores": slugs or None,
-                        "allow_destructive": options.allow_destructive,
-                        "took_over": str(took_over) if took_over else None,
-                    },
-                )
-            )
         beat = threading.Thread(target=heartbeat, name="tenantry-fleet-lease", daemon=True)
         beat.start()
         if on_start is not None:
@@ -679,32 +706,11 @@ def start_queued_run(
     the job that completes the count closes the run and releases the lock. If the workers
     stop, the lease expires and a later run takes over (this run's leftover jobs then skip).
     """
-    run_id = uuid.uuid4()
-    role = spec.role.value
-    with sessions() as session:
-        tenants = tenant_databases(session, box, slugs)
-    with _writer_session(sessions) as session:
-        took_over = acquire_lock(session, role, run_id, lock_ttl)
-    with sessions.begin() as session:
-        session.add(
-            FleetRun(
-                id=run_id,
-                role=role,
-                target=options.goal,
-                holder="queue",
-                concurrency=0,
-                total=len(tenants),
-                options={
-                    "stores": slugs or None,
-                    "allow_destructive": options.allow_destructive,
-                    "acting_app": options.acting_app,
-                    "queued": True,
-                    "took_over": str(took_over) if took_over else None,
-                },
-            )
-        )
+    run_id, tenants, _ = _open_run(
+        sessions, box, spec, options, slugs, lock_ttl, holder="queue", concurrency=0
+    )
     if not tenants:
-        _finish_if_done(sessions, run_id, role)
+        _finish_if_done(sessions, run_id, spec.role.value)
     return run_id, [t.store_id for t in tenants]
 
 
