@@ -38,6 +38,9 @@ ROLE_OPTION = typer.Option(..., "--role", "-r", help="master, billing or tenant.
 URL_OPTION = typer.Option(
     None, "--url", help="Act on this database instead of the role's configured one."
 )
+ALLOW_DESTRUCTIVE_OPTION = typer.Option(
+    False, "--allow-destructive", help="Run revisions that drop or narrow something."
+)
 AS_APP_OPTION = typer.Option(
     None, "--as-app", help="The app running the command (default: TENANTRY_APP or 'tenantry')."
 )
@@ -124,9 +127,7 @@ def migrate(
     sql: bool = typer.Option(False, "--sql", help="Print the SQL that would run; change nothing."),
     url: str | None = URL_OPTION,
     as_app: str | None = AS_APP_OPTION,
-    allow_destructive: bool = typer.Option(
-        False, "--allow-destructive", help="Run revisions that drop or narrow something."
-    ),
+    allow_destructive: bool = ALLOW_DESTRUCTIVE_OPTION,
     lock_wait: float = typer.Option(
         30.0, "--lock-wait", min=0, help="Seconds to wait for another migration's lock."
     ),

@@ -18,6 +18,7 @@ from rich.progress import (
 from rich.table import Table
 
 from tenantry.cli.common import open_platform, when
+from tenantry.cli.db import ALLOW_DESTRUCTIVE_OPTION, AS_APP_OPTION
 from tenantry.cli.output import (
     EXIT_FAILED,
     JSON_OPTION,
@@ -39,14 +40,15 @@ QUEUE_POLL_S = 0.5
 app = typer.Typer(help="Migrate and check every tenant database.", no_args_is_help=True)
 
 
-def _progress(show: bool) -> Progress:
+MIGRATION_COUNTS = "[green]{task.fields[migrated]} migrated[/] [red]{task.fields[failed]} failed[/]"
+
+
+def _progress(show: bool, counts: str = MIGRATION_COUNTS) -> Progress:
     return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
-        TextColumn(
-            "[green]{task.fields[migrated]} migrated[/] [red]{task.fields[failed]} failed[/]"
-        ),
+        TextColumn(counts),
         TimeElapsedColumn(),
         console=err_console,
         disable=not show,
@@ -67,12 +69,8 @@ def migrate(
     sql: bool = typer.Option(
         False, "--sql", help="Print the SQL each dialect would run; change nothing."
     ),
-    allow_destructive: bool = typer.Option(
-        False, "--allow-destructive", help="Run revisions that drop or narrow something."
-    ),
-    as_app: str | None = typer.Option(
-        None, "--as-app", help="The app running the command (default: TENANTRY_APP)."
-    ),
+    allow_destructive: bool = ALLOW_DESTRUCTIVE_OPTION,
+    as_app: str | None = AS_APP_OPTION,
     queued: bool = typer.Option(
         False,
         "--queue",
@@ -228,8 +226,9 @@ def status(
     with open_platform(settings) as platform:
         checks: list[fleet.TenantCheck] | None = None
         if verify:
-            with _progress(not json_output) as progress:
-                task = progress.add_task("verifying", total=None, migrated=0, failed=0)
+            counts = "[red]{task.fields[failed]} with problems[/]"
+            with _progress(not json_output, counts) as progress:
+                task = progress.add_task("verifying", total=None, failed=0)
                 bad = [0]
 
                 def checked(check: fleet.TenantCheck) -> None:

@@ -83,11 +83,6 @@ class ChecksumReport:
     changed: list[str]  # revisions whose script differs from the one that was applied
     unrecorded: list[str]  # applied before tenantry recorded checksums (nothing to compare)
 
-    @property
-    def tampered(self) -> bool:
-        """Whether an applied revision's script has changed since it ran."""
-        return bool(self.changed)
-
     def problems(self, role: str) -> list[str]:
         """One sentence per changed revision."""
         return [

@@ -150,11 +150,10 @@ def probe(conn: Connection, spec: SchemaSpec) -> tuple[Identity | None, str | No
     return identity_from_rows(rows), versions[0][0] if versions else None
 
 
-def _check_identity(
-    conn: Connection, db: TenantDb, spec: SchemaSpec, identity: Identity | None = None
-) -> None:
-    if identity is None:
-        identity = read_identity(conn)
+def checked_revision(conn: Connection, db: TenantDb, spec: SchemaSpec) -> str | None:
+    """The tenant database's revision, after making sure it is the one master recorded for
+    the store (role, schema and instance id); :class:`WrongDatabase` otherwise."""
+    identity, revision = probe(conn, spec)
     if identity is None or identity.role != spec.role or identity.schema_name != spec.name:
         raise WrongDatabase(
             f"{mask(db.url)} is not store {db.slug}'s {spec.name} database "
@@ -167,6 +166,7 @@ def _check_identity(
             f"{db.instance_id} for store {db.slug}; nothing was changed.",
             "The connection points at another database: fix it in master before migrating.",
         )
+    return revision
 
 
 @dataclass(frozen=True)
@@ -191,8 +191,7 @@ def migrate_tenant(db: TenantDb, spec: SchemaSpec, options: MigrateOptions) -> O
 
     try:
         with tenant_connection(db) as conn:
-            identity, start = probe(conn, spec)
-            _check_identity(conn, db, spec, identity)
+            start = checked_revision(conn, db, spec)
             if start == options.goal:
                 return done(TenantOutcome.CURRENT, start)
             result = schema_ops.migrate_locked(
@@ -536,8 +535,7 @@ def plan_sql(
     def probe(db: TenantDb) -> tuple[TenantDb, str | None, str | None]:
         try:
             with tenant_connection(db) as conn:
-                _check_identity(conn, db, spec)
-                return db, migrations.current(conn, spec), None
+                return db, checked_revision(conn, db, spec), None
         except TenantryError as exc:
             return db, None, exc.message
         except Exception as exc:
@@ -643,8 +641,7 @@ def verify_tenant(db: TenantDb, spec: SchemaSpec) -> TenantCheck:
     """Open the database: identity, real revision, drift from the models, changed scripts."""
     try:
         with tenant_connection(db) as conn:
-            _check_identity(conn, db, spec)
-            current = migrations.current(conn, spec)
+            current = checked_revision(conn, db, spec)
             head = migrations.head(spec)
             problems = []
             if current != head:
