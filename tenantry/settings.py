@@ -41,6 +41,20 @@ class Settings(BaseSettings):
     engine_idle_seconds: float = Field(300, gt=0, validation_alias="TENANTRY_ENGINE_IDLE_SECONDS")
     api_host: str = Field("127.0.0.1", validation_alias="TENANTRY_API_HOST")
     api_port: int = Field(8000, ge=1, le=65535, validation_alias="TENANTRY_API_PORT")
+    #: Where backups go: a local directory (default ``$TENANTRY_DATA_DIR/backups``) unless an
+    #: S3 bucket is set. S3 credentials come from boto3's usual sources (AWS_* variables,
+    #: profiles, instance roles), never from tenantry's settings.
+    backup_dir: Path | None = Field(None, validation_alias="TENANTRY_BACKUP_DIR")
+    backup_s3_bucket: str | None = Field(None, validation_alias="TENANTRY_BACKUP_S3_BUCKET")
+    backup_s3_prefix: str = Field("tenantry", validation_alias="TENANTRY_BACKUP_S3_PREFIX")
+    backup_s3_endpoint: str | None = Field(None, validation_alias="TENANTRY_BACKUP_S3_ENDPOINT")
+    backup_s3_region: str | None = Field(None, validation_alias="TENANTRY_BACKUP_S3_REGION")
+    #: zstd level for backup artifacts (1 fastest … 19 smallest).
+    backup_zstd_level: int = Field(3, ge=1, le=19, validation_alias="TENANTRY_BACKUP_ZSTD_LEVEL")
+    #: After ``stores move``, the source database stays (read-only) this many days.
+    move_keep_source_days: int = Field(
+        7, ge=0, le=365, validation_alias="TENANTRY_MOVE_KEEP_SOURCE_DAYS"
+    )
 
     @field_validator("database_url", "database_url_billing", mode="after")
     @classmethod
@@ -86,6 +100,11 @@ class Settings(BaseSettings):
         """The billing database URL (``DATABASE_URL_BILLING`` or the embedded SQLite file)."""
         raw = self.database_url_billing or f"sqlite:///{self.data_dir / 'billing.db'}"
         return parse_url(raw, setting="DATABASE_URL_BILLING")
+
+    @property
+    def backup_path(self) -> Path:
+        """The local backup directory (used when no S3 bucket is set)."""
+        return self.backup_dir if self.backup_dir is not None else self.data_dir / "backups"
 
     @property
     def key_file(self) -> Path:
