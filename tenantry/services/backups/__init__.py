@@ -1,0 +1,1 @@
+"""Backups: taking, verifying, restoring and pruning them, with a policy per database."""

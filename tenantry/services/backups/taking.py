@@ -1,0 +1,119 @@
+"""Taking a backup: dump, compress, hash, store, read back, then record it as good.
+
+The catalog row is written first (``running``) so a crash leaves a trace, and it becomes
+``stored`` only after the artifact was read back from storage with the expected size and
+hash. A failed dump, upload or read-back deletes whatever reached storage and records the
+backup as ``failed`` with the reason; it is never counted as a backup.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.backup import artifacts
+from tenantry.backup.engines import database_label, engine_for
+from tenantry.backup.storage import Storage
+from tenantry.db.master.models import Backup, BackupStatus
+from tenantry.db.types import utcnow
+from tenantry.errors import TenantryError
+from tenantry.services.backups.manifest import encode, manifest_of
+from tenantry.services.backups.targets import BackupTarget, identify
+
+
+def artifact_key(target: BackupTarget, backup_id: uuid.UUID, when: datetime, ext: str) -> str:
+    """Where an artifact goes: ``<scope>/<yyyy>/<mm>/<dd>/<time>-<id>.<ext>.zst``."""
+    scope = f"tenants/{target.slug}" if target.slug else target.role
+    stamp = when.strftime("%Y%m%dT%H%M%SZ")
+    return f"{scope}/{when:%Y/%m/%d}/{stamp}-{backup_id.hex[:12]}.{ext}.zst"
+
+
+def error_text(exc: BaseException, target: BackupTarget) -> str:
+    """What went wrong, for the catalog: a domain message, never a credential."""
+    text = exc.message if isinstance(exc, TenantryError) else f"{type(exc).__name__}: {exc}"
+    if target.url.password:
+        text = text.replace(str(target.url.password), "***")
+    return text[:4000]
+
+
+def take_backup(
+    sessions: sessionmaker[Session],
+    storage: Storage,
+    target: BackupTarget,
+    *,
+    reason: str = "manual",
+    label: str | None = None,
+    pinned: bool = False,
+    actor: str = "cli",
+    level: int = 3,
+    on_progress: artifacts.Progress | None = None,
+) -> Backup:
+    """Back up ``target`` into ``storage``; the catalog row of the stored backup.
+
+    Raises the failure (after recording the backup as ``failed``) when anything goes wrong.
+    """
+    identity, revision = identify(target)
+    engine = engine_for(target.url)
+    started = utcnow()
+    backup_id = uuid.uuid4()
+    key = artifact_key(target, backup_id, started, engine.extension)
+    with sessions.begin() as session:
+        session.add(
+            Backup(
+                id=backup_id,
+                role=target.role,
+                store_id=target.store_id,
+                slug=target.slug,
+                engine=engine.backend,
+                database=database_label(target.url),
+                instance_id=identity.instance_id,
+                schema_revision=revision,
+                status=BackupStatus.RUNNING,
+                reason=reason,
+                label=label,
+                pinned=pinned,
+                storage=storage.kind,
+                artifact_key=key,
+                manifest_key=key + ".manifest.json",
+                row_counts={},
+                started_at=started,
+                created_by=actor,
+            )
+        )
+    try:
+        with engine.dump(target.url) as (stream, info):
+            written = artifacts.write(storage, key, stream, level=level, on_progress=on_progress)
+        # Good only once what storage holds is read back and matches what was sent.
+        artifacts.check(storage, key, size=written.size_bytes, sha256=written.sha256)
+        with sessions.begin() as session:
+            backup = session.get_one(Backup, backup_id)
+            backup.size_bytes = written.size_bytes
+            backup.raw_bytes = written.raw_bytes
+            backup.sha256 = written.sha256
+            backup.row_counts = info.row_counts
+            backup.server_version = info.server_version
+            backup.tool_version = info.tool_version or info.tool
+            backup.finished_at = utcnow()
+            manifest = manifest_of(backup, exact_counts=info.exact_counts, level=level)
+            storage.put_bytes(backup.manifest_key, encode(manifest))
+            backup.status = BackupStatus.STORED
+    except BaseException as exc:
+        _discard(storage, key)
+        with sessions.begin() as session:
+            failed = session.get_one(Backup, backup_id)
+            failed.status = BackupStatus.FAILED
+            failed.error = error_text(exc, target)
+            failed.finished_at = utcnow()
+        raise
+    with sessions() as session:
+        return session.get_one(Backup, backup_id)
+
+
+def _discard(storage: Storage, key: str) -> None:
+    # The failure being reported matters more than the clean-up's.
+    for doomed in (key, key + ".manifest.json"):
+        with contextlib.suppress(TenantryError):
+            storage.delete(doomed)

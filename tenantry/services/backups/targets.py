@@ -1,0 +1,135 @@
+"""Which database a backup is of: master, billing or one store's tenant database."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from tenantry.crypto import SecretBox
+from tenantry.db.identity import Identity
+from tenantry.db.master.models import Backup, DatabaseServer, IntegrationConfig, Store
+from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, tenant_schema
+from tenantry.db.urls import mask, parse_url
+from tenantry.errors import InvalidInput, NotFound, WrongDatabase
+from tenantry.services.connections import server_url, tenant_url
+from tenantry.services.fleet import SERVERS, probe, tenant_databases
+from tenantry.settings import Settings
+
+STORE_PREFIX = "store:"
+
+
+@dataclass(frozen=True)
+class BackupTarget:
+    """One database to back up or restore, and what it must say it is."""
+
+    spec: SchemaSpec
+    url: URL
+    store_id: uuid.UUID | None = None
+    slug: str | None = None
+    #: The identity master recorded for a store's database (tenants only).
+    instance_id: str | None = None
+
+    @property
+    def role(self) -> str:
+        """``master``, ``billing`` or ``tenant``."""
+        return self.spec.role.value
+
+    @property
+    def scope(self) -> str:
+        """``master``, ``billing`` or ``store:<slug>``: how commands and policies name it."""
+        return f"{STORE_PREFIX}{self.slug}" if self.slug else self.role
+
+
+def parse_scope(ref: str) -> tuple[Role, str | None]:
+    """``master``, ``billing`` or ``store:SLUG`` as (role, slug)."""
+    ref = ref.strip()
+    if ref in ("master", "billing"):
+        return Role(ref), None
+    if ref.startswith(STORE_PREFIX) and len(ref) > len(STORE_PREFIX):
+        return Role.TENANT, ref[len(STORE_PREFIX) :]
+    raise InvalidInput(
+        f"{ref!r} is not a database: use master, billing or store:SLUG.",
+        "For example: tenantry backup run --db store:acme",
+    )
+
+
+def resolve(session: Session, box: SecretBox, settings: Settings, ref: str) -> BackupTarget:
+    """The database ``ref`` (``master``, ``billing`` or ``store:SLUG``) names."""
+    role, slug = parse_scope(ref)
+    if role is Role.MASTER:
+        return BackupTarget(master_schema(), settings.master_url)
+    if role is Role.BILLING:
+        return BackupTarget(billing_schema(), settings.billing_url)
+    assert slug is not None
+    return tenant_targets(session, box, settings, [slug])[0]
+
+
+def tenant_targets(
+    session: Session, box: SecretBox, settings: Settings, slugs: list[str] | None = None
+) -> list[BackupTarget]:
+    """Every active store's database (only ``slugs`` when given)."""
+    spec = tenant_schema(settings.tenant_schema)
+    return [
+        BackupTarget(spec, t.url, t.store_id, t.slug, t.instance_id)
+        for t in tenant_databases(session, box, slugs)
+    ]
+
+
+def identify(target: BackupTarget) -> tuple[Identity, str | None]:
+    """The target's identity and revision, after checking it is the database it should be."""
+    with SERVERS.connect(target.url) as conn:
+        identity, revision = probe(conn, target.spec)
+    where = f"store {target.slug}'s database" if target.slug else f"the {target.role} database"
+    if identity is None or identity.role != target.role or identity.schema_name != target.spec.name:
+        found = identity.describe() if identity else "a database without tenantry identity"
+        raise WrongDatabase(
+            f"{mask(target.url)} should be {where}, but it is {found}; nothing was done.",
+            "Check the URL settings (or the store's connection) before backing it up.",
+        )
+    if target.instance_id and identity.instance_id != target.instance_id:
+        raise WrongDatabase(
+            f"{mask(target.url)} is instance {identity.instance_id}, but master recorded "
+            f"{target.instance_id} for store {target.slug}; nothing was done.",
+            "The store's connection points at another database: fix it in master first.",
+        )
+    return identity, revision
+
+
+def scratch_server(session: Session, box: SecretBox, settings: Settings, backup: Backup) -> URL:
+    """A URL on the server where a scratch copy of ``backup`` can be restored.
+
+    Master and billing backups go to their own server; a store's to the server its database
+    is on now (with the server's admin credentials when tenantry created it there). SQLite
+    backups need no server: a file in the data dir.
+    """
+    if backup.engine == "sqlite":
+        scratch = settings.data_dir / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        return parse_url(f"sqlite:///{scratch / 'scratch.db'}")
+    if backup.role == Role.MASTER:
+        return settings.master_url
+    if backup.role == Role.BILLING:
+        return settings.billing_url
+    config = (
+        session.query(IntegrationConfig)
+        .filter_by(store_id=backup.store_id, is_active=True)
+        .one_or_none()
+    )
+    if config is None:
+        raise NotFound(
+            f"store {backup.slug} has no active database to find a server for the scratch copy.",
+            "Restore the backup with --target URL to a database you create.",
+        )
+    if config.database_server_id is not None:
+        server = session.get(DatabaseServer, config.database_server_id)
+        if server is not None:
+            return server_url(box, server)
+    return tenant_url(box, config)
+
+
+def store_of(session: Session, backup: Backup) -> Store | None:
+    """The store a tenant backup belongs to, if it still exists."""
+    return session.get(Store, backup.store_id) if backup.store_id else None
