@@ -406,7 +406,9 @@ class SQLiteEngine(BackupEngine):
             finally:
                 source.close()
                 target.close()
-            info = DumpInfo(counts, True, sqlite3.sqlite_version, "sqlite3", "SQLite online backup API")
+            info = DumpInfo(
+                counts, True, sqlite3.sqlite_version, "sqlite3", "SQLite online backup API"
+            )
             with copy.open("rb") as stream:
                 yield stream, info
 
@@ -417,28 +419,7 @@ class SQLiteEngine(BackupEngine):
             staged = Path(tmp) / "restored.db"
             with staged.open("wb") as sink:
                 feed(stream, sink)
-            source = sqlite3.connect(staged)
-            try:
-                problems = _sqlite_integrity(source)
-                if problems:
-                    raise BackupToolError(
-                        f"the backup is not a sound SQLite database: {'; '.join(problems)}.",
-                        "Restore another backup; this one is damaged.",
-                    )
-                target = sqlite3.connect(target_path)
-                try:
-                    # The backup API replaces the target's pages in one locked step, so other
-                    # connections see the old database or the new one, never a mix.
-                    source.backup(target)
-                finally:
-                    target.close()
-            except sqlite3.DatabaseError as exc:
-                raise BackupToolError(
-                    f"cannot restore into {target_path}: {exc}.",
-                    "Restore another backup, or check the target file's permissions.",
-                ) from None
-            finally:
-                source.close()
+            replace_sqlite(staged, target_path)
 
     def integrity_problems(self, url: URL) -> list[str]:
         conn = sqlite3.connect(_sqlite_file(url))
@@ -448,6 +429,34 @@ class SQLiteEngine(BackupEngine):
             return [str(exc)]
         finally:
             conn.close()
+
+
+def replace_sqlite(source_path: Path, target_path: Path) -> None:
+    """Replace the SQLite database at ``target_path`` with a checked copy of ``source_path``.
+
+    The backup API replaces the target's pages in one locked step, so other connections see
+    the old database or the new one, never a mix (a file rename would strand them).
+    """
+    source = sqlite3.connect(source_path)
+    try:
+        problems = _sqlite_integrity(source)
+        if problems:
+            raise BackupToolError(
+                f"the backup is not a sound SQLite database: {'; '.join(problems)}.",
+                "Restore another backup; this one is damaged.",
+            )
+        target = sqlite3.connect(target_path)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+    except sqlite3.DatabaseError as exc:
+        raise BackupToolError(
+            f"cannot restore into {target_path}: {exc}.",
+            "Restore another backup, or check the target file's permissions.",
+        ) from None
+    finally:
+        source.close()
 
 
 def _sqlite_counts(conn: sqlite3.Connection) -> dict[str, int]:

@@ -1,0 +1,1 @@
+"""Backups: dumping, storing and restoring databases."""
