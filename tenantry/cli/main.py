@@ -6,6 +6,7 @@ import typer
 
 from tenantry.cli import (
     apikeys,
+    backup,
     billing,
     db,
     fleet,
@@ -13,6 +14,7 @@ from tenantry.cli import (
     jobs,
     keys,
     provision,
+    restore,
     serve,
     servers,
     stores,
@@ -38,6 +40,8 @@ app.add_typer(servers.app, name="servers")
 app.add_typer(apikeys.app, name="apikeys")
 app.add_typer(keys.app, name="keys")
 app.add_typer(billing.app, name="billing")
+app.add_typer(backup.app, name="backup")
+app.command("restore")(restore.restore_command)
 
 
 def _version(value: bool) -> None:
