@@ -171,12 +171,6 @@ def plan_restore(
         else parse_url(target or "", setting="--target")
     )
     shown = mask(url)
-    if backend_of(url) != backup.engine:
-        raise InvalidInput(
-            f"backup {backup.id} is a {backup.engine} dump; {shown} is {backend_of(url)}.",
-            "Restore into a database of the same engine (to change engines, move the store: "
-            "tenantry stores move).",
-        )
     exists, identity, tables = _inspect_target(url)
     spec = schema_for(backup.role, settings.tenant_schema)
     if identity is not None and (identity.role != backup.role or identity.schema_name != spec.name):
@@ -198,6 +192,12 @@ def plan_restore(
             f"{shown} holds {len(tables)} table(s) and no tenantry identity; a restore would "
             "destroy them. Nothing was changed.",
             "Restore into a new or empty database instead.",
+        )
+    if backend_of(url) != backup.engine:
+        raise InvalidInput(
+            f"backup {backup.id} is a {backup.engine} dump; {shown} is {backend_of(url)}.",
+            "Restore into a database of the same engine (to change engines, move the store: "
+            "tenantry stores move).",
         )
     live = exists and bool(identity or tables)
     notes = []
@@ -365,6 +365,7 @@ def _switch_postgres(staging: URL, target: URL) -> None:
             exists = conn.execute(
                 text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}
             ).first()
+            conn.rollback()
             q = conn.dialect.identifier_preparer.quote
             for attempt in range(20):
                 try:

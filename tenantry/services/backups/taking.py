@@ -20,6 +20,7 @@ from tenantry.backup.storage import Storage
 from tenantry.db.master.models import Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import TenantryError
+from tenantry.failpoints import failpoint
 from tenantry.services.backups.manifest import encode, manifest_of
 from tenantry.services.backups.targets import BackupTarget, identify
 
@@ -86,6 +87,7 @@ def take_backup(
     try:
         with engine.dump(target.url) as (stream, info):
             written = artifacts.write(storage, key, stream, level=level, on_progress=on_progress)
+        failpoint("backup.written")
         # Good only once what storage holds is read back and matches what was sent.
         artifacts.check(storage, key, size=written.size_bytes, sha256=written.sha256)
         with sessions.begin() as session:
