@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
@@ -23,11 +24,14 @@ from tenantry.cli.targets import Target, connection, target
 from tenantry.db import migrations
 from tenantry.db.ddl import create_statements
 from tenantry.db.engines import make_engine, sqlite_path
+from tenantry.db.identity import guard
 from tenantry.db.lint import lint_pending
 from tenantry.db.locks import migration_lock
 from tenantry.db.schemas import Role, schema_for
 from tenantry.errors import InvalidInput, TenantryError
 from tenantry.services import audit, fleet, schema_ops
+from tenantry.services.backups import premigration
+from tenantry.services.backups.targets import BackupTarget
 from tenantry.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -44,6 +48,28 @@ ALLOW_DESTRUCTIVE_OPTION = typer.Option(
 AS_APP_OPTION = typer.Option(
     None, "--as-app", help="The app running the command (default: TENANTRY_APP or 'tenantry')."
 )
+BACKUP_FIRST_OPTION = typer.Option(
+    None,
+    "--backup-first/--no-backup-first",
+    help="Take and verify a pinned backup before any DDL (default: on for billing).",
+)
+
+
+def _backup_before_migrating(
+    settings: Settings, t: Target, to: str, *, show: bool
+) -> uuid.UUID | None:
+    """The verified pre-migration backup's id; None when there is nothing to back up (a new
+    database) or nothing to apply."""
+    with connection(t, must_exist=False) as conn:
+        identity = guard(conn, t.spec, where=t.shown)  # the migration's own refusal, first
+        current = migrations.current(conn, t.spec)
+    goal = migrations.resolve(t.spec, to)
+    if identity is None or current == goal:
+        return None
+    status = err_console.status(f"backing up the {t.spec.role} database before migrating")
+    with premigration.standalone(settings) as backups, status if show else nullcontext():
+        backup = backups.take(BackupTarget(t.spec, t.url), current, goal)
+    return backup.id
 
 
 def _status_document(settings: Settings, t: Target) -> dict[str, Any]:
@@ -131,6 +157,7 @@ def migrate(
     lock_wait: float = typer.Option(
         30.0, "--lock-wait", min=0, help="Seconds to wait for another migration's lock."
     ),
+    backup_first: bool | None = BACKUP_FIRST_OPTION,
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Upgrade a database to the newest (or given) revision after checking its identity.
@@ -138,7 +165,8 @@ def migrate(
     A database of another role, a non-empty database without identity, a consumer app
     (--as-app) or a destructive revision (without --allow-destructive) is refused and left
     untouched. The migration holds the database's lock, so two cannot run at once, and
-    records each applied script's checksum.
+    records each applied script's checksum. With --backup-first (the default for billing)
+    a verified, pinned backup is taken before any DDL; if it fails, nothing is migrated.
     """
     settings = load_settings()
     t = target(settings, role, url)
@@ -154,6 +182,9 @@ def migrate(
         else:
             typer.echo(script, nl=False)
         return
+    pre_backup = None
+    if role is Role.BILLING if backup_first is None else backup_first:
+        pre_backup = _backup_before_migrating(settings, t, to, show=not json_output)
     with connection(t, must_exist=False) as conn:
         result = schema_ops.migrate_locked(
             conn,
@@ -166,8 +197,10 @@ def migrate(
             lock_wait_s=lock_wait,
         )
     if json_output:
-        emit_json(result)
+        emit_json({**asdict(result), "backup": str(pre_backup) if pre_backup else None})
         return
+    if pre_backup:
+        console.print(f"[green]✓[/] pre-migration backup {pre_backup} taken and verified")
     if result.stamped_identity:
         console.print(
             f"[green]✓[/] stamped {role} identity on {t.shown} "

@@ -17,6 +17,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from tenantry.backup.storage import storage_for
 from tenantry.cli.common import open_platform, when
 from tenantry.cli.db import ALLOW_DESTRUCTIVE_OPTION, AS_APP_OPTION
 from tenantry.cli.output import (
@@ -32,6 +33,7 @@ from tenantry.db.master.models import FleetRun, TenantOutcome
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
 from tenantry.services import fleet
+from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.settings import load_settings
 
 #: How often --queue --wait reads the run's counters from master.
@@ -71,6 +73,12 @@ def migrate(
     ),
     allow_destructive: bool = ALLOW_DESTRUCTIVE_OPTION,
     as_app: str | None = AS_APP_OPTION,
+    backup_first: bool = typer.Option(
+        False,
+        "--backup-first",
+        help="Before migrating each tenant that has revisions to apply, take a backup, "
+        "restore-test it and pin it; a tenant whose backup fails is not migrated.",
+    ),
     queued: bool = typer.Option(
         False,
         "--queue",
@@ -128,6 +136,13 @@ def migrate(
             acting_app=as_app or settings.app,
             owner=settings.tenant_owner,
             allow_destructive=allow_destructive,
+            before_ddl=(
+                PreMigrationBackups(
+                    platform.sessions, storage_for(settings), settings, platform.box
+                ).for_tenants(spec, goal)
+                if backup_first
+                else None
+            ),
         )
         if queued:
             _migrate_queued(platform, options, stores or None, wait, timeout, json_output)

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from tenantry.db.urls import backend_of, mask, require_driver
@@ -57,6 +58,12 @@ def writer(engine: Engine) -> Engine:
     turn instead. Other backends are unaffected.
     """
     return engine.execution_options(**{_IMMEDIATE: True})
+
+
+def writer_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
+    """``sessions`` whose transactions take SQLite's write lock up front (see :func:`writer`)."""
+    options = {k: v for k, v in sessions.kw.items() if k != "bind"}
+    return sessionmaker(writer(sessions.kw["bind"]), **options)
 
 
 def immediate(conn: Connection) -> Connection:

@@ -18,8 +18,10 @@ from typing import Any
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
+from tenantry.backup.storage import storage_for
 from tenantry.runtime import Platform
 from tenantry.services import fleet
+from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.billing import webhooks
 from tenantry.services.provisioning import Provisioner, recoverable_jobs
 from tenantry.settings import Settings
@@ -93,6 +95,13 @@ class Queue:
             uuid.UUID(store_id),
             owner=platform.settings.tenant_owner,
             lock_ttl=timedelta(seconds=platform.settings.job_lease_seconds),
+            pre_migration=PreMigrationBackups(
+                platform.sessions,
+                storage_for(platform.settings),
+                platform.settings,
+                platform.box,
+                actor="worker",
+            ).for_tenants_of(platform.tenant_spec),
         )
         status = outcome.status.value if outcome else "skipped (run over)"
         log.info("fleet run %s, store %s: %s", run_id, store_id, status)

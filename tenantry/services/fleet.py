@@ -178,6 +178,9 @@ class MigrateOptions:
     owner: str
     allow_destructive: bool = False
     lock_wait_s: float = 5.0
+    #: Runs before any DDL on a tenant that has revisions to apply (a pre-migration
+    #: backup); raising fails that tenant, with nothing migrated.
+    before_ddl: Callable[[TenantDb, str | None], None] | None = None
 
 
 def migrate_tenant(db: TenantDb, spec: SchemaSpec, options: MigrateOptions) -> Outcome:
@@ -194,6 +197,8 @@ def migrate_tenant(db: TenantDb, spec: SchemaSpec, options: MigrateOptions) -> O
             start = checked_revision(conn, db, spec)
             if start == options.goal:
                 return done(TenantOutcome.CURRENT, start)
+            if options.before_ddl is not None:
+                options.before_ddl(db, start)
             result = schema_ops.migrate_locked(
                 conn,
                 spec,
@@ -409,6 +414,7 @@ def _open_run(
                     options={
                         "stores": slugs or None,
                         "allow_destructive": options.allow_destructive,
+                        "backup_first": options.before_ddl is not None,
                         "acting_app": options.acting_app,
                         "queued": holder == "queue",
                         "took_over": str(took_over) if took_over else None,
@@ -720,9 +726,13 @@ def run_queued_tenant(
     *,
     owner: str,
     lock_ttl: timedelta = timedelta(seconds=60),
+    pre_migration: Callable[[str | None], Callable[[TenantDb, str | None], None]] | None = None,
 ) -> Outcome | None:
     """One queued tenant of run ``run_id``; None when the run is over (finished, or
-    abandoned after its lease expired) and the job has nothing to do."""
+    abandoned after its lease expired) and the job has nothing to do.
+
+    ``pre_migration(goal)`` gives the pre-migration backup hook, used when the run asked
+    for backups first."""
     role = spec.role.value
     with sessions() as session:
         if not renew_lock(session, role, run_id, lock_ttl):
@@ -735,6 +745,11 @@ def run_queued_tenant(
             acting_app=str(run.options.get("acting_app") or owner),
             owner=owner,
             allow_destructive=bool(run.options.get("allow_destructive")),
+            before_ddl=(
+                pre_migration(run.target)
+                if pre_migration is not None and run.options.get("backup_first")
+                else None
+            ),
         )
         slug = session.scalar(select(Store.slug).where(Store.id == store_id)) or str(store_id)
         try:

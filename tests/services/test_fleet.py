@@ -16,11 +16,14 @@ import pytest
 from sqlalchemy import Column, Index, Integer, MetaData, String, Table, inspect, select, text
 from sqlalchemy.engine import URL
 
+from tenantry.backup.storage import storage_for
 from tenantry.db import checksums, migrations
 from tenantry.db.engines import immediate, make_engine
 from tenantry.db.identity import read_identity
 from tenantry.db.locks import migration_lock
 from tenantry.db.master.models import (
+    Backup,
+    BackupStatus,
     DatabaseStatus,
     FleetLock,
     FleetResult,
@@ -34,6 +37,7 @@ from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.errors import Conflict
 from tenantry.runtime import Platform
 from tenantry.services import fleet, schema_ops
+from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.connections import split_url
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
@@ -344,3 +348,40 @@ def test_a_tenant_locked_by_another_migration_fails_alone(tenants: Fleet) -> Non
     assert outcome.status == TenantOutcome.FAILED
     assert f.revision_of(busy) == "f001"
     assert f.run().counts == {"migrated": 4}
+
+
+def test_backup_first_backs_up_and_verifies_each_tenant_before_any_ddl(
+    tenants: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tenants
+    f.write("f002", "f001", F002_NOTE, "product note")
+    f.new_spec(_metadata(note=True))
+    p = f.platform
+    backups = PreMigrationBackups(p.sessions, storage_for(p.settings), p.settings, p.box)
+    goal = migrations.head(f.spec)
+
+    def run_with_backups() -> fleet.RunReport:
+        options = fleet.MigrateOptions(
+            goal=goal,
+            acting_app="tenantry",
+            owner="tenantry",
+            before_ddl=backups.for_tenants(f.spec, goal),
+        )
+        return fleet.run_fleet(p.sessions, p.box, f.spec, options, concurrency=2)
+
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "backup.written=raise")
+    failed = run_with_backups()
+    assert {o.status for o in failed.outcomes} == {TenantOutcome.FAILED}
+    assert all(f.revision_of(slug) == "f001" for slug in _slugs(f))  # no backup, no DDL
+
+    monkeypatch.delenv("TENANTRY_FAILPOINTS")
+    report = run_with_backups()
+    assert {o.status for o in report.outcomes} == {TenantOutcome.MIGRATED}, report.failures
+    with p.sessions() as session:
+        taken = session.scalars(select(Backup).where(Backup.status == BackupStatus.VERIFIED)).all()
+    assert sorted(b.slug or "" for b in taken) == _slugs(f)
+    for backup in taken:
+        assert backup.pinned
+        assert backup.reason == "pre-migration"
+        assert backup.schema_revision == "f001"
+        assert backup.label == "before migrating f001 → f002"

@@ -28,7 +28,7 @@ from tenantry.backup.engines import database_label, replace_sqlite
 from tenantry.backup.storage import Storage
 from tenantry.crypto import SecretBox
 from tenantry.db.admin import create_database, database_exists, drop_database
-from tenantry.db.engines import connect, make_engine, sqlite_path
+from tenantry.db.engines import connect, make_engine, sqlite_path, writer_sessions
 from tenantry.db.identity import Identity, read_identity, user_tables
 from tenantry.db.master.models import Backup, IntegrationConfig, Store
 from tenantry.db.schemas import Role, schema_for
@@ -283,7 +283,7 @@ def restore(
     finally:
         if plan.store_id is not None:
             _unblock_writes(sessions, plan.store_id, bump_connection=True)
-    with sessions.begin() as session:
+    with writer_sessions(sessions).begin() as session:
         if catalog:
             _merge_catalog(session, catalog)
         audit.record(
@@ -414,7 +414,7 @@ def _switch_mysql(staging: URL, target: URL) -> None:
 
 
 def _block_writes(sessions: sessionmaker[Session], store_id: uuid.UUID, reason: str) -> None:
-    with sessions.begin() as session:
+    with writer_sessions(sessions).begin() as session:
         store = session.get_one(Store, store_id)
         store.write_block_reason = reason
         store.write_block_until = utcnow() + timedelta(seconds=WRITE_BLOCK_S)
@@ -423,7 +423,7 @@ def _block_writes(sessions: sessionmaker[Session], store_id: uuid.UUID, reason: 
 def _unblock_writes(
     sessions: sessionmaker[Session], store_id: uuid.UUID, *, bump_connection: bool
 ) -> None:
-    with sessions.begin() as session:
+    with writer_sessions(sessions).begin() as session:
         store = session.get_one(Store, store_id)
         store.write_block_reason = None
         store.write_block_until = None

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.backup.storage import Storage
+from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import TenantryError
@@ -85,7 +86,7 @@ def prune(
     for decision in decisions:
         if not decision.prune:
             continue
-        with sessions.begin() as session:
+        with writer_sessions(sessions).begin() as session:
             backup = session.get_one(Backup, decision.backup_id)
             if backup.pinned or backup.status not in GOOD_BACKUP_STATUSES:
                 continue  # changed since the plan was made

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenantry.backup import artifacts
 from tenantry.backup.engines import database_label, engine_for
 from tenantry.backup.storage import Storage
+from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import TenantryError
@@ -61,7 +62,7 @@ def take_backup(
     started = utcnow()
     backup_id = uuid.uuid4()
     key = artifact_key(target, backup_id, started, engine.extension)
-    with sessions.begin() as session:
+    with writer_sessions(sessions).begin() as session:
         session.add(
             Backup(
                 id=backup_id,
@@ -90,7 +91,7 @@ def take_backup(
         failpoint("backup.written")
         # Good only once what storage holds is read back and matches what was sent.
         artifacts.check(storage, key, size=written.size_bytes, sha256=written.sha256)
-        with sessions.begin() as session:
+        with writer_sessions(sessions).begin() as session:
             backup = session.get_one(Backup, backup_id)
             backup.size_bytes = written.size_bytes
             backup.raw_bytes = written.raw_bytes
@@ -104,7 +105,7 @@ def take_backup(
             backup.status = BackupStatus.STORED
     except BaseException as exc:
         _discard(storage, key)
-        with sessions.begin() as session:
+        with writer_sessions(sessions).begin() as session:
             failed = session.get_one(Backup, backup_id)
             failed.status = BackupStatus.FAILED
             failed.error = error_text(exc, target)

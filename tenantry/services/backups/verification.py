@@ -22,7 +22,7 @@ from tenantry.backup.artifacts import CorruptArtifact
 from tenantry.backup.engines import BackupToolError, engine_for
 from tenantry.backup.storage import Storage
 from tenantry.db.admin import create_database, drop_database
-from tenantry.db.engines import connect, make_engine, sqlite_path
+from tenantry.db.engines import connect, make_engine, sqlite_path, writer_sessions
 from tenantry.db.identity import read_identity
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
 from tenantry.db.types import utcnow
@@ -159,7 +159,7 @@ def verify_backup(
         else:
             problems, notes, counts = check_restored(backup, scratch)
     result = Verification(backup.id, not problems, seconds, problems, notes, counts)
-    with sessions.begin() as session:
+    with writer_sessions(sessions).begin() as session:
         row = session.get_one(Backup, backup.id)
         row.verified_at = utcnow()
         row.verify_passed = result.passed
