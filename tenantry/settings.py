@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     backup_s3_region: str | None = Field(None, validation_alias="TENANTRY_BACKUP_S3_REGION")
     #: zstd level for backup artifacts (1 fastest … 19 smallest).
     backup_zstd_level: int = Field(3, ge=1, le=19, validation_alias="TENANTRY_BACKUP_ZSTD_LEVEL")
+    #: Workers (``tenantry up``) run the backup scheduler every minute unless this is off.
+    backup_scheduler: bool = Field(True, validation_alias="TENANTRY_BACKUP_SCHEDULER")
     #: After ``stores move``, the source database stays (read-only) this many days.
     move_keep_source_days: int = Field(
         7, ge=0, le=365, validation_alias="TENANTRY_MOVE_KEEP_SOURCE_DAYS"

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 
 from tenantry.api import errors, idempotency, webhook_receiver
 from tenantry.api.group_commit import IngestWriter
-from tenantry.api.routes import billing, servers, stores, tenant_data, webhooks
+from tenantry.api.routes import backups, billing, servers, stores, tenant_data, webhooks
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
 from tenantry.settings import Settings, load_settings
@@ -49,6 +49,7 @@ def create_app(settings: Settings | None = None, *, queue: Queue | None = None) 
     app.include_router(tenant_data.router)
     app.include_router(billing.router)
     app.include_router(webhooks.router)
+    app.include_router(backups.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -21,7 +21,10 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 from tenantry.backup.storage import storage_for
 from tenantry.runtime import Platform
 from tenantry.services import fleet
+from tenantry.services.backups import scheduling
 from tenantry.services.backups.premigration import PreMigrationBackups
+from tenantry.services.backups.taking import take_backup
+from tenantry.services.backups.targets import resolve
 from tenantry.services.billing import webhooks
 from tenantry.services.provisioning import Provisioner, recoverable_jobs
 from tenantry.settings import Settings
@@ -51,6 +54,11 @@ class Queue:
             name="tenantry.fleet_tenant", retries=FLEET_RETRIES, retry_delay=FLEET_RETRY_DELAY_S
         )(self._run_fleet_tenant)
         self.huey.periodic_task(crontab(minute="*"), name="tenantry.recover")(self.recover)
+        self._backup = self.huey.task(name="tenantry.backup")(self._run_backup)
+        if settings.backup_scheduler:
+            self.huey.periodic_task(crontab(minute="*"), name="tenantry.backup_schedule")(
+                self.backup_tick
+            )
 
     def platform(self) -> Platform:
         """The worker process's platform, opened on first use."""
@@ -106,6 +114,35 @@ class Queue:
         status = outcome.status.value if outcome else "skipped (run over)"
         log.info("fleet run %s, store %s: %s", run_id, store_id, status)
         return status
+
+    def enqueue_backup(self, backup_id: uuid.UUID, scope: str) -> None:
+        """Ask a worker to take queued backup ``backup_id`` of ``scope``."""
+        self._backup(str(backup_id), scope)
+
+    def _run_backup(self, backup_id: str, scope: str) -> str:
+        platform = self.platform()
+        with platform.sessions() as session:
+            target = resolve(session, platform.box, platform.settings, scope)
+        backup = take_backup(
+            platform.sessions,
+            storage_for(platform.settings),
+            target,
+            level=platform.settings.backup_zstd_level,
+            queued_id=uuid.UUID(backup_id),
+        )
+        log.info("backup %s of %s: %s", backup_id, scope, backup.status)
+        return str(backup.status)
+
+    def backup_tick(self) -> None:
+        """Run the backups, restore tests and pruning that are due (every minute)."""
+        platform = self.platform()
+        scheduling.tick(
+            platform.sessions,
+            storage_for(platform.settings),
+            platform.settings,
+            platform.box,
+            on_event=log.info,
+        )
 
     def recover(self) -> int:
         """Re-enqueue jobs whose worker died or whose queue message was lost."""

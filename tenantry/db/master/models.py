@@ -541,6 +541,7 @@ class FleetLock(MasterBase):
 class BackupStatus(StrEnum):
     """Where a backup is in its life."""
 
+    QUEUED = "queued"  # asked for (API); a worker takes it
     RUNNING = "running"
     STORED = "stored"  # written, read back, size and hash match
     VERIFIED = "verified"  # also restored into a scratch database and checked

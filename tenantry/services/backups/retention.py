@@ -53,7 +53,9 @@ def plan_prune(session: Session, *, now: datetime | None = None) -> list[Decisio
     for scope, backups in sorted(attempts.items()):
         policy = policy_for(session, scope)
         good = [b for b in backups if b.status in GOOD_BACKUP_STATUSES]
-        finished = [b for b in backups if b.status != BackupStatus.RUNNING]
+        finished = [
+            b for b in backups if b.status not in (BackupStatus.QUEUED, BackupStatus.RUNNING)
+        ]
         if finished and finished[0].status == BackupStatus.FAILED:
             decisions += [
                 Decision(b.id, scope, b.started_at, False, "latest backup failed: nothing pruned")

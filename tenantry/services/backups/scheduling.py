@@ -37,6 +37,7 @@ from tenantry.services.fleet import acquire_lock, release_lock, renew_lock
 from tenantry.settings import Settings
 
 LOCK_ROLE = "backup-scheduler"
+IN_PROGRESS = (BackupStatus.QUEUED, BackupStatus.RUNNING)
 
 
 @dataclass
@@ -65,7 +66,7 @@ class Protection:
         last = self.last_attempt or self.last_good
         if last is None:
             return True
-        if self.last_good is None and last.status != BackupStatus.RUNNING:
+        if self.last_good is None and last.status not in IN_PROGRESS:
             return True  # nothing good at all: try at once rather than at the next slot
         return next_due(self.policy.schedule, last.started_at) <= self.now
 

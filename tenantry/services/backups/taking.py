@@ -20,7 +20,7 @@ from tenantry.backup.storage import Storage
 from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import Backup, BackupStatus
 from tenantry.db.types import utcnow
-from tenantry.errors import TenantryError
+from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.services.backups.manifest import encode, manifest_of
 from tenantry.services.backups.targets import BackupTarget, identify
@@ -41,6 +41,55 @@ def error_text(exc: BaseException, target: BackupTarget) -> str:
     return text[:4000]
 
 
+def queue_backup(
+    session: Session,
+    storage: Storage,
+    target: BackupTarget,
+    *,
+    reason: str = "manual",
+    label: str | None = None,
+    pinned: bool = False,
+    actor: str = "api",
+) -> Backup:
+    """A ``queued`` catalog row for a backup a worker will take (see ``take_backup``)."""
+    backup = _new_row(target, storage, uuid.uuid4(), utcnow(), reason, label, pinned, actor)
+    backup.status = BackupStatus.QUEUED
+    session.add(backup)
+    return backup
+
+
+def _new_row(
+    target: BackupTarget,
+    storage: Storage,
+    backup_id: uuid.UUID,
+    started: datetime,
+    reason: str,
+    label: str | None,
+    pinned: bool,
+    actor: str,
+) -> Backup:
+    engine = engine_for(target.url)
+    key = artifact_key(target, backup_id, started, engine.extension)
+    return Backup(
+        id=backup_id,
+        role=target.role,
+        store_id=target.store_id,
+        slug=target.slug,
+        engine=engine.backend,
+        database=database_label(target.url),
+        status=BackupStatus.RUNNING,
+        reason=reason,
+        label=label,
+        pinned=pinned,
+        storage=storage.kind,
+        artifact_key=key,
+        manifest_key=key + ".manifest.json",
+        row_counts={},
+        started_at=started,
+        created_by=actor,
+    )
+
+
 def take_backup(
     sessions: sessionmaker[Session],
     storage: Storage,
@@ -52,46 +101,41 @@ def take_backup(
     actor: str = "cli",
     level: int = 3,
     on_progress: artifacts.Progress | None = None,
+    queued_id: uuid.UUID | None = None,
 ) -> Backup:
     """Back up ``target`` into ``storage``; the catalog row of the stored backup.
 
-    Raises the failure (after recording the backup as ``failed``) when anything goes wrong.
+    ``queued_id`` takes the backup that :func:`queue_backup` recorded. Raises the failure
+    (after recording the backup as ``failed``) when anything goes wrong.
     """
-    identity, revision = identify(target)
+    writes = writer_sessions(sessions)
+    try:
+        identity, revision = identify(target)
+    except BaseException as exc:
+        if queued_id is not None:  # the queued row must not wait forever
+            _fail(writes, queued_id, exc, target)
+        raise
     engine = engine_for(target.url)
-    started = utcnow()
-    backup_id = uuid.uuid4()
-    key = artifact_key(target, backup_id, started, engine.extension)
-    with writer_sessions(sessions).begin() as session:
-        session.add(
-            Backup(
-                id=backup_id,
-                role=target.role,
-                store_id=target.store_id,
-                slug=target.slug,
-                engine=engine.backend,
-                database=database_label(target.url),
-                instance_id=identity.instance_id,
-                schema_revision=revision,
-                status=BackupStatus.RUNNING,
-                reason=reason,
-                label=label,
-                pinned=pinned,
-                storage=storage.kind,
-                artifact_key=key,
-                manifest_key=key + ".manifest.json",
-                row_counts={},
-                started_at=started,
-                created_by=actor,
-            )
-        )
+    with writes.begin() as session:
+        if queued_id is None:
+            backup = _new_row(target, storage, uuid.uuid4(), utcnow(), reason, label, pinned, actor)
+            session.add(backup)
+        else:
+            backup = session.get_one(Backup, queued_id)
+            if backup.status != BackupStatus.QUEUED:
+                raise Conflict(f"backup {queued_id} is {backup.status}, not queued.")
+            backup.status = BackupStatus.RUNNING
+            backup.started_at = utcnow()
+        backup.instance_id = identity.instance_id
+        backup.schema_revision = revision
+        backup_id, key = backup.id, backup.artifact_key
     try:
         with engine.dump(target.url) as (stream, info):
             written = artifacts.write(storage, key, stream, level=level, on_progress=on_progress)
         failpoint("backup.written")
         # Good only once what storage holds is read back and matches what was sent.
         artifacts.check(storage, key, size=written.size_bytes, sha256=written.sha256)
-        with writer_sessions(sessions).begin() as session:
+        with writes.begin() as session:
             backup = session.get_one(Backup, backup_id)
             backup.size_bytes = written.size_bytes
             backup.raw_bytes = written.raw_bytes
@@ -105,14 +149,20 @@ def take_backup(
             backup.status = BackupStatus.STORED
     except BaseException as exc:
         _discard(storage, key)
-        with writer_sessions(sessions).begin() as session:
-            failed = session.get_one(Backup, backup_id)
-            failed.status = BackupStatus.FAILED
-            failed.error = error_text(exc, target)
-            failed.finished_at = utcnow()
+        _fail(writes, backup_id, exc, target)
         raise
     with sessions() as session:
         return session.get_one(Backup, backup_id)
+
+
+def _fail(
+    writes: sessionmaker[Session], backup_id: uuid.UUID, exc: BaseException, target: BackupTarget
+) -> None:
+    with writes.begin() as session:
+        failed = session.get_one(Backup, backup_id)
+        failed.status = BackupStatus.FAILED
+        failed.error = error_text(exc, target)
+        failed.finished_at = utcnow()
 
 
 def _discard(storage: Storage, key: str) -> None:

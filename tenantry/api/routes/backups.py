@@ -1,0 +1,157 @@
+"""The backup catalog over HTTP (admin keys only): list, show, request a backup, protection."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Query, status
+from pydantic import BaseModel, Field
+
+from tenantry.api.deps import AdminDep, MasterDep, PlatformDep, QueueDep
+from tenantry.backup.storage import storage_for
+from tenantry.services import audit
+from tenantry.services.backups import catalog, scheduling
+from tenantry.services.backups.taking import queue_backup
+from tenantry.services.backups.targets import resolve
+from tenantry.services.backups.verification import get_backup
+
+router = APIRouter(prefix="/backups", tags=["backups"])
+
+
+class BackupOut(BaseModel):
+    """A catalog entry: what a backup holds and where its artifact is (never a secret)."""
+
+    id: uuid.UUID
+    scope: str
+    status: str
+    role: str
+    store: str | None
+    database: str
+    engine: str
+    instance_id: str | None
+    schema_revision: str | None
+    reason: str
+    label: str | None
+    pinned: bool
+    storage: str
+    location: str
+    manifest: str
+    size_bytes: int | None
+    raw_bytes: int | None
+    sha256: str | None
+    row_counts: dict[str, int]
+    started_at: datetime
+    finished_at: datetime | None
+    error: str | None
+    verified_at: datetime | None
+    verify_passed: bool | None
+    verify_duration_ms: int | None
+    verify_error: str | None
+
+
+class BackupRequest(BaseModel):
+    """Which database to back up."""
+
+    db: str = Field(description="master, billing or store:SLUG")
+    label: str | None = Field(None, max_length=255)
+    pin: bool = False
+
+
+class ProtectionOut(BaseModel):
+    """One database's protection by its policy."""
+
+    scope: str
+    protected: bool
+    last_good_id: uuid.UUID | None
+    last_good_at: datetime | None
+    last_attempt_status: str | None
+    backup_due: bool
+    verify_due: bool
+    last_restore_ms: int | None
+    rto_minutes: int
+    rto_met: bool | None
+
+
+def _out(document: dict[str, Any]) -> BackupOut:
+    return BackupOut.model_validate(document)
+
+
+@router.get("", response_model=list[BackupOut])
+def list_backups(
+    master: MasterDep,
+    key: AdminDep,
+    platform: PlatformDep,
+    db: str | None = Query(None, description="master, billing or store:SLUG"),
+    backup_status: str | None = Query(None, alias="status"),
+    limit: int = Query(50, ge=1, le=1000),
+) -> list[BackupOut]:
+    """The catalog, newest first."""
+    storage = storage_for(platform.settings)
+    found = catalog.list_backups(master, scope=db, status=backup_status, limit=limit)
+    return [_out(catalog.backup_document(b, storage)) for b in found]
+
+
+@router.get("/status", response_model=list[ProtectionOut])
+def protection(master: MasterDep, key: AdminDep, platform: PlatformDep) -> list[ProtectionOut]:
+    """Each database's newest good backup, its age against the policy, and its RTO."""
+    scopes = scheduling.all_scopes(master, platform.box, platform.settings)
+    return [
+        ProtectionOut(
+            scope=s.scope,
+            protected=s.protected,
+            last_good_id=s.last_good.id if s.last_good else None,
+            last_good_at=s.last_good.started_at if s.last_good else None,
+            last_attempt_status=s.last_attempt.status if s.last_attempt else None,
+            backup_due=s.backup_due,
+            verify_due=s.verify_due,
+            last_restore_ms=s.last_verified.verify_duration_ms if s.last_verified else None,
+            rto_minutes=s.policy.rto_minutes,
+            rto_met=s.rto_met,
+        )
+        for s in scheduling.protection(master, scopes)
+    ]
+
+
+@router.get("/{backup_id}", response_model=BackupOut)
+def show_backup(
+    backup_id: str, master: MasterDep, key: AdminDep, platform: PlatformDep
+) -> BackupOut:
+    """One catalog entry (id or unique prefix); follow a requested backup's status here."""
+    return _out(
+        catalog.backup_document(get_backup(master, backup_id), storage_for(platform.settings))
+    )
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=BackupOut)
+def request_backup(
+    body: BackupRequest,
+    master: MasterDep,
+    key: AdminDep,
+    platform: PlatformDep,
+    queue: QueueDep,
+) -> BackupOut:
+    """Queue a backup for the workers; it starts ``queued``, then ``running``, ``stored``."""
+    storage = storage_for(platform.settings)
+    target = resolve(master, platform.box, platform.settings, body.db)
+    backup = queue_backup(
+        master,
+        storage,
+        target,
+        label=body.label,
+        pinned=body.pin,
+        actor=f"apikey:{key.prefix}",
+    )
+    audit.record(
+        master,
+        actor=f"apikey:{key.prefix}",
+        action="backup.requested",
+        target_type="backup",
+        target_id=str(backup.id),
+        store_id=target.store_id,
+        details={"scope": target.scope},
+    )
+    master.commit()
+    queue.enqueue_backup(backup.id, target.scope)
+    return _out(catalog.backup_document(backup, storage))
