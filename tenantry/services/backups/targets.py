@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
 from tenantry.db.identity import Identity
-from tenantry.db.master.models import Backup, DatabaseServer, IntegrationConfig, Store
+from tenantry.db.master.models import Backup, DatabaseServer, IntegrationConfig
 from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, tenant_schema
 from tenantry.db.urls import mask, parse_url
 from tenantry.errors import InvalidInput, NotFound, WrongDatabase
@@ -129,7 +129,3 @@ def scratch_server(session: Session, box: SecretBox, settings: Settings, backup:
             return server_url(box, server)
     return tenant_url(box, config)
 
-
-def store_of(session: Session, backup: Backup) -> Store | None:
-    """The store a tenant backup belongs to, if it still exists."""
-    return session.get(Store, backup.store_id) if backup.store_id else None
