@@ -14,6 +14,7 @@ from tenantry.cli import (
     jobs,
     keys,
     provision,
+    recover,
     restore,
     serve,
     servers,
@@ -42,6 +43,7 @@ app.add_typer(keys.app, name="keys")
 app.add_typer(billing.app, name="billing")
 app.add_typer(backup.app, name="backup")
 app.command("restore")(restore.restore_command)
+app.add_typer(recover.app, name="recover")
 
 
 def _version(value: bool) -> None:

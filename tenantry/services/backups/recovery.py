@@ -1,0 +1,472 @@
+"""Recovering rows deleted by mistake (seed 004, disaster scenario 2), without a full restore.
+
+The backup is restored into a scratch database (always dropped), the table's rows are read
+from that copy (optionally filtered) in batches, and each batch's primary keys are looked up
+in the live table with one ``WHERE pk IN (...)`` query: only rows whose key is absent from
+the live database are kept. Rows present in both are never touched. The missing rows can be
+written out for review (INSERT statements for the live database's dialect, or CSV) and
+inserted into the live database in one transaction: all of them or none.
+
+The live database is the backup's own (master, billing, or the store's current tenant
+database), and its identity must carry the backup's instance id: rows are never merged into
+another database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from itertools import islice
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Dialect,
+    Row,
+    Table,
+    and_,
+    insert,
+    inspect,
+    literal_column,
+    select,
+    tuple_,
+)
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.backup import artifacts
+from tenantry.backup.storage import Storage
+from tenantry.crypto import SecretBox
+from tenantry.db.engines import connect, make_engine
+from tenantry.db.identity import is_tenantry_table
+from tenantry.db.master.models import Backup, Store
+from tenantry.db.schemas import Role, SchemaSpec, schema_for
+from tenantry.db.types import utcnow
+from tenantry.db.urls import backend_of, mask
+from tenantry.errors import Conflict, InvalidInput, NotFound, WrongDatabase
+from tenantry.failpoints import failpoint
+from tenantry.services import audit
+from tenantry.services.backups.targets import BackupTarget, identify, resolve, scratch_server
+from tenantry.services.backups.verification import (
+    get_backup,
+    require_good,
+    restore_artifact,
+    scratch_database,
+)
+from tenantry.settings import Settings
+
+#: Keys looked up in the live table per query (and rows inserted per statement).
+BATCH = 1000
+FORMATS = ("sql", "csv")
+
+Status = Callable[[str], None]
+
+
+@dataclass
+class RowRecovery:
+    """Rows of one table that a backup holds and the live database lacks."""
+
+    backup_id: uuid.UUID
+    backup_taken_at: datetime
+    #: ``master``, ``billing`` or ``store:<slug>``: the live database the rows belong in.
+    scope: str
+    store_id: uuid.UUID | None
+    #: The live database's URL, password masked.
+    database: str
+    table: Table
+    where: str | None
+    #: Rows of the table in the backup (matching ``where``).
+    in_backup: int
+    #: Of those, rows whose primary key the live table has (left alone).
+    already_present: int
+    #: The missing rows, keyed by column, typed by the model, ordered by primary key.
+    rows: list[dict[str, Any]]
+    #: The live database's dialect (set up to render SQL text for its own client).
+    dialect: Dialect
+
+    @property
+    def missing(self) -> int:
+        """How many rows the live table lacks."""
+        return len(self.rows)
+
+    def document(self) -> dict[str, Any]:
+        """The counts as JSON (never the rows themselves)."""
+        return {
+            "backup": str(self.backup_id),
+            "database": self.database,
+            "scope": self.scope,
+            "table": self.table.name,
+            "where": self.where,
+            "in_backup": self.in_backup,
+            "already_present": self.already_present,
+            "missing": self.missing,
+        }
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def recoverable_table(spec: SchemaSpec, name: str) -> Table:
+    """The model table ``name`` of ``spec``; tenantry's own tables and unknown names refused."""
+    valid = sorted(t.name for t in spec.metadata.sorted_tables if not is_tenantry_table(t.name))
+    listed = ", ".join(valid)
+    if is_tenantry_table(name):
+        raise InvalidInput(
+            f"{name} is tenantry's own bookkeeping (identity, versions, checksums); its rows "
+            "are never recovered one by one.",
+            f"Choose one of the {spec.name} tables: {listed}.",
+        )
+    table = spec.metadata.tables.get(name)
+    if table is None:
+        raise InvalidInput(
+            f"the {spec.name} schema has no table {name!r}.",
+            f"Choose one of: {listed}.",
+        )
+    if not table.primary_key.columns:
+        raise InvalidInput(
+            f"table {name} has no primary key, so its rows cannot be matched with the live ones.",
+            "Restore the backup into a new database (tenantry restore --target) and compare "
+            "by hand.",
+        )
+    return table
+
+
+def check_where(where: str | None) -> str | None:
+    """The ``--where`` expression, refused when it is empty or holds a ``;``."""
+    if where is None:
+        return None
+    if not where.strip():
+        raise InvalidInput("--where is empty.", "Leave it out to take every row of the table.")
+    if ";" in where:
+        raise InvalidInput(
+            f"--where {where!r} holds a ';': it must be one SQL expression, not statements.",
+            "Write a condition on the table's columns, e.g. --where \"created_at < '2026-01-22'\".",
+        )
+    return where.strip()
+
+
+def live_target(
+    session: Session, box: SecretBox, settings: Settings, backup: Backup
+) -> BackupTarget:
+    """The backup's own live database, after checking its identity is the backup's instance."""
+    scope = f"store:{backup.slug}" if backup.role == Role.TENANT else str(backup.role)
+    try:
+        target = resolve(session, box, settings, scope)
+    except NotFound:
+        raise NotFound(
+            f"store {backup.slug} (of backup {backup.id}) has no active database to recover "
+            "rows into.",
+            "Restore the backup with `tenantry restore --target URL` into a database you "
+            "choose instead.",
+        ) from None
+    if backup.store_id is not None and target.store_id != backup.store_id:
+        raise WrongDatabase(
+            f"backup {backup.id} is of store id {backup.store_id}; the store now named "
+            f"{backup.slug} is {target.store_id}. Nothing was changed.",
+            "Rows are recovered only into the database the backup was taken of.",
+        )
+    try:
+        identity, _revision = identify(target)
+    except WrongDatabase as exc:
+        raise WrongDatabase(
+            exc.message, "Fix the store's connection (or the URL settings) before recovering rows."
+        ) from None
+    if identity.instance_id != backup.instance_id:
+        raise WrongDatabase(
+            f"{mask(target.url)} ({scope}) is instance {identity.instance_id}; backup "
+            f"{backup.id} is of instance {backup.instance_id}. Rows from one database are "
+            "never merged into another; nothing was changed.",
+            f"Choose a backup of this database (`tenantry backup list --db {scope}`).",
+        )
+    return target
+
+
+def _check_columns(conn: Connection, table: Table, where: str) -> None:
+    """Refuse a database whose ``table`` lacks, or has more than, the model's columns."""
+    found = inspect(conn)
+    if not found.has_table(table.name):
+        raise Conflict(
+            f"{where} has no table {table.name}.",
+            "The schema changed since: migrate, or restore the backup whole to compare.",
+        )
+    names = {c["name"] for c in found.get_columns(table.name)}
+    expected = {c.name for c in table.columns}
+    if names != expected:
+        extra, lacking = sorted(names - expected), sorted(expected - names)
+        raise Conflict(
+            f"table {table.name} in {where} does not have this code's columns "
+            f"(not in the models: {', '.join(extra) or 'none'}; missing: "
+            f"{', '.join(lacking) or 'none'}). Nothing was changed.",
+            "Rows are recovered only between databases at the same schema for this table: "
+            "migrate the live database, or restore the backup whole into a new database.",
+        )
+
+
+def _blocked(session: Session, store_id: uuid.UUID | None) -> str | None:
+    """Why the store's writes are blocked now (being moved or restored), or ``None``."""
+    store = session.get(Store, store_id) if store_id else None
+    if store is None or store.write_block_reason is None or store.write_block_until is None:
+        return None
+    return store.write_block_reason if store.write_block_until > utcnow() else None
+
+
+# --------------------------------------------------------------------------- finding
+
+
+def find_missing_rows(
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    settings: Settings,
+    storage: Storage,
+    backup_ref: str | uuid.UUID,
+    table_name: str,
+    *,
+    where: str | None = None,
+    batch_size: int = BATCH,
+    on_progress: artifacts.Progress | None = None,
+    on_status: Status | None = None,
+) -> RowRecovery:
+    """Rows of ``table_name`` in the backup whose primary key the live table lacks.
+
+    ``where`` (raw SQL, in the backup engine's dialect) filters the backup copy only; it runs
+    in a read-only transaction on the scratch database and never reaches the live one.
+    Changes nothing anywhere; the scratch database is dropped whatever happens.
+    """
+    where = check_where(where)
+    status = on_status or (lambda _text: None)
+    with sessions() as session:
+        backup = get_backup(session, backup_ref)
+        require_good(backup)
+        spec = schema_for(backup.role, settings.tenant_schema)
+        table = recoverable_table(spec, table_name)
+        target = live_target(session, box, settings, backup)
+        server = scratch_server(session, box, settings, backup)
+    if backend_of(server) != backup.engine:
+        raise Conflict(
+            f"backup {backup.id} is a {backup.engine} dump, but {target.scope}'s database is "
+            f"on {backend_of(server)} now: there is no server to restore a scratch copy on.",
+            "Restore the backup with `tenantry restore --target URL` into a "
+            f"{backup.engine} database and compare from there.",
+        )
+    live = make_engine(target.url, pooled=False)
+    try:
+        with connect(live) as live_conn:
+            _check_columns(live_conn, table, f"the live database ({target.scope})")
+            live_conn.rollback()
+            with scratch_database(server, backup.id, "recover") as scratch:
+                status(f"restoring backup {backup.id} into a scratch database")
+                restore_artifact(storage, backup, scratch, on_progress)
+                status(f"comparing {table.name} with the live database")
+                in_backup, present, rows = _compare(
+                    scratch, live_conn, table, where, batch_size, backup.engine
+                )
+            dialect = render_dialect(live_conn.dialect)
+    finally:
+        live.dispose()
+    return RowRecovery(
+        backup_id=backup.id,
+        backup_taken_at=backup.started_at,
+        scope=target.scope,
+        store_id=target.store_id,
+        database=mask(target.url),
+        table=table,
+        where=where,
+        in_backup=in_backup,
+        already_present=present,
+        rows=rows,
+        dialect=dialect,
+    )
+
+
+def _compare(
+    scratch: URL,
+    live: Connection,
+    table: Table,
+    where: str | None,
+    batch_size: int,
+    engine_name: str,
+) -> tuple[int, int, list[dict[str, Any]]]:
+    """Counts and missing rows of ``table``: the backup copy read in batches, each batch's
+    keys looked up in the live table with one query."""
+    pk = list(table.primary_key.columns)
+
+    def key_of(row: Row[Any]) -> tuple[Any, ...]:
+        return tuple(row._mapping[c] for c in pk)
+
+    in_backup = present = 0
+    missing: list[dict[str, Any]] = []
+    engine = make_engine(scratch, pooled=False)
+    try:
+        with connect(engine) as conn:
+            _check_columns(conn, table, "the backup")
+            _read_only(conn)
+            for batch in _backup_batches(conn, table, where, batch_size, engine_name):
+                in_backup += len(batch)
+                keys = [key_of(row) for row in batch]
+                found = _present(live, pk, keys)
+                live.rollback()  # no snapshot or lock held between batches
+                present += sum(1 for k in keys if k in found)
+                missing += [
+                    {c.key: row._mapping[c] for c in table.columns}
+                    for row, key in zip(batch, keys, strict=True)
+                    if key not in found
+                ]
+    finally:
+        engine.dispose()
+    return in_backup, present, missing
+
+
+def _present(
+    live: Connection, pk: list[Column[Any]], keys: list[tuple[Any, ...]]
+) -> set[tuple[Any, ...]]:
+    """Which of ``keys`` the live table holds, as the live database compares them."""
+    if len(pk) == 1:
+        query = select(pk[0]).where(pk[0].in_([k[0] for k in keys]))
+    else:
+        query = select(*pk).where(tuple_(*pk).in_(keys))
+    found = {tuple(r) for r in live.execute(query)}
+    exact = found.intersection(keys)
+    if len(found) == len(exact):
+        return exact
+    # The database matched keys Python sees as different (a case- or accent-insensitive
+    # collation, trailing spaces on MySQL): ask it about each unmatched key of this batch.
+    for key in set(keys) - exact:
+        if live.execute(
+            select(*pk).where(and_(*(c == v for c, v in zip(pk, key, strict=True))))
+        ).first():
+            exact.add(key)
+    return exact
+
+
+def _read_only(conn: Connection) -> None:
+    """Make every later transaction on ``conn`` read-only (the ``--where`` runs there)."""
+    backend = conn.dialect.name
+    if backend == "sqlite":
+        conn.exec_driver_sql("PRAGMA query_only = ON")
+    elif backend == "postgresql":
+        conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
+    else:
+        conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
+    conn.commit()
+
+
+def _backup_batches(
+    conn: Connection, table: Table, where: str | None, batch_size: int, engine_name: str
+) -> Iterator[Sequence[Row[Any]]]:
+    """The backup copy's rows in primary-key order, ``batch_size`` at a time (streamed)."""
+    query = select(table).order_by(*table.primary_key.columns)
+    if where is not None:
+        query = query.where(literal_column(f"({where})", Boolean))
+    try:
+        result = conn.execution_options(stream_results=True, yield_per=batch_size).execute(query)
+        yield from result.partitions()
+    except DBAPIError as exc:
+        if where is None:
+            raise
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        raise InvalidInput(
+            f"--where {where!r} does not work as a filter on {table.name} in the backup "
+            f"({engine_name}): {detail}.",
+            "Write one SQL condition on the table's columns, in the backup engine's dialect, "
+            "e.g. --where \"created_at < '2026-01-22'\".",
+        ) from None
+
+
+# --------------------------------------------------------------------------- output
+
+
+def render_dialect(live: Dialect) -> Dialect:
+    """A dialect like ``live`` whose compiled text is for a client, not the driver.
+
+    Drivers with ``format`` parameters need ``%`` doubled in the SQL they receive; a file for
+    ``psql`` or ``mariadb`` must keep ``%`` as it is. The server's quoting rules (MySQL's
+    backslash escapes) are kept.
+    """
+    factory: Callable[..., Dialect] = type(live)
+    dialect = factory(paramstyle="named")
+    for attr in ("_backslash_escapes", "server_version_info", "is_mariadb"):
+        if hasattr(live, attr):
+            setattr(dialect, attr, getattr(live, attr))
+    return dialect
+
+
+def apply_rows(
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    settings: Settings,
+    recovery: RowRecovery,
+    *,
+    actor: str = "cli",
+    batch_size: int = BATCH,
+) -> int:
+    """Insert the missing rows into the live database in one transaction; how many.
+
+    The live database is resolved and identified again first. If any row fails (its key or
+    a unique value came back meanwhile, a foreign key has no parent) the transaction is
+    rolled back, nothing is inserted, and :class:`Conflict` says why. An audit entry (backup,
+    table, count; never row contents) is written to master afterwards.
+    """
+    with sessions() as session:
+        backup = get_backup(session, recovery.backup_id)
+        target = live_target(session, box, settings, backup)
+        reason = _blocked(session, backup.store_id)
+    if reason is not None:
+        raise Conflict(
+            f"{target.scope} accepts no writes for now ({reason}); no row was inserted.",
+            "Try again once that operation has finished.",
+        )
+    count = len(recovery.rows)
+    if not count:
+        return 0  # nothing changed, nothing to record
+    _insert_all(target, recovery, batch_size)
+    with sessions.begin() as session:
+        audit.record(
+            session,
+            actor=actor,
+            action="backup.rows_recovered",
+            target_type="database",
+            target_id=target.scope,
+            store_id=backup.store_id,
+            details={
+                "backup": str(backup.id),
+                "table": recovery.table.name,
+                "count": count,
+                "filtered": recovery.where is not None,
+            },
+        )
+    return count
+
+
+def _insert_all(target: BackupTarget, recovery: RowRecovery, batch_size: int) -> None:
+    """Every row in one transaction on the live database; rolled back whole on any error."""
+    table = recovery.table
+    engine = make_engine(target.url, pooled=False)
+    try:
+        with connect(engine, begin=True) as conn:
+            for chunk in _chunks(recovery.rows, batch_size):
+                conn.execute(insert(table), chunk)
+            failpoint("recover.before_commit")
+    except DBAPIError as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        if target.url.password:
+            detail = detail.replace(str(target.url.password), "***")
+        raise Conflict(
+            f"inserting {len(recovery.rows)} row(s) into {table.name} of {target.scope} "
+            f"failed: {detail}. The transaction was rolled back: no row was inserted.",
+            "List what is missing now (run again without --apply): a row may have come back "
+            "meanwhile, or one may need a parent row recovered first.",
+        ) from None
+    finally:
+        engine.dispose()
+
+
+def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
+    """``rows`` in lists of at most ``size``."""
+    it = iter(rows)
+    while chunk := list(islice(it, max(1, size))):
+        yield chunk
