@@ -84,3 +84,12 @@ class Unauthorized(TenantryError):
 
 class Forbidden(TenantryError):
     """Known credentials without the right scope."""
+
+
+class WritesBlocked(TenantryError):
+    """Writes to a store are refused for now (its database is being moved or restored);
+    reads still work. ``retry_after`` says in how many seconds to try again."""
+
+    def __init__(self, message: str, hint: str | None = None, *, retry_after: int) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after

@@ -29,6 +29,7 @@ STATUS: list[tuple[type[errors.TenantryError], int]] = [
     (errors.InvalidInput, 422),
     (errors.ConfigurationError, 422),
     (errors.DatabaseUnreachable, 503),
+    (errors.WritesBlocked, 503),
     (errors.DatabaseAdminError, 502),
 ]
 
@@ -39,6 +40,13 @@ def status_for(exc: errors.TenantryError) -> int:
         if isinstance(exc, kind):
             return status
     return 400
+
+
+def headers_for(exc: errors.TenantryError) -> dict[str, str] | None:
+    """Headers a domain error's response carries (Retry-After while writes are blocked)."""
+    if isinstance(exc, errors.WritesBlocked):
+        return {"Retry-After": str(exc.retry_after)}
+    return None
 
 
 def error_body(kind: str, message: str, hint: str | None = None) -> dict[str, object]:
@@ -52,7 +60,9 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(errors.TenantryError)
     async def _domain(request: Request, exc: errors.TenantryError) -> JSONResponse:
         return JSONResponse(
-            error_body(type(exc).__name__, exc.message, exc.hint), status_code=status_for(exc)
+            error_body(type(exc).__name__, exc.message, exc.hint),
+            status_code=status_for(exc),
+            headers=headers_for(exc),
         )
 
     @app.exception_handler(RequestValidationError)

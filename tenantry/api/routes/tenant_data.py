@@ -28,8 +28,12 @@ from tenantry.db.master.models import Store
 from tenantry.db.tenant.store.models import Product
 from tenantry.errors import TenantryError
 from tenantry.services import catalog
+from tenantry.services.write_blocks import ensure_writable
 
 router = APIRouter(prefix="/stores/{store_ref}", tags=["store data"])
+
+#: Methods that only read: they are served while a move or restore blocks writes.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass
@@ -49,12 +53,18 @@ class TenantCall:
 def tenant_call(
     store_ref: str, request: Request, master: MasterDep, key: KeyDep, platform: PlatformDep
 ) -> Iterator[TenantCall]:
-    """Resolve, authorise and route the request; log and count it afterwards."""
+    """Resolve, authorise and route the request; log and count it afterwards.
+
+    Writes to a store whose database is being moved or restored are refused (503 with
+    Retry-After) before anything is routed; reads keep being served from its database.
+    """
     store = visible_store(master, key, store_ref)
     started = time.perf_counter()
     route = request.scope.get("route")
     code, error = getattr(route, "status_code", None) or 200, None
     try:
+        if request.method not in READ_METHODS:
+            ensure_writable(store)
         catalog.check_api_quota(master, store)
         with platform.router.session(master, store) as tenant:
             yield TenantCall(master, store, tenant)

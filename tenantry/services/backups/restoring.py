@@ -52,6 +52,7 @@ from tenantry.services.backups.verification import (
     restore_artifact,
 )
 from tenantry.services.connections import tenant_url
+from tenantry.services.write_blocks import active_block
 from tenantry.settings import Settings
 
 #: How long a tenant's writes stay blocked at most if a restore dies holding the block.
@@ -119,6 +120,12 @@ def _own_url(session: Session, box: SecretBox, settings: Settings, backup: Backu
         raise NotFound(
             f"store {backup.slug} (of backup {backup.id}) has no database to restore in place.",
             "Restore it with --target URL into a database you choose.",
+        )
+    blocked = active_block(store)
+    if blocked is not None:
+        raise Conflict(
+            f"store {backup.slug}'s writes are blocked ({blocked}); it cannot be restored now.",
+            "Wait for the move or restore in progress to finish (tenantry stores show).",
         )
     if config.instance_id and config.instance_id != backup.instance_id:
         raise WrongDatabase(

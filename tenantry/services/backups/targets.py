@@ -128,4 +128,3 @@ def scratch_server(session: Session, box: SecretBox, settings: Settings, backup:
         if server is not None:
             return server_url(box, server)
     return tenant_url(box, config)
-
