@@ -29,9 +29,12 @@ class CorruptArtifact(TenantryError):
 class _Tap(io.RawIOBase):
     """A readable that passes ``source`` through, counting, hashing and reporting bytes."""
 
-    def __init__(self, source: IO[bytes], on_read: Progress | None = None) -> None:
+    def __init__(
+        self, source: IO[bytes], on_read: Progress | None = None, *, hashing: bool = True
+    ) -> None:
         self._source = source
         self._on_read = on_read
+        self._hashing = hashing
         self.size = 0
         self.sha256 = hashlib.sha256()
 
@@ -43,7 +46,8 @@ class _Tap(io.RawIOBase):
         n = len(chunk)
         buffer[:n] = chunk
         self.size += n
-        self.sha256.update(chunk)
+        if self._hashing:
+            self.sha256.update(chunk)
         if self._on_read is not None and n:
             self._on_read(n)
         return n
@@ -67,7 +71,7 @@ def write(
     on_progress: Progress | None = None,
 ) -> Written:
     """Compress ``dump`` with zstd into ``storage`` under ``key``, hashing what is stored."""
-    raw = _Tap(dump, on_progress)
+    raw = _Tap(dump, on_progress, hashing=False)  # only the stored bytes' hash is kept
     # threads=-1: compression runs on other cores while the dump tool fills the pipe.
     compressor = zstandard.ZstdCompressor(level=level, threads=-1, write_checksum=True)
     compressed = _Tap(compressor.stream_reader(raw, read_size=1 << 20))  # type: ignore[arg-type]
