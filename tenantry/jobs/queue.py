@@ -19,9 +19,10 @@ from typing import Any
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from tenantry.backup.storage import storage_for
+from tenantry.errors import Conflict
 from tenantry.runtime import Platform
 from tenantry.services import fleet
-from tenantry.services.backups import scheduling
+from tenantry.services.backups import catalog, scheduling
 from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
@@ -123,13 +124,16 @@ class Queue:
         platform = self.platform()
         with platform.sessions() as session:
             target = resolve(session, platform.box, platform.settings, scope)
-        backup = take_backup(
-            platform.sessions,
-            storage_for(platform.settings),
-            target,
-            level=platform.settings.backup_zstd_level,
-            queued_id=uuid.UUID(backup_id),
-        )
+        try:
+            backup = take_backup(
+                platform.sessions,
+                storage_for(platform.settings),
+                target,
+                level=platform.settings.backup_zstd_level,
+                queued_id=uuid.UUID(backup_id),
+            )
+        except Conflict:  # a re-enqueued copy of a job another worker already took
+            return "skipped"
         log.info("backup %s of %s: %s", backup_id, scope, backup.status)
         return str(backup.status)
 
@@ -146,13 +150,17 @@ class Queue:
 
     def recover(self) -> int:
         """Re-enqueue jobs whose worker died or whose queue message was lost."""
+        lost_after = timedelta(seconds=self.settings.job_lease_seconds)
         with self.platform().sessions() as session:
             jobs = recoverable_jobs(session)
+            backups = catalog.waiting_too_long(session, lost_after)
         for job_id in jobs:
             self.enqueue_provision(job_id)
-        if jobs:
-            log.info("re-enqueued %d provisioning job(s)", len(jobs))
-        return len(jobs)
+        for backup_id, scope in backups:
+            self.enqueue_backup(backup_id, scope)
+        if jobs or backups:
+            log.info("re-enqueued %d provisioning job(s), %d backup(s)", len(jobs), len(backups))
+        return len(jobs) + len(backups)
 
     def start_webhook_loop(self) -> tuple[threading.Thread, threading.Event]:
         """Process billing webhook events in a background thread until the event is set."""

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantry.backup.storage import Storage
-from tenantry.db.master.models import Backup
+from tenantry.db.master.models import Backup, BackupStatus
+from tenantry.db.types import utcnow
 from tenantry.services.backups.targets import STORE_PREFIX, parse_scope
 
 
@@ -30,6 +32,14 @@ def list_backups(
     if status:
         query = query.where(Backup.status == status)
     return list(session.scalars(query))
+
+
+def waiting_too_long(session: Session, older_than: timedelta) -> list[tuple[uuid.UUID, str]]:
+    """Queued backups nobody took for ``older_than`` (their queue message was lost), with
+    their scope, to be enqueued again."""
+    cutoff = utcnow() - older_than
+    query = select(Backup).where(Backup.status == BackupStatus.QUEUED, Backup.started_at < cutoff)
+    return [(b.id, f"{STORE_PREFIX}{b.slug}" if b.slug else b.role) for b in session.scalars(query)]
 
 
 def set_pinned(session: Session, backup: Backup, pinned: bool) -> Backup:

@@ -12,6 +12,7 @@ import contextlib
 import uuid
 from datetime import datetime
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.backup import artifacts
@@ -109,10 +110,12 @@ def take_backup(
     (after recording the backup as ``failed``) when anything goes wrong.
     """
     writes = writer_sessions(sessions)
+    if queued_id is not None:
+        _claim(writes, queued_id)
     try:
         identity, revision = identify(target)
     except BaseException as exc:
-        if queued_id is not None:  # the queued row must not wait forever
+        if queued_id is not None:  # a claimed row must not stay "running" forever
             _fail(writes, queued_id, exc, target)
         raise
     engine = engine_for(target.url)
@@ -122,10 +125,6 @@ def take_backup(
             session.add(backup)
         else:
             backup = session.get_one(Backup, queued_id)
-            if backup.status != BackupStatus.QUEUED:
-                raise Conflict(f"backup {queued_id} is {backup.status}, not queued.")
-            backup.status = BackupStatus.RUNNING
-            backup.started_at = utcnow()
         backup.instance_id = identity.instance_id
         backup.schema_revision = revision
         backup_id, key = backup.id, backup.artifact_key
@@ -153,6 +152,22 @@ def take_backup(
         raise
     with sessions() as session:
         return session.get_one(Backup, backup_id)
+
+
+def _claim(writes: sessionmaker[Session], backup_id: uuid.UUID) -> None:
+    """Take a queued backup; of two workers handed the same one, only one wins."""
+    with writes.begin() as session:
+        claimed = (
+            session.connection()
+            .execute(
+                update(Backup)
+                .where(Backup.id == backup_id, Backup.status == BackupStatus.QUEUED)
+                .values(status=BackupStatus.RUNNING, started_at=utcnow())
+            )
+            .rowcount
+        )
+    if claimed != 1:
+        raise Conflict(f"backup {backup_id} is no longer queued; another worker took it.")
 
 
 def _fail(
