@@ -124,6 +124,19 @@ class _Process:
         self._stderr.close()
 
 
+@contextmanager
+def _dump_output(process: _Process) -> Iterator[IO[bytes]]:
+    """The dump tool's output; leaving the block waits for it and checks its exit status,
+    an error inside the block kills it."""
+    assert process.proc.stdout is not None
+    try:
+        yield process.proc.stdout
+    except BaseException:
+        process.kill()
+        raise
+    process.finish("dump")
+
+
 def feed(stream: IO[bytes], sink: IO[bytes]) -> int:
     """Copy ``stream`` into ``sink`` in chunks; the number of bytes copied."""
     total = 0
@@ -205,14 +218,8 @@ class PostgresEngine(BackupEngine):
                     info = DumpInfo(counts, True, server, "pg_dump", _version(pg_dump))
                     # Compression is zstd's job downstream; -Z0 keeps pg_dump's CPU free.
                     args = [pg_dump, "--format=custom", "--compress=0", f"--snapshot={snapshot}"]
-                    process = _Process(args, _pg_env(url), url, stdin=False)
-                    assert process.proc.stdout is not None
-                    try:
-                        yield process.proc.stdout, info
-                    except BaseException:
-                        process.kill()
-                        raise
-                    process.finish("dump")
+                    with _dump_output(_Process(args, _pg_env(url), url, stdin=False)) as out:
+                        yield out, info
         finally:
             engine.dispose()
 
@@ -335,14 +342,8 @@ class MySQLEngine(BackupEngine):
                 "--skip-lock-tables",
                 str(url.database),
             ]
-            process = _Process(args, {}, url, stdin=False)
-            assert process.proc.stdout is not None
-            try:
-                yield process.proc.stdout, info
-            except BaseException:
-                process.kill()
-                raise
-            process.finish("dump")
+            with _dump_output(_Process(args, {}, url, stdin=False)) as out:
+                yield out, info
 
     def restore(self, url: URL, stream: IO[bytes]) -> None:
         client = _tool("mariadb", "mysql")
