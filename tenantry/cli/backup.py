@@ -128,9 +128,18 @@ def run(
                         backup = get_backup(session, backup.id)
             except TenantryError as exc:
                 failed += 1
-                documents.append({"scope": target.scope, "status": "failed", "error": exc.message})
+                documents.append(
+                    {
+                        "scope": target.scope,
+                        "status": "failed",
+                        "error": exc.message,
+                        "hint": exc.hint,
+                    }
+                )
                 if not json_output:
                     err_console.print(f"[red]✗[/] {target.scope}: {exc.message}")
+                    if exc.hint:
+                        err_console.print(f"  [dim]{exc.hint}[/]")
                 continue
             documents.append(catalog.backup_document(backup, storage))
             if not json_output:
