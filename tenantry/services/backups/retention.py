@@ -92,6 +92,8 @@ def prune(
             backup = session.get_one(Backup, decision.backup_id)
             if backup.pinned or backup.status not in GOOD_BACKUP_STATUSES:
                 continue  # changed since the plan was made
+            if backup.storage != storage.kind:
+                continue  # kept where this installation's storage cannot reach it
             # The manifest goes last: an artifact without a manifest would be unexplained.
             storage.delete(backup.artifact_key)
             with contextlib.suppress(TenantryError):

@@ -26,7 +26,7 @@ from tenantry.db.engines import connect, make_engine, sqlite_path, writer_sessio
 from tenantry.db.identity import read_identity
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
 from tenantry.db.types import utcnow
-from tenantry.errors import Conflict, NotFound
+from tenantry.errors import ConfigurationError, Conflict, NotFound
 
 SCRATCH_PREFIX = "tenantry_scratch_"
 
@@ -80,6 +80,12 @@ def restore_artifact(
     storage: Storage, backup: Backup, url: URL, on_progress: artifacts.Progress | None = None
 ) -> float:
     """Restore ``backup`` into the (new, empty) database at ``url``; seconds taken."""
+    if storage.kind != backup.storage:
+        raise ConfigurationError(
+            f"backup {backup.id} is in {backup.storage} storage, but backups are configured "
+            f"to use {storage.describe()}.",
+            "Set the TENANTRY_BACKUP_* variables it was taken with (see the README).",
+        )
     started = time.perf_counter()
     with artifacts.opened(
         storage, backup.artifact_key, sha256=backup.sha256, on_progress=on_progress
