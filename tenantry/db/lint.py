@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.engine.mock import MockConnection
 from sqlalchemy.types import TypeEngine, to_instance
 
-from tenantry.db import migrations
+from tenantry.db import alembic_threads, migrations
 from tenantry.db.schemas import SchemaSpec
 
 
@@ -99,27 +99,6 @@ class _Recorder(Operations):
         return cast(Connection, MockConnection(self.migration_context.dialect, execute))
 
 
-@contextmanager
-def _as_alembic_op(recorder: _Recorder) -> Iterator[None]:
-    # Alembic keys its module proxies (``alembic.op``) by exact class, so a subclass's own
-    # _install_proxy() would reach no module: point Operations' proxies at the recorder, and
-    # put back whatever was there, so linting inside a running migration cannot break it.
-    _, modules = Operations._setups[Operations]
-    missing = object()
-    with migrations.ALEMBIC_PROXY_LOCK:
-        saved = [namespace.get("_proxy", missing) for namespace, _ in modules]
-        for namespace, _ in modules:
-            namespace["_proxy"] = recorder
-        try:
-            yield
-        finally:
-            for (namespace, _), previous in zip(modules, saved, strict=True):
-                if previous is missing:
-                    namespace.pop("_proxy", None)
-                else:
-                    namespace["_proxy"] = previous
-
-
 @dataclass
 class _Recording:
     operations: list[ops.MigrateOperation]
@@ -131,7 +110,7 @@ def _record(script: Script) -> _Recording:
     buffer = io.StringIO()
     recorder = _Recorder(_offline_context(buffer))
     failure: Exception | None = None
-    with _as_alembic_op(recorder):
+    with alembic_threads.running(recorder):
         try:
             script.module.upgrade()
         except Exception as exc:  # e.g. reading query results, which an offline run has none of
@@ -497,7 +476,7 @@ def lint_scripts(scripts: Sequence[Script]) -> list[Finding]:
 
     Each revision's ``upgrade()`` runs with ``alembic.op`` pointing at a recorder, so nothing
     touches a database; SQL run through ``op.get_bind()`` is checked like ``op.execute()``.
-    ``alembic.op`` is process-wide: do not lint while another thread runs migrations. A
+    Only this thread's ``alembic.op`` is redirected (see :mod:`tenantry.db.alembic_threads`). A
     revision that fails without a database (it reads query results, say) gives a destructive
     ``raw_sql`` finding, since the rest of its upgrade went unchecked.
     """

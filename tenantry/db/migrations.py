@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -19,15 +18,14 @@ from alembic.util.exc import CommandError
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL
 
+from tenantry.db import alembic_threads
 from tenantry.db.alembic_env import configure_options
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import MigrationError
 
-#: Alembic runs revision scripts through process-wide proxies (``alembic.op``,
-#: ``alembic.context``): two threads running scripts at once would swap each other's. Every
-#: script run (upgrade, stamp, offline SQL, lint) holds this lock; a fleet run overlaps
-#: everything else (connecting, checking, locking, committing) and serialises only this.
-ALEMBIC_PROXY_LOCK = threading.RLock()
+# Alembic's ``op`` and ``context`` proxies are process-wide; made per thread, tenants'
+# scripts run at the same time in a fleet run.
+alembic_threads.install()
 
 
 def alembic_config(spec: SchemaSpec, **attributes: Any) -> Config:
@@ -146,14 +144,12 @@ def upgrade(
             done.append(step.up_revision_id)
 
     options = configure_options(spec)
-    with (
-        ALEMBIC_PROXY_LOCK,
-        EnvironmentContext(alembic_config(spec), directory, fn=plan, destination_rev=target) as env,
-    ):
+    with EnvironmentContext(
+        alembic_config(spec), directory, fn=plan, destination_rev=target
+    ) as env:
         env.configure(connection=conn, on_version_apply=applied, **options)
         with env.begin_transaction():
             env.run_migrations()
-    # Outside the proxy lock, still in the caller's transaction: other tenants' scripts run.
     for revision in done:
         if on_applied is not None:
             on_applied(revision)
@@ -161,8 +157,7 @@ def upgrade(
 
 def stamp(conn: Connection, spec: SchemaSpec, target: str) -> None:
     """Record ``target`` as the database's revision without running anything."""
-    with ALEMBIC_PROXY_LOCK:
-        command.stamp(alembic_config(spec, connection=conn), target)
+    command.stamp(alembic_config(spec, connection=conn), target)
 
 
 def upgrade_sql(spec: SchemaSpec, url: URL, start: str | None, target: str) -> str:
@@ -170,8 +165,7 @@ def upgrade_sql(spec: SchemaSpec, url: URL, start: str | None, target: str) -> s
     buffer = io.StringIO()
     config = alembic_config(spec, url=url)
     config.output_buffer = buffer
-    with ALEMBIC_PROXY_LOCK:
-        command.upgrade(config, f"{start}:{target}" if start else target, sql=True)
+    command.upgrade(config, f"{start}:{target}" if start else target, sql=True)
     return buffer.getvalue()
 
 
