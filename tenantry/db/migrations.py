@@ -54,9 +54,12 @@ def head(spec: SchemaSpec) -> str | None:
     return heads[0] if heads else None
 
 
-def current(conn: Connection, spec: SchemaSpec) -> str | None:
-    """The revision the database is at, read from the role's own version table."""
-    if not inspect(conn).has_table(spec.version_table):
+def current(conn: Connection, spec: SchemaSpec, *, table_exists: bool = False) -> str | None:
+    """The revision the database is at, read from the role's own version table.
+
+    ``table_exists`` skips looking the table up (the caller just read it on ``conn``).
+    """
+    if not table_exists and not inspect(conn).has_table(spec.version_table):
         return None
     rows = conn.execute(text(f"SELECT version_num FROM {spec.version_table}")).scalars().all()
     if len(rows) > 1:

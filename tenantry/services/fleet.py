@@ -153,6 +153,13 @@ def probe(conn: Connection, spec: SchemaSpec) -> tuple[Identity | None, str | No
 def checked_revision(conn: Connection, db: TenantDb, spec: SchemaSpec) -> str | None:
     """The tenant database's revision, after making sure it is the one master recorded for
     the store (role, schema and instance id); :class:`WrongDatabase` otherwise."""
+    return checked_identity(conn, db, spec)[1]
+
+
+def checked_identity(
+    conn: Connection, db: TenantDb, spec: SchemaSpec
+) -> tuple[Identity, str | None]:
+    """The tenant database's identity and revision, checked as :func:`checked_revision`."""
     identity, revision = probe(conn, spec)
     if identity is None or identity.role != spec.role or identity.schema_name != spec.name:
         raise WrongDatabase(
@@ -166,7 +173,7 @@ def checked_revision(conn: Connection, db: TenantDb, spec: SchemaSpec) -> str | 
             f"{db.instance_id} for store {db.slug}; nothing was changed.",
             "The connection points at another database: fix it in master before migrating.",
         )
-    return revision
+    return identity, revision
 
 
 @dataclass(frozen=True)
@@ -194,7 +201,7 @@ def migrate_tenant(db: TenantDb, spec: SchemaSpec, options: MigrateOptions) -> O
 
     try:
         with tenant_connection(db) as conn:
-            start = checked_revision(conn, db, spec)
+            identity, start = checked_identity(conn, db, spec)
             if start == options.goal:
                 return done(TenantOutcome.CURRENT, start)
             if options.before_ddl is not None:
@@ -208,6 +215,8 @@ def migrate_tenant(db: TenantDb, spec: SchemaSpec, options: MigrateOptions) -> O
                 owner=options.owner,
                 allow_destructive=options.allow_destructive,
                 lock_wait_s=options.lock_wait_s,
+                # Known to be this store's database, with a version table: not read twice.
+                checked=identity if start is not None else None,
             )
             start = result.from_revision
             status = TenantOutcome.MIGRATED if result.applied else TenantOutcome.CURRENT

@@ -79,17 +79,20 @@ def migrate(
     acting_app: str,
     owner: str,
     allow_destructive: bool = False,
+    checked: Identity | None = None,
 ) -> MigrationResult:
     """Upgrade the database on ``conn`` to ``target``, stamping identity on a fresh database.
 
     Refuses (before any change) a database of another role, a non-empty database without
     identity, an app that does not own the schema, a downgrade, and a pending revision that
     drops or narrows something unless ``allow_destructive``. Each applied revision's script
-    hash is recorded in the database as it is applied.
+    hash is recorded in the database as it is applied. ``checked`` is the identity the
+    caller has just verified on ``conn`` and read the version table with (fleet runs): the
+    guard's reads are not repeated, the revision is (under the lock).
     """
-    identity = guard(conn, spec, where=url)
+    identity = checked or guard(conn, spec, where=url)
     check_owner(spec, identity, acting_app, owner)
-    start = migrations.current(conn, spec)
+    start = migrations.current(conn, spec, table_exists=checked is not None)
     goal = migrations.resolve(spec, target)
     todo = migrations.between(spec, start, goal)
     if todo and not allow_destructive:
@@ -136,6 +139,7 @@ def migrate_locked(
     owner: str,
     allow_destructive: bool = False,
     lock_wait_s: float = 0.0,
+    checked: Identity | None = None,
 ) -> MigrationResult:
     """:func:`migrate` under the database's migration lock, in a transaction of its own.
 
@@ -152,6 +156,7 @@ def migrate_locked(
             acting_app=acting_app,
             owner=owner,
             allow_destructive=allow_destructive,
+            checked=checked,
         )
         failpoint("migrate.before_commit")
         return result
