@@ -659,14 +659,20 @@ def bench_noop(n: int, concurrency: int) -> dict[str, Any]:
                 register(platform, dbs, ids, AFTER)
                 dbs.settle()
                 setup_s = time.perf_counter() - t0
-                _say(f"{backend} x{n}: tenantry no-op")
                 options = fleet.MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
-                started = time.perf_counter()
-                report = fleet.run_fleet(
-                    platform.sessions, platform.box, spec, options, concurrency=concurrency
-                )
-                seconds = time.perf_counter() - started
-                _expect(report, n, TenantOutcome.CURRENT, "tenantry no-op")
+                # The first connection to a new PostgreSQL database builds its relation
+                # cache file (so does the first after a server restart); later runs, the
+                # usual case, find it. Both are measured.
+                timings: dict[str, dict[str, Any]] = {}
+                for step in ("tenantry_noop_cold", "tenantry_noop"):
+                    _say(f"{backend} x{n}: {step.replace('_', ' ')}")
+                    started = time.perf_counter()
+                    report = fleet.run_fleet(
+                        platform.sessions, platform.box, spec, options, concurrency=concurrency
+                    )
+                    seconds = time.perf_counter() - started
+                    _expect(report, n, TenantOutcome.CURRENT, "tenantry no-op")
+                    timings[step] = _timing(seconds, n) | _outcome_stats(report)
         finally:
             _say(f"{backend} x{n}: cleaning up")
             dbs.cleanup()
@@ -676,7 +682,7 @@ def bench_noop(n: int, concurrency: int) -> dict[str, Any]:
         "tenants": n,
         "concurrency": concurrency,
         "setup_s": setup_s,
-        "steps": {"tenantry_noop": _timing(seconds, n) | _outcome_stats(report)},
+        "steps": timings,
     }
 
 
@@ -700,6 +706,7 @@ STEP_LABELS = {
     "naive_noop": "naive no-op (same loop again)",
     "tenantry_apply": "tenantry apply (run_fleet)",
     "tenantry_noop": "tenantry no-op (run_fleet)",
+    "tenantry_noop_cold": "tenantry no-op (run_fleet), first connection to each database",
     "verify": "tenantry verify (verify_fleet)",
 }
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, select, text, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -335,40 +335,69 @@ class RunReport:
 
 
 class _Recorder:
-    """Writes outcomes to master in small batches from the run's thread."""
+    """Writes outcomes to master in batches, on a thread of its own when started, so the
+    run's thread keeps handing tenants to the pool while master is written."""
 
     def __init__(self, sessions: sessionmaker[Session], run_id: uuid.UUID) -> None:
         self._sessions = sessions
         self._run_id = run_id
         self._pending: list[Outcome] = []
-        self._last = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
-    def add(self, outcome: Outcome) -> None:
-        self._pending.append(outcome)
-        if time.monotonic() - self._last >= FLUSH_EVERY_S:
+    def start(self) -> None:
+        """Flush every :data:`FLUSH_EVERY_S` in the background until :meth:`close`."""
+        self._thread = threading.Thread(
+            target=self._loop, name="tenantry-fleet-record", daemon=True
+        )
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(FLUSH_EVERY_S):
             self.flush()
 
+    def add(self, outcome: Outcome) -> None:
+        with self._lock:
+            self._pending.append(outcome)
+
+    def close(self) -> None:
+        """Stop the background thread and write what is left (again: nothing)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        self.flush()
+
     def flush(self) -> None:
-        self._last = time.monotonic()
-        if not self._pending:
+        """Write the pending outcomes (and the run's counters) in one transaction."""
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if not batch:
             return
-        batch, self._pending = self._pending, []
         counts = Counter(o.status for o in batch)
         with self._sessions.begin() as session:
-            session.add_all(
-                FleetResult(
-                    run_id=self._run_id,
-                    store_id=o.store_id,
-                    slug=o.slug,
-                    from_revision=o.from_revision,
-                    to_revision=o.to_revision,
-                    status=o.status,
-                    duration_ms=o.duration_ms,
-                    error=o.error,
-                )
-                for o in batch
+            conn = session.connection()
+            # Core executemany: the ORM's unit of work cost more than the run's own work.
+            conn.execute(
+                insert(FleetResult),
+                [
+                    {
+                        "id": uuid.uuid4(),
+                        "run_id": self._run_id,
+                        "store_id": o.store_id,
+                        "slug": o.slug,
+                        "from_revision": o.from_revision,
+                        "to_revision": o.to_revision,
+                        "status": o.status,
+                        "duration_ms": o.duration_ms,
+                        "error": o.error,
+                        "finished_at": utcnow(),
+                    }
+                    for o in batch
+                ],
             )
-            session.execute(
+            conn.execute(
                 update(FleetRun)
                 .where(FleetRun.id == self._run_id)
                 .values(
@@ -380,7 +409,7 @@ class _Recorder:
                 )
             )
             for rev, ids in _by_revision(batch).items():
-                session.execute(update(Store).where(Store.id.in_(ids)).values(schema_revision=rev))
+                conn.execute(update(Store).where(Store.id.in_(ids)).values(schema_revision=rev))
 
 
 def _by_revision(outcomes: list[Outcome]) -> dict[str | None, list[uuid.UUID]]:
@@ -474,12 +503,13 @@ def run_fleet(
             except Exception:  # master hiccup: try again at the next beat
                 continue
 
+    recorder = _Recorder(sessions, run_id)
     try:
         beat = threading.Thread(target=heartbeat, name="tenantry-fleet-lease", daemon=True)
         beat.start()
         if on_start is not None:
             on_start(len(tenants))
-        recorder = _Recorder(sessions, run_id)
+        recorder.start()
         todo = iter(tenants)
         with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="tenantry-fleet") as pool:
             running: set[Future[Outcome]] = set()
@@ -494,18 +524,16 @@ def run_fleet(
             for _ in range(max(1, concurrency)):
                 submit_next()
             while running:
-                finished, _ = wait(running, timeout=FLUSH_EVERY_S, return_when=FIRST_COMPLETED)
+                finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in finished:
                     running.discard(future)
+                    submit_next()  # the pool first, the bookkeeping after
                     outcome = future.result()
                     report.outcomes.append(outcome)
                     recorder.add(outcome)
                     if on_outcome is not None:
                         on_outcome(outcome)
-                    submit_next()
-                if not finished:
-                    recorder.flush()
-        recorder.flush()
+        recorder.close()
         report.lost_lock = lost.is_set()
         report.status = (
             FleetRunStatus.FAILED
@@ -514,6 +542,7 @@ def run_fleet(
         )
     finally:
         stop.set()
+        recorder.close()  # idempotent: what a failed run finished is still recorded
         report.seconds = time.perf_counter() - began
         final = report.status if report.status != FleetRunStatus.RUNNING else FleetRunStatus.FAILED
         with sessions() as session:
@@ -779,7 +808,7 @@ def run_queued_tenant(
         )
     recorder = _Recorder(sessions, run_id)
     recorder.add(outcome)
-    recorder.flush()
+    recorder.close()
     _finish_if_done(sessions, run_id, role)
     return outcome
 
