@@ -110,7 +110,10 @@ def run(
     documents: list[dict[str, Any]] = []
     failed = 0
     with open_platform(settings) as platform:
-        for target in _targets(platform, db, all_tenants):
+        targets = _targets(platform, db, all_tenants)
+        if not targets and not json_output:
+            console.print("no active store databases: nothing to back up")
+        for target in targets:
             try:
                 with byte_progress(not json_output, f"backing up {target.scope}") as advance:
                     backup = take_backup(

@@ -89,6 +89,11 @@ def install() -> None:
             dispatch = _Dispatch(cls)
             attr_names, modules = cls._setups[cls]
             for globals_, _locals in modules:
+                running_now = globals_.get("_proxy")
+                if running_now is not None:
+                    # Installed while Alembic itself runs a migration in this thread (an
+                    # env.py importing tenantry): that migration stays this thread's.
+                    _stack(cls).append(running_now)
                 globals_["_proxy"] = dispatch
                 for name in attr_names:  # plain attributes (context.config): per thread too
                     globals_.pop(name, None)

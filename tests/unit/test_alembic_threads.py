@@ -4,6 +4,9 @@ moment each reach their own migration."""
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -53,3 +56,37 @@ def test_op_outside_any_migration_says_so() -> None:
     alembic_threads.install()
     with pytest.raises(NameError, match="alembic proxy unset"):
         op.add_column("t", sa.Column("x", sa.Integer()))
+
+
+def test_installing_while_alembic_runs_a_migration_keeps_that_migration() -> None:
+    # A fresh interpreter: Alembic's own proxy is in place when tenantry's is installed (an
+    # env.py that imports tenantry in the middle of `alembic upgrade`).
+    program = textwrap.dedent(
+        """
+        import io
+        import sqlalchemy as sa
+        from alembic import op
+        from alembic.migration import MigrationContext
+        from alembic.operations import Operations
+
+        buffer = io.StringIO()
+        context = MigrationContext.configure(
+            dialect_name="sqlite", opts={"as_sql": True, "output_buffer": buffer}
+        )
+        with Operations.context(context):
+            from tenantry.db import alembic_threads
+
+            alembic_threads.install()
+            op.add_column("gamma", sa.Column("note", sa.String(20)))
+        print(buffer.getvalue())
+        try:
+            op.add_column("gamma", sa.Column("x", sa.Integer()))
+        except NameError:
+            print("unset after the migration")
+        """
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
+    ).stdout
+    assert "ALTER TABLE gamma ADD COLUMN note" in out
+    assert "unset after the migration" in out
