@@ -35,7 +35,13 @@ from tenantry.runtime import Platform
 from tenantry.services import audit
 from tenantry.services.backups import catalog, policies, retention, scheduling
 from tenantry.services.backups.taking import take_backup
-from tenantry.services.backups.targets import BackupTarget, resolve, scratch_server, tenant_targets
+from tenantry.services.backups.targets import (
+    BackupTarget,
+    resolve,
+    scope_of,
+    scratch_server,
+    tenant_targets,
+)
 from tenantry.services.backups.verification import get_backup, verify_backup
 from tenantry.settings import load_settings
 
@@ -184,7 +190,7 @@ def list_(
         )
         table.add_row(
             catalog.short(b.id),
-            f"{catalog.backup_document(b)['scope']}",
+            scope_of(b),
             b.status + (" 📌" if b.pinned else ""),
             when(b.started_at),
             _size(b.size_bytes),
@@ -243,7 +249,7 @@ def verify_(
     with open_platform(settings) as platform:
         with platform.sessions() as session:
             backup = get_backup(session, backup_id)
-            policy = policies.policy_for(session, retention.scope_of(backup))
+            policy = policies.policy_for(session, scope_of(backup))
         result = _verify_one(platform, storage, backup, show=not json_output)
     document = {
         **asdict(result),

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
 from tenantry.db import checksums, migrations
-from tenantry.db.engines import writer
+from tenantry.db.engines import writer_sessions
 from tenantry.db.identity import Identity, identity_from_rows, identity_table, read_identity
 from tenantry.db.master.models import (
     DatabaseStatus,
@@ -301,7 +301,7 @@ def release_lock(session: Session, role: str, run_id: uuid.UUID) -> None:
 def _writer_session(sessions: sessionmaker[Session]) -> Session:
     # Taking the lock reads, then writes: on SQLite that transaction must hold the write
     # lock from its start, or a concurrent writer makes it fail instead of wait.
-    return sessions(bind=writer(sessions.kw["bind"]))
+    return writer_sessions(sessions)()
 
 
 # --------------------------------------------------------------------------- the run

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from tenantry.backup.storage import Storage
 from tenantry.db.master.models import Backup, BackupStatus
 from tenantry.db.types import utcnow
-from tenantry.services.backups.targets import STORE_PREFIX, parse_scope
+from tenantry.services.backups.targets import parse_scope, scope_of
 
 
 def list_backups(
@@ -39,7 +39,7 @@ def waiting_too_long(session: Session, older_than: timedelta) -> list[tuple[uuid
     their scope, to be enqueued again."""
     cutoff = utcnow() - older_than
     query = select(Backup).where(Backup.status == BackupStatus.QUEUED, Backup.started_at < cutoff)
-    return [(b.id, f"{STORE_PREFIX}{b.slug}" if b.slug else b.role) for b in session.scalars(query)]
+    return [(b.id, scope_of(b)) for b in session.scalars(query)]
 
 
 def set_pinned(session: Session, backup: Backup, pinned: bool) -> Backup:
@@ -50,10 +50,9 @@ def set_pinned(session: Session, backup: Backup, pinned: bool) -> Backup:
 
 def backup_document(backup: Backup, storage: Storage | None = None) -> dict[str, Any]:
     """A catalog entry as JSON: where the artifact is and what it holds, never a secret."""
-    scope = f"{STORE_PREFIX}{backup.slug}" if backup.slug else backup.role
     return {
         "id": str(backup.id),
-        "scope": scope,
+        "scope": scope_of(backup),
         "status": backup.status,
         "role": backup.role,
         "store": backup.slug,

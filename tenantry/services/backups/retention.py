@@ -23,7 +23,7 @@ from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import TenantryError
 from tenantry.services.backups.policies import policy_for
-from tenantry.services.backups.targets import STORE_PREFIX
+from tenantry.services.backups.targets import scope_of
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,6 @@ class Decision:
     started_at: datetime
     prune: bool
     why: str
-
-
-def scope_of(backup: Backup) -> str:
-    """The policy scope a backup belongs to."""
-    return f"{STORE_PREFIX}{backup.slug}" if backup.slug else backup.role
 
 
 def plan_prune(session: Session, *, now: datetime | None = None) -> list[Decision]:

@@ -24,11 +24,11 @@ from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, TenantryError
 from tenantry.services.backups import retention
 from tenantry.services.backups.policies import Policy, next_due, policy_for
-from tenantry.services.backups.retention import scope_of
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import (
     BackupTarget,
     resolve,
+    scope_of,
     scratch_server,
     tenant_targets,
 )

@@ -40,7 +40,17 @@ class BackupTarget:
     @property
     def scope(self) -> str:
         """``master``, ``billing`` or ``store:<slug>``: how commands and policies name it."""
-        return f"{STORE_PREFIX}{self.slug}" if self.slug else self.role
+        return scope_name(self.role, self.slug)
+
+
+def scope_name(role: str, slug: str | None) -> str:
+    """``master``, ``billing`` or ``store:<slug>``: how commands and policies name a database."""
+    return f"{STORE_PREFIX}{slug}" if slug else role
+
+
+def scope_of(backup: Backup) -> str:
+    """The scope of the database ``backup`` was taken of."""
+    return scope_name(backup.role, backup.slug)
 
 
 def parse_scope(ref: str) -> tuple[Role, str | None]:

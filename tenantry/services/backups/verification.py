@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,12 +55,14 @@ def get_backup(session: Session, ref: str | uuid.UUID) -> Backup:
     try:
         found = session.get(Backup, uuid.UUID(text))
     except ValueError:
-        matches = [b for b in session.query(Backup).all() if str(b.id).startswith(text)]
+        # Ids only, matched as printed: the stored form differs per backend (native UUID on
+        # PostgreSQL, hex without dashes elsewhere), so SQL LIKE cannot match everywhere.
+        matches = [i for i in session.scalars(select(Backup.id)) if str(i).startswith(text)]
         if len(matches) > 1:
             raise Conflict(
                 f"{len(matches)} backups start with {text!r}.", "Give more of the id."
             ) from None
-        found = matches[0] if matches else None
+        found = session.get(Backup, matches[0]) if matches else None
     if found is None:
         raise NotFound(f"no backup {text!r}.", "See the catalog with `tenantry backup list`.")
     return found
