@@ -40,12 +40,21 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
+from benchkit import (
+    checkpoint,
+    database_names,
+    drop_databases,
+    environment,
+    parallel,
+    pct,
+    progress_console,
+    say,
+)
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -58,21 +67,19 @@ from rich.progress import (
 from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.backup.storage import LocalStorage
-from tenantry.crypto import ensure_key_file
+from tenantry.cli.init_cmd import run_init
 from tenantry.db.admin import (
     create_database,
     dispose_server_engines,
-    drop_database,
     run_server_sql,
 )
 from tenantry.db.engines import make_engine
 from tenantry.db.identity import IDENTITY_TABLE
 from tenantry.db.master.models import Backup
-from tenantry.db.schemas import SchemaSpec, billing_schema, master_schema, tenant_schema
+from tenantry.db.schemas import SchemaSpec, tenant_schema
 from tenantry.db.urls import mask, parse_url
 from tenantry.services import schema_ops
 from tenantry.services.backups.taking import take_backup
@@ -107,19 +114,17 @@ _TENANTRY_VARS = (
     "TENANTRY_BACKUP_S3_BUCKET",
     "TENANTRY_TENANT_SCHEMA",
     "TENANTRY_FAILPOINTS",
+    "TENANTRY_APP",
+    "TENANTRY_MASTER_OWNER",
+    "TENANTRY_BILLING_OWNER",
 )
 
 console = Console(width=160)
-progress_console = Console(stderr=True)
 T = TypeVar("T")
 R = TypeVar("R")
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def _say(message: str) -> None:
-    progress_console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
 
 
 def _progress(*columns: Any) -> Progress:
@@ -133,24 +138,6 @@ def _progress(*columns: Any) -> Progress:
     )
 
 
-def _parallel(label: str, items: Sequence[T], fn: Callable[[T], R], workers: int) -> list[R]:
-    """``fn`` over ``items`` on ``workers`` threads with a progress bar; results in order.
-
-    On an error or Ctrl-C, work not yet started is cancelled and running work awaited.
-    """
-    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="bench")
-    try:
-        with _progress(MofNCompleteColumn()) as progress:
-            task = progress.add_task(label, total=len(items))
-            futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
-            for future in as_completed(futures):
-                future.result()
-                progress.advance(task)
-            return [f.result() for f in futures]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
 def _sequential(label: str, items: Sequence[T], fn: Callable[[T], R]) -> list[R]:
     """``fn`` over ``items`` one after another, with a progress bar."""
     results: list[R] = []
@@ -162,16 +149,11 @@ def _sequential(label: str, items: Sequence[T], fn: Callable[[T], R]) -> list[R]
     return results
 
 
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
 def _spread(values: list[float]) -> dict[str, float]:
     """Median, p90, max and sum of per-database seconds."""
     return {
         "median": statistics.median(values),
-        "p90": _pct(values, 0.9),
+        "p90": pct(values, 0.9),
         "max": max(values),
         "sum": sum(values),
     }
@@ -186,23 +168,6 @@ def _timed(fn: Callable[[], T]) -> tuple[float, T]:
 def _first_line(exc: BaseException) -> str:
     message = str(exc).strip()
     return f"{type(exc).__name__}: {message.splitlines()[0] if message else ''}"
-
-
-@contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` set and other installations' variables unset."""
-    saved = {k: os.environ.get(k) for k in (*values, *_TENANTRY_VARS)}
-    for k in _TENANTRY_VARS:
-        os.environ.pop(k, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 # --------------------------------------------------------------------------- the installation
@@ -229,20 +194,9 @@ def installation(root: Path, taken: list[uuid.UUID]) -> Iterator[Catalog]:
 
     The ids of the backups taken go to ``taken``, for the cleanup.
     """
-    with _environment({"TENANTRY_DATA_DIR": str(root / "data")}):
+    with environment({"TENANTRY_DATA_DIR": str(root / "data")}, _TENANTRY_VARS):
         settings = load_settings()
-    ensure_key_file(settings.key_file)
-    for spec, url in (
-        (master_schema(), settings.master_url),
-        (billing_schema(), settings.billing_url),
-    ):
-        create_database(url)
-        engine = make_engine(url)
-        try:
-            with engine.begin() as conn:
-                schema_ops.migrate(conn, spec, "bench", acting_app=OWNER, owner=OWNER)
-        finally:
-            engine.dispose()
+    run_init(settings)
     master = make_engine(settings.master_url)
     try:
         yield Catalog(
@@ -472,42 +426,17 @@ class Databases:
     def settle(self) -> None:
         """Flush the server's dirty pages (and the OS's), so the next step does not pay for
         the previous one's writes."""
-        os.sync()
-        engine = make_engine(self.server, pooled=False)
-        try:
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("CHECKPOINT")
-        except DBAPIError as exc:  # not a superuser (nor pg_checkpoint): measure anyway
-            _say(f"[yellow]CHECKPOINT refused, timings may include its writes: {exc.orig}[/]")
-        finally:
-            engine.dispose()
+        checkpoint(self.server)
         os.sync()
 
     def cleanup(self, backup_ids: Sequence[uuid.UUID]) -> None:
         """Drop every database of this run, and tenantry's scratch copies of its backups."""
         scratch = {f"{SCRATCH_PREFIX}verify_{b.hex[:12]}" for b in backup_ids}
         SERVERS.dispose()
-        engine = make_engine(self.server, pooled=False)
-        try:
-            with engine.connect() as conn:
-                names = [
-                    str(n)
-                    for n in conn.execute(text("SELECT datname FROM pg_database")).scalars()
-                    if str(n).startswith(self.prefix) or str(n) in scratch
-                ]
-        except Exception as exc:
-            _say(f"[red]cannot list the server's databases ({exc}); some may be left[/]")
-            names = []
-        finally:
-            engine.dispose()
-        if names:
-            server = self.server
-            _parallel(
-                f"dropping {len(names)} databases",
-                names,
-                lambda name: drop_database(server.set(database=name)),
-                ADMIN_WORKERS,
-            )
+        names = database_names(
+            self.server, lambda name: name.startswith(self.prefix) or name in scratch
+        )
+        drop_databases(self.server, names or [], ADMIN_WORKERS)
         dispose_server_engines()
 
 
@@ -597,7 +526,7 @@ def bench_one(size_mb: float, rounds: int) -> dict[str, Any]:
         taken: list[uuid.UUID] = []
         try:
             with installation(root, taken) as catalog:
-                _say(f"one database: creating {size_mb:g} MB of store data")
+                say(f"one database: creating {size_mb:g} MB of store data")
                 url, filled = dbs.create_store("big", size_mb, f"filling {size_mb:g} MB")
                 target = BackupTarget(dbs.spec, url, uuid.uuid4(), "bench-big", _instance_id(url))
                 samples: list[dict[str, Any]] = []
@@ -608,10 +537,10 @@ def bench_one(size_mb: float, rounds: int) -> dict[str, Any]:
                         if who == "plain":
                             file = root / f"plain-{r}.dump"
                             dbs.settle()
-                            _say(f"round {r + 1}/{rounds}: pg_dump -Fc")
+                            say(f"round {r + 1}/{rounds}: pg_dump -Fc")
                             backup_s = plain_backup(url, file)
                             dbs.settle()
-                            _say(f"round {r + 1}/{rounds}: createdb + pg_restore + dropdb")
+                            say(f"round {r + 1}/{rounds}: createdb + pg_restore + dropdb")
                             verify = plain_verify(dbs.url("plain_scratch"), file)
                             sample["plain"] = {
                                 "backup_s": backup_s,
@@ -622,10 +551,10 @@ def bench_one(size_mb: float, rounds: int) -> dict[str, Any]:
                             file.unlink()
                         else:
                             dbs.settle()
-                            _say(f"round {r + 1}/{rounds}: tenantry take_backup")
+                            say(f"round {r + 1}/{rounds}: tenantry take_backup")
                             backup_s, backup = tenantry_backup(catalog, target)
                             dbs.settle()
-                            _say(f"round {r + 1}/{rounds}: tenantry verify_backup")
+                            say(f"round {r + 1}/{rounds}: tenantry verify_backup")
                             verify_s, result = tenantry_verify(catalog, backup, dbs.server)
                             sample["tenantry"] = {
                                 "backup_s": backup_s,
@@ -641,7 +570,7 @@ def bench_one(size_mb: float, rounds: int) -> dict[str, Any]:
                         s["total_s"] = s["backup_s"] + s["verify_s"]
                     samples.append(sample)
         finally:
-            _say("one database: cleaning up")
+            say("one database: cleaning up")
             dbs.cleanup(taken)
 
     def median(who: str, key: str) -> float:
@@ -700,10 +629,10 @@ def bench_tenants(n: int, tenant_mb: float, concurrency: int) -> dict[str, Any]:
         taken: list[uuid.UUID] = []
         try:
             with installation(root, taken) as catalog:
-                _say(f"{n} tenants: a {tenant_mb:g} MB template")
+                say(f"{n} tenants: a {tenant_mb:g} MB template")
                 template, filled = dbs.create_store("tpl", tenant_mb, f"filling {tenant_mb:g} MB")
                 dispose_server_engines()  # nothing may be connected to a template being copied
-                clones = _parallel(
+                clones = parallel(
                     f"creating {n} tenant databases",
                     [f"t{i:04d}" for i in range(n)],
                     lambda suffix: dbs.clone(template, suffix),
@@ -729,15 +658,15 @@ def bench_tenants(n: int, tenant_mb: float, concurrency: int) -> dict[str, Any]:
                     return TenantRun(backup_s, verify_s, backup.size_bytes or 0)
 
                 dbs.settle()
-                _say(f"{n} tenants: plain pg_dump -Fc + createdb/pg_restore/dropdb, one by one")
+                say(f"{n} tenants: plain pg_dump -Fc + createdb/pg_restore/dropdb, one by one")
                 plain_s, plain_runs = _timed(lambda: _sequential(f"plain x{n}", targets, plain_one))
                 dbs.settle()
-                _say(f"{n} tenants: tenantry take_backup + verify_backup, c={concurrency}")
+                say(f"{n} tenants: tenantry take_backup + verify_backup, c={concurrency}")
                 tenantry_s, tenantry_runs = _timed(
-                    lambda: _parallel(f"tenantry x{n}", targets, tenantry_one, concurrency)
+                    lambda: parallel(f"tenantry x{n}", targets, tenantry_one, concurrency)
                 )
         finally:
-            _say(f"{n} tenants: cleaning up")
+            say(f"{n} tenants: cleaning up")
             dbs.cleanup(taken)
 
     def summary(seconds: float, runs: list[TenantRun]) -> dict[str, Any]:

@@ -36,8 +36,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
@@ -45,14 +44,21 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from alembic import command
+from benchkit import (
+    checkpoint,
+    database_names,
+    drop_databases,
+    environment,
+    parallel,
+    pct,
+    say,
+)
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import MetaData, create_engine, select, text, update
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
 
-from tenantry.crypto import ensure_key_file
+from tenantry.cli.init_cmd import run_init
 from tenantry.db import migrations
 from tenantry.db.admin import (
     create_database,
@@ -69,7 +75,7 @@ from tenantry.db.master.models import (
     Store,
     TenantOutcome,
 )
-from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema
+from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.db.urls import mask, parse_url
 from tenantry.runtime import Platform
 from tenantry.services import connections, fleet, schema_ops
@@ -85,10 +91,16 @@ B002_FILE = "b002_note.py"
 #: Databases created or dropped at once (tenantry's cached server engine holds at most 5).
 ADMIN_WORKERS = 5
 #: Variables that would point the installation elsewhere.
-_TENANTRY_VARS = ("DATABASE_URL", "DATABASE_URL_BILLING", "TENANTRY_SECRET_KEYS")
+_TENANTRY_VARS = (
+    "DATABASE_URL",
+    "DATABASE_URL_BILLING",
+    "TENANTRY_SECRET_KEYS",
+    "TENANTRY_APP",
+    "TENANTRY_MASTER_OWNER",
+    "TENANTRY_BILLING_OWNER",
+)
 
 console = Console(width=160)
-progress_console = Console(stderr=True)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -241,23 +253,6 @@ def _write_plugin(plug_dir: Path, with_b002: bool) -> str:
 
 
 @contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
-    """``os.environ`` with ``values`` set and other installations' variables unset."""
-    saved = {k: os.environ.get(k) for k in (*values, *_TENANTRY_VARS)}
-    for k in _TENANTRY_VARS:
-        os.environ.pop(k, None)
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-@contextmanager
 def installation(root: Path, *, with_b002: bool) -> Iterator[Installation]:
     """What ``tenantry init`` does, in ``root``, with a generated plug-in; closed on exit."""
     plug_dir = root / "plug"
@@ -265,20 +260,9 @@ def installation(root: Path, *, with_b002: bool) -> Iterator[Installation]:
     sys.path.insert(0, str(plug_dir))
     env = {"TENANTRY_DATA_DIR": str(root / "data"), "TENANTRY_TENANT_SCHEMA": module}
     try:
-        with _environment(env):
+        with environment(env, _TENANTRY_VARS):
             settings = load_settings()
-            ensure_key_file(settings.key_file)
-            for spec, url in (
-                (master_schema(), settings.master_url),
-                (billing_schema(), settings.billing_url),
-            ):
-                create_database(url)
-                engine = make_engine(url)
-                try:
-                    with engine.begin() as conn:
-                        schema_ops.migrate(conn, spec, "bench", acting_app=OWNER, owner=OWNER)
-                finally:
-                    engine.dispose()
+            run_init(settings)
             platform = Platform.open(settings)
         try:
             plugin = importlib.import_module(module)
@@ -295,43 +279,8 @@ def installation(root: Path, *, with_b002: bool) -> Iterator[Installation]:
 # --------------------------------------------------------------------------- helpers
 
 
-def _parallel(label: str, items: Sequence[T], fn: Callable[[T], R], workers: int) -> list[R]:
-    """``fn`` over ``items`` on ``workers`` threads with a progress bar; results in order.
-
-    On an error or Ctrl-C, work not yet started is cancelled and running work awaited.
-    """
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=progress_console,
-        transient=True,
-    )
-    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="bench")
-    try:
-        with progress:
-            task = progress.add_task(label, total=len(items))
-            futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
-            for future in as_completed(futures):
-                future.result()
-                progress.advance(task)
-            return [f.result() for f in futures]
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-def _say(message: str) -> None:
-    progress_console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
-
-
 def _timing(seconds: float, tenants: int) -> dict[str, float]:
     return {"seconds": seconds, "ms_per_tenant": seconds * 1000 / tenants if tenants else 0.0}
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def _outcome_stats(report: fleet.RunReport) -> dict[str, Any]:
@@ -343,7 +292,7 @@ def _outcome_stats(report: fleet.RunReport) -> dict[str, Any]:
         "run_seconds": report.seconds,
         "tenant_ms": {
             "median": statistics.median(ms) if ms else None,
-            "p90": _pct(ms, 0.9) if ms else None,
+            "p90": pct(ms, 0.9) if ms else None,
             "max": max(ms, default=None),
         },
     }
@@ -431,26 +380,19 @@ class TenantDatabases:
 
     def clone_all(self, label: str) -> list[str]:
         """Every database cloned from the template; their instance ids, in order."""
-        return _parallel(label, range(self.n), self._clone, ADMIN_WORKERS)
+        return parallel(label, range(self.n), self._clone, ADMIN_WORKERS)
 
     def settle(self) -> None:
         """Flush the creation's writes first, so the timings that follow do not pay for them
         (creating hundreds of databases leaves gigabytes of WAL and dirty pages behind)."""
-        os.sync()
         if self.server is None:
+            os.sync()
             return
-        engine = make_engine(self.server, pooled=False)
-        try:
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                conn.exec_driver_sql("CHECKPOINT")
-        except DBAPIError as exc:  # not a superuser (nor pg_checkpoint): measure anyway
-            _say(f"[yellow]CHECKPOINT refused, timings may include its writes: {exc.orig}[/]")
-        finally:
-            engine.dispose()
+        checkpoint(self.server)
 
     def drop_all(self, label: str) -> None:
         """Drop the N databases (not the template)."""
-        _parallel(label, self.urls, drop_database, ADMIN_WORKERS)
+        parallel(label, self.urls, drop_database, ADMIN_WORKERS)
 
     def cleanup(self) -> None:
         """Drop everything this object may have created, template included."""
@@ -458,27 +400,10 @@ class TenantDatabases:
             for url in [*self.urls, self.template]:
                 drop_database(url)
             return
-        engine = make_engine(self.server, pooled=False)
-        try:
-            with engine.connect() as conn:
-                names = [
-                    str(n)
-                    for n in conn.execute(text("SELECT datname FROM pg_database")).scalars()
-                    if str(n).startswith(self.prefix)
-                ]
-        except Exception as exc:  # try every name this run may have used
-            _say(f"[yellow]cannot list the server's databases ({exc}); dropping by name[/]")
+        names = database_names(self.server, lambda name: name.startswith(self.prefix))
+        if names is None:  # try every name this run may have used
             names = [str(u.database) for u in [*self.urls, self.template]]
-        finally:
-            engine.dispose()
-        if names:
-            server = self.server
-            _parallel(
-                f"dropping {len(names)} databases",
-                names,
-                lambda name: drop_database(server.set(database=name)),
-                ADMIN_WORKERS,
-            )
+        drop_databases(self.server, names, ADMIN_WORKERS)
         dispose_server_engines()
 
 
@@ -585,11 +510,11 @@ def bench_fleet(backend: str, n: int, concurrency: int) -> dict[str, Any]:
                     raise RuntimeError(f"the plug-in's head is {migrations.head(after)}")
                 steps: dict[str, dict[str, Any]] = {}
 
-                _say(f"{backend} x{n}: naive apply")
+                say(f"{backend} x{n}: naive apply")
                 steps["naive_apply"] = _timing(naive_loop(dbs.urls, after), n)
                 if (seen := _revisions(dbs.urls, after)) != {AFTER}:
                     raise RuntimeError(f"naive apply left the databases at {seen}")
-                _say(f"{backend} x{n}: naive no-op")
+                say(f"{backend} x{n}: naive no-op")
                 steps["naive_noop"] = _timing(naive_loop(dbs.urls, after), n)
 
                 dbs.drop_all(f"{backend}: dropping {n} databases")
@@ -602,7 +527,7 @@ def bench_fleet(backend: str, n: int, concurrency: int) -> dict[str, Any]:
                     ("tenantry_apply", TenantOutcome.MIGRATED),
                     ("tenantry_noop", TenantOutcome.CURRENT),
                 ):
-                    _say(f"{backend} x{n}: {step.replace('_', ' ')}")
+                    say(f"{backend} x{n}: {step.replace('_', ' ')}")
                     started = time.perf_counter()
                     report = fleet.run_fleet(
                         platform.sessions, platform.box, after, options, concurrency=concurrency
@@ -611,7 +536,7 @@ def bench_fleet(backend: str, n: int, concurrency: int) -> dict[str, Any]:
                     _expect(report, n, expected, step)
                     steps[step] = _timing(seconds, n) | _outcome_stats(report)
 
-                _say(f"{backend} x{n}: verify")
+                say(f"{backend} x{n}: verify")
                 started = time.perf_counter()
                 checks = fleet.verify_fleet(
                     platform.sessions, platform.box, after, concurrency=concurrency
@@ -627,7 +552,7 @@ def bench_fleet(backend: str, n: int, concurrency: int) -> dict[str, Any]:
                 with platform.sessions() as session:
                     status = fleet.fleet_status(session, after)
         finally:
-            _say(f"{backend} x{n}: cleaning up")
+            say(f"{backend} x{n}: cleaning up")
             dbs.cleanup()
     apply_ratio = steps["naive_apply"]["seconds"] / steps["tenantry_apply"]["seconds"]
     noop_ratio = steps["naive_noop"]["seconds"] / steps["tenantry_noop"]["seconds"]
@@ -665,7 +590,7 @@ def bench_noop(n: int, concurrency: int) -> dict[str, Any]:
                 # usual case, find it. Both are measured.
                 timings: dict[str, dict[str, Any]] = {}
                 for step in ("tenantry_noop_cold", "tenantry_noop"):
-                    _say(f"{backend} x{n}: {step.replace('_', ' ')}")
+                    say(f"{backend} x{n}: {step.replace('_', ' ')}")
                     started = time.perf_counter()
                     report = fleet.run_fleet(
                         platform.sessions, platform.box, spec, options, concurrency=concurrency
@@ -674,7 +599,7 @@ def bench_noop(n: int, concurrency: int) -> dict[str, Any]:
                     _expect(report, n, TenantOutcome.CURRENT, "tenantry no-op")
                     timings[step] = _timing(seconds, n) | _outcome_stats(report)
         finally:
-            _say(f"{backend} x{n}: cleaning up")
+            say(f"{backend} x{n}: cleaning up")
             dbs.cleanup()
     return {
         "backend": backend,

@@ -21,21 +21,21 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchkit import pct
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from tenantry.crypto import ensure_key_file
-from tenantry.db.admin import create_database, drop_database
+from tenantry.cli.init_cmd import run_init
+from tenantry.db.admin import drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import ProvisioningMode
-from tenantry.db.schemas import billing_schema, master_schema
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.urls import parse_url
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, schema_ops, servers, stores
+from tenantry.services import provisioning, servers, stores
 from tenantry.services.connections import tenant_url
 from tenantry.settings import load_settings
 
@@ -47,22 +47,8 @@ PG_URL = os.environ.get(
 def _install(data_dir: Path) -> Platform:
     os.environ["TENANTRY_DATA_DIR"] = str(data_dir)
     settings = load_settings()
-    ensure_key_file(settings.key_file)
-    for spec, url in (
-        (master_schema(), settings.master_url),
-        (billing_schema(), settings.billing_url),
-    ):
-        create_database(url)
-        engine = make_engine(url)
-        with engine.begin() as conn:
-            schema_ops.migrate(conn, spec, "bench", acting_app="tenantry", owner="tenantry")
-        engine.dispose()
+    run_init(settings)
     return Platform.open(settings)
-
-
-def _pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 def bench_provision(backend: str, n: int) -> dict[str, Any]:
@@ -108,7 +94,7 @@ def bench_provision(backend: str, n: int) -> dict[str, Any]:
             "backend": backend,
             "stores": n,
             "median_ms": statistics.median(per_store),
-            "p90_ms": _pct(per_store, 0.9),
+            "p90_ms": pct(per_store, 0.9),
             "max_ms": max(per_store),
             "total_s": total,
             "routing": routing,

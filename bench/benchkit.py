@@ -1,0 +1,118 @@
+"""What the benchmarks share: progress output, a thread pool with a bar, percentiles, an
+environment of their own, and PostgreSQL housekeeping (checkpoint, listing, dropping)."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from contextlib import contextmanager
+from typing import TypeVar
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from sqlalchemy import text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
+
+from tenantry.db.admin import drop_database
+from tenantry.db.engines import make_engine
+
+progress_console = Console(stderr=True)
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def say(message: str) -> None:
+    """A timestamped line on stderr."""
+    progress_console.print(f"[dim]{time.strftime('%H:%M:%S')}[/] {message}")
+
+
+def parallel(label: str, items: Sequence[T], fn: Callable[[T], R], workers: int) -> list[R]:
+    """``fn`` over ``items`` on ``workers`` threads with a progress bar; results in order.
+
+    On an error or Ctrl-C, work not yet started is cancelled and running work awaited.
+    """
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=progress_console,
+        transient=True,
+    )
+    pool = ThreadPoolExecutor(max(1, workers), thread_name_prefix="bench")
+    try:
+        with progress:
+            task = progress.add_task(label, total=len(items))
+            futures: list[Future[R]] = [pool.submit(fn, item) for item in items]
+            for future in as_completed(futures):
+                future.result()
+                progress.advance(task)
+            return [f.result() for f in futures]
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def pct(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+@contextmanager
+def environment(values: dict[str, str], unset: Sequence[str]) -> Iterator[None]:
+    """``os.environ`` with ``values`` set and the ``unset`` variables removed, then restored."""
+    saved = {k: os.environ.get(k) for k in (*values, *unset)}
+    for k in unset:
+        os.environ.pop(k, None)
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def checkpoint(server: URL) -> None:
+    """Flush the OS's and the server's dirty pages, so the next step does not pay for the
+    previous one's writes."""
+    os.sync()
+    engine = make_engine(server, pooled=False)
+    try:
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("CHECKPOINT")
+    except DBAPIError as exc:  # not a superuser (nor pg_checkpoint): measure anyway
+        say(f"[yellow]CHECKPOINT refused, timings may include its writes: {exc.orig}[/]")
+    finally:
+        engine.dispose()
+
+
+def database_names(server: URL, wanted: Callable[[str], bool]) -> list[str] | None:
+    """The server's databases whose name is ``wanted``; None (said) when they cannot be
+    listed."""
+    engine = make_engine(server, pooled=False)
+    try:
+        with engine.connect() as conn:
+            names = conn.execute(text("SELECT datname FROM pg_database")).scalars()
+            return [str(n) for n in names if wanted(str(n))]
+    except Exception as exc:
+        say(f"[yellow]cannot list the server's databases ({exc})[/]")
+        return None
+    finally:
+        engine.dispose()
+
+
+def drop_databases(server: URL, names: Sequence[str], workers: int) -> None:
+    """Drop ``names`` on ``server``, ``workers`` at a time."""
+    if names:
+        parallel(
+            f"dropping {len(names)} databases",
+            names,
+            lambda name: drop_database(server.set(database=name)),
+            workers,
+        )
