@@ -10,27 +10,28 @@ while letting a dead run's lock expire.
 from __future__ import annotations
 
 import os
+import queue
 import socket
 import threading
 import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, case, delete, func, insert, select, text, update
+from sqlalchemy import Connection, and_, case, delete, func, insert, select, update
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
 from tenantry.db import checksums, migrations
 from tenantry.db.engines import writer_sessions
-from tenantry.db.identity import Identity, identity_from_rows, identity_table, read_identity
+from tenantry.db.identity import Identity
 from tenantry.db.master.models import (
     DatabaseStatus,
     FleetLock,
@@ -41,6 +42,7 @@ from tenantry.db.master.models import (
     Store,
     TenantOutcome,
 )
+from tenantry.db.probe import probe
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.server_connections import ServerConnections
 from tenantry.db.types import utcnow
@@ -55,7 +57,7 @@ from tenantry.errors import (
     WrongDatabase,
 )
 from tenantry.services import schema_ops
-from tenantry.services.connections import tenant_url
+from tenantry.services.connections import join_url
 
 #: Errors that mean "checked and said no, nothing was run" rather than "tried and failed".
 REFUSALS = (WrongDatabase, UnidentifiedDatabase, NotOwner, DestructiveChange)
@@ -78,8 +80,15 @@ def tenant_databases(
     session: Session, box: SecretBox, slugs: list[str] | None = None
 ) -> list[TenantDb]:
     """The active stores' databases (only ``slugs`` when given), ordered by slug."""
+    # Plain rows, not entities: over thousands of stores the ORM cost more than the query.
     query = (
-        select(Store, IntegrationConfig)
+        select(
+            Store.id,
+            Store.slug,
+            IntegrationConfig.config_data,
+            IntegrationConfig.secret_encrypted,
+            IntegrationConfig.instance_id,
+        )
         .join(
             IntegrationConfig,
             and_(IntegrationConfig.store_id == Store.id, IntegrationConfig.is_active.is_(True)),
@@ -90,8 +99,10 @@ def tenant_databases(
     if slugs:
         query = query.where(Store.slug.in_(slugs))
     found = [
-        TenantDb(store.id, store.slug, tenant_url(box, config), config.instance_id)
-        for store, config in session.execute(query).all()
+        TenantDb(
+            row.id, row.slug, join_url(box, row.config_data, row.secret_encrypted), row.instance_id
+        )
+        for row in session.execute(query)
     ]
     if slugs:
         missing = sorted(set(slugs) - {t.slug for t in found})
@@ -128,26 +139,6 @@ def tenant_connection(db: TenantDb) -> Iterator[Connection]:
     """One connection to the tenant database, closed (never pooled) afterwards."""
     with SERVERS.connect(db.url) as conn:
         yield conn
-
-
-def probe(conn: Connection, spec: SchemaSpec) -> tuple[Identity | None, str | None]:
-    """The database's identity and revision in two plain reads.
-
-    The usual case (both tables there) costs no catalogue lookups; anything else falls back
-    to the careful readers. Never writes; ends with no transaction open.
-    """
-    try:
-        rows = conn.execute(select(identity_table)).mappings().all()
-        versions = conn.execute(text(f"SELECT version_num FROM {spec.version_table}")).all()
-    except DBAPIError:
-        conn.rollback()
-        found = read_identity(conn), migrations.current(conn, spec)
-        conn.rollback()
-        return found
-    conn.rollback()
-    if len(versions) > 1:
-        return identity_from_rows(rows), migrations.current(conn, spec)  # raises, naming them
-    return identity_from_rows(rows), versions[0][0] if versions else None
 
 
 def checked_revision(conn: Connection, db: TenantDb, spec: SchemaSpec) -> str | None:
@@ -466,6 +457,57 @@ def _open_run(
     return run_id, tenants, took_over
 
 
+def _migrate_all(
+    tenants: list[TenantDb],
+    spec: SchemaSpec,
+    options: MigrateOptions,
+    concurrency: int,
+    stop: threading.Event,
+) -> Iterator[Outcome]:
+    """Each tenant's outcome as it comes, ``concurrency`` tenants at a time; no tenant is
+    started once ``stop`` is set (or once the caller stops iterating).
+
+    Plain threads pulling from one list, not an executor: a future and a wait per tenant
+    cost the dispatching thread more than a no-op tenant costs its worker.
+    """
+    todo = iter(tenants)
+    taking = threading.Lock()
+    done: queue.SimpleQueue[Outcome | None] = queue.SimpleQueue()
+    abandon = threading.Event()
+
+    def work() -> None:
+        try:
+            while not (stop.is_set() or abandon.is_set()):
+                with taking:
+                    db = next(todo, None)
+                if db is None:
+                    return
+                done.put(migrate_tenant(db, spec, options))
+        finally:
+            done.put(None)  # this worker is finished
+
+    workers = [
+        threading.Thread(target=work, name=f"tenantry-fleet-{i}", daemon=True)
+        for i in range(max(1, min(concurrency, len(tenants))))
+    ]
+    for worker in workers:
+        worker.start()
+    try:
+        running = len(workers)
+        while running:
+            outcome = done.get()
+            if outcome is None:
+                running -= 1
+            else:
+                yield outcome
+    finally:
+        # An interrupted run lets the tenants in hand finish (no DDL is cut off mid-way)
+        # before the caller releases the fleet lock.
+        abandon.set()
+        for worker in workers:
+            worker.join()
+
+
 def run_fleet(
     sessions: sessionmaker[Session],
     box: SecretBox,
@@ -510,29 +552,11 @@ def run_fleet(
         if on_start is not None:
             on_start(len(tenants))
         recorder.start()
-        todo = iter(tenants)
-        with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="tenantry-fleet") as pool:
-            running: set[Future[Outcome]] = set()
-
-            def submit_next() -> None:
-                if lost.is_set():
-                    return
-                db = next(todo, None)
-                if db is not None:
-                    running.add(pool.submit(migrate_tenant, db, spec, options))
-
-            for _ in range(max(1, concurrency)):
-                submit_next()
-            while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
-                for future in finished:
-                    running.discard(future)
-                    submit_next()  # the pool first, the bookkeeping after
-                    outcome = future.result()
-                    report.outcomes.append(outcome)
-                    recorder.add(outcome)
-                    if on_outcome is not None:
-                        on_outcome(outcome)
+        for outcome in _migrate_all(tenants, spec, options, concurrency, lost):
+            report.outcomes.append(outcome)
+            recorder.add(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
         recorder.close()
         report.lost_lock = lost.is_set()
         report.status = (

@@ -11,11 +11,12 @@ from sqlalchemy.orm import Session
 from tenantry.crypto import SecretBox
 from tenantry.db.identity import Identity
 from tenantry.db.master.models import Backup, DatabaseServer, IntegrationConfig
+from tenantry.db.probe import probe
 from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, tenant_schema
 from tenantry.db.urls import mask, parse_url
 from tenantry.errors import InvalidInput, NotFound, WrongDatabase
 from tenantry.services.connections import server_url, tenant_url
-from tenantry.services.fleet import SERVERS, probe, tenant_databases
+from tenantry.services.fleet import SERVERS, tenant_databases
 from tenantry.settings import Settings
 
 STORE_PREFIX = "store:"
