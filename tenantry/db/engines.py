@@ -71,6 +71,23 @@ def immediate(conn: Connection) -> Connection:
     return conn.execution_options(**{_IMMEDIATE: True})
 
 
+@contextmanager
+def single_statements(conn: Connection) -> Iterator[Connection]:
+    """``conn`` with no ``BEGIN``/``COMMIT`` around its statements for the block, where
+    that saves round trips (PostgreSQL, whose autocommit is client-side); elsewhere, and
+    inside a transaction, ``conn`` as it is. The isolation level is put back on exit."""
+    switch = conn.dialect.name == "postgresql" and not conn.in_transaction()
+    if switch:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        yield conn
+    finally:
+        if switch and not conn.closed and not conn.invalidated:
+            if conn.in_transaction():
+                conn.rollback()  # SQLAlchemy's own bookkeeping: nothing is open on the server
+            conn.execution_options(isolation_level=conn.default_isolation_level)
+
+
 def make_engine(
     url: URL,
     *,

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
+from tenantry.db.engines import single_statements
 from tenantry.errors import Conflict
 
 #: The advisory-lock key space tenantry uses (the first of PostgreSQL's two int4 keys).
@@ -65,13 +66,14 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
     key = zlib.crc32(name.encode()) & 0x7FFFFFFF
     deadline = time.monotonic() + wait_s
     while True:
-        if dialect == "postgresql":
-            got = conn.scalar(
-                text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": _PG_CLASS, "k": key}
-            )
-        else:
-            got = conn.scalar(text("SELECT GET_LOCK(:n, 0)"), {"n": name}) == 1
-        conn.commit()  # the probe's implicit transaction must not stay open around DDL
+        with single_statements(conn):
+            if dialect == "postgresql":
+                got = conn.scalar(
+                    text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": _PG_CLASS, "k": key}
+                )
+            else:
+                got = conn.scalar(text("SELECT GET_LOCK(:n, 0)"), {"n": name}) == 1
+            conn.commit()  # the probe's implicit transaction must not stay open around DDL
         if got:
             break
         if time.monotonic() >= deadline:
@@ -87,8 +89,11 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
         if not conn.closed and not conn.invalidated:
             if conn.in_transaction():
                 conn.rollback()
-            if dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_unlock(:c, :k)"), {"c": _PG_CLASS, "k": key})
-            else:
-                conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
-            conn.commit()
+            with single_statements(conn):
+                if dialect == "postgresql":
+                    conn.execute(
+                        text("SELECT pg_advisory_unlock(:c, :k)"), {"c": _PG_CLASS, "k": key}
+                    )
+                else:
+                    conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                conn.commit()

@@ -25,6 +25,7 @@ from sqlalchemy import table as table_clause
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.db import migrations
+from tenantry.db.engines import single_statements
 from tenantry.db.identity import Identity, identity_from_rows, identity_table, read_identity
 from tenantry.db.schemas import SchemaSpec
 
@@ -65,10 +66,7 @@ def probe(conn: Connection, spec: SchemaSpec) -> tuple[Identity | None, str | No
     autocommit, so it costs a single round trip; the connection's isolation level is put
     back afterwards.
     """
-    autocommit = conn.dialect.name == "postgresql" and not conn.in_transaction()
-    if autocommit:
-        conn.execution_options(isolation_level="AUTOCOMMIT")
-    try:
+    with single_statements(conn):
         try:
             rows = conn.execute(_statement(spec.version_table)).mappings().all()
         except DBAPIError:  # a table is missing (or more is wrong): look before reading
@@ -77,9 +75,6 @@ def probe(conn: Connection, spec: SchemaSpec) -> tuple[Identity | None, str | No
             conn.rollback()
             return found
         conn.rollback()
-    finally:
-        if autocommit and not conn.closed and not conn.invalidated:
-            conn.execution_options(isolation_level=conn.default_isolation_level)
     identities = [r for r in rows if r["part"] == _IDENTITY_ROW]
     versions = [r["version_num"] for r in rows if r["part"] == _VERSION_ROW]
     if len(versions) > 1:
