@@ -1,7 +1,7 @@
 """Benchmark: one tenant-schema revision over a fleet of tenant databases, naive vs tenantry.
 
     python bench/fleet.py [--tenants 100 500] [--backends sqlite postgresql] [--concurrency 4]
-                          [--noop-tenants 1000] [--out bench/results]
+                          [--noop-tenants 1000] [--repeat 3] [--out bench/results]
 
 For each backend and N: a fresh installation (temp data dir: SQLite master and billing) with
 a generated tenant-schema plug-in (``benchshop_<hex>``: revision ``b001`` creates
@@ -14,10 +14,11 @@ active stores in master. Then, wall-clock:
   ``command.upgrade(..., "head")`` each; naive no-op: the same loop again;
 * tenantry apply: the databases cloned again at ``b001``, then ``fleet.run_fleet`` to ``b002``
   with ``--concurrency`` (every outcome must be migrated); tenantry no-op: ``run_fleet``
-  again (every outcome current); verify: ``fleet.verify_fleet`` (every check ok).
+  again (every outcome current); both ``--repeat`` times (cloned afresh each time), the
+  median shown with the range; verify: ``fleet.verify_fleet`` (every check ok).
 
 With ``--noop-tenants`` (PostgreSQL only, 0 skips it): that many databases already at ``b002``
-and one ``run_fleet`` with nothing to apply. The issue's targets are printed beside the
+and ``run_fleet`` with nothing to apply: the first run (cold), then ``--repeat`` more. The issue's targets are printed beside the
 measured values. Prints a table and writes ``fleet.json``. Every database created is dropped
 at the end, whatever happened (PostgreSQL names start with ``tenantry_bench_fleet_<hex>_``).
 """
@@ -283,6 +284,17 @@ def _timing(seconds: float, tenants: int) -> dict[str, float]:
     return {"seconds": seconds, "ms_per_tenant": seconds * 1000 / tenants if tenants else 0.0}
 
 
+def _repeated(runs: list[tuple[float, fleet.RunReport]], tenants: int) -> dict[str, Any]:
+    """The median run (its timing and outcomes), with every run's seconds beside it."""
+    ordered = sorted(runs, key=lambda run: run[0])
+    seconds, report = ordered[(len(ordered) - 1) // 2]
+    return (
+        _timing(seconds, tenants)
+        | {"runs_s": [round(s, 3) for s, _ in runs]}
+        | _outcome_stats(report)
+    )
+
+
 def _outcome_stats(report: fleet.RunReport) -> dict[str, Any]:
     """Counts and per-tenant durations (as run_fleet measured them, inside its threads)."""
     ms = [float(o.duration_ms) for o in report.outcomes]
@@ -490,8 +502,9 @@ def _revisions(urls: list[URL], spec: SchemaSpec) -> set[str | None]:
 # --------------------------------------------------------------------------- the benchmarks
 
 
-def bench_fleet(backend: str, n: int, concurrency: int) -> dict[str, Any]:
-    """Naive loop vs run_fleet over ``n`` databases of ``backend``: apply, no-op, verify."""
+def bench_fleet(backend: str, n: int, concurrency: int, repeat: int) -> dict[str, Any]:
+    """Naive loop vs run_fleet over ``n`` databases of ``backend``: apply, no-op, verify
+    (tenantry's apply and no-op ``repeat`` times, the databases cloned afresh each time)."""
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-fleet-") as tmp:
         root = Path(tmp)
         dbs = TenantDatabases(backend, root, n)
@@ -517,24 +530,26 @@ def bench_fleet(backend: str, n: int, concurrency: int) -> dict[str, Any]:
                 say(f"{backend} x{n}: naive no-op")
                 steps["naive_noop"] = _timing(naive_loop(dbs.urls, after), n)
 
-                dbs.drop_all(f"{backend}: dropping {n} databases")
-                ids = dbs.clone_all(f"{backend}: creating {n} databases at {BEFORE} again")
-                reregister(platform, ids, BEFORE)
-                dbs.settle()
-
                 options = fleet.MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
-                for step, expected in (
-                    ("tenantry_apply", TenantOutcome.MIGRATED),
-                    ("tenantry_noop", TenantOutcome.CURRENT),
-                ):
-                    say(f"{backend} x{n}: {step.replace('_', ' ')}")
-                    started = time.perf_counter()
-                    report = fleet.run_fleet(
-                        platform.sessions, platform.box, after, options, concurrency=concurrency
-                    )
-                    seconds = time.perf_counter() - started
-                    _expect(report, n, expected, step)
-                    steps[step] = _timing(seconds, n) | _outcome_stats(report)
+                runs: dict[str, list[tuple[float, fleet.RunReport]]] = {}
+                for rep in range(repeat):
+                    dbs.drop_all(f"{backend}: dropping {n} databases")
+                    ids = dbs.clone_all(f"{backend}: creating {n} databases at {BEFORE} again")
+                    reregister(platform, ids, BEFORE)
+                    dbs.settle()
+                    for step, expected in (
+                        ("tenantry_apply", TenantOutcome.MIGRATED),
+                        ("tenantry_noop", TenantOutcome.CURRENT),
+                    ):
+                        say(f"{backend} x{n}: {step.replace('_', ' ')} ({rep + 1}/{repeat})")
+                        started = time.perf_counter()
+                        report = fleet.run_fleet(
+                            platform.sessions, platform.box, after, options, concurrency=concurrency
+                        )
+                        seconds = time.perf_counter() - started
+                        _expect(report, n, expected, step)
+                        runs.setdefault(step, []).append((seconds, report))
+                steps.update({step: _repeated(done, n) for step, done in runs.items()})
 
                 say(f"{backend} x{n}: verify")
                 started = time.perf_counter()
@@ -568,8 +583,9 @@ def bench_fleet(backend: str, n: int, concurrency: int) -> dict[str, Any]:
     }
 
 
-def bench_noop(n: int, concurrency: int) -> dict[str, Any]:
-    """run_fleet over ``n`` PostgreSQL databases already at the head: nothing to apply."""
+def bench_noop(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
+    """run_fleet over ``n`` PostgreSQL databases already at the head: nothing to apply (the
+    first run, then ``repeat`` more)."""
     backend = "postgresql"
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-fleet-") as tmp:
         root = Path(tmp)
@@ -588,8 +604,8 @@ def bench_noop(n: int, concurrency: int) -> dict[str, Any]:
                 # The first connection to a new PostgreSQL database builds its relation
                 # cache file (so does the first after a server restart); later runs, the
                 # usual case, find it. Both are measured.
-                timings: dict[str, dict[str, Any]] = {}
-                for step in ("tenantry_noop_cold", "tenantry_noop"):
+                runs: dict[str, list[tuple[float, fleet.RunReport]]] = {}
+                for step in ("tenantry_noop_cold", *["tenantry_noop"] * repeat):
                     say(f"{backend} x{n}: {step.replace('_', ' ')}")
                     started = time.perf_counter()
                     report = fleet.run_fleet(
@@ -597,7 +613,8 @@ def bench_noop(n: int, concurrency: int) -> dict[str, Any]:
                     )
                     seconds = time.perf_counter() - started
                     _expect(report, n, TenantOutcome.CURRENT, "tenantry no-op")
-                    timings[step] = _timing(seconds, n) | _outcome_stats(report)
+                    runs.setdefault(step, []).append((seconds, report))
+                timings = {step: _repeated(done, n) for step, done in runs.items()}
         finally:
             say(f"{backend} x{n}: cleaning up")
             dbs.cleanup()
@@ -646,6 +663,13 @@ def _annotate(results: list[dict[str, Any]]) -> None:
                 values["target"] = target
 
 
+def _seconds_text(values: dict[str, Any]) -> str:
+    """``2.69`` for one run, ``2.69 (2.61-2.83)`` for the median of several."""
+    runs = values.get("runs_s") or []
+    shown = f"{values['seconds']:.2f}"
+    return f"{shown} ({min(runs):.2f}-{max(runs):.2f})" if len(runs) > 1 else shown
+
+
 def _print(results: list[dict[str, Any]]) -> None:
     table = Table(title="fleet migration: one revision (add a nullable, indexed column)")
     for col in ("backend", "tenants", "step", "seconds", "ms/tenant", "naive/tenantry", "target"):
@@ -677,7 +701,7 @@ def _print(results: list[dict[str, Any]]) -> None:
                 r["backend"],
                 str(r["tenants"]),
                 label,
-                f"{values['seconds']:.2f}",
+                _seconds_text(values),
                 f"{values['ms_per_tenant']:.1f}",
                 f"{shown_ratio:.1f}x" if shown_ratio is not None else "",
                 target_text,
@@ -706,18 +730,26 @@ def main() -> None:
         default=1000,
         help="PostgreSQL databases already at head for a no-op run (0: skip)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="tenantry runs per step; the table shows the median and the range",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
-    if any(n < 1 for n in args.tenants) or args.concurrency < 1 or args.noop_tenants < 0:
-        parser.error("--tenants and --concurrency must be at least 1, --noop-tenants at least 0")
+    if any(n < 1 for n in args.tenants) or min(args.concurrency, args.repeat) < 1:
+        parser.error("--tenants, --concurrency and --repeat must be at least 1")
+    if args.noop_tenants < 0:
+        parser.error("--noop-tenants must be at least 0")
     jobs: list[tuple[str, int, Callable[[], dict[str, Any]]]] = [
-        (b, n, partial(bench_fleet, b, n, args.concurrency))
+        (b, n, partial(bench_fleet, b, n, args.concurrency, args.repeat))
         for b in args.backends
         for n in args.tenants
     ]
     if args.noop_tenants and "postgresql" in args.backends:
         n = args.noop_tenants
-        jobs.append(("postgresql", n, partial(bench_noop, n, args.concurrency)))
+        jobs.append(("postgresql", n, partial(bench_noop, n, args.concurrency, args.repeat)))
     results: list[dict[str, Any]] = []
     load_start = os.getloadavg()
     try:
@@ -751,6 +783,7 @@ def main() -> None:
                     "tenants": args.tenants,
                     "concurrency": args.concurrency,
                     "noop_tenants": args.noop_tenants,
+                    "repeat": args.repeat,
                     "postgres": mask(parse_url(PG_URL)),
                 },
                 "targets": [t.__dict__ for t in TARGETS],
