@@ -10,6 +10,7 @@ from tenantry.cli import (
     billing,
     db,
     fleet,
+    help_text,
     init_cmd,
     jobs,
     keys,
@@ -59,6 +60,9 @@ def root(
     ),
 ) -> None:
     """tenantry: master, billing and per-tenant databases, each knowing what it is."""
+
+
+help_text.reflow(app)
 
 
 def main() -> None:
