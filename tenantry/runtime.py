@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
@@ -10,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
 from tenantry.db import migrations
-from tenantry.db.engines import connect, make_engine, sqlite_path
+from tenantry.db.engines import connect, make_engine, sqlite_path, writer_sessions
 from tenantry.db.identity import guard
 from tenantry.db.schemas import SchemaSpec, billing_schema, master_schema, tenant_schema
 from tenantry.db.urls import mask
@@ -59,6 +60,17 @@ class Platform:
             billing_engine,
             sessionmaker(billing_engine, expire_on_commit=False),
         )
+
+    @cached_property
+    def writer_sessions(self) -> sessionmaker[Session]:
+        """Master sessions for work that reads, then writes, while others write too: on
+        SQLite their transactions take the write lock up front (see ``engines.writer``)."""
+        return writer_sessions(self.sessions)
+
+    @cached_property
+    def billing_writer_sessions(self) -> sessionmaker[Session]:
+        """Billing's counterpart of :attr:`writer_sessions`."""
+        return writer_sessions(self.billing_sessions)
 
     def close(self) -> None:
         """Dispose every engine."""

@@ -13,7 +13,7 @@ from tenantry.errors import Forbidden, NotFound, Unauthorized
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
 from tenantry.services import stores
-from tenantry.services.apikeys import Scope, authenticate
+from tenantry.services.apikeys import Scope, authenticate, record_use
 
 
 def get_platform(request: Request) -> Platform:
@@ -32,9 +32,18 @@ PlatformDep = Annotated[Platform, Depends(get_platform)]
 QueueDep = Annotated[Queue, Depends(get_queue)]
 
 
-def master_session(platform: PlatformDep) -> Iterator[Session]:
-    """A master session; routes commit what they change, anything else is rolled back."""
-    with platform.sessions() as session:
+#: Requests that only read; any other method's transactions are the writing kind.
+READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def master_session(request: Request, platform: PlatformDep) -> Iterator[Session]:
+    """A master session; routes commit what they change, anything else is rolled back.
+
+    A request that may write gets writer sessions: on SQLite a transaction that read first
+    could not take the write lock once a worker had written in between.
+    """
+    sessions = platform.sessions if request.method in READ_METHODS else platform.writer_sessions
+    with sessions() as session:
         yield session
 
 
@@ -60,7 +69,9 @@ def current_key(
             "'Authorization: Bearer <key>'.",
         )
     key = authenticate(master, presented)
-    master.commit()  # last_used_at
+    master.commit()  # the read is over: the use is recorded in a transaction of its own
+    if record_use(master, key):
+        master.commit()
     return key
 
 

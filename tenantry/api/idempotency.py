@@ -82,7 +82,7 @@ class IdempotencyMiddleware:
         fingerprint = idempotency.request_hash("POST", scope["path"], body)
 
         def begin() -> idempotency.Replay | None:
-            with platform.billing_sessions() as session:
+            with platform.billing_writer_sessions() as session:
                 return idempotency.begin(session, app_id, key, fingerprint)
 
         try:
@@ -129,7 +129,7 @@ class IdempotencyMiddleware:
             content = b"".join(out).decode("utf-8", "replace")
 
             def finish() -> None:
-                with platform.billing_sessions() as session:
+                with platform.billing_writer_sessions() as session:
                     idempotency.finish(session, app_id, key, status, content)
 
             await run_in_threadpool(finish)

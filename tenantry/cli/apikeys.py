@@ -33,7 +33,7 @@ def create(
     if sum((admin, store is not None, app_id is not None)) != 1:
         raise InvalidInput("give exactly one of --admin, --store SLUG or --app APP_ID.")
     scope = Scope.ADMIN if admin else Scope.STORE if store is not None else Scope.APP
-    with open_platform(load_settings()) as platform, platform.sessions.begin() as session:
+    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         target = stores.get_store(session, store) if store is not None else None
         new = apikeys.create_key(session, name=name, scope=scope, store=target, app_id=app_id)
         doc = {
@@ -101,7 +101,7 @@ def revoke(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Revoke an API key: it stops working at once."""
-    with open_platform(load_settings()) as platform, platform.sessions.begin() as session:
+    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         key = apikeys.revoke_key(session, prefix)
         doc = {"prefix": key.prefix, "name": key.name, "revoked_at": key.revoked_at}
     if json_output:

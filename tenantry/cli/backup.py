@@ -295,7 +295,7 @@ def prune(
         doomed = [d for d in decisions if d.prune]
         pruned = retention.prune(platform.sessions, storage, decisions) if confirm else []
         if confirm and pruned:
-            with platform.sessions.begin() as session:
+            with platform.writer_sessions.begin() as session:
                 audit.record(
                     session,
                     actor="cli",
@@ -333,7 +333,7 @@ def pin(
 ) -> None:
     """Pin a backup so retention never deletes it (or unpin it)."""
     settings = load_settings()
-    with open_platform(settings) as platform, platform.sessions.begin() as session:
+    with open_platform(settings) as platform, platform.writer_sessions.begin() as session:
         backup = catalog.set_pinned(session, get_backup(session, backup_id), not unpin)
         audit.record(
             session,
@@ -484,7 +484,7 @@ def policy_set(
 ) -> None:
     """Override a policy's values (the others keep their current value)."""
     settings = load_settings()
-    with open_platform(settings) as platform, platform.sessions.begin() as session:
+    with open_platform(settings) as platform, platform.writer_sessions.begin() as session:
         policy = policies.set_policy(
             session,
             scope,

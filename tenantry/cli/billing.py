@@ -278,7 +278,7 @@ def webhooks_replay(
     if (webhook_id is None) == (not failed):
         raise InvalidInput("give exactly one of an event ID or --failed.")
     with open_platform(load_settings()) as platform:
-        with platform.billing_sessions.begin() as session:
+        with platform.billing_writer_sessions.begin() as session:
             if webhook_id is not None:
                 row = webhooks.get_webhook(session, webhook_id, app_id=app_id)
                 webhooks.replay(session, row, actor=ACTOR)
@@ -355,7 +355,7 @@ def secrets_add(
     """Add a webhook signing secret (stored encrypted; several may be active at once)."""
     with (
         open_platform(load_settings()) as platform,
-        platform.billing_sessions.begin() as session,
+        platform.billing_writer_sessions.begin() as session,
     ):
         row = webhooks.add_secret(
             session, platform.box, app_id, processor.value, secret, actor=ACTOR
@@ -408,7 +408,7 @@ def secrets_retire(
     """Stop accepting signatures made with a secret (running APIs within a few seconds)."""
     with (
         open_platform(load_settings()) as platform,
-        platform.billing_sessions.begin() as session,
+        platform.billing_writer_sessions.begin() as session,
     ):
         doc = secret_document(webhooks.retire_secret(session, secret_id, actor=ACTOR))
     if json_output:

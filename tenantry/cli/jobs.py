@@ -97,7 +97,7 @@ def show(job_id: str = JOB_ARGUMENT, json_output: bool = JSON_OPTION) -> None:
 def cancel(job_id: str = JOB_ARGUMENT, json_output: bool = JSON_OPTION) -> None:
     """Cancel a queued or running job; a running job stops at its next step and removes the
     database it created."""
-    with open_platform(load_settings()) as platform, platform.sessions.begin() as session:
+    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         job = provisioning.cancel_job(session, provisioning.get_job(session, job_id))
         doc = _with_store(job_document(job), session.get(Store, job.store_id))
     if json_output:

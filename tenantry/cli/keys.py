@@ -66,7 +66,7 @@ def rotate(
                     "to edit.",
                     "Remove the old keys from the variable once `keys rotate` resealed everything.",
                 )
-            with platform.sessions.begin() as session:
+            with platform.writer_sessions.begin() as session:
                 result = reseal_all(session, platform.box)
             doc = {"source": "TENANTRY_SECRET_KEYS", "new_key": False, "retired_old": False}
             note = ENV_NOTE
@@ -76,7 +76,7 @@ def rotate(
             write_key_file(settings.key_file, [new, *old])
             try:
                 box = SecretBox.from_settings(settings)
-                with platform.sessions.begin() as session:
+                with platform.writer_sessions.begin() as session:
                     result = reseal_all(session, box)
             except BaseException:
                 write_key_file(settings.key_file, old)  # nothing was resealed: as before

@@ -137,7 +137,7 @@ def _follow(
 
 def _cancel(platform: Platform, job_id: uuid.UUID, runner: _InlineRun) -> dict[str, Any]:
     """Cancel the in-process job and wait for it to stop (and remove what it created)."""
-    with contextlib.suppress(TenantryError), platform.sessions.begin() as session:
+    with contextlib.suppress(TenantryError), platform.writer_sessions.begin() as session:
         provisioning.cancel_job(session, provisioning.get_job(session, job_id))
     runner.join()
     return _read(platform, job_id)
@@ -206,7 +206,7 @@ def provision(
         raise InvalidInput("--server goes with --new; --connect takes a URL instead.")
     settings = load_settings()
     with open_platform(settings) as platform:
-        with platform.sessions.begin() as session:
+        with platform.writer_sessions.begin() as session:
             store = stores.get_store(session, slug)
             slug = store.slug
             chosen = servers.get_server(session, server) if server else None

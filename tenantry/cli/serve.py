@@ -73,7 +73,7 @@ def worker(workers: int = WORKERS_OPTION, nice: int = NICE_OPTION) -> None:
 
 def _ensure_admin_key(settings: Settings) -> str | None:
     """Create an admin API key when no usable one exists; its plaintext, else None."""
-    with open_platform(settings) as platform, platform.sessions.begin() as session:
+    with open_platform(settings) as platform, platform.writer_sessions.begin() as session:
         if apikeys.has_admin_key(session):
             return None
         new = apikeys.create_key(session, name="admin (tenantry up)", scope=Scope.ADMIN)

@@ -156,12 +156,12 @@ def create(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Register a store (not yet provisioned): next, `tenantry provision SLUG`."""
-    with open_platform(load_settings()) as platform, platform.sessions.begin() as session:
+    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         store = stores.create_store(session, slug=slug, name=name, plan=plan)
         session.flush()
         # The store's platform billing customer (seed 000): billing commits first, then
         # master; running it again after a crash links the same customer.
-        with platform.billing_sessions.begin() as billing:
+        with platform.billing_writer_sessions.begin() as billing:
             platform_billing.link_store(session, billing, store)
         doc = store_document(session, store)
     if json_output:
@@ -247,7 +247,7 @@ def update(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Rename a store, change its plan or publish it (the slug never changes)."""
-    with open_platform(load_settings()) as platform, platform.sessions.begin() as session:
+    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         store = stores.get_store(session, slug)
         stores.update_store(session, store, name=name, plan=plan, is_published=published)
         doc = store_document(session, store)
@@ -266,7 +266,7 @@ def suspend(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Refuse all of a store's traffic until it is resumed; its data is kept."""
-    with open_platform(load_settings()) as platform, platform.sessions.begin() as session:
+    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         store = stores.get_store(session, slug)
         stores.suspend_store(session, store, reason=reason)
         doc = store_document(session, store)
@@ -280,7 +280,7 @@ def suspend(
 @reports_errors
 def resume(slug: str = SLUG_ARGUMENT, json_output: bool = JSON_OPTION) -> None:
     """Serve a suspended store again."""
-    with open_platform(load_settings()) as platform, platform.sessions.begin() as session:
+    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         store = stores.get_store(session, slug)
         stores.resume_store(session, store)
         doc = store_document(session, store)
@@ -322,7 +322,7 @@ def delete(
         dropped = False
         if plan.drop_database and url is not None:
             dropped = admin.drop_database(url)
-        with platform.sessions.begin() as session:
+        with platform.writer_sessions.begin() as session:
             store = stores.get_store(session, plan.store_id)
             final = stores.plan_delete(session, store, drop_database=drop_database)
             stores.delete_store(session, store, final)

@@ -6,10 +6,12 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from enum import StrEnum
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from tenantry.db.master.models import ApiKey, Store
 from tenantry.db.types import utcnow
@@ -17,6 +19,8 @@ from tenantry.errors import InvalidInput, NotFound, Unauthorized
 from tenantry.services import audit
 
 KEY_PREFIX = "tnt"
+#: A key's last use is written at most this often.
+LAST_USE_EVERY = timedelta(minutes=1)
 
 
 class Scope(StrEnum):
@@ -87,9 +91,27 @@ def authenticate(session: Session, presented: str) -> ApiKey:
         raise Unauthorized("unknown API key.")
     if key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
         raise Unauthorized("this API key was revoked or has expired.")
-    if key.last_used_at is None or (now - key.last_used_at).total_seconds() > 60:
-        key.last_used_at = now  # at most once a minute: a request should not mean a write
     return key
+
+
+def record_use(session: Session, key: ApiKey) -> bool:
+    """Set the key's ``last_used_at``, at most once a minute (a request should not mean a
+    write); whether it was due. One UPDATE, nothing read first, so it never has to upgrade a
+    read transaction (which SQLite refuses while another connection writes)."""
+    now = utcnow()
+    if key.last_used_at is not None and (now - key.last_used_at) <= LAST_USE_EVERY:
+        return False
+    session.execute(
+        update(ApiKey)
+        .where(
+            ApiKey.id == key.id,
+            or_(ApiKey.last_used_at.is_(None), ApiKey.last_used_at < now - LAST_USE_EVERY),
+        )
+        .values(last_used_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    set_committed_value(key, "last_used_at", now)  # already written: not a change to flush
+    return True
 
 
 def list_keys(session: Session) -> list[tuple[ApiKey, str | None]]:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 import uuid
 
 from sqlalchemy import select, text, update
 
 from tenantry.db.billing.models import BillingCustomer
 from tenantry.db.engines import make_engine
-from tenantry.db.master.models import Subscription
+from tenantry.db.master.models import ApiKey, Subscription
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.urls import parse_url
 from tests.api.conftest import Api
@@ -206,3 +207,40 @@ def test_each_store_is_a_customer_of_the_platform_app(api: Api) -> None:
     with api.platform.master_engine.connect() as conn:
         tables = conn.scalars(text("SELECT name FROM sqlite_master WHERE type='table'")).all()
     assert "billing_customers" not in tables  # the link is in the application, not a key
+
+
+def test_requests_that_write_succeed_while_a_worker_keeps_writing_master(api: Api) -> None:
+    """SQLite master: a request that read before writing used to fail with "database is
+    locked" when a worker committed in between (seen creating stores while others were being
+    provisioned)."""
+    stop = threading.Event()
+    writes = 0
+
+    def worker() -> None:
+        nonlocal writes
+        engine = make_engine(api.platform.settings.master_url, pooled=False)
+        try:
+            while not stop.is_set():
+                with engine.begin() as conn:  # what a provisioning worker's steps do
+                    conn.execute(update(ApiKey).values(name=ApiKey.name))
+                writes += 1
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=worker, daemon=True)
+    thread.start()
+    try:
+        statuses = [
+            api.client.post(
+                "/stores", json={"slug": f"busy-{i}", "name": f"Busy {i}"}, headers=api.admin
+            ).status_code
+            for i in range(25)
+        ]
+        listed = api.client.get("/stores?limit=100", headers=api.admin)
+    finally:
+        stop.set()
+        thread.join()
+    assert writes > 25  # the worker really wrote throughout
+    assert statuses == [201] * 25
+    slugs = {s["slug"] for s in listed.json()["items"]}
+    assert {f"busy-{i}" for i in range(25)} <= slugs

@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Response, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
 from tenantry.api.billing_schemas import (
@@ -30,7 +30,7 @@ from tenantry.api.billing_schemas import (
     SubscriptionOut,
     SubscriptionTransition,
 )
-from tenantry.api.deps import KeyDep, PlatformDep, is_admin
+from tenantry.api.deps import READ_METHODS, KeyDep, PlatformDep, is_admin
 from tenantry.db.billing.models import BillingCustomer, BillingInvoice, InvoiceStatus
 from tenantry.errors import Forbidden
 from tenantry.services.apikeys import Scope
@@ -52,9 +52,15 @@ def billing_app(key: KeyDep, x_app_id: Annotated[str | None, Header()] = None) -
     )
 
 
-def billing_session(platform: PlatformDep) -> Iterator[Session]:
-    """A billing session; routes commit what they change."""
-    with platform.billing_sessions() as session:
+def billing_session(request: Request, platform: PlatformDep) -> Iterator[Session]:
+    """A billing session; routes commit what they change (writer sessions for requests that
+    may write, as for master)."""
+    sessions = (
+        platform.billing_sessions
+        if request.method in READ_METHODS
+        else platform.billing_writer_sessions
+    )
+    with sessions() as session:
         yield session
 
 

@@ -67,7 +67,7 @@ def create_store(
     master.flush()
     # The store's platform billing customer (seed 000): billing commits first, then master;
     # linking again after a crash finds the same customer.
-    with platform.billing_sessions() as billing:
+    with platform.billing_writer_sessions() as billing:
         platform_billing.link_store(master, billing, store)
         billing.commit()
     master.commit()

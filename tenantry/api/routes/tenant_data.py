@@ -75,18 +75,23 @@ def tenant_call(
         code, error = 500, "internal error"
         raise
     finally:
-        with platform.sessions.begin() as log_session:
-            catalog.count_api_call(
-                log_session,
-                store,
-                endpoint=request.url.path,
-                method=request.method,
-                status_code=code,
-                response_time_ms=int((time.perf_counter() - started) * 1000),
-                ip_address=request.client.host if request.client else None,
-                user_agent=request.headers.get("user-agent"),
-                error=error,
-            )
+        # A successful call committed; a failed one's master changes are dropped. The call
+        # is logged on the request's own session: a second session would wait for the write
+        # lock (SQLite) this one takes again when the rolled-back store is reloaded.
+        if master.in_transaction():
+            master.rollback()
+        catalog.count_api_call(
+            master,
+            store,
+            endpoint=request.url.path,
+            method=request.method,
+            status_code=code,
+            response_time_ms=int((time.perf_counter() - started) * 1000),
+            ip_address=request.client.host if request.client else None,
+            user_agent=request.headers.get("user-agent"),
+            error=error,
+        )
+        master.commit()
 
 
 Call = Annotated[TenantCall, Depends(tenant_call)]
