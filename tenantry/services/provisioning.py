@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
 from tenantry.db import admin, builder, checksums, migrations
-from tenantry.db.engines import connect, make_engine
+from tenantry.db.engines import connect, make_engine, writer_sessions
 from tenantry.db.identity import stamp_identity
 from tenantry.db.master.models import (
     DatabaseServer,
@@ -225,6 +225,11 @@ class Provisioner:
     settings: Settings
     spec: SchemaSpec
     worker_id: str
+
+    def __post_init__(self) -> None:
+        # A job's master transactions read, then write, while the API and other workers
+        # write too: on SQLite they take the write lock up front or fail mid-way.
+        self.sessions = writer_sessions(self.sessions)
 
     # ------------------------------------------------------------------ job bookkeeping
 
