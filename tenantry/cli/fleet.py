@@ -197,7 +197,9 @@ def _report_document(report: fleet.RunReport) -> dict[str, Any]:
 
 def _print_report(report: fleet.RunReport) -> None:
     counts = report.counts
-    table = Table(title=f"fleet run {report.run_id} → {report.goal or 'base'}")
+    # A line of its own, not the title: a narrow table would wrap the run id.
+    console.print(f"fleet run {report.run_id} → {report.goal or 'base'}")
+    table = Table()
     for col in ("outcome", "tenants"):
         table.add_column(col)
     for status in TenantOutcome:
@@ -276,7 +278,8 @@ def _print_status(
     checks: list[fleet.TenantCheck] | None,
     problems: list[fleet.TenantCheck],
 ) -> None:
-    table = Table(title=f"tenant databases ({st.total}); code head {st.head}")
+    console.print(f"{st.total} tenant database(s); this code's head revision is {st.head}")
+    table = Table()
     table.add_column("revision")
     table.add_column("tenants", justify="right")
     for rev, n in sorted(st.per_revision.items()):
