@@ -16,9 +16,9 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -463,7 +463,7 @@ def _migrate_all(
     options: MigrateOptions,
     concurrency: int,
     stop: threading.Event,
-) -> Iterator[Outcome]:
+) -> Generator[Outcome]:
     """Each tenant's outcome as it comes, ``concurrency`` tenants at a time; no tenant is
     started once ``stop`` is set (or once the caller stops iterating).
 
@@ -552,11 +552,14 @@ def run_fleet(
         if on_start is not None:
             on_start(len(tenants))
         recorder.start()
-        for outcome in _migrate_all(tenants, spec, options, concurrency, lost):
-            report.outcomes.append(outcome)
-            recorder.add(outcome)
-            if on_outcome is not None:
-                on_outcome(outcome)
+        # closing(): if the caller's callback raises, no new tenant is started and those in
+        # hand finish before the lock is released below.
+        with closing(_migrate_all(tenants, spec, options, concurrency, lost)) as outcomes:
+            for outcome in outcomes:
+                report.outcomes.append(outcome)
+                recorder.add(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
         recorder.close()
         report.lost_lock = lost.is_set()
         report.status = (

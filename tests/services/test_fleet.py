@@ -232,6 +232,45 @@ def test_one_broken_tenant_fails_alone_and_is_accounted_for(tenants: Fleet) -> N
     assert again.counts == {"current": 3, "failed": 1}
 
 
+class Interrupted(Exception):
+    """What a Ctrl-C in the caller's progress callback stands for."""
+
+
+def test_an_interrupted_run_starts_no_new_tenant_and_releases_its_lock(tenants: Fleet) -> None:
+    f = tenants
+    f.write("f002", "f001", F002_NOTE, "product note")
+    f.new_spec(_metadata(note=True))
+    seen: list[fleet.Outcome] = []
+
+    def stop_after_first(outcome: fleet.Outcome) -> None:
+        seen.append(outcome)
+        raise Interrupted
+
+    options = fleet.MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
+    with pytest.raises(Interrupted):
+        fleet.run_fleet(
+            f.platform.sessions,
+            f.platform.box,
+            f.spec,
+            options,
+            concurrency=1,
+            on_outcome=stop_after_first,
+        )
+    assert len(seen) == 1
+    revisions = [f.revision_of(s) for s in _slugs(f)]
+    assert "f001" in revisions  # the tenants not yet started stayed where they were
+    assert set(revisions) <= {"f001", "f002"}  # and the one in hand finished, whole
+    with f.platform.sessions() as session:
+        assert session.get(FleetLock, "tenant") is None
+        run = session.scalars(select(FleetRun)).one()
+        assert run.status == FleetRunStatus.FAILED
+        assert run.finished_at is not None
+    report = f.run()  # a new run goes on where this one stopped
+    assert report.counts["failed"] == 0
+    assert report.counts["migrated"] == revisions.count("f001")
+    assert all(f.revision_of(s) == "f002" for s in _slugs(f))
+
+
 def test_applied_scripts_are_checksummed_and_tampering_is_found(tenants: Fleet) -> None:
     f = tenants
     script = f.write("f002", "f001", F002_NOTE, "product note")
