@@ -250,7 +250,7 @@ def list_orders(tenant: Session, *, limit: int = 50, offset: int = 0) -> list[Or
 
 def count_api_call(
     master: Session,
-    store: Store,
+    store_id: uuid.UUID,
     *,
     endpoint: str,
     method: str,
@@ -260,13 +260,17 @@ def count_api_call(
     user_agent: str | None,
     error: str | None = None,
 ) -> None:
-    """Log one tenant API call and count it in the store's month (reset when a month turns)."""
+    """Log one tenant API call and count it in the store's month (reset when a month turns).
+
+    Writes only, nothing read first: on SQLite a transaction that starts with a write waits
+    for the lock instead of failing.
+    """
     now = utcnow()
     month = _month_start(now)
     master.execute(
         insert(ApiUsageLog).values(
             id=uuid.uuid4(),
-            store_id=store.id,
+            store_id=store_id,
             endpoint=endpoint[:255],
             method=method[:10],
             status_code=status_code,
@@ -279,7 +283,7 @@ def count_api_call(
     )
     master.execute(
         update(Store)
-        .where(Store.id == store.id)
+        .where(Store.id == store_id)
         .values(
             api_calls_month=case(
                 (Store.last_activity_at < month, 1),

@@ -5,11 +5,11 @@ from __future__ import annotations
 import threading
 import uuid
 
-from sqlalchemy import select, text, update
+from sqlalchemy import func, select, text, update
 
 from tenantry.db.billing.models import BillingCustomer
 from tenantry.db.engines import make_engine
-from tenantry.db.master.models import ApiKey, Subscription
+from tenantry.db.master.models import ApiKey, ApiUsageLog, Subscription
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.urls import parse_url
 from tests.api.conftest import Api
@@ -213,6 +213,7 @@ def test_requests_that_write_succeed_while_a_worker_keeps_writing_master(api: Ap
     """SQLite master: a request that read before writing used to fail with "database is
     locked" when a worker committed in between (seen creating stores while others were being
     provisioned)."""
+    assert api.provisioned_store("busy-shop")["job"]["status"] == "completed"
     stop = threading.Event()
     writes = 0
 
@@ -236,11 +237,29 @@ def test_requests_that_write_succeed_while_a_worker_keeps_writing_master(api: Ap
             ).status_code
             for i in range(25)
         ]
+        # Tenant calls read master, then log themselves there: reads and writes alike.
+        calls = [
+            api.client.get("/stores/busy-shop/products", headers=api.admin).status_code
+            for _ in range(15)
+        ] + [
+            api.client.post(
+                "/stores/busy-shop/products",
+                json={"sku": f"B{i}", "name": f"Busy {i}"},
+                headers=api.admin,
+            ).status_code
+            for i in range(2)
+        ]
         listed = api.client.get("/stores?limit=100", headers=api.admin)
     finally:
         stop.set()
         thread.join()
     assert writes > 25  # the worker really wrote throughout
     assert statuses == [201] * 25
+    assert calls == [200] * 15 + [201] * 2
+    with api.platform.sessions() as session:
+        logged = session.scalar(
+            select(func.count()).select_from(ApiUsageLog).where(ApiUsageLog.status_code < 300)
+        )
+    assert logged == 17
     slugs = {s["slug"] for s in listed.json()["items"]}
     assert {f"busy-{i}" for i in range(25)} <= slugs

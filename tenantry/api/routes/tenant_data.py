@@ -15,7 +15,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
-from tenantry.api.deps import KeyDep, MasterDep, PlatformDep, visible_store
+from tenantry.api.deps import READ_METHODS, KeyDep, MasterDep, PlatformDep, visible_store
 from tenantry.api.errors import status_for
 from tenantry.api.schemas import (
     OrderCreate,
@@ -31,9 +31,6 @@ from tenantry.services import catalog
 from tenantry.services.write_blocks import ensure_writable
 
 router = APIRouter(prefix="/stores/{store_ref}", tags=["store data"])
-
-#: Methods that only read: they are served while a move or restore blocks writes.
-READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 @dataclass
@@ -59,6 +56,7 @@ def tenant_call(
     Retry-After) before anything is routed; reads keep being served from its database.
     """
     store = visible_store(master, key, store_ref)
+    store_id = store.id
     started = time.perf_counter()
     route = request.scope.get("route")
     code, error = getattr(route, "status_code", None) or 200, None
@@ -76,13 +74,13 @@ def tenant_call(
         raise
     finally:
         # A successful call committed; a failed one's master changes are dropped. The call
-        # is logged on the request's own session: a second session would wait for the write
-        # lock (SQLite) this one takes again when the rolled-back store is reloaded.
+        # is logged on the request's own session in a transaction that only writes (a second
+        # session would wait on the write lock this one may hold, on SQLite).
         if master.in_transaction():
             master.rollback()
         catalog.count_api_call(
             master,
-            store,
+            store_id,
             endpoint=request.url.path,
             method=request.method,
             status_code=code,
