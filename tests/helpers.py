@@ -1,10 +1,17 @@
-"""Helpers shared by tests: schema snapshots that show whether a database changed."""
+"""Helpers shared by tests: schema snapshots that show whether a database changed, and a
+connection that keeps writing a database while a test works on it."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, inspect, text
+from sqlalchemy import Connection, Executable, inspect, text
+from sqlalchemy.engine import URL
+
+from tenantry.db.engines import make_engine
 
 
 def schema_snapshot(conn: Connection) -> dict[str, Any]:
@@ -33,3 +40,30 @@ def schema_snapshot(conn: Connection) -> dict[str, Any]:
             rows = conn.execute(text(f"SELECT * FROM {table}")).all()
             snap[table]["rows"] = sorted(tuple(str(v) for v in r) for r in rows)
     return snap
+
+
+@contextmanager
+def busy_writer(url: URL, statement: Executable) -> Iterator[Callable[[], int]]:
+    """Commit ``statement`` over and over on a connection of its own (a worker writing the
+    same database) until the block ends; yields how many commits it has made so far."""
+    stop = threading.Event()
+    writes = 0
+
+    def write() -> None:
+        nonlocal writes
+        engine = make_engine(url, pooled=False)
+        try:
+            while not stop.is_set():
+                with engine.begin() as conn:
+                    conn.execute(statement)
+                writes += 1
+        finally:
+            engine.dispose()
+
+    thread = threading.Thread(target=write, name="busy-writer", daemon=True)
+    thread.start()
+    try:
+        yield lambda: writes
+    finally:
+        stop.set()
+        thread.join()

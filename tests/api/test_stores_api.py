@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 from sqlalchemy import func, select, text, update
@@ -13,6 +12,7 @@ from tenantry.db.master.models import ApiKey, ApiUsageLog, Subscription
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.urls import parse_url
 from tests.api.conftest import Api
+from tests.helpers import busy_writer
 
 
 def test_store_lifecycle_and_data_in_its_own_database(api: Api) -> None:
@@ -214,23 +214,9 @@ def test_requests_that_write_succeed_while_a_worker_keeps_writing_master(api: Ap
     locked" when a worker committed in between (seen creating stores while others were being
     provisioned)."""
     assert api.provisioned_store("busy-shop")["job"]["status"] == "completed"
-    stop = threading.Event()
-    writes = 0
-
-    def worker() -> None:
-        nonlocal writes
-        engine = make_engine(api.platform.settings.master_url, pooled=False)
-        try:
-            while not stop.is_set():
-                with engine.begin() as conn:  # what a provisioning worker's steps do
-                    conn.execute(update(ApiKey).values(name=ApiKey.name))
-                writes += 1
-        finally:
-            engine.dispose()
-
-    thread = threading.Thread(target=worker, daemon=True)
-    thread.start()
-    try:
+    # What a provisioning worker's steps do to master meanwhile:
+    busy = update(ApiKey).values(name=ApiKey.name)
+    with busy_writer(api.platform.settings.master_url, busy) as writes:
         statuses = [
             api.client.post(
                 "/stores", json={"slug": f"busy-{i}", "name": f"Busy {i}"}, headers=api.admin
@@ -250,10 +236,7 @@ def test_requests_that_write_succeed_while_a_worker_keeps_writing_master(api: Ap
             for i in range(2)
         ]
         listed = api.client.get("/stores?limit=100", headers=api.admin)
-    finally:
-        stop.set()
-        thread.join()
-    assert writes > 25  # the worker really wrote throughout
+        assert writes() > 25  # the worker really wrote throughout
     assert statuses == [201] * 25
     assert calls == [200] * 15 + [201] * 2
     with api.platform.sessions() as session:

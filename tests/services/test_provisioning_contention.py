@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 import uuid
 
 from sqlalchemy import select, update
 
-from tenantry.db.engines import make_engine
 from tenantry.db.master.models import DatabaseStatus, ProvisioningMode, Store
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, stores
+from tests.helpers import busy_writer
 from tests.platform_fixtures import platform, settings
 
 __all__ = ["platform", "settings"]
@@ -30,33 +29,15 @@ def test_jobs_complete_while_another_connection_keeps_writing_master(platform: P
             )
             jobs.append(job.id)
         other_id = other.id
-    stop = threading.Event()
-    writes = 0
-
-    def api() -> None:
-        nonlocal writes
-        engine = make_engine(platform.settings.master_url, pooled=False)
-        try:
-            while not stop.is_set():
-                with engine.begin() as conn:
-                    conn.execute(
-                        update(Store).where(Store.id == other_id).values(api_calls_month=writes)
-                    )
-                writes += 1
-        finally:
-            engine.dispose()
-
-    thread = threading.Thread(target=api, daemon=True)
-    thread.start()
-    try:
+    busy = (
+        update(Store).where(Store.id == other_id).values(api_calls_month=Store.api_calls_month + 1)
+    )
+    with busy_writer(platform.settings.master_url, busy) as writes:
         worker = provisioning.Provisioner(
             platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w1"
         )
         outcomes = [worker.run(job_id) for job_id in jobs]
-    finally:
-        stop.set()
-        thread.join()
-    assert writes > len(jobs)  # master really was written throughout
+        assert writes() > len(jobs)  # master really was written throughout
     assert outcomes == ["completed"] * len(jobs)
     with platform.sessions() as session:
         statuses = session.scalars(select(Store.database_status).where(Store.id != other_id))
