@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException
 
 from tenantry import errors
@@ -49,6 +50,16 @@ def headers_for(exc: errors.TenantryError) -> dict[str, str] | None:
     return None
 
 
+#: What a client told the database is busy waits before retrying.
+BUSY_RETRY_AFTER_S = 1
+
+
+def is_lock_timeout(exc: OperationalError) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked": another writer held the file's
+    lock for longer than the busy timeout. Nothing of the transaction was written."""
+    return "database is locked" in str(exc.orig)
+
+
 def error_body(kind: str, message: str, hint: str | None = None) -> dict[str, object]:
     """The JSON body of an error response."""
     return {"error": {"type": kind, "message": message, "hint": hint}}
@@ -86,6 +97,22 @@ def install(app: FastAPI) -> None:
             error_body("HTTPError", str(exc.detail)),
             status_code=exc.status_code,
             headers=exc.headers,
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
+        if not is_lock_timeout(exc):
+            return await _unexpected(request, exc)
+        log.warning("database busy on %s %s", request.method, request.url.path)
+        return JSONResponse(
+            error_body(
+                "DatabaseBusy",
+                "the database stayed locked by another writer for longer than its busy "
+                "timeout; this request changed nothing.",
+                "Retry after the number of seconds in the Retry-After header.",
+            ),
+            status_code=503,
+            headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
         )
 
     @app.exception_handler(Exception)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import uuid
 
 from sqlalchemy import func, select, text, update
@@ -246,3 +247,27 @@ def test_requests_that_write_succeed_while_a_worker_keeps_writing_master(api: Ap
     assert logged == 17
     slugs = {s["slug"] for s in listed.json()["items"]}
     assert {f"busy-{i}" for i in range(25)} <= slugs
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_a_503_to_retry(api: Api) -> None:
+    """SQLite master locked by another writer for longer than the busy timeout (10 s): the
+    request is refused with 503 and Retry-After, changes nothing, and succeeds when retried."""
+    holder = sqlite3.connect(str(api.platform.settings.master_url.database), isolation_level=None)
+    try:
+        holder.execute("BEGIN IMMEDIATE")
+        refused = api.client.post(
+            "/stores", json={"slug": "locked-out", "name": "Locked"}, headers=api.admin
+        )
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert refused.status_code == 503
+    assert refused.headers["Retry-After"] == "1"
+    error = refused.json()["error"]
+    assert error["type"] == "DatabaseBusy"
+    assert "changed nothing" in error["message"]
+    assert api.client.get("/stores/locked-out", headers=api.admin).status_code == 404
+    retried = api.client.post(
+        "/stores", json={"slug": "locked-out", "name": "Locked"}, headers=api.admin
+    )
+    assert retried.status_code == 201, retried.text
