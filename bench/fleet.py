@@ -18,9 +18,10 @@ active stores in master. Then, wall-clock:
   median shown with the range; verify: ``fleet.verify_fleet`` (every check ok).
 
 With ``--noop-tenants`` (PostgreSQL only, 0 skips it): that many databases already at ``b002``
-and ``run_fleet`` with nothing to apply: the first run (cold), then ``--repeat`` more. The issue's targets are printed beside the
-measured values. Prints a table and writes ``fleet.json``. Every database created is dropped
-at the end, whatever happened (PostgreSQL names start with ``tenantry_bench_fleet_<hex>_``).
+and ``run_fleet`` with nothing to apply: the first run (cold), then ``--repeat`` more. The
+issue's targets are printed beside the measured values. Prints a table and writes
+``fleet.json``. Every database created is dropped at the end, whatever happened (PostgreSQL
+names start with ``tenantry_bench_fleet_<hex>_``).
 """
 
 from __future__ import annotations
