@@ -271,3 +271,21 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_503_to_retry(api: Api) -> 
         "/stores", json={"slug": "locked-out", "name": "Locked"}, headers=api.admin
     )
     assert retried.status_code == 201, retried.text
+
+
+def test_a_keys_last_use_is_recorded_at_most_once_a_minute(api: Api) -> None:
+    def last_used() -> object:
+        with api.platform.sessions() as session:
+            return session.scalar(select(ApiKey.last_used_at).where(ApiKey.name == "admin"))
+
+    assert last_used() is None
+    assert api.client.get("/stores", headers=api.admin).status_code == 200
+    first = last_used()
+    assert first is not None
+    assert (
+        api.client.post(
+            "/stores", json={"slug": "used-twice", "name": "Used"}, headers=api.admin
+        ).status_code
+        == 201
+    )
+    assert last_used() == first  # the second request within the minute wrote nothing
