@@ -19,14 +19,18 @@ from tests.conftest import DbFactory
 Engines = Callable[[URL], Engine]
 
 
-def test_a_migrated_database_reads_as_its_role_and_head(
-    new_database: DbFactory, engines: Engines
-) -> None:
-    spec = master_schema()
+@pytest.fixture
+def master_engine(new_database: DbFactory, engines: Engines) -> Engine:
+    """An engine on a new database migrated to the master schema's head."""
     engine = engines(new_database("master"))
     with engine.begin() as conn:
-        schema_ops.migrate(conn, spec, "m", acting_app="tenantry", owner="tenantry")
-    with engine.connect() as conn:
+        schema_ops.migrate(conn, master_schema(), "m", acting_app="tenantry", owner="tenantry")
+    return engine
+
+
+def test_a_migrated_database_reads_as_its_role_and_head(master_engine: Engine) -> None:
+    spec = master_schema()
+    with master_engine.connect() as conn:
         identity, revision = probe(conn, spec)
         assert identity is not None
         assert identity.role == "master"
@@ -63,15 +67,11 @@ def test_an_identity_without_a_version_table_is_at_base(
     assert revision is None
 
 
-def test_several_recorded_revisions_are_refused_by_name(
-    new_database: DbFactory, engines: Engines
-) -> None:
+def test_several_recorded_revisions_are_refused_by_name(master_engine: Engine) -> None:
     spec = master_schema()
-    engine = engines(new_database("branched"))
-    with engine.begin() as conn:
-        schema_ops.migrate(conn, spec, "m", acting_app="tenantry", owner="tenantry")
+    with master_engine.begin() as conn:
         conn.execute(text(f"INSERT INTO {spec.version_table} (version_num) VALUES ('zzz1')"))
-    with engine.connect() as conn, pytest.raises(MigrationError) as refused:
+    with master_engine.connect() as conn, pytest.raises(MigrationError) as refused:
         probe(conn, spec)
     assert "zzz1" in refused.value.message
     assert "several heads" in refused.value.message
