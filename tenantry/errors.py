@@ -75,7 +75,12 @@ class LimitExceeded(TenantryError):
 
 
 class QuotaExceeded(LimitExceeded):
-    """The store used up its API calls for the month."""
+    """The store used up its API calls for the month; ``retry_after`` says in how many
+    seconds the quota resets."""
+
+    def __init__(self, message: str, hint: str | None = None, *, retry_after: int) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
 
 
 class Unauthorized(TenantryError):

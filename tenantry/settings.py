@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     engine_idle_seconds: float = Field(300, gt=0, validation_alias="TENANTRY_ENGINE_IDLE_SECONDS")
     api_host: str = Field("127.0.0.1", validation_alias="TENANTRY_API_HOST")
     api_port: int = Field(8000, ge=1, le=65535, validation_alias="TENANTRY_API_PORT")
+    #: The largest request body the API reads (413 beyond it).
+    api_max_body_bytes: int = Field(
+        1024 * 1024, ge=1024, le=1024**3, validation_alias="TENANTRY_API_MAX_BODY_BYTES"
+    )
     #: Where backups go: a local directory (default ``$TENANTRY_DATA_DIR/backups``) unless an
     #: S3 bucket is set. S3 credentials come from boto3's usual sources (AWS_* variables,
     #: profiles, instance roles), never from tenantry's settings.

@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from tenantry.api import errors, idempotency, webhook_receiver
+from tenantry.api import errors, idempotency, openapi, webhook_receiver
+from tenantry.api.body_limit import BodyLimit
 from tenantry.api.group_commit import IngestWriter
 from tenantry.api.routes import backups, billing, servers, stores, tenant_data, webhooks
 from tenantry.jobs.queue import Queue
@@ -44,6 +45,8 @@ def create_app(settings: Settings | None = None, *, queue: Queue | None = None) 
     errors.install(app)
     idempotency.install(app)
     webhook_receiver.install(app)
+    # Added last, so outermost: no body over the limit reaches any route or middleware.
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.include_router(stores.router)
     app.include_router(servers.router)
     app.include_router(tenant_data.router)
@@ -56,4 +59,5 @@ def create_app(settings: Settings | None = None, *, queue: Queue | None = None) 
         """Liveness: the process answers."""
         return {"status": "ok", "version": __version__}
 
+    openapi.document_errors(app)
     return app

@@ -6,29 +6,30 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
+
+from tenantry.api.fields import TEXT_MAX, Metadata, RequestModel, StrictBool, UInt32, UInt64
+from tenantry.services.billing.validation import MAX_AMOUNT_MINOR
 
 Currency = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. USD.")
-Minor = Field(ge=0, le=10**15, description="Amount in minor units (cents).")
+Minor = Field(ge=0, le=MAX_AMOUNT_MINOR, description="Amount in minor units (cents).")
 
 
-class CustomerCreate(BaseModel):
+class CustomerCreate(RequestModel):
     """A customer of the calling app, linked by the app's own id."""
 
-    model_config = ConfigDict(extra="forbid")
     external_customer_id: str = Field(min_length=1, max_length=255)
     email: str | None = Field(None, max_length=255)
     name: str | None = Field(None, max_length=255)
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
-class CustomerUpdate(BaseModel):
+class CustomerUpdate(RequestModel):
     """Changes to a customer."""
 
-    model_config = ConfigDict(extra="forbid")
     email: str | None = Field(None, max_length=255)
     name: str | None = Field(None, max_length=255)
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
 
 
 class CustomerOut(BaseModel):
@@ -54,16 +55,15 @@ class CustomerList(BaseModel):
     offset: int
 
 
-class PlanCreate(BaseModel):
+class PlanCreate(RequestModel):
     """A plan of the calling app."""
 
-    model_config = ConfigDict(extra="forbid")
     code: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=255)
-    amount_minor: int = Minor
+    amount_minor: UInt64 = Minor
     currency: str = Currency
     interval: Literal["month", "year"] = "month"
-    trial_days: int = Field(0, ge=0, le=730)
+    trial_days: UInt32 = Field(0, le=730)
 
 
 class PlanOut(BaseModel):
@@ -79,28 +79,25 @@ class PlanOut(BaseModel):
     is_active: bool
 
 
-class SubscriptionCreate(BaseModel):
+class SubscriptionCreate(RequestModel):
     """Subscribe a customer to a plan."""
 
-    model_config = ConfigDict(extra="forbid")
     customer_id: uuid.UUID
     plan_code: str = Field(min_length=1, max_length=64)
-    quantity: int = Field(1, ge=1, le=10_000)
-    trial_days: int | None = Field(None, ge=0, le=730)
+    quantity: UInt32 = Field(1, ge=1, le=10_000)
+    trial_days: UInt32 | None = Field(None, le=730)
 
 
-class SubscriptionTransition(BaseModel):
+class SubscriptionTransition(RequestModel):
     """Move a subscription to another status."""
 
-    model_config = ConfigDict(extra="forbid")
     status: Literal["incomplete", "trialing", "active", "past_due", "canceled", "paused", "unpaid"]
 
 
-class SubscriptionCancel(BaseModel):
+class SubscriptionCancel(RequestModel):
     """Cancel now or at the end of the period."""
 
-    model_config = ConfigDict(extra="forbid")
-    at_period_end: bool = False
+    at_period_end: StrictBool = False
 
 
 class SubscriptionOut(BaseModel):
@@ -123,29 +120,27 @@ class SubscriptionOut(BaseModel):
     processor_subscription_id: str | None
 
 
-class MilestoneIn(BaseModel):
+class MilestoneIn(RequestModel):
     """One instalment of a new invoice."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1, max_length=255)
-    amount_minor: int = Minor
-    description: str | None = None
+    amount_minor: UInt64 = Minor
+    description: str | None = Field(None, max_length=TEXT_MAX)
     due_at: datetime | None = None
 
 
-class InvoiceCreate(BaseModel):
+class InvoiceCreate(RequestModel):
     """A new invoice: an amount, or milestones adding up to it."""
 
-    model_config = ConfigDict(extra="forbid")
     customer_id: uuid.UUID
     invoice_number: str = Field(min_length=1, max_length=64)
     currency: str = Currency
-    amount_minor: int | None = Field(None, ge=0, le=10**15)
+    amount_minor: UInt64 | None = Field(None, le=MAX_AMOUNT_MINOR)
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
-    description: str | None = Field(None, max_length=10_000)
+    description: str | None = Field(None, max_length=TEXT_MAX)
     due_at: datetime | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-    finalize: bool = False
+    metadata: Metadata = Field(default_factory=dict)
+    finalize: StrictBool = False
 
 
 class MilestoneOut(BaseModel):
@@ -177,10 +172,9 @@ class InvoiceOut(BaseModel):
     metadata: dict[str, Any]
 
 
-class InvoiceStatusChange(BaseModel):
+class InvoiceStatusChange(RequestModel):
     """Finalize, void or write off an invoice."""
 
-    model_config = ConfigDict(extra="forbid")
     status: Literal["open", "void", "uncollectible"]
 
 

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
 
+from tenantry.api.openapi import raises
 from tenantry.db.master.models import ApiKey, Store
 from tenantry.errors import Forbidden, NotFound, Unauthorized
 from tenantry.jobs.queue import Queue
@@ -36,6 +37,7 @@ QueueDep = Annotated[Queue, Depends(get_queue)]
 READ_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
+@raises(503)
 def master_session(request: Request, platform: PlatformDep) -> Iterator[Session]:
     """A master session; routes commit what they change, anything else is rolled back.
 
@@ -50,6 +52,7 @@ def master_session(request: Request, platform: PlatformDep) -> Iterator[Session]
 MasterDep = Annotated[Session, Depends(master_session)]
 
 
+@raises(401)
 def current_key(
     master: MasterDep,
     authorization: Annotated[str | None, Header()] = None,
@@ -83,6 +86,7 @@ def is_admin(key: ApiKey) -> bool:
     return Scope.ADMIN.value in key.scopes
 
 
+@raises(403)
 def require_admin(key: KeyDep) -> ApiKey:
     """Only platform admin keys pass."""
     if not is_admin(key):

@@ -1,4 +1,9 @@
-"""Every error the API returns is JSON: ``{"error": {"type", "message", "hint"}}``."""
+"""Every error the API returns is JSON: ``{"error": {"type", "message", "hint"}}``.
+
+One place decides an exception's status, body and headers (:func:`status_of`,
+:func:`error_response`): the handlers answer with it and the usage log records it, so what a
+client got and what was logged never differ.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from pydantic import BaseModel
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
+from starlette.routing import Match
 
 from tenantry import errors
 
@@ -34,6 +41,35 @@ STATUS: list[tuple[type[errors.TenantryError], int]] = [
     (errors.DatabaseAdminError, 502),
 ]
 
+#: What a client told the database is busy (or down) waits before retrying, unless the error
+#: knows better (writes blocked by a move, a quota resetting at the turn of the month).
+BUSY_RETRY_AFTER_S = 1
+UNAVAILABLE_RETRY_AFTER_S = 5
+#: Statuses whose responses always carry Retry-After.
+RETRY_STATUSES = frozenset({429, 503})
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong and what to do about it (never a secret)."""
+
+    type: str
+    message: str
+    hint: str | None
+
+
+class ErrorBody(BaseModel):
+    """The body of every error response."""
+
+    error: ErrorDetail
+
+
+class PayloadTooLarge(HTTPException):
+    """A request body over the limit (raised while it is read, so FastAPI passes it on)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes.")
+        self.hint = "Send less: split the request, or shorten its text and metadata."
+
 
 def status_for(exc: errors.TenantryError) -> int:
     """The HTTP status of a domain error."""
@@ -43,21 +79,23 @@ def status_for(exc: errors.TenantryError) -> int:
     return 400
 
 
-def headers_for(exc: errors.TenantryError) -> dict[str, str] | None:
-    """Headers a domain error's response carries (Retry-After while writes are blocked)."""
-    if isinstance(exc, errors.WritesBlocked):
-        return {"Retry-After": str(exc.retry_after)}
-    return None
-
-
-#: What a client told the database is busy waits before retrying.
-BUSY_RETRY_AFTER_S = 1
-
-
 def is_lock_timeout(exc: OperationalError) -> bool:
     """Whether ``exc`` is SQLite's "database is locked": another writer held the file's
     lock for longer than the busy timeout. Nothing of the transaction was written."""
     return "database is locked" in str(exc.orig)
+
+
+def status_of(exc: BaseException) -> int:
+    """The status the API answers ``exc`` with (500 for anything unexpected)."""
+    if isinstance(exc, errors.TenantryError):
+        return status_for(exc)
+    if isinstance(exc, RequestValidationError):
+        return 422
+    if isinstance(exc, HTTPException):
+        return exc.status_code
+    if isinstance(exc, OperationalError | InterfaceError):
+        return 503
+    return 500
 
 
 def error_body(kind: str, message: str, hint: str | None = None) -> dict[str, object]:
@@ -65,65 +103,116 @@ def error_body(kind: str, message: str, hint: str | None = None) -> dict[str, ob
     return {"error": {"type": kind, "message": message, "hint": hint}}
 
 
-def install(app: FastAPI) -> None:
-    """Register the handlers on ``app``."""
+def headers_for(exc: errors.TenantryError) -> dict[str, str] | None:
+    """Headers a domain error's response carries: Retry-After on every 429 and 503."""
+    if status_for(exc) not in RETRY_STATUSES:
+        return None
+    retry_after = getattr(exc, "retry_after", None) or UNAVAILABLE_RETRY_AFTER_S
+    return {"Retry-After": str(retry_after)}
 
-    @app.exception_handler(errors.TenantryError)
-    async def _domain(request: Request, exc: errors.TenantryError) -> JSONResponse:
-        return JSONResponse(
-            error_body(type(exc).__name__, exc.message, exc.hint),
-            status_code=status_for(exc),
-            headers=headers_for(exc),
+
+def _validation_message(exc: RequestValidationError) -> str:
+    problems = []
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        problems.append(f"{where}: {err.get('msg')}")
+    return "invalid request: " + "; ".join(problems)
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route of this path answers (Starlette names only the first's)."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match != Match.NONE and route_methods:
+            methods |= set(route_methods)
+            if "GET" in route_methods:
+                methods.add("HEAD")
+    return ", ".join(sorted(methods))
+
+
+def error_response(request: Request, exc: BaseException) -> JSONResponse:
+    """The response to ``exc``: its status, the error body and any Retry-After/Allow."""
+    status = status_of(exc)
+    headers: dict[str, str] | None = None
+    if isinstance(exc, errors.TenantryError):
+        body = error_body(type(exc).__name__, exc.message, exc.hint)
+        headers = headers_for(exc)
+    elif isinstance(exc, RequestValidationError):
+        body = error_body(
+            "InvalidInput",
+            _validation_message(exc),
+            "Fix the fields named and send the request again.",
         )
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = []
-        for err in exc.errors():
-            where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-            problems.append(f"{where}: {err.get('msg')}")
-        return JSONResponse(
-            error_body(
-                "InvalidInput",
-                "invalid request: " + "; ".join(problems),
-                "Fix the fields named and send the request again.",
-            ),
-            status_code=422,
-        )
-
-    @app.exception_handler(HTTPException)
-    async def _http(request: Request, exc: HTTPException) -> JSONResponse:
-        return JSONResponse(
-            error_body("HTTPError", str(exc.detail)),
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
-
-    @app.exception_handler(OperationalError)
-    async def _operational(request: Request, exc: OperationalError) -> JSONResponse:
-        if not is_lock_timeout(exc):
-            return await _unexpected(request, exc)
+    elif isinstance(exc, HTTPException):
+        body = error_body(_http_kind(exc.status_code), str(exc.detail), getattr(exc, "hint", None))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+    elif isinstance(exc, OperationalError) and is_lock_timeout(exc):
         log.warning("database busy on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body(
-                "DatabaseBusy",
-                "the database stayed locked by another writer for longer than its busy "
-                "timeout; this request changed nothing.",
-                "Retry after the number of seconds in the Retry-After header.",
-            ),
-            status_code=503,
-            headers={"Retry-After": str(BUSY_RETRY_AFTER_S)},
+        body = error_body(
+            "DatabaseBusy",
+            "the database stayed locked by another writer for longer than its busy "
+            "timeout; this request changed nothing.",
+            "Retry after the number of seconds in the Retry-After header.",
         )
-
-    @app.exception_handler(Exception)
-    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
+    elif status == 503:
+        # A driver's message names hosts and users: logged (by type only), never answered.
+        log.warning(
+            "database unavailable on %s %s: %s",
+            request.method,
+            request.url.path,
+            type(exc).__name__,
+        )
+        body = error_body(
+            "DatabaseUnavailable",
+            "a database this request needs is unavailable right now; nothing was changed.",
+            "Retry after the number of seconds in the Retry-After header.",
+        )
+        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+    else:
         # Never echo the exception: driver messages can carry connection details.
-        log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse(
-            error_body(
-                "InternalError",
-                "an unexpected error occurred; it was logged.",
-                "Retry, and report it if it persists.",
-            ),
-            status_code=500,
+        log.error(
+            "unexpected error on %s %s", request.method, request.url.path, exc_info=exc
         )
+        body = error_body(
+            "InternalError",
+            "an unexpected error occurred; it was logged.",
+            "Retry, and report it if it persists.",
+        )
+    if status in RETRY_STATUSES and not (headers and "Retry-After" in headers):
+        headers = {**(headers or {}), "Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+_HTTP_KINDS = {
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    406: "NotAcceptable",
+    413: "PayloadTooLarge",
+    415: "UnsupportedMediaType",
+}
+
+
+def _http_kind(status: int) -> str:
+    return _HTTP_KINDS.get(status, "HTTPError")
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers on ``app``: every exception goes through :func:`error_response`."""
+
+    async def handle(request: Request, exc: Exception) -> JSONResponse:
+        return error_response(request, exc)
+
+    for kind in (
+        errors.TenantryError,
+        RequestValidationError,
+        HTTPException,
+        OperationalError,
+        InterfaceError,
+        Exception,
+    ):
+        app.add_exception_handler(kind, handle)

@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
+from tenantry.api.fields import TEXT_MAX, RequestModel, StrictBool, UInt32, UInt64
 from tenantry.services.stores import SLUG_PATTERN
 
 Slug = Field(
@@ -18,22 +19,20 @@ Slug = Field(
 )
 
 
-class StoreCreate(BaseModel):
+class StoreCreate(RequestModel):
     """A new store."""
 
-    model_config = ConfigDict(extra="forbid")
     slug: str = Slug
     name: str = Field(min_length=1, max_length=255)
     plan: Literal["free", "starter", "professional", "enterprise"] = "free"
 
 
-class StoreUpdate(BaseModel):
+class StoreUpdate(RequestModel):
     """Changes to a store (the slug never changes)."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, min_length=1, max_length=255)
     plan: Literal["free", "starter", "professional", "enterprise"] | None = None
-    is_published: bool | None = None
+    is_published: StrictBool | None = None
 
 
 class StoreOut(BaseModel):
@@ -63,13 +62,16 @@ class StoreList(BaseModel):
     total: int
 
 
-class ProvisionRequest(BaseModel):
+class ProvisionRequest(RequestModel):
     """How to give a store its database."""
 
-    model_config = ConfigDict(extra="forbid")
     mode: Literal["create_new", "connect_existing"] = "create_new"
-    server: str | None = Field(None, description="Registered server name (create_new).")
-    url: str | None = Field(None, description="Database URL (connect_existing).")
+    server: str | None = Field(
+        None, max_length=63, description="Registered server name (create_new)."
+    )
+    url: str | None = Field(
+        None, max_length=2048, description="Database URL (connect_existing)."
+    )
 
 
 class JobOut(BaseModel):
@@ -99,13 +101,14 @@ class JobAccepted(BaseModel):
     status_url: str
 
 
-class ServerCreate(BaseModel):
+class ServerCreate(RequestModel):
     """A database server to register."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$")
-    url: str = Field(min_length=8, description="Admin URL; stored encrypted, never shown.")
-    notes: str | None = None
+    url: str = Field(
+        min_length=8, max_length=2048, description="Admin URL; stored encrypted, never shown."
+    )
+    notes: str | None = Field(None, max_length=TEXT_MAX)
 
 
 class ServerOut(BaseModel):
@@ -120,28 +123,26 @@ class ServerOut(BaseModel):
     created_at: datetime
 
 
-class ProductCreate(BaseModel):
+class ProductCreate(RequestModel):
     """A new product."""
 
-    model_config = ConfigDict(extra="forbid")
     sku: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=255)
     slug: str | None = Field(None, min_length=1, max_length=255, pattern=r"^[a-z0-9-]+$")
-    description: str | None = None
+    description: str | None = Field(None, max_length=TEXT_MAX)
     status: Literal["draft", "active", "archived"] = "active"
-    price_minor: int | None = Field(None, ge=0)
+    price_minor: UInt64 | None = None
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
 
 
-class ProductUpdate(BaseModel):
+class ProductUpdate(RequestModel):
     """Changes to a product."""
 
-    model_config = ConfigDict(extra="forbid")
     name: str | None = Field(None, min_length=1, max_length=255)
     slug: str | None = Field(None, min_length=1, max_length=255, pattern=r"^[a-z0-9-]+$")
-    description: str | None = None
+    description: str | None = Field(None, max_length=TEXT_MAX)
     status: Literal["draft", "active", "archived"] | None = None
-    price_minor: int | None = Field(None, ge=0)
+    price_minor: UInt64 | None = None
     currency: str | None = Field(None, pattern=r"^[A-Z]{3}$")
 
 
@@ -160,18 +161,16 @@ class ProductOut(BaseModel):
     updated_at: datetime
 
 
-class OrderLineIn(BaseModel):
+class OrderLineIn(RequestModel):
     """One line of a new order."""
 
-    model_config = ConfigDict(extra="forbid")
     product_id: uuid.UUID
-    quantity: int = Field(ge=1, le=10_000)
+    quantity: UInt32 = Field(ge=1, le=10_000)
 
 
-class OrderCreate(BaseModel):
+class OrderCreate(RequestModel):
     """A new order."""
 
-    model_config = ConfigDict(extra="forbid")
     email: str = Field(pattern=r"^[^@\s]+@[^@\s]+$", max_length=255)
     currency: str = Field("USD", pattern=r"^[A-Z]{3}$")
     items: list[OrderLineIn] = Field(min_length=1, max_length=500)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import case, func, insert, select, update
@@ -18,8 +18,12 @@ from sqlalchemy.orm import Session
 from tenantry.db.master.models import ApiUsageLog, Store
 from tenantry.db.tenant.store.models import Order, OrderItem, Price, Product
 from tenantry.db.types import utcnow
-from tenantry.errors import Conflict, InvalidInput, LimitExceeded, NotFound
+from tenantry.errors import Conflict, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
 from tenantry.services.stores import current_subscription
+
+
+#: The largest amount a money column (BIGINT) holds.
+MAX_MONEY_MINOR = 2**63 - 1
 
 
 @dataclass(frozen=True)
@@ -183,10 +187,13 @@ def create_order(
     for line in lines:
         product = tenant.get(Product, line.product_id)
         if product is None:
-            raise InvalidInput(f"order line names unknown product {line.product_id}.")
+            raise NotFound(f"order line names unknown product {line.product_id}.")
         price = _price_of(tenant, product.id, currency)
         if price is None:
-            raise InvalidInput(f"product {product.sku!r} has no {currency} price.")
+            raise Conflict(
+                f"product {product.sku!r} has no {currency} price.",
+                "Give the product a price in that currency, or order in its currency.",
+            )
         items.append(
             OrderItem(
                 product_id=product.id,
@@ -198,6 +205,12 @@ def create_order(
             )
         )
     subtotal = sum(i.total_minor for i in items)
+    if subtotal > MAX_MONEY_MINOR:
+        # Each line fits, their sum may not: a BIGINT overflow would lose the connection.
+        raise InvalidInput(
+            f"the order total ({subtotal} minor units) exceeds {MAX_MONEY_MINOR}.",
+            "Split the order, or lower its quantities.",
+        )
     number = f"{now:%Y%m%d}-{uuid.uuid4().hex[:8].upper()}"
     order = Order(
         order_number=number,
@@ -259,8 +272,10 @@ def count_api_call(
     ip_address: str | None,
     user_agent: str | None,
     error: str | None = None,
+    counted: bool = True,
 ) -> None:
-    """Log one tenant API call and count it in the store's month (reset when a month turns).
+    """Log one tenant API call and, when ``counted``, count it in the store's month (reset
+    when a month turns); a call the platform refused (quota used up) is logged only.
 
     Writes only, nothing read first: on SQLite a transaction that starts with a write waits
     for the lock instead of failing.
@@ -281,6 +296,8 @@ def count_api_call(
             created_at=now,
         )
     )
+    if not counted:
+        return
     master.execute(
         update(Store)
         .where(Store.id == store_id)
@@ -301,8 +318,19 @@ def check_api_quota(master: Session, store: Store) -> None:
     subscription = current_subscription(master, store)
     if subscription is None or subscription.max_api_calls_per_month is None:
         return
+    now = datetime.now(UTC)
     last = store.last_activity_at
-    used = store.api_calls_month if last and last >= _month_start(datetime.now(UTC)) else 0
-    _check_limit(
-        used, subscription.max_api_calls_per_month, "API calls a month", subscription.plan_name
-    )
+    month = _month_start(now)
+    if last is not None and last.tzinfo is None:
+        last = last.replace(tzinfo=UTC)
+    used = store.api_calls_month if last and last >= month else 0
+    limit = subscription.max_api_calls_per_month
+    if used >= limit:
+        next_month = (month + timedelta(days=32)).replace(day=1)
+        raise QuotaExceeded(
+            f"the {subscription.plan_name} plan allows {limit} API calls a month; this store "
+            f"has used {used}.",
+            "Retry after the number of seconds in the Retry-After header (when the month "
+            "turns), or upgrade the store's plan (tenantry stores update SLUG --plan …).",
+            retry_after=max(1, int((next_month - now).total_seconds())),
+        )

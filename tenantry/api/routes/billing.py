@@ -31,6 +31,8 @@ from tenantry.api.billing_schemas import (
     SubscriptionTransition,
 )
 from tenantry.api.deps import READ_METHODS, KeyDep, PlatformDep, is_admin
+from tenantry.api.fields import Offset
+from tenantry.api.openapi import raises
 from tenantry.db.billing.models import BillingCustomer, BillingInvoice, InvoiceStatus
 from tenantry.errors import Forbidden
 from tenantry.services.apikeys import Scope
@@ -40,6 +42,7 @@ from tenantry.services.billing import webhooks as events
 router = APIRouter(prefix="/billing", tags=["billing"])
 
 
+@raises(403, 422)
 def billing_app(key: KeyDep, x_app_id: Annotated[str | None, Header()] = None) -> str:
     """The app a request acts for."""
     if Scope.APP.value in key.scopes and key.app_id:
@@ -52,6 +55,7 @@ def billing_app(key: KeyDep, x_app_id: Annotated[str | None, Header()] = None) -
     )
 
 
+@raises(503)
 def billing_session(request: Request, platform: PlatformDep) -> Iterator[Session]:
     """A billing session; routes commit what they change (writer sessions for requests that
     may write, as for master)."""
@@ -121,7 +125,7 @@ def list_customers(
     app: App,
     session: Billing,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
     email: str | None = None,
 ) -> CustomerList:
     """The app's customers, oldest first."""
@@ -207,7 +211,7 @@ def list_subscriptions(
     customer_id: uuid.UUID | None = None,
     status_: str | None = Query(None, alias="status"),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> list[SubscriptionOut]:
     """The app's subscriptions, newest first."""
     return [
@@ -282,7 +286,7 @@ def list_invoices(
     status_: str | None = Query(None, alias="status"),
     customer_id: uuid.UUID | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> list[InvoiceOut]:
     """The app's invoices, newest first."""
     return [

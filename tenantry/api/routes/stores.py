@@ -14,6 +14,7 @@ from tenantry.api.deps import (
     is_admin,
     visible_store,
 )
+from tenantry.api.fields import Offset
 from tenantry.api.schemas import (
     JobAccepted,
     JobOut,
@@ -79,7 +80,7 @@ def list_stores(
     master: MasterDep,
     key: KeyDep,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: Offset = 0,
 ) -> StoreList:
     """Stores the key may see: all for an admin key, its own for a store key."""
     if is_admin(key):

@@ -13,10 +13,13 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 
 from tenantry.api.deps import READ_METHODS, KeyDep, MasterDep, PlatformDep, visible_store
-from tenantry.api.errors import status_for
+from tenantry.api.errors import is_lock_timeout, status_of
+from tenantry.api.fields import Offset
+from tenantry.api.openapi import raises
 from tenantry.api.schemas import (
     OrderCreate,
     OrderOut,
@@ -26,7 +29,7 @@ from tenantry.api.schemas import (
 )
 from tenantry.db.master.models import Store
 from tenantry.db.tenant.store.models import Product
-from tenantry.errors import TenantryError
+from tenantry.errors import DatabaseUnreachable, TenantryError
 from tenantry.services import catalog
 from tenantry.services.write_blocks import ensure_writable
 
@@ -47,16 +50,20 @@ class TenantCall:
         self.master.commit()
 
 
+@raises(403, 404, 409, 429, 503)
 def tenant_call(
     store_ref: str, request: Request, master: MasterDep, key: KeyDep, platform: PlatformDep
 ) -> Iterator[TenantCall]:
     """Resolve, authorise and route the request; log and count it afterwards.
 
     Writes to a store whose database is being moved or restored are refused (503 with
-    Retry-After) before anything is routed; reads keep being served from its database.
+    Retry-After) before anything is routed; reads keep being served from its database. A
+    store database that cannot be reached is a 503 with Retry-After that names no host. The
+    log records the status the client gets (:func:`status_of`, as the error handlers do); a
+    call refused for the quota is logged but not counted against it.
     """
     store = visible_store(master, key, store_ref)
-    store_id = store.id
+    store_id, slug = store.id, store.slug
     started = time.perf_counter()
     route = request.scope.get("route")
     code, error = getattr(route, "status_code", None) or 200, None
@@ -66,11 +73,20 @@ def tenant_call(
         catalog.check_api_quota(master, store)
         with platform.router.session(master, store) as tenant:
             yield TenantCall(master, store, tenant)
-    except TenantryError as exc:
-        code, error = status_for(exc), exc.message
-        raise
-    except Exception:
-        code, error = 500, "internal error"
+    except (DatabaseUnreachable, InterfaceError, OperationalError) as exc:
+        if isinstance(exc, OperationalError) and is_lock_timeout(exc):
+            code, error = status_of(exc), "database busy"
+            raise
+        code = 503
+        error = "store database unreachable"
+        raise DatabaseUnreachable(
+            f"store {slug!r}'s database cannot be reached right now; nothing was changed.",
+            "Retry after the number of seconds in the Retry-After header; if it persists, "
+            "the platform operator should check the store's database server.",
+        ) from None
+    except BaseException as exc:
+        code = status_of(exc)
+        error = exc.message if isinstance(exc, TenantryError) else type(exc).__name__
         raise
     finally:
         # A successful call committed; a failed one's master changes are dropped. The call
@@ -86,8 +102,9 @@ def tenant_call(
             status_code=code,
             response_time_ms=int((time.perf_counter() - started) * 1000),
             ip_address=request.client.host if request.client else None,
-            user_agent=request.headers.get("user-agent"),
+            user_agent=(request.headers.get("user-agent") or "")[:512] or None,
             error=error,
+            counted=code != 429 and code < 500,
         )
         master.commit()
 
@@ -101,7 +118,7 @@ def _product_out(call: TenantCall, product: Product) -> ProductOut:
 
 @router.get("/products", response_model=list[ProductOut])
 def list_products(
-    call: Call, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+    call: Call, offset: Offset = 0, limit: int = Query(50, ge=1, le=500)
 ) -> list[ProductOut]:
     """The store's products, newest first."""
     return [
@@ -168,7 +185,7 @@ def create_order(body: OrderCreate, call: Call) -> OrderOut:
 
 @router.get("/orders", response_model=list[OrderOut])
 def list_orders(
-    call: Call, limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0)
+    call: Call, offset: Offset = 0, limit: int = Query(50, ge=1, le=500)
 ) -> list[OrderOut]:
     """The store's orders, newest first."""
     return [

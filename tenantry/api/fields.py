@@ -1,0 +1,74 @@
+"""Bounded field types shared by every request schema and list route.
+
+Every integer the API accepts fits the column it lands in (``BigInteger``: below 2**63,
+``Integer``: below 2**31), every string has a length cap matching its column, and metadata is
+a small flat object: a value that passes these checks never overflows a column, a driver or
+the server's memory. Scalars are strict (``false`` or ``"1"`` is not an integer): FastAPI
+validates bodies in Python mode, so strictness is set per scalar type here rather than on the
+model, where it would also refuse ISO strings for dates and UUIDs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated
+
+from fastapi import Query
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
+
+#: What a signed 64-bit column (BigInteger) holds.
+INT64_MAX = 2**63 - 1
+#: What a signed 32-bit column (Integer) holds.
+INT32_MAX = 2**31 - 1
+
+#: A non-negative count or amount stored in a BigInteger column.
+UInt64 = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX)]
+#: A non-negative count stored in an Integer column.
+UInt32 = Annotated[int, Strict(), Field(ge=0, le=INT32_MAX)]
+#: A JSON boolean, never 0/1 or "true".
+StrictBool = Annotated[bool, Strict()]
+
+#: Free text kept in a Text column (descriptions, notes): long enough for prose, not for abuse.
+TEXT_MAX = 10_000
+Text = Annotated[str, Strict(), StringConstraints(max_length=TEXT_MAX)]
+
+
+#: Metadata: at most 50 keys of at most 40 characters, each value a scalar (strings of at most
+#: 500 characters); nesting is refused, so a document's size is bounded by its shape.
+METADATA_MAX_KEYS = 50
+METADATA_KEY_MAX = 40
+METADATA_VALUE_MAX = 500
+MetadataKey = Annotated[str, StringConstraints(min_length=1, max_length=METADATA_KEY_MAX)]
+MetadataValue = (
+    Annotated[str, Strict(), StringConstraints(max_length=METADATA_VALUE_MAX)]
+    | Annotated[int, Strict(), Field(ge=-INT64_MAX, le=INT64_MAX)]
+    | Annotated[float, Strict(), Field(allow_inf_nan=False)]
+    | StrictBool
+    | None
+)
+
+
+def _finite(value: dict[str, object]) -> dict[str, object]:
+    # JSON has no NaN/Infinity; a float that is one would not round-trip through the column.
+    for item in value.values():
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("metadata numbers must be finite")
+    return value
+
+
+Metadata = Annotated[
+    dict[MetadataKey, MetadataValue],
+    Field(max_length=METADATA_MAX_KEYS),
+    AfterValidator(_finite),
+]
+
+
+class RequestModel(BaseModel):
+    """Base of every request body: unknown fields are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+#: Page parameters shared by every list route (an offset past 2**63 is not a 500).
+Limit = Annotated[int, Query(ge=1, le=500, description="At most this many items.")]
+Offset = Annotated[int, Query(ge=0, le=INT64_MAX, description="Skip this many items first.")]
