@@ -12,6 +12,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
@@ -122,9 +123,9 @@ def _validation_message(exc: RequestValidationError) -> str:
 def _allowed_methods(request: Request) -> str:
     """Every method some route of this path answers (Starlette names only the first's)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
+    for route in iter_route_contexts(request.app.routes):
         match, _ = route.matches({**request.scope, "method": "GET"})
-        route_methods = getattr(route, "methods", None)
+        route_methods = route.methods
         if match != Match.NONE and route_methods:
             methods |= set(route_methods)
             if "GET" in route_methods:

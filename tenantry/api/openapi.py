@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
 from tenantry.api.errors import RETRY_STATUSES, ErrorBody
 
@@ -56,7 +56,7 @@ def _calls(dependant: Dependant) -> Iterator[Any]:
         yield from _calls(sub)
 
 
-def error_statuses(route: APIRoute, method: str) -> set[int]:
+def error_statuses(route: APIRoute | RouteContext, method: str) -> set[int]:
     """Every error status ``route`` can answer to ``method``."""
     found: set[int] = set()
     for call in _calls(route.dependant):
@@ -104,10 +104,11 @@ def build_document(app: FastAPI) -> dict[str, Any]:
     error_schema = ErrorBody.model_json_schema(ref_template="#/components/schemas/{model}")
     schemas.update(error_schema.pop("$defs", {}))
     schemas["ErrorBody"] = error_schema
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    # Included routers are resolved lazily: their routes are reached through route contexts.
+    for route in iter_route_contexts(app.routes):
+        if not isinstance(route.original_route, APIRoute) or not route.include_in_schema:
             continue
-        for method in route.methods:
+        for method in route.methods or ():
             operation = document["paths"].get(route.path_format, {}).get(method.lower())
             if operation is None:
                 continue

@@ -1,0 +1,102 @@
+"""Schemathesis over the whole API, in-process, with every check (the CLI's ``--checks all``).
+
+Run once with an admin key and once with a store key on a provisioned SQLite store (so the
+store-data routes do real work): every phase (examples, coverage, fuzzing, stateful where the
+document has links), positive and negative data, a bounded number of examples per operation.
+Any failure of any check, or any error of the engine, fails the test with schemathesis's
+report of it (the operation, the check, a curl to reproduce it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+import schemathesis
+from fastapi import FastAPI
+from schemathesis.engine import events, from_schema
+from schemathesis.python.asgi import shutdown_lifespans
+
+from tenantry.api.app import create_app
+from tenantry.jobs.queue import Queue
+from tenantry.settings import Settings
+from tests.api.conftest import Api
+
+#: Examples per operation and phase: enough to reach every check, small enough that both
+#: runs together stay well under three minutes on two cores.
+MAX_EXAMPLES = 25
+PHASES = ["examples", "coverage", "fuzzing", "stateful"]
+
+
+@dataclass
+class Target:
+    """The app under test, with the keys to call it as."""
+
+    app: FastAPI
+    admin: dict[str, str]
+    store: dict[str, str]
+
+
+@pytest.fixture
+def target(api: Api, settings: Settings) -> Iterator[Target]:
+    """A second app on the installation ``api`` set up (schemathesis runs its lifespan)."""
+    api.provisioned_store("fuzz-shop")
+    store_key = api.store_key("fuzz-shop")
+    product = api.client.post(
+        "/stores/fuzz-shop/products",
+        json={"sku": "FZ-1", "name": "Fuzz", "price_minor": 100},
+        headers=store_key,
+    )
+    assert product.status_code == 201, product.text
+    queue = Queue(settings, immediate=True)
+    app = create_app(settings, queue=queue)
+    try:
+        yield Target(app, api.admin, store_key)
+    finally:
+        shutdown_lifespans()
+        queue.close()
+
+
+def _failures(app: FastAPI, headers: dict[str, str]) -> list[str]:
+    config = schemathesis.Config()
+    config.update(seed=1234, max_failures=None)
+    project = config.projects.override
+    project.update(headers=headers)
+    project.checks.update(included_check_names=["all"])
+    project.phases.update(phases=PHASES)
+    project.generation.update(
+        modes=list(schemathesis.GenerationMode), max_examples=MAX_EXAMPLES, deterministic=True
+    )
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+    found: list[str] = []
+    for event in from_schema(schema).execute():
+        if isinstance(event, events.ScenarioFinished):
+            for checks in event.recorder.checks.values():
+                for check in checks:
+                    info = check.failure_info
+                    if info is not None:
+                        found.append(_describe(event.recorder.label, check.name, info))
+        elif isinstance(event, events.NonFatalError | events.FatalError):
+            found.append(f"engine error: {_error_text(event)}")
+        elif isinstance(event, events.EngineFinished):
+            found += [f"after run: {f.title}: {f.message}" for f in event.failures]
+    return sorted(set(found))
+
+
+def _describe(label: str, check: str, info: Any) -> str:
+    failure = info.failure
+    return f"{label} [{check}] {failure.title}: {failure.message}\n{info.code_sample}"
+
+
+def _error_text(event: Any) -> str:
+    value = getattr(event, "value", None) or getattr(event, "exception", None)
+    return f"{type(value).__name__}: {value}"
+
+
+@pytest.mark.parametrize("as_key", ["admin", "store"])
+def test_every_check_passes_on_every_operation(target: Target, as_key: str) -> None:
+    headers = target.admin if as_key == "admin" else target.store
+    failures = _failures(target.app, headers)
+    assert not failures, f"{len(failures)} failure(s):\n\n" + "\n\n".join(failures)
