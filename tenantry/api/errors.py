@@ -176,9 +176,7 @@ def error_response(request: Request, exc: BaseException) -> JSONResponse:
         headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
     else:
         # Never echo the exception: driver messages can carry connection details.
-        log.error(
-            "unexpected error on %s %s", request.method, request.url.path, exc_info=exc
-        )
+        log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
         body = error_body(
             "InternalError",
             "an unexpected error occurred; it was logged.",

@@ -63,6 +63,16 @@ Metadata = Annotated[
 ]
 
 
+#: A store slug, as the services check it (single hyphens, letters or digits at both ends).
+SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+#: An app id (``X-App-Id``, app keys).
+APP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+#: An id an app gives its own records (external customer ids).
+EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$"
+#: A database a backup names: master, billing or store:SLUG.
+BACKUP_SCOPE_PATTERN = r"^(master|billing|store:[a-z0-9]+(-[a-z0-9]+)*)$"
+
+
 class RequestModel(BaseModel):
     """Base of every request body: unknown fields are refused."""
 

@@ -8,14 +8,13 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tenantry.api.fields import TEXT_MAX, RequestModel, StrictBool, UInt32, UInt64
-from tenantry.services.stores import SLUG_PATTERN
+from tenantry.api.fields import SLUG_PATTERN, TEXT_MAX, RequestModel, StrictBool, UInt32, UInt64
 
 Slug = Field(
-    pattern=SLUG_PATTERN.pattern,
+    pattern=SLUG_PATTERN,
     min_length=3,
     max_length=63,
-    description="3-63 lowercase letters, digits and hyphens.",
+    description="3-63 lowercase letters, digits and single hyphens, no hyphen at either end.",
 )
 
 
@@ -69,9 +68,7 @@ class ProvisionRequest(RequestModel):
     server: str | None = Field(
         None, max_length=63, description="Registered server name (create_new)."
     )
-    url: str | None = Field(
-        None, max_length=2048, description="Database URL (connect_existing)."
-    )
+    url: str | None = Field(None, max_length=2048, description="Database URL (connect_existing).")
 
 
 class JobOut(BaseModel):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field
 
 from tenantry.api.deps import AdminDep, MasterDep, PlatformDep, QueueDep
+from tenantry.api.fields import BACKUP_SCOPE_PATTERN, RequestModel, StrictBool
+from tenantry.db.master.models import BackupStatus
 from tenantry.backup.storage import storage_for
 from tenantry.services import audit
 from tenantry.services.backups import catalog, scheduling
@@ -51,12 +53,12 @@ class BackupOut(BaseModel):
     verify_error: str | None
 
 
-class BackupRequest(BaseModel):
+class BackupRequest(RequestModel):
     """Which database to back up."""
 
-    db: str = Field(description="master, billing or store:SLUG")
+    db: str = Field(pattern=BACKUP_SCOPE_PATTERN, description="master, billing or store:SLUG")
     label: str | None = Field(None, max_length=255)
-    pin: bool = False
+    pin: StrictBool = False
 
 
 class ProtectionOut(BaseModel):
@@ -83,13 +85,17 @@ def list_backups(
     master: MasterDep,
     key: AdminDep,
     platform: PlatformDep,
-    db: str | None = Query(None, description="master, billing or store:SLUG"),
-    backup_status: str | None = Query(None, alias="status"),
+    db: str | None = Query(
+        None, pattern=BACKUP_SCOPE_PATTERN, description="master, billing or store:SLUG"
+    ),
+    backup_status: BackupStatus | None = Query(None, alias="status"),
     limit: int = Query(50, ge=1, le=1000),
 ) -> list[BackupOut]:
     """The catalog, newest first."""
     storage = storage_for(platform.settings)
-    found = catalog.list_backups(master, scope=db, status=backup_status, limit=limit)
+    found = catalog.list_backups(
+        master, scope=db, status=backup_status.value if backup_status else None, limit=limit
+    )
     return [_out(catalog.backup_document(b, storage)) for b in found]
 
 
@@ -116,7 +122,10 @@ def protection(master: MasterDep, key: AdminDep, platform: PlatformDep) -> list[
 
 @router.get("/{backup_id}", response_model=BackupOut)
 def show_backup(
-    backup_id: str, master: MasterDep, key: AdminDep, platform: PlatformDep
+    backup_id: Annotated[str, Path(max_length=64)],
+    master: MasterDep,
+    key: AdminDep,
+    platform: PlatformDep,
 ) -> BackupOut:
     """One catalog entry (id or unique prefix); follow a requested backup's status here."""
     return _out(

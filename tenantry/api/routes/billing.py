@@ -10,7 +10,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
 from tenantry.api.billing_schemas import (
@@ -31,9 +31,15 @@ from tenantry.api.billing_schemas import (
     SubscriptionTransition,
 )
 from tenantry.api.deps import READ_METHODS, KeyDep, PlatformDep, is_admin
-from tenantry.api.fields import Offset
+from tenantry.api.fields import APP_ID_PATTERN, EXTERNAL_ID_PATTERN, Offset
 from tenantry.api.openapi import raises
-from tenantry.db.billing.models import BillingCustomer, BillingInvoice, InvoiceStatus
+from tenantry.db.billing.models import (
+    BillingCustomer,
+    BillingInvoice,
+    InvoiceStatus,
+    SubscriptionStatus,
+    WebhookStatus,
+)
 from tenantry.errors import Forbidden
 from tenantry.services.apikeys import Scope
 from tenantry.services.billing import customers, invoices, plans, subscriptions, validation
@@ -43,7 +49,13 @@ router = APIRouter(prefix="/billing", tags=["billing"])
 
 
 @raises(403, 422)
-def billing_app(key: KeyDep, x_app_id: Annotated[str | None, Header()] = None) -> str:
+def billing_app(
+    key: KeyDep,
+    x_app_id: Annotated[
+        str | None,
+        Header(pattern=APP_ID_PATTERN, description="The app an admin key acts for."),
+    ] = None,
+) -> str:
     """The app a request acts for."""
     if Scope.APP.value in key.scopes and key.app_id:
         return key.app_id
@@ -136,20 +148,22 @@ def list_customers(
 
 
 @router.get("/customers/by-external-id/{external_id}", response_model=CustomerOut)
-def customer_by_external_id(external_id: str, app: App, session: Billing) -> CustomerOut:
+def customer_by_external_id(
+    external_id: Annotated[str, Path(pattern=EXTERNAL_ID_PATTERN)], app: App, session: Billing
+) -> CustomerOut:
     """The app's customer by the app's own id."""
     return _customer_out(customers.get_by_external_id(session, app, external_id))
 
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut)
-def get_customer(customer_id: str, app: App, session: Billing) -> CustomerOut:
+def get_customer(customer_id: uuid.UUID, app: App, session: Billing) -> CustomerOut:
     """One customer."""
     return _customer_out(customers.get_customer(session, app, customer_id))
 
 
 @router.patch("/customers/{customer_id}", response_model=CustomerOut)
 def update_customer(
-    customer_id: str, body: CustomerUpdate, app: App, session: Billing
+    customer_id: uuid.UUID, body: CustomerUpdate, app: App, session: Billing
 ) -> CustomerOut:
     """Change a customer's email, name or metadata."""
     customer = customers.update_customer(
@@ -164,7 +178,7 @@ def update_customer(
 
 
 @router.post("/customers/{customer_id}/erase", response_model=CustomerOut)
-def erase_customer(customer_id: str, app: App, session: Billing, key: KeyDep) -> CustomerOut:
+def erase_customer(customer_id: uuid.UUID, app: App, session: Billing, key: KeyDep) -> CustomerOut:
     """GDPR erasure: personal data removed, financial records kept, audit entry written."""
     customer = customers.erase_customer(
         session, customers.get_customer(session, app, customer_id), actor=f"apikey:{key.prefix}"
@@ -209,7 +223,7 @@ def list_subscriptions(
     app: App,
     session: Billing,
     customer_id: uuid.UUID | None = None,
-    status_: str | None = Query(None, alias="status"),
+    status_: SubscriptionStatus | None = Query(None, alias="status"),
     limit: int = Query(50, ge=1, le=500),
     offset: Offset = 0,
 ) -> list[SubscriptionOut]:
@@ -217,13 +231,18 @@ def list_subscriptions(
     return [
         SubscriptionOut.model_validate(s, from_attributes=True)
         for s in subscriptions.list_subscriptions(
-            session, app, customer_id=customer_id, status=status_, limit=limit, offset=offset
+            session,
+            app,
+            customer_id=customer_id,
+            status=status_.value if status_ else None,
+            limit=limit,
+            offset=offset,
         )
     ]
 
 
 @router.get("/subscriptions/{sub_id}", response_model=SubscriptionOut)
-def get_subscription(sub_id: str, app: App, session: Billing) -> SubscriptionOut:
+def get_subscription(sub_id: uuid.UUID, app: App, session: Billing) -> SubscriptionOut:
     """One subscription."""
     return SubscriptionOut.model_validate(
         subscriptions.get_subscription(session, app, sub_id), from_attributes=True
@@ -232,7 +251,7 @@ def get_subscription(sub_id: str, app: App, session: Billing) -> SubscriptionOut
 
 @router.post("/subscriptions/{sub_id}/transition", response_model=SubscriptionOut)
 def transition_subscription(
-    sub_id: str, body: SubscriptionTransition, app: App, session: Billing
+    sub_id: uuid.UUID, body: SubscriptionTransition, app: App, session: Billing
 ) -> SubscriptionOut:
     """Move a subscription along the lifecycle (invalid moves are a 409)."""
     sub = subscriptions.transition(
@@ -244,7 +263,7 @@ def transition_subscription(
 
 @router.post("/subscriptions/{sub_id}/cancel", response_model=SubscriptionOut)
 def cancel_subscription(
-    sub_id: str, body: SubscriptionCancel, app: App, session: Billing
+    sub_id: uuid.UUID, body: SubscriptionCancel, app: App, session: Billing
 ) -> SubscriptionOut:
     """Cancel now, or at the end of the current period."""
     sub = subscriptions.cancel(
@@ -283,7 +302,7 @@ def create_invoice(body: InvoiceCreate, app: App, session: Billing) -> InvoiceOu
 def list_invoices(
     app: App,
     session: Billing,
-    status_: str | None = Query(None, alias="status"),
+    status_: InvoiceStatus | None = Query(None, alias="status"),
     customer_id: uuid.UUID | None = None,
     limit: int = Query(50, ge=1, le=500),
     offset: Offset = 0,
@@ -292,20 +311,25 @@ def list_invoices(
     return [
         _invoice_out(i)
         for i in invoices.list_invoices(
-            session, app, status=status_, customer_id=customer_id, limit=limit, offset=offset
+            session,
+            app,
+            status=status_.value if status_ else None,
+            customer_id=customer_id,
+            limit=limit,
+            offset=offset,
         )
     ]
 
 
 @router.get("/invoices/{invoice_id}", response_model=InvoiceOut)
-def get_invoice(invoice_id: str, app: App, session: Billing) -> InvoiceOut:
+def get_invoice(invoice_id: uuid.UUID, app: App, session: Billing) -> InvoiceOut:
     """One invoice with its milestones."""
     return _invoice_out(invoices.get_invoice(session, app, invoice_id))
 
 
 @router.post("/invoices/{invoice_id}/status", response_model=InvoiceOut)
 def change_invoice_status(
-    invoice_id: str, body: InvoiceStatusChange, app: App, session: Billing
+    invoice_id: uuid.UUID, body: InvoiceStatusChange, app: App, session: Billing
 ) -> InvoiceOut:
     """Finalize (open), void or mark uncollectible; a paid invoice never changes."""
     invoice = invoices.move(
@@ -322,18 +346,22 @@ def change_invoice_status(
 def list_events(
     app: App,
     session: Billing,
-    status_: str | None = Query(None, alias="status"),
+    status_: WebhookStatus | None = Query(None, alias="status"),
     limit: int = Query(50, ge=1, le=500),
 ) -> list[EventOut]:
     """The app's webhook events, newest first."""
     return [
         EventOut.model_validate(e, from_attributes=True)
-        for e in events.list_webhooks(session, app_id=app, status=status_, limit=limit)
+        for e in events.list_webhooks(
+            session, app_id=app, status=status_.value if status_ else None, limit=limit
+        )
     ]
 
 
 @router.post("/events/{event_id}/replay", response_model=EventOut)
-def replay_event(event_id: str, app: App, session: Billing, key: KeyDep) -> EventOut:
+def replay_event(
+    event_id: Annotated[str, Path(max_length=255)], app: App, session: Billing, key: KeyDep
+) -> EventOut:
     """Apply an event again (its effects are idempotent)."""
     row = events.replay(
         session, events.get_webhook(session, event_id, app_id=app), actor=f"apikey:{key.prefix}"
