@@ -8,18 +8,28 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from tenantry.api.fields import TEXT_MAX, Metadata, RequestModel, StrictBool, UInt32, UInt64
+from tenantry.api.fields import (
+    EMAIL_PATTERN,
+    EXTERNAL_ID_PATTERN,
+    PLAN_CODE_PATTERN,
+    TEXT_MAX,
+    Currency,
+    Metadata,
+    RequestModel,
+    StrictBool,
+    UInt32,
+    UInt64,
+)
 from tenantry.services.billing.validation import MAX_AMOUNT_MINOR
 
-Currency = Field(pattern=r"^[A-Za-z]{3}$", description="ISO 4217 code, e.g. USD.")
 Minor = Field(ge=0, le=MAX_AMOUNT_MINOR, description="Amount in minor units (cents).")
 
 
 class CustomerCreate(RequestModel):
     """A customer of the calling app, linked by the app's own id."""
 
-    external_customer_id: str = Field(min_length=1, max_length=255)
-    email: str | None = Field(None, max_length=255)
+    external_customer_id: str = Field(pattern=EXTERNAL_ID_PATTERN, max_length=255)
+    email: str | None = Field(None, pattern=EMAIL_PATTERN, max_length=255)
     name: str | None = Field(None, max_length=255)
     metadata: Metadata = Field(default_factory=dict)
 
@@ -27,7 +37,7 @@ class CustomerCreate(RequestModel):
 class CustomerUpdate(RequestModel):
     """Changes to a customer."""
 
-    email: str | None = Field(None, max_length=255)
+    email: str | None = Field(None, pattern=EMAIL_PATTERN, max_length=255)
     name: str | None = Field(None, max_length=255)
     metadata: Metadata | None = None
 
@@ -58,10 +68,10 @@ class CustomerList(BaseModel):
 class PlanCreate(RequestModel):
     """A plan of the calling app."""
 
-    code: str = Field(min_length=1, max_length=64)
+    code: str = Field(pattern=PLAN_CODE_PATTERN, max_length=64)
     name: str = Field(min_length=1, max_length=255)
     amount_minor: UInt64 = Minor
-    currency: str = Currency
+    currency: Currency
     interval: Literal["month", "year"] = "month"
     trial_days: UInt32 = Field(0, le=730)
 
@@ -83,7 +93,7 @@ class SubscriptionCreate(RequestModel):
     """Subscribe a customer to a plan."""
 
     customer_id: uuid.UUID
-    plan_code: str = Field(min_length=1, max_length=64)
+    plan_code: str = Field(pattern=PLAN_CODE_PATTERN, max_length=64)
     quantity: UInt32 = Field(1, ge=1, le=10_000)
     trial_days: UInt32 | None = Field(None, le=730)
 
@@ -133,8 +143,8 @@ class InvoiceCreate(RequestModel):
     """A new invoice: an amount, or milestones adding up to it."""
 
     customer_id: uuid.UUID
-    invoice_number: str = Field(min_length=1, max_length=64)
-    currency: str = Currency
+    invoice_number: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")
+    currency: Currency
     amount_minor: UInt64 | None = Field(None, le=MAX_AMOUNT_MINOR)
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
     description: str | None = Field(None, max_length=TEXT_MAX)

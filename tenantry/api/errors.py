@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from tenantry import errors
+from tenantry.api.fields import PATTERN_MEANINGS
 
 log = logging.getLogger("tenantry.api")
 
@@ -116,7 +117,11 @@ def _validation_message(exc: RequestValidationError) -> str:
     problems = []
     for err in exc.errors():
         where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
-        problems.append(f"{where}: {err.get('msg')}")
+        message = err.get("msg")
+        pattern = (err.get("ctx") or {}).get("pattern")
+        if pattern in PATTERN_MEANINGS:
+            message = f"must be {PATTERN_MEANINGS[pattern]}"
+        problems.append(f"{where}: {message}")
     return "invalid request: " + "; ".join(problems)
 
 

@@ -16,6 +16,8 @@ from typing import Annotated
 from fastapi import Query
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
 
+from tenantry.services.billing.validation import CURRENCIES
+
 #: What a signed 64-bit column (BigInteger) holds.
 INT64_MAX = 2**63 - 1
 #: What a signed 32-bit column (Integer) holds.
@@ -71,6 +73,42 @@ APP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 EXTERNAL_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$"
 #: A database a backup names: master, billing or store:SLUG.
 BACKUP_SCOPE_PATTERN = r"^(master|billing|store:[a-z0-9]+(-[a-z0-9]+)*)$"
+
+
+#: A billing plan's code.
+PLAN_CODE_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,63}$"
+#: An email address as billing checks it.
+EMAIL_PATTERN = r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$"
+
+
+def _iso_currency(code: str) -> str:
+    if code.upper() not in CURRENCIES or code not in (code.upper(), code.lower()):
+        raise ValueError("must be an ISO 4217 currency code, e.g. USD")
+    return code
+
+
+#: An ISO 4217 code, upper or lower case (the schema lists them; the validator agrees).
+Currency = Annotated[
+    str,
+    Field(
+        json_schema_extra={
+            "enum": sorted(CURRENCIES) + sorted(c.lower() for c in CURRENCIES),
+        },
+        description="ISO 4217 code, e.g. USD.",
+    ),
+    AfterValidator(_iso_currency),
+]
+
+
+#: What each pattern means, for validation messages people can act on.
+PATTERN_MEANINGS = {
+    SLUG_PATTERN: "lowercase letters, digits and single hyphens (e.g. my-shop)",
+    APP_ID_PATTERN: "up to 64 lowercase letters, digits, '_' or '-'",
+    EXTERNAL_ID_PATTERN: "1 to 255 letters, digits, '_', '.', ':' or '-'",
+    BACKUP_SCOPE_PATTERN: "master, billing or store:SLUG",
+    PLAN_CODE_PATTERN: "up to 64 lowercase letters, digits, '_', '.' or '-'",
+    EMAIL_PATTERN: "an email address",
+}
 
 
 class RequestModel(BaseModel):

@@ -21,7 +21,6 @@ from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
 from tenantry.services.stores import current_subscription
 
-
 #: The largest amount a money column (BIGINT) holds.
 MAX_MONEY_MINOR = 2**63 - 1
 

@@ -11,8 +11,8 @@ from pydantic import BaseModel, Field
 
 from tenantry.api.deps import AdminDep, MasterDep, PlatformDep, QueueDep
 from tenantry.api.fields import BACKUP_SCOPE_PATTERN, RequestModel, StrictBool
-from tenantry.db.master.models import BackupStatus
 from tenantry.backup.storage import storage_for
+from tenantry.db.master.models import BackupStatus
 from tenantry.services import audit
 from tenantry.services.backups import catalog, scheduling
 from tenantry.services.backups.taking import queue_backup
