@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
+from fastapi.dependencies.utils import get_flat_dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
@@ -61,7 +62,7 @@ def error_statuses(route: APIRoute | RouteContext, method: str) -> set[int]:
     found: set[int] = set()
     for call in _calls(route.dependant):
         found |= set(getattr(call, _ATTRIBUTE, ()))
-    dependant = route.dependant
+    dependant = get_flat_dependant(route.dependant)
     if route.body_field is not None:
         found |= {400, 413, 422}
     if dependant.query_params or dependant.header_params or dependant.path_params:
@@ -113,7 +114,10 @@ def build_document(app: FastAPI) -> dict[str, Any]:
             if operation is None:
                 continue
             responses = operation.setdefault("responses", {})
-            for status in sorted(error_statuses(route, method)):
+            statuses = error_statuses(route, method)
+            if "422" in responses:  # FastAPI's own, with the schema our handler never sends
+                statuses.add(422)
+            for status in sorted(statuses):
                 responses[str(status)] = _error_response(status)
     return document
 
