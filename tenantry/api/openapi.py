@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from fastapi import FastAPI
 from fastapi.dependencies.models import Dependant
-from fastapi.dependencies.utils import get_flat_dependant
+from fastapi.dependencies.utils import get_flat_params
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute, RouteContext, iter_route_contexts
 
@@ -62,12 +62,11 @@ def error_statuses(route: APIRoute | RouteContext, method: str) -> set[int]:
     found: set[int] = set()
     for call in _calls(route.dependant):
         found |= set(getattr(call, _ATTRIBUTE, ()))
-    dependant = get_flat_dependant(route.dependant)
     if route.body_field is not None:
         found |= {400, 413, 422}
-    if dependant.query_params or dependant.header_params or dependant.path_params:
+    if get_flat_params(route.dependant):
         found.add(422)
-    if dependant.path_params:
+    if route.dependant.path_params:
         found |= {404, 409}  # not found; an id prefix matching several
     if method not in _READS and found & {401, 503}:  # a write to a database
         found.add(409)
