@@ -17,6 +17,7 @@ from tenantry.api.fields import (
     Metadata,
     RequestModel,
     StrictBool,
+    StringMetadata,
     UInt32,
     UInt64,
 )
@@ -149,7 +150,7 @@ class InvoiceCreate(RequestModel):
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
     description: str | None = Field(None, max_length=TEXT_MAX)
     due_at: datetime | None = None
-    metadata: Metadata = Field(default_factory=dict)
+    metadata: StringMetadata = Field(default_factory=dict)
     finalize: StrictBool = False
 
 

@@ -111,6 +111,13 @@ PATTERN_MEANINGS = {
 }
 
 
+#: Metadata whose values are strings (invoices keep text only).
+StringMetadata = Annotated[
+    dict[MetadataKey, Annotated[str, StringConstraints(max_length=METADATA_VALUE_MAX)]],
+    Field(max_length=METADATA_MAX_KEYS),
+]
+
+
 class RequestModel(BaseModel):
     """Base of every request body: unknown fields are refused."""
 
