@@ -62,8 +62,8 @@ def error_statuses(route: APIRoute | RouteContext, method: str) -> set[int]:
     found: set[int] = set()
     for call in _calls(route.dependant):
         found |= set(getattr(call, _ATTRIBUTE, ()))
-    if route.body_field is not None:
-        found |= {400, 413, 422}
+    if route.body_field is not None:  # a body may name a record (customer, product, plan)
+        found |= {400, 404, 413, 422}
     if get_flat_params(route.dependant):
         found.add(422)
     if route.dependant.path_params:

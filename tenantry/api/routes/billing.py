@@ -118,7 +118,12 @@ def _invoice_out(i: BillingInvoice) -> InvoiceOut:
 # --------------------------------------------------------------------------- customers
 
 
-@router.post("/customers", response_model=CustomerOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/customers",
+    response_model=CustomerOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"model": CustomerOut, "description": "The customer existed already."}},
+)
 def create_customer(
     body: CustomerCreate, app: App, session: Billing, response: Response
 ) -> CustomerOut:
