@@ -11,6 +11,7 @@ from tenantry.cli.targets import connection, target
 from tenantry.crypto import ensure_key_file
 from tenantry.db.admin import create_database
 from tenantry.db.schemas import Role
+from tenantry.files import private_dir, tighten
 from tenantry.services import schema_ops
 from tenantry.settings import Settings, load_settings
 
@@ -24,7 +25,7 @@ def run_init(settings: Settings) -> dict[str, Any]:
     report: dict[str, Any] = {"data_dir": str(settings.data_dir.resolve())}
     done: list[str] = []
     if not settings.data_dir.exists():
-        settings.data_dir.mkdir(parents=True)
+        private_dir(settings.data_dir)
         done.append(f"created data dir {settings.data_dir}")
     if settings.secret_keys is not None:
         report["key_file"] = None
@@ -60,6 +61,10 @@ def run_init(settings: Settings) -> dict[str, Any]:
             "applied": result.applied,
             "revision": result.to_revision,
         }
+    # Installs made before files were private: customer data must not stay world-readable.
+    tightened = tighten(settings.data_dir)
+    if tightened:
+        done.append(f"made {len(tightened)} file(s) in the data dir private (0600, dirs 0700)")
     report["changes"] = done
     return report
 

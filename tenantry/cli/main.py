@@ -21,6 +21,7 @@ from tenantry.cli import (
     servers,
     stores,
 )
+from tenantry.files import restrict_new_files
 from tenantry.version import __version__
 
 app = typer.Typer(
@@ -60,6 +61,7 @@ def root(
     ),
 ) -> None:
     """tenantry: master, billing and per-tenant databases, each knowing what it is."""
+    restrict_new_files()
 
 
 help_text.reflow(app)

@@ -20,6 +20,7 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from tenantry.backup.storage import storage_for
 from tenantry.errors import Conflict
+from tenantry.files import private_file
 from tenantry.runtime import Platform
 from tenantry.services import fleet
 from tenantry.services.backups import catalog, scheduling
@@ -43,10 +44,9 @@ class Queue:
         if settings.queue_url:
             self.huey: Huey = RedisHuey("tenantry", url=settings.queue_url, immediate=immediate)
         else:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            self.huey = SqliteHuey(
-                "tenantry", filename=str(settings.data_dir / "queue.db"), immediate=immediate
-            )
+            filename = settings.data_dir / "queue.db"
+            private_file(filename)  # Huey's sqlite3 would create it with the umask's mode
+            self.huey = SqliteHuey("tenantry", filename=str(filename), immediate=immediate)
         self._platform: Platform | None = None
         self._lock = threading.Lock()
         self._provision = self.huey.task(name="tenantry.provision")(self._run_provision)
