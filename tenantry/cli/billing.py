@@ -200,7 +200,9 @@ def _pretty_payload(payload: str) -> str:
 @webhooks_app.command("show")
 @reports_errors
 def webhooks_show(
-    webhook_id: str = typer.Argument(..., help="The event's id, or the processor's event id."),
+    webhook_id: str = typer.Argument(
+        ..., help="The event's id (or its start), or the processor's event id."
+    ),
     app_id: str | None = typer.Option(None, "--app", help="Only if it is this app's."),
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -260,7 +262,7 @@ def _process_due(platform: Platform) -> tuple[int, bool]:
 @reports_errors
 def webhooks_replay(
     webhook_id: str | None = typer.Argument(
-        None, help="The event's id, or the processor's event id."
+        None, help="The event's id (or its start), or the processor's event id."
     ),
     failed: bool = typer.Option(False, "--failed", help="Every failed event instead of one."),
     app_id: str | None = typer.Option(None, "--app", help="Only this app's events."),

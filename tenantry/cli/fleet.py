@@ -26,6 +26,7 @@ from tenantry.cli.output import (
     console,
     emit_json,
     err_console,
+    print_error,
     reports_errors,
 )
 from tenantry.db import migrations
@@ -127,7 +128,7 @@ def migrate(
                     )
                     typer.echo(plan.sql)
                 for o in problems:
-                    err_console.print(f"[red]✗[/] {o.slug}: {o.error}")
+                    print_error(f"{o.slug}: {o.error}", label="✗")
             if problems:
                 raise typer.Exit(EXIT_FAILED)
             return

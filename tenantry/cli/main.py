@@ -21,6 +21,7 @@ from tenantry.cli import (
     servers,
     stores,
 )
+from tenantry.cli.output import JsonUsageGroup
 from tenantry.files import restrict_new_files
 from tenantry.version import __version__
 
@@ -28,6 +29,7 @@ app = typer.Typer(
     name="tenantry",
     help="Run a master database, a shared billing database and one database per tenant.",
     no_args_is_help=True,
+    cls=JsonUsageGroup,
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )

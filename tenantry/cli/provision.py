@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -28,6 +29,7 @@ from tenantry.cli.output import (
     console,
     emit_json,
     err_console,
+    print_error,
     reports_errors,
 )
 from tenantry.db.master.models import ProvisioningMode, ProvisioningStatus
@@ -150,13 +152,13 @@ def _report(doc: dict[str, Any], slug: str, json_output: bool, note: str | None 
         console.print(f"[green]✓[/] store {slug} is provisioned ({doc['total_tables']} tables)")
         typer.echo(f"next: tenantry stores show {slug}")
     elif doc["status"] in FINISHED:
-        err_console.print(f"[bold red]error:[/] provisioning {slug} {doc['status']}.")
+        print_error(f"provisioning {slug} {doc['status']}.")
         if doc["error"]:
-            err_console.print(doc["error"])
+            print_error(doc["error"], label="")
         if doc["message"]:
-            err_console.print(f"[dim]{doc['message']}[/]")
+            err_console.print(f"[dim]{escape(doc['message'])}[/]")
     if note and not json_output:
-        err_console.print(note)
+        print_error(note, label="")
 
 
 @reports_errors
