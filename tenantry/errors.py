@@ -30,6 +30,10 @@ class DatabaseAdminError(TenantryError):
     """A server refused to create or drop a database."""
 
 
+class NoWorker(TenantryError):
+    """Queued work waits for a job worker, and none is running."""
+
+
 class WrongDatabase(TenantryError):
     """The database's identity does not match what the command expects."""
 

@@ -29,6 +29,7 @@ from tenantry.cli.output import (
     print_error,
     reports_errors,
 )
+from tenantry.cli.waiting import DEFAULT_TIMEOUT_S, TIMEOUT_HELP, WorkerWatch
 from tenantry.db import migrations
 from tenantry.db.master.models import FleetRun, TenantOutcome
 from tenantry.jobs.queue import Queue
@@ -89,9 +90,7 @@ def migrate(
     wait: bool = typer.Option(
         False, "--wait", help="With --queue: follow the run until the workers finish it."
     ),
-    timeout: float = typer.Option(
-        600.0, "--timeout", min=0, help="With --wait: stop following after this many seconds."
-    ),
+    timeout: float | None = typer.Option(None, "--timeout", min=0, help=TIMEOUT_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Migrate every active tenant database to the newest (or given) revision.
@@ -324,7 +323,7 @@ def _migrate_queued(
     options: fleet.MigrateOptions,
     slugs: list[str] | None,
     wait: bool,
-    timeout: float,
+    timeout: float | None,
     json_output: bool,
 ) -> None:
     settings = platform.settings
@@ -352,6 +351,13 @@ def _migrate_queued(
                 "`tenantry fleet status`"
             )
         return
+    watch = WorkerWatch(
+        platform.sessions,
+        what=f"fleet run {run_id}",
+        patient=timeout is not None,
+        quiet=json_output,
+    )
+    timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
     deadline = time.monotonic() + timeout
     with _progress(not json_output) as progress:
         task = progress.add_task("workers migrating", total=len(store_ids), migrated=0, failed=0)
@@ -366,6 +372,7 @@ def _migrate_queued(
             )
             if run.status != "running":
                 break
+            watch.check()
             if time.monotonic() >= deadline:
                 err_console.print(
                     f"[yellow]stopped following run {run_id} after {timeout:.0f} s; it goes "

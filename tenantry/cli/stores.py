@@ -169,7 +169,11 @@ def create(
         emit_json(doc)
         return
     console.print(f"[green]✓[/] created store {slug} ({doc['plan']} plan), id {doc['id']}")
-    typer.echo(f"next: tenantry provision {slug} --new --wait")
+    # --inline works with or without a worker; --wait needs one running.
+    typer.echo(
+        f"next: tenantry provision {slug} --new --inline "
+        "(or --wait while `tenantry worker` or `tenantry up` runs)"
+    )
 
 
 @app.command("list")

@@ -21,6 +21,7 @@ from huey import Huey, RedisHuey, SqliteHuey, crontab
 from tenantry.backup.storage import storage_for
 from tenantry.errors import Conflict
 from tenantry.files import private_file
+from tenantry.jobs.heartbeat import Heartbeat
 from tenantry.runtime import Platform
 from tenantry.services import fleet
 from tenantry.services.backups import catalog, scheduling
@@ -161,6 +162,13 @@ class Queue:
         if jobs or backups:
             log.info("re-enqueued %d provisioning job(s), %d backup(s)", len(jobs), len(backups))
         return len(jobs) + len(backups)
+
+    def start_heartbeat(self) -> Heartbeat:
+        """Report this worker to master every few seconds, so that commands waiting for a
+        queued job can tell when no worker runs."""
+        heartbeat = Heartbeat(self.platform().writer_sessions)
+        heartbeat.start()
+        return heartbeat
 
     def start_webhook_loop(self) -> tuple[threading.Thread, threading.Event]:
         """Process billing webhook events in a background thread until the event is set."""
