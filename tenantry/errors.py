@@ -26,6 +26,10 @@ class DatabaseUnreachable(TenantryError):
     """A database could not be connected to."""
 
 
+class QueueUnreachable(DatabaseUnreachable):
+    """The job queue (Redis, or the embedded SQLite queue) could not be reached."""
+
+
 class DatabaseAdminError(TenantryError):
     """A server refused to create or drop a database."""
 

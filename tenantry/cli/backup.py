@@ -329,6 +329,7 @@ def prune(
 def pin(
     backup_id: str = typer.Argument(..., help="Backup id (or a unique prefix)."),
     unpin: bool = typer.Option(False, "--unpin", help="Let retention prune it again."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Pin a backup so retention never deletes it (or unpin it)."""
     settings = load_settings()
@@ -342,7 +343,10 @@ def pin(
             target_id=str(backup.id),
             store_id=backup.store_id,
         )
-    console.print(f"backup {backup.id} {'unpinned' if unpin else 'pinned'}")
+    if json_output:
+        emit_json({"id": str(backup.id), "pinned": backup.pinned})
+    else:
+        console.print(f"backup {backup.id} {'unpinned' if unpin else 'pinned'}")
 
 
 @app.command()

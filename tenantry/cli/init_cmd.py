@@ -16,6 +16,7 @@ from tenantry.crypto import ensure_key_file
 from tenantry.db.admin import create_database, database_exists, drop_database
 from tenantry.db.identity import check_owner
 from tenantry.db.schemas import Role
+from tenantry.errors import ConfigurationError
 from tenantry.files import private_dir, tighten
 from tenantry.services import schema_ops
 from tenantry.settings import Settings, load_settings
@@ -30,6 +31,11 @@ def run_init(settings: Settings) -> dict[str, Any]:
     when everything existed already). Used by ``init`` and ``up``. All or nothing: when a step
     fails, what this run created is removed again.
     """
+    if settings.data_dir.exists() and not settings.data_dir.is_dir():
+        raise ConfigurationError(
+            f"the data dir {settings.data_dir} is a file, not a directory.",
+            "Set TENANTRY_DATA_DIR to a directory (it is created if missing).",
+        )
     _refuse_consumer(settings)
     created = _Created()
     try:

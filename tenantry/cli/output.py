@@ -92,11 +92,24 @@ def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
             else:
                 print_error(exc.message, exc.hint)
             raise typer.Exit(code) from None
+        except OSError as exc:
+            # A file the command needs: missing, unreadable, a file where a directory should
+            # be. Its path and the system's reason say what to fix; a traceback would not.
+            where = f" ({exc.filename})" if exc.filename else ""
+            message = f"{exc.strerror or type(exc).__name__}{where}."
+            hint = "Check the path and its permissions (TENANTRY_DATA_DIR is the data dir)."
+            if kwargs.get("json_output"):
+                emit_json(error_document(type(exc).__name__, message, hint, EXIT_FAILED))
+            else:
+                print_error(message, hint)
+            raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document instead of tables.")
+#: The largest offset a database takes (a signed 64-bit integer).
+MAX_OFFSET = 2**63 - 1
 
 
 JSON_FLAG = "--json"

@@ -99,7 +99,54 @@ def test_policy_set_prints_a_table_and_json(cli: Invoke) -> None:
     assert cli("init").exit_code == 0
     human = cli("backup", "policy", "set", "billing", "--retention-days", "45", env=WIDE)
     assert human.exit_code == 0, human.output
-    assert "{" not in human.stdout and "'" not in human.stdout
-    assert "billing" in human.stdout and "45" in human.stdout
+    assert "{" not in human.stdout
+    assert "'" not in human.stdout
+    assert "billing" in human.stdout
+    assert "45" in human.stdout
     doc = as_json(cli("backup", "policy", "set", "billing", "--min-keep", "5", "--json"))
     assert (doc["scope"], doc["retention_days"], doc["min_keep"]) == ("billing", 45, 5)
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "kind"),
+    [
+        (("fleet", "migrate", "--to", "", "--json"), 1, "MigrationError"),
+        (("fleet", "migrate", "--to", "head-1", "--json"), 1, "MigrationError"),
+        (("db", "migrate", "--role", "billing", "--to", "@", "--json"), 1, "MigrationError"),
+        (("billing", "customers", "list", "acme", "--offset", "9" * 25, "--json"), 2, None),
+        (("backup", "policy", "set", "billing", "--retention-days", "9" * 25, "--json"), 2, None),
+        (("backup", "policy", "set", "billing", "--max-age-hours", "99999999", "--json"), 2, None),
+        (("jobs", "show", "%", "--json"), 1, "NotFound"),
+        (("backup", "pin", "ffffffff", "--json"), 1, "NotFound"),
+    ],
+)
+def test_out_of_range_values_are_clear_errors(
+    cli: Invoke, args: tuple[str, ...], code: int, kind: str | None
+) -> None:
+    assert cli("init").exit_code == 0
+    error = _error(cli(*args), code)
+    if kind is not None:
+        assert error["type"] == kind
+
+
+def test_a_data_dir_that_is_a_file_is_named(cli: Invoke, tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    error = _error(cli("init", "--json", env={"TENANTRY_DATA_DIR": str(afile)}), 2)
+    assert str(afile) in str(error["message"])
+    assert "TENANTRY_DATA_DIR" in str(error["hint"])
+    below = cli("init", "--json", env={"TENANTRY_DATA_DIR": str(afile / "sub")})
+    assert str(afile / "sub") in str(_error(below, 1)["message"])
+
+
+def test_an_unreachable_queue_is_a_clear_error_without_its_password(cli: Invoke) -> None:
+    assert cli("init").exit_code == 0
+    assert cli("stores", "create", "queued", "--name", "Q").exit_code == 0
+    env = {"TENANTRY_QUEUE_URL": "redis://user:S3cretQ@127.0.0.1:1/0"}
+    result = cli("provision", "queued", "--new", "--json", env=env)
+    error = _error(result, 1)
+    assert error["type"] == "QueueUnreachable"
+    assert "127.0.0.1:1" in str(error["message"])
+    assert "S3cretQ" not in result.output
+    # The job is recorded: a worker's recovery sweep queues it once the queue is back.
+    assert as_json(cli("jobs", "list", "--json"))[0]["status"] == "queued"

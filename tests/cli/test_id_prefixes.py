@@ -36,7 +36,7 @@ def test_jobs_show_refuses_an_ambiguous_prefix_listing_the_candidates(cli: Invok
     assert result.exit_code == 2, result.output
     error = as_json(result)["error"]
     assert error["type"] == "InvalidInput"
-    assert [i for i in ids if i.startswith(digit)][0] in error["message"]
+    assert next(i for i in ids if i.startswith(digit)) in error["message"]
     assert "more of the id" in error["hint"]
 
 

@@ -59,7 +59,8 @@ def test_an_id_or_its_start_finds_the_row(master: Session, ref: str) -> None:
 def test_a_start_shared_by_several_ids_is_refused_listing_them(master: Session) -> None:
     with pytest.raises(InvalidInput) as refused:
         _find(master, "abcd12")
-    assert str(FIRST) in refused.value.message and str(SECOND) in refused.value.message
+    assert str(FIRST) in refused.value.message
+    assert str(SECOND) in refused.value.message
     assert _find(master, "abcd1234-0000-4000-8000-000000000002").id == SECOND
 
 

@@ -4,7 +4,7 @@ silent for too long."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -21,14 +21,12 @@ from tests.conftest import DbFactory
 
 
 @pytest.fixture
-def sessions(
-    new_database: DbFactory, engines: Callable[[URL], Engine]
-) -> Iterator[sessionmaker[Session]]:
+def sessions(new_database: DbFactory, engines: Callable[[URL], Engine]) -> sessionmaker[Session]:
     """Sessions on a master database at head on the backend."""
     engine = engines(new_database("master"))
     with engine.begin() as conn:
         schema_ops.migrate(conn, master_schema(), "test", acting_app="tenantry", owner="tenantry")
-    yield sessionmaker(engine, expire_on_commit=False)
+    return sessionmaker(engine, expire_on_commit=False)
 
 
 def _alive(sessions: sessionmaker[Session]) -> int:
