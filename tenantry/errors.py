@@ -26,8 +26,16 @@ class DatabaseUnreachable(TenantryError):
     """A database could not be connected to."""
 
 
+class QueueUnreachable(DatabaseUnreachable):
+    """The job queue (Redis, or the embedded SQLite queue) could not be reached."""
+
+
 class DatabaseAdminError(TenantryError):
     """A server refused to create or drop a database."""
+
+
+class NoWorker(TenantryError):
+    """Queued work waits for a job worker, and none is running."""
 
 
 class WrongDatabase(TenantryError):

@@ -12,6 +12,7 @@ from tenantry.api import errors, idempotency, openapi, webhook_receiver
 from tenantry.api.body_limit import BodyLimit
 from tenantry.api.group_commit import IngestWriter
 from tenantry.api.routes import backups, billing, servers, stores, tenant_data, webhooks
+from tenantry.files import restrict_new_files
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
 from tenantry.settings import Settings, load_settings
@@ -20,6 +21,7 @@ from tenantry.version import __version__
 
 def create_app(settings: Settings | None = None, *, queue: Queue | None = None) -> FastAPI:
     """The API for ``settings``; the platform opens (and master is checked) at start-up."""
+    restrict_new_files()  # the API's files (SQLite's -wal/-shm, tenant databases) are private
     settings = settings or load_settings()
 
     @asynccontextmanager

@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 from tenantry.db.engines import connect, make_engine, sqlite_path
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import ConfigurationError, TenantryError
+from tenantry.files import private_dir, private_file
 
 CHUNK = 1 << 20
 
@@ -419,7 +420,7 @@ class SQLiteEngine(BackupEngine):
 
     def restore(self, url: URL, stream: IO[bytes]) -> None:
         target_path = _sqlite_file(url)
-        target_path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(target_path.parent)
         with tempfile.TemporaryDirectory(dir=target_path.parent, prefix=".restore-") as tmp:
             staged = Path(tmp) / "restored.db"
             with staged.open("wb") as sink:
@@ -450,6 +451,7 @@ def replace_sqlite(source_path: Path, target_path: Path) -> None:
                 f"the backup is not a sound SQLite database: {'; '.join(problems)}.",
                 "Restore another backup; this one is damaged.",
             )
+        private_file(target_path)  # sqlite3 would create a missing target with the umask's mode
         target = sqlite3.connect(target_path)
         try:
             source.backup(target)

@@ -27,6 +27,7 @@ from tenantry.cli.output import (
     console,
     emit_json,
     err_console,
+    print_error,
     reports_errors,
 )
 from tenantry.db.master.models import Backup
@@ -146,9 +147,7 @@ def run(
                     }
                 )
                 if not json_output:
-                    err_console.print(f"[red]✗[/] {target.scope}: {exc.message}")
-                    if exc.hint:
-                        err_console.print(f"  [dim]{exc.hint}[/]")
+                    print_error(f"{target.scope}: {exc.message}", exc.hint, label="✗")
                 continue
             documents.append(catalog.backup_document(backup, storage))
             if not json_output:
@@ -269,7 +268,7 @@ def verify_(
     else:
         err_console.print(f"[red]✗[/] backup {result.backup_id} is damaged; marked corrupt:")
         for problem in result.problems:
-            err_console.print(f"  - {problem}")
+            print_error(f"  - {problem}", label="")
     if not result.passed:
         raise typer.Exit(EXIT_FAILED)
 
@@ -330,6 +329,7 @@ def prune(
 def pin(
     backup_id: str = typer.Argument(..., help="Backup id (or a unique prefix)."),
     unpin: bool = typer.Option(False, "--unpin", help="Let retention prune it again."),
+    json_output: bool = JSON_OPTION,
 ) -> None:
     """Pin a backup so retention never deletes it (or unpin it)."""
     settings = load_settings()
@@ -343,7 +343,10 @@ def pin(
             target_id=str(backup.id),
             store_id=backup.store_id,
         )
-    console.print(f"backup {backup.id} {'unpinned' if unpin else 'pinned'}")
+    if json_output:
+        emit_json({"id": str(backup.id), "pinned": backup.pinned})
+    else:
+        console.print(f"backup {backup.id} {'unpinned' if unpin else 'pinned'}")
 
 
 @app.command()
@@ -439,7 +442,11 @@ def policy_list(json_output: bool = JSON_OPTION) -> None:
     if json_output:
         emit_json([p.document() for p in found])
         return
-    table = Table(title="backup policies")
+    console.print(_policy_table("backup policies", found))
+
+
+def _policy_table(title: str, found: list[policies.Policy]) -> Table:
+    table = Table(title=title)
     for col in (
         "scope",
         "schedule",
@@ -462,7 +469,7 @@ def policy_list(json_output: bool = JSON_OPTION) -> None:
             p.verify_schedule,
             p.source,
         )
-    console.print(table)
+    return table
 
 
 @policy_app.command("set")
@@ -507,4 +514,4 @@ def policy_set(
     if json_output:
         emit_json(policy.document())
     else:
-        console.print(f"policy {scope}: {policy.document()}")
+        console.print(_policy_table(f"backup policy {policy.scope} (set)", [policy]))

@@ -19,7 +19,7 @@ from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
 from tenantry.cli.common import open_platform, when
-from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
+from tenantry.cli.output import JSON_OPTION, MAX_OFFSET, console, emit_json, reports_errors
 from tenantry.db.billing.models import (
     BillingCustomer,
     BillingProcessorSecret,
@@ -200,7 +200,9 @@ def _pretty_payload(payload: str) -> str:
 @webhooks_app.command("show")
 @reports_errors
 def webhooks_show(
-    webhook_id: str = typer.Argument(..., help="The event's id, or the processor's event id."),
+    webhook_id: str = typer.Argument(
+        ..., help="The event's id (or its start), or the processor's event id."
+    ),
     app_id: str | None = typer.Option(None, "--app", help="Only if it is this app's."),
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -260,7 +262,7 @@ def _process_due(platform: Platform) -> tuple[int, bool]:
 @reports_errors
 def webhooks_replay(
     webhook_id: str | None = typer.Argument(
-        None, help="The event's id, or the processor's event id."
+        None, help="The event's id (or its start), or the processor's event id."
     ),
     failed: bool = typer.Option(False, "--failed", help="Every failed event instead of one."),
     app_id: str | None = typer.Option(None, "--app", help="Only this app's events."),
@@ -428,7 +430,7 @@ def secrets_retire(
 def customers_list(
     app_id: str = typer.Argument(..., help="The app whose customers to list."),
     limit: int = typer.Option(50, "--limit", min=1, max=500, help="At most this many."),
-    offset: int = typer.Option(0, "--offset", min=0, help="Skip this many first."),
+    offset: int = typer.Option(0, "--offset", min=0, max=MAX_OFFSET, help="Skip this many first."),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """List an app's billing customers, oldest first."""

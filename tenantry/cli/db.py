@@ -18,6 +18,7 @@ from tenantry.cli.output import (
     console,
     emit_json,
     err_console,
+    print_error,
     reports_errors,
 )
 from tenantry.cli.targets import Target, connection, target
@@ -138,7 +139,7 @@ def status(json_output: bool = JSON_OPTION) -> None:
         console.print(table)
         for name, d in docs.items():
             if "error" in d:
-                err_console.print(f"[bold red]error:[/] {name}: {d['error']}")
+                print_error(f"{name}: {d['error']}")
             elif d.get("exists") is False:
                 console.print(f"{name} database does not exist yet: run `tenantry init`.")
     if failed:

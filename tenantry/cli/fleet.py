@@ -26,8 +26,10 @@ from tenantry.cli.output import (
     console,
     emit_json,
     err_console,
+    print_error,
     reports_errors,
 )
+from tenantry.cli.waiting import DEFAULT_TIMEOUT_S, TIMEOUT_HELP, WorkerWatch
 from tenantry.db import migrations
 from tenantry.db.master.models import FleetRun, TenantOutcome
 from tenantry.jobs.queue import Queue
@@ -88,9 +90,7 @@ def migrate(
     wait: bool = typer.Option(
         False, "--wait", help="With --queue: follow the run until the workers finish it."
     ),
-    timeout: float = typer.Option(
-        600.0, "--timeout", min=0, help="With --wait: stop following after this many seconds."
-    ),
+    timeout: float | None = typer.Option(None, "--timeout", min=0, help=TIMEOUT_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Migrate every active tenant database to the newest (or given) revision.
@@ -127,7 +127,7 @@ def migrate(
                     )
                     typer.echo(plan.sql)
                 for o in problems:
-                    err_console.print(f"[red]✗[/] {o.slug}: {o.error}")
+                    print_error(f"{o.slug}: {o.error}", label="✗")
             if problems:
                 raise typer.Exit(EXIT_FAILED)
             return
@@ -323,7 +323,7 @@ def _migrate_queued(
     options: fleet.MigrateOptions,
     slugs: list[str] | None,
     wait: bool,
-    timeout: float,
+    timeout: float | None,
     json_output: bool,
 ) -> None:
     settings = platform.settings
@@ -351,6 +351,13 @@ def _migrate_queued(
                 "`tenantry fleet status`"
             )
         return
+    watch = WorkerWatch(
+        platform.sessions,
+        what=f"fleet run {run_id}",
+        patient=timeout is not None,
+        quiet=json_output,
+    )
+    timeout = DEFAULT_TIMEOUT_S if timeout is None else timeout
     deadline = time.monotonic() + timeout
     with _progress(not json_output) as progress:
         task = progress.add_task("workers migrating", total=len(store_ids), migrated=0, failed=0)
@@ -365,6 +372,7 @@ def _migrate_queued(
             )
             if run.status != "running":
                 break
+            watch.check()
             if time.monotonic() >= deadline:
                 err_console.print(
                     f"[yellow]stopped following run {run_id} after {timeout:.0f} s; it goes "

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tenantry.cli.common import job_document, open_platform, when
@@ -15,7 +16,7 @@ from tenantry.settings import load_settings
 
 app = typer.Typer(help="Follow and cancel provisioning jobs.", no_args_is_help=True)
 
-JOB_ARGUMENT = typer.Argument(..., help="The job's id.")
+JOB_ARGUMENT = typer.Argument(..., help="The job's id, or its start (as `jobs list` shows).")
 
 
 def _print_job(doc: dict[str, Any]) -> None:
@@ -23,11 +24,11 @@ def _print_job(doc: dict[str, Any]) -> None:
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
     for key in ("store", "mode", "status", "step", "message"):
-        table.add_row(key, str(doc.get(key) or "-"))
+        table.add_row(key, escape(str(doc.get(key) or "-")))
     table.add_row("progress", f"{doc['progress']}%")
     table.add_row("tables", f"{doc['tables_created']}/{doc['total_tables']}")
     if doc["error"]:
-        table.add_row("error", f"[red]{doc['error']}[/]")
+        table.add_row("error", f"[red]{escape(doc['error'])}[/]")
     table.add_row("attempts", str(doc["attempts"]))
     table.add_row("created", when(doc["created_at"]))
     table.add_row("started", when(doc["started_at"]))

@@ -21,12 +21,15 @@ from tenantry.cli import (
     servers,
     stores,
 )
+from tenantry.cli.output import JsonUsageGroup
+from tenantry.files import restrict_new_files
 from tenantry.version import __version__
 
 app = typer.Typer(
     name="tenantry",
     help="Run a master database, a shared billing database and one database per tenant.",
     no_args_is_help=True,
+    cls=JsonUsageGroup,
     pretty_exceptions_show_locals=False,
     add_completion=False,
 )
@@ -60,6 +63,7 @@ def root(
     ),
 ) -> None:
     """tenantry: master, billing and per-tenant databases, each knowing what it is."""
+    restrict_new_files()
 
 
 help_text.reflow(app)

@@ -12,6 +12,8 @@ from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
+from typer.core import TyperGroup
 
 from tenantry.errors import (
     ConfigurationError,
@@ -56,6 +58,23 @@ def exit_code_for(exc: TenantryError) -> int:
     return EXIT_FAILED
 
 
+def error_document(kind: str, message: str, hint: str | None, code: int) -> dict[str, Any]:
+    """The one JSON document of a failed command."""
+    return {"error": {"type": kind, "message": message, "hint": hint, "exit_code": code}}
+
+
+def print_error(message: str, hint: str | None = None, *, label: str = "error:") -> None:
+    """One error for people, on stderr: the text is shown as written.
+
+    Messages carry user input and install hints (``pip install 'tenantry[postgres]'``): Rich
+    would take their square brackets for markup and drop them, so they are escaped here.
+    """
+    text = escape(message)
+    err_console.print(f"[bold red]{escape(label)}[/] {text}" if label else text)
+    if hint:
+        err_console.print(f"[dim]{escape(hint)}[/]")
+
+
 def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn a :class:`TenantryError` into one readable paragraph and a non-zero exit.
 
@@ -69,23 +88,71 @@ def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
         except TenantryError as exc:
             code = exit_code_for(exc)
             if kwargs.get("json_output"):
-                emit_json(
-                    {
-                        "error": {
-                            "type": type(exc).__name__,
-                            "message": exc.message,
-                            "hint": exc.hint,
-                            "exit_code": code,
-                        }
-                    }
-                )
+                emit_json(error_document(type(exc).__name__, exc.message, exc.hint, code))
             else:
-                err_console.print(f"[bold red]error:[/] {exc.message}")
-                if exc.hint:
-                    err_console.print(f"[dim]{exc.hint}[/]")
+                print_error(exc.message, exc.hint)
             raise typer.Exit(code) from None
+        except OSError as exc:
+            # A file the command needs: missing, unreadable, a file where a directory should
+            # be. Its path and the system's reason say what to fix; a traceback would not.
+            where = f" ({exc.filename})" if exc.filename else ""
+            message = f"{exc.strerror or type(exc).__name__}{where}."
+            hint = "Check the path and its permissions (TENANTRY_DATA_DIR is the data dir)."
+            if kwargs.get("json_output"):
+                emit_json(error_document(type(exc).__name__, message, hint, EXIT_FAILED))
+            else:
+                print_error(message, hint)
+            raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document instead of tables.")
+#: The largest offset a database takes (a signed 64-bit integer).
+MAX_OFFSET = 2**63 - 1
+
+
+JSON_FLAG = "--json"
+_WANTS_JSON = "tenantry.json"
+
+
+def _parser_error_as_json(exc: typer.TyperException) -> typer.Exit:
+    """Print a parser error (unknown option, missing argument, bad value) as the JSON error
+    document; the exit to raise afterwards (2 for usage errors, as without --json)."""
+    ctx = getattr(exc, "ctx", None)  # usage errors know the command they were parsing
+    path = ctx.command_path if ctx is not None else "tenantry"
+    code = exc.exit_code
+    emit_json(
+        error_document(type(exc).__name__, exc.format_message(), f"See `{path} --help`.", code)
+    )
+    return typer.Exit(code)
+
+
+class JsonUsageGroup(TyperGroup):
+    """The root command group: with ``--json`` anywhere on the command line, the parser's
+    own errors are the JSON error document too, so a script never has to parse a usage
+    message. Every subcommand is parsed inside the root's :meth:`invoke`, so one group
+    covers them all."""
+
+    def make_context(
+        self, info_name: str | None, args: list[str], parent: Any = None, **extra: Any
+    ) -> Any:
+        """Parse the root's options; remember whether the command line asks for JSON."""
+        wants_json = JSON_FLAG in args
+        try:
+            ctx = super().make_context(info_name, args, parent, **extra)
+        except typer.TyperException as exc:  # the parser's errors (typer vendors click)
+            if wants_json:
+                raise _parser_error_as_json(exc) from None
+            raise
+        ctx.meta[_WANTS_JSON] = wants_json
+        return ctx
+
+    def invoke(self, ctx: Any) -> Any:
+        """Run the subcommand; its parser's errors become JSON when asked for."""
+        try:
+            return super().invoke(ctx)
+        except typer.TyperException as exc:
+            if ctx.meta.get(_WANTS_JSON):
+                raise _parser_error_as_json(exc) from None
+            raise

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -28,13 +29,15 @@ from tenantry.cli.output import (
     console,
     emit_json,
     err_console,
+    print_error,
     reports_errors,
 )
+from tenantry.cli.waiting import DEFAULT_TIMEOUT_S, TIMEOUT_HELP, WorkerWatch
 from tenantry.db.master.models import ProvisioningMode, ProvisioningStatus
 from tenantry.errors import InvalidInput, TenantryError
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, servers, stores
+from tenantry.services import provisioning, servers, stores, workers
 from tenantry.services.provisioning import Provisioner
 from tenantry.settings import load_settings
 
@@ -112,8 +115,12 @@ def _follow(
     timeout: float,
     show: bool,
     runner: _InlineRun | None,
+    watch: WorkerWatch | None,
 ) -> dict[str, Any]:
-    """Poll the job (a fresh session each time) until it finishes; update the bar."""
+    """Poll the job (a fresh session each time) until it finishes; update the bar.
+
+    ``watch`` (for a queued job) stops the wait when no worker runs to take it.
+    """
     deadline = time.monotonic() + timeout
     with _progress(show) as bar:
         while True:
@@ -130,6 +137,8 @@ def _follow(
                 return doc
             if runner is not None and not runner.is_alive() and runner.error is not None:
                 raise runner.error
+            if watch is not None:
+                watch.check()
             if time.monotonic() >= deadline:
                 raise _TimedOut
             time.sleep(POLL_SECONDS)
@@ -150,13 +159,13 @@ def _report(doc: dict[str, Any], slug: str, json_output: bool, note: str | None 
         console.print(f"[green]✓[/] store {slug} is provisioned ({doc['total_tables']} tables)")
         typer.echo(f"next: tenantry stores show {slug}")
     elif doc["status"] in FINISHED:
-        err_console.print(f"[bold red]error:[/] provisioning {slug} {doc['status']}.")
+        print_error(f"provisioning {slug} {doc['status']}.")
         if doc["error"]:
-            err_console.print(doc["error"])
+            print_error(doc["error"], label="")
         if doc["message"]:
-            err_console.print(f"[dim]{doc['message']}[/]")
+            err_console.print(f"[dim]{escape(doc['message'])}[/]")
     if note and not json_output:
-        err_console.print(note)
+        print_error(note, label="")
 
 
 @reports_errors
@@ -185,17 +194,16 @@ def provision(
         help="Run the job in this process instead of a worker (for when no `tenantry worker` "
         "runs). Implies --wait; on timeout or Ctrl-C the job is cancelled and cleaned up.",
     ),
-    timeout: float = typer.Option(
-        600.0, "--timeout", min=0.0, help="Stop waiting after this many seconds."
-    ),
+    timeout: float | None = typer.Option(None, "--timeout", min=0.0, help=TIMEOUT_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Create (--new) or connect (--connect URL) a store's database and build its tables.
 
     The job is queued for a worker (`tenantry worker`, or `tenantry up`), which survives
     crashes: a killed worker's job is resumed by the next one. --wait follows it with a
-    progress bar; --inline runs it right here. With --json the final job is printed (the
-    queued job without --wait).
+    progress bar, and stops within 5 s (exit 1, the job left queued) when no worker runs,
+    unless --timeout is given; --inline runs it right here. With --json the final job is
+    printed (the queued job without --wait).
     """
     if new == bool(connect):
         raise InvalidInput(
@@ -221,24 +229,43 @@ def provision(
             )
             job_id = job.id
         runner: _InlineRun | None = None
+        watch: WorkerWatch | None = None
         if inline:
             runner = _InlineRun(platform, job_id)
             runner.start()
         else:
             Queue(settings).enqueue_provision(job_id)
+            watch = WorkerWatch(
+                platform.sessions,
+                what=f"provisioning job {job_id}",
+                patient=timeout is not None,
+                quiet=json_output,
+            )
         if not (wait or inline):
             doc = _read(platform, job_id)
             if json_output:
                 emit_json(doc)
             else:
                 console.print(f"[green]✓[/] queued provisioning job {job_id} for store {slug}")
-                typer.echo(
-                    f"follow it: tenantry jobs show {job_id} (a worker must run: tenantry worker)"
-                )
+                typer.echo(f"follow it: tenantry jobs show {job_id}")
+                with platform.sessions() as session:
+                    if not workers.alive_count(session):
+                        print_error(
+                            "no job worker is running; the job waits for one.",
+                            workers.START_A_WORKER,
+                            label="note:",
+                        )
             return
         note: str | None = None
         try:
-            doc = _follow(platform, job_id, timeout=timeout, show=not json_output, runner=runner)
+            doc = _follow(
+                platform,
+                job_id,
+                timeout=DEFAULT_TIMEOUT_S if timeout is None else timeout,
+                show=not json_output,
+                runner=runner,
+                watch=watch,
+            )
         except (_TimedOut, KeyboardInterrupt) as exc:
             stopped = "timed out" if isinstance(exc, _TimedOut) else "interrupted"
             if runner is not None:
@@ -247,7 +274,7 @@ def provision(
             else:
                 doc = _read(platform, job_id)
                 note = (
-                    f"{stopped} while the job is {doc['status']}; it goes on in the worker: "
+                    f"{stopped} while the job is {doc['status']}; a worker goes on with it: "
                     f"tenantry jobs show {job_id}"
                 )
             _report(doc, slug, json_output, note)

@@ -58,6 +58,7 @@ def worker(workers: int = WORKERS_OPTION, nice: int = NICE_OPTION) -> None:
     queue = Queue(load_settings())
     try:
         recovered = queue.recover()  # opens the platform: master is checked first
+        heartbeat = queue.start_heartbeat()
         err_console.print(
             f"tenantry worker: {workers} thread(s); re-enqueued {recovered} unfinished job(s)"
         )
@@ -67,6 +68,7 @@ def worker(workers: int = WORKERS_OPTION, nice: int = NICE_OPTION) -> None:
         finally:
             stop.set()
             loop.join(timeout=10)
+            heartbeat.stop()
     finally:
         queue.close()
 

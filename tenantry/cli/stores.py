@@ -17,6 +17,7 @@ from tenantry.cli.output import (
     console,
     emit_json,
     err_console,
+    print_error,
     reports_errors,
 )
 from tenantry.db import admin
@@ -168,7 +169,11 @@ def create(
         emit_json(doc)
         return
     console.print(f"[green]✓[/] created store {slug} ({doc['plan']} plan), id {doc['id']}")
-    typer.echo(f"next: tenantry provision {slug} --new --wait")
+    # --inline works with or without a worker; --wait needs one running.
+    typer.echo(
+        f"next: tenantry provision {slug} --new --inline "
+        "(or --wait while `tenantry worker` or `tenantry up` runs)"
+    )
 
 
 @app.command("list")
@@ -455,7 +460,7 @@ def move(
         emit_json(doc)
     elif failed:
         err_console.print(f"[bold red]error:[/] the move of store {store.slug} was rolled back.")
-        err_console.print(doc["error"] or "")
+        print_error(doc["error"] or "", label="")
         err_console.print(f"[dim]store {store.slug} is still served from {source}.[/]")
     else:
         _print_moved(doc)

@@ -13,6 +13,7 @@ from tenantry.db.engines import connect, make_engine, sqlite_path
 from tenantry.db.schemas import Role, SchemaSpec, schema_for
 from tenantry.db.urls import mask, parse_url
 from tenantry.errors import ConfigurationError, DatabaseUnreachable
+from tenantry.files import private_dir
 from tenantry.settings import Settings
 
 
@@ -54,7 +55,7 @@ def connection(t: Target, *, begin: bool = False, must_exist: bool = True) -> It
             "Run `tenantry init` to create the master and billing databases.",
         )
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
     engine = make_engine(t.url, pool_size=1)
     try:
         with connect(engine, begin=begin) as conn:

@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from tenantry.db.engines import CONNECT_TIMEOUT_S, describe_connect_error, sqlite_path
 from tenantry.db.urls import backend_of, mask, require_driver
 from tenantry.errors import ConfigurationError, DatabaseAdminError
+from tenantry.files import private_file
 
 # Database names go into DDL as identifiers; accept only what needs no quoting anywhere.
 _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
@@ -115,11 +116,8 @@ def create_database(url: URL) -> bool:
     """Create the database ``url`` names unless it exists; True when it was created."""
     path = sqlite_path(url)
     if path is not None:
-        if path.exists():
-            return False
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-        return True
+        # Private from the start: SQLite gives -wal/-shm/-journal the main file's mode.
+        return private_file(path)
     if database_exists(url):
         return False
     _server_ddl(

@@ -26,6 +26,7 @@ from tenantry.db.identity import Identity, identity_table, is_tenantry_table, re
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import DatabaseAdminError
 from tenantry.failpoints import failpoint
+from tenantry.files import private_dir
 
 # Differences a partly built database may legitimately show: what is still to be created.
 _PENDING_KINDS = {"add_table", "add_index", "add_constraint", "add_fk"}
@@ -144,7 +145,7 @@ def clone_postgres_template(server: URL, spec: SchemaSpec, name: str) -> bool:
 
 def copy_sqlite_template(template_dir: Path, spec: SchemaSpec, path: Path) -> bool:
     """Create the SQLite file ``path`` as a copy of the schema's template file."""
-    template_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(template_dir)
     tpl = template_dir / f"{template_name(spec)}.db"
     if not tpl.exists():
         fd, tmp = tempfile.mkstemp(suffix=".db", dir=template_dir)
@@ -154,7 +155,7 @@ def copy_sqlite_template(template_dir: Path, spec: SchemaSpec, path: Path) -> bo
             os.replace(tmp, tpl)
         finally:
             Path(tmp).unlink(missing_ok=True)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(suffix=".db", dir=path.parent)
     os.close(fd)
     try:

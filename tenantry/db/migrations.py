@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -14,6 +15,7 @@ from alembic.config import Config
 from alembic.runtime.environment import EnvironmentContext
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script, ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
 from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL
@@ -70,13 +72,23 @@ def current(conn: Connection, spec: SchemaSpec, *, table_exists: bool = False) -
     return rows[0] if rows else None
 
 
+#: What a revision is named by on the command line: ``head`` or (the start of) an id.
+_REVISION_REF = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+
+
 def resolve(spec: SchemaSpec, target: str) -> str | None:
     """The full revision id of ``target`` (``head``, ``base``, an id or a unique prefix)."""
     if target == "base":
         return None
+    if not _REVISION_REF.match(target):
+        # Alembic reads relative forms ("head-1", "@") and asserts on an empty one.
+        raise MigrationError(
+            f"invalid {spec.role} revision {target!r}: give head, base or a revision id.",
+            f"See the revisions with `tenantry db history --role {spec.role}`.",
+        )
     try:
         found = scripts(spec).get_revision(target)
-    except CommandError as exc:
+    except (CommandError, RevisionError) as exc:
         raise MigrationError(
             f"unknown {spec.role} revision {target!r}: {exc}.",
             f"See the revisions with `tenantry db history --role {spec.role}`.",
@@ -88,9 +100,11 @@ def resolve(spec: SchemaSpec, target: str) -> str | None:
 
 def known(spec: SchemaSpec, revision: str) -> bool:
     """Whether ``revision`` is one of this code's revisions of ``spec``."""
+    if not _REVISION_REF.match(revision):
+        return False
     try:
         return scripts(spec).get_revision(revision) is not None
-    except CommandError:
+    except (CommandError, RevisionError):
         return False
 
 

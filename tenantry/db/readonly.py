@@ -4,7 +4,7 @@
   to new sessions only, so the database's other sessions are ended: clients reconnect and get
   read-only transactions.
 - SQLite: the WAL is folded into the main file, the file switched to a rollback journal (so it
-  is one self-contained file) and its mode set to 0444. Processes that already hold it open
+  is one self-contained file) and its mode set to 0400. Processes that already hold it open
   keep their access; the operating system checks permissions only at open (and root ignores
   them).
 - MySQL/MariaDB have no per-database read-only switch (``read_only`` is server-wide, and
@@ -25,7 +25,7 @@ from sqlalchemy.engine import URL
 from tenantry.db.engines import connect, make_engine, sqlite_path
 from tenantry.db.urls import backend_of
 
-SQLITE_READ_ONLY_MODE = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH  # 0o444
+SQLITE_READ_ONLY_MODE = stat.S_IRUSR  # 0o400: read-only, and private like the data dir
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ def _sqlite(url: URL) -> ReadOnlyOutcome:
     finally:
         conn.close()
     path.chmod(SQLITE_READ_ONLY_MODE)
-    return ReadOnlyOutcome(True, f"file mode set to 0444 ({path.name})")
+    return ReadOnlyOutcome(True, f"file mode set to 0400 ({path.name})")
 
 
 def _postgresql(url: URL) -> ReadOnlyOutcome:

@@ -15,11 +15,14 @@ import threading
 import uuid
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlsplit
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
 from tenantry.backup.storage import storage_for
-from tenantry.errors import Conflict
+from tenantry.errors import Conflict, QueueUnreachable
+from tenantry.files import private_file
+from tenantry.jobs.heartbeat import Heartbeat
 from tenantry.runtime import Platform
 from tenantry.services import fleet
 from tenantry.services.backups import catalog, scheduling
@@ -43,10 +46,9 @@ class Queue:
         if settings.queue_url:
             self.huey: Huey = RedisHuey("tenantry", url=settings.queue_url, immediate=immediate)
         else:
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-            self.huey = SqliteHuey(
-                "tenantry", filename=str(settings.data_dir / "queue.db"), immediate=immediate
-            )
+            filename = settings.data_dir / "queue.db"
+            private_file(filename)  # Huey's sqlite3 would create it with the umask's mode
+            self.huey = SqliteHuey("tenantry", filename=str(filename), immediate=immediate)
         self._platform: Platform | None = None
         self._lock = threading.Lock()
         self._provision = self.huey.task(name="tenantry.provision")(self._run_provision)
@@ -75,9 +77,40 @@ class Queue:
                 self._platform.close()
                 self._platform = None
 
+    def _enqueue(self, task: Any, *args: str) -> None:
+        """Put one message on the queue; an unreachable queue is a clear error, not a crash.
+
+        The work itself is recorded in master before it is enqueued, so nothing is lost: the
+        workers' recovery sweep enqueues it again once the queue is back.
+        """
+        if self.huey.immediate:  # tests: the task runs right here and reports for itself
+            task(*args)
+            return
+        try:
+            task(*args)
+        except Exception as exc:  # the storage's own errors (Redis, SQLite) vary by backend
+            raise QueueUnreachable(
+                f"the job queue ({self.where}) cannot be reached ({type(exc).__name__}); the "
+                "work is recorded and is queued again when a worker runs and the queue is back.",
+                "Check TENANTRY_QUEUE_URL and that the queue is running, or run the work in "
+                "this process (--inline where a command offers it).",
+            ) from None
+
+    @property
+    def where(self) -> str:
+        """The queue as shown in messages: never its URL's credentials."""
+        if not self.settings.queue_url:
+            return "the embedded queue in the data dir"
+        parts = urlsplit(self.settings.queue_url)
+        try:
+            port = f":{parts.port}" if parts.port else ""
+        except ValueError:
+            port = ""
+        return f"Redis at {parts.hostname or '?'}{port}"
+
     def enqueue_provision(self, job_id: uuid.UUID) -> None:
         """Ask a worker to run (or resume) provisioning job ``job_id``."""
-        self._provision(str(job_id))
+        self._enqueue(self._provision, str(job_id))
 
     def _run_provision(self, job_id: str) -> str:
         platform = self.platform()
@@ -92,7 +125,7 @@ class Queue:
     def enqueue_fleet_tenants(self, run_id: uuid.UUID, store_ids: list[uuid.UUID]) -> None:
         """One job per tenant database of queued fleet run ``run_id``."""
         for store_id in store_ids:
-            self._fleet_tenant(str(run_id), str(store_id))
+            self._enqueue(self._fleet_tenant, str(run_id), str(store_id))
 
     def _run_fleet_tenant(self, run_id: str, store_id: str) -> str:
         platform = self.platform()
@@ -118,7 +151,7 @@ class Queue:
 
     def enqueue_backup(self, backup_id: uuid.UUID, scope: str) -> None:
         """Ask a worker to take queued backup ``backup_id`` of ``scope``."""
-        self._backup(str(backup_id), scope)
+        self._enqueue(self._backup, str(backup_id), scope)
 
     def _run_backup(self, backup_id: str, scope: str) -> str:
         platform = self.platform()
@@ -161,6 +194,13 @@ class Queue:
         if jobs or backups:
             log.info("re-enqueued %d provisioning job(s), %d backup(s)", len(jobs), len(backups))
         return len(jobs) + len(backups)
+
+    def start_heartbeat(self) -> Heartbeat:
+        """Report this worker to master every few seconds, so that commands waiting for a
+        queued job can tell when no worker runs."""
+        heartbeat = Heartbeat(self.platform().writer_sessions)
+        heartbeat.start()
+        return heartbeat
 
     def start_webhook_loop(self) -> tuple[threading.Thread, threading.Event]:
         """Process billing webhook events in a background thread until the event is set."""

@@ -17,6 +17,7 @@ from tenantry.db.master.models import ApiKey, Store
 from tenantry.db.types import utcnow
 from tenantry.errors import InvalidInput, NotFound, Unauthorized
 from tenantry.services import audit
+from tenantry.services.billing import validation
 
 KEY_PREFIX = "tnt"
 #: A key's last use is written at most this often.
@@ -56,6 +57,9 @@ def create_key(
     """Create a key; ``store`` for a store key, ``app_id`` for an app key."""
     if (scope is Scope.STORE) != (store is not None) or (scope is Scope.APP) != bool(app_id):
         raise InvalidInput("a store key needs a store, an app key an app id, an admin key neither.")
+    if app_id is not None:
+        # The same rule billing applies: a key for an app id billing refuses reaches nothing.
+        validation.app_id(app_id)
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = ApiKey(

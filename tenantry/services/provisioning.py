@@ -48,7 +48,7 @@ from tenantry.errors import (
     WrongDatabase,
 )
 from tenantry.failpoints import failpoint
-from tenantry.services import audit
+from tenantry.services import audit, refs
 from tenantry.services.connections import join_url, server_url, split_url
 from tenantry.services.stores import active_connection, active_job
 from tenantry.settings import Settings
@@ -167,15 +167,14 @@ def cancel_job(session: Session, job: ProvisioningJob, *, actor: str = "cli") ->
 
 
 def get_job(session: Session, job_id: str | uuid.UUID) -> ProvisioningJob:
-    """The job with id ``job_id``."""
-    try:
-        key = job_id if isinstance(job_id, uuid.UUID) else uuid.UUID(str(job_id))
-    except ValueError:
-        raise NotFound(f"no provisioning job {job_id!r}.") from None
-    job = session.get(ProvisioningJob, key)
-    if job is None:
-        raise NotFound(f"no provisioning job {job_id!r}.", "List jobs with `tenantry jobs list`.")
-    return job
+    """The job with id ``job_id``, or whose id starts with it."""
+    return refs.find(
+        session,
+        ProvisioningJob,
+        job_id,
+        what="provisioning job",
+        hint="List jobs with `tenantry jobs list`.",
+    )
 
 
 def list_jobs(

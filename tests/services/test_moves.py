@@ -375,7 +375,7 @@ def test_move_from_sqlite_to_a_server(platform: Platform, cleanup: None, target:
     # The source is untouched and read-only (file mode; root would still be let in).
     assert digests(source, platform) == before
     path = Path(str(source.database))
-    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    assert stat.S_IMODE(path.stat().st_mode) == 0o400
 
 
 def utc_now() -> datetime:
@@ -486,7 +486,7 @@ def test_a_failure_rolls_the_move_back(
             tenant.add(Product(sku="AFTER-1", slug="after-1", name="After"))
             tenant.commit()
     assert digests(source, platform)["products"][0] == PRODUCTS + 1
-    assert stat.S_IMODE(Path(str(source.database)).stat().st_mode) != 0o444
+    assert stat.S_IMODE(Path(str(source.database)).stat().st_mode) != 0o400
     assert before["orders"] == digests(source, platform)["orders"]
 
 

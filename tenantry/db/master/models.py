@@ -649,4 +649,20 @@ class StoreMove(MasterBase):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
+class Worker(MasterBase):
+    """A job worker process, as it last reported itself (its heartbeat).
+
+    Commands that wait for a queued job read this to tell "no worker runs" from "the job is
+    slow"; a worker writes ``last_seen_at`` every few seconds while it runs.
+    """
+
+    __tablename__ = "workers"
+
+    id: Mapped[UuidPk]
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+
+
 metadata = MasterBase.metadata

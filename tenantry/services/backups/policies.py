@@ -46,6 +46,13 @@ DEFAULTS: dict[str, Policy] = {
     "tenant": Policy("tenant", "0 3 * * *", 14, 2, 36, 240, "0 5 * * 0"),
 }
 FIELDS = ("schedule", "retention_days", "min_keep", "max_age_hours", "rto_minutes")
+#: What each number may be: at most a hundred years (and what the integer columns hold).
+BOUNDS = {
+    "retention_days": (1, 36_500),
+    "min_keep": (0, 100_000),
+    "max_age_hours": (1, 876_000),
+    "rto_minutes": (1, 52_560_000),
+}
 
 
 def _from_row(scope: str, row: BackupPolicy) -> Policy:
@@ -107,11 +114,11 @@ def set_policy(session: Session, scope: str, **changes: Any) -> Policy:
     for name in ("schedule", "verify_schedule"):
         if name in values:
             _check_cron(str(values[name]), f"--{name.replace('_', '-')}")
-    for name in ("retention_days", "min_keep", "max_age_hours", "rto_minutes"):
-        if name in values and int(values[name]) < (0 if name == "min_keep" else 1):
+    for name, (low, high) in BOUNDS.items():
+        if name in values and not low <= int(values[name]) <= high:
             raise InvalidInput(
-                f"--{name.replace('_', '-')} must be at least {0 if name == 'min_keep' else 1}.",
-                "Give a positive number.",
+                f"--{name.replace('_', '-')} must be from {low} to {high}.",
+                "Give a number in that range.",
             )
     merged = replace(current, **values, source=scope)
     row = session.get(BackupPolicy, scope) or BackupPolicy(scope=scope)

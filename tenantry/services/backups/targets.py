@@ -15,6 +15,7 @@ from tenantry.db.probe import probe
 from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, tenant_schema
 from tenantry.db.urls import mask, parse_url
 from tenantry.errors import InvalidInput, NotFound, WrongDatabase
+from tenantry.files import private_dir
 from tenantry.services.connections import server_url, tenant_url
 from tenantry.services.fleet import SERVERS, tenant_databases
 from tenantry.settings import Settings
@@ -118,7 +119,7 @@ def scratch_server(session: Session, box: SecretBox, settings: Settings, backup:
     """
     if backup.engine == "sqlite":
         scratch = settings.data_dir / "scratch"
-        scratch.mkdir(parents=True, exist_ok=True)
+        private_dir(scratch)
         return parse_url(f"sqlite:///{scratch / 'scratch.db'}")
     if backup.role == Role.MASTER:
         return settings.master_url

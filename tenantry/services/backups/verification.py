@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +27,7 @@ from tenantry.db.identity import read_identity
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import ConfigurationError, Conflict, NotFound
+from tenantry.services import refs
 
 SCRATCH_PREFIX = "tenantry_scratch_"
 
@@ -51,21 +51,9 @@ def scratch_database(server: URL, backup_id: uuid.UUID, purpose: str = "verify")
 
 def get_backup(session: Session, ref: str | uuid.UUID) -> Backup:
     """A backup by id, or by a unique prefix of its id (as ``backup list`` shows it)."""
-    text = str(ref).strip().lower()
-    try:
-        found = session.get(Backup, uuid.UUID(text))
-    except ValueError:
-        # Ids only, matched as printed: the stored form differs per backend (native UUID on
-        # PostgreSQL, hex without dashes elsewhere), so SQL LIKE cannot match everywhere.
-        matches = [i for i in session.scalars(select(Backup.id)) if str(i).startswith(text)]
-        if len(matches) > 1:
-            raise Conflict(
-                f"{len(matches)} backups start with {text!r}.", "Give more of the id."
-            ) from None
-        found = session.get(Backup, matches[0]) if matches else None
-    if found is None:
-        raise NotFound(f"no backup {text!r}.", "See the catalog with `tenantry backup list`.")
-    return found
+    return refs.find(
+        session, Backup, ref, what="backup", hint="See the catalog with `tenantry backup list`."
+    )
 
 
 def require_good(backup: Backup) -> None:

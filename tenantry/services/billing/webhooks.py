@@ -29,6 +29,7 @@ from tenantry.db.billing.models import BillingProcessorSecret, BillingWebhook, W
 from tenantry.db.engines import writer
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from tenantry.services import refs
 from tenantry.services.billing import audit, idempotency, subscriptions, validation
 from tenantry.services.billing.events import apply_event
 
@@ -458,15 +459,28 @@ def list_webhooks(
 
 
 def get_webhook(session: Session, webhook_id: str, *, app_id: str | None = None) -> BillingWebhook:
-    """One event by tenantry id or processor event id."""
-    row: BillingWebhook | None = None
-    try:
-        row = session.get(BillingWebhook, uuid.UUID(webhook_id))
-    except ValueError:
-        row = session.scalar(select(BillingWebhook).where(BillingWebhook.event_id == webhook_id))
-    if row is None or (app_id is not None and row.app_id != app_id):
-        raise NotFound(f"no webhook event {webhook_id!r}.")
-    return row
+    """One event by processor event id, tenantry id, or the start of a tenantry id."""
+    scope = BillingWebhook.app_id == app_id if app_id is not None else None
+    by_event = select(BillingWebhook).where(BillingWebhook.event_id == webhook_id)
+    if scope is not None:
+        by_event = by_event.where(scope)
+    # The same event id may reach several apps: only one app's row is an answer.
+    events = list(session.scalars(by_event.limit(2)))
+    if len(events) == 1:
+        return events[0]
+    if len(events) > 1:
+        raise InvalidInput(
+            f"event {webhook_id!r} was delivered to several apps.",
+            "Give the tenantry id from `tenantry billing webhooks list --app APP_ID`.",
+        )
+    return refs.find(
+        session,
+        BillingWebhook,
+        webhook_id,
+        what="webhook event",
+        hint="List events with `tenantry billing webhooks list`.",
+        where=scope,
+    )
 
 
 def replay(session: Session, row: BillingWebhook, *, actor: str) -> BillingWebhook:
