@@ -204,4 +204,5 @@ def test_one_database_failing_never_stops_the_others(
     ]
     shown = cli("backup", "run", "--db", "master", "--db", "billing", env=env)
     assert shown.exit_code == 1
-    assert "failed" in shown.stdout and "stored" in shown.stdout
+    assert "failed" in shown.stdout
+    assert "stored" in shown.stdout
