@@ -490,7 +490,9 @@ def replace_sqlite(source_path: Path, target_path: Path) -> None:
                 f"the backup is not a sound SQLite database: {'; '.join(problems)}.",
                 "Restore another backup; this one is damaged.",
             )
-        target = sqlite3.connect(target_path)
+        # A live target may be busy with another process's write: wait for it as the
+        # engines do (the busy timeout) rather than the driver's 5 s.
+        target = sqlite3.connect(target_path, timeout=10.0)
         try:
             source.backup(target)
         finally:
