@@ -833,3 +833,43 @@ def test_a_postgresql_source_made_read_only_is_writable_again_after_a_rollback(
         store = stores.get_store(session, "undo")
         assert store.database_type == "postgresql"
         assert store.write_block_reason is None
+
+
+def test_a_source_a_dead_mover_made_read_only_is_writable_again_when_taken_over(
+    platform: Platform, cleanup: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_server("postgresql")
+    provision(platform, "stranded")
+    register(platform, "pg", "postgresql")
+    source = store_url(platform, "stranded")
+    path = Path(str(source.database))
+    # A mover killed between making the source read-only and the switch.
+    dead = uuid.uuid4()
+    before = readonly.writable_state(source)
+    readonly.make_read_only(source)
+    with platform.sessions.begin() as session:
+        store = stores.get_store(session, "stranded")
+        config = stores.active_connection(session, store)
+        assert config is not None
+        session.add(
+            StoreMove(
+                id=dead,
+                store_id=store.id,
+                slug="stranded",
+                from_config_id=config.id,
+                to_server="pg",
+                step="source_read_only",
+                details={"source_before": before, "target_created": False},
+            )
+        )
+        store.write_block_reason = block_reason(dead, "pg")
+        store.write_block_until = utc_now() - timedelta(seconds=1)
+    # The next move takes over, then fails before it makes the source read-only itself.
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "move.after_copy=raise")
+
+    moved = mover(platform).move("stranded", "pg")
+
+    assert moved.status == "rolled_back"
+    assert stat.S_IMODE(path.stat().st_mode) == before["mode"]
+    with platform.sessions() as session:
+        assert session.get_one(StoreMove, dead).status == "rolled_back"
