@@ -22,7 +22,7 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
@@ -147,6 +147,15 @@ def feed(stream: IO[bytes], sink: IO[bytes]) -> int:
     return total
 
 
+@dataclass(frozen=True)
+class IntegrityReport:
+    """What an engine's integrity check found, and what it could not check (and why)."""
+
+    problems: list[str] = field(default_factory=list)
+    #: Checks that did not run, e.g. ``amcheck skipped: permission denied …``; not damage.
+    skipped: list[str] = field(default_factory=list)
+
+
 class BackupEngine(ABC):
     """Dump and restore for one backend."""
 
@@ -164,7 +173,7 @@ class BackupEngine(ABC):
         """Load a dump into the database at ``url`` (new and empty, or SQLite: replaced)."""
 
     @abstractmethod
-    def integrity_problems(self, url: URL) -> list[str]:
+    def integrity_check(self, url: URL) -> IntegrityReport:
         """What the engine's own integrity check finds wrong in the database at ``url``."""
 
     def row_counts(self, url: URL) -> dict[str, int]:
@@ -237,41 +246,72 @@ class PostgresEngine(BackupEngine):
         process = _Process(args, _pg_env(url), url, stdin=True)
         _pipe_into(process, stream, "restore into")
 
-    def integrity_problems(self, url: URL) -> list[str]:
+    def integrity_check(self, url: URL) -> IntegrityReport:
         # pg_restore --exit-on-error already refused anything it could not load; amcheck
         # (when the server has it) then checks every B-tree index's structure. The scratch
         # database is tenantry's own, so adding the extension there touches nothing.
         # heapallindexed (every row found in every index) would cost as much again as the
         # restore of an indexed table; the row counts already cover lost rows.
         engine = make_engine(url, pooled=False)
-        problems: list[str] = []
         try:
             with connect(engine) as conn:
-                available = conn.execute(
-                    text("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'")
-                ).first()
-                if available is None:
-                    return []
-                conn.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))
-                conn.commit()
-                indexes = conn.execute(
-                    text(
-                        "SELECT c.oid, c.relname FROM pg_index i "
-                        "JOIN pg_class c ON c.oid = i.indexrelid "
-                        "JOIN pg_am a ON a.oid = c.relam "
-                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                        "WHERE a.amname = 'btree' AND n.nspname = 'public'"
-                    )
-                ).all()
-                for oid, name in indexes:
-                    try:
-                        conn.execute(text("SELECT bt_index_check(:oid, false)"), {"oid": oid})
-                    except DBAPIError as exc:  # reported, not raised
-                        problems.append(f"index {name}: {str(exc).splitlines()[0]}")
-                        conn.rollback()
+                return _amcheck(conn)
         finally:
             engine.dispose()
-        return problems
+
+
+#: SQLSTATE of "permission denied" (insufficient_privilege): amcheck needs a superuser to
+#: create it and, by default, to run its functions.
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+def _amcheck(conn: Connection) -> IntegrityReport:
+    """Every public B-tree index checked by amcheck, or why amcheck could not run.
+
+    A login that may not create the extension or call its functions (a non-superuser) is
+    not damage: the check is skipped and says why, and the restore and row counts still stand.
+    """
+    available = conn.execute(
+        text("SELECT 1 FROM pg_available_extensions WHERE name = 'amcheck'")
+    ).first()
+    if available is None:
+        return IntegrityReport(skipped=["amcheck skipped: the server has no amcheck extension"])
+    try:
+        conn.execute(text("CREATE EXTENSION IF NOT EXISTS amcheck"))
+        conn.commit()
+    except DBAPIError as exc:
+        conn.rollback()
+        return IntegrityReport(skipped=[f"amcheck skipped: {_first_line(exc)}"])
+    indexes = conn.execute(
+        text(
+            "SELECT c.oid, c.relname FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid "
+            "JOIN pg_am a ON a.oid = c.relam "
+            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE a.amname = 'btree' AND n.nspname = 'public'"
+        )
+    ).all()
+    problems: list[str] = []
+    for oid, name in indexes:
+        try:
+            conn.execute(text("SELECT bt_index_check(:oid, false)"), {"oid": oid})
+        except DBAPIError as exc:  # reported, not raised
+            conn.rollback()
+            if _sqlstate(exc) == _INSUFFICIENT_PRIVILEGE:
+                return IntegrityReport(problems, [f"amcheck skipped: {_first_line(exc)}"])
+            problems.append(f"index {name}: {_first_line(exc)}")
+    return IntegrityReport(problems)
+
+
+def _sqlstate(exc: DBAPIError) -> str | None:
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return str(code) if code else None
+
+
+def _first_line(exc: DBAPIError) -> str:
+    # The server's own message (not SQLAlchemy's wrapper with the statement and a link).
+    text_ = str(exc.orig if exc.orig is not None else exc).strip()
+    return text_.splitlines()[0] if text_ else type(exc).__name__
 
 
 def _pipe_into(process: _Process, stream: IO[bytes], action: str) -> None:
@@ -353,14 +393,14 @@ class MySQLEngine(BackupEngine):
             process = _Process([*args, str(url.database)], {}, url, stdin=True)
             _pipe_into(process, stream, "restore into")
 
-    def integrity_problems(self, url: URL) -> list[str]:
+    def integrity_check(self, url: URL) -> IntegrityReport:
         engine = make_engine(url, pooled=False)
         problems: list[str] = []
         try:
             with connect(engine) as conn:
                 tables = inspect(conn).get_table_names()
                 if not tables:
-                    return []
+                    return IntegrityReport()
                 quoted = ", ".join(conn.dialect.identifier_preparer.quote(t) for t in tables)
                 for row in conn.exec_driver_sql(f"CHECK TABLE {quoted}"):
                     table, _op, kind, message = row[0], row[1], row[2], row[3]
@@ -370,7 +410,7 @@ class MySQLEngine(BackupEngine):
                         problems.append(f"{table}: {message}")
         finally:
             engine.dispose()
-        return problems
+        return IntegrityReport(problems)
 
 
 # --------------------------------------------------------------------------- SQLite
@@ -427,12 +467,12 @@ class SQLiteEngine(BackupEngine):
                 feed(stream, sink)
             replace_sqlite(staged, target_path)
 
-    def integrity_problems(self, url: URL) -> list[str]:
+    def integrity_check(self, url: URL) -> IntegrityReport:
         conn = sqlite3.connect(_sqlite_file(url))
         try:
-            return _sqlite_integrity(conn)
+            return IntegrityReport(_sqlite_integrity(conn))
         except sqlite3.DatabaseError as exc:
-            return [str(exc)]
+            return IntegrityReport([str(exc)])
         finally:
             conn.close()
 
@@ -452,7 +492,9 @@ def replace_sqlite(source_path: Path, target_path: Path) -> None:
                 "Restore another backup; this one is damaged.",
             )
         private_file(target_path)  # sqlite3 would create a missing target with the umask's mode
-        target = sqlite3.connect(target_path)
+        # A live target may be busy with another process's write: wait for it as the
+        # engines do (the busy timeout) rather than the driver's 5 s.
+        target = sqlite3.connect(target_path, timeout=10.0)
         try:
             source.backup(target)
         finally:

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -35,7 +36,7 @@ from tenantry.errors import InvalidInput, TenantryError
 from tenantry.runtime import Platform
 from tenantry.services import audit
 from tenantry.services.backups import catalog, policies, retention, scheduling
-from tenantry.services.backups.taking import take_backup
+from tenantry.services.backups.taking import error_text, take_backup
 from tenantry.services.backups.targets import (
     BackupTarget,
     resolve,
@@ -95,6 +96,123 @@ def _targets(platform: Platform, dbs: list[str], all_tenants: bool) -> list[Back
     return found
 
 
+@dataclass
+class _Outcome:
+    """One database's part of ``backup run``: its backup, and its restore test if asked."""
+
+    scope: str
+    backup: Backup | None = None
+    error: str | None = None
+    hint: str | None = None
+    verification: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        """Backed up, and (when asked) verified."""
+        if self.backup is None:
+            return False
+        return self.verification is None or self.verification["passed"] is True
+
+    def document(self, storage: Storage) -> dict[str, Any]:
+        """As JSON: the catalog entry (or the failure), with the verification's outcome."""
+        if self.backup is None:
+            return {"scope": self.scope, "status": "failed", "error": self.error, "hint": self.hint}
+        doc = catalog.backup_document(self.backup, storage)
+        if self.verification is not None:
+            doc["verification"] = self.verification
+        return doc
+
+
+def _failure(exc: Exception, target: BackupTarget) -> tuple[str, str | None]:
+    """What went wrong and what to do, never a credential (any exception, not only ours)."""
+    if isinstance(exc, TenantryError):
+        return exc.message, exc.hint
+    return error_text(exc, target), "See the message above; the other databases were attempted."
+
+
+def _back_up_one(
+    platform: Platform,
+    storage: Storage,
+    target: BackupTarget,
+    *,
+    label: str | None,
+    pin: bool,
+    verify: bool,
+    show: bool,
+) -> _Outcome:
+    """Back up (and verify) one database; any failure is this database's outcome only."""
+    outcome = _Outcome(target.scope)
+    try:
+        with byte_progress(show, f"backing up {target.scope}") as advance:
+            outcome.backup = take_backup(
+                platform.sessions,
+                storage,
+                target,
+                label=label,
+                pinned=pin,
+                level=platform.settings.backup_zstd_level,
+                on_progress=advance,
+            )
+    except Exception as exc:
+        outcome.error, outcome.hint = _failure(exc, target)
+        return outcome
+    if not verify:
+        return outcome
+    try:
+        result = _verify_one(platform, storage, outcome.backup, show=show)
+        outcome.verification = {
+            "passed": result.passed,
+            "restore_seconds": round(result.restore_seconds, 3),
+            "problems": result.problems,
+            "notes": result.notes,
+        }
+    except Exception as exc:
+        message, hint = _failure(exc, target)
+        outcome.verification = {"passed": None, "error": message, "hint": hint}
+    with platform.sessions() as session:
+        outcome.backup = get_backup(session, outcome.backup.id)
+    return outcome
+
+
+def _verification_cell(verification: dict[str, Any] | None) -> str:
+    if verification is None:
+        return "-"
+    if verification["passed"] is None:
+        return f"[red]not run[/]: {escape(verification['error'])}"
+    if not verification["passed"]:
+        return "[red]FAILED[/]: " + escape("; ".join(verification["problems"]))
+    notes = "; ".join(verification["notes"])
+    return "[green]passed[/]" + (f" ({escape(notes)})" if notes else "")
+
+
+def _print_outcomes(outcomes: list[_Outcome], storage: Storage) -> None:
+    table = Table(title="backup run")
+    for col in ("database", "backup", "status", "size", "verification"):
+        table.add_column(col)
+    for o in outcomes:
+        if o.backup is None:
+            table.add_row(o.scope, "-", "[red]failed[/]", "-", escape(o.error or ""))
+            continue
+        b = o.backup
+        status = b.status if o.ok else f"[red]{b.status}[/]"
+        table.add_row(
+            o.scope,
+            catalog.short(b.id),
+            status,
+            _size(b.size_bytes),
+            _verification_cell(o.verification),
+        )
+    console.print(table)
+    for o in outcomes:
+        if o.backup is not None:
+            console.print(f"{o.scope}: {storage.location(o.backup.artifact_key)}")
+        elif o.hint:
+            err_console.print(f"[red]✗[/] {o.scope}: {escape(o.error or '')}")
+            err_console.print(f"  [dim]{escape(o.hint)}[/]")
+        if o.verification is not None and o.verification.get("hint"):
+            err_console.print(f"  [dim]{escape(o.verification['hint'])}[/]")
+
+
 @app.command()
 @reports_errors
 def run(
@@ -110,55 +228,36 @@ def run(
     """Back up databases now: dump, compress, hash, store, read back, record in the catalog.
 
     A backup counts only once the stored artifact was read back with the right size and
-    SHA-256. One database's failure does not stop the others; exits 1 if any failed.
+    SHA-256. Each database is its own outcome: one database's failed backup or restore test
+    does not stop the others, and the table shows each; exits 1 if any failed. Without the
+    privilege to use amcheck (PostgreSQL, not a superuser) verification still restores and
+    counts rows, and says amcheck was skipped.
     """
     settings = load_settings()
     storage = storage_for(settings)
-    documents: list[dict[str, Any]] = []
-    failed = 0
+    outcomes: list[_Outcome] = []
     with open_platform(settings) as platform:
         targets = _targets(platform, db, all_tenants)
         if not targets and not json_output:
             console.print("no active store databases: nothing to back up")
         for target in targets:
-            try:
-                with byte_progress(not json_output, f"backing up {target.scope}") as advance:
-                    backup = take_backup(
-                        platform.sessions,
-                        storage,
-                        target,
-                        label=label,
-                        pinned=pin,
-                        level=settings.backup_zstd_level,
-                        on_progress=advance,
-                    )
-                if verify:
-                    _verify_one(platform, storage, backup, show=not json_output)
-                    with platform.sessions() as session:
-                        backup = get_backup(session, backup.id)
-            except TenantryError as exc:
-                failed += 1
-                documents.append(
-                    {
-                        "scope": target.scope,
-                        "status": "failed",
-                        "error": exc.message,
-                        "hint": exc.hint,
-                    }
+            outcomes.append(
+                _back_up_one(
+                    platform,
+                    storage,
+                    target,
+                    label=label,
+                    pin=pin,
+                    verify=verify,
+                    show=not json_output,
                 )
-                if not json_output:
-                    print_error(f"{target.scope}: {exc.message}", exc.hint, label="✗")
-                continue
-            documents.append(catalog.backup_document(backup, storage))
-            if not json_output:
-                console.print(
-                    f"[green]✓[/] {target.scope}: backup {backup.id} {backup.status}, "
-                    f"{_size(backup.size_bytes)} (from {_size(backup.raw_bytes)}) at "
-                    f"{storage.location(backup.artifact_key)}"
-                )
+            )
     if json_output:
+        documents = [o.document(storage) for o in outcomes]
         emit_json(documents[0] if len(documents) == 1 else documents)
-    if failed:
+    elif outcomes:
+        _print_outcomes(outcomes, storage)
+    if not all(o.ok for o in outcomes):
         raise typer.Exit(EXIT_FAILED)
 
 

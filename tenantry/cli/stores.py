@@ -25,7 +25,7 @@ from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.db.urls import mask
 from tenantry.services import platform_billing, servers, stores
 from tenantry.services.connections import tenant_url
-from tenantry.services.moves import MoveProgress, StoreMover, move_document
+from tenantry.services.moves import MoveProgress, StoreMover, kept_sources, move_document
 from tenantry.services.plans import PLANS
 from tenantry.settings import load_settings
 
@@ -310,32 +310,43 @@ def delete(
     """Delete a store and what master holds for it; its audit entries stay.
 
     The store's database is left as it is unless --drop-database is given, and a database
-    tenantry did not create (--connect) is never dropped. The database is dropped first; the
-    store is removed only once that succeeded.
+    tenantry did not create (--connect) is never dropped. With --drop-database the sources
+    kept after `stores move` are dropped too. The databases are dropped first; the store is
+    removed only once that succeeded.
     """
     with open_platform(load_settings()) as platform:
         with platform.sessions() as session:
             store = stores.get_store(session, slug)
             plan = stores.plan_delete(session, store, drop_database=drop_database)
             url = tenant_url(platform.box, plan.connection) if plan.connection else None
+            kept = kept_sources(session, platform.box, plan.store_id)
         shown = mask(url) if url is not None else None
+        doomed = [k.url for k in kept if k.droppable] if drop_database else []
         if not yes:
             question = f"Delete store {plan.slug!r}"
             if plan.drop_database:
                 question += f" and DROP its database {shown}"
+            if doomed:
+                question += f" and {len(doomed)} source(s) kept after moves"
             _confirm_or_exit(question + "?", json_output, "Pass --yes to delete without asking.")
         dropped = False
         if plan.drop_database and url is not None:
             dropped = admin.drop_database(url)
+        for kept_url in doomed:
+            admin.drop_database(kept_url)
         with platform.writer_sessions.begin() as session:
             store = stores.get_store(session, plan.store_id)
             final = stores.plan_delete(session, store, drop_database=drop_database)
             stores.delete_store(session, store, final)
-    doc = {
+    gone = [mask(u) for u in doomed]
+    left = [mask(k.url) for k in kept if k.url not in doomed]
+    doc: dict[str, Any] = {
         "deleted": plan.slug,
         "store_id": str(plan.store_id),
         "database": shown,
         "database_dropped": dropped,
+        "kept_sources_dropped": gone,
+        "kept_sources_left": left,
     }
     if json_output:
         emit_json(doc)
@@ -346,6 +357,10 @@ def delete(
         console.print(f"[green]✓[/] {done} {shown}")
     elif shown is not None:
         console.print(f"its database was left as it is: {shown}")
+    for shown_url in gone:
+        console.print(f"[green]✓[/] dropped the source kept after a move: {shown_url}")
+    for shown_url in left:
+        console.print(f"a source kept after a move was left as it is: {shown_url}")
 
 
 def _confirm_or_exit(question: str, json_output: bool, hint: str) -> None:
@@ -381,6 +396,7 @@ _STEPS = {
     "verify": "verifying checksums",
     "switch": "switching",
     "source_read_only": "source read-only",
+    "switched": "switched",
     "done": "done",
 }
 

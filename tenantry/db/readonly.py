@@ -4,9 +4,14 @@
   to new sessions only, so the database's other sessions are ended: clients reconnect and get
   read-only transactions.
 - SQLite: the WAL is folded into the main file, the file switched to a rollback journal (so it
-  is one self-contained file) and its mode set to 0400. Processes that already hold it open
-  keep their access; the operating system checks permissions only at open (and root ignores
-  them).
+  is one self-contained file) and its mode set to 0400. Lock contention is waited for (the
+  busy timeout); a file another process keeps open (a running ``tenantry up``) cannot leave
+  WAL mode, so it keeps its -wal/-shm files and only its mode changes, and the outcome says
+  so. Processes that already hold it open keep their access; the operating system checks
+  permissions only at open (and root ignores them).
+
+:func:`make_writable` undoes it (a move that fails after this step is rolled back), from the
+state :func:`writable_state` recorded before.
 - MySQL/MariaDB have no per-database read-only switch (``read_only`` is server-wide, and
   revoking grants would touch users tenantry does not own): nothing is changed, and the
   outcome says so.
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import stat
+import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -57,20 +63,48 @@ def make_read_only(url: URL) -> ReadOnlyOutcome:
     )
 
 
+#: How long SQLite lock contention is waited for, as the engines' busy timeout.
+SQLITE_BUSY_S = 10.0
+
+
 def _sqlite(url: URL) -> ReadOnlyOutcome:
     path = sqlite_path(url)
     assert path is not None
     # The driver itself, outside any transaction: the journal mode cannot change inside one.
-    conn = sqlite3.connect(path, isolation_level=None)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=SQLITE_BUSY_S)
     try:
-        conn.execute("PRAGMA busy_timeout=10000")
         # Everything into the main file, and no -wal/-shm files a reader would need to write.
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.execute("PRAGMA journal_mode=DELETE")
+        left_wal = _leave_wal(conn)
     finally:
         conn.close()
     path.chmod(SQLITE_READ_ONLY_MODE)
-    return ReadOnlyOutcome(True, f"file mode set to 0400 ({path.name})")
+    if left_wal:
+        return ReadOnlyOutcome(True, f"file mode set to 0400 ({path.name})")
+    return ReadOnlyOutcome(
+        True,
+        f"file mode set to 0400 ({path.name}); another process still has it open, so it "
+        "stays in WAL mode with its -wal/-shm files",
+    )
+
+
+def _leave_wal(conn: sqlite3.Connection) -> bool:
+    """Switch to a rollback journal, waiting up to the busy timeout; False when another
+    connection kept the file open all along (SQLite refuses at once, without its busy
+    handler, while any other connection has a WAL database open)."""
+    deadline = time.monotonic() + SQLITE_BUSY_S
+    while True:
+        try:
+            mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            mode = None
+        if mode is not None and str(mode[0]).lower() == "delete":
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.1)
 
 
 def _postgresql(url: URL) -> ReadOnlyOutcome:
@@ -91,3 +125,43 @@ def _postgresql(url: URL) -> ReadOnlyOutcome:
     return ReadOnlyOutcome(
         True, f"default_transaction_read_only = on; {ended} other session(s) ended"
     )
+
+
+def writable_state(url: URL) -> dict[str, Any]:
+    """What :func:`make_writable` needs to put the database back as it is now (as JSON)."""
+    path = sqlite_path(url)
+    if path is None or not path.exists():
+        return {}
+    return {"mode": stat.S_IMODE(path.stat().st_mode)}
+
+
+def make_writable(url: URL, state: dict[str, Any]) -> None:
+    """Undo :func:`make_read_only`: the database takes writes again, as before.
+
+    PostgreSQL: the setting is reset and the sessions that started read-only meanwhile are
+    ended (they reconnect writable). SQLite: the file's mode recorded by
+    :func:`writable_state` comes back (the engines switch it to WAL again as they connect).
+    """
+    backend = backend_of(url)
+    if backend == "sqlite":
+        path = sqlite_path(url)
+        assert path is not None
+        if path.exists():
+            path.chmod(int(state.get("mode", 0o644)))
+    elif backend == "postgresql":
+        engine = make_engine(url, pooled=False)
+        try:
+            with connect(engine) as conn:
+                conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+                name = conn.dialect.identifier_preparer.quote(str(url.database))
+                # This session began read-only too; ALTER DATABASE is refused in one.
+                conn.exec_driver_sql("SET default_transaction_read_only = off")
+                conn.exec_driver_sql(f"ALTER DATABASE {name} RESET default_transaction_read_only")
+                conn.execute(
+                    text(
+                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+        finally:
+            engine.dispose()

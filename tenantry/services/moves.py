@@ -12,14 +12,17 @@
    identity row and the scripts' checksums copied. The moved database is the same instance.
 4. **Verify**: per table, the row count and a content checksum (:mod:`tenantry.db.copy`) are
    equal on both sides, and so are the identity and the revision.
-5. **Switch** (one master transaction): the old connection deactivated, the new one saved,
-   ``connection_version`` bumped (every router reopens), the write block lifted.
-6. The source is made **read-only** where the backend allows it and kept until
-   ``keep_source_until`` (``TENANTRY_MOVE_KEEP_SOURCE_DAYS``).
+5. The source is made **read-only** where the backend allows it (writes are still blocked,
+   reads keep being served from it), and kept until ``keep_source_until``
+   (``TENANTRY_MOVE_KEEP_SOURCE_DAYS``); it is dropped with its store.
+6. **Switch** (one master transaction): the old connection deactivated, the new one saved,
+   ``connection_version`` bumped (every router reopens), the write block lifted, the store's
+   counters recomputed from the moved database.
 
-Any failure (or Ctrl-C) before the switch rolls back: the target dropped if the move created
-it, the block lifted, the store still served from the source, the move ``rolled_back`` with its
-error. No master transaction is held open while tenant databases are read or written.
+Any failure of any step (or Ctrl-C) before the switch rolls back: the source made writable
+again as it was, the target dropped if the move created it, the block lifted, the store still
+served from the source, the move ``rolled_back`` with its error. No master transaction is held
+open while tenant databases are read or written.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, select, update
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
@@ -47,14 +51,15 @@ from tenantry.db.master.models import (
     StoreMove,
     StoreMoveStatus,
 )
-from tenantry.db.readonly import ReadOnlyOutcome, make_read_only
+from tenantry.db.readonly import make_read_only, make_writable, writable_state
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
 from tenantry.errors import Conflict, NotFound, TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.services import audit
-from tenantry.services.connections import server_url, split_url
+from tenantry.services.connections import server_url, split_url, tenant_url
+from tenantry.services.counters import StoreCounters, apply_counters
 from tenantry.services.move_plan import (
     MovePlan,
     block_reason,
@@ -67,10 +72,12 @@ from tenantry.services.move_plan import (
 from tenantry.settings import Settings
 
 __all__ = [
+    "KeptSource",
     "MovePlan",
     "MoveProgress",
     "StoreMover",
     "block_reason",
+    "kept_sources",
     "move_document",
     "running_move",
 ]
@@ -234,8 +241,23 @@ class StoreMover:
             store.write_block_reason = plan.reason
             store.write_block_until = self._lease_end()
         if abandoned is not None:
+            self._restore_abandoned_source(abandoned)
             self._drop_abandoned_target(abandoned)
         return run
+
+    def _restore_abandoned_source(self, move: StoreMove) -> None:
+        """Make writable again a source a dead mover had made read-only (never switched)."""
+        before = (move.details or {}).get("source_before")
+        if before is None:
+            return
+        with self.sessions() as session:
+            config = session.get(IntegrationConfig, move.from_config_id)
+            if config is None or not config.is_active:
+                return
+            url = tenant_url(self.box, config)
+        # Else left for an operator: the move's details say the source was made read-only.
+        with contextlib.suppress(Exception):
+            make_writable(url, before)
 
     def _mark_abandoned(self, session: Session, move: StoreMove, by: uuid.UUID) -> None:
         """Record a move whose mover died (its block lapsed) as rolled back."""
@@ -344,7 +366,18 @@ class StoreMover:
             source.dispose()
             target.dispose()
         failpoint("move.before_switch")
+        self._make_source_read_only(run)
         self._switch(run)
+
+    def _make_source_read_only(self, run: _Run) -> None:
+        # Before the switch, so a source that cannot be made read-only fails the move (rolled
+        # back, the source writable as before) instead of leaving two writable copies. What
+        # to restore is recorded first: a rollback, or a later move taking over from a dead
+        # mover, puts it back.
+        run.details["source_before"] = writable_state(run.plan.source_url)
+        self._report(run, "source_read_only", 95)
+        run.details["source_read_only"] = make_read_only(run.plan.source_url).document()
+        failpoint("move.source_read_only")
 
     def _create_target(self, run: _Run) -> None:
         # Recorded before creating: a rollback (or a later move, if this process dies) then
@@ -468,7 +501,9 @@ class StoreMover:
             store.connection_version += 1  # every router drops its engine on the source
             store.write_block_reason = None
             store.write_block_until = None
-            run.step, run.progress = "source_read_only", 97
+            verified = {name: t.get("verified", 0) for name, t in run.details["tables"].items()}
+            apply_counters(session, store.id, StoreCounters.from_row_counts(verified))
+            run.step, run.progress = "switched", 97
             move.to_config_id = new.id
             move.status = StoreMoveStatus.COMPLETED
             move.step, move.progress = run.step, run.progress
@@ -494,13 +529,7 @@ class StoreMover:
     # ------------------------------------------------------------------ after the switch
 
     def _finish(self, run: _Run) -> None:
-        """Make the source read-only; a failure here is recorded, the move stays completed
-        (the store already writes to its new database)."""
-        try:
-            outcome = make_read_only(run.plan.source_url)
-        except Exception as exc:
-            outcome = ReadOnlyOutcome(False, "failed: " + self._describe(run.plan, exc))
-        run.details["source_read_only"] = outcome.document()
+        """Record the completed move as done (nothing is left that can fail it)."""
         run.step, run.progress = "done", 100
         self._tell(run)
         with self._master.begin() as conn:
@@ -520,6 +549,16 @@ class StoreMover:
             # the store's database now, and must never be dropped.
             return current
         message = self._describe(plan, exc)
+        if "source_before" in run.details:
+            try:
+                make_writable(plan.source_url, run.details["source_before"])
+                run.details["source_read_only"] = {"applied": False, "how": "undone"}
+            except Exception as undo_exc:
+                run.details["source_writable_error"] = self._describe(plan, undo_exc)
+                message += (
+                    f" The source {mask(plan.source_url)} could not be made writable again: "
+                    f"{run.details['source_writable_error']}"
+                )
         dropped, drop_error = False, None
         if run.details.get("target_created"):
             try:
@@ -578,3 +617,38 @@ class StoreMover:
             move = session.get_one(StoreMove, move_id)
             session.expunge(move)
             return move
+
+
+def kept_sources(session: Session, box: SecretBox, store_id: uuid.UUID) -> list[KeptSource]:
+    """The databases the store's completed moves left behind (read-only, kept for a while),
+    with the URL to drop each by; those tenantry did not create are never to be dropped."""
+    configs = session.scalars(
+        select(IntegrationConfig)
+        .join(StoreMove, StoreMove.from_config_id == IntegrationConfig.id)
+        .where(
+            StoreMove.store_id == store_id,
+            StoreMove.status == StoreMoveStatus.COMPLETED,
+            IntegrationConfig.is_active.is_(False),
+        )
+        .distinct()
+    )
+    found = []
+    for config in configs:
+        url = tenant_url(box, config)
+        server = (
+            session.get(DatabaseServer, config.database_server_id)
+            if config.database_server_id is not None
+            else None
+        )
+        if server is not None:  # dropped with the server's admin login, as the move made it
+            url = server_url(box, server).set(database=url.database)
+        found.append(KeptSource(url, config.created_by_tenantry))
+    return found
+
+
+@dataclass(frozen=True)
+class KeptSource:
+    """A database a move left behind, and whether tenantry may drop it (it created it)."""
+
+    url: URL
+    droppable: bool

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import zstandard
 
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import DbFactory
+from tests.pg_roles import PgLogin, unprivileged_login
 
 
 def _server_env(backend: str, new_database: DbFactory) -> dict[str, str]:
@@ -131,3 +133,76 @@ def test_billing_migrations_take_a_verified_backup_first(
     assert shown["pinned"] is True
     assert shown["status"] == "verified"
     assert shown["schema_revision"] == "0001"
+
+
+@pytest.fixture
+def unprivileged_env() -> Iterator[tuple[dict[str, str], PgLogin]]:
+    """Master and billing on PostgreSQL through a login that is not a superuser."""
+    with unprivileged_login() as login:
+        suffix = login.name[-10:]
+        yield (
+            {
+                "DATABASE_URL": login.url(f"tt_master_{suffix}").render_as_string(False),
+                "DATABASE_URL_BILLING": login.url(f"tt_billing_{suffix}").render_as_string(False),
+            },
+            login,
+        )
+
+
+def test_verify_without_amcheck_privilege_still_restores_and_says_amcheck_was_skipped(
+    cli: Invoke, unprivileged_env: tuple[dict[str, str], PgLogin]
+) -> None:
+    env, login = unprivileged_env
+    assert cli("init", env=env).exit_code == 0
+
+    run = cli("backup", "run", "--db", "master", "--db", "billing", "--verify", "--json", env=env)
+    assert run.exit_code == 0, run.output
+    entries = as_json(run)
+    assert [e["scope"] for e in entries] == ["master", "billing"]
+    for entry in entries:
+        assert entry["status"] == "verified"
+        assert entry["verification"]["passed"] is True
+        assert "amcheck skipped: permission denied" in entry["verify_notes"]
+        assert any(n.startswith("amcheck skipped") for n in entry["verification"]["notes"])
+        assert entry["row_counts"]["tenantry_identity"] == 1
+
+    shown = as_json(cli("backup", "show", entries[1]["id"][:8], "--json", env=env))
+    assert "amcheck skipped" in shown["verify_notes"]
+    table = cli("backup", "run", "--db", "billing", "--verify", env=env)
+    assert table.exit_code == 0, table.output
+    assert "amcheck skipped" in table.stdout
+    assert login.password not in run.output + table.output
+
+
+def test_one_database_failing_never_stops_the_others(
+    cli: Invoke, unprivileged_env: tuple[dict[str, str], PgLogin]
+) -> None:
+    env, login = unprivileged_env
+    assert cli("init", env=env).exit_code == 0
+    # A table the backup's login may not read: counting its rows fails with a database
+    # error (not one of tenantry's), which used to end the whole run with a traceback.
+    master = env["DATABASE_URL"].rsplit("/", 1)[1]
+    login.as_admin(
+        "CREATE TABLE zz_not_yours (id int); REVOKE ALL ON zz_not_yours FROM PUBLIC", master
+    )
+
+    run = cli("backup", "run", "--db", "master", "--db", "billing", "--verify", "--json", env=env)
+    assert run.exit_code == 1
+    failed, billing = as_json(run)
+    assert failed["scope"] == "master"
+    assert failed["status"] == "failed"
+    assert "permission denied" in failed["error"]
+    assert billing["scope"] == "billing"
+    assert billing["status"] == "verified"
+    assert "Traceback" not in run.output
+    assert login.password not in run.output
+
+    listed = as_json(cli("backup", "list", "--json", env=env))
+    assert sorted((b["scope"], b["status"]) for b in listed) == [
+        ("billing", "verified"),
+        ("master", "failed"),
+    ]
+    shown = cli("backup", "run", "--db", "master", "--db", "billing", env=env)
+    assert shown.exit_code == 1
+    assert "failed" in shown.stdout
+    assert "stored" in shown.stdout

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import stat
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -88,7 +90,7 @@ def test_move_shows_progress_and_a_summary(cli: Invoke, made: list[tuple[str, st
     assert result.exit_code == 0, result.output
     assert "moved store human to server pg" in result.stdout
     assert "copied and verified" in result.stdout
-    assert "file mode set to 0444" in result.stdout
+    assert "file mode set to 0400" in result.stdout
     assert "the source is kept until" in result.stdout
     assert "rows" in result.stderr  # the progress bar
     assert PG_PASSWORD not in result.output
@@ -135,3 +137,53 @@ def test_move_refuses_bad_requests_and_asks_first(cli: Invoke) -> None:
     assert "Move store 'careful' from sqlite" in unconfirmed.stderr
     assert "aborted; nothing was changed" in unconfirmed.stderr
     assert as_json(cli("stores", "show", "careful", "--json"))["database_type"] == "sqlite"
+
+
+def test_a_move_failing_once_the_source_is_read_only_exits_1_and_leaves_it_writable(
+    cli: Invoke, made: list[tuple[str, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_server("postgresql")
+    _store_on_sqlite(cli, "late")
+    assert cli("servers", "add", "pg", "--url", admin_url("postgresql")).exit_code == 0
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "move.source_read_only=raise")
+
+    result = cli("stores", "move", "late", "--to-server", "pg", "--yes", "--json")
+
+    assert result.exit_code == 1
+    doc = as_json(result)
+    made.append(("postgresql", doc["details"]["target"]["database"]))
+    assert doc["status"] == "rolled_back"
+    assert doc["details"]["source_read_only"] == {"applied": False, "how": "undone"}
+    source = Path(doc["details"]["source"]["path"])
+    assert stat.S_IMODE(source.stat().st_mode) & stat.S_IWUSR
+    assert as_json(cli("stores", "show", "late", "--json"))["database_type"] == "sqlite"
+    human = cli("stores", "move", "late", "--to-server", "pg", "--yes")
+    assert human.exit_code == 1
+    assert "was rolled back" in human.stderr
+    assert "fail point move.source_read_only" in human.stderr
+
+
+def test_deleting_a_moved_store_drops_the_source_kept_after_the_move(
+    cli: Invoke, made: list[tuple[str, str]]
+) -> None:
+    require_server("postgresql")
+    _store_on_sqlite(cli, "gone")
+    assert cli("servers", "add", "pg", "--url", admin_url("postgresql")).exit_code == 0
+    moved = as_json(cli("stores", "move", "gone", "--to-server", "pg", "--yes", "--json"))
+    assert moved["status"] == "completed"
+    target = parse_url(SERVER_URLS["postgresql"]).set(
+        database=moved["details"]["target"]["database"]
+    )
+    made.append(("postgresql", str(target.database)))
+    kept = Path(moved["details"]["source"]["path"])
+    assert kept.is_file()
+
+    deleted = cli("stores", "delete", "gone", "--drop-database", "--yes", "--json")
+
+    assert deleted.exit_code == 0, deleted.output
+    doc = as_json(deleted)
+    assert doc["database_dropped"] is True
+    assert doc["kept_sources_dropped"] == [f"sqlite+pysqlite:///{kept}"]
+    assert not kept.exists()
+    assert not database_exists(target)
+    assert PG_PASSWORD not in deleted.output

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -21,7 +22,7 @@ from sqlalchemy import Connection, func, insert, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from tenantry.db import migrations
+from tenantry.db import migrations, readonly
 from tenantry.db.admin import create_database, database_exists, drop_database
 from tenantry.db.copy import normalise, table_digest
 from tenantry.db.engines import connect, make_engine
@@ -55,6 +56,7 @@ from tenantry.services.moves import MoveProgress, StoreMover, block_reason, move
 from tenantry.services.write_blocks import ensure_writable
 from tenantry.settings import Settings, load_settings
 from tests.conftest import SERVER_URLS, require_server
+from tests.helpers import busy_writer
 from tests.platform_fixtures import platform, settings
 
 __all__ = ["platform", "settings"]
@@ -439,7 +441,14 @@ def test_move_from_mariadb_to_postgresql_says_the_source_stays_writable(
 
 
 @pytest.mark.parametrize(
-    "point", ["move.copy.orders", "move.after_copy", "move.before_switch", "move.create_database"]
+    "point",
+    [
+        "move.copy.orders",
+        "move.after_copy",
+        "move.before_switch",
+        "move.create_database",
+        "move.source_read_only",  # after the source was made read-only: made writable again
+    ],
 )
 def test_a_failure_rolls_the_move_back(
     platform: Platform, cleanup: None, monkeypatch: pytest.MonkeyPatch, point: str
@@ -754,3 +763,113 @@ def test_generated_ids_continue_after_the_copied_ones(shop_platform: Platform, t
             assert conn.scalar(select(gauges.c.id).where(gauges.c.label == "new")) == 51
     finally:
         engine.dispose()
+
+
+# --------------------------------------------------------------------------- contention
+
+
+@pytest.mark.parametrize("held_open", [False, True])
+def test_a_sqlite_source_another_process_keeps_writing_is_still_made_read_only(
+    platform: Platform, cleanup: None, monkeypatch: pytest.MonkeyPatch, held_open: bool
+) -> None:
+    require_server("postgresql")
+    monkeypatch.setattr(readonly, "SQLITE_BUSY_S", 1.0, raising=False)
+    provision(platform, "busy")
+    register(platform, "pg", "postgresql")
+    filled(platform, "busy")
+    source = store_url(platform, "busy")
+    # What a running `tenantry up` does to the file: a connection that stays open and keeps
+    # taking the write lock (a write that changes nothing, so verification still matches).
+    # ``held_open``: and a pooled connection that never closes (the API's), with which
+    # SQLite cannot leave WAL mode however long the move waits.
+    touch = text("UPDATE tenantry_identity SET role = role")
+    pooled = sqlite3.connect(str(source.database))
+    pooled.execute("SELECT COUNT(*) FROM products").fetchall()
+    if not held_open:
+        pooled.close()
+
+    with busy_writer(source, touch) as writes:
+        moved = mover(platform).move("busy", "pg")
+        assert writes() > 0
+    pooled.close()
+
+    assert moved.status == "completed", moved.error
+    read_only = moved.details["source_read_only"]
+    assert read_only["applied"] is True, read_only
+    assert ("another process still has it open" in read_only["how"]) is held_open
+    assert stat.S_IMODE(Path(str(source.database)).stat().st_mode) == 0o400
+    with platform.sessions() as session:
+        store = stores.get_store(session, "busy")
+        # Rows written straight into the database: master's counters learn them from the move.
+        assert (store.product_count, store.order_count) == (PRODUCTS, 1)
+        assert store.database_type == "postgresql"
+
+
+def test_a_postgresql_source_made_read_only_is_writable_again_after_a_rollback(
+    platform: Platform, cleanup: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_server("postgresql")
+    require_server("mysql")
+    register(platform, "pg", "postgresql")
+    register(platform, "maria", "mysql")
+    provision(platform, "undo", server="pg")
+    filled(platform, "undo")
+    source = store_url(platform, "undo")
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "move.source_read_only=raise")
+
+    moved = mover(platform).move("undo", "maria")
+
+    assert moved.status == "rolled_back"
+    assert moved.details["source_read_only"] == {"applied": False, "how": "undone"}
+    assert moved.details["target_dropped"] is True
+    engine = make_engine(source, pooled=False)
+    try:
+        with connect(engine, begin=True) as conn:
+            assert conn.scalar(text("SHOW default_transaction_read_only")) == "off"
+            conn.execute(insert(Setting).values(key="after.rollback", value={"ok": True}))
+    finally:
+        engine.dispose()
+    with platform.sessions() as session:
+        store = stores.get_store(session, "undo")
+        assert store.database_type == "postgresql"
+        assert store.write_block_reason is None
+
+
+def test_a_source_a_dead_mover_made_read_only_is_writable_again_when_taken_over(
+    platform: Platform, cleanup: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_server("postgresql")
+    provision(platform, "stranded")
+    register(platform, "pg", "postgresql")
+    source = store_url(platform, "stranded")
+    path = Path(str(source.database))
+    # A mover killed between making the source read-only and the switch.
+    dead = uuid.uuid4()
+    before = readonly.writable_state(source)
+    readonly.make_read_only(source)
+    with platform.sessions.begin() as session:
+        store = stores.get_store(session, "stranded")
+        config = stores.active_connection(session, store)
+        assert config is not None
+        session.add(
+            StoreMove(
+                id=dead,
+                store_id=store.id,
+                slug="stranded",
+                from_config_id=config.id,
+                to_server="pg",
+                step="source_read_only",
+                details={"source_before": before, "target_created": False},
+            )
+        )
+        store.write_block_reason = block_reason(dead, "pg")
+        store.write_block_until = utc_now() - timedelta(seconds=1)
+    # The next move takes over, then fails before it makes the source read-only itself.
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "move.after_copy=raise")
+
+    moved = mover(platform).move("stranded", "pg")
+
+    assert moved.status == "rolled_back"
+    assert stat.S_IMODE(path.stat().st_mode) == before["mode"]
+    with platform.sessions() as session:
+        assert session.get_one(StoreMove, dead).status == "rolled_back"

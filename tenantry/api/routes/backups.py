@@ -51,6 +51,7 @@ class BackupOut(BaseModel):
     verify_passed: bool | None
     verify_duration_ms: int | None
     verify_error: str | None
+    verify_notes: str | None = None
 
 
 class BackupRequest(RequestModel):

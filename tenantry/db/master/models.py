@@ -594,6 +594,9 @@ class Backup(MasterBase):
     verify_passed: Mapped[bool | None] = mapped_column(Boolean)
     verify_duration_ms: Mapped[int | None] = mapped_column(Integer)
     verify_error: Mapped[str | None] = mapped_column(Text)
+    #: What the last restore test skipped or noted without failing (e.g. "amcheck skipped:
+    #: permission denied …" for a login that is not a superuser).
+    verify_notes: Mapped[str | None] = mapped_column(Text)
     created_by: Mapped[str] = mapped_column(String(128), default="cli")
 
 

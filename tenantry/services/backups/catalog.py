@@ -80,6 +80,7 @@ def backup_document(backup: Backup, storage: Storage | None = None) -> dict[str,
         "verify_passed": backup.verify_passed,
         "verify_duration_ms": backup.verify_duration_ms,
         "verify_error": backup.verify_error,
+        "verify_notes": backup.verify_notes,
         "created_by": backup.created_by,
     }
 

@@ -58,6 +58,7 @@ from tenantry.services.backups.verification import (
     restore_artifact,
     scratch_database,
 )
+from tenantry.services.counters import apply_counters, count_store_database
 from tenantry.settings import Settings
 
 #: Keys looked up in the live table per query (and rows inserted per statement).
@@ -424,7 +425,11 @@ def apply_rows(
     if not count:
         return 0  # nothing changed, nothing to record
     _insert_all(target, recovery, batch_size)
+    # Recovered products or orders count again in master's counters for the store.
+    counters = count_store_database(target.url) if target.store_id is not None else None
     with sessions.begin() as session:
+        if counters is not None and target.store_id is not None:
+            apply_counters(session, target.store_id, counters)
         audit.record(
             session,
             actor=actor,

@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import inspect, text
@@ -52,6 +53,7 @@ from tenantry.services.backups.verification import (
     restore_artifact,
 )
 from tenantry.services.connections import tenant_url
+from tenantry.services.counters import StoreCounters, apply_counters
 from tenantry.services.write_blocks import active_block
 from tenantry.settings import Settings
 
@@ -293,6 +295,9 @@ def restore(
     with writer_sessions(sessions).begin() as session:
         if catalog:
             _merge_catalog(session, catalog)
+        store_id = _store_restored(session, backup, plan)
+        if store_id is not None:  # its data changed wholesale: master counts it again
+            apply_counters(session, store_id, StoreCounters.from_row_counts(counts))
         audit.record(
             session,
             actor=actor,
@@ -314,6 +319,33 @@ def restore(
         safety.id if safety else None,
         counts,
     )
+
+
+def _store_restored(session: Session, backup: Backup, plan: RestorePlan) -> uuid.UUID | None:
+    """The store whose live database the restore replaced: in place, or a ``--target`` that
+    is the store's current database under its own URL."""
+    if plan.store_id is not None:
+        return plan.store_id
+    if backup.role != Role.TENANT or backup.store_id is None:
+        return None
+    config = (
+        session.query(IntegrationConfig)
+        .filter_by(store_id=backup.store_id, is_active=True)
+        .one_or_none()
+    )
+    if config is None or not _same_database(config.config_data, plan.target):
+        return None
+    return backup.store_id
+
+
+def _same_database(config_data: dict[str, Any], url: URL) -> bool:
+    path = sqlite_path(url)
+    if path is not None:
+        stored = config_data.get("path")
+        return stored is not None and Path(stored).resolve() == path.resolve()
+    stored = (config_data.get("engine"), config_data.get("host"), config_data.get("database"))
+    ports = {config_data.get("port"), url.port} - {None}  # a port left out is the default
+    return stored == (backend_of(url), url.host, url.database) and len(ports) <= 1
 
 
 def _restore_and_switch(

@@ -24,7 +24,7 @@ from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, TenantryError
 from tenantry.services.backups import retention
 from tenantry.services.backups.policies import Policy, next_due, policy_for
-from tenantry.services.backups.taking import take_backup
+from tenantry.services.backups.taking import error_text, take_backup
 from tenantry.services.backups.targets import (
     BackupTarget,
     resolve,
@@ -195,9 +195,10 @@ def _backup(
     report: TickReport,
     say: Event,
 ) -> None:
+    target: BackupTarget | None = None
     try:
         with sessions() as session:
-            target: BackupTarget = resolve(session, box, settings, scope)
+            target = resolve(session, box, settings, scope)
         backup = take_backup(
             sessions,
             storage,
@@ -206,9 +207,10 @@ def _backup(
             actor="scheduler",
             level=settings.backup_zstd_level,
         )
-    except TenantryError as exc:
-        report.failures.append(f"backup of {scope}: {exc.message}")
-        say(f"backup of {scope} failed: {exc.message}")
+    except Exception as exc:  # any failure is this database's; the tick goes on
+        message = exc.message if isinstance(exc, TenantryError) else _unexpected(exc, target)
+        report.failures.append(f"backup of {scope}: {message}")
+        say(f"backup of {scope} failed: {message}")
         return
     report.backed_up.append(backup.id)
     say(f"backed up {scope}: {backup.id}")
@@ -227,10 +229,20 @@ def _verify(
         with sessions() as session:
             server = scratch_server(session, box, settings, backup)
         result = verify_backup(sessions, storage, backup.id, server)
-    except TenantryError as exc:
-        report.failures.append(f"verification of {backup.id}: {exc.message}")
-        say(f"verification of {backup.id} failed: {exc.message}")
+    except Exception as exc:  # verify_backup turns the unexpected into VerificationNotRun
+        message = exc.message if isinstance(exc, TenantryError) else _unexpected(exc, None)
+        report.failures.append(f"verification of {backup.id}: {message}")
+        say(f"verification of {backup.id} failed: {message}")
         return
     report.verified.append(backup.id)
     outcome = "passed" if result.passed else "FAILED: " + "; ".join(result.problems)
-    say(f"verified {backup.id} ({scope_of(backup)}): {outcome}")
+    notes = f" ({'; '.join(result.notes)})" if result.notes else ""
+    say(f"verified {backup.id} ({scope_of(backup)}): {outcome}{notes}")
+
+
+def _unexpected(exc: Exception, target: BackupTarget | None) -> str:
+    """An exception that is not tenantry's own, in one line without credentials."""
+    if target is not None:
+        return error_text(exc, target)
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")

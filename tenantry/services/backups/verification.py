@@ -26,7 +26,8 @@ from tenantry.db.engines import connect, make_engine, sqlite_path, writer_sessio
 from tenantry.db.identity import read_identity
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
 from tenantry.db.types import utcnow
-from tenantry.errors import ConfigurationError, Conflict, NotFound
+from tenantry.db.urls import mask
+from tenantry.errors import ConfigurationError, Conflict, NotFound, TenantryError
 from tenantry.services import refs
 
 SCRATCH_PREFIX = "tenantry_scratch_"
@@ -106,8 +107,9 @@ EXACT_COUNTS = frozenset({"postgresql", "sqlite"})
 def check_restored(backup: Backup, url: URL) -> tuple[list[str], list[str], dict[str, int]]:
     """Problems and notes about a restored copy of ``backup`` at ``url``, and its row counts."""
     engine = engine_for(url)
-    problems = engine.integrity_problems(url)
-    notes: list[str] = []
+    integrity = engine.integrity_check(url)
+    problems = list(integrity.problems)
+    notes = list(integrity.skipped)
     counts = engine.row_counts(url)
     for table, expected in sorted(backup.row_counts.items()):
         if counts.get(table) != expected:
@@ -138,8 +140,10 @@ def verify_backup(
     """Restore a backup into a scratch database on ``server``, check it, record the result.
 
     A damaged artifact (size, hash, format) or a restored copy that fails its checks marks the
-    backup ``corrupt``; a passing one ``verified``. Trouble with the scratch server itself
-    (cannot create a database) raises and records nothing about the backup.
+    backup ``corrupt``; a passing one ``verified``, with what was skipped (amcheck without
+    the privilege to run it) in its notes. Trouble with the scratch server itself (cannot
+    create a database, a query refused) raises :class:`VerificationNotRun`, after recording
+    why in the backup's ``verify_error``; the backup's status is left as it was.
     """
     with sessions() as session:
         backup = get_backup(session, backup_id)
@@ -148,13 +152,19 @@ def verify_backup(
     notes: list[str] = []
     counts: dict[str, int] = {}
     seconds = 0.0
-    with scratch_database(server, backup.id) as scratch:
-        try:
-            seconds = restore_artifact(storage, backup, scratch, on_progress)
-        except (CorruptArtifact, BackupToolError, NotFound) as exc:
-            problems.append(exc.message)
-        else:
-            problems, notes, counts = check_restored(backup, scratch)
+    try:
+        with scratch_database(server, backup.id) as scratch:
+            try:
+                seconds = restore_artifact(storage, backup, scratch, on_progress)
+            except (CorruptArtifact, BackupToolError, NotFound) as exc:
+                problems.append(exc.message)
+            else:
+                problems, notes, counts = check_restored(backup, scratch)
+    except Exception as exc:
+        not_run = VerificationNotRun.of(exc, backup.id, server)
+        with writer_sessions(sessions).begin() as session:
+            session.get_one(Backup, backup.id).verify_error = not_run.message[:4000]
+        raise not_run from None
     result = Verification(backup.id, not problems, seconds, problems, notes, counts)
     with writer_sessions(sessions).begin() as session:
         row = session.get_one(Backup, backup.id)
@@ -162,5 +172,25 @@ def verify_backup(
         row.verify_passed = result.passed
         row.verify_duration_ms = round(seconds * 1000)
         row.verify_error = "; ".join(problems)[:4000] or None
+        row.verify_notes = "; ".join(notes)[:4000] or None
         row.status = BackupStatus.VERIFIED if result.passed else BackupStatus.CORRUPT
     return result
+
+
+class VerificationNotRun(TenantryError):
+    """The restore test could not be carried out (the scratch server's trouble, not the
+    backup's): nothing is known about the backup's soundness."""
+
+    @classmethod
+    def of(cls, exc: Exception, backup_id: uuid.UUID, server: URL) -> VerificationNotRun:
+        """``exc`` as a one-line reason naming the scratch server, never its password."""
+        hint = (
+            "Fix the scratch server's problem, then run `tenantry backup verify` again; the "
+            "backup itself was kept as it is."
+        )
+        if isinstance(exc, TenantryError):
+            reason, hint = exc.message, exc.hint or hint
+        else:
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            reason = f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
+        return cls(f"backup {backup_id} could not be verified on {mask(server)}: {reason}", hint)
