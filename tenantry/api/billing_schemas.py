@@ -13,17 +13,15 @@ from tenantry.api.fields import (
     EXTERNAL_ID_PATTERN,
     PLAN_CODE_PATTERN,
     TEXT_MAX,
+    Amount,
     Currency,
     Metadata,
+    Quantity,
     RequestModel,
     StrictBool,
     StringMetadata,
-    UInt32,
-    UInt64,
+    TrialDays,
 )
-from tenantry.services.billing.validation import MAX_AMOUNT_MINOR
-
-Minor = Field(ge=0, le=MAX_AMOUNT_MINOR, description="Amount in minor units (cents).")
 
 
 class CustomerCreate(RequestModel):
@@ -71,10 +69,10 @@ class PlanCreate(RequestModel):
 
     code: str = Field(pattern=PLAN_CODE_PATTERN, max_length=64)
     name: str = Field(min_length=1, max_length=255)
-    amount_minor: UInt64 = Minor
+    amount_minor: Amount
     currency: Currency
     interval: Literal["month", "year"] = "month"
-    trial_days: UInt32 = Field(0, le=730)
+    trial_days: TrialDays = 0
 
 
 class PlanOut(BaseModel):
@@ -95,8 +93,8 @@ class SubscriptionCreate(RequestModel):
 
     customer_id: uuid.UUID
     plan_code: str = Field(pattern=PLAN_CODE_PATTERN, max_length=64)
-    quantity: UInt32 = Field(1, ge=1, le=10_000)
-    trial_days: UInt32 | None = Field(None, le=730)
+    quantity: Quantity = 1
+    trial_days: TrialDays | None = None
 
 
 class SubscriptionTransition(RequestModel):
@@ -135,7 +133,7 @@ class MilestoneIn(RequestModel):
     """One instalment of a new invoice."""
 
     name: str = Field(min_length=1, max_length=255)
-    amount_minor: UInt64 = Minor
+    amount_minor: Amount
     description: str | None = Field(None, max_length=TEXT_MAX)
     due_at: datetime | None = None
 
@@ -146,7 +144,7 @@ class InvoiceCreate(RequestModel):
     customer_id: uuid.UUID
     invoice_number: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_./-]{0,63}$")
     currency: Currency
-    amount_minor: UInt64 | None = Field(None, le=MAX_AMOUNT_MINOR)
+    amount_minor: Amount | None = None
     milestones: list[MilestoneIn] = Field(default_factory=list, max_length=100)
     description: str | None = Field(None, max_length=TEXT_MAX)
     due_at: datetime | None = None

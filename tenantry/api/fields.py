@@ -14,19 +14,53 @@ import math
 from typing import Annotated
 
 from fastapi import Query
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, Strict, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+)
 
-from tenantry.services.billing.validation import CURRENCIES
+from tenantry.services.billing.validation import (
+    CURRENCIES,
+    MAX_AMOUNT_MINOR,
+    MAX_QUANTITY,
+    MAX_TRIAL_DAYS,
+)
 
-#: What a signed 64-bit column (BigInteger) holds.
-INT64_MAX = 2**63 - 1
+#: What a signed 64-bit column (BigInteger) holds, rounded down to the largest value a JSON
+#: double also holds exactly (2**63 - 1 is not one: the bound would read as 2**63 to clients
+#: and schema tools that parse numbers as doubles).
+INT64_MAX = 2**63 - 2**10
 #: What a signed 32-bit column (Integer) holds.
 INT32_MAX = 2**31 - 1
 
+
+def _integral(value: object) -> object:
+    # JSON Schema's "integer" includes 3.0; strictness is about booleans and strings.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 #: A non-negative count or amount stored in a BigInteger column.
-UInt64 = Annotated[int, Strict(), Field(ge=0, le=INT64_MAX)]
+UInt64 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT64_MAX)]
 #: A non-negative count stored in an Integer column.
-UInt32 = Annotated[int, Strict(), Field(ge=0, le=INT32_MAX)]
+UInt32 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT32_MAX)]
+#: An amount of money in minor units (cents), as billing bounds it.
+Amount = Annotated[
+    int,
+    BeforeValidator(_integral),
+    Strict(),
+    Field(ge=0, le=MAX_AMOUNT_MINOR, description="Amount in minor units (cents)."),
+]
+#: Days of a trial, as billing bounds them.
+TrialDays = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=MAX_TRIAL_DAYS)]
+#: How many of a thing an order line or a subscription holds.
+Quantity = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1, le=MAX_QUANTITY)]
 #: A JSON boolean, never 0/1 or "true".
 StrictBool = Annotated[bool, Strict()]
 

@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tenantry.api.fields import SLUG_PATTERN, TEXT_MAX, RequestModel, StrictBool, UInt32, UInt64
+from tenantry.api.fields import SLUG_PATTERN, TEXT_MAX, Quantity, RequestModel, StrictBool, UInt64
 
 Slug = Field(
     pattern=SLUG_PATTERN,
@@ -162,7 +162,7 @@ class OrderLineIn(RequestModel):
     """One line of a new order."""
 
     product_id: uuid.UUID
-    quantity: UInt32 = Field(ge=1, le=10_000)
+    quantity: Quantity
 
 
 class OrderCreate(RequestModel):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -59,8 +60,12 @@ def target(api: Api, settings: Settings) -> Iterator[Target]:
         queue.close()
 
 
+#: Rules the OpenAPI document cannot state, one reason per operation.
+CONFIG = Path(__file__).with_name("schemathesis.toml")
+
+
 def _failures(app: FastAPI, headers: dict[str, str]) -> list[str]:
-    config = schemathesis.Config()
+    config = schemathesis.Config.from_path(CONFIG)
     config.update(seed=1234, max_failures=None)
     project = config.projects.override
     project.update(headers=headers)

@@ -33,8 +33,8 @@ def create_plan(
         )
     if interval not in {i.value for i in BillingInterval}:
         raise InvalidInput(f"invalid interval {interval!r}.", "Use month or year.")
-    if not 0 <= trial_days <= 730:
-        raise InvalidInput("trial_days must be 0 to 730.")
+    if not 0 <= trial_days <= validation.MAX_TRIAL_DAYS:
+        raise InvalidInput(f"trial_days must be 0 to {validation.MAX_TRIAL_DAYS}.")
     if session.scalar(
         select(BillingPlan.id).where(BillingPlan.app_id == app_id, BillingPlan.code == code)
     ):

@@ -17,7 +17,7 @@ from tenantry.db.billing.models import (
 )
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, NotFound
-from tenantry.services.billing import lookup
+from tenantry.services.billing import lookup, validation
 
 S = SubscriptionStatus
 
@@ -63,12 +63,12 @@ def create_subscription(
         raise NotFound("no such plan for this customer's app.")
     if customer.erased_at is not None:
         raise Conflict("this customer was erased; it cannot subscribe.")
-    if not 1 <= quantity <= 10_000:
-        raise InvalidInput("quantity must be 1 to 10000.")
+    if not 1 <= quantity <= validation.MAX_QUANTITY:
+        raise InvalidInput(f"quantity must be 1 to {validation.MAX_QUANTITY}.")
     now = utcnow()
     days = plan.trial_days if trial_days is None else trial_days
-    if not 0 <= days <= 730:
-        raise InvalidInput("trial_days must be 0 to 730.")
+    if not 0 <= days <= validation.MAX_TRIAL_DAYS:
+        raise InvalidInput(f"trial_days must be 0 to {validation.MAX_TRIAL_DAYS}.")
     status = S.TRIALING if days else (S.ACTIVE if start_active else S.INCOMPLETE)
     period_end = now + timedelta(days=days) if days else add_period(now, plan.interval)
     sub = BillingSubscription(

@@ -27,6 +27,8 @@ CURRENCIES = frozenset(
     """.split()  # noqa: SIM905
 )
 MAX_AMOUNT_MINOR = 10**15  # far beyond any real invoice, far below a BIGINT
+MAX_TRIAL_DAYS = 730
+MAX_QUANTITY = 10_000  # of a subscription or an order line
 _EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]{2,}$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,254}$")
 _APP = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
