@@ -1,7 +1,7 @@
 """Webhook ingestion and processing: verify, store once, answer, then apply in the background.
 
 The ``billing_webhooks`` row is the queue: ingestion only verifies the signature and inserts
-the raw event (unique on processor + event id), so answering is fast and nothing answered 2xx
+the raw event (unique on app + processor + event id), so answering is fast and nothing answered 2xx
 can be lost. Workers claim rows (``FOR UPDATE SKIP LOCKED`` where the database has it), apply
 them, and record processed | ignored | failed with attempts, last error and the next attempt
 (exponential backoff). Rows stuck in processing (a worker died) are claimed again.
@@ -186,6 +186,11 @@ class Delivery:
     event_type: str
     payload: str
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What makes an event unique: the same event delivered to two apps is two events."""
+        return (self.app_id, self.processor, self.event_id)
+
     def values(self) -> dict[str, object]:
         """The row to insert."""
         return {
@@ -249,7 +254,7 @@ def _insert_statement(conn: Connection) -> Any:
     if stmt is None:
         if dialect.name == "postgresql":
             stmt = pg_insert(BillingWebhook).on_conflict_do_nothing(
-                index_elements=["processor", "event_id"]
+                index_elements=["app_id", "processor", "event_id"]
             )
         elif dialect.name == "sqlite":
             stmt = sqlite_insert(BillingWebhook).on_conflict_do_nothing()
@@ -275,24 +280,26 @@ def store_deliveries(conn: Connection, deliveries: list[Delivery]) -> list[Inges
     # multi-row .values() would be compiled again for every batch size.
     done = conn.execute(_insert_statement(conn), [d.values() for d in deliveries])
     inserted = set(done.scalars()) if done.returns_rows else set()
-    found: dict[tuple[str, str], tuple[uuid.UUID, str]] = {
-        (d.processor, d.event_id): (d.id, W.RECEIVED) for d in deliveries if d.id in inserted
+    found: dict[tuple[str, str, str], tuple[uuid.UUID, str]] = {
+        d.key: (d.id, W.RECEIVED) for d in deliveries if d.id in inserted
     }
     # Only duplicates (or every row where the database cannot say what it inserted) are
     # read back, for the id and status of the row that was there first.
-    missing = [d for d in deliveries if (d.processor, d.event_id) not in found]
-    for processor in {d.processor for d in missing}:
-        ids = [d.event_id for d in missing if d.processor == processor]
+    missing = [d for d in deliveries if d.key not in found]
+    for app_id, processor in {(d.app_id, d.processor) for d in missing}:
+        ids = [d.event_id for d in missing if (d.app_id, d.processor) == (app_id, processor)]
         for row in conn.execute(
             select(BillingWebhook.id, BillingWebhook.event_id, BillingWebhook.status).where(
-                BillingWebhook.processor == processor, BillingWebhook.event_id.in_(ids)
+                BillingWebhook.app_id == app_id,
+                BillingWebhook.processor == processor,
+                BillingWebhook.event_id.in_(ids),
             )
         ):
-            found[(processor, row.event_id)] = (row.id, row.status)
+            found[(app_id, processor, row.event_id)] = (row.id, row.status)
     conn.commit()
     results = []
     for d in deliveries:
-        stored_id, status = found[(d.processor, d.event_id)]
+        stored_id, status = found[d.key]
         results.append(Ingested(stored_id, d.event_id, stored_id != d.id, status))
     return results
 
@@ -308,8 +315,8 @@ def ingest(
 ) -> Ingested:
     """Verify and store one delivery, committing it (the caller answers 2xx after this).
 
-    A second delivery of the same event (processor + event id) stores nothing and returns
-    the first row. ``session`` may be a plain Core connection.
+    A second delivery of the same event to the same app (app + processor + event id) stores
+    nothing and returns the first row. ``session`` may be a plain Core connection.
     """
     adapter = processor_named(processor)
     validation.app_id(app_id)
@@ -458,12 +465,26 @@ def list_webhooks(
 
 
 def get_webhook(session: Session, webhook_id: str, *, app_id: str | None = None) -> BillingWebhook:
-    """One event by tenantry id or processor event id."""
+    """One event by tenantry id or processor event id (seen by ``app_id`` if given).
+
+    A processor event id is unique only per app and processor: one that several stored
+    events share is refused with :class:`Conflict`, asking for the tenantry id.
+    """
     row: BillingWebhook | None = None
     try:
         row = session.get(BillingWebhook, uuid.UUID(webhook_id))
     except ValueError:
-        row = session.scalar(select(BillingWebhook).where(BillingWebhook.event_id == webhook_id))
+        query = select(BillingWebhook).where(BillingWebhook.event_id == webhook_id)
+        if app_id is not None:
+            query = query.where(BillingWebhook.app_id == app_id)
+        rows = list(session.scalars(query.limit(2)))
+        if len(rows) > 1:
+            raise Conflict(
+                f"several stored webhook events have the event id {webhook_id!r} "
+                "(delivered to several apps or by several processors).",
+                "Name the event by its tenantry id (see `tenantry billing webhooks list`).",
+            ) from None
+        row = rows[0] if rows else None
     if row is None or (app_id is not None and row.app_id != app_id):
         raise NotFound(f"no webhook event {webhook_id!r}.")
     return row
