@@ -9,7 +9,6 @@ them, and record processed | ignored | failed with attempts, last error and the 
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -20,15 +19,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tenantry.billing.processors import PROCESSORS, get_processor
-from tenantry.billing.processors.base import Processor, SignatureError
+from tenantry.billing.processors import PROCESSORS, UnknownProcessorError, get_processor
+from tenantry.billing.processors.base import MalformedEvent, Processor, SignatureError
 from tenantry.crypto import SecretBox
 from tenantry.db.billing.models import BillingProcessorSecret, BillingWebhook, WebhookStatus
 from tenantry.db.engines import writer
 from tenantry.db.types import utcnow
-from tenantry.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from tenantry.errors import Conflict, InvalidInput, MalformedPayload, NotFound, Unauthorized
 from tenantry.services.billing import audit, idempotency, subscriptions, validation
 from tenantry.services.billing.events import apply_event
 
@@ -224,7 +224,7 @@ def check_delivery(
     adapter: Processor, app_id: str, body: bytes, signature: str | None, secrets: list[str]
 ) -> Delivery:
     """Check a delivery's signature and shape (no I/O). Raises :class:`Unauthorized` for a
-    bad signature and :class:`InvalidInput` for a body that is not an event."""
+    bad signature and :class:`MalformedPayload` for a body the adapter cannot read."""
     validation.app_id(app_id)
     if not secrets:
         raise InvalidInput(
@@ -236,14 +236,17 @@ def check_delivery(
     except SignatureError as bad:
         raise Unauthorized(f"webhook signature refused: {bad.reason}.") from None
     try:
-        doc = json.loads(body)
-        event_id, event_type = str(doc["id"]), str(doc["type"])
-        payload = body.decode("utf-8")
-    except (ValueError, KeyError, TypeError):
-        raise InvalidInput("the webhook body is not a JSON event with an id and a type.") from None
-    if not 0 < len(event_id) <= 255 or len(event_type) > 128:
-        raise InvalidInput("the event id must be 1 to 255 characters and its type at most 128.")
-    return Delivery(uuid.uuid4(), app_id, adapter.name, event_id, event_type, payload)
+        # Parsed here, not only when applied: what the adapter cannot read is refused now
+        # rather than stored, answered 2xx and then failing on every retry.
+        event = adapter.parse(body)
+    except MalformedEvent as bad:
+        raise MalformedPayload(
+            f"the body is not a {adapter.name} event tenantry can read: {bad}.",
+            f"Send events as {adapter.name} does; that field is missing, of the wrong type "
+            "or out of range.",
+        ) from None
+    payload = body.decode("utf-8")  # the adapter read it as UTF-8
+    return Delivery(uuid.uuid4(), app_id, adapter.name, event.event_id, event.type, payload)
 
 
 def _insert_statement(conn: Connection) -> Any:
@@ -334,20 +337,35 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def claim(engine: Engine, *, limit: int = 50) -> list[uuid.UUID]:
-    """Take up to ``limit`` events that are due: new, failed and due for retry, or stuck."""
+    """Take up to ``limit`` events that are due: new, failed and due for retry, or stuck.
+
+    An event stuck :data:`MAX_ATTEMPTS` times (a worker died applying it each time) is marked
+    failed instead of being taken again: it may be what kills the worker.
+    """
     now = utcnow()
+    stuck = and_(
+        BillingWebhook.status == W.PROCESSING,
+        BillingWebhook.processing_started_at < now - STUCK_AFTER,
+    )
     due = or_(
         BillingWebhook.status == W.RECEIVED,
         and_(BillingWebhook.status == W.FAILED, BillingWebhook.next_attempt_at <= now),
-        and_(
-            BillingWebhook.status == W.PROCESSING,
-            BillingWebhook.processing_started_at < now - STUCK_AFTER,
-        ),
+        and_(stuck, BillingWebhook.attempts < MAX_ATTEMPTS),
     )
     query = select(BillingWebhook.id).where(due).order_by(BillingWebhook.received_at).limit(limit)
     if engine.dialect.name != "sqlite":
         query = query.with_for_update(skip_locked=True)
     with writer(engine).begin() as conn:
+        conn.execute(
+            update(BillingWebhook)
+            .where(stuck, BillingWebhook.attempts >= MAX_ATTEMPTS)
+            .values(
+                status=W.FAILED,
+                next_attempt_at=None,
+                last_error=f"a worker stopped while applying it, {MAX_ATTEMPTS} times "
+                "(not retried; replay it once the cause is fixed)",
+            )
+        )
         ids = list(conn.scalars(query))
         if ids:
             conn.execute(
@@ -362,6 +380,12 @@ def claim(engine: Engine, *, limit: int = 50) -> list[uuid.UUID]:
     return ids
 
 
+#: Failures that are the event's, not the moment's: applying it again fails the same way.
+#: A body the adapter cannot read (stored before ingestion parsed events, or read
+#: differently since); a value the database refuses (out of range, too long).
+PERMANENT = (MalformedEvent, UnknownProcessorError, DataError)
+
+
 def _apply(session: Session, row: BillingWebhook) -> str:
     """Apply one event inside a savepoint; record processed | ignored | failed on the row."""
     try:
@@ -374,13 +398,17 @@ def _apply(session: Session, row: BillingWebhook) -> str:
         row.last_error = None
         row.next_attempt_at = None
         return outcome.status
-    except Exception as exc:  # recorded on the row and retried with backoff
+    except Exception as exc:  # recorded on the row; retried with backoff unless permanent
+        permanent = isinstance(exc, PERMANENT)
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
         row.status = W.FAILED
-        row.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[
-            :2000
-        ]
+        row.last_error = f"{type(exc).__name__}: {first_line}"[:1900] + (
+            " (not retried: applying this event again fails the same way)" if permanent else ""
+        )
         row.next_attempt_at = (
-            utcnow() + _backoff(row.attempts) if row.attempts < MAX_ATTEMPTS else None
+            utcnow() + _backoff(row.attempts)
+            if row.attempts < MAX_ATTEMPTS and not permanent
+            else None
         )
         return W.FAILED
 
