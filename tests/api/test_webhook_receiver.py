@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import time
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from tenantry.db.billing.models import BillingWebhook
+from tenantry.services.billing import webhooks
 from tests.api.conftest import BillingApi
+from tests.billing.test_malformed_events import NOT_EVENTS, STRIPE_CASES, TILLED_CASES, tilled
+
+TILLED_SECRET = "tilled_" + "s3cr3t" * 4
 
 
 def _invoice(api: BillingApi, headers: dict[str, str], number: str) -> dict[str, Any]:
@@ -111,3 +118,62 @@ def test_one_body_delivered_to_two_apps_is_stored_for_each(billing_api: BillingA
     assert statuses == {"acme": "processed", "globex": "ignored"}
     paid = api.client.get(f"/billing/invoices/{invoice['id']}", headers=api.acme).json()
     assert paid["status"] == "paid"
+
+
+def _tilled_headers(body: bytes) -> dict[str, str]:
+    t = int(time.time() * 1000)  # Tilled signs milliseconds
+    mac = hmac.new(TILLED_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"tilled-signature": f"t={t},v1={mac}", "content-type": "application/json"}
+
+
+def _stored(api: BillingApi) -> int:
+    with api.platform.billing_sessions() as session:
+        return int(session.scalar(select(func.count()).select_from(BillingWebhook)) or 0)
+
+
+def test_signed_events_the_adapter_cannot_read_are_refused_with_400(
+    billing_api: BillingApi,
+) -> None:
+    api = billing_api
+    with api.platform.billing_sessions.begin() as session:
+        webhooks.add_secret(session, api.platform.box, "acme", "tilled", TILLED_SECRET)
+    sent: list[tuple[str, str, bytes, str | None]] = [
+        ("stripe", name, json.dumps(event).encode(), field)
+        for name, (event, field) in STRIPE_CASES.items()
+    ] + [
+        ("tilled", name, json.dumps(event).encode(), field)
+        for name, (event, field) in TILLED_CASES.items()
+    ]
+    sent += [(p, name, body, None) for name, body in NOT_EVENTS.items() for p in ("stripe",)]
+    for processor, name, body, field in sent:
+        headers = _stripe_headers(api, body) if processor == "stripe" else _tilled_headers(body)
+        answer = api.client.post(f"/webhooks/{processor}/acme", content=body, headers=headers)
+        assert answer.status_code == 400, (name, answer.text)
+        error = answer.json()["error"]
+        assert error["type"] == "MalformedPayload", name
+        assert f"not a {processor} event" in error["message"], name
+        if field is not None:
+            assert f": {field}: " in error["message"], (name, error["message"])
+        assert error["hint"], name
+    assert _stored(api) == 0
+    # A well-formed Tilled event still goes through.
+    good = json.dumps(tilled()).encode()
+    accepted = api.client.post("/webhooks/tilled/acme", content=good, headers=_tilled_headers(good))
+    assert accepted.status_code == 200, accepted.text
+    assert _stored(api) == 1
+
+
+def _stripe_headers(api: BillingApi, body: bytes) -> dict[str, str]:
+    t = int(time.time())
+    mac = hmac.new(api.secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return {"Stripe-Signature": f"t={t},v1={mac}", "content-type": "application/json"}
+
+
+def test_an_unsigned_malformed_body_is_refused_for_its_signature_first(
+    billing_api: BillingApi,
+) -> None:
+    answer = billing_api.client.post(
+        "/webhooks/stripe/acme", content=b"not json", headers={"Stripe-Signature": "t=1,v1=00"}
+    )
+    assert answer.status_code == 401
+    assert _stored(billing_api) == 0

@@ -367,3 +367,24 @@ def test_an_event_stuck_too_often_is_failed_not_taken_again(
         assert row is not None
         assert (row.status, row.next_attempt_at) == ("failed", None)
         assert "not retried" in (row.last_error or "")
+
+
+def test_a_value_the_database_refuses_fails_once_and_is_never_retried(
+    billing: tuple[sessionmaker[Session], SecretBox],
+) -> None:
+    sessions, box = billing
+    event = _sub_event("active", int(time.time()), kind="created")
+    # Readable, but the plan code is longer than its column: PostgreSQL and MariaDB refuse it
+    # on every attempt alike (SQLite stores it).
+    event["data"]["object"]["metadata"]["plan_code"] = "p" * 100
+    stored = _deliver(sessions, box, "stripe", event)
+    _drain(sessions)
+    with sessions() as session:
+        row = session.get(BillingWebhook, stored.id)
+        assert row is not None
+        assert (row.attempts, row.next_attempt_at) == (1, None)
+        if row.status == "failed":  # PostgreSQL, MariaDB
+            assert "DataError" in (row.last_error or "")
+            assert "not retried" in (row.last_error or "")
+        else:
+            assert row.status == "processed"
