@@ -137,14 +137,10 @@ def test_signed_events_the_adapter_cannot_read_are_refused_with_400(
     api = billing_api
     with api.platform.billing_sessions.begin() as session:
         webhooks.add_secret(session, api.platform.box, "acme", "tilled", TILLED_SECRET)
-    sent: list[tuple[str, str, bytes, str | None]] = [
-        ("stripe", name, json.dumps(event).encode(), field)
-        for name, (event, field) in STRIPE_CASES.items()
-    ] + [
-        ("tilled", name, json.dumps(event).encode(), field)
-        for name, (event, field) in TILLED_CASES.items()
-    ]
-    sent += [(p, name, body, None) for name, body in NOT_EVENTS.items() for p in ("stripe",)]
+    sent: list[tuple[str, str, bytes, str | None]] = []
+    for processor, cases in (("stripe", STRIPE_CASES), ("tilled", TILLED_CASES)):
+        sent.extend((processor, n, json.dumps(e).encode(), f) for n, (e, f) in cases.items())
+    sent.extend(("stripe", name, body, None) for name, body in NOT_EVENTS.items())
     for processor, name, body, field in sent:
         headers = _stripe_headers(api, body) if processor == "stripe" else _tilled_headers(body)
         answer = api.client.post(f"/webhooks/{processor}/acme", content=body, headers=headers)
