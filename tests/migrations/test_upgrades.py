@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from alembic import command
 from sqlalchemy import Engine, MetaData, Table, select
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 
 from tenantry.db import migrations
@@ -154,3 +154,10 @@ def test_billing_0003_downgrades_unless_an_event_is_stored_for_two_apps(
         assert conn.execute(select(webhooks.c.app_id)).scalars().all() == ["acme"]
         with pytest.raises(IntegrityError), conn.begin_nested():
             conn.execute(webhooks.insert().values(_webhook_row("globex", "evt_both")))
+
+
+@pytest.mark.parametrize("url", ["sqlite:///b.db", "postgresql://h/b", "mysql+pymysql://h/b"])
+def test_billing_0003_prints_its_sql_without_a_database(url: str) -> None:
+    sql = migrations.upgrade_sql(billing_schema(), make_url(url), "0002", "0003")
+    assert "uq_billing_webhooks_app_id_processor_event_id" in sql
+    assert "UNIQUE (app_id, processor, event_id)" in sql
