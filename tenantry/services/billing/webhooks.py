@@ -1,10 +1,11 @@
 """Webhook ingestion and processing: verify, store once, answer, then apply in the background.
 
-The ``billing_webhooks`` row is the queue: ingestion only verifies the signature and inserts
-the raw event (unique on app + processor + event id), so answering is fast and nothing answered 2xx
-can be lost. Workers claim rows (``FOR UPDATE SKIP LOCKED`` where the database has it), apply
-them, and record processed | ignored | failed with attempts, last error and the next attempt
-(exponential backoff). Rows stuck in processing (a worker died) are claimed again.
+The ``billing_webhooks`` row is the queue: ingestion only verifies the signature, reads the
+event and inserts it raw (unique on app + processor + event id), so answering is fast and
+nothing answered 2xx can be lost. Workers claim rows (``FOR UPDATE SKIP LOCKED`` where the
+database has it), apply them, and record processed | ignored | failed with attempts, last
+error and the next attempt (exponential backoff; none for a failure that is the event's
+own). Rows stuck in processing (a worker died) are claimed again.
 """
 
 from __future__ import annotations

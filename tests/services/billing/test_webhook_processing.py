@@ -27,6 +27,7 @@ from tenantry.db.billing.models import (
 )
 from tenantry.db.schemas import billing_schema
 from tenantry.db.types import utcnow
+from tenantry.errors import Conflict, NotFound
 from tenantry.services import schema_ops
 from tenantry.services.billing import customers, webhooks
 from tests.conftest import DbFactory
@@ -193,13 +194,13 @@ def test_replay_changes_nothing_twice(billing: tuple[sessionmaker[Session], Secr
 
 
 def _stored_raw(
-    sessions: sessionmaker[Session], payload: str, processor: str = "stripe"
+    sessions: sessionmaker[Session], payload: str, *, app_id: str = "acme", event_id: str = ""
 ) -> uuid.UUID:
     """A row as an earlier version stored it, before ingestion read events."""
     row = BillingWebhook(
-        app_id="acme",
-        processor=processor,
-        event_id=f"evt_{uuid.uuid4().hex}",
+        app_id=app_id,
+        processor="stripe",
+        event_id=event_id or f"evt_{uuid.uuid4().hex}",
         event_type="payment_intent.succeeded",
         payload=payload,
     )
@@ -389,3 +390,18 @@ def test_a_value_the_database_refuses_fails_once_and_is_never_retried(
             assert row.status == "failed"
             assert "DataError" in (row.last_error or "")
             assert "not retried" in (row.last_error or "")
+
+
+def test_an_event_id_two_apps_share_is_found_per_app(
+    billing: tuple[sessionmaker[Session], SecretBox],
+) -> None:
+    sessions, _ = billing
+    ids = {app: _stored_raw(sessions, "{}", app_id=app, event_id="evt_1") for app in ("a", "b")}
+    with sessions() as session:
+        for app, stored in ids.items():
+            assert webhooks.get_webhook(session, "evt_1", app_id=app).id == stored
+        with pytest.raises(Conflict, match="several stored webhook events"):
+            webhooks.get_webhook(session, "evt_1")
+        assert webhooks.get_webhook(session, str(ids["a"])).app_id == "a"
+        with pytest.raises(NotFound):
+            webhooks.get_webhook(session, "evt_1", app_id="c")
