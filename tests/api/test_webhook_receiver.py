@@ -173,3 +173,14 @@ def test_an_unsigned_malformed_body_is_refused_for_its_signature_first(
     )
     assert answer.status_code == 401
     assert _stored(billing_api) == 0
+
+
+def test_a_malformed_path_is_refused_before_any_query(billing_api: BillingApi) -> None:
+    for path in ("/webhooks/stripe/a%00b", "/webhooks/stripe/" + "a" * 300, "/webhooks/stripe/A!"):
+        answer = billing_api.client.post(
+            path, content=b"{}", headers={"Stripe-Signature": "t=1,v1=00"}
+        )
+        assert answer.status_code == 422, (path, answer.text)
+        assert "app" in answer.json()["error"]["message"]
+    unknown = billing_api.client.post("/webhooks/st%00ripe/acme", content=b"{}")
+    assert unknown.status_code == 404

@@ -210,7 +210,11 @@ class Delivery:
 def app_secrets(
     session: Session | Connection, box: SecretBox, app_id: str, processor: str
 ) -> list[str]:
-    """The app's active signing secrets at ``processor`` (cached for a few seconds)."""
+    """The app's active signing secrets at ``processor`` (cached for a few seconds).
+
+    Raises :class:`InvalidInput` for a malformed app id before it reaches a query (the
+    path of a delivery is anyone's to choose: PostgreSQL refuses a NUL in it with a 500)."""
+    validation.app_id(app_id)
     secrets = _SECRETS.get(session, box, app_id, processor)
     session.rollback()  # end the read: an insert afterwards then waits for the write lock
     return secrets
