@@ -9,8 +9,9 @@ from typing import Any
 
 import pytest
 
-from tenantry.billing.processors import STRIPE, TILLED, EventKind, Processor
+from tenantry.billing.processors import STRIPE, TILLED, EventKind, NormalizedEvent, Processor
 from tenantry.billing.processors.base import MalformedEvent
+from tests.billing import test_processors as real
 
 BIG = 2**63
 
@@ -255,3 +256,104 @@ def test_nulls_and_blank_strings_read_as_absent(processor: Processor) -> None:
         {},
         None,
     )
+
+
+# --- Every field of real-looking events, replaced by every wrong kind of value ---------------
+
+#: Values of every JSON kind, and the edges of the ranges the columns hold.
+WRONG_VALUES: list[Any] = [None, "", "x", "\x00", -1, 0, 2**63, 1.5, True, [], {}, ["x"]]
+
+
+def _samples() -> list[tuple[Processor, dict[str, Any]]]:
+    def load(body: bytes) -> dict[str, Any]:
+        return dict(json.loads(body))
+
+    charge = {"id": "ch_1", "amount": 500, "amount_refunded": 200, "payment_intent": "pi_1"}
+    intent = real.payment_intent(
+        last_payment_error={"code": "card_declined", "message": "declined"},
+        customer={"id": "cus_1", "object": "customer"},
+    )
+    new_invoice = real.invoice(
+        parent={"subscription_details": {"metadata": {"a": "b"}, "subscription": "sub_N"}},
+        payments={"data": [{"payment": {"payment_intent": "pi_N"}}]},
+    )
+    return [
+        (STRIPE, load(real.stripe_event("payment_intent.payment_failed", intent))),
+        (STRIPE, load(real.stripe_event("checkout.session.completed", {"id": "cs_1"}))),
+        (STRIPE, load(real.stripe_event("charge.refunded", charge))),
+        (STRIPE, load(real.stripe_event("invoice.paid", real.invoice()))),
+        (STRIPE, load(real.stripe_event("invoice.paid", new_invoice))),
+        (STRIPE, load(real.stripe_event("customer.subscription.updated", real.subscription()))),
+        (
+            TILLED,
+            load(real.tilled_event("payment_intent.payment_failed", real.tilled_payment_intent())),
+        ),
+        (TILLED, load(real.tilled_event("charge.refunded", {**charge, "payment_intent_id": "p"}))),
+        (TILLED, load(real.tilled_event("subscription.updated", real.tilled_subscription()))),
+        (
+            TILLED,
+            load(
+                real.tilled_event("subscription.canceled", real.tilled_subscription(), nested=True)
+            ),
+        ),
+    ]
+
+
+def _paths(value: Any, prefix: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every path to a value inside ``value`` (objects and arrays walked)."""
+    found: list[tuple[str | int, ...]] = []
+    items: list[tuple[str | int, Any]] = (
+        list(value.items())
+        if isinstance(value, dict)
+        else list(enumerate(value))
+        if isinstance(value, list)
+        else []
+    )
+    for key, child in items:
+        found.append((*prefix, key))
+        found.extend(_paths(child, (*prefix, key)))
+    return found
+
+
+def _replaced(event: dict[str, Any], path: tuple[str | int, ...], value: Any) -> dict[str, Any]:
+    changed = copy.deepcopy(event)
+    target: Any = changed
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return changed
+
+
+def _outcome(processor: Processor, body: bytes) -> NormalizedEvent | MalformedEvent:
+    """The event read, or the one error reading it may raise (anything else fails the test)."""
+    try:
+        return processor.parse(body)
+    except MalformedEvent as error:
+        return error
+
+
+def _fits_the_columns(event: NormalizedEvent) -> bool:
+    """Whether every value read is one the billing columns hold."""
+    for value in [*vars(event).values(), *event.metadata, *event.metadata.values()]:
+        if isinstance(value, str) and ("\x00" in value or len(value) > 5000):
+            return False
+        if isinstance(value, int) and not isinstance(value, bool) and not 0 <= value <= 10**15:
+            return False
+    return True
+
+
+def test_every_field_read_with_any_wrong_value_is_read_or_malformed() -> None:
+    tried = refused = 0
+    for processor, event in _samples():
+        assert processor.parse(json.dumps(event).encode()).kind is not EventKind.IGNORED
+        for path in _paths(event):
+            for value in WRONG_VALUES:
+                tried += 1
+                outcome = _outcome(processor, json.dumps(_replaced(event, path, value)).encode())
+                if isinstance(outcome, MalformedEvent):
+                    refused += 1
+                    assert outcome.field, (path, value)
+                else:  # what is read is what the columns hold: nothing later fails on it
+                    assert _fits_the_columns(outcome), (path, value)
+    assert tried > 2000
+    assert refused > tried // 3
