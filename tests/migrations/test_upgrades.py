@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import pytest
@@ -125,8 +126,14 @@ def test_billing_0003_makes_webhook_events_unique_per_app_keeping_rows(
 
 
 def _downgrade(engine: Engine, spec: SchemaSpec, target: str) -> None:
-    with engine.begin() as conn:
-        command.downgrade(migrations.alembic_config(spec, connection=conn), target)
+    def run() -> None:
+        with engine.begin() as conn:
+            command.downgrade(migrations.alembic_config(spec, connection=conn), target)
+
+    # On a thread of its own: a revision that raises leaves Alembic's `op` proxy set on the
+    # thread that ran it, and later tests expect none on theirs.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(run).result()
 
 
 def test_billing_0003_downgrades_unless_an_event_is_stored_for_two_apps(
