@@ -6,6 +6,7 @@ the wrong type is a :class:`~tenantry.billing.processors.base.MalformedEvent` na
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from tenantry.billing.processors.base import EventKind, MalformedEvent, NormalizedEvent
@@ -195,8 +196,7 @@ def parse_stripe_event(body: bytes, *, processor: str = "stripe") -> NormalizedE
     event = load_event(body)
     envelope = read(StripeEnvelope, event)
     event_type = envelope.type
-    created_at = unix_time(envelope.created)
-    assert created_at is not None  # required by the shape
+    created_at = datetime.fromtimestamp(envelope.created, tz=UTC)
     payment_intent_kind = _PAYMENT_INTENT_KINDS.get(event_type)
     wanted = (
         payment_intent_kind is not None
