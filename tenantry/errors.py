@@ -74,6 +74,11 @@ class InvalidInput(TenantryError):
     """A value given by the user is malformed."""
 
 
+class MalformedPayload(TenantryError):
+    """A body that cannot be read in its sender's format (a webhook event its processor's
+    adapter cannot parse). Sending the same body again never helps."""
+
+
 class StoreUnavailable(TenantryError):
     """A store's database cannot serve requests now (suspended, provisioning, moving)."""
 

@@ -37,6 +37,7 @@ STATUS: list[tuple[type[errors.TenantryError], int]] = [
     (errors.NotOwner, 403),
     (errors.MigrationError, 409),
     (errors.InvalidInput, 422),
+    (errors.MalformedPayload, 400),
     (errors.ConfigurationError, 422),
     (errors.DatabaseUnreachable, 503),
     (errors.WritesBlocked, 503),

@@ -29,9 +29,10 @@ async def deliver(
 ) -> tuple[int, dict[str, object]]:
     """Verify and durably store one delivery; the status and JSON body to answer.
 
-    200 once the event is committed (a duplicate delivery is acknowledged and does
-    nothing), 401 for a bad signature, 404 for an unknown processor, 422 for a body that
-    is not an event. Concurrent deliveries share one commit (``state.ingest``).
+    200 once the event is committed (a duplicate delivery to the same app is acknowledged
+    and does nothing), 401 for a bad signature, 400 for a body the adapter cannot read, 404
+    for an unknown processor, 422 for an app without a signing secret. Concurrent deliveries
+    share one commit (``state.ingest``).
     """
     try:
         adapter = webhooks.processor_named(processor)

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
+import pytest
+from alembic import command
 from sqlalchemy import Engine, MetaData, Table, select
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import IntegrityError
 
 from tenantry.db import migrations
-from tenantry.db.schemas import master_schema
+from tenantry.db.schemas import SchemaSpec, billing_schema, master_schema
 from tenantry.services import schema_ops
 from tests.conftest import DbFactory
 
@@ -70,3 +74,97 @@ def test_master_0002_fills_new_columns_of_existing_rows(
         jobs = Table("provisioning_jobs", new, autoload_with=conn)
         assert conn.execute(select(stores.c.connection_version)).scalar_one() == 0
         assert not conn.execute(select(jobs.c.database_created)).scalar_one()
+
+
+def _webhook_row(app_id: str, event_id: str) -> dict[str, object]:
+    return {
+        "id": uuid.uuid4().hex,
+        "app_id": app_id,
+        "processor": "stripe",
+        "event_id": event_id,
+        "event_type": "payment_intent.succeeded",
+        "payload": f'{{"id": "{event_id}"}}',
+        "status": "processed",
+        "attempts": 1,
+        "received_at": datetime.now(UTC).replace(tzinfo=None),
+    }
+
+
+def test_billing_0003_makes_webhook_events_unique_per_app_keeping_rows(
+    new_database: DbFactory, engines: Callable[[URL], Engine]
+) -> None:
+    spec = billing_schema()
+    engine = engines(new_database("billing"))
+    with engine.begin() as conn:
+        schema_ops.migrate(conn, spec, "b", target="0002", acting_app="tenantry", owner="tenantry")
+        webhooks = Table("billing_webhooks", MetaData(), autoload_with=conn)
+        conn.execute(
+            webhooks.insert(),
+            [_webhook_row("acme", f"evt_{n}") for n in range(3)]
+            + [_webhook_row("globex", "evt_g")],
+        )
+        # Under 0002 the same event could not be stored for a second app.
+        with pytest.raises(IntegrityError), conn.begin_nested():
+            conn.execute(webhooks.insert().values(_webhook_row("globex", "evt_0")))
+    with engine.begin() as conn:
+        result = schema_ops.migrate(conn, spec, "b", acting_app="tenantry", owner="tenantry")
+    assert result.from_revision == "0002"
+    assert "0003" in result.applied
+    with engine.begin() as conn:
+        assert migrations.drift(conn, spec) == []
+        webhooks = Table("billing_webhooks", MetaData(), autoload_with=conn)
+        kept = conn.execute(select(webhooks.c.app_id, webhooks.c.event_id)).all()
+        assert sorted(kept) == [
+            ("acme", "evt_0"),
+            ("acme", "evt_1"),
+            ("acme", "evt_2"),
+            ("globex", "evt_g"),
+        ]
+        conn.execute(webhooks.insert().values(_webhook_row("globex", "evt_0")))
+        with pytest.raises(IntegrityError), conn.begin_nested():
+            conn.execute(webhooks.insert().values(_webhook_row("acme", "evt_0")))
+
+
+def _downgrade(engine: Engine, spec: SchemaSpec, target: str) -> None:
+    def run() -> None:
+        with engine.begin() as conn:
+            command.downgrade(migrations.alembic_config(spec, connection=conn), target)
+
+    # On a thread of its own: a revision that raises leaves Alembic's `op` proxy set on the
+    # thread that ran it, and later tests expect none on theirs.
+    with ThreadPoolExecutor(1) as thread:
+        thread.submit(run).result()
+
+
+def test_billing_0003_downgrades_unless_an_event_is_stored_for_two_apps(
+    new_database: DbFactory, engines: Callable[[URL], Engine]
+) -> None:
+    spec = billing_schema()
+    engine = engines(new_database("billing"))
+    with engine.begin() as conn:
+        schema_ops.migrate(conn, spec, "b", target="0003", acting_app="tenantry", owner="tenantry")
+        webhooks = Table("billing_webhooks", MetaData(), autoload_with=conn)
+        conn.execute(
+            webhooks.insert(),
+            [_webhook_row(app, "evt_both") for app in ("acme", "globex")],
+        )
+    with pytest.raises(RuntimeError, match="evt_both of stripe is stored for several apps"):
+        _downgrade(engine, spec, "0002")
+    with engine.begin() as conn:
+        assert migrations.current(conn, spec) == "0003"
+        webhooks = Table("billing_webhooks", MetaData(), autoload_with=conn)
+        conn.execute(webhooks.delete().where(webhooks.c.app_id == "globex"))
+    _downgrade(engine, spec, "0002")
+    with engine.begin() as conn:
+        assert migrations.current(conn, spec) == "0002"
+        webhooks = Table("billing_webhooks", MetaData(), autoload_with=conn)
+        assert conn.execute(select(webhooks.c.app_id)).scalars().all() == ["acme"]
+        with pytest.raises(IntegrityError), conn.begin_nested():
+            conn.execute(webhooks.insert().values(_webhook_row("globex", "evt_both")))
+
+
+@pytest.mark.parametrize("url", ["sqlite:///b.db", "postgresql://h/b", "mysql+pymysql://h/b"])
+def test_billing_0003_prints_its_sql_without_a_database(url: str) -> None:
+    sql = migrations.upgrade_sql(billing_schema(), make_url(url), "0002", "0003")
+    assert "uq_billing_webhooks_app_id_processor_event_id" in sql
+    assert "UNIQUE (app_id, processor, event_id)" in sql

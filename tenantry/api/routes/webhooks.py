@@ -18,8 +18,10 @@ router = APIRouter(tags=["webhooks"])
 async def receive(processor: str, app_id: str, request: Request) -> Response:
     """Receive one event for ``app_id`` from ``processor`` (``stripe`` or ``tilled``).
 
-    2xx means the event is committed (a duplicate delivery is acknowledged and does
-    nothing); 401 a bad signature; 422 a body that is not an event; 413 a body over 1 MiB.
+    2xx means the event is committed (a duplicate delivery to the same app is acknowledged
+    and does nothing); 401 a bad signature; 400 a signed body the processor's adapter cannot
+    read (the error names the field); 404 an unknown processor; 422 an app without an active
+    signing secret; 413 a body over 1 MiB.
     Concurrent deliveries share one commit (group commit), each answered once its own row
     is durable.
     """

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Protocol
 
 #: Signed timestamps further than this from now, in the past or the future, are refused.
 TOLERANCE_S = 300
@@ -16,6 +16,18 @@ class SignatureError(ValueError):
 
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
+        self.reason = reason
+
+
+class MalformedEvent(ValueError):
+    """A verified body the adapter cannot read as an event: not JSON, or a field it reads is
+    missing, of the wrong type or out of range. ``field`` is that field's path (``"created"``,
+    ``"data.object.amount"``), ``reason`` what is wrong with it. Permanent: the same body
+    never reads better, so it is refused at ingestion and never retried."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
         self.reason = reason
 
 
@@ -78,11 +90,5 @@ class Processor(Protocol):
         ``secrets`` at a time within :data:`TOLERANCE_S` of ``now`` (default: the clock)."""
 
     def parse(self, body: bytes) -> NormalizedEvent:
-        """The event in ``body`` (already verified), normalised. Raises ``ValueError`` for a
-        body that is not an event of this processor."""
-
-
-def event_metadata(obj: dict[str, Any]) -> dict[str, str]:
-    """An object's metadata as strings (processors allow only string values anyway)."""
-    meta = obj.get("metadata") or {}
-    return {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
+        """The event in ``body`` (already verified), normalised. Raises
+        :class:`MalformedEvent` for a body that is not an event of this processor."""

@@ -1,16 +1,32 @@
 """Stripe: ``Stripe-Signature`` webhooks and Stripe's event objects, without Stripe's SDK.
 
-The small readers here (:func:`load_event`, :func:`id_of`, :func:`int_of` …) take Stripe-shaped
-JSON defensively; the Tilled adapter reuses them, Tilled's objects being shaped alike.
+What is read of each event is declared below as strict shapes (:mod:`.shapes`): a field of
+the wrong type is a :class:`~tenantry.billing.processors.base.MalformedEvent` naming it.
 """
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from tenantry.billing.processors.base import EventKind, NormalizedEvent, event_metadata
+from tenantry.billing.processors.base import EventKind, MalformedEvent, NormalizedEvent
+from tenantry.billing.processors.shapes import (
+    MAX_AMOUNT_MINOR,
+    Amount,
+    Currency,
+    EventId,
+    EventType,
+    Metadata,
+    OptText,
+    PaymentError,
+    ProcessorObject,
+    Ref,
+    Shape,
+    UnixSeconds,
+    load_event,
+    read,
+    unix_time,
+)
 from tenantry.billing.processors.signatures import verify_header
 
 _PAYMENT_INTENT_KINDS = {
@@ -21,80 +37,130 @@ _PAYMENT_INTENT_KINDS = {
     "payment_intent.canceled": EventKind.PAYMENT_CANCELED,
 }
 _SUBSCRIPTION_PREFIX = "customer.subscription."
+_OBJECT = "data.object"
 
 
-# --- Readers of Stripe-shaped JSON -------------------------------------------------------
+# --- What is read of Stripe's objects ----------------------------------------------------
 
 
-def load_event(body: bytes) -> dict[str, Any]:
-    """The JSON object in ``body``; ``ValueError`` unless it has a string ``id`` and ``type``."""
-    try:
-        event = json.loads(body)
-    except (ValueError, TypeError) as exc:  # JSONDecodeError and UnicodeDecodeError included
-        raise ValueError(f"webhook body is not JSON: {exc}") from exc
-    if not isinstance(event, dict):
-        raise ValueError("webhook body is not a JSON object")
-    for key in ("id", "type"):
-        if not isinstance(event.get(key), str) or not event[key]:
-            raise ValueError(f"webhook event has no {key!r}")
-    return event
+class StripeEnvelope(Shape):
+    """Every Stripe event: its id, type and when it happened."""
+
+    id: EventId
+    type: EventType
+    created: UnixSeconds
 
 
-def as_object(value: Any) -> dict[str, Any]:
-    """``value`` if it is a JSON object, else an empty one."""
-    return value if isinstance(value, dict) else {}
+class StripeObject(ProcessorObject):
+    """What every object read here may carry."""
+
+    customer: Ref = None
 
 
-def str_of(value: Any) -> str | None:
-    """``value`` if it is a non-empty string, else ``None``."""
-    return value if isinstance(value, str) and value else None
+class PaymentIntent(StripeObject):
+    amount: Amount | None = None
+    amount_received: Amount | None = None
+    latest_charge: Ref = None
+    invoice: Ref = None
+    last_payment_error: PaymentError | None = None
 
 
-def id_of(value: Any) -> str | None:
-    """The id in a reference field, which holds an id or, when expanded, the object itself."""
-    if isinstance(value, dict):
-        return str_of(value.get("id"))
-    return str_of(value)
+class CheckoutSession(StripeObject):
+    payment_intent: Ref = None
+    subscription: Ref = None
+    invoice: Ref = None
+    amount_total: Amount | None = None
+    payment_status: OptText = None
 
 
-def int_of(value: Any) -> int | None:
-    """``value`` if it is an integer (not a bool, not a float), else ``None``."""
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+class Charge(StripeObject):
+    payment_intent: Ref = None
+    invoice: Ref = None
+    amount: Amount | None = None
+    amount_refunded: Amount | None = None
 
 
-def bool_of(value: Any) -> bool | None:
-    """``value`` if it is a boolean, else ``None``."""
-    return value if isinstance(value, bool) else None
+class SubscriptionDetails(Shape):
+    subscription: Ref = None
+    metadata: Metadata | None = None
 
 
-def currency_of(value: Any) -> str | None:
-    """A currency code upper-cased (processors send ``"usd"``), or ``None``."""
-    text = str_of(value)
-    return text.upper() if text else None
+class InvoiceParent(Shape):
+    subscription_details: SubscriptionDetails | None = None
 
 
-def failure_of(obj: dict[str, Any]) -> tuple[str | None, str | None]:
-    """The (code, message) of a payment intent's ``last_payment_error``."""
-    error = as_object(obj.get("last_payment_error"))
-    code = str_of(error.get("code")) or str_of(error.get("decline_code"))
-    return code, str_of(error.get("message"))
+class InvoicePaymentRef(Shape):
+    payment_intent: Ref = None
 
 
-def unix_time(value: Any) -> datetime | None:
-    """A Unix timestamp in seconds as an aware UTC datetime, or ``None``."""
-    seconds = int_of(value)
-    return datetime.fromtimestamp(seconds, tz=UTC) if seconds is not None else None
+class InvoicePayment(Shape):
+    payment: InvoicePaymentRef | None = None
 
 
-# --- Stripe -------------------------------------------------------------------------------
+class InvoicePayments(Shape):
+    data: list[InvoicePayment] | None = None
 
 
-def _subscription_items(obj: dict[str, Any]) -> list[dict[str, Any]]:
-    data = as_object(obj.get("items")).get("data")
-    return [as_object(item) for item in data] if isinstance(data, list) else []
+class Invoice(StripeObject):
+    """An invoice, in the API shapes before and after 2025-03-31."""
+
+    parent: InvoiceParent | None = None
+    subscription_details: SubscriptionDetails | None = None
+    subscription: Ref = None
+    payment_intent: Ref = None
+    payments: InvoicePayments | None = None
+    charge: Ref = None
+    amount_paid: Amount | None = None
+
+    def subscription_and_metadata(self) -> tuple[str | None, dict[str, str]]:
+        """The subscription id and that subscription's metadata: in ``subscription`` and
+        ``subscription_details`` up to API version 2025-02-24, in
+        ``parent.subscription_details`` from 2025-03-31."""
+        details = (self.parent.subscription_details if self.parent else None) or (
+            self.subscription_details
+        )
+        subscription = self.subscription or (details.subscription if details else None)
+        return subscription, dict(details.metadata or {}) if details else {}
+
+    def payment_intent_id(self) -> str | None:
+        """``payment_intent`` in old API versions, an expanded ``payments`` list in new ones
+        (absent from webhooks unless expanded)."""
+        if self.payment_intent:
+            return self.payment_intent
+        for payment in (self.payments.data if self.payments else None) or []:
+            if payment.payment and payment.payment.payment_intent:
+                return payment.payment.payment_intent
+        return None
 
 
-def _subscription_amount(items: list[dict[str, Any]]) -> int | None:
+class Price(Shape):
+    """A price, or a legacy plan (``amount``)."""
+
+    unit_amount: Amount | None = None
+    amount: Amount | None = None
+    currency: Currency | None = None
+
+
+class SubscriptionItem(Shape):
+    price: Price | None = None
+    plan: Price | None = None
+    quantity: Amount | None = None
+    current_period_start: UnixSeconds | None = None
+    current_period_end: UnixSeconds | None = None
+
+
+class SubscriptionItems(Shape):
+    data: list[SubscriptionItem] | None = None
+
+
+class Subscription(StripeObject):
+    items: SubscriptionItems | None = None
+    current_period_start: UnixSeconds | None = None
+    current_period_end: UnixSeconds | None = None
+    cancel_at_period_end: bool | None = None
+
+
+def _subscription_amount(items: list[SubscriptionItem]) -> int | None:
     """The recurring amount: each item's ``price.unit_amount`` times ``quantity``, summed.
 
     ``None`` when an item has no unit amount (tiered or metered prices) or there are no items.
@@ -103,65 +169,34 @@ def _subscription_amount(items: list[dict[str, Any]]) -> int | None:
         return None
     total = 0
     for item in items:
-        price = as_object(item.get("price")) or as_object(item.get("plan"))
-        unit = int_of(price.get("unit_amount"))
-        if unit is None:
-            unit = int_of(price.get("amount"))  # legacy plan objects
+        price = item.price or item.plan
+        unit = None if price is None else price.unit_amount
+        if unit is None and price is not None:
+            unit = price.amount  # legacy plan objects
         if unit is None:
             return None
-        quantity = int_of(item.get("quantity"))
-        total += unit * (1 if quantity is None else quantity)
+        total += unit * (1 if item.quantity is None else item.quantity)
+    if total > MAX_AMOUNT_MINOR:
+        raise MalformedEvent(
+            f"{_OBJECT}.items.data", f"the amounts times quantities exceed {MAX_AMOUNT_MINOR}"
+        )
     return total
 
 
-def _invoice_subscription(obj: dict[str, Any]) -> tuple[str | None, dict[str, str]]:
-    """An invoice's subscription id and that subscription's metadata, in old and new API shapes.
-
-    Up to API version 2025-02-24 they sit in ``subscription`` and ``subscription_details``;
-    from 2025-03-31 in ``parent.subscription_details``.
-    """
-    details = as_object(as_object(obj.get("parent")).get("subscription_details"))
-    if not details:
-        details = as_object(obj.get("subscription_details"))
-    subscription = id_of(obj.get("subscription")) or id_of(details.get("subscription"))
-    return subscription, event_metadata(details)
-
-
-def _invoice_payment_intent(obj: dict[str, Any]) -> str | None:
-    """An invoice's payment intent: ``payment_intent`` in old API versions, an expanded
-    ``payments`` list in new ones (absent from webhooks unless expanded)."""
-    found = id_of(obj.get("payment_intent"))
-    if found:
-        return found
-    payments = as_object(obj.get("payments")).get("data")
-    for payment in payments if isinstance(payments, list) else []:
-        found = id_of(as_object(as_object(payment).get("payment")).get("payment_intent"))
-        if found:
-            return found
-    return None
+# --- Stripe -------------------------------------------------------------------------------
 
 
 def parse_stripe_event(body: bytes, *, processor: str = "stripe") -> NormalizedEvent:
     """A Stripe event (the JSON webhook body) in tenantry's terms.
 
-    Raises ``ValueError`` for invalid JSON, or an event without ``id``, ``type``, ``created``
-    or, for the types billing acts on, ``data.object``.
+    Raises :class:`MalformedEvent` for a body that is not JSON, an event without a valid
+    ``id``, ``type`` or ``created`` or, for the types billing acts on, without a
+    ``data.object``, or any field read of that object having the wrong type or range.
     """
     event = load_event(body)
-    event_id, event_type = str(event["id"]), str(event["type"])
-    created_at = unix_time(event.get("created"))
-    if created_at is None:
-        raise ValueError(f"Stripe event {event_id} has no 'created' timestamp")
-
-    def ignored() -> NormalizedEvent:
-        return NormalizedEvent(
-            processor=processor,
-            event_id=event_id,
-            type=event_type,
-            kind=EventKind.IGNORED,
-            created_at=created_at,
-        )
-
+    envelope = read(StripeEnvelope, event)
+    event_type = envelope.type
+    created_at = datetime.fromtimestamp(envelope.created, tz=UTC)
     payment_intent_kind = _PAYMENT_INTENT_KINDS.get(event_type)
     wanted = (
         payment_intent_kind is not None
@@ -169,91 +204,104 @@ def parse_stripe_event(body: bytes, *, processor: str = "stripe") -> NormalizedE
         or event_type.startswith(_SUBSCRIPTION_PREFIX)
     )
     if not wanted:
-        return ignored()
-    obj = as_object(event.get("data")).get("object")
-    if not isinstance(obj, dict):
-        raise ValueError(f"Stripe event {event_id} ({event_type}) has no data.object")
-    common: dict[str, Any] = {
-        "processor": processor,
-        "event_id": event_id,
-        "type": event_type,
-        "created_at": created_at,
-        "object_id": str_of(obj.get("id")),
-        "customer_id": id_of(obj.get("customer")),
-        "currency": currency_of(obj.get("currency")),
-        "metadata": event_metadata(obj),
-    }
+        return NormalizedEvent(
+            processor=processor,
+            event_id=envelope.id,
+            type=event_type,
+            kind=EventKind.IGNORED,
+            created_at=created_at,
+        )
+    data = event.get("data")
+    raw = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(raw, dict):
+        raise MalformedEvent(_OBJECT, f"a {event_type} event needs the object it is about")
+
+    def common(obj: StripeObject) -> dict[str, Any]:
+        return {
+            "processor": processor,
+            "event_id": envelope.id,
+            "type": event_type,
+            "created_at": created_at,
+            "object_id": obj.id,
+            "customer_id": obj.customer,
+            "currency": obj.currency,
+            "metadata": obj.meta,
+        }
 
     if payment_intent_kind is not None:
-        received = int_of(obj.get("amount_received"))
-        code, message = failure_of(obj)
+        intent = read(PaymentIntent, raw, where=_OBJECT)
+        error = intent.last_payment_error
         return NormalizedEvent(
             kind=payment_intent_kind,
-            payment_intent_id=str_of(obj.get("id")),
-            charge_id=id_of(obj.get("latest_charge")),
-            invoice_id=id_of(obj.get("invoice")),
-            amount_minor=received if received else int_of(obj.get("amount")),
-            status=str_of(obj.get("status")),
-            failure_code=code,
-            failure_message=message,
-            **common,
+            payment_intent_id=intent.id,
+            charge_id=intent.latest_charge,
+            invoice_id=intent.invoice,
+            amount_minor=intent.amount_received or intent.amount,
+            status=intent.status,
+            failure_code=error.failure_code if error else None,
+            failure_message=error.message if error else None,
+            **common(intent),
         )
     if event_type == "checkout.session.completed":
+        checkout = read(CheckoutSession, raw, where=_OBJECT)
         return NormalizedEvent(
             kind=EventKind.CHECKOUT_COMPLETED,
-            checkout_session_id=str_of(obj.get("id")),
-            payment_intent_id=id_of(obj.get("payment_intent")),
-            subscription_id=id_of(obj.get("subscription")),
-            invoice_id=id_of(obj.get("invoice")),
-            amount_minor=int_of(obj.get("amount_total")),
-            status=str_of(obj.get("payment_status")),
-            **common,
+            checkout_session_id=checkout.id,
+            payment_intent_id=checkout.payment_intent,
+            subscription_id=checkout.subscription,
+            invoice_id=checkout.invoice,
+            amount_minor=checkout.amount_total,
+            status=checkout.payment_status,
+            **common(checkout),
         )
     if event_type == "charge.refunded":
+        charge = read(Charge, raw, where=_OBJECT)
         return NormalizedEvent(
             kind=EventKind.CHARGE_REFUNDED,
-            charge_id=str_of(obj.get("id")),
-            payment_intent_id=id_of(obj.get("payment_intent")),
-            invoice_id=id_of(obj.get("invoice")),
-            amount_minor=int_of(obj.get("amount")),
-            amount_refunded_minor=int_of(obj.get("amount_refunded")),
-            status=str_of(obj.get("status")),
-            **common,
+            charge_id=charge.id,
+            payment_intent_id=charge.payment_intent,
+            invoice_id=charge.invoice,
+            amount_minor=charge.amount,
+            amount_refunded_minor=charge.amount_refunded,
+            status=charge.status,
+            **common(charge),
         )
     if event_type == "invoice.paid":
-        subscription, subscription_metadata = _invoice_subscription(obj)
+        invoice = read(Invoice, raw, where=_OBJECT)
+        subscription, subscription_metadata = invoice.subscription_and_metadata()
+        fields = common(invoice)
         # Renewal invoices carry no metadata of their own: fall back on the subscription's.
-        common["metadata"] = {**subscription_metadata, **common["metadata"]}
+        fields["metadata"] = {**subscription_metadata, **fields["metadata"]}
         return NormalizedEvent(
             kind=EventKind.INVOICE_PAID,
-            invoice_id=str_of(obj.get("id")),
+            invoice_id=invoice.id,
             subscription_id=subscription,
-            payment_intent_id=_invoice_payment_intent(obj),
-            charge_id=id_of(obj.get("charge")),
-            amount_minor=int_of(obj.get("amount_paid")),
-            status=str_of(obj.get("status")),
-            **common,
+            payment_intent_id=invoice.payment_intent_id(),
+            charge_id=invoice.charge,
+            amount_minor=invoice.amount_paid,
+            status=invoice.status,
+            **fields,
         )
     # customer.subscription.*
-    items = _subscription_items(obj)
-    first = items[0] if items else {}
-    if common["currency"] is None:
-        common["currency"] = currency_of(as_object(first.get("price")).get("currency"))
+    sub = read(Subscription, raw, where=_OBJECT)
+    items = (sub.items.data if sub.items else None) or []
+    first = items[0] if items else SubscriptionItem()
+    fields = common(sub)
+    if fields["currency"] is None and first.price is not None:
+        fields["currency"] = first.price.currency
     # API versions from 2025-03-31 moved the current period from the subscription to its items.
-    start = unix_time(obj.get("current_period_start")) or unix_time(
-        first.get("current_period_start")
-    )
-    end = unix_time(obj.get("current_period_end")) or unix_time(first.get("current_period_end"))
+    start = unix_time(sub.current_period_start) or unix_time(first.current_period_start)
+    end = unix_time(sub.current_period_end) or unix_time(first.current_period_end)
     deleted = event_type == f"{_SUBSCRIPTION_PREFIX}deleted"
     return NormalizedEvent(
         kind=EventKind.SUBSCRIPTION_DELETED if deleted else EventKind.SUBSCRIPTION_CHANGED,
-        subscription_id=str_of(obj.get("id")),
+        subscription_id=sub.id,
         amount_minor=_subscription_amount(items),
-        status=str_of(obj.get("status")),
+        status=sub.status,
         current_period_start=start,
         current_period_end=end,
-        cancel_at_period_end=bool_of(obj.get("cancel_at_period_end")),
-        **common,
+        cancel_at_period_end=sub.cancel_at_period_end,
+        **fields,
     )
 
 

@@ -3,25 +3,31 @@
 Tilled signs like Stripe (``t=…,v1=…``, HMAC-SHA256 of ``"{t}.{body}"``) but counts ``t`` in
 MILLISECONDS. Its events carry ``id``, ``type``, an ISO 8601 ``created_at`` and the object in
 ``data`` (accepted also as ``data.object``). Its objects resemble Stripe's but name some
-references ``…_id`` (``customer_id``, ``payment_intent_id``); both spellings are read.
+references ``…_id`` (``customer_id``, ``payment_intent_id``); both spellings are read. What is
+read is declared below as strict shapes (:mod:`.shapes`).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from tenantry.billing.processors.base import EventKind, NormalizedEvent, event_metadata
-from tenantry.billing.processors.signatures import verify_header
-from tenantry.billing.processors.stripe import (
-    bool_of,
-    currency_of,
-    failure_of,
-    id_of,
-    int_of,
+from pydantic import BeforeValidator
+
+from tenantry.billing.processors.base import EventKind, MalformedEvent, NormalizedEvent
+from tenantry.billing.processors.shapes import (
+    MAX_UNIX_S,
+    Amount,
+    EventId,
+    EventType,
+    PaymentError,
+    ProcessorObject,
+    Ref,
+    Shape,
     load_event,
-    str_of,
+    read,
 )
+from tenantry.billing.processors.signatures import verify_header
 
 _PAYMENT_INTENT_KINDS = {
     "payment_intent.succeeded": EventKind.PAYMENT_SUCCEEDED,
@@ -33,52 +39,106 @@ _PAYMENT_INTENT_KINDS = {
 _SUBSCRIPTION_PREFIX = "subscription."
 # Unix timestamps at or above this are taken as milliseconds (it is 5138 AD in seconds).
 _MS_THRESHOLD = 100_000_000_000
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def tilled_time(value: Any) -> datetime | None:
-    """A Tilled timestamp as an aware datetime, or ``None``.
+    """A Tilled timestamp as an aware UTC datetime; ``None`` for ``None`` or ``""``.
 
     Tilled sends ISO 8601 strings (``2022-11-10T23:29:06.802Z``); a string without an offset
-    is taken as UTC. Numbers are read as Unix seconds, or milliseconds when that large.
+    is taken as UTC. Integers are read as Unix seconds, or milliseconds when that large.
+    Raises ``ValueError`` for anything else, or a time before 1970 or after 9999.
     """
-    if isinstance(value, str) and value:
+    if value is None or value == "":
+        return None
+    if isinstance(value, str):
         try:
             parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-    number = int_of(value)
-    if number is None:
-        return None
-    seconds = number / 1000 if number >= _MS_THRESHOLD else number
-    return datetime.fromtimestamp(seconds, tz=UTC)
+            moment = (
+                parsed.astimezone(UTC) if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+            )
+        except (ValueError, OverflowError):
+            raise ValueError("must be an ISO 8601 time or a Unix timestamp") from None
+    elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        seconds = value / 1000 if value >= _MS_THRESHOLD else value
+        if seconds > MAX_UNIX_S:
+            raise ValueError("must be a time before the year 10000")
+        moment = datetime.fromtimestamp(seconds, tz=UTC)
+    else:
+        raise ValueError("must be an ISO 8601 time or a Unix timestamp")
+    if moment < _EPOCH:
+        raise ValueError("must be a time after 1970")
+    return moment
 
 
-def _ref(obj: dict[str, Any], name: str) -> str | None:
-    """A reference Tilled names ``{name}_id`` (or, Stripe-like, ``{name}``)."""
-    return id_of(obj.get(f"{name}_id")) or id_of(obj.get(name))
+Time = Annotated[datetime | None, BeforeValidator(tilled_time)]
 
 
-def _event_object(event: dict[str, Any]) -> dict[str, Any] | None:
+# --- What is read of Tilled's objects ----------------------------------------------------
+
+
+class TilledEnvelope(Shape):
+    """Every Tilled event: its id, type and when it happened."""
+
+    id: EventId
+    type: EventType
+    created_at: Time
+
+
+class TilledObject(ProcessorObject):
+    """What every object read here may carry."""
+
+    customer_id: Ref = None
+    customer: Ref = None
+
+
+class TilledPaymentIntent(TilledObject):
+    amount: Amount | None = None
+    amount_received: Amount | None = None
+    last_payment_error: PaymentError | None = None
+
+
+class TilledCharge(TilledObject):
+    payment_intent_id: Ref = None
+    payment_intent: Ref = None
+    amount: Amount | None = None
+    amount_captured: Amount | None = None
+    amount_refunded: Amount | None = None
+
+
+class TilledSubscription(TilledObject):
+    """Tilled's subscriptions bill a flat ``price`` (minor units) every interval and say when
+    the next payment falls due rather than when the period ends."""
+
+    price: Amount | None = None
+    amount: Amount | None = None
+    current_period_start: Time = None
+    current_period_end: Time = None
+    next_payment_at: Time = None
+    cancel_at_period_end: bool | None = None
+
+
+def _event_object(event: dict[str, Any]) -> tuple[dict[str, Any], str] | None:
+    """The event's object and where it sits (``data``, or Stripe-like ``data.object``)."""
     data = event.get("data")
     if not isinstance(data, dict):
         return None
     nested = data.get("object")  # a Stripe-like envelope; Tilled objects have no "object" key
-    return nested if isinstance(nested, dict) else data
+    return (nested, "data.object") if isinstance(nested, dict) else (data, "data")
 
 
 def parse_tilled_event(body: bytes, *, processor: str = "tilled") -> NormalizedEvent:
     """A Tilled event (the JSON webhook body) in tenantry's terms.
 
-    Raises ``ValueError`` for invalid JSON, or an event without ``id``, ``type``,
-    ``created_at`` or, for the types billing acts on, an object in ``data``.
+    Raises :class:`MalformedEvent` for a body that is not JSON, an event without a valid
+    ``id``, ``type`` or ``created_at`` or, for the types billing acts on, without an object
+    in ``data``, or any field read of that object having the wrong type or range.
     """
     event = load_event(body)
-    event_id, event_type = str(event["id"]), str(event["type"])
-    created_at = tilled_time(event.get("created_at"))
-    if created_at is None:
-        raise ValueError(f"Tilled event {event_id} has no valid 'created_at'")
-
+    envelope = read(TilledEnvelope, event)
+    if envelope.created_at is None:
+        raise MalformedEvent("created_at", "the time the event happened is required")
+    event_type, created_at = envelope.type, envelope.created_at
     payment_intent_kind = _PAYMENT_INTENT_KINDS.get(event_type)
     wanted = (
         payment_intent_kind is not None
@@ -88,60 +148,61 @@ def parse_tilled_event(body: bytes, *, processor: str = "tilled") -> NormalizedE
     if not wanted:
         return NormalizedEvent(
             processor=processor,
-            event_id=event_id,
+            event_id=envelope.id,
             type=event_type,
             kind=EventKind.IGNORED,
             created_at=created_at,
         )
-    obj = _event_object(event)
-    if obj is None:
-        raise ValueError(f"Tilled event {event_id} ({event_type}) has no object in data")
-    common: dict[str, Any] = {
-        "processor": processor,
-        "event_id": event_id,
-        "type": event_type,
-        "created_at": created_at,
-        "object_id": str_of(obj.get("id")),
-        "customer_id": _ref(obj, "customer"),
-        "currency": currency_of(obj.get("currency")),
-        "status": str_of(obj.get("status")),
-        "metadata": event_metadata(obj),
-    }
+    found = _event_object(event)
+    if found is None:
+        raise MalformedEvent("data", f"a {event_type} event needs the object it is about")
+    raw, where = found
+
+    def common(obj: TilledObject) -> dict[str, Any]:
+        return {
+            "processor": processor,
+            "event_id": envelope.id,
+            "type": event_type,
+            "created_at": created_at,
+            "object_id": obj.id,
+            "customer_id": obj.customer_id or obj.customer,
+            "currency": obj.currency,
+            "status": obj.status,
+            "metadata": obj.meta,
+        }
 
     if payment_intent_kind is not None:
-        received = int_of(obj.get("amount_received"))
-        code, message = failure_of(obj)
+        intent = read(TilledPaymentIntent, raw, where=where)
+        error = intent.last_payment_error
         return NormalizedEvent(
             kind=payment_intent_kind,
-            payment_intent_id=str_of(obj.get("id")),
-            amount_minor=received if received else int_of(obj.get("amount")),
-            failure_code=code,
-            failure_message=message,
-            **common,
+            payment_intent_id=intent.id,
+            amount_minor=intent.amount_received or intent.amount,
+            failure_code=error.failure_code if error else None,
+            failure_message=error.message if error else None,
+            **common(intent),
         )
     if event_type == "charge.refunded":
-        amount = int_of(obj.get("amount"))
+        charge = read(TilledCharge, raw, where=where)
         return NormalizedEvent(
             kind=EventKind.CHARGE_REFUNDED,
-            charge_id=str_of(obj.get("id")),
-            payment_intent_id=_ref(obj, "payment_intent"),
-            amount_minor=amount if amount is not None else int_of(obj.get("amount_captured")),
-            amount_refunded_minor=int_of(obj.get("amount_refunded")),
-            **common,
+            charge_id=charge.id,
+            payment_intent_id=charge.payment_intent_id or charge.payment_intent,
+            amount_minor=charge.amount if charge.amount is not None else charge.amount_captured,
+            amount_refunded_minor=charge.amount_refunded,
+            **common(charge),
         )
-    # subscription.*: Tilled's subscriptions bill a flat ``price`` (minor units) every
-    # interval and say when the next payment falls due rather than when the period ends.
-    amount = int_of(obj.get("price"))
-    end = tilled_time(obj.get("current_period_end")) or tilled_time(obj.get("next_payment_at"))
+    # subscription.*
+    sub = read(TilledSubscription, raw, where=where)
     canceled = event_type == f"{_SUBSCRIPTION_PREFIX}canceled"
     return NormalizedEvent(
         kind=EventKind.SUBSCRIPTION_DELETED if canceled else EventKind.SUBSCRIPTION_CHANGED,
-        subscription_id=str_of(obj.get("id")),
-        amount_minor=amount if amount is not None else int_of(obj.get("amount")),
-        current_period_start=tilled_time(obj.get("current_period_start")),
-        current_period_end=end,
-        cancel_at_period_end=bool_of(obj.get("cancel_at_period_end")),
-        **common,
+        subscription_id=sub.id,
+        amount_minor=sub.price if sub.price is not None else sub.amount,
+        current_period_start=sub.current_period_start,
+        current_period_end=sub.current_period_end or sub.next_payment_at,
+        cancel_at_period_end=sub.cancel_at_period_end,
+        **common(sub),
     )
 
 

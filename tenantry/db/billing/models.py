@@ -282,7 +282,9 @@ class BillingWebhook(BillingBase):
 
     __tablename__ = "billing_webhooks"
     __table_args__ = (
-        UniqueConstraint("processor", "event_id"),
+        # Per app: one processor account may deliver the same event to several apps'
+        # endpoints, and each app must get it.
+        UniqueConstraint("app_id", "processor", "event_id"),
         Index(None, "status", "next_attempt_at"),
         Index(None, "app_id", "received_at"),
     )

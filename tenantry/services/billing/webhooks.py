@@ -1,15 +1,15 @@
 """Webhook ingestion and processing: verify, store once, answer, then apply in the background.
 
-The ``billing_webhooks`` row is the queue: ingestion only verifies the signature and inserts
-the raw event (unique on processor + event id), so answering is fast and nothing answered 2xx
-can be lost. Workers claim rows (``FOR UPDATE SKIP LOCKED`` where the database has it), apply
-them, and record processed | ignored | failed with attempts, last error and the next attempt
-(exponential backoff). Rows stuck in processing (a worker died) are claimed again.
+The ``billing_webhooks`` row is the queue: ingestion only verifies the signature, reads the
+event and inserts it raw (unique on app + processor + event id), so answering is fast and
+nothing answered 2xx can be lost. Workers claim rows (``FOR UPDATE SKIP LOCKED`` where the
+database has it), apply them, and record processed | ignored | failed with attempts, last
+error and the next attempt (exponential backoff; none for a failure that is the event's
+own). Rows stuck in processing (a worker died) are claimed again.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 import uuid
@@ -20,15 +20,16 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tenantry.billing.processors import PROCESSORS, get_processor
-from tenantry.billing.processors.base import Processor, SignatureError
+from tenantry.billing.processors import PROCESSORS, UnknownProcessorError, get_processor
+from tenantry.billing.processors.base import MalformedEvent, Processor, SignatureError
 from tenantry.crypto import SecretBox
 from tenantry.db.billing.models import BillingProcessorSecret, BillingWebhook, WebhookStatus
 from tenantry.db.engines import writer
 from tenantry.db.types import utcnow
-from tenantry.errors import Conflict, InvalidInput, NotFound, Unauthorized
+from tenantry.errors import Conflict, InvalidInput, MalformedPayload, NotFound, Unauthorized
 from tenantry.services import refs
 from tenantry.services.billing import audit, idempotency, subscriptions, validation
 from tenantry.services.billing.events import apply_event
@@ -187,6 +188,11 @@ class Delivery:
     event_type: str
     payload: str
 
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What makes an event unique: the same event delivered to two apps is two events."""
+        return (self.app_id, self.processor, self.event_id)
+
     def values(self) -> dict[str, object]:
         """The row to insert."""
         return {
@@ -205,7 +211,11 @@ class Delivery:
 def app_secrets(
     session: Session | Connection, box: SecretBox, app_id: str, processor: str
 ) -> list[str]:
-    """The app's active signing secrets at ``processor`` (cached for a few seconds)."""
+    """The app's active signing secrets at ``processor`` (cached for a few seconds).
+
+    Raises :class:`InvalidInput` for a malformed app id before it reaches a query (the
+    path of a delivery is anyone's to choose: PostgreSQL refuses a NUL in it with a 500)."""
+    validation.app_id(app_id)
     secrets = _SECRETS.get(session, box, app_id, processor)
     session.rollback()  # end the read: an insert afterwards then waits for the write lock
     return secrets
@@ -220,7 +230,7 @@ def check_delivery(
     adapter: Processor, app_id: str, body: bytes, signature: str | None, secrets: list[str]
 ) -> Delivery:
     """Check a delivery's signature and shape (no I/O). Raises :class:`Unauthorized` for a
-    bad signature and :class:`InvalidInput` for a body that is not an event."""
+    bad signature and :class:`MalformedPayload` for a body the adapter cannot read."""
     validation.app_id(app_id)
     if not secrets:
         raise InvalidInput(
@@ -232,14 +242,17 @@ def check_delivery(
     except SignatureError as bad:
         raise Unauthorized(f"webhook signature refused: {bad.reason}.") from None
     try:
-        doc = json.loads(body)
-        event_id, event_type = str(doc["id"]), str(doc["type"])
-        payload = body.decode("utf-8")
-    except (ValueError, KeyError, TypeError):
-        raise InvalidInput("the webhook body is not a JSON event with an id and a type.") from None
-    if not 0 < len(event_id) <= 255 or len(event_type) > 128:
-        raise InvalidInput("the event id must be 1 to 255 characters and its type at most 128.")
-    return Delivery(uuid.uuid4(), app_id, adapter.name, event_id, event_type, payload)
+        # Parsed here, not only when applied: what the adapter cannot read is refused now
+        # rather than stored, answered 2xx and then failing on every retry.
+        event = adapter.parse(body)
+    except MalformedEvent as bad:
+        raise MalformedPayload(
+            f"the body is not a {adapter.name} event tenantry can read: {bad}.",
+            f"Send events as {adapter.name} does; that field is missing, of the wrong type "
+            "or out of range.",
+        ) from None
+    payload = body.decode("utf-8")  # the adapter read it as UTF-8
+    return Delivery(uuid.uuid4(), app_id, adapter.name, event.event_id, event.type, payload)
 
 
 def _insert_statement(conn: Connection) -> Any:
@@ -250,7 +263,7 @@ def _insert_statement(conn: Connection) -> Any:
     if stmt is None:
         if dialect.name == "postgresql":
             stmt = pg_insert(BillingWebhook).on_conflict_do_nothing(
-                index_elements=["processor", "event_id"]
+                index_elements=["app_id", "processor", "event_id"]
             )
         elif dialect.name == "sqlite":
             stmt = sqlite_insert(BillingWebhook).on_conflict_do_nothing()
@@ -276,24 +289,26 @@ def store_deliveries(conn: Connection, deliveries: list[Delivery]) -> list[Inges
     # multi-row .values() would be compiled again for every batch size.
     done = conn.execute(_insert_statement(conn), [d.values() for d in deliveries])
     inserted = set(done.scalars()) if done.returns_rows else set()
-    found: dict[tuple[str, str], tuple[uuid.UUID, str]] = {
-        (d.processor, d.event_id): (d.id, W.RECEIVED) for d in deliveries if d.id in inserted
+    found: dict[tuple[str, str, str], tuple[uuid.UUID, str]] = {
+        d.key: (d.id, W.RECEIVED) for d in deliveries if d.id in inserted
     }
     # Only duplicates (or every row where the database cannot say what it inserted) are
     # read back, for the id and status of the row that was there first.
-    missing = [d for d in deliveries if (d.processor, d.event_id) not in found]
-    for processor in {d.processor for d in missing}:
-        ids = [d.event_id for d in missing if d.processor == processor]
+    missing = [d for d in deliveries if d.key not in found]
+    for app_id, processor in {(d.app_id, d.processor) for d in missing}:
+        ids = [d.event_id for d in missing if (d.app_id, d.processor) == (app_id, processor)]
         for row in conn.execute(
             select(BillingWebhook.id, BillingWebhook.event_id, BillingWebhook.status).where(
-                BillingWebhook.processor == processor, BillingWebhook.event_id.in_(ids)
+                BillingWebhook.app_id == app_id,
+                BillingWebhook.processor == processor,
+                BillingWebhook.event_id.in_(ids),
             )
         ):
-            found[(processor, row.event_id)] = (row.id, row.status)
+            found[(app_id, processor, row.event_id)] = (row.id, row.status)
     conn.commit()
     results = []
     for d in deliveries:
-        stored_id, status = found[(d.processor, d.event_id)]
+        stored_id, status = found[d.key]
         results.append(Ingested(stored_id, d.event_id, stored_id != d.id, status))
     return results
 
@@ -309,8 +324,8 @@ def ingest(
 ) -> Ingested:
     """Verify and store one delivery, committing it (the caller answers 2xx after this).
 
-    A second delivery of the same event (processor + event id) stores nothing and returns
-    the first row. ``session`` may be a plain Core connection.
+    A second delivery of the same event to the same app (app + processor + event id) stores
+    nothing and returns the first row. ``session`` may be a plain Core connection.
     """
     adapter = processor_named(processor)
     validation.app_id(app_id)
@@ -328,20 +343,35 @@ def _backoff(attempts: int) -> timedelta:
 
 
 def claim(engine: Engine, *, limit: int = 50) -> list[uuid.UUID]:
-    """Take up to ``limit`` events that are due: new, failed and due for retry, or stuck."""
+    """Take up to ``limit`` events that are due: new, failed and due for retry, or stuck.
+
+    An event stuck :data:`MAX_ATTEMPTS` times (a worker died applying it each time) is marked
+    failed instead of being taken again: it may be what kills the worker.
+    """
     now = utcnow()
+    stuck = and_(
+        BillingWebhook.status == W.PROCESSING,
+        BillingWebhook.processing_started_at < now - STUCK_AFTER,
+    )
     due = or_(
         BillingWebhook.status == W.RECEIVED,
         and_(BillingWebhook.status == W.FAILED, BillingWebhook.next_attempt_at <= now),
-        and_(
-            BillingWebhook.status == W.PROCESSING,
-            BillingWebhook.processing_started_at < now - STUCK_AFTER,
-        ),
+        and_(stuck, BillingWebhook.attempts < MAX_ATTEMPTS),
     )
     query = select(BillingWebhook.id).where(due).order_by(BillingWebhook.received_at).limit(limit)
     if engine.dialect.name != "sqlite":
         query = query.with_for_update(skip_locked=True)
     with writer(engine).begin() as conn:
+        conn.execute(
+            update(BillingWebhook)
+            .where(stuck, BillingWebhook.attempts >= MAX_ATTEMPTS)
+            .values(
+                status=W.FAILED,
+                next_attempt_at=None,
+                last_error=f"a worker stopped while applying it, {MAX_ATTEMPTS} times "
+                "(not retried; replay it once the cause is fixed)",
+            )
+        )
         ids = list(conn.scalars(query))
         if ids:
             conn.execute(
@@ -356,6 +386,12 @@ def claim(engine: Engine, *, limit: int = 50) -> list[uuid.UUID]:
     return ids
 
 
+#: Failures that are the event's, not the moment's: applying it again fails the same way.
+#: A body the adapter cannot read (stored before ingestion parsed events, or read
+#: differently since); a value the database refuses (out of range, too long).
+PERMANENT = (MalformedEvent, UnknownProcessorError, DataError)
+
+
 def _apply(session: Session, row: BillingWebhook) -> str:
     """Apply one event inside a savepoint; record processed | ignored | failed on the row."""
     try:
@@ -368,13 +404,17 @@ def _apply(session: Session, row: BillingWebhook) -> str:
         row.last_error = None
         row.next_attempt_at = None
         return outcome.status
-    except Exception as exc:  # recorded on the row and retried with backoff
+    except Exception as exc:  # recorded on the row; retried with backoff unless permanent
+        permanent = isinstance(exc, PERMANENT)
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
         row.status = W.FAILED
-        row.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[
-            :2000
-        ]
+        row.last_error = f"{type(exc).__name__}: {first_line}"[:1900] + (
+            " (not retried: applying this event again fails the same way)" if permanent else ""
+        )
         row.next_attempt_at = (
-            utcnow() + _backoff(row.attempts) if row.attempts < MAX_ATTEMPTS else None
+            utcnow() + _backoff(row.attempts)
+            if row.attempts < MAX_ATTEMPTS and not permanent
+            else None
         )
         return W.FAILED
 
@@ -469,9 +509,10 @@ def get_webhook(session: Session, webhook_id: str, *, app_id: str | None = None)
     if len(events) == 1:
         return events[0]
     if len(events) > 1:
-        raise InvalidInput(
-            f"event {webhook_id!r} was delivered to several apps.",
-            "Give the tenantry id from `tenantry billing webhooks list --app APP_ID`.",
+        raise Conflict(
+            f"several stored webhook events have the event id {webhook_id!r} "
+            "(delivered to several apps or by several processors).",
+            "Name the event by its tenantry id (see `tenantry billing webhooks list`).",
         )
     return refs.find(
         session,

@@ -15,6 +15,7 @@ import pytest
 from cryptography.fernet import Fernet, MultiFernet
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
@@ -26,6 +27,7 @@ from tenantry.db.billing.models import (
 )
 from tenantry.db.schemas import billing_schema
 from tenantry.db.types import utcnow
+from tenantry.errors import Conflict, NotFound
 from tenantry.services import schema_ops
 from tenantry.services.billing import customers, webhooks
 from tests.conftest import DbFactory
@@ -191,34 +193,86 @@ def test_replay_changes_nothing_twice(billing: tuple[sessionmaker[Session], Secr
         assert row.attempts == 4
 
 
-def test_failures_back_off_and_stuck_events_are_taken_again(
-    billing: tuple[sessionmaker[Session], SecretBox],
+def _stored_raw(
+    sessions: sessionmaker[Session], payload: str, *, app_id: str = "acme", event_id: str = ""
+) -> uuid.UUID:
+    """A row as an earlier version stored it, before ingestion read events."""
+    row = BillingWebhook(
+        app_id=app_id,
+        processor="stripe",
+        event_id=event_id or f"evt_{uuid.uuid4().hex}",
+        event_type="payment_intent.succeeded",
+        payload=payload,
+    )
+    with sessions.begin() as session:
+        session.add(row)
+    return row.id
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        '{"id": "evt_old", "type": "payment_intent.succeeded", "created": 1, "data": "x"}',
+        '{"id": "evt_old", "type": "payment_intent.succeeded", "data": {"object": {}}}',
+        '{"id": "evt_old", "type": "payment_intent.succeeded", "created": 1,'
+        ' "data": {"object": {"id": "pi_1", "amount": 9223372036854775808}}}',
+        "not json",
+    ],
+    ids=["data-not-object", "no-created", "amount-overflows", "not-json"],
+)
+def test_an_unreadable_stored_event_fails_once_and_is_never_retried(
+    billing: tuple[sessionmaker[Session], SecretBox], payload: str
+) -> None:
+    sessions, _ = billing
+    stored = _stored_raw(sessions, payload)
+    assert webhooks.process_pending(sessions) == 1
+    with sessions() as session:
+        row = session.get(BillingWebhook, stored)
+        assert row is not None
+        assert (row.status, row.attempts, row.next_attempt_at) == ("failed", 1, None)
+        assert "MalformedEvent" in (row.last_error or "")
+        assert "not retried" in (row.last_error or "")
+    with sessions.begin() as session:  # whatever time passes, it is never due again
+        session.execute(update(BillingWebhook).values(received_at=utcnow() - timedelta(days=9)))
+    assert webhooks.process_pending(sessions) == 0
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(BillingPayment)) == 0
+
+
+def test_transient_failures_back_off_and_stuck_events_are_taken_again(
+    billing: tuple[sessionmaker[Session], SecretBox], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     sessions, box = billing
-    broken = {
+
+    def database_gone(*_: object) -> None:  # what a dropped connection raises mid-apply
+        raise OperationalError("UPDATE billing_payments", {}, ConnectionError("server closed"))
+
+    monkeypatch.setattr(webhooks, "apply_event", database_gone)
+    event = {
         "id": f"evt_{uuid.uuid4().hex}",
         "type": "payment_intent.succeeded",
         "created": int(time.time()),
-        "data": "not an object",
+        "data": {"object": {"id": "pi_t", "amount": 100, "currency": "usd", "metadata": {}}},
     }
-    stored = _deliver(sessions, box, "stripe", broken)
+    stored = _deliver(sessions, box, "stripe", event)
     _drain(sessions)
     with sessions() as session:
         row = session.get(BillingWebhook, stored.id)
         assert row is not None
         assert row.status == "failed"
         assert row.attempts == 1
-        assert row.last_error
+        assert "OperationalError" in (row.last_error or "")
         assert row.next_attempt_at is not None
         assert row.next_attempt_at > utcnow()
     assert webhooks.process_pending(sessions) == 0  # not due yet: backoff
+    monkeypatch.undo()
     with sessions.begin() as session:
         session.execute(update(BillingWebhook).values(next_attempt_at=utcnow()))
     assert webhooks.process_pending(sessions) == 1
     with sessions() as session:
         row = session.get(BillingWebhook, stored.id)
         assert row is not None
-        assert row.attempts == 2
+        assert (row.status, row.attempts) == ("processed", 2)
 
     good = {
         "id": f"evt_{uuid.uuid4().hex}",
@@ -293,3 +347,61 @@ def test_ended_periods_roll_forward_or_cancel(
         assert left.status == "canceled"
     with sessions.begin() as session:
         assert subscriptions.renew_due(session) == 0
+
+
+def test_an_event_stuck_too_often_is_failed_not_taken_again(
+    billing: tuple[sessionmaker[Session], SecretBox],
+) -> None:
+    sessions, _ = billing
+    stored = _stored_raw(sessions, "{}")
+    with sessions.begin() as session:  # workers died applying it, every time
+        session.execute(
+            update(BillingWebhook).values(
+                status="processing",
+                attempts=webhooks.MAX_ATTEMPTS,
+                processing_started_at=utcnow() - timedelta(minutes=10),
+            )
+        )
+    assert webhooks.process_pending(sessions) == 0
+    with sessions() as session:
+        row = session.get(BillingWebhook, stored)
+        assert row is not None
+        assert (row.status, row.next_attempt_at) == ("failed", None)
+        assert "not retried" in (row.last_error or "")
+
+
+def test_a_value_the_database_refuses_fails_once_and_is_never_retried(
+    billing: tuple[sessionmaker[Session], SecretBox], backend: str
+) -> None:
+    sessions, box = billing
+    event = _sub_event("active", int(time.time()), kind="created")
+    # Readable, but the plan code is longer than its column: PostgreSQL and MariaDB refuse it
+    # on every attempt alike (SQLite stores it).
+    event["data"]["object"]["metadata"]["plan_code"] = "p" * 100
+    stored = _deliver(sessions, box, "stripe", event)
+    _drain(sessions)
+    with sessions() as session:
+        row = session.get(BillingWebhook, stored.id)
+        assert row is not None
+        assert (row.attempts, row.next_attempt_at) == (1, None)
+        if backend == "sqlite":
+            assert row.status == "processed"
+        else:
+            assert row.status == "failed"
+            assert "DataError" in (row.last_error or "")
+            assert "not retried" in (row.last_error or "")
+
+
+def test_an_event_id_two_apps_share_is_found_per_app(
+    billing: tuple[sessionmaker[Session], SecretBox],
+) -> None:
+    sessions, _ = billing
+    ids = {app: _stored_raw(sessions, "{}", app_id=app, event_id="evt_1") for app in ("a", "b")}
+    with sessions() as session:
+        for app, stored in ids.items():
+            assert webhooks.get_webhook(session, "evt_1", app_id=app).id == stored
+        with pytest.raises(Conflict, match="several stored webhook events"):
+            webhooks.get_webhook(session, "evt_1")
+        assert webhooks.get_webhook(session, str(ids["a"])).app_id == "a"
+        with pytest.raises(NotFound):
+            webhooks.get_webhook(session, "evt_1", app_id="c")
