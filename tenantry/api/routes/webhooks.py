@@ -14,7 +14,9 @@ from tenantry.api.webhook_receiver import deliver, signature_header
 router = APIRouter(tags=["webhooks"])
 
 
-@router.post("/webhooks/{processor}/{app_id}", responses={401: {}, 413: {}, 503: {}})
+@router.post(
+    "/webhooks/{processor}/{app_id}", responses={400: {}, 401: {}, 404: {}, 413: {}, 503: {}}
+)
 async def receive(processor: str, app_id: str, request: Request) -> Response:
     """Receive one event for ``app_id`` from ``processor`` (``stripe`` or ``tilled``).
 
