@@ -20,7 +20,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,62}$")
 
 def _checked_name(url: URL) -> str:
     name = url.database or ""
-    if not _SAFE_NAME.match(name):
+    if not _SAFE_NAME.fullmatch(name):
         raise ConfigurationError(
             f"database name {name!r} is not allowed.",
             "Use 1 to 63 letters, digits, underscores or hyphens, starting with a letter.",

@@ -80,7 +80,7 @@ def resolve(spec: SchemaSpec, target: str) -> str | None:
     """The full revision id of ``target`` (``head``, ``base``, an id or a unique prefix)."""
     if target == "base":
         return None
-    if not _REVISION_REF.match(target):
+    if not _REVISION_REF.fullmatch(target):
         # Alembic reads relative forms ("head-1", "@") and asserts on an empty one.
         raise MigrationError(
             f"invalid {spec.role} revision {target!r}: give head, base or a revision id.",
@@ -100,7 +100,7 @@ def resolve(spec: SchemaSpec, target: str) -> str | None:
 
 def known(spec: SchemaSpec, revision: str) -> bool:
     """Whether ``revision`` is one of this code's revisions of ``spec``."""
-    if not _REVISION_REF.match(revision):
+    if not _REVISION_REF.fullmatch(revision):
         return False
     try:
         return scripts(spec).get_revision(revision) is not None

@@ -32,7 +32,7 @@ def parse_ref(ref: str) -> uuid.UUID | str | None:
     except ValueError:
         pass
     hex_prefix = text.replace("-", "")
-    if not _PREFIX.match(text) or len(hex_prefix) > 32:
+    if not _PREFIX.fullmatch(text) or len(hex_prefix) > 32:
         return None
     return hex_prefix
 

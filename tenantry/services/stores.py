@@ -30,7 +30,7 @@ SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$")
 
 def validate_slug(slug: str) -> str:
     """Return ``slug`` if it is a valid store slug, else raise :class:`InvalidInput`."""
-    if not isinstance(slug, str) or not SLUG_PATTERN.match(slug) or "--" in slug:
+    if not isinstance(slug, str) or not SLUG_PATTERN.fullmatch(slug) or "--" in slug:
         raise InvalidInput(
             f"invalid store slug {slug!r}.",
             "Use 3 to 63 lowercase letters, digits and single hyphens, starting and ending "

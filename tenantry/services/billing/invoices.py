@@ -64,7 +64,7 @@ def create_invoice(
     """A new invoice: either one amount, or milestones that add up to it."""
     if customer.erased_at is not None:
         raise Conflict("this customer was erased; it cannot be invoiced.")
-    if not _NUMBER.match(invoice_number):
+    if not _NUMBER.fullmatch(invoice_number):
         raise InvalidInput(f"invalid invoice number {invoice_number!r}.")
     validation.no_card_data(
         [description or "", metadata or {}], where="the invoice description or metadata"

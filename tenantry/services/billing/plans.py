@@ -26,7 +26,7 @@ def create_plan(
     trial_days: int = 0,
 ) -> BillingPlan:
     """Add a plan to the app (codes are unique per app)."""
-    if not _CODE.match(code):
+    if not _CODE.fullmatch(code):
         raise InvalidInput(
             f"invalid plan code {code!r}.",
             "Use up to 64 lowercase letters, digits, '_', '.' or '-'.",

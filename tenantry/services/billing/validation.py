@@ -57,7 +57,7 @@ def email(value: str | None) -> str | None:
     if value is None:
         return None
     value = value.strip()
-    if not _EMAIL.match(value) or len(value) > 255:
+    if not _EMAIL.fullmatch(value) or len(value) > 255:
         raise InvalidInput(f"invalid email address {value!r}.")
     local, _, domain = value.rpartition("@")
     return f"{local}@{domain.lower()}"
@@ -65,7 +65,7 @@ def email(value: str | None) -> str | None:
 
 def external_id(value: str, *, what: str = "external_customer_id") -> str:
     """An id given by an app: 1 to 255 characters of letters, digits and ``_.:-``."""
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise InvalidInput(
             f"invalid {what} {value!r}.",
             "Use 1 to 255 letters, digits, '_', '.', ':' or '-'.",
@@ -75,7 +75,7 @@ def external_id(value: str, *, what: str = "external_customer_id") -> str:
 
 def app_id(value: str) -> str:
     """An app's id: lowercase letters, digits, '_' and '-'."""
-    if not isinstance(value, str) or not _APP.match(value):
+    if not isinstance(value, str) or not _APP.fullmatch(value):
         raise InvalidInput(
             f"invalid app id {value!r}.", "Use up to 64 lowercase letters, digits, '_' or '-'."
         )
