@@ -246,8 +246,7 @@ def _host_and_port(hostport: str, setting: str) -> tuple[str, int | None]:
             raise _error(
                 setting,
                 "has an invalid host: use a host name, an IPv4 address or [an IPv6 address].",
-                "If the password contains '/', '?' or '#', percent-encode them "
-                "(%2F, %3F, %23).",
+                "If the password contains '/', '?' or '#', percent-encode them (%2F, %3F, %23).",
             )
     if not has_port:
         return host, None
@@ -330,7 +329,9 @@ def mask_raw(raw: str) -> str:
 
 # Credentials in a URL within text: everything from '://' to the last '@' before the next
 # blank or quote (a typed password may hold '@' and ':'). Masking too much beats too little.
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s'\"<>]*)@")
+_URL_CREDENTIALS = re.compile(
+    r"(?P<scheme>\b[A-Za-z][A-Za-z0-9+.\-]*://)(?P<userinfo>[^\s'\"<>]*)@"
+)
 # ``password=…`` in a libpq conninfo string or a tool's environment, quoted or not.
 _KEYWORD_SECRET = re.compile(
     r"(?P<key>\b\w*(?:password|passwd|pwd)\s*=\s*)(?P<value>'(?:[^'\\]|\\.)*'|\"[^\"]*\"|[^\s,;)]+)",

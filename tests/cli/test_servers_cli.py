@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from tests.api.test_provisioning_secrets_api import assert_masked_by_structure
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import SERVER_URLS, require_server
 
@@ -70,8 +71,9 @@ def test_an_unreachable_server_is_refused_and_not_saved(cli: Invoke) -> None:
     assert result.exit_code == 2
     error = as_json(result)["error"]
     assert "was not saved" in error["message"]
-    assert "cannot connect to postgresql+psycopg://admin:***@127.0.0.1:1/postgres" in (
-        error["message"]
+    assert (
+        "cannot connect to postgresql+psycopg://admin:***@127.0.0.1:1/postgres"
+        in (error["message"])
     )
     _assert_safe(result.output)
     assert as_json(cli("servers", "list", "--json")) == []
@@ -123,3 +125,26 @@ def test_a_server_is_removed_only_when_no_store_database_lives_there(cli: Invoke
     gone = cli("servers", "remove", "pg-main")
     assert gone.exit_code == 1
     assert "no database server 'pg-main'" in gone.stderr
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("password", ["p", "root", "3306"])
+def test_a_wrong_short_password_is_not_spelled_out_by_masking(cli: Invoke, password: str) -> None:
+    require_server("mysql")
+    assert cli("init").exit_code == 0
+    server = SERVER_URLS["mysql"].rsplit("/", 1)[0].replace("mysql://root@", "")
+    url = f"mysql://root:{password}@{server}/mysql"
+    masked = f"cannot connect to mysql+pymysql://root:***@{server}/mysql"
+
+    added = cli("servers", "add", "maria", "--url", url)
+    assert added.exit_code == 2
+    assert masked in added.stderr
+    assert "(using password: YES)" in added.stderr
+    assert_masked_by_structure(added.output)
+
+    assert cli("stores", "create", "shop", "--name", "Shop").exit_code == 0
+    result = cli("provision", "shop", "--connect", url, "--inline", "--wait")
+    assert result.exit_code == 1
+    assert masked in result.stderr
+    assert "Access denied for user 'root'@" in result.stderr
+    assert_masked_by_structure(result.output)

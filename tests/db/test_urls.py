@@ -93,9 +93,7 @@ def test_a_password_may_hold_at_signs_and_colons_as_typed() -> None:
         ("  mysql://u:p@h:3306/db  ", ("u", "p", "h", 3306, "db")),
     ],
 )
-def test_well_formed_urls_are_parsed_by_structure(
-    raw: str, expected: tuple[object, ...]
-) -> None:
+def test_well_formed_urls_are_parsed_by_structure(raw: str, expected: tuple[object, ...]) -> None:
     url = parse_url(raw)
     assert (url.username, url.password, url.host, url.port, url.database) == expected
     assert parse_url(url.render_as_string(hide_password=False)) == url
