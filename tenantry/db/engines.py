@@ -148,6 +148,13 @@ def connect(engine: Engine, *, begin: bool = False) -> Iterator[Connection]:
         conn = engine.connect()
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(engine.url, exc) from None
+    except UnicodeError:
+        # A driver that cannot encode a credential says which character: never show that.
+        raise DatabaseUnreachable(
+            f"cannot connect to {mask(engine.url)}: the driver cannot encode its user or "
+            "password.",
+            "Use characters the database's driver can send (PyMySQL: Latin-1 passwords).",
+        ) from None
     with conn:
         if begin:
             with conn.begin():

@@ -210,6 +210,14 @@ def _server_url(backend: str, rest: str, setting: str, *, database_required: boo
     password = unquote(password_text) if at and colon else ""
     if not username.isprintable() or not password.isprintable():
         raise _error(setting, "has a control character in its user or password.")
+    if kind == "mysql" and not _latin1(password):
+        # PyMySQL sends the password as Latin-1; anything else fails inside the driver with
+        # an error that quotes the offending character.
+        raise _error(
+            setting,
+            "has a password with characters PyMySQL cannot send (it sends Latin-1 only).",
+            "Use a password of Latin-1 characters for this MySQL/MariaDB user.",
+        )
     return URL.create(
         DRIVERS[backend],
         username=username or None,
@@ -219,6 +227,14 @@ def _server_url(backend: str, rest: str, setting: str, *, database_required: boo
         database=name or None,
         query=_options(kind, query_text, setting),
     )
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _host_and_port(hostport: str, setting: str) -> tuple[str, int | None]:

@@ -139,3 +139,11 @@ def test_redact_masks_typed_urls_and_conninfo_passwords() -> None:
     )
     masked = "cannot connect to mysql+pymysql://root:***@127.0.0.1:3306/db (using password: YES)"
     assert redact(masked) == masked
+
+
+def test_a_mysql_password_pymysql_cannot_send_is_refused_without_showing_it() -> None:
+    with pytest.raises(ConfigurationError) as err:
+        parse_url("mysql://root:Zq7☃xK@127.0.0.1:3306/db", setting="url")
+    assert "Latin-1" in str(err.value)
+    assert "☃" not in str(err.value)
+    assert parse_url("postgresql://u:Zq7☃xK@h/db").password == "Zq7☃xK"
