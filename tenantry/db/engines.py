@@ -151,8 +151,7 @@ def connect(engine: Engine, *, begin: bool = False) -> Iterator[Connection]:
     except UnicodeError:
         # A driver that cannot encode a credential says which character: never show that.
         raise DatabaseUnreachable(
-            f"cannot connect to {mask(engine.url)}: the driver cannot encode its user or "
-            "password.",
+            f"cannot connect to {mask(engine.url)}: the driver cannot encode its user or password.",
             "Use characters the database's driver can send (PyMySQL: Latin-1 passwords).",
         ) from None
     with conn:
