@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import or_, select, text, union
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
@@ -75,8 +75,11 @@ def add_server(
         admin_url_encrypted=box.seal(url.render_as_string(hide_password=False)),
         notes=notes,
     )
-    session.add(server)
-    session.flush()
+    try:
+        with session.begin_nested():  # the connection check took a while: a race is a 409
+            session.add(server)
+    except IntegrityError:
+        raise Conflict(f"a server named {name!r} is registered already.") from None
     audit.record(
         session,
         actor=actor,
