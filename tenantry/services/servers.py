@@ -96,7 +96,7 @@ def admin_url_of(raw: str, *, field: str = "url") -> URL:
     url = parse_url(raw, setting=field, database=False)
     if backend_of(url) == "sqlite":
         raise InvalidInput(
-            f"{field}: a database server must be PostgreSQL or MySQL/MariaDB.",
+            f"{field} must be the URL of a PostgreSQL or MySQL/MariaDB server, not SQLite.",
             "SQLite tenant databases need no server: provision with --new and no --server.",
         )
     require_driver(url)
