@@ -99,12 +99,14 @@ def _error(setting: str, problem: str, hint: str = _EXAMPLE) -> ConfigurationErr
     return ConfigurationError(f"{setting} {problem}", hint)
 
 
-def parse_url(raw: object, *, setting: str = "the database URL", database: bool = True) -> URL:
+def parse_url(
+    raw: object, *, setting: str = "the database URL", require_database: bool = True
+) -> URL:
     """Parse ``raw`` into a SQLAlchemy URL with tenantry's driver for its backend.
 
     ``postgresql://`` becomes ``postgresql+psycopg://`` and ``mysql://`` becomes
     ``mysql+pymysql://``. ``setting`` names the field in errors (``DATABASE_URL``, ``--url``,
-    ``url``); ``database=False`` accepts a server URL that names no database. Raises
+    ``url``); ``require_database=False`` accepts a server URL that names no database. Raises
     :class:`ConfigurationError` for anything that is not a well-formed SQLite, PostgreSQL or
     MySQL/MariaDB URL; its message never contains any part of ``raw``.
     """
@@ -139,7 +141,7 @@ def parse_url(raw: object, *, setting: str = "the database URL", database: bool 
         )
     if backend == "sqlite":
         return _sqlite_url(text, setting)
-    return _server_url(backend, rest, setting, database_required=database)
+    return _server_url(backend, rest, setting, require_database=require_database)
 
 
 def _sqlite_url(text: str, setting: str) -> URL:
@@ -168,7 +170,7 @@ def _sqlite_url(text: str, setting: str) -> URL:
     return url.set(drivername=DRIVERS["sqlite"])
 
 
-def _server_url(backend: str, rest: str, setting: str, *, database_required: bool) -> URL:
+def _server_url(backend: str, rest: str, setting: str, *, require_database: bool) -> URL:
     """``user:password@host:port/database?options`` of a PostgreSQL or MySQL URL."""
     kind = "postgresql" if backend.startswith("postgres") else "mysql"
     cut = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
@@ -200,7 +202,7 @@ def _server_url(backend: str, rest: str, setting: str, *, database_required: boo
             f"has an invalid database name: it must be 1 to {MAX_DATABASE_NAME} characters "
             "without '/', spaces or control characters.",
         )
-    if not name and database_required:
+    if not name and require_database:
         raise _error(
             setting,
             "names no database.",

@@ -93,7 +93,7 @@ def add_server(
 
 def admin_url_of(raw: str, *, field: str = "url") -> URL:
     """The admin URL ``raw`` of a server, validated; PostgreSQL's defaults to ``/postgres``."""
-    url = parse_url(raw, setting=field, database=False)
+    url = parse_url(raw, setting=field, require_database=False)
     if backend_of(url) == "sqlite":
         raise InvalidInput(
             f"{field} must be the URL of a PostgreSQL or MySQL/MariaDB server, not SQLite.",

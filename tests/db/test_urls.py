@@ -107,7 +107,7 @@ def test_known_options_are_kept() -> None:
 
 
 def test_a_server_url_may_name_no_database_when_asked() -> None:
-    url = parse_url("mysql://root:pw@127.0.0.1:3306", database=False)
+    url = parse_url("mysql://root:pw@127.0.0.1:3306", require_database=False)
     assert url.database is None
     assert mask(url) == "mysql+pymysql://root:***@127.0.0.1:3306"
 
