@@ -133,7 +133,7 @@ def list_(json_output: bool = JSON_OPTION) -> None:
         table.add_row(
             d["name"],
             d["engine"],
-            d["url"] or "[red]cannot decrypt[/]",
+            escape(d["url"]) if d["url"] else "[red]cannot decrypt[/]",
             "yes" if d["is_active"] else "no",
             when(d["created_at"]),
         )
