@@ -31,7 +31,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.db.engines import connect, make_engine, sqlite_path
-from tenantry.db.urls import backend_of, mask
+from tenantry.db.urls import backend_of, mask, redact
 from tenantry.errors import ConfigurationError, TenantryError
 from tenantry.files import private_dir, private_file
 
@@ -66,9 +66,9 @@ def count_rows(conn: Connection) -> dict[str, int]:
 
 
 def _scrub(message: str, url: URL) -> str:
-    if url.password:
-        message = message.replace(str(url.password), "***")
-    return message.strip()
+    # By structure (see redact): never by searching for the password, which would spell out
+    # a short one. The tools get the password from the environment, not their arguments.
+    return redact(message).strip()
 
 
 def _tool(*candidates: str) -> str:

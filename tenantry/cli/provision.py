@@ -226,6 +226,7 @@ def provision(
                 mode=ProvisioningMode.CREATE_NEW if new else ProvisioningMode.CONNECT_EXISTING,
                 server=chosen,
                 url=connect,
+                url_field="--connect",
             )
             job_id = job.id
         runner: _InlineRun | None = None

@@ -6,13 +6,14 @@ from dataclasses import asdict
 from typing import Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from tenantry.cli.common import open_platform, when
 from tenantry.cli.output import EXIT_FAILED, JSON_OPTION, console, emit_json, reports_errors
 from tenantry.db.master.models import DatabaseServer
 from tenantry.db.urls import mask
-from tenantry.errors import DatabaseUnreachable, TenantryError
+from tenantry.errors import TenantryError
 from tenantry.services import servers
 from tenantry.services.connections import server_url
 from tenantry.services.servers import ServerCheck
@@ -28,11 +29,12 @@ def _print_check(check: ServerCheck) -> None:
     if check.ok:
         creates = "may" if check.can_create_databases else "[yellow]may NOT[/]"
         console.print(
-            f"[green]✓[/] {check.name}: {check.url} answers ({check.version}, "
+            f"[green]✓[/] {check.name}: {escape(check.url)} answers "
+            f"({escape(check.version or '')}, "
             f"{check.latency_ms or 0:.0f} ms); its user {creates} create databases"
         )
     else:
-        console.print(f"[red]✗[/] {check.name}: {check.url}: {check.error}")
+        console.print(f"[red]✗[/] {check.name}: {escape(check.url)}: {escape(check.error or '')}")
 
 
 @app.command()
@@ -50,29 +52,46 @@ def add(
 ) -> None:
     """Register a server after checking tenantry can connect to it.
 
-    A server that cannot be reached is not saved.
+    The URL is checked first (port, host, options) and then used to connect; a server that
+    cannot be reached is not saved (exit 2). A MySQL/MariaDB URL may name no database; a
+    PostgreSQL URL without one uses the postgres maintenance database.
     """
     with open_platform(load_settings()) as platform, platform.sessions() as session:
-        server = servers.add_server(session, platform.box, name=name, admin_url=url, notes=notes)
-        check = servers.check_server(platform.box, server)
-        if not check.ok:
-            session.rollback()
-            raise DatabaseUnreachable(
-                f"server {name!r} was not saved: {check.error}",
-                "Check the URL (host, port, user, password) and that the server is running.",
-            )
+        server, check = servers.add_server(
+            session, platform.box, name=name, admin_url=url, notes=notes, field="--url"
+        )
         session.commit()
         doc: dict[str, Any] = {**_server_document(server, check.url), "check": asdict(check)}
     if json_output:
         emit_json(doc)
         return
-    console.print(f"[green]✓[/] registered server {name} ({doc['engine']}, {check.url})")
+    console.print(f"[green]✓[/] registered server {name} ({doc['engine']}, {escape(check.url)})")
     _print_check(check)
     if not check.can_create_databases:
         console.print(
             "[yellow]note:[/] provisioning with --new on this server will fail until its user "
             "may create databases."
         )
+
+
+@app.command()
+@reports_errors
+def remove(
+    name: str = typer.Argument(..., help="The server's name."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Unregister a server (nothing on the server is dropped).
+
+    Refused (exit 1) while stores' databases live there: the stores are named. Move them
+    with `tenantry stores move` or delete them first.
+    """
+    with open_platform(load_settings()) as platform, platform.sessions() as session:
+        servers.remove_server(session, name)
+        session.commit()
+    if json_output:
+        emit_json({"removed": name})
+        return
+    console.print(f"[green]✓[/] removed server {name}")
 
 
 def _server_document(server: DatabaseServer, shown_url: str | None) -> dict[str, Any]:
@@ -114,7 +133,7 @@ def list_(json_output: bool = JSON_OPTION) -> None:
         table.add_row(
             d["name"],
             d["engine"],
-            d["url"] or "[red]cannot decrypt[/]",
+            escape(d["url"]) if d["url"] else "[red]cannot decrypt[/]",
             "yes" if d["is_active"] else "no",
             when(d["created_at"]),
         )

@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from tenantry.db.engines import CONNECT_TIMEOUT_S, describe_connect_error, sqlite_path
-from tenantry.db.urls import backend_of, mask, require_driver
+from tenantry.db.urls import backend_of, mask, redact, require_driver
 from tenantry.errors import ConfigurationError, DatabaseAdminError
 from tenantry.files import private_file
 
@@ -96,7 +96,7 @@ def run_server_sql(url: URL, statement: str) -> None:
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(_server_url(url), exc) from None
     except DBAPIError as exc:
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        detail = redact(str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__)
         raise DatabaseAdminError(
             f"the server at {mask(_server_url(url))} refused "
             f"{' '.join(statement.split()[:2])}: {detail}.",

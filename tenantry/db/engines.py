@@ -13,7 +13,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from tenantry.db.urls import backend_of, mask, require_driver
+from tenantry.db.urls import backend_of, mask, redact, require_driver
 from tenantry.errors import DatabaseUnreachable
 
 CONNECT_TIMEOUT_S = 5
@@ -130,8 +130,7 @@ def server_connect_args(backend: str) -> dict[str, Any]:
 def describe_connect_error(url: URL, exc: DBAPIError) -> DatabaseUnreachable:
     """Turn a driver's connection error into one readable paragraph without secrets."""
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-    if url.password:
-        detail = detail.replace(str(url.password), "***")
+    detail = redact(detail)  # drivers may quote their connection string
     missing = "does not exist" in detail or "Unknown database" in detail
     hint = (
         "Create the database, or run `tenantry init`, which creates missing databases."
@@ -149,6 +148,12 @@ def connect(engine: Engine, *, begin: bool = False) -> Iterator[Connection]:
         conn = engine.connect()
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(engine.url, exc) from None
+    except UnicodeError:
+        # A driver that cannot encode a credential says which character: never show that.
+        raise DatabaseUnreachable(
+            f"cannot connect to {mask(engine.url)}: the driver cannot encode its user or password.",
+            "Use characters the database's driver can send (PyMySQL: Latin-1 passwords).",
+        ) from None
     with conn:
         if begin:
             with conn.begin():

@@ -56,4 +56,8 @@ def tenant_url(box: SecretBox, config: IntegrationConfig) -> URL:
 
 def server_url(box: SecretBox, server: DatabaseServer) -> URL:
     """The admin URL of a registered database server."""
-    return parse_url(box.open(server.admin_url_encrypted), setting=f"server {server.name}")
+    return parse_url(
+        box.open(server.admin_url_encrypted),
+        setting=f"server {server.name}",
+        require_database=False,  # a MySQL/MariaDB server URL may name no database
+    )

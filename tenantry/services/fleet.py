@@ -46,7 +46,7 @@ from tenantry.db.probe import probe
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.server_connections import ServerConnections
 from tenantry.db.types import utcnow
-from tenantry.db.urls import mask
+from tenantry.db.urls import mask, redact
 from tenantry.errors import (
     Conflict,
     DestructiveChange,
@@ -217,7 +217,7 @@ def migrate_tenant(db: TenantDb, spec: SchemaSpec, options: MigrateOptions) -> O
         return done(TenantOutcome.REFUSED if refused else TenantOutcome.FAILED, start, exc.message)
     except Exception as exc:  # a driver or DDL error: this tenant failed, the run goes on
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        return done(TenantOutcome.FAILED, start, f"{type(exc).__name__}: {first}"[:2000])
+        return done(TenantOutcome.FAILED, start, redact(f"{type(exc).__name__}: {first}")[:2000])
 
 
 # --------------------------------------------------------------------------- the run lock
@@ -610,7 +610,7 @@ def plan_sql(
         except TenantryError as exc:
             return db, None, exc.message
         except Exception as exc:
-            return db, None, f"{type(exc).__name__}: {exc}"
+            return db, None, redact(f"{type(exc).__name__}: {exc}")
 
     groups: dict[tuple[str, str | None], list[TenantDb]] = {}
     problems: list[Outcome] = []
@@ -724,7 +724,7 @@ def verify_tenant(db: TenantDb, spec: SchemaSpec) -> TenantCheck:
     except TenantryError as exc:
         return TenantCheck(db.slug, None, False, [exc.message])
     except Exception as exc:
-        return TenantCheck(db.slug, None, False, [f"{type(exc).__name__}: {exc}"])
+        return TenantCheck(db.slug, None, False, [redact(f"{type(exc).__name__}: {exc}")])
 
 
 def verify_fleet(

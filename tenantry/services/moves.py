@@ -54,7 +54,7 @@ from tenantry.db.master.models import (
 from tenantry.db.readonly import make_read_only, make_writable, writable_state
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import utcnow
-from tenantry.db.urls import mask
+from tenantry.db.urls import mask, redact
 from tenantry.errors import Conflict, NotFound, TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.services import audit
@@ -607,10 +607,7 @@ class StoreMover:
         else:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
             message = f"{type(exc).__name__}: {first}"
-        for url in (plan.source_url, plan.target_url):
-            if url.password:
-                message = message.replace(str(url.password), "***")
-        return message
+        return redact(message)
 
     def _load(self, move_id: uuid.UUID) -> StoreMove:
         with self.sessions() as session:

@@ -6,20 +6,31 @@ import re
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import select, text
+from sqlalchemy import or_, select, text, union
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
 from tenantry.db.engines import connect, make_engine
-from tenantry.db.master.models import DatabaseServer
-from tenantry.db.urls import backend_of, mask, parse_url, require_driver
+from tenantry.db.master.models import (
+    DatabaseServer,
+    IntegrationConfig,
+    ProvisioningJob,
+    ProvisioningStatus,
+    Store,
+    StoreMove,
+    StoreMoveStatus,
+)
+from tenantry.db.types import utcnow
+from tenantry.db.urls import backend_of, mask, parse_url, redact, require_driver
 from tenantry.errors import Conflict, InvalidInput, NotFound, TenantryError
 from tenantry.services import audit
 from tenantry.services.connections import server_url
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$")
+#: A job in one of these states may still create a database on its server.
+_UNFINISHED_JOBS = (ProvisioningStatus.QUEUED, ProvisioningStatus.RUNNING)
 
 
 def add_server(
@@ -30,20 +41,32 @@ def add_server(
     admin_url: str,
     notes: str | None = None,
     actor: str = "cli",
-) -> DatabaseServer:
+    field: str = "url",
+) -> tuple[DatabaseServer, ServerCheck]:
     """Register a PostgreSQL or MySQL/MariaDB server by an admin URL (stored encrypted).
 
-    The URL's user must be allowed to create databases. For PostgreSQL the URL may name the
-    maintenance database (default ``postgres``); for MySQL no database is needed.
+    The one way a server is registered (CLI and API): the URL is validated, then tenantry
+    connects with it; a server that cannot be reached is refused and nothing is saved.
+    ``field`` names the URL in errors (``--url``, ``url``). The URL's user should be allowed
+    to create databases (the check says whether it is). For PostgreSQL the URL may name the
+    maintenance database (default ``postgres``); a MySQL/MariaDB URL needs no database and,
+    without one, is kept and used without one.
     """
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(
-            f"invalid server name {name!r}.",
-            "Use 2 to 63 lowercase letters, digits and hyphens.",
+            "invalid server name.",
+            "Use 2 to 63 lowercase letters, digits and hyphens, starting and ending with a "
+            "letter or digit.",
         )
-    url = _admin_url(admin_url)
+    url = admin_url_of(admin_url, field=field)
     if session.scalar(select(DatabaseServer.id).where(DatabaseServer.name == name)):
         raise Conflict(f"a server named {name!r} is registered already.")
+    check = check_url(name, url)
+    if not check.ok:
+        raise InvalidInput(
+            f"server {name!r} was not saved: {check.error}",
+            "Check the URL (host, port, user, password) and that the server is running.",
+        )
     server = DatabaseServer(
         name=name,
         engine=backend_of(url),
@@ -52,8 +75,11 @@ def add_server(
         admin_url_encrypted=box.seal(url.render_as_string(hide_password=False)),
         notes=notes,
     )
-    session.add(server)
-    session.flush()
+    try:
+        with session.begin_nested():  # the connection check took a while: a race is a 409
+            session.add(server)
+    except IntegrityError:
+        raise Conflict(f"a server named {name!r} is registered already.") from None
     audit.record(
         session,
         actor=actor,
@@ -62,21 +88,81 @@ def add_server(
         target_id=name,
         details={"url": mask(url)},
     )
-    return server
+    return server, check
 
 
-def _admin_url(raw: str) -> URL:
-    head, sep, rest = raw.partition("://")
-    if sep and "/" not in rest.split("@")[-1]:
-        raw = raw + ("/postgres" if head.startswith("postgres") else "/mysql")
-    url = parse_url(raw, setting="the server URL")
-    require_driver(url)
+def admin_url_of(raw: str, *, field: str = "url") -> URL:
+    """The admin URL ``raw`` of a server, validated; PostgreSQL's defaults to ``/postgres``."""
+    url = parse_url(raw, setting=field, require_database=False)
     if backend_of(url) == "sqlite":
         raise InvalidInput(
-            "a database server must be PostgreSQL or MySQL/MariaDB.",
+            f"{field} must be the URL of a PostgreSQL or MySQL/MariaDB server, not SQLite.",
             "SQLite tenant databases need no server: provision with --new and no --server.",
         )
+    require_driver(url)
+    if backend_of(url) == "postgresql" and not url.database:
+        # libpq would otherwise pick a database named after the user, which rarely exists.
+        url = url.set(database="postgres")
     return url
+
+
+def remove_server(session: Session, name: str, *, actor: str = "cli") -> None:
+    """Unregister the server ``name``; refused while any store's database lives there.
+
+    A store's database lives on a server while a connection (active, or a moved store's
+    kept source) points at it, a provisioning job may create one there, or a move is copying
+    one there. Nothing on the server itself is dropped.
+    """
+    server = get_server(session, name)
+    slugs = _stores_on(session, server)
+    if slugs:
+        shown = ", ".join(slugs[:20]) + (f" and {len(slugs) - 20} more" if len(slugs) > 20 else "")
+        raise Conflict(
+            f"server {name!r} holds the databases of {len(slugs)} store(s): {shown}.",
+            "Move them (`tenantry stores move SLUG --to-server OTHER`) or delete the stores "
+            "first; a moved store's source database counts until its keep-until date.",
+        )
+    session.delete(server)
+    session.flush()
+    audit.record(
+        session,
+        actor=actor,
+        action="server.remove",
+        target_type="database_server",
+        target_id=name,
+        details={},
+    )
+
+
+def _stores_on(session: Session, server: DatabaseServer) -> list[str]:
+    """Slugs of the stores with a database (or one being made, or a kept source) on ``server``."""
+    kept_source = (
+        select(StoreMove.id)
+        .where(
+            StoreMove.from_config_id == IntegrationConfig.id,
+            StoreMove.keep_source_until > utcnow(),
+        )
+        .exists()
+    )
+    on_server = union(
+        select(IntegrationConfig.store_id).where(
+            IntegrationConfig.database_server_id == server.id,
+            or_(IntegrationConfig.is_active.is_(True), kept_source),
+        ),
+        select(ProvisioningJob.store_id).where(
+            ProvisioningJob.database_server_id == server.id,
+            ProvisioningJob.status.in_(_UNFINISHED_JOBS),
+        ),
+        select(StoreMove.store_id).where(
+            StoreMove.to_server == server.name,
+            StoreMove.status == StoreMoveStatus.RUNNING,
+        ),
+    ).subquery()
+    return list(
+        session.scalars(
+            select(Store.slug).where(Store.id.in_(select(on_server.c[0]))).order_by(Store.slug)
+        )
+    )
 
 
 def list_servers(session: Session) -> list[DatabaseServer]:
@@ -107,7 +193,11 @@ class ServerCheck:
 
 def check_server(box: SecretBox, server: DatabaseServer) -> ServerCheck:
     """Connect with the admin URL, read the version and whether it may create databases."""
-    url = server_url(box, server)
+    return check_url(server.name, server_url(box, server))
+
+
+def check_url(name: str, url: URL) -> ServerCheck:
+    """Connect to ``url`` as server ``name``: version, latency, may its user create databases."""
     engine = make_engine(url, pool_size=1)
     try:
         started = time.perf_counter()
@@ -127,11 +217,11 @@ def check_server(box: SecretBox, server: DatabaseServer) -> ServerCheck:
                 version = str(conn.scalar(text("SELECT VERSION()")))
                 grants = " ".join(str(r[0]) for r in conn.execute(text("SHOW GRANTS")))
                 can_create = "ALL PRIVILEGES" in grants or "CREATE" in grants
-        return ServerCheck(server.name, mask(url), True, version, can_create, latency, None)
+        return ServerCheck(name, mask(url), True, version, can_create, latency, None)
     except TenantryError as exc:
-        return ServerCheck(server.name, mask(url), False, None, False, None, exc.message)
+        return ServerCheck(name, mask(url), False, None, False, None, exc.message)
     except DBAPIError as exc:  # connected, but a query was refused
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        return ServerCheck(server.name, mask(url), False, None, False, None, detail)
+        return ServerCheck(name, mask(url), False, None, False, None, redact(detail))
     finally:
         engine.dispose()

@@ -238,7 +238,7 @@ def test_servers_add_and_provision_on_them(cli: Invoke, backend: str, server_slu
 def test_unreachable_server_is_not_saved(cli: Invoke) -> None:
     assert cli("init").exit_code == 0
     result = cli("servers", "add", "ghost", "--url", "postgresql://admin:hunter2@127.0.0.1:1/pg")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "was not saved" in result.stderr
     assert "hunter2" not in result.output
     assert as_json(cli("servers", "list", "--json")) == []

@@ -72,7 +72,7 @@ def _request(
         store = stores.create_store(session, slug=slug, name=slug)
         registered = None
         if server:
-            registered = servers.add_server(
+            registered, _ = servers.add_server(
                 session, platform.box, name=server, admin_url=SERVER_URLS[server]
             )
         job = provisioning.request_provisioning(

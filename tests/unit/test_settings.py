@@ -72,7 +72,7 @@ def test_errors_never_echo_a_password() -> None:
     with pytest.raises(ConfigurationError) as err:
         Settings(database_url_billing="oracle://user:topsecret@h/db")
     assert "topsecret" not in str(err.value)
-    assert mask_raw("x://user:topsecret@h:1/db") == "x://user:***@h:1/db"
+    assert mask_raw("x://user:topsecret@h:1/db") == "x://…"
 
 
 def test_app_name_must_be_sane() -> None:
@@ -101,3 +101,23 @@ def test_missing_driver_names_the_extra_to_install(monkeypatch: pytest.MonkeyPat
         require_driver(parse_url("postgresql://u@h/db"))
     assert "pip install 'tenantry[postgres]'" in (err.value.hint or "")
     require_driver(parse_url("mysql://u@h/db"))  # installed: no error
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "postgresql://admin:ab@cd/Zq7xK9wJ@127.0.0.1:5432/postgres",
+        "postgresql://u:p@127.0.0.1:Zq7xK9wJ/x",
+        "postgresql://admin:Zq7xK9wJ/postgres",
+    ],
+)
+@pytest.mark.parametrize("variable", ["DATABASE_URL", "DATABASE_URL_BILLING"])
+def test_url_settings_errors_name_the_variable_and_no_part_of_the_password(
+    monkeypatch: pytest.MonkeyPatch, variable: str, raw: str
+) -> None:
+    monkeypatch.setenv(variable, raw)
+    with pytest.raises(ConfigurationError) as err:
+        load_settings()
+    assert err.value.message.startswith(f"{variable} ")
+    for piece in ("Zq7", "7xK", "K9w", "9wJ"):
+        assert piece not in str(err.value)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Response, status
 
 from tenantry.api.deps import AdminDep, MasterDep, PlatformDep
 from tenantry.api.schemas import ServerCreate, ServerOut
@@ -15,8 +15,12 @@ router = APIRouter(tags=["database servers"])
 def add_server(
     body: ServerCreate, master: MasterDep, key: AdminDep, platform: PlatformDep
 ) -> ServerOut:
-    """Register a PostgreSQL or MySQL/MariaDB server by its admin URL (stored encrypted)."""
-    server = servers.add_server(
+    """Register a PostgreSQL or MySQL/MariaDB server by its admin URL (stored encrypted).
+
+    The URL is validated and tenantry connects with it before saving: an invalid URL or an
+    unreachable server is a 422 naming the problem, and nothing is saved.
+    """
+    server, _ = servers.add_server(
         master,
         platform.box,
         name=body.name,
@@ -32,3 +36,11 @@ def add_server(
 def list_servers(master: MasterDep, key: AdminDep) -> list[ServerOut]:
     """Registered servers (without their URLs)."""
     return [ServerOut.model_validate(s, from_attributes=True) for s in servers.list_servers(master)]
+
+
+@router.delete("/database-servers/{name}", status_code=status.HTTP_204_NO_CONTENT)
+def remove_server(name: str, master: MasterDep, key: AdminDep) -> Response:
+    """Unregister a server; 409 naming the stores while their databases live there."""
+    servers.remove_server(master, name, actor=f"apikey:{key.prefix}")
+    master.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

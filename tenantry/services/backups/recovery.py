@@ -47,7 +47,7 @@ from tenantry.db.identity import is_tenantry_table
 from tenantry.db.master.models import Backup, Store
 from tenantry.db.schemas import Role, SchemaSpec, schema_for
 from tenantry.db.types import utcnow
-from tenantry.db.urls import backend_of, mask
+from tenantry.db.urls import backend_of, mask, redact
 from tenantry.errors import Conflict, InvalidInput, NotFound, WrongDatabase
 from tenantry.failpoints import failpoint
 from tenantry.services import audit
@@ -458,8 +458,7 @@ def _insert_all(target: BackupTarget, recovery: RowRecovery, batch_size: int) ->
             failpoint("recover.before_commit")
     except DBAPIError as exc:
         detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        if target.url.password:
-            detail = detail.replace(str(target.url.password), "***")
+        detail = redact(detail)
         raise Conflict(
             f"inserting {len(recovery.rows)} row(s) into {table.name} of {target.scope} "
             f"failed: {detail}. The transaction was rolled back: no row was inserted.",

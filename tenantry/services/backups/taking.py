@@ -21,6 +21,7 @@ from tenantry.backup.storage import Storage
 from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import Backup, BackupStatus
 from tenantry.db.types import utcnow
+from tenantry.db.urls import redact
 from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.services.backups.manifest import encode, manifest_of
@@ -37,9 +38,7 @@ def artifact_key(target: BackupTarget, backup_id: uuid.UUID, when: datetime, ext
 def error_text(exc: BaseException, target: BackupTarget) -> str:
     """What went wrong, for the catalog: a domain message, never a credential."""
     text = exc.message if isinstance(exc, TenantryError) else f"{type(exc).__name__}: {exc}"
-    if target.url.password:
-        text = text.replace(str(target.url.password), "***")
-    return text[:4000]
+    return redact(text)[:4000]
 
 
 def queue_backup(
