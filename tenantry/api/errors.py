@@ -117,7 +117,13 @@ def headers_for(exc: errors.TenantryError) -> dict[str, str] | None:
 def _validation_message(exc: RequestValidationError) -> str:
     problems = []
     for err in exc.errors():
-        where = ".".join(str(p) for p in err.get("loc", ()) if p != "body")
+        loc = list(err.get("loc", ()))
+        if err.get("type") == "json_invalid":
+            # FastAPI locates a decode error as ("body", <character offset>).
+            at = loc[1] if len(loc) > 1 else "?"
+            problems.append(f"body: not valid JSON (at character {at})")
+            continue
+        where = ".".join(str(p) for p in loc if p != "body") or "body"
         message = err.get("msg")
         pattern = (err.get("ctx") or {}).get("pattern")
         if pattern in PATTERN_MEANINGS:
@@ -153,10 +159,14 @@ def error_response(request: Request, exc: BaseException) -> JSONResponse:
             "Fix the fields named and send the request again.",
         )
     elif isinstance(exc, HTTPException):
-        body = error_body(_http_kind(exc.status_code), str(exc.detail), getattr(exc, "hint", None))
+        hint = getattr(exc, "hint", None)
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             headers["Allow"] = _allowed_methods(request)
+            hint = f"{request.url.path} takes {headers['Allow']}."
+        elif exc.status_code == 404 and hint is None:
+            hint = "Check the path against the API documentation at /docs."
+        body = error_body(_http_kind(exc.status_code), str(exc.detail), hint)
     elif isinstance(exc, OperationalError) and is_lock_timeout(exc):
         log.warning("database busy on %s %s", request.method, request.url.path)
         body = error_body(

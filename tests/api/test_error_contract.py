@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from tenantry.api.fields import INT64_MAX
 from tenantry.db.master.models import ApiUsageLog, Store
 from tenantry.services import stores
 from tenantry.services.provisioning import tenant_sqlite_path
@@ -45,7 +46,7 @@ def test_integers_past_their_columns_are_a_422_on_every_list_route(
         for offset in (INT64, INT64 * 4, -1):
             response = api.client.get(f"{route}?offset={offset}", headers=api.admin)
             assert "offset" in _error(response, 422)["message"]
-    ok = api.client.get(f"/stores/shop/products?offset={INT64 - 1}", headers=shop)
+    ok = api.client.get(f"/stores/shop/products?offset={INT64_MAX}", headers=shop)
     assert ok.status_code == 200, ok.text
     assert ok.json() == []
 
@@ -64,7 +65,7 @@ def test_prices_and_order_totals_never_overflow(api: Api, shop: dict[str, str]) 
     assert "price_minor" in _error(too_big, 422)["message"]
     dear = api.client.post(
         "/stores/shop/products",
-        json={"sku": "B", "name": "B", "price_minor": INT64 - 1},
+        json={"sku": "B", "name": "B", "price_minor": INT64_MAX},
         headers=shop,
     )
     assert dear.status_code == 201, dear.text
@@ -84,6 +85,15 @@ def test_integers_are_strict(api: Api, shop: dict[str, str], value: object) -> N
         "/stores/shop/products", json={"sku": "S", "name": "S", "price_minor": value}, headers=shop
     )
     assert "price_minor" in _error(response, 422)["message"]
+
+
+def test_an_integral_number_is_an_integer(api: Api, shop: dict[str, str]) -> None:
+    # JSON Schema's "integer" includes 250.0; the OpenAPI document and the server agree.
+    response = api.client.post(
+        "/stores/shop/products", json={"sku": "F", "name": "F", "price_minor": 250.0}, headers=shop
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["price_minor"] == 250
 
 
 def test_usage_log_records_the_status_the_client_got(
@@ -190,6 +200,16 @@ def test_a_405_allows_every_method_of_the_path(api: Api) -> None:
     assert _error(response, 405)["type"] == "MethodNotAllowed"
     allowed = {m.strip() for m in response.headers["Allow"].split(",")}
     assert {"GET", "POST"} <= allowed
+    assert "GET" in (_error(response, 405)["hint"] or "")
+
+
+def test_a_body_that_is_not_json_or_not_an_object_is_named_as_such(api: Api) -> None:
+    cut = api.client.post(
+        "/stores", content=b'{"slug":', headers={**api.admin, "content-type": "application/json"}
+    )
+    assert "body: not valid JSON (at character 8)" in _error(cut, 422)["message"]
+    listed = api.client.post("/stores", json=[1, 2], headers=api.admin)
+    assert "body: " in _error(listed, 422)["message"]
 
 
 def test_openapi_documents_every_error_with_the_one_model(api: Api) -> None:
