@@ -3,9 +3,13 @@ connection that keeps writing a database while a test works on it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Executable, inspect, text
@@ -67,3 +71,25 @@ def busy_writer(url: URL, statement: Executable) -> Iterator[Callable[[], int]]:
     finally:
         stop.set()
         thread.join()
+
+
+@contextmanager
+def running_worker(log_path: Path, *, threads: int = 1) -> Iterator[subprocess.Popen[bytes]]:
+    """A real ``tenantry worker`` process on the test's data dir, stopped (SIGTERM, then
+    SIGKILL after 20 s) when the block ends; its output goes to ``log_path``."""
+    with log_path.open("wb") as log:
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "tenantry", "worker", "--workers", str(threads)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+        )
+        try:
+            yield worker
+        finally:
+            worker.terminate()
+            try:
+                worker.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+                worker.wait()

@@ -21,6 +21,7 @@ from tenantry.db.engines import make_engine
 from tenantry.db.urls import parse_url
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import SERVER_URLS, DbFactory, require_server
+from tests.helpers import running_worker
 
 JOB_FIELDS = {
     "id",
@@ -260,21 +261,11 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 def test_worker_runs_queued_jobs(cli: Invoke, tmp_path: Path) -> None:
     assert cli("init").exit_code == 0
     assert cli("stores", "create", "by-worker", "--name", "W").exit_code == 0
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tenantry", "worker", "--workers", "1"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
-    )
-    try:
+    with running_worker(tmp_path / "worker.log"):
         result = cli("provision", "by-worker", "--new", "--wait", "--timeout", "60", "--json")
         assert result.exit_code == 0, result.output
         assert as_json(result)["status"] == "completed"
         assert as_json(cli("stores", "show", "by-worker", "--json"))["status"] == "active"
-    finally:
-        _stop(worker)
-        log.close()
 
 
 def _free_port() -> int:

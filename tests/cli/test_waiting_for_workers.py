@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,6 +9,7 @@ from tenantry.runtime import Platform
 from tenantry.services import workers
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json
+from tests.helpers import running_worker
 
 WIDE = {"COLUMNS": "300"}
 
@@ -74,14 +72,7 @@ def test_queueing_without_wait_says_no_worker_runs(cli: Invoke) -> None:
 def test_wait_with_a_worker_running_completes(cli: Invoke, tmp_path: Path) -> None:
     assert cli("init").exit_code == 0
     assert cli("stores", "create", "served", "--name", "S").exit_code == 0
-    log = (tmp_path / "worker.log").open("wb")
-    worker = subprocess.Popen(
-        [sys.executable, "-m", "tenantry", "worker", "--workers", "1"],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        env=os.environ.copy(),
-    )
-    try:
+    with running_worker(tmp_path / "worker.log") as worker:
         deadline = time.monotonic() + 60
         while _alive() == 0:  # its first beat is recorded before it takes jobs
             assert worker.poll() is None, (tmp_path / "worker.log").read_text()
@@ -90,8 +81,4 @@ def test_wait_with_a_worker_running_completes(cli: Invoke, tmp_path: Path) -> No
         result = cli("provision", "served", "--new", "--wait", "--json")
         assert result.exit_code == 0, result.output
         assert as_json(result)["status"] == "completed"
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-        log.close()
     assert _alive() == 0  # a worker that stopped cleanly is not taken for alive
