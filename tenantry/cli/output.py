@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import asdict, is_dataclass
@@ -156,3 +157,25 @@ class JsonUsageGroup(TyperGroup):
             if ctx.meta.get(_WANTS_JSON):
                 raise _parser_error_as_json(exc) from None
             raise
+        except (typer.Exit, typer.Abort):
+            raise
+        except Exception as exc:
+            if os.environ.get(DEBUG_VARIABLE):
+                raise
+            raise _unexpected(exc, as_json=bool(ctx.meta.get(_WANTS_JSON))) from None
+
+
+#: Set to show the traceback of an unexpected error instead of one paragraph.
+DEBUG_VARIABLE = "TENANTRY_DEBUG"
+
+
+def _unexpected(exc: Exception, *, as_json: bool) -> typer.Exit:
+    """Report an error tenantry did not expect (a bug) as one paragraph, exit 1. Its text
+    is not shown: a driver's message can carry hosts, users or parts of a URL."""
+    message = f"an unexpected error occurred ({type(exc).__name__}); nothing more is shown."
+    hint = f"Run the command again with {DEBUG_VARIABLE}=1 to see the traceback, and report it."
+    if as_json:
+        emit_json(error_document("InternalError", message, hint, EXIT_FAILED))
+    else:
+        print_error(message, hint)
+    return typer.Exit(EXIT_FAILED)

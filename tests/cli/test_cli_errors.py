@@ -150,3 +150,17 @@ def test_an_unreachable_queue_is_a_clear_error_without_its_password(cli: Invoke)
     assert "S3cretQ" not in result.output
     # The job is recorded: a worker's recovery sweep queues it once the queue is back.
     assert as_json(cli("jobs", "list", "--json"))[0]["status"] == "queued"
+
+
+def test_an_unexpected_error_is_one_paragraph_without_its_text(cli: Invoke, tmp_path: Path) -> None:
+    # A master file overwritten with noise: the driver's error is not one tenantry expects.
+    assert cli("init").exit_code == 0
+    (tmp_path / "data" / "master.db").write_bytes(b"not a database " * 400)
+    plain = cli("stores", "list")
+    assert plain.exit_code == 1
+    assert "Traceback" not in plain.output
+    assert "unexpected error occurred (DatabaseError)" in plain.stderr
+    assert "file is not a database" not in plain.output  # a driver's text is never shown
+    error = _error(cli("stores", "list", "--json"), 1)
+    assert error["type"] == "InternalError"
+    assert "TENANTRY_DEBUG=1" in str(error["hint"])
