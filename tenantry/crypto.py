@@ -1,15 +1,44 @@
-"""Encryption keys for stored secrets: MultiFernet over TENANTRY_SECRET_KEYS or the key file."""
+"""Encryption keys for stored secrets: MultiFernet over TENANTRY_SECRET_KEYS or the key file.
+
+Every column that stores a token of :class:`SecretBox` is declared with :func:`sealed_column`,
+and :func:`sealed_columns` finds them by walking a role's metadata: key rotation reseals
+exactly what this registry lists, so a new encrypted column cannot be forgotten by it.
+"""
 
 from __future__ import annotations
 
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from sqlalchemy import Column, MetaData, Text
+from sqlalchemy.orm import MappedColumn, mapped_column
 
 from tenantry.errors import ConfigurationError
 from tenantry.settings import Settings
+
+#: The ``Column.info`` key marking a column whose values are tokens of :class:`SecretBox`.
+SEALED = "sealed"
+
+
+def sealed_column() -> MappedColumn[Any]:
+    """A mapped column holding a :class:`SecretBox` token, registered for key rotation.
+
+    Nullability follows the ``Mapped[...]`` annotation, as for any ``mapped_column``.
+    """
+    return mapped_column(Text, info={SEALED: True})
+
+
+def sealed_columns(metadata: MetaData) -> list[Column[Any]]:
+    """Every column of ``metadata`` declared with :func:`sealed_column`, in table order."""
+    return [
+        column
+        for table in metadata.sorted_tables
+        for column in table.columns
+        if column.info.get(SEALED) is True
+    ]
 
 
 def ensure_key_file(path: Path) -> bool:
@@ -106,6 +135,14 @@ class SecretBox:
                 "A key that encrypted it was removed: put it back in TENANTRY_SECRET_KEYS "
                 "or the key file (after the primary key).",
             ) from None
+
+    def can_open(self, token: str) -> bool:
+        """Whether any configured key decrypts ``token`` (the plaintext is not kept)."""
+        try:
+            self._keys.decrypt(token.encode())
+        except InvalidToken:
+            return False
+        return True
 
     def reseal(self, token: str) -> str:
         """Re-encrypt a token under the primary key (for key rotation)."""

@@ -24,6 +24,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import mysql
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from tenantry.crypto import sealed_column
 from tenantry.db.types import (
     NAMING_CONVENTION,
     TYPE_ANNOTATION_MAP,
@@ -337,7 +338,7 @@ class BillingProcessorSecret(BillingBase):
     app_id: Mapped[str] = mapped_column(String(64))
     processor: Mapped[str] = mapped_column(String(16))
     #: Fernet token of the secret.
-    secret_encrypted: Mapped[str] = mapped_column(Text)
+    secret_encrypted: Mapped[str] = sealed_column()
     #: The secret's last four characters, to tell secrets apart without revealing them.
     hint: Mapped[str] = mapped_column(String(8))
     created_at: Mapped[CreatedAt]

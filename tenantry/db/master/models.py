@@ -27,6 +27,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from tenantry.crypto import sealed_column
 from tenantry.db.types import (
     GUID,
     NAMING_CONVENTION,
@@ -340,7 +341,7 @@ class DatabaseServer(MasterBase):
     host: Mapped[str] = mapped_column(String(255))
     port: Mapped[int] = mapped_column(Integer)
     #: Fernet token of the admin URL (the URL carries the password).
-    admin_url_encrypted: Mapped[str] = mapped_column(Text)
+    admin_url_encrypted: Mapped[str] = sealed_column()
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     notes: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[CreatedAt]
@@ -363,7 +364,7 @@ class IntegrationConfig(MasterBase):
     #: Non-secret connection parts: host, port, database, username, sqlite path.
     config_data: Mapped[JsonDoc]
     #: Fernet token of the password or URL secret.
-    secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    secret_encrypted: Mapped[str | None] = sealed_column()
     created_by_tenantry: Mapped[bool] = mapped_column(Boolean, default=False)
     #: The tenant database's identity instance id, to recognise it wherever it is found.
     instance_id: Mapped[str | None] = mapped_column(String(36))
@@ -398,7 +399,7 @@ class ProvisioningJob(MasterBase):
     target: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     #: Fernet token of the password of a connect-existing URL, dropped once the connection
     #: is saved in integration_configs.
-    secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    secret_encrypted: Mapped[str | None] = sealed_column()
     #: Set before tenantry creates the database, so a failed job removes only what it made.
     database_created: Mapped[bool] = mapped_column(Boolean, default=False)
     #: Lease of the worker running the job; an expired lease means the worker died.
