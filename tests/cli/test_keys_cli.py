@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import select
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select, text
+from sqlalchemy.engine import URL
 
-from tenantry.crypto import SecretBox
+from tenantry.api.app import create_app
+from tenantry.crypto import SecretBox, sealed_columns
+from tenantry.db.admin import create_database, drop_database
+from tenantry.db.engines import make_engine
 from tenantry.db.master.models import ProvisioningJob
+from tenantry.db.schemas import Role, billing_schema, master_schema
+from tenantry.db.urls import parse_url
+from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
+from tenantry.services.keys import unreadable
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json
-from tests.conftest import SERVER_URLS, require_server
+from tests.conftest import SERVER_URLS, DbFactory, require_server
 
 SECRET_URL = "postgresql://shop:s3cret-pw@127.0.0.1:1/shop"
 
@@ -22,12 +38,14 @@ def _key_lines(path: Path) -> list[str]:
 
 
 def _queued_job_secret(env: dict[str, str] | None = None) -> str:
-    """The password of the one queued job, opened with the keys configured now."""
+    """The password of the one job holding one, opened with the keys configured now."""
     settings = load_settings(**({"secret_keys": env["TENANTRY_SECRET_KEYS"]} if env else {}))
     platform = Platform.open(settings)
     try:
         with platform.sessions() as session:
-            job = session.scalars(select(ProvisioningJob)).one()
+            job = session.scalars(
+                select(ProvisioningJob).where(ProvisioningJob.secret_encrypted.is_not(None))
+            ).one()
             assert job.secret_encrypted is not None
             return SecretBox.from_settings(settings).open(job.secret_encrypted)
     finally:
@@ -86,7 +104,7 @@ def test_rotate_with_key_file_keeps_every_secret_readable(cli: Invoke, tmp_path:
     rotated = cli("keys", "rotate", "--json")
     assert rotated.exit_code == 0, rotated.output
     doc = as_json(rotated)
-    assert doc["resealed"]["jobs"] == 1
+    assert doc["resealed"]["master"]["columns"]["provisioning_jobs.secret_encrypted"] == 1
     assert doc["resealed"]["total"] == 1
     keys = _key_lines(key_file)
     assert len(keys) == 2
@@ -111,7 +129,8 @@ def test_rotate_keeps_servers_usable(cli: Invoke, tmp_path: Path) -> None:
 
     rotated = cli("keys", "rotate", "--json")
     assert rotated.exit_code == 0, rotated.output
-    assert as_json(rotated)["resealed"]["servers"] == 1
+    master = as_json(rotated)["resealed"]["master"]
+    assert master["columns"]["database_servers.admin_url_encrypted"] == 1
     assert cli("servers", "check", "pg").exit_code == 0
 
     assert cli("keys", "rotate", "--retire-old").exit_code == 0
@@ -145,3 +164,185 @@ def test_rotate_with_env_keys_generates_nothing(cli: Invoke, tmp_path: Path) -> 
     assert _queued_job_secret(only_new) == "s3cret-pw"
     refused = cli("keys", "rotate", "--retire-old", env=only_new)
     assert refused.exit_code == 2
+
+
+WEBHOOK_SECRET = "whsec_" + "R0tat3dK" * 4
+
+
+def _admin_url(backend: str) -> str:
+    raw = SERVER_URLS[backend]
+    # MySQL servers are registered without a database, as users write them.
+    return raw.rsplit("/", 1)[0] if backend == "mysql" and raw.count("/") > 2 else raw
+
+
+def _signed_event(event_id: str) -> tuple[bytes, dict[str, str]]:
+    """A Stripe event and its signature, made here independently of tenantry."""
+    body = json.dumps(
+        {
+            "id": event_id,
+            "object": "event",
+            "type": "customer.created",
+            "created": int(time.time()),
+            "data": {"object": {"id": "cus_rotated", "object": "customer"}},
+        }
+    ).encode()
+    t = int(time.time())
+    mac = hmac.new(WEBHOOK_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    return body, {"Stripe-Signature": f"t={t},v1={mac}", "content-type": "application/json"}
+
+
+def _stored_tokens() -> dict[str, dict[str, int]]:
+    """How many values each registered sealed column holds, per database."""
+    settings = load_settings()
+    platform = Platform.open(settings)
+    counts: dict[str, dict[str, int]] = {}
+    try:
+        # Both roles named here, not taken from the registry under test.
+        for spec in (master_schema(), billing_schema()):
+            sessions = platform.sessions if spec.role == Role.MASTER else platform.billing_sessions
+            with sessions() as session:
+                counts[spec.role.value] = {
+                    f"{c.table.name}.{c.name}": session.scalar(
+                        select(func.count()).select_from(c.table).where(c.is_not(None))
+                    )
+                    or 0
+                    for c in sealed_columns(spec.metadata)
+                }
+    finally:
+        platform.close()
+    return counts
+
+
+def _unreadable_with_configured_keys() -> dict[str, dict[str, int]]:
+    settings = load_settings()
+    platform = Platform.open(settings)
+    try:
+        box = SecretBox.from_settings(settings)
+        with platform.sessions() as master, platform.billing_sessions() as billing:
+            return {
+                "master": unreadable(master, box, master_schema()),
+                "billing": unreadable(billing, box, billing_schema()),
+            }
+    finally:
+        platform.close()
+
+
+TENANT_PASSWORD = "T3nant-login-pw"
+
+
+@pytest.fixture
+def tenant_login() -> Iterator[Callable[[str], URL]]:
+    """``make(backend)``: an empty database on ``backend``'s server and a URL reaching it
+    through a login of its own with a password; both dropped after the test."""
+    made: list[tuple[str, URL, str]] = []
+
+    def make(backend: str) -> URL:
+        suffix = uuid.uuid4().hex[:10]
+        admin = parse_url(SERVER_URLS[backend])
+        url = admin.set(database=f"tt_rot_{suffix}")
+        user = f"tt_rot_{suffix}"
+        create_database(url)
+        made.append((backend, url, user))
+        engine = make_engine(url if backend == "postgresql" else admin, pool_size=1)
+        try:
+            with engine.begin() as conn:
+                if backend == "postgresql":
+                    conn.execute(text(f"CREATE ROLE {user} LOGIN PASSWORD '{TENANT_PASSWORD}'"))
+                    conn.execute(text(f"ALTER DATABASE {url.database} OWNER TO {user}"))
+                    conn.execute(text(f"ALTER SCHEMA public OWNER TO {user}"))
+                else:
+                    conn.execute(
+                        text(f"CREATE USER '{user}'@'%' IDENTIFIED BY '{TENANT_PASSWORD}'")
+                    )
+                    conn.execute(text(f"GRANT ALL ON `{url.database}`.* TO '{user}'@'%'"))
+        finally:
+            engine.dispose()
+        return url.set(username=user, password=TENANT_PASSWORD)
+
+    yield make
+    for backend, url, user in made:
+        drop_database(url)
+        engine = make_engine(parse_url(SERVER_URLS[backend]), pool_size=1)
+        try:
+            with engine.begin() as conn:
+                if backend == "postgresql":
+                    conn.execute(text(f"DROP ROLE IF EXISTS {user}"))
+                else:
+                    conn.execute(text(f"DROP USER IF EXISTS '{user}'@'%'"))
+        finally:
+            engine.dispose()
+
+
+@pytest.mark.server
+def test_retire_old_keeps_every_kind_of_secret_usable(
+    cli: Invoke,
+    backend: str,
+    new_database: DbFactory,
+    tenant_login: Callable[[str], URL],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Master and billing on ``backend``: after `keys rotate --retire-old` the key file holds
+    the new key only, and a tenant connection, a server admin URL and a webhook signing
+    secret all still work with it."""
+    server_backend = "postgresql" if backend == "sqlite" else backend
+    require_server(server_backend)
+    if backend != "sqlite":
+        for var, label in (("DATABASE_URL", "master"), ("DATABASE_URL_BILLING", "billing")):
+            url = new_database(label, create=False)
+            monkeypatch.setenv(var, url.render_as_string(hide_password=False))
+    assert cli("init").exit_code == 0
+    added = cli("servers", "add", "main-db", "--url", _admin_url(server_backend))
+    assert added.exit_code == 0, added.output
+    slug = f"rot-{uuid.uuid4().hex[:8]}"
+    assert cli("stores", "create", slug, "--name", "Rotated").exit_code == 0
+    tenant_url = tenant_login(server_backend).render_as_string(hide_password=False)
+    made = cli("provision", slug, "--connect", tenant_url, "--inline", "--wait")
+    assert made.exit_code == 0, made.output
+    assert cli("stores", "create", "queued", "--name", "Q").exit_code == 0
+    assert cli("provision", "queued", "--connect", SECRET_URL).exit_code == 0
+    secret = cli(
+        "billing", "secrets", "add", "acme", "--processor", "stripe", "--secret", WEBHOOK_SECRET
+    )
+    assert secret.exit_code == 0, secret.output
+    admin = as_json(cli("apikeys", "create", "--admin", "--name", "ops", "--json"))["key"]
+    stored = _stored_tokens()
+    assert stored["billing"]["billing_processor_secrets.secret_encrypted"] == 1
+    assert all(n >= 1 for n in stored["master"].values()), stored
+
+    rotated = cli("keys", "rotate", "--retire-old", "--json")
+    assert rotated.exit_code == 0, rotated.output
+    resealed = as_json(rotated)["resealed"]
+    for role, columns in stored.items():
+        assert resealed[role]["columns"] == columns
+        assert resealed[role]["total"] == sum(columns.values())
+    assert resealed["total"] == sum(sum(c.values()) for c in stored.values())
+    assert len(_key_lines(Path(load_settings().key_file))) == 1
+    assert _unreadable_with_configured_keys() == {"master": {}, "billing": {}}
+    for shown in (rotated.output, cli("keys", "rotate", "--retire-old").output):
+        assert WEBHOOK_SECRET not in shown
+        assert "s3cret-pw" not in shown
+        assert TENANT_PASSWORD not in shown
+
+    # Server admin URL.
+    checked = cli("servers", "check", "main-db", "--json")
+    assert checked.exit_code == 0, checked.output
+    assert as_json(checked)["ok"] is True
+    # Queued job's password, tenant connection and webhook secret, through a new process's keys.
+    assert _queued_job_secret() == "s3cret-pw"
+    settings = load_settings()
+    queue = Queue(settings, immediate=True)
+    try:
+        with TestClient(create_app(settings, queue=queue)) as client:
+            auth = {"Authorization": f"Bearer {admin}"}
+            product = client.post(
+                f"/stores/{slug}/products", json={"sku": "R1", "name": "Kept"}, headers=auth
+            )
+            assert product.status_code == 201, product.text
+            listed = client.get(f"/stores/{slug}/products", headers=auth)
+            assert [p["sku"] for p in listed.json()] == ["R1"]
+            body, headers = _signed_event("evt_after_rotation")
+            accepted = client.post("/webhooks/stripe/acme", content=body, headers=headers)
+            assert accepted.status_code == 200, accepted.text
+            assert accepted.json()["duplicate"] is False
+    finally:
+        queue.close()
