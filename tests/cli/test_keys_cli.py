@@ -9,16 +9,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select, text
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import URL
 
 from tenantry.api.app import create_app
+from tenantry.cli import keys as keys_cli
 from tenantry.crypto import SecretBox, sealed_columns
 from tenantry.db.admin import create_database, drop_database
+from tenantry.db.billing.models import BillingProcessorSecret
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import ProvisioningJob
 from tenantry.db.schemas import Role, billing_schema, master_schema
@@ -346,3 +349,116 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
             assert accepted.json()["duplicate"] is False
     finally:
         queue.close()
+
+
+def _use_backend(backend: str, new_database: DbFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put master and billing on fresh databases of ``backend`` (SQLite: the data dir's)."""
+    if backend != "sqlite":
+        for var, label in (("DATABASE_URL", "master"), ("DATABASE_URL_BILLING", "billing")):
+            url = new_database(label, create=False)
+            monkeypatch.setenv(var, url.render_as_string(hide_password=False))
+
+
+def _add_billing_secret(token: str) -> uuid.UUID:
+    """A billing signing secret row holding ``token`` as its sealed value."""
+    platform = Platform.open(load_settings())
+    try:
+        with platform.billing_sessions.begin() as session:
+            row = BillingProcessorSecret(
+                app_id="acme", processor="stripe", secret_encrypted=token, hint="…xyz"
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+    finally:
+        platform.close()
+
+
+def _billing_token(row_id: uuid.UUID) -> str:
+    platform = Platform.open(load_settings())
+    try:
+        with platform.billing_sessions() as session:
+            row = session.get(BillingProcessorSecret, row_id)
+            assert row is not None
+            return row.secret_encrypted
+    finally:
+        platform.close()
+
+
+def test_rotation_stopped_by_one_database_keeps_every_key(
+    cli: Invoke, backend: str, new_database: DbFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Master is resealed and committed before billing fails: the key file keeps the new key
+    and the old ones, so every secret still opens, and a second run finishes the job."""
+    _use_backend(backend, new_database, monkeypatch)
+    assert cli("init").exit_code == 0
+    key_file = Path(load_settings().key_file)
+    original = _key_lines(key_file)
+    assert cli("stores", "create", "sealed", "--name", "S").exit_code == 0
+    assert cli("provision", "sealed", "--connect", SECRET_URL).exit_code == 0  # queued
+    foreign = Fernet(Fernet.generate_key()).encrypt(b"whsec_foreign-secret").decode()
+    bad = _add_billing_secret(foreign)
+
+    failed = cli("keys", "rotate", "--retire-old", "--json")
+    assert failed.exit_code == 2, failed.output
+    error = json.loads(failed.stdout)["error"]
+    assert "billing database (billing_processor_secrets.secret_encrypted" in error["message"]
+    assert str(bad) in error["message"]
+    assert "foreign-secret" not in failed.output
+    keys = _key_lines(key_file)
+    assert len(keys) == 2
+    assert keys[1:] == original
+    # Master's secrets were committed under the new key, and still open.
+    assert _queued_job_secret() == "s3cret-pw"
+    assert _billing_token(bad) == foreign
+
+    platform = Platform.open(load_settings())
+    try:
+        with platform.billing_sessions.begin() as session:
+            session.execute(delete(BillingProcessorSecret).where(BillingProcessorSecret.id == bad))
+    finally:
+        platform.close()
+    _add_billing_secret(SecretBox.from_settings(load_settings()).seal("whsec_kept-secret"))
+    finished = cli("keys", "rotate", "--retire-old", "--json")
+    assert finished.exit_code == 0, finished.output
+    resealed = as_json(finished)["resealed"]
+    assert resealed["billing"]["columns"] == {"billing_processor_secrets.secret_encrypted": 1}
+    assert resealed["master"]["columns"]["provisioning_jobs.secret_encrypted"] == 1
+    assert len(_key_lines(key_file)) == 1
+    assert _queued_job_secret() == "s3cret-pw"
+    assert _unreadable_with_configured_keys() == {"master": {}, "billing": {}}
+
+
+def test_retire_old_is_refused_while_a_secret_needs_an_old_key(
+    cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process still on the old keys seals a secret after billing was resealed: the old
+    keys stay in the file and the error names the database and column, never the secret."""
+    assert cli("init").exit_code == 0
+    key_file = Path(load_settings().key_file)
+    original = _key_lines(key_file)
+    old_box = SecretBox.from_settings(load_settings())
+    recorded: list[uuid.UUID] = []
+    real_record = keys_cli.record_rotation
+
+    def meanwhile(*args: Any, **kwargs: Any) -> None:
+        # An API server started before the rotation adds a signing secret with its keys.
+        recorded.append(_add_billing_secret(old_box.seal("whsec_late-secret")))
+        real_record(*args, **kwargs)
+
+    monkeypatch.setattr(keys_cli, "record_rotation", meanwhile)
+    refused = cli("keys", "rotate", "--retire-old")
+    assert refused.exit_code == 2, refused.output
+    assert "1 in billing's billing_processor_secrets.secret_encrypted" in refused.stderr
+    assert "late-secret" not in refused.output
+    keys = _key_lines(key_file)
+    assert len(keys) == 2
+    assert keys[1:] == original
+    assert SecretBox.from_settings(load_settings()).open(_billing_token(recorded[0])) == (
+        "whsec_late-secret"
+    )
+
+    monkeypatch.setattr(keys_cli, "record_rotation", real_record)
+    assert cli("keys", "rotate", "--retire-old").exit_code == 0
+    assert len(_key_lines(key_file)) == 1
+    assert _unreadable_with_configured_keys() == {"master": {}, "billing": {}}
