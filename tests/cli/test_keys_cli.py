@@ -18,7 +18,6 @@ from sqlalchemy import delete, func, select, text
 from sqlalchemy.engine import URL
 
 from tenantry.api.app import create_app
-from tenantry.cli import keys as keys_cli
 from tenantry.crypto import SecretBox, sealed_columns
 from tenantry.db.admin import create_database, drop_database
 from tenantry.db.billing.models import BillingProcessorSecret
@@ -28,7 +27,7 @@ from tenantry.db.schemas import Role, billing_schema, master_schema
 from tenantry.db.urls import parse_url
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
-from tenantry.services.keys import unreadable
+from tenantry.services.keys import record_rotation, unreadable
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import SERVER_URLS, DbFactory, require_server
@@ -439,15 +438,15 @@ def test_retire_old_is_refused_while_a_secret_needs_an_old_key(
     original = _key_lines(key_file)
     old_box = SecretBox.from_settings(load_settings())
     recorded: list[uuid.UUID] = []
-    real_record = keys_cli.record_rotation
 
     def meanwhile(*args: Any, **kwargs: Any) -> None:
         # An API server started before the rotation adds a signing secret with its keys.
         recorded.append(_add_billing_secret(old_box.seal("whsec_late-secret")))
-        real_record(*args, **kwargs)
+        record_rotation(*args, **kwargs)
 
-    monkeypatch.setattr(keys_cli, "record_rotation", meanwhile)
-    refused = cli("keys", "rotate", "--retire-old")
+    with monkeypatch.context() as patch:
+        patch.setattr("tenantry.cli.keys.record_rotation", meanwhile)
+        refused = cli("keys", "rotate", "--retire-old")
     assert refused.exit_code == 2, refused.output
     assert "1 in billing's billing_processor_secrets.secret_encrypted" in refused.stderr
     assert "late-secret" not in refused.output
@@ -458,7 +457,6 @@ def test_retire_old_is_refused_while_a_secret_needs_an_old_key(
         "whsec_late-secret"
     )
 
-    monkeypatch.setattr(keys_cli, "record_rotation", real_record)
     assert cli("keys", "rotate", "--retire-old").exit_code == 0
     assert len(_key_lines(key_file)) == 1
     assert _unreadable_with_configured_keys() == {"master": {}, "billing": {}}
