@@ -87,9 +87,15 @@ def running_worker(log_path: Path, *, threads: int = 1) -> Iterator[subprocess.P
         try:
             yield worker
         finally:
-            worker.terminate()
-            try:
-                worker.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                worker.kill()
-                worker.wait()
+            stop_process(worker)
+
+
+def stop_process(proc: subprocess.Popen[bytes]) -> None:
+    """Stop ``proc`` if it still runs: SIGTERM, then SIGKILL after 20 s."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -21,7 +21,7 @@ from tenantry.db.engines import make_engine
 from tenantry.db.urls import parse_url
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import SERVER_URLS, DbFactory, require_server
-from tests.helpers import running_worker
+from tests.helpers import running_worker, stop_process
 
 JOB_FIELDS = {
     "id",
@@ -248,16 +248,6 @@ def test_unreachable_server_is_not_saved(cli: Invoke) -> None:
     assert sqlite.exit_code == 2
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-
-
 def test_worker_runs_queued_jobs(cli: Invoke, tmp_path: Path) -> None:
     assert cli("init").exit_code == 0
     assert cli("stores", "create", "by-worker", "--name", "W").exit_code == 0
@@ -331,7 +321,7 @@ def test_up_serves_the_api_with_a_worker_and_stops_both(cli: Invoke, tmp_path: P
                 time.sleep(0.1)
             assert not _alive(worker_pid)
         finally:
-            _stop(up)
+            stop_process(up)
 
     # The admin key `up` created is listed (never its secret).
     listed = cli("apikeys", "list", "--json")
