@@ -3,7 +3,8 @@
 Inactive unless ``TENANTRY_FAILPOINTS`` is set, e.g.
 ``TENANTRY_FAILPOINTS="provision.seed=kill,provision.table.3=raise"``. ``kill`` sends SIGKILL
 to the process itself (nothing is flushed, no handler runs: a real crash); ``raise`` raises
-:class:`FailPointError`. This is how the resume-after-SIGKILL guarantees are tested against
+:class:`FailPointError`; ``sleep:SECONDS`` pauses there (so two processes are surely in flight
+at the same step, or a test can act while a job is between two steps). This is how the resume-after-SIGKILL guarantees are tested against
 real databases at exact points instead of by racing a timer.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 
 class FailPointError(RuntimeError):
@@ -36,3 +38,5 @@ def failpoint(name: str) -> None:
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "raise":
         raise FailPointError(f"fail point {name} reached")
+    elif action and action.startswith("sleep:"):
+        time.sleep(float(action.removeprefix("sleep:")))

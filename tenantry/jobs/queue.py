@@ -166,6 +166,7 @@ class Queue:
                 queued_id=uuid.UUID(backup_id),
             )
         except Conflict:  # a re-enqueued copy of a job another worker already took
+            log.info("backup %s of %s: skipped, another worker took it", backup_id, scope)
             return "skipped"
         log.info("backup %s of %s: %s", backup_id, scope, backup.status)
         return str(backup.status)
