@@ -4,8 +4,9 @@ Inactive unless ``TENANTRY_FAILPOINTS`` is set, e.g.
 ``TENANTRY_FAILPOINTS="provision.seed=kill,provision.table.3=raise"``. ``kill`` sends SIGKILL
 to the process itself (nothing is flushed, no handler runs: a real crash); ``raise`` raises
 :class:`FailPointError`; ``sleep:SECONDS`` pauses there (so two processes are surely in flight
-at the same step, or a test can act while a job is between two steps). This is how the resume-after-SIGKILL guarantees are tested against
-real databases at exact points instead of by racing a timer.
+at the same step, or a test can act while a job is between two steps). This is how the
+resume-after-SIGKILL guarantees are tested against real databases at exact points instead of
+by racing a timer.
 """
 
 from __future__ import annotations

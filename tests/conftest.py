@@ -94,6 +94,37 @@ def new_database(backend: str, tmp_path: Path) -> Iterator[DbFactory]:
         drop_database(url)
 
 
+def server_databases(backend: str, prefix: str) -> list[str]:
+    """The names of the databases on ``backend``'s test server that start with ``prefix``."""
+    from sqlalchemy import text
+
+    engine = make_engine(parse_url(SERVER_URLS[backend]), pool_size=1)
+    try:
+        with engine.connect() as conn:
+            if backend == "postgresql":
+                names = conn.scalars(text("SELECT datname FROM pg_database"))
+            else:
+                names = conn.scalars(text("SELECT schema_name FROM information_schema.schemata"))
+            return [str(n) for n in names if str(n).startswith(prefix)]
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture
+def server_slug() -> Iterator[str]:
+    """A store slug no other test uses; every database left on the test servers for it
+    (``t_<slug>_…``, what provisioning names them) is dropped after the test, whether the
+    test passed or provisioning failed half-way."""
+    slug = f"srv-{uuid.uuid4().hex[:8]}"
+    yield slug
+    prefix = f"t_{slug.replace('-', '_')}_"
+    for backend in ("postgresql", "mysql"):
+        if _server_problem(backend):  # unreachable: nothing can have been created there
+            continue
+        for name in server_databases(backend, prefix):
+            drop_database(parse_url(SERVER_URLS[backend]).set(database=name))
+
+
 @pytest.fixture
 def engines() -> Iterator[Callable[[URL], Engine]]:
     """Engines made through this factory are disposed after the test."""

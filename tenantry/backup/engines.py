@@ -30,7 +30,7 @@ from sqlalchemy import Connection, inspect, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
-from tenantry.db.engines import connect, make_engine, sqlite_path
+from tenantry.db.engines import connect, make_engine, sqlite_busy_timeout_ms, sqlite_path
 from tenantry.db.urls import backend_of, mask, redact
 from tenantry.errors import ConfigurationError, TenantryError
 from tenantry.files import private_dir, private_file
@@ -494,7 +494,7 @@ def replace_sqlite(source_path: Path, target_path: Path) -> None:
         private_file(target_path)  # sqlite3 would create a missing target with the umask's mode
         # A live target may be busy with another process's write: wait for it as the
         # engines do (the busy timeout) rather than the driver's 5 s.
-        target = sqlite3.connect(target_path, timeout=10.0)
+        target = sqlite3.connect(target_path, timeout=sqlite_busy_timeout_ms() / 1000)
         try:
             source.backup(target)
         finally:

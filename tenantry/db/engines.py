@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,9 +15,25 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from tenantry.db.urls import backend_of, mask, redact, require_driver
-from tenantry.errors import DatabaseUnreachable
+from tenantry.errors import ConfigurationError, DatabaseUnreachable
 
 CONNECT_TIMEOUT_S = 5
+BUSY_TIMEOUT_ENV = "TENANTRY_SQLITE_BUSY_TIMEOUT_MS"
+DEFAULT_BUSY_TIMEOUT_MS = 10_000
+
+
+def sqlite_busy_timeout_ms() -> int:
+    """How long a SQLite connection waits for another writer's lock before "database is
+    locked" (``TENANTRY_SQLITE_BUSY_TIMEOUT_MS``, default 10 s)."""
+    raw = os.environ.get(BUSY_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_BUSY_TIMEOUT_MS
+    if not raw.isdigit() or not 0 < int(raw) <= 3_600_000:
+        raise ConfigurationError(
+            f"{BUSY_TIMEOUT_ENV} must be a whole number of milliseconds from 1 to 3600000, "
+            f"got {raw!r}; unset it for the default ({DEFAULT_BUSY_TIMEOUT_MS})."
+        )
+    return int(raw)
 
 
 def sqlite_path(url: URL) -> Path | None:
@@ -27,12 +44,14 @@ def sqlite_path(url: URL) -> Path | None:
 def _transactional_sqlite(engine: Engine) -> None:
     # pysqlite begins transactions only before DML, so a failed migration would leave its
     # CREATE TABLEs behind. Taking over BEGIN makes DDL transactional, as on PostgreSQL.
+    busy_timeout_ms = sqlite_busy_timeout_ms()
+
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.isolation_level = None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
-        cur.execute("PRAGMA busy_timeout=10000")
+        cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
         # WAL lets the API read while a worker writes, and NORMAL sync keeps commits cheap
         # while staying durable across application crashes (only power loss can lose the
         # last commits).

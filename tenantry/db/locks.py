@@ -17,15 +17,13 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
-from tenantry.db.engines import single_statements
+from tenantry.db.engines import single_statements, sqlite_busy_timeout_ms
 from tenantry.errors import Conflict
 
 #: The advisory-lock key space tenantry uses (the first of PostgreSQL's two int4 keys).
 _PG_CLASS = 0x7E1A
 POLL_S = 0.05
 SQLITE_MIN_WAIT_S = 1.0
-#: What tenantry's SQLite connections normally wait for a lock (see engines).
-SQLITE_BUSY_MS = 10_000
 
 
 def lock_name(role: str) -> str:
@@ -59,7 +57,7 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
             ) from None
         finally:
             if not conn.closed:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={SQLITE_BUSY_MS}")
+                conn.exec_driver_sql(f"PRAGMA busy_timeout={sqlite_busy_timeout_ms()}")
                 conn.rollback()
         return
     name = lock_name(role)

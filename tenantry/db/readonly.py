@@ -28,7 +28,7 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import URL
 
-from tenantry.db.engines import connect, make_engine, sqlite_path
+from tenantry.db.engines import connect, make_engine, sqlite_busy_timeout_ms, sqlite_path
 from tenantry.db.urls import backend_of
 
 SQLITE_READ_ONLY_MODE = stat.S_IRUSR  # 0o400: read-only, and private like the data dir
@@ -63,15 +63,11 @@ def make_read_only(url: URL) -> ReadOnlyOutcome:
     )
 
 
-#: How long SQLite lock contention is waited for, as the engines' busy timeout.
-SQLITE_BUSY_S = 10.0
-
-
 def _sqlite(url: URL) -> ReadOnlyOutcome:
     path = sqlite_path(url)
     assert path is not None
     # The driver itself, outside any transaction: the journal mode cannot change inside one.
-    conn = sqlite3.connect(path, isolation_level=None, timeout=SQLITE_BUSY_S)
+    conn = sqlite3.connect(path, isolation_level=None, timeout=sqlite_busy_timeout_ms() / 1000)
     try:
         # Everything into the main file, and no -wal/-shm files a reader would need to write.
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -92,7 +88,7 @@ def _leave_wal(conn: sqlite3.Connection) -> bool:
     """Switch to a rollback journal, waiting up to the busy timeout; False when another
     connection kept the file open all along (SQLite refuses at once, without its busy
     handler, while any other connection has a WAL database open)."""
-    deadline = time.monotonic() + SQLITE_BUSY_S
+    deadline = time.monotonic() + sqlite_busy_timeout_ms() / 1000
     while True:
         try:
             mode = conn.execute("PRAGMA journal_mode=DELETE").fetchone()

@@ -8,13 +8,13 @@ import pytest
 from sqlalchemy import Connection, MetaData, inspect, select
 from sqlalchemy.engine import URL
 
-from tenantry.db.admin import database_exists, drop_database
+from tenantry.db.admin import drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.identity import read_identity
 from tenantry.db.tenant.store.models import Category, Product
 from tenantry.db.urls import parse_url
 from tests.api.conftest import Api
-from tests.conftest import SERVER_URLS, DbFactory, require_server
+from tests.conftest import SERVER_URLS, DbFactory, require_server, server_databases
 
 
 def _plain(url: URL) -> str:
@@ -44,7 +44,7 @@ def test_connect_existing_empty_database(api: Api, new_database: DbFactory) -> N
 
 
 @pytest.mark.parametrize("server", ["postgresql", "mysql"])
-def test_create_new_on_a_registered_server(api: Api, server: str) -> None:
+def test_create_new_on_a_registered_server(api: Api, server: str, server_slug: str) -> None:
     require_server(server)
     admin_url = SERVER_URLS[server]
     added = api.client.post(
@@ -54,23 +54,15 @@ def test_create_new_on_a_registered_server(api: Api, server: str) -> None:
     )
     assert added.status_code == 201, added.text
     assert "url" not in added.json()
-    slug = f"srv-{server[:2]}"
-    result = api.provisioned_store(slug, mode="create_new", server=f"{server[:2]}-main")
-    tenant_url: URL | None = None
-    try:
-        assert result["job"]["status"] == "completed", result["job"]
-        store = api.client.get(f"/stores/{slug}", headers=api.admin).json()
-        tenant_url = parse_url(admin_url).set(
-            database=f"t_{slug.replace('-', '_')}_{store['id'].replace('-', '')[:8]}"
-        )
-        assert database_exists(tenant_url)
-        made = api.client.post(
-            f"/stores/{slug}/products", json={"sku": "X", "name": "X"}, headers=api.admin
-        )
-        assert made.status_code == 201
-    finally:
-        if tenant_url is not None:
-            drop_database(tenant_url)
+    result = api.provisioned_store(server_slug, mode="create_new", server=f"{server[:2]}-main")
+    assert result["job"]["status"] == "completed", result["job"]
+    store = api.client.get(f"/stores/{server_slug}", headers=api.admin).json()
+    tenant_db = f"t_{server_slug.replace('-', '_')}_{store['id'].replace('-', '')[:8]}"
+    assert server_databases(server, f"t_{server_slug.replace('-', '_')}_") == [tenant_db]
+    made = api.client.post(
+        f"/stores/{server_slug}/products", json={"sku": "X", "name": "X"}, headers=api.admin
+    )
+    assert made.status_code == 201
 
 
 def _failed_job(api: Api, slug: str, url: str) -> dict[str, object]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
 
 from tenantry.cli import billing as billing_cli
 from tenantry.db.billing.models import BillingPayment, BillingWebhook
@@ -310,20 +311,42 @@ def test_customers_list(cli: Invoke) -> None:
 def test_replay_process_gives_up_when_the_database_stays_busy(
     cli: Invoke, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Another process holds billing's write lock (a real SQLite lock) from the moment the
+    replay is recorded: processing gives up after its retries, says so, and loses nothing."""
     assert cli("init").exit_code == 0
     _add_secret(cli)
     stored = _ingest(_payment_succeeded("evt_busy_1", "pi_busy_1"))
-
-    def locked(*_args: object, **_kwargs: object) -> int:
-        raise OperationalError("UPDATE billing_webhooks …", {}, Exception("database is locked"))
-
-    monkeypatch.setattr(webhooks, "process_pending", locked)
+    billing_file = str(load_settings().billing_url.database)
+    monkeypatch.setenv("TENANTRY_SQLITE_BUSY_TIMEOUT_MS", "50")
     monkeypatch.setattr(billing_cli, "BUSY_PAUSE_S", 0.0)
-    replayed = cli("billing", "webhooks", "replay", "evt_busy_1", "--process", "--json")
+    holder = sqlite3.connect(billing_file, isolation_level=None)
+    replay_flushed = False
+
+    def note_the_replay(session: Session, _context: object) -> None:
+        nonlocal replay_flushed
+        replay_flushed |= any(isinstance(row, BillingWebhook) for row in session.dirty)
+
+    def lock_once_it_commits(_session: Session) -> None:
+        if replay_flushed and not holder.in_transaction:
+            holder.execute("BEGIN IMMEDIATE")
+
+    event.listen(Session, "after_flush", note_the_replay)
+    event.listen(Session, "after_commit", lock_once_it_commits)
+    try:
+        replayed = cli("billing", "webhooks", "replay", "evt_busy_1", "--process", "--json")
+    finally:
+        event.remove(Session, "after_flush", note_the_replay)
+        event.remove(Session, "after_commit", lock_once_it_commits)
+        if holder.in_transaction:
+            holder.execute("ROLLBACK")
+        holder.close()
     assert replayed.exit_code == 0, replayed.output
     doc = as_json(replayed)
     assert (doc["replayed"], doc["handled"], doc["stopped_busy"]) == (1, 0, True)
     assert [(e["id"], e["status"]) for e in doc["events"]] == [(str(stored.id), "received")]
+    # Once the lock is gone the same command applies it, and says nothing about stopping.
     human = cli("billing", "webhooks", "replay", "evt_busy_1", "--process")
     assert human.exit_code == 0, human.output
-    assert "stopped early" in human.stdout
+    assert "stopped early" not in human.stdout
+    shown = as_json(cli("billing", "webhooks", "show", "evt_busy_1", "--json"))
+    assert shown["status"] == "processed"

@@ -9,15 +9,12 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import text
 
-from tenantry.db.admin import database_exists, drop_database
-from tenantry.db.engines import make_engine
+from tenantry.db.admin import database_exists
 from tenantry.db.urls import parse_url
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import SERVER_URLS, DbFactory, require_server
@@ -43,34 +40,6 @@ JOB_FIELDS = {
 
 def _slug(label: str) -> str:
     return f"{label}-{uuid.uuid4().hex[:8]}"
-
-
-def _server_databases(backend: str, prefix: str) -> list[str]:
-    engine = make_engine(parse_url(SERVER_URLS[backend]), pool_size=1)
-    try:
-        with engine.connect() as conn:
-            if backend == "postgresql":
-                names = conn.scalars(text("SELECT datname FROM pg_database"))
-            else:
-                names = conn.scalars(text("SELECT schema_name FROM information_schema.schemata"))
-            return [str(n) for n in names if str(n).startswith(prefix)]
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture
-def server_slug() -> Iterator[str]:
-    """A fresh store slug; any database left on the test servers for it is dropped after."""
-    slug = _slug("srv")
-    yield slug
-    prefix = f"t_{slug.replace('-', '_')}_"
-    for backend in ("postgresql", "mysql"):
-        try:
-            leftovers = _server_databases(backend, prefix)
-        except Exception:  # server down: nothing can have been created there
-            continue
-        for name in leftovers:
-            drop_database(parse_url(SERVER_URLS[backend]).set(database=name))
 
 
 def _admin_url(backend: str) -> str:

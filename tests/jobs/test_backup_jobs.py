@@ -8,7 +8,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-
 from sqlalchemy import update
 
 from tenantry.backup.storage import storage_for
@@ -45,6 +44,7 @@ def test_a_lost_queued_backup_is_taken_by_the_recovery_sweep(platform: Platform)
         assert session.get_one(Backup, lost.id).status == BackupStatus.STORED
         assert session.get_one(Backup, fresh.id).status == BackupStatus.QUEUED
         assert session.query(Backup).filter_by(status=BackupStatus.STORED).count() == 1
+
 
 TAKEN = {BackupStatus.STORED, BackupStatus.VERIFIED}
 
@@ -90,4 +90,4 @@ def test_a_backup_handed_to_two_workers_at_once_is_taken_once(
         # (The workers' scheduler may have taken master's due backup meanwhile.)
         assert session.query(Backup).filter_by(role="billing").count() == 1
         artifact = session.get_one(Backup, queued.id).artifact_key
-    assert artifact in storage.keys(), "the backup's artifact is in storage"
+    assert storage.size(artifact), "the backup's artifact is in storage"
