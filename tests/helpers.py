@@ -4,14 +4,17 @@ connection that keeps writing a database while a test works on it."""
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import Connection, Executable, inspect, text
 from sqlalchemy.engine import URL
 
@@ -99,3 +102,44 @@ def stop_process(proc: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_output(path: Path, needle: str, proc: subprocess.Popen[bytes], seconds: float) -> str:
+    """The output ``proc`` wrote to ``path`` once it holds ``needle``; fails (showing the
+    output) when ``proc`` exits first or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        content = path.read_text() if path.exists() else ""
+        if needle in content:
+            return content
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    content = path.read_text() if path.exists() else ""
+    raise AssertionError(f"{needle!r} not seen within {seconds} s in:\n{content}")
+
+
+def wait_until_healthy(
+    base_url: str, proc: subprocess.Popen[bytes], log_path: Path, seconds: float = 30
+) -> None:
+    """Wait for ``GET /health`` at ``base_url`` to answer 200; fails (showing the server's
+    output) when the server exits first or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and proc.poll() is None:
+        try:
+            if httpx.get(f"{base_url}/health", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(
+        f"{base_url}/health did not answer 200 within {seconds} s (exit code {proc.poll()}):\n"
+        f"{log_path.read_text() if log_path.exists() else ''}"
+    )

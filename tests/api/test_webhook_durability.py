@@ -7,7 +7,6 @@ import hmac
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,15 +23,10 @@ from tenantry.runtime import Platform
 from tenantry.services.billing import webhooks
 from tenantry.settings import load_settings
 from tests.conftest import DbFactory
+from tests.helpers import free_port, wait_until_healthy
 from tests.platform_fixtures import ENV_VARS, install
 
 SECRET = "whsec_durability_secret"
-
-
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"], indirect=True)
@@ -50,7 +44,7 @@ def test_sigkill_under_load_loses_no_acknowledged_event(
     platform = Platform.open(settings)
     with platform.billing_sessions.begin() as session:
         webhooks.add_secret(session, platform.box, "acme", "stripe", SECRET)
-    port = _port()
+    port = free_port()
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(
         [
@@ -72,13 +66,7 @@ def test_sigkill_under_load_loses_no_acknowledged_event(
     acknowledged: list[str] = []
     stop = threading.Event()
     try:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health").status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
+        wait_until_healthy(f"http://127.0.0.1:{port}", server, tmp_path / "server.log")
 
         def client() -> None:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5) as http:
@@ -117,7 +105,8 @@ def test_sigkill_under_load_loses_no_acknowledged_event(
         clients = [threading.Thread(target=client) for _ in range(6)]
         for c in clients:
             c.start()
-        while len(acknowledged) < 150 and time.monotonic() < deadline + 30:
+        deadline = time.monotonic() + 30
+        while len(acknowledged) < 150 and time.monotonic() < deadline:
             time.sleep(0.05)
         os.killpg(server.pid, signal.SIGKILL)  # mid-load, no shutdown of any kind
         stop.set()

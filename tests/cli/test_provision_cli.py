@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from tenantry.db.admin import database_exists
 from tenantry.db.urls import parse_url
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import SERVER_URLS, DbFactory, require_server
-from tests.helpers import running_worker, stop_process
+from tests.helpers import free_port, running_worker, stop_process, wait_for_output
 
 JOB_FIELDS = {
     "id",
@@ -227,24 +226,6 @@ def test_worker_runs_queued_jobs(cli: Invoke, tmp_path: Path) -> None:
         assert as_json(cli("stores", "show", "by-worker", "--json"))["status"] == "active"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_for(path: Path, needle: str, proc: subprocess.Popen[bytes], seconds: float) -> str:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        content = path.read_text() if path.exists() else ""
-        if needle in content:
-            return content
-        if proc.poll() is not None:
-            break
-        time.sleep(0.1)
-    raise AssertionError(f"{needle!r} not seen in:\n{path.read_text()}")
-
-
 def _alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -254,7 +235,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_up_serves_the_api_with_a_worker_and_stops_both(cli: Invoke, tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     out = tmp_path / "up.log"
     with out.open("wb") as log:
         up = subprocess.Popen(
@@ -264,7 +245,7 @@ def test_up_serves_the_api_with_a_worker_and_stops_both(cli: Invoke, tmp_path: P
             env=os.environ.copy(),
         )
         try:
-            text_out = _wait_for(out, "Application startup complete", up, 60)
+            text_out = wait_for_output(out, "Application startup complete", up, 60)
             key_lines = [ln for ln in text_out.splitlines() if "admin API key (shown once)" in ln]
             assert len(key_lines) == 1
             key = key_lines[0].rsplit(" ", 1)[1]
