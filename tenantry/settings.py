@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from functools import cached_property, lru_cache
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from tenantry.errors import ConfigurationError
 
 DEFAULT_APP = "tenantry"
 KEY_FILE_NAME = "secret.key"
+#: Huey drops every other character from Redis key names, so "a-b" and "ab" would share a queue.
+QUEUE_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 class Settings(BaseSettings):
@@ -26,6 +29,7 @@ class Settings(BaseSettings):
     database_url_billing: str | None = Field(None, validation_alias="DATABASE_URL_BILLING")
     secret_keys: SecretStr | None = Field(None, validation_alias="TENANTRY_SECRET_KEYS")
     queue_url: str | None = Field(None, validation_alias="TENANTRY_QUEUE_URL")
+    queue_name: str = Field("tenantry", validation_alias="TENANTRY_QUEUE_NAME")
     app: str = Field(DEFAULT_APP, validation_alias="TENANTRY_APP")
     master_owner: str = Field(DEFAULT_APP, validation_alias="TENANTRY_MASTER_OWNER")
     billing_owner: str = Field(DEFAULT_APP, validation_alias="TENANTRY_BILLING_OWNER")
@@ -83,6 +87,18 @@ class Settings(BaseSettings):
                 "Unset it to use the embedded queue in the data dir.",
             )
         return value.strip()
+
+    @field_validator("queue_name", mode="after")
+    @classmethod
+    def _valid_queue_name(cls, value: str) -> str:
+        value = value.strip()
+        if not QUEUE_NAME.fullmatch(value):
+            raise ConfigurationError(
+                f"TENANTRY_QUEUE_NAME must be 1 to 64 ASCII letters, digits or '_'; got {value!r}.",
+                "Give every installation that shares one Redis database a name of its own, "
+                "or unset it for the default 'tenantry'.",
+            )
+        return value
 
     @field_validator("app", "master_owner", "billing_owner", "tenant_owner", mode="after")
     @classmethod

@@ -126,6 +126,24 @@ def server_slug() -> Iterator[str]:
 
 
 @pytest.fixture
+def redis_queue() -> Iterator[dict[str, str]]:
+    """Environment for a Redis job queue of this test's own (``TENANTRY_QUEUE_NAME``), so
+    tests running at once never take each other's jobs; its keys are deleted after."""
+    require_server("redis")
+    import redis
+
+    name = f"test_{uuid.uuid4().hex[:12]}"
+    yield {"TENANTRY_QUEUE_URL": REDIS_URL, "TENANTRY_QUEUE_NAME": name}
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        for pattern in (f"huey.*.{name}", f"huey.*.{name}.*"):
+            for key in client.scan_iter(match=pattern):
+                client.delete(key)
+    finally:
+        client.close()
+
+
+@pytest.fixture
 def engines() -> Iterator[Callable[[URL], Engine]]:
     """Engines made through this factory are disposed after the test."""
     made: list[Engine] = []

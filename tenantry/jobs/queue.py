@@ -44,11 +44,13 @@ class Queue:
     def __init__(self, settings: Settings, *, immediate: bool = False) -> None:
         self.settings = settings
         if settings.queue_url:
-            self.huey: Huey = RedisHuey("tenantry", url=settings.queue_url, immediate=immediate)
+            self.huey: Huey = RedisHuey(
+                settings.queue_name, url=settings.queue_url, immediate=immediate
+            )
         else:
             filename = settings.data_dir / "queue.db"
             private_file(filename)  # Huey's sqlite3 would create it with the umask's mode
-            self.huey = SqliteHuey("tenantry", filename=str(filename), immediate=immediate)
+            self.huey = SqliteHuey(settings.queue_name, filename=str(filename), immediate=immediate)
         self._platform: Platform | None = None
         self._lock = threading.Lock()
         self._provision = self.huey.task(name="tenantry.provision")(self._run_provision)

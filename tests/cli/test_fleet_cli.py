@@ -19,9 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from tests.conftest import REDIS_URL, DbFactory, require_server
+from tests.conftest import DbFactory
 
 PLUGIN = '''"""A tenant schema whose models follow the revision files present."""
 
@@ -230,13 +229,13 @@ def test_destructive_revision_is_refused_by_lint_and_fleet(
 
 
 @pytest.mark.parametrize("queue", ["embedded", "redis"])
-def test_queued_run_is_migrated_by_workers(tmp_path: Path, queue: str) -> None:
+def test_queued_run_is_migrated_by_workers(
+    tmp_path: Path, queue: str, request: pytest.FixtureRequest
+) -> None:
     module, versions = _plugin(tmp_path)
     run = Tenantry(tmp_path, module)
     if queue == "redis":
-        require_server("redis")
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        run.env["TENANTRY_QUEUE_URL"] = REDIS_URL
+        run.env.update(request.getfixturevalue("redis_queue"))
     assert run("init").returncode == 0
     for slug in ("alpha", "beta", "gamma", "delta"):
         assert run("stores", "create", slug, "--name", slug.title()).returncode == 0
@@ -260,8 +259,6 @@ def test_queued_run_is_migrated_by_workers(tmp_path: Path, queue: str) -> None:
         for proc in workers:
             proc.wait(timeout=30)
         log.close()
-        if queue == "redis":
-            redis.Redis.from_url(REDIS_URL).flushdb()
     assert done.returncode == 0, done.stderr
     doc = json.loads(done.stdout)
     assert doc["status"] == "succeeded"

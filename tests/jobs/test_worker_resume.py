@@ -9,31 +9,25 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-import redis
 
-from tests.conftest import REDIS_URL, require_server
 from tests.platform_fixtures import ENV_VARS
 
 LEASE_S = 0.5
 
 
 @pytest.fixture(params=["embedded", "redis"])
-def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, str]]:
+def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
     """An environment for a fresh installation on the embedded queue or on Redis."""
     base = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
     base["TENANTRY_DATA_DIR"] = str(tmp_path / "data")
     base["TENANTRY_JOB_LEASE_SECONDS"] = str(LEASE_S)
     if request.param == "redis":
-        require_server("redis")
-        base["TENANTRY_QUEUE_URL"] = REDIS_URL
-        redis.Redis.from_url(REDIS_URL).flushdb()
-    yield base
-    if request.param == "redis":
-        redis.Redis.from_url(REDIS_URL).flushdb()
+        base.update(request.getfixturevalue("redis_queue"))
+    return base
 
 
 def tenantry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

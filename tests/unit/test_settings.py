@@ -88,6 +88,30 @@ def test_queue_url_must_be_redis() -> None:
     assert "guest:guest" not in err.value.message
 
 
+@pytest.mark.parametrize("bad", ["", "two words", "shop-eu", "x" * 65, "a.b", "ä"])
+def test_queue_name_must_be_a_plain_name(bad: str) -> None:
+    assert Settings(queue_name=" shop_eu1 ").queue_name == "shop_eu1"
+    with pytest.raises(ConfigurationError) as err:
+        Settings(queue_name=bad)
+    assert "TENANTRY_QUEUE_NAME" in err.value.message
+    assert "own" in (err.value.hint or "")
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "ten", "1.5", "3600001"])
+def test_sqlite_busy_timeout_must_be_whole_milliseconds(
+    bad: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tenantry.db.engines import sqlite_busy_timeout_ms
+
+    monkeypatch.setenv("TENANTRY_SQLITE_BUSY_TIMEOUT_MS", "250")
+    assert sqlite_busy_timeout_ms() == 250
+    monkeypatch.setenv("TENANTRY_SQLITE_BUSY_TIMEOUT_MS", bad)
+    with pytest.raises(ConfigurationError) as err:
+        sqlite_busy_timeout_ms()
+    assert "TENANTRY_SQLITE_BUSY_TIMEOUT_MS" in err.value.message
+    assert repr(bad) in err.value.message
+
+
 def test_missing_driver_names_the_extra_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
