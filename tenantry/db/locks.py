@@ -1,6 +1,8 @@
 """A migration lock per database, held by the connection that migrates it.
 
-PostgreSQL takes a session advisory lock, MySQL/MariaDB a named ``GET_LOCK``; both belong to
+PostgreSQL takes a session advisory lock (scoped to the database by PostgreSQL), MySQL/MariaDB
+a named ``GET_LOCK`` (named after the database too: MySQL's lock names are server-wide, and one
+tenant's migration must not block another's on the same server); both belong to
 the connection, so a killed run's lock disappears with its connection and never blocks the
 next run. SQLite's migration transaction takes the database's write lock up front
 (``BEGIN IMMEDIATE``, see :func:`tenantry.db.engines.writer`), which a dead process releases
@@ -9,6 +11,7 @@ too.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zlib
 from collections.abc import Iterator
@@ -26,9 +29,14 @@ POLL_S = 0.05
 SQLITE_MIN_WAIT_S = 1.0
 
 
-def lock_name(role: str) -> str:
-    """The lock's name; one per role, so a tenant lock never blocks a master migration."""
-    return f"tenantry_migrate_{role}"
+def lock_name(role: str, database: str | None = None) -> str:
+    """The lock's name: one per role, so a tenant lock never blocks a master migration; with
+    ``database`` (MySQL, whose lock names are server-wide) one per database too, as a digest
+    of its name (MySQL allows 64 characters)."""
+    if database is None:
+        return f"tenantry_migrate_{role}"
+    digest = hashlib.sha256(database.encode()).hexdigest()[:24]
+    return f"tenantry_migrate_{role}_{digest}"
 
 
 @contextmanager
@@ -60,7 +68,9 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
                 conn.exec_driver_sql(f"PRAGMA busy_timeout={sqlite_busy_timeout_ms()}")
                 conn.rollback()
         return
-    name = lock_name(role)
+    # The server says which database the connection is on: a shared engine's URL may not.
+    database = conn.scalar(text("SELECT DATABASE()")) if dialect != "postgresql" else None
+    name = lock_name(role, None if database is None else str(database))
     key = zlib.crc32(name.encode()) & 0x7FFFFFFF
     deadline = time.monotonic() + wait_s
     while True:
