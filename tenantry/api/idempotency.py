@@ -2,7 +2,8 @@
 
 Middleware, so it covers every billing POST alike. The key is bound to the request (method,
 path, body); the same key with another body is a 409. Responses below 500 are stored and
-replayed (with ``Idempotent-Replayed: true``); a 5xx releases the key for a retry.
+replayed (with ``Idempotent-Replayed: true``); a 5xx releases the key for a retry. The same
+key while its first request still runs is a 409 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenantry.api.errors import error_body, status_for
+from tenantry.api.errors import error_body, headers_for, status_for
 from tenantry.errors import TenantryError
 from tenantry.runtime import Platform
 from tenantry.services.apikeys import Scope as KeyScope
@@ -89,7 +90,9 @@ class IdempotencyMiddleware:
             replay = await run_in_threadpool(begin)
         except TenantryError as exc:
             refused = JSONResponse(
-                error_body(type(exc).__name__, exc.message, exc.hint), status_code=status_for(exc)
+                error_body(type(exc).__name__, exc.message, exc.hint),
+                status_code=status_for(exc),
+                headers=headers_for(exc),
             )
             await refused(scope, receive, send)
             return
