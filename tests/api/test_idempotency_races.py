@@ -124,7 +124,10 @@ def test_concurrent_requests_with_one_key_create_one_subscription(
 
     def send(_: int) -> httpx.Response:
         start.wait(timeout=10)
-        return api.client.post("/billing/subscriptions", headers=headers, json=body)
+        answer: httpx.Response = api.client.post(
+            "/billing/subscriptions", headers=headers, json=body
+        )
+        return answer
 
     with ThreadPoolExecutor(clients) as pool:
         answers = list(pool.map(send, range(clients)))
