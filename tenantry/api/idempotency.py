@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenantry.api.errors import error_body, headers_for, status_for
 from tenantry.errors import TenantryError
+from tenantry.failpoints import failpoint
 from tenantry.runtime import Platform
 from tenantry.services.apikeys import Scope as KeyScope
 from tenantry.services.apikeys import authenticate
@@ -132,6 +133,7 @@ class IdempotencyMiddleware:
             content = b"".join(out).decode("utf-8", "replace")
 
             def finish() -> None:
+                failpoint("idempotency.finish")  # tests: the process dies before storing
                 with platform.billing_writer_sessions() as session:
                     idempotency.finish(session, app_id, key, status, content)
 
