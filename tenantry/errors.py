@@ -67,7 +67,17 @@ class NotFound(TenantryError):
 
 
 class Conflict(TenantryError):
-    """The request conflicts with the current state (a duplicate, a job already running)."""
+    """The request conflicts with the current state (a duplicate, a job already running).
+
+    ``retry_after`` (seconds) is set when the conflict passes by itself (a request with the
+    same Idempotency-Key still running): the client may send the same request again then.
+    """
+
+    def __init__(
+        self, message: str, hint: str | None = None, *, retry_after: int | None = None
+    ) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
 
 
 class InvalidInput(TenantryError):

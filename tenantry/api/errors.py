@@ -107,11 +107,12 @@ def error_body(kind: str, message: str, hint: str | None = None) -> dict[str, ob
 
 
 def headers_for(exc: errors.TenantryError) -> dict[str, str] | None:
-    """Headers a domain error's response carries: Retry-After on every 429 and 503."""
-    if status_for(exc) not in RETRY_STATUSES:
+    """Headers a domain error's response carries: Retry-After on every 429 and 503, and on
+    any error that says when to retry (a request with the same Idempotency-Key running)."""
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is None and status_for(exc) not in RETRY_STATUSES:
         return None
-    retry_after = getattr(exc, "retry_after", None) or UNAVAILABLE_RETRY_AFTER_S
-    return {"Retry-After": str(retry_after)}
+    return {"Retry-After": str(retry_after or UNAVAILABLE_RETRY_AFTER_S)}
 
 
 def _validation_message(exc: RequestValidationError) -> str:

@@ -2,7 +2,8 @@
 
 Middleware, so it covers every billing POST alike. The key is bound to the request (method,
 path, body); the same key with another body is a 409. Responses below 500 are stored and
-replayed (with ``Idempotent-Replayed: true``); a 5xx releases the key for a retry.
+replayed (with ``Idempotent-Replayed: true``); a 5xx releases the key for a retry. The same
+key while its first request still runs is a 409 with ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tenantry.api.errors import error_body, status_for
+from tenantry.api.errors import error_body, headers_for, status_for
 from tenantry.errors import TenantryError
+from tenantry.failpoints import failpoint
 from tenantry.runtime import Platform
 from tenantry.services.apikeys import Scope as KeyScope
 from tenantry.services.apikeys import authenticate
@@ -89,7 +91,9 @@ class IdempotencyMiddleware:
             replay = await run_in_threadpool(begin)
         except TenantryError as exc:
             refused = JSONResponse(
-                error_body(type(exc).__name__, exc.message, exc.hint), status_code=status_for(exc)
+                error_body(type(exc).__name__, exc.message, exc.hint),
+                status_code=status_for(exc),
+                headers=headers_for(exc),
             )
             await refused(scope, receive, send)
             return
@@ -129,6 +133,7 @@ class IdempotencyMiddleware:
             content = b"".join(out).decode("utf-8", "replace")
 
             def finish() -> None:
+                failpoint("idempotency.finish")  # tests: the process dies before storing
                 with platform.billing_writer_sessions() as session:
                     idempotency.finish(session, app_id, key, status, content)
 

@@ -56,8 +56,14 @@ def billing_app(
         Header(pattern=APP_ID_PATTERN, description="The app an admin key acts for."),
     ] = None,
 ) -> str:
-    """The app a request acts for."""
+    """The app a request acts for: an app key's own (naming another in X-App-Id is refused,
+    not ignored), or the one an admin key names."""
     if Scope.APP.value in key.scopes and key.app_id:
+        if x_app_id is not None and x_app_id != key.app_id:
+            raise Forbidden(
+                f"this key acts for app {key.app_id!r}; it cannot act for {x_app_id!r}.",
+                f"Use a key of app {x_app_id!r}, or drop the X-App-Id header.",
+            )
         return key.app_id
     if is_admin(key) and x_app_id:
         return validation.app_id(x_app_id)

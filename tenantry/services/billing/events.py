@@ -282,9 +282,7 @@ def _invoice_paid(session: Session, app_id: str, event: NormalizedEvent) -> str:
         return _payment(session, app_id, event, P.SUCCEEDED)
     if invoice.status in invoice_ops.FINAL:
         return f"invoice already {invoice.status}"
-    if invoice.status == "draft":
-        invoice_ops.move(invoice, invoice_ops.I.OPEN)
-    invoice_ops.move(invoice, invoice_ops.I.PAID)
+    invoice_ops.mark_paid(invoice, at=event.created_at, amount_paid=event.amount_minor)
     return "invoice paid"
 
 

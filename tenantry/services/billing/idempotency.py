@@ -22,6 +22,8 @@ from tenantry.errors import Conflict, InvalidInput
 
 KEEP = timedelta(hours=24)
 ABANDONED = timedelta(seconds=60)
+#: What a client sending a key whose first request is still running waits before retrying.
+IN_PROGRESS_RETRY_AFTER_S = 1
 
 
 def request_hash(method: str, path: str, body: bytes) -> str:
@@ -77,7 +79,9 @@ def begin(session: Session, app_id: str, key: str, fingerprint: str) -> Replay |
             session.commit()
             return begin(session, app_id, key, fingerprint)
         raise Conflict(
-            "a request with this Idempotency-Key is still in progress.", "Retry in a moment."
+            "a request with this Idempotency-Key is still in progress.",
+            "Send it again after the Retry-After seconds: you then get the first response.",
+            retry_after=IN_PROGRESS_RETRY_AFTER_S,
         )
     return Replay(first.status_code, first.response_body or "")
 

@@ -157,6 +157,22 @@ def move(invoice: BillingInvoice, new: I) -> BillingInvoice:
     return invoice
 
 
+def mark_paid(invoice: BillingInvoice, *, at: datetime, amount_paid: int | None) -> None:
+    """The processor says ``invoice`` is paid, naming no payment (Stripe's ``invoice.paid``
+    from API version 2025-03-31): it is paid with every milestone, and its amount paid is
+    what the processor reports (the whole amount when it reports none), never less than
+    already recorded."""
+    for m in invoice.milestones:
+        if m.status == MilestoneStatus.PENDING:
+            m.status, m.paid_at = MilestoneStatus.PAID, at
+    reported = invoice.amount_minor if amount_paid is None else amount_paid
+    invoice.amount_paid_minor = max(invoice.amount_paid_minor or 0, reported)
+    if invoice.status == I.DRAFT:
+        move(invoice, I.OPEN)
+    move(invoice, I.PAID)
+    invoice.paid_at = at
+
+
 def settle(session: Session, invoice: BillingInvoice, payment: BillingPayment) -> str:
     """Apply a settled payment: its milestone (or every milestone) is paid; the invoice is
     paid when all its milestones are (or its amount is covered). Never un-pays anything.
@@ -179,7 +195,8 @@ def settle(session: Session, invoice: BillingInvoice, payment: BillingPayment) -
             BillingPayment.status.in_(list(SETTLED_PAYMENTS)),
         )
     )
-    invoice.amount_paid_minor = int(paid_total or 0)
+    # Never lowered: an invoice.paid naming no payment may have recorded more already.
+    invoice.amount_paid_minor = max(invoice.amount_paid_minor or 0, int(paid_total or 0))
     if invoice.status in FINAL:
         return f"invoice already {invoice.status}"
     all_milestones = bool(invoice.milestones) and all(
