@@ -3,14 +3,16 @@
 Inactive unless ``TENANTRY_FAILPOINTS`` is set, e.g.
 ``TENANTRY_FAILPOINTS="provision.seed=kill,provision.table.3=raise"``. ``kill`` sends SIGKILL
 to the process itself (nothing is flushed, no handler runs: a real crash); ``raise`` raises
-:class:`FailPointError`. This is how the resume-after-SIGKILL guarantees are tested against
-real databases at exact points instead of by racing a timer.
+:class:`FailPointError`; ``sleep:SECONDS`` pauses there (a slow step, so that a test can
+cancel a job while a worker is in the middle of it). This is how the resume-after-SIGKILL
+guarantees are tested against real databases at exact points instead of by racing a timer.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+import time
 
 
 class FailPointError(RuntimeError):
@@ -31,8 +33,10 @@ def failpoint(name: str) -> None:
     """Die or raise here if the fail point ``name`` is set; otherwise do nothing."""
     if "TENANTRY_FAILPOINTS" not in os.environ:
         return
-    action = _active().get(name)
+    action = _active().get(name, "")
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "raise":
         raise FailPointError(f"fail point {name} reached")
+    elif action.startswith("sleep:"):
+        time.sleep(float(action.removeprefix("sleep:")))
