@@ -64,11 +64,18 @@ def _run(platform: Platform, job_id: uuid.UUID, worker: str = "w") -> str:
     ).run(job_id)
 
 
-def _request(platform: Platform, slug: str, **kw: object) -> uuid.UUID:
+def _request(
+    platform: Platform,
+    slug: str,
+    *,
+    mode: ProvisioningMode,
+    server: DatabaseServer | None = None,
+    url: str | None = None,
+) -> uuid.UUID:
     with platform.sessions.begin() as session:
         store = stores.get_store(session, slug)
         job = provisioning.request_provisioning(
-            session, platform.box, platform.settings, store, **kw
+            session, platform.box, platform.settings, store, mode=mode, server=server, url=url
         )
         return job.id
 
