@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +105,15 @@ def raw_keys(settings: Settings) -> tuple[list[bytes], str]:
     return keys, source
 
 
+def _file_stamp(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the key file is replaced or written (None: it cannot be read)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def load_keys(settings: Settings) -> MultiFernet:
     """The keys that protect stored secrets; the first encrypts, all decrypt."""
     keys, _ = raw_keys(settings)
@@ -111,24 +121,52 @@ def load_keys(settings: Settings) -> MultiFernet:
 
 
 class SecretBox:
-    """Seals and opens the secrets tenantry stores (passwords, admin URLs)."""
+    """Seals and opens the secrets tenantry stores (passwords, admin URLs).
 
-    def __init__(self, keys: MultiFernet) -> None:
+    A box made from the key file follows the file: when `tenantry keys rotate` replaces it,
+    the next seal or open re-reads it, so running API servers and workers seal under the new
+    primary key and open what was resealed, even once the old keys are retired.
+    """
+
+    def __init__(self, keys: MultiFernet, *, key_file: Path | None = None) -> None:
         self._keys = keys
+        self._key_file = key_file
+        # Unknown until first use, which reads the file once more: a rotation that replaced
+        # it between loading the keys and now is not missed.
+        self._seen: tuple[int, int, int] | None = None
+        self._lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SecretBox:
-        """The box for the configured keys."""
-        return cls(load_keys(settings))
+        """The box for the configured keys (following the key file when that is their source)."""
+        key_file = settings.key_file if settings.secret_keys is None else None
+        return cls(load_keys(settings), key_file=key_file)
+
+    @property
+    def _current(self) -> MultiFernet:
+        """The keys, re-read first if the key file was replaced since they were loaded."""
+        if self._key_file is None:
+            return self._keys
+        stamp = _file_stamp(self._key_file)
+        if stamp is not None and stamp != self._seen:
+            with self._lock:
+                try:
+                    text = self._key_file.read_text()
+                    keys = _parse_keys(text, str(self._key_file))
+                except (OSError, ConfigurationError):
+                    return self._keys  # a file being edited by hand: keep the loaded keys
+                if keys:
+                    self._keys, self._seen = MultiFernet(keys), stamp
+        return self._keys
 
     def seal(self, plaintext: str) -> str:
         """Encrypt with the primary key."""
-        return self._keys.encrypt(plaintext.encode()).decode()
+        return self._current.encrypt(plaintext.encode()).decode()
 
     def open(self, token: str) -> str:
         """Decrypt with any configured key."""
         try:
-            return self._keys.decrypt(token.encode()).decode()
+            return self._current.decrypt(token.encode()).decode()
         except InvalidToken:
             raise ConfigurationError(
                 "a stored secret cannot be decrypted with the configured keys.",
@@ -139,7 +177,7 @@ class SecretBox:
     def can_open(self, token: str) -> bool:
         """Whether any configured key decrypts ``token`` (the plaintext is not kept)."""
         try:
-            self._keys.decrypt(token.encode())
+            self._current.decrypt(token.encode())
         except InvalidToken:
             return False
         return True
@@ -147,7 +185,7 @@ class SecretBox:
     def reseal(self, token: str) -> str:
         """Re-encrypt a token under the primary key (for key rotation)."""
         try:
-            return self._keys.rotate(token.encode()).decode()
+            return self._current.rotate(token.encode()).decode()
         except InvalidToken:
             raise ConfigurationError(
                 "a stored secret cannot be decrypted with the configured keys; nothing was "

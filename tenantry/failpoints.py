@@ -4,7 +4,7 @@ Inactive unless ``TENANTRY_FAILPOINTS`` is set, e.g.
 ``TENANTRY_FAILPOINTS="provision.seed=kill,provision.table.3=raise"``. ``kill`` sends SIGKILL
 to the process itself (nothing is flushed, no handler runs: a real crash); ``raise`` raises
 :class:`FailPointError`; ``sleep:SECONDS`` pauses there (so two processes are surely in flight
-at the same step, or a test can act while a job is between two steps). This is how the
+at the same step, or a test can cancel a job while a worker is between two steps). This is how the
 resume-after-SIGKILL guarantees are tested against real databases at exact points instead of
 by racing a timer.
 """
@@ -34,10 +34,10 @@ def failpoint(name: str) -> None:
     """Die or raise here if the fail point ``name`` is set; otherwise do nothing."""
     if "TENANTRY_FAILPOINTS" not in os.environ:
         return
-    action = _active().get(name)
+    action = _active().get(name, "")
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     elif action == "raise":
         raise FailPointError(f"fail point {name} reached")
-    elif action and action.startswith("sleep:"):
+    elif action.startswith("sleep:"):
         time.sleep(float(action.removeprefix("sleep:")))

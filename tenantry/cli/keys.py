@@ -30,8 +30,7 @@ app = typer.Typer(
 )
 
 RESTART_NOTE = (
-    "Restart running API servers and workers: they load the keys when they start and cannot "
-    "read secrets sealed with a key they do not have."
+    "Running API servers and workers re-read the key file when it changes: they need no restart."
 )
 ENV_NOTE = (
     "Keys come from TENANTRY_SECRET_KEYS, which you control: nothing was generated. To rotate, "
