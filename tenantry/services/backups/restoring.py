@@ -497,8 +497,17 @@ def _catalog_rows(session: Session) -> list[dict[str, Any]]:
 
 
 def _merge_catalog(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Put back catalog rows that restoring master from an older backup took away."""
-    known = {b.id for b in session.query(Backup.id)}
+    """Put the catalog back as it was just before master was restored from an older backup.
+
+    Rows the older master lacks are added; rows it has take the state recorded since: the
+    restored backup's own row was ``running`` when its dump was taken, and others were
+    verified, found corrupt or pruned after it.
+    """
+    known = {b.id: b for b in session.query(Backup)}
     for row in rows:
-        if row["id"] not in known:
+        current = known.get(row["id"])
+        if current is None:
             session.add(Backup(**row))
+            continue
+        for column, value in row.items():
+            setattr(current, column, value)
