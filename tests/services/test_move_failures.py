@@ -5,7 +5,8 @@
   source serves and takes writes again, the store's status and connection are unchanged.
 - A rollback that cannot drop the target (the move's login no longer owns it) keeps the
   store on its source, names the leftover database so an operator can remove it, and never
-  reports the move as done.
+  reports the move as done. On MariaDB a session holding a lock on the target cannot stall
+  the rollback's DROP DATABASE for the server's default day: the wait is bounded.
 - A switch that committed but whose answer was lost (the mover raised, or was killed, right
   after the commit) is a completed move: the store is on the target, which is never dropped,
   the source is kept read-only as documented, and a second run does not switch again.
@@ -18,12 +19,14 @@ import signal
 import stat
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection, func, select, text
 from sqlalchemy.engine import URL
 
+from tenantry.db import admin
 from tenantry.db.admin import database_exists, drop_database
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.master.models import AuditLog, IntegrationConfig, StoreMove
@@ -231,6 +234,63 @@ def test_a_target_the_rollback_cannot_drop_is_named_for_an_operator(
         finally:
             for name in taken:  # owned by the superuser now: the login's clean-up skips it
                 drop_database(login.admin.set(database=name))
+
+
+def test_a_lock_held_on_a_mariadb_target_cannot_stall_the_rollback(
+    platform: Platform, cleanup: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    require_server("mysql")
+    register(platform, "maria", "mysql")
+    provision(platform, "locked")
+    filled(platform, "locked")
+    source_url = store_url(platform, "locked")
+    state = _state(platform, "locked")
+    # MariaDB's DROP DATABASE waits for other sessions' metadata locks (a day, by default);
+    # the bound tenantry sets is shortened so the test does not wait its 30 s.
+    monkeypatch.setattr(admin, "DDL_LOCK_WAIT_S", 1)
+    holders: list[Connection] = []
+
+    def hold_a_lock(progress: MoveProgress) -> None:
+        # A session (a client, a DBA's console) reading the new database in a transaction
+        # it leaves open: it holds a metadata lock on the table it read.
+        if progress.step != "verify" or holders:
+            return
+        with platform.sessions() as session:
+            name = session.scalars(select(StoreMove)).one().details["target"]["database"]
+        engine = make_engine(parse_url(SERVER_URLS["mysql"]).set(database=name), pooled=False)
+        holders.append(engine.connect())
+        holders[0].execute(text("SELECT COUNT(*) FROM products")).scalar()
+
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "move.before_switch=raise")
+    finished: list[StoreMove] = []
+    worker = threading.Thread(
+        target=lambda: finished.append(
+            mover(platform, on_progress=hold_a_lock).move("locked", "maria")
+        ),
+        daemon=True,
+    )
+    worker.start()
+    try:
+        worker.join(timeout=60)
+        assert finished, "the rollback is still waiting for the lock on the target"
+    finally:
+        for held in holders:  # let a stalled drop through, so the thread ends
+            held.rollback()
+            held.close()
+        worker.join(timeout=60)
+    moved = finished[0]
+
+    assert moved.status == "rolled_back"
+    assert moved.details["target_dropped"] is False
+    assert moved.error is not None
+    target = _target(moved, "mysql")
+    assert f"/{target.database} could not be dropped" in moved.error
+    assert "Lock wait timeout" in moved.error
+    assert "drop it by hand" in moved.error
+    assert database_exists(target)  # left for the operator (the cleanup fixture drops it)
+    assert _state(platform, "locked") == state
+    _write_through_router(platform, "locked", "AFTER-1")
+    assert digests(source_url, platform)["products"][0] == PRODUCTS + 1
 
 
 # --------------------------------------------------------------------------- answer lost
