@@ -87,11 +87,21 @@ def database_exists(url: URL) -> bool:
         raise describe_connect_error(_server_url(url), exc) from None
 
 
-def run_server_sql(url: URL, statement: str) -> None:
-    """Run one statement on the server of ``url`` (outside any database's transaction)."""
+#: How long CREATE/DROP DATABASE wait for another session's lock on MySQL/MariaDB. Their
+#: default is a day: a transaction left open on one of the database's tables (a client, a
+#: DBA's console) would stall a drop, and the move rollback waiting on it, that long.
+#: (PostgreSQL's DROP DATABASE ... WITH (FORCE) ends such sessions instead.)
+DDL_LOCK_WAIT_S = 30
+
+
+def run_server_sql(url: URL, statement: str, *, lock_wait_s: int | None = None) -> None:
+    """Run one statement on the server of ``url`` (outside any database's transaction);
+    on MySQL/MariaDB, waiting at most ``lock_wait_s`` seconds for other sessions' locks."""
     engine = _server_engine(url)
     try:
         with engine.connect() as conn:
+            if lock_wait_s is not None and backend_of(url) == "mysql":
+                conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {max(1, lock_wait_s)}")
             conn.exec_driver_sql(statement)
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(_server_url(url), exc) from None
@@ -109,7 +119,7 @@ def _server_ddl(url: URL, *, postgresql: str, mysql: str) -> None:
     name = _checked_name(url)
     quoted = _server_engine(url).dialect.identifier_preparer.quote_identifier(name)
     statement = postgresql if backend_of(url) == "postgresql" else mysql
-    run_server_sql(url, statement.format(name=quoted))
+    run_server_sql(url, statement.format(name=quoted), lock_wait_s=DDL_LOCK_WAIT_S)
 
 
 def create_database(url: URL) -> bool:

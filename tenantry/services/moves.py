@@ -525,6 +525,9 @@ class StoreMover:
                     "keep_source_until": keep_until.isoformat(),
                 },
             )
+        # Committed: a failure from here on (a commit whose answer was lost, a crash) leaves
+        # the store on the target; the rollback sees the completed move and keeps it.
+        failpoint("move.switched")
 
     # ------------------------------------------------------------------ after the switch
 
@@ -568,7 +571,10 @@ class StoreMover:
         run.details.update(target_dropped=dropped)
         if drop_error is not None:
             run.details["target_drop_error"] = drop_error
-            message += f" The target database {mask(plan.target_url)} could not be dropped."
+            message += (
+                f" The target database {mask(plan.target_url)} could not be dropped "
+                f"({drop_error}); it is left on the server: drop it by hand."
+            )
         with self.sessions.begin() as session:
             store = session.get(Store, plan.store_id)
             if store is not None and store.write_block_reason == plan.reason:

@@ -34,11 +34,12 @@ from tenantry.db.identity import Identity, read_identity, user_tables
 from tenantry.db.master.models import Backup, IntegrationConfig, Store
 from tenantry.db.schemas import Role, schema_for
 from tenantry.db.types import utcnow
-from tenantry.db.urls import backend_of, mask, parse_url
+from tenantry.db.urls import backend_of, mask, parse_url, redact
 from tenantry.errors import (
     Conflict,
     InvalidInput,
     NotFound,
+    TenantryError,
     UnidentifiedDatabase,
     WrongDatabase,
 )
@@ -359,21 +360,41 @@ def _restore_and_switch(
     drop_database(staging)
     create_database(staging)
     try:
-        restore_artifact(storage, backup, staging, on_progress)
-        problems, _notes, counts = check_restored(backup, staging)
-        if problems:
-            raise Conflict(
-                f"the restored copy of backup {backup.id} failed its checks: "
-                f"{'; '.join(problems)}. The target was not touched.",
-                "Verify the backup (`tenantry backup verify`) and choose another one.",
-            )
-        failpoint("restore.before_switch")
-        if before_switch is not None:
-            before_switch()
+        try:
+            restore_artifact(storage, backup, staging, on_progress)
+            problems, _notes, counts = check_restored(backup, staging)
+            if problems:
+                raise Conflict(
+                    f"the restored copy of backup {backup.id} failed its checks: "
+                    f"{'; '.join(problems)}. The target was not touched.",
+                    "Verify the backup (`tenantry backup verify`) and choose another one.",
+                )
+            failpoint("restore.before_switch")
+            if before_switch is not None:
+                before_switch()
+        except TenantryError:
+            raise
+        except Exception as exc:
+            raise RestoreFailed.before_switch(exc, backup.id, target) from exc
         _switch(staging, target)
     finally:
         drop_database(staging)
     return counts
+
+
+class RestoreFailed(TenantryError):
+    """A restore stopped before its switch (the target is as it was)."""
+
+    @classmethod
+    def before_switch(cls, exc: Exception, backup_id: uuid.UUID, target: URL) -> RestoreFailed:
+        """``exc`` (not one of tenantry's own errors) as one line saying what was kept."""
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
+        return cls(
+            f"restoring backup {backup_id} into {mask(target)} failed before the switch: "
+            f"{redact(reason)}. The target was not changed; the staging copy is dropped.",
+            "Fix the cause, then run the restore again.",
+        )
 
 
 def _staging_url(target: URL, backup_id: uuid.UUID) -> URL:
@@ -476,8 +497,17 @@ def _catalog_rows(session: Session) -> list[dict[str, Any]]:
 
 
 def _merge_catalog(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Put back catalog rows that restoring master from an older backup took away."""
-    known = {b.id for b in session.query(Backup.id)}
+    """Put the catalog back as it was just before master was restored from an older backup.
+
+    Rows the older master lacks are added; rows it has take the state recorded since: the
+    restored backup's own row was ``running`` when its dump was taken, and others were
+    verified, found corrupt or pruned after it.
+    """
+    known = {b.id: b for b in session.query(Backup)}
     for row in rows:
-        if row["id"] not in known:
+        current = known.get(row["id"])
+        if current is None:
             session.add(Backup(**row))
+            continue
+        for column, value in row.items():
+            setattr(current, column, value)
