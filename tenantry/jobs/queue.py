@@ -30,7 +30,11 @@ from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
 from tenantry.services.billing import webhooks
-from tenantry.services.provisioning import Provisioner, recoverable_jobs
+from tenantry.services.provisioning import (
+    Provisioner,
+    abandoned_cancellations,
+    recoverable_jobs,
+)
 from tenantry.settings import Settings
 
 log = logging.getLogger("tenantry.jobs")
@@ -114,13 +118,15 @@ class Queue:
         """Ask a worker to run (or resume) provisioning job ``job_id``."""
         self._enqueue(self._provision, str(job_id))
 
-    def _run_provision(self, job_id: str) -> str:
+    def _provisioner(self) -> Provisioner:
         platform = self.platform()
         worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        provisioner = Provisioner(
+        return Provisioner(
             platform.sessions, platform.box, platform.settings, platform.tenant_spec, worker
         )
-        outcome = provisioner.run(uuid.UUID(job_id))
+
+    def _run_provision(self, job_id: str) -> str:
+        outcome = self._provisioner().run(uuid.UUID(job_id))
         log.info("provisioning job %s: %s", job_id, outcome)
         return outcome
 
@@ -190,6 +196,10 @@ class Queue:
         with self.platform().sessions() as session:
             jobs = recoverable_jobs(session)
             backups = catalog.waiting_too_long(session, lost_after)
+            cancelled = abandoned_cancellations(session)
+        for job_id in cancelled:  # a dead worker's half-made database: nobody else drops it
+            if self._provisioner().clean_cancelled(job_id):
+                log.info("dropped the database of cancelled provisioning job %s", job_id)
         for job_id in jobs:
             self.enqueue_provision(job_id)
         for backup_id, scope in backups:

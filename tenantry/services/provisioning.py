@@ -53,6 +53,8 @@ from tenantry.services.stores import active_connection, active_job
 from tenantry.settings import Settings
 
 ACTIVE = (ProvisioningStatus.QUEUED, ProvisioningStatus.RUNNING)
+#: Finished jobs that may have left a database they created behind.
+LEFT_BEHIND = (ProvisioningStatus.CANCELLED, ProvisioningStatus.FAILED)
 
 
 def tenant_database_name(store: Store) -> str:
@@ -193,6 +195,21 @@ def list_jobs(
         query = query.where(ProvisioningJob.status == status)
     rows = session.execute(query.order_by(ProvisioningJob.created_at.desc()).limit(limit))
     return [(job, slug) for job, slug in rows]
+
+
+def abandoned_cancellations(session: Session) -> list[uuid.UUID]:
+    """Cancelled jobs whose worker is gone while the database they created still stands."""
+    rows = session.scalars(
+        select(ProvisioningJob.id).where(
+            ProvisioningJob.status == ProvisioningStatus.CANCELLED,
+            ProvisioningJob.database_created.is_(True),
+            or_(
+                ProvisioningJob.lease_expires_at.is_(None),
+                ProvisioningJob.lease_expires_at < utcnow(),
+            ),
+        )
+    )
+    return list(rows)
 
 
 def recoverable_jobs(session: Session, *, queued_grace_s: float = 5.0) -> list[uuid.UUID]:
@@ -345,6 +362,15 @@ class Provisioner:
         as a copy of the template (so its content is known exactly)."""
         failpoint("provision.connect")
         url = self._target_url(job)
+        if (
+            job.mode == ProvisioningMode.CREATE_NEW
+            and not job.database_created
+            and admin.database_exists(url)
+            and self._take_over_leftover(job)
+        ):
+            # Half-made by an earlier job of this store that was cancelled or failed after
+            # its worker died: its content is unknown, so start again from nothing.
+            admin.drop_database(url)
         if job.mode == ProvisioningMode.CREATE_NEW and not admin.database_exists(url):
             # Recorded before creating, so a crash right after still knows it is ours.
             self._update(
@@ -364,6 +390,86 @@ class Provisioner:
                 "To use it, provision with --connect URL instead.",
             )
         return url, False
+
+    def _take_over_leftover(self, job: ProvisioningJob) -> bool:
+        """Make this job the owner of the database an earlier, finished job of the same store
+        created at the same target and left behind; False when none did (the database is
+        someone else's)."""
+        with self.sessions.begin() as session:
+            earlier = session.scalars(
+                select(ProvisioningJob).where(
+                    ProvisioningJob.store_id == job.store_id,
+                    ProvisioningJob.id != job.id,
+                    ProvisioningJob.status.in_(LEFT_BEHIND),
+                    ProvisioningJob.database_created.is_(True),
+                    or_(
+                        ProvisioningJob.lease_expires_at.is_(None),
+                        ProvisioningJob.lease_expires_at < utcnow(),
+                    ),
+                )
+            ).all()
+            owner = next((e for e in earlier if e.target == job.target), None)
+            if owner is None:
+                return False
+            # Only the job that flips the earlier one's flag takes the database over.
+            taken = session.execute(
+                update(ProvisioningJob)
+                .where(
+                    ProvisioningJob.id == owner.id,
+                    ProvisioningJob.database_created.is_(True),
+                )
+                .values(database_created=False)
+                .execution_options(synchronize_session=False)
+            )
+            if taken.rowcount != 1:
+                return False
+        self._update(job.id, database_created=True, message="removing a half-made database")
+        job.database_created = True
+        return True
+
+    def clean_cancelled(self, job_id: uuid.UUID) -> bool:
+        """Drop the database a cancelled job created when its worker is gone (its lease ran
+        out), so nothing is left half-made; True when a database was dropped."""
+        now = utcnow()
+        with self._master.begin() as conn:
+            taken = conn.execute(
+                update(ProvisioningJob)
+                .where(
+                    ProvisioningJob.id == job_id,
+                    ProvisioningJob.status == ProvisioningStatus.CANCELLED,
+                    ProvisioningJob.database_created.is_(True),
+                    or_(
+                        ProvisioningJob.lease_expires_at.is_(None),
+                        ProvisioningJob.lease_expires_at < now,
+                    ),
+                )
+                .values(worker_id=self.worker_id, lease_expires_at=self._lease(), updated_at=now)
+            )
+            if taken.rowcount != 1:
+                return False
+        job, _ = self._load(job_id)
+        dropped = self._cleanup(job)
+        gone = dropped or not self._target_exists(job)
+        with self._master.begin() as conn:
+            conn.execute(
+                update(ProvisioningJob)
+                .where(ProvisioningJob.id == job_id, ProvisioningJob.worker_id == self.worker_id)
+                # Kept (with the lease) when the drop failed: the next sweep tries again.
+                .values(
+                    database_created=not gone,
+                    lease_expires_at=None if gone else self._lease(),
+                    message="cancelled (the database it created was removed)"
+                    if dropped
+                    else job.message,
+                )
+            )
+        return dropped
+
+    def _target_exists(self, job: ProvisioningJob) -> bool:
+        try:
+            return admin.database_exists(self._new_database_url(job))
+        except TenantryError:
+            return True  # cannot tell: keep it recorded
 
     def _create_database(self, url: URL) -> bool:
         """Create the store's database; True when it is a copy of the schema's template."""
@@ -575,8 +681,16 @@ class Provisioner:
         with self.sessions() as session:
             current = session.get(ProvisioningJob, job.id)
             status = current.status if current else "deleted"
-        if status == ProvisioningStatus.CANCELLED:
-            self._cleanup(job)
+        if status == ProvisioningStatus.CANCELLED and self._cleanup(job):
+            with self._master.begin() as conn:
+                conn.execute(
+                    update(ProvisioningJob)
+                    .where(ProvisioningJob.id == job.id)
+                    .values(
+                        database_created=False,
+                        message="cancelled (the database it created was removed)",
+                    )
+                )
         return str(status)
 
     def _cleanup(self, job: ProvisioningJob) -> bool:

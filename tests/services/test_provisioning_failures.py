@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from tenantry.db.admin import drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import DatabaseServer, IntegrationConfig, ProvisioningMode
 from tenantry.db.urls import parse_url
+from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tests.conftest import SERVER_URLS, DbFactory, require_server
@@ -226,21 +228,18 @@ Provisioner(p.sessions, p.box, s, p.tenant_spec, "doomed").run(uuid.UUID(sys.arg
 """
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cancel_job only marks the job cancelled; the half-made database of a job whose "
-    "worker died is dropped by nobody (recovery skips cancelled jobs), and --new then refuses "
-    "it as 'exists already and this job did not create it'",
-)
-def test_cancelling_a_job_whose_worker_died_removes_its_database(platform: Platform) -> None:
+def _died_and_cancelled(platform: Platform, slug: str) -> tuple[uuid.UUID, Path]:
+    """A create-new job whose worker was SIGKILLed after making the database, then cancelled;
+    returns once the dead worker's (1 s) lease has run out."""
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug="orphan", name="Orphan")
+        store = stores.create_store(session, slug=slug, name=slug.title())
         path = provisioning.tenant_sqlite_path(platform.settings, store)
-    job_id = _request(platform, "orphan", mode=ProvisioningMode.CREATE_NEW)
+    job_id = _request(platform, slug, mode=ProvisioningMode.CREATE_NEW)
     env = {
         **os.environ,
         "TENANTRY_DATA_DIR": str(platform.settings.data_dir),
         "TENANTRY_FAILPOINTS": "provision.seed=kill",
+        "TENANTRY_JOB_LEASE_SECONDS": "1",
     }
     died = subprocess.run(
         [sys.executable, "-c", CHILD, str(job_id)], env=env, timeout=120, check=False
@@ -249,6 +248,35 @@ def test_cancelling_a_job_whose_worker_died_removes_its_database(platform: Platf
     assert path.exists()  # made before the worker died
     with platform.writer_sessions.begin() as session:
         provisioning.cancel_job(session, provisioning.get_job(session, job_id))
+    time.sleep(1.1)
+    return job_id, path
 
+
+def test_a_new_job_takes_over_the_database_a_cancelled_dead_job_left(platform: Platform) -> None:
+    cancelled, path = _died_and_cancelled(platform, "orphan")
     job_id = _request(platform, "orphan", mode=ProvisioningMode.CREATE_NEW)
+    assert _run(platform, job_id) == "completed"
+    assert path.exists()
+    with platform.sessions() as session:
+        old = provisioning.get_job(session, str(cancelled))
+        assert (old.status, old.database_created) == ("cancelled", False)
+        assert provisioning.get_job(session, str(job_id)).database_created
+        store = stores.get_store(session, "orphan")
+        assert store.database_status == "active"
+
+
+def test_the_recovery_sweep_drops_what_a_cancelled_dead_job_left(platform: Platform) -> None:
+    cancelled, path = _died_and_cancelled(platform, "swept")
+    queue = Queue(platform.settings, immediate=True)
+    try:
+        queue.recover()
+        assert not path.exists()
+        queue.recover()  # nothing left to do: a second sweep changes nothing
+    finally:
+        queue.close()
+    with platform.sessions() as session:
+        job = provisioning.get_job(session, str(cancelled))
+        assert (job.status, job.database_created) == ("cancelled", False)
+        assert "removed" in (job.message or "")
+    job_id = _request(platform, "swept", mode=ProvisioningMode.CREATE_NEW)
     assert _run(platform, job_id) == "completed"
