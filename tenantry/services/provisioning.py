@@ -395,7 +395,7 @@ class Provisioner:
         """Make this job the owner of the database an earlier, finished job of the same store
         created at the same target and left behind; False when none did (the database is
         someone else's)."""
-        with self.sessions.begin() as session:
+        with self.sessions() as session:
             earlier = session.scalars(
                 select(ProvisioningJob).where(
                     ProvisioningJob.store_id == job.store_id,
@@ -408,18 +408,15 @@ class Provisioner:
                     ),
                 )
             ).all()
-            owner = next((e for e in earlier if e.target == job.target), None)
-            if owner is None:
-                return False
+            owner = next((e.id for e in earlier if e.target == job.target), None)
+        if owner is None:
+            return False
+        with self._master.begin() as conn:
             # Only the job that flips the earlier one's flag takes the database over.
-            taken = session.execute(
+            taken = conn.execute(
                 update(ProvisioningJob)
-                .where(
-                    ProvisioningJob.id == owner.id,
-                    ProvisioningJob.database_created.is_(True),
-                )
+                .where(ProvisioningJob.id == owner, ProvisioningJob.database_created.is_(True))
                 .values(database_created=False)
-                .execution_options(synchronize_session=False)
             )
             if taken.rowcount != 1:
                 return False

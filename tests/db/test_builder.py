@@ -16,6 +16,7 @@ from sqlalchemy.engine import URL
 from tenantry.db import builder, migrations
 from tenantry.db.admin import database_exists, drop_database
 from tenantry.db.engines import make_engine
+from tenantry.db.identity import identity_table
 from tenantry.db.schemas import SchemaSpec, tenant_schema
 from tenantry.db.urls import parse_url
 from tests.conftest import SERVER_URLS, DbFactory, require_server
@@ -82,7 +83,7 @@ def test_the_postgres_template_is_built_on_first_use_by_two_clones_at_once(
     try:
         with engine.begin() as conn:
             migrations.upgrade(conn, spec, "head")
-            builder.identity_table.create(conn)
+            identity_table.create(conn)
     finally:
         engine.dispose()
     expected = _snapshot(migrated)
