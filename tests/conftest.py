@@ -22,6 +22,10 @@ from tenantry.db.engines import make_engine
 from tenantry.db.urls import parse_url
 from tenantry.errors import DatabaseUnreachable
 
+# pytest-xdist workers inherit COLUMNS=80, which Rich would fix as the CLI's width when
+# tenantry.cli is imported; tests give a width per call (env={"COLUMNS": ...}) instead.
+os.environ.pop("COLUMNS", None)
+
 BACKENDS = ("sqlite", "postgresql", "mysql")
 SERVER_URLS = {
     "postgresql": os.environ.get(
