@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, or_, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -197,16 +197,18 @@ def list_jobs(
     return [(job, slug) for job, slug in rows]
 
 
+def _lease_lapsed(now: datetime) -> ColumnElement[bool]:
+    """The job has no lease, or its worker stopped renewing it (it died)."""
+    return or_(ProvisioningJob.lease_expires_at.is_(None), ProvisioningJob.lease_expires_at < now)
+
+
 def abandoned_cancellations(session: Session) -> list[uuid.UUID]:
     """Cancelled jobs whose worker is gone while the database they created still stands."""
     rows = session.scalars(
         select(ProvisioningJob.id).where(
             ProvisioningJob.status == ProvisioningStatus.CANCELLED,
             ProvisioningJob.database_created.is_(True),
-            or_(
-                ProvisioningJob.lease_expires_at.is_(None),
-                ProvisioningJob.lease_expires_at < utcnow(),
-            ),
+            _lease_lapsed(utcnow()),
         )
     )
     return list(rows)
@@ -402,10 +404,7 @@ class Provisioner:
                     ProvisioningJob.id != job.id,
                     ProvisioningJob.status.in_(LEFT_BEHIND),
                     ProvisioningJob.database_created.is_(True),
-                    or_(
-                        ProvisioningJob.lease_expires_at.is_(None),
-                        ProvisioningJob.lease_expires_at < utcnow(),
-                    ),
+                    _lease_lapsed(utcnow()),
                 )
             ).all()
             owner = next((e.id for e in earlier if e.target == job.target), None)
@@ -435,10 +434,7 @@ class Provisioner:
                     ProvisioningJob.id == job_id,
                     ProvisioningJob.status == ProvisioningStatus.CANCELLED,
                     ProvisioningJob.database_created.is_(True),
-                    or_(
-                        ProvisioningJob.lease_expires_at.is_(None),
-                        ProvisioningJob.lease_expires_at < now,
-                    ),
+                    _lease_lapsed(now),
                 )
                 .values(worker_id=self.worker_id, lease_expires_at=self._lease(), updated_at=now)
             )
