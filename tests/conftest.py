@@ -70,6 +70,12 @@ def require_server(backend: str) -> None:
 DbFactory = Callable[..., URL]
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """``-n auto``: two workers per core (at most 8), as most of a test's time is spent
+    waiting on database servers and tenantry processes rather than computing."""
+    return min(8, 2 * (os.cpu_count() or 1))
+
+
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> str:
     """Each backend in turn."""
