@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -19,7 +18,9 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
+from typer.testing import CliRunner
 
+from tenantry.cli.main import app
 from tenantry.db.admin import drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import IntegrationConfig
@@ -32,19 +33,15 @@ from tests.platform_fixtures import platform, settings
 
 __all__ = ["platform", "settings"]
 
-# Long enough for `tenantry jobs cancel` (a new Python process) to land during the pause.
-PAUSE_S = 6
+# Long enough for `tenantry jobs cancel` to land during the pause.
+PAUSE_S = 2
 
 
 def tenantry(*args: str) -> subprocess.CompletedProcess[str]:
-    """The real CLI, on the test's data dir (the settings fixture put it in the env)."""
-    return subprocess.run(
-        [sys.executable, "-m", "tenantry", *args],
-        text=True,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    """The real CLI, in this process, on the test's data dir (the settings fixture put it in
+    the env); the worker is the separate process that matters here."""
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
 def wait_for(what: str, predicate: Callable[[], bool], seconds: float, log: Path) -> None:
