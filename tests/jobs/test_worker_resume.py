@@ -13,7 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from tenantry.cli.main import app
 from tests.platform_fixtures import ENV_VARS
 
 LEASE_S = 0.5
@@ -31,14 +33,11 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, str]:
 
 
 def tenantry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tenantry", *args],
-        env=env,
-        text=True,
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    """The CLI in this process with ``env`` as its whole environment (the workers are the
+    separate processes that matter here)."""
+    unset: dict[str, str | None] = {k: None for k in os.environ if k not in env}
+    result = CliRunner().invoke(app, list(args), env={**unset, **env}, catch_exceptions=False)
+    return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
 
 
 def worker(env: dict[str, str], log: Path, **extra: str) -> subprocess.Popen[bytes]:
