@@ -3,6 +3,7 @@ connection that keeps writing a database while a test works on it."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import socket
 import subprocess
@@ -143,3 +144,62 @@ def wait_until_healthy(
         f"{base_url}/health did not answer 200 within {seconds} s (exit code {proc.poll()}):\n"
         f"{log_path.read_text() if log_path.exists() else ''}"
     )
+
+
+# Children that die mid-job are forked from a server process that has imported tenantry once,
+# instead of each starting a new interpreter (about 1.5 s of imports apiece); the fork server
+# starts clean (no threads or connections of the test's process are inherited).
+_FORKS = multiprocessing.get_context("forkserver")
+_FORKS.set_forkserver_preload(
+    ["tenantry.runtime", "tenantry.services.provisioning", "tenantry.jobs.queue", "tests.helpers"]
+)
+
+
+def _in_env(env: dict[str, str], target: Callable[..., object], args: tuple[object, ...]) -> None:
+    os.environ.clear()
+    os.environ.update(env)
+    target(*args)
+
+
+def run_child(
+    target: Callable[..., object], *args: object, env: dict[str, str], seconds: float = 120
+) -> int | None:
+    """Run ``target(*args)`` in a new process whose whole environment is ``env``; its exit
+    code (``-9`` when it was SIGKILLed, e.g. by a ``kill`` fail point). ``target`` must be a
+    module-level function."""
+    proc = _FORKS.Process(target=_in_env, args=(env, target, args))
+    proc.start()
+    proc.join(seconds)
+    if proc.exitcode is None:
+        proc.kill()
+        proc.join()
+        raise AssertionError(f"{target.__name__} did not end within {seconds} s")
+    return proc.exitcode
+
+
+def provision_job(job_id: str) -> None:
+    """What a worker does with one provisioning job (for :func:`run_child`)."""
+    import uuid
+
+    from tenantry.runtime import Platform
+    from tenantry.services.provisioning import Provisioner
+    from tenantry.settings import load_settings
+
+    settings = load_settings()
+    platform = Platform.open(settings)
+    Provisioner(platform.sessions, platform.box, settings, platform.tenant_spec, "doomed").run(
+        uuid.UUID(job_id)
+    )
+
+
+def move_store(slug: str, server: str) -> None:
+    """What ``tenantry stores move SLUG --to SERVER`` does (for :func:`run_child`)."""
+    from tenantry.runtime import Platform
+    from tenantry.services.moves import StoreMover
+    from tenantry.settings import load_settings
+
+    settings = load_settings()
+    platform = Platform.open(settings)
+    StoreMover(
+        platform.sessions, platform.box, settings, platform.tenant_spec, drain_seconds=0
+    ).move(slug, server)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import os
 import signal
 import stat
-import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -37,10 +35,10 @@ from tenantry.services import servers, stores
 from tenantry.services.moves import MoveProgress, kept_sources
 from tests.cli.conftest import Invoke, as_json, cli
 from tests.conftest import SERVER_URLS, require_server
+from tests.helpers import move_store, run_child
 from tests.pg_roles import unprivileged_login
 from tests.platform_fixtures import platform, settings
 from tests.services.test_moves import (
-    KILLED_MOVER,
     PRODUCTS,
     cleanup,
     digests,
@@ -366,15 +364,7 @@ def test_a_mover_killed_right_after_the_switch_commit_leaves_the_store_moved(
         "TENANTRY_DATA_DIR": str(platform.settings.data_dir),
         "TENANTRY_FAILPOINTS": "move.switched=kill",
     }
-    child = subprocess.run(
-        [sys.executable, "-c", KILLED_MOVER, "killed-after", "pg"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert run_child(move_store, "killed-after", "pg", env=env) == -signal.SIGKILL
 
     with platform.sessions() as session:
         moved = session.scalars(select(StoreMove)).one()

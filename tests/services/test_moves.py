@@ -7,8 +7,6 @@ import os
 import signal
 import sqlite3
 import stat
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -56,7 +54,7 @@ from tenantry.services.moves import MoveProgress, StoreMover, block_reason, move
 from tenantry.services.write_blocks import ensure_writable
 from tenantry.settings import Settings, load_settings
 from tests.conftest import SERVER_URLS, require_server
-from tests.helpers import busy_writer
+from tests.helpers import busy_writer, move_store, run_child
 from tests.platform_fixtures import platform, settings
 
 __all__ = ["platform", "settings"]
@@ -570,17 +568,6 @@ def test_a_move_abandoned_by_a_dead_mover_is_taken_over(platform: Platform, clea
         assert old.details["target_dropped"] is True
 
 
-KILLED_MOVER = """
-import sys
-from tenantry.runtime import Platform
-from tenantry.services.moves import StoreMover
-from tenantry.settings import load_settings
-s = load_settings()
-p = Platform.open(s)
-StoreMover(p.sessions, p.box, s, p.tenant_spec, drain_seconds=0).move(sys.argv[1], sys.argv[2])
-"""
-
-
 def test_a_mover_killed_mid_move_blocks_writes_only_until_its_lease_lapses(
     platform: Platform, cleanup: None
 ) -> None:
@@ -594,15 +581,7 @@ def test_a_mover_killed_mid_move_blocks_writes_only_until_its_lease_lapses(
         "TENANTRY_FAILPOINTS": "move.after_copy=kill",
         "TENANTRY_JOB_LEASE_SECONDS": "1",
     }
-    child = subprocess.run(
-        [sys.executable, "-c", KILLED_MOVER, "killed", "pg"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert child.returncode == -signal.SIGKILL, child.stderr
+    assert run_child(move_store, "killed", "pg", env=env) == -signal.SIGKILL
     with platform.sessions() as session:
         store = stores.get_store(session, "killed")
         dead = session.scalars(select(StoreMove)).one()

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -28,6 +26,7 @@ from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tests.conftest import SERVER_URLS, DbFactory, require_server
+from tests.helpers import provision_job, run_child
 from tests.platform_fixtures import platform, settings
 
 __all__ = ["platform", "settings"]
@@ -217,17 +216,6 @@ def test_failed_connect_existing_never_drops_the_database(
     assert _run(platform, job_id) == "completed"
 
 
-CHILD = """
-import sys, uuid
-from tenantry.runtime import Platform
-from tenantry.settings import load_settings
-from tenantry.services.provisioning import Provisioner
-s = load_settings()
-p = Platform.open(s)
-Provisioner(p.sessions, p.box, s, p.tenant_spec, "doomed").run(uuid.UUID(sys.argv[1]))
-"""
-
-
 def _died_and_cancelled(platform: Platform, slug: str) -> tuple[uuid.UUID, Path]:
     """A create-new job whose worker was SIGKILLed after making the database, then cancelled;
     returns once the dead worker's (1 s) lease has run out."""
@@ -241,10 +229,7 @@ def _died_and_cancelled(platform: Platform, slug: str) -> tuple[uuid.UUID, Path]
         "TENANTRY_FAILPOINTS": "provision.seed=kill",
         "TENANTRY_JOB_LEASE_SECONDS": "1",
     }
-    died = subprocess.run(
-        [sys.executable, "-c", CHILD, str(job_id)], env=env, timeout=120, check=False
-    )
-    assert died.returncode == -signal.SIGKILL
+    assert run_child(provision_job, str(job_id), env=env) == -signal.SIGKILL
     assert path.exists()  # made before the worker died
     with platform.writer_sessions.begin() as session:
         provisioning.cancel_job(session, provisioning.get_job(session, job_id))

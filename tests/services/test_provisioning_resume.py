@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 
@@ -25,19 +23,11 @@ from tenantry.services import provisioning, servers, stores
 from tenantry.services.connections import tenant_url
 from tenantry.settings import Settings
 from tests.conftest import SERVER_URLS, DbFactory, require_server
+from tests.helpers import provision_job, run_child
 from tests.platform_fixtures import platform, settings
 
 __all__ = ["platform", "settings"]
 
-CHILD = """
-import sys, uuid
-from tenantry.runtime import Platform
-from tenantry.settings import load_settings
-from tenantry.services.provisioning import Provisioner
-s = load_settings()
-p = Platform.open(s)
-print(Provisioner(p.sessions, p.box, s, p.tenant_spec, "doomed").run(uuid.UUID(sys.argv[1])))
-"""
 LEASE_S = 0.3
 
 
@@ -48,16 +38,9 @@ def _run_child(settings: Settings, job_id: uuid.UUID, failpoint: str) -> int:
         "TENANTRY_FAILPOINTS": f"{failpoint}=kill",
         "TENANTRY_JOB_LEASE_SECONDS": str(LEASE_S),
     }
-    proc = subprocess.run(
-        [sys.executable, "-c", CHILD, str(job_id)],
-        env=env,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == -signal.SIGKILL, (proc.returncode, proc.stdout, proc.stderr)
-    return proc.returncode
+    code = run_child(provision_job, str(job_id), env=env)
+    assert code == -signal.SIGKILL
+    return code
 
 
 def _request(
