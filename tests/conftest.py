@@ -120,6 +120,12 @@ def server_databases(backend: str, prefix: str) -> list[str]:
         engine.dispose()
 
 
+def server_has_database(backend: str, name: str) -> bool:
+    """Whether database ``name`` exists on ``backend``'s test server, asked of the server's
+    own catalog (not tenantry's helper)."""
+    return name in server_databases(backend, name)
+
+
 @pytest.fixture
 def server_slug() -> Iterator[str]:
     """A store slug no other test uses; every database left on the test servers for it

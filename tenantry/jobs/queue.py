@@ -197,9 +197,11 @@ class Queue:
             jobs = recoverable_jobs(session)
             backups = catalog.waiting_too_long(session, lost_after)
             cancelled = abandoned_cancellations(session)
-        for job_id in cancelled:  # a dead worker's half-made database: nobody else drops it
-            if self._provisioner().clean_cancelled(job_id):
-                log.info("dropped the database of cancelled provisioning job %s", job_id)
+        if cancelled:  # a dead worker's half-made database: nobody else drops it
+            cleaner = self._provisioner()
+            for job_id in cancelled:
+                if cleaner.clean_cancelled(job_id):
+                    log.info("dropped the database of cancelled provisioning job %s", job_id)
         for job_id in jobs:
             self.enqueue_provision(job_id)
         for backup_id, scope in backups:

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, or_, select, text, update
+from sqlalchemy import ColumnElement, Connection, Engine, and_, or_, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -202,15 +202,22 @@ def _lease_lapsed(now: datetime) -> ColumnElement[bool]:
     return or_(ProvisioningJob.lease_expires_at.is_(None), ProvisioningJob.lease_expires_at < now)
 
 
+def _cancelled_with_database(now: datetime) -> ColumnElement[bool]:
+    """Cancelled, its worker gone, and the database it created still recorded as standing."""
+    return and_(
+        ProvisioningJob.status == ProvisioningStatus.CANCELLED,
+        ProvisioningJob.database_created.is_(True),
+        _lease_lapsed(now),
+    )
+
+
+#: A cancelled job's message once the database it made is gone.
+CANCELLED_AND_DROPPED = "cancelled (the database it created was removed)"
+
+
 def abandoned_cancellations(session: Session) -> list[uuid.UUID]:
     """Cancelled jobs whose worker is gone while the database they created still stands."""
-    rows = session.scalars(
-        select(ProvisioningJob.id).where(
-            ProvisioningJob.status == ProvisioningStatus.CANCELLED,
-            ProvisioningJob.database_created.is_(True),
-            _lease_lapsed(utcnow()),
-        )
-    )
+    rows = session.scalars(select(ProvisioningJob.id).where(_cancelled_with_database(utcnow())))
     return list(rows)
 
 
@@ -266,11 +273,7 @@ class Provisioner:
                 .where(
                     ProvisioningJob.id == job_id,
                     ProvisioningJob.status.in_(ACTIVE),
-                    or_(
-                        ProvisioningJob.lease_expires_at.is_(None),
-                        ProvisioningJob.lease_expires_at < now,
-                        ProvisioningJob.worker_id == self.worker_id,
-                    ),
+                    or_(_lease_lapsed(now), ProvisioningJob.worker_id == self.worker_id),
                 )
                 .values(
                     status=ProvisioningStatus.RUNNING,
@@ -430,12 +433,7 @@ class Provisioner:
         with self._master.begin() as conn:
             taken = conn.execute(
                 update(ProvisioningJob)
-                .where(
-                    ProvisioningJob.id == job_id,
-                    ProvisioningJob.status == ProvisioningStatus.CANCELLED,
-                    ProvisioningJob.database_created.is_(True),
-                    _lease_lapsed(now),
-                )
+                .where(ProvisioningJob.id == job_id, _cancelled_with_database(now))
                 .values(worker_id=self.worker_id, lease_expires_at=self._lease(), updated_at=now)
             )
             if taken.rowcount != 1:
@@ -451,9 +449,7 @@ class Provisioner:
                 .values(
                     database_created=not gone,
                     lease_expires_at=None if gone else self._lease(),
-                    message="cancelled (the database it created was removed)"
-                    if dropped
-                    else job.message,
+                    message=CANCELLED_AND_DROPPED if dropped else job.message,
                 )
             )
         return dropped
@@ -681,7 +677,7 @@ class Provisioner:
                     .where(ProvisioningJob.id == job.id)
                     .values(
                         database_created=False,
-                        message="cancelled (the database it created was removed)",
+                        message=CANCELLED_AND_DROPPED,
                     )
                 )
         return str(status)

@@ -17,17 +17,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from tenantry.cli.main import app
 from tenantry.db.admin import drop_database
-from tenantry.db.engines import make_engine
 from tenantry.db.master.models import IntegrationConfig
 from tenantry.db.urls import parse_url
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
-from tests.conftest import SERVER_URLS
+from tests.conftest import SERVER_URLS, server_has_database
 from tests.helpers import running_worker
 from tests.platform_fixtures import platform, settings
 
@@ -50,20 +49,6 @@ def wait_for(what: str, predicate: Callable[[], bool], seconds: float, log: Path
         if time.monotonic() > deadline:
             raise AssertionError(f"not reached in {seconds} s: {what}; worker: {log.read_text()}")
         time.sleep(0.1)
-
-
-def server_has_database(backend: str, name: str) -> bool:
-    """The server's own catalog, not tenantry's helper."""
-    engine = make_engine(parse_url(SERVER_URLS[backend]), pooled=False)
-    try:
-        with engine.connect() as conn:
-            if backend == "postgresql":
-                query = text("SELECT 1 FROM pg_database WHERE datname = :n")
-            else:
-                query = text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :n")
-            return conn.execute(query, {"n": name}).first() is not None
-    finally:
-        engine.dispose()
 
 
 def test_cancel_running_job_stops_worker_and_drops_its_database(

@@ -16,16 +16,15 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from tenantry.db.admin import drop_database
-from tenantry.db.engines import make_engine
 from tenantry.db.master.models import DatabaseServer, IntegrationConfig, ProvisioningMode
 from tenantry.db.urls import parse_url
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
-from tests.conftest import SERVER_URLS, DbFactory, require_server
+from tests.conftest import SERVER_URLS, DbFactory, require_server, server_has_database
 from tests.helpers import provision_job, run_child
 from tests.platform_fixtures import platform, settings
 
@@ -47,20 +46,6 @@ AFTER_CREATE = {"provision.inspect", "provision.migrate", "provision.seed"} | {
     "provision.save_connection",
     *MYSQL_ONLY,
 }
-
-
-def _server_has_database(backend: str, name: str) -> bool:
-    """Asks the server's catalog directly (not tenantry's helper) whether ``name`` exists."""
-    engine = make_engine(parse_url(SERVER_URLS[backend]), pooled=False)
-    try:
-        with engine.connect() as conn:
-            if backend == "postgresql":
-                query = text("SELECT 1 FROM pg_database WHERE datname = :n")
-            else:
-                query = text("SELECT 1 FROM information_schema.schemata WHERE schema_name = :n")
-            return conn.execute(query, {"n": name}).first() is not None
-    finally:
-        engine.dispose()
 
 
 def _run(platform: Platform, job_id: uuid.UUID, worker: str = "w") -> str:
@@ -120,7 +105,7 @@ def _fail_then_provision_again(
     def database_left() -> bool:
         if backend == "sqlite":
             return path.exists()
-        return _server_has_database(backend, name)
+        return server_has_database(backend, name)
 
     try:
         monkeypatch.setenv("TENANTRY_FAILPOINTS", f"{point}=raise")
@@ -203,7 +188,7 @@ def test_failed_connect_existing_never_drops_the_database(
     if backend == "sqlite":
         assert Path(str(url.database)).is_file()
     else:
-        assert _server_has_database(backend, str(url.database))
+        assert server_has_database(backend, str(url.database))
 
     # The user's database is still usable: provisioning it again completes.
     monkeypatch.delenv("TENANTRY_FAILPOINTS")
