@@ -2,22 +2,69 @@
 
 The public API: settings, the database roles and their schemas, the identity guard and the
 errors tenantry raises. Everything else is importable but may change between versions.
+
+Names are imported on first use (PEP 562), so ``import tenantry`` (and every ``tenantry``
+command's start-up) does not pay for SQLAlchemy until something needs it.
 """
 
-from tenantry.db.identity import Identity, guard, read_identity
-from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, schema_for
-from tenantry.errors import (
-    ConfigurationError,
-    DatabaseUnreachable,
-    MigrationError,
-    NotOwner,
-    SchemaMismatch,
-    TenantryError,
-    UnidentifiedDatabase,
-    WrongDatabase,
-)
-from tenantry.settings import Settings, get_settings, load_settings
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from tenantry.version import __version__
+
+if TYPE_CHECKING:
+    from tenantry.db.identity import Identity, guard, read_identity
+    from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, schema_for
+    from tenantry.errors import (
+        ConfigurationError,
+        DatabaseUnreachable,
+        MigrationError,
+        NotOwner,
+        SchemaMismatch,
+        TenantryError,
+        UnidentifiedDatabase,
+        WrongDatabase,
+    )
+    from tenantry.settings import Settings, get_settings, load_settings
+
+#: Each public name and the module that holds it.
+_HOMES = {
+    "Identity": "tenantry.db.identity",
+    "guard": "tenantry.db.identity",
+    "read_identity": "tenantry.db.identity",
+    "Role": "tenantry.db.schemas",
+    "SchemaSpec": "tenantry.db.schemas",
+    "billing_schema": "tenantry.db.schemas",
+    "master_schema": "tenantry.db.schemas",
+    "schema_for": "tenantry.db.schemas",
+    "ConfigurationError": "tenantry.errors",
+    "DatabaseUnreachable": "tenantry.errors",
+    "MigrationError": "tenantry.errors",
+    "NotOwner": "tenantry.errors",
+    "SchemaMismatch": "tenantry.errors",
+    "TenantryError": "tenantry.errors",
+    "UnidentifiedDatabase": "tenantry.errors",
+    "WrongDatabase": "tenantry.errors",
+    "Settings": "tenantry.settings",
+    "get_settings": "tenantry.settings",
+    "load_settings": "tenantry.settings",
+}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'tenantry' has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])
+
 
 __all__ = [
     "ConfigurationError",

@@ -157,7 +157,7 @@ class JsonUsageGroup(TyperGroup):
             if ctx.meta.get(_WANTS_JSON):
                 raise _parser_error_as_json(exc) from None
             raise
-        except (typer.Exit, typer.Abort):
+        except (typer.Exit, typer.Abort, BrokenPipeError):
             raise
         except Exception as exc:
             if os.environ.get(DEBUG_VARIABLE):

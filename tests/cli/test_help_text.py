@@ -5,15 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
 
 from tenantry.cli.main import app
 
 
 def _commands(command: Any, path: str = "tenantry") -> list[tuple[str, Any]]:
-    """The command and, for a group, every command under it, by their full names."""
+    """The command and, for a group, every command under it, by their full names (the
+    root's groups are imported as they are asked for, as when they run)."""
     found = [(path, command)]
-    for name, sub in getattr(command, "commands", {}).items():
-        found.extend(_commands(sub, f"{path} {name}"))
+    if isinstance(command, TyperGroup):
+        ctx = typer.Context(command)
+        for name in command.list_commands(ctx):
+            found.extend(_commands(command.get_command(ctx, name), f"{path} {name}"))
     return found
 
 
