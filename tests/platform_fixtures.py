@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
-import tempfile
-import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy.engine import URL
 
 from tenantry.crypto import ensure_key_file
 from tenantry.db.admin import create_database
-from tenantry.db.engines import make_engine, sqlite_path
-from tenantry.db.schemas import SchemaSpec, billing_schema, master_schema
-from tenantry.files import private_dir, private_file
+from tenantry.db.engines import make_engine
+from tenantry.db.schemas import billing_schema, master_schema
 from tenantry.runtime import Platform
 from tenantry.services import schema_ops
 from tenantry.settings import Settings, load_settings
+from tests.templates import migrated_database
 
 ENV_VARS = (
     "DATABASE_URL",
@@ -36,51 +30,25 @@ ENV_VARS = (
 )
 
 
-def install(settings: Settings) -> None:
-    """What `tenantry init` does, for fixtures."""
+def install(settings: Settings, *, from_templates: bool = True) -> None:
+    """What `tenantry init` does, for fixtures: master and billing copied from databases
+    migrated once per test process, or (``from_templates=False``, for logins other than the
+    server's admin, which would then own the templates) migrated here."""
     ensure_key_file(settings.key_file)
     for spec, url in (
         (master_schema(), settings.master_url),
         (billing_schema(), settings.billing_url),
     ):
-        path = sqlite_path(url)
-        if path is not None:
-            _copy_migrated(spec, path)
-        else:
-            _migrate(spec, url)
-
-
-def _migrate(spec: SchemaSpec, url: URL) -> None:
-    create_database(url)
-    engine = make_engine(url)
-    try:
-        with engine.begin() as conn:
-            schema_ops.migrate(conn, spec, "fixture", acting_app="tenantry", owner="tenantry")
-    finally:
-        engine.dispose()
-
-
-_TEMPLATES: dict[str, Path] = {}
-
-
-def _copy_migrated(spec: SchemaSpec, path: Path) -> None:
-    """A SQLite database of ``spec`` at head, as ``_migrate`` makes it, copied from one
-    migrated once per test process (migrating master and billing for every test was a large
-    share of the suite's time); the copy gets an instance id of its own."""
-    template = _TEMPLATES.get(spec.name)
-    if template is None:
-        template = Path(tempfile.mkdtemp(prefix="tenantry-tpl-")) / f"{spec.name}.db"
-        _migrate(spec, URL.create("sqlite+pysqlite", database=str(template)))
-        _TEMPLATES[spec.name] = template
-    private_dir(path.parent)
-    shutil.copyfile(template, path)
-    private_file(path)
-    with sqlite3.connect(path) as conn:
-        conn.execute(
-            "UPDATE tenantry_identity SET instance_id = ?, created_at = ?",
-            (str(uuid.uuid4()), datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")),
-        )
-    conn.close()
+        if from_templates:
+            migrated_database(url, spec)
+            continue
+        create_database(url)
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                schema_ops.migrate(conn, spec, "fixture", acting_app="tenantry", owner="tenantry")
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture

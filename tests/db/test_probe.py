@@ -13,8 +13,8 @@ from tenantry.db.identity import stamp_identity
 from tenantry.db.probe import probe
 from tenantry.db.schemas import master_schema
 from tenantry.errors import MigrationError
-from tenantry.services import schema_ops
 from tests.conftest import DbFactory
+from tests.templates import migrated_database
 
 Engines = Callable[[URL], Engine]
 
@@ -22,9 +22,9 @@ Engines = Callable[[URL], Engine]
 @pytest.fixture
 def master_engine(new_database: DbFactory, engines: Engines) -> Engine:
     """An engine on a new database migrated to the master schema's head."""
-    engine = engines(new_database("master"))
-    with engine.begin() as conn:
-        schema_ops.migrate(conn, master_schema(), "m", acting_app="tenantry", owner="tenantry")
+    url = new_database("master", create=False)
+    migrated_database(url, master_schema())
+    engine = engines(url)
     return engine
 
 

@@ -14,8 +14,9 @@ from tenantry.db.master.models import DatabaseStatus, Store, SubscriptionStatus
 from tenantry.db.schemas import master_schema
 from tenantry.db.types import utcnow
 from tenantry.errors import InvalidInput, NotFound
-from tenantry.services import refs, schema_ops
+from tenantry.services import refs
 from tests.conftest import DbFactory
+from tests.templates import migrated_database
 
 FIRST = uuid.UUID("abcd1234-0000-4000-8000-000000000001")
 SECOND = uuid.UUID("abcd1234-0000-4000-8000-000000000002")
@@ -25,9 +26,9 @@ OTHER = uuid.UUID("01234567-89ab-4cde-8f01-23456789abcd")
 @pytest.fixture
 def master(new_database: DbFactory, engines: Callable[[URL], Engine]) -> Iterator[Session]:
     """A master database at head on the backend, holding three stores with chosen ids."""
-    engine = engines(new_database("master"))
-    with engine.begin() as conn:
-        schema_ops.migrate(conn, master_schema(), "test", acting_app="tenantry", owner="tenantry")
+    url = new_database("master", create=False)
+    migrated_database(url, master_schema())
+    engine = engines(url)
     with Session(engine) as session:
         for store_id in (FIRST, SECOND, OTHER):
             session.add(

@@ -16,16 +16,17 @@ from tenantry.db.master.models import Worker
 from tenantry.db.schemas import master_schema
 from tenantry.db.types import utcnow
 from tenantry.jobs.heartbeat import Heartbeat
-from tenantry.services import schema_ops, workers
+from tenantry.services import workers
 from tests.conftest import DbFactory
+from tests.templates import migrated_database
 
 
 @pytest.fixture
 def sessions(new_database: DbFactory, engines: Callable[[URL], Engine]) -> sessionmaker[Session]:
     """Sessions on a master database at head on the backend."""
-    engine = engines(new_database("master"))
-    with engine.begin() as conn:
-        schema_ops.migrate(conn, master_schema(), "test", acting_app="tenantry", owner="tenantry")
+    url = new_database("master", create=False)
+    migrated_database(url, master_schema())
+    engine = engines(url)
     return sessionmaker(engine, expire_on_commit=False)
 
 

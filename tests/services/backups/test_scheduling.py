@@ -32,7 +32,7 @@ def unprivileged(
             "DATABASE_URL_BILLING", login.url(f"tt_billing_{suffix}").render_as_string(False)
         )
         settings = load_settings()
-        install(settings)
+        install(settings, from_templates=False)
         platform = Platform.open(settings)
         try:
             yield platform, login

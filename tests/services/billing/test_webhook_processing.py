@@ -28,9 +28,9 @@ from tenantry.db.billing.models import (
 from tenantry.db.schemas import billing_schema
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, NotFound
-from tenantry.services import schema_ops
 from tenantry.services.billing import customers, webhooks
 from tests.conftest import DbFactory
+from tests.templates import migrated_database
 
 STRIPE_SECRET = "whsec_stripe_test_secret"
 TILLED_SECRET = "tilled_test_secret_123"
@@ -41,9 +41,9 @@ def billing(
     new_database: DbFactory, engines: Callable[[URL], Engine]
 ) -> tuple[sessionmaker[Session], SecretBox]:
     """Sessions on a migrated billing database of the backend, with secrets for app acme."""
-    engine = engines(new_database("billing"))
-    with engine.begin() as conn:
-        schema_ops.migrate(conn, billing_schema(), "t", acting_app="tenantry", owner="tenantry")
+    url = new_database("billing", create=False)
+    migrated_database(url, billing_schema())
+    engine = engines(url)
     sessions = sessionmaker(engine, expire_on_commit=False)
     box = SecretBox(MultiFernet([Fernet(Fernet.generate_key())]))
     with sessions.begin() as session:
