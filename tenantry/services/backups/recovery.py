@@ -171,19 +171,21 @@ def live_target(
             f"{backup.slug} is {target.store_id}. Nothing was changed.",
             "Rows are recovered only into the database the backup was taken of.",
         )
-    try:
-        identity, _revision = identify(target)
-    except WrongDatabase as exc:
+    if target.instance_id and target.instance_id != backup.instance_id:
         raise WrongDatabase(
-            exc.message, "Fix the store's connection (or the URL settings) before recovering rows."
-        ) from None
-    if identity.instance_id != backup.instance_id:
-        raise WrongDatabase(
-            f"{mask(target.url)} ({scope}) is instance {identity.instance_id}; backup "
-            f"{backup.id} is of instance {backup.instance_id}. Rows from one database are "
-            "never merged into another; nothing was changed.",
+            f"backup {backup.id} is of instance {backup.instance_id}; master records instance "
+            f"{target.instance_id} for {scope}. Rows from one database are never merged into "
+            "another; nothing was changed.",
             f"Choose a backup of this database (`tenantry backup list --db {scope}`).",
         )
+    identify(
+        target,
+        instance_id=backup.instance_id,
+        why=f"backup {backup.id} is of instance {backup.instance_id}, and rows from one "
+        "database are never merged into another",
+        hint=f"Choose a backup of this database (`tenantry backup list --db {scope}`), or fix "
+        "the store's connection (or the URL settings) if it leads elsewhere.",
+    )
     return target
 
 
