@@ -51,7 +51,7 @@ def _stripe_signature(body: bytes, secret: str = SECRET) -> str:
 
 def _ingest(event: dict[str, Any], app_id: str = APP) -> webhooks.Ingested:
     body = json.dumps(event).encode()
-    with _platform() as platform, platform.billing_sessions() as session:
+    with _platform() as platform, platform.billing_sessions.begin() as session:
         return webhooks.ingest(
             session,
             platform.box,
