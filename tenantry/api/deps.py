@@ -55,6 +55,7 @@ MasterDep = Annotated[Session, Depends(master_session)]
 
 @raises(401)
 def current_key(
+    request: Request,
     platform: PlatformDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
@@ -72,7 +73,10 @@ def current_key(
             "Create one with `tenantry apikeys create --admin` and send it as "
             "'Authorization: Bearer <key>'.",
         )
-    return authenticate_request(platform.sessions, platform.writer_sessions, presented)
+    # A request that may write looks its key up as master_session would, in a writer
+    # transaction: on SQLite it then queues behind another writer before its route runs.
+    reads = platform.sessions if request.method in READ_METHODS else platform.writer_sessions
+    return authenticate_request(reads, platform.writer_sessions, presented)
 
 
 KeyDep = Annotated[ApiKey, Depends(current_key)]

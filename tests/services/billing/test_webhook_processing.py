@@ -66,8 +66,8 @@ def _deliver(
         t = str(int(time.time() * 1000))  # Tilled signs milliseconds
         secret, header = TILLED_SECRET, "t={t},v1={mac}"
     mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    with sessions.begin() as session:
-        return webhooks.ingest(
+    with sessions() as session:
+        stored = webhooks.ingest(
             session,
             box,
             processor=processor,
@@ -75,6 +75,8 @@ def _deliver(
             body=body,
             signature=header.format(t=t, mac=mac),
         )
+        session.commit()  # the caller commits before answering 2xx
+    return stored
 
 
 def _drain(sessions: sessionmaker[Session]) -> None:
