@@ -12,9 +12,10 @@ from tenantry.api.openapi import raises
 from tenantry.db.master.models import ApiKey, Store
 from tenantry.errors import Forbidden, NotFound, Unauthorized
 from tenantry.jobs.queue import Queue
+from tenantry.operations.api_access import authenticate_request
 from tenantry.runtime import Platform
 from tenantry.services import stores
-from tenantry.services.apikeys import Scope, authenticate, record_use
+from tenantry.services.apikeys import Scope
 
 
 def get_platform(request: Request) -> Platform:
@@ -54,7 +55,8 @@ MasterDep = Annotated[Session, Depends(master_session)]
 
 @raises(401)
 def current_key(
-    master: MasterDep,
+    request: Request,
+    platform: PlatformDep,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> ApiKey:
@@ -71,11 +73,10 @@ def current_key(
             "Create one with `tenantry apikeys create --admin` and send it as "
             "'Authorization: Bearer <key>'.",
         )
-    key = authenticate(master, presented)
-    master.commit()  # the read is over: the use is recorded in a transaction of its own
-    if record_use(master, key):
-        master.commit()
-    return key
+    # A request that may write looks its key up as master_session would, in a writer
+    # transaction: on SQLite it then queues behind another writer before its route runs.
+    reads = platform.sessions if request.method in READ_METHODS else platform.writer_sessions
+    return authenticate_request(reads, platform.writer_sessions, presented)
 
 
 KeyDep = Annotated[ApiKey, Depends(current_key)]

@@ -59,7 +59,7 @@ class IngestWriter:
             self._draining = None
 
     def _write(self, deliveries: list[Delivery]) -> list[Ingested]:
-        with self._engine.connect() as conn:
+        with self._engine.begin() as conn:  # committed before any caller is answered
             return store_deliveries(conn, deliveries)
 
     def close(self) -> None:

@@ -16,6 +16,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenantry.api.errors import error_body, headers_for, status_for
 from tenantry.errors import TenantryError
 from tenantry.failpoints import failpoint
+from tenantry.operations import idempotency as keys
 from tenantry.runtime import Platform
 from tenantry.services.apikeys import Scope as KeyScope
 from tenantry.services.apikeys import authenticate
@@ -84,8 +85,7 @@ class IdempotencyMiddleware:
         fingerprint = idempotency.request_hash("POST", scope["path"], body)
 
         def begin() -> idempotency.Replay | None:
-            with platform.billing_writer_sessions() as session:
-                return idempotency.begin(session, app_id, key, fingerprint)
+            return keys.reserve(platform.billing_writer_sessions, app_id, key, fingerprint)
 
         try:
             replay = await run_in_threadpool(begin)
@@ -134,8 +134,7 @@ class IdempotencyMiddleware:
 
             def finish() -> None:
                 failpoint("idempotency.finish")  # tests: the process dies before storing
-                with platform.billing_writer_sessions() as session:
-                    idempotency.finish(session, app_id, key, status, content)
+                keys.record(platform.billing_writer_sessions, app_id, key, status, content)
 
             await run_in_threadpool(finish)
 

@@ -1,8 +1,11 @@
-"""The identity row every managed database carries, and the guard that reads it first.
+"""The identity row every managed database carries, and the one guard that reads it first.
 
-A database's identity says what it is (role, schema, instance id, owner app). Commands that
-change a schema, restore data or move data call :func:`guard` before touching anything, so a
-billing migration pointed at the master database is refused with nothing changed.
+A database's identity says what it is (role, schema, instance id, owner app). Everything that
+changes a schema, backs up, restores, recovers, moves or serves a database calls :func:`expect`
+(or :func:`guard`, for a database that may still be empty) before touching it, so a billing
+migration pointed at the master database, or a restore aimed at another store's database, is
+refused with nothing changed, in one message shape: the database, what was expected, what was
+found, and what to do.
 """
 
 from __future__ import annotations
@@ -11,10 +14,11 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal, overload
 
 from sqlalchemy import Column, Connection, MetaData, RowMapping, String, Table, inspect, select
 
-from tenantry.db.schemas import SchemaSpec
+from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.db.types import UTCDateTime, utcnow
 from tenantry.errors import NotOwner, UnidentifiedDatabase, WrongDatabase
 from tenantry.version import __version__
@@ -83,32 +87,168 @@ def user_tables(conn: Connection) -> list[str]:
     return sorted(t for t in inspect(conn).get_table_names() if not is_tenantry_table(t))
 
 
-def guard(conn: Connection, spec: SchemaSpec, *, where: str = "the database") -> Identity | None:
-    """Check that ``conn`` is a database of ``spec``'s role before anything changes it.
+@overload
+def expect(
+    conn: Connection,
+    spec: SchemaSpec | Role,
+    *,
+    where: str,
+    instance_id: str | None = None,
+    owner: str | None = None,
+    identity: Identity | None = None,
+    why: str | None = None,
+    hint: str | None = None,
+    empty_ok: Literal[False] = False,
+) -> Identity: ...
 
-    Returns the identity, or ``None`` for an empty database that may be stamped. Raises
-    :class:`WrongDatabase` when the identity names another role or schema, and
-    :class:`UnidentifiedDatabase` for a non-empty database without identity. Only reads.
+
+@overload
+def expect(
+    conn: Connection,
+    spec: SchemaSpec | Role,
+    *,
+    where: str,
+    instance_id: str | None = None,
+    owner: str | None = None,
+    identity: Identity | None = None,
+    why: str | None = None,
+    hint: str | None = None,
+    empty_ok: Literal[True],
+) -> Identity | None: ...
+
+
+def expect(
+    conn: Connection,
+    spec: SchemaSpec | Role,
+    *,
+    where: str,
+    instance_id: str | None = None,
+    owner: str | None = None,
+    identity: Identity | None = None,
+    why: str | None = None,
+    hint: str | None = None,
+    empty_ok: bool = False,
+) -> Identity | None:
+    """The one guard: refuse ``conn`` unless it is the database the caller means to touch.
+
+    ``spec`` gives the role and schema (a bare :class:`Role` checks the role only);
+    ``instance_id`` and ``owner`` (the app that must own the schema), when given, must match
+    too. ``where`` names the database (its masked URL, and whose it is); ``why`` is the rule
+    the refusal protects and ``hint`` what to do, both for the message. ``identity`` is what
+    the caller has just read on ``conn`` (one :func:`~tenantry.db.probe.probe`), else it is
+    read here. ``empty_ok`` lets an empty database without identity through (``None``: one
+    about to be stamped or restored into).
+
+    Raises :class:`WrongDatabase` (another role, schema or instance, or an unexpected empty
+    database), :class:`UnidentifiedDatabase` (tables but no identity) or :class:`NotOwner`.
+    Only reads.
     """
-    identity = read_identity(conn)
-    if identity is None:
+    found = identity if identity is not None else read_identity(conn)
+    expected = Expected.of(spec, instance_id, owner)
+    if found is None:
         tables = user_tables(conn)
-        if not tables:
+        if empty_ok and not tables:
             return None
-        shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
-        raise UnidentifiedDatabase(
-            f"expected a {spec.role} database at {where}, found a database with {len(tables)} "
-            f"table(s) ({shown}) and no tenantry identity; nothing was changed.",
-            f"If it really is the {spec.role} database, adopt it first: "
-            f"tenantry db adopt --role {spec.role}.",
+        raise _missing(expected, tables, where, why, hint)
+    _compare(expected, found, where, why, hint)
+    return found
+
+
+def guard(conn: Connection, spec: SchemaSpec, *, where: str = "the database") -> Identity | None:
+    """:func:`expect` of ``spec``'s role and schema, for a database that may still be empty.
+
+    Returns the identity, or ``None`` for an empty database that may be stamped. Only reads.
+    """
+    return expect(conn, spec, where=where, empty_ok=True)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a caller expects a database to be (the parts it does not know are ``None``)."""
+
+    role: str
+    schema_name: str | None = None
+    instance_id: str | None = None
+    owner: str | None = None
+
+    @classmethod
+    def of(cls, spec: SchemaSpec | Role, instance_id: str | None, owner: str | None) -> Expected:
+        """The expectation of a role (or a role's schema), one instance and one owner."""
+        if isinstance(spec, SchemaSpec):
+            return cls(spec.role.value, spec.name, instance_id or None, owner)
+        return cls(Role(spec).value, None, instance_id or None, owner)
+
+    def describe(self) -> str:
+        """E.g. ``a tenant database (schema store, instance …)``."""
+        parts = [
+            f"{label} {value}"
+            for label, value in (
+                ("schema", self.schema_name),
+                ("instance", self.instance_id),
+                ("owner", self.owner),
+            )
+            if value
+        ]
+        return f"a {self.role} database" + (f" ({', '.join(parts)})" if parts else "")
+
+
+def refusal(expected: Expected, found: str, where: str, why: str | None) -> str:
+    """The one shape of every refusal: the database, what was expected, what was found."""
+    because = f"; {why}" if why else ""
+    return (
+        f"expected {expected.describe()} at {where}, found {found}{because}; nothing was changed."
+    )
+
+
+def _missing(
+    expected: Expected, tables: Sequence[str], where: str, why: str | None, hint: str | None
+) -> WrongDatabase | UnidentifiedDatabase:
+    if not tables:
+        return WrongDatabase(
+            refusal(expected, "an empty database without tenantry identity", where, why),
+            hint or "Check the URL settings (or the store's connection): it leads elsewhere.",
         )
-    if identity.role != spec.role or identity.schema_name != spec.name:
+    shown = ", ".join(tables[:5]) + (f" and {len(tables) - 5} more" if len(tables) > 5 else "")
+    return UnidentifiedDatabase(
+        refusal(
+            expected,
+            f"a database with {len(tables)} table(s) ({shown}) and no tenantry identity",
+            where,
+            why,
+        ),
+        hint
+        or f"If it really is the {expected.role} database, adopt it first: "
+        f"tenantry db adopt --role {expected.role}.",
+    )
+
+
+def _compare(
+    expected: Expected, found: Identity, where: str, why: str | None, hint: str | None
+) -> None:
+    if found.role != expected.role or expected.schema_name not in (None, found.schema_name):
         raise WrongDatabase(
-            f"expected a {spec.role} database (schema {spec.name}) at {where}, found "
-            f"{identity.describe()}; nothing was changed.",
-            "Check the URL settings: each role must point at its own database.",
+            refusal(expected, found.describe(), where, why),
+            hint or "Check the URL settings: each role must point at its own database.",
         )
-    return identity
+    if expected.instance_id and found.instance_id != expected.instance_id:
+        raise WrongDatabase(
+            refusal(expected, found.describe(), where, why),
+            hint
+            or "The connection leads to another copy or another database: point it at the "
+            "database master recorded.",
+        )
+    if expected.owner and found.owner_app != expected.owner:
+        raise NotOwner(
+            refusal(
+                expected,
+                found.describe(),
+                where,
+                why
+                or f"app {expected.owner!r} is a consumer of the {expected.role} schema, "
+                "which consumers read and write but never migrate",
+            ),
+            hint or f"Run migrations from {found.owner_app!r}.",
+        )
 
 
 def check_owner(spec: SchemaSpec, identity: Identity | None, acting_app: str, owner: str) -> None:

@@ -25,13 +25,42 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL
 
 from tenantry.db.engines import connect, make_engine, sqlite_busy_timeout_ms, sqlite_path
 from tenantry.db.urls import backend_of
 
 SQLITE_READ_ONLY_MODE = stat.S_IRUSR  # 0o400: read-only, and private like the data dir
+
+#: What makes one session's transactions read-only, per backend.
+_SESSION_READ_ONLY = {
+    "sqlite": "PRAGMA query_only = ON",
+    "postgresql": "SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY",
+    "mysql": "SET SESSION TRANSACTION READ ONLY",
+}
+
+
+def read_only_engine(url: URL) -> Engine:
+    """An unpooled engine whose every connection refuses writes (an SQL text from a user,
+    such as ``tenantry recover --where``, runs there).
+
+    The session setting is made as each connection opens, before SQLAlchemy sees it.
+    """
+    engine = make_engine(url, pooled=False)
+    statement = _SESSION_READ_ONLY[backend_of(url)]
+
+    @event.listens_for(engine, "connect")
+    def _read_only(dbapi_conn: Any, _record: Any) -> None:
+        cursor = dbapi_conn.cursor()
+        try:
+            cursor.execute(statement)
+        finally:
+            cursor.close()
+        # A session setting, not data; PostgreSQL keeps it only once its transaction ends.
+        dbapi_conn.commit()
+
+    return engine
 
 
 @dataclass(frozen=True)

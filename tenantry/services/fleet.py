@@ -31,7 +31,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenantry.crypto import SecretBox
 from tenantry.db import checksums, migrations
 from tenantry.db.engines import writer_sessions
-from tenantry.db.identity import Identity
+from tenantry.db.identity import Identity, expect
 from tenantry.db.master.models import (
     DatabaseStatus,
     FleetLock,
@@ -143,7 +143,7 @@ def tenant_connection(db: TenantDb) -> Iterator[Connection]:
 
 def checked_revision(conn: Connection, db: TenantDb, spec: SchemaSpec) -> str | None:
     """The tenant database's revision, after making sure it is the one master recorded for
-    the store (role, schema and instance id); :class:`WrongDatabase` otherwise."""
+    the store (role, schema and instance id); the identity guard refuses it otherwise."""
     return checked_identity(conn, db, spec)[1]
 
 
@@ -152,18 +152,11 @@ def checked_identity(
 ) -> tuple[Identity, str | None]:
     """The tenant database's identity and revision, checked as :func:`checked_revision`."""
     identity, revision = probe(conn, spec)
-    if identity is None or identity.role != spec.role or identity.schema_name != spec.name:
-        raise WrongDatabase(
-            f"{mask(db.url)} is not store {db.slug}'s {spec.name} database "
-            f"({identity.describe() if identity else 'it has no tenantry identity'}); "
-            "nothing was changed."
-        )
-    if db.instance_id and identity.instance_id != db.instance_id:
-        raise WrongDatabase(
-            f"{mask(db.url)} is instance {identity.instance_id}, but master recorded "
-            f"{db.instance_id} for store {db.slug}; nothing was changed.",
-            "The connection points at another database: fix it in master before migrating.",
-        )
+    where = f"{mask(db.url)} (store {db.slug}'s database)"
+    hint = "The connection points at another database: fix it in master before migrating."
+    identity = expect(
+        conn, spec, where=where, instance_id=db.instance_id, identity=identity, hint=hint
+    )
     return identity, revision
 
 

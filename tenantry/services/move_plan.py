@@ -16,12 +16,12 @@ from sqlalchemy.orm import Session
 from tenantry.crypto import SecretBox
 from tenantry.db import admin, checksums, copy, migrations
 from tenantry.db.engines import connect, make_engine
-from tenantry.db.identity import guard, identity_table
+from tenantry.db.identity import expect, identity_table
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store, StoreMove
 from tenantry.db.master.models import StoreMoveStatus as Status
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.urls import backend_of, mask
-from tenantry.errors import Conflict, SchemaMismatch, WrongDatabase
+from tenantry.errors import Conflict, SchemaMismatch
 from tenantry.services import servers, stores
 from tenantry.services.connections import server_url, tenant_url
 from tenantry.services.provisioning import tenant_database_name
@@ -160,14 +160,14 @@ def _check_source(
     engine = make_engine(url, pooled=False)
     try:
         with connect(engine) as conn:
-            identity = guard(conn, spec, where=mask(url))
-            if identity is None or (instance_id and identity.instance_id != instance_id):
-                found = identity.describe() if identity else "an empty database"
-                raise WrongDatabase(
-                    f"store {slug!r}'s connection leads to {found}, not to its own database "
-                    f"(instance {instance_id}); nothing was changed.",
-                    "Check the store's database before moving it.",
-                )
+            expect(
+                conn,
+                spec,
+                where=f"{mask(url)} (store {slug!r}'s database)",
+                instance_id=instance_id,
+                why=f"store {slug!r}'s connection leads there, not to its own database",
+                hint="Check the store's database before moving it.",
+            )
             head = migrations.head(spec)
             current = migrations.current(conn, spec)
             if current != head:

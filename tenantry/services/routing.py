@@ -22,9 +22,11 @@ from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
 from tenantry.db.engines import connect, make_engine
-from tenantry.db.identity import read_identity
+from tenantry.db.identity import expect
 from tenantry.db.master.models import DatabaseStatus, Store
-from tenantry.errors import StoreUnavailable, WrongDatabase
+from tenantry.db.schemas import Role
+from tenantry.db.urls import mask
+from tenantry.errors import StoreUnavailable
 from tenantry.services.connections import tenant_url
 from tenantry.services.stores import active_connection
 
@@ -157,17 +159,14 @@ class TenantRouter:
         try:
             # Checked once per engine: the database must be the one master says it is.
             with connect(engine) as conn:
-                identity = read_identity(conn)
-            if (
-                identity is None
-                or identity.role != "tenant"
-                or (config.instance_id and identity.instance_id != config.instance_id)
-            ):
-                found = identity.describe() if identity else "a database without identity"
-                raise WrongDatabase(
-                    f"store {store.slug!r}'s connection leads to {found}, not to its own "
-                    f"database (instance {config.instance_id}); refusing to use it.",
-                    "Someone changed the database behind the connection: check it before "
+                expect(
+                    conn,
+                    Role.TENANT,
+                    where=f"{mask(engine.url)} (store {store.slug!r}'s database)",
+                    instance_id=config.instance_id,
+                    why=f"store {store.slug!r}'s connection leads there, not to its own "
+                    "database, so it is not served",
+                    hint="Someone changed the database behind the connection: check it before "
                     "serving this store again.",
                 )
         except BaseException:

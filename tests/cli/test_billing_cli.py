@@ -52,7 +52,7 @@ def _stripe_signature(body: bytes, secret: str = SECRET) -> str:
 def _ingest(event: dict[str, Any], app_id: str = APP) -> webhooks.Ingested:
     body = json.dumps(event).encode()
     with _platform() as platform, platform.billing_sessions() as session:
-        return webhooks.ingest(
+        stored = webhooks.ingest(
             session,
             platform.box,
             processor="stripe",
@@ -60,6 +60,8 @@ def _ingest(event: dict[str, Any], app_id: str = APP) -> webhooks.Ingested:
             body=body,
             signature=_stripe_signature(body),
         )
+        session.commit()  # the caller commits before answering 2xx
+    return stored
 
 
 def _stored_raw(event: dict[str, Any], app_id: str = APP) -> BillingWebhook:

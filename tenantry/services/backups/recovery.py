@@ -45,6 +45,7 @@ from tenantry.crypto import SecretBox
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import is_tenantry_table
 from tenantry.db.master.models import Backup, Store
+from tenantry.db.readonly import read_only_engine
 from tenantry.db.schemas import Role, SchemaSpec, schema_for
 from tenantry.db.types import utcnow
 from tenantry.db.urls import backend_of, mask, redact
@@ -171,19 +172,21 @@ def live_target(
             f"{backup.slug} is {target.store_id}. Nothing was changed.",
             "Rows are recovered only into the database the backup was taken of.",
         )
-    try:
-        identity, _revision = identify(target)
-    except WrongDatabase as exc:
+    if target.instance_id and target.instance_id != backup.instance_id:
         raise WrongDatabase(
-            exc.message, "Fix the store's connection (or the URL settings) before recovering rows."
-        ) from None
-    if identity.instance_id != backup.instance_id:
-        raise WrongDatabase(
-            f"{mask(target.url)} ({scope}) is instance {identity.instance_id}; backup "
-            f"{backup.id} is of instance {backup.instance_id}. Rows from one database are "
-            "never merged into another; nothing was changed.",
+            f"backup {backup.id} is of instance {backup.instance_id}; master records instance "
+            f"{target.instance_id} for {scope}. Rows from one database are never merged into "
+            "another; nothing was changed.",
             f"Choose a backup of this database (`tenantry backup list --db {scope}`).",
         )
+    identify(
+        target,
+        instance_id=backup.instance_id,
+        why=f"backup {backup.id} is of instance {backup.instance_id}, and rows from one "
+        "database are never merged into another",
+        hint=f"Choose a backup of this database (`tenantry backup list --db {scope}`), or fix "
+        "the store's connection (or the URL settings) if it leads elsewhere.",
+    )
     return target
 
 
@@ -301,11 +304,10 @@ def _compare(
 
     in_backup = present = 0
     missing: list[dict[str, Any]] = []
-    engine = make_engine(scratch, pooled=False)
+    engine = read_only_engine(scratch)
     try:
         with connect(engine) as conn:
             _check_columns(conn, table, "the backup")
-            _read_only(conn)
             for batch in _backup_batches(conn, table, where, batch_size, engine_name):
                 in_backup += len(batch)
                 keys = [key_of(row) for row in batch]
@@ -342,18 +344,6 @@ def _present(
         ).first():
             exact.add(key)
     return exact
-
-
-def _read_only(conn: Connection) -> None:
-    """Make every later transaction on ``conn`` read-only (the ``--where`` runs there)."""
-    backend = conn.dialect.name
-    if backend == "sqlite":
-        conn.exec_driver_sql("PRAGMA query_only = ON")
-    elif backend == "postgresql":
-        conn.exec_driver_sql("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
-    else:
-        conn.exec_driver_sql("SET SESSION TRANSACTION READ ONLY")
-    conn.commit()
 
 
 def _backup_batches(

@@ -30,9 +30,9 @@ from tenantry.backup.storage import Storage
 from tenantry.crypto import SecretBox
 from tenantry.db.admin import create_database, database_exists, drop_database
 from tenantry.db.engines import connect, make_engine, sqlite_path, writer_sessions
-from tenantry.db.identity import Identity, read_identity, user_tables
+from tenantry.db.identity import Identity, expect
 from tenantry.db.master.models import Backup, IntegrationConfig, Store
-from tenantry.db.schemas import Role, schema_for
+from tenantry.db.schemas import Role, SchemaSpec, schema_for
 from tenantry.db.types import utcnow
 from tenantry.db.urls import backend_of, mask, parse_url, redact
 from tenantry.errors import (
@@ -40,7 +40,6 @@ from tenantry.errors import (
     InvalidInput,
     NotFound,
     TenantryError,
-    UnidentifiedDatabase,
     WrongDatabase,
 )
 from tenantry.failpoints import failpoint
@@ -140,18 +139,30 @@ def _own_url(session: Session, box: SecretBox, settings: Settings, backup: Backu
     return tenant_url(box, config)
 
 
-def _inspect_target(url: URL) -> tuple[bool, Identity | None, list[str]]:
-    """Whether the target exists, its identity and its user tables (never creates it)."""
+def _inspect_target(url: URL, spec: SchemaSpec, backup: Backup) -> tuple[bool, Identity | None]:
+    """Whether the target exists, and its identity once the guard found it to be the backup's
+    own database (``None``: an empty one). Never creates it."""
     path = sqlite_path(url)
     exists = path.is_file() if path is not None else database_exists(url)
     if not exists:
-        return False, None, []
+        return False, None
     engine = make_engine(url, pooled=False)
     try:
         with connect(engine) as conn:
-            return True, read_identity(conn), user_tables(conn)
+            identity = expect(
+                conn,
+                spec,
+                where=mask(url),
+                instance_id=backup.instance_id,
+                why=f"backup {backup.id} never lands in another role's or another instance's "
+                "database, nor over tables a restore would destroy",
+                hint="Restore it into the backup's own database (--in-place) or into a new, "
+                "empty database.",
+                empty_ok=True,
+            )
     finally:
         engine.dispose()
+    return True, identity
 
 
 def plan_restore(
@@ -181,35 +192,14 @@ def plan_restore(
         else parse_url(target or "", setting="--target")
     )
     shown = mask(url)
-    exists, identity, tables = _inspect_target(url)
-    spec = schema_for(backup.role, settings.tenant_schema)
-    if identity is not None and (identity.role != backup.role or identity.schema_name != spec.name):
-        raise WrongDatabase(
-            f"backup {backup.id} is of a {backup.role} database; {shown} is "
-            f"{identity.describe()}. A {backup.role} backup never lands in another role's "
-            "database; nothing was changed.",
-            f"Restore it into the {backup.role} database or into a new, empty database.",
-        )
-    if identity is not None and identity.instance_id != backup.instance_id:
-        raise WrongDatabase(
-            f"{shown} is instance {identity.instance_id}; backup {backup.id} is of instance "
-            f"{backup.instance_id}. Restoring would replace one database with another; "
-            "nothing was changed.",
-            "Restore into the backup's own database (--in-place) or into a new, empty one.",
-        )
-    if identity is None and tables:
-        raise UnidentifiedDatabase(
-            f"{shown} holds {len(tables)} table(s) and no tenantry identity; a restore would "
-            "destroy them. Nothing was changed.",
-            "Restore into a new or empty database instead.",
-        )
+    exists, identity = _inspect_target(url, schema_for(backup.role, settings.tenant_schema), backup)
     if backend_of(url) != backup.engine:
         raise InvalidInput(
             f"backup {backup.id} is a {backup.engine} dump; {shown} is {backend_of(url)}.",
             "Restore into a database of the same engine (to change engines, move the store: "
             "tenantry stores move).",
         )
-    live = exists and bool(identity or tables)
+    live = identity is not None  # the guard refused tables without identity
     notes = []
     if live:
         notes.append("the target holds data: a pinned safety backup of it is taken first")

@@ -9,12 +9,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
-from tenantry.db.identity import Identity
+from tenantry.db.identity import Identity, expect
 from tenantry.db.master.models import Backup, DatabaseServer, IntegrationConfig
 from tenantry.db.probe import probe
 from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, tenant_schema
 from tenantry.db.urls import mask, parse_url
-from tenantry.errors import InvalidInput, NotFound, WrongDatabase
+from tenantry.errors import InvalidInput, NotFound
 from tenantry.files import private_dir
 from tenantry.services.connections import server_url, tenant_url
 from tenantry.services.fleet import SERVERS, tenant_databases
@@ -90,24 +90,32 @@ def tenant_targets(
     ]
 
 
-def identify(target: BackupTarget) -> tuple[Identity, str | None]:
-    """The target's identity and revision, after checking it is the database it should be."""
+def identify(
+    target: BackupTarget,
+    *,
+    instance_id: str | None = None,
+    why: str | None = None,
+    hint: str | None = None,
+) -> tuple[Identity, str | None]:
+    """The target's identity and revision, after checking it is the database it should be.
+
+    It must be the target's role and schema, and the instance master recorded for a store
+    (or ``instance_id`` when given: the backup's own instance, for a recovery).
+    """
+    where = f"store {target.slug}'s database" if target.slug else f"the {target.role} database"
     with SERVERS.connect(target.url) as conn:
         identity, revision = probe(conn, target.spec)
-    where = f"store {target.slug}'s database" if target.slug else f"the {target.role} database"
-    if identity is None or identity.role != target.role or identity.schema_name != target.spec.name:
-        found = identity.describe() if identity else "a database without tenantry identity"
-        raise WrongDatabase(
-            f"{mask(target.url)} should be {where}, but it is {found}; nothing was done.",
-            "Check the URL settings (or the store's connection) before backing it up.",
+        checked = expect(
+            conn,
+            target.spec,
+            where=f"{mask(target.url)} ({where})",
+            instance_id=instance_id or target.instance_id,
+            identity=identity,
+            why=why,
+            hint=hint
+            or "Check the URL settings (or the store's connection in master) before backing it up.",
         )
-    if target.instance_id and identity.instance_id != target.instance_id:
-        raise WrongDatabase(
-            f"{mask(target.url)} is instance {identity.instance_id}, but master recorded "
-            f"{target.instance_id} for store {target.slug}; nothing was done.",
-            "The store's connection points at another database: fix it in master first.",
-        )
-    return identity, revision
+    return checked, revision
 
 
 def scratch_server(session: Session, box: SecretBox, settings: Settings, backup: Backup) -> URL:

@@ -23,11 +23,19 @@ from tenantry.backup.engines import BackupToolError, engine_for
 from tenantry.backup.storage import Storage
 from tenantry.db.admin import create_database, drop_database
 from tenantry.db.engines import connect, make_engine, sqlite_path, writer_sessions
-from tenantry.db.identity import read_identity
+from tenantry.db.identity import expect
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
+from tenantry.db.schemas import Role
 from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
-from tenantry.errors import ConfigurationError, Conflict, NotFound, TenantryError
+from tenantry.errors import (
+    ConfigurationError,
+    Conflict,
+    NotFound,
+    TenantryError,
+    UnidentifiedDatabase,
+    WrongDatabase,
+)
 from tenantry.services import refs
 
 SCRATCH_PREFIX = "tenantry_scratch_"
@@ -118,14 +126,16 @@ def check_restored(backup: Backup, url: URL) -> tuple[list[str], list[str], dict
     db = make_engine(url, pooled=False)
     try:
         with connect(db) as conn:
-            identity = read_identity(conn)
+            expect(
+                conn,
+                Role(backup.role),
+                where=f"the restored copy of backup {backup.id}",
+                instance_id=backup.instance_id,
+            )
+    except (WrongDatabase, UnidentifiedDatabase) as refused:
+        problems.append(refused.message)  # a damaged copy is a finding, not an error
     finally:
         db.dispose()
-    if identity is None or identity.instance_id != backup.instance_id:
-        problems.append(
-            f"restored identity is {identity.describe() if identity else 'missing'}, the "
-            f"catalog says instance {backup.instance_id}"
-        )
     return problems, notes, counts
 
 

@@ -3,7 +3,8 @@
 A key is bound to its request (method, path and body hashed): the same key with another
 body is a conflict. Keys are kept :data:`KEEP` (at least 24 h). A key whose first request
 is still running is a conflict too; one abandoned mid-way (the process died) is released
-after :data:`ABANDONED`.
+after :data:`ABANDONED`. These functions work on the caller's session; the transactions
+(a reservation is committed before the request runs) are :mod:`tenantry.operations.idempotency`'s.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy import delete, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantry.db.billing.models import BillingIdempotencyKey
@@ -43,41 +43,51 @@ class Replay:
     body: str
 
 
-def begin(session: Session, app_id: str, key: str, fingerprint: str) -> Replay | None:
-    """Reserve ``key`` for this request (committing), or return the first response to replay.
+def check_key(key: str) -> str:
+    """``key`` if it can be an Idempotency-Key; :class:`InvalidInput` otherwise."""
+    if not key or len(key) > 255 or not key.isprintable():
+        raise InvalidInput("an Idempotency-Key must be 1 to 255 printable characters.")
+    return key
+
+
+def reserve(session: Session, app_id: str, key: str, fingerprint: str) -> None:
+    """Insert the reservation of ``key`` for this request (flushed, not committed).
+
+    Raises :class:`~sqlalchemy.exc.IntegrityError` when the key is taken: the caller's
+    transaction is then over, and :func:`first_request` (in a new one) says what to do.
+    """
+    session.add(
+        BillingIdempotencyKey(
+            app_id=app_id, key=check_key(key), request_hash=fingerprint, expires_at=utcnow() + KEEP
+        )
+    )
+    session.flush()
+
+
+def first_request(session: Session, app_id: str, key: str, fingerprint: str) -> Replay | None:
+    """The stored first response of a taken ``key`` to replay, or ``None`` when the key is free
+    again (purged meanwhile, or abandoned: its reservation is deleted here).
 
     Raises :class:`Conflict` when the key was used with another request, or its first
     request is still in flight.
     """
-    if not key or len(key) > 255 or not key.isprintable():
-        raise InvalidInput("an Idempotency-Key must be 1 to 255 printable characters.")
-    now = utcnow()
-    row = BillingIdempotencyKey(
-        app_id=app_id, key=key, request_hash=fingerprint, expires_at=now + KEEP
-    )
-    session.add(row)
-    try:
-        session.commit()
-        return None
-    except IntegrityError:
-        session.rollback()
     first = session.scalar(
         select(BillingIdempotencyKey).where(
             BillingIdempotencyKey.app_id == app_id, BillingIdempotencyKey.key == key
         )
     )
-    if first is None:  # purged in between: try once more
-        return begin(session, app_id, key, fingerprint)
+    if first is None:
+        return None
     if first.request_hash != fingerprint:
         raise Conflict(
             "this Idempotency-Key was used with a different request.",
             "Use a new key for a new request.",
         )
     if first.status_code is None:
-        if now - first.created_at > ABANDONED:
+        if utcnow() - first.created_at > ABANDONED:
             session.delete(first)
-            session.commit()
-            return begin(session, app_id, key, fingerprint)
+            session.flush()
+            return None
         raise Conflict(
             "a request with this Idempotency-Key is still in progress.",
             "Send it again after the Retry-After seconds: you then get the first response.",
@@ -100,7 +110,7 @@ def finish(session: Session, app_id: str, key: str, status_code: int, body: str)
         session.delete(row)
     else:
         row.status_code, row.response_body = status_code, body
-    session.commit()
+    session.flush()
 
 
 def purge_expired(session: Session) -> int:
@@ -108,5 +118,4 @@ def purge_expired(session: Session) -> int:
     result = session.execute(
         delete(BillingIdempotencyKey).where(BillingIdempotencyKey.expires_at < utcnow())
     )
-    session.commit()
     return int(result.rowcount or 0)  # type: ignore[attr-defined]

@@ -277,9 +277,9 @@ _INSERTS: dict[str, Any] = {}
 
 
 def store_deliveries(conn: Connection, deliveries: list[Delivery]) -> list[Ingested]:
-    """Insert deliveries in one statement and one commit, skipping events stored already.
+    """Insert deliveries in one statement, skipping events stored already.
 
-    The caller answers 2xx only after this returns: what was answered is committed. Each
+    The caller commits, and answers 2xx only after its commit: what was answered is stored. Each
     result says whether that delivery was new or a duplicate (of an earlier delivery, or of
     another in the same batch).
     """
@@ -305,7 +305,6 @@ def store_deliveries(conn: Connection, deliveries: list[Delivery]) -> list[Inges
             )
         ):
             found[(app_id, processor, row.event_id)] = (row.id, row.status)
-    conn.commit()
     results = []
     for d in deliveries:
         stored_id, status = found[d.key]
@@ -322,7 +321,7 @@ def ingest(
     body: bytes,
     signature: str | None,
 ) -> Ingested:
-    """Verify and store one delivery, committing it (the caller answers 2xx after this).
+    """Verify and store one delivery; the caller commits, then answers 2xx.
 
     A second delivery of the same event to the same app (app + processor + event id) stores
     nothing and returns the first row. ``session`` may be a plain Core connection.
@@ -426,7 +425,7 @@ def process_batch(sessions: sessionmaker[Session], ids: list[uuid.UUID]) -> dict
     outcomes: dict[uuid.UUID, str] = {}
     bind = writer(sessions.kw["bind"])
     try:
-        with sessions(bind=bind) as session:
+        with sessions(bind=bind) as session, session.begin():
             rows = session.scalars(
                 select(BillingWebhook)
                 .where(BillingWebhook.id.in_(ids))
@@ -434,7 +433,6 @@ def process_batch(sessions: sessionmaker[Session], ids: list[uuid.UUID]) -> dict
             )
             for row in rows:
                 outcomes[row.id] = _apply(session, row)
-            session.commit()
         return outcomes
     except Exception:
         if len(ids) == 1:
@@ -468,7 +466,7 @@ def run_forever(
             if time.monotonic() >= next_purge:
                 with sessions.begin() as session:
                     subscriptions.renew_due(session)
-                with sessions() as session:
+                with sessions.begin() as session:
                     idempotency.purge_expired(session)
                 next_purge = time.monotonic() + PURGE_EVERY_S
             handled = process_pending(sessions)

@@ -67,7 +67,7 @@ def _deliver(
         secret, header = TILLED_SECRET, "t={t},v1={mac}"
     mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     with sessions() as session:
-        return webhooks.ingest(
+        stored = webhooks.ingest(
             session,
             box,
             processor=processor,
@@ -75,6 +75,8 @@ def _deliver(
             body=body,
             signature=header.format(t=t, mac=mac),
         )
+        session.commit()  # the caller commits before answering 2xx
+    return stored
 
 
 def _drain(sessions: sessionmaker[Session]) -> None:
@@ -297,21 +299,20 @@ def test_transient_failures_back_off_and_stuck_events_are_taken_again(
 def test_expired_idempotency_keys_are_purged(
     billing: tuple[sessionmaker[Session], SecretBox],
 ) -> None:
-    from tenantry.services.billing import idempotency
+    from tenantry.operations import idempotency
 
     sessions, _ = billing
-    with sessions() as session:
-        assert idempotency.begin(session, "acme", "old", "h") is None
-        assert idempotency.begin(session, "acme", "new", "h") is None
-        idempotency.finish(session, "acme", "old", 201, "{}")
+    assert idempotency.reserve(sessions, "acme", "old", "h") is None
+    assert idempotency.reserve(sessions, "acme", "new", "h") is None
+    idempotency.record(sessions, "acme", "old", 201, "{}")
     with sessions.begin() as session:
         session.execute(
             update(BillingIdempotencyKey)
             .where(BillingIdempotencyKey.key == "old")
             .values(expires_at=utcnow() - timedelta(hours=1))
         )
+    assert idempotency.purge_expired(sessions) == 1
     with sessions() as session:
-        assert idempotency.purge_expired(session) == 1
         assert session.scalars(select(BillingIdempotencyKey.key)).all() == ["new"]
 
 
