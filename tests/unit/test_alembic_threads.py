@@ -60,7 +60,7 @@ def revision_spec(directory: Path) -> tuple[SchemaSpec, ModuleType]:
 
 def test_threads_running_scripts_at_once_each_reach_their_own_migration(tmp_path: Path) -> None:
     spec, module = revision_spec(tmp_path)
-    module.BOTH_INSIDE = threading.Barrier(2, timeout=10)
+    module.BOTH_INSIDE = threading.Barrier(2, timeout=10)  # type: ignore[attr-defined]
     outputs: dict[str, str] = {}
     errors: list[BaseException] = []
 
