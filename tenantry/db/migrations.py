@@ -37,15 +37,8 @@ def alembic_config(spec: SchemaSpec, **attributes: Any) -> Config:
 
 @cache
 def scripts(spec: SchemaSpec) -> ScriptDirectory:
-    """The role's migration scripts, loaded once per process.
-
-    Their ``op`` and ``context`` reach the migration running in the calling thread (see
-    :mod:`tenantry.db.alembic_threads`), so several threads may run them at once.
-    """
-    directory = ScriptDirectory.from_config(alembic_config(spec))
-    for script in directory.walk_revisions():
-        alembic_threads.bind(script)
-    return directory
+    """The role's migration scripts, loaded once per process."""
+    return ScriptDirectory.from_config(alembic_config(spec))
 
 
 def head(spec: SchemaSpec) -> str | None:
@@ -149,11 +142,14 @@ def _upgrade_steps(spec: SchemaSpec, target: str) -> Callable[..., list[Migratio
     directory = scripts(spec)
 
     def plan(rev: str | tuple[str, ...] | None, _context: MigrationContext) -> list[MigrationStep]:
-        revisions = directory.iterate_revisions(target, rev, implicit_base=True)
-        return [
-            MigrationStep.upgrade_from_script(directory.revision_map, script)
-            for script in reversed(list(revisions))
-        ]
+        revisions = list(
+            reversed(list(directory.iterate_revisions(target, rev, implicit_base=True)))
+        )
+        for script in revisions:
+            # Its op and context reach the migration running in the calling thread, so several
+            # threads may run the script at once (see tenantry.db.alembic_threads).
+            alembic_threads.bind(script)
+        return [MigrationStep.upgrade_from_script(directory.revision_map, s) for s in revisions]
 
     return plan
 

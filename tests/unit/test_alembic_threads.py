@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy import MetaData
 from sqlalchemy.engine import make_url
 
-from tenantry.db import migrations
+from tenantry.db import alembic_threads, migrations
 from tenantry.db.schemas import Role, SchemaSpec
 
 # The dialect each thread's migration runs on names the table its script alters, so each
@@ -55,6 +55,7 @@ def revision_spec(directory: Path) -> tuple[SchemaSpec, ModuleType]:
     spec = SchemaSpec(Role.TENANT, "threadshop", MetaData(), directory)
     script = migrations.scripts(spec).get_revision("0001")
     assert script is not None
+    alembic_threads.bind(script)  # as running it does
     return spec, script.module
 
 
