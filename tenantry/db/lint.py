@@ -17,7 +17,6 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from alembic.operations import BatchOperations, Operations, ops
-from alembic.operations.batch import BatchOperationsImpl
 from alembic.runtime.migration import MigrationContext
 from alembic.script import Script
 from sqlalchemy.engine import Connection, Dialect
@@ -48,8 +47,9 @@ class Finding:
 class _BatchRecorder(BatchOperations):
     """What ``op.batch_alter_table`` yields under the linter: records into its parent."""
 
-    def __init__(self, parent: _Recorder, impl: BatchOperationsImpl) -> None:
-        super().__init__(parent.migration_context, impl=impl)
+    def __init__(self, parent: _Recorder, batch: BatchOperations) -> None:
+        # Batch operations read the table name and schema from the batch's impl.
+        super().__init__(parent.migration_context, impl=batch.impl)
         self._parent = parent
 
     def invoke(self, operation: ops.MigrateOperation) -> Any:
@@ -81,12 +81,11 @@ class _Recorder(Operations):
         self, table_name: str, schema: str | None = None, *args: Any, **kwargs: Any
     ) -> Iterator[BatchOperations]:
         """A batch whose operations are recorded one by one and never flushed to a database."""
-        # Batch operations read only the table name and schema from their impl; the other
-        # arguments matter when the batch is flushed, which the linter never does.
-        impl = BatchOperationsImpl(  # type: ignore[no-untyped-call]
-            self, table_name, schema, "auto", None, (), {}, (), {}, None, None
-        )
-        yield _BatchRecorder(self, impl)
+        # Alembic's own batch, never recreating the table: the recorder takes every operation
+        # before it reaches the batch, so the flush on leaving has nothing to run (the other
+        # arguments, copy_from and the like, only matter for a flush).
+        with super().batch_alter_table(table_name, schema, recreate="never") as batch:
+            yield _BatchRecorder(self, batch)
 
     def get_bind(self) -> Connection:
         """A connection whose statements are recorded like ``op.execute()``."""
@@ -110,6 +109,7 @@ def _record(script: Script) -> _Recording:
     buffer = io.StringIO()
     recorder = _Recorder(_offline_context(buffer))
     failure: Exception | None = None
+    alembic_threads.bind(script)
     with alembic_threads.running(recorder):
         try:
             script.module.upgrade()
@@ -474,9 +474,9 @@ def _offline_context(buffer: io.StringIO) -> MigrationContext:
 def lint_scripts(scripts: Sequence[Script]) -> list[Finding]:
     """Findings in ``scripts``, which are applied in the given order (oldest first).
 
-    Each revision's ``upgrade()`` runs with ``alembic.op`` pointing at a recorder, so nothing
+    Each revision's ``upgrade()`` runs with its ``op`` pointing at a recorder, so nothing
     touches a database; SQL run through ``op.get_bind()`` is checked like ``op.execute()``.
-    Only this thread's ``alembic.op`` is redirected (see :mod:`tenantry.db.alembic_threads`). A
+    Only this thread's ``op`` is redirected (see :mod:`tenantry.db.alembic_threads`). A
     revision that fails without a database (it reads query results, say) gives a destructive
     ``raw_sql`` finding, since the rest of its upgrade went unchecked.
     """

@@ -9,11 +9,11 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
+from alembic.operations import Operations
 from alembic.runtime.environment import EnvironmentContext
-from alembic.runtime.migration import MigrationContext
+from alembic.runtime.migration import MigrationContext, MigrationStep
 from alembic.script import Script, ScriptDirectory
 from alembic.script.revision import RevisionError
 from alembic.util.exc import CommandError
@@ -24,10 +24,6 @@ from tenantry.db import alembic_threads
 from tenantry.db.alembic_env import configure_options
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import MigrationError
-
-# Alembic's ``op`` and ``context`` proxies are process-wide; made per thread, tenants'
-# scripts run at the same time in a fleet run.
-alembic_threads.install()
 
 
 def alembic_config(spec: SchemaSpec, **attributes: Any) -> Config:
@@ -136,6 +132,35 @@ def between(spec: SchemaSpec, start: str | None, target: str | None) -> list[Scr
     return list(reversed(list(scripts(spec).iterate_revisions(target, start))))
 
 
+def _environment(spec: SchemaSpec, **kwargs: Any) -> EnvironmentContext:
+    # Never entered as a context manager: entering installs Alembic's process-wide proxies.
+    return EnvironmentContext(alembic_config(spec), scripts(spec), **kwargs)
+
+
+def _upgrade_steps(spec: SchemaSpec, target: str) -> Callable[..., list[MigrationStep]]:
+    """Alembic's ``fn``: the steps from the database's revision (or --sql start) to ``target``."""
+    directory = scripts(spec)
+
+    def plan(rev: str | tuple[str, ...] | None, _context: MigrationContext) -> list[MigrationStep]:
+        revisions = list(
+            reversed(list(directory.iterate_revisions(target, rev, implicit_base=True)))
+        )
+        for script in revisions:
+            # Its op and context reach the migration running in the calling thread, so several
+            # threads may run the script at once (see tenantry.db.alembic_threads).
+            alembic_threads.bind(script)
+        return [MigrationStep.upgrade_from_script(directory.revision_map, s) for s in revisions]
+
+    return plan
+
+
+def _run(env: EnvironmentContext) -> None:
+    """Run ``env``'s migrations with this thread's scripts' ``op`` and ``context`` on it."""
+    context = env.get_context()
+    with alembic_threads.running(Operations(context), env), context.begin_transaction():
+        context.run_migrations()
+
+
 def upgrade(
     conn: Connection,
     spec: SchemaSpec,
@@ -149,24 +174,15 @@ def upgrade(
     database: a fleet run pays for loading the scripts once). ``on_applied`` is called with
     each revision applied, after the scripts ran, on the same connection and transaction.
     """
-    directory = scripts(spec)
-
-    def plan(rev: Any, _context: MigrationContext) -> Any:
-        return directory._upgrade_revs(target, rev)
-
     done: list[str] = []
 
     def applied(ctx: MigrationContext, step: Any, heads: Any, run_args: Any) -> None:
         if step.up_revision_id is not None:
             done.append(step.up_revision_id)
 
-    options = configure_options(spec)
-    with EnvironmentContext(
-        alembic_config(spec), directory, fn=plan, destination_rev=target
-    ) as env:
-        env.configure(connection=conn, on_version_apply=applied, **options)
-        with env.begin_transaction():
-            env.run_migrations()
+    env = _environment(spec, fn=_upgrade_steps(spec, target), destination_rev=target)
+    env.configure(connection=conn, on_version_apply=applied, **configure_options(spec))
+    _run(env)
     for revision in done:
         if on_applied is not None:
             on_applied(revision)
@@ -174,15 +190,26 @@ def upgrade(
 
 def stamp(conn: Connection, spec: SchemaSpec, target: str) -> None:
     """Record ``target`` as the database's revision without running anything."""
-    command.stamp(alembic_config(spec, connection=conn), target)
+    env = _environment(spec, destination_rev=target)
+    env.configure(connection=conn, **configure_options(spec))
+    context = env.get_context()
+    with context.begin_transaction():
+        context.stamp(scripts(spec), target)
 
 
 def upgrade_sql(spec: SchemaSpec, url: URL, start: str | None, target: str) -> str:
     """The SQL an upgrade from ``start`` to ``target`` would run on ``url``'s dialect."""
     buffer = io.StringIO()
-    config = alembic_config(spec, url=url)
-    config.output_buffer = buffer
-    command.upgrade(config, f"{start}:{target}" if start else target, sql=True)
+    env = _environment(
+        spec,
+        fn=_upgrade_steps(spec, target),
+        as_sql=True,
+        starting_rev=start,
+        destination_rev=target,
+    )
+    # As env.py configures an offline run (tenantry.db.alembic_env.run).
+    env.configure(url=url, literal_binds=True, output_buffer=buffer, **configure_options(spec))
+    _run(env)
     return buffer.getvalue()
 
 

@@ -1,45 +1,80 @@
-"""``alembic.op`` and ``alembic.context`` are per thread: threads running scripts at the same
-moment each reach their own migration."""
+"""Revision scripts' ``op`` and ``context`` are per thread: threads running scripts at the same
+moment each reach their own migration, and Alembic's own proxies are left to Alembic."""
 
 from __future__ import annotations
 
-import io
 import subprocess
 import sys
 import textwrap
 import threading
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 import sqlalchemy as sa
-from alembic import op
-from alembic.migration import MigrationContext
-from alembic.operations import Operations
+from sqlalchemy import MetaData
+from sqlalchemy.engine import make_url
 
-from tenantry.db import alembic_threads
+from tenantry.db import alembic_threads, migrations
+from tenantry.db.schemas import Role, SchemaSpec
+
+# The dialect each thread's migration runs on names the table its script alters, so each
+# output shows whose operations reached it.
+REVISION = '''"""note on the dialect's table"""
+
+import sqlalchemy as sa
+from alembic import context, op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+BOTH_INSIDE = None  # set by the test: a barrier both threads' scripts wait at
 
 
-def test_threads_running_scripts_at_once_each_reach_their_own_migration() -> None:
-    alembic_threads.install()
-    both_inside = threading.Barrier(2, timeout=10)
+def upgrade() -> None:
+    assert context.is_offline_mode()
+    table = {"postgresql": "alpha", "mysql": "beta"}[op.get_context().dialect.name]
+    BOTH_INSIDE.wait()  # both migrations are running before either runs an op
+    op.add_column(table, sa.Column("note", sa.String(20)))
+    BOTH_INSIDE.wait()
+    op.create_index(f"ix_{table}_note", table, ["note"])
+
+
+def downgrade() -> None:
+    pass
+'''
+
+
+def revision_spec(directory: Path) -> tuple[SchemaSpec, ModuleType]:
+    """A script directory with :data:`REVISION`, and that revision's loaded module."""
+    (directory / "versions").mkdir(parents=True)
+    (directory / "env.py").write_text("from tenantry.db.alembic_env import run\n\nrun()\n")
+    (directory / "versions" / "0001_note.py").write_text(REVISION)
+    spec = SchemaSpec(Role.TENANT, "threadshop", MetaData(), directory)
+    script = migrations.scripts(spec).get_revision("0001")
+    assert script is not None
+    alembic_threads.bind(script)  # as running it does
+    return spec, script.module
+
+
+def test_threads_running_scripts_at_once_each_reach_their_own_migration(tmp_path: Path) -> None:
+    spec, module = revision_spec(tmp_path)
+    module.BOTH_INSIDE = threading.Barrier(2, timeout=10)  # type: ignore[attr-defined]
     outputs: dict[str, str] = {}
     errors: list[BaseException] = []
 
-    def script(table: str) -> None:
-        buffer = io.StringIO()
-        context = MigrationContext.configure(
-            dialect_name="postgresql", opts={"as_sql": True, "output_buffer": buffer}
-        )
+    def script(table: str, url: str) -> None:
         try:
-            with Operations.context(context):
-                both_inside.wait()  # both proxies are installed before either runs an op
-                op.add_column(table, sa.Column("note", sa.String(20)))
-                both_inside.wait()
-                op.create_index(f"ix_{table}_note", table, ["note"])
+            outputs[table] = migrations.upgrade_sql(spec, make_url(url), None, "head")
         except BaseException as exc:
             errors.append(exc)
-        outputs[table] = buffer.getvalue()
 
-    threads = [threading.Thread(target=script, args=(t,)) for t in ("alpha", "beta")]
+    threads = [
+        threading.Thread(target=script, args=("alpha", "postgresql://h/a")),
+        threading.Thread(target=script, args=("beta", "mysql+pymysql://h/b")),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -52,14 +87,14 @@ def test_threads_running_scripts_at_once_each_reach_their_own_migration() -> Non
     assert "alpha" not in outputs["beta"]
 
 
-def test_op_outside_any_migration_says_so() -> None:
-    alembic_threads.install()
+def test_op_outside_any_migration_says_so(tmp_path: Path) -> None:
+    _spec, module = revision_spec(tmp_path)
     with pytest.raises(NameError, match="alembic proxy unset"):
-        op.add_column("t", sa.Column("x", sa.Integer()))
+        module.op.add_column("t", sa.Column("x", sa.Integer()))
 
 
-def test_installing_while_alembic_runs_a_migration_keeps_that_migration() -> None:
-    # A fresh interpreter: Alembic's own proxy is in place when tenantry's is installed (an
+def test_tenantry_imported_while_alembic_runs_a_migration_keeps_that_migration() -> None:
+    # A fresh interpreter: Alembic's own proxy is in place when tenantry is imported (an
     # env.py that imports tenantry in the middle of `alembic upgrade`).
     program = textwrap.dedent(
         """
@@ -74,14 +109,14 @@ def test_installing_while_alembic_runs_a_migration_keeps_that_migration() -> Non
             dialect_name="sqlite", opts={"as_sql": True, "output_buffer": buffer}
         )
         with Operations.context(context):
-            from tenantry.db import alembic_threads
+            import tenantry.db.lint
+            import tenantry.db.migrations
 
-            alembic_threads.install()
             op.add_column("gamma", sa.Column("note", sa.String(20)))
         print(buffer.getvalue())
         try:
             op.add_column("gamma", sa.Column("x", sa.Integer()))
-        except NameError:
+        except (NameError, AttributeError):  # Alembic's proxy: missing, or None once removed
             print("unset after the migration")
         """
     )
