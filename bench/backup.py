@@ -70,7 +70,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.backup.storage import LocalStorage
-from tenantry.cli.init_cmd import run_init
+from tenantry.operations.init import run_init
 from tenantry.db.admin import (
     create_database,
     dispose_server_engines,

@@ -60,7 +60,7 @@ from rich.table import Table
 from sqlalchemy import MetaData, create_engine, select, text, update
 from sqlalchemy.engine import URL
 
-from tenantry.cli.init_cmd import run_init
+from tenantry.operations.init import run_init
 from tenantry.db import migrations
 from tenantry.db.admin import (
     create_database,

@@ -28,7 +28,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from tenantry.cli.init_cmd import run_init
+from tenantry.operations.init import run_init
 from tenantry.db.admin import drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import ProvisioningMode
