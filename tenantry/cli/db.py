@@ -21,8 +21,8 @@ from tenantry.cli.output import (
     print_error,
     reports_errors,
 )
-from tenantry.db.configured import Target, connection, target
 from tenantry.db import migrations
+from tenantry.db.configured import Target, connection, target
 from tenantry.db.ddl import create_statements
 from tenantry.db.engines import make_engine, sqlite_path
 from tenantry.db.identity import guard

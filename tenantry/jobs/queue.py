@@ -2,9 +2,9 @@
 
 :class:`Queue` is the platform's :class:`~tenantry.operations.dispatch.Dispatcher`; the only
 code that imports Huey. Tasks are thin: they build (once per worker process) the
-:class:`~tenantry.runtime.Platform` and call :mod:`tenantry.operations.work`. Anything durable lives in master, not in the queue: a lost queue message
-only delays a job, because workers re-enqueue jobs whose lease expired (on start and every
-minute).
+:class:`~tenantry.runtime.Platform` and call :mod:`tenantry.operations.work`. Anything
+durable lives in master, not in the queue: a lost queue message only delays a job, because
+workers re-enqueue jobs whose lease expired (on start and every minute).
 """
 
 from __future__ import annotations

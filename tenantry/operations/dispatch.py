@@ -92,9 +92,10 @@ class InProcessDispatcher:
 
     def enqueue_provision(self, job_id: uuid.UUID) -> None:
         """Run (or resume) provisioning job ``job_id`` here."""
-        self._run(f"provision-{job_id}", lambda: work.run_provision(
-            self.platform(), job_id, worker=self._worker
-        ))
+        self._run(
+            f"provision-{job_id}",
+            lambda: work.run_provision(self.platform(), job_id, worker=self._worker),
+        )
 
     def enqueue_fleet_tenants(self, run_id: uuid.UUID, store_ids: list[uuid.UUID]) -> None:
         """Migrate the tenants of queued fleet run ``run_id`` here, one after another."""

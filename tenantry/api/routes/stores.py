@@ -7,10 +7,10 @@ from sqlalchemy.orm import Session
 
 from tenantry.api.deps import (
     AdminDep,
+    DispatcherDep,
     KeyDep,
     MasterDep,
     PlatformDep,
-    QueueDep,
     is_admin,
     visible_store,
 )
@@ -145,7 +145,7 @@ def provision_store(
     master: MasterDep,
     key: AdminDep,
     platform: PlatformDep,
-    queue: QueueDep,
+    dispatcher: DispatcherDep,
     response: Response,
 ) -> JobAccepted:
     """Start provisioning the store's database in the background; poll the job."""
@@ -162,7 +162,7 @@ def provision_store(
         actor=f"apikey:{key.prefix}",
     )
     master.commit()
-    queue.enqueue_provision(job.id)
+    dispatcher.enqueue_provision(job.id)
     url = f"/provision/{job.id}"
     response.headers["Location"] = url
     return JobAccepted(job_id=job.id, status=job.status, status_url=url)
