@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
@@ -25,14 +24,12 @@ from tenantry.db import migrations
 from tenantry.db.configured import Target, connection, target
 from tenantry.db.ddl import create_statements
 from tenantry.db.engines import make_engine, sqlite_path
-from tenantry.db.identity import guard
 from tenantry.db.lint import lint_pending
 from tenantry.db.locks import migration_lock
 from tenantry.db.schemas import Role, schema_for
 from tenantry.errors import InvalidInput, TenantryError
+from tenantry.operations import migrate_database
 from tenantry.services import audit, fleet, schema_ops
-from tenantry.services.backups import premigration
-from tenantry.services.backups.targets import BackupTarget
 from tenantry.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -54,23 +51,6 @@ BACKUP_FIRST_OPTION = typer.Option(
     "--backup-first/--no-backup-first",
     help="Take and verify a pinned backup before any DDL (default: on for billing).",
 )
-
-
-def _backup_before_migrating(
-    settings: Settings, t: Target, to: str, *, show: bool
-) -> uuid.UUID | None:
-    """The verified pre-migration backup's id; None when there is nothing to back up (a new
-    database) or nothing to apply."""
-    with connection(t, must_exist=False) as conn:
-        identity = guard(conn, t.spec, where=t.shown)  # the migration's own refusal, first
-        current = migrations.current(conn, t.spec)
-    goal = migrations.resolve(t.spec, to)
-    if identity is None or current == goal:
-        return None
-    status = err_console.status(f"backing up the {t.spec.role} database before migrating")
-    with premigration.standalone(settings) as backups, status if show else nullcontext():
-        backup = backups.take(BackupTarget(t.spec, t.url), current, goal)
-    return backup.id
 
 
 def _status_document(settings: Settings, t: Target) -> dict[str, Any]:
@@ -183,20 +163,19 @@ def migrate(
         else:
             typer.echo(script, nl=False)
         return
-    pre_backup = None
-    if role is Role.BILLING if backup_first is None else backup_first:
-        pre_backup = _backup_before_migrating(settings, t, to, show=not json_output)
-    with connection(t, must_exist=False) as conn:
-        result = schema_ops.migrate_locked(
-            conn,
-            t.spec,
-            t.shown,
-            target=to,
-            acting_app=app_name,
-            owner=owner,
-            allow_destructive=allow_destructive,
-            lock_wait_s=lock_wait,
-        )
+    shown = err_console.status(f"backing up the {role} database before migrating")
+    migrated = migrate_database.migrate(
+        settings,
+        t,
+        to=to,
+        acting_app=app_name,
+        owner=owner,
+        allow_destructive=allow_destructive,
+        lock_wait_s=lock_wait,
+        backup_first=backup_first,
+        while_backing_up=None if json_output else shown,
+    )
+    result, pre_backup = migrated.result, migrated.backup_id
     if json_output:
         emit_json({**asdict(result), "backup": str(pre_backup) if pre_backup else None})
         return
