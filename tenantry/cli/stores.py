@@ -22,8 +22,8 @@ from tenantry.cli.output import (
 )
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.db.urls import mask
-from tenantry.operations import store_delete
-from tenantry.services import platform_billing, servers, stores
+from tenantry.operations import store_create, store_delete
+from tenantry.services import servers, stores
 from tenantry.services.connections import tenant_url
 from tenantry.services.moves import MoveProgress, StoreMover, move_document
 from tenantry.services.plans import PLANS
@@ -157,14 +157,10 @@ def create(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Register a store (not yet provisioned): next, `tenantry provision SLUG`."""
-    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=name, plan=plan)
-        session.flush()
-        # The store's platform billing customer (seed 000): billing commits first, then
-        # master; running it again after a crash links the same customer.
-        with platform.billing_writer_sessions.begin() as billing:
-            platform_billing.link_store(session, billing, store)
-        doc = store_document(session, store)
+    with open_platform(load_settings()) as platform:
+        created = store_create.create(platform, slug=slug, name=name, plan=plan)
+        with platform.sessions() as session:
+            doc = store_document(session, stores.get_store(session, created.id))
     if json_output:
         emit_json(doc)
         return

@@ -26,7 +26,8 @@ from tenantry.api.schemas import (
 )
 from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store
 from tenantry.errors import NotFound
-from tenantry.services import platform_billing, provisioning, servers, stores
+from tenantry.operations import store_create
+from tenantry.services import provisioning, servers, stores
 
 router = APIRouter(tags=["stores"])
 
@@ -62,16 +63,10 @@ def create_store(
     body: StoreCreate, master: MasterDep, key: AdminDep, platform: PlatformDep
 ) -> StoreOut:
     """Register a store (admin keys only). Provision it next."""
-    store = stores.create_store(
-        master, slug=body.slug, name=body.name, plan=body.plan, actor=f"apikey:{key.prefix}"
+    created = store_create.create(
+        platform, slug=body.slug, name=body.name, plan=body.plan, actor=f"apikey:{key.prefix}"
     )
-    master.flush()
-    # The store's platform billing customer (seed 000): billing commits first, then master;
-    # linking again after a crash finds the same customer.
-    with platform.billing_writer_sessions() as billing:
-        platform_billing.link_store(master, billing, store)
-        billing.commit()
-    master.commit()
+    store = stores.get_store(master, created.id)
     return store_out(master, store)
 
 
