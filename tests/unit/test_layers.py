@@ -9,6 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from tenantry.jobs.queue import Queue
+from tenantry.operations.dispatch import Dispatcher, InProcessDispatcher
+from tenantry.runtime import open_dispatcher
+from tenantry.settings import load_settings
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGE = ROOT / "tenantry"
 
@@ -122,3 +127,20 @@ def test_what_the_rules_allow_passes() -> None:
     assert violations("tenantry/api/app.py", "from tenantry.operations import dispatch\n") == []
     # A name that merely starts like a forbidden package is not that package.
     assert violations("tenantry/api/app.py", "import tenantry.jobsite\n") == []
+
+
+def test_the_platform_hands_out_the_job_queue_as_its_dispatcher(tmp_path: Path) -> None:
+    settings = load_settings(data_dir=tmp_path, queue_url=None)
+    dispatcher: Dispatcher = open_dispatcher(settings)
+    try:
+        assert isinstance(dispatcher, Queue)  # loaded by its import path, not imported
+        assert dispatcher.where == "the embedded queue in the data dir"
+        assert (tmp_path / "queue.db").is_file()
+    finally:
+        dispatcher.close()
+    # Both kinds fit the protocol (mypy checks these assignments).
+    queue: Dispatcher = Queue(settings)
+    queue.close()
+    inline: Dispatcher = InProcessDispatcher(settings)
+    assert inline.where == "this process"
+    inline.close()
