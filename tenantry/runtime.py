@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from tenantry.operations.dispatch import Dispatcher
 
 #: The dispatcher adapters hand durable work to, by import path: loaded when first asked for,
-#: so neither the API nor the CLI imports the worker adapter (nor Huey) to use it.
+#: so neither the API nor the CLI imports the worker adapter (nor its queue library) to use it.
 QUEUE_DISPATCHER = "tenantry.jobs.queue:Queue"
 
 

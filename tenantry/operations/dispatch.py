@@ -2,7 +2,7 @@
 
 Adapters record work in master first (a provisioning job, a fleet run, a queued backup), then
 hand its id to a dispatcher. :func:`tenantry.runtime.open_dispatcher` gives the configured one
-(the Huey queue in ``tenantry.jobs``); :class:`InProcessDispatcher` runs the same steps right
+(the job queue in ``tenantry.jobs``); :class:`InProcessDispatcher` runs the same steps right
 here, for ``--inline`` and for an API without workers (tests, demos).
 """
 

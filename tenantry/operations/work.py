@@ -1,6 +1,6 @@
 """What is done with each piece of durable work a dispatcher hands over.
 
-A Huey worker (``tenantry.jobs``) and the in-process dispatcher (``--inline``, the API's
+A queue worker (``tenantry.jobs``) and the in-process dispatcher (``--inline``, the API's
 immediate mode) both call these, so a job run either way takes the same steps and leaves the
 same record of its progress in master.
 """
