@@ -8,7 +8,6 @@ from typing import Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from tenantry.cli.common import open_platform
 from tenantry.cli.output import (
@@ -23,13 +22,12 @@ from tenantry.cli.output import (
 from tenantry.db import migrations
 from tenantry.db.configured import Target, connection, target
 from tenantry.db.ddl import create_statements
-from tenantry.db.engines import make_engine, sqlite_path
+from tenantry.db.engines import sqlite_path
 from tenantry.db.lint import lint_pending
-from tenantry.db.locks import migration_lock
 from tenantry.db.schemas import Role, schema_for
 from tenantry.errors import InvalidInput, TenantryError
 from tenantry.operations import migrate_database
-from tenantry.services import audit, fleet, schema_ops
+from tenantry.services import fleet, schema_ops
 from tenantry.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -356,18 +354,12 @@ def resolve(
         with open_platform(settings) as platform, platform.sessions() as session:
             db = fleet.tenant_databases(session, platform.box, [store])[0]
         t = Target(platform.tenant_spec, db.url)
-        store_id = str(db.store_id)
+        store_id: uuid.UUID | None = db.store_id
     else:
         assert role is not None
         t = target(settings, role, url)
         store_id = None
-    with (
-        connection(t) as conn,
-        migration_lock(conn, t.spec.role.value, wait_s=30.0),
-        conn.begin(),
-    ):
-        result = schema_ops.resolve(conn, t.spec, t.shown, revision, applied=applied)
-    _audit_resolve(settings, result, store_id)
+    result = migrate_database.resolve(settings, t, revision, applied=applied, store_id=store_id)
     if json_output:
         emit_json(result)
     else:
@@ -375,25 +367,3 @@ def resolve(
             f"[green]✓[/] {result.role} {t.shown}: revision {result.revision} marked "
             f"{result.marked}; version {result.before or 'base'} → {result.after or 'base'}"
         )
-
-
-def _audit_resolve(
-    settings: Settings, result: schema_ops.ResolveResult, store_id: str | None
-) -> None:
-    """Write the resolution to master's audit log (master may itself be the one resolved,
-    so this opens master directly rather than through the platform's head check)."""
-    engine = make_engine(settings.master_url, pool_size=1)
-    try:
-        with Session(engine) as session, session.begin():
-            audit.record(
-                session,
-                actor="cli",
-                actor_app=settings.app,
-                action="migration.resolved",
-                target_type=f"{result.role}_database",
-                target_id=result.url,
-                store_id=uuid.UUID(store_id) if store_id else None,
-                details=asdict(result),
-            )
-    finally:
-        engine.dispose()

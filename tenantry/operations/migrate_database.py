@@ -1,4 +1,5 @@
-"""Migrating one database (master, billing, or a tenant's given by URL), backing it up first.
+"""Migrating one database (master, billing, or a tenant's given by URL), backing it up first,
+and recording by hand what became of a migration that failed.
 
 Billing backs up before it migrates unless told otherwise (seed 004: billing is the database
 whose loss costs money): a verified, pinned backup is taken before any DDL, and when it fails
@@ -9,13 +10,17 @@ from __future__ import annotations
 
 import uuid
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+
+from sqlalchemy.orm import Session
 
 from tenantry.db import migrations
 from tenantry.db.configured import Target, connection
+from tenantry.db.engines import make_engine
 from tenantry.db.identity import guard
+from tenantry.db.locks import migration_lock
 from tenantry.db.schemas import Role
-from tenantry.services import schema_ops
+from tenantry.services import audit, schema_ops
 from tenantry.services.backups import premigration
 from tenantry.services.backups.targets import BackupTarget
 from tenantry.settings import Settings
@@ -79,3 +84,45 @@ def _backup_before_migrating(
     with premigration.standalone(settings) as backups, shown:
         backup = backups.take(BackupTarget(t.spec, t.url), current, goal)
     return backup.id
+
+
+def resolve(
+    settings: Settings,
+    t: Target,
+    revision: str,
+    *,
+    applied: bool,
+    store_id: uuid.UUID | None = None,
+) -> schema_ops.ResolveResult:
+    """Mark failed ``revision`` of ``t`` applied (or rolled back) after it was fixed by hand
+    (seed 004's runbook), under the migration lock; then write it to master's audit log."""
+    with (
+        connection(t) as conn,
+        migration_lock(conn, t.spec.role.value, wait_s=30.0),
+        conn.begin(),
+    ):
+        result = schema_ops.resolve(conn, t.spec, t.shown, revision, applied=applied)
+    _audit_resolve(settings, result, store_id)
+    return result
+
+
+def _audit_resolve(
+    settings: Settings, result: schema_ops.ResolveResult, store_id: uuid.UUID | None
+) -> None:
+    """Write the resolution to master's audit log (master may itself be the one resolved,
+    so this opens master directly rather than through the platform's head check)."""
+    engine = make_engine(settings.master_url, pool_size=1)
+    try:
+        with Session(engine) as session, session.begin():
+            audit.record(
+                session,
+                actor="cli",
+                actor_app=settings.app,
+                action="migration.resolved",
+                target_type=f"{result.role}_database",
+                target_id=result.url,
+                store_id=store_id,
+                details=asdict(result),
+            )
+    finally:
+        engine.dispose()
