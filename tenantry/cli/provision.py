@@ -32,9 +32,10 @@ from tenantry.cli.output import (
 from tenantry.cli.waiting import DEFAULT_TIMEOUT_S, TIMEOUT_HELP, WorkerWatch
 from tenantry.db.master.models import ProvisioningMode, ProvisioningStatus
 from tenantry.errors import InvalidInput, TenantryError
+from tenantry.operations import provision_request
 from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform, open_dispatcher
-from tenantry.services import provisioning, servers, stores, workers
+from tenantry.services import provisioning, workers
 from tenantry.settings import load_settings
 
 POLL_SECONDS = 0.2
@@ -186,32 +187,26 @@ def provision(
         raise InvalidInput("--server goes with --new; --connect takes a URL instead.")
     settings = load_settings()
     with open_platform(settings) as platform:
-        with platform.writer_sessions.begin() as session:
-            store = stores.get_store(session, slug)
-            slug = store.slug
-            chosen = servers.get_server(session, server) if server else None
-            job = provisioning.request_provisioning(
-                session,
-                platform.box,
-                settings,
-                store,
-                mode=ProvisioningMode.CREATE_NEW if new else ProvisioningMode.CONNECT_EXISTING,
-                server=chosen,
-                url=connect,
-                url_field="--connect",
-            )
-            job_id = job.id
         runner: InProcessDispatcher | None = None
         watch: WorkerWatch | None = None
         if inline:  # the same steps as in a worker, in a thread while this one follows them
             runner = InProcessDispatcher(platform, background=True, name="cli:")
-            runner.enqueue_provision(job_id)
-        else:
-            queue = open_dispatcher(settings)
-            try:
-                queue.enqueue_provision(job_id)
-            finally:
-                queue.close()
+        dispatcher = runner if runner is not None else open_dispatcher(settings)
+        try:
+            requested = provision_request.request(
+                platform,
+                dispatcher,
+                slug,
+                mode=ProvisioningMode.CREATE_NEW if new else ProvisioningMode.CONNECT_EXISTING,
+                server=server,
+                url=connect,
+                url_field="--connect",
+            )
+        finally:
+            if runner is None:
+                dispatcher.close()
+        job_id, slug = requested.job_id, requested.slug
+        if runner is None:
             watch = WorkerWatch(
                 platform.sessions,
                 what=f"provisioning job {job_id}",

@@ -26,8 +26,8 @@ from tenantry.api.schemas import (
 )
 from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store
 from tenantry.errors import NotFound
-from tenantry.operations import store_create
-from tenantry.services import provisioning, servers, stores
+from tenantry.operations import provision_request, store_create
+from tenantry.services import provisioning, stores
 
 router = APIRouter(tags=["stores"])
 
@@ -145,22 +145,19 @@ def provision_store(
 ) -> JobAccepted:
     """Start provisioning the store's database in the background; poll the job."""
     store = visible_store(master, key, store_ref)
-    server = servers.get_server(master, body.server) if body.server else None
-    job = provisioning.request_provisioning(
-        master,
-        platform.box,
-        platform.settings,
-        store,
+    master.rollback()  # the check is done: the job is recorded in a transaction of its own
+    job = provision_request.request(
+        platform,
+        dispatcher,
+        store.id,
         mode=ProvisioningMode(body.mode),
-        server=server,
+        server=body.server,
         url=body.url,
         actor=f"apikey:{key.prefix}",
     )
-    master.commit()
-    dispatcher.enqueue_provision(job.id)
-    url = f"/provision/{job.id}"
+    url = f"/provision/{job.job_id}"
     response.headers["Location"] = url
-    return JobAccepted(job_id=job.id, status=job.status, status_url=url)
+    return JobAccepted(job_id=job.job_id, status=job.status, status_url=url)
 
 
 @router.get("/provision/{job_id}", response_model=JobOut)
