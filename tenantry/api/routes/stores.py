@@ -144,16 +144,19 @@ def provision_store(
     response: Response,
 ) -> JobAccepted:
     """Start provisioning the store's database in the background; poll the job."""
-    store = visible_store(master, key, store_ref)
-    master.rollback()  # the check is done: the job is recorded in a transaction of its own
+    store_id = visible_store(master, key, store_ref).id
+    actor = f"apikey:{key.prefix}"
+    # The check is done: end its transaction (on SQLite it holds the write lock), since the
+    # job is recorded in one of its own. Nothing loaded from it is read after this.
+    master.rollback()
     job = provision_request.request(
         platform,
         dispatcher,
-        store.id,
+        store_id,
         mode=ProvisioningMode(body.mode),
         server=body.server,
         url=body.url,
-        actor=f"apikey:{key.prefix}",
+        actor=actor,
     )
     url = f"/provision/{job.job_id}"
     response.headers["Location"] = url
