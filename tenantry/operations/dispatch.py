@@ -74,7 +74,7 @@ class InProcessDispatcher:
         self._platform = self._borrowed
         self._lock = threading.Lock()
         self._background = background
-        self._worker = work.worker_name(name)
+        self._name = name
         self._threads: list[threading.Thread] = []
         self._failures: list[BaseException] = []
 
@@ -94,7 +94,10 @@ class InProcessDispatcher:
         """Run (or resume) provisioning job ``job_id`` here."""
         self._run(
             f"provision-{job_id}",
-            lambda: work.run_provision(self.platform(), job_id, worker=self._worker),
+            # A name of its own per job, as a worker's: leases never mix up two jobs' runners.
+            lambda: work.run_provision(
+                self.platform(), job_id, worker=work.worker_name(self._name)
+            ),
         )
 
     def enqueue_fleet_tenants(self, run_id: uuid.UUID, store_ids: list[uuid.UUID]) -> None:
