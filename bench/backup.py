@@ -70,7 +70,6 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.backup.storage import LocalStorage
-from tenantry.cli.init_cmd import run_init
 from tenantry.db.admin import (
     create_database,
     dispose_server_engines,
@@ -81,6 +80,7 @@ from tenantry.db.identity import IDENTITY_TABLE
 from tenantry.db.master.models import Backup
 from tenantry.db.schemas import SchemaSpec, tenant_schema
 from tenantry.db.urls import mask, parse_url
+from tenantry.operations.init import run_init
 from tenantry.services import schema_ops
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import BackupTarget

@@ -60,7 +60,6 @@ from rich.table import Table
 from sqlalchemy import MetaData, create_engine, select, text, update
 from sqlalchemy.engine import URL
 
-from tenantry.cli.init_cmd import run_init
 from tenantry.db import migrations
 from tenantry.db.admin import (
     create_database,
@@ -79,6 +78,7 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.db.urls import mask, parse_url
+from tenantry.operations.init import run_init
 from tenantry.runtime import Platform
 from tenantry.services import connections, fleet, schema_ops
 from tenantry.settings import load_settings

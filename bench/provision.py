@@ -28,12 +28,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from tenantry.cli.init_cmd import run_init
 from tenantry.db.admin import drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import ProvisioningMode
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.urls import parse_url
+from tenantry.operations.init import run_init
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tenantry.services.connections import tenant_url

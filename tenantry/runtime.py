@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
@@ -18,6 +20,13 @@ from tenantry.db.urls import mask
 from tenantry.errors import ConfigurationError
 from tenantry.services.routing import TenantRouter
 from tenantry.settings import Settings
+
+if TYPE_CHECKING:
+    from tenantry.operations.dispatch import Dispatcher
+
+#: The dispatcher adapters hand durable work to, by import path: loaded when first asked for,
+#: so neither the API nor the CLI imports the worker adapter (nor its queue library) to use it.
+QUEUE_DISPATCHER = "tenantry.jobs.queue:Queue"
 
 
 @dataclass
@@ -77,6 +86,15 @@ class Platform:
         self.router.dispose_all()
         self.master_engine.dispose()
         self.billing_engine.dispose()
+
+
+def open_dispatcher(settings: Settings) -> Dispatcher:
+    """The dispatcher for ``settings``: the job queue (embedded SQLite in the data dir, or
+    Redis at ``TENANTRY_QUEUE_URL``) that ``tenantry worker`` serves. Close it when done."""
+    module, _, name = QUEUE_DISPATCHER.partition(":")
+    factory = getattr(importlib.import_module(module), name)
+    dispatcher: Dispatcher = factory(settings)
+    return dispatcher
 
 
 def _checked_engine(url: URL, spec: SchemaSpec, *, pool_size: int) -> Engine:

@@ -13,21 +13,28 @@ from tenantry.api.body_limit import BodyLimit
 from tenantry.api.group_commit import IngestWriter
 from tenantry.api.routes import backups, billing, servers, stores, tenant_data, webhooks
 from tenantry.files import restrict_new_files
-from tenantry.jobs.queue import Queue
-from tenantry.runtime import Platform
+from tenantry.operations.dispatch import Dispatcher
+from tenantry.runtime import Platform, open_dispatcher
 from tenantry.settings import Settings, load_settings
 from tenantry.version import __version__
 
 
-def create_app(settings: Settings | None = None, *, queue: Queue | None = None) -> FastAPI:
-    """The API for ``settings``; the platform opens (and master is checked) at start-up."""
+def create_app(
+    settings: Settings | None = None, *, dispatcher: Dispatcher | None = None
+) -> FastAPI:
+    """The API for ``settings``; the platform opens (and master is checked) at start-up.
+
+    Durable work goes to ``dispatcher``: by default the configured job queue, served by
+    ``tenantry worker``; an :class:`~tenantry.operations.dispatch.InProcessDispatcher` runs it
+    inside the request instead (an API without workers: tests, demos).
+    """
     restrict_new_files()  # the API's files (SQLite's -wal/-shm, tenant databases) are private
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.platform = Platform.open(settings)
-        app.state.queue = queue or Queue(settings)
+        app.state.dispatcher = dispatcher or open_dispatcher(settings)
         app.state.ingest = IngestWriter(app.state.platform.billing_engine)
         # What start-up built lives as long as the process: keep it out of the cyclic GC's
         # full collections, whose pauses would otherwise land on some requests' latency.
@@ -37,6 +44,8 @@ def create_app(settings: Settings | None = None, *, queue: Queue | None = None) 
         finally:
             app.state.ingest.close()
             app.state.platform.close()
+            if dispatcher is None:  # the caller closes the one it gave
+                app.state.dispatcher.close()
 
     app = FastAPI(
         title="tenantry",

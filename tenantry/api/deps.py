@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from tenantry.api.openapi import raises
 from tenantry.db.master.models import ApiKey, Store
 from tenantry.errors import Forbidden, NotFound, Unauthorized
-from tenantry.jobs.queue import Queue
 from tenantry.operations.api_access import authenticate_request
+from tenantry.operations.dispatch import Dispatcher
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tenantry.services.apikeys import Scope
@@ -24,14 +24,14 @@ def get_platform(request: Request) -> Platform:
     return platform
 
 
-def get_queue(request: Request) -> Queue:
-    """The job queue."""
-    queue: Queue = request.app.state.queue
-    return queue
+def get_dispatcher(request: Request) -> Dispatcher:
+    """Where durable work is handed over (the job queue, unless the app was given another)."""
+    dispatcher: Dispatcher = request.app.state.dispatcher
+    return dispatcher
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
-QueueDep = Annotated[Queue, Depends(get_queue)]
+DispatcherDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 
 
 #: Requests that only read; any other method's transactions are the writing kind.

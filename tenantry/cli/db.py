@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import uuid
-from contextlib import nullcontext
 from dataclasses import asdict
 from typing import Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
 from tenantry.cli.common import open_platform
 from tenantry.cli.output import (
@@ -21,18 +19,15 @@ from tenantry.cli.output import (
     print_error,
     reports_errors,
 )
-from tenantry.cli.targets import Target, connection, target
 from tenantry.db import migrations
+from tenantry.db.configured import Target, connection, target
 from tenantry.db.ddl import create_statements
-from tenantry.db.engines import make_engine, sqlite_path
-from tenantry.db.identity import guard
+from tenantry.db.engines import sqlite_path
 from tenantry.db.lint import lint_pending
-from tenantry.db.locks import migration_lock
 from tenantry.db.schemas import Role, schema_for
 from tenantry.errors import InvalidInput, TenantryError
-from tenantry.services import audit, fleet, schema_ops
-from tenantry.services.backups import premigration
-from tenantry.services.backups.targets import BackupTarget
+from tenantry.operations import migrate_database
+from tenantry.services import fleet, schema_ops
 from tenantry.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -54,23 +49,6 @@ BACKUP_FIRST_OPTION = typer.Option(
     "--backup-first/--no-backup-first",
     help="Take and verify a pinned backup before any DDL (default: on for billing).",
 )
-
-
-def _backup_before_migrating(
-    settings: Settings, t: Target, to: str, *, show: bool
-) -> uuid.UUID | None:
-    """The verified pre-migration backup's id; None when there is nothing to back up (a new
-    database) or nothing to apply."""
-    with connection(t, must_exist=False) as conn:
-        identity = guard(conn, t.spec, where=t.shown)  # the migration's own refusal, first
-        current = migrations.current(conn, t.spec)
-    goal = migrations.resolve(t.spec, to)
-    if identity is None or current == goal:
-        return None
-    status = err_console.status(f"backing up the {t.spec.role} database before migrating")
-    with premigration.standalone(settings) as backups, status if show else nullcontext():
-        backup = backups.take(BackupTarget(t.spec, t.url), current, goal)
-    return backup.id
 
 
 def _status_document(settings: Settings, t: Target) -> dict[str, Any]:
@@ -183,20 +161,19 @@ def migrate(
         else:
             typer.echo(script, nl=False)
         return
-    pre_backup = None
-    if role is Role.BILLING if backup_first is None else backup_first:
-        pre_backup = _backup_before_migrating(settings, t, to, show=not json_output)
-    with connection(t, must_exist=False) as conn:
-        result = schema_ops.migrate_locked(
-            conn,
-            t.spec,
-            t.shown,
-            target=to,
-            acting_app=app_name,
-            owner=owner,
-            allow_destructive=allow_destructive,
-            lock_wait_s=lock_wait,
-        )
+    shown = err_console.status(f"backing up the {role} database before migrating")
+    migrated = migrate_database.migrate(
+        settings,
+        t,
+        to=to,
+        acting_app=app_name,
+        owner=owner,
+        allow_destructive=allow_destructive,
+        lock_wait_s=lock_wait,
+        backup_first=backup_first,
+        while_backing_up=None if json_output else shown,
+    )
+    result, pre_backup = migrated.result, migrated.backup_id
     if json_output:
         emit_json({**asdict(result), "backup": str(pre_backup) if pre_backup else None})
         return
@@ -377,18 +354,12 @@ def resolve(
         with open_platform(settings) as platform, platform.sessions() as session:
             db = fleet.tenant_databases(session, platform.box, [store])[0]
         t = Target(platform.tenant_spec, db.url)
-        store_id = str(db.store_id)
+        store_id: uuid.UUID | None = db.store_id
     else:
         assert role is not None
         t = target(settings, role, url)
         store_id = None
-    with (
-        connection(t) as conn,
-        migration_lock(conn, t.spec.role.value, wait_s=30.0),
-        conn.begin(),
-    ):
-        result = schema_ops.resolve(conn, t.spec, t.shown, revision, applied=applied)
-    _audit_resolve(settings, result, store_id)
+    result = migrate_database.resolve(settings, t, revision, applied=applied, store_id=store_id)
     if json_output:
         emit_json(result)
     else:
@@ -396,25 +367,3 @@ def resolve(
             f"[green]✓[/] {result.role} {t.shown}: revision {result.revision} marked "
             f"{result.marked}; version {result.before or 'base'} → {result.after or 'base'}"
         )
-
-
-def _audit_resolve(
-    settings: Settings, result: schema_ops.ResolveResult, store_id: str | None
-) -> None:
-    """Write the resolution to master's audit log (master may itself be the one resolved,
-    so this opens master directly rather than through the platform's head check)."""
-    engine = make_engine(settings.master_url, pool_size=1)
-    try:
-        with Session(engine) as session, session.begin():
-            audit.record(
-                session,
-                actor="cli",
-                actor_app=settings.app,
-                action="migration.resolved",
-                target_type=f"{result.role}_database",
-                target_id=result.url,
-                store_id=uuid.UUID(store_id) if store_id else None,
-                details=asdict(result),
-            )
-    finally:
-        engine.dispose()

@@ -32,8 +32,7 @@ from tenantry.cli.output import (
 from tenantry.cli.waiting import DEFAULT_TIMEOUT_S, TIMEOUT_HELP, WorkerWatch
 from tenantry.db import migrations
 from tenantry.db.master.models import FleetRun, TenantOutcome
-from tenantry.jobs.queue import Queue
-from tenantry.runtime import Platform
+from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import fleet
 from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.settings import load_settings
@@ -335,7 +334,7 @@ def _migrate_queued(
         slugs=slugs,
         lock_ttl=timedelta(seconds=settings.job_lease_seconds),
     )
-    queue = Queue(settings)
+    queue = open_dispatcher(settings)
     try:
         queue.enqueue_fleet_tenants(run_id, store_ids)
     finally:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
-import socket
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,10 +32,10 @@ from tenantry.cli.output import (
 from tenantry.cli.waiting import DEFAULT_TIMEOUT_S, TIMEOUT_HELP, WorkerWatch
 from tenantry.db.master.models import ProvisioningMode, ProvisioningStatus
 from tenantry.errors import InvalidInput, TenantryError
-from tenantry.jobs.queue import Queue
-from tenantry.runtime import Platform
-from tenantry.services import provisioning, servers, stores, workers
-from tenantry.services.provisioning import Provisioner
+from tenantry.operations import provision_request
+from tenantry.operations.dispatch import InProcessDispatcher
+from tenantry.runtime import Platform, open_dispatcher
+from tenantry.services import provisioning, workers
 from tenantry.settings import load_settings
 
 POLL_SECONDS = 0.2
@@ -46,30 +43,6 @@ FINISHED = frozenset(
     {ProvisioningStatus.COMPLETED, ProvisioningStatus.FAILED, ProvisioningStatus.CANCELLED}
 )
 EXIT_INTERRUPTED = 130
-
-
-class _InlineRun(threading.Thread):
-    """Runs one provisioning job in this process, as a worker would."""
-
-    def __init__(self, platform: Platform, job_id: uuid.UUID) -> None:
-        super().__init__(name=f"provision-{job_id}", daemon=True)
-        worker = f"cli:{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.provisioner = Provisioner(
-            platform.sessions,
-            platform.box,
-            platform.settings,
-            platform.tenant_spec,
-            worker[-64:],
-        )
-        self.job_id = job_id
-        self.outcome: str | None = None
-        self.error: BaseException | None = None
-
-    def run(self) -> None:
-        try:
-            self.outcome = self.provisioner.run(self.job_id)
-        except BaseException as exc:  # handed to the main thread
-            self.error = exc
 
 
 def _read(platform: Platform, job_id: uuid.UUID) -> dict[str, Any]:
@@ -114,7 +87,7 @@ def _follow(
     *,
     timeout: float,
     show: bool,
-    runner: _InlineRun | None,
+    runner: InProcessDispatcher | None,
     watch: WorkerWatch | None,
 ) -> dict[str, Any]:
     """Poll the job (a fresh session each time) until it finishes; update the bar.
@@ -135,8 +108,8 @@ def _follow(
                 )
             if doc["status"] in FINISHED:
                 return doc
-            if runner is not None and not runner.is_alive() and runner.error is not None:
-                raise runner.error
+            if runner is not None:
+                runner.raise_failure()
             if watch is not None:
                 watch.check()
             if time.monotonic() >= deadline:
@@ -144,7 +117,7 @@ def _follow(
             time.sleep(POLL_SECONDS)
 
 
-def _cancel(platform: Platform, job_id: uuid.UUID, runner: _InlineRun) -> dict[str, Any]:
+def _cancel(platform: Platform, job_id: uuid.UUID, runner: InProcessDispatcher) -> dict[str, Any]:
     """Cancel the in-process job and wait for it to stop (and remove what it created)."""
     with contextlib.suppress(TenantryError), platform.writer_sessions.begin() as session:
         provisioning.cancel_job(session, provisioning.get_job(session, job_id))
@@ -214,28 +187,26 @@ def provision(
         raise InvalidInput("--server goes with --new; --connect takes a URL instead.")
     settings = load_settings()
     with open_platform(settings) as platform:
-        with platform.writer_sessions.begin() as session:
-            store = stores.get_store(session, slug)
-            slug = store.slug
-            chosen = servers.get_server(session, server) if server else None
-            job = provisioning.request_provisioning(
-                session,
-                platform.box,
-                settings,
-                store,
+        runner: InProcessDispatcher | None = None
+        watch: WorkerWatch | None = None
+        if inline:  # the same steps as in a worker, in a thread while this one follows them
+            runner = InProcessDispatcher(platform, background=True, name="cli:")
+        dispatcher = runner if runner is not None else open_dispatcher(settings)
+        try:
+            requested = provision_request.request(
+                platform,
+                dispatcher,
+                slug,
                 mode=ProvisioningMode.CREATE_NEW if new else ProvisioningMode.CONNECT_EXISTING,
-                server=chosen,
+                server=server,
                 url=connect,
                 url_field="--connect",
             )
-            job_id = job.id
-        runner: _InlineRun | None = None
-        watch: WorkerWatch | None = None
-        if inline:
-            runner = _InlineRun(platform, job_id)
-            runner.start()
-        else:
-            Queue(settings).enqueue_provision(job_id)
+        finally:
+            if runner is None:
+                dispatcher.close()
+        job_id, slug = requested.job_id, requested.slug
+        if runner is None:
             watch = WorkerWatch(
                 platform.sessions,
                 what=f"provisioning job {job_id}",

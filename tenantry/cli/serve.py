@@ -13,9 +13,10 @@ import typer
 import uvicorn
 
 from tenantry.cli.common import open_platform
-from tenantry.cli.init_cmd import print_init_report, run_init
+from tenantry.cli.init_cmd import print_init_report
 from tenantry.cli.output import console, err_console, reports_errors
-from tenantry.jobs.queue import Queue
+from tenantry.operations.init import run_init
+from tenantry.runtime import open_dispatcher
 from tenantry.services import apikeys
 from tenantry.services.apikeys import Scope
 from tenantry.settings import Settings, load_settings
@@ -31,6 +32,8 @@ NICE_OPTION = typer.Option(
     help="Lower the worker's CPU priority by this much (background work yields to the API).",
 )
 STOP_TIMEOUT_S = 10.0
+#: The API as uvicorn loads it, by import path: the CLI never imports the API's modules.
+API_FACTORY = "tenantry.api.app:create_app"
 #: Under `up` the worker shares the machine with the API: answering a webhook or a request
 #: comes before applying events and provisioning, which wait in durable queues anyway.
 UP_WORKER_NICE = 10
@@ -55,22 +58,17 @@ def worker(workers: int = WORKERS_OPTION, nice: int = NICE_OPTION) -> None:
     _log_to_stderr()
     if nice:
         os.nice(nice)
-    queue = Queue(load_settings())
-    try:
-        recovered = queue.recover()  # opens the platform: master is checked first
-        heartbeat = queue.start_heartbeat()
+
+    def ready(recovered: int) -> None:
         err_console.print(
             f"tenantry worker: {workers} thread(s); re-enqueued {recovered} unfinished job(s)"
         )
-        loop, stop = queue.start_webhook_loop()
-        try:
-            queue.consumer(workers).run()
-        finally:
-            stop.set()
-            loop.join(timeout=10)
-            heartbeat.stop()
+
+    dispatcher = open_dispatcher(load_settings())
+    try:
+        dispatcher.run_workers(workers, on_ready=ready)
     finally:
-        queue.close()
+        dispatcher.close()
 
 
 def _ensure_admin_key(settings: Settings) -> str | None:
@@ -122,8 +120,6 @@ def up(
     `tenantry worker` as a subprocess and serves the HTTP API until Ctrl-C or SIGTERM, which
     stop both.
     """
-    from tenantry.api.app import create_app  # the one place the CLI serves the API
-
     settings = load_settings()
     print_init_report(run_init(settings))
     plaintext = _ensure_admin_key(settings)
@@ -151,20 +147,16 @@ def up(
         console.print(f"API:  {base}")
         console.print(f"docs: {base}/docs")
         console.print(f"worker: pid {proc.pid}, {workers} thread(s), nice {UP_WORKER_NICE}")
-        if api_workers == 1:
-            uvicorn.run(
-                create_app(settings), host=host, port=port, log_level="info", access_log=access_log
-            )
-        else:  # several processes need the app by import path; they read the same env
-            uvicorn.run(
-                "tenantry.api.app:create_app",
-                factory=True,
-                workers=api_workers,
-                host=host,
-                port=port,
-                log_level="info",
-                access_log=access_log,
-            )
+        # By import path: the app reads the same environment (and settings) as this command.
+        uvicorn.run(
+            API_FACTORY,
+            factory=True,
+            workers=api_workers if api_workers > 1 else None,
+            host=host,
+            port=port,
+            log_level="info",
+            access_log=access_log,
+        )
     except KeyboardInterrupt:
         pass  # Ctrl-C: a normal way to stop
     finally:

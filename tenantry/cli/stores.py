@@ -20,12 +20,12 @@ from tenantry.cli.output import (
     print_error,
     reports_errors,
 )
-from tenantry.db import admin
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.db.urls import mask
-from tenantry.services import platform_billing, servers, stores
+from tenantry.operations import store_create, store_delete
+from tenantry.services import servers, stores
 from tenantry.services.connections import tenant_url
-from tenantry.services.moves import MoveProgress, StoreMover, kept_sources, move_document
+from tenantry.services.moves import MoveProgress, StoreMover, move_document
 from tenantry.services.plans import PLANS
 from tenantry.settings import load_settings
 
@@ -157,14 +157,10 @@ def create(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Register a store (not yet provisioned): next, `tenantry provision SLUG`."""
-    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=name, plan=plan)
-        session.flush()
-        # The store's platform billing customer (seed 000): billing commits first, then
-        # master; running it again after a crash links the same customer.
-        with platform.billing_writer_sessions.begin() as billing:
-            platform_billing.link_store(session, billing, store)
-        doc = store_document(session, store)
+    with open_platform(load_settings()) as platform:
+        created = store_create.create(platform, slug=slug, name=name, plan=plan)
+        with platform.sessions() as session:
+            doc = store_document(session, stores.get_store(session, created.id))
     if json_output:
         emit_json(doc)
         return
@@ -315,51 +311,29 @@ def delete(
     removed only once that succeeded.
     """
     with open_platform(load_settings()) as platform:
-        with platform.sessions() as session:
-            store = stores.get_store(session, slug)
-            plan = stores.plan_delete(session, store, drop_database=drop_database)
-            url = tenant_url(platform.box, plan.connection) if plan.connection else None
-            kept = kept_sources(session, platform.box, plan.store_id)
-        shown = mask(url) if url is not None else None
-        doomed = [k.url for k in kept if k.droppable] if drop_database else []
+        plan = store_delete.plan(platform, slug, drop_database=drop_database)
         if not yes:
             question = f"Delete store {plan.slug!r}"
             if plan.drop_database:
-                question += f" and DROP its database {shown}"
-            if doomed:
-                question += f" and {len(doomed)} source(s) kept after moves"
+                question += f" and DROP its database {plan.shown}"
+            if plan.doomed:
+                question += f" and {len(plan.doomed)} source(s) kept after moves"
             _confirm_or_exit(question + "?", json_output, "Pass --yes to delete without asking.")
-        dropped = False
-        if plan.drop_database and url is not None:
-            dropped = admin.drop_database(url)
-        for kept_url in doomed:
-            admin.drop_database(kept_url)
-        with platform.writer_sessions.begin() as session:
-            store = stores.get_store(session, plan.store_id)
-            final = stores.plan_delete(session, store, drop_database=drop_database)
-            stores.delete_store(session, store, final)
-    gone = [mask(u) for u in doomed]
-    left = [mask(k.url) for k in kept if k.url not in doomed]
-    doc: dict[str, Any] = {
-        "deleted": plan.slug,
-        "store_id": str(plan.store_id),
-        "database": shown,
-        "database_dropped": dropped,
-        "kept_sources_dropped": gone,
-        "kept_sources_left": left,
-    }
+        doc = store_delete.delete(platform, plan)
     if json_output:
         emit_json(doc)
         return
     console.print(f"[green]✓[/] deleted store {plan.slug}")
     if plan.drop_database:
-        done = "dropped its database" if dropped else "its database was already gone:"
-        console.print(f"[green]✓[/] {done} {shown}")
-    elif shown is not None:
-        console.print(f"its database was left as it is: {shown}")
-    for shown_url in gone:
+        done = (
+            "dropped its database" if doc["database_dropped"] else "its database was already gone:"
+        )
+        console.print(f"[green]✓[/] {done} {plan.shown}")
+    elif plan.shown is not None:
+        console.print(f"its database was left as it is: {plan.shown}")
+    for shown_url in doc["kept_sources_dropped"]:
         console.print(f"[green]✓[/] dropped the source kept after a move: {shown_url}")
-    for shown_url in left:
+    for shown_url in doc["kept_sources_left"]:
         console.print(f"a source kept after a move was left as it is: {shown_url}")
 
 

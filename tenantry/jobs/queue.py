@@ -1,16 +1,15 @@
 """The Huey queue: SQLite storage in the data dir by default, Redis for many machines.
 
-Tasks are thin: they build (once per worker process) the :class:`~tenantry.runtime.Platform`
-and call a service. Anything durable lives in master, not in the queue: a lost queue message
-only delays a job, because workers re-enqueue jobs whose lease expired (on start and every
-minute).
+:class:`Queue` is the platform's :class:`~tenantry.operations.dispatch.Dispatcher`; the only
+code that imports Huey. Tasks are thin: they build (once per worker process) the
+:class:`~tenantry.runtime.Platform` and call :mod:`tenantry.operations.work`. Anything
+durable lives in master, not in the queue: a lost queue message only delays a job, because
+workers re-enqueue jobs whose lease expired (on start and every minute).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import threading
 import uuid
 from datetime import timedelta
@@ -19,16 +18,13 @@ from urllib.parse import urlsplit
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
-from tenantry.backup.storage import storage_for
-from tenantry.errors import Conflict, QueueUnreachable
+from tenantry.errors import QueueUnreachable
 from tenantry.files import private_file
 from tenantry.jobs.heartbeat import Heartbeat
+from tenantry.operations import work
+from tenantry.operations.dispatch import OnReady
 from tenantry.runtime import Platform
-from tenantry.services import fleet
-from tenantry.services.backups import catalog, scheduling
-from tenantry.services.backups.premigration import PreMigrationBackups
-from tenantry.services.backups.taking import take_backup
-from tenantry.services.backups.targets import resolve
+from tenantry.services.backups import catalog
 from tenantry.services.billing import webhooks
 from tenantry.services.provisioning import (
     Provisioner,
@@ -43,7 +39,8 @@ FLEET_RETRY_DELAY_S = 2
 
 
 class Queue:
-    """A Huey instance for ``settings`` with tenantry's tasks registered on it."""
+    """A Huey instance for ``settings`` with tenantry's tasks registered on it: the
+    :class:`~tenantry.operations.dispatch.Dispatcher` that ``tenantry worker`` serves."""
 
     def __init__(self, settings: Settings, *, immediate: bool = False) -> None:
         self.settings = settings
@@ -119,16 +116,10 @@ class Queue:
         self._enqueue(self._provision, str(job_id))
 
     def _provisioner(self) -> Provisioner:
-        platform = self.platform()
-        worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        return Provisioner(
-            platform.sessions, platform.box, platform.settings, platform.tenant_spec, worker
-        )
+        return work.provisioner(self.platform(), work.worker_name())
 
     def _run_provision(self, job_id: str) -> str:
-        outcome = self._provisioner().run(uuid.UUID(job_id))
-        log.info("provisioning job %s: %s", job_id, outcome)
-        return outcome
+        return work.run_provision(self.platform(), uuid.UUID(job_id))
 
     def enqueue_fleet_tenants(self, run_id: uuid.UUID, store_ids: list[uuid.UUID]) -> None:
         """One job per tenant database of queued fleet run ``run_id``."""
@@ -136,59 +127,18 @@ class Queue:
             self._enqueue(self._fleet_tenant, str(run_id), str(store_id))
 
     def _run_fleet_tenant(self, run_id: str, store_id: str) -> str:
-        platform = self.platform()
-        outcome = fleet.run_queued_tenant(
-            platform.sessions,
-            platform.box,
-            platform.tenant_spec,
-            uuid.UUID(run_id),
-            uuid.UUID(store_id),
-            owner=platform.settings.tenant_owner,
-            lock_ttl=timedelta(seconds=platform.settings.job_lease_seconds),
-            pre_migration=PreMigrationBackups(
-                platform.sessions,
-                storage_for(platform.settings),
-                platform.settings,
-                platform.box,
-                actor="worker",
-            ).for_tenants_of(platform.tenant_spec),
-        )
-        status = outcome.status.value if outcome else "skipped (run over)"
-        log.info("fleet run %s, store %s: %s", run_id, store_id, status)
-        return status
+        return work.run_fleet_tenant(self.platform(), uuid.UUID(run_id), uuid.UUID(store_id))
 
     def enqueue_backup(self, backup_id: uuid.UUID, scope: str) -> None:
         """Ask a worker to take queued backup ``backup_id`` of ``scope``."""
         self._enqueue(self._backup, str(backup_id), scope)
 
     def _run_backup(self, backup_id: str, scope: str) -> str:
-        platform = self.platform()
-        with platform.sessions() as session:
-            target = resolve(session, platform.box, platform.settings, scope)
-        try:
-            backup = take_backup(
-                platform.sessions,
-                storage_for(platform.settings),
-                target,
-                level=platform.settings.backup_zstd_level,
-                queued_id=uuid.UUID(backup_id),
-            )
-        except Conflict:  # a re-enqueued copy of a job another worker already took
-            log.info("backup %s of %s: skipped, another worker took it", backup_id, scope)
-            return "skipped"
-        log.info("backup %s of %s: %s", backup_id, scope, backup.status)
-        return str(backup.status)
+        return work.run_backup(self.platform(), uuid.UUID(backup_id), scope)
 
     def backup_tick(self) -> None:
         """Run the backups, restore tests and pruning that are due (every minute)."""
-        platform = self.platform()
-        scheduling.tick(
-            platform.sessions,
-            storage_for(platform.settings),
-            platform.settings,
-            platform.box,
-            on_event=log.info,
-        )
+        work.backup_tick(self.platform())
 
     def recover(self) -> int:
         """Re-enqueue jobs whose worker died or whose queue message was lost."""
@@ -236,3 +186,19 @@ class Queue:
         return self.huey.create_consumer(
             workers=workers, worker_type="thread", periodic=True, max_delay=1.0
         )
+
+    def run_workers(self, threads: int, *, on_ready: OnReady | None = None) -> None:
+        """Serve the queue with ``threads`` worker threads until stopped (Ctrl-C waits for
+        running jobs): first re-enqueue unfinished work, then report to master, apply stored
+        webhook events and run jobs."""
+        recovered = self.recover()  # opens the platform: master is checked first
+        heartbeat = self.start_heartbeat()
+        if on_ready is not None:
+            on_ready(recovered)
+        loop, stop = self.start_webhook_loop()
+        try:
+            self.consumer(threads).run()
+        finally:
+            stop.set()
+            loop.join(timeout=10)
+            heartbeat.stop()

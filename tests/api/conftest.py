@@ -1,4 +1,4 @@
-"""An API client on a fresh installation; provisioning runs inline (Huey immediate mode)."""
+"""An API client on a fresh installation; durable work runs inside the request (in-process)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tenantry.api.app import create_app
-from tenantry.jobs.queue import Queue
+from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform
 from tenantry.services import apikeys, stores
 from tenantry.services.billing import webhooks
@@ -59,12 +59,12 @@ class Api:
 @pytest.fixture
 def api(settings: Settings, platform: Platform) -> Iterator[Api]:
     """A client on the installation, with an admin key."""
-    queue = Queue(settings, immediate=True)
+    dispatcher = InProcessDispatcher(settings)
     with platform.sessions.begin() as session:
         admin = apikeys.create_key(session, name="admin", scope=apikeys.Scope.ADMIN)
-    with TestClient(create_app(settings, queue=queue)) as client:
+    with TestClient(create_app(settings, dispatcher=dispatcher)) as client:
         yield Api(client, {"Authorization": f"Bearer {admin.plaintext}"}, platform)
-    queue.close()
+    dispatcher.close()
 
 
 @dataclass
@@ -120,8 +120,8 @@ def billing_api(
     with opened.billing_sessions.begin() as session:
         for app in ("acme", "globex"):
             webhooks.add_secret(session, opened.box, app, "stripe", secret)
-    queue = Queue(current, immediate=True)
-    with TestClient(create_app(current, queue=queue)) as client:
+    dispatcher = InProcessDispatcher(current)
+    with TestClient(create_app(current, dispatcher=dispatcher)) as client:
         yield BillingApi(
             client,
             opened,
@@ -129,5 +129,5 @@ def billing_api(
             {"Authorization": f"Bearer {globex.plaintext}"},
             secret,
         )
-    queue.close()
+    dispatcher.close()
     opened.close()

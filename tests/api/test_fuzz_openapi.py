@@ -24,7 +24,7 @@ from schemathesis.engine import events, from_schema
 from schemathesis.python.asgi import shutdown_lifespans
 
 from tenantry.api.app import create_app
-from tenantry.jobs.queue import Queue
+from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.settings import Settings
 from tests.api.conftest import Api
 
@@ -57,13 +57,13 @@ def target(api: Api, settings: Settings) -> Iterator[Target]:
         headers=store_key,
     )
     assert product.status_code == 201, product.text
-    queue = Queue(settings, immediate=True)
-    app = create_app(settings, queue=queue)
+    dispatcher = InProcessDispatcher(settings)
+    app = create_app(settings, dispatcher=dispatcher)
     try:
         yield Target(app, api.admin, store_key)
     finally:
         shutdown_lifespans()
-        queue.close()
+        dispatcher.close()
 
 
 #: Rules the OpenAPI document cannot state, one reason per operation.

@@ -1,4 +1,4 @@
-"""The API with a real queue and a real worker process (not Huey's immediate mode): a
+"""The API with a real queue and a real worker process (not the in-process dispatcher): a
 provisioning job is seen queued while no worker runs, then running with its progress, then
 completed, and the store serves requests."""
 
@@ -11,8 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tenantry.api.app import create_app
-from tenantry.jobs.queue import Queue
-from tenantry.runtime import Platform
+from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import apikeys
 from tenantry.settings import Settings
 from tests.helpers import running_worker
@@ -29,9 +28,9 @@ def test_a_job_is_queued_then_running_then_completed_by_a_worker(
     with platform.sessions.begin() as session:
         admin = apikeys.create_key(session, name="admin", scope=apikeys.Scope.ADMIN)
     headers = {"Authorization": f"Bearer {admin.plaintext}"}
-    queue = Queue(settings)
+    queue = open_dispatcher(settings)
     try:
-        with TestClient(create_app(settings, queue=queue)) as client:
+        with TestClient(create_app(settings, dispatcher=queue)) as client:
             made = client.post("/stores", json={"slug": "queued", "name": "Q"}, headers=headers)
             assert made.status_code == 201, made.text
             accepted = client.post("/stores/queued/provision", json={}, headers=headers)

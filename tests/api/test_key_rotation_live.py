@@ -39,8 +39,7 @@ from tenantry.api.app import create_app
 from tenantry.crypto import SecretBox, raw_keys
 from tenantry.db.admin import drop_database
 from tenantry.db.urls import parse_url
-from tenantry.jobs.queue import Queue
-from tenantry.runtime import Platform
+from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import apikeys, provisioning, stores
 from tenantry.services.billing import webhooks
 from tenantry.services.keys import sealed_schemas, unreadable
@@ -196,8 +195,8 @@ def test_rotation_with_retire_old_while_api_and_worker_run(live: Live, tmp_path:
         webhooks.add_secret(session, live.platform.box, "acme", "stripe", SIGNING_SECRET)
     old_keys, _ = raw_keys(settings)
     log = tmp_path / "worker.log"
-    queue = Queue(settings)
-    with running_worker(log), TestClient(create_app(settings, queue=queue)) as client:
+    queue = open_dispatcher(settings)
+    with running_worker(log), TestClient(create_app(settings, dispatcher=queue)) as client:
         traffic = Traffic(client, {"Authorization": f"Bearer {admin.plaintext}"}, live)
         server_url = parse_url(SERVER_URLS["postgresql"]).set(password=TENANT_PASSWORD)
         added = traffic.call(

@@ -25,7 +25,7 @@ from tenantry.db.engines import make_engine
 from tenantry.db.master.models import ProvisioningJob
 from tenantry.db.schemas import Role, billing_schema, master_schema
 from tenantry.db.urls import parse_url
-from tenantry.jobs.queue import Queue
+from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform
 from tenantry.services.keys import record_rotation, unreadable
 from tenantry.settings import load_settings
@@ -335,9 +335,9 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
     # Queued job's password, tenant connection and webhook secret, through a new process's keys.
     assert _queued_job_secret() == "s3cret-pw"
     settings = load_settings()
-    queue = Queue(settings, immediate=True)
+    dispatcher = InProcessDispatcher(settings)
     try:
-        with TestClient(create_app(settings, queue=queue)) as client:
+        with TestClient(create_app(settings, dispatcher=dispatcher)) as client:
             auth = {"Authorization": f"Bearer {admin}"}
             product = client.post(
                 f"/stores/{slug}/products", json={"sku": "R1", "name": "Kept"}, headers=auth
@@ -350,7 +350,7 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
             assert accepted.status_code == 200, accepted.text
             assert accepted.json()["duplicate"] is False
     finally:
-        queue.close()
+        dispatcher.close()
 
 
 def _use_backend(backend: str, new_database: DbFactory, monkeypatch: pytest.MonkeyPatch) -> None:

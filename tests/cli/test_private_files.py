@@ -11,8 +11,7 @@ import pytest
 
 from tenantry.backup.storage import storage_for
 from tenantry.db.master.models import BackupStatus, ProvisioningMode, ProvisioningStatus
-from tenantry.jobs.queue import Queue
-from tenantry.runtime import Platform
+from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import provisioning, stores
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
@@ -69,7 +68,7 @@ def test_init_a_worker_a_sqlite_store_and_a_backup_leave_only_private_files(
     os.umask(LOOSE_UMASK)
     settings = load_settings()
     platform = Platform.open(settings)
-    queue = Queue(settings)  # the embedded queue's queue.db
+    queue = open_dispatcher(settings)  # the embedded queue's queue.db
     try:
         with platform.writer_sessions.begin() as session:
             store = stores.create_store(session, slug="private-shop", name="Private")

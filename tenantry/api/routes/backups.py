@@ -9,7 +9,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, status
 from pydantic import BaseModel, Field
 
-from tenantry.api.deps import AdminDep, MasterDep, PlatformDep, QueueDep
+from tenantry.api.deps import AdminDep, DispatcherDep, MasterDep, PlatformDep
 from tenantry.api.fields import BACKUP_SCOPE_PATTERN, RequestModel, StrictBool
 from tenantry.backup.storage import storage_for
 from tenantry.db.master.models import BackupStatus
@@ -140,7 +140,7 @@ def request_backup(
     master: MasterDep,
     key: AdminDep,
     platform: PlatformDep,
-    queue: QueueDep,
+    dispatcher: DispatcherDep,
 ) -> BackupOut:
     """Queue a backup for the workers; it starts ``queued``, then ``running``, ``stored``."""
     storage = storage_for(platform.settings)
@@ -163,5 +163,5 @@ def request_backup(
         details={"scope": target.scope},
     )
     master.commit()
-    queue.enqueue_backup(backup.id, target.scope)
+    dispatcher.enqueue_backup(backup.id, target.scope)
     return _out(catalog.backup_document(backup, storage))

@@ -7,10 +7,10 @@ from sqlalchemy.orm import Session
 
 from tenantry.api.deps import (
     AdminDep,
+    DispatcherDep,
     KeyDep,
     MasterDep,
     PlatformDep,
-    QueueDep,
     is_admin,
     visible_store,
 )
@@ -26,7 +26,8 @@ from tenantry.api.schemas import (
 )
 from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store
 from tenantry.errors import NotFound
-from tenantry.services import platform_billing, provisioning, servers, stores
+from tenantry.operations import provision_request, store_create
+from tenantry.services import provisioning, stores
 
 router = APIRouter(tags=["stores"])
 
@@ -62,16 +63,10 @@ def create_store(
     body: StoreCreate, master: MasterDep, key: AdminDep, platform: PlatformDep
 ) -> StoreOut:
     """Register a store (admin keys only). Provision it next."""
-    store = stores.create_store(
-        master, slug=body.slug, name=body.name, plan=body.plan, actor=f"apikey:{key.prefix}"
+    created = store_create.create(
+        platform, slug=body.slug, name=body.name, plan=body.plan, actor=f"apikey:{key.prefix}"
     )
-    master.flush()
-    # The store's platform billing customer (seed 000): billing commits first, then master;
-    # linking again after a crash finds the same customer.
-    with platform.billing_writer_sessions() as billing:
-        platform_billing.link_store(master, billing, store)
-        billing.commit()
-    master.commit()
+    store = stores.get_store(master, created.id)
     return store_out(master, store)
 
 
@@ -145,27 +140,27 @@ def provision_store(
     master: MasterDep,
     key: AdminDep,
     platform: PlatformDep,
-    queue: QueueDep,
+    dispatcher: DispatcherDep,
     response: Response,
 ) -> JobAccepted:
     """Start provisioning the store's database in the background; poll the job."""
-    store = visible_store(master, key, store_ref)
-    server = servers.get_server(master, body.server) if body.server else None
-    job = provisioning.request_provisioning(
-        master,
-        platform.box,
-        platform.settings,
-        store,
+    store_id = visible_store(master, key, store_ref).id
+    actor = f"apikey:{key.prefix}"
+    # The check is done: end its transaction (on SQLite it holds the write lock), since the
+    # job is recorded in one of its own. Nothing loaded from it is read after this.
+    master.rollback()
+    job = provision_request.request(
+        platform,
+        dispatcher,
+        store_id,
         mode=ProvisioningMode(body.mode),
-        server=server,
+        server=body.server,
         url=body.url,
-        actor=f"apikey:{key.prefix}",
+        actor=actor,
     )
-    master.commit()
-    queue.enqueue_provision(job.id)
-    url = f"/provision/{job.id}"
+    url = f"/provision/{job.job_id}"
     response.headers["Location"] = url
-    return JobAccepted(job_id=job.id, status=job.status, status_url=url)
+    return JobAccepted(job_id=job.job_id, status=job.status, status_url=url)
 
 
 @router.get("/provision/{job_id}", response_model=JobOut)

@@ -1,4 +1,4 @@
-"""Which database a command acts on: a role's configured URL, or ``--url``."""
+"""Which database a role-level command acts on: the role's configured URL, or ``--url``."""
 
 from __future__ import annotations
 

@@ -1,0 +1,61 @@
+"""Asking for a store's database: record the provisioning job, then hand it over.
+
+The order is the point: the job is committed in master before any dispatcher hears of it, so
+a worker never looks for a job that is not there yet, and a message lost on the way (or a
+queue that cannot be reached) only delays the job: the recovery sweep hands it over again.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+from tenantry.db.master.models import ProvisioningMode
+from tenantry.operations.dispatch import Dispatcher
+from tenantry.runtime import Platform
+from tenantry.services import provisioning, servers, stores
+
+
+@dataclass(frozen=True)
+class Requested:
+    """The job that was recorded and handed over."""
+
+    job_id: uuid.UUID
+    status: str
+    store_id: uuid.UUID
+    slug: str
+
+
+def request(
+    platform: Platform,
+    dispatcher: Dispatcher,
+    store: str | uuid.UUID,
+    *,
+    mode: ProvisioningMode,
+    server: str | None = None,
+    url: str | None = None,
+    actor: str = "cli",
+    url_field: str = "url",
+) -> Requested:
+    """Record a provisioning job for ``store`` (slug or id) and hand it to ``dispatcher``.
+
+    ``create_new`` makes a database on registered ``server`` (or a SQLite file in the data
+    dir); ``connect_existing`` uses the database at ``url`` (named ``url_field`` in errors).
+    """
+    with platform.writer_sessions.begin() as session:
+        found = stores.get_store(session, store)
+        chosen = servers.get_server(session, server) if server else None
+        job = provisioning.request_provisioning(
+            session,
+            platform.box,
+            platform.settings,
+            found,
+            mode=mode,
+            server=chosen,
+            url=url,
+            actor=actor,
+            url_field=url_field,
+        )
+        requested = Requested(job.id, job.status, found.id, found.slug)
+    dispatcher.enqueue_provision(requested.job_id)
+    return requested

@@ -1,0 +1,77 @@
+"""Deleting a store, and with ``drop_database`` the databases tenantry made for it.
+
+Two steps, so that an adapter can show what will happen and ask before anything changes:
+:func:`plan` reads, :func:`delete` acts. The databases are dropped first and the store is
+removed only once that succeeded: a failed drop leaves the store (and the way to retry).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from tenantry.db import admin
+from tenantry.db.urls import mask
+from tenantry.runtime import Platform
+from tenantry.services import stores
+from tenantry.services.connections import tenant_url
+from tenantry.services.moves import KeptSource, kept_sources
+
+
+@dataclass(frozen=True)
+class StoreDeletion:
+    """What deleting one store will do: its database and the sources its moves kept."""
+
+    slug: str
+    store_id: uuid.UUID
+    drop_database: bool
+    url: URL | None
+    kept: list[KeptSource]
+
+    @property
+    def shown(self) -> str | None:
+        """The store's database, password masked (None when it has none)."""
+        return mask(self.url) if self.url is not None else None
+
+    @property
+    def doomed(self) -> list[URL]:
+        """The kept sources that will be dropped: only with ``drop_database``, and only
+        those tenantry created."""
+        return [k.url for k in self.kept if k.droppable] if self.drop_database else []
+
+
+def plan(platform: Platform, ref: str, *, drop_database: bool) -> StoreDeletion:
+    """Check that store ``ref`` (slug or id) may be deleted (no job running, never a
+    database tenantry did not create) and say what would go; nothing changes."""
+    with platform.sessions() as session:
+        store = stores.get_store(session, ref)
+        checked = stores.plan_delete(session, store, drop_database=drop_database)
+        url = tenant_url(platform.box, checked.connection) if checked.connection else None
+        kept = kept_sources(session, platform.box, checked.store_id)
+    return StoreDeletion(checked.slug, checked.store_id, checked.drop_database, url, kept)
+
+
+def delete(platform: Platform, deletion: StoreDeletion, *, actor: str = "cli") -> dict[str, Any]:
+    """Drop what ``deletion`` drops, then remove the store; a report of what was done."""
+    dropped = False
+    if deletion.drop_database and deletion.url is not None:
+        dropped = admin.drop_database(deletion.url)
+    doomed = deletion.doomed
+    for url in doomed:
+        admin.drop_database(url)
+    with platform.writer_sessions.begin() as session:
+        # Checked again in the deleting transaction: a job may have started since the plan.
+        store = stores.get_store(session, deletion.store_id)
+        final = stores.plan_delete(session, store, drop_database=deletion.drop_database)
+        stores.delete_store(session, store, final, actor=actor)
+    return {
+        "deleted": deletion.slug,
+        "store_id": str(deletion.store_id),
+        "database": deletion.shown,
+        "database_dropped": dropped,
+        "kept_sources_dropped": [mask(u) for u in doomed],
+        "kept_sources_left": [mask(k.url) for k in deletion.kept if k.url not in doomed],
+    }

@@ -1,0 +1,99 @@
+"""What is done with each piece of durable work a dispatcher hands over.
+
+A queue worker (``tenantry.jobs``) and the in-process dispatcher (``--inline``, the API's
+immediate mode) both call these, so a job run either way takes the same steps and leaves the
+same record of its progress in master.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import uuid
+from datetime import timedelta
+
+from tenantry.backup.storage import storage_for
+from tenantry.errors import Conflict
+from tenantry.runtime import Platform
+from tenantry.services import fleet
+from tenantry.services.backups import scheduling
+from tenantry.services.backups.premigration import PreMigrationBackups
+from tenantry.services.backups.taking import take_backup
+from tenantry.services.backups.targets import resolve
+from tenantry.services.provisioning import Provisioner
+
+log = logging.getLogger("tenantry.jobs")
+#: Master's column for a job's worker name holds this many characters.
+WORKER_NAME_MAX = 64
+
+
+def worker_name(prefix: str = "") -> str:
+    """A name for one runner of jobs, unique across machines and processes."""
+    name = f"{prefix}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return name[-WORKER_NAME_MAX:]
+
+
+def provisioner(platform: Platform, worker: str) -> Provisioner:
+    """A provisioner that runs (or cleans up after) jobs as ``worker``."""
+    return Provisioner(
+        platform.sessions, platform.box, platform.settings, platform.tenant_spec, worker
+    )
+
+
+def run_provision(platform: Platform, job_id: uuid.UUID, *, worker: str | None = None) -> str:
+    """Run (or resume) provisioning job ``job_id``; its outcome (completed, failed, …)."""
+    outcome = provisioner(platform, worker or worker_name()).run(job_id)
+    log.info("provisioning job %s: %s", job_id, outcome)
+    return outcome
+
+
+def run_fleet_tenant(platform: Platform, run_id: uuid.UUID, store_id: uuid.UUID) -> str:
+    """Migrate one tenant database of queued fleet run ``run_id``; the tenant's outcome."""
+    settings = platform.settings
+    outcome = fleet.run_queued_tenant(
+        platform.sessions,
+        platform.box,
+        platform.tenant_spec,
+        run_id,
+        store_id,
+        owner=settings.tenant_owner,
+        lock_ttl=timedelta(seconds=settings.job_lease_seconds),
+        pre_migration=PreMigrationBackups(
+            platform.sessions, storage_for(settings), settings, platform.box, actor="worker"
+        ).for_tenants_of(platform.tenant_spec),
+    )
+    status = outcome.status.value if outcome else "skipped (run over)"
+    log.info("fleet run %s, store %s: %s", run_id, store_id, status)
+    return status
+
+
+def run_backup(platform: Platform, backup_id: uuid.UUID, scope: str) -> str:
+    """Take queued backup ``backup_id`` of ``scope``; its status, or ``skipped`` when another
+    runner took it already (a duplicate delivery)."""
+    with platform.sessions() as session:
+        target = resolve(session, platform.box, platform.settings, scope)
+    try:
+        backup = take_backup(
+            platform.sessions,
+            storage_for(platform.settings),
+            target,
+            level=platform.settings.backup_zstd_level,
+            queued_id=backup_id,
+        )
+    except Conflict:
+        log.info("backup %s of %s: skipped, another worker took it", backup_id, scope)
+        return "skipped"
+    log.info("backup %s of %s: %s", backup_id, scope, backup.status)
+    return str(backup.status)
+
+
+def backup_tick(platform: Platform) -> None:
+    """Run the backups, restore tests and pruning that are due now."""
+    scheduling.tick(
+        platform.sessions,
+        storage_for(platform.settings),
+        platform.settings,
+        platform.box,
+        on_event=log.info,
+    )
