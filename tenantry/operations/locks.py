@@ -106,7 +106,7 @@ class ExclusiveLocks:
             with self.engine.begin() as conn:
                 conn.execute(
                     insert(OperationLock).values(
-                        key=key,
+                        name=key,
                         operation_id=operation_id,
                         holder=self.holder,
                         expires_at=now + self.ttl,
@@ -119,7 +119,7 @@ class ExclusiveLocks:
             row = conn.execute(
                 select(
                     OperationLock.operation_id, OperationLock.holder, OperationLock.expires_at
-                ).where(OperationLock.key == key)
+                ).where(OperationLock.name == key)
             ).first()
             if row is None:
                 return None  # released in between
@@ -128,7 +128,7 @@ class ExclusiveLocks:
             # The database re-checks the lapse as it updates: of two takers, one wins.
             taken = conn.execute(
                 update(OperationLock)
-                .where(OperationLock.key == key, OperationLock.expires_at < now)
+                .where(OperationLock.name == key, OperationLock.expires_at < now)
                 .values(operation_id=operation_id, holder=self.holder, expires_at=now + self.ttl)
             ).rowcount
         return LockGrant(key, row.operation_id, took_over=True) if taken == 1 else None
@@ -138,7 +138,7 @@ class ExclusiveLocks:
         with self.engine.begin() as conn:
             renewed = conn.execute(
                 update(OperationLock)
-                .where(OperationLock.key == key, OperationLock.holder == self.holder)
+                .where(OperationLock.name == key, OperationLock.holder == self.holder)
                 .values(expires_at=utcnow() + self.ttl)
             ).rowcount
         return renewed == 1
@@ -148,6 +148,6 @@ class ExclusiveLocks:
         with self.engine.begin() as conn:
             conn.execute(
                 delete(OperationLock).where(
-                    OperationLock.key == key, OperationLock.holder == self.holder
+                    OperationLock.name == key, OperationLock.holder == self.holder
                 )
             )

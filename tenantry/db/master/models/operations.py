@@ -112,7 +112,8 @@ class OperationLock(MasterBase):
 
     __tablename__ = "operation_locks"
 
-    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    #: What is locked, e.g. ``fleet:tenant`` (not named "key": it holds no secret).
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
     #: The operation holding it, if the holder runs one; not a foreign key (history is pruned
     #: on its own schedule, a lock row is not).
     operation_id: Mapped[uuid.UUID | None] = mapped_column(GUID)

@@ -21,11 +21,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "operation_locks",
-        sa.Column("key", sa.String(length=128), nullable=False),
+        sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("operation_id", tenantry.db.types.GUID(), nullable=True),
         sa.Column("holder", sa.String(length=128), nullable=False),
         sa.Column("expires_at", tenantry.db.types.UTCDateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("key", name=op.f("pk_operation_locks")),
+        sa.PrimaryKeyConstraint("name", name=op.f("pk_operation_locks")),
     )
     op.create_table(
         "operations",
