@@ -11,7 +11,15 @@ from fastapi import FastAPI
 from tenantry.api import errors, idempotency, openapi, webhook_receiver
 from tenantry.api.body_limit import BodyLimit
 from tenantry.api.group_commit import IngestWriter
-from tenantry.api.routes import backups, billing, servers, stores, tenant_data, webhooks
+from tenantry.api.routes import (
+    backups,
+    billing,
+    operations,
+    servers,
+    stores,
+    tenant_data,
+    webhooks,
+)
 from tenantry.files import restrict_new_files
 from tenantry.operations.dispatch import Dispatcher
 from tenantry.runtime import Platform, open_dispatcher
@@ -64,6 +72,7 @@ def create_app(
     app.include_router(billing.router)
     app.include_router(webhooks.router)
     app.include_router(backups.router)
+    app.include_router(operations.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

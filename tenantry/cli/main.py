@@ -67,6 +67,11 @@ COMMANDS: dict[str, Entry] = {
     "fleet": Entry("tenantry.cli.fleet", "app", "Migrate and check every tenant database."),
     "stores": Entry("tenantry.cli.stores", "app", "Create, inspect and manage stores (tenants)."),
     "jobs": Entry("tenantry.cli.jobs", "app", "Follow and cancel provisioning jobs."),
+    "ops": Entry(
+        "tenantry.cli.ops",
+        "app",
+        "List, follow and cancel operations of every kind (provisioning, fleet runs, backups…).",
+    ),
     "servers": Entry(
         "tenantry.cli.servers",
         "app",

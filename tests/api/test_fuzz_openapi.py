@@ -34,7 +34,7 @@ MAX_EXAMPLES = 25
 PHASES = ["examples", "coverage", "fuzzing", "stateful"]
 
 #: The operations a store key may call: its store and that store's data, its provisioning job.
-STORE_KEY_PATHS = r"^/(stores/\{store_ref\}|provision/|health)"
+STORE_KEY_PATHS = r"^/(stores/\{store_ref\}|provision/|operations|health)"
 
 
 @dataclass

@@ -1,0 +1,108 @@
+"""Models of the master (control-plane) database, one module per concept.
+
+The master database knows every store, who runs the platform, what each store pays and how
+to reach each store's own database, and every durable operation run on them. Store data
+itself never lives here. Every model is importable from this package.
+"""
+
+from __future__ import annotations
+
+from tenantry.db.master.models.backups import (
+    GOOD_BACKUP_STATUSES,
+    Backup,
+    BackupPolicy,
+    BackupStatus,
+    StoreMove,
+    StoreMoveStatus,
+)
+from tenantry.db.master.models.base import MasterBase
+from tenantry.db.master.models.billing import (
+    ApiUsageLog,
+    BillingCycle,
+    BillingTransaction,
+    Subscription,
+    TransactionStatus,
+    UsageMetric,
+)
+from tenantry.db.master.models.fleet import (
+    FleetLock,
+    FleetResult,
+    FleetRun,
+    FleetRunStatus,
+    TenantOutcome,
+)
+from tenantry.db.master.models.operations import (
+    ACTIVE_STATUSES,
+    FINISHED_STATUSES,
+    HELD_STATUSES,
+    Operation,
+    OperationKind,
+    OperationLock,
+    OperationStatus,
+    ProgressUnit,
+)
+from tenantry.db.master.models.platform import ApiKey, AuditLog, PlatformSetting, Worker
+from tenantry.db.master.models.provisioning import (
+    ProvisioningJob,
+    ProvisioningMode,
+    ProvisioningStatus,
+)
+from tenantry.db.master.models.stores import (
+    DatabaseEngine,
+    DatabaseServer,
+    DatabaseStatus,
+    IntegrationConfig,
+    StorageStatus,
+    Store,
+    SubscriptionStatus,
+    User,
+    UserRole,
+)
+
+metadata = MasterBase.metadata
+
+__all__ = [
+    "ACTIVE_STATUSES",
+    "FINISHED_STATUSES",
+    "GOOD_BACKUP_STATUSES",
+    "HELD_STATUSES",
+    "ApiKey",
+    "ApiUsageLog",
+    "AuditLog",
+    "Backup",
+    "BackupPolicy",
+    "BackupStatus",
+    "BillingCycle",
+    "BillingTransaction",
+    "DatabaseEngine",
+    "DatabaseServer",
+    "DatabaseStatus",
+    "FleetLock",
+    "FleetResult",
+    "FleetRun",
+    "FleetRunStatus",
+    "IntegrationConfig",
+    "MasterBase",
+    "Operation",
+    "OperationKind",
+    "OperationLock",
+    "OperationStatus",
+    "PlatformSetting",
+    "ProgressUnit",
+    "ProvisioningJob",
+    "ProvisioningMode",
+    "ProvisioningStatus",
+    "StorageStatus",
+    "Store",
+    "StoreMove",
+    "StoreMoveStatus",
+    "Subscription",
+    "SubscriptionStatus",
+    "TenantOutcome",
+    "TransactionStatus",
+    "UsageMetric",
+    "User",
+    "UserRole",
+    "Worker",
+    "metadata",
+]

@@ -1,0 +1,432 @@
+"""The operation kit: claim, renew, progress, finish, fail, cancel and find-stalled, for every kind.
+
+Every durable operation is a row in master's ``operations`` table (see
+:mod:`tenantry.db.master.models.operations`). A process runs one after claiming it: the claim is
+a lease (``TENANTRY_JOB_LEASE_SECONDS``) the holder keeps renewing as it reports progress; a
+holder that dies stops renewing, and once the lease lapses another process may claim the
+operation and resume it. A cancel request is recorded on the row and seen by the holder the next
+time it asks (:meth:`OperationKit.cancel_requested`, at a step boundary), so the operation stops
+where it can leave nothing half-done.
+
+The kit owns its transactions: each call below is one short transaction of its own on master,
+committed at once, so progress and lease renewals are visible to every other process while the
+work itself runs, and never depend on (or commit) a caller's session. The functions taking a
+``session`` (:func:`new_operation`, :func:`cancel_in`) only add to the caller's transaction, for
+an operation recorded together with other rows.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.db.engines import writer, writer_sessions
+from tenantry.db.master.models import (
+    HELD_STATUSES,
+    Operation,
+    OperationKind,
+    OperationStatus,
+    ProgressUnit,
+)
+from tenantry.db.types import utcnow
+from tenantry.errors import Conflict, NotFound
+from tenantry.operations.locks import ExclusiveLocks, LockGrant
+from tenantry.settings import Settings
+
+#: Marks a progress field the caller leaves as it is.
+_KEEP: Any = object()
+
+
+def holder_id() -> str:
+    """A name for this process's claims, unique among processes: ``host:pid:random``."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+class LostClaim(Exception):
+    """The operation is no longer this holder's: it was finished or cancelled meanwhile, or its
+    lease lapsed and another process claimed it. The holder must stop working on it."""
+
+    def __init__(self, operation_id: uuid.UUID) -> None:
+        super().__init__(f"operation {operation_id} is no longer held by this process")
+        self.operation_id = operation_id
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Where an operation is, in the one shape every adapter shows."""
+
+    step: str | None
+    current: int
+    total: int | None
+    unit: str | None
+    message: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The progress as JSON: ``{step, current, total, unit, message}``."""
+        return {
+            "step": self.step,
+            "current": self.current,
+            "total": self.total,
+            "unit": self.unit,
+            "message": self.message,
+        }
+
+
+def progress_of(operation: Operation) -> Progress:
+    """The progress of ``operation`` as last recorded."""
+    return Progress(
+        operation.step,
+        operation.progress_current,
+        operation.progress_total,
+        operation.progress_unit,
+        operation.message,
+    )
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An operation this process now holds."""
+
+    id: uuid.UUID
+    kind: str
+    #: 1 on the first claim; more when the operation is resumed after its holder died.
+    attempts: int
+    #: The operation was asked to stop before (or while) its last holder ran it.
+    cancel_requested: bool
+
+
+@dataclass(frozen=True)
+class Stalled:
+    """An operation no live process runs (its holder's lease lapsed, or nobody took it)."""
+
+    id: uuid.UUID
+    kind: str
+    status: str
+    lease_holder: str | None
+
+
+def lease_lapsed(now: datetime) -> ColumnElement[bool]:
+    """The operation has no lease, or its holder stopped renewing it (it died)."""
+    return or_(Operation.lease_expires_at.is_(None), Operation.lease_expires_at < now)
+
+
+def new_operation(
+    session: Session,
+    kind: OperationKind,
+    *,
+    id: uuid.UUID | None = None,
+    store_id: uuid.UUID | None = None,
+    target: str | None = None,
+    parent_id: uuid.UUID | None = None,
+    requested_by: str = "cli",
+    step: str | None = "queued",
+    message: str | None = None,
+    total: int | None = None,
+    unit: ProgressUnit | None = None,
+) -> Operation:
+    """Record a queued operation in the caller's transaction (flushed, not committed).
+
+    ``id`` is the id of the kind-specific record it goes with, if any: both share it.
+    """
+    operation = Operation(
+        id=id or uuid.uuid4(),
+        kind=kind,
+        store_id=store_id,
+        target=target,
+        parent_id=parent_id,
+        status=OperationStatus.QUEUED,
+        step=step,
+        progress_current=0,
+        progress_total=total,
+        progress_unit=unit,
+        message=message,
+        attempts=0,
+        requested_by=requested_by,
+    )
+    session.add(operation)
+    session.flush()
+    return operation
+
+
+def cancel_in(session: Session, operation: Operation) -> str:
+    """Ask ``operation`` to stop, in the caller's transaction; its new status.
+
+    A queued operation is cancelled at once (no process runs it); a running one becomes
+    ``cancelling`` and its holder stops at its next step boundary. A finished one is a
+    :class:`Conflict`. Each change is conditional on the status read by the database, so a
+    claim racing the request either wins (the request then marks it cancelling) or loses.
+    """
+    now = utcnow()
+    op_id = operation.id
+    changes: tuple[tuple[OperationStatus, OperationStatus, dict[str, Any]], ...] = (
+        (OperationStatus.QUEUED, OperationStatus.CANCELLED, {"finished_at": now}),
+        (OperationStatus.RUNNING, OperationStatus.CANCELLING, {}),
+    )
+    for before, after, extra in changes:
+        done = (
+            session.connection()
+            .execute(
+                update(Operation)
+                .where(Operation.id == op_id, Operation.status == before)
+                .values(status=after, cancel_requested_at=now, updated_at=now, **extra)
+            )
+            .rowcount
+        )
+        if done == 1:
+            session.refresh(operation)
+            return after
+    session.refresh(operation)
+    if operation.status == OperationStatus.CANCELLING:
+        return operation.status  # asked twice: the first request stands
+    raise Conflict(
+        f"operation {op_id} is {operation.status}; only queued or running operations can be "
+        "cancelled."
+    )
+
+
+class OperationKit:
+    """The lease/progress/cancel kit on master's ``sessions``, claiming as ``holder``."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        lease_seconds: float,
+        holder: str | None = None,
+    ) -> None:
+        # Claims and cancels read, then write, while other processes write too: on SQLite
+        # their transactions take the write lock up front or fail mid-way.
+        self.sessions = writer_sessions(sessions)
+        self.engine: Engine = writer(sessions.kw["bind"])
+        self.holder = holder or holder_id()
+        self.lease = timedelta(seconds=lease_seconds)
+        self.locks = ExclusiveLocks(self.engine, self.holder, self.lease)
+
+    @classmethod
+    def from_settings(
+        cls, sessions: sessionmaker[Session], settings: Settings, holder: str | None = None
+    ) -> OperationKit:
+        """A kit whose leases last ``settings.job_lease_seconds``."""
+        return cls(sessions, lease_seconds=settings.job_lease_seconds, holder=holder)
+
+    # ------------------------------------------------------------------ recording
+
+    def create(self, kind: OperationKind, **fields: Any) -> uuid.UUID:
+        """Record a queued operation (see :func:`new_operation` for ``fields``); its id."""
+        with self.sessions.begin() as session:
+            return new_operation(session, kind, **fields).id
+
+    def get(self, operation_id: uuid.UUID) -> Operation:
+        """The operation as it is now (detached)."""
+        with self.sessions() as session:
+            operation = session.get(Operation, operation_id)
+            if operation is None:
+                raise NotFound(f"no operation {operation_id}.")
+            session.expunge(operation)
+            return operation
+
+    # ------------------------------------------------------------------ holding
+
+    def claim(self, operation_id: uuid.UUID) -> Claim | None:
+        """Take ``operation_id`` if it is queued, or held by a process whose lease lapsed.
+
+        None when another live process holds it or it is over. Atomic: of several processes
+        claiming at once, exactly one gets it.
+        """
+        now = utcnow()
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                update(Operation)
+                .where(
+                    Operation.id == operation_id,
+                    or_(
+                        Operation.status == OperationStatus.QUEUED,
+                        and_(Operation.status.in_(HELD_STATUSES), lease_lapsed(now)),
+                    ),
+                )
+                .values(
+                    status=case(
+                        (Operation.status == OperationStatus.QUEUED, OperationStatus.RUNNING),
+                        else_=Operation.status,
+                    ),
+                    lease_holder=self.holder,
+                    lease_expires_at=now + self.lease,
+                    attempts=Operation.attempts + 1,
+                    started_at=func.coalesce(Operation.started_at, now),
+                    updated_at=now,
+                )
+            ).rowcount
+            if taken != 1:
+                return None
+            row = conn.execute(
+                select(Operation.kind, Operation.attempts, Operation.status).where(
+                    Operation.id == operation_id
+                )
+            ).one()
+        return Claim(operation_id, row.kind, row.attempts, row.status == OperationStatus.CANCELLING)
+
+    def _held(self, operation_id: uuid.UUID) -> ColumnElement[bool]:
+        return and_(
+            Operation.id == operation_id,
+            Operation.lease_holder == self.holder,
+            Operation.status.in_(HELD_STATUSES),
+        )
+
+    def renew(self, operation_id: uuid.UUID) -> bool:
+        """Extend the lease; False when the operation is no longer this holder's."""
+        now = utcnow()
+        with self.engine.begin() as conn:
+            renewed = conn.execute(
+                update(Operation)
+                .where(self._held(operation_id))
+                .values(lease_expires_at=now + self.lease, updated_at=now)
+            ).rowcount
+        return renewed == 1
+
+    def progress(
+        self,
+        operation_id: uuid.UUID,
+        step: str | None = _KEEP,
+        current: int = _KEEP,
+        total: int | None = _KEEP,
+        unit: ProgressUnit | None = _KEEP,
+        message: str | None = _KEEP,
+    ) -> None:
+        """Record where the operation is (the fields given; the others stay) and renew the
+        lease, committed at once so others see it. Raises :class:`LostClaim` when the
+        operation is no longer this holder's."""
+        given = {
+            "step": step,
+            "progress_current": current,
+            "progress_total": total,
+            "progress_unit": unit,
+            "message": message,
+        }
+        self._write(operation_id, {k: v for k, v in given.items() if v is not _KEEP})
+
+    def _write(self, operation_id: uuid.UUID, values: dict[str, Any]) -> None:
+        now = utcnow()
+        with self.engine.begin() as conn:
+            written = conn.execute(
+                update(Operation)
+                .where(self._held(operation_id))
+                .values({"lease_expires_at": now + self.lease, "updated_at": now, **values})
+            ).rowcount
+        if written != 1:
+            raise LostClaim(operation_id)
+
+    def cancel_requested(self, operation_id: uuid.UUID) -> bool:
+        """Whether the operation was asked to stop (check at each step boundary)."""
+        with self.engine.connect() as conn:
+            status = conn.scalar(select(Operation.status).where(Operation.id == operation_id))
+        return status in (OperationStatus.CANCELLING, OperationStatus.CANCELLED)
+
+    def _end(self, operation_id: uuid.UUID, status: OperationStatus, **values: Any) -> None:
+        self._write(
+            operation_id,
+            {"status": status, "finished_at": utcnow(), "lease_expires_at": None, **values},
+        )
+
+    def finish(self, operation_id: uuid.UUID, *, message: str | None = _KEEP) -> None:
+        """The operation succeeded. A cancel request that came after its last step boundary
+        is too late: the work is complete. Raises :class:`LostClaim` if it is not ours."""
+        extra = {} if message is _KEEP else {"message": message}
+        self._end(operation_id, OperationStatus.SUCCEEDED, step="done", **extra)
+
+    def fail(self, operation_id: uuid.UUID, error: str, *, message: str | None = _KEEP) -> None:
+        """The operation failed with ``error`` (shown to users: never a secret)."""
+        extra = {} if message is _KEEP else {"message": message}
+        self._end(operation_id, OperationStatus.FAILED, error=error, **extra)
+
+    def mark_cancelled(self, operation_id: uuid.UUID, *, message: str = "cancelled") -> None:
+        """The holder stopped as asked, leaving nothing half-done."""
+        self._end(operation_id, OperationStatus.CANCELLED, message=message)
+
+    @contextmanager
+    def kept_alive(
+        self, operation_id: uuid.UUID, *, lock_keys: tuple[str, ...] = ()
+    ) -> Iterator[threading.Event]:
+        """Renew the lease of ``operation_id`` (and of the locks ``lock_keys``) from a
+        thread for the block, for steps that run longer than a lease without reporting.
+        Yields an event that is set once the claim is lost."""
+        lost = threading.Event()
+        stop = threading.Event()
+        every = max(self.lease.total_seconds() / 3, 0.05)
+
+        def renew() -> None:
+            while not stop.wait(every):
+                if not self.renew(operation_id) or not all(
+                    self.locks.renew(key) for key in lock_keys
+                ):
+                    lost.set()
+                    return
+
+        thread = threading.Thread(target=renew, name="tenantry-lease", daemon=True)
+        thread.start()
+        try:
+            yield lost
+        finally:
+            stop.set()
+            thread.join()
+
+    # ------------------------------------------------------------------ anyone
+
+    def request_cancel(self, operation_id: uuid.UUID) -> str:
+        """Ask the operation to stop (see :func:`cancel_in`); its new status."""
+        with self.sessions.begin() as session:
+            operation = session.get(Operation, operation_id)
+            if operation is None:
+                raise NotFound(f"no operation {operation_id}.")
+            return cancel_in(session, operation)
+
+    def find_stalled(
+        self,
+        *,
+        kinds: tuple[OperationKind, ...] | None = None,
+        queued_for: timedelta | None = None,
+    ) -> list[Stalled]:
+        """Operations no live process runs: held (running or cancelling) with a lapsed lease,
+        and, with ``queued_for``, queued for longer than that (their queue message may be
+        lost). Oldest first."""
+        now = utcnow()
+        stalled = and_(Operation.status.in_(HELD_STATUSES), lease_lapsed(now))
+        if queued_for is not None:
+            waiting = and_(
+                Operation.status == OperationStatus.QUEUED,
+                Operation.created_at < now - queued_for,
+            )
+            stalled = or_(stalled, waiting)
+        query = select(
+            Operation.id, Operation.kind, Operation.status, Operation.lease_holder
+        ).where(stalled)
+        if kinds is not None:
+            query = query.where(Operation.kind.in_(kinds))
+        with self.engine.connect() as conn:
+            rows = conn.execute(query.order_by(Operation.created_at)).all()
+        return [Stalled(r.id, r.kind, r.status, r.lease_holder) for r in rows]
+
+    # ------------------------------------------------------------------ exclusive locks
+
+    def acquire_lock(
+        self, key: str, *, operation_id: uuid.UUID | None = None, wait_s: float = 0.0
+    ) -> LockGrant:
+        """Hold the exclusive lock ``key`` (see :meth:`ExclusiveLocks.acquire`)."""
+        return self.locks.acquire(key, operation_id=operation_id, wait_s=wait_s)
+
+    def renew_lock(self, key: str) -> bool:
+        """Extend the lock ``key``; False when it is no longer this holder's."""
+        return self.locks.renew(key)
+
+    def release_lock(self, key: str) -> None:
+        """Give the lock ``key`` up, if this holder still has it."""
+        self.locks.release(key)
