@@ -13,7 +13,12 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tenantry.db.master.models import Operation, OperationKind, OperationStatus
+from tenantry.db.master.models import (
+    Operation,
+    OperationKind,
+    OperationStatus,
+    lifecycle_status,
+)
 from tenantry.errors import InvalidInput
 from tenantry.operations.kit import cancel_in, progress_of
 from tenantry.services import audit, refs
@@ -73,7 +78,7 @@ def operation_document(operation: Operation) -> dict[str, Any]:
         "kind": operation.kind,
         "target": operation.target,
         "store_id": str(operation.store_id) if operation.store_id else None,
-        "status": operation.status,
+        "status": lifecycle_status(operation),
         "progress": progress_of(operation).as_dict(),
         "error": operation.error,
         "attempts": operation.attempts,
