@@ -302,7 +302,15 @@ class Provisioner:
         claim = self.kit.claim(job_id)
         if claim is None:
             return "skipped"
-        job, store = self._load(job_id)
+        try:
+            job, store = self._load(job_id)
+        except NotFound as gone:  # its store was deleted meanwhile: end it, or it stalls forever
+            with contextlib.suppress(LostClaim):
+                if claim.cancel_requested:
+                    self.kit.mark_cancelled(job_id)
+                else:
+                    self.kit.fail(job_id, gone.message)
+            return ProvisioningStatus.CANCELLED if claim.cancel_requested else "failed"
         if claim.cancel_requested:  # cancelled while its last worker was dying: clean up
             return self._after_lost(job)
         engine: Engine | None = None
