@@ -170,3 +170,15 @@ def test_a_provisioning_job_is_an_operation(cli: Invoke) -> None:
     assert cli("jobs", "show", job["id"], "--json").exit_code == 1
     after = as_json(cli("ops", "show", job["id"], "--json"))
     assert (after["kind"], after["status"], after["target"]) == ("provision", "succeeded", "opshop")
+
+
+def test_ops_cancel_cancels_a_provisioning_job_as_jobs_cancel_does(cli: Invoke) -> None:
+    assert cli("init").exit_code == 0
+    assert cli("stores", "create", "opcancel", "--name", "Shop").exit_code == 0
+    job = as_json(cli("provision", "opcancel", "--new", "--json"))  # queued: no worker runs
+    cancelled = cli("ops", "cancel", job["id"][:8], "--json")
+    assert cancelled.exit_code == 0, cancelled.output
+    assert as_json(cancelled)["status"] == "cancelled"
+    assert as_json(cli("jobs", "show", job["id"], "--json"))["status"] == "cancelled"
+    store = as_json(cli("stores", "show", "opcancel", "--json"))
+    assert store["database_status"] == "failed"
