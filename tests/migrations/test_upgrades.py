@@ -265,3 +265,17 @@ def test_master_0009_moves_every_provisioning_job_into_operations_keeping_histor
         assert rows[running].lease_holder == "host:1:ab"
         assert rows[running].lease_expires_at is not None
         assert conn.execute(select(func.count()).select_from(jobs)).scalar_one() == 2
+    # Going back puts every job's lifecycle back in its own row, in provisioning's words.
+    _downgrade(engine, spec, "0008")
+    with engine.connect() as conn:
+        assert migrations.current(conn, spec) == "0008"
+        jobs = Table("provisioning_jobs", MetaData(), autoload_with=conn)
+        back = {uuid.UUID(str(r.id)): r for r in conn.execute(select(jobs))}
+        assert (back[done].status, back[done].tables_created, back[done].total_tables) == (
+            "completed",
+            15,
+            15,
+        )
+        assert (back[running].status, back[running].worker_id) == ("running", "host:1:ab")
+        operations = Table("operations", MetaData(), autoload_with=conn)
+        assert conn.execute(select(func.count()).select_from(operations)).scalar_one() == 0
