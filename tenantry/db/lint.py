@@ -12,7 +12,7 @@ import io
 import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, cast
 
 import sqlalchemy as sa
@@ -471,6 +471,25 @@ def _offline_context(buffer: io.StringIO) -> MigrationContext:
     )
 
 
+#: A revision that moves columns elsewhere before dropping them names them in a module-level
+#: dict of this name, ``{"table.column": "where its values went"}``: their drops are reported,
+#: not refused, since the revision itself keeps every value.
+COPIED_BEFORE_DROP = "COPIED_BEFORE_DROP"
+
+
+def _copied_first(finding: Finding, copied: dict[str, str]) -> Finding:
+    """``finding``, not destructive if it drops a column its revision copied elsewhere first."""
+    where = copied.get(f"{finding.table}.{finding.column}")
+    if finding.operation != "drop_column" or where is None:
+        return finding
+    return replace(
+        finding,
+        detail=f"drop_column removes column {finding.table}.{finding.column}, whose values "
+        f"the revision copied to {where} first.",
+        destructive=False,
+    )
+
+
 def lint_scripts(scripts: Sequence[Script]) -> list[Finding]:
     """Findings in ``scripts``, which are applied in the given order (oldest first).
 
@@ -484,8 +503,11 @@ def lint_scripts(scripts: Sequence[Script]) -> list[Finding]:
     findings: list[Finding] = []
     for script in scripts:
         recording = _record(script)
+        copied: dict[str, str] = getattr(script.module, COPIED_BEFORE_DROP, {})
         for operation in recording.operations:
-            findings.extend(linter.check(script.revision, operation))
+            findings.extend(
+                _copied_first(f, copied) for f in linter.check(script.revision, operation)
+            )
         if recording.emitted:
             findings.append(_check_sql(script.revision, recording.emitted))
         failure = recording.failure

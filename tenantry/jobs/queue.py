@@ -18,19 +18,17 @@ from urllib.parse import urlsplit
 
 from huey import Huey, RedisHuey, SqliteHuey, crontab
 
+from tenantry.db.master.models import OperationKind
 from tenantry.errors import QueueUnreachable
 from tenantry.files import private_file
 from tenantry.jobs.heartbeat import Heartbeat
 from tenantry.operations import work
 from tenantry.operations.dispatch import OnReady
+from tenantry.operations.kit import OperationKit
 from tenantry.runtime import Platform
 from tenantry.services.backups import catalog
 from tenantry.services.billing import webhooks
-from tenantry.services.provisioning import (
-    Provisioner,
-    abandoned_cancellations,
-    recoverable_jobs,
-)
+from tenantry.services.provisioning import QUEUED_GRACE_S, Provisioner
 from tenantry.settings import Settings
 
 log = logging.getLogger("tenantry.jobs")
@@ -141,24 +139,23 @@ class Queue:
         work.backup_tick(self.platform())
 
     def recover(self) -> int:
-        """Re-enqueue jobs whose worker died or whose queue message was lost."""
+        """Re-enqueue the operations no live worker runs (its worker died, or its queue
+        message was lost): the kit's stalled operations, and queued backups waiting too long."""
         lost_after = timedelta(seconds=self.settings.job_lease_seconds)
-        with self.platform().sessions() as session:
-            jobs = recoverable_jobs(session)
+        platform = self.platform()
+        stalled = OperationKit.from_settings(platform.sessions, platform.settings).find_stalled(
+            kinds=(OperationKind.PROVISION,), queued_for=timedelta(seconds=QUEUED_GRACE_S)
+        )
+        with platform.sessions() as session:
             backups = catalog.waiting_too_long(session, lost_after)
-            cancelled = abandoned_cancellations(session)
-        if cancelled:  # a dead worker's half-made database: nobody else drops it
-            cleaner = self._provisioner()
-            for job_id in cancelled:
-                if cleaner.clean_cancelled(job_id):
-                    log.info("dropped the database of cancelled provisioning job %s", job_id)
-        for job_id in jobs:
-            self.enqueue_provision(job_id)
+        # A stalled job that was cancelled is claimed to drop what it made, then ends.
+        for operation in stalled:
+            self.enqueue_provision(operation.id)
         for backup_id, scope in backups:
             self.enqueue_backup(backup_id, scope)
-        if jobs or backups:
-            log.info("re-enqueued %d provisioning job(s), %d backup(s)", len(jobs), len(backups))
-        return len(jobs) + len(backups)
+        if stalled or backups:
+            log.info("re-enqueued %d provisioning job(s), %d backup(s)", len(stalled), len(backups))
+        return len(stalled) + len(backups)
 
     def start_heartbeat(self) -> Heartbeat:
         """Report this worker to master every few seconds, so that commands waiting for a

@@ -27,7 +27,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Engine, and_, case, func, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Executable,
+    Select,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.db.engines import writer, writer_sessions
@@ -37,6 +48,7 @@ from tenantry.db.master.models import (
     OperationKind,
     OperationStatus,
     ProgressUnit,
+    lifecycle_status,
 )
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, NotFound
@@ -186,12 +198,35 @@ def cancel_in(session: Session, operation: Operation) -> str:
             session.refresh(operation)
             return after
     session.refresh(operation)
-    if operation.status == OperationStatus.CANCELLING:
-        return operation.status  # asked twice: the first request stands
+    status = lifecycle_status(operation)
+    if status == OperationStatus.CANCELLING:
+        return status  # asked twice: the first request stands
     raise Conflict(
-        f"operation {op_id} is {operation.status}; only queued or running operations can be "
-        "cancelled."
+        f"operation {op_id} is {status}; only queued or running operations can be cancelled."
     )
+
+
+def stalled_query(
+    *,
+    kinds: tuple[OperationKind, ...] | None = None,
+    queued_for: timedelta | None = None,
+) -> Select[uuid.UUID, str, str, str | None]:
+    """Operations no live process runs: held (running or cancelling) with a lapsed lease, and,
+    with ``queued_for``, queued for longer than that (their queue message may be lost)."""
+    now = utcnow()
+    stalled = and_(Operation.status.in_(HELD_STATUSES), lease_lapsed(now))
+    if queued_for is not None:
+        waiting = and_(
+            Operation.status == OperationStatus.QUEUED,
+            Operation.created_at < now - queued_for,
+        )
+        stalled = or_(stalled, waiting)
+    query = select(Operation.id, Operation.kind, Operation.status, Operation.lease_holder).where(
+        stalled
+    )
+    if kinds is not None:
+        query = query.where(Operation.kind.in_(kinds))
+    return query.order_by(Operation.created_at)
 
 
 class OperationKit:
@@ -301,10 +336,15 @@ class OperationKit:
         total: int | None = _KEEP,
         unit: ProgressUnit | None = _KEEP,
         message: str | None = _KEEP,
-    ) -> None:
+        *,
+        record: Executable | None = None,
+    ) -> bool:
         """Record where the operation is (the fields given; the others stay) and renew the
-        lease, committed at once so others see it. Raises :class:`LostClaim` when the
-        operation is no longer this holder's."""
+        lease, committed at once so others see it; ``record`` (a statement on the kind's own
+        record) is written in the same transaction. Returns whether the operation was asked
+        to stop: then nothing but the lease is written (the holder stops at this step
+        boundary, and cleans up). Raises :class:`LostClaim` when the operation is no longer
+        this holder's."""
         given = {
             "step": step,
             "progress_current": current,
@@ -312,18 +352,37 @@ class OperationKit:
             "progress_unit": unit,
             "message": message,
         }
-        self._write(operation_id, {k: v for k, v in given.items() if v is not _KEEP})
+        values = {k: v for k, v in given.items() if v is not _KEEP}
+        status = self._write(operation_id, values, record, unless_cancelling=True)
+        return status == OperationStatus.CANCELLING
 
-    def _write(self, operation_id: uuid.UUID, values: dict[str, Any]) -> None:
+    def _write(
+        self,
+        operation_id: uuid.UUID,
+        values: dict[str, Any],
+        record: Executable | None = None,
+        *,
+        unless_cancelling: bool = False,
+    ) -> str:
+        """Update the operation if this holder still holds it; its status before the update.
+        With ``unless_cancelling``, an operation asked to stop only has its lease renewed."""
         now = utcnow()
         with self.engine.begin() as conn:
-            written = conn.execute(
+            status = conn.scalar(
+                select(Operation.status).where(self._held(operation_id)).with_for_update()
+            )
+            if status is None:
+                raise LostClaim(operation_id)
+            if unless_cancelling and status == OperationStatus.CANCELLING:
+                values, record = {}, None
+            conn.execute(
                 update(Operation)
                 .where(self._held(operation_id))
                 .values({"lease_expires_at": now + self.lease, "updated_at": now, **values})
-            ).rowcount
-        if written != 1:
-            raise LostClaim(operation_id)
+            )
+            if record is not None:
+                conn.execute(record)
+        return str(status)
 
     def cancel_requested(self, operation_id: uuid.UUID) -> bool:
         """Whether the operation was asked to stop (check at each step boundary)."""
@@ -331,26 +390,40 @@ class OperationKit:
             status = conn.scalar(select(Operation.status).where(Operation.id == operation_id))
         return status in (OperationStatus.CANCELLING, OperationStatus.CANCELLED)
 
-    def _end(self, operation_id: uuid.UUID, status: OperationStatus, **values: Any) -> None:
+    def _end(
+        self,
+        operation_id: uuid.UUID,
+        status: OperationStatus,
+        values: dict[str, Any],
+        record: Executable | None = None,
+    ) -> None:
         self._write(
             operation_id,
             {"status": status, "finished_at": utcnow(), "lease_expires_at": None, **values},
+            record,
         )
 
     def finish(self, operation_id: uuid.UUID, *, message: str | None = _KEEP) -> None:
         """The operation succeeded. A cancel request that came after its last step boundary
         is too late: the work is complete. Raises :class:`LostClaim` if it is not ours."""
         extra = {} if message is _KEEP else {"message": message}
-        self._end(operation_id, OperationStatus.SUCCEEDED, step="done", **extra)
+        self._end(operation_id, OperationStatus.SUCCEEDED, {"step": "done", **extra})
 
     def fail(self, operation_id: uuid.UUID, error: str, *, message: str | None = _KEEP) -> None:
         """The operation failed with ``error`` (shown to users: never a secret)."""
         extra = {} if message is _KEEP else {"message": message}
-        self._end(operation_id, OperationStatus.FAILED, error=error, **extra)
+        self._end(operation_id, OperationStatus.FAILED, {"error": error, **extra})
 
-    def mark_cancelled(self, operation_id: uuid.UUID, *, message: str = "cancelled") -> None:
-        """The holder stopped as asked, leaving nothing half-done."""
-        self._end(operation_id, OperationStatus.CANCELLED, message=message)
+    def mark_cancelled(
+        self,
+        operation_id: uuid.UUID,
+        *,
+        message: str = "cancelled",
+        record: Executable | None = None,
+    ) -> None:
+        """The holder stopped as asked, leaving nothing half-done (``record``: a statement on
+        the kind's own record, written in the same transaction)."""
+        self._end(operation_id, OperationStatus.CANCELLED, {"message": message}, record)
 
     @contextmanager
     def kept_alive(
@@ -395,24 +468,9 @@ class OperationKit:
         kinds: tuple[OperationKind, ...] | None = None,
         queued_for: timedelta | None = None,
     ) -> list[Stalled]:
-        """Operations no live process runs: held (running or cancelling) with a lapsed lease,
-        and, with ``queued_for``, queued for longer than that (their queue message may be
-        lost). Oldest first."""
-        now = utcnow()
-        stalled = and_(Operation.status.in_(HELD_STATUSES), lease_lapsed(now))
-        if queued_for is not None:
-            waiting = and_(
-                Operation.status == OperationStatus.QUEUED,
-                Operation.created_at < now - queued_for,
-            )
-            stalled = or_(stalled, waiting)
-        query = select(
-            Operation.id, Operation.kind, Operation.status, Operation.lease_holder
-        ).where(stalled)
-        if kinds is not None:
-            query = query.where(Operation.kind.in_(kinds))
+        """Operations no live process runs (see :func:`stalled_query`), oldest first."""
         with self.engine.connect() as conn:
-            rows = conn.execute(query.order_by(Operation.created_at)).all()
+            rows = conn.execute(stalled_query(kinds=kinds, queued_for=queued_for)).all()
         return [Stalled(r.id, r.kind, r.status, r.lease_holder) for r in rows]
 
     # ------------------------------------------------------------------ exclusive locks

@@ -56,6 +56,6 @@ def request(
             actor=actor,
             url_field=url_field,
         )
-        requested = Requested(job.id, job.status, found.id, found.slug)
+        requested = Requested(job.id, job.public_status, found.id, found.slug)
     dispatcher.enqueue_provision(requested.job_id)
     return requested

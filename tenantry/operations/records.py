@@ -13,10 +13,16 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from tenantry.db.master.models import Operation, OperationKind, OperationStatus
+from tenantry.db.master.models import (
+    Operation,
+    OperationKind,
+    OperationStatus,
+    ProvisioningJob,
+    lifecycle_status,
+)
 from tenantry.errors import InvalidInput
 from tenantry.operations.kit import cancel_in, progress_of
-from tenantry.services import audit, refs
+from tenantry.services import audit, provisioning, refs
 
 LIST_HINT = "List operations with `tenantry ops list` (or GET /operations)."
 
@@ -73,7 +79,7 @@ def operation_document(operation: Operation) -> dict[str, Any]:
         "kind": operation.kind,
         "target": operation.target,
         "store_id": str(operation.store_id) if operation.store_id else None,
-        "status": operation.status,
+        "status": lifecycle_status(operation),
         "progress": progress_of(operation).as_dict(),
         "error": operation.error,
         "attempts": operation.attempts,
@@ -91,7 +97,10 @@ def operation_document(operation: Operation) -> dict[str, Any]:
 
 def request_cancel(session: Session, operation: Operation, *, actor: str) -> Operation:
     """Ask ``operation`` to stop (queued: cancelled now; running: at its next step boundary)
-    and audit who asked. :class:`~tenantry.errors.Conflict` once it is over."""
+    and audit who asked. :class:`~tenantry.errors.Conflict` once it is over. A kind with its
+    own cancel (a provisioning job's store is marked failed too) is cancelled its own way."""
+    if isinstance(operation, ProvisioningJob):
+        return provisioning.cancel_job(session, operation, actor=actor)
     status = cancel_in(session, operation)
     audit.record(
         session,

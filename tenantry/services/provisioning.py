@@ -6,19 +6,23 @@ encrypted connection and mark the store active. Each step is idempotent, and pro
 written to the job row in master as it goes, so a worker killed at any point leaves a job
 that the next worker completes with the same result.
 
-A worker holds a lease on the job while it runs it; a worker that dies stops renewing the
-lease, and once it expires the job is picked up again (see :func:`recoverable_jobs`).
+A provisioning job is an operation (kind ``provision``): a worker claims it with the operation
+kit, which keeps its lease and progress; a worker that dies stops renewing the lease, and once
+it expires the job is picked up again (see :func:`recoverable_jobs`). A cancelled job's worker
+sees the request at its next step, drops the database it created and ends the job cancelled;
+when that worker is dead, the recovery sweep claims the job and does the same.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Connection, Engine, and_, or_, select, text, update
+from sqlalchemy import Connection, Engine, Table, select, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -30,11 +34,16 @@ from tenantry.db.master.models import (
     DatabaseServer,
     DatabaseStatus,
     IntegrationConfig,
+    OperationKind,
+    OperationStatus,
+    ProgressUnit,
     ProvisioningJob,
     ProvisioningMode,
     ProvisioningStatus,
     Store,
+    provisioning_status,
 )
+from tenantry.db.master.models.provisioning import OPERATION_STATUSES
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import utcnow
 from tenantry.db.urls import backend_of, mask, parse_url, redact, require_driver
@@ -47,14 +56,18 @@ from tenantry.errors import (
     WrongDatabase,
 )
 from tenantry.failpoints import failpoint
+from tenantry.operations.kit import LostClaim, OperationKit, cancel_in, lease_lapsed, stalled_query
 from tenantry.services import audit, refs
 from tenantry.services.connections import join_url, server_url, split_url
 from tenantry.services.stores import active_connection, active_job
 from tenantry.settings import Settings
 
-ACTIVE = (ProvisioningStatus.QUEUED, ProvisioningStatus.RUNNING)
-#: Finished jobs that may have left a database they created behind.
-LEFT_BEHIND = (ProvisioningStatus.CANCELLED, ProvisioningStatus.FAILED)
+ACTIVE = (OperationStatus.QUEUED, OperationStatus.RUNNING)
+#: Jobs over (or being cancelled) that may have left a database they created behind.
+LEFT_BEHIND = (OperationStatus.CANCELLING, OperationStatus.CANCELLED, OperationStatus.FAILED)
+#: A queued job older than this may have lost its queue message: the sweep enqueues it again.
+QUEUED_GRACE_S = 5.0
+_JOB = cast(Table, ProvisioningJob.__table__)
 
 
 def tenant_database_name(store: Store) -> str:
@@ -117,16 +130,23 @@ def request_provisioning(
         target, secret = split_url(box, parsed)
     store.database_status = DatabaseStatus.PROVISIONING
     job = ProvisioningJob(
+        kind=OperationKind.PROVISION,
         store_id=store.id,
+        store_fk=store.id,
+        target=store.slug,
+        requested_by=actor,
         mode=mode,
-        status=ProvisioningStatus.QUEUED,
+        operation_status=OperationStatus.QUEUED,
         step="queued",
         progress=0,
         message="waiting for a worker",
         database_server_id=server.id if server else None,
-        target=target,
+        destination=target,
         secret_encrypted=secret,
-        total_tables=0,
+        progress_current=0,
+        progress_total=0,
+        progress_unit=ProgressUnit.TABLES,
+        attempts=0,
     )
     session.add(job)
     session.flush()
@@ -147,14 +167,14 @@ def _public_target(target: dict[str, Any]) -> dict[str, Any]:
 
 
 def cancel_job(session: Session, job: ProvisioningJob, *, actor: str = "cli") -> ProvisioningJob:
-    """Cancel a queued or running job; a running one stops at its next step and cleans up."""
-    if job.status not in ACTIVE:
+    """Cancel a queued or running job; a running one stops at its next step and cleans up
+    (until then it shows as cancelled, its operation as cancelling)."""
+    if job.operation_status not in ACTIVE:
         raise Conflict(
-            f"job {job.id} is {job.status}; only queued or running jobs can be cancelled."
+            f"job {job.id} is {job.public_status}; only queued or running jobs can be cancelled."
         )
-    job.status = ProvisioningStatus.CANCELLED
+    cancel_in(session, job)
     job.message = "cancelled"
-    job.finished_at = utcnow()
     store = session.get(Store, job.store_id)
     if store is not None and store.database_status == DatabaseStatus.PROVISIONING:
         store.database_status = DatabaseStatus.FAILED
@@ -192,50 +212,27 @@ def list_jobs(
     if store is not None:
         query = query.where(ProvisioningJob.store_id == store.id)
     if status is not None:
-        query = query.where(ProvisioningJob.status == status)
+        query = query.where(
+            ProvisioningJob.status.in_(OPERATION_STATUSES[ProvisioningStatus(status)])
+        )
     rows = session.execute(query.order_by(ProvisioningJob.created_at.desc()).limit(limit))
     return [(job, slug) for job, slug in rows]
-
-
-def _lease_lapsed(now: datetime) -> ColumnElement[bool]:
-    """The job has no lease, or its worker stopped renewing it (it died)."""
-    return or_(ProvisioningJob.lease_expires_at.is_(None), ProvisioningJob.lease_expires_at < now)
-
-
-def _cancelled_with_database(now: datetime) -> ColumnElement[bool]:
-    """Cancelled, its worker gone, and the database it created still recorded as standing."""
-    return and_(
-        ProvisioningJob.status == ProvisioningStatus.CANCELLED,
-        ProvisioningJob.database_created.is_(True),
-        _lease_lapsed(now),
-    )
 
 
 #: A cancelled job's message once the database it made is gone.
 CANCELLED_AND_DROPPED = "cancelled (the database it created was removed)"
 
 
-def abandoned_cancellations(session: Session) -> list[uuid.UUID]:
-    """Cancelled jobs whose worker is gone while the database they created still stands."""
-    rows = session.scalars(select(ProvisioningJob.id).where(_cancelled_with_database(utcnow())))
-    return list(rows)
-
-
-def recoverable_jobs(session: Session, *, queued_grace_s: float = 5.0) -> list[uuid.UUID]:
-    """Jobs a worker should (re)start: running with an expired lease (their worker died) and
-    queued ones older than a few seconds (their queue message may be lost)."""
-    now = utcnow()
-    rows = session.scalars(
-        select(ProvisioningJob.id).where(
-            or_(
-                (ProvisioningJob.status == ProvisioningStatus.RUNNING)
-                & (ProvisioningJob.lease_expires_at < now),
-                (ProvisioningJob.status == ProvisioningStatus.QUEUED)
-                & (ProvisioningJob.created_at < now - timedelta(seconds=queued_grace_s)),
-            )
-        )
+def recoverable_jobs(
+    session: Session, *, queued_grace_s: float = QUEUED_GRACE_S
+) -> list[uuid.UUID]:
+    """Jobs a worker should (re)start: held with an expired lease (their worker died; a
+    cancelled one still has its database to drop) and queued ones older than a few seconds
+    (their queue message may be lost)."""
+    query = stalled_query(
+        kinds=(OperationKind.PROVISION,), queued_for=timedelta(seconds=queued_grace_s)
     )
-    return list(rows)
+    return [row.id for row in session.execute(query)]
 
 
 class _LostJob(Exception):
@@ -256,54 +253,35 @@ class Provisioner:
         # A job's master transactions read, then write, while the API and other workers
         # write too: on SQLite they take the write lock up front or fail mid-way.
         self.sessions = writer_sessions(self.sessions)
+        self.kit = OperationKit(
+            self.sessions, lease_seconds=self.settings.job_lease_seconds, holder=self.worker_id
+        )
 
     # ------------------------------------------------------------------ job bookkeeping
 
     @property
     def _master(self) -> Engine:
-        engine: Engine = self.sessions.kw["bind"]
-        return engine
+        return self.kit.engine
 
-    def _claim(self, job_id: uuid.UUID) -> bool:
-        now = utcnow()
-        # Core, not a Session: job bookkeeping runs many times per job and should be cheap.
-        with self._master.begin() as conn:
-            result = conn.execute(
-                update(ProvisioningJob)
-                .where(
-                    ProvisioningJob.id == job_id,
-                    ProvisioningJob.status.in_(ACTIVE),
-                    or_(_lease_lapsed(now), ProvisioningJob.worker_id == self.worker_id),
-                )
-                .values(
-                    status=ProvisioningStatus.RUNNING,
-                    worker_id=self.worker_id,
-                    lease_expires_at=self._lease(),
-                    attempts=ProvisioningJob.attempts + 1,
-                    started_at=now,
-                    error=None,
-                    updated_at=now,
-                )
-            )
-            return result.rowcount == 1
-
-    def _lease(self) -> Any:
-        return utcnow() + timedelta(seconds=self.settings.job_lease_seconds)
+    #: What of a job's progress is its own record's (the rest is its operation's).
+    _OWN = frozenset({"progress", "database_created"})
 
     def _update(self, job_id: uuid.UUID, **values: Any) -> None:
-        """Record progress and renew the lease, if the job is still ours and running."""
-        with self._master.begin() as conn:
-            result = conn.execute(
-                update(ProvisioningJob)
-                .where(
-                    ProvisioningJob.id == job_id,
-                    ProvisioningJob.worker_id == self.worker_id,
-                    ProvisioningJob.status == ProvisioningStatus.RUNNING,
-                )
-                .values(lease_expires_at=self._lease(), updated_at=utcnow(), **values)
-            )
-            if result.rowcount != 1:
-                raise _LostJob(str(job_id))
+        """Record progress and renew the lease, if the job is still ours and running; a
+        cancel request stops it here (a step boundary)."""
+        own = {k: v for k, v in values.items() if k in self._OWN}
+        shared = {
+            {"tables_created": "current", "total_tables": "total"}.get(k, k): v
+            for k, v in values.items()
+            if k not in self._OWN
+        }
+        record = update(_JOB).where(_JOB.c.id == job_id).values(**own) if own else None
+        try:
+            cancelled = self.kit.progress(job_id, **shared, record=record)
+        except LostClaim:
+            raise _LostJob(str(job_id)) from None
+        if cancelled:
+            raise _LostJob(str(job_id))
 
     def _load(self, job_id: uuid.UUID) -> tuple[ProvisioningJob, Store]:
         with self.sessions() as session:
@@ -321,9 +299,20 @@ class Provisioner:
     def run(self, job_id: uuid.UUID) -> str:
         """Run (or resume) a job to its end; returns its final status, or ``skipped`` when
         another worker holds it or it is already finished."""
-        if not self._claim(job_id):
+        claim = self.kit.claim(job_id)
+        if claim is None:
             return "skipped"
-        job, store = self._load(job_id)
+        try:
+            job, store = self._load(job_id)
+        except NotFound as gone:  # its store was deleted meanwhile: end it, or it stalls forever
+            with contextlib.suppress(LostClaim):
+                if claim.cancel_requested:
+                    self.kit.mark_cancelled(job_id)
+                else:
+                    self.kit.fail(job_id, gone.message)
+            return ProvisioningStatus.CANCELLED if claim.cancel_requested else "failed"
+        if claim.cancel_requested:  # cancelled while its last worker was dying: clean up
+            return self._after_lost(job)
         engine: Engine | None = None
         try:
             url, cloned = self._step_connect(job, store)
@@ -347,20 +336,20 @@ class Provisioner:
                 engine.dispose()
 
     def _target_url(self, job: ProvisioningJob) -> URL:
-        assert job.target is not None
+        assert job.destination is not None
         if job.mode == ProvisioningMode.CONNECT_EXISTING:
-            return join_url(self.box, job.target, job.secret_encrypted)
+            return join_url(self.box, job.destination, job.secret_encrypted)
         return self._new_database_url(job)
 
     def _new_database_url(self, job: ProvisioningJob) -> URL:
-        assert job.target is not None
-        if job.target.get("engine") == "sqlite":
-            return parse_url(f"sqlite:///{job.target['path']}", setting="tenant path")
+        assert job.destination is not None
+        if job.destination.get("engine") == "sqlite":
+            return parse_url(f"sqlite:///{job.destination['path']}", setting="tenant path")
         with self.sessions() as session:
             server = session.get(DatabaseServer, job.database_server_id)
             if server is None:
                 raise NotFound("the job's database server was removed.")
-            return server_url(self.box, server).set(database=job.target["database"])
+            return server_url(self.box, server).set(database=job.destination["database"])
 
     def _step_connect(self, job: ProvisioningJob, store: Store) -> tuple[URL, bool]:
         """The database's URL, creating it in create-new mode; True when this call made it
@@ -407,17 +396,17 @@ class Provisioner:
                     ProvisioningJob.id != job.id,
                     ProvisioningJob.status.in_(LEFT_BEHIND),
                     ProvisioningJob.database_created.is_(True),
-                    _lease_lapsed(utcnow()),
+                    lease_lapsed(utcnow()),
                 )
             ).all()
-            owner = next((e.id for e in earlier if e.target == job.target), None)
+            owner = next((e.id for e in earlier if e.destination == job.destination), None)
         if owner is None:
             return False
         with self._master.begin() as conn:
             # Only the job that flips the earlier one's flag takes the database over.
             taken = conn.execute(
-                update(ProvisioningJob)
-                .where(ProvisioningJob.id == owner, ProvisioningJob.database_created.is_(True))
+                update(_JOB)
+                .where(_JOB.c.id == owner, _JOB.c.database_created.is_(True))
                 .values(database_created=False)
             )
             if taken.rowcount != 1:
@@ -425,34 +414,6 @@ class Provisioner:
         self._update(job.id, database_created=True, message="removing a half-made database")
         job.database_created = True
         return True
-
-    def clean_cancelled(self, job_id: uuid.UUID) -> bool:
-        """Drop the database a cancelled job created when its worker is gone (its lease ran
-        out), so nothing is left half-made; True when a database was dropped."""
-        now = utcnow()
-        with self._master.begin() as conn:
-            taken = conn.execute(
-                update(ProvisioningJob)
-                .where(ProvisioningJob.id == job_id, _cancelled_with_database(now))
-                .values(worker_id=self.worker_id, lease_expires_at=self._lease(), updated_at=now)
-            )
-            if taken.rowcount != 1:
-                return False
-        job, _ = self._load(job_id)
-        dropped = self._cleanup(job)
-        gone = dropped or not self._target_exists(job)
-        with self._master.begin() as conn:
-            conn.execute(
-                update(ProvisioningJob)
-                .where(ProvisioningJob.id == job_id, ProvisioningJob.worker_id == self.worker_id)
-                # Kept (with the lease) when the drop failed: the next sweep tries again.
-                .values(
-                    database_created=not gone,
-                    lease_expires_at=None if gone else self._lease(),
-                    message=CANCELLED_AND_DROPPED if dropped else job.message,
-                )
-            )
-        return dropped
 
     def _target_exists(self, job: ProvisioningJob) -> bool:
         try:
@@ -623,8 +584,8 @@ class Provisioner:
             locked = session.get(ProvisioningJob, job.id, with_for_update=True)
             if (
                 locked is None
-                or locked.status != ProvisioningStatus.RUNNING
-                or (locked.worker_id != self.worker_id)
+                or locked.operation_status != OperationStatus.RUNNING
+                or locked.lease_holder != self.worker_id
             ):
                 raise _LostJob(str(job.id))
             store = session.get(Store, job.store_id)
@@ -647,7 +608,7 @@ class Provisioner:
             store.schema_revision = migrations.head(self.spec)
             store.connection_version += 1
             store.last_activity_at = now
-            locked.status = ProvisioningStatus.COMPLETED
+            locked.operation_status = OperationStatus.SUCCEEDED
             locked.step = "done"
             locked.progress = 100
             locked.message = "the store database is ready"
@@ -667,20 +628,27 @@ class Provisioner:
     # ------------------------------------------------------------------ failure
 
     def _after_lost(self, job: ProvisioningJob) -> str:
+        """The job stopped being ours to run: cancelled (drop what it created, then end it
+        cancelled), or taken over by another worker. Its status as jobs show it."""
         with self.sessions() as session:
             current = session.get(ProvisioningJob, job.id)
-            status = current.status if current else "deleted"
-        if status == ProvisioningStatus.CANCELLED and self._cleanup(job):
-            with self._master.begin() as conn:
-                conn.execute(
-                    update(ProvisioningJob)
-                    .where(ProvisioningJob.id == job.id)
-                    .values(
-                        database_created=False,
-                        message=CANCELLED_AND_DROPPED,
-                    )
-                )
-        return str(status)
+            if current is None:
+                return "deleted"
+            status, holder = current.operation_status, current.lease_holder
+            session.expunge(current)
+        if status != OperationStatus.CANCELLING or holder != self.worker_id:
+            return provisioning_status(status)
+        dropped = self._cleanup(job)
+        if not dropped and job.database_created and self._target_exists(job):
+            # The drop failed: keep the job cancelling; once the lease lapses, the recovery
+            # sweep claims it and tries again.
+            return ProvisioningStatus.CANCELLED
+        record = update(_JOB).where(_JOB.c.id == job.id).values(database_created=False)
+        with contextlib.suppress(LostClaim):
+            self.kit.mark_cancelled(
+                job.id, message=CANCELLED_AND_DROPPED if dropped else "cancelled", record=record
+            )
+        return ProvisioningStatus.CANCELLED
 
     def _cleanup(self, job: ProvisioningJob) -> bool:
         """Drop the database this job created, unless a saved connection points at it."""
@@ -704,9 +672,9 @@ class Provisioner:
         dropped = self._cleanup(job)
         with self.sessions.begin() as session:
             current = session.get(ProvisioningJob, job.id)
-            if current is None or current.worker_id != self.worker_id:
+            if current is None or current.lease_holder != self.worker_id:
                 return "skipped"
-            current.status = ProvisioningStatus.FAILED
+            current.operation_status = OperationStatus.FAILED
             current.error = message
             current.message = "failed" + (
                 " (the database it created was removed)" if dropped else ""

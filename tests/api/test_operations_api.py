@@ -23,8 +23,8 @@ def _kit(api: Api) -> OperationKit:
 def test_admin_sees_all_a_store_key_only_its_stores(api: Api) -> None:
     mine, other = _store(api, "op-mine"), _store(api, "op-other")
     kit = _kit(api)
-    my_op = kit.create(OperationKind.PROVISION, store_id=mine, target="op-mine")
-    other_op = kit.create(OperationKind.PROVISION, store_id=other, target="op-other")
+    my_op = kit.create(OperationKind.MOVE, store_id=mine, target="op-mine")
+    other_op = kit.create(OperationKind.MOVE, store_id=other, target="op-other")
     platform_op = kit.create(OperationKind.BACKUP, target="master")
     assert kit.claim(my_op) is not None
     kit.progress(my_op, step="create_tables", current=2, total=5, unit=ProgressUnit.TABLES)

@@ -35,7 +35,7 @@ def test_list_filters_by_kind_status_and_store(
 ) -> None:
     ops, store_id = kit
     backup = ops.create(OperationKind.BACKUP, target="master")
-    provision = ops.create(OperationKind.PROVISION, store_id=store_id, target="shop")
+    provision = ops.create(OperationKind.MOVE, store_id=store_id, target="shop")
     assert ops.claim(provision) is not None
     listed = as_json(cli("ops", "list", "--json"))
     assert listed["total"] == 2
@@ -55,7 +55,7 @@ def test_list_filters_by_kind_status_and_store(
     assert [d["id"] for d in by_store["items"]] == [str(provision)]
     table = cli("ops", "list")
     assert table.exit_code == 0
-    assert "provision" in table.stdout
+    assert "move" in table.stdout
     assert "running" in table.stdout
     wrong = cli("ops", "list", "--kind", "nonsense")
     assert wrong.exit_code == 2
@@ -68,7 +68,7 @@ def test_show_takes_an_id_prefix_and_shows_progress(
     cli: Invoke, kit: tuple[OperationKit, uuid.UUID]
 ) -> None:
     ops, store_id = kit
-    op_id = ops.create(OperationKind.PROVISION, store_id=store_id, target="shop")
+    op_id = ops.create(OperationKind.RESTORE, store_id=store_id, target="shop")
     assert ops.claim(op_id) is not None
     ops.progress(op_id, step="create_tables", current=4, total=9, unit=ProgressUnit.TABLES)
     shown = cli("ops", "show", str(op_id)[:8], "--json")
@@ -147,3 +147,38 @@ def test_wait_times_out_on_an_operation_that_does_not_end(
     result = cli("ops", "wait", str(op_id), "--timeout", "0.5", "--json")
     assert result.exit_code == 1
     assert "still running" in as_json(result)["error"]["message"]
+
+
+def test_a_provisioning_job_is_an_operation(cli: Invoke) -> None:
+    assert cli("init").exit_code == 0
+    assert cli("stores", "create", "opshop", "--name", "Shop").exit_code == 0
+    provisioned = cli("provision", "opshop", "--new", "--inline", "--json")
+    assert provisioned.exit_code == 0, provisioned.output
+    job = as_json(provisioned)
+    assert job["status"] == "completed"  # provisioning's own words, as documented
+    listed = as_json(cli("ops", "list", "--kind", "provision", "--store", "opshop", "--json"))
+    assert [d["id"] for d in listed["items"]] == [job["id"]]
+    operation = listed["items"][0]
+    assert operation["status"] == "succeeded"
+    assert operation["target"] == "opshop"
+    assert operation["progress"]["step"] == "done"
+    assert operation["progress"]["unit"] == "tables"
+    assert operation["progress"]["current"] == operation["progress"]["total"] == job["total_tables"]
+    assert as_json(cli("ops", "wait", job["id"][:8], "--json"))["status"] == "succeeded"
+    # Deleting the store removes its job's own row; the operation stays as history.
+    assert cli("stores", "delete", "opshop", "--yes").exit_code == 0
+    assert cli("jobs", "show", job["id"], "--json").exit_code == 1
+    after = as_json(cli("ops", "show", job["id"], "--json"))
+    assert (after["kind"], after["status"], after["target"]) == ("provision", "succeeded", "opshop")
+
+
+def test_ops_cancel_cancels_a_provisioning_job_as_jobs_cancel_does(cli: Invoke) -> None:
+    assert cli("init").exit_code == 0
+    assert cli("stores", "create", "opcancel", "--name", "Shop").exit_code == 0
+    job = as_json(cli("provision", "opcancel", "--new", "--json"))  # queued: no worker runs
+    cancelled = cli("ops", "cancel", job["id"][:8], "--json")
+    assert cancelled.exit_code == 0, cancelled.output
+    assert as_json(cancelled)["status"] == "cancelled"
+    assert as_json(cli("jobs", "show", job["id"], "--json"))["status"] == "cancelled"
+    store = as_json(cli("stores", "show", "opcancel", "--json"))
+    assert store["database_status"] == "failed"

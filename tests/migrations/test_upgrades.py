@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, MetaData, Table, select
+from sqlalchemy import Engine, MetaData, Table, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -168,3 +168,114 @@ def test_billing_0003_prints_its_sql_without_a_database(url: str) -> None:
     sql = migrations.upgrade_sql(billing_schema(), make_url(url), "0002", "0003")
     assert "uq_billing_webhooks_app_id_processor_event_id" in sql
     assert "UNIQUE (app_id, processor, event_id)" in sql
+
+
+def test_master_0009_moves_every_provisioning_job_into_operations_keeping_history(
+    new_database: DbFactory, engines: Callable[[URL], Engine]
+) -> None:
+    spec = master_schema()
+    engine = engines(new_database("master"))
+    with engine.begin() as conn:
+        schema_ops.migrate(conn, spec, "m", target="0008", acting_app="tenantry", owner="tenantry")
+        old = MetaData()
+        stores = Table("stores", old, autoload_with=conn)
+        jobs = Table("provisioning_jobs", old, autoload_with=conn)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        store_id = uuid.uuid4().hex
+        store_values: dict[str, object] = {c.name: None for c in stores.columns}
+        store_values.update(
+            id=store_id,
+            name="Old",
+            slug="old-shop",
+            database_status="active",
+            subscription_plan="free",
+            subscription_status="active",
+            product_count=0,
+            order_count=0,
+            storage_used_bytes=0,
+            api_calls_month=0,
+            is_active=True,
+            is_published=False,
+            connection_version=0,
+            created_at=now,
+            updated_at=now,
+        )
+        conn.execute(stores.insert().values(store_values))
+        common = {
+            "store_id": store_id,
+            "mode": "create_new",
+            "database_created": False,
+            "created_at": now,
+            "updated_at": now,
+        }
+        done, running = uuid.uuid4(), uuid.uuid4()
+        conn.execute(
+            jobs.insert().values(
+                id=done.hex,
+                status="completed",
+                step="done",
+                progress=100,
+                tables_created=15,
+                total_tables=15,
+                attempts=1,
+                message="the store database is ready",
+                finished_at=now,
+                **common,
+            )
+        )
+        conn.execute(
+            jobs.insert().values(
+                id=running.hex,
+                status="running",
+                step="create_tables",
+                progress=40,
+                tables_created=6,
+                total_tables=15,
+                attempts=2,
+                worker_id="host:1:ab",
+                lease_expires_at=now,
+                **common,
+            )
+        )
+    with engine.begin() as conn:
+        result = schema_ops.migrate(conn, spec, "m", acting_app="tenantry", owner="tenantry")
+    assert result.to_revision == migrations.head(spec)
+    with engine.connect() as conn:
+        assert migrations.drift(conn, spec) == []
+        new = MetaData()
+        operations = Table("operations", new, autoload_with=conn)
+        jobs = Table("provisioning_jobs", new, autoload_with=conn)
+        assert "status" not in jobs.c
+        assert "lease_expires_at" not in jobs.c
+        rows = {
+            uuid.UUID(str(r.id)): r
+            for r in conn.execute(select(operations).where(operations.c.kind == "provision"))
+        }
+        assert set(rows) == {done, running}
+        assert (rows[done].status, rows[done].step, rows[done].target) == (
+            "succeeded",
+            "done",
+            "old-shop",
+        )
+        assert (rows[done].progress_current, rows[done].progress_total) == (15, 15)
+        assert rows[done].progress_unit == "tables"
+        assert rows[done].message == "the store database is ready"
+        assert rows[done].finished_at is not None
+        assert (rows[running].status, rows[running].attempts) == ("running", 2)
+        assert rows[running].lease_holder == "host:1:ab"
+        assert rows[running].lease_expires_at is not None
+        assert conn.execute(select(func.count()).select_from(jobs)).scalar_one() == 2
+    # Going back puts every job's lifecycle back in its own row, in provisioning's words.
+    _downgrade(engine, spec, "0008")
+    with engine.connect() as conn:
+        assert migrations.current(conn, spec) == "0008"
+        jobs = Table("provisioning_jobs", MetaData(), autoload_with=conn)
+        back = {uuid.UUID(str(r.id)): r for r in conn.execute(select(jobs))}
+        assert (back[done].status, back[done].tables_created, back[done].total_tables) == (
+            "completed",
+            15,
+            15,
+        )
+        assert (back[running].status, back[running].worker_id) == ("running", "host:1:ab")
+        operations = Table("operations", MetaData(), autoload_with=conn)
+        assert conn.execute(select(func.count()).select_from(operations)).scalar_one() == 0

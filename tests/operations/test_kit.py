@@ -147,7 +147,7 @@ def test_progress_is_visible_from_another_session_while_the_work_runs(
     kits: Callable[..., OperationKit], master_url: URL
 ) -> None:
     worker, watcher = kits(), kits()
-    op_id = worker.create(OperationKind.PROVISION, target="shop", total=3, unit=ProgressUnit.TABLES)
+    op_id = worker.create(OperationKind.INIT, target="shop", total=3, unit=ProgressUnit.TABLES)
     stepped, go_on = threading.Event(), threading.Event()
 
     def work() -> None:
@@ -219,7 +219,7 @@ def test_a_cancelling_operation_whose_holder_died_is_claimed_to_clean_up(
     kits: Callable[..., OperationKit],
 ) -> None:
     dead, other = kits(), kits()
-    op_id = dead.create(OperationKind.PROVISION)
+    op_id = dead.create(OperationKind.STORE_DELETE)
     assert dead.claim(op_id) is not None
     other.request_cancel(op_id)
     time.sleep(LEASE_S + 0.2)

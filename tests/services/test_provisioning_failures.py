@@ -19,9 +19,15 @@ import pytest
 from sqlalchemy import select
 
 from tenantry.db.admin import drop_database
-from tenantry.db.master.models import DatabaseServer, IntegrationConfig, ProvisioningMode
+from tenantry.db.master.models import (
+    DatabaseServer,
+    IntegrationConfig,
+    ProvisioningMode,
+    lifecycle_status,
+)
 from tenantry.db.urls import parse_url
 from tenantry.jobs.queue import Queue
+from tenantry.operations.kit import OperationKit
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tests.conftest import SERVER_URLS, DbFactory, require_server, server_has_database
@@ -250,3 +256,27 @@ def test_the_recovery_sweep_drops_what_a_cancelled_dead_job_left(platform: Platf
         assert "removed" in (job.message or "")
     job_id = _request(platform, "swept", mode=ProvisioningMode.CREATE_NEW)
     assert _run(platform, job_id) == "completed"
+
+
+def test_a_cancelled_job_of_a_deleted_store_ends_instead_of_stalling(platform: Platform) -> None:
+    with platform.sessions.begin() as session:
+        store = stores.create_store(session, slug="gone-shop", name="Gone")
+    job_id = _request(platform, "gone-shop", mode=ProvisioningMode.CREATE_NEW)
+    dying = OperationKit(platform.sessions, lease_seconds=0.2)  # a worker about to die
+    assert dying.claim(job_id) is not None
+    with platform.writer_sessions.begin() as session:
+        provisioning.cancel_job(session, provisioning.get_job(session, job_id))
+    with platform.writer_sessions.begin() as session:  # no active job: deleting is allowed
+        store = stores.get_store(session, "gone-shop")
+        stores.delete_store(session, store, stores.plan_delete(session, store, drop_database=False))
+    time.sleep(0.3)
+    with platform.sessions() as session:
+        assert provisioning.recoverable_jobs(session) == [job_id]
+    queue = Queue(platform.settings, immediate=True)
+    try:
+        assert queue.recover() == 1
+        assert queue.recover() == 0  # over: the sweep does not take it up again
+    finally:
+        queue.close()
+    operation = OperationKit(platform.sessions, lease_seconds=30).get(job_id)
+    assert (operation.kind, lifecycle_status(operation)) == ("provision", "cancelled")

@@ -86,6 +86,22 @@ def test_drop_column_is_destructive(tmp_path: Path) -> None:
     assert "orders.note" in finding.detail
 
 
+def test_drop_of_a_column_the_revision_copied_first_is_reported_not_refused(
+    tmp_path: Path,
+) -> None:
+    spec = make_spec(tmp_path, 'op.drop_column("orders", "note")\nop.drop_column("orders", "tag")')
+    script = tmp_path / "versions" / "0001_lint.py"
+    script.write_text(
+        script.read_text() + '\nCOPIED_BEFORE_DROP = {"orders.note": "archive.note"}\n'
+    )
+    findings = lint_pending(spec, None, "head")
+    assert summary(findings) == [
+        ("drop_column", "orders", "note", False),
+        ("drop_column", "orders", "tag", True),
+    ]
+    assert "copied to archive.note" in findings[0].detail
+
+
 @pytest.mark.parametrize(
     ("existing", "new"),
     [

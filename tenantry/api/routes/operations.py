@@ -16,7 +16,13 @@ from pydantic import BaseModel
 from tenantry.api.deps import AdminDep, KeyDep, MasterDep, is_admin, visible_store
 from tenantry.api.fields import Offset
 from tenantry.api.openapi import raises
-from tenantry.db.master.models import ApiKey, Operation, OperationKind, OperationStatus
+from tenantry.db.master.models import (
+    ApiKey,
+    Operation,
+    OperationKind,
+    OperationStatus,
+    lifecycle_status,
+)
 from tenantry.errors import NotFound
 from tenantry.operations import records
 from tenantry.operations.kit import progress_of
@@ -74,7 +80,7 @@ def operation_out(operation: Operation) -> OperationOut:
         kind=operation.kind,
         target=operation.target,
         store_id=operation.store_id,
-        status=operation.status,
+        status=lifecycle_status(operation),
         progress=ProgressOut(**progress_of(operation).as_dict()),
         error=operation.error,
         attempts=operation.attempts,

@@ -55,7 +55,22 @@ def store_out(session: Session, store: Store) -> StoreOut:
 
 def job_out(job: ProvisioningJob) -> JobOut:
     """The API view of a job (never its target's secret)."""
-    return JobOut.model_validate(job, from_attributes=True)
+    return JobOut(
+        id=job.id,
+        store_id=job.store_id,
+        mode=job.mode,
+        status=job.public_status,
+        step=job.step,
+        progress=job.progress,
+        message=job.message,
+        tables_created=job.tables_created,
+        total_tables=job.total_tables or 0,
+        error=job.error,
+        attempts=job.attempts,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
+    )
 
 
 @router.post("/stores", status_code=status.HTTP_201_CREATED, response_model=StoreOut)

@@ -40,12 +40,14 @@ from tenantry.db.master.models.operations import (
     OperationLock,
     OperationStatus,
     ProgressUnit,
+    lifecycle_status,
 )
 from tenantry.db.master.models.platform import ApiKey, AuditLog, PlatformSetting, Worker
 from tenantry.db.master.models.provisioning import (
     ProvisioningJob,
     ProvisioningMode,
     ProvisioningStatus,
+    provisioning_status,
 )
 from tenantry.db.master.models.stores import (
     DatabaseEngine,
@@ -104,5 +106,7 @@ __all__ = [
     "User",
     "UserRole",
     "Worker",
+    "lifecycle_status",
     "metadata",
+    "provisioning_status",
 ]

@@ -11,8 +11,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, case
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.db.master.models.base import MasterBase
@@ -67,7 +68,7 @@ class Operation(MasterBase):
     """One durable operation: what it is, where it is, and which process runs it."""
 
     __tablename__ = "operations"
-    __table_args__ = (
+    __table_args__: tuple[Any, ...] = (
         # find_stalled: held operations whose lease lapsed.
         Index(None, "status", "lease_expires_at"),
         # ops list: by kind and status, newest first.
@@ -104,6 +105,20 @@ class Operation(MasterBase):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[UpdatedAt]
+
+    # Kinds with a record of their own load as its class (a provisioning job), every other
+    # kind as a plain operation: the kind is set by whoever records the operation.
+    __mapper_args__ = {  # noqa: RUF012 (read once by SQLAlchemy)
+        "polymorphic_on": case((kind == OperationKind.PROVISION, kind), else_="operation"),
+        "polymorphic_identity": "operation",
+    }
+
+
+def lifecycle_status(operation: Operation) -> str:
+    """The operation's status in the operations' own words (``succeeded``…), also for a kind
+    whose record shows its status in words of its own (a provisioning job's ``completed``)."""
+    status: str = getattr(operation, "operation_status", operation.status)
+    return status
 
 
 class OperationLock(MasterBase):
