@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
-from sqlalchemy import Engine, MetaData, Table, func, select
+from sqlalchemy import Connection, Engine, MetaData, Table, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -30,25 +30,7 @@ def test_master_0002_fills_new_columns_of_existing_rows(
         stores = Table("stores", old, autoload_with=conn)
         jobs = Table("provisioning_jobs", old, autoload_with=conn)
         now = datetime.now(UTC).replace(tzinfo=None)
-        store_id = uuid.uuid4().hex  # reflected CHAR(32) or native UUID: hex suits both
-        store_values: dict[str, object] = {c.name: None for c in stores.columns}
-        store_values.update(
-            id=store_id,
-            name="Old",
-            slug="old-shop",
-            database_status="active",
-            subscription_plan="free",
-            subscription_status="active",
-            product_count=0,
-            order_count=0,
-            storage_used_bytes=0,
-            api_calls_month=0,
-            is_active=True,
-            is_published=False,
-            created_at=now,
-            updated_at=now,
-        )
-        conn.execute(stores.insert().values(store_values))
+        store_id = _old_store(conn, stores, now)
         conn.execute(
             jobs.insert().values(
                 id=uuid.uuid4().hex,
@@ -181,26 +163,7 @@ def test_master_0009_moves_every_provisioning_job_into_operations_keeping_histor
         stores = Table("stores", old, autoload_with=conn)
         jobs = Table("provisioning_jobs", old, autoload_with=conn)
         now = datetime.now(UTC).replace(tzinfo=None)
-        store_id = uuid.uuid4().hex
-        store_values: dict[str, object] = {c.name: None for c in stores.columns}
-        store_values.update(
-            id=store_id,
-            name="Old",
-            slug="old-shop",
-            database_status="active",
-            subscription_plan="free",
-            subscription_status="active",
-            product_count=0,
-            order_count=0,
-            storage_used_bytes=0,
-            api_calls_month=0,
-            is_active=True,
-            is_published=False,
-            connection_version=0,
-            created_at=now,
-            updated_at=now,
-        )
-        conn.execute(stores.insert().values(store_values))
+        store_id = _old_store(conn, stores, now, connection_version=0)
         common = {
             "store_id": store_id,
             "mode": "create_new",
@@ -279,3 +242,29 @@ def test_master_0009_moves_every_provisioning_job_into_operations_keeping_histor
         assert (back[running].status, back[running].worker_id) == ("running", "host:1:ab")
         operations = Table("operations", MetaData(), autoload_with=conn)
         assert conn.execute(select(func.count()).select_from(operations)).scalar_one() == 0
+
+
+def _old_store(conn: Connection, stores: Table, now: datetime, **columns: object) -> str:
+    """Insert a store row as an older master revision holds it; its id (hex: a reflected
+    CHAR(32) and a native UUID both take it)."""
+    store_id = uuid.uuid4().hex
+    values: dict[str, object] = {c.name: None for c in stores.columns}
+    values.update(
+        id=store_id,
+        name="Old",
+        slug="old-shop",
+        database_status="active",
+        subscription_plan="free",
+        subscription_status="active",
+        product_count=0,
+        order_count=0,
+        storage_used_bytes=0,
+        api_calls_month=0,
+        is_active=True,
+        is_published=False,
+        created_at=now,
+        updated_at=now,
+        **columns,
+    )
+    conn.execute(stores.insert().values(values))
+    return store_id

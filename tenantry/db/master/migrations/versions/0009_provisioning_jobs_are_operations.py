@@ -68,7 +68,11 @@ def upgrade() -> None:
         FROM provisioning_jobs j LEFT JOIN stores s ON s.id = j.store_id
         """
     )
-    with op.batch_alter_table("provisioning_jobs", schema=None) as batch_op:
+    # ``--sql`` output cannot reflect the table SQLite's batch mode copies: it is given.
+    offline = op.get_context().as_sql
+    with op.batch_alter_table(
+        "provisioning_jobs", schema=None, copy_from=_jobs_at_0008() if offline else None
+    ) as batch_op:
         batch_op.drop_index(batch_op.f("ix_provisioning_jobs_lease_expires_at"))
         batch_op.drop_index(batch_op.f("ix_provisioning_jobs_status"))
         for name, _ in MOVED:
@@ -80,6 +84,56 @@ def upgrade() -> None:
             ["id"],
             ondelete="CASCADE",
         )
+
+
+def _jobs_at_0008() -> sa.Table:
+    """``provisioning_jobs`` as revisions 0001 to 0008 left it."""
+    guid, when = tenantry.db.types.GUID, tenantry.db.types.UTCDateTime
+    return sa.Table(
+        "provisioning_jobs",
+        sa.MetaData(),
+        sa.Column("id", guid(), nullable=False),
+        sa.Column("store_id", guid(), nullable=False),
+        sa.Column("mode", sa.String(length=32), nullable=False),
+        sa.Column("status", sa.String(length=32), nullable=False),
+        sa.Column("step", sa.String(length=64), nullable=True),
+        sa.Column("progress", sa.Integer(), nullable=False),
+        sa.Column("message", sa.Text(), nullable=True),
+        sa.Column("tables_created", sa.Integer(), nullable=False),
+        sa.Column("total_tables", sa.Integer(), nullable=False),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("database_server_id", guid(), nullable=True),
+        sa.Column("created_at", when(timezone=True), nullable=False),
+        sa.Column("started_at", when(timezone=True), nullable=True),
+        sa.Column("finished_at", when(timezone=True), nullable=True),
+        sa.Column("updated_at", when(timezone=True), nullable=False),
+        sa.Column("target", sa.JSON(), nullable=True),
+        sa.Column("secret_encrypted", sa.Text(), nullable=True),
+        sa.Column("database_created", sa.Boolean(), nullable=False, server_default="0"),
+        sa.Column("worker_id", sa.String(length=64), nullable=True),
+        sa.Column("lease_expires_at", when(timezone=True), nullable=True),
+        sa.CheckConstraint(
+            "progress BETWEEN 0 AND 100", name="ck_provisioning_jobs_progress_range"
+        ),
+        sa.ForeignKeyConstraint(
+            ["database_server_id"],
+            ["database_servers.id"],
+            name="fk_provisioning_jobs_database_server_id_database_servers",
+            ondelete="SET NULL",
+        ),
+        sa.ForeignKeyConstraint(
+            ["store_id"],
+            ["stores.id"],
+            name="fk_provisioning_jobs_store_id_stores",
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("id", name="pk_provisioning_jobs"),
+        sa.Index("ix_provisioning_jobs_database_server_id", "database_server_id"),
+        sa.Index("ix_provisioning_jobs_status", "status"),
+        sa.Index("ix_provisioning_jobs_store_id", "store_id"),
+        sa.Index("ix_provisioning_jobs_lease_expires_at", "lease_expires_at"),
+    )
 
 
 def downgrade() -> None:
