@@ -42,7 +42,7 @@ from tenantry.db.urls import parse_url
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import apikeys, provisioning, stores
 from tenantry.services.billing import webhooks
-from tenantry.services.keys import sealed_schemas, unreadable
+from tenantry.services.key_rotation import sealed_schemas, unreadable
 from tenantry.settings import Settings, load_settings
 from tests.conftest import SERVER_URLS, require_server
 from tests.helpers import running_worker

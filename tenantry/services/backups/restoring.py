@@ -25,7 +25,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.backup import artifacts
-from tenantry.backup.engines import database_label, replace_sqlite
+from tenantry.backup.dump_tools import database_label
+from tenantry.backup.dump_tools.sqlite import replace_sqlite
 from tenantry.backup.storage import Storage
 from tenantry.crypto import SecretBox
 from tenantry.db.admin import create_database, database_exists, drop_database

@@ -16,7 +16,7 @@ from tenantry.db.master.models import Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
 from tenantry.failpoints import FailPointError
-from tenantry.services import catalog as products
+from tenantry.services import store_data as products
 from tenantry.services import stores
 from tenantry.services.backups import policies, retention, scheduling
 from tenantry.services.backups.restoring import plan_restore, restore
