@@ -25,7 +25,8 @@ from tenantry.db.urls import mask
 from tenantry.operations import store_create, store_delete
 from tenantry.services import servers, stores
 from tenantry.services.connections import tenant_url
-from tenantry.services.moves import MoveProgress, StoreMover, move_document
+from tenantry.services.move_progress import MoveProgress, move_document
+from tenantry.services.moves import StoreMover
 from tenantry.services.plans import PLANS
 from tenantry.settings import load_settings
 
