@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import Engine
 
 from tenantry.db.engines import writer
-from tenantry.services.billing.webhooks import Delivery, Ingested, store_deliveries
+from tenantry.services.billing.webhook_intake import Delivery, Ingested, store_deliveries
 
 #: Deliveries per INSERT; more wait for the next one.
 BATCH = 256

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantry.api.errors import error_body, status_for
 from tenantry.errors import TenantryError
-from tenantry.services.billing import webhooks
+from tenantry.services.billing import webhook_intake, webhook_secrets
 
 PATH = re.compile(r"^/webhooks/([^/]+)/([^/]+)/?$")
 #: Stripe's and Tilled's events are a few KB; anything this big is not one of them.
@@ -35,17 +35,17 @@ async def deliver(
     share one commit (``state.ingest``).
     """
     try:
-        adapter = webhooks.processor_named(processor)
-        secrets = webhooks.cached_secrets(app_id, adapter.name)
+        adapter = webhook_secrets.processor_named(processor)
+        secrets = webhook_secrets.cached_secrets(app_id, adapter.name)
         if secrets is None:
             platform = state.platform
 
             def load() -> list[str]:
                 with platform.billing_engine.connect() as conn:
-                    return webhooks.app_secrets(conn, platform.box, app_id, adapter.name)
+                    return webhook_secrets.app_secrets(conn, platform.box, app_id, adapter.name)
 
             secrets = await run_in_threadpool(load)
-        delivery = webhooks.check_delivery(adapter, app_id, body, signature, secrets)
+        delivery = webhook_intake.check_delivery(adapter, app_id, body, signature, secrets)
     except TenantryError as exc:
         return status_for(exc), error_body(type(exc).__name__, exc.message, exc.hint)
     stored = await state.ingest.store(delivery)
@@ -60,7 +60,7 @@ async def deliver(
 def signature_header(processor: str) -> bytes | None:
     """The lower-case header name carrying ``processor``'s signature (None if unknown)."""
     try:
-        return webhooks.processor_named(processor).signature_header.lower().encode("latin-1")
+        return webhook_secrets.processor_named(processor).signature_header.lower().encode("latin-1")
     except TenantryError:
         return None
 

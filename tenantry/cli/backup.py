@@ -1,26 +1,20 @@
-"""``tenantry backup``: take, list, verify and prune backups; policies and the scheduler."""
+"""``tenantry backup``: take, list, show, verify, prune and pin backups; the schedule and status
+commands (:mod:`tenantry.cli.backup_schedule`) and the policy subgroup
+(:mod:`tenantry.cli.backup_policy`) are registered on the same group here."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 
-from tenantry.backup.artifacts import Progress as OnBytes
 from tenantry.backup.storage import Storage, storage_for
+from tenantry.cli.backup_policy import policy_app
+from tenantry.cli.backup_schedule import schedule, status
+from tenantry.cli.byte_progress import byte_progress, size_text
 from tenantry.cli.common import open_platform, when
 from tenantry.cli.output import (
     EXIT_FAILED,
@@ -35,7 +29,7 @@ from tenantry.db.master.models import Backup
 from tenantry.errors import InvalidInput, TenantryError
 from tenantry.runtime import Platform
 from tenantry.services import audit
-from tenantry.services.backups import catalog, policies, retention, scheduling
+from tenantry.services.backups import catalog, policies, retention
 from tenantry.services.backups.taking import error_text, take_backup
 from tenantry.services.backups.targets import (
     BackupTarget,
@@ -48,39 +42,10 @@ from tenantry.services.backups.verification import get_backup, verify_backup
 from tenantry.settings import load_settings
 
 app = typer.Typer(help="Take, list, verify and prune backups of every database.")
-policy_app = typer.Typer(help="How often each database is backed up and how long kept.")
-app.add_typer(policy_app, name="policy")
 
 DB_OPTION = typer.Option(
     None, "--db", help="The database: master, billing or store:SLUG (repeat the option)."
 )
-
-
-@contextmanager
-def byte_progress(show: bool, description: str) -> Iterator[OnBytes]:
-    """A Rich progress line counting bytes read (the total is not known in advance)."""
-    progress = Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeElapsedColumn(),
-        console=err_console,
-        disable=not show,
-    )
-    with progress:
-        task = progress.add_task(description, total=None)
-        yield lambda n: progress.advance(task, n)
-
-
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n = n / 1024  # type: ignore[assignment]
-    return str(n)
 
 
 def _targets(platform: Platform, dbs: list[str], all_tenants: bool) -> list[BackupTarget]:
@@ -199,7 +164,7 @@ def _print_outcomes(outcomes: list[_Outcome], storage: Storage) -> None:
             o.scope,
             catalog.short(b.id),
             status,
-            _size(b.size_bytes),
+            size_text(b.size_bytes),
             _verification_cell(o.verification),
         )
     console.print(table)
@@ -291,7 +256,7 @@ def list_(
             scope_of(b),
             b.status + (" 📌" if b.pinned else ""),
             when(b.started_at),
-            _size(b.size_bytes),
+            size_text(b.size_bytes),
             b.schema_revision or "-",
             b.reason,
             verified,
@@ -448,169 +413,7 @@ def pin(
         console.print(f"backup {backup.id} {'unpinned' if unpin else 'pinned'}")
 
 
-@app.command()
-@reports_errors
-def schedule(json_output: bool = JSON_OPTION) -> None:
-    """Run what is due now: scheduled backups, restore tests, then pruning.
-
-    `tenantry up` runs this every minute in its worker; run it from cron otherwise.
-    """
-    settings = load_settings()
-    storage = storage_for(settings)
-    with open_platform(settings) as platform:
-        report = scheduling.tick(
-            platform.sessions,
-            storage,
-            settings,
-            platform.box,
-            on_event=None if json_output else console.print,
-        )
-    if json_output:
-        emit_json(
-            {
-                "backed_up": [str(i) for i in report.backed_up],
-                "verified": [str(i) for i in report.verified],
-                "pruned": [str(i) for i in report.pruned],
-                "failures": report.failures,
-                "skipped": report.skipped,
-            }
-        )
-    elif report.skipped:
-        console.print(f"nothing done: {report.skipped}")
-    elif not (report.backed_up or report.verified or report.pruned or report.failures):
-        console.print("nothing due")
-    if report.failures:
-        raise typer.Exit(EXIT_FAILED)
-
-
-@app.command()
-@reports_errors
-def status(json_output: bool = JSON_OPTION) -> None:
-    """Each database's protection: newest good backup, age against its policy, last restore
-    test against the RTO. Exits 1 if any database is unprotected."""
-    settings = load_settings()
-    with open_platform(settings) as platform, platform.sessions() as session:
-        states = scheduling.protection(
-            session, scheduling.all_scopes(session, platform.box, settings)
-        )
-    rows = [
-        {
-            "scope": s.scope,
-            "protected": s.protected,
-            "last_good": str(s.last_good.id) if s.last_good else None,
-            "last_good_at": s.last_good.started_at if s.last_good else None,
-            "last_attempt_status": s.last_attempt.status if s.last_attempt else None,
-            "backup_due": s.backup_due,
-            "verify_due": s.verify_due,
-            "last_restore_ms": s.last_verified.verify_duration_ms if s.last_verified else None,
-            "rto_minutes": s.policy.rto_minutes,
-            "rto_met": s.rto_met,
-            "policy": s.policy.document(),
-        }
-        for s in states
-    ]
-    if json_output:
-        emit_json(rows)
-    else:
-        table = Table(title="backup protection")
-        for col in ("database", "protected", "newest good", "last attempt", "restore test", "RTO"):
-            table.add_column(col)
-        for row, s in zip(rows, states, strict=True):
-            restore = "-" if row["last_restore_ms"] is None else f"{row['last_restore_ms']} ms"
-            table.add_row(
-                s.scope,
-                "[green]yes[/]" if s.protected else "[red]NO[/]",
-                when(s.last_good.started_at if s.last_good else None),
-                s.last_attempt.status if s.last_attempt else "-",
-                restore,
-                f"{s.policy.rto_minutes} min"
-                + ("" if s.rto_met is None else (" ✓" if s.rto_met else " ✗")),
-            )
-        console.print(table)
-    if not all(s.protected for s in states):
-        raise typer.Exit(EXIT_FAILED)
-
-
-@policy_app.command("list")
-@reports_errors
-def policy_list(json_output: bool = JSON_OPTION) -> None:
-    """The effective policies: master, billing, tenants, and per-store overrides."""
-    settings = load_settings()
-    with open_platform(settings) as platform, platform.sessions() as session:
-        found = policies.list_policies(session)
-    if json_output:
-        emit_json([p.document() for p in found])
-        return
-    console.print(_policy_table("backup policies", found))
-
-
-def _policy_table(title: str, found: list[policies.Policy]) -> Table:
-    table = Table(title=title)
-    for col in (
-        "scope",
-        "schedule",
-        "keep days",
-        "min keep",
-        "max age h",
-        "RTO min",
-        "verify",
-        "from",
-    ):
-        table.add_column(col)
-    for p in found:
-        table.add_row(
-            p.scope + ("" if p.enabled else " (off)"),
-            p.schedule,
-            str(p.retention_days),
-            str(p.min_keep),
-            str(p.max_age_hours),
-            str(p.rto_minutes),
-            p.verify_schedule,
-            p.source,
-        )
-    return table
-
-
-@policy_app.command("set")
-@reports_errors
-def policy_set(
-    scope: str = typer.Argument(..., help="master, billing, tenant (every store) or store:SLUG."),
-    schedule_: str | None = typer.Option(None, "--schedule", help="Cron: when backups run."),
-    retention_days: int | None = typer.Option(None, "--retention-days", help="Keep this long."),
-    min_keep: int | None = typer.Option(None, "--min-keep", help="Always keep this many."),
-    max_age_hours: int | None = typer.Option(
-        None, "--max-age-hours", help="Unprotected when the newest good backup is older."
-    ),
-    rto_minutes: int | None = typer.Option(None, "--rto-minutes", help="Recovery time objective."),
-    verify_schedule: str | None = typer.Option(
-        None, "--verify-schedule", help="Cron: when the newest backup is restored as a test."
-    ),
-    enabled: bool | None = typer.Option(None, "--enabled/--disabled", help="Run it at all."),
-    json_output: bool = JSON_OPTION,
-) -> None:
-    """Override a policy's values (the others keep their current value)."""
-    settings = load_settings()
-    with open_platform(settings) as platform, platform.writer_sessions.begin() as session:
-        policy = policies.set_policy(
-            session,
-            scope,
-            schedule=schedule_,
-            retention_days=retention_days,
-            min_keep=min_keep,
-            max_age_hours=max_age_hours,
-            rto_minutes=rto_minutes,
-            verify_schedule=verify_schedule,
-            enabled=enabled,
-        )
-        audit.record(
-            session,
-            actor="cli",
-            action="backup.policy_set",
-            target_type="backup_policy",
-            target_id=scope,
-            details=policy.document(),
-        )
-    if json_output:
-        emit_json(policy.document())
-    else:
-        console.print(_policy_table(f"backup policy {policy.scope} (set)", [policy]))
+# Registered here, after the commands above, so `tenantry backup --help` lists them in this order.
+app.command()(schedule)
+app.command()(status)
+app.add_typer(policy_app, name="policy")

@@ -28,7 +28,7 @@ from tenantry.db.billing.models import (
 )
 from tenantry.errors import InvalidInput
 from tenantry.runtime import Platform
-from tenantry.services.billing import customers, webhooks
+from tenantry.services.billing import customers, webhook_secrets, webhooks
 from tenantry.settings import load_settings
 
 app = typer.Typer(
@@ -359,7 +359,7 @@ def secrets_add(
         open_platform(load_settings()) as platform,
         platform.billing_writer_sessions.begin() as session,
     ):
-        row = webhooks.add_secret(
+        row = webhook_secrets.add_secret(
             session, platform.box, app_id, processor.value, secret, actor=ACTOR
         )
         doc = secret_document(row)
@@ -377,7 +377,7 @@ def secrets_add(
 def secrets_list(app_id: str | None = APP_OPTION, json_output: bool = JSON_OPTION) -> None:
     """List signing secrets, newest first: id, app, processor and last four characters."""
     with open_platform(load_settings()) as platform, platform.billing_sessions() as session:
-        docs = [secret_document(row) for row in webhooks.list_secrets(session, app_id)]
+        docs = [secret_document(row) for row in webhook_secrets.list_secrets(session, app_id)]
     if json_output:
         emit_json({"items": docs})
         return
@@ -412,7 +412,7 @@ def secrets_retire(
         open_platform(load_settings()) as platform,
         platform.billing_writer_sessions.begin() as session,
     ):
-        doc = secret_document(webhooks.retire_secret(session, secret_id, actor=ACTOR))
+        doc = secret_document(webhook_secrets.retire_secret(session, secret_id, actor=ACTOR))
     if json_output:
         emit_json(doc)
         return

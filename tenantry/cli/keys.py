@@ -14,7 +14,7 @@ from tenantry.crypto import SecretBox, raw_keys, write_key_file
 from tenantry.db.schemas import Role
 from tenantry.errors import ConfigurationError
 from tenantry.runtime import Platform
-from tenantry.services.keys import (
+from tenantry.services.key_rotation import (
     Resealed,
     record_rotation,
     reseal,

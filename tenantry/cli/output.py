@@ -179,3 +179,27 @@ def _unexpected(exc: Exception, *, as_json: bool) -> typer.Exit:
     else:
         print_error(message, hint)
     return typer.Exit(EXIT_FAILED)
+
+
+def confirm_or_exit(question: str, json_output: bool, hint: str) -> None:
+    """Ask ``question``; on no, report that nothing was changed and exit 1."""
+    try:
+        confirmed = typer.confirm(question, err=True)
+    except typer.Abort:
+        confirmed = False
+    if confirmed:
+        return
+    if json_output:
+        emit_json(
+            {
+                "error": {
+                    "type": "Aborted",
+                    "message": "not confirmed; nothing was changed.",
+                    "hint": hint,
+                    "exit_code": EXIT_FAILED,
+                }
+            }
+        )
+    else:
+        err_console.print("aborted; nothing was changed.")
+    raise typer.Exit(EXIT_FAILED)

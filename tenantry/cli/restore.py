@@ -8,11 +8,12 @@ import typer
 from rich.table import Table
 
 from tenantry.backup.storage import storage_for
-from tenantry.cli.backup import byte_progress
+from tenantry.cli.byte_progress import byte_progress
 from tenantry.cli.common import open_platform
 from tenantry.cli.output import JSON_OPTION, console, emit_json, err_console, reports_errors
 from tenantry.errors import InvalidInput
-from tenantry.services.backups.restoring import RestorePlan, plan_restore, restore
+from tenantry.services.backups.restore_plan import RestorePlan, plan_restore
+from tenantry.services.backups.restoring import restore
 from tenantry.settings import load_settings
 
 

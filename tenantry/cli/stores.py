@@ -6,26 +6,21 @@ from enum import StrEnum
 from typing import Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy.orm import Session
 
 from tenantry.cli.common import open_platform, public_config, when
 from tenantry.cli.output import (
-    EXIT_FAILED,
     JSON_OPTION,
+    confirm_or_exit,
     console,
     emit_json,
-    err_console,
-    print_error,
     reports_errors,
 )
+from tenantry.cli.store_move import move
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
-from tenantry.db.urls import mask
 from tenantry.operations import store_create, store_delete
-from tenantry.services import servers, stores
-from tenantry.services.connections import tenant_url
-from tenantry.services.moves import MoveProgress, StoreMover, move_document
+from tenantry.services import stores
 from tenantry.services.plans import PLANS
 from tenantry.settings import load_settings
 
@@ -318,7 +313,7 @@ def delete(
                 question += f" and DROP its database {plan.shown}"
             if plan.doomed:
                 question += f" and {len(plan.doomed)} source(s) kept after moves"
-            _confirm_or_exit(question + "?", json_output, "Pass --yes to delete without asking.")
+            confirm_or_exit(question + "?", json_output, "Pass --yes to delete without asking.")
         doc = store_delete.delete(platform, plan)
     if json_output:
         emit_json(doc)
@@ -337,136 +332,5 @@ def delete(
         console.print(f"a source kept after a move was left as it is: {shown_url}")
 
 
-def _confirm_or_exit(question: str, json_output: bool, hint: str) -> None:
-    """Ask ``question``; on no, report that nothing was changed and exit 1."""
-    try:
-        confirmed = typer.confirm(question, err=True)
-    except typer.Abort:
-        confirmed = False
-    if confirmed:
-        return
-    if json_output:
-        emit_json(
-            {
-                "error": {
-                    "type": "Aborted",
-                    "message": "not confirmed; nothing was changed.",
-                    "hint": hint,
-                    "exit_code": EXIT_FAILED,
-                }
-            }
-        )
-    else:
-        err_console.print("aborted; nothing was changed.")
-    raise typer.Exit(EXIT_FAILED)
-
-
-_STEPS = {
-    "starting": "starting",
-    "draining": "blocking writes",
-    "create_database": "creating the database",
-    "create_tables": "creating tables",
-    "copy": "copying rows",
-    "verify": "verifying checksums",
-    "switch": "switching",
-    "source_read_only": "source read-only",
-    "switched": "switched",
-    "done": "done",
-}
-
-
-@app.command()
-@reports_errors
-def move(
-    slug: str = SLUG_ARGUMENT,
-    to_server: str = typer.Option(
-        ..., "--to-server", help="The registered server to move the database to."
-    ),
-    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
-    json_output: bool = JSON_OPTION,
-) -> None:
-    """Move a store's database to another registered server (any engine to any engine).
-
-    Writes to the store are refused (HTTP 503 with Retry-After) while its data is copied
-    table by table and verified (row counts and checksums); reads keep being served. Then the
-    store switches to the new database in one step, and the old one is kept read-only for
-    TENANTRY_MOVE_KEEP_SOURCE_DAYS days (MySQL/MariaDB cannot make one database read-only:
-    the move says so). Any failure rolls everything back: the new database is dropped and the
-    store stays where it was. The source must be at the schema's head revision. With --json
-    the finished move is printed; the exit code is 1 when it was rolled back.
-    """
-    settings = load_settings()
-    with open_platform(settings) as platform:
-        with platform.sessions() as session:
-            store = stores.get_store(session, slug)
-            connection = stores.active_connection(session, store)
-            source = mask(tenant_url(platform.box, connection)) if connection else "-"
-            servers.get_server(session, to_server)  # an unknown server is refused before asking
-        if not yes:
-            _confirm_or_exit(
-                f"Move store {store.slug!r} from {source} to server {to_server!r}? Its writes "
-                "are refused until the move ends",
-                json_output,
-                "Pass --yes to move without asking.",
-            )
-        progress = Progress(
-            TextColumn("{task.description:<22}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("rows"),
-            TimeElapsedColumn(),
-            console=err_console,
-            disable=json_output,
-        )
-        task = progress.add_task("starting", total=None)
-
-        def show(state: MoveProgress) -> None:
-            # Started by the first report: a refused move shows no bar, only its reason.
-            if not progress.live.is_started:
-                progress.start()
-            done = state.rows_verified if state.step == "verify" else state.rows_copied
-            progress.update(
-                task,
-                description=_STEPS.get(state.step, state.step),
-                completed=done,
-                total=state.total_rows,
-            )
-
-        mover = StoreMover(
-            platform.sessions,
-            platform.box,
-            settings,
-            platform.tenant_spec,
-            actor="cli",
-            on_progress=show,
-        )
-        try:
-            moved = mover.move(store.id, to_server)
-        finally:
-            progress.stop()
-    doc = move_document(moved)
-    failed = moved.status != "completed"
-    if json_output:
-        emit_json(doc)
-    elif failed:
-        err_console.print(f"[bold red]error:[/] the move of store {store.slug} was rolled back.")
-        print_error(doc["error"] or "", label="")
-        err_console.print(f"[dim]store {store.slug} is still served from {source}.[/]")
-    else:
-        _print_moved(doc)
-    if failed:
-        raise typer.Exit(EXIT_FAILED)
-
-
-def _print_moved(doc: dict[str, Any]) -> None:
-    details = doc["details"]
-    target = details["target"]
-    console.print(
-        f"[green]✓[/] moved store {doc['slug']} to server {doc['to_server']} "
-        f"({target['engine']} database {target['database']}): {details['total_rows']} rows "
-        f"in {len(details['tables'])} tables copied and verified"
-    )
-    read_only = details.get("source_read_only") or {}
-    mark = "[green]✓[/]" if read_only.get("applied") else "[yellow]![/]"
-    console.print(f"{mark} source: {read_only.get('how', 'unknown')}")
-    console.print(f"the source is kept until {when(doc['keep_source_until'])}")
+# Registered last, so `tenantry stores --help` lists it where it always was.
+app.command()(move)

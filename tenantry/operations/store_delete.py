@@ -18,7 +18,7 @@ from tenantry.db.urls import mask
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tenantry.services.connections import tenant_url
-from tenantry.services.moves import KeptSource, kept_sources
+from tenantry.services.move_leftovers import KeptSource, kept_sources
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from tenantry.db.identity import (
     stamp_identity,
     user_tables,
 )
+from tenantry.db.lint.findings import Finding
 from tenantry.db.locks import migration_lock
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import (
@@ -110,7 +111,7 @@ def migrate(
 @cache
 def destructive_findings(
     spec: SchemaSpec, start: str | None, goal: str | None
-) -> tuple[lint.Finding, ...]:
+) -> tuple[Finding, ...]:
     """The destructive findings of the revisions from ``start`` to ``goal`` (linted once)."""
     return tuple(f for f in lint.lint_pending(spec, start, goal) if f.destructive)
 

@@ -18,7 +18,7 @@ from tenantry.api.app import create_app
 from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform
 from tenantry.services import apikeys, stores
-from tenantry.services.billing import webhooks
+from tenantry.services.billing import webhook_secrets, webhooks
 from tenantry.settings import Settings, load_settings
 from tests.conftest import DbFactory
 from tests.platform_fixtures import ENV_VARS, install, platform, settings
@@ -119,7 +119,7 @@ def billing_api(
         )
     with opened.billing_sessions.begin() as session:
         for app in ("acme", "globex"):
-            webhooks.add_secret(session, opened.box, app, "stripe", secret)
+            webhook_secrets.add_secret(session, opened.box, app, "stripe", secret)
     dispatcher = InProcessDispatcher(current)
     with TestClient(create_app(current, dispatcher=dispatcher)) as client:
         yield BillingApi(

@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import select
 
 from tenantry.db.billing.models import BillingPayment, BillingWebhook
-from tenantry.services.billing import webhooks
+from tenantry.services.billing import webhook_secrets
 from tests.api.conftest import BillingApi
 
 TILLED_SECRET = "tilled_" + "r3fund" * 4
@@ -293,7 +293,7 @@ def test_a_refund_before_its_payment_ends_as_in_the_usual_order(
     api = billing_api
     if processor == "tilled":
         with api.platform.billing_sessions.begin() as session:
-            webhooks.add_secret(session, api.platform.box, "acme", "tilled", TILLED_SECRET)
+            webhook_secrets.add_secret(session, api.platform.box, "acme", "tilled", TILLED_SECRET)
     results = {}
     for order in ("usual", "refund-first", "one-batch"):
         invoice = _invoice(api, f"INV-{order}", 3100)

@@ -41,8 +41,8 @@ from tenantry.db.admin import drop_database
 from tenantry.db.urls import parse_url
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import apikeys, provisioning, stores
-from tenantry.services.billing import webhooks
-from tenantry.services.keys import sealed_schemas, unreadable
+from tenantry.services.billing import webhook_secrets
+from tenantry.services.key_rotation import sealed_schemas, unreadable
 from tenantry.settings import Settings, load_settings
 from tests.conftest import SERVER_URLS, require_server
 from tests.helpers import running_worker
@@ -192,7 +192,7 @@ def test_rotation_with_retire_old_while_api_and_worker_run(live: Live, tmp_path:
     with live.platform.sessions.begin() as session:
         admin = apikeys.create_key(session, name="admin", scope=apikeys.Scope.ADMIN)
     with live.platform.billing_sessions.begin() as session:
-        webhooks.add_secret(session, live.platform.box, "acme", "stripe", SIGNING_SECRET)
+        webhook_secrets.add_secret(session, live.platform.box, "acme", "stripe", SIGNING_SECRET)
     old_keys, _ = raw_keys(settings)
     log = tmp_path / "worker.log"
     queue = open_dispatcher(settings)
@@ -241,7 +241,7 @@ def test_rotation_with_retire_old_while_api_and_worker_run(live: Live, tmp_path:
         # being verified once the API's cached signing secrets have expired.
         traffic.provision("after")
         traffic.wait_for_jobs(120)
-        until = time.monotonic() + webhooks.SECRET_CACHE_S + 1
+        until = time.monotonic() + webhook_secrets.SECRET_CACHE_S + 1
         while time.monotonic() < until:
             traffic.round()
             time.sleep(0.2)

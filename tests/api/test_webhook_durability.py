@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from tenantry.db.billing.models import BillingWebhook
 from tenantry.runtime import Platform
-from tenantry.services.billing import webhooks
+from tenantry.services.billing import webhook_secrets
 from tenantry.settings import load_settings
 from tests.conftest import DbFactory
 from tests.helpers import free_port, wait_until_healthy
@@ -43,7 +43,7 @@ def test_sigkill_under_load_loses_no_acknowledged_event(
     install(settings)
     platform = Platform.open(settings)
     with platform.billing_sessions.begin() as session:
-        webhooks.add_secret(session, platform.box, "acme", "stripe", SECRET)
+        webhook_secrets.add_secret(session, platform.box, "acme", "stripe", SECRET)
     port = free_port()
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(

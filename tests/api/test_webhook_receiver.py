@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from tenantry.db.billing.models import BillingWebhook
-from tenantry.services.billing import webhooks
+from tenantry.services.billing import webhook_secrets
 from tests.api.conftest import BillingApi
 from tests.billing.test_malformed_events import NOT_EVENTS, STRIPE_CASES, TILLED_CASES, tilled
 
@@ -136,7 +136,7 @@ def test_signed_events_the_adapter_cannot_read_are_refused_with_400(
 ) -> None:
     api = billing_api
     with api.platform.billing_sessions.begin() as session:
-        webhooks.add_secret(session, api.platform.box, "acme", "tilled", TILLED_SECRET)
+        webhook_secrets.add_secret(session, api.platform.box, "acme", "tilled", TILLED_SECRET)
     sent: list[tuple[str, str, bytes, str | None]] = []
     for processor, cases in (("stripe", STRIPE_CASES), ("tilled", TILLED_CASES)):
         sent.extend((processor, n, json.dumps(e).encode(), f) for n, (e, f) in cases.items())

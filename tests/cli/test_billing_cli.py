@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from tenantry.cli import billing as billing_cli
 from tenantry.db.billing.models import BillingPayment, BillingWebhook
 from tenantry.runtime import Platform
-from tenantry.services.billing import customers, webhooks
+from tenantry.services.billing import customers, webhook_intake
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json
 
@@ -49,10 +49,10 @@ def _stripe_signature(body: bytes, secret: str = SECRET) -> str:
     return f"t={t},v1={mac}"
 
 
-def _ingest(event: dict[str, Any], app_id: str = APP) -> webhooks.Ingested:
+def _ingest(event: dict[str, Any], app_id: str = APP) -> webhook_intake.Ingested:
     body = json.dumps(event).encode()
     with _platform() as platform, platform.billing_sessions() as session:
-        stored = webhooks.ingest(
+        stored = webhook_intake.ingest(
             session,
             platform.box,
             processor="stripe",

@@ -27,7 +27,7 @@ from tenantry.db.schemas import Role, billing_schema, master_schema
 from tenantry.db.urls import parse_url
 from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform
-from tenantry.services.keys import record_rotation, unreadable
+from tenantry.services.key_rotation import record_rotation, unreadable
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import SERVER_URLS, DbFactory, require_server

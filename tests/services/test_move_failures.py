@@ -32,7 +32,8 @@ from tenantry.db.tenant.store.models import Product
 from tenantry.db.urls import parse_url
 from tenantry.runtime import Platform
 from tenantry.services import servers, stores
-from tenantry.services.moves import MoveProgress, kept_sources
+from tenantry.services.move_leftovers import kept_sources
+from tenantry.services.move_progress import MoveProgress
 from tests.cli.conftest import Invoke, as_json, cli
 from tests.conftest import SERVER_URLS, require_server
 from tests.helpers import move_store, run_child

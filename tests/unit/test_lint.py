@@ -9,7 +9,8 @@ import pytest
 from sqlalchemy import MetaData
 
 from tenantry.db import migrations
-from tenantry.db.lint import Finding, lint_pending, lint_scripts
+from tenantry.db.lint import lint_pending, lint_scripts
+from tenantry.db.lint.findings import Finding
 from tenantry.db.schemas import Role, SchemaSpec
 
 ENV_PY = '''"""Alembic environment for the linter tests."""

@@ -30,7 +30,7 @@ from tenantry.api.schemas import (
 from tenantry.db.master.models import Store
 from tenantry.db.tenant.store.models import Product
 from tenantry.errors import DatabaseUnreachable, TenantryError
-from tenantry.services import catalog
+from tenantry.services import store_data
 from tenantry.services.write_blocks import ensure_writable
 
 router = APIRouter(prefix="/stores/{store_ref}", tags=["store data"])
@@ -70,7 +70,7 @@ def tenant_call(
     try:
         if request.method not in READ_METHODS:
             ensure_writable(store)
-        catalog.check_api_quota(master, store)
+        store_data.check_api_quota(master, store)
         with platform.router.session(master, store) as tenant:
             yield TenantCall(master, store, tenant)
     except (DatabaseUnreachable, InterfaceError, OperationalError) as exc:
@@ -94,7 +94,7 @@ def tenant_call(
         # session would wait on the write lock this one may hold, on SQLite).
         if master.in_transaction():
             master.rollback()
-        catalog.count_api_call(
+        store_data.count_api_call(
             master,
             store_id,
             endpoint=request.url.path,
@@ -113,7 +113,7 @@ Call = Annotated[TenantCall, Depends(tenant_call)]
 
 
 def _product_out(call: TenantCall, product: Product) -> ProductOut:
-    return ProductOut.model_validate(catalog.product_view(call.tenant, product))
+    return ProductOut.model_validate(store_data.product_view(call.tenant, product))
 
 
 @router.get("/products", response_model=list[ProductOut])
@@ -123,15 +123,15 @@ def list_products(
     """The store's products, newest first."""
     return [
         _product_out(call, p)
-        for p in catalog.list_products(call.tenant, limit=limit, offset=offset)
+        for p in store_data.list_products(call.tenant, limit=limit, offset=offset)
     ]
 
 
 @router.post("/products", status_code=status.HTTP_201_CREATED, response_model=ProductOut)
 def create_product(body: ProductCreate, call: Call) -> ProductOut:
     """Add a product (refused past the plan's product limit)."""
-    product = catalog.create_product(
-        call.tenant, call.master, call.store, catalog.ProductInput(**body.model_dump())
+    product = store_data.create_product(
+        call.tenant, call.master, call.store, store_data.ProductInput(**body.model_dump())
     )
     out = _product_out(call, product)
     call.commit()
@@ -141,15 +141,15 @@ def create_product(body: ProductCreate, call: Call) -> ProductOut:
 @router.get("/products/{product_id}", response_model=ProductOut)
 def get_product(product_id: uuid.UUID, call: Call) -> ProductOut:
     """One product."""
-    return _product_out(call, catalog.get_product(call.tenant, product_id))
+    return _product_out(call, store_data.get_product(call.tenant, product_id))
 
 
 @router.patch("/products/{product_id}", response_model=ProductOut)
 def update_product(product_id: uuid.UUID, body: ProductUpdate, call: Call) -> ProductOut:
     """Change a product."""
-    product = catalog.update_product(
+    product = store_data.update_product(
         call.tenant,
-        catalog.get_product(call.tenant, product_id),
+        store_data.get_product(call.tenant, product_id),
         body.model_dump(exclude_unset=True),
     )
     out = _product_out(call, product)
@@ -160,8 +160,8 @@ def update_product(product_id: uuid.UUID, body: ProductUpdate, call: Call) -> Pr
 @router.delete("/products/{product_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_product(product_id: uuid.UUID, call: Call) -> Response:
     """Remove a product."""
-    catalog.delete_product(
-        call.tenant, call.master, call.store, catalog.get_product(call.tenant, product_id)
+    store_data.delete_product(
+        call.tenant, call.master, call.store, store_data.get_product(call.tenant, product_id)
     )
     call.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -170,15 +170,15 @@ def delete_product(product_id: uuid.UUID, call: Call) -> Response:
 @router.post("/orders", status_code=status.HTTP_201_CREATED, response_model=OrderOut)
 def create_order(body: OrderCreate, call: Call) -> OrderOut:
     """Place an order (priced from the products' default prices)."""
-    order = catalog.create_order(
+    order = store_data.create_order(
         call.tenant,
         call.master,
         call.store,
         email=body.email,
         currency=body.currency,
-        lines=[catalog.OrderLine(i.product_id, i.quantity) for i in body.items],
+        lines=[store_data.OrderLine(i.product_id, i.quantity) for i in body.items],
     )
-    out = OrderOut.model_validate(catalog.order_view(order))
+    out = OrderOut.model_validate(store_data.order_view(order))
     call.commit()
     return out
 
@@ -189,6 +189,6 @@ def list_orders(
 ) -> list[OrderOut]:
     """The store's orders, newest first."""
     return [
-        OrderOut.model_validate(catalog.order_view(o))
-        for o in catalog.list_orders(call.tenant, limit=limit, offset=offset)
+        OrderOut.model_validate(store_data.order_view(o))
+        for o in store_data.list_orders(call.tenant, limit=limit, offset=offset)
     ]

@@ -16,7 +16,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.backup import artifacts
-from tenantry.backup.engines import database_label, engine_for
+from tenantry.backup.dump_tools import database_label, engine_for
 from tenantry.backup.storage import Storage
 from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import Backup, BackupStatus

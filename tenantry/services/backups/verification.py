@@ -19,7 +19,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.backup import artifacts
 from tenantry.backup.artifacts import CorruptArtifact
-from tenantry.backup.engines import BackupToolError, engine_for
+from tenantry.backup.dump_tools import engine_for
+from tenantry.backup.dump_tools.base import BackupToolError
 from tenantry.backup.storage import Storage
 from tenantry.db.admin import create_database, drop_database
 from tenantry.db.engines import connect, make_engine, sqlite_path, writer_sessions

@@ -26,7 +26,7 @@ from tenantry.db.billing.models import (
     BillingSubscription,
 )
 from tenantry.db.engines import make_engine
-from tenantry.services.billing import customers, invoices, plans, subscriptions, webhooks
+from tenantry.services.billing import customers, invoices, plans, subscriptions, webhook_secrets
 from tenantry.settings import Settings
 
 T = TypeVar("T")
@@ -155,5 +155,5 @@ class BillingService:
             raise RuntimeError("no encryption key configured: run `tenantry init` first")
         box = self._box
         return self._run(
-            lambda s: webhooks.add_secret(s, box, app_id, processor, secret, actor="python")
+            lambda s: webhook_secrets.add_secret(s, box, app_id, processor, secret, actor="python")
         )

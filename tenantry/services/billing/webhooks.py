@@ -1,8 +1,9 @@
-"""Webhook ingestion and processing: verify, store once, answer, then apply in the background.
+"""Webhook processing: applying the stored deliveries in the background, listing and replaying them.
 
-The ``billing_webhooks`` row is the queue: ingestion only verifies the signature, reads the
-event and inserts it raw (unique on app + processor + event id), so answering is fast and
-nothing answered 2xx can be lost. Workers claim rows (``FOR UPDATE SKIP LOCKED`` where the
+The ``billing_webhooks`` row is the queue: intake (:mod:`~tenantry.services.billing.webhook_intake`,
+with the signing secrets of :mod:`~tenantry.services.billing.webhook_secrets`) only verifies
+the signature, reads the event and inserts it raw, so answering is fast and nothing answered
+2xx can be lost. Workers claim rows (``FOR UPDATE SKIP LOCKED`` where the
 database has it), apply them, and record processed | ignored | failed with attempts, last
 error and the next attempt (exponential backoff; none for a failure that is the event's
 own). Rows stuck in processing (a worker died) are claimed again.
@@ -13,325 +14,26 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, insert, or_, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Engine, and_, or_, select, update
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session, sessionmaker
 
-from tenantry.billing.processors import PROCESSORS, UnknownProcessorError, get_processor
-from tenantry.billing.processors.base import MalformedEvent, Processor, SignatureError
-from tenantry.crypto import SecretBox
-from tenantry.db.billing.models import BillingProcessorSecret, BillingWebhook, WebhookStatus
+from tenantry.billing.processors import UnknownProcessorError, get_processor
+from tenantry.billing.processors.base import MalformedEvent
+from tenantry.db.billing.models import BillingWebhook, WebhookStatus
 from tenantry.db.engines import writer
 from tenantry.db.types import utcnow
-from tenantry.errors import Conflict, InvalidInput, MalformedPayload, NotFound, Unauthorized
+from tenantry.errors import Conflict, InvalidInput
 from tenantry.services import refs
-from tenantry.services.billing import audit, idempotency, subscriptions, validation
+from tenantry.services.billing import audit, idempotency, subscriptions
 from tenantry.services.billing.events import apply_event
 
 W = WebhookStatus
 MAX_ATTEMPTS = 8
 STUCK_AFTER = timedelta(minutes=5)
-SECRET_CACHE_S = 5.0
 PURGE_EVERY_S = 60.0
-
-
-def processor_named(name: str) -> Processor:
-    """The adapter called ``name``, or :class:`NotFound` listing the known ones."""
-    try:
-        return get_processor(name)
-    except KeyError:
-        raise NotFound(
-            f"unknown payment processor {name!r}.", f"Use one of: {', '.join(sorted(PROCESSORS))}."
-        ) from None
-
-
-# --------------------------------------------------------------------------- secrets
-
-
-def add_secret(
-    session: Session,
-    box: SecretBox,
-    app_id: str,
-    processor: str,
-    secret: str,
-    *,
-    actor: str = "cli",
-) -> BillingProcessorSecret:
-    """Add a signing secret for ``app_id`` at ``processor`` (several may be active)."""
-    validation.app_id(app_id)
-    processor_named(processor)
-    if len(secret.strip()) < 8:
-        raise InvalidInput("a signing secret must have at least 8 characters.")
-    row = BillingProcessorSecret(
-        app_id=app_id,
-        processor=processor,
-        secret_encrypted=box.seal(secret.strip()),
-        hint=secret.strip()[-4:],
-    )
-    session.add(row)
-    session.flush()
-    audit.record(
-        session,
-        app_id=app_id,
-        actor=actor,
-        action="secret.add",
-        target_type="processor_secret",
-        target_id=str(row.id),
-        details={"processor": processor, "hint": f"…{row.hint}"},
-    )
-    _SECRETS.clear()
-    return row
-
-
-def list_secrets(session: Session, app_id: str | None = None) -> list[BillingProcessorSecret]:
-    """Secrets (never their values), newest first."""
-    query = select(BillingProcessorSecret)
-    if app_id:
-        query = query.where(BillingProcessorSecret.app_id == app_id)
-    return list(session.scalars(query.order_by(BillingProcessorSecret.created_at.desc())))
-
-
-def retire_secret(
-    session: Session, secret_id: str, *, actor: str = "cli"
-) -> BillingProcessorSecret:
-    """Stop accepting signatures made with a secret."""
-    try:
-        row = session.get(BillingProcessorSecret, uuid.UUID(secret_id))
-    except ValueError:
-        row = None
-    if row is None:
-        raise NotFound(
-            f"no signing secret {secret_id!r}.", "List them with `tenantry billing secrets list`."
-        )
-    if row.retired_at is None:
-        row.retired_at = utcnow()
-        audit.record(
-            session,
-            app_id=row.app_id,
-            actor=actor,
-            action="secret.retire",
-            target_type="processor_secret",
-            target_id=str(row.id),
-            details={"processor": row.processor, "hint": f"…{row.hint}"},
-        )
-    _SECRETS.clear()
-    return row
-
-
-class _SecretCache:
-    """Decrypted active secrets per (app, processor) for a few seconds: ingestion is hot."""
-
-    def __init__(self) -> None:
-        self._entries: dict[tuple[str, str], tuple[float, list[str]]] = {}
-        self._lock = threading.Lock()
-
-    def get(
-        self, session: Session | Connection, box: SecretBox, app_id: str, processor: str
-    ) -> list[str]:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._entries.get((app_id, processor))
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        rows = session.scalars(
-            select(BillingProcessorSecret.secret_encrypted).where(
-                BillingProcessorSecret.app_id == app_id,
-                BillingProcessorSecret.processor == processor,
-                BillingProcessorSecret.retired_at.is_(None),
-            )
-        )
-        secrets = [box.open(token) for token in rows]
-        with self._lock:
-            self._entries[(app_id, processor)] = (now + SECRET_CACHE_S, secrets)
-        return secrets
-
-    def peek(self, app_id: str, processor: str) -> list[str] | None:
-        with self._lock:
-            hit = self._entries.get((app_id, processor))
-        return hit[1] if hit is not None and hit[0] > time.monotonic() else None
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-_SECRETS = _SecretCache()
-
-
-# --------------------------------------------------------------------------- ingestion
-
-
-@dataclass(frozen=True)
-class Ingested:
-    """The stored event and whether this delivery was a duplicate."""
-
-    id: uuid.UUID
-    event_id: str
-    duplicate: bool
-    status: str
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A verified delivery, ready to be stored."""
-
-    id: uuid.UUID
-    app_id: str
-    processor: str
-    event_id: str
-    event_type: str
-    payload: str
-
-    @property
-    def key(self) -> tuple[str, str, str]:
-        """What makes an event unique: the same event delivered to two apps is two events."""
-        return (self.app_id, self.processor, self.event_id)
-
-    def values(self) -> dict[str, object]:
-        """The row to insert."""
-        return {
-            "id": self.id,
-            "app_id": self.app_id,
-            "processor": self.processor,
-            "event_id": self.event_id,
-            "event_type": self.event_type,
-            "payload": self.payload,
-            "status": W.RECEIVED,
-            "attempts": 0,
-            "received_at": utcnow(),
-        }
-
-
-def app_secrets(
-    session: Session | Connection, box: SecretBox, app_id: str, processor: str
-) -> list[str]:
-    """The app's active signing secrets at ``processor`` (cached for a few seconds).
-
-    Raises :class:`InvalidInput` for a malformed app id before it reaches a query (the
-    path of a delivery is anyone's to choose: PostgreSQL refuses a NUL in it with a 500)."""
-    validation.app_id(app_id)
-    secrets = _SECRETS.get(session, box, app_id, processor)
-    session.rollback()  # end the read: an insert afterwards then waits for the write lock
-    return secrets
-
-
-def cached_secrets(app_id: str, processor: str) -> list[str] | None:
-    """The cached secrets, if fresh; None means: load them with :func:`app_secrets`."""
-    return _SECRETS.peek(app_id, processor)
-
-
-def check_delivery(
-    adapter: Processor, app_id: str, body: bytes, signature: str | None, secrets: list[str]
-) -> Delivery:
-    """Check a delivery's signature and shape (no I/O). Raises :class:`Unauthorized` for a
-    bad signature and :class:`MalformedPayload` for a body the adapter cannot read."""
-    validation.app_id(app_id)
-    if not secrets:
-        raise InvalidInput(
-            f"no active {adapter.name} signing secret for app {app_id!r}.",
-            f"Add one: tenantry billing secrets add {app_id} --processor {adapter.name} --secret …",
-        )
-    try:
-        adapter.verify(body, signature, secrets)
-    except SignatureError as bad:
-        raise Unauthorized(f"webhook signature refused: {bad.reason}.") from None
-    try:
-        # Parsed here, not only when applied: what the adapter cannot read is refused now
-        # rather than stored, answered 2xx and then failing on every retry.
-        event = adapter.parse(body)
-    except MalformedEvent as bad:
-        raise MalformedPayload(
-            f"the body is not a {adapter.name} event tenantry can read: {bad}.",
-            f"Send events as {adapter.name} does; that field is missing, of the wrong type "
-            "or out of range.",
-        ) from None
-    payload = body.decode("utf-8")  # the adapter read it as UTF-8
-    return Delivery(uuid.uuid4(), app_id, adapter.name, event.event_id, event.type, payload)
-
-
-def _insert_statement(conn: Connection) -> Any:
-    """INSERT that skips an event stored already, built once per dialect so the compiled
-    form is cached; RETURNING the new ids where the database has it."""
-    dialect = conn.dialect
-    stmt = _INSERTS.get(dialect.name)
-    if stmt is None:
-        if dialect.name == "postgresql":
-            stmt = pg_insert(BillingWebhook).on_conflict_do_nothing(
-                index_elements=["app_id", "processor", "event_id"]
-            )
-        elif dialect.name == "sqlite":
-            stmt = sqlite_insert(BillingWebhook).on_conflict_do_nothing()
-        else:
-            stmt = insert(BillingWebhook).prefix_with("IGNORE")
-        _INSERTS[dialect.name] = stmt
-    return stmt.returning(BillingWebhook.id) if dialect.insert_returning else stmt
-
-
-_INSERTS: dict[str, Any] = {}
-
-
-def store_deliveries(conn: Connection, deliveries: list[Delivery]) -> list[Ingested]:
-    """Insert deliveries in one statement, skipping events stored already.
-
-    The caller commits, and answers 2xx only after its commit: what was answered is stored. Each
-    result says whether that delivery was new or a duplicate (of an earlier delivery, or of
-    another in the same batch).
-    """
-    if not deliveries:
-        return []
-    # executemany of one cached statement (SQLAlchemy sends it as multi-row VALUES): a
-    # multi-row .values() would be compiled again for every batch size.
-    done = conn.execute(_insert_statement(conn), [d.values() for d in deliveries])
-    inserted = set(done.scalars()) if done.returns_rows else set()
-    found: dict[tuple[str, str, str], tuple[uuid.UUID, str]] = {
-        d.key: (d.id, W.RECEIVED) for d in deliveries if d.id in inserted
-    }
-    # Only duplicates (or every row where the database cannot say what it inserted) are
-    # read back, for the id and status of the row that was there first.
-    missing = [d for d in deliveries if d.key not in found]
-    for app_id, processor in {(d.app_id, d.processor) for d in missing}:
-        ids = [d.event_id for d in missing if (d.app_id, d.processor) == (app_id, processor)]
-        for row in conn.execute(
-            select(BillingWebhook.id, BillingWebhook.event_id, BillingWebhook.status).where(
-                BillingWebhook.app_id == app_id,
-                BillingWebhook.processor == processor,
-                BillingWebhook.event_id.in_(ids),
-            )
-        ):
-            found[(app_id, processor, row.event_id)] = (row.id, row.status)
-    results = []
-    for d in deliveries:
-        stored_id, status = found[d.key]
-        results.append(Ingested(stored_id, d.event_id, stored_id != d.id, status))
-    return results
-
-
-def ingest(
-    session: Session | Connection,
-    box: SecretBox,
-    *,
-    processor: str,
-    app_id: str,
-    body: bytes,
-    signature: str | None,
-) -> Ingested:
-    """Verify and store one delivery; the caller commits, then answers 2xx.
-
-    A second delivery of the same event to the same app (app + processor + event id) stores
-    nothing and returns the first row. ``session`` may be a plain Core connection.
-    """
-    adapter = processor_named(processor)
-    validation.app_id(app_id)
-    secrets = app_secrets(session, box, app_id, adapter.name)
-    delivery = check_delivery(adapter, app_id, body, signature, secrets)
-    conn = session if isinstance(session, Connection) else session.connection()
-    return store_deliveries(conn, [delivery])[0]
 
 
 # --------------------------------------------------------------------------- processing

@@ -14,7 +14,7 @@ from tenantry.backup.storage import LocalStorage, storage_for
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import IntegrationConfig, ProvisioningMode, Store
 from tenantry.runtime import Platform
-from tenantry.services import catalog, provisioning, stores
+from tenantry.services import provisioning, store_data, stores
 from tenantry.services.connections import tenant_url
 from tenantry.services.provisioning import Provisioner
 from tests.conftest import DbFactory
@@ -54,17 +54,17 @@ def table_rows(url: URL) -> dict[str, list[tuple[Any, ...]]]:
 
 
 def add_products(shop: ShopDb, *skus: str) -> None:
-    """Create products in the store's database through the catalog service."""
+    """Create products in the store's database through the store data service."""
     p = shop.platform
     with p.sessions() as master:
         store = stores.get_store(master, shop.slug)
         with p.router.session(master, store) as tenant:
             for sku in skus:
-                catalog.create_product(
+                store_data.create_product(
                     tenant,
                     master,
                     store,
-                    catalog.ProductInput(sku=sku, name=f"Product {sku}", price_minor=1234),
+                    store_data.ProductInput(sku=sku, name=f"Product {sku}", price_minor=1234),
                 )
             tenant.commit()
             master.commit()

@@ -4,9 +4,10 @@ are replaced wholesale: a restore in place, a restore into its own URL, recovere
 from __future__ import annotations
 
 from tenantry.db.master.models import Backup
-from tenantry.services import catalog, stores
+from tenantry.services import store_data, stores
 from tenantry.services.backups.recovery import apply_rows, find_missing_rows
-from tenantry.services.backups.restoring import plan_restore, restore
+from tenantry.services.backups.restore_plan import plan_restore
+from tenantry.services.backups.restoring import restore
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
 from tests.services.backups.conftest import ShopDb, add_products
@@ -30,13 +31,13 @@ def _order(shop: ShopDb) -> None:
     with p.sessions() as master:
         store = stores.get_store(master, shop.slug)
         with p.router.session(master, store) as tenant:
-            product = catalog.list_products(tenant, limit=1)[0]
-            catalog.create_order(
+            product = store_data.list_products(tenant, limit=1)[0]
+            store_data.create_order(
                 tenant,
                 master,
                 store,
                 email="ann@example.com",
-                lines=[catalog.OrderLine(product.id, 1)],
+                lines=[store_data.OrderLine(product.id, 1)],
             )
             tenant.commit()
             master.commit()
@@ -75,8 +76,8 @@ def test_recovered_rows_count_again(shop: ShopDb) -> None:
     with p.sessions() as master:
         store = stores.get_store(master, shop.slug)
         with p.router.session(master, store) as tenant:
-            for product in catalog.list_products(tenant):
-                catalog.delete_product(tenant, master, store, product)
+            for product in store_data.list_products(tenant):
+                store_data.delete_product(tenant, master, store, product)
             tenant.commit()
             master.commit()
     assert _counters(shop) == (0, 0)

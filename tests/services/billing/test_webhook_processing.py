@@ -28,7 +28,7 @@ from tenantry.db.billing.models import (
 from tenantry.db.schemas import billing_schema
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, NotFound
-from tenantry.services.billing import customers, webhooks
+from tenantry.services.billing import customers, webhook_intake, webhook_secrets, webhooks
 from tests.conftest import DbFactory
 from tests.templates import migrated_database
 
@@ -47,8 +47,8 @@ def billing(
     sessions = sessionmaker(engine, expire_on_commit=False)
     box = SecretBox(MultiFernet([Fernet(Fernet.generate_key())]))
     with sessions.begin() as session:
-        webhooks.add_secret(session, box, "acme", "stripe", STRIPE_SECRET)
-        webhooks.add_secret(session, box, "acme", "tilled", TILLED_SECRET)
+        webhook_secrets.add_secret(session, box, "acme", "stripe", STRIPE_SECRET)
+        webhook_secrets.add_secret(session, box, "acme", "tilled", TILLED_SECRET)
         customers.create_customer(
             session, "acme", "a@acme.example", "A", "cust-1", {"stripe": "cus_1"}
         )
@@ -57,7 +57,7 @@ def billing(
 
 def _deliver(
     sessions: sessionmaker[Session], box: SecretBox, processor: str, event: dict[str, Any]
-) -> webhooks.Ingested:
+) -> webhook_intake.Ingested:
     body = json.dumps(event).encode()
     if processor == "stripe":
         t = str(int(time.time()))
@@ -67,7 +67,7 @@ def _deliver(
         secret, header = TILLED_SECRET, "t={t},v1={mac}"
     mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
     with sessions() as session:
-        stored = webhooks.ingest(
+        stored = webhook_intake.ingest(
             session,
             box,
             processor=processor,

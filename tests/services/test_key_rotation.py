@@ -13,7 +13,7 @@ from sqlalchemy import Text
 
 from tenantry.crypto import SEALED, sealed_columns
 from tenantry.db.schemas import SchemaSpec, billing_schema, master_schema, tenant_schema
-from tenantry.services.keys import sealed_schemas
+from tenantry.services.key_rotation import sealed_schemas
 from tenantry.settings import Settings
 
 #: Names that suggest a secret, or something already encrypted.

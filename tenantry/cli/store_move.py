@@ -1,0 +1,136 @@
+"""``tenantry stores move``: move a store's database to another server, with a progress bar
+(registered on the ``stores`` group by :mod:`tenantry.cli.stores`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from tenantry.cli.common import open_platform, when
+from tenantry.cli.output import (
+    EXIT_FAILED,
+    JSON_OPTION,
+    confirm_or_exit,
+    console,
+    emit_json,
+    err_console,
+    print_error,
+    reports_errors,
+)
+from tenantry.db.urls import mask
+from tenantry.services import servers, stores
+from tenantry.services.connections import tenant_url
+from tenantry.services.move_progress import MoveProgress, move_document
+from tenantry.services.moves import StoreMover
+from tenantry.settings import load_settings
+
+_STEPS = {
+    "starting": "starting",
+    "draining": "blocking writes",
+    "create_database": "creating the database",
+    "create_tables": "creating tables",
+    "copy": "copying rows",
+    "verify": "verifying checksums",
+    "switch": "switching",
+    "source_read_only": "source read-only",
+    "switched": "switched",
+    "done": "done",
+}
+
+
+@reports_errors
+def move(
+    slug: str = typer.Argument(..., help="The store's slug (or id)."),
+    to_server: str = typer.Option(
+        ..., "--to-server", help="The registered server to move the database to."
+    ),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Move a store's database to another registered server (any engine to any engine).
+
+    Writes to the store are refused (HTTP 503 with Retry-After) while its data is copied
+    table by table and verified (row counts and checksums); reads keep being served. Then the
+    store switches to the new database in one step, and the old one is kept read-only for
+    TENANTRY_MOVE_KEEP_SOURCE_DAYS days (MySQL/MariaDB cannot make one database read-only:
+    the move says so). Any failure rolls everything back: the new database is dropped and the
+    store stays where it was. The source must be at the schema's head revision. With --json
+    the finished move is printed; the exit code is 1 when it was rolled back.
+    """
+    settings = load_settings()
+    with open_platform(settings) as platform:
+        with platform.sessions() as session:
+            store = stores.get_store(session, slug)
+            connection = stores.active_connection(session, store)
+            source = mask(tenant_url(platform.box, connection)) if connection else "-"
+            servers.get_server(session, to_server)  # an unknown server is refused before asking
+        if not yes:
+            confirm_or_exit(
+                f"Move store {store.slug!r} from {source} to server {to_server!r}? Its writes "
+                "are refused until the move ends",
+                json_output,
+                "Pass --yes to move without asking.",
+            )
+        progress = Progress(
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("rows"),
+            TimeElapsedColumn(),
+            console=err_console,
+            disable=json_output,
+        )
+        task = progress.add_task("starting", total=None)
+
+        def show(state: MoveProgress) -> None:
+            # Started by the first report: a refused move shows no bar, only its reason.
+            if not progress.live.is_started:
+                progress.start()
+            done = state.rows_verified if state.step == "verify" else state.rows_copied
+            progress.update(
+                task,
+                description=_STEPS.get(state.step, state.step),
+                completed=done,
+                total=state.total_rows,
+            )
+
+        mover = StoreMover(
+            platform.sessions,
+            platform.box,
+            settings,
+            platform.tenant_spec,
+            actor="cli",
+            on_progress=show,
+        )
+        try:
+            moved = mover.move(store.id, to_server)
+        finally:
+            progress.stop()
+    doc = move_document(moved)
+    failed = moved.status != "completed"
+    if json_output:
+        emit_json(doc)
+    elif failed:
+        err_console.print(f"[bold red]error:[/] the move of store {store.slug} was rolled back.")
+        print_error(doc["error"] or "", label="")
+        err_console.print(f"[dim]store {store.slug} is still served from {source}.[/]")
+    else:
+        _print_moved(doc)
+    if failed:
+        raise typer.Exit(EXIT_FAILED)
+
+
+def _print_moved(doc: dict[str, Any]) -> None:
+    details = doc["details"]
+    target = details["target"]
+    console.print(
+        f"[green]✓[/] moved store {doc['slug']} to server {doc['to_server']} "
+        f"({target['engine']} database {target['database']}): {details['total_rows']} rows "
+        f"in {len(details['tables'])} tables copied and verified"
+    )
+    read_only = details.get("source_read_only") or {}
+    mark = "[green]✓[/]" if read_only.get("applied") else "[yellow]![/]"
+    console.print(f"{mark} source: {read_only.get('how', 'unknown')}")
+    console.print(f"the source is kept until {when(doc['keep_source_until'])}")

@@ -1,0 +1,112 @@
+"""What moves leave behind: the sources completed moves keep (read-only, for a while, dropped
+with their store), and the half-made work of a mover that died (its write block lapsed),
+cleaned up by the next move of the store (see :mod:`tenantry.services.moves`)."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db import admin
+from tenantry.db.master.models import DatabaseServer, IntegrationConfig, StoreMove, StoreMoveStatus
+from tenantry.db.readonly import make_writable
+from tenantry.db.types import utcnow
+from tenantry.errors import TenantryError
+from tenantry.services import audit
+from tenantry.services.connections import server_url, tenant_url
+
+
+def kept_sources(session: Session, box: SecretBox, store_id: uuid.UUID) -> list[KeptSource]:
+    """The databases the store's completed moves left behind (read-only, kept for a while),
+    with the URL to drop each by; those tenantry did not create are never to be dropped."""
+    configs = session.scalars(
+        select(IntegrationConfig)
+        .join(StoreMove, StoreMove.from_config_id == IntegrationConfig.id)
+        .where(
+            StoreMove.store_id == store_id,
+            StoreMove.status == StoreMoveStatus.COMPLETED,
+            IntegrationConfig.is_active.is_(False),
+        )
+        .distinct()
+    )
+    found = []
+    for config in configs:
+        url = tenant_url(box, config)
+        server = (
+            session.get(DatabaseServer, config.database_server_id)
+            if config.database_server_id is not None
+            else None
+        )
+        if server is not None:  # dropped with the server's admin login, as the move made it
+            url = server_url(box, server).set(database=url.database)
+        found.append(KeptSource(url, config.created_by_tenantry))
+    return found
+
+
+@dataclass(frozen=True)
+class KeptSource:
+    """A database a move left behind, and whether tenantry may drop it (it created it)."""
+
+    url: URL
+    droppable: bool
+
+
+# ------------------------------------------------------------------ abandoned moves
+
+
+def mark_abandoned(session: Session, move: StoreMove, by: uuid.UUID, *, actor: str) -> None:
+    """Record a move whose mover died (its block lapsed) as rolled back."""
+    move.status = StoreMoveStatus.ROLLED_BACK
+    move.step = "abandoned"
+    move.error = f"abandoned: its mover stopped before finishing; taken over by move {by}"
+    move.finished_at = utcnow()
+    audit.record(
+        session,
+        actor=actor,
+        action="store.move.rolled_back",
+        target_type="store",
+        target_id=move.slug,
+        store_id=move.store_id,
+        details={"move_id": str(move.id), "to_server": move.to_server, "error": move.error},
+    )
+
+
+def restore_abandoned_source(
+    sessions: sessionmaker[Session], box: SecretBox, move: StoreMove
+) -> None:
+    """Make writable again a source a dead mover had made read-only (never switched)."""
+    before = (move.details or {}).get("source_before")
+    if before is None:
+        return
+    with sessions() as session:
+        config = session.get(IntegrationConfig, move.from_config_id)
+        if config is None or not config.is_active:
+            return
+        url = tenant_url(box, config)
+    # Else left for an operator: the move's details say the source was made read-only.
+    with contextlib.suppress(Exception):
+        make_writable(url, before)
+
+
+def drop_abandoned_target(sessions: sessionmaker[Session], box: SecretBox, move: StoreMove) -> None:
+    """Drop the database a dead mover created (it never became anyone's connection)."""
+    target = (move.details or {}).get("target") or {}
+    if not (move.details or {}).get("target_created") or not target.get("database"):
+        return
+    with sessions() as session:
+        server = session.scalar(select(DatabaseServer).where(DatabaseServer.name == move.to_server))
+        if server is None:
+            return
+        url = server_url(box, server).set(database=target["database"])
+    dropped = False
+    with contextlib.suppress(TenantryError):  # else left for an operator: details name it
+        dropped = admin.drop_database(url)
+    with sessions.begin() as session:
+        row = session.get_one(StoreMove, move.id)
+        row.details = {**row.details, "target_dropped": dropped}
