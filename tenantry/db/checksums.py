@@ -17,22 +17,28 @@ from alembic.script import Script
 from sqlalchemy import Column, Connection, MetaData, String, Table, inspect, select
 
 from tenantry.db import migrations
-from tenantry.db.schemas import SchemaSpec
+from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.db.types import UTCDateTime, utcnow
 
 _metadata = MetaData()
 
-
-@cache
-def checksum_table(spec_role: str) -> Table:
-    """``tenantry_<role>_checksums``: one row per applied revision."""
-    return Table(
-        f"tenantry_{spec_role}_checksums",
+#: Made once at import: built on first use, two threads of a fleet run could both define the
+#: same table in ``_metadata`` (``functools.cache`` does not make the first call exclusive).
+_TABLES = {
+    role.value: Table(
+        f"tenantry_{role.value}_checksums",
         _metadata,
         Column("revision", String(64), primary_key=True),
         Column("checksum", String(64), nullable=False),
         Column("applied_at", UTCDateTime, nullable=False),
     )
+    for role in Role
+}
+
+
+def checksum_table(spec_role: str) -> Table:
+    """``tenantry_<role>_checksums``: one row per applied revision."""
+    return _TABLES[spec_role]
 
 
 @cache

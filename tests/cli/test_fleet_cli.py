@@ -274,7 +274,7 @@ def test_queued_run_is_migrated_by_workers(
         for proc in workers:
             proc.wait(timeout=30)
         log.close()
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 0, done.stdout + done.stderr
     doc = json.loads(done.stdout)
     assert doc["status"] == "succeeded"
     assert doc["counts"] == {"migrated": 4, "current": 0, "failed": 0}
