@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import (
+    FINISHED_STATUSES,
     Operation,
     OperationKind,
     OperationStatus,
@@ -99,7 +100,10 @@ def request_cancel(session: Session, operation: Operation, *, actor: str) -> Ope
     """Ask ``operation`` to stop (queued: cancelled now; running: at its next step boundary)
     and audit who asked. :class:`~tenantry.errors.Conflict` once it is over. A kind with its
     own cancel (a provisioning job's store is marked failed too) is cancelled its own way."""
-    if isinstance(operation, ProvisioningJob):
+    if (
+        isinstance(operation, ProvisioningJob)
+        and lifecycle_status(operation) not in FINISHED_STATUSES
+    ):
         return provisioning.cancel_job(session, operation, actor=actor)
     status = cancel_in(session, operation)
     audit.record(

@@ -165,6 +165,10 @@ def test_a_provisioning_job_is_an_operation(cli: Invoke) -> None:
     assert operation["progress"]["unit"] == "tables"
     assert operation["progress"]["current"] == operation["progress"]["total"] == job["total_tables"]
     assert as_json(cli("ops", "wait", job["id"][:8], "--json"))["status"] == "succeeded"
+    # A finished operation is refused in the words `ops` shows, whatever its kind.
+    over = cli("ops", "cancel", job["id"][:8])
+    assert over.exit_code == 1
+    assert f"operation {job['id']} is succeeded; only queued or running" in over.stderr
     # Deleting the store removes its job's own row; the operation stays as history.
     assert cli("stores", "delete", "opshop", "--yes").exit_code == 0
     assert cli("jobs", "show", job["id"], "--json").exit_code == 1
