@@ -8,13 +8,10 @@ from pathlib import Path
 import pytest
 
 from tenantry.crypto import ensure_key_file
-from tenantry.db.admin import create_database
-from tenantry.db.engines import make_engine
 from tenantry.db.schemas import billing_schema, master_schema
 from tenantry.runtime import Platform
-from tenantry.services import schema_ops
 from tenantry.settings import Settings, load_settings
-from tests.templates import migrated_database
+from tests.templates import migrate_here, migrated_database
 
 ENV_VARS = (
     "DATABASE_URL",
@@ -39,16 +36,7 @@ def install(settings: Settings, *, from_templates: bool = True) -> None:
         (master_schema(), settings.master_url),
         (billing_schema(), settings.billing_url),
     ):
-        if from_templates:
-            migrated_database(url, spec)
-            continue
-        create_database(url)
-        engine = make_engine(url)
-        try:
-            with engine.begin() as conn:
-                schema_ops.migrate(conn, spec, "fixture", acting_app="tenantry", owner="tenantry")
-        finally:
-            engine.dispose()
+        (migrated_database if from_templates else migrate_here)(url, spec)
 
 
 @pytest.fixture

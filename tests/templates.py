@@ -77,15 +77,20 @@ def _template(backend: str, spec: SchemaSpec, owner: str, *, like: URL) -> URL:
         template = URL.create("sqlite+pysqlite", database=str(folder / f"{name}.db"))
     else:
         template = like.set(database=name)
-    create_database(template)
-    engine = make_engine(template)
-    try:
-        with engine.begin() as conn:
-            schema_ops.migrate(conn, spec, "template", acting_app=owner, owner=owner)
-    finally:
-        engine.dispose()
+    migrate_here(template, spec, owner=owner)
     _TEMPLATES[key] = template
     return template
+
+
+def migrate_here(url: URL, spec: SchemaSpec, *, owner: str = "tenantry") -> None:
+    """Create ``url`` unless it exists and migrate it to ``spec``'s head, with no template."""
+    create_database(url)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            schema_ops.migrate(conn, spec, "fixture", acting_app=owner, owner=owner)
+    finally:
+        engine.dispose()
 
 
 def _drop_if_empty(url: URL) -> None:
