@@ -194,8 +194,8 @@ def provision_job(job_id: str) -> None:
 
 def move_store(slug: str, server: str) -> None:
     """What ``tenantry stores move SLUG --to SERVER`` does (for :func:`run_child`)."""
+    from tenantry.operations.move_store import StoreMover
     from tenantry.runtime import Platform
-    from tenantry.services.moves import StoreMover
     from tenantry.settings import load_settings
 
     settings = load_settings()

@@ -20,10 +20,10 @@ from tenantry.cli.output import (
     reports_errors,
 )
 from tenantry.db.urls import mask
+from tenantry.operations.move_store import StoreMover
 from tenantry.services import servers, stores
 from tenantry.services.connections import tenant_url
 from tenantry.services.move_progress import MoveProgress, move_document
-from tenantry.services.moves import StoreMover
 from tenantry.settings import load_settings
 
 _STEPS = {

@@ -1,6 +1,7 @@
 """What moves leave behind: the sources completed moves keep (read-only, for a while, dropped
 with their store), and the half-made work of a mover that died (its write block lapsed),
-cleaned up by the next move of the store (see :mod:`tenantry.services.moves`)."""
+cleaned up by the next move of the store or the workers' recovery sweep (see
+:mod:`tenantry.operations.move_store`). Nothing here commits."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
 from tenantry.db import admin
-from tenantry.db.master.models import DatabaseServer, IntegrationConfig, StoreMove, StoreMoveStatus
+from tenantry.db.master.models import (
+    DatabaseServer,
+    IntegrationConfig,
+    OperationStatus,
+    StoreMove,
+)
 from tenantry.db.readonly import make_writable
-from tenantry.db.types import utcnow
 from tenantry.errors import TenantryError
-from tenantry.services import audit
 from tenantry.services.connections import server_url, tenant_url
 
 
@@ -30,7 +34,7 @@ def kept_sources(session: Session, box: SecretBox, store_id: uuid.UUID) -> list[
         .join(StoreMove, StoreMove.from_config_id == IntegrationConfig.id)
         .where(
             StoreMove.store_id == store_id,
-            StoreMove.status == StoreMoveStatus.COMPLETED,
+            StoreMove.operation_status == OperationStatus.SUCCEEDED,
             IntegrationConfig.is_active.is_(False),
         )
         .distinct()
@@ -60,20 +64,14 @@ class KeptSource:
 # ------------------------------------------------------------------ abandoned moves
 
 
-def mark_abandoned(session: Session, move: StoreMove, by: uuid.UUID, *, actor: str) -> None:
-    """Record a move whose mover died (its block lapsed) as rolled back."""
-    move.status = StoreMoveStatus.ROLLED_BACK
-    move.step = "abandoned"
-    move.error = f"abandoned: its mover stopped before finishing; taken over by move {by}"
-    move.finished_at = utcnow()
-    audit.record(
-        session,
-        actor=actor,
-        action="store.move.rolled_back",
-        target_type="store",
-        target_id=move.slug,
-        store_id=move.store_id,
-        details={"move_id": str(move.id), "to_server": move.to_server, "error": move.error},
+def abandoned_error(by: uuid.UUID | None, step: str | None) -> str:
+    """Why a move whose mover died is rolled back, and what to do (``by``: the move that took
+    it over, if any)."""
+    taker = f"; taken over by move {by}" if by is not None else ""
+    return (
+        f"abandoned: its mover stopped at step {step or 'start'} before the switch{taker}. "
+        "The move was rolled back: the store stays on its source database, writable. Run the "
+        "move again."
     )
 
 
@@ -94,19 +92,18 @@ def restore_abandoned_source(
         make_writable(url, before)
 
 
-def drop_abandoned_target(sessions: sessionmaker[Session], box: SecretBox, move: StoreMove) -> None:
-    """Drop the database a dead mover created (it never became anyone's connection)."""
+def drop_abandoned_target(sessions: sessionmaker[Session], box: SecretBox, move: StoreMove) -> bool:
+    """Drop the database a dead mover created (it never became anyone's connection); whether
+    it was dropped (the caller records it in the move's details)."""
     target = (move.details or {}).get("target") or {}
     if not (move.details or {}).get("target_created") or not target.get("database"):
-        return
+        return False
     with sessions() as session:
         server = session.scalar(select(DatabaseServer).where(DatabaseServer.name == move.to_server))
         if server is None:
-            return
+            return False
         url = server_url(box, server).set(database=target["database"])
     dropped = False
     with contextlib.suppress(TenantryError):  # else left for an operator: details name it
         dropped = admin.drop_database(url)
-    with sessions.begin() as session:
-        row = session.get_one(StoreMove, move.id)
-        row.details = {**row.details, "target_dropped": dropped}
+    return dropped

@@ -1,4 +1,4 @@
-"""The checks before a store's database moves (see :mod:`tenantry.services.moves`).
+"""The checks before a store's database moves (see :mod:`tenantry.operations.move_store`).
 
 Everything here only reads: a refused move changes nothing and leaves no trace.
 """
@@ -17,8 +17,13 @@ from tenantry.crypto import SecretBox
 from tenantry.db import admin, checksums, copy, migrations
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import expect, identity_table
-from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store, StoreMove
-from tenantry.db.master.models import StoreMoveStatus as Status
+from tenantry.db.master.models import (
+    ACTIVE_STATUSES,
+    DatabaseServer,
+    DatabaseStatus,
+    Store,
+    StoreMove,
+)
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import Conflict, SchemaMismatch
@@ -57,9 +62,11 @@ def block_reason(move_id: uuid.UUID, server: str) -> str:
 
 
 def running_move(session: Session, store_id: uuid.UUID) -> StoreMove | None:
-    """The store's move with status running, if any (it may be abandoned: see the block)."""
+    """The store's move that is not over, if any (it may be abandoned: see the block)."""
     return session.scalar(
-        select(StoreMove).where(StoreMove.store_id == store_id, StoreMove.status == Status.RUNNING)
+        select(StoreMove).where(
+            StoreMove.store_id == store_id, StoreMove.operation_status.in_(ACTIVE_STATUSES)
+        )
     )
 
 

@@ -14,13 +14,13 @@ from sqlalchemy.orm import Session
 from tenantry.crypto import SecretBox
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.master.models import (
+    ACTIVE_STATUSES,
     DatabaseServer,
     IntegrationConfig,
     ProvisioningJob,
     ProvisioningStatus,
     Store,
     StoreMove,
-    StoreMoveStatus,
 )
 from tenantry.db.types import utcnow
 from tenantry.db.urls import backend_of, mask, parse_url, redact, require_driver
@@ -155,7 +155,7 @@ def _stores_on(session: Session, server: DatabaseServer) -> list[str]:
         ),
         select(StoreMove.store_id).where(
             StoreMove.to_server == server.name,
-            StoreMove.status == StoreMoveStatus.RUNNING,
+            StoreMove.operation_status.in_(ACTIVE_STATUSES),
         ),
     ).subquery()
     return list(

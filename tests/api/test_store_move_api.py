@@ -11,10 +11,10 @@ from sqlalchemy.engine import URL
 
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.tenant.store.models import Product
+from tenantry.operations.move_store import StoreMover
 from tenantry.services import servers, stores
 from tenantry.services.connections import tenant_url
 from tenantry.services.move_progress import MoveProgress
-from tenantry.services.moves import StoreMover
 from tenantry.services.write_blocks import MAX_RETRY_AFTER_S
 from tests.api.conftest import Api
 from tests.conftest import SERVER_URLS, require_server

@@ -47,12 +47,12 @@ from tenantry.db.tenant.store.models import (
 )
 from tenantry.db.urls import parse_url
 from tenantry.errors import Conflict, NotFound, WrongDatabase
+from tenantry.operations.move_store import StoreMover
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tenantry.services.connections import tenant_url
 from tenantry.services.move_plan import block_reason
 from tenantry.services.move_progress import MoveProgress, move_document
-from tenantry.services.moves import StoreMover
 from tenantry.services.write_blocks import ensure_writable
 from tenantry.settings import Settings, load_settings
 from tests.conftest import SERVER_URLS, require_server

@@ -12,8 +12,6 @@ from tenantry.db.master.models.backups import (
     Backup,
     BackupPolicy,
     BackupStatus,
-    StoreMove,
-    StoreMoveStatus,
 )
 from tenantry.db.master.models.base import MasterBase
 from tenantry.db.master.models.billing import (
@@ -30,6 +28,12 @@ from tenantry.db.master.models.fleet import (
     FleetRun,
     FleetRunStatus,
     TenantOutcome,
+)
+from tenantry.db.master.models.moves import (
+    StoreMove,
+    StoreMoveStatus,
+    move_status,
+    store_moves_table,
 )
 from tenantry.db.master.models.operations import (
     ACTIVE_STATUSES,
@@ -108,5 +112,7 @@ __all__ = [
     "Worker",
     "lifecycle_status",
     "metadata",
+    "move_status",
     "provisioning_status",
+    "store_moves_table",
 ]

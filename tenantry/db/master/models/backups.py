@@ -1,4 +1,4 @@
-"""The backups catalog, backup policies, and moves of store databases between servers."""
+"""The backups catalog and backup policies."""
 
 from __future__ import annotations
 
@@ -94,34 +94,3 @@ class BackupPolicy(MasterBase):
     verify_schedule: Mapped[str] = mapped_column(String(64))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     updated_at: Mapped[UpdatedAt]
-
-
-class StoreMoveStatus(StrEnum):
-    """Where a move of a store's database to another server is."""
-
-    RUNNING = "running"
-    COMPLETED = "completed"
-    ROLLED_BACK = "rolled_back"
-
-
-class StoreMove(MasterBase):
-    """One move of a store's database to another server (or engine)."""
-
-    __tablename__ = "store_moves"
-
-    id: Mapped[UuidPk]
-    store_id: Mapped[uuid.UUID] = mapped_column(GUID, index=True)
-    slug: Mapped[str] = mapped_column(String(63))
-    from_config_id: Mapped[uuid.UUID] = mapped_column(GUID)
-    to_config_id: Mapped[uuid.UUID | None] = mapped_column(GUID)
-    to_server: Mapped[str] = mapped_column(String(63))
-    status: Mapped[str] = mapped_column(String(16), default=StoreMoveStatus.RUNNING, index=True)
-    step: Mapped[str | None] = mapped_column(String(64))
-    progress: Mapped[int] = mapped_column(Integer, default=0)
-    #: Row counts per table, as copied and as verified.
-    details: Mapped[JsonDoc]
-    error: Mapped[str | None] = mapped_column(Text)
-    #: The source database is kept read-only until then; afterwards it may be dropped.
-    keep_source_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    started_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

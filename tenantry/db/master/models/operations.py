@@ -109,7 +109,9 @@ class Operation(MasterBase):
     # Kinds with a record of their own load as its class (a provisioning job), every other
     # kind as a plain operation: the kind is set by whoever records the operation.
     __mapper_args__ = {  # noqa: RUF012 (read once by SQLAlchemy)
-        "polymorphic_on": case((kind == OperationKind.PROVISION, kind), else_="operation"),
+        "polymorphic_on": case(
+            (kind.in_([OperationKind.PROVISION, OperationKind.MOVE]), kind), else_="operation"
+        ),
         "polymorphic_identity": "operation",
     }
 

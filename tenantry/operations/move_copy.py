@@ -1,6 +1,10 @@
 """The copy and its verification when a store's database moves (steps 3 and 4 of
-:mod:`tenantry.services.moves`): rows copied table by table, then compared by count and
-content checksum (:mod:`tenantry.db.copy`) on both sides."""
+:mod:`tenantry.operations.move_store`): rows copied table by table, then compared by count and
+content checksum (:mod:`tenantry.db.copy`) on both sides.
+
+It lives with the operation, not in ``services``, because it owns transactions on the target
+tenant database (one per table copied).
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,444 @@
+"""Moving a store's database to another server: the ``move`` operation.
+
+A move is checked (:mod:`~tenantry.services.move_plan`), recorded already held by this process
+(its ``store_moves`` row is a ``move`` operation whose lease this process renews as it reports,
+and the store's write block ends with that lease), then the target is created, copied and
+verified (:mod:`.move_copy`), the source made read-only, and the store switched over in one
+master transaction that also records the operation ``succeeded`` (:func:`switch_store`).
+
+Any failure before the switch, Ctrl-C, or ``tenantry ops cancel`` (honoured at every progress
+report up to the switch) rolls back: the source writable again, the target dropped if the move
+created it, the block lifted, the store still served from its source; the operation ends
+``failed`` (or ``cancelled``) and the move ``rolled_back``. A cancel that arrives once the
+switch began is too late: the move completes. A mover killed mid-way leaves a running operation
+whose lease lapses; the store's next move, or the workers' recovery sweep
+(:func:`recover_stalled_move`), rolls it back the same way. No master transaction is held open
+while tenant databases are read or written.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import Engine, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db import admin, builder, copy
+from tenantry.db.engines import make_engine, writer
+from tenantry.db.master.models import (
+    ACTIVE_STATUSES,
+    HELD_STATUSES,
+    Operation,
+    OperationStatus,
+    ProgressUnit,
+    StoreMove,
+    StoreMoveStatus,
+    store_moves_table,
+)
+from tenantry.db.readonly import make_read_only, make_writable, writable_state
+from tenantry.db.schemas import SchemaSpec
+from tenantry.db.types import utcnow
+from tenantry.db.urls import mask
+from tenantry.errors import Conflict
+from tenantry.failpoints import failpoint
+from tenantry.operations.kit import LostClaim, OperationKit, lease_lapsed
+from tenantry.operations.move_copy import copy_tables, verify_copy
+from tenantry.operations.move_run import MoveCancelled, MoveRun
+from tenantry.services import moves
+from tenantry.services.move_leftovers import (
+    abandoned_error,
+    drop_abandoned_target,
+    restore_abandoned_source,
+)
+from tenantry.services.move_plan import MovePlan, block_reason, plan_move, public_location
+from tenantry.services.move_progress import ProgressCallback
+from tenantry.services.moves import LostMove, describe
+from tenantry.settings import Settings
+
+#: After blocking writes, wait this long before copying, so write requests that passed the
+#: check just before the block commit to the source first (verification would catch any
+#: later one as a mismatch).
+DRAIN_SECONDS = 2.0
+
+
+@dataclass
+class StoreMover:
+    """Moves stores' databases; ``on_progress`` is called as the move advances."""
+
+    sessions: sessionmaker[Session]
+    box: SecretBox
+    settings: Settings
+    spec: SchemaSpec
+    actor: str = "cli"
+    on_progress: ProgressCallback | None = None
+    drain_seconds: float = DRAIN_SECONDS
+    batch_rows: int = copy.BATCH_ROWS
+    kit: OperationKit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.kit = OperationKit.from_settings(self.sessions, self.settings)
+
+    @property
+    def _master(self) -> Engine:
+        engine: Engine = self.sessions.kw["bind"]
+        return engine
+
+    # ------------------------------------------------------------------ the move
+
+    def move(self, store_ref: str | uuid.UUID, server_name: str) -> StoreMove:
+        """Move the store's database to ``server_name``; returns the finished move.
+
+        A refusal raises (nothing was changed, no move recorded); a failure or a cancel after
+        the start returns the move ``rolled_back`` with its error.
+        """
+        plan = self.plan(store_ref, server_name)
+        run = self._start(plan)
+        try:
+            self._copy_verify_switch(run)
+        except BaseException as exc:  # Ctrl-C too: never leave a half-made move behind
+            moved = self._roll_back(run, exc)
+            if not isinstance(exc, Exception):
+                raise
+            return moved
+        self._finish(run)
+        return self._load(plan.move_id)
+
+    def plan(self, store_ref: str | uuid.UUID, server_name: str) -> MovePlan:
+        """Check that the move can start (refusing with a reason otherwise); changes nothing."""
+        with self.sessions() as session:
+            return plan_move(session, self.box, self.spec, store_ref, server_name)
+
+    # ------------------------------------------------------------------ start
+
+    def _start(self, plan: MovePlan) -> MoveRun:
+        run = MoveRun(
+            plan,
+            {
+                "source": public_location(plan.source_url, plan.source_server),
+                "target": public_location(plan.target_url, plan.server),
+                "target_created": False,
+                "revision": plan.revision,
+                "total_rows": sum(plan.counts.values()),
+                "tables": {name: {"rows": n} for name, n in plan.counts.items()},
+            },
+            master=self._master,
+            kit=self.kit,
+            on_progress=self.on_progress,
+        )
+        now = utcnow()
+        # Recorded held by this process: the start is the claim, so no other process can
+        # take the move between its recording and its first lease.
+        move = StoreMove(
+            id=plan.move_id,
+            store_id=plan.store_id,
+            target=plan.slug,
+            operation_status=OperationStatus.RUNNING,
+            step=run.step,
+            progress_current=0,
+            progress_total=run.total,
+            progress_unit=ProgressUnit.ROWS,
+            attempts=1,
+            lease_holder=self.kit.holder,
+            lease_expires_at=run.lease_end(),
+            requested_by=self.actor,
+            started_at=now,
+            from_config_id=plan.from_config_id,
+            to_server=plan.server,
+            progress=0,
+            details=run.details,
+        )
+        # Read-then-write on the store row: on SQLite take the write lock up front.
+        with Session(writer(self._master), expire_on_commit=False) as session, session.begin():
+            abandoned = moves.start_move(session, plan, move)
+            if abandoned is not None:
+                self._take_over(session, abandoned, by=plan.move_id)
+        if abandoned is not None:
+            self._clean_up(abandoned)
+        return run
+
+    def _take_over(self, session: Session, dead: StoreMove, *, by: uuid.UUID | None) -> None:
+        """Record the move ``dead`` (its lease lapsed) as failed, in ``session``; a live
+        holder's move (its lease renewed meanwhile) is a :class:`Conflict`."""
+        taken = (
+            session.connection()
+            .execute(
+                update(Operation)
+                .where(
+                    Operation.id == dead.id,
+                    Operation.status.in_(ACTIVE_STATUSES),
+                    lease_lapsed(utcnow()),
+                )
+                .values(
+                    status=OperationStatus.FAILED,
+                    step="abandoned",
+                    error=abandoned_error(by, dead.step),
+                    finished_at=utcnow(),
+                    lease_expires_at=None,
+                    updated_at=utcnow(),
+                )
+            )
+            .rowcount
+        )
+        if taken != 1:
+            raise Conflict(
+                f"store {dead.slug!r} is already being moved to server {dead.to_server!r} "
+                f"(move {dead.id}).",
+                "Wait for it to finish.",
+            )
+        moves.release_rolled_back(
+            session,
+            dead,
+            reason=block_reason(dead.id, dead.to_server),
+            message=abandoned_error(by, dead.step),
+            failed_at=dead.step,
+            actor=self.actor,
+        )
+
+    def _clean_up(self, dead: StoreMove) -> None:
+        """Undo what a dead mover left: its source writable again, its target dropped."""
+        restore_abandoned_source(self.sessions, self.box, dead)
+        dropped = drop_abandoned_target(self.sessions, self.box, dead)
+        moves_table = store_moves_table
+        with self._master.begin() as conn:
+            conn.execute(
+                update(moves_table)
+                .where(moves_table.c.id == dead.id)
+                .values(details={**(dead.details or {}), "target_dropped": dropped})
+            )
+
+    # ------------------------------------------------------------------ copy, verify, switch
+
+    def _copy_verify_switch(self, run: MoveRun) -> None:
+        run.report("draining", 2)
+        time.sleep(self.drain_seconds)
+        self._create_target(run)
+        source = make_engine(run.plan.source_url, pool_size=1)
+        target = make_engine(run.plan.target_url, pool_size=1)
+        try:
+            run.report("create_tables", 8)
+            builder.ensure_tables(target, self.spec)
+            run.report("copy", 10)
+            copy_tables(
+                self.spec,
+                source,
+                target,
+                revision=run.plan.revision,
+                tables=run.details["tables"],
+                batch_rows=self.batch_rows,
+                on_rows=lambda n: run.copied(n),
+            )
+            failpoint("move.after_copy")
+            run.report("verify", 70)
+            verify_copy(
+                self.spec,
+                source,
+                target,
+                details=run.details,
+                batch_rows=self.batch_rows,
+                on_rows=lambda n: run.hashed(n),
+            )
+        finally:
+            source.dispose()
+            target.dispose()
+        run.write()  # the last step boundary where a cancel request is honoured
+        failpoint("move.before_switch")
+        self._make_source_read_only(run)
+        self._switch(run)
+
+    def _make_source_read_only(self, run: MoveRun) -> None:
+        # Before the switch, so a source that cannot be made read-only fails the move (rolled
+        # back, the source writable as before) instead of leaving two writable copies. What
+        # to restore is recorded first: a rollback, or a later move taking over from a dead
+        # mover, puts it back.
+        run.details["source_before"] = writable_state(run.plan.source_url)
+        run.report("source_read_only", 95)
+        run.details["source_read_only"] = make_read_only(run.plan.source_url).document()
+        failpoint("move.source_read_only")
+
+    def _create_target(self, run: MoveRun) -> None:
+        # Recorded before creating: a rollback (or a later move, if this process dies) then
+        # knows the database is the move's to drop.
+        run.details["target_created"] = True
+        run.report("create_database", 5)
+        failpoint("move.create_database")
+        if not admin.create_database(run.plan.target_url):
+            run.details["target_created"] = False
+            raise Conflict(
+                f"database {mask(run.plan.target_url)} appeared on the server as the move "
+                "started; it was left as it is.",
+                "Run the move again: it picks a free name.",
+            )
+
+    def _switch(self, run: MoveRun) -> None:
+        plan = run.plan
+        run.report("switch", 95)
+        now = utcnow()
+        keep_until = now + timedelta(days=self.settings.move_keep_source_days)
+        verified = sum(t.get("verified", 0) for t in run.details["tables"].values())
+        with Session(writer(self._master), expire_on_commit=False) as session, session.begin():
+            # One transaction: the store is on the new database (block lifted) and the move
+            # succeeded, or neither. A cancel requested since the last report is too late.
+            held = (
+                session.connection()
+                .execute(
+                    update(Operation)
+                    .where(
+                        Operation.id == plan.move_id,
+                        Operation.lease_holder == self.kit.holder,
+                        Operation.status.in_(HELD_STATUSES),
+                    )
+                    .values(
+                        status=OperationStatus.SUCCEEDED,
+                        step="switched",
+                        progress_current=verified,
+                        finished_at=now,
+                        lease_expires_at=None,
+                        updated_at=now,
+                    )
+                )
+                .rowcount
+            )
+            if held != 1:
+                raise LostMove("the move was taken over by another, or its store deleted.")
+            new = moves.switch_store(
+                session, self.box, plan, run.details, keep_until=keep_until, actor=self.actor
+            )
+            run.step, run.progress = "switched", 97
+            moves_table = store_moves_table
+            session.execute(
+                update(moves_table)
+                .where(moves_table.c.id == plan.move_id)
+                .values(
+                    to_config_id=new.id,
+                    progress=run.progress,
+                    details=dict(run.details),
+                    keep_source_until=keep_until,
+                )
+            )
+        # Committed: a failure from here on (a commit whose answer was lost, a crash) leaves
+        # the store on the target; the rollback sees the completed move and keeps it.
+        failpoint("move.switched")
+
+    # ------------------------------------------------------------------ after the switch
+
+    def _finish(self, run: MoveRun) -> None:
+        """Record the completed move as done (nothing is left that can fail it)."""
+        run.step, run.progress = "done", 100
+        run.tell()
+        moves_table = store_moves_table
+        with self._master.begin() as conn:
+            conn.execute(
+                update(moves_table)
+                .where(moves_table.c.id == run.plan.move_id)
+                .values(progress=100, details=dict(run.details))
+            )
+            conn.execute(
+                update(Operation).where(Operation.id == run.plan.move_id).values(step="done")
+            )
+
+    # ------------------------------------------------------------------ rollback
+
+    def _roll_back(self, run: MoveRun, exc: BaseException) -> StoreMove:
+        plan = run.plan
+        current = self._load(plan.move_id)
+        if current.status == StoreMoveStatus.COMPLETED:
+            # The switch committed after all (its commit's answer was lost): the target is
+            # the store's database now, and must never be dropped.
+            return current
+        if current.lease_holder != self.kit.holder:
+            return current  # taken over meanwhile: the process that took it ends it
+        cancelled = isinstance(exc, MoveCancelled)
+        message = describe(exc)
+        message += undo_move(plan, run.details)
+        failed_at = run.step
+        self._end_rolled_back(current, run.details, message, failed_at, cancelled=cancelled)
+        return self._load(plan.move_id)
+
+    def _end_rolled_back(
+        self,
+        move: StoreMove,
+        details: dict[str, object],
+        message: str,
+        failed_at: str | None,
+        *,
+        cancelled: bool,
+    ) -> None:
+        """Lift the block, audit, and end the held operation ``failed`` or ``cancelled``."""
+        moves_table = store_moves_table
+        record = (
+            update(moves_table).where(moves_table.c.id == move.id).values(details=dict(details))
+        )
+        move.details = dict(details)
+        with self.sessions.begin() as session:
+            moves.release_rolled_back(
+                session,
+                move,
+                reason=block_reason(move.id, move.to_server),
+                message=message,
+                failed_at=failed_at,
+                actor=self.actor,
+            )
+        try:
+            if cancelled:
+                self.kit.mark_cancelled(move.id, message=message, record=record)
+            else:
+                self.kit.progress(move.id, step="rolled_back", record=record)
+                self.kit.fail(move.id, message, message="rolled back")
+        except LostClaim:
+            pass  # taken over meanwhile: the process that took it records how it ended
+
+    def _load(self, move_id: uuid.UUID) -> StoreMove:
+        with self.sessions() as session:
+            return moves.load_move(session, move_id)
+
+    # ------------------------------------------------------------------ dead movers
+
+    def recover_stalled(self, move_id: uuid.UUID) -> str | None:
+        """Roll back move ``move_id`` whose mover died (its lease lapsed): the store stays on
+        its source, writable, the target dropped; the operation ends ``failed`` (``cancelled``
+        if it was asked to stop). Its final status, or None when it is not stalled."""
+        claim = self.kit.claim(move_id)
+        if claim is None:
+            return None
+        move = self._load(move_id)
+        restore_abandoned_source(self.sessions, self.box, move)
+        details = dict(move.details or {})
+        details["target_dropped"] = drop_abandoned_target(self.sessions, self.box, move)
+        message = abandoned_error(None, move.step)
+        self._end_rolled_back(move, details, message, move.step, cancelled=claim.cancel_requested)
+        return OperationStatus.CANCELLED if claim.cancel_requested else OperationStatus.FAILED
+
+
+def undo_move(plan: MovePlan, details: dict[str, object]) -> str:
+    """Make the source writable again and drop the target the move created (recorded in
+    ``details``); what could not be undone, as sentences for the move's error."""
+    said = ""
+    before = details.get("source_before")
+    if isinstance(before, dict):
+        try:
+            make_writable(plan.source_url, before)
+            details["source_read_only"] = {"applied": False, "how": "undone"}
+        except Exception as undo_exc:
+            details["source_writable_error"] = describe(undo_exc)
+            said += (
+                f" The source {mask(plan.source_url)} could not be made writable again: "
+                f"{details['source_writable_error']}"
+            )
+    dropped, drop_error = False, None
+    if details.get("target_created"):
+        try:
+            dropped = admin.drop_database(plan.target_url)
+        except Exception as drop_exc:
+            drop_error = describe(drop_exc)
+    details["target_dropped"] = dropped
+    if drop_error is not None:
+        details["target_drop_error"] = drop_error
+        said += (
+            f" The target database {mask(plan.target_url)} could not be dropped "
+            f"({drop_error}); it is left on the server: drop it by hand."
+        )
+    return said
