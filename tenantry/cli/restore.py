@@ -12,8 +12,8 @@ from tenantry.cli.byte_progress import byte_progress
 from tenantry.cli.common import open_platform
 from tenantry.cli.output import JSON_OPTION, console, emit_json, err_console, reports_errors
 from tenantry.errors import InvalidInput
+from tenantry.operations.restore import restore
 from tenantry.services.backups.restore_plan import RestorePlan, plan_restore
-from tenantry.services.backups.restoring import restore
 from tenantry.settings import load_settings
 
 

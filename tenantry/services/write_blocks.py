@@ -8,7 +8,11 @@ stops renewing it and the block lapses on its own instead of refusing writes for
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import Store
 from tenantry.db.types import utcnow
@@ -38,3 +42,41 @@ def ensure_writable(store: Store, now: datetime | None = None) -> None:
         "Retry after the number of seconds in the Retry-After header.",
         retry_after=max(1, min(MAX_RETRY_AFTER_S, math.ceil(remaining))),
     )
+
+
+def block_writes(session: Session, store_id: uuid.UUID, reason: str, until: datetime) -> None:
+    """Refuse writes to the store for ``reason`` until ``until`` (in the caller's transaction;
+    the operation holding the block renews it with its lease)."""
+    store = session.get_one(Store, store_id)
+    store.write_block_reason = reason
+    store.write_block_until = until
+
+
+def renew_block(session: Session, store_id: uuid.UUID, reason: str, until: datetime) -> bool:
+    """Extend the block ``reason`` to ``until``; False when the store no longer carries it."""
+    renewed = (
+        session.connection()
+        .execute(
+            update(Store)
+            .where(Store.id == store_id, Store.write_block_reason == reason)
+            .values(write_block_until=until)
+        )
+        .rowcount
+    )
+    return renewed == 1
+
+
+def lift_block(
+    session: Session, store_id: uuid.UUID, reason: str, *, bump_connection: bool = False
+) -> bool:
+    """Lift the block ``reason`` if the store still carries it (another operation's block is
+    left alone); with ``bump_connection``, every router reopens its engine on the store's
+    database (cached connections lead to a replaced one). Whether it was lifted."""
+    store = session.get(Store, store_id)
+    if store is None or store.write_block_reason != reason:
+        return False
+    store.write_block_reason = None
+    store.write_block_until = None
+    if bump_connection:
+        store.connection_version += 1
+    return True

@@ -9,46 +9,33 @@ replace the target in one step (PostgreSQL: two renames in one transaction; MySQ
 switch leaves the target exactly as it was.
 
 The plan is :mod:`~tenantry.services.backups.restore_plan`, the staging restore and the
-switch per backend :mod:`~tenantry.services.backups.restore_switch`; this module carries a
-plan out (safety backup, write block, catalog and counters in master afterwards).
+switch per backend :mod:`~tenantry.services.backups.restore_switch`; this module holds what a
+restore does in master, on the caller's session (the ``restore`` operation,
+:mod:`tenantry.operations.restore`, carries a plan out and owns the transactions).
 """
 
 from __future__ import annotations
 
-import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import URL
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
-from tenantry.backup import artifacts
-from tenantry.backup.storage import Storage
-from tenantry.db.engines import sqlite_path, writer_sessions
-from tenantry.db.master.models import Backup, IntegrationConfig, Store
+from tenantry.db.engines import sqlite_path
+from tenantry.db.master.models import Backup, IntegrationConfig
 from tenantry.db.schemas import Role, schema_for
-from tenantry.db.types import utcnow
 from tenantry.db.urls import backend_of
 from tenantry.errors import (
     InvalidInput,
 )
 from tenantry.services import audit
 from tenantry.services.backups.restore_plan import RestorePlan
-from tenantry.services.backups.restore_switch import restore_and_switch
-from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import BackupTarget
-from tenantry.services.backups.verification import (
-    get_backup,
-)
 from tenantry.services.counters import StoreCounters, apply_counters
 from tenantry.settings import Settings
-
-#: How long a tenant's writes stay blocked at most if a restore dies holding the block.
-WRITE_BLOCK_S = 3600
 
 
 @dataclass
@@ -60,83 +47,70 @@ class RestoreResult:
     seconds: float
     safety_backup_id: uuid.UUID | None
     row_counts: dict[str, int]
+    #: The ``restore`` operation that ran it.
+    operation_id: uuid.UUID | None = None
 
 
-def restore(
-    sessions: sessionmaker[Session],
-    storage: Storage,
-    settings: Settings,
-    plan: RestorePlan,
-    *,
-    confirm: str | None,
-    actor: str = "cli",
-    on_progress: artifacts.Progress | None = None,
-    before_switch: Callable[[], None] | None = None,
-) -> RestoreResult:
-    """Carry out ``plan``: safety backup, staging restore and check, then the switch.
+def block_reason(backup_id: uuid.UUID, operation_id: uuid.UUID) -> str:
+    """The write-block reason a restore sets on its store (and recognises as its own)."""
+    return f"restoring backup {backup_id} (operation {operation_id})"
 
-    ``confirm`` must equal the plan's ``confirm_name`` when the target is live.
-    ``before_switch`` runs just before the target is replaced (the CLI closes its own
-    connections to master there when master itself is the target).
-    """
+
+def check_confirm(plan: RestorePlan, confirm: str | None) -> None:
+    """Refuse to replace a live target unless ``confirm`` repeats its name."""
     if plan.live and confirm != plan.confirm_name:
         raise InvalidInput(
             f"{plan.target_shown} is a live database; restoring replaces all its data. "
             "Nothing was changed.",
             f"Type its name to confirm, or pass --confirm {plan.confirm_name}.",
         )
-    with sessions() as session:
-        backup = get_backup(session, plan.backup_id)
-    started = time.perf_counter()
-    safety: Backup | None = None
-    if plan.live:
-        spec = schema_for(backup.role, settings.tenant_schema)
-        safety = take_backup(
-            sessions,
-            storage,
-            BackupTarget(spec, plan.target, backup.store_id, backup.slug, backup.instance_id),
-            reason="safety",
-            label=f"before restoring {backup.id}",
-            pinned=True,
-            actor=actor,
-            level=settings.backup_zstd_level,
-        )
-    # Read after the safety backup, so its own catalog row survives a restore of master.
-    with sessions() as session:
-        catalog = _catalog_rows(session) if plan.backup_role == Role.MASTER else []
-    if plan.store_id is not None:
-        _block_writes(sessions, plan.store_id, f"restoring backup {backup.id}")
-    try:
-        counts = restore_and_switch(storage, backup, plan.target, on_progress, before_switch)
-    finally:
-        if plan.store_id is not None:
-            _unblock_writes(sessions, plan.store_id, bump_connection=True)
-    with writer_sessions(sessions).begin() as session:
-        if catalog:
-            _merge_catalog(session, catalog)
-        store_id = _store_restored(session, backup, plan)
-        if store_id is not None:  # its data changed wholesale: master counts it again
-            apply_counters(session, store_id, StoreCounters.from_row_counts(counts))
-        audit.record(
-            session,
-            actor=actor,
-            action="backup.restored",
-            target_type="database",
-            target_id=plan.confirm_name,
-            store_id=backup.store_id,
-            details={
-                "backup": str(backup.id),
-                "target": plan.target_shown,
-                "in_place": plan.in_place,
-                "safety_backup": str(safety.id) if safety else None,
-            },
-        )
-    return RestoreResult(
-        backup.id,
-        plan.target_shown,
-        time.perf_counter() - started,
-        safety.id if safety else None,
-        counts,
+
+
+def safety_target(settings: Settings, backup: Backup, plan: RestorePlan) -> BackupTarget:
+    """What the pinned safety backup of a live target is taken of."""
+    spec = schema_for(backup.role, settings.tenant_schema)
+    return BackupTarget(spec, plan.target, backup.store_id, backup.slug, backup.instance_id)
+
+
+def catalog_rows(session: Session, backup: Backup) -> list[dict[str, Any]]:
+    """The backups catalog as it is now, when restoring master (to put back afterwards);
+    nothing for another role."""
+    if backup.role != Role.MASTER:
+        return []
+    columns = [c.key for c in Backup.__table__.columns]
+    return [{c: getattr(b, c) for c in columns} for b in session.query(Backup).all()]
+
+
+def record_restored(
+    session: Session,
+    backup: Backup,
+    plan: RestorePlan,
+    counts: dict[str, int],
+    *,
+    catalog: list[dict[str, Any]],
+    safety_id: uuid.UUID | None,
+    actor: str,
+) -> None:
+    """Master after a restore, in the caller's transaction: the catalog put back (master
+    restored), the restored store's counters taken from its new data, the audit entry."""
+    if catalog:
+        _merge_catalog(session, catalog)
+    store_id = _store_restored(session, backup, plan)
+    if store_id is not None:  # its data changed wholesale: master counts it again
+        apply_counters(session, store_id, StoreCounters.from_row_counts(counts))
+    audit.record(
+        session,
+        actor=actor,
+        action="backup.restored",
+        target_type="database",
+        target_id=plan.confirm_name,
+        store_id=backup.store_id,
+        details={
+            "backup": str(backup.id),
+            "target": plan.target_shown,
+            "in_place": plan.in_place,
+            "safety_backup": str(safety_id) if safety_id else None,
+        },
     )
 
 
@@ -165,29 +139,6 @@ def _same_database(config_data: dict[str, Any], url: URL) -> bool:
     stored = (config_data.get("engine"), config_data.get("host"), config_data.get("database"))
     ports = {config_data.get("port"), url.port} - {None}  # a port left out is the default
     return stored == (backend_of(url), url.host, url.database) and len(ports) <= 1
-
-
-def _block_writes(sessions: sessionmaker[Session], store_id: uuid.UUID, reason: str) -> None:
-    with writer_sessions(sessions).begin() as session:
-        store = session.get_one(Store, store_id)
-        store.write_block_reason = reason
-        store.write_block_until = utcnow() + timedelta(seconds=WRITE_BLOCK_S)
-
-
-def _unblock_writes(
-    sessions: sessionmaker[Session], store_id: uuid.UUID, *, bump_connection: bool
-) -> None:
-    with writer_sessions(sessions).begin() as session:
-        store = session.get_one(Store, store_id)
-        store.write_block_reason = None
-        store.write_block_until = None
-        if bump_connection:  # cached engines hold connections to the replaced database
-            store.connection_version += 1
-
-
-def _catalog_rows(session: Session) -> list[dict[str, Any]]:
-    columns = [c.key for c in Backup.__table__.columns]
-    return [{c: getattr(b, c) for c in columns} for b in session.query(Backup).all()]
 
 
 def _merge_catalog(session: Session, rows: list[dict[str, Any]]) -> None:

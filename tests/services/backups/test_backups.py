@@ -16,11 +16,11 @@ from tenantry.db.master.models import Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
 from tenantry.failpoints import FailPointError
+from tenantry.operations.restore import restore
 from tenantry.services import store_data as products
 from tenantry.services import stores
 from tenantry.services.backups import policies, retention, scheduling
 from tenantry.services.backups.restore_plan import plan_restore
-from tenantry.services.backups.restoring import restore
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
 from tenantry.services.backups.verification import verify_backup
