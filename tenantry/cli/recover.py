@@ -18,7 +18,8 @@ from tenantry.backup.storage import storage_for
 from tenantry.cli.common import open_platform
 from tenantry.cli.output import JSON_OPTION, console, emit_json, err_console, reports_errors
 from tenantry.errors import InvalidInput
-from tenantry.services.backups.recovery import FORMATS, apply_rows, find_missing_rows
+from tenantry.operations.recover_rows import recover_rows
+from tenantry.services.backups.recovery import FORMATS, RowRecovery
 from tenantry.services.backups.recovery_output import write_rows
 from tenantry.settings import load_settings
 
@@ -92,25 +93,32 @@ def rows(
             )
     settings = load_settings()
     storage = storage_for(settings)
-    with open_platform(settings) as platform:
-        with _progress(not json_output) as (advance, describe):
-            recovery = find_missing_rows(
-                platform.sessions,
-                platform.box,
-                settings,
-                storage,
-                backup,
-                table,
-                where=where,
-                on_progress=advance,
-                on_status=describe,
-            )
-        to_stdout = output in (None, "-") and not json_output
-        written = to_stdout or output not in (None, "-")
-        if written:
-            with _opened(output) as out:
-                write_rows(recovery, out, fmt)
-        applied = apply_rows(platform.sessions, platform.box, settings, recovery) if apply else None
+    to_stdout = output in (None, "-") and not json_output
+    written = to_stdout or output not in (None, "-")
+    with (
+        open_platform(settings) as platform,
+        _progress(not json_output) as (advance, describe, stop),
+    ):
+
+        def write_out(recovery: RowRecovery) -> None:
+            stop()  # the rows may go to stdout: the progress display ends first
+            if written:
+                with _opened(output) as out:
+                    write_rows(recovery, out, fmt)
+
+        recovery, applied = recover_rows(
+            platform.sessions,
+            platform.box,
+            settings,
+            storage,
+            backup,
+            table,
+            where=where,
+            apply=apply,
+            on_progress=advance,
+            on_status=describe,
+            before_apply=write_out,
+        )
     if json_output:
         emit_json(
             {
@@ -139,8 +147,11 @@ def rows(
 
 
 @contextmanager
-def _progress(show: bool) -> Iterator[tuple[OnBytes, Callable[[str], None]]]:
-    """Progress on stderr: bytes of the backup restored, then what is being done."""
+def _progress(
+    show: bool,
+) -> Iterator[tuple[OnBytes, Callable[[str], None], Callable[[], None]]]:
+    """Progress on stderr: bytes of the backup restored, then what is being done; and a way
+    to end it early."""
     progress = Progress(
         SpinnerColumn(),
         TextColumn("{task.description}"),
@@ -155,4 +166,5 @@ def _progress(show: bool) -> Iterator[tuple[OnBytes, Callable[[str], None]]]:
         yield (
             lambda n: progress.advance(task, n),
             lambda text: progress.update(task, description=text),
+            progress.stop,
         )

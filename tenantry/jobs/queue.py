@@ -22,6 +22,7 @@ from tenantry.db.master.models import OperationKind
 from tenantry.errors import QueueUnreachable
 from tenantry.files import private_file
 from tenantry.jobs.heartbeat import Heartbeat
+from tenantry.operations import stalled as stalled_work
 from tenantry.operations import work
 from tenantry.operations.dispatch import OnReady
 from tenantry.operations.kit import OperationKit
@@ -140,7 +141,8 @@ class Queue:
 
     def recover(self) -> int:
         """Re-enqueue the operations no live worker runs (its worker died, or its queue
-        message was lost): the kit's stalled operations, and queued backups waiting too long."""
+        message was lost): the kit's stalled provisioning jobs, and queued backups waiting too
+        long; and roll back (or end) stalled moves, restores and row recoveries."""
         lost_after = timedelta(seconds=self.settings.job_lease_seconds)
         platform = self.platform()
         stalled = OperationKit.from_settings(platform.sessions, platform.settings).find_stalled(
@@ -155,6 +157,7 @@ class Queue:
             self.enqueue_backup(backup_id, scope)
         if stalled or backups:
             log.info("re-enqueued %d provisioning job(s), %d backup(s)", len(stalled), len(backups))
+        stalled_work.end_stalled(platform)  # logged there; nothing of them is re-enqueued
         return len(stalled) + len(backups)
 
     def start_heartbeat(self) -> Heartbeat:

@@ -31,10 +31,11 @@ from tenantry.db.tenant.store.models import StoreBase
 from tenantry.db.urls import backend_of
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
 from tenantry.failpoints import FailPointError
+from tenantry.operations.recover_rows import apply_rows
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, stores
 from tenantry.services.backups import targets
-from tenantry.services.backups.recovery import RowRecovery, apply_rows, find_missing_rows
+from tenantry.services.backups.recovery import RowRecovery, find_missing_rows
 from tenantry.services.backups.recovery_output import insert_statements, write_csv, write_sql
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.verification import SCRATCH_PREFIX

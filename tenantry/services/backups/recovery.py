@@ -7,6 +7,9 @@ the live database are kept. Rows present in both are never touched. The missing 
 written out for review (INSERT statements for the live database's dialect, or CSV) and
 inserted into the live database in one transaction: all of them or none.
 
+The checks are :mod:`~tenantry.services.backups.recovery_checks`; the ``recover_rows``
+operation (:mod:`tenantry.operations.recover_rows`) runs a recovery and owns its transactions.
+
 The live database is the backup's own (master, billing, or the store's current tenant
 database), and its identity must carry the backup's instance id: rows are never merged into
 another database.
@@ -30,7 +33,6 @@ from sqlalchemy import (
     Table,
     and_,
     insert,
-    inspect,
     literal_column,
     select,
     tuple_,
@@ -43,23 +45,26 @@ from tenantry.backup import artifacts
 from tenantry.backup.storage import Storage
 from tenantry.crypto import SecretBox
 from tenantry.db.engines import connect, make_engine
-from tenantry.db.identity import is_tenantry_table
-from tenantry.db.master.models import Backup, Store
+from tenantry.db.master.models import Backup
 from tenantry.db.readonly import read_only_engine
-from tenantry.db.schemas import Role, SchemaSpec, schema_for
-from tenantry.db.types import utcnow
+from tenantry.db.schemas import schema_for
 from tenantry.db.urls import backend_of, mask, redact
-from tenantry.errors import Conflict, InvalidInput, NotFound, WrongDatabase
-from tenantry.failpoints import failpoint
+from tenantry.errors import Conflict, InvalidInput
 from tenantry.services import audit
-from tenantry.services.backups.targets import BackupTarget, identify, resolve, scratch_server
+from tenantry.services.backups.recovery_checks import (
+    check_columns,
+    check_where,
+    live_target,
+    recoverable_table,
+)
+from tenantry.services.backups.targets import BackupTarget, scratch_server
 from tenantry.services.backups.verification import (
     get_backup,
     require_good,
     restore_artifact,
     scratch_database,
 )
-from tenantry.services.counters import apply_counters, count_store_database
+from tenantry.services.counters import StoreCounters, apply_counters
 from tenantry.settings import Settings
 
 #: Keys looked up in the live table per query (and rows inserted per statement).
@@ -110,115 +115,6 @@ class RowRecovery:
         }
 
 
-# --------------------------------------------------------------------------- checks
-
-
-def recoverable_table(spec: SchemaSpec, name: str) -> Table:
-    """The model table ``name`` of ``spec``; tenantry's own tables and unknown names refused."""
-    valid = sorted(t.name for t in spec.metadata.sorted_tables if not is_tenantry_table(t.name))
-    listed = ", ".join(valid)
-    if is_tenantry_table(name):
-        raise InvalidInput(
-            f"{name} is tenantry's own bookkeeping (identity, versions, checksums); its rows "
-            "are never recovered one by one.",
-            f"Choose one of the {spec.name} tables: {listed}.",
-        )
-    table = spec.metadata.tables.get(name)
-    if table is None:
-        raise InvalidInput(
-            f"the {spec.name} schema has no table {name!r}.",
-            f"Choose one of: {listed}.",
-        )
-    if not table.primary_key.columns:
-        raise InvalidInput(
-            f"table {name} has no primary key, so its rows cannot be matched with the live ones.",
-            "Restore the backup into a new database (tenantry restore --target) and compare "
-            "by hand.",
-        )
-    return table
-
-
-def check_where(where: str | None) -> str | None:
-    """The ``--where`` expression, refused when it is empty or holds a ``;``."""
-    if where is None:
-        return None
-    if not where.strip():
-        raise InvalidInput("--where is empty.", "Leave it out to take every row of the table.")
-    if ";" in where:
-        raise InvalidInput(
-            f"--where {where!r} holds a ';': it must be one SQL expression, not statements.",
-            "Write a condition on the table's columns, e.g. --where \"created_at < '2026-01-22'\".",
-        )
-    return where.strip()
-
-
-def live_target(
-    session: Session, box: SecretBox, settings: Settings, backup: Backup
-) -> BackupTarget:
-    """The backup's own live database, after checking its identity is the backup's instance."""
-    scope = f"store:{backup.slug}" if backup.role == Role.TENANT else str(backup.role)
-    try:
-        target = resolve(session, box, settings, scope)
-    except NotFound:
-        raise NotFound(
-            f"store {backup.slug} (of backup {backup.id}) has no active database to recover "
-            "rows into.",
-            "Restore the backup with `tenantry restore --target URL` into a database you "
-            "choose instead.",
-        ) from None
-    if backup.store_id is not None and target.store_id != backup.store_id:
-        raise WrongDatabase(
-            f"backup {backup.id} is of store id {backup.store_id}; the store now named "
-            f"{backup.slug} is {target.store_id}. Nothing was changed.",
-            "Rows are recovered only into the database the backup was taken of.",
-        )
-    if target.instance_id and target.instance_id != backup.instance_id:
-        raise WrongDatabase(
-            f"backup {backup.id} is of instance {backup.instance_id}; master records instance "
-            f"{target.instance_id} for {scope}. Rows from one database are never merged into "
-            "another; nothing was changed.",
-            f"Choose a backup of this database (`tenantry backup list --db {scope}`).",
-        )
-    identify(
-        target,
-        instance_id=backup.instance_id,
-        why=f"backup {backup.id} is of instance {backup.instance_id}, and rows from one "
-        "database are never merged into another",
-        hint=f"Choose a backup of this database (`tenantry backup list --db {scope}`), or fix "
-        "the store's connection (or the URL settings) if it leads elsewhere.",
-    )
-    return target
-
-
-def _check_columns(conn: Connection, table: Table, where: str) -> None:
-    """Refuse a database whose ``table`` lacks, or has more than, the model's columns."""
-    found = inspect(conn)
-    if not found.has_table(table.name):
-        raise Conflict(
-            f"{where} has no table {table.name}.",
-            "The schema changed since: migrate, or restore the backup whole to compare.",
-        )
-    names = {c["name"] for c in found.get_columns(table.name)}
-    expected = {c.name for c in table.columns}
-    if names != expected:
-        extra, lacking = sorted(names - expected), sorted(expected - names)
-        raise Conflict(
-            f"table {table.name} in {where} does not have this code's columns "
-            f"(not in the models: {', '.join(extra) or 'none'}; missing: "
-            f"{', '.join(lacking) or 'none'}). Nothing was changed.",
-            "Rows are recovered only between databases at the same schema for this table: "
-            "migrate the live database, or restore the backup whole into a new database.",
-        )
-
-
-def _blocked(session: Session, store_id: uuid.UUID | None) -> str | None:
-    """Why the store's writes are blocked now (being moved or restored), or ``None``."""
-    store = session.get(Store, store_id) if store_id else None
-    if store is None or store.write_block_reason is None or store.write_block_until is None:
-        return None
-    return store.write_block_reason if store.write_block_until > utcnow() else None
-
-
 # --------------------------------------------------------------------------- finding
 
 
@@ -260,7 +156,7 @@ def find_missing_rows(
     live = make_engine(target.url, pooled=False)
     try:
         with connect(live) as live_conn:
-            _check_columns(live_conn, table, f"the live database ({target.scope})")
+            check_columns(live_conn, table, f"the live database ({target.scope})")
             live_conn.rollback()
             with scratch_database(server, backup.id, "recover") as scratch:
                 status(f"restoring backup {backup.id} into a scratch database")
@@ -307,7 +203,7 @@ def _compare(
     engine = read_only_engine(scratch)
     try:
         with connect(engine) as conn:
-            _check_columns(conn, table, "the backup")
+            check_columns(conn, table, "the backup")
             for batch in _backup_batches(conn, table, where, batch_size, engine_name):
                 in_backup += len(batch)
                 keys = [key_of(row) for row in batch]
@@ -386,77 +282,51 @@ def render_dialect(live: Dialect) -> Dialect:
     return dialect
 
 
-def apply_rows(
-    sessions: sessionmaker[Session],
-    box: SecretBox,
-    settings: Settings,
+def insert_rows(conn: Connection, recovery: RowRecovery, batch_size: int = BATCH) -> None:
+    """Insert the missing rows on ``conn`` (the live database, in the caller's transaction:
+    all of them or none)."""
+    for chunk in _chunks(recovery.rows, batch_size):
+        conn.execute(insert(recovery.table), chunk)
+
+
+def insert_failed(recovery: RowRecovery, scope: str, exc: DBAPIError) -> Conflict:
+    """What a failed insert of the missing rows is to a user (the transaction rolled back)."""
+    detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    return Conflict(
+        f"inserting {len(recovery.rows)} row(s) into {recovery.table.name} of {scope} "
+        f"failed: {redact(detail)}. The transaction was rolled back: no row was inserted.",
+        "List what is missing now (run again without --apply): a row may have come back "
+        "meanwhile, or one may need a parent row recovered first.",
+    )
+
+
+def record_recovered(
+    session: Session,
+    target: BackupTarget,
+    backup: Backup,
     recovery: RowRecovery,
+    counters: StoreCounters | None,
     *,
-    actor: str = "cli",
-    batch_size: int = BATCH,
-) -> int:
-    """Insert the missing rows into the live database in one transaction; how many.
-
-    The live database is resolved and identified again first. If any row fails (its key or
-    a unique value came back meanwhile, a foreign key has no parent) the transaction is
-    rolled back, nothing is inserted, and :class:`Conflict` says why. An audit entry (backup,
-    table, count; never row contents) is written to master afterwards.
-    """
-    with sessions() as session:
-        backup = get_backup(session, recovery.backup_id)
-        target = live_target(session, box, settings, backup)
-        reason = _blocked(session, backup.store_id)
-    if reason is not None:
-        raise Conflict(
-            f"{target.scope} accepts no writes for now ({reason}); no row was inserted.",
-            "Try again once that operation has finished.",
-        )
-    count = len(recovery.rows)
-    if not count:
-        return 0  # nothing changed, nothing to record
-    _insert_all(target, recovery, batch_size)
-    # Recovered products or orders count again in master's counters for the store.
-    counters = count_store_database(target.url) if target.store_id is not None else None
-    with sessions.begin() as session:
-        if counters is not None and target.store_id is not None:
-            apply_counters(session, target.store_id, counters)
-        audit.record(
-            session,
-            actor=actor,
-            action="backup.rows_recovered",
-            target_type="database",
-            target_id=target.scope,
-            store_id=backup.store_id,
-            details={
-                "backup": str(backup.id),
-                "table": recovery.table.name,
-                "count": count,
-                "filtered": recovery.where is not None,
-            },
-        )
-    return count
-
-
-def _insert_all(target: BackupTarget, recovery: RowRecovery, batch_size: int) -> None:
-    """Every row in one transaction on the live database; rolled back whole on any error."""
-    table = recovery.table
-    engine = make_engine(target.url, pooled=False)
-    try:
-        with connect(engine, begin=True) as conn:
-            for chunk in _chunks(recovery.rows, batch_size):
-                conn.execute(insert(table), chunk)
-            failpoint("recover.before_commit")
-    except DBAPIError as exc:
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        detail = redact(detail)
-        raise Conflict(
-            f"inserting {len(recovery.rows)} row(s) into {table.name} of {target.scope} "
-            f"failed: {detail}. The transaction was rolled back: no row was inserted.",
-            "List what is missing now (run again without --apply): a row may have come back "
-            "meanwhile, or one may need a parent row recovered first.",
-        ) from None
-    finally:
-        engine.dispose()
+    actor: str,
+) -> None:
+    """Master after rows were put back, in the caller's transaction: the store's counters
+    (recovered products or orders count again) and an audit entry (never row contents)."""
+    if counters is not None and target.store_id is not None:
+        apply_counters(session, target.store_id, counters)
+    audit.record(
+        session,
+        actor=actor,
+        action="backup.rows_recovered",
+        target_type="database",
+        target_id=target.scope,
+        store_id=backup.store_id,
+        details={
+            "backup": str(backup.id),
+            "table": recovery.table.name,
+            "count": len(recovery.rows),
+            "filtered": recovery.where is not None,
+        },
+    )
 
 
 def _chunks(rows: Iterable[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
