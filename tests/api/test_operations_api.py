@@ -23,8 +23,8 @@ def _kit(api: Api) -> OperationKit:
 def test_admin_sees_all_a_store_key_only_its_stores(api: Api) -> None:
     mine, other = _store(api, "op-mine"), _store(api, "op-other")
     kit = _kit(api)
-    my_op = kit.create(OperationKind.MOVE, store_id=mine, target="op-mine")
-    other_op = kit.create(OperationKind.MOVE, store_id=other, target="op-other")
+    my_op = kit.create(OperationKind.RESTORE, store_id=mine, target="op-mine")
+    other_op = kit.create(OperationKind.RESTORE, store_id=other, target="op-other")
     platform_op = kit.create(OperationKind.BACKUP, target="master")
     assert kit.claim(my_op) is not None
     kit.progress(my_op, step="create_tables", current=2, total=5, unit=ProgressUnit.TABLES)
@@ -58,7 +58,7 @@ def test_filters_and_pages(api: Api) -> None:
     store_id = _store(api, "op-pages")
     kit = _kit(api)
     made = [kit.create(OperationKind.BACKUP, store_id=store_id) for _ in range(3)]
-    kit.create(OperationKind.MOVE, store_id=store_id)
+    kit.create(OperationKind.RESTORE, store_id=store_id)
     page = api.client.get("/operations?kind=backup&limit=2&offset=1", headers=api.admin).json()
     assert page["total"] == 3
     assert len(page["items"]) == 2

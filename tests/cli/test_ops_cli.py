@@ -35,7 +35,7 @@ def test_list_filters_by_kind_status_and_store(
 ) -> None:
     ops, store_id = kit
     backup = ops.create(OperationKind.BACKUP, target="master")
-    provision = ops.create(OperationKind.MOVE, store_id=store_id, target="shop")
+    provision = ops.create(OperationKind.RESTORE, store_id=store_id, target="shop")
     assert ops.claim(provision) is not None
     listed = as_json(cli("ops", "list", "--json"))
     assert listed["total"] == 2
@@ -55,7 +55,7 @@ def test_list_filters_by_kind_status_and_store(
     assert [d["id"] for d in by_store["items"]] == [str(provision)]
     table = cli("ops", "list")
     assert table.exit_code == 0
-    assert "move" in table.stdout
+    assert "restore" in table.stdout
     assert "running" in table.stdout
     wrong = cli("ops", "list", "--kind", "nonsense")
     assert wrong.exit_code == 2
@@ -92,7 +92,7 @@ def test_cancel_a_queued_one_now_a_running_one_at_its_next_step(
 ) -> None:
     ops, _ = kit
     queued = ops.create(OperationKind.BACKUP)
-    running = ops.create(OperationKind.MOVE)
+    running = ops.create(OperationKind.RESTORE)
     assert ops.claim(running) is not None
     done = cli("ops", "cancel", str(queued)[:10], "--json")
     assert done.exit_code == 0, done.output

@@ -109,7 +109,7 @@ def test_a_holder_that_stops_renewing_loses_the_claim_to_another(
     kits: Callable[..., OperationKit],
 ) -> None:
     dead, other = kits(), kits()
-    op_id = dead.create(OperationKind.MOVE, target="shop")
+    op_id = dead.create(OperationKind.RESTORE, target="shop")
     assert dead.claim(op_id) is not None
     dead.progress(op_id, step="copy", current=3, total=10, unit=ProgressUnit.ROWS)
     assert other.claim(op_id) is None  # the lease is live
@@ -236,7 +236,7 @@ def test_find_stalled_lists_lapsed_running_operations_only(
     queued = kit.create(OperationKind.BACKUP)
     live = kit.create(OperationKind.BACKUP)
     lapsed = kit.create(OperationKind.PROVISION)
-    lapsed_cancelling = kit.create(OperationKind.MOVE)
+    lapsed_cancelling = kit.create(OperationKind.RESTORE)
     ended = {status: kit.create(OperationKind.BACKUP) for status in ("ok", "fail", "cancel")}
     assert kit.claim(live)
     assert short.claim(lapsed)
