@@ -92,6 +92,7 @@ def restore_command(
             {
                 "plan": plan.document(),
                 "restored": True,
+                "operation": str(result.operation_id) if result.operation_id else None,
                 "seconds": round(result.seconds, 3),
                 "safety_backup": str(result.safety_backup_id) if result.safety_backup_id else None,
                 "row_counts": result.row_counts,

@@ -268,3 +268,107 @@ def _old_store(conn: Connection, stores: Table, now: datetime, **columns: object
     )
     conn.execute(stores.insert().values(values))
     return store_id
+
+
+def test_master_0011_moves_every_store_move_into_operations_keeping_history(
+    new_database: DbFactory, engines: Callable[[URL], Engine]
+) -> None:
+    spec = master_schema()
+    engine = engines(new_database("master"))
+    with engine.begin() as conn:
+        schema_ops.migrate(conn, spec, "m", target="0009", acting_app="tenantry", owner="tenantry")
+        old = MetaData()
+        stores = Table("stores", old, autoload_with=conn)
+        moves = Table("store_moves", old, autoload_with=conn)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        store_id = _old_store(conn, stores, now, connection_version=0)
+        common = {
+            "store_id": store_id,
+            "slug": "old-shop",
+            "from_config_id": uuid.uuid4().hex,
+            "to_server": "pg",
+            # Reflected, the JSON column is text on MariaDB: a document every backend takes.
+            "details": "{}",
+            "started_at": now,
+        }
+        done, failed = uuid.uuid4(), uuid.uuid4()
+        conn.execute(
+            moves.insert().values(
+                id=done.hex,
+                status="completed",
+                step="done",
+                progress=100,
+                to_config_id=uuid.uuid4().hex,
+                keep_source_until=now,
+                finished_at=now,
+                **common,
+            )
+        )
+        conn.execute(
+            moves.insert().values(
+                id=failed.hex,
+                status="rolled_back",
+                step="rolled_back",
+                progress=40,
+                error="the copy does not match the source",
+                finished_at=now,
+                **common,
+            )
+        )
+    with engine.begin() as conn:
+        result = schema_ops.migrate(conn, spec, "m", acting_app="tenantry", owner="tenantry")
+    assert result.to_revision == migrations.head(spec)
+    with engine.connect() as conn:
+        assert migrations.drift(conn, spec) == []
+        new = MetaData()
+        operations = Table("operations", new, autoload_with=conn)
+        moves = Table("store_moves", new, autoload_with=conn)
+        assert {"status", "step", "error", "slug", "store_id", "started_at"}.isdisjoint(
+            moves.c.keys()
+        )
+        rows = {
+            uuid.UUID(str(r.id)): r
+            for r in conn.execute(select(operations).where(operations.c.kind == "move"))
+        }
+        assert set(rows) == {done, failed}
+        assert (rows[done].status, rows[done].step, rows[done].target) == (
+            "succeeded",
+            "done",
+            "old-shop",
+        )
+        assert uuid.UUID(str(rows[done].store_id)) == uuid.UUID(store_id)
+        assert rows[done].started_at is not None
+        assert rows[done].finished_at is not None
+        assert (rows[failed].status, rows[failed].error) == (
+            "failed",
+            "the copy does not match the source",
+        )
+        kept = {uuid.UUID(str(r.id)): r for r in conn.execute(select(moves))}
+        assert (kept[done].progress, kept[done].to_server) == (100, "pg")
+        assert kept[done].keep_source_until is not None
+    # Going back puts every move's lifecycle back in its own row, in a move's words.
+    _downgrade(engine, spec, "0009")
+    with engine.connect() as conn:
+        assert migrations.current(conn, spec) == "0009"
+        moves = Table("store_moves", MetaData(), autoload_with=conn)
+        back = {uuid.UUID(str(r.id)): r for r in conn.execute(select(moves))}
+        assert (back[done].status, back[done].slug, back[done].step) == (
+            "completed",
+            "old-shop",
+            "done",
+        )
+        assert uuid.UUID(str(back[done].store_id)) == uuid.UUID(store_id)
+        assert (back[failed].status, back[failed].error) == (
+            "rolled_back",
+            "the copy does not match the source",
+        )
+        assert back[failed].started_at is not None
+        operations = Table("operations", MetaData(), autoload_with=conn)
+        assert conn.execute(select(func.count()).select_from(operations)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("url", ["sqlite:///m.db", "postgresql://h/m", "mysql+pymysql://h/m"])
+def test_master_0011_prints_its_sql_without_a_database(url: str) -> None:
+    sql = migrations.upgrade_sql(master_schema(), make_url(url), "0009", "0011")
+    assert "INSERT INTO operations" in sql
+    assert "fk_store_moves_id_operations" in sql
