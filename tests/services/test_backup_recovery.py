@@ -26,12 +26,14 @@ from tenantry.backup.storage import Storage, storage_for
 from tenantry.db.admin import database_exists
 from tenantry.db.billing.models import BillingBase
 from tenantry.db.engines import make_engine, sqlite_path
-from tenantry.db.master.models import AuditLog, Backup, ProvisioningMode
+from tenantry.db.master.models import AuditLog, Backup, OperationKind, ProvisioningMode
 from tenantry.db.tenant.store.models import StoreBase
 from tenantry.db.urls import backend_of
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
 from tenantry.failpoints import FailPointError
-from tenantry.operations.recover_rows import apply_rows
+from tenantry.operations.kit import OperationKit
+from tenantry.operations.records import list_operations, operation_document, request_cancel
+from tenantry.operations.recover_rows import RecoveryCancelled, apply_rows, recover_rows
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, stores
 from tenantry.services.backups import targets
@@ -425,3 +427,45 @@ def test_keys_are_matched_as_the_live_database_compares_them(shop: Shop, backend
         assert [r["key"] for r in found.rows] == [key]
         assert shop.apply(found) == 1
         assert len(shop.rows(settings_table)) == len(seeded) + 1
+
+
+def test_a_recovery_is_an_operation_cancelled_before_any_row_is_written(shop: Shop) -> None:
+    deleted = shop.ids[2:4]
+    _delete(shop, deleted)
+    p = shop.platform
+    kit = OperationKit.from_settings(p.sessions, p.settings)
+    count = len(shop.live())
+
+    def cancel_before_apply(recovery: RowRecovery) -> None:
+        assert recovery.missing == len(deleted)  # found: the CLI writes them out here
+        with kit.sessions.begin() as session:
+            [running] = list_operations(session, kind=OperationKind.RECOVER_ROWS)[0]
+            request_cancel(session, running, actor="test")
+
+    with pytest.raises(RecoveryCancelled):
+        recover_rows(
+            p.sessions,
+            p.box,
+            p.settings,
+            shop.storage,
+            shop.backup_id,
+            "products",
+            apply=True,
+            before_apply=cancel_before_apply,
+        )
+    assert len(shop.live()) == count  # nothing was inserted
+
+    recovery, applied = recover_rows(
+        p.sessions, p.box, p.settings, shop.storage, shop.backup_id, "products", apply=True
+    )
+    assert applied == recovery.missing == len(deleted)
+    assert set(shop.live()) == set(shop.ids)
+    with p.sessions() as session:
+        ops, _total = list_operations(session, kind=OperationKind.RECOVER_ROWS)
+        shown = [operation_document(o) for o in ops]
+    assert [(d["status"], d["progress"]["unit"]) for d in shown] == [
+        ("succeeded", "rows"),
+        ("cancelled", "rows"),
+    ]
+    assert shown[0]["progress"]["current"] == len(deleted)
+    assert shown[0]["target"] == f"products from backup {shop.backup_id}"
