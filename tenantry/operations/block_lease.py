@@ -46,6 +46,11 @@ class BlockLease:
             block_writes(session, self.store_id, self.reason, utcnow() + self.kit.lease)
         self._blocked = True
 
+    def adopt(self) -> None:
+        """Take over a block set already (with the operation's start) and keep renewing it."""
+        self._blocked = True
+        self.start()
+
     def renew(self) -> bool:
         """Extend the lease and the block; False when either is no longer this holder's."""
         if not self.kit.renew(self.operation_id):

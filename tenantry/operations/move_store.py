@@ -10,10 +10,11 @@ Any failure before the switch, Ctrl-C, or ``tenantry ops cancel`` (honoured at e
 report up to the switch) rolls back: the source writable again, the target dropped if the move
 created it, the block lifted, the store still served from its source; the operation ends
 ``failed`` (or ``cancelled``) and the move ``rolled_back``. A cancel that arrives once the
-switch began is too late: the move completes. A mover killed mid-way leaves a running operation
-whose lease lapses; the store's next move, or the workers' recovery sweep
-(:func:`recover_stalled_move`), rolls it back the same way. No master transaction is held open
-while tenant databases are read or written.
+switch began is too late: the move completes. The lease and the write block are renewed
+together from a thread while the move runs (:class:`.block_lease.BlockLease`). A mover killed
+mid-way leaves a running operation whose lease (and block) lapses; the store's next move, or
+the workers' recovery sweep (:meth:`StoreMover.recover_stalled`), rolls it back the same way.
+No master transaction is held open while tenant databases are read or written.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
 from tenantry.errors import Conflict
 from tenantry.failpoints import failpoint
+from tenantry.operations.block_lease import BlockLease
 from tenantry.operations.kit import LostClaim, OperationKit, lease_lapsed
 from tenantry.operations.move_copy import copy_tables, verify_copy
 from tenantry.operations.move_run import MoveCancelled, MoveRun
@@ -97,13 +99,19 @@ class StoreMover:
         """
         plan = self.plan(store_ref, server_name)
         run = self._start(plan)
+        # The lease and the write block stay alive as long as this process runs the move,
+        # also through steps that report nothing for a while (creating tables).
+        lease = BlockLease(self.kit, plan.move_id, plan.store_id, plan.reason)
+        lease.adopt()
         try:
             self._copy_verify_switch(run)
         except BaseException as exc:  # Ctrl-C too: never leave a half-made move behind
+            lease.stop()
             moved = self._roll_back(run, exc)
             if not isinstance(exc, Exception):
                 raise
             return moved
+        lease.stop()
         self._finish(run)
         return self._load(plan.move_id)
 
