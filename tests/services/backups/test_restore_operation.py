@@ -17,6 +17,7 @@ import uuid
 
 import pytest
 
+from tenantry.errors import TenantryError
 from tenantry.jobs.queue import Queue
 from tenantry.operations.restore import RestoreCancelled, restore
 from tests.cli.conftest import Invoke, as_json, cli
@@ -153,3 +154,23 @@ def test_a_restore_killed_before_its_switch_is_ended_by_the_recovery_sweep(
     )
     assert again.operation_id is not None
     assert _skus(shop) == ["A-1", "A-2", "A-3"]
+
+
+def test_a_failed_restore_is_a_failed_operation(
+    shop: ShopDb, cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    backup = _backup(shop)
+    plan = _plan(shop, backup)
+    p = shop.platform
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "restore.before_switch=raise")
+    with pytest.raises(TenantryError):
+        restore(p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name)
+    monkeypatch.delenv("TENANTRY_FAILPOINTS")
+
+    [op] = _ops(cli)
+    assert op["status"] == "failed"
+    assert "fail point restore.before_switch reached" in str(op["error"])
+    assert "The target was not changed" in str(op["error"])
+    assert op["lease_holder"] is not None  # who ran it stays recorded
+    assert op["lease_expires_at"] is None
+    assert _block(shop) is None
