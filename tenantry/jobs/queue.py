@@ -26,7 +26,6 @@ from tenantry.operations import work
 from tenantry.operations.dispatch import OnReady
 from tenantry.operations.kit import OperationKit
 from tenantry.runtime import Platform
-from tenantry.services.backups import catalog
 from tenantry.services.billing import webhooks
 from tenantry.services.provisioning import QUEUED_GRACE_S, Provisioner
 from tenantry.settings import Settings
@@ -140,14 +139,14 @@ class Queue:
 
     def recover(self) -> int:
         """Re-enqueue the operations no live worker runs (its worker died, or its queue
-        message was lost): the kit's stalled operations, and queued backups waiting too long."""
-        lost_after = timedelta(seconds=self.settings.job_lease_seconds)
+        message was lost): the kit's stalled operations, and queued backups waiting too long.
+        A backup or restore test whose process died cannot be resumed (a dump is one stream):
+        it is cleaned up and failed, to be run again."""
         platform = self.platform()
         stalled = OperationKit.from_settings(platform.sessions, platform.settings).find_stalled(
             kinds=(OperationKind.PROVISION,), queued_for=timedelta(seconds=QUEUED_GRACE_S)
         )
-        with platform.sessions() as session:
-            backups = catalog.waiting_too_long(session, lost_after)
+        backups = work.recover_backups(platform)
         # A stalled job that was cancelled is claimed to drop what it made, then ends.
         for operation in stalled:
             self.enqueue_provision(operation.id)
