@@ -111,6 +111,8 @@ class _Take:
             return
         claim = self.kit.claim(self.id)
         if claim is None:
+            with self.writes.begin() as session:  # cancelled while queued: say so in the catalog
+                taking.settle_orphans(session, self.id)
             raise Conflict(f"backup {self.id} is no longer queued; another worker took it.")
         if claim.cancel_requested:
             self._cancelled()

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 from tenantry.backup.artifacts import Progress
 from tenantry.db.master.models import ProgressUnit
+from tenantry.failpoints import failpoint
 from tenantry.operations.kit import OperationKit
 
 #: How often a streaming step writes its progress to master.
@@ -40,6 +41,7 @@ class ByteReporter:
     _last: float = field(default_factory=time.monotonic)
 
     def __call__(self, n: int) -> None:
+        failpoint("backup.chunk")  # tests: a dump slow enough to be killed or cancelled mid-way
         self.done += n
         if self.also is not None:
             self.also(n)

@@ -89,7 +89,8 @@ def test_master_0012_records_an_operation_per_backup_keeping_history(
         "bytes",
     )
     assert stored.requested_by == "apikey:x"
-    assert stored.started_at is not None and stored.finished_at is not None
+    assert stored.started_at is not None
+    assert stored.finished_at is not None
     assert (failed.status, failed.error) == ("failed", "pg_dump failed")
     running, queued = found[ids["running"]], found[ids["queued"]]
     # No live holder: the recovery sweep finds it stalled, cleans up and fails it.

@@ -231,21 +231,21 @@ def discard(storage: Storage, key: str, manifest_key: str | None = None) -> None
         storage.delete_unfinished(key)
 
 
-def settle_orphans(session: Session) -> list[uuid.UUID]:
+def settle_orphans(session: Session, backup_id: uuid.UUID | None = None) -> list[uuid.UUID]:
     """Catalog rows still ``queued`` or ``running`` whose operation ended without storing
-    them (cancelled while queued, or failed before it could say so): recorded as failed."""
-    ended = select(Operation.id).where(
-        Operation.kind == OperationKind.BACKUP,
-        Operation.status.in_((OperationStatus.CANCELLED, OperationStatus.FAILED)),
-    )
-    query = select(Backup.id, Operation.status, Operation.error).join(
-        Operation, Operation.id == Backup.id
-    )
-    orphans = session.execute(
-        query.where(
-            Backup.status.in_((BackupStatus.QUEUED, BackupStatus.RUNNING)), Backup.id.in_(ended)
+    them (cancelled while queued, or failed before it could say so): recorded as failed
+    (only ``backup_id``'s when given); their ids."""
+    query = (
+        select(Backup.id, Operation.status, Operation.error)
+        .join(Operation, Operation.id == Backup.id)
+        .where(
+            Backup.status.in_((BackupStatus.QUEUED, BackupStatus.RUNNING)),
+            Operation.status.in_((OperationStatus.CANCELLED, OperationStatus.FAILED)),
         )
-    ).all()
+    )
+    if backup_id is not None:
+        query = query.where(Backup.id == backup_id)
+    orphans = session.execute(query).all()
     for row in orphans:
         reason = CANCELLED_ERROR if row.status == OperationStatus.CANCELLED else row.error
         session.execute(failed(row.id, reason or STALLED_ERROR))
