@@ -15,18 +15,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Column, Integer, MetaData, String, Table, select
+from sqlalchemy import Column, Integer, MetaData, String, Table, inspect, select
 from typer.testing import CliRunner
 
 from tenantry.backup.storage import LocalStorage
 from tenantry.cli.main import app
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import Backup, BackupStatus, Operation
+from tenantry.db.schemas import billing_schema, master_schema
 from tenantry.jobs.queue import Queue
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.backup_verify import verify_backup
-from tenantry.services.backups.targets import resolve
-from tests.services.backups.conftest import ShopDb
+from tenantry.services.backups import premigration
+from tenantry.services.backups.targets import BackupTarget, resolve
+from tenantry.settings import Settings
+from tests.migrations.test_upgrades import _downgrade
+from tests.services.backups.conftest import ShopDb, settings
+
+__all__ = ["settings"]
 
 #: Rows of filler (1 KB each): a dump of several MB, read in many chunks.
 FILLER_ROWS = 8000
@@ -208,3 +214,25 @@ def test_a_queued_backup_cancelled_before_a_worker_took_it_is_not_taken(shop: Sh
 @pytest.fixture(autouse=True)
 def _no_failpoints(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("TENANTRY_FAILPOINTS", raising=False)
+
+
+def test_a_pre_migration_backup_on_a_master_older_than_operations_is_untracked(
+    settings: Settings,
+) -> None:
+    engine = make_engine(settings.master_url, pooled=False)
+    try:
+        _downgrade(engine, master_schema(), "0007")  # before the operations table
+        with premigration.standalone(settings) as backups:
+            assert backups.tracked is False
+            backup = backups.take(
+                BackupTarget(billing_schema(), settings.billing_url), "0001", "0002"
+            )
+        with engine.connect() as conn:
+            assert "operations" not in inspect(conn).get_table_names()
+            catalog = Table("backups", MetaData(), autoload_with=conn)
+            status = conn.execute(
+                select(catalog.c.status).where(catalog.c.id == backup.id)
+            ).scalar_one()
+        assert status == BackupStatus.VERIFIED
+    finally:
+        engine.dispose()
