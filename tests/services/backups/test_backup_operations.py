@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -25,9 +26,10 @@ from tenantry.db.master.models import Backup, BackupStatus, Operation
 from tenantry.db.schemas import billing_schema, master_schema
 from tenantry.jobs.queue import Queue
 from tenantry.operations.backup_take import take_backup
-from tenantry.operations.backup_verify import verify_backup
+from tenantry.operations.backup_verify import VerificationCancelled, verify_backup
 from tenantry.services.backups import premigration
 from tenantry.services.backups.targets import BackupTarget, resolve
+from tenantry.services.backups.verification import Verification
 from tenantry.settings import Settings
 from tests.migrations.test_upgrades import _downgrade
 from tests.services.backups.conftest import ShopDb, settings
@@ -236,3 +238,43 @@ def test_a_pre_migration_backup_on_a_master_older_than_operations_is_untracked(
         assert status == BackupStatus.VERIFIED
     finally:
         engine.dispose()
+
+
+def test_ops_cancel_stops_a_restore_test_and_leaves_the_backup_as_it_was(
+    shop: ShopDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_filler(shop)
+    p = shop.platform
+    with p.sessions() as session:
+        target = resolve(session, p.box, p.settings, shop.scope)
+    backup = take_backup(p.sessions, shop.storage, target)
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "backup.chunk=sleep:0.5")
+    outcome: list[BaseException | Verification] = []
+
+    def verify() -> None:
+        try:
+            outcome.append(verify_backup(p.sessions, shop.storage, backup.id, shop.url))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=verify)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            items = cli("ops", "list", "--kind", "backup_verify")["items"]
+            if items and items[0]["progress"]["current"]:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the restore test never showed progress")
+        assert items[0]["parent_id"] == str(backup.id)
+        assert cli("ops", "cancel", items[0]["id"])["status"] == "cancelling"
+    finally:
+        thread.join(120)
+    assert isinstance(outcome[0], VerificationCancelled), outcome
+    assert cli("ops", "show", items[0]["id"])["status"] == "cancelled"
+    with p.sessions() as session:
+        kept = session.get_one(Backup, backup.id)
+        assert kept.status == BackupStatus.STORED
+        assert kept.verified_at is None
