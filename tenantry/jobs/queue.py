@@ -22,7 +22,7 @@ from tenantry.db.master.models import OperationKind
 from tenantry.errors import QueueUnreachable
 from tenantry.files import private_file
 from tenantry.jobs.heartbeat import Heartbeat
-from tenantry.operations import work
+from tenantry.operations import sweep, work
 from tenantry.operations.dispatch import OnReady
 from tenantry.operations.kit import OperationKit
 from tenantry.runtime import Platform
@@ -139,14 +139,17 @@ class Queue:
 
     def recover(self) -> int:
         """Re-enqueue the operations no live worker runs (its worker died, or its queue
-        message was lost): the kit's stalled operations, and queued backups waiting too long.
+        message was lost): the kit's stalled operations, and queued backups waiting too long;
+        end those of kinds run by a command whose process died (:mod:`~tenantry.operations.sweep`).
         A backup or restore test whose process died cannot be resumed (a dump is one stream):
-        it is cleaned up and failed, to be run again."""
+        it is cleaned up and failed, to be run again. Returns how many it handled."""
         platform = self.platform()
-        stalled = OperationKit.from_settings(platform.sessions, platform.settings).find_stalled(
+        kit = OperationKit.from_settings(platform.sessions, platform.settings)
+        ended = sweep.end_abandoned(kit)
+        stalled = kit.find_stalled(
             kinds=(OperationKind.PROVISION,), queued_for=timedelta(seconds=QUEUED_GRACE_S)
         )
-        backups = work.recover_backups(platform)
+        backups, backups_ended = work.recover_backups(platform)
         # A stalled job that was cancelled is claimed to drop what it made, then ends.
         for operation in stalled:
             self.enqueue_provision(operation.id)
@@ -154,7 +157,7 @@ class Queue:
             self.enqueue_backup(backup_id, scope)
         if stalled or backups:
             log.info("re-enqueued %d provisioning job(s), %d backup(s)", len(stalled), len(backups))
-        return len(stalled) + len(backups)
+        return len(stalled) + len(backups) + len(ended) + len(backups_ended)
 
     def start_heartbeat(self) -> Heartbeat:
         """Report this worker to master every few seconds, so that commands waiting for a

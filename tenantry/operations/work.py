@@ -90,9 +90,12 @@ def run_backup(platform: Platform, backup_id: uuid.UUID, scope: str) -> str:
     return str(backup.status)
 
 
-def recover_backups(platform: Platform) -> list[tuple[uuid.UUID, str]]:
-    """The recovery sweep's part for backups: takes and restore tests whose process died are
-    cleaned up and failed; the queued takes nobody took (to enqueue again, with their scope)."""
+def recover_backups(
+    platform: Platform,
+) -> tuple[list[tuple[uuid.UUID, str]], list[uuid.UUID]]:
+    """The recovery sweep's part for backups: the queued takes nobody took (to enqueue again,
+    with their scope), and the ids of takes and restore tests whose process died, now cleaned
+    up and failed."""
     settings = platform.settings
     lease = settings.job_lease_seconds
     lost, ended = backup_take.recover_stalled(
@@ -104,7 +107,7 @@ def recover_backups(platform: Platform) -> list[tuple[uuid.UUID, str]]:
     tests = backup_verify.recover_stalled(platform.sessions, lease_seconds=lease)
     if ended or tests:
         log.info("failed %d stalled backup(s), %d stalled restore test(s)", len(ended), len(tests))
-    return lost
+    return lost, ended + tests
 
 
 def backup_tick(platform: Platform) -> None:
