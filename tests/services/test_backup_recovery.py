@@ -23,6 +23,7 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.engine import URL
 
 from tenantry.backup.storage import Storage, storage_for
+from tenantry.billing.service import BillingService
 from tenantry.db.admin import database_exists
 from tenantry.db.billing.models import BillingBase
 from tenantry.db.engines import make_engine, sqlite_path
@@ -38,7 +39,6 @@ from tenantry.services.backups.recovery import RowRecovery, apply_rows, find_mis
 from tenantry.services.backups.recovery_output import insert_statements, write_csv, write_sql
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.verification import SCRATCH_PREFIX
-from tenantry.services.billing.service import BillingService
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
 
