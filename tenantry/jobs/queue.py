@@ -25,9 +25,10 @@ from tenantry.jobs.heartbeat import Heartbeat
 from tenantry.operations import process_webhooks, sweep, work
 from tenantry.operations.dispatch import OnReady
 from tenantry.operations.kit import OperationKit
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services.backups import catalog
-from tenantry.services.provisioning import QUEUED_GRACE_S, Provisioner
+from tenantry.services.provisioning import QUEUED_GRACE_S
 from tenantry.settings import Settings
 
 log = logging.getLogger("tenantry.jobs")

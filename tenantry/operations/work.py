@@ -15,13 +15,13 @@ from datetime import timedelta
 
 from tenantry.backup.storage import storage_for
 from tenantry.errors import Conflict
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import fleet
 from tenantry.services.backups import scheduling
 from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
-from tenantry.services.provisioning import Provisioner
 
 log = logging.getLogger("tenantry.jobs")
 #: Master's column for a job's worker name holds this many characters.

@@ -450,7 +450,7 @@ def test_retire_old_is_refused_while_a_secret_needs_an_old_key(
         record_rotation(*args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr("tenantry.cli.keys.record_rotation", meanwhile)
+        patch.setattr("tenantry.operations.key_rotation.record_rotation", meanwhile)
         refused = cli("keys", "rotate", "--retire-old")
     assert refused.exit_code == 2, refused.output
     assert "1 in billing's billing_processor_secrets.secret_encrypted" in refused.stderr

@@ -32,6 +32,7 @@ from tenantry.db.tenant.store.models import StoreBase
 from tenantry.db.urls import backend_of
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
 from tenantry.failpoints import FailPointError
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, stores
 from tenantry.services.backups import targets
@@ -130,7 +131,7 @@ def shop(platform: Platform, new_database: DbFactory, backend: str) -> Shop:
             mode=ProvisioningMode.CONNECT_EXISTING,
             url=url.render_as_string(hide_password=False),
         )
-    outcome = provisioning.Provisioner(
+    outcome = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "test"
     ).run(job.id)
     assert outcome == "completed"
