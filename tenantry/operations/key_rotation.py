@@ -7,6 +7,12 @@ under it (each database in one transaction of its own, see
 With ``TENANTRY_SECRET_KEYS`` nothing is generated: every secret is resealed under the
 variable's first key. If a later database fails, the ones before it stay resealed and every
 key is kept, so running it again finishes the job.
+
+A rotation is an operation (kind ``key_rotate``) run in the process that asked for it, its
+progress counted in databases: ``tenantry ops`` lists it, and a cancel is honoured before the
+first database is resealed (after that, stopping would leave the secrets under two keys, so
+it completes). A process that dies mid-way leaves it to the recovery sweep, which ends it
+failed with what to run again.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ from cryptography.fernet import Fernet, MultiFernet
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox, raw_keys, write_key_file
+from tenantry.db.master.models import OperationKind, ProgressUnit
 from tenantry.db.schemas import Role
 from tenantry.errors import ConfigurationError
+from tenantry.operations.running import Running, run_here
 from tenantry.runtime import Platform
 from tenantry.services.key_rotation import (
     Resealed,
@@ -81,14 +89,29 @@ def _readers(platform: Platform, role: Role) -> sessionmaker[Session]:
 
 
 def reseal_everywhere(
-    platform: Platform, box: SecretBox, done: list[Resealed], *, new_key: bool, actor: str = "cli"
+    platform: Platform,
+    box: SecretBox,
+    done: list[Resealed],
+    running: Running,
+    *,
+    new_key: bool,
+    actor: str = "cli",
 ) -> None:
     """Reseal every database holding secrets, each in its own transaction, appending each
     committed database to ``done``; then record the rotation in master's audit log."""
-    for spec in sealed_schemas():
+    schemas = sealed_schemas()
+    for n, spec in enumerate(schemas):
+        running.step(
+            f"resealing {spec.role.value}",
+            current=n,
+            total=len(schemas),
+            unit=ProgressUnit.DATABASES,
+            cancellable=not done,
+        )
         with _writer_sessions(platform, spec.role).begin() as session:
             result = reseal(session, box, spec)
         done.append(result)
+    running.step("recording", current=len(schemas), cancellable=False)
     with platform.writer_sessions.begin() as session:
         record_rotation(session, done, new_key=new_key, actor=actor)
 
@@ -116,15 +139,33 @@ def rotate(platform: Platform, *, retire_old: bool = False, actor: str = "cli") 
     """Re-encrypt every stored secret, in master and billing, under a new key (see the
     module's docstring); ``retire_old`` (key file only) then keeps only the new key."""
     settings = platform.settings
-    if settings.secret_keys is not None:
-        if retire_old:
-            raise ConfigurationError(
-                "--retire-old works on the key file only; TENANTRY_SECRET_KEYS is yours to edit.",
-                "Remove the old keys from the variable once `keys rotate` resealed everything.",
+    if settings.secret_keys is not None and retire_old:
+        raise ConfigurationError(
+            "--retire-old works on the key file only; TENANTRY_SECRET_KEYS is yours to edit.",
+            "Remove the old keys from the variable once `keys rotate` resealed everything.",
+        )
+    with run_here(
+        platform.sessions,
+        settings,
+        OperationKind.KEY_ROTATE,
+        target="secrets",
+        requested_by=actor,
+    ) as running:
+        if settings.secret_keys is not None:
+            rotation = Rotation(
+                "TENANTRY_SECRET_KEYS", new_key=False, retired_old=False, note=ENV_NOTE
             )
-        rotation = Rotation("TENANTRY_SECRET_KEYS", new_key=False, retired_old=False, note=ENV_NOTE)
-        reseal_everywhere(platform, platform.box, rotation.resealed, new_key=False, actor=actor)
-        return rotation
+            reseal_everywhere(
+                platform, platform.box, rotation.resealed, running, new_key=False, actor=actor
+            )
+            return rotation
+        return _rotate_key_file(platform, running, retire_old=retire_old, actor=actor)
+
+
+def _rotate_key_file(
+    platform: Platform, running: Running, *, retire_old: bool, actor: str
+) -> Rotation:
+    settings = platform.settings
     old, _ = raw_keys(settings)
     new = Fernet.generate_key()
     rotation = Rotation(
@@ -135,14 +176,9 @@ def rotate(platform: Platform, *, retire_old: bool = False, actor: str = "cli") 
         keys_in_file=1 if retire_old else 1 + len(old),
     )
     write_key_file(settings.key_file, [new, *old])
+    box = SecretBox.from_settings(settings)
     try:
-        reseal_everywhere(
-            platform,
-            SecretBox.from_settings(settings),
-            rotation.resealed,
-            new_key=True,
-            actor=actor,
-        )
+        reseal_everywhere(platform, box, rotation.resealed, running, new_key=True, actor=actor)
     except BaseException:
         # Once a database committed, its secrets need the new key: keep every key so both
         # resealed and not-yet-resealed secrets open, and a new run finishes.
@@ -150,6 +186,7 @@ def rotate(platform: Platform, *, retire_old: bool = False, actor: str = "cli") 
             write_key_file(settings.key_file, old)
         raise
     if retire_old:
+        running.step("retiring the old keys", cancellable=False)
         _ensure_only_new_opens_all(platform, new)
         write_key_file(settings.key_file, [new])
     return rotation
