@@ -22,12 +22,12 @@ from tenantry.db.master.models import OperationKind
 from tenantry.errors import QueueUnreachable
 from tenantry.files import private_file
 from tenantry.jobs.heartbeat import Heartbeat
-from tenantry.operations import sweep, work
+from tenantry.operations import process_webhooks, sweep, work
 from tenantry.operations.dispatch import OnReady
 from tenantry.operations.kit import OperationKit
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services.billing import webhooks
-from tenantry.services.provisioning import QUEUED_GRACE_S, Provisioner
+from tenantry.services.provisioning import QUEUED_GRACE_S
 from tenantry.settings import Settings
 
 log = logging.getLogger("tenantry.jobs")
@@ -170,7 +170,7 @@ class Queue:
         """Process billing webhook events in a background thread until the event is set."""
         stop = threading.Event()
         thread = threading.Thread(
-            target=webhooks.run_forever,
+            target=process_webhooks.run_forever,
             args=(self.platform().billing_sessions, stop),
             name="tenantry-webhooks",
             daemon=True,

@@ -24,6 +24,10 @@ RERUN: dict[str, str] = {
         "Run `tenantry stores delete {target}` again (with the same options): databases "
         "already dropped are skipped, and the store is removed once none is left."
     ),
+    OperationKind.KEY_ROTATE: (
+        "Run `tenantry keys rotate` again: every key was kept, so every secret still opens, "
+        "and the new run reseals them all under its new key."
+    ),
 }
 
 

@@ -17,12 +17,12 @@ from tenantry.backup.storage import storage_for
 from tenantry.errors import Conflict
 from tenantry.operations import backup_take, backup_verify
 from tenantry.operations.backup_take import take_backup
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import fleet
 from tenantry.services.backups import scheduling
 from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.backups.targets import resolve
-from tenantry.services.provisioning import Provisioner
 
 log = logging.getLogger("tenantry.jobs")
 #: Master's column for a job's worker name holds this many characters.

@@ -34,6 +34,7 @@ class OperationKind(StrEnum):
     STORE_DELETE = "store_delete"
     INIT = "init"
     BILLING_MIGRATE = "billing_migrate"
+    KEY_ROTATE = "key_rotate"
 
 
 class OperationStatus(StrEnum):
