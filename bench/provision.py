@@ -34,6 +34,7 @@ from tenantry.db.master.models import ProvisioningMode
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.urls import parse_url
 from tenantry.operations.init import run_init
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tenantry.services.connections import tenant_url
@@ -79,7 +80,7 @@ def bench_provision(backend: str, n: int) -> dict[str, Any]:
                 job_id = job.id
                 if server_name:
                     created.append(provisioning.tenant_database_name(store))
-            outcome = provisioning.Provisioner(
+            outcome = Provisioner(
                 platform.sessions, platform.box, platform.settings, platform.tenant_spec, "bench"
             ).run(job_id)
             per_store.append((time.perf_counter() - t0) * 1000)

@@ -151,7 +151,7 @@ def wait_until_healthy(
 # starts clean (no threads or connections of the test's process are inherited).
 _FORKS = multiprocessing.get_context("forkserver")
 _FORKS.set_forkserver_preload(
-    ["tenantry.runtime", "tenantry.services.provisioning", "tenantry.jobs.queue", "tests.helpers"]
+    ["tenantry.runtime", "tenantry.operations.provision", "tenantry.jobs.queue", "tests.helpers"]
 )
 
 
@@ -181,8 +181,8 @@ def provision_job(job_id: str) -> None:
     """What a worker does with one provisioning job (for :func:`run_child`)."""
     import uuid
 
+    from tenantry.operations.provision import Provisioner
     from tenantry.runtime import Platform
-    from tenantry.services.provisioning import Provisioner
     from tenantry.settings import load_settings
 
     settings = load_settings()

@@ -27,6 +27,7 @@ from tenantry.db.billing.models import (
     WebhookStatus,
 )
 from tenantry.errors import InvalidInput
+from tenantry.operations import process_webhooks
 from tenantry.runtime import Platform
 from tenantry.services.billing import customers, webhook_secrets, webhooks
 from tenantry.settings import load_settings
@@ -243,7 +244,7 @@ def _process_due(platform: Platform) -> tuple[int, bool]:
     handled, busy_rounds = 0, 0
     for _ in range(PROCESS_MAX_ROUNDS):
         try:
-            batch = webhooks.process_pending(platform.billing_sessions, limit=PROCESS_BATCH)
+            batch = process_webhooks.process_pending(platform.billing_sessions, limit=PROCESS_BATCH)
         except OperationalError:
             # SQLite has no SKIP LOCKED: a claim racing a running worker's is refused
             # ("database is locked") and rolled back, claiming nothing. Try again shortly.

@@ -24,6 +24,7 @@ from tenantry.db import admin, migrations
 from tenantry.db.engines import make_engine
 from tenantry.db.identity import Identity, identity_table, is_tenantry_table, read_identity
 from tenantry.db.schemas import SchemaSpec
+from tenantry.db.urls import backend_of
 from tenantry.errors import DatabaseAdminError
 from tenantry.failpoints import failpoint
 from tenantry.files import private_dir
@@ -164,3 +165,19 @@ def copy_sqlite_template(template_dir: Path, spec: SchemaSpec, path: Path) -> bo
     finally:
         Path(tmp).unlink(missing_ok=True)
     return True
+
+
+def create_tenant_database(url: URL, spec: SchemaSpec, template_dir: Path) -> bool:
+    """Create a store's new database at ``url``; True when it is a copy of the schema's
+    template (every table at head, so only identity and initial data are missing): a SQLite
+    file copied from ``template_dir``, or a PostgreSQL clone. MySQL (and a PostgreSQL server
+    where no template can be used) gets an empty database, built table by table."""
+    backend = backend_of(url)
+    if backend == "sqlite":
+        return copy_sqlite_template(template_dir, spec, Path(url.database or ""))
+    if backend == "postgresql" and clone_postgres_template(
+        url.set(database="postgres"), spec, url.database or ""
+    ):
+        return True
+    admin.create_database(url)
+    return False

@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
-from tenantry.db.engines import single_statements, sqlite_busy_timeout_ms
+from tenantry.db.engines import immediate, single_statements, sqlite_busy_timeout_ms
 from tenantry.errors import Conflict
 
 #: The advisory-lock key space tenantry uses (the first of PostgreSQL's two int4 keys).
@@ -105,3 +105,12 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
                 else:
                     conn.execute(text("SELECT RELEASE_LOCK(:n)"), {"n": name})
                 conn.commit()
+
+
+@contextmanager
+def migration_transaction(conn: Connection, role: str, *, wait_s: float = 0.0) -> Iterator[None]:
+    """Hold the migration lock of the database on ``conn`` and one transaction for the block:
+    committed when the block ends, rolled back when it raises (DDL included where the
+    backend's DDL is transactional). ``conn`` must not be in a transaction yet."""
+    with migration_lock(conn, role, wait_s=wait_s), immediate(conn).begin():
+        yield

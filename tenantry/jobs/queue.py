@@ -22,14 +22,12 @@ from tenantry.db.master.models import OperationKind
 from tenantry.errors import QueueUnreachable
 from tenantry.files import private_file
 from tenantry.jobs.heartbeat import Heartbeat
-from tenantry.operations import stalled as stalled_work
-from tenantry.operations import work
+from tenantry.operations import process_webhooks, sweep, work
 from tenantry.operations.dispatch import OnReady
 from tenantry.operations.kit import OperationKit
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services.backups import catalog
-from tenantry.services.billing import webhooks
-from tenantry.services.provisioning import QUEUED_GRACE_S, Provisioner
+from tenantry.services.provisioning import QUEUED_GRACE_S
 from tenantry.settings import Settings
 
 log = logging.getLogger("tenantry.jobs")
@@ -141,15 +139,19 @@ class Queue:
 
     def recover(self) -> int:
         """Re-enqueue the operations no live worker runs (its worker died, or its queue
-        message was lost): the kit's stalled provisioning jobs, and queued backups waiting too
-        long; and roll back (or end) stalled moves, restores and row recoveries."""
-        lost_after = timedelta(seconds=self.settings.job_lease_seconds)
+        message was lost): the kit's stalled operations, and queued backups waiting too long;
+        end those of kinds run by a command whose process died, rolling back a dead mover's
+        move, restore or row recovery (:mod:`~tenantry.operations.sweep`).
+        A backup or restore test whose process died cannot be resumed (a dump is one stream):
+        it is cleaned up and failed, to be run again. Returns how many it handled."""
         platform = self.platform()
-        stalled = OperationKit.from_settings(platform.sessions, platform.settings).find_stalled(
+        kit = OperationKit.from_settings(platform.sessions, platform.settings)
+        ended = sweep.end_abandoned(kit)
+        rolled_back = sweep.roll_back_abandoned(platform)
+        stalled = kit.find_stalled(
             kinds=(OperationKind.PROVISION,), queued_for=timedelta(seconds=QUEUED_GRACE_S)
         )
-        with platform.sessions() as session:
-            backups = catalog.waiting_too_long(session, lost_after)
+        backups, backups_ended = work.recover_backups(platform)
         # A stalled job that was cancelled is claimed to drop what it made, then ends.
         for operation in stalled:
             self.enqueue_provision(operation.id)
@@ -157,8 +159,7 @@ class Queue:
             self.enqueue_backup(backup_id, scope)
         if stalled or backups:
             log.info("re-enqueued %d provisioning job(s), %d backup(s)", len(stalled), len(backups))
-        stalled_work.end_stalled(platform)  # logged there; nothing of them is re-enqueued
-        return len(stalled) + len(backups)
+        return len(stalled) + len(backups) + len(ended) + len(backups_ended) + len(rolled_back)
 
     def start_heartbeat(self) -> Heartbeat:
         """Report this worker to master every few seconds, so that commands waiting for a
@@ -171,7 +172,7 @@ class Queue:
         """Process billing webhook events in a background thread until the event is set."""
         stop = threading.Event()
         thread = threading.Thread(
-            target=webhooks.run_forever,
+            target=process_webhooks.run_forever,
             args=(self.platform().billing_sessions, stop),
             name="tenantry-webhooks",
             daemon=True,

@@ -11,4 +11,8 @@ renew, progress, finish, fail, request_cancel, cancel_requested, find_stalled) w
 :mod:`.locks` holds "one at a time per key" (a fleet run per role, the backup scheduler). A new
 operation records itself with the kit, claims before it works, reports progress and checks for a
 cancel request at each step boundary, and ends with finish, fail or mark_cancelled.
+
+One kind of work is not a row of ``operations``: billing webhook events
+(:mod:`.process_webhooks`), whose rows in the shared billing database are their own queue and
+lease (see that module for why).
 """

@@ -1,7 +1,9 @@
 """Status, migration, drift check and adoption of one managed database.
 
-Every function takes an open connection; the caller decides the transaction. Whatever changes
-a schema calls :func:`tenantry.db.identity.guard` first, so a refused database is never touched.
+Every function takes an open connection; the caller decides the transaction (the lock and
+transaction of :func:`migrate_locked` are held by :func:`tenantry.db.locks.migration_transaction`).
+Whatever changes a schema calls :func:`tenantry.db.identity.guard` first, so a refused database
+is never touched.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from tenantry.db import checksums, lint, migrations
-from tenantry.db.engines import immediate
 from tenantry.db.identity import (
     Identity,
     check_owner,
@@ -23,7 +24,7 @@ from tenantry.db.identity import (
     user_tables,
 )
 from tenantry.db.lint.findings import Finding
-from tenantry.db.locks import migration_lock
+from tenantry.db.locks import migration_transaction
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import (
     DestructiveChange,
@@ -148,7 +149,7 @@ def migrate_locked(
     SQLite the transaction itself is the lock). Raises :class:`Conflict` when another
     migration holds the lock after ``lock_wait_s``.
     """
-    with migration_lock(conn, spec.role.value, wait_s=lock_wait_s), immediate(conn).begin():
+    with migration_transaction(conn, spec.role.value, wait_s=lock_wait_s):
         result = migrate(
             conn,
             spec,

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import or_, select, text, union
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
@@ -22,6 +22,7 @@ from tenantry.db.master.models import (
     Store,
     StoreMove,
 )
+from tenantry.db.savepoints import insert_in_savepoint
 from tenantry.db.types import utcnow
 from tenantry.db.urls import backend_of, mask, parse_url, redact, require_driver
 from tenantry.errors import Conflict, InvalidInput, NotFound, TenantryError
@@ -75,11 +76,8 @@ def add_server(
         admin_url_encrypted=box.seal(url.render_as_string(hide_password=False)),
         notes=notes,
     )
-    try:
-        with session.begin_nested():  # the connection check took a while: a race is a 409
-            session.add(server)
-    except IntegrityError:
-        raise Conflict(f"a server named {name!r} is registered already.") from None
+    if insert_in_savepoint(session, server) is not None:  # the check took a while: a race
+        raise Conflict(f"a server named {name!r} is registered already.")
     audit.record(
         session,
         actor=actor,

@@ -15,10 +15,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tenantry.api.app import create_app
+from tenantry.operations import process_webhooks
 from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform
 from tenantry.services import apikeys, stores
-from tenantry.services.billing import webhook_secrets, webhooks
+from tenantry.services.billing import webhook_secrets
 from tenantry.settings import Settings, load_settings
 from tests.conftest import DbFactory
 from tests.platform_fixtures import ENV_VARS, install, platform, settings
@@ -94,7 +95,7 @@ class BillingApi:
         return self.client.post(f"/webhooks/stripe/{app}", content=body, headers=headers)
 
     def process(self) -> int:
-        return webhooks.process_pending(self.platform.billing_sessions)
+        return process_webhooks.process_pending(self.platform.billing_sessions)
 
 
 @pytest.fixture

@@ -5,6 +5,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,6 +29,7 @@ from tenantry.db.engines import make_engine
 from tenantry.db.master.models import ProvisioningJob
 from tenantry.db.schemas import Role, billing_schema, master_schema
 from tenantry.db.urls import parse_url
+from tenantry.jobs.queue import Queue
 from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform
 from tenantry.services.key_rotation import record_rotation, unreadable
@@ -450,7 +455,7 @@ def test_retire_old_is_refused_while_a_secret_needs_an_old_key(
         record_rotation(*args, **kwargs)
 
     with monkeypatch.context() as patch:
-        patch.setattr("tenantry.cli.keys.record_rotation", meanwhile)
+        patch.setattr("tenantry.operations.key_rotation.record_rotation", meanwhile)
         refused = cli("keys", "rotate", "--retire-old")
     assert refused.exit_code == 2, refused.output
     assert "1 in billing's billing_processor_secrets.secret_encrypted" in refused.stderr
@@ -465,3 +470,57 @@ def test_retire_old_is_refused_while_a_secret_needs_an_old_key(
     assert cli("keys", "rotate", "--retire-old").exit_code == 0
     assert len(_key_lines(key_file)) == 1
     assert _unreadable_with_configured_keys() == {"master": {}, "billing": {}}
+
+
+def test_a_rotation_is_an_operation_counted_in_databases(cli: Invoke) -> None:
+    assert cli("init").exit_code == 0
+    assert cli("keys", "rotate").exit_code == 0
+    (rotation,) = as_json(cli("ops", "list", "--kind", "key_rotate", "--json"))["items"]
+    assert rotation["status"] == "succeeded"
+    progress = rotation["progress"]
+    assert (progress["current"], progress["total"], progress["unit"]) == (2, 2, "databases")
+
+
+def test_a_rotation_whose_process_died_is_ended_by_the_sweep_and_run_again(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    """Killed after master was resealed, before billing: every key stays in the file, the
+    sweep ends the rotation failed saying what to run, and running it again finishes."""
+    assert cli("init").exit_code == 0
+    key_file = tmp_path / "data" / "secret.key"
+    original = _key_lines(key_file)
+    assert cli("stores", "create", "sealed", "--name", "S").exit_code == 0
+    assert cli("provision", "sealed", "--connect", SECRET_URL).exit_code == 0  # queued
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DATABASE_URL"))}
+    env.update(
+        TENANTRY_DATA_DIR=str(tmp_path / "data"),
+        TENANTRY_JOB_LEASE_SECONDS="1",
+        TENANTRY_FAILPOINTS="key_rotate.resealing-billing=kill",
+    )
+    killed = subprocess.run(
+        [sys.executable, "-m", "tenantry", "keys", "rotate"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    keys = _key_lines(key_file)
+    assert len(keys) == 2
+    assert keys[1:] == original
+    assert _queued_job_secret() == "s3cret-pw"  # resealed under the new key, and it opens
+    time.sleep(1.5)  # the lease lapses: nobody renews it
+
+    queue = Queue(load_settings(job_lease_seconds=1))
+    try:
+        assert queue.recover() == 1  # what a worker's sweep does at start and every minute
+    finally:
+        queue.close()
+    (ended,) = as_json(cli("ops", "list", "--kind", "key_rotate", "--json"))["items"]
+    assert (ended["status"], ended["progress"]["step"]) == ("failed", "resealing billing")
+    assert "tenantry keys rotate" in ended["progress"]["message"]
+
+    again = cli("keys", "rotate", "--retire-old", "--json")
+    assert again.exit_code == 0, again.output
+    assert len(_key_lines(key_file)) == 1
+    assert _queued_job_secret() == "s3cret-pw"

@@ -23,6 +23,7 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.engine import URL
 
 from tenantry.backup.storage import Storage, storage_for
+from tenantry.billing.service import BillingService
 from tenantry.db.admin import database_exists
 from tenantry.db.billing.models import BillingBase
 from tenantry.db.engines import make_engine, sqlite_path
@@ -32,6 +33,7 @@ from tenantry.db.urls import backend_of
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
 from tenantry.failpoints import FailPointError
 from tenantry.operations.kit import OperationKit
+from tenantry.operations.provision import Provisioner
 from tenantry.operations.records import list_operations, operation_document, request_cancel
 from tenantry.operations.recover_rows import RecoveryCancelled, apply_rows, recover_rows
 from tenantry.runtime import Platform
@@ -41,7 +43,6 @@ from tenantry.services.backups.recovery import RowRecovery, find_missing_rows
 from tenantry.services.backups.recovery_output import insert_statements, write_csv, write_sql
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.verification import SCRATCH_PREFIX
-from tenantry.services.billing.service import BillingService
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
 
@@ -133,7 +134,7 @@ def shop(platform: Platform, new_database: DbFactory, backend: str) -> Shop:
             mode=ProvisioningMode.CONNECT_EXISTING,
             url=url.render_as_string(hide_password=False),
         )
-    outcome = provisioning.Provisioner(
+    outcome = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "test"
     ).run(job.id)
     assert outcome == "completed"

@@ -48,6 +48,7 @@ from tenantry.db.tenant.store.models import (
 from tenantry.db.urls import parse_url
 from tenantry.errors import Conflict, NotFound, WrongDatabase
 from tenantry.operations.move_store import StoreMover
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tenantry.services.connections import tenant_url
@@ -97,7 +98,7 @@ def provision(platform: Platform, slug: str, server: str | None = None) -> None:
             mode=ProvisioningMode.CREATE_NEW,
             server=on,
         )
-    outcome = provisioning.Provisioner(
+    outcome = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
     ).run(job.id)
     assert outcome == "completed"

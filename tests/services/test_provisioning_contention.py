@@ -7,6 +7,7 @@ import uuid
 from sqlalchemy import select, update
 
 from tenantry.db.master.models import DatabaseStatus, ProvisioningMode, Store
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, stores
 from tests.helpers import busy_writer
@@ -33,7 +34,7 @@ def test_jobs_complete_while_another_connection_keeps_writing_master(platform: P
         update(Store).where(Store.id == other_id).values(api_calls_month=Store.api_calls_month + 1)
     )
     with busy_writer(platform.settings.master_url, busy) as writes:
-        worker = provisioning.Provisioner(
+        worker = Provisioner(
             platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w1"
         )
         outcomes = [worker.run(job_id) for job_id in jobs]

@@ -28,6 +28,7 @@ from tenantry.db.master.models import (
 from tenantry.db.urls import parse_url
 from tenantry.jobs.queue import Queue
 from tenantry.operations.kit import OperationKit
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tests.conftest import SERVER_URLS, DbFactory, require_server, server_has_database
@@ -55,7 +56,7 @@ AFTER_CREATE = {"provision.inspect", "provision.migrate", "provision.seed"} | {
 
 
 def _run(platform: Platform, job_id: uuid.UUID, worker: str = "w") -> str:
-    return provisioning.Provisioner(
+    return Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, worker
     ).run(job_id)
 

@@ -18,6 +18,7 @@ from tenantry.db.identity import read_identity
 from tenantry.db.master.models import IntegrationConfig, ProvisioningMode, Store
 from tenantry.db.tenant.store.models import Category, Setting
 from tenantry.db.urls import parse_url
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tenantry.services.connections import tenant_url
@@ -70,7 +71,7 @@ def _resume_and_check(platform: Platform, job_id: uuid.UUID) -> None:
         job = provisioning.get_job(session, job_id)
         assert job.status == "running"  # the dead worker's lease is all that is left
         assert job_id in provisioning.recoverable_jobs(session)
-    outcome = provisioning.Provisioner(
+    outcome = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "rescuer"
     ).run(job_id)
     assert outcome == "completed"
@@ -175,7 +176,7 @@ def test_failed_create_new_removes_only_what_it_created(
 ) -> None:
     monkeypatch.setenv("TENANTRY_FAILPOINTS", "provision.seed=raise")
     job_id = _request(platform, "doomed", mode=ProvisioningMode.CREATE_NEW)
-    outcome = provisioning.Provisioner(
+    outcome = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w"
     ).run(job_id)
     assert outcome == "failed"
@@ -199,7 +200,7 @@ def test_failed_connect_existing_never_drops(
         url=url.render_as_string(hide_password=False),
     )
     assert (
-        provisioning.Provisioner(
+        Provisioner(
             platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w"
         ).run(job_id)
         == "failed"

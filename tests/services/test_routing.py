@@ -9,6 +9,7 @@ from tenantry.crypto import SecretBox
 from tenantry.db.master.models import ProvisioningMode, Store
 from tenantry.db.tenant.store.models import Category
 from tenantry.errors import StoreUnavailable, WrongDatabase
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, stores
 from tenantry.services.connections import tenant_url
@@ -25,7 +26,7 @@ def _provisioned(platform: Platform, slugs: list[str]) -> None:
             job = provisioning.request_provisioning(
                 session, platform.box, platform.settings, store, mode=ProvisioningMode.CREATE_NEW
             )
-        outcome = provisioning.Provisioner(
+        outcome = Provisioner(
             platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
         ).run(job.id)
         assert outcome == "completed"

@@ -6,10 +6,10 @@ import uuid
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tenantry.db.billing.models import BillingCustomer
+from tenantry.db.savepoints import insert_in_savepoint
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.services.billing import audit, lookup, validation
@@ -52,15 +52,13 @@ def create_customer(
         name=(name or None),
         metadata_=metadata,
     )
-    try:
-        with session.begin_nested():
-            session.add(customer)
-    except IntegrityError:
-        found = _by_external(session, app_id, external_customer_id)
-        if found is None:
-            raise
-        return found, False
-    return customer, True
+    refused = insert_in_savepoint(session, customer)
+    if refused is None:
+        return customer, True
+    found = _by_external(session, app_id, external_customer_id)
+    if found is None:
+        raise refused
+    return found, False
 
 
 def get_customer(session: Session, app_id: str, customer_id: str | uuid.UUID) -> BillingCustomer:

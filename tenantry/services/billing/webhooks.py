@@ -1,53 +1,51 @@
-"""Webhook processing: applying the stored deliveries in the background, listing and replaying them.
+"""Webhook events after intake: claiming, applying and recording them; listing and replaying.
 
 The ``billing_webhooks`` row is the queue: intake (:mod:`~tenantry.services.billing.webhook_intake`,
 with the signing secrets of :mod:`~tenantry.services.billing.webhook_secrets`) only verifies
 the signature, reads the event and inserts it raw, so answering is fast and nothing answered
-2xx can be lost. Workers claim rows (``FOR UPDATE SKIP LOCKED`` where the
-database has it), apply them, and record processed | ignored | failed with attempts, last
-error and the next attempt (exponential backoff; none for a failure that is the event's
-own). Rows stuck in processing (a worker died) are claimed again.
+2xx can be lost. Here is what is done with a row, each on the caller's connection or session:
+claim it (a lease: ``FOR UPDATE SKIP LOCKED`` where the database has it), apply it, and record
+processed | ignored | failed with attempts, last error and the next attempt (exponential
+backoff; none for a failure that is the event's own). Rows stuck in processing (a worker died)
+are claimed again. The loop that owns the transactions around these is
+:mod:`tenantry.operations.process_webhooks`.
 """
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import Engine, and_, or_, select, update
+from sqlalchemy import Connection, and_, or_, select, update
 from sqlalchemy.exc import DataError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from tenantry.billing.processors import UnknownProcessorError, get_processor
 from tenantry.billing.processors.base import MalformedEvent
 from tenantry.db.billing.models import BillingWebhook, WebhookStatus
-from tenantry.db.engines import writer
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput
 from tenantry.services import refs
-from tenantry.services.billing import audit, idempotency, subscriptions
-from tenantry.services.billing.events import apply_event
+from tenantry.services.billing import audit
+from tenantry.services.billing.events import Outcome, apply_event
 
 W = WebhookStatus
 MAX_ATTEMPTS = 8
 STUCK_AFTER = timedelta(minutes=5)
-PURGE_EVERY_S = 60.0
-
-
-# --------------------------------------------------------------------------- processing
 
 
 def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(3600, 2**attempts))
 
 
-def claim(engine: Engine, *, limit: int = 50) -> list[uuid.UUID]:
-    """Take up to ``limit`` events that are due: new, failed and due for retry, or stuck.
+def claim_due(conn: Connection, *, limit: int = 50) -> list[uuid.UUID]:
+    """Mark up to ``limit`` events that are due as processing, in the caller's transaction:
+    new, failed and due for retry, or stuck. Returns their ids, oldest first.
 
-    An event stuck :data:`MAX_ATTEMPTS` times (a worker died applying it each time) is marked
-    failed instead of being taken again: it may be what kills the worker.
+    The claim is a lease on the row: ``processing_started_at`` is when it was taken, and a
+    row held longer than :data:`STUCK_AFTER` is due again (its worker died). An event stuck
+    :data:`MAX_ATTEMPTS` times is marked failed instead of being taken again: it may be what
+    kills the worker. Rows are locked ``FOR UPDATE SKIP LOCKED`` where the database has it.
     """
     now = utcnow()
     stuck = and_(
@@ -60,30 +58,29 @@ def claim(engine: Engine, *, limit: int = 50) -> list[uuid.UUID]:
         and_(stuck, BillingWebhook.attempts < MAX_ATTEMPTS),
     )
     query = select(BillingWebhook.id).where(due).order_by(BillingWebhook.received_at).limit(limit)
-    if engine.dialect.name != "sqlite":
+    if conn.dialect.name != "sqlite":
         query = query.with_for_update(skip_locked=True)
-    with writer(engine).begin() as conn:
+    conn.execute(
+        update(BillingWebhook)
+        .where(stuck, BillingWebhook.attempts >= MAX_ATTEMPTS)
+        .values(
+            status=W.FAILED,
+            next_attempt_at=None,
+            last_error=f"a worker stopped while applying it, {MAX_ATTEMPTS} times "
+            "(not retried; replay it once the cause is fixed)",
+        )
+    )
+    ids = list(conn.scalars(query))
+    if ids:
         conn.execute(
             update(BillingWebhook)
-            .where(stuck, BillingWebhook.attempts >= MAX_ATTEMPTS)
+            .where(BillingWebhook.id.in_(ids))
             .values(
-                status=W.FAILED,
-                next_attempt_at=None,
-                last_error=f"a worker stopped while applying it, {MAX_ATTEMPTS} times "
-                "(not retried; replay it once the cause is fixed)",
+                status=W.PROCESSING,
+                processing_started_at=now,
+                attempts=BillingWebhook.attempts + 1,
             )
         )
-        ids = list(conn.scalars(query))
-        if ids:
-            conn.execute(
-                update(BillingWebhook)
-                .where(BillingWebhook.id.in_(ids))
-                .values(
-                    status=W.PROCESSING,
-                    processing_started_at=now,
-                    attempts=BillingWebhook.attempts + 1,
-                )
-            )
     return ids
 
 
@@ -93,93 +90,50 @@ def claim(engine: Engine, *, limit: int = 50) -> list[uuid.UUID]:
 PERMANENT = (MalformedEvent, UnknownProcessorError, DataError)
 
 
-def _apply(session: Session, row: BillingWebhook) -> str:
-    """Apply one event inside a savepoint; record processed | ignored | failed on the row."""
-    try:
-        with session.begin_nested():
-            event = get_processor(row.processor).parse(row.payload.encode("utf-8"))
-            outcome = apply_event(session, row.app_id, event)
-        row.status = outcome.status
-        row.result = outcome.result[:255]
-        row.processed_at = utcnow()
-        row.last_error = None
-        row.next_attempt_at = None
-        return outcome.status
-    except Exception as exc:  # recorded on the row; retried with backoff unless permanent
-        permanent = isinstance(exc, PERMANENT)
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        row.status = W.FAILED
-        row.last_error = f"{type(exc).__name__}: {first_line}"[:1900] + (
-            " (not retried: applying this event again fails the same way)" if permanent else ""
+def claimed(session: Session, ids: list[uuid.UUID]) -> list[BillingWebhook]:
+    """The rows of claimed events ``ids``, in the order they were received."""
+    return list(
+        session.scalars(
+            select(BillingWebhook)
+            .where(BillingWebhook.id.in_(ids))
+            .order_by(BillingWebhook.received_at)
         )
-        row.next_attempt_at = (
-            utcnow() + _backoff(row.attempts)
-            if row.attempts < MAX_ATTEMPTS and not permanent
-            else None
-        )
-        return W.FAILED
+    )
 
 
-def process_batch(sessions: sessionmaker[Session], ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """Apply claimed events in one transaction, each in its own savepoint (one event's
-    failure is recorded on it and touches no other). One commit for the batch keeps
-    throughput up; if that commit fails, every event is applied again on its own."""
-    outcomes: dict[uuid.UUID, str] = {}
-    bind = writer(sessions.kw["bind"])
-    try:
-        with sessions(bind=bind) as session, session.begin():
-            rows = session.scalars(
-                select(BillingWebhook)
-                .where(BillingWebhook.id.in_(ids))
-                .order_by(BillingWebhook.received_at)
-            )
-            for row in rows:
-                outcomes[row.id] = _apply(session, row)
-        return outcomes
-    except Exception:
-        if len(ids) == 1:
-            raise
-    for webhook_id in ids:  # the batch failed as a whole: one by one, so each gets its due
-        try:
-            outcomes.update(process_batch(sessions, [webhook_id]))
-        except Exception:
-            outcomes[webhook_id] = "error"
-    return outcomes
+def apply(session: Session, row: BillingWebhook) -> Outcome:
+    """Read the stored event with its processor's adapter and apply its domain effects in
+    ``session`` (idempotent: an event applied twice changes nothing the second time)."""
+    event = get_processor(row.processor).parse(row.payload.encode("utf-8"))
+    return apply_event(session, row.app_id, event)
 
 
-def process_pending(sessions: sessionmaker[Session], *, limit: int = 50) -> int:
-    """Claim and process what is due once; returns how many events were handled."""
-    engine: Engine = sessions.kw["bind"]
-    ids = claim(engine, limit=limit)
-    if ids:
-        process_batch(sessions, ids)
-    return len(ids)
+def record_outcome(row: BillingWebhook, outcome: Outcome) -> str:
+    """Record on the row that the event was applied: processed or ignored."""
+    row.status = outcome.status
+    row.result = outcome.result[:255]
+    row.processed_at = utcnow()
+    row.last_error = None
+    row.next_attempt_at = None
+    return outcome.status
 
 
-def run_forever(
-    sessions: sessionmaker[Session], stop: threading.Event, *, idle_sleep: float = 0.2
-) -> None:
-    """The worker's billing loop: process the webhook events that are due until ``stop`` is
-    set; every :data:`PURGE_EVERY_S` also roll subscription periods that ended (cancelling
-    those set to cancel at period end) and drop idempotency keys past their keeping time."""
-    next_purge = 0.0
-    while not stop.is_set():
-        try:
-            if time.monotonic() >= next_purge:
-                with sessions.begin() as session:
-                    subscriptions.renew_due(session)
-                with sessions.begin() as session:
-                    idempotency.purge_expired(session)
-                next_purge = time.monotonic() + PURGE_EVERY_S
-            handled = process_pending(sessions)
-        except Exception:  # a database hiccup must not kill the loop
-            handled = 0
-            stop.wait(2.0)
-        if not handled:
-            stop.wait(idle_sleep)
+def record_failure(row: BillingWebhook, exc: Exception) -> str:
+    """Record on the row that applying the event failed with ``exc``: retried with
+    exponential backoff until :data:`MAX_ATTEMPTS`, unless the failure is the event's own."""
+    permanent = isinstance(exc, PERMANENT)
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    row.status = W.FAILED
+    row.last_error = f"{type(exc).__name__}: {first_line}"[:1900] + (
+        " (not retried: applying this event again fails the same way)" if permanent else ""
+    )
+    row.next_attempt_at = (
+        utcnow() + _backoff(row.attempts) if row.attempts < MAX_ATTEMPTS and not permanent else None
+    )
+    return W.FAILED
 
 
-# --------------------------------------------------------------------------- operations
+# --------------------------------------------------------------------------- listing, replaying
 
 
 def list_webhooks(

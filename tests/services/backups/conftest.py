@@ -13,10 +13,10 @@ from sqlalchemy.engine import URL
 from tenantry.backup.storage import LocalStorage, storage_for
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import IntegrationConfig, ProvisioningMode, Store
+from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, store_data, stores
 from tenantry.services.connections import tenant_url
-from tenantry.services.provisioning import Provisioner
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
 

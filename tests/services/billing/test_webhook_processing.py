@@ -28,6 +28,7 @@ from tenantry.db.billing.models import (
 from tenantry.db.schemas import billing_schema
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, NotFound
+from tenantry.operations import process_webhooks
 from tenantry.services.billing import customers, webhook_intake, webhook_secrets, webhooks
 from tests.conftest import DbFactory
 from tests.templates import migrated_database
@@ -80,7 +81,7 @@ def _deliver(
 
 
 def _drain(sessions: sessionmaker[Session]) -> None:
-    while webhooks.process_pending(sessions):
+    while process_webhooks.process_pending(sessions):
         pass
 
 
@@ -227,7 +228,7 @@ def test_an_unreadable_stored_event_fails_once_and_is_never_retried(
 ) -> None:
     sessions, _ = billing
     stored = _stored_raw(sessions, payload)
-    assert webhooks.process_pending(sessions) == 1
+    assert process_webhooks.process_pending(sessions) == 1
     with sessions() as session:
         row = session.get(BillingWebhook, stored)
         assert row is not None
@@ -236,7 +237,7 @@ def test_an_unreadable_stored_event_fails_once_and_is_never_retried(
         assert "not retried" in (row.last_error or "")
     with sessions.begin() as session:  # whatever time passes, it is never due again
         session.execute(update(BillingWebhook).values(received_at=utcnow() - timedelta(days=9)))
-    assert webhooks.process_pending(sessions) == 0
+    assert process_webhooks.process_pending(sessions) == 0
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(BillingPayment)) == 0
 
@@ -266,11 +267,11 @@ def test_transient_failures_back_off_and_stuck_events_are_taken_again(
         assert "OperationalError" in (row.last_error or "")
         assert row.next_attempt_at is not None
         assert row.next_attempt_at > utcnow()
-    assert webhooks.process_pending(sessions) == 0  # not due yet: backoff
+    assert process_webhooks.process_pending(sessions) == 0  # not due yet: backoff
     monkeypatch.undo()
     with sessions.begin() as session:
         session.execute(update(BillingWebhook).values(next_attempt_at=utcnow()))
-    assert webhooks.process_pending(sessions) == 1
+    assert process_webhooks.process_pending(sessions) == 1
     with sessions() as session:
         row = session.get(BillingWebhook, stored.id)
         assert row is not None
@@ -363,7 +364,7 @@ def test_an_event_stuck_too_often_is_failed_not_taken_again(
                 processing_started_at=utcnow() - timedelta(minutes=10),
             )
         )
-    assert webhooks.process_pending(sessions) == 0
+    assert process_webhooks.process_pending(sessions) == 0
     with sessions() as session:
         row = session.get(BillingWebhook, stored)
         assert row is not None

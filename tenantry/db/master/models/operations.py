@@ -34,6 +34,7 @@ class OperationKind(StrEnum):
     STORE_DELETE = "store_delete"
     INIT = "init"
     BILLING_MIGRATE = "billing_migrate"
+    KEY_ROTATE = "key_rotate"
 
 
 class OperationStatus(StrEnum):
@@ -62,6 +63,7 @@ class ProgressUnit(StrEnum):
     TENANTS = "tenants"
     BYTES = "bytes"
     ROWS = "rows"
+    DATABASES = "databases"
 
 
 class Operation(MasterBase):

@@ -4,8 +4,8 @@ Every store move becomes an operation of kind ``move`` with the same id, its lif
 (status, step, error, store, slug as target, times) moved into ``operations``, history kept;
 ``store_moves`` keeps only what is a move's own and points at its operation.
 
-Revision ID: 0011
-Revises: 0009
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-04 12:00:00.000000
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import tenantry.db.types
 
-revision: str = "0011"
-down_revision: str | Sequence[str] | None = "0009"
+revision: str = "0013"
+down_revision: str | Sequence[str] | None = "0012"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -59,7 +59,7 @@ def upgrade() -> None:
     # ``--sql`` output cannot reflect the table SQLite's batch mode copies: it is given.
     offline = op.get_context().as_sql
     with op.batch_alter_table(
-        "store_moves", schema=None, copy_from=_moves_at_0009() if offline else None
+        "store_moves", schema=None, copy_from=_moves_before() if offline else None
     ) as batch_op:
         batch_op.drop_index(batch_op.f("ix_store_moves_status"))
         batch_op.drop_index(batch_op.f("ix_store_moves_store_id"))
@@ -74,8 +74,8 @@ def upgrade() -> None:
         )
 
 
-def _moves_at_0009() -> sa.Table:
-    """``store_moves`` as revisions 0005 to 0009 left it."""
+def _moves_before() -> sa.Table:
+    """``store_moves`` as revisions 0005 to 0012 left it."""
     guid = tenantry.db.types.GUID
     return sa.Table(
         "store_moves",

@@ -1,5 +1,9 @@
 """``BillingService``: the seeds' ``billingService`` for Python callers, one transaction per call.
 
+It is an entry point for application code, like the API and the CLI are for their users: it
+owns the transaction around each call, and the billing services it calls
+(``tenantry.services.billing``) take its session and never commit.
+
     billing = BillingService.from_settings(load_settings())
     customer = billing.create_customer("trashtech", "acme@example.com", "Acme Waste",
                                        external_customer_id="42", metadata={"industry": "waste"})

@@ -1,0 +1,305 @@
+"""Provisioning a store's database (seed 001 ``DatabaseProvisioningService``) as a resumable job.
+
+Steps: connect (creating the database in create-new mode) → inspect the existing tables →
+create the missing ones → stamp identity and migrate to head → seed initial data → save the
+encrypted connection and mark the store active. Each step is idempotent, and progress is
+written to the job's record in master as it goes, so a worker killed at any point leaves a job
+that the next worker completes with the same result.
+
+The :class:`Provisioner` owns the job's run: it claims the job through the operation kit
+(which keeps its lease and progress), opens every transaction (master's, through the kit and
+its sessions; the tenant database's around each step of :mod:`tenantry.services.tenant_setup`),
+and ends the job: succeeded (with the saved connection, one master transaction), failed, or
+cancelled (:mod:`.provision_cleanup`). A cancelled job's worker sees the request at its next
+step, drops the database it created and ends the job cancelled; when that worker is dead, the
+recovery sweep claims the job and does the same.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, text, update
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db import admin, builder, migrations
+from tenantry.db.engines import connect, make_engine, writer_sessions
+from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, ProvisioningStatus, Store
+from tenantry.db.schemas import SchemaSpec
+from tenantry.db.urls import mask
+from tenantry.errors import Conflict, NotFound
+from tenantry.failpoints import failpoint
+from tenantry.operations import provision_cleanup as cleanup
+from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.services import provisioning, provisioning_records, tenant_setup
+from tenantry.services.connections import split_url
+from tenantry.settings import Settings
+
+JOB = provisioning_records.JOB_TABLE
+#: What of a job's progress is its own record's (the rest is its operation's).
+OWN = frozenset({"progress", "database_created"})
+
+
+class LostJob(Exception):
+    """The job was cancelled, or another worker took it over after our lease expired."""
+
+
+@dataclass
+class Provisioner:
+    """Runs provisioning jobs. One per worker process; ``worker_id`` names it in the leases."""
+
+    sessions: sessionmaker[Session]
+    box: SecretBox
+    settings: Settings
+    spec: SchemaSpec
+    worker_id: str
+
+    def __post_init__(self) -> None:
+        # A job's master transactions read, then write, while the API and other workers
+        # write too: on SQLite they take the write lock up front or fail mid-way.
+        self.sessions = writer_sessions(self.sessions)
+        self.kit = OperationKit(
+            self.sessions, lease_seconds=self.settings.job_lease_seconds, holder=self.worker_id
+        )
+
+    # ------------------------------------------------------------------ job bookkeeping
+
+    def update(self, job_id: uuid.UUID, **values: Any) -> None:
+        """Record progress and renew the lease, if the job is still ours and running; a
+        cancel request stops it here (a step boundary)."""
+        own = {k: v for k, v in values.items() if k in OWN}
+        shared = {
+            {"tables_created": "current", "total_tables": "total"}.get(k, k): v
+            for k, v in values.items()
+            if k not in OWN
+        }
+        record = update(JOB).where(JOB.c.id == job_id).values(**own) if own else None
+        try:
+            cancelled = self.kit.progress(job_id, **shared, record=record)
+        except LostClaim:
+            raise LostJob(str(job_id)) from None
+        if cancelled:
+            raise LostJob(str(job_id))
+
+    def _load(self, job_id: uuid.UUID) -> tuple[ProvisioningJob, Store]:
+        with self.sessions() as session:
+            job = session.get(ProvisioningJob, job_id)
+            if job is None:
+                raise NotFound(f"no provisioning job {job_id}.")
+            store = session.get(Store, job.store_id)
+            if store is None:
+                raise NotFound(f"the store of job {job_id} was deleted.")
+            session.expunge_all()
+            return job, store
+
+    def new_database_url(self, job: ProvisioningJob) -> URL:
+        """Where the database a create-new ``job`` makes is."""
+        with self.sessions() as session:
+            return provisioning.new_database_url(session, self.box, job)
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, job_id: uuid.UUID) -> str:
+        """Run (or resume) a job to its end; returns its final status, or ``skipped`` when
+        another worker holds it or it is already finished."""
+        claim = self.kit.claim(job_id)
+        if claim is None:
+            return "skipped"
+        try:
+            job, store = self._load(job_id)
+        except NotFound as gone:  # its store was deleted meanwhile: end it, or it stalls forever
+            with contextlib.suppress(LostClaim):
+                if claim.cancel_requested:
+                    self.kit.mark_cancelled(job_id)
+                else:
+                    self.kit.fail(job_id, gone.message)
+            return ProvisioningStatus.CANCELLED if claim.cancel_requested else "failed"
+        if claim.cancel_requested:  # cancelled while its last worker was dying: clean up
+            return cleanup.after_lost(self, job)
+        engine: Engine | None = None
+        try:
+            url, cloned = self._step_connect(job)
+            engine = make_engine(url, pool_size=1)
+            if cloned:
+                identity = self._step_stamp_and_seed_clone(job, store, engine)
+            else:
+                with connect(engine) as conn:
+                    conn.execute(text("SELECT 1"))
+                self._step_inspect_and_build(job, engine)
+                identity = self._step_migrate(job, engine)
+                self._step_seed(job, store, engine)
+            self._step_save_and_activate(job, url, identity)
+            return ProvisioningStatus.COMPLETED
+        except LostJob:
+            return cleanup.after_lost(self, job)
+        except Exception as exc:  # every failure is recorded on the job, never lost
+            return cleanup.fail(self, job, exc)
+        finally:
+            if engine is not None:
+                engine.dispose()
+
+    def _step_connect(self, job: ProvisioningJob) -> tuple[URL, bool]:
+        """The database's URL, creating it in create-new mode; True when this call made it
+        as a copy of the template (so its content is known exactly)."""
+        failpoint("provision.connect")
+        with self.sessions() as session:
+            url = provisioning.target_url(session, self.box, job)
+        if (
+            job.mode == ProvisioningMode.CREATE_NEW
+            and not job.database_created
+            and admin.database_exists(url)
+            and self._take_over_leftover(job)
+        ):
+            # Half-made by an earlier job of this store that was cancelled or failed after
+            # its worker died: its content is unknown, so start again from nothing.
+            admin.drop_database(url)
+        if job.mode == ProvisioningMode.CREATE_NEW and not admin.database_exists(url):
+            # Recorded before creating, so a crash right after still knows it is ours.
+            self.update(
+                job.id,
+                step="connect",
+                progress=5,
+                database_created=True,
+                message="creating the database",
+            )
+            job.database_created = True
+            failpoint("provision.create_database")
+            cloned = builder.create_tenant_database(
+                url, self.spec, self.settings.data_dir / "templates"
+            )
+            return url, cloned
+        self.update(job.id, step="connect", progress=5, message="connecting to the database")
+        if job.mode == ProvisioningMode.CREATE_NEW and not job.database_created:
+            raise Conflict(
+                f"database {mask(url)} exists already and this job did not create it.",
+                "To use it, provision with --connect URL instead.",
+            )
+        return url, False
+
+    def _take_over_leftover(self, job: ProvisioningJob) -> bool:
+        """Make this job the owner of the database an earlier, finished job of the same store
+        created at the same target and left behind; False when none did (the database is
+        someone else's)."""
+        with self.sessions() as session:
+            owner = provisioning_records.leftover_owner(session, job)
+        if owner is None:
+            return False
+        with self.sessions.begin() as session:
+            # Only the job that flips the earlier one's flag takes the database over.
+            if not provisioning_records.release_leftover(session, owner):
+                return False
+        self.update(job.id, database_created=True, message="removing a half-made database")
+        job.database_created = True
+        return True
+
+    def _step_stamp_and_seed_clone(self, job: ProvisioningJob, store: Store, engine: Engine) -> str:
+        """A template copy made by this run: every table at head, an empty identity table.
+        Identity and initial data go in together, in one transaction (a job resumed after a
+        crash takes the general path instead)."""
+        total = len(self.spec.metadata.sorted_tables)
+        self.update(
+            job.id,
+            step="seed",
+            progress=75,
+            total_tables=total,
+            tables_created=total,
+            message="copied the template; stamping identity and writing initial data",
+        )
+        failpoint("provision.inspect")
+        failpoint("provision.migrate")
+        failpoint("provision.seed")
+        with connect(engine, begin=True) as conn:
+            return tenant_setup.stamp_and_seed_clone(
+                conn, self.spec, self.settings.tenant_owner, store
+            )
+
+    def _step_inspect_and_build(self, job: ProvisioningJob, engine: Engine) -> None:
+        self.update(
+            job.id, step="inspect", progress=15, message="connected; listing existing tables"
+        )
+        failpoint("provision.inspect")
+        # A database this job created holds only what tenantry made from the models.
+        trusted = job.mode == ProvisioningMode.CREATE_NEW and job.database_created
+        with connect(engine) as conn:
+            state = tenant_setup.inspect(conn, self.spec, trusted=trusted)
+        total = len(self.spec.metadata.sorted_tables)
+        if state.identity is not None:
+            with self.sessions() as session:
+                provisioning_records.refuse_other_store(
+                    session, job.store_id, state.identity.instance_id
+                )
+        tenant_setup.refuse_conflicts(self.spec, state)
+        if not tenant_setup.needs_tables(state, trusted=trusted):
+            return
+        self.update(
+            job.id,
+            step="create_tables",
+            progress=20,
+            total_tables=total,
+            tables_created=len(state.present),
+            message=f"{len(state.present)} of {total} tables present",
+        )
+        present = len(state.present)
+
+        def created(table: str, n: int) -> None:
+            done = present + n
+            self.update(
+                job.id,
+                tables_created=done,
+                progress=20 + int(50 * done / max(total, 1)),
+                message=f"created table {table} ({done}/{total})",
+            )
+
+        builder.ensure_tables(engine, self.spec, created)
+
+    def _step_migrate(self, job: ProvisioningJob, engine: Engine) -> str:
+        self.update(job.id, step="migrate", progress=75, message="stamping identity, migrating")
+        failpoint("provision.migrate")
+        with connect(engine, begin=True) as conn:
+            instance_id = tenant_setup.stamp_and_migrate(
+                conn, self.spec, self.settings.tenant_owner
+            )
+        self.update(
+            job.id,
+            progress=80,
+            tables_created=len(self.spec.metadata.sorted_tables),
+            message=f"at revision {migrations.head(self.spec)}",
+        )
+        return instance_id
+
+    def _step_seed(self, job: ProvisioningJob, store: Store, engine: Engine) -> None:
+        total = len(self.spec.metadata.sorted_tables)
+        self.update(
+            job.id,
+            step="seed",
+            progress=85,
+            total_tables=total,
+            tables_created=total,
+            message=f"at revision {migrations.head(self.spec)}; writing initial data",
+        )
+        failpoint("provision.seed")
+        with connect(engine, begin=True) as conn:
+            tenant_setup.seed(conn, self.spec, store)
+
+    def _step_save_and_activate(self, job: ProvisioningJob, url: URL, instance_id: str) -> None:
+        self.update(job.id, step="save_connection", progress=95, message="saving connection")
+        failpoint("provision.save_connection")
+        config_data, secret = split_url(self.box, url)
+        # One transaction: the connection is saved and the store active, or neither.
+        with self.sessions.begin() as session:
+            completed = provisioning_records.complete(
+                session,
+                job,
+                worker_id=self.worker_id,
+                config_data=config_data,
+                secret=secret,
+                instance_id=instance_id,
+                revision=migrations.head(self.spec),
+            )
+        if not completed:
+            raise LostJob(str(job.id))

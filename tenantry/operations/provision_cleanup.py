@@ -1,0 +1,99 @@
+"""How a provisioning job ends when it does not complete: cancelled, taken over, or failed.
+
+A cancelled job's worker (or, when it died, the recovery sweep that claims the job once its
+lease ran out) drops the database the job created, unless a saved connection points at it,
+then ends the job cancelled; a drop that fails keeps the job cancelling, to be tried again. A
+failed job drops what it created too and records its error, free of credentials.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+from sqlalchemy import update
+
+from tenantry.db import admin
+from tenantry.db.master.models import (
+    OperationStatus,
+    ProvisioningJob,
+    ProvisioningMode,
+    ProvisioningStatus,
+    Store,
+    provisioning_status,
+)
+from tenantry.db.urls import redact
+from tenantry.errors import TenantryError
+from tenantry.operations.kit import LostClaim
+from tenantry.services import provisioning_records
+from tenantry.services.provisioning import CANCELLED_AND_DROPPED
+from tenantry.services.stores import active_connection
+
+if TYPE_CHECKING:
+    from tenantry.operations.provision import Provisioner
+
+JOB = provisioning_records.JOB_TABLE
+
+
+def after_lost(runner: Provisioner, job: ProvisioningJob) -> str:
+    """The job stopped being ``runner``'s to run: cancelled (drop what it created, then end
+    it cancelled), or taken over by another worker. Its status as jobs show it."""
+    with runner.sessions() as session:
+        current = session.get(ProvisioningJob, job.id)
+        if current is None:
+            return "deleted"
+        status, holder = current.operation_status, current.lease_holder
+        session.expunge(current)
+    if status != OperationStatus.CANCELLING or holder != runner.worker_id:
+        return provisioning_status(status)
+    dropped = drop_created(runner, job)
+    if not dropped and job.database_created and _target_exists(runner, job):
+        # The drop failed: keep the job cancelling; once the lease lapses, the recovery
+        # sweep claims it and tries again.
+        return ProvisioningStatus.CANCELLED
+    record = update(JOB).where(JOB.c.id == job.id).values(database_created=False)
+    with contextlib.suppress(LostClaim):
+        runner.kit.mark_cancelled(
+            job.id, message=CANCELLED_AND_DROPPED if dropped else "cancelled", record=record
+        )
+    return ProvisioningStatus.CANCELLED
+
+
+def drop_created(runner: Provisioner, job: ProvisioningJob) -> bool:
+    """Drop the database ``job`` created, unless a saved connection points at it; True when
+    it was dropped."""
+    if job.mode != ProvisioningMode.CREATE_NEW or not job.database_created:
+        return False
+    with runner.sessions() as session:
+        store = session.get(Store, job.store_id)
+        if store is not None and active_connection(session, store) is not None:
+            return False
+    try:
+        return admin.drop_database(runner.new_database_url(job))
+    except TenantryError:
+        return False
+
+
+def _target_exists(runner: Provisioner, job: ProvisioningJob) -> bool:
+    try:
+        return admin.database_exists(runner.new_database_url(job))
+    except TenantryError:
+        return True  # cannot tell: keep it recorded
+
+
+def fail(runner: Provisioner, job: ProvisioningJob, exc: Exception) -> str:
+    """End ``job`` failed with ``exc``, after dropping the database it created; ``skipped``
+    when another worker holds it now."""
+    if isinstance(exc, TenantryError):
+        message = exc.message + (f" {exc.hint}" if exc.hint else "")
+    else:
+        message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    # The error is readable by the store's own API key: mask credentials by structure,
+    # never by searching for the password (a short one would be spelled out).
+    message = redact(message)
+    dropped = drop_created(runner, job)
+    with runner.sessions.begin() as session:
+        recorded = provisioning_records.record_failure(
+            session, job, worker_id=runner.worker_id, error=message, dropped=dropped
+        )
+    return ProvisioningStatus.FAILED if recorded else "skipped"

@@ -1,0 +1,96 @@
+"""The recovery sweep's part for operations no worker can resume.
+
+Some kinds run in the process that asked for them (a command): when that process dies, its
+operation stays held by a lease nobody renews. The sweep (run by every worker at start and
+every minute, :meth:`tenantry.jobs.queue.Queue.recover`) takes each such stalled operation over
+and ends it as failed, saying what to run again; the work itself is safe to run again because
+each of these kinds skips what it already did. Kinds a worker resumes (provisioning) are
+re-dispatched by the queue instead.
+
+A move, a restore and a row recovery whose process died are rolled back, not only failed, by
+the module that runs each (:func:`roll_back_abandoned`): a move's store stays on its source,
+writable, its target dropped (:mod:`.move_store`); a restore's target keeps its data, its
+write block is lifted and its staging copy dropped (:mod:`.restore`); a row recovery inserted
+all its rows or none (:mod:`.recover_rows`).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from tenantry.db.master.models import OperationKind
+from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.operations.move_store import StoreMover
+from tenantry.operations.recover_rows import recover_stalled_rows
+from tenantry.operations.restore import recover_stalled_restore
+from tenantry.runtime import Platform
+
+log = logging.getLogger("tenantry.jobs")
+
+#: For each kind run by a command: what to do once its process died (``{target}``: its target).
+RERUN: dict[str, str] = {
+    OperationKind.STORE_DELETE: (
+        "Run `tenantry stores delete {target}` again (with the same options): databases "
+        "already dropped are skipped, and the store is removed once none is left."
+    ),
+    OperationKind.KEY_ROTATE: (
+        "Run `tenantry keys rotate` again: every key was kept, so every secret still opens, "
+        "and the new run reseals them all under its new key."
+    ),
+}
+
+
+def end_abandoned(kit: OperationKit) -> list[uuid.UUID]:
+    """End every stalled operation of a kind no worker resumes; the ids of those ended."""
+    ended: list[uuid.UUID] = []
+    for stalled in kit.find_stalled(kinds=tuple(OperationKind(k) for k in RERUN)):
+        if kit.claim(stalled.id) is None:  # another sweep took it first
+            continue
+        operation = kit.get(stalled.id)
+        try:
+            kit.fail(
+                stalled.id,
+                f"the process running it died (its lease lapsed) during step {operation.step!r}.",
+                message=RERUN[stalled.kind].format(target=operation.target or "…"),
+            )
+        except LostClaim:
+            continue
+        ended.append(stalled.id)
+        log.warning("%s operation %s: its process died; ended as failed", stalled.kind, stalled.id)
+    return ended
+
+
+#: The kinds whose dead process's work is rolled back by the module that runs them.
+ROLLED_BACK = (OperationKind.MOVE, OperationKind.RESTORE, OperationKind.RECOVER_ROWS)
+
+
+def roll_back_abandoned(platform: Platform, *, actor: str = "worker") -> list[uuid.UUID]:
+    """Roll back (or end) every stalled move, restore and row recovery; the ids of those
+    ended."""
+    kit = OperationKit.from_settings(platform.sessions, platform.settings)
+    ended: list[uuid.UUID] = []
+    for stalled in kit.find_stalled(kinds=ROLLED_BACK):
+        try:
+            if stalled.kind == OperationKind.MOVE:
+                mover = StoreMover(
+                    platform.sessions,
+                    platform.box,
+                    platform.settings,
+                    platform.tenant_spec,
+                    actor=actor,
+                )
+                status = mover.recover_stalled(stalled.id)
+            elif stalled.kind == OperationKind.RESTORE:
+                status = recover_stalled_restore(
+                    platform.sessions, platform.box, platform.settings, stalled.id
+                )
+            else:
+                status = recover_stalled_rows(platform.sessions, platform.settings, stalled.id)
+        except Exception:  # one operation's cleanup never stops the others'
+            log.exception("rolling back stalled %s operation %s failed", stalled.kind, stalled.id)
+            continue
+        if status is not None:
+            ended.append(stalled.id)
+            log.warning("%s operation %s: its process died; %s", stalled.kind, stalled.id, status)
+    return ended

@@ -1,0 +1,163 @@
+"""What a provisioning run writes in master, in the transactions its operation opens.
+
+Taking over a database an earlier job of the same store left behind, refusing a database that
+is another store's, saving the connection that completes a job, and recording the failure that
+ends one. Each function takes the caller's session and says, by its result, whether the job was
+still the caller's to write (a job cancelled or taken over meanwhile is left as it is).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Table, select, update
+from sqlalchemy.orm import Session
+
+from tenantry.db.master.models import (
+    DatabaseStatus,
+    IntegrationConfig,
+    OperationStatus,
+    ProvisioningJob,
+    Store,
+)
+from tenantry.db.types import utcnow
+from tenantry.errors import NotFound, WrongDatabase
+from tenantry.operations.kit import lease_lapsed
+from tenantry.services import audit
+from tenantry.services.provisioning import LEFT_BEHIND, public_target
+from tenantry.services.stores import active_connection
+
+#: The provisioning job's own table (its operation's columns are in ``operations``).
+JOB_TABLE = cast(Table, ProvisioningJob.__table__)
+
+
+def leftover_owner(session: Session, job: ProvisioningJob) -> uuid.UUID | None:
+    """The earlier, finished job of ``job``'s store that created a database at the same target
+    and left it behind, if any (its worker's lease is over)."""
+    earlier = session.scalars(
+        select(ProvisioningJob).where(
+            ProvisioningJob.store_id == job.store_id,
+            ProvisioningJob.id != job.id,
+            ProvisioningJob.status.in_(LEFT_BEHIND),
+            ProvisioningJob.database_created.is_(True),
+            lease_lapsed(utcnow()),
+        )
+    ).all()
+    return next((e.id for e in earlier if e.destination == job.destination), None)
+
+
+def release_leftover(session: Session, owner: uuid.UUID) -> bool:
+    """Clear job ``owner``'s claim on the database it created; True for the one caller that
+    cleared it (only that caller takes the database over)."""
+    taken = cast(
+        CursorResult[Any],
+        session.execute(
+            update(JOB_TABLE)
+            .where(JOB_TABLE.c.id == owner, JOB_TABLE.c.database_created.is_(True))
+            .values(database_created=False)
+        ),
+    )
+    return taken.rowcount == 1
+
+
+def refuse_other_store(session: Session, store_id: uuid.UUID | None, instance_id: str) -> None:
+    """Raise :class:`WrongDatabase` when the database with identity ``instance_id`` is the
+    active database of a store other than ``store_id``."""
+    other = session.scalar(
+        select(Store.slug)
+        .join(IntegrationConfig, IntegrationConfig.store_id == Store.id)
+        .where(
+            IntegrationConfig.instance_id == instance_id,
+            IntegrationConfig.is_active.is_(True),
+            Store.id != store_id,
+        )
+    )
+    if other is not None:
+        raise WrongDatabase(
+            f"that database is already the database of store {other!r}; nothing was changed.",
+            "Each store needs its own database.",
+        )
+
+
+def complete(
+    session: Session,
+    job: ProvisioningJob,
+    *,
+    worker_id: str,
+    config_data: dict[str, Any],
+    secret: str | None,
+    instance_id: str,
+    revision: str | None,
+) -> bool:
+    """Save the store's connection, mark the store active and the job succeeded, all in the
+    caller's transaction (the connection is saved and the store active, or neither). False,
+    with nothing written, when the job is no longer running under ``worker_id``."""
+    now = utcnow()
+    locked = session.get(ProvisioningJob, job.id, with_for_update=True)
+    if (
+        locked is None
+        or locked.operation_status != OperationStatus.RUNNING
+        or locked.lease_holder != worker_id
+    ):
+        return False
+    store = session.get(Store, job.store_id)
+    if store is None:
+        raise NotFound("the store was deleted while it was being provisioned.")
+    config = active_connection(session, store)
+    if config is None:
+        config = IntegrationConfig(store_id=store.id, is_active=True)
+        session.add(config)
+    config.integration_type = config_data["engine"]
+    config.config_data = config_data
+    config.secret_encrypted = secret
+    config.database_server_id = job.database_server_id
+    config.created_by_tenantry = job.database_created
+    config.instance_id = instance_id
+    store.database_type = config_data["engine"]
+    store.database_host = config_data.get("host")
+    store.database_name = config_data.get("database") or config_data.get("path")
+    store.database_status = DatabaseStatus.ACTIVE
+    store.schema_revision = revision
+    store.connection_version += 1
+    store.last_activity_at = now
+    locked.operation_status = OperationStatus.SUCCEEDED
+    locked.step = "done"
+    locked.progress = 100
+    locked.message = "the store database is ready"
+    locked.secret_encrypted = None
+    locked.lease_expires_at = None
+    locked.finished_at = now
+    audit.record(
+        session,
+        actor=f"worker:{worker_id}",
+        action="store.provisioned",
+        target_type="store",
+        target_id=store.slug,
+        store_id=store.id,
+        details={"database": public_target(config_data)},
+    )
+    return True
+
+
+def record_failure(
+    session: Session, job: ProvisioningJob, *, worker_id: str, error: str, dropped: bool
+) -> bool:
+    """End ``job`` failed with ``error`` (already free of secrets) and mark its store's
+    database failed; ``dropped``: the database it created was removed. False, with nothing
+    written, when another worker holds the job."""
+    current = session.get(ProvisioningJob, job.id)
+    if current is None or current.lease_holder != worker_id:
+        return False
+    current.operation_status = OperationStatus.FAILED
+    current.error = error
+    current.message = "failed" + (" (the database it created was removed)" if dropped else "")
+    current.finished_at = utcnow()
+    current.lease_expires_at = None
+    current.secret_encrypted = None
+    if dropped:
+        current.database_created = False
+    store = session.get(Store, job.store_id)
+    if store is not None and store.database_status == DatabaseStatus.PROVISIONING:
+        store.database_status = DatabaseStatus.FAILED
+    return True
