@@ -13,10 +13,9 @@ none is, and the scratch database is dropped by the next sweep of scratch databa
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import DBAPIError
@@ -30,6 +29,7 @@ from tenantry.db.master.models import OperationKind, OperationStatus, ProgressUn
 from tenantry.db.urls import redact
 from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
+from tenantry.operations.byte_progress import ByteReporter
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.services.backups.recovery import (
     BATCH,
@@ -45,9 +45,6 @@ from tenantry.services.backups.verification import get_backup
 from tenantry.services.counters import count_store_database
 from tenantry.settings import Settings
 
-#: Byte progress is recorded on the operation at most this often.
-REPORT_INTERVAL_S = 1.0
-
 
 class RecoveryCancelled(TenantryError):
     """The recovery was asked to stop (``tenantry ops cancel``) before rows were written."""
@@ -59,29 +56,17 @@ class _Run:
 
     kit: OperationKit
     operation_id: uuid.UUID
-    done: int = 0
-    last: float = field(default_factory=time.monotonic)
 
     def record(self, **fields: Any) -> None:
         """Record progress; a cancel request raises :class:`RecoveryCancelled`."""
         if self.kit.progress(self.operation_id, **fields):
-            raise RecoveryCancelled(
-                f"the row recovery (operation {self.operation_id}) was cancelled; no row was "
-                "inserted."
-            )
+            raise self.cancelled()
 
-    def on_bytes(self, forward: artifacts.Progress | None) -> artifacts.Progress:
-        """A byte counter that forwards to ``forward`` and records once a second."""
-
-        def count(n: int) -> None:
-            self.done += n
-            if forward is not None:
-                forward(n)
-            if time.monotonic() - self.last >= REPORT_INTERVAL_S:
-                self.last = time.monotonic()
-                self.record(current=self.done)
-
-        return count
+    def cancelled(self) -> RecoveryCancelled:
+        """What a cancelled recovery says."""
+        return RecoveryCancelled(
+            f"the row recovery (operation {self.operation_id}) was cancelled; no row was inserted."
+        )
 
     def on_status(self, forward: Status | None) -> Status:
         """A status line forwarded to ``forward`` and recorded as the operation's message."""
@@ -150,7 +135,7 @@ def recover_rows(
                 table_name,
                 where=where,
                 batch_size=batch_size,
-                on_progress=run.on_bytes(on_progress),
+                on_progress=ByteReporter(run.kit, run.operation_id, also=on_progress),
                 on_status=run.on_status(on_status),
             )
             run.record(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -40,6 +40,7 @@ from tenantry.db.schemas import Role
 from tenantry.db.urls import mask, redact
 from tenantry.errors import TenantryError
 from tenantry.operations.block_lease import BlockLease
+from tenantry.operations.byte_progress import ByteReporter, Stopped
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.services.backups.restore_plan import RestorePlan
 from tenantry.services.backups.restore_switch import restore_and_switch, staging_url
@@ -55,9 +56,6 @@ from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.verification import get_backup
 from tenantry.services.connections import tenant_url
 from tenantry.settings import Settings
-
-#: Byte progress is recorded on the operation at most this often.
-REPORT_INTERVAL_S = 1.0
 
 
 class RestoreCancelled(TenantryError):
@@ -101,7 +99,8 @@ def restore(
     if on_start is not None:
         on_start(operation_id)
     kit.claim(operation_id)
-    run = _Run(kit, operation_id, on_progress)
+    progress = ByteReporter(kit, operation_id, also=on_progress)
+    run = _Run(kit, operation_id, progress)
     lease = BlockLease(kit, operation_id, plan.store_id, block_reason(backup.id, operation_id))
     started = time.perf_counter()
     lease.start()
@@ -135,7 +134,12 @@ def restore(
             if before_switch is not None:
                 before_switch()
 
-        counts = restore_and_switch(storage, backup, plan.target, run.bytes, switching)
+        counts = restore_and_switch(storage, backup, plan.target, progress, switching)
+    except Stopped:  # asked to stop while the backup streamed into the staging copy
+        lease.lift(bump_connection=plan.store_id is not None)
+        cancelled = run.cancelled()
+        _end_failed(kit, operation_id, cancelled)
+        raise cancelled from None
     except BaseException as exc:
         lease.lift(bump_connection=plan.store_id is not None)
         _end_failed(kit, operation_id, exc)
@@ -160,35 +164,26 @@ def restore(
 
 @dataclass
 class _Run:
-    """A restore in progress: its steps and bytes recorded on its operation."""
+    """A restore in progress: its steps recorded on its operation (its bytes by a
+    :class:`~tenantry.operations.byte_progress.ByteReporter`)."""
 
     kit: OperationKit
     operation_id: uuid.UUID
-    on_progress: artifacts.Progress | None
-    done: int = 0
-    last: float = field(default_factory=time.monotonic)
+    streamed: ByteReporter
     #: The operation's row, kept while master itself is replaced.
     saved: dict[str, Any] | None = None
 
     def step(self, name: str) -> None:
         """Record a new step; a cancel request raises :class:`RestoreCancelled`."""
-        self._record(self.kit.progress(self.operation_id, step=name, current=self.done))
+        if self.kit.progress(self.operation_id, step=name, current=self.streamed.done):
+            raise self.cancelled()
 
-    def bytes(self, n: int) -> None:
-        """Count ``n`` more bytes restored; recorded once a second."""
-        self.done += n
-        if self.on_progress is not None:
-            self.on_progress(n)
-        if time.monotonic() - self.last >= REPORT_INTERVAL_S:
-            self.last = time.monotonic()
-            self._record(self.kit.progress(self.operation_id, current=self.done))
-
-    def _record(self, cancel: bool) -> None:
-        if cancel:
-            raise RestoreCancelled(
-                f"the restore (operation {self.operation_id}) was cancelled before its switch; "
-                "the target was not changed and the staging copy is dropped."
-            )
+    def cancelled(self) -> RestoreCancelled:
+        """What a cancelled restore says."""
+        return RestoreCancelled(
+            f"the restore (operation {self.operation_id}) was cancelled before its switch; "
+            "the target was not changed and the staging copy is dropped."
+        )
 
 
 def _row_of(operation: Operation) -> dict[str, Any]:
