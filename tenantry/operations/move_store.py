@@ -31,7 +31,6 @@ from tenantry.crypto import SecretBox
 from tenantry.db import admin, builder, copy
 from tenantry.db.engines import make_engine, writer
 from tenantry.db.master.models import (
-    ACTIVE_STATUSES,
     HELD_STATUSES,
     Operation,
     OperationStatus,
@@ -40,23 +39,19 @@ from tenantry.db.master.models import (
     StoreMoveStatus,
     store_moves_table,
 )
-from tenantry.db.readonly import make_read_only, make_writable, writable_state
+from tenantry.db.readonly import make_read_only, writable_state
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
 from tenantry.errors import Conflict
 from tenantry.failpoints import failpoint
 from tenantry.operations.block_lease import BlockLease
-from tenantry.operations.kit import LostClaim, OperationKit, lease_lapsed
+from tenantry.operations.kit import OperationKit
 from tenantry.operations.move_copy import copy_tables, verify_copy
+from tenantry.operations.move_rollback import MoveRollback, undo_move
 from tenantry.operations.move_run import MoveCancelled, MoveRun
 from tenantry.services import moves
-from tenantry.services.move_leftovers import (
-    abandoned_error,
-    drop_abandoned_target,
-    restore_abandoned_source,
-)
-from tenantry.services.move_plan import MovePlan, block_reason, plan_move, public_location
+from tenantry.services.move_plan import MovePlan, plan_move, public_location
 from tenantry.services.move_progress import ProgressCallback
 from tenantry.services.moves import LostMove, describe
 from tenantry.settings import Settings
@@ -80,9 +75,11 @@ class StoreMover:
     drain_seconds: float = DRAIN_SECONDS
     batch_rows: int = copy.BATCH_ROWS
     kit: OperationKit = field(init=False)
+    rollback: MoveRollback = field(init=False)
 
     def __post_init__(self) -> None:
         self.kit = OperationKit.from_settings(self.sessions, self.settings)
+        self.rollback = MoveRollback(self.sessions, self.box, self.kit, self.actor)
 
     @property
     def _master(self) -> Engine:
@@ -163,60 +160,10 @@ class StoreMover:
         with Session(writer(self._master), expire_on_commit=False) as session, session.begin():
             abandoned = moves.start_move(session, plan, move)
             if abandoned is not None:
-                self._take_over(session, abandoned, by=plan.move_id)
+                self.rollback.take_over(session, abandoned, by=plan.move_id)
         if abandoned is not None:
-            self._clean_up(abandoned)
+            self.rollback.clean_up(abandoned)
         return run
-
-    def _take_over(self, session: Session, dead: StoreMove, *, by: uuid.UUID | None) -> None:
-        """Record the move ``dead`` (its lease lapsed) as failed, in ``session``; a live
-        holder's move (its lease renewed meanwhile) is a :class:`Conflict`."""
-        taken = (
-            session.connection()
-            .execute(
-                update(Operation)
-                .where(
-                    Operation.id == dead.id,
-                    Operation.status.in_(ACTIVE_STATUSES),
-                    lease_lapsed(utcnow()),
-                )
-                .values(
-                    status=OperationStatus.FAILED,
-                    step="abandoned",
-                    error=abandoned_error(by, dead.step),
-                    finished_at=utcnow(),
-                    lease_expires_at=None,
-                    updated_at=utcnow(),
-                )
-            )
-            .rowcount
-        )
-        if taken != 1:
-            raise Conflict(
-                f"store {dead.slug!r} is already being moved to server {dead.to_server!r} "
-                f"(move {dead.id}).",
-                "Wait for it to finish.",
-            )
-        moves.release_rolled_back(
-            session,
-            dead,
-            reason=block_reason(dead.id, dead.to_server),
-            message=abandoned_error(by, dead.step),
-            failed_at=dead.step,
-            actor=self.actor,
-        )
-
-    def _clean_up(self, dead: StoreMove) -> None:
-        """Undo what a dead mover left: its source writable again, its target dropped."""
-        restore_abandoned_source(self.sessions, self.box, dead)
-        dropped = drop_abandoned_target(self.sessions, self.box, dead)
-        moves_table = store_moves_table
-        with self._master.begin() as conn:
-            conn.execute(
-                update(moves_table)
-                .where(moves_table.c.id == dead.id)
-                .values(details={**(dead.details or {}), "target_dropped": dropped})
-            )
 
     # ------------------------------------------------------------------ copy, verify, switch
 
@@ -362,42 +309,8 @@ class StoreMover:
         cancelled = isinstance(exc, MoveCancelled)
         message = describe(exc)
         message += undo_move(plan, run.details)
-        failed_at = run.step
-        self._end_rolled_back(current, run.details, message, failed_at, cancelled=cancelled)
+        self.rollback.end(current, run.details, message, run.step, cancelled=cancelled)
         return self._load(plan.move_id)
-
-    def _end_rolled_back(
-        self,
-        move: StoreMove,
-        details: dict[str, object],
-        message: str,
-        failed_at: str | None,
-        *,
-        cancelled: bool,
-    ) -> None:
-        """Lift the block, audit, and end the held operation ``failed`` or ``cancelled``."""
-        moves_table = store_moves_table
-        record = (
-            update(moves_table).where(moves_table.c.id == move.id).values(details=dict(details))
-        )
-        move.details = dict(details)
-        with self.sessions.begin() as session:
-            moves.release_rolled_back(
-                session,
-                move,
-                reason=block_reason(move.id, move.to_server),
-                message=message,
-                failed_at=failed_at,
-                actor=self.actor,
-            )
-        try:
-            if cancelled:
-                self.kit.mark_cancelled(move.id, message=message, record=record)
-            else:
-                self.kit.progress(move.id, step="rolled_back", record=record)
-                self.kit.fail(move.id, message, message="rolled back")
-        except LostClaim:
-            pass  # taken over meanwhile: the process that took it records how it ended
 
     def _load(self, move_id: uuid.UUID) -> StoreMove:
         with self.sessions() as session:
@@ -406,47 +319,6 @@ class StoreMover:
     # ------------------------------------------------------------------ dead movers
 
     def recover_stalled(self, move_id: uuid.UUID) -> str | None:
-        """Roll back move ``move_id`` whose mover died (its lease lapsed): the store stays on
-        its source, writable, the target dropped; the operation ends ``failed`` (``cancelled``
-        if it was asked to stop). Its final status, or None when it is not stalled."""
-        claim = self.kit.claim(move_id)
-        if claim is None:
-            return None
-        move = self._load(move_id)
-        restore_abandoned_source(self.sessions, self.box, move)
-        details = dict(move.details or {})
-        details["target_dropped"] = drop_abandoned_target(self.sessions, self.box, move)
-        message = abandoned_error(None, move.step)
-        self._end_rolled_back(move, details, message, move.step, cancelled=claim.cancel_requested)
-        return OperationStatus.CANCELLED if claim.cancel_requested else OperationStatus.FAILED
-
-
-def undo_move(plan: MovePlan, details: dict[str, object]) -> str:
-    """Make the source writable again and drop the target the move created (recorded in
-    ``details``); what could not be undone, as sentences for the move's error."""
-    said = ""
-    before = details.get("source_before")
-    if isinstance(before, dict):
-        try:
-            make_writable(plan.source_url, before)
-            details["source_read_only"] = {"applied": False, "how": "undone"}
-        except Exception as undo_exc:
-            details["source_writable_error"] = describe(undo_exc)
-            said += (
-                f" The source {mask(plan.source_url)} could not be made writable again: "
-                f"{details['source_writable_error']}"
-            )
-    dropped, drop_error = False, None
-    if details.get("target_created"):
-        try:
-            dropped = admin.drop_database(plan.target_url)
-        except Exception as drop_exc:
-            drop_error = describe(drop_exc)
-    details["target_dropped"] = dropped
-    if drop_error is not None:
-        details["target_drop_error"] = drop_error
-        said += (
-            f" The target database {mask(plan.target_url)} could not be dropped "
-            f"({drop_error}); it is left on the server: drop it by hand."
-        )
-    return said
+        """Roll back move ``move_id`` whose mover died (see
+        :meth:`~tenantry.operations.move_rollback.MoveRollback.recover_stalled`)."""
+        return self.rollback.recover_stalled(move_id)
