@@ -85,7 +85,7 @@ from tenantry.services import schema_ops
 from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import BackupTarget
 from tenantry.services.backups.verification import SCRATCH_PREFIX, Verification, verify_backup
-from tenantry.services.fleet import SERVERS
+from tenantry.services.fleet_targets import SERVERS
 from tenantry.settings import Settings, load_settings
 
 PG_URL = os.environ.get(

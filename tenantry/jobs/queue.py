@@ -140,22 +140,34 @@ class Queue:
 
     def recover(self) -> int:
         """Re-enqueue the operations no live worker runs (its worker died, or its queue
-        message was lost): the kit's stalled operations, and queued backups waiting too long."""
+        message was lost): the kit's stalled operations (provisioning jobs, fleet runs), and
+        queued backups waiting too long."""
         lost_after = timedelta(seconds=self.settings.job_lease_seconds)
         platform = self.platform()
-        stalled = OperationKit.from_settings(platform.sessions, platform.settings).find_stalled(
+        kit = OperationKit.from_settings(platform.sessions, platform.settings)
+        stalled = kit.find_stalled(
             kinds=(OperationKind.PROVISION,), queued_for=timedelta(seconds=QUEUED_GRACE_S)
         )
+        runs = kit.find_stalled(kinds=(OperationKind.FLEET_RUN,))
         with platform.sessions() as session:
             backups = catalog.waiting_too_long(session, lost_after)
         # A stalled job that was cancelled is claimed to drop what it made, then ends.
         for operation in stalled:
             self.enqueue_provision(operation.id)
+        # A queued fleet run is resumed (its tenants without an outcome enqueued again); one
+        # whose own process died is marked abandoned, saying to run it again.
+        for run in runs:
+            self.enqueue_fleet_tenants(run.id, work.recover_fleet_run(platform, run.id))
         for backup_id, scope in backups:
             self.enqueue_backup(backup_id, scope)
-        if stalled or backups:
-            log.info("re-enqueued %d provisioning job(s), %d backup(s)", len(stalled), len(backups))
-        return len(stalled) + len(backups)
+        if stalled or runs or backups:
+            log.info(
+                "re-enqueued %d provisioning job(s), %d backup(s); recovered %d fleet run(s)",
+                len(stalled),
+                len(backups),
+                len(runs),
+            )
+        return len(stalled) + len(runs) + len(backups)
 
     def start_heartbeat(self) -> Heartbeat:
         """Report this worker to master every few seconds, so that commands waiting for a
