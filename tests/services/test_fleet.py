@@ -25,18 +25,26 @@ from tenantry.db.master.models import (
     Backup,
     BackupStatus,
     DatabaseStatus,
-    FleetLock,
     FleetResult,
     FleetRun,
     FleetRunStatus,
     IntegrationConfig,
+    Operation,
+    OperationLock,
     Store,
     TenantOutcome,
 )
 from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.errors import Conflict
 from tenantry.runtime import Platform
-from tenantry.services import fleet, schema_ops
+from tenantry.operations.fleet_record import RunReport
+from tenantry.operations.fleet_run import open_run, run_fleet
+from tenantry.operations.fleet_verify import verify_fleet
+from tenantry.operations.kit import OperationKit
+from tenantry.services import schema_ops
+from tenantry.services.fleet_migrate import MigrateOptions, Outcome, migrate_tenant
+from tenantry.services.fleet_status import fleet_status
+from tenantry.services.fleet_targets import tenant_databases
 from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.connections import split_url
 from tests.conftest import DbFactory
@@ -107,15 +115,15 @@ class Fleet:
         self.spec = SchemaSpec(Role.TENANT, "fleetshop", metadata, self.path)
         return self.spec
 
-    def run(self, **kwargs: object) -> fleet.RunReport:
+    def run(self, **kwargs: object) -> RunReport:
         """``fleet migrate`` to head as the owner."""
-        options = fleet.MigrateOptions(
+        options = MigrateOptions(
             goal=migrations.head(self.spec),
             acting_app=str(kwargs.pop("acting_app", "tenantry")),
             owner="tenantry",
             allow_destructive=bool(kwargs.pop("allow_destructive", False)),
         )
-        return fleet.run_fleet(
+        return run_fleet(
             self.platform.sessions,
             self.platform.box,
             self.spec,
@@ -218,7 +226,7 @@ def test_one_broken_tenant_fails_alone_and_is_accounted_for(tenants: Fleet) -> N
         ).all()
         run = session.get(FleetRun, report.run_id)
         revisions = dict(session.execute(select(Store.slug, Store.schema_revision)).all())
-        st = fleet.fleet_status(session, f.spec)
+        st = fleet_status(session, f.spec)
     assert {r.slug: r.status for r in results} == {o.slug: o.status for o in report.outcomes}
     assert run is not None
     assert (run.migrated, run.failed, run.status) == (3, 1, "failed")
@@ -240,15 +248,15 @@ def test_an_interrupted_run_starts_no_new_tenant_and_releases_its_lock(tenants: 
     f = tenants
     f.write("f002", "f001", F002_NOTE, "product note")
     f.new_spec(_metadata(note=True))
-    seen: list[fleet.Outcome] = []
+    seen: list[Outcome] = []
 
-    def stop_after_first(outcome: fleet.Outcome) -> None:
+    def stop_after_first(outcome: Outcome) -> None:
         seen.append(outcome)
         raise Interrupted
 
-    options = fleet.MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
+    options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
     with pytest.raises(Interrupted):
-        fleet.run_fleet(
+        run_fleet(
             f.platform.sessions,
             f.platform.box,
             f.spec,
@@ -261,7 +269,7 @@ def test_an_interrupted_run_starts_no_new_tenant_and_releases_its_lock(tenants: 
     assert "f001" in revisions  # the tenants not yet started stayed where they were
     assert set(revisions) <= {"f001", "f002"}  # and the one in hand finished, whole
     with f.platform.sessions() as session:
-        assert session.get(FleetLock, "tenant") is None
+        assert session.get(OperationLock, "fleet:tenant") is None
         run = session.scalars(select(FleetRun)).one()
         assert run.status == FleetRunStatus.FAILED
         assert run.finished_at is not None
@@ -277,12 +285,12 @@ def test_applied_scripts_are_checksummed_and_tampering_is_found(tenants: Fleet) 
     f.new_spec(_metadata(note=True))
     first = f.run()
     assert first.status == FleetRunStatus.SUCCEEDED, first.failures
-    checks = fleet.verify_fleet(f.platform.sessions, f.platform.box, f.spec)
+    checks = verify_fleet(f.platform.sessions, f.platform.box, f.spec)
     assert [c.problems for c in checks if not c.ok] == []
 
     script.write_text(script.read_text().replace("sa.String(200)", "sa.String(100)"))
     f.new_spec(_metadata(note=True))
-    checks = fleet.verify_fleet(f.platform.sessions, f.platform.box, f.spec)
+    checks = verify_fleet(f.platform.sessions, f.platform.box, f.spec)
     assert all(not c.ok for c in checks)
     assert all(
         any("revision f002 was changed after it was applied" in p for p in c.problems)
@@ -337,20 +345,25 @@ def test_two_runs_cannot_collide_and_a_dead_runs_lock_expires(tenants: Fleet) ->
     f.write("f002", "f001", F002_NOTE, "product note")
     f.new_spec(_metadata(note=True))
     dead_run = uuid.uuid4()
-    with f.platform.sessions() as session:
-        fleet.acquire_lock(session, "tenant", dead_run, timedelta(seconds=60))
-        session.add(FleetRun(id=dead_run, role="tenant", holder="gone:1", concurrency=1))
-        session.commit()
+    # A run recorded (and its lock taken) by a process that then died.
+    gone = OperationKit(f.platform.sessions, lease_seconds=60, holder="gone:1")
+    options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
+    open_run(gone, f.platform.box, f.spec, options, None, dead_run, concurrency=1)
 
     with pytest.raises(Conflict) as held:
         f.run()
     assert str(dead_run) in held.value.message
+    assert "another fleet run holds the lock" in held.value.message
+    assert "gone:1" in held.value.message
     assert all(f.revision_of(s) == "f001" for s in _slugs(f))
 
     with f.platform.sessions() as session:  # the holder died: its lease runs out
-        lock = session.get(FleetLock, "tenant")
+        lock = session.get(OperationLock, "fleet:tenant")
         assert lock is not None
         lock.expires_at = lock.expires_at - timedelta(seconds=120)
+        run = session.get_one(Operation, dead_run)
+        assert run.lease_expires_at is not None
+        run.lease_expires_at = run.lease_expires_at - timedelta(seconds=120)
         session.commit()
     report = f.run()
     assert report.took_over == dead_run
@@ -359,7 +372,7 @@ def test_two_runs_cannot_collide_and_a_dead_runs_lock_expires(tenants: Fleet) ->
         dead = session.get(FleetRun, dead_run)
         assert dead is not None
         assert dead.status == FleetRunStatus.ABANDONED
-        assert session.get(FleetLock, "tenant") is None  # released at the end
+        assert session.get(OperationLock, "fleet:tenant") is None  # released at the end
 
 
 def test_a_tenant_locked_by_another_migration_fails_alone(tenants: Fleet) -> None:
@@ -367,21 +380,21 @@ def test_a_tenant_locked_by_another_migration_fails_alone(tenants: Fleet) -> Non
     f.write("f002", "f001", F002_NOTE, "product note")
     f.new_spec(_metadata(note=True))
     busy = _slugs(f)[0]
-    options = fleet.MigrateOptions(
+    options = MigrateOptions(
         goal="f002", acting_app="tenantry", owner="tenantry", lock_wait_s=0.2
     )
     with f.platform.sessions() as session:
-        db = fleet.tenant_databases(session, f.platform.box, [busy])[0]
+        db = tenant_databases(session, f.platform.box, [busy])[0]
     engine = make_engine(f.urls[busy], pooled=False)
     try:
         with engine.connect() as conn:
             # Another migration of this database is under way (a `db migrate`, a queue job).
             if conn.dialect.name == "sqlite":
                 with immediate(conn).begin():
-                    outcome = fleet.migrate_tenant(db, f.spec, options)
+                    outcome = migrate_tenant(db, f.spec, options)
             else:
                 with migration_lock(conn, "tenant"):
-                    outcome = fleet.migrate_tenant(db, f.spec, options)
+                    outcome = migrate_tenant(db, f.spec, options)
     finally:
         engine.dispose()
     assert outcome.status == TenantOutcome.FAILED
@@ -399,14 +412,14 @@ def test_backup_first_backs_up_and_verifies_each_tenant_before_any_ddl(
     backups = PreMigrationBackups(p.sessions, storage_for(p.settings), p.settings, p.box)
     goal = migrations.head(f.spec)
 
-    def run_with_backups() -> fleet.RunReport:
-        options = fleet.MigrateOptions(
+    def run_with_backups() -> RunReport:
+        options = MigrateOptions(
             goal=goal,
             acting_app="tenantry",
             owner="tenantry",
             before_ddl=backups.for_tenants(f.spec, goal),
         )
-        return fleet.run_fleet(p.sessions, p.box, f.spec, options, concurrency=2)
+        return run_fleet(p.sessions, p.box, f.spec, options, concurrency=2)
 
     monkeypatch.setenv("TENANTRY_FAILPOINTS", "backup.written=raise")
     failed = run_with_backups()
