@@ -37,6 +37,7 @@ from tenantry.db.master.models import (
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict
+from tenantry.failpoints import failpoint
 from tenantry.operations.fleet_record import Recorder, RunReport
 from tenantry.operations.kit import LostClaim, OperationKit, lease_lapsed
 from tenantry.services.fleet_migrate import MigrateOptions, Outcome, migrate_tenant, skipped
@@ -226,6 +227,7 @@ def _migrate_all(
                 if db is None:
                     return
                 done.put(migrate_tenant(db, spec, options))
+                failpoint("fleet.tenant_done")  # tests: the process dies between tenants
         finally:
             done.put(None)  # this worker is finished
 

@@ -30,23 +30,25 @@ from tenantry.db.master.models import (
     FleetRunStatus,
     IntegrationConfig,
     Operation,
+    OperationKind,
     OperationLock,
     Store,
     TenantOutcome,
 )
 from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.errors import Conflict
-from tenantry.runtime import Platform
+from tenantry.operations.fleet_queue import recover_run, run_queued_tenant, start_queued_run
 from tenantry.operations.fleet_record import RunReport
 from tenantry.operations.fleet_run import open_run, run_fleet
 from tenantry.operations.fleet_verify import verify_fleet
 from tenantry.operations.kit import OperationKit
+from tenantry.runtime import Platform
 from tenantry.services import schema_ops
+from tenantry.services.backups.premigration import PreMigrationBackups
+from tenantry.services.connections import split_url
 from tenantry.services.fleet_migrate import MigrateOptions, Outcome, migrate_tenant
 from tenantry.services.fleet_status import fleet_status
 from tenantry.services.fleet_targets import tenant_databases
-from tenantry.services.backups.premigration import PreMigrationBackups
-from tenantry.services.connections import split_url
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
 
@@ -380,9 +382,7 @@ def test_a_tenant_locked_by_another_migration_fails_alone(tenants: Fleet) -> Non
     f.write("f002", "f001", F002_NOTE, "product note")
     f.new_spec(_metadata(note=True))
     busy = _slugs(f)[0]
-    options = MigrateOptions(
-        goal="f002", acting_app="tenantry", owner="tenantry", lock_wait_s=0.2
-    )
+    options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry", lock_wait_s=0.2)
     with f.platform.sessions() as session:
         db = tenant_databases(session, f.platform.box, [busy])[0]
     engine = make_engine(f.urls[busy], pooled=False)
@@ -437,3 +437,109 @@ def test_backup_first_backs_up_and_verifies_each_tenant_before_any_ddl(
         assert backup.reason == "pre-migration"
         assert backup.schema_revision == "f001"
         assert backup.label == "before migrating f001 → f002"
+
+
+def _run_id(f: Fleet) -> uuid.UUID:
+    with f.platform.sessions() as session:
+        return session.scalars(select(FleetRun.id)).one()
+
+
+def test_a_cancelled_run_stops_at_a_tenant_boundary_leaving_the_rest_untouched(
+    tenants: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tenants
+    f.write("f002", "f001", F002_NOTE, "product note")
+    f.new_spec(_metadata(note=True))
+    # Each tenant takes a second before its commit: the cancel lands while one is in hand.
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "migrate.before_commit=sleep:1")
+    kit = OperationKit(f.platform.sessions, lease_seconds=60)
+
+    def cancel_after_first(outcome: Outcome) -> None:
+        if outcome.status == TenantOutcome.MIGRATED:
+            kit.request_cancel(_run_id(f))
+
+    options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
+    report = run_fleet(
+        f.platform.sessions,
+        f.platform.box,
+        f.spec,
+        options,
+        concurrency=1,
+        on_outcome=cancel_after_first,
+    )
+    monkeypatch.delenv("TENANTRY_FAILPOINTS")
+    assert report.status == FleetRunStatus.CANCELLED
+    by_slug = {o.slug: o.status for o in report.outcomes}
+    assert set(by_slug) == set(f.urls)
+    untouched = [s for s, status in by_slug.items() if status == TenantOutcome.SKIPPED]
+    assert untouched, by_slug  # the cancel was seen before the last tenant
+    for slug, status in by_slug.items():  # each tenant whole: migrated, or not started
+        assert status in (TenantOutcome.MIGRATED, TenantOutcome.SKIPPED)
+        assert f.revision_of(slug) == ("f001" if slug in untouched else "f002")
+    with f.platform.sessions() as session:
+        run = session.get_one(FleetRun, report.run_id)
+        assert (run.status, run.operation_status) == ("cancelled", "cancelled")
+        assert (run.skipped, run.progress_current, run.total) == (len(untouched), 4, 4)
+        assert run.message is not None
+        assert "left untouched" in run.message
+        st = fleet_status(session, f.spec)
+        assert session.get(OperationLock, "fleet:tenant") is None
+    assert st.failed == []  # skipped is not a failure
+    assert sorted(st.lagging) == sorted(untouched)
+    again = f.run()
+    assert again.counts == {"migrated": len(untouched), "current": 4 - len(untouched)}
+
+
+def _lapse(f: Fleet, run_id: uuid.UUID) -> None:
+    """The run's process (or its workers) stopped: its lease and lock run out."""
+    with f.platform.sessions() as session:
+        run = session.get_one(Operation, run_id)
+        assert run.lease_expires_at is not None
+        run.lease_expires_at = run.lease_expires_at - timedelta(seconds=600)
+        lock = session.get(OperationLock, "fleet:tenant")
+        if lock is not None:
+            lock.expires_at = lock.expires_at - timedelta(seconds=600)
+        session.commit()
+
+
+def test_recovery_resumes_a_queued_run_and_abandons_a_dead_commands_run(tenants: Fleet) -> None:
+    f = tenants
+    f.write("f002", "f001", F002_NOTE, "product note")
+    f.new_spec(_metadata(note=True))
+    p = f.platform
+    lease = timedelta(seconds=60)
+    options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
+    run_id, store_ids = start_queued_run(p.sessions, p.box, f.spec, options, lock_ttl=lease)
+    first = run_queued_tenant(p.sessions, p.box, f.spec, run_id, store_ids[0], owner="tenantry")
+    assert first is not None
+    assert first.status == TenantOutcome.MIGRATED
+    # A second delivery of the same job does nothing.
+    again = run_queued_tenant(p.sessions, p.box, f.spec, run_id, store_ids[0], owner="tenantry")
+    assert again is None
+
+    _lapse(f, run_id)  # the workers died: the other three jobs were lost
+    kit = OperationKit(p.sessions, lease_seconds=60)
+    assert [s.id for s in kit.find_stalled(kinds=(OperationKind.FLEET_RUN,))] == [run_id]
+    missing = recover_run(p.sessions, run_id, lease)
+    assert sorted(missing) == sorted(store_ids[1:])
+    assert recover_run(p.sessions, run_id, lease) == []  # claimed again: not stalled now
+    for store_id in missing:
+        run_queued_tenant(p.sessions, p.box, f.spec, run_id, store_id, owner="tenantry")
+    with p.sessions() as session:
+        run = session.get_one(FleetRun, run_id)
+        assert (run.status, run.migrated, run.attempts) == ("succeeded", 4, 2)
+        assert session.get(OperationLock, "fleet:tenant") is None
+    assert all(f.revision_of(s) == "f002" for s in _slugs(f))
+
+    # A run a command ran in its own process cannot be resumed without it: failed, saying so.
+    dead_run = uuid.uuid4()
+    gone = OperationKit(p.sessions, lease_seconds=60, holder="gone:2")
+    open_run(gone, p.box, f.spec, options, None, dead_run, concurrency=1)
+    _lapse(f, dead_run)
+    assert recover_run(p.sessions, dead_run, lease) == []
+    with p.sessions() as session:
+        dead = session.get_one(FleetRun, dead_run)
+        assert (dead.status, dead.operation_status) == ("abandoned", "failed")
+        assert dead.error is not None
+        assert "run `tenantry fleet migrate` again" in dead.error
+    assert f.run().counts == {"current": 4}  # the lapsed lock is taken over
