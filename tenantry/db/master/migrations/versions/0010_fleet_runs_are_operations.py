@@ -13,7 +13,8 @@ Revises: 0009
 Create Date: 2026-12-04 12:00:00.000000
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import sqlalchemy as sa
 from alembic import op
@@ -40,6 +41,7 @@ SOURCE = {"holder": "lease_holder", "total": "progress_total"}
 COPIED_BEFORE_DROP = {
     **{f"fleet_runs.{name}": f"operations.{SOURCE.get(name, name)}" for name, _ in MOVED},
     "fleet_locks": "operation_locks",
+    "fleet_results_kept": "fleet_results",
 }
 #: What a moved NOT NULL column gets back where its operation holds nothing.
 EMPTY = {"holder": "''", "total": "0"}
@@ -94,9 +96,12 @@ def upgrade() -> None:
         )
     # ``--sql`` output cannot reflect the table SQLite's batch mode copies: it is given.
     offline = op.get_context().as_sql
-    with op.batch_alter_table(
-        "fleet_runs", schema=None, copy_from=_runs_at_0009() if offline else None
-    ) as batch_op:
+    with (
+        _results_kept(),
+        op.batch_alter_table(
+            "fleet_runs", schema=None, copy_from=_runs_at_0009() if offline else None
+        ) as batch_op,
+    ):
         batch_op.drop_index(batch_op.f("ix_fleet_runs_started_at"))
         batch_op.drop_index(batch_op.f("ix_fleet_runs_status"))
         for name, _ in MOVED:
@@ -110,6 +115,20 @@ def upgrade() -> None:
             ondelete="CASCADE",
         )
     op.drop_table("fleet_locks")
+
+
+@contextmanager
+def _results_kept() -> Iterator[None]:
+    """On SQLite, batch mode recreates ``fleet_runs``, and dropping the old table deletes
+    (foreign keys on: cascades to) every ``fleet_results`` row: they are set aside first and
+    put back after. Other databases alter the table in place."""
+    if op.get_context().dialect.name != "sqlite":
+        yield
+        return
+    op.execute("CREATE TABLE fleet_results_kept AS SELECT * FROM fleet_results")
+    yield
+    op.execute("INSERT INTO fleet_results SELECT * FROM fleet_results_kept")
+    op.drop_table("fleet_results_kept")
 
 
 def _runs_at_0009() -> sa.Table:
@@ -155,7 +174,7 @@ def downgrade() -> None:
             f"WHERE l.name = '{name}' AND l.operation_id IS NOT NULL"
         )
         op.execute(f"DELETE FROM operation_locks WHERE name = '{name}'")
-    with op.batch_alter_table("fleet_runs", schema=None) as batch_op:
+    with _results_kept(), op.batch_alter_table("fleet_runs", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_fleet_runs_id_operations"), type_="foreignkey")
         for name, type_ in MOVED:
             batch_op.add_column(sa.Column(name, type_, nullable=True))
@@ -176,7 +195,7 @@ def downgrade() -> None:
             value = f"COALESCE({value}, {EMPTY[name]})"
         op.execute(f"UPDATE fleet_runs SET {name} = {value}")
     op.execute("DELETE FROM operations WHERE kind = 'fleet_run'")
-    with op.batch_alter_table("fleet_runs", schema=None) as batch_op:
+    with _results_kept(), op.batch_alter_table("fleet_runs", schema=None) as batch_op:
         batch_op.drop_column("skipped")
         batch_op.alter_column("status", existing_type=sa.String(length=16), nullable=False)
         batch_op.alter_column("holder", existing_type=sa.String(length=128), nullable=False)
