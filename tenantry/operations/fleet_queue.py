@@ -82,6 +82,40 @@ def run_queued_tenant(
     lock = lock_name(role)
     if not kit.renew(run_id) or not kit.renew_lock(lock):
         return None  # the run is over or another run took over
+    # One job per tenant at a time: the same tenant may be delivered twice (a retry, or the
+    # recovery sweep enqueueing again a job that was only late). Two master writes per
+    # queued tenant, which a run in one process does not pay.
+    in_hand = f"{lock}:{run_id}:{store_id}"
+    try:
+        kit.acquire_lock(in_hand, operation_id=run_id)
+    except Conflict:
+        return None  # another worker has this tenant in hand
+    try:
+        outcome = _migrate_queued(
+            sessions, kit, box, spec, run_id, store_id, owner, pre_migration, in_hand
+        )
+        if outcome is not None:
+            with kit.engine.begin() as conn:
+                write_outcomes(conn, run_id, [outcome])
+    finally:
+        kit.release_lock(in_hand)
+    if outcome is not None:
+        finish_if_done(kit, run_id, role)
+    return outcome
+
+
+def _migrate_queued(
+    sessions: sessionmaker[Session],
+    kit: OperationKit,
+    box: SecretBox,
+    spec: SchemaSpec,
+    run_id: uuid.UUID,
+    store_id: uuid.UUID,
+    owner: str,
+    pre_migration: Callable[[str | None], Callable[[TenantDb, str | None], None]] | None,
+    in_hand: str,
+) -> Outcome | None:
+    """The outcome of one queued tenant whose job holds ``in_hand``; None when it has one."""
     with sessions() as session:
         run = session.get(FleetRun, run_id)
         if run is None or run.operation_status not in HELD_STATUSES:
@@ -111,12 +145,9 @@ def run_queued_tenant(
         except NotFound:
             tenants = []
     if cancelling:
-        outcome = skipped(store_id, slug)
-    elif tenants:
-        with kit.kept_alive(run_id, lock_keys=(lock,)):
-            outcome = migrate_tenant(tenants[0], spec, options)
-    else:
-        outcome = Outcome(
+        return skipped(store_id, slug)
+    if not tenants:
+        return Outcome(
             store_id,
             slug,
             None,
@@ -125,10 +156,8 @@ def run_queued_tenant(
             0,
             "the store is no longer active; it was not migrated.",
         )
-    with kit.engine.begin() as conn:
-        write_outcomes(conn, run_id, [outcome])
-    finish_if_done(kit, run_id, role)
-    return outcome
+    with kit.kept_alive(run_id, lock_keys=(lock_name(spec.role.value), in_hand)):
+        return migrate_tenant(tenants[0], spec, options)
 
 
 def finish_if_done(kit: OperationKit, run_id: uuid.UUID, role: str) -> bool:
