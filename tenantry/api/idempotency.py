@@ -4,12 +4,22 @@ Middleware, so it covers every billing POST alike. The key is bound to the reque
 path, body); the same key with another body is a 409. Responses below 500 are stored and
 replayed (with ``Idempotent-Replayed: true``); a 5xx releases the key for a retry. The same
 key while its first request still runs is a 409 with ``Retry-After``.
+
+The response to replay is also kept *in the route's own transaction* (:func:`bind` and
+:func:`commit`): a process that dies after committing the effect but before the middleware
+stored the response leaves a replay behind, never a key that a later retry could take again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import TypeVar
+
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from sqlalchemy import event
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +31,53 @@ from tenantry.runtime import Platform
 from tenantry.services.apikeys import Scope as KeyScope
 from tenantry.services.apikeys import authenticate
 from tenantry.services.billing import idempotency, validation
+
+Out = TypeVar("Out", bound=BaseModel)
+
+#: Where the middleware leaves a request's reservation (in the ASGI scope's state).
+_RESERVATION = "idempotency_reservation"
+
+
+@dataclass
+class Reservation:
+    """The key a request reserved, and the response its route staged to keep with its effect."""
+
+    app_id: str
+    key: str
+    response: tuple[int, str] | None = None
+
+
+def _reservation(request: Request) -> Reservation | None:
+    found = request.scope.get("state", {}).get(_RESERVATION)
+    return found if isinstance(found, Reservation) else None
+
+
+def bind(request: Request, session: Session) -> None:
+    """Make every commit of ``session`` (a billing session of ``request``) keep the request's
+    response with its effect, when the request reserved an Idempotency-Key."""
+    reservation = _reservation(request)
+    if reservation is None:
+        return
+
+    def keep(committing: Session) -> None:
+        idempotency.keep_with_effect(
+            committing, reservation.app_id, reservation.key, reservation.response
+        )
+
+    event.listen(session, "before_commit", keep)
+
+
+def commit(request: Request, session: Session, out: Out, status_code: int | None = None) -> Out:
+    """Commit the route's changes with ``out`` as the response a retry with the same
+    Idempotency-Key replays; returns ``out``. ``status_code`` is the one the route answers
+    with, when not its declared one."""
+    reservation = _reservation(request)
+    if reservation is not None:
+        route = request.scope.get("route")
+        declared = getattr(route, "status_code", None) or 200
+        reservation.response = (status_code or declared, out.model_dump_json(by_alias=True))
+    session.commit()
+    return out
 
 
 def _app_of(platform: Platform, request: Request) -> str | None:
@@ -107,6 +164,7 @@ class IdempotencyMiddleware:
             await first(scope, receive, send)
             return
 
+        scope.setdefault("state", {})[_RESERVATION] = Reservation(app_id, key)
         sent = False
 
         async def replay_body() -> Message:

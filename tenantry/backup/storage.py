@@ -7,6 +7,7 @@ so a backup that failed half-way can never be mistaken for a good one.
 from __future__ import annotations
 
 import contextlib
+import glob
 import io
 import os
 import tempfile
@@ -78,6 +79,11 @@ class Storage(Protocol):
 
     def delete(self, key: str) -> None:
         """Remove ``key``; a missing key is not an error."""
+        ...
+
+    def delete_unfinished(self, key: str) -> None:
+        """Remove what an interrupted :meth:`put` of ``key`` left behind (a process killed
+        mid-upload cannot clean up after itself); ``key`` itself is left as it is."""
         ...
 
     def keys(self, prefix: str = "") -> list[str]:
@@ -188,6 +194,13 @@ class LocalStorage:
     def delete(self, key: str) -> None:
         """Remove ``key``'s file if it exists."""
         self._path(key).unlink(missing_ok=True)
+
+    def delete_unfinished(self, key: str) -> None:
+        """Remove the temporary files of interrupted writes of ``key`` (see :meth:`put`)."""
+        path = self._path(key)
+        if path.parent.is_dir():
+            for temp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+                temp.unlink(missing_ok=True)
 
     def keys(self, prefix: str = "") -> list[str]:
         """The keys starting with ``prefix``, sorted; unfinished writes are not listed."""
@@ -328,6 +341,18 @@ class S3Storage:
         name = self._name(key)
         with self._errors(key):
             self.client.delete_object(Bucket=self.bucket, Key=name)
+
+    def delete_unfinished(self, key: str) -> None:
+        """Abort the multipart uploads of ``key`` still open (their parts are stored, and
+        billed, until aborted; the object itself only appears once an upload completes)."""
+        name = self._name(key)
+        with self._errors(key):
+            listed = self.client.list_multipart_uploads(Bucket=self.bucket, Prefix=name)
+            for upload in listed.get("Uploads", []):
+                if upload.get("Key") == name:
+                    self.client.abort_multipart_upload(
+                        Bucket=self.bucket, Key=name, UploadId=upload["UploadId"]
+                    )
 
     def keys(self, prefix: str = "") -> list[str]:
         """The keys starting with ``prefix``, sorted."""

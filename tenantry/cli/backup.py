@@ -4,7 +4,8 @@ commands (:mod:`tenantry.cli.backup_schedule`) and the policy subgroup
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import typer
@@ -25,20 +26,13 @@ from tenantry.cli.output import (
     print_error,
     reports_errors,
 )
-from tenantry.db.master.models import Backup
-from tenantry.errors import InvalidInput, TenantryError
+from tenantry.errors import InvalidInput
+from tenantry.operations import backup_prune, backup_run
 from tenantry.runtime import Platform
 from tenantry.services import audit
 from tenantry.services.backups import catalog, policies, retention
-from tenantry.services.backups.taking import error_text, take_backup
-from tenantry.services.backups.targets import (
-    BackupTarget,
-    resolve,
-    scope_of,
-    scratch_server,
-    tenant_targets,
-)
-from tenantry.services.backups.verification import get_backup, verify_backup
+from tenantry.services.backups.targets import BackupTarget, resolve, scope_of, tenant_targets
+from tenantry.services.backups.verification import get_backup
 from tenantry.settings import load_settings
 
 app = typer.Typer(help="Take, list, verify and prune backups of every database.")
@@ -61,84 +55,6 @@ def _targets(platform: Platform, dbs: list[str], all_tenants: bool) -> list[Back
     return found
 
 
-@dataclass
-class _Outcome:
-    """One database's part of ``backup run``: its backup, and its restore test if asked."""
-
-    scope: str
-    backup: Backup | None = None
-    error: str | None = None
-    hint: str | None = None
-    verification: dict[str, Any] | None = None
-
-    @property
-    def ok(self) -> bool:
-        """Backed up, and (when asked) verified."""
-        if self.backup is None:
-            return False
-        return self.verification is None or self.verification["passed"] is True
-
-    def document(self, storage: Storage) -> dict[str, Any]:
-        """As JSON: the catalog entry (or the failure), with the verification's outcome."""
-        if self.backup is None:
-            return {"scope": self.scope, "status": "failed", "error": self.error, "hint": self.hint}
-        doc = catalog.backup_document(self.backup, storage)
-        if self.verification is not None:
-            doc["verification"] = self.verification
-        return doc
-
-
-def _failure(exc: Exception, target: BackupTarget) -> tuple[str, str | None]:
-    """What went wrong and what to do, never a credential (any exception, not only ours)."""
-    if isinstance(exc, TenantryError):
-        return exc.message, exc.hint
-    return error_text(exc, target), "See the message above; the other databases were attempted."
-
-
-def _back_up_one(
-    platform: Platform,
-    storage: Storage,
-    target: BackupTarget,
-    *,
-    label: str | None,
-    pin: bool,
-    verify: bool,
-    show: bool,
-) -> _Outcome:
-    """Back up (and verify) one database; any failure is this database's outcome only."""
-    outcome = _Outcome(target.scope)
-    try:
-        with byte_progress(show, f"backing up {target.scope}") as advance:
-            outcome.backup = take_backup(
-                platform.sessions,
-                storage,
-                target,
-                label=label,
-                pinned=pin,
-                level=platform.settings.backup_zstd_level,
-                on_progress=advance,
-            )
-    except Exception as exc:
-        outcome.error, outcome.hint = _failure(exc, target)
-        return outcome
-    if not verify:
-        return outcome
-    try:
-        result = _verify_one(platform, storage, outcome.backup, show=show)
-        outcome.verification = {
-            "passed": result.passed,
-            "restore_seconds": round(result.restore_seconds, 3),
-            "problems": result.problems,
-            "notes": result.notes,
-        }
-    except Exception as exc:
-        message, hint = _failure(exc, target)
-        outcome.verification = {"passed": None, "error": message, "hint": hint}
-    with platform.sessions() as session:
-        outcome.backup = get_backup(session, outcome.backup.id)
-    return outcome
-
-
 def _verification_cell(verification: dict[str, Any] | None) -> str:
     if verification is None:
         return "-"
@@ -150,7 +66,7 @@ def _verification_cell(verification: dict[str, Any] | None) -> str:
     return "[green]passed[/]" + (f" ({escape(notes)})" if notes else "")
 
 
-def _print_outcomes(outcomes: list[_Outcome], storage: Storage) -> None:
+def _print_outcomes(outcomes: list[backup_run.Outcome], storage: Storage) -> None:
     table = Table(title="backup run")
     for col in ("database", "backup", "status", "size", "verification"):
         table.add_column(col)
@@ -200,21 +116,21 @@ def run(
     """
     settings = load_settings()
     storage = storage_for(settings)
-    outcomes: list[_Outcome] = []
+    outcomes: list[backup_run.Outcome] = []
     with open_platform(settings) as platform:
         targets = _targets(platform, db, all_tenants)
         if not targets and not json_output:
             console.print("no active store databases: nothing to back up")
         for target in targets:
             outcomes.append(
-                _back_up_one(
+                backup_run.back_up_one(
                     platform,
                     storage,
                     target,
                     label=label,
                     pin=pin,
                     verify=verify,
-                    show=not json_output,
+                    show=partial(byte_progress, not json_output),
                 )
             )
     if json_output:
@@ -286,15 +202,6 @@ def show(
         console.print(f"  {table_name}: {n}")
 
 
-def _verify_one(platform: Platform, storage: Storage, backup: Backup, *, show: bool) -> Any:
-    with platform.sessions() as session:
-        server = scratch_server(session, platform.box, platform.settings, backup)
-    with byte_progress(
-        show, f"restoring {catalog.short(backup.id)} into a scratch database"
-    ) as advance:
-        return verify_backup(platform.sessions, storage, backup.id, server, on_progress=advance)
-
-
 @app.command("verify")
 @reports_errors
 def verify_(
@@ -313,7 +220,9 @@ def verify_(
         with platform.sessions() as session:
             backup = get_backup(session, backup_id)
             policy = policies.policy_for(session, scope_of(backup))
-        result = _verify_one(platform, storage, backup, show=not json_output)
+        result = backup_run.verify_one(
+            platform, storage, backup, partial(byte_progress, not json_output)
+        )
     document = {
         **asdict(result),
         "backup_id": str(result.backup_id),
@@ -356,7 +265,7 @@ def prune(
         with platform.sessions() as session:
             decisions = retention.plan_prune(session)
         doomed = [d for d in decisions if d.prune]
-        pruned = retention.prune(platform.sessions, storage, decisions) if confirm else []
+        pruned = backup_prune.prune(platform.sessions, storage, decisions) if confirm else []
         if confirm and pruned:
             with platform.writer_sessions.begin() as session:
                 audit.record(

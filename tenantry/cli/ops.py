@@ -104,7 +104,7 @@ def list_(
             d["id"][:8],  # enough to name it: every command takes the start of an id
             d["kind"],
             escape(d["target"] or "-"),
-            d["status"],
+            f"{d['status']} (stalled)" if d["stalled"] else d["status"],
             escape(d["progress"]["step"] or "-"),
             _progress_text(d["progress"]),
             when(d["created_at"]),
@@ -127,6 +127,8 @@ def _print(doc: dict[str, Any]) -> None:
     table.add_row("attempts", str(doc["attempts"]))
     if doc["status"] not in FINISHED_STATUSES and doc["lease_holder"]:
         table.add_row("held by", f"{doc['lease_holder']} until {when(doc['lease_expires_at'])}")
+    if doc["stalled"]:
+        table.add_row("stalled", f"[yellow]{records.STALLED_NOTE}[/]")
     table.add_row("cancel asked", when(doc["cancel_requested_at"]))
     table.add_row("created", when(doc["created_at"]))
     table.add_row("started", when(doc["started_at"]))

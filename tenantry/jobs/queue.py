@@ -22,11 +22,10 @@ from tenantry.db.master.models import OperationKind
 from tenantry.errors import QueueUnreachable
 from tenantry.files import private_file
 from tenantry.jobs.heartbeat import Heartbeat
-from tenantry.operations import work
+from tenantry.operations import sweep, work
 from tenantry.operations.dispatch import OnReady
 from tenantry.operations.kit import OperationKit
 from tenantry.runtime import Platform
-from tenantry.services.backups import catalog
 from tenantry.services.billing import webhooks
 from tenantry.services.provisioning import QUEUED_GRACE_S, Provisioner
 from tenantry.settings import Settings
@@ -141,16 +140,18 @@ class Queue:
     def recover(self) -> int:
         """Re-enqueue the operations no live worker runs (its worker died, or its queue
         message was lost): the kit's stalled operations (provisioning jobs, fleet runs), and
-        queued backups waiting too long."""
-        lost_after = timedelta(seconds=self.settings.job_lease_seconds)
+        queued backups waiting too long; end those of kinds run by a command whose process died
+        (:mod:`~tenantry.operations.sweep`).
+        A backup or restore test whose process died cannot be resumed (a dump is one stream):
+        it is cleaned up and failed, to be run again. Returns how many it handled."""
         platform = self.platform()
         kit = OperationKit.from_settings(platform.sessions, platform.settings)
+        ended = sweep.end_abandoned(kit)
         stalled = kit.find_stalled(
             kinds=(OperationKind.PROVISION,), queued_for=timedelta(seconds=QUEUED_GRACE_S)
         )
         runs = kit.find_stalled(kinds=(OperationKind.FLEET_RUN,))
-        with platform.sessions() as session:
-            backups = catalog.waiting_too_long(session, lost_after)
+        backups, backups_ended = work.recover_backups(platform)
         # A stalled job that was cancelled is claimed to drop what it made, then ends.
         for operation in stalled:
             self.enqueue_provision(operation.id)
@@ -167,7 +168,7 @@ class Queue:
                 len(backups),
                 len(runs),
             )
-        return len(stalled) + len(runs) + len(backups)
+        return len(stalled) + len(runs) + len(backups) + len(ended) + len(backups_ended)
 
     def start_heartbeat(self) -> Heartbeat:
         """Report this worker to master every few seconds, so that commands waiting for a

@@ -18,12 +18,13 @@ from tenantry.backup.storage import Storage
 from tenantry.crypto import SecretBox
 from tenantry.db.master.models import Backup
 from tenantry.errors import Conflict, TenantryError
+from tenantry.operations.backup_take import take_backup
+from tenantry.operations.backup_verify import verify_backup
 from tenantry.operations.kit import OperationKit
 from tenantry.services.backups import retention
 from tenantry.services.backups.scheduling import all_scopes, protection
-from tenantry.services.backups.taking import error_text, take_backup
+from tenantry.services.backups.taking import error_text
 from tenantry.services.backups.targets import BackupTarget, resolve, scope_of, scratch_server
-from tenantry.services.backups.verification import verify_backup
 from tenantry.settings import Settings
 
 #: The scheduler's lock: one tick at a time across every worker.

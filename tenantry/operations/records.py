@@ -15,17 +15,24 @@ from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import (
     FINISHED_STATUSES,
+    HELD_STATUSES,
     Operation,
     OperationKind,
     OperationStatus,
     ProvisioningJob,
     lifecycle_status,
 )
+from tenantry.db.types import utcnow
 from tenantry.errors import InvalidInput
 from tenantry.operations.kit import cancel_in, progress_of
 from tenantry.services import audit, provisioning, refs
 
 LIST_HINT = "List operations with `tenantry ops list` (or GET /operations)."
+#: What a stalled operation means and what happens to it.
+STALLED_NOTE = (
+    "the process running it stopped renewing its lease (it died or hangs); a worker's "
+    "recovery sweep (`tenantry worker`) resumes it or ends it, saying what to do next."
+)
 
 
 def get_operation(
@@ -73,6 +80,16 @@ def list_operations(
     return list(page), int(total or 0)
 
 
+def is_stalled(operation: Operation) -> bool:
+    """Whether a process holds ``operation`` but stopped renewing its lease (it died): the
+    recovery sweep of a worker resumes it or ends it."""
+    return (
+        lifecycle_status(operation) in HELD_STATUSES
+        and operation.lease_expires_at is not None
+        and operation.lease_expires_at < utcnow()
+    )
+
+
 def operation_document(operation: Operation) -> dict[str, Any]:
     """An operation as JSON, in the shape ``ops show --json`` and the API share."""
     return {
@@ -81,6 +98,7 @@ def operation_document(operation: Operation) -> dict[str, Any]:
         "target": operation.target,
         "store_id": str(operation.store_id) if operation.store_id else None,
         "status": lifecycle_status(operation),
+        "stalled": is_stalled(operation),
         "progress": progress_of(operation).as_dict(),
         "error": operation.error,
         "attempts": operation.attempts,

@@ -3,6 +3,8 @@
 Two steps, so that an adapter can show what will happen and ask before anything changes:
 :func:`plan` reads, :func:`delete` acts. The databases are dropped first and the store is
 removed only once that succeeded: a failed drop leaves the store (and the way to retry).
+The deletion is an operation (kind ``store_delete``): listed by ``tenantry ops``, and
+cancellable until its first drop.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ from typing import Any
 from sqlalchemy.engine import URL
 
 from tenantry.db import admin
+from tenantry.db.master.models import OperationKind, ProgressUnit
 from tenantry.db.urls import mask
+from tenantry.operations.running import run_here
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tenantry.services.connections import tenant_url
@@ -55,18 +59,35 @@ def plan(platform: Platform, ref: str, *, drop_database: bool) -> StoreDeletion:
 
 
 def delete(platform: Platform, deletion: StoreDeletion, *, actor: str = "cli") -> dict[str, Any]:
-    """Drop what ``deletion`` drops, then remove the store; a report of what was done."""
+    """Drop what ``deletion`` drops, then remove the store; a report of what was done.
+    Raises :class:`~tenantry.operations.running.Cancelled` when cancelled before a drop."""
     dropped = False
-    if deletion.drop_database and deletion.url is not None:
-        dropped = admin.drop_database(deletion.url)
     doomed = deletion.doomed
-    for url in doomed:
-        admin.drop_database(url)
-    with platform.writer_sessions.begin() as session:
-        # Checked again in the deleting transaction: a job may have started since the plan.
-        store = stores.get_store(session, deletion.store_id)
-        final = stores.plan_delete(session, store, drop_database=deletion.drop_database)
-        stores.delete_store(session, store, final, actor=actor)
+    with run_here(
+        platform.sessions,
+        platform.settings,
+        OperationKind.STORE_DELETE,
+        store_id=deletion.store_id,
+        target=deletion.slug,
+        requested_by=actor,
+    ) as running:
+        main = deletion.url if deletion.drop_database else None
+        total = int(main is not None) + len(doomed)
+        # Cancellable until the first drop: after it, stopping would leave a store without
+        # its database.
+        running.step("dropping databases", current=0, total=total, unit=ProgressUnit.DATABASES)
+        if main is not None:
+            dropped = admin.drop_database(main)
+            running.step("dropping databases", current=1, cancellable=False)
+        for done, url in enumerate(doomed, start=int(main is not None) + 1):
+            admin.drop_database(url)
+            running.step("dropping databases", current=done, cancellable=False)
+        running.step("removing the store", current=total, cancellable=False)
+        with platform.writer_sessions.begin() as session:
+            # Checked again in the deleting transaction: a job may have started since the plan.
+            store = stores.get_store(session, deletion.store_id)
+            final = stores.plan_delete(session, store, drop_database=deletion.drop_database)
+            stores.delete_store(session, store, final, actor=actor)
     return {
         "deleted": deletion.slug,
         "store_id": str(deletion.store_id),

@@ -15,10 +15,10 @@ from datetime import timedelta
 
 from tenantry.backup.storage import storage_for
 from tenantry.errors import Conflict
-from tenantry.operations import backup_schedule, fleet_queue
+from tenantry.operations import backup_schedule, backup_take, backup_verify, fleet_queue
+from tenantry.operations.backup_take import take_backup
 from tenantry.runtime import Platform
 from tenantry.services.backups.premigration import PreMigrationBackups
-from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
 from tenantry.services.provisioning import Provisioner
 
@@ -88,12 +88,33 @@ def run_backup(platform: Platform, backup_id: uuid.UUID, scope: str) -> str:
             target,
             level=platform.settings.backup_zstd_level,
             queued_id=backup_id,
+            lease_seconds=platform.settings.job_lease_seconds,
         )
     except Conflict:
         log.info("backup %s of %s: skipped, another worker took it", backup_id, scope)
         return "skipped"
     log.info("backup %s of %s: %s", backup_id, scope, backup.status)
     return str(backup.status)
+
+
+def recover_backups(
+    platform: Platform,
+) -> tuple[list[tuple[uuid.UUID, str]], list[uuid.UUID]]:
+    """The recovery sweep's part for backups: the queued takes nobody took (to enqueue again,
+    with their scope), and the ids of takes and restore tests whose process died, now cleaned
+    up and failed."""
+    settings = platform.settings
+    lease = settings.job_lease_seconds
+    lost, ended = backup_take.recover_stalled(
+        platform.sessions,
+        storage_for(settings),
+        lease_seconds=lease,
+        queued_for=timedelta(seconds=lease),
+    )
+    tests = backup_verify.recover_stalled(platform.sessions, lease_seconds=lease)
+    if ended or tests:
+        log.info("failed %d stalled backup(s), %d stalled restore test(s)", len(ended), len(tests))
+    return lost, ended + tests
 
 
 def backup_tick(platform: Platform) -> None:

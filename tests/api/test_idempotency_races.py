@@ -3,15 +3,16 @@
 Proves that a second request with a key whose first request is still running is answered 409
 with Retry-After and has no effect; that concurrent requests with one key create exactly one
 subscription (counted in billing); and that a retry after completion gets the first body back.
-A request that died after its effect but before its response was stored (fail point
-``idempotency.finish``) keeps its key in progress (409); once the key counts as abandoned the
-retry makes a second subscription: a known gap, marked xfail(strict).
+A request that died after its effect but before the middleware stored its response (fail point
+``idempotency.finish``) is replayed, even once its key would count as abandoned: the response
+is kept in the transaction of the effect. A reservation with no effect is freed once abandoned.
 Subscriptions are used because, unlike customers, creating one is not idempotent by itself:
 only the Idempotency-Key stands between two identical POSTs and two subscriptions.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -27,7 +28,7 @@ from sqlalchemy import func, select, update
 from tenantry.db.billing.models import BillingIdempotencyKey, BillingSubscription
 from tenantry.db.types import utcnow
 from tenantry.failpoints import FailPointError
-from tenantry.services.billing.idempotency import ABANDONED
+from tenantry.services.billing.idempotency import ABANDONED, request_hash
 from tests.api.conftest import BillingApi
 
 
@@ -163,16 +164,32 @@ def _die_after_the_effect(
     api: BillingApi, monkeypatch: pytest.MonkeyPatch, headers: dict[str, str], body: Any
 ) -> None:
     """Send the request with the process 'dying' after the route committed, before the
-    middleware stored the response (the key stays reserved, as after a SIGKILL)."""
+    middleware stored the response (as after a SIGKILL there)."""
     monkeypatch.setenv("TENANTRY_FAILPOINTS", "idempotency.finish=raise")
     with pytest.raises(FailPointError):
         api.client.post("/billing/subscriptions", headers=headers, json=body)
     monkeypatch.delenv("TENANTRY_FAILPOINTS")
     assert _subscriptions(api) == 1
-    assert _reserved(api, headers["Idempotency-Key"])
+    # The middleware never stored it, but the route's transaction kept the response.
+    with api.platform.billing_sessions() as session:
+        kept = session.scalar(
+            select(BillingIdempotencyKey.status_code).where(
+                BillingIdempotencyKey.key == headers["Idempotency-Key"]
+            )
+        )
+    assert kept == 201
 
 
-def test_a_request_that_died_before_storing_its_response_blocks_its_key(
+def _json_bytes(body: Any) -> bytes:
+    return json.dumps(body).encode()
+
+
+def _the_subscription_id(api: BillingApi) -> str:
+    with api.platform.billing_sessions() as session:
+        return str(session.scalars(select(BillingSubscription.id)).one())
+
+
+def test_a_request_that_died_after_its_effect_is_replayed_not_applied_again(
     billing_api: BillingApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = billing_api
@@ -180,18 +197,14 @@ def test_a_request_that_died_before_storing_its_response_blocks_its_key(
     headers = {**api.acme, "Idempotency-Key": "sub-died"}
     _die_after_the_effect(api, monkeypatch, headers, body)
     retry = api.client.post("/billing/subscriptions", headers=headers, json=body)
-    assert retry.status_code == 409, retry.text
-    assert "still in progress" in retry.json()["error"]["message"]
+    # The response was kept in the transaction that made the subscription: the retry gets it.
+    assert retry.status_code == 201, retry.text
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["id"] == _the_subscription_id(api)
     assert _subscriptions(api) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a key whose request committed its effect and died before its response was stored "
-    "is released after ABANDONED (60 s) and the retry applies the effect again: fixing it "
-    "needs the response stored in the route's own transaction",
-)
-def test_a_retry_after_the_key_is_abandoned_makes_no_second_subscription(
+def test_a_retry_after_the_key_would_count_as_abandoned_makes_no_second_subscription(
     billing_api: BillingApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = billing_api
@@ -206,5 +219,38 @@ def test_a_retry_after_the_key_is_abandoned_makes_no_second_subscription(
             .values(created_at=utcnow() - ABANDONED - ABANDONED)
         )
     retry = api.client.post("/billing/subscriptions", headers=headers, json=body)
-    assert retry.status_code in (201, 409), retry.text
+    assert retry.status_code == 201, retry.text
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert retry.json()["id"] == _the_subscription_id(api)
+    assert _subscriptions(api) == 1
+
+
+def test_a_request_that_died_before_its_effect_frees_its_key_once_abandoned(
+    billing_api: BillingApi,
+) -> None:
+    """A reservation with no effect committed (the process died before its route finished) is
+    released after ABANDONED, and the retry then runs as a first request."""
+    api = billing_api
+    body = _subscribable(api)
+    with api.platform.billing_sessions.begin() as session:
+        session.add(
+            BillingIdempotencyKey(
+                app_id="acme",
+                key="sub-never-ran",
+                request_hash=request_hash("POST", "/billing/subscriptions", _json_bytes(body)),
+                created_at=utcnow() - ABANDONED - ABANDONED,
+                expires_at=utcnow() + ABANDONED,
+            )
+        )
+    retry = api.client.post(
+        "/billing/subscriptions",
+        headers={
+            **api.acme,
+            "Idempotency-Key": "sub-never-ran",
+            "Content-Type": "application/json",
+        },
+        content=_json_bytes(body),
+    )
+    assert retry.status_code == 201, retry.text
+    assert "Idempotent-Replayed" not in retry.headers
     assert _subscriptions(api) == 1

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+from tenantry.jobs.queue import Queue
+from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json
 
 
@@ -91,6 +98,12 @@ def test_store_lifecycle(cli: Invoke, tmp_path: Path) -> None:
     assert report["database_dropped"] is True
     assert not db_file.exists()
 
+    # The deletion is an operation, listed with the others after its store is gone.
+    ops = as_json(cli("ops", "list", "--kind", "store_delete", "--json"))
+    assert [(o["target"], o["status"]) for o in ops["items"]] == [("corner-shop", "succeeded")]
+    progress = ops["items"][0]["progress"]
+    assert (progress["current"], progress["total"], progress["unit"]) == (1, 1, "databases")
+
     gone = cli("stores", "show", "corner-shop", "--json")
     assert gone.exit_code == 1
     assert as_json(gone)["error"]["type"] == "NotFound"
@@ -144,3 +157,54 @@ def test_commands_before_init_say_what_to_do(cli: Invoke) -> None:
     error = as_json(result)["error"]
     assert "does not exist" in error["message"]
     assert "tenantry init" in error["hint"]
+
+
+def test_a_delete_whose_process_died_shows_stalled_then_is_ended_and_can_be_run_again(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    assert cli("init").exit_code == 0
+    assert cli("stores", "create", "doomed", "--name", "Doomed").exit_code == 0
+    assert cli("provision", "doomed", "--new", "--inline", "--wait").exit_code == 0
+    path = Path(
+        as_json(cli("stores", "show", "doomed", "--json"))["connection"]["config_data"]["path"]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DATABASE_URL"))}
+    env.update(
+        TENANTRY_DATA_DIR=str(tmp_path / "data"),
+        TENANTRY_JOB_LEASE_SECONDS="1",
+        # SIGKILL once the database is dropped, before the store is removed.
+        TENANTRY_FAILPOINTS="store_delete.removing-the-store=kill",
+    )
+    killed = subprocess.run(
+        [sys.executable, "-m", "tenantry", "stores", "delete", "doomed", "--drop-database", "-y"],
+        env=env,
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not path.exists()
+    time.sleep(1.5)  # the lease lapses: nobody renews it
+    (held,) = as_json(cli("ops", "list", "--kind", "store_delete", "--json"))["items"]
+    assert (held["status"], held["stalled"], held["progress"]["step"]) == (
+        "running",
+        True,
+        "removing the store",
+    )
+    shown = cli("ops", "show", held["id"][:8])
+    assert "stalled" in shown.stdout
+
+    queue = Queue(load_settings(job_lease_seconds=1))
+    try:
+        assert queue.recover() == 1  # what a worker's sweep does at start and every minute
+    finally:
+        queue.close()
+    ended = as_json(cli("ops", "show", held["id"], "--json"))
+    assert (ended["status"], ended["stalled"]) == ("failed", False)
+    assert "died" in ended["error"]
+    assert "tenantry stores delete doomed" in ended["progress"]["message"]
+
+    again = cli("stores", "delete", "doomed", "--drop-database", "--yes", "--json")
+    assert again.exit_code == 0, again.output
+    assert as_json(again)["database_dropped"] is False  # dropped by the first attempt
+    assert cli("stores", "show", "doomed").exit_code == 1

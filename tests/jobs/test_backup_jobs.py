@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import update
 
 from tenantry.backup.storage import storage_for
-from tenantry.db.master.models import Backup, BackupStatus
+from tenantry.db.master.models import Backup, BackupStatus, Operation
 from tenantry.db.types import utcnow
 from tenantry.jobs.queue import Queue
 from tenantry.runtime import Platform
@@ -34,6 +34,12 @@ def test_a_lost_queued_backup_is_taken_by_the_recovery_sweep(platform: Platform)
             update(Backup)
             .where(Backup.id == lost.id)
             .values(started_at=utcnow() - timedelta(minutes=10))
+        )
+        # Queued long ago: its operation too (the sweep asks the operations).
+        session.execute(
+            update(Operation)
+            .where(Operation.id == lost.id)
+            .values(created_at=utcnow() - timedelta(minutes=10))
         )
     queue = Queue(platform.settings, immediate=True)
     try:

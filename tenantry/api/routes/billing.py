@@ -13,6 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
+from tenantry.api import idempotency
 from tenantry.api.billing_schemas import (
     CustomerCreate,
     CustomerList,
@@ -75,14 +76,15 @@ def billing_app(
 
 @raises(503)
 def billing_session(request: Request, platform: PlatformDep) -> Iterator[Session]:
-    """A billing session; routes commit what they change (writer sessions for requests that
-    may write, as for master)."""
+    """A billing session; routes commit what they change with :func:`idempotency.commit`
+    (writer sessions for requests that may write, as for master)."""
     sessions = (
         platform.billing_sessions
         if request.method in READ_METHODS
         else platform.billing_writer_sessions
     )
     with sessions() as session:
+        idempotency.bind(request, session)
         yield session
 
 
@@ -131,16 +133,15 @@ def _invoice_out(i: BillingInvoice) -> InvoiceOut:
     responses={200: {"model": CustomerOut, "description": "The customer existed already."}},
 )
 def create_customer(
-    body: CustomerCreate, app: App, session: Billing, response: Response
+    request: Request, body: CustomerCreate, app: App, session: Billing, response: Response
 ) -> CustomerOut:
     """Create the app's customer; the same external id again returns the first (200)."""
     customer, created = customers.create_customer(
         session, app, body.email, body.name, body.external_customer_id, body.metadata
     )
-    session.commit()
     if not created:
         response.status_code = status.HTTP_200_OK
-    return _customer_out(customer)
+    return idempotency.commit(request, session, _customer_out(customer), response.status_code)
 
 
 @router.get("/customers", response_model=CustomerList)
@@ -174,7 +175,7 @@ def get_customer(customer_id: uuid.UUID, app: App, session: Billing) -> Customer
 
 @router.patch("/customers/{customer_id}", response_model=CustomerOut)
 def update_customer(
-    customer_id: uuid.UUID, body: CustomerUpdate, app: App, session: Billing
+    request: Request, customer_id: uuid.UUID, body: CustomerUpdate, app: App, session: Billing
 ) -> CustomerOut:
     """Change a customer's email, name or metadata."""
     customer = customers.update_customer(
@@ -184,29 +185,28 @@ def update_customer(
         name=body.name,
         metadata=body.metadata,
     )
-    session.commit()
-    return _customer_out(customer)
+    return idempotency.commit(request, session, _customer_out(customer))
 
 
 @router.post("/customers/{customer_id}/erase", response_model=CustomerOut)
-def erase_customer(customer_id: uuid.UUID, app: App, session: Billing, key: KeyDep) -> CustomerOut:
+def erase_customer(
+    request: Request, customer_id: uuid.UUID, app: App, session: Billing, key: KeyDep
+) -> CustomerOut:
     """GDPR erasure: personal data removed, financial records kept, audit entry written."""
     customer = customers.erase_customer(
         session, customers.get_customer(session, app, customer_id), actor=f"apikey:{key.prefix}"
     )
-    session.commit()
-    return _customer_out(customer)
+    return idempotency.commit(request, session, _customer_out(customer))
 
 
 # --------------------------------------------------------------------------- plans, subs
 
 
 @router.post("/plans", response_model=PlanOut, status_code=status.HTTP_201_CREATED)
-def create_plan(body: PlanCreate, app: App, session: Billing) -> PlanOut:
+def create_plan(request: Request, body: PlanCreate, app: App, session: Billing) -> PlanOut:
     """Add a plan to the app."""
     plan = plans.create_plan(session, app, **body.model_dump())
-    session.commit()
-    return PlanOut.model_validate(plan, from_attributes=True)
+    return idempotency.commit(request, session, PlanOut.model_validate(plan, from_attributes=True))
 
 
 @router.get("/plans", response_model=list[PlanOut])
@@ -216,7 +216,9 @@ def list_plans(app: App, session: Billing) -> list[PlanOut]:
 
 
 @router.post("/subscriptions", response_model=SubscriptionOut, status_code=status.HTTP_201_CREATED)
-def create_subscription(body: SubscriptionCreate, app: App, session: Billing) -> SubscriptionOut:
+def create_subscription(
+    request: Request, body: SubscriptionCreate, app: App, session: Billing
+) -> SubscriptionOut:
     """Subscribe a customer to one of the app's plans."""
     sub = subscriptions.create_subscription(
         session,
@@ -225,8 +227,9 @@ def create_subscription(body: SubscriptionCreate, app: App, session: Billing) ->
         quantity=body.quantity,
         trial_days=body.trial_days,
     )
-    session.commit()
-    return SubscriptionOut.model_validate(sub, from_attributes=True)
+    return idempotency.commit(
+        request, session, SubscriptionOut.model_validate(sub, from_attributes=True)
+    )
 
 
 @router.get("/subscriptions", response_model=list[SubscriptionOut])
@@ -262,33 +265,35 @@ def get_subscription(sub_id: uuid.UUID, app: App, session: Billing) -> Subscript
 
 @router.post("/subscriptions/{sub_id}/transition", response_model=SubscriptionOut)
 def transition_subscription(
-    sub_id: uuid.UUID, body: SubscriptionTransition, app: App, session: Billing
+    request: Request, sub_id: uuid.UUID, body: SubscriptionTransition, app: App, session: Billing
 ) -> SubscriptionOut:
     """Move a subscription along the lifecycle (invalid moves are a 409)."""
     sub = subscriptions.transition(
         subscriptions.get_subscription(session, app, sub_id), body.status
     )
-    session.commit()
-    return SubscriptionOut.model_validate(sub, from_attributes=True)
+    return idempotency.commit(
+        request, session, SubscriptionOut.model_validate(sub, from_attributes=True)
+    )
 
 
 @router.post("/subscriptions/{sub_id}/cancel", response_model=SubscriptionOut)
 def cancel_subscription(
-    sub_id: uuid.UUID, body: SubscriptionCancel, app: App, session: Billing
+    request: Request, sub_id: uuid.UUID, body: SubscriptionCancel, app: App, session: Billing
 ) -> SubscriptionOut:
     """Cancel now, or at the end of the current period."""
     sub = subscriptions.cancel(
         subscriptions.get_subscription(session, app, sub_id), at_period_end=body.at_period_end
     )
-    session.commit()
-    return SubscriptionOut.model_validate(sub, from_attributes=True)
+    return idempotency.commit(
+        request, session, SubscriptionOut.model_validate(sub, from_attributes=True)
+    )
 
 
 # --------------------------------------------------------------------------- invoices
 
 
 @router.post("/invoices", response_model=InvoiceOut, status_code=status.HTTP_201_CREATED)
-def create_invoice(body: InvoiceCreate, app: App, session: Billing) -> InvoiceOut:
+def create_invoice(request: Request, body: InvoiceCreate, app: App, session: Billing) -> InvoiceOut:
     """Issue an invoice (draft, or open with ``finalize``), optionally in milestones."""
     invoice = invoices.create_invoice(
         session,
@@ -305,8 +310,7 @@ def create_invoice(body: InvoiceCreate, app: App, session: Billing) -> InvoiceOu
             for m in body.milestones
         ],
     )
-    session.commit()
-    return _invoice_out(invoice)
+    return idempotency.commit(request, session, _invoice_out(invoice))
 
 
 @router.get("/invoices", response_model=list[InvoiceOut])
@@ -340,14 +344,13 @@ def get_invoice(invoice_id: uuid.UUID, app: App, session: Billing) -> InvoiceOut
 
 @router.post("/invoices/{invoice_id}/status", response_model=InvoiceOut)
 def change_invoice_status(
-    invoice_id: uuid.UUID, body: InvoiceStatusChange, app: App, session: Billing
+    request: Request, invoice_id: uuid.UUID, body: InvoiceStatusChange, app: App, session: Billing
 ) -> InvoiceOut:
     """Finalize (open), void or mark uncollectible; a paid invoice never changes."""
     invoice = invoices.move(
         invoices.get_invoice(session, app, invoice_id), InvoiceStatus(body.status)
     )
-    session.commit()
-    return _invoice_out(invoice)
+    return idempotency.commit(request, session, _invoice_out(invoice))
 
 
 # --------------------------------------------------------------------------- events
@@ -371,11 +374,14 @@ def list_events(
 
 @router.post("/events/{event_id}/replay", response_model=EventOut)
 def replay_event(
-    event_id: Annotated[str, Path(max_length=255)], app: App, session: Billing, key: KeyDep
+    request: Request,
+    event_id: Annotated[str, Path(max_length=255)],
+    app: App,
+    session: Billing,
+    key: KeyDep,
 ) -> EventOut:
     """Apply an event again (its effects are idempotent)."""
     row = events.replay(
         session, events.get_webhook(session, event_id, app_id=app), actor=f"apikey:{key.prefix}"
     )
-    session.commit()
-    return EventOut.model_validate(row, from_attributes=True)
+    return idempotency.commit(request, session, EventOut.model_validate(row, from_attributes=True))

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from tenantry.api.deps import AdminDep, KeyDep, MasterDep, is_admin, visible_store
 from tenantry.api.fields import Offset
@@ -53,6 +53,7 @@ class OperationOut(BaseModel):
     target: str | None
     store_id: uuid.UUID | None
     status: str
+    stalled: bool = Field(description=records.STALLED_NOTE.capitalize())
     progress: ProgressOut
     error: str | None
     attempts: int
@@ -81,6 +82,7 @@ def operation_out(operation: Operation) -> OperationOut:
         target=operation.target,
         store_id=operation.store_id,
         status=lifecycle_status(operation),
+        stalled=records.is_stalled(operation),
         progress=ProgressOut(**progress_of(operation).as_dict()),
         error=operation.error,
         attempts=operation.attempts,

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantry.backup.storage import Storage
-from tenantry.db.master.models import Backup, BackupStatus
-from tenantry.db.types import utcnow
+from tenantry.db.master.models import Backup
 from tenantry.services.backups.targets import parse_scope, scope_of
 
 
@@ -32,14 +30,6 @@ def list_backups(
     if status:
         query = query.where(Backup.status == status)
     return list(session.scalars(query))
-
-
-def waiting_too_long(session: Session, older_than: timedelta) -> list[tuple[uuid.UUID, str]]:
-    """Queued backups nobody took for ``older_than`` (their queue message was lost), with
-    their scope, to be enqueued again."""
-    cutoff = utcnow() - older_than
-    query = select(Backup).where(Backup.status == BackupStatus.QUEUED, Backup.started_at < cutoff)
-    return [(b.id, scope_of(b)) for b in session.scalars(query)]
 
 
 def set_pinned(session: Session, backup: Backup, pinned: bool) -> Backup:

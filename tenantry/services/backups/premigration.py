@@ -19,9 +19,9 @@ from tenantry.db.engines import connect, make_engine
 from tenantry.db.master.models import Backup
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import ConfigurationError, MigrationError
-from tenantry.services.backups.taking import take_backup
+from tenantry.operations.backup_take import take_backup
+from tenantry.operations.backup_verify import verify_backup
 from tenantry.services.backups.targets import BackupTarget, scratch_server
-from tenantry.services.backups.verification import verify_backup
 from tenantry.services.fleet_targets import TenantDb
 from tenantry.settings import Settings
 
@@ -35,6 +35,8 @@ class PreMigrationBackups:
     settings: Settings
     box: SecretBox
     actor: str = "cli"
+    #: Record the take and its test as operations (not on a master older than that table).
+    tracked: bool = True
 
     def take(self, target: BackupTarget, start: str | None, goal: str | None) -> Backup:
         """Back up ``target`` (at ``start``, about to go to ``goal``) and verify the backup.
@@ -51,10 +53,20 @@ class PreMigrationBackups:
             pinned=True,
             actor=self.actor,
             level=self.settings.backup_zstd_level,
+            lease_seconds=self.settings.job_lease_seconds,
+            tracked=self.tracked,
         )
         with self.sessions() as session:
             server = scratch_server(session, self.box, self.settings, backup)
-        result = verify_backup(self.sessions, self.storage, backup.id, server)
+        result = verify_backup(
+            self.sessions,
+            self.storage,
+            backup.id,
+            server,
+            lease_seconds=self.settings.job_lease_seconds,
+            actor=self.actor,
+            tracked=self.tracked,
+        )
         if not result.passed:
             raise MigrationError(
                 f"the pre-migration backup {backup.id} of {target.scope} failed its restore "
@@ -92,7 +104,8 @@ def standalone(settings: Settings, actor: str = "cli") -> Iterator[PreMigrationB
     engine = make_engine(settings.master_url, pool_size=1)
     try:
         with connect(engine) as conn:
-            has_catalog = "backups" in inspect(conn).get_table_names()
+            tables = inspect(conn).get_table_names()
+        has_catalog = "backups" in tables
         if not has_catalog:
             raise ConfigurationError(
                 "master has no backup catalog yet (it is older than this tenantry), so a "
@@ -106,6 +119,7 @@ def standalone(settings: Settings, actor: str = "cli") -> Iterator[PreMigrationB
             settings,
             SecretBox.from_settings(settings),
             actor,
+            tracked="operations" in tables,
         )
     finally:
         engine.dispose()

@@ -18,7 +18,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.backup.storage import Storage
-from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import TenantryError
@@ -75,24 +74,32 @@ def plan_prune(session: Session, *, now: datetime | None = None) -> list[Decisio
     return decisions
 
 
+def prune_one(session: Session, storage: Storage, decision: Decision) -> bool:
+    """Delete the artifact of one backup ``decision`` marks ``prune``, in the caller's
+    transaction; whether it was pruned (not when it changed since the plan was made)."""
+    if not decision.prune:
+        return False
+    backup = session.get_one(Backup, decision.backup_id)
+    if backup.pinned or backup.status not in GOOD_BACKUP_STATUSES:
+        return False  # changed since the plan was made
+    if backup.storage != storage.kind:
+        return False  # kept where this installation's storage cannot reach it
+    # The manifest goes last: an artifact without a manifest would be unexplained.
+    storage.delete(backup.artifact_key)
+    with contextlib.suppress(TenantryError):
+        storage.delete(backup.manifest_key)
+    backup.status = BackupStatus.PRUNED
+    return True
+
+
 def prune(
     sessions: sessionmaker[Session], storage: Storage, decisions: list[Decision]
 ) -> list[uuid.UUID]:
-    """Delete the artifacts of the decisions marked ``prune``; the pruned backups' ids."""
-    pruned: list[uuid.UUID] = []
-    for decision in decisions:
-        if not decision.prune:
-            continue
-        with writer_sessions(sessions).begin() as session:
-            backup = session.get_one(Backup, decision.backup_id)
-            if backup.pinned or backup.status not in GOOD_BACKUP_STATUSES:
-                continue  # changed since the plan was made
-            if backup.storage != storage.kind:
-                continue  # kept where this installation's storage cannot reach it
-            # The manifest goes last: an artifact without a manifest would be unexplained.
-            storage.delete(backup.artifact_key)
-            with contextlib.suppress(TenantryError):
-                storage.delete(backup.manifest_key)
-            backup.status = BackupStatus.PRUNED
-            pruned.append(backup.id)
-    return pruned
+    """Prune now: :func:`tenantry.operations.backup_prune.prune`.
+
+    Kept here for the callers not moved to the operations layer yet (the scheduler); it opens
+    no transaction of its own.
+    """
+    from tenantry.operations import backup_prune  # the operation layer sits above this one
+
+    return backup_prune.prune(sessions, storage, decisions)

@@ -1,9 +1,15 @@
-"""Taking a backup: dump, compress, hash, store, read back, then record it as good.
+"""Taking a backup, the use case: the catalog row, the artifact, and what is recorded when.
 
-The catalog row is written first (``running``) so a crash leaves a trace, and it becomes
-``stored`` only after the artifact was read back from storage with the expected size and
-hash. A failed dump, upload or read-back deletes whatever reached storage and records the
-backup as ``failed`` with the reason; it is never counted as a backup.
+The catalog row (``backups``) is the artifact's record: it outlives the operation that took
+it (retention prunes catalog rows, not operation history) and shares that operation's id
+(kind ``backup``, see :mod:`tenantry.db.master.models.operations`). It says ``stored`` only
+once the artifact was read back from storage with the expected size and hash; a failed,
+cancelled or interrupted take removes whatever reached storage and says ``failed`` with the
+reason, never counted as a backup.
+
+Everything here works on a session it is given, or returns a statement for the operation to
+write (with its progress, in one transaction): :mod:`tenantry.operations.backup_take` owns the
+transactions, the lease and the order of the steps.
 """
 
 from __future__ import annotations
@@ -11,21 +17,38 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.backup import artifacts
 from tenantry.backup.dump_tools import database_label, engine_for
+from tenantry.backup.dump_tools.base import DumpInfo
 from tenantry.backup.storage import Storage
-from tenantry.db.engines import writer_sessions
-from tenantry.db.master.models import Backup, BackupStatus
+from tenantry.db.master.models import (
+    GOOD_BACKUP_STATUSES,
+    Backup,
+    BackupStatus,
+    Operation,
+    OperationKind,
+    OperationStatus,
+    ProgressUnit,
+)
 from tenantry.db.types import utcnow
 from tenantry.db.urls import redact
-from tenantry.errors import Conflict, TenantryError
-from tenantry.failpoints import failpoint
+from tenantry.errors import TenantryError
+from tenantry.operations.kit import new_operation
 from tenantry.services.backups.manifest import encode, manifest_of
-from tenantry.services.backups.targets import BackupTarget, identify
+from tenantry.services.backups.targets import BackupTarget
+
+#: The catalog's error for a take its operation stopped on request.
+CANCELLED_ERROR = "cancelled on request (tenantry ops cancel) before it was stored; nothing kept."
+#: The catalog's error for a take whose process died mid-way (found by the recovery sweep).
+STALLED_ERROR = (
+    "the process taking this backup stopped before it finished (killed or crashed); what it "
+    "had written was removed. Run `tenantry backup run` again to take a new backup."
+)
 
 
 def artifact_key(target: BackupTarget, backup_id: uuid.UUID, when: datetime, ext: str) -> str:
@@ -35,10 +58,49 @@ def artifact_key(target: BackupTarget, backup_id: uuid.UUID, when: datetime, ext
     return f"{scope}/{when:%Y/%m/%d}/{stamp}-{backup_id.hex[:12]}.{ext}.zst"
 
 
-def error_text(exc: BaseException, target: BackupTarget) -> str:
+def error_text(exc: BaseException, target: BackupTarget | None = None) -> str:
     """What went wrong, for the catalog: a domain message, never a credential."""
     text = exc.message if isinstance(exc, TenantryError) else f"{type(exc).__name__}: {exc}"
     return redact(text)[:4000]
+
+
+def new_backup(
+    session: Session,
+    storage: Storage,
+    target: BackupTarget,
+    *,
+    reason: str = "manual",
+    label: str | None = None,
+    pinned: bool = False,
+    actor: str = "cli",
+) -> Backup:
+    """A ``queued`` catalog row for a backup of ``target`` (flushed, not committed), without
+    its operation (see :func:`queue_backup`)."""
+    started = utcnow()
+    backup_id = uuid.uuid4()
+    engine = engine_for(target.url)
+    key = artifact_key(target, backup_id, started, engine.extension)
+    backup = Backup(
+        id=backup_id,
+        role=target.role,
+        store_id=target.store_id,
+        slug=target.slug,
+        engine=engine.backend,
+        database=database_label(target.url),
+        status=BackupStatus.QUEUED,
+        reason=reason,
+        label=label,
+        pinned=pinned,
+        storage=storage.kind,
+        artifact_key=key,
+        manifest_key=key + ".manifest.json",
+        row_counts={},
+        started_at=started,
+        created_by=actor,
+    )
+    session.add(backup)
+    session.flush()
+    return backup
 
 
 def queue_backup(
@@ -51,136 +113,153 @@ def queue_backup(
     pinned: bool = False,
     actor: str = "api",
 ) -> Backup:
-    """A ``queued`` catalog row for a backup a worker will take (see ``take_backup``)."""
-    backup = _new_row(target, storage, uuid.uuid4(), utcnow(), reason, label, pinned, actor)
-    backup.status = BackupStatus.QUEUED
-    session.add(backup)
+    """A ``queued`` catalog row and its ``backup`` operation (same id), in the caller's
+    transaction: a worker (or this process) claims the operation and takes the backup."""
+    backup = new_backup(
+        session, storage, target, reason=reason, label=label, pinned=pinned, actor=actor
+    )
+    new_operation(
+        session,
+        OperationKind.BACKUP,
+        id=backup.id,
+        store_id=target.store_id,
+        target=target.scope,
+        requested_by=actor,
+        unit=ProgressUnit.BYTES,
+    )
     return backup
 
 
-def _new_row(
-    target: BackupTarget,
-    storage: Storage,
-    backup_id: uuid.UUID,
-    started: datetime,
-    reason: str,
-    label: str | None,
-    pinned: bool,
-    actor: str,
-) -> Backup:
-    engine = engine_for(target.url)
-    key = artifact_key(target, backup_id, started, engine.extension)
-    return Backup(
-        id=backup_id,
-        role=target.role,
-        store_id=target.store_id,
-        slug=target.slug,
-        engine=engine.backend,
-        database=database_label(target.url),
-        status=BackupStatus.RUNNING,
-        reason=reason,
-        label=label,
-        pinned=pinned,
-        storage=storage.kind,
-        artifact_key=key,
-        manifest_key=key + ".manifest.json",
-        row_counts={},
-        started_at=started,
-        created_by=actor,
+def started(backup_id: uuid.UUID, instance_id: str | None, revision: str | None) -> Update:
+    """The catalog's record of a take that checked its database and starts dumping."""
+    return (
+        update(Backup)
+        .where(Backup.id == backup_id)
+        .values(
+            status=BackupStatus.RUNNING,
+            started_at=utcnow(),
+            instance_id=instance_id,
+            schema_revision=revision,
+        )
     )
 
 
-def take_backup(
-    sessions: sessionmaker[Session],
+def write_artifact(
     storage: Storage,
     target: BackupTarget,
+    key: str,
     *,
-    reason: str = "manual",
-    label: str | None = None,
-    pinned: bool = False,
-    actor: str = "cli",
-    level: int = 3,
+    level: int,
     on_progress: artifacts.Progress | None = None,
-    queued_id: uuid.UUID | None = None,
-) -> Backup:
-    """Back up ``target`` into ``storage``; the catalog row of the stored backup.
-
-    ``queued_id`` takes the backup that :func:`queue_backup` recorded. Raises the failure
-    (after recording the backup as ``failed``) when anything goes wrong.
-    """
-    writes = writer_sessions(sessions)
-    if queued_id is not None:
-        _claim(writes, queued_id)
-    try:
-        identity, revision = identify(target)
-    except BaseException as exc:
-        if queued_id is not None:  # a claimed row must not stay "running" forever
-            _fail(writes, queued_id, exc, target)
-        raise
-    engine = engine_for(target.url)
-    with writes.begin() as session:
-        if queued_id is None:
-            backup = _new_row(target, storage, uuid.uuid4(), utcnow(), reason, label, pinned, actor)
-            session.add(backup)
-        else:
-            backup = session.get_one(Backup, queued_id)
-        backup.instance_id = identity.instance_id
-        backup.schema_revision = revision
-        backup_id, key = backup.id, backup.artifact_key
-    try:
-        with engine.dump(target.url) as (stream, info):
-            written = artifacts.write(storage, key, stream, level=level, on_progress=on_progress)
-        failpoint("backup.written")
-        # Good only once what storage holds is read back and matches what was sent.
-        artifacts.check(storage, key, size=written.size_bytes, sha256=written.sha256)
-        with writes.begin() as session:
-            backup = session.get_one(Backup, backup_id)
-            backup.size_bytes = written.size_bytes
-            backup.raw_bytes = written.raw_bytes
-            backup.sha256 = written.sha256
-            backup.row_counts = info.row_counts
-            backup.server_version = info.server_version
-            backup.tool_version = info.tool_version or info.tool
-            backup.finished_at = utcnow()
-            manifest = manifest_of(backup, exact_counts=info.exact_counts, level=level)
-            storage.put_bytes(backup.manifest_key, encode(manifest))
-            backup.status = BackupStatus.STORED
-    except BaseException as exc:
-        _discard(storage, key)
-        _fail(writes, backup_id, exc, target)
-        raise
-    with sessions() as session:
-        return session.get_one(Backup, backup_id)
+) -> tuple[artifacts.Written, DumpInfo]:
+    """Dump ``target`` through zstd into ``storage`` under ``key`` (not yet checked)."""
+    with engine_for(target.url).dump(target.url) as (stream, info):
+        written = artifacts.write(storage, key, stream, level=level, on_progress=on_progress)
+    return written, info
 
 
-def _claim(writes: sessionmaker[Session], backup_id: uuid.UUID) -> None:
-    """Take a queued backup; of two workers handed the same one, only one wins."""
-    with writes.begin() as session:
-        claimed = (
-            session.connection()
-            .execute(
-                update(Backup)
-                .where(Backup.id == backup_id, Backup.status == BackupStatus.QUEUED)
-                .values(status=BackupStatus.RUNNING, started_at=utcnow())
-            )
-            .rowcount
+def stored_values(written: artifacts.Written, info: DumpInfo) -> dict[str, Any]:
+    """The catalog columns of a take whose artifact was read back and matched."""
+    return {
+        "size_bytes": written.size_bytes,
+        "raw_bytes": written.raw_bytes,
+        "sha256": written.sha256,
+        "row_counts": info.row_counts,
+        "server_version": info.server_version,
+        "tool_version": info.tool_version or info.tool,
+        "finished_at": utcnow(),
+    }
+
+
+def manifest_bytes(
+    session: Session, backup_id: uuid.UUID, values: dict[str, Any], info: DumpInfo, level: int
+) -> tuple[str, bytes]:
+    """The manifest key and content of the backup once ``values`` are recorded (the session's
+    row is left unchanged)."""
+    backup = session.get_one(Backup, backup_id)
+    session.expunge(backup)  # a copy to describe: nothing of it is written through this session
+    for name, value in values.items():
+        setattr(backup, name, value)
+    manifest = manifest_of(backup, exact_counts=info.exact_counts, level=level)
+    return backup.manifest_key, encode(manifest)
+
+
+def stored(backup_id: uuid.UUID, values: dict[str, Any]) -> Update:
+    """The catalog's record of a take that is stored and checked: a backup from now on."""
+    return (
+        update(Backup)
+        .where(Backup.id == backup_id)
+        .values(status=BackupStatus.STORED, error=None, **values)
+    )
+
+
+def failed(backup_id: uuid.UUID, error: str) -> Update:
+    """The catalog's record of a take that failed (or was stopped): never a backup. A row
+    that is already good (or pruned) is left as it is."""
+    return (
+        update(Backup)
+        .where(
+            Backup.id == backup_id,
+            Backup.status.in_((BackupStatus.QUEUED, BackupStatus.RUNNING, BackupStatus.FAILED)),
         )
-    if claimed != 1:
-        raise Conflict(f"backup {backup_id} is no longer queued; another worker took it.")
+        .values(status=BackupStatus.FAILED, error=error[:4000], finished_at=utcnow())
+    )
 
 
-def _fail(
-    writes: sessionmaker[Session], backup_id: uuid.UUID, exc: BaseException, target: BackupTarget
-) -> None:
-    with writes.begin() as session:
-        failed = session.get_one(Backup, backup_id)
-        failed.status = BackupStatus.FAILED
-        failed.error = error_text(exc, target)
-        failed.finished_at = utcnow()
+def keys_of(session: Session, backup_id: uuid.UUID) -> tuple[str, str, str] | None:
+    """The catalog row's status, artifact key and manifest key (None: no such row)."""
+    row = session.execute(
+        select(Backup.status, Backup.artifact_key, Backup.manifest_key).where(
+            Backup.id == backup_id
+        )
+    ).one_or_none()
+    return None if row is None else (row.status, row.artifact_key, row.manifest_key)
 
 
-def _discard(storage: Storage, key: str) -> None:
+def is_good(status: str) -> bool:
+    """Whether a catalog status is a backup that can be restored."""
+    return status in GOOD_BACKUP_STATUSES
+
+
+def discard(storage: Storage, key: str, manifest_key: str | None = None) -> None:
+    """Remove what a take wrote to storage (its artifact, manifest and unfinished uploads)."""
     # The failure being reported matters more than the clean-up's.
-    for doomed in (key, key + ".manifest.json"):
+    for doomed in (key, manifest_key or key + ".manifest.json"):
         with contextlib.suppress(TenantryError):
             storage.delete(doomed)
+    with contextlib.suppress(TenantryError):
+        storage.delete_unfinished(key)
+
+
+def settle_orphans(session: Session, backup_id: uuid.UUID | None = None) -> list[uuid.UUID]:
+    """Catalog rows still ``queued`` or ``running`` whose operation ended without storing
+    them (cancelled while queued, or failed before it could say so): recorded as failed
+    (only ``backup_id``'s when given); their ids."""
+    query = (
+        select(Backup.id, Operation.status, Operation.error)
+        .join(Operation, Operation.id == Backup.id)
+        .where(
+            Backup.status.in_((BackupStatus.QUEUED, BackupStatus.RUNNING)),
+            Operation.status.in_((OperationStatus.CANCELLED, OperationStatus.FAILED)),
+        )
+    )
+    if backup_id is not None:
+        query = query.where(Backup.id == backup_id)
+    orphans = session.execute(query).all()
+    for row in orphans:
+        reason = CANCELLED_ERROR if row.status == OperationStatus.CANCELLED else row.error
+        session.execute(failed(row.id, reason or STALLED_ERROR))
+    return [row.id for row in orphans]
+
+
+def take_backup(
+    sessions: sessionmaker[Session], storage: Storage, target: BackupTarget, **kw: Any
+) -> Backup:
+    """Take a backup now: :func:`tenantry.operations.backup_take.take_backup`.
+
+    Kept here for the callers not moved to the operations layer yet (the scheduler, the
+    safety backup before a restore); it opens no transaction of its own.
+    """
+    from tenantry.operations import backup_take  # the operation layer sits above this one
+
+    return backup_take.take_backup(sessions, storage, target, **kw)

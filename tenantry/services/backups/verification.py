@@ -13,7 +13,9 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+from sqlalchemy import Update, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +25,7 @@ from tenantry.backup.dump_tools import engine_for
 from tenantry.backup.dump_tools.base import BackupToolError
 from tenantry.backup.storage import Storage
 from tenantry.db.admin import create_database, drop_database
-from tenantry.db.engines import connect, make_engine, sqlite_path, writer_sessions
+from tenantry.db.engines import connect, make_engine, sqlite_path
 from tenantry.db.identity import expect
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
 from tenantry.db.schemas import Role
@@ -140,25 +142,23 @@ def check_restored(backup: Backup, url: URL) -> tuple[list[str], list[str], dict
     return problems, notes, counts
 
 
-def verify_backup(
-    sessions: sessionmaker[Session],
+def restore_test(
     storage: Storage,
-    backup_id: uuid.UUID,
+    backup: Backup,
     server: URL,
     *,
     on_progress: artifacts.Progress | None = None,
 ) -> Verification:
-    """Restore a backup into a scratch database on ``server``, check it, record the result.
+    """Restore ``backup`` into a scratch database on ``server`` and check it (nothing is
+    recorded: see :func:`recorded`).
 
-    A damaged artifact (size, hash, format) or a restored copy that fails its checks marks the
-    backup ``corrupt``; a passing one ``verified``, with what was skipped (amcheck without
-    the privilege to run it) in its notes. Trouble with the scratch server itself (cannot
-    create a database, a query refused) raises :class:`VerificationNotRun`, after recording
-    why in the backup's ``verify_error``; the backup's status is left as it was.
+    A damaged artifact (size, hash, format) or a restored copy that fails its checks is a
+    failed verification, with the problems found; a passing one notes what was skipped
+    (amcheck without the privilege to run it). Trouble with the scratch server itself (cannot
+    create a database, a query refused) raises :class:`VerificationNotRun`: nothing is known
+    about the backup then.
     """
-    with sessions() as session:
-        backup = get_backup(session, backup_id)
-        require_good(backup)
+    require_good(backup)
     problems: list[str] = []
     notes: list[str] = []
     counts: dict[str, int] = {}
@@ -172,20 +172,43 @@ def verify_backup(
             else:
                 problems, notes, counts = check_restored(backup, scratch)
     except Exception as exc:
-        not_run = VerificationNotRun.of(exc, backup.id, server)
-        with writer_sessions(sessions).begin() as session:
-            session.get_one(Backup, backup.id).verify_error = not_run.message[:4000]
-        raise not_run from None
-    result = Verification(backup.id, not problems, seconds, problems, notes, counts)
-    with writer_sessions(sessions).begin() as session:
-        row = session.get_one(Backup, backup.id)
-        row.verified_at = utcnow()
-        row.verify_passed = result.passed
-        row.verify_duration_ms = round(seconds * 1000)
-        row.verify_error = "; ".join(problems)[:4000] or None
-        row.verify_notes = "; ".join(notes)[:4000] or None
-        row.status = BackupStatus.VERIFIED if result.passed else BackupStatus.CORRUPT
-    return result
+        raise VerificationNotRun.of(exc, backup.id, server) from None
+    return Verification(backup.id, not problems, seconds, problems, notes, counts)
+
+
+def recorded(result: Verification) -> Update:
+    """The catalog's record of a restore test: ``verified``, or ``corrupt`` with why."""
+    return (
+        update(Backup)
+        .where(Backup.id == result.backup_id)
+        .values(
+            verified_at=utcnow(),
+            verify_passed=result.passed,
+            verify_duration_ms=round(result.restore_seconds * 1000),
+            verify_error="; ".join(result.problems)[:4000] or None,
+            verify_notes="; ".join(result.notes)[:4000] or None,
+            status=BackupStatus.VERIFIED if result.passed else BackupStatus.CORRUPT,
+        )
+    )
+
+
+def not_run(backup_id: uuid.UUID, why: str) -> Update:
+    """The catalog's record of a restore test that could not be carried out: the reason in
+    ``verify_error``; the backup's status is left as it was."""
+    return update(Backup).where(Backup.id == backup_id).values(verify_error=why[:4000])
+
+
+def verify_backup(
+    sessions: sessionmaker[Session], storage: Storage, backup_id: uuid.UUID, server: URL, **kw: Any
+) -> Verification:
+    """Verify a backup now: :func:`tenantry.operations.backup_verify.verify_backup`.
+
+    Kept here for the callers not moved to the operations layer yet (the scheduler); it opens
+    no transaction of its own.
+    """
+    from tenantry.operations import backup_verify  # the operation layer sits above this one
+
+    return backup_verify.verify_backup(sessions, storage, backup_id, server, **kw)
 
 
 class VerificationNotRun(TenantryError):

@@ -50,6 +50,14 @@ def check_key(key: str) -> str:
     return key
 
 
+def _row(session: Session, app_id: str, key: str) -> BillingIdempotencyKey | None:
+    return session.scalar(
+        select(BillingIdempotencyKey).where(
+            BillingIdempotencyKey.app_id == app_id, BillingIdempotencyKey.key == key
+        )
+    )
+
+
 def reserve(session: Session, app_id: str, key: str, fingerprint: str) -> None:
     """Insert the reservation of ``key`` for this request (flushed, not committed).
 
@@ -71,11 +79,7 @@ def first_request(session: Session, app_id: str, key: str, fingerprint: str) -> 
     Raises :class:`Conflict` when the key was used with another request, or its first
     request is still in flight.
     """
-    first = session.scalar(
-        select(BillingIdempotencyKey).where(
-            BillingIdempotencyKey.app_id == app_id, BillingIdempotencyKey.key == key
-        )
-    )
+    first = _row(session, app_id, key)
     if first is None:
         return None
     if first.request_hash != fingerprint:
@@ -96,20 +100,41 @@ def first_request(session: Session, app_id: str, key: str, fingerprint: str) -> 
     return Replay(first.status_code, first.response_body or "")
 
 
-def finish(session: Session, app_id: str, key: str, status_code: int, body: str) -> None:
-    """Store the response of the request that reserved ``key``; a server error releases the
-    key instead, so the client may retry."""
-    row = session.scalar(
-        select(BillingIdempotencyKey).where(
-            BillingIdempotencyKey.app_id == app_id, BillingIdempotencyKey.key == key
-        )
-    )
+#: What a retry gets when the first request's effect was committed but neither its response
+#: nor a staged one was kept (a route that committed without staging, then the process died).
+EFFECT_WITHOUT_RESPONSE = (
+    409,
+    '{"error":{"type":"Conflict","message":"the first request with this Idempotency-Key took '
+    'effect, but its response was not kept.","hint":"Read the resource it changed (GET) '
+    'instead of sending the request again."}}',
+)
+
+
+def keep_with_effect(
+    session: Session, app_id: str, key: str, response: tuple[int, str] | None
+) -> None:
+    """Store the response to replay *in the transaction that commits the request's effect*,
+    so a process dying between that commit and :func:`finish` leaves a replay, not a key that
+    is released later and lets a retry apply the effect twice. ``response`` is the staged
+    (status, body); without one, :data:`EFFECT_WITHOUT_RESPONSE` is kept."""
+    row = _row(session, app_id, key)
     if row is None:
         return
-    if status_code >= 500:
-        session.delete(row)
-    else:
+    row.status_code, row.response_body = response or EFFECT_WITHOUT_RESPONSE
+    session.flush()
+
+
+def finish(session: Session, app_id: str, key: str, status_code: int, body: str) -> None:
+    """Store the response of the request that reserved ``key``; a server error releases the
+    key instead, so the client may retry, unless the request's effect was committed (a
+    response was kept with it): a retry then replays that one."""
+    row = _row(session, app_id, key)
+    if row is None:
+        return
+    if status_code < 500:
         row.status_code, row.response_body = status_code, body
+    elif row.status_code is None:
+        session.delete(row)
     session.flush()
 
 

@@ -62,6 +62,7 @@ class ProgressUnit(StrEnum):
     TENANTS = "tenants"
     BYTES = "bytes"
     ROWS = "rows"
+    DATABASES = "databases"
 
 
 class Operation(MasterBase):
