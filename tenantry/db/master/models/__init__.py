@@ -25,7 +25,7 @@ from tenantry.db.master.models.billing import (
     UsageMetric,
 )
 from tenantry.db.master.models.fleet import (
-    FleetLock,
+    ABANDONED_STEP,
     FleetResult,
     FleetRun,
     FleetRunStatus,
@@ -64,6 +64,7 @@ from tenantry.db.master.models.stores import (
 metadata = MasterBase.metadata
 
 __all__ = [
+    "ABANDONED_STEP",
     "ACTIVE_STATUSES",
     "FINISHED_STATUSES",
     "GOOD_BACKUP_STATUSES",
@@ -79,7 +80,6 @@ __all__ = [
     "DatabaseEngine",
     "DatabaseServer",
     "DatabaseStatus",
-    "FleetLock",
     "FleetResult",
     "FleetRun",
     "FleetRunStatus",
