@@ -86,7 +86,7 @@ from tenantry.operations.init import run_init
 from tenantry.services import schema_ops
 from tenantry.services.backups.targets import BackupTarget
 from tenantry.services.backups.verification import SCRATCH_PREFIX, Verification
-from tenantry.services.fleet import SERVERS
+from tenantry.services.fleet_targets import SERVERS
 from tenantry.settings import Settings, load_settings
 
 PG_URL = os.environ.get(

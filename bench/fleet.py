@@ -12,10 +12,10 @@ active stores in master. Then, wall-clock:
 
 * naive apply: a script looping over the databases, a new engine and Alembic's
   ``command.upgrade(..., "head")`` each; naive no-op: the same loop again;
-* tenantry apply: the databases cloned again at ``b001``, then ``fleet.run_fleet`` to ``b002``
+* tenantry apply: the databases cloned again at ``b001``, then ``run_fleet`` to ``b002``
   with ``--concurrency`` (every outcome must be migrated); tenantry no-op: ``run_fleet``
   again (every outcome current); both ``--repeat`` times (cloned afresh each time), the
-  median shown with the range; verify: ``fleet.verify_fleet`` (every check ok).
+  median shown with the range; verify: ``verify_fleet`` (every check ok).
 
 With ``--noop-tenants`` (PostgreSQL only, 0 skips it): that many databases already at ``b002``
 and ``run_fleet`` with nothing to apply: the first run (cold), then ``--repeat`` more. The
@@ -78,9 +78,14 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.db.urls import mask, parse_url
+from tenantry.operations.fleet_record import RunReport
+from tenantry.operations.fleet_run import run_fleet
+from tenantry.operations.fleet_verify import verify_fleet
 from tenantry.operations.init import run_init
 from tenantry.runtime import Platform
-from tenantry.services import connections, fleet, schema_ops
+from tenantry.services import connections, schema_ops
+from tenantry.services.fleet_migrate import MigrateOptions
+from tenantry.services.fleet_status import fleet_status
 from tenantry.settings import load_settings
 
 PG_URL = os.environ.get(
@@ -285,7 +290,7 @@ def _timing(seconds: float, tenants: int) -> dict[str, float]:
     return {"seconds": seconds, "ms_per_tenant": seconds * 1000 / tenants if tenants else 0.0}
 
 
-def _repeated(runs: list[tuple[float, fleet.RunReport]], tenants: int) -> dict[str, Any]:
+def _repeated(runs: list[tuple[float, RunReport]], tenants: int) -> dict[str, Any]:
     """The median run (its timing and outcomes), with every run's seconds beside it."""
     ordered = sorted(runs, key=lambda run: run[0])
     seconds, report = ordered[(len(ordered) - 1) // 2]
@@ -296,7 +301,7 @@ def _repeated(runs: list[tuple[float, fleet.RunReport]], tenants: int) -> dict[s
     )
 
 
-def _outcome_stats(report: fleet.RunReport) -> dict[str, Any]:
+def _outcome_stats(report: RunReport) -> dict[str, Any]:
     """Counts and per-tenant durations (as run_fleet measured them, inside its threads)."""
     ms = [float(o.duration_ms) for o in report.outcomes]
     return {
@@ -311,7 +316,7 @@ def _outcome_stats(report: fleet.RunReport) -> dict[str, Any]:
     }
 
 
-def _expect(report: fleet.RunReport, n: int, status: TenantOutcome, step: str) -> None:
+def _expect(report: RunReport, n: int, status: TenantOutcome, step: str) -> None:
     """Raise unless all ``n`` tenants ended ``status`` and the run succeeded."""
     bad = [o for o in report.outcomes if o.status != status]
     if bad or len(report.outcomes) != n or report.status != FleetRunStatus.SUCCEEDED:
@@ -531,8 +536,8 @@ def bench_fleet(backend: str, n: int, concurrency: int, repeat: int) -> dict[str
                 say(f"{backend} x{n}: naive no-op")
                 steps["naive_noop"] = _timing(naive_loop(dbs.urls, after), n)
 
-                options = fleet.MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
-                runs: dict[str, list[tuple[float, fleet.RunReport]]] = {}
+                options = MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
+                runs: dict[str, list[tuple[float, RunReport]]] = {}
                 for rep in range(repeat):
                     dbs.drop_all(f"{backend}: dropping {n} databases")
                     ids = dbs.clone_all(f"{backend}: creating {n} databases at {BEFORE} again")
@@ -544,7 +549,7 @@ def bench_fleet(backend: str, n: int, concurrency: int, repeat: int) -> dict[str
                     ):
                         say(f"{backend} x{n}: {step.replace('_', ' ')} ({rep + 1}/{repeat})")
                         started = time.perf_counter()
-                        report = fleet.run_fleet(
+                        report = run_fleet(
                             platform.sessions, platform.box, after, options, concurrency=concurrency
                         )
                         seconds = time.perf_counter() - started
@@ -554,7 +559,7 @@ def bench_fleet(backend: str, n: int, concurrency: int, repeat: int) -> dict[str
 
                 say(f"{backend} x{n}: verify")
                 started = time.perf_counter()
-                checks = fleet.verify_fleet(
+                checks = verify_fleet(
                     platform.sessions, platform.box, after, concurrency=concurrency
                 )
                 seconds = time.perf_counter() - started
@@ -566,7 +571,7 @@ def bench_fleet(backend: str, n: int, concurrency: int, repeat: int) -> dict[str
                     )
                 steps["verify"] = _timing(seconds, n) | {"ok": len(checks)}
                 with platform.sessions() as session:
-                    status = fleet.fleet_status(session, after)
+                    status = fleet_status(session, after)
         finally:
             say(f"{backend} x{n}: cleaning up")
             dbs.cleanup()
@@ -601,15 +606,15 @@ def bench_noop(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
                 register(platform, dbs, ids, AFTER)
                 dbs.settle()
                 setup_s = time.perf_counter() - t0
-                options = fleet.MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
+                options = MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
                 # The first connection to a new PostgreSQL database builds its relation
                 # cache file (so does the first after a server restart); later runs, the
                 # usual case, find it. Both are measured.
-                runs: dict[str, list[tuple[float, fleet.RunReport]]] = {}
+                runs: dict[str, list[tuple[float, RunReport]]] = {}
                 for step in ("tenantry_noop_cold", *["tenantry_noop"] * repeat):
                     say(f"{backend} x{n}: {step.replace('_', ' ')}")
                     started = time.perf_counter()
-                    report = fleet.run_fleet(
+                    report = run_fleet(
                         platform.sessions, platform.box, spec, options, concurrency=concurrency
                     )
                     seconds = time.perf_counter() - started

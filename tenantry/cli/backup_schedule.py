@@ -10,6 +10,7 @@ from rich.table import Table
 from tenantry.backup.storage import storage_for
 from tenantry.cli.common import open_platform, when
 from tenantry.cli.output import EXIT_FAILED, JSON_OPTION, console, emit_json, reports_errors
+from tenantry.operations import backup_schedule
 from tenantry.services.backups import scheduling
 from tenantry.settings import load_settings
 
@@ -23,7 +24,7 @@ def schedule(json_output: bool = JSON_OPTION) -> None:
     settings = load_settings()
     storage = storage_for(settings)
     with open_platform(settings) as platform:
-        report = scheduling.tick(
+        report = backup_schedule.tick(
             platform.sessions,
             storage,
             settings,

@@ -27,7 +27,8 @@ from tenantry.db.lint import lint_pending
 from tenantry.db.schemas import Role, schema_for
 from tenantry.errors import InvalidInput, TenantryError
 from tenantry.operations import migrate_database
-from tenantry.services import fleet, schema_ops
+from tenantry.services import schema_ops
+from tenantry.services.fleet_targets import tenant_databases
 from tenantry.settings import Settings, load_settings
 
 app = typer.Typer(
@@ -352,7 +353,7 @@ def resolve(
     settings = load_settings()
     if store is not None:
         with open_platform(settings) as platform, platform.sessions() as session:
-            db = fleet.tenant_databases(session, platform.box, [store])[0]
+            db = tenant_databases(session, platform.box, [store])[0]
         t = Target(platform.tenant_spec, db.url)
         store_id: uuid.UUID | None = db.store_id
     else:

@@ -31,10 +31,16 @@ from tenantry.cli.output import (
 )
 from tenantry.cli.waiting import DEFAULT_TIMEOUT_S, TIMEOUT_HELP, WorkerWatch
 from tenantry.db import migrations
-from tenantry.db.master.models import FleetRun, TenantOutcome
+from tenantry.db.master.models import ACTIVE_STATUSES, FleetRun, TenantOutcome
+from tenantry.operations.fleet_queue import start_queued_run
+from tenantry.operations.fleet_record import RunReport
+from tenantry.operations.fleet_run import run_fleet
+from tenantry.operations.fleet_verify import verify_fleet
 from tenantry.runtime import Platform, open_dispatcher
-from tenantry.services import fleet
 from tenantry.services.backups.premigration import PreMigrationBackups
+from tenantry.services.fleet_migrate import MigrateOptions, Outcome, TenantCheck, plan_sql
+from tenantry.services.fleet_status import FleetStatus, fleet_status, run_progress
+from tenantry.services.fleet_targets import tenant_databases
 from tenantry.settings import load_settings
 
 #: How often --queue --wait reads the run's counters from master.
@@ -97,7 +103,8 @@ def migrate(
     Each tenant is migrated on its own connection under its own lock; one failure never
     stops or skips another. Outcomes are recorded in master as they happen. Exits 1 if any
     tenant failed or was refused (they are named in the summary). Only one run at a time:
-    a second one is refused while the first holds the fleet lock.
+    a second one is refused while the first holds the fleet lock. The run is an operation:
+    `tenantry ops cancel ID` stops it at the next tenant (those not started are untouched).
     """
     settings = load_settings()
     with open_platform(settings) as platform:
@@ -105,8 +112,8 @@ def migrate(
         goal = migrations.resolve(spec, to)
         if sql:
             with platform.sessions() as session:
-                tenants = fleet.tenant_databases(session, platform.box, stores or None)
-            plans, problems = fleet.plan_sql(tenants, spec, goal, concurrency=concurrency)
+                tenants = tenant_databases(session, platform.box, stores or None)
+            plans, problems = plan_sql(tenants, spec, goal, concurrency=concurrency)
             if json_output:
                 emit_json(
                     {
@@ -130,7 +137,7 @@ def migrate(
             if problems:
                 raise typer.Exit(EXIT_FAILED)
             return
-        options = fleet.MigrateOptions(
+        options = MigrateOptions(
             goal=goal,
             acting_app=as_app or settings.app,
             owner=settings.tenant_owner,
@@ -153,14 +160,14 @@ def migrate(
             def started(total: int) -> None:
                 progress.update(task, total=total)
 
-            def advanced(outcome: fleet.Outcome) -> None:
+            def advanced(outcome: Outcome) -> None:
                 if outcome.status == TenantOutcome.MIGRATED:
                     tally["migrated"] += 1
                 elif outcome.status in (TenantOutcome.FAILED, TenantOutcome.REFUSED):
                     tally["failed"] += 1
                 progress.update(task, advance=1, migrated=tally["migrated"], failed=tally["failed"])
 
-            report = fleet.run_fleet(
+            report = run_fleet(
                 platform.sessions,
                 platform.box,
                 spec,
@@ -179,7 +186,7 @@ def migrate(
         raise typer.Exit(EXIT_FAILED)
 
 
-def _report_document(report: fleet.RunReport) -> dict[str, Any]:
+def _report_document(report: RunReport) -> dict[str, Any]:
     return {
         "run_id": str(report.run_id),
         "status": report.status,
@@ -194,7 +201,7 @@ def _report_document(report: fleet.RunReport) -> dict[str, Any]:
     }
 
 
-def _print_report(report: fleet.RunReport) -> None:
+def _print_report(report: RunReport) -> None:
     counts = report.counts
     # A line of its own, not the title: a narrow table would wrap the run id.
     console.print(f"fleet run {report.run_id} → {report.goal or 'base'}")
@@ -240,18 +247,18 @@ def status(
     """
     settings = load_settings()
     with open_platform(settings) as platform:
-        checks: list[fleet.TenantCheck] | None = None
+        checks: list[TenantCheck] | None = None
         if verify:
             counts = "[red]{task.fields[failed]} with problems[/]"
             with _progress(not json_output, counts) as progress:
                 task = progress.add_task("verifying", total=None, failed=0)
                 bad = [0]
 
-                def checked(check: fleet.TenantCheck) -> None:
+                def checked(check: TenantCheck) -> None:
                     bad[0] += 0 if check.ok else 1
                     progress.update(task, advance=1, failed=bad[0])
 
-                checks = fleet.verify_fleet(
+                checks = verify_fleet(
                     platform.sessions,
                     platform.box,
                     platform.tenant_spec,
@@ -259,7 +266,7 @@ def status(
                     on_check=checked,
                 )
         with platform.sessions() as session:
-            st = fleet.fleet_status(session, platform.tenant_spec)
+            st = fleet_status(session, platform.tenant_spec)
     problems = [c for c in checks or [] if not c.ok]
     if json_output:
         doc: dict[str, Any] = asdict(st)
@@ -273,9 +280,9 @@ def status(
 
 
 def _print_status(
-    st: fleet.FleetStatus,
-    checks: list[fleet.TenantCheck] | None,
-    problems: list[fleet.TenantCheck],
+    st: FleetStatus,
+    checks: list[TenantCheck] | None,
+    problems: list[TenantCheck],
 ) -> None:
     console.print(f"{st.total} tenant database(s); this code's head revision is {st.head}")
     table = Table()
@@ -309,7 +316,7 @@ def _run_document(run: FleetRun) -> dict[str, Any]:
     return {
         "run_id": str(run.id),
         "status": run.status,
-        "target": run.target,
+        "target": run.goal,
         "total": run.total,
         "counts": {"migrated": run.migrated, "current": run.current, "failed": run.failed},
         "started_at": run.started_at,
@@ -319,14 +326,14 @@ def _run_document(run: FleetRun) -> dict[str, Any]:
 
 def _migrate_queued(
     platform: Platform,
-    options: fleet.MigrateOptions,
+    options: MigrateOptions,
     slugs: list[str] | None,
     wait: bool,
     timeout: float | None,
     json_output: bool,
 ) -> None:
     settings = platform.settings
-    run_id, store_ids = fleet.start_queued_run(
+    run_id, store_ids = start_queued_run(
         platform.sessions,
         platform.box,
         platform.tenant_spec,
@@ -341,7 +348,7 @@ def _migrate_queued(
         queue.close()
     if not wait:
         with platform.sessions() as session:
-            run = fleet.run_progress(session, run_id)
+            run = run_progress(session, run_id)
         if json_output:
             emit_json(_run_document(run))
         else:
@@ -362,14 +369,14 @@ def _migrate_queued(
         task = progress.add_task("workers migrating", total=len(store_ids), migrated=0, failed=0)
         while True:
             with platform.sessions() as session:
-                run = fleet.run_progress(session, run_id)
+                run = run_progress(session, run_id)
             progress.update(
                 task,
-                completed=run.migrated + run.current + run.failed,
+                completed=run.done,
                 migrated=run.migrated,
                 failed=run.failed,
             )
-            if run.status != "running":
+            if run.operation_status not in ACTIVE_STATUSES:
                 break
             watch.check()
             if time.monotonic() >= deadline:

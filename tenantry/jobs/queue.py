@@ -139,9 +139,10 @@ class Queue:
 
     def recover(self) -> int:
         """Re-enqueue the operations no live worker runs (its worker died, or its queue
-        message was lost): the kit's stalled operations, and queued backups waiting too long;
-        end those of kinds run by a command whose process died, rolling back a dead mover's
-        move, restore or row recovery (:mod:`~tenantry.operations.sweep`).
+        message was lost): the kit's stalled operations (provisioning jobs, fleet runs), and
+        queued backups waiting too long; end those of kinds run by a command whose process died,
+        rolling back a dead mover's move, restore or row recovery
+        (:mod:`~tenantry.operations.sweep`).
         A backup or restore test whose process died cannot be resumed (a dump is one stream):
         it is cleaned up and failed, to be run again. Returns how many it handled."""
         platform = self.platform()
@@ -151,15 +152,32 @@ class Queue:
         stalled = kit.find_stalled(
             kinds=(OperationKind.PROVISION,), queued_for=timedelta(seconds=QUEUED_GRACE_S)
         )
+        runs = kit.find_stalled(kinds=(OperationKind.FLEET_RUN,))
         backups, backups_ended = work.recover_backups(platform)
         # A stalled job that was cancelled is claimed to drop what it made, then ends.
         for operation in stalled:
             self.enqueue_provision(operation.id)
+        # A queued fleet run is resumed (its tenants without an outcome enqueued again); one
+        # whose own process died is marked abandoned, saying to run it again.
+        for run in runs:
+            self.enqueue_fleet_tenants(run.id, work.recover_fleet_run(platform, run.id))
         for backup_id, scope in backups:
             self.enqueue_backup(backup_id, scope)
-        if stalled or backups:
-            log.info("re-enqueued %d provisioning job(s), %d backup(s)", len(stalled), len(backups))
-        return len(stalled) + len(backups) + len(ended) + len(backups_ended) + len(rolled_back)
+        if stalled or runs or backups:
+            log.info(
+                "re-enqueued %d provisioning job(s), %d backup(s); recovered %d fleet run(s)",
+                len(stalled),
+                len(backups),
+                len(runs),
+            )
+        return (
+            len(stalled)
+            + len(runs)
+            + len(backups)
+            + len(ended)
+            + len(backups_ended)
+            + len(rolled_back)
+        )
 
     def start_heartbeat(self) -> Heartbeat:
         """Report this worker to master every few seconds, so that commands waiting for a

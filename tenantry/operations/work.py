@@ -15,12 +15,10 @@ from datetime import timedelta
 
 from tenantry.backup.storage import storage_for
 from tenantry.errors import Conflict
-from tenantry.operations import backup_take, backup_verify
+from tenantry.operations import backup_schedule, backup_take, backup_verify, fleet_queue
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services import fleet
-from tenantry.services.backups import scheduling
 from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.backups.targets import resolve
 
@@ -52,7 +50,7 @@ def run_provision(platform: Platform, job_id: uuid.UUID, *, worker: str | None =
 def run_fleet_tenant(platform: Platform, run_id: uuid.UUID, store_id: uuid.UUID) -> str:
     """Migrate one tenant database of queued fleet run ``run_id``; the tenant's outcome."""
     settings = platform.settings
-    outcome = fleet.run_queued_tenant(
+    outcome = fleet_queue.run_queued_tenant(
         platform.sessions,
         platform.box,
         platform.tenant_spec,
@@ -67,6 +65,15 @@ def run_fleet_tenant(platform: Platform, run_id: uuid.UUID, store_id: uuid.UUID)
     status = outcome.status.value if outcome else "skipped (run over)"
     log.info("fleet run %s, store %s: %s", run_id, store_id, status)
     return status
+
+
+def recover_fleet_run(platform: Platform, run_id: uuid.UUID) -> list[uuid.UUID]:
+    """Recover stalled fleet run ``run_id`` (its process or its workers stopped): the tenants
+    to enqueue again for a queued run; a run whose own process died is marked abandoned."""
+    lease = timedelta(seconds=platform.settings.job_lease_seconds)
+    store_ids = fleet_queue.recover_run(platform.sessions, run_id, lease)
+    log.info("fleet run %s stalled: %d tenant(s) enqueued again", run_id, len(store_ids))
+    return store_ids
 
 
 def run_backup(platform: Platform, backup_id: uuid.UUID, scope: str) -> str:
@@ -112,7 +119,7 @@ def recover_backups(
 
 def backup_tick(platform: Platform) -> None:
     """Run the backups, restore tests and pruning that are due now."""
-    scheduling.tick(
+    backup_schedule.tick(
         platform.sessions,
         storage_for(platform.settings),
         platform.settings,

@@ -73,7 +73,7 @@ def test_filters_and_pages(api: Api) -> None:
 def test_cancel_queued_then_running_then_refused_once_over(api: Api) -> None:
     kit = _kit(api)
     queued = kit.create(OperationKind.BACKUP)
-    running = kit.create(OperationKind.FLEET_RUN)
+    running = kit.create(OperationKind.INIT)
     assert kit.claim(running) is not None
     first = api.client.post(f"/operations/{queued}/cancel", headers=api.admin)
     assert first.status_code == 200, first.text

@@ -282,3 +282,116 @@ def test_queued_run_is_migrated_by_workers(
     assert status["per_revision"] == {"c002": 4}
     assert status["last_run"]["id"] == doc["run_id"]
     assert status["verified"] == {"checked": 4, "problems": []}
+
+
+def _provisioned(
+    tmp_path: Path, new_database: DbFactory, slugs: list[str]
+) -> tuple[Tenantry, Path]:
+    """An installation with ``slugs`` provisioned at c001 on the backend, and c002 written."""
+    module, versions = _plugin(tmp_path)
+    run = Tenantry(tmp_path, module)
+    assert run.here("init").exit_code == 0
+    for slug in slugs:
+        url = new_database(slug).render_as_string(hide_password=False)
+        assert run.here("stores", "create", slug, "--name", slug.title()).exit_code == 0
+        done = run.here("provision", slug, "--connect", url, "--inline")
+        assert done.exit_code == 0, done.output
+    (versions / "c002_note.py").write_text(C002)
+    return run, versions
+
+
+def _fleet_runs(run: Tenantry) -> list[dict[str, Any]]:
+    items: list[dict[str, Any]] = run.json("ops", "list", "--kind", "fleet_run")["items"]
+    return items
+
+
+RECOVER = (
+    "from tenantry.jobs.queue import Queue\n"
+    "from tenantry.settings import load_settings\n"
+    "queue = Queue(load_settings())\n"
+    "print(queue.recover())\n"
+    "queue.close()\n"
+)
+
+
+def test_a_killed_run_is_listed_failed_by_recovery_and_run_again(
+    tmp_path: Path, new_database: DbFactory
+) -> None:
+    slugs = ["east", "north", "south"]
+    run, _ = _provisioned(tmp_path, new_database, slugs)
+    # Killed between tenants: the first tenant is whole at c002, the others untouched.
+    killed = run("fleet", "migrate", "-c", "1", TENANTRY_FAILPOINTS="fleet.tenant_done=kill")
+    assert killed.returncode == -signal.SIGKILL
+    [listed] = _fleet_runs(run)
+    assert listed["status"] == "running"  # as its process left it
+    assert listed["progress"]["unit"] == "tenants"
+    assert listed["progress"]["total"] == 3
+
+    time.sleep(2.5)  # its lease (2 s here) lapses
+    recovered = subprocess.run(
+        [sys.executable, "-c", RECOVER], env=run.env, capture_output=True, text=True, check=False
+    )
+    assert recovered.returncode == 0, recovered.stderr
+    shown = run.json("ops", "show", listed["id"])
+    assert shown["status"] == "failed"
+    assert "run `tenantry fleet migrate` again" in shown["error"]
+    assert run.json("fleet", "status")["last_run"]["status"] == "abandoned"
+
+    again = run.json("fleet", "migrate")
+    assert again["status"] == "succeeded", again
+    assert again["counts"] == {"migrated": 2, "current": 1}
+    after = run.json("fleet", "status", "--verify")
+    assert after["per_revision"] == {"c002": 3}
+    assert after["verified"] == {"checked": 3, "problems": []}
+    assert [r["status"] for r in _fleet_runs(run)] == ["succeeded", "failed"]
+
+
+def test_ops_cancel_stops_a_run_at_a_tenant_boundary(
+    tmp_path: Path, new_database: DbFactory
+) -> None:  # tenant databases on each backend; master on SQLite (read below)
+    slugs = ["alpha", "bravo", "charlie", "delta"]
+    run, _ = _provisioned(tmp_path, new_database, slugs)
+    # Every tenant takes 4 s before its commit: the cancel lands with one in hand.
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tenantry", "fleet", "migrate", "-c", "1", "--json"],
+        env={**run.env, "TENANTRY_FAILPOINTS": "migrate.before_commit=sleep:4"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Watched in master directly: a command per look would start too slowly.
+        deadline = time.monotonic() + 60
+        seen = 0
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.1)
+            with sqlite3.connect(tmp_path / "data" / "master.db") as master:
+                query = "SELECT count(*) FROM operations WHERE kind = 'fleet_run'"
+                seen = master.execute(query).fetchone()[0]
+        [running] = _fleet_runs(run)
+        cancelled = run.json("ops", "cancel", running["id"])
+        assert cancelled.get("status") == "cancelling", cancelled
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 1, err
+    doc = json.loads(out)
+    assert doc["status"] == "cancelled"
+    untouched = [o["slug"] for o in doc["outcomes"] if o["status"] == "skipped"]
+    assert untouched  # at least the last tenants were never started
+    assert all(o["status"] in ("migrated", "skipped") for o in doc["outcomes"])
+    shown = run.json("ops", "show", running["id"])
+    assert shown["status"] == "cancelled"
+    assert shown["progress"]["current"] == 4
+    # No tenant half-migrated: each is at c001 or c002, whole (no drift, no changed script).
+    verified = run.json("fleet", "status", "--verify")
+    assert sorted(verified["lagging"]) == sorted(untouched)
+    for problem in verified["verified"]["problems"]:
+        assert problem["slug"] in untouched
+        assert problem["problems"] == ["at revision c001, the code expects c002"]
+    assert verified["failed"] == []
+    again = run.json("fleet", "migrate")
+    assert again["status"] == "succeeded"
+    assert again["counts"] == {"migrated": len(untouched), "current": 4 - len(untouched)}

@@ -142,7 +142,7 @@ def test_wait_times_out_on_an_operation_that_does_not_end(
     cli: Invoke, kit: tuple[OperationKit, uuid.UUID]
 ) -> None:
     ops, _ = kit
-    op_id = ops.create(OperationKind.FLEET_RUN, target="tenant")
+    op_id = ops.create(OperationKind.INIT, target="tenant")
     assert ops.claim(op_id) is not None
     result = cli("ops", "wait", str(op_id), "--timeout", "0.5", "--json")
     assert result.exit_code == 1

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 from alembic import command
-from sqlalchemy import Connection, Engine, MetaData, Table, func, select
+from sqlalchemy import JSON, Connection, Engine, MetaData, Table, func, select
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 
@@ -268,6 +268,155 @@ def _old_store(conn: Connection, stores: Table, now: datetime, **columns: object
     )
     conn.execute(stores.insert().values(values))
     return store_id
+
+
+def test_master_0010_moves_every_fleet_run_into_operations_keeping_history(
+    new_database: DbFactory, engines: Callable[[URL], Engine]
+) -> None:
+    spec = master_schema()
+    engine = engines(new_database("master"))
+    with engine.begin() as conn:
+        schema_ops.migrate(conn, spec, "m", target="0009", acting_app="tenantry", owner="tenantry")
+        old = MetaData()
+        runs = Table("fleet_runs", old, autoload_with=conn)
+        results = Table("fleet_results", old, autoload_with=conn)
+        locks = Table("fleet_locks", old, autoload_with=conn)
+        now = datetime.now(UTC).replace(tzinfo=None)
+        done, dead, running = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+        # MariaDB's JSON reflects as text: the document goes in as its text there.
+        options = {} if isinstance(runs.c.options.type, JSON) else "{}"
+        common = {"role": "tenant", "target": "c002", "concurrency": 4, "options": options}
+        conn.execute(
+            runs.insert(),
+            [
+                {
+                    "id": done.hex,
+                    "status": "succeeded",
+                    "holder": "host:1",
+                    "total": 3,
+                    "migrated": 2,
+                    "current": 1,
+                    "failed": 0,
+                    "started_at": now,
+                    "finished_at": now,
+                    **common,
+                },
+                {
+                    "id": dead.hex,
+                    "status": "abandoned",
+                    "holder": "host:2",
+                    "total": 3,
+                    "migrated": 1,
+                    "current": 0,
+                    "failed": 0,
+                    "started_at": now,
+                    "finished_at": now,
+                    **common,
+                },
+                {
+                    "id": running.hex,
+                    "status": "running",
+                    "holder": "host:3",
+                    "total": 3,
+                    "migrated": 0,
+                    "current": 0,
+                    "failed": 1,
+                    "started_at": now,
+                    "finished_at": None,
+                    **common,
+                },
+            ],
+        )
+        conn.execute(
+            results.insert().values(
+                id=uuid.uuid4().hex,
+                run_id=done.hex,
+                store_id=uuid.uuid4().hex,
+                slug="old-shop",
+                status="migrated",
+                duration_ms=5,
+                finished_at=now,
+            )
+        )
+        conn.execute(
+            locks.insert(),
+            [
+                {"role": "tenant", "run_id": running.hex, "holder": "host:3", "expires_at": now},
+                {
+                    "role": "backup-scheduler",
+                    "run_id": uuid.uuid4().hex,
+                    "holder": "host:4",
+                    "expires_at": now,
+                },
+            ],
+        )
+    with engine.begin() as conn:
+        result = schema_ops.migrate(conn, spec, "m", acting_app="tenantry", owner="tenantry")
+    assert result.to_revision == migrations.head(spec)
+    with engine.connect() as conn:
+        assert migrations.drift(conn, spec) == []
+        new = MetaData()
+        operations = Table("operations", new, autoload_with=conn)
+        runs = Table("fleet_runs", new, autoload_with=conn)
+        assert "status" not in runs.c
+        assert "holder" not in runs.c
+        assert "fleet_locks" not in new.tables
+        rows = {
+            uuid.UUID(str(r.id)): r
+            for r in conn.execute(select(operations).where(operations.c.kind == "fleet_run"))
+        }
+        assert set(rows) == {done, dead, running}
+        assert (rows[done].status, rows[done].step, rows[done].target) == (
+            "succeeded",
+            "done",
+            "tenant",
+        )
+        assert (rows[done].progress_current, rows[done].progress_total) == (3, 3)
+        assert rows[done].progress_unit == "tenants"
+        assert (rows[dead].status, rows[dead].step) == ("failed", "abandoned")
+        assert rows[dead].error is not None
+        assert (rows[running].status, rows[running].lease_holder) == ("running", "host:3")
+        assert rows[running].lease_expires_at is not None
+        assert rows[running].progress_current == 1
+        kept = {uuid.UUID(str(r.id)): r for r in conn.execute(select(runs))}
+        assert (kept[done].target, kept[done].migrated, kept[done].skipped) == ("c002", 2, 0)
+        results = Table("fleet_results", new, autoload_with=conn)
+        assert conn.execute(select(func.count()).select_from(results)).scalar_one() == 1
+        oplocks = Table("operation_locks", new, autoload_with=conn)
+        held = {r.name: r for r in conn.execute(select(oplocks))}
+        assert set(held) == {"fleet:tenant", "backup-scheduler"}
+        assert uuid.UUID(str(held["fleet:tenant"].operation_id)) == running
+    # Going back puts every run's lifecycle back in its own row, in the old words.
+    _downgrade(engine, spec, "0009")
+    with engine.connect() as conn:
+        assert migrations.current(conn, spec) == "0009"
+        old = MetaData()
+        runs = Table("fleet_runs", old, autoload_with=conn)
+        back = {uuid.UUID(str(r.id)): r for r in conn.execute(select(runs))}
+        assert (back[done].status, back[done].holder, back[done].total) == (
+            "succeeded",
+            "host:1",
+            3,
+        )
+        assert back[dead].status == "abandoned"
+        assert (back[running].status, back[running].finished_at) == ("running", None)
+        assert "skipped" not in runs.c
+        locks = Table("fleet_locks", old, autoload_with=conn)
+        back_locks = {r.role: uuid.UUID(str(r.run_id)) for r in conn.execute(select(locks))}
+        assert set(back_locks) == {"tenant", "backup-scheduler"}
+        assert back_locks["tenant"] == running
+        results = Table("fleet_results", old, autoload_with=conn)
+        assert conn.execute(select(func.count()).select_from(results)).scalar_one() == 1
+        operations = Table("operations", old, autoload_with=conn)
+        assert conn.execute(select(func.count()).select_from(operations)).scalar_one() == 0
+
+
+@pytest.mark.parametrize("url", ["sqlite:///m.db", "postgresql://h/m", "mysql+pymysql://h/m"])
+def test_master_0010_prints_its_sql_without_a_database(url: str) -> None:
+    sql = migrations.upgrade_sql(master_schema(), make_url(url), "0009", "0010")
+    assert "INSERT INTO operations" in sql
+    assert "fk_fleet_runs_id_operations" in sql
+    assert "DROP TABLE fleet_locks" in sql
 
 
 def test_master_0013_moves_every_store_move_into_operations_keeping_history(

@@ -191,7 +191,7 @@ def test_a_cancel_request_is_seen_by_the_holder_at_its_next_check(
     kits: Callable[..., OperationKit],
 ) -> None:
     holder, user = kits(), kits()
-    op_id = holder.create(OperationKind.FLEET_RUN, target="tenant")
+    op_id = holder.create(OperationKind.INIT, target="tenant")
     assert holder.claim(op_id) is not None
     assert holder.cancel_requested(op_id) is False
     assert user.request_cancel(op_id) == OperationStatus.CANCELLING

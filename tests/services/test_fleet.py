@@ -25,20 +25,30 @@ from tenantry.db.master.models import (
     Backup,
     BackupStatus,
     DatabaseStatus,
-    FleetLock,
     FleetResult,
     FleetRun,
     FleetRunStatus,
     IntegrationConfig,
+    Operation,
+    OperationKind,
+    OperationLock,
     Store,
     TenantOutcome,
 )
 from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.errors import Conflict
+from tenantry.operations.fleet_queue import recover_run, run_queued_tenant, start_queued_run
+from tenantry.operations.fleet_record import RunReport
+from tenantry.operations.fleet_run import open_run, run_fleet
+from tenantry.operations.fleet_verify import verify_fleet
+from tenantry.operations.kit import OperationKit
 from tenantry.runtime import Platform
-from tenantry.services import fleet, schema_ops
+from tenantry.services import schema_ops
 from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.connections import split_url
+from tenantry.services.fleet_migrate import MigrateOptions, Outcome, migrate_tenant
+from tenantry.services.fleet_status import fleet_status
+from tenantry.services.fleet_targets import tenant_databases
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
 
@@ -107,15 +117,15 @@ class Fleet:
         self.spec = SchemaSpec(Role.TENANT, "fleetshop", metadata, self.path)
         return self.spec
 
-    def run(self, **kwargs: object) -> fleet.RunReport:
+    def run(self, **kwargs: object) -> RunReport:
         """``fleet migrate`` to head as the owner."""
-        options = fleet.MigrateOptions(
+        options = MigrateOptions(
             goal=migrations.head(self.spec),
             acting_app=str(kwargs.pop("acting_app", "tenantry")),
             owner="tenantry",
             allow_destructive=bool(kwargs.pop("allow_destructive", False)),
         )
-        return fleet.run_fleet(
+        return run_fleet(
             self.platform.sessions,
             self.platform.box,
             self.spec,
@@ -218,7 +228,7 @@ def test_one_broken_tenant_fails_alone_and_is_accounted_for(tenants: Fleet) -> N
         ).all()
         run = session.get(FleetRun, report.run_id)
         revisions = dict(session.execute(select(Store.slug, Store.schema_revision)).all())
-        st = fleet.fleet_status(session, f.spec)
+        st = fleet_status(session, f.spec)
     assert {r.slug: r.status for r in results} == {o.slug: o.status for o in report.outcomes}
     assert run is not None
     assert (run.migrated, run.failed, run.status) == (3, 1, "failed")
@@ -240,15 +250,15 @@ def test_an_interrupted_run_starts_no_new_tenant_and_releases_its_lock(tenants: 
     f = tenants
     f.write("f002", "f001", F002_NOTE, "product note")
     f.new_spec(_metadata(note=True))
-    seen: list[fleet.Outcome] = []
+    seen: list[Outcome] = []
 
-    def stop_after_first(outcome: fleet.Outcome) -> None:
+    def stop_after_first(outcome: Outcome) -> None:
         seen.append(outcome)
         raise Interrupted
 
-    options = fleet.MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
+    options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
     with pytest.raises(Interrupted):
-        fleet.run_fleet(
+        run_fleet(
             f.platform.sessions,
             f.platform.box,
             f.spec,
@@ -261,7 +271,7 @@ def test_an_interrupted_run_starts_no_new_tenant_and_releases_its_lock(tenants: 
     assert "f001" in revisions  # the tenants not yet started stayed where they were
     assert set(revisions) <= {"f001", "f002"}  # and the one in hand finished, whole
     with f.platform.sessions() as session:
-        assert session.get(FleetLock, "tenant") is None
+        assert session.get(OperationLock, "fleet:tenant") is None
         run = session.scalars(select(FleetRun)).one()
         assert run.status == FleetRunStatus.FAILED
         assert run.finished_at is not None
@@ -277,12 +287,12 @@ def test_applied_scripts_are_checksummed_and_tampering_is_found(tenants: Fleet) 
     f.new_spec(_metadata(note=True))
     first = f.run()
     assert first.status == FleetRunStatus.SUCCEEDED, first.failures
-    checks = fleet.verify_fleet(f.platform.sessions, f.platform.box, f.spec)
+    checks = verify_fleet(f.platform.sessions, f.platform.box, f.spec)
     assert [c.problems for c in checks if not c.ok] == []
 
     script.write_text(script.read_text().replace("sa.String(200)", "sa.String(100)"))
     f.new_spec(_metadata(note=True))
-    checks = fleet.verify_fleet(f.platform.sessions, f.platform.box, f.spec)
+    checks = verify_fleet(f.platform.sessions, f.platform.box, f.spec)
     assert all(not c.ok for c in checks)
     assert all(
         any("revision f002 was changed after it was applied" in p for p in c.problems)
@@ -337,20 +347,25 @@ def test_two_runs_cannot_collide_and_a_dead_runs_lock_expires(tenants: Fleet) ->
     f.write("f002", "f001", F002_NOTE, "product note")
     f.new_spec(_metadata(note=True))
     dead_run = uuid.uuid4()
-    with f.platform.sessions() as session:
-        fleet.acquire_lock(session, "tenant", dead_run, timedelta(seconds=60))
-        session.add(FleetRun(id=dead_run, role="tenant", holder="gone:1", concurrency=1))
-        session.commit()
+    # A run recorded (and its lock taken) by a process that then died.
+    gone = OperationKit(f.platform.sessions, lease_seconds=60, holder="gone:1")
+    options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
+    open_run(gone, f.platform.box, f.spec, options, None, dead_run, concurrency=1)
 
     with pytest.raises(Conflict) as held:
         f.run()
     assert str(dead_run) in held.value.message
+    assert "another fleet run holds the lock" in held.value.message
+    assert "gone:1" in held.value.message
     assert all(f.revision_of(s) == "f001" for s in _slugs(f))
 
     with f.platform.sessions() as session:  # the holder died: its lease runs out
-        lock = session.get(FleetLock, "tenant")
+        lock = session.get(OperationLock, "fleet:tenant")
         assert lock is not None
         lock.expires_at = lock.expires_at - timedelta(seconds=120)
+        run = session.get_one(Operation, dead_run)
+        assert run.lease_expires_at is not None
+        run.lease_expires_at = run.lease_expires_at - timedelta(seconds=120)
         session.commit()
     report = f.run()
     assert report.took_over == dead_run
@@ -359,7 +374,7 @@ def test_two_runs_cannot_collide_and_a_dead_runs_lock_expires(tenants: Fleet) ->
         dead = session.get(FleetRun, dead_run)
         assert dead is not None
         assert dead.status == FleetRunStatus.ABANDONED
-        assert session.get(FleetLock, "tenant") is None  # released at the end
+        assert session.get(OperationLock, "fleet:tenant") is None  # released at the end
 
 
 def test_a_tenant_locked_by_another_migration_fails_alone(tenants: Fleet) -> None:
@@ -367,21 +382,19 @@ def test_a_tenant_locked_by_another_migration_fails_alone(tenants: Fleet) -> Non
     f.write("f002", "f001", F002_NOTE, "product note")
     f.new_spec(_metadata(note=True))
     busy = _slugs(f)[0]
-    options = fleet.MigrateOptions(
-        goal="f002", acting_app="tenantry", owner="tenantry", lock_wait_s=0.2
-    )
+    options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry", lock_wait_s=0.2)
     with f.platform.sessions() as session:
-        db = fleet.tenant_databases(session, f.platform.box, [busy])[0]
+        db = tenant_databases(session, f.platform.box, [busy])[0]
     engine = make_engine(f.urls[busy], pooled=False)
     try:
         with engine.connect() as conn:
             # Another migration of this database is under way (a `db migrate`, a queue job).
             if conn.dialect.name == "sqlite":
                 with immediate(conn).begin():
-                    outcome = fleet.migrate_tenant(db, f.spec, options)
+                    outcome = migrate_tenant(db, f.spec, options)
             else:
                 with migration_lock(conn, "tenant"):
-                    outcome = fleet.migrate_tenant(db, f.spec, options)
+                    outcome = migrate_tenant(db, f.spec, options)
     finally:
         engine.dispose()
     assert outcome.status == TenantOutcome.FAILED
@@ -399,14 +412,14 @@ def test_backup_first_backs_up_and_verifies_each_tenant_before_any_ddl(
     backups = PreMigrationBackups(p.sessions, storage_for(p.settings), p.settings, p.box)
     goal = migrations.head(f.spec)
 
-    def run_with_backups() -> fleet.RunReport:
-        options = fleet.MigrateOptions(
+    def run_with_backups() -> RunReport:
+        options = MigrateOptions(
             goal=goal,
             acting_app="tenantry",
             owner="tenantry",
             before_ddl=backups.for_tenants(f.spec, goal),
         )
-        return fleet.run_fleet(p.sessions, p.box, f.spec, options, concurrency=2)
+        return run_fleet(p.sessions, p.box, f.spec, options, concurrency=2)
 
     monkeypatch.setenv("TENANTRY_FAILPOINTS", "backup.written=raise")
     failed = run_with_backups()
@@ -424,3 +437,109 @@ def test_backup_first_backs_up_and_verifies_each_tenant_before_any_ddl(
         assert backup.reason == "pre-migration"
         assert backup.schema_revision == "f001"
         assert backup.label == "before migrating f001 → f002"
+
+
+def _run_id(f: Fleet) -> uuid.UUID:
+    with f.platform.sessions() as session:
+        return session.scalars(select(FleetRun.id)).one()
+
+
+def test_a_cancelled_run_stops_at_a_tenant_boundary_leaving_the_rest_untouched(
+    tenants: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f = tenants
+    f.write("f002", "f001", F002_NOTE, "product note")
+    f.new_spec(_metadata(note=True))
+    # Each tenant takes a second before its commit: the cancel lands while one is in hand.
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "migrate.before_commit=sleep:1")
+    kit = OperationKit(f.platform.sessions, lease_seconds=60)
+
+    def cancel_after_first(outcome: Outcome) -> None:
+        if outcome.status == TenantOutcome.MIGRATED:
+            kit.request_cancel(_run_id(f))
+
+    options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
+    report = run_fleet(
+        f.platform.sessions,
+        f.platform.box,
+        f.spec,
+        options,
+        concurrency=1,
+        on_outcome=cancel_after_first,
+    )
+    monkeypatch.delenv("TENANTRY_FAILPOINTS")
+    assert report.status == FleetRunStatus.CANCELLED
+    by_slug = {o.slug: o.status for o in report.outcomes}
+    assert set(by_slug) == set(f.urls)
+    untouched = [s for s, status in by_slug.items() if status == TenantOutcome.SKIPPED]
+    assert untouched, by_slug  # the cancel was seen before the last tenant
+    for slug, status in by_slug.items():  # each tenant whole: migrated, or not started
+        assert status in (TenantOutcome.MIGRATED, TenantOutcome.SKIPPED)
+        assert f.revision_of(slug) == ("f001" if slug in untouched else "f002")
+    with f.platform.sessions() as session:
+        run = session.get_one(FleetRun, report.run_id)
+        assert (run.status, run.operation_status) == ("cancelled", "cancelled")
+        assert (run.skipped, run.progress_current, run.total) == (len(untouched), 4, 4)
+        assert run.message is not None
+        assert "left untouched" in run.message
+        st = fleet_status(session, f.spec)
+        assert session.get(OperationLock, "fleet:tenant") is None
+    assert st.failed == []  # skipped is not a failure
+    assert sorted(st.lagging) == sorted(untouched)
+    again = f.run()
+    assert again.counts == {"migrated": len(untouched), "current": 4 - len(untouched)}
+
+
+def _lapse(f: Fleet, run_id: uuid.UUID) -> None:
+    """The run's process (or its workers) stopped: its lease and lock run out."""
+    with f.platform.sessions() as session:
+        run = session.get_one(Operation, run_id)
+        assert run.lease_expires_at is not None
+        run.lease_expires_at = run.lease_expires_at - timedelta(seconds=600)
+        lock = session.get(OperationLock, "fleet:tenant")
+        if lock is not None:
+            lock.expires_at = lock.expires_at - timedelta(seconds=600)
+        session.commit()
+
+
+def test_recovery_resumes_a_queued_run_and_abandons_a_dead_commands_run(tenants: Fleet) -> None:
+    f = tenants
+    f.write("f002", "f001", F002_NOTE, "product note")
+    f.new_spec(_metadata(note=True))
+    p = f.platform
+    lease = timedelta(seconds=60)
+    options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
+    run_id, store_ids = start_queued_run(p.sessions, p.box, f.spec, options, lock_ttl=lease)
+    first = run_queued_tenant(p.sessions, p.box, f.spec, run_id, store_ids[0], owner="tenantry")
+    assert first is not None
+    assert first.status == TenantOutcome.MIGRATED
+    # A second delivery of the same job does nothing.
+    again = run_queued_tenant(p.sessions, p.box, f.spec, run_id, store_ids[0], owner="tenantry")
+    assert again is None
+
+    _lapse(f, run_id)  # the workers died: the other three jobs were lost
+    kit = OperationKit(p.sessions, lease_seconds=60)
+    assert [s.id for s in kit.find_stalled(kinds=(OperationKind.FLEET_RUN,))] == [run_id]
+    missing = recover_run(p.sessions, run_id, lease)
+    assert sorted(missing) == sorted(store_ids[1:])
+    assert recover_run(p.sessions, run_id, lease) == []  # claimed again: not stalled now
+    for store_id in missing:
+        run_queued_tenant(p.sessions, p.box, f.spec, run_id, store_id, owner="tenantry")
+    with p.sessions() as session:
+        run = session.get_one(FleetRun, run_id)
+        assert (run.status, run.migrated, run.attempts) == ("succeeded", 4, 2)
+        assert session.get(OperationLock, "fleet:tenant") is None
+    assert all(f.revision_of(s) == "f002" for s in _slugs(f))
+
+    # A run a command ran in its own process cannot be resumed without it: failed, saying so.
+    dead_run = uuid.uuid4()
+    gone = OperationKit(p.sessions, lease_seconds=60, holder="gone:2")
+    open_run(gone, p.box, f.spec, options, None, dead_run, concurrency=1)
+    _lapse(f, dead_run)
+    assert recover_run(p.sessions, dead_run, lease) == []
+    with p.sessions() as session:
+        dead = session.get_one(FleetRun, dead_run)
+        assert (dead.status, dead.operation_status) == ("abandoned", "failed")
+        assert dead.error is not None
+        assert "run `tenantry fleet migrate` again" in dead.error
+    assert f.run().counts == {"current": 4}  # the lapsed lock is taken over

@@ -103,6 +103,20 @@ def test_drop_of_a_column_the_revision_copied_first_is_reported_not_refused(
     assert "copied to archive.note" in findings[0].detail
 
 
+def test_drop_of_a_table_the_revision_copied_first_is_reported_not_refused(
+    tmp_path: Path,
+) -> None:
+    spec = make_spec(tmp_path, 'op.drop_table("locks")\nop.drop_table("orders")')
+    script = tmp_path / "versions" / "0001_lint.py"
+    script.write_text(script.read_text() + '\nCOPIED_BEFORE_DROP = {"locks": "leases"}\n')
+    findings = lint_pending(spec, None, "head")
+    assert summary(findings) == [
+        ("drop_table", "locks", None, False),
+        ("drop_table", "orders", None, True),
+    ]
+    assert "copied to leases" in findings[0].detail
+
+
 @pytest.mark.parametrize(
     ("existing", "new"),
     [

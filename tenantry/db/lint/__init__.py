@@ -110,21 +110,28 @@ def _offline_context(buffer: io.StringIO) -> MigrationContext:
     )
 
 
-#: A revision that moves columns elsewhere before dropping them names them in a module-level
-#: dict of this name, ``{"table.column": "where its values went"}``: their drops are reported,
-#: not refused, since the revision itself keeps every value.
+#: A revision that moves columns (or tables) elsewhere before dropping them names them in a
+#: module-level dict of this name, ``{"table.column" or "table": "where its values went"}``:
+#: their drops are reported, not refused, since the revision itself keeps every value.
 COPIED_BEFORE_DROP = "COPIED_BEFORE_DROP"
 
 
 def _copied_first(finding: Finding, copied: dict[str, str]) -> Finding:
-    """``finding``, not destructive if it drops a column its revision copied elsewhere first."""
-    where = copied.get(f"{finding.table}.{finding.column}")
-    if finding.operation != "drop_column" or where is None:
+    """``finding``, not destructive if it drops a column (``table.column``) or a table
+    (``table``) its revision copied elsewhere first."""
+    if finding.operation == "drop_column":
+        what = f"column {finding.table}.{finding.column}, whose values"
+        where = copied.get(f"{finding.table}.{finding.column}")
+    elif finding.operation == "drop_table":
+        what = f"table {finding.table}, whose rows"
+        where = copied.get(f"{finding.table}")
+    else:
+        return finding
+    if where is None:
         return finding
     return replace(
         finding,
-        detail=f"drop_column removes column {finding.table}.{finding.column}, whose values "
-        f"the revision copied to {where} first.",
+        detail=f"{finding.operation} removes {what} the revision copied to {where} first.",
         destructive=False,
     )
 

@@ -22,7 +22,7 @@ from tenantry.errors import ConfigurationError, MigrationError
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.backup_verify import verify_backup
 from tenantry.services.backups.targets import BackupTarget, scratch_server
-from tenantry.services.fleet import TenantDb
+from tenantry.services.fleet_targets import TenantDb
 from tenantry.settings import Settings
 
 

@@ -17,7 +17,7 @@ from tenantry.db.urls import mask, parse_url
 from tenantry.errors import InvalidInput, NotFound
 from tenantry.files import private_dir
 from tenantry.services.connections import server_url, tenant_url
-from tenantry.services.fleet import SERVERS, tenant_databases
+from tenantry.services.fleet_targets import SERVERS, tenant_databases
 from tenantry.settings import Settings
 
 STORE_PREFIX = "store:"

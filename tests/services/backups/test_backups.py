@@ -16,6 +16,7 @@ from tenantry.db.master.models import Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
 from tenantry.failpoints import FailPointError
+from tenantry.operations import backup_schedule
 from tenantry.operations.restore import restore
 from tenantry.services import store_data as products
 from tenantry.services import stores
@@ -253,11 +254,11 @@ def test_a_backup_never_lands_in_another_role_or_instance(
 
 def test_the_scheduler_backs_up_and_verifies_what_is_due(shop: ShopDb) -> None:
     p = shop.platform
-    first = scheduling.tick(p.sessions, shop.storage, p.settings, p.box)
+    first = backup_schedule.tick(p.sessions, shop.storage, p.settings, p.box)
     assert first.failures == []
     assert len(first.backed_up) == 3  # master, billing and the store: none had a backup
     assert sorted(first.verified) == sorted(first.backed_up)
-    again = scheduling.tick(p.sessions, shop.storage, p.settings, p.box)
+    again = backup_schedule.tick(p.sessions, shop.storage, p.settings, p.box)
     assert again.backed_up == []
     assert again.verified == []
     with p.sessions() as session:

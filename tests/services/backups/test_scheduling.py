@@ -10,8 +10,8 @@ import pytest
 
 from tenantry.backup.storage import storage_for
 from tenantry.db.master.models import Backup, BackupStatus
+from tenantry.operations import backup_schedule
 from tenantry.runtime import Platform
-from tenantry.services.backups import scheduling
 from tenantry.settings import load_settings
 from tests.pg_roles import PgLogin, unprivileged_login
 from tests.platform_fixtures import ENV_VARS, install
@@ -49,7 +49,7 @@ def test_a_tick_reports_one_failure_and_still_backs_up_and_verifies_the_rest(
         str(p.settings.master_url.database),
     )
     events: list[str] = []
-    report = scheduling.tick(
+    report = backup_schedule.tick(
         p.sessions, storage_for(p.settings), p.settings, p.box, on_event=events.append
     )
     assert len(report.failures) == 1

@@ -23,7 +23,7 @@ from tenantry.db.master.models.billing import (
     UsageMetric,
 )
 from tenantry.db.master.models.fleet import (
-    FleetLock,
+    ABANDONED_STEP,
     FleetResult,
     FleetRun,
     FleetRunStatus,
@@ -68,6 +68,7 @@ from tenantry.db.master.models.stores import (
 metadata = MasterBase.metadata
 
 __all__ = [
+    "ABANDONED_STEP",
     "ACTIVE_STATUSES",
     "FINISHED_STATUSES",
     "GOOD_BACKUP_STATUSES",
@@ -83,7 +84,6 @@ __all__ = [
     "DatabaseEngine",
     "DatabaseServer",
     "DatabaseStatus",
-    "FleetLock",
     "FleetResult",
     "FleetRun",
     "FleetRunStatus",

@@ -108,11 +108,15 @@ class Operation(MasterBase):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[UpdatedAt]
 
-    # Kinds with a record of their own load as its class (a provisioning job), every other
-    # kind as a plain operation: the kind is set by whoever records the operation.
+    # Kinds with a record of their own load as its class (a provisioning job, a fleet run),
+    # every other kind as a plain operation: the kind is set by whoever records the operation.
     __mapper_args__ = {  # noqa: RUF012 (read once by SQLAlchemy)
         "polymorphic_on": case(
-            (kind.in_([OperationKind.PROVISION, OperationKind.MOVE]), kind), else_="operation"
+            (
+                kind.in_((OperationKind.PROVISION, OperationKind.FLEET_RUN, OperationKind.MOVE)),
+                kind,
+            ),
+            else_="operation",
         ),
         "polymorphic_identity": "operation",
     }

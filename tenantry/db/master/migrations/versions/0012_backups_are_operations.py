@@ -10,7 +10,7 @@ fails it. Going back deletes the backup and restore-test operations after writin
 any take they recorded (failed, cancelled) onto its catalog row.
 
 Revision ID: 0012
-Revises: 0009
+Revises: 0010
 Create Date: 2026-12-04 12:00:00.000000
 """
 
@@ -22,7 +22,7 @@ from alembic import op
 import tenantry.db.types
 
 revision: str = "0012"
-down_revision: str | Sequence[str] | None = "0009"
+down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

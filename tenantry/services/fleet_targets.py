@@ -1,0 +1,104 @@
+"""The tenant databases a fleet run visits: which ones (from master), and a checked connection.
+
+Every tenant database is reached through one engine per server (:data:`SERVERS`) and checked
+by the identity guard against what master recorded for its store before anything reads it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, and_, select
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from tenantry.crypto import SecretBox
+from tenantry.db.identity import Identity, expect
+from tenantry.db.master.models import DatabaseStatus, IntegrationConfig, Store
+from tenantry.db.probe import probe
+from tenantry.db.schemas import SchemaSpec
+from tenantry.db.server_connections import ServerConnections
+from tenantry.db.urls import mask
+from tenantry.errors import NotFound
+from tenantry.services.connections import join_url
+
+
+@dataclass(frozen=True)
+class TenantDb:
+    """A tenant database as master knows it."""
+
+    store_id: uuid.UUID
+    slug: str
+    url: URL
+    instance_id: str | None  # the identity master recorded at provisioning
+
+
+def tenant_databases(
+    session: Session, box: SecretBox, slugs: list[str] | None = None
+) -> list[TenantDb]:
+    """The active stores' databases (only ``slugs`` when given), ordered by slug."""
+    # Plain rows, not entities: over thousands of stores the ORM cost more than the query.
+    query = (
+        select(
+            Store.id,
+            Store.slug,
+            IntegrationConfig.config_data,
+            IntegrationConfig.secret_encrypted,
+            IntegrationConfig.instance_id,
+        )
+        .join(
+            IntegrationConfig,
+            and_(IntegrationConfig.store_id == Store.id, IntegrationConfig.is_active.is_(True)),
+        )
+        .where(Store.database_status == DatabaseStatus.ACTIVE, Store.deleted_at.is_(None))
+        .order_by(Store.slug)
+    )
+    if slugs:
+        query = query.where(Store.slug.in_(slugs))
+    found = [
+        TenantDb(
+            row.id, row.slug, join_url(box, row.config_data, row.secret_encrypted), row.instance_id
+        )
+        for row in session.execute(query)
+    ]
+    if slugs:
+        missing = sorted(set(slugs) - {t.slug for t in found})
+        if missing:
+            raise NotFound(
+                f"no active store database for: {', '.join(missing)}.",
+                "See the stores with `tenantry stores list`; only active stores are migrated.",
+            )
+    return found
+
+
+#: Shared by every run in this process: one engine per server, not one per tenant.
+SERVERS = ServerConnections()
+
+
+@contextmanager
+def tenant_connection(db: TenantDb) -> Iterator[Connection]:
+    """One connection to the tenant database, closed (never pooled) afterwards."""
+    with SERVERS.connect(db.url) as conn:
+        yield conn
+
+
+def checked_revision(conn: Connection, db: TenantDb, spec: SchemaSpec) -> str | None:
+    """The tenant database's revision, after making sure it is the one master recorded for
+    the store (role, schema and instance id); the identity guard refuses it otherwise."""
+    return checked_identity(conn, db, spec)[1]
+
+
+def checked_identity(
+    conn: Connection, db: TenantDb, spec: SchemaSpec
+) -> tuple[Identity, str | None]:
+    """The tenant database's identity and revision, checked as :func:`checked_revision`."""
+    identity, revision = probe(conn, spec)
+    where = f"{mask(db.url)} (store {db.slug}'s database)"
+    hint = "The connection points at another database: fix it in master before migrating."
+    identity = expect(
+        conn, spec, where=where, instance_id=db.instance_id, identity=identity, hint=hint
+    )
+    return identity, revision
