@@ -1,4 +1,4 @@
-"""Master 0012: every backup in the catalog gets the operation that took it, history kept; going
+"""Master 0011: every backup in the catalog gets the operation that took it, history kept; going
 back deletes those operations and leaves the catalog as 0009 shows it."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def _backup_row(status: str, now: datetime, **columns: object) -> dict[str, obje
     return row
 
 
-def test_master_0012_records_an_operation_per_backup_keeping_history(
+def test_master_0011_records_an_operation_per_backup_keeping_history(
     new_database: DbFactory, engines: Callable[[URL], Engine]
 ) -> None:
     spec = master_schema()
@@ -71,7 +71,7 @@ def test_master_0012_records_an_operation_per_backup_keeping_history(
         conn.execute(backups.insert(), list(rows.values()))
     with engine.begin() as conn:
         result = schema_ops.migrate(conn, spec, "m", acting_app="tenantry", owner="tenantry")
-    assert "0012" in result.applied
+    assert "0011" in result.applied
     ids = {name: uuid.UUID(str(row["id"])) for name, row in rows.items()}
     with engine.connect() as conn:
         assert migrations.drift(conn, spec) == []
@@ -100,7 +100,7 @@ def test_master_0012_records_an_operation_per_backup_keeping_history(
     assert (pruned.status, pruned.target) == ("succeeded", "store:shop")
     assert uuid.UUID(str(pruned.store_id)) == store_id
 
-    # A take cancelled at 0012 leaves its catalog row as it was; going back says so there.
+    # A take cancelled at 0011 leaves its catalog row as it was; going back says so there.
     with engine.begin() as conn:
         conn.execute(
             operations.update()
@@ -131,8 +131,8 @@ def test_master_0012_records_an_operation_per_backup_keeping_history(
     assert again == 5
 
 
-def test_master_0012_prints_its_sql_without_a_database() -> None:
+def test_master_0011_prints_its_sql_without_a_database() -> None:
     for url in ("sqlite:///m.db", "postgresql://h/m", "mysql+pymysql://h/m"):
-        sql = migrations.upgrade_sql(master_schema(), make_url(url), "0009", "0012")
+        sql = migrations.upgrade_sql(master_schema(), make_url(url), "0009", "0011")
         assert "INSERT INTO operations" in sql
         assert "FROM backups" in sql

@@ -419,13 +419,13 @@ def test_master_0010_prints_its_sql_without_a_database(url: str) -> None:
     assert "DROP TABLE fleet_locks" in sql
 
 
-def test_master_0013_moves_every_store_move_into_operations_keeping_history(
+def test_master_0012_moves_every_store_move_into_operations_keeping_history(
     new_database: DbFactory, engines: Callable[[URL], Engine]
 ) -> None:
     spec = master_schema()
     engine = engines(new_database("master"))
     with engine.begin() as conn:
-        schema_ops.migrate(conn, spec, "m", target="0012", acting_app="tenantry", owner="tenantry")
+        schema_ops.migrate(conn, spec, "m", target="0011", acting_app="tenantry", owner="tenantry")
         old = MetaData()
         stores = Table("stores", old, autoload_with=conn)
         moves = Table("store_moves", old, autoload_with=conn)
@@ -496,9 +496,9 @@ def test_master_0013_moves_every_store_move_into_operations_keeping_history(
         assert (kept[done].progress, kept[done].to_server) == (100, "pg")
         assert kept[done].keep_source_until is not None
     # Going back puts every move's lifecycle back in its own row, in a move's words.
-    _downgrade(engine, spec, "0012")
+    _downgrade(engine, spec, "0011")
     with engine.connect() as conn:
-        assert migrations.current(conn, spec) == "0012"
+        assert migrations.current(conn, spec) == "0011"
         moves = Table("store_moves", MetaData(), autoload_with=conn)
         back = {uuid.UUID(str(r.id)): r for r in conn.execute(select(moves))}
         assert (back[done].status, back[done].slug, back[done].step) == (
@@ -517,7 +517,7 @@ def test_master_0013_moves_every_store_move_into_operations_keeping_history(
 
 
 @pytest.mark.parametrize("url", ["sqlite:///m.db", "postgresql://h/m", "mysql+pymysql://h/m"])
-def test_master_0013_prints_its_sql_without_a_database(url: str) -> None:
-    sql = migrations.upgrade_sql(master_schema(), make_url(url), "0012", "0013")
+def test_master_0012_prints_its_sql_without_a_database(url: str) -> None:
+    sql = migrations.upgrade_sql(master_schema(), make_url(url), "0011", "0012")
     assert "INSERT INTO operations" in sql
     assert "fk_store_moves_id_operations" in sql

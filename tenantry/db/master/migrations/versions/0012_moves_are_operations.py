@@ -4,8 +4,8 @@ Every store move becomes an operation of kind ``move`` with the same id, its lif
 (status, step, error, store, slug as target, times) moved into ``operations``, history kept;
 ``store_moves`` keeps only what is a move's own and points at its operation.
 
-Revision ID: 0013
-Revises: 0012
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-04 12:00:00.000000
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import tenantry.db.types
 
-revision: str = "0013"
-down_revision: str | Sequence[str] | None = "0012"
+revision: str = "0012"
+down_revision: str | Sequence[str] | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
@@ -75,7 +75,7 @@ def upgrade() -> None:
 
 
 def _moves_before() -> sa.Table:
-    """``store_moves`` as revisions 0005 to 0012 left it."""
+    """``store_moves`` as revisions 0005 to 0011 left it."""
     guid = tenantry.db.types.GUID
     return sa.Table(
         "store_moves",

@@ -9,7 +9,7 @@ a take recorded ``running`` here has no live holder, so the recovery sweep clean
 fails it. Going back deletes the backup and restore-test operations after writing the end of
 any take they recorded (failed, cancelled) onto its catalog row.
 
-Revision ID: 0012
+Revision ID: 0011
 Revises: 0010
 Create Date: 2026-12-04 12:00:00.000000
 """
@@ -21,7 +21,7 @@ from alembic import op
 
 import tenantry.db.types
 
-revision: str = "0012"
+revision: str = "0011"
 down_revision: str | Sequence[str] | None = "0010"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
