@@ -36,8 +36,8 @@ from tenantry.operations.fleet_queue import start_queued_run
 from tenantry.operations.fleet_record import RunReport
 from tenantry.operations.fleet_run import run_fleet
 from tenantry.operations.fleet_verify import verify_fleet
+from tenantry.operations.premigration import PreMigrationBackups
 from tenantry.runtime import Platform, open_dispatcher
-from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.fleet_migrate import MigrateOptions, Outcome, TenantCheck, plan_sql
 from tenantry.services.fleet_status import FleetStatus, fleet_status, run_progress
 from tenantry.services.fleet_targets import tenant_databases

@@ -18,6 +18,7 @@ from tenantry.backup.storage import Storage
 from tenantry.crypto import SecretBox
 from tenantry.db.master.models import Backup
 from tenantry.errors import Conflict, TenantryError
+from tenantry.operations import backup_prune
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.backup_verify import verify_backup
 from tenantry.operations.kit import OperationKit
@@ -80,7 +81,7 @@ def tick(
                 kit.renew_lock(LOCK)
         with sessions() as session:
             decisions = retention.plan_prune(session, now=now)
-        report.pruned = retention.prune(sessions, storage, decisions)
+        report.pruned = backup_prune.prune(sessions, storage, decisions)
         for backup_id in report.pruned:
             say(f"pruned {backup_id}")
     finally:

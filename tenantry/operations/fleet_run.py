@@ -39,9 +39,10 @@ from tenantry.db.types import utcnow
 from tenantry.errors import Conflict
 from tenantry.failpoints import failpoint
 from tenantry.operations.fleet_record import Recorder, RunReport
-from tenantry.operations.kit import LostClaim, OperationKit, lease_lapsed
+from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.services.fleet_migrate import MigrateOptions, Outcome, migrate_tenant, skipped
 from tenantry.services.fleet_targets import TenantDb, tenant_databases
+from tenantry.services.operation_rows import lease_lapsed
 
 #: What to do about a run whose process died, in its error.
 RUN_AGAIN = "run `tenantry fleet migrate` again: tenants already at the target are skipped"

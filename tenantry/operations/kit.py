@@ -10,9 +10,8 @@ where it can leave nothing half-done.
 
 The kit owns its transactions: each call below is one short transaction of its own on master,
 committed at once, so progress and lease renewals are visible to every other process while the
-work itself runs, and never depend on (or commit) a caller's session. The functions taking a
-``session`` (:func:`new_operation`, :func:`cancel_in`) only add to the caller's transaction, for
-an operation recorded together with other rows.
+work itself runs, and never depend on (or commit) a caller's session. Recording an operation
+together with other rows, in a caller's transaction, is :mod:`tenantry.services.operation_rows`.
 """
 
 from __future__ import annotations
@@ -24,14 +23,13 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
     Engine,
     Executable,
-    Select,
     and_,
     case,
     func,
@@ -48,11 +46,11 @@ from tenantry.db.master.models import (
     OperationKind,
     OperationStatus,
     ProgressUnit,
-    lifecycle_status,
 )
 from tenantry.db.types import utcnow
-from tenantry.errors import Conflict, NotFound
+from tenantry.errors import NotFound
 from tenantry.operations.locks import ExclusiveLocks, LockGrant
+from tenantry.services.operation_rows import cancel_in, lease_lapsed, new_operation, stalled_query
 from tenantry.settings import Settings
 
 #: Marks a progress field the caller leaves as it is.
@@ -125,108 +123,6 @@ class Stalled:
     kind: str
     status: str
     lease_holder: str | None
-
-
-def lease_lapsed(now: datetime) -> ColumnElement[bool]:
-    """The operation has no lease, or its holder stopped renewing it (it died)."""
-    return or_(Operation.lease_expires_at.is_(None), Operation.lease_expires_at < now)
-
-
-def new_operation(
-    session: Session,
-    kind: OperationKind,
-    *,
-    id: uuid.UUID | None = None,
-    store_id: uuid.UUID | None = None,
-    target: str | None = None,
-    parent_id: uuid.UUID | None = None,
-    requested_by: str = "cli",
-    step: str | None = "queued",
-    message: str | None = None,
-    total: int | None = None,
-    unit: ProgressUnit | None = None,
-) -> Operation:
-    """Record a queued operation in the caller's transaction (flushed, not committed).
-
-    ``id`` is the id of the kind-specific record it goes with, if any: both share it.
-    """
-    operation = Operation(
-        id=id or uuid.uuid4(),
-        kind=kind,
-        store_id=store_id,
-        target=target,
-        parent_id=parent_id,
-        status=OperationStatus.QUEUED,
-        step=step,
-        progress_current=0,
-        progress_total=total,
-        progress_unit=unit,
-        message=message,
-        attempts=0,
-        requested_by=requested_by,
-    )
-    session.add(operation)
-    session.flush()
-    return operation
-
-
-def cancel_in(session: Session, operation: Operation) -> str:
-    """Ask ``operation`` to stop, in the caller's transaction; its new status.
-
-    A queued operation is cancelled at once (no process runs it); a running one becomes
-    ``cancelling`` and its holder stops at its next step boundary. A finished one is a
-    :class:`Conflict`. Each change is conditional on the status read by the database, so a
-    claim racing the request either wins (the request then marks it cancelling) or loses.
-    """
-    now = utcnow()
-    op_id = operation.id
-    changes: tuple[tuple[OperationStatus, OperationStatus, dict[str, Any]], ...] = (
-        (OperationStatus.QUEUED, OperationStatus.CANCELLED, {"finished_at": now}),
-        (OperationStatus.RUNNING, OperationStatus.CANCELLING, {}),
-    )
-    for before, after, extra in changes:
-        done = (
-            session.connection()
-            .execute(
-                update(Operation)
-                .where(Operation.id == op_id, Operation.status == before)
-                .values(status=after, cancel_requested_at=now, updated_at=now, **extra)
-            )
-            .rowcount
-        )
-        if done == 1:
-            session.refresh(operation)
-            return after
-    session.refresh(operation)
-    status = lifecycle_status(operation)
-    if status == OperationStatus.CANCELLING:
-        return status  # asked twice: the first request stands
-    raise Conflict(
-        f"operation {op_id} is {status}; only queued or running operations can be cancelled."
-    )
-
-
-def stalled_query(
-    *,
-    kinds: tuple[OperationKind, ...] | None = None,
-    queued_for: timedelta | None = None,
-) -> Select[uuid.UUID, str, str, str | None]:
-    """Operations no live process runs: held (running or cancelling) with a lapsed lease, and,
-    with ``queued_for``, queued for longer than that (their queue message may be lost)."""
-    now = utcnow()
-    stalled = and_(Operation.status.in_(HELD_STATUSES), lease_lapsed(now))
-    if queued_for is not None:
-        waiting = and_(
-            Operation.status == OperationStatus.QUEUED,
-            Operation.created_at < now - queued_for,
-        )
-        stalled = or_(stalled, waiting)
-    query = select(Operation.id, Operation.kind, Operation.status, Operation.lease_holder).where(
-        stalled
-    )
-    if kinds is not None:
-        query = query.where(Operation.kind.in_(kinds))
-    return query.order_by(Operation.created_at)
 
 
 class OperationKit:

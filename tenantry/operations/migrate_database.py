@@ -20,8 +20,8 @@ from tenantry.db.engines import make_engine
 from tenantry.db.identity import guard
 from tenantry.db.locks import migration_lock
 from tenantry.db.schemas import Role
+from tenantry.operations import premigration
 from tenantry.services import audit, schema_ops
-from tenantry.services.backups import premigration
 from tenantry.services.backups.targets import BackupTarget
 from tenantry.settings import Settings
 

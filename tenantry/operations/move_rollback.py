@@ -29,7 +29,7 @@ from tenantry.db.readonly import make_writable
 from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
 from tenantry.errors import Conflict
-from tenantry.operations.kit import LostClaim, OperationKit, lease_lapsed
+from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.services import moves
 from tenantry.services.move_leftovers import (
     abandoned_error,
@@ -38,6 +38,7 @@ from tenantry.services.move_leftovers import (
 )
 from tenantry.services.move_plan import MovePlan, block_reason
 from tenantry.services.moves import describe
+from tenantry.services.operation_rows import lease_lapsed
 
 
 @dataclass

@@ -24,8 +24,9 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.types import utcnow
 from tenantry.errors import InvalidInput
-from tenantry.operations.kit import cancel_in, progress_of
+from tenantry.operations.kit import progress_of
 from tenantry.services import audit, provisioning, refs
+from tenantry.services.operation_rows import cancel_in
 
 LIST_HINT = "List operations with `tenantry ops list` (or GET /operations)."
 #: What a stalled operation means and what happens to it.

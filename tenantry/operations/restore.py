@@ -39,6 +39,7 @@ from tenantry.db.master.models import (
 from tenantry.db.schemas import Role
 from tenantry.db.urls import mask, redact
 from tenantry.errors import TenantryError
+from tenantry.operations.backup_take import take_backup
 from tenantry.operations.block_lease import BlockLease
 from tenantry.operations.byte_progress import ByteReporter, Stopped
 from tenantry.operations.kit import LostClaim, OperationKit
@@ -52,7 +53,6 @@ from tenantry.services.backups.restoring import (
     record_restored,
     safety_target,
 )
-from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.verification import get_backup
 from tenantry.services.connections import tenant_url
 from tenantry.settings import Settings

@@ -17,9 +17,9 @@ from tenantry.backup.storage import storage_for
 from tenantry.errors import Conflict
 from tenantry.operations import backup_schedule, backup_take, backup_verify, fleet_queue
 from tenantry.operations.backup_take import take_backup
+from tenantry.operations.premigration import PreMigrationBackups
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.backups.targets import resolve
 
 log = logging.getLogger("tenantry.jobs")

@@ -38,9 +38,9 @@ from tenantry.errors import (
     InvalidInput,
     NotFound,
 )
-from tenantry.operations.kit import cancel_in, stalled_query
 from tenantry.services import audit, refs
 from tenantry.services.connections import join_url, server_url, split_url
+from tenantry.services.operation_rows import cancel_in, stalled_query
 from tenantry.services.stores import active_connection, active_job
 from tenantry.settings import Settings
 

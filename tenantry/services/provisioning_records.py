@@ -23,8 +23,8 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.types import utcnow
 from tenantry.errors import NotFound, WrongDatabase
-from tenantry.operations.kit import lease_lapsed
 from tenantry.services import audit
+from tenantry.services.operation_rows import lease_lapsed
 from tenantry.services.provisioning import LEFT_BEHIND, public_target
 from tenantry.services.stores import active_connection
 

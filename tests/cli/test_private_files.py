@@ -11,10 +11,10 @@ import pytest
 
 from tenantry.backup.storage import storage_for
 from tenantry.db.master.models import BackupStatus, ProvisioningMode, ProvisioningStatus
+from tenantry.operations.backup_take import take_backup
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import provisioning, stores
-from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke

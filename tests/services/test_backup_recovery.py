@@ -32,6 +32,7 @@ from tenantry.db.tenant.store.models import StoreBase
 from tenantry.db.urls import backend_of
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
 from tenantry.failpoints import FailPointError
+from tenantry.operations.backup_take import take_backup
 from tenantry.operations.kit import OperationKit
 from tenantry.operations.provision import Provisioner
 from tenantry.operations.records import list_operations, operation_document, request_cancel
@@ -41,7 +42,6 @@ from tenantry.services import provisioning, stores
 from tenantry.services.backups import targets
 from tenantry.services.backups.recovery import RowRecovery, find_missing_rows
 from tenantry.services.backups.recovery_output import insert_statements, write_csv, write_sql
-from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.verification import SCRATCH_PREFIX
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings

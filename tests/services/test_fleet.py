@@ -42,9 +42,9 @@ from tenantry.operations.fleet_record import RunReport
 from tenantry.operations.fleet_run import open_run, run_fleet
 from tenantry.operations.fleet_verify import verify_fleet
 from tenantry.operations.kit import OperationKit
+from tenantry.operations.premigration import PreMigrationBackups
 from tenantry.runtime import Platform
 from tenantry.services import schema_ops
-from tenantry.services.backups.premigration import PreMigrationBackups
 from tenantry.services.connections import split_url
 from tenantry.services.fleet_migrate import MigrateOptions, Outcome, migrate_tenant
 from tenantry.services.fleet_status import fleet_status

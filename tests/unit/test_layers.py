@@ -1,6 +1,7 @@
-"""The adapters (API, CLI, jobs) never import each other, only ``jobs`` imports Huey, and the
-benchmarks call the library rather than the CLI: read from the source, every import counted
-(also those inside functions, which lazy loading hides from a plain ``import``)."""
+"""The adapters (API, CLI, jobs) never import each other, services and storage never import the
+layers above them, only ``jobs`` imports Huey, the benchmarks call the library rather than the
+CLI, and services open no transaction: read from the source, every import counted (also those
+inside functions, which lazy loading hides from a plain ``import``)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,22 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("tenantry/cli/", ("tenantry.api", "tenantry.jobs")),
     ("tenantry/jobs/", ("tenantry.api", "tenantry.cli")),
     ("bench/", ("tenantry.cli",)),
+    # Services and storage sit below the operations: they never reach up.
+    (
+        "tenantry/services/",
+        ("tenantry.operations", "tenantry.api", "tenantry.cli", "tenantry.jobs"),
+    ),
+    (
+        "tenantry/db/",
+        (
+            "tenantry.operations",
+            "tenantry.services",
+            "tenantry.api",
+            "tenantry.cli",
+            "tenantry.jobs",
+        ),
+    ),
+    ("tenantry/backup/", ("tenantry.operations", "tenantry.api", "tenantry.cli", "tenantry.jobs")),
 ]
 #: Only the Huey adapter imports Huey.
 HUEY_HOME = "tenantry/jobs/"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from tenantry.backup.storage import Storage
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
@@ -90,16 +90,3 @@ def prune_one(session: Session, storage: Storage, decision: Decision) -> bool:
         storage.delete(backup.manifest_key)
     backup.status = BackupStatus.PRUNED
     return True
-
-
-def prune(
-    sessions: sessionmaker[Session], storage: Storage, decisions: list[Decision]
-) -> list[uuid.UUID]:
-    """Prune now: :func:`tenantry.operations.backup_prune.prune`.
-
-    Kept here for the callers not moved to the operations layer yet (the scheduler); it opens
-    no transaction of its own.
-    """
-    from tenantry.operations import backup_prune  # the operation layer sits above this one
-
-    return backup_prune.prune(sessions, storage, decisions)

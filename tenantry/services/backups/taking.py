@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Update, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from tenantry.backup import artifacts
 from tenantry.backup.dump_tools import database_label, engine_for
@@ -38,9 +38,9 @@ from tenantry.db.master.models import (
 from tenantry.db.types import utcnow
 from tenantry.db.urls import redact
 from tenantry.errors import TenantryError
-from tenantry.operations.kit import new_operation
 from tenantry.services.backups.manifest import encode, manifest_of
 from tenantry.services.backups.targets import BackupTarget
+from tenantry.services.operation_rows import new_operation
 
 #: The catalog's error for a take its operation stopped on request.
 CANCELLED_ERROR = "cancelled on request (tenantry ops cancel) before it was stored; nothing kept."
@@ -250,16 +250,3 @@ def settle_orphans(session: Session, backup_id: uuid.UUID | None = None) -> list
         reason = CANCELLED_ERROR if row.status == OperationStatus.CANCELLED else row.error
         session.execute(failed(row.id, reason or STALLED_ERROR))
     return [row.id for row in orphans]
-
-
-def take_backup(
-    sessions: sessionmaker[Session], storage: Storage, target: BackupTarget, **kw: Any
-) -> Backup:
-    """Take a backup now: :func:`tenantry.operations.backup_take.take_backup`.
-
-    Kept here for the callers not moved to the operations layer yet (the scheduler, the
-    safety backup before a restore); it opens no transaction of its own.
-    """
-    from tenantry.operations import backup_take  # the operation layer sits above this one
-
-    return backup_take.take_backup(sessions, storage, target, **kw)

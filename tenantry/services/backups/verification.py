@@ -13,11 +13,10 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import Update, update
 from sqlalchemy.engine import URL
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from tenantry.backup import artifacts
 from tenantry.backup.artifacts import CorruptArtifact
@@ -196,19 +195,6 @@ def not_run(backup_id: uuid.UUID, why: str) -> Update:
     """The catalog's record of a restore test that could not be carried out: the reason in
     ``verify_error``; the backup's status is left as it was."""
     return update(Backup).where(Backup.id == backup_id).values(verify_error=why[:4000])
-
-
-def verify_backup(
-    sessions: sessionmaker[Session], storage: Storage, backup_id: uuid.UUID, server: URL, **kw: Any
-) -> Verification:
-    """Verify a backup now: :func:`tenantry.operations.backup_verify.verify_backup`.
-
-    Kept here for the callers not moved to the operations layer yet (the scheduler); it opens
-    no transaction of its own.
-    """
-    from tenantry.operations import backup_verify  # the operation layer sits above this one
-
-    return backup_verify.verify_backup(sessions, storage, backup_id, server, **kw)
 
 
 class VerificationNotRun(TenantryError):

@@ -25,9 +25,9 @@ from tenantry.db.engines import make_engine
 from tenantry.db.master.models import Backup, BackupStatus, Operation
 from tenantry.db.schemas import billing_schema, master_schema
 from tenantry.jobs.queue import Queue
+from tenantry.operations import premigration
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.backup_verify import VerificationCancelled, verify_backup
-from tenantry.services.backups import premigration
 from tenantry.services.backups.targets import BackupTarget, resolve
 from tenantry.services.backups.verification import Verification
 from tenantry.settings import Settings

@@ -16,15 +16,15 @@ from tenantry.db.master.models import Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
 from tenantry.failpoints import FailPointError
-from tenantry.operations import backup_schedule
+from tenantry.operations import backup_prune, backup_schedule
+from tenantry.operations.backup_take import take_backup
+from tenantry.operations.backup_verify import verify_backup
 from tenantry.operations.restore import restore
 from tenantry.services import store_data as products
 from tenantry.services import stores
 from tenantry.services.backups import policies, retention, scheduling
 from tenantry.services.backups.restore_plan import plan_restore
-from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
-from tenantry.services.backups.verification import verify_backup
 from tests.backup.conftest import s3_server, s3_storage
 from tests.conftest import DbFactory
 from tests.services.backups.conftest import ShopDb, add_products, table_rows
@@ -189,7 +189,7 @@ def test_retention_keeps_pinned_newest_verified_and_recent_backups(shop: ShopDb)
     assert decisions[taken[4].id].why.startswith("pinned")
     assert decisions[taken[5].id].why == "newest verified"
 
-    pruned = retention.prune(p.sessions, shop.storage, list(decisions.values()))
+    pruned = backup_prune.prune(p.sessions, shop.storage, list(decisions.values()))
     assert sorted(pruned) == sorted(doomed)
     left = shop.storage.keys()
     for backup in taken:

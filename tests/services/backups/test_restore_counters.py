@@ -4,12 +4,12 @@ are replaced wholesale: a restore in place, a restore into its own URL, recovere
 from __future__ import annotations
 
 from tenantry.db.master.models import Backup
+from tenantry.operations.backup_take import take_backup
 from tenantry.operations.recover_rows import apply_rows
 from tenantry.operations.restore import restore
 from tenantry.services import store_data, stores
 from tenantry.services.backups.recovery import find_missing_rows
 from tenantry.services.backups.restore_plan import plan_restore
-from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
 from tests.services.backups.conftest import ShopDb, add_products
 

@@ -24,11 +24,11 @@ from tenantry.db.master.models import Backup, ProvisioningMode
 from tenantry.db.urls import backend_of
 from tenantry.errors import Conflict, TenantryError, WritesBlocked
 from tenantry.failpoints import FailPointError
+from tenantry.operations.backup_take import take_backup
 from tenantry.operations.provision import Provisioner
 from tenantry.operations.restore import restore
 from tenantry.services import provisioning, stores
 from tenantry.services.backups.restore_plan import RestorePlan, plan_restore
-from tenantry.services.backups.taking import take_backup
 from tenantry.services.backups.targets import resolve
 from tenantry.services.write_blocks import ensure_writable
 from tests.conftest import DbFactory
