@@ -3,24 +3,31 @@ and recording by hand what became of a migration that failed.
 
 Billing backs up before it migrates unless told otherwise (seed 004: billing is the database
 whose loss costs money): a verified, pinned backup is taken before any DDL, and when it fails
-nothing is migrated.
+nothing is migrated. Migrating billing or a tenant database is an operation (kind ``migrate``)
+when master already records operations; master's own migration is not (it may not have the
+table yet, and the record would change under the migration).
 """
 
 from __future__ import annotations
 
 import uuid
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 
-from sqlalchemy.orm import Session
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.db import migrations
+from tenantry.db.admin import database_exists
 from tenantry.db.configured import Target, connection
-from tenantry.db.engines import make_engine
+from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import guard
 from tenantry.db.locks import migration_lock
+from tenantry.db.master.models import OperationKind
 from tenantry.db.schemas import Role
 from tenantry.operations import premigration
+from tenantry.operations.running import Running, run_here
 from tenantry.services import audit, schema_ops
 from tenantry.services.backups.targets import BackupTarget
 from tenantry.settings import Settings
@@ -54,20 +61,51 @@ def migrate(
     """Migrate ``t`` to revision ``to`` under its migration lock after checking its identity;
     with a backup first (see :func:`backs_up_first`), shown by ``while_backing_up``."""
     backup_id = None
-    if backs_up_first(t.spec.role, backup_first):
-        backup_id = _backup_before_migrating(settings, t, to, while_backing_up or nullcontext())
-    with connection(t, must_exist=False) as conn:
-        result = schema_ops.migrate_locked(
-            conn,
-            t.spec,
-            t.shown,
-            target=to,
-            acting_app=acting_app,
-            owner=owner,
-            allow_destructive=allow_destructive,
-            lock_wait_s=lock_wait_s,
-        )
+    with _recorded(settings, t, acting_app) as running:
+        if backs_up_first(t.spec.role, backup_first):
+            if running is not None:
+                running.step("backing up")
+            backup_id = _backup_before_migrating(settings, t, to, while_backing_up or nullcontext())
+        if running is not None:
+            running.step("migrating")
+        with connection(t, must_exist=False) as conn:
+            result = schema_ops.migrate_locked(
+                conn,
+                t.spec,
+                t.shown,
+                target=to,
+                acting_app=acting_app,
+                owner=owner,
+                allow_destructive=allow_destructive,
+                lock_wait_s=lock_wait_s,
+            )
     return Migrated(result, backup_id)
+
+
+@contextmanager
+def _recorded(settings: Settings, t: Target, acting_app: str) -> Iterator[Running | None]:
+    """The migration of ``t`` as an operation in master, or None when it cannot be one (see
+    the module): master itself, or a master that does not exist or records no operations."""
+    if t.spec.role is Role.MASTER or not database_exists(settings.master_url):
+        yield None
+        return
+    engine = make_engine(settings.master_url, pool_size=2)
+    try:
+        with connect(engine) as conn:
+            records = "operations" in inspect(conn).get_table_names()
+        if not records:
+            yield None
+            return
+        with run_here(
+            sessionmaker(engine, expire_on_commit=False),
+            settings,
+            OperationKind.MIGRATE,
+            target=f"{t.spec.role} {t.shown}"[:255],
+            requested_by=acting_app,
+        ) as running:
+            yield running
+    finally:
+        engine.dispose()
 
 
 def _backup_before_migrating(

@@ -73,9 +73,10 @@ def delete(platform: Platform, deletion: StoreDeletion, *, actor: str = "cli") -
     ) as running:
         main = deletion.url if deletion.drop_database else None
         total = int(main is not None) + len(doomed)
+        running.step("checking", current=0, total=total, unit=ProgressUnit.DATABASES)
         # Cancellable until the first drop: after it, stopping would leave a store without
         # its database.
-        running.step("dropping databases", current=0, total=total, unit=ProgressUnit.DATABASES)
+        running.step("dropping databases")
         if main is not None:
             dropped = admin.drop_database(main)
             running.step("dropping databases", current=1, cancellable=False)

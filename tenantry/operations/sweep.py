@@ -34,6 +34,12 @@ RERUN: dict[str, str] = {
         "Run `tenantry stores delete {target}` again (with the same options): databases "
         "already dropped are skipped, and the store is removed once none is left."
     ),
+    OperationKind.MIGRATE: (
+        "Check it with `tenantry db status`, then run `tenantry db migrate` again: its "
+        "migration lock went with its process. PostgreSQL and SQLite rolled the cut-off "
+        "revision back; on MySQL/MariaDB a revision cut off half-way needs `tenantry db "
+        "resolve` first."
+    ),
     OperationKind.KEY_ROTATE: (
         "Run `tenantry keys rotate` again: every key was kept, so every secret still opens, "
         "and the new run reseals them all under its new key."

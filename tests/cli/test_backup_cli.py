@@ -133,6 +133,22 @@ def test_billing_migrations_take_a_verified_backup_first(
     assert shown["pinned"] is True
     assert shown["status"] == "verified"
     assert shown["schema_revision"] == "0001"
+    # Each migration of billing is an operation: backing up, then migrating, then done.
+    ops = as_json(cli("ops", "list", "--kind", "migrate", "--json", env=env))["items"]
+    assert [(o["status"], o["progress"]["step"]) for o in ops] == [("succeeded", "done")] * 2
+    assert all(o["target"].startswith("billing sqlite") for o in ops)
+
+
+def test_a_migration_that_fails_is_a_failed_operation_saying_why(
+    cli: Invoke, tmp_path: Path
+) -> None:
+    assert cli("init").exit_code == 0
+    env = {"DATABASE_URL_BILLING": f"sqlite:///{tmp_path / 'billing2.db'}"}
+    refused = cli("db", "migrate", "--role", "billing", "--to", "no-such-revision", env=env)
+    assert refused.exit_code == 1
+    (op,) = as_json(cli("ops", "list", "--kind", "migrate", "--json"))["items"]
+    assert op["status"] == "failed"
+    assert "no-such-revision" in op["error"]
 
 
 @pytest.fixture

@@ -208,3 +208,39 @@ def test_a_delete_whose_process_died_shows_stalled_then_is_ended_and_can_be_run_
     assert again.exit_code == 0, again.output
     assert as_json(again)["database_dropped"] is False  # dropped by the first attempt
     assert cli("stores", "show", "doomed").exit_code == 1
+
+
+def test_ops_cancel_stops_a_delete_before_its_first_drop(cli: Invoke, tmp_path: Path) -> None:
+    assert cli("init").exit_code == 0
+    assert cli("stores", "create", "kept", "--name", "Kept").exit_code == 0
+    assert cli("provision", "kept", "--new", "--inline", "--wait").exit_code == 0
+    path = Path(
+        as_json(cli("stores", "show", "kept", "--json"))["connection"]["config_data"]["path"]
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DATABASE_URL"))}
+    env.update(
+        TENANTRY_DATA_DIR=str(tmp_path / "data"),
+        TENANTRY_FAILPOINTS="store_delete.checking=sleep:8",  # time to cancel it
+    )
+    deleting = subprocess.Popen(
+        [sys.executable, "-m", "tenantry", "stores", "delete", "kept", "--drop-database", "-y"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not (ops := as_json(cli("ops", "list", "--kind", "store_delete", "--json"))["items"]):
+            assert time.monotonic() < deadline, "the delete never recorded its operation"
+            time.sleep(0.1)
+        assert cli("ops", "cancel", ops[0]["id"]).exit_code == 0
+        _, stderr = deleting.communicate(timeout=60)
+    finally:
+        deleting.kill()
+    assert deleting.returncode == 1
+    assert "cancelled before 'dropping databases'" in stderr
+    assert path.is_file()  # nothing was dropped
+    assert cli("stores", "show", "kept").exit_code == 0
+    (op,) = as_json(cli("ops", "list", "--kind", "store_delete", "--json"))["items"]
+    assert op["status"] == "cancelled"

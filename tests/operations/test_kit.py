@@ -260,9 +260,9 @@ def test_find_stalled_lists_lapsed_running_operations_only(
 
 def test_children_name_their_parent(kits: Callable[..., OperationKit]) -> None:
     kit = kits()
-    run = kit.create(OperationKind.FLEET_RUN, target="tenant", total=2, unit=ProgressUnit.TENANTS)
+    run = kit.create(OperationKind.BACKUP, target="tenant:shop", unit=ProgressUnit.BYTES)
     children = [
-        kit.create(OperationKind.FLEET_TENANT, parent_id=run, target=f"shop-{i}") for i in range(2)
+        kit.create(OperationKind.BACKUP_VERIFY, parent_id=run, target=f"test {i}") for i in range(2)
     ]
     with kit.sessions() as session:
         found = session.scalars(select(Operation.id).where(Operation.parent_id == run))

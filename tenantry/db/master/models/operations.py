@@ -25,15 +25,14 @@ class OperationKind(StrEnum):
 
     PROVISION = "provision"
     FLEET_RUN = "fleet_run"
-    FLEET_TENANT = "fleet_tenant"  # one tenant of a fleet run (its parent)
     BACKUP = "backup"
     BACKUP_VERIFY = "backup_verify"
     RESTORE = "restore"
     RECOVER_ROWS = "recover_rows"
     MOVE = "move"
     STORE_DELETE = "store_delete"
-    INIT = "init"
-    BILLING_MIGRATE = "billing_migrate"
+    INIT = "init"  # reserved: `init` creates master, so it records no operation there
+    MIGRATE = "migrate"  # `db migrate` of billing or a tenant database (with its backup first)
     KEY_ROTATE = "key_rotate"
 
 
