@@ -1,4 +1,5 @@
-"""``tenantry billing``: processor webhooks, their signing secrets, and customers.
+"""``tenantry billing``: processor webhooks, their signing secrets, and customers (the secrets
+and customers subgroups are :mod:`tenantry.cli.billing_accounts`, registered here).
 
 Webhook events are stored by the API (``POST /webhooks/{processor}/{app_id}``) and applied by
 the worker; these commands inspect them, queue them again (``replay``) and, with
@@ -10,7 +11,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from enum import StrEnum
 from typing import Any
 
 import typer
@@ -18,18 +18,17 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
+from tenantry.cli.billing_accounts import ACTOR, APP_OPTION, cell, customers_app, secrets_app
 from tenantry.cli.common import open_platform, when
-from tenantry.cli.output import JSON_OPTION, MAX_OFFSET, console, emit_json, reports_errors
+from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
 from tenantry.db.billing.models import (
-    BillingCustomer,
-    BillingProcessorSecret,
     BillingWebhook,
     WebhookStatus,
 )
 from tenantry.errors import InvalidInput
 from tenantry.operations import process_webhooks
 from tenantry.runtime import Platform
-from tenantry.services.billing import customers, webhook_secrets, webhooks
+from tenantry.services.billing import webhooks
 from tenantry.settings import load_settings
 
 app = typer.Typer(
@@ -39,30 +38,14 @@ app = typer.Typer(
 webhooks_app = typer.Typer(
     help="Inspect processor webhook events and apply them again.", no_args_is_help=True
 )
-secrets_app = typer.Typer(
-    help="Webhook signing secrets per app and processor (values are never shown).",
-    no_args_is_help=True,
-)
-customers_app = typer.Typer(help="Each app's billing customers.", no_args_is_help=True)
 app.add_typer(webhooks_app, name="webhooks")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(customers_app, name="customers")
 
-#: Who the billing audit log records for changes made here.
-ACTOR = "cli"
 #: Events claimed per round by ``replay --process``, and the most rounds it runs.
 PROCESS_BATCH, PROCESS_MAX_ROUNDS = 50, 1000
 #: How often ``replay --process`` tries again when the database is busy, and how long apart.
 BUSY_RETRIES, BUSY_PAUSE_S = 10, 0.5
-
-APP_OPTION = typer.Option(None, "--app", help="Only this app's (app id).")
-
-
-class ProcessorName(StrEnum):
-    """The payment processors tenantry has adapters for."""
-
-    STRIPE = "stripe"
-    TILLED = "tilled"
 
 
 _STATUS_COLORS: dict[str, str] = {
@@ -77,11 +60,6 @@ _STATUS_COLORS: dict[str, str] = {
 def _styled(status: str) -> str:
     color = _STATUS_COLORS.get(status, "default")
     return f"[{color}]{escape(status)}[/]"
-
-
-def _cell(value: object) -> str:
-    """A table cell: the value with Rich markup escaped (event data comes from outside)."""
-    return "-" if value is None or value == "" else escape(str(value))
 
 
 # --------------------------------------------------------------------------- documents
@@ -107,36 +85,6 @@ def webhook_document(row: BillingWebhook, *, payload: bool = False) -> dict[str,
     if payload:
         doc["payload"] = row.payload
     return doc
-
-
-def secret_document(row: BillingProcessorSecret) -> dict[str, Any]:
-    """A signing secret as JSON: its id and last four characters, never its value."""
-    return {
-        "id": str(row.id),
-        "app_id": row.app_id,
-        "processor": row.processor,
-        "hint": row.hint,
-        "active": row.retired_at is None,
-        "created_at": row.created_at,
-        "retired_at": row.retired_at,
-    }
-
-
-def customer_document(row: BillingCustomer) -> dict[str, Any]:
-    """A billing customer as JSON."""
-    return {
-        "id": str(row.id),
-        "app_id": row.app_id,
-        "external_customer_id": row.external_customer_id,
-        "email": row.email,
-        "name": row.name,
-        "processor": row.processor,
-        "processor_customer_id": row.processor_customer_id,
-        "metadata": row.metadata_,
-        "erased_at": row.erased_at,
-        "created_at": row.created_at,
-        "updated_at": row.updated_at,
-    }
 
 
 # --------------------------------------------------------------------------- webhooks
@@ -177,12 +125,12 @@ def webhooks_list(
     table.add_column("last error / result", overflow="fold")
     table.add_column("received / processed", overflow="fold")
     for d in docs:
-        detail = f"[red]{_cell(d['last_error'])}[/]" if d["last_error"] else _cell(d["result"])
+        detail = f"[red]{cell(d['last_error'])}[/]" if d["last_error"] else cell(d["result"])
         table.add_row(
             d["id"],
-            _cell(d["app_id"]),
-            f"{_cell(d['processor'])}\n{_cell(d['event_id'])}",
-            _cell(d["event_type"]),
+            cell(d["app_id"]),
+            f"{cell(d['processor'])}\n{cell(d['event_id'])}",
+            cell(d["event_type"]),
             _styled(d["status"]),
             str(d["attempts"]),
             detail,
@@ -218,16 +166,16 @@ def webhooks_show(
     table = Table(title=f"webhook event {doc['id']}", show_header=False)
     table.add_column("field", style="bold")
     table.add_column("value", overflow="fold")
-    table.add_row("processor", _cell(doc["processor"]))
-    table.add_row("app", _cell(doc["app_id"]))
-    table.add_row("event id", _cell(doc["event_id"]))
-    table.add_row("type", _cell(doc["event_type"]))
+    table.add_row("processor", cell(doc["processor"]))
+    table.add_row("app", cell(doc["app_id"]))
+    table.add_row("event id", cell(doc["event_id"]))
+    table.add_row("type", cell(doc["event_type"]))
     table.add_row("status", _styled(doc["status"]))
     table.add_row("attempts", str(doc["attempts"]))
     if doc["result"]:
-        table.add_row("result", _cell(doc["result"]))
+        table.add_row("result", cell(doc["result"]))
     if doc["last_error"]:
-        table.add_row("last error", f"[red]{_cell(doc['last_error'])}[/]")
+        table.add_row("last error", f"[red]{cell(doc['last_error'])}[/]")
     table.add_row("received", when(doc["received_at"]))
     table.add_row("processing started", when(doc["processing_started_at"]))
     table.add_row("processed", when(doc["processed_at"]))
@@ -320,9 +268,9 @@ def webhooks_replay(
         for col in ("event id", "status", "tries", "last error / result"):
             table.add_column(col, overflow="fold")
         for e in doc["events"]:
-            detail = f"[red]{_cell(e['last_error'])}[/]" if e["last_error"] else _cell(e["result"])
+            detail = f"[red]{cell(e['last_error'])}[/]" if e["last_error"] else cell(e["result"])
             table.add_row(
-                e["id"], _cell(e["event_id"]), _styled(e["status"]), str(e["attempts"]), detail
+                e["id"], cell(e["event_id"]), _styled(e["status"]), str(e["attempts"]), detail
             )
         console.print(table)
 
@@ -336,128 +284,3 @@ def _outcomes(platform: Platform, ids: list[uuid.UUID]) -> list[dict[str, Any]]:
             if row is not None
         }
         return [webhook_document(found[i]) for i in ids if i in found]
-
-
-# --------------------------------------------------------------------------- secrets
-
-
-@secrets_app.command("add")
-@reports_errors
-def secrets_add(
-    app_id: str = typer.Argument(..., help="The app whose endpoint the secret signs for."),
-    processor: ProcessorName = typer.Option(..., "--processor", help="Who signs the events."),
-    secret: str = typer.Option(
-        ...,
-        "--secret",
-        prompt="signing secret",
-        hide_input=True,
-        help="The endpoint's signing secret (asked for, unechoed, when not given).",
-    ),
-    json_output: bool = JSON_OPTION,
-) -> None:
-    """Add a webhook signing secret (stored encrypted; several may be active at once)."""
-    with (
-        open_platform(load_settings()) as platform,
-        platform.billing_writer_sessions.begin() as session,
-    ):
-        row = webhook_secrets.add_secret(
-            session, platform.box, app_id, processor.value, secret, actor=ACTOR
-        )
-        doc = secret_document(row)
-    if json_output:
-        emit_json(doc)
-        return
-    console.print(
-        f"[green]✓[/] added {doc['processor']} signing secret …{_cell(doc['hint'])} "
-        f"for app {_cell(doc['app_id'])}, id {doc['id']}"
-    )
-
-
-@secrets_app.command("list")
-@reports_errors
-def secrets_list(app_id: str | None = APP_OPTION, json_output: bool = JSON_OPTION) -> None:
-    """List signing secrets, newest first: id, app, processor and last four characters."""
-    with open_platform(load_settings()) as platform, platform.billing_sessions() as session:
-        docs = [secret_document(row) for row in webhook_secrets.list_secrets(session, app_id)]
-    if json_output:
-        emit_json({"items": docs})
-        return
-    if not docs:
-        console.print("no signing secrets: `tenantry billing secrets add APP_ID …`.")
-        return
-    table = Table(title="webhook signing secrets")
-    table.add_column("id", overflow="fold")
-    for col in ("app", "processor", "hint", "status", "created", "retired"):
-        table.add_column(col, overflow="fold")
-    for d in docs:
-        table.add_row(
-            d["id"],
-            _cell(d["app_id"]),
-            _cell(d["processor"]),
-            "…" + _cell(d["hint"]),
-            "[green]active[/]" if d["active"] else "[dim]retired[/]",
-            when(d["created_at"]),
-            when(d["retired_at"]),
-        )
-    console.print(table)
-
-
-@secrets_app.command("retire")
-@reports_errors
-def secrets_retire(
-    secret_id: str = typer.Argument(..., help="The secret's id (`billing secrets list`)."),
-    json_output: bool = JSON_OPTION,
-) -> None:
-    """Stop accepting signatures made with a secret (running APIs within a few seconds)."""
-    with (
-        open_platform(load_settings()) as platform,
-        platform.billing_writer_sessions.begin() as session,
-    ):
-        doc = secret_document(webhook_secrets.retire_secret(session, secret_id, actor=ACTOR))
-    if json_output:
-        emit_json(doc)
-        return
-    console.print(
-        f"[green]✓[/] retired {doc['processor']} signing secret …{_cell(doc['hint'])} "
-        f"of app {_cell(doc['app_id'])}"
-    )
-
-
-# --------------------------------------------------------------------------- customers
-
-
-@customers_app.command("list")
-@reports_errors
-def customers_list(
-    app_id: str = typer.Argument(..., help="The app whose customers to list."),
-    limit: int = typer.Option(50, "--limit", min=1, max=500, help="At most this many."),
-    offset: int = typer.Option(0, "--offset", min=0, max=MAX_OFFSET, help="Skip this many first."),
-    json_output: bool = JSON_OPTION,
-) -> None:
-    """List an app's billing customers, oldest first."""
-    with open_platform(load_settings()) as platform, platform.billing_sessions() as session:
-        rows, total = customers.list_customers(session, app_id, limit=limit, offset=offset)
-        docs = [customer_document(row) for row in rows]
-    if json_output:
-        emit_json({"items": docs, "total": total, "limit": limit, "offset": offset})
-        return
-    if not docs:
-        console.print(f"no customers of app {_cell(app_id)}" + (" here." if total else "."))
-        return
-    table = Table(
-        title=f"customers of {_cell(app_id)} ({offset + 1}-{offset + len(docs)} of {total})"
-    )
-    table.add_column("id", overflow="fold")
-    for col in ("external id", "email", "name", "processor id", "created", "erased"):
-        table.add_column(col, overflow="fold")
-    for d in docs:
-        table.add_row(
-            d["id"],
-            _cell(d["external_customer_id"]),
-            _cell(d["email"]),
-            _cell(d["name"]),
-            _cell(d["processor_customer_id"]),
-            when(d["created_at"]),
-            when(d["erased_at"]),
-        )
-    console.print(table)
