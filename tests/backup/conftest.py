@@ -11,7 +11,8 @@ import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
-from tenantry.backup.storage import LocalStorage, S3Storage, Storage
+from tenantry.backup.s3_storage import S3Storage
+from tenantry.backup.storage import LocalStorage, Storage
 
 ACCESS_KEY = "AKIATENANTRYTEST0001"
 #: Tests assert that error messages never contain it.

@@ -11,14 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from tenantry.backup.storage import (
-    S3_PART_SIZE,
-    LocalStorage,
-    S3Storage,
-    Storage,
-    StorageError,
-    storage_for,
-)
+from tenantry.backup.s3_storage import S3_PART_SIZE, S3Storage
+from tenantry.backup.storage import LocalStorage, Storage, StorageError, storage_for
 from tenantry.errors import ConfigurationError, InvalidInput, NotFound
 from tenantry.settings import load_settings
 from tests.backup.conftest import SECRET_KEY, use_fake_credentials

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from tenantry.backup.storage import LocalStorage, S3Storage, Storage
+from tenantry.backup.s3_storage import S3Storage
+from tenantry.backup.storage import LocalStorage, Storage
 from tests.backup.conftest import s3_server, s3_storage, storage
 
 __all__ = ["s3_server", "s3_storage", "storage"]

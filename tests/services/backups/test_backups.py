@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy import update
 
 from tenantry.backup.artifacts import CorruptArtifact
-from tenantry.backup.storage import S3Storage, Storage
+from tenantry.backup.s3_storage import S3Storage
+from tenantry.backup.storage import Storage
 from tenantry.db.master.models import Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
