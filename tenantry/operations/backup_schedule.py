@@ -131,7 +131,7 @@ def _verify(
     try:
         with sessions() as session:
             server = scratch_server(session, box, settings, backup)
-        result = verify_backup(sessions, storage, backup.id, server)
+        result = verify_backup(sessions, storage, backup.id, server, actor="scheduler")
     except Exception as exc:  # verify_backup turns the unexpected into VerificationNotRun
         message = exc.message if isinstance(exc, TenantryError) else _unexpected(exc, None)
         report.failures.append(f"verification of {backup.id}: {message}")

@@ -300,10 +300,17 @@ class OperationKit:
         )
 
     def finish(self, operation_id: uuid.UUID, *, message: str | None = _KEEP) -> None:
-        """The operation succeeded. A cancel request that came after its last step boundary
-        is too late: the work is complete. Raises :class:`LostClaim` if it is not ours."""
+        """The operation succeeded: all its work is done, so its progress reads total of total
+        (a holder may report its last chunk less often than it works). A cancel request that
+        came after its last step boundary is too late: the work is complete. Raises
+        :class:`LostClaim` if it is not ours."""
         extra = {} if message is _KEEP else {"message": message}
-        self._end(operation_id, OperationStatus.SUCCEEDED, {"step": "done", **extra})
+        done = func.coalesce(Operation.progress_total, Operation.progress_current)
+        self._end(
+            operation_id,
+            OperationStatus.SUCCEEDED,
+            {"step": "done", "progress_current": done, **extra},
+        )
 
     def fail(self, operation_id: uuid.UUID, error: str, *, message: str | None = _KEEP) -> None:
         """The operation failed with ``error`` (shown to users: never a secret)."""
