@@ -29,8 +29,8 @@ from tenantry.db.schemas import master_schema
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict
 from tenantry.operations.kit import LostClaim, OperationKit
-from tenantry.services import schema_ops
 from tests.conftest import DbFactory
+from tests.templates import migrated_database
 
 T = TypeVar("T")
 LEASE_S = 1.5
@@ -38,16 +38,9 @@ LEASE_S = 1.5
 
 @pytest.fixture
 def master_url(new_database: DbFactory) -> URL:
-    """A master database at head on the backend."""
-    url = new_database("master")
-    engine = make_engine(url, pool_size=1)
-    try:
-        with engine.begin() as conn:
-            schema_ops.migrate(
-                conn, master_schema(), "test", acting_app="tenantry", owner="tenantry"
-            )
-    finally:
-        engine.dispose()
+    """A master database at head on the backend (copied from a migrated template)."""
+    url = new_database("master", create=False)
+    migrated_database(url, master_schema())
     return url
 
 
