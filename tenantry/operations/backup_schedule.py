@@ -22,6 +22,7 @@ from tenantry.operations import backup_prune
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.backup_verify import verify_backup
 from tenantry.operations.kit import OperationKit
+from tenantry.operations.running import error_message
 from tenantry.services.backups import retention
 from tenantry.services.backups.scheduling import all_scopes, protection
 from tenantry.services.backups.taking import error_text
@@ -147,5 +148,4 @@ def _unexpected(exc: Exception, target: BackupTarget | None) -> str:
     """An exception that is not tenantry's own, in one line without credentials."""
     if target is not None:
         return error_text(exc, target)
-    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
-    return f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": ")
+    return error_message(exc)

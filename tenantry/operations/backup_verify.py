@@ -28,6 +28,7 @@ from tenantry.errors import TenantryError
 from tenantry.operations.backup_take import kit_for
 from tenantry.operations.byte_progress import ByteReporter, Stopped
 from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.operations.running import error_message
 from tenantry.services.backups import verification
 from tenantry.services.backups.targets import scope_of
 from tenantry.services.backups.verification import Verification, VerificationNotRun
@@ -124,7 +125,7 @@ class _Test:
         except (LostClaim, VerificationNotRun):
             raise
         except BaseException as exc:
-            self._fail(f"{type(exc).__name__}: {exc}"[:4000])
+            self._fail(error_message(exc)[:4000])
             raise
         if self.kit is not None:
             outcome = "passed" if result.passed else "FAILED: backup marked corrupt"

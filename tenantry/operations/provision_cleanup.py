@@ -22,9 +22,9 @@ from tenantry.db.master.models import (
     Store,
     provisioning_status,
 )
-from tenantry.db.urls import redact
 from tenantry.errors import TenantryError
 from tenantry.operations.kit import LostClaim
+from tenantry.operations.running import error_message
 from tenantry.services import provisioning_records
 from tenantry.services.provisioning import CANCELLED_AND_DROPPED
 from tenantry.services.stores import active_connection
@@ -84,13 +84,8 @@ def _target_exists(runner: Provisioner, job: ProvisioningJob) -> bool:
 def fail(runner: Provisioner, job: ProvisioningJob, exc: Exception) -> str:
     """End ``job`` failed with ``exc``, after dropping the database it created; ``skipped``
     when another worker holds it now."""
-    if isinstance(exc, TenantryError):
-        message = exc.message + (f" {exc.hint}" if exc.hint else "")
-    else:
-        message = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
-    # The error is readable by the store's own API key: mask credentials by structure,
-    # never by searching for the password (a short one would be spelled out).
-    message = redact(message)
+    # The error is readable by the store's own API key: credentials are masked.
+    message = error_message(exc)
     dropped = drop_created(runner, job)
     with runner.sessions.begin() as session:
         recorded = provisioning_records.record_failure(

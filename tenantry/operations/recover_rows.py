@@ -26,11 +26,11 @@ from tenantry.backup.storage import Storage
 from tenantry.crypto import SecretBox
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.master.models import OperationKind, OperationStatus, ProgressUnit
-from tenantry.db.urls import redact
 from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.operations.byte_progress import ByteReporter
 from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.operations.running import error_message
 from tenantry.services.backups.recovery import (
     BATCH,
     RowRecovery,
@@ -237,14 +237,8 @@ def _end_failed(run: _Run, exc: BaseException) -> None:
     try:
         if isinstance(exc, RecoveryCancelled):
             run.kit.mark_cancelled(run.operation_id, message=exc.message)
-        elif isinstance(exc, TenantryError):
-            hint = f" {exc.hint}" if exc.hint else ""
-            run.kit.fail(run.operation_id, redact(exc.message + hint))
         else:
-            first = str(exc).strip().splitlines()
-            run.kit.fail(
-                run.operation_id, redact(f"{type(exc).__name__}: {first[0] if first else ''}")
-            )
+            run.kit.fail(run.operation_id, error_message(exc))
     except LostClaim:
         pass  # taken over meanwhile (the recovery sweep): it records how it ended
 

@@ -37,12 +37,13 @@ from tenantry.db.master.models import (
     Store,
 )
 from tenantry.db.schemas import Role
-from tenantry.db.urls import mask, redact
+from tenantry.db.urls import mask
 from tenantry.errors import TenantryError
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.block_lease import BlockLease
 from tenantry.operations.byte_progress import ByteReporter, Stopped
 from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.operations.running import error_message
 from tenantry.services.backups.restore_plan import RestorePlan
 from tenantry.services.backups.restore_switch import restore_and_switch, staging_url
 from tenantry.services.backups.restoring import (
@@ -195,13 +196,10 @@ def _end_failed(kit: OperationKit, operation_id: uuid.UUID, exc: BaseException) 
     try:
         if isinstance(exc, RestoreCancelled):
             kit.mark_cancelled(operation_id, message=exc.message)
-        elif isinstance(exc, TenantryError):
-            kit.fail(operation_id, redact(exc.message + (f" {exc.hint}" if exc.hint else "")))
         elif isinstance(exc, KeyboardInterrupt):
             kit.fail(operation_id, "interrupted before the switch; the target was not changed.")
         else:
-            first = str(exc).strip().splitlines()
-            kit.fail(operation_id, redact(f"{type(exc).__name__}: {first[0] if first else ''}"))
+            kit.fail(operation_id, error_message(exc))
     except LostClaim:
         pass  # taken over meanwhile (the recovery sweep): it records how it ended
 

@@ -39,10 +39,13 @@ class Cancelled(Conflict):
 
 
 def error_message(exc: BaseException) -> str:
-    """What an operation that failed with ``exc`` shows (never a credential)."""
+    """What an operation that failed with ``exc`` shows, in every kind: tenantry's own error
+    with its hint, or any other as its type and the first line of its database driver's (or
+    its own) message; credentials masked by structure, never by searching for a password."""
     if isinstance(exc, TenantryError):
         return redact(str(exc))
-    return redact(f"{type(exc).__name__}: {exc}")
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return redact(f"{type(exc).__name__}: {first[0] if first else ''}".rstrip(": "))
 
 
 @dataclass
