@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,3 +43,10 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
 def as_json(result: Any) -> Any:
     """The single JSON document a ``--json`` command printed."""
     return json.loads(result.stdout)
+
+
+def process_env(data_dir: Path, **settings: str) -> dict[str, str]:
+    """The environment of a ``python -m tenantry`` child on the installation in ``data_dir``:
+    this process's, without any tenantry setting or database URL of its own, plus ``settings``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DATABASE_URL"))}
+    return {**env, "TENANTRY_DATA_DIR": str(data_dir), **settings}

@@ -23,6 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tenantry.cli.main import app
+from tests.cli.conftest import process_env
 from tests.conftest import DbFactory
 
 PLUGIN = '''"""A tenant schema whose models follow the revision files present."""
@@ -92,13 +93,8 @@ class Tenantry:
     """Runs ``python -m tenantry`` against one installation."""
 
     def __init__(self, tmp: Path, module: str) -> None:
-        self.env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("TENANTRY_") and k not in ("DATABASE_URL", "DATABASE_URL_BILLING")
-        }
-        self.env.update(
-            TENANTRY_DATA_DIR=str(tmp / "data"),
+        self.env = process_env(
+            tmp / "data",
             TENANTRY_TENANT_SCHEMA=module,
             TENANTRY_JOB_LEASE_SECONDS="2",
             PYTHONPATH=os.pathsep.join([str(tmp / "plug"), os.getcwd()]),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -34,7 +33,7 @@ from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform
 from tenantry.services.key_rotation import record_rotation, unreadable
 from tenantry.settings import load_settings
-from tests.cli.conftest import Invoke, as_json
+from tests.cli.conftest import Invoke, as_json, process_env
 from tests.conftest import SERVER_URLS, DbFactory, require_server
 
 SECRET_URL = "postgresql://shop:s3cret-pw@127.0.0.1:1/shop"
@@ -491,9 +490,8 @@ def test_a_rotation_whose_process_died_is_ended_by_the_sweep_and_run_again(
     original = _key_lines(key_file)
     assert cli("stores", "create", "sealed", "--name", "S").exit_code == 0
     assert cli("provision", "sealed", "--connect", SECRET_URL).exit_code == 0  # queued
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DATABASE_URL"))}
-    env.update(
-        TENANTRY_DATA_DIR=str(tmp_path / "data"),
+    env = process_env(
+        tmp_path / "data",
         TENANTRY_JOB_LEASE_SECONDS="1",
         TENANTRY_FAILPOINTS="key_rotate.resealing-billing=kill",
     )

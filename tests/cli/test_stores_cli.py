@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -11,7 +10,7 @@ from pathlib import Path
 
 from tenantry.jobs.queue import Queue
 from tenantry.settings import load_settings
-from tests.cli.conftest import Invoke, as_json
+from tests.cli.conftest import Invoke, as_json, process_env
 
 
 def test_store_lifecycle(cli: Invoke, tmp_path: Path) -> None:
@@ -168,9 +167,8 @@ def test_a_delete_whose_process_died_shows_stalled_then_is_ended_and_can_be_run_
     path = Path(
         as_json(cli("stores", "show", "doomed", "--json"))["connection"]["config_data"]["path"]
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DATABASE_URL"))}
-    env.update(
-        TENANTRY_DATA_DIR=str(tmp_path / "data"),
+    env = process_env(
+        tmp_path / "data",
         TENANTRY_JOB_LEASE_SECONDS="1",
         # SIGKILL once the database is dropped, before the store is removed.
         TENANTRY_FAILPOINTS="store_delete.removing-the-store=kill",
@@ -217,9 +215,8 @@ def test_ops_cancel_stops_a_delete_before_its_first_drop(cli: Invoke, tmp_path: 
     path = Path(
         as_json(cli("stores", "show", "kept", "--json"))["connection"]["config_data"]["path"]
     )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DATABASE_URL"))}
-    env.update(
-        TENANTRY_DATA_DIR=str(tmp_path / "data"),
+    env = process_env(
+        tmp_path / "data",
         TENANTRY_FAILPOINTS="store_delete.checking=sleep:8",  # time to cancel it
     )
     deleting = subprocess.Popen(
