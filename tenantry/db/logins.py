@@ -450,3 +450,43 @@ def _revoke_mysql(conn: Connection, database: str, login: str) -> None:
 def login_url(admin_url: URL, database: str, login: str, password: str) -> URL:
     """The URL of ``database`` on the admin URL's server as ``login``."""
     return admin_url.set(username=login, password=password, database=database)
+
+
+def probe_ddl(url: URL) -> bool:
+    """Whether ``url``'s user may create tables in its database, found by trying: a table
+    with a unique name is created and dropped (on PostgreSQL inside a transaction rolled
+    back, so nothing is ever left). SQLite files: always."""
+    if backend_of(url) == "sqlite":
+        return True
+    name = f"tenantry_ddl_probe_{secrets.token_hex(6)}"
+    engine = make_engine(url, pooled=False)
+    try:
+        try:
+            conn = engine.connect()
+        except (OperationalError, InterfaceError) as exc:
+            raise describe_connect_error(url, exc) from None
+        with conn:
+            try:
+                if backend_of(url) == "postgresql":
+                    with conn.begin() as transaction:
+                        conn.exec_driver_sql(f"CREATE TABLE {name} (id INTEGER)")
+                        transaction.rollback()
+                else:
+                    conn.exec_driver_sql(f"CREATE TABLE {name} (id INTEGER)")
+                    conn.exec_driver_sql(f"DROP TABLE {name}")
+            except DBAPIError as exc:
+                if _denied(exc):
+                    return False
+                raise _refused(conn, exc, "probe whether it may create tables") from None
+            return True
+    finally:
+        engine.dispose()
+
+
+def _denied(exc: DBAPIError) -> bool:
+    orig = exc.orig
+    if orig is None:
+        return False
+    if getattr(orig, "sqlstate", None) == "42501":  # PostgreSQL insufficient_privilege
+        return True
+    return bool(orig.args) and orig.args[0] in {1142, 1044}  # MySQL: command/db denied

@@ -32,6 +32,7 @@ from tenantry.db import admin, builder, copy
 from tenantry.db.engines import make_engine, writer
 from tenantry.db.master.models import (
     HELD_STATUSES,
+    IntegrationConfig,
     Operation,
     OperationStatus,
     ProgressUnit,
@@ -50,10 +51,11 @@ from tenantry.operations.kit import OperationKit
 from tenantry.operations.move_copy import copy_tables, verify_copy
 from tenantry.operations.move_rollback import MoveRollback, undo_move
 from tenantry.operations.move_run import MoveCancelled, MoveRun
-from tenantry.services import moves
+from tenantry.services import moves, runtime_access
 from tenantry.services.move_plan import MovePlan, plan_move, public_location
 from tenantry.services.move_progress import ProgressCallback
 from tenantry.services.moves import LostMove, describe
+from tenantry.services.runtime_access import RuntimeAccess
 from tenantry.settings import Settings
 
 #: After blocking writes, wait this long before copying, so write requests that passed the
@@ -201,8 +203,22 @@ class StoreMover:
             target.dispose()
         run.write()  # the last step boundary where a cancel request is honoured
         failpoint("move.before_switch")
+        runtime = self._runtime_access(run.plan)
         self._make_source_read_only(run)
-        self._switch(run)
+        self._switch(run, runtime)
+
+    def _runtime_access(self, plan: MovePlan) -> RuntimeAccess | None:
+        """The store's runtime login on the target, with service grants on the copy (the
+        login the source does not use, so a source on the same server keeps working)."""
+        if not runtime_access.uses_logins(plan.target_url):
+            return None
+        with Session(self._master) as session:
+            current = runtime_access.current_login(
+                session.get(IntegrationConfig, plan.from_config_id)
+            )
+        return runtime_access.ensure_runtime_access(
+            self.box, plan.target_url, plan.slug, plan.store_id, current, rotate=True
+        )
 
     def _make_source_read_only(self, run: MoveRun) -> None:
         # Before the switch, so a source that cannot be made read-only fails the move (rolled
@@ -228,7 +244,7 @@ class StoreMover:
                 "Run the move again: it picks a free name.",
             )
 
-    def _switch(self, run: MoveRun) -> None:
+    def _switch(self, run: MoveRun, runtime: RuntimeAccess | None) -> None:
         plan = run.plan
         run.report("switch", 95)
         now = utcnow()
@@ -260,7 +276,13 @@ class StoreMover:
             if held != 1:
                 raise LostMove("the move was taken over by another, or its store deleted.")
             new = moves.switch_store(
-                session, self.box, plan, run.details, keep_until=keep_until, actor=self.actor
+                session,
+                self.box,
+                plan,
+                run.details,
+                keep_until=keep_until,
+                actor=self.actor,
+                runtime=runtime,
             )
             run.step, run.progress = "switched", 97
             moves_table = store_moves_table

@@ -27,16 +27,22 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db import admin, builder, migrations
+from tenantry.db import admin, builder, logins, migrations
 from tenantry.db.engines import connect, make_engine, writer_sessions
-from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, ProvisioningStatus, Store
+from tenantry.db.master.models import (
+    AccessMode,
+    ProvisioningJob,
+    ProvisioningMode,
+    ProvisioningStatus,
+    Store,
+)
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.urls import mask
 from tenantry.errors import Conflict, NotFound
 from tenantry.failpoints import failpoint
 from tenantry.operations import provision_cleanup as cleanup
 from tenantry.operations.kit import LostClaim, OperationKit
-from tenantry.services import provisioning, provisioning_records, tenant_setup
+from tenantry.services import provisioning, provisioning_records, runtime_access, tenant_setup
 from tenantry.services.connections import split_url
 from tenantry.settings import Settings
 
@@ -133,7 +139,7 @@ class Provisioner:
                 self._step_inspect_and_build(job, engine)
                 identity = self._step_migrate(job, engine)
                 self._step_seed(job, store, engine)
-            self._step_save_and_activate(job, url, identity)
+            self._step_save_and_activate(job, store, url, identity)
             return ProvisioningStatus.COMPLETED
         except LostJob:
             return cleanup.after_lost(self, job)
@@ -286,10 +292,22 @@ class Provisioner:
         with connect(engine, begin=True) as conn:
             tenant_setup.seed(conn, self.spec, store)
 
-    def _step_save_and_activate(self, job: ProvisioningJob, url: URL, instance_id: str) -> None:
+    def _step_save_and_activate(
+        self, job: ProvisioningJob, store: Store, url: URL, instance_id: str
+    ) -> None:
         self.update(job.id, step="save_connection", progress=95, message="saving connection")
         failpoint("provision.save_connection")
         config_data, secret = split_url(self.box, url)
+        access: dict[str, Any] = {"access_mode": AccessMode.GIVEN_URL, "can_ddl": None}
+        if job.mode == ProvisioningMode.CONNECT_EXISTING:
+            access["can_ddl"] = logins.probe_ddl(url)
+        elif runtime_access.uses_logins(url):
+            # The tables exist: the store's runtime login gets service grants on them (and,
+            # on PostgreSQL, on those later migrations create), and no DDL.
+            made = runtime_access.ensure_runtime_access(self.box, url, store.slug, store.id, None)
+            assert made is not None  # no current login: one is always made
+            config_data, secret = made.config_data, made.secret
+            access = {"access_mode": AccessMode.RUNTIME_LOGIN, "can_ddl": False}
         # One transaction: the connection is saved and the store active, or neither.
         with self.sessions.begin() as session:
             completed = provisioning_records.complete(
@@ -300,6 +318,7 @@ class Provisioner:
                 secret=secret,
                 instance_id=instance_id,
                 revision=migrations.head(self.spec),
+                **access,
             )
         if not completed:
             raise LostJob(str(job.id))

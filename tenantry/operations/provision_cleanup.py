@@ -25,7 +25,7 @@ from tenantry.db.master.models import (
 from tenantry.errors import TenantryError
 from tenantry.operations.kit import LostClaim
 from tenantry.operations.running import error_message
-from tenantry.services import provisioning_records
+from tenantry.services import provisioning_records, runtime_access
 from tenantry.services.provisioning import CANCELLED_AND_DROPPED
 from tenantry.services.stores import active_connection
 
@@ -69,7 +69,11 @@ def drop_created(runner: Provisioner, job: ProvisioningJob) -> bool:
         if store is not None and active_connection(session, store) is not None:
             return False
     try:
-        return admin.drop_database(runner.new_database_url(job))
+        url = runner.new_database_url(job)
+        dropped = admin.drop_database(url)
+        if store is not None:  # the runtime logins it may have made go with the database
+            runtime_access.drop_store_logins(url, store.slug, store.id)
+        return dropped
     except TenantryError:
         return False
 

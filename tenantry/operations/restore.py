@@ -37,13 +37,14 @@ from tenantry.db.master.models import (
     Store,
 )
 from tenantry.db.schemas import Role
-from tenantry.db.urls import mask
+from tenantry.db.urls import backend_of, mask
 from tenantry.errors import TenantryError
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.block_lease import BlockLease
 from tenantry.operations.byte_progress import ByteReporter, Stopped
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.running import error_message
+from tenantry.services import runtime_access
 from tenantry.services.backups.restore_plan import RestorePlan
 from tenantry.services.backups.restore_switch import restore_and_switch, staging_url
 from tenantry.services.backups.restoring import (
@@ -55,7 +56,7 @@ from tenantry.services.backups.restoring import (
     safety_target,
 )
 from tenantry.services.backups.verification import get_backup
-from tenantry.services.connections import tenant_url
+from tenantry.services.connections import migrator_url
 from tenantry.settings import Settings
 
 
@@ -103,6 +104,7 @@ def restore(
     progress = ByteReporter(kit, operation_id, also=on_progress)
     run = _Run(kit, operation_id, progress)
     lease = BlockLease(kit, operation_id, plan.store_id, block_reason(backup.id, operation_id))
+    runtime = _runtime_login(sessions, plan)
     started = time.perf_counter()
     lease.start()
     try:
@@ -132,10 +134,16 @@ def restore(
                 # the operation's row is put back afterwards.
                 lease.stop()
                 run.saved = _row_of(kit.get(operation_id))
+            if runtime is not None and backend_of(plan.target) == "postgresql":
+                # The staging database becomes the store's by a rename: the store's runtime
+                # login needs its grants there before, or routing fails until they are given.
+                runtime_access.grant_current(staging_url(plan.target, backup.id), *runtime)
             if before_switch is not None:
                 before_switch()
 
         counts = restore_and_switch(storage, backup, plan.target, progress, switching)
+        if runtime is not None:  # MySQL's grants follow the name; PostgreSQL's are there
+            runtime_access.grant_current(plan.target, *runtime)
     except Stopped:  # asked to stop while the backup streamed into the staging copy
         lease.lift(bump_connection=plan.store_id is not None)
         cancelled = run.cancelled()
@@ -161,6 +169,25 @@ def restore(
         counts,
         operation_id,
     )
+
+
+def _runtime_login(
+    sessions: sessionmaker[Session], plan: RestorePlan
+) -> tuple[str, uuid.UUID, str] | None:
+    """The slug, id and current runtime login of the store restored in place, if it has one."""
+    if plan.store_id is None:
+        return None
+    with sessions() as session:
+        store = session.get(Store, plan.store_id)
+        config = (
+            session.query(IntegrationConfig)
+            .filter_by(store_id=plan.store_id, is_active=True)
+            .first()
+        )
+        login = runtime_access.current_login(config)
+        if store is None or login is None:
+            return None
+        return store.slug, store.id, login
 
 
 @dataclass
@@ -283,5 +310,5 @@ def _in_place_url(
             session.query(IntegrationConfig).filter_by(store_id=store.id, is_active=True).first()
         )
         if config is not None:
-            candidates.append(tenant_url(box, config))
+            candidates.append(migrator_url(session, box, config))
     return next((url for url in candidates if mask(url) == shown), None)

@@ -21,8 +21,9 @@ from tenantry.db.urls import mask
 from tenantry.operations.running import run_here
 from tenantry.runtime import Platform
 from tenantry.services import stores
-from tenantry.services.connections import tenant_url
+from tenantry.services.connections import migrator_url
 from tenantry.services.move_leftovers import KeptSource, kept_sources
+from tenantry.services.runtime_access import drop_store_logins
 
 
 @dataclass(frozen=True)
@@ -53,7 +54,9 @@ def plan(platform: Platform, ref: str, *, drop_database: bool) -> StoreDeletion:
     with platform.sessions() as session:
         store = stores.get_store(session, ref)
         checked = stores.plan_delete(session, store, drop_database=drop_database)
-        url = tenant_url(platform.box, checked.connection) if checked.connection else None
+        url = (
+            migrator_url(session, platform.box, checked.connection) if checked.connection else None
+        )
         kept = kept_sources(session, platform.box, checked.store_id)
     return StoreDeletion(checked.slug, checked.store_id, checked.drop_database, url, kept)
 
@@ -62,6 +65,7 @@ def delete(platform: Platform, deletion: StoreDeletion, *, actor: str = "cli") -
     """Drop what ``deletion`` drops, then remove the store; a report of what was done.
     Raises :class:`~tenantry.operations.running.Cancelled` when cancelled before a drop."""
     dropped = False
+    logins_dropped: list[str] = []
     doomed = deletion.doomed
     with run_here(
         platform.sessions,
@@ -79,9 +83,11 @@ def delete(platform: Platform, deletion: StoreDeletion, *, actor: str = "cli") -
         running.step("dropping databases")
         if main is not None:
             dropped = admin.drop_database(main)
+            logins_dropped += drop_store_logins(main, deletion.slug, deletion.store_id)
             running.step("dropping databases", current=1, cancellable=False)
         for done, url in enumerate(doomed, start=int(main is not None) + 1):
             admin.drop_database(url)
+            logins_dropped += drop_store_logins(url, deletion.slug, deletion.store_id)
             running.step("dropping databases", current=done, cancellable=False)
         running.step("removing the store", current=total, cancellable=False)
         with platform.writer_sessions.begin() as session:
@@ -94,6 +100,7 @@ def delete(platform: Platform, deletion: StoreDeletion, *, actor: str = "cli") -
         "store_id": str(deletion.store_id),
         "database": deletion.shown,
         "database_dropped": dropped,
+        "logins_dropped": sorted(set(logins_dropped)),
         "kept_sources_dropped": [mask(u) for u in doomed],
         "kept_sources_left": [mask(k.url) for k in deletion.kept if k.url not in doomed],
     }

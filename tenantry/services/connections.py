@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
 from tenantry.db.master.models import DatabaseServer, IntegrationConfig
@@ -61,3 +62,27 @@ def server_url(box: SecretBox, server: DatabaseServer) -> URL:
         setting=f"server {server.name}",
         require_database=False,  # a MySQL/MariaDB server URL may name no database
     )
+
+
+def migrator_url(session: Session, box: SecretBox, config: IntegrationConfig) -> URL:
+    """The URL that may change the schema of the store database ``config`` describes, for
+    migrations, backups, restores, moves and drops: the registered server's admin URL with
+    the store's database when tenantry created it on that server, else the stored URL (the
+    one the store was connected with). Routing keeps using :func:`tenant_url`."""
+    if config.database_server_id is None or not config.created_by_tenantry:
+        return tenant_url(box, config)
+    server = session.get(DatabaseServer, config.database_server_id)
+    return migrator_url_on(box, config.config_data, config.secret_encrypted, server)
+
+
+def migrator_url_on(
+    box: SecretBox,
+    config_data: dict[str, Any],
+    secret: str | None,
+    server: DatabaseServer | None,
+) -> URL:
+    """:func:`migrator_url` from a connection's parts and the server tenantry created its
+    database on (``None``: none, or no longer registered; the stored URL is used)."""
+    if server is None:
+        return join_url(box, config_data, secret)
+    return server_url(box, server).set(database=config_data.get("database"))

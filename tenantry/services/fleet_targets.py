@@ -17,13 +17,13 @@ from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
 from tenantry.db.identity import Identity, expect
-from tenantry.db.master.models import DatabaseStatus, IntegrationConfig, Store
+from tenantry.db.master.models import DatabaseServer, DatabaseStatus, IntegrationConfig, Store
 from tenantry.db.probe import probe
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.server_connections import ServerConnections
 from tenantry.db.urls import mask
 from tenantry.errors import NotFound
-from tenantry.services.connections import join_url
+from tenantry.services.connections import migrator_url_on
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,8 @@ def tenant_databases(
             IntegrationConfig.config_data,
             IntegrationConfig.secret_encrypted,
             IntegrationConfig.instance_id,
+            IntegrationConfig.database_server_id,
+            IntegrationConfig.created_by_tenantry,
         )
         .join(
             IntegrationConfig,
@@ -58,9 +60,20 @@ def tenant_databases(
     )
     if slugs:
         query = query.where(Store.slug.in_(slugs))
+    # Migrations need DDL: a database tenantry created on a server is reached through the
+    # server's admin login, not the store's runtime login (see connections.migrator_url).
+    servers = {s.id: s for s in session.scalars(select(DatabaseServer))}
     found = [
         TenantDb(
-            row.id, row.slug, join_url(box, row.config_data, row.secret_encrypted), row.instance_id
+            row.id,
+            row.slug,
+            migrator_url_on(
+                box,
+                row.config_data,
+                row.secret_encrypted,
+                servers.get(row.database_server_id) if row.created_by_tenantry else None,
+            ),
+            row.instance_id,
         )
         for row in session.execute(query)
     ]

@@ -23,7 +23,7 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.readonly import make_writable
 from tenantry.errors import TenantryError
-from tenantry.services.connections import server_url, tenant_url
+from tenantry.services.connections import migrator_url, server_url
 
 
 def kept_sources(session: Session, box: SecretBox, store_id: uuid.UUID) -> list[KeptSource]:
@@ -41,15 +41,8 @@ def kept_sources(session: Session, box: SecretBox, store_id: uuid.UUID) -> list[
     )
     found = []
     for config in configs:
-        url = tenant_url(box, config)
-        server = (
-            session.get(DatabaseServer, config.database_server_id)
-            if config.database_server_id is not None
-            else None
-        )
-        if server is not None:  # dropped with the server's admin login, as the move made it
-            url = server_url(box, server).set(database=url.database)
-        found.append(KeptSource(url, config.created_by_tenantry))
+        # Dropped with the server's admin login, as the move made it.
+        found.append(KeptSource(migrator_url(session, box, config), config.created_by_tenantry))
     return found
 
 
@@ -86,7 +79,7 @@ def restore_abandoned_source(
         config = session.get(IntegrationConfig, move.from_config_id)
         if config is None or not config.is_active:
             return
-        url = tenant_url(box, config)
+        url = migrator_url(session, box, config)
     # Else left for an operator: the move's details say the source was made read-only.
     with contextlib.suppress(Exception):
         make_writable(url, before)

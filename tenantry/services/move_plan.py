@@ -28,7 +28,7 @@ from tenantry.db.schemas import SchemaSpec
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import Conflict, SchemaMismatch
 from tenantry.services import servers, stores
-from tenantry.services.connections import server_url, tenant_url
+from tenantry.services.connections import migrator_url, server_url
 from tenantry.services.provisioning import tenant_database_name
 from tenantry.services.write_blocks import active_block
 
@@ -140,7 +140,7 @@ def plan_move(
     if config.database_server_id is not None:
         found = session.get(DatabaseServer, config.database_server_id)
         source_server = found.name if found is not None else None
-    source_url = tenant_url(box, config)
+    source_url = migrator_url(session, box, config)
     counts, revision = _check_source(spec, source_url, store.slug, config.instance_id)
     move_id = uuid.uuid4()
     return MovePlan(

@@ -33,6 +33,7 @@ from tenantry.services import audit
 from tenantry.services.connections import split_url
 from tenantry.services.counters import StoreCounters, apply_counters
 from tenantry.services.move_plan import MovePlan, refuse_busy
+from tenantry.services.runtime_access import RuntimeAccess, save_access
 
 
 class LostMove(TenantryError):
@@ -69,11 +70,13 @@ def switch_store(
     *,
     keep_until: datetime,
     actor: str,
+    runtime: RuntimeAccess | None = None,
 ) -> IntegrationConfig:
     """Point the store at the moved database (in the caller's transaction): the new
     connection saved, the old one deactivated, routers told to reopen, the block lifted, the
-    counters taken from the verified copy; the new connection. A store whose connection or
-    status changed during the move is a :class:`Conflict` (nothing switched)."""
+    counters taken from the verified copy; the new connection (the store's ``runtime`` login
+    on the target, when it has one). A store whose connection or status changed during the
+    move is a :class:`Conflict` (nothing switched)."""
     store = session.get(Store, plan.store_id, with_for_update=True)
     old = session.get(IntegrationConfig, plan.from_config_id)
     if store is None:
@@ -99,6 +102,8 @@ def switch_store(
         instance_id=old.instance_id,
         is_active=True,
     )
+    if runtime is not None:
+        save_access(new, runtime)
     old.is_active = False
     session.add(new)
     session.flush()

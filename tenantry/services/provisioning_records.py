@@ -15,6 +15,7 @@ from sqlalchemy import CursorResult, Table, select, update
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import (
+    AccessMode,
     DatabaseStatus,
     IntegrationConfig,
     OperationStatus,
@@ -89,6 +90,8 @@ def complete(
     secret: str | None,
     instance_id: str,
     revision: str | None,
+    access_mode: str | None = None,
+    can_ddl: bool | None = None,
 ) -> bool:
     """Save the store's connection, mark the store active and the job succeeded, all in the
     caller's transaction (the connection is saved and the store active, or neither). False,
@@ -114,6 +117,9 @@ def complete(
     config.database_server_id = job.database_server_id
     config.created_by_tenantry = job.database_created
     config.instance_id = instance_id
+    config.access_mode = access_mode
+    config.can_ddl = can_ddl
+    config.credentials_rotated_at = now if access_mode == AccessMode.RUNTIME_LOGIN else None
     store.database_type = config_data["engine"]
     store.database_host = config_data.get("host")
     store.database_name = config_data.get("database") or config_data.get("path")

@@ -51,7 +51,7 @@ from tenantry.operations.move_store import StoreMover
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
-from tenantry.services.connections import tenant_url
+from tenantry.services.connections import migrator_url, tenant_url
 from tenantry.services.move_plan import block_reason
 from tenantry.services.move_progress import MoveProgress, move_document
 from tenantry.services.write_blocks import ensure_writable
@@ -59,6 +59,7 @@ from tenantry.settings import Settings, load_settings
 from tests.conftest import SERVER_URLS, require_server
 from tests.helpers import busy_writer, move_store, run_child
 from tests.platform_fixtures import platform, settings
+from tests.store_logins import drop_logins_of_stores
 
 __all__ = ["platform", "settings"]
 
@@ -261,7 +262,7 @@ def drop_server_databases(platform: Platform) -> None:
     with platform.sessions() as session:
         for config in session.scalars(select(IntegrationConfig)):
             if config.config_data.get("engine") != "sqlite":
-                urls.append(tenant_url(platform.box, config))
+                urls.append(migrator_url(session, platform.box, config))
         for move in session.scalars(select(StoreMove)):
             target = move.details.get("target") or {}
             server = session.scalar(
@@ -272,6 +273,7 @@ def drop_server_databases(platform: Platform) -> None:
                 urls.append(admin.set(database=target["database"]))
     for url in urls:
         drop_database(url)
+    drop_logins_of_stores(platform)
 
 
 # --------------------------------------------------------------------------- normalising

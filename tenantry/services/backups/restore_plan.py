@@ -28,7 +28,7 @@ from tenantry.services.backups.verification import (
     get_backup,
     require_good,
 )
-from tenantry.services.connections import tenant_url
+from tenantry.services.connections import migrator_url
 from tenantry.services.write_blocks import active_block
 from tenantry.settings import Settings
 
@@ -108,7 +108,7 @@ def _own_url(session: Session, box: SecretBox, settings: Settings, backup: Backu
             "another database.",
             "Restore it with --target URL, then point the store at it deliberately.",
         )
-    return tenant_url(box, config)
+    return migrator_url(session, box, config)
 
 
 def _inspect_target(url: URL, spec: SchemaSpec, backup: Backup) -> tuple[bool, Identity | None]:

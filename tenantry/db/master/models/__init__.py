@@ -54,6 +54,7 @@ from tenantry.db.master.models.provisioning import (
     provisioning_status,
 )
 from tenantry.db.master.models.stores import (
+    AccessMode,
     DatabaseEngine,
     DatabaseServer,
     DatabaseStatus,
@@ -73,6 +74,7 @@ __all__ = [
     "FINISHED_STATUSES",
     "GOOD_BACKUP_STATUSES",
     "HELD_STATUSES",
+    "AccessMode",
     "ApiKey",
     "ApiUsageLog",
     "AuditLog",

@@ -40,6 +40,15 @@ class DatabaseStatus(StrEnum):
     DELETED = "deleted"
 
 
+class AccessMode(StrEnum):
+    """How a store's database is reached at run time (``IntegrationConfig.access_mode``)."""
+
+    #: A login tenantry created for the store, with ``service`` grants only (no DDL).
+    RUNTIME_LOGIN = "runtime_login"
+    #: The URL the store was connected with (connect-existing).
+    GIVEN_URL = "given_url"
+
+
 class StorageStatus(StrEnum):
     """State of a store's file storage connection."""
 
@@ -173,5 +182,13 @@ class IntegrationConfig(MasterBase):
     #: The tenant database's identity instance id, to recognise it wherever it is found.
     instance_id: Mapped[str | None] = mapped_column(String(36))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    #: An :class:`AccessMode`; NULL for connections saved before runtime logins existed (the
+    #: server's admin URL for a database tenantry created, else the given URL).
+    access_mode: Mapped[str | None] = mapped_column(String(32))
+    #: Whether the stored login may change the schema (probed when a database is connected;
+    #: NULL: not probed). A runtime login never may.
+    can_ddl: Mapped[bool | None] = mapped_column(Boolean)
+    #: When the stored login's password was last set (provisioning, move, rotation).
+    credentials_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]

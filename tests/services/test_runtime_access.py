@@ -1,0 +1,177 @@
+"""A store created on a database server is used through its own runtime login (service grants,
+no DDL); migrations, backups, moves, restores and drops go through the server's admin login."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from tenantry.backup.storage import storage_for
+from tenantry.db import logins
+from tenantry.db.admin import create_database
+from tenantry.db.master.models import AccessMode, IntegrationConfig, ProvisioningMode
+from tenantry.db.urls import parse_url
+from tenantry.operations import store_delete
+from tenantry.operations.backup_take import take_backup
+from tenantry.operations.provision import Provisioner
+from tenantry.operations.restore import restore
+from tenantry.runtime import Platform
+from tenantry.services import provisioning, stores
+from tenantry.services.backups.restore_plan import plan_restore
+from tenantry.services.backups.targets import resolve
+from tenantry.services.connections import migrator_url, tenant_url
+from tenantry.services.runtime_access import store_logins
+from tests.conftest import SERVER_URLS, require_server
+from tests.platform_fixtures import platform, settings
+from tests.services.test_moves import drop_server_databases, mover, provision, register
+
+__all__ = ["platform", "settings"]
+
+_USER_SQL = {"postgresql": "SELECT current_user", "mysql": "SELECT SUBSTRING_INDEX(USER(), '@', 1)"}
+
+
+@pytest.fixture(params=("postgresql", "mysql"))
+def server(request: pytest.FixtureRequest, platform: Platform) -> Iterator[str]:
+    """The local ``postgresql`` or ``mysql`` server, registered as ``db1``; every database and
+    login the test's stores got there is dropped after the test."""
+    require_server(request.param)
+    register(platform, "db1", request.param)
+    yield str(request.param)
+    drop_server_databases(platform)  # and the stores' logins
+
+
+def _config(platform: Platform, slug: str) -> IntegrationConfig:
+    with platform.sessions() as session:
+        config = stores.active_connection(session, stores.get_store(session, slug))
+        assert config is not None
+        session.expunge(config)
+        return config
+
+
+def _routed(platform: Platform, slug: str, sql: str) -> object:
+    """``sql``'s first value in a router session of the store (as the API would run it)."""
+    with platform.sessions() as master:
+        store = stores.get_store(master, slug)
+        with platform.router.session(master, store) as tenant:
+            value = tenant.execute(text(sql)).scalar()
+            tenant.commit()
+            return value
+
+
+def _product_count(platform: Platform, slug: str) -> object:
+    return _routed(platform, slug, "SELECT count(*) FROM products")
+
+
+def test_a_provisioned_store_routes_as_its_runtime_login_which_cannot_change_the_schema(
+    platform: Platform, server: str
+) -> None:
+    provision(platform, "rt-shop", server="db1")
+    config = _config(platform, "rt-shop")
+    assert config.access_mode == AccessMode.RUNTIME_LOGIN
+    assert config.can_ddl is False
+    assert config.credentials_rotated_at is not None
+    with platform.sessions() as session:
+        store = stores.get_store(session, "rt-shop")
+        login = store_logins(store.slug, store.id)[0]
+        admin_user = migrator_url(session, platform.box, config).username
+    assert admin_user != login
+    assert _routed(platform, "rt-shop", _USER_SQL[server]) == login
+    assert _product_count(platform, "rt-shop") == 0  # reads (and the seed's rows exist)
+    runtime = tenant_url(platform.box, config)
+    for ddl in ("CREATE TABLE intruder (id INTEGER)", "DROP TABLE products"):
+        with pytest.raises(DBAPIError):
+            _routed(platform, "rt-shop", ddl)
+    assert logins.probe_ddl(runtime) is False
+
+
+def test_connect_existing_records_whether_the_given_login_may_change_the_schema(
+    platform: Platform, server: str
+) -> None:
+    url = parse_url(SERVER_URLS[server]).set(database=f"t_given_{uuid.uuid4().hex[:10]}")
+    create_database(url)
+    with platform.sessions.begin() as session:
+        store = stores.create_store(session, slug="given-shop", name="Given")
+        job = provisioning.request_provisioning(
+            session,
+            platform.box,
+            platform.settings,
+            store,
+            mode=ProvisioningMode.CONNECT_EXISTING,
+            url=url.render_as_string(hide_password=False),
+        )
+    provisioner = Provisioner(
+        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
+    )
+    assert provisioner.run(job.id) == "completed"
+    config = _config(platform, "given-shop")
+    assert config.access_mode == AccessMode.GIVEN_URL
+    assert config.can_ddl is True  # the server's admin login was given
+    assert tenant_url(platform.box, config).username == url.username
+
+
+def test_deleting_a_store_with_its_database_drops_its_logins(
+    platform: Platform, server: str
+) -> None:
+    provision(platform, "gone-shop", server="db1")
+    admin = SERVER_URLS[server]
+    with platform.sessions() as session:
+        store = stores.get_store(session, "gone-shop")
+        names = store_logins(store.slug, store.id)
+    assert logins.login_exists(parse_url(admin), names[0])
+    deletion = store_delete.plan(platform, "gone-shop", drop_database=True)
+    report = store_delete.delete(platform, deletion)
+    assert report["database_dropped"] is True
+    assert names[0] in report["logins_dropped"]
+    assert not logins.login_exists(parse_url(admin), names[0])
+
+
+def test_a_moved_store_routes_as_a_runtime_login_on_its_new_server(
+    platform: Platform, server: str
+) -> None:
+    other = "mysql" if server == "postgresql" else "postgresql"
+    require_server(other)
+    register(platform, "db2", other)
+    provision(platform, "mv-shop", server="db1")
+
+    moved = mover(platform).move("mv-shop", "db2")
+
+    assert moved.status == "completed", moved.error
+    config = _config(platform, "mv-shop")
+    assert config.access_mode == AccessMode.RUNTIME_LOGIN
+    assert config.config_data["engine"] == other
+    with platform.sessions() as session:
+        store = stores.get_store(session, "mv-shop")
+        names = store_logins(store.slug, store.id)
+    assert _routed(platform, "mv-shop", _USER_SQL[other]) in names
+    assert _product_count(platform, "mv-shop") == 0
+    with pytest.raises(DBAPIError):
+        _routed(platform, "mv-shop", "CREATE TABLE intruder (id INTEGER)")
+
+
+def test_a_store_restored_in_place_keeps_a_working_runtime_login(
+    platform: Platform, server: str
+) -> None:
+    provision(platform, "rs-shop", server="db1")
+    config = _config(platform, "rs-shop")
+    login = config.config_data["username"]
+    storage = storage_for(platform.settings)
+    with platform.sessions() as session:
+        target = resolve(session, platform.box, platform.settings, "store:rs-shop")
+    backup = take_backup(platform.sessions, storage, target)
+    with platform.sessions() as session:
+        plan = plan_restore(
+            session, platform.box, platform.settings, str(backup.id), target=None, in_place=True
+        )
+    assert plan.target.username != login  # restored through the admin login
+
+    restore(platform.sessions, storage, platform.settings, plan, confirm=plan.confirm_name)
+
+    assert _routed(platform, "rs-shop", _USER_SQL[server]) == login
+    assert _routed(platform, "rs-shop", "SELECT count(*) FROM categories") == 2
+    with pytest.raises(DBAPIError):
+        _routed(platform, "rs-shop", "CREATE TABLE intruder (id INTEGER)")
+    assert _config(platform, "rs-shop").config_data == config.config_data

@@ -1,0 +1,21 @@
+"""Dropping the runtime logins a test's stores got on the test servers (logins are server-wide:
+dropping a test's databases leaves them behind)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from tenantry.db.master.models import DatabaseServer, Store
+from tenantry.runtime import Platform
+from tenantry.services.connections import server_url
+from tenantry.services.runtime_access import drop_store_logins
+
+
+def drop_logins_of_stores(platform: Platform) -> None:
+    """Drop both logins of every store master knows on every registered server."""
+    with platform.sessions() as session:
+        stores = [(s.slug, s.id) for s in session.scalars(select(Store))]
+        servers = [server_url(platform.box, s) for s in session.scalars(select(DatabaseServer))]
+    for url in servers:
+        for slug, store_id in stores:
+            drop_store_logins(url, slug, store_id)
