@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     backup_zstd_level: int = Field(3, ge=1, le=19, validation_alias="TENANTRY_BACKUP_ZSTD_LEVEL")
     #: Workers (``tenantry up``) run the backup scheduler every minute unless this is off.
     backup_scheduler: bool = Field(True, validation_alias="TENANTRY_BACKUP_SCHEDULER")
+    #: The scheduler rotates a store's runtime login once its password is this many days old
+    #: (``stores rotate-credentials``); 0 turns the automatic rotation off.
+    credential_rotation_days: int = Field(
+        90, ge=0, le=3650, validation_alias="TENANTRY_CREDENTIAL_ROTATION_DAYS"
+    )
     #: After ``stores move``, the source database stays (read-only) this many days.
     move_keep_source_days: int = Field(
         7, ge=0, le=365, validation_alias="TENANTRY_MOVE_KEEP_SOURCE_DAYS"

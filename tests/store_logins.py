@@ -3,6 +3,9 @@ dropping a test's databases leaves them behind)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from sqlalchemy import select
 
 from tenantry.db.master.models import DatabaseServer, Store
@@ -23,3 +26,16 @@ def drop_logins_of_stores(platform: Platform) -> None:
                 drop_store_logins(url, slug, store_id)
         except DatabaseUnreachable:  # a server registered with a login the test dropped
             continue
+
+
+@pytest.fixture(params=("postgresql", "mysql"))
+def server(request: pytest.FixtureRequest, platform: Platform) -> Iterator[str]:
+    """The local ``postgresql`` or ``mysql`` server, registered as ``db1``; every database and
+    login the test's stores got there is dropped after the test."""
+    from tests.conftest import require_server
+    from tests.services.test_moves import drop_server_databases, register
+
+    require_server(request.param)
+    register(platform, "db1", request.param)
+    yield str(request.param)
+    drop_server_databases(platform)  # and the stores' logins

@@ -1,4 +1,5 @@
-"""``tenantry stores``: create, list, show, update, suspend, resume, move and delete stores."""
+"""``tenantry stores``: create, list, show, update, suspend, resume, move and delete stores,
+and rotate their runtime credentials."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from tenantry.cli.output import (
     emit_json,
     reports_errors,
 )
+from tenantry.cli.store_credentials import rotate_credentials
 from tenantry.cli.store_move import move
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.operations import store_create, store_delete
@@ -334,3 +336,4 @@ def delete(
 
 # Registered last, so `tenantry stores --help` lists it where it always was.
 app.command()(move)
+app.command("rotate-credentials")(rotate_credentials)

@@ -40,6 +40,11 @@ RERUN: dict[str, str] = {
         "revision back; on MySQL/MariaDB a revision cut off half-way needs `tenantry db "
         "resolve` first."
     ),
+    OperationKind.STORE_CREDENTIALS: (
+        "Run `tenantry stores rotate-credentials {target}` again: the store still uses the "
+        "login it used before (a new password set on the other one is never used), or, if "
+        "the switch was committed, the new one; either way the next rotation is safe."
+    ),
     OperationKind.KEY_ROTATE: (
         "Run `tenantry keys rotate` again: every key was kept, so every secret still opens, "
         "and the new run reseals them all under its new key."

@@ -15,8 +15,15 @@ from datetime import timedelta
 
 from tenantry.backup.storage import storage_for
 from tenantry.errors import Conflict
-from tenantry.operations import backup_schedule, backup_take, backup_verify, fleet_queue
+from tenantry.operations import (
+    backup_schedule,
+    backup_take,
+    backup_verify,
+    credential_rotation,
+    fleet_queue,
+)
 from tenantry.operations.backup_take import take_backup
+from tenantry.operations.kit import OperationKit
 from tenantry.operations.premigration import PreMigrationBackups
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
@@ -118,7 +125,8 @@ def recover_backups(
 
 
 def backup_tick(platform: Platform) -> None:
-    """Run the backups, restore tests and pruning that are due now."""
+    """Run the backups, restore tests and pruning that are due now, then rotate the store
+    credentials older than ``TENANTRY_CREDENTIAL_ROTATION_DAYS``."""
     backup_schedule.tick(
         platform.sessions,
         storage_for(platform.settings),
@@ -126,3 +134,28 @@ def backup_tick(platform: Platform) -> None:
         platform.box,
         on_event=log.info,
     )
+    credential_tick(platform)
+
+
+def credential_tick(platform: Platform) -> list[str]:
+    """Rotate every store's runtime login older than the policy (one scheduler at a time);
+    the slugs rotated."""
+    kit = OperationKit.from_settings(platform.sessions, platform.settings)
+    try:
+        kit.acquire_lock(CREDENTIAL_LOCK)
+    except Conflict:
+        return []  # another worker's scheduler is rotating
+    try:
+        outcomes = credential_rotation.rotate_due(platform)
+    finally:
+        kit.release_lock(CREDENTIAL_LOCK)
+    for outcome in outcomes:
+        if outcome.error is None:
+            log.info("rotated the credentials of store %s (now %s)", outcome.slug, outcome.login)
+        else:
+            log.warning("rotating store %s's credentials failed: %s", outcome.slug, outcome.error)
+    return [o.slug for o in outcomes if o.error is None]
+
+
+#: The credential rotation's lock: one scheduler rotates at a time.
+CREDENTIAL_LOCK = "credential-rotation"

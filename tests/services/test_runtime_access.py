@@ -4,7 +4,6 @@ no DDL); migrations, backups, moves, restores and drops go through the server's 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import text
@@ -27,21 +26,12 @@ from tenantry.services.connections import migrator_url, tenant_url
 from tenantry.services.runtime_access import store_logins
 from tests.conftest import SERVER_URLS, require_server
 from tests.platform_fixtures import platform, settings
-from tests.services.test_moves import drop_server_databases, mover, provision, register
+from tests.services.test_moves import mover, provision, register
+from tests.store_logins import server
 
-__all__ = ["platform", "settings"]
+__all__ = ["platform", "server", "settings"]
 
 _USER_SQL = {"postgresql": "SELECT current_user", "mysql": "SELECT SUBSTRING_INDEX(USER(), '@', 1)"}
-
-
-@pytest.fixture(params=("postgresql", "mysql"))
-def server(request: pytest.FixtureRequest, platform: Platform) -> Iterator[str]:
-    """The local ``postgresql`` or ``mysql`` server, registered as ``db1``; every database and
-    login the test's stores got there is dropped after the test."""
-    require_server(request.param)
-    register(platform, "db1", request.param)
-    yield str(request.param)
-    drop_server_databases(platform)  # and the stores' logins
 
 
 def _config(platform: Platform, slug: str) -> IntegrationConfig:

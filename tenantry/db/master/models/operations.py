@@ -34,6 +34,8 @@ class OperationKind(StrEnum):
     INIT = "init"  # reserved: `init` creates master, so it records no operation there
     MIGRATE = "migrate"  # `db migrate` of billing or a tenant database (with its backup first)
     KEY_ROTATE = "key_rotate"
+    #: `stores rotate-credentials` (and the scheduler's rotation): one per store rotated.
+    STORE_CREDENTIALS = "store_credentials"
 
 
 class OperationStatus(StrEnum):
