@@ -92,6 +92,9 @@ def store_document(session: Session, store: Store) -> dict[str, Any]:
             "created_by_tenantry": connection.created_by_tenantry,
             "instance_id": connection.instance_id,
             "server": server_name,
+            "access_mode": connection.access_mode,
+            "can_ddl": connection.can_ddl,
+            "credentials_rotated_at": connection.credentials_rotated_at,
         },
         "active_job_id": str(job.id) if job is not None else None,
         "connection_version": store.connection_version,
@@ -137,6 +140,9 @@ def _print_store(doc: dict[str, Any]) -> None:
         table.add_row("created by tenantry", "yes" if conn["created_by_tenantry"] else "no")
         if conn["server"]:
             table.add_row("server", conn["server"])
+        if conn["access_mode"]:
+            rotated = when(conn["credentials_rotated_at"])
+            table.add_row("access", f"{conn['access_mode']} (credentials set {rotated})")
     if doc["active_job_id"]:
         table.add_row("provisioning job", doc["active_job_id"])
     table.add_row("created", when(doc["created_at"]))
