@@ -129,8 +129,8 @@ def server_has_database(backend: str, name: str) -> bool:
 @pytest.fixture
 def server_slug() -> Iterator[str]:
     """A store slug no other test uses; every database left on the test servers for it
-    (``t_<slug>_…``, what provisioning names them) is dropped after the test, whether the
-    test passed or provisioning failed half-way."""
+    (``t_<slug>_…``, what provisioning names them) and every login its stores got are dropped
+    after the test, whether the test passed or provisioning failed half-way."""
     slug = f"srv-{uuid.uuid4().hex[:8]}"
     yield slug
     prefix = f"t_{slug.replace('-', '_')}_"
@@ -139,6 +139,9 @@ def server_slug() -> Iterator[str]:
             continue
         for name in server_databases(backend, prefix):
             drop_database(parse_url(SERVER_URLS[backend]).set(database=name))
+        from tests.store_logins import drop_logins_named
+
+        drop_logins_named(backend, prefix)  # the stores' runtime logins: t_<slug>_<id>_a/b
 
 
 @pytest.fixture

@@ -55,4 +55,9 @@ def platform(settings: Settings) -> Iterator[Platform]:
     """The installation's platform, closed after the test."""
     opened = Platform.open(settings)
     yield opened
+    # Logins are server-wide: the test's databases go with their fixtures, its stores'
+    # runtime logins here.
+    from tests.store_logins import drop_logins_of_stores
+
+    drop_logins_of_stores(opened)
     opened.close()

@@ -6,26 +6,65 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
-from tenantry.db.master.models import DatabaseServer, Store
+from tenantry.db import logins
+from tenantry.db.engines import make_engine
+from tenantry.db.master.models import DatabaseServer, IntegrationConfig, ProvisioningJob, Store
+from tenantry.db.urls import parse_url
 from tenantry.errors import DatabaseUnreachable
 from tenantry.runtime import Platform
 from tenantry.services.connections import server_url
 from tenantry.services.runtime_access import drop_store_logins
+from tests.conftest import SERVER_URLS
 
 
 def drop_logins_of_stores(platform: Platform) -> None:
-    """Drop both logins of every store master knows on every registered server."""
+    """Drop both logins of every store on every registered server it was provisioned on or
+    moved to."""
     with platform.sessions() as session:
-        stores = [(s.slug, s.id) for s in session.scalars(select(Store))]
-        servers = [server_url(platform.box, s) for s in session.scalars(select(DatabaseServer))]
-    for url in servers:
+        # Every server a store was (or was being) provisioned or moved to.
+        rows = [
+            *session.execute(
+                select(Store.slug, Store.id, IntegrationConfig.database_server_id).join(
+                    IntegrationConfig, IntegrationConfig.store_id == Store.id
+                )
+            ),
+            *session.execute(
+                select(Store.slug, Store.id, ProvisioningJob.database_server_id).join(
+                    ProvisioningJob, ProvisioningJob.store_id == Store.id
+                )
+            ),
+        ]
+        servers = {
+            s.id: server_url(platform.box, s) for s in session.scalars(select(DatabaseServer))
+        }
+    for slug, store_id, server_id in {tuple(row) for row in rows}:
+        url = servers.get(server_id) if server_id is not None else None
+        if url is None:
+            continue
         try:
-            for slug, store_id in stores:
-                drop_store_logins(url, slug, store_id)
+            drop_store_logins(url, slug, store_id)
         except DatabaseUnreachable:  # a server registered with a login the test dropped
             continue
+
+
+def drop_logins_named(backend: str, prefix: str) -> None:
+    """Drop every login on ``backend``'s test server whose name starts with ``prefix``
+    (a test's own, unique prefix: a CLI test's stores live in a master of its own)."""
+    admin = parse_url(SERVER_URLS[backend])
+    if backend == "postgresql":
+        query = "SELECT rolname FROM pg_roles WHERE starts_with(rolname, :p)"
+    else:
+        query = "SELECT User FROM mysql.user WHERE LEFT(User, CHAR_LENGTH(:p)) = :p"
+    engine = make_engine(admin, pooled=False)
+    try:
+        with engine.connect() as conn:
+            names = [str(n) for n in conn.execute(text(query), {"p": prefix}).scalars()]
+    finally:
+        engine.dispose()
+    for name in names:
+        logins.drop_login(admin, name)
 
 
 @pytest.fixture(params=("postgresql", "mysql"))

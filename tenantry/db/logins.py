@@ -222,10 +222,13 @@ def _mysql_account(name: str) -> str:
     return f"'{check_login_name(name)}'@'%'"
 
 
-def _mysql_database(database: str) -> str:
+def _mysql_escaped(database: str) -> str:
     # In a database-level GRANT, _ and % are wildcards: escaped, the grant names one database.
-    escaped = _check_database(database).replace("_", "\\_").replace("%", "\\%")
-    return f"`{escaped}`.*"
+    return _check_database(database).replace("_", "\\_").replace("%", "\\%")
+
+
+def _mysql_database(database: str) -> str:
+    return f"`{_mysql_escaped(database)}`.*"
 
 
 def _is_mariadb(conn: Connection) -> bool:
@@ -410,13 +413,25 @@ def _grant_pg(admin_url: URL, database: str, login: str, level: Level, owner: st
 
 
 def _grant_mysql(admin_url: URL, database: str, login: str, level: Level) -> None:
+    # Granted first, the extras revoked after: a login in use never passes through a moment
+    # with fewer privileges than both its old and new level (MySQL has no transactional DDL).
+    on, account = _mysql_database(database), _mysql_account(login)
+    what = f"grant {level} on {database} to {login}"
     with _admin_connection(admin_url) as conn:
-        _revoke_mysql(conn, database, login)
-        _execute(
-            conn,
-            [f"GRANT {_TABLES[level]} ON {_mysql_database(database)} TO {_mysql_account(login)}"],
-            what=f"grant {level} on {database} to {login}",
-        )
+        _execute(conn, [f"GRANT {_TABLES[level]} ON {on} TO {account}"], what=what)
+        if level == "admin":
+            return
+        held = conn.execute(
+            text(
+                "SELECT PRIVILEGE_TYPE FROM information_schema.SCHEMA_PRIVILEGES "
+                "WHERE GRANTEE = :grantee AND TABLE_SCHEMA = :schema"
+            ),
+            {"grantee": account, "schema": _mysql_escaped(database)},
+        ).scalars()
+        wanted = {p.strip() for p in _TABLES[level].split(",")}
+        extra = sorted({str(p) for p in held} - wanted)
+        if extra:
+            _execute(conn, [f"REVOKE {', '.join(extra)} ON {on} FROM {account}"], what=what)
 
 
 def revoke(admin_url: URL, database: str, login: str, *, migrator: str | None = None) -> None:
