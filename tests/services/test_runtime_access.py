@@ -23,6 +23,7 @@ from tenantry.services import provisioning, stores
 from tenantry.services.backups.restore_plan import plan_restore
 from tenantry.services.backups.targets import resolve
 from tenantry.services.connections import migrator_url, tenant_url
+from tenantry.services.fleet_targets import tenant_databases
 from tenantry.services.runtime_access import store_logins
 from tests.conftest import SERVER_URLS, require_server
 from tests.platform_fixtures import platform, settings
@@ -165,3 +166,15 @@ def test_a_store_restored_in_place_keeps_a_working_runtime_login(
     with pytest.raises(DBAPIError):
         _routed(platform, "rs-shop", "CREATE TABLE intruder (id INTEGER)")
     assert _config(platform, "rs-shop").config_data == config.config_data
+
+
+def test_fleet_runs_reach_a_runtime_login_store_through_the_servers_admin_login(
+    platform: Platform, server: str
+) -> None:
+    provision(platform, "fl-shop", server="db1")
+    runtime = tenant_url(platform.box, _config(platform, "fl-shop"))
+    with platform.sessions() as session:
+        [target] = tenant_databases(session, platform.box, ["fl-shop"])
+    assert target.url.username == parse_url(SERVER_URLS[server]).username
+    assert target.url.database == runtime.database
+    assert logins.probe_ddl(target.url) is True
