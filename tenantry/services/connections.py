@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -69,10 +70,29 @@ def migrator_url(session: Session, box: SecretBox, config: IntegrationConfig) ->
     migrations, backups, restores, moves and drops: the registered server's admin URL with
     the store's database when tenantry created it on that server, else the stored URL (the
     one the store was connected with). Routing keeps using :func:`tenant_url`."""
-    if config.database_server_id is None or not config.created_by_tenantry:
+    if config.database_server_id is not None and config.created_by_tenantry:
+        server = session.get(DatabaseServer, config.database_server_id)
+    elif config.can_ddl is False:  # a least-privilege URL was given: a server's admin may
+        server = matching_server(session, config.config_data)
+    else:
         return tenant_url(box, config)
-    server = session.get(DatabaseServer, config.database_server_id)
     return migrator_url_on(box, config.config_data, config.secret_encrypted, server)
+
+
+def matching_server(session: Session, config_data: dict[str, Any]) -> DatabaseServer | None:
+    """The active registered server a stored connection's host and port are on, if any (a
+    given URL's database can then be migrated, or a scratch copy made, with its admin login)."""
+    if config_data.get("engine") in (None, "sqlite"):
+        return None
+    candidates = session.scalars(
+        select(DatabaseServer).where(
+            DatabaseServer.engine == config_data["engine"],
+            DatabaseServer.host == config_data.get("host"),
+            DatabaseServer.is_active.is_(True),
+        )
+    )
+    port = config_data.get("port")
+    return next((s for s in candidates if port is None or s.port == port), None)
 
 
 def migrator_url_on(

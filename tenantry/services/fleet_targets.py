@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import Connection, and_, select
 from sqlalchemy.engine import URL
@@ -50,6 +51,7 @@ def tenant_databases(
             IntegrationConfig.instance_id,
             IntegrationConfig.database_server_id,
             IntegrationConfig.created_by_tenantry,
+            IntegrationConfig.can_ddl,
         )
         .join(
             IntegrationConfig,
@@ -67,12 +69,7 @@ def tenant_databases(
         TenantDb(
             row.id,
             row.slug,
-            migrator_url_on(
-                box,
-                row.config_data,
-                row.secret_encrypted,
-                servers.get(row.database_server_id) if row.created_by_tenantry else None,
-            ),
+            migrator_url_on(box, row.config_data, row.secret_encrypted, _server_of(row, servers)),
             row.instance_id,
         )
         for row in session.execute(query)
@@ -85,6 +82,27 @@ def tenant_databases(
                 "See the stores with `tenantry stores list`; only active stores are migrated.",
             )
     return found
+
+
+def _server_of(row: Any, servers: dict[uuid.UUID, DatabaseServer]) -> DatabaseServer | None:
+    """The server whose admin login migrates the row's database (see ``migrator_url``)."""
+    if row.created_by_tenantry and row.database_server_id in servers:
+        return servers[row.database_server_id]
+    if row.can_ddl is False:  # a least-privilege URL was given: a matching server's admin
+        data = row.config_data
+        port = data.get("port")
+        return next(
+            (
+                s
+                for s in servers.values()
+                if s.is_active
+                and s.engine == data.get("engine")
+                and s.host == data.get("host")
+                and (port is None or s.port == port)
+            ),
+            None,
+        )
+    return None
 
 
 #: Shared by every run in this process: one engine per server, not one per tenant.

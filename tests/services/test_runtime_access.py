@@ -6,14 +6,21 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import text, update
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.backup.storage import storage_for
 from tenantry.db import logins
 from tenantry.db.admin import create_database
-from tenantry.db.master.models import AccessMode, IntegrationConfig, ProvisioningMode
+from tenantry.db.master.models import (
+    AccessMode,
+    DatabaseServer,
+    IntegrationConfig,
+    ProvisioningMode,
+)
 from tenantry.db.urls import parse_url
+from tenantry.errors import Conflict
 from tenantry.operations import store_delete
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.provision import Provisioner
@@ -21,7 +28,7 @@ from tenantry.operations.restore import restore
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, stores
 from tenantry.services.backups.restore_plan import plan_restore
-from tenantry.services.backups.targets import resolve
+from tenantry.services.backups.targets import resolve, scratch_server
 from tenantry.services.connections import migrator_url, tenant_url
 from tenantry.services.fleet_targets import tenant_databases
 from tenantry.services.runtime_access import store_logins
@@ -178,3 +185,68 @@ def test_fleet_runs_reach_a_runtime_login_store_through_the_servers_admin_login(
     assert target.url.username == parse_url(SERVER_URLS[server]).username
     assert target.url.database == runtime.database
     assert logins.probe_ddl(target.url) is True
+
+
+def _least_privilege_store(platform: Platform, server: str, new_login: str) -> str:
+    """A store connected (connect-existing) with a ``service`` login to a ready database;
+    its database was provisioned, then released, by another store."""
+    admin = parse_url(SERVER_URLS[server])
+    url = admin.set(database=f"t_lp_{uuid.uuid4().hex[:10]}")
+    create_database(url)
+    _connect(platform, "seed-shop", url)
+    store_delete.delete(platform, store_delete.plan(platform, "seed-shop", drop_database=False))
+    password = logins.create_login(admin, new_login)
+    logins.grant(admin, str(url.database), new_login, "service")
+    _connect(platform, "lp-shop", logins.login_url(admin, str(url.database), new_login, password))
+    return str(url.database)
+
+
+def _connect(platform: Platform, slug: str, url: URL) -> None:
+    with platform.sessions.begin() as session:
+        store = stores.create_store(session, slug=slug, name=slug)
+        job = provisioning.request_provisioning(
+            session,
+            platform.box,
+            platform.settings,
+            store,
+            mode=ProvisioningMode.CONNECT_EXISTING,
+            url=url.render_as_string(hide_password=False),
+        )
+    provisioner = Provisioner(
+        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
+    )
+    assert provisioner.run(job.id) == "completed"
+
+
+def test_a_least_privilege_store_is_migrated_and_checked_through_a_matching_servers_admin(
+    platform: Platform, server: str
+) -> None:
+    login = f"tt_lp_{uuid.uuid4().hex[:10]}"
+    admin = parse_url(SERVER_URLS[server])
+    try:
+        database = _least_privilege_store(platform, server, login)
+        config = _config(platform, "lp-shop")
+        assert config.access_mode == AccessMode.GIVEN_URL
+        assert config.can_ddl is False
+        with platform.sessions() as session:
+            migrator = migrator_url(session, platform.box, config)
+            backup = take_backup(
+                platform.sessions,
+                storage_for(platform.settings),
+                resolve(session, platform.box, platform.settings, "store:lp-shop"),
+            )
+            scratch = scratch_server(session, platform.box, platform.settings, backup)
+        # Server db1 (the fixture's) is on the store's host: its admin login is used.
+        assert migrator.username == admin.username
+        assert migrator.database == database
+        assert scratch.username == admin.username
+        with platform.sessions.begin() as session:
+            session.execute(update(DatabaseServer).values(is_active=False))
+        with platform.sessions() as session:
+            assert migrator_url(session, platform.box, config).username == login
+            with pytest.raises(Conflict, match="no registered server"):
+                scratch_server(session, platform.box, platform.settings, backup)
+    finally:
+        with platform.sessions.begin() as session:  # the fixture drops through it
+            session.execute(update(DatabaseServer).values(is_active=True))
+        logins.drop_login(admin, login)

@@ -14,9 +14,9 @@ from tenantry.db.master.models import Backup, DatabaseServer, IntegrationConfig
 from tenantry.db.probe import probe
 from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, tenant_schema
 from tenantry.db.urls import mask, parse_url
-from tenantry.errors import InvalidInput, NotFound
+from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.files import private_dir
-from tenantry.services.connections import server_url, tenant_url
+from tenantry.services.connections import matching_server, server_url, tenant_url
 from tenantry.services.fleet_targets import SERVERS, tenant_databases
 from tenantry.settings import Settings
 
@@ -122,7 +122,9 @@ def scratch_server(session: Session, box: SecretBox, settings: Settings, backup:
     """A URL on the server where a scratch copy of ``backup`` can be restored.
 
     Master and billing backups go to their own server; a store's to the server its database
-    is on now (with the server's admin credentials when tenantry created it there). SQLite
+    is on now, with the admin credentials of the registered server it was created on or whose
+    host it is on; else with the store's own login, unless that login is known not to be able
+    to (``can_ddl`` false): a :class:`Conflict` saying what to do. SQLite
     backups need no server: a file in the data dir.
     """
     if backup.engine == "sqlite":
@@ -143,8 +145,19 @@ def scratch_server(session: Session, box: SecretBox, settings: Settings, backup:
             f"store {backup.slug} has no active database to find a server for the scratch copy.",
             "Restore the backup with --target URL to a database you create.",
         )
-    if config.database_server_id is not None:
-        server = session.get(DatabaseServer, config.database_server_id)
-        if server is not None:
-            return server_url(box, server)
+    server = (
+        session.get(DatabaseServer, config.database_server_id)
+        if config.database_server_id is not None
+        else matching_server(session, config.config_data)
+    )
+    if server is not None:
+        return server_url(box, server)
+    if config.can_ddl is False:
+        raise Conflict(
+            f"store {backup.slug}'s login may not create databases, and no registered server "
+            f"is on its host ({config.config_data.get('host')}): there is nowhere to restore "
+            "a scratch copy to check the backup.",
+            "Register the server with `tenantry servers add` (its admin login is then used "
+            "for scratch copies), or restore the backup with --target URL to check it.",
+        )
     return tenant_url(box, config)
