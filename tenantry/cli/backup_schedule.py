@@ -62,6 +62,7 @@ def status(json_output: bool = JSON_OPTION) -> None:
         {
             "scope": s.scope,
             "protected": s.protected,
+            "unverifiable": s.unverifiable,
             "last_good": str(s.last_good.id) if s.last_good else None,
             "last_good_at": s.last_good.started_at if s.last_good else None,
             "last_attempt_status": s.last_attempt.status if s.last_attempt else None,
@@ -84,7 +85,9 @@ def status(json_output: bool = JSON_OPTION) -> None:
             restore = "-" if row["last_restore_ms"] is None else f"{row['last_restore_ms']} ms"
             table.add_row(
                 s.scope,
-                "[green]yes[/]" if s.protected else "[red]NO[/]",
+                "[green]yes[/]"
+                if s.protected
+                else ("[red]NO (unverifiable)[/]" if s.unverifiable else "[red]NO[/]"),
                 when(s.last_good.started_at if s.last_good else None),
                 s.last_attempt.status if s.last_attempt else "-",
                 restore,
@@ -92,5 +95,8 @@ def status(json_output: bool = JSON_OPTION) -> None:
                 + ("" if s.rto_met is None else (" ✓" if s.rto_met else " ✗")),
             )
         console.print(table)
+        for s in states:
+            if s.unverifiable:
+                console.print(f"[yellow]![/] {s.scope}: {s.unverifiable}")
     if not all(s.protected for s in states):
         raise typer.Exit(EXIT_FAILED)

@@ -28,6 +28,7 @@ from tenantry.operations.restore import restore
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, stores
 from tenantry.services.backups.restore_plan import plan_restore
+from tenantry.services.backups.scheduling import protection
 from tenantry.services.backups.targets import resolve, scratch_server
 from tenantry.services.connections import migrator_url, tenant_url
 from tenantry.services.fleet_targets import tenant_databases
@@ -240,12 +241,20 @@ def test_a_least_privilege_store_is_migrated_and_checked_through_a_matching_serv
         assert migrator.username == admin.username
         assert migrator.database == database
         assert scratch.username == admin.username
+        with platform.sessions() as session:
+            [state] = protection(session, ["store:lp-shop"])
+        assert state.protected  # a fresh good backup, and it can be restore-tested
         with platform.sessions.begin() as session:
             session.execute(update(DatabaseServer).values(is_active=False))
         with platform.sessions() as session:
             assert migrator_url(session, platform.box, config).username == login
             with pytest.raises(Conflict, match="no registered server"):
                 scratch_server(session, platform.box, platform.settings, backup)
+            [state] = protection(session, ["store:lp-shop"])
+        assert state.last_good is not None
+        assert not state.protected  # its backups cannot be restore-tested: not protected
+        assert state.unverifiable is not None
+        assert "no registered server" in state.unverifiable
     finally:
         with platform.sessions.begin() as session:  # the fixture drops through it
             session.execute(update(DatabaseServer).values(is_active=True))

@@ -75,6 +75,8 @@ class ProtectionOut(BaseModel):
     last_restore_ms: int | None
     rto_minutes: int
     rto_met: bool | None
+    #: Why the database's backups cannot be restore-tested (then it is not protected).
+    unverifiable: str | None = None
 
 
 def _out(document: dict[str, Any]) -> BackupOut:
@@ -116,6 +118,7 @@ def protection(master: MasterDep, key: AdminDep, platform: PlatformDep) -> list[
             last_restore_ms=s.last_verified.verify_duration_ms if s.last_verified else None,
             rto_minutes=s.policy.rto_minutes,
             rto_met=s.rto_met,
+            unverifiable=s.unverifiable,
         )
         for s in scheduling.protection(master, scopes)
     ]

@@ -18,7 +18,7 @@ from tenantry.crypto import SecretBox
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
 from tenantry.db.types import utcnow
 from tenantry.services.backups.policies import Policy, next_due, policy_for
-from tenantry.services.backups.targets import scope_of, tenant_targets
+from tenantry.services.backups.targets import scope_of, scratch_problems, tenant_targets
 from tenantry.settings import Settings
 
 IN_PROGRESS = (BackupStatus.QUEUED, BackupStatus.RUNNING)
@@ -34,13 +34,16 @@ class Protection:
     last_attempt: Backup | None
     last_verified: Backup | None
     now: datetime
+    #: Why no backup of the database can be restore-tested (``None``: they can be).
+    unverifiable: str | None = None
 
     @property
     def protected(self) -> bool:
-        """A good backup younger than the policy's maximum age exists."""
-        return self.last_good is not None and self.last_good.started_at >= self.now - timedelta(
-            hours=self.policy.max_age_hours
-        )
+        """A good backup younger than the policy's maximum age exists, and backups of the
+        database can be restore-tested (an untestable backup protects no one knows how)."""
+        if self.unverifiable is not None or self.last_good is None:
+            return False
+        return self.last_good.started_at >= self.now - timedelta(hours=self.policy.max_age_hours)
 
     @property
     def backup_due(self) -> bool:
@@ -83,6 +86,7 @@ def protection(
         scope = scope_of(backup)
         if scope in by_scope:
             by_scope[scope].append(backup)
+    unverifiable = scratch_problems(session)
     found = []
     for scope in scopes:
         backups = by_scope[scope]
@@ -97,6 +101,7 @@ def protection(
                 backups[0] if backups else None,
                 verified[0] if verified else None,
                 now,
+                unverifiable.get(scope),
             )
         )
     return found

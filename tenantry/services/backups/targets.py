@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
 from tenantry.db.identity import Identity, expect
-from tenantry.db.master.models import Backup, DatabaseServer, IntegrationConfig
+from tenantry.db.master.models import Backup, DatabaseServer, IntegrationConfig, Store
 from tenantry.db.probe import probe
 from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, tenant_schema
 from tenantry.db.urls import mask, parse_url
@@ -152,12 +153,40 @@ def scratch_server(session: Session, box: SecretBox, settings: Settings, backup:
     )
     if server is not None:
         return server_url(box, server)
-    if config.can_ddl is False:
+    problem = _scratch_problem(session, config)
+    if problem is not None:
         raise Conflict(
-            f"store {backup.slug}'s login may not create databases, and no registered server "
-            f"is on its host ({config.config_data.get('host')}): there is nowhere to restore "
-            "a scratch copy to check the backup.",
+            f"store {backup.slug}'s {problem}.",
             "Register the server with `tenantry servers add` (its admin login is then used "
             "for scratch copies), or restore the backup with --target URL to check it.",
         )
     return tenant_url(box, config)
+
+
+def scratch_problems(session: Session) -> dict[str, str]:
+    """Why no scratch copy of a store's backups can be restored (so none can be verified),
+    by ``store:<slug>`` scope, for the stores where none can (one query: only least-privilege
+    connections can lack a place)."""
+    rows = session.execute(
+        select(Store.slug, IntegrationConfig)
+        .join(IntegrationConfig, IntegrationConfig.store_id == Store.id)
+        .where(IntegrationConfig.is_active.is_(True), IntegrationConfig.can_ddl.is_(False))
+    )
+    found = {}
+    for slug, config in rows:
+        problem = _scratch_problem(session, config)
+        if problem is not None:
+            found[f"{STORE_PREFIX}{slug}"] = problem
+    return found
+
+
+def _scratch_problem(session: Session, config: IntegrationConfig) -> str | None:
+    if config.database_server_id is not None or config.can_ddl is not False:
+        return None
+    if matching_server(session, config.config_data) is not None:
+        return None
+    return (
+        "login may not create databases, and no registered server is on its host "
+        f"({config.config_data.get('host')}): there is nowhere to restore a scratch copy to "
+        "check its backups"
+    )
