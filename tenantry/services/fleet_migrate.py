@@ -86,6 +86,13 @@ def migrate_tenant(db: TenantDb, spec: SchemaSpec, options: MigrateOptions) -> O
             identity, start = checked_identity(conn, db, spec)
             if start == options.goal:
                 return done(TenantOutcome.CURRENT, start)
+            if db.no_ddl is not None:
+                return done(
+                    TenantOutcome.REFUSED,
+                    start,
+                    f"store {db.slug}: {db.no_ddl}. Register that server (`tenantry servers "
+                    "add`), or connect the store with a login that may change the schema.",
+                )
             if options.before_ddl is not None:
                 options.before_ddl(db, start)
             result = schema_ops.migrate_locked(

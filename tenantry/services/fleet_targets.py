@@ -35,6 +35,9 @@ class TenantDb:
     slug: str
     url: URL
     instance_id: str | None  # the identity master recorded at provisioning
+    #: Why ``url``'s login cannot change the schema (a least-privilege URL was given and no
+    #: registered server is on its host); ``None``: it can, as far as master knows.
+    no_ddl: str | None = None
 
 
 def tenant_databases(
@@ -65,15 +68,17 @@ def tenant_databases(
     # Migrations need DDL: a database tenantry created on a server is reached through the
     # server's admin login, not the store's runtime login (see connections.migrator_url).
     servers = {s.id: s for s in session.scalars(select(DatabaseServer))}
-    found = [
-        TenantDb(
-            row.id,
-            row.slug,
-            migrator_url_on(box, row.config_data, row.secret_encrypted, _server_of(row, servers)),
-            row.instance_id,
-        )
-        for row in session.execute(query)
-    ]
+    found = []
+    for row in session.execute(query):
+        server = _server_of(row, servers)
+        no_ddl = None
+        if server is None and row.can_ddl is False:
+            no_ddl = (
+                "its login may not change the schema, and no registered server is on its host "
+                f"({row.config_data.get('host')}) to migrate it with"
+            )
+        url = migrator_url_on(box, row.config_data, row.secret_encrypted, server)
+        found.append(TenantDb(row.id, row.slug, url, row.instance_id, no_ddl))
     if slugs:
         missing = sorted(set(slugs) - {t.slug for t in found})
         if missing:

@@ -18,6 +18,7 @@ from tenantry.db.master.models import (
     DatabaseServer,
     IntegrationConfig,
     ProvisioningMode,
+    TenantOutcome,
 )
 from tenantry.db.urls import parse_url
 from tenantry.errors import Conflict
@@ -31,6 +32,7 @@ from tenantry.services.backups.restore_plan import plan_restore
 from tenantry.services.backups.scheduling import protection
 from tenantry.services.backups.targets import resolve, scratch_server
 from tenantry.services.connections import migrator_url, tenant_url
+from tenantry.services.fleet_migrate import MigrateOptions, migrate_tenant
 from tenantry.services.fleet_targets import tenant_databases
 from tenantry.services.runtime_access import store_logins
 from tests.conftest import SERVER_URLS, require_server
@@ -240,6 +242,10 @@ def test_a_least_privilege_store_is_migrated_and_checked_through_a_matching_serv
         # Server db1 (the fixture's) is on the store's host: its admin login is used.
         assert migrator.username == admin.username
         assert migrator.database == database
+        with platform.sessions() as session:
+            [target] = tenant_databases(session, platform.box, ["lp-shop"])
+        assert target.url.username == admin.username
+        assert target.no_ddl is None
         assert scratch.username == admin.username
         with platform.sessions() as session:
             [state] = protection(session, ["store:lp-shop"])
@@ -251,6 +257,15 @@ def test_a_least_privilege_store_is_migrated_and_checked_through_a_matching_serv
             with pytest.raises(Conflict, match="no registered server"):
                 scratch_server(session, platform.box, platform.settings, backup)
             [state] = protection(session, ["store:lp-shop"])
+            [target] = tenant_databases(session, platform.box, ["lp-shop"])
+        assert target.url.username == login
+        assert target.no_ddl is not None
+        options = MigrateOptions(goal=None, acting_app="tenantry", owner="tenantry")
+        outcome = migrate_tenant(target, platform.tenant_spec, options)
+        assert outcome.status == TenantOutcome.REFUSED
+        assert outcome.error is not None
+        assert "no registered server is on its host" in outcome.error
+        assert _product_count(platform, "lp-shop") == 0  # untouched, still served
         assert state.last_good is not None
         assert not state.protected  # its backups cannot be restore-tested: not protected
         assert state.unverifiable is not None
