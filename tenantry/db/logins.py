@@ -29,11 +29,7 @@ error message can contain the password.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import re
-import secrets
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import Literal, get_args
@@ -43,6 +39,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from tenantry.db.engines import describe_connect_error, make_engine
+from tenantry.db.login_secrets import (
+    check_password,
+    generate_password,
+    native_password_hash,
+    scram_verifier,
+)
 from tenantry.db.urls import backend_of, mask, redact
 from tenantry.errors import DatabaseAdminError, DatabaseUnreachable, InvalidInput
 
@@ -54,10 +56,6 @@ LEVELS: tuple[Level, ...] = get_args(Level)
 MAX_LOGIN_NAME = 32
 _LOGIN_NAME = re.compile(rf"[a-z][a-z0-9_]{{0,{MAX_LOGIN_NAME - 1}}}")
 _DATABASE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]{0,62}")
-# Printable ASCII without quotes, backslash or space: nothing a SQL literal or a URL would
-# have to escape, and what every driver can encode.
-_PASSWORD = re.compile(r"[!#-&(-\[\]-~]{16,128}")
-_SCRAM_ITERATIONS = 4096
 
 _TABLES: dict[Level, str] = {
     "readonly": "SELECT",
@@ -94,21 +92,6 @@ def check_level(level: str) -> Level:
     )
 
 
-def generate_password() -> str:
-    """A new random password (256 bits, URL-safe characters)."""
-    return secrets.token_urlsafe(32)
-
-
-def _check_password(password: str) -> str:
-    if not _PASSWORD.fullmatch(password):
-        raise InvalidInput(
-            "the login password is not allowed.",
-            "Use 16 to 128 printable ASCII characters without spaces, quotes or backslashes "
-            "(or let tenantry generate one).",
-        )
-    return password
-
-
 def _check_database(database: str) -> str:
     if not _DATABASE_NAME.fullmatch(database):
         raise InvalidInput(
@@ -126,26 +109,6 @@ def _backend(admin_url: URL) -> str:
             "Protect the file with file-system permissions instead.",
         )
     return backend
-
-
-def scram_verifier(password: str, *, salt: bytes | None = None) -> str:
-    """The SCRAM-SHA-256 verifier PostgreSQL stores for ``password`` (RFC 7677), which it
-    accepts in place of the password itself."""
-    salt = salt if salt is not None else secrets.token_bytes(16)
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, _SCRAM_ITERATIONS)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-
-    def b64(raw: bytes) -> str:
-        return base64.b64encode(raw).decode()
-
-    return f"SCRAM-SHA-256${_SCRAM_ITERATIONS}:{b64(salt)}${b64(stored_key)}:{b64(server_key)}"
-
-
-def _native_password_hash(password: str) -> str:
-    # MariaDB's mysql_native_password: '*' + SHA1(SHA1(password)) in upper-case hex.
-    return "*" + hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest().upper()
 
 
 @contextmanager
@@ -237,7 +200,7 @@ def _is_mariadb(conn: Connection) -> bool:
 
 def _mysql_identified(conn: Connection, password: str) -> str:
     if _is_mariadb(conn):
-        return f"IDENTIFIED BY PASSWORD '{_native_password_hash(password)}'"
+        return f"IDENTIFIED BY PASSWORD '{native_password_hash(password)}'"
     # MySQL 8 stores caching_sha2 hashes it makes itself; it masks passwords in its logs.
     return f"IDENTIFIED BY '{password}'"
 
@@ -267,7 +230,7 @@ def create_login(admin_url: URL, login: str, password: str | None = None) -> str
     CREATEROLE) and return its password (``password``, or a generated one)."""
     check_login_name(login)
     _refuse_admin(admin_url, login)
-    password = _check_password(password) if password is not None else generate_password()
+    password = check_password(password) if password is not None else generate_password()
     backend = _backend(admin_url)
     with _admin_connection(admin_url) as conn:
         if backend == "postgresql":
@@ -286,7 +249,7 @@ def set_password(admin_url: URL, login: str, password: str | None = None) -> str
     and return it. Sessions already open stay open; new ones need the new password."""
     check_login_name(login)
     _refuse_admin(admin_url, login)
-    password = _check_password(password) if password is not None else generate_password()
+    password = check_password(password) if password is not None else generate_password()
     backend = _backend(admin_url)
     with _admin_connection(admin_url) as conn:
         if backend == "postgresql":
@@ -465,43 +428,3 @@ def _revoke_mysql(conn: Connection, database: str, login: str) -> None:
 def login_url(admin_url: URL, database: str, login: str, password: str) -> URL:
     """The URL of ``database`` on the admin URL's server as ``login``."""
     return admin_url.set(username=login, password=password, database=database)
-
-
-def probe_ddl(url: URL) -> bool:
-    """Whether ``url``'s user may create tables in its database, found by trying: a table
-    with a unique name is created and dropped (on PostgreSQL inside a transaction rolled
-    back, so nothing is ever left). SQLite files: always."""
-    if backend_of(url) == "sqlite":
-        return True
-    name = f"tenantry_ddl_probe_{secrets.token_hex(6)}"
-    engine = make_engine(url, pooled=False)
-    try:
-        try:
-            conn = engine.connect()
-        except (OperationalError, InterfaceError) as exc:
-            raise describe_connect_error(url, exc) from None
-        with conn:
-            try:
-                if backend_of(url) == "postgresql":
-                    with conn.begin() as transaction:
-                        conn.exec_driver_sql(f"CREATE TABLE {name} (id INTEGER)")
-                        transaction.rollback()
-                else:
-                    conn.exec_driver_sql(f"CREATE TABLE {name} (id INTEGER)")
-                    conn.exec_driver_sql(f"DROP TABLE {name}")
-            except DBAPIError as exc:
-                if _denied(exc):
-                    return False
-                raise _refused(conn, exc, "probe whether it may create tables") from None
-            return True
-    finally:
-        engine.dispose()
-
-
-def _denied(exc: DBAPIError) -> bool:
-    orig = exc.orig
-    if orig is None:
-        return False
-    if getattr(orig, "sqlstate", None) == "42501":  # PostgreSQL insufficient_privilege
-        return True
-    return bool(orig.args) and orig.args[0] in {1142, 1044}  # MySQL: command/db denied

@@ -27,7 +27,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db import admin, builder, logins, migrations
+from tenantry.db import admin, builder, migrations
+from tenantry.db.ddl_probe import probe_ddl
 from tenantry.db.engines import connect, make_engine, writer_sessions
 from tenantry.db.master.models import (
     AccessMode,
@@ -300,7 +301,7 @@ class Provisioner:
         config_data, secret = split_url(self.box, url)
         access: dict[str, Any] = {"access_mode": AccessMode.GIVEN_URL, "can_ddl": None}
         if job.mode == ProvisioningMode.CONNECT_EXISTING:
-            access["can_ddl"] = logins.probe_ddl(url)
+            access["can_ddl"] = probe_ddl(url)
         elif runtime_access.uses_logins(url):
             # The tables exist: the store's runtime login gets service grants on them (and,
             # on PostgreSQL, on those later migrations create), and no DDL.

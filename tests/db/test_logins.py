@@ -21,9 +21,9 @@ from tenantry.errors import InvalidInput
 from tests.conftest import SERVER_URLS, DbFactory, require_server
 
 # PostgreSQL's insufficient_privilege; MariaDB's "command denied", "access denied to database",
-# "access denied for user" (bad password or no such user).
+# "access denied for user" (bad password or no such user, 1045 or 1698).
 _PG_DENIED = {"42501", "28000", "28P01"}
-_MYSQL_DENIED = {1142, 1044, 1045}
+_MYSQL_DENIED = {1142, 1044, 1045, 1698}
 _PG_CONNECT_DENIED = ("permission denied for database", "password authentication failed", "role")
 
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from tenantry.backup.storage import storage_for
 from tenantry.db import logins
 from tenantry.db.admin import create_database
+from tenantry.db.ddl_probe import probe_ddl
 from tenantry.db.master.models import (
     AccessMode,
     DatabaseServer,
@@ -86,7 +87,7 @@ def test_a_provisioned_store_routes_as_its_runtime_login_which_cannot_change_the
     for ddl in ("CREATE TABLE intruder (id INTEGER)", "DROP TABLE products"):
         with pytest.raises(DBAPIError):
             _routed(platform, "rt-shop", ddl)
-    assert logins.probe_ddl(runtime) is False
+    assert probe_ddl(runtime) is False
 
 
 def test_connect_existing_records_whether_the_given_login_may_change_the_schema(
@@ -187,7 +188,7 @@ def test_fleet_runs_reach_a_runtime_login_store_through_the_servers_admin_login(
         [target] = tenant_databases(session, platform.box, ["fl-shop"])
     assert target.url.username == parse_url(SERVER_URLS[server]).username
     assert target.url.database == runtime.database
-    assert logins.probe_ddl(target.url) is True
+    assert probe_ddl(target.url) is True
 
 
 def _least_privilege_store(platform: Platform, server: str, new_login: str) -> str:
