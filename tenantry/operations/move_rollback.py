@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db import admin
+from tenantry.db import admin, logins
 from tenantry.db.master.models import (
     ACTIVE_STATUSES,
     Operation,
@@ -28,7 +28,7 @@ from tenantry.db.master.models import (
 from tenantry.db.readonly import make_writable
 from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
-from tenantry.errors import Conflict
+from tenantry.errors import Conflict, TenantryError
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.services import moves
 from tenantry.services.move_leftovers import (
@@ -172,6 +172,12 @@ def undo_move(plan: MovePlan, details: dict[str, object]) -> str:
         except Exception as drop_exc:
             drop_error = describe(drop_exc)
     details["target_dropped"] = dropped
+    login = details.get("target_login")
+    if dropped and isinstance(login, str):  # the runtime login made for it goes with it
+        try:
+            details["target_login_dropped"] = logins.drop_login(plan.target_url, login)
+        except TenantryError as login_exc:
+            details["target_login_drop_error"] = login_exc.message
     if drop_error is not None:
         details["target_drop_error"] = drop_error
         said += (

@@ -203,19 +203,22 @@ class StoreMover:
             target.dispose()
         run.write()  # the last step boundary where a cancel request is honoured
         failpoint("move.before_switch")
-        runtime = self._runtime_access(run.plan)
+        runtime = self._runtime_access(run)
         self._make_source_read_only(run)
         self._switch(run, runtime)
 
-    def _runtime_access(self, plan: MovePlan) -> RuntimeAccess | None:
+    def _runtime_access(self, run: MoveRun) -> RuntimeAccess | None:
         """The store's runtime login on the target, with service grants on the copy (the
         login the source does not use, so a source on the same server keeps working)."""
+        plan = run.plan
         if not runtime_access.uses_logins(plan.target_url):
             return None
         with Session(self._master) as session:
             current = runtime_access.current_login(
                 session.get(IntegrationConfig, plan.from_config_id)
             )
+        # Recorded first: a rollback drops it with the target database.
+        run.details["target_login"] = runtime_access.next_login(plan.slug, plan.store_id, current)
         return runtime_access.ensure_runtime_access(
             self.box, plan.target_url, plan.slug, plan.store_id, current, rotate=True
         )

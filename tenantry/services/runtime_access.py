@@ -52,6 +52,12 @@ def store_logins(slug: str, store_id: uuid.UUID) -> list[str]:
     return [base + suffix for suffix in SUFFIXES]
 
 
+def next_login(slug: str, store_id: uuid.UUID, current: str | None) -> str:
+    """The login a rotation (or a move) gives the store: the one ``current`` is not."""
+    names = store_logins(slug, store_id)
+    return names[1] if current == names[0] else names[0]
+
+
 def uses_logins(url: URL) -> bool:
     """Whether databases at ``url`` get runtime logins (every server backend, not SQLite)."""
     return backend_of(url) != "sqlite"
@@ -91,7 +97,7 @@ def ensure_runtime_access(
     if current is not None and not rotate:
         grant_current(migrator, slug, store_id, current)
         return None
-    chosen = names[1] if current == names[0] else names[0]
+    chosen = next_login(slug, store_id, current)
     if logins.login_exists(migrator, chosen):
         password = logins.set_password(migrator, chosen)
     else:

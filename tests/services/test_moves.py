@@ -25,6 +25,7 @@ from tenantry.db.admin import create_database, database_exists, drop_database
 from tenantry.db.copy import normalise, table_digest
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import read_identity
+from tenantry.db.logins import login_exists
 from tenantry.db.master.models import (
     AuditLog,
     DatabaseServer,
@@ -479,6 +480,9 @@ def test_a_failure_rolls_the_move_back(
     assert moved.details["target_dropped"] is (point != "move.create_database")
     target = parse_url(SERVER_URLS["postgresql"]).set(database=moved.details["target"]["database"])
     assert not database_exists(target)
+    if point == "move.source_read_only":  # its runtime login was made: it went with the target
+        assert moved.details["target_login_dropped"] is True
+        assert not login_exists(target, moved.details["target_login"])
     with platform.sessions() as session:
         store = stores.get_store(session, "fragile")
         assert store.connection_version == version
