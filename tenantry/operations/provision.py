@@ -299,9 +299,10 @@ class Provisioner:
         self.update(job.id, step="save_connection", progress=95, message="saving connection")
         failpoint("provision.save_connection")
         config_data, secret = split_url(self.box, url)
-        access: dict[str, Any] = {"access_mode": AccessMode.GIVEN_URL, "can_ddl": None}
+        # A SQLite file tenantry made has no logins: no access mode to record.
+        access: dict[str, Any] = {"access_mode": None, "can_ddl": None}
         if job.mode == ProvisioningMode.CONNECT_EXISTING:
-            access["can_ddl"] = probe_ddl(url)
+            access = {"access_mode": AccessMode.GIVEN_URL, "can_ddl": probe_ddl(url)}
         elif runtime_access.uses_logins(url):
             # The tables exist: the store's runtime login gets service grants on them (and,
             # on PostgreSQL, on those later migrations create), and no DDL.

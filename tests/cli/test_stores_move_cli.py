@@ -13,6 +13,7 @@ from tenantry.db.urls import parse_url
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import SERVER_URLS, require_server
 from tests.services.test_moves import PG_PASSWORD, admin_url
+from tests.store_logins import drop_logins_named
 
 MOVE_FIELDS = {
     "id",
@@ -34,11 +35,13 @@ MOVE_FIELDS = {
 
 @pytest.fixture
 def made() -> Iterator[list[tuple[str, str]]]:
-    """(backend, database) pairs a test made on a server, dropped after it."""
+    """(backend, database) pairs a test made on a server, dropped after it with the store's
+    runtime logins (named ``<database>_a``/``_b`` for these short slugs)."""
     databases: list[tuple[str, str]] = []
     yield databases
     for backend, name in databases:
         drop_database(parse_url(SERVER_URLS[backend]).set(database=name))
+        drop_logins_named(backend, f"{name}_")
 
 
 def _store_on_sqlite(cli: Invoke, slug: str) -> None:

@@ -182,8 +182,9 @@ class IntegrationConfig(MasterBase):
     #: The tenant database's identity instance id, to recognise it wherever it is found.
     instance_id: Mapped[str | None] = mapped_column(String(36))
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
-    #: An :class:`AccessMode`; NULL for connections saved before runtime logins existed (the
-    #: server's admin URL for a database tenantry created, else the given URL).
+    #: An :class:`AccessMode`; NULL for a SQLite file tenantry created (no logins apply) and
+    #: for connections saved before runtime logins existed (the server's admin URL for a
+    #: database tenantry created, else the given URL).
     access_mode: Mapped[str | None] = mapped_column(String(32))
     #: Whether the stored login may change the schema (probed when a database is connected;
     #: NULL: not probed). A runtime login never may.

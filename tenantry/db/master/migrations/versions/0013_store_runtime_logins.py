@@ -2,7 +2,7 @@
 
 How each store's database is reached: ``access_mode`` (``runtime_login``: a login tenantry
 made with the ``service`` grants; ``given_url``: the URL the store was connected with; NULL:
-stored before this revision, the server's admin URL or the given one), whether that login may
+a SQLite file, or stored before this revision: the server's admin URL or the given one), whether that login may
 change the schema (``can_ddl``, probed when an existing database is connected) and when its
 credentials were last set (``credentials_rotated_at``).
 
