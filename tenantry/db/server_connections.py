@@ -37,7 +37,16 @@ class ServerConnections:
         self._target = threading.local()
 
     def _engine_for(self, url: URL) -> Engine:
-        key: tuple[Any, ...] = (url.drivername, url.host, url.port, url.username, url.password)
+        # The query is part of the key: the same login with and without TLS options must
+        # not share an engine.
+        key: tuple[Any, ...] = (
+            url.drivername,
+            url.host,
+            url.port,
+            url.username,
+            url.password,
+            tuple(sorted(url.query.items())),
+        )
         if backend_of(url) == "mysql":
             # MySQL's "schema" is the database: the dialect learns its default schema from
             # the first connection and reflection would look there. One engine per database.
