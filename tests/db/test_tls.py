@@ -54,9 +54,8 @@ def test_plain_text_is_refused_by_the_server_with_a_clear_error(
 ) -> None:
     engine = make_engine(tls_postgres.url(sslmode="disable"), pooled=False)
     try:
-        with pytest.raises(DatabaseUnreachable) as caught:
-            with connect(engine):
-                pass
+        with pytest.raises(DatabaseUnreachable) as caught, connect(engine):
+            pass
     finally:
         engine.dispose()
     assert "no encryption" in caught.value.message
