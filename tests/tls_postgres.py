@@ -69,10 +69,10 @@ def _as_owner(*args: str) -> None:
 
 def _write_certificate(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "server.crt", directory / "server.key"
-    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=127.0.0.1"]
+    request = "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1".split()
+    names = ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
     subprocess.run(
-        ["openssl", *request, "-addext", "subjectAltName=IP:127.0.0.1"]
-        + ["-keyout", str(key), "-out", str(cert)],
+        ["openssl", *request, *names],
         check=True,
         capture_output=True,
         timeout=60,
