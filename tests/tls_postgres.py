@@ -69,7 +69,8 @@ def _as_owner(*args: str) -> None:
 
 def _write_certificate(directory: Path) -> tuple[Path, Path]:
     cert, key = directory / "server.crt", directory / "server.key"
-    request = "req -x509 -newkey rsa:2048 -nodes -days 2 -subj /CN=127.0.0.1".split()
+    request = ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2"]
+    request += ["-subj", "/CN=127.0.0.1"]
     names = ["-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)]
     subprocess.run(
         ["openssl", *request, *names],
@@ -113,9 +114,7 @@ def tls_postgres() -> Iterator[TlsPostgres]:
         (data / "pg_hba.conf").write_text(
             "local all all trust\nhostssl all all 127.0.0.1/32 trust\n"
         )
-        _as_owner(
-            str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "start"
-        )
+        _as_owner(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "start")
         started = True
         _wait_listening(port)
         yield TlsPostgres(port, cert)
