@@ -1,9 +1,10 @@
 """A PostgreSQL 15 of the test session's own that accepts TLS connections only.
 
 ``initdb`` into a temp dir (as the ``postgres`` OS user: initdb refuses root), a self-signed
-certificate from ``openssl req -x509``, ``ssl = on``, and a pg_hba.conf whose only TCP line
-is ``hostssl``: the server itself refuses any connection without TLS. It listens on a free
-port of 127.0.0.1 and is stopped and removed after the session (per xdist worker). Skipped
+certificate from ``openssl req -x509``, ``ssl = on``, and a pg_hba.conf whose only TCP
+lines are ``hostssl``: the server itself refuses any connection without TLS (and, unlike
+the machine's shared server, checks the passwords of logins other than ``postgres``). It
+listens on a free port of 127.0.0.1 and is stopped and removed after the session (per xdist worker). Skipped
 locally, failed in CI, when the PostgreSQL server binaries or openssl are missing.
 """
 
@@ -110,9 +111,11 @@ def tls_postgres() -> Iterator[TlsPostgres]:
                 "fsync = off\nsynchronous_commit = off\nmax_connections = 40\n"
                 "shared_buffers = 16MB\n"
             )
-        # Sockets in the temp dir for pg_ctl; over TCP, TLS or nothing.
+        # Sockets in the temp dir for pg_ctl; over TCP, TLS or nothing. The superuser is
+        # trusted; every other login must give its password (SCRAM).
         (data / "pg_hba.conf").write_text(
-            "local all all trust\nhostssl all all 127.0.0.1/32 trust\n"
+            "local all all trust\nhostssl all postgres 127.0.0.1/32 trust\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
         )
         _as_owner(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "start")
         started = True
