@@ -4,8 +4,9 @@
 certificate from ``openssl req -x509``, ``ssl = on``, and a pg_hba.conf whose only TCP
 lines are ``hostssl``: the server itself refuses any connection without TLS (and, unlike
 the machine's shared server, checks the passwords of logins other than ``postgres``). It
-listens on a free port of 127.0.0.1 and is stopped and removed after the session (per xdist worker). Skipped
-locally, failed in CI, when the PostgreSQL server binaries or openssl are missing.
+listens on a free port of 127.0.0.1 and is stopped and removed after the session (per xdist
+worker). Skipped locally, failed in CI, when the PostgreSQL server binaries or openssl are
+missing.
 """
 
 from __future__ import annotations
