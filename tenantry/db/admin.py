@@ -10,7 +10,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from tenantry.db.engines import describe_connect_error, server_connect_args, sqlite_path
-from tenantry.db.tls import check_transport
+from tenantry.db.tls import check_transport, unreadable_tls_file
 from tenantry.db.urls import backend_of, mask, redact, require_driver
 from tenantry.errors import ConfigurationError, DatabaseAdminError
 from tenantry.files import private_file
@@ -87,6 +87,8 @@ def database_exists(url: URL) -> bool:
             return conn.execute(query, {"n": name}).first() is not None
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(_server_url(url), exc) from None
+    except FileNotFoundError as exc:
+        raise unreadable_tls_file(_server_url(url), exc) from None
 
 
 #: How long CREATE/DROP DATABASE wait for another session's lock on MySQL/MariaDB. Their
@@ -107,6 +109,8 @@ def run_server_sql(url: URL, statement: str, *, lock_wait_s: int | None = None) 
             conn.exec_driver_sql(statement)
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(_server_url(url), exc) from None
+    except FileNotFoundError as exc:
+        raise unreadable_tls_file(_server_url(url), exc) from None
     except DBAPIError as exc:
         detail = redact(str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__)
         raise DatabaseAdminError(

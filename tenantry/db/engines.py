@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from tenantry.db import statement_timeout
-from tenantry.db.tls import check_transport, tls_hint
+from tenantry.db.tls import check_transport, tls_hint, unreadable_tls_file
 from tenantry.db.urls import backend_of, mask, redact, require_driver
 from tenantry.errors import ConfigurationError, DatabaseUnreachable
 
@@ -177,6 +177,8 @@ def connect(engine: Engine, *, begin: bool = False) -> Iterator[Connection]:
         conn = engine.connect()
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(engine.url, exc) from None
+    except FileNotFoundError as exc:
+        raise unreadable_tls_file(engine.url, exc) from None
     except UnicodeError:
         # A driver that cannot encode a credential says which character: never show that.
         raise DatabaseUnreachable(

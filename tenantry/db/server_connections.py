@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tenantry.db.engines import describe_connect_error, make_engine, server_connect_args
+from tenantry.db.tls import unreadable_tls_file
 from tenantry.db.urls import backend_of
 
 #: Engines kept at once; the least recently used goes first (it holds no connection).
@@ -79,6 +80,8 @@ class ServerConnections:
             conn = engine.connect()
         except (OperationalError, InterfaceError) as exc:
             raise describe_connect_error(url, exc) from None
+        except FileNotFoundError as exc:
+            raise unreadable_tls_file(url, exc) from None
         finally:
             self._target.args = None
         with conn:

@@ -17,7 +17,7 @@ import os
 from sqlalchemy.engine import URL
 
 from tenantry.db.urls import backend_of, mask
-from tenantry.errors import ConfigurationError
+from tenantry.errors import ConfigurationError, DatabaseUnreachable
 
 REQUIRE_TLS_ENV = "TENANTRY_REQUIRE_TLS"
 _TRUE = {"1", "true", "yes", "on"}
@@ -79,22 +79,34 @@ def check_transport(url: URL) -> None:
 def tls_hint(url: URL, detail: str) -> str | None:
     """What to do when a server's refusal (``detail``) is about TLS, else ``None``."""
     lowered = detail.lower()
-    if backend_of(url) == "postgresql":
-        if "no encryption" in lowered:  # pg_hba.conf has only hostssl lines for this client
-            return f"The server accepts only TLS connections. {PG_HINT}"
-        if "ssl" in lowered and ("not support" in lowered or "no ssl" in lowered):
-            return (
-                "The URL asks for TLS and the server does not offer it: enable ssl on the "
-                "server, or (on a trusted network only) lower sslmode."
-            )
-        if "certificate" in lowered or "root cert" in lowered:
-            return (
-                "The server's certificate could not be checked: point sslrootcert at the CA "
-                "that signed it (verify-full also needs the host name in the certificate)."
-            )
-    elif "ssl" in lowered or "tls" in lowered or "certificate" in lowered:
+    postgresql = backend_of(url) == "postgresql"
+    if postgresql and "no encryption" in lowered:  # pg_hba.conf has only hostssl lines for us
+        return f"The server accepts only TLS connections. {PG_HINT}"
+    if "ssl" in lowered and ("support" in lowered or "no ssl" in lowered):
+        return (
+            "The URL asks for TLS and the server does not offer it: enable TLS on the "
+            "server, or (on a trusted network only) remove the URL's TLS options."
+        )
+    if "certificate" in lowered or "root cert" in lowered:
+        return (
+            "The server's certificate could not be checked: point "
+            + ("sslrootcert" if postgresql else "ssl_ca")
+            + " at the CA that signed it (and make sure the certificate names the host)."
+        )
+    if not postgresql and ("ssl" in lowered or "tls" in lowered):
         return f"The TLS handshake failed. {MYSQL_HINT}"
     return None
+
+
+def unreadable_tls_file(url: URL, exc: OSError) -> DatabaseUnreachable:
+    """The error for a TLS file named in ``url`` that the driver could not read (PyMySQL
+    opens ``ssl_ca`` & co. itself and raises the OS error)."""
+    return DatabaseUnreachable(
+        f"cannot connect to {mask(url)}: a file it names could not be read "
+        f"({exc.strerror or type(exc).__name__}).",
+        "Check the paths of ssl_ca, ssl_capath, ssl_cert and ssl_key (or sslrootcert, "
+        "sslcert, sslkey) and that this process may read them.",
+    )
 
 
 def pg_tool_env(url: URL) -> dict[str, str]:

@@ -139,3 +139,27 @@ def test_dump_tools_get_the_tls_options() -> None:
     with _mysql_options(parse_url("mysql://u:p@h/x?ssl_ca=/ca.pem")) as args:
         assert "--ssl-ca=/ca.pem" in args
         assert "--ssl-verify-server-cert" in args
+
+
+@pytest.mark.server
+def test_mariadb_with_tls_options_never_falls_back_to_plain_text(
+    tls_postgres: TlsPostgres,
+) -> None:
+    require_server("mysql")
+    # A CA that did not sign the server's certificate (if it has one at all): PyMySQL must
+    # refuse, either because the server offers no TLS or because its certificate fails.
+    url = parse_url(SERVER_URLS["mysql"]).update_query_dict({"ssl_ca": str(tls_postgres.ca_file)})
+    engine = make_engine(url, pooled=False)
+    try:
+        with pytest.raises(DatabaseUnreachable) as caught, connect(engine):
+            pass
+    finally:
+        engine.dispose()
+    assert "TLS" in (caught.value.hint or "")
+    missing = parse_url(SERVER_URLS["mysql"]).update_query_dict({"ssl_ca": "/nonexistent/ca.pem"})
+    engine = make_engine(missing, pooled=False)
+    try:
+        with pytest.raises(DatabaseUnreachable, match="could not be read"), connect(engine):
+            pass
+    finally:
+        engine.dispose()
