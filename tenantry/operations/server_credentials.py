@@ -22,6 +22,7 @@ from tenantry.db.engines import connect, make_engine
 from tenantry.db.own_password import change_own_password, new_password
 from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
+from tenantry.failpoints import failpoint
 from tenantry.runtime import Platform
 from tenantry.services import servers
 from tenantry.services.connections import server_url
@@ -50,6 +51,7 @@ def rotate_server_credentials(platform: Platform, name: str, *, actor: str = "cl
             updated = servers.record_rotated_credentials(
                 session, platform.box, server, new_url, actor=actor
             )
+            failpoint("servers.rotate.commit")
             session.commit()
         except BaseException:
             session.rollback()

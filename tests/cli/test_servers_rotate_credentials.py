@@ -153,6 +153,18 @@ def test_on_a_server_that_checks_passwords_the_old_one_is_refused(
     assert cli("init").exit_code == 0
     added = cli("servers", "add", "tls-low", "--url", old.render_as_string(hide_password=False))
     assert added.exit_code == 0, added.output
+    # Master cannot store the new password: the old one is put back on the server.
+    failed = cli(
+        "servers",
+        "rotate-credentials",
+        "tls-low",
+        env={"TENANTRY_FAILPOINTS": "servers.rotate.commit=raise"},
+    )
+    assert failed.exit_code != 0
+    assert _stored_password("tls-low") == password
+    assert cli("servers", "check", "tls-low").exit_code == 0
+    assert _audit("server.rotate_credentials") == []
+
     rotated = cli("servers", "rotate-credentials", "tls-low")
     assert rotated.exit_code == 0, rotated.output
     assert "password authentication failed" in _refused(old)
