@@ -4,13 +4,15 @@ engines for migrations, backups and fleet runs (no timeout given) are never limi
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.db.engines import connect, make_engine
-from tenantry.db.statement_timeout import is_statement_timeout
+from tenantry.db.statement_timeout import is_statement_timeout, pg_options
+from tenantry.db.urls import parse_url
 from tenantry.runtime import Platform
 from tenantry.settings import load_settings
 from tests.conftest import DbFactory
@@ -58,7 +60,7 @@ def test_engines_without_a_timeout_are_not_limited(
 @pytest.mark.server
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_only_the_api_platform_limits_master(
-    backend: str, new_database: DbFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: object
+    backend: str, new_database: DbFactory, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
@@ -80,3 +82,9 @@ def test_only_the_api_platform_limits_master(
                     session.execute(text(SLEEP[backend]), {"s": 0.6})
         finally:
             platform.close()
+
+
+def test_the_urls_own_libpq_options_are_kept() -> None:
+    url = parse_url("postgresql://u@h/x?options=-c%20search_path%3Dshop")
+    assert pg_options(url, 250) == "-c search_path=shop -c statement_timeout=250"
+    assert pg_options(parse_url("postgresql://u@h/x"), 250) == "-c statement_timeout=250"
