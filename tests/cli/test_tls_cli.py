@@ -53,8 +53,10 @@ def test_tenantry_runs_on_a_tls_only_postgresql(
     doc = as_json(cli("stores", "show", "secure", "--json", env=env))
     assert doc["status"] == "active"
 
-    backup = cli("backup", "run", "--db", "store:secure", "--json", env=env)  # pg_dump too
+    # pg_dump, then pg_restore into a scratch database made through the admin engine.
+    backup = cli("backup", "run", "--db", "store:secure", "--verify", "--json", env=env)
     assert backup.exit_code == 0, backup.output
+    assert as_json(backup)["status"] == "verified", backup.output
 
     # The router (what serves requests) reaches the store's database over TLS.
     monkeypatch.setenv("TENANTRY_REQUIRE_TLS", "true")
