@@ -43,12 +43,27 @@ class Platform:
     billing_sessions: sessionmaker[Session]
 
     @classmethod
-    def open(cls, settings: Settings) -> Platform:
+    def open(cls, settings: Settings, *, runtime: bool = False) -> Platform:
         """Connect to master and billing after checking each is its role's database at this
-        code's head revision."""
-        engine = _checked_engine(settings.master_url, master_schema(), pool_size=5)
+        code's head revision.
+
+        ``runtime`` (the API) gives master and billing sessions the statement timeout
+        (``TENANTRY_STATEMENT_TIMEOUT_MS``); the CLI and workers run migrations, backups and
+        fleet runs through theirs, which are never limited. Tenant engines always have it:
+        only request-serving work goes through the router.
+        """
+        limit = settings.statement_timeout_ms or None
+        master_limit = limit if runtime else None
+        engine = _checked_engine(
+            settings.master_url, master_schema(), pool_size=5, statement_timeout_ms=master_limit
+        )
         try:
-            billing_engine = _checked_engine(settings.billing_url, billing_schema(), pool_size=10)
+            billing_engine = _checked_engine(
+                settings.billing_url,
+                billing_schema(),
+                pool_size=10,
+                statement_timeout_ms=master_limit,
+            )
         except BaseException:
             engine.dispose()
             raise
@@ -58,6 +73,7 @@ class Platform:
             max_engines=settings.max_engines,
             pool_size=settings.tenant_pool_size,
             idle_seconds=settings.engine_idle_seconds,
+            statement_timeout_ms=limit,
         )
         return cls(
             settings,
@@ -97,13 +113,15 @@ def open_dispatcher(settings: Settings) -> Dispatcher:
     return dispatcher
 
 
-def _checked_engine(url: URL, spec: SchemaSpec, *, pool_size: int) -> Engine:
+def _checked_engine(
+    url: URL, spec: SchemaSpec, *, pool_size: int, statement_timeout_ms: int | None
+) -> Engine:
     path = sqlite_path(url)
     if path is not None and not path.is_file():
         raise ConfigurationError(
             f"the {spec.role} database {path} does not exist.", "Run `tenantry init` first."
         )
-    engine = make_engine(url, pool_size=pool_size)
+    engine = make_engine(url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms)
     try:
         with connect(engine) as conn:
             identity = guard(conn, spec, where=mask(url))

@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     max_engines: int = Field(64, ge=1, le=10_000, validation_alias="TENANTRY_MAX_ENGINES")
     tenant_pool_size: int = Field(2, ge=1, le=100, validation_alias="TENANTRY_TENANT_POOL_SIZE")
     engine_idle_seconds: float = Field(300, gt=0, validation_alias="TENANTRY_ENGINE_IDLE_SECONDS")
+    #: Runtime connections (the API's master and billing sessions, the tenant router's
+    #: engines) have the server cancel any statement running longer; 0 turns it off.
+    #: Migrations, backups, fleet runs and restores are never limited.
+    statement_timeout_ms: int = Field(
+        30_000, ge=0, le=86_400_000, validation_alias="TENANTRY_STATEMENT_TIMEOUT_MS"
+    )
     api_host: str = Field("127.0.0.1", validation_alias="TENANTRY_API_HOST")
     api_port: int = Field(8000, ge=1, le=65535, validation_alias="TENANTRY_API_PORT")
     #: The largest request body the API reads (413 beyond it).

@@ -41,7 +41,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.platform = Platform.open(settings)
+        app.state.platform = Platform.open(settings, runtime=True)
         app.state.dispatcher = dispatcher or open_dispatcher(settings)
         app.state.ingest = IngestWriter(app.state.platform.billing_engine)
         # What start-up built lives as long as the process: keep it out of the cyclic GC's

@@ -20,6 +20,7 @@ from starlette.routing import Match
 
 from tenantry import errors
 from tenantry.api.fields import PATTERN_MEANINGS
+from tenantry.db.statement_timeout import is_statement_timeout
 
 log = logging.getLogger("tenantry.api")
 
@@ -96,7 +97,7 @@ def status_of(exc: BaseException) -> int:
         return 422
     if isinstance(exc, HTTPException):
         return exc.status_code
-    if isinstance(exc, OperationalError | InterfaceError):
+    if isinstance(exc, OperationalError | InterfaceError) or is_statement_timeout(exc):
         return 503
     return 500
 
@@ -177,6 +178,16 @@ def error_response(request: Request, exc: BaseException) -> JSONResponse:
             "Retry after the number of seconds in the Retry-After header.",
         )
         headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
+    elif is_statement_timeout(exc):
+        log.warning("statement timeout on %s %s", request.method, request.url.path)
+        body = error_body(
+            "StatementTimeout",
+            "a database statement ran longer than the statement timeout and was cancelled "
+            "(its transaction was rolled back).",
+            "Retry later; if it keeps happening, the request asks too much at once "
+            "(the limit is TENANTRY_STATEMENT_TIMEOUT_MS).",
+        )
+        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
     elif status == 503:
         # A driver's message names hosts and users: logged (by type only), never answered.
         log.warning(

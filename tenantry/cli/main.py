@@ -78,6 +78,11 @@ COMMANDS: dict[str, Entry] = {
         "Register and check the database servers tenantry creates store databases on.",
     ),
     "apikeys": Entry("tenantry.cli.apikeys", "app", "Create, list and revoke API keys."),
+    "access": Entry(
+        "tenantry.cli.access",
+        "app",
+        "Database logins for people and tools: read-only, service or admin (seed 004).",
+    ),
     "keys": Entry(
         "tenantry.cli.keys",
         "app",

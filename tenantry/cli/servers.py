@@ -14,6 +14,7 @@ from tenantry.cli.output import EXIT_FAILED, JSON_OPTION, console, emit_json, re
 from tenantry.db.master.models import DatabaseServer
 from tenantry.db.urls import mask
 from tenantry.errors import TenantryError
+from tenantry.operations.server_credentials import rotate_server_credentials
 from tenantry.services import servers
 from tenantry.services.connections import server_url
 from tenantry.services.servers import ServerCheck
@@ -158,3 +159,28 @@ def check(
         _print_check(result)
     if not result.ok:
         raise typer.Exit(EXIT_FAILED)
+
+
+@app.command("rotate-credentials")
+@reports_errors
+def rotate_credentials(
+    name: str = typer.Argument(..., help="The server's name."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Give the server's registered admin login a new random password.
+
+    The login changes its own password on the server (PostgreSQL ALTER ROLE CURRENT_USER,
+    MySQL ALTER USER CURRENT_USER(), MariaDB SET PASSWORD), a new session proves it, and
+    master stores the new URL encrypted, with the store connections that log in as the same
+    user. If anything fails after the server accepted it, the old password is put back. The
+    password is never shown; sessions already open keep working. Audited.
+    """
+    with open_platform(load_settings()) as platform:
+        rotated = rotate_server_credentials(platform, name, actor="cli")
+    if json_output:
+        emit_json(asdict(rotated))
+        return
+    console.print(
+        f"[green]✓[/] {name}: new password set and stored ({escape(rotated.url)}); "
+        f"{rotated.connections_updated} store connection(s) use it"
+    )

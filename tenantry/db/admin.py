@@ -9,7 +9,8 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from tenantry.db.engines import CONNECT_TIMEOUT_S, describe_connect_error, sqlite_path
+from tenantry.db.engines import describe_connect_error, server_connect_args, sqlite_path
+from tenantry.db.tls import check_transport, unreadable_tls_file
 from tenantry.db.urls import backend_of, mask, redact, require_driver
 from tenantry.errors import ConfigurationError, DatabaseAdminError
 from tenantry.files import private_file
@@ -43,6 +44,7 @@ def _server_engine(url: URL) -> Engine:
     """One small pooled AUTOCOMMIT engine per server, kept for the process: creating
     databases one after another should not pay a new connection (and dialect set-up) each."""
     require_driver(url)
+    check_transport(url)
     server = _server_url(url)
     key = server.render_as_string(hide_password=False)
     with _engines_lock:
@@ -54,7 +56,7 @@ def _server_engine(url: URL) -> Engine:
                 pool_size=1,
                 max_overflow=4,
                 pool_pre_ping=True,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+                connect_args=server_connect_args(backend_of(server)),
             )
             _engines[key] = engine
         return engine
@@ -85,6 +87,8 @@ def database_exists(url: URL) -> bool:
             return conn.execute(query, {"n": name}).first() is not None
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(_server_url(url), exc) from None
+    except FileNotFoundError as exc:
+        raise unreadable_tls_file(_server_url(url), exc) from None
 
 
 #: How long CREATE/DROP DATABASE wait for another session's lock on MySQL/MariaDB. Their
@@ -105,6 +109,8 @@ def run_server_sql(url: URL, statement: str, *, lock_wait_s: int | None = None) 
             conn.exec_driver_sql(statement)
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(_server_url(url), exc) from None
+    except FileNotFoundError as exc:
+        raise unreadable_tls_file(_server_url(url), exc) from None
     except DBAPIError as exc:
         detail = redact(str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__)
         raise DatabaseAdminError(

@@ -14,6 +14,8 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
+from tenantry.db import statement_timeout
+from tenantry.db.tls import check_transport, tls_hint, unreadable_tls_file
 from tenantry.db.urls import backend_of, mask, redact, require_driver
 from tenantry.errors import ConfigurationError, DatabaseUnreachable
 
@@ -114,14 +116,18 @@ def make_engine(
     pooled: bool = True,
     echo: bool = False,
     creator: Callable[[], Any] | None = None,
+    statement_timeout_ms: int | None = None,
 ) -> Engine:
     """An engine for ``url`` with tenantry's defaults for its backend.
 
     SQLite files get transactional DDL and foreign keys; servers get a connect timeout, so an
     unreachable host fails in seconds instead of hanging. ``pooled=False`` closes every
-    connection on release (one-off work over many databases).
+    connection on release (one-off work over many databases). ``statement_timeout_ms``
+    (runtime engines only) has the server cancel any statement that runs longer. A server
+    URL without TLS is refused here when ``TENANTRY_REQUIRE_TLS`` is on.
     """
     require_driver(url)
+    check_transport(url)
     backend = backend_of(url)
     kwargs: dict[str, Any] = {"echo": echo, "pool_pre_ping": pooled and backend != "sqlite"}
     if not pooled:
@@ -135,7 +141,11 @@ def make_engine(
     if pooled:
         kwargs["pool_size"] = pool_size
     kwargs["connect_args"] = server_connect_args(backend)
-    return create_engine(url, **kwargs)
+    statement_timeout.apply(kwargs, url, statement_timeout_ms)
+    engine = create_engine(url, **kwargs)
+    if statement_timeout_ms and backend == "mysql":
+        statement_timeout.limit_mysql_statements(engine, statement_timeout_ms)
+    return engine
 
 
 def server_connect_args(backend: str) -> dict[str, Any]:
@@ -151,7 +161,7 @@ def describe_connect_error(url: URL, exc: DBAPIError) -> DatabaseUnreachable:
     detail = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
     detail = redact(detail)  # drivers may quote their connection string
     missing = "does not exist" in detail or "Unknown database" in detail
-    hint = (
+    hint = tls_hint(url, detail) or (
         "Create the database, or run `tenantry init`, which creates missing databases."
         if missing
         else "Check that the server is running and reachable and that the URL's host, port, "
@@ -167,6 +177,8 @@ def connect(engine: Engine, *, begin: bool = False) -> Iterator[Connection]:
         conn = engine.connect()
     except (OperationalError, InterfaceError) as exc:
         raise describe_connect_error(engine.url, exc) from None
+    except FileNotFoundError as exc:
+        raise unreadable_tls_file(engine.url, exc) from None
     except UnicodeError:
         # A driver that cannot encode a credential says which character: never show that.
         raise DatabaseUnreachable(

@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import InterfaceError, OperationalError
 
 from tenantry.db.engines import describe_connect_error, make_engine, server_connect_args
+from tenantry.db.tls import unreadable_tls_file
 from tenantry.db.urls import backend_of
 
 #: Engines kept at once; the least recently used goes first (it holds no connection).
@@ -37,7 +38,16 @@ class ServerConnections:
         self._target = threading.local()
 
     def _engine_for(self, url: URL) -> Engine:
-        key: tuple[Any, ...] = (url.drivername, url.host, url.port, url.username, url.password)
+        # The query is part of the key: the same login with and without TLS options must
+        # not share an engine.
+        key: tuple[Any, ...] = (
+            url.drivername,
+            url.host,
+            url.port,
+            url.username,
+            url.password,
+            tuple(sorted(url.query.items())),
+        )
         if backend_of(url) == "mysql":
             # MySQL's "schema" is the database: the dialect learns its default schema from
             # the first connection and reflection would look there. One engine per database.
@@ -70,6 +80,8 @@ class ServerConnections:
             conn = engine.connect()
         except (OperationalError, InterfaceError) as exc:
             raise describe_connect_error(url, exc) from None
+        except FileNotFoundError as exc:
+            raise unreadable_tls_file(url, exc) from None
         finally:
             self._target.args = None
         with conn:

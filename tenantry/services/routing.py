@@ -59,8 +59,10 @@ class TenantRouter:
         max_engines: int = 64,
         pool_size: int = 2,
         idle_seconds: float = 300.0,
+        statement_timeout_ms: int | None = None,
     ) -> None:
         self._box = box
+        self._statement_timeout_ms = statement_timeout_ms
         self._max = max_engines
         self._pool_size = pool_size
         self._idle = idle_seconds
@@ -155,7 +157,11 @@ class TenantRouter:
                 f"store {store.slug!r} has no database yet.",
                 f"Provision it: tenantry provision {store.slug} --new.",
             )
-        engine = make_engine(tenant_url(self._box, config), pool_size=self._pool_size)
+        engine = make_engine(
+            tenant_url(self._box, config),
+            pool_size=self._pool_size,
+            statement_timeout_ms=self._statement_timeout_ms,
+        )
         try:
             # Checked once per engine: the database must be the one master says it is.
             with connect(engine) as conn:

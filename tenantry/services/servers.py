@@ -223,3 +223,41 @@ def check_url(name: str, url: URL) -> ServerCheck:
         return ServerCheck(name, mask(url), False, None, False, None, redact(detail))
     finally:
         engine.dispose()
+
+
+def record_rotated_credentials(
+    session: Session, box: SecretBox, server: DatabaseServer, new_url: URL, *, actor: str = "cli"
+) -> int:
+    """Store ``new_url`` (same login, new password) as ``server``'s admin URL, sealed.
+
+    Store connections on this server that log in as the same user (create-new databases made
+    with the admin login) get the new password too, and their stores' connection version is
+    bumped so every process reopens its engine with it. Returns how many connections were
+    updated. Audited without the password.
+    """
+    server.admin_url_encrypted = box.seal(new_url.render_as_string(hide_password=False))
+    sealed = box.seal(str(new_url.password)) if new_url.password is not None else None
+    configs = session.scalars(
+        select(IntegrationConfig).where(IntegrationConfig.database_server_id == server.id)
+    ).all()
+    updated = 0
+    for config in configs:
+        data = config.config_data or {}
+        if data.get("username") != new_url.username or data.get("host") != new_url.host:
+            continue  # a login of its own (per-tenant user): not the admin's password
+        config.secret_encrypted = sealed
+        updated += 1
+        if config.is_active:
+            store = session.get(Store, config.store_id)
+            if store is not None:
+                store.connection_version += 1  # every process drops its engine for the store
+    audit.record(
+        session,
+        actor=actor,
+        action="server.rotate_credentials",
+        target_type="database_server",
+        target_id=server.name,
+        details={"url": mask(new_url), "connections_updated": updated},
+    )
+    session.flush()
+    return updated

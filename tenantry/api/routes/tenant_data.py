@@ -28,6 +28,7 @@ from tenantry.api.schemas import (
     ProductUpdate,
 )
 from tenantry.db.master.models import Store
+from tenantry.db.statement_timeout import is_statement_timeout
 from tenantry.db.tenant.store.models import Product
 from tenantry.errors import DatabaseUnreachable, TenantryError
 from tenantry.services import store_data
@@ -76,6 +77,9 @@ def tenant_call(
     except (DatabaseUnreachable, InterfaceError, OperationalError) as exc:
         if isinstance(exc, OperationalError) and is_lock_timeout(exc):
             code, error = status_of(exc), "database busy"
+            raise
+        if is_statement_timeout(exc):  # the server answered: not unreachable, too slow
+            code, error = status_of(exc), "statement timeout"
             raise
         code = 503
         error = "store database unreachable"

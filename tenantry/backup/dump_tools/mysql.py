@@ -25,11 +25,13 @@ from tenantry.backup.dump_tools.base import (
     tool_version,
 )
 from tenantry.db.engines import connect, make_engine
+from tenantry.db.tls import check_transport, mysql_tool_args
 
 
 @contextmanager
 def _mysql_options(url: URL) -> Iterator[list[str]]:
     """Connection options for the MySQL tools; the password goes in a 0600 option file."""
+    check_transport(url)  # the tools connect on their own: the same policy as engines
     with tempfile.NamedTemporaryFile("w", prefix="tenantry-my-", suffix=".cnf") as options:
         os.chmod(options.name, 0o600)
         options.write("[client]\n")
@@ -42,6 +44,7 @@ def _mysql_options(url: URL) -> Iterator[list[str]]:
             f"--host={url.host or '127.0.0.1'}",
             f"--port={url.port or 3306}",
             "--default-character-set=utf8mb4",
+            *mysql_tool_args(url),
         ]
         if url.username:
             args.append(f"--user={url.username}")

@@ -24,9 +24,11 @@ from tenantry.backup.dump_tools.base import (
     tool_version,
 )
 from tenantry.db.engines import connect, make_engine
+from tenantry.db.tls import check_transport, pg_tool_env
 
 
 def _pg_env(url: URL) -> dict[str, str]:
+    check_transport(url)  # the tools connect on their own: the same policy as engines
     env = {
         "PGHOST": url.host or "localhost",
         "PGPORT": str(url.port or 5432),
@@ -37,9 +39,7 @@ def _pg_env(url: URL) -> dict[str, str]:
         env["PGUSER"] = url.username
     if url.password is not None:
         env["PGPASSWORD"] = str(url.password)
-    for key, variable in (("sslmode", "PGSSLMODE"), ("sslrootcert", "PGSSLROOTCERT")):
-        if key in url.query:
-            env[variable] = str(url.query[key])
+    env.update(pg_tool_env(url))
     return env
 
 

@@ -7,6 +7,7 @@ itself never lives here. Every model is importable from this package.
 
 from __future__ import annotations
 
+from tenantry.db.master.models.access import AccessRole
 from tenantry.db.master.models.backups import (
     GOOD_BACKUP_STATUSES,
     Backup,
@@ -75,6 +76,7 @@ __all__ = [
     "GOOD_BACKUP_STATUSES",
     "HELD_STATUSES",
     "AccessMode",
+    "AccessRole",
     "ApiKey",
     "ApiUsageLog",
     "AuditLog",
