@@ -78,6 +78,11 @@ COMMANDS: dict[str, Entry] = {
         "Register and check the database servers tenantry creates store databases on.",
     ),
     "apikeys": Entry("tenantry.cli.apikeys", "app", "Create, list and revoke API keys."),
+    "users": Entry(
+        "tenantry.cli.users",
+        "app",
+        "Add, list, disable and enable platform users; reset their passwords.",
+    ),
     "keys": Entry(
         "tenantry.cli.keys",
         "app",

@@ -29,6 +29,7 @@ from tenantry.db.master.models.fleet import (
     FleetRunStatus,
     TenantOutcome,
 )
+from tenantry.db.master.models.logins import LoginFailure, UserSession
 from tenantry.db.master.models.moves import (
     StoreMove,
     StoreMoveStatus,
@@ -88,6 +89,7 @@ __all__ = [
     "FleetRun",
     "FleetRunStatus",
     "IntegrationConfig",
+    "LoginFailure",
     "MasterBase",
     "Operation",
     "OperationKind",
@@ -109,6 +111,7 @@ __all__ = [
     "UsageMetric",
     "User",
     "UserRole",
+    "UserSession",
     "Worker",
     "lifecycle_status",
     "metadata",
