@@ -69,7 +69,7 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-@raises(401, 403)
+@raises(401, 403, 503)
 def current_key(
     request: Request,
     platform: PlatformDep,

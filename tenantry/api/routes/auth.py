@@ -69,7 +69,7 @@ def _secure(request: Request) -> bool:
 
 
 @router.post("/login", response_model=LoginOut)
-@raises(401, 429)
+@raises(401, 429, 503)
 def login(
     body: LoginRequest, request: Request, response: Response, platform: PlatformDep
 ) -> LoginOut:

@@ -75,7 +75,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_login_failures_email_ip_address"))
         batch_op.drop_index(batch_op.f("ix_login_failures_created_at"))
     op.drop_table("login_failures")
-    with op.batch_alter_table("user_sessions", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_user_sessions_user_id"))
+    # The table's indexes go with it (MySQL will not drop the foreign key's index alone).
     op.drop_table("user_sessions")
     op.execute("UPDATE users SET role = 'admin' WHERE role = 'owner'")
