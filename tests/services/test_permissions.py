@@ -58,6 +58,12 @@ def _store(platform: Platform, slug: str) -> uuid.UUID:
     return store_create.create(platform, slug=slug, name="Acme", plan="free").id
 
 
+def _add_customer(platform: Platform) -> None:
+    with platform.billing_writer_sessions() as billing:
+        customers.create_customer(billing, "acme", "a@example.com", "A", "cust-1")
+        billing.commit()
+
+
 def test_services_called_under_a_read_only_principal_change_nothing(
     on_backend: Platform,
 ) -> None:
@@ -82,9 +88,8 @@ def test_services_called_under_a_read_only_principal_change_nothing(
             with platform.writer_sessions() as session, pytest.raises(Forbidden):
                 session.execute(text("DELETE FROM stores"))
             # Billing: a customer is not created.
-            with platform.billing_writer_sessions() as billing, pytest.raises(Forbidden):
-                customers.create_customer(billing, "acme", "a@example.com", "A", "cust-1")
-                billing.commit()
+            with pytest.raises(Forbidden):
+                _add_customer(platform)
             with pytest.raises(Forbidden):
                 permissions.ensure_may_write("start a backup")
     with platform.sessions() as session:
@@ -148,9 +153,7 @@ def test_a_tenant_database_is_guarded_too(on_backend: Platform) -> None:
     store_id = _store(platform, "tenant-db")
     dispatcher = InProcessDispatcher(platform.settings)
     try:
-        provision_request.request(
-            platform, dispatcher, store_id, mode=ProvisioningMode.CREATE_NEW
-        )
+        provision_request.request(platform, dispatcher, store_id, mode=ProvisioningMode.CREATE_NEW)
         dispatcher.join()
         dispatcher.raise_failure()
     finally:
