@@ -46,9 +46,12 @@ BOOKKEEPING: dict[str, frozenset[str] | None] = {
 #: Statements that change nothing (transaction control, session settings, reads).
 _HARMLESS = re.compile(
     r"^\s*(select|show|set|pragma|begin|start\s+transaction|savepoint|release|rollback|commit"
-    r"|explain|describe|values|reset|discard|lock\s+tables|unlock\s+tables|xa\s)",
+    r"|describe|values|reset|discard|lock\s+tables|unlock\s+tables|xa\s)",
     re.IGNORECASE,
 )
+#: A query with common table expressions only reads unless it holds a statement that writes.
+_WITH = re.compile(r"^\s*with\b", re.IGNORECASE)
+_CHANGES = re.compile(r"\b(insert|update|delete|merge|create|drop|alter|truncate)\b", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -222,6 +225,8 @@ def _before_cursor_execute(
     principal = _read_only()
     if principal is None or _HARMLESS.match(statement):
         return
+    if _WITH.match(statement) and not _CHANGES.search(statement):
+        return  # a query with common table expressions that only reads
     if context is not None:
         table, columns = _dml_target(context, statement)
         if _allowed(table, columns):

@@ -95,6 +95,11 @@ WRITES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("PATCH", "/stores/ro-shop", {"name": "Changed"}),
     ("POST", "/stores/ro-shop/suspend", None),
     ("POST", "/billing/customers", {"external_customer_id": "c-2"}),
+    (
+        "POST",
+        "/billing/plans",
+        {"code": "ro-plan", "name": "RO", "amount_minor": 100, "currency": "USD"},
+    ),
     ("POST", "/stores/ro-shop/products", {"sku": "CAP", "name": "Cap"}),
     ("DELETE", "/stores/ro-shop/products/{product}", None),
     ("POST", "/stores/ro-shop/provision", {}),
@@ -122,7 +127,8 @@ READS = [
 def test_a_read_only_principal_reads_everything_and_changes_nothing(
     api: Api, shop: dict[str, Any], who: str
 ) -> None:
-    headers = {**shop[who], "X-App-Id": "acme"}
+    # An Idempotency-Key must not make a refused billing write leave a stored response behind.
+    headers = {**shop[who], "X-App-Id": "acme", "Idempotency-Key": f"ro-{who}"}
     for path in READS:
         answer = api.client.get(path, headers=headers)
         assert answer.status_code == 200, (path, answer.text)
