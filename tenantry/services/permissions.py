@@ -20,8 +20,8 @@ import re
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
-from dataclasses import dataclass, field
+from contextvars import ContextVar, Token
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine, event, inspect
@@ -101,20 +101,19 @@ class _Holder:
     value set in one of them would be lost; a holder set by the middleware is seen by all."""
 
     principal: Principal | None = None
-    exempt: int = field(default=0)
 
 
 _current: ContextVar[_Holder | None] = ContextVar("tenantry_principal", default=None)
 
 
-def begin_request() -> object:
+def begin_request() -> Token[_Holder | None]:
     """Start a request's (empty) holder in the current context; returns the reset token."""
     return _current.set(_Holder())
 
 
-def end_request(token: object) -> None:
+def end_request(token: Token[_Holder | None]) -> None:
     """Forget the request's holder (the token :func:`begin_request` returned)."""
-    _current.reset(token)  # type: ignore[arg-type]
+    _current.reset(token)
 
 
 def set_principal(principal: Principal) -> None:

@@ -75,8 +75,8 @@ def test_services_called_under_a_read_only_principal_change_nothing(
         with acting_as(principal):
             # An ORM change, through the service that renames a store.
             with platform.sessions() as session:  # reading is fine, CTEs included
-                ids = select(Store.id).cte("ids")
-                assert session.execute(select(ids.c.id)).scalars().all() == [store_id]
+                cte = select(Store.id).cte("ids")
+                assert session.execute(select(cte.c.id)).scalars().all() == [store_id]
             with platform.writer_sessions() as session:
                 store = stores.get_store(session, store_id)
                 stores.update_store(session, store, name="Renamed", actor=principal.actor)
