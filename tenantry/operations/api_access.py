@@ -31,7 +31,7 @@ def _failed(
 ) -> None:
     entry = audit.record(
         session,
-        actor=actor,
+        actor=actor[:128],  # the email tried may be anything up to 255 characters
         action=action,
         target_type="authentication",
         details={"reason": reason, "ip_address": ip_address},
@@ -158,16 +158,17 @@ def login(
                 new = login_sessions.start(
                     session, user, ip_address=ip_address, user_agent=user_agent
                 )
+                principal = users.principal_of(user)
                 entry = audit.record(
                     session,
-                    actor=f"user:{user.email}",
+                    actor=principal.actor,
                     action="auth.login",
                     target_type="user",
                     target_id=user.email,
                     details={"ip_address": ip_address},
                 )
                 entry.ip_address = ip_address
-                return SignedIn(new.token, new.csrf, users.principal_of(user), user.name)
+                return SignedIn(new.token, new.csrf, principal, user.name)
     # The failure is committed (counted and audited) before it is answered.
     raise refused
 

@@ -79,8 +79,9 @@ class Principal:
 
     @property
     def actor(self) -> str:
-        """The principal as the audit log names it: ``user:<email>`` or ``key:<prefix>``."""
-        return f"{self.kind}:{self.name}"
+        """The principal as the audit log names it: ``user:<email>`` or ``key:<prefix>``
+        (cut to the audit log's 128 characters; an email may have 255)."""
+        return f"{self.kind}:{self.name}"[:128]
 
     @property
     def is_admin(self) -> bool:

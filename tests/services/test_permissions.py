@@ -10,8 +10,6 @@ is refused before anything is recorded or queued; that reads, the bookkeeping a 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text, update
@@ -26,32 +24,13 @@ from tenantry.runtime import Platform
 from tenantry.services import audit, permissions, store_data, stores
 from tenantry.services.billing import customers
 from tenantry.services.permissions import Principal, acting_as
-from tenantry.settings import load_settings
-from tests.conftest import DbFactory
-from tests.platform_fixtures import ENV_VARS, install
+from tests.platform_fixtures import backend_platform
 
 VIEWER = Principal(kind="user", name="vi@example.com", role="viewer", read_only=True)
 OPERATOR = Principal(kind="user", name="op@example.com", role="operator", read_only=False)
 READ_ONLY_KEY = Principal(kind="key", name="abc123", role="admin", read_only=True)
 
-
-@pytest.fixture
-def on_backend(
-    backend: str, new_database: DbFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Platform]:
-    """A platform whose master and billing databases are on ``backend``."""
-    for var in ENV_VARS:
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path / "data"))
-    if backend != "sqlite":
-        for var, label in (("DATABASE_URL", "master"), ("DATABASE_URL_BILLING", "billing")):
-            url = new_database(label, create=False)
-            monkeypatch.setenv(var, url.render_as_string(hide_password=False))
-    settings = load_settings()
-    install(settings)
-    platform = Platform.open(settings)
-    yield platform
-    platform.close()
+__all__ = ["backend_platform"]
 
 
 def _store(platform: Platform, slug: str) -> uuid.UUID:
@@ -65,9 +44,9 @@ def _add_customer(platform: Platform) -> None:
 
 
 def test_services_called_under_a_read_only_principal_change_nothing(
-    on_backend: Platform,
+    backend_platform: Platform,
 ) -> None:
-    platform = on_backend
+    platform = backend_platform
     store_id = _store(platform, "guarded")
     with platform.sessions() as session:
         audits_before = session.scalar(select(func.count()).select_from(AuditLog))
@@ -104,8 +83,8 @@ def test_services_called_under_a_read_only_principal_change_nothing(
         assert "cust-1" not in ids
 
 
-def test_bookkeeping_and_an_operator_still_write(on_backend: Platform) -> None:
-    platform = on_backend
+def test_bookkeeping_and_an_operator_still_write(backend_platform: Platform) -> None:
+    platform = backend_platform
     store_id = _store(platform, "kept")
     with acting_as(VIEWER), platform.writer_sessions.begin() as session:
         audit.record(session, actor=VIEWER.actor, action="auth.login", target_type="user")
@@ -132,9 +111,9 @@ def test_bookkeeping_and_an_operator_still_write(on_backend: Platform) -> None:
 
 
 def test_durable_work_is_refused_before_anything_is_recorded_or_queued(
-    on_backend: Platform,
+    backend_platform: Platform,
 ) -> None:
-    platform = on_backend
+    platform = backend_platform
     store_id = _store(platform, "durable")
     dispatcher = InProcessDispatcher(platform.settings)
     try:
@@ -151,8 +130,8 @@ def test_durable_work_is_refused_before_anything_is_recorded_or_queued(
         dispatcher.close()
 
 
-def test_a_tenant_database_is_guarded_too(on_backend: Platform) -> None:
-    platform = on_backend
+def test_a_tenant_database_is_guarded_too(backend_platform: Platform) -> None:
+    platform = backend_platform
     store_id = _store(platform, "tenant-db")
     dispatcher = InProcessDispatcher(platform.settings)
     try:
