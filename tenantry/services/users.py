@@ -107,7 +107,7 @@ def add_user(
 
 
 def list_users(session: Session) -> list[User]:
-    """Every user (never a password hash's use outside this module), by email."""
+    """Every user, by email (callers show no password hash)."""
     return list(session.scalars(select(User).order_by(User.email)))
 
 
