@@ -114,6 +114,15 @@ class Forbidden(TenantryError):
     """Known credentials without the right scope."""
 
 
+class TooManyAttempts(TenantryError):
+    """Too many failed logins from one address (for one email): refused for ``retry_after``
+    seconds, whatever the password."""
+
+    def __init__(self, message: str, hint: str | None = None, *, retry_after: int) -> None:
+        super().__init__(message, hint)
+        self.retry_after = retry_after
+
+
 class WritesBlocked(TenantryError):
     """Writes to a store are refused for now (its database is being moved or restored);
     reads still work. ``retry_after`` says in how many seconds to try again."""

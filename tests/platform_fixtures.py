@@ -11,6 +11,7 @@ from tenantry.crypto import ensure_key_file
 from tenantry.db.schemas import billing_schema, master_schema
 from tenantry.runtime import Platform
 from tenantry.settings import Settings, load_settings
+from tests.conftest import DbFactory
 from tests.templates import migrate_here, migrated_database
 
 ENV_VARS = (
@@ -60,4 +61,23 @@ def platform(settings: Settings) -> Iterator[Platform]:
     from tests.store_logins import drop_logins_of_stores
 
     drop_logins_of_stores(opened)
+    opened.close()
+
+
+@pytest.fixture
+def backend_platform(
+    backend: str, new_database: DbFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Platform]:
+    """A platform whose master and billing databases are on ``backend`` (parametrised)."""
+    for var in ENV_VARS:
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path / "data"))
+    if backend != "sqlite":
+        for var, label in (("DATABASE_URL", "master"), ("DATABASE_URL_BILLING", "billing")):
+            url = new_database(label, create=False)
+            monkeypatch.setenv(var, url.render_as_string(hide_password=False))
+    current = load_settings()
+    install(current)
+    opened = Platform.open(current)
+    yield opened
     opened.close()

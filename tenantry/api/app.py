@@ -11,7 +11,10 @@ from fastapi import FastAPI
 from tenantry.api import errors, idempotency, openapi, webhook_receiver
 from tenantry.api.body_limit import BodyLimit
 from tenantry.api.group_commit import IngestWriter
+from tenantry.api.principal_scope import PrincipalScope
 from tenantry.api.routes import (
+    apikeys,
+    auth,
     backups,
     billing,
     operations,
@@ -64,6 +67,8 @@ def create_app(
     errors.install(app)
     idempotency.install(app)
     webhook_receiver.install(app)
+    # Outside every middleware that may touch a database, so each sees the request's holder.
+    app.add_middleware(PrincipalScope)
     # Added last, so outermost: no body over the limit reaches any route or middleware.
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     app.include_router(stores.router)
@@ -73,6 +78,8 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(backups.router)
     app.include_router(operations.router)
+    app.include_router(auth.router)
+    app.include_router(apikeys.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -29,6 +29,7 @@ STATUS: list[tuple[type[errors.TenantryError], int]] = [
     (errors.Forbidden, 403),
     (errors.NotFound, 404),
     (errors.QuotaExceeded, 429),
+    (errors.TooManyAttempts, 429),
     (errors.LimitExceeded, 403),
     (errors.StoreUnavailable, 403),
     (errors.Conflict, 409),

@@ -28,8 +28,8 @@ from tenantry.errors import TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.operations import idempotency as keys
 from tenantry.runtime import Platform
+from tenantry.services.apikeys import READ_ONLY, authenticate
 from tenantry.services.apikeys import Scope as KeyScope
-from tenantry.services.apikeys import authenticate
 from tenantry.services.billing import idempotency, validation
 
 Out = TypeVar("Out", bound=BaseModel)
@@ -93,6 +93,8 @@ def _app_of(platform: Platform, request: Request) -> str | None:
         with platform.sessions() as master:
             key = authenticate(master, presented)
     except TenantryError:
+        return None
+    if READ_ONLY in key.scopes:  # its POSTs are refused: nothing to reserve or replay
         return None
     if KeyScope.APP.value in key.scopes and key.app_id:
         return key.app_id

@@ -24,6 +24,9 @@ def create(
     store: str | None = typer.Option(None, "--store", help="A key for one store (slug or id)."),
     app_id: str | None = typer.Option(None, "--app", help="A key for one app's billing data."),
     name: str = typer.Option("", "--name", help="What the key is for."),
+    read_only: bool = typer.Option(
+        False, "--read-only", help="The key reads what its scope reaches and changes nothing."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Create an API key and print it ONCE: only its hash is stored.
@@ -35,7 +38,9 @@ def create(
     scope = Scope.ADMIN if admin else Scope.STORE if store is not None else Scope.APP
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         target = stores.get_store(session, store) if store is not None else None
-        new = apikeys.create_key(session, name=name, scope=scope, store=target, app_id=app_id)
+        new = apikeys.create_key(
+            session, name=name, scope=scope, store=target, app_id=app_id, read_only=read_only
+        )
         doc = {
             "key": new.plaintext,
             "prefix": new.key.prefix,
@@ -43,11 +48,13 @@ def create(
             "name": new.key.name,
             "store": target.slug if target is not None else None,
             "app_id": app_id,
+            "read_only": read_only,
         }
     if json_output:
         emit_json(doc)
         return
-    console.print(f"[green]✓[/] created {scope.value} API key {doc['prefix']} ({doc['name']})")
+    kind = f"read-only {scope.value}" if read_only else scope.value
+    console.print(f"[green]✓[/] created {kind} API key {doc['prefix']} ({doc['name']})")
     console.print("the key (shown once, store it now):")
     typer.echo(new.plaintext)
 

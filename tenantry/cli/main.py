@@ -83,6 +83,11 @@ COMMANDS: dict[str, Entry] = {
         "app",
         "Database logins for people and tools: read-only, service or admin (seed 004).",
     ),
+    "users": Entry(
+        "tenantry.cli.users",
+        "app",
+        "Add, list, disable and enable platform users; reset their passwords.",
+    ),
     "keys": Entry(
         "tenantry.cli.keys",
         "app",

@@ -55,6 +55,7 @@ from tenantry.services import moves, runtime_access
 from tenantry.services.move_plan import MovePlan, plan_move, public_location
 from tenantry.services.move_progress import ProgressCallback
 from tenantry.services.moves import LostMove, describe
+from tenantry.services.permissions import ensure_may_write
 from tenantry.services.runtime_access import RuntimeAccess
 from tenantry.settings import Settings
 
@@ -96,6 +97,7 @@ class StoreMover:
         A refusal raises (nothing was changed, no move recorded); a failure or a cancel after
         the start returns the move ``rolled_back`` with its error.
         """
+        ensure_may_write("move a store")
         plan = self.plan(store_ref, server_name)
         run = self._start(plan)
         # The lease and the write block stay alive as long as this process runs the move,

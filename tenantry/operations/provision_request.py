@@ -14,6 +14,7 @@ from tenantry.db.master.models import ProvisioningMode
 from tenantry.operations.dispatch import Dispatcher
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
+from tenantry.services.permissions import ensure_may_write
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,9 @@ def request(
 
     ``create_new`` makes a database on registered ``server`` (or a SQLite file in the data
     dir); ``connect_existing`` uses the database at ``url`` (named ``url_field`` in errors).
+    A read-only principal is refused before anything is looked at or recorded.
     """
+    ensure_may_write("provision a store")
     with platform.writer_sessions.begin() as session:
         found = stores.get_store(session, store)
         chosen = servers.get_server(session, server) if server else None

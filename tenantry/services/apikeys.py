@@ -18,6 +18,7 @@ from tenantry.db.types import utcnow
 from tenantry.errors import InvalidInput, NotFound, Unauthorized
 from tenantry.services import audit
 from tenantry.services.billing import validation
+from tenantry.services.permissions import Principal
 
 KEY_PREFIX = "tnt"
 #: A key's last use is written at most this often.
@@ -30,6 +31,10 @@ class Scope(StrEnum):
     ADMIN = "admin"  # the whole platform
     STORE = "store"  # one store's data
     APP = "app"  # one app's billing data
+
+
+#: Marks a key that reads what its scope reaches and changes nothing (kept with its scopes).
+READ_ONLY = "read_only"
 
 
 def _hash(secret: str) -> str:
@@ -52,9 +57,11 @@ def create_key(
     scope: Scope,
     store: Store | None = None,
     app_id: str | None = None,
+    read_only: bool = False,
     actor: str = "cli",
 ) -> NewKey:
-    """Create a key; ``store`` for a store key, ``app_id`` for an app key."""
+    """Create a key; ``store`` for a store key, ``app_id`` for an app key; a ``read_only``
+    key reads what its scope reaches and changes nothing."""
     if (scope is Scope.STORE) != (store is not None) or (scope is Scope.APP) != bool(app_id):
         raise InvalidInput("a store key needs a store, an app key an app id, an admin key neither.")
     if app_id is not None:
@@ -66,7 +73,7 @@ def create_key(
         name=name[:255] or scope.value,
         prefix=prefix,
         key_hash=_hash(secret),
-        scopes=[scope.value],
+        scopes=[scope.value, READ_ONLY] if read_only else [scope.value],
         store_id=store.id if store else None,
         app_id=app_id,
     )
@@ -79,9 +86,37 @@ def create_key(
         target_type="api_key",
         target_id=prefix,
         store_id=key.store_id,
-        details={"scope": scope.value, "app_id": app_id},
+        details={"scope": scope.value, "app_id": app_id, "read_only": read_only},
     )
     return NewKey(key, f"{KEY_PREFIX}_{prefix}_{secret}")
+
+
+def is_read_only(key: ApiKey) -> bool:
+    """Whether the key may only read."""
+    return READ_ONLY in key.scopes
+
+
+def principal_of(key: ApiKey) -> Principal:
+    """The principal a request authenticated with ``key`` acts as."""
+    scope = next((s for s in key.scopes if s != READ_ONLY), "")
+    return Principal(
+        kind="key",
+        name=key.prefix,
+        role=scope,
+        read_only=is_read_only(key),
+        scopes=tuple(key.scopes),
+        store_id=key.store_id,
+        app_id=key.app_id,
+        id=key.id,
+    )
+
+
+def prefix_of(presented: str) -> str | None:
+    """The prefix of a presented key (what the audit log may name), if it has one."""
+    parts = presented.strip().split("_", 2)
+    if len(parts) == 3 and parts[0] == KEY_PREFIX and 0 < len(parts[1]) <= 16:
+        return parts[1]
+    return None
 
 
 def authenticate(session: Session, presented: str) -> ApiKey:

@@ -23,6 +23,7 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict
+from tenantry.services.permissions import ensure_may_write
 
 
 def lease_lapsed(now: datetime) -> ColumnElement[bool]:
@@ -47,7 +48,9 @@ def new_operation(
     """Record a queued operation in the caller's transaction (flushed, not committed).
 
     ``id`` is the id of the kind-specific record it goes with, if any: both share it.
+    A read-only principal is refused before anything is recorded.
     """
+    ensure_may_write(f"start a {kind} operation")
     operation = Operation(
         id=id or uuid.uuid4(),
         kind=kind,

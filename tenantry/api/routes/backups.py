@@ -154,11 +154,11 @@ def request_backup(
         target,
         label=body.label,
         pinned=body.pin,
-        actor=f"apikey:{key.prefix}",
+        actor=key.actor,
     )
     audit.record(
         master,
-        actor=f"apikey:{key.prefix}",
+        actor=key.actor,
         action="backup.requested",
         target_type="backup",
         target_id=str(backup.id),

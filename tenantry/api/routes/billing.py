@@ -194,7 +194,7 @@ def erase_customer(
 ) -> CustomerOut:
     """GDPR erasure: personal data removed, financial records kept, audit entry written."""
     customer = customers.erase_customer(
-        session, customers.get_customer(session, app, customer_id), actor=f"apikey:{key.prefix}"
+        session, customers.get_customer(session, app, customer_id), actor=key.actor
     )
     return idempotency.commit(request, session, _customer_out(customer))
 
@@ -381,7 +381,5 @@ def replay_event(
     key: KeyDep,
 ) -> EventOut:
     """Apply an event again (its effects are idempotent)."""
-    row = events.replay(
-        session, events.get_webhook(session, event_id, app_id=app), actor=f"apikey:{key.prefix}"
-    )
+    row = events.replay(session, events.get_webhook(session, event_id, app_id=app), actor=key.actor)
     return idempotency.commit(request, session, EventOut.model_validate(row, from_attributes=True))

@@ -17,7 +17,6 @@ from tenantry.api.deps import AdminDep, KeyDep, MasterDep, is_admin, visible_sto
 from tenantry.api.fields import Offset
 from tenantry.api.openapi import raises
 from tenantry.db.master.models import (
-    ApiKey,
     Operation,
     OperationKind,
     OperationStatus,
@@ -26,6 +25,7 @@ from tenantry.db.master.models import (
 from tenantry.errors import NotFound
 from tenantry.operations import records
 from tenantry.operations.kit import progress_of
+from tenantry.services.permissions import Principal
 
 router = APIRouter(prefix="/operations", tags=["operations"])
 
@@ -97,7 +97,7 @@ def operation_out(operation: Operation) -> OperationOut:
     )
 
 
-def _scope(key: ApiKey) -> uuid.UUID | None:
+def _scope(key: Principal) -> uuid.UUID | None:
     """The only store whose operations ``key`` may see, or None for an admin key (all)."""
     if is_admin(key):
         return None
@@ -155,6 +155,6 @@ def cancel_operation(operation_id: OperationRef, master: MasterDep, key: AdminDe
     """Ask an operation to stop: a queued one is cancelled at once, a running one becomes
     ``cancelling`` and stops at its next step boundary, leaving nothing half-done."""
     operation = records.get_operation(master, operation_id)
-    records.request_cancel(master, operation, actor=f"apikey:{key.prefix}")
+    records.request_cancel(master, operation, actor=key.actor)
     master.commit()
     return operation_out(operation)

@@ -26,7 +26,7 @@ def add_server(
         name=body.name,
         admin_url=body.url,
         notes=body.notes,
-        actor=f"apikey:{key.prefix}",
+        actor=key.actor,
     )
     master.commit()
     return ServerOut.model_validate(server, from_attributes=True)
@@ -41,6 +41,6 @@ def list_servers(master: MasterDep, key: AdminDep) -> list[ServerOut]:
 @router.delete("/database-servers/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_server(name: str, master: MasterDep, key: AdminDep) -> Response:
     """Unregister a server; 409 naming the stores while their databases live there."""
-    servers.remove_server(master, name, actor=f"apikey:{key.prefix}")
+    servers.remove_server(master, name, actor=key.actor)
     master.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

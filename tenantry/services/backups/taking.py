@@ -41,6 +41,7 @@ from tenantry.errors import TenantryError
 from tenantry.services.backups.manifest import encode, manifest_of
 from tenantry.services.backups.targets import BackupTarget
 from tenantry.services.operation_rows import new_operation
+from tenantry.services.permissions import ensure_may_write
 
 #: The catalog's error for a take its operation stopped on request.
 CANCELLED_ERROR = "cancelled on request (tenantry ops cancel) before it was stored; nothing kept."
@@ -76,6 +77,7 @@ def new_backup(
 ) -> Backup:
     """A ``queued`` catalog row for a backup of ``target`` (flushed, not committed), without
     its operation (see :func:`queue_backup`)."""
+    ensure_may_write("take a backup")
     started = utcnow()
     backup_id = uuid.uuid4()
     engine = engine_for(target.url)

@@ -30,6 +30,7 @@ from tenantry.db.master.models.fleet import (
     FleetRunStatus,
     TenantOutcome,
 )
+from tenantry.db.master.models.logins import LoginFailure, UserSession
 from tenantry.db.master.models.moves import (
     StoreMove,
     StoreMoveStatus,
@@ -92,6 +93,7 @@ __all__ = [
     "FleetRun",
     "FleetRunStatus",
     "IntegrationConfig",
+    "LoginFailure",
     "MasterBase",
     "Operation",
     "OperationKind",
@@ -113,6 +115,7 @@ __all__ = [
     "UsageMetric",
     "User",
     "UserRole",
+    "UserSession",
     "Worker",
     "lifecycle_status",
     "metadata",

@@ -17,9 +17,9 @@ from tenantry.db.types import GUID, CreatedAt, JsonDoc, UpdatedAt, UTCDateTime, 
 class UserRole(StrEnum):
     """What a platform user may do."""
 
-    ADMIN = "admin"
+    OWNER = "owner"  # everything, including managing users
     OPERATOR = "operator"
-    VIEWER = "viewer"
+    VIEWER = "viewer"  # reads everything, changes nothing
 
 
 class DatabaseEngine(StrEnum):
