@@ -12,6 +12,7 @@ from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
 from tenantry.errors import InvalidInput
 from tenantry.services import apikeys, stores
 from tenantry.services.apikeys import Scope
+from tenantry.services.audit import cli_actor
 from tenantry.settings import load_settings
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -35,7 +36,9 @@ def create(
     scope = Scope.ADMIN if admin else Scope.STORE if store is not None else Scope.APP
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         target = stores.get_store(session, store) if store is not None else None
-        new = apikeys.create_key(session, name=name, scope=scope, store=target, app_id=app_id)
+        new = apikeys.create_key(
+            session, name=name, scope=scope, store=target, app_id=app_id, actor=cli_actor()
+        )
         doc = {
             "key": new.plaintext,
             "prefix": new.key.prefix,
@@ -102,7 +105,7 @@ def revoke(
 ) -> None:
     """Revoke an API key: it stops working at once."""
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
-        key = apikeys.revoke_key(session, prefix)
+        key = apikeys.revoke_key(session, prefix, actor=cli_actor())
         doc = {"prefix": key.prefix, "name": key.name, "revoked_at": key.revoked_at}
     if json_output:
         emit_json(doc)

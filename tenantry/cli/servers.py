@@ -15,6 +15,7 @@ from tenantry.db.master.models import DatabaseServer
 from tenantry.db.urls import mask
 from tenantry.errors import TenantryError
 from tenantry.services import servers
+from tenantry.services.audit import cli_actor
 from tenantry.services.connections import server_url
 from tenantry.services.servers import ServerCheck
 from tenantry.settings import load_settings
@@ -58,7 +59,13 @@ def add(
     """
     with open_platform(load_settings()) as platform, platform.sessions() as session:
         server, check = servers.add_server(
-            session, platform.box, name=name, admin_url=url, notes=notes, field="--url"
+            session,
+            platform.box,
+            name=name,
+            admin_url=url,
+            notes=notes,
+            field="--url",
+            actor=cli_actor(),
         )
         session.commit()
         doc: dict[str, Any] = {**_server_document(server, check.url), "check": asdict(check)}
@@ -86,7 +93,7 @@ def remove(
     with `tenantry stores move` or delete them first.
     """
     with open_platform(load_settings()) as platform, platform.sessions() as session:
-        servers.remove_server(session, name)
+        servers.remove_server(session, name, actor=cli_actor())
         session.commit()
     if json_output:
         emit_json({"removed": name})

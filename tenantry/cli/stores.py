@@ -21,6 +21,7 @@ from tenantry.cli.store_move import move
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.operations import store_create, store_delete
 from tenantry.services import stores
+from tenantry.services.audit import cli_actor
 from tenantry.services.plans import PLANS
 from tenantry.settings import load_settings
 
@@ -153,7 +154,7 @@ def create(
 ) -> None:
     """Register a store (not yet provisioned): next, `tenantry provision SLUG`."""
     with open_platform(load_settings()) as platform:
-        created = store_create.create(platform, slug=slug, name=name, plan=plan)
+        created = store_create.create(platform, slug=slug, name=name, plan=plan, actor=cli_actor())
         with platform.sessions() as session:
             doc = store_document(session, stores.get_store(session, created.id))
     if json_output:
@@ -245,7 +246,9 @@ def update(
     """Rename a store, change its plan or publish it (the slug never changes)."""
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         store = stores.get_store(session, slug)
-        stores.update_store(session, store, name=name, plan=plan, is_published=published)
+        stores.update_store(
+            session, store, name=name, plan=plan, is_published=published, actor=cli_actor()
+        )
         doc = store_document(session, store)
     if json_output:
         emit_json(doc)
@@ -264,7 +267,7 @@ def suspend(
     """Refuse all of a store's traffic until it is resumed; its data is kept."""
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         store = stores.get_store(session, slug)
-        stores.suspend_store(session, store, reason=reason)
+        stores.suspend_store(session, store, reason=reason, actor=cli_actor())
         doc = store_document(session, store)
     if json_output:
         emit_json(doc)
@@ -278,7 +281,7 @@ def resume(slug: str = SLUG_ARGUMENT, json_output: bool = JSON_OPTION) -> None:
     """Serve a suspended store again."""
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         store = stores.get_store(session, slug)
-        stores.resume_store(session, store)
+        stores.resume_store(session, store, actor=cli_actor())
         doc = store_document(session, store)
     if json_output:
         emit_json(doc)
@@ -314,7 +317,7 @@ def delete(
             if plan.doomed:
                 question += f" and {len(plan.doomed)} source(s) kept after moves"
             confirm_or_exit(question + "?", json_output, "Pass --yes to delete without asking.")
-        doc = store_delete.delete(platform, plan)
+        doc = store_delete.delete(platform, plan, actor=cli_actor())
     if json_output:
         emit_json(doc)
         return

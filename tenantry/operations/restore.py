@@ -70,7 +70,7 @@ def restore(
     plan: RestorePlan,
     *,
     confirm: str | None,
-    actor: str = "cli",
+    actor: str,
     on_progress: artifacts.Progress | None = None,
     before_switch: Callable[[], None] | None = None,
     on_start: Callable[[uuid.UUID], None] | None = None,

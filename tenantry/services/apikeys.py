@@ -52,7 +52,7 @@ def create_key(
     scope: Scope,
     store: Store | None = None,
     app_id: str | None = None,
-    actor: str = "cli",
+    actor: str,
 ) -> NewKey:
     """Create a key; ``store`` for a store key, ``app_id`` for an app key."""
     if (scope is Scope.STORE) != (store is not None) or (scope is Scope.APP) != bool(app_id):
@@ -137,7 +137,7 @@ def has_admin_key(session: Session) -> bool:
     return False
 
 
-def revoke_key(session: Session, prefix: str, *, actor: str = "cli") -> ApiKey:
+def revoke_key(session: Session, prefix: str, *, actor: str) -> ApiKey:
     """Revoke the key with ``prefix``; revoking a revoked key changes nothing."""
     key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     if key is None:

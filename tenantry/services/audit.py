@@ -1,13 +1,71 @@
-"""The audit log in master: who did what to which thing."""
+"""The audit log in master: who did what to which thing, and how it ended.
+
+Actors follow one convention, so ``audit list --actor`` can find them:
+
+- ``cli:<os user>`` for every CLI command (:func:`cli_actor`),
+- ``key:<prefix>`` for an API key (:func:`key_actor`),
+- ``user:<email>`` for a platform user (:func:`user_actor`; the users' principal's ``.actor``),
+- ``worker`` and ``scheduler`` for work nobody asked for in person.
+"""
 
 from __future__ import annotations
 
+import enum
+import getpass
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import AuditLog
+from tenantry.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+
+WORKER = "worker"
+SCHEDULER = "scheduler"
+#: The actor prefixes ``audit list --actor`` may be given bare (``--actor cli``).
+ACTOR_KINDS = ("cli", "key", "user", WORKER, SCHEDULER)
+
+
+class Outcome(enum.StrEnum):
+    """How an audited action ended."""
+
+    SUCCEEDED = "succeeded"
+    #: It started and went wrong (its own changes rolled back).
+    FAILED = "failed"
+    #: It was not allowed or not valid, so nothing was attempted.
+    REFUSED = "refused"
+
+
+#: Errors that mean the action was refused before anything was changed.
+_REFUSALS: tuple[type[Exception], ...] = (Forbidden, Unauthorized, InvalidInput, NotFound, Conflict)
+
+
+def cli_actor() -> str:
+    """The actor of a CLI command: ``cli:`` and the operating-system user running it."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        # No passwd entry and no LOGNAME/USER (some containers): still a CLI action.
+        user = "unknown"
+    return f"cli:{user}"
+
+
+def key_actor(prefix: str) -> str:
+    """The actor of a request made with the API key whose prefix is ``prefix``."""
+    return f"key:{prefix}"
+
+
+def user_actor(email: str) -> str:
+    """The actor of a platform user (their principal's ``.actor``)."""
+    return f"user:{email}"
+
+
+def outcome_of(exc: BaseException) -> Outcome:
+    """``refused`` for an error that means nothing was attempted, else ``failed``."""
+    return Outcome.REFUSED if isinstance(exc, _REFUSALS) else Outcome.FAILED
 
 
 def record(
@@ -20,6 +78,7 @@ def record(
     store_id: uuid.UUID | None = None,
     details: dict[str, Any] | None = None,
     actor_app: str | None = None,
+    outcome: Outcome = Outcome.SUCCEEDED,
 ) -> AuditLog:
     """Add an audit entry to ``session`` (committed with the caller's transaction).
 
@@ -33,6 +92,109 @@ def record(
         target_id=target_id,
         store_id=store_id,
         details=details or {},
+        outcome=outcome.value,
     )
     session.add(entry)
     return entry
+
+
+@dataclass
+class Attempt:
+    """What an audited action will record; its body may add details and the target."""
+
+    actor: str
+    action: str
+    target_type: str
+    target_id: str | None = None
+    store_id: uuid.UUID | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@contextmanager
+def attempt(
+    sessions: Callable[[], AbstractContextManager[Session]] | Any,
+    *,
+    actor: str,
+    action: str,
+    target_type: str,
+    target_id: str | None = None,
+    store_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> Iterator[Attempt]:
+    """Audit the action run in the ``with`` body, in its own master transaction.
+
+    The entry is written after the body ends: ``succeeded``, or ``failed``/``refused`` with
+    the error's type when it raised (the error is re-raised). Being its own transaction, the
+    failed entry stays when the action's own work is rolled back. For actions whose work
+    is not in master (migrations, backups, fleet runs); an action whose work is a master
+    transaction records its success in that transaction with :func:`record`.
+    """
+    run = Attempt(actor, action, target_type, target_id, store_id, dict(details or {}))
+    try:
+        yield run
+    except BaseException as exc:
+        outcome = outcome_of(exc) if isinstance(exc, Exception) else Outcome.FAILED
+        _write(sessions, run, outcome, {"error": type(exc).__name__})
+        raise
+    _write(sessions, run, Outcome.SUCCEEDED, {})
+
+
+@contextmanager
+def failures(
+    sessions: Callable[[], AbstractContextManager[Session]] | Any,
+    *,
+    actor: str,
+    action: str,
+    target_type: str,
+    target_id: str | None = None,
+    store_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> Iterator[Attempt]:
+    """Record only a failure of the ``with`` body (in its own transaction, re-raising): for
+    actions whose success is recorded with :func:`record` in their own transaction."""
+    run = Attempt(actor, action, target_type, target_id, store_id, dict(details or {}))
+    try:
+        yield run
+    except BaseException as exc:
+        outcome = outcome_of(exc) if isinstance(exc, Exception) else Outcome.FAILED
+        _write(sessions, run, outcome, {"error": type(exc).__name__})
+        raise
+
+
+@contextmanager
+def not_audited(sessions: Any, **_entry: Any) -> Iterator[Attempt]:
+    """What :func:`attempt` yields, recording nothing (an action audited elsewhere)."""
+    yield Attempt(actor="", action="", target_type="")
+
+
+def record_failure(
+    sessions: Callable[[], AbstractContextManager[Session]] | Any,
+    exc: BaseException,
+    *,
+    actor: str,
+    action: str,
+    target_type: str,
+    target_id: str | None = None,
+    store_id: uuid.UUID | None = None,
+    details: dict[str, Any] | None = None,
+) -> None:
+    """Record that an action failed (or was refused), in a transaction of its own."""
+    run = Attempt(actor, action, target_type, target_id, store_id, dict(details or {}))
+    outcome = outcome_of(exc) if isinstance(exc, Exception) else Outcome.FAILED
+    _write(sessions, run, outcome, {"error": type(exc).__name__})
+
+
+def _write(sessions: Any, run: Attempt, outcome: Outcome, extra: dict[str, Any]) -> None:
+    """One entry for ``run`` in a transaction of its own (``sessions`` a sessionmaker)."""
+    # Only the error's type: its message may quote a URL or a row (never in the audit log).
+    with sessions() as session, session.begin():
+        record(
+            session,
+            actor=run.actor,
+            action=run.action,
+            target_type=run.target_type,
+            target_id=run.target_id,
+            store_id=run.store_id,
+            details={**run.details, **extra},
+            outcome=outcome,
+        )

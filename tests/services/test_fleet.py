@@ -409,7 +409,9 @@ def test_backup_first_backs_up_and_verifies_each_tenant_before_any_ddl(
     f.write("f002", "f001", F002_NOTE, "product note")
     f.new_spec(_metadata(note=True))
     p = f.platform
-    backups = PreMigrationBackups(p.sessions, storage_for(p.settings), p.settings, p.box)
+    backups = PreMigrationBackups(
+        p.sessions, storage_for(p.settings), p.settings, p.box, actor="cli:test"
+    )
     goal = migrations.head(f.spec)
 
     def run_with_backups() -> RunReport:

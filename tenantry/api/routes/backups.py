@@ -14,6 +14,7 @@ from tenantry.api.fields import BACKUP_SCOPE_PATTERN, RequestModel, StrictBool
 from tenantry.backup.storage import storage_for
 from tenantry.db.master.models import BackupStatus
 from tenantry.services import audit
+from tenantry.services.audit import key_actor
 from tenantry.services.backups import catalog, scheduling
 from tenantry.services.backups.taking import queue_backup
 from tenantry.services.backups.targets import resolve
@@ -151,11 +152,11 @@ def request_backup(
         target,
         label=body.label,
         pinned=body.pin,
-        actor=f"apikey:{key.prefix}",
+        actor=key_actor(key.prefix),
     )
     audit.record(
         master,
-        actor=f"apikey:{key.prefix}",
+        actor=key_actor(key.prefix),
         action="backup.requested",
         target_type="backup",
         target_id=str(backup.id),

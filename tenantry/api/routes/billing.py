@@ -43,6 +43,7 @@ from tenantry.db.billing.models import (
 )
 from tenantry.errors import Forbidden
 from tenantry.services.apikeys import Scope
+from tenantry.services.audit import key_actor
 from tenantry.services.billing import customers, invoices, plans, subscriptions, validation
 from tenantry.services.billing import webhooks as events
 
@@ -194,7 +195,7 @@ def erase_customer(
 ) -> CustomerOut:
     """GDPR erasure: personal data removed, financial records kept, audit entry written."""
     customer = customers.erase_customer(
-        session, customers.get_customer(session, app, customer_id), actor=f"apikey:{key.prefix}"
+        session, customers.get_customer(session, app, customer_id), actor=key_actor(key.prefix)
     )
     return idempotency.commit(request, session, _customer_out(customer))
 
@@ -382,6 +383,6 @@ def replay_event(
 ) -> EventOut:
     """Apply an event again (its effects are idempotent)."""
     row = events.replay(
-        session, events.get_webhook(session, event_id, app_id=app), actor=f"apikey:{key.prefix}"
+        session, events.get_webhook(session, event_id, app_id=app), actor=key_actor(key.prefix)
     )
     return idempotency.commit(request, session, EventOut.model_validate(row, from_attributes=True))

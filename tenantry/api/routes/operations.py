@@ -26,6 +26,7 @@ from tenantry.db.master.models import (
 from tenantry.errors import NotFound
 from tenantry.operations import records
 from tenantry.operations.kit import progress_of
+from tenantry.services.audit import key_actor
 
 router = APIRouter(prefix="/operations", tags=["operations"])
 
@@ -155,6 +156,6 @@ def cancel_operation(operation_id: OperationRef, master: MasterDep, key: AdminDe
     """Ask an operation to stop: a queued one is cancelled at once, a running one becomes
     ``cancelling`` and stops at its next step boundary, leaving nothing half-done."""
     operation = records.get_operation(master, operation_id)
-    records.request_cancel(master, operation, actor=f"apikey:{key.prefix}")
+    records.request_cancel(master, operation, actor=key_actor(key.prefix))
     master.commit()
     return operation_out(operation)

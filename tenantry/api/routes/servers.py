@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response, status
 from tenantry.api.deps import AdminDep, MasterDep, PlatformDep
 from tenantry.api.schemas import ServerCreate, ServerOut
 from tenantry.services import servers
+from tenantry.services.audit import key_actor
 
 router = APIRouter(tags=["database servers"])
 
@@ -26,7 +27,7 @@ def add_server(
         name=body.name,
         admin_url=body.url,
         notes=body.notes,
-        actor=f"apikey:{key.prefix}",
+        actor=key_actor(key.prefix),
     )
     master.commit()
     return ServerOut.model_validate(server, from_attributes=True)
@@ -41,6 +42,6 @@ def list_servers(master: MasterDep, key: AdminDep) -> list[ServerOut]:
 @router.delete("/database-servers/{name}", status_code=status.HTTP_204_NO_CONTENT)
 def remove_server(name: str, master: MasterDep, key: AdminDep) -> Response:
     """Unregister a server; 409 naming the stores while their databases live there."""
-    servers.remove_server(master, name, actor=f"apikey:{key.prefix}")
+    servers.remove_server(master, name, actor=key_actor(key.prefix))
     master.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

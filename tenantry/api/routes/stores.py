@@ -28,6 +28,7 @@ from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store
 from tenantry.errors import NotFound
 from tenantry.operations import provision_request, store_create
 from tenantry.services import provisioning, stores
+from tenantry.services.audit import key_actor
 
 router = APIRouter(tags=["stores"])
 
@@ -79,7 +80,7 @@ def create_store(
 ) -> StoreOut:
     """Register a store (admin keys only). Provision it next."""
     created = store_create.create(
-        platform, slug=body.slug, name=body.name, plan=body.plan, actor=f"apikey:{key.prefix}"
+        platform, slug=body.slug, name=body.name, plan=body.plan, actor=key_actor(key.prefix)
     )
     store = stores.get_store(master, created.id)
     return store_out(master, store)
@@ -117,7 +118,7 @@ def update_store(store_ref: str, body: StoreUpdate, master: MasterDep, key: Admi
         name=body.name,
         plan=body.plan,
         is_published=body.is_published,
-        actor=f"apikey:{key.prefix}",
+        actor=key_actor(key.prefix),
     )
     master.commit()
     return store_out(master, store)
@@ -129,7 +130,7 @@ def suspend_store(
 ) -> StoreOut:
     """Refuse the store's traffic until it is resumed."""
     store = visible_store(master, key, store_ref)
-    stores.suspend_store(master, store, actor=f"apikey:{key.prefix}")
+    stores.suspend_store(master, store, actor=key_actor(key.prefix))
     master.commit()
     platform.router.evict(store.id)
     return store_out(master, store)
@@ -139,7 +140,7 @@ def suspend_store(
 def resume_store(store_ref: str, master: MasterDep, key: AdminDep) -> StoreOut:
     """Serve a suspended store again."""
     store = visible_store(master, key, store_ref)
-    stores.resume_store(master, store, actor=f"apikey:{key.prefix}")
+    stores.resume_store(master, store, actor=key_actor(key.prefix))
     master.commit()
     return store_out(master, store)
 
@@ -160,7 +161,7 @@ def provision_store(
 ) -> JobAccepted:
     """Start provisioning the store's database in the background; poll the job."""
     store_id = visible_store(master, key, store_ref).id
-    actor = f"apikey:{key.prefix}"
+    actor = key_actor(key.prefix)
     # The check is done: end its transaction (on SQLite it holds the write lock), since the
     # job is recorded in one of its own. Nothing loaded from it is read after this.
     master.rollback()
