@@ -30,6 +30,7 @@ from tenantry.db.billing.models import (
     BillingSubscription,
 )
 from tenantry.db.engines import make_engine
+from tenantry.services.audit import app_actor
 from tenantry.services.billing import customers, invoices, plans, subscriptions, webhook_secrets
 from tenantry.settings import Settings
 
@@ -89,12 +90,14 @@ class BillingService:
         return self._run(lambda s: customers.get_by_external_id(s, app_id, external_id))
 
     def erase_customer(
-        self, app_id: str, customer_id: str | uuid.UUID, *, actor: str = "python"
+        self, app_id: str, customer_id: str | uuid.UUID, *, actor: str | None = None
     ) -> BillingCustomer:
-        """GDPR erasure of a customer's personal data."""
+        """GDPR erasure of a customer's personal data (audited as ``actor``, by default the
+        app itself: ``app:<app_id>``)."""
+        who = actor or app_actor(app_id)
         return self._run(
             lambda s: customers.erase_customer(
-                s, customers.get_customer(s, app_id, customer_id), actor=actor
+                s, customers.get_customer(s, app_id, customer_id), actor=who
             )
         )
 
@@ -159,5 +162,7 @@ class BillingService:
             raise RuntimeError("no encryption key configured: run `tenantry init` first")
         box = self._box
         return self._run(
-            lambda s: webhook_secrets.add_secret(s, box, app_id, processor, secret, actor="python")
+            lambda s: webhook_secrets.add_secret(
+                s, box, app_id, processor, secret, actor=app_actor(app_id)
+            )
         )

@@ -182,6 +182,7 @@ def migrate(
                 lock_ttl=timedelta(seconds=settings.job_lease_seconds),
                 on_outcome=advanced,
                 on_start=started,
+                actor=cli_actor(),
             )
     if json_output:
         emit_json(_report_document(report))
@@ -345,6 +346,7 @@ def _migrate_queued(
         options,
         slugs=slugs,
         lock_ttl=timedelta(seconds=settings.job_lease_seconds),
+        actor=cli_actor(),
     )
     queue = open_dispatcher(settings)
     try:

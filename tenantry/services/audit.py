@@ -5,6 +5,8 @@ Actors follow one convention, so ``audit list --actor`` can find them:
 - ``cli:<os user>`` for every CLI command (:func:`cli_actor`),
 - ``key:<prefix>`` for an API key (:func:`key_actor`),
 - ``user:<email>`` for a platform user (:func:`user_actor`; the users' principal's ``.actor``),
+- ``app:<app id>`` for a consumer app calling tenantry's Python billing library
+  (:func:`app_actor`),
 - ``worker`` and ``scheduler`` for work nobody asked for in person.
 """
 
@@ -26,7 +28,7 @@ from tenantry.errors import Conflict, Forbidden, InvalidInput, NotFound, Unautho
 WORKER = "worker"
 SCHEDULER = "scheduler"
 #: The actor prefixes ``audit list --actor`` may be given bare (``--actor cli``).
-ACTOR_KINDS = ("cli", "key", "user", WORKER, SCHEDULER)
+ACTOR_KINDS = ("cli", "key", "user", "app", WORKER, SCHEDULER)
 
 
 class Outcome(enum.StrEnum):
@@ -61,6 +63,11 @@ def key_actor(prefix: str) -> str:
 def user_actor(email: str) -> str:
     """The actor of a platform user (their principal's ``.actor``)."""
     return f"user:{email}"
+
+
+def app_actor(app_id: str) -> str:
+    """The actor of a consumer app using tenantry's Python library in its own process."""
+    return f"app:{app_id}"
 
 
 def outcome_of(exc: BaseException) -> Outcome:
