@@ -12,6 +12,7 @@ from tenantry.api import errors, idempotency, openapi, webhook_receiver
 from tenantry.api.body_limit import BodyLimit
 from tenantry.api.group_commit import IngestWriter
 from tenantry.api.routes import (
+    audit,
     backups,
     billing,
     operations,
@@ -73,6 +74,7 @@ def create_app(
     app.include_router(webhooks.router)
     app.include_router(backups.router)
     app.include_router(operations.router)
+    app.include_router(audit.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:
