@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from typing import Any
 
@@ -18,8 +19,9 @@ from tenantry.cli.output import (
     reports_errors,
 )
 from tenantry.cli.store_move import move
+from tenantry.cli.stores_gdpr import erase_customer
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
-from tenantry.operations import store_create, store_delete
+from tenantry.operations import customer_erase, store_create, store_delete
 from tenantry.services import stores
 from tenantry.services.audit import cli_actor
 from tenantry.services.plans import PLANS
@@ -298,6 +300,12 @@ def delete(
         "--drop-database",
         help="Also drop the store's database (only one tenantry created; others are refused).",
     ),
+    erase_billing: bool | None = typer.Option(
+        None,
+        "--erase-billing-customer/--keep-billing-customer",
+        help="Also erase the store's platform billing customer (GDPR; invoices are kept). "
+        "Asked when interactive; kept otherwise.",
+    ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     json_output: bool = JSON_OPTION,
 ) -> None:
@@ -317,11 +325,28 @@ def delete(
             if plan.doomed:
                 question += f" and {len(plan.doomed)} source(s) kept after moves"
             confirm_or_exit(question + "?", json_output, "Pass --yes to delete without asking.")
+        billing_customer = customer_erase.billing_customer_of(platform, plan.slug)
+        if erase_billing is None and billing_customer is not None:
+            erase_billing = (
+                not yes
+                and sys.stdin.isatty()
+                and typer.confirm(
+                    "Also erase its billing customer (personal data removed, invoices kept)?",
+                    err=True,
+                )
+            )
         doc = store_delete.delete(platform, plan, actor=cli_actor())
+        doc["billing_customer_erased"] = bool(
+            erase_billing
+            and billing_customer is not None
+            and customer_erase.erase_billing_customer(platform, billing_customer, actor=cli_actor())
+        )
     if json_output:
         emit_json(doc)
         return
     console.print(f"[green]✓[/] deleted store {plan.slug}")
+    if doc["billing_customer_erased"]:
+        console.print("[green]✓[/] erased its billing customer (invoices kept)")
     if plan.drop_database:
         done = (
             "dropped its database" if doc["database_dropped"] else "its database was already gone:"
@@ -337,3 +362,4 @@ def delete(
 
 # Registered last, so `tenantry stores --help` lists it where it always was.
 app.command()(move)
+app.command("erase-customer")(erase_customer)
