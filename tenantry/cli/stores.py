@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from tenantry.cli.common import open_platform, public_config, when
+from tenantry.cli.common import audit_failures, open_platform, public_config, when
 from tenantry.cli.output import (
     JSON_OPTION,
     confirm_or_exit,
@@ -267,7 +267,11 @@ def suspend(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Refuse all of a store's traffic until it is resumed; its data is kept."""
-    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
+    with (
+        open_platform(load_settings()) as platform,
+        audit_failures(platform, "store.suspend", "store", slug),
+        platform.writer_sessions.begin() as session,
+    ):
         store = stores.get_store(session, slug)
         stores.suspend_store(session, store, reason=reason, actor=cli_actor())
         doc = store_document(session, store)
@@ -281,7 +285,11 @@ def suspend(
 @reports_errors
 def resume(slug: str = SLUG_ARGUMENT, json_output: bool = JSON_OPTION) -> None:
     """Serve a suspended store again."""
-    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
+    with (
+        open_platform(load_settings()) as platform,
+        audit_failures(platform, "store.resume", "store", slug),
+        platform.writer_sessions.begin() as session,
+    ):
         store = stores.get_store(session, slug)
         stores.resume_store(session, store, actor=cli_actor())
         doc = store_document(session, store)
@@ -335,7 +343,8 @@ def delete(
                     err=True,
                 )
             )
-        doc = store_delete.delete(platform, plan, actor=cli_actor())
+        with audit_failures(platform, "store.delete", "store", plan.slug):
+            doc = store_delete.delete(platform, plan, actor=cli_actor())
         doc["billing_customer_erased"] = bool(
             erase_billing
             and billing_customer is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.orm import Session
 
+from tenantry.api.audit_failures import audit_failures
 from tenantry.api.deps import (
     AdminDep,
     DispatcherDep,
@@ -129,19 +130,23 @@ def suspend_store(
     store_ref: str, master: MasterDep, key: AdminDep, platform: PlatformDep
 ) -> StoreOut:
     """Refuse the store's traffic until it is resumed."""
-    store = visible_store(master, key, store_ref)
-    stores.suspend_store(master, store, actor=key_actor(key.prefix))
-    master.commit()
+    with audit_failures(master, platform, key, "store.suspend", "store", store_ref):
+        store = visible_store(master, key, store_ref)
+        stores.suspend_store(master, store, actor=key_actor(key.prefix))
+        master.commit()
     platform.router.evict(store.id)
     return store_out(master, store)
 
 
 @router.post("/stores/{store_ref}/resume", response_model=StoreOut)
-def resume_store(store_ref: str, master: MasterDep, key: AdminDep) -> StoreOut:
+def resume_store(
+    store_ref: str, master: MasterDep, key: AdminDep, platform: PlatformDep
+) -> StoreOut:
     """Serve a suspended store again."""
-    store = visible_store(master, key, store_ref)
-    stores.resume_store(master, store, actor=key_actor(key.prefix))
-    master.commit()
+    with audit_failures(master, platform, key, "store.resume", "store", store_ref):
+        store = visible_store(master, key, store_ref)
+        stores.resume_store(master, store, actor=key_actor(key.prefix))
+        master.commit()
     return store_out(master, store)
 
 
