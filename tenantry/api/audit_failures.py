@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import ApiKey
+from tenantry.operations import audited
 from tenantry.runtime import Platform
 from tenantry.services import audit
 
@@ -29,7 +30,7 @@ def audit_failures(
         yield
     except Exception as exc:
         master.rollback()
-        audit.record_failure(
+        audited.record_failure(
             platform.writer_sessions,
             exc,
             actor=audit.key_actor(key.prefix),

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import ApiKey
+from tenantry.operations.audited import billing_failures
 from tenantry.runtime import Platform
 from tenantry.services.audit import Attempt, key_actor
 from tenantry.services.billing import audit as billing_audit
@@ -20,7 +21,7 @@ def audited(
 ) -> AbstractContextManager[Attempt]:
     """A billing change's audit by ``key``: its failure recorded in a transaction of its
     own; the body records its success with :func:`succeeded`."""
-    return billing_audit.failures(
+    return billing_failures(
         platform.billing_writer_sessions,
         app_id=app,
         actor=key_actor(key.prefix),

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from tenantry.db.master.models import ProvisioningJob
+from tenantry.operations import audited
 from tenantry.runtime import Platform
 from tenantry.services import audit
 from tenantry.settings import Settings
@@ -32,7 +33,7 @@ def audit_failures(
 ) -> AbstractContextManager[audit.Attempt]:
     """Record a failure (or refusal) of the CLI action in the ``with`` body as the CLI's
     user, in a transaction of its own; open the action's own transaction inside it."""
-    return audit.failures(
+    return audited.failures(
         platform.writer_sessions,
         actor=audit.cli_actor(),
         action=action,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.db.billing.models import BillingAuditLog
 from tenantry.db.master.models import ApiUsageLog, AuditLog
+from tenantry.operations import audited
 from tenantry.services import audit
 from tenantry.services.audit_retention import Aged, count_older, delete_batch
 from tenantry.settings import Settings
@@ -87,7 +88,7 @@ def prune(
             setattr(report, name, done)
     except Exception as exc:
         if not dry_run:
-            audit.record_failure(
+            audited.record_failure(
                 sessions,
                 exc,
                 actor=actor,

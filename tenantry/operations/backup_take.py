@@ -32,9 +32,9 @@ from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import Backup, OperationKind, OperationStatus, ProgressUnit
 from tenantry.errors import Conflict, NotFound, TenantryError
 from tenantry.failpoints import failpoint
+from tenantry.operations.audited import attempt, not_audited
 from tenantry.operations.byte_progress import ByteReporter, Stopped
 from tenantry.operations.kit import LostClaim, OperationKit
-from tenantry.services import audit
 from tenantry.services.backups import taking
 from tenantry.services.backups.targets import BackupTarget, identify, scope_of
 from tenantry.settings import load_settings
@@ -90,7 +90,7 @@ def take_backup(
             actor = session.get_one(Backup, queued_id).created_by
     take = _Take(kit, writes, storage, queued_id)
     take.claim()
-    scope = audit.not_audited if not audited else audit.attempt
+    scope = not_audited if not audited else attempt
     with scope(
         writes,
         actor=actor,

@@ -25,11 +25,11 @@ from tenantry.backup.storage import Storage
 from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import Backup, Operation, OperationKind, ProgressUnit
 from tenantry.errors import TenantryError
+from tenantry.operations.audited import attempt, not_audited
 from tenantry.operations.backup_take import kit_for
 from tenantry.operations.byte_progress import ByteReporter, Stopped
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.running import error_message
-from tenantry.services import audit
 from tenantry.services.backups import verification
 from tenantry.services.backups.targets import scope_of
 from tenantry.services.backups.verification import Verification, VerificationNotRun
@@ -75,7 +75,7 @@ def verify_backup(
     kit = kit_for(sessions, lease_seconds) if tracked else None
     test = _Test(kit, writer_sessions(sessions), backup)
     test.start(has_take, actor)
-    scope = audit.attempt if audited else audit.not_audited
+    scope = attempt if audited else not_audited
     with scope(
         writer_sessions(sessions),
         actor=actor,

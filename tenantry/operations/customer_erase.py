@@ -10,6 +10,7 @@ from typing import Any
 
 from tenantry.db.billing.models import BillingCustomer
 from tenantry.errors import InvalidInput
+from tenantry.operations import audited
 from tenantry.runtime import Platform
 from tenantry.services import audit, customer_erasure, stores
 from tenantry.services.billing import customers
@@ -32,7 +33,7 @@ def erase_store_customer(
     with platform.sessions() as master:
         store = stores.get_store(master, ref)
         slug, store_id = store.slug, store.id
-    with audit.failures(
+    with audited.failures(
         platform.writer_sessions,
         actor=actor,
         action="store.erase_customer",

@@ -29,10 +29,10 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import Conflict, NotFound
+from tenantry.operations import audited
 from tenantry.operations.fleet_record import write_outcomes
 from tenantry.operations.fleet_run import RUN_AGAIN, abandon, end_run, lock_name, open_run
 from tenantry.operations.kit import LostClaim, OperationKit
-from tenantry.services import audit
 from tenantry.services.fleet_migrate import MigrateOptions, Outcome, migrate_tenant, skipped
 from tenantry.services.fleet_targets import TenantDb, tenant_databases
 
@@ -57,7 +57,7 @@ def start_queued_run(
     record each tenant's outcome in the run, which ``fleet status`` shows."""
     run_id = uuid.uuid4()
     kit = queue_kit(sessions, run_id, lock_ttl)
-    with audit.attempt(
+    with audited.attempt(
         sessions,
         actor=actor,
         action="fleet.migrate",

@@ -39,6 +39,7 @@ from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict
 from tenantry.failpoints import failpoint
+from tenantry.operations import audited
 from tenantry.operations.fleet_record import Recorder, RunReport
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.services import audit
@@ -280,7 +281,7 @@ def run_fleet(
     kit = OperationKit(sessions, lease_seconds=lock_ttl.total_seconds())
     run_id = uuid.uuid4()
     role = spec.role.value
-    with audit.failures(
+    with audited.failures(
         sessions,
         actor=actor,
         action="fleet.migrate",

@@ -15,8 +15,6 @@ from __future__ import annotations
 import enum
 import getpass
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -115,93 +113,3 @@ class Attempt:
     target_id: str | None = None
     store_id: uuid.UUID | None = None
     details: dict[str, Any] = field(default_factory=dict)
-
-
-@contextmanager
-def attempt(
-    sessions: Callable[[], AbstractContextManager[Session]] | Any,
-    *,
-    actor: str,
-    action: str,
-    target_type: str,
-    target_id: str | None = None,
-    store_id: uuid.UUID | None = None,
-    details: dict[str, Any] | None = None,
-) -> Iterator[Attempt]:
-    """Audit the action run in the ``with`` body, in its own master transaction.
-
-    The entry is written after the body ends: ``succeeded``, or ``failed``/``refused`` with
-    the error's type when it raised (the error is re-raised). Being its own transaction, the
-    failed entry stays when the action's own work is rolled back. For actions whose work
-    is not in master (migrations, backups, fleet runs); an action whose work is a master
-    transaction records its success in that transaction with :func:`record`.
-    """
-    run = Attempt(actor, action, target_type, target_id, store_id, dict(details or {}))
-    try:
-        yield run
-    except BaseException as exc:
-        outcome = outcome_of(exc) if isinstance(exc, Exception) else Outcome.FAILED
-        _write(sessions, run, outcome, {"error": type(exc).__name__})
-        raise
-    _write(sessions, run, Outcome.SUCCEEDED, {})
-
-
-@contextmanager
-def failures(
-    sessions: Callable[[], AbstractContextManager[Session]] | Any,
-    *,
-    actor: str,
-    action: str,
-    target_type: str,
-    target_id: str | None = None,
-    store_id: uuid.UUID | None = None,
-    details: dict[str, Any] | None = None,
-) -> Iterator[Attempt]:
-    """Record only a failure of the ``with`` body (in its own transaction, re-raising): for
-    actions whose success is recorded with :func:`record` in their own transaction."""
-    run = Attempt(actor, action, target_type, target_id, store_id, dict(details or {}))
-    try:
-        yield run
-    except BaseException as exc:
-        outcome = outcome_of(exc) if isinstance(exc, Exception) else Outcome.FAILED
-        _write(sessions, run, outcome, {"error": type(exc).__name__})
-        raise
-
-
-@contextmanager
-def not_audited(sessions: Any, **_entry: Any) -> Iterator[Attempt]:
-    """What :func:`attempt` yields, recording nothing (an action audited elsewhere)."""
-    yield Attempt(actor="", action="", target_type="")
-
-
-def record_failure(
-    sessions: Callable[[], AbstractContextManager[Session]] | Any,
-    exc: BaseException,
-    *,
-    actor: str,
-    action: str,
-    target_type: str,
-    target_id: str | None = None,
-    store_id: uuid.UUID | None = None,
-    details: dict[str, Any] | None = None,
-) -> None:
-    """Record that an action failed (or was refused), in a transaction of its own."""
-    run = Attempt(actor, action, target_type, target_id, store_id, dict(details or {}))
-    outcome = outcome_of(exc) if isinstance(exc, Exception) else Outcome.FAILED
-    _write(sessions, run, outcome, {"error": type(exc).__name__})
-
-
-def _write(sessions: Any, run: Attempt, outcome: Outcome, extra: dict[str, Any]) -> None:
-    """One entry for ``run`` in a transaction of its own (``sessions`` a sessionmaker)."""
-    # Only the error's type: its message may quote a URL or a row (never in the audit log).
-    with sessions() as session, session.begin():
-        record(
-            session,
-            actor=run.actor,
-            action=run.action,
-            target_type=run.target_type,
-            target_id=run.target_id,
-            store_id=run.store_id,
-            details={**run.details, **extra},
-            outcome=outcome,
-        )

@@ -8,14 +8,12 @@ is scoped by app like everything else in billing. ``tenantry audit list`` reads 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from tenantry.db.billing.models import BillingAuditLog
-from tenantry.services.audit import Attempt, Outcome, outcome_of
+from tenantry.services.audit import Outcome
 
 
 def record(
@@ -41,33 +39,3 @@ def record(
             outcome=outcome.value,
         )
     )
-
-
-@contextmanager
-def failures(
-    sessions: Callable[[], AbstractContextManager[Session]],
-    *,
-    app_id: str,
-    actor: str,
-    action: str,
-    target_type: str,
-    target_id: str | None = None,
-) -> Iterator[Attempt]:
-    """Record a failure of the ``with`` body in a billing transaction of its own (the
-    action's own is rolled back), re-raising it; its success is recorded by the body."""
-    run = Attempt(actor, action, target_type, target_id)
-    try:
-        yield run
-    except Exception as exc:
-        with sessions() as session, session.begin():
-            record(
-                session,
-                app_id=app_id,
-                actor=actor,
-                action=action,
-                target_type=target_type,
-                target_id=run.target_id,
-                details={**run.details, "error": type(exc).__name__},
-                outcome=outcome_of(exc),
-            )
-        raise
