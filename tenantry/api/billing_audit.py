@@ -17,10 +17,17 @@ from tenantry.services.billing import audit as billing_audit
 
 
 def audited(
-    platform: Platform, app: str, key: ApiKey, action: str, target: str, target_id: str = ""
+    platform: Platform,
+    session: Session,
+    app: str,
+    key: ApiKey,
+    action: str,
+    target: str,
+    target_id: str = "",
 ) -> AbstractContextManager[Attempt]:
     """A billing change's audit by ``key``: its failure recorded in a transaction of its
-    own; the body records its success with :func:`succeeded`."""
+    own once the request's ``session`` is rolled back; the body records its success with
+    :func:`succeeded`."""
     return billing_failures(
         platform.billing_writer_sessions,
         app_id=app,
@@ -28,6 +35,7 @@ def audited(
         action=action,
         target_type=target,
         target_id=target_id or None,
+        release=session.rollback,
     )
 
 

@@ -122,13 +122,18 @@ def billing_failures(
     action: str,
     target_type: str,
     target_id: str | None = None,
+    release: Callable[[], object] | None = None,
 ) -> Iterator[audit.Attempt]:
     """Record a failure of the ``with`` body in a billing transaction of its own (the
-    action's own is rolled back), re-raising it; its success is recorded by the body."""
+    action's own is rolled back), re-raising it; its success is recorded by the body.
+    ``release`` runs first: the rollback of the action's own session (on SQLite it holds the
+    write lock the entry needs)."""
     run = audit.Attempt(actor, action, target_type, target_id)
     try:
         yield run
     except Exception as exc:
+        if release is not None:
+            release()
         with sessions() as session, session.begin():
             billing_audit.record(
                 session,

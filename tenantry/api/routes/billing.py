@@ -227,7 +227,7 @@ def create_subscription(
     platform: PlatformDep,
 ) -> SubscriptionOut:
     """Subscribe a customer to one of the app's plans (audited)."""
-    with audited(platform, app, key, "subscription.create", "subscription") as entry:
+    with audited(platform, session, app, key, "subscription.create", "subscription") as entry:
         entry.details = {"customer_id": str(body.customer_id), "plan": body.plan_code}
         sub = subscriptions.create_subscription(
             session,
@@ -286,7 +286,7 @@ def transition_subscription(
 ) -> SubscriptionOut:
     """Move a subscription along the lifecycle (invalid moves are a 409; audited)."""
     action = "subscription.transition"
-    with audited(platform, app, key, action, "subscription", str(sub_id)) as entry:
+    with audited(platform, session, app, key, action, "subscription", str(sub_id)) as entry:
         sub = subscriptions.get_subscription(session, app, sub_id)
         entry.details = {"from": sub.status, "to": body.status}
         subscriptions.transition(sub, body.status)
@@ -308,7 +308,7 @@ def cancel_subscription(
 ) -> SubscriptionOut:
     """Cancel now, or at the end of the current period (audited)."""
     action = "subscription.cancel"
-    with audited(platform, app, key, action, "subscription", str(sub_id)) as entry:
+    with audited(platform, session, app, key, action, "subscription", str(sub_id)) as entry:
         entry.details = {"at_period_end": body.at_period_end}
         sub = subscriptions.cancel(
             subscriptions.get_subscription(session, app, sub_id), at_period_end=body.at_period_end
@@ -332,7 +332,7 @@ def create_invoice(
     platform: PlatformDep,
 ) -> InvoiceOut:
     """Issue an invoice (draft, or open with ``finalize``), optionally in milestones (audited)."""
-    with audited(platform, app, key, "invoice.create", "invoice") as entry:
+    with audited(platform, session, app, key, "invoice.create", "invoice") as entry:
         entry.details = {"customer_id": str(body.customer_id), "amount_minor": body.amount_minor}
         invoice = invoices.create_invoice(
             session,
@@ -395,7 +395,7 @@ def change_invoice_status(
 ) -> InvoiceOut:
     """Finalize (open), void or mark uncollectible; a paid invoice never changes (audited)."""
     action = "invoice.status"
-    with audited(platform, app, key, action, "invoice", str(invoice_id)) as entry:
+    with audited(platform, session, app, key, action, "invoice", str(invoice_id)) as entry:
         invoice = invoices.get_invoice(session, app, invoice_id)
         entry.details = {"from": invoice.status, "to": body.status}
         invoices.move(invoice, InvoiceStatus(body.status))
