@@ -170,3 +170,13 @@ def test_bad_filters_are_clear_errors(cli: Invoke, args: tuple[str, ...], says: 
     result = cli("audit", "list", *args)
     assert result.exit_code == 2
     assert says in result.stderr
+
+
+def test_audit_prune_is_itself_audited(cli: Invoke) -> None:
+    assert cli("init").exit_code == 0
+    dry = _ok(cli("audit", "prune", "--dry-run", "--json"))
+    assert (dry["dry_run"], dry["audit_logs"], dry["api_usage_logs"]) == (True, 0, 0)
+    assert _ok(cli("audit", "list", "--action", "audit.*", "--json")) == []
+    _ok(cli("audit", "prune", "--json"))
+    entries = _ok(cli("audit", "list", "--action", "audit.prune", "--json"))
+    assert [(e["actor"], e["outcome"]) for e in entries] == [(cli_actor(), "succeeded")]
