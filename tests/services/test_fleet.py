@@ -131,6 +131,7 @@ class Fleet:
             self.spec,
             options,
             concurrency=3,
+            actor="cli:test",
             **kwargs,  # type: ignore[arg-type]
         )
 

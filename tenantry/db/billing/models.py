@@ -377,7 +377,9 @@ class BillingAuditLog(BillingBase):
     details: Mapped[JsonDoc]
     created_at: Mapped[CreatedAt] = mapped_column(index=True)
     #: succeeded, failed or refused (services.audit.Outcome).
-    outcome: Mapped[str] = mapped_column(String(16), default="succeeded")
+    outcome: Mapped[str] = mapped_column(
+        String(16), default="succeeded", server_default="succeeded"
+    )
 
 
 metadata = BillingBase.metadata

@@ -40,7 +40,9 @@ class AuditLog(MasterBase):
     details: Mapped[JsonDoc]
     ip_address: Mapped[str | None] = mapped_column(String(45))
     #: succeeded, failed or refused (services.audit.Outcome).
-    outcome: Mapped[str] = mapped_column(String(16), default="succeeded")
+    outcome: Mapped[str] = mapped_column(
+        String(16), default="succeeded", server_default="succeeded"
+    )
 
 
 class ApiKey(MasterBase):

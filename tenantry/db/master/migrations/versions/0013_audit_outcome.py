@@ -21,12 +21,10 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("audit_logs", schema=None) as batch_op:
-        # The default fills the existing rows, then goes: the model always sets the value.
+        # The default fills the rows written before outcomes were: those recorded successes.
         batch_op.add_column(
             sa.Column("outcome", sa.String(length=16), nullable=False, server_default="succeeded")
         )
-    with op.batch_alter_table("audit_logs", schema=None) as batch_op:
-        batch_op.alter_column("outcome", server_default=None)
 
 
 def downgrade() -> None:
