@@ -156,7 +156,10 @@ def create(
 ) -> None:
     """Register a store (not yet provisioned): next, `tenantry provision SLUG`."""
     with open_platform(load_settings()) as platform:
-        created = store_create.create(platform, slug=slug, name=name, plan=plan, actor=cli_actor())
+        with audit_failures(platform, "store.create", "store", slug):
+            created = store_create.create(
+                platform, slug=slug, name=name, plan=plan, actor=cli_actor()
+            )
         with platform.sessions() as session:
             doc = store_document(session, stores.get_store(session, created.id))
     if json_output:

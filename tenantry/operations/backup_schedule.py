@@ -86,6 +86,15 @@ def tick(
         report.pruned = backup_prune.prune(sessions, storage, decisions)
         for backup_id in report.pruned:
             say(f"pruned {backup_id}")
+        if report.pruned:
+            with sessions.begin() as session:
+                audit.record(
+                    session,
+                    actor=audit.SCHEDULER,
+                    action="backup.pruned",
+                    target_type="backup",
+                    details={"backups": [str(i) for i in report.pruned]},
+                )
     finally:
         kit.release_lock(LOCK)
     return report

@@ -180,3 +180,21 @@ def test_audit_prune_is_itself_audited(cli: Invoke) -> None:
     _ok(cli("audit", "prune", "--json"))
     entries = _ok(cli("audit", "list", "--action", "audit.prune", "--json"))
     assert [(e["actor"], e["outcome"]) for e in entries] == [(cli_actor(), "succeeded")]
+
+
+def test_a_refused_migration_and_store_creation_leave_their_entries(cli: Invoke) -> None:
+    assert cli("init").exit_code == 0
+    _ok(cli("stores", "create", "taken", "--name", "Taken", "--json"))
+    again = cli("stores", "create", "taken", "--name", "Again", "--json")
+    assert again.exit_code != 0
+    refused = cli("db", "migrate", "--role", "billing", "--as-app", "someone-else", "--json")
+    assert refused.exit_code != 0
+    log = _ok(cli("audit", "list", "--outcome", "refused", "--json"))
+    assert sorted((e["action"], e["target_id"]) for e in log if e["action"] != "db.migrate") == [
+        ("store.create", "taken")
+    ]
+    migrations = [e for e in log if e["action"] == "db.migrate"]
+    assert [(e["actor"], e["target_type"]) for e in migrations] == [
+        (cli_actor(), "billing_database")
+    ]
+    assert migrations[0]["details"]["error"]

@@ -80,9 +80,10 @@ def create_store(
     body: StoreCreate, master: MasterDep, key: AdminDep, platform: PlatformDep
 ) -> StoreOut:
     """Register a store (admin keys only). Provision it next."""
-    created = store_create.create(
-        platform, slug=body.slug, name=body.name, plan=body.plan, actor=key_actor(key.prefix)
-    )
+    with audit_failures(master, platform, key, "store.create", "store", body.slug):
+        created = store_create.create(
+            platform, slug=body.slug, name=body.name, plan=body.plan, actor=key_actor(key.prefix)
+        )
     store = stores.get_store(master, created.id)
     return store_out(master, store)
 
