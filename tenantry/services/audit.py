@@ -21,7 +21,17 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import AuditLog
-from tenantry.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthorized
+from tenantry.errors import (
+    Conflict,
+    DestructiveChange,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    NotOwner,
+    Unauthorized,
+    UnidentifiedDatabase,
+    WrongDatabase,
+)
 
 WORKER = "worker"
 SCHEDULER = "scheduler"
@@ -39,8 +49,19 @@ class Outcome(enum.StrEnum):
     REFUSED = "refused"
 
 
-#: Errors that mean the action was refused before anything was changed.
-_REFUSALS: tuple[type[Exception], ...] = (Forbidden, Unauthorized, InvalidInput, NotFound, Conflict)
+#: Errors that mean the action was refused before anything was changed (the guards of
+#: migrations included: the wrong database, a consumer app, a destructive revision).
+_REFUSALS: tuple[type[Exception], ...] = (
+    Forbidden,
+    Unauthorized,
+    InvalidInput,
+    NotFound,
+    Conflict,
+    WrongDatabase,
+    UnidentifiedDatabase,
+    NotOwner,
+    DestructiveChange,
+)
 
 
 def cli_actor() -> str:

@@ -35,8 +35,12 @@ def parse_when(text: str, *, option: str, now: datetime | None = None) -> dateti
     value = text.strip()
     match = _AGO.match(value)
     if match:
-        amount = timedelta(**{_UNITS[match.group(2)]: int(match.group(1))})
-        return (now or datetime.now(UTC)) - amount
+        try:
+            return (now or datetime.now(UTC)) - timedelta(
+                **{_UNITS[match.group(2)]: int(match.group(1))}
+            )
+        except OverflowError:
+            raise InvalidInput(f"{option} {text!r} reaches before year 1.", _HINT_WHEN) from None
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError:
@@ -73,9 +77,13 @@ def store_filter(session: Session, ref: str) -> tuple[uuid.UUID | None, str]:
     found by its slug."""
     store: Store | None
     try:
-        store = session.get(Store, uuid.UUID(ref))
+        wanted = uuid.UUID(ref)
     except ValueError:
         store = session.scalar(select(Store).where(Store.slug == ref))
+    else:
+        store = session.get(Store, wanted)
+        if store is None:  # a deleted store's entries, by its id
+            return wanted, str(wanted)
     if store is not None:
         return store.id, store.slug
     if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", ref):

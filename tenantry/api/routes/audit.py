@@ -21,6 +21,12 @@ from tenantry.services.audit import Outcome
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 
+#: A duration ago (7d, 12h, 30m, 2w, 90s) or an ISO 8601 date or time.
+WHEN_PATTERN = (
+    r"^(\d{1,5}[smhdw]|\d{4}-\d{2}-\d{2}"
+    r"([T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|[+-]\d{2}:\d{2})?)?)$"
+)
+
 
 class AuditEntryOut(BaseModel):
     """One audit entry: when, who, what, to what, and how it ended."""
@@ -52,19 +58,34 @@ def list_audit(
     _key: AdminDep,
     platform: PlatformDep,
     since: str | None = Query(
-        None, max_length=40, description="From this time: 7d, 12h, 30m ago, or ISO 8601."
+        None,
+        max_length=40,
+        pattern=WHEN_PATTERN,
+        description="From this time: 7d, 12h, 30m ago, or ISO 8601.",
     ),
-    until: str | None = Query(None, max_length=40, description="Before this time (same forms)."),
+    until: str | None = Query(
+        None, max_length=40, pattern=WHEN_PATTERN, description="Before this time (same forms)."
+    ),
     actor: str | None = Query(
         None, max_length=128, description="cli, key, user, app, worker, scheduler, or one actor."
     ),
     action: str | None = Query(
         None, max_length=64, description="One action (store.suspend) or a family (store.*)."
     ),
-    store: str | None = Query(None, max_length=63, description="About this store (slug or id)."),
+    store: str | None = Query(
+        None,
+        max_length=63,
+        pattern=r"^[a-z0-9][a-z0-9-]*$",
+        description="About this store (slug or id).",
+    ),
     outcome: Outcome | None = Query(None, description="Only entries that ended this way."),
     limit: int = Query(50, ge=1, le=1000),
-    cursor: str | None = Query(None, max_length=200, description="next_cursor of the last page."),
+    cursor: str | None = Query(
+        None,
+        max_length=200,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="next_cursor of the last page.",
+    ),
 ) -> AuditPage:
     """Audit entries, newest first, filtered; admin keys only."""
     store_id, slug = audit_query.store_filter(master, store) if store else (None, None)
