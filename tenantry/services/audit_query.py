@@ -67,9 +67,7 @@ class AuditFilter:
 
     def __post_init__(self) -> None:
         if self.since and self.until and self.since > self.until:
-            raise InvalidInput(
-                "--since is after --until: nothing can match.", "Swap the two times."
-            )
+            raise InvalidInput("since is after until: nothing can match.", "Swap the two times.")
 
 
 def store_filter(session: Session, ref: str) -> tuple[uuid.UUID | None, str]:

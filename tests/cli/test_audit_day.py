@@ -145,6 +145,11 @@ def test_a_day_of_actions_is_in_the_audit_log_once_each(
         params={"actor": "key", "action": "subscription.*", "outcome": "refused"},
     ).json()["items"]
     assert [(e["action"], e["log"]) for e in only] == [("subscription.transition", "billing")]
+    backwards = http.get(
+        "/audit", headers=_bearer(admin["key"]), params={"since": "1d", "until": "2d"}
+    )
+    assert backwards.status_code == 422
+    assert "since is after until" in backwards.json()["error"]["message"]
 
     # Export round-trips: the same documents, one a line.
     out = tmp_path / "audit.jsonl"
@@ -160,7 +165,7 @@ def test_a_day_of_actions_is_in_the_audit_log_once_each(
     ("args", "says"),
     [
         (("--since", "yesterday"), "--since 'yesterday' is neither a duration nor a date"),
-        (("--since", "1d", "--until", "2d"), "--since is after --until"),
+        (("--since", "1d", "--until", "2d"), "since is after until"),
         (("--outcome", "maybe"), "--outcome 'maybe' is not an outcome"),
         (("--store", "Not A Slug!"), "is not a store slug or id"),
     ],
