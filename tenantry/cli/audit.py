@@ -8,11 +8,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
 import typer
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.orm import Session
 
 from tenantry.cli.common import open_platform
 from tenantry.cli.output import JSON_OPTION, console, emit_json, err_console, reports_errors
@@ -72,7 +73,8 @@ def _filter(
 
 
 @contextmanager
-def _logs(platform: Platform) -> Iterator[tuple[Any, Any]]:
+def _logs(platform: Platform) -> Iterator[tuple[Session, Session]]:
+    """Sessions on master's log and billing's."""
     with platform.sessions() as master, platform.billing_sessions() as billing:
         yield master, billing
 
