@@ -201,5 +201,10 @@ def move_store(slug: str, server: str) -> None:
     settings = load_settings()
     platform = Platform.open(settings)
     StoreMover(
-        platform.sessions, platform.box, settings, platform.tenant_spec, drain_seconds=0
+        platform.sessions,
+        platform.box,
+        settings,
+        platform.tenant_spec,
+        drain_seconds=0,
+        actor="cli:test",
     ).move(slug, server)

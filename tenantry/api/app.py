@@ -14,6 +14,7 @@ from tenantry.api.group_commit import IngestWriter
 from tenantry.api.principal_scope import PrincipalScope
 from tenantry.api.routes import (
     apikeys,
+    audit,
     auth,
     backups,
     billing,
@@ -80,6 +81,7 @@ def create_app(
     app.include_router(operations.router)
     app.include_router(auth.router)
     app.include_router(apikeys.router)
+    app.include_router(audit.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -30,6 +30,8 @@ from tenantry.db.billing.models import (
     BillingSubscription,
 )
 from tenantry.db.engines import make_engine
+from tenantry.services.audit import app_actor
+from tenantry.services.billing import audit as billing_audit
 from tenantry.services.billing import customers, invoices, plans, subscriptions, webhook_secrets
 from tenantry.settings import Settings
 
@@ -89,12 +91,14 @@ class BillingService:
         return self._run(lambda s: customers.get_by_external_id(s, app_id, external_id))
 
     def erase_customer(
-        self, app_id: str, customer_id: str | uuid.UUID, *, actor: str = "python"
+        self, app_id: str, customer_id: str | uuid.UUID, *, actor: str | None = None
     ) -> BillingCustomer:
-        """GDPR erasure of a customer's personal data."""
+        """GDPR erasure of a customer's personal data (audited as ``actor``, by default the
+        app itself: ``app:<app_id>``)."""
+        who = actor or app_actor(app_id)
         return self._run(
             lambda s: customers.erase_customer(
-                s, customers.get_customer(s, app_id, customer_id), actor=actor
+                s, customers.get_customer(s, app_id, customer_id), actor=who
             )
         )
 
@@ -107,37 +111,51 @@ class BillingService:
     def subscribe(
         self, app_id: str, customer_id: str | uuid.UUID, plan_code: str, **options: Any
     ) -> BillingSubscription:
-        """Subscribe a customer to a plan."""
-        return self._run(
-            lambda s: subscriptions.create_subscription(
+        """Subscribe a customer to a plan (audited in billing's log as ``app:<app_id>``)."""
+
+        def subscribe(s: Session) -> BillingSubscription:
+            sub = subscriptions.create_subscription(
                 s,
                 customers.get_customer(s, app_id, customer_id),
                 plans.get_plan(s, app_id, plan_code),
                 **options,
             )
-        )
+            _audit(s, app_id, "subscription.create", "subscription", sub.id, plan=plan_code)
+            return sub
+
+        return self._run(subscribe)
 
     def cancel_subscription(
         self, app_id: str, sub_id: str | uuid.UUID, *, at_period_end: bool = False
     ) -> BillingSubscription:
-        """Cancel now or at the period's end."""
-        return self._run(
-            lambda s: subscriptions.cancel(
+        """Cancel now or at the period's end (audited as ``app:<app_id>``)."""
+
+        def cancel(s: Session) -> BillingSubscription:
+            sub = subscriptions.cancel(
                 subscriptions.get_subscription(s, app_id, sub_id), at_period_end=at_period_end
             )
-        )
+            details = {"at_period_end": at_period_end}
+            _audit(s, app_id, "subscription.cancel", "subscription", sub.id, **details)
+            return sub
+
+        return self._run(cancel)
 
     # invoices -----------------------------------------------------------------------
 
     def create_invoice(
         self, app_id: str, customer_id: str | uuid.UUID, **fields: Any
     ) -> BillingInvoice:
-        """Issue an invoice (see :func:`tenantry.services.billing.invoices.create_invoice`)."""
-        return self._run(
-            lambda s: invoices.create_invoice(
+        """Issue an invoice (see :func:`tenantry.services.billing.invoices.create_invoice`);
+        audited as ``app:<app_id>``."""
+
+        def issue(s: Session) -> BillingInvoice:
+            invoice = invoices.create_invoice(
                 s, customers.get_customer(s, app_id, customer_id), **fields
             )
-        )
+            _audit(s, app_id, "invoice.create", "invoice", invoice.id, status=invoice.status)
+            return invoice
+
+        return self._run(issue)
 
     def get_invoice(self, app_id: str, invoice_id: str | uuid.UUID) -> BillingInvoice:
         """One invoice with its milestones loaded."""
@@ -159,5 +177,22 @@ class BillingService:
             raise RuntimeError("no encryption key configured: run `tenantry init` first")
         box = self._box
         return self._run(
-            lambda s: webhook_secrets.add_secret(s, box, app_id, processor, secret, actor="python")
+            lambda s: webhook_secrets.add_secret(
+                s, box, app_id, processor, secret, actor=app_actor(app_id)
+            )
         )
+
+
+def _audit(
+    session: Session, app_id: str, action: str, target: str, ident: uuid.UUID, **details: Any
+) -> None:
+    """A change made through the library, in billing's log, in the change's transaction."""
+    billing_audit.record(
+        session,
+        app_id=app_id,
+        actor=app_actor(app_id),
+        action=action,
+        target_type=target,
+        target_id=str(ident),
+        details=details,
+    )

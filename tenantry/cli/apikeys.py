@@ -7,11 +7,12 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tenantry.cli.common import open_platform, when
+from tenantry.cli.common import audit_failures, open_platform, when
 from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
 from tenantry.errors import InvalidInput
 from tenantry.services import apikeys, stores
 from tenantry.services.apikeys import Scope
+from tenantry.services.audit import cli_actor
 from tenantry.settings import load_settings
 
 app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
@@ -36,10 +37,20 @@ def create(
     if sum((admin, store is not None, app_id is not None)) != 1:
         raise InvalidInput("give exactly one of --admin, --store SLUG or --app APP_ID.")
     scope = Scope.ADMIN if admin else Scope.STORE if store is not None else Scope.APP
-    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
+    with (
+        open_platform(load_settings()) as platform,
+        audit_failures(platform, "apikey.create", "api_key"),
+        platform.writer_sessions.begin() as session,
+    ):
         target = stores.get_store(session, store) if store is not None else None
         new = apikeys.create_key(
-            session, name=name, scope=scope, store=target, app_id=app_id, read_only=read_only
+            session,
+            name=name,
+            scope=scope,
+            store=target,
+            app_id=app_id,
+            read_only=read_only,
+            actor=cli_actor(),
         )
         doc = {
             "key": new.plaintext,
@@ -108,8 +119,12 @@ def revoke(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Revoke an API key: it stops working at once."""
-    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
-        key = apikeys.revoke_key(session, prefix)
+    with (
+        open_platform(load_settings()) as platform,
+        audit_failures(platform, "apikey.revoke", "api_key", prefix),
+        platform.writer_sessions.begin() as session,
+    ):
+        key = apikeys.revoke_key(session, prefix, actor=cli_actor())
         doc = {"prefix": key.prefix, "name": key.name, "revoked_at": key.revoked_at}
     if json_output:
         emit_json(doc)

@@ -30,6 +30,7 @@ from tenantry.errors import InvalidInput
 from tenantry.operations import backup_prune, backup_run
 from tenantry.runtime import Platform
 from tenantry.services import audit
+from tenantry.services.audit import cli_actor
 from tenantry.services.backups import catalog, policies, retention
 from tenantry.services.backups.targets import BackupTarget, resolve, scope_of, tenant_targets
 from tenantry.services.backups.verification import get_backup
@@ -131,6 +132,7 @@ def run(
                     pin=pin,
                     verify=verify,
                     show=partial(byte_progress, not json_output),
+                    actor=cli_actor(),
                 )
             )
     if json_output:
@@ -221,7 +223,7 @@ def verify_(
             backup = get_backup(session, backup_id)
             policy = policies.policy_for(session, scope_of(backup))
         result = backup_run.verify_one(
-            platform, storage, backup, partial(byte_progress, not json_output)
+            platform, storage, backup, partial(byte_progress, not json_output), actor=cli_actor()
         )
     document = {
         **asdict(result),
@@ -270,7 +272,7 @@ def prune(
             with platform.writer_sessions.begin() as session:
                 audit.record(
                     session,
-                    actor="cli",
+                    actor=cli_actor(),
                     action="backup.pruned",
                     target_type="backup",
                     details={"backups": [str(i) for i in pruned]},
@@ -310,7 +312,7 @@ def pin(
         backup = catalog.set_pinned(session, get_backup(session, backup_id), not unpin)
         audit.record(
             session,
-            actor="cli",
+            actor=cli_actor(),
             action="backup.unpinned" if unpin else "backup.pinned",
             target_type="backup",
             target_id=str(backup.id),

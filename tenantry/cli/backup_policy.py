@@ -8,6 +8,7 @@ from rich.table import Table
 from tenantry.cli.common import open_platform
 from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
 from tenantry.services import audit
+from tenantry.services.audit import cli_actor
 from tenantry.services.backups import policies
 from tenantry.settings import load_settings
 
@@ -87,7 +88,7 @@ def policy_set(
         )
         audit.record(
             session,
-            actor="cli",
+            actor=cli_actor(),
             action="backup.policy_set",
             target_type="backup_policy",
             target_id=scope,

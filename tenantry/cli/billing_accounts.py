@@ -13,6 +13,7 @@ from rich.table import Table
 from tenantry.cli.common import open_platform, when
 from tenantry.cli.output import JSON_OPTION, MAX_OFFSET, console, emit_json, reports_errors
 from tenantry.db.billing.models import BillingCustomer, BillingProcessorSecret
+from tenantry.services.audit import cli_actor
 from tenantry.services.billing import customers, webhook_secrets
 from tenantry.settings import load_settings
 
@@ -23,7 +24,7 @@ secrets_app = typer.Typer(
 customers_app = typer.Typer(help="Each app's billing customers.", no_args_is_help=True)
 
 #: Who the billing audit log records for changes made here.
-ACTOR = "cli"
+ACTOR = cli_actor()
 APP_OPTION = typer.Option(None, "--app", help="Only this app's (app id).")
 
 

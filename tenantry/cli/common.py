@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
 from typing import Any
 
 from tenantry.db.master.models import ProvisioningJob
+from tenantry.operations import audited
 from tenantry.runtime import Platform
+from tenantry.services import audit
 from tenantry.settings import Settings
 
 #: Connection details never shown, even though config_data holds no password: URL query
@@ -24,6 +26,20 @@ def open_platform(settings: Settings) -> Iterator[Platform]:
         yield platform
     finally:
         platform.close()
+
+
+def audit_failures(
+    platform: Platform, action: str, target_type: str, target_id: str | None = None
+) -> AbstractContextManager[audit.Attempt]:
+    """Record a failure (or refusal) of the CLI action in the ``with`` body as the CLI's
+    user, in a transaction of its own; open the action's own transaction inside it."""
+    return audited.failures(
+        platform.writer_sessions,
+        actor=audit.cli_actor(),
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+    )
 
 
 def when(value: datetime | None) -> str:

@@ -28,6 +28,7 @@ from tenantry.db.schemas import Role, schema_for
 from tenantry.errors import InvalidInput, TenantryError
 from tenantry.operations import migrate_database
 from tenantry.services import schema_ops
+from tenantry.services.audit import cli_actor
 from tenantry.services.fleet_targets import tenant_databases
 from tenantry.settings import Settings, load_settings
 
@@ -171,6 +172,7 @@ def migrate(
         owner=owner,
         allow_destructive=allow_destructive,
         lock_wait_s=lock_wait,
+        actor=cli_actor(),
         backup_first=backup_first,
         while_backing_up=None if json_output else shown,
     )
@@ -360,7 +362,9 @@ def resolve(
         assert role is not None
         t = target(settings, role, url)
         store_id = None
-    result = migrate_database.resolve(settings, t, revision, applied=applied, store_id=store_id)
+    result = migrate_database.resolve(
+        settings, t, revision, applied=applied, actor=cli_actor(), store_id=store_id
+    )
     if json_output:
         emit_json(result)
     else:

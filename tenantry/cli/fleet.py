@@ -38,6 +38,7 @@ from tenantry.operations.fleet_run import run_fleet
 from tenantry.operations.fleet_verify import verify_fleet
 from tenantry.operations.premigration import PreMigrationBackups
 from tenantry.runtime import Platform, open_dispatcher
+from tenantry.services.audit import cli_actor
 from tenantry.services.fleet_migrate import MigrateOptions, Outcome, TenantCheck, plan_sql
 from tenantry.services.fleet_status import FleetStatus, fleet_status, run_progress
 from tenantry.services.fleet_targets import tenant_databases
@@ -144,7 +145,11 @@ def migrate(
             allow_destructive=allow_destructive,
             before_ddl=(
                 PreMigrationBackups(
-                    platform.sessions, storage_for(settings), settings, platform.box
+                    platform.sessions,
+                    storage_for(settings),
+                    settings,
+                    platform.box,
+                    actor=cli_actor(),
                 ).for_tenants(spec, goal)
                 if backup_first
                 else None
@@ -177,6 +182,7 @@ def migrate(
                 lock_ttl=timedelta(seconds=settings.job_lease_seconds),
                 on_outcome=advanced,
                 on_start=started,
+                actor=cli_actor(),
             )
     if json_output:
         emit_json(_report_document(report))
@@ -340,6 +346,7 @@ def _migrate_queued(
         options,
         slugs=slugs,
         lock_ttl=timedelta(seconds=settings.job_lease_seconds),
+        actor=cli_actor(),
     )
     queue = open_dispatcher(settings)
     try:

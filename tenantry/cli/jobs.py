@@ -12,6 +12,7 @@ from tenantry.cli.common import job_document, open_platform, when
 from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
 from tenantry.db.master.models import ProvisioningStatus, Store
 from tenantry.services import provisioning, stores
+from tenantry.services.audit import cli_actor
 from tenantry.settings import load_settings
 
 app = typer.Typer(help="Follow and cancel provisioning jobs.", no_args_is_help=True)
@@ -99,7 +100,9 @@ def cancel(job_id: str = JOB_ARGUMENT, json_output: bool = JSON_OPTION) -> None:
     """Cancel a queued or running job; a running job stops at its next step and removes the
     database it created."""
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
-        job = provisioning.cancel_job(session, provisioning.get_job(session, job_id))
+        job = provisioning.cancel_job(
+            session, provisioning.get_job(session, job_id), actor=cli_actor()
+        )
         doc = _with_store(job_document(job), session.get(Store, job.store_id))
     if json_output:
         emit_json(doc)

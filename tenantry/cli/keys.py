@@ -5,9 +5,10 @@ from __future__ import annotations
 import typer
 from cryptography.fernet import Fernet
 
-from tenantry.cli.common import open_platform
+from tenantry.cli.common import audit_failures, open_platform
 from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
 from tenantry.operations import key_rotation
+from tenantry.services.audit import cli_actor
 from tenantry.settings import load_settings
 
 app = typer.Typer(
@@ -35,8 +36,11 @@ def rotate(
     transaction (all of its secrets or none); if a later database fails, the ones before it
     stay resealed and every key is kept, so running the command again finishes the job.
     """
-    with open_platform(load_settings()) as platform:
-        rotation = key_rotation.rotate(platform, retire_old=retire_old)
+    with (
+        open_platform(load_settings()) as platform,
+        audit_failures(platform, "keys.rotate", "secret_keys"),
+    ):
+        rotation = key_rotation.rotate(platform, retire_old=retire_old, actor=cli_actor())
     if json_output:
         emit_json(rotation.as_dict())
         return

@@ -102,6 +102,11 @@ COMMANDS: dict[str, Entry] = {
     "backup": Entry(
         "tenantry.cli.backup", "app", "Take, list, verify and prune backups of every database."
     ),
+    "audit": Entry(
+        "tenantry.cli.audit",
+        "app",
+        "Read, export and prune the audit log (who did what, to what, and how it ended).",
+    ),
     "recover": Entry(
         "tenantry.cli.recover",
         "app",

@@ -33,6 +33,7 @@ from tenantry.errors import NotFound, TenantryError
 from tenantry.operations import records
 from tenantry.runtime import Platform
 from tenantry.services import stores
+from tenantry.services.audit import cli_actor
 from tenantry.settings import load_settings
 
 app = typer.Typer(
@@ -237,7 +238,7 @@ def cancel(operation_id: str = OPERATION_ARGUMENT, json_output: bool = JSON_OPTI
     and leaves nothing half-done (follow it with `ops wait`)."""
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         operation = records.get_operation(session, operation_id)
-        records.request_cancel(session, operation, actor="cli")
+        records.request_cancel(session, operation, actor=cli_actor())
         doc = records.operation_document(operation)
     if json_output:
         emit_json(doc)

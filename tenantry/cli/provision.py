@@ -36,6 +36,7 @@ from tenantry.operations import provision_request
 from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import provisioning, workers
+from tenantry.services.audit import cli_actor
 from tenantry.settings import load_settings
 
 POLL_SECONDS = 0.2
@@ -120,7 +121,7 @@ def _follow(
 def _cancel(platform: Platform, job_id: uuid.UUID, runner: InProcessDispatcher) -> dict[str, Any]:
     """Cancel the in-process job and wait for it to stop (and remove what it created)."""
     with contextlib.suppress(TenantryError), platform.writer_sessions.begin() as session:
-        provisioning.cancel_job(session, provisioning.get_job(session, job_id))
+        provisioning.cancel_job(session, provisioning.get_job(session, job_id), actor=cli_actor())
     runner.join()
     return _read(platform, job_id)
 
@@ -201,6 +202,7 @@ def provision(
                 server=server,
                 url=connect,
                 url_field="--connect",
+                actor=cli_actor(),
             )
         finally:
             if runner is None:

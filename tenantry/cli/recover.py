@@ -19,6 +19,7 @@ from tenantry.cli.common import open_platform
 from tenantry.cli.output import JSON_OPTION, console, emit_json, err_console, reports_errors
 from tenantry.errors import InvalidInput
 from tenantry.operations.recover_rows import recover_rows
+from tenantry.services.audit import cli_actor
 from tenantry.services.backups.recovery import FORMATS, RowRecovery
 from tenantry.services.backups.recovery_output import write_rows
 from tenantry.settings import load_settings
@@ -118,6 +119,7 @@ def rows(
             on_progress=advance,
             on_status=describe,
             before_apply=write_out,
+            actor=cli_actor(),
         )
     if json_output:
         emit_json(

@@ -13,6 +13,7 @@ from tenantry.cli.common import open_platform
 from tenantry.cli.output import JSON_OPTION, console, emit_json, err_console, reports_errors
 from tenantry.errors import InvalidInput
 from tenantry.operations.restore import restore
+from tenantry.services.audit import cli_actor
 from tenantry.services.backups.restore_plan import RestorePlan, plan_restore
 from tenantry.settings import load_settings
 
@@ -86,6 +87,7 @@ def restore_command(
                 confirm=confirm,
                 on_progress=advance,
                 before_switch=platform.master_engine.dispose,
+                actor=cli_actor(),
             )
     if json_output:
         emit_json(

@@ -19,6 +19,7 @@ from tenantry.operations.init import run_init
 from tenantry.runtime import open_dispatcher
 from tenantry.services import apikeys
 from tenantry.services.apikeys import Scope
+from tenantry.services.audit import cli_actor
 from tenantry.settings import Settings, load_settings
 
 WORKERS_OPTION = typer.Option(
@@ -76,7 +77,9 @@ def _ensure_admin_key(settings: Settings) -> str | None:
     with open_platform(settings) as platform, platform.writer_sessions.begin() as session:
         if apikeys.has_admin_key(session):
             return None
-        new = apikeys.create_key(session, name="admin (tenantry up)", scope=Scope.ADMIN)
+        new = apikeys.create_key(
+            session, name="admin (tenantry up)", scope=Scope.ADMIN, actor=cli_actor()
+        )
         return new.plaintext
 
 

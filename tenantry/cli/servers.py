@@ -9,13 +9,14 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tenantry.cli.common import open_platform, when
+from tenantry.cli.common import audit_failures, open_platform, when
 from tenantry.cli.output import EXIT_FAILED, JSON_OPTION, console, emit_json, reports_errors
 from tenantry.db.master.models import DatabaseServer
 from tenantry.db.urls import mask
 from tenantry.errors import TenantryError
 from tenantry.operations.server_credentials import rotate_server_credentials
 from tenantry.services import servers
+from tenantry.services.audit import cli_actor
 from tenantry.services.connections import server_url
 from tenantry.services.servers import ServerCheck
 from tenantry.settings import load_settings
@@ -57,9 +58,19 @@ def add(
     cannot be reached is not saved (exit 2). A MySQL/MariaDB URL may name no database; a
     PostgreSQL URL without one uses the postgres maintenance database.
     """
-    with open_platform(load_settings()) as platform, platform.sessions() as session:
+    with (
+        open_platform(load_settings()) as platform,
+        audit_failures(platform, "server.add", "database_server", name),
+        platform.sessions() as session,
+    ):
         server, check = servers.add_server(
-            session, platform.box, name=name, admin_url=url, notes=notes, field="--url"
+            session,
+            platform.box,
+            name=name,
+            admin_url=url,
+            notes=notes,
+            field="--url",
+            actor=cli_actor(),
         )
         session.commit()
         doc: dict[str, Any] = {**_server_document(server, check.url), "check": asdict(check)}
@@ -86,8 +97,12 @@ def remove(
     Refused (exit 1) while stores' databases live there: the stores are named. Move them
     with `tenantry stores move` or delete them first.
     """
-    with open_platform(load_settings()) as platform, platform.sessions() as session:
-        servers.remove_server(session, name)
+    with (
+        open_platform(load_settings()) as platform,
+        audit_failures(platform, "server.remove", "database_server", name),
+        platform.sessions() as session,
+    ):
+        servers.remove_server(session, name, actor=cli_actor())
         session.commit()
     if json_output:
         emit_json({"removed": name})

@@ -22,6 +22,7 @@ from tenantry.cli.output import (
 from tenantry.db.urls import mask
 from tenantry.operations.move_store import StoreMover
 from tenantry.services import servers, stores
+from tenantry.services.audit import cli_actor
 from tenantry.services.connections import tenant_url
 from tenantry.services.move_progress import MoveProgress, move_document
 from tenantry.settings import load_settings
@@ -101,7 +102,7 @@ def move(
             platform.box,
             settings,
             platform.tenant_spec,
-            actor="cli",
+            actor=cli_actor(),
             on_progress=show,
         )
         try:

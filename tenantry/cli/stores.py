@@ -3,6 +3,7 @@ and rotate their runtime credentials."""
 
 from __future__ import annotations
 
+import sys
 from enum import StrEnum
 from typing import Any
 
@@ -10,7 +11,7 @@ import typer
 from rich.table import Table
 from sqlalchemy.orm import Session
 
-from tenantry.cli.common import open_platform, public_config, when
+from tenantry.cli.common import audit_failures, open_platform, public_config, when
 from tenantry.cli.output import (
     JSON_OPTION,
     confirm_or_exit,
@@ -20,9 +21,11 @@ from tenantry.cli.output import (
 )
 from tenantry.cli.store_credentials import rotate_credentials
 from tenantry.cli.store_move import move
+from tenantry.cli.stores_gdpr import erase_customer
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
-from tenantry.operations import store_create, store_delete
+from tenantry.operations import customer_erase, store_create, store_delete
 from tenantry.services import stores
+from tenantry.services.audit import cli_actor
 from tenantry.services.plans import PLANS
 from tenantry.settings import load_settings
 
@@ -161,7 +164,10 @@ def create(
 ) -> None:
     """Register a store (not yet provisioned): next, `tenantry provision SLUG`."""
     with open_platform(load_settings()) as platform:
-        created = store_create.create(platform, slug=slug, name=name, plan=plan)
+        with audit_failures(platform, "store.create", "store", slug):
+            created = store_create.create(
+                platform, slug=slug, name=name, plan=plan, actor=cli_actor()
+            )
         with platform.sessions() as session:
             doc = store_document(session, stores.get_store(session, created.id))
     if json_output:
@@ -253,7 +259,9 @@ def update(
     """Rename a store, change its plan or publish it (the slug never changes)."""
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         store = stores.get_store(session, slug)
-        stores.update_store(session, store, name=name, plan=plan, is_published=published)
+        stores.update_store(
+            session, store, name=name, plan=plan, is_published=published, actor=cli_actor()
+        )
         doc = store_document(session, store)
     if json_output:
         emit_json(doc)
@@ -270,9 +278,13 @@ def suspend(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Refuse all of a store's traffic until it is resumed; its data is kept."""
-    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
+    with (
+        open_platform(load_settings()) as platform,
+        audit_failures(platform, "store.suspend", "store", slug),
+        platform.writer_sessions.begin() as session,
+    ):
         store = stores.get_store(session, slug)
-        stores.suspend_store(session, store, reason=reason)
+        stores.suspend_store(session, store, reason=reason, actor=cli_actor())
         doc = store_document(session, store)
     if json_output:
         emit_json(doc)
@@ -284,9 +296,13 @@ def suspend(
 @reports_errors
 def resume(slug: str = SLUG_ARGUMENT, json_output: bool = JSON_OPTION) -> None:
     """Serve a suspended store again."""
-    with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
+    with (
+        open_platform(load_settings()) as platform,
+        audit_failures(platform, "store.resume", "store", slug),
+        platform.writer_sessions.begin() as session,
+    ):
         store = stores.get_store(session, slug)
-        stores.resume_store(session, store)
+        stores.resume_store(session, store, actor=cli_actor())
         doc = store_document(session, store)
     if json_output:
         emit_json(doc)
@@ -302,6 +318,12 @@ def delete(
         False,
         "--drop-database",
         help="Also drop the store's database (only one tenantry created; others are refused).",
+    ),
+    erase_billing: bool | None = typer.Option(
+        None,
+        "--erase-billing-customer/--keep-billing-customer",
+        help="Also erase the store's platform billing customer (GDPR; invoices are kept). "
+        "Asked when interactive; kept otherwise.",
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     json_output: bool = JSON_OPTION,
@@ -322,11 +344,29 @@ def delete(
             if plan.doomed:
                 question += f" and {len(plan.doomed)} source(s) kept after moves"
             confirm_or_exit(question + "?", json_output, "Pass --yes to delete without asking.")
-        doc = store_delete.delete(platform, plan)
+        billing_customer = customer_erase.billing_customer_of(platform, plan.slug)
+        if erase_billing is None and billing_customer is not None:
+            erase_billing = (
+                not yes
+                and sys.stdin.isatty()
+                and typer.confirm(
+                    "Also erase its billing customer (personal data removed, invoices kept)?",
+                    err=True,
+                )
+            )
+        with audit_failures(platform, "store.delete", "store", plan.slug):
+            doc = store_delete.delete(platform, plan, actor=cli_actor())
+        doc["billing_customer_erased"] = bool(
+            erase_billing
+            and billing_customer is not None
+            and customer_erase.erase_billing_customer(platform, billing_customer, actor=cli_actor())
+        )
     if json_output:
         emit_json(doc)
         return
     console.print(f"[green]✓[/] deleted store {plan.slug}")
+    if doc["billing_customer_erased"]:
+        console.print("[green]✓[/] erased its billing customer (invoices kept)")
     if plan.drop_database:
         done = (
             "dropped its database" if doc["database_dropped"] else "its database was already gone:"
@@ -343,3 +383,4 @@ def delete(
 # Registered last, so `tenantry stores --help` lists it where it always was.
 app.command()(move)
 app.command("rotate-credentials")(rotate_credentials)
+app.command("erase-customer")(erase_customer)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.engine import URL
 
-from tenantry.db import logins
+from tenantry.db import login_secrets, logins
 from tenantry.errors import Conflict, TenantryError
 from tenantry.runtime import Platform
 from tenantry.services import access
@@ -54,7 +54,7 @@ def grant_access(
                 f"a login named {login!r} exists already on {server_key(admin)}.",
                 "Choose another --name; tenantry never takes over a login it did not create.",
             )
-    password = logins.generate_password()
+    password = login_secrets.generate_password()
     created: list[URL] = []
     try:
         for admin in servers:

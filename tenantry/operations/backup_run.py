@@ -62,7 +62,9 @@ def failure(exc: Exception, target: BackupTarget) -> tuple[str, str | None]:
     return error_text(exc, target), "See the message above; the other databases were attempted."
 
 
-def verify_one(platform: Platform, storage: Storage, backup: Backup, show: ShowBytes) -> Any:
+def verify_one(
+    platform: Platform, storage: Storage, backup: Backup, show: ShowBytes, *, actor: str
+) -> Any:
     """Test-restore ``backup`` on its scratch server (an operation of its own)."""
     with platform.sessions() as session:
         server = scratch_server(session, platform.box, platform.settings, backup)
@@ -74,6 +76,7 @@ def verify_one(platform: Platform, storage: Storage, backup: Backup, show: ShowB
             server,
             on_progress=advance,
             lease_seconds=platform.settings.job_lease_seconds,
+            actor=actor,
         )
 
 
@@ -86,6 +89,7 @@ def back_up_one(
     pin: bool,
     verify: bool,
     show: ShowBytes,
+    actor: str,
 ) -> Outcome:
     """Back up (and verify) one database; any failure is this database's outcome only."""
     outcome = Outcome(target.scope)
@@ -100,6 +104,7 @@ def back_up_one(
                 level=platform.settings.backup_zstd_level,
                 on_progress=advance,
                 lease_seconds=platform.settings.job_lease_seconds,
+                actor=actor,
             )
     except Exception as exc:
         outcome.error, outcome.hint = failure(exc, target)
@@ -107,7 +112,7 @@ def back_up_one(
     if not verify:
         return outcome
     try:
-        result = verify_one(platform, storage, outcome.backup, show)
+        result = verify_one(platform, storage, outcome.backup, show, actor=actor)
         outcome.verification = {
             "passed": result.passed,
             "restore_seconds": round(result.restore_seconds, 3),

@@ -23,6 +23,7 @@ from tenantry.operations.backup_take import take_backup
 from tenantry.operations.backup_verify import verify_backup
 from tenantry.operations.kit import OperationKit
 from tenantry.operations.running import error_message
+from tenantry.services import audit
 from tenantry.services.backups import retention
 from tenantry.services.backups.scheduling import all_scopes, protection
 from tenantry.services.backups.taking import error_text
@@ -85,6 +86,15 @@ def tick(
         report.pruned = backup_prune.prune(sessions, storage, decisions)
         for backup_id in report.pruned:
             say(f"pruned {backup_id}")
+        if report.pruned:
+            with sessions.begin() as session:
+                audit.record(
+                    session,
+                    actor=audit.SCHEDULER,
+                    action="backup.pruned",
+                    target_type="backup",
+                    details={"backups": [str(i) for i in report.pruned]},
+                )
     finally:
         kit.release_lock(LOCK)
     return report
@@ -108,7 +118,7 @@ def _backup(
             storage,
             target,
             reason="scheduled",
-            actor="scheduler",
+            actor=audit.SCHEDULER,
             level=settings.backup_zstd_level,
         )
     except Exception as exc:  # any failure is this database's; the tick goes on
@@ -132,7 +142,7 @@ def _verify(
     try:
         with sessions() as session:
             server = scratch_server(session, box, settings, backup)
-        result = verify_backup(sessions, storage, backup.id, server, actor="scheduler")
+        result = verify_backup(sessions, storage, backup.id, server, actor=audit.SCHEDULER)
     except Exception as exc:  # verify_backup turns the unexpected into VerificationNotRun
         message = exc.message if isinstance(exc, TenantryError) else _unexpected(exc, None)
         report.failures.append(f"verification of {backup.id}: {message}")

@@ -32,6 +32,7 @@ from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import Backup, OperationKind, OperationStatus, ProgressUnit
 from tenantry.errors import Conflict, NotFound, TenantryError
 from tenantry.failpoints import failpoint
+from tenantry.operations.audited import attempt, not_audited
 from tenantry.operations.byte_progress import ByteReporter, Stopped
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.services.backups import taking
@@ -59,12 +60,13 @@ def take_backup(
     reason: str = "manual",
     label: str | None = None,
     pinned: bool = False,
-    actor: str = "cli",
+    actor: str,
     level: int = 3,
     on_progress: artifacts.Progress | None = None,
     queued_id: uuid.UUID | None = None,
     lease_seconds: float | None = None,
     tracked: bool = True,
+    audited: bool = True,
 ) -> Backup:
     """Back up ``target`` into ``storage``; the catalog row of the stored backup.
 
@@ -72,7 +74,8 @@ def take_backup(
     recorded (:class:`Conflict` when another process has it). Without ``tracked`` no operation
     is recorded (a master older than the operations table: a pre-migration backup). Raises the
     failure, after cleaning up and recording the backup as failed; :class:`BackupCancelled`
-    when it was asked to stop.
+    when it was asked to stop. Audited as ``backup.run`` unless not ``audited`` (a
+    pre-migration backup: the migration's own entry names it).
     """
     writes = writer_sessions(sessions)
     kit = kit_for(sessions, lease_seconds) if tracked else None
@@ -82,9 +85,22 @@ def take_backup(
             queued_id = record(
                 session, storage, target, reason=reason, label=label, pinned=pinned, actor=actor
             ).id
+    else:
+        with sessions() as session:  # the run is the requester's (a queued API backup)
+            actor = session.get_one(Backup, queued_id).created_by
     take = _Take(kit, writes, storage, queued_id)
     take.claim()
-    take.run(target, level, on_progress)
+    scope = not_audited if not audited else attempt
+    with scope(
+        writes,
+        actor=actor,
+        action="backup.run",
+        target_type="backup",
+        target_id=str(queued_id),
+        store_id=target.store_id,
+        details={"scope": target.scope, "reason": reason},
+    ):
+        take.run(target, level, on_progress)
     with sessions() as session:
         return session.get_one(Backup, queued_id)
 

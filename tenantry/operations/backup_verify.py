@@ -25,6 +25,7 @@ from tenantry.backup.storage import Storage
 from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import Backup, Operation, OperationKind, ProgressUnit
 from tenantry.errors import TenantryError
+from tenantry.operations.audited import attempt, not_audited
 from tenantry.operations.backup_take import kit_for
 from tenantry.operations.byte_progress import ByteReporter, Stopped
 from tenantry.operations.kit import LostClaim, OperationKit
@@ -52,8 +53,9 @@ def verify_backup(
     *,
     on_progress: artifacts.Progress | None = None,
     lease_seconds: float | None = None,
-    actor: str = "cli",
+    actor: str,
     tracked: bool = True,
+    audited: bool = True,
 ) -> Verification:
     """Restore a backup into a scratch database on ``server``, check it, record the result.
 
@@ -61,7 +63,8 @@ def verify_backup(
     a passing one ``verified``. Trouble with the scratch server raises
     :class:`VerificationNotRun` after recording why in the backup's ``verify_error``;
     :class:`VerificationCancelled` when asked to stop. Without ``tracked`` no operation is
-    recorded (a master older than the operations table).
+    recorded (a master older than the operations table). Audited as ``backup.verify``
+    unless not ``audited`` (a pre-migration backup's test).
     """
     with sessions() as session:
         backup = verification.get_backup(session, backup_id)
@@ -72,7 +75,19 @@ def verify_backup(
     kit = kit_for(sessions, lease_seconds) if tracked else None
     test = _Test(kit, writer_sessions(sessions), backup)
     test.start(has_take, actor)
-    return test.run(storage, server, on_progress)
+    scope = attempt if audited else not_audited
+    with scope(
+        writer_sessions(sessions),
+        actor=actor,
+        action="backup.verify",
+        target_type="backup",
+        target_id=str(backup.id),
+        store_id=backup.store_id,
+        details={"scope": scope_of(backup)},
+    ) as entry:
+        result = test.run(storage, server, on_progress)
+        entry.details["passed"] = result.passed
+    return result
 
 
 class _Test:

@@ -29,6 +29,7 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import Conflict, NotFound
+from tenantry.operations import audited
 from tenantry.operations.fleet_record import write_outcomes
 from tenantry.operations.fleet_run import RUN_AGAIN, abandon, end_run, lock_name, open_run
 from tenantry.operations.kit import LostClaim, OperationKit
@@ -49,12 +50,23 @@ def start_queued_run(
     *,
     slugs: list[str] | None = None,
     lock_ttl: timedelta = timedelta(seconds=60),
+    actor: str,
 ) -> tuple[uuid.UUID, list[uuid.UUID]]:
     """Open a run whose tenants are migrated by queue workers: its id and the store ids to
-    enqueue, one job each."""
+    enqueue, one job each. Audited (``fleet.migrate``, queued) when opened: the workers
+    record each tenant's outcome in the run, which ``fleet status`` shows."""
     run_id = uuid.uuid4()
     kit = queue_kit(sessions, run_id, lock_ttl)
-    tenants, _ = open_run(kit, box, spec, options, slugs, run_id, concurrency=0, queued=True)
+    with audited.attempt(
+        sessions,
+        actor=actor,
+        action="fleet.migrate",
+        target_type="fleet_run",
+        target_id=str(run_id),
+        details={"role": spec.role.value, "goal": options.goal, "stores": slugs, "queued": True},
+    ) as entry:
+        tenants, _ = open_run(kit, box, spec, options, slugs, run_id, concurrency=0, queued=True)
+        entry.details["tenants"] = len(tenants)
     if not tenants:
         finish_if_done(kit, run_id, spec.role.value)
     return run_id, [t.store_id for t in tenants]

@@ -11,6 +11,7 @@ over and marks it abandoned, or the workers' recovery sweep does (:mod:`.fleet_q
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 import time
@@ -38,13 +39,16 @@ from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict
 from tenantry.failpoints import failpoint
+from tenantry.operations import audited
 from tenantry.operations.fleet_record import Recorder, RunReport
 from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.services import audit
 from tenantry.services.fleet_migrate import MigrateOptions, Outcome, migrate_tenant, skipped
 from tenantry.services.fleet_targets import TenantDb, tenant_databases
 from tenantry.services.operation_rows import lease_lapsed
 
 #: What to do about a run whose process died, in its error.
+log = logging.getLogger("tenantry.fleet")
 RUN_AGAIN = "run `tenantry fleet migrate` again: tenants already at the target are skipped"
 
 
@@ -265,17 +269,29 @@ def run_fleet(
     lock_ttl: timedelta = timedelta(seconds=60),
     on_outcome: Callable[[Outcome], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    actor: str,
 ) -> RunReport:
     """Migrate every active tenant database (or ``slugs``) to ``options.goal`` here.
 
     Holds the run's lease and the fleet lock for the whole run (renewed in the background);
     writes each outcome to master as it comes; stops starting tenants once cancelled; ends
-    ``succeeded`` only when no tenant failed or was refused.
+    ``succeeded`` only when no tenant failed or was refused. The run (not each tenant) is
+    audited as ``fleet.migrate`` by ``actor``.
     """
     kit = OperationKit(sessions, lease_seconds=lock_ttl.total_seconds())
     run_id = uuid.uuid4()
     role = spec.role.value
-    tenants, took_over = open_run(kit, box, spec, options, slugs, run_id, concurrency=concurrency)
+    with audited.failures(
+        sessions,
+        actor=actor,
+        action="fleet.migrate",
+        target_type="fleet_run",
+        target_id=str(run_id),
+        details={"role": role, "goal": options.goal, "stores": slugs or None},
+    ):
+        tenants, took_over = open_run(
+            kit, box, spec, options, slugs, run_id, concurrency=concurrency
+        )
     report = RunReport(run_id, role, options.goal, FleetRunStatus.RUNNING, len(tenants))
     report.took_over = took_over
     began = time.perf_counter()
@@ -328,4 +344,35 @@ def run_fleet(
             with suppress(LostClaim):
                 kit.fail(run_id, f"interrupted after {len(report.outcomes)} tenants; {RUN_AGAIN}")
         kit.release_lock(lock_name(role))
+        _audit_run(sessions, actor, report, slugs)
     return report
+
+
+def _audit_run(
+    sessions: sessionmaker[Session], actor: str, report: RunReport, slugs: list[str] | None
+) -> None:
+    """The run's one audit entry: succeeded, or failed with its counts (a cancelled run is
+    one that did not do what was asked)."""
+    ok = report.status == FleetRunStatus.SUCCEEDED
+    try:
+        with sessions.begin() as session:
+            audit.record(
+                session,
+                actor=actor,
+                action="fleet.migrate",
+                target_type="fleet_run",
+                target_id=str(report.run_id),
+                details={
+                    "role": report.role,
+                    "goal": report.goal,
+                    "stores": slugs or None,
+                    "status": str(report.status),
+                    "counts": dict(report.counts),
+                    "failed": sorted(o.slug for o in report.failures)[:50],
+                },
+                outcome=audit.Outcome.SUCCEEDED if ok else audit.Outcome.FAILED,
+            )
+    except Exception:
+        # Only reached while another error (or master's loss) is ending the run: that error
+        # is the one to report.
+        log.exception("could not write fleet run %s to the audit log", report.run_id)

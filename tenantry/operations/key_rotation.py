@@ -95,7 +95,7 @@ def reseal_everywhere(
     running: Running,
     *,
     new_key: bool,
-    actor: str = "cli",
+    actor: str,
 ) -> None:
     """Reseal every database holding secrets, each in its own transaction, appending each
     committed database to ``done``; then record the rotation in master's audit log."""
@@ -135,7 +135,7 @@ def _ensure_only_new_opens_all(platform: Platform, new: bytes) -> None:
         )
 
 
-def rotate(platform: Platform, *, retire_old: bool = False, actor: str = "cli") -> Rotation:
+def rotate(platform: Platform, *, retire_old: bool = False, actor: str) -> Rotation:
     """Re-encrypt every stored secret, in master and billing, under a new key (see the
     module's docstring); ``retire_old`` (key file only) then keeps only the new key."""
     settings = platform.settings

@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from sqlalchemy import inspect
 from sqlalchemy.orm import Session, sessionmaker
@@ -55,31 +56,88 @@ def migrate(
     owner: str,
     allow_destructive: bool,
     lock_wait_s: float,
+    actor: str,
     backup_first: bool | None = None,
     while_backing_up: AbstractContextManager[object] | None = None,
 ) -> Migrated:
     """Migrate ``t`` to revision ``to`` under its migration lock after checking its identity;
-    with a backup first (see :func:`backs_up_first`), shown by ``while_backing_up``."""
+    with a backup first (see :func:`backs_up_first`), shown by ``while_backing_up``. Audited
+    as ``db.migrate`` (succeeded, failed or refused) by ``actor``."""
     backup_id = None
-    with _recorded(settings, t, acting_app) as running:
-        if backs_up_first(t.spec.role, backup_first):
+    details: dict[str, Any] = {"role": t.spec.role.value, "to": to}
+    try:
+        with _recorded(settings, t, acting_app) as running:
+            if backs_up_first(t.spec.role, backup_first):
+                if running is not None:
+                    running.step("backing up")
+                backup_id = _backup_before_migrating(
+                    settings, t, to, while_backing_up or nullcontext(), actor
+                )
             if running is not None:
-                running.step("backing up")
-            backup_id = _backup_before_migrating(settings, t, to, while_backing_up or nullcontext())
-        if running is not None:
-            running.step("migrating")
-        with connection(t, must_exist=False) as conn:
-            result = schema_ops.migrate_locked(
-                conn,
-                t.spec,
-                t.shown,
-                target=to,
-                acting_app=acting_app,
-                owner=owner,
-                allow_destructive=allow_destructive,
-                lock_wait_s=lock_wait_s,
-            )
+                running.step("migrating")
+            with connection(t, must_exist=False) as conn:
+                result = schema_ops.migrate_locked(
+                    conn,
+                    t.spec,
+                    t.shown,
+                    target=to,
+                    acting_app=acting_app,
+                    owner=owner,
+                    allow_destructive=allow_destructive,
+                    lock_wait_s=lock_wait_s,
+                )
+    except Exception as exc:
+        details["error"] = type(exc).__name__
+        _audit(settings, t, actor, "db.migrate", details, audit.outcome_of(exc))
+        raise
+    details.update(
+        {
+            "from": result.from_revision,
+            "to": result.to_revision,
+            "applied": result.applied,
+            "backup_id": str(backup_id) if backup_id else None,
+        }
+    )
+    _audit(settings, t, actor, "db.migrate", details, audit.Outcome.SUCCEEDED)
     return Migrated(result, backup_id)
+
+
+def _audit(
+    settings: Settings,
+    t: Target,
+    actor: str,
+    action: str,
+    details: dict[str, Any],
+    outcome: audit.Outcome,
+    store_id: uuid.UUID | None = None,
+) -> None:
+    """Write one entry to master's audit log, opening master directly (it may be the database
+    just migrated, or not be at head yet). A master without the log's current columns (not
+    migrated yet) cannot hold it: nothing is written there."""
+    if not database_exists(settings.master_url):
+        return
+    engine = make_engine(settings.master_url, pool_size=1)
+    try:
+        with connect(engine) as conn:
+            names = inspect(conn)
+            if "audit_logs" not in names.get_table_names():
+                return
+            if "outcome" not in {c["name"] for c in names.get_columns("audit_logs")}:
+                return
+        with Session(engine) as session, session.begin():
+            audit.record(
+                session,
+                actor=actor,
+                actor_app=settings.app,
+                action=action,
+                target_type=f"{t.spec.role.value}_database",
+                target_id=t.shown[:255],
+                store_id=store_id,
+                details=details,
+                outcome=outcome,
+            )
+    finally:
+        engine.dispose()
 
 
 @contextmanager
@@ -109,7 +167,7 @@ def _recorded(settings: Settings, t: Target, acting_app: str) -> Iterator[Runnin
 
 
 def _backup_before_migrating(
-    settings: Settings, t: Target, to: str, shown: AbstractContextManager[object]
+    settings: Settings, t: Target, to: str, shown: AbstractContextManager[object], actor: str
 ) -> uuid.UUID | None:
     """The verified pre-migration backup's id; None when there is nothing to back up (a new
     database) or nothing to apply."""
@@ -119,7 +177,7 @@ def _backup_before_migrating(
     goal = migrations.resolve(t.spec, to)
     if identity is None or current == goal:
         return None
-    with premigration.standalone(settings) as backups, shown:
+    with premigration.standalone(settings, actor) as backups, shown:
         backup = backups.take(BackupTarget(t.spec, t.url), current, goal)
     return backup.id
 
@@ -130,6 +188,7 @@ def resolve(
     revision: str,
     *,
     applied: bool,
+    actor: str,
     store_id: uuid.UUID | None = None,
 ) -> schema_ops.ResolveResult:
     """Mark failed ``revision`` of ``t`` applied (or rolled back) after it was fixed by hand
@@ -140,27 +199,6 @@ def resolve(
         conn.begin(),
     ):
         result = schema_ops.resolve(conn, t.spec, t.shown, revision, applied=applied)
-    _audit_resolve(settings, result, store_id)
+    outcome = audit.Outcome.SUCCEEDED
+    _audit(settings, t, actor, "migration.resolved", asdict(result), outcome, store_id)
     return result
-
-
-def _audit_resolve(
-    settings: Settings, result: schema_ops.ResolveResult, store_id: uuid.UUID | None
-) -> None:
-    """Write the resolution to master's audit log (master may itself be the one resolved,
-    so this opens master directly rather than through the platform's head check)."""
-    engine = make_engine(settings.master_url, pool_size=1)
-    try:
-        with Session(engine) as session, session.begin():
-            audit.record(
-                session,
-                actor="cli",
-                actor_app=settings.app,
-                action="migration.resolved",
-                target_type=f"{result.role}_database",
-                target_id=result.url,
-                store_id=store_id,
-                details=asdict(result),
-            )
-    finally:
-        engine.dispose()

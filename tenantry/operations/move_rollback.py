@@ -48,7 +48,7 @@ class MoveRollback:
     sessions: sessionmaker[Session]
     box: SecretBox
     kit: OperationKit
-    actor: str = "cli"
+    actor: str
 
     def take_over(self, session: Session, dead: StoreMove, *, by: uuid.UUID | None) -> None:
         """Record the move ``dead`` (its lease lapsed) as failed, in ``session``; a live

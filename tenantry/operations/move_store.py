@@ -73,7 +73,7 @@ class StoreMover:
     box: SecretBox
     settings: Settings
     spec: SchemaSpec
-    actor: str = "cli"
+    actor: str
     on_progress: ProgressCallback | None = None
     drain_seconds: float = DRAIN_SECONDS
     batch_rows: int = copy.BATCH_ROWS

@@ -35,7 +35,7 @@ def request(
     mode: ProvisioningMode,
     server: str | None = None,
     url: str | None = None,
-    actor: str = "cli",
+    actor: str,
     url_field: str = "url",
 ) -> Requested:
     """Record a provisioning job for ``store`` (slug or id) and hand it to ``dispatcher``.

@@ -113,7 +113,7 @@ def recover_rows(
     *,
     where: str | None = None,
     apply: bool = False,
-    actor: str = "cli",
+    actor: str,
     batch_size: int = BATCH,
     on_progress: artifacts.Progress | None = None,
     on_status: Status | None = None,
@@ -163,7 +163,7 @@ def apply_rows(
     settings: Settings,
     recovery: RowRecovery,
     *,
-    actor: str = "cli",
+    actor: str,
     batch_size: int = BATCH,
 ) -> int:
     """Insert rows found earlier into the live database in one transaction, as a

@@ -39,6 +39,7 @@ from tenantry.db.master.models import (
 from tenantry.db.schemas import Role
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import TenantryError
+from tenantry.operations import audited
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.block_lease import BlockLease
 from tenantry.operations.byte_progress import ByteReporter, Stopped
@@ -71,7 +72,7 @@ def restore(
     plan: RestorePlan,
     *,
     confirm: str | None,
-    actor: str = "cli",
+    actor: str,
     on_progress: artifacts.Progress | None = None,
     before_switch: Callable[[], None] | None = None,
     on_start: Callable[[uuid.UUID], None] | None = None,
@@ -120,6 +121,7 @@ def restore(
                 pinned=True,
                 actor=actor,
                 level=settings.backup_zstd_level,
+                audited=False,  # the restore's own entry names it
             ).id
         # Read after the safety backup, so its own catalog row survives a restore of master.
         with sessions() as session:
@@ -152,6 +154,17 @@ def restore(
     except BaseException as exc:
         lease.lift(bump_connection=plan.store_id is not None)
         _end_failed(kit, operation_id, exc)
+        if backup.role != Role.MASTER:  # a failed master restore may have left no master
+            audited.record_failure(
+                sessions,
+                exc,
+                actor=actor,
+                action="backup.restored",
+                target_type="database",
+                target_id=plan.confirm_name,
+                store_id=backup.store_id,
+                details={"backup": str(backup.id)},
+            )
         raise
     lease.lift(bump_connection=plan.store_id is not None)
     with kit.sessions.begin() as session:

@@ -12,7 +12,7 @@ from tenantry.runtime import Platform
 from tenantry.services import platform_billing, stores
 
 
-def create(platform: Platform, *, slug: str, name: str, plan: str, actor: str = "cli") -> Store:
+def create(platform: Platform, *, slug: str, name: str, plan: str, actor: str) -> Store:
     """Register store ``slug`` (not yet provisioned) and link its billing customer; the
     store as committed (read it again in the caller's session to show it)."""
     with platform.writer_sessions.begin() as session:

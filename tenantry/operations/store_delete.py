@@ -61,7 +61,7 @@ def plan(platform: Platform, ref: str, *, drop_database: bool) -> StoreDeletion:
     return StoreDeletion(checked.slug, checked.store_id, checked.drop_database, url, kept)
 
 
-def delete(platform: Platform, deletion: StoreDeletion, *, actor: str = "cli") -> dict[str, Any]:
+def delete(platform: Platform, deletion: StoreDeletion, *, actor: str) -> dict[str, Any]:
     """Drop what ``deletion`` drops, then remove the store; a report of what was done.
     Raises :class:`~tenantry.operations.running.Cancelled` when cancelled before a drop."""
     dropped = False

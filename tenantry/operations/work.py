@@ -16,6 +16,7 @@ from datetime import timedelta
 from tenantry.backup.storage import storage_for
 from tenantry.errors import Conflict
 from tenantry.operations import (
+    audit_prune,
     backup_schedule,
     backup_take,
     backup_verify,
@@ -27,11 +28,14 @@ from tenantry.operations.kit import OperationKit
 from tenantry.operations.premigration import PreMigrationBackups
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
+from tenantry.services import audit
 from tenantry.services.backups.targets import resolve
 
 log = logging.getLogger("tenantry.jobs")
 #: Master's column for a job's worker name holds this many characters.
 WORKER_NAME_MAX = 64
+#: Batches of old audit and usage rows each table loses per scheduler tick (a minute).
+RETENTION_BATCHES_PER_TICK = 5
 
 
 def worker_name(prefix: str = "") -> str:
@@ -66,7 +70,7 @@ def run_fleet_tenant(platform: Platform, run_id: uuid.UUID, store_id: uuid.UUID)
         owner=settings.tenant_owner,
         lock_ttl=timedelta(seconds=settings.job_lease_seconds),
         pre_migration=PreMigrationBackups(
-            platform.sessions, storage_for(settings), settings, platform.box, actor="worker"
+            platform.sessions, storage_for(settings), settings, platform.box, actor=audit.WORKER
         ).for_tenants_of(platform.tenant_spec),
     )
     status = outcome.status.value if outcome else "skipped (run over)"
@@ -96,6 +100,7 @@ def run_backup(platform: Platform, backup_id: uuid.UUID, scope: str) -> str:
             level=platform.settings.backup_zstd_level,
             queued_id=backup_id,
             lease_seconds=platform.settings.job_lease_seconds,
+            actor=audit.WORKER,  # replaced by the queued backup's requester
         )
     except Conflict:
         log.info("backup %s of %s: skipped, another worker took it", backup_id, scope)
@@ -125,8 +130,9 @@ def recover_backups(
 
 
 def backup_tick(platform: Platform) -> None:
-    """Run the backups, restore tests and pruning that are due now, then rotate the store
-    credentials older than ``TENANTRY_CREDENTIAL_ROTATION_DAYS``."""
+    """Run the backups, restore tests and pruning that are due now, rotate the store
+    credentials older than ``TENANTRY_CREDENTIAL_ROTATION_DAYS``, then apply the audit and
+    usage logs' retention (a few bounded batches a tick; the next tick goes on)."""
     backup_schedule.tick(
         platform.sessions,
         storage_for(platform.settings),
@@ -135,6 +141,7 @@ def backup_tick(platform: Platform) -> None:
         on_event=log.info,
     )
     credential_tick(platform)
+    retention_tick(platform)
 
 
 def credential_tick(platform: Platform) -> list[str]:
@@ -159,3 +166,17 @@ def credential_tick(platform: Platform) -> list[str]:
 
 #: The credential rotation's lock: one scheduler rotates at a time.
 CREDENTIAL_LOCK = "credential-rotation"
+
+
+def retention_tick(platform: Platform) -> audit_prune.PruneReport:
+    """Delete a bounded share of what the audit and usage retention no longer keeps."""
+    report = audit_prune.prune(
+        platform.sessions,
+        platform.billing_writer_sessions,
+        platform.settings,
+        actor=audit.SCHEDULER,
+        max_batches=RETENTION_BATCHES_PER_TICK,
+    )
+    if report.total:
+        log.info("retention: deleted %d old audit and usage row(s)", report.total)
+    return report

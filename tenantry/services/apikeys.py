@@ -58,7 +58,7 @@ def create_key(
     store: Store | None = None,
     app_id: str | None = None,
     read_only: bool = False,
-    actor: str = "cli",
+    actor: str,
 ) -> NewKey:
     """Create a key; ``store`` for a store key, ``app_id`` for an app key; a ``read_only``
     key reads what its scope reaches and changes nothing."""
@@ -172,7 +172,7 @@ def has_admin_key(session: Session) -> bool:
     return False
 
 
-def revoke_key(session: Session, prefix: str, *, actor: str = "cli") -> ApiKey:
+def revoke_key(session: Session, prefix: str, *, actor: str) -> ApiKey:
     """Revoke the key with ``prefix``; revoking a revoked key changes nothing."""
     key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
     if key is None:

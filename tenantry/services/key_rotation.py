@@ -110,7 +110,7 @@ def unreadable(session: Session, box: SecretBox, spec: SchemaSpec) -> dict[str, 
 
 
 def record_rotation(
-    session: Session, resealed: list[Resealed], *, new_key: bool, actor: str = "cli"
+    session: Session, resealed: list[Resealed], *, new_key: bool, actor: str
 ) -> None:
     """Add master's audit entry for a rotation: counts per database and column."""
     audit.record(

@@ -35,6 +35,7 @@ from tenantry.errors import Forbidden
 #: what authenticating and serving a request records by itself. ``None``: any column.
 BOOKKEEPING: dict[str, frozenset[str] | None] = {
     "audit_logs": None,
+    "billing_audit_logs": None,
     "api_usage_logs": None,
     "user_sessions": None,
     "login_failures": None,

@@ -70,7 +70,7 @@ def request_provisioning(
     mode: ProvisioningMode,
     server: DatabaseServer | None = None,
     url: str | None = None,
-    actor: str = "cli",
+    actor: str,
     url_field: str = "url",
 ) -> ProvisioningJob:
     """Create a queued job for ``store`` (the caller enqueues it after committing).
@@ -148,7 +148,7 @@ def public_target(target: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in target.items() if k not in {"password", "query"}}
 
 
-def cancel_job(session: Session, job: ProvisioningJob, *, actor: str = "cli") -> ProvisioningJob:
+def cancel_job(session: Session, job: ProvisioningJob, *, actor: str) -> ProvisioningJob:
     """Cancel a queued or running job; a running one stops at its next step and cleans up
     (until then it shows as cancelled, its operation as cancelling)."""
     if job.operation_status not in ACTIVE:

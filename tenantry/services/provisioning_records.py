@@ -136,12 +136,12 @@ def complete(
     locked.finished_at = now
     audit.record(
         session,
-        actor=f"worker:{worker_id}",
+        actor=audit.WORKER,
         action="store.provisioned",
         target_type="store",
         target_id=store.slug,
         store_id=store.id,
-        details={"database": public_target(config_data)},
+        details={"database": public_target(config_data), "worker_id": worker_id},
     )
     return True
 
@@ -166,4 +166,14 @@ def record_failure(
     store = session.get(Store, job.store_id)
     if store is not None and store.database_status == DatabaseStatus.PROVISIONING:
         store.database_status = DatabaseStatus.FAILED
+    audit.record(
+        session,
+        actor=audit.WORKER,
+        action="store.provisioned",
+        target_type="store",
+        target_id=store.slug if store is not None else None,
+        store_id=job.store_id,
+        details={"worker_id": worker_id, "dropped": dropped},
+        outcome=audit.Outcome.FAILED,
+    )
     return True

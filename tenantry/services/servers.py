@@ -41,7 +41,7 @@ def add_server(
     name: str,
     admin_url: str,
     notes: str | None = None,
-    actor: str = "cli",
+    actor: str,
     field: str = "url",
 ) -> tuple[DatabaseServer, ServerCheck]:
     """Register a PostgreSQL or MySQL/MariaDB server by an admin URL (stored encrypted).
@@ -104,7 +104,7 @@ def admin_url_of(raw: str, *, field: str = "url") -> URL:
     return url
 
 
-def remove_server(session: Session, name: str, *, actor: str = "cli") -> None:
+def remove_server(session: Session, name: str, *, actor: str) -> None:
     """Unregister the server ``name``; refused while any store's database lives there.
 
     A store's database lives on a server while a connection (active, or a moved store's

@@ -83,7 +83,7 @@ def create_store(
     name: str,
     plan: str = "free",
     owner_id: uuid.UUID | None = None,
-    actor: str = "cli",
+    actor: str,
 ) -> Store:
     """Register a store (not yet provisioned) with a subscription to ``plan``."""
     validate_slug(slug)
@@ -156,7 +156,7 @@ def update_store(
     name: str | None = None,
     plan: str | None = None,
     is_published: bool | None = None,
-    actor: str = "cli",
+    actor: str,
 ) -> Store:
     """Change a store's name, plan or published flag (the slug never changes)."""
     changes: dict[str, object] = {}
@@ -178,7 +178,7 @@ def update_store(
     return store
 
 
-def suspend_store(session: Session, store: Store, *, reason: str = "", actor: str = "cli") -> Store:
+def suspend_store(session: Session, store: Store, *, reason: str = "", actor: str) -> Store:
     """Refuse all tenant traffic for ``store`` until it is resumed."""
     if store.database_status == DatabaseStatus.SUSPENDED:
         return store
@@ -194,7 +194,7 @@ def suspend_store(session: Session, store: Store, *, reason: str = "", actor: st
     return store
 
 
-def resume_store(session: Session, store: Store, *, actor: str = "cli") -> Store:
+def resume_store(session: Session, store: Store, *, actor: str) -> Store:
     """Serve a suspended store again."""
     if store.database_status == DatabaseStatus.ACTIVE:
         return store
@@ -256,7 +256,7 @@ def plan_delete(session: Session, store: Store, *, drop_database: bool) -> Delet
     return DeletePlan(store.slug, store.id, connection, drop_database and connection is not None)
 
 
-def delete_store(session: Session, store: Store, plan: DeletePlan, *, actor: str = "cli") -> None:
+def delete_store(session: Session, store: Store, plan: DeletePlan, *, actor: str) -> None:
     """Remove the store and what master holds for it; its audit entries stay."""
     details: dict[str, object] = {"database_dropped": plan.drop_database}
     if plan.connection is not None:

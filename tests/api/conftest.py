@@ -41,7 +41,9 @@ class Api:
     def store_key(self, slug: str) -> dict[str, str]:
         with self.platform.sessions.begin() as session:
             store = stores.get_store(session, slug)
-            new = apikeys.create_key(session, name="t", scope=apikeys.Scope.STORE, store=store)
+            new = apikeys.create_key(
+                session, name="t", scope=apikeys.Scope.STORE, store=store, actor="cli:test"
+            )
         return self.as_key(new.plaintext)
 
     def provisioned_store(self, slug: str, **provision: Any) -> dict[str, Any]:
@@ -62,7 +64,9 @@ def api(settings: Settings, platform: Platform) -> Iterator[Api]:
     """A client on the installation, with an admin key."""
     dispatcher = InProcessDispatcher(settings)
     with platform.sessions.begin() as session:
-        admin = apikeys.create_key(session, name="admin", scope=apikeys.Scope.ADMIN)
+        admin = apikeys.create_key(
+            session, name="admin", scope=apikeys.Scope.ADMIN, actor="cli:test"
+        )
     with TestClient(create_app(settings, dispatcher=dispatcher)) as client:
         yield Api(client, {"Authorization": f"Bearer {admin.plaintext}"}, platform)
     dispatcher.close()
@@ -114,13 +118,15 @@ def billing_api(
     opened = Platform.open(current)
     secret = "whsec_" + "s3cr3t" * 4
     with opened.sessions.begin() as session:
-        acme = apikeys.create_key(session, name="acme", scope=apikeys.Scope.APP, app_id="acme")
+        acme = apikeys.create_key(
+            session, name="acme", scope=apikeys.Scope.APP, app_id="acme", actor="cli:test"
+        )
         globex = apikeys.create_key(
-            session, name="globex", scope=apikeys.Scope.APP, app_id="globex"
+            session, name="globex", scope=apikeys.Scope.APP, app_id="globex", actor="cli:test"
         )
     with opened.billing_sessions.begin() as session:
         for app in ("acme", "globex"):
-            webhook_secrets.add_secret(session, opened.box, app, "stripe", secret)
+            webhook_secrets.add_secret(session, opened.box, app, "stripe", secret, actor="cli:test")
     dispatcher = InProcessDispatcher(current)
     with TestClient(create_app(current, dispatcher=dispatcher)) as client:
         yield BillingApi(

@@ -28,7 +28,9 @@ __all__ = ["cli"]
 def _app_key(api: Api, app_id: str) -> tuple[dict[str, str], str]:
     """Headers for a new key of ``app_id``, and its prefix."""
     with api.platform.sessions.begin() as session:
-        new = apikeys.create_key(session, name=app_id, scope=apikeys.Scope.APP, app_id=app_id)
+        new = apikeys.create_key(
+            session, name=app_id, scope=apikeys.Scope.APP, app_id=app_id, actor="cli:test"
+        )
     return api.as_key(new.plaintext), new.key.prefix
 
 

@@ -293,7 +293,9 @@ def test_a_refund_before_its_payment_ends_as_in_the_usual_order(
     api = billing_api
     if processor == "tilled":
         with api.platform.billing_sessions.begin() as session:
-            webhook_secrets.add_secret(session, api.platform.box, "acme", "tilled", TILLED_SECRET)
+            webhook_secrets.add_secret(
+                session, api.platform.box, "acme", "tilled", TILLED_SECRET, actor="cli:test"
+            )
     results = {}
     for order in ("usual", "refund-first", "one-batch"):
         invoice = _invoice(api, f"INV-{order}", 3100)

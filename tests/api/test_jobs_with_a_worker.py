@@ -26,7 +26,9 @@ def test_a_job_is_queued_then_running_then_completed_by_a_worker(
     # The worker pauses before seeding, so the job is surely seen running.
     monkeypatch.setenv("TENANTRY_FAILPOINTS", "provision.seed=sleep:1.5")
     with platform.sessions.begin() as session:
-        admin = apikeys.create_key(session, name="admin", scope=apikeys.Scope.ADMIN)
+        admin = apikeys.create_key(
+            session, name="admin", scope=apikeys.Scope.ADMIN, actor="cli:test"
+        )
     headers = {"Authorization": f"Bearer {admin.plaintext}"}
     queue = open_dispatcher(settings)
     try:

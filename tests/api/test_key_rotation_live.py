@@ -151,7 +151,9 @@ class Traffic:
         if slug not in self.keys:
             with self.live.platform.writer_sessions.begin() as session:
                 store = stores.get_store(session, slug)
-                key = apikeys.create_key(session, name=slug, scope=apikeys.Scope.STORE, store=store)
+                key = apikeys.create_key(
+                    session, name=slug, scope=apikeys.Scope.STORE, store=store, actor="cli:test"
+                )
             self.keys[slug] = {"Authorization": f"Bearer {key.plaintext}"}
         return True
 
@@ -190,9 +192,13 @@ class Traffic:
 def test_rotation_with_retire_old_while_api_and_worker_run(live: Live, tmp_path: Path) -> None:
     settings = live.settings
     with live.platform.sessions.begin() as session:
-        admin = apikeys.create_key(session, name="admin", scope=apikeys.Scope.ADMIN)
+        admin = apikeys.create_key(
+            session, name="admin", scope=apikeys.Scope.ADMIN, actor="cli:test"
+        )
     with live.platform.billing_sessions.begin() as session:
-        webhook_secrets.add_secret(session, live.platform.box, "acme", "stripe", SIGNING_SECRET)
+        webhook_secrets.add_secret(
+            session, live.platform.box, "acme", "stripe", SIGNING_SECRET, actor="cli:test"
+        )
     old_keys, _ = raw_keys(settings)
     log = tmp_path / "worker.log"
     queue = open_dispatcher(settings)

@@ -88,7 +88,11 @@ def test_a_moved_store_is_served_from_its_new_database(api: Api) -> None:
     product_id = made.json()["id"]
     with api.platform.sessions.begin() as session:
         servers.add_server(
-            session, api.platform.box, name="pg", admin_url=SERVER_URLS["postgresql"]
+            session,
+            api.platform.box,
+            name="pg",
+            admin_url=SERVER_URLS["postgresql"],
+            actor="cli:test",
         )
         config = stores.active_connection(session, stores.get_store(session, "mover"))
         assert config is not None
@@ -110,6 +114,7 @@ def test_a_moved_store_is_served_from_its_new_database(api: Api) -> None:
         api.platform.tenant_spec,
         on_progress=meanwhile,
         drain_seconds=0,
+        actor="cli:test",
     )
     try:
         moved = mover.move("mover", "pg")

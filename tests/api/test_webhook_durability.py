@@ -43,7 +43,9 @@ def test_sigkill_under_load_loses_no_acknowledged_event(
     install(settings)
     platform = Platform.open(settings)
     with platform.billing_sessions.begin() as session:
-        webhook_secrets.add_secret(session, platform.box, "acme", "stripe", SECRET)
+        webhook_secrets.add_secret(
+            session, platform.box, "acme", "stripe", SECRET, actor="cli:test"
+        )
     port = free_port()
     log = (tmp_path / "server.log").open("wb")
     server = subprocess.Popen(

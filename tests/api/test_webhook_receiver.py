@@ -136,7 +136,9 @@ def test_signed_events_the_adapter_cannot_read_are_refused_with_400(
 ) -> None:
     api = billing_api
     with api.platform.billing_sessions.begin() as session:
-        webhook_secrets.add_secret(session, api.platform.box, "acme", "tilled", TILLED_SECRET)
+        webhook_secrets.add_secret(
+            session, api.platform.box, "acme", "tilled", TILLED_SECRET, actor="cli:test"
+        )
     sent: list[tuple[str, str, bytes, str | None]] = []
     for processor, cases in (("stripe", STRIPE_CASES), ("tilled", TILLED_CASES)):
         sent.extend((processor, n, json.dumps(e).encode(), f) for n, (e, f) in cases.items())

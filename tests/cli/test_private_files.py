@@ -71,7 +71,9 @@ def test_init_a_worker_a_sqlite_store_and_a_backup_leave_only_private_files(
     queue = open_dispatcher(settings)  # the embedded queue's queue.db
     try:
         with platform.writer_sessions.begin() as session:
-            store = stores.create_store(session, slug="private-shop", name="Private")
+            store = stores.create_store(
+                session, slug="private-shop", name="Private", actor="cli:test"
+            )
             job = provisioning.request_provisioning(
                 session,
                 platform.box,
@@ -80,6 +82,7 @@ def test_init_a_worker_a_sqlite_store_and_a_backup_leave_only_private_files(
                 mode=ProvisioningMode.CREATE_NEW,
                 server=None,
                 url=None,
+                actor="cli:test",
             )
         outcome = Provisioner(
             platform.sessions, platform.box, settings, platform.tenant_spec, "test"
@@ -87,7 +90,9 @@ def test_init_a_worker_a_sqlite_store_and_a_backup_leave_only_private_files(
         assert outcome == ProvisioningStatus.COMPLETED
         with platform.sessions() as session:
             target = resolve(session, platform.box, settings, "store:private-shop")
-        backup = take_backup(platform.sessions, storage_for(settings), target, level=1)
+        backup = take_backup(
+            platform.sessions, storage_for(settings), target, level=1, actor="cli:test"
+        )
         assert backup.status == BackupStatus.STORED
         # While connections are open, SQLite's -wal and -shm files exist: check them too.
         names = {p.name for p in data.rglob("*")}

@@ -27,8 +27,10 @@ def test_a_lost_queued_backup_is_taken_by_the_recovery_sweep(platform: Platform)
     storage = storage_for(platform.settings)
     with platform.sessions.begin() as session:
         target = resolve(session, platform.box, platform.settings, "billing")
-        lost = queue_backup(session, storage, target)  # never enqueued: the message is lost
-        fresh = queue_backup(session, storage, target)
+        lost = queue_backup(
+            session, storage, target, actor="cli:test"
+        )  # never enqueued: the message is lost
+        fresh = queue_backup(session, storage, target, actor="cli:test")
     with platform.sessions.begin() as session:
         session.execute(
             update(Backup)
@@ -64,7 +66,7 @@ def test_a_backup_handed_to_two_workers_at_once_is_taken_once(
     storage = storage_for(platform.settings)
     with platform.sessions.begin() as session:
         target = resolve(session, platform.box, platform.settings, "billing")
-        queued = queue_backup(session, storage, target)
+        queued = queue_backup(session, storage, target, actor="cli:test")
     logs = [tmp_path / "worker-a.log", tmp_path / "worker-b.log"]
     with running_worker(logs[0]), running_worker(logs[1]):
         queue = Queue(platform.settings)

@@ -56,9 +56,15 @@ def test_cancel_running_job_stops_worker_and_drops_its_database(
 ) -> None:
     slug = f"c-{uuid.uuid4().hex[:8]}"
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name="Cancelled")
+        store = stores.create_store(session, slug=slug, name="Cancelled", actor="cli:test")
         if backend != "sqlite":
-            servers.add_server(session, platform.box, name=backend, admin_url=SERVER_URLS[backend])
+            servers.add_server(
+                session,
+                platform.box,
+                name=backend,
+                admin_url=SERVER_URLS[backend],
+                actor="cli:test",
+            )
         name = provisioning.tenant_database_name(store)
         path = provisioning.tenant_sqlite_path(platform.settings, store)
     where = [] if backend == "sqlite" else ["--server", backend]

@@ -125,7 +125,7 @@ def shop(platform: Platform, new_database: DbFactory, backend: str) -> Shop:
     slug = f"rec-{uuid.uuid4().hex[:8]}"
     url = new_database("recover")
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug)
+        store = stores.create_store(session, slug=slug, name=slug, actor="cli:test")
         job = provisioning.request_provisioning(
             session,
             platform.box,
@@ -133,6 +133,7 @@ def shop(platform: Platform, new_database: DbFactory, backend: str) -> Shop:
             store,
             mode=ProvisioningMode.CONNECT_EXISTING,
             url=url.render_as_string(hide_password=False),
+            actor="cli:test",
         )
     outcome = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "test"
@@ -148,7 +149,7 @@ def shop(platform: Platform, new_database: DbFactory, backend: str) -> Shop:
     )
     with platform.sessions() as session:
         target = targets.resolve(session, platform.box, platform.settings, f"store:{slug}")
-    made.backup_id = take_backup(platform.sessions, made.storage, target).id
+    made.backup_id = take_backup(platform.sessions, made.storage, target, actor="cli:test").id
     return made
 
 
@@ -392,7 +393,7 @@ def test_billing_rows_are_recovered_into_the_billing_database(platform: Platform
     storage = storage_for(platform.settings)
     with platform.sessions() as session:
         target = targets.resolve(session, platform.box, platform.settings, "billing")
-    backup = take_backup(platform.sessions, storage, target)
+    backup = take_backup(platform.sessions, storage, target, actor="cli:test")
     with platform.billing_sessions.begin() as session:
         session.execute(delete(customers).where(customers.c.id.in_(made[1:3])))
 
@@ -402,7 +403,7 @@ def test_billing_rows_are_recovered_into_the_billing_database(platform: Platform
     )
     assert sorted(r["id"] for r in found.rows) == sorted(made[1:3])
     assert found.scope == "billing"
-    assert apply_rows(p.sessions, p.box, p.settings, found) == 2
+    assert apply_rows(p.sessions, p.box, p.settings, found, actor="cli:test") == 2
     with platform.billing_sessions() as session:
         assert set(made) <= set(session.scalars(select(customers.c.id)))
     with platform.sessions() as session:
@@ -453,11 +454,19 @@ def test_a_recovery_is_an_operation_cancelled_before_any_row_is_written(shop: Sh
             "products",
             apply=True,
             before_apply=cancel_before_apply,
+            actor="cli:test",
         )
     assert len(shop.live()) == count  # nothing was inserted
 
     recovery, applied = recover_rows(
-        p.sessions, p.box, p.settings, shop.storage, shop.backup_id, "products", apply=True
+        p.sessions,
+        p.box,
+        p.settings,
+        shop.storage,
+        shop.backup_id,
+        "products",
+        apply=True,
+        actor="cli:test",
     )
     assert applied == recovery.missing == len(deleted)
     assert set(shop.live()) == set(shop.ids)

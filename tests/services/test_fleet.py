@@ -131,6 +131,7 @@ class Fleet:
             self.spec,
             options,
             concurrency=3,
+            actor="cli:test",
             **kwargs,  # type: ignore[arg-type]
         )
 
@@ -265,6 +266,7 @@ def test_an_interrupted_run_starts_no_new_tenant_and_releases_its_lock(tenants: 
             options,
             concurrency=1,
             on_outcome=stop_after_first,
+            actor="cli:test",
         )
     assert len(seen) == 1
     revisions = [f.revision_of(s) for s in _slugs(f)]
@@ -409,7 +411,9 @@ def test_backup_first_backs_up_and_verifies_each_tenant_before_any_ddl(
     f.write("f002", "f001", F002_NOTE, "product note")
     f.new_spec(_metadata(note=True))
     p = f.platform
-    backups = PreMigrationBackups(p.sessions, storage_for(p.settings), p.settings, p.box)
+    backups = PreMigrationBackups(
+        p.sessions, storage_for(p.settings), p.settings, p.box, actor="cli:test"
+    )
     goal = migrations.head(f.spec)
 
     def run_with_backups() -> RunReport:
@@ -419,7 +423,7 @@ def test_backup_first_backs_up_and_verifies_each_tenant_before_any_ddl(
             owner="tenantry",
             before_ddl=backups.for_tenants(f.spec, goal),
         )
-        return run_fleet(p.sessions, p.box, f.spec, options, concurrency=2)
+        return run_fleet(p.sessions, p.box, f.spec, options, concurrency=2, actor="cli:test")
 
     monkeypatch.setenv("TENANTRY_FAILPOINTS", "backup.written=raise")
     failed = run_with_backups()
@@ -466,6 +470,7 @@ def test_a_cancelled_run_stops_at_a_tenant_boundary_leaving_the_rest_untouched(
         options,
         concurrency=1,
         on_outcome=cancel_after_first,
+        actor="cli:test",
     )
     monkeypatch.delenv("TENANTRY_FAILPOINTS")
     assert report.status == FleetRunStatus.CANCELLED
@@ -509,7 +514,9 @@ def test_recovery_resumes_a_queued_run_and_abandons_a_dead_commands_run(tenants:
     p = f.platform
     lease = timedelta(seconds=60)
     options = MigrateOptions(goal="f002", acting_app="tenantry", owner="tenantry")
-    run_id, store_ids = start_queued_run(p.sessions, p.box, f.spec, options, lock_ttl=lease)
+    run_id, store_ids = start_queued_run(
+        p.sessions, p.box, f.spec, options, lock_ttl=lease, actor="cli:test"
+    )
     first = run_queued_tenant(p.sessions, p.box, f.spec, run_id, store_ids[0], owner="tenantry")
     assert first is not None
     assert first.status == TenantOutcome.MIGRATED

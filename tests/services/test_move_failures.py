@@ -186,6 +186,7 @@ def test_a_target_the_rollback_cannot_drop_is_named_for_an_operator(
                 platform.box,
                 name="pg-login",
                 admin_url=login.url("postgres").render_as_string(hide_password=False),
+                actor="cli:test",
             )
         provision(platform, "stuck")
         filled(platform, "stuck")

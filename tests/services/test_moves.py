@@ -84,13 +84,15 @@ def admin_url(backend: str) -> str:
 def register(platform: Platform, name: str, backend: str) -> None:
     """Register the local ``backend`` server as ``name``."""
     with platform.sessions.begin() as session:
-        servers.add_server(session, platform.box, name=name, admin_url=admin_url(backend))
+        servers.add_server(
+            session, platform.box, name=name, admin_url=admin_url(backend), actor="cli:test"
+        )
 
 
 def provision(platform: Platform, slug: str, server: str | None = None) -> None:
     """A store with a database on ``server`` (or a SQLite file)."""
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug.title())
+        store = stores.create_store(session, slug=slug, name=slug.title(), actor="cli:test")
         on = servers.get_server(session, server) if server else None
         job = provisioning.request_provisioning(
             session,
@@ -99,6 +101,7 @@ def provision(platform: Platform, slug: str, server: str | None = None) -> None:
             store,
             mode=ProvisioningMode.CREATE_NEW,
             server=on,
+            actor="cli:test",
         )
     outcome = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
@@ -647,12 +650,12 @@ def test_refusals_change_nothing(platform: Platform, cleanup: None) -> None:
         move.move("ghost", "pg")
 
     with platform.sessions.begin() as session:
-        stores.suspend_store(session, stores.get_store(session, "local"))
+        stores.suspend_store(session, stores.get_store(session, "local"), actor="cli:test")
     with pytest.raises(Conflict, match="is suspended; only an active store can be moved"):
         move.move("local", "pg")
     with platform.sessions.begin() as session:
         store = stores.get_store(session, "local")
-        stores.resume_store(session, store)
+        stores.resume_store(session, store, actor="cli:test")
         local_version = store.connection_version
         # Another operation (a restore) blocks the store's writes.
         store.write_block_reason = "restoring a backup"

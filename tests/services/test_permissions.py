@@ -34,7 +34,7 @@ __all__ = ["backend_platform"]
 
 
 def _store(platform: Platform, slug: str) -> uuid.UUID:
-    return store_create.create(platform, slug=slug, name="Acme", plan="free").id
+    return store_create.create(platform, slug=slug, name="Acme", plan="free", actor="cli:test").id
 
 
 def _add_customer(platform: Platform) -> None:
@@ -121,7 +121,7 @@ def test_durable_work_is_refused_before_anything_is_recorded_or_queued(
             before = session.scalar(select(func.count()).select_from(Operation))
         with acting_as(VIEWER), pytest.raises(Forbidden):
             provision_request.request(
-                platform, dispatcher, store_id, mode=ProvisioningMode.CREATE_NEW
+                platform, dispatcher, store_id, mode=ProvisioningMode.CREATE_NEW, actor="cli:test"
             )
         with platform.sessions() as session:
             assert session.scalar(select(func.count()).select_from(Operation)) == before
@@ -135,7 +135,9 @@ def test_a_tenant_database_is_guarded_too(backend_platform: Platform) -> None:
     store_id = _store(platform, "tenant-db")
     dispatcher = InProcessDispatcher(platform.settings)
     try:
-        provision_request.request(platform, dispatcher, store_id, mode=ProvisioningMode.CREATE_NEW)
+        provision_request.request(
+            platform, dispatcher, store_id, mode=ProvisioningMode.CREATE_NEW, actor="cli:test"
+        )
         dispatcher.join()
         dispatcher.raise_failure()
     finally:

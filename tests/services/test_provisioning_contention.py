@@ -22,11 +22,18 @@ def test_jobs_complete_while_another_connection_keeps_writing_master(platform: P
     had committed in between)."""
     jobs: list[uuid.UUID] = []
     with platform.sessions.begin() as session:
-        other = stores.create_store(session, slug="busy-other", name="Other")
+        other = stores.create_store(session, slug="busy-other", name="Other", actor="cli:test")
         for i in range(6):
-            store = stores.create_store(session, slug=f"busy-{i}", name=f"Busy {i}")
+            store = stores.create_store(
+                session, slug=f"busy-{i}", name=f"Busy {i}", actor="cli:test"
+            )
             job = provisioning.request_provisioning(
-                session, platform.box, platform.settings, store, mode=ProvisioningMode.CREATE_NEW
+                session,
+                platform.box,
+                platform.settings,
+                store,
+                mode=ProvisioningMode.CREATE_NEW,
+                actor="cli:test",
             )
             jobs.append(job.id)
         other_id = other.id

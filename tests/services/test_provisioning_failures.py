@@ -72,7 +72,14 @@ def _request(
     with platform.sessions.begin() as session:
         store = stores.get_store(session, slug)
         job = provisioning.request_provisioning(
-            session, platform.box, platform.settings, store, mode=mode, server=server, url=url
+            session,
+            platform.box,
+            platform.settings,
+            store,
+            mode=mode,
+            server=server,
+            url=url,
+            actor="cli:test",
         )
         return job.id
 
@@ -99,11 +106,15 @@ def _fail_then_provision_again(
     the store again."""
     slug = f"f-{uuid.uuid4().hex[:8]}"
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug)
+        store = stores.create_store(session, slug=slug, name=slug, actor="cli:test")
         server = None
         if backend != "sqlite":
             server, _ = servers.add_server(
-                session, platform.box, name=backend, admin_url=SERVER_URLS[backend]
+                session,
+                platform.box,
+                name=backend,
+                admin_url=SERVER_URLS[backend],
+                actor="cli:test",
             )
         name = provisioning.tenant_database_name(store)
         path = provisioning.tenant_sqlite_path(platform.settings, store)
@@ -176,7 +187,7 @@ def test_failed_connect_existing_never_drops_the_database(
 ) -> None:
     url = new_database("mine")
     with platform.sessions.begin() as session:
-        stores.create_store(session, slug="linked", name="Linked")
+        stores.create_store(session, slug="linked", name="Linked", actor="cli:test")
     monkeypatch.setenv("TENANTRY_FAILPOINTS", f"{point}=raise")
     job_id = _request(
         platform,
@@ -212,7 +223,7 @@ def _died_and_cancelled(platform: Platform, slug: str) -> tuple[uuid.UUID, Path]
     """A create-new job whose worker was SIGKILLed after making the database, then cancelled;
     returns once the dead worker's (1 s) lease has run out."""
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug.title())
+        store = stores.create_store(session, slug=slug, name=slug.title(), actor="cli:test")
         path = provisioning.tenant_sqlite_path(platform.settings, store)
     job_id = _request(platform, slug, mode=ProvisioningMode.CREATE_NEW)
     env = {
@@ -224,7 +235,7 @@ def _died_and_cancelled(platform: Platform, slug: str) -> tuple[uuid.UUID, Path]
     assert run_child(provision_job, str(job_id), env=env) == -signal.SIGKILL
     assert path.exists()  # made before the worker died
     with platform.writer_sessions.begin() as session:
-        provisioning.cancel_job(session, provisioning.get_job(session, job_id))
+        provisioning.cancel_job(session, provisioning.get_job(session, job_id), actor="cli:test")
     time.sleep(1.1)
     return job_id, path
 
@@ -261,15 +272,20 @@ def test_the_recovery_sweep_drops_what_a_cancelled_dead_job_left(platform: Platf
 
 def test_a_cancelled_job_of_a_deleted_store_ends_instead_of_stalling(platform: Platform) -> None:
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug="gone-shop", name="Gone")
+        store = stores.create_store(session, slug="gone-shop", name="Gone", actor="cli:test")
     job_id = _request(platform, "gone-shop", mode=ProvisioningMode.CREATE_NEW)
     dying = OperationKit(platform.sessions, lease_seconds=0.2)  # a worker about to die
     assert dying.claim(job_id) is not None
     with platform.writer_sessions.begin() as session:
-        provisioning.cancel_job(session, provisioning.get_job(session, job_id))
+        provisioning.cancel_job(session, provisioning.get_job(session, job_id), actor="cli:test")
     with platform.writer_sessions.begin() as session:  # no active job: deleting is allowed
         store = stores.get_store(session, "gone-shop")
-        stores.delete_store(session, store, stores.plan_delete(session, store, drop_database=False))
+        stores.delete_store(
+            session,
+            store,
+            stores.plan_delete(session, store, drop_database=False),
+            actor="cli:test",
+        )
     time.sleep(0.3)
     with platform.sessions() as session:
         assert provisioning.recoverable_jobs(session) == [job_id]

@@ -53,14 +53,21 @@ def _request(
     url: str | None = None,
 ) -> uuid.UUID:
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug)
+        store = stores.create_store(session, slug=slug, name=slug, actor="cli:test")
         registered = None
         if server:
             registered, _ = servers.add_server(
-                session, platform.box, name=server, admin_url=SERVER_URLS[server]
+                session, platform.box, name=server, admin_url=SERVER_URLS[server], actor="cli:test"
             )
         job = provisioning.request_provisioning(
-            session, platform.box, platform.settings, store, mode=mode, server=registered, url=url
+            session,
+            platform.box,
+            platform.settings,
+            store,
+            mode=mode,
+            server=registered,
+            url=url,
+            actor="cli:test",
         )
         return job.id
 

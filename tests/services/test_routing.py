@@ -22,9 +22,14 @@ __all__ = ["platform", "settings"]
 def _provisioned(platform: Platform, slugs: list[str]) -> None:
     for slug in slugs:
         with platform.sessions.begin() as session:
-            store = stores.create_store(session, slug=slug, name=slug)
+            store = stores.create_store(session, slug=slug, name=slug, actor="cli:test")
             job = provisioning.request_provisioning(
-                session, platform.box, platform.settings, store, mode=ProvisioningMode.CREATE_NEW
+                session,
+                platform.box,
+                platform.settings,
+                store,
+                mode=ProvisioningMode.CREATE_NEW,
+                actor="cli:test",
             )
         outcome = Provisioner(
             platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
@@ -70,11 +75,11 @@ def test_suspension_and_connection_changes_drop_the_engine(platform: Platform) -
     with platform.sessions() as master:
         store = stores.get_store(master, "moody")
         first = router.engine(master, store)
-        stores.suspend_store(master, store)
+        stores.suspend_store(master, store, actor="cli:test")
         master.commit()
         with pytest.raises(StoreUnavailable, match="suspended"):
             router.engine(master, store)
-        stores.resume_store(master, store)
+        stores.resume_store(master, store, actor="cli:test")
         master.commit()
         second = router.engine(master, store)
         assert second is not first  # the version moved on: a fresh engine

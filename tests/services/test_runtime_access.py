@@ -96,7 +96,7 @@ def test_connect_existing_records_whether_the_given_login_may_change_the_schema(
     url = parse_url(SERVER_URLS[server]).set(database=f"t_given_{uuid.uuid4().hex[:10]}")
     create_database(url)
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug="given-shop", name="Given")
+        store = stores.create_store(session, slug="given-shop", name="Given", actor="cli:test")
         job = provisioning.request_provisioning(
             session,
             platform.box,
@@ -104,6 +104,7 @@ def test_connect_existing_records_whether_the_given_login_may_change_the_schema(
             store,
             mode=ProvisioningMode.CONNECT_EXISTING,
             url=url.render_as_string(hide_password=False),
+            actor="cli:test",
         )
     provisioner = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
@@ -125,7 +126,7 @@ def test_deleting_a_store_with_its_database_drops_its_logins(
         names = store_logins(store.slug, store.id)
     assert logins.login_exists(parse_url(admin), names[0])
     deletion = store_delete.plan(platform, "gone-shop", drop_database=True)
-    report = store_delete.delete(platform, deletion)
+    report = store_delete.delete(platform, deletion, actor="cli:test")
     assert report["database_dropped"] is True
     assert names[0] in report["logins_dropped"]
     assert not logins.login_exists(parse_url(admin), names[0])
@@ -163,14 +164,21 @@ def test_a_store_restored_in_place_keeps_a_working_runtime_login(
     storage = storage_for(platform.settings)
     with platform.sessions() as session:
         target = resolve(session, platform.box, platform.settings, "store:rs-shop")
-    backup = take_backup(platform.sessions, storage, target)
+    backup = take_backup(platform.sessions, storage, target, actor="cli:test")
     with platform.sessions() as session:
         plan = plan_restore(
             session, platform.box, platform.settings, str(backup.id), target=None, in_place=True
         )
     assert plan.target.username != login  # restored through the admin login
 
-    restore(platform.sessions, storage, platform.settings, plan, confirm=plan.confirm_name)
+    restore(
+        platform.sessions,
+        storage,
+        platform.settings,
+        plan,
+        confirm=plan.confirm_name,
+        actor="cli:test",
+    )
 
     assert _routed(platform, "rs-shop", _USER_SQL[server]) == login
     assert _routed(platform, "rs-shop", "SELECT count(*) FROM categories") == 2
@@ -198,7 +206,9 @@ def _least_privilege_store(platform: Platform, server: str, new_login: str) -> s
     url = admin.set(database=f"t_lp_{uuid.uuid4().hex[:10]}")
     create_database(url)
     _connect(platform, "seed-shop", url)
-    store_delete.delete(platform, store_delete.plan(platform, "seed-shop", drop_database=False))
+    store_delete.delete(
+        platform, store_delete.plan(platform, "seed-shop", drop_database=False), actor="cli:test"
+    )
     password = logins.create_login(admin, new_login)
     logins.grant(admin, str(url.database), new_login, "service")
     _connect(platform, "lp-shop", logins.login_url(admin, str(url.database), new_login, password))
@@ -207,7 +217,7 @@ def _least_privilege_store(platform: Platform, server: str, new_login: str) -> s
 
 def _connect(platform: Platform, slug: str, url: URL) -> None:
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug)
+        store = stores.create_store(session, slug=slug, name=slug, actor="cli:test")
         job = provisioning.request_provisioning(
             session,
             platform.box,
@@ -215,6 +225,7 @@ def _connect(platform: Platform, slug: str, url: URL) -> None:
             store,
             mode=ProvisioningMode.CONNECT_EXISTING,
             url=url.render_as_string(hide_password=False),
+            actor="cli:test",
         )
     provisioner = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
@@ -238,6 +249,7 @@ def test_a_least_privilege_store_is_migrated_and_checked_through_a_matching_serv
                 platform.sessions,
                 storage_for(platform.settings),
                 resolve(session, platform.box, platform.settings, "store:lp-shop"),
+                actor="cli:test",
             )
             scratch = scratch_server(session, platform.box, platform.settings, backup)
         # Server db1 (the fixture's) is on the store's host: its admin login is used.

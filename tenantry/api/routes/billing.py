@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, 
 from sqlalchemy.orm import Session
 
 from tenantry.api import idempotency
+from tenantry.api.billing_audit import audited, succeeded
 from tenantry.api.billing_schemas import (
     CustomerCreate,
     CustomerList,
@@ -217,16 +218,25 @@ def list_plans(app: App, session: Billing) -> list[PlanOut]:
 
 @router.post("/subscriptions", response_model=SubscriptionOut, status_code=status.HTTP_201_CREATED)
 def create_subscription(
-    request: Request, body: SubscriptionCreate, app: App, session: Billing
+    request: Request,
+    body: SubscriptionCreate,
+    app: App,
+    session: Billing,
+    key: KeyDep,
+    platform: PlatformDep,
 ) -> SubscriptionOut:
-    """Subscribe a customer to one of the app's plans."""
-    sub = subscriptions.create_subscription(
-        session,
-        customers.get_customer(session, app, body.customer_id),
-        plans.get_plan(session, app, body.plan_code),
-        quantity=body.quantity,
-        trial_days=body.trial_days,
-    )
+    """Subscribe a customer to one of the app's plans (audited)."""
+    with audited(platform, session, app, key, "subscription.create", "subscription") as entry:
+        entry.details = {"customer_id": str(body.customer_id), "plan": body.plan_code}
+        sub = subscriptions.create_subscription(
+            session,
+            customers.get_customer(session, app, body.customer_id),
+            plans.get_plan(session, app, body.plan_code),
+            quantity=body.quantity,
+            trial_days=body.trial_days,
+        )
+        entry.target_id = str(sub.id)
+        succeeded(session, app, entry, status=sub.status)
     return idempotency.commit(
         request, session, SubscriptionOut.model_validate(sub, from_attributes=True)
     )
@@ -265,12 +275,21 @@ def get_subscription(sub_id: uuid.UUID, app: App, session: Billing) -> Subscript
 
 @router.post("/subscriptions/{sub_id}/transition", response_model=SubscriptionOut)
 def transition_subscription(
-    request: Request, sub_id: uuid.UUID, body: SubscriptionTransition, app: App, session: Billing
+    request: Request,
+    sub_id: uuid.UUID,
+    body: SubscriptionTransition,
+    app: App,
+    session: Billing,
+    key: KeyDep,
+    platform: PlatformDep,
 ) -> SubscriptionOut:
-    """Move a subscription along the lifecycle (invalid moves are a 409)."""
-    sub = subscriptions.transition(
-        subscriptions.get_subscription(session, app, sub_id), body.status
-    )
+    """Move a subscription along the lifecycle (invalid moves are a 409; audited)."""
+    action = "subscription.transition"
+    with audited(platform, session, app, key, action, "subscription", str(sub_id)) as entry:
+        sub = subscriptions.get_subscription(session, app, sub_id)
+        entry.details = {"from": sub.status, "to": body.status}
+        subscriptions.transition(sub, body.status)
+        succeeded(session, app, entry)
     return idempotency.commit(
         request, session, SubscriptionOut.model_validate(sub, from_attributes=True)
     )
@@ -278,12 +297,22 @@ def transition_subscription(
 
 @router.post("/subscriptions/{sub_id}/cancel", response_model=SubscriptionOut)
 def cancel_subscription(
-    request: Request, sub_id: uuid.UUID, body: SubscriptionCancel, app: App, session: Billing
+    request: Request,
+    sub_id: uuid.UUID,
+    body: SubscriptionCancel,
+    app: App,
+    session: Billing,
+    key: KeyDep,
+    platform: PlatformDep,
 ) -> SubscriptionOut:
-    """Cancel now, or at the end of the current period."""
-    sub = subscriptions.cancel(
-        subscriptions.get_subscription(session, app, sub_id), at_period_end=body.at_period_end
-    )
+    """Cancel now, or at the end of the current period (audited)."""
+    action = "subscription.cancel"
+    with audited(platform, session, app, key, action, "subscription", str(sub_id)) as entry:
+        entry.details = {"at_period_end": body.at_period_end}
+        sub = subscriptions.cancel(
+            subscriptions.get_subscription(session, app, sub_id), at_period_end=body.at_period_end
+        )
+        succeeded(session, app, entry, status=sub.status)
     return idempotency.commit(
         request, session, SubscriptionOut.model_validate(sub, from_attributes=True)
     )
@@ -293,23 +322,34 @@ def cancel_subscription(
 
 
 @router.post("/invoices", response_model=InvoiceOut, status_code=status.HTTP_201_CREATED)
-def create_invoice(request: Request, body: InvoiceCreate, app: App, session: Billing) -> InvoiceOut:
-    """Issue an invoice (draft, or open with ``finalize``), optionally in milestones."""
-    invoice = invoices.create_invoice(
-        session,
-        customers.get_customer(session, app, body.customer_id),
-        invoice_number=body.invoice_number,
-        currency=body.currency,
-        amount_minor=body.amount_minor,
-        description=body.description,
-        due_at=body.due_at,
-        metadata=body.metadata,
-        finalize=body.finalize,
-        milestones=[
-            invoices.MilestoneInput(m.name, m.amount_minor, m.description, m.due_at)
-            for m in body.milestones
-        ],
-    )
+def create_invoice(
+    request: Request,
+    body: InvoiceCreate,
+    app: App,
+    session: Billing,
+    key: KeyDep,
+    platform: PlatformDep,
+) -> InvoiceOut:
+    """Issue an invoice (draft, or open with ``finalize``), optionally in milestones (audited)."""
+    with audited(platform, session, app, key, "invoice.create", "invoice") as entry:
+        entry.details = {"customer_id": str(body.customer_id), "amount_minor": body.amount_minor}
+        invoice = invoices.create_invoice(
+            session,
+            customers.get_customer(session, app, body.customer_id),
+            invoice_number=body.invoice_number,
+            currency=body.currency,
+            amount_minor=body.amount_minor,
+            description=body.description,
+            due_at=body.due_at,
+            metadata=body.metadata,
+            finalize=body.finalize,
+            milestones=[
+                invoices.MilestoneInput(m.name, m.amount_minor, m.description, m.due_at)
+                for m in body.milestones
+            ],
+        )
+        entry.target_id = str(invoice.id)
+        succeeded(session, app, entry, status=invoice.status)
     return idempotency.commit(request, session, _invoice_out(invoice))
 
 
@@ -344,12 +384,21 @@ def get_invoice(invoice_id: uuid.UUID, app: App, session: Billing) -> InvoiceOut
 
 @router.post("/invoices/{invoice_id}/status", response_model=InvoiceOut)
 def change_invoice_status(
-    request: Request, invoice_id: uuid.UUID, body: InvoiceStatusChange, app: App, session: Billing
+    request: Request,
+    invoice_id: uuid.UUID,
+    body: InvoiceStatusChange,
+    app: App,
+    session: Billing,
+    key: KeyDep,
+    platform: PlatformDep,
 ) -> InvoiceOut:
-    """Finalize (open), void or mark uncollectible; a paid invoice never changes."""
-    invoice = invoices.move(
-        invoices.get_invoice(session, app, invoice_id), InvoiceStatus(body.status)
-    )
+    """Finalize (open), void or mark uncollectible; a paid invoice never changes (audited)."""
+    action = "invoice.status"
+    with audited(platform, session, app, key, action, "invoice", str(invoice_id)) as entry:
+        invoice = invoices.get_invoice(session, app, invoice_id)
+        entry.details = {"from": invoice.status, "to": body.status}
+        invoices.move(invoice, InvoiceStatus(body.status))
+        succeeded(session, app, entry)
     return idempotency.commit(request, session, _invoice_out(invoice))
 
 

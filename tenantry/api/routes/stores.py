@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Query, Response, status
 from sqlalchemy.orm import Session
 
+from tenantry.api.audit_failures import audit_failures
 from tenantry.api.deps import (
     AdminDep,
     DispatcherDep,
@@ -78,9 +79,10 @@ def create_store(
     body: StoreCreate, master: MasterDep, key: AdminDep, platform: PlatformDep
 ) -> StoreOut:
     """Register a store (admin keys only). Provision it next."""
-    created = store_create.create(
-        platform, slug=body.slug, name=body.name, plan=body.plan, actor=key.actor
-    )
+    with audit_failures(master, platform, key, "store.create", "store", body.slug):
+        created = store_create.create(
+            platform, slug=body.slug, name=body.name, plan=body.plan, actor=key.actor
+        )
     store = stores.get_store(master, created.id)
     return store_out(master, store)
 
@@ -128,19 +130,23 @@ def suspend_store(
     store_ref: str, master: MasterDep, key: AdminDep, platform: PlatformDep
 ) -> StoreOut:
     """Refuse the store's traffic until it is resumed."""
-    store = visible_store(master, key, store_ref)
-    stores.suspend_store(master, store, actor=key.actor)
-    master.commit()
+    with audit_failures(master, platform, key, "store.suspend", "store", store_ref):
+        store = visible_store(master, key, store_ref)
+        stores.suspend_store(master, store, actor=key.actor)
+        master.commit()
     platform.router.evict(store.id)
     return store_out(master, store)
 
 
 @router.post("/stores/{store_ref}/resume", response_model=StoreOut)
-def resume_store(store_ref: str, master: MasterDep, key: AdminDep) -> StoreOut:
+def resume_store(
+    store_ref: str, master: MasterDep, key: AdminDep, platform: PlatformDep
+) -> StoreOut:
     """Serve a suspended store again."""
-    store = visible_store(master, key, store_ref)
-    stores.resume_store(master, store, actor=key.actor)
-    master.commit()
+    with audit_failures(master, platform, key, "store.resume", "store", store_ref):
+        store = visible_store(master, key, store_ref)
+        stores.resume_store(master, store, actor=key.actor)
+        master.commit()
     return store_out(master, store)
 
 

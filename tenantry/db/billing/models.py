@@ -375,7 +375,11 @@ class BillingAuditLog(BillingBase):
     target_type: Mapped[str] = mapped_column(String(64))
     target_id: Mapped[str | None] = mapped_column(String(255))
     details: Mapped[JsonDoc]
-    created_at: Mapped[CreatedAt]
+    created_at: Mapped[CreatedAt] = mapped_column(index=True)
+    #: succeeded, failed or refused (services.audit.Outcome).
+    outcome: Mapped[str] = mapped_column(
+        String(16), default="succeeded", server_default="succeeded"
+    )
 
 
 metadata = BillingBase.metadata

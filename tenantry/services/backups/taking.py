@@ -73,7 +73,7 @@ def new_backup(
     reason: str = "manual",
     label: str | None = None,
     pinned: bool = False,
-    actor: str = "cli",
+    actor: str,
 ) -> Backup:
     """A ``queued`` catalog row for a backup of ``target`` (flushed, not committed), without
     its operation (see :func:`queue_backup`)."""
@@ -113,7 +113,7 @@ def queue_backup(
     reason: str = "manual",
     label: str | None = None,
     pinned: bool = False,
-    actor: str = "api",
+    actor: str,
 ) -> Backup:
     """A ``queued`` catalog row and its ``backup`` operation (same id), in the caller's
     transaction: a worker (or this process) claims the operation and takes the backup."""

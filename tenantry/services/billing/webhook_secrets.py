@@ -40,7 +40,7 @@ def add_secret(
     processor: str,
     secret: str,
     *,
-    actor: str = "cli",
+    actor: str,
 ) -> BillingProcessorSecret:
     """Add a signing secret for ``app_id`` at ``processor`` (several may be active)."""
     validation.app_id(app_id)
@@ -76,9 +76,7 @@ def list_secrets(session: Session, app_id: str | None = None) -> list[BillingPro
     return list(session.scalars(query.order_by(BillingProcessorSecret.created_at.desc())))
 
 
-def retire_secret(
-    session: Session, secret_id: str, *, actor: str = "cli"
-) -> BillingProcessorSecret:
+def retire_secret(session: Session, secret_id: str, *, actor: str) -> BillingProcessorSecret:
     """Stop accepting signatures made with a secret."""
     try:
         row = session.get(BillingProcessorSecret, uuid.UUID(secret_id))

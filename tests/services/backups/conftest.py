@@ -75,7 +75,7 @@ def shop(platform: Platform, new_database: DbFactory) -> Iterator[ShopDb]:
     """Store ``shop`` provisioned into a fresh database on the backend, with 3 products."""
     url = new_database("shop")
     with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug="shop", name="Shop")
+        store = stores.create_store(session, slug="shop", name="Shop", actor="cli:test")
         job = provisioning.request_provisioning(
             session,
             platform.box,
@@ -83,6 +83,7 @@ def shop(platform: Platform, new_database: DbFactory) -> Iterator[ShopDb]:
             store,
             mode=ProvisioningMode.CONNECT_EXISTING,
             url=url.render_as_string(hide_password=False),
+            actor="cli:test",
         )
     outcome = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "test"

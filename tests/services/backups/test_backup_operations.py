@@ -174,10 +174,12 @@ def test_a_take_and_its_restore_test_are_operations_with_byte_progress(shop: Sho
     with p.sessions() as session:
         target = resolve(session, p.box, p.settings, shop.scope)
     seen: list[int] = []
-    backup = take_backup(p.sessions, shop.storage, target, on_progress=seen.append)
+    backup = take_backup(
+        p.sessions, shop.storage, target, on_progress=seen.append, actor="cli:test"
+    )
     assert backup.status == BackupStatus.STORED
     assert sum(seen) == backup.raw_bytes
-    result = verify_backup(p.sessions, shop.storage, backup.id, shop.url)
+    result = verify_backup(p.sessions, shop.storage, backup.id, shop.url, actor="cli:test")
     assert result.passed
     with p.sessions() as session:
         take = session.get_one(Operation, backup.id)
@@ -198,7 +200,7 @@ def test_a_queued_backup_cancelled_before_a_worker_took_it_is_not_taken(shop: Sh
     p = shop.platform
     with p.sessions.begin() as session:
         target = resolve(session, p.box, p.settings, shop.scope)
-        queued = queue_backup(session, shop.storage, target)
+        queued = queue_backup(session, shop.storage, target, actor="cli:test")
     assert cli("ops", "cancel", str(queued.id))["status"] == "cancelled"
     assert work.run_backup(p, queued.id, shop.scope) == "skipped"
     queue = Queue(p.settings, immediate=True)
@@ -224,7 +226,7 @@ def test_a_pre_migration_backup_on_a_master_older_than_operations_is_untracked(
     engine = make_engine(settings.master_url, pooled=False)
     try:
         _downgrade(engine, master_schema(), "0007")  # before the operations table
-        with premigration.standalone(settings) as backups:
+        with premigration.standalone(settings, actor="cli:test") as backups:
             assert backups.tracked is False
             backup = backups.take(
                 BackupTarget(billing_schema(), settings.billing_url), "0001", "0002"
@@ -247,13 +249,15 @@ def test_ops_cancel_stops_a_restore_test_and_leaves_the_backup_as_it_was(
     p = shop.platform
     with p.sessions() as session:
         target = resolve(session, p.box, p.settings, shop.scope)
-    backup = take_backup(p.sessions, shop.storage, target)
+    backup = take_backup(p.sessions, shop.storage, target, actor="cli:test")
     monkeypatch.setenv("TENANTRY_FAILPOINTS", "backup.chunk=sleep:0.5")
     outcome: list[BaseException | Verification] = []
 
     def verify() -> None:
         try:
-            outcome.append(verify_backup(p.sessions, shop.storage, backup.id, shop.url))
+            outcome.append(
+                verify_backup(p.sessions, shop.storage, backup.id, shop.url, actor="cli:test")
+            )
         except BaseException as exc:
             outcome.append(exc)
 

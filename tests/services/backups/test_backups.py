@@ -37,7 +37,7 @@ def _backup(shop: ShopDb, scope: str | None = None, storage: Storage | None = No
     p = shop.platform
     with p.sessions() as session:
         target = resolve(session, p.box, p.settings, scope or shop.scope)
-    return take_backup(p.sessions, storage or shop.storage, target)
+    return take_backup(p.sessions, storage or shop.storage, target, actor="cli:test")
 
 
 def _skus(shop: ShopDb) -> list[str]:
@@ -65,7 +65,9 @@ def test_backup_verifies_and_restores_identical_data(shop: ShopDb, new_database:
     assert manifest["row_counts"] == backup.row_counts
     assert shop.storage.size(backup.artifact_key) == backup.size_bytes
 
-    result = verify_backup(shop.platform.sessions, shop.storage, backup.id, shop.url)
+    result = verify_backup(
+        shop.platform.sessions, shop.storage, backup.id, shop.url, actor="cli:test"
+    )
     assert result.passed, result.problems
     assert result.row_counts == backup.row_counts
     with shop.platform.sessions() as session:
@@ -80,7 +82,7 @@ def test_backup_verifies_and_restores_identical_data(shop: ShopDb, new_database:
             session, p.box, p.settings, str(backup.id)[:8], target=str(target), in_place=False
         )
     assert not plan.live
-    restore(p.sessions, shop.storage, p.settings, plan, confirm=None)
+    restore(p.sessions, shop.storage, p.settings, plan, confirm=None, actor="cli:test")
     assert table_rows(target) == table_rows(shop.url)
 
 
@@ -93,10 +95,12 @@ def test_in_place_restore_needs_the_name_and_keeps_a_safety_backup(shop: ShopDb)
     assert plan.live
 
     with pytest.raises(InvalidInput, match="--confirm"):
-        restore(p.sessions, shop.storage, p.settings, plan, confirm="wrong-name")
+        restore(p.sessions, shop.storage, p.settings, plan, confirm="wrong-name", actor="cli:test")
     assert "LATE-1" in _skus(shop)
 
-    result = restore(p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name)
+    result = restore(
+        p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name, actor="cli:test"
+    )
     assert _skus(shop) == ["A-1", "A-2", "A-3"]
     assert result.safety_backup_id is not None
     with p.sessions() as session:
@@ -121,7 +125,7 @@ def test_corrupt_and_truncated_artifacts_are_caught(shop: ShopDb) -> None:
 
     p = shop.platform
     for backup in (flipped, truncated):
-        result = verify_backup(p.sessions, shop.storage, backup.id, shop.url)
+        result = verify_backup(p.sessions, shop.storage, backup.id, shop.url, actor="cli:test")
         assert not result.passed
         assert _status(shop, backup.id) == BackupStatus.CORRUPT
         with p.sessions() as session, pytest.raises(Conflict, match="corrupt"):
@@ -139,7 +143,9 @@ def test_damage_found_during_a_restore_leaves_the_target_untouched(shop: ShopDb)
     data[-8] ^= 0xFF  # damaged after it was catalogued: only the restore can notice
     path.write_bytes(bytes(data))
     with pytest.raises(CorruptArtifact):
-        restore(p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name)
+        restore(
+            p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name, actor="cli:test"
+        )
     assert "KEEP-ME" in _skus(shop)
 
 
@@ -236,7 +242,7 @@ def test_a_backup_never_lands_in_another_role_or_instance(
         plan = plan_restore(
             session, p.box, p.settings, str(tenant.id), target=str(other), in_place=False
         )
-    restore(p.sessions, shop.storage, p.settings, plan, confirm=None)
+    restore(p.sessions, shop.storage, p.settings, plan, confirm=None, actor="cli:test")
     with p.sessions() as session:
         again = plan_restore(
             session, p.box, p.settings, str(tenant.id), target=str(other), in_place=False
@@ -272,12 +278,12 @@ def test_backups_go_to_s3(shop: ShopDb, s3_storage: S3Storage, new_database: DbF
     assert s3_storage.location(backup.artifact_key).startswith("s3://")
     assert set(s3_storage.keys()) == {backup.artifact_key, backup.manifest_key}
     p = shop.platform
-    result = verify_backup(p.sessions, s3_storage, backup.id, shop.url)
+    result = verify_backup(p.sessions, s3_storage, backup.id, shop.url, actor="cli:test")
     assert result.passed, result.problems
     target = new_database("from_s3")
     with p.sessions() as session:
         plan = plan_restore(
             session, p.box, p.settings, str(backup.id), target=str(target), in_place=False
         )
-    restore(p.sessions, s3_storage, p.settings, plan, confirm=None)
+    restore(p.sessions, s3_storage, p.settings, plan, confirm=None, actor="cli:test")
     assert table_rows(target) == table_rows(shop.url)

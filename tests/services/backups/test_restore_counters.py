@@ -18,7 +18,7 @@ def _backup(shop: ShopDb) -> Backup:
     p = shop.platform
     with p.sessions() as session:
         target = resolve(session, p.box, p.settings, shop.scope)
-    return take_backup(p.sessions, shop.storage, target)
+    return take_backup(p.sessions, shop.storage, target, actor="cli:test")
 
 
 def _counters(shop: ShopDb) -> tuple[int, int]:
@@ -53,7 +53,7 @@ def test_an_in_place_restore_recounts_the_stores_products_and_orders(shop: ShopD
     with p.sessions() as session:
         plan = plan_restore(session, p.box, p.settings, str(backup.id), target=None, in_place=True)
 
-    restore(p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name)
+    restore(p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name, actor="cli:test")
 
     assert _counters(shop) == (3, 0)
 
@@ -66,7 +66,7 @@ def test_a_restore_into_the_stores_own_url_recounts_it_too(shop: ShopDb) -> None
     with p.sessions() as session:
         plan = plan_restore(session, p.box, p.settings, str(backup.id), target=own, in_place=False)
 
-    restore(p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name)
+    restore(p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name, actor="cli:test")
 
     assert _counters(shop) == (3, 0)
 
@@ -84,6 +84,6 @@ def test_recovered_rows_count_again(shop: ShopDb) -> None:
     assert _counters(shop) == (0, 0)
 
     found = find_missing_rows(p.sessions, p.box, p.settings, shop.storage, backup.id, "products")
-    assert apply_rows(p.sessions, p.box, p.settings, found) == 3
+    assert apply_rows(p.sessions, p.box, p.settings, found, actor="cli:test") == 3
 
     assert _counters(shop) == (3, 0)

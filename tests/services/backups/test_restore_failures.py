@@ -39,7 +39,7 @@ def _backup(shop: ShopDb, slug: str | None = None) -> Backup:
     p = shop.platform
     with p.sessions() as session:
         target = resolve(session, p.box, p.settings, f"store:{slug or shop.slug}")
-    return take_backup(p.sessions, shop.storage, target)
+    return take_backup(p.sessions, shop.storage, target, actor="cli:test")
 
 
 def _skus(shop: ShopDb) -> list[str]:
@@ -127,6 +127,7 @@ def test_a_restore_failing_before_the_switch_keeps_the_old_data(
             plan,
             confirm=plan.confirm_name,
             on_progress=watch,
+            actor="cli:test",
         )
     monkeypatch.delenv("TENANTRY_FAILPOINTS")
 
@@ -152,7 +153,7 @@ def test_a_restore_failing_before_the_switch_keeps_the_old_data(
 def _provision(shop: ShopDb, slug: str, url: URL) -> None:
     p = shop.platform
     with p.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug.title())
+        store = stores.create_store(session, slug=slug, name=slug.title(), actor="cli:test")
         job = provisioning.request_provisioning(
             session,
             p.box,
@@ -160,6 +161,7 @@ def _provision(shop: ShopDb, slug: str, url: URL) -> None:
             store,
             mode=ProvisioningMode.CONNECT_EXISTING,
             url=url.render_as_string(hide_password=False),
+            actor="cli:test",
         )
     assert Provisioner(p.sessions, p.box, p.settings, p.tenant_spec, "test").run(job.id) == (
         "completed"
@@ -196,6 +198,7 @@ def test_a_restored_copy_that_fails_its_checks_is_never_switched_in(
             plan,
             confirm=plan.confirm_name,
             on_progress=watch,
+            actor="cli:test",
         )
 
     message = str(failed.value)
@@ -276,6 +279,7 @@ def test_sessions_on_the_store_database_do_not_stop_the_postgresql_switch(
                 shop.platform.settings,
                 plan,
                 confirm=plan.confirm_name,
+                actor="cli:test",
             )
             seconds = time.monotonic() - started
             reads_before = reader.reads

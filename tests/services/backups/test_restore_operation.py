@@ -41,7 +41,9 @@ def test_a_restore_is_an_operation_that_succeeds(shop: ShopDb, cli: Invoke) -> N
     plan = _plan(shop, backup)
     p = shop.platform
 
-    result = restore(p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name)
+    result = restore(
+        p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name, actor="cli:test"
+    )
 
     [op] = _ops(cli)
     assert op["id"] == str(result.operation_id)
@@ -75,6 +77,7 @@ def test_ops_cancel_stops_a_running_restore_before_its_switch(shop: ShopDb, cli:
             confirm=plan.confirm_name,
             on_progress=cancel_once,
             on_start=started.append,
+            actor="cli:test",
         )
 
     assert answers == ["cancelling"]
@@ -101,7 +104,9 @@ def restore_in_place(backup_id: str, confirm: str) -> None:
     platform = Platform.open(settings)
     with platform.sessions() as session:
         plan = plan_restore(session, platform.box, settings, backup_id, target=None, in_place=True)
-    restore(platform.sessions, storage_for(settings), settings, plan, confirm=confirm)
+    restore(
+        platform.sessions, storage_for(settings), settings, plan, confirm=confirm, actor="cli:test"
+    )
 
 
 def test_a_restore_killed_before_its_switch_is_ended_by_the_recovery_sweep(
@@ -151,6 +156,7 @@ def test_a_restore_killed_before_its_switch_is_ended_by_the_recovery_sweep(
         shop.platform.settings,
         _plan(shop, backup),
         confirm=plan.confirm_name,
+        actor="cli:test",
     )
     assert again.operation_id is not None
     assert _skus(shop) == ["A-1", "A-2", "A-3"]
@@ -164,7 +170,9 @@ def test_a_failed_restore_is_a_failed_operation(
     p = shop.platform
     monkeypatch.setenv("TENANTRY_FAILPOINTS", "restore.before_switch=raise")
     with pytest.raises(TenantryError):
-        restore(p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name)
+        restore(
+            p.sessions, shop.storage, p.settings, plan, confirm=plan.confirm_name, actor="cli:test"
+        )
     monkeypatch.delenv("TENANTRY_FAILPOINTS")
 
     [op] = _ops(cli)

@@ -48,8 +48,8 @@ def billing(
     sessions = sessionmaker(engine, expire_on_commit=False)
     box = SecretBox(MultiFernet([Fernet(Fernet.generate_key())]))
     with sessions.begin() as session:
-        webhook_secrets.add_secret(session, box, "acme", "stripe", STRIPE_SECRET)
-        webhook_secrets.add_secret(session, box, "acme", "tilled", TILLED_SECRET)
+        webhook_secrets.add_secret(session, box, "acme", "stripe", STRIPE_SECRET, actor="cli:test")
+        webhook_secrets.add_secret(session, box, "acme", "tilled", TILLED_SECRET, actor="cli:test")
         customers.create_customer(
             session, "acme", "a@acme.example", "A", "cust-1", {"stripe": "cus_1"}
         )

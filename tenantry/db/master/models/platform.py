@@ -39,6 +39,10 @@ class AuditLog(MasterBase):
     store_id: Mapped[uuid.UUID | None] = mapped_column(GUID, index=True)
     details: Mapped[JsonDoc]
     ip_address: Mapped[str | None] = mapped_column(String(45))
+    #: succeeded, failed or refused (services.audit.Outcome).
+    outcome: Mapped[str] = mapped_column(
+        String(16), default="succeeded", server_default="succeeded"
+    )
 
 
 class ApiKey(MasterBase):
