@@ -14,6 +14,7 @@ from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
 from tenantry.db.master.models import AccessRole
 from tenantry.operations.access_roles import grant_access, revoke_access
 from tenantry.services import access
+from tenantry.services.audit import cli_actor
 from tenantry.settings import load_settings
 
 app = typer.Typer(
@@ -47,7 +48,7 @@ def grant(
     provisioned later needs a grant of its own.
     """
     with open_platform(load_settings()) as platform:
-        granted = grant_access(platform, db, level, name, actor="cli")
+        granted = grant_access(platform, db, level, name, actor=cli_actor())
     if json_output:
         emit_json(asdict(granted))
         return
@@ -115,7 +116,7 @@ def revoke(
     """Drop the role's login on every server it was created on (its sessions end) and mark
     it revoked in master; audited."""
     with open_platform(load_settings()) as platform:
-        dropped = revoke_access(platform, name, actor="cli")
+        dropped = revoke_access(platform, name, actor=cli_actor())
     if json_output:
         emit_json({"revoked": name, "dropped_on": dropped})
         return

@@ -191,7 +191,7 @@ def rotate_credentials(
     password is never shown; sessions already open keep working. Audited.
     """
     with open_platform(load_settings()) as platform:
-        rotated = rotate_server_credentials(platform, name, actor="cli")
+        rotated = rotate_server_credentials(platform, name, actor=cli_actor())
     if json_output:
         emit_json(asdict(rotated))
         return

@@ -10,6 +10,7 @@ from tenantry.cli.common import open_platform
 from tenantry.cli.output import EXIT_FAILED, JSON_OPTION, console, emit_json, reports_errors
 from tenantry.errors import InvalidInput
 from tenantry.operations import credential_rotation
+from tenantry.services.audit import cli_actor
 from tenantry.settings import load_settings
 
 
@@ -44,10 +45,10 @@ def rotate_credentials(
     age = credential_rotation.parse_age(older_than) if older_than else None
     with open_platform(load_settings()) as platform:
         if slug is not None:
-            outcomes = [credential_rotation.rotate_store(platform, slug)]
+            outcomes = [credential_rotation.rotate_store(platform, slug, actor=cli_actor())]
         else:
             due = credential_rotation.due_stores(platform, older_than=age)
-            outcomes = credential_rotation.rotate_many(platform, due)
+            outcomes = credential_rotation.rotate_many(platform, due, actor=cli_actor())
     failed = [o for o in outcomes if o.error is not None]
     if json_output:
         emit_json({"items": [o.document() for o in outcomes], "failed": len(failed)})

@@ -13,6 +13,7 @@ from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
 from tenantry.db.master.models import User
 from tenantry.errors import InvalidInput
 from tenantry.services import users
+from tenantry.services.audit import cli_actor
 from tenantry.settings import load_settings
 
 app = typer.Typer(
@@ -76,7 +77,9 @@ def add(
     password = _password(password_stdin)
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
         doc = user_document(
-            users.add_user(session, email=email, password=password, role=chosen, name=name)
+            users.add_user(
+                session, email=email, password=password, role=chosen, name=name, actor=cli_actor()
+            )
         )
     if json_output:
         emit_json(doc)
@@ -113,7 +116,7 @@ def list_(json_output: bool = JSON_OPTION) -> None:
 
 def _set_active(email: str, active: bool, json_output: bool) -> None:
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
-        doc = user_document(users.set_active(session, email, active))
+        doc = user_document(users.set_active(session, email, active, actor=cli_actor()))
     if json_output:
         emit_json(doc)
     else:
@@ -143,7 +146,7 @@ def reset_password(
     users.normalise_email(email)
     password = _password(password_stdin)
     with open_platform(load_settings()) as platform, platform.writer_sessions.begin() as session:
-        doc = user_document(users.reset_password(session, email, password))
+        doc = user_document(users.reset_password(session, email, password, actor=cli_actor()))
     if json_output:
         emit_json(doc)
     else:

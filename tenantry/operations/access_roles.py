@@ -38,7 +38,7 @@ class Granted:
 
 
 def grant_access(
-    platform: Platform, scope: str, level: str, name: str | None = None, *, actor: str = "cli"
+    platform: Platform, scope: str, level: str, name: str | None = None, *, actor: str
 ) -> Granted:
     """Create login ``name`` (or a generated one) with ``level`` on every database of
     ``scope`` and record it (see the module docstring)."""
@@ -82,7 +82,7 @@ def grant_access(
     return Granted(login, scope, checked, password, urls, [t.database for t in targets], skipped)
 
 
-def revoke_access(platform: Platform, name: str, *, actor: str = "cli") -> list[str]:
+def revoke_access(platform: Platform, name: str, *, actor: str) -> list[str]:
     """Drop the login of the active role ``name`` on every server it was created on and
     mark it revoked; the servers it was dropped on."""
     with platform.sessions() as session:

@@ -82,7 +82,7 @@ def due_stores(platform: Platform, *, older_than: timedelta | None) -> list[str]
         return list(session.scalars(query))
 
 
-def rotate_store(platform: Platform, ref: str, *, actor: str = "cli") -> Rotated:
+def rotate_store(platform: Platform, ref: str, *, actor: str) -> Rotated:
     """Rotate store ``ref``'s runtime login (see the module); raises when it cannot be."""
     with platform.sessions() as session:
         store = stores.get_store(session, ref)
@@ -166,7 +166,7 @@ def _rotatable(session: Session, store: Store) -> IntegrationConfig:
     return config
 
 
-def rotate_many(platform: Platform, slugs: list[str], *, actor: str = "cli") -> list[Rotated]:
+def rotate_many(platform: Platform, slugs: list[str], *, actor: str) -> list[Rotated]:
     """Rotate each of ``slugs`` in turn; one store's failure is recorded, not raised."""
     done = []
     for slug in slugs:
@@ -184,7 +184,7 @@ def rotate_due(platform: Platform) -> list[Rotated]:
     if days <= 0:
         return []
     return rotate_many(
-        platform, due_stores(platform, older_than=timedelta(days=days)), actor="scheduler"
+        platform, due_stores(platform, older_than=timedelta(days=days)), actor=audit.SCHEDULER
     )
 
 

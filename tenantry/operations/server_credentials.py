@@ -38,7 +38,7 @@ class Rotated:
     rotated_at: str
 
 
-def rotate_server_credentials(platform: Platform, name: str, *, actor: str = "cli") -> Rotated:
+def rotate_server_credentials(platform: Platform, name: str, *, actor: str) -> Rotated:
     """Give server ``name``'s admin login a new random password and store it (see module)."""
     with platform.writer_sessions() as session:
         server = servers.get_server(session, name)

@@ -226,7 +226,7 @@ def check_url(name: str, url: URL) -> ServerCheck:
 
 
 def record_rotated_credentials(
-    session: Session, box: SecretBox, server: DatabaseServer, new_url: URL, *, actor: str = "cli"
+    session: Session, box: SecretBox, server: DatabaseServer, new_url: URL, *, actor: str
 ) -> int:
     """Store ``new_url`` (same login, new password) as ``server``'s admin URL, sealed.
 

@@ -79,7 +79,7 @@ def add_user(
     password: str,
     role: UserRole,
     name: str | None = None,
-    actor: str = "cli",
+    actor: str,
 ) -> User:
     """Add a user; a second user with the same email is a Conflict."""
     address = normalise_email(email)
@@ -116,7 +116,7 @@ def _end_sessions(session: Session, user: User) -> int:
     return int(getattr(result, "rowcount", 0) or 0)
 
 
-def set_active(session: Session, email: str, active: bool, *, actor: str = "cli") -> User:
+def set_active(session: Session, email: str, active: bool, *, actor: str) -> User:
     """Enable or disable a user; disabling ends every session of theirs at once. Setting the
     state a user already has changes nothing (and records nothing)."""
     user = get_user(session, email)
@@ -135,7 +135,7 @@ def set_active(session: Session, email: str, active: bool, *, actor: str = "cli"
     return user
 
 
-def reset_password(session: Session, email: str, password: str, *, actor: str = "cli") -> User:
+def reset_password(session: Session, email: str, password: str, *, actor: str) -> User:
     """Give a user a new password; their sessions end (whoever had it is signed out)."""
     user = get_user(session, email)
     check_password(password)

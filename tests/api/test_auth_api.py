@@ -72,7 +72,7 @@ def test_every_failed_login_gets_the_same_401_and_is_audited_without_the_passwor
     add_user(api, "op@example.com", UserRole.OPERATOR)
     add_user(api, "gone@example.com", UserRole.VIEWER)
     with api.platform.writer_sessions.begin() as session:
-        users.set_active(session, "gone@example.com", False)
+        users.set_active(session, "gone@example.com", False, actor="cli:test")
     answers = [
         api.client.post("/auth/login", json={"email": email, "password": password})
         for email, password in (
@@ -169,6 +169,6 @@ def test_a_session_ends_at_logout_when_idle_and_when_its_user_is_disabled(api: A
     disabled = login(api, "op@example.com")
     assert api.client.get("/auth/me", headers=disabled.headers).status_code == 200
     with api.platform.writer_sessions.begin() as session:
-        users.set_active(session, "op@example.com", False)
+        users.set_active(session, "op@example.com", False, actor="cli:test")
     assert api.client.get("/auth/me", headers=disabled.headers).status_code == 401
     assert len(_audits(api, "auth.session_failed")) == 3

@@ -16,7 +16,7 @@ PASSWORD = "correct horse battery staple"
 def add_user(api: Api, email: str, role: UserRole, *, password: str = PASSWORD) -> None:
     """Add a user straight through the service (as `tenantry users add` would)."""
     with api.platform.writer_sessions.begin() as session:
-        users.add_user(session, email=email, password=password, role=role)
+        users.add_user(session, email=email, password=password, role=role, actor="cli:test")
 
 
 @dataclass

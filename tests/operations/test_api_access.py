@@ -26,7 +26,9 @@ def test_login_failures_slow_down_and_a_session_carries_the_role(
     platform = backend_platform
     writes = platform.writer_sessions
     with writes.begin() as session:
-        users.add_user(session, email=LONG_EMAIL, password=PASSWORD, role=UserRole.VIEWER)
+        users.add_user(
+            session, email=LONG_EMAIL, password=PASSWORD, role=UserRole.VIEWER, actor="cli:test"
+        )
     signed = api_access.login(writes, LONG_EMAIL, PASSWORD, ip_address="10.1.1.1", user_agent=None)
     principal = api_access.authenticate_session(platform.sessions, writes, signed.token)
     assert principal.read_only is True

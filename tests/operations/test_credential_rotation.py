@@ -143,7 +143,7 @@ def test_the_scheduler_rotates_only_credentials_older_than_the_policy(
 def test_a_store_without_a_runtime_login_is_refused_with_why(platform: Platform) -> None:
     provision(platform, "file-shop")  # SQLite: no logins
     with pytest.raises(Conflict, match="no runtime login"):
-        credential_rotation.rotate_store(platform, "file-shop")
+        credential_rotation.rotate_store(platform, "file-shop", actor="cli:test")
     assert credential_rotation.due_stores(platform, older_than=None) == []
 
 

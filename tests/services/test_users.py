@@ -26,7 +26,7 @@ def test_a_hash_with_old_parameters_is_replaced_at_the_next_verification(
     old = PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
     with platform.writer_sessions.begin() as session:
         user = users.add_user(
-            session, email="o@example.com", password=PASSWORD, role=UserRole.OWNER
+            session, email="o@example.com", password=PASSWORD, role=UserRole.OWNER, actor="cli:test"
         )
         user.password_hash = old
     with platform.writer_sessions.begin() as session:
