@@ -40,14 +40,16 @@ class PgLogin:
 
 
 @contextmanager
-def unprivileged_login() -> Iterator[PgLogin]:
-    """A fresh ``LOGIN CREATEDB NOSUPERUSER`` role; afterwards every database it owns and the
-    role itself are dropped."""
+def unprivileged_login(*, createrole: bool = False) -> Iterator[PgLogin]:
+    """A fresh ``LOGIN CREATEDB NOSUPERUSER`` role (``CREATEROLE`` too when asked: what a
+    registered server's admin login needs to give stores runtime logins); afterwards every
+    database it owns and the role itself are dropped."""
     require_server("postgresql")
     admin = parse_url(SERVER_URLS["postgresql"])
     login = PgLogin(f"tt_nosuper_{uuid.uuid4().hex[:10]}", f"pw-{uuid.uuid4().hex}", admin)
     login.as_admin(
-        f"CREATE ROLE {login.name} LOGIN CREATEDB NOSUPERUSER PASSWORD '{login.password}'",
+        f"CREATE ROLE {login.name} LOGIN CREATEDB {'CREATEROLE ' if createrole else ''}"
+        f"NOSUPERUSER PASSWORD '{login.password}'",
         "postgres",
     )
     try:

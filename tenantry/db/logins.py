@@ -276,6 +276,7 @@ def drop_login(admin_url: URL, login: str) -> bool:
 
 def _drop_pg_login(admin_url: URL, login: str) -> None:
     with _admin_connection(admin_url) as conn:
+        _act_as(conn, login)
         # Privileges and ownership live in each database (pg_shdepend says which); DROP
         # OWNED in one of them also revokes those on shared objects (CONNECT on databases).
         databases = [
@@ -304,6 +305,25 @@ def _drop_pg_login(admin_url: URL, login: str) -> None:
             {"n": login},
         )
         _execute(conn, [f"DROP ROLE IF EXISTS {_quote(conn, login)}"], what=f"drop {login}")
+
+
+def _act_as(conn: Connection, login: str) -> None:
+    """Give a non-superuser admin (CREATEROLE, as on managed servers such as RDS) the
+    privileges of ``login``: PostgreSQL lets only a member reassign or drop what a role owns
+    and end its sessions. A superuser needs nothing."""
+    held = conn.execute(
+        text(
+            "SELECT rolsuper OR pg_has_role(current_user, :n, 'USAGE') "
+            "FROM pg_roles WHERE rolname = current_user"
+        ),
+        {"n": login},
+    ).scalar()
+    if not held:
+        _execute(
+            conn,
+            [f"GRANT {_quote(conn, login)} TO CURRENT_USER"],
+            what=f"take over login {login} to drop it",
+        )
 
 
 def _drop_mysql_login(admin_url: URL, login: str) -> None:

@@ -6,6 +6,7 @@ helpers open their own, so they live here (services never own a transaction)."""
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
@@ -17,6 +18,18 @@ from tenantry.services import audit
 from tenantry.services.billing import audit as billing_audit
 
 Sessions = Callable[[], AbstractContextManager[Session]] | Any
+
+log = logging.getLogger(__name__)
+
+
+def without_masking(write: Callable[[], object], action: str) -> None:
+    """Write a failed action's entry; if that fails too (master unreachable or locked, the
+    very trouble the action met), log it and let the action's own error be the one raised:
+    an audit entry must never replace the error the user has to act on."""
+    try:
+        write()
+    except Exception as exc:
+        log.warning("the failure of %s could not be audited (%s)", action, type(exc).__name__)
 
 
 @contextmanager
@@ -44,7 +57,8 @@ def attempt(
         yield run
     except BaseException as exc:
         outcome = audit.outcome_of(exc) if isinstance(exc, Exception) else audit.Outcome.FAILED
-        _write(sessions, run, outcome, {"error": type(exc).__name__})
+        error = {"error": type(exc).__name__}
+        without_masking(lambda: _write(sessions, run, outcome, error), action)
         raise
     _write(sessions, run, audit.Outcome.SUCCEEDED, {})
 
@@ -68,7 +82,8 @@ def failures(
         yield run
     except BaseException as exc:
         outcome = audit.outcome_of(exc) if isinstance(exc, Exception) else audit.Outcome.FAILED
-        _write(sessions, run, outcome, {"error": type(exc).__name__})
+        error = {"error": type(exc).__name__}
+        without_masking(lambda: _write(sessions, run, outcome, error), action)
         raise
 
 
@@ -92,7 +107,8 @@ def record_failure(
     """Record that an action failed (or was refused), in a transaction of its own."""
     run = audit.Attempt(actor, action, target_type, target_id, store_id, dict(details or {}))
     outcome = audit.outcome_of(exc) if isinstance(exc, Exception) else audit.Outcome.FAILED
-    _write(sessions, run, outcome, {"error": type(exc).__name__})
+    error = {"error": type(exc).__name__}
+    without_masking(lambda: _write(sessions, run, outcome, error), action)
 
 
 def _write(
@@ -134,15 +150,20 @@ def billing_failures(
     except Exception as exc:
         if release is not None:
             release()
-        with sessions() as session, session.begin():
-            billing_audit.record(
-                session,
-                app_id=app_id,
-                actor=actor,
-                action=action,
-                target_type=target_type,
-                target_id=run.target_id,
-                details={**run.details, "error": type(exc).__name__},
-                outcome=audit.outcome_of(exc),
-            )
+        error, outcome = type(exc).__name__, audit.outcome_of(exc)
+
+        def write() -> None:
+            with sessions() as session, session.begin():
+                billing_audit.record(
+                    session,
+                    app_id=app_id,
+                    actor=actor,
+                    action=action,
+                    target_type=target_type,
+                    target_id=run.target_id,
+                    details={**run.details, "error": error},
+                    outcome=outcome,
+                )
+
+        without_masking(write, action)
         raise

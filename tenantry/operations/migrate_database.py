@@ -27,7 +27,7 @@ from tenantry.db.identity import guard
 from tenantry.db.locks import migration_lock
 from tenantry.db.master.models import OperationKind
 from tenantry.db.schemas import Role
-from tenantry.operations import premigration
+from tenantry.operations import audited, premigration
 from tenantry.operations.running import Running, run_here
 from tenantry.services import audit, schema_ops
 from tenantry.services.backups.targets import BackupTarget
@@ -88,7 +88,10 @@ def migrate(
                 )
     except Exception as exc:
         details["error"] = type(exc).__name__
-        _audit(settings, t, actor, "db.migrate", details, audit.outcome_of(exc))
+        outcome = audit.outcome_of(exc)
+        audited.without_masking(
+            lambda: _audit(settings, t, actor, "db.migrate", details, outcome), "db.migrate"
+        )
         raise
     details.update(
         {

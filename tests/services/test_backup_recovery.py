@@ -100,6 +100,7 @@ class Shop:
     def apply(self, recovery: RowRecovery, **kwargs: Any) -> int:
         """Insert ``recovery``'s rows into the live database."""
         p = self.platform
+        kwargs.setdefault("actor", "cli:test")
         return apply_rows(p.sessions, p.box, p.settings, recovery, **kwargs)
 
 

@@ -26,6 +26,8 @@ LOOKS_SECRET = re.compile(
 NOT_SECRET = {
     "master:users.password_hash": "a one-way hash; nothing to decrypt",
     "master:api_keys.key_hash": "a one-way hash; the key is shown once and never stored",
+    "master:user_sessions.token_hash": "a one-way hash; the session token is only in the cookie",
+    "master:integration_configs.credentials_rotated_at": "when the password last changed",
     "master:backups.artifact_key": "where the artifact is in its storage, not a credential",
     "master:backups.manifest_key": "where the manifest is in its storage, not a credential",
     "master:platform_settings.key": "a setting's name",

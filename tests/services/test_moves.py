@@ -237,6 +237,7 @@ def mover(platform: Platform, **kwargs: Any) -> StoreMover:
     """A mover with no drain pause and small batches."""
     kwargs.setdefault("drain_seconds", 0)
     kwargs.setdefault("batch_rows", BATCH)
+    kwargs.setdefault("actor", "cli:test")
     return StoreMover(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, **kwargs
     )
