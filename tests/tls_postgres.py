@@ -28,7 +28,16 @@ from tenantry.db.urls import parse_url
 from tests.conftest import IN_CI
 from tests.helpers import free_port
 
-PG_BIN = Path(os.environ.get("TENANTRY_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+
+def _pg_bin() -> Path:
+    """The newest installed PostgreSQL's server binaries (Debian keeps one dir per version)."""
+    if "TENANTRY_TEST_PG_BIN" in os.environ:
+        return Path(os.environ["TENANTRY_TEST_PG_BIN"])
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name or 0))
+    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 OS_USER = "postgres"
 
 

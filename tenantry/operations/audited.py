@@ -52,14 +52,16 @@ def attempt(
     transaction records its success in that transaction with
     :func:`~tenantry.services.audit.record`.
     """
-    run = audit.Attempt(actor, action, target_type, target_id, store_id, dict(details or {}))
-    try:
+    with failures(
+        sessions,
+        actor=actor,
+        action=action,
+        target_type=target_type,
+        target_id=target_id,
+        store_id=store_id,
+        details=details,
+    ) as run:
         yield run
-    except BaseException as exc:
-        outcome = audit.outcome_of(exc) if isinstance(exc, Exception) else audit.Outcome.FAILED
-        error = {"error": type(exc).__name__}
-        without_masking(lambda: _write(sessions, run, outcome, error), action)
-        raise
     _write(sessions, run, audit.Outcome.SUCCEEDED, {})
 
 
