@@ -184,11 +184,10 @@ def test_grant_replaces_the_level_and_revoke_takes_all_access(
     assert logins.login_exists(admin, name)
 
 
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # CONNECT is PG's privilege
 def test_only_the_logins_granted_on_a_postgresql_database_may_connect(
     admin: URL, tenant: URL, new_login: Callable[[], str], backend: str
 ) -> None:
-    if backend != "postgresql":
-        pytest.skip("CONNECT is a PostgreSQL privilege")
     granted, stranger = new_login(), new_login()
     granted_pw = logins.create_login(admin, granted)
     stranger_pw = logins.create_login(admin, stranger)
@@ -201,11 +200,10 @@ def test_only_the_logins_granted_on_a_postgresql_database_may_connect(
     assert public_create == [(False,)]
 
 
+@pytest.mark.parametrize("backend", ["mysql"], indirect=True)  # _ and % are MySQL wildcards
 def test_a_mysql_grant_names_one_database_not_a_pattern(
     admin: URL, new_database: DbFactory, new_login: Callable[[], str], backend: str
 ) -> None:
-    if backend != "mysql":
-        pytest.skip("_ and % are wildcards only in MySQL/MariaDB grants")
     granted = new_database("w")
     # Same name with the underscores replaced: matched by the grant were _ not escaped.
     lookalike = admin.set(database=str(granted.database).replace("_", "x"))
