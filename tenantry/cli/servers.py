@@ -30,10 +30,12 @@ app = typer.Typer(
 def _print_check(check: ServerCheck) -> None:
     if check.ok:
         creates = "may" if check.can_create_databases else "[yellow]may NOT[/]"
+        logins = "may" if check.can_create_logins else "[yellow]may NOT[/]"
         console.print(
             f"[green]✓[/] {check.name}: {escape(check.url)} answers "
             f"({escape(check.version or '')}, "
-            f"{check.latency_ms or 0:.0f} ms); its user {creates} create databases"
+            f"{check.latency_ms or 0:.0f} ms); its user {creates} create databases "
+            f"and {logins} create logins"
         )
     else:
         console.print(f"[red]✗[/] {check.name}: {escape(check.url)}: {escape(check.error or '')}")
@@ -79,10 +81,11 @@ def add(
         return
     console.print(f"[green]✓[/] registered server {name} ({doc['engine']}, {escape(check.url)})")
     _print_check(check)
-    if not check.can_create_databases:
+    if not (check.can_create_databases and check.can_create_logins):
         console.print(
             "[yellow]note:[/] provisioning with --new on this server will fail until its user "
-            "may create databases."
+            "may create databases and logins (PostgreSQL: CREATEDB and CREATEROLE; MariaDB: "
+            "CREATE and CREATE USER)."
         )
 
 

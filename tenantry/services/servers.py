@@ -187,6 +187,8 @@ class ServerCheck:
     can_create_databases: bool
     latency_ms: float | None
     error: str | None
+    #: Whether its user may create logins (each create-new store gets runtime logins).
+    can_create_logins: bool = False
 
 
 def check_server(box: SecretBox, server: DatabaseServer) -> ServerCheck:
@@ -203,19 +205,19 @@ def check_url(name: str, url: URL) -> ServerCheck:
             latency = (time.perf_counter() - started) * 1000
             if backend_of(url) == "postgresql":
                 version = str(conn.scalar(text("SHOW server_version")))
-                can_create = bool(
-                    conn.scalar(
-                        text(
-                            "SELECT rolcreatedb OR rolsuper FROM pg_roles "
-                            "WHERE rolname = current_user"
-                        )
+                row = conn.execute(
+                    text(
+                        "SELECT rolcreatedb OR rolsuper, rolcreaterole OR rolsuper FROM pg_roles "
+                        "WHERE rolname = current_user"
                     )
-                )
+                ).one()
+                can_create, can_login = bool(row[0]), bool(row[1])
             else:
                 version = str(conn.scalar(text("SELECT VERSION()")))
                 grants = " ".join(str(r[0]) for r in conn.execute(text("SHOW GRANTS")))
                 can_create = "ALL PRIVILEGES" in grants or "CREATE" in grants
-        return ServerCheck(name, mask(url), True, version, can_create, latency, None)
+                can_login = "ALL PRIVILEGES ON *.*" in grants or "CREATE USER" in grants
+        return ServerCheck(name, mask(url), True, version, can_create, latency, None, can_login)
     except TenantryError as exc:
         return ServerCheck(name, mask(url), False, None, False, None, exc.message)
     except DBAPIError as exc:  # connected, but a query was refused

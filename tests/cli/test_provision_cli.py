@@ -179,6 +179,7 @@ def test_servers_add_and_provision_on_them(cli: Invoke, backend: str, server_slu
     assert server["engine"] == backend
     assert server["check"]["ok"] is True
     assert server["check"]["can_create_databases"] is True
+    assert server["check"]["can_create_logins"] is True
 
     listed = as_json(cli("servers", "list", "--json"))
     assert [s["name"] for s in listed] == ["main-db"]

@@ -9,6 +9,7 @@ import pytest
 from tests.api.test_provisioning_secrets_api import assert_masked_by_structure
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import SERVER_URLS, require_server
+from tests.pg_roles import unprivileged_login
 
 SECRET = "Zq7xK9wJ"
 
@@ -148,3 +149,24 @@ def test_a_wrong_short_password_is_not_spelled_out_by_masking(cli: Invoke, passw
     assert masked in result.stderr
     assert "Access denied for user 'root'@" in result.stderr
     assert_masked_by_structure(result.output)
+
+
+@pytest.mark.server
+def test_a_server_whose_user_may_not_create_logins_is_registered_with_a_warning(
+    cli: Invoke,
+) -> None:
+    """Every create-new store gets runtime logins: a CREATEDB-only admin is named as
+    unable to provision before anyone tries."""
+    with unprivileged_login() as login:
+        assert cli("init").exit_code == 0
+        raw = login.url("postgres").render_as_string(hide_password=False)
+        added = cli("servers", "add", "pg-nologins", "--url", raw)
+        assert added.exit_code == 0, added.output
+        said = " ".join(added.output.split())  # the console wraps long lines
+        assert "may NOT create logins" in said
+        assert "CREATEDB and CREATEROLE" in said
+        checked = as_json(cli("servers", "check", "pg-nologins", "--json"))
+        doc = checked[0] if isinstance(checked, list) else checked
+        assert doc["can_create_databases"] is True
+        assert doc["can_create_logins"] is False
+        assert login.password not in added.output
