@@ -18,7 +18,10 @@ from tenantry.settings import load_settings
 def rotate_credentials(
     slug: str | None = typer.Argument(None, help="The store's slug (or id)."),
     all_stores: bool = typer.Option(
-        False, "--all", help="Every active store with a runtime login."
+        False,
+        "--all",
+        help="Every active store with a runtime login, and every store still served with its "
+        "server's admin login (given its first runtime login).",
     ),
     older_than: str | None = typer.Option(
         None,
@@ -35,7 +38,10 @@ def rotate_credentials(
     its password until the next rotation, so connections already open finish their work.
     Each store's rotation is an operation (`tenantry ops list --kind store_credentials`) and
     an audit entry; no password is ever printed. Workers rotate stores older than
-    TENANTRY_CREDENTIAL_ROTATION_DAYS (default 90) on their own. With --all, one store's
+    TENANTRY_CREDENTIAL_ROTATION_DAYS (default 90) on their own. A store provisioned before
+    runtime logins existed (served with the server's admin login) is given its first login
+    the same way, by slug or with --all (workers do not convert stores on their own). With
+    --all, one store's
     failure does not stop the others; the exit code is 1 when any failed.
     """
     if (slug is None) == (not all_stores):
@@ -47,7 +53,7 @@ def rotate_credentials(
         if slug is not None:
             outcomes = [credential_rotation.rotate_store(platform, slug, actor=cli_actor())]
         else:
-            due = credential_rotation.due_stores(platform, older_than=age)
+            due = credential_rotation.due_stores(platform, older_than=age, legacy=True)
             outcomes = credential_rotation.rotate_many(platform, due, actor=cli_actor())
     failed = [o for o in outcomes if o.error is not None]
     if json_output:
@@ -57,10 +63,13 @@ def rotate_credentials(
             console.print("no store's credentials are due for rotation")
         for outcome in outcomes:
             if outcome.error is None:
-                console.print(
-                    f"[green]✓[/] store {outcome.slug}: now login {outcome.login} "
-                    f"(login {outcome.previous or '-'} stays valid until the next rotation)"
+                kept = (
+                    f"login {outcome.previous} stays valid until the next rotation"
+                    if outcome.previous
+                    else "its first runtime login; the server's admin login is no longer used"
                 )
+                now = f"store {outcome.slug}: now login {outcome.login}"
+                console.print(f"[green]✓[/] {now} ({kept})")
             else:
                 console.print(f"[red]✗[/] store {outcome.slug}: {outcome.error}")
     if failed:

@@ -7,6 +7,10 @@ gets a new password and the ``service`` grants, the store's connection switches 
 request. The login used until now keeps its password until the next rotation, so the
 connections already open (and pools still handing them out) drain instead of failing.
 
+A store provisioned before runtime logins existed (served with its server's admin login) is
+given its first runtime login the same way, when asked for by slug or with ``--all``: the
+switch is the same, and the admin login it leaves is not touched.
+
 A store is rotated under the lock ``store-credentials:<id>``: two rotations at once would
 both pick the same login and the second would change the password the first just saved.
 """
@@ -17,7 +21,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import (
@@ -56,15 +60,28 @@ class Rotated:
         }
 
 
-def due_stores(platform: Platform, *, older_than: timedelta | None) -> list[str]:
+def due_stores(
+    platform: Platform, *, older_than: timedelta | None, legacy: bool = False
+) -> list[str]:
     """The active stores with a runtime login whose credentials were set longer than
-    ``older_than`` ago (every one when ``None``), by slug."""
+    ``older_than`` ago (every one when ``None``), by slug; with ``legacy``, also those still
+    served with their server's admin login (see :func:`_legacy`), which get their first."""
+    reachable = IntegrationConfig.access_mode == AccessMode.RUNTIME_LOGIN
+    if legacy:
+        reachable = or_(
+            reachable,
+            and_(
+                IntegrationConfig.access_mode.is_(None),
+                IntegrationConfig.created_by_tenantry.is_(True),
+                IntegrationConfig.database_server_id.is_not(None),
+            ),
+        )
     query = (
         select(Store.slug)
         .join(IntegrationConfig, IntegrationConfig.store_id == Store.id)
         .where(
             IntegrationConfig.is_active.is_(True),
-            IntegrationConfig.access_mode == AccessMode.RUNTIME_LOGIN,
+            reachable,
             Store.database_status == DatabaseStatus.ACTIVE,
             Store.deleted_at.is_(None),
         )
@@ -145,13 +162,13 @@ def _rotatable(session: Session, store: Store) -> IntegrationConfig:
             f"store {store.slug!r} has no active database ({store.database_status}).",
             "Only an active store's credentials are rotated.",
         )
-    if config.access_mode != AccessMode.RUNTIME_LOGIN:
+    if config.access_mode != AccessMode.RUNTIME_LOGIN and not _legacy(config):
         raise Conflict(
             f"store {store.slug!r} has no runtime login: it is reached with "
             + (
                 "the URL it was connected with"
                 if config.access_mode == AccessMode.GIVEN_URL
-                else "the server's admin login (provisioned before runtime logins)"
+                else "a server login of a server no longer registered"
             )
             + ", which tenantry does not own.",
             "Rotate that password where it is managed, then update the store's connection; "
@@ -164,6 +181,17 @@ def _rotatable(session: Session, store: Store) -> IntegrationConfig:
             "Rotate once the move or restore in progress is over.",
         )
     return config
+
+
+def _legacy(config: IntegrationConfig) -> bool:
+    """Whether ``config`` is a store database tenantry created on a registered server before
+    stores had runtime logins (it is reached with the server's admin login)."""
+    return (
+        config.access_mode is None
+        and bool(config.created_by_tenantry)
+        and config.database_server_id is not None
+        and config.config_data.get("engine") not in (None, "sqlite")
+    )
 
 
 def rotate_many(platform: Platform, slugs: list[str], *, actor: str) -> list[Rotated]:

@@ -21,7 +21,8 @@ from tenantry.operations import credential_rotation
 from tenantry.operations.work import credential_tick
 from tenantry.runtime import Platform
 from tenantry.services import stores
-from tenantry.services.connections import tenant_url
+from tenantry.services.connections import split_url, tenant_url
+from tenantry.services.runtime_access import drop_store_logins
 from tests.cli.conftest import Invoke, as_json, cli
 from tests.conftest import SERVER_URLS
 from tests.db.test_logins import _pg_accepts
@@ -186,3 +187,81 @@ def test_the_cli_rotates_every_store_and_prints_no_password(
     }
     assert str(after.password) not in done.output
     _request(platform, "cli-shop")
+
+
+def _make_legacy(platform: Platform, slug: str, backend: str) -> None:
+    """Turn ``slug`` into a store as provisioned before runtime logins: served with the
+    server's admin login, no login of its own, its database open to every login (PG)."""
+    admin = parse_url(SERVER_URLS[backend])
+    with platform.sessions.begin() as session:
+        store = stores.get_store(session, slug)
+        config = stores.active_connection(session, store)
+        assert config is not None
+        database = str(config.config_data["database"])
+        drop_store_logins(admin, slug, store.id)
+        data, secret = split_url(platform.box, admin.set(database=database))
+        session.execute(
+            update(IntegrationConfig)
+            .where(IntegrationConfig.id == config.id)
+            .values(
+                config_data=data,
+                secret_encrypted=secret,
+                access_mode=None,
+                can_ddl=None,
+                credentials_rotated_at=None,
+            )
+        )
+        store.connection_version += 1
+    if backend == "postgresql":
+        engine = make_engine(admin.set(database="postgres"), pooled=False)
+        try:
+            with engine.connect() as conn:
+                conn.execute(text(f'GRANT CONNECT ON DATABASE "{database}" TO PUBLIC'))
+                conn.commit()
+        finally:
+            engine.dispose()
+
+
+def test_a_store_served_with_the_admin_login_gets_its_first_runtime_login(
+    platform: Platform, server: str, cli: Invoke
+) -> None:
+    provision(platform, "old-shop", server="db1")
+    _make_legacy(platform, "old-shop", server)
+    assert _url(platform, "old-shop").username == parse_url(SERVER_URLS[server]).username
+    # The scheduler does not convert stores on its own; asking does.
+    assert credential_tick(platform) == []
+    assert credential_rotation.due_stores(platform, older_than=None) == []
+    done = cli("stores", "rotate-credentials", "--all", "--json")
+    assert done.exit_code == 0, done.output
+    [item] = as_json(done)["items"]
+    assert item["rotated"] is True
+    assert item["previous_login"] is None
+    now = _url(platform, "old-shop")
+    assert now.username == item["login"]
+    assert str(now.username).endswith("_a")
+    with platform.sessions() as session:
+        config = stores.active_connection(session, stores.get_store(session, "old-shop"))
+        assert config is not None
+        assert config.access_mode == "runtime_login"
+    _request(platform, "old-shop")
+    with platform.sessions() as master:
+        store = stores.get_store(master, "old-shop")
+        with platform.router.connection(master, store) as conn:
+            assert (
+                conn.execute(text("SELECT current_user")).scalar_one().startswith(str(now.username))
+            )
+            with pytest.raises(DBAPIError):
+                conn.execute(text("CREATE TABLE intruder (id INT)"))
+    if server == "postgresql":
+        database = str(now.database)
+        admin = parse_url(SERVER_URLS[server])
+        engine = make_engine(admin.set(database=database), pooled=False)
+        try:
+            with engine.connect() as conn:
+                public = conn.execute(
+                    text("SELECT has_database_privilege('public', :d, 'CONNECT')"),
+                    {"d": database},
+                ).scalar_one()
+        finally:
+            engine.dispose()
+        assert public is False
