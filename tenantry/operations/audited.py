@@ -83,9 +83,17 @@ def failures(
     try:
         yield run
     except BaseException as exc:
-        outcome = audit.outcome_of(exc) if isinstance(exc, Exception) else audit.Outcome.FAILED
-        error = {"error": type(exc).__name__}
-        without_masking(lambda: _write(sessions, run, outcome, error), action)
+        # The body may have named the target or added details since: record what it ended with.
+        record_failure(
+            sessions,
+            exc,
+            actor=run.actor,
+            action=run.action,
+            target_type=run.target_type,
+            target_id=run.target_id,
+            store_id=run.store_id,
+            details=run.details,
+        )
         raise
 
 
