@@ -1,0 +1,97 @@
+"""How much space a database and its tables take, measured by the server itself.
+
+One function per question, each answering for SQLite, PostgreSQL and MySQL/MariaDB: the
+usage rollup keeps ``stores.storage_used_bytes`` current with :func:`database_bytes`, the
+metrics export master's and billing's, and the weekly size report lists :func:`table_sizes`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, text
+from sqlalchemy.exc import OperationalError
+
+from tenantry.db.urls import backend_of
+
+
+@dataclass(frozen=True)
+class TableSize:
+    """One table: its bytes (data and indexes) and rows (estimated on PostgreSQL/MySQL)."""
+
+    name: str
+    bytes: int
+    rows: int
+
+
+def database_bytes(conn: Connection) -> int:
+    """The bytes the connected database takes (data, indexes, free pages it holds)."""
+    backend = backend_of(conn.engine.url)
+    if backend == "sqlite":
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
+        size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
+        return int(pages) * int(size)
+    if backend == "postgresql":
+        return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+    found = conn.execute(
+        text(
+            "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
+            "WHERE table_schema = DATABASE()"
+        )
+    ).scalar_one()
+    return int(found)
+
+
+def table_sizes(conn: Connection) -> list[TableSize]:
+    """Every table of the connected database (its own schema), largest first."""
+    backend = backend_of(conn.engine.url)
+    if backend == "sqlite":
+        found = _sqlite_tables(conn)
+    elif backend == "postgresql":
+        rows = conn.execute(
+            text(
+                "SELECT c.relname, pg_total_relation_size(c.oid), "
+                "GREATEST(c.reltuples, 0)::bigint FROM pg_class c "
+                "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                "WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema()"
+            )
+        )
+        found = [TableSize(name, int(size), int(n)) for name, size, n in rows]
+    else:
+        rows = conn.execute(
+            text(
+                "SELECT table_name, COALESCE(data_length + index_length, 0), "
+                "COALESCE(table_rows, 0) FROM information_schema.tables "
+                "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'"
+            )
+        )
+        found = [TableSize(name, int(size), int(n)) for name, size, n in rows]
+    return sorted(found, key=lambda t: (-t.bytes, t.name))
+
+
+def _sqlite_tables(conn: Connection) -> list[TableSize]:
+    names = [
+        str(name)
+        for (name,) in conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    ]
+    try:
+        # dbstat counts each table's and index's pages; an index counts for its table.
+        pages = dict(
+            conn.exec_driver_sql(
+                "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat d "
+                "JOIN sqlite_master m ON m.name = d.name GROUP BY m.tbl_name"
+            ).all()
+        )
+    except OperationalError:  # a SQLite built without the dbstat table: rows only
+        pages = {}
+    quote = conn.dialect.identifier_preparer.quote
+    return [
+        TableSize(
+            name,
+            int(pages.get(name) or 0),
+            int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {quote(name)}").scalar_one()),
+        )
+        for name in names
+    ]

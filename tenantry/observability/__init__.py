@@ -1,0 +1,1 @@
+"""Metrics, alert rules and the doctor's checks: how an operator sees tenantry run."""
