@@ -76,21 +76,21 @@ def _sqlite_tables(conn: Connection) -> list[TableSize]:
             "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
         )
     ]
+    pages: dict[str, int] = {}
     try:
         # dbstat counts each table's and index's pages; an index counts for its table.
-        pages = dict(
-            conn.exec_driver_sql(
-                "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat d "
-                "JOIN sqlite_master m ON m.name = d.name GROUP BY m.tbl_name"
-            ).all()
-        )
+        for name, size in conn.exec_driver_sql(
+            "SELECT m.tbl_name, SUM(d.pgsize) FROM dbstat d "
+            "JOIN sqlite_master m ON m.name = d.name GROUP BY m.tbl_name"
+        ):
+            pages[str(name)] = int(size or 0)
     except OperationalError:  # a SQLite built without the dbstat table: rows only
-        pages = {}
+        pass
     quote = conn.dialect.identifier_preparer.quote
     return [
         TableSize(
             name,
-            int(pages.get(name) or 0),
+            pages.get(name, 0),
             int(conn.exec_driver_sql(f"SELECT COUNT(*) FROM {quote(name)}").scalar_one()),
         )
         for name in names
