@@ -85,6 +85,11 @@ class Settings(BaseSettings):
     usage_retention_days: int = Field(
         90, ge=1, le=36500, validation_alias="TENANTRY_USAGE_RETENTION_DAYS"
     )
+    #: The scheduler measures each store's database (``storage_used_bytes``, today's usage
+    #: row) at most this often; yesterday's row is written once after midnight UTC.
+    usage_refresh_minutes: int = Field(
+        60, ge=1, le=1440, validation_alias="TENANTRY_USAGE_REFRESH_MINUTES"
+    )
 
     @field_validator("database_url", "database_url_billing", mode="after")
     @classmethod

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal
 
 from pydantic import BaseModel, Field
@@ -52,6 +52,35 @@ class StoreOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     billing_customer_id: uuid.UUID | None = None
+
+
+class UsageDayOut(BaseModel):
+    """A store's usage on one UTC day (products, orders, storage, API calls)."""
+
+    date: date
+    total_products: int
+    products_created: int
+    products_updated: int
+    products_deleted: int
+    orders_created: int
+    orders_total_value_minor: int
+    storage_total_bytes: int
+    storage_uploaded_bytes: int
+    storage_deleted_bytes: int
+    api_calls: int
+    api_errors: int
+
+
+class UsageOut(BaseModel):
+    """A store's last measured storage against its plan's limit, and its daily usage rows
+    (oldest first; a day not rolled up yet is absent)."""
+
+    store: str
+    plan: str
+    storage_used_bytes: int
+    storage_limit_bytes: int | None = Field(description="None: the plan has no storage limit.")
+    storage_measured_at: datetime | None
+    days: list[UsageDayOut]
 
 
 class StoreList(BaseModel):

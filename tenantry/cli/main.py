@@ -107,6 +107,11 @@ COMMANDS: dict[str, Entry] = {
         "app",
         "Read, export and prune the audit log (who did what, to what, and how it ended).",
     ),
+    "report": Entry(
+        "tenantry.cli.report",
+        "app",
+        "Reports over every database: sizes per database and per table.",
+    ),
     "recover": Entry(
         "tenantry.cli.recover",
         "app",

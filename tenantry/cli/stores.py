@@ -1,5 +1,5 @@
 """``tenantry stores``: create, list, show, update, suspend, resume, move and delete stores,
-and rotate their runtime credentials."""
+rotate their runtime credentials and show their usage."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from tenantry.cli.output import (
 )
 from tenantry.cli.store_credentials import rotate_credentials
 from tenantry.cli.store_move import move
+from tenantry.cli.store_usage import usage
 from tenantry.cli.stores_gdpr import erase_customer
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.operations import customer_erase, store_create, store_delete
@@ -384,3 +385,4 @@ def delete(
 app.command()(move)
 app.command("rotate-credentials")(rotate_credentials)
 app.command("erase-customer")(erase_customer)
+app.command("usage")(usage)

@@ -22,6 +22,7 @@ from tenantry.operations import (
     backup_verify,
     credential_rotation,
     fleet_queue,
+    usage_rollup,
 )
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.kit import OperationKit
@@ -131,8 +132,9 @@ def recover_backups(
 
 def backup_tick(platform: Platform) -> None:
     """Run the backups, restore tests and pruning that are due now, rotate the store
-    credentials older than ``TENANTRY_CREDENTIAL_ROTATION_DAYS``, then apply the audit and
-    usage logs' retention (a few bounded batches a tick; the next tick goes on)."""
+    credentials older than ``TENANTRY_CREDENTIAL_ROTATION_DAYS``, measure the stores' usage
+    that is due, then apply the audit and usage logs' retention (a few bounded batches a
+    tick; the next tick goes on)."""
     backup_schedule.tick(
         platform.sessions,
         storage_for(platform.settings),
@@ -141,6 +143,7 @@ def backup_tick(platform: Platform) -> None:
         on_event=log.info,
     )
     credential_tick(platform)
+    usage_tick(platform)
     retention_tick(platform)
 
 
@@ -166,6 +169,27 @@ def credential_tick(platform: Platform) -> list[str]:
 
 #: The credential rotation's lock: one scheduler rotates at a time.
 CREDENTIAL_LOCK = "credential-rotation"
+
+
+def usage_tick(platform: Platform) -> list[usage_rollup.Rolled]:
+    """Measure the stores whose usage is due (not measured for
+    ``TENANTRY_USAGE_REFRESH_MINUTES``, or not since midnight UTC: yesterday's row is then
+    written), a bounded batch a tick, one scheduler at a time; the outcomes."""
+    kit = OperationKit.from_settings(platform.sessions, platform.settings)
+    try:
+        kit.acquire_lock(usage_rollup.USAGE_LOCK)
+    except Conflict:
+        return []  # another worker's scheduler is measuring
+    try:
+        outcomes = usage_rollup.rollup_due(
+            platform, on_done=lambda _: kit.renew_lock(usage_rollup.USAGE_LOCK)
+        )
+    finally:
+        kit.release_lock(usage_rollup.USAGE_LOCK)
+    measured = [o for o in outcomes if o.error is None]
+    if measured:
+        log.info("usage: measured %d store(s)", len(measured))
+    return outcomes
 
 
 def retention_tick(platform: Platform) -> audit_prune.PruneReport:

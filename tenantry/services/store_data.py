@@ -15,11 +15,12 @@ from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from tenantry.db.master.models import ApiUsageLog, Store
+from tenantry.db.master.models import ApiUsageLog, Store, Subscription
 from tenantry.db.tenant.store.models import Order, OrderItem, Price, Product
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, LimitExceeded, NotFound, QuotaExceeded
 from tenantry.services.stores import current_subscription
+from tenantry.services.usage import human_bytes, storage_limit_bytes
 
 #: The largest amount a money column (BIGINT) holds.
 MAX_MONEY_MINOR = 2**63 - 1
@@ -90,9 +91,31 @@ def _check_limit(current: int, limit: int | None, what: str, plan: str) -> None:
         )
 
 
+def check_storage(store: Store, subscription: Subscription | None) -> None:
+    """Refuse a write that adds data when the store's last measured size
+    (``storage_used_bytes``, see :mod:`tenantry.services.usage`) is at or over its plan's
+    storage limit; reads and deletes are never refused for it."""
+    if subscription is None:
+        return
+    limit = storage_limit_bytes(subscription.max_storage_gb)
+    if limit is None or store.storage_used_bytes < limit:
+        return
+    measured = store.storage_measured_at
+    when = f" (measured {measured:%Y-%m-%d %H:%M} UTC)" if measured else ""
+    raise LimitExceeded(
+        f"the {subscription.plan_name} plan allows {subscription.max_storage_gb} GB of "
+        f"storage; this store uses {human_bytes(store.storage_used_bytes)}{when}.",
+        "Upgrade the store's plan (tenantry stores update SLUG --plan …) or delete data; "
+        "the use is measured again within the hour, or now with "
+        "`tenantry stores usage SLUG --refresh`.",
+    )
+
+
 def create_product(tenant: Session, master: Session, store: Store, data: ProductInput) -> Product:
-    """Add a product within the plan's product limit; keeps ``stores.product_count`` current."""
+    """Add a product within the plan's product and storage limits; keeps
+    ``stores.product_count`` current."""
     subscription = current_subscription(master, store)
+    check_storage(store, subscription)
     count = int(tenant.scalar(select(func.count()).select_from(Product)) or 0)
     if subscription is not None:
         _check_limit(count, subscription.max_products, "products", subscription.plan_name)
@@ -165,13 +188,15 @@ def create_order(
     lines: list[OrderLine],
     currency: str = "USD",
 ) -> Order:
-    """Place an order priced from the products' default prices, within the monthly limit."""
+    """Place an order priced from the products' default prices, within the monthly order
+    limit and the storage limit."""
     if not lines:
         raise InvalidInput("an order needs at least one line.")
     if any(line.quantity < 1 for line in lines):
         raise InvalidInput("every order line needs a quantity of at least 1.")
     now = utcnow()
     subscription = current_subscription(master, store)
+    check_storage(store, subscription)
     if subscription is not None and subscription.max_orders_per_month is not None:
         this_month = int(
             tenant.scalar(

@@ -24,11 +24,12 @@ from tenantry.api.schemas import (
     StoreList,
     StoreOut,
     StoreUpdate,
+    UsageOut,
 )
 from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store
 from tenantry.errors import NotFound
 from tenantry.operations import provision_request, store_create
-from tenantry.services import provisioning, stores
+from tenantry.services import provisioning, stores, usage
 
 router = APIRouter(tags=["stores"])
 
@@ -107,6 +108,22 @@ def list_stores(
 def show_store(store_ref: str, master: MasterDep, key: KeyDep) -> StoreOut:
     """One store, by id or slug."""
     return store_out(master, visible_store(master, key, store_ref))
+
+
+@router.get("/stores/{store_ref}/usage", response_model=UsageOut)
+def store_usage(
+    store_ref: str,
+    master: MasterDep,
+    key: KeyDep,
+    days: int = Query(
+        30, ge=1, le=usage.MAX_DAYS, description="The last this many UTC days, today included."
+    ),
+) -> UsageOut:
+    """A store's daily usage (products, orders, storage, API calls), oldest day first, and
+    its last measured storage against its plan's limit. Days are written by the worker's
+    usage rollup (hourly for today, once after midnight UTC for yesterday)."""
+    store = visible_store(master, key, store_ref)
+    return UsageOut.model_validate(usage.store_usage(master, store, days).document())
 
 
 @router.patch("/stores/{store_ref}", response_model=StoreOut)

@@ -118,6 +118,8 @@ class Store(MasterBase):
     product_count: Mapped[int] = mapped_column(Integer, default=0)
     order_count: Mapped[int] = mapped_column(Integer, default=0)
     storage_used_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: When the usage rollup last measured ``storage_used_bytes`` (never: ``None``).
+    storage_measured_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     api_calls_month: Mapped[int] = mapped_column(Integer, default=0)
 
     # Status
