@@ -4,12 +4,12 @@ day, what its API callers did, and how much space it takes.
 One row per store and UTC day, written by the usage rollup
 (:mod:`tenantry.operations.usage_rollup`) from three sources:
 
-- the store's own database: products (in all; created that day; changed that day having
-  been created before it), orders created that day and the sum of their totals (minor units,
-  whatever the currency), media uploaded that day (``media_library.size_bytes``). A tenant
-  schema plug-in without one of these tables or columns leaves its numbers at 0, as
-  :mod:`tenantry.services.counters` does. ``total_products`` counts the products created
-  before the day ended that still exist when the rollup runs;
+- the store's own database, as it is when the rollup runs: products (in all, created before
+  the day ended; created that day; changed that day having been created before it), orders
+  created that day and the sum of their totals (minor units, whatever the currency), media
+  uploaded that day (``media_library.size_bytes``). A row deleted since is not counted: the
+  schema keeps no trace of it. A tenant schema plug-in without one of these tables or
+  columns leaves its numbers at 0, as :mod:`tenantry.services.counters` does;
 - master's ``api_usage_logs``: calls logged that day, and errors among them (any answer of
   400 or more: the caller's requests that did not do what was asked, refusals for the quota
   included), and products deleted that day through the API (a successful ``DELETE`` on a
