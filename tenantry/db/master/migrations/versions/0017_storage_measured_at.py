@@ -32,5 +32,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("stores", schema=None) as batch_op:
-        batch_op.drop_column("storage_measured_at")
+    # Not in batch mode: on SQLite that copies ``stores`` into a new table, and dropping the
+    # old one would cascade to every row that references a store. SQLite (3.35+) drops an
+    # unconstrained column in place, as the servers do.
+    op.drop_column("stores", "storage_measured_at")
