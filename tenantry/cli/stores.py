@@ -28,6 +28,7 @@ from tenantry.operations import customer_erase, store_create, store_delete
 from tenantry.services import stores
 from tenantry.services.audit import cli_actor
 from tenantry.services.plans import PLANS
+from tenantry.services.usage import human_bytes
 from tenantry.settings import load_settings
 
 app = typer.Typer(help="Create, inspect and manage stores (tenants).", no_args_is_help=True)
@@ -106,6 +107,7 @@ def store_document(session: Session, store: Store) -> dict[str, Any]:
         "updated_at": store.updated_at,
         "suspended_at": store.suspended_at,
         "last_activity_at": store.last_activity_at,
+        "storage_measured_at": store.storage_measured_at,
     }
 
 
@@ -133,7 +135,12 @@ def _print_store(doc: dict[str, Any]) -> None:
     table.add_row(
         "usage",
         f"{counts['products']} products, {counts['orders']} orders, "
-        f"{counts['api_calls_month']} API calls this month",
+        f"{counts['api_calls_month']} API calls this month, "
+        + (
+            f"{human_bytes(counts['storage_used_bytes'])} stored (`stores usage` for the days)"
+            if doc["storage_measured_at"]
+            else "storage not measured yet"
+        ),
     )
     conn = doc["connection"]
     if conn is None:
