@@ -115,7 +115,8 @@ COMMANDS: dict[str, Entry] = {
     "doctor": Entry(
         "tenantry.cli.doctor",
         "doctor",
-        "Check the installation as the runbooks would; each problem with the command that fixes it.",
+        "Check the installation as the runbooks would; each problem with the command that "
+        "fixes it.",
     ),
 }
 

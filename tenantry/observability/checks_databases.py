@@ -136,7 +136,9 @@ def fleet(context: DoctorContext) -> Iterator[Check]:
         )
     lagging = [s for s in status.lagging if s not in {f["slug"] for f in status.failed}]
     if lagging:
-        shown = ", ".join(lagging[:5]) + (f" and {len(lagging) - 5} more" if len(lagging) > 5 else "")
+        shown = ", ".join(lagging[:5]) + (
+            f" and {len(lagging) - 5} more" if len(lagging) > 5 else ""
+        )
         yield Check(
             "tenant migrations",
             Status.WARNING,

@@ -22,7 +22,7 @@ def webhook_secrets(context: DoctorContext) -> Iterator[Check]:
     """Each (app, processor) with billing data, received webhooks or a (retired) secret has
     an active signing secret: without one every delivery is refused with 401 and the
     processor's retries run out."""
-    in_use = union(
+    in_use = union(  # type: ignore[var-annotated]
         select(BillingWebhook.app_id, BillingWebhook.processor),
         select(BillingProcessorSecret.app_id, BillingProcessorSecret.processor),
         *(
@@ -31,7 +31,7 @@ def webhook_secrets(context: DoctorContext) -> Iterator[Check]:
         ),
     )
     with context.sessions("billing")() as session:
-        pairs = {(str(a), str(p)) for a, p in session.execute(in_use)}
+        pairs = {(str(row[0]), str(row[1])) for row in session.execute(in_use)}
         active = {
             (str(a), str(p))
             for a, p in session.execute(

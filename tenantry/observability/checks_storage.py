@@ -31,13 +31,19 @@ def _protection(state: Protection) -> Iterator[Check]:
     policy = state.policy
     run = f"tenantry backup run --db {state.scope} --verify"
     if state.unverifiable is not None:
-        yield Check(name, Status.CRITICAL, f"its backups cannot be restore-tested: {state.unverifiable}", run)
+        yield Check(
+            name,
+            Status.CRITICAL,
+            f"its backups cannot be restore-tested: {state.unverifiable}",
+            run,
+        )
         return
     good = state.last_good
     if good is None:
         failed = state.last_attempt
         tried = (
-            f"; the last attempt ({failed.id}) is {failed.status}" + (f": {failed.error}" if failed.error else "")
+            f"; the last attempt ({failed.id}) is {failed.status}"
+            + (f": {failed.error}" if failed.error else "")
             if failed is not None
             else ""
         )

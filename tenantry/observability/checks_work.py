@@ -73,10 +73,7 @@ def worker(context: DoctorContext) -> Iterator[Check]:
             return
         last_seen = session.scalar(select(func.max(Worker.last_seen_at)))
         queued = int(
-            session.scalar(
-                select(func.count()).where(Operation.status.in_(ACTIVE_STATUSES))
-            )
-            or 0
+            session.scalar(select(func.count()).where(Operation.status.in_(ACTIVE_STATUSES))) or 0
         )
         scheduled = context.settings.backup_scheduler and any(
             policy_for(session, scope).enabled for scope in ("master", "billing", "tenant")
@@ -108,7 +105,9 @@ def waiting_work(context: DoctorContext) -> Iterator[Check]:
     """Operations queued too long, or running with a lease that lapsed (their holder died)."""
     now = utcnow()
     late = or_(
-        and_(Operation.status == OperationStatus.QUEUED, Operation.created_at < now - QUEUED_WARNING),
+        and_(
+            Operation.status == OperationStatus.QUEUED, Operation.created_at < now - QUEUED_WARNING
+        ),
         and_(Operation.status.in_(HELD_STATUSES), lease_lapsed(now - LEASE_GRACE)),
     )
     with context.sessions()() as session:

@@ -44,7 +44,9 @@ def scan(session: Session, box: SecretBox, settings: Settings, spec: SchemaSpec)
         if not server.is_active:
             continue
         try:
-            result.found.extend(templates.server_templates(server_url(box, server), spec, server.name))
+            result.found.extend(
+                templates.server_templates(server_url(box, server), spec, server.name)
+            )
         except TenantryError as exc:
             result.unreachable[server.name] = exc.message
     return result
