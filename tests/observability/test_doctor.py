@@ -74,7 +74,8 @@ def test_doctor_passes_a_healthy_install_then_names_each_problem_and_its_fix(
     problems = _problems(results)
     assert overall(results) is Status.CRITICAL
     assert set(problems) == {"worker", "webhook secret shop/stripe", "backup master"}
-    assert problems["worker"].fix is not None and "tenantry worker" in problems["worker"].fix
+    assert problems["worker"].fix is not None
+    assert "tenantry worker" in problems["worker"].fix
     assert "scheduled backups" in problems["worker"].evidence
     assert problems["webhook secret shop/stripe"].fix == (
         "tenantry billing secrets add shop --processor stripe "
@@ -82,7 +83,8 @@ def test_doctor_passes_a_healthy_install_then_names_each_problem_and_its_fix(
     )
     overdue = problems["backup master"]
     assert overdue.status is Status.CRITICAL
-    assert "overdue" in overdue.evidence and "36 h" in overdue.evidence
+    assert "overdue" in overdue.evidence
+    assert "36 h" in overdue.evidence
     assert overdue.fix == "tenantry backup run --db master --verify"
     assert overdue.operation_id == str(master_backup.id)
     assert all(problems[n].status is Status.CRITICAL for n in problems)
@@ -131,7 +133,8 @@ def test_work_queued_too_long_warns_then_is_critical_with_its_operation_id(
     caplog.set_level(logging.WARNING, logger="tenantry.doctor")
     work.doctor_tick(platform)
     records = [r for r in caplog.records if "waiting work" in r.getMessage()]
-    assert records and records[0].levelno == logging.ERROR
+    assert records
+    assert records[0].levelno == logging.ERROR
     assert f"(operation {op_id})" in records[0].getMessage()
 
 
