@@ -25,13 +25,14 @@ COLOURS = {Status.OK: "green", Status.WARNING: "yellow", Status.CRITICAL: "bold 
 
 
 def doctor(json_output: bool = JSON_OPTION) -> None:
-    """Check the installation as the runbooks would: settings and connections, identities and
-    pending migrations, worker and waiting work, webhooks and their secrets, backups against
-    their policies, key file permissions, disk space, TLS and stale templates.
+    """Check the installation as the runbooks would; each problem with the command that
+    fixes it.
 
-    Each check shows what it saw and the command that fixes it. Exits 0 when all is well,
-    1 with warnings only, 2 with anything critical. Servers that do not answer fail within
-    their connect timeout; nothing is changed.
+    Checks settings and connections, identities and pending migrations (master, billing, the
+    fleet), worker and waiting work, webhook failures, backlog and signing secrets, backups
+    against their policies, key file permissions, disk space, TLS and stale templates.
+    Exits 0 when all is well, 1 with warnings only, 2 with anything critical. Servers that
+    do not answer fail within their connect timeout; nothing is changed.
     """
     results = run()
     status = overall(results)
