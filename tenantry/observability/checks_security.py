@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import stat
 from collections.abc import Iterator
+from typing import Any
 
-from sqlalchemy import select, union
+from sqlalchemy import CompoundSelect, select, union
 
 from tenantry.db.billing.models import (
     BillingCustomer,
@@ -22,7 +23,7 @@ def webhook_secrets(context: DoctorContext) -> Iterator[Check]:
     """Each (app, processor) with billing data, received webhooks or a (retired) secret has
     an active signing secret: without one every delivery is refused with 401 and the
     processor's retries run out."""
-    in_use = union(  # type: ignore[var-annotated]
+    in_use: CompoundSelect[Any] = union(
         select(BillingWebhook.app_id, BillingWebhook.processor),
         select(BillingProcessorSecret.app_id, BillingProcessorSecret.processor),
         *(

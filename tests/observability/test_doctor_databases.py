@@ -8,11 +8,14 @@ from pathlib import Path
 import pytest
 
 from tenantry.db.engines import make_engine
+from tenantry.db.master.models import DatabaseStatus
 from tenantry.db.schemas import billing_schema
 from tenantry.db.urls import parse_url
 from tenantry.observability.checks import diagnose
 from tenantry.observability.doctor import Check, DoctorContext, Status
+from tenantry.runtime import Platform
 from tenantry.services import schema_ops
+from tenantry.services.stores import create_store
 from tenantry.settings import Settings, load_settings
 from tests.conftest import SERVER_URLS
 from tests.platform_fixtures import settings
@@ -74,3 +77,19 @@ def test_tls_required_but_a_configured_url_without_it_is_critical(
     assert results["billing connects"].status is Status.CRITICAL
     monkeypatch.setenv("TENANTRY_REQUIRE_TLS", "false")
     assert _results()["TLS"].status is Status.OK
+
+
+def test_a_tenant_not_at_head_is_lagging_with_the_fleet_command(settings: Settings) -> None:
+    platform = Platform.open(settings)
+    try:
+        with platform.sessions.begin() as session:
+            store = create_store(session, slug="lagger", name="Lagger", actor="test")
+            store.database_status = DatabaseStatus.ACTIVE
+            store.schema_revision = None
+    finally:
+        platform.close()
+    check = _results()["tenant migrations"]
+    assert check.status is Status.WARNING
+    assert "1 of 1 tenant(s) not at head" in check.evidence
+    assert "lagger" in check.evidence
+    assert check.fix == "tenantry fleet migrate"
