@@ -119,6 +119,7 @@ def servers(context: DoctorContext) -> Iterator[Check]:
         if result.ok:
             yield ok(f"server {server.name}", f"{result.url} answers ({result.latency_ms:.0f} ms)")
         else:
+            context.down_servers.add(server.name)
             yield Check(
                 f"server {server.name}",
                 Status.CRITICAL,
@@ -199,7 +200,9 @@ def stale_templates(context: DoctorContext) -> Iterator[Check]:
     sessions = context.sessions()  # master first: without it nothing here can run
     box = context.secret_box()
     with sessions() as session:
-        found = templates.scan(session, box, context.settings, context.tenant_spec())
+        found = templates.scan(
+            session, box, context.settings, context.tenant_spec(), skip=context.down_servers
+        )
     # A leftover with open connections is a build running now, not a problem.
     stale = [t for t in found.stale if t.prunable]
     if stale:

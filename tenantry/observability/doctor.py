@@ -105,6 +105,8 @@ class DoctorContext:
     box_problem: str | None = None
     #: Pings the job queue (raises when it does not answer); None: not wired.
     queue_ping: Callable[[], None] | None = None
+    #: Registered servers that did not answer (not asked again by later checks).
+    down_servers: set[str] = field(default_factory=set)
     _sessions: dict[str, sessionmaker[Session]] = field(default_factory=dict)
 
     @classmethod

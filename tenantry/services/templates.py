@@ -3,6 +3,7 @@ there are (``tenantry doctor``) and dropping them (``tenantry servers prune-temp
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,11 +38,19 @@ class TemplateScan:
         return [t for t in self.found if t.stale]
 
 
-def scan(session: Session, box: SecretBox, settings: Settings, spec: SchemaSpec) -> TemplateScan:
-    """The templates of ``spec`` on every active registered server and in the template dir."""
+def scan(
+    session: Session,
+    box: SecretBox,
+    settings: Settings,
+    spec: SchemaSpec,
+    *,
+    skip: Collection[str] = (),
+) -> TemplateScan:
+    """The templates of ``spec`` on every active registered server (but those named in
+    ``skip``, known not to answer) and in the template dir."""
     result = TemplateScan(found=templates.sqlite_templates(template_dir(settings), spec))
     for server in list_servers(session):
-        if not server.is_active:
+        if not server.is_active or server.name in skip:
             continue
         try:
             result.found.extend(

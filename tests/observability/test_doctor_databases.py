@@ -3,6 +3,7 @@ required but not used."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -14,10 +15,11 @@ from tenantry.db.urls import parse_url
 from tenantry.observability.checks import diagnose
 from tenantry.observability.doctor import Check, DoctorContext, Status
 from tenantry.runtime import Platform
-from tenantry.services import schema_ops
+from tenantry.services import schema_ops, servers
 from tenantry.services.stores import create_store
 from tenantry.settings import Settings, load_settings
-from tests.conftest import SERVER_URLS
+from tests.conftest import SERVER_URLS, require_server
+from tests.helpers import free_port
 from tests.platform_fixtures import settings
 
 __all__ = ["settings"]
@@ -93,3 +95,33 @@ def test_a_tenant_not_at_head_is_lagging_with_the_fleet_command(settings: Settin
     assert "1 of 1 tenant(s) not at head" in check.evidence
     assert "lagger" in check.evidence
     assert check.fix == "tenantry fleet migrate"
+
+
+def test_a_registered_server_that_stopped_answering_is_critical_and_asked_once(
+    settings: Settings,
+) -> None:
+    require_server("postgresql")
+    platform = Platform.open(settings)
+    try:
+        with platform.sessions.begin() as session:
+            server, _ = servers.add_server(
+                session,
+                platform.box,
+                name="gone-pg",
+                admin_url=SERVER_URLS["postgresql"],
+                actor="test",
+            )
+            # The server moved away: nothing listens where master says it is.
+            server.admin_url_encrypted = platform.box.seal(
+                f"postgresql://postgres:pw1234567@127.0.0.1:{free_port()}/postgres"
+            )
+    finally:
+        platform.close()
+    started = time.monotonic()
+    results = _results()
+    assert time.monotonic() - started < 10
+    check = results["server gone-pg"]
+    assert check.status is Status.CRITICAL
+    assert "pw1234567" not in check.evidence
+    assert check.fix == "tenantry servers check gone-pg"
+    assert results["stale templates"].status is Status.OK  # not asked again
