@@ -77,7 +77,8 @@ def _print(results: list[Check], status: Status) -> None:
         table.add_column(column, overflow="fold")
     for result in results:
         colour = COLOURS[result.status]
-        about = f" (operation {result.operation_id})" if result.operation_id else ""
+        named = result.operation_id and result.operation_id not in result.evidence
+        about = f" (operation {result.operation_id})" if named else ""
         table.add_row(
             escape(result.name),
             f"[{colour}]{result.status.value}[/]",

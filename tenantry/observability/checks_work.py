@@ -87,7 +87,8 @@ def worker(context: DoctorContext) -> Iterator[Check]:
         *([f"{webhooks} webhook event(s) to apply"] if webhooks else []),
         *(["scheduled backups"] if scheduled else []),
     ]
-    seen = f"last seen {ago(last_seen, now)} ago" if last_seen else "none ever seen"
+    # A worker that stopped cleanly removes its row: then none is registered at all.
+    seen = f"the last one beat {ago(last_seen, now)} ago" if last_seen else "none registered"
     if needs:
         yield Check(
             "worker",

@@ -19,10 +19,11 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db.engines import connect, make_engine
+from tenantry.db.engines import connect, make_engine, sqlite_path
 from tenantry.db.schemas import SchemaSpec, tenant_schema
 from tenantry.db.urls import mask, redact
 from tenantry.errors import TenantryError
@@ -116,8 +117,8 @@ class DoctorContext:
         """Reach master and billing from ``settings`` (connect errors are kept, not raised)."""
         context = cls(
             settings,
-            _reach("master", settings, lambda: settings.master_url),
-            _reach("billing", settings, lambda: settings.billing_url),
+            _reach("master", lambda: settings.master_url),
+            _reach("billing", lambda: settings.billing_url),
             queue_ping=queue_ping,
         )
         context._open_box()
@@ -182,15 +183,13 @@ class DoctorContext:
                 db.engine.dispose()
 
 
-def _reach(role: str, settings: Settings, url_of: Callable[[], Any]) -> Database:
+def _reach(role: str, url_of: Callable[[], URL]) -> Database:
     """Connect once to ``role``'s database; the engine, or the reason it failed."""
     try:
         url = url_of()
     except TenantryError as exc:
         return Database(role, problem=exc.message)
-    from tenantry.db.engines import sqlite_path
-
-    path = sqlite_path(url)
+    path = sqlite_path(url)  # SQLite would create a missing file: never here
     if path is not None and not path.is_file():
         return Database(role, problem=f"the {role} database file {path} does not exist")
     try:
