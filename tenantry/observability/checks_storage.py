@@ -71,8 +71,8 @@ def _protection(state: Protection) -> Iterator[Check]:
         yield Check(
             name,
             Status.WARNING,
-            f"newest good backup {good.id} is {age} old, but no backup of it was ever "
-            "restore-tested",
+            f"newest good backup {good.id} is {age} old; this database's backups were "
+            "never restore-tested",
             f"tenantry backup verify {good.id}",
             str(good.id),
         )
@@ -112,16 +112,25 @@ def disk(context: DoctorContext) -> Iterator[Check]:
         # As df: the share of what non-root users may use that is used.
         share = usage.used / (usage.used + usage.free) if usage.used + usage.free else 0.0
         evidence = f"{path}: {share:.0%} used, {usage.free / 1024**3:.1f} GiB free"
-        if share > DISK_WARNING:
+        status = disk_status(share)
+        if status is not Status.OK:
             yield Check(
                 f"disk {label}",
-                Status.CRITICAL if share > DISK_CRITICAL else Status.WARNING,
+                status,
                 evidence + " (seed 004: > 80 % warning, > 90 % critical)",
                 "Free space or grow the volume; tenantry backup prune --confirm drops backups "
                 "retention no longer keeps",
             )
         else:
             yield ok(f"disk {label}", evidence)
+
+
+def disk_status(share: float) -> Status:
+    """Seed 004's disk thresholds for a used share of 0..1: above 80 % warning, above 90 %
+    critical."""
+    if share > DISK_CRITICAL:
+        return Status.CRITICAL
+    return Status.WARNING if share > DISK_WARNING else Status.OK
 
 
 def _disk_paths(context: DoctorContext) -> list[tuple[str, Path]]:

@@ -16,6 +16,7 @@ from tenantry.db.master.models import Backup, Operation, OperationKind
 from tenantry.db.types import utcnow
 from tenantry.jobs.heartbeat import Heartbeat
 from tenantry.observability.checks import diagnose
+from tenantry.observability.checks_storage import disk_status
 from tenantry.observability.doctor import Check, DoctorContext, Status, overall
 from tenantry.operations import work
 from tenantry.operations.kit import OperationKit
@@ -201,3 +202,47 @@ def test_webhook_backlog_names_the_oldest_waiting_event(platform: Platform) -> N
     assert "45 min" in results["webhook backlog"].evidence
     # Waiting events need a worker too.
     assert "1 webhook event(s) to apply" in results["worker"].evidence
+
+
+@pytest.mark.parametrize(
+    ("share", "expected"),
+    [(0.80, Status.OK), (0.801, Status.WARNING), (0.90, Status.WARNING), (0.901, Status.CRITICAL)],
+)
+def test_disk_thresholds_of_seed_004(share: float, expected: Status) -> None:
+    assert disk_status(share) is expected
+
+
+def test_a_backup_never_restore_tested_warns_and_a_failed_restore_test_is_critical(
+    platform: Platform,
+) -> None:
+    result = CliRunner().invoke(app, ["backup", "run", "--db", "master", "--db", "billing"])
+    assert result.exit_code == 0, result.output
+    with platform.sessions() as session:
+        master = session.query(Backup).filter(Backup.role == "master").one()
+    checks = {r.name: r for r in diagnose(_context(platform))}
+    untested = checks["backup master"]
+    assert untested.status is Status.WARNING
+    assert "never restore-tested" in untested.evidence
+    assert untested.fix == f"tenantry backup verify {master.id}"
+    assert untested.operation_id == str(master.id)
+
+    result = CliRunner().invoke(app, ["backup", "run", "--db", "master", "--verify"])
+    assert result.exit_code == 0, result.output
+    assert next(r for r in diagnose(_context(platform)) if r.name == "backup master").status is (
+        Status.OK
+    )
+    with platform.sessions.begin() as session:
+        tested = (
+            session.query(Backup)
+            .filter(Backup.role == "master", Backup.verified_at.is_not(None))
+            .one()
+        )
+        # A later restore test of it failed (as `backup verify` records one).
+        tested.verify_passed = False
+        tested.verified_at = utcnow()
+        tested.verify_error = "row counts differ: products 3 != 4"
+    failed = next(r for r in diagnose(_context(platform)) if r.name == "backup master")
+    assert failed.status is Status.CRITICAL
+    assert "row counts differ" in failed.evidence
+    assert failed.operation_id == str(tested.id)
+    assert f"tenantry backup show {tested.id}" in (failed.fix or "")
