@@ -117,6 +117,12 @@ COMMANDS: dict[str, Entry] = {
         "app",
         "Recover data from a backup without restoring the whole database.",
     ),
+    "doctor": Entry(
+        "tenantry.cli.doctor",
+        "doctor",
+        "Check the installation as the runbooks would; each problem with the command that "
+        "fixes it.",
+    ),
 }
 
 

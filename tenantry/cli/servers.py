@@ -15,7 +15,7 @@ from tenantry.db.master.models import DatabaseServer
 from tenantry.db.urls import mask
 from tenantry.errors import TenantryError
 from tenantry.operations.server_credentials import rotate_server_credentials
-from tenantry.services import servers
+from tenantry.services import servers, templates
 from tenantry.services.audit import cli_actor
 from tenantry.services.connections import server_url
 from tenantry.services.servers import ServerCheck
@@ -202,3 +202,57 @@ def rotate_credentials(
         f"[green]✓[/] {name}: new password set and stored ({escape(rotated.url)}); "
         f"{rotated.connections_updated} store connection(s) use it"
     )
+
+
+@app.command("prune-templates")
+@reports_errors
+def prune_templates(
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Only list what would be dropped; drop nothing."
+    ),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Drop stale template databases: of older tenant schema revisions, or left by an
+    interrupted build (tenantry_tpl_tmp_…), on every registered server and in the SQLite
+    template dir.
+
+    The current revision's template, other schemas' templates and any template with open
+    connections (a clone or build running now) are kept. Audited. Exits 1 if a drop failed.
+    """
+    settings = load_settings()
+    with (
+        open_platform(settings) as platform,
+        audit_failures(platform, "server.prune_templates", "template_database"),
+        platform.writer_sessions.begin() as session,
+    ):
+        report = templates.prune(
+            session,
+            platform.box,
+            settings,
+            platform.tenant_spec,
+            dry_run=dry_run,
+            actor=cli_actor(),
+        )
+    doc: dict[str, Any] = {
+        "dry_run": report.dry_run,
+        "dropped": [f"{t.where}/{t.name}" for t in report.dropped],
+        "kept_in_use": [f"{t.where}/{t.name}" for t in report.in_use],
+        "failed": report.failed,
+        "unreachable": report.unreachable,
+    }
+    if json_output:
+        emit_json(doc)
+    else:
+        verb = "would drop" if dry_run else "dropped"
+        for name in doc["dropped"]:
+            console.print(f"[green]✓[/] {verb} {escape(name)}")
+        for name in doc["kept_in_use"]:
+            console.print(f"[yellow]![/] kept {escape(name)}: in use now (prune again later)")
+        for name, why in report.failed.items():
+            console.print(f"[red]✗[/] {escape(name)}: {escape(why)}")
+        for name, why in report.unreachable.items():
+            console.print(f"[red]✗[/] server {escape(name)} not checked: {escape(why)}")
+        if not (report.dropped or report.in_use or report.failed or report.unreachable):
+            console.print("no stale template database")
+    if report.failed or report.unreachable:
+        raise typer.Exit(EXIT_FAILED)

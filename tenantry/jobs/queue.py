@@ -33,6 +33,8 @@ from tenantry.settings import Settings
 log = logging.getLogger("tenantry.jobs")
 FLEET_RETRIES = 5
 FLEET_RETRY_DELAY_S = 2
+#: The worker runs `tenantry doctor`'s checks this often (minutes) and logs what fails.
+DOCTOR_EVERY_MIN = 5
 
 
 class Queue:
@@ -58,6 +60,9 @@ class Queue:
         )(self._run_fleet_tenant)
         self.huey.periodic_task(crontab(minute="*"), name="tenantry.recover")(self.recover)
         self._backup = self.huey.task(name="tenantry.backup")(self._run_backup)
+        self.huey.periodic_task(crontab(minute=f"*/{DOCTOR_EVERY_MIN}"), name="tenantry.doctor")(
+            self.doctor_tick
+        )
         if settings.backup_scheduler:
             self.huey.periodic_task(crontab(minute="*"), name="tenantry.backup_schedule")(
                 self.backup_tick
@@ -136,6 +141,10 @@ class Queue:
     def backup_tick(self) -> None:
         """Run the backups, restore tests and pruning that are due (every minute)."""
         work.backup_tick(self.platform())
+
+    def doctor_tick(self) -> None:
+        """Run the doctor's checks and log the failing ones (every few minutes)."""
+        work.doctor_tick(self.platform())
 
     def recover(self) -> int:
         """Re-enqueue the operations no live worker runs (its worker died, or its queue

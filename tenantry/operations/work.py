@@ -11,10 +11,13 @@ import logging
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 
 from tenantry.backup.storage import storage_for
 from tenantry.errors import Conflict
+from tenantry.observability import doctor
+from tenantry.observability.checks import diagnose
 from tenantry.operations import (
     audit_prune,
     backup_schedule,
@@ -204,3 +207,21 @@ def retention_tick(platform: Platform) -> audit_prune.PruneReport:
     if report.total:
         log.info("retention: deleted %d old audit and usage row(s)", report.total)
     return report
+
+
+def doctor_tick(
+    platform: Platform, *, queue_ping: Callable[[], None] | None = None
+) -> list[doctor.Check]:
+    """Run ``tenantry doctor``'s checks on the worker's platform and log each one that is not
+    ok on ``tenantry.doctor`` (warning at WARNING, critical at ERROR, with the operation it
+    names); an all-ok run logs nothing above INFO. The results, for callers that want them."""
+    context = doctor.DoctorContext.borrow(
+        platform.settings,
+        platform.master_engine,
+        platform.billing_engine,
+        platform.box,
+        queue_ping=queue_ping,
+    )
+    results = diagnose(context)
+    doctor.log_results(results)
+    return results
