@@ -112,6 +112,11 @@ COMMANDS: dict[str, Entry] = {
         "app",
         "Recover data from a backup without restoring the whole database.",
     ),
+    "metrics": Entry(
+        "tenantry.cli.metrics",
+        "app",
+        "Prometheus alert rules for tenantry's metrics (seed 004's thresholds).",
+    ),
 }
 
 
