@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -157,3 +158,31 @@ def test_the_example_prometheus_config_loads_the_rules_and_scrapes_with_a_key() 
     assert "tenantry-worker" in jobs
     # The alerts' TenantryScrapeDown watches these jobs by name.
     assert all(re.fullmatch("tenantry.*", name) for name in jobs)
+
+
+def test_every_dashboard_query_is_valid_promql(tmp_path: Path) -> None:
+    """promtool parses each panel's query (as a recording rule; Grafana's interval variable
+    stands for a 5 min range)."""
+    queries = [expr.replace("$__rate_interval", "5m") for expr in _dashboard_exprs()]
+    records = [{"record": f"dashboard:query_{n}:check", "expr": e} for n, e in enumerate(queries)]
+    path = tmp_path / "dashboard-queries.yml"
+    path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": records}]}))
+    done = _run("check", "rules", str(path))
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_wheel_carries_the_rules_file() -> None:
+    """`tenantry metrics rules` reads the rules as package data: pyproject ships them."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    assert "rules.yml" in data["package-data"]["tenantry.observability"]
+
+
+def test_promtool_accepts_the_example_config_with_the_printed_rules(tmp_path: Path) -> None:
+    """The README's steps: the rules saved beside the config, the key in its own file."""
+    (tmp_path / "tenantry-rules.yml").write_text(RULES.read_text())
+    (tmp_path / "tenantry-api-key").write_text("not-a-real-key\n")
+    config = tmp_path / "prometheus.yml"
+    config.write_text(PROMETHEUS_CONFIG.read_text().replace("/etc/prometheus/", f"{tmp_path}/"))
+    done = _run("check", "config", str(config))
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"SUCCESS: {len(_rules())} rules found" in done.stdout
