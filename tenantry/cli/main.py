@@ -123,6 +123,11 @@ COMMANDS: dict[str, Entry] = {
         "Check the installation as the runbooks would; each problem with the command that "
         "fixes it.",
     ),
+    "metrics": Entry(
+        "tenantry.cli.metrics",
+        "app",
+        "Prometheus alert rules for tenantry's metrics (seed 004's thresholds).",
+    ),
 }
 
 
