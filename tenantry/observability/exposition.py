@@ -2,21 +2,17 @@
 
 Several processes serve one installation (``tenantry up --api-workers N`` plus its worker).
 ``prometheus-client``'s multiprocess mode has each process write its counters and
-histograms to files in one private directory (``PROMETHEUS_MULTIPROC_DIR``), and a scrape of
-any API process sums them: :func:`prepare_multiprocess_dir` is what ``tenantry up`` calls,
-before any metric is observed, so that the API processes and the worker it starts all
-inherit the directory. Without it, a process exports its own metrics (single-process mode).
+histograms to files in one private directory (``PROMETHEUS_MULTIPROC_DIR``, made by
+``tenantry up`` before any metric exists: :mod:`~tenantry.observability.metrics_dir`), and a
+scrape of any API process sums them. Without it, a process exports its own metrics.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 
 from prometheus_client import (
-    CONTENT_TYPE_LATEST,
+    CONTENT_TYPE_PLAIN_0_0_4,
     REGISTRY,
     CollectorRegistry,
     generate_latest,
@@ -26,38 +22,10 @@ from prometheus_client import (
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
-METRICS_DIR_ENV = "TENANTRY_METRICS_DIR"
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+from tenantry.observability.metrics_dir import multiprocess_dir
 
-
-def multiprocess_dir() -> Path | None:
-    """The directory processes share their metrics in, when multiprocess mode is on."""
-    found = os.environ.get(MULTIPROC_ENV)
-    return Path(found) if found else None
-
-
-def prepare_multiprocess_dir(data_dir: Path) -> Path:
-    """Make an empty private directory for the metrics of the processes about to start
-    (``TENANTRY_METRICS_DIR``, else ``<data dir>/metrics``) and point
-    ``PROMETHEUS_MULTIPROC_DIR`` at it for this process and its children.
-
-    Emptied first: files left by processes of an earlier run would add their counts to this
-    run's (Prometheus expects counters to start again from zero when a service restarts).
-    """
-    chosen = Path(os.environ.get(METRICS_DIR_ENV) or data_dir / "metrics")
-    if chosen.is_dir():
-        shutil.rmtree(chosen)
-    chosen.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.environ[MULTIPROC_ENV] = str(chosen)
-    return chosen
-
-
-def remove_multiprocess_dir(path: Path) -> None:
-    """Remove the directory :func:`prepare_multiprocess_dir` made, once its processes ended."""
-    shutil.rmtree(path, ignore_errors=True)
-    if os.environ.get(MULTIPROC_ENV) == str(path):
-        del os.environ[MULTIPROC_ENV]
+#: The classic text format every Prometheus (2.x and 3.x) reads; names are plain ASCII.
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
 
 
 def mark_process_dead(pid: int) -> None:

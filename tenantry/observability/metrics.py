@@ -55,8 +55,11 @@ class Instruments:
 @cache
 def instruments() -> Instruments:
     """The metric objects, made (and registered in the default registry) on first use."""
-    from prometheus_client import Counter, Gauge, Histogram
+    from prometheus_client import Counter, Gauge, Histogram, disable_created_metrics
 
+    # ``*_created`` series double every counter's series for a timestamp no rule uses (and
+    # multiprocess mode, which `tenantry up` runs in, has none): left out everywhere.
+    disable_created_metrics()
     return Instruments(
         http_requests=Counter(
             "tenantry_http_requests_total",
