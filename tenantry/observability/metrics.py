@@ -59,7 +59,7 @@ def instruments() -> Instruments:
 
     # ``*_created`` series double every counter's series for a timestamp no rule uses (and
     # multiprocess mode, which `tenantry up` runs in, has none): left out everywhere.
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     return Instruments(
         http_requests=Counter(
             "tenantry_http_requests_total",
