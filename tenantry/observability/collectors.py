@@ -57,6 +57,17 @@ def gauge(name: str, doc: str, labels: Iterable[str] = ()) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, doc, labels=list(labels))
 
 
+def _missing_files(platform: Platform) -> set[str]:
+    """Master and billing when they are SQLite files that are gone: connecting would create
+    an empty database in their place, which would then be read as if it were them."""
+    found = set()
+    for name, engine in (("master", platform.master_engine), ("billing", platform.billing_engine)):
+        path = sqlite_path(engine.url)
+        if path is not None and not path.is_file():
+            found.add(name)
+    return found
+
+
 class PlatformCollector(Collector):
     """Reads the platform's state at each scrape (see the module docstring)."""
 
@@ -71,17 +82,18 @@ class PlatformCollector(Collector):
         self._dispatcher = dispatcher
         self._errors: dict[str, int] = {}
         self._lock = threading.Lock()
-        self._families: dict[str, Callable[[Platform], list[Metric]]] = {
-            "operations": self._operations,
-            "queue": self._queue,
-            "webhooks": self._webhooks,
-            "subscriptions": self._subscriptions,
-            "database_sizes": self._database_sizes,
-            "tenants": self._tenants,
-            "disk": self._disk,
-            "backups": self._backups,
-            "fleet": self._fleet,
-            "workers": self._workers,
+        #: Each family's reader, and the database it reads (None: neither master nor billing).
+        self._families: dict[str, tuple[str | None, Callable[[Platform], list[Metric]]]] = {
+            "operations": ("master", self._operations),
+            "queue": (None, self._queue),
+            "webhooks": ("billing", self._webhooks),
+            "subscriptions": ("billing", self._subscriptions),
+            "database_sizes": (None, self._database_sizes),
+            "tenants": ("master", self._tenants),
+            "disk": (None, self._disk),
+            "backups": ("master", self._backups),
+            "fleet": ("master", self._fleet),
+            "workers": ("master", self._workers),
         }
 
     def describe(self) -> list[Metric]:
@@ -91,11 +103,14 @@ class PlatformCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         """Every family that could be read now, then the error counts and the info gauge."""
         platform = self._platform()
-        for name, read in self._families.items():
+        missing = _missing_files(platform)
+        for name, (database, read) in self._families.items():
             try:
+                if database in missing:
+                    raise FileNotFoundError(f"the {database} database file is missing")
                 found = read(platform)
             except Exception as exc:  # one family's failure must not fail the scrape
-                log.warning("metrics: reading %s failed: %s", name, type(exc).__name__)
+                log.warning("metrics: reading %s failed (%s)", name, _why(exc))
                 with self._lock:
                     self._errors[name] = self._errors.get(name, 0) + 1
                 continue
@@ -163,6 +178,7 @@ class PlatformCollector(Collector):
         return [family]
 
     def _database_sizes(self, platform: Platform) -> list[Metric]:
+        missing = _missing_files(platform)
         family = gauge(
             "tenantry_database_size_bytes", "Bytes the database takes, as it reports.", ["database"]
         )
@@ -170,6 +186,8 @@ class PlatformCollector(Collector):
             ("master", platform.master_engine),
             ("billing", platform.billing_engine),
         ):
+            if name in missing:
+                continue  # counted by the families that read it; never measured as empty
             with engine.connect() as conn:
                 family.add_metric([name], database_bytes(conn))
         return [family]
@@ -278,3 +296,11 @@ class PlatformCollector(Collector):
         )
         seen.add_metric([], last.timestamp() if last is not None else 0.0)
         return [count, seen]
+
+
+def _why(exc: Exception) -> str:
+    # A driver's message may quote its URL (and password): only the error's kind is logged,
+    # or tenantry's own message about a missing file, which holds no secret.
+    if isinstance(exc, FileNotFoundError) and exc.filename is None:
+        return str(exc)
+    return type(exc).__name__
