@@ -30,13 +30,6 @@ class Check:
     error: str | None = None
     hint: str | None = None
 
-    def as_dict(self) -> dict[str, object]:
-        """The check as JSON (``error`` and ``hint`` only when it failed)."""
-        found: dict[str, object] = {"ok": self.ok}
-        if not self.ok:
-            found.update(error=self.error, hint=self.hint)
-        return found
-
 
 def _database(name: str, engine: Engine, spec: SchemaSpec, variable: str) -> Check:
     hint = (

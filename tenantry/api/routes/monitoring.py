@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from tenantry.api.deps import DispatcherDep, KeyDep, PlatformDep
 from tenantry.api.openapi import raises
-from tenantry.errors import Forbidden
+from tenantry.errors import DatabaseUnreachable, Forbidden
 from tenantry.observability import exposition, readiness
 from tenantry.services.permissions import Principal
 
@@ -46,13 +46,26 @@ async def metrics(request: Request, _reader: ReaderDep) -> Response:
     return Response(body, media_type=exposition.CONTENT_TYPE)
 
 
-@router.get("/ready", responses={503: {"description": "A part does not answer."}})
-def ready(platform: PlatformDep, dispatcher: DispatcherDep) -> JSONResponse:
-    """Readiness: 200 when master, billing and the job queue answer, else 503 naming the
-    part that does not and what to do. No key needed (as ``/health``); never shows URLs."""
-    checks = readiness.readiness(platform, dispatcher)
-    ok = all(c.ok for c in checks)
-    return JSONResponse(
-        {"status": "ready" if ok else "not ready", "checks": {c.name: c.as_dict() for c in checks}},
-        status_code=200 if ok else 503,
+class Ready(BaseModel):
+    """Every part answered."""
+
+    status: str = Field(examples=["ready"])
+    checks: dict[str, dict[str, bool]] = Field(
+        examples=[{"master": {"ok": True}, "billing": {"ok": True}, "queue": {"ok": True}}]
     )
+
+
+@router.get("/ready", response_model=Ready)
+@raises(503)
+def ready(platform: PlatformDep, dispatcher: DispatcherDep) -> Ready:
+    """Readiness: 200 when master, billing and the job queue answer; else 503 (the error
+    names each part that does not, and what to do). No key needed, as for ``/health``
+    (liveness); never shows a URL."""
+    checks = readiness.readiness(platform, dispatcher)
+    failed = [c for c in checks if not c.ok]
+    if failed:
+        raise DatabaseUnreachable(
+            "not ready: " + "; ".join(f"{c.name}: {c.error}" for c in failed),
+            " ".join(dict.fromkeys(c.hint for c in failed if c.hint)) or None,
+        )
+    return Ready(status="ready", checks={c.name: {"ok": True} for c in checks})
