@@ -97,6 +97,9 @@ def test_webhooks_and_subscriptions_are_counted_and_the_backlog_read(
     assert middle["unknown_processor"] - before["unknown_processor"] == 1
     # The caller's text never becomes a label value.
     assert "paypal" not in waiting.text
+    route = "/webhooks/{processor}/{app_id}"  # served before routing, labelled all the same
+    assert waiting.value("tenantry_http_requests_total", route=route, status="401") >= 1
+    assert waiting.value("tenantry_http_requests_total", route=route, status="200") >= 3
 
     assert api.process() == 2
     applied = scrape(api.client, admin)
