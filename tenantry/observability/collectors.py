@@ -268,20 +268,20 @@ class PlatformCollector(Collector):
 
     def _fleet(self, platform: Platform) -> list[Metric]:
         with platform.sessions() as session:
-            status = fleet_status.fleet_status(session, platform.tenant_spec)
+            counts = fleet_status.fleet_counts(session, platform.tenant_spec)
         per_revision = gauge(
             "tenantry_fleet_tenants", "Active tenants per schema revision.", ["revision"]
         )
-        for revision, n in sorted(status.per_revision.items()):
+        for revision, n in sorted(counts.per_revision.items()):
             per_revision.add_metric([revision], n)
         lagging = gauge(
             "tenantry_fleet_tenants_lagging", "Active tenants not at the code's head revision."
         )
-        lagging.add_metric([], len(status.lagging))
+        lagging.add_metric([], counts.lagging)
         failed = gauge(
             "tenantry_fleet_tenants_failed", "Tenants whose latest fleet run outcome failed."
         )
-        failed.add_metric([], len(status.failed))
+        failed.add_metric([], counts.failed)
         return [per_revision, lagging, failed]
 
     def _workers(self, platform: Platform) -> list[Metric]:
