@@ -28,7 +28,7 @@ from tenantry.api.routes import (
     webhooks,
 )
 from tenantry.files import restrict_new_files
-from tenantry.observability import exposition
+from tenantry.observability import exposition, metrics
 from tenantry.observability.collectors import PlatformCollector
 from tenantry.operations.dispatch import Dispatcher
 from tenantry.runtime import Platform, open_dispatcher
@@ -46,6 +46,7 @@ def create_app(
     inside the request instead (an API without workers: tests, demos).
     """
     restrict_new_files()  # the API's files (SQLite's -wal/-shm, tenant databases) are private
+    metrics.enable()  # before any engine is made: its queries are timed from the first
     settings = settings or load_settings()
 
     @asynccontextmanager

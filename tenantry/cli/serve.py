@@ -16,6 +16,7 @@ from tenantry.cli.common import open_platform
 from tenantry.cli.init_cmd import print_init_report
 from tenantry.cli.output import console, err_console, reports_errors
 from tenantry.errors import ConfigurationError
+from tenantry.observability import metrics
 from tenantry.observability.metrics_dir import (
     multiprocess_dir,
     prepare_multiprocess_dir,
@@ -100,6 +101,9 @@ def worker(
     _log_to_stderr()
     if nice:
         os.nice(nice)
+    if metrics_port is not None or multiprocess_dir() is not None:
+        # Its work is scraped: through --metrics-port, or the API beside it (`tenantry up`).
+        metrics.enable()
     settings = load_settings()
     dispatcher = open_dispatcher(settings)
     exported = (

@@ -1,7 +1,9 @@
 """The metrics observed in-process (counters, histograms, one gauge), and the hooks that feed them.
 
 Importing this module is cheap and imports nothing of ``prometheus_client``: the metric
-objects are built on first use (:func:`instruments`). That matters because
+objects are built on first use (:func:`instruments`), and only in a process that exports
+them: the API and the worker call :func:`enable`; elsewhere (CLI commands) every hook
+returns at once, so a command pays nothing for metrics no one will scrape. That matters because
 ``prometheus_client`` chooses between its single-process and multiprocess value classes
 when it is first imported, from ``PROMETHEUS_MULTIPROC_DIR``; ``tenantry up`` sets that
 variable before anything observes a metric (see :mod:`tenantry.observability.exposition`).
@@ -33,6 +35,20 @@ UNMATCHED = "<unmatched>"
 UNKNOWN = "<unknown>"
 #: Where the per-query start time is kept on a cursor execution's context.
 _STARTED = "_tenantry_query_started"
+
+
+_enabled = False
+
+
+def enable() -> None:
+    """Observe the in-process metrics in this process from now on (an exporting process)."""
+    global _enabled
+    _enabled = True
+
+
+def enabled() -> bool:
+    """Whether this process observes the in-process metrics."""
+    return _enabled
 
 
 @dataclass(frozen=True)
@@ -125,6 +141,8 @@ def instruments() -> Instruments:
 
 def http_request(method: str, route: str, status: int, seconds: float) -> None:
     """One answered HTTP request (``route``: its template, or :data:`UNMATCHED`)."""
+    if not _enabled:
+        return
     found = instruments()
     found.http_requests.labels(method, route, str(status)).inc()
     found.http_duration.labels(method, route).observe(seconds)
@@ -133,6 +151,8 @@ def http_request(method: str, route: str, status: int, seconds: float) -> None:
 def time_queries(engine: Engine, role: str) -> None:
     """Observe every statement ``engine`` runs in ``tenantry_db_query_duration_seconds``
     under ``role`` (call once per engine, where it is made)."""
+    if not _enabled:
+        return
     from sqlalchemy import event
 
     histogram = instruments().db_query_duration.labels(role)
@@ -155,37 +175,51 @@ def time_queries(engine: Engine, role: str) -> None:
 
 def webhook_received(app: str, processor: str, event_type: str) -> None:
     """A verified delivery stored as a new event."""
+    if not _enabled:
+        return
     instruments().webhooks_received.labels(app, processor, event_type[:100]).inc()
 
 
 def webhook_rejected(processor: str, reason: str) -> None:
     """A delivery refused (``processor``: a known processor's name, or :data:`UNKNOWN`)."""
+    if not _enabled:
+        return
     instruments().webhooks_rejected.labels(processor, reason).inc()
 
 
 def webhook_processed(processor: str, status: str) -> None:
     """One attempt at applying a stored event ended ``status`` (processed, ignored, failed)."""
+    if not _enabled:
+        return
     instruments().webhooks_processed.labels(processor, status).inc()
 
 
 def subscription_created(app: str, plan: str) -> None:
     """A billing subscription was created."""
+    if not _enabled:
+        return
     instruments().subscriptions_created.labels(app, plan).inc()
 
 
 def subscription_canceled(app: str, plan: str) -> None:
     """A billing subscription became canceled."""
+    if not _enabled:
+        return
     instruments().subscriptions_canceled.labels(app, plan).inc()
 
 
 def operation_ended(kind: str, status: str, seconds: float | None) -> None:
     """An operation this process held ended ``status`` after ``seconds`` from its start."""
+    if not _enabled:
+        return
     if seconds is not None:
         instruments().operation_duration.labels(kind, status).observe(max(seconds, 0.0))
 
 
 def tenant_engines(count: int, evicted: int = 0) -> None:
     """The router now holds ``count`` engines, after dropping ``evicted``."""
+    if not _enabled:
+        return
     found = instruments()
     found.tenant_engines.set(count)
     if evicted:
