@@ -121,7 +121,9 @@ def _checked_engine(
         raise ConfigurationError(
             f"the {spec.role} database {path} does not exist.", "Run `tenantry init` first."
         )
-    engine = make_engine(url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms)
+    engine = make_engine(
+        url, pool_size=pool_size, statement_timeout_ms=statement_timeout_ms, role=spec.role.value
+    )
     try:
         with connect(engine) as conn:
             identity = guard(conn, spec, where=mask(url))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from tenantry.api import errors, idempotency, openapi, webhook_receiver
 from tenantry.api.body_limit import BodyLimit
 from tenantry.api.group_commit import IngestWriter
+from tenantry.api.http_metrics import HttpMetrics
 from tenantry.api.principal_scope import PrincipalScope
 from tenantry.api.routes import (
     apikeys,
@@ -18,6 +20,7 @@ from tenantry.api.routes import (
     auth,
     backups,
     billing,
+    monitoring,
     operations,
     servers,
     stores,
@@ -25,6 +28,8 @@ from tenantry.api.routes import (
     webhooks,
 )
 from tenantry.files import restrict_new_files
+from tenantry.observability import exposition, metrics
+from tenantry.observability.collectors import PlatformCollector
 from tenantry.operations.dispatch import Dispatcher
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.settings import Settings, load_settings
@@ -41,12 +46,16 @@ def create_app(
     inside the request instead (an API without workers: tests, demos).
     """
     restrict_new_files()  # the API's files (SQLite's -wal/-shm, tenant databases) are private
+    metrics.enable()  # before any engine is made: its queries are timed from the first
     settings = settings or load_settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.platform = Platform.open(settings, runtime=True)
         app.state.dispatcher = dispatcher or open_dispatcher(settings)
+        app.state.metrics_registry = exposition.scrape_registry(
+            PlatformCollector(lambda: app.state.platform, lambda: app.state.dispatcher)
+        )
         app.state.ingest = IngestWriter(app.state.platform.billing_engine)
         # What start-up built lives as long as the process: keep it out of the cyclic GC's
         # full collections, whose pauses would otherwise land on some requests' latency.
@@ -58,6 +67,7 @@ def create_app(
             app.state.platform.close()
             if dispatcher is None:  # the caller closes the one it gave
                 app.state.dispatcher.close()
+            exposition.mark_process_dead(os.getpid())
 
     app = FastAPI(
         title="tenantry",
@@ -70,8 +80,11 @@ def create_app(
     webhook_receiver.install(app)
     # Outside every middleware that may touch a database, so each sees the request's holder.
     app.add_middleware(PrincipalScope)
-    # Added last, so outermost: no body over the limit reaches any route or middleware.
+    # No body over the limit reaches any route or middleware (but the metrics, which read
+    # none, count its refusals too).
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    # Added last, so outermost: every answer is counted, whoever gave it.
+    app.add_middleware(HttpMetrics)
     app.include_router(stores.router)
     app.include_router(servers.router)
     app.include_router(tenant_data.router)
@@ -82,10 +95,11 @@ def create_app(
     app.include_router(auth.router)
     app.include_router(apikeys.router)
     app.include_router(audit.router)
+    app.include_router(monitoring.router)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:
-        """Liveness: the process answers."""
+        """Liveness: the process answers (``/ready`` says whether it can serve)."""
         return {"status": "ok", "version": __version__}
 
     openapi.document_errors(app)

@@ -16,10 +16,15 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tenantry.api.errors import error_body, status_for
-from tenantry.errors import TenantryError
+from tenantry.api.http_metrics import ROUTE_KEY
+from tenantry.errors import InvalidInput, MalformedPayload, NotFound, TenantryError, Unauthorized
+from tenantry.observability import metrics
+from tenantry.observability.metrics import UNKNOWN
 from tenantry.services.billing import webhook_intake, webhook_secrets
 
 PATH = re.compile(r"^/webhooks/([^/]+)/([^/]+)/?$")
+#: The route template of :data:`PATH`, as the HTTP metrics label it.
+ROUTE = "/webhooks/{processor}/{app_id}"
 #: Stripe's and Tilled's events are a few KB; anything this big is not one of them.
 MAX_BODY_BYTES = 1024 * 1024
 
@@ -34,8 +39,10 @@ async def deliver(
     for an unknown processor, 422 for an app without a signing secret. Concurrent deliveries
     share one commit (``state.ingest``).
     """
+    known = UNKNOWN
     try:
         adapter = webhook_secrets.processor_named(processor)
+        known = adapter.name
         secrets = webhook_secrets.cached_secrets(app_id, adapter.name)
         if secrets is None:
             platform = state.platform
@@ -47,14 +54,30 @@ async def deliver(
             secrets = await run_in_threadpool(load)
         delivery = webhook_intake.check_delivery(adapter, app_id, body, signature, secrets)
     except TenantryError as exc:
+        metrics.webhook_rejected(known, _reason(exc))
         return status_for(exc), error_body(type(exc).__name__, exc.message, exc.hint)
     stored = await state.ingest.store(delivery)
+    if not stored.duplicate:  # counted once stored: what was answered 2xx is committed
+        metrics.webhook_received(delivery.app_id, delivery.processor, delivery.event_type)
     return 200, {
         "received": True,
         "id": str(stored.id),
         "event_id": stored.event_id,
         "duplicate": stored.duplicate,
     }
+
+
+def _reason(exc: TenantryError) -> str:
+    """Why a delivery was refused, as a label value from a fixed set."""
+    if isinstance(exc, Unauthorized):
+        return "signature"
+    if isinstance(exc, MalformedPayload):
+        return "malformed"
+    if isinstance(exc, NotFound):
+        return "unknown_processor"
+    if isinstance(exc, InvalidInput):
+        return "unknown_app"  # an invalid app id, or an app without a signing secret
+    return "other"
 
 
 def signature_header(processor: str) -> bytes | None:
@@ -81,6 +104,7 @@ class WebhookReceiver:
             await self.app(scope, receive, send)
             return
         processor, app_id = match.groups()
+        scope[ROUTE_KEY] = ROUTE
         header = signature_header(processor)
         signature = next((v.decode("latin-1") for k, v in scope["headers"] if k == header), None)
         chunks: list[bytes] = []
@@ -92,6 +116,7 @@ class WebhookReceiver:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > MAX_BODY_BYTES:
+                metrics.webhook_rejected(UNKNOWN if header is None else processor, "too_large")
                 status, answer = (
                     413,
                     error_body(

@@ -48,7 +48,7 @@ class BillingService:
     @classmethod
     def from_settings(cls, settings: Settings) -> BillingService:
         """A service on the configured billing database (its own engine)."""
-        engine: Engine = make_engine(settings.billing_url, pool_size=5)
+        engine: Engine = make_engine(settings.billing_url, pool_size=5, role="billing")
         box = (
             SecretBox.from_settings(settings)
             if (settings.secret_keys is not None or settings.key_file.is_file())

@@ -15,8 +15,16 @@ import uvicorn
 from tenantry.cli.common import open_platform
 from tenantry.cli.init_cmd import print_init_report
 from tenantry.cli.output import console, err_console, reports_errors
+from tenantry.errors import ConfigurationError
+from tenantry.observability import metrics
+from tenantry.observability.metrics_dir import (
+    multiprocess_dir,
+    prepare_multiprocess_dir,
+    remove_multiprocess_dir,
+)
+from tenantry.operations.dispatch import Dispatcher
 from tenantry.operations.init import run_init
-from tenantry.runtime import open_dispatcher
+from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import apikeys
 from tenantry.services.apikeys import Scope
 from tenantry.services.audit import cli_actor
@@ -48,28 +56,77 @@ def _log_to_stderr() -> None:
     )
 
 
+def _serve_metrics(settings: Settings, dispatcher: Dispatcher, host: str, port: int) -> Platform:
+    """Serve the worker's metrics at ``http://host:port/metrics``; the platform it reads
+    (the caller closes it)."""
+    from tenantry.observability import exposition  # only a worker that exports pays for it
+    from tenantry.observability.collectors import PlatformCollector
+
+    platform = Platform.open(settings)
+    registry = exposition.scrape_registry(PlatformCollector(lambda: platform, lambda: dispatcher))
+    try:
+        exposition.serve(registry, port=port, host=host)
+    except OSError as exc:
+        platform.close()
+        raise ConfigurationError(
+            f"cannot serve metrics on {host}:{port}: {exc.strerror or exc}.",
+            "Choose another --metrics-port (or --metrics-host), or stop what listens there.",
+        ) from None
+    return platform
+
+
 @reports_errors
-def worker(workers: int = WORKERS_OPTION, nice: int = NICE_OPTION) -> None:
+def worker(
+    workers: int = WORKERS_OPTION,
+    nice: int = NICE_OPTION,
+    metrics_port: int | None = typer.Option(
+        None,
+        "--metrics-port",
+        min=1,
+        max=65535,
+        help="Serve this worker's Prometheus metrics at http://HOST:PORT/metrics (no key).",
+    ),
+    metrics_host: str = typer.Option(
+        "127.0.0.1", "--metrics-host", help="Listen here for --metrics-port (0.0.0.0: all)."
+    ),
+) -> None:
     """Run provisioning jobs from the queue until stopped (Ctrl-C waits for running jobs).
 
     On start it re-enqueues jobs whose worker died or whose queue message was lost; a job
     interrupted at any point is resumed with the same result. It also applies stored
-    webhook events and renews subscriptions.
+    webhook events and renews subscriptions. With --metrics-port it serves its metrics
+    (webhooks processed, operation durations, query times, and what master, billing and the
+    queue hold) for a Prometheus that scrapes a worker on another host.
     """
     _log_to_stderr()
     if nice:
         os.nice(nice)
+    if metrics_port is not None or multiprocess_dir() is not None:
+        # Its work is scraped: through --metrics-port, or the API beside it (`tenantry up`).
+        metrics.enable()
+    settings = load_settings()
+    dispatcher = open_dispatcher(settings)
+    exported = (
+        _serve_metrics(settings, dispatcher, metrics_host, metrics_port)
+        if metrics_port is not None
+        else None
+    )
 
     def ready(recovered: int) -> None:
         err_console.print(
             f"tenantry worker: {workers} thread(s); re-enqueued {recovered} unfinished job(s)"
         )
 
-    dispatcher = open_dispatcher(load_settings())
     try:
         dispatcher.run_workers(workers, on_ready=ready)
     finally:
         dispatcher.close()
+        if exported is not None:
+            exported.close()
+        if multiprocess_dir() is not None:
+            from tenantry.observability.exposition import mark_process_dead
+
+            mark_process_dead(os.getpid())
 
 
 def _ensure_admin_key(settings: Settings) -> str | None:
@@ -121,9 +178,12 @@ def up(
 
     Runs `tenantry init`, creates an admin API key if none exists (printed once), starts
     `tenantry worker` as a subprocess and serves the HTTP API until Ctrl-C or SIGTERM, which
-    stop both.
+    stop both. GET /metrics of any API process counts the work of all of them and of the
+    worker (their metrics meet in TENANTRY_METRICS_DIR, default <data dir>/metrics).
     """
     settings = load_settings()
+    # Before any metric exists: the API processes and the worker share their counts there.
+    metrics_dir = prepare_multiprocess_dir(settings.data_dir)
     print_init_report(run_init(settings))
     plaintext = _ensure_admin_key(settings)
     if plaintext is not None:
@@ -165,3 +225,4 @@ def up(
     finally:
         _stop(proc)
         signal.signal(signal.SIGTERM, previous)
+        remove_multiprocess_dir(metrics_dir)

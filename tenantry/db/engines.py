@@ -117,6 +117,7 @@ def make_engine(
     echo: bool = False,
     creator: Callable[[], Any] | None = None,
     statement_timeout_ms: int | None = None,
+    role: str | None = None,
 ) -> Engine:
     """An engine for ``url`` with tenantry's defaults for its backend.
 
@@ -124,8 +125,26 @@ def make_engine(
     unreachable host fails in seconds instead of hanging. ``pooled=False`` closes every
     connection on release (one-off work over many databases). ``statement_timeout_ms``
     (runtime engines only) has the server cancel any statement that runs longer. A server
-    URL without TLS is refused here when ``TENANTRY_REQUIRE_TLS`` is on.
+    URL without TLS is refused here when ``TENANTRY_REQUIRE_TLS`` is on. With ``role``
+    (master, billing, tenant: the engines the platform serves from), every statement's
+    time is observed in ``tenantry_db_query_duration_seconds`` under that role.
     """
+    engine = _make_engine(url, pool_size, pooled, echo, creator, statement_timeout_ms)
+    if role is not None:
+        from tenantry.observability import metrics  # only platform engines pay for it
+
+        metrics.time_queries(engine, role)
+    return engine
+
+
+def _make_engine(
+    url: URL,
+    pool_size: int,
+    pooled: bool,
+    echo: bool,
+    creator: Callable[[], Any] | None,
+    statement_timeout_ms: int | None,
+) -> Engine:
     require_driver(url)
     check_transport(url)
     backend = backend_of(url)

@@ -113,6 +113,17 @@ class Queue:
             port = ""
         return f"Redis at {parts.hostname or '?'}{port}"
 
+    def depth(self) -> int:
+        """Messages waiting in the queue (Huey's pending count); the queue not answering is
+        :class:`QueueUnreachable`, naming where it is (never its URL's credentials)."""
+        try:
+            return int(self.huey.pending_count())
+        except Exception as exc:  # the storage's own errors (Redis, SQLite) vary by backend
+            raise QueueUnreachable(
+                f"the job queue ({self.where}) does not answer ({type(exc).__name__}).",
+                "Check TENANTRY_QUEUE_URL and that the queue (Redis) is running.",
+            ) from None
+
     def enqueue_provision(self, job_id: uuid.UUID) -> None:
         """Ask a worker to run (or resume) provisioning job ``job_id``."""
         self._enqueue(self._provision, str(job_id))

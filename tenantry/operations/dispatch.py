@@ -45,6 +45,11 @@ class Dispatcher(Protocol):
         """Take queued backup ``backup_id`` of ``scope``."""
         ...
 
+    def depth(self) -> int:
+        """Messages waiting to be run: a cheap call that also proves the queue answers
+        (raises :class:`~tenantry.errors.QueueUnreachable` when it does not)."""
+        ...
+
     def run_workers(self, threads: int, *, on_ready: OnReady | None = None) -> None:
         """Run the work handed to this dispatcher until stopped (``tenantry worker``)."""
         ...
@@ -112,6 +117,10 @@ class InProcessDispatcher:
     def enqueue_backup(self, backup_id: uuid.UUID, scope: str) -> None:
         """Take queued backup ``backup_id`` of ``scope`` here."""
         self._run(f"backup-{backup_id}", lambda: work.run_backup(self.platform(), backup_id, scope))
+
+    def depth(self) -> int:
+        """Nothing ever waits here: work runs as it is handed over."""
+        return 0
 
     def run_workers(self, threads: int, *, on_ready: OnReady | None = None) -> None:
         """Refused: work handed to this dispatcher has already run; there is nothing to serve."""

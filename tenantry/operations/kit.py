@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -49,6 +49,7 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.types import utcnow
 from tenantry.errors import NotFound
+from tenantry.observability import metrics
 from tenantry.operations.locks import ExclusiveLocks, LockGrant
 from tenantry.services.operation_rows import cancel_in, lease_lapsed, new_operation, stalled_query
 from tenantry.settings import Settings
@@ -123,6 +124,15 @@ class Stalled:
     kind: str
     status: str
     lease_holder: str | None
+
+
+@dataclass(frozen=True)
+class _Held:
+    """An operation this holder held, as it was before a write."""
+
+    status: str
+    kind: str
+    started_at: datetime | None
 
 
 class OperationKit:
@@ -249,8 +259,8 @@ class OperationKit:
             "message": message,
         }
         values = {k: v for k, v in given.items() if v is not _KEEP}
-        status = self._write(operation_id, values, record, unless_cancelling=True)
-        return status == OperationStatus.CANCELLING
+        held = self._write(operation_id, values, record, unless_cancelling=True)
+        return held.status == OperationStatus.CANCELLING
 
     def _write(
         self,
@@ -259,16 +269,19 @@ class OperationKit:
         record: Executable | None = None,
         *,
         unless_cancelling: bool = False,
-    ) -> str:
-        """Update the operation if this holder still holds it; its status before the update.
+    ) -> _Held:
+        """Update the operation if this holder still holds it; what it was before the update.
         With ``unless_cancelling``, an operation asked to stop only has its lease renewed."""
         now = utcnow()
         with self.engine.begin() as conn:
-            status = conn.scalar(
-                select(Operation.status).where(self._held(operation_id)).with_for_update()
-            )
-            if status is None:
+            row = conn.execute(
+                select(Operation.status, Operation.kind, Operation.started_at)
+                .where(self._held(operation_id))
+                .with_for_update()
+            ).first()
+            if row is None:
                 raise LostClaim(operation_id)
+            status = row.status
             if unless_cancelling and status == OperationStatus.CANCELLING:
                 values, record = {}, None
             conn.execute(
@@ -278,7 +291,7 @@ class OperationKit:
             )
             if record is not None:
                 conn.execute(record)
-        return str(status)
+        return _Held(str(status), str(row.kind), row.started_at)
 
     def cancel_requested(self, operation_id: uuid.UUID) -> bool:
         """Whether the operation was asked to stop (check at each step boundary)."""
@@ -293,11 +306,14 @@ class OperationKit:
         values: dict[str, Any],
         record: Executable | None = None,
     ) -> None:
-        self._write(
+        ended = utcnow()
+        held = self._write(
             operation_id,
-            {"status": status, "finished_at": utcnow(), "lease_expires_at": None, **values},
+            {"status": status, "finished_at": ended, "lease_expires_at": None, **values},
             record,
         )
+        took = (ended - held.started_at).total_seconds() if held.started_at else None
+        metrics.operation_ended(held.kind, status.value, took)
 
     def finish(self, operation_id: uuid.UUID, *, message: str | None = _KEEP) -> None:
         """The operation succeeded: all its work is done, so its progress reads total of total

@@ -24,7 +24,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
@@ -34,6 +34,7 @@ from tenantry.db.master.models import (
     HELD_STATUSES,
     IntegrationConfig,
     Operation,
+    OperationKind,
     OperationStatus,
     ProgressUnit,
     StoreMove,
@@ -46,6 +47,7 @@ from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
 from tenantry.errors import Conflict
 from tenantry.failpoints import failpoint
+from tenantry.observability import metrics
 from tenantry.operations.block_lease import BlockLease
 from tenantry.operations.kit import OperationKit
 from tenantry.operations.move_copy import copy_tables, verify_copy
@@ -280,6 +282,15 @@ class StoreMover:
             )
             if held != 1:
                 raise LostMove("the move was taken over by another, or its store deleted.")
+            started = session.scalar(
+                select(Operation.started_at).where(Operation.id == plan.move_id)
+            )
+            if started is not None:  # ends here, not through the operation kit
+                metrics.operation_ended(
+                    OperationKind.MOVE.value,
+                    OperationStatus.SUCCEEDED.value,
+                    (now - started).total_seconds(),
+                )
             new = moves.switch_store(
                 session,
                 self.box,

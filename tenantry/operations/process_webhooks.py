@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.db.billing.models import BillingWebhook
 from tenantry.db.engines import writer
+from tenantry.observability import metrics
 from tenantry.services.billing import idempotency, subscriptions, webhooks
 
 #: How often the loop also rolls subscription periods and purges idempotency keys.
@@ -53,11 +54,16 @@ def process_batch(sessions: sessionmaker[Session], ids: list[uuid.UUID]) -> dict
     failure is recorded on it and touches no other). One commit for the batch keeps
     throughput up; if that commit fails, every event is applied again on its own."""
     outcomes: dict[uuid.UUID, str] = {}
+    processors: dict[uuid.UUID, str] = {}
     bind = writer(sessions.kw["bind"])
     try:
         with sessions(bind=bind) as session, session.begin():
             for row in webhooks.claimed(session, ids):
+                processors[row.id] = row.processor
                 outcomes[row.id] = _apply(session, row)
+        # Counted once committed: a batch that fails is applied again, and counted then.
+        for webhook_id, status in outcomes.items():
+            metrics.webhook_processed(processors[webhook_id], status)
         return outcomes
     except Exception:
         if len(ids) == 1:

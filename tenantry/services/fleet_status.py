@@ -102,3 +102,49 @@ def run_progress(session: Session, run_id: uuid.UUID) -> FleetRun:
     if run is None:
         raise NotFound(f"no fleet run {run_id}.", "See the last run with `tenantry fleet status`.")
     return run
+
+
+@dataclass(frozen=True)
+class FleetCounts:
+    """The fleet in numbers only (what metrics export): aggregate queries, no rows."""
+
+    per_revision: dict[str, int]
+    lagging: int
+    failed: int
+
+
+def fleet_counts(session: Session, spec: SchemaSpec) -> FleetCounts:
+    """:func:`fleet_status`'s counts, computed by the database (bounded whatever the fleet's
+    size: one row per revision, two counts)."""
+    head = migrations.head(spec)
+    active = and_(Store.database_status == DatabaseStatus.ACTIVE, Store.deleted_at.is_(None))
+    per_revision = {
+        revision or "unknown": int(n)
+        for revision, n in session.execute(
+            select(Store.schema_revision, func.count())
+            .where(active)
+            .group_by(Store.schema_revision)
+        )
+    }
+    lagging = sum(n for revision, n in per_revision.items() if revision != head)
+    tried = FleetResult.status != TenantOutcome.SKIPPED
+    latest = (
+        select(FleetResult.store_id, func.max(FleetResult.finished_at).label("at"))
+        .where(tried)
+        .group_by(FleetResult.store_id)
+        .subquery()
+    )
+    failed = session.scalar(
+        select(func.count(func.distinct(FleetResult.store_id)))
+        .join(
+            latest,
+            and_(FleetResult.store_id == latest.c.store_id, FleetResult.finished_at == latest.c.at),
+        )
+        .join(Store, Store.id == FleetResult.store_id)
+        .where(
+            tried,
+            active,
+            FleetResult.status.in_((TenantOutcome.FAILED, TenantOutcome.REFUSED)),
+        )
+    )
+    return FleetCounts(per_revision, lagging, int(failed or 0))

@@ -18,12 +18,14 @@ from tenantry.db.master.models import (
     AccessMode,
     DatabaseStatus,
     IntegrationConfig,
+    OperationKind,
     OperationStatus,
     ProvisioningJob,
     Store,
 )
 from tenantry.db.types import utcnow
 from tenantry.errors import NotFound, WrongDatabase
+from tenantry.observability import metrics
 from tenantry.services import audit
 from tenantry.services.operation_rows import lease_lapsed
 from tenantry.services.provisioning import LEFT_BEHIND, public_target
@@ -134,6 +136,7 @@ def complete(
     locked.secret_encrypted = None
     locked.lease_expires_at = None
     locked.finished_at = now
+    _observe(locked, OperationStatus.SUCCEEDED)
     audit.record(
         session,
         actor=audit.WORKER,
@@ -161,6 +164,7 @@ def record_failure(
     current.finished_at = utcnow()
     current.lease_expires_at = None
     current.secret_encrypted = None
+    _observe(current, OperationStatus.FAILED)
     if dropped:
         current.database_created = False
     store = session.get(Store, job.store_id)
@@ -177,3 +181,11 @@ def record_failure(
         outcome=audit.Outcome.FAILED,
     )
     return True
+
+
+def _observe(job: ProvisioningJob, status: OperationStatus) -> None:
+    """The job's duration in ``tenantry_operation_duration_seconds`` (it ends here, not
+    through the operation kit)."""
+    if job.started_at is not None and job.finished_at is not None:
+        took = (job.finished_at - job.started_at).total_seconds()
+        metrics.operation_ended(OperationKind.PROVISION.value, status.value, took)

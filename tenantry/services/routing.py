@@ -27,6 +27,7 @@ from tenantry.db.master.models import DatabaseStatus, Store
 from tenantry.db.schemas import Role
 from tenantry.db.urls import mask
 from tenantry.errors import StoreUnavailable
+from tenantry.observability import metrics
 from tenantry.services.connections import tenant_url
 from tenantry.services.stores import active_connection
 
@@ -95,7 +96,11 @@ class TenantRouter:
             self._entries[store.id] = _Entry(engine, store.connection_version, now)
             self._misses += 1
             doomed = [stale.engine] if stale else []
-            doomed += self._shrink(now)
+            dropped = self._shrink(now)
+            doomed += dropped
+            held = len(self._entries)
+        # A stale entry replaced counts as an eviction, as one dropped by evict() does.
+        metrics.tenant_engines(held, evicted=len(dropped) + (1 if stale else 0))
         for old in doomed:
             old.dispose()
         return engine
@@ -118,7 +123,9 @@ class TenantRouter:
             entry = self._entries.pop(store_id, None)
             if entry is not None:
                 self._evictions += 1
+            held = len(self._entries)
         if entry is not None:
+            metrics.tenant_engines(held, evicted=1)
             entry.engine.dispose()
 
     def dispose_all(self) -> None:
@@ -126,6 +133,8 @@ class TenantRouter:
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()
+        if entries:
+            metrics.tenant_engines(0)
         for entry in entries:
             entry.engine.dispose()
 
@@ -161,6 +170,7 @@ class TenantRouter:
             tenant_url(self._box, config),
             pool_size=self._pool_size,
             statement_timeout_ms=self._statement_timeout_ms,
+            role=Role.TENANT.value,
         )
         try:
             # Checked once per engine: the database must be the one master says it is.

@@ -61,3 +61,9 @@ def alive(session: Session, within: timedelta = ALIVE_WITHIN) -> list[Worker]:
     since = utcnow() - within
     query = select(Worker).where(Worker.last_seen_at >= since).order_by(Worker.started_at.desc())
     return list(session.scalars(query))
+
+
+def last_seen(session: Session) -> datetime | None:
+    """When master last heard from any worker (None: never, or all stopped cleanly)."""
+    found: datetime | None = session.scalar(select(func.max(Worker.last_seen_at)))
+    return found

@@ -47,7 +47,7 @@ from tenantry.runtime import Platform
 from tenantry.services import schema_ops
 from tenantry.services.connections import split_url
 from tenantry.services.fleet_migrate import MigrateOptions, Outcome, migrate_tenant
-from tenantry.services.fleet_status import fleet_status
+from tenantry.services.fleet_status import fleet_counts, fleet_status
 from tenantry.services.fleet_targets import tenant_databases
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
@@ -230,6 +230,7 @@ def test_one_broken_tenant_fails_alone_and_is_accounted_for(tenants: Fleet) -> N
         run = session.get(FleetRun, report.run_id)
         revisions = dict(session.execute(select(Store.slug, Store.schema_revision)).all())
         st = fleet_status(session, f.spec)
+        counts = fleet_counts(session, f.spec)
     assert {r.slug: r.status for r in results} == {o.slug: o.status for o in report.outcomes}
     assert run is not None
     assert (run.migrated, run.failed, run.status) == (3, 1, "failed")
@@ -238,6 +239,8 @@ def test_one_broken_tenant_fails_alone_and_is_accounted_for(tenants: Fleet) -> N
     assert st.lagging == [broken]
     assert [x["slug"] for x in st.failed] == [broken]
     assert st.per_revision == {"f002": 3, "f001": 1}
+    # The metrics' aggregate counts say the same.
+    assert (counts.per_revision, counts.lagging, counts.failed) == (st.per_revision, 1, 1)
 
     again = f.run()  # the migrated ones are skipped cheaply; the broken one still fails
     assert again.counts == {"current": 3, "failed": 1}
@@ -488,8 +491,10 @@ def test_a_cancelled_run_stops_at_a_tenant_boundary_leaving_the_rest_untouched(
         assert run.message is not None
         assert "left untouched" in run.message
         st = fleet_status(session, f.spec)
+        counts = fleet_counts(session, f.spec)
         assert session.get(OperationLock, "fleet:tenant") is None
     assert st.failed == []  # skipped is not a failure
+    assert (counts.failed, counts.lagging) == (0, len(untouched))
     assert sorted(st.lagging) == sorted(untouched)
     again = f.run()
     assert again.counts == {"migrated": len(untouched), "current": 4 - len(untouched)}

@@ -23,6 +23,7 @@ from tenantry.db.billing.models import (
     PaymentStatus,
     SubscriptionStatus,
 )
+from tenantry.observability import metrics
 from tenantry.services.billing import invoices as invoice_ops
 from tenantry.services.billing.subscriptions import can_move
 
@@ -321,12 +322,15 @@ def _subscription(session: Session, app_id: str, event: NormalizedEvent) -> str:
         )
         session.add(sub)
         before = "new"
+        metrics.subscription_created(app_id, sub.plan_code)
     else:
         before = sub.status
         if sub.last_event_at is not None and event.created_at < sub.last_event_at:
             return f"subscription stays {sub.status} (event older than the last applied)"
         if not can_move(sub.status, status):
             return f"subscription stays {sub.status} ({sub.status} cannot become {status})"
+        if status is SubscriptionStatus.CANCELED and sub.status != status:
+            metrics.subscription_canceled(app_id, sub.plan_code)
         sub.status = status
         if event.subscription_id and not sub.processor_subscription_id:
             sub.processor, sub.processor_subscription_id = event.processor, event.subscription_id

@@ -6,7 +6,7 @@ import calendar
 import uuid
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from tenantry.db.billing.models import (
@@ -17,6 +17,7 @@ from tenantry.db.billing.models import (
 )
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, NotFound
+from tenantry.observability import metrics
 from tenantry.services.billing import lookup, validation
 
 S = SubscriptionStatus
@@ -86,6 +87,7 @@ def create_subscription(
     )
     session.add(sub)
     session.flush()
+    metrics.subscription_created(sub.app_id, sub.plan_code)
     return sub
 
 
@@ -132,6 +134,7 @@ def transition(sub: BillingSubscription, new: str) -> BillingSubscription:
     if new == S.CANCELED and sub.status != S.CANCELED:
         sub.canceled_at = sub.canceled_at or now
         sub.ended_at = now
+        metrics.subscription_canceled(sub.app_id, sub.plan_code)
     if new == S.ACTIVE and sub.status == S.TRIALING:
         sub.current_period_start = now
         sub.current_period_end = add_period(now, sub.interval)
@@ -174,3 +177,18 @@ def renew_due(session: Session, app_id: str | None = None) -> int:
             sub.current_period_end = add_period(start, sub.interval)
         changed += 1
     return changed
+
+
+def counts_by_status(session: Session) -> list[tuple[str, str, str, int]]:
+    """How many subscriptions each (app, plan, status) has, in one aggregate query."""
+    rows = session.execute(
+        select(
+            BillingSubscription.app_id,
+            BillingSubscription.plan_code,
+            BillingSubscription.status,
+            func.count(),
+        ).group_by(
+            BillingSubscription.app_id, BillingSubscription.plan_code, BillingSubscription.status
+        )
+    )
+    return [(app, plan, status, int(n)) for app, plan, status, n in rows]
