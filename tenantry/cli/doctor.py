@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -19,6 +21,7 @@ from tenantry.observability.doctor import (
     ok,
     overall,
 )
+from tenantry.runtime import open_dispatcher
 from tenantry.settings import Settings, load_settings
 
 COLOURS = {Status.OK: "green", Status.WARNING: "yellow", Status.CRITICAL: "bold red"}
@@ -52,9 +55,21 @@ def run() -> list[Check]:
             Check("settings", Status.CRITICAL, exc.message, exc.hint),
             Check("other checks", Status.CRITICAL, "not checked: the settings do not parse"),
         ]
-    context = DoctorContext.open(settings)
     try:
-        return [_settings(settings), *diagnose(context)]
+        dispatcher = open_dispatcher(settings)
+    except TenantryError as exc:
+        queue = Check("job queue", Status.CRITICAL, exc.message, exc.hint)
+        return [_settings(settings), queue, *_diagnosed(settings, None)]
+    try:
+        return [_settings(settings), *_diagnosed(settings, dispatcher.depth)]
+    finally:
+        dispatcher.close()
+
+
+def _diagnosed(settings: Settings, queue_depth: Callable[[], int] | None) -> list[Check]:
+    context = DoctorContext.open(settings, queue_depth=queue_depth)
+    try:
+        return diagnose(context)
     finally:
         context.close()
 

@@ -155,7 +155,7 @@ class Queue:
 
     def doctor_tick(self) -> None:
         """Run the doctor's checks and log the failing ones (every few minutes)."""
-        work.doctor_tick(self.platform())
+        work.doctor_tick(self.platform(), queue_depth=self.depth)
 
     def recover(self) -> int:
         """Re-enqueue the operations no live worker runs (its worker died, or its queue

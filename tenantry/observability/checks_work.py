@@ -197,11 +197,11 @@ def webhook_backlog(context: DoctorContext) -> Iterator[Check]:
 
 
 def queue(context: DoctorContext) -> Iterator[Check]:
-    """The job queue answers (``queue_ping``, wired by the adapter; nothing when not wired)."""
-    if context.queue_ping is None:
+    """The job queue answers (``queue_depth``, given by the adapter that opened the queue)."""
+    if context.queue_depth is None:
         return
     try:
-        context.queue_ping()
+        waiting = context.queue_depth()
     except Exception as exc:  # the queue's own errors vary by backend (Redis, SQLite)
         yield Check(
             "job queue",
@@ -210,4 +210,4 @@ def queue(context: DoctorContext) -> Iterator[Check]:
             "Check TENANTRY_QUEUE_URL and that Redis runs (or unset it for the embedded queue).",
         )
         return
-    yield ok("job queue", "answers")
+    yield ok("job queue", f"answers; {waiting} message(s) waiting")

@@ -105,21 +105,21 @@ class DoctorContext:
     box: SecretBox | None = None
     box_problem: str | None = None
     #: Pings the job queue (raises when it does not answer); None: not wired.
-    queue_ping: Callable[[], None] | None = None
+    queue_depth: Callable[[], int] | None = None
     #: Registered servers that did not answer (not asked again by later checks).
     down_servers: set[str] = field(default_factory=set)
     _sessions: dict[str, sessionmaker[Session]] = field(default_factory=dict)
 
     @classmethod
     def open(
-        cls, settings: Settings, *, queue_ping: Callable[[], None] | None = None
+        cls, settings: Settings, *, queue_depth: Callable[[], int] | None = None
     ) -> DoctorContext:
         """Reach master and billing from ``settings`` (connect errors are kept, not raised)."""
         context = cls(
             settings,
             _reach("master", lambda: settings.master_url),
             _reach("billing", lambda: settings.billing_url),
-            queue_ping=queue_ping,
+            queue_depth=queue_depth,
         )
         context._open_box()
         return context
@@ -132,7 +132,7 @@ class DoctorContext:
         billing: Engine,
         box: SecretBox,
         *,
-        queue_ping: Callable[[], None] | None = None,
+        queue_depth: Callable[[], int] | None = None,
     ) -> DoctorContext:
         """A context on engines that a running process already holds (the worker's)."""
         return cls(
@@ -140,7 +140,7 @@ class DoctorContext:
             Database("master", master),
             Database("billing", billing),
             box,
-            queue_ping=queue_ping,
+            queue_depth=queue_depth,
         )
 
     def _open_box(self) -> None:

@@ -210,7 +210,7 @@ def retention_tick(platform: Platform) -> audit_prune.PruneReport:
 
 
 def doctor_tick(
-    platform: Platform, *, queue_ping: Callable[[], None] | None = None
+    platform: Platform, *, queue_depth: Callable[[], int] | None = None
 ) -> list[doctor.Check]:
     """Run ``tenantry doctor``'s checks on the worker's platform and log each one that is not
     ok on ``tenantry.doctor`` (warning at WARNING, critical at ERROR, with the operation it
@@ -220,7 +220,7 @@ def doctor_tick(
         platform.master_engine,
         platform.billing_engine,
         platform.box,
-        queue_ping=queue_ping,
+        queue_depth=queue_depth,
     )
     results = diagnose(context)
     doctor.log_results(results)

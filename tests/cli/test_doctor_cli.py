@@ -122,3 +122,19 @@ def test_settings_that_do_not_parse_are_critical(cli: Invoke) -> None:
     checks = _checks(result)
     assert checks["settings"]["status"] == "critical"
     assert "DATABASE_URL" in str(checks["settings"]["evidence"])
+
+
+def test_the_job_queue_is_asked_and_one_that_does_not_answer_is_critical(cli: Invoke) -> None:
+    assert cli("init").exit_code == 0
+    embedded = _checks(cli("doctor", "--json"))
+    assert embedded["job queue"]["status"] == "ok"
+    assert "0 message(s) waiting" in str(embedded["job queue"]["evidence"])
+
+    closed = f"redis://:queuepass@127.0.0.1:{free_port()}/0"
+    result = cli("doctor", "--json", env={"TENANTRY_QUEUE_URL": closed})
+    assert result.exit_code == 2
+    assert "queuepass" not in result.output
+    queue = _checks(result)["job queue"]
+    assert queue["status"] == "critical"
+    assert "does not answer" in str(queue["evidence"])
+    assert "TENANTRY_QUEUE_URL" in str(queue["fix"])
