@@ -23,6 +23,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tenantry.db.engines import sqlite_path
+from tenantry.db.master.models import OperationKind
 from tenantry.db.sizes import database_bytes
 from tenantry.services import fleet_status, operation_counts, tenant_sizes, workers
 from tenantry.services.backups import freshness
@@ -141,6 +142,11 @@ class PlatformCollector(Collector):
         current = gauge(
             "tenantry_operations", "Operations not ended, by kind and state.", ["kind", "status"]
         )
+        # Every kind's outcomes exist from the start (at 0): the first failure of a kind is
+        # then an increase that rate() and increase() see, not a new series.
+        for each in OperationKind:
+            for status in ENDED:
+                counts.setdefault((each.value, status), 0)
         for (kind, status), n in sorted(counts.items()):
             (ended if status in ENDED else current).add_metric([kind, status], n)
         return [ended, current]

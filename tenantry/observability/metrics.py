@@ -76,60 +76,81 @@ def instruments() -> Instruments:
     # ``*_created`` series double every counter's series for a timestamp no rule uses (and
     # multiprocess mode, which `tenantry up` runs in, has none): left out everywhere.
     disable_created_metrics()  # type: ignore[no-untyped-call]
+    made = _made(Counter, Gauge, Histogram)
+    _start_at_zero(made)
+    return made
+
+
+#: The outcomes of applying a stored webhook event.
+WEBHOOK_OUTCOMES = ("processed", "failed", "ignored")
+
+
+def _start_at_zero(made: Instruments) -> None:
+    # A counter series that first appears at 1 is no increase to rate()/increase(): the first
+    # failed webhooks of a processor would escape the failure-ratio alert. Each processor's
+    # outcomes exist at 0 from the start.
+    from tenantry.billing.processors import PROCESSORS
+
+    for processor in PROCESSORS:
+        for outcome in WEBHOOK_OUTCOMES:
+            made.webhooks_processed.labels(processor, outcome)
+
+
+def _made(counter: Any, gauge: Any, histogram: Any) -> Instruments:
     return Instruments(
-        http_requests=Counter(
+        http_requests=counter(
             "tenantry_http_requests_total",
             "HTTP requests answered, by method, route template and status.",
             ["method", "route", "status"],
         ),
-        http_duration=Histogram(
+        http_duration=histogram(
             "tenantry_http_request_duration_seconds",
             "Time to answer an HTTP request, by method and route template.",
             ["method", "route"],
         ),
-        db_query_duration=Histogram(
+        db_query_duration=histogram(
             "tenantry_db_query_duration_seconds",
             "Time a database statement took, by database role (master, billing, tenant).",
             ["role"],
             buckets=QUERY_BUCKETS,
         ),
-        webhooks_received=Counter(
+        webhooks_received=counter(
             "tenantry_webhooks_received_total",
             "Webhook events verified and stored (duplicates not counted).",
             ["app", "processor", "event_type"],
         ),
-        webhooks_rejected=Counter(
+        webhooks_rejected=counter(
             "tenantry_webhooks_rejected_total",
             "Webhook deliveries refused, by processor and reason.",
             ["processor", "reason"],
         ),
-        webhooks_processed=Counter(
+        webhooks_processed=counter(
             "tenantry_webhooks_processed_total",
             "Attempts at applying a stored webhook event, by outcome.",
             ["processor", "status"],
         ),
-        subscriptions_created=Counter(
+        subscriptions_created=counter(
             "tenantry_subscriptions_created_total",
             "Billing subscriptions created, by app and plan.",
             ["app", "plan"],
         ),
-        subscriptions_canceled=Counter(
+        subscriptions_canceled=counter(
             "tenantry_subscriptions_canceled_total",
             "Billing subscriptions that became canceled, by app and plan.",
             ["app", "plan"],
         ),
-        operation_duration=Histogram(
+        operation_duration=histogram(
             "tenantry_operation_duration_seconds",
             "Time from an operation's start to its end in this process, by kind and outcome.",
             ["kind", "status"],
             buckets=OPERATION_BUCKETS,
         ),
-        tenant_engines=Gauge(
+        tenant_engines=gauge(
             "tenantry_tenant_engines",
             "Tenant database engines held in the router cache.",
             multiprocess_mode="livesum",
         ),
-        tenant_engine_evictions=Counter(
+        tenant_engine_evictions=counter(
             "tenantry_tenant_engine_evictions_total",
             "Tenant engines dropped from the router cache (idle, over the cap, or stale).",
         ),
