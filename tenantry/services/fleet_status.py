@@ -11,7 +11,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import ColumnElement, Subquery, and_, func, select
 from sqlalchemy.orm import Session
 
 from tenantry.db import migrations
@@ -63,14 +63,7 @@ def fleet_status(session: Session, spec: SchemaSpec) -> FleetStatus:
         .order_by(Store.slug)
     ).all()
     per_revision = Counter(s.schema_revision or "unknown" for s in stores)
-    # A tenant a cancelled run skipped was not touched: its latest outcome is the one before.
-    tried = FleetResult.status != TenantOutcome.SKIPPED
-    latest = (
-        select(FleetResult.store_id, func.max(FleetResult.finished_at).label("at"))
-        .where(tried)
-        .group_by(FleetResult.store_id)
-        .subquery()
-    )
+    tried, latest = _latest_tried()
     last_outcomes = session.execute(
         select(FleetResult)
         .join(
@@ -127,13 +120,7 @@ def fleet_counts(session: Session, spec: SchemaSpec) -> FleetCounts:
         )
     }
     lagging = sum(n for revision, n in per_revision.items() if revision != head)
-    tried = FleetResult.status != TenantOutcome.SKIPPED
-    latest = (
-        select(FleetResult.store_id, func.max(FleetResult.finished_at).label("at"))
-        .where(tried)
-        .group_by(FleetResult.store_id)
-        .subquery()
-    )
+    tried, latest = _latest_tried()
     failed = session.scalar(
         select(func.count(func.distinct(FleetResult.store_id)))
         .join(
@@ -148,3 +135,16 @@ def fleet_counts(session: Session, spec: SchemaSpec) -> FleetCounts:
         )
     )
     return FleetCounts(per_revision, lagging, int(failed or 0))
+
+
+def _latest_tried() -> tuple[ColumnElement[bool], Subquery]:
+    """Each tenant's latest outcome time, skipped outcomes left out: a tenant a cancelled run
+    skipped was not touched, so its latest outcome is the one before."""
+    tried = FleetResult.status != TenantOutcome.SKIPPED
+    latest = (
+        select(FleetResult.store_id, func.max(FleetResult.finished_at).label("at"))
+        .where(tried)
+        .group_by(FleetResult.store_id)
+        .subquery()
+    )
+    return tried, latest
