@@ -33,6 +33,7 @@ def database_bytes(conn: Connection) -> int:
         return int(pages) * int(size)
     if backend == "postgresql":
         return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
+    _fresh_mysql_statistics(conn)
     found = conn.execute(
         text(
             "SELECT COALESCE(SUM(data_length + index_length), 0) FROM information_schema.tables "
@@ -58,6 +59,7 @@ def table_sizes(conn: Connection) -> list[TableSize]:
         )
         found = [TableSize(name, int(size), int(n)) for name, size, n in rows]
     else:
+        _fresh_mysql_statistics(conn)
         rows = conn.execute(
             text(
                 "SELECT table_name, COALESCE(data_length + index_length, 0), "
@@ -67,6 +69,15 @@ def table_sizes(conn: Connection) -> list[TableSize]:
         )
         found = [TableSize(name, int(size), int(n)) for name, size, n in rows]
     return sorted(found, key=lambda t: (-t.bytes, t.name))
+
+
+def _fresh_mysql_statistics(conn: Connection) -> None:
+    # MySQL 8 serves information_schema sizes from a cache up to a day old by default; this
+    # session reads them live. MariaDB has no such cache (nor the variable).
+    dialect = conn.dialect
+    version = dialect.server_version_info or ()
+    if not getattr(dialect, "is_mariadb", False) and version >= (8,):
+        conn.execute(text("SET SESSION information_schema_stats_expiry = 0"))
 
 
 def _sqlite_tables(conn: Connection) -> list[TableSize]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -69,6 +71,24 @@ def test_not_ready_when_the_queue_does_not_answer(
     assert "billing" not in error["message"]
     assert "TENANTRY_QUEUE_URL" in error["hint"]
     assert "redis://" not in answer.text
+
+
+def test_a_queue_that_accepts_but_never_answers_is_not_ready_within_seconds(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as silent:  # the kernel completes the handshake; nothing ever replies
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        port = silent.getsockname()[1]
+        monkeypatch.setenv("TENANTRY_QUEUE_URL", f"redis://127.0.0.1:{port}/0")
+        hung = load_settings()
+        with _client(hung, Queue(hung)) as client:
+            started = time.monotonic()
+            answer = client.get("/ready")
+            took = time.monotonic() - started
+    assert answer.status_code == 503
+    assert "queue" in answer.json()["error"]["message"]
+    assert took < 15  # redis-py gives up reading after its 5 s socket timeout
 
 
 def test_ready_with_a_redis_queue(
