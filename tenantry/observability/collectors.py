@@ -147,9 +147,18 @@ class PlatformCollector(Collector):
         for each in OperationKind:
             for status in ENDED:
                 counts.setdefault((each.value, status), 0)
+        started = CounterMetricFamily(
+            "tenantry_operations_started",
+            "Operations recorded, whatever became of them, by kind (from master).",
+            labels=["kind"],
+        )
+        per_kind: dict[str, int] = {}
         for (kind, status), n in sorted(counts.items()):
             (ended if status in ENDED else current).add_metric([kind, status], n)
-        return [ended, current]
+            per_kind[kind] = per_kind.get(kind, 0) + n
+        for kind, n in sorted(per_kind.items()):
+            started.add_metric([kind], n)
+        return [ended, current, started]
 
     def _queue(self, platform: Platform) -> list[Metric]:
         dispatcher = self._dispatcher()

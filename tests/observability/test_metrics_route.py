@@ -78,6 +78,7 @@ def test_a_scrape_after_provisioning_counts_requests_operations_and_queries(api:
 
     # Read from master at scrape time.
     assert found.value("tenantry_operations_total", kind="provision", status="succeeded") == 2
+    assert found.value("tenantry_operations_started_total", kind="provision") == 2
     # Outcomes not seen yet are there at 0: the first failure is an increase, not a new series.
     assert found.has("tenantry_operations_total", kind="provision", status="failed")
     assert found.value("tenantry_operations_total", kind="provision", status="failed") == 0

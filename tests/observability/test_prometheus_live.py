@@ -231,7 +231,8 @@ def test_prometheus_scrapes_tenantry_up_and_the_rules_fire_where_the_day_went_wr
         assert prom.value('tenantry_subscriptions{app="acme",status="active"}') == 2
         assert prom.wait_for('tenantry_backup_last_restore_test_failed{scope="master"} == 1') == 1
         assert prom.value("tenantry_workers_alive") == 1
-        requests = prom.value('sum(tenantry_http_requests_total{route="/stores/{store_ref}/provision"})')
+        provision = 'route="/stores/{store_ref}/provision"'
+        requests = prom.value(f"sum(tenantry_http_requests_total{{{provision}}})")
         assert requests is not None
         assert requests >= 2
         assert (prom.value('tenantry_database_size_bytes{database="billing"}') or 0) > 0
