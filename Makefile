@@ -22,6 +22,7 @@ lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy bench/*.py
 
 fmt: venv
 	$(VENV)/bin/ruff format .

@@ -53,6 +53,7 @@ from benchkit import (
     parallel,
     pct,
     progress_console,
+    run_metadata,
     say,
 )
 from rich.console import Console
@@ -505,7 +506,9 @@ def tenantry_backup(catalog: Catalog, target: BackupTarget) -> tuple[float, Back
 def tenantry_verify(catalog: Catalog, backup: Backup, server: URL) -> tuple[float, Verification]:
     """``verify_backup`` into a scratch database on ``server``; seconds; raise unless passed."""
     seconds, result = _timed(
-        lambda: verify_backup(catalog.sessions, catalog.storage, backup.id, server)
+        lambda: verify_backup(
+            catalog.sessions, catalog.storage, backup.id, server, actor="cli:bench"
+        )
     )
     if not result.passed:
         raise RuntimeError(f"verification of {backup.id} failed: {'; '.join(result.problems)}")
@@ -872,6 +875,7 @@ def main() -> None:
     out.write_text(
         json.dumps(
             {
+                "run": run_metadata(),
                 "machine": {
                     "cpus": os.cpu_count(),
                     "python": host.python_version(),

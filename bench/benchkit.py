@@ -4,10 +4,14 @@ environment of their own, and PostgreSQL housekeeping (checkpoint, listing, drop
 from __future__ import annotations
 
 import os
+import platform as host
+import statistics
+import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager
+from importlib import metadata
 from typing import TypeVar
 
 from rich.console import Console
@@ -53,6 +57,53 @@ def parallel(label: str, items: Sequence[T], fn: Callable[[T], R], workers: int)
             return [f.result() for f in futures]
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_metadata(**servers: str) -> dict[str, object]:
+    """What a bench's JSON says about the run: the machine, the versions, the commit and the
+    servers measured (``servers``: name -> version string), so two runs can be compared."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = bool(
+            subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+    except (OSError, subprocess.CalledProcessError):
+        commit, dirty = "unknown", False
+    versions = {}
+    for package in ("tenantry", "sqlalchemy", "psycopg", "pymysql", "fastapi", "uvicorn"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": host.platform(),
+            "python": host.python_version(),
+        },
+        "versions": versions,
+        "servers": servers,
+        "commit": commit + ("-dirty" if dirty else ""),
+        "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    """Median, mean, p90, p99 and max of ``values`` (the mean shows what the median hides)."""
+    return {
+        "median": statistics.median(values),
+        "mean": statistics.fmean(values),
+        "p90": pct(values, 0.9),
+        "p99": pct(values, 0.99),
+        "max": max(values),
+    }
 
 
 def pct(values: list[float], q: float) -> float:

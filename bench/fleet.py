@@ -53,6 +53,7 @@ from benchkit import (
     environment,
     parallel,
     pct,
+    run_metadata,
     say,
 )
 from rich.console import Console
@@ -550,7 +551,12 @@ def bench_fleet(backend: str, n: int, concurrency: int, repeat: int) -> dict[str
                         say(f"{backend} x{n}: {step.replace('_', ' ')} ({rep + 1}/{repeat})")
                         started = time.perf_counter()
                         report = run_fleet(
-                            platform.sessions, platform.box, after, options, concurrency=concurrency
+                            platform.sessions,
+                            platform.box,
+                            after,
+                            options,
+                            concurrency=concurrency,
+                            actor="cli:bench",
                         )
                         seconds = time.perf_counter() - started
                         _expect(report, n, expected, step)
@@ -615,7 +621,12 @@ def bench_noop(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
                     say(f"{backend} x{n}: {step.replace('_', ' ')}")
                     started = time.perf_counter()
                     report = run_fleet(
-                        platform.sessions, platform.box, spec, options, concurrency=concurrency
+                        platform.sessions,
+                        platform.box,
+                        spec,
+                        options,
+                        concurrency=concurrency,
+                        actor="cli:bench",
                     )
                     seconds = time.perf_counter() - started
                     _expect(report, n, TenantOutcome.CURRENT, "tenantry no-op")
@@ -777,6 +788,7 @@ def main() -> None:
     out.write_text(
         json.dumps(
             {
+                "run": run_metadata(),
                 "machine": {
                     "cpus": os.cpu_count(),
                     "python": host.python_version(),

@@ -2,11 +2,16 @@
 
     python bench/provision.py [--n 50 200] [--backends sqlite postgresql] [--out bench/results]
 
-For each backend and N: a fresh installation (temp data dir), then for each store
-create_store + request_provisioning + Provisioner.run (create-new: a SQLite file, or a new
-database on the PostgreSQL server through the template fast path), timed one by one. Then the
-routing overhead: the same query through ``TenantRouter.session`` and on a directly held
-engine. Prints a table and writes JSON. Created PostgreSQL databases are dropped at the end.
+For each backend and N: a fresh installation (temp data dir); the schema's template built
+first and timed as its own row (a tenant's database is a copy of it; the first store does not
+hide its cost); then for each store create_store + request_provisioning + Provisioner.run
+(create-new: a SQLite file, or a new database on the PostgreSQL server through the template
+fast path), timed one by one (median, mean, p90, p99, max). The floor, measured in the same
+run: a plain copy of the template (``CREATE DATABASE … TEMPLATE``, or a file copy) and a new
+empty database. Then the routing overhead: the same query through ``TenantRouter.session``
+and on a directly held engine. Prints a table and writes JSON with the run's machine, versions
+and commit. Everything the bench created on the server is dropped, the template too unless it
+was there before; the server's database list is compared before and after.
 """
 
 from __future__ import annotations
@@ -14,21 +19,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform as host
-import statistics
+import shutil
 import tempfile
 import time
+import uuid
 from pathlib import Path
 from typing import Any
 
-from benchkit import pct
+from benchkit import database_names, run_metadata, summary
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
-from tenantry.db.admin import drop_database
+from tenantry.db import builder
+from tenantry.db.admin import create_database, drop_database, run_server_sql
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import ProvisioningMode
 from tenantry.db.tenant.store.models import Product
@@ -58,16 +64,21 @@ def bench_provision(backend: str, n: int) -> dict[str, Any]:
         server_name = None
         if backend == "postgresql":
             with platform.sessions.begin() as session:
-                servers.add_server(session, platform.box, name="bench-pg", admin_url=PG_URL)
+                servers.add_server(
+                    session, platform.box, name="bench-pg", admin_url=PG_URL, actor="cli:bench"
+                )
             server_name = "bench-pg"
+        stamp = uuid.uuid4().hex[:6]
+        template, floor = bench_template(backend, platform, Path(tmp), stamp)
         per_store: list[float] = []
         created: list[str] = []
         started = time.perf_counter()
-        stamp = int(time.time()) % 100000
         for i in range(n):
             t0 = time.perf_counter()
             with platform.sessions.begin() as session:
-                store = stores.create_store(session, slug=f"b{stamp}-{i}", name=f"Bench {i}")
+                store = stores.create_store(
+                    session, slug=f"b{stamp}-{i}", name=f"Bench {i}", actor="cli:bench"
+                )
                 server = servers.get_server(session, server_name) if server_name else None
                 job = provisioning.request_provisioning(
                     session,
@@ -76,6 +87,7 @@ def bench_provision(backend: str, n: int) -> dict[str, Any]:
                     store,
                     mode=ProvisioningMode.CREATE_NEW,
                     server=server,
+                    actor="cli:bench",
                 )
                 job_id = job.id
                 if server_name:
@@ -94,12 +106,61 @@ def bench_provision(backend: str, n: int) -> dict[str, Any]:
         return {
             "backend": backend,
             "stores": n,
-            "median_ms": statistics.median(per_store),
-            "p90_ms": pct(per_store, 0.9),
-            "max_ms": max(per_store),
+            "template": builder.template_name(platform.tenant_spec),
+            "template_build_ms": template,
+            "floor": floor,
+            "per_store_ms": summary(per_store),
             "total_s": total,
             "routing": routing,
         }
+
+
+#: Copies of the template timed for the floor.
+FLOOR_ROUNDS = 20
+
+
+def bench_template(
+    backend: str, platform: Platform, data_dir: Path, stamp: str
+) -> tuple[float | None, dict[str, float]]:
+    """The template's build (None: it was on the server before the run, so no store of
+    this run pays for it) and the floor: a copy of the template and an empty database."""
+    spec = platform.tenant_spec
+    copies: list[float] = []
+    empties: list[float] = []
+    if backend == "sqlite":
+        templates = data_dir / "templates"
+        t0 = time.perf_counter()
+        builder.copy_sqlite_template(templates, spec, data_dir / "probe" / "first.db")
+        build = (time.perf_counter() - t0) * 1000
+        tpl = templates / f"{builder.template_name(spec)}.db"
+        for i in range(FLOOR_ROUNDS):
+            t0 = time.perf_counter()
+            shutil.copyfile(tpl, data_dir / "probe" / f"copy{i}.db")
+            copies.append((time.perf_counter() - t0) * 1000)
+            t0 = time.perf_counter()
+            create_database(URL.create("sqlite+pysqlite", database=str(data_dir / f"e{i}.db")))
+            empties.append((time.perf_counter() - t0) * 1000)
+        shutil.rmtree(data_dir / "probe")
+        return build, {"copy_ms": summary(copies)["median"], "empty_ms": summary(empties)["median"]}
+    server = parse_url(PG_URL)
+    present = builder.template_name(spec) in (database_names(server, lambda _: True) or [])
+    probe = f"bench_probe_{stamp}"
+    t0 = time.perf_counter()
+    builder.clone_postgres_template(server, spec, probe)
+    built = None if present else (time.perf_counter() - t0) * 1000
+    drop_database(_pg(probe))
+    tpl_name = builder.template_name(spec)
+    for i in range(FLOOR_ROUNDS):
+        name = f"bench_floor_{stamp}_{i}"
+        t0 = time.perf_counter()
+        run_server_sql(server, f'CREATE DATABASE "{name}" TEMPLATE "{tpl_name}"')
+        copies.append((time.perf_counter() - t0) * 1000)
+        drop_database(_pg(name))
+        t0 = time.perf_counter()
+        create_database(_pg(name))
+        empties.append((time.perf_counter() - t0) * 1000)
+        drop_database(_pg(name))
+    return built, {"copy_ms": summary(copies)["median"], "empty_ms": summary(empties)["median"]}
 
 
 def _pg(name: str) -> URL:
@@ -149,13 +210,25 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    server = parse_url(PG_URL)
+    before = database_names(server, lambda _: True) if "postgresql" in args.backends else []
     results = [bench_provision(b, n) for b in args.backends for n in args.n]
+    for name in {r["template"] for r in results if r["backend"] == "postgresql"}:
+        if name not in (before or []):  # built by this run: the server is left as it was
+            drop_database(_pg(name))
+    after = database_names(server, lambda _: True) if "postgresql" in args.backends else []
+    left = sorted(set(after or []) - set(before or []))
+    gone = sorted(set(before or []) - set(after or []))
     table = Table(title="provisioning, create-new, end to end through the service layer")
     for col in (
         "backend",
         "stores",
+        "template build ms",
+        "copy floor ms",
+        "empty db ms",
         "median ms",
-        "p90 ms",
+        "mean ms",
+        "p99 ms",
         "max ms",
         "total s",
         "routing µs",
@@ -164,30 +237,51 @@ def main() -> None:
     ):
         table.add_column(col, justify="right")
     for r in results:
+        each = r["per_store_ms"]
+        build = r["template_build_ms"]
         table.add_row(
             r["backend"],
             str(r["stores"]),
-            f"{r['median_ms']:.1f}",
-            f"{r['p90_ms']:.1f}",
-            f"{r['max_ms']:.1f}",
+            "present before" if build is None else f"{build:.1f}",
+            f"{r['floor']['copy_ms']:.1f}",
+            f"{r['floor']['empty_ms']:.1f}",
+            f"{each['median']:.1f}",
+            f"{each['mean']:.1f}",
+            f"{each['p99']:.1f}",
+            f"{each['max']:.1f}",
             f"{r['total_s']:.2f}",
             f"{r['routing']['router_us']:.0f}",
             f"{r['routing']['direct_us']:.0f}",
             f"{r['routing']['ratio']:.2f}x",
         )
-    Console(width=140).print(table)
+    Console(width=180).print(table)
+    print(f"databases on the server: {len(left)} left behind, {len(gone)} gone: {left + gone}")
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "provision.json"
     out.write_text(
         json.dumps(
             {
-                "machine": {"cpus": os.cpu_count(), "python": host.python_version()},
+                "run": run_metadata(postgresql=_server_version(server)),
                 "results": results,
+                "server_databases": {"left_behind": left, "gone": gone},
             },
             indent=2,
         )
     )
     print(f"wrote {out}")
+    if left or gone:
+        raise SystemExit("the bench changed the server's database list")
+
+
+def _server_version(server: URL) -> str:
+    engine = make_engine(server, pooled=False)
+    try:
+        with engine.connect() as conn:
+            return str(conn.exec_driver_sql("SHOW server_version").scalar_one())
+    except Exception as exc:
+        return f"unknown ({type(exc).__name__})"
+    finally:
+        engine.dispose()
 
 
 if __name__ == "__main__":

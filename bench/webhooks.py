@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from benchkit import run_metadata
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func, select
@@ -365,7 +366,7 @@ def _send_wrk(
     line = next(x for x in output.splitlines() if x.startswith("RESULT"))
     fields = dict(part.split("=") for part in line.split()[1:])
     with engine.connect() as conn:
-        first, last = conn.execute(
+        first_at, last_at = conn.execute(
             select(func.min(BillingWebhook.received_at), func.max(BillingWebhook.received_at))
         ).one()
     stats = SendStats()
@@ -373,7 +374,9 @@ def _send_wrk(
     stats.outcomes["2xx"] = int(fields["ok"])
     if int(fields["bad"]):
         stats.outcomes["non-2xx"] = int(fields["bad"])
-    stats.seconds = (last - first).total_seconds() if first and last else float(fields["seconds"])
+    stats.seconds = (
+        (last_at - first_at).total_seconds() if first_at and last_at else float(fields["seconds"])
+    )
     # wrk reports percentiles, not every sample (health checks at the end included).
     stats.latencies_ms = [int(fields[k]) / 1000 for k in ("p50_us", "p99_us", "max_us")]
     stats.wrk = True
@@ -651,6 +654,7 @@ def main() -> None:
     out.write_text(
         json.dumps(
             {
+                "run": run_metadata(),
                 "machine": {"cpus": os.cpu_count(), "python": host.python_version()},
                 "config": {
                     "events": args.events,
