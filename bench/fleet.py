@@ -1,27 +1,32 @@
 """Benchmark: one tenant-schema revision over a fleet of tenant databases, naive vs tenantry.
 
     python bench/fleet.py [--tenants 100 500] [--backends sqlite postgresql] [--concurrency 4]
-                          [--noop-tenants 1000] [--repeat 3] [--out bench/results]
+                          [--schemas store one-table] [--noop-tenants 1000] [--repeat 3]
+                          [--out bench/results]
 
 For each backend and N: a fresh installation (temp data dir: SQLite master and billing) with
-a generated tenant-schema plug-in (``benchshop_<hex>``: revision ``b001`` creates
-``products``, revision ``b002`` adds a nullable, indexed ``note``). N tenant databases at
-``b001`` with their own tenantry identity are cloned from one template (``CREATE DATABASE ...
-TEMPLATE`` on TENANTRY_BENCH_POSTGRES_URL's server, a file copy on SQLite) and registered as
-active stores in master. Then, wall-clock:
+a generated tenant-schema plug-in. ``store`` (the default, and what the targets judge) is
+tenantry's default store schema: its own migrations copied into the plug-in, every table and
+index, its seed data; revision ``b002`` then adds a nullable, indexed ``bench_note`` to
+``products``. ``one-table`` (an extra row, at the first N only) has revision ``b001`` creating
+``products`` and ``b002`` adding a nullable, indexed ``note``. N tenant databases at the
+revision before ``b002``, with their own tenantry identity, are cloned from one template
+(``CREATE DATABASE ... TEMPLATE`` on TENANTRY_BENCH_POSTGRES_URL's server, a file copy on
+SQLite) and registered as active stores in master. Then, wall-clock:
 
 * naive apply: a script looping over the databases, a new engine and Alembic's
   ``command.upgrade(..., "head")`` each; naive no-op: the same loop again;
-* tenantry apply: the databases cloned again at ``b001``, then ``run_fleet`` to ``b002``
-  with ``--concurrency`` (every outcome must be migrated); tenantry no-op: ``run_fleet``
-  again (every outcome current); both ``--repeat`` times (cloned afresh each time), the
-  median shown with the range; verify: ``verify_fleet`` (every check ok).
+* tenantry apply: the databases cloned again, then ``run_fleet`` to ``b002`` with
+  ``--concurrency`` (every outcome must be migrated); tenantry no-op: ``run_fleet`` again
+  (every outcome current); both ``--repeat`` times (cloned afresh each time), the median
+  shown with the range; verify: ``verify_fleet`` (every check ok).
 
 With ``--noop-tenants`` (PostgreSQL only, 0 skips it): that many databases already at ``b002``
-and ``run_fleet`` with nothing to apply: the first run (cold), then ``--repeat`` more. The
-issue's targets are printed beside the measured values. Prints a table and writes
-``fleet.json``. Every database created is dropped at the end, whatever happened (PostgreSQL
-names start with ``tenantry_bench_fleet_<hex>_``).
+and ``run_fleet`` with nothing to apply: the first run (cold), then ``--repeat`` more, beside
+the raw floor on the same databases (psycopg alone: connect, read the version, close, with
+the same concurrency). The performance issue's targets are printed beside the measured
+values. Prints a table and writes ``fleet.json``. Every database created is dropped at the
+end, whatever happened (PostgreSQL names start with ``tenantry_bench_fleet_<hex>_``).
 """
 
 from __future__ import annotations
@@ -39,12 +44,14 @@ import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import psycopg
 from alembic import command
 from benchkit import (
     checkpoint,
@@ -58,7 +65,7 @@ from benchkit import (
 )
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import MetaData, create_engine, select, text, update
+from sqlalchemy import Connection, MetaData, create_engine, select, text, update
 from sqlalchemy.engine import URL
 
 from tenantry.db import migrations
@@ -78,6 +85,8 @@ from tenantry.db.master.models import (
     TenantOutcome,
 )
 from tenantry.db.schemas import Role, SchemaSpec
+from tenantry.db.tenant.store import models as store_models
+from tenantry.db.tenant.store import plugin as store_plugin
 from tenantry.db.urls import mask, parse_url
 from tenantry.operations.fleet_record import RunReport
 from tenantry.operations.fleet_run import run_fleet
@@ -93,8 +102,14 @@ PG_URL = os.environ.get(
     "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 OWNER = "tenantry"
-SCHEMA_NAME = "benchshop"
-BEFORE, AFTER = "b001", "b002"
+AFTER = "b002"
+#: The default store schema's migrations, and the revision they end at.
+STORE_MIGRATIONS = Path(store_plugin.MIGRATIONS)
+STORE_HEAD = str(
+    migrations.head(
+        SchemaSpec(Role.TENANT, store_models.SCHEMA_NAME, store_models.metadata, STORE_MIGRATIONS)
+    )
+)
 B002_FILE = "b002_note.py"
 #: Databases created or dropped at once (tenantry's cached server engine holds at most 5).
 ADMIN_WORKERS = 5
@@ -124,13 +139,78 @@ class Target:
     text: str
 
 
+#: The performance issue's targets (judged on the store schema).
 TARGETS = (
-    Target("tenantry_apply", "postgresql", 100, 1.0, "one revision over 100 PostgreSQL tenants"),
-    Target("tenantry_noop", None, 1000, 3.0, "nothing to apply over 1000 tenants"),
+    Target("tenantry_apply", "postgresql", 1000, 6.0, "one revision over 1,000 PostgreSQL tenants"),
+    Target("verify", "postgresql", 1000, 5.0, "verify 1,000 PostgreSQL tenants (5 ms each)"),
 )
 
 
-# --------------------------------------------------------------------------- the plug-in
+# --------------------------------------------------------------------------- the plug-ins
+
+#: The tenant schemas a fleet can be measured on: the default store schema (every table,
+#: index and its seed data, as provisioning builds it), and one ``products`` table.
+SCHEMAS = ("store", "one-table")
+
+STORE_PLUGIN_INIT = '''"""Tenant schema plug-in written by bench/fleet.py: tenantry's default store
+schema (its migrations copied here) and, once b002 exists, a nullable indexed ``bench_note`` on
+``products``."""
+
+from pathlib import Path
+
+from sqlalchemy import Column, Index, MetaData, String
+
+from tenantry.db.tenant.store.models import metadata as store_metadata
+from tenantry.db.tenant.store.seed import seed
+from tenantry.db.types import NAMING_CONVENTION
+
+SCHEMA_NAME = "benchstore"
+MIGRATIONS = Path(__file__).resolve().parent / "migrations"
+
+
+def build_metadata(with_note: bool) -> MetaData:
+    """The store schema, with or without b002's column."""
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    for table in store_metadata.sorted_tables:
+        table.to_metadata(metadata)
+    if with_note:
+        products = metadata.tables["products"]
+        products.append_column(Column("bench_note", String(200), nullable=True))
+        Index("ix_products_bench_note", products.c.bench_note)
+    return metadata
+
+
+metadata = build_metadata((MIGRATIONS / "versions" / "b002_note.py").exists())
+
+__all__ = ["MIGRATIONS", "SCHEMA_NAME", "build_metadata", "metadata", "seed"]
+'''
+
+STORE_B002 = '''"""product note
+
+Revision ID: b002
+Revises: {before}
+"""
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "b002"
+down_revision = "{before}"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("products") as batch:
+        batch.add_column(sa.Column("bench_note", sa.String(length=200), nullable=True))
+        batch.create_index("ix_products_bench_note", ["bench_note"], unique=False)
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("products") as batch:
+        batch.drop_index("ix_products_bench_note")
+        batch.drop_column("bench_note")
+'''
 
 PLUGIN_INIT = '''"""Tenant schema plug-in written by bench/fleet.py: one ``products`` table."""
 
@@ -141,6 +221,7 @@ from sqlalchemy import BigInteger, Column, Integer, MetaData, String, Table
 from tenantry.db.types import NAMING_CONVENTION
 
 SCHEMA_NAME = "benchshop"
+
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
 
 
@@ -229,42 +310,59 @@ class Installation:
 
     root: Path
     platform: Platform
-    module: str
+    schema: str  # one of SCHEMAS
+    schema_name: str
     migrations: Path
     build_metadata: Callable[[bool], MetaData]
+    seed: Callable[[Connection, dict[str, Any]], None] | None
+    before: str  # the revision the fleet starts at; b002 follows it
 
     def spec(self, with_note: bool) -> SchemaSpec:
-        """The tenant schema before (``b001`` only) or after ``b002`` exists.
+        """The tenant schema before or after ``b002`` exists.
 
         Built here rather than read from the plug-in (imported once per process), so both
         states are at hand; each has its own metadata, hence its own cached scripts.
         """
-        return SchemaSpec(Role.TENANT, SCHEMA_NAME, self.build_metadata(with_note), self.migrations)
+        return SchemaSpec(
+            Role.TENANT, self.schema_name, self.build_metadata(with_note), self.migrations
+        )
 
     def write_b002(self) -> None:
         """The new revision appears, as after a deploy."""
-        (self.migrations / "versions" / B002_FILE).write_text(PLUGIN_B002)
+        (self.migrations / "versions" / B002_FILE).write_text(_b002_source(self.schema))
 
 
-def _write_plugin(plug_dir: Path, with_b002: bool) -> str:
-    """Write ``benchshop_<hex>`` under ``plug_dir``; its module name."""
-    name = f"benchshop_{uuid.uuid4().hex[:8]}"
+def _b002_source(schema: str) -> str:
+    return STORE_B002.format(before=STORE_HEAD) if schema == "store" else PLUGIN_B002
+
+
+def _write_plugin(plug_dir: Path, schema: str, with_b002: bool) -> str:
+    """Write the ``schema`` plug-in as ``bench<schema>_<hex>`` under ``plug_dir``; its module
+    name."""
+    name = f"bench{schema.replace('-', '')}_{uuid.uuid4().hex[:8]}"
     package = plug_dir / name
     versions = package / "migrations" / "versions"
-    versions.mkdir(parents=True)
-    (package / "__init__.py").write_text(PLUGIN_INIT)
-    (package / "migrations" / "env.py").write_text(PLUGIN_ENV)
-    (versions / "b001_products.py").write_text(PLUGIN_B001)
+    if schema == "store":
+        # The default schema's own migrations, as an application extending it would have.
+        shutil.copytree(
+            STORE_MIGRATIONS, package / "migrations", ignore=shutil.ignore_patterns("__pycache__")
+        )
+        (package / "__init__.py").write_text(STORE_PLUGIN_INIT)
+    else:
+        versions.mkdir(parents=True)
+        (package / "__init__.py").write_text(PLUGIN_INIT)
+        (package / "migrations" / "env.py").write_text(PLUGIN_ENV)
+        (versions / "b001_products.py").write_text(PLUGIN_B001)
     if with_b002:
-        (versions / B002_FILE).write_text(PLUGIN_B002)
+        (versions / B002_FILE).write_text(_b002_source(schema))
     return name
 
 
 @contextmanager
-def installation(root: Path, *, with_b002: bool) -> Iterator[Installation]:
+def installation(root: Path, schema: str, *, with_b002: bool) -> Iterator[Installation]:
     """What ``tenantry init`` does, in ``root``, with a generated plug-in; closed on exit."""
     plug_dir = root / "plug"
-    module = _write_plugin(plug_dir, with_b002)
+    module = _write_plugin(plug_dir, schema, with_b002)
     sys.path.insert(0, str(plug_dir))
     env = {"TENANTRY_DATA_DIR": str(root / "data"), "TENANTRY_TENANT_SCHEMA": module}
     try:
@@ -275,7 +373,14 @@ def installation(root: Path, *, with_b002: bool) -> Iterator[Installation]:
         try:
             plugin = importlib.import_module(module)
             yield Installation(
-                root, platform, module, Path(plugin.MIGRATIONS), plugin.build_metadata
+                root,
+                platform,
+                schema,
+                plugin.SCHEMA_NAME,
+                Path(plugin.MIGRATIONS),
+                plugin.build_metadata,
+                getattr(plugin, "seed", None),
+                STORE_HEAD if schema == "store" else "b001",
             )
         finally:
             platform.close()
@@ -356,13 +461,22 @@ class TenantDatabases:
         else:
             raise SystemExit(f"unknown backend {backend!r} (sqlite or postgresql)")
 
-    def build_template(self, spec: SchemaSpec) -> None:
-        """The template at ``spec``'s head, with identity (clones then get their own id)."""
+    def build_template(self, inst: Installation, *, with_note: bool) -> None:
+        """The template at the plug-in's head, with identity (clones then get their own id)
+        and the plug-in's seed data, as provisioning leaves a new store's database."""
         create_database(self.template)  # a SQLite file is created with its directory
         engine = make_engine(self.template, pooled=False)
         try:
             with engine.begin() as conn:
-                schema_ops.migrate(conn, spec, mask(self.template), acting_app=OWNER, owner=OWNER)
+                schema_ops.migrate(
+                    conn,
+                    inst.spec(with_note=with_note),
+                    mask(self.template),
+                    acting_app=OWNER,
+                    owner=OWNER,
+                )
+                if inst.seed is not None:
+                    inst.seed(conn, {"name": "Bench store", "slug": "bench"})
         finally:
             engine.dispose()
         if self.backend == "sqlite":
@@ -509,19 +623,21 @@ def _revisions(urls: list[URL], spec: SchemaSpec) -> set[str | None]:
 # --------------------------------------------------------------------------- the benchmarks
 
 
-def bench_fleet(backend: str, n: int, concurrency: int, repeat: int) -> dict[str, Any]:
-    """Naive loop vs run_fleet over ``n`` databases of ``backend``: apply, no-op, verify
-    (tenantry's apply and no-op ``repeat`` times, the databases cloned afresh each time)."""
+def bench_fleet(schema: str, backend: str, n: int, concurrency: int, repeat: int) -> dict[str, Any]:
+    """Naive loop vs run_fleet over ``n`` databases of ``backend`` with the ``schema``
+    plug-in: apply, no-op, verify (tenantry's apply and no-op ``repeat`` times, the
+    databases cloned afresh each time)."""
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-fleet-") as tmp:
         root = Path(tmp)
         dbs = TenantDatabases(backend, root, n)
         try:
-            with installation(root, with_b002=False) as inst:
+            with installation(root, schema, with_b002=False) as inst:
                 platform = inst.platform
+                before = inst.before
                 t0 = time.perf_counter()
-                dbs.build_template(inst.spec(with_note=False))
-                ids = dbs.clone_all(f"{backend}: creating {n} databases at {BEFORE}")
-                register(platform, dbs, ids, BEFORE)
+                dbs.build_template(inst, with_note=False)
+                ids = dbs.clone_all(f"{backend}: creating {n} databases at {before}")
+                register(platform, dbs, ids, before)
                 dbs.settle()
                 setup_s = time.perf_counter() - t0
                 inst.write_b002()
@@ -541,8 +657,8 @@ def bench_fleet(backend: str, n: int, concurrency: int, repeat: int) -> dict[str
                 runs: dict[str, list[tuple[float, RunReport]]] = {}
                 for rep in range(repeat):
                     dbs.drop_all(f"{backend}: dropping {n} databases")
-                    ids = dbs.clone_all(f"{backend}: creating {n} databases at {BEFORE} again")
-                    reregister(platform, ids, BEFORE)
+                    ids = dbs.clone_all(f"{backend}: creating {n} databases at {before} again")
+                    reregister(platform, ids, before)
                     dbs.settle()
                     for step, expected in (
                         ("tenantry_apply", TenantOutcome.MIGRATED),
@@ -585,6 +701,7 @@ def bench_fleet(backend: str, n: int, concurrency: int, repeat: int) -> dict[str
     noop_ratio = steps["naive_noop"]["seconds"] / steps["tenantry_noop"]["seconds"]
     return {
         "backend": backend,
+        "schema": schema,
         "kind": "fleet",
         "tenants": n,
         "concurrency": concurrency,
@@ -595,19 +712,39 @@ def bench_fleet(backend: str, n: int, concurrency: int, repeat: int) -> dict[str
     }
 
 
-def bench_noop(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
+def raw_floor(urls: list[URL], concurrency: int) -> float:
+    """The floor of a no-op fleet run: with psycopg alone, over ``concurrency`` threads,
+    connect to each database, read its version, close; seconds."""
+
+    def visit(url: URL) -> None:
+        with psycopg.connect(
+            host=url.host,
+            port=url.port,
+            user=url.username,
+            password=url.password,
+            dbname=url.database,
+        ) as conn:
+            conn.execute("SELECT version_num FROM tenantry_tenant_version").fetchall()
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(visit, urls))
+    return time.perf_counter() - started
+
+
+def bench_noop(schema: str, n: int, concurrency: int, repeat: int) -> dict[str, Any]:
     """run_fleet over ``n`` PostgreSQL databases already at the head: nothing to apply (the
-    first run, then ``repeat`` more)."""
+    first run, then ``repeat`` more), beside the raw floor measured on the same databases."""
     backend = "postgresql"
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-fleet-") as tmp:
         root = Path(tmp)
         dbs = TenantDatabases(backend, root, n)
         try:
-            with installation(root, with_b002=True) as inst:
+            with installation(root, schema, with_b002=True) as inst:
                 platform = inst.platform
                 spec = inst.spec(with_note=True)
                 t0 = time.perf_counter()
-                dbs.build_template(spec)
+                dbs.build_template(inst, with_note=True)
                 ids = dbs.clone_all(f"{backend}: creating {n} databases at {AFTER}")
                 register(platform, dbs, ids, AFTER)
                 dbs.settle()
@@ -632,11 +769,22 @@ def bench_noop(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
                     _expect(report, n, TenantOutcome.CURRENT, "tenantry no-op")
                     runs.setdefault(step, []).append((seconds, report))
                 timings = {step: _repeated(done, n) for step, done in runs.items()}
+                floors = []
+                for rep in range(repeat):
+                    say(f"{backend} x{n}: raw floor ({rep + 1}/{repeat})")
+                    floors.append(raw_floor(dbs.urls, concurrency))
+                timings["raw_floor"] = _timing(statistics.median(floors), n) | {
+                    "runs_s": [round(x, 3) for x in floors]
+                }
+                timings["tenantry_noop"]["over_floor"] = (
+                    timings["tenantry_noop"]["seconds"] / timings["raw_floor"]["seconds"]
+                )
         finally:
             say(f"{backend} x{n}: cleaning up")
             dbs.cleanup()
     return {
         "backend": backend,
+        "schema": schema,
         "kind": "noop",
         "tenants": n,
         "concurrency": concurrency,
@@ -667,14 +815,28 @@ STEP_LABELS = {
     "tenantry_noop": "tenantry no-op (run_fleet)",
     "tenantry_noop_cold": "tenantry no-op (run_fleet), first connection to each database",
     "verify": "tenantry verify (verify_fleet)",
+    "raw_floor": "raw floor (psycopg: connect, read the version, close)",
 }
+
+
+#: A no-op run's target: at most this many times the raw floor measured in the same run.
+NOOP_OVER_FLOOR = 1.15
 
 
 def _annotate(results: list[dict[str, Any]]) -> None:
     """Add each step's target (and whether it was met) to the results."""
     for r in results:
+        if r.get("schema") != "store":  # the targets are about the real schema
+            continue
         for step, values in r.get("steps", {}).items():
             target = targets_for(step, r["backend"], r["tenants"])
+            if "over_floor" in values:
+                floor = r["steps"]["raw_floor"]["seconds"]
+                target = {
+                    "text": f"nothing to apply: ≤ {NOOP_OVER_FLOOR}x the raw floor",
+                    "seconds": floor * NOOP_OVER_FLOOR,
+                    "scaled": False,
+                }
             if target is not None:
                 target["met"] = values["seconds"] <= target["seconds"]
                 values["target"] = target
@@ -689,12 +851,25 @@ def _seconds_text(values: dict[str, Any]) -> str:
 
 def _print(results: list[dict[str, Any]]) -> None:
     table = Table(title="fleet migration: one revision (add a nullable, indexed column)")
-    for col in ("backend", "tenants", "step", "seconds", "ms/tenant", "naive/tenantry", "target"):
+    for col in (
+        "backend",
+        "schema",
+        "tenants",
+        "step",
+        "seconds",
+        "ms/tenant",
+        "naive/tenantry",
+        "target",
+    ):
         table.add_column(col, justify="left" if col in ("backend", "step") else "right")
     for r in results:
         if "error" in r:
             table.add_row(
-                r["backend"], str(r["tenants"]), f"[red]error[/] {r['error']}", "", "", "", ""
+                r["backend"],
+                r.get("schema", ""),
+                str(r["tenants"]),
+                f"[red]error[/] {r['error']}",
+                *[""] * 4,
             )
             table.add_section()
             continue
@@ -714,8 +889,11 @@ def _print(results: list[dict[str, Any]]) -> None:
                 colour = "green" if target["met"] else "red"
                 scaled = " (scaled)" if target["scaled"] else ""
                 target_text = f"[{colour}]≤ {target['seconds']:.2f} s{scaled}[/]"
+            if "over_floor" in values:
+                label += f" = {values['over_floor']:.2f}x the raw floor"
             table.add_row(
                 r["backend"],
+                r["schema"],
                 str(r["tenants"]),
                 label,
                 _seconds_text(values),
@@ -731,6 +909,7 @@ def _print(results: list[dict[str, Any]]) -> None:
         "instance check, migration lock, checksums, outcomes recorded in master) with c "
         "threads. Targets from the issue: "
         + "; ".join(f"{t.text} ≤ {t.seconds:g} s" for t in TARGETS)
+        + f"; nothing to apply ≤ {NOOP_OVER_FLOOR}x the raw floor of the same run"
         + "; (scaled) = the same per-tenant budget at another N. Green: met.[/]"
     )
 
@@ -753,31 +932,42 @@ def main() -> None:
         default=3,
         help="tenantry runs per step; the table shows the median and the range",
     )
+    parser.add_argument(
+        "--schemas",
+        nargs="+",
+        choices=SCHEMAS,
+        default=list(SCHEMAS),
+        help="tenant schemas: the default store schema at every --tenants, and the one-table "
+        "schema as an extra row at the first --tenants only",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     if any(n < 1 for n in args.tenants) or min(args.concurrency, args.repeat) < 1:
         parser.error("--tenants, --concurrency and --repeat must be at least 1")
     if args.noop_tenants < 0:
         parser.error("--noop-tenants must be at least 0")
-    jobs: list[tuple[str, int, Callable[[], dict[str, Any]]]] = [
-        (b, n, partial(bench_fleet, b, n, args.concurrency, args.repeat))
-        for b in args.backends
-        for n in args.tenants
-    ]
+    jobs: list[tuple[str, str, int, Callable[[], dict[str, Any]]]] = []
+    for b in args.backends:
+        for schema in args.schemas:
+            for n in args.tenants if schema == "store" else args.tenants[:1]:
+                job = partial(bench_fleet, schema, b, n, args.concurrency, args.repeat)
+                jobs.append((b, schema, n, job))
     if args.noop_tenants and "postgresql" in args.backends:
         n = args.noop_tenants
-        jobs.append(("postgresql", n, partial(bench_noop, n, args.concurrency, args.repeat)))
+        schema = "store" if "store" in args.schemas else args.schemas[0]
+        noop = partial(bench_noop, schema, n, args.concurrency, args.repeat)
+        jobs.append(("postgresql", schema, n, noop))
     results: list[dict[str, Any]] = []
     load_start = os.getloadavg()
     try:
-        for backend, n, job in jobs:
+        for backend, schema, n, run in jobs:
             try:
-                results.append(job())
+                results.append(run())
             except Exception as exc:  # report it, run the others
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 error = f"{type(exc).__name__}: {first}"
-                console.print(f"[red]{backend} x{n} failed:[/] {error}")
-                results.append({"backend": backend, "tenants": n, "error": error})
+                console.print(f"[red]{backend}/{schema} x{n} failed:[/] {error}")
+                results.append({"backend": backend, "schema": schema, "tenants": n, "error": error})
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; the databases created were dropped.[/]")
         raise SystemExit(130) from None

@@ -1,41 +1,40 @@
 """Benchmark: signed Stripe webhooks through a real server, ingested then processed.
 
     python bench/webhooks.py [--events 5000] [--clients 16] [--backends sqlite postgresql]
-                             [--out bench/results]
+                             [--senders wrk autocannon httpx] [--out bench/results]
 
 For each backend: a fresh installation (temp data dir; on PostgreSQL a fresh billing database
 on TENANTRY_BENCH_POSTGRES_URL's server, dropped at the end), a signing secret for app
 ``bench`` added with ``tenantry billing secrets add``, then ``tenantry up --workers 1`` (the
 API and a worker subprocess whose webhook thread applies events). N signed
 ``payment_intent.succeeded`` events (unique ids, about 2.5 KB each) are POSTed to
-``/webhooks/stripe/bench`` by C concurrent clients (one ``httpx.AsyncClient`` each). Measured:
-events/s answered 2xx and the latency of those answers, then, polling the billing database
-until every stored event is processed, events/s processed and whether any was lost (stored ==
-answered, payments == N). Prints a table and writes ``webhooks.json``.
+``/webhooks/stripe/bench`` over C connections, each event exactly once, by each sender on its
+own fresh installation (``webhook_senders.py``: wrk, and autocannon as the independent second
+sender; httpx when neither is installed). Measured: webhook deliveries answered 2xx per second
+and their latency, from the sender's own per-request timings (nothing but webhooks is sent),
+then, polling the billing database until every stored event is processed, events/s processed
+and whether any was lost (stored == answered, payments == N). The senders must agree within
+15 % on rate and p99. Prints tables and writes ``webhooks.json``; exits non-zero when an event
+is lost or the senders disagree.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import hashlib
 import hmac
 import json
 import os
-import platform as host
-import shutil
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +44,15 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func, select
 from sqlalchemy.engine import URL
+from webhook_senders import (
+    SENDERS,
+    SendStats,
+    available,
+    send_autocannon,
+    send_httpx,
+    send_wrk,
+    write_requests,
+)
 
 from tenantry.db.admin import create_database, dispose_server_engines, drop_database
 from tenantry.db.billing.models import BillingPayment, BillingWebhook, WebhookStatus
@@ -273,116 +281,6 @@ def running_server(
 # --------------------------------------------------------------------------- load
 
 
-@dataclass
-class SendStats:
-    """What the clients saw."""
-
-    answered: int = 0  # 2xx
-    latencies_ms: list[float] = field(default_factory=list)  # of 2xx answers
-    outcomes: Counter[str] = field(default_factory=Counter)  # status code or exception
-    seconds: float = 0.0
-    wrk: bool = False  # latencies_ms holds wrk's p50, p99 and max, not every sample
-
-
-async def _send_all(base_url: str, secret: str, bodies: list[bytes], clients: int) -> SendStats:
-    stats = SendStats()
-    todo = iter(range(len(bodies)))  # shared by the clients: one event loop, no lock needed
-    path = f"/webhooks/stripe/{APP_ID}"
-
-    async def client() -> None:
-        limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
-        async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as http:
-            for i in todo:
-                body = bodies[i]
-                headers = {
-                    "Stripe-Signature": stripe_signature(secret, body),
-                    "content-type": "application/json",
-                }
-                t0 = time.perf_counter()
-                try:
-                    response = await http.post(path, content=body, headers=headers)
-                except httpx.HTTPError as exc:
-                    stats.outcomes[type(exc).__name__] += 1
-                    continue
-                elapsed = (time.perf_counter() - t0) * 1000
-                stats.outcomes[str(response.status_code)] += 1
-                if response.is_success:
-                    stats.answered += 1
-                    stats.latencies_ms.append(elapsed)
-
-    started = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(clients)))
-    stats.seconds = time.perf_counter() - started
-    return stats
-
-
-WRK_SCRIPT = Path(__file__).with_name("wrk_webhooks.lua")
-
-
-def _send_wrk(
-    base_url: str, secret: str, bodies: list[bytes], clients: int, workdir: Path, engine: Engine
-) -> SendStats:
-    """Send every event once with wrk (a C client: the server keeps the cores); stop wrk
-    when the database holds every event. The rate is the server's: stored events over the
-    span of their ``received_at``."""
-    requests_file = workdir / "requests.tsv"
-    with requests_file.open("w") as out:
-        for body in bodies:
-            out.write(f"{stripe_signature(secret, body)}\t{body.decode()}\n")
-    threads = 2
-    proc = subprocess.Popen(
-        [
-            "wrk",
-            f"-t{threads}",
-            f"-c{max(clients, threads)}",
-            "-d600s",
-            "--timeout",
-            "30s",
-            "--latency",
-            "-s",
-            str(WRK_SCRIPT),
-            f"{base_url}/webhooks/stripe/{APP_ID}",
-            "--",
-            str(requests_file),
-            str(threads),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    deadline = time.monotonic() + 600
-    last, still = -1, 0.0
-    while time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.5)
-        stored = sum(_counts(engine).values())
-        if stored >= len(bodies):
-            break
-        still = still + 0.5 if stored == last else 0.0
-        if stored and still >= 5:  # nothing new for 5 s: wrk has sent all it will
-            break
-        last = stored
-    proc.send_signal(signal.SIGINT)
-    output, _ = proc.communicate(timeout=60)
-    line = next(x for x in output.splitlines() if x.startswith("RESULT"))
-    fields = dict(part.split("=") for part in line.split()[1:])
-    with engine.connect() as conn:
-        first_at, last_at = conn.execute(
-            select(func.min(BillingWebhook.received_at), func.max(BillingWebhook.received_at))
-        ).one()
-    stats = SendStats()
-    stats.answered = int(fields["ok"])
-    stats.outcomes["2xx"] = int(fields["ok"])
-    if int(fields["bad"]):
-        stats.outcomes["non-2xx"] = int(fields["bad"])
-    stats.seconds = (
-        (last_at - first_at).total_seconds() if first_at and last_at else float(fields["seconds"])
-    )
-    # wrk reports percentiles, not every sample (health checks at the end included).
-    stats.latencies_ms = [int(fields[k]) / 1000 for k in ("p50_us", "p99_us", "max_us")]
-    stats.wrk = True
-    return stats
-
-
 def _counts(engine: Engine) -> dict[str, int]:
     with engine.connect() as conn:
         rows = conn.execute(
@@ -410,11 +308,24 @@ def _wait_processed(engine: Engine, expected: int) -> tuple[dict[str, int], floa
         time.sleep(POLL_S)
 
 
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+def _send(
+    sender: str,
+    base_url: str,
+    secret: str,
+    bodies: list[bytes],
+    clients: int,
+    workdir: Path,
+    engine: Engine,
+) -> SendStats:
+    """Sign every event now (Stripe's tolerance is minutes) and send each once."""
+    url = f"{base_url}/webhooks/stripe/{APP_ID}"
+    signed = [(stripe_signature(secret, body), body) for body in bodies]
+    if sender == "httpx":
+        return send_httpx(url, signed, clients)
+    requests = write_requests(workdir / "requests.tsv", signed)
+    if sender == "wrk":
+        return send_wrk(url, requests, clients, lambda: sum(_counts(engine).values()))
+    return send_autocannon(url, requests, clients, workdir)
 
 
 def bench_backend(
@@ -455,10 +366,7 @@ def bench_backend(
             engine = make_engine(billing_url, pool_size=1)
             with running_server(env, Path(tmp) / "server.log", api_workers=api_workers) as server:
                 t_start = time.perf_counter()
-                if sender == "wrk":
-                    sent = _send_wrk(server.base_url, secret, bodies, clients, Path(tmp), engine)
-                else:
-                    sent = asyncio.run(_send_all(server.base_url, secret, bodies, clients))
+                sent = _send(sender, server.base_url, secret, bodies, clients, Path(tmp), engine)
                 backlog = _counts(engine)
                 counts, t_done, complete = _wait_processed(engine, sent.answered)
                 if not complete:
@@ -525,21 +433,12 @@ def bench_backend(
         "events": events,
         "clients": clients,
         "api_workers": api_workers,
+        "sender": sent.sender,
         "answered_2xx": sent.answered,
         "responses": dict(sent.outcomes),
         "ingest_s": sent.seconds,
-        "ingested_per_s": sent.answered / sent.seconds if sent.seconds else 0.0,
-        "sender": "wrk" if sent.wrk else "httpx",
-        "latency_ms": (
-            dict(zip(("p50", "p99", "max"), sent.latencies_ms, strict=True))
-            if sent.wrk
-            else {
-                "p50": _pct(sent.latencies_ms, 0.50),
-                "p99": _pct(sent.latencies_ms, 0.99),
-                "max": max(sent.latencies_ms, default=None),
-                "mean": statistics.fmean(sent.latencies_ms) if sent.latencies_ms else None,
-            }
-        ),
+        "ingested_per_s": sent.rate,
+        "latency_ms": sent.latency_ms,
         "backlog_at_ingest_end": backlog.get(WebhookStatus.RECEIVED, 0)
         + backlog.get(WebhookStatus.PROCESSING, 0),
         "statuses": counts,
@@ -570,8 +469,8 @@ def _print(results: list[dict[str, Any]], api_workers: int) -> None:
     )
     for col in (
         "backend",
+        "sender",
         "events",
-        "clients",
         "2xx",
         "non-2xx",
         "ingest/s",
@@ -587,13 +486,13 @@ def _print(results: list[dict[str, Any]], api_workers: int) -> None:
         table.add_column(col, justify="right", no_wrap=col == "backend")
     for r in results:
         if "error" in r:
-            table.add_row(r["backend"], "[red]error[/]", *[""] * 12)
+            table.add_row(r["backend"], r.get("sender", ""), "[red]error[/]", *[""] * 11)
             continue
         other = {k: v for k, v in r["responses"].items() if not k.startswith("2")}
         table.add_row(
             r["backend"],
+            r["sender"],
             str(r["events"]),
-            str(r["clients"]),
             str(r["answered_2xx"]),
             ", ".join(f"{v} x {k}" for k, v in other.items()) or "-",
             f"{r['ingested_per_s']:.0f}",
@@ -608,62 +507,119 @@ def _print(results: list[dict[str, Any]], api_workers: int) -> None:
         )
     console.print(table)
     console.print(
-        "[dim]ingest/s: 2xx answers per second of sending; p50/p99: latency of those answers; "
-        "backlog: events not yet processed when sending ended; proc/s: events processed "
-        "per second from the first received to the last processed; retried: events processed "
-        "more than once (after a failed attempt); lost: answered 2xx but not "
-        "stored (payments should equal events).[/]"
+        "[dim]ingest/s: webhook deliveries answered 2xx per second, first request sent to last "
+        "answer on the sender's clock; p50/p99: the sender's latency of those answers (nothing "
+        "else is sent); backlog: events not yet processed when sending ended; proc/s: events "
+        "processed per second from the first received to the last processed; retried: events "
+        "processed more than once; lost: answered 2xx but not stored (payments should equal "
+        "events).[/]"
     )
 
 
+#: Two senders agree when their rates and p99s are within this of each other.
+AGREEMENT = 0.15
+
+
+def agreement(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per backend, each other sender's rate and p99 against the first sender's."""
+    rows: list[dict[str, Any]] = []
+    by_backend: dict[str, list[dict[str, Any]]] = {}
+    for r in results:
+        if "error" not in r:
+            by_backend.setdefault(r["backend"], []).append(r)
+    for backend, runs in by_backend.items():
+        base = runs[0]
+        for other in runs[1:]:
+            rate = other["ingested_per_s"] / base["ingested_per_s"] - 1
+            p99 = other["latency_ms"]["p99"] / base["latency_ms"]["p99"] - 1
+            rows.append(
+                {
+                    "backend": backend,
+                    "reference": base["sender"],
+                    "sender": other["sender"],
+                    "rate_diff": rate,
+                    "p99_diff": p99,
+                    "agree": abs(rate) <= AGREEMENT and abs(p99) <= AGREEMENT,
+                }
+            )
+    return rows
+
+
+def _print_agreement(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    table = Table(title=f"Do the senders agree (within {AGREEMENT:.0%})?")
+    for col in ("backend", "sender", "vs", "rate", "p99", "agree"):
+        table.add_column(col, justify="right")
+    for row in rows:
+        table.add_row(
+            row["backend"],
+            row["sender"],
+            row["reference"],
+            f"{row['rate_diff']:+.1%}",
+            f"{row['p99_diff']:+.1%}",
+            "[green]yes[/]" if row["agree"] else "[red]no[/]",
+        )
+    console.print(table)
+
+
 def main() -> None:
-    """Run the benchmark for each backend, print a table and write the JSON results."""
+    """Run the benchmark for each backend and sender, print tables and write the JSON."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--events", type=int, default=5000, help="events sent per backend")
-    parser.add_argument("--clients", type=int, default=16, help="concurrent HTTP clients")
+    parser.add_argument("--events", type=int, default=5000, help="events sent per run")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument(
         "--api-workers", type=int, default=1, help="API processes (`tenantry up --api-workers`)"
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     parser.add_argument(
-        "--sender",
-        choices=["auto", "wrk", "httpx"],
-        default="auto",
-        help="wrk (a C client, leaves the CPU to the server) if installed, else httpx",
+        "--senders",
+        nargs="+",
+        choices=SENDERS,
+        default=None,
+        help="load generators, each on a fresh installation (default: wrk and autocannon, "
+        "which must agree; httpx when neither is installed)",
     )
     args = parser.parse_args()
-    sender = args.sender
-    if sender == "auto":
-        sender = "wrk" if shutil.which("wrk") else "httpx"
     if args.events < 1 or args.clients < 1:
         parser.error("--events and --clients must be at least 1")
+    senders = args.senders or [s for s in ("wrk", "autocannon") if available(s) is None]
+    senders = senders or ["httpx"]
+    for sender in senders:
+        if (why := available(sender)) is not None:
+            parser.error(f"--senders {sender}: {why}")
     results: list[dict[str, Any]] = []
     for backend in args.backends:
-        console.print(f"{backend}: {args.events} events from {args.clients} clients …")
-        try:
-            results.append(
-                bench_backend(backend, args.events, args.clients, sender, args.api_workers)
-            )
-        except Exception as exc:  # report it, run the other backends
-            console.print(f"[red]{backend} failed:[/] {type(exc).__name__}: {exc}")
-            results.append({"backend": backend, "error": f"{type(exc).__name__}: {exc}"})
+        for sender in senders:
+            console.print(f"{backend}/{sender}: {args.events} events, {args.clients} connections …")
+            try:
+                results.append(
+                    bench_backend(backend, args.events, args.clients, sender, args.api_workers)
+                )
+            except Exception as exc:  # report it, run the others
+                console.print(f"[red]{backend}/{sender} failed:[/] {type(exc).__name__}: {exc}")
+                results.append(
+                    {"backend": backend, "sender": sender, "error": f"{type(exc).__name__}: {exc}"}
+                )
     _print(results, args.api_workers)
+    agree = agreement(results)
+    _print_agreement(agree)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "webhooks.json"
     out.write_text(
         json.dumps(
             {
                 "run": run_metadata(),
-                "machine": {"cpus": os.cpu_count(), "python": host.python_version()},
                 "config": {
                     "events": args.events,
                     "clients": args.clients,
-                    "sender": sender,
+                    "senders": senders,
                     "server_workers": 1,
                     "api_workers": args.api_workers,
                 },
                 "results": results,
+                "agreement": agree,
             },
             indent=2,
             default=str,
@@ -671,8 +627,11 @@ def main() -> None:
         + "\n"
     )
     console.print(f"wrote {out}")
-    failed = any("error" in r or r["lost"] or r["unapplied"] for r in results)
-    raise SystemExit(1 if failed else 0)
+    failed = any(
+        "error" in r or r["lost"] or r["unapplied"] or r["answered_2xx"] != r["events"]
+        for r in results
+    )
+    raise SystemExit(1 if failed or not all(row["agree"] for row in agree) else 0)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,31 @@
 -- wrk script for bench/webhooks.py: each wrk thread sends its own slice of the pre-signed
--- requests exactly once, then stops; 2xx answers are counted per thread.
+-- requests exactly once, then stops. Nothing else is ever sent, so wrk's latency histogram
+-- holds webhook deliveries only; the rate is taken from this script's own clock (first
+-- request written to last answer), not from wrk's run time, which lasts until it is
+-- interrupted.
+--
+-- Two traps of wrk 4.1 this avoids:
+--  * wrk calls request() once on thread 0 before the run, only to count pipelined requests
+--    (script_verify_request); that call must not take an event, or the event is never sent.
+--    Thread 0 starts one index early, and that first call gets a request nobody sends.
+--  * request() has no "no more requests" answer. delay() is called before each request(),
+--    one to one, so it reserves the next event and, when the slice is used up, holds the
+--    connection until the thread is stopped.
+local ffi = require("ffi")
+ffi.cdef [[
+  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+  int clock_gettime(int clk_id, bench_timespec *tp);
+]]
+local CLOCK_MONOTONIC = 1
+local ts = ffi.new("bench_timespec")
+local function now_us()
+  ffi.C.clock_gettime(CLOCK_MONOTONIC, ts)
+  return tonumber(ts.tv_sec) * 1000000 + math.floor(tonumber(ts.tv_nsec) / 1000)
+end
+
 local threads = {}
 local counter = 0
+local HOLD_MS = 3600 * 1000
 
 setup = function(thread)
   thread:set("id", counter)
@@ -20,39 +44,68 @@ init = function(args)
     end
     n = n + 1
   end
-  i = 0
+  total = #reqs
+  -- Thread 0's first request() is wrk's verification call (see the top of this file).
+  i = (id == 0) and -1 or 0
+  reserved = 0
   answered = 0
   ok = 0
   bad = 0
+  first_us = 0
+  last_us = 0
+end
+
+delay = function()
+  if reserved < total then
+    reserved = reserved + 1
+    return 0
+  end
+  return HOLD_MS
 end
 
 request = function()
-  -- Past the end of the slice: cheap health checks (not counted) until the benchmark,
-  -- seeing every event stored, interrupts wrk (SIGINT makes wrk print its summary).
   i = i + 1
   local r = reqs[i]
   if r == nil then
+    -- Only wrk's verification call (i == 0 on thread 0) gets here; it is never sent.
     return wrk.format("GET", "/health")
+  end
+  if first_us == 0 then
+    first_us = now_us()
   end
   return wrk.format("POST", path, {["Stripe-Signature"] = r[1], ["Content-Type"] = "application/json"}, r[2])
 end
 
 response = function(status, headers, body)
-  -- Health checks answer {"status": "ok", ...}; webhook answers carry "received".
-  if body:find('"received"', 1, true) then
-    if status >= 200 and status < 300 then ok = ok + 1 else bad = bad + 1 end
-  elseif not body:find('"status"', 1, true) then
+  answered = answered + 1
+  last_us = now_us()
+  if status >= 200 and status < 300 and body:find('"received"', 1, true) then
+    ok = ok + 1
+  else
     bad = bad + 1
+  end
+  if answered >= total then
+    io.write(string.format("THREAD_DONE id=%d\n", id))
+    io.stdout:flush()
+    wrk.thread:stop()
   end
 end
 
 done = function(summary, latency, requests)
-  local total_ok, total_bad = 0, 0
+  local total_ok, total_bad, sent = 0, 0, 0
+  local first, last = nil, nil
   for _, t in ipairs(threads) do
     total_ok = total_ok + t:get("ok")
     total_bad = total_bad + t:get("bad")
+    sent = sent + t:get("total")
+    local f, l = t:get("first_us"), t:get("last_us")
+    if f > 0 and (first == nil or f < first) then first = f end
+    if l > 0 and (last == nil or l > last) then last = l end
   end
-  io.write(string.format("RESULT ok=%d bad=%d p50_us=%d p99_us=%d max_us=%d seconds=%f\n",
-    total_ok, total_bad, latency:percentile(50), latency:percentile(99), latency.max,
-    summary.duration / 1e6))
+  local span = (first and last) and (last - first) or 0
+  io.write(string.format(
+    "RESULT events=%d ok=%d bad=%d span_us=%d p50_us=%d p90_us=%d p99_us=%d max_us=%d n=%d errors=%d\n",
+    sent, total_ok, total_bad, span, latency:percentile(50), latency:percentile(90),
+    latency:percentile(99), latency.max, summary.requests,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
 end

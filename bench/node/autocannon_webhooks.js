@@ -1,0 +1,69 @@
+'use strict'
+// The second sender of bench/webhooks.py: autocannon sends every pre-signed event of
+// requests.tsv exactly once (amount = events; each request takes the next line) over
+// CONNECTIONS keep-alive connections, and records each answer's own latency.
+//
+//   node autocannon_webhooks.js URL REQUESTS_TSV CONNECTIONS OUT_JSON
+//
+// OUT_JSON gets {events, ok, bad, errors, span_us, latencies_ms: [...2xx answers...]}.
+const fs = require('fs')
+const autocannon = require('autocannon')
+
+const [url, file, connArg, out] = process.argv.slice(2)
+const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0)
+const connections = Math.min(parseInt(connArg, 10), lines.length)
+const path = new URL(url).pathname
+let next = 0
+
+const latencies = []
+let ok = 0
+let bad = 0
+let errors = 0
+let lastNs = 0n
+const startNs = process.hrtime.bigint()
+
+const instance = autocannon({
+  url,
+  connections,
+  amount: lines.length,
+  timeout: 30,
+  requests: [{
+    setupRequest: (req) => {
+      const line = lines[next++]
+      const tab = line.indexOf('\t')
+      return {
+        ...req,
+        method: 'POST',
+        path,
+        headers: { 'stripe-signature': line.slice(0, tab), 'content-type': 'application/json' },
+        body: line.slice(tab + 1)
+      }
+    }
+  }]
+}, (err) => {
+  if (err) {
+    console.error(err)
+    process.exit(1)
+  }
+  const result = {
+    events: lines.length,
+    taken: next,
+    ok,
+    bad,
+    errors,
+    span_us: Number((lastNs - startNs) / 1000n),
+    latencies_ms: latencies
+  }
+  fs.writeFileSync(out, JSON.stringify(result))
+})
+
+instance.on('response', (client, statusCode, resBytes, responseTime) => {
+  lastNs = process.hrtime.bigint()
+  if (statusCode >= 200 && statusCode < 300) {
+    ok++
+    latencies.push(responseTime)
+  } else {
+    bad++
+  }
+})
+instance.on('reqError', () => { errors++ })
