@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform as host
 import statistics
 import subprocess
 import sys
@@ -22,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from benchkit import pct
+from benchkit import pct, run_metadata
 from rich.console import Console
 from rich.table import Table
 
@@ -58,13 +56,6 @@ def measure(runs: int) -> dict[str, list[float]]:
         for name, args in COMMANDS.items():
             times[name].append(_once(args))
     return times
-
-
-def _commit() -> str:
-    done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=False
-    )
-    return done.stdout.strip() or "unknown"
 
 
 def main() -> None:
@@ -112,13 +103,8 @@ def main() -> None:
         "runs": args.runs,
         "anchor": ANCHOR,
         "rows": rows,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": host.python_version(),
-            "system": host.platform(),
-        },
+        "run": run_metadata(),
         "versions": {p: version(p) for p in ("tenantry", "alembic", "typer", "sqlalchemy")},
-        "commit": _commit(),
     }
     out.write_text(json.dumps(document, indent=2) + "\n")
     console.print(f"wrote {out}")

@@ -1,0 +1,258 @@
+"""Regenerate the README's performance table from the benches' JSON results.
+
+    python bench/readme_table.py [--results bench/results] [--readme README.md] [--check]
+
+Each row is read from one bench's JSON (``provision``, ``webhooks``, ``fleet``, ``backup``,
+``cli``): what tenantry measured, the floor or anchor measured in the same run, their ratio,
+and the run it came from (commit and date). The table replaces what lies between the
+``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` lines. ``--check`` changes
+nothing and exits 1 when the README's table is not the one the JSON files give (CI runs it,
+so the table cannot be typed by hand or fall behind the results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+START = "<!-- bench-table:start -->"
+END = "<!-- bench-table:end -->"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table."""
+
+    measure: str
+    tenantry: str
+    floor: str  # the floor or anchor, measured in the same run
+    ratio: str
+    run: str
+
+
+def _run(data: dict[str, Any]) -> str:
+    run = data.get("run") or {}
+    commit = str(run.get("commit") or data.get("commit") or "?")
+    short = commit[:8] + ("-dirty" if commit.endswith("-dirty") else "")
+    return f"`{short}` {str(run.get('when') or '')[:10]}".strip()
+
+
+def _ms(value: float) -> str:
+    return f"{value:.1f} ms" if value < 100 else f"{value:.0f} ms"
+
+
+def _s(value: float) -> str:
+    return f"{value:.2f} s"
+
+
+def _x(value: float | None) -> str:
+    return "" if value is None else f"{value:.2f}x"
+
+
+def provision_rows(data: dict[str, Any]) -> Iterator[Row]:
+    """Per backend: the template build, and a store provisioned against the template copy."""
+    run = _run(data)
+    for r in data["results"]:
+        if "error" in r:
+            continue
+        per = r["per_store_ms"]
+        copy = r["floor"]["copy_ms"]
+        yield Row(
+            f"provision a store, {r['backend']}, median of {r['stores']} "
+            f"(mean {per['mean']:.1f}, p99 {per['p99']:.1f} ms)",
+            _ms(per["median"]),
+            f"template copy {_ms(copy)}",
+            _x(per["median"] / copy if copy else None),
+            run,
+        )
+        yield Row(
+            f"build the template once, {r['backend']}",
+            _ms(r["template_build_ms"]) if r.get("template_build_ms") is not None else "present",
+            "",
+            "",
+            run,
+        )
+
+
+def webhook_rows(data: dict[str, Any]) -> Iterator[Row]:
+    """Per backend and sender: ingest rate and p99, beside the other sender of the same run;
+    then the processing rate."""
+    run = _run(data)
+    results = [r for r in data["results"] if "error" not in r]
+    for r in results:
+        others = [o for o in results if o["backend"] == r["backend"] and o is not r]
+        anchor = ", ".join(
+            f"{o['sender']} {o['ingested_per_s']:.0f}/s, p99 {o['latency_ms']['p99']:.1f} ms"
+            for o in others
+        )
+        ratio = (
+            _x(r["ingested_per_s"] / others[0]["ingested_per_s"])
+            if others and others[0]["ingested_per_s"]
+            else ""
+        )
+        yield Row(
+            f"webhook ingest, {r['backend']}, {r['events']} events ({r['sender']})",
+            f"{r['ingested_per_s']:.0f}/s, p99 {r['latency_ms']['p99']:.1f} ms",
+            anchor,
+            ratio,
+            run,
+        )
+    for r in results[:1] + [
+        r for r in results[1:] if r["backend"] not in {x["backend"] for x in results[:1]}
+    ]:
+        yield Row(
+            f"webhooks processed while ingest runs, {r['backend']}",
+            f"{r['processed_per_s']:.0f}/s",
+            "",
+            "",
+            run,
+        )
+
+
+def fleet_rows(data: dict[str, Any]) -> Iterator[Row]:
+    """The store schema's apply, no-op and verify against the naive loop or the raw floor."""
+    run = _run(data)
+    for r in data["results"]:
+        if "error" in r or r.get("schema", "one-table") != "store":
+            continue
+        steps, n, b = r["steps"], r["tenants"], r["backend"]
+        if r["kind"] == "noop":
+            noop, floor = steps["tenantry_noop"], steps["raw_floor"]
+            yield Row(
+                f"fleet run, nothing to apply, {n} {b} tenants",
+                _s(noop["seconds"]),
+                f"raw psycopg loop {_s(floor['seconds'])}",
+                _x(noop["seconds"] / floor["seconds"]),
+                run,
+            )
+            continue
+        for step, naive, what in (
+            ("tenantry_apply", "naive_apply", "one revision"),
+            ("tenantry_noop", "naive_noop", "nothing to apply"),
+        ):
+            ours, theirs = steps[step]["seconds"], steps[naive]["seconds"]
+            yield Row(
+                f"fleet run, {what}, {n} {b} tenants (store schema)",
+                _s(ours),
+                f"naive Alembic loop {_s(theirs)}",
+                _x(ours / theirs),
+                run,
+            )
+        yield Row(
+            f"fleet verify, {n} {b} tenants (store schema)",
+            f"{steps['verify']['ms_per_tenant']:.1f} ms/tenant",
+            "",
+            "",
+            run,
+        )
+
+
+def backup_rows(data: dict[str, Any]) -> Iterator[Row]:
+    """Backup and verify against pg_dump/pg_restore in the same run."""
+    run = _run(data)
+    for r in data["results"]:
+        if "error" in r:
+            continue
+        if r["part"] == "one":
+            yield Row(
+                f"backup + verify one {r['size_mb']:g} MB PostgreSQL database",
+                _s(r["tenantry"]["total_s"]),
+                f"pg_dump + pg_restore {_s(r['plain']['total_s'])}",
+                _x(r["tenantry_over_plain"]["total"]),
+                run,
+            )
+        else:
+            yield Row(
+                f"backup + verify {r['tenants']} tenants x {r['tenant_mb']:g} MB",
+                _s(r["tenantry"]["seconds"]),
+                f"pg_dump + pg_restore loop {_s(r['plain']['seconds'])}",
+                _x(r["tenantry_over_plain"]["total"]),
+                run,
+            )
+
+
+def cli_rows(data: dict[str, Any]) -> Iterator[Row]:
+    """Start-up of tenantry commands against ``alembic --version``."""
+    run = _run(data)
+    anchor = next((r for r in data["rows"] if r["command"] == data["anchor"]), None)
+    for r in data["rows"]:
+        if anchor is None or r is anchor:
+            continue
+        yield Row(
+            f"`{r['command']}` start-up, median of {data['runs']}",
+            _ms(r["median_ms"]),
+            f"`{anchor['command']}` {_ms(anchor['median_ms'])}",
+            _x(r["vs_anchor"]),
+            run,
+        )
+
+
+#: The benches in the order the table shows them.
+BENCHES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
+    "provision": provision_rows,
+    "webhooks": webhook_rows,
+    "fleet": fleet_rows,
+    "backup": backup_rows,
+    "cli": cli_rows,
+}
+
+
+def table(results: Path) -> str:
+    """The markdown table of every bench whose JSON is in ``results``."""
+    lines = [
+        "| bench | measure | tenantry | floor or anchor, same run | ratio | run |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, rows in BENCHES.items():
+        path = results / f"{name}.json"
+        if not path.exists():
+            continue
+        for row in rows(json.loads(path.read_text())):
+            lines.append(
+                f"| {name} | {row.measure} | {row.tenantry} | {row.floor} | {row.ratio} "
+                f"| {row.run} |"
+            )
+    if len(lines) == 2:
+        return "No results are committed yet: run the benches, then this script."
+    return "\n".join(lines)
+
+
+def splice(readme: str, new_table: str) -> str:
+    """``readme`` with the text between the markers replaced by ``new_table``."""
+    try:
+        before, rest = readme.split(START + "\n", 1)
+        _, after = rest.split(END, 1)
+    except ValueError:
+        raise SystemExit(f"the README has no {START} … {END} block to fill") from None
+    return f"{before}{START}\n{new_table}\n{END}{after}"
+
+
+def main() -> None:
+    """Write (or with --check, compare) the README's performance table."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--results", type=Path, default=Path("bench/results"))
+    parser.add_argument("--readme", type=Path, default=Path("README.md"))
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
+    args = parser.parse_args()
+    readme = args.readme.read_text()
+    wanted = splice(readme, table(args.results))
+    if args.check:
+        if wanted != readme:
+            print(
+                f"{args.readme}'s performance table is not the one {args.results}/*.json give; "
+                "run `python bench/readme_table.py` and commit the result.",
+                file=sys.stderr,
+            )
+            raise SystemExit(1)
+        return
+    args.readme.write_text(wanted)
+    print(f"wrote the performance table into {args.readme}")
+
+
+if __name__ == "__main__":
+    main()
