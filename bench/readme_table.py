@@ -1,19 +1,23 @@
 """Regenerate the README's performance table from the benches' JSON results.
 
     python bench/readme_table.py [--results bench/results] [--readme README.md] [--check]
+                                 [--compare OTHER_RESULTS]
 
 Each row is read from one bench's JSON (``provision``, ``webhooks``, ``fleet``, ``backup``,
 ``cli``): what tenantry measured, the floor or anchor measured in the same run, their ratio,
 and the run it came from (commit and date). The table replaces what lies between the
 ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` lines. ``--check`` changes
 nothing and exits 1 when the README's table is not the one the JSON files give (CI runs it,
-so the table cannot be typed by hand or fall behind the results).
+so the table cannot be typed by hand or fall behind the results). ``--compare OTHER`` prints
+each figure beside another run's results directory and exits 1 when one differs by more than
+15 % (the benches must reproduce: run each twice, into two directories, and compare).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -202,24 +206,69 @@ BENCHES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
 }
 
 
+def rows_of(results: Path) -> Iterator[tuple[str, Row]]:
+    """Every row of every bench whose JSON is in ``results``, with the bench's name."""
+    for name, rows in BENCHES.items():
+        path = results / f"{name}.json"
+        if path.exists():
+            for row in rows(json.loads(path.read_text())):
+                yield name, row
+
+
 def table(results: Path) -> str:
     """The markdown table of every bench whose JSON is in ``results``."""
     lines = [
         "| bench | measure | tenantry | floor or anchor, same run | ratio | run |",
         "|---|---|---|---|---|---|",
     ]
-    for name, rows in BENCHES.items():
-        path = results / f"{name}.json"
-        if not path.exists():
-            continue
-        for row in rows(json.loads(path.read_text())):
-            lines.append(
-                f"| {name} | {row.measure} | {row.tenantry} | {row.floor} | {row.ratio} "
-                f"| {row.run} |"
-            )
+    for name, row in rows_of(results):
+        lines.append(
+            f"| {name} | {row.measure} | {row.tenantry} | {row.floor} | {row.ratio} | {row.run} |"
+        )
     if len(lines) == 2:
         return "No results are committed yet: run the benches, then this script."
     return "\n".join(lines)
+
+
+#: Two runs reproduce when each figure is within this of the other.
+REPRODUCE = 0.15
+
+
+def _first_number(text: str) -> float | None:
+    match = re.search(r"[0-9]+(?:\.[0-9]+)?", text)
+    return float(match.group()) if match else None
+
+
+def compare(results: Path, other: Path) -> bool:
+    """Print each figure of two runs side by side; whether all are within :data:`REPRODUCE`
+    (the tenantry figure, its ratio to the same run's floor, and the rates and p99 in it)."""
+    theirs = {(name, row.measure): row for name, row in rows_of(other)}
+    ok = True
+    print(f"{'measure':72} {'this run':>22} {'other run':>22} {'diff':>8}")
+    for name, row in rows_of(results):
+        match = theirs.get((name, row.measure))
+        if match is None:
+            print(f"{row.measure[:72]:72} {row.tenantry:>22} {'(not in the other)':>22}")
+            continue
+        pairs = [(row.tenantry, match.tenantry)]
+        pairs += list(
+            zip(
+                re.findall(r"p99 [0-9.]+", row.tenantry),
+                re.findall(r"p99 [0-9.]+", match.tenantry),
+                strict=False,
+            )
+        )
+        for mine, other_text in pairs:
+            a = _first_number(mine.removeprefix("p99 "))
+            b = _first_number(other_text.removeprefix("p99 "))
+            if a is None or b is None or not b:
+                continue
+            diff = a / b - 1
+            within = abs(diff) <= REPRODUCE
+            ok = ok and within
+            flag = "" if within else "  <- outside"
+            print(f"{row.measure[:72]:72} {mine:>22} {other_text:>22} {diff:+8.1%}{flag}")
+    return ok
 
 
 def splice(readme: str, new_table: str) -> str:
@@ -238,7 +287,16 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("bench/results"))
     parser.add_argument("--readme", type=Path, default=Path("README.md"))
     parser.add_argument("--check", action="store_true", help="compare only; exit 1 if stale")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        metavar="OTHER_RESULTS",
+        help="print each figure beside another run's (a results directory); exit 1 when one "
+        f"differs by more than {REPRODUCE:.0%}",
+    )
     args = parser.parse_args()
+    if args.compare is not None:
+        raise SystemExit(0 if compare(args.results, args.compare) else 1)
     readme = args.readme.read_text()
     wanted = splice(readme, table(args.results))
     if args.check:
