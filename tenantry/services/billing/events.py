@@ -9,9 +9,10 @@ an event about another app's objects is ignored.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from tenantry.billing.processors.base import EventKind, NormalizedEvent
@@ -74,8 +75,146 @@ class Outcome:
     result: str
 
 
-def apply_event(session: Session, app_id: str, event: NormalizedEvent) -> Outcome:
-    """Apply ``event`` (delivered to ``app_id``'s endpoint) to the billing database."""
+@dataclass
+class Known:
+    """The payments, invoices and customers a batch of events refers to, read in one query
+    per kind (:func:`load_known`): the lookups below find them here instead of asking the
+    database once per event, and a payment an event creates joins them for the next."""
+
+    payments: dict[tuple[str, str], BillingPayment] = field(default_factory=dict)
+    payments_by_checkout: dict[tuple[str, str], BillingPayment] = field(default_factory=dict)
+    invoices: dict[uuid.UUID, BillingInvoice] = field(default_factory=dict)
+    invoices_by_processor_id: dict[tuple[str, str, str], BillingInvoice] = field(
+        default_factory=dict
+    )
+    customers: dict[uuid.UUID, BillingCustomer] = field(default_factory=dict)
+    customers_by_external: dict[tuple[str, str], BillingCustomer] = field(default_factory=dict)
+    customers_by_processor: dict[tuple[str, str, str], BillingCustomer] = field(
+        default_factory=dict
+    )
+
+    def add_payment(self, payment: BillingPayment) -> None:
+        """Make a payment found by the lookups (one just added, or one read)."""
+        if payment.processor_payment_id:
+            self.payments.setdefault((payment.processor, payment.processor_payment_id), payment)
+        if payment.processor_checkout_session_id:
+            self.payments_by_checkout.setdefault(
+                (payment.processor, payment.processor_checkout_session_id), payment
+            )
+
+
+#: Which processor id of an event an invoice may be found by, and the column holding it.
+_INVOICE_IDS = (
+    ("payment_intent_id", "processor_payment_intent_id"),
+    ("checkout_session_id", "processor_checkout_session_id"),
+    ("invoice_id", "processor_invoice_id"),
+)
+
+
+def load_known(session: Session, events: Iterable[tuple[str, NormalizedEvent]]) -> Known:
+    """Read what ``events`` (each with the app it was delivered to) refer to, in one query
+    per kind of object (three at most, whatever the number of events)."""
+    known = Known()
+    events = list(events)
+    payment_ids: set[tuple[str, str]] = set()
+    invoice_uuids: set[uuid.UUID] = set()
+    invoice_ids: set[tuple[str, str]] = set()
+    customer_uuids: set[uuid.UUID] = set()
+    externals: set[tuple[str, str]] = set()
+    processor_customers: set[tuple[str, str, str]] = set()
+    for app_id, event in events:
+        for value in (event.payment_intent_id, event.charge_id, event.checkout_session_id):
+            if value:
+                payment_ids.add((event.processor, value))
+        if (ours := _uuid(event.metadata.get("invoice_id"))) is not None:
+            invoice_uuids.add(ours)
+        for attribute, _ in _INVOICE_IDS:
+            if value := getattr(event, attribute):
+                invoice_ids.add((event.processor, value))
+        if (ours := _uuid(event.metadata.get("customer_id"))) is not None:
+            customer_uuids.add(ours)
+        if external := event.metadata.get("external_customer_id"):
+            externals.add((app_id, str(external)))
+        if event.customer_id:
+            processor_customers.add((app_id, event.processor, event.customer_id))
+    if payment_ids:
+        clauses = [
+            and_(
+                BillingPayment.processor == processor,
+                or_(
+                    BillingPayment.processor_payment_id.in_(values),
+                    BillingPayment.processor_checkout_session_id.in_(values),
+                ),
+            )
+            for processor, values in _by_first(payment_ids).items()
+        ]
+        for payment in session.scalars(select(BillingPayment).where(or_(*clauses))):
+            known.add_payment(payment)
+    invoice_clauses: list[ColumnElement[bool]] = (
+        [BillingInvoice.id.in_(invoice_uuids)] if invoice_uuids else []
+    )
+    for processor, values in _by_first(invoice_ids).items():
+        invoice_clauses.append(
+            and_(
+                BillingInvoice.processor == processor,
+                or_(*(getattr(BillingInvoice, column).in_(values) for _, column in _INVOICE_IDS)),
+            )
+        )
+    if invoice_clauses:
+        for invoice in session.scalars(select(BillingInvoice).where(or_(*invoice_clauses))):
+            known.invoices[invoice.id] = invoice
+            for _, column in _INVOICE_IDS:
+                if value := getattr(invoice, column):
+                    known.invoices_by_processor_id.setdefault(
+                        (invoice.processor or "", column, value), invoice
+                    )
+    customer_clauses: list[ColumnElement[bool]] = (
+        [BillingCustomer.id.in_(customer_uuids)] if customer_uuids else []
+    )
+    customer_clauses += [
+        and_(BillingCustomer.app_id == app, BillingCustomer.external_customer_id.in_(values))
+        for app, values in _by_first(externals).items()
+    ]
+    by_app_processor: dict[tuple[str, str], list[str]] = {}
+    for app, processor, value in sorted(processor_customers):
+        by_app_processor.setdefault((app, processor), []).append(value)
+    customer_clauses += [
+        and_(
+            BillingCustomer.app_id == app,
+            BillingCustomer.processor == processor,
+            BillingCustomer.processor_customer_id.in_(values),
+        )
+        for (app, processor), values in by_app_processor.items()
+    ]
+    if customer_clauses:
+        for customer in session.scalars(select(BillingCustomer).where(or_(*customer_clauses))):
+            known.customers[customer.id] = customer
+            if customer.external_customer_id:
+                known.customers_by_external[(customer.app_id, customer.external_customer_id)] = (
+                    customer
+                )
+            if customer.processor and customer.processor_customer_id:
+                known.customers_by_processor[
+                    (customer.app_id, customer.processor, customer.processor_customer_id)
+                ] = customer
+    return known
+
+
+def _by_first(pairs: set[tuple[str, str]]) -> dict[str, list[str]]:
+    grouped: dict[str, list[str]] = {}
+    for first, second in sorted(pairs):
+        grouped.setdefault(first, []).append(second)
+    return grouped
+
+
+def apply_event(
+    session: Session, app_id: str, event: NormalizedEvent, known: Known | None = None
+) -> Outcome:
+    """Apply ``event`` (delivered to ``app_id``'s endpoint) to the billing database.
+
+    With ``known`` (what :func:`load_known` read for the event's batch), payments, invoices
+    and customers are looked up there, not in the database; without it, one query each.
+    """
     try:
         claimed = event.metadata.get("app_id")
         if claimed and claimed != app_id:
@@ -87,13 +226,14 @@ def apply_event(session: Session, app_id: str, event: NormalizedEvent) -> Outcom
                 "no_payment_required",
             ):
                 raise Ignored(f"checkout completed with payment status {event.status}")
-            return Outcome("processed", _payment(session, app_id, event, PAYMENT_KINDS[event.kind]))
+            status = PAYMENT_KINDS[event.kind]
+            return Outcome("processed", _payment(session, app_id, event, status, known))
         if event.kind is EventKind.CHARGE_REFUNDED:
-            return Outcome("processed", _refund(session, app_id, event))
+            return Outcome("processed", _refund(session, app_id, event, known))
         if event.kind is EventKind.INVOICE_PAID:
-            return Outcome("processed", _invoice_paid(session, app_id, event))
+            return Outcome("processed", _invoice_paid(session, app_id, event, known))
         if event.kind in (EventKind.SUBSCRIPTION_CHANGED, EventKind.SUBSCRIPTION_DELETED):
-            return Outcome("processed", _subscription(session, app_id, event))
+            return Outcome("processed", _subscription(session, app_id, event, known))
         raise Ignored(f"{event.type} needs no action")
     except Ignored as why:
         return Outcome("ignored", str(why))
@@ -109,12 +249,19 @@ def _uuid(value: str | None) -> uuid.UUID | None:
         return None
 
 
-def _invoice_for(session: Session, app_id: str, event: NormalizedEvent) -> BillingInvoice | None:
+def _invoice_for(
+    session: Session, app_id: str, event: NormalizedEvent, known: Known | None
+) -> BillingInvoice | None:
     found: BillingInvoice | None = None
     ours = _uuid(event.metadata.get("invoice_id"))
-    if ours is not None:
+    if known is not None:
+        found = known.invoices.get(ours) if ours is not None else None
+        for attribute, column in _INVOICE_IDS:
+            if found is None and (value := getattr(event, attribute)):
+                found = known.invoices_by_processor_id.get((event.processor, column, value))
+    elif ours is not None:
         found = session.get(BillingInvoice, ours)
-    if found is None:
+    if found is None and known is None:
         ids = [
             (BillingInvoice.processor_payment_intent_id, event.payment_intent_id),
             (BillingInvoice.processor_checkout_session_id, event.checkout_session_id),
@@ -132,7 +279,11 @@ def _invoice_for(session: Session, app_id: str, event: NormalizedEvent) -> Billi
     return found
 
 
-def _customer_for(session: Session, app_id: str, event: NormalizedEvent) -> BillingCustomer | None:
+def _customer_for(
+    session: Session, app_id: str, event: NormalizedEvent, known: Known | None
+) -> BillingCustomer | None:
+    if known is not None:
+        return _known_customer(known, app_id, event)
     ours = _uuid(event.metadata.get("customer_id"))
     if ours is not None:
         customer = session.get(BillingCustomer, ours)
@@ -158,7 +309,29 @@ def _customer_for(session: Session, app_id: str, event: NormalizedEvent) -> Bill
     return None
 
 
-def _payment_for(session: Session, event: NormalizedEvent) -> BillingPayment | None:
+def _known_customer(known: Known, app_id: str, event: NormalizedEvent) -> BillingCustomer | None:
+    ours = _uuid(event.metadata.get("customer_id"))
+    customer = known.customers.get(ours) if ours is not None else None
+    if customer is not None and customer.app_id == app_id:
+        return customer
+    external = event.metadata.get("external_customer_id")
+    if external and (found := known.customers_by_external.get((app_id, str(external)))):
+        return found
+    if event.customer_id:
+        return known.customers_by_processor.get((app_id, event.processor, event.customer_id))
+    return None
+
+
+def _payment_for(
+    session: Session, event: NormalizedEvent, known: Known | None
+) -> BillingPayment | None:
+    if known is not None:
+        for value in (event.payment_intent_id, event.charge_id, event.checkout_session_id):
+            if value and (found := known.payments.get((event.processor, value))):
+                return found
+        if event.checkout_session_id:
+            return known.payments_by_checkout.get((event.processor, event.checkout_session_id))
+        return None
     clauses = []
     if event.payment_intent_id:
         clauses.append(BillingPayment.processor_payment_id == event.payment_intent_id)
@@ -179,16 +352,18 @@ def _payment_for(session: Session, event: NormalizedEvent) -> BillingPayment | N
 # --------------------------------------------------------------------------- effects
 
 
-def _payment(session: Session, app_id: str, event: NormalizedEvent, status: P) -> str:
+def _payment(
+    session: Session, app_id: str, event: NormalizedEvent, status: P, known: Known | None
+) -> str:
     key = event.payment_intent_id or event.checkout_session_id or event.charge_id
     if not key:
         raise Ignored("payment event without a payment id")
-    payment = _payment_for(session, event)
+    payment = _payment_for(session, event, known)
     if payment is not None and payment.app_id != app_id:
         raise Ignored(f"payment {key} belongs to another app")
-    invoice = _invoice_for(session, app_id, event)
+    invoice = _invoice_for(session, app_id, event, known)
     if payment is None:
-        customer = _customer_for(session, app_id, event)
+        customer = _customer_for(session, app_id, event, known)
         payment = BillingPayment(
             app_id=app_id,
             processor=event.processor,
@@ -205,11 +380,17 @@ def _payment(session: Session, app_id: str, event: NormalizedEvent, status: P) -
         )
         session.add(payment)
         _set_status(payment, status, event)
-        session.flush()  # the unique processor ids stop a concurrent twin here
+        if known is None:
+            session.flush()  # the unique processor ids stop a concurrent twin here
+        else:
+            # Flushed with the batch (a twin then fails the batch, applied again one by one).
+            known.add_payment(payment)
         note = f"payment {key} recorded as {payment.status}"
     else:
         if event.checkout_session_id and not payment.processor_checkout_session_id:
             payment.processor_checkout_session_id = event.checkout_session_id
+            if known is not None:
+                known.add_payment(payment)
         if payment.invoice_id is None and invoice is not None:
             payment.invoice_id = invoice.id
             payment.milestone_id = payment.milestone_id or _milestone(invoice, event)
@@ -253,14 +434,14 @@ def _set_status(payment: BillingPayment, status: P, event: NormalizedEvent) -> N
         payment.last_event_at = event.created_at
 
 
-def _refund(session: Session, app_id: str, event: NormalizedEvent) -> str:
-    payment = _payment_for(session, event)
+def _refund(session: Session, app_id: str, event: NormalizedEvent, known: Known | None) -> str:
+    payment = _payment_for(session, event, known)
     if payment is not None and payment.app_id != app_id:
         raise Ignored("payment belongs to another app")
     if payment is None:
         # A refund for a payment billing never saw: record the payment, then the refund.
-        _payment(session, app_id, event, P.SUCCEEDED)
-        payment = _payment_for(session, event)
+        _payment(session, app_id, event, P.SUCCEEDED, known)
+        payment = _payment_for(session, event, known)
         if payment is None:
             raise Ignored("refund without a payment id")
     refunded = max(payment.amount_refunded_minor, event.amount_refunded_minor or 0)
@@ -273,21 +454,28 @@ def _refund(session: Session, app_id: str, event: NormalizedEvent) -> str:
     return f"payment {payment.processor_payment_id} refunded {refunded} ({payment.status})"
 
 
-def _invoice_paid(session: Session, app_id: str, event: NormalizedEvent) -> str:
-    invoice = _invoice_for(session, app_id, event)
+def _invoice_paid(
+    session: Session, app_id: str, event: NormalizedEvent, known: Known | None
+) -> str:
+    invoice = _invoice_for(session, app_id, event, known)
     if invoice is None:
         raise Ignored(f"no invoice of this app for processor invoice {event.invoice_id}")
     if event.invoice_id and not invoice.processor_invoice_id:
         invoice.processor, invoice.processor_invoice_id = event.processor, event.invoice_id
+        if known is not None:
+            key = (event.processor, "processor_invoice_id", event.invoice_id)
+            known.invoices_by_processor_id.setdefault(key, invoice)
     if event.payment_intent_id:
-        return _payment(session, app_id, event, P.SUCCEEDED)
+        return _payment(session, app_id, event, P.SUCCEEDED, known)
     if invoice.status in invoice_ops.FINAL:
         return f"invoice already {invoice.status}"
     invoice_ops.mark_paid(invoice, at=event.created_at, amount_paid=event.amount_minor)
     return "invoice paid"
 
 
-def _subscription(session: Session, app_id: str, event: NormalizedEvent) -> str:
+def _subscription(
+    session: Session, app_id: str, event: NormalizedEvent, known: Known | None
+) -> str:
     sub: BillingSubscription | None = None
     ours = _uuid(event.metadata.get("subscription_id"))
     if ours is not None:
@@ -306,7 +494,7 @@ def _subscription(session: Session, app_id: str, event: NormalizedEvent) -> str:
     if status is None:
         raise Ignored(f"unknown subscription status {raw!r}")
     if sub is None:
-        customer = _customer_for(session, app_id, event)
+        customer = _customer_for(session, app_id, event, known)
         if customer is None:
             raise Ignored(f"no customer of this app for subscription {event.subscription_id}")
         sub = BillingSubscription(

@@ -21,13 +21,13 @@ from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from tenantry.billing.processors import UnknownProcessorError, get_processor
-from tenantry.billing.processors.base import MalformedEvent
+from tenantry.billing.processors.base import MalformedEvent, NormalizedEvent
 from tenantry.db.billing.models import BillingWebhook, WebhookStatus
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput
 from tenantry.services import refs
 from tenantry.services.billing import audit
-from tenantry.services.billing.events import Outcome, apply_event
+from tenantry.services.billing.events import Known, Outcome, apply_event
 
 W = WebhookStatus
 MAX_ATTEMPTS = 8
@@ -101,11 +101,20 @@ def claimed(session: Session, ids: list[uuid.UUID]) -> list[BillingWebhook]:
     )
 
 
-def apply(session: Session, row: BillingWebhook) -> Outcome:
-    """Read the stored event with its processor's adapter and apply its domain effects in
-    ``session`` (idempotent: an event applied twice changes nothing the second time)."""
-    event = get_processor(row.processor).parse(row.payload.encode("utf-8"))
-    return apply_event(session, row.app_id, event)
+def parse(row: BillingWebhook) -> NormalizedEvent:
+    """The stored event, read with its processor's adapter."""
+    return get_processor(row.processor).parse(row.payload.encode("utf-8"))
+
+
+def apply(
+    session: Session,
+    row: BillingWebhook,
+    known: Known | None = None,
+    event: NormalizedEvent | None = None,
+) -> Outcome:
+    """Apply the stored event's domain effects in ``session`` (idempotent: an event applied
+    twice changes nothing the second time); ``known`` and ``event``: what its batch read."""
+    return apply_event(session, row.app_id, event or parse(row), known)
 
 
 def record_outcome(row: BillingWebhook, outcome: Outcome) -> str:
