@@ -1,0 +1,99 @@
+"""Schema fingerprints: alike databases share one, any schema change alters it, and drift
+found by Alembic's full comparison is still found once a clean fingerprint is remembered."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+
+from sqlalchemy import Connection, Engine, MetaData, event, text
+from sqlalchemy.engine import URL
+
+from tenantry.db import migrations
+from tenantry.db.schema_fingerprint import fingerprint
+from tenantry.db.schemas import SchemaSpec, tenant_schema
+from tests.conftest import DbFactory
+from tests.templates import migrated_database
+
+
+def _store_spec() -> SchemaSpec:
+    """The store schema with metadata of its own: what other tests made drift() remember
+    about the store schema does not apply to it."""
+    spec = tenant_schema("tenantry.db.tenant.store.plugin")
+    metadata = MetaData(naming_convention=spec.metadata.naming_convention)
+    for table in spec.metadata.sorted_tables:
+        table.to_metadata(metadata)
+    return replace(spec, metadata=metadata)
+
+
+@contextmanager
+def _counting(engine: Engine) -> Iterator[list[str]]:
+    statements: list[str] = []
+
+    def seen(conn: Connection, cursor: object, statement: str, *_: object) -> None:
+        if statement.strip().upper() not in ("BEGIN", "COMMIT", "ROLLBACK"):
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+
+
+def test_alike_databases_share_a_fingerprint_and_are_compared_in_full_once(
+    new_database: DbFactory, engines: Callable[[URL], Engine]
+) -> None:
+    spec = _store_spec()
+    first, second = (engines(new_database(name, create=False)) for name in ("fp1", "fp2"))
+    for engine in (first, second):
+        migrated_database(engine.url, spec)
+    # Each has an instance id of its own in its identity row: data is not schema.
+
+    with first.connect() as a, second.connect() as b:
+        assert fingerprint(a) == fingerprint(b)
+    with _counting(first) as full, first.connect() as conn:
+        assert migrations.drift(conn, spec) == []
+    with _counting(second) as remembered, second.connect() as conn:
+        assert migrations.drift(conn, spec) == []
+    assert len(full) > 10  # Alembic reflected every table
+    assert len(remembered) == 1  # the fingerprint's one query
+
+
+def test_a_changed_schema_has_another_fingerprint_and_its_drift_is_still_found(
+    new_database: DbFactory, engines: Callable[[URL], Engine], backend: str
+) -> None:
+    spec = _store_spec()
+    clean, changed = (engines(new_database(name, create=False)) for name in ("fp3", "fp4"))
+    for engine in (clean, changed):
+        migrated_database(engine.url, spec)
+    with clean.connect() as conn:
+        assert migrations.drift(conn, spec) == []  # its fingerprint is now remembered
+        before = fingerprint(conn)
+
+    with changed.begin() as conn:
+        conn.execute(text("ALTER TABLE products ADD COLUMN legacy_code VARCHAR(20)"))
+    with changed.connect() as conn:
+        assert fingerprint(conn) != before
+        found = migrations.drift(conn, spec)
+    assert [d.kind for d in found] == ["remove_column"]
+    assert "products.legacy_code" in found[0].detail
+
+
+def test_a_dropped_index_changes_the_fingerprint(
+    new_database: DbFactory, engines: Callable[[URL], Engine], backend: str
+) -> None:
+    spec = _store_spec()
+    engine = engines(new_database("fp5", create=False))
+    migrated_database(engine.url, spec)
+    with engine.connect() as conn:
+        before = fingerprint(conn)
+        assert migrations.drift(conn, spec) == []
+    on = " ON products" if backend == "mysql" else ""
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP INDEX ix_products_status{on}"))
+    with engine.connect() as conn:
+        assert fingerprint(conn) != before
+        kinds = {d.kind for d in migrations.drift(conn, spec)}
+    assert "add_index" in kinds
