@@ -263,10 +263,15 @@ def _run(
 
     with reading(url) as source:
         written = scan(source, billing, mapping, app_id, write=True, on_batch=imported_batch)
-    running.step("verifying", current=0, total=len(written.tables), unit=ProgressUnit.TABLES,
-                 cancellable=False)
+    # Every row is in: a cancel now would stop nothing but the check of what was written.
+    running.step(
+        "verifying",
+        current=checked.rows,
+        message=f"verifying {len(written.tables)} tables",
+        cancellable=False,
+    )
     if on_progress is not None:
-        on_progress(Progressed("verifying", 0, len(written.tables)))
+        on_progress(Progressed("verifying", checked.rows, checked.rows))
     verification = verify(billing, written.tables)
     with platform.billing_writer_sessions.begin() as session:
         billing_audit.record(
