@@ -91,7 +91,9 @@ def billing(
     ),
     app_id: str = typer.Option(..., "--app", help="The billing app the rows are imported under."),
     dry_run: bool = typer.Option(
-        False, "--dry-run", help="Check everything and print the plan and the problems; write nothing."
+        False,
+        "--dry-run",
+        help="Check everything and print the plan and the problems; write nothing.",
     ),
     json_output: bool = JSON_OPTION,
 ) -> None:

@@ -325,4 +325,3 @@ def verify_again(platform: Platform, url: URL, mapping: Mapping, app_id: str) ->
     if scanned.problems:
         raise ImportRefused(scanned.problems.all())
     return verify(platform.billing_engine, scanned.tables)
-

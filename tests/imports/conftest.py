@@ -71,4 +71,3 @@ def billing_totals(platform: Platform, app_id: str) -> dict[str, dict[str, int]]
             )
             totals[name.value] = {c: int(t) for c, t in conn.execute(query)}
     return totals
-

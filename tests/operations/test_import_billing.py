@@ -18,8 +18,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.engine import URL
 
-from tenantry.db.master.models import Operation
 from tenantry.db.admin import drop_database
+from tenantry.db.master.models import Operation
 from tenantry.db.urls import parse_url
 from tenantry.runtime import Platform
 from tenantry.settings import load_settings
@@ -103,9 +103,7 @@ def test_killed_import_resumes_and_writes_each_row_once(
     tables = {t["table"]: t for t in doc["tables"]}
     assert tables["legacy_invoices"]["already_imported"] == cut["invoices"]
     assert tables["legacy_invoices"]["written"] == legacy.rows["legacy_invoices"] - cut["invoices"]
-    assert billing_counts(backend_platform, APP) == {
-        FEEDS[t]: n for t, n in legacy.rows.items()
-    }
+    assert billing_counts(backend_platform, APP) == {FEEDS[t]: n for t, n in legacy.rows.items()}
     assert billing_totals(backend_platform, APP) == {
         FEEDS[t]: totals for t, totals in legacy.totals.items()
     }
@@ -113,7 +111,8 @@ def test_killed_import_resumes_and_writes_each_row_once(
         operation = session.get(Operation, stalled_id)
         assert operation is not None
         assert (operation.status, operation.attempts) == ("succeeded", 2)
-        assert operation.message is not None and "resumed" in operation.message
+        assert operation.message is not None
+        assert "resumed" in operation.message
 
 
 def test_sqlite_legacy_into_postgresql_billing(
@@ -140,4 +139,3 @@ def test_sqlite_legacy_into_postgresql_billing(
         }
     finally:
         platform.close()
-

@@ -26,6 +26,13 @@ from tenantry.imports.billing.mapping import TableMapping, Transform
 from tenantry.imports.billing.targets import TARGETS, Target, TargetName, derived_id, exponent
 from tenantry.services.billing import validation
 
+#: How a value a column cannot take is described, by the column's type.
+_KINDS = {
+    "UTCDateTime": "a date-time",
+    "Boolean": "a boolean",
+    "Integer": "an integer",
+    "BigInteger": "an integer",
+}
 #: Example keys kept per problem.
 EXAMPLES = 5
 
@@ -65,9 +72,7 @@ class Problems:
 
     def add(self, table: str, column: str | None, problem: str, key: str | None = None) -> None:
         """Count ``problem`` (for the row ``key``, when it is about a row)."""
-        entry = self._found.setdefault(
-            (table, column, problem), Problem(table, column, problem)
-        )
+        entry = self._found.setdefault((table, column, problem), Problem(table, column, problem))
         if key is not None:
             entry.rows += 1
             if len(entry.examples) < EXAMPLES:
@@ -183,9 +188,7 @@ def _integer(value: Any) -> int:
 class Converter:
     """Turns rows of one legacy table into rows of its billing table (see the module)."""
 
-    def __init__(
-        self, source: str, mapping: TableMapping, columns: set[str], app_id: str
-    ) -> None:
+    def __init__(self, source: str, mapping: TableMapping, columns: set[str], app_id: str) -> None:
         self.source = source
         self.mapping = mapping
         self.target: Target = TARGETS[mapping.into]
@@ -216,7 +219,9 @@ class Converter:
             if transform is not None and transform.is_constant:
                 plan.append(_Column(name, None, transform))
             elif renamed is not None:
-                plan.append(_Column(name, self._present(present, renamed, f"columns.{name}"), transform))
+                plan.append(
+                    _Column(name, self._present(present, renamed, f"columns.{name}"), transform)
+                )
             elif name.lower() in present:
                 plan.append(_Column(name, present[name.lower()], transform))
             elif name in self.target.from_external_id:
@@ -294,7 +299,9 @@ class Converter:
             raise RowProblem(None, "not a number") from None
         minor = major.scaleb(places)
         if minor != minor.to_integral_value():
-            raise RowProblem(None, f"more decimals than {currency or 'its currency'} has ({places})")
+            raise RowProblem(
+                None, f"more decimals than {currency or 'its currency'} has ({places})"
+            )
         return int(minor)
 
     def _checked(self, name: str, value: Any) -> Any:
@@ -339,14 +346,16 @@ class Converter:
             if isinstance(kind, Integer):
                 return _integer(value)
             if isinstance(kind, String | Text):
-                text = value if isinstance(value, str) else key_of(value)
+                string = value if isinstance(value, str) else key_of(value)
                 length = getattr(kind, "length", None)
-                if length is not None and text is not None and len(text) > length:
+                if length is not None and string is not None and len(string) > length:
                     raise RowProblem(None, f"longer than {length} characters")
-                return text
+                return string
         except InvalidInput:
             what = "bad currency" if name == "currency" else f"invalid {name}"
             raise RowProblem(None, what) from None
         except (ValueError, TypeError, InvalidOperation):
-            raise RowProblem(None, f"not a valid {type(kind).__name__.lower()}") from None
+            raise RowProblem(
+                None, f"not {_KINDS.get(type(kind).__name__, 'a valid value')}"
+            ) from None
         return value

@@ -128,12 +128,12 @@ def _semantic_problems(mapping: Mapping) -> list[str]:
                         f"column {column!r} an import fills (it has: "
                         f"{', '.join(target.importable())})"
                     )
-        for link in table.links:
-            if link not in target.links:
+        for given in table.links:
+            if given not in target.links:
                 allowed = ", ".join(target.links) or "none"
                 problems.append(
-                    f"tables.{source}.links.{link}: billing {table.into.value} has no link "
-                    f"{link!r} (links: {allowed})"
+                    f"tables.{source}.links.{given}: billing {table.into.value} has no link "
+                    f"{given!r} (links: {allowed})"
                 )
         for name, link in target.links.items():
             if link.required and name not in table.links:
@@ -142,8 +142,10 @@ def _semantic_problems(mapping: Mapping) -> list[str]:
                     f"(the source column holding the {link.to.value} row's legacy id)"
                 )
         for column, transform in table.transforms.items():
-            if transform.major_to_minor and column not in ("amount_minor",) and not column.endswith(
-                "_minor"
+            if (
+                transform.major_to_minor
+                and column not in ("amount_minor",)
+                and not column.endswith("_minor")
             ):
                 problems.append(
                     f"tables.{source}.transforms.{column}: major_to_minor applies to money "

@@ -95,7 +95,9 @@ def _reflect(conn: Connection, name: str) -> Table:
     return Table(name, MetaData(), autoload_with=conn)
 
 
-def _batches(conn: Connection, table: Table, order: str, size: int) -> Iterator[list[dict[str, Any]]]:
+def _batches(
+    conn: Connection, table: Table, order: str, size: int
+) -> Iterator[list[dict[str, Any]]]:
     """The table's rows in order of ``order``, ``size`` at a time, streamed from the server."""
     query = select(table).order_by(table.c[order])
     result = conn.execution_options(stream_results=True, yield_per=size).execute(query)
@@ -126,7 +128,11 @@ def _collisions(
     if not wanted:
         return []
     scoped = "processor" in table.c and key.startswith("processor_")
-    columns = [table.c.id, table.c[key], table.c.processor if "processor" in table.c else table.c.id]
+    columns = [
+        table.c.id,
+        table.c[key],
+        table.c.processor if "processor" in table.c else table.c.id,
+    ]
     query = select(*columns).where(table.c[key].in_({k for _, k in wanted}))
     if not scoped:  # unique per app; a processor's ids are unique across apps
         query = query.where(table.c.app_id == app_id)
@@ -265,7 +271,10 @@ class _Scan:
             for row, ref in pairs:
                 if derived_id(self.app_id, to, ref) not in there:
                     self.problems.add(
-                        name, column, f"refers to a {to.value[:-1]} the source does not have", row.key
+                        name,
+                        column,
+                        f"refers to a {to.value[:-1]} the source does not have",
+                        row.key,
                     )
 
     def _store(self, target: Target, rows: list[Converted], tally: TableTally, number: int) -> None:

@@ -16,6 +16,7 @@ from enum import StrEnum
 from sqlalchemy import Column, Table
 
 from tenantry.db.billing.models import (
+    BillingBase,
     BillingCustomer,
     BillingInvoice,
     BillingPayment,
@@ -32,10 +33,8 @@ IMPORT_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "https://tenantry.dev/imports/
 
 #: Currencies whose minor unit is not a hundredth (ISO 4217 exponents); every other has two.
 CURRENCY_EXPONENTS: dict[str, int] = {
-    **dict.fromkeys(
-        "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split(), 0
-    ),
-    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),
+    **dict.fromkeys("BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX VND VUV XAF XOF XPF".split(), 0),  # noqa: SIM905
+    **dict.fromkeys("BHD IQD JOD KWD LYD OMR TND".split(), 3),  # noqa: SIM905
 }
 
 
@@ -94,7 +93,9 @@ class Target:
 
     def managed(self) -> frozenset[str]:
         """Columns the import fills itself: the id, the app, the links and the metadata."""
-        return frozenset({"id", "app_id", "metadata", *(link.column for link in self.links.values())})
+        return frozenset(
+            {"id", "app_id", "metadata", *(link.column for link in self.links.values())}
+        )
 
     def importable(self) -> list[str]:
         """Every column a mapping may fill, in the table's order."""
@@ -113,6 +114,12 @@ class Target:
         return [*schema, *(r for r in self.required if r not in schema)]
 
 
+def _table(model: type[BillingBase]) -> Table:
+    table = model.__table__
+    assert isinstance(table, Table)  # a declarative model's table
+    return table
+
+
 def _statuses(values: type[StrEnum]) -> frozenset[str]:
     return frozenset(v.value for v in values)
 
@@ -120,13 +127,13 @@ def _statuses(values: type[StrEnum]) -> frozenset[str]:
 TARGETS: dict[TargetName, Target] = {
     TargetName.CUSTOMERS: Target(
         TargetName.CUSTOMERS,
-        BillingCustomer.__table__,
+        _table(BillingCustomer),
         from_external_id=("external_customer_id",),
         natural_key="external_customer_id",
     ),
     TargetName.SUBSCRIPTIONS: Target(
         TargetName.SUBSCRIPTIONS,
-        BillingSubscription.__table__,
+        _table(BillingSubscription),
         links={"customer": Link("customer_id", TargetName.CUSTOMERS, required=True)},
         natural_key="processor_subscription_id",
         required=("amount_minor", "currency"),
@@ -134,7 +141,7 @@ TARGETS: dict[TargetName, Target] = {
     ),
     TargetName.INVOICES: Target(
         TargetName.INVOICES,
-        BillingInvoice.__table__,
+        _table(BillingInvoice),
         links={
             "customer": Link("customer_id", TargetName.CUSTOMERS, required=True),
             "subscription": Link("subscription_id", TargetName.SUBSCRIPTIONS, required=False),
@@ -146,7 +153,7 @@ TARGETS: dict[TargetName, Target] = {
     ),
     TargetName.PAYMENTS: Target(
         TargetName.PAYMENTS,
-        BillingPayment.__table__,
+        _table(BillingPayment),
         links={
             "invoice": Link("invoice_id", TargetName.INVOICES, required=False),
             "customer": Link("customer_id", TargetName.CUSTOMERS, required=False),
@@ -158,7 +165,7 @@ TARGETS: dict[TargetName, Target] = {
     ),
     TargetName.WEBHOOKS: Target(
         TargetName.WEBHOOKS,
-        BillingWebhook.__table__,
+        _table(BillingWebhook),
         from_external_id=("event_id",),
         natural_key="event_id",
         statuses=_statuses(WebhookStatus),

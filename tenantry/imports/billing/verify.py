@@ -31,9 +31,7 @@ class TableCheck:
     @property
     def ok(self) -> bool:
         """Whether billing holds every row, with the same totals per currency."""
-        return (
-            self.source_rows == self.billing_rows and self.source_totals == self.billing_totals
-        )
+        return self.source_rows == self.billing_rows and self.source_totals == self.billing_totals
 
     def differences(self) -> list[str]:
         """What differs, for people."""
@@ -44,7 +42,10 @@ class TableCheck:
                 f"{self.billing_rows} in billing"
             )
         for currency in sorted(set(self.source_totals) | set(self.billing_totals)):
-            source, billing = self.source_totals.get(currency, 0), self.billing_totals.get(currency, 0)
+            source, billing = (
+                self.source_totals.get(currency, 0),
+                self.billing_totals.get(currency, 0),
+            )
             if source != billing:
                 found.append(
                     f"{self.source} → {self.into}: {currency} total {source} in the source, "
@@ -95,9 +96,7 @@ def _billing_side(billing: Engine, tally: TableTally) -> tuple[int, dict[str, in
         for start in range(0, len(tally.ids), ID_CHUNK):
             chunk = tally.ids[start : start + ID_CHUNK]
             if target.amount is None:
-                rows += int(
-                    conn.scalar(select(func.count()).where(table.c.id.in_(chunk))) or 0
-                )
+                rows += int(conn.scalar(select(func.count()).where(table.c.id.in_(chunk))) or 0)
                 continue
             query = (
                 select(table.c.currency, func.count(), func.sum(table.c[target.amount]))
