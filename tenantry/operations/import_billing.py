@@ -18,24 +18,23 @@ connection, in one transaction per pass.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import select
 from sqlalchemy.engine import URL
 
 from tenantry.db.billing.models import BillingAuditLog
-from tenantry.db.engines import connect, sqlite_path
 from tenantry.db.master.models import HELD_STATUSES, Operation, OperationKind, ProgressUnit
-from tenantry.db.readonly import read_only_engine
 from tenantry.db.types import utcnow
-from tenantry.db.urls import backend_of, mask
-from tenantry.errors import DatabaseUnreachable, InvalidInput
+from tenantry.db.urls import mask
+from tenantry.errors import InvalidInput
 from tenantry.imports.billing.convert import Problem
 from tenantry.imports.billing.mapping import Mapping
 from tenantry.imports.billing.plan import Scanned, count_rows, scan
+from tenantry.imports.billing.source import reading
 from tenantry.imports.billing.verify import Verification, verify
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.running import Cancelled, Running, error_message
@@ -102,25 +101,6 @@ class Imported:
 def source_target(app_id: str, url: URL) -> str:
     """What an import is about, for people and for finding one to resume."""
     return f"{app_id} from {mask(url)}"[:255]
-
-
-@contextmanager
-def reading(url: URL) -> Iterator[Connection]:
-    """A read-only connection to the legacy database, in one transaction (one snapshot on
-    PostgreSQL and MySQL/MariaDB, where REPEATABLE READ keeps every read consistent)."""
-    path = sqlite_path(url)
-    if path is not None and not path.is_file():  # connecting would create an empty one
-        raise DatabaseUnreachable(
-            f"the legacy database {mask(url)} does not exist.", "Check the path in --url."
-        )
-    engine = read_only_engine(url)
-    if backend_of(url) != "sqlite":
-        engine = engine.execution_options(isolation_level="REPEATABLE READ")
-    try:
-        with connect(engine, begin=True) as conn:
-            yield conn
-    finally:
-        engine.dispose()
 
 
 def check(

@@ -19,6 +19,8 @@ from tenantry.db.billing.models import (
     BillingSubscription,
     BillingWebhook,
 )
+from tenantry.db.copy import table_digest
+from tenantry.db.engines import make_engine
 from tenantry.db.master.models import Operation
 from tenantry.imports.billing.mapping import load_mapping
 from tenantry.operations.import_billing import result_of, verify_again
@@ -43,6 +45,18 @@ def _import(run_import: Invoke, url: URL, *extra: str, app_id: str = APP) -> Any
     )
 
 
+def _source_digests(url: URL) -> dict[str, str]:
+    """Each legacy table's row count and content checksum, read with tenantry's copy code."""
+    engine = make_engine(url, pooled=False)
+    try:
+        with engine.connect() as conn:
+            return {
+                t.name: table_digest(conn, t).sha256 for t in legacy_billing.metadata.sorted_tables
+            }
+    finally:
+        engine.dispose()
+
+
 def _expected_counts(legacy: legacy_billing.Legacy) -> dict[str, int]:
     return {FEEDS[table]: rows for table, rows in legacy.rows.items()}
 
@@ -55,6 +69,7 @@ def test_import_matches_the_legacy_data_and_reruns_without_duplicates(
     backend_platform: Platform, legacy_url: URL, run_import: Invoke
 ) -> None:
     legacy = legacy_billing.build(legacy_url)
+    before = _source_digests(legacy_url)
 
     result = _import(run_import, legacy_url, "--json")
 
@@ -63,6 +78,7 @@ def test_import_matches_the_legacy_data_and_reruns_without_duplicates(
     assert doc["ok"] is True
     assert billing_counts(backend_platform, APP) == _expected_counts(legacy)
     assert billing_totals(backend_platform, APP) == _expected_totals(legacy)
+    assert _source_digests(legacy_url) == before  # the source is only read
     # The verification the operation stored says the same, per table and currency.
     operation_id = uuid.UUID(doc["operation_id"])
     stored = result_of(backend_platform, operation_id)
