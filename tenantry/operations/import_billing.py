@@ -217,14 +217,19 @@ def _run(
     with reading(url) as source:
         total = count_rows(source, mapping)
     running.step("checking", current=0, total=total, unit=ProgressUnit.ROWS)
+
+    def reported(step: str, of: int) -> Callable[[str, int, int], None]:
+        def report(table: str, _rows: int, done: int) -> None:
+            # Each batch's progress is committed (and a cancel seen) once the batch is done.
+            if running.kit.progress(running.id, current=done, message=f"{step} {table}"):
+                raise Cancelled(running.id, step)
+            if on_progress is not None:
+                on_progress(Progressed(step, done, of))
+
+        return report
+
     with reading(url) as source:
-        checked = scan(
-            source,
-            billing,
-            mapping,
-            app_id,
-            on_batch=_reporter(on_progress, "checking", total),
-        )
+        checked = scan(source, billing, mapping, app_id, on_batch=reported("checking", total))
     if checked.problems:
         raise ImportRefused(checked.problems.all())
     new = sum(t.new for t in checked.tables)
@@ -235,14 +240,15 @@ def _run(
         message=f"{new} of {checked.rows} rows to import",
     )
 
-    def imported_batch(table: str, _rows: int, done: int) -> None:
-        if running.kit.progress(running.id, current=done, message=f"importing {table}"):
-            raise Cancelled(running.id, "importing")
-        if on_progress is not None:
-            on_progress(Progressed("importing", done, checked.rows))
-
     with reading(url) as source:
-        written = scan(source, billing, mapping, app_id, write=True, on_batch=imported_batch)
+        written = scan(
+            source,
+            billing,
+            mapping,
+            app_id,
+            write=True,
+            on_batch=reported("importing", checked.rows),
+        )
     # Every row is in: a cancel now would stop nothing but the check of what was written.
     running.step(
         "verifying",

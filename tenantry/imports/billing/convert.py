@@ -60,7 +60,8 @@ class Problem:
     def line(self) -> str:
         """One line for people: ``legacy_invoices.currency: bad currency (2 rows: 17, 18)``."""
         where = f"{self.table}.{self.column}" if self.column else self.table
-        counted = f" ({self.rows} rows: {', '.join(self.examples)})" if self.rows else ""
+        rows = f"{self.rows} row{'s' if self.rows != 1 else ''}"
+        counted = f" ({rows}: {', '.join(self.examples)})" if self.rows else ""
         return f"{where}: {self.problem}{counted}"
 
 
