@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -21,6 +21,7 @@ from sqlalchemy.engine import URL
 from tenantry.db.admin import drop_database
 from tenantry.db.master.models import Operation
 from tenantry.db.urls import parse_url
+from tenantry.operations.kit import OperationKit
 from tenantry.runtime import Platform
 from tenantry.settings import load_settings
 from tests.conftest import SERVER_URLS, require_server
@@ -139,3 +140,60 @@ def test_sqlite_legacy_into_postgresql_billing(
         }
     finally:
         platform.close()
+
+
+def _wait_for(predicate: Callable[[], bool], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError("condition not reached in time")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
+def test_a_second_import_of_the_app_is_refused_and_a_cancel_stops_at_a_batch(
+    backend_platform: Platform, legacy_url: URL, run_import: Invoke
+) -> None:
+    legacy = legacy_billing.build(legacy_url, customers_count=450)
+    args = ["--url", url_text(legacy_url), "--map", str(legacy_billing.MAPPING), "--app", APP]
+    # The child pauses after its first batch of customers committed.
+    child = subprocess.Popen(
+        [sys.executable, "-m", "tests.imports.billing_cli", "billing", *args, "--json"],
+        cwd=ROOT,
+        env=_child_env(TENANTRY_FAILPOINTS="import_billing.customers.1=sleep:4"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: billing_counts(backend_platform, APP)["customers"] > 0, 60)
+
+        second = run_import(*args)
+
+        assert second.exit_code == 1
+        assert f"import-billing:{APP} is held by" in second.stderr
+        kit = OperationKit.from_settings(backend_platform.sessions, backend_platform.settings)
+        with backend_platform.sessions() as session:
+            running = session.scalars(
+                select(Operation).where(Operation.kind == "import_billing")
+            ).one()
+        assert kit.request_cancel(running.id) == "cancelling"
+        out, _ = child.communicate(timeout=120)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 1
+    assert "was cancelled" in json.loads(out)["error"]["message"]
+    with backend_platform.sessions() as session:
+        operation = session.get(Operation, running.id)
+        assert operation is not None
+        assert operation.status == "cancelled"
+    stopped = billing_counts(backend_platform, APP)
+    assert 0 < stopped["customers"] < legacy.rows["legacy_customers"]
+    assert stopped["invoices"] == 0
+
+    finished = run_import(*args, "--json")
+
+    assert finished.exit_code == 0, finished.output
+    assert billing_counts(backend_platform, APP) == {FEEDS[t]: n for t, n in legacy.rows.items()}
