@@ -195,3 +195,34 @@ def test_dirty_data_is_reported_by_the_dry_run_and_refused_before_any_write(
     # Not a row of the legacy customers' secrets in anything printed.
     for output in (dry.output, people.output, refused.output):
         assert legacy_billing.SECRET_PREFIX not in output
+
+
+def test_a_key_billing_holds_already_is_reported_and_nothing_written(
+    backend_platform: Platform, legacy_url: URL, run_import: Invoke
+) -> None:
+    legacy_billing.build(legacy_url, customers_count=20)
+    # The app created customer 3 in billing itself, before any import.
+    with backend_platform.billing_writer_sessions.begin() as session:
+        session.add(BillingCustomer(app_id=APP, external_customer_id="3", name="Live"))
+
+    dry = _import(run_import, legacy_url, "--dry-run", "--json")
+
+    assert dry.exit_code == 1
+    problems = json.loads(dry.stdout)["problems"]
+    clash = [p for p in problems if "already holds" in p["problem"]]
+    assert len(clash) == 1
+    assert (clash[0]["table"], clash[0]["column"]) == ("legacy_customers", "id")
+    assert clash[0]["examples"] == ["3"]
+    refused = _import(run_import, legacy_url)
+    assert refused.exit_code == 2
+    assert billing_counts(backend_platform, APP)["customers"] == 1
+    # Another app's customers never clash on the app's own ids; the processor's ids are
+    # unique across apps, so once this app's import ran, another app cannot take them again.
+    with backend_platform.billing_writer_sessions.begin() as session:
+        session.execute(delete(BillingCustomer).where(BillingCustomer.app_id == APP))
+    assert _import(run_import, legacy_url).exit_code == 0
+    other = _import(run_import, legacy_url, "--dry-run", "--json", app_id="other-app")
+    assert other.exit_code == 1
+    columns = {(p["table"], p["column"]) for p in json.loads(other.stdout)["problems"]}
+    assert ("legacy_customers", "stripe_customer_id") in columns
+    assert ("legacy_payments", "payment_provider_id") in columns

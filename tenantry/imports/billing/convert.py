@@ -241,6 +241,16 @@ class Converter:
         plan.sort(key=lambda c: c.name != "currency")
         return plan
 
+    def source_of(self, column: str) -> str:
+        """The legacy column billing column ``column`` is made from (its own name when it is
+        a constant or has no source), for problems."""
+        for planned in self.plan:
+            if planned.name == column:
+                if planned.from_key:
+                    return self.external_id
+                return planned.source or column
+        return column
+
     # ------------------------------------------------------------------ rows
 
     def key(self, row: dict[str, Any]) -> str | None:

@@ -116,33 +116,31 @@ def _existing(billing: Connection, target: Target, ids: list[uuid.UUID]) -> set[
 
 def _collisions(
     billing: Connection, target: Target, app_id: str, rows: list[Converted]
-) -> list[Converted]:
-    """The rows whose billing key (an invoice number…) billing holds under another id."""
-    key = target.natural_key
-    if key is None:
-        return []
+) -> list[tuple[str, Converted]]:
+    """The rows whose unique billing keys (an invoice number, a processor's id) billing holds
+    under another id: (billing column, row)."""
     table = target.table
-    wanted = {
-        (r.values.get("processor"), r.values[key]): r for r in rows if r.values.get(key) is not None
-    }
-    if not wanted:
-        return []
-    scoped = "processor" in table.c and key.startswith("processor_")
-    columns = [
-        table.c.id,
-        table.c[key],
-        table.c.processor if "processor" in table.c else table.c.id,
-    ]
-    query = select(*columns).where(table.c[key].in_({k for _, k in wanted}))
-    if not scoped:  # unique per app; a processor's ids are unique across apps
-        query = query.where(table.c.app_id == app_id)
-    clashing: list[Converted] = []
-    for row_id, value, processor in billing.execute(query):
-        mine = wanted.get((processor, value)) if scoped else None
-        if not scoped:
-            mine = next((r for (_, k), r in wanted.items() if k == value), None)
-        if mine is not None and mine.id != row_id:
-            clashing.append(mine)
+    clashing: list[tuple[str, Converted]] = []
+    for key in target.unique:
+        # A processor's ids are unique per processor across apps; the others per app.
+        by_processor = key.startswith("processor_")
+        wanted = {
+            (r.values.get("processor") if by_processor else None, r.values[key]): r
+            for r in rows
+            if r.values.get(key) is not None
+        }
+        if not wanted:
+            continue
+        scope = table.c.processor if by_processor else table.c.app_id
+        query = select(table.c.id, scope, table.c[key]).where(
+            table.c[key].in_({value for _, value in wanted})
+        )
+        if not by_processor:
+            query = query.where(table.c.app_id == app_id)
+        for row_id, scoped, value in billing.execute(query):
+            mine = wanted.get((scoped if by_processor else None, value))
+            if mine is not None and mine.id != row_id:
+                clashing.append((key, mine))
     return clashing
 
 
@@ -190,19 +188,19 @@ class _Scan:
         if converter.mapping_problems:
             return  # its rows cannot be read as mapped
         seen_keys: set[str] = set()
-        seen_natural: set[tuple[Any, Any]] = set()
+        seen_unique: set[tuple[str, Any, Any]] = set()
         target = converter.target
         for number, batch in enumerate(
             _batches(self.source, table, converter.external_id, self.mapping.batch_rows), 1
         ):
-            rows = self._convert(converter, batch, seen_keys, seen_natural, tally)
+            rows = self._convert(converter, batch, seen_keys, seen_unique, tally)
             self._refer(name, target, rows)
             with self.billing.connect() as conn:
                 clashes = _collisions(conn, target, self.app_id, rows)
-            for clash in clashes:
+            for column, clash in clashes:
                 self.problems.add(
                     name,
-                    target.natural_key,
+                    converter.source_of(column),
                     "billing already holds this key under another id (not from an import of "
                     "this app): remove that row or leave this one out",
                     clash.key,
@@ -218,7 +216,7 @@ class _Scan:
         converter: Converter,
         batch: list[dict[str, Any]],
         seen_keys: set[str],
-        seen_natural: set[tuple[Any, Any]],
+        seen_unique: set[tuple[str, Any, Any]],
         tally: TableTally,
     ) -> list[Converted]:
         name, target = converter.source, converter.target
@@ -238,14 +236,19 @@ class _Scan:
             except RowProblem as problem:
                 self.problems.add(name, problem.column, problem.problem, key)
                 continue
-            natural = target.natural_key
-            if natural is not None and converted.values.get(natural) is not None:
-                pair = (converted.values.get("processor"), converted.values[natural])
-                if pair in seen_natural:
+            for unique in target.unique:
+                value = converted.values.get(unique)
+                if value is None:
+                    continue
+                triple = (unique, converted.values.get("processor"), value)
+                if triple in seen_unique:
                     self.problems.add(
-                        name, natural, f"two rows with one {natural} (billing keeps it unique)", key
+                        name,
+                        converter.source_of(unique),
+                        f"two rows with one {unique} (billing keeps it unique)",
+                        key,
                     )
-                seen_natural.add(pair)
+                seen_unique.add(triple)
             amount = target.amount
             if amount is not None:
                 currency = converted.values["currency"]

@@ -72,9 +72,9 @@ class Target:
     links: dict[str, Link] = field(default_factory=dict)
     #: Columns that take the legacy external id when the mapping gives them nothing.
     from_external_id: tuple[str, ...] = ()
-    #: The column billing keeps unique (with ``processor`` where it has one): a row already
-    #: there under another id is a collision the plan reports.
-    natural_key: str | None = None
+    #: Columns billing keeps unique: per app, or per processor for a processor's ids
+    #: (``processor_…``). A row already there under another id is a collision the plan reports.
+    unique: tuple[str, ...] = ()
     #: Columns a value must be given for, beyond those the schema requires.
     required: tuple[str, ...] = ()
     #: The allowed values of ``status``.
@@ -129,13 +129,13 @@ TARGETS: dict[TargetName, Target] = {
         TargetName.CUSTOMERS,
         _table(BillingCustomer),
         from_external_id=("external_customer_id",),
-        natural_key="external_customer_id",
+        unique=("external_customer_id", "processor_customer_id"),
     ),
     TargetName.SUBSCRIPTIONS: Target(
         TargetName.SUBSCRIPTIONS,
         _table(BillingSubscription),
         links={"customer": Link("customer_id", TargetName.CUSTOMERS, required=True)},
-        natural_key="processor_subscription_id",
+        unique=("processor_subscription_id",),
         required=("amount_minor", "currency"),
         statuses=_statuses(SubscriptionStatus),
     ),
@@ -147,7 +147,12 @@ TARGETS: dict[TargetName, Target] = {
             "subscription": Link("subscription_id", TargetName.SUBSCRIPTIONS, required=False),
         },
         from_external_id=("invoice_number",),
-        natural_key="invoice_number",
+        unique=(
+            "invoice_number",
+            "processor_invoice_id",
+            "processor_checkout_session_id",
+            "processor_payment_intent_id",
+        ),
         required=("amount_minor", "currency"),
         statuses=_statuses(InvoiceStatus),
     ),
@@ -159,7 +164,7 @@ TARGETS: dict[TargetName, Target] = {
             "customer": Link("customer_id", TargetName.CUSTOMERS, required=False),
         },
         from_external_id=("processor_payment_id",),
-        natural_key="processor_payment_id",
+        unique=("processor_payment_id", "processor_checkout_session_id"),
         required=("amount_minor", "currency"),
         statuses=_statuses(PaymentStatus),
     ),
@@ -167,7 +172,7 @@ TARGETS: dict[TargetName, Target] = {
         TargetName.WEBHOOKS,
         _table(BillingWebhook),
         from_external_id=("event_id",),
-        natural_key="event_id",
+        unique=("event_id",),
         statuses=_statuses(WebhookStatus),
     ),
 }
