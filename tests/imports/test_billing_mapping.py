@@ -162,3 +162,31 @@ def test_what_the_source_lacks_is_reported_by_the_dry_run(
     assert "does not have" in problems[("legacy_invoices", "total")]
     assert "no such table" in problems[("legacy_refunds", None)]
     assert set(billing_counts(backend_platform, "acme").values()) == {0}
+
+
+def test_a_card_number_in_free_text_is_a_problem() -> None:
+    mapping = parse_mapping(
+        {
+            "tables": {
+                "legacy_invoices": {
+                    "into": "invoices",
+                    "external_id": "id",
+                    "links": {"customer": "customer_id"},
+                    "columns": {"amount_minor": "amount", "description": "note"},
+                }
+            }
+        }
+    )
+    converter = Converter(
+        "legacy_invoices",
+        mapping.tables["legacy_invoices"],
+        {"id", "customer_id", "amount", "currency", "note"},
+        "acme",
+    )
+    row = {"id": 5, "customer_id": 1, "amount": 100, "currency": "USD"}
+    assert converter.convert({**row, "note": "March, paid"}, "5").values["description"]
+    with pytest.raises(RowProblem) as problem:
+        converter.convert({**row, "note": "paid with 4242 4242 4242 4242"}, "5")
+    assert problem.value.column == "note"
+    assert "card number" in problem.value.problem
+    assert "4242" not in problem.value.problem

@@ -33,6 +33,8 @@ _KINDS = {
     "Integer": "an integer",
     "BigInteger": "an integer",
 }
+#: Columns people write into, where a legacy app may have pasted a card number.
+_FREE_TEXT = frozenset({"name", "description", "failure_message"})
 #: Example keys kept per problem.
 EXAMPLES = 5
 
@@ -348,6 +350,13 @@ class Converter:
                 return text
             if name == "email":
                 return validation.email(str(value))
+            if (
+                name in _FREE_TEXT
+                and isinstance(value, str)
+                and validation.looks_like_card_number(value)
+            ):
+                # Seed 002: no raw card data in billing, whatever the legacy app kept.
+                raise RowProblem(None, "looks like a card number (raw card data is never stored)")
             if name == "payload" and not isinstance(value, str):
                 return json.dumps(value)
             if isinstance(kind, UTCDateTime):

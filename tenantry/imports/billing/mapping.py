@@ -142,11 +142,7 @@ def _semantic_problems(mapping: Mapping) -> list[str]:
                     f"(the source column holding the {link.to.value} row's legacy id)"
                 )
         for column, transform in table.transforms.items():
-            if (
-                transform.major_to_minor
-                and column not in ("amount_minor",)
-                and not column.endswith("_minor")
-            ):
+            if transform.major_to_minor and not column.endswith("_minor"):
                 problems.append(
                     f"tables.{source}.transforms.{column}: major_to_minor applies to money "
                     "columns (…_minor)"
