@@ -190,3 +190,43 @@ def test_a_card_number_in_free_text_is_a_problem() -> None:
     assert problem.value.column == "note"
     assert "card number" in problem.value.problem
     assert "4242" not in problem.value.problem
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_bad_arguments_are_refused_with_what_to_do(
+    backend_platform: Platform, run_import: Invoke, tmp_path: Path
+) -> None:
+    mapping = str(legacy_billing.MAPPING)
+    legacy = f"sqlite:///{tmp_path / 'legacy.db'}"
+
+    missing_file = run_import("--url", legacy, "--map", mapping, "--app", "acme", "--dry-run")
+    assert missing_file.exit_code == 1
+    assert "does not exist" in missing_file.stderr
+    assert not (tmp_path / "legacy.db").exists()  # not created by looking
+
+    no_map = run_import("--url", legacy, "--map", str(tmp_path / "nope.yml"), "--app", "acme")
+    assert no_map.exit_code == 2
+    assert "nope.yml" in no_map.stderr
+
+    bad_url = run_import("--url", "oracle://x", "--map", mapping, "--app", "acme")
+    assert bad_url.exit_code == 2
+    assert "--url" in bad_url.stderr
+
+    (tmp_path / "legacy.db").touch()
+    bad_app = run_import("--url", legacy, "--map", mapping, "--app", "Not An App", "--dry-run")
+    assert bad_app.exit_code == 2
+    assert "app id" in bad_app.stderr
+
+    # An unreachable server: named without its password.
+    unreachable = run_import(
+        "--url",
+        "postgresql://legacy:S3cretPassw0rd@127.0.0.1:1/app",
+        "--map",
+        mapping,
+        "--app",
+        "acme",
+        "--json",
+    )
+    assert unreachable.exit_code == 1
+    assert "S3cretPassw0rd" not in unreachable.output
+    assert json.loads(unreachable.stdout)["error"]["type"] == "DatabaseUnreachable"
