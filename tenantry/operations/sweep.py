@@ -49,6 +49,10 @@ RERUN: dict[str, str] = {
         "Run `tenantry keys rotate` again: every key was kept, so every secret still opens, "
         "and the new run reseals them all under its new key."
     ),
+    OperationKind.IMPORT_BILLING: (
+        "Run `tenantry import billing` again with the same options ({target}): rows already "
+        "imported are skipped, so each row is written once."
+    ),
 }
 
 

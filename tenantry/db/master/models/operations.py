@@ -36,6 +36,8 @@ class OperationKind(StrEnum):
     KEY_ROTATE = "key_rotate"
     #: `stores rotate-credentials` (and the scheduler's rotation): one per store rotated.
     STORE_CREDENTIALS = "store_credentials"
+    #: `import billing`: legacy billing tables into billing under one app.
+    IMPORT_BILLING = "import_billing"
 
 
 class OperationStatus(StrEnum):

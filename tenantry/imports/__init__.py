@@ -1,0 +1,1 @@
+"""Imports of data tenantry did not create: legacy billing tables (:mod:`.billing`)."""
