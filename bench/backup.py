@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from benchkit import (
+    ServerDatabases,
     checkpoint,
     database_names,
     drop_databases,
@@ -856,6 +857,7 @@ def main() -> None:
                 lambda: bench_tenants(args.tenants, args.tenant_mb, args.concurrency),
             )
         )
+    watch = ServerDatabases(parse_url(PG_URL))
     results: list[dict[str, Any]] = []
     load_start = os.getloadavg()
     try:
@@ -869,6 +871,7 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; the databases created were dropped.[/]")
         raise SystemExit(130) from None
+    databases = watch.report()
     _print(results)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "backup.json"
@@ -900,6 +903,7 @@ def main() -> None:
                     "tenants_parallel_below_ratio": TARGET_TENANTS,
                 },
                 "results": results,
+                "server_databases": databases,
             },
             indent=2,
             default=str,
@@ -907,7 +911,8 @@ def main() -> None:
         + "\n"
     )
     console.print(f"wrote {out}")
-    raise SystemExit(1 if any("error" in r for r in results) else 0)
+    changed = bool(databases["left_behind"] or databases["gone"])
+    raise SystemExit(1 if changed or any("error" in r for r in results) else 0)
 
 
 if __name__ == "__main__":

@@ -167,3 +167,25 @@ def drop_databases(server: URL, names: Sequence[str], workers: int) -> None:
             lambda name: drop_database(server.set(database=name)),
             workers,
         )
+
+
+class ServerDatabases:
+    """The server's database list before a bench and after it: a bench must leave the
+    server as it found it (run it on a quiet server: other work's databases count too)."""
+
+    def __init__(self, server: URL | None) -> None:
+        self.server = server
+        self.before = database_names(server, lambda _: True) if server is not None else None
+
+    def report(self) -> dict[str, list[str]]:
+        """``left_behind`` and ``gone`` since the start, printed when not empty."""
+        if self.server is None or self.before is None:
+            return {"left_behind": [], "gone": []}
+        after = database_names(self.server, lambda _: True) or []
+        left = sorted(set(after) - set(self.before))
+        gone = sorted(set(self.before) - set(after))
+        if left or gone:
+            say(f"[red]databases on the server: left behind {left}, gone {gone}[/]")
+        else:
+            say(f"databases on the server: as before ({len(after)})")
+        return {"left_behind": left, "gone": gone}

@@ -54,6 +54,7 @@ from typing import Any, TypeVar
 import psycopg
 from alembic import command
 from benchkit import (
+    ServerDatabases,
     checkpoint,
     database_names,
     drop_databases,
@@ -957,6 +958,7 @@ def main() -> None:
         schema = "store" if "store" in args.schemas else args.schemas[0]
         noop = partial(bench_noop, schema, n, args.concurrency, args.repeat)
         jobs.append(("postgresql", schema, n, noop))
+    watch = ServerDatabases(parse_url(PG_URL) if "postgresql" in args.backends else None)
     results: list[dict[str, Any]] = []
     load_start = os.getloadavg()
     try:
@@ -971,6 +973,7 @@ def main() -> None:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; the databases created were dropped.[/]")
         raise SystemExit(130) from None
+    databases = watch.report()
     _annotate(results)
     _print(results)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -996,6 +999,7 @@ def main() -> None:
                 },
                 "targets": [t.__dict__ for t in TARGETS],
                 "results": results,
+                "server_databases": databases,
             },
             indent=2,
             default=str,
@@ -1003,7 +1007,8 @@ def main() -> None:
         + "\n"
     )
     console.print(f"wrote {out}")
-    raise SystemExit(1 if any("error" in r for r in results) else 0)
+    changed = bool(databases["left_behind"] or databases["gone"])
+    raise SystemExit(1 if changed or any("error" in r for r in results) else 0)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchkit import database_names, run_metadata, summary
+from benchkit import ServerDatabases, database_names, run_metadata, summary
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
@@ -211,14 +211,12 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     server = parse_url(PG_URL)
-    before = database_names(server, lambda _: True) if "postgresql" in args.backends else []
+    watch = ServerDatabases(server if "postgresql" in args.backends else None)
     results = [bench_provision(b, n) for b in args.backends for n in args.n]
     for name in {r["template"] for r in results if r["backend"] == "postgresql"}:
-        if name not in (before or []):  # built by this run: the server is left as it was
+        if name not in (watch.before or []):  # built by this run: the server is left as it was
             drop_database(_pg(name))
-    after = database_names(server, lambda _: True) if "postgresql" in args.backends else []
-    left = sorted(set(after or []) - set(before or []))
-    gone = sorted(set(before or []) - set(after or []))
+    databases = watch.report()
     table = Table(title="provisioning, create-new, end to end through the service layer")
     for col in (
         "backend",
@@ -255,7 +253,6 @@ def main() -> None:
             f"{r['routing']['ratio']:.2f}x",
         )
     Console(width=180).print(table)
-    print(f"databases on the server: {len(left)} left behind, {len(gone)} gone: {left + gone}")
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "provision.json"
     out.write_text(
@@ -263,13 +260,13 @@ def main() -> None:
             {
                 "run": run_metadata(postgresql=_server_version(server)),
                 "results": results,
-                "server_databases": {"left_behind": left, "gone": gone},
+                "server_databases": databases,
             },
             indent=2,
         )
     )
     print(f"wrote {out}")
-    if left or gone:
+    if databases["left_behind"] or databases["gone"]:
         raise SystemExit("the bench changed the server's database list")
 
 

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from benchkit import run_metadata
+from benchkit import ServerDatabases, run_metadata
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine, func, select
@@ -589,6 +589,7 @@ def main() -> None:
     for sender in senders:
         if (why := available(sender)) is not None:
             parser.error(f"--senders {sender}: {why}")
+    watch = ServerDatabases(parse_url(PG_URL) if "postgresql" in args.backends else None)
     results: list[dict[str, Any]] = []
     for backend in args.backends:
         for sender in senders:
@@ -602,6 +603,7 @@ def main() -> None:
                 results.append(
                     {"backend": backend, "sender": sender, "error": f"{type(exc).__name__}: {exc}"}
                 )
+    databases = watch.report()
     _print(results, args.api_workers)
     agree = agreement(results)
     _print_agreement(agree)
@@ -620,6 +622,7 @@ def main() -> None:
                 },
                 "results": results,
                 "agreement": agree,
+                "server_databases": databases,
             },
             indent=2,
             default=str,
@@ -631,7 +634,8 @@ def main() -> None:
         "error" in r or r["lost"] or r["unapplied"] or r["answered_2xx"] != r["events"]
         for r in results
     )
-    raise SystemExit(1 if failed or not all(row["agree"] for row in agree) else 0)
+    changed = bool(databases["left_behind"] or databases["gone"])
+    raise SystemExit(1 if failed or changed or not all(row["agree"] for row in agree) else 0)
 
 
 if __name__ == "__main__":
