@@ -3,8 +3,8 @@
     python bench/readme_table.py [--results bench/results] [--readme README.md] [--check]
                                  [--compare OTHER_RESULTS]
 
-Each row is read from one bench's JSON (``provision``, ``webhooks``, ``fleet``, ``backup``,
-``cli``): what tenantry measured, the floor or anchor measured in the same run, their ratio,
+Each row is read from one bench's JSON (``provision``, ``burst``, ``webhooks``, ``fleet``,
+``backup``, ``cli``): what tenantry measured, the floor or anchor measured in the same run, their ratio,
 and the run it came from (commit and date). The table replaces what lies between the
 ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` lines. ``--check`` changes
 nothing and exits 1 when the README's table is not the one the JSON files give (CI runs it,
@@ -180,6 +180,23 @@ def backup_rows(data: dict[str, Any]) -> Iterator[Row]:
             )
 
 
+def burst_rows(data: dict[str, Any]) -> Iterator[Row]:
+    """Stores active per second in a burst over HTTP, against the template copy rate."""
+    run = _run(data)
+    for r in data["results"]:
+        if "error" in r:
+            continue
+        floor = r["floor"]["per_s"]
+        yield Row(
+            f"{r['stores']} stores created and provisioned over HTTP, {r['backend']}, "
+            f"{r['clients']} clients ({r['active']} active)",
+            f"{r['active_per_s']:.1f} stores/s",
+            f"template copies {floor:.1f}/s",
+            _x(r["active_per_s"] / floor if floor else None),
+            run,
+        )
+
+
 def cli_rows(data: dict[str, Any]) -> Iterator[Row]:
     """Start-up of tenantry commands against ``alembic --version``."""
     run = _run(data)
@@ -199,6 +216,7 @@ def cli_rows(data: dict[str, Any]) -> Iterator[Row]:
 #: The benches in the order the table shows them.
 BENCHES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "provision": provision_rows,
+    "burst": burst_rows,
     "webhooks": webhook_rows,
     "fleet": fleet_rows,
     "backup": backup_rows,

@@ -1,0 +1,316 @@
+"""Benchmark: a burst of stores created and provisioned over HTTP through ``tenantry up``.
+
+    python bench/burst.py [--stores 1000] [--clients 32] [--backends postgresql sqlite]
+                          [--workers N] [--out bench/results]
+
+For each backend: a fresh installation (temp data dir, SQLite master and billing, `tenantry
+up` with its defaults unless ``--workers``), an admin key from ``tenantry apikeys create``,
+and on PostgreSQL the server TENANTRY_BENCH_POSTGRES_URL registered with ``tenantry servers
+add``. C clients then send, for each of N stores, ``POST /stores`` and ``POST
+/stores/{slug}/provision`` (create-new: a database on the server, or a SQLite file). The
+stores list is polled until every store is active (or nothing moves for a while). Measured:
+requests accepted per second, stores active per second from the first request to the last
+store active, and each job's queued-to-finished time (median, p99) from its own record. The
+floor, in the same run: N copies of the schema's template (``CREATE DATABASE … TEMPLATE`` or
+a file copy) with the worker's concurrency. Prints a table, writes ``burst.json``; every
+database created is dropped and the server's database list compared before and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from benchkit import (
+    ServerDatabases,
+    database_names,
+    drop_databases,
+    parallel,
+    run_metadata,
+    say,
+    summary,
+)
+from rich.console import Console
+from rich.table import Table
+from serverkit import environment, log_tail, running_server, tenantry
+from sqlalchemy.engine import URL
+
+from tenantry.db.admin import dispose_server_engines, run_server_sql
+from tenantry.db.urls import parse_url
+
+PG_URL = os.environ.get(
+    "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+SERVER = "bench-pg"
+#: Give up when no store became active for this long.
+STALL_S = 60.0
+#: The issue's target: stores active per second on PostgreSQL.
+TARGET_PER_S = 40.0
+
+console = Console(width=150)
+
+
+async def _submit(
+    base: str, key: str, slugs: list[str], server: str | None, clients: int
+) -> dict[str, Any]:
+    """Create and provision every store, ``clients`` at a time; what the API answered."""
+    todo = iter(slugs)
+    jobs: dict[str, str] = {}
+    errors: list[str] = []
+    body: dict[str, Any] = {"mode": "create_new"} | ({"server": server} if server else {})
+
+    async def client() -> None:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=120) as http:
+            for slug in todo:
+                created = await http.post("/stores", json={"slug": slug, "name": slug})
+                if created.status_code != 201:
+                    errors.append(f"POST /stores {created.status_code}: {created.text[:200]}")
+                    continue
+                asked = await http.post(f"/stores/{slug}/provision", json=body)
+                if asked.status_code != 202:
+                    errors.append(f"POST /provision {asked.status_code}: {asked.text[:200]}")
+                    continue
+                jobs[slug] = asked.json()["job_id"]
+
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    return {"jobs": jobs, "errors": errors, "seconds": time.perf_counter() - started}
+
+
+def _active(http: httpx.Client, n: int) -> dict[str, str]:
+    """Every store's database status, by slug."""
+    found: dict[str, str] = {}
+    offset = 0
+    while offset < n:
+        page = http.get("/stores", params={"limit": 1000, "offset": offset}).json()
+        for store in page["items"]:
+            found[store["slug"]] = store["database_status"]
+        offset += 1000
+        if offset >= page["total"]:
+            break
+    return found
+
+
+def _wait_active(http: httpx.Client, slugs: list[str]) -> tuple[dict[str, str], float]:
+    """Poll until every store is active or failed (or nothing changed for STALL_S)."""
+    last, changed = -1, time.monotonic()
+    while True:
+        statuses = _active(http, len(slugs))
+        settled = sum(1 for s in slugs if statuses.get(s) in ("active", "failed"))
+        now = time.perf_counter()
+        if settled >= len(slugs):
+            return statuses, now
+        if settled != last:
+            last, changed = settled, time.monotonic()
+        elif time.monotonic() - changed > STALL_S:
+            return statuses, now
+        time.sleep(0.25)
+
+
+def _job_seconds(http: httpx.Client, jobs: dict[str, str]) -> list[float]:
+    """Queued to finished, per job, from the job's own record."""
+    seconds = []
+    for job_id in jobs.values():
+        job = http.get(f"/provision/{job_id}").json()
+        if job.get("finished_at"):
+            created = datetime.fromisoformat(job["created_at"])
+            finished = datetime.fromisoformat(job["finished_at"])
+            seconds.append((finished - created).total_seconds())
+    return seconds
+
+
+def _floor(backend: str, template: str | None, tmp: Path, n: int, workers: int) -> dict[str, Any]:
+    """N copies of the template with ``workers`` at once: the fastest a store could exist."""
+    started = time.perf_counter()
+    if backend == "sqlite":
+        assert template is not None
+        copies = tmp / "floor"
+        copies.mkdir()
+        parallel(
+            "copy floor", range(n), lambda i: shutil.copyfile(template, copies / f"{i}.db"), workers
+        )
+        seconds = time.perf_counter() - started
+        shutil.rmtree(copies)
+    else:
+        server = parse_url(PG_URL)
+        names = [f"tenantry_bench_burst_{uuid.uuid4().hex[:8]}_{i}" for i in range(n)]
+        parallel(
+            "copy floor",
+            names,
+            lambda name: run_server_sql(
+                server.set(database=name), f'CREATE DATABASE "{name}" TEMPLATE "{template}"'
+            ),
+            workers,
+        )
+        seconds = time.perf_counter() - started
+        drop_databases(server, names, 5)
+    return {"seconds": seconds, "per_s": n / seconds if seconds else 0.0}
+
+
+def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> dict[str, Any]:
+    """One burst on ``backend`` on a fresh installation."""
+    run = uuid.uuid4().hex[:6]
+    slugs = [f"burst-{run}-{i:05d}" for i in range(n)]
+    server_url: URL | None = parse_url(PG_URL) if backend == "postgresql" else None
+    with tempfile.TemporaryDirectory(prefix="tenantry-bench-burst-") as tmp:
+        data_dir = Path(tmp) / "data"
+        env = environment(data_dir, None)
+        tenantry(env, "init")
+        key = json.loads(
+            tenantry(env, "apikeys", "create", "--admin", "--name", "burst", "--json")
+        )["key"]
+        if server_url is not None:
+            tenantry(env, "servers", "add", SERVER, "--url", PG_URL)
+        extra = {"workers": workers} if workers else {}
+        try:
+            with running_server(env, Path(tmp) / "server.log", **extra) as server:
+                say(f"{backend}: {n} stores from {clients} clients")
+                t0 = time.perf_counter()
+                sent = asyncio.run(
+                    _submit(server.base_url, key, slugs, SERVER if server_url else None, clients)
+                )
+                headers = {"Authorization": f"Bearer {key}"}
+                with httpx.Client(base_url=server.base_url, headers=headers, timeout=120) as http:
+                    statuses, t_done = _wait_active(http, slugs)
+                    job_seconds = _job_seconds(http, sent["jobs"])
+                if sum(1 for s in slugs if statuses.get(s) == "active") < n:
+                    console.print(
+                        f"[yellow]{backend}: not every store active[/]\n{log_tail(server.log)}"
+                    )
+            template = _template(backend, data_dir)
+            floor = _floor(backend, template, Path(tmp), n, workers or os.cpu_count() or 2)
+        finally:
+            if server_url is not None:
+                # Named t_<slug>_<id> (provisioning.tenant_database_name): this run's own.
+                prefix = f"t_burst_{run}_"
+                created = database_names(server_url, lambda name: name.startswith(prefix))
+                drop_databases(server_url, created or [], 5)
+                dispose_server_engines()
+    active = sum(1 for s in slugs if statuses.get(s) == "active")
+    span = t_done - t0
+    return {
+        "backend": backend,
+        "stores": n,
+        "clients": clients,
+        "workers": workers,
+        "accepted": len(sent["jobs"]),
+        "request_errors": sent["errors"][:10],
+        "submit_s": sent["seconds"],
+        "submitted_per_s": len(sent["jobs"]) / sent["seconds"] if sent["seconds"] else 0.0,
+        "active": active,
+        "failed": sum(1 for s in slugs if statuses.get(s) == "failed"),
+        "seconds": span,
+        "active_per_s": active / span if span else 0.0,
+        "job_s": summary(job_seconds) if job_seconds else None,
+        "floor": floor,
+    }
+
+
+def _template(backend: str, data_dir: Path) -> str | None:
+    """The template tenantry copies a new store's database from (built by the burst)."""
+    if backend == "sqlite":
+        found = sorted((data_dir / "templates").glob("*.db"))
+        return str(found[0]) if found else None
+    from tenantry.db import builder
+    from tenantry.db.schemas import tenant_schema
+    from tenantry.settings import load_settings
+
+    return builder.template_name(tenant_schema(load_settings().tenant_schema))
+
+
+def _print(results: list[dict[str, Any]]) -> None:
+    table = Table(title="a burst of stores over HTTP: created, provisioned, active")
+    for col in (
+        "backend",
+        "stores",
+        "clients",
+        "accepted/s",
+        "active",
+        "failed",
+        "seconds",
+        "active/s",
+        "job p50 s",
+        "job p99 s",
+        "floor copies/s",
+        "target",
+    ):
+        table.add_column(col, justify="right")
+    for r in results:
+        if "error" in r:
+            table.add_row(r["backend"], str(r["stores"]), f"[red]{r['error']}[/]", *[""] * 9)
+            continue
+        job = r["job_s"] or {}
+        met = r["active_per_s"] >= TARGET_PER_S and r["active"] == r["stores"]
+        target = f"[{'green' if met else 'red'}]≥ {TARGET_PER_S:g}/s[/]"
+        table.add_row(
+            r["backend"],
+            str(r["stores"]),
+            str(r["clients"]),
+            f"{r['submitted_per_s']:.1f}",
+            str(r["active"]),
+            str(r["failed"]),
+            f"{r['seconds']:.1f}",
+            f"{r['active_per_s']:.1f}",
+            f"{job.get('median', 0):.2f}",
+            f"{job.get('p99', 0):.2f}",
+            f"{r['floor']['per_s']:.1f}",
+            target if r["backend"] == "postgresql" else "",
+        )
+    console.print(table)
+
+
+def main() -> None:
+    """Run the burst on each backend, print the table and write the JSON."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--stores", type=int, default=1000)
+    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--backends", nargs="+", default=["postgresql", "sqlite"])
+    parser.add_argument("--workers", type=int, default=None, help="`tenantry up --workers`")
+    parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    args = parser.parse_args()
+    if args.stores < 1 or args.clients < 1:
+        parser.error("--stores and --clients must be at least 1")
+    watch = ServerDatabases(parse_url(PG_URL) if "postgresql" in args.backends else None)
+    results: list[dict[str, Any]] = []
+    for backend in args.backends:
+        try:
+            results.append(bench_backend(backend, args.stores, args.clients, args.workers))
+        except Exception as exc:  # report it, run the others
+            console.print(f"[red]{backend} failed:[/] {type(exc).__name__}: {exc}")
+            results.append({"backend": backend, "stores": args.stores, "error": str(exc)[:200]})
+    databases = watch.report()
+    _print(results)
+    args.out.mkdir(parents=True, exist_ok=True)
+    out = args.out / "burst.json"
+    out.write_text(
+        json.dumps(
+            {
+                "run": run_metadata(),
+                "config": vars(args) | {"out": str(args.out)},
+                "target_active_per_s": TARGET_PER_S,
+                "results": results,
+                "server_databases": databases,
+            },
+            indent=2,
+            default=str,
+        )
+        + "\n"
+    )
+    console.print(f"wrote {out}")
+    bad = any("error" in r or r["active"] != r["stores"] for r in results)
+    raise SystemExit(1 if bad or databases["left_behind"] or databases["gone"] else 0)
+
+
+if __name__ == "__main__":
+    main()
