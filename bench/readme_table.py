@@ -4,8 +4,8 @@
                                  [--compare OTHER_RESULTS]
 
 Each row is read from one bench's JSON (``provision``, ``burst``, ``webhooks``, ``fleet``,
-``backup``, ``cli``): what tenantry measured, the floor or anchor measured in the same run, their ratio,
-and the run it came from (commit and date). The table replaces what lies between the
+``backup``, ``cli``): what tenantry measured, the floor or anchor measured in the same run,
+their ratio, and the run it came from (commit and date). The table replaces what lies between the
 ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` lines. ``--check`` changes
 nothing and exits 1 when the README's table is not the one the JSON files give (CI runs it,
 so the table cannot be typed by hand or fall behind the results). ``--compare OTHER`` prints
