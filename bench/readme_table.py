@@ -192,7 +192,8 @@ def burst_rows(data: dict[str, Any]) -> Iterator[Row]:
             f"{r['clients']} clients ({r['active']} active)",
             f"{r['active_per_s']:.1f} stores/s",
             f"template copies {floor:.1f}/s",
-            _x(r["active_per_s"] / floor if floor else None),
+            # Times as long as the floor takes (rates inverted, as for the timed rows).
+            _x(floor / r["active_per_s"] if r["active_per_s"] else None),
             run,
         )
 
