@@ -9,6 +9,7 @@ from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from tenantry.db import sqlite_writers
 from tenantry.db.engines import describe_connect_error, server_connect_args, sqlite_path
 from tenantry.db.tls import check_transport, unreadable_tls_file
 from tenantry.db.urls import backend_of, mask, redact, require_driver
@@ -149,7 +150,7 @@ def drop_database(url: URL) -> bool:
     path = sqlite_path(url)
     if path is not None:
         found = path.exists()
-        for suffix in ("", "-wal", "-shm", "-journal"):
+        for suffix in ("", "-wal", "-shm", "-journal", sqlite_writers.LOCK_SUFFIX):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
         return found
     if not database_exists(url):

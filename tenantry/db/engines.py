@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
-from tenantry.db import statement_timeout
+from tenantry.db import sqlite_writers, statement_timeout
 from tenantry.db.tls import check_transport, tls_hint, unreadable_tls_file
 from tenantry.db.urls import backend_of, mask, redact, require_driver
 from tenantry.errors import ConfigurationError, DatabaseUnreachable
@@ -61,13 +61,65 @@ def _transactional_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
+    path = sqlite_path(engine.url)
+    # A file's writers queue on its lock file (sqlite_writers); an in-memory database has one.
+    lockable = (
+        path is not None
+        and str(path) not in ("", ":memory:")
+        and "mode=memory" not in str(engine.url)
+    )
+
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        if immediate and lockable:
+            assert path is not None
+            conn.info[_WRITER_LOCK] = sqlite_writers.acquire(path, busy_timeout_ms)
+        try:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        except BaseException:
+            _end_writer(conn.info, None)
+            raise
+
+    # The lock is given back once the transaction has ended in SQLite, so these end it
+    # themselves (the driver's own commit or rollback then has nothing left to do).
+    @event.listens_for(engine, "commit")
+    def _commit(conn: Connection) -> None:
+        _end_writer(conn.info, lambda: _end_dbapi(conn.connection.dbapi_connection, "COMMIT"))
+
+    @event.listens_for(engine, "rollback")
+    def _rollback(conn: Connection) -> None:
+        _end_writer(conn.info, lambda: _end_dbapi(conn.connection.dbapi_connection, "ROLLBACK"))
+
+    # A connection returned or dropped with its transaction open still gives the lock back.
+    @event.listens_for(engine.pool, "reset")
+    def _reset(dbapi_conn: Any, record: Any, reset_state: Any) -> None:
+        _end_writer(record.info, lambda: _end_dbapi(dbapi_conn, "ROLLBACK"))
+
+    @event.listens_for(engine.pool, "invalidate")
+    def _invalidate(dbapi_conn: Any, record: Any, exception: BaseException | None) -> None:
+        _end_writer(record.info, None)
+
+
+def _end_dbapi(dbapi_conn: Any, statement: str) -> None:
+    if dbapi_conn is not None and dbapi_conn.in_transaction:
+        dbapi_conn.execute(statement)
+
+
+def _end_writer(info: dict[Any, Any], end: Callable[[], object] | None) -> None:
+    """End the transaction with ``end`` (if any), then release the writer lock it holds."""
+    fd = info.pop(_WRITER_LOCK, None)
+    if fd is None:
+        return
+    try:
+        if end is not None:
+            end()
+    finally:
+        sqlite_writers.release(fd)
 
 
 _IMMEDIATE = "tenantry_sqlite_immediate"
+_WRITER_LOCK = "tenantry_sqlite_writer_lock"
 
 
 def writer(engine: Engine) -> Engine:

@@ -1,0 +1,127 @@
+"""SQLite writers queue on a lock file: held for exactly a writer transaction, given back
+however it ends, never waited on longer than the busy timeout."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from tenantry.db import sqlite_writers
+from tenantry.db.admin import drop_database
+from tenantry.db.engines import make_engine, writer
+from tenantry.db.urls import parse_url
+
+
+@pytest.fixture
+def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Engine, Path]]:
+    monkeypatch.setenv("TENANTRY_SQLITE_BUSY_TIMEOUT_MS", "500")
+    path = tmp_path / "w.db"
+    engine = make_engine(parse_url(f"sqlite:///{path}"))
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT)"))
+    yield engine, path
+    engine.dispose()
+
+
+def _held(path: Path) -> bool:
+    """Whether some writer holds ``path``'s lock (tried from a descriptor of our own)."""
+    fd = os.open(sqlite_writers.lock_path(path), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def test_the_lock_is_held_for_a_writer_transaction_only(db: tuple[Engine, Path]) -> None:
+    engine, path = db
+    with writer(engine).begin() as conn:
+        conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+        assert _held(path)
+    assert not _held(path)
+    with engine.begin() as conn:  # a plain (deferred) transaction does not queue
+        conn.execute(text("SELECT 1"))
+        assert not _held(path)
+
+    def fails_inside() -> None:
+        with writer(engine).begin() as conn:
+            conn.execute(text("INSERT INTO t (v) VALUES ('rolled back')"))
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        fails_inside()
+    assert not _held(path)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT v FROM t")).scalars().all() == ["a"]
+
+
+def test_a_connection_returned_with_its_transaction_open_gives_the_lock_back(
+    db: tuple[Engine, Path],
+) -> None:
+    engine, path = db
+    conn = writer(engine).connect()
+    conn.begin()
+    conn.execute(text("INSERT INTO t (v) VALUES ('never committed')"))
+    assert _held(path)
+    conn.close()  # back to the pool, rolled back there
+    assert not _held(path)
+    with engine.connect() as check:
+        assert check.execute(text("SELECT count(*) FROM t")).scalar() == 0
+
+
+def test_a_waiting_writer_goes_as_soon_as_the_holder_commits(db: tuple[Engine, Path]) -> None:
+    engine, _ = db
+    holder_in = threading.Event()
+    release = threading.Event()
+    order: list[str] = []
+
+    def holder() -> None:
+        with writer(engine).begin() as conn:
+            conn.execute(text("INSERT INTO t (v) VALUES ('first')"))
+            holder_in.set()
+            release.wait(5)
+            order.append("first")
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert holder_in.wait(5)
+    threading.Timer(0.2, release.set).start()
+    with writer(engine).begin() as conn:  # waits for the holder, within the 500 ms timeout
+        conn.execute(text("INSERT INTO t (v) VALUES ('second')"))
+        order.append("second")
+    thread.join()
+    assert order == ["first", "second"]
+
+
+def test_a_writer_held_too_long_is_refused_after_the_busy_timeout(db: tuple[Engine, Path]) -> None:
+    engine, path = db
+    fd = sqlite_writers.acquire(path, 1000)  # another process's writer, stuck
+    try:
+        started = time.monotonic()
+        with pytest.raises(Exception, match="database is locked"), writer(engine).begin() as conn:
+            conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
+        assert 0.4 < time.monotonic() - started < 5
+    finally:
+        sqlite_writers.release(fd)
+    with writer(engine).begin() as conn:  # and the lock works again afterwards
+        conn.execute(text("INSERT INTO t (v) VALUES ('y')"))
+
+
+def test_dropping_the_database_removes_its_lock_file(db: tuple[Engine, Path]) -> None:
+    engine, path = db
+    with writer(engine).begin() as conn:
+        conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+    engine.dispose()
+    assert sqlite_writers.lock_path(path).exists()
+    drop_database(parse_url(f"sqlite:///{path}"))
+    assert not path.exists()
+    assert not sqlite_writers.lock_path(path).exists()
