@@ -1,0 +1,186 @@
+"""End-to-end flows of the console in Chromium against a real `tenantry up`, on SQLite (a new
+SQLite file per store) and on PostgreSQL (a store created-new on a registered server): sign in,
+create and provision a store and watch the bar reach 100 % (across a reload), create an API
+key (shown once), add a product through the API with it and see it counted, cancel an
+operation, and a viewer refused an action (buttons disabled, the POST answered 403)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import SERVER_URLS, require_server
+from tests.console.conftest import PHONE, Console, Pages, screenshot, sign_in
+
+pytestmark = pytest.mark.server
+
+
+def _provision_target(console: Console, backend: str) -> str | None:
+    """The server to create stores on (registered now), or None for SQLite files."""
+    if backend == "sqlite":
+        return None
+    require_server(backend)
+    added = console.cli("servers", "add", "main-pg", "--url", SERVER_URLS[backend])
+    assert added.returncode == 0, added.stdout + added.stderr
+    return "main-pg"
+
+
+def _create_store(page: Any, console: Console, slug: str, server: str | None) -> None:
+    page.goto(f"{console.base}/console/stores")
+    page.get_by_label("Slug").fill(slug)
+    page.get_by_label("Name", exact=True).fill(f"Shop {slug}")
+    page.get_by_label("Plan").select_option("starter")
+    if server is not None:
+        page.locator("#create-server").select_option(server)
+    page.get_by_role("button", name="Create and provision").click()
+    page.wait_for_url(f"{console.base}/console/stores/{slug}")
+
+
+def _wait_succeeded(page: Any) -> None:
+    done = page.locator(".progress[data-status=succeeded]")
+    done.wait_for(timeout=60_000)
+    assert done.locator("progress").get_attribute("value") == "100"
+    assert "100 %" in done.inner_text()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_operator_provisions_a_store_and_sees_its_key_and_usage(
+    backend: str, start_console: Callable[..., Console], pages: Pages, server_slug: str
+) -> None:
+    console = start_console()
+    server = _provision_target(console, backend)
+    page = pages.open()
+    sign_in(page, console, console.operator)
+    slug = server_slug if backend != "sqlite" else f"shop-{uuid.uuid4().hex[:6]}"
+
+    _create_store(page, console, slug, server)
+    # The bar is live while the job runs, and found again after a reload.
+    running = page.locator(".progress[data-status]")
+    running.wait_for()
+    assert running.get_attribute("data-status") in {"queued", "running", "succeeded"}
+    page.reload()
+    _wait_succeeded(page)
+    count = page.locator(".progress .count").inner_text()
+    made = re.match(r"(\d+) of (\d+) tables", count)
+    assert made and made.group(1) == made.group(2) and int(made.group(2)) > 0, count
+    page.reload()
+    assert page.locator("h1 .status").inner_text() == "active"
+    facts = page.locator("dl.facts").inner_text()
+    if server is not None:
+        assert "main-pg" in facts and "postgresql" in facts
+    else:
+        assert "sqlite" in facts
+    assert re.search(r"Revision\s+\w+", facts) and "unknown" not in facts
+    screenshot(page, f"store-detail-{backend}")
+
+    # A key made here is shown once; it works against the API.
+    page.get_by_label("Key name").fill("storefront")
+    page.get_by_role("button", name="Create key").click()
+    key = page.locator("#new-key").inner_text().strip()
+    assert key
+    with httpx.Client(base_url=console.base, timeout=30) as http:
+        added = http.post(
+            "/products",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"sku": "SKU-1", "name": "First product"},
+        )
+    assert added.status_code == 201, added.text
+    page.goto(f"{console.base}/console/stores/{slug}")
+    assert page.locator("#new-key").count() == 0
+    assert key not in page.content()
+    products = page.locator('td[data-limit="Products"]').inner_text()
+    assert products == "1"
+    assert "storefront" in page.locator("#keys-title + *").inner_text() or "storefront" in (
+        page.content()
+    )
+
+    # The list shows it with its server and revision.
+    page.goto(f"{console.base}/console/stores?q={slug}")
+    row = page.locator("table.stores tbody tr", has_text=slug)
+    assert "active" in row.inner_text() and "starter" in row.inner_text()
+    if server is not None:
+        assert "main-pg" in row.inner_text()
+
+    # Typed confirmation: a wrong slug is refused beside the form, the right one suspends.
+    page.goto(f"{console.base}/console/stores/{slug}")
+    page.locator("#suspend-confirm").fill("not-the-slug")
+    page.get_by_role("button", name="Suspend").click()
+    assert "type the store's slug" in page.locator("#error-suspend").inner_text()
+    assert page.locator("h1 .status").inner_text() == "active"
+    page.locator("#suspend-confirm").fill(slug)
+    page.get_by_role("button", name="Suspend").click()
+    page.wait_for_url(f"{console.base}/console/stores/{slug}")
+    assert page.locator("h1 .status").inner_text() == "suspended"
+    with console.api() as api:
+        assert api.get(f"/stores/{slug}").json()["status"] == "suspended"
+
+    # Deleting drops the database tenantry created.
+    page.locator("#delete-confirm").fill(slug)
+    page.get_by_label("also drop the database tenantry created").check()
+    page.get_by_role("button", name="Delete store").click()
+    page.wait_for_url(re.compile(r"/console/stores\?deleted="))
+    assert f"Store {slug} was deleted." in page.locator(".notice").inner_text()
+    with console.api() as api:
+        assert api.get(f"/stores/{slug}").status_code == 404
+
+
+def test_an_operation_is_cancelled_from_the_operations_page(
+    start_console: Callable[..., Console], pages: Pages
+) -> None:
+    # Each provisioning job pauses at its migrate step: long enough to be cancelled there.
+    console = start_console({"TENANTRY_FAILPOINTS": "provision.migrate=sleep:20"})
+    page = pages.open(PHONE)
+    sign_in(page, console, console.operator)
+    slug = f"slow-{uuid.uuid4().hex[:6]}"
+    _create_store(page, console, slug, None)
+    page.goto(f"{console.base}/console/operations")
+    row = page.locator("table.operations tbody tr", has_text=slug)
+    row.get_by_role("button", name="Cancel").click()
+    # htmx swaps the fragment in place, then it keeps polling until the job has stopped.
+    row.locator(".progress[data-status=cancelled]").wait_for(timeout=60_000)
+    screenshot(page, "operations-phone")
+    with console.api() as api:
+        ops = api.get("/operations", params={"store": slug}).json()["items"]
+    assert [op["status"] for op in ops if op["kind"] == "provision"] == ["cancelled"]
+    assert ops[0]["cancel_requested_at"] is not None
+
+
+def test_a_viewer_sees_everything_and_is_refused_every_change(
+    start_console: Callable[..., Console], pages: Pages
+) -> None:
+    console = start_console()
+    with console.api() as api:
+        assert api.post("/stores", json={"slug": "seen", "name": "Seen"}).status_code == 201
+    page = pages.open()
+    sign_in(page, console, console.viewer)
+    assert "viewer" in page.locator("#read-only-note").inner_text()
+    create = page.get_by_role("button", name="Create and provision")
+    assert create.is_disabled()
+    page.goto(f"{console.base}/console/stores/seen")
+    for name in ("Provision", "Create key", "Delete store"):
+        assert page.get_by_role("button", name=name).is_disabled(), name
+    screenshot(page, "store-detail-viewer")
+
+    # The POST itself (with the session's CSRF token) is refused by the permission guard.
+    csrf = next(c["value"] for c in page.context.cookies() if c["name"] == "tenantry_csrf")
+    refused = page.request.post(
+        f"{console.base}/console/stores/seen/delete",
+        form={"csrf_token": csrf, "confirm": "seen"},
+        max_redirects=0,
+    )
+    assert refused.status == 403
+    assert "is read-only (viewer) and cannot" in refused.text()
+    made = page.request.post(
+        f"{console.base}/console/stores",
+        form={"csrf_token": csrf, "slug": "viewer-made", "name": "No"},
+        max_redirects=0,
+    )
+    assert made.status == 403
+    with console.api() as api:
+        assert api.get("/stores/seen").status_code == 200
+        assert api.get("/stores/viewer-made").status_code == 404
