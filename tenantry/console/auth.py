@@ -169,7 +169,7 @@ def login(request: Request, form: FormDep, platform: PlatformDep) -> Response:
         refused = Forbidden(
             "the sign-in form is stale or was not sent from this page.", "Sign in again."
         )
-        return _login_page(request, next_path=next_path, error=refused, status=403)
+        return _login_page(request, next_path=next_path, error=refused)
     try:
         signed = api_access.login(
             platform.writer_sessions,
@@ -179,9 +179,9 @@ def login(request: Request, form: FormDep, platform: PlatformDep) -> Response:
             user_agent=request.headers.get("user-agent"),
         )
     except Unauthorized as exc:
-        return _login_page(request, next_path=next_path, error=exc, status=401)
+        return _login_page(request, next_path=next_path, error=exc)
     except TenantryError as exc:  # too many attempts
-        response = _login_page(request, next_path=next_path, error=exc, status=429)
+        response = _login_page(request, next_path=next_path, error=exc)
         response.headers["Retry-After"] = str(getattr(exc, "retry_after", 60))
         return response
     response = RedirectResponse(next_path, status_code=303)

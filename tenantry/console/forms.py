@@ -1,5 +1,10 @@
 """What the console's forms share: an error shown beside the form that caused it (in the
-API's words and with the API's status), and the reading of the provisioning fields."""
+API's words, its status named), and the reading of the provisioning fields.
+
+A form shown again with its error is answered 200: the answer is the page holding the form,
+and a browser reports every 4xx page it loads as an error in its console. Refusals (a viewer,
+a missing CSRF token) are not a form's error: they get the console's 403 page.
+"""
 
 from __future__ import annotations
 

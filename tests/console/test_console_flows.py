@@ -32,7 +32,7 @@ def _provision_target(console: Console, backend: str) -> str | None:
 
 def _create_store(page: Any, console: Console, slug: str, server: str | None) -> None:
     page.goto(f"{console.base}/console/stores")
-    page.get_by_label("Slug").fill(slug)
+    page.get_by_label("Slug", exact=True).fill(slug)
     page.get_by_label("Name", exact=True).fill(f"Shop {slug}")
     page.get_by_label("Plan").select_option("starter")
     if server is not None:
@@ -85,7 +85,7 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     assert key
     with httpx.Client(base_url=console.base, timeout=30) as http:
         added = http.post(
-            "/products",
+            f"/stores/{slug}/products",
             headers={"Authorization": f"Bearer {key}"},
             json={"sku": "SKU-1", "name": "First product"},
         )
@@ -133,7 +133,7 @@ def test_an_operation_is_cancelled_from_the_operations_page(
     start_console: Callable[..., Console], pages: Pages
 ) -> None:
     # Each provisioning job pauses at its migrate step: long enough to be cancelled there.
-    console = start_console({"TENANTRY_FAILPOINTS": "provision.migrate=sleep:20"})
+    console = start_console({"TENANTRY_FAILPOINTS": "provision.migrate=sleep:6"})
     page = pages.open(PHONE)
     sign_in(page, console, console.operator)
     slug = f"slow-{uuid.uuid4().hex[:6]}"

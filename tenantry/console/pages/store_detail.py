@@ -135,7 +135,7 @@ def _again(
     """The store's page again, ``exc`` shown beside ``form``."""
     shown = form_error(form, exc)
     with platform.sessions() as master:
-        return detail_page(request, platform, master, slug, error=shown, code=shown.status)
+        return detail_page(request, platform, master, slug, error=shown)
 
 
 def _confirmed(form: dict[str, str], slug: str, what: str) -> None:

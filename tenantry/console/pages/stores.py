@@ -96,7 +96,7 @@ def create_store(
     except TenantryError as exc:
         shown = form_error("create", exc)
         with platform.sessions() as master:
-            return _page(request, master, error=shown, form=form, code=shown.status)
+            return _page(request, master, error=shown, form=form)
     slug = created.slug
     try:
         provision_request.request(
@@ -113,5 +113,5 @@ def create_store(
         # the form that starts it again.
         shown = form_error("provision", exc)
         with platform.sessions() as master:
-            return detail_page(request, platform, master, slug, error=shown, code=shown.status)
+            return detail_page(request, platform, master, slug, error=shown)
     return RedirectResponse(f"/console/stores/{quote(slug)}", status_code=303)
