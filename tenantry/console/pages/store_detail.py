@@ -18,7 +18,7 @@ from tenantry.console.auth import FormDep, UserDep, WriterDep
 from tenantry.console.charts import bar_chart
 from tenantry.console.forms import FormError, form_error, provision_choice
 from tenantry.console.templating import render
-from tenantry.db.master.models import ApiKey, DatabaseServer, Store
+from tenantry.db.master.models import ApiKey, DatabaseServer, OperationKind, Store
 from tenantry.errors import InvalidInput, TenantryError
 from tenantry.operations import provision_request, records, store_delete
 from tenantry.runtime import Platform
@@ -98,9 +98,15 @@ def detail_page(
     keys = master.scalars(
         select(ApiKey).where(ApiKey.store_id == store.id).order_by(ApiKey.created_at)
     )
+    status = stores.lifecycle_status(master, store)
+    provisions, _ = records.list_operations(
+        master, kind=OperationKind.PROVISION, store_id=store.id, limit=1
+    )
     context: dict[str, Any] = {
         "store": store,
-        "status": stores.lifecycle_status(master, store),
+        "status": status,
+        # Why the last provisioning failed (its error never holds a secret).
+        "failure": provisions[0].error if provisions and status == "failed" else None,
         "connection": _connection(master, store),
         "running": running_operation(master, store.id),
         "charts": [
