@@ -181,9 +181,9 @@ def login(request: Request, form: FormDep, platform: PlatformDep) -> Response:
     except Unauthorized as exc:
         return _login_page(request, next_path=next_path, error=exc)
     except TenantryError as exc:  # too many attempts
-        response = _login_page(request, next_path=next_path, error=exc)
-        response.headers["Retry-After"] = str(getattr(exc, "retry_after", 60))
-        return response
+        refused_page = _login_page(request, next_path=next_path, error=exc)
+        refused_page.headers["Retry-After"] = str(getattr(exc, "retry_after", 60))
+        return refused_page
     response = RedirectResponse(next_path, status_code=303)
     secure = cookies_secure(request)
     age = int(LIFETIME.total_seconds())

@@ -95,12 +95,30 @@ def start_console(tmp_path: Path) -> Iterator[Callable[..., Console]]:
         init = subprocess.run([sys.executable, "-m", "tenantry", "init"], check=False, **run)  # type: ignore[call-overload]
         assert init.returncode == 0, init.stdout + init.stderr
         users = (
-            User(f"op-{uuid.uuid4().hex[:6]}@example.com", "operator-pass-" + uuid.uuid4().hex, "operator"),
-            User(f"view-{uuid.uuid4().hex[:6]}@example.com", "viewer-pass-" + uuid.uuid4().hex, "viewer"),
+            User(
+                f"op-{uuid.uuid4().hex[:6]}@example.com",
+                "operator-pass-" + uuid.uuid4().hex,
+                "operator",
+            ),
+            User(
+                f"view-{uuid.uuid4().hex[:6]}@example.com",
+                "viewer-pass-" + uuid.uuid4().hex,
+                "viewer",
+            ),
         )
         for user in users:
             added = subprocess.run(  # type: ignore[call-overload]
-                [sys.executable, "-m", "tenantry", "users", "add", user.email, "--role", user.role, "--password-stdin"],
+                [
+                    sys.executable,
+                    "-m",
+                    "tenantry",
+                    "users",
+                    "add",
+                    user.email,
+                    "--role",
+                    user.role,
+                    "--password-stdin",
+                ],
                 input=user.password + "\n",
                 check=False,
                 **run,
@@ -159,7 +177,9 @@ class Pages:
         page = context.new_page()
         page.on(
             "console",
-            lambda msg: self.errors.append(f"{page.url}: {msg.text}") if msg.type == "error" else None,
+            lambda msg: (
+                self.errors.append(f"{page.url}: {msg.text}") if msg.type == "error" else None
+            ),
         )
         page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
         page.set_default_timeout(30_000)

@@ -67,15 +67,19 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     _wait_succeeded(page)
     count = page.locator(".progress .count").inner_text()
     made = re.match(r"(\d+) of (\d+) tables", count)
-    assert made and made.group(1) == made.group(2) and int(made.group(2)) > 0, count
+    assert made, count
+    assert made.group(1) == made.group(2), count
+    assert int(made.group(2)) > 0, count
     page.reload()
     assert page.locator("h1 .status").inner_text() == "active"
     facts = page.locator("dl.facts").inner_text()
     if server is not None:
-        assert "main-pg" in facts and "postgresql" in facts
+        assert "main-pg" in facts
+        assert "postgresql" in facts
     else:
         assert "sqlite" in facts
-    assert re.search(r"Revision\s+\w+", facts) and "unknown" not in facts
+    assert re.search(r"Revision\s+\w+", facts)
+    assert "unknown" not in facts
     screenshot(page, f"store-detail-{backend}")
 
     # A key made here is shown once; it works against the API.
@@ -102,7 +106,8 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     # The list shows it with its server and revision.
     page.goto(f"{console.base}/console/stores?q={slug}")
     row = page.locator("table.stores tbody tr", has_text=slug)
-    assert "active" in row.inner_text() and "starter" in row.inner_text()
+    assert "active" in row.inner_text()
+    assert "starter" in row.inner_text()
     if server is not None:
         assert "main-pg" in row.inner_text()
 

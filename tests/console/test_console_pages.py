@@ -45,7 +45,8 @@ def test_every_page_renders_without_errors_and_every_nav_link_answers(
         ("/console/operations", "operations"),
     ):
         answer = page.goto(console.base + path)
-        assert answer is not None and answer.status == 200, path
+        assert answer is not None, path
+        assert answer.status == 200, path
         page.wait_for_load_state("networkidle")
         # The page fits the viewport: only tables scroll, inside their own box.
         width = page.evaluate("document.documentElement.scrollWidth")
@@ -54,12 +55,14 @@ def test_every_page_renders_without_errors_and_every_nav_link_answers(
         for link in _nav_links(page):
             if link not in visited:
                 visited[link] = page.request.get(link).status
-    assert visited and all(code == 200 for code in visited.values()), visited
+    assert visited
+    assert all(code == 200 for code in visited.values()), visited
     assert any(link.endswith("/console/operations") for link in visited)
 
     page.context.clear_cookies()
     login = page.goto(console.base + "/console/stores")
-    assert login is not None and page.url.startswith(console.base + "/console/login")
+    assert login is not None
+    assert page.url.startswith(console.base + "/console/login")
     screenshot(page, f"login-{label}")
 
 
@@ -75,7 +78,9 @@ def test_the_keyboard_reaches_the_navigation_and_the_forms(
     for _ in range(8):
         page.keyboard.press("Tab")
         reached.append(page.evaluate("document.activeElement.textContent.trim()"))
-    assert "Stores" in reached and "Operations" in reached and "Sign out" in reached
+    assert "Stores" in reached
+    assert "Operations" in reached
+    assert "Sign out" in reached
 
 
 def test_forms_show_the_apis_messages_and_nothing_is_half_written(
@@ -132,7 +137,8 @@ def test_headers_csrf_and_sessions_are_enforced(start_console: Callable[..., Con
     console = start_console()
     with httpx.Client(base_url=console.base, timeout=30) as http:
         home = http.get("/")
-        assert home.status_code == 303 and home.headers["location"] == "/console/stores"
+        assert home.status_code == 303
+        assert home.headers["location"] == "/console/stores"
         for path in ("/", "/console/login", "/console/stores"):
             answer = http.get(path)
             assert "default-src 'self'" in answer.headers["content-security-policy"]
@@ -140,10 +146,13 @@ def test_headers_csrf_and_sessions_are_enforced(start_console: Callable[..., Con
             assert answer.headers["referrer-policy"] == "same-origin"
         # Not signed in: sent to the sign-in page (htmx: told to go there).
         gone = http.get("/console/operations")
-        assert gone.status_code == 303 and gone.headers["location"].startswith("/console/login")
-        assert http.get("/console/operations", headers={"HX-Request": "true"}).headers[
-            "HX-Redirect"
-        ].startswith("/console/login")
+        assert gone.status_code == 303
+        assert gone.headers["location"].startswith("/console/login")
+        assert (
+            http.get("/console/operations", headers={"HX-Request": "true"})
+            .headers["HX-Redirect"]
+            .startswith("/console/login")
+        )
         # The API keeps its JSON contract and its docs.
         assert http.get("/stores").json()["error"]["type"] == "Unauthorized"
         assert http.get("/health").json()["status"] == "ok"
@@ -177,4 +186,5 @@ def test_headers_csrf_and_sessions_are_enforced(start_console: Callable[..., Con
         assert "<!doctype html>" in refused.text.lower()
         assert http.get("/console/stores/nocsrf").status_code == 404
         missing = http.get("/console/stores/nowhere")
-        assert missing.status_code == 404 and "no store &#39;nowhere&#39;" in missing.text
+        assert missing.status_code == 404
+        assert "no store &#39;nowhere&#39;" in missing.text
