@@ -26,6 +26,8 @@ class Bar:
     value: int
     day: date
     label: str | None
+    #: Where the day label is anchored (the last day's ends at its bar, inside the chart).
+    anchor: str = "middle"
 
 
 @dataclass(frozen=True)
@@ -73,7 +75,9 @@ def bar_chart(
                 height=round(height, 1),
                 value=v,
                 day=day,
-                label=day.strftime("%m-%d") if i % 5 == 0 or i == span - 1 else None,
+                # Every fifth day counted back from the last, so the last day is labelled.
+                label=day.strftime("%m-%d") if (span - 1 - i) % 5 == 0 else None,
+                anchor="end" if i == span - 1 else "middle",
             )
         )
     return Chart(title, bars, peak, sum(v for _, v in values))
