@@ -111,6 +111,17 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     if server is not None:
         assert "main-pg" in row.inner_text()
 
+    # A backup asked for here is taken by the worker; its progress shows, then its row.
+    page.goto(f"{console.base}/console/stores/{slug}")
+    page.get_by_label("Label", exact=True).fill("before-suspend")
+    page.get_by_role("button", name="Back up now").click()
+    page.wait_for_url(f"{console.base}/console/stores/{slug}")
+    page.locator(".progress[data-status=succeeded]").wait_for(timeout=60_000)
+    page.reload()
+    backups = page.locator("#backups-title ~ .table-wrap tbody").inner_text()
+    assert "stored" in backups or "verified" in backups, backups
+    assert "manual" in backups
+
     # Typed confirmation: a wrong slug is refused beside the form, the right one suspends.
     page.goto(f"{console.base}/console/stores/{slug}")
     page.locator("#suspend-confirm").fill("not-the-slug")

@@ -14,13 +14,14 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantry.api.deps import DispatcherDep, MasterDep, PlatformDep
+from tenantry.backup.storage import storage_for
 from tenantry.console.auth import FormDep, UserDep, WriterDep
 from tenantry.console.charts import bar_chart
 from tenantry.console.forms import FormError, form_error, provision_choice
 from tenantry.console.templating import render
 from tenantry.db.master.models import ApiKey, DatabaseServer, OperationKind, Store
 from tenantry.errors import InvalidInput, TenantryError
-from tenantry.operations import provision_request, records, store_delete
+from tenantry.operations import backup_request, provision_request, records, store_delete
 from tenantry.runtime import Platform
 from tenantry.services import apikeys, audit_query, servers, stores, usage
 from tenantry.services.backups.catalog import list_backups
@@ -237,6 +238,32 @@ def delete(
         return _again(request, platform, slug, "delete", exc)
     platform.router.evict(deletion.store_id)
     return RedirectResponse(f"/console/stores?deleted={quote(slug)}", status_code=303)
+
+
+@router.post("/stores/{slug}/backup", response_class=HTMLResponse)
+def back_up(
+    slug: str,
+    request: Request,
+    form: FormDep,
+    user: WriterDep,
+    platform: PlatformDep,
+    dispatcher: DispatcherDep,
+) -> Response:
+    """Queue a backup of the store's database (as POST /backups does); its progress shows
+    here while a worker takes it."""
+    try:
+        backup_request.request(
+            platform,
+            dispatcher,
+            storage_for(platform.settings),
+            f"store:{slug}",
+            label=(form.get("label") or "").strip()[:255] or None,
+            pinned=form.get("pin") == "on",
+            actor=user.principal.actor,
+        )
+    except TenantryError as exc:
+        return _again(request, platform, slug, "backup", exc)
+    return _back(slug)
 
 
 @router.post("/stores/{slug}/keys", response_class=HTMLResponse)
