@@ -170,6 +170,7 @@ def main() -> None:
             "store detail": f"/console/stores/{slug}",
             "operations": "/console/operations",
             "operation progress": f"/console/operations/{op_id}/progress",
+            "health": "/console/health",
         }
         with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
             client.cookies.set(SESSION_COOKIE, signed.token)

@@ -103,6 +103,14 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
         page.content()
     )
 
+    # The health page runs the doctor's checks and counts the stores on each server.
+    page.goto(f"{console.base}/console/health")
+    master = page.locator('tr[data-check="master connects"]')
+    assert master.locator(".status").inner_text() == "ok"
+    if server is not None:
+        on_server = page.locator("#servers-title ~ .table-wrap tbody tr", has_text="main-pg")
+        assert on_server.locator("td").nth(2).inner_text() == "1"
+
     # The list shows it with its server and revision.
     page.goto(f"{console.base}/console/stores?q={slug}")
     row = page.locator("table.stores tbody tr", has_text=slug)

@@ -43,6 +43,7 @@ def test_every_page_renders_without_errors_and_every_nav_link_answers(
         ("/console/stores/alpha", "store-detail"),
         ("/console/stores/beta", "store-detail-pending"),
         ("/console/operations", "operations"),
+        ("/console/health", "health"),
     ):
         answer = page.goto(console.base + path)
         assert answer is not None, path
@@ -58,6 +59,7 @@ def test_every_page_renders_without_errors_and_every_nav_link_answers(
     assert visited
     assert all(code == 200 for code in visited.values()), visited
     assert any(link.endswith("/console/operations") for link in visited)
+    assert any(link.endswith("/console/health") for link in visited)
 
     page.context.clear_cookies()
     login = page.goto(console.base + "/console/stores")
