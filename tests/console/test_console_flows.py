@@ -46,6 +46,8 @@ def _wait_succeeded(page: Any) -> None:
     done.wait_for(timeout=60_000)
     assert done.locator("progress").get_attribute("value") == "100"
     assert "100 %" in done.inner_text()
+    # An ended operation's fragment no longer asks to be polled.
+    assert done.get_attribute("hx-trigger") is None
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
