@@ -132,6 +132,29 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     assert "stored" in backups or "verified" in backups, backups
     assert "manual" in backups
 
+    # A product added after the backup is gone once the backup is restored in place: the
+    # plan first, then the database's name typed to confirm.
+    with httpx.Client(base_url=console.base, timeout=30) as http:
+        later = http.post(
+            f"/stores/{slug}/products",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"sku": "SKU-2", "name": "Added after the backup"},
+        )
+        assert later.status_code == 201, later.text
+    page.get_by_role("button", name="Restore…").click()
+    assert page.locator("#plan-title").is_visible()
+    name = page.locator("label[for=restore-confirm] code").inner_text()
+    page.locator("#restore-confirm").fill("wrong-name")
+    page.get_by_role("button", name="Restore now").click()
+    assert "is a live database" in page.locator("#error-restore").inner_text()
+    page.locator("#restore-confirm").fill(name)
+    page.get_by_role("button", name="Restore now").click()
+    assert "Restored" in page.locator("#restored").inner_text(timeout=120_000)
+    with httpx.Client(base_url=console.base, timeout=30) as http:
+        listed = http.get(f"/stores/{slug}/products", headers={"Authorization": f"Bearer {key}"})
+    assert listed.status_code == 200, listed.text
+    assert [p["sku"] for p in listed.json()] == ["SKU-1"]
+
     # Typed confirmation: a wrong slug is refused beside the form, the right one suspends.
     page.goto(f"{console.base}/console/stores/{slug}")
     page.locator("#suspend-confirm").fill("not-the-slug")
