@@ -13,7 +13,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tenantry.api.errors import error_response
 from tenantry.console import auth
-from tenantry.console.pages import health, operations, store_detail, store_restore, stores
+from tenantry.console.pages import (
+    health,
+    operations,
+    store_detail,
+    store_move,
+    store_restore,
+    stores,
+)
 from tenantry.console.templating import STATIC_DIR, render
 
 PREFIX = "/console"
@@ -104,7 +111,7 @@ def install(app: FastAPI) -> None:
         return RedirectResponse(auth.HOME, status_code=303)
 
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
-    for module in (auth, stores, store_detail, store_restore, operations, health):
+    for module in (auth, stores, store_detail, store_restore, store_move, operations, health):
         app.include_router(module.router)
     _install_errors(app)
     app.add_middleware(ConsoleHeaders)

@@ -178,6 +178,42 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
         assert api.get(f"/stores/{slug}").status_code == 404
 
 
+def test_a_store_is_moved_from_its_sqlite_file_to_a_registered_server(
+    start_console: Callable[..., Console], pages: Pages, server_slug: str
+) -> None:
+    console = start_console()
+    _provision_target(console, "postgresql")
+    page = pages.open()
+    sign_in(page, console, console.operator)
+    _create_store(page, console, server_slug, None)  # a SQLite file in the data dir
+    _wait_succeeded(page)
+    page.reload()
+    with console.api() as api:
+        key = api.post(
+            "/api-keys", json={"scope": "store", "store": server_slug, "name": "mover"}
+        ).json()["key"]
+    with httpx.Client(base_url=console.base, timeout=30) as http:
+        added = http.post(
+            f"/stores/{server_slug}/products",
+            headers={"Authorization": f"Bearer {key}"},
+            json={"sku": "MOVED-1", "name": "Comes along"},
+        )
+        assert added.status_code == 201, added.text
+
+    page.get_by_label("Move to server").select_option("main-pg")
+    page.locator("#move-confirm").fill(server_slug)
+    page.get_by_role("button", name="Move", exact=True).click()
+    assert "Moved to server main-pg" in page.locator("#moved").inner_text(timeout=120_000)
+    facts = page.locator("dl.facts").inner_text()
+    assert "main-pg" in facts
+    assert "postgresql" in facts
+    with httpx.Client(base_url=console.base, timeout=30) as http:
+        listed = http.get(
+            f"/stores/{server_slug}/products", headers={"Authorization": f"Bearer {key}"}
+        )
+    assert [p["sku"] for p in listed.json()] == ["MOVED-1"]
+
+
 def test_an_operation_is_cancelled_from_the_operations_page(
     start_console: Callable[..., Console], pages: Pages
 ) -> None:

@@ -84,6 +84,7 @@ def detail_page(
     *,
     error: FormError | None = None,
     new_key: str | None = None,
+    moved_to: str | None = None,
     code: int = 200,
 ) -> HTMLResponse:
     """The store's page (``error`` shown beside its form, a ``new_key`` shown this once)."""
@@ -124,6 +125,7 @@ def detail_page(
         "servers": [s.name for s in servers.list_servers(master) if s.is_active],
         "error": error,
         "new_key": new_key,
+        "moved_to": moved_to,
     }
     return render(request, "store_detail.html", context, status=code)
 
@@ -136,7 +138,7 @@ def store_page(
     return detail_page(request, platform, master, slug)
 
 
-def _again(
+def show_again(
     request: Request, platform: Platform, slug: str, form: str, exc: TenantryError
 ) -> HTMLResponse:
     """The store's page again, ``exc`` shown beside ``form``."""
@@ -145,7 +147,7 @@ def _again(
         return detail_page(request, platform, master, slug, error=shown)
 
 
-def _confirmed(form: dict[str, str], slug: str, what: str) -> None:
+def confirmed(form: dict[str, str], slug: str, what: str) -> None:
     """Refuse unless the store's slug was typed (as the CLI asks before it acts)."""
     typed = (form.get("confirm") or "").strip()
     if typed != slug:
@@ -182,7 +184,7 @@ def provision(
             actor=user.principal.actor,
         )
     except TenantryError as exc:
-        return _again(request, platform, slug, "provision", exc)
+        return show_again(request, platform, slug, "provision", exc)
     return _back(slug)
 
 
@@ -193,7 +195,7 @@ def suspend(
     """Suspend the store (its slug typed to confirm): its traffic is refused."""
     try:
         ensure_may_write("suspend a store")
-        _confirmed(form, slug, "suspend")
+        confirmed(form, slug, "suspend")
         with platform.writer_sessions.begin() as master:
             store = stores.get_store(master, slug)
             stores.suspend_store(
@@ -201,7 +203,7 @@ def suspend(
             )
             store_id = store.id
     except TenantryError as exc:
-        return _again(request, platform, slug, "suspend", exc)
+        return show_again(request, platform, slug, "suspend", exc)
     platform.router.evict(store_id)
     return _back(slug)
 
@@ -213,11 +215,11 @@ def resume(
     """Serve a suspended store again (its slug typed to confirm)."""
     try:
         ensure_may_write("resume a store")
-        _confirmed(form, slug, "resume")
+        confirmed(form, slug, "resume")
         with platform.writer_sessions.begin() as master:
             stores.resume_store(master, stores.get_store(master, slug), actor=user.principal.actor)
     except TenantryError as exc:
-        return _again(request, platform, slug, "resume", exc)
+        return show_again(request, platform, slug, "resume", exc)
     return _back(slug)
 
 
@@ -229,13 +231,13 @@ def delete(
     tenantry created for it too (never one it only connected to)."""
     try:
         ensure_may_write("delete a store")
-        _confirmed(form, slug, "delete")
+        confirmed(form, slug, "delete")
         deletion = store_delete.plan(
             platform, slug, drop_database=form.get("drop_database") == "on"
         )
         store_delete.delete(platform, deletion, actor=user.principal.actor)
     except TenantryError as exc:
-        return _again(request, platform, slug, "delete", exc)
+        return show_again(request, platform, slug, "delete", exc)
     platform.router.evict(deletion.store_id)
     return RedirectResponse(f"/console/stores?deleted={quote(slug)}", status_code=303)
 
@@ -262,7 +264,7 @@ def back_up(
             actor=user.principal.actor,
         )
     except TenantryError as exc:
-        return _again(request, platform, slug, "backup", exc)
+        return show_again(request, platform, slug, "backup", exc)
     return _back(slug)
 
 
@@ -283,7 +285,7 @@ def create_key(
             )
             plaintext = new.plaintext
     except TenantryError as exc:
-        return _again(request, platform, slug, "keys", exc)
+        return show_again(request, platform, slug, "keys", exc)
     with platform.sessions() as master:
         return detail_page(request, platform, master, slug, new_key=plaintext, code=201)
 
@@ -308,5 +310,5 @@ def revoke_key(
                 )
             apikeys.revoke_key(master, prefix, actor=user.principal.actor)
     except TenantryError as exc:
-        return _again(request, platform, slug, "keys", exc)
+        return show_again(request, platform, slug, "keys", exc)
     return _back(slug)
