@@ -61,18 +61,6 @@ class Console:
             base_url=self.base, headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=30
         )
 
-    def cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        """Run ``tenantry ARGS`` on the console's installation."""
-        return subprocess.run(
-            [sys.executable, "-m", "tenantry", *args],
-            input=stdin,
-            capture_output=True,
-            text=True,
-            env=self.env,
-            timeout=120,
-            check=False,
-        )
-
 
 def _env(data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
@@ -84,11 +72,11 @@ def _env(data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
 
 @pytest.fixture
 def start_console(tmp_path: Path) -> Iterator[Callable[..., Console]]:
-    """Start `tenantry up` (with ``env`` added to its environment); stopped after the test by
-    its own pid."""
+    """Start `tenantry up` (with ``env`` added to its environment and ``servers`` registered,
+    name -> admin URL); stopped after the test by its own pid."""
     started: list[Console] = []
 
-    def start(env: dict[str, str] | None = None) -> Console:
+    def start(env: dict[str, str] | None = None, servers: dict[str, str] | None = None) -> Console:
         data = tmp_path / f"data-{len(started)}"
         full = _env(data, env or {})
         run = {"env": full, "capture_output": True, "text": True, "timeout": 120}
@@ -124,6 +112,14 @@ def start_console(tmp_path: Path) -> Iterator[Callable[..., Console]]:
                 **run,
             )
             assert added.returncode == 0, added.stdout + added.stderr
+        # Registered before the server starts: its worker's start-up writes master too.
+        for name, url in (servers or {}).items():
+            registered = subprocess.run(  # type: ignore[call-overload]
+                [sys.executable, "-m", "tenantry", "servers", "add", name, "--url", url],
+                check=False,
+                **run,
+            )
+            assert registered.returncode == 0, registered.stdout + registered.stderr
         port = free_port()
         log = tmp_path / f"up-{len(started)}.log"
         with log.open("wb") as out:

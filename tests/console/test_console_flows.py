@@ -20,14 +20,12 @@ from tests.console.conftest import PHONE, Console, Pages, screenshot, sign_in
 pytestmark = pytest.mark.server
 
 
-def _provision_target(console: Console, backend: str) -> str | None:
-    """The server to create stores on (registered now), or None for SQLite files."""
+def _servers(backend: str) -> dict[str, str]:
+    """The servers to register: ``main-pg`` on PostgreSQL; none for SQLite files."""
     if backend == "sqlite":
-        return None
+        return {}
     require_server(backend)
-    added = console.cli("servers", "add", "main-pg", "--url", SERVER_URLS[backend])
-    assert added.returncode == 0, added.stdout + added.stderr
-    return "main-pg"
+    return {"main-pg": SERVER_URLS[backend]}
 
 
 def _create_store(page: Any, console: Console, slug: str, server: str | None) -> None:
@@ -54,8 +52,8 @@ def _wait_succeeded(page: Any) -> None:
 def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     backend: str, start_console: Callable[..., Console], pages: Pages, server_slug: str
 ) -> None:
-    console = start_console()
-    server = _provision_target(console, backend)
+    console = start_console(servers=_servers(backend))
+    server = "main-pg" if backend != "sqlite" else None
     page = pages.open()
     sign_in(page, console, console.operator)
     slug = server_slug if backend != "sqlite" else f"shop-{uuid.uuid4().hex[:6]}"
@@ -181,8 +179,7 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
 def test_a_store_is_moved_from_its_sqlite_file_to_a_registered_server(
     start_console: Callable[..., Console], pages: Pages, server_slug: str
 ) -> None:
-    console = start_console()
-    _provision_target(console, "postgresql")
+    console = start_console(servers=_servers("postgresql"))
     page = pages.open()
     sign_in(page, console, console.operator)
     _create_store(page, console, server_slug, None)  # a SQLite file in the data dir
