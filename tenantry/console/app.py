@@ -83,9 +83,10 @@ def _install_errors(app: FastAPI) -> None:
         answer = error_response(request, exc)  # the same status and words as the API
         error = json.loads(bytes(answer.body))["error"]
         if request.headers.get("HX-Request"):
-            return render(
-                request, "fragments/error.html", {"error": error}, status=answer.status_code
-            )
+            # htmx swaps only a 2xx answer (and logs any other as a console error): the
+            # message takes the fragment's place, its status in the page.
+            context = {"error": error, "status": answer.status_code}
+            return render(request, "fragments/error.html", context)
         context = {"error": error, "status": answer.status_code}
         response = render(request, "error.html", context, status=answer.status_code)
         if "retry-after" in answer.headers:

@@ -187,6 +187,17 @@ def test_headers_csrf_and_sessions_are_enforced(start_console: Callable[..., Con
         assert "CSRF token" in refused.text
         assert "<!doctype html>" in refused.text.lower()
         assert http.get("/console/stores/nocsrf").status_code == 404
+        # htmx gets an error as a fragment it swaps in (2xx), the API's status named in it.
+        csrf = next(c.value for c in http.cookies.jar if c.name == "tenantry_csrf")
+        gone_op = http.post(
+            "/console/operations/abcdef12/cancel",
+            data={"csrf_token": csrf},
+            headers={"HX-Request": "true"},
+        )
+        assert gone_op.status_code == 200
+        assert 'data-status="404"' in gone_op.text
+        assert "no operation" in gone_op.text
+        assert "<html" not in gone_op.text
         missing = http.get("/console/stores/nowhere")
         assert missing.status_code == 404
         assert "no store &#39;nowhere&#39;" in missing.text
