@@ -123,7 +123,7 @@ def progress_fragment(
 ) -> HTMLResponse:
     """The operation's progress bar (polled by the pages while it is not over)."""
     operation = records.get_operation(master, operation_id[:64])
-    return render(request, "fragments/progress.html", {"op": shown(operation)})
+    return render(request, "fragments/progress_live.html", {"op": shown(operation), "oob": True})
 
 
 @router.post("/operations/{operation_id}/cancel", response_class=HTMLResponse)

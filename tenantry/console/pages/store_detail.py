@@ -18,6 +18,7 @@ from tenantry.backup.storage import storage_for
 from tenantry.console.auth import FormDep, UserDep, WriterDep
 from tenantry.console.charts import bar_chart
 from tenantry.console.forms import FormError, form_error, provision_choice
+from tenantry.console.pages.operations import shown as shown_op
 from tenantry.console.templating import render
 from tenantry.db.master.models import ApiKey, DatabaseServer, OperationKind, Store
 from tenantry.errors import InvalidInput, TenantryError
@@ -110,7 +111,7 @@ def detail_page(
         # Why the last provisioning failed (its error never holds a secret).
         "failure": provisions[0].error if provisions and status == "failed" else None,
         "connection": _connection(master, store),
-        "running": running_operation(master, store.id),
+        "running": shown_op(running) if (running := running_operation(master, store.id)) else None,
         "charts": [
             bar_chart("API calls per day", used.days, lambda d: d.api_calls, last=today),
             bar_chart("Products (total)", used.days, lambda d: d.total_products, last=today),
