@@ -198,6 +198,20 @@ def test_headers_csrf_and_sessions_are_enforced(start_console: Callable[..., Con
         assert 'data-status="404"' in gone_op.text
         assert "no operation" in gone_op.text
         assert "<html" not in gone_op.text
+        # 55 stores: 50 on the first page, a link to the second, which holds the other 5.
+        with console.api() as api:
+            for i in range(55):
+                assert api.post("/stores", json={"slug": f"p-{i:02d}", "name": "P"}).is_success
+        first = http.get("/console/stores")
+        assert "55 stores." in first.text
+        assert first.text.count('<tr>\n      <th scope="row">') == 50
+        assert 'href="/console/stores?q=&amp;status=&amp;page=2" rel="next"' in first.text
+        second = http.get("/console/stores", params={"page": 2})
+        assert second.text.count('<tr>\n      <th scope="row">') == 5
+        assert "p-54" in second.text
+        assert "p-00" not in second.text
+        found = http.get("/console/stores", params={"q": "P-1"})
+        assert "10 stores match." in found.text
         missing = http.get("/console/stores/nowhere")
         assert missing.status_code == 404
         assert "no store &#39;nowhere&#39;" in missing.text
