@@ -7,6 +7,8 @@ operation, and a viewer refused an action (buttons disabled, the POST answered 4
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -99,6 +101,21 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     assert key not in page.content()
     products = page.locator('td[data-limit="Products"]').inner_text()
     assert products == "1"
+    # Once the usage rollup has run (the worker's hourly job, run now), today's bar of the
+    # products chart says 1.
+    rolled = subprocess.run(
+        [sys.executable, "-m", "tenantry", "stores", "usage", slug, "--refresh"],
+        env=console.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    page.reload()
+    chart = page.locator("figure.chart", has_text="Products (total)")
+    assert "peak 1," in chart.locator("figcaption").inner_text()
+    assert chart.locator("g").last.locator("title").text_content().endswith(": 1")
     assert "storefront" in page.locator("#keys-title + *").inner_text() or "storefront" in (
         page.content()
     )
