@@ -19,8 +19,6 @@ import pytest
 from tests.conftest import SERVER_URLS, require_server
 from tests.console.conftest import PHONE, Console, Pages, screenshot, sign_in
 
-pytestmark = pytest.mark.server
-
 
 def _servers(backend: str) -> dict[str, str]:
     """The servers to register: ``main-pg`` on PostgreSQL; none for SQLite files."""
@@ -50,7 +48,9 @@ def _wait_succeeded(page: Any) -> None:
     assert done.get_attribute("hx-trigger") is None
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.server)]
+)
 def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     backend: str, start_console: Callable[..., Console], pages: Pages, server_slug: str
 ) -> None:
@@ -193,6 +193,7 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
         assert api.get(f"/stores/{slug}").status_code == 404
 
 
+@pytest.mark.server
 def test_a_store_is_moved_from_its_sqlite_file_to_a_registered_server(
     start_console: Callable[..., Console], pages: Pages, server_slug: str
 ) -> None:
