@@ -18,6 +18,7 @@ from tenantry.console.pages import (
     operations,
     store_detail,
     store_move,
+    store_recover,
     store_restore,
     stores,
 )
@@ -112,7 +113,16 @@ def install(app: FastAPI) -> None:
         return RedirectResponse(auth.HOME, status_code=303)
 
     app.mount(f"{PREFIX}/static", StaticFiles(directory=STATIC_DIR), name="console-static")
-    for module in (auth, stores, store_detail, store_restore, store_move, operations, health):
+    for module in (
+        auth,
+        stores,
+        store_detail,
+        store_restore,
+        store_recover,
+        store_move,
+        operations,
+        health,
+    ):
         app.include_router(module.router)
     _install_errors(app)
     app.add_middleware(ConsoleHeaders)

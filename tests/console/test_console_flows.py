@@ -170,6 +170,27 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     assert listed.status_code == 200, listed.text
     assert [p["sku"] for p in listed.json()] == ["SKU-1"]
 
+    # A deleted product comes back from the backup: the missing row listed first, then put
+    # back once the table's name is typed.
+    auth = {"Authorization": f"Bearer {key}"}
+    with httpx.Client(base_url=console.base, timeout=30) as http:
+        first_id = listed.json()[0]["id"]
+        assert http.delete(f"/stores/{slug}/products/{first_id}", headers=auth).is_success
+    page.goto(f"{console.base}/console/stores/{slug}")
+    manual = page.locator("#backups-title ~ .table-wrap tbody tr", has_text="manual")
+    manual.get_by_role("button", name="Recover rows…").click()
+    page.get_by_label("Table").fill("products")
+    page.get_by_role("button", name="Find missing rows").click()
+    assert "products: 1 missing" in page.locator("#found-title").inner_text(timeout=120_000)
+    assert "SKU-1" in page.locator("pre.sql").inner_text()
+    page.locator("#recover-confirm").fill("products")
+    page.get_by_role("button", name="Put them back").click()
+    assert "Inserted 1 row(s)" in page.locator("#applied").inner_text(timeout=120_000)
+    with httpx.Client(base_url=console.base, timeout=30) as http:
+        back = http.get(f"/stores/{slug}/products", headers=auth).json()
+    assert [p["sku"] for p in back] == ["SKU-1"]
+    assert back[0]["id"] == first_id
+
     # Typed confirmation: a wrong slug is refused beside the form, the right one suspends.
     page.goto(f"{console.base}/console/stores/{slug}")
     page.locator("#suspend-confirm").fill("not-the-slug")
