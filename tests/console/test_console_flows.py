@@ -7,10 +7,12 @@ operation, and a viewer refused an action (buttons disabled, the POST answered 4
 from __future__ import annotations
 
 import re
+import sqlite3
 import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -212,6 +214,33 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     assert f"Store {slug} was deleted." in page.locator(".notice").inner_text()
     with console.api() as api:
         assert api.get(f"/stores/{slug}").status_code == 404
+
+
+def test_a_store_connects_an_existing_database(
+    start_console: Callable[..., Console], pages: Pages, tmp_path: Path
+) -> None:
+    console = start_console()
+    page = pages.open(PHONE)
+    sign_in(page, console, console.operator)
+    existing = tmp_path / "theirs.db"
+    sqlite3.connect(existing).close()  # an empty database of the user's own
+    page.get_by_label("Slug", exact=True).fill("theirs")
+    page.get_by_label("Name", exact=True).fill("Theirs")
+    page.get_by_label("Connect an existing database").check()
+    page.get_by_label("Database URL").fill(f"sqlite:///{existing}")
+    page.get_by_role("button", name="Create and provision").click()
+    page.wait_for_url(f"{console.base}/console/stores/theirs")
+    _wait_succeeded(page)
+    page.reload()
+    facts = page.locator("dl.facts").inner_text()
+    assert "connected, not created by tenantry" in facts
+    assert str(existing) in facts
+    # Deleting never drops a database tenantry did not create: refused beside the form.
+    page.locator("#delete-confirm").fill("theirs")
+    page.get_by_label("also drop the database tenantry created").check()
+    page.get_by_role("button", name="Delete store").click()
+    assert "tenantry never drops it" in page.locator("#error-delete").inner_text()
+    assert existing.exists()
 
 
 @pytest.mark.server
