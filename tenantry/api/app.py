@@ -27,6 +27,7 @@ from tenantry.api.routes import (
     tenant_data,
     webhooks,
 )
+from tenantry.console import app as console
 from tenantry.files import restrict_new_files
 from tenantry.observability import exposition, metrics
 from tenantry.observability.collectors import PlatformCollector
@@ -103,4 +104,6 @@ def create_app(
         return {"status": "ok", "version": __version__}
 
     openapi.document_errors(app)
+    # The web console beside the API: its pages at / and /console/…, its own error pages.
+    console.install(app)
     return app

@@ -23,6 +23,8 @@ RULES: list[tuple[str, tuple[str, ...]]] = [
     ("tenantry/api/", ("tenantry.jobs", "tenantry.cli")),
     ("tenantry/cli/", ("tenantry.api", "tenantry.jobs")),
     ("tenantry/jobs/", ("tenantry.api", "tenantry.cli")),
+    # The console is part of the HTTP adapter: it uses the API's dependencies, never the others.
+    ("tenantry/console/", ("tenantry.jobs", "tenantry.cli")),
     ("bench/", ("tenantry.cli",)),
     # Services and storage sit below the operations: they never reach up.
     (

@@ -54,7 +54,7 @@ class LoginOut(WhoAmI):
     csrf_token: str
 
 
-def _secure(request: Request) -> bool:
+def cookies_secure(request: Request) -> bool:
     """Whether the cookies must be Secure: always, except over plain HTTP to a loopback host
     (a developer's own machine), where a Secure cookie would never be sent back."""
     if request.url.scheme == "https":
@@ -86,7 +86,7 @@ def login(
         ip_address=client_ip(request),
         user_agent=request.headers.get("user-agent"),
     )
-    secure = _secure(request)
+    secure = cookies_secure(request)
     age = int(LIFETIME.total_seconds())
     response.set_cookie(
         SESSION_COOKIE, signed.token, max_age=age, httponly=True, secure=secure, samesite="strict"

@@ -13,10 +13,8 @@ from tenantry.api.deps import AdminDep, DispatcherDep, MasterDep, PlatformDep
 from tenantry.api.fields import BACKUP_SCOPE_PATTERN, RequestModel, StrictBool
 from tenantry.backup.storage import storage_for
 from tenantry.db.master.models import BackupStatus
-from tenantry.services import audit
+from tenantry.operations import backup_request
 from tenantry.services.backups import catalog, scheduling
-from tenantry.services.backups.taking import queue_backup
-from tenantry.services.backups.targets import resolve
 from tenantry.services.backups.verification import get_backup
 
 router = APIRouter(prefix="/backups", tags=["backups"])
@@ -147,24 +145,16 @@ def request_backup(
 ) -> BackupOut:
     """Queue a backup for the workers; it starts ``queued``, then ``running``, ``stored``."""
     storage = storage_for(platform.settings)
-    target = resolve(master, platform.box, platform.settings, body.db)
-    backup = queue_backup(
-        master,
+    # The request is recorded in a transaction of its own (on SQLite this one would hold the
+    # write lock it needs).
+    master.rollback()
+    backup = backup_request.request(
+        platform,
+        dispatcher,
         storage,
-        target,
+        body.db,
         label=body.label,
         pinned=body.pin,
         actor=key.actor,
     )
-    audit.record(
-        master,
-        actor=key.actor,
-        action="backup.requested",
-        target_type="backup",
-        target_id=str(backup.id),
-        store_id=target.store_id,
-        details={"scope": target.scope},
-    )
-    master.commit()
-    dispatcher.enqueue_backup(backup.id, target.scope)
     return _out(catalog.backup_document(backup, storage))

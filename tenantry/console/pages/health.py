@@ -1,0 +1,46 @@
+"""The health page: ``tenantry doctor``'s checks, run on the API's own platform, and the
+registered database servers with how many stores each holds."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from tenantry.api.deps import DispatcherDep, MasterDep, PlatformDep
+from tenantry.console.auth import UserDep
+from tenantry.console.templating import render
+from tenantry.observability import doctor
+from tenantry.observability.checks import diagnose
+from tenantry.services.store_overview import server_loads
+
+router = APIRouter(prefix="/console", include_in_schema=False)
+
+
+@router.get("/health", response_class=HTMLResponse)
+def health_page(
+    request: Request,
+    master: MasterDep,
+    user: UserDep,
+    platform: PlatformDep,
+    dispatcher: DispatcherDep,
+) -> HTMLResponse:
+    """Every doctor check (status, evidence, the fix) and the servers with their stores."""
+    context = doctor.DoctorContext.borrow(
+        platform.settings,
+        platform.master_engine,
+        platform.billing_engine,
+        platform.box,
+        queue_depth=dispatcher.depth,
+    )
+    results = diagnose(context)
+    counts = {s.value: sum(1 for r in results if r.status is s) for s in doctor.Status}
+    return render(
+        request,
+        "health.html",
+        {
+            "checks": results,
+            "overall": doctor.overall(results).value,
+            "counts": counts,
+            "servers": server_loads(master),
+        },
+    )

@@ -1,0 +1,209 @@
+"""Fixtures of the console's tests: a real `tenantry up` (a subprocess on a free port, its own
+data dir, an operator and a viewer added with `tenantry users add`), and Chromium driven by
+Playwright (Debian's /usr/bin/chromium; skipped locally without it, a failure in CI).
+
+Every page a test opens collects the browser's console errors and uncaught exceptions; the
+test fails if there was any. Screenshots go to ``test-output/console/`` (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import IN_CI
+from tests.helpers import free_port, stop_process, wait_until_healthy
+from tests.platform_fixtures import ENV_VARS
+
+CHROMIUM = Path(os.environ.get("TENANTRY_TEST_CHROMIUM", "/usr/bin/chromium"))
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "console"
+#: A provisioning job pauses this long before building tables: long enough to reload the page
+#: while it runs, and to cancel one.
+PROVISION_PAUSE = "provision.migrate=sleep:2"
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@dataclass
+class User:
+    """A platform user the test signs in as."""
+
+    email: str
+    password: str
+    role: str
+
+
+@dataclass
+class Console:
+    """A running `tenantry up`: where it answers, its admin key and its users."""
+
+    base: str
+    admin_key: str
+    operator: User
+    viewer: User
+    log: Path
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+
+    def api(self) -> httpx.Client:
+        """An HTTP client of the API with the admin key."""
+        return httpx.Client(
+            base_url=self.base, headers={"Authorization": f"Bearer {self.admin_key}"}, timeout=30
+        )
+
+
+def _env(data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in ENV_VARS}
+    env["TENANTRY_DATA_DIR"] = str(data_dir)
+    env["TENANTRY_FAILPOINTS"] = PROVISION_PAUSE
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def start_console(tmp_path: Path) -> Iterator[Callable[..., Console]]:
+    """Start `tenantry up` (with ``env`` added to its environment and ``servers`` registered,
+    name -> admin URL); stopped after the test by its own pid."""
+    started: list[Console] = []
+
+    def start(env: dict[str, str] | None = None, servers: dict[str, str] | None = None) -> Console:
+        data = tmp_path / f"data-{len(started)}"
+        full = _env(data, env or {})
+        run = {"env": full, "capture_output": True, "text": True, "timeout": 120}
+        init = subprocess.run([sys.executable, "-m", "tenantry", "init"], check=False, **run)  # type: ignore[call-overload]
+        assert init.returncode == 0, init.stdout + init.stderr
+        users = (
+            User(
+                f"op-{uuid.uuid4().hex[:6]}@example.com",
+                "operator-pass-" + uuid.uuid4().hex,
+                "operator",
+            ),
+            User(
+                f"view-{uuid.uuid4().hex[:6]}@example.com",
+                "viewer-pass-" + uuid.uuid4().hex,
+                "viewer",
+            ),
+        )
+        for user in users:
+            added = subprocess.run(  # type: ignore[call-overload]
+                [
+                    sys.executable,
+                    "-m",
+                    "tenantry",
+                    "users",
+                    "add",
+                    user.email,
+                    "--role",
+                    user.role,
+                    "--password-stdin",
+                ],
+                input=user.password + "\n",
+                check=False,
+                **run,
+            )
+            assert added.returncode == 0, added.stdout + added.stderr
+        # Registered before the server starts: its worker's start-up writes master too.
+        for name, url in (servers or {}).items():
+            registered = subprocess.run(  # type: ignore[call-overload]
+                [sys.executable, "-m", "tenantry", "servers", "add", name, "--url", url],
+                check=False,
+                **run,
+            )
+            assert registered.returncode == 0, registered.stdout + registered.stderr
+        port = free_port()
+        log = tmp_path / f"up-{len(started)}.log"
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "tenantry", "up", "--port", str(port), "--no-access-log"],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=full,
+                start_new_session=True,
+            )
+        base = f"http://127.0.0.1:{port}"
+        console = Console(base, "", users[0], users[1], log, full, proc)
+        started.append(console)
+        wait_until_healthy(base, proc, log, seconds=60)
+        found = re.search(r"admin API key \(shown once\): (\S+)", log.read_text())
+        assert found, log.read_text()
+        console.admin_key = found.group(1)
+        return console
+
+    yield start
+    for console in started:
+        stop_process(console.proc)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Chromium (Debian's), driven by Playwright."""
+    if not CHROMIUM.exists():
+        if IN_CI:
+            pytest.fail(f"{CHROMIUM} is needed in CI (apt-get install chromium; see .ci/run)")
+        pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        yield launched
+        launched.close()
+
+
+@dataclass
+class Pages:
+    """Opens pages (a viewport each) and keeps every console error and uncaught exception."""
+
+    browser: Any
+    errors: list[str] = field(default_factory=list)
+    contexts: list[Any] = field(default_factory=list)
+
+    def open(self, viewport: dict[str, int] = DESKTOP) -> Any:
+        context = self.browser.new_context(viewport=viewport)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on(
+            "console",
+            lambda msg: (
+                self.errors.append(f"{page.url}: {msg.text}") if msg.type == "error" else None
+            ),
+        )
+        page.on("pageerror", lambda exc: self.errors.append(f"{page.url}: {exc}"))
+        page.set_default_timeout(30_000)
+        return page
+
+
+@pytest.fixture
+def pages(browser: Any) -> Iterator[Pages]:
+    """Pages of a test; it fails if any logged a console error or threw."""
+    opened = Pages(browser)
+    yield opened
+    for context in opened.contexts:
+        context.close()
+    assert opened.errors == [], "the browser logged errors:\n" + "\n".join(opened.errors)
+
+
+def sign_in(page: Any, console: Console, user: User) -> None:
+    """Sign ``user`` in through the login form."""
+    page.goto(f"{console.base}/console/login")
+    page.get_by_label("Email").fill(user.email)
+    page.get_by_label("Password").fill(user.password)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{console.base}/console/stores")
+
+
+def screenshot(page: Any, name: str) -> Path:
+    """Save a full-page screenshot under test-output/console/."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    return path
