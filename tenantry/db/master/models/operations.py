@@ -36,6 +36,8 @@ class OperationKind(StrEnum):
     KEY_ROTATE = "key_rotate"
     #: `stores rotate-credentials` (and the scheduler's rotation): one per store rotated.
     STORE_CREDENTIALS = "store_credentials"
+    #: `import shared`: one per store whose rows are copied out of a shared database.
+    IMPORT = "import"
 
 
 class OperationStatus(StrEnum):

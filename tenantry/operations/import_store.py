@@ -1,0 +1,571 @@
+"""Importing one store's rows out of a shared database: the ``import`` operation.
+
+Per store, one operation in master (kind ``import``): the store's tenant database is prepared
+(its seeded defaults removed from the tables the import fills, which must otherwise be empty),
+its rows are copied table by table in foreign-key order, each batch in key order, then verified
+(row count and checksum per table against the mapped source rows, foreign keys inside the
+tenant database), and the store is marked imported (the operation succeeds, an audit entry).
+
+Resumable: each batch is committed together with the import cursor
+(``tenantry_import_cursor`` in the tenant database: the last source key copied per table), so a
+process killed at any point leaves a cursor that says exactly which rows are in; the next run
+claims the operation once its lease lapsed and reads on after that key: no row skipped, none
+twice. A failure (or a cancel) instead rolls the store back: the imported rows deleted, its
+seeded defaults put back, the cursor dropped; the database is as it was before.
+
+The source is only read, in one repeatable-read (read-only on PostgreSQL) transaction per
+store's copy.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    MetaData,
+    String,
+    Table,
+    Text,
+    and_,
+    create_engine,
+    func,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db import copy
+from tenantry.db.engines import connect, make_engine, writer_sessions
+from tenantry.db.master.models import (
+    ACTIVE_STATUSES,
+    Operation,
+    OperationKind,
+    ProgressUnit,
+)
+from tenantry.db.master.models import Store as MasterStore
+from tenantry.db.schemas import SchemaSpec
+from tenantry.errors import Conflict, TenantryError
+from tenantry.failpoints import failpoint
+from tenantry.imports.digest import Digest, target_digest
+from tenantry.imports.plan import ImportPlan, StoreTarget
+from tenantry.imports.source import (
+    SourceTable,
+    decode_key,
+    encode_key,
+    key_of,
+    store_batches,
+    store_filter,
+)
+from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.operations.move_copy import VerificationFailed
+from tenantry.services import audit
+from tenantry.services import stores as store_service
+from tenantry.services.connections import migrator_url
+from tenantry.services.moves import describe
+from tenantry.settings import Settings
+
+#: Progress is written to master at most this often (each write renews the lease).
+WRITE_INTERVAL_S = 1.0
+#: The cursor row that describes the import itself (not a table).
+HEADER = "*"
+
+_metadata = MetaData()
+CURSOR = Table(
+    "tenantry_import_cursor",
+    _metadata,
+    Column("table_name", String(64), primary_key=True),
+    Column("last_key", Text),
+    Column("rows_copied", BigInteger, nullable=False, default=0),
+    Column("bytes_copied", BigInteger, nullable=False, default=0),
+    Column("done", Boolean, nullable=False, default=False),
+    #: On the header row: the mapping's fingerprint and whether seeded rows were removed.
+    Column("note", Text),
+)
+
+#: Called with (store slug, rows, bytes) copied since the last call.
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class ImportCancelled(TenantryError):
+    """The store's import was asked to stop (``tenantry ops cancel``)."""
+
+
+@dataclass
+class StoreOutcome:
+    """How one store's import ended."""
+
+    slug: str
+    status: str  # succeeded, failed, cancelled, skipped
+    operation_id: uuid.UUID | None = None
+    rows: int = 0
+    bytes: int = 0
+    resumed: bool = False
+    error: str | None = None
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The outcome as JSON."""
+        return {
+            "store": self.slug,
+            "status": self.status,
+            "operation_id": str(self.operation_id) if self.operation_id else None,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "resumed": self.resumed,
+            "error": self.error,
+            "tables": self.tables,
+        }
+
+
+def _value_bytes(rows: list[dict[str, Any]]) -> int:
+    """The size of ``rows``' values as text: the bytes an import reports moving."""
+    return sum(len(str(v)) for row in rows for v in row.values() if v is not None)
+
+
+@dataclass
+class _Run:
+    """One store's import as it goes (what its operation's progress says)."""
+
+    op_id: uuid.UUID
+    target: StoreTarget
+    kit: OperationKit
+    on_progress: ProgressCallback | None
+    step: str = "prepare"
+    rows: int = 0
+    bytes: int = 0
+    verified: int = 0
+    last_write: float = 0.0
+
+    def report(self, step: str | None = None, *, force: bool = False) -> None:
+        changed = step is not None and step != self.step
+        self.step = step or self.step
+        if not (changed or force or time.monotonic() - self.last_write >= WRITE_INTERVAL_S):
+            return
+        verifying = self.step == "verify"
+        mb = self.bytes / 1e6
+        cancel = self.kit.progress(
+            self.op_id,
+            step=self.step,
+            current=self.verified if verifying else self.rows,
+            total=self.target.total,
+            unit=ProgressUnit.ROWS,
+            message=(
+                f"verified {self.verified} rows"
+                if verifying
+                else f"copied {self.rows} rows ({mb:.1f} MB)"
+            ),
+        )
+        self.last_write = time.monotonic()
+        if cancel:
+            raise ImportCancelled(
+                f"the import of store {self.target.slug!r} was cancelled at step {self.step}.",
+                "Its database was put back as it was before the import.",
+            )
+
+    def copied(self, rows: int, size: int) -> None:
+        self.rows += rows
+        self.bytes += size
+        if self.on_progress is not None:
+            self.on_progress(self.target.slug, rows, size)
+        self.report()
+
+
+@dataclass
+class StoreImporter:
+    """Imports stores' rows from ``source`` as ``plan`` says, one operation per store."""
+
+    sessions: sessionmaker[Session]
+    box: SecretBox
+    settings: Settings
+    spec: SchemaSpec
+    source: Engine
+    plan: ImportPlan
+    actor: str
+    batch_rows: int = copy.BATCH_ROWS
+    on_progress: ProgressCallback | None = None
+    kit: OperationKit = field(init=False)
+    _seed_counts: dict[str, int] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = writer_sessions(self.sessions)
+        self.kit = OperationKit.from_settings(self.sessions, self.settings)
+
+    # ------------------------------------------------------------------ claiming
+
+    def _claim(self, target: StoreTarget) -> tuple[uuid.UUID, bool]:
+        """The store's import operation, claimed: an unfinished one (resumed) or a new one."""
+        assert target.store_id is not None
+        with self.sessions() as session:
+            pending = session.scalar(
+                select(Operation.id)
+                .where(
+                    Operation.kind == OperationKind.IMPORT,
+                    Operation.store_id == target.store_id,
+                    Operation.status.in_(ACTIVE_STATUSES),
+                )
+                .order_by(Operation.created_at.desc())
+                .limit(1)
+            )
+        if pending is not None:
+            if self.kit.claim(pending) is None:
+                raise Conflict(
+                    f"store {target.slug!r} is being imported by another process "
+                    f"(operation {pending}).",
+                    "Wait for it (`tenantry ops show ID`), or, if that process died, run the "
+                    "import again once its lease lapses "
+                    f"({self.settings.job_lease_seconds:g} s).",
+                )
+            return pending, True
+        op_id = self.kit.create(
+            OperationKind.IMPORT,
+            store_id=target.store_id,
+            target=target.slug,
+            requested_by=self.actor,
+            total=target.total,
+            unit=ProgressUnit.ROWS,
+            message="importing from a shared database",
+        )
+        if self.kit.claim(op_id) is None:  # pragma: no cover - just recorded by us
+            raise Conflict(f"the import of store {target.slug!r} was taken by another process.")
+        return op_id, False
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self, target: StoreTarget) -> StoreOutcome:
+        """Import (or resume importing) ``target``'s rows; its outcome. Never raises for a
+        failure of this store (the outcome says it), except for Ctrl-C after rolling back."""
+        try:
+            op_id, resumed = self._claim(target)
+        except TenantryError as exc:
+            return StoreOutcome(target.slug, "failed", error=describe(exc))
+        outcome = StoreOutcome(target.slug, "running", op_id, resumed=resumed)
+        run = _Run(op_id, target, self.kit, self.on_progress)
+        engine: Engine | None = None
+        try:
+            engine = make_engine(self._target_url(target), pool_size=1)
+            resumed = self._prepare(engine, target) or resumed
+            outcome.resumed = resumed
+            self._copy(engine, run, outcome)
+            failpoint("import.after_copy")
+            run.report("verify")
+            self._verify(engine, run, outcome)
+            self._finish(engine, run, outcome)
+        except LostClaim:
+            outcome.status, outcome.error = "failed", "taken over by another process"
+        except BaseException as exc:
+            outcome.status = "cancelled" if isinstance(exc, ImportCancelled) else "failed"
+            outcome.error = describe(exc) + self._roll_back(engine, target)
+            self._end(op_id, outcome)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if engine is not None:
+                engine.dispose()
+        outcome.rows, outcome.bytes = run.rows, run.bytes
+        return outcome
+
+    def _target_url(self, target: StoreTarget) -> Any:
+        with self.sessions() as session:
+            store = session.get_one(MasterStore, target.store_id)
+            config = store_service.active_connection(session, store)
+            if config is None:
+                raise Conflict(f"store {target.slug!r} has no active database.")
+            return migrator_url(session, self.box, config)
+
+    def _end(self, op_id: uuid.UUID, outcome: StoreOutcome) -> None:
+        try:
+            if outcome.status == "cancelled":
+                self.kit.mark_cancelled(op_id, message=outcome.error or "cancelled")
+            else:
+                self.kit.fail(op_id, outcome.error or "failed")
+        except LostClaim:
+            pass
+
+    # ------------------------------------------------------------------ prepare
+
+    def seed_counts(self) -> dict[str, int]:
+        """Rows the schema's seed puts in each table of a new tenant database (worked out
+        once, in a scratch in-memory SQLite database)."""
+        if self._seed_counts is None:
+            counts: dict[str, int] = {}
+            if self.spec.seed is not None:
+                scratch = create_engine("sqlite://")
+                try:
+                    with scratch.begin() as conn:
+                        self.spec.metadata.create_all(conn)
+                        self.spec.seed(conn, {"name": "scratch", "slug": "scratch"})
+                        for table in self.spec.metadata.sorted_tables:
+                            counts[table.name] = copy.count_rows(conn, table)
+                finally:
+                    scratch.dispose()
+            self._seed_counts = counts
+        return self._seed_counts
+
+    def _header(self, conn: Connection) -> dict[str, Any] | None:
+        note = conn.scalar(select(CURSOR.c.note).where(CURSOR.c.table_name == HEADER))
+        return json.loads(note) if note else None
+
+    def _prepare(self, engine: Engine, target: StoreTarget) -> bool:
+        """Make the tenant database ready; True when an unfinished import is resumed."""
+        fingerprint = self.plan.mapping.fingerprint()
+        CURSOR.create(engine, checkfirst=True)
+        with connect(engine) as conn, conn.begin():
+            header = self._header(conn)
+            if header is not None:
+                if header["fingerprint"] != fingerprint:
+                    raise Conflict(
+                        f"store {target.slug!r} has an unfinished import made with another "
+                        "mapping.",
+                        "Run it again with the mapping it began with.",
+                    )
+                return True
+            seeds = self.seed_counts()
+            seeded = False
+            tables = [st.target for st in self.plan.tables.values()]
+            for table in reversed(tables):
+                count = copy.count_rows(conn, table)
+                if not count:
+                    continue
+                if count > seeds.get(table.name, 0):
+                    raise Conflict(
+                        f"store {target.slug!r}'s table {table.name} already holds {count} "
+                        "rows; an import fills empty tables only.",
+                        "Import into a new store (--create-stores), or empty the table.",
+                    )
+                conn.execute(table.delete())  # the schema's defaults: the source's replace them
+                seeded = True
+            conn.execute(
+                CURSOR.insert().values(
+                    table_name=HEADER,
+                    rows_copied=0,
+                    bytes_copied=0,
+                    done=False,
+                    note=json.dumps({"fingerprint": fingerprint, "seeded": seeded}),
+                )
+            )
+        return False
+
+    # ------------------------------------------------------------------ copy
+
+    def _copy(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
+        run.report("copy", force=True)
+        tables = self.plan.tables
+        with connect(engine) as dst, connect(self.source) as src:
+            cursors = {
+                r.table_name: r for r in dst.execute(select(CURSOR)) if r.table_name != HEADER
+            }
+            dst.rollback()
+            run.rows = sum(r.rows_copied for r in cursors.values())
+            run.bytes = sum(r.bytes_copied for r in cursors.values())
+            reader = _snapshot(src)
+            with reader.begin():
+                for name, st in tables.items():
+                    cursor = cursors.get(name)
+                    entry = outcome.tables.setdefault(name, {"rows": run.target.rows.get(name, 0)})
+                    if cursor is not None and cursor.done:
+                        entry["copied"] = cursor.rows_copied
+                        continue
+                    condition = store_filter(tables, self.plan.mapping, name, run.target.key)
+                    after = decode_key(st, cursor.last_key) if cursor and cursor.last_key else None
+                    if _self_referencing(st):
+                        copied = self._copy_tree(reader, dst, st, condition, run)
+                    else:
+                        copied = self._copy_keyed(reader, dst, st, condition, after, run)
+                    entry["copied"] = copied + (cursor.rows_copied if cursor else 0)
+                    with dst.begin():
+                        _advance(dst, name, None, 0, 0, done=True)
+                        copy.reset_sequences(dst, st.target)
+
+    def _copy_keyed(
+        self,
+        src: Connection,
+        dst: Connection,
+        st: SourceTable,
+        condition: Any,
+        after: list[Any] | None,
+        run: _Run,
+    ) -> int:
+        copied = 0
+        for number, batch in enumerate(
+            store_batches(src, st, condition, after=after, batch_rows=self.batch_rows), 1
+        ):
+            rows = [st.convert(r) for r in batch]
+            size = _value_bytes(rows)
+            with dst.begin():  # the rows and the cursor past them: both or neither
+                dst.execute(st.target.insert(), rows)
+                _advance(dst, st.name, encode_key(key_of(st, batch[-1])), len(rows), size)
+            failpoint(f"import.batch.{st.name}.{number}")
+            copied += len(rows)
+            run.copied(len(rows), size)
+        return copied
+
+    def _copy_tree(
+        self, src: Connection, dst: Connection, st: SourceTable, condition: Any, run: _Run
+    ) -> int:
+        """A table referencing itself (a category tree) in one transaction, parents first:
+        such tables are small, and rows in key order may come before their parents."""
+        rows = [
+            st.convert(r)
+            for batch in store_batches(src, st, condition, after=None, batch_rows=self.batch_rows)
+            for r in batch
+        ]
+        refs = copy._self_references(st.target)
+        ordered = copy._parents_first(rows, refs)
+        size = _value_bytes(ordered)
+        with dst.begin():
+            for start in range(0, len(ordered), self.batch_rows):
+                dst.execute(st.target.insert(), ordered[start : start + self.batch_rows])
+            _advance(dst, st.name, None, len(ordered), size, done=True)
+        run.copied(len(ordered), size)
+        return len(ordered)
+
+    # ------------------------------------------------------------------ verify
+
+    def _verify(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
+        problems: list[str] = []
+        tables = self.plan.tables
+        with connect(engine) as dst, connect(self.source) as src:
+            reader = _snapshot(src)
+            with reader.begin():
+                for name, st in tables.items():
+                    columns = st.hashed_columns
+                    expected = Digest(st.target, columns)
+                    condition = store_filter(tables, self.plan.mapping, name, run.target.key)
+                    for batch in store_batches(
+                        reader, st, condition, after=None, batch_rows=self.batch_rows
+                    ):
+                        expected.add(st.convert(r) for r in batch)
+                    before = expected.result()
+                    after = target_digest(dst, st.target, columns, batch_rows=self.batch_rows)
+                    dst.rollback()
+                    run.verified += after.rows
+                    run.report()
+                    entry = outcome.tables.setdefault(name, {})
+                    entry.update(verified=after.rows, checksum=after.sha256[:16])
+                    if before.rows != after.rows:
+                        problems.append(
+                            f"{name}: {before.rows} rows in the source, {after.rows} imported"
+                        )
+                    elif before.sha256 != after.sha256:
+                        problems.append(f"{name}: same {after.rows} rows, different content")
+            problems += _dangling_references(dst, [st.target for st in tables.values()])
+        if problems:
+            raise VerificationFailed(
+                "the imported rows do not match the source (" + "; ".join(problems[:5]) + ").",
+                "The store's database was put back as it was. Something wrote to the source "
+                "during the import: check and run it again.",
+            )
+
+    # ------------------------------------------------------------------ finish / roll back
+
+    def _finish(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
+        run.report("finish", force=True)
+        failpoint("import.before_finish")
+        CURSOR.drop(engine, checkfirst=True)
+        with self.sessions.begin() as session:
+            audit.record(
+                session,
+                actor=self.actor,
+                action="store.import",
+                target_type="store",
+                target_id=run.target.slug,
+                store_id=run.target.store_id,
+                details={
+                    "operation_id": str(run.op_id),
+                    "rows": run.rows,
+                    "tables": {n: t.get("verified", 0) for n, t in outcome.tables.items()},
+                },
+            )
+        self.kit.finish(
+            run.op_id, message=f"imported and verified {run.rows} rows ({run.bytes} bytes)"
+        )
+        outcome.status = "succeeded"
+
+    def _roll_back(self, engine: Engine | None, target: StoreTarget) -> str:
+        """Put the tenant database back as it was; a note for the error when that failed."""
+        if engine is None:
+            return ""
+        try:
+            with connect(engine) as conn:
+                if not inspect(conn).has_table(CURSOR.name):
+                    return ""
+                conn.rollback()
+                with conn.begin():
+                    header = self._header(conn)
+                    for st in reversed(list(self.plan.tables.values())):
+                        conn.execute(st.target.delete())
+                    if header and header.get("seeded") and self.spec.seed is not None:
+                        self.spec.seed(conn, {"name": target.name, "slug": target.slug})
+                CURSOR.drop(conn)
+                conn.commit()
+        except Exception as exc:  # the original error matters more; say what is left
+            return f" (putting the store's database back failed too: {describe(exc)})"
+        return " The store's database was put back as it was before the import."
+
+
+def _snapshot(conn: Connection) -> Connection:
+    """``conn`` reading in one consistent snapshot where the engine has one."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    if dialect == "mysql":
+        return conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn  # SQLite: a read transaction sees one snapshot already
+
+
+def _self_referencing(st: SourceTable) -> bool:
+    return any(fk.referred_table is st.target for fk in st.target.foreign_key_constraints)
+
+
+def _advance(
+    conn: Connection, name: str, last_key: str | None, rows: int, size: int, *, done: bool = False
+) -> None:
+    """Move table ``name``'s cursor on (in the caller's transaction)."""
+    values: dict[str, Any] = {
+        "rows_copied": CURSOR.c.rows_copied + rows,
+        "bytes_copied": CURSOR.c.bytes_copied + size,
+        "done": done,
+    }
+    if last_key is not None:
+        values["last_key"] = last_key
+    changed = conn.execute(
+        update(CURSOR).where(CURSOR.c.table_name == name).values(values)
+    ).rowcount
+    if changed == 0:
+        conn.execute(
+            CURSOR.insert().values(
+                table_name=name, last_key=last_key, rows_copied=rows, bytes_copied=size, done=done
+            )
+        )
+
+
+def _dangling_references(conn: Connection, tables: list[Table]) -> list[str]:
+    """Foreign keys of the imported tables that point to no row (inside the tenant database)."""
+    found = []
+    for table in tables:
+        for fk in table.foreign_key_constraints:
+            parent = fk.referred_table.alias("parent")
+            pairs = [(c, parent.c[e.column.name]) for c, e in zip(fk.columns, fk.elements)]
+            query = (
+                select(func.count())
+                .select_from(table.outerjoin(parent, and_(*(c == p for c, p in pairs))))
+                .where(and_(*(c.is_not(None) for c, _ in pairs)))
+                .where(pairs[0][1].is_(None))
+            )
+            missing = int(conn.scalar(query) or 0)
+            if missing:
+                found.append(f"{table.name}.{pairs[0][0].name}: {missing} rows point to no row")
+    conn.rollback()
+    return found
