@@ -30,6 +30,7 @@ from tenantry.cli.output import (
     print_error,
     reports_errors,
 )
+from tenantry.db import copy
 from tenantry.db.urls import mask, parse_url
 from tenantry.imports.mapping import load_mapping
 from tenantry.imports.plan import ImportPlan
@@ -132,6 +133,9 @@ def shared(
     concurrency: int = typer.Option(
         2, "--concurrency", min=1, max=64, help="Stores imported at once."
     ),
+    batch_rows: int = typer.Option(
+        copy.BATCH_ROWS, "--batch-rows", min=1, help="Rows per batch (one target transaction)."
+    ),
     dry_run: bool = typer.Option(
         False,
         "--dry-run",
@@ -160,7 +164,13 @@ def shared(
         raise typer.Exit(EXIT_CONFIG)
     with open_platform(settings) as platform:
         job = SharedImport(
-            platform, source_url, mapping, cli_actor(), concurrency=concurrency, server=server
+            platform,
+            source_url,
+            mapping,
+            cli_actor(),
+            concurrency=concurrency,
+            server=server,
+            batch_rows=batch_rows,
         )
         try:
             if not json_output:
@@ -185,11 +195,14 @@ def shared(
         )
     else:
         _outcome_table(outcomes)
-        done = sum(o.rows for o in outcomes if o.status == "succeeded")
+        done = [o for o in outcomes if o.status == "succeeded"]
+        skipped = len(outcomes) - len(done) - len(failed)
         if failed:
             print_error(f"{len(failed)} of {len(outcomes)} stores failed; the others are in.")
-        else:
-            console.print(f"[green]✓[/] {len(outcomes)} stores imported ({done} rows)")
+        console.print(
+            f"[green]✓[/] {len(done)} stores imported ({sum(o.rows for o in done)} rows)"
+            + (f", {skipped} already imported before" if skipped else "")
+        )
     if failed:
         raise typer.Exit(EXIT_FAILED)
 

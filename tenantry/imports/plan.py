@@ -11,7 +11,6 @@ refuses to start while it has problems.
 from __future__ import annotations
 
 import uuid
-from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -320,7 +319,10 @@ def _resolve_stores(
             slug = row[spec.slug]
             if slug is None:
                 problems.add(
-                    "unknown_store", "store has no slug", table=spec.table, column=spec.slug,
+                    "unknown_store",
+                    "store has no slug",
+                    table=spec.table,
+                    column=spec.slug,
                     key=shown,
                 )
                 continue
@@ -459,13 +461,10 @@ def _check_data(
                 try:
                     converted = st.convert(row)
                 except BadValue as exc:
-                    problems.add(
-                        "bad_value", exc.reason, table=name, column=exc.column, key=shown
-                    )
+                    problems.add("bad_value", exc.reason, table=name, column=exc.column, key=shown)
                     continue
                 for rule in st.rules:
-                    column = st.target.c[rule.target]
-                    if converted[rule.target] is None and not column.nullable:
+                    if converted[rule.target] is None and not st.target.c[rule.target].nullable:
                         problems.add(
                             "null_value",
                             "is empty in the source, and the tenant column requires a value",
@@ -478,12 +477,12 @@ def _check_data(
                 if target is not None:
                     target.rows[name] = target.rows.get(name, 0) + 1
                 for fk in fks:
-                    column = next(iter(fk.columns)).name
-                    value = converted.get(column)
+                    fk_column = next(iter(fk.columns)).name
+                    value = converted.get(fk_column)
                     if value is not None:
-                        pending_refs.append(
-                            (column, fk.referred_table.name, store_key, (normalise(value),), shown)
-                        )
+                        ref = (normalise(value),)
+                        parent = fk.referred_table.name
+                        pending_refs.append((fk_column, parent, store_key, ref, shown))
             owners[name] = owner
             source_keys[name] = by_source
             for column, parent, store_key, ref, shown in pending_refs:

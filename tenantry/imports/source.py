@@ -197,7 +197,7 @@ def column_rules(target: Table, mapping: TableMapping, source: Table) -> list[Co
         transform = mapping.transforms.get(column.name)
         kind = kind_of(column)
         length = column.type.length if isinstance(column.type, String) else None
-        base = {"target": column.name, "kind": kind, "max_length": length}
+        base: dict[str, Any] = {"target": column.name, "kind": kind, "max_length": length}
         if transform is not None and transform.kind == "constant":
             rules.append(ColumnRule(**base, constant=transform.constant, has_constant=True))
             continue
@@ -315,16 +315,19 @@ def store_filter(
     ``via`` parents: order_items whose order_id is one of the store's orders)."""
     source = tables[name]
     if source.mapping.store_column is not None:
-        return source.table.c[source.mapping.store_column] == store_key
+        condition: ColumnElement[bool] = source.table.c[source.mapping.store_column] == store_key
+        return condition
     parent_name, column = source.mapping.parent or ("", "")
     parent = tables[parent_name]
     inner = select(parent.key[0]).where(store_filter(tables, mapping, parent_name, store_key))
-    return source.table.c[column].in_(inner)
+    within: ColumnElement[bool] = source.table.c[column].in_(inner)
+    return within
 
 
 def _after(key: list[Column[Any]], last: Sequence[Any]) -> ColumnElement[bool]:
     if len(key) == 1:
-        return key[0] > last[0]
+        single: ColumnElement[bool] = key[0] > last[0]
+        return single
     return tuple_(*key) > tuple_(*last)
 
 

@@ -139,6 +139,11 @@ class SharedImport:
 
     def _provision(self, store_id: uuid.UUID) -> uuid.UUID:
         runner = InProcessDispatcher(self.platform, name="import:")
+        with self.platform.sessions() as session:
+            unfinished = stores.active_job(session, stores.get_store(session, store_id))
+        if unfinished is not None:  # begun by an import that was killed: resume it
+            runner.enqueue_provision(unfinished.id)
+            return unfinished.id
         requested = provision_request.request(
             self.platform,
             runner,

@@ -254,14 +254,9 @@ class StoreImporter:
         run = _Run(op_id, target, self.kit, self.on_progress)
         engine: Engine | None = None
         try:
-            engine = make_engine(self._target_url(target), pool_size=1)
-            resumed = self._prepare(engine, target) or resumed
-            outcome.resumed = resumed
-            self._copy(engine, run, outcome)
-            failpoint("import.after_copy")
-            run.report("verify")
-            self._verify(engine, run, outcome)
-            self._finish(engine, run, outcome)
+            with self.kit.kept_alive(op_id):  # also through long steps that report nothing
+                engine = make_engine(self._target_url(target), pool_size=1)
+                self._import(engine, target, run, outcome)
         except LostClaim:
             outcome.status, outcome.error = "failed", "taken over by another process"
         except BaseException as exc:
@@ -275,6 +270,16 @@ class StoreImporter:
                 engine.dispose()
         outcome.rows, outcome.bytes = run.rows, run.bytes
         return outcome
+
+    def _import(
+        self, engine: Engine, target: StoreTarget, run: _Run, outcome: StoreOutcome
+    ) -> None:
+        outcome.resumed = self._prepare(engine, target) or outcome.resumed
+        self._copy(engine, run, outcome)
+        failpoint(f"import.after_copy.{target.slug}")
+        run.report("verify")
+        self._verify(engine, run, outcome)
+        self._finish(engine, run, outcome)
 
     def _target_url(self, target: StoreTarget) -> Any:
         with self.sessions() as session:
@@ -406,7 +411,7 @@ class StoreImporter:
             with dst.begin():  # the rows and the cursor past them: both or neither
                 dst.execute(st.target.insert(), rows)
                 _advance(dst, st.name, encode_key(key_of(st, batch[-1])), len(rows), size)
-            failpoint(f"import.batch.{st.name}.{number}")
+            failpoint(f"import.batch.{run.target.slug}.{st.name}.{number}")
             copied += len(rows)
             run.copied(len(rows), size)
         return copied
@@ -557,7 +562,8 @@ def _dangling_references(conn: Connection, tables: list[Table]) -> list[str]:
     for table in tables:
         for fk in table.foreign_key_constraints:
             parent = fk.referred_table.alias("parent")
-            pairs = [(c, parent.c[e.column.name]) for c, e in zip(fk.columns, fk.elements)]
+            links = zip(fk.columns, fk.elements, strict=True)
+            pairs = [(c, parent.c[e.column.name]) for c, e in links]
             query = (
                 select(func.count())
                 .select_from(table.outerjoin(parent, and_(*(c == p for c, p in pairs))))
