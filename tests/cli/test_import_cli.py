@@ -16,6 +16,10 @@ from sqlalchemy import inspect, select
 from tenantry.db.engines import make_engine, sqlite_path
 from tenantry.db.tenant.store.models import metadata as store_metadata
 from tenantry.db.tenant.store.seed import DEFAULT_CATEGORIES
+from tenantry.runtime import Platform
+from tenantry.services import stores
+from tenantry.services.connections import migrator_url
+from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json, process_env
 from tests.conftest import require_server
 from tests.fixtures import shared_shop
@@ -291,7 +295,6 @@ def test_a_failing_store_is_put_back_and_the_others_carry_on(
     }
     slugs = {row[0] for row in store_rows(failing, "categories", ["slug"])}
     assert slugs == {slug for slug, _ in DEFAULT_CATEGORIES}
-    from tests.imports.fixtures import Platform, load_settings, migrator_url, stores
 
     platform = Platform.open(load_settings())
     with platform.sessions() as session:
