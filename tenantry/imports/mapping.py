@@ -127,7 +127,6 @@ class Mapping(_Strict):
                     f"tables.{name}.via names {parent[0]!r}, which is not a table of this "
                     "mapping: map the parent table too"
                 )
-        seen: set[str] = set()
         for name in self.tables:  # a via chain must end at a table with a store column
             chain, current = [name], self.tables[name]
             while current.parent is not None:
@@ -136,7 +135,6 @@ class Mapping(_Strict):
                     raise ValueError(f"tables.{name}.via loops: {' → '.join([*chain, nxt])}")
                 chain.append(nxt)
                 current = self.tables[nxt]
-            seen.update(chain)
         return self
 
     def fingerprint(self) -> str:
