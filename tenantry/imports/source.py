@@ -355,18 +355,16 @@ def store_batches(
     batch_rows: int,
 ) -> Iterator[list[dict[str, Any]]]:
     """A store's rows of ``source`` in key order, ``batch_rows`` at a time, from after key
-    ``after``: each batch is its own keyed query, so a copy resumed after its last committed
-    batch reads exactly the rows that follow."""
-    last = after
-    while True:
-        rows = conn.execute(store_query(source, condition, after=last, limit=batch_rows))
-        batch = [dict(r._mapping) for r in rows]
-        if not batch:
-            return
-        yield batch
-        if len(batch) < batch_rows:
-            return
-        last = [batch[-1][c.name] for c in source.key]
+    ``after`` (a copy resumed after its last committed batch reads exactly the rows that
+    follow). One query, streamed: a query per batch would have the server find the store's
+    rows again each time (the source need not have an index on store and key together)."""
+    query = store_query(source, condition, after=after, limit=None)
+    result = conn.execution_options(yield_per=batch_rows).execute(query)
+    try:
+        for partition in result.partitions():
+            yield [dict(r._mapping) for r in partition]
+    finally:
+        result.close()
 
 
 def key_of(source: SourceTable, row: dict[str, Any]) -> list[Any]:

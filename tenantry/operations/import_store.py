@@ -58,6 +58,7 @@ from tenantry.db.master.models import Store as MasterStore
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
+from tenantry.imports.bulk import insert_rows
 from tenantry.imports.digest import Digest, target_digest
 from tenantry.imports.plan import ImportPlan, StoreTarget
 from tenantry.imports.source import (
@@ -409,7 +410,7 @@ class StoreImporter:
             rows = [st.convert(r) for r in batch]
             size = _value_bytes(rows)
             with dst.begin():  # the rows and the cursor past them: both or neither
-                dst.execute(st.target.insert(), rows)
+                insert_rows(dst, st.target, rows)
                 _advance(dst, st.name, encode_key(key_of(st, batch[-1])), len(rows), size)
             failpoint(f"import.batch.{run.target.slug}.{st.name}.{number}")
             copied += len(rows)
@@ -431,7 +432,7 @@ class StoreImporter:
         size = _value_bytes(ordered)
         with dst.begin():
             for start in range(0, len(ordered), self.batch_rows):
-                dst.execute(st.target.insert(), ordered[start : start + self.batch_rows])
+                insert_rows(dst, st.target, ordered[start : start + self.batch_rows])
             _advance(dst, st.name, None, len(ordered), size, done=True)
         run.copied(len(ordered), size)
         return len(ordered)
