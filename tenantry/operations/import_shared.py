@@ -18,7 +18,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
 from tenantry.db import copy
-from tenantry.db.engines import make_engine
+from tenantry.db.engines import make_engine, sqlite_path
 from tenantry.db.master.models import ProvisioningMode, ProvisioningStatus
 from tenantry.errors import InvalidInput
 from tenantry.imports.mapping import Mapping
@@ -50,6 +50,11 @@ class SharedImport:
     def __post_init__(self) -> None:
         if self.concurrency < 1:
             raise InvalidInput("--concurrency must be at least 1.")
+        path = sqlite_path(self.source_url)
+        if path is not None and not path.is_file():  # connecting would create an empty one
+            raise InvalidInput(
+                f"the source SQLite database {path} does not exist.", "Check the path."
+            )
         # One connection per store running, and one more for planning and verifying.
         self.source: Engine = make_engine(self.source_url, pool_size=self.concurrency + 1)
 
@@ -69,24 +74,11 @@ class SharedImport:
                 create_stores=create_stores,
             )
 
-    def run(
-        self,
-        plan: ImportPlan,
-        *,
-        on_progress: ProgressCallback | None = None,
-        on_outcome: OutcomeCallback | None = None,
-    ) -> list[StoreOutcome]:
-        """Import every store of ``plan`` (refused with its problems listed, if it has any)."""
-        ensure_may_write("import a shared database")
-        if plan.problems:
-            raise InvalidInput(
-                f"the import has {len(plan.problems)} problem(s); nothing was written: "
-                + "; ".join(p.describe() for p in plan.problems[:5])
-                + ("; …" if len(plan.problems) > 5 else "")
-                + ".",
-                "See them all with --dry-run, fix the mapping or the data, and run it again.",
-            )
-        importer = StoreImporter(
+    def importer(
+        self, plan: ImportPlan, on_progress: ProgressCallback | None = None
+    ) -> StoreImporter:
+        """The per-store importer of ``plan``."""
+        return StoreImporter(
             self.platform.sessions,
             self.platform.box,
             self.platform.settings,
@@ -98,6 +90,46 @@ class SharedImport:
             on_progress=on_progress,
         )
 
+    def refuse_problems(self, plan: ImportPlan) -> None:
+        """Refuse a plan with problems (nothing is written then)."""
+        ensure_may_write("import a shared database")
+        if plan.problems:
+            raise InvalidInput(
+                f"the import has {len(plan.problems)} problem(s); nothing was written: "
+                + "; ".join(p.describe() for p in plan.problems[:5])
+                + ("; …" if len(plan.problems) > 5 else "")
+                + ".",
+                "See them all with a dry run, fix the mapping or the data, and run it again.",
+            )
+
+    def record(self, plan: ImportPlan) -> dict[str, uuid.UUID]:
+        """Create the plan's missing stores (their databases come when each is imported) and
+        record each store's import operation, queued; operation id by store slug."""
+        self.refuse_problems(plan)
+        for target in plan.stores:
+            if target.store_id is None:
+                with self.platform.writer_sessions.begin() as session:
+                    made = stores.create_store(
+                        session, slug=target.slug, name=target.name, actor=self.actor
+                    )
+                    target.store_id = made.id
+        importer = self.importer(plan)
+        return {t.slug: importer.operation_for(t) for t in plan.stores if t.imported_by is None}
+
+    def run(
+        self,
+        plan: ImportPlan,
+        *,
+        operations: dict[str, uuid.UUID] | None = None,
+        on_progress: ProgressCallback | None = None,
+        on_outcome: OutcomeCallback | None = None,
+    ) -> list[StoreOutcome]:
+        """Import every store of ``plan`` (refused with its problems listed, if it has any),
+        as the ``operations`` :meth:`record` made, or operations of its own."""
+        self.refuse_problems(plan)
+        importer = self.importer(plan, on_progress)
+        chosen = operations or {}
+
         def one(target: StoreTarget) -> StoreOutcome:
             if target.imported_by is not None:
                 outcome = StoreOutcome(target.slug, "skipped", target.imported_by)
@@ -106,8 +138,10 @@ class SharedImport:
                 problem = self._ensure_store(target)
                 if problem is not None:
                     outcome = StoreOutcome(target.slug, "failed", error=problem)
+                    if target.slug in chosen:
+                        importer.give_up(chosen[target.slug], problem)
                 else:
-                    outcome = importer.run(target)
+                    outcome = importer.run(target, chosen.get(target.slug))
             if on_outcome is not None:
                 on_outcome(outcome)
             return outcome

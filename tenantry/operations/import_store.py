@@ -205,8 +205,8 @@ class StoreImporter:
 
     # ------------------------------------------------------------------ claiming
 
-    def _claim(self, target: StoreTarget) -> tuple[uuid.UUID, bool]:
-        """The store's import operation, claimed: an unfinished one (resumed) or a new one."""
+    def operation_for(self, target: StoreTarget) -> uuid.UUID:
+        """The store's unfinished import operation (to resume), or a new queued one."""
         assert target.store_id is not None
         with self.sessions() as session:
             pending = session.scalar(
@@ -220,16 +220,8 @@ class StoreImporter:
                 .limit(1)
             )
         if pending is not None:
-            if self.kit.claim(pending) is None:
-                raise Conflict(
-                    f"store {target.slug!r} is being imported by another process "
-                    f"(operation {pending}).",
-                    "Wait for it (`tenantry ops show ID`), or, if that process died, run the "
-                    "import again once its lease lapses "
-                    f"({self.settings.job_lease_seconds:g} s).",
-                )
-            return pending, True
-        op_id = self.kit.create(
+            return pending
+        return self.kit.create(
             OperationKind.IMPORT,
             store_id=target.store_id,
             target=target.slug,
@@ -238,17 +230,33 @@ class StoreImporter:
             unit=ProgressUnit.ROWS,
             message="importing from a shared database",
         )
-        if self.kit.claim(op_id) is None:  # pragma: no cover - just recorded by us
-            raise Conflict(f"the import of store {target.slug!r} was taken by another process.")
-        return op_id, False
+
+    def give_up(self, op_id: uuid.UUID, error: str) -> None:
+        """End recorded operation ``op_id`` failed before it started (its store could not be
+        provisioned)."""
+        if self.kit.claim(op_id) is not None:
+            self.kit.fail(op_id, error)
+
+    def _claim(self, target: StoreTarget, op_id: uuid.UUID | None) -> tuple[uuid.UUID, bool]:
+        """The store's import operation, claimed; whether it ran before (resumed)."""
+        op_id = op_id or self.operation_for(target)
+        claim = self.kit.claim(op_id)
+        if claim is None:
+            raise Conflict(
+                f"store {target.slug!r} is being imported by another process (operation {op_id}).",
+                "Wait for it (`tenantry ops show ID`), or, if that process died, run the "
+                f"import again once its lease lapses ({self.settings.job_lease_seconds:g} s).",
+            )
+        return op_id, claim.attempts > 1
 
     # ------------------------------------------------------------------ the run
 
-    def run(self, target: StoreTarget) -> StoreOutcome:
-        """Import (or resume importing) ``target``'s rows; its outcome. Never raises for a
-        failure of this store (the outcome says it), except for Ctrl-C after rolling back."""
+    def run(self, target: StoreTarget, op_id: uuid.UUID | None = None) -> StoreOutcome:
+        """Import (or resume importing) ``target``'s rows, as operation ``op_id`` (or the
+        store's own: see :meth:`operation_for`); its outcome. Never raises for a failure of
+        this store (the outcome says it), except for Ctrl-C after rolling back."""
         try:
-            op_id, resumed = self._claim(target)
+            op_id, resumed = self._claim(target, op_id)
         except TenantryError as exc:
             return StoreOutcome(target.slug, "failed", error=describe(exc))
         outcome = StoreOutcome(target.slug, "running", op_id, resumed=resumed)
