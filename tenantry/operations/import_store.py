@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -197,7 +198,6 @@ class StoreImporter:
     batch_rows: int = copy.BATCH_ROWS
     on_progress: ProgressCallback | None = None
     kit: OperationKit = field(init=False)
-    _seed_counts: dict[str, int] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.sessions = writer_sessions(self.sessions)
@@ -298,6 +298,12 @@ class StoreImporter:
                 raise Conflict(f"store {target.slug!r} has no active database.")
             return migrator_url(session, self.box, config)
 
+    def _store_doc(self, target: StoreTarget) -> dict[str, Any]:
+        """The store as provisioning hands it to the schema's seed."""
+        with self.sessions() as session:
+            store = session.get_one(MasterStore, target.store_id)
+            return {"name": store.name, "slug": store.slug, "id": str(store.id)}
+
     def _end(self, op_id: uuid.UUID, outcome: StoreOutcome) -> None:
         try:
             if outcome.status == "cancelled":
@@ -309,23 +315,25 @@ class StoreImporter:
 
     # ------------------------------------------------------------------ prepare
 
-    def seed_counts(self) -> dict[str, int]:
-        """Rows the schema's seed puts in each table of a new tenant database (worked out
-        once, in a scratch in-memory SQLite database)."""
-        if self._seed_counts is None:
-            counts: dict[str, int] = {}
-            if self.spec.seed is not None:
-                scratch = create_engine("sqlite://")
-                try:
-                    with scratch.begin() as conn:
-                        self.spec.metadata.create_all(conn)
-                        self.spec.seed(conn, {"name": "scratch", "slug": "scratch"})
-                        for table in self.spec.metadata.sorted_tables:
-                            counts[table.name] = copy.count_rows(conn, table)
-                finally:
-                    scratch.dispose()
-            self._seed_counts = counts
-        return self._seed_counts
+    def _seeded_rows(self, store: dict[str, Any]) -> dict[str, Counter[tuple[Any, ...]]]:
+        """What the schema's seed puts in each table of a new database of ``store``, worked
+        out in a scratch in-memory SQLite database: per table, its rows over the columns
+        the seed determines (not ids or times, which the models generate)."""
+        seeded: dict[str, Counter[tuple[Any, ...]]] = {}
+        if self.spec.seed is None:
+            return seeded
+        scratch = create_engine("sqlite://")
+        try:
+            with scratch.begin() as conn:
+                self.spec.metadata.create_all(conn)
+                self.spec.seed(conn, store)
+                for table in self.spec.metadata.sorted_tables:
+                    rows = _determined_rows(conn, table)
+                    if rows:
+                        seeded[table.name] = rows
+        finally:
+            scratch.dispose()
+        return seeded
 
     def _header(self, conn: Connection) -> dict[str, Any] | None:
         note = conn.scalar(select(CURSOR.c.note).where(CURSOR.c.table_name == HEADER))
@@ -345,17 +353,17 @@ class StoreImporter:
                         "Run it again with the mapping it began with.",
                     )
                 return True
-            seeds = self.seed_counts()
+            seeds = self._seeded_rows(self._store_doc(target))
             seeded = False
             tables = [st.target for st in self.plan.tables.values()]
             for table in reversed(tables):
-                count = copy.count_rows(conn, table)
-                if not count:
+                if not copy.count_rows(conn, table):
                     continue
-                if count > seeds.get(table.name, 0):
+                if not _determined_rows(conn, table) <= seeds.get(table.name, Counter()):
                     raise Conflict(
-                        f"store {target.slug!r}'s table {table.name} already holds {count} "
-                        "rows; an import fills empty tables only.",
+                        f"store {target.slug!r}'s table {table.name} already holds rows of "
+                        "its own; an import fills empty tables only (or ones holding just the "
+                        "defaults a new store database is seeded with).",
                         "Import into a new store (--create-stores), or empty the table.",
                     )
                 conn.execute(table.delete())  # the schema's defaults: the source's replace them
@@ -518,10 +526,12 @@ class StoreImporter:
                 conn.rollback()
                 with conn.begin():
                     header = self._header(conn)
-                    for st in reversed(list(self.plan.tables.values())):
+                    # No header: the import never began writing (its checks refused the
+                    # database), so nothing in the tables is the import's to delete.
+                    for st in reversed(list(self.plan.tables.values()) if header else []):
                         conn.execute(st.target.delete())
                     if header and header.get("seeded") and self.spec.seed is not None:
-                        self.spec.seed(conn, {"name": target.name, "slug": target.slug})
+                        self.spec.seed(conn, self._store_doc(target))
                 CURSOR.drop(conn)
                 conn.commit()
         except Exception as exc:  # the original error matters more; say what is left
@@ -537,6 +547,19 @@ def _snapshot(conn: Connection) -> Connection:
     if dialect == "mysql":
         return conn.execution_options(isolation_level="REPEATABLE READ")
     return conn  # SQLite: a read transaction sees one snapshot already
+
+
+def _determined_rows(conn: Connection, table: Table) -> Counter[tuple[Any, ...]]:
+    """``table``'s rows over the columns a seed determines (those without a generated
+    default: no ids, no times), normalised, counted."""
+    columns = [
+        c
+        for c in table.columns
+        if not (c.default is not None and getattr(c.default, "is_callable", False))
+        and not c.foreign_keys
+    ]
+    rows = conn.execute(select(*columns))
+    return Counter(tuple(copy.normalise(v) for v in row) for row in rows)
 
 
 def _self_referencing(st: SourceTable) -> bool:

@@ -319,3 +319,33 @@ def test_a_failing_store_is_put_back_and_the_others_carry_on(
         failing: "succeeded",
     }
     _assert_exactly_once(source, shop_prefix, 3)
+
+
+def test_a_store_with_rows_of_its_own_is_refused_and_left_untouched(
+    cli: Invoke, shop_prefix: str, shared_source: SourceFactory
+) -> None:
+    source = shared_source("sqlite", shop_prefix, stores_count=2)
+    assert cli("init").exit_code == 0
+    mine = f"{shop_prefix}-001"
+    assert cli("stores", "create", mine, "--name", "Mine").exit_code == 0
+    assert cli("provision", mine, "--new", "--inline").exit_code == 0
+    platform = Platform.open(load_settings())
+    with platform.sessions() as session:
+        config = stores.active_connection(session, stores.get_store(session, mine))
+        assert config is not None
+        url = migrator_url(session, platform.box, config)
+    platform.close()
+    engine = make_engine(url, pool_size=1)
+    categories = store_metadata.tables["categories"]
+    with engine.begin() as conn:
+        conn.execute(categories.insert().values(slug="handmade", name="Handmade"))
+    engine.dispose()
+
+    result = cli(*_import_args(source, "--stores", mine, "--json"))
+    assert result.exit_code == 1
+    (outcome,) = as_json(result)["stores"]
+    assert outcome["status"] == "failed"
+    assert "categories already holds rows of its own" in outcome["error"]
+    slugs = {row[0] for row in store_rows(mine, "categories", ["slug"])}
+    assert slugs == {"handmade", *(slug for slug, _ in DEFAULT_CATEGORIES)}
+    assert sum(store_rows(mine, "products", ["id"]).values()) == 0
