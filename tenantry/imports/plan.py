@@ -207,7 +207,7 @@ def _resolve_tables(
             continue
         target = targets[name]
         rules = column_rules(target, table_mapping, src)
-        _check_columns(name, src, target, table_mapping, rules, problems)
+        _check_columns(name, src, target, table_mapping, rules, problems, set(mapping.tables))
         tables[name] = SourceTable(name, table_mapping, src, target, key, rules)
     for name, st in tables.items():
         parent = st.mapping.parent
@@ -220,6 +220,18 @@ def _resolve_tables(
     return tables
 
 
+def _fed_by_source(rules: list[Any], column: str) -> bool:
+    """Whether a source column (or a non-null constant or default) feeds tenant ``column``."""
+    for rule in rules:
+        if rule.target == column:
+            return bool(
+                rule.source
+                or (rule.has_constant and rule.constant is not None)
+                or (rule.has_default and rule.default is not None)
+            )
+    return False
+
+
 def _check_columns(
     name: str,
     src: Table,
@@ -227,6 +239,7 @@ def _check_columns(
     table_mapping: Any,
     rules: list[Any],
     problems: Problems,
+    mapped_tables: set[str],
 ) -> None:
     needed = [table_mapping.store_column] if table_mapping.store_column else []
     if table_mapping.parent is not None:
@@ -250,10 +263,32 @@ def _check_columns(
                 table=name,
                 column=column,
             )
+    mapped = mapped_tables
+    for fk in target.foreign_key_constraints:
+        parent = fk.referred_table.name
+        fed = [c.name for c in fk.columns if _fed_by_source(rules, c.name)]
+        if parent not in mapped and parent != name and fed:
+            problems.add(
+                "unmapped_parent",
+                f"refers to tenant table {parent!r}, which this mapping does not fill: map "
+                f"{parent} too, or drop the reference (`transforms: {{{fed[0]}: "
+                "{constant: null}}`)",
+                table=name,
+                column=fed[0],
+            )
+    for column_name, transform in table_mapping.transforms.items():
+        source_name = table_mapping.source_column(column_name)
+        if transform.kind == "cast" and source_name not in src.c:
+            problems.add(
+                "missing_column",
+                f"`cast` converts source column {src.name}.{source_name}, which is not there",
+                table=name,
+                column=column_name,
+            )
     for rule in rules:
         column = target.c[rule.target]
-        fed = rule.source is not None or rule.has_constant or rule.has_default or rule.generated
-        if not fed and not column.nullable:
+        given = rule.source is not None or rule.has_constant or rule.has_default or rule.generated
+        if not given and not column.nullable:
             problems.add(
                 "missing_column",
                 f"required tenant column, and source table {src.name!r} has no column "
