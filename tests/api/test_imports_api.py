@@ -6,10 +6,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from tenantry.db.tenant.store.seed import DEFAULT_CATEGORIES
 from tests.api.conftest import Api
-from tests.imports.fixtures import MAPPING, SourceFactory, raw, shared_source, shop_prefix
+from tests.imports.fixtures import (
+    MAPPING,
+    SourceFactory,
+    raw,
+    shared_source,
+    shop_prefix,
+    store_rows,
+)
 
 __all__ = ["shared_source", "shop_prefix"]  # fixtures, imported to be found
 
@@ -82,3 +91,34 @@ def test_bad_mapping_and_dirty_plan_are_422_and_nothing_is_written(
     )
     assert unreachable.status_code >= 400
     assert "hunter2" not in unreachable.text
+
+
+def test_cancel_puts_the_store_back(
+    api: Api, shop_prefix: str, shared_source: SourceFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = shared_source("sqlite", shop_prefix, stores_count=1)
+    slug = f"{shop_prefix}-001"
+    # The import pauses after its first batch of orders: long enough to be cancelled.
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", f"import.batch.{slug}.orders.1=sleep:3")
+    mapping = yaml.safe_load(Path(MAPPING).read_text())
+    body = {"url": raw(source), "mapping": mapping, "create_stores": True}
+    accepted = api.client.post("/imports/shared", json=body, headers=api.admin)
+    assert accepted.status_code == 202, accepted.text
+    (op,) = accepted.json()["operations"]
+    deadline = time.monotonic() + 30
+    while (
+        api.client.get(f"/operations/{op['operation_id']}", headers=api.admin).json()["progress"][
+            "step"
+        ]
+        != "copy"
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    cancelled = api.client.post(f"/operations/{op['operation_id']}/cancel", headers=api.admin)
+    assert cancelled.status_code == 200, cancelled.text
+    done = _wait(api, op["operation_id"])
+    assert done["status"] == "cancelled", done
+    assert sum(store_rows(slug, "orders", ["id"]).values()) == 0
+    assert sum(store_rows(slug, "products", ["id"]).values()) == 0
+    slugs = {row[0] for row in store_rows(slug, "categories", ["slug"])}
+    assert slugs == {s for s, _ in DEFAULT_CATEGORIES}

@@ -261,6 +261,30 @@ def test_mapping_problems_name_the_table_and_column(
     assert ("type_mismatch", "products", "weight_grams") in found
     assert ("missing_table", "orders", None) in found
 
+    orphaned = tmp_path / "orders-only.yml"
+    orphaned.write_text(
+        "stores: {table: stores, key: id, slug: slug}\n"
+        "tables:\n  orders: {from: orders, store_column: store_id}\n"
+    )
+    dry = cli(
+        "import",
+        "shared",
+        "--url",
+        raw(source),
+        "--map",
+        str(orphaned),
+        "--create-stores",
+        "--dry-run",
+        "--json",
+    )
+    assert dry.exit_code == 2
+    (problem,) = as_json(dry)["problems"]
+    assert (problem["kind"], problem["table"], problem["column"]) == (
+        "unmapped_parent",
+        "orders",
+        "customer_id",
+    )
+
 
 def _tenant_counts(slug: str) -> dict[str, int]:
     from collections import Counter
