@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.types import JSON, TypeDecorator
 
-from tenantry.db.copy import BATCH_ROWS, TableDigest, row_hash
+from tenantry.db.copy import BATCH_ROWS, TableDigest, normalise
 
 _MODULUS = 2**256
 
@@ -43,14 +43,29 @@ class Digest:
         self.rows = 0
 
     def add(self, rows: Iterable[dict[str, Any]]) -> int:
-        """Add tenant-shaped ``rows``; how many were added."""
-        added = 0
+        """Add tenant-shaped ``rows``; the size of their canonical form in bytes (what an
+        import reports moving)."""
+        size = 0
+        pairs = list(zip(self.columns, self.flags, strict=True))
         for row in rows:
-            values = [row[c] for c in self.columns]
-            self.total = (self.total + row_hash(values, self.flags)) % _MODULUS
-            added += 1
-        self.rows += added
-        return added
+            # copy.row_hash, keeping the encoded row's length on the way.
+            canonical = [normalise(row[c], json_column=j) for c, j in pairs]
+            encoded = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode()
+            value = int.from_bytes(hashlib.sha256(encoded).digest(), "big")
+            self.total = (self.total + value) % _MODULUS
+            self.rows += 1
+            size += len(encoded)
+        return size
+
+    def resume(self, rows: int, total_hex: str | None) -> None:
+        """Start from a digest recorded earlier (``rows`` and :attr:`hex_total`)."""
+        self.rows = rows
+        self.total = int(total_hex, 16) if total_hex else 0
+
+    @property
+    def hex_total(self) -> str:
+        """The running sum as text (recorded with the rows it covers)."""
+        return f"{self.total:064x}"
 
     def result(self) -> TableDigest:
         """The count and checksum of the rows added."""

@@ -92,6 +92,9 @@ CURSOR = Table(
     Column("rows_copied", BigInteger, nullable=False, default=0),
     Column("bytes_copied", BigInteger, nullable=False, default=0),
     Column("done", Boolean, nullable=False, default=False),
+    #: The running checksum of the source rows copied so far (:class:`Digest`), committed with
+    #: them: the verification compares it with the imported rows' without reading them twice.
+    Column("digest", String(64)),
     #: On the header row: the mapping's fingerprint and whether seeded rows were removed.
     Column("note", Text),
 )
@@ -129,11 +132,6 @@ class StoreOutcome:
             "error": self.error,
             "tables": self.tables,
         }
-
-
-def _value_bytes(rows: list[dict[str, Any]]) -> int:
-    """The size of ``rows``' values as text: the bytes an import reports moving."""
-    return sum(len(str(v)) for row in rows for v in row.values() if v is not None)
 
 
 @dataclass
@@ -401,10 +399,13 @@ class StoreImporter:
                         continue
                     condition = store_filter(tables, self.plan.mapping, name, run.target.key)
                     after = decode_key(st, cursor.last_key) if cursor and cursor.last_key else None
+                    digest = Digest(st.target, st.hashed_columns)
+                    if cursor is not None:
+                        digest.resume(cursor.rows_copied, cursor.digest)
                     if _self_referencing(st):
-                        copied = self._copy_tree(reader, dst, st, condition, run)
+                        copied = self._copy_tree(reader, dst, st, condition, digest, run)
                     else:
-                        copied = self._copy_keyed(reader, dst, st, condition, after, run)
+                        copied = self._copy_keyed(reader, dst, st, condition, after, digest, run)
                     entry["copied"] = copied + (cursor.rows_copied if cursor else 0)
                     with dst.begin():
                         _advance(dst, name, None, 0, 0, done=True)
@@ -417,6 +418,7 @@ class StoreImporter:
         st: SourceTable,
         condition: Any,
         after: list[Any] | None,
+        digest: Digest,
         run: _Run,
     ) -> int:
         copied = 0
@@ -424,17 +426,24 @@ class StoreImporter:
             store_batches(src, st, condition, after=after, batch_rows=self.batch_rows), 1
         ):
             rows = [st.convert(r) for r in batch]
-            size = _value_bytes(rows)
+            size = digest.add(rows)
+            last = encode_key(key_of(st, batch[-1]))
             with dst.begin():  # the rows and the cursor past them: both or neither
                 insert_rows(dst, st.target, rows)
-                _advance(dst, st.name, encode_key(key_of(st, batch[-1])), len(rows), size)
+                _advance(dst, st.name, last, len(rows), size, digest=digest.hex_total)
             failpoint(f"import.batch.{run.target.slug}.{st.name}.{number}")
             copied += len(rows)
             run.copied(len(rows), size)
         return copied
 
     def _copy_tree(
-        self, src: Connection, dst: Connection, st: SourceTable, condition: Any, run: _Run
+        self,
+        src: Connection,
+        dst: Connection,
+        st: SourceTable,
+        condition: Any,
+        digest: Digest,
+        run: _Run,
     ) -> int:
         """A table referencing itself (a category tree) in one transaction, parents first:
         such tables are small, and rows in key order may come before their parents."""
@@ -445,43 +454,51 @@ class StoreImporter:
         ]
         refs = copy._self_references(st.target)
         ordered = copy._parents_first(rows, refs)
-        size = _value_bytes(ordered)
+        digest.resume(0, None)  # all in one transaction: never resumed part-way
+        size = digest.add(ordered)
         with dst.begin():
             for start in range(0, len(ordered), self.batch_rows):
                 insert_rows(dst, st.target, ordered[start : start + self.batch_rows])
-            _advance(dst, st.name, None, len(ordered), size, done=True)
+            _advance(dst, st.name, None, len(ordered), size, done=True, digest=digest.hex_total)
         run.copied(len(ordered), size)
         return len(ordered)
 
     # ------------------------------------------------------------------ verify
 
     def _verify(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
+        """Each table: the store's row count in the source (read again, in SQL), the rows
+        copied and the rows imported agree; the checksum of the source rows as they were
+        copied (kept in the cursor with them) equals the imported rows' read back. Then every
+        foreign key inside the store's database."""
         problems: list[str] = []
         tables = self.plan.tables
         with connect(engine) as dst, connect(self.source) as src:
-            reader = _snapshot(src)
-            with reader.begin():
-                for name, st in tables.items():
-                    columns = st.hashed_columns
-                    expected = Digest(st.target, columns)
-                    condition = store_filter(tables, self.plan.mapping, name, run.target.key)
-                    for batch in store_batches(
-                        reader, st, condition, after=None, batch_rows=self.batch_rows
-                    ):
-                        expected.add(st.convert(r) for r in batch)
-                    before = expected.result()
-                    after = target_digest(dst, st.target, columns, batch_rows=self.batch_rows)
-                    dst.rollback()
-                    run.verified += after.rows
-                    run.report()
-                    entry = outcome.tables.setdefault(name, {})
-                    entry.update(verified=after.rows, checksum=after.sha256[:16])
-                    if before.rows != after.rows:
-                        problems.append(
-                            f"{name}: {before.rows} rows in the source, {after.rows} imported"
-                        )
-                    elif before.sha256 != after.sha256:
-                        problems.append(f"{name}: same {after.rows} rows, different content")
+            cursors = {r.table_name: r for r in dst.execute(select(CURSOR))}
+            dst.rollback()
+            for name, st in tables.items():
+                condition = store_filter(tables, self.plan.mapping, name, run.target.key)
+                in_source = int(
+                    src.scalar(select(func.count()).select_from(st.table).where(condition)) or 0
+                )
+                src.rollback()
+                cursor = cursors.get(name)
+                copied = Digest(st.target, st.hashed_columns)
+                if cursor is not None:
+                    copied.resume(cursor.rows_copied, cursor.digest)
+                before = copied.result()
+                after = target_digest(dst, st.target, st.hashed_columns, batch_rows=self.batch_rows)
+                dst.rollback()
+                run.verified += after.rows
+                run.report()
+                entry = outcome.tables.setdefault(name, {})
+                entry.update(verified=after.rows, checksum=after.sha256[:16])
+                if not in_source == before.rows == after.rows:
+                    problems.append(
+                        f"{name}: {in_source} rows in the source, {before.rows} copied, "
+                        f"{after.rows} imported"
+                    )
+                elif before.sha256 != after.sha256:
+                    problems.append(f"{name}: same {after.rows} rows, different content")
             problems += _dangling_references(dst, [st.target for st in tables.values()])
         if problems:
             raise VerificationFailed(
@@ -567,7 +584,14 @@ def _self_referencing(st: SourceTable) -> bool:
 
 
 def _advance(
-    conn: Connection, name: str, last_key: str | None, rows: int, size: int, *, done: bool = False
+    conn: Connection,
+    name: str,
+    last_key: str | None,
+    rows: int,
+    size: int,
+    *,
+    done: bool = False,
+    digest: str | None = None,
 ) -> None:
     """Move table ``name``'s cursor on (in the caller's transaction)."""
     values: dict[str, Any] = {
@@ -577,13 +601,20 @@ def _advance(
     }
     if last_key is not None:
         values["last_key"] = last_key
+    if digest is not None:
+        values["digest"] = digest
     changed = conn.execute(
         update(CURSOR).where(CURSOR.c.table_name == name).values(values)
     ).rowcount
     if changed == 0:
         conn.execute(
             CURSOR.insert().values(
-                table_name=name, last_key=last_key, rows_copied=rows, bytes_copied=size, done=done
+                table_name=name,
+                last_key=last_key,
+                rows_copied=rows,
+                bytes_copied=size,
+                done=done,
+                digest=digest,
             )
         )
 
