@@ -18,6 +18,7 @@ from sqlalchemy import Column, Engine, ForeignKeyConstraint, Table, select
 from sqlalchemy.orm import Session
 
 from tenantry.db.copy import normalise
+from tenantry.db.engines import connect
 from tenantry.db.master.models import DatabaseStatus, Operation, OperationKind, OperationStatus
 from tenantry.db.master.models import Store as MasterStore
 from tenantry.db.schemas import SchemaSpec
@@ -340,7 +341,7 @@ def _resolve_stores(
         )
     if missing:
         return []
-    with source.connect() as conn:
+    with connect(source) as conn:
         rows = [dict(r._mapping) for r in conn.execute(select(*(table.c[c] for c in columns)))]
     known = {s.slug: s for s in session.scalars(select(MasterStore))}
     by_id = {s.id: s for s in known.values()}
@@ -452,7 +453,7 @@ def _check_data(
     known = {normalise(k) for k in all_keys}
     owners: dict[str, dict[tuple[Any, ...], Any]] = {}  # table → tenant key → store key
     source_keys: dict[str, dict[Any, Any]] = {}  # table → source key → store key (via)
-    with source.connect() as conn:
+    with connect(source) as conn:
         for name, st in tables.items():
             owner: dict[tuple[Any, ...], Any] = {}
             by_source: dict[Any, Any] = {}
@@ -561,7 +562,7 @@ def build_plan(
     )
     if not problems.all():
         stores_table = reflect_tables(source, [mapping.stores.table])[mapping.stores.table]
-        with source.connect() as conn:
+        with connect(source) as conn:
             keys = set(conn.scalars(select(stores_table.c[mapping.stores.key])))
         _check_data(source, tables, targets, keys, problems)
     return ImportPlan(mapping, tables, targets, problems.all())

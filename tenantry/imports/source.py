@@ -36,6 +36,7 @@ from sqlalchemy.exc import NoSuchTableError
 from sqlalchemy.types import TypeDecorator
 
 from tenantry.db.copy import normalise
+from tenantry.db.engines import connect
 from tenantry.imports.mapping import Mapping, TableMapping
 
 # --------------------------------------------------------------------------- value types
@@ -286,7 +287,7 @@ def reflect_tables(engine: Engine, names: Sequence[str]) -> dict[str, Table]:
     """The source tables ``names`` (those that exist), as the source has them."""
     metadata = MetaData()
     found: dict[str, Table] = {}
-    with engine.connect() as conn:
+    with connect(engine) as conn:
         existing = set(inspect(conn).get_table_names())
         for name in dict.fromkeys(names):
             if name not in existing:

@@ -89,7 +89,8 @@ def test_bad_mapping_and_dirty_plan_are_422_and_nothing_is_written(
     unreachable = api.client.post(
         "/imports/shared", json={"url": secret, "mapping": mapping}, headers=api.admin
     )
-    assert unreachable.status_code >= 400
+    assert unreachable.status_code == 503, unreachable.text
+    assert "cannot connect" in unreachable.json()["error"]["message"]
     assert "hunter2" not in unreachable.text
 
 

@@ -64,7 +64,7 @@ class SharedImportOut(BaseModel):
     response_model=SharedImportOut,
     responses={200: {"description": "The plan of a dry run."}},
 )
-@raises(422)
+@raises(422, 503)
 def import_shared(
     body: SharedImportRequest, key: AdminDep, platform: PlatformDep, response: Response
 ) -> SharedImportOut:
