@@ -19,6 +19,7 @@ store's copy.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
 import uuid
@@ -512,7 +513,6 @@ class StoreImporter:
     def _finish(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
         run.report("finish", force=True)
         failpoint("import.before_finish")
-        CURSOR.drop(engine, checkfirst=True)
         with self.sessions.begin() as session:
             audit.record(
                 session,
@@ -531,6 +531,11 @@ class StoreImporter:
             run.op_id, message=f"imported and verified {run.rows} rows ({run.bytes} bytes)"
         )
         outcome.status = "succeeded"
+        # Marked imported first: a process dying here leaves only the cursor table behind
+        # (dropped by hand if ever), never an import that looks unfinished over its rows.
+        failpoint("import.finished")
+        with contextlib.suppress(Exception):
+            CURSOR.drop(engine, checkfirst=True)
 
     def _roll_back(self, engine: Engine | None, target: StoreTarget) -> str:
         """Put the tenant database back as it was; a note for the error when that failed."""
