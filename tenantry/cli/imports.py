@@ -47,11 +47,10 @@ app = typer.Typer(
 
 def _plan_tables(plan: ImportPlan) -> None:
     table = Table(title="rows to copy per store", title_justify="left")
-    table.add_column("store")
+    table.add_column("store", overflow="fold")
     table.add_column("source key", justify="right")
     table.add_column("action")
-    for name in plan.tables:
-        table.add_column(name, justify="right")
+    table.add_column("rows per table", overflow="fold")
     table.add_column("total", justify="right")
     for target in plan.stores:
         action = (
@@ -63,11 +62,12 @@ def _plan_tables(plan: ImportPlan) -> None:
             if not target.provisioned
             else "import"
         )
+        per_table = " · ".join(f"{name} {target.rows.get(name, 0)}" for name in plan.tables)
         table.add_row(
             escape(target.slug),
             escape(str(target.key)),
             action,
-            *(str(target.rows.get(n, 0)) for n in plan.tables),
+            escape(per_table),
             str(target.total),
         )
     console.print(table)
