@@ -295,13 +295,19 @@ def _tenant_counts(slug: str) -> dict[str, int]:
     return dict(counts)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
 def test_a_failing_store_is_put_back_and_the_others_carry_on(
-    cli: Invoke, shop_prefix: str, shared_source: SourceFactory
+    cli: Invoke, backend: str, shop_prefix: str, shared_source: SourceFactory
 ) -> None:
+    require_server(backend)
     source = shared_source("sqlite", shop_prefix, stores_count=3)
     assert cli("init").exit_code == 0
+    server: list[str] = []
+    if backend != "sqlite":
+        assert cli("servers", "add", "main", "--url", admin_url(backend)).exit_code == 0
+        server = ["--server", "main"]
     failing = f"{shop_prefix}-003"
-    args = _import_args(source, "--create-stores", "--batch-rows", "10", "--json")
+    args = _import_args(source, "--create-stores", *server, "--batch-rows", "10", "--json")
     result = cli(*args, env={"TENANTRY_FAILPOINTS": f"import.batch.{failing}.order_items.2=raise"})
     assert result.exit_code == 1
     outcomes = {o["store"]: o for o in as_json(result)["stores"]}
@@ -373,3 +379,43 @@ def test_a_store_with_rows_of_its_own_is_refused_and_left_untouched(
     slugs = {row[0] for row in store_rows(mine, "categories", ["slug"])}
     assert slugs == {"handmade", *(slug for slug, _ in DEFAULT_CATEGORIES)}
     assert sum(store_rows(mine, "products", ["id"]).values()) == 0
+
+
+def test_killed_between_copy_and_verification_resumes_without_copying_again(
+    cli: Invoke,
+    tmp_path: Path,
+    shop_prefix: str,
+    shared_source: SourceFactory,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    source = shared_source("sqlite", shop_prefix, stores_count=2)
+    assert cli("init").exit_code == 0
+    victim = f"{shop_prefix}-001"
+    args = _import_args(source, "--create-stores", "--concurrency", "1")
+    killed = subprocess.run(
+        [sys.executable, "-m", "tenantry", *args],
+        env=process_env(
+            tmp_path / "data",
+            TENANTRY_FAILPOINTS=f"import.after_copy.{victim}=kill",
+            TENANTRY_JOB_LEASE_SECONDS="2",
+        ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    copied = store_rows(victim, "order_items", ["id"])
+    assert sum(copied.values()) == sum(source_rows(source, "order_items", 1, ["id"]).values())
+
+    time.sleep(2.5)
+    monkeypatch.setenv("TENANTRY_JOB_LEASE_SECONDS", "2")
+    resumed = cli(*args, "--json")
+    assert resumed.exit_code == 0, resumed.output
+    outcomes = {o["store"]: o for o in as_json(resumed)["stores"]}
+    assert outcomes[victim]["status"] == "succeeded"
+    assert outcomes[victim]["resumed"] is True
+    for table in outcomes[victim]["tables"].values():  # copied by the first run, verified now
+        assert table["copied"] == table["verified"] == table["rows"]
+    assert store_rows(victim, "order_items", ["id"]) == copied  # nothing copied twice
+    _assert_exactly_once(source, shop_prefix, 2)
