@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import socket
 import time
 import uuid
 from collections import Counter
@@ -58,6 +60,7 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.master.models import Store as MasterStore
 from tenantry.db.schemas import SchemaSpec
+from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.imports.bulk import insert_rows
@@ -236,10 +239,27 @@ class StoreImporter:
         if self.kit.claim(op_id) is not None:
             self.kit.fail(op_id, error)
 
+    def _release_if_holder_died(self, op_id: uuid.UUID) -> bool:
+        """End the lease of ``op_id`` at once when the process holding it ran on this host
+        and is gone (killed): its import is resumed now instead of when its lease lapses."""
+        with self.sessions() as session:
+            holder = session.scalar(select(Operation.lease_holder).where(Operation.id == op_id))
+        if not holder or not _dead_here(holder):
+            return False
+        with self.kit.engine.begin() as conn:
+            released = conn.execute(
+                update(Operation)
+                .where(Operation.id == op_id, Operation.lease_holder == holder)
+                .values(lease_expires_at=utcnow())
+            ).rowcount
+        return bool(released)
+
     def _claim(self, target: StoreTarget, op_id: uuid.UUID | None) -> tuple[uuid.UUID, bool]:
         """The store's import operation, claimed; whether it ran before (resumed)."""
         op_id = op_id or self.operation_for(target)
         claim = self.kit.claim(op_id)
+        if claim is None and self._release_if_holder_died(op_id):
+            claim = self.kit.claim(op_id)
         if claim is None:
             raise Conflict(
                 f"store {target.slug!r} is being imported by another process (operation {op_id}).",
@@ -559,6 +579,25 @@ class StoreImporter:
         except Exception as exc:  # the original error matters more; say what is left
             return f" (putting the store's database back failed too: {describe(exc)})"
         return " The store's database was put back as it was before the import."
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether lease ``holder`` (``host:pid:random``, as the kit names holders) is a process
+    of this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def _snapshot(conn: Connection) -> Connection:
