@@ -16,6 +16,8 @@ from sqlalchemy import inspect, select
 from tenantry.db.engines import make_engine, sqlite_path
 from tenantry.db.tenant.store.models import metadata as store_metadata
 from tenantry.db.tenant.store.seed import DEFAULT_CATEGORIES
+from tenantry.operations import sweep
+from tenantry.operations.kit import OperationKit
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tenantry.services.connections import migrator_url
@@ -379,7 +381,7 @@ def test_a_store_with_rows_of_its_own_is_refused_and_left_untouched(
     assert sum(store_rows(mine, "products", ["id"]).values()) == 0
 
 
-def test_killed_between_copy_and_verification_resumes_without_copying_again(
+def test_killed_between_copy_and_verification_swept_then_resumed_without_copying_again(
     cli: Invoke,
     tmp_path: Path,
     shop_prefix: str,
@@ -406,7 +408,14 @@ def test_killed_between_copy_and_verification_resumes_without_copying_again(
     copied = store_rows(victim, "order_items", ["id"])
     assert sum(copied.values()) == sum(source_rows(source, "order_items", 1, ["id"]).values())
 
-    time.sleep(2.5)
+    time.sleep(2.5)  # its lease lapses: a worker's recovery sweep ends it failed
+    platform = Platform.open(load_settings())
+    try:
+        kit = OperationKit.from_settings(platform.sessions, platform.settings)
+        ended = sweep.end_abandoned(kit)
+    finally:
+        platform.close()
+    assert len(ended) == 1
     monkeypatch.setenv("TENANTRY_JOB_LEASE_SECONDS", "2")
     resumed = cli(*args, "--json")
     assert resumed.exit_code == 0, resumed.output
@@ -417,3 +426,5 @@ def test_killed_between_copy_and_verification_resumes_without_copying_again(
         assert table["copied"] == table["verified"] == table["rows"]
     assert store_rows(victim, "order_items", ["id"]) == copied  # nothing copied twice
     _assert_exactly_once(source, shop_prefix, 2)
+    ops = as_json(cli("ops", "list", "--kind", "import", "--store", victim, "--json"))["items"]
+    assert sorted(o["status"] for o in ops) == ["failed", "succeeded"]
