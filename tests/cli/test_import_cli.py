@@ -428,3 +428,24 @@ def test_killed_between_copy_and_verification_swept_then_resumed_without_copying
     _assert_exactly_once(source, shop_prefix, 2)
     ops = as_json(cli("ops", "list", "--kind", "import", "--store", victim, "--json"))["items"]
     assert sorted(o["status"] for o in ops) == ["failed", "succeeded"]
+
+
+def test_only_the_stores_asked_for_are_imported(
+    cli: Invoke, shop_prefix: str, shared_source: SourceFactory
+) -> None:
+    source = shared_source("sqlite", shop_prefix, stores_count=3)
+    assert cli("init").exit_code == 0
+    chosen = f"{shop_prefix}-002"
+    nope = cli(*_import_args(source, "--stores", "nope", "--create-stores", "--json"))
+    assert nope.exit_code == 2
+    (problem,) = as_json(nope)["problems"]
+    assert problem["kind"] == "unknown_store"
+    assert "'nope'" in problem["message"]
+
+    result = cli(*_import_args(source, "--stores", chosen, "--create-stores", "--json"))
+    assert result.exit_code == 0, result.output
+    assert [o["store"] for o in as_json(result)["stores"]] == [chosen]
+    listed = as_json(cli("stores", "list", "--json"))["items"]
+    assert [s["slug"] for s in listed] == [chosen]
+    got = store_rows(chosen, "orders", ["id", "order_number"])
+    assert got == source_rows(source, "orders", 2, ["id", "order_number"])
