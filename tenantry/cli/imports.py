@@ -84,7 +84,7 @@ def _problem_table(plan: ImportPlan) -> None:
             escape(p.column or ""),
             str(p.count or ""),
             escape(", ".join(p.examples)),
-            escape(p.message),
+            escape(p.message + (f" (first: {p.detail})" if p.detail else "")),
         )
     console.print(table)
 

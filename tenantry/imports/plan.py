@@ -50,6 +50,8 @@ class Problem:
     column: str | None = None
     examples: list[str] = field(default_factory=list)
     count: int = 0
+    #: What is wrong with the first example, when each row's case differs (its value).
+    detail: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The problem as JSON."""
@@ -60,13 +62,15 @@ class Problem:
             "message": self.message,
             "rows": self.count,
             "example_keys": self.examples,
+            "detail": self.detail,
         }
 
     def describe(self) -> str:
         """One line for people."""
         where = ".".join(p for p in (self.table, self.column) if p)
         rows = f" ({self.count} rows, e.g. keys {', '.join(self.examples)})" if self.count else ""
-        return f"{where + ': ' if where else ''}{self.message}{rows}"
+        first = f"; first: {self.detail}" if self.detail else ""
+        return f"{where + ': ' if where else ''}{self.message}{rows}{first}"
 
 
 class Problems:
@@ -83,10 +87,11 @@ class Problems:
         table: str | None = None,
         column: str | None = None,
         key: str | None = None,
+        detail: str | None = None,
     ) -> None:
         """Record a problem (once), or one more row of it with ``key``."""
         slot = (kind, table, column, message)
-        problem = self._found.setdefault(slot, Problem(kind, message, table, column))
+        problem = self._found.setdefault(slot, Problem(kind, message, table, column, detail=detail))
         if key is not None:
             problem.count += 1
             if len(problem.examples) < EXAMPLES:
@@ -497,7 +502,14 @@ def _check_data(
                 try:
                     converted = st.convert(row)
                 except BadValue as exc:
-                    problems.add("bad_value", exc.reason, table=name, column=exc.column, key=shown)
+                    problems.add(
+                        "bad_value",
+                        exc.reason,
+                        table=name,
+                        column=exc.column,
+                        key=shown,
+                        detail=f"{shown}: {exc.detail}",
+                    )
                     continue
                 for rule in st.rules:
                     if converted[rule.target] is None and not st.target.c[rule.target].nullable:
@@ -560,9 +572,28 @@ def build_plan(
     targets = _resolve_stores(
         source, session, mapping, only=only, create=create_stores, problems=problems
     )
-    if not problems.all():
-        stores_table = reflect_tables(source, [mapping.stores.table])[mapping.stores.table]
+    stores_table = reflect_tables(source, [mapping.stores.table]).get(mapping.stores.table)
+    if stores_table is not None and mapping.stores.key in stores_table.c:
+        # The data is checked even when the mapping has problems, so a dry run shows them
+        # all at once (type mismatches with the rows whose values do not convert), except
+        # in tables whose columns could not be resolved.
         with connect(source) as conn:
             keys = set(conn.scalars(select(stores_table.c[mapping.stores.key])))
-        _check_data(source, tables, targets, keys, problems)
+        _check_data(source, _checkable(tables, problems), targets, keys, problems)
     return ImportPlan(mapping, tables, targets, problems.all())
+
+
+#: Problems that leave a table's rows unreadable as mapped.
+_UNREADABLE = frozenset({"missing_column", "unknown_column", "via_key", "no_key", "missing_table"})
+
+
+def _checkable(tables: dict[str, SourceTable], problems: Problems) -> dict[str, SourceTable]:
+    """The tables whose rows can be read as mapped (and whose ``via`` parents can)."""
+    broken = {p.table for p in problems.all() if p.kind in _UNREADABLE}
+    fine: dict[str, SourceTable] = {}
+    for name, st in tables.items():  # parents first: a broken parent breaks its children
+        parent = st.mapping.parent
+        if name in broken or (parent is not None and parent[0] not in fine):
+            continue
+        fine[name] = st
+    return fine

@@ -95,10 +95,11 @@ def compatible(source_kind: str, target_kind: str) -> bool:
 class BadValue(ValueError):
     """A source value that does not fit its tenant column."""
 
-    def __init__(self, column: str, reason: str) -> None:
-        super().__init__(f"{column}: {reason}")
+    def __init__(self, column: str, reason: str, detail: str) -> None:
+        super().__init__(f"{column}: {reason} ({detail})")
         self.column = column
-        self.reason = reason
+        self.reason = reason  # the same for every such value: problems are grouped by it
+        self.detail = detail  # this value's own
 
 
 def _to_kind(value: Any, kind: str) -> Any:
@@ -270,14 +271,21 @@ class SourceTable:
                     if rule.cast and rule.cast != rule.kind:
                         value = _to_kind(value, rule.kind)
                 except (ValueError, TypeError, ArithmeticError) as exc:
-                    raise BadValue(rule.target, str(exc) or type(exc).__name__) from None
+                    wanted = rule.cast or rule.kind
+                    raise BadValue(
+                        rule.target,
+                        f"values that do not convert to {wanted}",
+                        str(exc) or type(exc).__name__,
+                    ) from None
                 if (
                     rule.max_length is not None
                     and isinstance(value, str)
                     and len(value) > rule.max_length
                 ):
                     raise BadValue(
-                        rule.target, f"{len(value)} characters, the column holds {rule.max_length}"
+                        rule.target,
+                        f"values longer than the column's {rule.max_length} characters",
+                        f"{len(value)} characters",
                     )
             values[rule.target] = value
         return values

@@ -209,7 +209,9 @@ def test_dry_run_reports_dirty_data_and_the_import_refuses_before_writing(
     orphan = found[("orphan", "products", "store_id")]
     assert orphan["example_keys"] == ["1" * 32]
     assert found[("bad_value", "products", "status")]["example_keys"] == ["2" * 32]
-    assert "40 characters" in found[("bad_value", "products", "status")]["message"]
+    too_long = found[("bad_value", "products", "status")]
+    assert too_long["message"] == "values longer than the column's 32 characters"
+    assert too_long["detail"] == f"{'2' * 32}: 40 characters"
     cross = found[("cross_store_fk", "order_items", "product_id")]
     assert cross["example_keys"] == ["3" * 32]
     assert cross["rows"] == 1
@@ -260,6 +262,38 @@ def test_mapping_problems_name_the_table_and_column(
     assert ("missing_column", "products", "headline") in found
     assert ("type_mismatch", "products", "weight_grams") in found
     assert ("missing_table", "orders", None) in found
+
+    mismatch = tmp_path / "mismatch.yml"
+    mismatch.write_text(
+        "stores: {table: stores, key: id, slug: slug}\n"
+        "tables:\n"
+        "  products:\n"
+        "    from: products\n"
+        "    store_column: store_id\n"
+        "    columns: {name: title, weight_grams: sku}\n"
+    )
+    dry = cli(
+        "import",
+        "shared",
+        "--url",
+        raw(source),
+        "--map",
+        str(mismatch),
+        "--create-stores",
+        "--dry-run",
+        "--json",
+    )
+    assert dry.exit_code == 2
+    problems = {(p["kind"], p["table"], p["column"]): p for p in as_json(dry)["problems"]}
+    assert set(problems) == {
+        ("type_mismatch", "products", "weight_grams"),
+        ("bad_value", "products", "weight_grams"),
+    }
+    values = problems[("bad_value", "products", "weight_grams")]
+    assert values["rows"] == 50  # every product of both stores: SKU-… is not a number
+    assert len(values["example_keys"]) == 5
+    assert values["message"] == "values that do not convert to int"
+    assert "'SKU-" in values["detail"]
 
     orphaned = tmp_path / "orders-only.yml"
     orphaned.write_text(
