@@ -399,3 +399,13 @@ def show_key(values: Sequence[Any]) -> str:
     """A key for people: ``42`` or ``(42, 'eu')``."""
     shown = [normalise(v) for v in values]
     return str(shown[0]) if len(shown) == 1 else "(" + ", ".join(map(str, shown)) + ")"
+
+
+def snapshot(conn: Connection) -> Connection:
+    """``conn`` reading in one consistent snapshot where the engine has one."""
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        return conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+    if dialect == "mysql":
+        return conn.execution_options(isolation_level="REPEATABLE READ")
+    return conn  # SQLite: a read transaction sees one snapshot already

@@ -31,16 +31,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
-    Column,
     Connection,
     Engine,
-    MetaData,
-    String,
-    Table,
-    Text,
-    and_,
     create_engine,
     func,
     inspect,
@@ -71,8 +63,17 @@ from tenantry.imports.source import (
     decode_key,
     encode_key,
     key_of,
+    snapshot,
     store_batches,
     store_filter,
+)
+from tenantry.imports.target import (
+    CURSOR,
+    HEADER,
+    advance,
+    dangling_references,
+    determined_rows,
+    self_referencing,
 )
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.move_copy import VerificationFailed
@@ -84,25 +85,6 @@ from tenantry.settings import Settings
 
 #: Progress is written to master at most this often (each write renews the lease).
 WRITE_INTERVAL_S = 1.0
-#: The cursor row that describes the import itself (not a table).
-HEADER = "*"
-
-_metadata = MetaData()
-CURSOR = Table(
-    "tenantry_import_cursor",
-    _metadata,
-    Column("table_name", String(64), primary_key=True),
-    Column("last_key", Text),
-    Column("rows_copied", BigInteger, nullable=False, default=0),
-    Column("bytes_copied", BigInteger, nullable=False, default=0),
-    Column("done", Boolean, nullable=False, default=False),
-    #: The running checksum of the source rows copied so far (:class:`Digest`), committed with
-    #: them: the verification compares it with the imported rows' without reading them twice.
-    Column("digest", String(64)),
-    #: On the header row: the mapping's fingerprint and whether seeded rows were removed.
-    Column("note", Text),
-)
-
 #: Called with (store slug, rows, bytes) copied since the last call.
 ProgressCallback = Callable[[str, int, int], None]
 
@@ -347,7 +329,7 @@ class StoreImporter:
                 self.spec.metadata.create_all(conn)
                 self.spec.seed(conn, store)
                 for table in self.spec.metadata.sorted_tables:
-                    rows = _determined_rows(conn, table)
+                    rows = determined_rows(conn, table)
                     if rows:
                         seeded[table.name] = rows
         finally:
@@ -378,7 +360,7 @@ class StoreImporter:
             for table in reversed(tables):
                 if not copy.count_rows(conn, table):
                     continue
-                if not _determined_rows(conn, table) <= seeds.get(table.name, Counter()):
+                if not determined_rows(conn, table) <= seeds.get(table.name, Counter()):
                     raise Conflict(
                         f"store {target.slug!r}'s table {table.name} already holds rows of "
                         "its own; an import fills empty tables only (or ones holding just the "
@@ -410,7 +392,7 @@ class StoreImporter:
             dst.rollback()
             run.rows = sum(r.rows_copied for r in cursors.values())
             run.bytes = sum(r.bytes_copied for r in cursors.values())
-            reader = _snapshot(src)
+            reader = snapshot(src)
             with reader.begin():
                 for name, st in tables.items():
                     cursor = cursors.get(name)
@@ -423,13 +405,13 @@ class StoreImporter:
                     digest = Digest(st.target, st.hashed_columns)
                     if cursor is not None:
                         digest.resume(cursor.rows_copied, cursor.digest)
-                    if _self_referencing(st):
+                    if self_referencing(st):
                         copied = self._copy_tree(reader, dst, st, condition, digest, run)
                     else:
                         copied = self._copy_keyed(reader, dst, st, condition, after, digest, run)
                     entry["copied"] = copied + (cursor.rows_copied if cursor else 0)
                     with dst.begin():
-                        _advance(dst, name, None, 0, 0, done=True)
+                        advance(dst, name, None, 0, 0, done=True)
                         copy.reset_sequences(dst, st.target)
 
     def _copy_keyed(
@@ -451,7 +433,7 @@ class StoreImporter:
             last = encode_key(key_of(st, batch[-1]))
             with dst.begin():  # the rows and the cursor past them: both or neither
                 insert_rows(dst, st.target, rows)
-                _advance(dst, st.name, last, len(rows), size, digest=digest.hex_total)
+                advance(dst, st.name, last, len(rows), size, digest=digest.hex_total)
             failpoint(f"import.batch.{run.target.slug}.{st.name}.{number}")
             copied += len(rows)
             run.copied(len(rows), size)
@@ -480,7 +462,7 @@ class StoreImporter:
         with dst.begin():
             for start in range(0, len(ordered), self.batch_rows):
                 insert_rows(dst, st.target, ordered[start : start + self.batch_rows])
-            _advance(dst, st.name, None, len(ordered), size, done=True, digest=digest.hex_total)
+            advance(dst, st.name, None, len(ordered), size, done=True, digest=digest.hex_total)
         run.copied(len(ordered), size)
         return len(ordered)
 
@@ -520,7 +502,7 @@ class StoreImporter:
                     )
                 elif before.sha256 != after.sha256:
                     problems.append(f"{name}: same {after.rows} rows, different content")
-            problems += _dangling_references(dst, [st.target for st in tables.values()])
+            problems += dangling_references(dst, [st.target for st in tables.values()])
         if problems:
             raise VerificationFailed(
                 "the imported rows do not match the source (" + "; ".join(problems[:5]) + ").",
@@ -598,87 +580,3 @@ def _dead_here(holder: str) -> bool:
     except PermissionError:  # alive, another user's
         return False
     return False
-
-
-def _snapshot(conn: Connection) -> Connection:
-    """``conn`` reading in one consistent snapshot where the engine has one."""
-    dialect = conn.dialect.name
-    if dialect == "postgresql":
-        return conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-    if dialect == "mysql":
-        return conn.execution_options(isolation_level="REPEATABLE READ")
-    return conn  # SQLite: a read transaction sees one snapshot already
-
-
-def _determined_rows(conn: Connection, table: Table) -> Counter[tuple[Any, ...]]:
-    """``table``'s rows over the columns a seed determines (those without a generated
-    default: no ids, no times), normalised, counted."""
-    columns = [
-        c
-        for c in table.columns
-        if not (c.default is not None and getattr(c.default, "is_callable", False))
-        and not c.foreign_keys
-    ]
-    rows = conn.execute(select(*columns))
-    return Counter(tuple(copy.normalise(v) for v in row) for row in rows)
-
-
-def _self_referencing(st: SourceTable) -> bool:
-    return any(fk.referred_table is st.target for fk in st.target.foreign_key_constraints)
-
-
-def _advance(
-    conn: Connection,
-    name: str,
-    last_key: str | None,
-    rows: int,
-    size: int,
-    *,
-    done: bool = False,
-    digest: str | None = None,
-) -> None:
-    """Move table ``name``'s cursor on (in the caller's transaction)."""
-    values: dict[str, Any] = {
-        "rows_copied": CURSOR.c.rows_copied + rows,
-        "bytes_copied": CURSOR.c.bytes_copied + size,
-        "done": done,
-    }
-    if last_key is not None:
-        values["last_key"] = last_key
-    if digest is not None:
-        values["digest"] = digest
-    changed = conn.execute(
-        update(CURSOR).where(CURSOR.c.table_name == name).values(values)
-    ).rowcount
-    if changed == 0:
-        conn.execute(
-            CURSOR.insert().values(
-                table_name=name,
-                last_key=last_key,
-                rows_copied=rows,
-                bytes_copied=size,
-                done=done,
-                digest=digest,
-            )
-        )
-
-
-def _dangling_references(conn: Connection, tables: list[Table]) -> list[str]:
-    """Foreign keys of the imported tables that point to no row (inside the tenant database)."""
-    found = []
-    for table in tables:
-        for fk in table.foreign_key_constraints:
-            parent = fk.referred_table.alias("parent")
-            links = zip(fk.columns, fk.elements, strict=True)
-            pairs = [(c, parent.c[e.column.name]) for c, e in links]
-            query = (
-                select(func.count())
-                .select_from(table.outerjoin(parent, and_(*(c == p for c, p in pairs))))
-                .where(and_(*(c.is_not(None) for c, _ in pairs)))
-                .where(pairs[0][1].is_(None))
-            )
-            missing = int(conn.scalar(query) or 0)
-            if missing:
-                found.append(f"{table.name}.{pairs[0][0].name}: {missing} rows point to no row")
-    conn.rollback()
-    return found
