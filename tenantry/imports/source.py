@@ -102,6 +102,23 @@ class BadValue(ValueError):
         self.detail = detail  # this value's own
 
 
+#: Values already of their column's kind, used as they are (the common case, kept cheap).
+#: Not times: a naive one is made UTC.
+_AS_IS: dict[str, tuple[type, ...]] = {
+    "str": (str,),
+    "int": (int,),
+    "bool": (bool,),
+    "float": (float,),
+    "decimal": (Decimal,),
+    "uuid": (uuid.UUID,),
+    "json": (dict, list),
+    "date": (date,),
+    "datetime": (),
+    "bytes": (bytes,),
+    "unknown": (),
+}
+
+
 def _to_kind(value: Any, kind: str) -> Any:
     """``value`` as a ``kind`` value; raises ValueError/TypeError when it is not one."""
     if kind == "uuid":
@@ -265,7 +282,7 @@ class SourceTable:
                 value = row.get(rule.source) if rule.source else None
                 if value is None and rule.has_default:
                     value = rule.default
-            if value is not None:
+            if value is not None and not (rule.cast is None and type(value) in _AS_IS[rule.kind]):
                 try:
                     value = _to_kind(value, rule.cast or rule.kind)
                     if rule.cast and rule.cast != rule.kind:
@@ -277,16 +294,13 @@ class SourceTable:
                         f"values that do not convert to {wanted}",
                         str(exc) or type(exc).__name__,
                     ) from None
-                if (
-                    rule.max_length is not None
-                    and isinstance(value, str)
-                    and len(value) > rule.max_length
-                ):
-                    raise BadValue(
-                        rule.target,
-                        f"values longer than the column's {rule.max_length} characters",
-                        f"{len(value)} characters",
-                    )
+            too_long = isinstance(value, str) and len(value) > (rule.max_length or len(value))
+            if too_long:
+                raise BadValue(
+                    rule.target,
+                    f"values longer than the column's {rule.max_length} characters",
+                    f"{len(value)} characters",
+                )
             values[rule.target] = value
         return values
 
