@@ -235,7 +235,13 @@ def main() -> None:
     stamp = uuid.uuid4().hex[:6]
     template = builder.template_name(tenant_schema(load_settings().tenant_schema))
     source = _pg(f"bench_shared_{stamp}")
-    result: dict[str, Any] = {"stores": args.stores, "rows_per_store": args.rows}
+    # The machine's load says how far the timings can be trusted (run it on a quiet one).
+    result: dict[str, Any] = {
+        "stores": args.stores,
+        "rows_per_store": args.rows,
+        "concurrency": args.concurrency,
+        "load_average_at_start": os.getloadavg(),
+    }
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["TENANTRY_DATA_DIR"] = tmp
         settings = load_settings()
@@ -305,6 +311,7 @@ def main() -> None:
     final = database_names(server, lambda _: True) or []
     left = sorted(n for n in set(final) - set(before) if ours(n))
     gone = sorted(n for n in set(before) - set(final) if ours(n))
+    result["load_average_at_end"] = os.getloadavg()
     result["copy_verify_ratio"] = result["import_s"] / result["baseline_s"]
     result["with_checks_ratio"] = (result["import_s"] + result["checks_s"]) / result["baseline_s"]
     _print(result)
