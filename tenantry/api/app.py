@@ -20,6 +20,7 @@ from tenantry.api.routes import (
     auth,
     backups,
     billing,
+    imports,
     monitoring,
     operations,
     servers,
@@ -92,6 +93,7 @@ def create_app(
     app.include_router(billing.router)
     app.include_router(webhooks.router)
     app.include_router(backups.router)
+    app.include_router(imports.router)
     app.include_router(operations.router)
     app.include_router(auth.router)
     app.include_router(apikeys.router)

@@ -77,6 +77,11 @@ COMMANDS: dict[str, Entry] = {
         "app",
         "Register and check the database servers tenantry creates store databases on.",
     ),
+    "import": Entry(
+        "tenantry.cli.imports",
+        "app",
+        "Import data from outside tenantry: a shared database into stores, legacy billing tables.",
+    ),
     "apikeys": Entry("tenantry.cli.apikeys", "app", "Create, list and revoke API keys."),
     "access": Entry(
         "tenantry.cli.access",

@@ -1,1 +1,2 @@
-"""Imports of data tenantry did not create: legacy billing tables (:mod:`.billing`)."""
+"""Importing data from databases tenantry did not create: a shared database split into
+stores (:mod:`.plan`, :mod:`.source`, …) and legacy billing tables (:mod:`.billing`)."""

@@ -45,6 +45,10 @@ RERUN: dict[str, str] = {
         "login it used before (a new password set on the other one is never used), or, if "
         "the switch was committed, the new one; either way the next rotation is safe."
     ),
+    OperationKind.IMPORT: (
+        "Run `tenantry import shared` again with the same source and mapping: store {target} "
+        "resumes after the last batch its database received, nothing is copied twice."
+    ),
     OperationKind.KEY_ROTATE: (
         "Run `tenantry keys rotate` again: every key was kept, so every secret still opens, "
         "and the new run reseals them all under its new key."

@@ -38,6 +38,8 @@ class OperationKind(StrEnum):
     STORE_CREDENTIALS = "store_credentials"
     #: `import billing`: legacy billing tables into billing under one app.
     IMPORT_BILLING = "import_billing"
+    #: `import shared`: one per store whose rows are copied out of a shared database.
+    IMPORT = "import"
 
 
 class OperationStatus(StrEnum):

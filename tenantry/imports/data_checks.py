@@ -1,0 +1,143 @@
+"""The data checks of an import's plan: one pass over every mapped source row.
+
+Counts the rows each store would get per table, and reports rows whose store key matches no
+store (orphans), values that do not fit their tenant column, and foreign keys that point to no
+row or to another store's row, each with example keys.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Column, Engine, ForeignKeyConstraint, Table, select
+
+from tenantry.db.copy import normalise
+from tenantry.db.engines import connect
+from tenantry.imports.problems import Problems
+from tenantry.imports.source import BadValue, SourceTable, key_of, show_key
+
+if TYPE_CHECKING:
+    from tenantry.imports.plan import StoreTarget
+
+
+def _foreign_keys(target: Table, tables: dict[str, SourceTable]) -> list[ForeignKeyConstraint]:
+    """The tenant table's single-column foreign keys into mapped tables."""
+    return [
+        fk
+        for fk in target.foreign_key_constraints
+        if fk.referred_table.name in tables and len(fk.columns) == 1
+    ]
+
+
+def _target_key(target: Table, row: dict[str, Any]) -> tuple[Any, ...]:
+    return tuple(normalise(row[c.name]) for c in target.primary_key.columns)
+
+
+def check_data(
+    source: Engine,
+    tables: dict[str, SourceTable],
+    targets: list[StoreTarget],
+    all_keys: set[Any],
+    problems: Problems,
+) -> None:
+    """One pass over every mapped row: counts per store, orphans, bad values, foreign keys."""
+    chosen = {normalise(t.key): t for t in targets}
+    known = {normalise(k) for k in all_keys}
+    owners: dict[str, dict[tuple[Any, ...], Any]] = {}  # table → tenant key → store key
+    source_keys: dict[str, dict[Any, Any]] = {}  # table → source key → store key (via)
+    with connect(source) as conn:
+        for name, st in tables.items():
+            owner: dict[tuple[Any, ...], Any] = {}
+            by_source: dict[Any, Any] = {}
+            pending_refs: list[tuple[str, str, Any, tuple[Any, ...], Any]] = []
+            extra: list[Column[Any]] = []
+            path = st.mapping.store_column or (st.mapping.parent or ("", ""))[1]
+            if path not in [c.name for c in st.source_columns]:
+                extra.append(st.table.c[path])
+            fks = _foreign_keys(st.target, tables)
+            result = conn.execution_options(yield_per=2000).execute(
+                select(*st.source_columns, *extra)
+            )
+            for row_ in result:
+                row = dict(row_._mapping)
+                shown = show_key(key_of(st, row))
+                if st.mapping.store_column is not None:
+                    store_key = normalise(row[path])
+                    if store_key not in known:
+                        problems.add(
+                            "orphan",
+                            f"store key in {st.table.name}.{path} matches no store",
+                            table=name,
+                            column=path,
+                            key=shown,
+                        )
+                        continue
+                else:
+                    parent = (st.mapping.parent or ("", ""))[0]
+                    store_key = source_keys.get(parent, {}).get(normalise(row[path]))
+                    if store_key is None:
+                        problems.add(
+                            "orphan",
+                            f"{st.table.name}.{path} points to no row of {parent} "
+                            "(its store cannot be known)",
+                            table=name,
+                            column=path,
+                            key=shown,
+                        )
+                        continue
+                by_source[normalise(row[st.key[0].name])] = store_key
+                try:
+                    converted = st.convert(row)
+                except BadValue as exc:
+                    problems.add(
+                        "bad_value",
+                        exc.reason,
+                        table=name,
+                        column=exc.column,
+                        key=shown,
+                        detail=f"{shown}: {exc.detail}",
+                    )
+                    continue
+                for rule in st.rules:
+                    if converted[rule.target] is None and not st.target.c[rule.target].nullable:
+                        problems.add(
+                            "null_value",
+                            "is empty in the source, and the tenant column requires a value",
+                            table=name,
+                            column=rule.target,
+                            key=shown,
+                        )
+                owner[_target_key(st.target, converted)] = store_key
+                target = chosen.get(store_key)
+                if target is not None:
+                    target.rows[name] = target.rows.get(name, 0) + 1
+                for fk in fks:
+                    fk_column = next(iter(fk.columns)).name
+                    value = converted.get(fk_column)
+                    if value is not None:
+                        ref = (normalise(value),)
+                        parent = fk.referred_table.name
+                        pending_refs.append((fk_column, parent, store_key, ref, shown))
+            owners[name] = owner
+            source_keys[name] = by_source
+            for column, parent, store_key, ref, shown in pending_refs:
+                parent_owner = owners.get(parent, {}).get(ref)
+                if parent_owner is None:
+                    problems.add(
+                        "dangling_fk",
+                        f"points to no row of {parent}",
+                        table=name,
+                        column=column,
+                        key=shown,
+                    )
+                elif parent_owner != store_key:
+                    problems.add(
+                        "cross_store_fk",
+                        f"points to a row of {parent} that belongs to another store",
+                        table=name,
+                        column=column,
+                        key=shown,
+                    )
+    for target in targets:
+        for name in tables:
+            target.rows.setdefault(name, 0)

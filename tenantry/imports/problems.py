@@ -1,0 +1,72 @@
+"""Problems an import's checks find: what is wrong, where (table, column), how many rows and
+some example keys, collected once per kind of problem and place."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Example keys kept per problem.
+EXAMPLES = 5
+
+
+@dataclass
+class Problem:
+    """One thing wrong with the mapping or the data, with where and some example keys."""
+
+    kind: str
+    message: str
+    table: str | None = None
+    column: str | None = None
+    examples: list[str] = field(default_factory=list)
+    count: int = 0
+    #: What is wrong with the first example, when each row's case differs (its value).
+    detail: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The problem as JSON."""
+        return {
+            "kind": self.kind,
+            "table": self.table,
+            "column": self.column,
+            "message": self.message,
+            "rows": self.count,
+            "example_keys": self.examples,
+            "detail": self.detail,
+        }
+
+    def describe(self) -> str:
+        """One line for people."""
+        where = ".".join(p for p in (self.table, self.column) if p)
+        rows = f" ({self.count} rows, e.g. keys {', '.join(self.examples)})" if self.count else ""
+        first = f"; first: {self.detail}" if self.detail else ""
+        return f"{where + ': ' if where else ''}{self.message}{rows}{first}"
+
+
+class Problems:
+    """Problems collected by (kind, table, column, message)."""
+
+    def __init__(self) -> None:
+        self._found: dict[tuple[str, str | None, str | None, str], Problem] = {}
+
+    def add(
+        self,
+        kind: str,
+        message: str,
+        *,
+        table: str | None = None,
+        column: str | None = None,
+        key: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        """Record a problem (once), or one more row of it with ``key``."""
+        slot = (kind, table, column, message)
+        problem = self._found.setdefault(slot, Problem(kind, message, table, column, detail=detail))
+        if key is not None:
+            problem.count += 1
+            if len(problem.examples) < EXAMPLES:
+                problem.examples.append(key)
+
+    def all(self) -> list[Problem]:
+        """Every problem, in the order found."""
+        return list(self._found.values())

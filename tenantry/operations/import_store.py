@@ -1,0 +1,582 @@
+"""Importing one store's rows out of a shared database: the ``import`` operation.
+
+Per store, one operation in master (kind ``import``): the store's tenant database is prepared
+(its seeded defaults removed from the tables the import fills, which must otherwise be empty),
+its rows are copied table by table in foreign-key order, each batch in key order, then verified
+(row count and checksum per table against the mapped source rows, foreign keys inside the
+tenant database), and the store is marked imported (the operation succeeds, an audit entry).
+
+Resumable: each batch is committed together with the import cursor
+(``tenantry_import_cursor`` in the tenant database: the last source key copied per table), so a
+process killed at any point leaves a cursor that says exactly which rows are in; the next run
+claims the operation once its lease lapsed and reads on after that key: no row skipped, none
+twice. A failure (or a cancel) instead rolls the store back: the imported rows deleted, its
+seeded defaults put back, the cursor dropped; the database is as it was before.
+
+The source is only read, in one repeatable-read (read-only on PostgreSQL) transaction per
+store's copy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import (
+    Connection,
+    Engine,
+    create_engine,
+    func,
+    inspect,
+    select,
+    update,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db import copy
+from tenantry.db.engines import connect, make_engine, writer_sessions
+from tenantry.db.master.models import (
+    ACTIVE_STATUSES,
+    Operation,
+    OperationKind,
+    ProgressUnit,
+)
+from tenantry.db.master.models import Store as MasterStore
+from tenantry.db.schemas import SchemaSpec
+from tenantry.db.types import utcnow
+from tenantry.errors import Conflict, TenantryError
+from tenantry.failpoints import failpoint
+from tenantry.imports.bulk import insert_rows
+from tenantry.imports.digest import Digest, target_digest
+from tenantry.imports.plan import ImportPlan, StoreTarget
+from tenantry.imports.source import (
+    SourceTable,
+    decode_key,
+    encode_key,
+    key_of,
+    snapshot,
+    store_batches,
+    store_filter,
+)
+from tenantry.imports.target import (
+    CURSOR,
+    HEADER,
+    advance,
+    dangling_references,
+    determined_rows,
+    self_referencing,
+)
+from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.operations.move_copy import VerificationFailed
+from tenantry.services import audit
+from tenantry.services import stores as store_service
+from tenantry.services.connections import migrator_url
+from tenantry.services.moves import describe
+from tenantry.settings import Settings
+
+#: Progress is written to master at most this often (each write renews the lease).
+WRITE_INTERVAL_S = 1.0
+#: Called with (store slug, rows, bytes) copied since the last call.
+ProgressCallback = Callable[[str, int, int], None]
+
+
+class ImportCancelled(TenantryError):
+    """The store's import was asked to stop (``tenantry ops cancel``)."""
+
+
+@dataclass
+class StoreOutcome:
+    """How one store's import ended."""
+
+    slug: str
+    status: str  # succeeded, failed, cancelled, skipped
+    operation_id: uuid.UUID | None = None
+    rows: int = 0
+    bytes: int = 0
+    resumed: bool = False
+    error: str | None = None
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The outcome as JSON."""
+        return {
+            "store": self.slug,
+            "status": self.status,
+            "operation_id": str(self.operation_id) if self.operation_id else None,
+            "rows": self.rows,
+            "bytes": self.bytes,
+            "resumed": self.resumed,
+            "error": self.error,
+            "tables": self.tables,
+        }
+
+
+@dataclass
+class _Run:
+    """One store's import as it goes (what its operation's progress says)."""
+
+    op_id: uuid.UUID
+    target: StoreTarget
+    kit: OperationKit
+    on_progress: ProgressCallback | None
+    step: str = "prepare"
+    rows: int = 0
+    bytes: int = 0
+    verified: int = 0
+    last_write: float = 0.0
+
+    def report(self, step: str | None = None, *, force: bool = False) -> None:
+        changed = step is not None and step != self.step
+        self.step = step or self.step
+        if not (changed or force or time.monotonic() - self.last_write >= WRITE_INTERVAL_S):
+            return
+        verifying = self.step == "verify"
+        mb = self.bytes / 1e6
+        cancel = self.kit.progress(
+            self.op_id,
+            step=self.step,
+            current=self.verified if verifying else self.rows,
+            total=self.target.total,
+            unit=ProgressUnit.ROWS,
+            message=(
+                f"verified {self.verified} rows"
+                if verifying
+                else f"copied {self.rows} rows ({mb:.1f} MB)"
+            ),
+        )
+        self.last_write = time.monotonic()
+        if cancel:
+            raise ImportCancelled(
+                f"the import of store {self.target.slug!r} was cancelled at step {self.step}.",
+                "Its database was put back as it was before the import.",
+            )
+
+    def copied(self, rows: int, size: int) -> None:
+        self.rows += rows
+        self.bytes += size
+        if self.on_progress is not None:
+            self.on_progress(self.target.slug, rows, size)
+        self.report()
+
+
+@dataclass
+class StoreImporter:
+    """Imports stores' rows from ``source`` as ``plan`` says, one operation per store."""
+
+    sessions: sessionmaker[Session]
+    box: SecretBox
+    settings: Settings
+    spec: SchemaSpec
+    source: Engine
+    plan: ImportPlan
+    actor: str
+    batch_rows: int = copy.BATCH_ROWS
+    on_progress: ProgressCallback | None = None
+    kit: OperationKit = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = writer_sessions(self.sessions)
+        self.kit = OperationKit.from_settings(self.sessions, self.settings)
+
+    # ------------------------------------------------------------------ claiming
+
+    def operation_for(self, target: StoreTarget) -> uuid.UUID:
+        """The store's unfinished import operation (to resume), or a new queued one."""
+        assert target.store_id is not None
+        with self.sessions() as session:
+            pending = session.scalar(
+                select(Operation.id)
+                .where(
+                    Operation.kind == OperationKind.IMPORT,
+                    Operation.store_id == target.store_id,
+                    Operation.status.in_(ACTIVE_STATUSES),
+                )
+                .order_by(Operation.created_at.desc())
+                .limit(1)
+            )
+        if pending is not None:
+            return pending
+        return self.kit.create(
+            OperationKind.IMPORT,
+            store_id=target.store_id,
+            target=target.slug,
+            requested_by=self.actor,
+            total=target.total,
+            unit=ProgressUnit.ROWS,
+            message="importing from a shared database",
+        )
+
+    def give_up(self, op_id: uuid.UUID, error: str) -> None:
+        """End recorded operation ``op_id`` failed before it started (its store could not be
+        provisioned)."""
+        if self.kit.claim(op_id) is not None:
+            self.kit.fail(op_id, error)
+
+    def _release_if_holder_died(self, op_id: uuid.UUID) -> bool:
+        """End the lease of ``op_id`` at once when the process holding it ran on this host
+        and is gone (killed): its import is resumed now instead of when its lease lapses."""
+        with self.sessions() as session:
+            holder = session.scalar(select(Operation.lease_holder).where(Operation.id == op_id))
+        if not holder or not _dead_here(holder):
+            return False
+        with self.kit.engine.begin() as conn:
+            released = conn.execute(
+                update(Operation)
+                .where(Operation.id == op_id, Operation.lease_holder == holder)
+                .values(lease_expires_at=utcnow())
+            ).rowcount
+        return bool(released)
+
+    def _claim(self, target: StoreTarget, op_id: uuid.UUID | None) -> tuple[uuid.UUID, bool]:
+        """The store's import operation, claimed; whether it ran before (resumed)."""
+        op_id = op_id or self.operation_for(target)
+        claim = self.kit.claim(op_id)
+        if claim is None and self._release_if_holder_died(op_id):
+            claim = self.kit.claim(op_id)
+        if claim is None:
+            raise Conflict(
+                f"store {target.slug!r} is being imported by another process (operation {op_id}).",
+                "Wait for it (`tenantry ops show ID`), or, if that process died, run the "
+                f"import again once its lease lapses ({self.settings.job_lease_seconds:g} s).",
+            )
+        return op_id, claim.attempts > 1
+
+    # ------------------------------------------------------------------ the run
+
+    def run(self, target: StoreTarget, op_id: uuid.UUID | None = None) -> StoreOutcome:
+        """Import (or resume importing) ``target``'s rows, as operation ``op_id`` (or the
+        store's own: see :meth:`operation_for`); its outcome. Never raises for a failure of
+        this store (the outcome says it), except for Ctrl-C after rolling back."""
+        try:
+            op_id, resumed = self._claim(target, op_id)
+        except TenantryError as exc:
+            return StoreOutcome(target.slug, "failed", error=describe(exc))
+        outcome = StoreOutcome(target.slug, "running", op_id, resumed=resumed)
+        run = _Run(op_id, target, self.kit, self.on_progress)
+        engine: Engine | None = None
+        try:
+            with self.kit.kept_alive(op_id):  # also through long steps that report nothing
+                engine = make_engine(self._target_url(target), pool_size=1)
+                self._import(engine, target, run, outcome)
+        except LostClaim:
+            outcome.status, outcome.error = "failed", "taken over by another process"
+        except BaseException as exc:
+            outcome.status = "cancelled" if isinstance(exc, ImportCancelled) else "failed"
+            outcome.error = describe(exc) + self._roll_back(engine, target)
+            self._end(op_id, outcome)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if engine is not None:
+                engine.dispose()
+        outcome.rows, outcome.bytes = run.rows, run.bytes
+        return outcome
+
+    def _import(
+        self, engine: Engine, target: StoreTarget, run: _Run, outcome: StoreOutcome
+    ) -> None:
+        outcome.resumed = self._prepare(engine, target) or outcome.resumed
+        self._copy(engine, run, outcome)
+        failpoint(f"import.after_copy.{target.slug}")
+        run.report("verify")
+        self._verify(engine, run, outcome)
+        self._finish(engine, run, outcome)
+
+    def _target_url(self, target: StoreTarget) -> Any:
+        with self.sessions() as session:
+            store = session.get_one(MasterStore, target.store_id)
+            config = store_service.active_connection(session, store)
+            if config is None:
+                raise Conflict(f"store {target.slug!r} has no active database.")
+            return migrator_url(session, self.box, config)
+
+    def _store_doc(self, target: StoreTarget) -> dict[str, Any]:
+        """The store as provisioning hands it to the schema's seed."""
+        with self.sessions() as session:
+            store = session.get_one(MasterStore, target.store_id)
+            return {"name": store.name, "slug": store.slug, "id": str(store.id)}
+
+    def _end(self, op_id: uuid.UUID, outcome: StoreOutcome) -> None:
+        try:
+            if outcome.status == "cancelled":
+                self.kit.mark_cancelled(op_id, message=outcome.error or "cancelled")
+            else:
+                self.kit.fail(op_id, outcome.error or "failed")
+        except LostClaim:
+            pass
+
+    # ------------------------------------------------------------------ prepare
+
+    def _seeded_rows(self, store: dict[str, Any]) -> dict[str, Counter[tuple[Any, ...]]]:
+        """What the schema's seed puts in each table of a new database of ``store``, worked
+        out in a scratch in-memory SQLite database: per table, its rows over the columns
+        the seed determines (not ids or times, which the models generate)."""
+        seeded: dict[str, Counter[tuple[Any, ...]]] = {}
+        if self.spec.seed is None:
+            return seeded
+        scratch = create_engine("sqlite://")
+        try:
+            with scratch.begin() as conn:
+                self.spec.metadata.create_all(conn)
+                self.spec.seed(conn, store)
+                for table in self.spec.metadata.sorted_tables:
+                    rows = determined_rows(conn, table)
+                    if rows:
+                        seeded[table.name] = rows
+        finally:
+            scratch.dispose()
+        return seeded
+
+    def _header(self, conn: Connection) -> dict[str, Any] | None:
+        note = conn.scalar(select(CURSOR.c.note).where(CURSOR.c.table_name == HEADER))
+        return json.loads(note) if note else None
+
+    def _prepare(self, engine: Engine, target: StoreTarget) -> bool:
+        """Make the tenant database ready; True when an unfinished import is resumed."""
+        fingerprint = self.plan.mapping.fingerprint()
+        CURSOR.create(engine, checkfirst=True)
+        with connect(engine) as conn, conn.begin():
+            header = self._header(conn)
+            if header is not None:
+                if header["fingerprint"] != fingerprint:
+                    raise Conflict(
+                        f"store {target.slug!r} has an unfinished import made with another "
+                        "mapping.",
+                        "Run it again with the mapping it began with.",
+                    )
+                return True
+            seeds = self._seeded_rows(self._store_doc(target))
+            seeded = False
+            tables = [st.target for st in self.plan.tables.values()]
+            for table in reversed(tables):
+                if not copy.count_rows(conn, table):
+                    continue
+                if not determined_rows(conn, table) <= seeds.get(table.name, Counter()):
+                    raise Conflict(
+                        f"store {target.slug!r}'s table {table.name} already holds rows of "
+                        "its own; an import fills empty tables only (or ones holding just the "
+                        "defaults a new store database is seeded with).",
+                        "Import into a new store (--create-stores), or empty the table.",
+                    )
+                conn.execute(table.delete())  # the schema's defaults: the source's replace them
+                seeded = True
+            conn.execute(
+                CURSOR.insert().values(
+                    table_name=HEADER,
+                    rows_copied=0,
+                    bytes_copied=0,
+                    done=False,
+                    note=json.dumps({"fingerprint": fingerprint, "seeded": seeded}),
+                )
+            )
+        return False
+
+    # ------------------------------------------------------------------ copy
+
+    def _copy(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
+        run.report("copy", force=True)
+        tables = self.plan.tables
+        with connect(engine) as dst, connect(self.source) as src:
+            cursors = {
+                r.table_name: r for r in dst.execute(select(CURSOR)) if r.table_name != HEADER
+            }
+            dst.rollback()
+            run.rows = sum(r.rows_copied for r in cursors.values())
+            run.bytes = sum(r.bytes_copied for r in cursors.values())
+            reader = snapshot(src)
+            with reader.begin():
+                for name, st in tables.items():
+                    cursor = cursors.get(name)
+                    entry = outcome.tables.setdefault(name, {"rows": run.target.rows.get(name, 0)})
+                    if cursor is not None and cursor.done:
+                        entry["copied"] = cursor.rows_copied
+                        continue
+                    condition = store_filter(tables, self.plan.mapping, name, run.target.key)
+                    after = decode_key(st, cursor.last_key) if cursor and cursor.last_key else None
+                    digest = Digest(st.target, st.hashed_columns)
+                    if cursor is not None:
+                        digest.resume(cursor.rows_copied, cursor.digest)
+                    if self_referencing(st):
+                        copied = self._copy_tree(reader, dst, st, condition, digest, run)
+                    else:
+                        copied = self._copy_keyed(reader, dst, st, condition, after, digest, run)
+                    entry["copied"] = copied + (cursor.rows_copied if cursor else 0)
+                    with dst.begin():
+                        advance(dst, name, None, 0, 0, done=True)
+                        copy.reset_sequences(dst, st.target)
+
+    def _copy_keyed(
+        self,
+        src: Connection,
+        dst: Connection,
+        st: SourceTable,
+        condition: Any,
+        after: list[Any] | None,
+        digest: Digest,
+        run: _Run,
+    ) -> int:
+        copied = 0
+        for number, batch in enumerate(
+            store_batches(src, st, condition, after=after, batch_rows=self.batch_rows), 1
+        ):
+            rows = [st.convert(r) for r in batch]
+            size = digest.add(rows)
+            last = encode_key(key_of(st, batch[-1]))
+            with dst.begin():  # the rows and the cursor past them: both or neither
+                insert_rows(dst, st.target, rows)
+                advance(dst, st.name, last, len(rows), size, digest=digest.hex_total)
+            failpoint(f"import.batch.{run.target.slug}.{st.name}.{number}")
+            copied += len(rows)
+            run.copied(len(rows), size)
+        return copied
+
+    def _copy_tree(
+        self,
+        src: Connection,
+        dst: Connection,
+        st: SourceTable,
+        condition: Any,
+        digest: Digest,
+        run: _Run,
+    ) -> int:
+        """A table referencing itself (a category tree) in one transaction, parents first:
+        such tables are small, and rows in key order may come before their parents."""
+        rows = [
+            st.convert(r)
+            for batch in store_batches(src, st, condition, after=None, batch_rows=self.batch_rows)
+            for r in batch
+        ]
+        refs = copy._self_references(st.target)
+        ordered = copy._parents_first(rows, refs)
+        digest.resume(0, None)  # all in one transaction: never resumed part-way
+        size = digest.add(ordered)
+        with dst.begin():
+            for start in range(0, len(ordered), self.batch_rows):
+                insert_rows(dst, st.target, ordered[start : start + self.batch_rows])
+            advance(dst, st.name, None, len(ordered), size, done=True, digest=digest.hex_total)
+        run.copied(len(ordered), size)
+        return len(ordered)
+
+    # ------------------------------------------------------------------ verify
+
+    def _verify(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
+        """Each table: the store's row count in the source (read again, in SQL), the rows
+        copied and the rows imported agree; the checksum of the source rows as they were
+        copied (kept in the cursor with them) equals the imported rows' read back. Then every
+        foreign key inside the store's database."""
+        problems: list[str] = []
+        tables = self.plan.tables
+        with connect(engine) as dst, connect(self.source) as src:
+            cursors = {r.table_name: r for r in dst.execute(select(CURSOR))}
+            dst.rollback()
+            for name, st in tables.items():
+                condition = store_filter(tables, self.plan.mapping, name, run.target.key)
+                in_source = int(
+                    src.scalar(select(func.count()).select_from(st.table).where(condition)) or 0
+                )
+                src.rollback()
+                cursor = cursors.get(name)
+                copied = Digest(st.target, st.hashed_columns)
+                if cursor is not None:
+                    copied.resume(cursor.rows_copied, cursor.digest)
+                before = copied.result()
+                after = target_digest(dst, st.target, st.hashed_columns, batch_rows=self.batch_rows)
+                dst.rollback()
+                run.verified += after.rows
+                run.report()
+                entry = outcome.tables.setdefault(name, {})
+                entry.update(verified=after.rows, checksum=after.sha256[:16])
+                if not in_source == before.rows == after.rows:
+                    problems.append(
+                        f"{name}: {in_source} rows in the source, {before.rows} copied, "
+                        f"{after.rows} imported"
+                    )
+                elif before.sha256 != after.sha256:
+                    problems.append(f"{name}: same {after.rows} rows, different content")
+            problems += dangling_references(dst, [st.target for st in tables.values()])
+        if problems:
+            raise VerificationFailed(
+                "the imported rows do not match the source (" + "; ".join(problems[:5]) + ").",
+                "The store's database was put back as it was. Something wrote to the source "
+                "during the import: check and run it again.",
+            )
+
+    # ------------------------------------------------------------------ finish / roll back
+
+    def _finish(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
+        run.report("finish", force=True)
+        failpoint("import.before_finish")
+        with self.sessions.begin() as session:
+            audit.record(
+                session,
+                actor=self.actor,
+                action="store.import",
+                target_type="store",
+                target_id=run.target.slug,
+                store_id=run.target.store_id,
+                details={
+                    "operation_id": str(run.op_id),
+                    "rows": run.rows,
+                    "tables": {n: t.get("verified", 0) for n, t in outcome.tables.items()},
+                },
+            )
+        self.kit.finish(
+            run.op_id, message=f"imported and verified {run.rows} rows ({run.bytes} bytes)"
+        )
+        outcome.status = "succeeded"
+        # Marked imported first: a process dying here leaves only the cursor table behind
+        # (dropped by hand if ever), never an import that looks unfinished over its rows.
+        failpoint("import.finished")
+        with contextlib.suppress(Exception):
+            CURSOR.drop(engine, checkfirst=True)
+
+    def _roll_back(self, engine: Engine | None, target: StoreTarget) -> str:
+        """Put the tenant database back as it was; a note for the error when that failed."""
+        if engine is None:
+            return ""
+        try:
+            with connect(engine) as conn:
+                if not inspect(conn).has_table(CURSOR.name):
+                    return ""
+                conn.rollback()
+                with conn.begin():
+                    header = self._header(conn)
+                    # No header: the import never began writing (its checks refused the
+                    # database), so nothing in the tables is the import's to delete.
+                    for st in reversed(list(self.plan.tables.values()) if header else []):
+                        conn.execute(st.target.delete())
+                    if header and header.get("seeded") and self.spec.seed is not None:
+                        self.spec.seed(conn, self._store_doc(target))
+                CURSOR.drop(conn)
+                conn.commit()
+        except Exception as exc:  # the original error matters more; say what is left
+            return f" (putting the store's database back failed too: {describe(exc)})"
+        return " The store's database was put back as it was before the import."
+
+
+def _dead_here(holder: str) -> bool:
+    """Whether lease ``holder`` (``host:pid:random``, as the kit names holders) is a process
+    of this host that no longer runs."""
+    host, _, rest = holder.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
