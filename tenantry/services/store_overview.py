@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
@@ -26,6 +26,7 @@ from tenantry.db.master.models import (
     OperationKind,
     Store,
 )
+from tenantry.db.types import utcnow
 from tenantry.errors import InvalidInput
 
 #: Longest search text accepted (a slug is at most 63 characters, a name 255).
@@ -145,6 +146,25 @@ def running_operation(session: Session, store_id: uuid.UUID) -> Operation | None
         select(Operation)
         .where(Operation.store_id == store_id, Operation.status.in_(ACTIVE_STATUSES))
         .order_by(Operation.created_at.desc())
+        .limit(1)
+    )
+
+
+#: How long a store's page still shows the operation that just ended (its final bar).
+JUST_ENDED = timedelta(minutes=2)
+
+
+def just_ended_operation(session: Session, store_id: uuid.UUID) -> Operation | None:
+    """The store's newest operation, if it ended within :data:`JUST_ENDED`: the page that
+    followed it live reloads when it ends and shows how it ended."""
+    return session.scalar(
+        select(Operation)
+        .where(
+            Operation.store_id == store_id,
+            Operation.status.not_in(ACTIVE_STATUSES),
+            Operation.finished_at >= utcnow() - JUST_ENDED,
+        )
+        .order_by(Operation.finished_at.desc())
         .limit(1)
     )
 

@@ -74,8 +74,9 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     assert made, count
     assert made.group(1) == made.group(2), count
     assert int(made.group(2)) > 0, count
-    page.reload()
-    assert page.locator("h1 .status").inner_text() == "active"
+    # When the job ends, the page reloads itself: the store is active, no reload asked for.
+    page.locator("h1 .status", has_text="active").wait_for(timeout=15_000)
+    assert "Just ended: provision" in page.locator("#running-title").inner_text()
     facts = page.locator("dl.facts").inner_text()
     if server is not None:
         assert "main-pg" in facts

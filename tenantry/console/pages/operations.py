@@ -119,11 +119,22 @@ def operations_page(
 
 @router.get("/operations/{operation_id}/progress", response_class=HTMLResponse)
 def progress_fragment(
-    operation_id: str, request: Request, master: MasterDep, user: UserDep
+    operation_id: str,
+    request: Request,
+    master: MasterDep,
+    user: UserDep,
+    then: str | None = None,
 ) -> HTMLResponse:
-    """The operation's progress bar (polled by the pages while it is not over)."""
+    """The operation's progress bar (polled by the pages while it is not over). With
+    ``then=reload`` (a store's page), an operation that ended reloads the whole page, whose
+    other parts (the database, the store's status, its operations) it changed."""
     operation = records.get_operation(master, operation_id[:64])
-    return render(request, "fragments/progress_live.html", {"op": shown(operation), "oob": True})
+    op = shown(operation)
+    context = {"op": op, "oob": True, "reload_when_done": then == "reload"}
+    response = render(request, "fragments/progress_live.html", context)
+    if then == "reload" and not op.active:
+        response.headers["HX-Refresh"] = "true"
+    return response
 
 
 @router.post("/operations/{operation_id}/cancel", response_class=HTMLResponse)

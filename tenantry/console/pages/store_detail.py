@@ -27,7 +27,7 @@ from tenantry.runtime import Platform
 from tenantry.services import apikeys, audit_query, servers, stores, usage
 from tenantry.services.backups.catalog import list_backups
 from tenantry.services.permissions import ensure_may_write
-from tenantry.services.store_overview import running_operation
+from tenantry.services.store_overview import just_ended_operation, running_operation
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -112,6 +112,11 @@ def detail_page(
         "failure": provisions[0].error if provisions and status == "failed" else None,
         "connection": _connection(master, store),
         "running": shown_op(running) if (running := running_operation(master, store.id)) else None,
+        "ended": (
+            shown_op(ended)
+            if running is None and (ended := just_ended_operation(master, store.id))
+            else None
+        ),
         "charts": [
             bar_chart("API calls per day", used.days, lambda d: d.api_calls, last=today),
             bar_chart("Products (total)", used.days, lambda d: d.total_products, last=today),
