@@ -1,6 +1,6 @@
 """Benchmark: signed Stripe webhooks through a real server, ingested then processed.
 
-    python bench/webhooks.py [--events 5000] [--clients 16] [--backends sqlite postgresql]
+    python bench/webhooks.py [--events 20000] [--clients 16] [--backends sqlite postgresql]
                              [--senders wrk autocannon httpx] [--out bench/results]
 
 For each backend: a fresh installation (temp data dir; on PostgreSQL a fresh billing database
@@ -411,7 +411,12 @@ def _print_agreement(rows: list[dict[str, Any]]) -> None:
 def main() -> None:
     """Run the benchmark for each backend and sender, print tables and write the JSON."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--events", type=int, default=5000, help="events sent per run")
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=20000,
+        help="events sent per run (fewer make a run of a few seconds, too short to repeat)",
+    )
     parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument(
