@@ -105,11 +105,9 @@ def webhook_rows(data: dict[str, Any]) -> Iterator[Row]:
             ratio,
             run,
         )
-    for r in results[:1] + [
-        r for r in results[1:] if r["backend"] not in {x["backend"] for x in results[:1]}
-    ]:
+    for r in results:
         yield Row(
-            f"webhooks processed while ingest runs, {r['backend']}",
+            f"webhooks processed while ingest runs, {r['backend']} ({r['sender']} run)",
             f"{r['processed_per_s']:.0f}/s",
             "",
             "",
