@@ -100,7 +100,7 @@ def process_batch(sessions: sessionmaker[Session], ids: list[uuid.UUID]) -> dict
     if len(ids) > 1:
         try:
             return _commit(sessions, ids, together=True)
-        except Exception:
+        except Exception:  # nothing committed; the savepoint pass records what failed
             pass
     try:
         return _commit(sessions, ids, together=False)
