@@ -1,7 +1,7 @@
 """Benchmark: signed Stripe webhooks through a real server, ingested then processed.
 
     python bench/webhooks.py [--events 20000] [--clients 16] [--backends sqlite postgresql]
-                             [--senders wrk autocannon httpx] [--out bench/results]
+                             [--senders wrk autocannon httpx] [--rounds 2] [--out bench/results]
 
 For each backend: a fresh installation (temp data dir; on PostgreSQL a fresh billing database
 on TENANTRY_BENCH_POSTGRES_URL's server, dropped at the end), a signing secret for app
@@ -13,7 +13,8 @@ own fresh installation (``webhook_senders.py``: wrk, and autocannon as the indep
 sender; httpx when neither is installed). Measured: webhook deliveries answered 2xx per second
 and their latency, from the sender's own per-request timings (nothing but webhooks is sent),
 then, polling the billing database until every stored event is processed, events/s processed
-and whether any was lost (stored == answered, payments == N). The senders must agree within
+and whether any was lost (stored == answered, payments == N). Each sender runs ``--rounds``
+times (2), the senders taking turns in alternating order, and their medians must agree within
 15 % on rate and p99. Prints tables and writes ``webhooks.json``; exits non-zero when an event
 is lost or the senders disagree.
 """
@@ -25,6 +26,7 @@ import hashlib
 import hmac
 import json
 import os
+import statistics
 import tempfile
 import time
 import uuid
@@ -365,18 +367,36 @@ def _print(results: list[dict[str, Any]], api_workers: int) -> None:
 AGREEMENT = 0.15
 
 
-def agreement(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per backend, each other sender's rate and p99 against the first sender's."""
-    rows: list[dict[str, Any]] = []
-    by_backend: dict[str, list[dict[str, Any]]] = {}
+def medians(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per backend and sender, the median rate and p99 over its rounds."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
         if "error" not in r:
-            by_backend.setdefault(r["backend"], []).append(r)
-    for backend, runs in by_backend.items():
-        base = runs[0]
-        for other in runs[1:]:
+            groups.setdefault((r["backend"], r["sender"]), []).append(r)
+    return [
+        {
+            "backend": backend,
+            "sender": sender,
+            "rounds": len(runs),
+            "ingested_per_s": statistics.median(r["ingested_per_s"] for r in runs),
+            "p99_ms": statistics.median(r["latency_ms"]["p99"] for r in runs),
+            "processed_per_s": statistics.median(r["processed_per_s"] for r in runs),
+        }
+        for (backend, sender), runs in groups.items()
+    ]
+
+
+def agreement(summary: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per backend, each other sender's median rate and p99 against the first sender's."""
+    rows: list[dict[str, Any]] = []
+    by_backend: dict[str, list[dict[str, Any]]] = {}
+    for m in summary:
+        by_backend.setdefault(m["backend"], []).append(m)
+    for backend, found in by_backend.items():
+        base = found[0]
+        for other in found[1:]:
             rate = other["ingested_per_s"] / base["ingested_per_s"] - 1
-            p99 = other["latency_ms"]["p99"] / base["latency_ms"]["p99"] - 1
+            p99 = other["p99_ms"] / base["p99_ms"] - 1
             rows.append(
                 {
                     "backend": backend,
@@ -393,7 +413,7 @@ def agreement(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def _print_agreement(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    table = Table(title=f"Do the senders agree (within {AGREEMENT:.0%})?")
+    table = Table(title=f"Do the senders agree (medians of their rounds, within {AGREEMENT:.0%})?")
     for col in ("backend", "sender", "vs", "rate", "p99", "agree"):
         table.add_column(col, justify="right")
     for row in rows:
@@ -418,6 +438,12 @@ def main() -> None:
         help="events sent per run (fewer make a run of a few seconds, too short to repeat)",
     )
     parser.add_argument("--clients", type=int, default=16, help="concurrent connections")
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        help="runs per sender and backend, senders taking turns; the medians are compared",
+    )
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument(
         "--api-workers", type=int, default=1, help="API processes (`tenantry up --api-workers`)"
@@ -432,8 +458,8 @@ def main() -> None:
         "which must agree; httpx when neither is installed)",
     )
     args = parser.parse_args()
-    if args.events < 1 or args.clients < 1:
-        parser.error("--events and --clients must be at least 1")
+    if min(args.events, args.clients, args.rounds) < 1:
+        parser.error("--events, --clients and --rounds must be at least 1")
     senders = args.senders or [s for s in ("wrk", "autocannon") if available(s) is None]
     senders = senders or ["httpx"]
     for sender in senders:
@@ -442,7 +468,13 @@ def main() -> None:
     watch = ServerDatabases(parse_url(PG_URL) if "postgresql" in args.backends else None)
     results: list[dict[str, Any]] = []
     for backend in args.backends:
-        for sender in senders:
+        # Senders take turns, in the other order each round, so neither always goes first.
+        order = [
+            sender
+            for round_ in range(args.rounds)
+            for sender in (senders if round_ % 2 == 0 else senders[::-1])
+        ]
+        for sender in order:
             console.print(f"{backend}/{sender}: {args.events} events, {args.clients} connections …")
             try:
                 results.append(
@@ -455,7 +487,8 @@ def main() -> None:
                 )
     databases = watch.report()
     _print(results, args.api_workers)
-    agree = agreement(results)
+    summary = medians(results)
+    agree = agreement(summary)
     _print_agreement(agree)
     args.out.mkdir(parents=True, exist_ok=True)
     out = args.out / "webhooks.json"
@@ -467,10 +500,12 @@ def main() -> None:
                     "events": args.events,
                     "clients": args.clients,
                     "senders": senders,
+                    "rounds": args.rounds,
                     "server_workers": 1,
                     "api_workers": args.api_workers,
                 },
                 "results": results,
+                "medians": summary,
                 "agreement": agree,
                 "server_databases": databases,
             },
