@@ -49,8 +49,12 @@ def _transactional_sqlite(engine: Engine) -> None:
     busy_timeout_ms = sqlite_busy_timeout_ms()
 
     @event.listens_for(engine, "connect")
-    def _connect(dbapi_conn: Any, _record: Any) -> None:
+    def _connect(dbapi_conn: Any, record: Any) -> None:
         dbapi_conn.isolation_level = None
+        # The file this connection opened ("" in memory): its writers queue on its lock file
+        # (sqlite_writers). Per connection, as one engine may open many files (the fleet's).
+        main = dbapi_conn.execute("PRAGMA database_list").fetchone()
+        record.info[_DB_FILE] = main[2] if main and main[2] else None
         cur = dbapi_conn.cursor()
         cur.execute("PRAGMA foreign_keys=ON")
         cur.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
@@ -61,20 +65,11 @@ def _transactional_sqlite(engine: Engine) -> None:
         cur.execute("PRAGMA synchronous=NORMAL")
         cur.close()
 
-    path = sqlite_path(engine.url)
-    # A file's writers queue on its lock file (sqlite_writers); an in-memory database has one.
-    lockable = (
-        path is not None
-        and str(path) not in ("", ":memory:")
-        and "mode=memory" not in str(engine.url)
-    )
-
     @event.listens_for(engine, "begin")
     def _begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-        if immediate and lockable:
-            assert path is not None
-            conn.info[_WRITER_LOCK] = sqlite_writers.acquire(path, busy_timeout_ms)
+        if immediate and (path := conn.info.get(_DB_FILE)):
+            conn.info[_WRITER_LOCK] = sqlite_writers.acquire(Path(path), busy_timeout_ms)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
         except BaseException:
@@ -120,6 +115,7 @@ def _end_writer(info: dict[Any, Any], end: Callable[[], object] | None) -> None:
 
 _IMMEDIATE = "tenantry_sqlite_immediate"
 _WRITER_LOCK = "tenantry_sqlite_writer_lock"
+_DB_FILE = "tenantry_sqlite_file"
 
 
 def writer(engine: Engine) -> Engine:

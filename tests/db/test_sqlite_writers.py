@@ -125,3 +125,28 @@ def test_dropping_the_database_removes_its_lock_file(db: tuple[Engine, Path]) ->
     drop_database(parse_url(f"sqlite:///{path}"))
     assert not path.exists()
     assert not sqlite_writers.lock_path(path).exists()
+
+
+def test_one_engine_over_many_files_locks_the_file_it_writes(tmp_path: Path) -> None:
+    # The fleet's shared engine opens every tenant file through one engine: each writer must
+    # queue on its own file's lock, not on the first file the engine ever opened.
+    from tenantry.db.engines import immediate
+    from tenantry.db.server_connections import ServerConnections
+
+    files = [tmp_path / "first" / "a.db", tmp_path / "second" / "b.db"]
+    shared = ServerConnections()
+    try:
+        for path in files:
+            path.parent.mkdir()
+            with shared.connect(parse_url(f"sqlite:///{path}")) as conn, conn.begin():
+                conn.execute(text("CREATE TABLE t (id INTEGER PRIMARY KEY)"))
+        first, second = files
+        first.unlink()  # the first file's directory may even be gone
+        first.parent.rmdir()
+        with shared.connect(parse_url(f"sqlite:///{second}")) as conn:
+            with immediate(conn).begin():
+                conn.execute(text("INSERT INTO t (id) VALUES (1)"))
+                assert _held(second)
+            assert not _held(second)
+    finally:
+        shared.dispose()
