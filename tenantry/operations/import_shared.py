@@ -25,7 +25,12 @@ from tenantry.imports.mapping import Mapping
 from tenantry.imports.plan import ImportPlan, StoreTarget, build_plan
 from tenantry.operations import provision_request
 from tenantry.operations.dispatch import InProcessDispatcher
-from tenantry.operations.import_store import ProgressCallback, StoreImporter, StoreOutcome
+from tenantry.operations.import_store import (
+    ProgressCallback,
+    StoreImporter,
+    StoreOutcome,
+    release_if_holder_died,
+)
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, stores
 from tenantry.services.moves import describe
@@ -176,6 +181,8 @@ class SharedImport:
         with self.platform.sessions() as session:
             unfinished = stores.active_job(session, stores.get_store(session, store_id))
         if unfinished is not None:  # begun by an import that was killed: resume it
+            platform = self.platform
+            release_if_holder_died(platform.sessions, platform.master_engine, unfinished.id)
             runner.enqueue_provision(unfinished.id)
             return unfinished.id
         requested = provision_request.request(

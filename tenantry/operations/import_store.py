@@ -224,17 +224,7 @@ class StoreImporter:
     def _release_if_holder_died(self, op_id: uuid.UUID) -> bool:
         """End the lease of ``op_id`` at once when the process holding it ran on this host
         and is gone (killed): its import is resumed now instead of when its lease lapses."""
-        with self.sessions() as session:
-            holder = session.scalar(select(Operation.lease_holder).where(Operation.id == op_id))
-        if not holder or not _dead_here(holder):
-            return False
-        with self.kit.engine.begin() as conn:
-            released = conn.execute(
-                update(Operation)
-                .where(Operation.id == op_id, Operation.lease_holder == holder)
-                .values(lease_expires_at=utcnow())
-            ).rowcount
-        return bool(released)
+        return release_if_holder_died(self.sessions, self.kit.engine, op_id)
 
     def _claim(self, target: StoreTarget, op_id: uuid.UUID | None) -> tuple[uuid.UUID, bool]:
         """The store's import operation, claimed; whether it ran before (resumed)."""
@@ -561,6 +551,25 @@ class StoreImporter:
         except Exception as exc:  # the original error matters more; say what is left
             return f" (putting the store's database back failed too: {describe(exc)})"
         return " The store's database was put back as it was before the import."
+
+
+def release_if_holder_died(
+    sessions: sessionmaker[Session], engine: Engine, op_id: uuid.UUID
+) -> bool:
+    """End the lease of operation ``op_id`` (an import, or the provisioning of its store) at
+    once when the process holding it ran on this host and is gone (killed), so a rerun takes
+    it over now instead of when its lease lapses."""
+    with sessions() as session:
+        holder = session.scalar(select(Operation.lease_holder).where(Operation.id == op_id))
+    if not holder or not _dead_here(holder):
+        return False
+    with engine.begin() as conn:
+        released = conn.execute(
+            update(Operation)
+            .where(Operation.id == op_id, Operation.lease_holder == holder)
+            .values(lease_expires_at=utcnow())
+        ).rowcount
+    return bool(released)
 
 
 def _dead_here(holder: str) -> bool:
