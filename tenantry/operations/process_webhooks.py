@@ -27,7 +27,7 @@ from tenantry.billing.processors.base import NormalizedEvent
 from tenantry.db.billing.models import BillingWebhook
 from tenantry.db.engines import writer
 from tenantry.observability import metrics
-from tenantry.services.billing import events, idempotency, subscriptions, webhooks
+from tenantry.services.billing import event_lookups, idempotency, subscriptions, webhooks
 
 #: How often the loop also rolls subscription periods and purges idempotency keys.
 PURGE_EVERY_S = 60.0
@@ -52,7 +52,7 @@ def _apply(session: Session, row: BillingWebhook) -> str:
 
 def _apply_together(session: Session, rows: list[BillingWebhook]) -> dict[uuid.UUID, str]:
     """Apply events without a savepoint each, what they refer to read once for all of them
-    (:func:`events.load_known`): a few statements per batch rather than several per event.
+    (:func:`event_lookups.load_known`): a few statements per batch rather than several per event.
     Any event's error propagates, undoing the batch (it is then applied event by event)."""
     outcomes: dict[uuid.UUID, str] = {}
     parsed: dict[uuid.UUID, NormalizedEvent] = {}
@@ -61,7 +61,7 @@ def _apply_together(session: Session, rows: list[BillingWebhook]) -> dict[uuid.U
             parsed[row.id] = webhooks.parse(row)
         except Exception as exc:  # the event's own fault: recorded, never retried
             outcomes[row.id] = webhooks.record_failure(row, exc)
-    known = events.load_known(
+    known = event_lookups.load_known(
         session, [(row.app_id, parsed[row.id]) for row in rows if row.id in parsed]
     )
     for row in rows:

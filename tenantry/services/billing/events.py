@@ -9,10 +9,9 @@ an event about another app's objects is ignored.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from tenantry.billing.processors.base import EventKind, NormalizedEvent
@@ -26,6 +25,12 @@ from tenantry.db.billing.models import (
 )
 from tenantry.observability import metrics
 from tenantry.services.billing import invoices as invoice_ops
+from tenantry.services.billing.event_lookups import (
+    INVOICE_IDS,
+    Known,
+    known_customer,
+    parse_uuid,
+)
 from tenantry.services.billing.subscriptions import can_move
 
 P = PaymentStatus
@@ -75,138 +80,6 @@ class Outcome:
     result: str
 
 
-@dataclass
-class Known:
-    """The payments, invoices and customers a batch of events refers to, read in one query
-    per kind (:func:`load_known`): the lookups below find them here instead of asking the
-    database once per event, and a payment an event creates joins them for the next."""
-
-    payments: dict[tuple[str, str], BillingPayment] = field(default_factory=dict)
-    payments_by_checkout: dict[tuple[str, str], BillingPayment] = field(default_factory=dict)
-    invoices: dict[uuid.UUID, BillingInvoice] = field(default_factory=dict)
-    invoices_by_processor_id: dict[tuple[str, str, str], BillingInvoice] = field(
-        default_factory=dict
-    )
-    customers: dict[uuid.UUID, BillingCustomer] = field(default_factory=dict)
-    customers_by_external: dict[tuple[str, str], BillingCustomer] = field(default_factory=dict)
-    customers_by_processor: dict[tuple[str, str, str], BillingCustomer] = field(
-        default_factory=dict
-    )
-
-    def add_payment(self, payment: BillingPayment) -> None:
-        """Make a payment found by the lookups (one just added, or one read)."""
-        if payment.processor_payment_id:
-            self.payments.setdefault((payment.processor, payment.processor_payment_id), payment)
-        if payment.processor_checkout_session_id:
-            self.payments_by_checkout.setdefault(
-                (payment.processor, payment.processor_checkout_session_id), payment
-            )
-
-
-#: Which processor id of an event an invoice may be found by, and the column holding it.
-_INVOICE_IDS = (
-    ("payment_intent_id", "processor_payment_intent_id"),
-    ("checkout_session_id", "processor_checkout_session_id"),
-    ("invoice_id", "processor_invoice_id"),
-)
-
-
-def load_known(session: Session, events: Iterable[tuple[str, NormalizedEvent]]) -> Known:
-    """Read what ``events`` (each with the app it was delivered to) refer to, in one query
-    per kind of object (three at most, whatever the number of events)."""
-    known = Known()
-    events = list(events)
-    payment_ids: set[tuple[str, str]] = set()
-    invoice_uuids: set[uuid.UUID] = set()
-    invoice_ids: set[tuple[str, str]] = set()
-    customer_uuids: set[uuid.UUID] = set()
-    externals: set[tuple[str, str]] = set()
-    processor_customers: set[tuple[str, str, str]] = set()
-    for app_id, event in events:
-        for value in (event.payment_intent_id, event.charge_id, event.checkout_session_id):
-            if value:
-                payment_ids.add((event.processor, value))
-        if (ours := _uuid(event.metadata.get("invoice_id"))) is not None:
-            invoice_uuids.add(ours)
-        for attribute, _ in _INVOICE_IDS:
-            if value := getattr(event, attribute):
-                invoice_ids.add((event.processor, value))
-        if (ours := _uuid(event.metadata.get("customer_id"))) is not None:
-            customer_uuids.add(ours)
-        if external := event.metadata.get("external_customer_id"):
-            externals.add((app_id, str(external)))
-        if event.customer_id:
-            processor_customers.add((app_id, event.processor, event.customer_id))
-    if payment_ids:
-        clauses = [
-            and_(
-                BillingPayment.processor == processor,
-                or_(
-                    BillingPayment.processor_payment_id.in_(values),
-                    BillingPayment.processor_checkout_session_id.in_(values),
-                ),
-            )
-            for processor, values in _by_first(payment_ids).items()
-        ]
-        for payment in session.scalars(select(BillingPayment).where(or_(*clauses))):
-            known.add_payment(payment)
-    invoice_clauses: list[ColumnElement[bool]] = (
-        [BillingInvoice.id.in_(invoice_uuids)] if invoice_uuids else []
-    )
-    for processor, values in _by_first(invoice_ids).items():
-        invoice_clauses.append(
-            and_(
-                BillingInvoice.processor == processor,
-                or_(*(getattr(BillingInvoice, column).in_(values) for _, column in _INVOICE_IDS)),
-            )
-        )
-    if invoice_clauses:
-        for invoice in session.scalars(select(BillingInvoice).where(or_(*invoice_clauses))):
-            known.invoices[invoice.id] = invoice
-            for _, column in _INVOICE_IDS:
-                if value := getattr(invoice, column):
-                    known.invoices_by_processor_id.setdefault(
-                        (invoice.processor or "", column, value), invoice
-                    )
-    customer_clauses: list[ColumnElement[bool]] = (
-        [BillingCustomer.id.in_(customer_uuids)] if customer_uuids else []
-    )
-    customer_clauses += [
-        and_(BillingCustomer.app_id == app, BillingCustomer.external_customer_id.in_(values))
-        for app, values in _by_first(externals).items()
-    ]
-    by_app_processor: dict[tuple[str, str], list[str]] = {}
-    for app, processor, value in sorted(processor_customers):
-        by_app_processor.setdefault((app, processor), []).append(value)
-    customer_clauses += [
-        and_(
-            BillingCustomer.app_id == app,
-            BillingCustomer.processor == processor,
-            BillingCustomer.processor_customer_id.in_(values),
-        )
-        for (app, processor), values in by_app_processor.items()
-    ]
-    if customer_clauses:
-        for customer in session.scalars(select(BillingCustomer).where(or_(*customer_clauses))):
-            known.customers[customer.id] = customer
-            if customer.external_customer_id:
-                known.customers_by_external[(customer.app_id, customer.external_customer_id)] = (
-                    customer
-                )
-            if customer.processor and customer.processor_customer_id:
-                known.customers_by_processor[
-                    (customer.app_id, customer.processor, customer.processor_customer_id)
-                ] = customer
-    return known
-
-
-def _by_first(pairs: set[tuple[str, str]]) -> dict[str, list[str]]:
-    grouped: dict[str, list[str]] = {}
-    for first, second in sorted(pairs):
-        grouped.setdefault(first, []).append(second)
-    return grouped
-
-
 def apply_event(
     session: Session, app_id: str, event: NormalizedEvent, known: Known | None = None
 ) -> Outcome:
@@ -242,21 +115,14 @@ def apply_event(
 # --------------------------------------------------------------------------- lookups
 
 
-def _uuid(value: str | None) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value) if value else None
-    except ValueError:
-        return None
-
-
 def _invoice_for(
     session: Session, app_id: str, event: NormalizedEvent, known: Known | None
 ) -> BillingInvoice | None:
     found: BillingInvoice | None = None
-    ours = _uuid(event.metadata.get("invoice_id"))
+    ours = parse_uuid(event.metadata.get("invoice_id"))
     if known is not None:
         found = known.invoices.get(ours) if ours is not None else None
-        for attribute, column in _INVOICE_IDS:
+        for attribute, column in INVOICE_IDS:
             if found is None and (value := getattr(event, attribute)):
                 found = known.invoices_by_processor_id.get((event.processor, column, value))
     elif ours is not None:
@@ -283,8 +149,8 @@ def _customer_for(
     session: Session, app_id: str, event: NormalizedEvent, known: Known | None
 ) -> BillingCustomer | None:
     if known is not None:
-        return _known_customer(known, app_id, event)
-    ours = _uuid(event.metadata.get("customer_id"))
+        return known_customer(known, app_id, event)
+    ours = parse_uuid(event.metadata.get("customer_id"))
     if ours is not None:
         customer = session.get(BillingCustomer, ours)
         if customer is not None and customer.app_id == app_id:
@@ -306,19 +172,6 @@ def _customer_for(
                 BillingCustomer.processor_customer_id == event.customer_id,
             )
         )
-    return None
-
-
-def _known_customer(known: Known, app_id: str, event: NormalizedEvent) -> BillingCustomer | None:
-    ours = _uuid(event.metadata.get("customer_id"))
-    customer = known.customers.get(ours) if ours is not None else None
-    if customer is not None and customer.app_id == app_id:
-        return customer
-    external = event.metadata.get("external_customer_id")
-    if external and (found := known.customers_by_external.get((app_id, str(external)))):
-        return found
-    if event.customer_id:
-        return known.customers_by_processor.get((app_id, event.processor, event.customer_id))
     return None
 
 
@@ -409,7 +262,7 @@ def _payment(
 
 
 def _milestone(invoice: BillingInvoice | None, event: NormalizedEvent) -> uuid.UUID | None:
-    wanted = _uuid(event.metadata.get("milestone_id"))
+    wanted = parse_uuid(event.metadata.get("milestone_id"))
     if invoice is None or wanted is None:
         return None
     return wanted if any(m.id == wanted for m in invoice.milestones) else None
@@ -477,7 +330,7 @@ def _subscription(
     session: Session, app_id: str, event: NormalizedEvent, known: Known | None
 ) -> str:
     sub: BillingSubscription | None = None
-    ours = _uuid(event.metadata.get("subscription_id"))
+    ours = parse_uuid(event.metadata.get("subscription_id"))
     if ours is not None:
         sub = session.get(BillingSubscription, ours)
     if sub is None and event.subscription_id:

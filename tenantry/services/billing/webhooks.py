@@ -27,7 +27,8 @@ from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput
 from tenantry.services import refs
 from tenantry.services.billing import audit
-from tenantry.services.billing.events import Known, Outcome, apply_event
+from tenantry.services.billing.event_lookups import Known
+from tenantry.services.billing.events import Outcome, apply_event
 
 W = WebhookStatus
 MAX_ATTEMPTS = 8
