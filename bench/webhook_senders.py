@@ -5,6 +5,10 @@
   its per-request latencies and its own clock give the rate and percentiles.
 * ``httpx`` (Python, asyncio): needs nothing installed; competes with the server for the CPU.
 
+Each can pace its sending (``rate``: events per second offered, whatever the answers): the
+latency of a server under a fixed load is comparable across senders, while the latency at
+their full speed depends on how much CPU each sender leaves the server on a small machine.
+
 Every sender reports the same :class:`SendStats`: webhook deliveries answered 2xx, the
 others, the span from the first request sent to the last answer on the sender's own clock,
 and latency percentiles of the 2xx answers only. Nothing but webhooks is ever sent.
@@ -83,22 +87,33 @@ def write_requests(path: Path, signed: list[tuple[str, bytes]]) -> Path:
     return path
 
 
-def send_httpx(url: str, signed: list[tuple[str, bytes]], clients: int) -> SendStats:
-    """Send with ``clients`` httpx clients, one connection each, in one event loop."""
-    return asyncio.run(_send_httpx(url, signed, clients))
+def send_httpx(
+    url: str, signed: list[tuple[str, bytes]], clients: int, rate: float | None = None
+) -> SendStats:
+    """Send with ``clients`` httpx clients, one connection each, in one event loop; paced at
+    ``rate`` events per second when given."""
+    return asyncio.run(_send_httpx(url, signed, clients, rate))
 
 
-async def _send_httpx(url: str, signed: list[tuple[str, bytes]], clients: int) -> SendStats:
+async def _send_httpx(
+    url: str, signed: list[tuple[str, bytes]], clients: int, rate: float | None
+) -> SendStats:
     stats = SendStats("httpx", len(signed))
     latencies: list[float] = []
     todo = iter(signed)  # shared by the clients: one event loop, no lock needed
     last_answer = 0.0
+    slot = 0
+    started = time.perf_counter()
 
     async def client() -> None:
-        nonlocal last_answer
+        nonlocal last_answer, slot
         limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
         async with httpx.AsyncClient(timeout=60, limits=limits) as http:
             for signature, body in todo:
+                if rate:
+                    due, slot = started + slot / rate, slot + 1
+                    if (wait := due - time.perf_counter()) > 0:
+                        await asyncio.sleep(wait)
                 headers = {"Stripe-Signature": signature, "content-type": "application/json"}
                 t0 = time.perf_counter()
                 try:
@@ -112,7 +127,6 @@ async def _send_httpx(url: str, signed: list[tuple[str, bytes]], clients: int) -
                     stats.answered += 1
                     latencies.append((last_answer - t0) * 1000)
 
-    started = time.perf_counter()
     await asyncio.gather(*(client() for _ in range(clients)))
     stats.seconds = max(0.0, last_answer - started)
     stats.latency_ms = _percentiles(latencies)
@@ -120,10 +134,16 @@ async def _send_httpx(url: str, signed: list[tuple[str, bytes]], clients: int) -
 
 
 def send_wrk(
-    url: str, requests: Path, clients: int, stored: Callable[[], int], threads: int = 2
+    url: str,
+    requests: Path,
+    clients: int,
+    stored: Callable[[], int],
+    rate: float | None = None,
+    threads: int = 2,
 ) -> SendStats:
-    """Send with wrk; each thread stops after its slice, and wrk is interrupted when every
-    thread said so (or when ``stored()`` stops growing: events were lost)."""
+    """Send with wrk (paced at ``rate`` events per second when given, split over its
+    threads); each thread stops after its slice, and wrk is interrupted when every thread said
+    so (or when ``stored()`` stops growing: events were lost)."""
     events = sum(1 for _ in requests.open())
     threads = max(1, min(threads, events))
     proc = subprocess.Popen(
@@ -140,6 +160,7 @@ def send_wrk(
             "--",
             str(requests),
             str(threads),
+            str((rate or 0) / threads),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -208,12 +229,23 @@ def ensure_autocannon() -> None:
     )
 
 
-def send_autocannon(url: str, requests: Path, clients: int, workdir: Path) -> SendStats:
-    """Send with autocannon (``amount`` = events, each request the next line)."""
+def send_autocannon(
+    url: str, requests: Path, clients: int, workdir: Path, rate: float | None = None
+) -> SendStats:
+    """Send with autocannon (``amount`` = events, each request the next line), paced at
+    ``rate`` events per second when given."""
     ensure_autocannon()
     out = workdir / "autocannon.json"
     subprocess.run(
-        ["node", str(AUTOCANNON_SCRIPT), url, str(requests), str(clients), str(out)],
+        [
+            "node",
+            str(AUTOCANNON_SCRIPT),
+            url,
+            str(requests),
+            str(clients),
+            str(out),
+            str(rate or 0),
+        ],
         check=True,
         timeout=3600,
     )

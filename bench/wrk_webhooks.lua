@@ -11,6 +11,11 @@
 --  * request() has no "no more requests" answer. delay() is called before each request(),
 --    one to one, so it reserves the next event and, when the slice is used up, holds the
 --    connection until the thread is stopped.
+--
+-- Paced (third argument: this thread's events per second, 0 = as fast as answers come):
+-- delay() holds each event until its slot on the thread's schedule (start + k / rate), so
+-- the offered rate is fixed whatever the server answers, and the latencies compare across
+-- senders (wrk times a request from when it is written, after the delay).
 local ffi = require("ffi")
 ffi.cdef [[
   typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
@@ -48,6 +53,9 @@ init = function(args)
   -- Thread 0's first request() is wrk's verification call (see the top of this file).
   i = (id == 0) and -1 or 0
   reserved = 0
+  local rate = tonumber(args[3]) or 0
+  interval_us = (rate > 0) and (1000000 / rate) or 0
+  start_us = 0
   answered = 0
   ok = 0
   bad = 0
@@ -56,11 +64,22 @@ init = function(args)
 end
 
 delay = function()
-  if reserved < total then
-    reserved = reserved + 1
+  if reserved >= total then
+    return HOLD_MS
+  end
+  reserved = reserved + 1
+  if interval_us == 0 then
     return 0
   end
-  return HOLD_MS
+  local now = now_us()
+  if start_us == 0 then
+    start_us = now
+  end
+  local due = start_us + (reserved - 1) * interval_us
+  if due <= now then
+    return 0
+  end
+  return math.floor((due - now) / 1000 + 0.5)  -- wrk's timers count milliseconds
 end
 
 request = function()

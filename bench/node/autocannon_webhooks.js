@@ -3,13 +3,17 @@
 // requests.tsv exactly once (amount = events; each request takes the next line) over
 // CONNECTIONS keep-alive connections, and records each answer's own latency.
 //
-//   node autocannon_webhooks.js URL REQUESTS_TSV CONNECTIONS OUT_JSON
+//   node autocannon_webhooks.js URL REQUESTS_TSV CONNECTIONS OUT_JSON [RATE]
+//
+// RATE (events per second over all connections; 0 or absent = as fast as answers come) paces
+// the sending with autocannon's overallRate.
 //
 // OUT_JSON gets {events, ok, bad, errors, span_us, latencies_ms: [...2xx answers...]}.
 const fs = require('fs')
 const autocannon = require('autocannon')
 
-const [url, file, connArg, out] = process.argv.slice(2)
+const [url, file, connArg, out, rateArg] = process.argv.slice(2)
+const rate = parseFloat(rateArg || '0')
 const lines = fs.readFileSync(file, 'utf8').split('\n').filter((l) => l.length > 0)
 const connections = Math.min(parseInt(connArg, 10), lines.length)
 const path = new URL(url).pathname
@@ -27,6 +31,7 @@ const instance = autocannon({
   connections,
   amount: lines.length,
   timeout: 30,
+  ...(rate > 0 ? { overallRate: rate } : {}),
   requests: [{
     setupRequest: (req) => {
       const line = lines[next++]

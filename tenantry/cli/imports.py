@@ -37,8 +37,8 @@ from tenantry.db import copy
 from tenantry.db.urls import mask, parse_url
 from tenantry.imports.mapping import load_mapping
 from tenantry.imports.plan import ImportPlan
+from tenantry.operations.import_progress import StoreOutcome
 from tenantry.operations.import_shared import SharedImport
-from tenantry.operations.import_store import StoreOutcome
 from tenantry.services.audit import cli_actor
 from tenantry.settings import load_settings
 

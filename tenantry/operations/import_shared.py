@@ -25,12 +25,9 @@ from tenantry.imports.mapping import Mapping
 from tenantry.imports.plan import ImportPlan, StoreTarget, build_plan
 from tenantry.operations import provision_request
 from tenantry.operations.dispatch import InProcessDispatcher
-from tenantry.operations.import_store import (
-    ProgressCallback,
-    StoreImporter,
-    StoreOutcome,
-    release_if_holder_died,
-)
+from tenantry.operations.import_progress import ProgressCallback, StoreOutcome
+from tenantry.operations.import_store import StoreImporter
+from tenantry.operations.lease_takeover import release_if_holder_died
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, stores
 from tenantry.services.moves import describe

@@ -21,12 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import socket
-import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,7 +33,6 @@ from sqlalchemy import (
     func,
     inspect,
     select,
-    update,
 )
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -52,7 +47,6 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.master.models import Store as MasterStore
 from tenantry.db.schemas import SchemaSpec
-from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.imports.bulk import insert_rows
@@ -75,97 +69,20 @@ from tenantry.imports.target import (
     determined_rows,
     self_referencing,
 )
+from tenantry.operations.import_progress import (
+    ImportCancelled,
+    ImportRun,
+    ProgressCallback,
+    StoreOutcome,
+)
 from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.operations.lease_takeover import release_if_holder_died
 from tenantry.operations.move_copy import VerificationFailed
 from tenantry.services import audit
 from tenantry.services import stores as store_service
 from tenantry.services.connections import migrator_url
 from tenantry.services.moves import describe
 from tenantry.settings import Settings
-
-#: Progress is written to master at most this often (each write renews the lease).
-WRITE_INTERVAL_S = 1.0
-#: Called with (store slug, rows, bytes) copied since the last call.
-ProgressCallback = Callable[[str, int, int], None]
-
-
-class ImportCancelled(TenantryError):
-    """The store's import was asked to stop (``tenantry ops cancel``)."""
-
-
-@dataclass
-class StoreOutcome:
-    """How one store's import ended."""
-
-    slug: str
-    status: str  # succeeded, failed, cancelled, skipped
-    operation_id: uuid.UUID | None = None
-    rows: int = 0
-    bytes: int = 0
-    resumed: bool = False
-    error: str | None = None
-    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        """The outcome as JSON."""
-        return {
-            "store": self.slug,
-            "status": self.status,
-            "operation_id": str(self.operation_id) if self.operation_id else None,
-            "rows": self.rows,
-            "bytes": self.bytes,
-            "resumed": self.resumed,
-            "error": self.error,
-            "tables": self.tables,
-        }
-
-
-@dataclass
-class _Run:
-    """One store's import as it goes (what its operation's progress says)."""
-
-    op_id: uuid.UUID
-    target: StoreTarget
-    kit: OperationKit
-    on_progress: ProgressCallback | None
-    step: str = "prepare"
-    rows: int = 0
-    bytes: int = 0
-    verified: int = 0
-    last_write: float = 0.0
-
-    def report(self, step: str | None = None, *, force: bool = False) -> None:
-        changed = step is not None and step != self.step
-        self.step = step or self.step
-        if not (changed or force or time.monotonic() - self.last_write >= WRITE_INTERVAL_S):
-            return
-        verifying = self.step == "verify"
-        mb = self.bytes / 1e6
-        cancel = self.kit.progress(
-            self.op_id,
-            step=self.step,
-            current=self.verified if verifying else self.rows,
-            total=self.target.total,
-            unit=ProgressUnit.ROWS,
-            message=(
-                f"verified {self.verified} rows"
-                if verifying
-                else f"copied {self.rows} rows ({mb:.1f} MB)"
-            ),
-        )
-        self.last_write = time.monotonic()
-        if cancel:
-            raise ImportCancelled(
-                f"the import of store {self.target.slug!r} was cancelled at step {self.step}.",
-                "Its database was put back as it was before the import.",
-            )
-
-    def copied(self, rows: int, size: int) -> None:
-        self.rows += rows
-        self.bytes += size
-        if self.on_progress is not None:
-            self.on_progress(self.target.slug, rows, size)
-        self.report()
 
 
 @dataclass
@@ -251,7 +168,7 @@ class StoreImporter:
         except TenantryError as exc:
             return StoreOutcome(target.slug, "failed", error=describe(exc))
         outcome = StoreOutcome(target.slug, "running", op_id, resumed=resumed)
-        run = _Run(op_id, target, self.kit, self.on_progress)
+        run = ImportRun(op_id, target, self.kit, self.on_progress)
         engine: Engine | None = None
         try:
             with self.kit.kept_alive(op_id):  # also through long steps that report nothing
@@ -272,7 +189,7 @@ class StoreImporter:
         return outcome
 
     def _import(
-        self, engine: Engine, target: StoreTarget, run: _Run, outcome: StoreOutcome
+        self, engine: Engine, target: StoreTarget, run: ImportRun, outcome: StoreOutcome
     ) -> None:
         outcome.resumed = self._prepare(engine, target) or outcome.resumed
         self._copy(engine, run, outcome)
@@ -372,7 +289,7 @@ class StoreImporter:
 
     # ------------------------------------------------------------------ copy
 
-    def _copy(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
+    def _copy(self, engine: Engine, run: ImportRun, outcome: StoreOutcome) -> None:
         run.report("copy", force=True)
         tables = self.plan.tables
         with connect(engine) as dst, connect(self.source) as src:
@@ -412,7 +329,7 @@ class StoreImporter:
         condition: Any,
         after: list[Any] | None,
         digest: Digest,
-        run: _Run,
+        run: ImportRun,
     ) -> int:
         copied = 0
         for number, batch in enumerate(
@@ -436,7 +353,7 @@ class StoreImporter:
         st: SourceTable,
         condition: Any,
         digest: Digest,
-        run: _Run,
+        run: ImportRun,
     ) -> int:
         """A table referencing itself (a category tree) in one transaction, parents first:
         such tables are small, and rows in key order may come before their parents."""
@@ -458,7 +375,7 @@ class StoreImporter:
 
     # ------------------------------------------------------------------ verify
 
-    def _verify(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
+    def _verify(self, engine: Engine, run: ImportRun, outcome: StoreOutcome) -> None:
         """Each table: the store's row count in the source (read again, in SQL), the rows
         copied and the rows imported agree; the checksum of the source rows as they were
         copied (kept in the cursor with them) equals the imported rows' read back. Then every
@@ -502,7 +419,7 @@ class StoreImporter:
 
     # ------------------------------------------------------------------ finish / roll back
 
-    def _finish(self, engine: Engine, run: _Run, outcome: StoreOutcome) -> None:
+    def _finish(self, engine: Engine, run: ImportRun, outcome: StoreOutcome) -> None:
         run.report("finish", force=True)
         failpoint("import.before_finish")
         with self.sessions.begin() as session:
@@ -551,41 +468,3 @@ class StoreImporter:
         except Exception as exc:  # the original error matters more; say what is left
             return f" (putting the store's database back failed too: {describe(exc)})"
         return " The store's database was put back as it was before the import."
-
-
-def release_if_holder_died(
-    sessions: sessionmaker[Session], engine: Engine, op_id: uuid.UUID
-) -> bool:
-    """End the lease of operation ``op_id`` (an import, or the provisioning of its store) at
-    once when the process holding it ran on this host and is gone (killed), so a rerun takes
-    it over now instead of when its lease lapses."""
-    with sessions() as session:
-        holder = session.scalar(select(Operation.lease_holder).where(Operation.id == op_id))
-    if not holder or not _dead_here(holder):
-        return False
-    with engine.begin() as conn:
-        released = conn.execute(
-            update(Operation)
-            .where(Operation.id == op_id, Operation.lease_holder == holder)
-            .values(lease_expires_at=utcnow())
-        ).rowcount
-    return bool(released)
-
-
-def _dead_here(holder: str) -> bool:
-    """Whether lease ``holder`` (``host:pid:random``, as the kit names holders) is a process
-    of this host that no longer runs."""
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:  # alive, another user's
-        return False
-    return False
