@@ -24,6 +24,7 @@ from rich.table import Table
 
 from tenantry.cli.common import open_platform
 from tenantry.cli.imports_billing import billing
+from tenantry.cli.imports_queued import run_queued
 from tenantry.cli.output import (
     EXIT_CONFIG,
     EXIT_FAILED,
@@ -33,7 +34,9 @@ from tenantry.cli.output import (
     print_error,
     reports_errors,
 )
+from tenantry.cli.waiting import TIMEOUT_HELP
 from tenantry.db import copy
+from tenantry.db.master.models import ACTIVE_STATUSES
 from tenantry.db.urls import mask, parse_url
 from tenantry.imports.mapping import load_mapping
 from tenantry.imports.plan import ImportPlan
@@ -145,6 +148,17 @@ def shared(
         help="Only print, per store and table, the rows that would be copied and every "
         "problem; write nothing.",
     ),
+    queued: bool = typer.Option(
+        False,
+        "--queue",
+        help="Hand each store's import to the workers (`tenantry worker`, on any machine that "
+        "reaches the source) instead of running them here; the source URL is kept sealed in "
+        "master until the last store ends.",
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="With --queue: follow the workers' progress until every store ended."
+    ),
+    timeout: float | None = typer.Option(None, "--timeout", min=0, help=TIMEOUT_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Import a shared database's rows into each store's own database.
@@ -157,6 +171,8 @@ def shared(
     batches in foreign-key order, verified (counts and checksums against the source, foreign
     keys), and the store marked imported. A store that fails is put back as it was; the others
     carry on. Killed mid-way, run the same command again: it resumes where each store stopped.
+    With --queue the workers run the stores instead (a worker that dies is taken over by
+    another), and the command ends once they are queued, or with --wait once they all ended.
     """
     mapping = load_mapping(mapping_file)
     source_url = parse_url(url, setting="--url")
@@ -164,6 +180,9 @@ def shared(
     only = list(stores) if stores else None
     if server and not create_stores:
         print_error("--server goes with --create-stores (where new store databases go).")
+        raise typer.Exit(EXIT_CONFIG)
+    if wait and not queued:
+        print_error("--wait goes with --queue (the import runs here and ends with the command).")
         raise typer.Exit(EXIT_CONFIG)
     with open_platform(settings) as platform:
         job = SharedImport(
@@ -184,27 +203,33 @@ def shared(
                 if plan.problems:
                     raise typer.Exit(EXIT_CONFIG)
                 return
-            outcomes = _run(job, plan, show=not json_output)
+            if queued:
+                outcomes = run_queued(job, plan, wait=wait, timeout=timeout, show=not json_output)
+            else:
+                outcomes = _run(job, plan, show=not json_output)
         finally:
             job.close()
-    failed = [o for o in outcomes if o.status not in ("succeeded", "skipped")]
+    pending = [o for o in outcomes if o.status in ACTIVE_STATUSES]
+    failed = [o for o in outcomes if o.status not in ("succeeded", "skipped", *ACTIVE_STATUSES)]
     if json_output:
         emit_json(
             {
                 "source": mask(source_url),
                 "stores": [o.as_dict() for o in outcomes],
                 "ok": not failed,
+                "pending": len(pending),
             }
         )
     else:
         _outcome_table(outcomes)
         done = [o for o in outcomes if o.status == "succeeded"]
-        skipped = len(outcomes) - len(done) - len(failed)
+        skipped = len(outcomes) - len(done) - len(failed) - len(pending)
         if failed:
             print_error(f"{len(failed)} of {len(outcomes)} stores failed; the others are in.")
         console.print(
             f"[green]✓[/] {len(done)} stores imported ({sum(o.rows for o in done)} rows)"
             + (f", {skipped} already imported before" if skipped else "")
+            + (f", {len(pending)} queued or running on the workers" if pending else "")
         )
     if failed:
         raise typer.Exit(EXIT_FAILED)

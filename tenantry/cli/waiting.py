@@ -34,11 +34,19 @@ class WorkerWatch:
     """Whether anything will ever run the work being waited for."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], *, what: str, patient: bool, quiet: bool = False
+        self,
+        sessions: sessionmaker[Session],
+        *,
+        what: str,
+        patient: bool,
+        quiet: bool = False,
+        start_hint: str = workers.START_A_WORKER,
     ) -> None:
         """``what`` names the queued work in messages; ``patient`` (an explicit --timeout)
-        keeps waiting for a worker to start; ``quiet`` keeps the note off stderr."""
+        keeps waiting for a worker to start; ``quiet`` keeps the note off stderr;
+        ``start_hint`` says how to get the work run."""
         self.sessions = sessions
+        self.start_hint = start_hint
         self.what = what
         self.patient = patient
         self.quiet = quiet
@@ -64,11 +72,11 @@ class WorkerWatch:
         if not self.patient:
             raise NoWorker(
                 f"no job worker is running: {self.what} stays queued and runs when one starts.",
-                f"{workers.START_A_WORKER} To wait for a worker, give --timeout SECONDS.",
+                f"{self.start_hint} To wait for a worker, give --timeout SECONDS.",
             )
         if not self._noted and not self.quiet:
             self._noted = True
             err_console.print(
                 f"[yellow]no job worker is running yet; waiting for one to take {self.what}.[/] "
-                f"[dim]{workers.START_A_WORKER}[/]"
+                f"[dim]{self.start_hint}[/]"
             )

@@ -60,6 +60,7 @@ class Queue:
         )(self._run_fleet_tenant)
         self.huey.periodic_task(crontab(minute="*"), name="tenantry.recover")(self.recover)
         self._backup = self.huey.task(name="tenantry.backup")(self._run_backup)
+        self._import = self.huey.task(name="tenantry.import")(self._run_import)
         self.huey.periodic_task(crontab(minute=f"*/{DOCTOR_EVERY_MIN}"), name="tenantry.doctor")(
             self.doctor_tick
         )
@@ -149,6 +150,13 @@ class Queue:
     def _run_backup(self, backup_id: str, scope: str) -> str:
         return work.run_backup(self.platform(), uuid.UUID(backup_id), scope)
 
+    def enqueue_import(self, operation_id: uuid.UUID) -> None:
+        """Ask a worker to run (or resume) queued store import ``operation_id``."""
+        self._enqueue(self._import, str(operation_id))
+
+    def _run_import(self, operation_id: str) -> str:
+        return work.run_import(self.platform(), uuid.UUID(operation_id))
+
     def backup_tick(self) -> None:
         """Run the backups, restore tests and pruning that are due (every minute)."""
         work.backup_tick(self.platform())
@@ -174,6 +182,9 @@ class Queue:
         )
         runs = kit.find_stalled(kinds=(OperationKind.FLEET_RUN,))
         backups, backups_ended = work.recover_backups(platform)
+        imports = work.stalled_queued_imports(
+            platform, kit, queued_for=timedelta(seconds=QUEUED_GRACE_S)
+        )
         # A stalled job that was cancelled is claimed to drop what it made, then ends.
         for operation in stalled:
             self.enqueue_provision(operation.id)
@@ -183,15 +194,20 @@ class Queue:
             self.enqueue_fleet_tenants(run.id, work.recover_fleet_run(platform, run.id))
         for backup_id, scope in backups:
             self.enqueue_backup(backup_id, scope)
-        if stalled or runs or backups:
+        for operation_id in imports:
+            self.enqueue_import(operation_id)
+        if stalled or runs or backups or imports:
             log.info(
-                "re-enqueued %d provisioning job(s), %d backup(s); recovered %d fleet run(s)",
+                "re-enqueued %d provisioning job(s), %d backup(s), %d store import(s); "
+                "recovered %d fleet run(s)",
                 len(stalled),
                 len(backups),
+                len(imports),
                 len(runs),
             )
         return (
             len(stalled)
+            + len(imports)
             + len(runs)
             + len(backups)
             + len(ended)

@@ -45,6 +45,10 @@ class Dispatcher(Protocol):
         """Take queued backup ``backup_id`` of ``scope``."""
         ...
 
+    def enqueue_import(self, operation_id: uuid.UUID) -> None:
+        """Run (or resume) queued store import ``operation_id`` (``import shared --queue``)."""
+        ...
+
     def depth(self) -> int:
         """Messages waiting to be run: a cheap call that also proves the queue answers
         (raises :class:`~tenantry.errors.QueueUnreachable` when it does not)."""
@@ -117,6 +121,10 @@ class InProcessDispatcher:
     def enqueue_backup(self, backup_id: uuid.UUID, scope: str) -> None:
         """Take queued backup ``backup_id`` of ``scope`` here."""
         self._run(f"backup-{backup_id}", lambda: work.run_backup(self.platform(), backup_id, scope))
+
+    def enqueue_import(self, operation_id: uuid.UUID) -> None:
+        """Run (or resume) queued store import ``operation_id`` here."""
+        self._run(f"import-{operation_id}", lambda: work.run_import(self.platform(), operation_id))
 
     def depth(self) -> int:
         """Nothing ever waits here: work runs as it is handed over."""

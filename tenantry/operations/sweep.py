@@ -25,6 +25,7 @@ from tenantry.operations.move_store import StoreMover
 from tenantry.operations.recover_rows import recover_stalled_rows
 from tenantry.operations.restore import recover_stalled_restore
 from tenantry.runtime import Platform
+from tenantry.services.import_jobs import queued_imports
 
 log = logging.getLogger("tenantry.jobs")
 
@@ -63,7 +64,12 @@ RERUN: dict[str, str] = {
 def end_abandoned(kit: OperationKit) -> list[uuid.UUID]:
     """End every stalled operation of a kind no worker resumes; the ids of those ended."""
     ended: list[uuid.UUID] = []
-    for stalled in kit.find_stalled(kinds=tuple(OperationKind(k) for k in RERUN)):
+    found = kit.find_stalled(kinds=tuple(OperationKind(k) for k in RERUN))
+    with kit.sessions() as session:  # a queued store import is the workers' to resume
+        handed = queued_imports(session, (s.id for s in found if s.kind == OperationKind.IMPORT))
+    for stalled in found:
+        if stalled.id in handed:
+            continue
         if kit.claim(stalled.id) is None:  # another sweep took it first
             continue
         operation = kit.get(stalled.id)

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from tenantry.backup.storage import storage_for
+from tenantry.db.master.models import OperationKind
 from tenantry.errors import Conflict
 from tenantry.observability import doctor
 from tenantry.observability.checks import diagnose
@@ -34,6 +35,7 @@ from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import audit
 from tenantry.services.backups.targets import resolve
+from tenantry.services.import_jobs import queued_imports
 
 log = logging.getLogger("tenantry.jobs")
 #: Master's column for a job's worker name holds this many characters.
@@ -89,6 +91,28 @@ def recover_fleet_run(platform: Platform, run_id: uuid.UUID) -> list[uuid.UUID]:
     store_ids = fleet_queue.recover_run(platform.sessions, run_id, lease)
     log.info("fleet run %s stalled: %d tenant(s) enqueued again", run_id, len(store_ids))
     return store_ids
+
+
+def run_import(platform: Platform, operation_id: uuid.UUID) -> str:
+    """Run (or resume) queued store import ``operation_id``; how it ended."""
+    # Imported here: an import provisions its stores through the in-process dispatcher,
+    # whose module imports this one.
+    from tenantry.operations import import_queued
+
+    status = import_queued.run_queued_import(platform, operation_id)
+    log.info("store import %s: %s", operation_id, status)
+    return status
+
+
+def stalled_queued_imports(
+    platform: Platform, kit: OperationKit, *, queued_for: timedelta
+) -> list[uuid.UUID]:
+    """The queued store imports no live worker runs (its worker died, or its message was
+    lost: queued longer than ``queued_for``), to enqueue again."""
+    stalled = kit.find_stalled(kinds=(OperationKind.IMPORT,), queued_for=queued_for)
+    with platform.sessions() as session:
+        handed = queued_imports(session, (s.id for s in stalled))
+    return [s.id for s in stalled if s.id in handed]
 
 
 def run_backup(platform: Platform, backup_id: uuid.UUID, scope: str) -> str:

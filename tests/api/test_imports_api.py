@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import func, select
 
+from tenantry.db.master.models import ImportJob, ImportSource
 from tenantry.db.tenant.store.seed import DEFAULT_CATEGORIES
 from tests.api.conftest import Api
 from tests.imports.fixtures import (
@@ -123,3 +125,23 @@ def test_cancel_puts_the_store_back(
     assert sum(store_rows(slug, "products", ["id"]).values()) == 0
     slugs = {row[0] for row in store_rows(slug, "categories", ["slug"])}
     assert slugs == {s for s, _ in DEFAULT_CATEGORIES}
+
+
+def test_queued_import_runs_through_the_dispatcher_and_forgets_its_source(
+    api: Api, shop_prefix: str, shared_source: SourceFactory
+) -> None:
+    source = shared_source("sqlite", shop_prefix, stores_count=2)
+    mapping = yaml.safe_load(Path(MAPPING).read_text())
+    body = {"url": raw(source), "mapping": mapping, "create_stores": True, "queue": True}
+    accepted = api.client.post("/imports/shared", json=body, headers=api.admin)
+    assert accepted.status_code == 202, accepted.text
+    operations = accepted.json()["operations"]
+    assert len(operations) == 2
+    for op in operations:
+        done = _wait(api, op["operation_id"])
+        assert done["status"] == "succeeded", done.get("error")
+    for n in (1, 2):
+        assert sum(store_rows(f"{shop_prefix}-00{n}", "orders", ["id"]).values()) > 0
+    with api.platform.sessions() as session:  # the last store to end forgot the source
+        assert session.scalar(select(func.count()).select_from(ImportSource)) == 0
+        assert session.scalar(select(func.count()).select_from(ImportJob)) == 0

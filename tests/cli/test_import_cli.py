@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import inspect, select
+from sqlalchemy import inspect
 
 from tenantry.db.engines import make_engine, sqlite_path
 from tenantry.db.tenant.store.models import metadata as store_metadata
@@ -30,6 +30,7 @@ from tests.imports.fixtures import (
     SOURCE_FOR,
     SourceFactory,
     admin_url,
+    assert_exactly_once,
     raw,
     shared_source,
     shop_prefix,
@@ -38,67 +39,6 @@ from tests.imports.fixtures import (
 )
 
 __all__ = ["shared_source", "shop_prefix"]  # fixtures, imported to be found
-
-#: (tenant table, its columns, the shared table, the same columns there) compared per store.
-COMPARED = [
-    ("customers", ["id", "email", "first_name"], "customers", ["id", "email", "first_name"]),
-    ("categories", ["id", "parent_id", "slug"], "categories", ["id", "parent_id", "slug"]),
-    ("products", ["id", "sku", "name", "is_active"], "products", ["id", "sku", "title", "active"]),
-    (
-        "product_categories",
-        ["product_id", "category_id"],
-        "product_categories",
-        ["product_id", "category_id"],
-    ),
-    (
-        "orders",
-        ["id", "order_number", "customer_id", "total_minor"],
-        "orders",
-        ["id", "order_number", "customer_id", "total_cents"],
-    ),
-    (
-        "order_items",
-        ["id", "order_id", "product_id", "quantity", "total_minor"],
-        "order_items",
-        ["id", "order_id", "product_id", "quantity", "total_cents"],
-    ),
-]
-
-
-def _product_categories_of(url: Any, store_id: int) -> Any:
-    """product_categories reach their store through products (not a column of their own)."""
-    from collections import Counter
-
-    from tenantry.db.copy import normalise
-
-    pc, products = shared_shop.product_categories, shared_shop.products
-    engine = make_engine(url, pool_size=1)
-    try:
-        with engine.connect() as conn:
-            query = select(pc.c.product_id, pc.c.category_id).where(
-                pc.c.product_id.in_(select(products.c.id).where(products.c.store_id == store_id))
-            )
-            rows = conn.execute(query)
-            return Counter(tuple(str(normalise(v)).replace("-", "") for v in row) for row in rows)
-    finally:
-        engine.dispose()
-
-
-def _assert_exactly_once(source: Any, prefix: str, stores: int) -> None:
-    """Every store's database holds each of its source rows once, and nothing else."""
-    for store_id in range(1, stores + 1):
-        slug = f"{prefix}-{store_id:03d}"
-        for table, columns, shared_table, shared_columns in COMPARED:
-            got = store_rows(slug, table, columns)
-            if shared_table == "product_categories":
-                want = _product_categories_of(source, store_id)
-                got = type(got)(
-                    {tuple(str(v).replace("-", "") for v in k): n for k, n in got.items()}
-                )
-            else:
-                want = source_rows(source, shared_table, store_id, shared_columns)
-            assert got == want, f"{slug}.{table} differs from the source"
-            assert sum(got.values()) > 0
 
 
 def _import_args(source: Any, *extra: str) -> list[str]:
@@ -154,7 +94,7 @@ def test_import_across_engines_killed_mid_copy_then_resumed(
     for table in outcomes[victim]["tables"].values():
         assert table["verified"] == table["rows"]
 
-    _assert_exactly_once(source, shop_prefix, 6)
+    assert_exactly_once(source, shop_prefix, 6)
     assert shared_shop.source_digests(source) == before  # the source was only read
     ops = as_json(cli("ops", "list", "--kind", "import", "--json"))
     victim_ops = [o for o in ops["items"] if o["target"] == victim]
@@ -382,7 +322,7 @@ def test_a_failing_store_is_put_back_and_the_others_carry_on(
         f"{shop_prefix}-002": "skipped",
         failing: "succeeded",
     }
-    _assert_exactly_once(source, shop_prefix, 3)
+    assert_exactly_once(source, shop_prefix, 3)
 
 
 def test_a_store_with_rows_of_its_own_is_refused_and_left_untouched(
@@ -459,7 +399,7 @@ def test_killed_between_copy_and_verification_swept_then_resumed_without_copying
     for table in outcomes[victim]["tables"].values():  # copied by the first run, verified now
         assert table["copied"] == table["verified"] == table["rows"]
     assert store_rows(victim, "order_items", ["id"]) == copied  # nothing copied twice
-    _assert_exactly_once(source, shop_prefix, 2)
+    assert_exactly_once(source, shop_prefix, 2)
     ops = as_json(cli("ops", "list", "--kind", "import", "--store", victim, "--json"))["items"]
     assert sorted(o["status"] for o in ops) == ["failed", "succeeded"]
 

@@ -35,6 +35,8 @@ from tenantry.services.key_rotation import record_rotation, unreadable
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json, process_env
 from tests.conftest import SERVER_URLS, DbFactory, require_server
+from tests.fixtures import shared_shop
+from tests.imports.fixtures import MAPPING
 
 SECRET_URL = "postgresql://shop:s3cret-pw@127.0.0.1:1/shop"
 
@@ -289,10 +291,11 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
     new_database: DbFactory,
     tenant_login: Callable[[str], URL],
     monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     """Master and billing on ``backend``: after `keys rotate --retire-old` the key file holds
-    the new key only, and a tenant connection, a server admin URL and a webhook signing
-    secret all still work with it."""
+    the new key only, and a tenant connection, a server admin URL, a webhook signing secret
+    and a queued import's source all still work with it."""
     server_backend = "postgresql" if backend == "sqlite" else backend
     require_server(server_backend)
     if backend != "sqlite":
@@ -314,6 +317,15 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
     )
     assert secret.exit_code == 0, secret.output
     admin = as_json(cli("apikeys", "create", "--admin", "--name", "ops", "--json"))["key"]
+    # A shared database imported by the workers: its URL waits sealed in master.
+    shop = parse_url(f"sqlite:///{tmp_path / 'shop.db'}")
+    shared_shop.build_shared_shop(shop, stores_count=1, prefix=f"k{uuid.uuid4().hex[:6]}")
+    queued_import = cli(
+        "import", "shared", "--url", str(shop), "--map", str(MAPPING),
+        "--create-stores", "--queue", "--json",
+    )  # fmt: skip
+    assert queued_import.exit_code == 0, queued_import.output
+    (import_op,) = [o["operation_id"] for o in as_json(queued_import)["stores"]]
     stored = _stored_tokens()
     assert stored["billing"]["billing_processor_secrets.secret_encrypted"] == 1
     assert all(n >= 1 for n in stored["master"].values()), stored
@@ -353,6 +365,10 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
             accepted = client.post("/webhooks/stripe/acme", content=body, headers=headers)
             assert accepted.status_code == 200, accepted.text
             assert accepted.json()["duplicate"] is False
+        # The queued import's source, opened by a worker with the new key only.
+        dispatcher.enqueue_import(uuid.UUID(import_op))
+        shown = as_json(cli("ops", "show", import_op, "--json"))
+        assert shown["status"] == "succeeded", shown.get("error")
     finally:
         dispatcher.close()
 

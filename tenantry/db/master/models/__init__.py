@@ -30,6 +30,7 @@ from tenantry.db.master.models.fleet import (
     FleetRunStatus,
     TenantOutcome,
 )
+from tenantry.db.master.models.imports import ImportJob, ImportSource
 from tenantry.db.master.models.logins import LoginFailure, UserSession
 from tenantry.db.master.models.moves import (
     StoreMove,
@@ -92,6 +93,8 @@ __all__ = [
     "FleetResult",
     "FleetRun",
     "FleetRunStatus",
+    "ImportJob",
+    "ImportSource",
     "IntegrationConfig",
     "LoginFailure",
     "MasterBase",
