@@ -5,9 +5,9 @@
   its per-request latencies and its own clock give the rate and percentiles.
 * ``httpx`` (Python, asyncio): needs nothing installed; competes with the server for the CPU.
 
-Each can pace its sending (``rate``: events per second offered, whatever the answers): the
-latency of a server under a fixed load is comparable across senders, while the latency at
-their full speed depends on how much CPU each sender leaves the server on a small machine.
+Each can pace its sending (``rate``: events per second offered, whatever the answers): wrk and
+httpx spread the requests evenly (each at its slot of a schedule); autocannon's rate limit is
+a budget per connection per second, sent in a burst at the start of each second.
 
 Every sender reports the same :class:`SendStats`: webhook deliveries answered 2xx, the
 others, the span from the first request sent to the last answer on the sender's own clock,
