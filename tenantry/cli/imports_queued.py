@@ -78,11 +78,10 @@ def _follow(
     """Show the workers' progress until every store import ended or ``timeout`` passed."""
     watch = WorkerWatch(
         platform.sessions,
-        what=f"{len(operations)} store import(s)",
+        what=f"this import ({len(operations)} stores)",
         patient=timeout is not None,
         quiet=not show,
-        start_hint="Start a worker with `tenantry worker` (or `tenantry up`, which runs one); "
-        "they stay queued until one runs.",
+        start_hint="Start a worker with `tenantry worker` (or `tenantry up`, which runs one).",
     )
     limit = DEFAULT_TIMEOUT_S if timeout is None else timeout
     deadline = time.monotonic() + limit

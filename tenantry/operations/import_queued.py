@@ -46,7 +46,14 @@ def queue_import(job: SharedImport, plan: ImportPlan) -> dict[str, uuid.UUID]:
     if not operations:
         return operations
     platform = job.platform
+    ids = list(operations.values())
     with platform.writer_sessions.begin() as session:
+        # Queued again (the same stores still pending): they read the source given now, and
+        # a source no store reads any more is forgotten.
+        earlier = set(
+            session.scalars(select(ImportJob.source_id).where(ImportJob.operation_id.in_(ids)))
+        )
+        session.execute(delete(ImportJob).where(ImportJob.operation_id.in_(ids)))
         source = ImportSource(
             source_url=platform.box.seal(job.source_url.render_as_string(hide_password=False)),
             # Only what was set: a `constant: null` must stay, an absent key must not appear.
@@ -57,9 +64,10 @@ def queue_import(job: SharedImport, plan: ImportPlan) -> dict[str, uuid.UUID]:
         )
         session.add(source)
         session.flush()
-        session.add_all(
-            ImportJob(operation_id=op_id, source_id=source.id) for op_id in operations.values()
-        )
+        session.add_all(ImportJob(operation_id=op_id, source_id=source.id) for op_id in ids)
+        for source_id in earlier:
+            if not session.scalar(select(exists().where(ImportJob.source_id == source_id))):
+                session.execute(delete(ImportSource).where(ImportSource.id == source_id))
     return operations
 
 

@@ -137,17 +137,26 @@ def test_queued_import_survives_a_killed_worker(
     assert _master_counts(data_dir) == (0, 0)
 
 
-def test_queue_wait_with_no_worker_says_how_to_start_one(
-    cli: Invoke, shop_prefix: str, shared_source: SourceFactory
+def test_queue_wait_with_no_worker_says_how_to_start_one_and_queueing_again_is_safe(
+    cli: Invoke, tmp_path: Path, shop_prefix: str, shared_source: SourceFactory
 ) -> None:
     source = shared_source("sqlite", shop_prefix, stores_count=2)
     assert cli("init").exit_code == 0
     args = ["import", "shared", "--url", raw(source), "--map", str(MAPPING), "--create-stores"]
     waited = cli(*args, "--queue", "--wait")
     assert waited.exit_code != 0
-    assert "no job worker is running" in waited.output
+    assert "no job worker is running: this import (2 stores) stays queued" in waited.output
     assert "tenantry worker" in waited.output
     assert {o["status"] for o in _imports(cli)} == {"queued"}  # still there for a worker
+
+    # Asked again while they wait: the same two operations, now reading the source given last;
+    # the earlier source is forgotten.
+    again = cli(*args, "--queue", "--json")
+    assert again.exit_code == 0, again.output
+    ops = _imports(cli)
+    assert len(ops) == 2
+    assert {o["status"] for o in ops} == {"queued"}
+    assert _master_counts(tmp_path / "data") == (1, 2)
 
     alone = cli("import", "shared", "--url", raw(source), "--map", str(MAPPING), "--wait")
     assert alone.exit_code != 0
