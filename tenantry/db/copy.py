@@ -55,28 +55,64 @@ def _is_json(type_: TypeEngine[Any]) -> bool:
     return isinstance(type_, TypeDecorator) and isinstance(type_.impl_instance, JSON)
 
 
+#: The canonical encoders, made once: ``json.dumps`` with options builds an encoder per call,
+#: which showed as a third of an import's verification time.
+_ROW_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_JSON_VALUE_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _aware_iso(value: datetime) -> str:
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat()
+
+
+def _decimal(value: Decimal) -> str:
+    # 1.50, 1.5 and 15E-1 are one number; "f" never switches to exponent notation.
+    text_ = format(value.normalize(), "f")
+    return "0" if text_ in {"-0", "0"} else text_
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+#: The canonical form by exact type: one lookup per value for what drivers return.
+_BY_TYPE: dict[type, Callable[[Any], Any]] = {
+    type(None): _same,
+    str: _same,
+    int: _same,
+    bool: int,
+    datetime: _aware_iso,
+    date: date.isoformat,
+    time: time.isoformat,
+    Decimal: _decimal,
+    float: repr,
+    uuid.UUID: str,
+    bytes: bytes.hex,
+}
+
+
 def normalise(value: Any, *, json_column: bool = False) -> Any:
     """``value`` in a canonical form that is the same whichever engine it was read from."""
     if json_column:
         # JSON null and SQL NULL both read back as None; everything else as canonical JSON.
-        if value is None:
-            return None
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
-    if value is None or isinstance(value, str):
+        return None if value is None else _JSON_VALUE_ENCODER.encode(value)
+    exact = _BY_TYPE.get(type(value))
+    if exact is not None:
+        return exact(value)
+    # Subclasses (a str enum, an int subclass, a pendulum datetime …) take the long way.
+    if isinstance(value, str):
         return value
     if isinstance(value, bool):  # before int: bool is an int subclass
         return int(value)
     if isinstance(value, int):
         return value
     if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return aware.astimezone(UTC).isoformat()
+        return _aware_iso(value)
     if isinstance(value, date | time):
         return value.isoformat()
     if isinstance(value, Decimal):
-        # 1.50, 1.5 and 15E-1 are one number; "f" never switches to exponent notation.
-        text_ = format(value.normalize(), "f")
-        return "0" if text_ in {"-0", "0"} else text_
+        return _decimal(value)
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, uuid.UUID):
@@ -86,11 +122,18 @@ def normalise(value: Any, *, json_column: bool = False) -> Any:
     return str(value)
 
 
+def canonical_row(values: Iterable[Any], json_columns: Iterable[bool]) -> bytes:
+    """One row's canonical encoding (what :func:`row_hash` hashes)."""
+    canonical = [
+        normalise(v, json_column=True) if j else _BY_TYPE.get(type(v), normalise)(v)
+        for v, j in zip(values, json_columns, strict=True)
+    ]
+    return _ROW_ENCODER.encode(canonical).encode()
+
+
 def row_hash(values: Sequence[Any], json_columns: Sequence[bool]) -> int:
     """One row's SHA-256 as an integer (the unit the table checksum adds up)."""
-    canonical = [normalise(v, json_column=j) for v, j in zip(values, json_columns, strict=True)]
-    encoded = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode()
-    return int.from_bytes(hashlib.sha256(encoded).digest(), "big")
+    return int.from_bytes(hashlib.sha256(canonical_row(values, json_columns)).digest(), "big")
 
 
 def _batches(conn: Connection, table: Table, batch_rows: int) -> Iterator[Sequence[Row[Any]]]:

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, select
 from sqlalchemy.types import JSON, TypeDecorator
 
-from tenantry.db.copy import BATCH_ROWS, TableDigest, normalise
+from tenantry.db.copy import BATCH_ROWS, TableDigest, canonical_row
 
 _MODULUS = 2**256
 
@@ -45,16 +45,16 @@ class Digest:
     def add(self, rows: Iterable[dict[str, Any]]) -> int:
         """Add tenant-shaped ``rows``; the size of their canonical form in bytes (what an
         import reports moving)."""
-        size = 0
-        pairs = list(zip(self.columns, self.flags, strict=True))
+        size, total, count = 0, self.total, 0
+        columns, flags = self.columns, self.flags
         for row in rows:
             # copy.row_hash, keeping the encoded row's length on the way.
-            canonical = [normalise(row[c], json_column=j) for c, j in pairs]
-            encoded = json.dumps(canonical, separators=(",", ":"), ensure_ascii=False).encode()
-            value = int.from_bytes(hashlib.sha256(encoded).digest(), "big")
-            self.total = (self.total + value) % _MODULUS
-            self.rows += 1
+            encoded = canonical_row([row[c] for c in columns], flags)
+            total += int.from_bytes(hashlib.sha256(encoded).digest(), "big")
+            count += 1
             size += len(encoded)
+        self.total = total % _MODULUS
+        self.rows += count
         return size
 
     def resume(self, rows: int, total_hex: str | None) -> None:
@@ -82,9 +82,10 @@ def target_digest(
     result = conn.execution_options(yield_per=batch_rows).execute(
         select(*(table.c[c] for c in columns))
     )
+    keys = list(result.keys())
     try:
         for batch in result.partitions():
-            digest.add(dict(r._mapping) for r in batch)
+            digest.add(dict(zip(keys, r, strict=True)) for r in batch)
     finally:
         result.close()
     return digest.result()

@@ -383,9 +383,10 @@ def store_batches(
     rows again each time (the source need not have an index on store and key together)."""
     query = store_query(source, condition, after=after, limit=None)
     result = conn.execution_options(yield_per=batch_rows).execute(query)
+    keys = list(result.keys())  # once: a row's own mapping view costs more than its values
     try:
         for partition in result.partitions():
-            yield [dict(r._mapping) for r in partition]
+            yield [dict(zip(keys, r, strict=True)) for r in partition]
     finally:
         result.close()
 
