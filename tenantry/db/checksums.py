@@ -12,6 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from alembic.script import Script
 from sqlalchemy import Column, Connection, MetaData, String, Table, inspect, select
@@ -118,9 +119,15 @@ def compare(spec: SchemaSpec, current: str | None, stored: dict[str, str] | None
     return ChecksumReport(changed, [rev for rev in chain if rev not in stored])
 
 
-def verify(conn: Connection, spec: SchemaSpec) -> ChecksumReport:
-    """Read the database's revision and records; never writes."""
-    return compare(spec, migrations.current(conn, spec), recorded(conn, spec))
+#: ``verify``'s default: read the revision from the database.
+_READ = object()
+
+
+def verify(conn: Connection, spec: SchemaSpec, *, revision: Any = _READ) -> ChecksumReport:
+    """Read the database's records (and its revision, unless the caller just read it on
+    ``conn`` and passes it as ``revision``); never writes."""
+    current = migrations.current(conn, spec) if revision is _READ else revision
+    return compare(spec, current, recorded(conn, spec))
 
 
 def record_missing(conn: Connection, spec: SchemaSpec) -> list[str]:

@@ -188,7 +188,9 @@ def verify_tenant(db: TenantDb, spec: SchemaSpec) -> TenantCheck:
                 problems.append(f"at revision {current or 'base'}, the code expects {head}")
             else:
                 problems.extend(f"drift: {d}" for d in migrations.drift(conn, spec))
-            problems.extend(checksums.verify(conn, spec).problems(spec.role.value))
+            problems.extend(
+                checksums.verify(conn, spec, revision=current).problems(spec.role.value)
+            )
             return TenantCheck(db.slug, current, not problems, problems)
     except TenantryError as exc:
         return TenantCheck(db.slug, None, False, [exc.message])
