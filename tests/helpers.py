@@ -77,6 +77,18 @@ def busy_writer(url: URL, statement: Executable) -> Iterator[Callable[[], int]]:
         thread.join()
 
 
+def start_worker(env: dict[str, str], log: Path, **extra: str) -> subprocess.Popen[bytes]:
+    """A real one-thread ``tenantry worker`` with ``env`` (plus ``extra``) as its whole
+    environment, its output appended to ``log``; the caller stops it."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tenantry", "worker", "--workers", "1"],
+            env={**env, **extra},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+
+
 @contextmanager
 def running_worker(log_path: Path, *, threads: int = 1) -> Iterator[subprocess.Popen[bytes]]:
     """A real ``tenantry worker`` process on the test's data dir, stopped (SIGTERM, then

@@ -4,8 +4,6 @@ forgotten when the last store ends."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ from sqlalchemy import create_engine, func, select
 from tenantry.db.master.models import ImportJob, ImportSource
 from tests.cli.conftest import Invoke, as_json, process_env
 from tests.conftest import require_server
+from tests.helpers import start_worker
 from tests.imports.fixtures import (
     MAPPING,
     SOURCE_FOR,
@@ -32,16 +31,6 @@ __all__ = ["shared_source", "shop_prefix"]  # fixtures, imported to be found
 
 LEASE_S = "1"
 PASSWORD = "Sealed-pw-4791"
-
-
-def _worker(env: dict[str, str], log: Path, **extra: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tenantry", "worker", "--workers", "1"],
-            env={**env, **extra},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def _imports(cli: Invoke) -> list[dict[str, Any]]:
@@ -112,12 +101,12 @@ def test_queued_import_survives_a_killed_worker(
     env = process_env(data_dir, TENANTRY_JOB_LEASE_SECONDS=LEASE_S)
     log = tmp_path / "worker.log"
     victim = f"{shop_prefix}-002"
-    doomed = _worker(env, log, TENANTRY_FAILPOINTS=f"import.batch.{victim}.order_items.2=kill")
+    doomed = start_worker(env, log, TENANTRY_FAILPOINTS=f"import.batch.{victim}.order_items.2=kill")
     assert doomed.wait(timeout=180) == -9, log.read_text()[-3000:]
     partial = sum(store_rows(victim, "order_items", ["id"]).values())
     assert partial > 0  # killed mid-copy, with some of its rows in
 
-    rescuer = _worker(env, log)
+    rescuer = start_worker(env, log)
     try:
         ops = _wait_all_ended(cli, 3)
     finally:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -16,6 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from tenantry.cli.main import app
+from tests.helpers import start_worker
 from tests.platform_fixtures import ENV_VARS
 
 LEASE_S = 0.5
@@ -38,16 +38,6 @@ def tenantry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
     unset: dict[str, str | None] = {k: None for k in os.environ if k not in env}
     result = CliRunner().invoke(app, list(args), env={**unset, **env}, catch_exceptions=False)
     return subprocess.CompletedProcess(list(args), result.exit_code, result.stdout, result.stderr)
-
-
-def worker(env: dict[str, str], log: Path, **extra: str) -> subprocess.Popen[bytes]:
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "tenantry", "worker", "--workers", "1"],
-            env={**env, **extra},
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
 
 
 def job_state(env: dict[str, str], job_id: str) -> dict[str, object]:
@@ -75,14 +65,14 @@ def test_killed_worker_job_is_finished_by_the_next_worker(
     job_id = str(uuid.UUID(json.loads(queued.stdout)["id"]))
     log = tmp_path / "worker.log"
 
-    doomed = worker(env, log, TENANTRY_FAILPOINTS="provision.seed=kill")
+    doomed = start_worker(env, log, TENANTRY_FAILPOINTS="provision.seed=kill")
     assert doomed.wait(timeout=60) == -9  # SIGKILL, mid-job
     state = job_state(env, job_id)
     assert state["status"] == "running"
     assert state["step"] == "seed"
 
     time.sleep(LEASE_S + 0.2)
-    rescuer = worker(env, log)
+    rescuer = start_worker(env, log)
     try:
         wait_until(lambda: job_state(env, job_id)["status"] == "completed", 60)
     finally:
