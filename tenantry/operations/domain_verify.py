@@ -80,11 +80,13 @@ def verify(
     raw_host: str,
     *,
     actor: str,
-    address: HostAddress = system_address,
+    address: HostAddress | None = None,
     use_dns: bool = True,
 ) -> Verification:
     """Check that the token of ``store_ref``'s domain ``raw_host`` is published (HTTP first,
-    then DNS) and record it as verified if so. A domain verified before stays verified."""
+    then DNS) and record it as verified if so. A domain verified before stays verified.
+    ``address`` maps the host to where its web server is (default :func:`system_address`)."""
+    reach = address or system_address
     with platform.sessions() as session:
         store = stores.get_store(session, store_ref)
         domain = domains.get_domain(session, store, raw_host)
@@ -92,7 +94,7 @@ def verify(
     if already:
         return Verification(host, True, None, "already verified")
     checks: list[tuple[str, Callable[[], str | None]]] = [
-        ("http", lambda: http_token_found(host, token, address))
+        ("http", lambda: http_token_found(host, token, reach))
     ]
     if use_dns:
         checks.append(("dns", lambda: dns_token_found(host, token)))

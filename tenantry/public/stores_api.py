@@ -102,9 +102,11 @@ class StoresApi:
         ref: str,
         host: str,
         *,
-        address: domain_verify.HostAddress = domain_verify.system_address,
+        address: domain_verify.HostAddress | None = None,
     ) -> domain_verify.Verification:
-        """Check the host's published token (HTTP, then DNS); verified hosts resolve."""
+        """Check the host's published token (HTTP, then DNS); verified hosts resolve.
+        ``address`` maps the host to where its web server listens (default: the host's
+        port 80 through the system resolver)."""
         return domain_verify.verify(self._platform, ref, host, actor=self._actor, address=address)
 
     def remove_domain(self, ref: str, host: str) -> None:
