@@ -1,0 +1,123 @@
+"""``from tenantry import Tenantry``: sessions on stores' databases with the HTTP API's rules."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import select
+
+from tenantry import NotFound, StoreSuspended, Tenantry
+from tenantry.db.billing.models import BillingCustomer
+from tenantry.db.master.models import Store
+from tenantry.db.tenant.store.models import Product
+from tenantry.runtime import Platform
+from tenantry.settings import Settings
+from tests.platform_fixtures import platform, settings
+from tests.tenantry_fixtures import app, open_store, pg_server, product
+
+__all__ = ["app", "pg_server", "platform", "settings"]
+
+
+def skus(app: Tenantry, slug: str) -> set[str]:
+    with app.tenant_session(slug) as session:
+        return set(session.scalars(select(Product.sku)))
+
+
+def test_a_session_commits_on_exit_and_rolls_back_on_error(app: Tenantry) -> None:
+    open_store(app, "shop-a")
+    open_store(app, "shop-b")
+    with app.tenant_session("shop-a") as session:
+        session.add(product("A-1"))
+    with pytest.raises(RuntimeError), app.tenant_session("shop-a") as session:
+        session.add(product("A-2"))
+        session.flush()
+        raise RuntimeError("the app failed half-way")
+    assert skus(app, "shop-a") == {"A-1"}
+    assert skus(app, "shop-b") == set()
+
+
+def test_unknown_and_suspended_stores_are_refused(app: Tenantry) -> None:
+    open_store(app, "shop-s")
+    with pytest.raises(NotFound, match="nope"):
+        app.tenant_engine("nope")
+    app.stores.suspend("shop-s", reason="unpaid")
+    with pytest.raises(StoreSuspended, match="'shop-s' is suspended"), app.tenant_session(
+        "shop-s"
+    ):
+        pass
+    app.stores.resume("shop-s")
+    assert skus(app, "shop-s") == set()
+
+
+def test_engines_are_bounded_by_max_engines(settings: Settings) -> None:
+    one = Tenantry(Platform.open(settings.model_copy(update={"max_engines": 1})), inline=True)
+    try:
+        for slug in ("lru-a", "lru-b", "lru-c"):
+            open_store(one, slug)
+            with one.tenant_session(slug) as session:
+                session.add(product(slug.upper()))
+        assert one.platform.router.stats().engines == 1
+        assert {s for slug in ("lru-a", "lru-b", "lru-c") for s in skus(one, slug)} == {
+            "LRU-A",
+            "LRU-B",
+            "LRU-C",
+        }
+    finally:
+        one.close()
+
+
+def test_async_sessions_on_sqlite_and_postgresql(app: Tenantry, pg_server: str) -> None:
+    open_store(app, "async-lite")
+    open_store(app, "async-pg", server=pg_server)
+
+    async def work() -> dict[str, set[str]]:
+        for slug in ("async-lite", "async-pg"):
+            async with app.tenant_async_session(slug) as session:
+                session.add(product(f"{slug}-1".upper()))
+        seen = {}
+        for slug in ("async-lite", "async-pg"):
+            async with app.tenant_async_session(slug) as session:
+                seen[slug] = set((await session.scalars(select(Product.sku))).all())
+        with pytest.raises(RuntimeError):
+            async with app.tenant_async_session("async-pg") as session:
+                session.add(product("ROLLED-BACK"))
+                await session.flush()
+                raise RuntimeError("boom")
+        await app._async_router.dispose_all()
+        return seen
+
+    seen = asyncio.run(work())
+    assert seen == {"async-lite": {"ASYNC-LITE-1"}, "async-pg": {"ASYNC-PG-1"}}
+    assert skus(app, "async-pg") == {"ASYNC-PG-1"}  # the sync session sees what async wrote
+    app.stores.suspend("async-pg")
+
+    async def refused() -> None:
+        async with app.tenant_async_session("async-pg"):
+            pass
+
+    with pytest.raises(StoreSuspended):
+        asyncio.run(refused())
+
+
+def test_provision_handle_reports_progress(app: Tenantry) -> None:
+    app.stores.create("shop-p", "Shop P", plan="starter")
+    handle = app.provision("shop-p")
+    assert handle.job_id is not None
+    handle.wait(timeout=120)
+    assert (handle.status, handle.progress, handle.completed) == ("completed", 100, True)
+    assert app.stores.get("shop-p").database_status == "active"
+    assert [s.slug for s in app.stores.all()] == ["shop-p"]
+
+
+def test_master_billing_and_billing_customers(app: Tenantry) -> None:
+    open_store(app, "shop-m")
+    with app.master_session() as master:
+        assert master.scalar(select(Store.name).where(Store.slug == "shop-m")) == "Shop-M"
+    first = app.billing.customers.create("cust-1", email="a@example.com", name="Acme")
+    again = app.billing.customers.create("cust-1", email="a@example.com", name="Acme")
+    assert first.id == again.id
+    with app.billing_session() as billing:
+        assert billing.scalar(
+            select(BillingCustomer.app_id).where(BillingCustomer.id == first.id)
+        ) == app.settings.app
