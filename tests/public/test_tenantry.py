@@ -29,10 +29,15 @@ def test_a_session_commits_on_exit_and_rolls_back_on_error(app: Tenantry) -> Non
     open_store(app, "shop-b")
     with app.tenant_session("shop-a") as session:
         session.add(product("A-1"))
-    with pytest.raises(RuntimeError), app.tenant_session("shop-a") as session:
-        session.add(product("A-2"))
-        session.flush()
-        raise RuntimeError("the app failed half-way")
+
+    def fail_half_way() -> None:
+        with app.tenant_session("shop-a") as session:
+            session.add(product("A-2"))
+            session.flush()
+            raise RuntimeError("the app failed half-way")
+
+    with pytest.raises(RuntimeError):
+        fail_half_way()
     assert skus(app, "shop-a") == {"A-1"}
     assert skus(app, "shop-b") == set()
 
@@ -42,9 +47,7 @@ def test_unknown_and_suspended_stores_are_refused(app: Tenantry) -> None:
     with pytest.raises(NotFound, match="nope"):
         app.tenant_engine("nope")
     app.stores.suspend("shop-s", reason="unpaid")
-    with pytest.raises(StoreSuspended, match="'shop-s' is suspended"), app.tenant_session(
-        "shop-s"
-    ):
+    with pytest.raises(StoreSuspended, match="'shop-s' is suspended"), app.tenant_session("shop-s"):
         pass
     app.stores.resume("shop-s")
     assert skus(app, "shop-s") == set()
@@ -71,6 +74,12 @@ def test_async_sessions_on_sqlite_and_postgresql(app: Tenantry, pg_server: str) 
     open_store(app, "async-lite")
     open_store(app, "async-pg", server=pg_server)
 
+    async def fail_half_way() -> None:
+        async with app.tenant_async_session("async-pg") as session:
+            session.add(product("ROLLED-BACK"))
+            await session.flush()
+            raise RuntimeError("boom")
+
     async def work() -> dict[str, set[str]]:
         for slug in ("async-lite", "async-pg"):
             async with app.tenant_async_session(slug) as session:
@@ -80,10 +89,7 @@ def test_async_sessions_on_sqlite_and_postgresql(app: Tenantry, pg_server: str) 
             async with app.tenant_async_session(slug) as session:
                 seen[slug] = set((await session.scalars(select(Product.sku))).all())
         with pytest.raises(RuntimeError):
-            async with app.tenant_async_session("async-pg") as session:
-                session.add(product("ROLLED-BACK"))
-                await session.flush()
-                raise RuntimeError("boom")
+            await fail_half_way()
         await app._async_router.dispose_all()
         return seen
 
@@ -118,6 +124,7 @@ def test_master_billing_and_billing_customers(app: Tenantry) -> None:
     again = app.billing.customers.create("cust-1", email="a@example.com", name="Acme")
     assert first.id == again.id
     with app.billing_session() as billing:
-        assert billing.scalar(
-            select(BillingCustomer.app_id).where(BillingCustomer.id == first.id)
-        ) == app.settings.app
+        assert (
+            billing.scalar(select(BillingCustomer.app_id).where(BillingCustomer.id == first.id))
+            == app.settings.app
+        )
