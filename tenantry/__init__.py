@@ -19,6 +19,7 @@ from tenantry.version import __version__
 if TYPE_CHECKING:
     from tenantry.db.identity import Identity, guard, read_identity
     from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, schema_for
+    from tenantry.db.tenant.store.models import Product
     from tenantry.errors import (
         ConfigurationError,
         DatabaseUnreachable,
@@ -69,6 +70,8 @@ _HOMES = {
     "get_settings": "tenantry.settings",
     "load_settings": "tenantry.settings",
     "Tenantry": "tenantry.public.tenantry",
+    # The default store schema's product: what the example storefront lists and adds.
+    "Product": "tenantry.db.tenant.store.models",
     "ByApiKey": "tenantry.tenancy",
     "ByHeader": "tenantry.tenancy",
     "ByHost": "tenantry.tenancy",
@@ -103,6 +106,7 @@ __all__ = [
     "MigrationError",
     "NotFound",
     "NotOwner",
+    "Product",
     "ResolvedStore",
     "Role",
     "SchemaMismatch",

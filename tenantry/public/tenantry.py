@@ -38,7 +38,7 @@ from tenantry.services.routing import StoreRoute
 from tenantry.settings import Settings, load_settings
 
 if TYPE_CHECKING:
-    from tenantry.tenancy.resolver import TenantResolver
+    from tenantry.tenancy.resolver import ResolvedStore, TenantResolver
     from tenantry.tenancy.strategies import Strategy
 
 
@@ -179,6 +179,14 @@ class Tenantry:
         from tenantry.tenancy.fastapi_dependency import tenant_session_dependency
 
         return tenant_session_dependency(self)
+
+    @cached_property
+    def current_store(self) -> Callable[..., ResolvedStore]:
+        """A FastAPI dependency, ``Depends(app.current_store)``: the store the tenant
+        middleware resolved for the request (id, slug, name, how it was found)."""
+        from tenantry.tenancy.fastapi_dependency import current_store
+
+        return current_store
 
     # ---------------------------------------------------------------- lifetime
 
