@@ -14,9 +14,9 @@ from tenantry.db.tenant.store.models import Product
 from tenantry.runtime import Platform
 from tenantry.settings import Settings
 from tests.platform_fixtures import platform, settings
-from tests.tenantry_fixtures import app, open_store, pg_server, product
+from tests.tenantry_fixtures import app, new_slug, open_store, product
 
-__all__ = ["app", "pg_server", "platform", "settings"]
+__all__ = ["app", "platform", "settings"]
 
 
 def skus(app: Tenantry, slug: str) -> set[str]:
@@ -70,22 +70,37 @@ def test_engines_are_bounded_by_max_engines(settings: Settings) -> None:
         one.close()
 
 
-def test_async_sessions_on_sqlite_and_postgresql(app: Tenantry, pg_server: str) -> None:
-    open_store(app, "async-lite")
-    open_store(app, "async-pg", server=pg_server)
+@pytest.mark.parametrize("server_backend", ["postgresql", "mysql"])
+def test_async_sessions_beside_sqlite(
+    app: Tenantry, platform: Platform, server_backend: str
+) -> None:
+    from tests.conftest import require_server
+    from tests.services.test_moves import drop_server_databases, register
 
+    require_server(server_backend)
+    register(platform, "srv", server_backend)
+    lite, served = new_slug("async-lite"), new_slug("async-srv")
+    try:
+        open_store(app, lite)
+        open_store(app, served, server="srv")
+        check_async_sessions(app, lite, served)
+    finally:
+        drop_server_databases(platform)
+
+
+def check_async_sessions(app: Tenantry, lite: str, served: str) -> None:
     async def fail_half_way() -> None:
-        async with app.tenant_async_session("async-pg") as session:
+        async with app.tenant_async_session(served) as session:
             session.add(product("ROLLED-BACK"))
             await session.flush()
             raise RuntimeError("boom")
 
     async def work() -> dict[str, set[str]]:
-        for slug in ("async-lite", "async-pg"):
+        for slug in (lite, served):
             async with app.tenant_async_session(slug) as session:
-                session.add(product(f"{slug}-1".upper()))
+                session.add(product(f"{slug}-1"))
         seen = {}
-        for slug in ("async-lite", "async-pg"):
+        for slug in (lite, served):
             async with app.tenant_async_session(slug) as session:
                 seen[slug] = set((await session.scalars(select(Product.sku))).all())
         with pytest.raises(RuntimeError):
@@ -94,12 +109,12 @@ def test_async_sessions_on_sqlite_and_postgresql(app: Tenantry, pg_server: str) 
         return seen
 
     seen = asyncio.run(work())
-    assert seen == {"async-lite": {"ASYNC-LITE-1"}, "async-pg": {"ASYNC-PG-1"}}
-    assert skus(app, "async-pg") == {"ASYNC-PG-1"}  # the sync session sees what async wrote
-    app.stores.suspend("async-pg")
+    assert seen == {lite: {f"{lite}-1"}, served: {f"{served}-1"}}
+    assert skus(app, served) == {f"{served}-1"}  # the sync session sees what async wrote
+    app.stores.suspend(served)
 
     async def refused() -> None:
-        async with app.tenant_async_session("async-pg"):
+        async with app.tenant_async_session(served):
             pass
 
     with pytest.raises(StoreSuspended):
