@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from tenantry import NotFound, StoreSuspended, Tenantry
+from tenantry import ConfigurationError, NotFound, StoreSuspended, Tenantry
 from tenantry.db.billing.models import BillingCustomer
 from tenantry.db.master.models import Store
 from tenantry.db.tenant.store.models import Product
@@ -143,3 +144,34 @@ def test_master_billing_and_billing_customers(app: Tenantry) -> None:
             billing.scalar(select(BillingCustomer.app_id).where(BillingCustomer.id == first.id))
             == app.settings.app
         )
+
+
+def test_async_engines_are_bounded_by_max_engines(settings: Settings) -> None:
+    one = Tenantry(Platform.open(settings.model_copy(update={"max_engines": 1})), inline=True)
+    try:
+        for slug in ("alru-a", "alru-b"):
+            open_store(one, slug)
+
+        async def use_both() -> list[int]:
+            sizes: list[int] = []
+            for slug in ("alru-a", "alru-b", "alru-a"):
+                async with one.tenant_async_session(slug) as session:
+                    session.add(product(f"{slug}-{len(sizes)}"))
+                sizes.append(one._async_router.size)
+            await one._async_router.dispose_all()
+            return sizes
+
+        assert asyncio.run(use_both()) == [1, 1, 1]
+        assert skus(one, "alru-a") == {"alru-a-0", "alru-a-2"}
+    finally:
+        one.close()
+
+
+def test_an_uninitialised_installation_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path / "empty"))
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    with pytest.raises(ConfigurationError, match="does not exist") as raised:
+        Tenantry.from_env()
+    assert raised.value.hint == "Run `tenantry init` first."
