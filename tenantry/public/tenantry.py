@@ -13,6 +13,7 @@ engines), so a tenant session here obeys the same identity check, engine bound
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -53,6 +54,7 @@ class Tenantry:
         configured queue that ``tenantry worker`` serves."""
         self.platform = platform
         self._dispatcher = dispatcher
+        self._dispatcher_lock = threading.Lock()
         self._inline = inline
         self._actor = app_actor(platform.settings.app)
         self._async_router = AsyncTenantRouter(
@@ -141,13 +143,14 @@ class Tenantry:
     @property
     def dispatcher(self) -> Dispatcher:
         """Where durable work (provisioning) goes; opened on first use."""
-        if self._dispatcher is None:
-            self._dispatcher = (
-                InProcessDispatcher(self.platform, background=True, name="app:")
-                if self._inline
-                else open_dispatcher(self.platform.settings)
-            )
-        return self._dispatcher
+        with self._dispatcher_lock:  # threads provisioning at once share one dispatcher
+            if self._dispatcher is None:
+                self._dispatcher = (
+                    InProcessDispatcher(self.platform, background=True, name="app:")
+                    if self._inline
+                    else open_dispatcher(self.platform.settings)
+                )
+            return self._dispatcher
 
     def provision(
         self, slug: str | uuid.UUID, *, server: str | None = None, url: str | None = None
