@@ -184,6 +184,14 @@ class Tenantry:
         return tenant_session_dependency(self)
 
     @cached_property
+    def current_tenant_async_session(self) -> Callable[..., AsyncIterator[AsyncSession]]:
+        """The async counterpart of :attr:`current_tenant_session`, for ``async def`` routes
+        (one event loop per process, as uvicorn runs)."""
+        from tenantry.tenancy.fastapi_dependency import tenant_async_session_dependency
+
+        return tenant_async_session_dependency(self)
+
+    @cached_property
     def current_store(self) -> Callable[..., ResolvedStore]:
         """A FastAPI dependency, ``Depends(app.current_store)``: the store the tenant
         middleware resolved for the request (id, slug, name, how it was found)."""
@@ -200,9 +208,19 @@ class Tenantry:
             self._dispatcher.close()
         self.platform.close()
 
+    async def dispose_async_engines(self) -> None:
+        """Dispose the async engines (from the event loop that used them), say before that
+        loop ends; the next async session opens them again."""
+        await self._async_router.dispose_all()
+
+    @property
+    def async_engines(self) -> int:
+        """Async engines held now (at most ``TENANTRY_MAX_ENGINES``)."""
+        return self._async_router.size
+
     async def aclose(self) -> None:
         """Dispose the async engines, then :meth:`close`."""
-        await self._async_router.dispose_all()
+        await self.dispose_async_engines()
         await asyncio.to_thread(self.close)
 
     def __enter__(self) -> Tenantry:

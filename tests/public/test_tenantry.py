@@ -106,7 +106,7 @@ def check_async_sessions(app: Tenantry, lite: str, served: str) -> None:
                 seen[slug] = set((await session.scalars(select(Product.sku))).all())
         with pytest.raises(RuntimeError):
             await fail_half_way()
-        await app._async_router.dispose_all()
+        await app.dispose_async_engines()
         return seen
 
     seen = asyncio.run(work())
@@ -157,8 +157,8 @@ def test_async_engines_are_bounded_by_max_engines(settings: Settings) -> None:
             for slug in ("alru-a", "alru-b", "alru-a"):
                 async with one.tenant_async_session(slug) as session:
                     session.add(product(f"{slug}-{len(sizes)}"))
-                sizes.append(one._async_router.size)
-            await one._async_router.dispose_all()
+                sizes.append(one.async_engines)
+            await one.dispose_async_engines()
             return sizes
 
         assert asyncio.run(use_both()) == [1, 1, 1]
