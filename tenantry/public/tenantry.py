@@ -169,8 +169,8 @@ class Tenantry:
     # ---------------------------------------------------------------- web apps
 
     def resolver(self, *strategies: Strategy) -> TenantResolver:
-        """A resolver trying ``strategies`` in order (default: custom domains and the
-        ``TENANTRY_TENANT_HOST_PATTERN`` subdomain, then the ``X-Tenant`` header)."""
+        """A resolver trying ``strategies`` in order (default: ``ByHost()``, verified custom
+        domains then the ``TENANTRY_TENANT_HOST_PATTERN`` subdomain)."""
         from tenantry.tenancy.resolver import TenantResolver
 
         return TenantResolver(self.platform, strategies)

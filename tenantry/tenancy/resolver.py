@@ -15,7 +15,7 @@ from tenantry.db.master.models import DatabaseStatus
 from tenantry.errors import InvalidInput, NotFound, StoreUnavailable, TenantryError, Unauthorized
 from tenantry.runtime import Platform
 from tenantry.services.routing import unavailable
-from tenantry.tenancy.strategies import ByHeader, ByHost, RequestFacts, Strategy
+from tenantry.tenancy.strategies import ByHost, RequestFacts, Strategy
 
 #: Where the middlewares put the resolved store: ``scope["state"][STATE_KEY]`` (ASGI, so
 #: ``request.state.tenantry_store`` in Starlette) and ``environ[ENVIRON_KEY]`` (WSGI).
@@ -54,7 +54,9 @@ class TenantResolver:
 
     def __init__(self, platform: Platform, strategies: Sequence[Strategy] = ()) -> None:
         pattern = platform.settings.tenant_host_pattern
-        chosen = list(strategies) or [ByHost(), ByHeader()]
+        # By host alone unless told otherwise: a header or path names any store the client
+        # likes, which an app must choose knowingly.
+        chosen = list(strategies) or [ByHost()]
         self.strategies: list[Strategy] = [
             s.with_default(pattern) if isinstance(s, ByHost) else s for s in chosen
         ]
