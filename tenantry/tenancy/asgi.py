@@ -5,8 +5,9 @@
 
 The resolved :class:`~tenantry.tenancy.resolver.ResolvedStore` is put in
 ``scope["state"]["tenantry_store"]`` (``request.state.tenantry_store`` in Starlette); a path
-prefix it consumed moves from ``path`` to ``root_path``. Requests it cannot resolve are
-answered here, in JSON, and never reach the app.
+prefix it consumed is appended to ``root_path``, ``path`` staying the full path as uvicorn
+gives it (Starlette, FastAPI and Django route on ``path`` less ``root_path``). Requests it
+cannot resolve are answered here, in JSON, and never reach the app.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ class TenantMiddleware:
         self.exempt = exempt
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or scope["path"].startswith(self.exempt):
+        if scope["type"] not in ("http", "websocket") or route_path(scope).startswith(self.exempt):
             await self.app(scope, receive, send)
             return
         facts = _facts(scope)
@@ -52,10 +53,19 @@ class TenantMiddleware:
         scope = dict(scope)
         scope["state"] = {**scope.get("state", {}), STATE_KEY: resolved}
         if resolved.prefix:
-            scope["root_path"] = scope.get("root_path", "") + resolved.prefix
-            scope["path"] = resolved.path
-            scope["raw_path"] = resolved.path.encode()
+            root = scope.get("root_path", "") + resolved.prefix
+            scope["root_path"] = root
+            scope["path"] = root + resolved.path
         await self.app(scope, receive, send)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app routes on: ``path`` less the ``root_path`` it is mounted at."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("", "/"):
+        return path[len(root) :] or "/"
+    return path
 
 
 def _facts(scope: Scope) -> RequestFacts:
@@ -63,7 +73,7 @@ def _facts(scope: Scope) -> RequestFacts:
         name.decode("latin-1").lower(): value.decode("latin-1")
         for name, value in scope.get("headers", [])
     }
-    return RequestFacts(headers.get("host"), scope["path"], headers)
+    return RequestFacts(headers.get("host"), route_path(scope), headers)
 
 
 async def _refuse(scope: Scope, send: Send, refusal: Refusal) -> None:

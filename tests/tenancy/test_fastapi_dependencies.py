@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from tenantry import ByHeader, Product, TenantMiddleware, Tenantry
+from tenantry import ByHeader, ByPathPrefix, Product, TenantMiddleware, Tenantry
 from tests.platform_fixtures import platform, settings
 from tests.tenantry_fixtures import app, open_store
 
@@ -28,7 +28,7 @@ def shops(app: Tenantry) -> Tenantry:
 
 def test_fastapi_dependencies_sync_and_async(shops: Tenantry) -> None:
     web = FastAPI()
-    web.add_middleware(TenantMiddleware, resolver=shops.resolver(ByHeader()))
+    web.add_middleware(TenantMiddleware, resolver=shops.resolver(ByPathPrefix(), ByHeader()))
     sync_session = Annotated[Session, Depends(shops.current_tenant_session)]
     async_session = Annotated[AsyncSession, Depends(shops.current_tenant_async_session)]
 
@@ -55,6 +55,7 @@ def test_fastapi_dependencies_sync_and_async(shops: Tenantry) -> None:
                 await client.post("/async/B1", headers={"X-Tenant": "beta"}),
                 await client.get("/skus", headers={"X-Tenant": "alpha"}),
                 await client.get("/skus", headers={"X-Tenant": "beta"}),
+                await client.get("/t/beta/skus"),
             ]
             await shops.dispose_async_engines()
             return out
@@ -63,3 +64,4 @@ def test_fastapi_dependencies_sync_and_async(shops: Tenantry) -> None:
     assert [r.status_code for r in responses[:3]] == [200, 200, 200]
     assert responses[3].json() == ["A1", "S1"]
     assert responses[4].json() == ["B1"]
+    assert responses[5].json() == ["B1"]  # /t/beta/skus routed to /skus

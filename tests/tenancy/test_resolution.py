@@ -98,7 +98,12 @@ def test_header_path_and_api_key_in_order(shops: Tenantry) -> None:
     resolver = shops.resolver(ByPathPrefix("/t/"), ByHeader("X-Tenant"), ByApiKey())
     web = TenantMiddleware(echo, resolver, exempt=("/healthz",))
     by_path = get(web, "/t/beta/products?x=1", **{"X-Tenant": "alpha"})
-    assert by_path.json() == {"slug": "beta", "via": "path", "path": "/products", "root": "/t/beta"}
+    assert by_path.json() == {
+        "slug": "beta",
+        "via": "path",
+        "path": "/t/beta/products",
+        "root": "/t/beta",
+    }
     assert get(web, "/products", **{"X-Tenant": "Alpha"}).json()["via"] == "header"
     assert get(web, "/t/nope/x").status_code == 404
     with shops.platform.sessions.begin() as session:
