@@ -12,7 +12,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from tenantry.db.master.models import DatabaseStatus
-from tenantry.errors import InvalidInput, NotFound, StoreUnavailable, TenantryError, Unauthorized
+from tenantry.errors import (
+    DatabaseUnreachable,
+    InvalidInput,
+    NotFound,
+    StoreUnavailable,
+    TenantryError,
+    Unauthorized,
+)
 from tenantry.runtime import Platform
 from tenantry.services.routing import unavailable
 from tenantry.tenancy.strategies import ByHost, RequestFacts, Strategy
@@ -97,4 +104,6 @@ def refusal_of(exc: TenantryError) -> Refusal:
         status = 400
     elif isinstance(exc, Unauthorized):
         status = 401
+    elif isinstance(exc, DatabaseUnreachable):  # master is down: try again later
+        status = 503
     return Refusal(status, type(exc).__name__, exc.message, exc.hint)
