@@ -1,7 +1,9 @@
 """tenantry: a platform kit for multi-database SaaS.
 
-The public API: settings, the database roles and their schemas, the identity guard and the
-errors tenantry raises. Everything else is importable but may change between versions.
+The public API: :class:`Tenantry` (tenant sessions, stores, provisioning and billing for
+application code), tenant resolution for web apps (``TenantMiddleware``, ``ByHost``…),
+settings, the database roles and their schemas, the identity guard and the errors tenantry
+raises. Everything else is importable but may change between versions.
 
 Names are imported on first use (PEP 562), so ``import tenantry`` (and every ``tenantry``
 command's start-up) does not pay for SQLAlchemy until something needs it.
@@ -17,17 +19,31 @@ from tenantry.version import __version__
 if TYPE_CHECKING:
     from tenantry.db.identity import Identity, guard, read_identity
     from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, schema_for
+    from tenantry.db.tenant.store.models import Product
     from tenantry.errors import (
         ConfigurationError,
         DatabaseUnreachable,
         MigrationError,
+        NotFound,
         NotOwner,
         SchemaMismatch,
+        StoreSuspended,
+        StoreUnavailable,
         TenantryError,
         UnidentifiedDatabase,
         WrongDatabase,
     )
+    from tenantry.public.tenantry import Tenantry
     from tenantry.settings import Settings, get_settings, load_settings
+    from tenantry.tenancy import (
+        ByApiKey,
+        ByHeader,
+        ByHost,
+        ByPathPrefix,
+        ResolvedStore,
+        TenantMiddleware,
+        WsgiTenantMiddleware,
+    )
 
 #: Each public name and the module that holds it.
 _HOMES = {
@@ -42,7 +58,10 @@ _HOMES = {
     "ConfigurationError": "tenantry.errors",
     "DatabaseUnreachable": "tenantry.errors",
     "MigrationError": "tenantry.errors",
+    "NotFound": "tenantry.errors",
     "NotOwner": "tenantry.errors",
+    "StoreSuspended": "tenantry.errors",
+    "StoreUnavailable": "tenantry.errors",
     "SchemaMismatch": "tenantry.errors",
     "TenantryError": "tenantry.errors",
     "UnidentifiedDatabase": "tenantry.errors",
@@ -50,6 +69,16 @@ _HOMES = {
     "Settings": "tenantry.settings",
     "get_settings": "tenantry.settings",
     "load_settings": "tenantry.settings",
+    "Tenantry": "tenantry.public.tenantry",
+    # The default store schema's product: what the example storefront lists and adds.
+    "Product": "tenantry.db.tenant.store.models",
+    "ByApiKey": "tenantry.tenancy",
+    "ByHeader": "tenantry.tenancy",
+    "ByHost": "tenantry.tenancy",
+    "ByPathPrefix": "tenantry.tenancy",
+    "ResolvedStore": "tenantry.tenancy",
+    "TenantMiddleware": "tenantry.tenancy",
+    "WsgiTenantMiddleware": "tenantry.tenancy",
 }
 
 
@@ -67,18 +96,30 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "ByApiKey",
+    "ByHeader",
+    "ByHost",
+    "ByPathPrefix",
     "ConfigurationError",
     "DatabaseUnreachable",
     "Identity",
     "MigrationError",
+    "NotFound",
     "NotOwner",
+    "Product",
+    "ResolvedStore",
     "Role",
     "SchemaMismatch",
     "SchemaSpec",
     "Settings",
+    "StoreSuspended",
+    "StoreUnavailable",
+    "TenantMiddleware",
+    "Tenantry",
     "TenantryError",
     "UnidentifiedDatabase",
     "WrongDatabase",
+    "WsgiTenantMiddleware",
     "__version__",
     "billing_schema",
     "get_settings",

@@ -93,6 +93,10 @@ class StoreUnavailable(TenantryError):
     """A store's database cannot serve requests now (suspended, provisioning, moving)."""
 
 
+class StoreSuspended(StoreUnavailable):
+    """The store was suspended: its traffic is refused until it is resumed."""
+
+
 class LimitExceeded(TenantryError):
     """The store's plan does not allow this (too many products, orders or API calls)."""
 

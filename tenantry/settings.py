@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     usage_refresh_minutes: int = Field(
         60, ge=1, le=1440, validation_alias="TENANTRY_USAGE_REFRESH_MINUTES"
     )
+    #: Stores served on subdomains: a host pattern with one ``{slug}`` label, such as
+    #: ``{slug}.example.com``, used by ``tenantry.tenancy.ByHost`` unless given one in code.
+    tenant_host_pattern: str | None = Field(None, validation_alias="TENANTRY_TENANT_HOST_PATTERN")
 
     @field_validator("database_url", "database_url_billing", mode="after")
     @classmethod

@@ -24,6 +24,7 @@ from tenantry.api.routes import (
     monitoring,
     operations,
     servers,
+    store_domains,
     stores,
     tenant_data,
     webhooks,
@@ -88,6 +89,7 @@ def create_app(
     # Added last, so outermost: every answer is counted, whoever gave it.
     app.add_middleware(HttpMetrics)
     app.include_router(stores.router)
+    app.include_router(store_domains.router)
     app.include_router(servers.router)
     app.include_router(tenant_data.router)
     app.include_router(billing.router)

@@ -1,5 +1,5 @@
 """``tenantry stores``: create, list, show, update, suspend, resume, move and delete stores,
-rotate their runtime credentials and show their usage."""
+rotate their runtime credentials, show their usage and manage their custom domains."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from tenantry.cli.output import (
     reports_errors,
 )
 from tenantry.cli.store_credentials import rotate_credentials
+from tenantry.cli.store_domains import app as domains_app
 from tenantry.cli.store_move import move
 from tenantry.cli.store_usage import usage
 from tenantry.cli.stores_gdpr import erase_customer
@@ -393,3 +394,4 @@ app.command()(move)
 app.command("rotate-credentials")(rotate_credentials)
 app.command("erase-customer")(erase_customer)
 app.command("usage")(usage)
+app.add_typer(domains_app, name="domains")

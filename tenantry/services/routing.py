@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
@@ -26,7 +27,7 @@ from tenantry.db.identity import expect
 from tenantry.db.master.models import DatabaseStatus, Store
 from tenantry.db.schemas import Role
 from tenantry.db.urls import mask
-from tenantry.errors import StoreUnavailable
+from tenantry.errors import StoreSuspended, StoreUnavailable
 from tenantry.observability import metrics
 from tenantry.services.connections import tenant_url
 from tenantry.services.stores import active_connection
@@ -37,6 +38,18 @@ class _Entry:
     engine: Engine
     version: int
     last_used: float
+
+
+@dataclass(frozen=True)
+class StoreRoute:
+    """Where an active store's database is, as master says now (the URL holds its runtime
+    login's password: never show it)."""
+
+    store_id: uuid.UUID
+    slug: str
+    connection_version: int
+    url: URL
+    instance_id: str | None
 
 
 @dataclass(frozen=True)
@@ -81,7 +94,7 @@ class TenantRouter:
         """
         if store.database_status != DatabaseStatus.ACTIVE:
             self.evict(store.id)
-            raise StoreUnavailable(_why_unavailable(store))
+            raise unavailable(store)
         now = time.monotonic()
         with self._lock:
             entry = self._entries.get(store.id)
@@ -159,15 +172,29 @@ class TenantRouter:
                 break
         return doomed
 
-    def _open(self, master: Session, store: Store) -> Engine:
+    def route(self, master: Session, store: Store) -> StoreRoute:
+        """Where ``store``'s database is; refuses a store that is not active, as
+        :meth:`engine` does (async engines are opened from this, see ``async_routing``)."""
+        if store.database_status != DatabaseStatus.ACTIVE:
+            raise unavailable(store)
         config = active_connection(master, store)
         if config is None:
             raise StoreUnavailable(
                 f"store {store.slug!r} has no database yet.",
                 f"Provision it: tenantry provision {store.slug} --new.",
             )
-        engine = make_engine(
+        return StoreRoute(
+            store.id,
+            store.slug,
+            store.connection_version,
             tenant_url(self._box, config),
+            config.instance_id,
+        )
+
+    def _open(self, master: Session, store: Store) -> Engine:
+        route = self.route(master, store)
+        engine = make_engine(
+            route.url,
             pool_size=self._pool_size,
             statement_timeout_ms=self._statement_timeout_ms,
             role=Role.TENANT.value,
@@ -179,7 +206,7 @@ class TenantRouter:
                     conn,
                     Role.TENANT,
                     where=f"{mask(engine.url)} (store {store.slug!r}'s database)",
-                    instance_id=config.instance_id,
+                    instance_id=route.instance_id,
                     why=f"store {store.slug!r}'s connection leads there, not to its own "
                     "database, so it is not served",
                     hint="Someone changed the database behind the connection: check it before "
@@ -191,10 +218,14 @@ class TenantRouter:
         return engine
 
 
-def _why_unavailable(store: Store) -> str:
+def unavailable(store: Store) -> StoreUnavailable:
+    """The error for a store whose database does not serve now (suspended, provisioning…)."""
     status = store.database_status
     if status == DatabaseStatus.SUSPENDED:
-        return f"store {store.slug!r} is suspended."
+        return StoreSuspended(
+            f"store {store.slug!r} is suspended.",
+            f"Its traffic is refused until it is resumed (tenantry stores resume {store.slug}).",
+        )
     if status == DatabaseStatus.PROVISIONING:
-        return f"store {store.slug!r} is still being provisioned."
-    return f"store {store.slug!r} is not available ({status})."
+        return StoreUnavailable(f"store {store.slug!r} is still being provisioned.")
+    return StoreUnavailable(f"store {store.slug!r} is not available ({status}).")

@@ -23,6 +23,7 @@ from tenantry.db.master.models.billing import (
     TransactionStatus,
     UsageMetric,
 )
+from tenantry.db.master.models.domains import StoreDomain
 from tenantry.db.master.models.fleet import (
     ABANDONED_STEP,
     FleetResult,
@@ -109,6 +110,7 @@ __all__ = [
     "ProvisioningStatus",
     "StorageStatus",
     "Store",
+    "StoreDomain",
     "StoreMove",
     "StoreMoveStatus",
     "Subscription",

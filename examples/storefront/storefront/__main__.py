@@ -1,0 +1,5 @@
+"""``python -m storefront``."""
+
+from storefront.app import main
+
+main()

@@ -1,0 +1,109 @@
+"""Finding the store of a request: ordered strategies, the first that names a store wins.
+
+A store that does not exist is a 404, a suspended (or not yet provisioned) one a 403, a Host
+header that is not a host name a 400: :func:`refusal_of` turns each into what the
+middlewares answer, as JSON in tenantry's error shape.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from tenantry.db.master.models import DatabaseStatus
+from tenantry.errors import (
+    DatabaseUnreachable,
+    InvalidInput,
+    NotFound,
+    StoreUnavailable,
+    TenantryError,
+    Unauthorized,
+)
+from tenantry.runtime import Platform
+from tenantry.services.routing import unavailable
+from tenantry.tenancy.strategies import ByHost, RequestFacts, Strategy
+
+#: Where the middlewares put the resolved store: ``scope["state"][STATE_KEY]`` (ASGI, so
+#: ``request.state.tenantry_store`` in Starlette) and ``environ[ENVIRON_KEY]`` (WSGI).
+STATE_KEY = "tenantry_store"
+ENVIRON_KEY = "tenantry.store"
+
+
+@dataclass(frozen=True)
+class ResolvedStore:
+    """The store a request is for, how it was found, and the path left for the app."""
+
+    id: uuid.UUID
+    slug: str
+    name: str
+    via: str
+    prefix: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """What a middleware answers when resolution fails."""
+
+    status: int
+    type: str
+    message: str
+    hint: str | None
+
+    def body(self) -> dict[str, dict[str, str | None]]:
+        """The JSON body, in the shape tenantry's API uses for errors."""
+        return {"error": {"type": self.type, "message": self.message, "hint": self.hint}}
+
+
+class TenantResolver:
+    """Resolves requests to stores with ``strategies``, in order."""
+
+    def __init__(self, platform: Platform, strategies: Sequence[Strategy] = ()) -> None:
+        pattern = platform.settings.tenant_host_pattern
+        # By host alone unless told otherwise: a header or path names any store the client
+        # likes, which an app must choose knowingly.
+        chosen = list(strategies) or [ByHost()]
+        self.strategies: list[Strategy] = [
+            s.with_default(pattern) if isinstance(s, ByHost) else s for s in chosen
+        ]
+        self._platform = platform
+
+    def resolve(self, request: RequestFacts) -> ResolvedStore:
+        """The active store ``request`` names. Raises :class:`NotFound` (no strategy named
+        a store, or the store named does not exist), :class:`StoreUnavailable` (suspended,
+        not provisioned), :class:`InvalidInput` (a garbage Host) or :class:`Unauthorized`
+        (an unknown API key)."""
+        with self._platform.sessions() as master:
+            for strategy in self.strategies:
+                match = strategy.find(master, request)
+                if match is None:
+                    continue
+                store = match.store
+                if store.database_status != DatabaseStatus.ACTIVE:
+                    raise unavailable(store)
+                rest = request.path[len(match.prefix) :] or "/"
+                return ResolvedStore(
+                    store.id, store.slug, store.name, strategy.name, match.prefix, rest
+                )
+        tried = ", ".join(s.name for s in self.strategies)
+        raise NotFound(
+            "no store matches this request.",
+            f"Name the store by one of: {tried} (e.g. its verified custom domain).",
+        )
+
+
+def refusal_of(exc: TenantryError) -> Refusal:
+    """The answer to a request whose store could not be resolved."""
+    status = 500
+    if isinstance(exc, NotFound):
+        status = 404
+    elif isinstance(exc, StoreUnavailable):
+        status = 403
+    elif isinstance(exc, InvalidInput):
+        status = 400
+    elif isinstance(exc, Unauthorized):
+        status = 401
+    elif isinstance(exc, DatabaseUnreachable):  # master is down: try again later
+        status = 503
+    return Refusal(status, type(exc).__name__, exc.message, exc.hint)
