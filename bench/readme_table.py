@@ -292,6 +292,8 @@ def compare(results: Path, other: Path) -> bool:
             print(f"{row.measure[:72]:72} {row.tenantry:>22} {'(not in the other)':>22}")
             continue
         pairs = [(row.tenantry, match.tenantry)]
+        if row.ratio and match.ratio:  # what the targets judge: the figure over its floor
+            pairs.append((f"ratio {row.ratio}", f"ratio {match.ratio}"))
         pairs += list(
             zip(
                 re.findall(r"p99 [0-9.]+", row.tenantry),
