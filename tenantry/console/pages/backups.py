@@ -21,9 +21,9 @@ from tenantry.db.master.models import BackupStatus
 from tenantry.errors import TenantryError
 from tenantry.operations import backup_request, records
 from tenantry.services.backups.catalog import list_backups
-from tenantry.services.backups.overview import platform_protection, store_protection
 from tenantry.services.backups.policies import policy_for
-from tenantry.services.backups.targets import parse_scope
+from tenantry.services.backups.scheduling import protection
+from tenantry.services.backups.targets import parse_scope, scope_name
 from tenantry.services.store_overview import search_stores
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -44,10 +44,11 @@ def backups_page(
 ) -> HTMLResponse:
     """Master, billing and a page of stores, each against its policy."""
     rows, total = search_stores(master, search=q, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
-    protections = store_protection(master, [r.store for r in rows])
+    scopes = ["master", "billing", *(scope_name("tenant", r.store.slug) for r in rows)]
+    found = protection(master, scopes)
     context: dict[str, Any] = {
-        "platform_rows": platform_protection(master),
-        "store_rows": list(zip(rows, protections, strict=True)),
+        "platform_rows": found[:2],
+        "store_rows": list(zip(rows, found[2:], strict=True)),
         "q": q,
         "total": total,
         "page": page,
