@@ -100,7 +100,7 @@ def page_of(
     conditions = [model.app_id == app_id]
     if status and what != "customers":
         conditions.append(model.status == status)
-    newest = _NEWEST.get(what, model.created_at)
+    newest = _NEWEST[what] if what in _NEWEST else model.created_at
     query = select(model).where(*conditions).order_by(newest.desc(), model.id)
     if model is BillingInvoice:
         query = query.options(selectinload(BillingInvoice.milestones))
