@@ -58,7 +58,7 @@ def test_a_backup_is_run_from_the_backups_page_and_watched_to_the_end(
     page = pages.open()
     sign_in(page, console, console.operator)
     page.goto(f"{console.base}/console/backups")
-    page.get_by_label("Store").fill(slug)
+    page.get_by_role("searchbox", name="Store").fill(slug)
     page.get_by_role("button", name="Search").click()
     page.get_by_role("link", name=slug, exact=True).click()
     page.wait_for_url(f"{console.base}/console/backups/db/store:{slug}")

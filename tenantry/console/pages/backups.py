@@ -108,4 +108,4 @@ def run_now(
         shown_error = form_error("run", exc)
         with platform.sessions() as master:
             return artifacts_page(request, master, scope, error=shown_error)
-    return RedirectResponse(f"/console/backups/db/{quote(scope)}", status_code=303)
+    return RedirectResponse(f"/console/backups/db/{quote(scope, safe=':')}", status_code=303)
