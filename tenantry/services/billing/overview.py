@@ -33,7 +33,13 @@ LISTS: dict[str, Any] = {
     "events": BillingWebhook,
 }
 #: The time each list is ordered by, newest first.
-_NEWEST = {"events": BillingWebhook.received_at}
+_NEWEST: dict[str, Any] = {
+    "customers": BillingCustomer.created_at,
+    "subscriptions": BillingSubscription.created_at,
+    "invoices": BillingInvoice.created_at,
+    "payments": BillingPayment.created_at,
+    "events": BillingWebhook.received_at,
+}
 
 
 @dataclass
@@ -100,7 +106,7 @@ def page_of(
     conditions = [model.app_id == app_id]
     if status and what != "customers":
         conditions.append(model.status == status)
-    newest = _NEWEST[what] if what in _NEWEST else model.created_at
+    newest = _NEWEST[what]
     query = select(model).where(*conditions).order_by(newest.desc(), model.id)
     if model is BillingInvoice:
         query = query.options(selectinload(BillingInvoice.milestones))
