@@ -124,6 +124,15 @@ def test_the_new_pages_show_the_fleet_the_protection_and_billing(
         assert state.inner_text() == words[state.get_attribute("data-state") or ""], scope
     assert "no database (pending)" in page.locator('tr[data-scope="store:beta"]').inner_text()
 
+    page.goto(console.base + "/console/health")
+    # Alert rules now: a threshold rule is evaluated on this moment's numbers; a rate rule
+    # says it needs Prometheus. One tenant, at head: nothing lags.
+    lagging = page.locator('tr[data-alert="TenantryFleetTenantsLagging"] [data-state]')
+    assert lagging.inner_text() == "clear"
+    latency = page.locator('tr[data-alert="TenantryQueryLatency"]').first
+    assert "not evaluated" in latency.inner_text()
+    assert page.locator("table.alerts tbody tr").count() >= 18
+
     page.goto(console.base + "/console/billing")
     assert page.locator("table.apps").inner_text().count("acme") == 1
     rate = page.locator('tr[data-rate="acme/stripe"]').inner_text()
