@@ -29,7 +29,7 @@ from tenantry.operations.fleet_queue import start_queued_run
 from tenantry.operations.fleet_verify import verify_fleet
 from tenantry.runtime import Platform
 from tenantry.services.fleet_migrate import MigrateOptions, TenantCheck, plan_sql
-from tenantry.services.fleet_status import fleet_status
+from tenantry.services.fleet_status import fleet_counts, fleet_status
 from tenantry.services.fleet_targets import tenant_databases
 from tenantry.services.permissions import ensure_may_write
 
@@ -39,6 +39,9 @@ router = APIRouter(prefix="/console", include_in_schema=False)
 LAGGING_SHOWN = 50
 #: Tenant databases opened at once by the preview and by verify.
 CONCURRENCY = 4
+#: Verify runs within the request: beyond this many tenant databases it would hold the page
+#: for minutes, and the CLI (which shows its progress) is the place for it.
+VERIFY_AT_MOST = 500
 
 
 def fleet_page(
@@ -133,6 +136,14 @@ def verify(request: Request, form: FormDep, user: WriterDep, platform: PlatformD
     each real revision, so this is an action a viewer may not take."""
     try:
         ensure_may_write("verify the fleet")
+        with platform.sessions() as master:
+            total = sum(fleet_counts(master, platform.tenant_spec).per_revision.values())
+        if total > VERIFY_AT_MOST:
+            raise InvalidInput(
+                f"the fleet has {total} tenant databases; the console verifies at most "
+                f"{VERIFY_AT_MOST} in one request.",
+                "Run `tenantry fleet status --verify` (it shows its progress as it goes).",
+            )
         checks = verify_fleet(
             platform.sessions, platform.box, platform.tenant_spec, concurrency=CONCURRENCY
         )
