@@ -8,6 +8,7 @@ the number of rows billing holds.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -22,8 +23,12 @@ from tenantry.db.billing.models import (
     BillingWebhook,
     WebhookStatus,
 )
+from tenantry.db.types import utcnow
 from tenantry.errors import InvalidInput
 
+#: The failure rate is over the events received this recently (seed 004's window, as the
+#: doctor's webhook check).
+RATE_WINDOW = timedelta(hours=24)
 #: What a page of one app's records may list, and the model each holds.
 LISTS: dict[str, Any] = {
     "customers": BillingCustomer,
@@ -76,11 +81,13 @@ def apps(session: Session) -> list[AppSummary]:
     return [found[k] for k in sorted(found)]
 
 
-def webhook_rates(session: Session) -> list[WebhookRate]:
-    """Per app and processor: events stored, and how many are failed now."""
+def webhook_rates(session: Session, *, window: timedelta = RATE_WINDOW) -> list[WebhookRate]:
+    """Per app and processor: events received within ``window`` (the doctor's 24 hours by
+    default), and how many of them are failed now."""
     failed = func.sum(case((BillingWebhook.status == WebhookStatus.FAILED, 1), else_=0))
     rows = session.execute(
         select(BillingWebhook.app_id, BillingWebhook.processor, func.count(), failed)
+        .where(BillingWebhook.received_at >= utcnow() - window)
         .group_by(BillingWebhook.app_id, BillingWebhook.processor)
         .order_by(BillingWebhook.app_id, BillingWebhook.processor)
     )

@@ -64,11 +64,12 @@ def test_apps_rates_and_pages(sessions: sessionmaker[Session]) -> None:
         session.add_all(_event("acme", "stripe", n, s) for n, s in enumerate(statuses))
         session.add(_event("acme", "tilled", 10, "processed"))
         session.add_all(_event("globex", "stripe", n, "failed") for n in range(2))
+        session.add(_event("globex", "tilled", 25 * 60, "failed"))  # 25 h ago: not in the rate
 
     with sessions() as session:
         apps = {a.app_id: a.counts for a in overview.apps(session)}
         assert apps["acme"] == {"customers": 55, "invoices": 1, "events": 5}
-        assert apps["globex"] == {"customers": 1, "events": 2}
+        assert apps["globex"] == {"customers": 1, "events": 3}
         rates = [
             (r.app_id, r.processor, r.total, r.failed, r.percent)
             for r in overview.webhook_rates(session)
