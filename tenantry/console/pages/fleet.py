@@ -35,8 +35,8 @@ from tenantry.services.permissions import ensure_may_write
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-#: How many lagging tenants the page names (the count is always whole).
-LAGGING_SHOWN = 50
+#: How many lagging and failed tenants the page names (the counts are always whole).
+SHOWN = 50
 #: Tenant databases opened at once by the preview and by verify.
 CONCURRENCY = 4
 #: Verify runs within the request: beyond this many tenant databases it would hold the page
@@ -59,7 +59,8 @@ def fleet_page(
     context: dict[str, Any] = {
         "st": st,
         "bars": count_bars(st.per_revision, marked=st.head, mark="head"),
-        "lagging": st.lagging[:LAGGING_SHOWN],
+        "lagging": st.lagging[:SHOWN],
+        "failed": st.failed[:SHOWN],
         "run": shown(run) if run is not None else None,
         "error": error,
         "checks": checks,
