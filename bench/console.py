@@ -4,11 +4,15 @@
 
 A fresh installation on SQLite (temp data dir): N stores created through the stores service
 (their subscriptions and audit entries with them), a backup row and a finished operation for
-every store, 30 days of usage for one store, and an operator signed in through the same login
-the console uses. Each page is then requested ``--runs`` times in turn through the app
-in-process (ASGI, no network: the time is the server's), after one warm-up request each.
-Prints a table (median, mean, p90, p99, max in ms; the bar is 300 ms) and writes
-``console.json`` with the run's metadata.
+every store, 30 days of usage for one store, every other store recorded active at a schema
+revision (one in ten behind head, for the fleet page), an app in billing with N customers,
+N webhook events (one in twenty failed), N/5 invoices with three milestones each and N/2
+payments, and an operator signed in through the same login the console uses. Each page is
+then requested ``--runs`` times in turn through the app in-process (ASGI, no network: the
+time is the server's), after one warm-up request each. The fleet preview and verify open
+every tenant database (actions, not pages) and are not measured here. Prints a table
+(median, mean, p90, p99, max in ms; the bar is 300 ms) and writes ``console.json`` with the
+run's metadata.
 """
 
 from __future__ import annotations
@@ -26,15 +30,26 @@ from benchkit import environment, run_metadata, summary
 from fastapi.testclient import TestClient
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy import select
 
 from tenantry.api.app import create_app
 from tenantry.api.deps import SESSION_COOKIE
+from tenantry.db import migrations
+from tenantry.db.billing.models import (
+    BillingCustomer,
+    BillingInvoice,
+    BillingInvoiceMilestone,
+    BillingPayment,
+    BillingWebhook,
+)
 from tenantry.db.master.models import (
     Backup,
     BackupStatus,
+    DatabaseStatus,
     Operation,
     OperationKind,
     OperationStatus,
+    Store,
     UsageMetric,
     UserRole,
 )
@@ -46,6 +61,7 @@ from tenantry.settings import load_settings
 
 #: The bar the console is held to: no page over this much server time.
 BUDGET_MS = 300.0
+BENCH_APP = "bench-app"
 PASSWORD = "bench-password-1"
 _UNSET = ("DATABASE_URL", "DATABASE_URL_BILLING", "TENANTRY_QUEUE_URL", "TENANTRY_SECRET_KEYS")
 
@@ -113,6 +129,83 @@ def seed(platform: Platform, count: int) -> str:
         return first.slug
 
 
+def seed_fleet(platform: Platform) -> None:
+    """Every other store active at head, one in ten of those behind it (master's records
+    only: the fleet page reads no tenant database)."""
+    head = migrations.head(platform.tenant_spec)
+    with platform.writer_sessions.begin() as session:
+        for i, store in enumerate(session.scalars(select(Store).order_by(Store.slug))):
+            if i % 2 == 0:
+                store.database_status = DatabaseStatus.ACTIVE
+                store.schema_revision = head if i % 20 else "older"
+
+
+def seed_billing(platform: Platform, count: int) -> None:
+    """One app with ``count`` customers and events, invoices with milestones, payments."""
+    now = datetime.now(UTC)
+    with platform.billing_writer_sessions.begin() as session:
+        customers = [
+            BillingCustomer(
+                app_id=BENCH_APP,
+                external_customer_id=f"cust-{i:05d}",
+                email=f"c{i}@example.com",
+                name=f"Customer {i}",
+            )
+            for i in range(count)
+        ]
+        session.add_all(customers)
+        session.flush()
+        for i in range(count):
+            session.add(
+                BillingWebhook(
+                    app_id=BENCH_APP,
+                    processor="stripe" if i % 3 else "tilled",
+                    event_id=f"evt_{i:06d}",
+                    event_type="payment_intent.succeeded",
+                    payload="{}",
+                    status="failed" if i % 20 == 0 else "processed",
+                    attempts=1,
+                    last_error="OperationalError: bench" if i % 20 == 0 else None,
+                    received_at=now - timedelta(minutes=i),
+                )
+            )
+        for i in range(count // 5):
+            invoice = BillingInvoice(
+                app_id=BENCH_APP,
+                customer_id=customers[i].id,
+                invoice_number=f"INV-{i:05d}",
+                amount_minor=30_000,
+                amount_paid_minor=10_000,
+                currency="USD",
+                status="open",
+            )
+            session.add(invoice)
+            session.flush()
+            for n in range(3):
+                session.add(
+                    BillingInvoiceMilestone(
+                        invoice_id=invoice.id,
+                        position=n,
+                        name=f"Milestone {n + 1}",
+                        amount_minor=10_000,
+                        status="paid" if n == 0 else "pending",
+                    )
+                )
+        for i in range(count // 2):
+            session.add(
+                BillingPayment(
+                    app_id=BENCH_APP,
+                    customer_id=customers[i].id,
+                    amount_minor=10_000,
+                    amount_refunded_minor=0,
+                    currency="USD",
+                    status="succeeded",
+                    processor="stripe",
+                    processor_payment_id=f"pi_{i:06d}",
+                )
+            )
+
+
 def measure(client: TestClient, paths: dict[str, str], runs: int) -> dict[str, list[float]]:
     """Each path ``runs`` times, taking turns; the time of each answer in ms."""
     times: dict[str, list[float]] = {name: [] for name in paths}
@@ -148,6 +241,8 @@ def main() -> None:
         try:
             started = time.perf_counter()
             slug = seed(platform, args.stores)
+            seed_fleet(platform)
+            seed_billing(platform, args.stores)
             console.print(f"seeded {args.stores} stores in {time.perf_counter() - started:.1f} s")
             signed = api_access.login(
                 platform.writer_sessions,
@@ -162,6 +257,7 @@ def main() -> None:
         finally:
             platform.close()
         middle = args.stores // 2
+        mid_page = max(1, middle // 50)
         paths = {
             "stores (page 1)": "/console/stores",
             f"stores (page {max(1, middle // 50)})": f"/console/stores?page={max(1, middle // 50)}",
@@ -171,6 +267,17 @@ def main() -> None:
             "operations": "/console/operations",
             "operation progress": f"/console/operations/{op_id}/progress",
             "health": "/console/health",
+            "fleet": "/console/fleet",
+            "backups (page 1)": "/console/backups",
+            f"backups (page {mid_page})": f"/console/backups?page={mid_page}",
+            "backups search": "/console/backups?q=store-0042",
+            "backup artifacts": f"/console/backups/db/store:{slug}",
+            "backup artifacts (master)": "/console/backups/db/master",
+            "billing (events)": f"/console/billing?app={BENCH_APP}",
+            "billing (failed events)": f"/console/billing?app={BENCH_APP}&tab=events&status=failed",
+            "billing (invoices)": f"/console/billing?app={BENCH_APP}&tab=invoices",
+            "billing (customers p. 10)": f"/console/billing?app={BENCH_APP}&tab=customers&page=10",
+            "billing (payments)": f"/console/billing?app={BENCH_APP}&tab=payments",
         }
         with TestClient(create_app(settings), base_url="http://127.0.0.1") as client:
             client.cookies.set(SESSION_COOKIE, signed.token)

@@ -14,6 +14,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from tenantry.api.errors import error_response
 from tenantry.console import auth
 from tenantry.console.pages import (
+    backups,
+    billing,
+    fleet,
     health,
     operations,
     store_detail,
@@ -121,6 +124,9 @@ def install(app: FastAPI) -> None:
         store_recover,
         store_move,
         operations,
+        fleet,
+        backups,
+        billing,
         health,
     ):
         app.include_router(module.router)

@@ -81,3 +81,30 @@ def bar_chart(
             )
         )
     return Chart(title, bars, peak, sum(v for _, v in values))
+
+
+@dataclass(frozen=True)
+class CountBar:
+    """One labelled horizontal bar: its label, its count, its share of the largest (0-100)
+    and a text mark (``head``) that says what colour alone would otherwise say."""
+
+    label: str
+    count: int
+    share: float
+    mark: str | None = None
+
+
+def count_bars(counts: dict[str, int], *, marked: str | None, mark: str) -> list[CountBar]:
+    """``counts`` as horizontal bars, the largest first; the one named ``marked`` carries
+    ``mark`` in text beside its count."""
+    peak = max(counts.values(), default=0)
+    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [
+        CountBar(
+            label,
+            n,
+            0.0 if peak == 0 else round(100 * n / peak, 1),
+            mark if label == marked else None,
+        )
+        for label, n in ordered
+    ]

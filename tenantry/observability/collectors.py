@@ -129,6 +129,18 @@ class PlatformCollector(Collector):
         info.add_metric([__version__], 1)
         yield info
 
+    def read(self, names: Iterable[str]) -> list[Metric]:
+        """The families ``names`` only, read now (the console's alert states need a few, not
+        a whole scrape); one that fails is left out, as in a scrape."""
+        platform = self._platform()
+        found: list[Metric] = []
+        for name in names:
+            try:
+                found += self._families[name][1](platform)
+            except Exception as exc:  # as in collect(): the others are still read
+                log.warning("metrics: reading %s failed (%s)", name, _why(exc))
+        return found
+
     # ------------------------------------------------------------------ families
 
     def _operations(self, platform: Platform) -> list[Metric]:

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from tenantry.console.auth import HOME, safe_next
-from tenantry.console.charts import HEIGHT, bar_chart
+from tenantry.console.charts import HEIGHT, bar_chart, count_bars
 from tenantry.console.templating import age
 from tenantry.services.usage import UsageDay
 
@@ -63,3 +63,14 @@ def test_ages_are_written_in_the_largest_whole_unit() -> None:
     assert age(now - timedelta(minutes=7, seconds=59), now) == "7 min"
     assert age(now - timedelta(hours=3), now) == "3 h"
     assert age((now - timedelta(days=2)).replace(tzinfo=None), now) == "2 d"
+
+
+def test_count_bars_say_in_text_what_the_colour_says() -> None:
+    bars = count_bars({"0002": 10, "0001": 30, "unknown": 0}, marked="0002", mark="head")
+    # The largest first, each scaled to it, the head marked in words.
+    assert [(b.label, b.count, b.share, b.mark) for b in bars] == [
+        ("0001", 30, 100.0, None),
+        ("0002", 10, 33.3, "head"),
+        ("unknown", 0, 0.0, None),
+    ]
+    assert count_bars({}, marked=None, mark="head") == []

@@ -1,5 +1,6 @@
-"""The health page: ``tenantry doctor``'s checks, run on the API's own platform, and the
-registered database servers with how many stores each holds."""
+"""The health page: ``tenantry doctor``'s checks, run on the API's own platform, the alert
+rules' current state (on the numbers a scrape exports now), and the registered database
+servers with how many stores each holds and the data they hold."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from tenantry.api.deps import DispatcherDep, MasterDep, PlatformDep
 from tenantry.console.auth import UserDep
 from tenantry.console.templating import render
 from tenantry.observability import doctor
+from tenantry.observability.alert_states import alert_states
 from tenantry.observability.checks import diagnose
+from tenantry.observability.collectors import PlatformCollector
 from tenantry.services.store_overview import server_loads
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -24,7 +27,8 @@ def health_page(
     platform: PlatformDep,
     dispatcher: DispatcherDep,
 ) -> HTMLResponse:
-    """Every doctor check (status, evidence, the fix) and the servers with their stores."""
+    """Every doctor check (status, evidence, the fix), each alert rule's state now, and the
+    servers with their stores."""
     context = doctor.DoctorContext.borrow(
         platform.settings,
         platform.master_engine,
@@ -42,5 +46,6 @@ def health_page(
             "overall": doctor.overall(results).value,
             "counts": counts,
             "servers": server_loads(master),
+            "alerts": alert_states(PlatformCollector(lambda: platform, lambda: dispatcher)),
         },
     )

@@ -11,17 +11,25 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
+from tenantry.db.schemas import Role
 from tenantry.db.types import utcnow
 from tenantry.services.backups.policies import Policy, next_due, policy_for
-from tenantry.services.backups.targets import scope_of, scratch_problems, tenant_targets
+from tenantry.services.backups.targets import (
+    STORE_PREFIX,
+    scope_of,
+    scratch_problems,
+    tenant_targets,
+)
 from tenantry.settings import Settings
 
 IN_PROGRESS = (BackupStatus.QUEUED, BackupStatus.RUNNING)
+#: Past this share of the policy's maximum age, a protected database is shown amber.
+AMBER_SHARE = 0.75
 
 
 @dataclass
@@ -68,6 +76,29 @@ class Protection:
         return since is None or next_due(self.policy.verify_schedule, since) <= self.now
 
     @property
+    def state(self) -> tuple[str, str]:
+        """How the database stands against its policy, as a colour named in words and why:
+        ``red`` (not protected: no good backup, the newest older than the policy allows, or
+        backups that cannot be restore-tested; or its newest restore test failed), ``amber``
+        (no restore test ran yet, or the newest good backup is past three quarters of the
+        allowed age), ``green`` otherwise."""
+        max_h = self.policy.max_age_hours
+        if self.last_good is None:
+            return "red", "no good backup"
+        age_h = (self.now - self.last_good.started_at).total_seconds() / 3600
+        if not self.protected:
+            if self.unverifiable is not None:
+                return "red", f"cannot be restore-tested: {self.unverifiable}"
+            return "red", f"newest good backup {age_h:.0f} h old; the policy allows {max_h} h"
+        if self.last_verified is not None and self.last_verified.verify_passed is False:
+            return "red", "the newest restore test failed"
+        if age_h > AMBER_SHARE * max_h:
+            return "amber", f"newest good backup {age_h:.0f} h old of {max_h} h allowed"
+        if self.last_verified is None:
+            return "amber", "no restore test has run yet"
+        return "green", f"newest good backup {age_h:.1f} h old of {max_h} h allowed"
+
+    @property
     def rto_met(self) -> bool | None:
         """Whether the last measured restore fitted in the RTO (None: never measured)."""
         if self.last_verified is None or self.last_verified.verify_duration_ms is None:
@@ -81,7 +112,7 @@ def protection(
     """The protection of each scope (``master``, ``billing``, ``store:<slug>``)."""
     now = now or utcnow()
     by_scope: dict[str, list[Backup]] = {s: [] for s in scopes}
-    query = select(Backup).where(Backup.status != BackupStatus.PRUNED)
+    query = select(Backup).where(Backup.status != BackupStatus.PRUNED, _of(scopes))
     for backup in session.scalars(query.order_by(Backup.started_at.desc())):
         scope = scope_of(backup)
         if scope in by_scope:
@@ -105,6 +136,15 @@ def protection(
             )
         )
     return found
+
+
+def _of(scopes: list[str]) -> ColumnElement[bool]:
+    """The backups of ``scopes`` only (a page of stores reads its own backups, not all)."""
+    roles = [s for s in scopes if not s.startswith(STORE_PREFIX)]
+    slugs = [s.removeprefix(STORE_PREFIX) for s in scopes if s.startswith(STORE_PREFIX)]
+    return or_(
+        Backup.role.in_(roles), and_(Backup.role == Role.TENANT.value, Backup.slug.in_(slugs))
+    )
 
 
 def all_scopes(session: Session, box: SecretBox, settings: Settings) -> list[str]:
