@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -89,6 +90,11 @@ class Settings(BaseSettings):
     #: row) at most this often; yesterday's row is written once after midnight UTC.
     usage_refresh_minutes: int = Field(
         60, ge=1, le=1440, validation_alias="TENANTRY_USAGE_REFRESH_MINUTES"
+    )
+    #: How ``provision --new`` without ``--server`` ranks the servers that may take a store:
+    #: fewest stores first, or fewest measured bytes first.
+    placement: Literal["least-tenants", "least-bytes"] = Field(
+        "least-tenants", validation_alias="TENANTRY_PLACEMENT"
     )
 
     @field_validator("database_url", "database_url_billing", mode="after")

@@ -101,6 +101,8 @@ Metadata = Annotated[
 
 #: A store slug, as the services check it (single hyphens, letters or digits at both ends).
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+#: A placement label (a server's or a store's region or tier), as the services check it.
+LABEL_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 #: An app id (``X-App-Id``, app keys).
 APP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 #: An id an app gives its own records (external customer ids).
@@ -138,6 +140,7 @@ Currency = Annotated[
 PATTERN_MEANINGS = {
     SLUG_PATTERN: "lowercase letters, digits and single hyphens (e.g. my-shop)",
     APP_ID_PATTERN: "up to 64 lowercase letters, digits, '_' or '-'",
+    LABEL_PATTERN: "1 to 64 lowercase letters, digits and hyphens (e.g. eu-west-1)",
     EXTERNAL_ID_PATTERN: "1 to 255 letters, digits, '_', '.', ':' or '-'",
     BACKUP_SCOPE_PATTERN: "master, billing or store:SLUG",
     PLAN_CODE_PATTERN: "up to 64 lowercase letters, digits, '_', '.' or '-'",

@@ -108,6 +108,7 @@ def store_document(session: Session, store: Store) -> dict[str, Any]:
         "suspended_at": store.suspended_at,
         "last_activity_at": store.last_activity_at,
         "storage_measured_at": store.storage_measured_at,
+        "residency": {"region": store.residency_region, "tier": store.residency_tier},
     }
 
 
@@ -168,13 +169,33 @@ def create(
     slug: str = typer.Argument(..., help="3 to 63 lowercase letters, digits and hyphens."),
     name: str = typer.Option(..., "--name", help="The store's display name."),
     plan: str = typer.Option("free", "--plan", help=PLAN_HELP),
+    region: str | None = typer.Option(
+        None,
+        "--region",
+        help="Data residency: its database may only live on servers labelled with this region.",
+    ),
+    tier: str | None = typer.Option(
+        None, "--tier", help="Its database may only live on servers of this tier."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Register a store (not yet provisioned): next, `tenantry provision SLUG`."""
+    """Register a store (not yet provisioned): next, `tenantry provision SLUG`.
+
+    --region/--tier record its data-residency requirement: `provision --new` places it on a
+    registered server with those labels, and moves and restores elsewhere are refused.
+    """
     with open_platform(load_settings()) as platform:
         with audit_failures(platform, "store.create", "store", slug):
             created = store_create.create(
-                platform, slug=slug, name=name, plan=plan, actor=cli_actor()
+                platform,
+                slug=slug,
+                name=name,
+                plan=plan,
+                region=region,
+                tier=tier,
+                region_field="--region",
+                tier_field="--tier",
+                actor=cli_actor(),
             )
         with platform.sessions() as session:
             doc = store_document(session, stores.get_store(session, created.id))

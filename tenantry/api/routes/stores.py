@@ -82,7 +82,13 @@ def create_store(
     """Register a store (admin keys only). Provision it next."""
     with audit_failures(master, platform, key, "store.create", "store", body.slug):
         created = store_create.create(
-            platform, slug=body.slug, name=body.name, plan=body.plan, actor=key.actor
+            platform,
+            slug=body.slug,
+            name=body.name,
+            plan=body.plan,
+            region=body.region,
+            tier=body.tier,
+            actor=key.actor,
         )
     store = stores.get_store(master, created.id)
     return store_out(master, store)
