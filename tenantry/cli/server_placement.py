@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from tenantry.cli.common import audit_failures, open_platform, when
+from tenantry.cli.common import audit_failures, open_platform
 from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
 from tenantry.db.master.models import DatabaseServer
 from tenantry.db.urls import mask
@@ -91,24 +91,22 @@ def list_(json_output: bool = JSON_OPTION) -> None:
     if not docs:
         console.print("no servers registered: `tenantry servers add NAME --url URL`.")
         return
-    table = Table(title="database servers")
-    for col in ("name", "engine", "url", "region", "tier", "stores", "bytes", "headroom"):
+    table = Table(title="database servers (URLs: --json or `servers check NAME`)")
+    for col in ("name", "engine", "host", "region", "tier", "stores", "bytes", "headroom"):
         table.add_column(col, overflow="fold")
     table.add_column("accepting")
-    table.add_column("created")
     for d in docs:
         accepting = "yes" if d["accepting"] and d["is_active"] else "[yellow]no[/]"
         table.add_row(
             d["name"],
             d["engine"],
-            escape(d["url"]) if d["url"] else "[red]cannot decrypt[/]",
+            f"{d['host']}:{d['port']}",
             d["region"] or "-",
             d["tier"] or "-",
             str(d["tenants"]) + (f"/{d['max_tenants']}" if d["max_tenants"] is not None else ""),
             human_bytes(d["bytes"]),
             f"[yellow]{escape(d['full'])}[/]" if d["full"] else _headroom(d),
             accepting,
-            when(d["created_at"]),
         )
     console.print(table)
 
