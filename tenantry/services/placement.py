@@ -53,9 +53,7 @@ def residency_misfit(store: Store, server: DatabaseServer | None) -> str | None:
     residency requirement, or ``None`` when it does not."""
     if server is None:
         need = requirement(store)
-        return (
-            f"its location has no region or tier, and the store requires {need}" if need else None
-        )
+        return f"it has no region or tier, and the store requires {need}" if need else None
     if store.residency_region and server.region != store.residency_region:
         return f"region {server.region or 'unset'}, the store requires {store.residency_region}"
     if store.residency_tier and server.tier != store.residency_tier:
