@@ -52,6 +52,8 @@ def store_out(session: Session, store: Store) -> StoreOut:
         created_at=store.created_at,
         updated_at=store.updated_at,
         billing_customer_id=store.billing_customer_id,
+        residency_region=store.residency_region,
+        residency_tier=store.residency_tier,
     )
 
 
