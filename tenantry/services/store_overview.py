@@ -167,28 +167,3 @@ def just_ended_operation(session: Session, store_id: uuid.UUID) -> Operation | N
         .order_by(Operation.finished_at.desc())
         .limit(1)
     )
-
-
-@dataclass(frozen=True)
-class ServerLoad:
-    """A registered server and how many stores' databases live on it."""
-
-    server: DatabaseServer
-    stores: int
-
-
-def server_loads(session: Session) -> list[ServerLoad]:
-    """Every registered server (by name) with the number of stores whose active database is
-    on it, in one query."""
-    counts = (
-        select(IntegrationConfig.database_server_id, func.count().label("n"))
-        .where(IntegrationConfig.is_active.is_(True))
-        .group_by(IntegrationConfig.database_server_id)
-        .subquery()
-    )
-    found = session.execute(
-        select(DatabaseServer, func.coalesce(counts.c.n, 0))
-        .outerjoin(counts, counts.c.database_server_id == DatabaseServer.id)
-        .order_by(DatabaseServer.name)
-    )
-    return [ServerLoad(server, int(n)) for server, n in found]

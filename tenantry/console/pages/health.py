@@ -11,7 +11,8 @@ from tenantry.console.auth import UserDep
 from tenantry.console.templating import render
 from tenantry.observability import doctor
 from tenantry.observability.checks import diagnose
-from tenantry.services.store_overview import server_loads
+from tenantry.services import servers
+from tenantry.services.server_loads import server_loads
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -41,6 +42,6 @@ def health_page(
             "checks": results,
             "overall": doctor.overall(results).value,
             "counts": counts,
-            "servers": server_loads(master),
+            "servers": server_loads(master, servers.list_servers(master)),
         },
     )
