@@ -135,7 +135,9 @@ def plan_move(
         raise Conflict(f"database server {target.name!r} is inactive.", "Pick another.")
     if config.database_server_id == target.id:
         raise Conflict(f"store {store.slug!r} already lives on server {target.name!r}.")
-    placement.refuse_breaking_residency(store, target, doing="move its database to")
+    placement.check_chosen(
+        session, store, target, doing="move its database to", hint=placement.MOVE_HINT
+    )
     refuse_busy(session, store)
     source_server = None
     if config.database_server_id is not None:

@@ -159,17 +159,34 @@ def place(
     return best.server
 
 
-def check_chosen(session: Session, store: Store, server: DatabaseServer) -> None:
+#: What to do when a named server cannot take a store, by what named it.
+PROVISION_HINT = (
+    "Leave out --server to let placement pick one (`tenantry servers list` shows headroom), "
+    "or change the server with `tenantry servers set`."
+)
+MOVE_HINT = (
+    "Pick another server (`tenantry servers list` shows labels and headroom), or change this "
+    "one with `tenantry servers set`."
+)
+
+
+def check_chosen(
+    session: Session,
+    store: Store,
+    server: DatabaseServer,
+    *,
+    doing: str = "place its database on",
+    hint: str = PROVISION_HINT,
+) -> None:
     """Refuse an explicitly named ``server`` that may not take ``store`` now (residency,
     not accepting, full), as :func:`place` would have passed it."""
-    refuse_breaking_residency(store, server, doing="place its database on")
+    refuse_breaking_residency(store, server, doing=doing)
     (load,) = server_loads(session, [server])
     why = misfit(store, load)
     if why is not None:
         raise Conflict(
             f"server {server.name!r} cannot take store {store.slug!r}: {why}. Nothing was changed.",
-            "Leave out --server to let placement pick one (`tenantry servers list` shows "
-            "headroom), or change the server with `tenantry servers set`.",
+            hint,
         )
 
 

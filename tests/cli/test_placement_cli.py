@@ -139,6 +139,13 @@ def test_move_and_restore_elsewhere_break_residency_and_are_refused(
     assert "region us, the store requires eu" in message
     assert as_json(cli("stores", "show", server_slug, "--json"))["connection"]["server"] == "pg-eu"
     assert as_json(cli("ops", "list", "--kind", "move", "--json"))["items"] == []
+    # In the store's region but full: refused as placement would pass it.
+    assert cli("servers", "set", "my-us", "--region", "eu", "--max-tenants", "0").exit_code == 0
+    full = cli("stores", "move", server_slug, "--to-server", "my-us", "--yes", "--json")
+    assert full.exit_code == 1
+    assert "full: 0 of 0 stores" in as_json(full)["error"]["message"]
+    assert as_json(cli("ops", "list", "--kind", "move", "--json"))["items"] == []
+    assert cli("servers", "set", "my-us", "--region", "us", "--max-tenants", "none").exit_code == 0
 
     backup = cli("backup", "run", "--db", f"store:{server_slug}", "--json")
     assert backup.exit_code == 0, backup.output
@@ -159,3 +166,8 @@ def test_move_and_restore_elsewhere_break_residency_and_are_refused(
     inside = f"{pg_url}/t_{server_slug.replace('-', '_')}_restored"
     allowed = cli("restore", backup_id, "--target", inside, "--dry-run", "--json")
     assert allowed.exit_code == 0, allowed.output
+    # Once the MariaDB server is labelled eu, the store may move there.
+    assert cli("servers", "set", "my-us", "--region", "eu").exit_code == 0
+    moved = cli("stores", "move", server_slug, "--to-server", "my-us", "--yes", "--json")
+    assert moved.exit_code == 0, moved.output
+    assert as_json(cli("stores", "show", server_slug, "--json"))["connection"]["server"] == "my-us"
