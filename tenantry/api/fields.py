@@ -48,6 +48,8 @@ def _integral(value: object) -> object:
 
 #: A non-negative count or amount stored in a BigInteger column.
 UInt64 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT64_MAX)]
+#: A bound stored in a BigInteger column: at least 1.
+PositiveUInt64 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1, le=INT64_MAX)]
 #: A non-negative count stored in an Integer column.
 UInt32 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT32_MAX)]
 #: An amount of money in minor units (cents), as billing bounds it.

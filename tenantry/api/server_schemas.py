@@ -8,11 +8,16 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field
 
-from tenantry.api.fields import LABEL_PATTERN, TEXT_MAX, RequestModel, StrictBool, UInt32, UInt64
+from tenantry.api.fields import (
+    LABEL_PATTERN,
+    TEXT_MAX,
+    PositiveUInt64,
+    RequestModel,
+    StrictBool,
+    UInt32,
+)
 
 Label = Annotated[str, Field(pattern=LABEL_PATTERN)]
-#: A byte bound: at least one byte (``null``: no bound).
-ByteBound = Annotated[UInt64, Field(ge=1)]
 
 
 class ServerCreate(RequestModel):
@@ -30,7 +35,7 @@ class ServerCreate(RequestModel):
     max_tenants: UInt32 | None = Field(
         None, description="At most this many stores (null: no bound)."
     )
-    max_bytes: ByteBound | None = Field(None, description="At most this many bytes of stores.")
+    max_bytes: PositiveUInt64 | None = Field(None, description="At most this many bytes of stores.")
     accepting: StrictBool = Field(True, description="Whether placement may put new stores here.")
 
 
@@ -41,8 +46,9 @@ class ServerUpdate(RequestModel):
     region: Label | None = None
     tier: Label | None = None
     max_tenants: UInt32 | None = None
-    max_bytes: ByteBound | None = None
-    accepting: StrictBool | None = None
+    max_bytes: PositiveUInt64 | None = None
+    #: Not nullable: only the fields given change, and a server either accepts or not.
+    accepting: StrictBool = True
 
 
 class ServerOut(BaseModel):

@@ -7,7 +7,6 @@ from fastapi import APIRouter, Response, status
 from tenantry.api.audit_failures import audit_failures
 from tenantry.api.deps import AdminDep, MasterDep, PlatformDep
 from tenantry.api.server_schemas import ServerCreate, ServerOut, ServerUpdate
-from tenantry.errors import InvalidInput
 from tenantry.services import placement_labels, servers
 from tenantry.services.server_loads import ServerLoad, server_loads
 
@@ -70,8 +69,6 @@ def update_server(
     given = body.model_fields_set
     with audit_failures(master, platform, key, "server.set", "database_server", name):
         server = servers.get_server(master, name)
-        if "accepting" in given and body.accepting is None:
-            raise InvalidInput("accepting must be true or false, not null.")
         changes = {field: getattr(body, field) for field in given}
         placement_labels.configure_server(master, server, **changes, actor=key.actor)
         master.commit()
