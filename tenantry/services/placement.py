@@ -6,7 +6,7 @@ A store's residency requirement (``stores.residency_region`` / ``residency_tier`
 labels: a SQLite file, or a URL on no registered server, has no known region and meets none.
 
 Race safety: :func:`lock_servers` takes a row lock on every registered server (``SELECT …
-FOR UPDATE``, in name order so two callers never deadlock) and must be the first statement of
+FOR [NO KEY] UPDATE``, in name order so two callers never deadlock) and must be the first statement of
 the transaction that records the placement. A second provision then waits until the first
 has committed its job, and every read after the lock (MySQL's snapshot included, which is
 taken at the first plain read) counts that job. SQLite's writer transactions are serialised
@@ -106,7 +106,9 @@ def refuse_url_breaking_residency(session: Session, store: Store, url: URL, *, d
 def lock_servers(session: Session) -> list[DatabaseServer]:
     """Every registered server, row-locked until the transaction ends (see the module doc);
     call it before anything else is read in the transaction."""
-    query = select(DatabaseServer).order_by(DatabaseServer.name).with_for_update()
+    # PostgreSQL: FOR NO KEY UPDATE, which two placements still take in turn, but which does
+    # not hold up rows merely referencing a server (a finishing job's connection).
+    query = select(DatabaseServer).order_by(DatabaseServer.name).with_for_update(key_share=True)
     return list(session.scalars(query))
 
 
