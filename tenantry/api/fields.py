@@ -48,8 +48,12 @@ def _integral(value: object) -> object:
 
 #: A non-negative count or amount stored in a BigInteger column.
 UInt64 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT64_MAX)]
+# The Field first, so the OpenAPI document says minimum/maximum (after the validators it
+# would carry pydantic's own ge/le, which no client or fuzzer reads).
 #: A bound stored in a BigInteger column: at least 1.
-PositiveUInt64 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=1, le=INT64_MAX)]
+PositiveUInt64 = Annotated[int, Field(ge=1, le=INT64_MAX), BeforeValidator(_integral), Strict()]
+#: A bound stored in an Integer column: 0 or more.
+Bound32 = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_integral), Strict()]
 #: A non-negative count stored in an Integer column.
 UInt32 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT32_MAX)]
 #: An amount of money in minor units (cents), as billing bounds it.

@@ -11,10 +11,10 @@ from pydantic import BaseModel, Field
 from tenantry.api.fields import (
     LABEL_PATTERN,
     TEXT_MAX,
+    Bound32,
     PositiveUInt64,
     RequestModel,
     StrictBool,
-    UInt32,
 )
 
 Label = Annotated[str, Field(pattern=LABEL_PATTERN)]
@@ -32,7 +32,7 @@ class ServerCreate(RequestModel):
         None, description="Region label, matched against stores' residency."
     )
     tier: Label | None = Field(None, description="Tier label, matched against stores' residency.")
-    max_tenants: UInt32 | None = Field(
+    max_tenants: Bound32 | None = Field(
         None, description="At most this many stores (null: no bound)."
     )
     max_bytes: PositiveUInt64 | None = Field(None, description="At most this many bytes of stores.")
@@ -45,7 +45,7 @@ class ServerUpdate(RequestModel):
 
     region: Label | None = None
     tier: Label | None = None
-    max_tenants: UInt32 | None = None
+    max_tenants: Bound32 | None = None
     max_bytes: PositiveUInt64 | None = None
     #: Not nullable: only the fields given change, and a server either accepts or not.
     accepting: StrictBool = True

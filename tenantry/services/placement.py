@@ -6,11 +6,11 @@ A store's residency requirement (``stores.residency_region`` / ``residency_tier`
 labels: a SQLite file, or a URL on no registered server, has no known region and meets none.
 
 Race safety: :func:`lock_servers` takes a row lock on every registered server (``SELECT …
-FOR [NO KEY] UPDATE``, in name order so two callers never deadlock) and must be the first statement of
-the transaction that records the placement. A second provision then waits until the first
-has committed its job, and every read after the lock (MySQL's snapshot included, which is
-taken at the first plain read) counts that job. SQLite's writer transactions are serialised
-by ``BEGIN IMMEDIATE`` already.
+FOR [NO KEY] UPDATE``, in name order so two callers never deadlock) and must be the first
+statement of the transaction that records the placement. A second provision then waits
+until the first has committed its job, and every read after the lock (MySQL's snapshot
+included, which is taken at the first plain read) counts that job. SQLite's writer
+transactions are serialised by ``BEGIN IMMEDIATE`` already.
 """
 
 from __future__ import annotations
