@@ -50,8 +50,9 @@ def _integral(value: object) -> object:
 UInt64 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT64_MAX)]
 # The Field first, so the OpenAPI document says minimum/maximum (after the validators it
 # would carry pydantic's own ge/le, which no client or fuzzer reads).
-#: A bound stored in a BigInteger column: at least 1.
-PositiveUInt64 = Annotated[int, Field(ge=1, le=INT64_MAX), BeforeValidator(_integral), Strict()]
+#: A byte bound, at least 1, at most 4 PiB: 2**52, below which every integer is exact as a
+#: float, so a client comparing in floats never sends one past it.
+ByteBound = Annotated[int, Field(ge=1, le=2**52), BeforeValidator(_integral), Strict()]
 #: A bound stored in an Integer column: 0 or more.
 Bound32 = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_integral), Strict()]
 #: A non-negative count stored in an Integer column.

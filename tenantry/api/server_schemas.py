@@ -12,7 +12,7 @@ from tenantry.api.fields import (
     LABEL_PATTERN,
     TEXT_MAX,
     Bound32,
-    PositiveUInt64,
+    ByteBound,
     RequestModel,
     StrictBool,
 )
@@ -35,7 +35,7 @@ class ServerCreate(RequestModel):
     max_tenants: Bound32 | None = Field(
         None, description="At most this many stores (null: no bound)."
     )
-    max_bytes: PositiveUInt64 | None = Field(None, description="At most this many bytes of stores.")
+    max_bytes: ByteBound | None = Field(None, description="At most this many bytes of stores.")
     accepting: StrictBool = Field(True, description="Whether placement may put new stores here.")
 
 
@@ -46,7 +46,7 @@ class ServerUpdate(RequestModel):
     region: Label | None = None
     tier: Label | None = None
     max_tenants: Bound32 | None = None
-    max_bytes: PositiveUInt64 | None = None
+    max_bytes: ByteBound | None = None
     #: Not nullable: only the fields given change, and a server either accepts or not.
     accepting: StrictBool = True
 

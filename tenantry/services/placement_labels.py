@@ -18,6 +18,10 @@ from tenantry.services import audit
 _LABEL = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?i?b?)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4, "p": 1024**5}
+#: The largest byte bound (4 PiB; the API's too): exact as a float, far past any server.
+MAX_BYTES = 2**52
+#: The largest store-count bound (an Integer column).
+MAX_TENANTS = 2**31 - 1
 #: What clears a label or a bound.
 NONE = "none"
 
@@ -58,8 +62,10 @@ def size_bytes(value: str | int | None, *, field: str) -> int | None:
                 f"Give bytes or a number with a unit, e.g. 500MB, 50GB, 2TB (or {NONE}).",
             )
         found = int(float(match.group(1)) * _UNITS[match.group(2)[:1].lower()])
-    if found < 1:
-        raise InvalidInput(f"{field} must be at least 1 byte.", f"Give {NONE} for no bound.")
+    if not 1 <= found <= MAX_BYTES:
+        raise InvalidInput(
+            f"{field} must be between 1 byte and 4 PiB.", f"Give {NONE} for no bound."
+        )
     return found
 
 
@@ -73,8 +79,8 @@ def tenant_count(value: str | int | None, *, field: str) -> int | None:
         raise InvalidInput(
             f"{field} {value!r} is not a number.", f"Give a whole number, or {NONE} for no bound."
         ) from None
-    if found < 0:
-        raise InvalidInput(f"{field} must be 0 or more.", f"Give {NONE} for no bound.")
+    if not 0 <= found <= MAX_TENANTS:
+        raise InvalidInput(f"{field} must be 0 to {MAX_TENANTS}.", f"Give {NONE} for no bound.")
     return found
 
 

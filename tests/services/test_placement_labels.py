@@ -27,7 +27,7 @@ def test_sizes_read_with_binary_units(given: str | int | None, expected: int | N
     assert size_bytes(given, field="--max-bytes") == expected
 
 
-@pytest.mark.parametrize("given", ["lots", "0", "-5GB", "10 XB", ""])
+@pytest.mark.parametrize("given", ["lots", "0", "-5GB", "10 XB", "", "5PB"])
 def test_a_size_that_is_not_one_names_the_option(given: str) -> None:
     with pytest.raises(InvalidInput, match="--max-bytes"):
         size_bytes(given, field="--max-bytes")
@@ -36,7 +36,7 @@ def test_a_size_that_is_not_one_names_the_option(given: str) -> None:
 def test_store_counts_and_labels() -> None:
     assert tenant_count("0", field="--max-tenants") == 0  # a server that takes no store
     assert tenant_count("none", field="--max-tenants") is None
-    for bad in ("-1", "ten", "1.5"):
+    for bad in ("-1", "ten", "1.5", str(2**31)):
         with pytest.raises(InvalidInput, match="--max-tenants"):
             tenant_count(bad, field="--max-tenants")
     assert label("eu-west-1", field="--region") == "eu-west-1"
