@@ -243,3 +243,30 @@ def test_two_provisions_never_both_take_the_last_slot(
         assert jobs_of(session, other) == 0
         (load,) = server_loads(session, [servers.get_server(session, "pg-one")])
         assert load.tenants == 1
+
+
+def test_connecting_a_database_elsewhere_breaks_residency(platform: Platform) -> None:
+    register(platform, "pg-eu", region="eu")
+    register(platform, "my-us", "mysql", region="us")
+    slug = new_store(platform, "eu-connect", "eu")
+
+    def connect(url: str) -> None:
+        provision_request.request(
+            platform,
+            KeptQueued(),
+            slug,
+            mode=ProvisioningMode.CONNECT_EXISTING,
+            url=url,
+            actor="cli:test",
+        )
+
+    mysql_db = SERVER_URLS["mysql"].rsplit("/", 1)[0] + "/theirs"
+    with pytest.raises(Conflict, match=r"server 'my-us'.*region us, the store requires eu"):
+        connect(mysql_db)
+    with pytest.raises(Conflict, match="no registered server"):
+        connect("sqlite:////tmp/theirs.db")
+    with platform.sessions() as session:
+        assert jobs_of(session, slug) == 0
+    connect(SERVER_URLS["postgresql"].rsplit("/", 1)[0] + "/theirs")  # on pg-eu: queued
+    with platform.sessions() as session:
+        assert jobs_of(session, slug) == 1
