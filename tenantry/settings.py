@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from functools import cached_property, lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -93,6 +94,11 @@ class Settings(BaseSettings):
     #: Stores served on subdomains: a host pattern with one ``{slug}`` label, such as
     #: ``{slug}.example.com``, used by ``tenantry.tenancy.ByHost`` unless given one in code.
     tenant_host_pattern: str | None = Field(None, validation_alias="TENANTRY_TENANT_HOST_PATTERN")
+    #: How ``provision --new`` without ``--server`` ranks the servers that may take a store:
+    #: fewest stores first, or fewest measured bytes first.
+    placement: Literal["least-tenants", "least-bytes"] = Field(
+        "least-tenants", validation_alias="TENANTRY_PLACEMENT"
+    )
 
     @field_validator("database_url", "database_url_billing", mode="after")
     @classmethod

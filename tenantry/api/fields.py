@@ -48,6 +48,13 @@ def _integral(value: object) -> object:
 
 #: A non-negative count or amount stored in a BigInteger column.
 UInt64 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT64_MAX)]
+# The Field first, so the OpenAPI document says minimum/maximum (after the validators it
+# would carry pydantic's own ge/le, which no client or fuzzer reads).
+#: A byte bound, at least 1, at most 4 PiB: 2**52, below which every integer is exact as a
+#: float, so a client comparing in floats never sends one past it.
+ByteBound = Annotated[int, Field(ge=1, le=2**52), BeforeValidator(_integral), Strict()]
+#: A bound stored in an Integer column: 0 or more.
+Bound32 = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_integral), Strict()]
 #: A non-negative count stored in an Integer column.
 UInt32 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT32_MAX)]
 #: An amount of money in minor units (cents), as billing bounds it.
@@ -101,6 +108,8 @@ Metadata = Annotated[
 
 #: A store slug, as the services check it (single hyphens, letters or digits at both ends).
 SLUG_PATTERN = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+#: A placement label (a server's or a store's region or tier), as the services check it.
+LABEL_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 #: An app id (``X-App-Id``, app keys).
 APP_ID_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 #: An id an app gives its own records (external customer ids).
@@ -138,6 +147,7 @@ Currency = Annotated[
 PATTERN_MEANINGS = {
     SLUG_PATTERN: "lowercase letters, digits and single hyphens (e.g. my-shop)",
     APP_ID_PATTERN: "up to 64 lowercase letters, digits, '_' or '-'",
+    LABEL_PATTERN: "1 to 64 lowercase letters, digits and hyphens (e.g. eu-west-1)",
     EXTERNAL_ID_PATTERN: "1 to 255 letters, digits, '_', '.', ':' or '-'",
     BACKUP_SCOPE_PATTERN: "master, billing or store:SLUG",
     PLAN_CODE_PATTERN: "up to 64 lowercase letters, digits, '_', '.' or '-'",

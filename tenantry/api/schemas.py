@@ -8,7 +8,15 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from tenantry.api.fields import SLUG_PATTERN, TEXT_MAX, Quantity, RequestModel, StrictBool, UInt64
+from tenantry.api.fields import (
+    LABEL_PATTERN,
+    SLUG_PATTERN,
+    TEXT_MAX,
+    Quantity,
+    RequestModel,
+    StrictBool,
+    UInt64,
+)
 
 Slug = Field(
     pattern=SLUG_PATTERN,
@@ -24,6 +32,14 @@ class StoreCreate(RequestModel):
     slug: str = Slug
     name: str = Field(min_length=1, max_length=255)
     plan: Literal["free", "starter", "professional", "enterprise"] = "free"
+    region: str | None = Field(
+        None,
+        pattern=LABEL_PATTERN,
+        description="Data residency: its database only ever lives on servers of this region.",
+    )
+    tier: str | None = Field(
+        None, pattern=LABEL_PATTERN, description="Its database only lives on servers of this tier."
+    )
 
 
 class StoreUpdate(RequestModel):
@@ -52,6 +68,8 @@ class StoreOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     billing_customer_id: uuid.UUID | None = None
+    residency_region: str | None = None
+    residency_tier: str | None = None
 
 
 class UsageDayOut(BaseModel):
@@ -95,7 +113,11 @@ class ProvisionRequest(RequestModel):
 
     mode: Literal["create_new", "connect_existing"] = "create_new"
     server: str | None = Field(
-        None, max_length=63, description="Registered server name (create_new)."
+        None,
+        max_length=63,
+        description="Registered server name (create_new); left out, placement picks one that "
+        "matches the store's residency (a SQLite file when none is registered); `sqlite` for "
+        "a SQLite file.",
     )
     url: str | None = Field(None, max_length=2048, description="Database URL (connect_existing).")
 
@@ -125,28 +147,6 @@ class JobAccepted(BaseModel):
     job_id: uuid.UUID
     status: str
     status_url: str
-
-
-class ServerCreate(RequestModel):
-    """A database server to register."""
-
-    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$")
-    url: str = Field(
-        min_length=8, max_length=2048, description="Admin URL; stored encrypted, never shown."
-    )
-    notes: str | None = Field(None, max_length=TEXT_MAX)
-
-
-class ServerOut(BaseModel):
-    """A registered server; never its URL's password."""
-
-    id: uuid.UUID
-    name: str
-    engine: str
-    host: str
-    port: int
-    is_active: bool
-    created_at: datetime
 
 
 class ProductCreate(RequestModel):

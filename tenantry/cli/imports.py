@@ -134,7 +134,8 @@ def shared(
         None,
         "--server",
         help="With --create-stores: the registered server new store databases go on "
-        "(default: SQLite files in the data dir).",
+        "(default: placed as `provision --new` places them, SQLite files when no server is "
+        "registered; `sqlite` for files).",
     ),
     concurrency: int = typer.Option(
         2, "--concurrency", min=1, max=64, help="Stores imported at once."

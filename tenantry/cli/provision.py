@@ -148,10 +148,14 @@ def provision(
     new: bool = typer.Option(
         False,
         "--new",
-        help="Create a new database: a SQLite file in the data dir, or on --server.",
+        help="Create a new database: on the registered server placement picks (a SQLite "
+        "file in the data dir when none is registered), or on --server.",
     ),
     server: str | None = typer.Option(
-        None, "--server", help="With --new: the registered server to create the database on."
+        None,
+        "--server",
+        help="With --new: the registered server to create the database on, or `sqlite` for a "
+        "SQLite file in the data dir.",
     ),
     connect: str | None = typer.Option(
         None,
@@ -172,6 +176,11 @@ def provision(
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Create (--new) or connect (--connect URL) a store's database and build its tables.
+
+    --new without --server places the database on a registered server that accepts new
+    stores, has room (max tenants, max bytes) and matches the store's --region/--tier: the
+    least loaded (TENANTRY_PLACEMENT=least-tenants, the default, or least-bytes). When none
+    fits, nothing is recorded and the error says why each server was passed (exit 1).
 
     The job is queued for a worker (`tenantry worker`, or `tenantry up`), which survives
     crashes: a killed worker's job is resumed by the next one. --wait follows it with a

@@ -7,17 +7,22 @@ from typing import Any
 
 import typer
 from rich.markup import escape
-from rich.table import Table
 
-from tenantry.cli.common import audit_failures, open_platform, when
+from tenantry.cli.common import audit_failures, open_platform
 from tenantry.cli.output import EXIT_FAILED, JSON_OPTION, console, emit_json, reports_errors
-from tenantry.db.master.models import DatabaseServer
-from tenantry.db.urls import mask
-from tenantry.errors import TenantryError
+from tenantry.cli.server_placement import (
+    MAX_BYTES_HELP,
+    MAX_TENANTS_HELP,
+    REGION_HELP,
+    TIER_HELP,
+    checked_placement_options,
+    list_,
+    server_document,
+    set_,
+)
 from tenantry.operations.server_credentials import rotate_server_credentials
 from tenantry.services import servers, templates
 from tenantry.services.audit import cli_actor
-from tenantry.services.connections import server_url
 from tenantry.services.servers import ServerCheck
 from tenantry.settings import load_settings
 
@@ -52,14 +57,26 @@ def add(
         "or mysql://root:pw@host:3306. Stored encrypted.",
     ),
     notes: str | None = typer.Option(None, "--notes", help="A note for operators."),
+    region: str | None = typer.Option(None, "--region", help=REGION_HELP),
+    tier: str | None = typer.Option(None, "--tier", help=TIER_HELP),
+    max_tenants: str | None = typer.Option(None, "--max-tenants", help=MAX_TENANTS_HELP),
+    max_bytes: str | None = typer.Option(None, "--max-bytes", help=MAX_BYTES_HELP),
+    accepting: bool = typer.Option(
+        True, "--accepting/--not-accepting", help="Whether placement may put new stores here."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Register a server after checking tenantry can connect to it.
+
+    Its labels (--region, --tier) and capacity (--max-tenants, --max-bytes, --accepting) are
+    what `provision --new` without --server matches and respects; change them later with
+    `tenantry servers set`.
 
     The URL is checked first (port, host, options) and then used to connect; a server that
     cannot be reached is not saved (exit 2). A MySQL/MariaDB URL may name no database; a
     PostgreSQL URL without one uses the postgres maintenance database.
     """
+    placement = checked_placement_options(region, tier, max_tenants, max_bytes)
     with (
         open_platform(load_settings()) as platform,
         audit_failures(platform, "server.add", "database_server", name),
@@ -72,10 +89,12 @@ def add(
             admin_url=url,
             notes=notes,
             field="--url",
+            accepting=accepting,
             actor=cli_actor(),
+            **placement,
         )
         session.commit()
-        doc: dict[str, Any] = {**_server_document(server, check.url), "check": asdict(check)}
+        doc: dict[str, Any] = {**server_document(server, check.url), "check": asdict(check)}
     if json_output:
         emit_json(doc)
         return
@@ -111,52 +130,6 @@ def remove(
         emit_json({"removed": name})
         return
     console.print(f"[green]✓[/] removed server {name}")
-
-
-def _server_document(server: DatabaseServer, shown_url: str | None) -> dict[str, Any]:
-    return {
-        "id": str(server.id),
-        "name": server.name,
-        "engine": server.engine,
-        "host": server.host,
-        "port": server.port,
-        "url": shown_url,
-        "is_active": server.is_active,
-        "notes": server.notes,
-        "created_at": server.created_at,
-    }
-
-
-@app.command("list")
-@reports_errors
-def list_(json_output: bool = JSON_OPTION) -> None:
-    """List registered servers (URLs with their passwords masked)."""
-    with open_platform(load_settings()) as platform, platform.sessions() as session:
-        docs = []
-        for server in servers.list_servers(session):
-            try:
-                shown: str | None = mask(server_url(platform.box, server))
-            except TenantryError:
-                shown = None  # a key that sealed it is missing; `keys` explains
-            docs.append(_server_document(server, shown))
-    if json_output:
-        emit_json(docs)
-        return
-    if not docs:
-        console.print("no servers registered: `tenantry servers add NAME --url URL`.")
-        return
-    table = Table(title="database servers")
-    for col in ("name", "engine", "url", "active", "created"):
-        table.add_column(col, overflow="fold")
-    for d in docs:
-        table.add_row(
-            d["name"],
-            d["engine"],
-            escape(d["url"]) if d["url"] else "[red]cannot decrypt[/]",
-            "yes" if d["is_active"] else "no",
-            when(d["created_at"]),
-        )
-    console.print(table)
 
 
 @app.command()
@@ -256,3 +229,7 @@ def prune_templates(
             console.print("no stale template database")
     if report.failed or report.unreachable:
         raise typer.Exit(EXIT_FAILED)
+
+
+app.command("list")(list_)
+app.command("set")(set_)

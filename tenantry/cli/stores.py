@@ -9,9 +9,8 @@ from typing import Any
 
 import typer
 from rich.table import Table
-from sqlalchemy.orm import Session
 
-from tenantry.cli.common import audit_failures, open_platform, public_config, when
+from tenantry.cli.common import audit_failures, open_platform, when
 from tenantry.cli.output import (
     JSON_OPTION,
     confirm_or_exit,
@@ -23,13 +22,13 @@ from tenantry.cli.store_credentials import rotate_credentials
 from tenantry.cli.store_domains import app as domains_app
 from tenantry.cli.store_move import move
 from tenantry.cli.store_usage import usage
+from tenantry.cli.store_view import print_store, status_style, store_document
 from tenantry.cli.stores_gdpr import erase_customer
-from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
+from tenantry.db.master.models import DatabaseStatus
 from tenantry.operations import customer_erase, store_create, store_delete
 from tenantry.services import stores
 from tenantry.services.audit import cli_actor
 from tenantry.services.plans import PLANS
-from tenantry.services.usage import human_bytes
 from tenantry.settings import load_settings
 
 app = typer.Typer(help="Create, inspect and manage stores (tenants).", no_args_is_help=True)
@@ -48,134 +47,39 @@ class LifecycleStatus(StrEnum):
     FAILED = "failed"
 
 
-def store_document(session: Session, store: Store) -> dict[str, Any]:
-    """Everything master knows about a store that is not a secret."""
-    connection = stores.active_connection(session, store)
-    job = stores.active_job(session, store)
-    subscription = stores.current_subscription(session, store)
-    server_name: str | None = None
-    if connection is not None and connection.database_server_id is not None:
-        server = session.get(DatabaseServer, connection.database_server_id)
-        server_name = server.name if server is not None else None
-    return {
-        "id": str(store.id),
-        "slug": store.slug,
-        "name": store.name,
-        "billing_customer_id": str(store.billing_customer_id)
-        if store.billing_customer_id
-        else None,
-        "status": stores.lifecycle_status(session, store),
-        "database_status": store.database_status,
-        "database_type": store.database_type,
-        "plan": store.subscription_plan,
-        "subscription_status": store.subscription_status,
-        "subscription": None
-        if subscription is None
-        else {
-            "id": str(subscription.id),
-            "plan": subscription.plan_name,
-            "status": subscription.status,
-            "price_monthly_minor": subscription.price_monthly_minor,
-            "max_products": subscription.max_products,
-            "max_orders_per_month": subscription.max_orders_per_month,
-            "max_storage_gb": subscription.max_storage_gb,
-            "max_api_calls_per_month": subscription.max_api_calls_per_month,
-        },
-        "counts": {
-            "products": store.product_count,
-            "orders": store.order_count,
-            "api_calls_month": store.api_calls_month,
-            "storage_used_bytes": store.storage_used_bytes,
-        },
-        "owner_id": str(store.owner_id) if store.owner_id else None,
-        "is_published": store.is_published,
-        "connection": None
-        if connection is None
-        else {
-            "id": str(connection.id),
-            "engine": connection.integration_type,
-            "config_data": public_config(connection.config_data),
-            "created_by_tenantry": connection.created_by_tenantry,
-            "instance_id": connection.instance_id,
-            "server": server_name,
-            "access_mode": connection.access_mode,
-            "can_ddl": connection.can_ddl,
-            "credentials_rotated_at": connection.credentials_rotated_at,
-        },
-        "active_job_id": str(job.id) if job is not None else None,
-        "connection_version": store.connection_version,
-        "created_at": store.created_at,
-        "updated_at": store.updated_at,
-        "suspended_at": store.suspended_at,
-        "last_activity_at": store.last_activity_at,
-        "storage_measured_at": store.storage_measured_at,
-    }
-
-
-def _status_style(status: str) -> str:
-    color = {
-        "active": "green",
-        "suspended": "yellow",
-        "failed": "red",
-        "provisioning": "cyan",
-    }.get(status, "dim")
-    return f"[{color}]{status}[/]"
-
-
-def _print_store(doc: dict[str, Any]) -> None:
-    table = Table(title=f"store {doc['slug']}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value", overflow="fold")
-    table.add_row("id", doc["id"])
-    table.add_row("name", doc["name"])
-    table.add_row("status", _status_style(doc["status"]))
-    table.add_row("database status", doc["database_status"])
-    table.add_row("plan", f"{doc['plan']} ({doc['subscription_status']})")
-    table.add_row("published", "yes" if doc["is_published"] else "no")
-    counts = doc["counts"]
-    table.add_row(
-        "usage",
-        f"{counts['products']} products, {counts['orders']} orders, "
-        f"{counts['api_calls_month']} API calls this month, "
-        + (
-            f"{human_bytes(counts['storage_used_bytes'])} stored (`stores usage` for the days)"
-            if doc["storage_measured_at"]
-            else "storage not measured yet"
-        ),
-    )
-    conn = doc["connection"]
-    if conn is None:
-        table.add_row("database", "[dim]none yet: `tenantry provision " + doc["slug"] + "`[/]")
-    else:
-        details = ", ".join(f"{k}={v}" for k, v in conn["config_data"].items() if v is not None)
-        table.add_row("database", details)
-        table.add_row("created by tenantry", "yes" if conn["created_by_tenantry"] else "no")
-        if conn["server"]:
-            table.add_row("server", conn["server"])
-        if conn["access_mode"]:
-            rotated = when(conn["credentials_rotated_at"])
-            table.add_row("access", f"{conn['access_mode']} (credentials set {rotated})")
-    if doc["active_job_id"]:
-        table.add_row("provisioning job", doc["active_job_id"])
-    table.add_row("created", when(doc["created_at"]))
-    if doc["suspended_at"]:
-        table.add_row("suspended", when(doc["suspended_at"]))
-    console.print(table)
-
-
 @app.command()
 @reports_errors
 def create(
     slug: str = typer.Argument(..., help="3 to 63 lowercase letters, digits and hyphens."),
     name: str = typer.Option(..., "--name", help="The store's display name."),
     plan: str = typer.Option("free", "--plan", help=PLAN_HELP),
+    region: str | None = typer.Option(
+        None,
+        "--region",
+        help="Data residency: its database may only live on servers labelled with this region.",
+    ),
+    tier: str | None = typer.Option(
+        None, "--tier", help="Its database may only live on servers of this tier."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Register a store (not yet provisioned): next, `tenantry provision SLUG`."""
+    """Register a store (not yet provisioned): next, `tenantry provision SLUG`.
+
+    --region/--tier record its data-residency requirement: `provision --new` places it on a
+    registered server with those labels, and moves and restores elsewhere are refused.
+    """
     with open_platform(load_settings()) as platform:
         with audit_failures(platform, "store.create", "store", slug):
             created = store_create.create(
-                platform, slug=slug, name=name, plan=plan, actor=cli_actor()
+                platform,
+                slug=slug,
+                name=name,
+                plan=plan,
+                region=region,
+                tier=tier,
+                region_field="--region",
+                tier_field="--tier",
+                actor=cli_actor(),
             )
         with platform.sessions() as session:
             doc = store_document(session, stores.get_store(session, created.id))
@@ -234,7 +138,7 @@ def list_(
         table.add_row(
             i["slug"],
             i["name"],
-            _status_style(i["status"]),
+            status_style(i["status"]),
             i["plan"],
             i["database_type"] or "-",
             when(i["created_at"]),
@@ -251,7 +155,7 @@ def show(slug: str = SLUG_ARGUMENT, json_output: bool = JSON_OPTION) -> None:
     if json_output:
         emit_json(doc)
     else:
-        _print_store(doc)
+        print_store(doc)
 
 
 @app.command()
@@ -276,7 +180,7 @@ def update(
         emit_json(doc)
     else:
         console.print(f"[green]✓[/] updated store {doc['slug']}")
-        _print_store(doc)
+        print_store(doc)
 
 
 @app.command()

@@ -10,10 +10,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from tenantry.db.master.models import ProvisioningMode
+from tenantry.db.master.models import DatabaseServer, ProvisioningMode
+from tenantry.db.urls import parse_url
 from tenantry.operations.dispatch import Dispatcher
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, servers, stores
+from tenantry.services import placement, provisioning, servers, stores
 from tenantry.services.permissions import ensure_may_write
 
 
@@ -40,14 +41,35 @@ def request(
 ) -> Requested:
     """Record a provisioning job for ``store`` (slug or id) and hand it to ``dispatcher``.
 
-    ``create_new`` makes a database on registered ``server`` (or a SQLite file in the data
-    dir); ``connect_existing`` uses the database at ``url`` (named ``url_field`` in errors).
-    A read-only principal is refused before anything is looked at or recorded.
+    ``create_new`` makes a database on registered ``server``; without one, on the server
+    placement picks (:mod:`tenantry.services.placement`), or a SQLite file in the data dir when
+    no server is registered or ``server`` is ``sqlite``. ``connect_existing`` uses the
+    database at ``url`` (named ``url_field`` in errors). A read-only principal is refused
+    before anything is looked at or recorded; a refused placement records nothing.
     """
     ensure_may_write("provision a store")
     with platform.writer_sessions.begin() as session:
+        if mode is ProvisioningMode.CREATE_NEW:
+            # First in the transaction: see placement's module doc (race safety).
+            registered = placement.lock_servers(session)
         found = stores.get_store(session, store)
-        chosen = servers.get_server(session, server) if server else None
+        provisioning.refuse_provisioned(session, found)  # before placement's reasons
+        chosen: DatabaseServer | None = None
+        if mode is not ProvisioningMode.CREATE_NEW:
+            chosen = servers.get_server(session, server) if server else None
+            if url:
+                connected = parse_url(url, setting=url_field)
+                placement.refuse_url_breaking_residency(
+                    session, found, connected, doing="connect its database to"
+                )
+        elif server == placement.SQLITE:
+            placement.refuse_breaking_residency(found, None, doing="place its database on")
+        elif server:
+            chosen = servers.get_server(session, server)
+            placement.check_chosen(session, found, chosen)
+        else:
+            policy = placement.Policy(platform.settings.placement)
+            chosen = placement.place(session, found, registered, policy)
         job = provisioning.request_provisioning(
             session,
             platform.box,

@@ -27,7 +27,7 @@ from tenantry.db.master.models import (
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import Conflict, SchemaMismatch
-from tenantry.services import servers, stores
+from tenantry.services import placement, servers, stores
 from tenantry.services.connections import migrator_url, server_url
 from tenantry.services.provisioning import tenant_database_name
 from tenantry.services.write_blocks import active_block
@@ -135,6 +135,9 @@ def plan_move(
         raise Conflict(f"database server {target.name!r} is inactive.", "Pick another.")
     if config.database_server_id == target.id:
         raise Conflict(f"store {store.slug!r} already lives on server {target.name!r}.")
+    placement.check_chosen(
+        session, store, target, doing="move its database to", hint=placement.MOVE_HINT
+    )
     refuse_busy(session, store)
     source_server = None
     if config.database_server_id is not None:

@@ -79,17 +79,7 @@ def request_provisioning(
     ``connect_existing`` uses the database at ``url``, never dropping anything in it.
     ``url_field`` names the URL in errors (``url`` in a request body, ``--connect``).
     """
-    running = active_job(session, store)
-    if running is not None:
-        raise Conflict(
-            f"store {store.slug!r} already has provisioning job {running.id} ({running.status}).",
-            f"Follow it with `tenantry jobs show {running.id}`.",
-        )
-    if active_connection(session, store) is not None:
-        raise Conflict(
-            f"store {store.slug!r} is provisioned already.",
-            "Delete the store first to start over, or move it to another server.",
-        )
+    refuse_provisioned(session, store)
     secret: str | None = None
     if mode is ProvisioningMode.CREATE_NEW:
         if url:
@@ -141,6 +131,21 @@ def request_provisioning(
         details={"mode": str(mode), "target": public_target(target)},
     )
     return job
+
+
+def refuse_provisioned(session: Session, store: Store) -> None:
+    """Refuse to provision ``store`` again: it has a job under way or a database already."""
+    running = active_job(session, store)
+    if running is not None:
+        raise Conflict(
+            f"store {store.slug!r} already has provisioning job {running.id} ({running.status}).",
+            f"Follow it with `tenantry jobs show {running.id}`.",
+        )
+    if active_connection(session, store) is not None:
+        raise Conflict(
+            f"store {store.slug!r} is provisioned already.",
+            "Delete the store first to start over, or move it to another server.",
+        )
 
 
 def public_target(target: dict[str, Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from tenantry.db.urls import backend_of, mask, parse_url, redact, require_driver
 from tenantry.errors import Conflict, InvalidInput, NotFound, TenantryError
 from tenantry.services import audit
 from tenantry.services.connections import server_url
+from tenantry.services.placement import SQLITE
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,61}[a-z0-9]$")
 #: A job in one of these states may still create a database on its server.
@@ -43,6 +44,11 @@ def add_server(
     notes: str | None = None,
     actor: str,
     field: str = "url",
+    region: str | None = None,
+    tier: str | None = None,
+    max_tenants: int | None = None,
+    max_bytes: int | None = None,
+    accepting: bool = True,
 ) -> tuple[DatabaseServer, ServerCheck]:
     """Register a PostgreSQL or MySQL/MariaDB server by an admin URL (stored encrypted).
 
@@ -51,8 +57,14 @@ def add_server(
     ``field`` names the URL in errors (``--url``, ``url``). The URL's user should be allowed
     to create databases (the check says whether it is). For PostgreSQL the URL may name the
     maintenance database (default ``postgres``); a MySQL/MariaDB URL needs no database and,
-    without one, is kept and used without one.
+    without one, is kept and used without one. ``region``, ``tier`` and the capacity bounds
+    (checked by :mod:`.placement_labels`) are what placement matches and respects.
     """
+    if name == SQLITE:
+        raise InvalidInput(
+            f"{SQLITE!r} cannot name a server: `provision --server {SQLITE}` means a SQLite file.",
+            "Pick another name, e.g. pg-eu-1.",
+        )
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInput(
             "invalid server name.",
@@ -75,6 +87,11 @@ def add_server(
         port=url.port or (5432 if backend_of(url) == "postgresql" else 3306),
         admin_url_encrypted=box.seal(url.render_as_string(hide_password=False)),
         notes=notes,
+        region=region,
+        tier=tier,
+        max_tenants=max_tenants,
+        max_bytes=max_bytes,
+        accepting=accepting,
     )
     if insert_in_savepoint(session, server) is not None:  # the check took a while: a race
         raise Conflict(f"a server named {name!r} is registered already.")
@@ -84,7 +101,14 @@ def add_server(
         action="server.add",
         target_type="database_server",
         target_id=name,
-        details={"url": mask(url)},
+        details={
+            "url": mask(url),
+            "region": region,
+            "tier": tier,
+            "max_tenants": max_tenants,
+            "max_bytes": max_bytes,
+            "accepting": accepting,
+        },
     )
     return server, check
 

@@ -167,35 +167,3 @@ def just_ended_operation(session: Session, store_id: uuid.UUID) -> Operation | N
         .order_by(Operation.finished_at.desc())
         .limit(1)
     )
-
-
-@dataclass(frozen=True)
-class ServerLoad:
-    """A registered server, how many stores' databases live on it, and the bytes those
-    databases hold (as last measured into each store's ``storage_used_bytes``)."""
-
-    server: DatabaseServer
-    stores: int
-    data_bytes: int = 0
-
-
-def server_loads(session: Session) -> list[ServerLoad]:
-    """Every registered server (by name) with the number of stores whose active database is
-    on it and the bytes they hold, in one query."""
-    counts = (
-        select(
-            IntegrationConfig.database_server_id,
-            func.count().label("n"),
-            func.coalesce(func.sum(Store.storage_used_bytes), 0).label("bytes"),
-        )
-        .join(Store, Store.id == IntegrationConfig.store_id)
-        .where(IntegrationConfig.is_active.is_(True))
-        .group_by(IntegrationConfig.database_server_id)
-        .subquery()
-    )
-    found = session.execute(
-        select(DatabaseServer, func.coalesce(counts.c.n, 0), func.coalesce(counts.c.bytes, 0))
-        .outerjoin(counts, counts.c.database_server_id == DatabaseServer.id)
-        .order_by(DatabaseServer.name)
-    )
-    return [ServerLoad(server, int(n), int(held)) for server, n, held in found]

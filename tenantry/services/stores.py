@@ -83,9 +83,15 @@ def create_store(
     name: str,
     plan: str = "free",
     owner_id: uuid.UUID | None = None,
+    residency_region: str | None = None,
+    residency_tier: str | None = None,
     actor: str,
 ) -> Store:
-    """Register a store (not yet provisioned) with a subscription to ``plan``."""
+    """Register a store (not yet provisioned) with a subscription to ``plan``.
+
+    ``residency_region``/``residency_tier`` (checked labels) bind where its database may
+    ever live: placement, moves and restores honour them.
+    """
     validate_slug(slug)
     chosen = plan_named(plan)
     if session.scalar(select(Store.id).where(Store.slug == slug)) is not None:
@@ -99,13 +105,18 @@ def create_store(
         subscription_status=SubscriptionStatus.ACTIVE,
         subscription_started_at=now,
         database_status=DatabaseStatus.PROVISIONING,
+        residency_region=residency_region,
+        residency_tier=residency_tier,
     )
     session.add(store)
     session.flush()
     subscription = Subscription(store_id=store.id, status=SubscriptionStatus.ACTIVE, started_at=now)
     _apply_plan(subscription, chosen)
     session.add(subscription)
-    _audit(session, store, "store.create", actor, {"plan": chosen.name})
+    details: dict[str, object] = {"plan": chosen.name}
+    if residency_region or residency_tier:
+        details["residency"] = {"region": residency_region, "tier": residency_tier}
+    _audit(session, store, "store.create", actor, details)
     return store
 
 

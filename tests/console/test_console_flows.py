@@ -251,7 +251,7 @@ def test_a_store_is_moved_from_its_sqlite_file_to_a_registered_server(
     console = start_console(servers=_servers("postgresql"))
     page = pages.open()
     sign_in(page, console, console.operator)
-    _create_store(page, console, server_slug, None)  # a SQLite file in the data dir
+    _create_store(page, console, server_slug, "sqlite")  # a file, though a server is registered
     _wait_succeeded(page)
     page.reload()
     with console.api() as api:

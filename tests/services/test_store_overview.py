@@ -19,8 +19,9 @@ from tenantry.db.master.models import (
     Store,
 )
 from tenantry.runtime import Platform
-from tenantry.services import stores
-from tenantry.services.store_overview import running_operation, search_stores, server_loads
+from tenantry.services import servers, stores
+from tenantry.services.server_loads import server_loads
+from tenantry.services.store_overview import running_operation, search_stores
 from tests.platform_fixtures import backend_platform
 
 __all__ = ["backend_platform"]
@@ -143,5 +144,5 @@ def test_search_filter_page_and_what_each_row_shows(backend_platform: Platform) 
         assert running is not None
         assert running.kind == OperationKind.BACKUP
 
-        loads = server_loads(session)
-        assert [(load.server.name, load.stores) for load in loads] == [("pg-1", 1)]
+        loads = server_loads(session, servers.list_servers(session))
+        assert [(load.server.name, load.tenants) for load in loads] == [("pg-1", 1)]

@@ -1,4 +1,4 @@
-"""Database servers (admin keys only)."""
+"""Database servers (admin keys only): registration, placement labels and capacity, load."""
 
 from __future__ import annotations
 
@@ -6,17 +6,32 @@ from fastapi import APIRouter, Response, status
 
 from tenantry.api.audit_failures import audit_failures
 from tenantry.api.deps import AdminDep, MasterDep, PlatformDep
-from tenantry.api.schemas import ServerCreate, ServerOut
-from tenantry.services import servers
+from tenantry.api.server_schemas import ServerCreate, ServerOut, ServerUpdate
+from tenantry.services import placement_labels, servers
+from tenantry.services.server_loads import ServerLoad, server_loads
 
 router = APIRouter(tags=["database servers"])
+
+
+def server_out(load: ServerLoad) -> ServerOut:
+    """The API view of a server with its load."""
+    base = ServerOut.model_validate(load.server, from_attributes=True)
+    return base.model_copy(
+        update={
+            "tenants": load.tenants,
+            "bytes": load.bytes,
+            "tenant_headroom": load.tenant_headroom,
+            "byte_headroom": load.byte_headroom,
+        }
+    )
 
 
 @router.post("/database-servers", status_code=status.HTTP_201_CREATED, response_model=ServerOut)
 def add_server(
     body: ServerCreate, master: MasterDep, key: AdminDep, platform: PlatformDep
 ) -> ServerOut:
-    """Register a PostgreSQL or MySQL/MariaDB server by its admin URL (stored encrypted).
+    """Register a PostgreSQL or MySQL/MariaDB server by its admin URL (stored encrypted),
+    with the labels (region, tier) and capacity placement uses.
 
     The URL is validated and tenantry connects with it before saving: an invalid URL or an
     unreachable server is a 422 naming the problem, and nothing is saved.
@@ -28,16 +43,37 @@ def add_server(
             name=body.name,
             admin_url=body.url,
             notes=body.notes,
+            region=body.region,
+            tier=body.tier,
+            max_tenants=body.max_tenants,
+            max_bytes=body.max_bytes,
+            accepting=body.accepting,
             actor=key.actor,
         )
         master.commit()
-    return ServerOut.model_validate(server, from_attributes=True)
+    return server_out(ServerLoad(server, 0, 0))
 
 
 @router.get("/database-servers", response_model=list[ServerOut])
 def list_servers(master: MasterDep, key: AdminDep) -> list[ServerOut]:
-    """Registered servers (without their URLs)."""
-    return [ServerOut.model_validate(s, from_attributes=True) for s in servers.list_servers(master)]
+    """Registered servers (without their URLs) with their labels, stores, bytes and headroom."""
+    return [server_out(load) for load in server_loads(master, servers.list_servers(master))]
+
+
+@router.patch("/database-servers/{name}", response_model=ServerOut)
+def update_server(
+    name: str, body: ServerUpdate, master: MasterDep, key: AdminDep, platform: PlatformDep
+) -> ServerOut:
+    """Change a server's labels or capacity; only the fields given change, ``null`` clears a
+    label or a bound. Stores already there stay (``accepting: false`` only stops new ones)."""
+    given = body.model_fields_set
+    with audit_failures(master, platform, key, "server.set", "database_server", name):
+        server = servers.get_server(master, name)
+        changes = {field: getattr(body, field) for field in given}
+        placement_labels.configure_server(master, server, **changes, actor=key.actor)
+        master.commit()
+    (load,) = server_loads(master, [server])
+    return server_out(load)
 
 
 @router.delete("/database-servers/{name}", status_code=status.HTTP_204_NO_CONTENT)

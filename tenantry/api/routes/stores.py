@@ -52,6 +52,8 @@ def store_out(session: Session, store: Store) -> StoreOut:
         created_at=store.created_at,
         updated_at=store.updated_at,
         billing_customer_id=store.billing_customer_id,
+        residency_region=store.residency_region,
+        residency_tier=store.residency_tier,
     )
 
 
@@ -82,7 +84,13 @@ def create_store(
     """Register a store (admin keys only). Provision it next."""
     with audit_failures(master, platform, key, "store.create", "store", body.slug):
         created = store_create.create(
-            platform, slug=body.slug, name=body.name, plan=body.plan, actor=key.actor
+            platform,
+            slug=body.slug,
+            name=body.name,
+            plan=body.plan,
+            region=body.region,
+            tier=body.tier,
+            actor=key.actor,
         )
     store = stores.get_store(master, created.id)
     return store_out(master, store)

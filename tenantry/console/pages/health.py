@@ -14,7 +14,8 @@ from tenantry.observability import doctor
 from tenantry.observability.alert_states import alert_states
 from tenantry.observability.checks import diagnose
 from tenantry.observability.collectors import PlatformCollector
-from tenantry.services.store_overview import server_loads
+from tenantry.services import servers
+from tenantry.services.server_loads import server_loads
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -45,7 +46,7 @@ def health_page(
             "checks": results,
             "overall": doctor.overall(results).value,
             "counts": counts,
-            "servers": server_loads(master),
+            "servers": server_loads(master, servers.list_servers(master)),
             "alerts": alert_states(PlatformCollector(lambda: platform, lambda: dispatcher)),
         },
     )

@@ -91,6 +91,7 @@ def create_store(
             slug=form.get("slug", "").strip(),
             name=form.get("name", "").strip(),
             plan=form.get("plan") or "free",
+            region=form.get("region", "").strip() or None,
             actor=actor,
         )
     except TenantryError as exc:

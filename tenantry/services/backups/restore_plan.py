@@ -24,6 +24,7 @@ from tenantry.errors import (
     NotFound,
     WrongDatabase,
 )
+from tenantry.services import placement
 from tenantry.services.backups.verification import (
     get_backup,
     require_good,
@@ -148,8 +149,9 @@ def plan_restore(
 ) -> RestorePlan:
     """Check a restore of ``backup_ref`` into ``target`` (or in place) and describe it.
 
-    Refuses a bad backup, a target of another engine, role or instance, and a non-empty
-    database without tenantry identity. Changes nothing.
+    Refuses a bad backup, a target of another engine, role or instance, a non-empty
+    database without tenantry identity, and a store's backup restored where the store's
+    residency does not allow (:mod:`~tenantry.services.placement`). Changes nothing.
     """
     if in_place == (target is not None):
         raise InvalidInput(
@@ -163,6 +165,14 @@ def plan_restore(
         if in_place
         else parse_url(target or "", setting="--target")
     )
+    if not in_place and backup.store_id is not None:
+        # The store's data may only be copied where its residency allows (checked before the
+        # target is even opened).
+        store = session.get(Store, backup.store_id)
+        if store is not None:
+            placement.refuse_url_breaking_residency(
+                session, store, url, doing="restore its backup into"
+            )
     shown = mask(url)
     exists, identity = _inspect_target(url, schema_for(backup.role, settings.tenant_schema), backup)
     if backend_of(url) != backup.engine:

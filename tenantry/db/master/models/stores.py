@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, Boolean, ForeignKey, Index, Integer, String, Text, true
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.crypto import sealed_column
@@ -140,6 +140,10 @@ class Store(MasterBase):
     #: when at most: a crashed mover's block lapses instead of lasting forever.
     write_block_reason: Mapped[str | None] = mapped_column(String(255))
     write_block_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Data residency (seed 001): the region (and tier) of the servers the store's database
+    #: may live on; ``None`` places it anywhere. Checked by provision, move and restore.
+    residency_region: Mapped[str | None] = mapped_column(String(64))
+    residency_tier: Mapped[str | None] = mapped_column(String(64))
 
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
@@ -159,6 +163,14 @@ class DatabaseServer(MasterBase):
     admin_url_encrypted: Mapped[str] = sealed_column()
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     notes: Mapped[str | None] = mapped_column(Text)
+    #: Placement labels (``servers add --region/--tier``); ``None`` matches no requirement.
+    region: Mapped[str | None] = mapped_column(String(64))
+    tier: Mapped[str | None] = mapped_column(String(64))
+    #: Capacity: placement skips a server at either bound (``None``: unbounded) or one that
+    #: does not accept new stores.
+    max_tenants: Mapped[int | None] = mapped_column(Integer)
+    max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    accepting: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]
 

@@ -4,7 +4,7 @@
 of the host and when it was verified; only verified hosts resolve to their store.
 
 Revision ID: 0021
-Revises: 0018
+Revises: 0020
 Create Date: 2026-12-04 10:30:00.000000
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import tenantry.db.types
 
 revision: str = "0021"
-down_revision: str | Sequence[str] | None = "0018"
+down_revision: str | Sequence[str] | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
