@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         60, gt=0, le=3600, validation_alias="TENANTRY_JOB_LEASE_SECONDS"
     )
+    #: Spare tenant databases kept ready per server (and for SQLite files), cloned ahead by the
+    #: scheduler so provisioning claims one instead of waiting for a copy; 0 turns it off.
+    spare_databases: int = Field(2, ge=0, le=50, validation_alias="TENANTRY_SPARE_DATABASES")
     max_engines: int = Field(64, ge=1, le=10_000, validation_alias="TENANTRY_MAX_ENGINES")
     tenant_pool_size: int = Field(2, ge=1, le=100, validation_alias="TENANTRY_TENANT_POOL_SIZE")
     engine_idle_seconds: float = Field(300, gt=0, validation_alias="TENANTRY_ENGINE_IDLE_SECONDS")

@@ -278,3 +278,44 @@ def stamp_identity(conn: Connection, spec: SchemaSpec, owner_app: str) -> Identi
         )
     )
     return identity
+
+
+#: The role a spare database states until a store claims it: no guard expecting a tenant (or
+#: any other role) accepts it, so a spare is never routed to, migrated or restored into.
+SPARE_ROLE = "spare"
+
+
+def stamp_spare(conn: Connection, spec: SchemaSpec, owner_app: str, spare_id: str) -> None:
+    """Stamp a fresh template copy as the unassigned spare ``spare_id`` of ``spec``'s schema."""
+    identity_table.create(conn, checkfirst=True)
+    conn.execute(
+        identity_table.insert().values(
+            role=SPARE_ROLE,
+            schema_name=spec.name,
+            instance_id=spare_id,
+            owner_app=owner_app,
+            created_at=utcnow(),
+            tenantry_version=__version__,
+        )
+    )
+
+
+def unstamp_spare(conn: Connection, spec: SchemaSpec, spare_id: str) -> None:
+    """Remove the unassigned identity of spare ``spare_id`` (the caller stamps the store's in
+    the same transaction); refuses a database that is not that spare."""
+    found = read_identity(conn)
+    if found is None or (found.role, found.schema_name, found.instance_id) != (
+        SPARE_ROLE,
+        spec.name,
+        spare_id,
+    ):
+        raise WrongDatabase(
+            refusal(
+                Expected(SPARE_ROLE, spec.name, spare_id),
+                found.describe() if found else "a database without tenantry identity",
+                "the claimed spare",
+                None,
+            ),
+            "Run `tenantry doctor`: the spare pool's record and the server disagree.",
+        )
+    conn.execute(identity_table.delete().where(identity_table.c.role == SPARE_ROLE))

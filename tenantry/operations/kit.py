@@ -20,7 +20,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -28,6 +28,7 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Connection,
     Engine,
     Executable,
     and_,
@@ -54,6 +55,9 @@ from tenantry.operations.locks import ExclusiveLocks, LockGrant
 from tenantry.services.operation_rows import cancel_in, lease_lapsed, new_operation, stalled_query
 from tenantry.settings import Settings
 
+#: What an operation's own record gets in a progress write: a statement, or a function that
+#: writes on the transaction's connection.
+Record = Executable | Callable[[Connection], None]
 #: Marks a progress field the caller leaves as it is.
 _KEEP: Any = object()
 
@@ -243,11 +247,12 @@ class OperationKit:
         unit: ProgressUnit | None = _KEEP,
         message: str | None = _KEEP,
         *,
-        record: Executable | None = None,
+        record: Record | None = None,
     ) -> bool:
         """Record where the operation is (the fields given; the others stay) and renew the
         lease, committed at once so others see it; ``record`` (a statement on the kind's own
-        record) is written in the same transaction. Returns whether the operation was asked
+        record, or a function writing on the transaction's connection) is written in the same
+        transaction. Returns whether the operation was asked
         to stop: then nothing but the lease is written (the holder stops at this step
         boundary, and cleans up). Raises :class:`LostClaim` when the operation is no longer
         this holder's."""
@@ -266,7 +271,7 @@ class OperationKit:
         self,
         operation_id: uuid.UUID,
         values: dict[str, Any],
-        record: Executable | None = None,
+        record: Record | None = None,
         *,
         unless_cancelling: bool = False,
     ) -> _Held:
@@ -289,8 +294,10 @@ class OperationKit:
                 .where(self._held(operation_id))
                 .values({"lease_expires_at": now + self.lease, "updated_at": now, **values})
             )
-            if record is not None:
+            if isinstance(record, Executable):
                 conn.execute(record)
+            elif record is not None:
+                record(conn)
         return _Held(str(status), str(row.kind), row.started_at)
 
     def cancel_requested(self, operation_id: uuid.UUID) -> bool:
@@ -304,7 +311,7 @@ class OperationKit:
         operation_id: uuid.UUID,
         status: OperationStatus,
         values: dict[str, Any],
-        record: Executable | None = None,
+        record: Record | None = None,
     ) -> None:
         ended = utcnow()
         held = self._write(

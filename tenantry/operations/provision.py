@@ -22,7 +22,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, text, update
+from sqlalchemy import Connection, Engine, Executable, text, update
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -42,9 +42,11 @@ from tenantry.db.urls import mask
 from tenantry.errors import Conflict, NotFound
 from tenantry.failpoints import failpoint
 from tenantry.operations import provision_cleanup as cleanup
-from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.operations import provision_spare as spare_path
+from tenantry.operations.kit import LostClaim, OperationKit, Record
 from tenantry.services import provisioning, provisioning_records, runtime_access, tenant_setup
 from tenantry.services.connections import split_url
+from tenantry.services.spares import ClaimedSpare
 from tenantry.settings import Settings
 
 JOB = provisioning_records.JOB_TABLE
@@ -76,16 +78,27 @@ class Provisioner:
 
     # ------------------------------------------------------------------ job bookkeeping
 
-    def update(self, job_id: uuid.UUID, **values: Any) -> None:
+    def update(self, job_id: uuid.UUID, *, record: Record | None = None, **values: Any) -> None:
         """Record progress and renew the lease, if the job is still ours and running; a
-        cancel request stops it here (a step boundary)."""
+        cancel request stops it here (a step boundary). ``record`` writes more on the job's
+        own record in the same transaction (with ``values``' own fields, when both)."""
         own = {k: v for k, v in values.items() if k in OWN}
         shared = {
             {"tables_created": "current", "total_tables": "total"}.get(k, k): v
             for k, v in values.items()
             if k not in OWN
         }
-        record = update(JOB).where(JOB.c.id == job_id).values(**own) if own else None
+        if own:
+            own_values = update(JOB).where(JOB.c.id == job_id).values(**own)
+            more = record
+
+            def record(conn: Connection) -> None:
+                conn.execute(own_values)
+                if isinstance(more, Executable):
+                    conn.execute(more)
+                elif more is not None:
+                    more(conn)
+
         try:
             cancelled = self.kit.progress(job_id, **shared, record=record)
         except LostClaim:
@@ -131,6 +144,11 @@ class Provisioner:
         engine: Engine | None = None
         try:
             url, cloned = self._step_connect(job)
+            if isinstance(cloned, ClaimedSpare):
+                spare_path.place(self, job, cloned, url)
+                identity = spare_path.stamp_and_seed(self, cloned, store, url)
+                self._step_save_and_activate(job, store, url, identity)
+                return ProvisioningStatus.COMPLETED
             engine = make_engine(url, pool_size=1)
             if cloned:
                 identity = self._step_stamp_and_seed_clone(job, store, engine)
@@ -150,12 +168,14 @@ class Provisioner:
             if engine is not None:
                 engine.dispose()
 
-    def _step_connect(self, job: ProvisioningJob) -> tuple[URL, bool]:
+    def _step_connect(self, job: ProvisioningJob) -> tuple[URL, bool | ClaimedSpare]:
         """The database's URL, creating it in create-new mode; True when this call made it
-        as a copy of the template (so its content is known exactly)."""
+        as a copy of the template (so its content is known exactly), the spare it claimed
+        instead (to rename and stamp)."""
         failpoint("provision.connect")
         with self.sessions() as session:
             url = provisioning.target_url(session, self.box, job)
+        spare_path.discard(self, job, url)  # a resumed job's half-claimed spare
         if (
             job.mode == ProvisioningMode.CREATE_NEW
             and not job.database_created
@@ -166,15 +186,11 @@ class Provisioner:
             # its worker died: its content is unknown, so start again from nothing.
             admin.drop_database(url)
         if job.mode == ProvisioningMode.CREATE_NEW and not admin.database_exists(url):
-            # Recorded before creating, so a crash right after still knows it is ours.
-            self.update(
-                job.id,
-                step="connect",
-                progress=5,
-                database_created=True,
-                message="creating the database",
-            )
-            job.database_created = True
+            # Recorded before creating, so a crash right after still knows it is ours; a
+            # spare claimed in the same transaction is the database, already made.
+            spare = spare_path.record_creating(self, job, url)
+            if spare is not None:
+                return url, spare
             failpoint("provision.create_database")
             cloned = builder.create_tenant_database(
                 url, self.spec, self.settings.data_dir / "templates"
@@ -296,7 +312,9 @@ class Provisioner:
     def _step_save_and_activate(
         self, job: ProvisioningJob, store: Store, url: URL, instance_id: str
     ) -> None:
-        self.update(job.id, step="save_connection", progress=95, message="saving connection")
+        # No progress write of its own: the completion below is one transaction that checks
+        # the job is still ours and running (a cancel meanwhile is seen there), and the step
+        # shown until then is the last one's.
         failpoint("provision.save_connection")
         config_data, secret = split_url(self.box, url)
         # A SQLite file tenantry made has no logins: no access mode to record.

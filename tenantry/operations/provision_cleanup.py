@@ -23,6 +23,7 @@ from tenantry.db.master.models import (
     provisioning_status,
 )
 from tenantry.errors import TenantryError
+from tenantry.operations import provision_spare
 from tenantry.operations.kit import LostClaim
 from tenantry.operations.running import error_message
 from tenantry.services import provisioning_records, runtime_access
@@ -71,6 +72,9 @@ def drop_created(runner: Provisioner, job: ProvisioningJob) -> bool:
     try:
         url = runner.new_database_url(job)
         dropped = admin.drop_database(url)
+        spare = provision_spare.claimed_url(runner, job, url)
+        if spare is not None:  # claimed, and maybe not yet renamed to the store's name
+            dropped = admin.drop_database(spare) or dropped
         if store is not None:  # the runtime logins it may have made go with the database
             runtime_access.drop_store_logins(url, store.slug, store.id)
         return dropped

@@ -57,6 +57,7 @@ from tenantry.db.master.models.provisioning import (
     ProvisioningStatus,
     provisioning_status,
 )
+from tenantry.db.master.models.spares import SpareDatabase, SpareStatus
 from tenantry.db.master.models.stores import (
     AccessMode,
     DatabaseEngine,
@@ -108,6 +109,8 @@ __all__ = [
     "ProvisioningJob",
     "ProvisioningMode",
     "ProvisioningStatus",
+    "SpareDatabase",
+    "SpareStatus",
     "StorageStatus",
     "Store",
     "StoreDomain",

@@ -1,0 +1,105 @@
+"""Spare tenant databases on the server side: make one, hand one to a store, move it into place.
+
+A spare is a copy of the schema's template (:mod:`tenantry.db.builder`) stamped with the
+unassigned identity (:data:`tenantry.db.identity.SPARE_ROLE`), called ``tenantry_spare_<hex>``:
+a database on a PostgreSQL server, or a file in ``$TENANTRY_DATA_DIR/spares``. MySQL/MariaDB
+get none: they have no template copy to make one from quickly, nor a database rename to give
+it the store's name. Master's record of the pool is :mod:`tenantry.services.spares`.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+
+from sqlalchemy import Connection
+from sqlalchemy.engine import URL
+
+from tenantry.db import admin, builder, sqlite_writers
+from tenantry.db.engines import connect, make_engine
+from tenantry.db.identity import stamp_identity, stamp_spare, unstamp_spare
+from tenantry.db.master.models import Store
+from tenantry.db.schemas import SchemaSpec
+from tenantry.db.urls import backend_of
+from tenantry.files import private_dir
+
+SPARE_PREFIX = "tenantry_spare_"
+#: The backends a spare pool is kept for.
+SPARE_BACKENDS = frozenset({"sqlite", "postgresql"})
+
+
+def new_spare_name() -> str:
+    """A fresh spare database name (a file stem on SQLite)."""
+    return f"{SPARE_PREFIX}{uuid.uuid4().hex[:16]}"
+
+
+def spare_dir(data_dir: Path) -> Path:
+    """Where SQLite spares live."""
+    return data_dir / "spares"
+
+
+def spare_url(server: URL | None, data_dir: Path, name: str) -> URL:
+    """The URL of spare ``name``: on the server of admin URL ``server``, or a SQLite file."""
+    if not name.startswith(SPARE_PREFIX):
+        raise ValueError(f"{name!r} is not a spare database name")
+    if server is None:
+        path = (spare_dir(data_dir) / f"{name}.db").resolve()
+        return URL.create("sqlite+pysqlite", database=str(path))
+    return server.set(database=name)
+
+
+def make_spare(url: URL, spec: SchemaSpec, template_dir: Path, owner: str, spare_id: str) -> bool:
+    """Create the spare at ``url`` as a template copy stamped unassigned; False (and nothing
+    left) when no template copy could be made there."""
+    if backend_of(url) not in SPARE_BACKENDS:
+        return False
+    if backend_of(url) == "sqlite":
+        private_dir(Path(url.database or "").parent)
+    if not builder.create_tenant_database(url, spec, template_dir):
+        admin.drop_database(url)
+        return False
+    engine = make_engine(url, pool_size=1)
+    try:
+        with connect(engine, begin=True) as conn:
+            stamp_spare(conn, spec, owner, spare_id)
+    finally:
+        engine.dispose()
+    return True
+
+
+def assign(conn: Connection, spec: SchemaSpec, owner: str, spare_id: str, store: Store) -> str:
+    """Make spare ``spare_id`` on ``conn`` the store's: its unassigned identity replaced by a
+    new tenant identity and the initial data written, in the caller's transaction (all or
+    nothing); the new instance id."""
+    unstamp_spare(conn, spec, spare_id)
+    identity = stamp_identity(conn, spec, owner)
+    if spec.seed is not None:
+        spec.seed(conn, {"name": store.name, "slug": store.slug, "id": str(store.id)})
+    return identity.instance_id
+
+
+def move_into_place(spare: URL, target: URL) -> None:
+    """Give the (assigned) spare the store's database name: PostgreSQL renames it (no session
+    may be open on it), SQLite replaces the file atomically."""
+    if backend_of(spare) == "sqlite":
+        source, dest = Path(spare.database or ""), Path(target.database or "")
+        private_dir(dest.parent)
+        os.replace(source, dest)
+        for suffix in ("-wal", "-shm"):  # a journal goes with its file, or the data is lost
+            side = source.with_name(source.name + suffix)
+            if side.exists():
+                os.replace(side, dest.with_name(dest.name + suffix))
+        source.with_name(source.name + sqlite_writers.LOCK_SUFFIX).unlink(missing_ok=True)
+        return
+    admin.run_server_sql(
+        spare,
+        f'ALTER DATABASE "{_checked(spare)}" RENAME TO "{_checked(target)}"',
+    )
+
+
+def _checked(url: URL) -> str:
+    name = str(url.database or "")
+    if not name or '"' in name or len(name) > 63:
+        raise ValueError(f"{name!r} is not a usable database name")
+    return name

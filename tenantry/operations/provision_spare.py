@@ -1,0 +1,140 @@
+"""Provisioning a create-new store from the spare pool (:mod:`tenantry.operations.spare_pool`).
+
+The claim is one master transaction, the one that records the job is creating its database:
+a ready spare's row is deleted, the job's record marks the database as its own and names the
+spare (``destination["spare"]``), and its progress moves on. Then the spare is renamed to the
+store's database name and, in one tenant transaction, its unassigned identity replaced by the
+store's and the initial data written; the connection is saved when the job completes. A crash
+anywhere leaves either the spare under its own name or the store's database still stamped
+unassigned: the job names it, so a resumed job drops it and starts again (:func:`discard`), and
+a failed or cancelled job drops it with the rest (:mod:`.provision_cleanup`). No store ever
+points at an unassigned database, and no claimed spare is left unrecorded.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, update
+from sqlalchemy.engine import URL
+
+from tenantry.db import admin, builder
+from tenantry.db.engines import connect, make_engine
+from tenantry.db.identity import SPARE_ROLE, read_identity
+from tenantry.db.master.models import Operation, ProvisioningJob, ProvisioningMode, Store
+from tenantry.db.spares import SPARE_BACKENDS, assign, move_into_place, spare_url
+from tenantry.db.urls import backend_of
+from tenantry.failpoints import failpoint
+from tenantry.services import provisioning_records, spares
+from tenantry.services.spares import ClaimedSpare
+
+if TYPE_CHECKING:
+    from tenantry.operations.provision import Provisioner
+
+JOB = provisioning_records.JOB_TABLE
+#: The job's progress once it holds a spare: the database is made, as after a template copy.
+SEED_PROGRESS = 75
+
+
+def uses_pool(runner: Provisioner, job: ProvisioningJob, url: URL) -> bool:
+    """Whether ``job`` may take a spare: create-new, a pooled backend, a pool wanted."""
+    return (
+        job.mode == ProvisioningMode.CREATE_NEW
+        and runner.settings.spare_databases > 0
+        and backend_of(url) in SPARE_BACKENDS
+    )
+
+
+def claimed_url(runner: Provisioner, job: ProvisioningJob, url: URL) -> URL | None:
+    """Where the spare ``job`` claimed is under its own name (``url``: the store's)."""
+    name = (job.destination or {}).get("spare")
+    if not name:
+        return None
+    return spare_url(None if backend_of(url) == "sqlite" else url, runner.settings.data_dir, name)
+
+
+def record_creating(runner: Provisioner, job: ProvisioningJob, url: URL) -> ClaimedSpare | None:
+    """Record that ``job`` creates its database (one master transaction), claiming a ready
+    spare in the same transaction when the pool has one; the spare, or None (the caller
+    makes the database)."""
+    claimed: list[ClaimedSpare] = []
+    pooled = uses_pool(runner, job, url)
+    template = builder.template_name(runner.spec)
+    tables = len(runner.spec.metadata.sorted_tables)
+
+    def write(conn: Connection) -> None:
+        spare = spares.claim_ready(conn, job.database_server_id, template) if pooled else None
+        values: dict[str, Any] = {"database_created": True}
+        if spare is not None:
+            values["destination"] = {**(job.destination or {}), "spare": spare.database_name}
+            values["progress"] = SEED_PROGRESS
+            claimed.append(spare)
+            # The database is made: what the job does next is the seed step's work.
+            conn.execute(
+                update(Operation)
+                .where(Operation.id == job.id)
+                .values(
+                    step="seed",
+                    progress_current=tables,
+                    progress_total=tables,
+                    message="claimed a spare database; stamping identity",
+                )
+            )
+        conn.execute(update(JOB).where(JOB.c.id == job.id).values(**values))
+
+    runner.update(
+        job.id,
+        step="connect",
+        progress=5,
+        message="creating the database",
+        record=write,
+    )
+    job.database_created = True
+    if not claimed:
+        return None
+    job.destination = {**(job.destination or {}), "spare": claimed[0].database_name}
+    return claimed[0]
+
+
+def place(runner: Provisioner, job: ProvisioningJob, spare: ClaimedSpare, url: URL) -> None:
+    """Give the claimed spare the store's database name (nobody is connected to a spare)."""
+    source = claimed_url(runner, job, url)
+    assert source is not None
+    failpoint("provision.spare.claimed")
+    move_into_place(source, url)
+
+
+def stamp_and_seed(runner: Provisioner, spare: ClaimedSpare, store: Store, url: URL) -> str:
+    """Replace the spare's unassigned identity with the store's and write the initial data,
+    in one transaction on the (renamed) database at ``url``; its instance id."""
+    failpoint("provision.inspect")
+    failpoint("provision.migrate")
+    failpoint("provision.seed")
+    engine = make_engine(url, pool_size=1)
+    try:
+        with connect(engine, begin=True) as conn:
+            return assign(conn, runner.spec, runner.settings.tenant_owner, str(spare.id), store)
+    finally:
+        engine.dispose()
+
+
+def discard(runner: Provisioner, job: ProvisioningJob, url: URL) -> None:
+    """A resumed job that had claimed a spare: drop what is left of it unassigned (under its
+    own name, or already renamed to the store's but not yet stamped), so the job starts again
+    from nothing. A database already stamped with the store's identity is kept."""
+    source = claimed_url(runner, job, url)
+    if source is None or not job.database_created:
+        return
+    admin.drop_database(source)
+    if admin.database_exists(url) and _unassigned(url):
+        admin.drop_database(url)
+
+
+def _unassigned(url: URL) -> bool:
+    engine = make_engine(url, pool_size=1)
+    try:
+        with connect(engine) as conn:
+            found = read_identity(conn)
+    finally:
+        engine.dispose()
+    return found is not None and found.role == SPARE_ROLE

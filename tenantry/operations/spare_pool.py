@@ -1,0 +1,186 @@
+"""Keeping the spare database pools full, current and bounded (the scheduler's refill).
+
+Each registered PostgreSQL server, and the SQLite data dir, has a pool of at most
+``TENANTRY_SPARE_DATABASES`` spares cloned from the current template. A refill runs under one
+exclusive lock (one refiller at a time across processes, so two racing refills never fill a
+pool past its bound): it drops the spares of another template (a schema change: a new head
+revision), the rows a killed refill left ``building``, and those beyond the bound, then makes
+new ones until each pool is full. A spare's row is committed before its database is made and
+removed after it is dropped, so no spare database is ever unrecorded for long. Never on a
+request's path: the scheduler tick (and the bench, between stores) calls it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db import admin, builder
+from tenantry.db.engines import writer_sessions
+from tenantry.db.master.models import DatabaseServer, SpareDatabase, SpareStatus
+from tenantry.db.schemas import SchemaSpec
+from tenantry.db.spares import make_spare, new_spare_name, spare_url
+from tenantry.errors import Conflict, TenantryError
+from tenantry.operations.kit import OperationKit
+from tenantry.services import servers, spares
+from tenantry.services.connections import server_url
+from tenantry.settings import Settings
+
+log = logging.getLogger("tenantry.spares")
+#: The refill's exclusive lock.
+REFILL_LOCK = "spare-pool-refill"
+
+
+@dataclass
+class RefillReport:
+    """What one refill did: spares made and dropped per pool (``sqlite`` or a server name)."""
+
+    made: dict[str, int] = field(default_factory=dict)
+    dropped: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    #: Another refill held the lock: this one did nothing.
+    skipped: bool = False
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One pool: where its spares live."""
+
+    label: str  # "sqlite" or the server's name
+    server_id: uuid.UUID | None
+    admin_url: URL | None
+
+
+def _pools(session: Session, box: SecretBox) -> list[Pool]:
+    found = [Pool("sqlite", None, None)]
+    for server in servers.list_servers(session):
+        if server.is_active and server.engine == "postgresql":
+            found.append(Pool(server.name, server.id, server_url(box, server)))
+    return found
+
+
+def refill(
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    settings: Settings,
+    spec: SchemaSpec,
+    *,
+    holder: str | None = None,
+) -> RefillReport:
+    """Retire stale spares and fill every pool to ``TENANTRY_SPARE_DATABASES``; skipped (and
+    nothing done) while another process refills."""
+    report = RefillReport()
+    kit = OperationKit(sessions, lease_seconds=settings.job_lease_seconds, holder=holder)
+    try:
+        kit.acquire_lock(REFILL_LOCK)
+    except Conflict:
+        report.skipped = True
+        return report
+    try:
+        writes = writer_sessions(sessions)
+        with sessions() as session:
+            pools = _pools(session, box)
+        template = builder.template_name(spec)
+        for pool in pools:
+            try:
+                _refill_pool(writes, settings, spec, pool, template, report)
+            except TenantryError as exc:  # one unreachable server never stops the others
+                report.errors.append(f"{pool.label}: {exc.message}")
+                log.warning("spare pool %s: %s", pool.label, exc.message)
+            kit.renew_lock(REFILL_LOCK)
+    finally:
+        kit.release_lock(REFILL_LOCK)
+    return report
+
+
+def _refill_pool(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    spec: SchemaSpec,
+    pool: Pool,
+    template: str,
+    report: RefillReport,
+) -> None:
+    with sessions() as session:
+        have = spares.pool(session, pool.server_id)
+        session.expunge_all()
+    keep: list[SpareDatabase] = []
+    for spare in have:
+        # Under the lock, a row still building is a dead refill's: its database is unknown.
+        current = spare.status == SpareStatus.READY and spare.template == template
+        if current and len(keep) < settings.spare_databases:
+            keep.append(spare)
+        else:
+            if _drop(sessions, settings, pool, spare):
+                report.dropped[pool.label] = report.dropped.get(pool.label, 0) + 1
+    for _ in range(settings.spare_databases - len(keep)):
+        if not _make(sessions, settings, spec, pool, template):
+            break
+        report.made[pool.label] = report.made.get(pool.label, 0) + 1
+
+
+def _make(
+    sessions: sessionmaker[Session],
+    settings: Settings,
+    spec: SchemaSpec,
+    pool: Pool,
+    template: str,
+) -> bool:
+    name = new_spare_name()
+    with sessions.begin() as session:
+        spare_id = spares.reserve(session, pool.server_id, name, template)
+    url = spare_url(pool.admin_url, settings.data_dir, name)
+    made = False
+    try:
+        made = make_spare(
+            url, spec, settings.data_dir / "templates", settings.tenant_owner, str(spare_id)
+        )
+    finally:
+        with sessions.begin() as session:
+            if made:
+                made = spares.mark_ready(session, spare_id)
+            if not made:
+                admin.drop_database(url)
+                spares.forget(session, spare_id)
+    return made
+
+
+def _drop(
+    sessions: sessionmaker[Session], settings: Settings, pool: Pool, spare: SpareDatabase
+) -> bool:
+    """Drop one spare; False when a store claimed it first (then it is the store's)."""
+    if spare.status == SpareStatus.READY:
+        with sessions.begin() as session:
+            # Out of the claimable set first: a claimer and a drop never share a spare.
+            if not spares.retire(session, spare.id):
+                return False
+    admin.drop_database(spare_url(pool.admin_url, settings.data_dir, spare.database_name))
+    with sessions.begin() as session:
+        spares.forget(session, spare.id)
+    return True
+
+
+def drop_server_spares(
+    sessions: sessionmaker[Session], box: SecretBox, settings: Settings, server: DatabaseServer
+) -> int:
+    """Drop every spare of ``server`` (before it is removed); how many. Waits for a running
+    refill, which may be making one there."""
+    kit = OperationKit(sessions, lease_seconds=settings.job_lease_seconds)
+    kit.acquire_lock(REFILL_LOCK, wait_s=LOCK_WAIT_S)
+    try:
+        pool = Pool(server.name, server.id, server_url(box, server))
+        with sessions() as session:
+            have = spares.pool(session, server.id)
+            session.expunge_all()
+        return sum(_drop(writer_sessions(sessions), settings, pool, s) for s in have)
+    finally:
+        kit.release_lock(REFILL_LOCK)
+
+
+#: How long removing a server waits for a refill to end.
+LOCK_WAIT_S = 60.0
