@@ -66,7 +66,7 @@ def record_creating(runner: Provisioner, job: ProvisioningJob, url: URL) -> Clai
         spare = spares.claim_ready(conn, job.database_server_id, template) if pooled else None
         values: dict[str, Any] = {"database_created": True}
         if spare is not None:
-            values["destination"] = {**(job.destination or {}), "spare": spare.database_name}
+            values["target"] = {**(job.destination or {}), "spare": spare.database_name}
             values["progress"] = SEED_PROGRESS
             claimed.append(spare)
             # The database is made: what the job does next is the seed step's work.

@@ -1,0 +1,351 @@
+"""The spare database pool: provisioning claims a spare, which is never routed to, the pool is
+refilled to its bound and never past it, a schema change retires spares, a crash between claim
+and stamp leaks nothing, and ``TENANTRY_SPARE_DATABASES=0`` means no spares. SQLite files and
+a PostgreSQL server; MySQL/MariaDB get no spares (no template copy, no database rename)."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import Engine, select, update
+from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
+
+from tenantry.db import admin
+from tenantry.db.engines import make_engine
+from tenantry.db.identity import SPARE_ROLE, Identity, expect, guard, read_identity
+from tenantry.db.master.models import (
+    DatabaseServer,
+    IntegrationConfig,
+    Operation,
+    ProvisioningMode,
+    SpareDatabase,
+    Store,
+)
+from tenantry.db.spares import spare_url
+from tenantry.db.types import utcnow
+from tenantry.db.urls import parse_url
+from tenantry.errors import WrongDatabase
+from tenantry.operations import provision_spare, spare_pool
+from tenantry.operations.provision import Provisioner
+from tenantry.runtime import Platform
+from tenantry.services import provisioning, servers, stores
+from tenantry.services.connections import server_url, tenant_url
+from tenantry.settings import Settings
+from tests.conftest import SERVER_URLS, require_server
+from tests.platform_fixtures import platform, settings
+
+__all__ = ["platform", "settings"]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def pool_backend(request: pytest.FixtureRequest) -> str:
+    """Each backend a pool is kept for."""
+    require_server(request.param)
+    return str(request.param)
+
+
+@pytest.fixture
+def pooled(platform: Platform, pool_backend: str) -> Iterator[tuple[Platform, str | None]]:
+    """The platform and the server its stores go to (None: SQLite files); every spare and
+    store database the test made is dropped after it."""
+    server = None
+    if pool_backend == "postgresql":
+        server = f"pg-{uuid.uuid4().hex[:6]}"
+        with platform.sessions.begin() as session:
+            servers.add_server(
+                session,
+                platform.box,
+                name=server,
+                admin_url=SERVER_URLS["postgresql"],
+                actor="cli:test",
+            )
+    yield platform, server
+    with platform.sessions() as session:
+        names = [
+            (spare.database_name, spare.database_server_id is not None)
+            for spare in session.scalars(select(SpareDatabase))
+        ]
+        urls = [stores.active_connection(session, s) for s in session.scalars(select(Store))]
+        made = [tenant_url(platform.box, c) for c in urls if c is not None]
+    for name, on_server in names:
+        admin.drop_database(_spare(platform, name, on_server))
+    for url in made:  # through the admin URL: the store's own login may not drop it
+        on_server = url.get_backend_name() != "sqlite"
+        admin_url = _parse(SERVER_URLS["postgresql"]).set(database=url.database)
+        admin.drop_database(admin_url if on_server else url)
+
+
+def _spare(platform: Platform, name: str, on_server: bool) -> URL:
+    admin_url = SERVER_URLS["postgresql"] if on_server else None
+    return spare_url(
+        None if admin_url is None else _parse(admin_url), platform.settings.data_dir, name
+    )
+
+
+def _parse(raw: str) -> URL:
+    return parse_url(raw)
+
+
+def _with(settings: Settings, **changes: object) -> Settings:
+    return settings.model_copy(update=changes)
+
+
+def _refill(platform: Platform, settings: Settings | None = None) -> spare_pool.RefillReport:
+    return spare_pool.refill(
+        platform.sessions, platform.box, settings or platform.settings, platform.tenant_spec
+    )
+
+
+def _spares(platform: Platform, server: str | None) -> list[SpareDatabase]:
+    with platform.sessions() as session:
+        server_id = servers.get_server(session, server).id if server else None
+        rows = [
+            s for s in session.scalars(select(SpareDatabase)) if s.database_server_id == server_id
+        ]
+        session.expunge_all()
+        return rows
+
+
+def _provision(
+    platform: Platform, server: str | None, slug: str, settings: Settings | None = None
+) -> tuple[str, uuid.UUID]:
+    with platform.sessions.begin() as session:
+        store = stores.create_store(session, slug=slug, name=slug.title(), actor="cli:test")
+        target = servers.get_server(session, server) if server else None
+        job = provisioning.request_provisioning(
+            session,
+            platform.box,
+            platform.settings,
+            store,
+            mode=ProvisioningMode.CREATE_NEW,
+            server=target,
+            actor="cli:test",
+        )
+        job_id = job.id
+    runner = Provisioner(
+        platform.sessions, platform.box, settings or platform.settings, platform.tenant_spec, "w1"
+    )
+    outcome = runner.run(job_id)
+    if outcome == "failed":
+        with platform.sessions() as session:
+            print("job error:", provisioning.get_job(session, job_id).error)
+    return outcome, job_id
+
+
+def _identity_of(url: URL) -> Identity | None:
+    engine: Engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            return read_identity(conn)
+    finally:
+        engine.dispose()
+
+
+def _store_database(platform: Platform, slug: str) -> tuple[URL, IntegrationConfig]:
+    with platform.sessions() as session:
+        store = stores.get_store(session, slug)
+        config = stores.active_connection(session, store)
+        assert config is not None
+        session.expunge_all()
+        return tenant_url(platform.box, config), config
+
+
+def _exists(platform: Platform, spare: SpareDatabase) -> bool:
+    return admin.database_exists(
+        _spare(platform, spare.database_name, spare.database_server_id is not None)
+    )
+
+
+def test_provisioning_takes_a_spare_stamped_with_the_store_identity(
+    pooled: tuple[Platform, str | None],
+) -> None:
+    platform, server = pooled
+    report = _refill(platform)
+    assert sum(report.made.values()) >= 2
+    before = _spares(platform, server)
+    assert len(before) == platform.settings.spare_databases == 2
+    assert all(_exists(platform, s) for s in before)
+
+    outcome, _ = _provision(platform, server, f"warm-{uuid.uuid4().hex[:6]}")
+    assert outcome == "completed"
+
+    after = _spares(platform, server)
+    assert len(after) == 1  # one was claimed
+    taken = next(s for s in before if s.id not in {a.id for a in after})
+    assert not _exists(platform, taken)  # renamed to the store's name, not left behind
+    slug = next(iter(_slugs(platform)))
+    url, config = _store_database(platform, slug)
+    identity = _identity_of(url)
+    assert identity is not None
+    assert identity.role == "tenant"
+    assert identity.instance_id == config.instance_id
+    assert identity.instance_id != str(taken.id)
+
+
+def _slugs(platform: Platform) -> list[str]:
+    with platform.sessions() as session:
+        return list(session.scalars(select(Store.slug)))
+
+
+def test_a_spare_is_refused_by_the_identity_guard(pooled: tuple[Platform, str | None]) -> None:
+    platform, server = pooled
+    _refill(platform)
+    spare = _spares(platform, server)[0]
+    url = _spare(platform, spare.database_name, server is not None)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            identity = read_identity(conn)
+            assert identity is not None
+            assert identity.role == SPARE_ROLE
+            with pytest.raises(WrongDatabase, match="spare database"):
+                expect(conn, platform.tenant_spec, where="a store's database")
+            with pytest.raises(WrongDatabase):
+                guard(conn, platform.tenant_spec)
+    finally:
+        engine.dispose()
+
+
+def test_two_racing_refills_fill_the_pool_to_its_bound_and_never_above(
+    pooled: tuple[Platform, str | None],
+) -> None:
+    platform, server = pooled
+    bound = _with(platform.settings, spare_databases=3)
+    reports: list[spare_pool.RefillReport] = []
+    threads = [
+        threading.Thread(target=lambda: reports.append(_refill(platform, bound))) for _ in range(2)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(_spares(platform, server)) == 3
+    again = _refill(platform, bound)
+    assert again.made == {}
+    assert again.dropped == {}
+    assert len(_spares(platform, server)) == 3
+    assert all(_exists(platform, s) for s in _spares(platform, server))
+
+
+def test_a_schema_change_retires_the_stale_spares(pooled: tuple[Platform, str | None]) -> None:
+    platform, server = pooled
+    _refill(platform)
+    old = _spares(platform, server)
+    with platform.sessions.begin() as session:  # as if cloned before a new head revision
+        session.execute(update(SpareDatabase).values(template="tenantry_tpl_store_0000"))
+    outcome, _ = _provision(platform, server, f"cold-{uuid.uuid4().hex[:6]}")
+    assert outcome == "completed"
+    assert [s.id for s in _spares(platform, server)] == [s.id for s in old]  # none claimed
+
+    report = _refill(platform)
+    assert report.dropped.get(server or "sqlite") == 2
+    assert not any(_exists(platform, s) for s in old)
+    fresh = _spares(platform, server)
+    assert len(fresh) == 2
+    assert not {s.id for s in fresh} & {s.id for s in old}
+
+
+def test_a_crash_between_claim_and_stamp_leaks_no_spare(
+    pooled: tuple[Platform, str | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform, server = pooled
+    _refill(platform)
+    before = _spares(platform, server)
+
+    def crash(*args: object) -> str:
+        raise SystemExit("worker killed")  # not an Exception: nothing records or cleans up
+
+    monkeypatch.setattr(provision_spare, "stamp_and_seed", crash)
+    with pytest.raises(SystemExit):
+        _provision(platform, server, f"crash-{uuid.uuid4().hex[:6]}")
+    monkeypatch.undo()
+    slug = _slugs(platform)[0]
+    with platform.sessions() as session:
+        store = stores.get_store(session, slug)
+        assert stores.active_connection(session, store) is None  # no store points at it
+        job = provisioning.list_jobs(session, store=store)[0][0]
+        job_id = job.id
+        assert job.destination is not None
+        assert job.destination["spare"]
+    claimed = next(s for s in before if s.id not in {a.id for a in _spares(platform, server)})
+
+    with platform.sessions.begin() as session:  # the dead worker's lease lapses
+        session.execute(
+            update(Operation)
+            .where(Operation.id == job_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+    runner = Provisioner(
+        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w2"
+    )
+    assert runner.run(job_id) == "completed"
+    assert not _exists(platform, claimed)
+    url, config = _store_database(platform, slug)
+    identity = _identity_of(url)
+    assert identity is not None
+    assert identity.role == "tenant"
+    assert identity.instance_id == config.instance_id
+    for spare in _spares(platform, server):  # what is left in the pool is still unassigned
+        found = _identity_of(_spare(platform, spare.database_name, server is not None))
+        assert found is not None
+        assert found.role == SPARE_ROLE
+
+
+def test_a_failed_job_drops_the_spare_it_claimed(
+    pooled: tuple[Platform, str | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    platform, server = pooled
+    _refill(platform)
+    before = {s.id: s for s in _spares(platform, server)}
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "provision.spare.claimed=raise")
+    outcome, _ = _provision(platform, server, f"fail-{uuid.uuid4().hex[:6]}")
+    assert outcome == "failed"
+    left = {s.id for s in _spares(platform, server)}
+    claimed = [s for i, s in before.items() if i not in left]
+    assert len(claimed) == 1
+    assert not _exists(platform, claimed[0])
+
+
+def test_no_spares_when_the_bound_is_zero(pooled: tuple[Platform, str | None]) -> None:
+    platform, server = pooled
+    _refill(platform)
+    had = _spares(platform, server)
+    off = _with(platform.settings, spare_databases=0)
+    report = _refill(platform, off)
+    assert report.made == {}
+    assert _spares(platform, server) == []
+    assert not any(_exists(platform, s) for s in had)
+    outcome, _ = _provision(platform, server, f"off-{uuid.uuid4().hex[:6]}", off)
+    assert outcome == "completed"
+    _refill(platform, off)
+    assert _spares(platform, server) == []
+
+
+def test_mysql_servers_get_no_spares(platform: Platform) -> None:
+    require_server("mysql")
+    with platform.sessions.begin() as session:
+        servers.add_server(
+            session, platform.box, name="maria", admin_url=SERVER_URLS["mysql"], actor="cli:test"
+        )
+    report = _refill(platform)
+    assert "maria" not in report.made
+    with platform.sessions() as session:
+        server = session.scalars(select(DatabaseServer)).one()
+        assert server_url(platform.box, server).get_backend_name() == "mysql"
+        assert spare_pool_rows(session, server.id) == 0
+    _refill(platform, _with(platform.settings, spare_databases=0))  # the SQLite pool's
+
+
+def spare_pool_rows(session: Session, server_id: uuid.UUID) -> int:
+    return len(
+        list(
+            session.scalars(
+                select(SpareDatabase).where(SpareDatabase.database_server_id == server_id)
+            )
+        )
+    )
