@@ -6,7 +6,9 @@ For each backend and N: a fresh installation (temp data dir); the schema's templ
 first and timed as its own row (a tenant's database is a copy of it; the first store does not
 hide its cost); then for each store create_store + request_provisioning + Provisioner.run
 (create-new: a SQLite file, or a new database on the PostgreSQL server through the template
-fast path), timed one by one (median, mean, p90, p99, max). The floor, measured in the same
+fast path), timed one by one (median, mean, p90, p99, max), twice: cold (no spare pool) and
+with a warm pool (refilled before each store, not timed, so each store claims a spare database
+cloned ahead: the claim, rename and stamp are what is timed). The floor, measured in the same
 run: a plain copy of the template (``CREATE DATABASE … TEMPLATE``, or a file copy) and a new
 empty database. Then the routing overhead: the same query through ``TenantRouter.session``
 and on a directly held engine. Prints a table and writes JSON with the run's machine, versions
@@ -39,6 +41,7 @@ from tenantry.db.engines import make_engine
 from tenantry.db.master.models import ProvisioningMode
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.urls import parse_url
+from tenantry.operations import spare_pool
 from tenantry.operations.init import run_init
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
@@ -58,8 +61,11 @@ def _install(data_dir: Path) -> Platform:
     return Platform.open(settings)
 
 
-def bench_provision(backend: str, n: int) -> dict[str, Any]:
+def bench_provision(backend: str, n: int, *, warm: bool = False) -> dict[str, Any]:
+    """``warm``: the spare pool is refilled before each store (not timed), so each store
+    claims a spare; otherwise the pool is off (``TENANTRY_SPARE_DATABASES=0``): the cold path."""
     with tempfile.TemporaryDirectory() as tmp:
+        os.environ["TENANTRY_SPARE_DATABASES"] = "2" if warm else "0"
         platform = _install(Path(tmp))
         server_name = None
         if backend == "postgresql":
@@ -74,6 +80,10 @@ def bench_provision(backend: str, n: int) -> dict[str, Any]:
         created: list[str] = []
         started = time.perf_counter()
         for i in range(n):
+            if warm:
+                spare_pool.refill(
+                    platform.sessions, platform.box, platform.settings, platform.tenant_spec
+                )
             t0 = time.perf_counter()
             with platform.sessions.begin() as session:
                 store = stores.create_store(
@@ -100,11 +110,19 @@ def bench_provision(backend: str, n: int) -> dict[str, Any]:
                 raise SystemExit(f"store {i} ended {outcome}")
         total = time.perf_counter() - started
         routing = bench_routing(platform)
+        if warm:  # the pool's last spares go with the run
+            spare_pool.refill(
+                platform.sessions,
+                platform.box,
+                platform.settings.model_copy(update={"spare_databases": 0}),
+                platform.tenant_spec,
+            )
         platform.close()
         for name in created:
             drop_database(_pg(name))
         return {
             "backend": backend,
+            "path": "warm pool" if warm else "cold",
             "stores": n,
             "template": builder.template_name(platform.tenant_spec),
             "template_build_ms": template,
@@ -226,7 +244,12 @@ def main() -> None:
     args = parser.parse_args()
     server = parse_url(PG_URL)
     watch = ServerDatabases(server if "postgresql" in args.backends else None)
-    results = [bench_provision(b, n) for b in args.backends for n in args.n]
+    results = [
+        bench_provision(b, n, warm=warm)
+        for b in args.backends
+        for n in args.n
+        for warm in (False, True)
+    ]
     for name in {r["template"] for r in results if r["backend"] == "postgresql"}:
         if name not in (watch.before or []):  # built by this run: the server is left as it was
             drop_database(_pg(name))
@@ -234,11 +257,13 @@ def main() -> None:
     table = Table(title="provisioning, create-new, end to end through the service layer")
     for col in (
         "backend",
+        "path",
         "stores",
         "template build ms",
         "copy floor ms",
         "empty db ms",
         "median ms",
+        "x copy",
         "mean ms",
         "p99 ms",
         "max ms",
@@ -253,11 +278,13 @@ def main() -> None:
         build = r["template_build_ms"]
         table.add_row(
             r["backend"],
+            r["path"],
             str(r["stores"]),
             "present before" if build is None else f"{build:.1f}",
             f"{r['floor']['copy_ms']:.1f}",
             f"{r['floor']['empty_ms']:.1f}",
             f"{each['median']:.1f}",
+            f"{each['median'] / r['floor']['copy_ms']:.2f}x",
             f"{each['mean']:.1f}",
             f"{each['p99']:.1f}",
             f"{each['max']:.1f}",

@@ -64,6 +64,7 @@ class Queue:
         self.huey.periodic_task(crontab(minute=f"*/{DOCTOR_EVERY_MIN}"), name="tenantry.doctor")(
             self.doctor_tick
         )
+        self.huey.periodic_task(crontab(minute="*"), name="tenantry.spares")(self.spare_tick)
         if settings.backup_scheduler:
             self.huey.periodic_task(crontab(minute="*"), name="tenantry.backup_schedule")(
                 self.backup_tick
@@ -133,7 +134,15 @@ class Queue:
         return work.provisioner(self.platform(), work.worker_name())
 
     def _run_provision(self, job_id: str) -> str:
-        return work.run_provision(self.platform(), uuid.UUID(job_id))
+        outcome = work.run_provision(self.platform(), uuid.UUID(job_id))
+        if not self.huey.immediate and self.settings.spare_databases:
+            # The spare it may have claimed is replaced now, off any request's path (an
+            # immediate queue runs tasks inside the request: the minute's tick does it then).
+            try:
+                work.spare_tick(self.platform())
+            except Exception:  # the job's outcome stands; the next tick tries again
+                log.exception("refilling the spare databases after job %s failed", job_id)
+        return outcome
 
     def enqueue_fleet_tenants(self, run_id: uuid.UUID, store_ids: list[uuid.UUID]) -> None:
         """One job per tenant database of queued fleet run ``run_id``."""
@@ -160,6 +169,10 @@ class Queue:
     def backup_tick(self) -> None:
         """Run the backups, restore tests and pruning that are due (every minute)."""
         work.backup_tick(self.platform())
+
+    def spare_tick(self) -> None:
+        """Refill the spare database pools (every minute, and after each provisioning job)."""
+        work.spare_tick(self.platform())
 
     def doctor_tick(self) -> None:
         """Run the doctor's checks and log the failing ones (every few minutes)."""

@@ -26,6 +26,7 @@ from tenantry.operations import (
     backup_verify,
     credential_rotation,
     fleet_queue,
+    spare_pool,
     usage_rollup,
 )
 from tenantry.operations.backup_take import take_backup
@@ -172,6 +173,17 @@ def backup_tick(platform: Platform) -> None:
     credential_tick(platform)
     usage_tick(platform)
     retention_tick(platform)
+
+
+def spare_tick(platform: Platform) -> spare_pool.RefillReport:
+    """Refill the spare database pools (and retire stale spares), unless another process is
+    refilling; what was made and dropped."""
+    report = spare_pool.refill(
+        platform.sessions, platform.box, platform.settings, platform.tenant_spec
+    )
+    if report.made or report.dropped:
+        log.info("spare databases: made %s, dropped %s", report.made, report.dropped)
+    return report
 
 
 def credential_tick(platform: Platform) -> list[str]:
