@@ -20,9 +20,14 @@ from tenantry.cli.server_placement import (
     server_document,
     set_,
 )
+from tenantry.db import builder
+from tenantry.db.urls import mask
+from tenantry.errors import TenantryError
+from tenantry.operations import spare_pool
 from tenantry.operations.server_credentials import rotate_server_credentials
-from tenantry.services import servers, templates
+from tenantry.services import servers, spares, templates
 from tenantry.services.audit import cli_actor
+from tenantry.services.connections import server_url
 from tenantry.services.servers import ServerCheck
 from tenantry.settings import load_settings
 
@@ -114,7 +119,7 @@ def remove(
     name: str = typer.Argument(..., help="The server's name."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Unregister a server (nothing on the server is dropped).
+    """Unregister a server (on the server, only its spare databases are dropped).
 
     Refused (exit 1) while stores' databases live there: the stores are named. Move them
     with `tenantry stores move` or delete them first.
@@ -122,14 +127,53 @@ def remove(
     with (
         open_platform(load_settings()) as platform,
         audit_failures(platform, "server.remove", "database_server", name),
-        platform.sessions() as session,
     ):
-        servers.remove_server(session, name, actor=cli_actor())
-        session.commit()
+        dropped = spare_pool.remove_server(
+            platform.sessions, platform.box, platform.settings, name, actor=cli_actor()
+        )
     if json_output:
-        emit_json({"removed": name})
+        emit_json({"removed": name, "spares_dropped": dropped})
         return
-    console.print(f"[green]✓[/] removed server {name}")
+    console.print(f"[green]✓[/] removed server {name} ({dropped} spare database(s) dropped)")
+
+
+@app.command()
+@reports_errors
+def show(
+    name: str = typer.Argument(..., help="The server's name."),
+    json_output: bool = JSON_OPTION,
+) -> None:
+    """Show a server and its spare databases (cloned ahead for new stores; stale ones are of
+    an older schema revision and are dropped by the next refill)."""
+    with open_platform(load_settings()) as platform, platform.sessions() as session:
+        server = servers.get_server(session, name)
+        try:
+            shown: str | None = mask(server_url(platform.box, server))
+        except TenantryError:
+            shown = None
+        pool = spares.pool(session, server.id)
+        count = spares.count(pool, builder.template_name(platform.tenant_spec))
+        doc: dict[str, Any] = {
+            **server_document(server, shown),
+            "spares": {
+                "bound": platform.settings.spare_databases,
+                **asdict(count),
+                "databases": [
+                    {"name": s.database_name, "status": s.status, "template": s.template}
+                    for s in pool
+                ],
+            },
+        }
+    if json_output:
+        emit_json(doc)
+        return
+    console.print(f"{server.name}: {server.engine} at {escape(shown or '(URL unreadable)')}")
+    console.print(
+        f"spare databases: {count.ready} ready of {doc['spares']['bound']}, "
+        f"{count.building} being made or dropped, {count.stale} stale"
+    )
+    for spare in doc["spares"]["databases"]:
+        console.print(f"  {spare['name']}  {spare['status']}  {spare['template']}")
 
 
 @app.command()

@@ -26,6 +26,7 @@ CHECKS: tuple[tuple[str, CheckFn], ...] = (
     ("backups", storage.backups),
     ("disk", storage.disk),
     ("stale templates", db.stale_templates),
+    ("spare databases", db.spare_databases),
 )
 
 

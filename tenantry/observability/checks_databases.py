@@ -1,5 +1,6 @@
 """Doctor checks of the databases: master and billing connect, are what they say they are and
-at head; registered servers answer; the fleet is at head; TLS where required; stale templates."""
+at head; registered servers answer; the fleet is at head; TLS where required; stale templates;
+spare database pools."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from collections.abc import Iterator
 from sqlalchemy.engine import URL
 
 from tenantry.db import migrations
+from tenantry.db.builder import template_name
 from tenantry.db.engines import connect
 from tenantry.db.identity import guard
 from tenantry.db.schemas import SchemaSpec, billing_schema, master_schema
@@ -15,7 +17,7 @@ from tenantry.db.tls import MYSQL_HINT, PG_HINT, REQUIRE_TLS_ENV, tls_required, 
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import TenantryError
 from tenantry.observability.doctor import Check, DoctorContext, Status, ok
-from tenantry.services import templates
+from tenantry.services import spares, templates
 from tenantry.services.connections import server_url
 from tenantry.services.fleet_status import fleet_status
 from tenantry.services.servers import check_server, list_servers
@@ -217,3 +219,33 @@ def stale_templates(context: DoctorContext) -> Iterator[Check]:
     else:
         current = sum(1 for t in found.found if not t.stale)
         yield ok("stale templates", f"none ({current} current or other schemas' template(s))")
+
+
+def spare_databases(context: DoctorContext) -> Iterator[Check]:
+    """The spare database pools: how many are ready per pool, and stale ones (of an older
+    schema revision) the next refill drops."""
+    sessions = context.sessions()
+    bound = context.settings.spare_databases
+    template = template_name(context.tenant_spec())
+    with sessions() as session:
+        counts = spares.pools_counts(session, template)
+        names = {s.id: s.name for s in list_servers(session)}
+    if not counts:
+        yield ok("spare databases", "off" if bound == 0 else f"none yet (bound {bound})")
+        return
+    pools = ", ".join(
+        f"{'sqlite' if sid is None else names.get(sid, sid)}: {c.ready} ready"
+        for sid, c in counts.items()
+    )
+    stale = sum(c.stale for c in counts.values())
+    busy = sum(c.building for c in counts.values())
+    detail = f"{pools} (bound {bound}); {stale} stale, {busy} being made or dropped"
+    if stale:
+        yield Check(
+            "spare databases",
+            Status.WARNING,
+            detail,
+            "Run a worker (`tenantry worker`): its scheduler's refill drops stale spares.",
+        )
+    else:
+        yield ok("spare databases", detail)

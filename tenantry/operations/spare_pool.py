@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenantry.crypto import SecretBox
 from tenantry.db import admin, builder
 from tenantry.db.engines import writer_sessions
-from tenantry.db.master.models import DatabaseServer, SpareDatabase, SpareStatus
+from tenantry.db.master.models import SpareDatabase, SpareStatus
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.spares import make_spare, new_spare_name, spare_url
 from tenantry.errors import Conflict, TenantryError
@@ -165,19 +165,32 @@ def _drop(
     return True
 
 
-def drop_server_spares(
-    sessions: sessionmaker[Session], box: SecretBox, settings: Settings, server: DatabaseServer
+def remove_server(
+    sessions: sessionmaker[Session],
+    box: SecretBox,
+    settings: Settings,
+    name: str,
+    *,
+    actor: str,
 ) -> int:
-    """Drop every spare of ``server`` (before it is removed); how many. Waits for a running
-    refill, which may be making one there."""
+    """Unregister server ``name`` (refused while stores' databases live there) after dropping
+    its spare databases; how many were dropped. Holds the refill's lock throughout, so no
+    refill makes a spare there in between (its row would go with the server, its database
+    would stay)."""
     kit = OperationKit(sessions, lease_seconds=settings.job_lease_seconds)
     kit.acquire_lock(REFILL_LOCK, wait_s=LOCK_WAIT_S)
     try:
-        pool = Pool(server.name, server.id, server_url(box, server))
         with sessions() as session:
+            server = servers.get_server(session, name)
+            servers.refuse_removal(session, server)
+            pool = Pool(server.name, server.id, server_url(box, server))
             have = spares.pool(session, server.id)
             session.expunge_all()
-        return sum(_drop(writer_sessions(sessions), settings, pool, s) for s in have)
+        writes = writer_sessions(sessions)
+        dropped = sum(_drop(writes, settings, pool, spare) for spare in have)
+        with writes.begin() as session:
+            servers.remove_server(session, name, actor=actor)
+        return dropped
     finally:
         kit.release_lock(REFILL_LOCK)
 

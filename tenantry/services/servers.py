@@ -133,17 +133,11 @@ def remove_server(session: Session, name: str, *, actor: str) -> None:
 
     A store's database lives on a server while a connection (active, or a moved store's
     kept source) points at it, a provisioning job may create one there, or a move is copying
-    one there. Nothing on the server itself is dropped.
+    one there. Nothing on the server itself is dropped here (its spare databases are dropped
+    first by :func:`tenantry.operations.spare_pool.remove_server`).
     """
     server = get_server(session, name)
-    slugs = _stores_on(session, server)
-    if slugs:
-        shown = ", ".join(slugs[:20]) + (f" and {len(slugs) - 20} more" if len(slugs) > 20 else "")
-        raise Conflict(
-            f"server {name!r} holds the databases of {len(slugs)} store(s): {shown}.",
-            "Move them (`tenantry stores move SLUG --to-server OTHER`) or delete the stores "
-            "first; a moved store's source database counts until its keep-until date.",
-        )
+    refuse_removal(session, server)
     session.delete(server)
     session.flush()
     audit.record(
@@ -154,6 +148,19 @@ def remove_server(session: Session, name: str, *, actor: str) -> None:
         target_id=name,
         details={},
     )
+
+
+def refuse_removal(session: Session, server: DatabaseServer) -> None:
+    """Raise :class:`Conflict` naming the stores whose databases live on ``server``."""
+    name = server.name
+    slugs = _stores_on(session, server)
+    if slugs:
+        shown = ", ".join(slugs[:20]) + (f" and {len(slugs) - 20} more" if len(slugs) > 20 else "")
+        raise Conflict(
+            f"server {name!r} holds the databases of {len(slugs)} store(s): {shown}.",
+            "Move them (`tenantry stores move SLUG --to-server OTHER`) or delete the stores "
+            "first; a moved store's source database counts until its keep-until date.",
+        )
 
 
 def _stores_on(session: Session, server: DatabaseServer) -> list[str]:

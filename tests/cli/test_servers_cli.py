@@ -117,7 +117,7 @@ def test_a_server_is_removed_only_when_no_store_database_lives_there(cli: Invoke
 
         unused = cli("servers", "remove", "pg-spare", "--json")
         assert unused.exit_code == 0, unused.output
-        assert as_json(unused) == {"removed": "pg-spare"}
+        assert as_json(unused) == {"removed": "pg-spare", "spares_dropped": 0}
     finally:
         deleted = cli("stores", "delete", slug, "--drop-database", "--yes")
         assert deleted.exit_code == 0, deleted.output

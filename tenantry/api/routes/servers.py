@@ -7,6 +7,7 @@ from fastapi import APIRouter, Response, status
 from tenantry.api.audit_failures import audit_failures
 from tenantry.api.deps import AdminDep, MasterDep, PlatformDep
 from tenantry.api.server_schemas import ServerCreate, ServerOut, ServerUpdate
+from tenantry.operations import spare_pool
 from tenantry.services import placement_labels, servers
 from tenantry.services.server_loads import ServerLoad, server_loads
 
@@ -80,6 +81,7 @@ def update_server(
 def remove_server(name: str, master: MasterDep, key: AdminDep, platform: PlatformDep) -> Response:
     """Unregister a server; 409 naming the stores while their databases live there."""
     with audit_failures(master, platform, key, "server.remove", "database_server", name):
-        servers.remove_server(master, name, actor=key.actor)
-        master.commit()
+        spare_pool.remove_server(
+            platform.sessions, platform.box, platform.settings, name, actor=key.actor
+        )
     return Response(status_code=status.HTTP_204_NO_CONTENT)
