@@ -16,12 +16,13 @@ from pathlib import Path
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
-from tenantry.db import admin, builder, sqlite_writers
+from tenantry.db import admin, builder, logins, sqlite_writers
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import stamp_identity, stamp_spare, unstamp_spare
 from tenantry.db.master.models import Store
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.urls import backend_of
+from tenantry.errors import DatabaseAdminError
 from tenantry.files import private_dir
 
 SPARE_PREFIX = "tenantry_spare_"
@@ -65,6 +66,36 @@ def make_spare(url: URL, spec: SchemaSpec, template_dir: Path, owner: str, spare
             stamp_spare(conn, spec, owner, spare_id)
     finally:
         engine.dispose()
+    return True
+
+
+def make_spare_login(url: URL) -> str | None:
+    """PostgreSQL: the spare's runtime login, named as its database and granted ``service`` on
+    it (the grants follow both renames when a store claims it); its password. None elsewhere."""
+    if backend_of(url) != "postgresql":
+        return None
+    name = str(url.database)
+    password = logins.create_login(url, name)
+    logins.grant(url, name, name, "service")
+    return password
+
+
+def drop_spare_login(url: URL) -> None:
+    """Drop the spare's runtime login, if it has one (after its database)."""
+    if backend_of(url) == "postgresql":
+        logins.drop_login(url, str(url.database))
+
+
+def rename_login(admin_url: URL, login: str, to: str) -> bool:
+    """Rename the spare's login to the store's ``to`` (its password, a SCRAM verifier, and
+    its grants stay); False, nothing changed, when the server refuses (a login ``to`` exists
+    already: the caller then gives the store its login the usual way)."""
+    logins.check_login_name(login)
+    logins.check_login_name(to)
+    try:  # on the server's pooled connection: no new session for one statement
+        admin.run_server_sql(admin_url, f'ALTER ROLE "{login}" RENAME TO "{to}"')
+    except DatabaseAdminError:
+        return False
     return True
 
 

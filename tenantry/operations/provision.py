@@ -145,9 +145,9 @@ class Provisioner:
         try:
             url, cloned = self._step_connect(job)
             if isinstance(cloned, ClaimedSpare):
-                spare_path.place(self, job, cloned, url)
+                access = spare_path.place(self, job, cloned, store, url)
                 identity = spare_path.stamp_and_seed(self, cloned, store, url)
-                self._step_save_and_activate(job, store, url, identity)
+                self._step_save_and_activate(job, store, url, identity, access)
                 return ProvisioningStatus.COMPLETED
             engine = make_engine(url, pool_size=1)
             if cloned:
@@ -310,8 +310,16 @@ class Provisioner:
             tenant_setup.seed(conn, self.spec, store)
 
     def _step_save_and_activate(
-        self, job: ProvisioningJob, store: Store, url: URL, instance_id: str
+        self,
+        job: ProvisioningJob,
+        store: Store,
+        url: URL,
+        instance_id: str,
+        made: runtime_access.RuntimeAccess | None = None,
     ) -> None:
+        """Save the connection and mark the store active; ``made``: the runtime login a
+        claimed spare brought (already granted), else one is made here when the backend
+        has logins."""
         # No progress write of its own: the completion below is one transaction that checks
         # the job is still ours and running (a cancel meanwhile is seen there), and the step
         # shown until then is the last one's.
@@ -321,6 +329,9 @@ class Provisioner:
         access: dict[str, Any] = {"access_mode": None, "can_ddl": None}
         if job.mode == ProvisioningMode.CONNECT_EXISTING:
             access = {"access_mode": AccessMode.GIVEN_URL, "can_ddl": probe_ddl(url)}
+        elif made is not None:
+            config_data, secret = made.config_data, made.secret
+            access = {"access_mode": AccessMode.RUNTIME_LOGIN, "can_ddl": False}
         elif runtime_access.uses_logins(url):
             # The tables exist: the store's runtime login gets service grants on them (and,
             # on PostgreSQL, on those later migrations create), and no DDL.

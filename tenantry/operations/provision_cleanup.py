@@ -22,6 +22,7 @@ from tenantry.db.master.models import (
     Store,
     provisioning_status,
 )
+from tenantry.db.spares import drop_spare_login
 from tenantry.errors import TenantryError
 from tenantry.operations import provision_spare
 from tenantry.operations.kit import LostClaim
@@ -75,6 +76,7 @@ def drop_created(runner: Provisioner, job: ProvisioningJob) -> bool:
         spare = provision_spare.claimed_url(runner, job, url)
         if spare is not None:  # claimed, and maybe not yet renamed to the store's name
             dropped = admin.drop_database(spare) or dropped
+            drop_spare_login(spare)
         if store is not None:  # the runtime logins it may have made go with the database
             runtime_access.drop_store_logins(url, store.slug, store.id)
         return dropped

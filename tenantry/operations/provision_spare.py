@@ -18,14 +18,23 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, update
 from sqlalchemy.engine import URL
 
-from tenantry.db import admin, builder
+from tenantry.db import admin, builder, logins
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import SPARE_ROLE, read_identity
 from tenantry.db.master.models import Operation, ProvisioningJob, ProvisioningMode, Store
-from tenantry.db.spares import SPARE_BACKENDS, assign, move_into_place, spare_url
+from tenantry.db.spares import (
+    SPARE_BACKENDS,
+    assign,
+    drop_spare_login,
+    move_into_place,
+    rename_login,
+    spare_url,
+)
 from tenantry.db.urls import backend_of
 from tenantry.failpoints import failpoint
-from tenantry.services import provisioning_records, spares
+from tenantry.services import provisioning_records, runtime_access, spares
+from tenantry.services.connections import split_url
+from tenantry.services.runtime_access import RuntimeAccess
 from tenantry.services.spares import ClaimedSpare
 
 if TYPE_CHECKING:
@@ -96,12 +105,27 @@ def record_creating(runner: Provisioner, job: ProvisioningJob, url: URL) -> Clai
     return claimed[0]
 
 
-def place(runner: Provisioner, job: ProvisioningJob, spare: ClaimedSpare, url: URL) -> None:
-    """Give the claimed spare the store's database name (nobody is connected to a spare)."""
+def place(
+    runner: Provisioner, job: ProvisioningJob, spare: ClaimedSpare, store: Store, url: URL
+) -> RuntimeAccess | None:
+    """Give the claimed spare the store's database name (nobody is connected to a spare),
+    and its runtime login the store's login name: the connection to save, or None when the
+    store gets its login the usual way (no spare login, or that name is taken)."""
     source = claimed_url(runner, job, url)
     assert source is not None
     failpoint("provision.spare.claimed")
     move_into_place(source, url)
+    if spare.login_secret is None:
+        return None
+    chosen = runtime_access.store_logins(store.slug, store.id)[0]
+    if not rename_login(url, spare.database_name, chosen):
+        drop_spare_login(source)  # the usual way makes the store's own
+        return None
+    password = runner.box.open(spare.login_secret)
+    config_data, secret = split_url(
+        runner.box, logins.login_url(url, str(url.database), chosen, password)
+    )
+    return RuntimeAccess(chosen, config_data, secret)
 
 
 def stamp_and_seed(runner: Provisioner, spare: ClaimedSpare, store: Store, url: URL) -> str:
@@ -126,6 +150,7 @@ def discard(runner: Provisioner, job: ProvisioningJob, url: URL) -> None:
     if source is None or not job.database_created:
         return
     admin.drop_database(source)
+    drop_spare_login(source)
     if admin.database_exists(url) and _unassigned(url):
         admin.drop_database(url)
 

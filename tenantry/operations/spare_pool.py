@@ -24,7 +24,13 @@ from tenantry.db import admin, builder
 from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import SpareDatabase, SpareStatus
 from tenantry.db.schemas import SchemaSpec
-from tenantry.db.spares import make_spare, new_spare_name, spare_url
+from tenantry.db.spares import (
+    drop_spare_login,
+    make_spare,
+    make_spare_login,
+    new_spare_name,
+    spare_url,
+)
 from tenantry.errors import Conflict, TenantryError
 from tenantry.operations.kit import OperationKit
 from tenantry.services import servers, spares
@@ -88,7 +94,7 @@ def refill(
         template = builder.template_name(spec)
         for pool in pools:
             try:
-                _refill_pool(writes, settings, spec, pool, template, report)
+                _refill_pool(writes, box, settings, spec, pool, template, report)
             except TenantryError as exc:  # one unreachable server never stops the others
                 report.errors.append(f"{pool.label}: {exc.message}")
                 log.warning("spare pool %s: %s", pool.label, exc.message)
@@ -100,6 +106,7 @@ def refill(
 
 def _refill_pool(
     sessions: sessionmaker[Session],
+    box: SecretBox,
     settings: Settings,
     spec: SchemaSpec,
     pool: Pool,
@@ -119,13 +126,14 @@ def _refill_pool(
             if _drop(sessions, settings, pool, spare):
                 report.dropped[pool.label] = report.dropped.get(pool.label, 0) + 1
     for _ in range(settings.spare_databases - len(keep)):
-        if not _make(sessions, settings, spec, pool, template):
+        if not _make(sessions, box, settings, spec, pool, template):
             break
         report.made[pool.label] = report.made.get(pool.label, 0) + 1
 
 
 def _make(
     sessions: sessionmaker[Session],
+    box: SecretBox,
     settings: Settings,
     spec: SchemaSpec,
     pool: Pool,
@@ -136,16 +144,20 @@ def _make(
         spare_id = spares.reserve(session, pool.server_id, name, template)
     url = spare_url(pool.admin_url, settings.data_dir, name)
     made = False
+    secret: str | None = None
     try:
         made = make_spare(
             url, spec, settings.data_dir / "templates", settings.tenant_owner, str(spare_id)
         )
+        password = make_spare_login(url) if made else None
+        secret = box.seal(password) if password is not None else None
     finally:
         with sessions.begin() as session:
             if made:
-                made = spares.mark_ready(session, spare_id)
+                made = spares.mark_ready(session, spare_id, secret)
             if not made:
                 admin.drop_database(url)
+                drop_spare_login(url)
                 spares.forget(session, spare_id)
     return made
 
@@ -159,7 +171,9 @@ def _drop(
             # Out of the claimable set first: a claimer and a drop never share a spare.
             if not spares.retire(session, spare.id):
                 return False
-    admin.drop_database(spare_url(pool.admin_url, settings.data_dir, spare.database_name))
+    url = spare_url(pool.admin_url, settings.data_dir, spare.database_name)
+    admin.drop_database(url)
+    drop_spare_login(url)
     with sessions.begin() as session:
         spares.forget(session, spare.id)
     return True

@@ -25,6 +25,8 @@ class ClaimedSpare:
 
     id: uuid.UUID
     database_name: str
+    #: The sealed password of its runtime login (PostgreSQL), or None.
+    login_secret: str | None = None
 
 
 @dataclass(frozen=True)
@@ -78,12 +80,13 @@ def reserve(session: Session, server_id: uuid.UUID | None, name: str, template: 
     return spare.id
 
 
-def mark_ready(session: Session, spare_id: uuid.UUID) -> bool:
-    """The spare's database is made and stamped: claimable. False when its row is gone."""
+def mark_ready(session: Session, spare_id: uuid.UUID, login_secret: str | None = None) -> bool:
+    """The spare's database is made and stamped (and its login, sealed ``login_secret``, made
+    and granted): claimable. False when its row is gone."""
     done = session.execute(
         update(SpareDatabase)
         .where(SpareDatabase.id == spare_id, SpareDatabase.status == SpareStatus.BUILDING)
-        .values(status=SpareStatus.READY)
+        .values(status=SpareStatus.READY, login_secret_encrypted=login_secret)
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(done, "rowcount", 0))
@@ -123,7 +126,8 @@ def claim_ready(
         if server_id is None
         else SPARES.c.database_server_id == server_id
     )
-    query = select(SPARES.c.id, SPARES.c.database_name).where(*where)
+    query = select(SPARES.c.id, SPARES.c.database_name, SPARES.c.login_secret_encrypted)
+    query = query.where(*where)
     query = query.order_by(SPARES.c.created_at).limit(1)
     if conn.dialect.name != "sqlite":
         query = query.with_for_update(skip_locked=True)
@@ -133,7 +137,7 @@ def claim_ready(
     gone = conn.execute(delete(SPARES).where(SPARES.c.id == row.id)).rowcount
     if gone != 1:
         return None
-    return ClaimedSpare(row.id, str(row.database_name))
+    return ClaimedSpare(row.id, str(row.database_name), row.login_secret_encrypted)
 
 
 def pools_counts(session: Session, template: str) -> dict[uuid.UUID | None, PoolCount]:

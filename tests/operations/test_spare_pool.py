@@ -11,14 +11,16 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select, text, update
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
-from tenantry.db import admin
+from tenantry.db import admin, logins
 from tenantry.db.engines import make_engine
 from tenantry.db.identity import SPARE_ROLE, Identity, expect, guard, read_identity
 from tenantry.db.master.models import (
+    AccessMode,
     DatabaseServer,
     IntegrationConfig,
     Operation,
@@ -26,14 +28,14 @@ from tenantry.db.master.models import (
     SpareDatabase,
     Store,
 )
-from tenantry.db.spares import spare_url
+from tenantry.db.spares import drop_spare_login, spare_url
 from tenantry.db.types import utcnow
 from tenantry.db.urls import parse_url
 from tenantry.errors import WrongDatabase
 from tenantry.operations import provision_spare, spare_pool
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, servers, stores
+from tenantry.services import provisioning, runtime_access, servers, stores
 from tenantry.services.connections import server_url, tenant_url
 from tenantry.settings import Settings
 from tests.conftest import SERVER_URLS, require_server
@@ -74,6 +76,7 @@ def pooled(platform: Platform, pool_backend: str) -> Iterator[tuple[Platform, st
         made = [tenant_url(platform.box, c) for c in urls if c is not None]
     for name, on_server in names:
         admin.drop_database(_spare(platform, name, on_server))
+        drop_spare_login(_spare(platform, name, on_server))
     for url in made:  # through the admin URL: the store's own login may not drop it
         on_server = url.get_backend_name() != "sqlite"
         admin_url = _parse(SERVER_URLS["postgresql"]).set(database=url.database)
@@ -185,6 +188,22 @@ def test_provisioning_takes_a_spare_stamped_with_the_store_identity(
     assert identity.role == "tenant"
     assert identity.instance_id == config.instance_id
     assert identity.instance_id != str(taken.id)
+    if server is not None:  # the spare's login, renamed: the store's, granted service only
+        with platform.sessions() as session:
+            store = stores.get_store(session, slug)
+            expected = runtime_access.store_logins(store.slug, store.id)[0]
+        assert config.config_data["username"] == expected
+        assert config.access_mode == AccessMode.RUNTIME_LOGIN
+        admin_url = _parse(SERVER_URLS["postgresql"])
+        assert not logins.login_exists(admin_url, taken.database_name)
+        engine = make_engine(url, pool_size=1)
+        try:
+            with engine.connect() as conn:
+                assert conn.scalar(text("SELECT count(*) FROM categories")) == 2
+                with pytest.raises(ProgrammingError):
+                    conn.execute(text("CREATE TABLE intruder (id int)"))
+        finally:
+            engine.dispose()
 
 
 def _slugs(platform: Platform) -> list[str]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.db.master.models.base import MasterBase
@@ -45,4 +45,7 @@ class SpareDatabase(MasterBase):
     #: The template it was cloned from (schema and head revision): another one is stale.
     template: Mapped[str] = mapped_column(String(63))
     status: Mapped[str] = mapped_column(String(16))  # a SpareStatus
+    #: PostgreSQL: the sealed password of the spare's runtime login (named as the database,
+    #: granted ``service`` on it), renamed to the store's login when a store claims it.
+    login_secret_encrypted: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[CreatedAt]

@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("database_name", sa.String(length=63), nullable=False),
         sa.Column("template", sa.String(length=63), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
+        sa.Column("login_secret_encrypted", sa.Text(), nullable=True),
         sa.Column("created_at", tenantry.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["database_server_id"],
