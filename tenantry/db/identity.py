@@ -263,9 +263,13 @@ def check_owner(spec: SchemaSpec, identity: Identity | None, acting_app: str, ow
         )
 
 
-def stamp_identity(conn: Connection, spec: SchemaSpec, owner_app: str) -> Identity:
-    """Create the identity table and row of a fresh or adopted database."""
-    identity_table.create(conn, checkfirst=True)
+def stamp_identity(
+    conn: Connection, spec: SchemaSpec, owner_app: str, *, table_exists: bool = False
+) -> Identity:
+    """Create the identity table (unless ``table_exists``) and row of a fresh or adopted
+    database."""
+    if not table_exists:
+        identity_table.create(conn, checkfirst=True)
     identity = Identity(spec.role.value, spec.name, str(uuid.uuid4()), owner_app, utcnow())
     conn.execute(
         identity_table.insert().values(
@@ -303,12 +307,17 @@ def stamp_spare(conn: Connection, spec: SchemaSpec, owner_app: str, spare_id: st
 def unstamp_spare(conn: Connection, spec: SchemaSpec, spare_id: str) -> None:
     """Remove the unassigned identity of spare ``spare_id`` (the caller stamps the store's in
     the same transaction); refuses a database that is not that spare."""
-    found = read_identity(conn)
-    if found is None or (found.role, found.schema_name, found.instance_id) != (
-        SPARE_ROLE,
-        spec.name,
-        spare_id,
-    ):
+    # One statement is the check: only that spare's row matches (a database of any other
+    # identity keeps it, and the store's row inserted next would clash with a second role).
+    removed = conn.execute(
+        identity_table.delete().where(
+            identity_table.c.role == SPARE_ROLE,
+            identity_table.c.schema_name == spec.name,
+            identity_table.c.instance_id == spare_id,
+        )
+    ).rowcount
+    if removed != 1:
+        found = read_identity(conn)
         raise WrongDatabase(
             refusal(
                 Expected(SPARE_ROLE, spec.name, spare_id),
@@ -318,4 +327,3 @@ def unstamp_spare(conn: Connection, spec: SchemaSpec, spare_id: str) -> None:
             ),
             "Run `tenantry doctor`: the spare pool's record and the server disagree.",
         )
-    conn.execute(identity_table.delete().where(identity_table.c.role == SPARE_ROLE))

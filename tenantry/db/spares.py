@@ -104,7 +104,7 @@ def assign(conn: Connection, spec: SchemaSpec, owner: str, spare_id: str, store:
     new tenant identity and the initial data written, in the caller's transaction (all or
     nothing); the new instance id."""
     unstamp_spare(conn, spec, spare_id)
-    identity = stamp_identity(conn, spec, owner)
+    identity = stamp_identity(conn, spec, owner, table_exists=True)
     if spec.seed is not None:
         spec.seed(conn, {"name": store.name, "slug": store.slug, "id": str(store.id)})
     return identity.instance_id

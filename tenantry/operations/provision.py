@@ -176,16 +176,14 @@ class Provisioner:
         with self.sessions() as session:
             url = provisioning.target_url(session, self.box, job)
         spare_path.discard(self, job, url)  # a resumed job's half-claimed spare
-        if (
-            job.mode == ProvisioningMode.CREATE_NEW
-            and not job.database_created
-            and admin.database_exists(url)
-            and self._take_over_leftover(job)
-        ):
+        new = job.mode == ProvisioningMode.CREATE_NEW
+        exists = new and admin.database_exists(url)  # asked once: a server round trip
+        if exists and not job.database_created and self._take_over_leftover(job):
             # Half-made by an earlier job of this store that was cancelled or failed after
             # its worker died: its content is unknown, so start again from nothing.
             admin.drop_database(url)
-        if job.mode == ProvisioningMode.CREATE_NEW and not admin.database_exists(url):
+            exists = False
+        if new and not exists:
             # Recorded before creating, so a crash right after still knows it is ours; a
             # spare claimed in the same transaction is the database, already made.
             spare = spare_path.record_creating(self, job, url)
