@@ -66,13 +66,17 @@ def provision_rows(data: dict[str, Any]) -> Iterator[Row]:
             continue
         per = r["per_store_ms"]
         copy = r["floor"]["copy_ms"]
+        # Runs since the spare pool: a cold row (no pool) and a warm one (a spare claimed).
+        path = f", {r['path']}" if r.get("path") else ""
         yield Row(
-            f"provision a store, {r['backend']}, median of {r['stores']}",
+            f"provision a store, {r['backend']}{path}, median of {r['stores']}",
             f"{_ms(per['median'])} (mean {per['mean']:.1f}, p99 {per['p99']:.1f})",
             f"template copy {_ms(copy)}",
             _x(per["median"] / copy if copy else None),
             run,
         )
+        if r.get("path") == "warm pool":
+            continue  # the template build is the cold row's
         yield Row(
             f"build the template once, {r['backend']} (run of {r['stores']})",
             _ms(r["template_build_ms"]) if r.get("template_build_ms") is not None else "present",
