@@ -25,6 +25,10 @@ from tenantry.errors import DatabaseUnreachable
 # pytest-xdist workers inherit COLUMNS=80, which Rich would fix as the CLI's width when
 # tenantry.cli is imported; tests give a width per call (env={"COLUMNS": ...}) instead.
 os.environ.pop("COLUMNS", None)
+# A worker refills the spare pools of every server its master knows, and the test servers are
+# shared: tests keep the pool off unless they are about it (tests/operations/test_spare_*.py
+# and tests/cli/test_servers_spares.py turn it on and drop what they made).
+os.environ.setdefault("TENANTRY_SPARE_DATABASES", "0")
 
 BACKENDS = ("sqlite", "postgresql", "mysql")
 SERVER_URLS = {

@@ -49,4 +49,4 @@ def process_env(data_dir: Path, **settings: str) -> dict[str, str]:
     """The environment of a ``python -m tenantry`` child on the installation in ``data_dir``:
     this process's, without any tenantry setting or database URL of its own, plus ``settings``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANTRY_", "DATABASE_URL"))}
-    return {**env, "TENANTRY_DATA_DIR": str(data_dir), **settings}
+    return {**env, "TENANTRY_DATA_DIR": str(data_dir), "TENANTRY_SPARE_DATABASES": "0", **settings}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
 from sqlalchemy import update
 
 from tenantry.db.master.models import SpareDatabase
@@ -13,6 +14,12 @@ from tenantry.runtime import Platform
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json
 from tests.conftest import SERVER_URLS, require_server, server_has_database
+
+
+@pytest.fixture(autouse=True)
+def spares_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool at its default bound (the test suite keeps it off elsewhere)."""
+    monkeypatch.setenv("TENANTRY_SPARE_DATABASES", "2")
 
 
 def _refill(bound: int | None = None) -> None:

@@ -83,6 +83,12 @@ def pooled(platform: Platform, pool_backend: str) -> Iterator[tuple[Platform, st
         admin.drop_database(admin_url if on_server else url)
 
 
+@pytest.fixture(autouse=True)
+def spares_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pool at its default bound (the test suite keeps it off elsewhere)."""
+    monkeypatch.setenv("TENANTRY_SPARE_DATABASES", "2")
+
+
 def _spare(platform: Platform, name: str, on_server: bool) -> URL:
     admin_url = SERVER_URLS["postgresql"] if on_server else None
     return spare_url(
