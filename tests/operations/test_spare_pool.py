@@ -5,7 +5,10 @@ a PostgreSQL server; MySQL/MariaDB get no spares (no template copy, no database 
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -39,6 +42,7 @@ from tenantry.services import provisioning, runtime_access, servers, stores
 from tenantry.services.connections import server_url, tenant_url
 from tenantry.settings import Settings
 from tests.conftest import SERVER_URLS, require_server
+from tests.helpers import provision_job, run_child
 from tests.platform_fixtures import platform, settings
 
 __all__ = ["platform", "settings"]
@@ -118,6 +122,22 @@ def _spares(platform: Platform, server: str | None) -> list[SpareDatabase]:
         ]
         session.expunge_all()
         return rows
+
+
+def _request(platform: Platform, server: str | None, slug: str) -> uuid.UUID:
+    with platform.sessions.begin() as session:
+        store = stores.create_store(session, slug=slug, name=slug.title(), actor="cli:test")
+        target = servers.get_server(session, server) if server else None
+        job = provisioning.request_provisioning(
+            session,
+            platform.box,
+            platform.settings,
+            store,
+            mode=ProvisioningMode.CREATE_NEW,
+            server=target,
+            actor="cli:test",
+        )
+        return job.id
 
 
 def _provision(
@@ -374,3 +394,45 @@ def spare_pool_rows(session: Session, server_id: uuid.UUID) -> int:
             )
         )
     )
+
+
+@pytest.mark.parametrize("point", ["provision.spare.claimed", "provision.seed"])
+def test_a_worker_killed_after_the_claim_leaves_a_job_the_next_completes(
+    pooled: tuple[Platform, str | None], point: str
+) -> None:
+    """SIGKILL after the claim (the spare still under its own name) or after the rename (the
+    store's database still unassigned): the next worker drops it and completes the job; the
+    claimed spare is nowhere, and the store's database is stamped and seeded once."""
+    platform, server = pooled
+    _refill(platform)
+    before = _spares(platform, server)
+    job_id = _request(platform, server, f"kill-{uuid.uuid4().hex[:6]}")
+    env = {
+        **os.environ,
+        "TENANTRY_DATA_DIR": str(platform.settings.data_dir),
+        "TENANTRY_FAILPOINTS": f"{point}=kill",
+        "TENANTRY_JOB_LEASE_SECONDS": "0.3",
+    }
+    assert run_child(provision_job, str(job_id), env=env) == -signal.SIGKILL
+    claimed = next(s for s in before if s.id not in {a.id for a in _spares(platform, server)})
+    time.sleep(0.5)  # the dead worker's lease lapses
+    rescuer = Provisioner(
+        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "rescuer"
+    )
+    assert rescuer.run(job_id) == "completed"
+    assert not _exists(platform, claimed)
+    if server is not None:
+        assert not logins.login_exists(_parse(SERVER_URLS["postgresql"]), claimed.database_name)
+    slug = _slugs(platform)[0]
+    url, config = _store_database(platform, slug)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            identity = read_identity(conn)
+            assert identity is not None
+            assert identity.role == "tenant"
+            assert identity.instance_id == config.instance_id
+            assert conn.scalar(text("SELECT count(*) FROM tenantry_identity")) == 1
+            assert conn.scalar(text("SELECT count(*) FROM categories")) == 2
+    finally:
+        engine.dispose()
