@@ -4,7 +4,7 @@
 (and SQLite files in the data dir), each stamped as unassigned until provisioning claims it.
 
 Revision ID: 0019
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-04 10:30:00.000000
 """
 
@@ -16,7 +16,7 @@ from alembic import op
 import tenantry.db.types
 
 revision: str = "0019"
-down_revision: str | Sequence[str] | None = "0017"
+down_revision: str | Sequence[str] | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
