@@ -30,6 +30,7 @@ from tenantry.operations import provision_request
 from tenantry.operations.dispatch import Dispatcher, InProcessDispatcher
 from tenantry.public.billing_api import BillingApi
 from tenantry.public.provision_handle import ProvisionHandle
+from tenantry.public.store_rules import PRODUCT_COUNT, StoreRules
 from tenantry.public.stores_api import StoresApi
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import stores
@@ -84,33 +85,55 @@ class Tenantry:
     def tenant_engine(self, slug: str | uuid.UUID) -> Engine:
         """The engine of store ``slug``'s database (shared, pooled; do not dispose it).
         :class:`~tenantry.errors.NotFound` for an unknown store,
-        :class:`~tenantry.errors.StoreSuspended` for a suspended one."""
+        :class:`~tenantry.errors.StoreSuspended` for a suspended one. Work on it directly
+        skips the write blocks and plan limits :meth:`tenant_session` enforces."""
         with self.platform.sessions() as master:
             return self.platform.router.engine(master, stores.get_store(master, slug))
 
     @contextmanager
     def tenant_session(self, slug: str | uuid.UUID) -> Iterator[Session]:
         """A session on store ``slug``'s own database: committed when the block ends,
-        rolled back if it raises."""
-        engine = self.tenant_engine(slug)
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        rolled back if it raises. Writes obey the HTTP API's rules
+        (:mod:`~tenantry.public.store_rules`): :class:`~tenantry.errors.WritesBlocked`
+        while the store's database is moved or restored (reads go on),
+        :class:`~tenantry.errors.LimitExceeded` past the plan's limits."""
+        with self.platform.sessions() as master:
+            store = stores.get_store(master, slug)
+            engine = self.platform.router.engine(master, store)
+            rules = StoreRules.read(master, store)
+        with Session(engine, expire_on_commit=False) as session:
+            rules.watch(session)
+            with session.begin():
+                yield session
+            if rules.counts_changed:
+                count = session.scalar(PRODUCT_COUNT) if rules.products_changed else None
+                rules.record(self.platform, None if count is None else int(count))
 
     @asynccontextmanager
     async def tenant_async_session(self, slug: str | uuid.UUID) -> AsyncIterator[AsyncSession]:
         """An :class:`~sqlalchemy.ext.asyncio.AsyncSession` on the store's database over a
-        native async driver, committed on exit, rolled back on error. Use it from one event
-        loop: async engines are bound to the loop that opened them."""
+        native async driver, committed on exit, rolled back on error, with the same write
+        rules as :meth:`tenant_session`. Use it from one event loop: async engines are
+        bound to the loop that opened them."""
         # Master is read through the sync engine (one indexed row); the store's own
         # database, where the application's work runs, is only ever touched asynchronously.
-        route = await asyncio.to_thread(self._route, slug)
+        route, rules = await asyncio.to_thread(self._route, slug)
         engine = await self._async_router.engine(route)
-        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            rules.watch(session.sync_session)
+            async with session.begin():
+                yield session
+            if rules.counts_changed:
+                count = await session.scalar(PRODUCT_COUNT) if rules.products_changed else None
+                await asyncio.to_thread(
+                    rules.record, self.platform, None if count is None else int(count)
+                )
 
-    def _route(self, slug: str | uuid.UUID) -> StoreRoute:
+    def _route(self, slug: str | uuid.UUID) -> tuple[StoreRoute, StoreRules]:
         with self.platform.sessions() as master:
-            return self.platform.router.route(master, stores.get_store(master, slug))
+            store = stores.get_store(master, slug)
+            route = self.platform.router.route(master, store)
+            return route, StoreRules.read(master, store)
 
     @contextmanager
     def master_session(self) -> Iterator[Session]:
