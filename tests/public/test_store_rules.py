@@ -57,6 +57,18 @@ def order(number: str) -> Order:
     return Order(order_number=number, email="a@example.com", currency="USD", **zero)
 
 
+def add(app: Tenantry, slug: str, *rows: object) -> None:
+    with app.tenant_session(slug) as session:
+        session.add_all(rows)
+
+
+def rename_all(app: Tenantry, slug: str) -> None:
+    with app.tenant_session(slug) as session:
+        for found in session.scalars(select(Product)):
+            found.name = "renamed"
+        session.flush()
+
+
 def skus(app: Tenantry, slug: str) -> set[str]:
     with app.tenant_session(slug) as session:
         return set(session.scalars(select(Product.sku)))
@@ -70,13 +82,10 @@ def test_writes_wait_out_a_move_block_and_reads_go_on(app: Tenantry, store_slug:
         block_writes(master, store_id, MOVE, utcnow() + timedelta(minutes=2))
 
     with pytest.raises(WritesBlocked, match="accepts no writes") as refused:
-        with app.tenant_session(store_slug) as session:
-            session.add(product("DURING"))
+        add(app, store_slug, product("DURING"))
     assert 1 <= refused.value.retry_after <= 30
     with pytest.raises(WritesBlocked):
-        with app.tenant_session(store_slug) as session:
-            session.scalars(select(Product)).one().name = "renamed"
-            session.flush()
+        rename_all(app, store_slug)
 
     async def write_async() -> None:
         async with app.tenant_async_session(store_slug) as session:
@@ -102,8 +111,7 @@ def test_plan_limits_refuse_and_counters_follow(app: Tenantry, store_slug: str) 
     with app.tenant_session(store_slug) as session:
         session.add(product("P-1"))
     with pytest.raises(LimitExceeded, match="allows 2 products; this store has 1"):
-        with app.tenant_session(store_slug) as session:
-            session.add_all([product("P-2"), product("P-3")])
+        add(app, store_slug, product("P-2"), product("P-3"))
     assert skus(app, store_slug) == {"P-1"}  # nothing of the refused session was written
     assert master_store(app, store_slug).product_count == 1
 
@@ -113,11 +121,9 @@ def test_plan_limits_refuse_and_counters_follow(app: Tenantry, store_slug: str) 
     counted = master_store(app, store_slug)
     assert (counted.product_count, counted.order_count) == (2, 1)
     with pytest.raises(LimitExceeded, match="allows 1 orders a month"):
-        with app.tenant_session(store_slug) as session:
-            session.add(order("N-2"))
+        add(app, store_slug, order("N-2"))
     with pytest.raises(LimitExceeded, match="allows 2 products"):
-        with app.tenant_session(store_slug) as session:
-            session.add(product("P-3"))
+        add(app, store_slug, product("P-3"))
 
     async def delete_one() -> None:
         async with app.tenant_async_session(store_slug) as session:
