@@ -30,6 +30,9 @@ from tenantry.services.store_data import check_storage
 from tenantry.services.stores import current_subscription
 from tenantry.services.write_blocks import ensure_writable
 
+#: The store's products, counted (master's ``product_count`` is this, kept current).
+PRODUCT_COUNT = select(func.count()).select_from(Product)
+
 _UPGRADE_HINT = "Upgrade the store's plan (tenantry stores update SLUG --plan …) or remove some."
 
 
@@ -47,6 +50,7 @@ class StoreRules:
     orders_added: int = 0
     _pending_orders: int = field(default=0, repr=False)
     _pending_products: bool = field(default=False, repr=False)
+    _pending_new_products: int = field(default=0, repr=False)
 
     @classmethod
     def read(cls, master: Session, store: Store) -> StoreRules:
@@ -85,14 +89,17 @@ class StoreRules:
         sub = self.subscription
         if sub is None:
             return
-        with session.no_autoflush:
+        # Counted on a connection of its own, outside the session's transaction: on SQLite a
+        # transaction that reads before it writes fails at once (not waits) when another
+        # writer got in first. Rows this transaction flushed already are added back.
+        with session.get_bind().connect() as conn:
             if new_products and sub.max_products is not None:
-                have = int(session.scalar(select(func.count()).select_from(Product)) or 0)
+                have = int(conn.scalar(PRODUCT_COUNT) or 0) + self._pending_new_products
                 self._refuse_past(have, new_products, sub.max_products, "products", sub)
             if new_orders and sub.max_orders_per_month is not None:
-                placed = select(func.count()).select_from(Order)
-                this_month = placed.where(Order.placed_at >= _month_start())
-                have = int(session.scalar(this_month) or 0)
+                this_month = select(func.count()).select_from(Order)
+                this_month = this_month.where(Order.placed_at >= _month_start())
+                have = int(conn.scalar(this_month) or 0) + self._pending_orders
                 self._refuse_past(have, new_orders, sub.max_orders_per_month, "orders a month", sub)
 
     @staticmethod
@@ -107,6 +114,7 @@ class StoreRules:
     def _after_flush(self, session: Session, _ctx: UOWTransaction) -> None:
         # session.new/deleted still hold what this flush wrote; it counts once committed.
         self._pending_orders += sum(isinstance(o, Order) for o in session.new)
+        self._pending_new_products += sum(isinstance(o, Product) for o in session.new)
         if any(isinstance(o, Product) for o in (*session.new, *session.deleted)):
             self._pending_products = True
 
@@ -117,6 +125,7 @@ class StoreRules:
 
     def _after_rollback(self, _session: Session) -> None:
         self._pending_orders, self._pending_products = 0, False
+        self._pending_new_products = 0
 
     # ------------------------------------------------------------------ counters
 
@@ -138,6 +147,3 @@ class StoreRules:
         with platform.writer_sessions.begin() as master:
             master.execute(update(Store).where(Store.id == self.store.id).values(**values))
         self.products_changed, self.orders_added = False, 0
-
-
-PRODUCT_COUNT = select(func.count()).select_from(Product)

@@ -38,6 +38,7 @@ from tenantry.services.async_routing import AsyncTenantRouter
 from tenantry.services.audit import app_actor
 from tenantry.services.routing import StoreRoute
 from tenantry.settings import Settings, load_settings
+from tenantry.tenancy.resolution_cache import ResolutionCache
 
 if TYPE_CHECKING:
     from tenantry.tenancy.resolver import ResolvedStore, TenantResolver
@@ -58,6 +59,9 @@ class Tenantry:
         self._dispatcher_lock = threading.Lock()
         self._inline = inline
         self._actor = app_actor(platform.settings.app)
+        #: Which store requests name, shared by this app's resolvers; set
+        #: ``app.resolution_cache.ttl`` (seconds, 0: off) before serving to change it.
+        self.resolution_cache = ResolutionCache()
         self._async_router = AsyncTenantRouter(
             max_engines=platform.settings.max_engines,
             pool_size=platform.settings.tenant_pool_size,
@@ -153,7 +157,7 @@ class Tenantry:
     @cached_property
     def stores(self) -> StoresApi:
         """Create, find, suspend and resume stores; their custom domains."""
-        return StoresApi(self.platform, self._actor)
+        return StoresApi(self.platform, self._actor, on_change=self.resolution_cache.clear)
 
     @cached_property
     def billing(self) -> BillingApi:
@@ -193,10 +197,12 @@ class Tenantry:
 
     def resolver(self, *strategies: Strategy) -> TenantResolver:
         """A resolver trying ``strategies`` in order (default: ``ByHost()``, verified custom
-        domains then the ``TENANTRY_TENANT_HOST_PATTERN`` subdomain)."""
+        domains then the ``TENANTRY_TENANT_HOST_PATTERN`` subdomain). Its answers are
+        remembered for :attr:`resolution_cache`'s ttl, forgotten when ``app.stores``
+        suspends, resumes or changes domains."""
         from tenantry.tenancy.resolver import TenantResolver
 
-        return TenantResolver(self.platform, strategies)
+        return TenantResolver(self.platform, strategies, cache=self.resolution_cache)
 
     @cached_property
     def current_tenant_session(self) -> Callable[..., Iterator[Session]]:

@@ -88,9 +88,11 @@ def test_writes_wait_out_a_move_block_and_reads_go_on(app: Tenantry, store_slug:
         rename_all(app, store_slug)
 
     async def write_async() -> None:
-        async with app.tenant_async_session(store_slug) as session:
-            session.add(product("ASYNC-DURING"))
-        await app.dispose_async_engines()
+        try:
+            async with app.tenant_async_session(store_slug) as session:
+                session.add(product("ASYNC-DURING"))
+        finally:
+            await app.dispose_async_engines()
 
     with pytest.raises(WritesBlocked):
         asyncio.run(write_async())
