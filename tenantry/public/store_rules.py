@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import Engine, event, func, select, update
 from sqlalchemy.orm import ORMExecuteState, Session, UOWTransaction
 
 from tenantry.db.master.models import Store, Subscription
@@ -53,8 +53,11 @@ class StoreRules:
     _pending_new_products: int = field(default=0, repr=False)
 
     @classmethod
-    def read(cls, master: Session, store: Store) -> StoreRules:
-        """The rules of ``store`` (a row of ``master``, fresh in this transaction)."""
+    def read(cls, master: Session, store: Store, *, writing: bool = False) -> StoreRules:
+        """The rules of ``store`` (a row of ``master``, fresh in this transaction);
+        ``writing``: refuse at once if its writes are blocked now."""
+        if writing:
+            ensure_writable(store)
         subscription = current_subscription(master, store)
         # Detached snapshots: the master session closes before the tenant session is used.
         master.expunge(store)
@@ -92,7 +95,9 @@ class StoreRules:
         # Counted on a connection of its own, outside the session's transaction: on SQLite a
         # transaction that reads before it writes fails at once (not waits) when another
         # writer got in first. Rows this transaction flushed already are added back.
-        with session.get_bind().connect() as conn:
+        bind = session.get_bind()
+        engine = bind if isinstance(bind, Engine) else bind.engine
+        with engine.connect() as conn:
             if new_products and sub.max_products is not None:
                 have = int(conn.scalar(PRODUCT_COUNT) or 0) + self._pending_new_products
                 self._refuse_past(have, new_products, sub.max_products, "products", sub)

@@ -95,16 +95,17 @@ class Tenantry:
             return self.platform.router.engine(master, stores.get_store(master, slug))
 
     @contextmanager
-    def tenant_session(self, slug: str | uuid.UUID) -> Iterator[Session]:
+    def tenant_session(self, slug: str | uuid.UUID, *, writing: bool = False) -> Iterator[Session]:
         """A session on store ``slug``'s own database: committed when the block ends,
         rolled back if it raises. Writes obey the HTTP API's rules
         (:mod:`~tenantry.public.store_rules`): :class:`~tenantry.errors.WritesBlocked`
         while the store's database is moved or restored (reads go on),
-        :class:`~tenantry.errors.LimitExceeded` past the plan's limits."""
+        :class:`~tenantry.errors.LimitExceeded` past the plan's limits. ``writing=True``
+        refuses a blocked store at once, as the API refuses a POST before running it."""
         with self.platform.sessions() as master:
             store = stores.get_store(master, slug)
             engine = self.platform.router.engine(master, store)
-            rules = StoreRules.read(master, store)
+            rules = StoreRules.read(master, store, writing=writing)
         with Session(engine, expire_on_commit=False) as session:
             rules.watch(session)
             with session.begin():
@@ -114,14 +115,16 @@ class Tenantry:
                 rules.record(self.platform, None if count is None else int(count))
 
     @asynccontextmanager
-    async def tenant_async_session(self, slug: str | uuid.UUID) -> AsyncIterator[AsyncSession]:
+    async def tenant_async_session(
+        self, slug: str | uuid.UUID, *, writing: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """An :class:`~sqlalchemy.ext.asyncio.AsyncSession` on the store's database over a
         native async driver, committed on exit, rolled back on error, with the same write
         rules as :meth:`tenant_session`. Use it from one event loop: async engines are
         bound to the loop that opened them."""
         # Master is read through the sync engine (one indexed row); the store's own
         # database, where the application's work runs, is only ever touched asynchronously.
-        route, rules = await asyncio.to_thread(self._route, slug)
+        route, rules = await asyncio.to_thread(self._route, slug, writing)
         engine = await self._async_router.engine(route)
         async with AsyncSession(engine, expire_on_commit=False) as session:
             rules.watch(session.sync_session)
@@ -133,11 +136,11 @@ class Tenantry:
                     rules.record, self.platform, None if count is None else int(count)
                 )
 
-    def _route(self, slug: str | uuid.UUID) -> tuple[StoreRoute, StoreRules]:
+    def _route(self, slug: str | uuid.UUID, writing: bool) -> tuple[StoreRoute, StoreRules]:
         with self.platform.sessions() as master:
             store = stores.get_store(master, slug)
             route = self.platform.router.route(master, store)
-            return route, StoreRules.read(master, store)
+            return route, StoreRules.read(master, store, writing=writing)
 
     @contextmanager
     def master_session(self) -> Iterator[Session]:

@@ -15,10 +15,12 @@ from tenantry.db.master.models import DatabaseStatus
 from tenantry.errors import (
     DatabaseUnreachable,
     InvalidInput,
+    LimitExceeded,
     NotFound,
     StoreUnavailable,
     TenantryError,
     Unauthorized,
+    WritesBlocked,
 )
 from tenantry.runtime import Platform
 from tenantry.services.routing import unavailable
@@ -51,6 +53,7 @@ class Refusal:
     type: str
     message: str
     hint: str | None
+    retry_after: int | None = None
 
     def body(self) -> dict[str, dict[str, str | None]]:
         """The JSON body, in the shape tenantry's API uses for errors."""
@@ -124,7 +127,8 @@ class TenantResolver:
 
 
 def refusal_of(exc: TenantryError) -> Refusal:
-    """The answer to a request whose store could not be resolved."""
+    """The answer to a request whose store could not be resolved, or whose tenant session
+    was refused (writes blocked: 503 with ``retry_after``; a plan limit: 403)."""
     status = 500
     if isinstance(exc, NotFound):
         status = 404
@@ -136,4 +140,8 @@ def refusal_of(exc: TenantryError) -> Refusal:
         status = 401
     elif isinstance(exc, DatabaseUnreachable):  # master is down: try again later
         status = 503
+    elif isinstance(exc, WritesBlocked):  # a move or restore: the API's 503 too
+        return Refusal(503, type(exc).__name__, exc.message, exc.hint, exc.retry_after)
+    elif isinstance(exc, LimitExceeded):  # the plan's limit, as the API answers it
+        status = 403
     return Refusal(status, type(exc).__name__, exc.message, exc.hint)
