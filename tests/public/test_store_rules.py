@@ -132,8 +132,18 @@ def test_plan_limits_refuse_and_counters_follow(app: Tenantry, store_slug: str) 
             await session.delete(await session.get_one(Product, _id_of(app, store_slug, "P-1")))
         await app.dispose_async_engines()
 
+    async def add_two() -> None:
+        try:
+            async with app.tenant_async_session(store_slug) as session:
+                session.add_all([product("P-4"), product("P-5")])
+        finally:
+            await app.dispose_async_engines()
+
     asyncio.run(delete_one())
     assert master_store(app, store_slug).product_count == 1  # the async session counts too
+    with pytest.raises(LimitExceeded, match="allows 2 products; this store has 1"):
+        asyncio.run(add_two())
+    assert skus(app, store_slug) == {"P-2"}
 
 
 def _id_of(app: Tenantry, slug: str, sku: str) -> object:
