@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from tenantry.errors import (
         ConfigurationError,
         DatabaseUnreachable,
+        LimitExceeded,
         MigrationError,
         NotFound,
         NotOwner,
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
         StoreUnavailable,
         TenantryError,
         UnidentifiedDatabase,
+        WritesBlocked,
         WrongDatabase,
     )
     from tenantry.public.tenantry import Tenantry
@@ -57,6 +59,7 @@ _HOMES = {
     "schema_for": "tenantry.db.schemas",
     "ConfigurationError": "tenantry.errors",
     "DatabaseUnreachable": "tenantry.errors",
+    "LimitExceeded": "tenantry.errors",
     "MigrationError": "tenantry.errors",
     "NotFound": "tenantry.errors",
     "NotOwner": "tenantry.errors",
@@ -65,6 +68,7 @@ _HOMES = {
     "SchemaMismatch": "tenantry.errors",
     "TenantryError": "tenantry.errors",
     "UnidentifiedDatabase": "tenantry.errors",
+    "WritesBlocked": "tenantry.errors",
     "WrongDatabase": "tenantry.errors",
     "Settings": "tenantry.settings",
     "get_settings": "tenantry.settings",
@@ -103,6 +107,7 @@ __all__ = [
     "ConfigurationError",
     "DatabaseUnreachable",
     "Identity",
+    "LimitExceeded",
     "MigrationError",
     "NotFound",
     "NotOwner",
@@ -118,6 +123,7 @@ __all__ = [
     "Tenantry",
     "TenantryError",
     "UnidentifiedDatabase",
+    "WritesBlocked",
     "WrongDatabase",
     "WsgiTenantMiddleware",
     "__version__",

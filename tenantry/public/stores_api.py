@@ -4,6 +4,7 @@ application code, one transaction per call (as the CLI's commands are)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -46,9 +47,14 @@ class DomainInfo:
 class StoresApi:
     """Stores (tenants) of the platform."""
 
-    def __init__(self, platform: Platform, actor: str) -> None:
+    def __init__(
+        self, platform: Platform, actor: str, *, on_change: Callable[[], None] | None = None
+    ) -> None:
+        """``on_change`` runs after a change that may move a request to another store or
+        refuse it (suspend, resume, domains): the app forgets its resolutions."""
         self._platform = platform
         self._actor = actor
+        self._on_change = on_change or (lambda: None)
 
     def create(self, slug: str, name: str | None = None, *, plan: str = "free") -> StoreInfo:
         """Register store ``slug`` (and its platform billing customer); provision it next
@@ -76,6 +82,7 @@ class StoresApi:
                 session, stores.get_store(session, ref), reason=reason, actor=self._actor
             )
             info = StoreInfo.of(store)
+        self._on_change()
         self._platform.router.evict(info.id)
         return info
 
@@ -83,7 +90,9 @@ class StoresApi:
         """Serve a suspended store again."""
         with self._platform.writer_sessions.begin() as session:
             store = stores.resume_store(session, stores.get_store(session, ref), actor=self._actor)
-            return StoreInfo.of(store)
+            info = StoreInfo.of(store)
+        self._on_change()
+        return info
 
     def add_domain(self, ref: str, host: str) -> DomainInfo:
         """Claim ``host`` for the store; publish its token, then :meth:`verify_domain`."""
@@ -107,9 +116,15 @@ class StoresApi:
         """Check the host's published token (HTTP, then DNS); verified hosts resolve.
         ``address`` maps the host to where its web server listens (default: the host's
         port 80 through the system resolver)."""
-        return domain_verify.verify(self._platform, ref, host, actor=self._actor, address=address)
+        try:
+            return domain_verify.verify(
+                self._platform, ref, host, actor=self._actor, address=address
+            )
+        finally:
+            self._on_change()
 
     def remove_domain(self, ref: str, host: str) -> None:
         """Forget the store's claim on ``host``."""
         with self._platform.writer_sessions.begin() as session:
             domains.remove_domain(session, stores.get_store(session, ref), host, actor=self._actor)
+        self._on_change()

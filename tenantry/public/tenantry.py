@@ -30,6 +30,7 @@ from tenantry.operations import provision_request
 from tenantry.operations.dispatch import Dispatcher, InProcessDispatcher
 from tenantry.public.billing_api import BillingApi
 from tenantry.public.provision_handle import ProvisionHandle
+from tenantry.public.store_rules import PRODUCT_COUNT, StoreRules
 from tenantry.public.stores_api import StoresApi
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import stores
@@ -37,6 +38,7 @@ from tenantry.services.async_routing import AsyncTenantRouter
 from tenantry.services.audit import app_actor
 from tenantry.services.routing import StoreRoute
 from tenantry.settings import Settings, load_settings
+from tenantry.tenancy.resolution_cache import ResolutionCache
 
 if TYPE_CHECKING:
     from tenantry.tenancy.resolver import ResolvedStore, TenantResolver
@@ -57,6 +59,9 @@ class Tenantry:
         self._dispatcher_lock = threading.Lock()
         self._inline = inline
         self._actor = app_actor(platform.settings.app)
+        #: Which store requests name, shared by this app's resolvers; set
+        #: ``app.resolution_cache.ttl`` (seconds, 0: off) before serving to change it.
+        self.resolution_cache = ResolutionCache()
         self._async_router = AsyncTenantRouter(
             max_engines=platform.settings.max_engines,
             pool_size=platform.settings.tenant_pool_size,
@@ -84,33 +89,58 @@ class Tenantry:
     def tenant_engine(self, slug: str | uuid.UUID) -> Engine:
         """The engine of store ``slug``'s database (shared, pooled; do not dispose it).
         :class:`~tenantry.errors.NotFound` for an unknown store,
-        :class:`~tenantry.errors.StoreSuspended` for a suspended one."""
+        :class:`~tenantry.errors.StoreSuspended` for a suspended one. Work on it directly
+        skips the write blocks and plan limits :meth:`tenant_session` enforces."""
         with self.platform.sessions() as master:
             return self.platform.router.engine(master, stores.get_store(master, slug))
 
     @contextmanager
-    def tenant_session(self, slug: str | uuid.UUID) -> Iterator[Session]:
+    def tenant_session(self, slug: str | uuid.UUID, *, writing: bool = False) -> Iterator[Session]:
         """A session on store ``slug``'s own database: committed when the block ends,
-        rolled back if it raises."""
-        engine = self.tenant_engine(slug)
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        rolled back if it raises. Writes obey the HTTP API's rules
+        (:mod:`~tenantry.public.store_rules`): :class:`~tenantry.errors.WritesBlocked`
+        while the store's database is moved or restored (reads go on),
+        :class:`~tenantry.errors.LimitExceeded` past the plan's limits. ``writing=True``
+        refuses a blocked store at once, as the API refuses a POST before running it."""
+        with self.platform.sessions() as master:
+            store = stores.get_store(master, slug)
+            engine = self.platform.router.engine(master, store)
+            rules = StoreRules.read(master, store, writing=writing)
+        with Session(engine, expire_on_commit=False) as session:
+            rules.watch(session)
+            with session.begin():
+                yield session
+            if rules.counts_changed:
+                count = session.scalar(PRODUCT_COUNT) if rules.products_changed else None
+                rules.record(self.platform, None if count is None else int(count))
 
     @asynccontextmanager
-    async def tenant_async_session(self, slug: str | uuid.UUID) -> AsyncIterator[AsyncSession]:
+    async def tenant_async_session(
+        self, slug: str | uuid.UUID, *, writing: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         """An :class:`~sqlalchemy.ext.asyncio.AsyncSession` on the store's database over a
-        native async driver, committed on exit, rolled back on error. Use it from one event
-        loop: async engines are bound to the loop that opened them."""
+        native async driver, committed on exit, rolled back on error, with the same write
+        rules as :meth:`tenant_session`. Use it from one event loop: async engines are
+        bound to the loop that opened them."""
         # Master is read through the sync engine (one indexed row); the store's own
         # database, where the application's work runs, is only ever touched asynchronously.
-        route = await asyncio.to_thread(self._route, slug)
+        route, rules = await asyncio.to_thread(self._route, slug, writing)
         engine = await self._async_router.engine(route)
-        async with AsyncSession(engine, expire_on_commit=False) as session, session.begin():
-            yield session
+        async with AsyncSession(engine, expire_on_commit=False) as session:
+            rules.watch(session.sync_session)
+            async with session.begin():
+                yield session
+            if rules.counts_changed:
+                count = await session.scalar(PRODUCT_COUNT) if rules.products_changed else None
+                await asyncio.to_thread(
+                    rules.record, self.platform, None if count is None else int(count)
+                )
 
-    def _route(self, slug: str | uuid.UUID) -> StoreRoute:
+    def _route(self, slug: str | uuid.UUID, writing: bool) -> tuple[StoreRoute, StoreRules]:
         with self.platform.sessions() as master:
-            return self.platform.router.route(master, stores.get_store(master, slug))
+            store = stores.get_store(master, slug)
+            route = self.platform.router.route(master, store)
+            return route, StoreRules.read(master, store, writing=writing)
 
     @contextmanager
     def master_session(self) -> Iterator[Session]:
@@ -130,7 +160,7 @@ class Tenantry:
     @cached_property
     def stores(self) -> StoresApi:
         """Create, find, suspend and resume stores; their custom domains."""
-        return StoresApi(self.platform, self._actor)
+        return StoresApi(self.platform, self._actor, on_change=self.resolution_cache.clear)
 
     @cached_property
     def billing(self) -> BillingApi:
@@ -170,10 +200,12 @@ class Tenantry:
 
     def resolver(self, *strategies: Strategy) -> TenantResolver:
         """A resolver trying ``strategies`` in order (default: ``ByHost()``, verified custom
-        domains then the ``TENANTRY_TENANT_HOST_PATTERN`` subdomain)."""
+        domains then the ``TENANTRY_TENANT_HOST_PATTERN`` subdomain). Its answers are
+        remembered for :attr:`resolution_cache`'s ttl, forgotten when ``app.stores``
+        suspends, resumes or changes domains."""
         from tenantry.tenancy.resolver import TenantResolver
 
-        return TenantResolver(self.platform, strategies)
+        return TenantResolver(self.platform, strategies, cache=self.resolution_cache)
 
     @cached_property
     def current_tenant_session(self) -> Callable[..., Iterator[Session]]:

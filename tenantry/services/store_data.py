@@ -83,7 +83,9 @@ def get_product(tenant: Session, product_id: uuid.UUID) -> Product:
     return product
 
 
-def _check_limit(current: int, limit: int | None, what: str, plan: str) -> None:
+def check_limit(current: int, limit: int | None, what: str, plan: str) -> None:
+    """Refuse adding one more of ``what`` when ``current`` already reaches the plan's
+    ``limit`` (``None``: unlimited)."""
     if limit is not None and current >= limit:
         raise LimitExceeded(
             f"the {plan} plan allows {limit} {what}; this store has {current}.",
@@ -118,7 +120,7 @@ def create_product(tenant: Session, master: Session, store: Store, data: Product
     check_storage(store, subscription)
     count = int(tenant.scalar(select(func.count()).select_from(Product)) or 0)
     if subscription is not None:
-        _check_limit(count, subscription.max_products, "products", subscription.plan_name)
+        check_limit(count, subscription.max_products, "products", subscription.plan_name)
     slug = data.slug or data.sku.lower().replace(" ", "-")
     if tenant.scalar(select(Product.id).where((Product.sku == data.sku) | (Product.slug == slug))):
         raise Conflict(f"a product with sku {data.sku!r} or slug {slug!r} exists already.")
@@ -204,7 +206,7 @@ def create_order(
             )
             or 0
         )
-        _check_limit(
+        check_limit(
             this_month, subscription.max_orders_per_month, "orders a month", subscription.plan_name
         )
     items: list[OrderItem] = []

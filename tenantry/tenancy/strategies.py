@@ -2,13 +2,15 @@
 
 Each strategy looks at the request's facts and returns the store it names (with the path
 prefix it consumed), ``None`` when the request does not use it, or raises when the request
-uses it wrongly (a garbage Host header, an unknown API key).
+uses it wrongly (a garbage Host header, an unknown API key). A strategy with a
+``cache_key(request)`` method (what its answer depends on) lets the resolver remember its
+answers for a few seconds; ``ByApiKey`` has none, so a revoked key is refused at once.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -75,6 +77,10 @@ class ByHost:
             return self
         return ByHost(pattern, custom_domains=self.custom_domains)
 
+    def cache_key(self, request: RequestFacts) -> Hashable:
+        """What this strategy's answer depends on: the host."""
+        return (request.host or "").lower()
+
     def find(self, master: Session, request: RequestFacts) -> Match | None:
         """The store of the request's host."""
         if not request.host:
@@ -113,6 +119,10 @@ class ByHeader:
     def __init__(self, header: str = "X-Tenant") -> None:
         self.header = header
 
+    def cache_key(self, request: RequestFacts) -> Hashable:
+        """What this strategy's answer depends on: the header's value."""
+        return request.headers.get(self.header.lower(), "").strip().lower()
+
     def find(self, master: Session, request: RequestFacts) -> Match | None:
         """The store the header names."""
         value = request.headers.get(self.header.lower(), "").strip()
@@ -129,6 +139,11 @@ class ByPathPrefix:
     def __init__(self, prefix: str = "/t/") -> None:
         self.prefix = "/" + prefix.strip("/") + "/"
         self._regex = re.compile(re.escape(self.prefix) + _SLUG + r"(?=/|$)")
+
+    def cache_key(self, request: RequestFacts) -> Hashable:
+        """What this strategy's answer depends on: the prefix and slug the path starts with."""
+        found = self._regex.match(request.path)
+        return None if found is None else found.group(0)
 
     def find(self, master: Session, request: RequestFacts) -> Match | None:
         """The store the path names."""
