@@ -146,16 +146,19 @@ def pools_counts(session: Session, template: str) -> dict[uuid.UUID | None, Pool
         select(
             SpareDatabase.database_server_id,
             SpareDatabase.status,
-            SpareDatabase.template == template,
+            SpareDatabase.template,
             func.count(),
         ).group_by(
+            # The column, not ``template == :t``: PostgreSQL sees the comparison in the
+            # select list and the one in GROUP BY as two expressions (two parameters).
             SpareDatabase.database_server_id,
             SpareDatabase.status,
-            SpareDatabase.template == template,
+            SpareDatabase.template,
         )
     ).all()
     found: dict[uuid.UUID | None, list[int]] = {}
-    for server_id, status, current, n in rows:
+    for server_id, status, made_from, n in rows:
+        current = made_from == template
         slot = found.setdefault(server_id, [0, 0, 0])
         if status != SpareStatus.READY:
             slot[1] += n

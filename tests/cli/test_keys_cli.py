@@ -26,6 +26,7 @@ from tenantry.db.admin import create_database, drop_database
 from tenantry.db.billing.models import BillingProcessorSecret
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import ProvisioningJob
+from tenantry.db.master.models.spares import SpareDatabase, SpareStatus
 from tenantry.db.schemas import Role, billing_schema, master_schema
 from tenantry.db.urls import parse_url
 from tenantry.jobs.queue import Queue
@@ -326,6 +327,10 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
     )  # fmt: skip
     assert queued_import.exit_code == 0, queued_import.output
     (import_op,) = [o["operation_id"] for o in as_json(queued_import)["stores"]]
+    # A spare database's login password, as a refill records it (no database behind the row:
+    # this test proves the password is resealed; tests/operations/test_spare_pool.py claims
+    # real spares).
+    spare = _add_spare_row(SecretBox.from_settings(load_settings()).seal(SPARE_PASSWORD))
     stored = _stored_tokens()
     assert stored["billing"]["billing_processor_secrets.secret_encrypted"] == 1
     assert all(n >= 1 for n in stored["master"].values()), stored
@@ -339,6 +344,7 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
     assert resealed["total"] == sum(sum(c.values()) for c in stored.values())
     assert len(_key_lines(Path(load_settings().key_file))) == 1
     assert _unreadable_with_configured_keys() == {"master": {}, "billing": {}}
+    assert _spare_password(spare) == SPARE_PASSWORD
     for shown in (rotated.output, cli("keys", "rotate", "--retire-old").output):
         assert WEBHOOK_SECRET not in shown
         assert "s3cret-pw" not in shown
@@ -371,6 +377,43 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
         assert shown["status"] == "succeeded", shown.get("error")
     finally:
         dispatcher.close()
+
+
+SPARE_PASSWORD = "spare-login-pw-5521"
+
+
+def _add_spare_row(token: str) -> uuid.UUID:
+    """A retiring spare's master row holding ``token`` as its sealed login password."""
+    platform = Platform.open(load_settings())
+    try:
+        with platform.sessions.begin() as session:
+            row = SpareDatabase(
+                database_name=f"tenantry_spare_{uuid.uuid4().hex[:12]}",
+                template="keys-test",
+                status=SpareStatus.RETIRING,
+                login_secret_encrypted=token,
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+    finally:
+        platform.close()
+
+
+def _spare_password(row_id: uuid.UUID) -> str:
+    """The spare row's password, opened with the keys configured now; the row deleted."""
+    settings = load_settings()
+    platform = Platform.open(settings)
+    try:
+        with platform.sessions.begin() as session:
+            row = session.get(SpareDatabase, row_id)
+            assert row is not None
+            assert row.login_secret_encrypted is not None
+            opened = SecretBox.from_settings(settings).open(row.login_secret_encrypted)
+            session.delete(row)
+            return opened
+    finally:
+        platform.close()
 
 
 def _use_backend(backend: str, new_database: DbFactory, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from playwright.sync_api import Error as PlaywrightError
 
 from tests.console.conftest import DESKTOP, PHONE, Console, Pages, screenshot, sign_in
 
@@ -23,10 +24,19 @@ def _seed(console: Console) -> None:
 
 
 def _nav_links(page: Any) -> list[str]:
-    hrefs = page.locator("header nav a, header a.brand, footer a").evaluate_all(
-        "els => els.map(e => e.href)"
-    )
-    return sorted(set(hrefs))
+    # A page following a running operation reloads itself when it ends (HX-Refresh): read
+    # the links again from the reloaded page.
+    for _ in range(3):
+        try:
+            hrefs = page.locator("header nav a, header a.brand, footer a").evaluate_all(
+                "els => els.map(e => e.href)"
+            )
+            return sorted(set(hrefs))
+        except PlaywrightError as exc:
+            if "Execution context was destroyed" not in str(exc):
+                raise
+            page.wait_for_load_state("load")
+    raise AssertionError("the page kept navigating while its links were read")
 
 
 @pytest.mark.parametrize(("viewport", "label"), [(DESKTOP, "desktop"), (PHONE, "phone")])

@@ -31,6 +31,8 @@ NOT_SECRET = {
     "master:backups.artifact_key": "where the artifact is in its storage, not a credential",
     "master:backups.manifest_key": "where the manifest is in its storage, not a credential",
     "master:platform_settings.key": "a setting's name",
+    "master:store_domains.token": "published by the operator (DNS TXT or a web page) to prove "
+    "the domain is theirs; it opens nothing",
     "master:billing_transactions.invoice_url": "a processor's public invoice link",
     "billing:billing_idempotency_keys.key": "a client's Idempotency-Key header, not a secret",
     "tenant:seo_settings.canonical_url": "a public page address",
@@ -83,6 +85,7 @@ def test_registry_lists_the_known_secrets_of_master_and_billing() -> None:
             "import_sources.source_url",
             "integration_configs.secret_encrypted",
             "provisioning_jobs.secret_encrypted",
+            "spare_databases.login_secret_encrypted",
         ],
         "billing": ["billing_processor_secrets.secret_encrypted"],
     }

@@ -13,9 +13,10 @@ from __future__ import annotations
 import uuid
 from enum import StrEnum
 
-from sqlalchemy import ForeignKey, Index, String, Text
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
+from tenantry.crypto import sealed_column
 from tenantry.db.master.models.base import MasterBase
 from tenantry.db.types import CreatedAt, UuidPk
 
@@ -47,5 +48,5 @@ class SpareDatabase(MasterBase):
     status: Mapped[str] = mapped_column(String(16))  # a SpareStatus
     #: PostgreSQL: the sealed password of the spare's runtime login (named as the database,
     #: granted ``service`` on it), renamed to the store's login when a store claims it.
-    login_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+    login_secret_encrypted: Mapped[str | None] = sealed_column()
     created_at: Mapped[CreatedAt]
