@@ -69,6 +69,9 @@ def test_every_page_reached_from_the_navigation_answers_and_fits(
         assert answer is not None, url
         seen[url] = answer.status
         page.wait_for_load_state("networkidle")
+        title = page.title()  # a short name, not markup that leaked into <title>
+        assert title.endswith(" · tenantry console"), (url, title)
+        assert len(title) < 80, (url, title)
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= viewport["width"], f"{url} is {width} px wide at {viewport['width']}"
         queue += [link for link in _links(page, console.base) if link not in seen]

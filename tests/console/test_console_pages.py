@@ -59,6 +59,9 @@ def test_every_page_renders_without_errors_and_every_nav_link_answers(
         assert answer is not None, path
         assert answer.status == 200, path
         page.wait_for_load_state("networkidle")
+        title = page.title()  # a short name, not markup that leaked into <title>
+        assert title.endswith(" · tenantry console"), (path, title)
+        assert len(title) < 80, (path, title)
         # The page fits the viewport: only tables scroll, inside their own box.
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= viewport["width"], f"{path} is {width} px wide at {viewport['width']}"
