@@ -166,8 +166,15 @@ class SharedImport:
             job_id = self._provision(target.store_id)
             with self.platform.sessions() as session:
                 job = provisioning.get_job(session, job_id)
+                if job.public_status in (ProvisioningStatus.FAILED, ProvisioningStatus.CANCELLED):
+                    reason = job.error or "no reason given"
+                    return f"provisioning its database {job.public_status}: {reason}"
                 if job.public_status != ProvisioningStatus.COMPLETED:
-                    return f"provisioning its database {job.public_status}: {job.error or ''}"
+                    return (
+                        f"provisioning its database is still {job.public_status} in another "
+                        f"process; run the import again once `tenantry stores show "
+                        f"{target.slug}` says it is active"
+                    )
             target.provisioned = True
         except Exception as exc:
             return describe(exc)

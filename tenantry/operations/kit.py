@@ -62,9 +62,26 @@ Record = Executable | Callable[[Connection], None]
 _KEEP: Any = object()
 
 
-def holder_id() -> str:
-    """A name for this process's claims, unique among processes: ``host:pid:random``."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+#: Master's columns for a claim's holder (an operation's lease, a job's worker) hold this many
+#: characters.
+HOLDER_MAX = 64
+
+
+def holder_id(prefix: str = "") -> str:
+    """A name for this process's claims, unique among processes: ``[prefix]host:pid:random``
+    (the prefix says which runner of the process holds it, e.g. ``import:``). Too long a
+    name loses its start, so :func:`holder_process` still reads host and pid from its end."""
+    name = f"{prefix}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    return name[-HOLDER_MAX:]
+
+
+def holder_process(holder: str) -> tuple[str, int] | None:
+    """The host and pid of the process that made claim name ``holder`` (see
+    :func:`holder_id`), or None when the name is not one of those."""
+    parts = holder.rsplit(":", 3)
+    if len(parts) < 3 or not parts[-2].isdigit():
+        return None
+    return parts[-3], int(parts[-2])
 
 
 class LostClaim(Exception):

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.db.master.models import Operation
 from tenantry.db.types import utcnow
+from tenantry.operations.kit import holder_process
 
 
 def release_if_holder_died(
@@ -34,14 +35,13 @@ def release_if_holder_died(
 
 
 def _dead_here(holder: str) -> bool:
-    """Whether lease ``holder`` (``host:pid:random``, as the kit names holders) is a process
-    of this host that no longer runs."""
-    host, _, rest = holder.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
+    """Whether lease ``holder`` (named by :func:`holder_id`, with or without a runner's
+    prefix) is a process of this host that no longer runs."""
+    process = holder_process(holder)
+    if process is None:
         return False
-    pid = int(pid_text)
-    if pid == os.getpid():
+    host, pid = process
+    if host != socket.gethostname() or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)

@@ -8,8 +8,6 @@ same record of its progress in master.
 from __future__ import annotations
 
 import logging
-import os
-import socket
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -30,7 +28,7 @@ from tenantry.operations import (
     usage_rollup,
 )
 from tenantry.operations.backup_take import take_backup
-from tenantry.operations.kit import OperationKit
+from tenantry.operations.kit import OperationKit, holder_id
 from tenantry.operations.premigration import PreMigrationBackups
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
@@ -39,16 +37,13 @@ from tenantry.services.backups.targets import resolve
 from tenantry.services.import_jobs import queued_imports
 
 log = logging.getLogger("tenantry.jobs")
-#: Master's column for a job's worker name holds this many characters.
-WORKER_NAME_MAX = 64
 #: Batches of old audit and usage rows each table loses per scheduler tick (a minute).
 RETENTION_BATCHES_PER_TICK = 5
 
 
 def worker_name(prefix: str = "") -> str:
     """A name for one runner of jobs, unique across machines and processes."""
-    name = f"{prefix}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    return name[-WORKER_NAME_MAX:]
+    return holder_id(prefix)
 
 
 def provisioner(platform: Platform, worker: str) -> Provisioner:

@@ -404,6 +404,34 @@ def test_killed_between_copy_and_verification_swept_then_resumed_without_copying
     assert sorted(o["status"] for o in ops) == ["failed", "succeeded"]
 
 
+def test_killed_while_provisioning_a_store_resumed_at_once(
+    cli: Invoke, tmp_path: Path, shop_prefix: str, shared_source: SourceFactory
+) -> None:
+    source = shared_source("sqlite", shop_prefix, stores_count=2)
+    assert cli("init").exit_code == 0
+    args = _import_args(source, "--create-stores", "--concurrency", "1")
+    killed = subprocess.run(
+        [sys.executable, "-m", "tenantry", *args],
+        env=process_env(tmp_path / "data", TENANTRY_FAILPOINTS="provision.migrate=kill"),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert killed.returncode == -9, killed.stderr[-3000:]
+    first = f"{shop_prefix}-001"
+    status = as_json(cli("stores", "show", first, "--json"))
+    assert status["status"] == "provisioning"
+
+    # The provisioning job is still leased to the dead process (its lease has a minute to
+    # run): the rerun sees that process is gone and takes the job over now.
+    resumed = cli(*args, "--json")
+    assert resumed.exit_code == 0, resumed.output
+    outcomes = {o["store"]: o["status"] for o in as_json(resumed)["stores"]}
+    assert outcomes == {first: "succeeded", f"{shop_prefix}-002": "succeeded"}
+    assert_exactly_once(source, shop_prefix, 2)
+
+
 def test_only_the_stores_asked_for_are_imported(
     cli: Invoke, shop_prefix: str, shared_source: SourceFactory
 ) -> None:
