@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import MetaData, select
 
-from tenantry.db.master.models import AuditLog, ProvisioningMode
+from tenantry.db.master.models import AuditLog
 from tenantry.db.tenant.store.models import Customer, Order, OrderItem
 from tenantry.errors import NotFound
 from tenantry.operations import customer_erase
-from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, stores
+from tenantry.services import stores
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
+from tests.store_setup import connect_store
 
 __all__ = ["platform", "settings"]
 
@@ -28,21 +28,7 @@ EMAIL = "Jane.Doe+gdpr@example.org"
 
 def _store_on(platform: Platform, url: str, slug: str) -> None:
     """A store connected to the (empty) database at ``url``."""
-    with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug, actor="cli:test")
-        job = provisioning.request_provisioning(
-            session,
-            platform.box,
-            platform.settings,
-            store,
-            mode=ProvisioningMode.CONNECT_EXISTING,
-            url=url,
-            actor="cli:test",
-        )
-    outcome = Provisioner(
-        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
-    ).run(job.id)
-    assert outcome == "completed"
+    connect_store(platform, slug, url)
 
 
 def _order(number: str, email: str, customer: uuid.UUID | None, *, jane: bool = True) -> Order:

@@ -27,24 +27,23 @@ from tenantry.billing.service import BillingService
 from tenantry.db.admin import database_exists
 from tenantry.db.billing.models import BillingBase
 from tenantry.db.engines import make_engine, sqlite_path
-from tenantry.db.master.models import AuditLog, Backup, OperationKind, ProvisioningMode
+from tenantry.db.master.models import AuditLog, Backup, OperationKind
 from tenantry.db.tenant.store.models import StoreBase
 from tenantry.db.urls import backend_of
 from tenantry.errors import Conflict, InvalidInput, WrongDatabase
 from tenantry.failpoints import FailPointError
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.kit import OperationKit
-from tenantry.operations.provision import Provisioner
 from tenantry.operations.records import list_operations, operation_document, request_cancel
 from tenantry.operations.recover_rows import RecoveryCancelled, apply_rows, recover_rows
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, stores
 from tenantry.services.backups import targets
 from tenantry.services.backups.recovery import RowRecovery, find_missing_rows
 from tenantry.services.backups.recovery_output import insert_statements, write_csv, write_sql
 from tenantry.services.backups.verification import SCRATCH_PREFIX
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
+from tests.store_setup import connect_store
 
 __all__ = ["platform", "settings"]
 
@@ -125,21 +124,7 @@ def shop(platform: Platform, new_database: DbFactory, backend: str) -> Shop:
     """A store on ``backend`` with 12 products, backed up (nothing deleted yet)."""
     slug = f"rec-{uuid.uuid4().hex[:8]}"
     url = new_database("recover")
-    with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug, actor="cli:test")
-        job = provisioning.request_provisioning(
-            session,
-            platform.box,
-            platform.settings,
-            store,
-            mode=ProvisioningMode.CONNECT_EXISTING,
-            url=url.render_as_string(hide_password=False),
-            actor="cli:test",
-        )
-    outcome = Provisioner(
-        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "test"
-    ).run(job.id)
-    assert outcome == "completed"
+    connect_store(platform, slug, url)
     made = Shop(platform, storage_for(platform.settings), slug, url)
     rows = [_product(i) for i in range(12)]
     made.execute(insert(PRODUCTS).values(rows))

@@ -7,7 +7,6 @@ import uuid
 
 import pytest
 from sqlalchemy import text, update
-from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.backup.storage import storage_for
@@ -18,17 +17,15 @@ from tenantry.db.master.models import (
     AccessMode,
     DatabaseServer,
     IntegrationConfig,
-    ProvisioningMode,
     TenantOutcome,
 )
 from tenantry.db.urls import parse_url
 from tenantry.errors import Conflict
 from tenantry.operations import store_delete
 from tenantry.operations.backup_take import take_backup
-from tenantry.operations.provision import Provisioner
 from tenantry.operations.restore import restore
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, stores
+from tenantry.services import stores
 from tenantry.services.backups.restore_plan import plan_restore
 from tenantry.services.backups.scheduling import protection
 from tenantry.services.backups.targets import resolve, scratch_server
@@ -40,6 +37,7 @@ from tests.conftest import SERVER_URLS, require_server
 from tests.platform_fixtures import platform, settings
 from tests.services.test_moves import mover, provision, register
 from tests.store_logins import server
+from tests.store_setup import connect_store
 
 __all__ = ["platform", "server", "settings"]
 
@@ -95,21 +93,7 @@ def test_connect_existing_records_whether_the_given_login_may_change_the_schema(
 ) -> None:
     url = parse_url(SERVER_URLS[server]).set(database=f"t_given_{uuid.uuid4().hex[:10]}")
     create_database(url)
-    with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug="given-shop", name="Given", actor="cli:test")
-        job = provisioning.request_provisioning(
-            session,
-            platform.box,
-            platform.settings,
-            store,
-            mode=ProvisioningMode.CONNECT_EXISTING,
-            url=url.render_as_string(hide_password=False),
-            actor="cli:test",
-        )
-    provisioner = Provisioner(
-        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
-    )
-    assert provisioner.run(job.id) == "completed"
+    connect_store(platform, "given-shop", url, name="Given")
     config = _config(platform, "given-shop")
     assert config.access_mode == AccessMode.GIVEN_URL
     assert config.can_ddl is True  # the server's admin login was given
@@ -205,32 +189,16 @@ def _least_privilege_store(platform: Platform, server: str, new_login: str) -> s
     admin = parse_url(SERVER_URLS[server])
     url = admin.set(database=f"t_lp_{uuid.uuid4().hex[:10]}")
     create_database(url)
-    _connect(platform, "seed-shop", url)
+    connect_store(platform, "seed-shop", url)
     store_delete.delete(
         platform, store_delete.plan(platform, "seed-shop", drop_database=False), actor="cli:test"
     )
     password = logins.create_login(admin, new_login)
     logins.grant(admin, str(url.database), new_login, "service")
-    _connect(platform, "lp-shop", logins.login_url(admin, str(url.database), new_login, password))
-    return str(url.database)
-
-
-def _connect(platform: Platform, slug: str, url: URL) -> None:
-    with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug, actor="cli:test")
-        job = provisioning.request_provisioning(
-            session,
-            platform.box,
-            platform.settings,
-            store,
-            mode=ProvisioningMode.CONNECT_EXISTING,
-            url=url.render_as_string(hide_password=False),
-            actor="cli:test",
-        )
-    provisioner = Provisioner(
-        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "t"
+    connect_store(
+        platform, "lp-shop", logins.login_url(admin, str(url.database), new_login, password)
     )
-    assert provisioner.run(job.id) == "completed"
+    return str(url.database)
 
 
 def test_a_least_privilege_store_is_migrated_and_checked_through_a_matching_servers_admin(

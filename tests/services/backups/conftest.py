@@ -12,13 +12,13 @@ from sqlalchemy.engine import URL
 
 from tenantry.backup.storage import LocalStorage, storage_for
 from tenantry.db.engines import make_engine
-from tenantry.db.master.models import IntegrationConfig, ProvisioningMode, Store
-from tenantry.operations.provision import Provisioner
+from tenantry.db.master.models import IntegrationConfig, Store
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, store_data, stores
+from tenantry.services import store_data, stores
 from tenantry.services.connections import tenant_url
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
+from tests.store_setup import connect_store
 
 __all__ = ["platform", "settings"]
 
@@ -74,21 +74,7 @@ def add_products(shop: ShopDb, *skus: str) -> None:
 def shop(platform: Platform, new_database: DbFactory) -> Iterator[ShopDb]:
     """Store ``shop`` provisioned into a fresh database on the backend, with 3 products."""
     url = new_database("shop")
-    with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug="shop", name="Shop", actor="cli:test")
-        job = provisioning.request_provisioning(
-            session,
-            platform.box,
-            platform.settings,
-            store,
-            mode=ProvisioningMode.CONNECT_EXISTING,
-            url=url.render_as_string(hide_password=False),
-            actor="cli:test",
-        )
-    outcome = Provisioner(
-        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "test"
-    ).run(job.id)
-    assert outcome == "completed"
+    connect_store(platform, "shop", url, name="Shop")
     with platform.sessions() as session:
         store_id = session.scalars(select(Store.id).where(Store.slug == "shop")).one()
         config = session.scalars(

@@ -20,19 +20,19 @@ from sqlalchemy.exc import DBAPIError
 
 from tenantry.db.admin import database_exists
 from tenantry.db.engines import connect, make_engine, sqlite_path
-from tenantry.db.master.models import Backup, ProvisioningMode
+from tenantry.db.master.models import Backup
 from tenantry.db.urls import backend_of
 from tenantry.errors import Conflict, TenantryError, WritesBlocked
 from tenantry.failpoints import FailPointError
 from tenantry.operations.backup_take import take_backup
-from tenantry.operations.provision import Provisioner
 from tenantry.operations.restore import restore
-from tenantry.services import provisioning, stores
+from tenantry.services import stores
 from tenantry.services.backups.restore_plan import RestorePlan, plan_restore
 from tenantry.services.backups.targets import resolve
 from tenantry.services.write_blocks import ensure_writable
 from tests.conftest import DbFactory
 from tests.services.backups.conftest import ShopDb, add_products
+from tests.store_setup import connect_store
 
 
 def _backup(shop: ShopDb, slug: str | None = None) -> Backup:
@@ -151,21 +151,7 @@ def test_a_restore_failing_before_the_switch_keeps_the_old_data(
 
 
 def _provision(shop: ShopDb, slug: str, url: URL) -> None:
-    p = shop.platform
-    with p.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug.title(), actor="cli:test")
-        job = provisioning.request_provisioning(
-            session,
-            p.box,
-            p.settings,
-            store,
-            mode=ProvisioningMode.CONNECT_EXISTING,
-            url=url.render_as_string(hide_password=False),
-            actor="cli:test",
-        )
-    assert Provisioner(p.sessions, p.box, p.settings, p.tenant_spec, "test").run(job.id) == (
-        "completed"
-    )
+    connect_store(shop.platform, slug, url, name=slug.title())
 
 
 def test_a_restored_copy_that_fails_its_checks_is_never_switched_in(
