@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +17,7 @@ from tenantry.runtime import Platform
 from tenantry.services import apikeys, stores
 from tenantry.services.billing import webhook_secrets
 from tenantry.settings import Settings, load_settings
+from tests import stripe_events
 from tests.conftest import DbFactory
 from tests.platform_fixtures import ENV_VARS, install, platform, settings
 
@@ -87,12 +84,7 @@ class BillingApi:
         self, payload: dict[str, Any], *, at: int | None = None, secret: str | None = None
     ) -> tuple[bytes, dict[str, str]]:
         """A body and Stripe-Signature header made here, independently of tenantry."""
-        body = json.dumps(payload).encode()
-        t = int(time.time()) if at is None else at
-        mac = hmac.new(
-            (secret or self.secret).encode(), f"{t}.".encode() + body, hashlib.sha256
-        ).hexdigest()
-        return body, {"Stripe-Signature": f"t={t},v1={mac}", "content-type": "application/json"}
+        return stripe_events.signed(payload, secret or self.secret, at=at)
 
     def deliver(self, app: str, payload: dict[str, Any]) -> Any:
         body, headers = self.signed(payload)

@@ -17,8 +17,6 @@ connect: what fails here is decryption itself).
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import subprocess
@@ -47,6 +45,7 @@ from tenantry.settings import Settings, load_settings
 from tests.conftest import SERVER_URLS, require_server
 from tests.helpers import running_worker
 from tests.platform_fixtures import ENV_VARS, install
+from tests.stripe_events import signed
 
 SIGNING_SECRET = "whsec_" + uuid.uuid4().hex
 TENANT_PASSWORD = "pw-" + uuid.uuid4().hex[:12]
@@ -90,14 +89,6 @@ def live(
             drop_database(server.set(database=name))
         for url in made:
             drop_database(url)
-
-
-def _signed(payload: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
-    """A Stripe-signed body made here, independently of tenantry."""
-    body = json.dumps(payload).encode()
-    t = int(time.time())
-    mac = hmac.new(SIGNING_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Stripe-Signature": f"t={t},v1={mac}", "content-type": "application/json"}
 
 
 class Traffic:
@@ -171,7 +162,7 @@ class Traffic:
             "created": int(time.time()),
             "data": {"object": {"id": f"cus_{uuid.uuid4().hex[:10]}", "object": "customer"}},
         }
-        body, headers = _signed(event)
+        body, headers = signed(event, SIGNING_SECRET)
         answer = self.call("POST", "/webhooks/stripe/acme", content=body, headers=headers)
         assert answer.status_code == 200, answer.text
         assert answer.json()["duplicate"] is False

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import os
 import signal
@@ -25,6 +23,7 @@ from tenantry.settings import load_settings
 from tests.conftest import DbFactory
 from tests.helpers import free_port, wait_until_healthy
 from tests.platform_fixtures import ENV_VARS, install
+from tests.stripe_events import stripe_headers
 
 SECRET = "whsec_durability_secret"
 
@@ -89,15 +88,11 @@ def test_sigkill_under_load_loses_no_acknowledged_event(
                             },
                         }
                     ).encode()
-                    t = int(time.time())
-                    mac = hmac.new(
-                        SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256
-                    ).hexdigest()
                     try:
                         answer = http.post(
                             "/webhooks/stripe/acme",
                             content=body,
-                            headers={"Stripe-Signature": f"t={t},v1={mac}"},
+                            headers=stripe_headers(body, SECRET),
                         )
                     except httpx.TransportError:
                         return  # the server died under us: this event was not acknowledged

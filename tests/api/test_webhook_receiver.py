@@ -14,6 +14,7 @@ from tenantry.db.billing.models import BillingWebhook
 from tenantry.services.billing import webhook_secrets
 from tests.api.conftest import BillingApi
 from tests.billing.test_malformed_events import NOT_EVENTS, STRIPE_CASES, TILLED_CASES, tilled
+from tests.stripe_events import stripe_headers
 
 TILLED_SECRET = "tilled_" + "s3cr3t" * 4
 
@@ -144,7 +145,9 @@ def test_signed_events_the_adapter_cannot_read_are_refused_with_400(
         sent.extend((processor, n, json.dumps(e).encode(), f) for n, (e, f) in cases.items())
     sent.extend(("stripe", name, body, None) for name, body in NOT_EVENTS.items())
     for processor, name, body, field in sent:
-        headers = _stripe_headers(api, body) if processor == "stripe" else _tilled_headers(body)
+        headers = (
+            stripe_headers(body, api.secret) if processor == "stripe" else _tilled_headers(body)
+        )
         answer = api.client.post(f"/webhooks/{processor}/acme", content=body, headers=headers)
         assert answer.status_code == 400, (name, answer.text)
         error = answer.json()["error"]
@@ -159,12 +162,6 @@ def test_signed_events_the_adapter_cannot_read_are_refused_with_400(
     accepted = api.client.post("/webhooks/tilled/acme", content=good, headers=_tilled_headers(good))
     assert accepted.status_code == 200, accepted.text
     assert _stored(api) == 1
-
-
-def _stripe_headers(api: BillingApi, body: bytes) -> dict[str, str]:
-    t = int(time.time())
-    mac = hmac.new(api.secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return {"Stripe-Signature": f"t={t},v1={mac}", "content-type": "application/json"}
 
 
 def test_an_unsigned_malformed_body_is_refused_for_its_signature_first(

@@ -27,29 +27,13 @@ from tenantry.db.billing.models import (
 )
 from tests.api.conftest import BillingApi
 from tests.helpers import running_worker
+from tests.stripe_events import subscription_created
 
 
 def _subscription_event(external_customer_id: str) -> dict[str, Any]:
-    now = int(time.time())
-    return {
-        "id": f"evt_{uuid.uuid4().hex}",
-        "object": "event",
-        "type": "customer.subscription.created",
-        "created": now,
-        "data": {
-            "object": {
-                "id": "sub_replayed",
-                "object": "subscription",
-                "status": "active",
-                "customer": "cus_replayed",
-                "metadata": {"external_customer_id": external_customer_id, "plan_code": "pro"},
-                "current_period_start": now,
-                "current_period_end": now + 2_592_000,
-                "cancel_at_period_end": False,
-                "items": {"data": []},
-            }
-        },
-    }
+    return subscription_created(
+        external_customer_id, subscription="sub_replayed", customer="cus_replayed"
+    )
 
 
 def _event(api: BillingApi, event_id: str) -> BillingWebhook:

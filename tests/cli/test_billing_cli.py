@@ -6,8 +6,6 @@ tenantry's own signing code.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import sqlite3
 import time
@@ -26,6 +24,7 @@ from tenantry.runtime import Platform
 from tenantry.services.billing import customers, webhook_intake
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json
+from tests.stripe_events import stripe_headers
 
 APP = "acme"
 SECRET = "whsec_" + "Zq8tK3vX" * 4
@@ -44,9 +43,7 @@ def _platform() -> Iterator[Platform]:
 
 def _stripe_signature(body: bytes, secret: str = SECRET) -> str:
     """A ``Stripe-Signature`` header for ``body``: HMAC-SHA256 of ``"{t}.{body}"``."""
-    t = int(time.time())
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return f"t={t},v1={mac}"
+    return stripe_headers(body, secret)["Stripe-Signature"]
 
 
 def _ingest(event: dict[str, Any], app_id: str = APP) -> webhook_intake.Ingested:

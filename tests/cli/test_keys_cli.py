@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import signal
 import subprocess
@@ -38,6 +36,7 @@ from tests.cli.conftest import Invoke, as_json, process_env
 from tests.conftest import SERVER_URLS, DbFactory, require_server
 from tests.fixtures import shared_shop
 from tests.imports.fixtures import MAPPING
+from tests.stripe_events import signed
 
 SECRET_URL = "postgresql://shop:s3cret-pw@127.0.0.1:1/shop"
 
@@ -189,18 +188,14 @@ def _admin_url(backend: str) -> str:
 
 def _signed_event(event_id: str) -> tuple[bytes, dict[str, str]]:
     """A Stripe event and its signature, made here independently of tenantry."""
-    body = json.dumps(
-        {
-            "id": event_id,
-            "object": "event",
-            "type": "customer.created",
-            "created": int(time.time()),
-            "data": {"object": {"id": "cus_rotated", "object": "customer"}},
-        }
-    ).encode()
-    t = int(time.time())
-    mac = hmac.new(WEBHOOK_SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Stripe-Signature": f"t={t},v1={mac}", "content-type": "application/json"}
+    event = {
+        "id": event_id,
+        "object": "event",
+        "type": "customer.created",
+        "created": int(time.time()),
+        "data": {"object": {"id": "cus_rotated", "object": "customer"}},
+    }
+    return signed(event, WEBHOOK_SECRET)
 
 
 def _stored_tokens() -> dict[str, dict[str, int]]:

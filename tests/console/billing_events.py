@@ -3,18 +3,14 @@ Stripe events delivered, signed, to the running server's webhook receiver."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import subprocess
 import sys
-import time
-import uuid
 from typing import Any
 
 import httpx
 
 from tests.console.conftest import Console
+from tests.stripe_events import signed, subscription_created
 
 SECRET = "whsec_console_" + "x" * 24
 
@@ -46,37 +42,16 @@ def add_secret(console: Console, app_id: str) -> None:
 
 def subscription_event(external_customer_id: str) -> dict[str, Any]:
     """A subscription created for the app's customer ``external_customer_id``."""
-    now = int(time.time())
-    return {
-        "id": f"evt_{uuid.uuid4().hex}",
-        "object": "event",
-        "type": "customer.subscription.created",
-        "created": now,
-        "data": {
-            "object": {
-                "id": f"sub_{uuid.uuid4().hex[:10]}",
-                "object": "subscription",
-                "status": "active",
-                "customer": "cus_console",
-                "metadata": {"external_customer_id": external_customer_id, "plan_code": "pro"},
-                "current_period_start": now,
-                "current_period_end": now + 2_592_000,
-                "cancel_at_period_end": False,
-                "items": {"data": []},
-            }
-        },
-    }
+    return subscription_created(external_customer_id, customer="cus_console")
 
 
 def deliver(console: Console, app_id: str, event: dict[str, Any]) -> None:
     """POST the event, signed as Stripe signs, to ``/webhooks/stripe/APP``."""
-    body = json.dumps(event).encode()
-    t = int(time.time())
-    mac = hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
+    body, headers = signed(event, SECRET)
     with httpx.Client(base_url=console.base, timeout=30) as http:
         answer = http.post(
             f"/webhooks/stripe/{app_id}",
             content=body,
-            headers={"Stripe-Signature": f"t={t},v1={mac}", "Content-Type": "application/json"},
+            headers=headers,
         )
     assert answer.status_code == 200, answer.text

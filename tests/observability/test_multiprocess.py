@@ -3,15 +3,11 @@ worker; `tenantry worker --metrics-port` serves a worker's own metrics."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +15,7 @@ import httpx
 
 from tests.helpers import free_port, stop_process, wait_for_output, wait_until_healthy
 from tests.observability.scrape import Scrape
+from tests.stripe_events import signed, subscription_created
 
 TENANTRY = (sys.executable, "-m", "tenantry")
 SECRET = "whsec_" + "m3tr1cs" * 4
@@ -26,27 +23,8 @@ SECRET = "whsec_" + "m3tr1cs" * 4
 
 def _signed_event() -> tuple[bytes, dict[str, str]]:
     # About a customer billing does not know: stored, then applied as "ignored".
-    body = json.dumps(
-        {
-            "id": f"evt_{uuid.uuid4().hex}",
-            "object": "event",
-            "type": "customer.subscription.created",
-            "created": int(time.time()),
-            "data": {
-                "object": {
-                    "id": "sub_mp",
-                    "object": "subscription",
-                    "status": "active",
-                    "customer": "cus_mp",
-                    "metadata": {"external_customer_id": "nobody"},
-                    "items": {"data": []},
-                }
-            },
-        }
-    ).encode()
-    t = int(time.time())
-    mac = hmac.new(SECRET.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Stripe-Signature": f"t={t},v1={mac}", "content-type": "application/json"}
+    event = subscription_created("nobody", subscription="sub_mp", customer="cus_mp", plan_code=None)
+    return signed(event, SECRET)
 
 
 def _scrape(base: str, key: str) -> Scrape:

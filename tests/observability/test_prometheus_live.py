@@ -5,15 +5,11 @@ only those) evaluate true."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
-import json
 import os
 import shutil
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -30,6 +26,7 @@ from tenantry.settings import load_settings
 from tests.conftest import DbFactory
 from tests.helpers import free_port, stop_process, wait_until_healthy
 from tests.platform_fixtures import ENV_VARS, install
+from tests.stripe_events import signed, subscription_created
 
 SECRET = "whsec_live_" + "p" * 16
 PROMETHEUS = shutil.which("prometheus")
@@ -37,34 +34,10 @@ if PROMETHEUS is None and os.environ.get("CI") != "true":  # CI installs it (.ci
     pytest.skip("prometheus is not installed (apt-get install prometheus)", allow_module_level=True)
 
 
-def _subscription(customer: str, subscription: str, plan: str) -> dict[str, Any]:
-    now = int(time.time())
-    return {
-        "id": f"evt_{uuid.uuid4().hex}",
-        "object": "event",
-        "type": "customer.subscription.created",
-        "created": now,
-        "data": {
-            "object": {
-                "id": subscription,
-                "object": "subscription",
-                "status": "active",
-                "customer": f"cus_{subscription}",
-                "metadata": {"external_customer_id": customer, "plan_code": plan},
-                "current_period_start": now,
-                "current_period_end": now + 2_592_000,
-                "cancel_at_period_end": False,
-                "items": {"data": []},
-            }
-        },
-    }
-
-
-def _signed(payload: dict[str, Any], secret: str = SECRET) -> tuple[bytes, dict[str, str]]:
-    body = json.dumps(payload).encode()
-    t = int(time.time())
-    mac = hmac.new(secret.encode(), f"{t}.".encode() + body, hashlib.sha256).hexdigest()
-    return body, {"Stripe-Signature": f"t={t},v1={mac}", "content-type": "application/json"}
+def _subscription(customer: str, subscription: str, plan: str = "pro") -> dict[str, Any]:
+    return subscription_created(
+        customer, subscription=subscription, customer=f"cus_{subscription}", plan_code=plan
+    )
 
 
 @contextmanager
@@ -184,13 +157,13 @@ def test_prometheus_scrapes_tenantry_up_and_the_rules_fire_where_the_day_went_wr
                 "/billing/customers", headers=acme, json={"external_customer_id": customer}
             )
             assert made.status_code == 201, made.text
-        good = [_subscription("cust-1", "sub_a", "pro"), _subscription("cust-2", "sub_b", "pro")]
+        good = [_subscription("cust-1", "sub_a"), _subscription("cust-2", "sub_b")]
         failing = [_subscription("cust-1", f"sub_long_{i}", "p" * 100) for i in range(3)]
         for event in good + failing:
-            body, headers = _signed(event)
+            body, headers = signed(event, SECRET)
             assert http.post("/webhooks/stripe/acme", content=body, headers=headers).is_success
         for event in good:  # forged: signed with another secret
-            body, headers = _signed(event, secret="whsec_forged_" + "x" * 16)
+            body, headers = signed(event, "whsec_forged_" + "x" * 16)
             forged = http.post("/webhooks/stripe/acme", content=body, headers=headers)
             assert forged.status_code in (400, 401), forged.text
 
