@@ -11,12 +11,9 @@ missing.
 
 from __future__ import annotations
 
-import os
-import pwd
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,18 +24,7 @@ from sqlalchemy.engine import URL
 from tenantry.db.urls import parse_url
 from tests.conftest import IN_CI
 from tests.helpers import free_port
-
-
-def _pg_bin() -> Path:
-    """The newest installed PostgreSQL's server binaries (Debian keeps one dir per version)."""
-    if "TENANTRY_TEST_PG_BIN" in os.environ:
-        return Path(os.environ["TENANTRY_TEST_PG_BIN"])
-    found = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name or 0))
-    return found[-1] if found else Path("/usr/lib/postgresql/15/bin")
-
-
-PG_BIN = _pg_bin()
-OS_USER = "postgres"
+from tests.own_postgres import chown_to_owner, missing_binaries, own_cluster
 
 
 @dataclass(frozen=True)
@@ -60,22 +46,9 @@ class TlsPostgres:
 
 
 def _missing() -> str | None:
-    if not (PG_BIN / "initdb").is_file():
-        return f"no initdb in {PG_BIN}"
     if shutil.which("openssl") is None:
         return "no openssl"
-    if shutil.which("runuser") is None and os.geteuid() == 0:
-        return "no runuser to start PostgreSQL as a non-root user"
-    try:
-        pwd.getpwnam(OS_USER)
-    except KeyError:
-        return f"no OS user {OS_USER!r} to run PostgreSQL as"
-    return None
-
-
-def _as_owner(*args: str) -> None:
-    prefix = ["runuser", "-u", OS_USER, "--"] if os.geteuid() == 0 else []
-    subprocess.run([*prefix, *args], check=True, capture_output=True, timeout=120)
+    return missing_binaries()
 
 
 def _write_certificate(directory: Path) -> tuple[Path, Path]:
@@ -102,48 +75,15 @@ def tls_postgres() -> Iterator[TlsPostgres]:
             pytest.fail(f"a TLS PostgreSQL is needed in CI: {missing}")
         pytest.skip(f"cannot start a TLS PostgreSQL: {missing}")
     root = Path(tempfile.mkdtemp(prefix="tenantry-tls-pg-"))
-    data = root / "data"
-    owner = pwd.getpwnam(OS_USER)
     cert, key = _write_certificate(root)
-    for path in (root, cert, key):
-        os.chown(path, owner.pw_uid, owner.pw_gid)
+    chown_to_owner(cert, key)
     port = free_port()
-    started = False
-    try:
-        _as_owner(
-            str(PG_BIN / "initdb"), "-D", str(data), "-U", "postgres", "-A", "trust", "--no-sync"
-        )
-        with (data / "postgresql.conf").open("a") as conf:
-            conf.write(
-                f"listen_addresses = '127.0.0.1'\nport = {port}\n"
-                f"unix_socket_directories = '{root}'\n"
-                f"ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n"
-                "fsync = off\nsynchronous_commit = off\nmax_connections = 40\n"
-                "shared_buffers = 16MB\n"
-            )
-        # Sockets in the temp dir for pg_ctl; over TCP, TLS or nothing. The superuser is
-        # trusted; every other login must give its password (SCRAM).
-        (data / "pg_hba.conf").write_text(
-            "local all all trust\nhostssl all postgres 127.0.0.1/32 trust\n"
-            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
-        )
-        _as_owner(str(PG_BIN / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "start")
-        started = True
-        _wait_listening(port)
+    # Over TCP, TLS or nothing. The superuser is trusted; every other login must give its
+    # password (SCRAM).
+    hba = (
+        "local all all trust\nhostssl all postgres 127.0.0.1/32 trust\n"
+        "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+    )
+    tls = f"ssl = on\nssl_cert_file = '{cert}'\nssl_key_file = '{key}'\n"
+    with own_cluster(root, host="127.0.0.1", port=port, hba=hba, conf=tls):
         yield TlsPostgres(port, cert)
-    finally:
-        if started:
-            _as_owner(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop")
-        shutil.rmtree(root, ignore_errors=True)
-
-
-def _wait_listening(port: int) -> None:
-    import socket
-
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"the TLS PostgreSQL did not listen on port {port}")

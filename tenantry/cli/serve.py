@@ -144,6 +144,12 @@ def _raise_exit(signum: int, _frame: FrameType | None) -> None:
     raise typer.Exit(0)
 
 
+def _start_worker(threads: int) -> subprocess.Popen[bytes]:
+    """``tenantry worker`` as a subprocess beside the API, with this environment."""
+    command = ["worker", "--workers", str(threads), "--nice", str(UP_WORKER_NICE)]
+    return subprocess.Popen([sys.executable, "-m", "tenantry", *command], env=os.environ.copy())
+
+
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """Terminate the worker subprocess and wait for it (kill it if it does not stop)."""
     if proc.poll() is not None:
@@ -173,13 +179,20 @@ def up(
     access_log: bool = typer.Option(
         True, "--access-log/--no-access-log", help="Log every HTTP request."
     ),
+    with_worker: bool = typer.Option(
+        True,
+        "--worker/--no-worker",
+        help="Start a job worker beside the API; --no-worker serves the API alone, for "
+        "workers on other hosts (`tenantry worker` with the same TENANTRY_QUEUE_URL).",
+    ),
 ) -> None:
     """Initialise if needed, then serve the API with a job worker beside it.
 
     Runs `tenantry init`, creates an admin API key if none exists (printed once), starts
-    `tenantry worker` as a subprocess and serves the HTTP API until Ctrl-C or SIGTERM, which
-    stop both. GET /metrics of any API process counts the work of all of them and of the
-    worker (their metrics meet in TENANTRY_METRICS_DIR, default <data dir>/metrics).
+    `tenantry worker` as a subprocess (unless --no-worker) and serves the HTTP API until
+    Ctrl-C or SIGTERM, which stop both. GET /metrics of any API process counts the work of all
+    of them and of a worker beside them (their metrics meet in TENANTRY_METRICS_DIR, default
+    <data dir>/metrics).
     """
     settings = load_settings()
     # Before any metric exists: the API processes and the worker share their counts there.
@@ -193,23 +206,19 @@ def up(
     port = port or settings.api_port
     base = f"http://{host}:{port}"
     previous = signal.signal(signal.SIGTERM, _raise_exit)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tenantry",
-            "worker",
-            "--workers",
-            str(workers),
-            "--nice",
-            str(UP_WORKER_NICE),
-        ],
-        env=os.environ.copy(),
-    )
+    proc = _start_worker(workers) if with_worker else None
     try:
         console.print(f"API:  {base}")
         console.print(f"docs: {base}/docs")
-        console.print(f"worker: pid {proc.pid}, {workers} thread(s), nice {UP_WORKER_NICE}")
+        if proc is not None:
+            console.print(f"worker: pid {proc.pid}, {workers} thread(s), nice {UP_WORKER_NICE}")
+        elif settings.queue_url:
+            console.print("worker: none here; jobs go to the workers on the shared queue")
+        else:
+            console.print(
+                "worker: none; jobs wait in this data dir's queue for `tenantry worker` "
+                "on this host (workers on other hosts need TENANTRY_QUEUE_URL=redis://…)"
+            )
         # By import path: the app reads the same environment (and settings) as this command.
         uvicorn.run(
             API_FACTORY,
@@ -223,6 +232,7 @@ def up(
     except KeyboardInterrupt:
         pass  # Ctrl-C: a normal way to stop
     finally:
-        _stop(proc)
+        if proc is not None:
+            _stop(proc)
         signal.signal(signal.SIGTERM, previous)
         remove_multiprocess_dir(metrics_dir)
