@@ -9,11 +9,13 @@ hide its cost); then for each store create_store + request_provisioning + Provis
 fast path), timed one by one (median, mean, p90, p99, max), twice: cold (no spare pool) and
 with a warm pool (refilled before each store, not timed, so each store claims a spare database
 cloned ahead: the claim, rename and stamp are what is timed). The floor, measured in the same
-run: a plain copy of the template (``CREATE DATABASE … TEMPLATE``, or a file copy) and a new
-empty database. Then the routing overhead: the same query through ``TenantRouter.session``
-and on a directly held engine. Prints a table and writes JSON with the run's machine, versions
-and commit. Everything the bench created on the server is dropped, the template too unless it
-was there before; the server's database list is compared before and after.
+run: a plain copy of the template (``CREATE DATABASE … TEMPLATE``, or a file copy), timed
+after each store (interleaved, the median reported; also 20 in a row before the stores,
+``copy_apart_ms``), and a new empty database. Then the routing overhead: the same query
+through ``TenantRouter.session`` and on a directly held engine. Prints a table and writes
+JSON with the run's machine, versions and commit. Everything the bench created on the server
+is dropped, the template too unless it was there before; the server's database list is
+compared before and after.
 """
 
 from __future__ import annotations
@@ -77,6 +79,7 @@ def bench_provision(backend: str, n: int, *, warm: bool = False) -> dict[str, An
         stamp = uuid.uuid4().hex[:6]
         template, floor = bench_template(backend, platform, Path(tmp), stamp)
         per_store: list[float] = []
+        copies: list[float] = []
         created: list[str] = []
         started = time.perf_counter()
         for i in range(n):
@@ -108,6 +111,9 @@ def bench_provision(backend: str, n: int, *, warm: bool = False) -> dict[str, An
             per_store.append((time.perf_counter() - t0) * 1000)
             if outcome != "completed":
                 raise SystemExit(f"store {i} ended {outcome}")
+            # The floor between the stores, so both see the same state of the machine (a
+            # floor timed apart from them was 10x off on PostgreSQL right after a checkpoint).
+            copies.append(floor_copy(backend, platform, Path(tmp), f"{stamp}_{i}"))
         total = time.perf_counter() - started
         routing = bench_routing(platform)
         if warm:  # the pool's last spares go with the run
@@ -126,7 +132,7 @@ def bench_provision(backend: str, n: int, *, warm: bool = False) -> dict[str, An
             "stores": n,
             "template": builder.template_name(platform.tenant_spec),
             "template_build_ms": template,
-            "floor": floor,
+            "floor": floor | {"copy_ms": summary(copies)["median"], "copies": "interleaved"},
             "per_store_ms": summary(per_store),
             "total_s": total,
             "routing": routing,
@@ -165,7 +171,10 @@ def bench_template(
             create_database(URL.create("sqlite+pysqlite", database=str(data_dir / f"e{i}.db")))
             empties.append((time.perf_counter() - t0) * 1000)
         shutil.rmtree(data_dir / "probe")
-        return build, {"copy_ms": summary(copies)["median"], "empty_ms": summary(empties)["median"]}
+        return build, {
+            "copy_apart_ms": summary(copies)["median"],
+            "empty_ms": summary(empties)["median"],
+        }
     server = parse_url(PG_URL)
     present = builder.template_name(spec) in (database_names(server, lambda _: True) or [])
     probe = f"bench_probe_{stamp}"
@@ -192,7 +201,29 @@ def bench_template(
         create_database(_pg(name))
         empties.append((time.perf_counter() - t0) * 1000)
         drop_database(_pg(name))
-    return built, {"copy_ms": summary(copies)["median"], "empty_ms": summary(empties)["median"]}
+    return built, {
+        "copy_apart_ms": summary(copies)["median"],
+        "empty_ms": summary(empties)["median"],
+    }
+
+
+def floor_copy(backend: str, platform: Platform, data_dir: Path, tag: str) -> float:
+    """One plain copy of the template (a file copy, or ``CREATE DATABASE … TEMPLATE``), in
+    ms; the copy is removed after (not timed)."""
+    name = builder.template_name(platform.tenant_spec)
+    if backend == "sqlite":
+        target = data_dir / f"floor_{tag}.db"
+        t0 = time.perf_counter()
+        shutil.copyfile(data_dir / "templates" / f"{name}.db", target)
+        took = (time.perf_counter() - t0) * 1000
+        target.unlink()
+        return took
+    copy = f"bench_floor_{tag}"
+    t0 = time.perf_counter()
+    run_server_sql(parse_url(PG_URL), f'CREATE DATABASE "{copy}" TEMPLATE "{name}"')
+    took = (time.perf_counter() - t0) * 1000
+    drop_database(_pg(copy))
+    return took
 
 
 def _pg(name: str) -> URL:
