@@ -185,14 +185,10 @@ def credential_tick(platform: Platform) -> list[str]:
     """Rotate every store's runtime login older than the policy (one scheduler at a time);
     the slugs rotated."""
     kit = OperationKit.from_settings(platform.sessions, platform.settings)
-    try:
-        kit.acquire_lock(CREDENTIAL_LOCK)
-    except Conflict:
-        return []  # another worker's scheduler is rotating
-    try:
+    with kit.lock_if_free(CREDENTIAL_LOCK) as mine:
+        if not mine:
+            return []  # another worker's scheduler is rotating
         outcomes = credential_rotation.rotate_due(platform)
-    finally:
-        kit.release_lock(CREDENTIAL_LOCK)
     for outcome in outcomes:
         if outcome.error is None:
             log.info("rotated the credentials of store %s (now %s)", outcome.slug, outcome.login)
@@ -210,16 +206,12 @@ def usage_tick(platform: Platform) -> list[usage_rollup.Rolled]:
     ``TENANTRY_USAGE_REFRESH_MINUTES``, or not since midnight UTC: yesterday's row is then
     written), a bounded batch a tick, one scheduler at a time; the outcomes."""
     kit = OperationKit.from_settings(platform.sessions, platform.settings)
-    try:
-        kit.acquire_lock(usage_rollup.USAGE_LOCK)
-    except Conflict:
-        return []  # another worker's scheduler is measuring
-    try:
+    with kit.lock_if_free(usage_rollup.USAGE_LOCK) as mine:
+        if not mine:
+            return []  # another worker's scheduler is measuring
         outcomes = usage_rollup.rollup_due(
             platform, on_done=lambda _: kit.renew_lock(usage_rollup.USAGE_LOCK)
         )
-    finally:
-        kit.release_lock(usage_rollup.USAGE_LOCK)
     measured = [o for o in outcomes if o.error is None]
     if measured:
         log.info("usage: measured %d store(s)", len(measured))
