@@ -134,3 +134,7 @@ class WritesBlocked(TenantryError):
     def __init__(self, message: str, hint: str | None = None, *, retry_after: int) -> None:
         super().__init__(message, hint)
         self.retry_after = retry_after
+
+
+class ConnectionsExhausted(DatabaseUnreachable):
+    """A database server's connection budget in this process stayed full for too long."""

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
 from tenantry.db import migrations
+from tenantry.db.connection_budget import connection_budget
 from tenantry.db.engines import connect, make_engine, sqlite_path, writer_sessions
 from tenantry.db.identity import guard
 from tenantry.db.schemas import SchemaSpec, billing_schema, master_schema, tenant_schema
@@ -74,6 +75,7 @@ class Platform:
             pool_size=settings.tenant_pool_size,
             idle_seconds=settings.engine_idle_seconds,
             statement_timeout_ms=limit,
+            budget=connection_budget(settings),
         )
         return cls(
             settings,

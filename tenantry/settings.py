@@ -47,6 +47,15 @@ class Settings(BaseSettings):
     max_engines: int = Field(64, ge=1, le=10_000, validation_alias="TENANTRY_MAX_ENGINES")
     tenant_pool_size: int = Field(2, ge=1, le=100, validation_alias="TENANTRY_TENANT_POOL_SIZE")
     engine_idle_seconds: float = Field(300, gt=0, validation_alias="TENANTRY_ENGINE_IDLE_SECONDS")
+    #: At most this many connections from one process to one database server, across all
+    #: the tenant pools on it (a checkout waits up to TENANTRY_CONNECTION_WAIT_SECONDS for a
+    #: free one, then fails with 503); 0 leaves it unbounded.
+    max_connections_per_server: int = Field(
+        0, ge=0, le=100_000, validation_alias="TENANTRY_MAX_CONNECTIONS_PER_SERVER"
+    )
+    connection_wait_seconds: float = Field(
+        10, gt=0, le=600, validation_alias="TENANTRY_CONNECTION_WAIT_SECONDS"
+    )
     #: Runtime connections (the API's master and billing sessions, the tenant router's
     #: engines) have the server cancel any statement running longer; 0 turns it off.
     #: Migrations, backups, fleet runs and restores are never limited.

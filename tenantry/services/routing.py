@@ -22,6 +22,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
+from tenantry.db.connection_budget import ConnectionBudget, server_key
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import expect
 from tenantry.db.master.models import DatabaseStatus, Store
@@ -74,8 +75,15 @@ class TenantRouter:
         pool_size: int = 2,
         idle_seconds: float = 300.0,
         statement_timeout_ms: int | None = None,
+        budget: ConnectionBudget | None = None,
     ) -> None:
         self._box = box
+        self._budget = budget
+        if budget is not None:
+            budget.set_reclaim(self._reclaim)
+        # Engines dropped from the cache while connections were checked out: their pools
+        # are emptied again once those come back (see _reclaim).
+        self._retired: list[Engine] = []
         self._statement_timeout_ms = statement_timeout_ms
         self._max = max_engines
         self._pool_size = pool_size
@@ -115,7 +123,7 @@ class TenantRouter:
         # A stale entry replaced counts as an eviction, as one dropped by evict() does.
         metrics.tenant_engines(held, evicted=len(dropped) + (1 if stale else 0))
         for old in doomed:
-            old.dispose()
+            self._retire(old)
         return engine
 
     @contextmanager
@@ -139,17 +147,20 @@ class TenantRouter:
             held = len(self._entries)
         if entry is not None:
             metrics.tenant_engines(held, evicted=1)
-            entry.engine.dispose()
+            self._retire(entry.engine)
 
     def dispose_all(self) -> None:
         """Dispose every engine (at shutdown)."""
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()
+            retired, self._retired = self._retired, []
         if entries:
             metrics.tenant_engines(0)
         for entry in entries:
             entry.engine.dispose()
+        for engine in retired:
+            engine.dispose()
 
     def stats(self) -> RouterStats:
         """Cache size and hit counters."""
@@ -159,6 +170,38 @@ class TenantRouter:
             )
 
     # ------------------------------------------------------------------ internals
+
+    def _retire(self, engine: Engine) -> None:
+        """Close an evicted engine's idle connections; one with connections still checked
+        out is kept until they come back, so their server's budget gets them back too."""
+        engine.pool.dispose()  # closes the checked-in ones; the pool stays usable
+        if self._budget is not None and _checked_out(engine):
+            with self._lock:
+                self._retired.append(engine)
+
+    def _reclaim(self, key: str) -> int:
+        """Close idle pooled connections to server ``key`` (retired engines first, then the
+        least recently used); how many were closed. The budget calls it when full."""
+        with self._lock:
+            retired = [e for e in self._retired if server_key(e.url) == key]
+            live = [e.engine for e in self._entries.values() if server_key(e.engine.url) == key]
+        closed = 0
+        for engine in retired:
+            idle = _checked_in(engine)
+            engine.pool.dispose()
+            closed += idle
+            if not _checked_out(engine):
+                with self._lock:
+                    if engine in self._retired:
+                        self._retired.remove(engine)
+        for engine in live:
+            if closed:
+                break
+            idle = _checked_in(engine)
+            if idle:
+                engine.pool.dispose()
+                closed += idle
+        return closed
 
     def _shrink(self, now: float) -> list[Engine]:
         doomed: list[Engine] = []
@@ -199,6 +242,8 @@ class TenantRouter:
             statement_timeout_ms=self._statement_timeout_ms,
             role=Role.TENANT.value,
         )
+        if self._budget is not None and engine.dialect.name != "sqlite":
+            self._budget.bind(engine)
         try:
             # Checked once per engine: the database must be the one master says it is.
             with connect(engine) as conn:
@@ -216,6 +261,14 @@ class TenantRouter:
             engine.dispose()
             raise
         return engine
+
+
+def _checked_out(engine: Engine) -> int:
+    return int(getattr(engine.pool, "checkedout", lambda: 0)())
+
+
+def _checked_in(engine: Engine) -> int:
+    return int(getattr(engine.pool, "checkedin", lambda: 0)())
 
 
 def unavailable(store: Store) -> StoreUnavailable:
