@@ -17,6 +17,10 @@ from tenantry.api.fields import (
     StrictBool,
 )
 
+POOLER_DOC = (
+    "PgBouncer (transaction mode) in front of this PostgreSQL server; stores' runtime "
+    "connections go through it. Stored encrypted, never shown."
+)
 Label = Annotated[str, Field(pattern=LABEL_PATTERN)]
 
 
@@ -37,6 +41,7 @@ class ServerCreate(RequestModel):
     )
     max_bytes: ByteBound | None = Field(None, description="At most this many bytes of stores.")
     accepting: StrictBool = Field(True, description="Whether placement may put new stores here.")
+    pooler_url: str | None = Field(None, min_length=8, max_length=2048, description=POOLER_DOC)
 
 
 class ServerUpdate(RequestModel):
@@ -49,6 +54,8 @@ class ServerUpdate(RequestModel):
     max_bytes: ByteBound | None = None
     #: Not nullable: only the fields given change, and a server either accepts or not.
     accepting: StrictBool = True
+    #: ``null`` takes the pooler away (stores connect directly again).
+    pooler_url: str | None = Field(None, min_length=8, max_length=2048, description=POOLER_DOC)
 
 
 class ServerOut(BaseModel):
@@ -66,6 +73,9 @@ class ServerOut(BaseModel):
     max_tenants: int | None = None
     max_bytes: int | None = None
     accepting: bool = True
+    pooled: bool = Field(
+        False, description="Whether stores' runtime connections go through a pooler."
+    )
     tenants: int = Field(0, description="Stores whose database is (or is being put) here.")
     bytes: int = Field(0, description="Their measured sizes (the usage rollup's).")
     tenant_headroom: int | None = Field(

@@ -14,7 +14,7 @@ from tenantry.cli.output import JSON_OPTION, console, emit_json, reports_errors
 from tenantry.db.master.models import DatabaseServer
 from tenantry.db.urls import mask
 from tenantry.errors import TenantryError
-from tenantry.services import placement_labels, servers
+from tenantry.services import placement_labels, server_pooler, servers
 from tenantry.services.audit import cli_actor
 from tenantry.services.connections import server_url
 from tenantry.services.placement_labels import UNCHANGED
@@ -25,6 +25,11 @@ from tenantry.settings import load_settings
 REGION_HELP = "Region label (e.g. eu, eu-west-1): stores created with --region R go only here."
 TIER_HELP = "Tier label (e.g. standard, dedicated), matched against stores' --tier."
 MAX_TENANTS_HELP = "Take at most this many stores (`none`: no bound)."
+POOLER_HELP = (
+    "PgBouncer (transaction mode) in front of this PostgreSQL server, e.g. "
+    "postgresql://pgbouncer-host:6432/postgres: stores' runtime connections go through it "
+    "(migrations, backups and moves do not). Stored encrypted."
+)
 MAX_BYTES_HELP = "Take stores while their measured sizes add up to less, e.g. 500GB (`none`)."
 
 
@@ -45,6 +50,7 @@ def server_document(server: DatabaseServer, shown_url: str | None) -> dict[str, 
         "max_tenants": server.max_tenants,
         "max_bytes": server.max_bytes,
         "accepting": server.accepting,
+        "pooled": server.pooler_url_encrypted is not None,
     }
 
 
@@ -123,9 +129,13 @@ def set_(
         "--accepting/--not-accepting",
         help="Whether placement may put new stores here (stores already there stay).",
     ),
+    pooler_url: str | None = typer.Option(
+        None, "--pooler-url", help=POOLER_HELP + " `none`: connect directly again."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Change a server's placement labels or capacity; options not given stay as they are.
+    """Change a server's placement labels, capacity or pooler; options not given stay as
+    they are.
 
     --not-accepting stops placement from choosing the server (its stores stay and keep
     working). A new label is not checked against the stores already there; moves are.
@@ -149,6 +159,14 @@ def set_(
     ):
         server = servers.get_server(session, name)
         changed = placement_labels.configure_server(session, server, **changes, actor=cli_actor())
+        if pooler_url is not None:
+            pooler = (
+                None
+                if pooler_url.strip().lower() == server_pooler.NONE
+                else server_pooler.pooler_url_of(pooler_url, server, field="--pooler-url")
+            )
+            if server_pooler.set_pooler(session, platform.box, server, pooler, actor=cli_actor()):
+                changed["pooler_url"] = "cleared" if pooler is None else mask(pooler)
         (load,) = server_loads(session, [server])
         doc = load_document(load, None)
     if json_output:

@@ -13,6 +13,7 @@ from tenantry.cli.output import EXIT_FAILED, JSON_OPTION, console, emit_json, re
 from tenantry.cli.server_placement import (
     MAX_BYTES_HELP,
     MAX_TENANTS_HELP,
+    POOLER_HELP,
     REGION_HELP,
     TIER_HELP,
     checked_placement_options,
@@ -25,7 +26,7 @@ from tenantry.db.urls import mask
 from tenantry.errors import TenantryError
 from tenantry.operations import spare_pool
 from tenantry.operations.server_credentials import rotate_server_credentials
-from tenantry.services import servers, spares, templates
+from tenantry.services import server_pooler, servers, spares, templates
 from tenantry.services.audit import cli_actor
 from tenantry.services.connections import server_url
 from tenantry.services.servers import ServerCheck
@@ -69,6 +70,7 @@ def add(
     accepting: bool = typer.Option(
         True, "--accepting/--not-accepting", help="Whether placement may put new stores here."
     ),
+    pooler_url: str | None = typer.Option(None, "--pooler-url", help=POOLER_HELP),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Register a server after checking tenantry can connect to it.
@@ -82,6 +84,7 @@ def add(
     PostgreSQL URL without one uses the postgres maintenance database.
     """
     placement = checked_placement_options(region, tier, max_tenants, max_bytes)
+    pooler = server_pooler.pooler_url_of(pooler_url, field="--pooler-url") if pooler_url else None
     with (
         open_platform(load_settings()) as platform,
         audit_failures(platform, "server.add", "database_server", name),
@@ -98,6 +101,9 @@ def add(
             actor=cli_actor(),
             **placement,
         )
+        if pooler is not None:
+            server_pooler.pooler_url_of(pooler_url or "", server, field="--pooler-url")
+            server_pooler.set_pooler(session, platform.box, server, pooler, actor=cli_actor())
         session.commit()
         doc: dict[str, Any] = {**server_document(server, check.url), "check": asdict(check)}
     if json_output:

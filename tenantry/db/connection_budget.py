@@ -14,6 +14,7 @@ should neither fire, when the connection object is garbage collected.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import weakref
@@ -41,7 +42,7 @@ def server_key(url: URL) -> str:
 class _Slot:
     """One open connection's claim on its server's budget; released once."""
 
-    __slots__ = ("_budget", "_key", "_released", "__weakref__")
+    __slots__ = ("__weakref__", "_budget", "_key", "_released")
 
     def __init__(self, budget: ConnectionBudget, key: str) -> None:
         self._budget = budget
@@ -106,10 +107,9 @@ class ConnectionBudget:
                 raise
             with lock:
                 slots[id(dbapi_conn)] = slot
-            try:  # should SQLAlchemy never say it closed it, the garbage collector will
+            # Should SQLAlchemy never say it closed it, the garbage collector will.
+            with contextlib.suppress(TypeError):  # a driver whose connections take no weakref
                 weakref.finalize(dbapi_conn, slot.release)
-            except TypeError:
-                pass
             return dbapi_conn
 
         def _closed(dbapi_conn: Any, *_: Any) -> None:

@@ -166,6 +166,7 @@ def make_engine(
     creator: Callable[[], Any] | None = None,
     statement_timeout_ms: int | None = None,
     role: str | None = None,
+    transaction_pooler: bool = False,
 ) -> Engine:
     """An engine for ``url`` with tenantry's defaults for its backend.
 
@@ -176,8 +177,13 @@ def make_engine(
     URL without TLS is refused here when ``TENANTRY_REQUIRE_TLS`` is on. With ``role``
     (master, billing, tenant: the engines the platform serves from), every statement's
     time is observed in ``tenantry_db_query_duration_seconds`` under that role.
+    ``transaction_pooler``: ``url`` leads through PgBouncer in transaction mode, so no
+    session state is relied on (no server-side prepared statements, no startup options:
+    the statement timeout is then the runtime login's own setting).
     """
-    engine = _make_engine(url, pool_size, pooled, echo, creator, statement_timeout_ms)
+    engine = _make_engine(
+        url, pool_size, pooled, echo, creator, statement_timeout_ms, transaction_pooler
+    )
     if role is not None:
         from tenantry.observability import metrics  # only platform engines pay for it
 
@@ -192,6 +198,7 @@ def _make_engine(
     echo: bool,
     creator: Callable[[], Any] | None,
     statement_timeout_ms: int | None,
+    transaction_pooler: bool = False,
 ) -> Engine:
     require_driver(url)
     check_transport(url)
@@ -208,7 +215,10 @@ def _make_engine(
     if pooled:
         kwargs["pool_size"] = pool_size
     kwargs["connect_args"] = server_connect_args(backend)
-    statement_timeout.apply(kwargs, url, statement_timeout_ms)
+    if transaction_pooler and backend == "postgresql":
+        kwargs["connect_args"]["prepare_threshold"] = None
+    else:
+        statement_timeout.apply(kwargs, url, statement_timeout_ms)
     engine = create_engine(url, **kwargs)
     if statement_timeout_ms and backend == "mysql":
         statement_timeout.limit_mysql_statements(engine, statement_timeout_ms)

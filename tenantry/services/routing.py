@@ -25,12 +25,13 @@ from tenantry.crypto import SecretBox
 from tenantry.db.connection_budget import ConnectionBudget, server_key
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import expect
-from tenantry.db.master.models import DatabaseStatus, Store
+from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.db.schemas import Role
 from tenantry.db.urls import mask
 from tenantry.errors import StoreSuspended, StoreUnavailable
 from tenantry.observability import metrics
 from tenantry.services.connections import tenant_url
+from tenantry.services.server_pooler import pooler_url, through_pooler
 from tenantry.services.stores import active_connection
 
 
@@ -51,6 +52,9 @@ class StoreRoute:
     connection_version: int
     url: URL
     instance_id: str | None
+    #: Whether ``url`` leads through a transaction-mode pooler (PgBouncer) in front of the
+    #: store's server: no session state (prepared statements, startup options) is relied on.
+    pooled: bool = False
 
 
 @dataclass(frozen=True)
@@ -226,12 +230,18 @@ class TenantRouter:
                 f"store {store.slug!r} has no database yet.",
                 f"Provision it: tenantry provision {store.slug} --new.",
             )
+        url = tenant_url(self._box, config)
+        pooler = None
+        if config.database_server_id is not None:
+            server = master.get(DatabaseServer, config.database_server_id)
+            pooler = pooler_url(self._box, server) if server is not None else None
         return StoreRoute(
             store.id,
             store.slug,
             store.connection_version,
-            tenant_url(self._box, config),
+            through_pooler(url, pooler) if pooler is not None else url,
             config.instance_id,
+            pooled=pooler is not None,
         )
 
     def _open(self, master: Session, store: Store) -> Engine:
@@ -241,6 +251,7 @@ class TenantRouter:
             pool_size=self._pool_size,
             statement_timeout_ms=self._statement_timeout_ms,
             role=Role.TENANT.value,
+            transaction_pooler=route.pooled,
         )
         if self._budget is not None and engine.dialect.name != "sqlite":
             self._budget.bind(engine)

@@ -8,7 +8,7 @@ from tenantry.api.audit_failures import audit_failures
 from tenantry.api.deps import AdminDep, MasterDep, PlatformDep
 from tenantry.api.server_schemas import ServerCreate, ServerOut, ServerUpdate
 from tenantry.operations import spare_pool
-from tenantry.services import placement_labels, servers
+from tenantry.services import placement_labels, server_pooler, servers
 from tenantry.services.server_loads import ServerLoad, server_loads
 
 router = APIRouter(tags=["database servers"])
@@ -23,6 +23,7 @@ def server_out(load: ServerLoad) -> ServerOut:
             "bytes": load.bytes,
             "tenant_headroom": load.tenant_headroom,
             "byte_headroom": load.byte_headroom,
+            "pooled": load.server.pooler_url_encrypted is not None,
         }
     )
 
@@ -38,6 +39,11 @@ def add_server(
     unreachable server is a 422 naming the problem, and nothing is saved.
     """
     with audit_failures(master, platform, key, "server.add", "database_server", body.name):
+        pooler = (
+            server_pooler.pooler_url_of(body.pooler_url, field="pooler_url")
+            if body.pooler_url
+            else None
+        )
         server, _ = servers.add_server(
             master,
             platform.box,
@@ -51,6 +57,9 @@ def add_server(
             accepting=body.accepting,
             actor=key.actor,
         )
+        if pooler is not None:
+            server_pooler.pooler_url_of(body.pooler_url or "", server, field="pooler_url")
+            server_pooler.set_pooler(master, platform.box, server, pooler, actor=key.actor)
         master.commit()
     return server_out(ServerLoad(server, 0, 0))
 
@@ -65,13 +74,21 @@ def list_servers(master: MasterDep, key: AdminDep) -> list[ServerOut]:
 def update_server(
     name: str, body: ServerUpdate, master: MasterDep, key: AdminDep, platform: PlatformDep
 ) -> ServerOut:
-    """Change a server's labels or capacity; only the fields given change, ``null`` clears a
-    label or a bound. Stores already there stay (``accepting: false`` only stops new ones)."""
+    """Change a server's labels, capacity or pooler (``pooler_url``); only the fields given
+    change, ``null`` clears a label, a bound or the pooler. Stores already there stay
+    (``accepting: false`` only stops new ones)."""
     given = body.model_fields_set
     with audit_failures(master, platform, key, "server.set", "database_server", name):
         server = servers.get_server(master, name)
-        changes = {field: getattr(body, field) for field in given}
+        changes = {field: getattr(body, field) for field in given if field != "pooler_url"}
         placement_labels.configure_server(master, server, **changes, actor=key.actor)
+        if "pooler_url" in given:
+            pooler = (
+                server_pooler.pooler_url_of(body.pooler_url, server, field="pooler_url")
+                if body.pooler_url
+                else None
+            )
+            server_pooler.set_pooler(master, platform.box, server, pooler, actor=key.actor)
         master.commit()
     (load,) = server_loads(master, [server])
     return server_out(load)

@@ -161,6 +161,9 @@ class DatabaseServer(MasterBase):
     port: Mapped[int] = mapped_column(Integer)
     #: Fernet token of the admin URL (the URL carries the password).
     admin_url_encrypted: Mapped[str] = sealed_column()
+    #: Fernet token of the URL of a pooler (PgBouncer, transaction mode) in front of the
+    #: server: stores' runtime connections go through its host and port; ``None``: direct.
+    pooler_url_encrypted: Mapped[str | None] = sealed_column()
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     notes: Mapped[str | None] = mapped_column(Text)
     #: Placement labels (``servers add --region/--tier``); ``None`` matches no requirement.
