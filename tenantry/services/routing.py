@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,9 +86,10 @@ class TenantRouter:
         self._budget = budget
         if budget is not None:
             budget.set_reclaim(self._reclaim)
-        # Engines dropped from the cache while connections were checked out: their pools
-        # are emptied again once those come back (see _reclaim).
-        self._retired: list[Engine] = []
+        # Every engine opened under the budget while anyone still holds it, cached or not
+        # (dropped from the cache while a caller was still using it): their idle
+        # connections are closed when the budget is full (see _reclaim).
+        self._bound: weakref.WeakSet[Engine] = weakref.WeakSet()
         self._statement_timeout_ms = statement_timeout_ms
         self._max = max_engines
         self._pool_size = pool_size
@@ -158,7 +160,7 @@ class TenantRouter:
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()
-            retired, self._retired = self._retired, []
+            retired = [e for e in self._bound if e not in {x.engine for x in entries}]
         if entries:
             metrics.tenant_engines(0)
         for entry in entries:
@@ -176,28 +178,21 @@ class TenantRouter:
     # ------------------------------------------------------------------ internals
 
     def _retire(self, engine: Engine) -> None:
-        """Close an evicted engine's idle connections; one with connections still checked
-        out is kept until they come back, so their server's budget gets them back too."""
-        engine.pool.dispose()  # closes the checked-in ones; the pool stays usable
-        if self._budget is not None and _checked_out(engine):
-            with self._lock:
-                self._retired.append(engine)
+        """Close an evicted engine's idle connections (the pool stays usable: a caller may
+        still hold the engine; under a budget, :meth:`_reclaim` closes what it returns)."""
+        engine.pool.dispose()
 
     def _reclaim(self, key: str) -> int:
-        """Close idle pooled connections to server ``key`` (retired engines first, then the
-        least recently used); how many were closed. The budget calls it when full."""
+        """Close idle pooled connections to server ``key`` (engines no longer cached first,
+        then the least recently used); how many were closed. The budget calls it when full."""
         with self._lock:
-            retired = [e for e in self._retired if server_key(e.url) == key]
             live = [e.engine for e in self._entries.values() if server_key(e.engine.url) == key]
+            cached = set(live)
+            retired = [e for e in self._bound if e not in cached and server_key(e.url) == key]
         closed = 0
         for engine in retired:
-            idle = _checked_in(engine)
+            closed += _checked_in(engine)
             engine.pool.dispose()
-            closed += idle
-            if not _checked_out(engine):
-                with self._lock:
-                    if engine in self._retired:
-                        self._retired.remove(engine)
         for engine in live:
             if closed:
                 break
@@ -255,6 +250,8 @@ class TenantRouter:
         )
         if self._budget is not None and engine.dialect.name != "sqlite":
             self._budget.bind(engine)
+            with self._lock:
+                self._bound.add(engine)
         try:
             # Checked once per engine: the database must be the one master says it is.
             with connect(engine) as conn:
@@ -272,10 +269,6 @@ class TenantRouter:
             engine.dispose()
             raise
         return engine
-
-
-def _checked_out(engine: Engine) -> int:
-    return int(getattr(engine.pool, "checkedout", lambda: 0)())
 
 
 def _checked_in(engine: Engine) -> int:

@@ -1,0 +1,92 @@
+"""PgBouncer in front of a PostgreSQL server: a store's runtime traffic (the API's reads and
+writes) goes through it, provisioning and its migrations do not, and taking the pooler away
+puts the store back on direct connections. Proven from PgBouncer's own admin console."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from tenantry.db.master.models import IntegrationConfig
+from tenantry.services import stores
+from tenantry.services.connections import tenant_url
+from tests.api.conftest import Api
+from tests.pgbouncer import PgBouncer, pgbouncer
+from tests.services.test_moves import admin_url, drop_server_databases
+
+__all__ = ["pgbouncer"]
+
+MUG = {"sku": "MUG-1", "name": "Mug", "price_minor": 1250}
+
+
+def test_a_bad_pooler_url_is_refused_and_nothing_saved(pgbouncer: PgBouncer, api: Api) -> None:
+    for bad in ("mysql://root@127.0.0.1:3306/x", "postgresql:///nohost"):
+        refused = api.client.post(
+            "/database-servers",
+            json={"name": "db1", "url": admin_url("postgresql"), "pooler_url": bad},
+            headers=api.admin,
+        )
+        assert refused.status_code == 422, refused.text
+        assert "pooler_url" in refused.json()["error"]["message"]
+    listed = api.client.get("/database-servers", headers=api.admin).json()
+    assert [s["name"] for s in listed] == []
+
+
+def test_runtime_traffic_goes_through_pgbouncer_and_migrations_do_not(
+    pgbouncer: PgBouncer, api: Api
+) -> None:
+    secret = "pooler-s3cret"
+    pooler = pgbouncer.url.replace("://", f"://stats:{secret}@")
+    made = api.client.post(
+        "/database-servers",
+        json={"name": "db1", "url": admin_url("postgresql"), "pooler_url": pooler},
+        headers=api.admin,
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["pooled"] is True
+    assert secret not in made.text
+    database = ""
+    try:
+        provisioned = api.provisioned_store("pooled", server="db1")
+        assert provisioned["job"]["status"] == "completed", provisioned
+        with api.platform.sessions() as session:
+            store = stores.get_store(session, "pooled")
+            config = session.scalars(
+                select(IntegrationConfig).where(
+                    IntegrationConfig.store_id == store.id, IntegrationConfig.is_active
+                )
+            ).one()
+            login = tenant_url(api.platform.box, config)
+        database = str(login.database)
+        # Provisioning created and migrated the database on direct connections.
+        assert pgbouncer.transactions(database) == 0
+        assert pgbouncer.pools(database) == []
+
+        pgbouncer.allow(str(login.username), str(login.password))
+        created = api.client.post("/stores/pooled/products", json=MUG, headers=api.admin)
+        assert created.status_code == 201, created.text
+        listed = api.client.get("/stores/pooled/products", headers=api.admin)
+        assert [p["sku"] for p in listed.json()] == ["MUG-1"]
+        # ...and the store's reads and writes went through PgBouncer, as its runtime login.
+        through = pgbouncer.transactions(database)
+        assert through >= 2
+        assert {row["user"] for row in pgbouncer.pools(database)} == {login.username}
+
+        # Repeated reads (psycopg would prepare them after 5 uses) work in transaction mode.
+        for _ in range(8):
+            again = api.client.get("/stores/pooled/products", headers=api.admin)
+            assert again.status_code == 200, again.text
+
+        # Without the pooler the store is served directly again (PgBouncer sees nothing).
+        patched = api.client.patch(
+            "/database-servers/db1", json={"pooler_url": None}, headers=api.admin
+        )
+        assert patched.status_code == 200, patched.text
+        assert patched.json()["pooled"] is False
+        before = pgbouncer.transactions(database)
+        direct = api.client.get("/stores/pooled/products", headers=api.admin)
+        assert [p["sku"] for p in direct.json()] == ["MUG-1"]
+        assert pgbouncer.transactions(database) == before
+    finally:
+        if database:  # PgBouncer's server connections would keep the database from dropping
+            pgbouncer.admin(f'KILL "{database}"')
+        drop_server_databases(api.platform)
