@@ -61,9 +61,9 @@ class PgBouncer:
 
     def admin(self, command: str) -> list[dict[str, str]]:
         """Run ``command`` on the admin console; its rows as dicts."""
+        connection = ["-h", "127.0.0.1", "-p", str(self.port), "-U", ADMIN, "-d", "pgbouncer"]
         done = subprocess.run(
-            ["psql", "-h", "127.0.0.1", "-p", str(self.port), "-U", ADMIN, "-d", "pgbouncer"]
-            + ["-X", "-A", "-F", "\t", "-P", "footer=off", "-c", command],
+            ["psql", *connection, "-X", "-A", "-F", "\t", "-P", "footer=off", "-c", command],
             env={**os.environ, "PGPASSWORD": self.admin_password},
             capture_output=True,
             text=True,

@@ -42,7 +42,8 @@ def test_pooler_url_is_checked_sealed_and_cleared(cli: Invoke) -> None:
     (listed,) = as_json(cli("servers", "list", "--json"))
     assert listed["pooled"] is True
     sealed = _sealed_pooler("pg")
-    assert sealed is not None and SECRET not in sealed
+    assert sealed is not None
+    assert SECRET not in sealed
 
     cleared = cli("servers", "set", "pg", "--pooler-url", "none", "--json")
     assert cleared.exit_code == 0, cleared.output
