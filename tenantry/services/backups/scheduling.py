@@ -15,15 +15,21 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
-from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
+from tenantry.db.master.models import (
+    GOOD_BACKUP_STATUSES,
+    Backup,
+    BackupStatus,
+    DatabaseStatus,
+    IntegrationConfig,
+    Store,
+)
 from tenantry.db.schemas import Role
 from tenantry.db.types import utcnow
-from tenantry.services.backups.policies import Policy, next_due, policy_for
+from tenantry.services.backups.policies import Policy, next_due, policies_for
 from tenantry.services.backups.targets import (
     STORE_PREFIX,
     scope_of,
     scratch_problems,
-    tenant_targets,
 )
 from tenantry.settings import Settings
 
@@ -118,6 +124,7 @@ def protection(
         if scope in by_scope:
             by_scope[scope].append(backup)
     unverifiable = scratch_problems(session)
+    policies = policies_for(session, scopes)
     found = []
     for scope in scopes:
         backups = by_scope[scope]
@@ -127,7 +134,7 @@ def protection(
         found.append(
             Protection(
                 scope,
-                policy_for(session, scope),
+                policies[scope],
                 good[0] if good else None,
                 backups[0] if backups else None,
                 verified[0] if verified else None,
@@ -138,15 +145,32 @@ def protection(
     return found
 
 
+#: Above this many stores, :func:`_of` reads every tenant backup instead of listing slugs.
+_MANY = 500
+
+
 def _of(scopes: list[str]) -> ColumnElement[bool]:
     """The backups of ``scopes`` only (a page of stores reads its own backups, not all)."""
     roles = [s for s in scopes if not s.startswith(STORE_PREFIX)]
     slugs = [s.removeprefix(STORE_PREFIX) for s in scopes if s.startswith(STORE_PREFIX)]
+    if len(slugs) > _MANY:  # the whole fleet: all tenant backups beats a huge IN list
+        return or_(Backup.role.in_(roles), Backup.role == Role.TENANT.value)
     return or_(
         Backup.role.in_(roles), and_(Backup.role == Role.TENANT.value, Backup.slug.in_(slugs))
     )
 
 
 def all_scopes(session: Session, box: SecretBox, settings: Settings) -> list[str]:
-    """Every database tenantry backs up: master, billing and each active store's."""
-    return ["master", "billing", *(t.scope for t in tenant_targets(session, box, settings))]
+    """Every database tenantry backs up: master, billing and each active store's (one query
+    over master; no store's connection is opened or decrypted: the scheduler resolves only
+    the targets that are due)."""
+    slugs = session.scalars(
+        select(Store.slug)
+        .join(
+            IntegrationConfig,
+            and_(IntegrationConfig.store_id == Store.id, IntegrationConfig.is_active.is_(True)),
+        )
+        .where(Store.database_status == DatabaseStatus.ACTIVE, Store.deleted_at.is_(None))
+        .order_by(Store.slug)
+    )
+    return ["master", "billing", *(f"{STORE_PREFIX}{slug}" for slug in slugs)]
