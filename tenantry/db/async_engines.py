@@ -42,12 +42,17 @@ def async_url(url: URL) -> URL:
 
 
 def make_async_engine(
-    url: URL, *, pool_size: int = 2, statement_timeout_ms: int | None = None
+    url: URL,
+    *,
+    pool_size: int = 2,
+    statement_timeout_ms: int | None = None,
+    transaction_pooler: bool = False,
 ) -> AsyncEngine:
     """An async engine on ``url`` (a sync URL as tenantry stores it) with the same transport
     rules and timeouts as :func:`tenantry.db.engines.make_engine`: TLS enforced when
     required, a connect timeout on servers, foreign keys and the busy timeout on SQLite, the
-    statement timeout on PostgreSQL."""
+    statement timeout on PostgreSQL (through a transaction-mode pooler, as there: no prepared
+    statements and no startup options)."""
     check_transport(url)
     backend = backend_of(url)
     kwargs: dict[str, Any] = {}
@@ -66,5 +71,8 @@ def make_async_engine(
     kwargs["pool_size"] = pool_size
     kwargs["pool_pre_ping"] = True
     kwargs["connect_args"] = server_connect_args(backend)
-    statement_timeout.apply(kwargs, url, statement_timeout_ms)
+    if transaction_pooler and backend == "postgresql":
+        kwargs["connect_args"]["prepare_threshold"] = None
+    else:
+        statement_timeout.apply(kwargs, url, statement_timeout_ms)
     return create_async_engine(async_url(url), **kwargs)

@@ -57,7 +57,10 @@ class AsyncTenantRouter:
                 self._entries.move_to_end(route.store_id)
                 return entry.engine
         engine = make_async_engine(
-            route.url, pool_size=self._pool_size, statement_timeout_ms=self._statement_timeout_ms
+            route.url,
+            pool_size=self._pool_size,
+            statement_timeout_ms=self._statement_timeout_ms,
+            transaction_pooler=route.pooled,
         )
         try:
             async with engine.connect() as conn:

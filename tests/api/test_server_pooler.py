@@ -4,16 +4,37 @@ puts the store back on direct connections. Proven from PgBouncer's own admin con
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import asyncio
+
+from sqlalchemy import func, select
 
 from tenantry.db.master.models import IntegrationConfig
+from tenantry.db.tenant.store.models import Product
 from tenantry.services import stores
+from tenantry.services.async_routing import AsyncTenantRouter
 from tenantry.services.connections import tenant_url
 from tests.api.conftest import Api
 from tests.pgbouncer import PgBouncer, pgbouncer
 from tests.services.test_moves import admin_url, drop_server_databases
 
 __all__ = ["pgbouncer"]
+
+
+async def _async_reads(api: Api, slug: str, times: int) -> list[int]:
+    with api.platform.sessions() as session:
+        route = api.platform.router.route(session, stores.get_store(session, slug))
+    assert route.pooled
+    router = AsyncTenantRouter(max_engines=2, pool_size=1, statement_timeout_ms=None)
+    try:
+        engine = await router.engine(route)
+        counts = []
+        for _ in range(times):  # the same statement again and again: never prepared
+            async with engine.connect() as conn:
+                counts.append(int(await conn.scalar(select(func.count()).select_from(Product))))
+        return counts
+    finally:
+        await router.dispose_all()
+
 
 MUG = {"sku": "MUG-1", "name": "Mug", "price_minor": 1250}
 
@@ -75,6 +96,11 @@ def test_runtime_traffic_goes_through_pgbouncer_and_migrations_do_not(
         for _ in range(8):
             again = api.client.get("/stores/pooled/products", headers=api.admin)
             assert again.status_code == 200, again.text
+
+        # The async router (tenantry.public's) goes through it the same way.
+        before = pgbouncer.transactions(database)
+        assert asyncio.run(_async_reads(api, "pooled", 8)) == [1] * 8
+        assert pgbouncer.transactions(database) >= before + 8
 
         # Without the pooler the store is served directly again (PgBouncer sees nothing).
         patched = api.client.patch(
