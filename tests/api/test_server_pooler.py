@@ -30,7 +30,9 @@ async def _async_reads(api: Api, slug: str, times: int) -> list[int]:
         counts = []
         for _ in range(times):  # the same statement again and again: never prepared
             async with engine.connect() as conn:
-                counts.append(int(await conn.scalar(select(func.count()).select_from(Product))))
+                counts.append(
+                    int(await conn.scalar(select(func.count()).select_from(Product)) or 0)
+                )
         return counts
     finally:
         await router.dispose_all()
