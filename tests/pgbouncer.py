@@ -148,6 +148,7 @@ def pgbouncer() -> Iterator[PgBouncer]:
         f"admin_users = {ADMIN}\n"
         "max_client_conn = 200\n"
         "default_pool_size = 5\n"
+        "server_round_robin = 1\n"
         "ignore_startup_parameters = extra_float_digits\n"
         f"logfile = {directory / 'pgbouncer.log'}\n"
         f"pidfile = {directory / 'pgbouncer.pid'}\n"

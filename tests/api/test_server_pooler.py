@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from tenantry.db.master.models import IntegrationConfig
 from tenantry.db.tenant.store.models import Product
@@ -24,15 +24,25 @@ async def _async_reads(api: Api, slug: str, times: int) -> list[int]:
     with api.platform.sessions() as session:
         route = api.platform.router.route(session, stores.get_store(session, slug))
     assert route.pooled
-    router = AsyncTenantRouter(max_engines=2, pool_size=1, statement_timeout_ms=None)
+    router = AsyncTenantRouter(max_engines=2, pool_size=3, statement_timeout_ms=None)
     try:
         engine = await router.engine(route)
-        counts = []
-        for _ in range(times):  # the same statement again and again: never prepared
+
+        async def hold() -> None:
             async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_sleep(0.3)"))
+
+        # Three transactions at once: PgBouncer opens three server connections, which it then
+        # hands out in turn (server_round_robin), so a statement psycopg had prepared on one
+        # would be missing on the next.
+        await asyncio.gather(hold(), hold(), hold())
+        counts = []
+        async with engine.connect() as conn:
+            for _ in range(times):  # the same statement again and again: never prepared
                 counts.append(
                     int(await conn.scalar(select(func.count()).select_from(Product)) or 0)
                 )
+                await conn.commit()
         return counts
     finally:
         await router.dispose_all()
