@@ -82,6 +82,7 @@ def test_registry_lists_the_known_secrets_of_master_and_billing() -> None:
     assert found == {
         "master": [
             "database_servers.admin_url_encrypted",
+            "database_servers.pooler_url_encrypted",
             "import_sources.source_url",
             "integration_configs.secret_encrypted",
             "provisioning_jobs.secret_encrypted",
