@@ -30,6 +30,7 @@ from tenantry.db.urls import parse_url
 from tenantry.jobs.queue import Queue
 from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform
+from tenantry.services import server_pooler, servers
 from tenantry.services.key_rotation import record_rotation, unreadable
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json, process_env
@@ -301,6 +302,13 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
     assert cli("init").exit_code == 0
     added = cli("servers", "add", "main-db", "--url", _admin_url(server_backend))
     assert added.exit_code == 0, added.output
+    # A PgBouncer URL in front of a PostgreSQL server (never connected to here): sealed too.
+    require_server("postgresql")
+    pooled = cli(
+        "servers", "add", "pooled-db", "--url", _admin_url("postgresql"),
+        "--pooler-url", f"postgresql://stats:{POOLER_PASSWORD}@127.0.0.1:6432/postgres",
+    )  # fmt: skip
+    assert pooled.exit_code == 0, pooled.output
     slug = f"rot-{uuid.uuid4().hex[:8]}"
     assert cli("stores", "create", slug, "--name", "Rotated").exit_code == 0
     tenant_url = tenant_login(server_backend).render_as_string(hide_password=False)
@@ -344,6 +352,8 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
         assert WEBHOOK_SECRET not in shown
         assert "s3cret-pw" not in shown
         assert TENANT_PASSWORD not in shown
+        assert POOLER_PASSWORD not in shown
+    assert _pooler_password("pooled-db") == POOLER_PASSWORD
 
     # Server admin URL.
     checked = cli("servers", "check", "main-db", "--json")
@@ -375,6 +385,19 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
 
 
 SPARE_PASSWORD = "spare-login-pw-5521"
+POOLER_PASSWORD = "pooler-pw-7731"
+
+
+def _pooler_password(name: str) -> str | None:
+    """The password of server ``name``'s pooler URL, opened with the configured keys."""
+    settings = load_settings()
+    platform = Platform.open(settings)
+    try:
+        with platform.sessions() as master:
+            url = server_pooler.pooler_url(platform.box, servers.get_server(master, name))
+        return url.password if url is not None else None
+    finally:
+        platform.close()
 
 
 def _add_spare_row(token: str) -> uuid.UUID:
