@@ -1,0 +1,175 @@
+"""The Django integration in a real Django project (tests/tenancy/django/project.py) served
+by Django's test Client: two stores on verified custom hosts, each seeing only its rows
+through the SQLAlchemy session and the Django ORM; suspended 403, unknown 404, the same
+bodies as the ASGI/WSGI middlewares; on SQLite, PostgreSQL and MariaDB stores."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.test import Client, override_settings
+
+from tenantry import ByHeader, Tenantry
+from tenantry.runtime import Platform
+from tenantry.tenancy import django as tenantry_django
+from tests.conftest import require_server
+from tests.platform_fixtures import platform, settings
+from tests.tenancy.django import project  # configures Django
+from tests.tenancy.token_server import token_server
+from tests.tenantry_fixtures import app, new_slug, open_store
+
+__all__ = ["app", "platform", "project", "settings"]
+
+
+@pytest.fixture
+def store_server(backend: str, platform: Platform) -> Iterator[str | None]:
+    """Where the test's stores live: a SQLite file (None) or the local server, registered."""
+    from tests.services.test_moves import drop_server_databases, register
+
+    if backend == "sqlite":
+        yield None
+        return
+    require_server(backend)
+    register(platform, backend, backend)
+    yield backend
+    drop_server_databases(platform)
+
+
+@pytest.fixture
+def configured(app: Tenantry) -> Iterator[dict[str, Any]]:
+    """``settings.TENANTRY`` naming the test's Tenantry; change it with :func:`using`."""
+    config: dict[str, Any] = {
+        "APP": app,
+        "RESOLVE": ["host"],
+        "HOST_PATTERN": "{slug}.shops.test",
+        "EXEMPT": ["/healthz"],
+        "TENANT_APPS": ["shop"],
+    }
+    tenantry_django.reset()
+    with override_settings(TENANTRY=config):
+        yield config
+    tenantry_django.reset()
+
+
+def using(config: dict[str, Any], **changes: Any) -> Any:
+    """``settings.TENANTRY`` with ``changes``, the integration rebuilt from it."""
+    tenantry_django.reset()
+    return override_settings(TENANTRY={**config, **changes})
+
+
+def verified(app: Tenantry, slug: str, host: str) -> None:
+    """Claim ``host`` for ``slug`` and verify it against a local token server."""
+    domain = app.stores.add_domain(slug, host)
+    with token_server({host: domain.token}) as local:
+        assert app.stores.verify_domain(slug, host, address=local).verified
+
+
+def post(client: Client, host: str, sku: str) -> int:
+    body = json.dumps({"sku": sku, "name": f"Product {sku}"})
+    answer = client.post("/products", body, content_type="application/json", HTTP_HOST=host)
+    return answer.status_code
+
+
+def test_two_stores_on_custom_hosts_each_see_only_their_rows(
+    app: Tenantry, backend: str, store_server: str | None, configured: dict[str, Any]
+) -> None:
+    north, south = new_slug("north"), new_slug("south")
+    open_store(app, north, server=store_server)
+    open_store(app, south, server=store_server)
+    verified(app, north, "shop.north.test")
+    verified(app, south, "shop.south.test")
+    client = Client()
+
+    assert [post(client, "shop.north.test", s) for s in ("N-1", "N-2")] == [201, 201]
+    assert post(client, "Shop.South.test:8000", "S-1") == 201
+
+    north_home = client.get("/", HTTP_HOST="shop.north.test").json()
+    assert north_home == {"store": north, "via": "host", "products": "/products"}
+    assert client.get("/products", HTTP_HOST="shop.north.test").json() == {"skus": ["N-1", "N-2"]}
+    assert client.get("/products", HTTP_HOST="shop.south.test").json() == {"skus": ["S-1"]}
+    # The subdomain pattern reaches the same store as its custom domain.
+    by_subdomain = client.get("/products", HTTP_HOST=f"{south}.shops.test")
+    assert by_subdomain.json() == {"skus": ["S-1"]}
+
+    # The Django ORM: a model of a TENANT_APPS app is read from the request's store.
+    if backend == "mysql":
+        with pytest.raises(ImproperlyConfigured, match="mysql store are not supported"):
+            client.get("/orm/products", HTTP_HOST="shop.north.test")
+    else:
+        north_orm = client.get("/orm/products", HTTP_HOST="shop.north.test").json()
+        south_orm = client.get("/orm/products", HTTP_HOST="shop.south.test").json()
+        assert north_orm == {"skus": ["N-1", "N-2"], "count_using_alias": 2}
+        assert south_orm == {"skus": ["S-1"], "count_using_alias": 1}
+
+    unknown = client.get("/products", HTTP_HOST="nobody.shops.test")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"]["message"] == "no store 'nobody' (host 'nobody.shops.test')."
+    assert client.get("/products", HTTP_HOST="shop.elsewhere.test").status_code == 404
+    assert client.get("/products", HTTP_HOST="not a host").status_code == 400
+    assert client.get("/healthz", HTTP_HOST="not a host").json() == {"status": "ok"}
+
+    app.stores.suspend(south)
+    refused = client.get("/products", HTTP_HOST="shop.south.test")
+    assert refused.status_code == 403
+    assert refused.json()["error"] == {
+        "type": "StoreSuspended",
+        "message": f"store {south!r} is suspended.",
+        "hint": refused.json()["error"]["hint"],
+    }
+    assert client.get("/orm/products", HTTP_HOST="shop.south.test").status_code == 403
+    assert client.get("/products", HTTP_HOST="shop.north.test").json() == {"skus": ["N-1", "N-2"]}
+
+
+def test_header_and_path_prefix_resolution(app: Tenantry, configured: dict[str, Any]) -> None:
+    east = new_slug("east")
+    open_store(app, east)
+    client = Client()
+    with using(configured, RESOLVE=["path:/t/", ByHeader("X-Shop")]):
+        assert post(client, "any.test", "E-1") == 404  # neither names a store
+        home = client.get(f"/t/{east}/", HTTP_HOST="any.test").json()
+        # The prefix is the script prefix: Django reverses URLs under it.
+        assert home == {"store": east, "via": "path", "products": f"/t/{east}/products"}
+        listed = client.get("/products", HTTP_HOST="any.test", HTTP_X_SHOP=east).json()
+        assert listed == {"skus": []}
+        assert client.get("/t/nobody-here/products", HTTP_HOST="any.test").status_code == 404
+
+
+def test_a_store_suspended_after_resolution_is_refused_by_its_session(
+    app: Tenantry, configured: dict[str, Any]
+) -> None:
+    west = new_slug("west")
+    open_store(app, west)
+    app.resolution_cache.ttl = 60
+    client = Client()
+    assert client.get("/products", HTTP_HOST=f"{west}.shops.test").status_code == 200
+    # Suspended by another process: this one's resolution cache still names the store,
+    # the session (which reads the store's row) refuses it, and the middleware answers.
+    from tenantry.services import stores
+
+    with app.platform.writer_sessions.begin() as master:
+        stores.suspend_store(master, stores.get_store(master, west), actor="cli:test")
+    refused = client.get("/products", HTTP_HOST=f"{west}.shops.test")
+    assert refused.status_code == 403
+    assert refused.json()["error"]["message"] == f"store {west!r} is suspended."
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"RESOLVE": ["dns"]}, "TENANTRY['RESOLVE'] holds 'dns'"),
+        ({"RESOLVE": "host"}, "must be a non-empty list"),
+        ({"EXEMPT": "/healthz"}, "TENANTRY['EXEMPT'] must be a list of strings"),
+        ({"TENANT_APP": ["shop"]}, "unknown key(s) TENANT_APP"),
+        ({"APP": "tests.tenancy.django.project.home"}, "is not a Tenantry"),
+    ],
+)
+def test_bad_settings_are_named(
+    configured: dict[str, Any], changes: dict[str, Any], message: str
+) -> None:
+    with using(configured, **changes), pytest.raises(ImproperlyConfigured) as raised:
+        Client().get("/", HTTP_HOST="any.shops.test")
+    assert message in str(raised.value)
