@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -14,7 +15,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.test import Client, override_settings
 
 from tenantry import ByHeader, Tenantry
+from tenantry.db.types import utcnow
 from tenantry.runtime import Platform
+from tenantry.services import stores
+from tenantry.services.write_blocks import block_writes
 from tenantry.tenancy import django as tenantry_django
 from tests.conftest import require_server
 from tests.platform_fixtures import platform, settings
@@ -148,8 +152,6 @@ def test_a_store_suspended_after_resolution_is_refused_by_its_session(
     assert client.get("/products", HTTP_HOST=f"{west}.shops.test").status_code == 200
     # Suspended by another process: this one's resolution cache still names the store,
     # the session (which reads the store's row) refuses it, and the middleware answers.
-    from tenantry.services import stores
-
     with app.platform.writer_sessions.begin() as master:
         stores.suspend_store(master, stores.get_store(master, west), actor="cli:test")
     refused = client.get("/products", HTTP_HOST=f"{west}.shops.test")
@@ -173,3 +175,22 @@ def test_bad_settings_are_named(
     with using(configured, **changes), pytest.raises(ImproperlyConfigured) as raised:
         Client().get("/", HTTP_HOST="any.shops.test")
     assert message in str(raised.value)
+
+
+def test_writes_to_a_blocked_store_are_503_and_reads_go_on(
+    app: Tenantry, configured: dict[str, Any]
+) -> None:
+    south = new_slug("south")
+    open_store(app, south)
+    host = f"{south}.shops.test"
+    client = Client()
+    assert post(client, host, "BEFORE") == 201
+    with app.master_session() as master:  # as a move does: the block on the store row
+        store_id = stores.get_store(master, south).id
+        block_writes(master, store_id, "store is being moved", utcnow() + timedelta(minutes=2))
+    body = json.dumps({"sku": "DURING", "name": "During"})
+    blocked = client.post("/products", body, content_type="application/json", HTTP_HOST=host)
+    assert blocked.status_code == 503
+    assert blocked.json()["error"]["type"] == "WritesBlocked"
+    assert 1 <= int(blocked["Retry-After"]) <= 30
+    assert client.get("/products", HTTP_HOST=host).json() == {"skus": ["BEFORE"]}
