@@ -19,11 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import DatabaseError, connections
 from django.http import HttpRequest
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
+from tenantry.db.identity import IDENTITY_TABLE
+from tenantry.db.schemas import Role
+from tenantry.errors import WrongDatabase
 from tenantry.services import stores
 from tenantry.tenancy.fastapi_dependency import READS
 from tenantry.tenancy.resolver import ResolvedStore
@@ -44,6 +47,8 @@ class _Active:
 #: The store of the request being served in this thread (or task), for the router.
 _active: ContextVar[_Active | None] = ContextVar("tenantry_django_store", default=None)
 _aliases_lock = threading.Lock()
+#: Aliases whose identity Django's own connection has confirmed.
+_verified: set[str] = set()
 ALIAS_PREFIX = "tenantry_"
 
 
@@ -119,15 +124,41 @@ def _alias(setup: DjangoTenancy, store: ResolvedStore) -> str:
         platform.router.engine(master, row)  # identity checked once per engine; refuses
         route = platform.router.route(master, row)  # a suspended store
     alias = f"{ALIAS_PREFIX}{store.id.hex}_v{route.connection_version}"
-    if alias in connections.settings:
+    if alias in _verified:
         return alias
     with _aliases_lock:
-        if alias not in connections.settings:
+        if alias not in _verified:
             configured = connections.configure_settings(
                 {"default": {}, alias: _django_database(route.url)}
             )
             connections.settings[alias] = configured[alias]
+            try:
+                _expect_identity(alias, route.instance_id, store.slug)
+            except BaseException:
+                connections[alias].close()
+                del connections[alias]  # this thread's wrapper, made with these settings
+                del connections.settings[alias]
+                raise
+            _verified.add(alias)
     return alias
+
+
+def _expect_identity(alias: str, instance_id: str | None, slug: str) -> None:
+    """What Django's own connection reaches is the store's database (the one tenantry
+    checked through SQLAlchemy), not merely a database at the same URL."""
+    try:
+        with connections[alias].cursor() as cursor:
+            cursor.execute(f"SELECT role, instance_id FROM {IDENTITY_TABLE}")
+            found = [(str(role), str(instance)) for role, instance in cursor.fetchall()]
+    except DatabaseError:
+        found = []
+    matches = [r for r in found if r[0] == Role.TENANT.value]
+    if len(matches) != 1 or instance_id not in (None, matches[0][1]):
+        raise WrongDatabase(
+            f"Django's connection for store {slug!r} does not reach the store's database "
+            f"(it sees identity {found or 'none'}), so its models are not served there.",
+            "Use tenant_session(request) for this store, and report the store's connection.",
+        )
 
 
 class TenantDatabaseRouter:

@@ -16,10 +16,12 @@ from django.test import Client, override_settings
 
 from tenantry import ByHeader, Tenantry
 from tenantry.db.types import utcnow
+from tenantry.errors import WrongDatabase
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tenantry.services.write_blocks import block_writes
 from tenantry.tenancy import django as tenantry_django
+from tenantry.tenancy.django import database as django_database
 from tests.conftest import require_server
 from tests.platform_fixtures import platform, settings
 from tests.tenancy.django import project  # configures Django
@@ -194,3 +196,23 @@ def test_writes_to_a_blocked_store_are_503_and_reads_go_on(
     assert blocked.json()["error"]["type"] == "WritesBlocked"
     assert 1 <= int(blocked["Retry-After"]) <= 30
     assert client.get("/products", HTTP_HOST=host).json() == {"skus": ["BEFORE"]}
+
+
+def test_a_django_connection_leading_to_another_database_is_refused(
+    app: Tenantry, configured: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    north, south = new_slug("north"), new_slug("south")
+    open_store(app, north)
+    open_store(app, south)
+    south_url = app.tenant_engine(south).url
+    # As if Django's settings for north's alias led to south's database (a search_path or
+    # a connection option Django does not carry, say): its identity is not north's.
+    real_config = django_database._django_database
+    monkeypatch.setattr(django_database, "_django_database", lambda url: real_config(south_url))
+    with pytest.raises(WrongDatabase, match=f"for store {north!r} does not reach"):
+        Client().get("/orm/products", HTTP_HOST=f"{north}.shops.test")
+    monkeypatch.undo()
+    assert Client().get("/orm/products", HTTP_HOST=f"{north}.shops.test").json() == {
+        "skus": [],
+        "count_using_alias": 0,
+    }
