@@ -6,12 +6,17 @@ bodies as the ASGI/WSGI middlewares; on SQLite, PostgreSQL and MariaDB stores.""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
+import httpx
 import pytest
 from django.core.exceptions import ImproperlyConfigured
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.servers.basehttp import ThreadedWSGIServer, WSGIRequestHandler
 from django.test import Client, override_settings
 
 from tenantry import ByHeader, Tenantry
@@ -26,9 +31,16 @@ from tests.conftest import require_server
 from tests.platform_fixtures import platform, settings
 from tests.tenancy.django import project  # configures Django
 from tests.tenancy.token_server import token_server
-from tests.tenantry_fixtures import app, new_slug, open_store
+from tests.tenantry_fixtures import app, new_slug, open_store, product
 
 __all__ = ["app", "platform", "project", "settings"]
+
+
+class QuietHandler(WSGIRequestHandler):
+    """Django's development request handler, without a log line per request."""
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
 
 
 @pytest.fixture
@@ -216,3 +228,39 @@ def test_a_django_connection_leading_to_another_database_is_refused(
         "skus": [],
         "count_using_alias": 0,
     }
+
+
+def test_concurrent_requests_on_a_threaded_wsgi_server_never_cross_stores(
+    app: Tenantry, store_server: str | None, backend: str, configured: dict[str, Any]
+) -> None:
+    if backend == "mysql":
+        pytest.skip("Django models on MySQL-family stores are not supported (see the README)")
+    slugs = [new_slug("east"), new_slug("west")]
+    for n, slug in enumerate(slugs):
+        open_store(app, slug, server=store_server)
+        with app.tenant_session(slug) as session:
+            session.add_all(product(f"{slug}-{i}") for i in range(n + 1))
+    expected = {slug: sorted(f"{slug}-{i}" for i in range(n + 1)) for n, slug in enumerate(slugs)}
+    server = ThreadedWSGIServer(("127.0.0.1", 0), QuietHandler)
+    server.set_app(WSGIHandler())
+    serving = threading.Thread(target=server.serve_forever, daemon=True)
+    serving.start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+
+    def ask(n: int) -> tuple[str, str, list[str]]:
+        slug = slugs[n % 2]
+        path = "/orm/products" if n % 4 < 2 else "/products"
+        answer = httpx.get(base + path, headers={"Host": f"{slug}.shops.test"}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        return slug, path, answer.json()["skus"]
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(ask, range(80)))
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(answers) == 80
+    assert {path for _, path, _ in answers} == {"/orm/products", "/products"}
+    for slug, path, skus in answers:
+        assert skus == expected[slug], (slug, path)
