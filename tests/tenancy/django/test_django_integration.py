@@ -23,7 +23,7 @@ from tenantry import ByHeader, Tenantry
 from tenantry.db.types import utcnow
 from tenantry.errors import WrongDatabase
 from tenantry.runtime import Platform
-from tenantry.services import stores
+from tenantry.services import apikeys, stores
 from tenantry.services.write_blocks import block_writes
 from tenantry.tenancy import django as tenantry_django
 from tenantry.tenancy.django import database as django_database
@@ -146,7 +146,19 @@ def test_header_and_path_prefix_resolution(app: Tenantry, configured: dict[str, 
     east = new_slug("east")
     open_store(app, east)
     client = Client()
-    with using(configured, RESOLVE=["path:/t/", ByHeader("X-Shop")]):
+    with app.master_session() as master:
+        key = apikeys.create_key(
+            master,
+            name="django",
+            scope=apikeys.Scope.STORE,
+            store=stores.get_store(master, east),
+            actor="cli:test",
+        ).plaintext
+    with using(configured, RESOLVE=["path:/t/", ByHeader("X-Shop"), "api-key"]):
+        by_key = client.get("/", HTTP_HOST="any.test", HTTP_AUTHORIZATION=f"Bearer {key}")
+        assert by_key.json()["via"] == "api-key"
+        unknown_key = client.get("/", HTTP_HOST="any.test", HTTP_X_API_KEY="tnt_nope")
+        assert unknown_key.status_code == 401
         assert post(client, "any.test", "E-1") == 404  # neither names a store
         home = client.get(f"/t/{east}/", HTTP_HOST="any.test").json()
         # The prefix is the script prefix: Django reverses URLs under it.
