@@ -276,3 +276,20 @@ def test_concurrent_requests_on_a_threaded_wsgi_server_never_cross_stores(
     assert {path for _, path, _ in answers} == {"/orm/products", "/products"}
     for slug, path, skus in answers:
         assert skus == expected[slug], (slug, path)
+
+
+def test_without_settings_everything_comes_from_the_environment(
+    app: Tenantry, configured: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    east = new_slug("east")
+    open_store(app, east)
+    monkeypatch.setenv("TENANTRY_TENANT_HOST_PATTERN", "{slug}.from-env.test")
+    tenantry_django.reset()
+    with override_settings(TENANTRY={}):
+        try:
+            home = Client().get("/", HTTP_HOST=f"{east}.from-env.test")
+            assert home.json()["store"] == east
+            assert tenantry_django.tenancy().app is not app  # Tenantry.from_env()
+        finally:
+            tenantry_django.tenancy().app.close()
+            tenantry_django.reset()
