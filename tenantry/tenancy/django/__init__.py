@@ -20,9 +20,11 @@ from tenantry.tenancy.django.database import (
     tenant_db,
     tenant_session,
 )
+from tenantry.tenancy.django.fields import JsonColumn
 from tenantry.tenancy.django.middleware import TenantMiddleware
 
 __all__ = [
+    "JsonColumn",
     "TenantDatabaseRouter",
     "TenantMiddleware",
     "current_store",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from datetime import datetime
 
 import django
 from django.conf import settings
@@ -27,11 +28,12 @@ if not settings.configured:
 from django.db import models
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.urls import path, reverse
+from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from sqlalchemy import select
 
 from tenantry import Product
-from tenantry.tenancy.django import tenant_db, tenant_session
+from tenantry.tenancy.django import JsonColumn, tenant_db, tenant_session
 
 
 class ShopProduct(models.Model):
@@ -41,7 +43,17 @@ class ShopProduct(models.Model):
         primary_key=True, default=uuid.uuid4
     )
     sku: models.CharField[str, str] = models.CharField(max_length=64)
+    slug: models.CharField[str, str] = models.CharField(max_length=255)
     name: models.CharField[str, str] = models.CharField(max_length=255)
+    status: models.CharField[str, str] = models.CharField(max_length=32, default="draft")
+    is_active: models.BooleanField[bool, bool] = models.BooleanField(default=True)
+    metadata: JsonColumn = JsonColumn(default=dict)
+    created_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(
+        default=timezone.now
+    )
+    updated_at: models.DateTimeField[datetime, datetime] = models.DateTimeField(
+        default=timezone.now
+    )
 
     class Meta:
         app_label = "shop"
@@ -67,11 +79,21 @@ def products(request: HttpRequest) -> HttpResponse:
         return JsonResponse({"skus": list(rows)})
 
 
+@csrf_exempt
 def orm_products(request: HttpRequest) -> JsonResponse:
-    """The store's products through the Django ORM (the router picks the store's alias)."""
+    """The store's products through the Django ORM (the router picks the store's alias);
+    POST {sku, name} adds one through the ORM."""
+    if request.method == "POST":
+        body = json.loads(request.body)
+        made = ShopProduct.objects.create(
+            sku=body["sku"], slug=body["sku"].lower(), name=body["name"]
+        )
+        return JsonResponse({"sku": made.sku, "id": str(made.id)}, status=201)
     skus = list(ShopProduct.objects.order_by("sku").values_list("sku", flat=True))
     using = ShopProduct.objects.using(tenant_db(request)).count()
-    return JsonResponse({"skus": skus, "count_using_alias": using})
+    newest = ShopProduct.objects.order_by("-created_at").first()
+    created = newest.created_at.isoformat() if newest else None
+    return JsonResponse({"skus": skus, "count_using_alias": using, "newest_created": created})
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
