@@ -17,12 +17,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, false, func, inspect, or_, select
+from sqlalchemy import ColumnElement, Integer, and_, false, func, inspect, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import DeclarativeBase, Session
 from sqlalchemy.sql.schema import Column, ForeignKeyConstraint, Table, UniqueConstraint
 
 from tenantry.db.master.models import Store
+from tenantry.db.types import GUID
 from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.services.store_data import check_limit, check_storage
 from tenantry.services.stores import current_subscription
@@ -95,10 +96,9 @@ def _decode_cursor(model: Model, cursor: str) -> list[Any]:
 def _parse_key(column: Column[Any], text: object) -> Any:
     if not isinstance(text, str):
         raise ValueError
-    kind = column.type.python_type
-    if kind is uuid.UUID:
+    if isinstance(column.type, GUID):
         return uuid.UUID(text)
-    if kind is int:
+    if isinstance(column.type, Integer):
         return int(text)
     return text
 
