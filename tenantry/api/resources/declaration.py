@@ -48,7 +48,9 @@ class Resource:
         table = table_of(self.model)
         for name in (*self.create, *self.update, *self.filters, *self.fields):
             if name not in table.c:
-                raise ValueError(f"resource {self.path!r}: table {table.name} has no column {name!r}")
+                raise ValueError(
+                    f"resource {self.path!r}: table {table.name} has no column {name!r}"
+                )
         for name in self.filters:  # fails now, at import, if a filter cannot be a parameter
             schemas.key_type(table.c[name])
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from enum import Enum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
@@ -74,7 +75,7 @@ def add_routes(router: APIRouter, resource: Resource) -> None:
     item = collection + "".join(f"/{{{c.name}}}" for c in resource.keys)
     ident = resource.path.replace("-", "_")
     call_param = _param("call", Call)
-    tags = [resource.path]
+    tags: list[str | Enum] = [resource.path]
 
     def list_rows(**kw: Any) -> Any:
         call: TenantCall = kw.pop("call")
@@ -119,7 +120,9 @@ def add_routes(router: APIRouter, resource: Resource) -> None:
 
     router.add_api_route(
         item,
-        _endpoint(get_row, f"get_{ident}", f"One {noun} row.", [call_param, *_key_params(resource)]),
+        _endpoint(
+            get_row, f"get_{ident}", f"One {noun} row.", [call_param, *_key_params(resource)]
+        ),
         methods=["GET"],
         response_model=out,
         tags=tags,
@@ -142,7 +145,9 @@ def add_routes(router: APIRouter, resource: Resource) -> None:
             call.commit()
             return shown
 
-        limit_note = f" (refused past the plan's {resource.limit.what} limit)" if resource.limit else ""
+        limit_note = (
+            f" (refused past the plan's {resource.limit.what} limit)" if resource.limit else ""
+        )
         router.add_api_route(
             collection,
             _endpoint(
@@ -178,7 +183,11 @@ def add_routes(router: APIRouter, resource: Resource) -> None:
                 update_row,
                 f"update_{ident}",
                 f"Change a {noun} row (only the fields given).",
-                [_param("body", Annotated[update_body, Body()]), call_param, *_key_params(resource)],
+                [
+                    _param("body", Annotated[update_body, Body()]),
+                    call_param,
+                    *_key_params(resource),
+                ],
             ),
             methods=["PATCH"],
             response_model=out,
@@ -190,7 +199,9 @@ def add_routes(router: APIRouter, resource: Resource) -> None:
         def delete_row(**kw: Any) -> Response:
             call: TenantCall = kw.pop("call")
             row = resource_rows.get_row(call.tenant, model, _key(resource, kw))
-            resource_rows.delete_row(call.tenant, model, row, store=call.store, limit=resource.limit)
+            resource_rows.delete_row(
+                call.tenant, model, row, store=call.store, limit=resource.limit
+            )
             call.commit()
             return Response(status_code=status.HTTP_204_NO_CONTENT)
 

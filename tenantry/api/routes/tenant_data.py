@@ -201,4 +201,6 @@ def list_orders(
 @router.get("/orders/{order_id}", response_model=OrderOut)
 def get_order(order_id: uuid.UUID, call: Call) -> OrderOut:
     """One order with its lines."""
-    return OrderOut.model_validate(store_data.order_view(store_data.get_order(call.tenant, order_id)))
+    return OrderOut.model_validate(
+        store_data.order_view(store_data.get_order(call.tenant, order_id))
+    )

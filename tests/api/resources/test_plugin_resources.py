@@ -27,16 +27,19 @@ def test_a_plugin_serves_its_own_resources(api: Api, new_shop: ShopFactory) -> N
     made = api.client.post(f"{base}/gauges", json={"label": "boiler", "unit": "bar"}, headers=h)
     assert made.status_code == 201, made.text
     gauge = made.json()
-    assert isinstance(gauge["id"], int) and gauge["label"] == "boiler"
+    assert isinstance(gauge["id"], int)
+    assert gauge["label"] == "boiler"
     assert api.client.get(f"{base}/gauges/{gauge['id']}", headers=h).json() == gauge
     changed = api.client.patch(f"{base}/gauges/{gauge['id']}", json={"unit": "psi"}, headers=h)
-    assert changed.status_code == 200 and changed.json()["unit"] == "psi"
+    assert changed.status_code == 200
+    assert changed.json()["unit"] == "psi"
     second = api.client.post(f"{base}/gauges", json={"label": "tank"}, headers=h)
     assert second.status_code == 201, second.text
     listed = api.client.get(f"{base}/gauges", params={"label": "tank"}, headers=h).json()
     assert [g["label"] for g in listed["items"]] == ["tank"]
     twice = api.client.post(f"{base}/gauges", json={"label": "boiler"}, headers=h)
-    assert twice.status_code == 409 and twice.json()["error"]["message"].startswith("label:")
+    assert twice.status_code == 409
+    assert twice.json()["error"]["message"].startswith("label:")
 
     with api.platform.sessions.begin() as session:
         store_id = stores.get_store(session, shop).id
@@ -44,7 +47,8 @@ def test_a_plugin_serves_its_own_resources(api: Api, new_shop: ShopFactory) -> N
             update(Subscription).where(Subscription.store_id == store_id).values(max_products=2)
         )
     over = api.client.post(f"{base}/gauges", json={"label": "pump"}, headers=h)
-    assert over.status_code == 403 and "2 gauges" in over.json()["error"]["message"]
+    assert over.status_code == 403
+    assert "2 gauges" in over.json()["error"]["message"]
     assert api.client.delete(f"{base}/gauges/{gauge['id']}", headers=h).status_code == 204
     again = api.client.post(f"{base}/gauges", json={"label": "pump"}, headers=h)
     assert again.status_code == 201, again.text

@@ -34,7 +34,9 @@ def test_rows_of_several_resources_are_created_read_changed_and_deleted(
     product = _product(api, shop)
     hats = _post(api, shop, "categories", {"slug": "hats", "name": "Hats"})
     caps = _post(api, shop, "categories", {"slug": "caps", "name": "Caps", "parent_id": hats["id"]})
-    assert caps["parent_id"] == hats["id"] and caps["position"] == 0 and caps["is_active"]
+    assert caps["parent_id"] == hats["id"]
+    assert caps["position"] == 0
+    assert caps["is_active"]
     link = _post(
         api, shop, "product-categories", {"product_id": product["id"], "category_id": caps["id"]}
     )
@@ -43,7 +45,8 @@ def test_rows_of_several_resources_are_created_read_changed_and_deleted(
     _post(api, shop, "inventory", {"product_id": product["id"], "quantity": 7})
 
     got = api.client.get(f"{base}/customers/{customer['id']}", headers=h)
-    assert got.status_code == 200 and got.json()["email"] == "ann@example.com"
+    assert got.status_code == 200
+    assert got.json()["email"] == "ann@example.com"
     assert api.client.get(f"{base}/settings/theme", headers=h).json()["value"] == {
         "colour": "teal",
         "dark": True,
@@ -57,8 +60,11 @@ def test_rows_of_several_resources_are_created_read_changed_and_deleted(
     assert changed.status_code == 200, changed.text
     assert (changed.json()["first_name"], changed.json()["last_name"]) == ("Ann", "Lee")
     moved = api.client.patch(item, json={"position": 3}, headers=h)
-    assert moved.status_code == 200 and moved.json()["position"] == 3
-    assert api.client.get(f"{base}/customers/{customer['id']}", headers=h).json()["last_name"] == "Lee"
+    assert moved.status_code == 200
+    assert moved.json()["position"] == 3
+    assert (
+        api.client.get(f"{base}/customers/{customer['id']}", headers=h).json()["last_name"] == "Lee"
+    )
 
     # Deleting a category takes its product links with it (the schema's ON DELETE CASCADE)
     # and leaves its children without a parent (SET NULL).
@@ -68,7 +74,8 @@ def test_rows_of_several_resources_are_created_read_changed_and_deleted(
     assert api.client.get(item, headers=h).status_code == 404
     assert api.client.get(f"{base}/product-categories", headers=h).json()["items"] == []
     gone = api.client.get(f"{base}/categories/{caps['id']}", headers=h)
-    assert gone.status_code == 404 and gone.json()["error"]["type"] == "NotFound"
+    assert gone.status_code == 404
+    assert gone.json()["error"]["type"] == "NotFound"
     # The product itself is untouched, and still served by its own routes.
     assert api.client.get(f"{base}/products/{product['id']}", headers=h).status_code == 200
 
@@ -91,9 +98,12 @@ def test_lists_page_by_cursor_and_offset_and_filter(api: Api, new_shop: ShopFact
         cursor = page["next_cursor"]
         if cursor is None:
             break
-    assert pages == 3 and len(seen) == 5 and len(set(seen)) == 5
+    assert pages == 3
+    assert len(seen) == 5
+    assert len(set(seen)) == 5
     everything = api.client.get(f"{base}/customers", headers=h).json()
-    assert [c["id"] for c in everything["items"]] == seen and everything["next_cursor"] is None
+    assert [c["id"] for c in everything["items"]] == seen
+    assert everything["next_cursor"] is None
     last = api.client.get(f"{base}/customers", params={"offset": 4}, headers=h).json()
     assert [c["id"] for c in last["items"]] == seen[4:]
 
@@ -112,7 +122,8 @@ def test_lists_page_by_cursor_and_offset_and_filter(api: Api, new_shop: ShopFact
     assert mug["id"] not in {p["product_id"] for p in prices["items"]}
 
     bad = api.client.get(f"{base}/customers", params={"after": "bm90LWEtY3Vyc29y"}, headers=h)
-    assert bad.status_code == 422 and "after" in bad.json()["error"]["message"]
+    assert bad.status_code == 422
+    assert "after" in bad.json()["error"]["message"]
 
 
 def test_bad_references_and_duplicates_name_the_field(api: Api, new_shop: ShopFactory) -> None:
@@ -131,25 +142,31 @@ def test_bad_references_and_duplicates_name_the_field(api: Api, new_shop: ShopFa
     orphan = api.client.post(
         f"{base}/inventory", json={"product_id": unknown, "quantity": 1}, headers=h
     )
-    assert orphan.status_code == 422 and "product_id" in orphan.json()["error"]["message"]
+    assert orphan.status_code == 422
+    assert "product_id" in orphan.json()["error"]["message"]
     assert api.client.get(f"{base}/inventory", headers=h).json()["items"] == []
 
     ann = _post(api, shop, "customers", {"email": "ann@example.com"})
     twice = api.client.post(f"{base}/customers", json={"email": "ann@example.com"}, headers=h)
-    assert twice.status_code == 409 and twice.json()["error"]["message"].startswith("email:")
+    assert twice.status_code == 409
+    assert twice.json()["error"]["message"].startswith("email:")
     bob = _post(api, shop, "customers", {"email": "bob@example.com"})
     clash = api.client.patch(
         f"{base}/customers/{bob['id']}", json={"email": ann["email"]}, headers=h
     )
-    assert clash.status_code == 409 and "email" in clash.json()["error"]["message"]
+    assert clash.status_code == 409
+    assert "email" in clash.json()["error"]["message"]
     # Its own value again is no duplicate.
-    same = api.client.patch(f"{base}/customers/{bob['id']}", json={"email": bob["email"]}, headers=h)
+    same = api.client.patch(
+        f"{base}/customers/{bob['id']}", json={"email": bob["email"]}, headers=h
+    )
     assert same.status_code == 200
     _post(api, shop, "inventory", {"product_id": product["id"], "location": "main"})
     again = api.client.post(
         f"{base}/inventory", json={"product_id": product["id"], "location": "main"}, headers=h
     )
-    assert again.status_code == 409 and "product_id, location" in again.json()["error"]["message"]
+    assert again.status_code == 409
+    assert "product_id, location" in again.json()["error"]["message"]
     emails = [c["email"] for c in api.client.get(f"{base}/customers", headers=h).json()["items"]]
     assert sorted(emails) == ["ann@example.com", "bob@example.com"]
 
@@ -170,7 +187,9 @@ def test_another_stores_rows_are_never_visible(api: Api, new_shop: ShopFactory) 
     assert deleted.status_code == 404
     own = api.client.get(f"/stores/{second}/cms-pages", headers=second_key).json()
     assert [p["slug"] for p in own["items"]] == ["faq"]
-    assert api.client.get(f"/stores/{first}/cms-pages/{page['id']}", headers=api.admin).json() == page
+    assert (
+        api.client.get(f"/stores/{first}/cms-pages/{page['id']}", headers=api.admin).json() == page
+    )
 
 
 def test_a_suspended_store_is_refused(api: Api, new_shop: ShopFactory) -> None:
@@ -183,7 +202,9 @@ def test_a_suspended_store_is_refused(api: Api, new_shop: ShopFactory) -> None:
         answer = api.client.request(method, f"/stores/{shop}/discounts", json=body, headers=key)
         assert answer.status_code == 403, answer.text
     assert api.client.post(f"/stores/{shop}/resume", headers=api.admin).status_code == 200
-    codes = [d["code"] for d in api.client.get(f"/stores/{shop}/discounts", headers=key).json()["items"]]
+    codes = [
+        d["code"] for d in api.client.get(f"/stores/{shop}/discounts", headers=key).json()["items"]
+    ]
     assert codes == ["SPRING"]
 
 
@@ -217,7 +238,10 @@ def test_plan_limits_and_order_lines_stay_as_they_were(api: Api, new_shop: ShopF
     base, h = f"/stores/{shop}", api.admin
     mug = _product(api, shop)
     order = _post(
-        api, shop, "orders", {"email": "a@example.com", "items": [{"product_id": mug["id"], "quantity": 2}]}
+        api,
+        shop,
+        "orders",
+        {"email": "a@example.com", "items": [{"product_id": mug["id"], "quantity": 2}]},
     )
     assert api.client.get(f"{base}/orders/{order['id']}", headers=h).json() == order
     lines = api.client.get(f"{base}/order-items", params={"order_id": order["id"]}, headers=h)
@@ -235,4 +259,5 @@ def test_plan_limits_and_order_lines_stay_as_they_were(api: Api, new_shop: ShopF
             update(Subscription).where(Subscription.store_id == store_id).values(max_products=1)
         )
     refused = api.client.post(f"{base}/products", json={"sku": "HAT", "name": "Hat"}, headers=h)
-    assert refused.status_code == 403 and "1 products" in refused.json()["error"]["message"]
+    assert refused.status_code == 403
+    assert "1 products" in refused.json()["error"]["message"]
