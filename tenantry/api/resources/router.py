@@ -16,6 +16,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
 from pydantic import BaseModel
+from sqlalchemy import JSON
+from sqlalchemy.sql.schema import Column
 
 from tenantry.api.fields import Limit, Offset
 from tenantry.api.resources.declaration import Resource
@@ -63,9 +65,14 @@ def _key(resource: Resource, given: dict[str, Any]) -> list[Any]:
 
 def _values(resource: Resource, body: BaseModel, *, partial: bool) -> dict[str, Any]:
     given = body.model_dump(exclude_unset=partial)
-    table_columns = {c.name: c for c in resource.columns(list(given))}
-    # null on a column that cannot be null: its default (POST) or unchanged (PATCH).
-    return {n: v for n, v in given.items() if v is not None or table_columns[n].nullable}
+    columns = {c.name: c for c in resource.columns(list(given))}
+    # null on a column that cannot be null: its default (POST) or unchanged (PATCH); a JSON
+    # column without a default keeps it, as the JSON value null.
+    return {n: v for n, v in given.items() if v is not None or _keeps_null(columns[n])}
+
+
+def _keeps_null(column: Column[Any]) -> bool:
+    return bool(column.nullable) or (isinstance(column.type, JSON) and column.default is None)
 
 
 def add_routes(router: APIRouter, resource: Resource) -> None:

@@ -43,6 +43,9 @@ def test_rows_of_several_resources_are_created_read_changed_and_deleted(
     customer = _post(api, shop, "customers", {"email": "ann@example.com", "first_name": "Ann"})
     _post(api, shop, "settings", {"key": "theme", "value": {"colour": "teal", "dark": True}})
     _post(api, shop, "inventory", {"product_id": product["id"], "quantity": 7})
+    # Left out, a column takes its default; null is a JSON value where the column holds JSON.
+    assert _post(api, shop, "attributes", {"code": "size", "name": "Size"})["options"] == []
+    assert _post(api, shop, "settings", {"key": "banner", "value": None})["value"] is None
 
     got = api.client.get(f"{base}/customers/{customer['id']}", headers=h)
     assert got.status_code == 200
