@@ -124,6 +124,13 @@ def test_lists_page_by_cursor_and_offset_and_filter(api: Api, new_shop: ShopFact
     assert [p["product_id"] for p in euros["items"]] == [hat["id"]]
     assert mug["id"] not in {p["product_id"] for p in prices["items"]}
 
+    with api.platform.sessions() as session:
+        calls_before = stores.get_store(session, shop).api_calls_month
+    for _ in range(3):
+        assert api.client.get(f"{base}/customers", headers=h).status_code == 200
+    with api.platform.sessions() as session:  # every call is counted, as on products
+        assert stores.get_store(session, shop).api_calls_month == calls_before + 3
+
     bad = api.client.get(f"{base}/customers", params={"after": "bm90LWEtY3Vyc29y"}, headers=h)
     assert bad.status_code == 422
     assert "after" in bad.json()["error"]["message"]
@@ -149,6 +156,13 @@ def test_bad_references_and_duplicates_name_the_field(api: Api, new_shop: ShopFa
     assert "product_id" in orphan.json()["error"]["message"]
     assert api.client.get(f"{base}/inventory", headers=h).json()["items"] == []
 
+    too_early = api.client.post(
+        f"{base}/prices",
+        json={"product_id": product["id"], "amount_minor": 1, "starts_at": "0999-12-31T00:00:00Z"},
+        headers=h,
+    )
+    assert too_early.status_code == 422
+    assert "starts_at" in too_early.json()["error"]["message"]
     ann = _post(api, shop, "customers", {"email": "ann@example.com"})
     twice = api.client.post(f"{base}/customers", json={"email": "ann@example.com"}, headers=h)
     assert twice.status_code == 409
