@@ -5,6 +5,7 @@ SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sqlalchemy import update
@@ -278,3 +279,21 @@ def test_plan_limits_and_order_lines_stay_as_they_were(api: Api, new_shop: ShopF
     refused = api.client.post(f"{base}/products", json={"sku": "HAT", "name": "Hat"}, headers=h)
     assert refused.status_code == 403
     assert "1 products" in refused.json()["error"]["message"]
+
+
+def test_concurrent_duplicates_give_one_row_and_conflicts(api: Api, new_shop: ShopFactory) -> None:
+    shop = new_shop("a")
+    url = f"/stores/{shop}/customers"
+
+    def attempt(_: int) -> int:
+        return api.client.post(
+            url, json={"email": "same@example.com"}, headers=api.admin
+        ).status_code
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        codes = sorted(pool.map(attempt, range(6)))
+    # The checks before the write see no row; the database's unique index then refuses the
+    # late ones, which are a 409 as well, never a 500.
+    assert codes == [201] + [409] * 5, codes
+    rows = api.client.get(url, headers=api.admin).json()["items"]
+    assert [c["email"] for c in rows] == ["same@example.com"]
