@@ -286,9 +286,8 @@ def test_concurrent_duplicates_give_one_row_and_conflicts(api: Api, new_shop: Sh
     url = f"/stores/{shop}/customers"
 
     def attempt(_: int) -> int:
-        return api.client.post(
-            url, json={"email": "same@example.com"}, headers=api.admin
-        ).status_code
+        answer = api.client.post(url, json={"email": "same@example.com"}, headers=api.admin)
+        return int(answer.status_code)
 
     with ThreadPoolExecutor(max_workers=6) as pool:
         codes = sorted(pool.map(attempt, range(6)))
