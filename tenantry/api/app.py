@@ -23,6 +23,7 @@ from tenantry.api.routes import (
     imports,
     monitoring,
     operations,
+    server_drain,
     servers,
     store_domains,
     stores,
@@ -91,6 +92,7 @@ def create_app(
     app.include_router(stores.router)
     app.include_router(store_domains.router)
     app.include_router(servers.router)
+    app.include_router(server_drain.router)
     app.include_router(tenant_data.router)
     app.include_router(billing.router)
     app.include_router(webhooks.router)

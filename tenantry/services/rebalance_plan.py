@@ -141,7 +141,8 @@ def plan_drain(fleet: Fleet, server: str, policy: Policy = Policy.LEAST_TENANTS)
 
 def plan_rebalance(fleet: Fleet, max_skew: int) -> RebalancePlan:
     """The moves that bring the active, accepting servers within ``max_skew`` stores of each
-    other (see the module doc)."""
+    other (see the module doc); a skew of 0 with stores that do not divide evenly is taken
+    as 1, the best any placement reaches."""
     loads = {
         load.server.name: load
         for load in fleet.loads
@@ -149,6 +150,9 @@ def plan_rebalance(fleet: Fleet, max_skew: int) -> RebalancePlan:
     }
     on = {name: list(fleet.stores.get(name, [])) for name in loads}
     before = _skew(loads.values())
+    # Stores that do not divide evenly among the servers leave at least one of difference.
+    total = sum(load.tenants for load in loads.values())
+    max_skew = max(max_skew, 1 if loads and total % len(loads) else 0)
     moves: list[PlannedMove] = []
     while _skew(loads.values()) > max_skew:
         step = _narrowing_move(loads, on)
