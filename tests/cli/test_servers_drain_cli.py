@@ -174,3 +174,12 @@ def test_rebalance_plans_the_fewest_moves_and_runs_them(cli: Invoke, server_slug
     assert (servers["old"]["tenants"], servers["new"]["tenants"]) == (2, 2)
     again = as_json(cli("servers", "rebalance", "--max-skew", "0", "--json"))
     assert again["moves"] == []  # already within the skew: nothing moves
+    listed = cli("stores", "moves", "list", env={"COLUMNS": "200"})
+    assert listed.exit_code == 0, listed.output
+    moved = [s["store"] for s in doc["stores"]]
+    for store in moved:
+        assert store in listed.stdout
+    assert listed.stdout.count("kept until") == 2
+    unknown = cli("stores", "moves", "list", "--store", "nope")
+    assert unknown.exit_code == 1
+    assert "nope" in unknown.stderr

@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from tenantry.api.audit_failures import audit_failures
 from tenantry.api.deps import AdminDep, DispatcherDep, MasterDep, PlatformDep
+from tenantry.api.openapi import raises
 from tenantry.api.routes.operations import OperationOut, operation_out
 from tenantry.db.master.models import Operation
 from tenantry.errors import NotFound
@@ -78,6 +79,7 @@ class MoveOut(BaseModel):
     status_code=status.HTTP_202_ACCEPTED,
     response_model=DrainAccepted,
 )
+@raises(404, 409)  # an unknown server; a drain another process runs
 def drain_server(
     name: str,
     body: DrainRequest,
@@ -118,6 +120,7 @@ def drain_server(
 
 
 @router.get("/database-servers/{name}/drain", response_model=DrainOut)
+@raises(404)  # an unknown server, or one never drained
 def show_drain(name: str, master: MasterDep, key: AdminDep) -> DrainOut:
     """The server's latest drain: its progress (stores moved of total) and each store's move
     operation (step, rows copied or verified, error)."""
@@ -132,6 +135,7 @@ def show_drain(name: str, master: MasterDep, key: AdminDep) -> DrainOut:
 
 
 @router.get("/moves", response_model=list[MoveOut])
+@raises(404)  # an unknown store
 def get_moves(
     master: MasterDep,
     key: AdminDep,
