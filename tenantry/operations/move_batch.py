@@ -140,7 +140,11 @@ class MoveBatch:
             return [self._move(move) for move in planned]
         with ThreadPoolExecutor(concurrency, thread_name_prefix="tenantry-move") as pool:
             futures = [pool.submit(self._move, move) for move in planned]
-            return [future.result() for future in futures]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:  # Ctrl-C: the moves running finish, no other starts
+                self.stopped = True
+                raise
 
     def _mover(self, slug: str | None = None) -> StoreMover:
         def told(state: MoveProgress) -> None:

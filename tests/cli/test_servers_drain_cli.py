@@ -101,10 +101,10 @@ def test_drain_moves_every_store_it_can_and_names_the_one_it_cannot(
     assert all(len(_moves(cli, f"{server_slug}-{n}")) == 1 for n in "abc")
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_a_killed_drain_resumes_and_moves_each_store_once(
-    cli: Invoke, server_slug: str, tmp_path: Path
+    cli: Invoke, server_slug: str, tmp_path: Path, backend: str
 ) -> None:
-    backend = "postgresql"
     _stores_on(cli, backend, server_slug, ["a", "b", "c"])
     lease = {"TENANTRY_JOB_LEASE_SECONDS": "3"}
     env = process_env(tmp_path / "data", **lease, TENANTRY_FAILPOINTS="move.after_copy=sleep:3")
