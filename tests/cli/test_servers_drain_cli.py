@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from tenantry.jobs.queue import Queue
+from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json, process_env
 from tests.conftest import require_server
 from tests.services.test_moves import PG_PASSWORD, admin_url
@@ -183,3 +185,28 @@ def test_rebalance_plans_the_fewest_moves_and_runs_them(cli: Invoke, server_slug
     unknown = cli("stores", "moves", "list", "--store", "nope")
     assert unknown.exit_code == 1
     assert "nope" in unknown.stderr
+
+
+def test_a_queued_drain_is_run_by_a_worker(cli: Invoke, server_slug: str) -> None:
+    _stores_on(cli, "postgresql", server_slug, ["a", "b"])
+
+    queued = cli("servers", "drain", "old", "--queue", "--concurrency", "2", "--json")
+
+    assert queued.exit_code == 0, queued.output
+    doc = as_json(queued)
+    assert sorted(m["store"] for m in doc["moves"]) == [f"{server_slug}-a", f"{server_slug}-b"]
+    assert as_json(cli("ops", "show", doc["operation_id"], "--json"))["status"] == "queued"
+    assert _server_of(cli, f"{server_slug}-a") == "old"
+    queue = Queue(load_settings())  # the embedded queue in the data dir, as `tenantry worker`
+    try:
+        task = queue.huey.dequeue()
+        assert task is not None
+        assert task.name == "tenantry.drain"
+        queue.huey.execute(task)
+    finally:
+        queue.close()
+    drain = as_json(cli("ops", "show", doc["operation_id"], "--json"))
+    assert drain["status"] == "succeeded"
+    children = as_json(cli("ops", "list", "--parent", doc["operation_id"], "--json"))["items"]
+    assert sorted(c["status"] for c in children) == ["succeeded", "succeeded"]
+    assert {_server_of(cli, f"{server_slug}-{n}") for n in "ab"} == {"new"}
