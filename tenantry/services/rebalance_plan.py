@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select
@@ -207,11 +207,6 @@ def allowed_skew(fleet: Fleet, value: int, percent: bool) -> int:
     return max(1, math.floor(average * value / 100))
 
 
-def skew(loads: Iterable[ServerLoad]) -> int:
-    """The store-count difference between the fullest and the emptiest of ``loads``."""
-    return _skew(loads)
-
-
 def _skew(loads: Iterable[ServerLoad]) -> int:
     counts = [load.tenants for load in loads]
     return max(counts) - min(counts) if counts else 0
@@ -229,8 +224,3 @@ def _rank(load: ServerLoad, policy: Policy) -> tuple[int, int, str]:
 
 def _plus(load: ServerLoad, store: Store, *, sign: int = 1) -> ServerLoad:
     return replace(load, tenants=load.tenants + sign, bytes=load.bytes + sign * _bytes(store))
-
-
-def accepting_names(loads: Sequence[ServerLoad]) -> list[str]:
-    """The names of the active, accepting servers among ``loads``."""
-    return [load.server.name for load in loads if load.server.is_active and load.server.accepting]
