@@ -25,6 +25,7 @@ from tenantry.api.routes import (
     imports,
     monitoring,
     operations,
+    server_drain,
     servers,
     store_domains,
     stores,
@@ -93,6 +94,7 @@ def create_app(
     app.include_router(stores.router)
     app.include_router(store_domains.router)
     app.include_router(servers.router)
+    app.include_router(server_drain.router)
     app.include_router(tenant_data.router)
     app.include_router(resource_router(resources_of(settings.tenant_schema)))
     app.include_router(billing.router)
