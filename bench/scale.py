@@ -85,6 +85,8 @@ def _timed(fn: Callable[[], object], repeat: int) -> dict[str, float]:
 def measure(platform: Platform, stores: int, repeat: int) -> dict[str, Any]:
     """Seed ``stores`` stores, then time each path."""
     head = migrations.head(platform.tenant_spec)
+    if head is None:
+        raise SystemExit("the tenant schema has no migrations: nothing to be behind or current")
     started = time.perf_counter()
     seed_stores(platform.sessions, stores, head=head, box=platform.box)
     say(f"{stores} stores seeded in {time.perf_counter() - started:.1f} s")
