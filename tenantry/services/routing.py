@@ -29,7 +29,9 @@ from tenantry.db.schemas import Role
 from tenantry.db.urls import mask
 from tenantry.errors import StoreSuspended, StoreUnavailable
 from tenantry.observability import metrics
+from tenantry.services import shared_routing
 from tenantry.services.connections import tenant_url
+from tenantry.services.shared_routing import SharedTenant
 from tenantry.services.stores import active_connection
 
 
@@ -38,6 +40,15 @@ class _Entry:
     engine: Engine
     version: int
     last_used: float
+
+
+@dataclass
+class _View:
+    """A shared-schema store's view of its shared database's pool (kept in ``_entries``)."""
+
+    engine: Engine
+    version: int
+    pool: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -50,6 +61,9 @@ class StoreRoute:
     connection_version: int
     url: URL
     instance_id: str | None
+    #: A shared-schema store's schema and role in its shared database (``None``: its own
+    #: database).
+    shared: SharedTenant | None = None
 
 
 @dataclass(frozen=True)
@@ -80,7 +94,10 @@ class TenantRouter:
         self._max = max_engines
         self._pool_size = pool_size
         self._idle = idle_seconds
+        # Own databases' engines by store id, and shared databases' pools by pool key: the
+        # LRU bound counts both; shared-schema stores' views of a pool are not engines.
         self._entries: OrderedDict[uuid.UUID, _Entry] = OrderedDict()
+        self._views: dict[uuid.UUID, _View] = {}
         self._lock = threading.Lock()
         self._hits = self._misses = self._evictions = 0
 
@@ -97,14 +114,25 @@ class TenantRouter:
             raise unavailable(store)
         now = time.monotonic()
         with self._lock:
+            view = self._views.get(store.id)
+            pool = self._entries.get(view.pool) if view is not None else None
+            if view is not None and pool is not None and view.version == store.connection_version:
+                pool.last_used = now
+                self._entries.move_to_end(view.pool)
+                self._hits += 1
+                return view.engine
             entry = self._entries.get(store.id)
             if entry is not None and entry.version == store.connection_version:
                 entry.last_used = now
                 self._entries.move_to_end(store.id)
                 self._hits += 1
                 return entry.engine
-        engine = self._open(master, store)
+        route = self.route(master, store)
+        if route.shared is not None:
+            return self._shared_view(route, now)
+        engine = self._open(route)
         with self._lock:
+            self._views.pop(store.id, None)  # was a shared-schema store
             stale = self._entries.pop(store.id, None)
             self._entries[store.id] = _Entry(engine, store.connection_version, now)
             self._misses += 1
@@ -131,8 +159,10 @@ class TenantRouter:
             yield conn
 
     def evict(self, store_id: uuid.UUID) -> None:
-        """Forget (and dispose) the engine of a store."""
+        """Forget (and dispose) the engine of a store (a shared-schema store's view is
+        forgotten; its shared database's pool serves other stores and stays)."""
         with self._lock:
+            self._views.pop(store_id, None)
             entry = self._entries.pop(store_id, None)
             if entry is not None:
                 self._evictions += 1
@@ -146,6 +176,7 @@ class TenantRouter:
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()
+            self._views.clear()
         if entries:
             metrics.tenant_engines(0)
         for entry in entries:
@@ -167,6 +198,8 @@ class TenantRouter:
             if len(self._entries) > self._max or now - oldest.last_used > self._idle:
                 del self._entries[oldest_id]
                 self._evictions += 1
+                for store_id in [k for k, v in self._views.items() if v.pool == oldest_id]:
+                    del self._views[store_id]
                 doomed.append(oldest.engine)
             else:
                 break
@@ -183,16 +216,58 @@ class TenantRouter:
                 f"store {store.slug!r} has no database yet.",
                 f"Provision it: tenantry provision {store.slug} --new.",
             )
+        shared = None
+        if config.db_schema:
+            shared = SharedTenant(
+                store.slug, config.db_schema, str(config.config_data["role"]), config.instance_id
+            )
         return StoreRoute(
             store.id,
             store.slug,
             store.connection_version,
             tenant_url(self._box, config),
             config.instance_id,
+            shared,
         )
 
-    def _open(self, master: Session, store: Store) -> Engine:
-        route = self.route(master, store)
+    def _shared_view(self, route: StoreRoute, now: float) -> Engine:
+        """The view of ``route``'s shared database pool for its store (the pool opened on
+        first use); every checkout enters the store's role and schema and checks its
+        identity (:mod:`.shared_routing`)."""
+        assert route.shared is not None
+        key = shared_routing.pool_key(route.url)
+        doomed: list[Engine] = []
+        with self._lock:
+            pool = self._entries.get(key)
+            stale = self._entries.pop(route.store_id, None)  # was an own database
+            if stale is not None:
+                doomed.append(stale.engine)
+            if pool is None:
+                engine = make_engine(
+                    route.url,
+                    pool_size=self._pool_size,
+                    statement_timeout_ms=self._statement_timeout_ms,
+                    role=Role.TENANT.value,
+                )
+                shared_routing.install(engine)
+                pool = self._entries[key] = _Entry(engine, 0, now)
+                self._misses += 1
+            else:
+                pool.last_used = now
+                self._entries.move_to_end(key)
+            view = shared_routing.tenant_view(pool.engine, route.shared)
+            self._views[route.store_id] = _View(view, route.connection_version, key)
+            doomed += self._shrink(now)
+            held = len(self._entries)
+        metrics.tenant_engines(held, evicted=len(doomed))
+        for old in doomed:
+            old.dispose()
+        # The identity is checked on this first checkout, as on every later one.
+        with connect(view) as conn:
+            conn.rollback()
+        return view
+
+    def _open(self, route: StoreRoute) -> Engine:
         engine = make_engine(
             route.url,
             pool_size=self._pool_size,
@@ -205,9 +280,9 @@ class TenantRouter:
                 expect(
                     conn,
                     Role.TENANT,
-                    where=f"{mask(engine.url)} (store {store.slug!r}'s database)",
+                    where=f"{mask(engine.url)} (store {route.slug!r}'s database)",
                     instance_id=route.instance_id,
-                    why=f"store {store.slug!r}'s connection leads there, not to its own "
+                    why=f"store {route.slug!r}'s connection leads there, not to its own "
                     "database, so it is not served",
                     hint="Someone changed the database behind the connection: check it before "
                     "serving this store again.",

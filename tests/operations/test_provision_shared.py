@@ -1,0 +1,114 @@
+"""Provisioning a store into its own schema of a shared PostgreSQL database."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select, text
+
+from tenantry.db.engines import make_engine
+from tenantry.db.master.models import DatabaseStatus, IntegrationConfig
+from tenantry.db.shared_schemas import pool_login
+from tenantry.errors import Conflict, InvalidInput
+from tenantry.operations.provision_shared import provision_shared
+from tenantry.runtime import Platform
+from tenantry.services import stores
+from tests.platform_fixtures import platform, settings
+from tests.shared_schema_fixtures import SharedDb, shared_db
+from tests.tenantry_fixtures import new_slug
+
+__all__ = ["platform", "settings", "shared_db"]
+
+
+def make_store(platform: Platform, slug: str) -> None:
+    with platform.sessions.begin() as session:
+        stores.create_store(session, slug=slug, name=slug.title(), actor="cli:test")
+
+
+def admin_query(database: str, sql: str) -> list[tuple[object, ...]]:
+    from tests.services.test_moves import admin_url
+    from tenantry.db.urls import parse_url
+
+    engine = make_engine(parse_url(admin_url("postgresql")).set(database=database), pooled=False)
+    try:
+        with engine.connect() as conn:
+            return [tuple(r) for r in conn.execute(text(sql))]
+    finally:
+        engine.dispose()
+
+
+def test_two_stores_get_their_own_schema_identity_and_version_table(
+    platform: Platform, shared_db: SharedDb
+) -> None:
+    a, b = new_slug("sh-a"), new_slug("sh-b")
+    make_store(platform, a)
+    make_store(platform, b)
+    done_a = provision_shared(platform, a, shared_db.target, actor="cli:test")
+    done_b = provision_shared(platform, b, shared_db.target, actor="cli:test")
+    assert done_a.database == done_b.database == shared_db.database
+    assert done_a.schema != done_b.schema
+    for done in (done_a, done_b):
+        tables = {
+            r[0]
+            for r in admin_query(
+                shared_db.database,
+                f"SELECT table_name FROM information_schema.tables "
+                f"WHERE table_schema = '{done.schema}'",
+            )
+        }
+        assert {"tenantry_identity", "products", "orders"} <= tables
+        assert any(t.startswith("tenantry_") and "version" in t for t in tables)
+        identity = admin_query(
+            shared_db.database,
+            f'SELECT role, instance_id FROM "{done.schema}".tenantry_identity',
+        )
+        assert identity == [("tenant", done.instance_id)]
+    # Nothing went to the public schema, and master records schema and role.
+    assert admin_query(
+        shared_db.database,
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+    ) == []
+    with platform.sessions() as session:
+        store = stores.get_store(session, a)
+        assert store.database_status == DatabaseStatus.ACTIVE
+        config = session.scalar(
+            select(IntegrationConfig).where(IntegrationConfig.store_id == store.id)
+        )
+        assert config is not None and config.is_active
+        assert config.db_schema == done_a.schema
+        assert config.config_data["username"] == pool_login(shared_db.database)
+        assert "password" not in config.config_data
+
+
+def test_a_store_provisioned_already_is_refused(platform: Platform, shared_db: SharedDb) -> None:
+    slug = new_slug("sh-twice")
+    make_store(platform, slug)
+    provision_shared(platform, slug, shared_db.target, actor="cli:test")
+    with pytest.raises(Conflict, match="provisioned already"):
+        provision_shared(platform, slug, shared_db.target, actor="cli:test")
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
+def test_mariadb_is_refused_with_nothing_recorded(platform: Platform, backend: str) -> None:
+    from tests.conftest import require_server
+    from tests.services.test_moves import register
+
+    require_server(backend)
+    register(platform, "maria", backend)
+    slug = new_slug("sh-my")
+    make_store(platform, slug)
+    with pytest.raises(InvalidInput, match="PostgreSQL only"):
+        provision_shared(platform, slug, "maria", actor="cli:test")
+    with platform.sessions() as session:
+        store = stores.get_store(session, slug)
+        assert session.scalars(
+            select(IntegrationConfig).where(IntegrationConfig.store_id == store.id)
+        ).all() == []
+
+
+def test_bad_targets_are_refused(platform: Platform) -> None:
+    slug = new_slug("sh-bad")
+    make_store(platform, slug)
+    with pytest.raises(InvalidInput, match="names no server"):
+        provision_shared(platform, slug, "/db", actor="cli:test")
+    with pytest.raises(InvalidInput, match="shared database name"):
+        provision_shared(platform, slug, "pg/Bad-Name;", actor="cli:test")
