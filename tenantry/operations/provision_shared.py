@@ -77,7 +77,9 @@ def parse_target(target: str) -> tuple[str, str]:
     return server, shared.check_name(database or shared.DEFAULT_DATABASE, "shared database name")
 
 
-def provision_shared(platform: Platform, ref: str | uuid.UUID, target: str, *, actor: str) -> SharedProvisioned:
+def provision_shared_store(
+    platform: Platform, ref: str | uuid.UUID, target: str, *, actor: str
+) -> SharedProvisioned:
     """Give store ``ref`` (slug or id) its own schema in shared database ``target``
     (``SERVER[/DATABASE]``, the database created when missing). Refuses a store that has a
     database already, an unknown or inactive server, and any backend but PostgreSQL."""

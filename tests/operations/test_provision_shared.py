@@ -9,7 +9,7 @@ from tenantry.db.engines import make_engine
 from tenantry.db.master.models import DatabaseStatus, IntegrationConfig
 from tenantry.db.shared_schemas import pool_login
 from tenantry.errors import Conflict, InvalidInput
-from tenantry.operations.provision_shared import provision_shared
+from tenantry.operations.provision_shared import provision_shared_store
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tests.platform_fixtures import platform, settings
@@ -42,8 +42,8 @@ def test_two_stores_get_their_own_schema_identity_and_version_table(
     a, b = new_slug("sh-a"), new_slug("sh-b")
     make_store(platform, a)
     make_store(platform, b)
-    done_a = provision_shared(platform, a, shared_db.target, actor="cli:test")
-    done_b = provision_shared(platform, b, shared_db.target, actor="cli:test")
+    done_a = provision_shared_store(platform, a, shared_db.target, actor="cli:test")
+    done_b = provision_shared_store(platform, b, shared_db.target, actor="cli:test")
     assert done_a.database == done_b.database == shared_db.database
     assert done_a.schema != done_b.schema
     for done in (done_a, done_b):
@@ -82,9 +82,9 @@ def test_two_stores_get_their_own_schema_identity_and_version_table(
 def test_a_store_provisioned_already_is_refused(platform: Platform, shared_db: SharedDb) -> None:
     slug = new_slug("sh-twice")
     make_store(platform, slug)
-    provision_shared(platform, slug, shared_db.target, actor="cli:test")
+    provision_shared_store(platform, slug, shared_db.target, actor="cli:test")
     with pytest.raises(Conflict, match="provisioned already"):
-        provision_shared(platform, slug, shared_db.target, actor="cli:test")
+        provision_shared_store(platform, slug, shared_db.target, actor="cli:test")
 
 
 @pytest.mark.parametrize("backend", ["mysql"])
@@ -97,7 +97,7 @@ def test_mariadb_is_refused_with_nothing_recorded(platform: Platform, backend: s
     slug = new_slug("sh-my")
     make_store(platform, slug)
     with pytest.raises(InvalidInput, match="PostgreSQL only"):
-        provision_shared(platform, slug, "maria", actor="cli:test")
+        provision_shared_store(platform, slug, "maria", actor="cli:test")
     with platform.sessions() as session:
         store = stores.get_store(session, slug)
         assert session.scalars(
@@ -109,6 +109,6 @@ def test_bad_targets_are_refused(platform: Platform) -> None:
     slug = new_slug("sh-bad")
     make_store(platform, slug)
     with pytest.raises(InvalidInput, match="names no server"):
-        provision_shared(platform, slug, "/db", actor="cli:test")
+        provision_shared_store(platform, slug, "/db", actor="cli:test")
     with pytest.raises(InvalidInput, match="shared database name"):
-        provision_shared(platform, slug, "pg/Bad-Name;", actor="cli:test")
+        provision_shared_store(platform, slug, "pg/Bad-Name;", actor="cli:test")
