@@ -153,7 +153,7 @@ def ensure_pool_login(admin_url: URL, database: str, password: str | None) -> st
             [
                 f"ALTER ROLE {q(login)} IN DATABASE {q(database)} SET search_path = ''",
                 f"REVOKE ALL ON DATABASE {q(database)} FROM PUBLIC",
-                f"REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
                 f"GRANT CONNECT ON DATABASE {q(database)} TO {q(login)}",
             ],
             f"set up login {login}",

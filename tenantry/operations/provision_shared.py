@@ -130,11 +130,10 @@ def _reserve(platform: Platform, ref: str | uuid.UUID, target: str) -> _Plan:
         if reservation is None:
             reservation = IntegrationConfig(store_id=store.id, is_active=False)
             session.add(reservation)
-        elif reservation.config_data.get("database") != database:
+        elif (earlier := reservation.config_data.get("database")) != database:
             raise Conflict(
-                f"store {store.slug!r} has an unfinished shared provisioning into "
-                f"{reservation.config_data.get('database')!r}.",
-                f"Run it again with --shared {server.name}/{reservation.config_data.get('database')}.",
+                f"store {store.slug!r} has an unfinished shared provisioning into {earlier!r}.",
+                f"Run it again with --shared {server.name}/{earlier}.",
             )
         reservation.integration_type = "postgresql"
         reservation.database_server_id = server.id
@@ -199,9 +198,7 @@ def _build(platform: Platform, plan: _Plan) -> tuple[str, int]:
         engine.dispose()
 
 
-def _activate(
-    platform: Platform, plan: _Plan, pool_url: URL, instance_id: str, actor: str
-) -> None:
+def _activate(platform: Platform, plan: _Plan, pool_url: URL, instance_id: str, actor: str) -> None:
     config_data, secret = split_url(platform.box, pool_url)
     config_data["role"] = plan.role
     now = utcnow()
@@ -249,4 +246,3 @@ def _undo(platform: Platform, plan: _Plan, made_schema: bool) -> None:
             config = _reservation(session, plan.store_id)
             if config is not None:
                 session.delete(config)
-

@@ -27,8 +27,8 @@ from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import ProvisioningMode
 from tenantry.operations import provision_request
-from tenantry.operations.provision_shared import SharedProvisioned, provision_shared_store
 from tenantry.operations.dispatch import Dispatcher, InProcessDispatcher
+from tenantry.operations.provision_shared import SharedProvisioned, provision_shared_store
 from tenantry.public.billing_api import BillingApi
 from tenantry.public.provision_handle import ProvisionHandle
 from tenantry.public.store_rules import PRODUCT_COUNT, StoreRules

@@ -14,7 +14,9 @@ therefore B's alone: B's role cannot read A's schema, and A's schema is not on B
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event
@@ -98,16 +100,18 @@ def _enter(conn: Connection, tenant: SharedTenant) -> None:
         raise
 
 
-def _check(conn: Connection, tenant: SharedTenant, rows: list[Any]) -> None:
+def _check(conn: Connection, tenant: SharedTenant, rows: Sequence[Any]) -> None:
     where = f"schema {tenant.schema} of {mask(conn.engine.url)} (store {tenant.slug!r})"
     expected = Expected("tenant", None, tenant.instance_id)
     found = (
-        Identity(rows[0][0], rows[0][1], rows[0][2], rows[0][3], None)  # type: ignore[arg-type]
+        Identity(rows[0][0], rows[0][1], rows[0][2], rows[0][3], datetime.min)
         if len(rows) == 1
         else None
     )
-    if found is None or found.role != "tenant" or (
-        tenant.instance_id and found.instance_id != tenant.instance_id
+    if (
+        found is None
+        or found.role != "tenant"
+        or (tenant.instance_id and found.instance_id != tenant.instance_id)
     ):
         shown = found.describe() if found else f"{len(rows)} identity row(s)"
         raise WrongDatabase(

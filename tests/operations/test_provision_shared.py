@@ -25,8 +25,8 @@ def make_store(platform: Platform, slug: str) -> None:
 
 
 def admin_query(database: str, sql: str) -> list[tuple[object, ...]]:
-    from tests.services.test_moves import admin_url
     from tenantry.db.urls import parse_url
+    from tests.services.test_moves import admin_url
 
     engine = make_engine(parse_url(admin_url("postgresql")).set(database=database), pooled=False)
     try:
@@ -48,7 +48,7 @@ def test_two_stores_get_their_own_schema_identity_and_version_table(
     assert done_a.schema != done_b.schema
     for done in (done_a, done_b):
         tables = {
-            r[0]
+            str(r[0])
             for r in admin_query(
                 shared_db.database,
                 f"SELECT table_name FROM information_schema.tables "
@@ -63,17 +63,21 @@ def test_two_stores_get_their_own_schema_identity_and_version_table(
         )
         assert identity == [("tenant", done.instance_id)]
     # Nothing went to the public schema, and master records schema and role.
-    assert admin_query(
-        shared_db.database,
-        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
-    ) == []
+    assert (
+        admin_query(
+            shared_db.database,
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'",
+        )
+        == []
+    )
     with platform.sessions() as session:
         store = stores.get_store(session, a)
         assert store.database_status == DatabaseStatus.ACTIVE
         config = session.scalar(
             select(IntegrationConfig).where(IntegrationConfig.store_id == store.id)
         )
-        assert config is not None and config.is_active
+        assert config is not None
+        assert config.is_active
         assert config.db_schema == done_a.schema
         assert config.config_data["username"] == pool_login(shared_db.database)
         assert "password" not in config.config_data
@@ -100,9 +104,12 @@ def test_mariadb_is_refused_with_nothing_recorded(platform: Platform, backend: s
         provision_shared_store(platform, slug, "maria", actor="cli:test")
     with platform.sessions() as session:
         store = stores.get_store(session, slug)
-        assert session.scalars(
-            select(IntegrationConfig).where(IntegrationConfig.store_id == store.id)
-        ).all() == []
+        assert (
+            session.scalars(
+                select(IntegrationConfig).where(IntegrationConfig.store_id == store.id)
+            ).all()
+            == []
+        )
 
 
 def test_bad_targets_are_refused(platform: Platform) -> None:

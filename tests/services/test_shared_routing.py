@@ -7,7 +7,7 @@ import threading
 from collections import Counter
 
 import pytest
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.exc import ProgrammingError
 
 from tenantry.db.engines import make_engine
@@ -21,7 +21,7 @@ from tenantry.services import stores
 from tests.operations.test_provision_shared import make_store
 from tests.platform_fixtures import platform, settings
 from tests.shared_schema_fixtures import SharedDb, shared_db
-from tests.tenantry_fixtures import new_slug, product
+from tests.tenantry_fixtures import new_slug
 
 __all__ = ["platform", "settings", "shared_db"]
 
@@ -50,7 +50,9 @@ def returned_connection_state(engine: Engine) -> tuple[str, list[str], str]:
     try:
         cur = raw.cursor()
         cur.execute("SELECT current_user, current_schemas(false), current_setting('search_path')")
-        user, schemas, path = cur.fetchone()
+        row = cur.fetchone()
+        assert row is not None
+        user, schemas, path = row
         cur.close()
         raw.rollback()
         return str(user), list(schemas), str(path)
@@ -78,7 +80,7 @@ def test_threads_alternating_two_stores_on_one_pool_see_only_their_own_rows(
                 engine = engine_of(platform, slug)
                 with engine.begin() as conn:
                     conn.execute(
-                        Product.__table__.insert().values(
+                        insert(Product).values(
                             sku=f"{slug}-{worker}-{n}", slug=f"{slug}-{worker}-{n}", name="p"
                         )
                     )
@@ -133,9 +135,7 @@ def test_a_store_role_cannot_read_another_stores_schema(
             conn.execute(text("RESET ROLE"))
 
 
-def test_the_identity_is_checked_on_every_checkout(
-    platform: Platform, shared_db: SharedDb
-) -> None:
+def test_the_identity_is_checked_on_every_checkout(platform: Platform, shared_db: SharedDb) -> None:
     from tests.services.test_moves import admin_url
 
     a, _ = two_stores(platform, shared_db)
@@ -154,4 +154,5 @@ def test_the_identity_is_checked_on_every_checkout(
     with pytest.raises(WrongDatabase, match="not served"), engine.connect():
         pass
     user, schemas, _ = returned_connection_state(engine)
-    assert user == pool_login(shared_db.database) and schemas == []
+    assert user == pool_login(shared_db.database)
+    assert schemas == []
