@@ -119,3 +119,44 @@ def test_bad_targets_are_refused(platform: Platform) -> None:
         provision_shared_store(platform, slug, "/db", actor="cli:test")
     with pytest.raises(InvalidInput, match="shared database name"):
         provision_shared_store(platform, slug, "pg/Bad-Name;", actor="cli:test")
+
+
+def test_delete_drops_the_stores_schema_and_role_and_leaves_its_neighbours(
+    platform: Platform, shared_db: SharedDb
+) -> None:
+    from sqlalchemy.orm import Session
+
+    from tenantry.db.admin import drop_database
+    from tenantry.db.tenant.store.models import Product
+    from tenantry.errors import DatabaseAdminError, NotFound
+    from tenantry.operations import store_delete
+    from tests.tenantry_fixtures import product
+
+    gone, kept = new_slug("del-a"), new_slug("del-b")
+    make_store(platform, gone)
+    make_store(platform, kept)
+    done = provision_shared_store(platform, gone, shared_db.target, actor="cli:test")
+    provision_shared_store(platform, kept, shared_db.target, actor="cli:test")
+    with platform.sessions() as master:
+        engine = platform.router.engine(master, stores.get_store(master, kept))
+    with Session(engine) as session, session.begin():
+        session.add(product("KEEP-1"))
+    plan = store_delete.plan(platform, gone, drop_database=True)
+    assert plan.url is not None
+    # Dropping "the database" of a shared-schema store would take its neighbours with it.
+    with pytest.raises(DatabaseAdminError, match="shared by several stores"):
+        drop_database(plan.url)
+    report = store_delete.delete(platform, plan, actor="cli:test")
+    assert report["database_dropped"] is True
+    schemas = {
+        str(r[0]) for r in admin_query(shared_db.database, "SELECT nspname FROM pg_namespace")
+    }
+    assert done.schema not in schemas
+    roles = {str(r[0]) for r in admin_query(shared_db.database, "SELECT rolname FROM pg_roles")}
+    assert f"ts_{done.schema[2:]}" not in roles
+    with platform.sessions() as master, pytest.raises(NotFound):
+        stores.get_store(master, gone)
+    with platform.sessions() as master:
+        engine = platform.router.engine(master, stores.get_store(master, kept))
+    with Session(engine) as session:
+        assert session.scalars(select(Product.sku)).all() == ["KEEP-1"]
