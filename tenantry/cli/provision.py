@@ -223,6 +223,14 @@ def provision(
     unless --timeout is given; --inline runs it right here. With --json the final job is
     printed (the queued job without --wait).
     """
+    if shared is not None:
+        if not new or server or connect:
+            raise InvalidInput(
+                "--shared goes with --new alone (it names the server itself).",
+                f"e.g. `tenantry provision {slug} --new --shared pg`.",
+            )
+        _provision_shared(slug, shared, json_output)
+        return
     if new == bool(connect):
         raise InvalidInput(
             "give either --new (optionally with --server NAME) or --connect URL.",
@@ -230,14 +238,6 @@ def provision(
         )
     if server and not new:
         raise InvalidInput("--server goes with --new; --connect takes a URL instead.")
-    if shared is not None:
-        if not new or server:
-            raise InvalidInput(
-                "--shared goes with --new alone (it names the server itself).",
-                f"e.g. `tenantry provision {slug} --new --shared pg`.",
-            )
-        _provision_shared(slug, shared, json_output)
-        return
     settings = load_settings()
     with open_platform(settings) as platform:
         runner: InProcessDispatcher | None = None
