@@ -160,3 +160,19 @@ def test_delete_drops_the_stores_schema_and_role_and_leaves_its_neighbours(
         engine = platform.router.engine(master, stores.get_store(master, kept))
     with Session(engine) as session:
         assert session.scalars(select(Product.sku)).all() == ["KEEP-1"]
+
+
+def test_moves_and_credential_rotation_refuse_a_shared_schema_store(
+    platform: Platform, shared_db: SharedDb
+) -> None:
+    from tenantry.operations.credential_rotation import due_stores, rotate_store
+    from tenantry.services.move_plan import plan_move
+
+    slug = new_slug("sh-stay")
+    make_store(platform, slug)
+    provision_shared_store(platform, slug, shared_db.target, actor="cli:test")
+    with platform.sessions() as session, pytest.raises(Conflict, match="shared database"):
+        plan_move(session, platform.box, platform.tenant_spec, slug, shared_db.server)
+    with pytest.raises(Conflict, match="shared database"):
+        rotate_store(platform, slug, actor="cli:test")
+    assert slug not in due_stores(platform, older_than=None, legacy=True)
