@@ -44,6 +44,8 @@ def test_provision_shared_then_delete(cli: Invoke) -> None:
         assert doc["schema"].startswith("t_cli_sh_")
         shown = as_json(cli("stores", "show", slug, "--json"))
         assert shown["status"] == "active"
+        assert shown["connection"]["schema"] == doc["schema"]
+        assert "password" not in shown["connection"]["config_data"]
         again = cli("provision", slug, "--new", "--shared", f"pg/{database}")
         assert again.exit_code != 0
         assert "provisioned already" in again.output
