@@ -176,3 +176,32 @@ def test_moves_and_credential_rotation_refuse_a_shared_schema_store(
     with pytest.raises(Conflict, match="shared database"):
         rotate_store(platform, slug, actor="cli:test")
     assert slug not in due_stores(platform, older_than=None, legacy=True)
+
+
+def test_usage_measures_the_stores_schema_not_the_shared_database(
+    platform: Platform, shared_db: SharedDb
+) -> None:
+    from sqlalchemy.orm import Session
+
+    from tenantry.operations.usage_rollup import rollup_store
+    from tests.tenantry_fixtures import product
+
+    small, big = new_slug("sz-small"), new_slug("sz-big")
+    ids = {}
+    for slug in (small, big):
+        make_store(platform, slug)
+        provision_shared_store(platform, slug, shared_db.target, actor="cli:test")
+        with platform.sessions() as master:
+            ids[slug] = stores.get_store(master, slug).id
+    with platform.sessions() as master:
+        engine = platform.router.engine(master, stores.get_store(master, big))
+    with Session(engine) as session, session.begin():
+        session.add_all([product(f"BIG-{n}") for n in range(3000)])
+    measured = {slug: rollup_store(platform, ids[slug]).storage_bytes for slug in (small, big)}
+    whole = admin_query(shared_db.database, "SELECT pg_database_size(current_database())")
+    total = int(str(whole[0][0]))
+    assert measured[small] is not None
+    assert measured[big] is not None
+    assert 0 < measured[small] < measured[big]
+    # Each is its schema's share: both together are well under the database (catalogs too).
+    assert measured[small] + measured[big] < total
