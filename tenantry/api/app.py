@@ -14,6 +14,8 @@ from tenantry.api.body_limit import BodyLimit
 from tenantry.api.group_commit import IngestWriter
 from tenantry.api.http_metrics import HttpMetrics
 from tenantry.api.principal_scope import PrincipalScope
+from tenantry.api.resources import resources_of
+from tenantry.api.resources.router import resource_router
 from tenantry.api.routes import (
     apikeys,
     audit,
@@ -23,6 +25,7 @@ from tenantry.api.routes import (
     imports,
     monitoring,
     operations,
+    server_drain,
     servers,
     store_domains,
     stores,
@@ -91,7 +94,9 @@ def create_app(
     app.include_router(stores.router)
     app.include_router(store_domains.router)
     app.include_router(servers.router)
+    app.include_router(server_drain.router)
     app.include_router(tenant_data.router)
+    app.include_router(resource_router(resources_of(settings.tenant_schema)))
     app.include_router(billing.router)
     app.include_router(webhooks.router)
     app.include_router(backups.router)

@@ -47,7 +47,7 @@ def _integral(value: object) -> object:
 
 
 #: A non-negative count or amount stored in a BigInteger column.
-UInt64 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT64_MAX)]
+UInt64 = Annotated[int, Field(ge=0, le=INT64_MAX), BeforeValidator(_integral), Strict()]
 # The Field first, so the OpenAPI document says minimum/maximum (after the validators it
 # would carry pydantic's own ge/le, which no client or fuzzer reads).
 #: A byte bound, at least 1, at most 4 PiB: 2**52, below which every integer is exact as a
@@ -56,7 +56,7 @@ ByteBound = Annotated[int, Field(ge=1, le=2**52), BeforeValidator(_integral), St
 #: A bound stored in an Integer column: 0 or more.
 Bound32 = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_integral), Strict()]
 #: A non-negative count stored in an Integer column.
-UInt32 = Annotated[int, BeforeValidator(_integral), Strict(), Field(ge=0, le=INT32_MAX)]
+UInt32 = Annotated[int, Field(ge=0, le=INT32_MAX), BeforeValidator(_integral), Strict()]
 #: An amount of money in minor units (cents), as billing bounds it.
 Amount = Annotated[
     int,

@@ -25,9 +25,11 @@ from tenantry.crypto import SecretBox
 from tenantry.db.billing.models import (
     BillingCustomer,
     BillingInvoice,
+    BillingPayment,
     BillingPlan,
     BillingProcessorSecret,
     BillingSubscription,
+    InvoiceStatus,
 )
 from tenantry.db.engines import make_engine
 from tenantry.services.audit import app_actor
@@ -166,6 +168,51 @@ class BillingService:
             return invoice
 
         return self._run(load)
+
+    def customer_invoices(
+        self, app_id: str, external_customer_id: str, *, drafts: bool = False
+    ) -> list[tuple[BillingInvoice, list[BillingPayment]]]:
+        """The invoices of the app's customer ``external_customer_id`` (newest first, drafts
+        only if asked), each with its milestones loaded and its payments."""
+
+        def load(s: Session) -> list[tuple[BillingInvoice, list[BillingPayment]]]:
+            customer = customers.get_by_external_id(s, app_id, external_customer_id)
+            found = [
+                i
+                for i in invoices.list_invoices(s, app_id, customer_id=customer.id, limit=500)
+                if drafts or i.status != InvoiceStatus.DRAFT
+            ]
+            for invoice in found:
+                _ = list(invoice.milestones)
+            paid = invoices.payments_of(s, [i.id for i in found])
+            return [(i, paid[i.id]) for i in found]
+
+        return self._run(load)
+
+    def attach_payment_intent(
+        self, app_id: str, invoice_id: str | uuid.UUID, payment_intent_id: str
+    ) -> BillingInvoice:
+        """Pay the app's invoice through Stripe PaymentIntent ``payment_intent_id``: its
+        ``payment_intent.succeeded`` webhook then settles the invoice (see
+        :func:`tenantry.services.billing.invoices.attach_payment_intent`); audited as
+        ``app:<app_id>``."""
+
+        def attach(s: Session) -> BillingInvoice:
+            invoice = invoices.attach_payment_intent(
+                s, invoices.get_invoice(s, app_id, invoice_id), payment_intent_id
+            )
+            _ = list(invoice.milestones)
+            _audit(
+                s,
+                app_id,
+                "invoice.payment_intent",
+                "invoice",
+                invoice.id,
+                payment_intent=invoice.processor_payment_intent_id,
+            )
+            return invoice
+
+        return self._run(attach)
 
     # webhook secrets --------------------------------------------------------------
 

@@ -75,6 +75,9 @@ def list_(
     kind: OperationKind | None = typer.Option(None, "--kind", help="Only operations of it."),
     status: OperationStatus | None = typer.Option(None, "--status", help="Only those in it."),
     store: str | None = typer.Option(None, "--store", help="Only this store's (slug or id)."),
+    parent: str | None = typer.Option(
+        None, "--parent", help="Only the children of this operation (a drain's moves)."
+    ),
     limit: int = typer.Option(50, "--limit", min=1, max=1000, help="At most this many."),
     offset: int = typer.Option(0, "--offset", min=0, max=MAX_OFFSET, help="Skip this many."),
     json_output: bool = JSON_OPTION,
@@ -86,6 +89,7 @@ def list_(
             kind=kind,
             status=status,
             store_id=_store_id(session, store) if store is not None else None,
+            parent_id=records.get_operation(session, parent).id if parent is not None else None,
             limit=limit,
             offset=offset,
         )

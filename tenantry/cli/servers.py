@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from tenantry.cli.common import audit_failures, open_platform
 from tenantry.cli.output import EXIT_FAILED, JSON_OPTION, console, emit_json, reports_errors
+from tenantry.cli.server_drain import drain, rebalance
 from tenantry.cli.server_placement import (
     MAX_BYTES_HELP,
     MAX_TENANTS_HELP,
@@ -277,3 +278,5 @@ def prune_templates(
 
 app.command("list")(list_)
 app.command("set")(set_)
+app.command("drain")(drain)
+app.command("rebalance")(rebalance)

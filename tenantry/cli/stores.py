@@ -21,6 +21,7 @@ from tenantry.cli.output import (
 from tenantry.cli.store_credentials import rotate_credentials
 from tenantry.cli.store_domains import app as domains_app
 from tenantry.cli.store_move import move
+from tenantry.cli.store_moves import app as moves_app
 from tenantry.cli.store_usage import usage
 from tenantry.cli.store_view import print_store, status_style, store_document
 from tenantry.cli.stores_gdpr import erase_customer
@@ -299,3 +300,4 @@ app.command("rotate-credentials")(rotate_credentials)
 app.command("erase-customer")(erase_customer)
 app.command("usage")(usage)
 app.add_typer(domains_app, name="domains")
+app.add_typer(moves_app, name="moves")

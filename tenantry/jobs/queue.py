@@ -61,6 +61,7 @@ class Queue:
         self.huey.periodic_task(crontab(minute="*"), name="tenantry.recover")(self.recover)
         self._backup = self.huey.task(name="tenantry.backup")(self._run_backup)
         self._import = self.huey.task(name="tenantry.import")(self._run_import)
+        self._drain = self.huey.task(name="tenantry.drain")(self._run_drain)
         self.huey.periodic_task(crontab(minute=f"*/{DOCTOR_EVERY_MIN}"), name="tenantry.doctor")(
             self.doctor_tick
         )
@@ -166,6 +167,13 @@ class Queue:
     def _run_import(self, operation_id: str) -> str:
         return work.run_import(self.platform(), uuid.UUID(operation_id))
 
+    def enqueue_drain(self, operation_id: uuid.UUID, concurrency: int) -> None:
+        """Ask a worker to run (or resume) server drain ``operation_id``."""
+        self._enqueue(self._drain, str(operation_id), str(concurrency))
+
+    def _run_drain(self, operation_id: str, concurrency: str) -> str:
+        return work.run_drain(self.platform(), uuid.UUID(operation_id), int(concurrency))
+
     def backup_tick(self) -> None:
         """Run the backups, restore tests and pruning that are due (every minute)."""
         work.backup_tick(self.platform())
@@ -198,6 +206,10 @@ class Queue:
         imports = work.stalled_queued_imports(
             platform, kit, queued_for=timedelta(seconds=QUEUED_GRACE_S)
         )
+        # A drain whose runner died (a worker, or a command) is resumed by a worker.
+        drains = kit.find_stalled(
+            kinds=(OperationKind.DRAIN,), queued_for=timedelta(seconds=QUEUED_GRACE_S)
+        )
         # A stalled job that was cancelled is claimed to drop what it made, then ends.
         for operation in stalled:
             self.enqueue_provision(operation.id)
@@ -209,18 +221,22 @@ class Queue:
             self.enqueue_backup(backup_id, scope)
         for operation_id in imports:
             self.enqueue_import(operation_id)
-        if stalled or runs or backups or imports:
+        for drain in drains:
+            self.enqueue_drain(drain.id, 1)
+        if stalled or runs or backups or imports or drains:
             log.info(
-                "re-enqueued %d provisioning job(s), %d backup(s), %d store import(s); "
-                "recovered %d fleet run(s)",
+                "re-enqueued %d provisioning job(s), %d backup(s), %d store import(s), "
+                "%d drain(s); recovered %d fleet run(s)",
                 len(stalled),
                 len(backups),
                 len(imports),
+                len(drains),
                 len(runs),
             )
         return (
             len(stalled)
             + len(imports)
+            + len(drains)
             + len(runs)
             + len(backups)
             + len(ended)

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenantry.backup.storage import Storage
 from tenantry.crypto import SecretBox
 from tenantry.db.master.models import Backup
-from tenantry.errors import Conflict, TenantryError
+from tenantry.errors import TenantryError
 from tenantry.operations import backup_prune
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.backup_verify import verify_backup
@@ -63,12 +63,10 @@ def tick(
     # A tick runs backups that take minutes between two renewals: a long lease.
     ttl = max(settings.job_lease_seconds * 10, 600)
     kit = OperationKit(sessions, lease_seconds=ttl)
-    try:
-        kit.acquire_lock(LOCK)
-    except Conflict:
-        report.skipped = "another scheduler is running"
-        return report
-    try:
+    with kit.lock_if_free(LOCK) as mine:
+        if not mine:
+            report.skipped = "another scheduler is running"
+            return report
         with sessions() as session:
             states = protection(session, all_scopes(session, box, settings), now)
         for state in states:
@@ -95,8 +93,6 @@ def tick(
                     target_type="backup",
                     details={"backups": [str(i) for i in report.pruned]},
                 )
-    finally:
-        kit.release_lock(LOCK)
     return report
 
 

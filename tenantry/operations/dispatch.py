@@ -49,6 +49,10 @@ class Dispatcher(Protocol):
         """Run (or resume) queued store import ``operation_id`` (``import shared --queue``)."""
         ...
 
+    def enqueue_drain(self, operation_id: uuid.UUID, concurrency: int) -> None:
+        """Run (or resume) server drain ``operation_id``, ``concurrency`` moves at a time."""
+        ...
+
     def depth(self) -> int:
         """Messages waiting to be run: a cheap call that also proves the queue answers
         (raises :class:`~tenantry.errors.QueueUnreachable` when it does not)."""
@@ -125,6 +129,13 @@ class InProcessDispatcher:
     def enqueue_import(self, operation_id: uuid.UUID) -> None:
         """Run (or resume) queued store import ``operation_id`` here."""
         self._run(f"import-{operation_id}", lambda: work.run_import(self.platform(), operation_id))
+
+    def enqueue_drain(self, operation_id: uuid.UUID, concurrency: int) -> None:
+        """Run (or resume) server drain ``operation_id`` here."""
+        self._run(
+            f"drain-{operation_id}",
+            lambda: work.run_drain(self.platform(), operation_id, concurrency),
+        )
 
     def depth(self) -> int:
         """Nothing ever waits here: work runs as it is handed over."""

@@ -49,7 +49,7 @@ from tenantry.db.master.models import (
     ProgressUnit,
 )
 from tenantry.db.types import utcnow
-from tenantry.errors import NotFound
+from tenantry.errors import Conflict, NotFound
 from tenantry.observability import metrics
 from tenantry.operations.locks import ExclusiveLocks, LockGrant
 from tenantry.services.operation_rows import cancel_in, lease_lapsed, new_operation, stalled_query
@@ -431,3 +431,18 @@ class OperationKit:
     def release_lock(self, key: str) -> None:
         """Give the lock ``key`` up, if this holder still has it."""
         self.locks.release(key)
+
+    @contextmanager
+    def lock_if_free(self, key: str) -> Iterator[bool]:
+        """Hold the lock ``key`` for the block if no one else does: yields True (released
+        after the block), or False at once when another holder has it (a scheduler tick then
+        skips its work: another worker's tick is doing it)."""
+        try:
+            self.acquire_lock(key)
+        except Conflict:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            self.release_lock(key)

@@ -79,6 +79,8 @@ class StoreMover:
     on_progress: ProgressCallback | None = None
     drain_seconds: float = DRAIN_SECONDS
     batch_rows: int = copy.BATCH_ROWS
+    #: The operation this move is part of (a server's drain or a rebalance), if any.
+    parent_id: uuid.UUID | None = None
     kit: OperationKit = field(init=False)
     rollback: MoveRollback = field(init=False)
 
@@ -156,6 +158,7 @@ class StoreMover:
             lease_holder=self.kit.holder,
             lease_expires_at=run.lease_end(),
             requested_by=self.actor,
+            parent_id=self.parent_id,
             started_at=now,
             from_config_id=plan.from_config_id,
             to_server=plan.server,

@@ -24,6 +24,7 @@ from tenantry.operations import (
     backup_verify,
     credential_rotation,
     fleet_queue,
+    move_source_drop,
     spare_pool,
     usage_rollup,
 )
@@ -111,6 +112,22 @@ def stalled_queued_imports(
     return [s.id for s in stalled if s.id in handed]
 
 
+def run_drain(platform: Platform, operation_id: uuid.UUID, concurrency: int = 1) -> str:
+    """Run (or resume) server drain ``operation_id``; how it ended (a drain another live
+    process runs is skipped)."""
+    # Imported here: the drain's moves import the move machinery, which this module's other
+    # work does not need.
+    from tenantry.operations.server_drain import ServerDrain
+
+    try:
+        report = ServerDrain(platform, audit.WORKER).run(operation_id, concurrency=concurrency)
+    except Conflict as exc:
+        log.info("drain %s: skipped (%s)", operation_id, exc.message)
+        return "skipped"
+    log.info("drain %s of server %s: %s", operation_id, report.server, report.status)
+    return report.status
+
+
 def run_backup(platform: Platform, backup_id: uuid.UUID, scope: str) -> str:
     """Take queued backup ``backup_id`` of ``scope``; its status, or ``skipped`` when another
     runner took it already (a duplicate delivery)."""
@@ -168,6 +185,14 @@ def backup_tick(platform: Platform) -> None:
     credential_tick(platform)
     usage_tick(platform)
     retention_tick(platform)
+    move_source_tick(platform)
+
+
+def move_source_tick(platform: Platform) -> list[move_source_drop.SourceDrop]:
+    """Drop a bounded batch of the sources completed moves kept past
+    ``TENANTRY_MOVE_KEEP_SOURCE_DAYS`` (one scheduler at a time); what became of each."""
+    kit = OperationKit.from_settings(platform.sessions, platform.settings)
+    return move_source_drop.drop_due_sources(platform.sessions, platform.box, kit)
 
 
 def spare_tick(platform: Platform) -> spare_pool.RefillReport:
@@ -185,14 +210,10 @@ def credential_tick(platform: Platform) -> list[str]:
     """Rotate every store's runtime login older than the policy (one scheduler at a time);
     the slugs rotated."""
     kit = OperationKit.from_settings(platform.sessions, platform.settings)
-    try:
-        kit.acquire_lock(CREDENTIAL_LOCK)
-    except Conflict:
-        return []  # another worker's scheduler is rotating
-    try:
+    with kit.lock_if_free(CREDENTIAL_LOCK) as mine:
+        if not mine:
+            return []  # another worker's scheduler is rotating
         outcomes = credential_rotation.rotate_due(platform)
-    finally:
-        kit.release_lock(CREDENTIAL_LOCK)
     for outcome in outcomes:
         if outcome.error is None:
             log.info("rotated the credentials of store %s (now %s)", outcome.slug, outcome.login)
@@ -210,16 +231,12 @@ def usage_tick(platform: Platform) -> list[usage_rollup.Rolled]:
     ``TENANTRY_USAGE_REFRESH_MINUTES``, or not since midnight UTC: yesterday's row is then
     written), a bounded batch a tick, one scheduler at a time; the outcomes."""
     kit = OperationKit.from_settings(platform.sessions, platform.settings)
-    try:
-        kit.acquire_lock(usage_rollup.USAGE_LOCK)
-    except Conflict:
-        return []  # another worker's scheduler is measuring
-    try:
+    with kit.lock_if_free(usage_rollup.USAGE_LOCK) as mine:
+        if not mine:
+            return []  # another worker's scheduler is measuring
         outcomes = usage_rollup.rollup_due(
             platform, on_done=lambda _: kit.renew_lock(usage_rollup.USAGE_LOCK)
         )
-    finally:
-        kit.release_lock(usage_rollup.USAGE_LOCK)
     measured = [o for o in outcomes if o.error is None]
     if measured:
         log.info("usage: measured %d store(s)", len(measured))

@@ -42,6 +42,7 @@ from tenantry.settings import Settings, load_settings
 from tenantry.tenancy.resolution_cache import ResolutionCache
 
 if TYPE_CHECKING:
+    from tenantry.public.schema_check import SchemaState
     from tenantry.tenancy.resolver import ResolvedStore, TenantResolver
     from tenantry.tenancy.strategies import Strategy
 
@@ -79,6 +80,18 @@ class Tenantry:
     def from_settings(cls, settings: Settings, *, inline: bool = False) -> Tenantry:
         """Open from ``settings``: master and billing must be initialised and at head."""
         return cls(Platform.open(settings, runtime=True), inline=inline)
+
+    @staticmethod
+    def check_schema(
+        role: str, *, expects: str, as_app: str, settings: Settings | None = None
+    ) -> SchemaState:
+        """A consumer app's start-up check (seed 003): ``role``'s database (``"billing"``) is
+        at revision ``expects`` and matches the models, else
+        :class:`~tenantry.errors.SchemaMismatch` saying who must act. Call it before
+        :meth:`from_env`; it never writes (see :mod:`~tenantry.public.schema_check`)."""
+        from tenantry.public.schema_check import check_schema
+
+        return check_schema(role, expects=expects, as_app=as_app, settings=settings)
 
     @property
     def settings(self) -> Settings:

@@ -35,6 +35,8 @@ def kept_sources(session: Session, box: SecretBox, store_id: uuid.UUID) -> list[
         .where(
             StoreMove.store_id == store_id,
             StoreMove.operation_status == OperationStatus.SUCCEEDED,
+            # Kept still: the scheduler clears it once it dropped the source.
+            StoreMove.keep_source_until.is_not(None),
             IntegrationConfig.is_active.is_(False),
         )
         .distinct()

@@ -278,6 +278,14 @@ def order_view(order: Order) -> dict[str, Any]:
     }
 
 
+def get_order(tenant: Session, order_id: uuid.UUID) -> Order:
+    """One order of the store."""
+    order = tenant.get(Order, order_id)
+    if order is None:
+        raise NotFound(f"no order {order_id} in this store.")
+    return order
+
+
 def list_orders(tenant: Session, *, limit: int = 50, offset: int = 0) -> list[Order]:
     """A page of orders, newest first."""
     return list(

@@ -321,3 +321,27 @@ def test_many_processes_racing_for_a_lock_get_one_grant_and_clear_refusals(
     grants = [o for o in outcomes if not isinstance(o, BaseException)]
     assert len(grants) == 1, outcomes
     assert grants[0].took_over
+
+
+def test_a_tick_takes_a_free_lock_skips_a_held_one_and_releases_after(
+    kits: Callable[..., OperationKit],
+) -> None:
+    first, second = kits(), kits()
+    key = f"scheduler:{uuid.uuid4().hex[:6]}"
+    with first.lock_if_free(key) as mine:
+        assert mine
+        with second.lock_if_free(key) as theirs:
+            assert theirs is False  # at once, not after a wait
+        assert first.renew_lock(key)  # the skipped tick took nothing from the holder
+    with second.lock_if_free(key) as theirs:  # released after the block
+        assert theirs
+
+    def failing_tick() -> None:
+        with first.lock_if_free(key) as mine:
+            assert mine
+            raise RuntimeError("the tick failed")
+
+    with pytest.raises(RuntimeError):
+        failing_tick()
+    with second.lock_if_free(key) as theirs:  # released after a failure too
+        assert theirs

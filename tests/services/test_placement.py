@@ -54,6 +54,9 @@ class KeptQueued:
     def enqueue_import(self, operation_id: uuid.UUID) -> None:
         raise AssertionError("not used")
 
+    def enqueue_drain(self, operation_id: uuid.UUID, concurrency: int) -> None:
+        raise AssertionError("not used")
+
     def depth(self) -> int:
         return len(self.jobs)
 

@@ -196,3 +196,11 @@ def list_orders(
         OrderOut.model_validate(store_data.order_view(o))
         for o in store_data.list_orders(call.tenant, limit=limit, offset=offset)
     ]
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut)
+def get_order(order_id: uuid.UUID, call: Call) -> OrderOut:
+    """One order with its lines."""
+    return OrderOut.model_validate(
+        store_data.order_view(store_data.get_order(call.tenant, order_id))
+    )

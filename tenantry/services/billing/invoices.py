@@ -216,3 +216,72 @@ def settle(session: Session, invoice: BillingInvoice, payment: BillingPayment) -
 
 def _unpaid(invoice: BillingInvoice) -> int:
     return sum(m.amount_minor for m in invoice.milestones if m.status == MilestoneStatus.PENDING)
+
+
+#: A Stripe PaymentIntent id as Stripe issues them (``pi_`` then letters and digits).
+_PAYMENT_INTENT = re.compile(r"^pi_[A-Za-z0-9]{8,250}$")
+
+
+def attach_payment_intent(
+    session: Session, invoice: BillingInvoice, payment_intent_id: str
+) -> BillingInvoice:
+    """Record that ``invoice`` is being paid through Stripe PaymentIntent
+    ``payment_intent_id`` (created by the app with Stripe), so that the intent's
+    ``payment_intent.succeeded`` webhook settles this invoice. Attaching the same id again
+    changes nothing; a settled invoice, another processor or an id another invoice holds is
+    refused."""
+    value = payment_intent_id.strip()
+    if not _PAYMENT_INTENT.fullmatch(value):
+        raise InvalidInput(
+            f"{payment_intent_id[:40]!r} is not a Stripe PaymentIntent id.",
+            "Send the id Stripe returned when the intent was created, e.g. pi_3Nx….",
+        )
+    if invoice.processor_payment_intent_id == value and invoice.processor == "stripe":
+        return invoice
+    if invoice.status in (I.PAID, I.VOID):
+        raise Conflict(f"invoice {invoice.invoice_number} is {invoice.status}: nothing to pay.")
+    if invoice.status == I.DRAFT:
+        raise Conflict(
+            f"invoice {invoice.invoice_number} is a draft.",
+            "The issuing app finalizes it (status open) before it can be paid.",
+        )
+    if invoice.processor not in (None, "stripe"):
+        raise Conflict(
+            f"invoice {invoice.invoice_number} is paid through {invoice.processor}, not Stripe."
+        )
+    if invoice.processor_payment_intent_id is not None:
+        raise Conflict(
+            f"invoice {invoice.invoice_number} already has PaymentIntent "
+            f"{invoice.processor_payment_intent_id}.",
+            "Cancel that intent with Stripe first, or keep using it.",
+        )
+    holder = session.scalar(
+        select(BillingInvoice.invoice_number).where(
+            BillingInvoice.processor == "stripe",
+            BillingInvoice.processor_payment_intent_id == value,
+        )
+    )
+    if holder is not None:
+        raise Conflict(f"PaymentIntent {value} already pays another invoice.")
+    invoice.processor, invoice.processor_payment_intent_id = "stripe", value
+    invoice.updated_at = utcnow()
+    session.flush()
+    return invoice
+
+
+def payments_of(
+    session: Session, invoice_ids: list[uuid.UUID]
+) -> dict[uuid.UUID, list[BillingPayment]]:
+    """The payments recorded against each of ``invoice_ids``, oldest first."""
+    found: dict[uuid.UUID, list[BillingPayment]] = {i: [] for i in invoice_ids}
+    if not invoice_ids:
+        return found
+    rows = session.scalars(
+        select(BillingPayment)
+        .where(BillingPayment.invoice_id.in_(invoice_ids))
+        .order_by(BillingPayment.created_at, BillingPayment.id)
+    )
+    for payment in rows:
+        if payment.invoice_id is not None:
+            found[payment.invoice_id].append(payment)
+    return found

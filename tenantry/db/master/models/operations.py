@@ -40,6 +40,10 @@ class OperationKind(StrEnum):
     IMPORT_BILLING = "import_billing"
     #: `import shared`: one per store whose rows are copied out of a shared database.
     IMPORT = "import"
+    #: `servers drain`: every store moved off one server, one child ``move`` per store.
+    DRAIN = "drain"
+    #: `servers rebalance`: the stores moved to bring servers within a skew (child moves).
+    REBALANCE = "rebalance"
 
 
 class OperationStatus(StrEnum):

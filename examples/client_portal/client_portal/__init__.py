@@ -1,0 +1,1 @@
+"""Client portal (seed 003): a separate app over the billing schema it does not own."""

@@ -1,0 +1,224 @@
+"""Moving several stores, one ``move`` operation each, under one parent operation (a server's
+drain, a rebalance): :class:`MoveBatch`.
+
+Each store is moved by :class:`~tenantry.operations.move_store.StoreMover` exactly as ``stores
+move`` does (its own operation, a child of the parent; verified; its writes blocked only while
+it moves), up to ``concurrency`` at a time. The parent's progress counts the stores done; a
+cancel of the parent starts no further move (those running finish). A refused or rolled-back
+move is one store's outcome, never the batch's end.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from tenantry.crypto import SecretBox
+from tenantry.db.master.models import ACTIVE_STATUSES, OperationStatus, ProgressUnit, StoreMove
+from tenantry.db.schemas import SchemaSpec
+from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.operations.move_store import StoreMover
+from tenantry.services.move_progress import MoveProgress
+from tenantry.services.moves import describe
+from tenantry.services.rebalance_plan import PlannedMove
+from tenantry.settings import Settings
+
+#: A store's outcome: moved now, moved by an earlier run of the same parent, or not moved.
+MOVED, MOVED_EARLIER, FAILED = "moved", "moved earlier", "failed"
+
+
+@dataclass(frozen=True)
+class StoreOutcome:
+    """How one store's move ended."""
+
+    slug: str
+    source: str
+    target: str
+    status: str
+    move_id: uuid.UUID | None = None
+    error: str | None = None
+    seconds: float | None = None
+
+    def document(self) -> dict[str, Any]:
+        """The outcome as JSON."""
+        return {
+            "store": self.slug,
+            "from": self.source,
+            "to": self.target,
+            "status": self.status,
+            "move_id": str(self.move_id) if self.move_id else None,
+            "error": self.error,
+            "seconds": round(self.seconds, 2) if self.seconds is not None else None,
+        }
+
+
+#: Told as the batch advances: (store slug, its move's progress), or (slug, outcome) once done.
+OnMoveProgress = Callable[[str, MoveProgress], None]
+OnStoreDone = Callable[[StoreOutcome], None]
+
+
+@dataclass
+class MoveBatch:
+    """Runs planned moves as children of operation ``parent_id`` (held by ``kit``)."""
+
+    sessions: sessionmaker[Session]
+    box: SecretBox
+    settings: Settings
+    spec: SchemaSpec
+    actor: str
+    kit: OperationKit
+    parent_id: uuid.UUID
+    on_progress: OnMoveProgress | None = None
+    on_done: OnStoreDone | None = None
+    drain_seconds: float | None = None
+    stopped: bool = field(default=False, init=False)
+    _done: int = field(default=0, init=False)
+    _total: int = field(default=0, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def earlier(self) -> list[StoreOutcome]:
+        """The stores an earlier run of the parent already moved (completed child moves)."""
+        with self.sessions() as session:
+            done = session.scalars(
+                select(StoreMove)
+                .where(
+                    StoreMove.parent_id == self.parent_id,
+                    StoreMove.operation_status == OperationStatus.SUCCEEDED,
+                )
+                .order_by(StoreMove.finished_at)
+            )
+            return [
+                StoreOutcome(
+                    m.slug or "?",
+                    ((m.details or {}).get("source") or {}).get("server") or "?",
+                    m.to_server,
+                    MOVED_EARLIER,
+                    m.id,
+                )
+                for m in done
+            ]
+
+    def recover_orphans(self, *, wait_s: float) -> list[uuid.UUID]:
+        """Roll back the moves an earlier run of the parent left running when its process
+        died, waiting up to ``wait_s`` for their leases to lapse; the ids rolled back."""
+        with self.sessions() as session:
+            orphans = list(
+                session.scalars(
+                    select(StoreMove.id).where(
+                        StoreMove.parent_id == self.parent_id,
+                        StoreMove.operation_status.in_(ACTIVE_STATUSES),
+                    )
+                )
+            )
+        mover = self._mover()
+        recovered = []
+        for move_id in orphans:
+            deadline = time.monotonic() + wait_s
+            while mover.recover_stalled(move_id) is None and time.monotonic() < deadline:
+                self.kit.renew(self.parent_id)
+                time.sleep(0.25)
+            recovered.append(move_id)
+        return recovered
+
+    def run(
+        self, planned: list[PlannedMove], concurrency: int, *, done: int, total: int
+    ) -> list[StoreOutcome]:
+        """Move every store of ``planned``, ``concurrency`` at a time; their outcomes in plan
+        order. ``done`` of ``total`` is where the parent's progress stands before."""
+        self._done = done
+        self._total = total
+        self._report(None)
+        if concurrency <= 1:  # in this thread: Ctrl-C rolls the running move back
+            return [self._move(move) for move in planned]
+        with ThreadPoolExecutor(concurrency, thread_name_prefix="tenantry-move") as pool:
+            futures = [pool.submit(self._move, move) for move in planned]
+            try:
+                return [future.result() for future in futures]
+            except BaseException:  # Ctrl-C: the moves running finish, no other starts
+                self.stopped = True
+                raise
+
+    def _mover(self, slug: str | None = None) -> StoreMover:
+        def told(state: MoveProgress) -> None:
+            if self.on_progress is not None and slug is not None:
+                self.on_progress(slug, state)
+
+        mover = StoreMover(
+            self.sessions,
+            self.box,
+            self.settings,
+            self.spec,
+            actor=self.actor,
+            on_progress=told,
+            parent_id=self.parent_id,
+        )
+        if self.drain_seconds is not None:
+            mover.drain_seconds = self.drain_seconds
+        return mover
+
+    def _move(self, planned: PlannedMove) -> StoreOutcome:
+        if self.stopped:
+            outcome = StoreOutcome(
+                planned.slug, planned.source, planned.target, FAILED, error="not started: stopped"
+            )
+            self._finished(outcome)
+            return outcome
+        started = time.monotonic()
+        try:
+            moved = self._mover(planned.slug).move(planned.store_id, planned.target)
+        except Exception as exc:  # refused before it started: this store's outcome only
+            outcome = StoreOutcome(
+                planned.slug,
+                planned.source,
+                planned.target,
+                FAILED,
+                error=describe(exc),
+                seconds=time.monotonic() - started,
+            )
+        else:
+            ok = moved.operation_status == OperationStatus.SUCCEEDED
+            outcome = StoreOutcome(
+                planned.slug,
+                planned.source,
+                planned.target,
+                MOVED if ok else FAILED,
+                moved.id,
+                None if ok else moved.error,
+                time.monotonic() - started,
+            )
+        self._finished(outcome)
+        return outcome
+
+    def _finished(self, outcome: StoreOutcome) -> None:
+        with self._lock:
+            if outcome.status == MOVED:
+                self._done += 1
+            self._report(outcome)
+        if self.on_done is not None:
+            self.on_done(outcome)
+
+    def _report(self, outcome: StoreOutcome | None) -> None:
+        message = f"{self._done} of {self._total} stores moved"
+        if outcome is not None:
+            message += f"; last: {outcome.slug} {outcome.status}"
+        try:
+            cancel = self.kit.progress(
+                self.parent_id,
+                step="moving",
+                current=self._done,
+                total=self._total,
+                unit=ProgressUnit.DATABASES,
+                message=message,
+            )
+        except LostClaim:
+            cancel = True
+        if cancel:
+            self.stopped = True

@@ -1,0 +1,3 @@
+"""A plug-in whose ``RESOURCES`` are not declarations (for test_declaration)."""
+
+RESOURCES = ["customers"]

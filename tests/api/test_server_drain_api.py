@@ -1,0 +1,143 @@
+"""Draining a server over HTTP while its stores take writes: POST …/drain answers 202 with the
+drain's operation, a worker (here a background thread) moves each store, GET …/drain shows one
+move operation per store, and each store's writes are refused (503) only while its own move
+runs; every write that was accepted is in the store's new database."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+
+from tenantry.api.app import create_app
+from tenantry.operations.dispatch import InProcessDispatcher
+from tenantry.runtime import Platform
+from tenantry.services import apikeys
+from tenantry.settings import Settings
+from tests.api.conftest import Api
+from tests.conftest import require_server
+from tests.services.test_moves import PG_PASSWORD, admin_url
+
+
+@pytest.fixture
+def worker_api(settings: Settings, platform: Platform) -> Iterator[Api]:
+    """The API with durable work run by a background thread, as a worker would."""
+    dispatcher = InProcessDispatcher(settings, background=True)
+    with platform.sessions.begin() as session:
+        admin = apikeys.create_key(
+            session, name="admin", scope=apikeys.Scope.ADMIN, actor="cli:test"
+        )
+    with TestClient(create_app(settings, dispatcher=dispatcher)) as client:
+        yield Api(client, {"Authorization": f"Bearer {admin.plaintext}"}, platform)
+    dispatcher.close()
+
+
+@dataclass
+class Write:
+    store: str
+    sku: str
+    status: int
+    at: datetime
+
+
+def _wait(api: Api, url: str, done: set[str], *, key: str = "status") -> dict:  # type: ignore[type-arg]
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        doc = api.client.get(url, headers=api.admin).json()
+        if doc[key] in done:
+            return doc  # type: ignore[no-any-return]
+        time.sleep(0.2)
+    raise AssertionError(f"{url} never reached {done}")
+
+
+def test_drain_over_http_moves_each_store_blocking_only_its_own_writes(
+    worker_api: Api, server_slug: str
+) -> None:
+    require_server("postgresql")
+    api = worker_api
+    for name in ("old", "new"):
+        added = api.client.post(
+            "/database-servers",
+            json={"name": name, "url": admin_url("postgresql")},
+            headers=api.admin,
+        )
+        assert added.status_code == 201, added.text
+    slugs = [f"{server_slug}-a", f"{server_slug}-b"]
+    for slug in slugs:
+        made = api.client.post("/stores", json={"slug": slug, "name": slug}, headers=api.admin)
+        assert made.status_code == 201, made.text
+        job = api.client.post(
+            f"/stores/{slug}/provision",
+            json={"mode": "create_new", "server": "old"},
+            headers=api.admin,
+        )
+        assert job.status_code == 202, job.text
+        _wait(api, job.json()["status_url"], {"completed", "failed"})
+    refused = api.client.post("/database-servers/nope/drain", json={}, headers=api.admin)
+    assert refused.status_code == 404
+    bad = api.client.post("/database-servers/old/drain", json={"concurrency": 0}, headers=api.admin)
+    assert bad.status_code == 422
+
+    accepted = api.client.post("/database-servers/old/drain", json={}, headers=api.admin)
+
+    assert accepted.status_code == 202, accepted.text
+    body = accepted.json()
+    assert sorted(m["store"] for m in body["moves"]) == slugs
+    assert body["cannot_move"] == []
+    writes: list[Write] = []
+    reads: list[int] = []
+    n = 0
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        for slug in slugs:
+            n += 1
+            sku = f"SKU-{n}"
+            made = api.client.post(
+                f"/stores/{slug}/products",
+                json={"sku": sku, "name": "Mug", "price_minor": 100},
+                headers=api.admin,
+            )
+            writes.append(Write(slug, sku, made.status_code, datetime.now(UTC)))
+            reads.append(api.client.get(f"/stores/{slug}/products", headers=api.admin).status_code)
+        drain = api.client.get("/database-servers/old/drain", headers=api.admin).json()
+        if drain["operation"]["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.05)
+
+    drain = api.client.get("/database-servers/old/drain", headers=api.admin).json()
+    assert drain["operation"]["status"] == "succeeded", drain
+    assert drain["operation"]["id"] == body["operation_id"]
+    assert drain["operation"]["progress"]["current"] == 2
+    assert [m["kind"] for m in drain["moves"]] == ["move", "move"]
+    assert {m["status"] for m in drain["moves"]} == {"succeeded"}
+    assert set(reads) == {200}
+    assert {w.status for w in writes} <= {201, 503}
+    windows = {}
+    for slug in slugs:
+        (move,) = api.client.get(f"/moves?store={slug}", headers=api.admin).json()
+        assert (move["status"], move["to_server"], move["source"]) == ("completed", "new", "kept")
+        start = datetime.fromisoformat(move["started_at"]).replace(tzinfo=UTC)
+        end = datetime.fromisoformat(move["finished_at"]).replace(tzinfo=UTC)
+        windows[slug] = (start - timedelta(seconds=1), end + timedelta(seconds=1))
+    for w in writes:
+        if w.status == 503:  # refused only inside the store's own move
+            assert windows[w.store][0] <= w.at <= windows[w.store][1], w
+    for slug, other in ((slugs[0], slugs[1]), (slugs[1], slugs[0])):
+        during_other = [
+            w
+            for w in writes
+            if w.store == slug
+            and windows[other][0] + timedelta(seconds=1.5) < w.at
+            and w.at < windows[other][1] - timedelta(seconds=1.5)
+        ]
+        assert during_other, "no write landed while the other store moved"
+        assert {w.status for w in during_other} == {201}
+        listed = api.client.get(f"/stores/{slug}/products", headers=api.admin).json()
+        accepted_skus = {w.sku for w in writes if w.store == slug and w.status == 201}
+        assert accepted_skus <= {p["sku"] for p in listed}  # no accepted write was lost
+    assert any(w.status == 503 for w in writes)  # each store's own switch did block it
+    assert PG_PASSWORD not in accepted.text
