@@ -197,11 +197,12 @@ def test_usage_measures_the_stores_schema_not_the_shared_database(
         engine = platform.router.engine(master, stores.get_store(master, big))
     with Session(engine) as session, session.begin():
         session.add_all([product(f"BIG-{n}") for n in range(3000)])
-    measured = {slug: rollup_store(platform, ids[slug]).storage_bytes for slug in (small, big)}
+    small_bytes = rollup_store(platform, ids[small]).storage_bytes
+    big_bytes = rollup_store(platform, ids[big]).storage_bytes
     whole = admin_query(shared_db.database, "SELECT pg_database_size(current_database())")
     total = int(str(whole[0][0]))
-    assert measured[small] is not None
-    assert measured[big] is not None
-    assert 0 < measured[small] < measured[big]
+    assert small_bytes is not None
+    assert big_bytes is not None
+    assert 0 < small_bytes < big_bytes
     # Each is its schema's share: both together are well under the database (catalogs too).
-    assert measured[small] + measured[big] < total
+    assert small_bytes + big_bytes < total
