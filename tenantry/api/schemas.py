@@ -122,6 +122,29 @@ class ProvisionRequest(RequestModel):
     url: str | None = Field(None, max_length=2048, description="Database URL (connect_existing).")
 
 
+class SharedProvisionRequest(RequestModel):
+    """Where to give a store its own schema in a shared PostgreSQL database."""
+
+    target: str = Field(
+        min_length=1,
+        max_length=127,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}(/[a-z][a-z0-9_]{0,62})?$",
+        description="SERVER[/DATABASE]: a registered PostgreSQL server, and the shared "
+        "database on it (tenantry_shared_1 when left out; created when missing).",
+    )
+
+
+class SharedProvisioned(BaseModel):
+    """Where a shared-schema store now lives."""
+
+    slug: str
+    status: str
+    server: str
+    database: str
+    schema_name: str
+    total_tables: int
+
+
 class JobOut(BaseModel):
     """A provisioning job's state."""
 

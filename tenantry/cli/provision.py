@@ -34,6 +34,7 @@ from tenantry.db.master.models import ProvisioningMode, ProvisioningStatus
 from tenantry.errors import InvalidInput, TenantryError
 from tenantry.operations import provision_request
 from tenantry.operations.dispatch import InProcessDispatcher
+from tenantry.operations.provision_shared import provision_shared_store
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import provisioning, workers
 from tenantry.services.audit import cli_actor
@@ -142,6 +143,29 @@ def _report(doc: dict[str, Any], slug: str, json_output: bool, note: str | None 
         print_error(note, label="")
 
 
+def _provision_shared(slug: str, target: str, json_output: bool) -> None:
+    """Provision ``slug`` into its schema of a shared database, in this process."""
+    with open_platform(load_settings()) as platform:
+        done = provision_shared_store(platform, slug, target, actor=cli_actor())
+    if json_output:
+        emit_json(
+            {
+                "slug": done.slug,
+                "status": ProvisioningStatus.COMPLETED,
+                "server": done.server,
+                "database": done.database,
+                "schema": done.schema,
+                "total_tables": done.tables,
+            }
+        )
+        return
+    console.print(
+        f"[green]✓[/] store {done.slug} is provisioned in schema {done.schema} of shared "
+        f"database {done.database} on {done.server} ({done.tables} tables)"
+    )
+    typer.echo(f"next: tenantry stores show {done.slug}")
+
+
 @reports_errors
 def provision(
     slug: str = typer.Argument(..., help="The store to provision (slug or id)."),
@@ -156,6 +180,14 @@ def provision(
         "--server",
         help="With --new: the registered server to create the database on, or `sqlite` for a "
         "SQLite file in the data dir.",
+    ),
+    shared: str | None = typer.Option(
+        None,
+        "--shared",
+        metavar="SERVER[/DATABASE]",
+        help="With --new: give the store its own schema in a database shared with other "
+        "stores on registered PostgreSQL server SERVER (DATABASE: tenantry_shared_1 by "
+        "default, created when missing). Runs here, to its end.",
     ),
     connect: str | None = typer.Option(
         None,
@@ -177,6 +209,9 @@ def provision(
 ) -> None:
     """Create (--new) or connect (--connect URL) a store's database and build its tables.
 
+    --new --shared SERVER[/DATABASE] instead gives the store its own schema in a PostgreSQL
+    database shared with other stores (schema per tenant; MariaDB and SQLite are refused).
+
     --new without --server places the database on a registered server that accepts new
     stores, has room (max tenants, max bytes) and matches the store's --region/--tier: the
     least loaded (TENANTRY_PLACEMENT=least-tenants, the default, or least-bytes). When none
@@ -188,6 +223,14 @@ def provision(
     unless --timeout is given; --inline runs it right here. With --json the final job is
     printed (the queued job without --wait).
     """
+    if shared is not None:
+        if not new or server or connect:
+            raise InvalidInput(
+                "--shared goes with --new alone (it names the server itself).",
+                f"e.g. `tenantry provision {slug} --new --shared pg`.",
+            )
+        _provision_shared(slug, shared, json_output)
+        return
     if new == bool(connect):
         raise InvalidInput(
             "give either --new (optionally with --server NAME) or --connect URL.",

@@ -67,6 +67,8 @@ def store_document(session: Session, store: Store) -> dict[str, Any]:
             "access_mode": connection.access_mode,
             "can_ddl": connection.can_ddl,
             "credentials_rotated_at": connection.credentials_rotated_at,
+            # The store's schema in a shared database (None: a database of its own).
+            "schema": connection.db_schema,
         },
         "active_job_id": str(job.id) if job is not None else None,
         "connection_version": store.connection_version,
@@ -122,6 +124,8 @@ def print_store(doc: dict[str, Any]) -> None:
     else:
         details = ", ".join(f"{k}={v}" for k, v in conn["config_data"].items() if v is not None)
         table.add_row("database", details)
+        if conn["schema"]:
+            table.add_row("schema", f"{conn['schema']} (in a database shared with other stores)")
         table.add_row("created by tenantry", "yes" if conn["created_by_tenantry"] else "no")
         if conn["server"]:
             table.add_row("server", conn["server"])

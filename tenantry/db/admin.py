@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from tenantry.db import sqlite_writers
 from tenantry.db.engines import describe_connect_error, server_connect_args, sqlite_path
+from tenantry.db.shared_schemas import schema_of
 from tenantry.db.tls import check_transport, unreadable_tls_file
 from tenantry.db.urls import backend_of, mask, redact, require_driver
 from tenantry.errors import ConfigurationError, DatabaseAdminError
@@ -153,6 +154,14 @@ def drop_database(url: URL) -> bool:
         for suffix in ("", "-wal", "-shm", "-journal", sqlite_writers.LOCK_SUFFIX):
             path.with_name(path.name + suffix).unlink(missing_ok=True)
         return found
+    if (schema := schema_of(url)) is not None:
+        # A store in one schema of a shared database: dropping "its database" would drop
+        # every other store's schema with it.
+        raise DatabaseAdminError(
+            f"refusing to drop {mask(url)}: it is shared by several stores (this one lives "
+            f"in schema {schema}); nothing was dropped.",
+            "Drop the store's schema instead (tenantry stores delete SLUG --drop-database).",
+        )
     if not database_exists(url):
         return False
     _server_ddl(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
+from tenantry.db.shared_schemas import schema_of
 from tenantry.db.urls import backend_of
 
 
@@ -25,12 +26,25 @@ class TableSize:
 
 
 def database_bytes(conn: Connection) -> int:
-    """The bytes the connected database takes (data, indexes, free pages it holds)."""
+    """The bytes the connected database takes (data, indexes, free pages it holds); for a
+    connection confined to one schema of a shared database, that schema's tables."""
     backend = backend_of(conn.engine.url)
     if backend == "sqlite":
         pages = conn.exec_driver_sql("PRAGMA page_count").scalar_one()
         size = conn.exec_driver_sql("PRAGMA page_size").scalar_one()
         return int(pages) * int(size)
+    if backend == "postgresql" and schema_of(conn.engine.url) is not None:
+        # A store in one schema of a shared database: its schema's relations, not the
+        # database its neighbours share.
+        return int(
+            conn.execute(
+                text(
+                    "SELECT COALESCE(SUM(pg_total_relation_size(c.oid)), 0) FROM pg_class c "
+                    "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                    "WHERE c.relkind IN ('r', 'p', 'm') AND n.nspname = current_schema()"
+                )
+            ).scalar_one()
+        )
     if backend == "postgresql":
         return int(conn.execute(text("SELECT pg_database_size(current_database())")).scalar_one())
     _fresh_mysql_statistics(conn)

@@ -84,6 +84,8 @@ def due_stores(
             reachable,
             Store.database_status == DatabaseStatus.ACTIVE,
             Store.deleted_at.is_(None),
+            # Shared-schema stores share their database's pool login: not rotated per store.
+            IntegrationConfig.db_schema.is_(None),
         )
         .order_by(Store.slug)
     )
@@ -161,6 +163,14 @@ def _rotatable(session: Session, store: Store) -> IntegrationConfig:
         raise Conflict(
             f"store {store.slug!r} has no active database ({store.database_status}).",
             "Only an active store's credentials are rotated.",
+        )
+    if config.db_schema:
+        raise Conflict(
+            f"store {store.slug!r} lives in schema {config.db_schema} of a shared database, "
+            "reached through the login all of that database's stores share; per-store "
+            "rotation does not apply (nothing was changed).",
+            "Its access is its role, which has no password; rotating the shared pool login "
+            "is not supported yet.",
         )
     if config.access_mode != AccessMode.RUNTIME_LOGIN and not _legacy(config):
         raise Conflict(

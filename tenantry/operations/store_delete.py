@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
-from tenantry.db import admin
+from tenantry.db import admin, shared_schemas
 from tenantry.db.master.models import OperationKind, ProgressUnit
 from tenantry.db.urls import mask
 from tenantry.operations.running import run_here
@@ -81,7 +81,16 @@ def delete(platform: Platform, deletion: StoreDeletion, *, actor: str) -> dict[s
         # Cancellable until the first drop: after it, stopping would leave a store without
         # its database.
         running.step("dropping databases")
-        if main is not None:
+        if main is not None and (schema := shared_schemas.schema_of(main)) is not None:
+            # A store in one schema of a shared database: its schema and role go, the
+            # database and the other stores' schemas stay.
+            role = shared_schemas.tenant_role(deletion.slug, deletion.store_id)
+            dropped = shared_schemas.drop_tenant_schema(
+                shared_schemas.whole_database(main), str(main.database), schema, role
+            )
+            logins_dropped.append(role)
+            running.step("dropping databases", current=1, cancellable=False)
+        elif main is not None:
             dropped = admin.drop_database(main)
             logins_dropped += drop_store_logins(main, deletion.slug, deletion.store_id)
             running.step("dropping databases", current=1, cancellable=False)

@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 from tenantry.db.master.models import ProvisioningMode
 from tenantry.operations import provision_request
 from tenantry.operations.dispatch import Dispatcher, InProcessDispatcher
+from tenantry.operations.provision_shared import SharedProvisioned, provision_shared_store
 from tenantry.public.billing_api import BillingApi
 from tenantry.public.provision_handle import ProvisionHandle
 from tenantry.public.store_rules import PRODUCT_COUNT, StoreRules
@@ -208,6 +209,13 @@ class Tenantry:
         )
         runner = dispatcher if isinstance(dispatcher, InProcessDispatcher) else None
         return ProvisionHandle(self.platform, requested.job_id, requested.slug, runner)
+
+    def provision_shared(self, slug: str | uuid.UUID, target: str) -> SharedProvisioned:
+        """Give the store its own schema in a shared PostgreSQL database, ``target`` being
+        ``SERVER[/DATABASE]`` (a registered server; the database, ``tenantry_shared_1`` by
+        default, is created when missing). Runs to its end here; its sessions then work as
+        any store's. :class:`~tenantry.errors.InvalidInput` for a MariaDB or SQLite server."""
+        return provision_shared_store(self.platform, slug, target, actor=self._actor)
 
     # ---------------------------------------------------------------- web apps
 

@@ -4,7 +4,9 @@ The same rules: at most ``max_engines`` engines (least recently used disposed fi
 entry valid for one ``connection_version`` of its store, the database's identity checked
 once per engine against the instance master recorded. The caller looks the store up in
 master and checks its status (:class:`~tenantry.services.routing.StoreRoute`); this cache
-only ever touches the store's own database, on the event loop.
+only ever touches the store's own database, on the event loop. Shared-schema stores share
+one async engine per shared database, each through its own view (:mod:`.shared_routing`:
+role, search path and identity entered on every checkout, reset on return).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from tenantry.db.async_engines import make_async_engine
 from tenantry.db.identity import expect
 from tenantry.db.schemas import Role
 from tenantry.db.urls import mask
+from tenantry.services import shared_routing
 from tenantry.services.routing import StoreRoute
 
 
@@ -51,6 +54,8 @@ class AsyncTenantRouter:
     async def engine(self, route: StoreRoute) -> AsyncEngine:
         """The async engine of ``route``'s store database, opened (and its identity
         checked) on first use or after the store's connection changed."""
+        if route.shared is not None:
+            return await self._shared_view(route)
         with self._lock:
             entry = self._entries.get(route.store_id)
             if entry is not None and entry.version == route.connection_version:
@@ -77,6 +82,32 @@ class AsyncTenantRouter:
         for old in doomed:
             await old.dispose()
         return engine
+
+    async def _shared_view(self, route: StoreRoute) -> AsyncEngine:
+        """The store's view of its shared database's async engine (one per database, in the
+        same LRU as own databases' engines); the identity is checked on every checkout."""
+        assert route.shared is not None
+        key = shared_routing.pool_key(route.url)
+        doomed: list[AsyncEngine] = []
+        with self._lock:
+            stale = self._entries.pop(route.store_id, None)  # was an own database
+            if stale is not None:
+                doomed.append(stale.engine)
+            entry = self._entries.get(key)
+            if entry is None:
+                engine = make_async_engine(
+                    route.url,
+                    pool_size=self._pool_size,
+                    statement_timeout_ms=self._statement_timeout_ms,
+                )
+                shared_routing.install_async(engine)
+                entry = self._entries[key] = _Entry(engine, 0)
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._max:
+                doomed.append(self._entries.popitem(last=False)[1].engine)
+        for old in doomed:
+            await old.dispose()
+        return shared_routing.tenant_async_view(entry.engine, route.shared)
 
     async def dispose_all(self) -> None:
         """Dispose every engine (call it from the loop that used them)."""

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
 from tenantry.db.master.models import DatabaseServer, IntegrationConfig
+from tenantry.db.shared_schemas import schema_url
 from tenantry.db.urls import backend_of, parse_url
 from tenantry.errors import ConfigurationError
 
@@ -69,14 +70,20 @@ def migrator_url(session: Session, box: SecretBox, config: IntegrationConfig) ->
     """The URL that may change the schema of the store database ``config`` describes, for
     migrations, backups, restores, moves and drops: the registered server's admin URL with
     the store's database when tenantry created it on that server, else the stored URL (the
-    one the store was connected with). Routing keeps using :func:`tenant_url`."""
+    one the store was connected with). Routing keeps using :func:`tenant_url`. For a store
+    in a schema of a shared database, the admin URL is confined to that schema
+    (:func:`~tenantry.db.shared_schemas.schema_url`)."""
     if config.database_server_id is not None and config.created_by_tenantry:
         server = session.get(DatabaseServer, config.database_server_id)
     elif config.can_ddl is False:  # a least-privilege URL was given: a server's admin may
         server = matching_server(session, config.config_data)
     else:
         return tenant_url(box, config)
-    return migrator_url_on(box, config.config_data, config.secret_encrypted, server)
+    url = migrator_url_on(box, config.config_data, config.secret_encrypted, server)
+    if config.db_schema and server is not None:
+        # A store in one schema of a shared database: the admin works in that schema alone.
+        return schema_url(url, str(config.config_data["database"]), config.db_schema)
+    return url
 
 
 def matching_server(session: Session, config_data: dict[str, Any]) -> DatabaseServer | None:

@@ -22,6 +22,7 @@ from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Integratio
 from tenantry.db.probe import probe
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.server_connections import ServerConnections
+from tenantry.db.shared_schemas import schema_url
 from tenantry.db.urls import mask
 from tenantry.errors import NotFound
 from tenantry.services.connections import migrator_url_on
@@ -55,6 +56,7 @@ def tenant_databases(
             IntegrationConfig.database_server_id,
             IntegrationConfig.created_by_tenantry,
             IntegrationConfig.can_ddl,
+            IntegrationConfig.db_schema,
         )
         .join(
             IntegrationConfig,
@@ -78,6 +80,8 @@ def tenant_databases(
                 f"({row.config_data.get('host')}) to migrate it with"
             )
         url = migrator_url_on(box, row.config_data, row.secret_encrypted, server)
+        if row.db_schema and server is not None:  # one schema of a shared database
+            url = schema_url(url, str(row.config_data["database"]), row.db_schema)
         found.append(TenantDb(row.id, row.slug, url, row.instance_id, no_ddl))
     if slugs:
         missing = sorted(set(slugs) - {t.slug for t in found})

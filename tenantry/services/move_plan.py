@@ -130,6 +130,13 @@ def plan_move(
     config = stores.active_connection(session, store)
     if config is None:
         raise Conflict(f"store {store.slug!r} has no database to move.")
+    if config.db_schema:
+        raise Conflict(
+            f"store {store.slug!r} lives in schema {config.db_schema} of a shared database; "
+            "moving a shared-schema store is not supported yet; nothing was changed.",
+            "Back it up (tenantry backup run store:SLUG) and provision a new store where you "
+            "want it instead.",
+        )
     target = servers.get_server(session, server)
     if not target.is_active:
         raise Conflict(f"database server {target.name!r} is inactive.", "Pick another.")

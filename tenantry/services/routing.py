@@ -31,8 +31,10 @@ from tenantry.db.schemas import Role
 from tenantry.db.urls import mask
 from tenantry.errors import StoreSuspended, StoreUnavailable
 from tenantry.observability import metrics
+from tenantry.services import shared_routing
 from tenantry.services.connections import tenant_url
 from tenantry.services.server_pooler import pooler_url, through_pooler
+from tenantry.services.shared_routing import SharedTenant
 from tenantry.services.stores import active_connection
 
 
@@ -41,6 +43,15 @@ class _Entry:
     engine: Engine
     version: int
     last_used: float
+
+
+@dataclass
+class _View:
+    """A shared-schema store's view of its shared database's pool (kept in ``_entries``)."""
+
+    engine: Engine
+    version: int
+    pool: uuid.UUID
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,9 @@ class StoreRoute:
     connection_version: int
     url: URL
     instance_id: str | None
+    #: A shared-schema store's schema and role in its shared database (``None``: its own
+    #: database).
+    shared: SharedTenant | None = None
     #: Whether ``url`` leads through a transaction-mode pooler (PgBouncer) in front of the
     #: store's server: no session state (prepared statements, startup options) is relied on.
     pooled: bool = False
@@ -94,7 +108,10 @@ class TenantRouter:
         self._max = max_engines
         self._pool_size = pool_size
         self._idle = idle_seconds
+        # Own databases' engines by store id, and shared databases' pools by pool key: the
+        # LRU bound counts both; shared-schema stores' views of a pool are not engines.
         self._entries: OrderedDict[uuid.UUID, _Entry] = OrderedDict()
+        self._views: dict[uuid.UUID, _View] = {}
         self._lock = threading.Lock()
         self._hits = self._misses = self._evictions = 0
 
@@ -111,14 +128,25 @@ class TenantRouter:
             raise unavailable(store)
         now = time.monotonic()
         with self._lock:
+            view = self._views.get(store.id)
+            pool = self._entries.get(view.pool) if view is not None else None
+            if view is not None and pool is not None and view.version == store.connection_version:
+                pool.last_used = now
+                self._entries.move_to_end(view.pool)
+                self._hits += 1
+                return view.engine
             entry = self._entries.get(store.id)
             if entry is not None and entry.version == store.connection_version:
                 entry.last_used = now
                 self._entries.move_to_end(store.id)
                 self._hits += 1
                 return entry.engine
-        engine = self._open(master, store)
+        route = self.route(master, store)
+        if route.shared is not None:
+            return self._shared_view(route, now)
+        engine = self._open(route)
         with self._lock:
+            self._views.pop(store.id, None)  # was a shared-schema store
             stale = self._entries.pop(store.id, None)
             self._entries[store.id] = _Entry(engine, store.connection_version, now)
             self._misses += 1
@@ -145,8 +173,10 @@ class TenantRouter:
             yield conn
 
     def evict(self, store_id: uuid.UUID) -> None:
-        """Forget (and dispose) the engine of a store."""
+        """Forget (and dispose) the engine of a store (a shared-schema store's view is
+        forgotten; its shared database's pool serves other stores and stays)."""
         with self._lock:
+            self._views.pop(store_id, None)
             entry = self._entries.pop(store_id, None)
             if entry is not None:
                 self._evictions += 1
@@ -160,6 +190,7 @@ class TenantRouter:
         with self._lock:
             entries = list(self._entries.values())
             self._entries.clear()
+            self._views.clear()
             retired = [e for e in self._bound if e not in {x.engine for x in entries}]
         if entries:
             metrics.tenant_engines(0)
@@ -209,6 +240,8 @@ class TenantRouter:
             if len(self._entries) > self._max or now - oldest.last_used > self._idle:
                 del self._entries[oldest_id]
                 self._evictions += 1
+                for store_id in [k for k, v in self._views.items() if v.pool == oldest_id]:
+                    del self._views[store_id]
                 doomed.append(oldest.engine)
             else:
                 break
@@ -226,8 +259,14 @@ class TenantRouter:
                 f"Provision it: tenantry provision {store.slug} --new.",
             )
         url = tenant_url(self._box, config)
-        pooler = None
-        if config.database_server_id is not None:
+        shared = pooler = None
+        if config.db_schema:
+            # Never through a transaction-mode pooler: every checkout's SET ROLE and
+            # search_path are session state.
+            shared = SharedTenant(
+                store.slug, config.db_schema, str(config.config_data["role"]), config.instance_id
+            )
+        elif config.database_server_id is not None:
             server = master.get(DatabaseServer, config.database_server_id)
             pooler = pooler_url(self._box, server) if server is not None else None
         return StoreRoute(
@@ -236,11 +275,55 @@ class TenantRouter:
             store.connection_version,
             through_pooler(url, pooler) if pooler is not None else url,
             config.instance_id,
+            shared,
             pooled=pooler is not None,
         )
 
-    def _open(self, master: Session, store: Store) -> Engine:
-        route = self.route(master, store)
+    def _shared_view(self, route: StoreRoute, now: float) -> Engine:
+        """The view of ``route``'s shared database pool for its store (the pool opened on
+        first use); every checkout enters the store's role and schema and checks its
+        identity (:mod:`.shared_routing`)."""
+        assert route.shared is not None
+        key = shared_routing.pool_key(route.url)
+        doomed: list[Engine] = []
+        with self._lock:
+            pool = self._entries.get(key)
+            stale = self._entries.pop(route.store_id, None)  # was an own database
+            if stale is not None:
+                doomed.append(stale.engine)
+            if pool is None:
+                engine = make_engine(
+                    route.url,
+                    pool_size=self._pool_size,
+                    statement_timeout_ms=self._statement_timeout_ms,
+                    role=Role.TENANT.value,
+                )
+                shared_routing.install(engine)
+                self._bind(engine)
+                pool = self._entries[key] = _Entry(engine, 0, now)
+                self._misses += 1
+            else:
+                pool.last_used = now
+                self._entries.move_to_end(key)
+            view = shared_routing.tenant_view(pool.engine, route.shared)
+            self._views[route.store_id] = _View(view, route.connection_version, key)
+            doomed += self._shrink(now)
+            held = len(self._entries)
+        metrics.tenant_engines(held, evicted=len(doomed))
+        for old in doomed:
+            self._retire(old)
+        # The identity is checked on this first checkout, as on every later one.
+        with connect(view) as conn:
+            conn.rollback()
+        return view
+
+    def _bind(self, engine: Engine) -> None:
+        """Count ``engine``'s connections in the per-server budget, if there is one."""
+        if self._budget is not None and engine.dialect.name != "sqlite":
+            self._budget.bind(engine)
+            self._bound.add(engine)
+
+    def _open(self, route: StoreRoute) -> Engine:
         engine = make_engine(
             route.url,
             pool_size=self._pool_size,
@@ -248,19 +331,17 @@ class TenantRouter:
             role=Role.TENANT.value,
             transaction_pooler=route.pooled,
         )
-        if self._budget is not None and engine.dialect.name != "sqlite":
-            self._budget.bind(engine)
-            with self._lock:
-                self._bound.add(engine)
+        with self._lock:
+            self._bind(engine)
         try:
             # Checked once per engine: the database must be the one master says it is.
             with connect(engine) as conn:
                 expect(
                     conn,
                     Role.TENANT,
-                    where=f"{mask(engine.url)} (store {store.slug!r}'s database)",
+                    where=f"{mask(engine.url)} (store {route.slug!r}'s database)",
                     instance_id=route.instance_id,
-                    why=f"store {store.slug!r}'s connection leads there, not to its own "
+                    why=f"store {route.slug!r}'s connection leads there, not to its own "
                     "database, so it is not served",
                     hint="Someone changed the database behind the connection: check it before "
                     "serving this store again.",
@@ -269,10 +350,6 @@ class TenantRouter:
             engine.dispose()
             raise
         return engine
-
-
-def _checked_in(engine: Engine) -> int:
-    return int(getattr(engine.pool, "checkedin", lambda: 0)())
 
 
 def unavailable(store: Store) -> StoreUnavailable:
@@ -286,3 +363,7 @@ def unavailable(store: Store) -> StoreUnavailable:
     if status == DatabaseStatus.PROVISIONING:
         return StoreUnavailable(f"store {store.slug!r} is still being provisioned.")
     return StoreUnavailable(f"store {store.slug!r} is not available ({status}).")
+
+
+def _checked_in(engine: Engine) -> int:
+    return int(getattr(engine.pool, "checkedin", lambda: 0)())

@@ -266,7 +266,8 @@ def drop_server_databases(platform: Platform) -> None:
     urls: list[URL] = []
     with platform.sessions() as session:
         for config in session.scalars(select(IntegrationConfig)):
-            if config.config_data.get("engine") != "sqlite":
+            # Shared-schema stores' databases are dropped by their own fixture (shared_db).
+            if config.config_data.get("engine") != "sqlite" and not config.db_schema:
                 urls.append(migrator_url(session, platform.box, config))
         for move in session.scalars(select(StoreMove)):
             target = move.details.get("target") or {}

@@ -20,6 +20,8 @@ from tenantry.api.schemas import (
     JobAccepted,
     JobOut,
     ProvisionRequest,
+    SharedProvisioned,
+    SharedProvisionRequest,
     StoreCreate,
     StoreList,
     StoreOut,
@@ -29,6 +31,7 @@ from tenantry.api.schemas import (
 from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store
 from tenantry.errors import NotFound
 from tenantry.operations import provision_request, store_create
+from tenantry.operations.provision_shared import provision_shared_store
 from tenantry.services import provisioning, stores, usage
 
 router = APIRouter(tags=["stores"])
@@ -207,6 +210,35 @@ def provision_store(
     url = f"/provision/{job.job_id}"
     response.headers["Location"] = url
     return JobAccepted(job_id=job.job_id, status=job.status, status_url=url)
+
+
+@router.post(
+    "/stores/{store_ref}/provision/shared",
+    status_code=status.HTTP_201_CREATED,
+    response_model=SharedProvisioned,
+    responses={502: {}, 503: {}},
+)
+def provision_store_shared(
+    store_ref: str,
+    body: SharedProvisionRequest,
+    master: MasterDep,
+    key: AdminDep,
+    platform: PlatformDep,
+) -> SharedProvisioned:
+    """Give the store its own schema in a shared PostgreSQL database (schema per tenant),
+    to its end, before answering; 422 for a MariaDB or SQLite server."""
+    with audit_failures(master, platform, key, "store.provisioned", "store", store_ref):
+        store_id = visible_store(master, key, store_ref).id
+        master.rollback()  # end the check's transaction: the operation opens its own
+        done = provision_shared_store(platform, store_id, body.target, actor=key.actor)
+    return SharedProvisioned(
+        slug=done.slug,
+        status="completed",
+        server=done.server,
+        database=done.database,
+        schema_name=done.schema,
+        total_tables=done.tables,
+    )
 
 
 @router.get("/provision/{job_id}", response_model=JobOut)

@@ -24,6 +24,7 @@ from tenantry.backup.dump_tools.base import (
     tool_version,
 )
 from tenantry.db.engines import connect, make_engine
+from tenantry.db.shared_schemas import schema_of
 from tenantry.db.tls import check_transport, pg_tool_env
 
 
@@ -65,6 +66,9 @@ class PostgresEngine(BackupEngine):
                     info = DumpInfo(counts, True, server, "pg_dump", tool_version(pg_dump))
                     # Compression is zstd's job downstream; -Z0 keeps pg_dump's CPU free.
                     args = [pg_dump, "--format=custom", "--compress=0", f"--snapshot={snapshot}"]
+                    if (schema := schema_of(url)) is not None:
+                        # One store's schema of a shared database: never its neighbours'.
+                        args.append(f"--schema={schema}")
                     with dump_output(ToolProcess(args, _pg_env(url), url, stdin=False)) as out:
                         yield out, info
         finally:

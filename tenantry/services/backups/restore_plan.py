@@ -102,6 +102,14 @@ def _own_url(session: Session, box: SecretBox, settings: Settings, backup: Backu
             f"store {backup.slug}'s writes are blocked ({blocked}); it cannot be restored now.",
             "Wait for the move or restore in progress to finish (tenantry stores show).",
         )
+    if config.db_schema:
+        raise Conflict(
+            f"store {backup.slug} lives in schema {config.db_schema} of a shared database: "
+            "restoring it in place (a staging schema swapped in) is not supported yet; "
+            "nothing was changed.",
+            "Restore the backup with --target URL into a database you choose and copy the "
+            "rows you need back.",
+        )
     if config.instance_id and config.instance_id != backup.instance_id:
         raise WrongDatabase(
             f"store {backup.slug}'s database is now instance {config.instance_id}, the backup "

@@ -14,6 +14,7 @@ from tenantry.db.identity import Identity, expect
 from tenantry.db.master.models import Backup, DatabaseServer, IntegrationConfig, Store
 from tenantry.db.probe import probe
 from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, tenant_schema
+from tenantry.db.shared_schemas import schema_url
 from tenantry.db.urls import mask, parse_url
 from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.files import private_dir
@@ -151,6 +152,9 @@ def scratch_server(session: Session, box: SecretBox, settings: Settings, backup:
         if config.database_server_id is not None
         else matching_server(session, config.config_data)
     )
+    if server is not None and config.db_schema:
+        # The dump holds one schema of a shared database: the scratch copy is checked in it.
+        return schema_url(server_url(box, server), "postgres", config.db_schema)
     if server is not None:
         return server_url(box, server)
     problem = _scratch_problem(session, config)

@@ -28,6 +28,7 @@ from tenantry.db.engines import connect, make_engine, sqlite_path
 from tenantry.db.identity import expect
 from tenantry.db.master.models import GOOD_BACKUP_STATUSES, Backup, BackupStatus
 from tenantry.db.schemas import Role
+from tenantry.db.shared_schemas import whole_database
 from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
 from tenantry.errors import (
@@ -52,12 +53,15 @@ def scratch_database(server: URL, backup_id: uuid.UUID, purpose: str = "verify")
         url = server.set(database=str(path.parent / f"{name}.db"))
     else:
         url = server.set(database=name)
-    drop_database(url)  # a scratch left by a killed run
-    create_database(url)
+    # A shared-schema store's scratch keeps its schema confinement (the dump restores that
+    # schema), but the scratch database is tenantry's own and is dropped whole.
+    whole = whole_database(url)
+    drop_database(whole)  # a scratch left by a killed run
+    create_database(whole)
     try:
         yield url
     finally:
-        drop_database(url)
+        drop_database(whole)
 
 
 def get_backup(session: Session, ref: str | uuid.UUID) -> Backup:

@@ -208,5 +208,8 @@ class IntegrationConfig(MasterBase):
     can_ddl: Mapped[bool | None] = mapped_column(Boolean)
     #: When the stored login's password was last set (provisioning, move, rotation).
     credentials_rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: The PostgreSQL schema the store lives in inside a database shared with other stores
+    #: (schema per tenant); NULL when the store has its own database.
+    db_schema: Mapped[str | None] = mapped_column(String(63))
     created_at: Mapped[CreatedAt]
     updated_at: Mapped[UpdatedAt]

@@ -1,0 +1,239 @@
+"""Schema per tenant on PostgreSQL: names, DDL and the admin URL that works inside one schema.
+
+A shared database (``tenantry_shared_1``, or one named by the operator) holds many stores,
+each in its own schema ``t_<slug>_<id8>`` with the store schema's tables, its own identity row
+and its own Alembic version table. Three kinds of roles guard it:
+
+* the **migrator** (the registered server's admin URL) owns the schemas and their tables;
+  every DDL, backup and restore runs as it with ``search_path`` set to one schema only
+  (:func:`schema_url`), so unqualified names (tables, identity, version table) resolve there;
+* one **tenant role** per store (``ts_<slug>_<id8>``, NOLOGIN): USAGE on its schema and DML on
+  its tables and sequences, nothing on any other schema;
+* one **pool login** per shared database (``tsp_<database>``, NOINHERIT, ``search_path`` empty
+  by default): it may connect and is a member of every tenant role of that database, but
+  holds no privilege of its own, so a connection is useless until it ``SET ROLE``s to a
+  tenant (see :mod:`tenantry.services.shared_routing`).
+
+MariaDB and SQLite have no schema inside a database (a MySQL schema *is* a database), so
+:func:`refuse_backend` refuses them with what to do instead.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, text
+from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from tenantry.db.engines import describe_connect_error, make_engine
+from tenantry.db.login_secrets import generate_password, scram_verifier
+from tenantry.db.urls import backend_of, mask, redact
+from tenantry.errors import DatabaseAdminError, InvalidInput
+
+#: The database tenantry creates on a server for shared-schema stores when none is named.
+DEFAULT_DATABASE = "tenantry_shared_1"
+_IDENT = re.compile(r"[a-z][a-z0-9_]{0,62}")
+_SLUG_CHARS = re.compile(r"[^a-z0-9]")
+
+
+def refuse_backend(url: URL, where: str) -> None:
+    """Refuse a server whose backend has no schemas inside a database (MariaDB, SQLite)."""
+    backend = backend_of(url)
+    if backend != "postgresql":
+        raise InvalidInput(
+            f"{where} is a {backend} server: schema-per-tenant (--shared) is PostgreSQL only "
+            f"(on {backend} a schema is a database).",
+            "Give a registered PostgreSQL server to --shared, or provision the store with its "
+            "own database (--new --server NAME).",
+        )
+
+
+def check_name(name: str, what: str) -> str:
+    """``name`` when it is a safe PostgreSQL identifier (lower-case, digits, underscores)."""
+    if not _IDENT.fullmatch(name):
+        raise InvalidInput(
+            f"{what} {name[:70]!r} is not allowed.",
+            "Use 1 to 63 lower-case letters, digits or underscores, starting with a letter.",
+        )
+    return name
+
+
+def _stem(slug: str) -> str:
+    return _SLUG_CHARS.sub("_", slug.lower())[:40]
+
+
+def schema_name(slug: str, store_id: uuid.UUID) -> str:
+    """The schema store ``slug`` gets in a shared database (``t_<slug>_<id8>``)."""
+    return f"t_{_stem(slug)}_{store_id.hex[:8]}"
+
+
+def tenant_role(slug: str, store_id: uuid.UUID) -> str:
+    """The NOLOGIN role whose privileges are store ``slug``'s schema alone."""
+    return f"ts_{_stem(slug)}_{store_id.hex[:8]}"
+
+
+def pool_login(database: str) -> str:
+    """The login every connection to shared database ``database`` is opened with."""
+    return f"tsp_{check_name(database, 'shared database name')}"[:63]
+
+
+def schema_url(admin_url: URL, database: str, schema: str) -> URL:
+    """``admin_url`` on ``database`` with ``search_path`` = ``schema`` alone from the start of
+    every session: what migrations, identity checks, backups and drops of a shared-schema
+    store connect with (unqualified names resolve in that schema only)."""
+    check_name(schema, "schema name")
+    return admin_url.set(database=database).update_query_dict(
+        {"options": f"-c search_path={schema}"}
+    )
+
+
+@contextmanager
+def admin_connection(admin_url: URL, database: str) -> Iterator[Connection]:
+    """An AUTOCOMMIT connection as the server's admin, in ``database``."""
+    url = admin_url.set(database=database)
+    engine = make_engine(url, pooled=False)
+    try:
+        try:
+            conn = engine.connect()
+        except (OperationalError, InterfaceError) as exc:
+            raise describe_connect_error(url, exc) from None
+        with conn:
+            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+    finally:
+        engine.dispose()
+
+
+def _run(conn: Connection, statements: list[str], what: str, *, secret: bool = False) -> None:
+    try:
+        for statement in statements:
+            conn.exec_driver_sql(statement)
+    except DBAPIError as exc:
+        if exc.connection_invalidated or isinstance(exc, InterfaceError):
+            raise describe_connect_error(conn.engine.url, exc) from None
+        detail = type(exc.orig).__name__ if secret or exc.orig is None else str(exc.orig)
+        raise DatabaseAdminError(
+            f"the server at {mask(conn.engine.url)} refused to {what}: "
+            f"{redact(detail.strip().splitlines()[0])}.",
+            "Check that the server's admin URL may create roles, schemas and grants.",
+        ) from None
+
+
+def _role_exists(conn: Connection, role: str) -> bool:
+    query = text("SELECT 1 FROM pg_roles WHERE rolname = :n")
+    return conn.execute(query, {"n": role}).first() is not None
+
+
+def ensure_pool_login(admin_url: URL, database: str, password: str | None) -> str | None:
+    """Make shared database ``database``'s pool login (NOINHERIT, empty ``search_path``,
+    CONNECT on the database, which PUBLIC loses) unless it exists.
+
+    ``password``: the one master already keeps for it (kept as is); ``None`` when master has
+    none: the login gets a new password, returned (``None`` when the password was kept).
+    """
+    login = pool_login(database)
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        statements: list[str] = []
+        new = generate_password() if password is None else None
+        verifier = f" PASSWORD '{scram_verifier(new)}'" if new is not None else ""
+        if not _role_exists(conn, login):
+            statements.append(
+                f"CREATE ROLE {q(login)} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                f"NOREPLICATION NOBYPASSRLS{verifier}"
+            )
+        elif new is not None:
+            statements.append(f"ALTER ROLE {q(login)} PASSWORD '{scram_verifier(new)}'")
+        _run(conn, statements, f"create login {login}", secret=True)
+        _run(
+            conn,
+            [
+                f"ALTER ROLE {q(login)} IN DATABASE {q(database)} SET search_path = ''",
+                f"REVOKE ALL ON DATABASE {q(database)} FROM PUBLIC",
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                f"GRANT CONNECT ON DATABASE {q(database)} TO {q(login)}",
+            ],
+            f"set up login {login}",
+        )
+    return new
+
+
+def ensure_tenant_schema(admin_url: URL, database: str, schema: str, role: str) -> None:
+    """Create ``schema`` (owned by the admin) and its NOLOGIN ``role`` (DML on the schema's
+    tables and sequences, present and future; nothing else), and make the pool login a
+    member of it. Idempotent."""
+    check_name(schema, "schema name")
+    check_name(role, "role name")
+    login = pool_login(database)
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        statements = [] if _role_exists(conn, role) else [f"CREATE ROLE {q(role)} NOLOGIN"]
+        s, r = q(schema), q(role)
+        statements += [
+            f"CREATE SCHEMA IF NOT EXISTS {s}",
+            f"REVOKE ALL ON SCHEMA {s} FROM PUBLIC",
+            f"GRANT USAGE ON SCHEMA {s} TO {r}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} "
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {r}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {r}",
+            f"GRANT {r} TO {q(login)}",
+        ]
+        _run(conn, statements, f"create schema {schema}")
+
+
+def grant_tables(admin_url: URL, database: str, schema: str, role: str) -> None:
+    """Give ``role`` DML on every table and sequence ``schema`` holds now."""
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        s, r = q(check_name(schema, "schema name")), q(check_name(role, "role name"))
+        _run(
+            conn,
+            [
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r}",
+                f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r}",
+            ],
+            f"grant on schema {schema}",
+        )
+
+
+def schema_exists(admin_url: URL, database: str, schema: str) -> bool:
+    """Whether ``schema`` exists in ``database``."""
+    with admin_connection(admin_url, database) as conn:
+        query = text("SELECT 1 FROM pg_namespace WHERE nspname = :n")
+        return conn.execute(query, {"n": schema}).first() is not None
+
+
+def drop_tenant_schema(admin_url: URL, database: str, schema: str, role: str) -> bool:
+    """Drop ``schema`` with everything in it, and its tenant ``role``; True when the schema
+    was there. Other stores' schemas in the database are untouched."""
+    check_name(schema, "schema name")
+    check_name(role, "role name")
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        found = conn.execute(
+            text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": schema}
+        ).first()
+        statements = [f"DROP SCHEMA IF EXISTS {q(schema)} CASCADE"]
+        if _role_exists(conn, role):
+            # Its default privileges and grants are in this database only.
+            statements[:0] = [f"DROP OWNED BY {q(role)}"]
+            statements.append(f"DROP ROLE {q(role)}")
+        _run(conn, statements, f"drop schema {schema}")
+    return found is not None
+
+
+def schema_of(url: URL) -> str | None:
+    """The one schema a :func:`schema_url` is confined to, or ``None`` for a whole database."""
+    options = url.query.get("options")
+    if isinstance(options, tuple):
+        options = " ".join(options)
+    match = re.search(r"-c\s*search_path=([a-z][a-z0-9_]{0,62})", options or "")
+    return match.group(1) if match else None
+
+
+def whole_database(url: URL) -> URL:
+    """``url`` without the schema confinement :func:`schema_url` added."""
+    return url.difference_update_query(["options"])

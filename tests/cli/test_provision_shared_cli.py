@@ -1,0 +1,97 @@
+"""`tenantry provision SLUG --new --shared SERVER[/DATABASE]` as a user runs it, then
+`stores delete --drop-database`; MariaDB and misuse refused with nothing recorded."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from sqlalchemy import text
+
+from tenantry.db.admin import database_exists, drop_database
+from tenantry.db.engines import make_engine
+from tenantry.db.shared_schemas import pool_login
+from tenantry.db.urls import parse_url
+from tests.cli.conftest import Invoke, as_json
+from tests.conftest import require_server
+from tests.services.test_moves import admin_url
+
+
+def _drop(database: str) -> None:
+    admin = parse_url(admin_url("postgresql"))
+    drop_database(admin.set(database=database))
+    engine = make_engine(admin.set(database="postgres"), pooled=False)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(f'DROP ROLE IF EXISTS "{pool_login(database)}"'))
+    finally:
+        engine.dispose()
+
+
+def test_provision_shared_then_delete(cli: Invoke) -> None:
+    require_server("postgresql")
+    database = f"tsh_{uuid.uuid4().hex[:10]}"
+    slug = f"cli-sh-{uuid.uuid4().hex[:6]}"
+    assert cli("init").exit_code == 0
+    assert cli("servers", "add", "pg", "--url", admin_url("postgresql")).exit_code == 0
+    assert cli("stores", "create", slug, "--name", "Shared").exit_code == 0
+    try:
+        result = cli("provision", slug, "--new", "--shared", f"pg/{database}", "--json")
+        assert result.exit_code == 0, result.output
+        doc = as_json(result)
+        assert doc["status"] == "completed"
+        assert doc["database"] == database
+        assert doc["schema"].startswith("t_cli_sh_")
+        shown = as_json(cli("stores", "show", slug, "--json"))
+        assert shown["status"] == "active"
+        assert shown["connection"]["schema"] == doc["schema"]
+        assert "password" not in shown["connection"]["config_data"]
+        again = cli("provision", slug, "--new", "--shared", f"pg/{database}")
+        assert again.exit_code != 0
+        assert "provisioned already" in again.output
+        deleted = cli("stores", "delete", slug, "--drop-database", "--yes", "--json")
+        assert deleted.exit_code == 0, deleted.output
+        assert as_json(deleted)["database_dropped"] is True
+        # The shared database stays (other stores may live there); the schema went.
+        admin = parse_url(admin_url("postgresql")).set(database=database)
+        assert database_exists(admin)
+        engine = make_engine(admin, pooled=False)
+        try:
+            with engine.connect() as conn:
+                found = conn.execute(
+                    text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": doc["schema"]}
+                ).first()
+        finally:
+            engine.dispose()
+        assert found is None
+    finally:
+        _drop(database)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--shared", "pg"], "goes with --new"),
+        (["--new", "--server", "pg", "--shared", "pg"], "goes with --new alone"),
+        (["--new", "--shared", "nowhere"], "nowhere"),
+    ],
+)
+def test_misuse_is_refused(cli: Invoke, args: list[str], message: str) -> None:
+    assert cli("init").exit_code == 0
+    assert cli("stores", "create", "lonely", "--name", "Lonely").exit_code == 0
+    result = cli("provision", "lonely", *args)
+    assert result.exit_code != 0
+    assert message in result.output
+    assert as_json(cli("stores", "show", "lonely", "--json"))["status"] == "pending"
+
+
+def test_mariadb_is_refused(cli: Invoke) -> None:
+    require_server("mysql")
+    assert cli("init").exit_code == 0
+    url = admin_url("mysql")
+    assert cli("servers", "add", "maria", "--url", url).exit_code == 0
+    assert cli("stores", "create", "on-maria", "--name", "M").exit_code == 0
+    result = cli("provision", "on-maria", "--new", "--shared", "maria")
+    assert result.exit_code != 0
+    assert "PostgreSQL only" in result.output
+    assert as_json(cli("stores", "show", "on-maria", "--json"))["status"] == "pending"
