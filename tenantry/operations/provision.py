@@ -380,6 +380,7 @@ class Provisioner:
                 secret=secret,
                 instance_id=instance_id,
                 revision=migrations.head(self.spec),
+                tables=len(self.spec.metadata.sorted_tables),
                 **access,
             )
         if not completed:
