@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -115,16 +116,23 @@ class Provisioner:
         if cancelled:
             raise LostJob(str(job_id))
 
-    def _load(self, job_id: uuid.UUID) -> tuple[ProvisioningJob, Store]:
-        with self.sessions() as session:
-            job = session.get(ProvisioningJob, job_id)
-            if job is None:
-                raise NotFound(f"no provisioning job {job_id}.")
-            store = session.get(Store, job.store_id)
-            if store is None:
-                raise NotFound(f"the store of job {job_id} was deleted.")
-            session.expunge_all()
-            return job, store
+    @staticmethod
+    def _loader(job_id: uuid.UUID) -> Callable[[Connection], tuple[ProvisioningJob, Store]]:
+        """Reads the job and its store (detached) on the claim's connection; NotFound is
+        returned, not raised, so the claim holds and the job can be ended."""
+
+        def load(conn: Connection) -> Any:
+            with Session(bind=conn, expire_on_commit=False) as session:
+                job = session.get(ProvisioningJob, job_id)
+                if job is None:
+                    return NotFound(f"no provisioning job {job_id}.")
+                store = session.get(Store, job.store_id)
+                if store is None:
+                    return NotFound(f"the store of job {job_id} was deleted.")
+                session.expunge_all()
+                return job, store
+
+        return load
 
     def new_database_url(self, job: ProvisioningJob) -> URL:
         """Where the database a create-new ``job`` makes is."""
@@ -136,11 +144,13 @@ class Provisioner:
     def run(self, job_id: uuid.UUID) -> str:
         """Run (or resume) a job to its end; returns its final status, or ``skipped`` when
         another worker holds it or it is already finished."""
-        claim = self.kit.claim(job_id)
+        claim = self.kit.claim(job_id, load=self._loader(job_id))
         if claim is None:
             return "skipped"
         try:
-            job, store = self._load(job_id)
+            if isinstance(claim.loaded, NotFound):
+                raise claim.loaded
+            job, store = claim.loaded
         except NotFound as gone:  # its store was deleted meanwhile: end it, or it stalls forever
             with contextlib.suppress(LostClaim):
                 if claim.cancel_requested:
