@@ -169,6 +169,15 @@ class Provisioner:
                 self._step_save_and_activate(job, store, url, identity, access)
                 return ProvisioningStatus.COMPLETED
             if isinstance(cloned, PreparedCopy):  # a SQLite copy stamped and seeded whole
+                total = len(self.spec.metadata.sorted_tables)
+                self.update(
+                    job.id,
+                    step="seed",
+                    progress=75,
+                    total_tables=total,
+                    tables_created=total,
+                    message="copied the template with identity and initial data",
+                )
                 failpoint("provision.inspect")
                 failpoint("provision.migrate")
                 failpoint("provision.seed")
@@ -390,7 +399,6 @@ class Provisioner:
                 secret=secret,
                 instance_id=instance_id,
                 revision=migrations.head(self.spec),
-                tables=len(self.spec.metadata.sorted_tables),
                 **access,
             )
         if not completed:

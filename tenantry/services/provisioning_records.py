@@ -94,12 +94,10 @@ def complete(
     revision: str | None,
     access_mode: str | None = None,
     can_ddl: bool | None = None,
-    tables: int | None = None,
 ) -> bool:
     """Save the store's connection, mark the store active and the job succeeded, all in the
     caller's transaction (the connection is saved and the store active, or neither). False,
-    with nothing written, when the job is no longer running under ``worker_id``. ``tables``:
-    the schema's table count, every one of them now present (the job's progress counters)."""
+    with nothing written, when the job is no longer running under ``worker_id``."""
     now = utcnow()
     locked = session.get(ProvisioningJob, job.id, with_for_update=True)
     if (
@@ -134,8 +132,6 @@ def complete(
     locked.operation_status = OperationStatus.SUCCEEDED
     locked.step = "done"
     locked.progress = 100
-    if tables is not None:
-        locked.tables_created = locked.total_tables = tables
     locked.message = "the store database is ready"
     locked.secret_encrypted = None
     locked.lease_expires_at = None
