@@ -64,7 +64,8 @@ def write_prepared_copy(template: Path, path: Path, prepare: Callable[[Connectio
     raises, nothing is written. Any existing ``path`` is replaced: the caller knows it is its.
     """
     image = bytearray(template.read_bytes())
-    if image[_FORMAT_OFFSET] == _WAL:
+    header = bytes(image[_FORMAT_OFFSET])
+    if header == _WAL:
         image[_FORMAT_OFFSET] = _ROLLBACK
     _image.data = bytes(image)
     try:
@@ -78,7 +79,7 @@ def write_prepared_copy(template: Path, path: Path, prepare: Callable[[Connectio
             out = bytearray(raw.serialize())
     finally:
         _image.data = b""
-    out[_FORMAT_OFFSET] = _WAL  # as a copy of the template would be: opened in WAL mode
+    out[_FORMAT_OFFSET] = header  # as a plain copy of the template (WAL mode, as built)
     _write_atomically(path, bytes(out))
     return result
 
