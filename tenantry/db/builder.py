@@ -144,8 +144,8 @@ def clone_postgres_template(server: URL, spec: SchemaSpec, name: str) -> bool:
         return admin.database_exists(server.set(database=name))
 
 
-def copy_sqlite_template(template_dir: Path, spec: SchemaSpec, path: Path) -> bool:
-    """Create the SQLite file ``path`` as a copy of the schema's template file."""
+def sqlite_template(template_dir: Path, spec: SchemaSpec) -> Path:
+    """The schema's SQLite template file in ``template_dir``, built first if missing."""
     private_dir(template_dir)
     tpl = template_dir / f"{template_name(spec)}.db"
     if not tpl.exists():
@@ -156,6 +156,12 @@ def copy_sqlite_template(template_dir: Path, spec: SchemaSpec, path: Path) -> bo
             os.replace(tmp, tpl)
         finally:
             Path(tmp).unlink(missing_ok=True)
+    return tpl
+
+
+def copy_sqlite_template(template_dir: Path, spec: SchemaSpec, path: Path) -> bool:
+    """Create the SQLite file ``path`` as a copy of the schema's template file."""
+    tpl = sqlite_template(template_dir, spec)
     private_dir(path.parent)
     fd, tmp = tempfile.mkstemp(suffix=".db", dir=path.parent)
     os.close(fd)

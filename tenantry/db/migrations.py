@@ -246,14 +246,15 @@ def _describe(diff: Any) -> Difference:
 _CLEAN = schema_fingerprint.CleanSchemas()
 
 
-def drift(conn: Connection, spec: SchemaSpec) -> list[Difference]:
+def drift(conn: Connection, spec: SchemaSpec, fingerprint: str | None = None) -> list[Difference]:
     """How the database differs from the models, as ``alembic check`` sees it.
 
     The full comparison reflects the whole schema (dozens of catalog queries). A database
-    whose schema fingerprint (one query) equals one already compared in full and found
-    matching ``spec`` matches it too, and is not compared again.
+    whose schema fingerprint (one query, or ``fingerprint`` when the caller just read it on
+    ``conn``) equals one already compared in full and found matching ``spec`` matches it too,
+    and is not compared again.
     """
-    fp = schema_fingerprint.fingerprint(conn)
+    fp = fingerprint or schema_fingerprint.fingerprint(conn)
     if fp is not None and _CLEAN.known_clean(spec, fp):
         return []
     options = configure_options(spec)

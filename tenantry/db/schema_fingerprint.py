@@ -87,10 +87,22 @@ _SQLITE = text(
 
 _QUERIES = {"postgresql": _POSTGRESQL, "mysql": _MYSQL, "mariadb": _MYSQL, "sqlite": _SQLITE}
 
+# PostgreSQL hashes the rows itself: one value comes back instead of hundreds of rows, and the
+# statement can be a part of a larger one (:mod:`tenantry.db.tenant_snapshot`). The same bytes
+# are hashed as :func:`fingerprint` hashes elsewhere: each row's fields, then a separator.
+_POSTGRESQL_ROWS = str(_POSTGRESQL.text).rsplit("ORDER BY", 1)[0]
+POSTGRESQL_DIGEST = (
+    "SELECT encode(sha256(convert_to(coalesce(string_agg("
+    "k || chr(31) || t || chr(31) || d || chr(30), '' ORDER BY k, t, d), ''), 'UTF8')), 'hex') "
+    f"FROM ({_POSTGRESQL_ROWS}) AS schema_rows(k, t, d)"
+)
+
 
 def fingerprint(conn: Connection) -> str | None:
     """The SHA-256 of the schema ``conn``'s database has (its current schema on PostgreSQL);
     None on a database kind this module cannot read in one query."""
+    if conn.dialect.name == "postgresql":
+        return str(conn.execute(text(POSTGRESQL_DIGEST)).scalar_one())
     query = _QUERIES.get(conn.dialect.name)
     if query is None:
         return None

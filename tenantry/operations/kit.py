@@ -135,6 +135,8 @@ class Claim:
     attempts: int
     #: The operation was asked to stop before (or while) its last holder ran it.
     cancel_requested: bool
+    #: What the claim's ``load`` read in the claiming transaction (None without one).
+    loaded: Any = None
 
 
 @dataclass(frozen=True)
@@ -199,11 +201,14 @@ class OperationKit:
 
     # ------------------------------------------------------------------ holding
 
-    def claim(self, operation_id: uuid.UUID) -> Claim | None:
+    def claim(
+        self, operation_id: uuid.UUID, load: Callable[[Connection], Any] | None = None
+    ) -> Claim | None:
         """Take ``operation_id`` if it is queued, or held by a process whose lease lapsed.
 
         None when another live process holds it or it is over. Atomic: of several processes
-        claiming at once, exactly one gets it.
+        claiming at once, exactly one gets it. ``load`` reads what the holder needs in the
+        claiming transaction (one transaction instead of two); its result is ``loaded``.
         """
         now = utcnow()
         with self.engine.begin() as conn:
@@ -235,7 +240,9 @@ class OperationKit:
                     Operation.id == operation_id
                 )
             ).one()
-        return Claim(operation_id, row.kind, row.attempts, row.status == OperationStatus.CANCELLING)
+            loaded = load(conn) if load is not None else None
+        cancelling = row.status == OperationStatus.CANCELLING
+        return Claim(operation_id, row.kind, row.attempts, cancelling, loaded)
 
     def _held(self, operation_id: uuid.UUID) -> ColumnElement[bool]:
         return and_(

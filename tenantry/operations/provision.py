@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Executable, text, update
@@ -38,7 +40,8 @@ from tenantry.db.master.models import (
     Store,
 )
 from tenantry.db.schemas import SchemaSpec
-from tenantry.db.urls import mask
+from tenantry.db.sqlite_prepared import write_prepared_copy
+from tenantry.db.urls import backend_of, mask
 from tenantry.errors import Conflict, NotFound
 from tenantry.failpoints import failpoint
 from tenantry.operations import provision_cleanup as cleanup
@@ -52,6 +55,13 @@ from tenantry.settings import Settings
 JOB = provisioning_records.JOB_TABLE
 #: What of a job's progress is its own record's (the rest is its operation's).
 OWN = frozenset({"progress", "database_created"})
+
+
+@dataclass(frozen=True)
+class PreparedCopy:
+    """A new SQLite file this job made stamped and seeded: only the connection is left."""
+
+    instance_id: str
 
 
 class LostJob(Exception):
@@ -106,16 +116,23 @@ class Provisioner:
         if cancelled:
             raise LostJob(str(job_id))
 
-    def _load(self, job_id: uuid.UUID) -> tuple[ProvisioningJob, Store]:
-        with self.sessions() as session:
-            job = session.get(ProvisioningJob, job_id)
-            if job is None:
-                raise NotFound(f"no provisioning job {job_id}.")
-            store = session.get(Store, job.store_id)
-            if store is None:
-                raise NotFound(f"the store of job {job_id} was deleted.")
-            session.expunge_all()
-            return job, store
+    @staticmethod
+    def _loader(job_id: uuid.UUID) -> Callable[[Connection], tuple[ProvisioningJob, Store]]:
+        """Reads the job and its store (detached) on the claim's connection; NotFound is
+        returned, not raised, so the claim holds and the job can be ended."""
+
+        def load(conn: Connection) -> Any:
+            with Session(bind=conn, expire_on_commit=False) as session:
+                job = session.get(ProvisioningJob, job_id)
+                if job is None:
+                    return NotFound(f"no provisioning job {job_id}.")
+                store = session.get(Store, job.store_id)
+                if store is None:
+                    return NotFound(f"the store of job {job_id} was deleted.")
+                session.expunge_all()
+                return job, store
+
+        return load
 
     def new_database_url(self, job: ProvisioningJob) -> URL:
         """Where the database a create-new ``job`` makes is."""
@@ -127,11 +144,13 @@ class Provisioner:
     def run(self, job_id: uuid.UUID) -> str:
         """Run (or resume) a job to its end; returns its final status, or ``skipped`` when
         another worker holds it or it is already finished."""
-        claim = self.kit.claim(job_id)
+        claim = self.kit.claim(job_id, load=self._loader(job_id))
         if claim is None:
             return "skipped"
         try:
-            job, store = self._load(job_id)
+            if isinstance(claim.loaded, NotFound):
+                raise claim.loaded
+            job, store = claim.loaded
         except NotFound as gone:  # its store was deleted meanwhile: end it, or it stalls forever
             with contextlib.suppress(LostClaim):
                 if claim.cancel_requested:
@@ -143,11 +162,26 @@ class Provisioner:
             return cleanup.after_lost(self, job)
         engine: Engine | None = None
         try:
-            url, cloned = self._step_connect(job)
+            url, cloned = self._step_connect(job, store)
             if isinstance(cloned, ClaimedSpare):
                 access = spare_path.place(self, job, cloned, store, url)
                 identity = spare_path.stamp_and_seed(self, cloned, store, url)
                 self._step_save_and_activate(job, store, url, identity, access)
+                return ProvisioningStatus.COMPLETED
+            if isinstance(cloned, PreparedCopy):  # a SQLite copy stamped and seeded whole
+                total = len(self.spec.metadata.sorted_tables)
+                self.update(
+                    job.id,
+                    step="seed",
+                    progress=75,
+                    total_tables=total,
+                    tables_created=total,
+                    message="copied the template with identity and initial data",
+                )
+                failpoint("provision.inspect")
+                failpoint("provision.migrate")
+                failpoint("provision.seed")
+                self._step_save_and_activate(job, store, url, cloned.instance_id)
                 return ProvisioningStatus.COMPLETED
             engine = make_engine(url, pool_size=1)
             if cloned:
@@ -168,10 +202,13 @@ class Provisioner:
             if engine is not None:
                 engine.dispose()
 
-    def _step_connect(self, job: ProvisioningJob) -> tuple[URL, bool | ClaimedSpare]:
+    def _step_connect(
+        self, job: ProvisioningJob, store: Store
+    ) -> tuple[URL, bool | ClaimedSpare | PreparedCopy]:
         """The database's URL, creating it in create-new mode; True when this call made it
         as a copy of the template (so its content is known exactly), the spare it claimed
-        instead (to rename and stamp)."""
+        instead (to rename and stamp), or, on SQLite, the copy it made already stamped and
+        seeded (:mod:`tenantry.db.sqlite_prepared`)."""
         failpoint("provision.connect")
         with self.sessions() as session:
             url = provisioning.target_url(session, self.box, job)
@@ -190,6 +227,8 @@ class Provisioner:
             if spare is not None:
                 return url, spare
             failpoint("provision.create_database")
+            if backend_of(url) == "sqlite":
+                return url, self._prepared_sqlite_copy(url, store)
             cloned = builder.create_tenant_database(
                 url, self.spec, self.settings.data_dir / "templates"
             )
@@ -201,6 +240,19 @@ class Provisioner:
                 "To use it, provision with --connect URL instead.",
             )
         return url, False
+
+    def _prepared_sqlite_copy(self, url: URL, store: Store) -> PreparedCopy:
+        """The store's SQLite file made as a copy of the template with its identity and
+        initial data already in, in one step (a crash leaves no file, or the whole one)."""
+        template = builder.sqlite_template(self.settings.data_dir / "templates", self.spec)
+        instance_id = write_prepared_copy(
+            template,
+            Path(url.database or ""),
+            lambda conn: tenant_setup.stamp_and_seed_clone(
+                conn, self.spec, self.settings.tenant_owner, store
+            ),
+        )
+        return PreparedCopy(instance_id)
 
     def _take_over_leftover(self, job: ProvisioningJob) -> bool:
         """Make this job the owner of the database an earlier, finished job of the same store

@@ -29,6 +29,7 @@ from tenantry.services.fleet_targets import (
     TenantDb,
     checked_identity,
     checked_revision,
+    checked_snapshot,
     tenant_connection,
 )
 
@@ -181,16 +182,22 @@ def verify_tenant(db: TenantDb, spec: SchemaSpec) -> TenantCheck:
     """Open the database: identity, real revision, drift from the models, changed scripts."""
     try:
         with tenant_connection(db) as conn:
-            current = checked_revision(conn, db, spec)
+            # PostgreSQL: everything read in one statement; elsewhere one read at a time.
+            snapshot = checked_snapshot(conn, db, spec)
+            current = snapshot.revision if snapshot else checked_revision(conn, db, spec)
             head = migrations.head(spec)
             problems = []
             if current != head:
                 problems.append(f"at revision {current or 'base'}, the code expects {head}")
             else:
-                problems.extend(f"drift: {d}" for d in migrations.drift(conn, spec))
-            problems.extend(
-                checksums.verify(conn, spec, revision=current).problems(spec.role.value)
+                fp = snapshot.fingerprint if snapshot else None
+                problems.extend(f"drift: {d}" for d in migrations.drift(conn, spec, fp))
+            report = (
+                checksums.compare(spec, current, snapshot.checksums)
+                if snapshot
+                else checksums.verify(conn, spec, revision=current)
             )
+            problems.extend(report.problems(spec.role.value))
             return TenantCheck(db.slug, current, not problems, problems)
     except TenantryError as exc:
         return TenantCheck(db.slug, None, False, [exc.message])

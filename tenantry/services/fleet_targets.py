@@ -23,6 +23,7 @@ from tenantry.db.probe import probe
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.server_connections import ServerConnections
 from tenantry.db.shared_schemas import schema_url
+from tenantry.db.tenant_snapshot import TenantSnapshot, read_snapshot
 from tenantry.db.urls import mask
 from tenantry.errors import NotFound
 from tenantry.services.connections import migrator_url_on
@@ -136,9 +137,20 @@ def checked_identity(
 ) -> tuple[Identity, str | None]:
     """The tenant database's identity and revision, checked as :func:`checked_revision`."""
     identity, revision = probe(conn, spec)
+    return _expected(conn, db, spec, identity), revision
+
+
+def checked_snapshot(conn: Connection, db: TenantDb, spec: SchemaSpec) -> TenantSnapshot | None:
+    """Identity, revision, recorded checksums and schema fingerprint in one statement, the
+    identity checked as :func:`checked_revision` does; None where that one statement cannot
+    be read (another backend, a missing table): the caller reads the careful way."""
+    snapshot = read_snapshot(conn, spec)
+    if snapshot is not None:
+        _expected(conn, db, spec, snapshot.identity)
+    return snapshot
+
+
+def _expected(conn: Connection, db: TenantDb, spec: SchemaSpec, found: Identity | None) -> Identity:
     where = f"{mask(db.url)} (store {db.slug}'s database)"
     hint = "The connection points at another database: fix it in master before migrating."
-    identity = expect(
-        conn, spec, where=where, instance_id=db.instance_id, identity=identity, hint=hint
-    )
-    return identity, revision
+    return expect(conn, spec, where=where, instance_id=db.instance_id, identity=found, hint=hint)
