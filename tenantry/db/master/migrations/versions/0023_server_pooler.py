@@ -4,8 +4,8 @@
 (PgBouncer, transaction mode) in front of the server; stores' runtime connections go through
 it, migrations, backups, restores and moves stay on the server itself.
 
-Revision ID: 0024
-Revises: 0021
+Revision ID: 0023
+Revises: 0022
 Create Date: 2026-12-04 13:30:00.000000
 """
 
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0024"
-down_revision: str | Sequence[str] | None = "0021"
+revision: str = "0023"
+down_revision: str | Sequence[str] | None = "0022"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
