@@ -12,7 +12,7 @@ and its own Alembic version table. Three kinds of roles guard it:
 * one **pool login** per shared database (``tsp_<database>``, NOINHERIT, ``search_path`` empty
   by default): it may connect and is a member of every tenant role of that database, but
   holds no privilege of its own, so a connection is useless until it ``SET ROLE``s to a
-  tenant (see :mod:`tenantry.services.shared_routing`).
+  tenant (see :mod:`tenantry.db.shared_routing`).
 
 MariaDB and SQLite have no schema inside a database (a MySQL schema *is* a database), so
 :func:`refuse_backend` refuses them with what to do instead.

@@ -5,7 +5,7 @@ entry valid for one ``connection_version`` of its store, the database's identity
 once per engine against the instance master recorded. The caller looks the store up in
 master and checks its status (:class:`~tenantry.services.routing.StoreRoute`); this cache
 only ever touches the store's own database, on the event loop. Shared-schema stores share
-one async engine per shared database, each through its own view (:mod:`.shared_routing`:
+one async engine per shared database, each through its own view (:mod:`tenantry.db.shared_routing`:
 role, search path and identity entered on every checkout, reset on return).
 """
 
@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from sqlalchemy import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenantry.db import shared_routing
 from tenantry.db.async_engines import make_async_engine
 from tenantry.db.identity import expect
 from tenantry.db.schemas import Role
 from tenantry.db.urls import mask
-from tenantry.services import shared_routing
 from tenantry.services.routing import StoreRoute
 
 

@@ -23,18 +23,18 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
+from tenantry.db import shared_routing
 from tenantry.db.connection_budget import ConnectionBudget, server_key
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import expect
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.db.schemas import Role
+from tenantry.db.shared_routing import SharedTenant
 from tenantry.db.urls import mask
 from tenantry.errors import StoreSuspended, StoreUnavailable
 from tenantry.observability import metrics
-from tenantry.services import shared_routing
 from tenantry.services.connections import tenant_url
 from tenantry.services.server_pooler import pooler_url, through_pooler
-from tenantry.services.shared_routing import SharedTenant
 from tenantry.services.stores import active_connection
 
 
@@ -282,7 +282,7 @@ class TenantRouter:
     def _shared_view(self, route: StoreRoute, now: float) -> Engine:
         """The view of ``route``'s shared database pool for its store (the pool opened on
         first use); every checkout enters the store's role and schema and checks its
-        identity (:mod:`.shared_routing`)."""
+        identity (:mod:`tenantry.db.shared_routing`)."""
         assert route.shared is not None
         key = shared_routing.pool_key(route.url)
         doomed: list[Engine] = []

@@ -79,13 +79,12 @@ def tenant_async_view(engine: AsyncEngine, tenant: SharedTenant) -> AsyncEngine:
 
 
 def _enter(conn: Connection, tenant: SharedTenant) -> None:
-    record = conn.connection._connection_record
     dbapi_conn = conn.connection.dbapi_connection
     assert dbapi_conn is not None
     role, schema = check_name(tenant.role, "role name"), check_name(tenant.schema, "schema name")
     try:
-        if record is not None:
-            record.info[_ENTERED] = True
+        # The pool record's info (the same dict the checkin event gets): reset on return.
+        conn.connection.info[_ENTERED] = True
         cur = dbapi_conn.cursor()
         try:
             cur.execute(f'SET ROLE "{role}"; SET search_path TO "{schema}"')
