@@ -254,7 +254,7 @@ def delete(
         if not yes:
             question = f"Delete store {plan.slug!r}"
             if plan.drop_database:
-                question += f" and DROP its database {plan.shown}"
+                question += f" and DROP {plan.what}"
             if plan.doomed:
                 question += f" and {len(plan.doomed)} source(s) kept after moves"
             confirm_or_exit(question + "?", json_output, "Pass --yes to delete without asking.")
@@ -282,12 +282,10 @@ def delete(
     if doc["billing_customer_erased"]:
         console.print("[green]✓[/] erased its billing customer (invoices kept)")
     if plan.drop_database:
-        done = (
-            "dropped its database" if doc["database_dropped"] else "its database was already gone:"
-        )
-        console.print(f"[green]✓[/] {done} {plan.shown}")
+        gone = "dropped" if doc["database_dropped"] else "already gone:"
+        console.print(f"[green]✓[/] {gone} {plan.what}")
     elif plan.shown is not None:
-        console.print(f"its database was left as it is: {plan.shown}")
+        console.print(f"left as it is: {plan.what}")
     for shown_url in doc["kept_sources_dropped"]:
         console.print(f"[green]✓[/] dropped the source kept after a move: {shown_url}")
     for shown_url in doc["kept_sources_left"]:

@@ -42,6 +42,15 @@ class StoreDeletion:
         return mask(self.url) if self.url is not None else None
 
     @property
+    def what(self) -> str:
+        """What the store's data lives in, as a person reads it: ``its database URL``, or
+        ``its schema S of shared database URL`` (dropping it leaves the neighbours)."""
+        if self.url is not None and (schema := shared_schemas.schema_of(self.url)) is not None:
+            whole = shared_schemas.whole_database(self.url)
+            return f"its schema {schema} of shared database {mask(whole)}"
+        return f"its database {self.shown}"
+
+    @property
     def doomed(self) -> list[URL]:
         """The kept sources that will be dropped: only with ``drop_database``, and only
         those tenantry created."""
@@ -108,6 +117,7 @@ def delete(platform: Platform, deletion: StoreDeletion, *, actor: str) -> dict[s
         "deleted": deletion.slug,
         "store_id": str(deletion.store_id),
         "database": deletion.shown,
+        "schema": shared_schemas.schema_of(deletion.url) if deletion.url is not None else None,
         "database_dropped": dropped,
         "logins_dropped": sorted(set(logins_dropped)),
         "kept_sources_dropped": [mask(u) for u in doomed],

@@ -34,8 +34,8 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path / "data"))
     runner = CliRunner()
 
-    def invoke(*args: str, env: dict[str, str] | None = None) -> Any:
-        return runner.invoke(app, list(args), env=env, catch_exceptions=False)
+    def invoke(*args: str, env: dict[str, str] | None = None, input: str | None = None) -> Any:
+        return runner.invoke(app, list(args), env=env, input=input, catch_exceptions=False)
 
     return invoke
 

@@ -49,9 +49,13 @@ def test_provision_shared_then_delete(cli: Invoke) -> None:
         again = cli("provision", slug, "--new", "--shared", f"pg/{database}")
         assert again.exit_code != 0
         assert "provisioned already" in again.output
+        asked = cli("stores", "delete", slug, "--drop-database", input="n\n")
+        # The question says what goes: the schema, not the database it shares.
+        assert f"DROP its schema {doc['schema']} of shared database" in asked.output
         deleted = cli("stores", "delete", slug, "--drop-database", "--yes", "--json")
         assert deleted.exit_code == 0, deleted.output
         assert as_json(deleted)["database_dropped"] is True
+        assert as_json(deleted)["schema"] == doc["schema"]
         # The shared database stays (other stores may live there); the schema went.
         admin = parse_url(admin_url("postgresql")).set(database=database)
         assert database_exists(admin)
