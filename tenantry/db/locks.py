@@ -114,3 +114,36 @@ def migration_transaction(conn: Connection, role: str, *, wait_s: float = 0.0) -
     backend's DDL is transactional). ``conn`` must not be in a transaction yet."""
     with migration_lock(conn, role, wait_s=wait_s), immediate(conn).begin():
         yield
+
+
+#: How long one statement of a migration waits for a lock another session holds on a table
+#: (a backup's snapshot, a long transaction) before the attempt gives up. While DDL waits,
+#: every query on that table queues behind it; and a holder that itself waits for a query
+#: queued behind the DDL (a backup whose snapshot connection holds the tables while pg_dump
+#: waits) would never let go: a deadlock no server can see.
+DDL_LOCK_TIMEOUT_S = 10.0
+#: Attempts of a migration that ran out of lock wait, on PostgreSQL (its DDL rolls back
+#: whole, so trying again is safe); MySQL/MariaDB DDL commits statement by statement, so
+#: there the first timeout is the answer.
+DDL_LOCK_ATTEMPTS = 3
+
+
+def bound_lock_waits(conn: Connection, seconds: float) -> None:
+    """Make the statements of the transaction on ``conn`` give up waiting for another
+    session's lock after ``seconds`` (PostgreSQL ``lock_timeout`` for this transaction;
+    MySQL/MariaDB's metadata ``lock_wait_timeout`` for the session; SQLite has its busy
+    timeout)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(1, int(seconds * 1000))}ms'")
+    elif conn.dialect.name in ("mysql", "mariadb"):
+        conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {max(1, round(seconds))}")
+
+
+def lock_wait_ran_out(exc: BaseException) -> bool:
+    """Whether ``exc`` is a lock wait that :func:`bound_lock_waits` cut short (PostgreSQL
+    SQLSTATE 55P03; MySQL/MariaDB error 1205)."""
+    orig = getattr(exc, "orig", None)
+    if getattr(orig, "sqlstate", None) == "55P03":
+        return True
+    args: tuple[object, ...] = tuple(getattr(orig, "args", ()))
+    return bool(args) and args[0] == 1205

@@ -112,7 +112,7 @@ def _backend(admin_url: URL) -> str:
 
 
 @contextmanager
-def _admin_connection(admin_url: URL, database: str | None = None) -> Iterator[Connection]:
+def admin_connection(admin_url: URL, database: str | None = None) -> Iterator[Connection]:
     """An AUTOCOMMIT connection as the admin, in ``database`` (PostgreSQL) or none."""
     if backend_of(admin_url) == "postgresql":
         url = admin_url.set(database=database or "postgres")
@@ -217,7 +217,7 @@ def login_exists(admin_url: URL, login: str) -> bool:
     """Whether the server has the login ``login`` (on MySQL/MariaDB: ``'login'@'%'``)."""
     check_login_name(login)
     backend = _backend(admin_url)
-    with _admin_connection(admin_url) as conn:
+    with admin_connection(admin_url) as conn:
         if backend == "postgresql":
             query = text("SELECT 1 FROM pg_roles WHERE rolname = :n")
         else:
@@ -232,7 +232,7 @@ def create_login(admin_url: URL, login: str, password: str | None = None) -> str
     _refuse_admin(admin_url, login)
     password = check_password(password) if password is not None else generate_password()
     backend = _backend(admin_url)
-    with _admin_connection(admin_url) as conn:
+    with admin_connection(admin_url) as conn:
         if backend == "postgresql":
             statement = (
                 f"CREATE ROLE {_quote(conn, login)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
@@ -251,7 +251,7 @@ def set_password(admin_url: URL, login: str, password: str | None = None) -> str
     _refuse_admin(admin_url, login)
     password = check_password(password) if password is not None else generate_password()
     backend = _backend(admin_url)
-    with _admin_connection(admin_url) as conn:
+    with admin_connection(admin_url) as conn:
         if backend == "postgresql":
             statement = f"ALTER ROLE {_quote(conn, login)} PASSWORD '{scram_verifier(password)}'"
         else:
@@ -275,7 +275,7 @@ def drop_login(admin_url: URL, login: str) -> bool:
 
 
 def _drop_pg_login(admin_url: URL, login: str) -> None:
-    with _admin_connection(admin_url) as conn:
+    with admin_connection(admin_url) as conn:
         _act_as(conn, login)
         # Privileges and ownership live in each database (pg_shdepend says which); DROP
         # OWNED in one of them also revokes those on shared objects (CONNECT on databases).
@@ -292,14 +292,14 @@ def _drop_pg_login(admin_url: URL, login: str) -> None:
             ).scalars()
         ]
     for database in [*databases, None]:
-        with _admin_connection(admin_url, database) as conn:
+        with admin_connection(admin_url, database) as conn:
             role = _quote(conn, login)
             _execute(
                 conn,
                 [f"REASSIGN OWNED BY {role} TO CURRENT_USER", f"DROP OWNED BY {role}"],
                 what=f"drop the privileges of login {login}",
             )
-    with _admin_connection(admin_url) as conn:
+    with admin_connection(admin_url) as conn:
         conn.execute(
             text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = :n"),
             {"n": login},
@@ -327,7 +327,7 @@ def _act_as(conn: Connection, login: str) -> None:
 
 
 def _drop_mysql_login(admin_url: URL, login: str) -> None:
-    with _admin_connection(admin_url) as conn:
+    with admin_connection(admin_url) as conn:
         sessions = conn.execute(
             text("SELECT ID FROM information_schema.PROCESSLIST WHERE USER = :n"), {"n": login}
         ).scalars()
@@ -374,7 +374,7 @@ def grant(
 
 
 def _grant_pg(admin_url: URL, database: str, login: str, level: Level, owner: str | None) -> None:
-    with _admin_connection(admin_url, database) as conn:
+    with admin_connection(admin_url, database) as conn:
         role = _quote(conn, login)
         migrator = _quote(conn, owner or "postgres")  # quoted: any existing role name
         db = _quote(conn, database)
@@ -400,7 +400,7 @@ def _grant_mysql(admin_url: URL, database: str, login: str, level: Level) -> Non
     # with fewer privileges than both its old and new level (MySQL has no transactional DDL).
     on, account = _mysql_database(database), _mysql_account(login)
     what = f"grant {level} on {database} to {login}"
-    with _admin_connection(admin_url) as conn:
+    with admin_connection(admin_url) as conn:
         _execute(conn, [f"GRANT {_TABLES[level]} ON {on} TO {account}"], what=what)
         if level == "admin":
             return
@@ -425,13 +425,13 @@ def revoke(admin_url: URL, database: str, login: str, *, migrator: str | None = 
     _check_database(database)
     _refuse_admin(admin_url, login)
     if _backend(admin_url) == "postgresql":
-        with _admin_connection(admin_url, database) as conn:
+        with admin_connection(admin_url, database) as conn:
             owner = _quote(conn, migrator or admin_url.username or "postgres")
             statements = _pg_reset(conn, database, _quote(conn, login), owner)
             with _transaction(conn):
                 _execute(conn, statements, what=f"revoke {login} on {database}")
     else:
-        with _admin_connection(admin_url) as conn:
+        with admin_connection(admin_url) as conn:
             _revoke_mysql(conn, database, login)
 
 

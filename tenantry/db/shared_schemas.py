@@ -22,15 +22,14 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError
 
-from tenantry.db.engines import describe_connect_error, make_engine
+from tenantry.db.engines import describe_connect_error
 from tenantry.db.login_secrets import generate_password, scram_verifier
+from tenantry.db.logins import admin_connection
 from tenantry.db.urls import backend_of, mask, redact
 from tenantry.errors import DatabaseAdminError, InvalidInput
 
@@ -89,22 +88,6 @@ def schema_url(admin_url: URL, database: str, schema: str) -> URL:
     return admin_url.set(database=database).update_query_dict(
         {"options": f"-c search_path={schema}"}
     )
-
-
-@contextmanager
-def admin_connection(admin_url: URL, database: str) -> Iterator[Connection]:
-    """An AUTOCOMMIT connection as the server's admin, in ``database``."""
-    url = admin_url.set(database=database)
-    engine = make_engine(url, pooled=False)
-    try:
-        try:
-            conn = engine.connect()
-        except (OperationalError, InterfaceError) as exc:
-            raise describe_connect_error(url, exc) from None
-        with conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
-    finally:
-        engine.dispose()
 
 
 def _run(conn: Connection, statements: list[str], what: str, *, secret: bool = False) -> None:

@@ -26,6 +26,7 @@ from tenantry.db.master.models import ACTIVE_STATUSES, OperationStatus, Progress
 from tenantry.db.schemas import SchemaSpec
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.move_store import StoreMover
+from tenantry.runtime import Platform
 from tenantry.services.move_progress import MoveProgress
 from tenantry.services.moves import describe
 from tenantry.services.rebalance_plan import PlannedMove
@@ -222,3 +223,30 @@ class MoveBatch:
             cancel = True
         if cancel:
             self.stopped = True
+
+
+@dataclass
+class MoveRunner:
+    """What runs a batch of moves on ``platform`` as ``actor`` (a drain, a rebalance): who
+    is told of progress, and each move's write-drain pause."""
+
+    platform: Platform
+    actor: str
+    on_progress: OnMoveProgress | None = None
+    on_done: OnStoreDone | None = None
+    drain_seconds: float | None = None
+
+    def batch(self, kit: OperationKit, operation_id: uuid.UUID) -> MoveBatch:
+        """The moves of operation ``operation_id`` (held by ``kit``), run as its children."""
+        return MoveBatch(
+            self.platform.sessions,
+            self.platform.box,
+            self.platform.settings,
+            self.platform.tenant_spec,
+            self.actor,
+            kit,
+            operation_id,
+            on_progress=self.on_progress,
+            on_done=self.on_done,
+            drain_seconds=self.drain_seconds,
+        )

@@ -29,7 +29,7 @@ from tenantry.db.master.models import ACTIVE_STATUSES, Operation, OperationKind,
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput
 from tenantry.operations.kit import OperationKit, holder_process
-from tenantry.operations.move_batch import FAILED, MoveBatch, OnMoveProgress, OnStoreDone
+from tenantry.operations.move_batch import FAILED, MoveRunner
 from tenantry.operations.move_batch import StoreOutcome as StoreOutcome
 from tenantry.runtime import Platform
 from tenantry.services import audit, placement_labels, servers
@@ -115,15 +115,8 @@ def latest(session: Session, name: str) -> Operation | None:
     )
 
 
-@dataclass
-class ServerDrain:
+class ServerDrain(MoveRunner):
     """Drains servers on ``platform``'s master as ``actor``."""
-
-    platform: Platform
-    actor: str
-    on_progress: OnMoveProgress | None = None
-    on_done: OnStoreDone | None = None
-    drain_seconds: float | None = None
 
     def start(self, name: str) -> DrainStart:
         """Mark server ``name`` not accepting and record its drain (or find the unfinished one
@@ -166,18 +159,7 @@ class ServerDrain:
         kit = self._kit()
         self._claim(kit, operation_id)
         name = kit.get(operation_id).target or ""
-        batch = MoveBatch(
-            self.platform.sessions,
-            self.platform.box,
-            self.platform.settings,
-            self.platform.tenant_spec,
-            self.actor,
-            kit,
-            operation_id,
-            on_progress=self.on_progress,
-            on_done=self.on_done,
-            drain_seconds=self.drain_seconds,
-        )
+        batch = self.batch(kit, operation_id)
         with kit.kept_alive(operation_id):
             batch.recover_orphans(wait_s=kit.lease.total_seconds() * 2 + 1)
             earlier = batch.earlier()

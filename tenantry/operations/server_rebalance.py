@@ -9,11 +9,10 @@ plan_rebalance`), so running it again after an interruption moves only what is s
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 
 from tenantry.db.master.models import OperationKind, ProgressUnit
 from tenantry.operations.kit import OperationKit
-from tenantry.operations.move_batch import FAILED, MoveBatch, OnMoveProgress, OnStoreDone
+from tenantry.operations.move_batch import FAILED, MoveRunner
 from tenantry.operations.move_batch import StoreOutcome as StoreOutcome
 from tenantry.operations.server_drain import check_concurrency
 from tenantry.runtime import Platform
@@ -36,15 +35,8 @@ def plan(platform: Platform, max_skew: str) -> RebalancePlan:
     return plan_rebalance(fleet, allowed_skew(fleet, value, percent))
 
 
-@dataclass
-class Rebalance:
+class Rebalance(MoveRunner):
     """Runs a rebalance plan on ``platform`` as ``actor``."""
-
-    platform: Platform
-    actor: str
-    on_progress: OnMoveProgress | None = None
-    on_done: OnStoreDone | None = None
-    drain_seconds: float | None = None
 
     def run(
         self, rebalance: RebalancePlan, *, concurrency: int = 1
@@ -76,18 +68,7 @@ class Rebalance:
                 },
             )
         kit.claim(operation_id)
-        batch = MoveBatch(
-            self.platform.sessions,
-            self.platform.box,
-            self.platform.settings,
-            self.platform.tenant_spec,
-            self.actor,
-            kit,
-            operation_id,
-            on_progress=self.on_progress,
-            on_done=self.on_done,
-            drain_seconds=self.drain_seconds,
-        )
+        batch = self.batch(kit, operation_id)
         with kit.kept_alive(operation_id):
             outcomes = batch.run(rebalance.moves, concurrency, done=0, total=len(rebalance.moves))
         failed = [o for o in outcomes if o.status == FAILED]

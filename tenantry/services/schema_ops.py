@@ -8,13 +8,15 @@ is never touched.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from functools import cache
 
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 
-from tenantry.db import checksums, lint, migrations
+from tenantry.db import checksums, lint, locks, migrations
 from tenantry.db.identity import (
     Identity,
     check_owner,
@@ -27,6 +29,7 @@ from tenantry.db.lint.findings import Finding
 from tenantry.db.locks import migration_transaction
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import (
+    Conflict,
     DestructiveChange,
     MigrationError,
     SchemaMismatch,
@@ -149,19 +152,37 @@ def migrate_locked(
     SQLite the transaction itself is the lock). Raises :class:`Conflict` when another
     migration holds the lock after ``lock_wait_s``.
     """
-    with migration_transaction(conn, spec.role.value, wait_s=lock_wait_s):
-        result = migrate(
-            conn,
-            spec,
-            url,
-            target=target,
-            acting_app=acting_app,
-            owner=owner,
-            allow_destructive=allow_destructive,
-            checked=checked,
-        )
-        failpoint("migrate.before_commit")
-        return result
+    attempts = locks.DDL_LOCK_ATTEMPTS if conn.dialect.name == "postgresql" else 1
+    for attempt in range(1, attempts + 1):
+        try:
+            with migration_transaction(conn, spec.role.value, wait_s=lock_wait_s):
+                locks.bound_lock_waits(conn, locks.DDL_LOCK_TIMEOUT_S)
+                result = migrate(
+                    conn,
+                    spec,
+                    url,
+                    target=target,
+                    acting_app=acting_app,
+                    owner=owner,
+                    allow_destructive=allow_destructive,
+                    checked=checked,
+                )
+                failpoint("migrate.before_commit")
+                return result
+        except DBAPIError as exc:
+            if not locks.lock_wait_ran_out(exc):
+                raise
+            if attempt == attempts:
+                waited = f"{attempts} x {locks.DDL_LOCK_TIMEOUT_S:g} s"
+                raise Conflict(
+                    f"the {spec.role} migration of {url} waited {waited} for a lock another "
+                    "session holds on its tables (a backup, a long transaction) and gave up; "
+                    "nothing of the waiting statement was applied.",
+                    "Run it again once that session has ended (a backup ends by itself; see "
+                    "pg_stat_activity or SHOW PROCESSLIST for the holder).",
+                ) from None
+            time.sleep(attempt)  # the holder (a backup's snapshot) usually ends soon
+    raise AssertionError("unreachable")  # the loop returns or raises
 
 
 def migration_sql(

@@ -4,10 +4,13 @@ server-wide, so the name must carry the database)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from sqlalchemy.exc import DBAPIError
 
 from tenantry.db.engines import make_engine
-from tenantry.db.locks import migration_lock
+from tenantry.db.locks import bound_lock_waits, lock_wait_ran_out, migration_lock
 from tenantry.errors import Conflict
 from tests.conftest import DbFactory
 
@@ -35,3 +38,33 @@ def test_the_lock_of_one_database_leaves_another_free(
     finally:
         for engine in engines:
             engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_ddl_waiting_on_a_held_table_gives_up_after_the_bound(
+    backend: str, new_database: DbFactory
+) -> None:
+    # A backup's snapshot connection holds the table (a read in an open transaction), as
+    # when a scheduled backup meets a fleet migration: the DDL must give up, not queue
+    # forever (with every other query on the table queued behind it).
+    engine = make_engine(new_database("ddl_wait"), pooled=False)
+    try:
+        with engine.begin() as setup:
+            setup.exec_driver_sql("CREATE TABLE products (id INTEGER PRIMARY KEY)")
+        with engine.connect() as holder, engine.connect() as migrator:
+            holder.begin()
+            holder.exec_driver_sql("SELECT count(*) FROM products").scalar_one()
+            started = time.monotonic()
+            migrator.begin()
+            bound_lock_waits(migrator, 1.0)
+            with pytest.raises(DBAPIError) as raised:
+                migrator.exec_driver_sql("ALTER TABLE products ADD COLUMN note VARCHAR(20)")
+            migrator.rollback()
+            assert lock_wait_ran_out(raised.value)
+            assert time.monotonic() - started < 10
+            holder.rollback()
+            with migrator.begin():  # the holder gone, the same DDL goes through
+                bound_lock_waits(migrator, 1.0)
+                migrator.exec_driver_sql("ALTER TABLE products ADD COLUMN note VARCHAR(20)")
+    finally:
+        engine.dispose()
