@@ -143,19 +143,7 @@ def _request(platform: Platform, server: str | None, slug: str) -> uuid.UUID:
 def _provision(
     platform: Platform, server: str | None, slug: str, settings: Settings | None = None
 ) -> tuple[str, uuid.UUID]:
-    with platform.sessions.begin() as session:
-        store = stores.create_store(session, slug=slug, name=slug.title(), actor="cli:test")
-        target = servers.get_server(session, server) if server else None
-        job = provisioning.request_provisioning(
-            session,
-            platform.box,
-            platform.settings,
-            store,
-            mode=ProvisioningMode.CREATE_NEW,
-            server=target,
-            actor="cli:test",
-        )
-        job_id = job.id
+    job_id = _request(platform, server, slug)
     runner = Provisioner(
         platform.sessions, platform.box, settings or platform.settings, platform.tenant_spec, "w1"
     )
