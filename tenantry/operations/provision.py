@@ -169,18 +169,7 @@ class Provisioner:
                 self._step_save_and_activate(job, store, url, identity, access)
                 return ProvisioningStatus.COMPLETED
             if isinstance(cloned, PreparedCopy):  # a SQLite copy stamped and seeded whole
-                total = len(self.spec.metadata.sorted_tables)
-                self.update(
-                    job.id,
-                    step="seed",
-                    progress=75,
-                    total_tables=total,
-                    tables_created=total,
-                    message="copied the template with identity and initial data",
-                )
-                failpoint("provision.inspect")
-                failpoint("provision.migrate")
-                failpoint("provision.seed")
+                self._record_copied(job, "copied the template with identity and initial data")
                 self._step_save_and_activate(job, store, url, cloned.instance_id)
                 return ProvisioningStatus.COMPLETED
             engine = make_engine(url, pool_size=1)
@@ -274,18 +263,7 @@ class Provisioner:
         """A template copy made by this run: every table at head, an empty identity table.
         Identity and initial data go in together, in one transaction (a job resumed after a
         crash takes the general path instead)."""
-        total = len(self.spec.metadata.sorted_tables)
-        self.update(
-            job.id,
-            step="seed",
-            progress=75,
-            total_tables=total,
-            tables_created=total,
-            message="copied the template; stamping identity and writing initial data",
-        )
-        failpoint("provision.inspect")
-        failpoint("provision.migrate")
-        failpoint("provision.seed")
+        self._record_copied(job, "copied the template; stamping identity and writing initial data")
         with connect(engine, begin=True) as conn:
             return tenant_setup.stamp_and_seed_clone(
                 conn, self.spec, self.settings.tenant_owner, store
@@ -358,6 +336,22 @@ class Provisioner:
         failpoint("provision.seed")
         with connect(engine, begin=True) as conn:
             tenant_setup.seed(conn, self.spec, store)
+
+    def _record_copied(self, job: ProvisioningJob, message: str) -> None:
+        """Record the seed step of a job whose database is a copy of the template (every
+        table there at once), then pass the fail points of the steps the copy stood in for."""
+        total = len(self.spec.metadata.sorted_tables)
+        self.update(
+            job.id,
+            step="seed",
+            progress=75,
+            total_tables=total,
+            tables_created=total,
+            message=message,
+        )
+        failpoint("provision.inspect")
+        failpoint("provision.migrate")
+        failpoint("provision.seed")
 
     def _step_save_and_activate(
         self,
