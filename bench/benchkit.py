@@ -10,8 +10,10 @@ import subprocess
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass
 from importlib import metadata
+from pathlib import Path
 from typing import TypeVar
 
 from rich.console import Console
@@ -189,3 +191,65 @@ class ServerDatabases:
         else:
             say(f"databases on the server: as before ({len(after)})")
         return {"left_behind": left, "gone": gone}
+
+
+@dataclass(frozen=True)
+class CpuSplit:
+    """Which CPUs the load generator gets and which the measured side (server, its worker,
+    PostgreSQL) gets, so a sender's own CPU use cannot change the server's figure: on 2 cores
+    an unpinned sender takes its share from the server, and a heavier sender (autocannon's
+    event loop against wrk's C) then measures itself (PostgreSQL: -36 % rate, same run)."""
+
+    server: frozenset[int]
+    sender: frozenset[int]
+
+    @classmethod
+    def of_this_machine(cls) -> CpuSplit | None:
+        """The last CPU for the sender, the others for the server; None on one CPU."""
+        cpus = sorted(os.sched_getaffinity(0))
+        if len(cpus) < 2:
+            return None
+        return cls(frozenset(cpus[:-1]), frozenset(cpus[-1:]))
+
+    def describe(self) -> dict[str, list[int]]:
+        """For the JSON: the CPUs each side ran on."""
+        return {"server": sorted(self.server), "sender": sorted(self.sender)}
+
+
+def on_cpus(cpus: frozenset[int] | None) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that confines a child process (and what it starts) to ``cpus``."""
+    if cpus is None:
+        return None
+
+    def pin() -> None:
+        os.sched_setaffinity(0, cpus)
+
+    return pin
+
+
+@contextmanager
+def postgres_on_cpus(cpus: frozenset[int] | None) -> Iterator[str]:
+    """Confine this machine's PostgreSQL processes to ``cpus`` for the block, restoring each
+    one's affinity after (new backends fork from the postmaster and inherit it). Yields what
+    was done, for the JSON: pinned, or why not (not root, not running here)."""
+    if cpus is None:
+        yield "not pinned (one CPU)"
+        return
+    saved: dict[int, set[int]] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if (proc / "comm").read_text().strip() not in {"postgres", "postmaster"}:
+                continue
+            pid = int(proc.name)
+            saved[pid] = os.sched_getaffinity(pid)
+            os.sched_setaffinity(pid, cpus)
+        except (OSError, ValueError):
+            continue  # gone, or not ours to pin
+    try:
+        yield f"pinned ({len(saved)} processes)" if saved else "not pinned (none found)"
+    finally:
+        for pid, mask in saved.items():
+            with suppress(OSError):
+                os.sched_setaffinity(pid, mask)

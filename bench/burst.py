@@ -172,9 +172,8 @@ def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> di
         )["key"]
         if server_url is not None:
             tenantry(env, "servers", "add", SERVER, "--url", PG_URL)
-        extra = {"workers": workers} if workers else {}
         try:
-            with running_server(env, Path(tmp) / "server.log", **extra) as server:
+            with running_server(env, Path(tmp) / "server.log", workers=workers or 1) as server:
                 say(f"{backend}: {n} stores from {clients} clients")
                 t0 = time.perf_counter()
                 sent = asyncio.run(

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+from benchkit import on_cpus
 
 HEALTH_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20.0
@@ -129,9 +130,14 @@ def _group_alive(pgid: int) -> bool:
 
 @contextmanager
 def running_server(
-    env: dict[str, str], log: Path, workers: int = 1, api_workers: int = 1
+    env: dict[str, str],
+    log: Path,
+    workers: int = 1,
+    api_workers: int = 1,
+    cpus: frozenset[int] | None = None,
 ) -> Iterator[Server]:
-    """``tenantry up`` on a free port, ready; stopped on exit whatever happened."""
+    """``tenantry up`` on a free port, ready; stopped on exit whatever happened. With
+    ``cpus``, it and its worker run on those CPUs only (``benchkit.CpuSplit``)."""
     port = _free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
@@ -155,6 +161,7 @@ def running_server(
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=on_cpus(cpus),
         )
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     try:

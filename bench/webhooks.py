@@ -1,7 +1,7 @@
 """Benchmark: signed Stripe webhooks through a real server, ingested then processed.
 
     python bench/webhooks.py [--events 20000] [--clients 16] [--backends sqlite postgresql]
-                             [--senders wrk autocannon httpx] [--rounds 2] [--rate 500]
+                             [--senders wrk autocannon httpx] [--rounds 3] [--rate 500]
                              [--out bench/results]
 
 For each backend: a fresh installation (temp data dir; on PostgreSQL a fresh billing database
@@ -15,8 +15,10 @@ sender; httpx when neither is installed). Measured: webhook deliveries answered 
 and their latency, from the sender's own per-request timings (nothing but webhooks is sent),
 then, polling the billing database until every stored event is processed, events/s processed
 and whether any was lost (stored == answered, payments == N). Each sender runs ``--rounds``
-times (2), the senders taking turns in alternating order; their medians must agree within
-15 % on rate and p99. Each round of a sender that paces evenly (wrk, httpx) also runs paced
+times (3), the senders taking turns in alternating order; their medians must agree within
+15 % on rate and p99. The senders run on the last CPU and the server, its worker and the
+machine's PostgreSQL on the others (``--no-pin`` lets them share): on 2 cores an unpinned
+sender's own CPU use decides the server's figure. Each round of a sender that paces evenly (wrk, httpx) also runs paced
 at ``--rate`` events per second offered (500; 0 skips it): the latency of the server under a
 fixed load below its capacity, the figure the performance targets speak of. autocannon is
 not paced: its rate limit is a budget per second per connection, spent in a burst at the
@@ -38,7 +40,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchkit import ServerDatabases, run_metadata
+from benchkit import CpuSplit, ServerDatabases, postgres_on_cpus, run_metadata
 from rich.console import Console
 from rich.table import Table
 from serverkit import environment, log_tail, running_server, tenantry
@@ -188,6 +190,7 @@ def bench_backend(
     sender: str,
     api_workers: int = 1,
     rate: float | None = None,
+    server_cpus: frozenset[int] | None = None,
 ) -> dict[str, Any]:
     """One run on ``backend``: a fresh installation, a server, the load, the checks."""
     run = uuid.uuid4().hex[:8]
@@ -222,7 +225,9 @@ def bench_backend(
             )
             bodies = [stripe_event(run, i) for i in range(events)]
             engine = make_engine(billing_url, pool_size=1)
-            with running_server(env, Path(tmp) / "server.log", api_workers=api_workers) as server:
+            with running_server(
+                env, Path(tmp) / "server.log", api_workers=api_workers, cpus=server_cpus
+            ) as server:
                 t_start = time.perf_counter()
                 sent = _send(
                     sender, server.base_url, secret, bodies, clients, Path(tmp), engine, rate
@@ -462,6 +467,53 @@ def _print_agreement(rows: list[dict[str, Any]]) -> None:
     console.print(table)
 
 
+def _run_all(
+    args: argparse.Namespace,
+    senders: list[str],
+    rates: list[float | None],
+    split: CpuSplit | None,
+    results: list[dict[str, Any]],
+) -> None:
+    """Every backend, sender, round and mode, appended to ``results`` (a failed run is
+    reported and recorded, and the others still run)."""
+    for backend in args.backends:
+        # Senders take turns, in the other order each round, so neither always goes first.
+        order = [
+            sender
+            for round_ in range(args.rounds)
+            for sender in (senders if round_ % 2 == 0 else senders[::-1])
+        ]
+        for sender in order:
+            for rate in rates if sender in EVEN_PACING else [None]:
+                pace = f"paced at {rate:.0f}/s" if rate else "full speed"
+                console.print(
+                    f"{backend}/{sender}: {args.events} events, {args.clients} connections, "
+                    f"{pace} …"
+                )
+                try:
+                    results.append(
+                        bench_backend(
+                            backend,
+                            args.events,
+                            args.clients,
+                            sender,
+                            args.api_workers,
+                            rate,
+                            split.server if split else None,
+                        )
+                    )
+                except Exception as exc:  # report it, run the others
+                    console.print(f"[red]{backend}/{sender} failed:[/] {type(exc).__name__}: {exc}")
+                    results.append(
+                        {
+                            "backend": backend,
+                            "sender": sender,
+                            "mode": "paced" if rate else "max",
+                            "error": f"{type(exc).__name__}: {exc}",
+                        }
+                    )
+
+
 def main() -> None:
     """Run the benchmark for each backend and sender, print tables and write the JSON."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
@@ -475,7 +527,7 @@ def main() -> None:
     parser.add_argument(
         "--rounds",
         type=int,
-        default=2,
+        default=3,
         help="runs per sender and backend, senders taking turns; the medians are compared",
     )
     parser.add_argument(
@@ -490,6 +542,12 @@ def main() -> None:
         "--api-workers", type=int, default=1, help="API processes (`tenantry up --api-workers`)"
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
+    parser.add_argument(
+        "--no-pin",
+        action="store_true",
+        help="let senders and the server share every CPU (by default the sender runs on the "
+        "last CPU and the server, its worker and PostgreSQL on the others)",
+    )
     parser.add_argument(
         "--senders",
         nargs="+",
@@ -510,37 +568,12 @@ def main() -> None:
         if (why := available(sender)) is not None:
             parser.error(f"--senders {sender}: {why}")
     watch = ServerDatabases(parse_url(PG_URL) if "postgresql" in args.backends else None)
+    split = None if args.no_pin else CpuSplit.of_this_machine()
+    if split is not None:
+        os.sched_setaffinity(0, split.sender)  # the senders are this process's children
     results: list[dict[str, Any]] = []
-    for backend in args.backends:
-        # Senders take turns, in the other order each round, so neither always goes first.
-        order = [
-            sender
-            for round_ in range(args.rounds)
-            for sender in (senders if round_ % 2 == 0 else senders[::-1])
-        ]
-        for sender in order:
-            for rate in rates if sender in EVEN_PACING else [None]:
-                pace = f"paced at {rate:.0f}/s" if rate else "full speed"
-                console.print(
-                    f"{backend}/{sender}: {args.events} events, {args.clients} connections, "
-                    f"{pace} …"
-                )
-                try:
-                    results.append(
-                        bench_backend(
-                            backend, args.events, args.clients, sender, args.api_workers, rate
-                        )
-                    )
-                except Exception as exc:  # report it, run the others
-                    console.print(f"[red]{backend}/{sender} failed:[/] {type(exc).__name__}: {exc}")
-                    results.append(
-                        {
-                            "backend": backend,
-                            "sender": sender,
-                            "mode": "paced" if rate else "max",
-                            "error": f"{type(exc).__name__}: {exc}",
-                        }
-                    )
+    with postgres_on_cpus(split.server if split else None) as postgres_pinning:
+        _run_all(args, senders, rates, split, results)
     databases = watch.report()
     _print(results, args.api_workers)
     summary = medians(results)
@@ -560,6 +593,8 @@ def main() -> None:
                     "paced_rate": args.rate or None,
                     "server_workers": 1,
                     "api_workers": args.api_workers,
+                    "cpus": split.describe() if split else None,
+                    "postgres_cpus": postgres_pinning,
                 },
                 "results": results,
                 "medians": summary,
