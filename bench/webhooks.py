@@ -15,13 +15,13 @@ sender; httpx when neither is installed). Measured: webhook deliveries answered 
 and their latency, from the sender's own per-request timings (nothing but webhooks is sent),
 then, polling the billing database until every stored event is processed, events/s processed
 and whether any was lost (stored == answered, payments == N). Each sender runs ``--rounds``
-times (3), the senders taking turns in alternating order; their medians must agree within
-15 % on rate and p99. The senders run on the last CPU and the server, its worker and the
-machine's PostgreSQL on the others (``--no-pin`` lets them share): on 2 cores an unpinned
-sender's own CPU use decides the server's figure. Each round of a sender that paces evenly (wrk, httpx) also runs paced
-at ``--rate`` events per second offered (500; 0 skips it): the latency of the server under a
-fixed load below its capacity, the figure the performance targets speak of. autocannon is
-not paced: its rate limit is a budget per second per connection, spent in a burst at the
+times (3), the senders taking turns in alternating order; their medians must agree within 15 %
+on rate and p99. The senders run on the last CPU and the server, its worker and the machine's
+PostgreSQL on the others (``--no-pin`` lets them share): on 2 cores an unpinned sender's own
+CPU use decides the server's figure. Each round of a sender that paces evenly (wrk, httpx) also
+runs paced at ``--rate`` events per second offered (500; 0 skips it): the latency of the server
+under a fixed load below its capacity, the figure the performance targets speak of. autocannon
+is not paced: its rate limit is a budget per second per connection, spent in a burst at the
 start of each second, so its paced latencies measure those bursts. Prints tables and writes
 ``webhooks.json``; exits non-zero when an event is lost or the senders disagree.
 """
