@@ -25,7 +25,6 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +35,7 @@ HERE = Path(__file__).parent
 WRK_SCRIPT = HERE / "wrk_webhooks.lua"
 NODE_DIR = HERE / "node"
 AUTOCANNON_SCRIPT = NODE_DIR / "autocannon_webhooks.js"
-#: Stop a sender when the server stored nothing new for this long (events were lost).
+#: Stop wrk when no thread reported an answer for this long (events were lost).
 STALL_S = 15.0
 
 SENDERS = ("wrk", "autocannon", "httpx")
@@ -137,13 +136,16 @@ def send_wrk(
     url: str,
     requests: Path,
     clients: int,
-    stored: Callable[[], int],
     rate: float | None = None,
     threads: int = 1,
 ) -> SendStats:
     """Send with wrk (paced at ``rate`` events per second when given, split over its
     threads); each thread stops after its slice, and wrk is interrupted when every thread said
-    so (or when ``stored()`` stops growing: events were lost).
+    so, or when no thread reported progress for ``STALL_S`` (answers that will not come). The
+    stall is read from wrk's own output, never by asking the server (a count of the stored
+    events every second was load on the server that the other sender did not add). Latencies
+    are the script's own per-request timings (see ``wrk_webhooks.lua``), not wrk's histogram,
+    which wrk corrects for coordinated omission.
 
     One thread by default, like autocannon's one event loop: on a 2-core machine a second
     sender thread takes a core from the server, and wrk's figures then measure the sender
@@ -165,6 +167,7 @@ def send_wrk(
             str(requests),
             str(threads),
             str((rate or 0) / threads),
+            str(requests.with_suffix(".latency")),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -181,19 +184,16 @@ def send_wrk(
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
-    finished, last, still_since = 0, -1, time.monotonic()
+    finished = 0
     while finished < threads:
         try:
-            line = lines.get(timeout=1.0)
+            line = lines.get(timeout=STALL_S)
         except queue.Empty:
-            now_stored = stored()
-            if now_stored != last:
-                last, still_since = now_stored, time.monotonic()
-            elif time.monotonic() - still_since > STALL_S:
-                break  # wrk is waiting for answers that will not come
-            continue
+            break  # wrk is waiting for answers that will not come
         if line is None:
             break
+        if line.startswith("PROGRESS"):
+            continue
         output.append(line)
         finished += line.startswith("THREAD_DONE")
     proc.send_signal(signal.SIGINT)  # wrk sleeps out -d otherwise; SIGINT prints the summary
@@ -215,9 +215,12 @@ def send_wrk(
     if fields["errors"]:
         stats.outcomes["socket errors"] = fields["errors"]
     stats.seconds = fields["span_us"] / 1e6
-    # wrk's histogram: every request it sent, which are webhook deliveries only (non-2xx too,
-    # counted above; a run with any is not a valid measurement).
-    stats.latency_ms = {k: fields[f"{k}_us"] / 1000 for k in ("p50", "p90", "p99", "max")}
+    # Each thread's per-request latencies (2xx answers), written by the script as it stopped.
+    latencies: list[float] = []
+    for part in sorted(requests.parent.glob(requests.with_suffix(".latency").name + ".*")):
+        latencies.extend(int(x) / 1000 for x in part.read_text().split())
+        part.unlink()
+    stats.latency_ms = _percentiles(latencies)
     return stats
 
 

@@ -179,7 +179,7 @@ def _send(
         return send_httpx(url, signed, clients, rate)
     requests = write_requests(workdir / "requests.tsv", signed)
     if sender == "wrk":
-        return send_wrk(url, requests, clients, lambda: sum(_counts(engine).values()), rate)
+        return send_wrk(url, requests, clients, rate)
     return send_autocannon(url, requests, clients, workdir, rate)
 
 
