@@ -110,11 +110,14 @@ def _role_exists(conn: Connection, role: str) -> bool:
     return conn.execute(query, {"n": role}).first() is not None
 
 
-def ensure_pool_login(admin_url: URL, database: str, password: str | None) -> str | None:
+def ensure_pool_login(
+    admin_url: URL, database: str, password: str | None, *, set_password: bool = False
+) -> str | None:
     """Make shared database ``database``'s pool login (NOINHERIT, empty ``search_path``,
     CONNECT on the database, which PUBLIC loses) unless it exists.
 
-    ``password``: the one master already keeps for it (kept as is); ``None`` when master has
+    ``password``: the one master already keeps for it (kept as is, or, with
+    ``set_password``, given to the login whether it is new or not); ``None`` when master has
     none: the login gets a new password, returned (``None`` when the password was kept).
     """
     login = pool_login(database)
@@ -122,14 +125,15 @@ def ensure_pool_login(admin_url: URL, database: str, password: str | None) -> st
         q = conn.dialect.identifier_preparer.quote_identifier
         statements: list[str] = []
         new = generate_password() if password is None else None
-        verifier = f" PASSWORD '{scram_verifier(new)}'" if new is not None else ""
+        given = new if new is not None else (password if set_password else None)
+        verifier = f" PASSWORD '{scram_verifier(given)}'" if given is not None else ""
         if not _role_exists(conn, login):
             statements.append(
                 f"CREATE ROLE {q(login)} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE "
                 f"NOREPLICATION NOBYPASSRLS{verifier}"
             )
-        elif new is not None:
-            statements.append(f"ALTER ROLE {q(login)} PASSWORD '{scram_verifier(new)}'")
+        elif given is not None:
+            statements.append(f"ALTER ROLE {q(login)}{verifier}")
         _run(conn, statements, f"create login {login}", secret=True)
         _run(
             conn,
