@@ -20,6 +20,7 @@ MariaDB and SQLite have no schema inside a database (a MySQL schema *is* a datab
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 
@@ -224,3 +225,52 @@ def schema_of(url: URL) -> str | None:
 def whole_database(url: URL) -> URL:
     """``url`` without the schema confinement :func:`schema_url` added."""
     return url.difference_update_query(["options"])
+
+
+def rename_schema(admin_url: URL, database: str, schema: str, new_name: str) -> None:
+    """Rename ``schema`` of ``database`` to ``new_name`` (a scratch copy's, before it is
+    dumped again under that name)."""
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        s, n = q(check_name(schema, "schema name")), q(check_name(new_name, "schema name"))
+        _run(conn, [f"ALTER SCHEMA {s} RENAME TO {n}"], f"rename schema {schema}")
+
+
+def drop_schema(admin_url: URL, database: str, schema: str) -> None:
+    """Drop ``schema`` of ``database`` with everything in it, if it is there (never a role)."""
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        statement = f"DROP SCHEMA IF EXISTS {q(check_name(schema, 'schema name'))} CASCADE"
+        _run(conn, [statement], f"drop schema {schema}")
+
+
+def swap_schema(admin_url: URL, database: str, staging: str, schema: str, role: str) -> str:
+    """Replace ``schema`` with ``staging`` in one transaction: ``schema`` renamed aside,
+    ``staging`` renamed to ``schema``, and tenant ``role``'s privileges given on it (USAGE,
+    DML on its tables and sequences, present and future), so the store's sessions see the
+    whole old schema or the whole new one. The name the replaced schema now has."""
+    replaced = check_name(f"{schema[:50]}_old_{uuid.uuid4().hex[:6]}", "schema name")
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        s, st, r = q(check_name(schema, "schema name")), q(staging), q(role)
+        statements = [
+            "BEGIN",  # the connection autocommits: one explicit transaction
+            "SET LOCAL lock_timeout = '5s'",
+            f"ALTER SCHEMA {s} RENAME TO {q(replaced)}",
+            f"ALTER SCHEMA {st} RENAME TO {s}",
+            f"REVOKE ALL ON SCHEMA {s} FROM PUBLIC",
+            f"GRANT USAGE ON SCHEMA {s} TO {r}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r}",
+            f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} "
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {r}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {r}",
+            "COMMIT",
+        ]
+        try:
+            _run(conn, statements, f"switch schema {schema}")
+        except BaseException:
+            with contextlib.suppress(DBAPIError):
+                conn.exec_driver_sql("ROLLBACK")  # nothing of the switch stays
+            raise
+    return replaced
