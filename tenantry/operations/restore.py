@@ -37,7 +37,7 @@ from tenantry.db.master.models import (
     Store,
 )
 from tenantry.db.schemas import Role, schema_for
-from tenantry.db.shared_schemas import schema_of
+from tenantry.db.shared_schemas import drop_schema, schema_of, whole_database
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import TenantryError
 from tenantry.operations import audited
@@ -48,7 +48,7 @@ from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.running import error_message
 from tenantry.services import runtime_access
 from tenantry.services.backups.restore_plan import RestorePlan
-from tenantry.services.backups.restore_schema import restore_schema_and_switch
+from tenantry.services.backups.restore_schema import restore_schema_and_switch, staging_schema
 from tenantry.services.backups.restore_switch import restore_and_switch, staging_url
 from tenantry.services.backups.restoring import (
     RestoreResult,
@@ -299,7 +299,15 @@ def recover_stalled_restore(
             store.write_block_until = None
             store.connection_version += 1  # the switch may have replaced its database
         target = _in_place_url(session, box, settings, operation, store)
-    if target is not None and backup_id is not None:
+    if target is not None and backup_id is not None and (schema := schema_of(target)):
+        # A shared-schema store's staging copy is a schema of its shared database.
+        staging_name = staging_schema(schema, backup_id)
+        try:
+            drop_schema(whole_database(target), str(target.database), staging_name)
+            dropped = f"schema {staging_name}"
+        except Exception:
+            dropped = None
+    elif target is not None and backup_id is not None:
         staging = staging_url(target, backup_id)
         try:
             drop_database(staging)

@@ -186,3 +186,63 @@ def test_killed_then_run_again(cli: Invoke, tmp_path: Path) -> None:
         assert cli("stores", "delete", "killed-sh", "--drop-database", "--yes").exit_code == 0
     finally:
         _drop(database)
+
+
+def _rows(database: str, schema: str) -> list[str]:
+    admin = parse_url(admin_url("postgresql")).set(database=database)
+    engine = make_engine(admin, pooled=False)
+    try:
+        with engine.connect() as conn:
+            return sorted(
+                str(r[0]) for r in conn.execute(text(f'SELECT sku FROM "{schema}".products'))
+            )
+    finally:
+        engine.dispose()
+
+
+def test_restore_in_place_of_a_shared_schema_store(cli: Invoke) -> None:
+    """`tenantry restore ID --in-place` of a shared-schema store: its rows as backed up, its
+    neighbour's as they are."""
+    require_server("postgresql")
+    database = f"tsh_{uuid.uuid4().hex[:10]}"
+    assert cli("init").exit_code == 0
+    assert cli("servers", "add", "pg", "--url", admin_url("postgresql")).exit_code == 0
+    schemas = {}
+    try:
+        for slug in ("rs-mine", "rs-other"):
+            assert cli("stores", "create", slug, "--name", slug).exit_code == 0
+            made = cli("provision", slug, "--new", "--shared", f"pg/{database}", "--json")
+            assert made.exit_code == 0, made.output
+            schemas[slug] = as_json(made)["schema"]
+        mine, other = schemas["rs-mine"], schemas["rs-other"]
+        from tenantry.runtime import Platform
+        from tenantry.settings import load_settings
+        from tests.services.backups.test_shared_schema_backups import add
+
+        platform = Platform.open(load_settings())
+        try:
+            add(platform, "rs-mine", "KEPT-1")
+            add(platform, "rs-other", "NEIGHBOUR-1")
+            taken = cli("backup", "run", "--db", "store:rs-mine", "--json")
+            assert taken.exit_code == 0, taken.output
+            backup_id = as_json(taken)["id"]
+            add(platform, "rs-mine", "LATER-1")
+            add(platform, "rs-other", "NEIGHBOUR-2")
+        finally:
+            platform.close()
+        refused = cli("restore", backup_id, "--in-place", "--json")
+        assert refused.exit_code != 0
+        assert f"--confirm {mine}" in refused.output
+        done = cli("restore", backup_id, "--in-place", "--confirm", mine, "--json")
+        assert done.exit_code == 0, done.output
+        doc = as_json(done)
+        assert doc["restored"] is True
+        assert "staging schema" in doc["plan"]["method"]
+        assert _rows(database, mine) == ["KEPT-1"]
+        assert _rows(database, other) == ["NEIGHBOUR-1", "NEIGHBOUR-2"]
+        ops = as_json(cli("ops", "list", "--kind", "restore", "--json"))["items"]
+        assert [o["status"] for o in ops] == ["succeeded"]
+        for slug in schemas:
+            assert cli("stores", "delete", slug, "--drop-database", "--yes").exit_code == 0
+    finally:
+        _drop(database)

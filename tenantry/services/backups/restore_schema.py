@@ -13,6 +13,7 @@ staging schema and the scratch database and leaves the store's schema as it was.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 
 from sqlalchemy.engine import URL
@@ -36,9 +37,9 @@ from tenantry.services.backups.verification import (
 )
 
 
-def staging_schema(schema: str, backup: Backup) -> str:
-    """The name backup ``backup`` of ``schema`` is restored under before it replaces it."""
-    return f"{schema[:45]}_rs_{backup.id.hex[:8]}"
+def staging_schema(schema: str, backup_id: uuid.UUID) -> str:
+    """The name backup ``backup_id`` of ``schema`` is restored under before it replaces it."""
+    return f"{schema[:45]}_rs_{backup_id.hex[:8]}"
 
 
 def restore_schema_and_switch(
@@ -58,7 +59,7 @@ def restore_schema_and_switch(
     assert schema is not None, "a schema-confined URL"
     admin = shared.whole_database(target)
     database = str(target.database)
-    staging = staging_schema(schema, backup)
+    staging = staging_schema(schema, backup.id)
     shared.drop_schema(admin, database, staging)  # left by a killed run
     try:
         try:
