@@ -273,3 +273,39 @@ def test_two_stores_provisioned_at_once_into_a_new_database_agree_on_its_login(
             engine = platform.router.engine(master, stores.get_store(master, slug))
         with engine.connect() as conn:
             assert conn.scalar(select(func.count()).select_from(Category)) == 2
+
+
+def test_a_cancelled_job_drops_what_it_made(
+    platform: Platform, shared_db: SharedDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    slug = new_slug("cncl")
+    make_store(platform, slug)
+    with platform.sessions() as session:
+        before = stores.get_store(session, slug).database_status
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", "provision.seed=sleep:2")
+    runner = InProcessDispatcher(platform, background=True)
+    requested = request_shared(platform, runner, slug, shared_db.target, actor="cli:test")
+    deadline = time.monotonic() + 30
+    while True:  # until it reaches the seed step (its schema and tables made)
+        with platform.sessions() as session:
+            if provisioning.get_job(session, requested.job_id).step == "seed":
+                break
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    with platform.writer_sessions.begin() as session:
+        job = provisioning.get_job(session, requested.job_id)
+        provisioning.cancel_job(session, job, actor="cli:test")
+    runner.join()
+    prefix = f"t_{slug.replace('-', '_')}_"
+    assert (
+        admin_query(
+            shared_db.database, f"SELECT 1 FROM pg_namespace WHERE nspname LIKE '{prefix}%'"
+        )
+        == []
+    )
+    with platform.sessions() as session:
+        job = provisioning.get_job(session, requested.job_id)
+        assert (job.status, job.operation_status) == ("cancelled", "cancelled")
+        store = stores.get_store(session, slug)
+        assert store.database_status == before
+        assert stores.active_connection(session, store) is None

@@ -82,6 +82,12 @@ def test_in_place_restore_brings_rows_back_and_leaves_the_neighbour(
             session, platform.box, platform.settings, str(backup.id), target=None, in_place=True
         )
     assert (plan.method, plan.live, plan.confirm_name) == (SCHEMA_METHOD, True, schema)
+    blocks: dict[str, set[str | None]] = {"restoring": set(), "switching": set()}
+
+    def block_now(when: str) -> None:
+        with platform.sessions() as master:
+            blocks[when].add(stores.get_store(master, mine).write_block_reason)
+
     result = restore(
         platform.sessions,
         storage_for(platform.settings),
@@ -89,8 +95,16 @@ def test_in_place_restore_brings_rows_back_and_leaves_the_neighbour(
         plan,
         confirm=schema,
         actor="cli:test",
+        on_progress=lambda _done: block_now("restoring"),
+        before_switch=lambda: block_now("switching"),
     )
     assert result.row_counts["products"] == 2
+    # The store took writes while its backup was restored into the staging schema; they
+    # were blocked for the switch alone.
+    assert blocks["restoring"] == {None}
+    (reason,) = blocks["switching"]
+    assert reason is not None
+    assert "restor" in reason
     assert result.safety_backup_id is not None
     assert skus(platform, mine) == ["MINE-1", "MINE-2"]  # through its pool login and role
     assert skus(platform, other) == ["OTHER-1", "OTHER-2"]
