@@ -1,10 +1,13 @@
 """tenantry's default store schema (``tenantry/db/tenant/store/models.py``) as Django models:
 the same tables, columns and indexes, with tenantry's constraint and index names.
 
-Where Django differs: JSON columns are ``jsonb`` (tenantry's are ``json``), ``ON DELETE``
-is enforced by Django rather than by the foreign keys, and primary keys keep Django's names.
-Uniques are ``UniqueConstraint`` rather than ``unique=True`` and indexes are declared in
-``Meta`` (not ``db_index``), so Django adds no ``varchar_pattern_ops`` index of its own.
+Where Django differs (compared in the catalog of both): JSON columns are ``jsonb``
+(tenantry's are ``json``), ``ON DELETE`` is enforced by Django rather than by the foreign keys,
+primary keys keep Django's names (``products_pkey``, not ``pk_products``), and Django adds one
+index, ``varchar_pattern_ops`` on ``settings.key`` (a text primary key). Uniques are
+``UniqueConstraint`` rather than ``unique=True`` and indexes are declared in ``Meta`` (not
+``db_index``), so Django adds no other index of its own. Each schema also holds Django's
+``django_migrations`` table, as tenantry's hold their identity, version and checksum tables.
 ``BENCH_NOTE`` is the column the bench's second migration adds (as tenantry's b002 does).
 """
 
