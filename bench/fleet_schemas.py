@@ -339,6 +339,8 @@ def main() -> None:
     except ImportError:
         parser.exit(2, "django-tenants is not installed: pip install -e '.[bench]'\n")
     server = parse_url(PG_URL)
+    # Taken before the runs: the commit measured, even if HEAD moves while they last.
+    run = run_metadata(postgresql=server_version(server))
     watch = ServerDatabases(server, roles=True)
     results: list[dict[str, Any]] = []
     load_start = os.getloadavg()
@@ -376,7 +378,7 @@ def main() -> None:
     out.write_text(
         json.dumps(
             {
-                "run": run_metadata(postgresql=server_version(server)),
+                "run": run,
                 "machine": {
                     "cpus": os.cpu_count(),
                     # Other work on the machine skews the timings: the load before and after.
