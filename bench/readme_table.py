@@ -280,12 +280,15 @@ def scale_load_rows(data: dict[str, Any]) -> Iterator[Row]:
             _x(conns["api_max_total"] / conns["bound_per_server"]),
             run,
         )
-        d = r["drain"]
+        d, base_d = r["drain"], base["drain"]
         yield Row(
             f"drain {d['stores']} PostgreSQL stores under the load, {who(r)}",
             f"{d['stores_per_s']:.2f} stores/s, {d['on_another_server']} moved; 5xx: "
-            f"{d['errors_inside_own_window']} in own cut-over, {d['errors_outside']} outside",
-            "",
+            f"{d['errors_inside_own_window']} in the store's own move, "
+            f"{d['errors_outside']} outside",
+            f"{base['tenants']['total']} tenants: {base_d['stores']} stores, "
+            f"{base_d['stores_per_s']:.2f}/s; 5xx {base_d['errors_inside_own_window']} in own "
+            f"move, {base_d['errors_outside']} outside",
             "",
             run,
         )
