@@ -287,8 +287,8 @@ def scale_load_rows(data: dict[str, Any]) -> Iterator[Row]:
             f"{d['errors_inside_own_window']} in the store's own move, "
             f"{d['errors_outside']} outside",
             f"{base['tenants']['total']} tenants: {base_d['stores']} stores, "
-            f"{base_d['stores_per_s']:.2f}/s; 5xx {base_d['errors_inside_own_window']} in own "
-            f"move, {base_d['errors_outside']} outside",
+            f"{base_d['stores_per_s']:.2f}/s; 5xx or no answer "
+            f"{base_d['errors_inside_own_window']} in own move, {base_d['errors_outside']} outside",
             "",
             run,
         )
