@@ -283,7 +283,7 @@ def scale_load_rows(data: dict[str, Any]) -> Iterator[Row]:
         d, base_d = r["drain"], base["drain"]
         yield Row(
             f"drain {d['stores']} PostgreSQL stores under the load, {who(r)}",
-            f"{d['stores_per_s']:.2f} stores/s, {d['on_another_server']} moved; 5xx: "
+            f"{d['stores_per_s']:.2f} stores/s, {d['on_another_server']} moved; 5xx or no answer: "
             f"{d['errors_inside_own_window']} in the store's own move, "
             f"{d['errors_outside']} outside",
             f"{base['tenants']['total']} tenants: {base_d['stores']} stores, "
