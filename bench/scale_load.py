@@ -104,6 +104,7 @@ class Request:
     slug: str
     write: bool
     status: int  # 0: no answer (a transport error)
+    error: str = ""  # the transport error's class, when no answer
 
 
 @dataclass
@@ -350,10 +351,11 @@ class Load:
                 else:
                     response = await http.get(path, params={"limit": 10}, headers=headers)
                 status = response.status_code
-            except httpx.HTTPError:
-                status = 0
+                error = ""
+            except httpx.HTTPError as exc:
+                status, error = 0, type(exc).__name__
             ended = started + (time.perf_counter() - t0)
-            self.requests.append(Request(started, ended, tenant.slug, write, status))
+            self.requests.append(Request(started, ended, tenant.slug, write, status, error))
 
     async def _main(self) -> None:
         limits = httpx.Limits(max_connections=self.clients, max_keepalive_connections=self.clients)
@@ -548,6 +550,7 @@ def _under_load(
             "write_ms": _lat(writes),
             "non_2xx_4xx_steady": len(failed_steady),
             "statuses": _statuses(requests),
+            "no_answer_errors": _no_answer(requests),
         },
         "rss_mb": {
             "after_warmup": steady_rss[0] if steady_rss else None,
@@ -595,6 +598,14 @@ def _lat(values: list[float]) -> dict[str, float | int]:
         "p99": round(pct(values, 0.99), 1),
         "max": round(max(values), 1),
     }
+
+
+def _no_answer(requests: list[Request]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for r in requests:
+        if r.status == 0:
+            counts[r.error] = counts.get(r.error, 0) + 1
+    return counts
 
 
 def _statuses(requests: list[Request]) -> dict[str, int]:
