@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
 import time
 import uuid
@@ -27,25 +26,21 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from benchkit import environment, run_metadata, say
+from master_seed import seed_stores
 from rich.console import Console
 from rich.table import Table
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # tests.master_rows: the same seeding the tests use
-
-from benchkit import environment, run_metadata, say  # noqa: E402
-
-from tenantry.db import migrations  # noqa: E402
-from tenantry.db.admin import drop_database  # noqa: E402
-from tenantry.db.urls import parse_url  # noqa: E402
-from tenantry.operations.init import run_init  # noqa: E402
-from tenantry.runtime import Platform  # noqa: E402
-from tenantry.services.backups.freshness import backup_freshness  # noqa: E402
-from tenantry.services.backups.scheduling import all_scopes, protection  # noqa: E402
-from tenantry.services.fleet_status import fleet_status  # noqa: E402
-from tenantry.services.store_overview import search_stores  # noqa: E402
-from tenantry.settings import load_settings  # noqa: E402
-from tests.master_rows import seed_stores  # noqa: E402
+from tenantry.db import migrations
+from tenantry.db.admin import drop_database
+from tenantry.db.urls import parse_url
+from tenantry.operations.init import run_init
+from tenantry.runtime import Platform
+from tenantry.services.backups.freshness import backup_freshness
+from tenantry.services.backups.scheduling import all_scopes, protection
+from tenantry.services.fleet_status import fleet_status
+from tenantry.services.store_overview import search_stores
+from tenantry.settings import load_settings
 
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 VARS = ("DATABASE_URL", "DATABASE_URL_BILLING", "TENANTRY_SECRET_KEYS", "TENANTRY_QUEUE_URL")
