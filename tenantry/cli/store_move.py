@@ -20,11 +20,14 @@ from tenantry.cli.output import (
     reports_errors,
 )
 from tenantry.db.urls import mask
+from tenantry.errors import InvalidInput
 from tenantry.operations.move_store import StoreMover
+from tenantry.operations.provision_shared import parse_target
 from tenantry.services import servers, stores
 from tenantry.services.audit import cli_actor
 from tenantry.services.connections import tenant_url
 from tenantry.services.move_progress import MoveProgress, move_document
+from tenantry.services.placement import SQLITE
 from tenantry.settings import load_settings
 
 _STEPS = {
@@ -44,32 +47,70 @@ _STEPS = {
 @reports_errors
 def move(
     slug: str = typer.Argument(..., help="The store's slug (or id)."),
-    to_server: str = typer.Option(
-        ..., "--to-server", help="The registered server to move the database to."
+    to_server: str | None = typer.Option(
+        None,
+        "--to-server",
+        "--server",
+        help="The registered server to move the database to (a database of its own there), "
+        "or `sqlite` for a file in the data dir.",
+    ),
+    to_shared: str | None = typer.Option(
+        None,
+        "--to-shared",
+        metavar="SERVER[/DB]",
+        help="Into the store's own schema of a shared PostgreSQL database instead "
+        "(tenantry_shared_1 when no database is named; created when missing).",
+    ),
+    to_own_database: bool = typer.Option(
+        False,
+        "--to-own-database",
+        help="A shared-schema store into a database of its own: on --server, or where "
+        "placement picks when --server is left out.",
     ),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
     json_output: bool = JSON_OPTION,
 ) -> None:
-    """Move a store's database to another registered server (any engine to any engine).
+    """Move a store's database to another registered server (any engine to any engine), into
+    its own schema of a shared PostgreSQL database (--to-shared), or out of one into a
+    database of its own (--to-own-database).
 
     Writes to the store are refused (HTTP 503 with Retry-After) while its data is copied
     table by table and verified (row counts and checksums); reads keep being served. Then the
     store switches to the new database in one step, and the old one is kept read-only for
     TENANTRY_MOVE_KEEP_SOURCE_DAYS days (MySQL/MariaDB cannot make one database read-only:
-    the move says so). Any failure rolls everything back: the new database is dropped and the
-    store stays where it was. The source must be at the schema's head revision. With --json
-    the finished move is printed; the exit code is 1 when it was rolled back.
+    the move says so; a shared-schema source's role loses its writes). Any failure rolls
+    everything back: the new database (or schema) is dropped and the store stays where it
+    was. The source must be at the schema's head revision. With --json the finished move is
+    printed; the exit code is 1 when it was rolled back.
     """
+    server, shared_database = _destination(to_server, to_shared, to_own_database)
     settings = load_settings()
     with open_platform(settings) as platform:
         with platform.sessions() as session:
             store = stores.get_store(session, slug)
             connection = stores.active_connection(session, store)
             source = mask(tenant_url(platform.box, connection)) if connection else "-"
-            servers.get_server(session, to_server)  # an unknown server is refused before asking
+            if connection is not None and connection.db_schema:
+                source = f"schema {connection.db_schema} of {source}"
+            elif to_own_database:
+                raise InvalidInput(
+                    f"store {store.slug!r} has a database of its own already "
+                    "(--to-own-database moves a shared-schema store).",
+                    "Give --to-server NAME to move it to another server, or --to-shared "
+                    "SERVER[/DB] to move it into a shared database.",
+                )
+            if server not in (None, SQLITE):
+                servers.get_server(session, server)  # an unknown server is refused before asking
+        where = (
+            f"shared database {to_shared}"
+            if shared_database
+            else f"server {server!r}"
+            if server
+            else "the server placement picks"
+        )
         if not yes:
             confirm_or_exit(
-                f"Move store {store.slug!r} from {source} to server {to_server!r}? Its writes "
+                f"Move store {store.slug!r} from {source} to {where}? Its writes "
                 "are refused until the move ends",
                 json_output,
                 "Pass --yes to move without asking.",
@@ -106,7 +147,7 @@ def move(
             on_progress=show,
         )
         try:
-            moved = mover.move(store.id, to_server)
+            moved = mover.move(store.id, server, shared_database=shared_database)
         finally:
             progress.stop()
     doc = move_document(moved)
@@ -123,12 +164,39 @@ def move(
         raise typer.Exit(EXIT_FAILED)
 
 
+def _destination(
+    to_server: str | None, to_shared: str | None, to_own_database: bool
+) -> tuple[str | None, str | None]:
+    """(server or ``sqlite`` or None for placement, shared database or None) from the flags;
+    a contradiction or nothing at all is refused naming the flags."""
+    if to_shared is not None:
+        if to_own_database or to_server is not None:
+            raise InvalidInput(
+                "--to-shared cannot go with --to-own-database or --to-server/--server.",
+                "Give --to-shared SERVER[/DB] alone, or --to-own-database [--server NAME].",
+            )
+        return parse_target(to_shared)
+    if to_server is None and not to_own_database:
+        raise InvalidInput(
+            "say where the store goes.",
+            "Give --to-server NAME, --to-shared SERVER[/DB] or --to-own-database "
+            "[--server NAME|sqlite].",
+        )
+    return to_server, None
+
+
 def _print_moved(doc: dict[str, Any]) -> None:
     details = doc["details"]
     target = details["target"]
+    if target.get("schema"):
+        what = f"schema {target['schema']} of shared database {target['database']}"
+    elif target["engine"] == "sqlite":
+        what = f"sqlite file {target['path']}"
+    else:
+        what = f"{target['engine']} database {target['database']}"
     console.print(
         f"[green]✓[/] moved store {doc['slug']} to server {doc['to_server']} "
-        f"({target['engine']} database {target['database']}): {details['total_rows']} rows "
+        f"({what}): {details['total_rows']} rows "
         f"in {len(details['tables'])} tables copied and verified"
     )
     read_only = details.get("source_read_only") or {}

@@ -22,7 +22,7 @@ from tenantry.operations.running import run_here
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tenantry.services.connections import migrator_url
-from tenantry.services.move_leftovers import KeptSource, kept_sources
+from tenantry.services.move_leftovers import KeptSource, drop_location, kept_sources
 from tenantry.services.runtime_access import drop_store_logins
 
 
@@ -103,9 +103,11 @@ def delete(platform: Platform, deletion: StoreDeletion, *, actor: str) -> dict[s
             dropped = admin.drop_database(main)
             logins_dropped += drop_store_logins(main, deletion.slug, deletion.store_id)
             running.step("dropping databases", current=1, cancellable=False)
+        roles = {k.url: k.role for k in deletion.kept}
         for done, url in enumerate(doomed, start=int(main is not None) + 1):
-            admin.drop_database(url)
-            logins_dropped += drop_store_logins(url, deletion.slug, deletion.store_id)
+            drop_location(url, roles.get(url))  # a kept schema source: its schema and role
+            if shared_schemas.schema_of(url) is None:
+                logins_dropped += drop_store_logins(url, deletion.slug, deletion.store_id)
             running.step("dropping databases", current=done, cancellable=False)
         running.step("removing the store", current=total, cancellable=False)
         with platform.writer_sessions.begin() as session:
