@@ -95,11 +95,8 @@ def served(platform: Platform, slug: str) -> tuple[int, str]:
             tenant.add(Product(sku=f"NEW-{new}", slug=f"new-{new}", name="New"))
             tenant.commit()
             count = tenant.scalar(select(func.count()).select_from(Product))
-            user = (
-                tenant.scalar(text("SELECT current_user"))
-                if "postgres" in str(tenant.get_bind().url)
-                else "-"
-            )
+            on_postgresql = tenant.connection().dialect.name == "postgresql"
+            user = tenant.scalar(text("SELECT current_user")) if on_postgresql else "-"
     return int(count or 0), str(user)
 
 
@@ -230,7 +227,7 @@ def test_a_shared_schema_store_moves_into_a_database_of_its_own(
         config = stores.active_connection(session, stores.get_store(session, slug))
         assert config is not None
         assert config.db_schema is None
-        assert config.database_server_id is (None if to == "sqlite" else config.database_server_id)
+        assert (config.database_server_id is None) is (to == "sqlite")
     # The kept schema: same rows, its role may no longer write; the neighbour still may.
     role = shared_schemas.tenant_role(slug, moved.store_id)  # type: ignore[arg-type]
     assert digests(source_url, platform) == before
