@@ -20,9 +20,8 @@ from tenantry.cli.output import (
     reports_errors,
 )
 from tenantry.db.urls import mask
-from tenantry.errors import InvalidInput
+from tenantry.operations.move_destination import MoveDestination
 from tenantry.operations.move_store import StoreMover
-from tenantry.operations.provision_shared import parse_target
 from tenantry.services import servers, stores
 from tenantry.services.audit import cli_actor
 from tenantry.services.connections import tenant_url
@@ -83,7 +82,7 @@ def move(
     was. The source must be at the schema's head revision. With --json the finished move is
     printed; the exit code is 1 when it was rolled back.
     """
-    server, shared_database = _destination(to_server, to_shared, to_own_database)
+    destination = MoveDestination.parse(to_server, to_shared, to_own_database)
     settings = load_settings()
     with open_platform(settings) as platform:
         with platform.sessions() as session:
@@ -92,25 +91,12 @@ def move(
             source = mask(tenant_url(platform.box, connection)) if connection else "-"
             if connection is not None and connection.db_schema:
                 source = f"schema {connection.db_schema} of {source}"
-            elif to_own_database:
-                raise InvalidInput(
-                    f"store {store.slug!r} has a database of its own already "
-                    "(--to-own-database moves a shared-schema store).",
-                    "Give --to-server NAME to move it to another server, or --to-shared "
-                    "SERVER[/DB] to move it into a shared database.",
-                )
-            if server not in (None, SQLITE):
-                servers.get_server(session, server)  # an unknown server is refused before asking
-        where = (
-            f"shared database {to_shared}"
-            if shared_database
-            else f"server {server!r}"
-            if server
-            else "the server placement picks"
-        )
+            if destination.server not in (None, SQLITE):
+                # An unknown server is refused before asking.
+                servers.get_server(session, str(destination.server))
         if not yes:
             confirm_or_exit(
-                f"Move store {store.slug!r} from {source} to {where}? Its writes "
+                f"Move store {store.slug!r} from {source} to {destination.describe()}? Its writes "
                 "are refused until the move ends",
                 json_output,
                 "Pass --yes to move without asking.",
@@ -147,7 +133,7 @@ def move(
             on_progress=show,
         )
         try:
-            moved = mover.move(store.id, server, shared_database=shared_database)
+            moved = mover.move_to(store.id, destination)
         finally:
             progress.stop()
     doc = move_document(moved)
@@ -162,27 +148,6 @@ def move(
         _print_moved(doc)
     if failed:
         raise typer.Exit(EXIT_FAILED)
-
-
-def _destination(
-    to_server: str | None, to_shared: str | None, to_own_database: bool
-) -> tuple[str | None, str | None]:
-    """(server or ``sqlite`` or None for placement, shared database or None) from the flags;
-    a contradiction or nothing at all is refused naming the flags."""
-    if to_shared is not None:
-        if to_own_database or to_server is not None:
-            raise InvalidInput(
-                "--to-shared cannot go with --to-own-database or --to-server/--server.",
-                "Give --to-shared SERVER[/DB] alone, or --to-own-database [--server NAME].",
-            )
-        return parse_target(to_shared)
-    if to_server is None and not to_own_database:
-        raise InvalidInput(
-            "say where the store goes.",
-            "Give --to-server NAME, --to-shared SERVER[/DB] or --to-own-database "
-            "[--server NAME|sqlite].",
-        )
-    return to_server, None
 
 
 def _print_moved(doc: dict[str, Any]) -> None:

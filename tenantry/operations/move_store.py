@@ -51,6 +51,7 @@ from tenantry.observability import metrics
 from tenantry.operations.block_lease import BlockLease
 from tenantry.operations.kit import OperationKit
 from tenantry.operations.move_copy import copy_tables, verify_copy
+from tenantry.operations.move_destination import MoveDestination
 from tenantry.operations.move_rollback import MoveRollback, undo_move
 from tenantry.operations.move_run import MoveCancelled, MoveRun
 from tenantry.services import moves, runtime_access
@@ -101,6 +102,7 @@ class StoreMover:
         server_name: str | None,
         *,
         shared_database: str | None = None,
+        own_only: bool = False,
     ) -> StoreMove:
         """Move the store's database to ``server_name`` (a registered server, ``sqlite``, or
         ``None``: placement picks); with ``shared_database``, into the store's own schema of
@@ -110,7 +112,7 @@ class StoreMover:
         the start returns the move ``rolled_back`` with its error.
         """
         ensure_may_write("move a store")
-        plan = self.plan(store_ref, server_name, shared_database=shared_database)
+        plan = self.plan(store_ref, server_name, shared_database=shared_database, own_only=own_only)
         run = self._start(plan)
         # The lease and the write block stay alive as long as this process runs the move,
         # also through steps that report nothing for a while (creating tables).
@@ -128,12 +130,23 @@ class StoreMover:
         self._finish(run)
         return self._load(plan.move_id)
 
+    def move_to(self, store_ref: str | uuid.UUID, destination: MoveDestination) -> StoreMove:
+        """:meth:`move` to ``destination`` (as the adapters take it); ``own_database`` is
+        refused for a store that has a database of its own already."""
+        return self.move(
+            store_ref,
+            destination.server,
+            shared_database=destination.shared_database,
+            own_only=destination.own_database,
+        )
+
     def plan(
         self,
         store_ref: str | uuid.UUID,
         server_name: str | None,
         *,
         shared_database: str | None = None,
+        own_only: bool = False,
     ) -> MovePlan:
         """Check that the move can start (refusing with a reason otherwise); changes nothing."""
         with self.sessions() as session:
@@ -144,6 +157,7 @@ class StoreMover:
                 store_ref,
                 server_name,
                 shared_database=shared_database,
+                own_only=own_only,
                 settings=self.settings,
             )
 

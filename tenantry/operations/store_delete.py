@@ -35,6 +35,8 @@ class StoreDeletion:
     drop_database: bool
     url: URL | None
     kept: list[KeptSource]
+    #: The tenant role of a shared-schema store (recorded with its connection).
+    role: str | None = None
 
     @property
     def shown(self) -> str | None:
@@ -67,7 +69,10 @@ def plan(platform: Platform, ref: str, *, drop_database: bool) -> StoreDeletion:
             migrator_url(session, platform.box, checked.connection) if checked.connection else None
         )
         kept = kept_sources(session, platform.box, checked.store_id)
-    return StoreDeletion(checked.slug, checked.store_id, checked.drop_database, url, kept)
+        role = None
+        if checked.connection is not None and checked.connection.db_schema:
+            role = str(checked.connection.config_data.get("role") or "") or None
+    return StoreDeletion(checked.slug, checked.store_id, checked.drop_database, url, kept, role)
 
 
 def delete(platform: Platform, deletion: StoreDeletion, *, actor: str) -> dict[str, Any]:
@@ -93,7 +98,7 @@ def delete(platform: Platform, deletion: StoreDeletion, *, actor: str) -> dict[s
         if main is not None and (schema := shared_schemas.schema_of(main)) is not None:
             # A store in one schema of a shared database: its schema and role go, the
             # database and the other stores' schemas stay.
-            role = shared_schemas.tenant_role(deletion.slug, deletion.store_id)
+            role = deletion.role or shared_schemas.tenant_role(deletion.slug, deletion.store_id)
             dropped = shared_schemas.drop_tenant_schema(
                 shared_schemas.whole_database(main), str(main.database), schema, role
             )

@@ -147,6 +147,7 @@ def plan_move(
     server: str | None,
     *,
     shared_database: str | None = None,
+    own_only: bool = False,
     settings: Settings | None = None,
 ) -> MovePlan:
     """Check that the store can move now; refuses with a reason otherwise.
@@ -154,7 +155,8 @@ def plan_move(
     ``server``: a registered server's name, ``sqlite`` (a file in the data dir), or ``None``
     (placement picks, as ``provision --new`` does); with ``shared_database`` the store goes
     into its own schema of that shared PostgreSQL database on ``server`` instead of a
-    database of its own. Reads master through ``session`` (the caller's; nothing is
+    database of its own; ``own_only`` (``--to-own-database``) refuses a store that has a
+    database of its own already. Reads master through ``session`` (the caller's; nothing is
     written), then the source database and the target server.
     """
     store = stores.get_store(session, store_ref)
@@ -166,6 +168,13 @@ def plan_move(
     config = stores.active_connection(session, store)
     if config is None:
         raise Conflict(f"store {store.slug!r} has no database to move.")
+    if own_only and not config.db_schema:
+        raise InvalidInput(
+            f"store {store.slug!r} has a database of its own already (--to-own-database "
+            "moves a shared-schema store).",
+            "Give --to-server NAME to move it to another server, or --to-shared SERVER[/DB] "
+            "to move it into a shared database.",
+        )
     move_id = uuid.uuid4()
     target, target_url, shared_place = _target(
         session, box, store, config, server, shared_database, settings, move_id
@@ -251,11 +260,17 @@ def _target(
         placement.check_chosen(
             session, store, chosen, doing="move its database to", hint=placement.MOVE_HINT
         )
+        schema = shared_schemas.schema_name(store.slug, store.id)
+        role = shared_schemas.tenant_role(store.slug, store.id)
+        if _schema_kept(session, store.id, chosen.id, database, schema):
+            # Back into a database where an earlier move keeps its schema: new names, so
+            # dropping that source later (schema and role) never touches this one.
+            schema, role = f"{schema}_m{move_id.hex[:8]}", f"{role}_m{move_id.hex[:8]}"
         place = SharedPlace(
             admin_url,
             database,
-            shared_schemas.schema_name(store.slug, store.id),
-            shared_schemas.tenant_role(store.slug, store.id),
+            schema,
+            role,
             shared_pools.pool_secret(session, chosen.id, database),
         )
         return chosen, shared_schemas.schema_url(admin_url, database, place.schema), place
@@ -267,6 +282,23 @@ def _target(
         )
     target_url = _free_database(server_url(box, chosen), tenant_database_name(store), move_id)
     return chosen, target_url, None
+
+
+def _schema_kept(
+    session: Session, store_id: uuid.UUID, server_id: uuid.UUID, database: str, schema: str
+) -> bool:
+    """Whether one of the store's earlier connections is schema ``schema`` of ``database``
+    on the server (a source a move keeps)."""
+    return any(
+        c.config_data.get("database") == database
+        for c in session.scalars(
+            select(IntegrationConfig).where(
+                IntegrationConfig.store_id == store_id,
+                IntegrationConfig.database_server_id == server_id,
+                IntegrationConfig.db_schema == schema,
+            )
+        )
+    )
 
 
 def _free_file(path: Path, move_id: uuid.UUID) -> URL:
