@@ -262,9 +262,12 @@ def _target(
         )
         schema = shared_schemas.schema_name(store.slug, store.id)
         role = shared_schemas.tenant_role(store.slug, store.id)
-        if _schema_kept(session, store.id, chosen.id, database, schema):
-            # Back into a database where an earlier move keeps its schema: new names, so
-            # dropping that source later (schema and role) never touches this one.
+        if admin.database_exists(admin_url.set(database=database)) and shared_schemas.schema_exists(
+            admin_url, database, schema
+        ):
+            # Back into a database where an earlier move keeps its schema (or the same
+            # server registered twice): new names, so dropping that source later (schema and
+            # role) never touches this one.
             schema, role = f"{schema}_m{move_id.hex[:8]}", f"{role}_m{move_id.hex[:8]}"
         place = SharedPlace(
             admin_url,
@@ -282,23 +285,6 @@ def _target(
         )
     target_url = _free_database(server_url(box, chosen), tenant_database_name(store), move_id)
     return chosen, target_url, None
-
-
-def _schema_kept(
-    session: Session, store_id: uuid.UUID, server_id: uuid.UUID, database: str, schema: str
-) -> bool:
-    """Whether one of the store's earlier connections is schema ``schema`` of ``database``
-    on the server (a source a move keeps)."""
-    return any(
-        c.config_data.get("database") == database
-        for c in session.scalars(
-            select(IntegrationConfig).where(
-                IntegrationConfig.store_id == store_id,
-                IntegrationConfig.database_server_id == server_id,
-                IntegrationConfig.db_schema == schema,
-            )
-        )
-    )
 
 
 def _free_file(path: Path, move_id: uuid.UUID) -> URL:

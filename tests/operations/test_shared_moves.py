@@ -21,10 +21,12 @@ from tenantry.db.identity import read_identity
 from tenantry.db.master.models import IntegrationConfig, StoreMove
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.types import utcnow
-from tenantry.db.urls import parse_url
+from tenantry.db.urls import mask, parse_url
+from tenantry.operations import store_delete
 from tenantry.operations.kit import OperationKit
 from tenantry.operations.move_source_drop import drop_due_sources
 from tenantry.operations.provision_shared import provision_shared_store
+from tenantry.operations.server_drain import ServerDrain
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tenantry.services.connections import migrator_url
@@ -356,3 +358,60 @@ def test_a_failure_out_of_shared_leaves_the_schema_writable(
     assert served(platform, slug)[0] == PRODUCTS + 1
     with platform.sessions() as session:
         assert session.scalar(select(func.count()).select_from(StoreMove)) == 1
+
+
+# --------------------------------------------------------------------------- drains, deletes
+
+
+def test_draining_a_server_keeps_a_shared_store_in_a_shared_database(
+    platform: Platform, shared_db: SharedDb, cleanup: None
+) -> None:
+    slug = shared_store(platform, shared_db.target, "dr")
+    before = digests(migrator(platform, slug), platform)
+    register(platform, "pg-new", "postgresql")  # the same local server, registered again
+    drain = ServerDrain(platform, "cli:test")
+    drain.drain_seconds = 0
+    started = drain.start(shared_db.server)
+    assert started.operation_id is not None
+
+    report = drain.run(started.operation_id)
+
+    assert report.complete, report.document()
+    target = migrator(platform, slug)
+    schema = shared_schemas.schema_of(target)
+    assert target.database == shared_db.database  # a shared database of the same name
+    assert schema is not None
+    assert schema.startswith(shared_schemas.schema_name(slug, _store_id(platform, slug)) + "_m")
+    assert digests(target, platform) == before
+    assert served(platform, slug)[0] == PRODUCTS + 1
+
+
+def test_deleting_a_moved_store_drops_its_kept_schema_and_role_not_the_database(
+    platform: Platform, shared_db: SharedDb, cleanup: None
+) -> None:
+    neighbour = shared_store(platform, shared_db.target, "nb")
+    slug = shared_store(platform, shared_db.target, "del")
+    kept = migrator(platform, slug)
+    moved = mover(platform).move(slug, "sqlite")
+    assert moved.status == "completed", moved.error
+    role = shared_schemas.tenant_role(slug, _store_id(platform, slug))
+
+    deletion = store_delete.plan(platform, slug, drop_database=True)
+    report = store_delete.delete(platform, deletion, actor="cli:test")
+
+    assert report["kept_sources_dropped"] == [mask(kept)]
+    admin = parse_url(admin_url("postgresql"))
+    assert not shared_schemas.schema_exists(admin, shared_db.database, str(kept_schema(kept)))
+    assert not role_exists(role)
+    assert database_exists(admin.set(database=shared_db.database))
+    assert served(platform, neighbour)[0] == PRODUCTS + 1
+
+
+def kept_schema(url: URL) -> str | None:
+    """The schema a kept source's URL is confined to."""
+    return shared_schemas.schema_of(url)
+
+
+def _store_id(platform: Platform, slug: str) -> uuid.UUID:
+    with platform.sessions() as session:
+        return stores.get_store(session, slug).id
