@@ -31,6 +31,7 @@ from tenantry.runtime import Platform
 from tenantry.services import stores
 from tenantry.services.connections import migrator_url
 from tenantry.services.move_history import list_moves, move_row
+from tenantry.services.move_plan import block_reason
 from tests.conftest import require_server
 from tests.platform_fixtures import platform, settings
 from tests.services.test_moves import (
@@ -415,3 +416,54 @@ def kept_schema(url: URL) -> str | None:
 def _store_id(platform: Platform, slug: str) -> uuid.UUID:
     with platform.sessions() as session:
         return stores.get_store(session, slug).id
+
+
+def test_a_dead_movers_schema_is_dropped_when_the_next_move_takes_over(
+    platform: Platform, shared_db: SharedDb, cleanup: None
+) -> None:
+    neighbour = shared_store(platform, shared_db.target, "nb")
+    slug = new_slug("orph")
+    provision(platform, slug)
+    # What a mover killed mid-copy into the shared database leaves: a running move, its
+    # half-made schema and role, and a write block whose lease lapsed.
+    dead = uuid.uuid4()
+    schema, role = f"t_dead_{dead.hex[:8]}", f"ts_dead_{dead.hex[:8]}"
+    admin = parse_url(admin_url("postgresql"))
+    shared_schemas.ensure_tenant_schema(admin, shared_db.database, schema, role)
+    with platform.sessions.begin() as session:
+        store = stores.get_store(session, slug)
+        config = stores.active_connection(session, store)
+        assert config is not None
+        session.add(
+            StoreMove(
+                id=dead,
+                store_id=store.id,
+                slug=slug,
+                from_config_id=config.id,
+                to_server=shared_db.server,
+                step="copy",
+                details={
+                    "target": {"database": shared_db.database, "schema": schema},
+                    "target_created": True,
+                    "target_schema": {
+                        "database": shared_db.database,
+                        "schema": schema,
+                        "role": role,
+                    },
+                },
+            )
+        )
+        store.write_block_reason = block_reason(dead, shared_db.server)
+        store.write_block_until = utcnow() - timedelta(seconds=1)
+
+    moved = mover(platform).move(slug, shared_db.server, shared_database=shared_db.database)
+
+    assert moved.status == "completed", moved.error
+    assert not shared_schemas.schema_exists(admin, shared_db.database, schema)
+    assert not role_exists(role)
+    assert database_exists(admin.set(database=shared_db.database))
+    with platform.sessions() as session:
+        old = session.get_one(StoreMove, dead)
+        assert old.status == "rolled_back"
+        assert old.details["target_dropped"] is True
+    assert served(platform, neighbour)[0] == PRODUCTS + 1
