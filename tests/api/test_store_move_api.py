@@ -1,89 +1,140 @@
-"""`POST /stores/{ref}/move` over HTTP with the choices `stores move` takes: a shared-schema
-store into an SQLite file of its own and back into its shared database, listed by `GET
-/moves`; contradictory choices a 422, a refused move a 409, a store key a 403."""
+"""Store data over HTTP around a move: writes refused with 503 + Retry-After while the store's
+writes are blocked, reads served all along, and the new database serving after the switch."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+import httpx
 from sqlalchemy import func, select
+from sqlalchemy.engine import URL
 
+from tenantry.db.engines import connect, make_engine
 from tenantry.db.tenant.store.models import Product
-from tenantry.runtime import Platform
-from tenantry.services import stores
+from tenantry.operations.move_store import StoreMover
+from tenantry.services import servers, stores
+from tenantry.services.connections import tenant_url
+from tenantry.services.move_progress import MoveProgress
+from tenantry.services.write_blocks import MAX_RETRY_AFTER_S
 from tests.api.conftest import Api
-from tests.platform_fixtures import platform
-from tests.services.test_moves import PG_PASSWORD
-from tests.shared_schema_fixtures import SharedDb, shared_db
-from tests.tenantry_fixtures import new_slug
+from tests.conftest import SERVER_URLS, require_server
+from tests.services.test_moves import drop_server_databases
 
-__all__ = ["platform", "shared_db"]
+MUG = {"sku": "MUG-1", "name": "Mug", "price_minor": 1250}
 
 
-def test_a_shared_store_moves_out_and_back_over_http(
-    api: Api, platform: Platform, shared_db: SharedDb
-) -> None:
-    slug = new_slug("http-mv")
-    api.client.post("/stores", json={"slug": slug, "name": "M"}, headers=api.admin)
-    provisioned = api.client.post(
-        f"/stores/{slug}/provision/shared", json={"target": shared_db.target}, headers=api.admin
-    )
-    assert provisioned.status_code == 201, provisioned.text
-    schema = provisioned.json()["schema_name"]
+def _products_in(url: URL) -> int:
+    engine = make_engine(url, pooled=False)
+    try:
+        with connect(engine) as conn:
+            return int(conn.scalar(select(func.count()).select_from(Product)) or 0)
+    finally:
+        engine.dispose()
 
-    out = api.client.post(
-        f"/stores/{slug}/move",
-        json={"to_own_database": True, "to_server": "sqlite"},
-        headers=api.admin,
-    )
 
-    assert out.status_code == 200, out.text
-    doc = out.json()
-    assert (doc["status"], doc["to_server"]) == ("completed", "sqlite")
-    assert doc["details"]["source"]["schema"] == schema
-    assert doc["details"]["target"]["engine"] == "sqlite"
-    assert api.client.get(f"/stores/{slug}", headers=api.admin).json()["database_type"] == (
-        "sqlite"
-    )
-
-    back = api.client.post(
-        f"/stores/{slug}/move", json={"to_shared": shared_db.target}, headers=api.admin
-    )
-
-    assert back.status_code == 200, back.text
-    # Its first schema is still kept there as the last move's source: new names this time.
-    assert back.json()["details"]["target"]["schema"].startswith(f"{schema}_m")
-    with platform.sessions() as session:
-        store = stores.get_store(session, slug)
-        with platform.router.session(session, store) as tenant:
-            tenant.add(Product(sku="BACK-1", slug="back-1", name="Back"))
-            tenant.commit()
-            assert tenant.scalar(select(func.count()).select_from(Product)) == 1
-    assert PG_PASSWORD not in out.text + back.text
-    moves = api.client.get(f"/moves?store={slug}", headers=api.admin).json()
-    assert [(m["from"], m["to"]) for m in moves] == [
-        ("sqlite file", shared_db.target),
-        (shared_db.target, "sqlite file"),
+def _assert_writes_refused(api: Api, slug: str, product_id: str) -> None:
+    attempts: list[httpx.Response] = [
+        api.client.post(f"/stores/{slug}/products", json=MUG | {"sku": "NO"}, headers=api.admin),
+        api.client.patch(
+            f"/stores/{slug}/products/{product_id}", json={"name": "No"}, headers=api.admin
+        ),
+        api.client.delete(f"/stores/{slug}/products/{product_id}", headers=api.admin),
+        api.client.post(
+            f"/stores/{slug}/orders",
+            json={"email": "a@example.com", "items": [{"product_id": product_id, "quantity": 1}]},
+            headers=api.admin,
+        ),
     ]
-    # Into the database it lives in: refused (409), naming what to give instead.
-    same = api.client.post(
-        f"/stores/{slug}/move", json={"to_shared": shared_db.target}, headers=api.admin
-    )
-    assert same.status_code == 409
-    assert "--to-own-database" in same.json()["error"]["hint"]
+    for refused in attempts:
+        assert refused.status_code == 503, refused.text
+        assert 1 <= int(refused.headers["Retry-After"]) <= MAX_RETRY_AFTER_S
+        error = refused.json()["error"]
+        assert error["type"] == "WritesBlocked"
+        assert "reads still work" in error["message"]
 
 
-def test_contradictory_choices_and_store_keys_are_refused(api: Api) -> None:
-    slug = new_slug("http-mx")
-    api.client.post("/stores", json={"slug": slug, "name": "X"}, headers=api.admin)
-    both = api.client.post(
-        f"/stores/{slug}/move",
-        json={"to_shared": "pg", "to_own_database": True},
-        headers=api.admin,
+def test_writes_get_503_while_blocked_and_reads_still_answer(api: Api) -> None:
+    api.provisioned_store("held")
+    made = api.client.post("/stores/held/products", json=MUG, headers=api.admin)
+    assert made.status_code == 201
+    with api.platform.sessions.begin() as session:
+        store = stores.get_store(session, "held")
+        store.write_block_reason = "restoring a backup"
+        store.write_block_until = datetime.now(UTC) + timedelta(minutes=10)
+
+    _assert_writes_refused(api, "held", made.json()["id"])
+    listed = api.client.get("/stores/held/products", headers=api.admin)
+    assert listed.status_code == 200
+    assert [p["sku"] for p in listed.json()] == ["MUG-1"]
+    assert api.client.get(
+        f"/stores/held/products/{made.json()['id']}", headers=api.admin
+    ).is_success
+
+    # A block whose time ran out (its mover died) refuses nothing.
+    with api.platform.sessions.begin() as session:
+        stores.get_store(session, "held").write_block_until = datetime.now(UTC)
+    again = api.client.post("/stores/held/products", json=MUG | {"sku": "MUG-2"}, headers=api.admin)
+    assert again.status_code == 201, again.text
+
+
+def test_a_moved_store_is_served_from_its_new_database(api: Api) -> None:
+    require_server("postgresql")
+    api.provisioned_store("mover")
+    for n in range(3):
+        made = api.client.post(
+            "/stores/mover/products", json=MUG | {"sku": f"MUG-{n}"}, headers=api.admin
+        )
+        assert made.status_code == 201, made.text
+    product_id = made.json()["id"]
+    with api.platform.sessions.begin() as session:
+        servers.add_server(
+            session,
+            api.platform.box,
+            name="pg",
+            admin_url=SERVER_URLS["postgresql"],
+            actor="cli:test",
+        )
+        config = stores.active_connection(session, stores.get_store(session, "mover"))
+        assert config is not None
+        source = tenant_url(api.platform.box, config)
+    during: list[str] = []
+
+    def meanwhile(state: MoveProgress) -> None:
+        # In the middle of the copy: writes are refused, reads answer from the source.
+        if state.step == "copy" and not during:
+            _assert_writes_refused(api, "mover", product_id)
+            listed = api.client.get("/stores/mover/products", headers=api.admin)
+            assert listed.status_code == 200
+            during.append(",".join(sorted(p["sku"] for p in listed.json())))
+
+    mover = StoreMover(
+        api.platform.sessions,
+        api.platform.box,
+        api.platform.settings,
+        api.platform.tenant_spec,
+        on_progress=meanwhile,
+        drain_seconds=0,
+        actor="cli:test",
     )
-    assert both.status_code == 422
-    assert "--to-shared cannot go with" in both.json()["error"]["message"]
-    nothing = api.client.post(f"/stores/{slug}/move", json={}, headers=api.admin)
-    assert nothing.status_code == 422
-    keyed = api.client.post(
-        f"/stores/{slug}/move", json={"to_server": "pg"}, headers=api.store_key(slug)
-    )
-    assert keyed.status_code == 403
+    try:
+        moved = mover.move("mover", "pg")
+        assert moved.status == "completed", moved.error
+        assert during == ["MUG-0,MUG-1,MUG-2"]
+
+        # Data written before the move is there; a new write lands in the new database.
+        listed = api.client.get("/stores/mover/products", headers=api.admin)
+        assert sorted(p["sku"] for p in listed.json()) == ["MUG-0", "MUG-1", "MUG-2"]
+        added = api.client.post(
+            "/stores/mover/products", json=MUG | {"sku": "AFTER"}, headers=api.admin
+        )
+        assert added.status_code == 201, added.text
+        shown = api.client.get("/stores/mover", headers=api.admin).json()
+        assert shown["database_type"] == "postgresql"
+        with api.platform.sessions() as session:
+            config = stores.active_connection(session, stores.get_store(session, "mover"))
+            assert config is not None
+            target = tenant_url(api.platform.box, config)
+        assert _products_in(target) == 4
+        assert _products_in(source) == 3
+    finally:
+        drop_server_databases(api.platform)
