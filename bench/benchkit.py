@@ -79,7 +79,8 @@ def run_metadata(**servers: str) -> dict[str, object]:
     except (OSError, subprocess.CalledProcessError):
         commit, dirty = "unknown", False
     versions = {}
-    for package in ("tenantry", "sqlalchemy", "psycopg", "pymysql", "fastapi", "uvicorn"):
+    packages = ("tenantry", "sqlalchemy", "psycopg", "pymysql", "fastapi", "uvicorn", "django")
+    for package in (*packages, "django-tenants"):
         try:
             versions[package] = metadata.version(package)
         except metadata.PackageNotFoundError:
@@ -148,14 +149,33 @@ def checkpoint(server: URL) -> None:
 def database_names(server: URL, wanted: Callable[[str], bool]) -> list[str] | None:
     """The server's databases whose name is ``wanted``; None (said) when they cannot be
     listed."""
+    return _names(server, "SELECT datname FROM pg_database", "databases", wanted)
+
+
+def role_names(server: URL) -> list[str] | None:
+    """The server's roles (cluster-wide: a bench that makes logins must drop them too)."""
+    return _names(server, "SELECT rolname FROM pg_roles", "roles", lambda _: True)
+
+
+def _names(server: URL, query: str, what: str, wanted: Callable[[str], bool]) -> list[str] | None:
     engine = make_engine(server, pooled=False)
     try:
         with engine.connect() as conn:
-            names = conn.execute(text("SELECT datname FROM pg_database")).scalars()
+            names = conn.execute(text(query)).scalars()
             return [str(n) for n in names if wanted(str(n))]
     except Exception as exc:
-        say(f"[yellow]cannot list the server's databases ({exc})[/]")
+        say(f"[yellow]cannot list the server's {what} ({exc})[/]")
         return None
+    finally:
+        engine.dispose()
+
+
+def server_version(server: URL) -> str:
+    """The PostgreSQL server's version (``SHOW server_version``), for a bench's JSON."""
+    engine = make_engine(server, pooled=False)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SHOW server_version")).scalar_one())
     finally:
         engine.dispose()
 
@@ -172,15 +192,18 @@ def drop_databases(server: URL, names: Sequence[str], workers: int) -> None:
 
 
 class ServerDatabases:
-    """The server's database list before a bench and after it: a bench must leave the
-    server as it found it (run it on a quiet server: other work's databases count too)."""
+    """The server's database list (and with ``roles``, its role list) before a bench and
+    after it: a bench must leave the server as it found it (run it on a quiet server: other
+    work's databases and roles count too)."""
 
-    def __init__(self, server: URL | None) -> None:
+    def __init__(self, server: URL | None, *, roles: bool = False) -> None:
         self.server = server
         self.before = database_names(server, lambda _: True) if server is not None else None
+        self.roles_before = role_names(server) if server is not None and roles else None
 
     def report(self) -> dict[str, list[str]]:
-        """``left_behind`` and ``gone`` since the start, printed when not empty."""
+        """``left_behind`` and ``gone`` since the start (and ``roles_left_behind``,
+        ``roles_gone`` when roles are watched), printed when not empty."""
         if self.server is None or self.before is None:
             return {"left_behind": [], "gone": []}
         after = database_names(self.server, lambda _: True) or []
@@ -190,7 +213,19 @@ class ServerDatabases:
             say(f"[red]databases on the server: left behind {left}, gone {gone}[/]")
         else:
             say(f"databases on the server: as before ({len(after)})")
-        return {"left_behind": left, "gone": gone}
+        found = {"left_behind": left, "gone": gone}
+        if self.roles_before is not None:
+            roles = role_names(self.server) or []
+            found["roles_left_behind"] = sorted(set(roles) - set(self.roles_before))
+            found["roles_gone"] = sorted(set(self.roles_before) - set(roles))
+            if found["roles_left_behind"] or found["roles_gone"]:
+                say(
+                    f"[red]roles on the server: left behind {found['roles_left_behind']}, "
+                    f"gone {found['roles_gone']}[/]"
+                )
+            else:
+                say(f"roles on the server: as before ({len(roles)})")
+        return found
 
 
 @dataclass(frozen=True)

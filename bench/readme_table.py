@@ -4,12 +4,13 @@
                                  [--compare OTHER_RESULTS]
 
 Each row is read from one bench's JSON (``provision``, ``burst``, ``webhooks``, ``fleet``,
-``backup``, ``cli``): what tenantry measured, the floor or anchor measured in the same run,
-their ratio, and the run it came from (commit and date). The table replaces what lies between the
-``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` lines. ``--check`` changes
-nothing and exits 1 when the README's table is not the one the JSON files give (CI runs it,
-so the table cannot be typed by hand or fall behind the results). ``--compare OTHER`` prints
-each figure beside another run's results directory and exits 1 when one differs by more than
+``fleet_schemas``, ``backup``, ``cli``): what tenantry measured, the floor or anchor measured
+in the same run, their ratio, and the run it came from (commit and date). The table replaces
+what lies between the ``<!-- bench-table:start -->`` and ``<!-- bench-table:end -->`` lines.
+``--check`` changes nothing and exits 1 when the README's table is not the one the JSON files
+give (CI runs it, so the table cannot be typed by hand or fall behind the results).
+``--compare OTHER`` prints each figure beside another run's results directory and exits 1
+when one differs by more than
 15 % (the benches must reproduce: run each twice, into two directories, and compare).
 """
 
@@ -182,6 +183,35 @@ def fleet_rows(data: dict[str, Any]) -> Iterator[Row]:
         )
 
 
+def fleet_schemas_rows(data: dict[str, Any]) -> Iterator[Row]:
+    """Schema-per-tenant apply and no-op against django-tenants' ``migrate_schemas`` with the
+    same concurrency (its standard executor beside it), then verify."""
+    run = _run(data)
+    for r in data["results"]:
+        if "error" in r:
+            continue
+        steps, n, c = r["steps"], r["tenants"], r["concurrency"]
+        for what, label in (("apply", "one revision"), ("noop", "nothing to apply")):
+            ours = steps[f"tenantry_{what}"]["seconds"]
+            multi = steps[f"dt_multiprocessing_{what}"]["seconds"]
+            standard = steps[f"dt_standard_{what}"]["seconds"]
+            yield Row(
+                f"fleet run, {label}, {n} schemas of one PostgreSQL database (store schema)",
+                _s(ours),
+                f"django-tenants migrate_schemas {_s(multi)} ({c} processes; "
+                f"standard executor {_s(standard)})",
+                _x(ours / multi),
+                run,
+            )
+        yield Row(
+            f"fleet verify, {n} schemas of one PostgreSQL database (store schema)",
+            f"{steps['verify']['ms_per_tenant']:.1f} ms/tenant",
+            "",
+            "",
+            run,
+        )
+
+
 def backup_rows(data: dict[str, Any]) -> Iterator[Row]:
     """Backup and verify against pg_dump/pg_restore in the same run."""
     run = _run(data)
@@ -246,6 +276,7 @@ BENCHES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "burst": burst_rows,
     "webhooks": webhook_rows,
     "fleet": fleet_rows,
+    "fleet_schemas": fleet_schemas_rows,
     "backup": backup_rows,
     "cli": cli_rows,
 }

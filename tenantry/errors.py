@@ -34,6 +34,11 @@ class DatabaseAdminError(TenantryError):
     """A server refused to create or drop a database."""
 
 
+class OperationFailed(TenantryError):
+    """Durable work run on the caller's behalf ended failed or cancelled (its record says
+    why)."""
+
+
 class NoWorker(TenantryError):
     """Queued work waits for a job worker, and none is running."""
 

@@ -12,7 +12,7 @@ from sqlalchemy import select, text
 
 from tenantry.db.admin import drop_database
 from tenantry.db.engines import make_engine
-from tenantry.db.master.models import IntegrationConfig
+from tenantry.db.master.models import IntegrationConfig, ProvisioningJob, ProvisioningMode
 from tenantry.db.shared_schemas import pool_login
 from tenantry.db.urls import parse_url
 from tenantry.runtime import Platform
@@ -42,6 +42,16 @@ def drop_shared(platform: Platform, database: str) -> None:
             str(c.config_data["role"])
             for c in session.scalars(select(IntegrationConfig))
             if c.db_schema and c.config_data.get("role")
+        }
+        # Roles of shared provisioning jobs that did not complete (killed, failed).
+        roles |= {
+            str(j.destination["role"])
+            for j in session.scalars(
+                select(ProvisioningJob).where(
+                    ProvisioningJob.mode == ProvisioningMode.CREATE_SHARED
+                )
+            )
+            if j.destination and j.destination.get("role")
         }
     admin = parse_url(admin_url("postgresql"))
     drop_database(admin.set(database=database))

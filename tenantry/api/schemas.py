@@ -134,17 +134,6 @@ class SharedProvisionRequest(RequestModel):
     )
 
 
-class SharedProvisioned(BaseModel):
-    """Where a shared-schema store now lives."""
-
-    slug: str
-    status: str
-    server: str
-    database: str
-    schema_name: str
-    total_tables: int
-
-
 class JobOut(BaseModel):
     """A provisioning job's state."""
 

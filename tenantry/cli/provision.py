@@ -32,9 +32,8 @@ from tenantry.cli.output import (
 from tenantry.cli.waiting import DEFAULT_TIMEOUT_S, TIMEOUT_HELP, WorkerWatch
 from tenantry.db.master.models import ProvisioningMode, ProvisioningStatus
 from tenantry.errors import InvalidInput, TenantryError
-from tenantry.operations import provision_request
+from tenantry.operations import provision_request, provision_shared
 from tenantry.operations.dispatch import InProcessDispatcher
-from tenantry.operations.provision_shared import provision_shared_store
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services import provisioning, workers
 from tenantry.services.audit import cli_actor
@@ -49,7 +48,12 @@ EXIT_INTERRUPTED = 130
 
 def _read(platform: Platform, job_id: uuid.UUID) -> dict[str, Any]:
     with platform.sessions() as session:
-        return job_document(provisioning.get_job(session, job_id))
+        job = provisioning.get_job(session, job_id)
+        doc = job_document(job)
+        if job.mode == ProvisioningMode.CREATE_SHARED and job.destination:
+            # Where a shared-schema store goes is not secret: server, database, schema.
+            doc.update({k: job.destination.get(k) for k in ("server", "database", "schema")})
+        return doc
 
 
 def _describe(doc: dict[str, Any]) -> str:
@@ -130,6 +134,12 @@ def _cancel(platform: Platform, job_id: uuid.UUID, runner: InProcessDispatcher) 
 def _report(doc: dict[str, Any], slug: str, json_output: bool, note: str | None = None) -> None:
     if json_output:
         emit_json(doc)
+    elif doc["status"] == ProvisioningStatus.COMPLETED and doc.get("schema"):
+        console.print(
+            f"[green]✓[/] store {slug} is provisioned in schema {doc['schema']} of shared "
+            f"database {doc['database']} on {doc['server']} ({doc['total_tables']} tables)"
+        )
+        typer.echo(f"next: tenantry stores show {slug}")
     elif doc["status"] == ProvisioningStatus.COMPLETED:
         console.print(f"[green]✓[/] store {slug} is provisioned ({doc['total_tables']} tables)")
         typer.echo(f"next: tenantry stores show {slug}")
@@ -141,29 +151,6 @@ def _report(doc: dict[str, Any], slug: str, json_output: bool, note: str | None 
             err_console.print(f"[dim]{escape(doc['message'])}[/]")
     if note and not json_output:
         print_error(note, label="")
-
-
-def _provision_shared(slug: str, target: str, json_output: bool) -> None:
-    """Provision ``slug`` into its schema of a shared database, in this process."""
-    with open_platform(load_settings()) as platform:
-        done = provision_shared_store(platform, slug, target, actor=cli_actor())
-    if json_output:
-        emit_json(
-            {
-                "slug": done.slug,
-                "status": ProvisioningStatus.COMPLETED,
-                "server": done.server,
-                "database": done.database,
-                "schema": done.schema,
-                "total_tables": done.tables,
-            }
-        )
-        return
-    console.print(
-        f"[green]✓[/] store {done.slug} is provisioned in schema {done.schema} of shared "
-        f"database {done.database} on {done.server} ({done.tables} tables)"
-    )
-    typer.echo(f"next: tenantry stores show {done.slug}")
 
 
 @reports_errors
@@ -187,7 +174,13 @@ def provision(
         metavar="SERVER[/DATABASE]",
         help="With --new: give the store its own schema in a database shared with other "
         "stores on registered PostgreSQL server SERVER (DATABASE: tenantry_shared_1 by "
-        "default, created when missing). Runs here, to its end.",
+        "default, created when missing). Runs here with a progress bar, unless --queue.",
+    ),
+    queue: bool = typer.Option(
+        False,
+        "--queue",
+        help="With --shared: queue the job for a worker instead of running it here (follow "
+        "it with --wait, or `tenantry jobs show ID`).",
     ),
     connect: str | None = typer.Option(
         None,
@@ -211,6 +204,8 @@ def provision(
 
     --new --shared SERVER[/DATABASE] instead gives the store its own schema in a PostgreSQL
     database shared with other stores (schema per tenant; MariaDB and SQLite are refused).
+    That job runs in this process by default (as --inline; run the same command again to
+    resume it after a crash), or in a worker with --queue.
 
     --new without --server places the database on a registered server that accepts new
     stores, has room (max tenants, max bytes) and matches the store's --region/--tier: the
@@ -229,8 +224,14 @@ def provision(
                 "--shared goes with --new alone (it names the server itself).",
                 f"e.g. `tenantry provision {slug} --new --shared pg`.",
             )
-        _provision_shared(slug, shared, json_output)
-        return
+        if queue and inline:
+            raise InvalidInput("give --queue (a worker runs it) or --inline (here), not both.")
+        inline = not queue
+    elif queue:
+        raise InvalidInput(
+            "--queue goes with --shared: other provisioning is queued for a worker already.",
+            f"e.g. `tenantry provision {slug} --new --wait`.",
+        )
     if new == bool(connect):
         raise InvalidInput(
             "give either --new (optionally with --server NAME) or --connect URL.",
@@ -246,16 +247,21 @@ def provision(
             runner = InProcessDispatcher(platform, background=True, name="cli:")
         dispatcher = runner if runner is not None else open_dispatcher(settings)
         try:
-            requested = provision_request.request(
-                platform,
-                dispatcher,
-                slug,
-                mode=ProvisioningMode.CREATE_NEW if new else ProvisioningMode.CONNECT_EXISTING,
-                server=server,
-                url=connect,
-                url_field="--connect",
-                actor=cli_actor(),
-            )
+            if shared is not None:
+                requested = provision_shared.request_shared(
+                    platform, dispatcher, slug, shared, actor=cli_actor()
+                )
+            else:
+                requested = provision_request.request(
+                    platform,
+                    dispatcher,
+                    slug,
+                    mode=ProvisioningMode.CREATE_NEW if new else ProvisioningMode.CONNECT_EXISTING,
+                    server=server,
+                    url=connect,
+                    url_field="--connect",
+                    actor=cli_actor(),
+                )
         finally:
             if runner is None:
                 dispatcher.close()

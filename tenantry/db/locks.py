@@ -1,6 +1,8 @@
 """A migration lock per database, held by the connection that migrates it.
 
-PostgreSQL takes a session advisory lock (scoped to the database by PostgreSQL), MySQL/MariaDB
+PostgreSQL takes a session advisory lock (scoped to the database by PostgreSQL, and named
+after the connection's schema when it is not ``public``: the stores of a shared database, one
+schema each, migrate side by side), MySQL/MariaDB
 a named ``GET_LOCK`` (named after the database too: MySQL's lock names are server-wide, and one
 tenant's migration must not block another's on the same server); both belong to
 the connection, so a killed run's lock disappears with its connection and never blocks the
@@ -31,12 +33,25 @@ SQLITE_MIN_WAIT_S = 1.0
 
 def lock_name(role: str, database: str | None = None) -> str:
     """The lock's name: one per role, so a tenant lock never blocks a master migration; with
-    ``database`` (MySQL, whose lock names are server-wide) one per database too, as a digest
-    of its name (MySQL allows 64 characters)."""
+    ``database`` (MySQL, whose lock names are server-wide; a PostgreSQL schema) one per
+    database or schema too, as a digest of its name (MySQL allows 64 characters)."""
     if database is None:
         return f"tenantry_migrate_{role}"
     digest = hashlib.sha256(database.encode()).hexdigest()[:24]
     return f"tenantry_migrate_{role}_{digest}"
+
+
+def _lock_scope(conn: Connection) -> str | None:
+    """What the lock's name must carry besides the role: on MySQL the database (the server
+    says which one the connection is on: a shared engine's URL may not); on PostgreSQL the
+    schema a shared-database store lives in (advisory locks are per database, and each
+    schema is a store of its own), None in ``public`` (a database of its own: the name
+    earlier versions used, so both keep excluding each other)."""
+    if conn.dialect.name == "postgresql":
+        schema = conn.scalar(text("SELECT current_schema()"))
+        conn.commit()  # the lock is taken outside a transaction
+        return None if schema in (None, "public") else f"schema:{schema}"
+    return str(conn.scalar(text("SELECT DATABASE()")))
 
 
 @contextmanager
@@ -68,9 +83,7 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
                 conn.exec_driver_sql(f"PRAGMA busy_timeout={sqlite_busy_timeout_ms()}")
                 conn.rollback()
         return
-    # The server says which database the connection is on: a shared engine's URL may not.
-    database = conn.scalar(text("SELECT DATABASE()")) if dialect != "postgresql" else None
-    name = lock_name(role, None if database is None else str(database))
+    name = lock_name(role, _lock_scope(conn))
     key = zlib.crc32(name.encode()) & 0x7FFFFFFF
     deadline = time.monotonic() + wait_s
     while True:

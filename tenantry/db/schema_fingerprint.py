@@ -7,7 +7,9 @@ fingerprint is a hash of one query's rows over the catalog: every table, every c
 type, nullability, default and comment, every index and every constraint. Two databases with
 the same fingerprint have the same schema in every respect that comparison looks at, so once
 one database with a fingerprint was compared in full and found to match the models, every
-other with that fingerprint matches them too.
+other with that fingerprint matches them too. The schema's own name is left out (PostgreSQL
+qualifies the table of every index definition with it), so the stores of a shared database,
+each in a schema of its own, share one fingerprint as databases of their own do.
 """
 
 from __future__ import annotations
@@ -35,7 +37,8 @@ _POSTGRESQL = text(
       FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
      WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p', 'v', 'm', 'S')
     UNION ALL
-    SELECT 'i', tablename, indexdef FROM pg_indexes WHERE schemaname = current_schema()
+    SELECT 'i', tablename, replace(indexdef, ' ON ' || quote_ident(current_schema()) || '.', ' ON ')
+      FROM pg_indexes WHERE schemaname = current_schema()
     UNION ALL
     SELECT 'k', c.relname, con.conname || ' ' || pg_get_constraintdef(con.oid)
       FROM pg_constraint con

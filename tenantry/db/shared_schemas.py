@@ -20,6 +20,7 @@ MariaDB and SQLite have no schema inside a database (a MySQL schema *is* a datab
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 
@@ -110,11 +111,14 @@ def _role_exists(conn: Connection, role: str) -> bool:
     return conn.execute(query, {"n": role}).first() is not None
 
 
-def ensure_pool_login(admin_url: URL, database: str, password: str | None) -> str | None:
+def ensure_pool_login(
+    admin_url: URL, database: str, password: str | None, *, set_password: bool = False
+) -> str | None:
     """Make shared database ``database``'s pool login (NOINHERIT, empty ``search_path``,
     CONNECT on the database, which PUBLIC loses) unless it exists.
 
-    ``password``: the one master already keeps for it (kept as is); ``None`` when master has
+    ``password``: the one master already keeps for it (kept as is, or, with
+    ``set_password``, given to the login whether it is new or not); ``None`` when master has
     none: the login gets a new password, returned (``None`` when the password was kept).
     """
     login = pool_login(database)
@@ -122,14 +126,15 @@ def ensure_pool_login(admin_url: URL, database: str, password: str | None) -> st
         q = conn.dialect.identifier_preparer.quote_identifier
         statements: list[str] = []
         new = generate_password() if password is None else None
-        verifier = f" PASSWORD '{scram_verifier(new)}'" if new is not None else ""
+        given = new if new is not None else (password if set_password else None)
+        verifier = f" PASSWORD '{scram_verifier(given)}'" if given is not None else ""
         if not _role_exists(conn, login):
             statements.append(
                 f"CREATE ROLE {q(login)} LOGIN NOINHERIT NOSUPERUSER NOCREATEDB NOCREATEROLE "
                 f"NOREPLICATION NOBYPASSRLS{verifier}"
             )
-        elif new is not None:
-            statements.append(f"ALTER ROLE {q(login)} PASSWORD '{scram_verifier(new)}'")
+        elif given is not None:
+            statements.append(f"ALTER ROLE {q(login)}{verifier}")
         _run(conn, statements, f"create login {login}", secret=True)
         _run(
             conn,
@@ -269,3 +274,52 @@ def schema_of(url: URL) -> str | None:
 def whole_database(url: URL) -> URL:
     """``url`` without the schema confinement :func:`schema_url` added."""
     return url.difference_update_query(["options"])
+
+
+def rename_schema(admin_url: URL, database: str, schema: str, new_name: str) -> None:
+    """Rename ``schema`` of ``database`` to ``new_name`` (a scratch copy's, before it is
+    dumped again under that name)."""
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        s, n = q(check_name(schema, "schema name")), q(check_name(new_name, "schema name"))
+        _run(conn, [f"ALTER SCHEMA {s} RENAME TO {n}"], f"rename schema {schema}")
+
+
+def drop_schema(admin_url: URL, database: str, schema: str) -> None:
+    """Drop ``schema`` of ``database`` with everything in it, if it is there (never a role)."""
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        statement = f"DROP SCHEMA IF EXISTS {q(check_name(schema, 'schema name'))} CASCADE"
+        _run(conn, [statement], f"drop schema {schema}")
+
+
+def swap_schema(admin_url: URL, database: str, staging: str, schema: str, role: str) -> str:
+    """Replace ``schema`` with ``staging`` in one transaction: ``schema`` renamed aside,
+    ``staging`` renamed to ``schema``, and tenant ``role``'s privileges given on it (USAGE,
+    DML on its tables and sequences, present and future), so the store's sessions see the
+    whole old schema or the whole new one. The name the replaced schema now has."""
+    replaced = check_name(f"{schema[:50]}_old_{uuid.uuid4().hex[:6]}", "schema name")
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        s, st, r = q(check_name(schema, "schema name")), q(staging), q(role)
+        statements = [
+            "BEGIN",  # the connection autocommits: one explicit transaction
+            "SET LOCAL lock_timeout = '5s'",
+            f"ALTER SCHEMA {s} RENAME TO {q(replaced)}",
+            f"ALTER SCHEMA {st} RENAME TO {s}",
+            f"REVOKE ALL ON SCHEMA {s} FROM PUBLIC",
+            f"GRANT USAGE ON SCHEMA {s} TO {r}",
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r}",
+            f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA {s} TO {r}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} "
+            f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {r}",
+            f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} GRANT USAGE, SELECT ON SEQUENCES TO {r}",
+            "COMMIT",
+        ]
+        try:
+            _run(conn, statements, f"switch schema {schema}")
+        except BaseException:
+            with contextlib.suppress(DBAPIError):
+                conn.exec_driver_sql("ROLLBACK")  # nothing of the switch stays
+            raise
+    return replaced

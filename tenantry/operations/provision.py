@@ -45,6 +45,7 @@ from tenantry.db.urls import backend_of, mask
 from tenantry.errors import Conflict, NotFound
 from tenantry.failpoints import failpoint
 from tenantry.operations import provision_cleanup as cleanup
+from tenantry.operations import provision_shared_run
 from tenantry.operations import provision_spare as spare_path
 from tenantry.operations.kit import LostClaim, OperationKit, Record
 from tenantry.services import provisioning, provisioning_records, runtime_access, tenant_setup
@@ -160,6 +161,8 @@ class Provisioner:
             return ProvisioningStatus.CANCELLED if claim.cancel_requested else "failed"
         if claim.cancel_requested:  # cancelled while its last worker was dying: clean up
             return cleanup.after_lost(self, job)
+        if job.mode == ProvisioningMode.CREATE_SHARED:  # a schema of a shared database
+            return provision_shared_run.run(self, job, store)
         engine: Engine | None = None
         try:
             url, cloned = self._step_connect(job, store)
@@ -178,9 +181,9 @@ class Provisioner:
             else:
                 with connect(engine) as conn:
                     conn.execute(text("SELECT 1"))
-                self._step_inspect_and_build(job, engine)
-                identity = self._step_migrate(job, engine)
-                self._step_seed(job, store, engine)
+                self.step_inspect_and_build(job, engine)
+                identity = self.step_migrate(job, engine)
+                self.step_seed(job, store, engine)
             self._step_save_and_activate(job, store, url, identity)
             return ProvisioningStatus.COMPLETED
         except LostJob:
@@ -269,7 +272,9 @@ class Provisioner:
                 conn, self.spec, self.settings.tenant_owner, store
             )
 
-    def _step_inspect_and_build(self, job: ProvisioningJob, engine: Engine) -> None:
+    def step_inspect_and_build(self, job: ProvisioningJob, engine: Engine) -> None:
+        """List the tables ``engine``'s database holds (refusing another store's or
+        conflicting ones) and create the missing ones, a progress write per table."""
         self.update(
             job.id, step="inspect", progress=15, message="connected; listing existing tables"
         )
@@ -308,7 +313,8 @@ class Provisioner:
 
         builder.ensure_tables(engine, self.spec, created)
 
-    def _step_migrate(self, job: ProvisioningJob, engine: Engine) -> str:
+    def step_migrate(self, job: ProvisioningJob, engine: Engine) -> str:
+        """Stamp the identity (kept when there is one) and migrate to head; its instance id."""
         self.update(job.id, step="migrate", progress=75, message="stamping identity, migrating")
         failpoint("provision.migrate")
         with connect(engine, begin=True) as conn:
@@ -323,7 +329,8 @@ class Provisioner:
         )
         return instance_id
 
-    def _step_seed(self, job: ProvisioningJob, store: Store, engine: Engine) -> None:
+    def step_seed(self, job: ProvisioningJob, store: Store, engine: Engine) -> None:
+        """Write the schema's initial data for ``store`` (idempotent)."""
         total = len(self.spec.metadata.sorted_tables)
         self.update(
             job.id,

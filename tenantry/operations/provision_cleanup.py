@@ -24,7 +24,7 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.spares import drop_spare_login
 from tenantry.errors import TenantryError
-from tenantry.operations import provision_spare
+from tenantry.operations import provision_shared_run, provision_spare
 from tenantry.operations.kit import LostClaim
 from tenantry.operations.running import error_message
 from tenantry.services import provisioning_records, runtime_access
@@ -62,13 +62,18 @@ def after_lost(runner: Provisioner, job: ProvisioningJob) -> str:
 
 
 def drop_created(runner: Provisioner, job: ProvisioningJob) -> bool:
-    """Drop the database ``job`` created, unless a saved connection points at it; True when
-    it was dropped."""
-    if job.mode != ProvisioningMode.CREATE_NEW or not job.database_created:
+    """Drop the database ``job`` created (a ``create_shared`` job's schema and role),
+    unless a saved connection points at it; True when it was dropped."""
+    if job.mode == ProvisioningMode.CONNECT_EXISTING or not job.database_created:
         return False
     with runner.sessions() as session:
         store = session.get(Store, job.store_id)
         if store is not None and active_connection(session, store) is not None:
+            return False
+    if job.mode == ProvisioningMode.CREATE_SHARED:
+        try:
+            return provision_shared_run.drop_created(runner, job)
+        except TenantryError:
             return False
     try:
         url = runner.new_database_url(job)
@@ -86,6 +91,8 @@ def drop_created(runner: Provisioner, job: ProvisioningJob) -> bool:
 
 def _target_exists(runner: Provisioner, job: ProvisioningJob) -> bool:
     try:
+        if job.mode == ProvisioningMode.CREATE_SHARED:
+            return provision_shared_run.schema_exists(runner, job)
         return admin.database_exists(runner.new_database_url(job))
     except TenantryError:
         return True  # cannot tell: keep it recorded

@@ -36,7 +36,8 @@ from tenantry.db.master.models import (
     ProgressUnit,
     Store,
 )
-from tenantry.db.schemas import Role
+from tenantry.db.schemas import Role, schema_for
+from tenantry.db.shared_schemas import drop_schema, schema_of, whole_database
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import TenantryError
 from tenantry.operations import audited
@@ -47,6 +48,7 @@ from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.running import error_message
 from tenantry.services import runtime_access
 from tenantry.services.backups.restore_plan import RestorePlan
+from tenantry.services.backups.restore_schema import restore_schema_and_switch, staging_schema
 from tenantry.services.backups.restore_switch import restore_and_switch, staging_url
 from tenantry.services.backups.restoring import (
     RestoreResult,
@@ -105,7 +107,10 @@ def restore(
     progress = ByteReporter(kit, operation_id, also=on_progress)
     run = _Run(kit, operation_id, progress)
     lease = BlockLease(kit, operation_id, plan.store_id, block_reason(backup.id, operation_id))
-    runtime = _runtime_login(sessions, plan)
+    # A shared-schema store's schema is swapped for a staging one while the neighbours go
+    # on: its writes are blocked for the switch alone, its role granted in the switch.
+    schema_role = _schema_role(sessions, plan)
+    runtime = None if schema_role is not None else _runtime_login(sessions, plan)
     started = time.perf_counter()
     lease.start()
     try:
@@ -126,11 +131,14 @@ def restore(
         # Read after the safety backup, so its own catalog row survives a restore of master.
         with sessions() as session:
             catalog = catalog_rows(session, backup)
-        lease.block()
+        if schema_role is None:
+            lease.block()
         run.step("restore")
 
         def switching() -> None:
             run.step("switch")  # the last point where a cancel request is honoured
+            if schema_role is not None:
+                lease.block()
             if backup.role == Role.MASTER:
                 # The switch replaces master itself: nothing may write to it meanwhile, and
                 # the operation's row is put back afterwards.
@@ -143,7 +151,13 @@ def restore(
             if before_switch is not None:
                 before_switch()
 
-        counts = restore_and_switch(storage, backup, plan.target, progress, switching)
+        if schema_role is not None:
+            spec = schema_for(backup.role, settings.tenant_schema)
+            counts = restore_schema_and_switch(
+                storage, backup, plan.target, spec, schema_role, progress, switching
+            )
+        else:
+            counts = restore_and_switch(storage, backup, plan.target, progress, switching)
         if runtime is not None:  # MySQL's grants follow the name; PostgreSQL's are there
             runtime_access.grant_current(plan.target, *runtime)
     except Stopped:  # asked to stop while the backup streamed into the staging copy
@@ -182,6 +196,21 @@ def restore(
         counts,
         operation_id,
     )
+
+
+def _schema_role(sessions: sessionmaker[Session], plan: RestorePlan) -> str | None:
+    """The tenant role of the shared-schema store restored in place, if that is the target."""
+    if plan.store_id is None or schema_of(plan.target) is None:
+        return None
+    with sessions() as session:
+        config = (
+            session.query(IntegrationConfig)
+            .filter_by(store_id=plan.store_id, is_active=True)
+            .first()
+        )
+        if config is None or not config.db_schema:
+            return None
+        return str(config.config_data["role"])
 
 
 def _runtime_login(
@@ -270,7 +299,15 @@ def recover_stalled_restore(
             store.write_block_until = None
             store.connection_version += 1  # the switch may have replaced its database
         target = _in_place_url(session, box, settings, operation, store)
-    if target is not None and backup_id is not None:
+    if target is not None and backup_id is not None and (schema := schema_of(target)):
+        # A shared-schema store's staging copy is a schema of its shared database.
+        staging_name = staging_schema(schema, backup_id)
+        try:
+            drop_schema(whole_database(target), str(target.database), staging_name)
+            dropped = f"schema {staging_name}"
+        except Exception:
+            dropped = None
+    elif target is not None and backup_id is not None:
         staging = staging_url(target, backup_id)
         try:
             drop_database(staging)

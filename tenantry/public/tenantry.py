@@ -213,8 +213,10 @@ class Tenantry:
     def provision_shared(self, slug: str | uuid.UUID, target: str) -> SharedProvisioned:
         """Give the store its own schema in a shared PostgreSQL database, ``target`` being
         ``SERVER[/DATABASE]`` (a registered server; the database, ``tenantry_shared_1`` by
-        default, is created when missing). Runs to its end here; its sessions then work as
-        any store's. :class:`~tenantry.errors.InvalidInput` for a MariaDB or SQLite server."""
+        default, is created when missing). A provisioning job (listed by ``tenantry jobs``),
+        run here to its end; its sessions then work as any store's.
+        :class:`~tenantry.errors.InvalidInput` for a MariaDB or SQLite server,
+        :class:`~tenantry.errors.OperationFailed` when the job fails (nothing is left)."""
         return provision_shared_store(self.platform, slug, target, actor=self._actor)
 
     # ---------------------------------------------------------------- web apps

@@ -11,6 +11,7 @@ expires the job is picked up again (see :func:`recoverable_jobs`).
 from __future__ import annotations
 
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
+from tenantry.db import shared_schemas
 from tenantry.db.master.models import (
     DatabaseServer,
     DatabaseStatus,
@@ -72,20 +74,28 @@ def request_provisioning(
     url: str | None = None,
     actor: str,
     url_field: str = "url",
+    shared_database: str | None = None,
 ) -> ProvisioningJob:
     """Create a queued job for ``store`` (the caller enqueues it after committing).
 
     ``create_new`` makes a database on ``server`` (or a SQLite file in the data dir);
-    ``connect_existing`` uses the database at ``url``, never dropping anything in it.
-    ``url_field`` names the URL in errors (``url`` in a request body, ``--connect``).
+    ``connect_existing`` uses the database at ``url``, never dropping anything in it;
+    ``create_shared`` gives the store its own schema in ``shared_database`` on PostgreSQL
+    ``server`` (the caller checked the backend). ``url_field`` names the URL in errors
+    (``url`` in a request body, ``--connect``).
     """
     refuse_provisioned(session, store)
     secret: str | None = None
-    if mode is ProvisioningMode.CREATE_NEW:
+    target: dict[str, Any]
+    if mode is ProvisioningMode.CREATE_SHARED:
+        if server is None or shared_database is None or url:
+            raise InvalidInput("create-shared takes a server and a shared database, not a URL.")
+        target = shared_destination(store, server, shared_database)
+    elif mode is ProvisioningMode.CREATE_NEW:
         if url:
             raise InvalidInput("create-new takes a server, not a URL; use connect for a URL.")
         if server is None:
-            target: dict[str, Any] = {
+            target = {
                 "engine": "sqlite",
                 "path": str(tenant_sqlite_path(settings, store)),
             }
@@ -133,6 +143,19 @@ def request_provisioning(
     return job
 
 
+def shared_destination(store: Store, server: DatabaseServer, database: str) -> dict[str, Any]:
+    """Where a ``create_shared`` job puts ``store``: its schema and role in ``database`` on
+    ``server``, and the store's database status before the job (given back if it fails)."""
+    return {
+        "engine": "postgresql",
+        "server": server.name,
+        "database": shared_schemas.check_name(database, "shared database name"),
+        "schema": shared_schemas.schema_name(store.slug, store.id),
+        "role": shared_schemas.tenant_role(store.slug, store.id),
+        "previous_status": store.database_status,
+    }
+
+
 def refuse_provisioned(session: Session, store: Store) -> None:
     """Refuse to provision ``store`` again: it has a job under way or a database already."""
     running = active_job(session, store)
@@ -164,7 +187,7 @@ def cancel_job(session: Session, job: ProvisioningJob, *, actor: str) -> Provisi
     job.message = "cancelled"
     store = session.get(Store, job.store_id)
     if store is not None and store.database_status == DatabaseStatus.PROVISIONING:
-        store.database_status = DatabaseStatus.FAILED
+        store.database_status = status_after_failure(job)
     audit.record(
         session,
         actor=actor,
@@ -174,6 +197,14 @@ def cancel_job(session: Session, job: ProvisioningJob, *, actor: str) -> Provisi
         store_id=job.store_id,
     )
     return job
+
+
+def status_after_failure(job: ProvisioningJob) -> str:
+    """The database status a store gets back when ``job`` fails or is cancelled: the one it had
+    before a ``create_shared`` job (nothing of it is left), ``failed`` after the others."""
+    if job.mode == ProvisioningMode.CREATE_SHARED and job.destination:
+        return str(job.destination.get("previous_status") or DatabaseStatus.FAILED)
+    return DatabaseStatus.FAILED
 
 
 def get_job(session: Session, job_id: str | uuid.UUID) -> ProvisioningJob:
@@ -228,6 +259,39 @@ def target_url(session: Session, box: SecretBox, job: ProvisioningJob) -> URL:
     if job.mode == ProvisioningMode.CONNECT_EXISTING:
         return join_url(box, job.destination, job.secret_encrypted)
     return new_database_url(session, box, job)
+
+
+@dataclass(frozen=True)
+class SharedTarget:
+    """Where a ``create_shared`` job puts its store: the server's admin URL (a secret), the
+    shared database, the store's schema and its tenant role."""
+
+    server: str
+    admin: URL
+    database: str
+    schema: str
+    role: str
+
+    @property
+    def schema_url(self) -> URL:
+        """The admin URL confined to the store's schema (its DDL, identity, version table)."""
+        return shared_schemas.schema_url(self.admin, self.database, self.schema)
+
+
+def shared_target(session: Session, box: SecretBox, job: ProvisioningJob) -> SharedTarget:
+    """Where ``create_shared`` job ``job`` puts its store (raises when its server is gone)."""
+    assert job.destination is not None
+    server = session.get(DatabaseServer, job.database_server_id)
+    if server is None:
+        raise NotFound("the job's database server was removed.")
+    d = job.destination
+    return SharedTarget(
+        server.name,
+        server_url(box, server),
+        str(d["database"]),
+        shared_schemas.check_name(str(d["schema"]), "schema name"),
+        shared_schemas.check_name(str(d["role"]), "role name"),
+    )
 
 
 def new_database_url(session: Session, box: SecretBox, job: ProvisioningJob) -> URL:

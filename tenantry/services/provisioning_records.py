@@ -21,6 +21,7 @@ from tenantry.db.master.models import (
     OperationKind,
     OperationStatus,
     ProvisioningJob,
+    ProvisioningMode,
     Store,
 )
 from tenantry.db.types import utcnow
@@ -28,9 +29,11 @@ from tenantry.errors import NotFound, WrongDatabase
 from tenantry.observability import metrics
 from tenantry.services import audit
 from tenantry.services.operation_rows import lease_lapsed
-from tenantry.services.provisioning import LEFT_BEHIND, public_target
+from tenantry.services.provisioning import LEFT_BEHIND, public_target, status_after_failure
 from tenantry.services.stores import active_connection
 
+#: A job whose worker may still use what it recorded.
+UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING, OperationStatus.CANCELLING)
 #: The provisioning job's own table (its operation's columns are in ``operations``).
 JOB_TABLE = cast(Table, ProvisioningJob.__table__)
 
@@ -94,10 +97,12 @@ def complete(
     revision: str | None,
     access_mode: str | None = None,
     can_ddl: bool | None = None,
+    db_schema: str | None = None,
 ) -> bool:
     """Save the store's connection, mark the store active and the job succeeded, all in the
     caller's transaction (the connection is saved and the store active, or neither). False,
-    with nothing written, when the job is no longer running under ``worker_id``."""
+    with nothing written, when the job is no longer running under ``worker_id``.
+    ``db_schema``: the store's schema in a shared database (a ``create_shared`` job)."""
     now = utcnow()
     locked = session.get(ProvisioningJob, job.id, with_for_update=True)
     if (
@@ -121,6 +126,7 @@ def complete(
     config.instance_id = instance_id
     config.access_mode = access_mode
     config.can_ddl = can_ddl
+    config.db_schema = db_schema
     config.credentials_rotated_at = now if access_mode == AccessMode.RUNTIME_LOGIN else None
     store.database_type = config_data["engine"]
     store.database_host = config_data.get("host")
@@ -169,7 +175,7 @@ def record_failure(
         current.database_created = False
     store = session.get(Store, job.store_id)
     if store is not None and store.database_status == DatabaseStatus.PROVISIONING:
-        store.database_status = DatabaseStatus.FAILED
+        store.database_status = status_after_failure(current)
     audit.record(
         session,
         actor=audit.WORKER,
@@ -181,6 +187,36 @@ def record_failure(
         outcome=audit.Outcome.FAILED,
     )
     return True
+
+
+def shared_pool_secret(session: Session, job: ProvisioningJob) -> tuple[str | None, bool]:
+    """The sealed password of the pool login of ``create_shared`` job ``job``'s database, as
+    master keeps it: an active store's of that database (then True: stores connect with it),
+    else an unfinished shared job's that recorded it (``job``'s own after a crash); None when
+    master keeps none."""
+    assert job.destination is not None
+    database = job.destination["database"]
+    for config in session.scalars(
+        select(IntegrationConfig).where(
+            IntegrationConfig.database_server_id == job.database_server_id,
+            IntegrationConfig.db_schema.is_not(None),
+            IntegrationConfig.is_active.is_(True),
+            IntegrationConfig.secret_encrypted.is_not(None),
+        )
+    ):
+        if config.config_data.get("database") == database:
+            return str(config.secret_encrypted), True
+    for other in session.scalars(
+        select(ProvisioningJob).where(
+            ProvisioningJob.mode == ProvisioningMode.CREATE_SHARED,
+            ProvisioningJob.database_server_id == job.database_server_id,
+            ProvisioningJob.status.in_(UNFINISHED),
+            ProvisioningJob.secret_encrypted.is_not(None),
+        )
+    ):
+        if other.destination and other.destination.get("database") == database:
+            return str(other.secret_encrypted), False
+    return None, False
 
 
 def _observe(job: ProvisioningJob, status: OperationStatus) -> None:

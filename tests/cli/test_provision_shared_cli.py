@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -12,7 +16,7 @@ from tenantry.db.admin import database_exists, drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.shared_schemas import pool_login
 from tenantry.db.urls import parse_url
-from tests.cli.conftest import Invoke, as_json
+from tests.cli.conftest import Invoke, as_json, process_env
 from tests.conftest import require_server
 from tests.services.test_moves import admin_url
 
@@ -99,3 +103,146 @@ def test_mariadb_is_refused(cli: Invoke) -> None:
     assert result.exit_code != 0
     assert "PostgreSQL only" in result.output
     assert as_json(cli("stores", "show", "on-maria", "--json"))["status"] == "pending"
+
+
+def test_queued_for_a_worker_then_listed_and_run(cli: Invoke) -> None:
+    """--queue records the job for a worker; it is a provisioning job and an operation like
+    any other, a second request meanwhile is refused, and a worker runs it."""
+    from tenantry.operations import work
+    from tenantry.runtime import Platform
+    from tenantry.settings import load_settings
+
+    require_server("postgresql")
+    database = f"tsh_{uuid.uuid4().hex[:10]}"
+    assert cli("init").exit_code == 0
+    assert cli("servers", "add", "pg", "--url", admin_url("postgresql")).exit_code == 0
+    assert cli("stores", "create", "queued-sh", "--name", "Q").exit_code == 0
+    try:
+        queued = cli(
+            "provision", "queued-sh", "--new", "--shared", f"pg/{database}", "--queue", "--json"
+        )
+        assert queued.exit_code == 0, queued.output
+        job = as_json(queued)
+        assert (job["status"], job["mode"], job["schema"]) == (
+            "queued",
+            "create_shared",
+            job["schema"],
+        )
+        listed = as_json(cli("jobs", "list", "--json"))
+        assert job["id"] in [j["id"] for j in listed]
+        ops = as_json(cli("ops", "list", "--kind", "provision", "--json"))["items"]
+        assert [o["id"] for o in ops] == [job["id"]]
+        again = cli("provision", "queued-sh", "--new", "--shared", f"pg/{database}")
+        assert again.exit_code != 0
+        assert f"already has provisioning job {job['id']}" in again.output
+        platform = Platform.open(load_settings())
+        try:
+            assert work.run_provision(platform, uuid.UUID(job["id"])) == "completed"
+        finally:
+            platform.close()
+        shown = as_json(cli("jobs", "show", job["id"], "--json"))
+        assert (shown["status"], shown["progress"]) == ("completed", 100)
+        assert as_json(cli("stores", "show", "queued-sh", "--json"))["status"] == "active"
+        assert cli("stores", "delete", "queued-sh", "--drop-database", "--yes").exit_code == 0
+    finally:
+        _drop(database)
+
+
+def test_killed_then_run_again(cli: Invoke, tmp_path: Path) -> None:
+    """`tenantry provision --shared` killed with SIGKILL mid-way; the same command again
+    resumes the job at once (its process is gone) and completes it: one schema."""
+    require_server("postgresql")
+    database = f"tsh_{uuid.uuid4().hex[:10]}"
+    assert cli("init").exit_code == 0
+    assert cli("servers", "add", "pg", "--url", admin_url("postgresql")).exit_code == 0
+    assert cli("stores", "create", "killed-sh", "--name", "K").exit_code == 0
+    command = ["provision", "killed-sh", "--new", "--shared", f"pg/{database}"]
+    try:
+        env = process_env(tmp_path / "data", TENANTRY_FAILPOINTS="provision.migrate=kill")
+        killed = subprocess.run(
+            [sys.executable, "-m", "tenantry", *command],
+            env=env,
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
+        assert killed.returncode == -signal.SIGKILL, killed.stderr
+        (job,) = as_json(cli("jobs", "list", "--json"))
+        assert (job["status"], job["step"]) == ("running", "migrate")
+        again = cli(*command, "--json")
+        assert again.exit_code == 0, again.output
+        doc = as_json(again)
+        assert (doc["id"], doc["status"], doc["attempts"]) == (job["id"], "completed", 2)
+        admin = parse_url(admin_url("postgresql")).set(database=database)
+        engine = make_engine(admin, pooled=False)
+        try:
+            with engine.connect() as conn:
+                schemas = conn.execute(
+                    text("SELECT nspname FROM pg_namespace WHERE nspname LIKE 't_killed_sh_%'")
+                ).all()
+        finally:
+            engine.dispose()
+        assert [s[0] for s in schemas] == [doc["schema"]]
+        assert cli("stores", "delete", "killed-sh", "--drop-database", "--yes").exit_code == 0
+    finally:
+        _drop(database)
+
+
+def _rows(database: str, schema: str) -> list[str]:
+    admin = parse_url(admin_url("postgresql")).set(database=database)
+    engine = make_engine(admin, pooled=False)
+    try:
+        with engine.connect() as conn:
+            return sorted(
+                str(r[0]) for r in conn.execute(text(f'SELECT sku FROM "{schema}".products'))
+            )
+    finally:
+        engine.dispose()
+
+
+def test_restore_in_place_of_a_shared_schema_store(cli: Invoke) -> None:
+    """`tenantry restore ID --in-place` of a shared-schema store: its rows as backed up, its
+    neighbour's as they are."""
+    require_server("postgresql")
+    database = f"tsh_{uuid.uuid4().hex[:10]}"
+    assert cli("init").exit_code == 0
+    assert cli("servers", "add", "pg", "--url", admin_url("postgresql")).exit_code == 0
+    schemas = {}
+    try:
+        for slug in ("rs-mine", "rs-other"):
+            assert cli("stores", "create", slug, "--name", slug).exit_code == 0
+            made = cli("provision", slug, "--new", "--shared", f"pg/{database}", "--json")
+            assert made.exit_code == 0, made.output
+            schemas[slug] = as_json(made)["schema"]
+        mine, other = schemas["rs-mine"], schemas["rs-other"]
+        from tenantry.runtime import Platform
+        from tenantry.settings import load_settings
+        from tests.services.backups.test_shared_schema_backups import add
+
+        platform = Platform.open(load_settings())
+        try:
+            add(platform, "rs-mine", "KEPT-1")
+            add(platform, "rs-other", "NEIGHBOUR-1")
+            taken = cli("backup", "run", "--db", "store:rs-mine", "--json")
+            assert taken.exit_code == 0, taken.output
+            backup_id = as_json(taken)["id"]
+            add(platform, "rs-mine", "LATER-1")
+            add(platform, "rs-other", "NEIGHBOUR-2")
+        finally:
+            platform.close()
+        refused = cli("restore", backup_id, "--in-place", "--json")
+        assert refused.exit_code != 0
+        assert f"--confirm {mine}" in refused.output
+        done = cli("restore", backup_id, "--in-place", "--confirm", mine, "--json")
+        assert done.exit_code == 0, done.output
+        doc = as_json(done)
+        assert doc["restored"] is True
+        assert "staging schema" in doc["plan"]["method"]
+        assert _rows(database, mine) == ["KEPT-1"]
+        assert _rows(database, other) == ["NEIGHBOUR-1", "NEIGHBOUR-2"]
+        ops = as_json(cli("ops", "list", "--kind", "restore", "--json"))["items"]
+        assert [o["status"] for o in ops] == ["succeeded"]
+        for slug in schemas:
+            assert cli("stores", "delete", slug, "--drop-database", "--yes").exit_code == 0
+    finally:
+        _drop(database)

@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from tenantry.db.engines import make_engine
 from tenantry.db.locks import bound_lock_waits, lock_wait_ran_out, migration_lock
+from tenantry.db.shared_schemas import schema_url
 from tenantry.errors import Conflict
 from tests.conftest import DbFactory
 
@@ -68,3 +69,36 @@ def test_ddl_waiting_on_a_held_table_gives_up_after_the_bound(
                 migrator.exec_driver_sql("ALTER TABLE products ADD COLUMN note VARCHAR(20)")
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_the_lock_of_one_schema_of_a_shared_database_leaves_the_others_free(
+    new_database: DbFactory,
+) -> None:
+    # Stores in schemas of one database (provision --shared): PostgreSQL's advisory locks are
+    # per database, so a lock named after the role alone would make them migrate one by one.
+    url = new_database("lock_s")
+    setup = make_engine(url, pooled=False)
+    try:
+        with setup.begin() as conn:
+            conn.exec_driver_sql("CREATE SCHEMA s_one; CREATE SCHEMA s_two")
+    finally:
+        setup.dispose()
+    one, two = (schema_url(url, str(url.database), s) for s in ("s_one", "s_two"))
+    engines = [make_engine(u, pooled=False) for u in (one, one, two)]
+    try:
+        with (
+            engines[0].connect() as holder,
+            engines[1].connect() as same,
+            engines[2].connect() as other,
+        ):
+            with migration_lock(holder, "tenant"):
+                with pytest.raises(Conflict), migration_lock(same, "tenant", wait_s=0.2):
+                    pass
+                with migration_lock(other, "tenant"):  # no wait: another store's schema
+                    pass
+            with migration_lock(same, "tenant"):  # released with the block
+                pass
+    finally:
+        for engine in engines:
+            engine.dispose()

@@ -7,12 +7,15 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 
+import pytest
 from sqlalchemy import Connection, Engine, MetaData, event, text
 from sqlalchemy.engine import URL
 
 from tenantry.db import migrations
 from tenantry.db.schema_fingerprint import fingerprint
 from tenantry.db.schemas import SchemaSpec, tenant_schema
+from tenantry.db.shared_schemas import schema_url
+from tenantry.services import schema_ops
 from tests.conftest import DbFactory
 from tests.templates import migrated_database
 
@@ -97,3 +100,32 @@ def test_a_dropped_index_changes_the_fingerprint(
         assert fingerprint(conn) != before
         kinds = {d.kind for d in migrations.drift(conn, spec)}
     assert "add_index" in kinds
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_alike_schemas_of_one_shared_database_share_a_fingerprint(
+    new_database: DbFactory, engines: Callable[[URL], Engine]
+) -> None:
+    # Stores in schemas of one database (provision --shared): PostgreSQL names the schema in
+    # each index definition, which must not make every tenant's schema look different.
+    spec = _store_spec()
+    url = new_database("fps")
+    with engines(url).begin() as conn:
+        conn.execute(text("CREATE SCHEMA s_one; CREATE SCHEMA s_two"))
+    first, second = (engines(schema_url(url, str(url.database), s)) for s in ("s_one", "s_two"))
+    for engine in (first, second):
+        with engine.begin() as conn:
+            schema_ops.migrate(conn, spec, "test", acting_app="tenantry", owner="tenantry")
+
+    with first.connect() as a, second.connect() as b:
+        assert fingerprint(a) == fingerprint(b)
+        assert migrations.drift(a, spec) == []
+    with _counting(second) as remembered, second.connect() as conn:
+        assert migrations.drift(conn, spec) == []
+    assert len(remembered) == 1  # the fingerprint's one query, not Alembic's reflection
+
+    with second.begin() as conn:  # a real difference still shows
+        conn.execute(text("DROP INDEX ix_products_status"))
+    with first.connect() as a, second.connect() as b:
+        assert fingerprint(a) != fingerprint(b)
+        assert "add_index" in {d.kind for d in migrations.drift(b, spec)}

@@ -20,7 +20,6 @@ from tenantry.api.schemas import (
     JobAccepted,
     JobOut,
     ProvisionRequest,
-    SharedProvisioned,
     SharedProvisionRequest,
     StoreCreate,
     StoreList,
@@ -30,8 +29,7 @@ from tenantry.api.schemas import (
 )
 from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store
 from tenantry.errors import NotFound
-from tenantry.operations import provision_request, store_create
-from tenantry.operations.provision_shared import provision_shared_store
+from tenantry.operations import provision_request, provision_shared, store_create
 from tenantry.services import provisioning, stores, usage
 
 router = APIRouter(tags=["stores"])
@@ -214,9 +212,8 @@ def provision_store(
 
 @router.post(
     "/stores/{store_ref}/provision/shared",
-    status_code=status.HTTP_201_CREATED,
-    response_model=SharedProvisioned,
-    responses={502: {}, 503: {}},
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=JobAccepted,
 )
 def provision_store_shared(
     store_ref: str,
@@ -224,21 +221,21 @@ def provision_store_shared(
     master: MasterDep,
     key: AdminDep,
     platform: PlatformDep,
-) -> SharedProvisioned:
-    """Give the store its own schema in a shared PostgreSQL database (schema per tenant),
-    to its end, before answering; 422 for a MariaDB or SQLite server."""
-    with audit_failures(master, platform, key, "store.provisioned", "store", store_ref):
+    dispatcher: DispatcherDep,
+    response: Response,
+) -> JobAccepted:
+    """Start giving the store its own schema in a shared PostgreSQL database (schema per
+    tenant) in the background; poll the job. 422 for a MariaDB or SQLite server, 409 for a
+    store provisioned already or with a job under way."""
+    with audit_failures(master, platform, key, "store.provision", "store", store_ref):
         store_id = visible_store(master, key, store_ref).id
-        master.rollback()  # end the check's transaction: the operation opens its own
-        done = provision_shared_store(platform, store_id, body.target, actor=key.actor)
-    return SharedProvisioned(
-        slug=done.slug,
-        status="completed",
-        server=done.server,
-        database=done.database,
-        schema_name=done.schema,
-        total_tables=done.tables,
-    )
+        master.rollback()  # end the check's transaction: the job is recorded in its own
+        job = provision_shared.request_shared(
+            platform, dispatcher, store_id, body.target, actor=key.actor
+        )
+    url = f"/provision/{job.job_id}"
+    response.headers["Location"] = url
+    return JobAccepted(job_id=job.job_id, status=job.status, status_url=url)
 
 
 @router.get("/provision/{job_id}", response_model=JobOut)

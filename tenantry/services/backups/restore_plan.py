@@ -17,6 +17,7 @@ from tenantry.db.engines import connect, make_engine, sqlite_path
 from tenantry.db.identity import Identity, expect
 from tenantry.db.master.models import Backup, IntegrationConfig, Store
 from tenantry.db.schemas import Role, SchemaSpec, schema_for
+from tenantry.db.shared_schemas import schema_of
 from tenantry.db.urls import backend_of, mask, parse_url
 from tenantry.errors import (
     Conflict,
@@ -80,6 +81,13 @@ METHODS = {
 }
 
 
+#: How a shared-schema store is restored in place (:mod:`.restore_schema`).
+SCHEMA_METHOD = (
+    "restored into a staging schema of its shared database, checked, then swapped in by "
+    "renaming schemas (one transaction); the neighbours' schemas are not touched"
+)
+
+
 def _own_url(session: Session, box: SecretBox, settings: Settings, backup: Backup) -> URL:
     if backup.role == Role.MASTER:
         return settings.master_url
@@ -101,14 +109,6 @@ def _own_url(session: Session, box: SecretBox, settings: Settings, backup: Backu
         raise Conflict(
             f"store {backup.slug}'s writes are blocked ({blocked}); it cannot be restored now.",
             "Wait for the move or restore in progress to finish (tenantry stores show).",
-        )
-    if config.db_schema:
-        raise Conflict(
-            f"store {backup.slug} lives in schema {config.db_schema} of a shared database: "
-            "restoring it in place (a staging schema swapped in) is not supported yet; "
-            "nothing was changed.",
-            "Restore the backup with --target URL into a database you choose and copy the "
-            "rows you need back.",
         )
     if config.instance_id and config.instance_id != backup.instance_id:
         raise WrongDatabase(
@@ -205,8 +205,8 @@ def plan_restore(
         target_shown=shown,
         in_place=in_place,
         live=live,
-        confirm_name=database_label(url),
-        method=METHODS[backup.engine],
+        confirm_name=schema_of(url) or database_label(url),
+        method=SCHEMA_METHOD if schema_of(url) else METHODS[backup.engine],
         target_identity=identity.describe() if identity else None,
         store_id=backup.store_id if in_place else None,
         notes=notes,

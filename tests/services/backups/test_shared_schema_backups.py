@@ -1,21 +1,18 @@
 """Backing up one shared-schema store: its schema alone (never its neighbours' rows), verified
-by a scratch restore; restoring it in place is refused with nothing changed."""
+by a scratch restore (restoring one in place: test_shared_schema_restore.py)."""
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy.orm import Session
 
 from tenantry.backup import artifacts
 from tenantry.backup.storage import storage_for
 from tenantry.db.master.models import BackupStatus
-from tenantry.errors import Conflict
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.backup_verify import verify_backup
 from tenantry.operations.provision_shared import provision_shared_store
 from tenantry.runtime import Platform
 from tenantry.services import stores
-from tenantry.services.backups.restore_plan import plan_restore
 from tenantry.services.backups.targets import resolve, scratch_server
 from tests.operations.test_provision_shared import make_store
 from tests.platform_fixtures import platform, settings
@@ -63,7 +60,3 @@ def test_a_shared_schema_store_is_backed_up_alone_and_verified(
     result = verify_backup(platform.sessions, storage, backup.id, server, actor="cli:test")
     assert result.passed, result.problems
     assert result.row_counts == backup.row_counts
-    with platform.sessions() as session, pytest.raises(Conflict, match="shared database"):
-        plan_restore(
-            session, platform.box, platform.settings, str(backup.id), target=None, in_place=True
-        )

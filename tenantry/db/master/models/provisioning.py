@@ -24,6 +24,8 @@ class ProvisioningMode(StrEnum):
 
     CREATE_NEW = "create_new"
     CONNECT_EXISTING = "connect_existing"
+    #: A schema of its own in a shared PostgreSQL database (``provision --new --shared``).
+    CREATE_SHARED = "create_shared"
 
 
 class ProvisioningStatus(StrEnum):
