@@ -7,6 +7,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from tenantry.db.tenant.store.models import Product
+from tenantry.operations.provision_shared import provision_shared_store
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tests.api.conftest import Api
@@ -23,11 +24,7 @@ def test_a_shared_store_moves_out_and_back_over_http(
 ) -> None:
     slug = new_slug("http-mv")
     api.client.post("/stores", json={"slug": slug, "name": "M"}, headers=api.admin)
-    provisioned = api.client.post(
-        f"/stores/{slug}/provision/shared", json={"target": shared_db.target}, headers=api.admin
-    )
-    assert provisioned.status_code == 201, provisioned.text
-    schema = provisioned.json()["schema_name"]
+    schema = provision_shared_store(platform, slug, shared_db.target, actor="cli:test").schema
 
     out = api.client.post(
         f"/stores/{slug}/move",
