@@ -28,6 +28,7 @@ from tenantry.api.routes import (
     server_drain,
     servers,
     store_domains,
+    store_move,
     stores,
     tenant_data,
     webhooks,
@@ -95,6 +96,7 @@ def create_app(
     app.include_router(store_domains.router)
     app.include_router(servers.router)
     app.include_router(server_drain.router)
+    app.include_router(store_move.router)
     app.include_router(tenant_data.router)
     app.include_router(resource_router(resources_of(settings.tenant_schema)))
     app.include_router(billing.router)

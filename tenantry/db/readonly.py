@@ -12,6 +12,10 @@
 
 :func:`make_writable` undoes it (a move that fails after this step is rolled back), from the
 state :func:`writable_state` recorded before.
+- A store's schema in a shared PostgreSQL database (a URL confined to one schema, see
+  :func:`~tenantry.db.shared_schemas.schema_url`): its tenant role loses INSERT, UPDATE and
+  DELETE on the schema's tables (:func:`~tenantry.db.shared_schemas.revoke_writes`); the
+  database and its other stores are untouched.
 - MySQL/MariaDB have no per-database read-only switch (``read_only`` is server-wide, and
   revoking grants would touch users tenantry does not own): nothing is changed, and the
   outcome says so.
@@ -28,8 +32,10 @@ from typing import Any
 from sqlalchemy import Engine, event, text
 from sqlalchemy.engine import URL
 
+from tenantry.db import shared_schemas
 from tenantry.db.engines import connect, make_engine, sqlite_busy_timeout_ms, sqlite_path
-from tenantry.db.urls import backend_of
+from tenantry.db.urls import backend_of, mask
+from tenantry.errors import DatabaseAdminError
 
 SQLITE_READ_ONLY_MODE = stat.S_IRUSR  # 0o400: read-only, and private like the data dir
 
@@ -75,11 +81,18 @@ class ReadOnlyOutcome:
         return asdict(self)
 
 
-def make_read_only(url: URL) -> ReadOnlyOutcome:
-    """Make the database at ``url`` refuse writes from now on, where its backend allows it.
+def make_read_only(url: URL, role: str | None = None) -> ReadOnlyOutcome:
+    """Make the database at ``url`` refuse writes from now on, where its backend allows it
+    (``role``: the tenant role of a shared-schema store, whose schema ``url`` is confined to).
 
     Errors from the database propagate; the caller decides whether they matter.
     """
+    schema = shared_schemas.schema_of(url)
+    if schema is not None:
+        shared_schemas.revoke_writes(
+            url, str(url.database), schema, _schema_role(url, schema, role)
+        )
+        return ReadOnlyOutcome(True, f"INSERT, UPDATE, DELETE revoked from {role} on {schema}")
     backend = backend_of(url)
     if backend == "sqlite":
         return _sqlite(url)
@@ -152,8 +165,21 @@ def _postgresql(url: URL) -> ReadOnlyOutcome:
     )
 
 
-def writable_state(url: URL) -> dict[str, Any]:
-    """What :func:`make_writable` needs to put the database back as it is now (as JSON)."""
+def _schema_role(url: URL, schema: str, role: str | None) -> str:
+    if role is None:
+        raise DatabaseAdminError(
+            f"schema {schema} of {mask(url)} is a shared-schema store's: its tenant role is "
+            "needed to change its writes, and none was given; nothing was changed.",
+            "This is a bug in the caller: report it.",
+        )
+    return role
+
+
+def writable_state(url: URL, role: str | None = None) -> dict[str, Any]:
+    """What :func:`make_writable` needs to put the database back as it is now (as JSON;
+    ``role``: a shared-schema store's tenant role)."""
+    if shared_schemas.schema_of(url) is not None:
+        return {"role": role}
     path = sqlite_path(url)
     if path is None or not path.exists():
         return {}
@@ -167,6 +193,13 @@ def make_writable(url: URL, state: dict[str, Any]) -> None:
     ended (they reconnect writable). SQLite: the file's mode recorded by
     :func:`writable_state` comes back (the engines switch it to WAL again as they connect).
     """
+    schema = shared_schemas.schema_of(url)
+    if schema is not None:
+        role = state.get("role")
+        shared_schemas.grant_writes(
+            url, str(url.database), schema, _schema_role(url, schema, str(role) if role else None)
+        )
+        return
     backend = backend_of(url)
     if backend == "sqlite":
         path = sqlite_path(url)

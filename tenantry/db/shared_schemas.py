@@ -205,12 +205,61 @@ def drop_tenant_schema(admin_url: URL, database: str, schema: str, role: str) ->
             text("SELECT 1 FROM pg_namespace WHERE nspname = :n"), {"n": schema}
         ).first()
         statements = [f"DROP SCHEMA IF EXISTS {q(schema)} CASCADE"]
-        if _role_exists(conn, role):
-            # Its default privileges and grants are in this database only.
+        role_found = _role_exists(conn, role)
+        if role_found:
+            # Its default privileges and grants in this database.
             statements[:0] = [f"DROP OWNED BY {q(role)}"]
-            statements.append(f"DROP ROLE {q(role)}")
         _run(conn, statements, f"drop schema {schema}")
+        if role_found and not _role_used_elsewhere(conn, role):
+            _run(conn, [f"DROP ROLE {q(role)}"], f"drop role {role}")
     return found is not None
+
+
+def _role_used_elsewhere(conn: Connection, role: str) -> bool:
+    """Whether ``role`` still holds privileges in another database of the server (the same
+    store's schema in another shared database, during or after a move between the two):
+    roles are server-wide, so it is dropped only with its last schema."""
+    query = text(
+        "SELECT 1 FROM pg_shdepend d JOIN pg_roles r ON r.oid = d.refobjid "
+        "WHERE r.rolname = :n AND d.dbid <> "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1"
+    )
+    return conn.execute(query, {"n": role}).first() is not None
+
+
+def revoke_writes(admin_url: URL, database: str, schema: str, role: str) -> None:
+    """Make ``schema`` read-only for its tenant ``role`` (a moved store's kept source): it
+    keeps SELECT, loses INSERT, UPDATE, DELETE on the tables present and future. Privileges
+    are checked at each statement, so pooled connections are read-only at once; the rest of
+    the shared database is untouched."""
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        s, r = q(check_name(schema, "schema name")), q(check_name(role, "role name"))
+        _run(
+            conn,
+            [
+                f"REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON ALL TABLES IN SCHEMA {s} FROM {r}",
+                f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} "
+                f"REVOKE INSERT, UPDATE, DELETE ON TABLES FROM {r}",
+            ],
+            f"make schema {schema} read-only",
+        )
+
+
+def grant_writes(admin_url: URL, database: str, schema: str, role: str) -> None:
+    """Undo :func:`revoke_writes`: ``role`` has DML on ``schema`` again, as provisioned."""
+    with admin_connection(admin_url, database) as conn:
+        q = conn.dialect.identifier_preparer.quote_identifier
+        s, r = q(check_name(schema, "schema name")), q(check_name(role, "role name"))
+        _run(
+            conn,
+            [
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {s} TO {r}",
+                f"ALTER DEFAULT PRIVILEGES IN SCHEMA {s} "
+                f"GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {r}",
+            ],
+            f"make schema {schema} writable",
+        )
 
 
 def schema_of(url: URL) -> str | None:

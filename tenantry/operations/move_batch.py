@@ -3,8 +3,9 @@ drain, a rebalance): :class:`MoveBatch`.
 
 Each store is moved by :class:`~tenantry.operations.move_store.StoreMover` exactly as ``stores
 move`` does (its own operation, a child of the parent; verified; its writes blocked only while
-it moves), up to ``concurrency`` at a time. The parent's progress counts the stores done; a
-cancel of the parent starts no further move (those running finish). A refused or rolled-back
+it moves; a shared-schema store into a shared database of the same name on its target), up to
+``concurrency`` at a time. The parent's progress counts the stores done; a cancel of the
+parent starts no further move (those running finish). A refused or rolled-back
 move is one store's outcome, never the batch's end.
 """
 
@@ -22,7 +23,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db.master.models import ACTIVE_STATUSES, OperationStatus, ProgressUnit, StoreMove
+from tenantry.db.master.models import (
+    ACTIVE_STATUSES,
+    IntegrationConfig,
+    OperationStatus,
+    ProgressUnit,
+    StoreMove,
+)
 from tenantry.db.schemas import SchemaSpec
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.move_store import StoreMover
@@ -174,7 +181,11 @@ class MoveBatch:
             return outcome
         started = time.monotonic()
         try:
-            moved = self._mover(planned.slug).move(planned.store_id, planned.target)
+            moved = self._mover(planned.slug).move(
+                planned.store_id,
+                planned.target,
+                shared_database=self._shared_database(planned.store_id),
+            )
         except Exception as exc:  # refused before it started: this store's outcome only
             outcome = StoreOutcome(
                 planned.slug,
@@ -197,6 +208,19 @@ class MoveBatch:
             )
         self._finished(outcome)
         return outcome
+
+    def _shared_database(self, store_id: uuid.UUID) -> str | None:
+        """A shared-schema store keeps its mode when its server is drained: it moves into a
+        shared database of the same name on the target (``None``: its own database)."""
+        with self.sessions() as session:
+            config = session.scalar(
+                select(IntegrationConfig).where(
+                    IntegrationConfig.store_id == store_id, IntegrationConfig.is_active.is_(True)
+                )
+            )
+            if config is None or not config.db_schema:
+                return None
+            return str(config.config_data.get("database"))
 
     def _finished(self, outcome: StoreOutcome) -> None:
         with self._lock:

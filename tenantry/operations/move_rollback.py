@@ -17,7 +17,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db import admin, logins
+from tenantry.db import admin, logins, shared_schemas
 from tenantry.db.master.models import (
     ACTIVE_STATUSES,
     Operation,
@@ -168,7 +168,13 @@ def undo_move(plan: MovePlan, details: dict[str, object]) -> str:
     dropped, drop_error = False, None
     if details.get("target_created"):
         try:
-            dropped = admin.drop_database(plan.target_url)
+            if plan.shared is not None:  # its schema and role only, never the database
+                place = plan.shared
+                dropped = shared_schemas.drop_tenant_schema(
+                    place.admin, place.database, place.schema, place.role
+                )
+            else:
+                dropped = admin.drop_database(plan.target_url)
         except Exception as drop_exc:
             drop_error = describe(drop_exc)
     details["target_dropped"] = dropped

@@ -46,6 +46,9 @@ class MoveRun:
     rows_copied: int = 0
     rows_hashed: int = 0  # verification hashes every row twice: in the source and the target
     last_write: float = field(default_factory=time.monotonic)
+    #: Into a shared database: its pool login's password, saved with the store's connection
+    #: at the switch (kept in memory only, never in the move's details).
+    pool_password: str | None = field(default=None, repr=False)
 
     @property
     def total(self) -> int:

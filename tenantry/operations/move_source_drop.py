@@ -22,13 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db import admin
 from tenantry.db.master.models import IntegrationConfig, OperationStatus, StoreMove
 from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
 from tenantry.operations.kit import OperationKit
 from tenantry.services import audit
 from tenantry.services.connections import migrator_url
+from tenantry.services.move_leftovers import drop_location
 from tenantry.services.moves import describe
 
 log = logging.getLogger("tenantry.jobs")
@@ -104,9 +104,12 @@ def _drop_one(
         if not config.created_by_tenantry:
             return _record(kit, move_id, slug, "not_ours", now, actor)
         url = migrator_url(session, box, config)
+        role = config.config_data.get("role") if config.db_schema else None
     where = mask(url)
     try:
-        admin.drop_database(url)
+        # A schema source: its schema and role only (the role stays while the store still
+        # uses it in another database), never the shared database.
+        drop_location(url, str(role) if role else None)
     except Exception as exc:  # tried again later; the next source is not held up
         return _record(kit, move_id, slug, "failed", now, actor, where, describe(exc))
     return _record(kit, move_id, slug, "dropped", now, actor, where)

@@ -28,7 +28,7 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db import admin, builder, copy
+from tenantry.db import admin, builder, copy, shared_schemas
 from tenantry.db.engines import make_engine, writer
 from tenantry.db.master.models import (
     HELD_STATUSES,
@@ -51,10 +51,11 @@ from tenantry.observability import metrics
 from tenantry.operations.block_lease import BlockLease
 from tenantry.operations.kit import OperationKit
 from tenantry.operations.move_copy import copy_tables, verify_copy
+from tenantry.operations.move_destination import MoveDestination
 from tenantry.operations.move_rollback import MoveRollback, undo_move
 from tenantry.operations.move_run import MoveCancelled, MoveRun
 from tenantry.services import moves, runtime_access
-from tenantry.services.move_plan import MovePlan, plan_move, public_location
+from tenantry.services.move_plan import MovePlan, SharedPlace, plan_move, public_location
 from tenantry.services.move_progress import ProgressCallback
 from tenantry.services.moves import LostMove, describe
 from tenantry.services.permissions import ensure_may_write
@@ -95,14 +96,23 @@ class StoreMover:
 
     # ------------------------------------------------------------------ the move
 
-    def move(self, store_ref: str | uuid.UUID, server_name: str) -> StoreMove:
-        """Move the store's database to ``server_name``; returns the finished move.
+    def move(
+        self,
+        store_ref: str | uuid.UUID,
+        server_name: str | None,
+        *,
+        shared_database: str | None = None,
+        own_only: bool = False,
+    ) -> StoreMove:
+        """Move the store's database to ``server_name`` (a registered server, ``sqlite``, or
+        ``None``: placement picks); with ``shared_database``, into the store's own schema of
+        that shared PostgreSQL database on ``server_name``. Returns the finished move.
 
         A refusal raises (nothing was changed, no move recorded); a failure or a cancel after
         the start returns the move ``rolled_back`` with its error.
         """
         ensure_may_write("move a store")
-        plan = self.plan(store_ref, server_name)
+        plan = self.plan(store_ref, server_name, shared_database=shared_database, own_only=own_only)
         run = self._start(plan)
         # The lease and the write block stay alive as long as this process runs the move,
         # also through steps that report nothing for a while (creating tables).
@@ -120,10 +130,36 @@ class StoreMover:
         self._finish(run)
         return self._load(plan.move_id)
 
-    def plan(self, store_ref: str | uuid.UUID, server_name: str) -> MovePlan:
+    def move_to(self, store_ref: str | uuid.UUID, destination: MoveDestination) -> StoreMove:
+        """:meth:`move` to ``destination`` (as the adapters take it); ``own_database`` is
+        refused for a store that has a database of its own already."""
+        return self.move(
+            store_ref,
+            destination.server,
+            shared_database=destination.shared_database,
+            own_only=destination.own_database,
+        )
+
+    def plan(
+        self,
+        store_ref: str | uuid.UUID,
+        server_name: str | None,
+        *,
+        shared_database: str | None = None,
+        own_only: bool = False,
+    ) -> MovePlan:
         """Check that the move can start (refusing with a reason otherwise); changes nothing."""
         with self.sessions() as session:
-            return plan_move(session, self.box, self.spec, store_ref, server_name)
+            return plan_move(
+                session,
+                self.box,
+                self.spec,
+                store_ref,
+                server_name,
+                shared_database=shared_database,
+                own_only=own_only,
+                settings=self.settings,
+            )
 
     # ------------------------------------------------------------------ start
 
@@ -218,6 +254,10 @@ class StoreMover:
         """The store's runtime login on the target, with service grants on the copy (the
         login the source does not use, so a source on the same server keeps working)."""
         plan = run.plan
+        if plan.shared is not None:  # the schema's tenant role gets DML on the copy
+            shared = plan.shared
+            shared_schemas.grant_tables(shared.admin, shared.database, shared.schema, shared.role)
+            return None
         if not runtime_access.uses_logins(plan.target_url):
             return None
         with Session(self._master) as session:
@@ -235,9 +275,12 @@ class StoreMover:
         # back, the source writable as before) instead of leaving two writable copies. What
         # to restore is recorded first: a rollback, or a later move taking over from a dead
         # mover, puts it back.
-        run.details["source_before"] = writable_state(run.plan.source_url)
+        plan = run.plan
+        run.details["source_before"] = writable_state(plan.source_url, plan.source_role)
         run.report("source_read_only", 95)
-        run.details["source_read_only"] = make_read_only(run.plan.source_url).document()
+        run.details["source_read_only"] = make_read_only(
+            plan.source_url, plan.source_role
+        ).document()
         failpoint("move.source_read_only")
 
     def _create_target(self, run: MoveRun) -> None:
@@ -246,6 +289,9 @@ class StoreMover:
         run.details["target_created"] = True
         run.report("create_database", 5)
         failpoint("move.create_database")
+        if run.plan.shared is not None:
+            self._create_schema(run, run.plan.shared)
+            return
         if not admin.create_database(run.plan.target_url):
             run.details["target_created"] = False
             raise Conflict(
@@ -253,6 +299,24 @@ class StoreMover:
                 "started; it was left as it is.",
                 "Run the move again: it picks a free name.",
             )
+
+    def _create_schema(self, run: MoveRun, place: SharedPlace) -> None:
+        """The shared database (created when missing) with its pool login, and the store's
+        schema and tenant role in it, as shared provisioning makes them."""
+        run.details["target_schema"] = place.document()
+        admin.create_database(place.admin.set(database=place.database))
+        if shared_schemas.schema_exists(place.admin, place.database, place.schema):
+            run.details["target_created"] = False
+            raise Conflict(
+                f"schema {place.schema} exists already in shared database {place.database}; "
+                "it was left as it is.",
+                "Drop it if it is a leftover (it is this store's name there), then run the move "
+                "again.",
+            )
+        kept = self.box.open(place.pool_secret) if place.pool_secret else None
+        new = shared_schemas.ensure_pool_login(place.admin, place.database, kept)
+        run.pool_password = new if new is not None else kept
+        shared_schemas.ensure_tenant_schema(place.admin, place.database, place.schema, place.role)
 
     def _switch(self, run: MoveRun, runtime: RuntimeAccess | None) -> None:
         plan = run.plan
@@ -302,6 +366,7 @@ class StoreMover:
                 keep_until=keep_until,
                 actor=self.actor,
                 runtime=runtime,
+                pool_password=run.pool_password,
             )
             run.step, run.progress = "switched", 97
             moves_table = store_moves_table

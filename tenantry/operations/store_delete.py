@@ -22,7 +22,7 @@ from tenantry.operations.running import run_here
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tenantry.services.connections import migrator_url
-from tenantry.services.move_leftovers import KeptSource, kept_sources
+from tenantry.services.move_leftovers import KeptSource, drop_location, kept_sources
 from tenantry.services.runtime_access import drop_store_logins
 
 
@@ -35,6 +35,8 @@ class StoreDeletion:
     drop_database: bool
     url: URL | None
     kept: list[KeptSource]
+    #: The tenant role of a shared-schema store (recorded with its connection).
+    role: str | None = None
 
     @property
     def shown(self) -> str | None:
@@ -67,7 +69,10 @@ def plan(platform: Platform, ref: str, *, drop_database: bool) -> StoreDeletion:
             migrator_url(session, platform.box, checked.connection) if checked.connection else None
         )
         kept = kept_sources(session, platform.box, checked.store_id)
-    return StoreDeletion(checked.slug, checked.store_id, checked.drop_database, url, kept)
+        role = None
+        if checked.connection is not None and checked.connection.db_schema:
+            role = str(checked.connection.config_data.get("role") or "") or None
+    return StoreDeletion(checked.slug, checked.store_id, checked.drop_database, url, kept, role)
 
 
 def delete(platform: Platform, deletion: StoreDeletion, *, actor: str) -> dict[str, Any]:
@@ -93,7 +98,7 @@ def delete(platform: Platform, deletion: StoreDeletion, *, actor: str) -> dict[s
         if main is not None and (schema := shared_schemas.schema_of(main)) is not None:
             # A store in one schema of a shared database: its schema and role go, the
             # database and the other stores' schemas stay.
-            role = shared_schemas.tenant_role(deletion.slug, deletion.store_id)
+            role = deletion.role or shared_schemas.tenant_role(deletion.slug, deletion.store_id)
             dropped = shared_schemas.drop_tenant_schema(
                 shared_schemas.whole_database(main), str(main.database), schema, role
             )
@@ -103,9 +108,11 @@ def delete(platform: Platform, deletion: StoreDeletion, *, actor: str) -> dict[s
             dropped = admin.drop_database(main)
             logins_dropped += drop_store_logins(main, deletion.slug, deletion.store_id)
             running.step("dropping databases", current=1, cancellable=False)
+        roles = {k.url: k.role for k in deletion.kept}
         for done, url in enumerate(doomed, start=int(main is not None) + 1):
-            admin.drop_database(url)
-            logins_dropped += drop_store_logins(url, deletion.slug, deletion.store_id)
+            drop_location(url, roles.get(url))  # a kept schema source: its schema and role
+            if shared_schemas.schema_of(url) is None:
+                logins_dropped += drop_store_logins(url, deletion.slug, deletion.store_id)
             running.step("dropping databases", current=done, cancellable=False)
         running.step("removing the store", current=total, cancellable=False)
         with platform.writer_sessions.begin() as session:

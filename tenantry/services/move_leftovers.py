@@ -22,7 +22,9 @@ from tenantry.db.master.models import (
     StoreMove,
 )
 from tenantry.db.readonly import make_writable
-from tenantry.errors import TenantryError
+from tenantry.db.shared_schemas import drop_tenant_schema, schema_of, whole_database
+from tenantry.db.urls import mask, parse_url
+from tenantry.errors import DatabaseAdminError, TenantryError
 from tenantry.services.connections import migrator_url, server_url
 
 
@@ -44,16 +46,41 @@ def kept_sources(session: Session, box: SecretBox, store_id: uuid.UUID) -> list[
     found = []
     for config in configs:
         # Dropped with the server's admin login, as the move made it.
-        found.append(KeptSource(migrator_url(session, box, config), config.created_by_tenantry))
+        role = config.config_data.get("role") if config.db_schema else None
+        found.append(
+            KeptSource(
+                migrator_url(session, box, config),
+                config.created_by_tenantry,
+                str(role) if role else None,
+            )
+        )
     return found
 
 
 @dataclass(frozen=True)
 class KeptSource:
-    """A database a move left behind, and whether tenantry may drop it (it created it)."""
+    """A database a move left behind (or a store's schema of a shared database, with its
+    tenant ``role``), and whether tenantry may drop it (it created it)."""
 
     url: URL
     droppable: bool
+    role: str | None = None
+
+
+def drop_location(url: URL, role: str | None) -> bool:
+    """Drop the database ``url`` names, or, for a :func:`~tenantry.db.shared_schemas.
+    schema_url`, that store's schema and tenant ``role`` alone (never the shared database);
+    True when something was dropped."""
+    schema = schema_of(url)
+    if schema is None:
+        return admin.drop_database(url)
+    if role is None:
+        raise DatabaseAdminError(
+            f"schema {schema} of {mask(whole_database(url))} has no tenant role recorded; "
+            "nothing was dropped.",
+            f"Drop it by hand: DROP SCHEMA {schema} CASCADE (in {url.database}).",
+        )
+    return drop_tenant_schema(whole_database(url), str(url.database), schema, role)
 
 
 # ------------------------------------------------------------------ abandoned moves
@@ -90,8 +117,13 @@ def restore_abandoned_source(
 def drop_abandoned_target(sessions: sessionmaker[Session], box: SecretBox, move: StoreMove) -> bool:
     """Drop the database a dead mover created (it never became anyone's connection); whether
     it was dropped (the caller records it in the move's details)."""
-    target = (move.details or {}).get("target") or {}
-    if not (move.details or {}).get("target_created") or not target.get("database"):
+    details = move.details or {}
+    target = details.get("target") or {}
+    if not details.get("target_created"):
+        return False
+    if target.get("engine") == "sqlite" and target.get("path"):
+        return admin.drop_database(parse_url(f"sqlite:///{target['path']}", setting="target"))
+    if not target.get("database"):
         return False
     with sessions() as session:
         server = session.scalar(select(DatabaseServer).where(DatabaseServer.name == move.to_server))
@@ -99,6 +131,10 @@ def drop_abandoned_target(sessions: sessionmaker[Session], box: SecretBox, move:
             return False
         url = server_url(box, server).set(database=target["database"])
     dropped = False
+    schema = details.get("target_schema")
     with contextlib.suppress(TenantryError):  # else left for an operator: details name it
-        dropped = admin.drop_database(url)
+        if isinstance(schema, dict):  # its schema in a shared database: never the database
+            dropped = drop_tenant_schema(url, str(url.database), schema["schema"], schema["role"])
+        else:
+            dropped = admin.drop_database(url)
     return dropped

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Table, inspect, select
@@ -14,23 +15,40 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
-from tenantry.db import admin, checksums, copy, migrations
+from tenantry.db import admin, checksums, copy, migrations, shared_schemas
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import expect, identity_table
 from tenantry.db.master.models import (
     ACTIVE_STATUSES,
     DatabaseServer,
     DatabaseStatus,
+    IntegrationConfig,
     Store,
     StoreMove,
 )
 from tenantry.db.schemas import SchemaSpec
-from tenantry.db.urls import backend_of, mask
-from tenantry.errors import Conflict, SchemaMismatch
-from tenantry.services import placement, servers, stores
-from tenantry.services.connections import migrator_url, server_url
-from tenantry.services.provisioning import tenant_database_name
+from tenantry.db.urls import backend_of, mask, parse_url
+from tenantry.errors import Conflict, InvalidInput, SchemaMismatch
+from tenantry.services import placement, servers, shared_pools, stores
+from tenantry.services.connections import migrator_url, server_url, tenant_url
+from tenantry.services.provisioning import tenant_database_name, tenant_sqlite_path
 from tenantry.services.write_blocks import active_block
+from tenantry.settings import Settings
+
+
+@dataclass(frozen=True)
+class SharedPlace:
+    """A store's schema in a shared PostgreSQL database: where a move into one goes."""
+
+    admin: URL  # the server's admin URL (no schema confinement)
+    database: str
+    schema: str
+    role: str
+    pool_secret: str | None  # the pool login's sealed password master keeps, if any
+
+    def document(self) -> dict[str, str]:
+        """As JSON for the move's details (no secret)."""
+        return {"database": self.database, "schema": self.schema, "role": self.role}
 
 
 @dataclass(frozen=True)
@@ -42,13 +60,17 @@ class MovePlan:
     slug: str
     connection_version: int  # the store's, when checked: a change meanwhile stops the move
     from_config_id: uuid.UUID
-    server_id: uuid.UUID
-    server: str
+    server_id: uuid.UUID | None  # None: an SQLite file in the data dir
+    server: str  # the registered server's name, or ``sqlite``
     source_url: URL
     source_server: str | None
     target_url: URL
     revision: str | None
     counts: dict[str, int]  # source rows per table, tenantry's bookkeeping tables included
+    #: The source's tenant role when the store lives in a schema of a shared database.
+    source_role: str | None = None
+    #: The target schema when the store moves into a shared database (else its own database).
+    shared: SharedPlace | None = None
 
     @property
     def reason(self) -> str:
@@ -93,7 +115,7 @@ def public_location(url: URL, server: str | None) -> dict[str, Any]:
     """Where a database is, without its password (for the move's details and the audit)."""
     if backend_of(url) == "sqlite":
         return {"engine": "sqlite", "path": url.database, "server": None}
-    return {
+    location: dict[str, Any] = {
         "engine": backend_of(url),
         "host": url.host,
         "port": url.port,
@@ -101,6 +123,10 @@ def public_location(url: URL, server: str | None) -> dict[str, Any]:
         "username": url.username,
         "server": server,
     }
+    schema = shared_schemas.schema_of(url)
+    if schema is not None:  # one store's schema of a shared database
+        location["schema"] = schema
+    return location
 
 
 def move_tables(spec: SchemaSpec, source: Connection) -> tuple[list[Table], list[Table]]:
@@ -114,12 +140,24 @@ def move_tables(spec: SchemaSpec, source: Connection) -> tuple[list[Table], list
 
 
 def plan_move(
-    session: Session, box: SecretBox, spec: SchemaSpec, store_ref: str | uuid.UUID, server: str
+    session: Session,
+    box: SecretBox,
+    spec: SchemaSpec,
+    store_ref: str | uuid.UUID,
+    server: str | None,
+    *,
+    shared_database: str | None = None,
+    own_only: bool = False,
+    settings: Settings | None = None,
 ) -> MovePlan:
-    """Check that the store can move to ``server`` now; refuses with a reason otherwise.
+    """Check that the store can move now; refuses with a reason otherwise.
 
-    Reads master through ``session`` (the caller's; nothing is written), then the source
-    database and the target server.
+    ``server``: a registered server's name, ``sqlite`` (a file in the data dir), or ``None``
+    (placement picks, as ``provision --new`` does); with ``shared_database`` the store goes
+    into its own schema of that shared PostgreSQL database on ``server`` instead of a
+    database of its own; ``own_only`` (``--to-own-database``) refuses a store that has a
+    database of its own already. Reads master through ``session`` (the caller's; nothing is
+    written), then the source database and the target server.
     """
     store = stores.get_store(session, store_ref)
     if store.database_status != DatabaseStatus.ACTIVE:
@@ -130,20 +168,16 @@ def plan_move(
     config = stores.active_connection(session, store)
     if config is None:
         raise Conflict(f"store {store.slug!r} has no database to move.")
-    if config.db_schema:
-        raise Conflict(
-            f"store {store.slug!r} lives in schema {config.db_schema} of a shared database; "
-            "moving a shared-schema store is not supported yet; nothing was changed.",
-            "Back it up (tenantry backup run store:SLUG) and provision a new store where you "
-            "want it instead.",
+    if own_only and not config.db_schema:
+        raise InvalidInput(
+            f"store {store.slug!r} has a database of its own already (--to-own-database "
+            "moves a shared-schema store).",
+            "Give --to-server NAME to move it to another server, or --to-shared SERVER[/DB] "
+            "to move it into a shared database.",
         )
-    target = servers.get_server(session, server)
-    if not target.is_active:
-        raise Conflict(f"database server {target.name!r} is inactive.", "Pick another.")
-    if config.database_server_id == target.id:
-        raise Conflict(f"store {store.slug!r} already lives on server {target.name!r}.")
-    placement.check_chosen(
-        session, store, target, doing="move its database to", hint=placement.MOVE_HINT
+    move_id = uuid.uuid4()
+    target, target_url, shared_place = _target(
+        session, box, store, config, server, shared_database, settings, move_id
     )
     refuse_busy(session, store)
     source_server = None
@@ -152,21 +186,115 @@ def plan_move(
         source_server = found.name if found is not None else None
     source_url = migrator_url(session, box, config)
     counts, revision = _check_source(spec, source_url, store.slug, config.instance_id)
-    move_id = uuid.uuid4()
     return MovePlan(
         move_id=move_id,
         store_id=store.id,
         slug=store.slug,
         connection_version=store.connection_version,
         from_config_id=config.id,
-        server_id=target.id,
-        server=target.name,
+        server_id=target.id if target is not None else None,
+        server=target.name if target is not None else placement.SQLITE,
         source_url=source_url,
         source_server=source_server,
-        target_url=_free_database(server_url(box, target), tenant_database_name(store), move_id),
+        target_url=target_url,
         revision=revision,
         counts=counts,
+        source_role=str(config.config_data["role"]) if config.db_schema else None,
+        shared=shared_place,
     )
+
+
+def _target(
+    session: Session,
+    box: SecretBox,
+    store: Store,
+    config: IntegrationConfig,
+    server: str | None,
+    shared_database: str | None,
+    settings: Settings | None,
+    move_id: uuid.UUID,
+) -> tuple[DatabaseServer | None, URL, SharedPlace | None]:
+    """Where the move goes: the server (None: an SQLite file), the target's admin URL and,
+    into a shared database, the store's schema there."""
+    if server is None and shared_database is None:
+        chosen = placement.place(
+            session,
+            store,
+            list(session.scalars(select(DatabaseServer).order_by(DatabaseServer.name))),
+            placement.Policy(settings.placement if settings else "least-tenants"),
+        )
+    elif server == placement.SQLITE and shared_database is None:
+        chosen = None
+        placement.refuse_breaking_residency(store, None, doing="move its database to")
+    else:
+        if server is None or server == placement.SQLITE:
+            raise InvalidInput(
+                "--to-shared needs a registered PostgreSQL server: SERVER[/DATABASE].",
+                "For example --to-shared pg or --to-shared pg/tenantry_shared_2.",
+            )
+        chosen = servers.get_server(session, server)
+        if not chosen.is_active:
+            raise Conflict(f"database server {chosen.name!r} is inactive.", "Pick another.")
+    if chosen is None:
+        if (
+            config.database_server_id is None
+            and not config.db_schema
+            and (backend_of(tenant_url(box, config)) == "sqlite")
+        ):
+            raise Conflict(f"store {store.slug!r} already lives in an SQLite file.")
+        if settings is None:
+            raise InvalidInput("a move to an SQLite file needs the platform's data directory.")
+        return None, _free_file(tenant_sqlite_path(settings, store), move_id), None
+    same_server = config.database_server_id == chosen.id
+    if shared_database is not None:
+        admin_url = server_url(box, chosen)
+        shared_schemas.refuse_backend(admin_url, f"server {chosen.name!r}")
+        database = shared_schemas.check_name(shared_database, "shared database name")
+        if same_server and config.db_schema and config.config_data.get("database") == database:
+            raise Conflict(
+                f"store {store.slug!r} already lives in shared database {database} on server "
+                f"{chosen.name!r}.",
+                "Give another shared database (--to-shared SERVER/DATABASE), or "
+                "--to-own-database to give the store a database of its own.",
+            )
+        placement.check_chosen(
+            session, store, chosen, doing="move its database to", hint=placement.MOVE_HINT
+        )
+        schema = shared_schemas.schema_name(store.slug, store.id)
+        role = shared_schemas.tenant_role(store.slug, store.id)
+        if admin.database_exists(admin_url.set(database=database)) and shared_schemas.schema_exists(
+            admin_url, database, schema
+        ):
+            # Back into a database where an earlier move keeps its schema (or the same
+            # server registered twice): new names, so dropping that source later (schema and
+            # role) never touches this one.
+            schema, role = f"{schema}_m{move_id.hex[:8]}", f"{role}_m{move_id.hex[:8]}"
+        place = SharedPlace(
+            admin_url,
+            database,
+            schema,
+            role,
+            shared_pools.pool_secret(session, chosen.id, database),
+        )
+        return chosen, shared_schemas.schema_url(admin_url, database, place.schema), place
+    if same_server and not config.db_schema:
+        raise Conflict(f"store {store.slug!r} already lives on server {chosen.name!r}.")
+    if server is not None:
+        placement.check_chosen(
+            session, store, chosen, doing="move its database to", hint=placement.MOVE_HINT
+        )
+    target_url = _free_database(server_url(box, chosen), tenant_database_name(store), move_id)
+    return chosen, target_url, None
+
+
+def _free_file(path: Path, move_id: uuid.UUID) -> URL:
+    """An SQLite file for the store in the data dir: its usual name, or that name with the
+    move's id when a file (a source an earlier move kept) is there."""
+    if path.exists():
+        path = path.with_name(f"{path.stem}-m{move_id.hex[:8]}{path.suffix}")
+    if path.exists():
+        raise Conflict(f"file {path} exists already; it was left as it is.", "Run the move again.")
+    return parse_url(f"sqlite:///{path}", setting="tenant path")
 
 
 def _check_source(

@@ -26,7 +26,15 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
-from tenantry.db.master.models import DatabaseStatus, IntegrationConfig, Store, StoreMove
+from tenantry.db.master.models import (
+    AccessMode,
+    DatabaseStatus,
+    IntegrationConfig,
+    Store,
+    StoreMove,
+)
+from tenantry.db.shared_schemas import pool_login
+from tenantry.db.types import utcnow
 from tenantry.db.urls import redact
 from tenantry.errors import Conflict, NotFound, TenantryError
 from tenantry.services import audit
@@ -71,12 +79,14 @@ def switch_store(
     keep_until: datetime,
     actor: str,
     runtime: RuntimeAccess | None = None,
+    pool_password: str | None = None,
 ) -> IntegrationConfig:
     """Point the store at the moved database (in the caller's transaction): the new
     connection saved, the old one deactivated, routers told to reopen, the block lifted, the
     counters taken from the verified copy; the new connection (the store's ``runtime`` login
-    on the target, when it has one). A store whose connection or status changed during the
-    move is a :class:`Conflict` (nothing switched)."""
+    on the target, when it has one; into a shared database, its schema through the database's
+    pool login, whose password is ``pool_password``). A store whose connection or status
+    changed during the move is a :class:`Conflict` (nothing switched)."""
     store = session.get(Store, plan.store_id, with_for_update=True)
     old = session.get(IntegrationConfig, plan.from_config_id)
     if store is None:
@@ -91,19 +101,10 @@ def switch_store(
             f"store {plan.slug!r}'s connection or status changed during the move.",
             "Nothing was switched; run the move again.",
         )
-    config_data, secret = split_url(box, plan.target_url)
-    new = IntegrationConfig(
-        store_id=plan.store_id,
-        integration_type=config_data["engine"],
-        config_data=config_data,
-        secret_encrypted=secret,
-        database_server_id=plan.server_id,
-        created_by_tenantry=True,
-        instance_id=old.instance_id,
-        is_active=True,
-    )
+    new = _new_connection(box, plan, old, pool_password)
     if runtime is not None:
         save_access(new, runtime)
+    config_data = new.config_data
     old.is_active = False
     session.add(new)
     session.flush()
@@ -131,6 +132,41 @@ def switch_store(
             "keep_source_until": keep_until.isoformat(),
         },
     )
+    return new
+
+
+def _new_connection(
+    box: SecretBox, plan: MovePlan, old: IntegrationConfig, pool_password: str | None
+) -> IntegrationConfig:
+    """The store's connection to the moved database (not yet added to the session)."""
+    shared = plan.shared
+    if shared is None:
+        config_data, secret = split_url(box, plan.target_url)
+    else:
+        if pool_password is None:
+            raise LostMove("the shared database's pool login password was lost during the move.")
+        pool_url = shared.admin.set(
+            database=shared.database,
+            username=pool_login(shared.database),
+            password=pool_password,
+        )
+        config_data, secret = split_url(box, pool_url)
+        config_data["role"] = shared.role
+    new = IntegrationConfig(
+        store_id=plan.store_id,
+        integration_type=config_data["engine"],
+        config_data=config_data,
+        secret_encrypted=secret,
+        database_server_id=plan.server_id,
+        created_by_tenantry=True,
+        instance_id=old.instance_id,
+        is_active=True,
+    )
+    if shared is not None:  # as shared provisioning saves it
+        new.db_schema = shared.schema
+        new.access_mode = AccessMode.RUNTIME_LOGIN
+        new.can_ddl = False
+        new.credentials_rotated_at = utcnow()
     return new
 
 

@@ -280,6 +280,55 @@ def test_a_store_is_moved_from_its_sqlite_file_to_a_registered_server(
     assert [p["sku"] for p in listed.json()] == ["MOVED-1"]
 
 
+@pytest.mark.server
+def test_a_store_is_moved_into_a_shared_database_from_the_console(
+    start_console: Callable[..., Console], pages: Pages, server_slug: str
+) -> None:
+    console = start_console(servers=_servers("postgresql"))
+    page = pages.open()
+    sign_in(page, console, console.operator)
+    _create_store(page, console, server_slug, "sqlite")
+    _wait_succeeded(page)
+    page.reload()
+    shared = f"t_{server_slug.replace('-', '_')}_shared"  # dropped with the slug's databases
+    try:
+        page.get_by_label("Move to server").select_option("main-pg")
+        page.get_by_label("Shared database (optional)").fill(shared)
+        page.locator("#move-confirm").fill(server_slug)
+        page.get_by_role("button", name="Move", exact=True).click()
+        assert "Moved to server main-pg" in page.locator("#moved").inner_text(timeout=120_000)
+        facts = page.locator("dl.facts").inner_text()
+        assert shared in facts
+        assert f"tsp_{shared}" in facts  # served through the shared database's pool login
+    finally:
+        _drop_shared(shared, server_slug)
+
+
+def _drop_shared(database: str, slug: str) -> None:
+    """Drop shared database ``database``, its pool login and the slug's tenant roles."""
+    from sqlalchemy import text
+
+    from tenantry.db.admin import drop_database
+    from tenantry.db.engines import make_engine
+    from tenantry.db.urls import parse_url
+
+    admin = parse_url(SERVER_URLS["postgresql"])
+    drop_database(admin.set(database=database))
+    engine = make_engine(admin.set(database="postgres"), pooled=False)
+    try:
+        with engine.connect() as conn:
+            stem = slug.replace("-", "_")
+            roles = conn.execute(
+                text("SELECT rolname FROM pg_roles WHERE rolname LIKE :a OR rolname = :p"),
+                {"a": f"ts\\_{stem}\\_%", "p": f"tsp_{database}"},
+            ).scalars()
+            for role in list(roles):
+                conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
+            conn.commit()
+    finally:
+        engine.dispose()
+
+
 def test_an_operation_is_cancelled_from_the_operations_page(
     start_console: Callable[..., Console], pages: Pages
 ) -> None:

@@ -162,7 +162,7 @@ def test_delete_drops_the_stores_schema_and_role_and_leaves_its_neighbours(
         assert session.scalars(select(Product.sku)).all() == ["KEEP-1"]
 
 
-def test_moves_and_credential_rotation_refuse_a_shared_schema_store(
+def test_a_move_into_its_own_shared_database_and_credential_rotation_are_refused(
     platform: Platform, shared_db: SharedDb
 ) -> None:
     from tenantry.operations.credential_rotation import due_stores, rotate_store
@@ -171,8 +171,17 @@ def test_moves_and_credential_rotation_refuse_a_shared_schema_store(
     slug = new_slug("sh-stay")
     make_store(platform, slug)
     provision_shared_store(platform, slug, shared_db.target, actor="cli:test")
-    with platform.sessions() as session, pytest.raises(Conflict, match="shared database"):
-        plan_move(session, platform.box, platform.tenant_spec, slug, shared_db.server)
+    # Moves of shared-schema stores are built (tests/operations/test_shared_moves.py); into
+    # the shared database it lives in already is refused naming the flags.
+    with platform.sessions() as session, pytest.raises(Conflict, match="--to-own-database"):
+        plan_move(
+            session,
+            platform.box,
+            platform.tenant_spec,
+            slug,
+            shared_db.server,
+            shared_database=shared_db.database,
+        )
     with pytest.raises(Conflict, match="shared database"):
         rotate_store(platform, slug, actor="cli:test")
     assert slug not in due_stores(platform, older_than=None, legacy=True)

@@ -53,6 +53,7 @@ def _connection(master: Session, store: Store) -> dict[str, Any] | None:
         "instance_id": connection.instance_id,
         "access_mode": connection.access_mode,
         "created_by_tenantry": connection.created_by_tenantry,
+        "schema": connection.db_schema,
     }
 
 

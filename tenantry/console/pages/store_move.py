@@ -1,6 +1,7 @@
-"""Moving a store's database to another registered server, as ``tenantry stores move``
-does: confirmed by typing the store's slug; its writes are refused while it moves, and a
-failure rolls it back (the store stays where it was)."""
+"""Moving a store's database to another registered server (or, with a shared database named,
+into its own schema there), as ``tenantry stores move`` does: confirmed by typing the store's
+slug; its writes are refused while it moves, and a failure rolls it back (the store stays
+where it was)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from tenantry.console.auth import FormDep, WriterDep
 from tenantry.console.forms import FormError
 from tenantry.console.pages.store_detail import confirmed, detail_page, show_again
 from tenantry.errors import InvalidInput, TenantryError
+from tenantry.operations.move_destination import MoveDestination
 from tenantry.operations.move_store import StoreMover
 from tenantry.services.permissions import ensure_may_write
 
@@ -24,6 +26,7 @@ def move(
 ) -> HTMLResponse:
     """Move the store's database to the chosen server; the page then says how it ended."""
     server = (form.get("server") or "").strip()
+    shared = (form.get("shared") or "").strip()  # into the store's schema of that database
     try:
         ensure_may_write("move a store")
         if not server:
@@ -36,7 +39,10 @@ def move(
             platform.tenant_spec,
             actor=user.principal.actor,
         )
-        moved = mover.move(slug, server)
+        destination = MoveDestination.parse(
+            None if shared else server, f"{server}/{shared}" if shared else None, False
+        )
+        moved = mover.move_to(slug, destination)
     except TenantryError as exc:
         return show_again(request, platform, slug, "move", exc)
     if moved.store_id is not None:
