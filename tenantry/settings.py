@@ -41,6 +41,12 @@ class Settings(BaseSettings):
     job_lease_seconds: float = Field(
         60, gt=0, le=3600, validation_alias="TENANTRY_JOB_LEASE_SECONDS"
     )
+    #: Seconds between a worker's recovery sweeps (re-enqueueing work whose lease lapsed). The
+    #: default, 60, runs the sweep on the queue's own schedule each minute; any other value runs
+    #: it on a timer in each worker process (tests use a few seconds).
+    recovery_sweep_seconds: int = Field(
+        60, ge=1, le=3600, validation_alias="TENANTRY_RECOVERY_SWEEP_SECONDS"
+    )
     #: Spare tenant databases kept ready per server (and for SQLite files), cloned ahead by the
     #: scheduler so provisioning claims one instead of waiting for a copy; 0 turns it off.
     spare_databases: int = Field(2, ge=0, le=50, validation_alias="TENANTRY_SPARE_DATABASES")

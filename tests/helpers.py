@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -187,6 +188,39 @@ def run_child(
         proc.join()
         raise AssertionError(f"{target.__name__} did not end within {seconds} s")
     return proc.exitcode
+
+
+def tenantry_command(
+    args: list[str], env: dict[str, str], seconds: float = 180
+) -> subprocess.CompletedProcess[str]:
+    """``python -m tenantry ARGS`` as :func:`subprocess.run` with ``capture_output`` answers
+    (``returncode`` -9 when a fail point killed it), run in a child of the fork server: a new
+    process that imports the CLI and the app's tenant schema plug-in afresh (``PYTHONPATH`` of
+    ``env``), without a new interpreter's start-up."""
+    with tempfile.TemporaryDirectory(prefix="tenantry-cli-") as tmp:
+        out, err = Path(tmp) / "stdout", Path(tmp) / "stderr"
+        code = run_child(_cli_main, args, str(out), str(err), env=env, seconds=seconds)
+        return subprocess.CompletedProcess(
+            ["tenantry", *args], code if code is not None else -1, out.read_text(), err.read_text()
+        )
+
+
+def _cli_main(args: list[str], out: str, err: str) -> None:
+    """The CLI's ``main`` with ``args``, its output to the files ``out`` and ``err``."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 1)
+    os.dup2(os.open(err, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), 2)
+    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+    sys.path[:0] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    sys.argv = ["tenantry", *args]
+    from tenantry.cli.main import main
+
+    try:
+        main()
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
 
 
 def provision_job(job_id: str) -> None:

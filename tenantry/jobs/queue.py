@@ -22,6 +22,7 @@ from tenantry.db.master.models import OperationKind
 from tenantry.errors import QueueUnreachable
 from tenantry.files import private_file
 from tenantry.jobs.heartbeat import Heartbeat
+from tenantry.jobs.sweep_timer import SCHEDULED_PERIOD_S, SweepTimer
 from tenantry.operations import process_webhooks, sweep, work
 from tenantry.operations.dispatch import OnReady
 from tenantry.operations.kit import OperationKit
@@ -58,7 +59,8 @@ class Queue:
         self._fleet_tenant = self.huey.task(
             name="tenantry.fleet_tenant", retries=FLEET_RETRIES, retry_delay=FLEET_RETRY_DELAY_S
         )(self._run_fleet_tenant)
-        self.huey.periodic_task(crontab(minute="*"), name="tenantry.recover")(self.recover)
+        if settings.recovery_sweep_seconds == SCHEDULED_PERIOD_S:
+            self.huey.periodic_task(crontab(minute="*"), name="tenantry.recover")(self.recover)
         self._backup = self.huey.task(name="tenantry.backup")(self._run_backup)
         self._import = self.huey.task(name="tenantry.import")(self._run_import)
         self._drain = self.huey.task(name="tenantry.drain")(self._run_drain)
@@ -274,15 +276,22 @@ class Queue:
     def run_workers(self, threads: int, *, on_ready: OnReady | None = None) -> None:
         """Serve the queue with ``threads`` worker threads until stopped (Ctrl-C waits for
         running jobs): first re-enqueue unfinished work, then report to master, apply stored
-        webhook events and run jobs."""
+        webhook events and run jobs. The recovery sweep runs each minute on the queue's
+        schedule, or every ``TENANTRY_RECOVERY_SWEEP_SECONDS`` on a timer of its own."""
         recovered = self.recover()  # opens the platform: master is checked first
         heartbeat = self.start_heartbeat()
         if on_ready is not None:
             on_ready(recovered)
         loop, stop = self.start_webhook_loop()
+        timer: SweepTimer | None = None
+        if self.settings.recovery_sweep_seconds != SCHEDULED_PERIOD_S:
+            timer = SweepTimer(self.recover, self.settings.recovery_sweep_seconds)
+            timer.start()
         try:
             self.consumer(threads).run()
         finally:
+            if timer is not None:
+                timer.stop()
             stop.set()
             loop.join(timeout=10)
             heartbeat.stop()

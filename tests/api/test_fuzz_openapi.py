@@ -7,6 +7,11 @@ phase (examples, coverage, fuzzing, stateful where the
 document has links), positive and negative data, a bounded number of examples per operation.
 Any failure of any check, or any error of the engine, fails the test with schemathesis's
 report of it (the operation, the check, a curl to reproduce it).
+
+Each run is split into groups of operations by their OpenAPI tag (``GROUPS``), one test each, so
+that xdist spreads them over its workers instead of one worker fuzzing for minutes; the last
+group takes every tag the others do not name, so every operation is fuzzed exactly once per key
+whatever tags are added later (``test_the_groups_split_every_operation_once``).
 """
 
 from __future__ import annotations
@@ -28,13 +33,33 @@ from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.settings import Settings
 from tests.api.conftest import Api
 
-#: Examples per operation and phase: enough to reach every check, small enough that both
-#: runs together stay well under three minutes on two cores.
+#: Examples per operation and phase: enough to reach every check, small enough that the runs
+#: together stay near four minutes of one core (spread over xdist's workers by ``GROUPS``).
 MAX_EXAMPLES = 25
 PHASES = ["examples", "coverage", "fuzzing", "stateful"]
 
 #: The operations a store key may call: its store and that store's data, its provisioning job.
 STORE_KEY_PATHS = r"^/(stores/\{store_ref\}|provision/|operations|health)"
+
+#: Groups of operations by OpenAPI tag, each fuzzed by a test of its own with every phase,
+#: about a minute of work each on two loaded cores (a resource's operations stay together, so
+#: the stateful phase links them as before). ``REST`` holds every tag no other group names:
+#: most store tables generated from their declarations (tenantry/api/resources/store.py), and
+#: whatever tag comes next.
+REST = "more store tables"
+GROUPS: dict[str, frozenset[str]] = {
+    "billing": frozenset({"billing", "webhooks"}),
+    "servers and backups": frozenset({"database servers", "backups", "imports"}),
+    "access": frozenset({"authentication", "api keys", "audit", "monitoring"}),
+    "stores": frozenset({"stores", "store domains", "store data", "operations", "health"}),
+    "store tables": frozenset({"discounts", "prices", "categories", "cms-pages"}),
+}
+#: Groups with no operation a store key may call (their refusals are the admin run's and the
+#: key tests' business).
+ADMIN_ONLY = frozenset({"billing", "servers and backups", "access"})
+RUNS = [("admin", group) for group in [*GROUPS, REST]] + [
+    ("store", group) for group in [*GROUPS, REST] if group not in ADMIN_ONLY
+]
 
 
 @dataclass
@@ -70,7 +95,33 @@ def target(api: Api, settings: Settings) -> Iterator[Target]:
 CONFIG = Path(__file__).with_name("schemathesis.toml")
 
 
-def _failures(app: FastAPI, headers: dict[str, str], paths: str | None) -> list[str]:
+def _group_of(tags: list[str] | None) -> str:
+    """The group an operation with these OpenAPI tags is fuzzed in (by its first tag)."""
+    first = tags[0] if tags else None
+    return next((name for name, named in GROUPS.items() if first in named), REST)
+
+
+def _selected(loaded: Any, paths: str | None, group: str) -> Any:
+    """The API's schema cut down to ``group``'s operations (and, given, those under ``paths``)."""
+    # Excluded, not included: the configuration file's own operation filter already
+    # includes every operation, and includes add up.
+    return loaded.exclude(
+        lambda ctx: (
+            _group_of(ctx.operation.tags) != group
+            or (paths is not None and not _path_in(ctx, paths))
+        )
+    )
+
+
+def _operations(schema: Any) -> list[str]:
+    return sorted(result.ok().label for result in schema.get_all_operations())
+
+
+def _tags(schema: Any) -> list[list[str]]:
+    return [result.ok().tags or [] for result in schema.get_all_operations()]
+
+
+def _failures(app: FastAPI, headers: dict[str, str], paths: str | None, group: str) -> list[str]:
     config = schemathesis.Config.from_path(CONFIG)
     config.update(seed=1234, max_failures=None)
     project = config.projects.override
@@ -80,10 +131,10 @@ def _failures(app: FastAPI, headers: dict[str, str], paths: str | None) -> list[
     project.generation.update(
         modes=list(schemathesis.GenerationMode), max_examples=MAX_EXAMPLES, deterministic=True
     )
-    loaded = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
-    # Excluded, not included: the configuration file's own operation filter already
-    # includes every operation, and includes add up.
-    schema = loaded if paths is None else loaded.exclude(lambda ctx: not _path_in(ctx, paths))
+    schema = _selected(
+        schemathesis.openapi.from_asgi("/openapi.json", app, config=config), paths, group
+    )
+    assert _operations(schema), f"no operation in group {group!r}: {GROUPS}"
     found: list[str] = []
     for event in from_schema(schema).execute():
         if isinstance(event, events.ScenarioFinished):
@@ -113,10 +164,41 @@ def _error_text(event: Any) -> str:
     return f"{type(value).__name__}: {value}"
 
 
-@pytest.mark.parametrize("as_key", ["admin", "store"])
-def test_every_check_passes_on_every_operation(target: Target, as_key: str) -> None:
+@pytest.mark.parametrize(("as_key", "group"), RUNS)
+def test_every_check_passes_on_every_operation(target: Target, as_key: str, group: str) -> None:
     if as_key == "admin":
-        failures = _failures(target.app, target.admin, None)
+        failures = _failures(target.app, target.admin, None, group)
     else:
-        failures = _failures(target.app, target.store, STORE_KEY_PATHS)
+        failures = _failures(target.app, target.store, STORE_KEY_PATHS, group)
     assert not failures, f"{len(failures)} failure(s):\n\n" + "\n\n".join(failures)
+
+
+def test_the_groups_split_every_operation_once(settings: Settings) -> None:
+    """The groups together are the whole API for each key, each operation in one group only,
+    and every tag a group names is one the API has (a renamed tag would empty its group)."""
+    dispatcher = InProcessDispatcher(settings)
+    app = create_app(settings, dispatcher=dispatcher)
+    config = schemathesis.Config.from_path(CONFIG)
+    try:
+        whole = schemathesis.openapi.from_asgi("/openapi.json", app, config=config)
+    finally:
+        shutdown_lifespans()
+        dispatcher.close()
+    everything = _operations(whole)
+    for paths in (None, STORE_KEY_PATHS):
+        wanted = everything if paths is None else _operations(_store_ops(whole, paths))
+        split = [
+            op
+            for key, group in RUNS
+            if (key == "admin") == (paths is None)
+            for op in _operations(_selected(whole, paths, group))
+        ]
+        assert sorted(split) == wanted, (paths, set(wanted) ^ set(split))
+    tags = {tag for label in _tags(whole) for tag in label}
+    named = set().union(*GROUPS.values())
+    assert named <= tags, named - tags
+    assert len(everything) > 100  # the whole API, not an empty document
+
+
+def _store_ops(schema: Any, paths: str) -> Any:
+    return schema.exclude(lambda ctx: not _path_in(ctx, paths))

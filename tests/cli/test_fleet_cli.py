@@ -2,8 +2,9 @@
 schema plug-in of the app's own, a new revision rolled out, a run killed and resumed.
 
 Every command after a revision file is added is its own process (as in real use), so the
-plug-in's models and scripts are read fresh; the set-up before it (init, stores, provisioning)
-runs in the test's process, which is quicker and sees the same files.
+plug-in's models and scripts are read fresh: forked from the fork server of
+``tests/helpers.py``, which skips a new interpreter's start-up; the set-up before it (init,
+stores, provisioning) runs in the test's process, which is quicker and sees the same files.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typer.testing import CliRunner
 from tenantry.cli.main import app
 from tests.cli.conftest import process_env
 from tests.conftest import DbFactory
+from tests.helpers import tenantry_command
 
 PLUGIN = '''"""A tenant schema whose models follow the revision files present."""
 
@@ -101,14 +103,7 @@ class Tenantry:
         )
 
     def __call__(self, *args: str, **extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "tenantry", *args],
-            env={**self.env, **extra},
-            capture_output=True,
-            text=True,
-            timeout=180,
-            check=False,
-        )
+        return tenantry_command(list(args), {**self.env, **extra})
 
     def here(self, *args: str) -> Any:
         """Run a command in this process (before any revision file is added: the plug-in is

@@ -3,8 +3,6 @@ Stripe events delivered, signed, to the running server's webhook receiver."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import httpx
@@ -17,27 +15,7 @@ SECRET = "whsec_console_" + "x" * 24
 
 def add_secret(console: Console, app_id: str) -> None:
     """``tenantry billing secrets add APP --processor stripe``."""
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tenantry",
-            "billing",
-            "secrets",
-            "add",
-            app_id,
-            "--processor",
-            "stripe",
-            "--secret",
-            SECRET,
-        ],
-        env=console.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    console.cli("billing", "secrets", "add", app_id, "--processor", "stripe", "--secret", SECRET)
 
 
 def subscription_event(external_customer_id: str) -> dict[str, Any]:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -106,15 +104,7 @@ def test_operator_provisions_a_store_and_sees_its_key_and_usage(
     assert products == "1"
     # Once the usage rollup has run (the worker's hourly job, run now), today's bar of the
     # products chart says 1.
-    rolled = subprocess.run(
-        [sys.executable, "-m", "tenantry", "stores", "usage", slug, "--refresh"],
-        env=console.env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+    console.cli("stores", "usage", slug, "--refresh")
     page.reload()
     chart = page.locator("figure.chart", has_text="Products (total)")
     assert "peak 1," in chart.locator("figcaption").inner_text()

@@ -27,9 +27,11 @@ from tests.own_postgres import own_cluster, require_binaries, wait_listening
 from tests.platform_fixtures import ENV_VARS
 
 STORES = 6
-#: Seconds a job's lease runs without renewal; the surviving worker's recovery sweep (each
-#: minute) takes the dead host's job over once it has lapsed.
+#: Seconds a job's lease runs without renewal; the surviving worker's recovery sweep takes the
+#: dead host's job over once it has lapsed.
 LEASE_S = 3
+#: Seconds between the workers' recovery sweeps (each minute by default).
+SWEEP_S = 2
 
 
 def _tenantry(env: dict[str, str], *args: str) -> str:
@@ -80,6 +82,7 @@ def _run_hosts(net: Lan, tmp: Path) -> None:
         "TENANTRY_SECRET_KEYS": Fernet.generate_key().decode(),
         "TENANTRY_QUEUE_URL": f"redis://{db}:6379/0",
         "TENANTRY_JOB_LEASE_SECONDS": str(LEASE_S),
+        "TENANTRY_RECOVERY_SWEEP_SECONDS": str(SWEEP_S),
         "TENANTRY_SPARE_DATABASES": "0",
         "TENANTRY_BACKUP_SCHEDULER": "false",
     }
@@ -120,7 +123,7 @@ def _run_hosts(net: Lan, tmp: Path) -> None:
             doomed = _wait_for_w1_mid_job(master)
             net.pull_the_plug("w1")
 
-            deadline = time.monotonic() + 120  # the lease, then the next minute's sweep
+            deadline = time.monotonic() + 120  # the lease, then the next sweep
             states: dict[str, dict[str, object]] = {}
             while time.monotonic() < deadline:
                 states = {job: http.get(f"/provision/{job}").json() for job in jobs}
