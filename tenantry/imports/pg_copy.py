@@ -226,6 +226,20 @@ def canonical(conn: Connection) -> None:
     conn.exec_driver_sql(CANONICAL_SETTINGS)
 
 
+def commit_lazily(conn: Connection) -> None:
+    """Let the current transaction's commit return before its WAL reaches the disk (a copied
+    batch: a server crash could lose only whole last batches with their cursor rows, resumed
+    from the cursor then). :func:`flush` makes them durable before they are verified."""
+    conn.exec_driver_sql("SELECT set_config('synchronous_commit', 'off', true)")
+
+
+def flush(conn: Connection) -> None:
+    """Commit a transaction that waits for the disk (it has a transaction id: its commit
+    writes and flushes WAL), and so for every lazily committed batch before it."""
+    with conn.begin():
+        conn.exec_driver_sql("SELECT txid_current()")
+
+
 def copy_batch(
     src: Connection, dst: Connection, table: SqlTable, query: Select[Any]
 ) -> tuple[int, int]:

@@ -60,7 +60,9 @@ from tenantry.imports.pg_copy import (
     SqlTable,
     canonical,
     column_types,
+    commit_lazily,
     copy_batch,
+    flush,
     last_key,
     source_checksum,
     sql_table,
@@ -116,6 +118,8 @@ class StoreImporter:
     batch_rows: int | None = None
     on_progress: ProgressCallback | None = None
     kit: OperationKit = field(init=False)
+    #: The source's column types by table (read once: the source is only read).
+    _source_types: dict[str, dict[str, str]] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self.sessions = writer_sessions(self.sessions)
@@ -135,9 +139,10 @@ class StoreImporter:
             return {}
         found: dict[str, SqlTable] = {}
         for name, st in self.plan.tables.items():
-            table = sql_table(
-                st, column_types(src, st.table.name), column_types(dst, st.target.name)
-            )
+            if st.table.name not in self._source_types:
+                self._source_types[st.table.name] = column_types(src, st.table.name)
+            source_types = self._source_types[st.table.name]
+            table = sql_table(st, source_types, column_types(dst, st.target.name))
             if table is not None:
                 found[name] = table
         return found
@@ -363,9 +368,13 @@ class StoreImporter:
                     else:
                         copied = self._copy_keyed(reader, dst, st, condition, after, digest, run)
                     entry["copied"] = copied + (cursor.rows_copied if cursor else 0)
+                    if name in in_sql:
+                        continue  # marked done with its last batch
                     with dst.begin():
                         advance(dst, name, None, 0, 0, done=True)
                         copy.reset_sequences(dst, st.target)
+            if in_sql:
+                flush(dst)  # every batch durable before the verification reads them
 
     def _copy_sql(
         self,
@@ -389,6 +398,7 @@ class StoreImporter:
                 rows, size = copy_batch(
                     src, dst, table, table.rows(condition, after=after, limit=limit)
                 )
+                commit_lazily(dst)  # flushed once the store's copy ends (_copy)
                 if rows == limit:
                     after = last_key(src, table, condition, after, limit - 1)
                     advance(dst, name, encode_key(after), rows, size)
