@@ -4,12 +4,12 @@
                                  [--compare OTHER_RESULTS]
 
 Each row is read from one bench's JSON (``provision``, ``burst``, ``webhooks``, ``fleet``,
-``fleet_schemas``, ``backup``, ``cli``, ``scale_load``): what tenantry measured, the floor or
-anchor measured in the same run, their ratio, and the run it came from (commit and date). The
-table replaces what lies between the ``<!-- bench-table:start -->`` and
-``<!-- bench-table:end -->`` lines. ``--check`` changes nothing and exits 1 when the README's
-table is not the one the JSON files give (CI runs it, so the table cannot be typed by hand or
-fall behind the results). ``--compare OTHER`` prints each figure beside another run's results
+``fleet_schemas``, ``backup``, ``import``, ``cli``, ``scale_load``): what tenantry measured,
+the floor or anchor measured in the same run, their ratio, and the run it came from (commit and
+date). The table replaces what lies between the ``<!-- bench-table:start -->`` and ``<!--
+bench-table:end -->`` lines. ``--check`` changes nothing and exits 1 when the README's table is
+not the one the JSON files give (CI runs it, so the table cannot be typed by hand or fall
+behind the results). ``--compare OTHER`` prints each figure beside another run's results
 directory and exits 1 when one differs by more than 15 % (the benches must reproduce: run each
 twice, into two directories, and compare).
 """
@@ -323,6 +323,27 @@ def scale_load_rows(data: dict[str, Any]) -> Iterator[Row]:
         )
 
 
+def import_rows(data: dict[str, Any]) -> Iterator[Row]:
+    """``import shared`` PostgreSQL → PostgreSQL against COPY TO STDOUT | COPY FROM STDIN."""
+    run, r = _run(data), data["result"]
+    size = f"{r['stores']} stores x {r['rows_per_store']} rows, concurrency {r['concurrency']}"
+    baseline = f"COPY out / COPY in {_s(r['baseline_s'])}"
+    yield Row(
+        f"import shared, postgresql to postgresql, copy + verify, {size}",
+        _s(r["import_s"]),
+        baseline,
+        _x(r["copy_verify_ratio"]),
+        run,
+    )
+    yield Row(
+        f"import shared, the same with the checks of the whole source first, {size}",
+        _s(r["import_s"] + r["checks_s"]),
+        baseline,
+        _x(r["with_checks_ratio"]),
+        run,
+    )
+
+
 #: The benches in the order the table shows them.
 BENCHES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "provision": provision_rows,
@@ -331,6 +352,7 @@ BENCHES: dict[str, Callable[[dict[str, Any]], Iterator[Row]]] = {
     "fleet": fleet_rows,
     "fleet_schemas": fleet_schemas_rows,
     "backup": backup_rows,
+    "import": import_rows,
     "cli": cli_rows,
     "scale_load": scale_load_rows,
 }

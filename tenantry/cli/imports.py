@@ -39,6 +39,7 @@ from tenantry.db import copy
 from tenantry.db.master.models import ACTIVE_STATUSES
 from tenantry.db.urls import mask, parse_url
 from tenantry.imports.mapping import load_mapping
+from tenantry.imports.pg_copy import COPY_BATCH_ROWS
 from tenantry.imports.plan import ImportPlan
 from tenantry.operations.import_progress import StoreOutcome
 from tenantry.operations.import_shared import SharedImport
@@ -140,8 +141,12 @@ def shared(
     concurrency: int = typer.Option(
         2, "--concurrency", min=1, max=64, help="Stores imported at once."
     ),
-    batch_rows: int = typer.Option(
-        copy.BATCH_ROWS, "--batch-rows", min=1, help="Rows per batch (one target transaction)."
+    batch_rows: int | None = typer.Option(
+        None,
+        "--batch-rows",
+        min=1,
+        help=f"Rows per batch (one target transaction; default {copy.BATCH_ROWS} row by row, "
+        f"{COPY_BATCH_ROWS} where PostgreSQL copies to PostgreSQL with COPY).",
     ),
     dry_run: bool = typer.Option(
         False,

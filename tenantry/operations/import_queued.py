@@ -59,7 +59,7 @@ def queue_import(job: SharedImport, plan: ImportPlan) -> dict[str, uuid.UUID]:
             # Only what was set: a `constant: null` must stay, an absent key must not appear.
             mapping=job.mapping.model_dump(mode="json", by_alias=True, exclude_unset=True),
             server=job.server,
-            batch_rows=job.batch_rows,
+            batch_rows=job.batch_rows or 0,  # 0: each path's own default
             requested_by=job.actor,
         )
         session.add(source)
@@ -98,7 +98,7 @@ def run_queued_import(platform: Platform, operation_id: uuid.UUID) -> str:
             parse_mapping(source.mapping, origin="the queued import's mapping"),
             source.requested_by,
             server=source.server,
-            batch_rows=source.batch_rows,
+            batch_rows=source.batch_rows or None,
         )
     except Exception as exc:  # a key retired without rotating, say: this store fails
         status = _give_up(platform, operation_id, describe(exc))

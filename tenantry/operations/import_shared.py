@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from sqlalchemy import Engine
 from sqlalchemy.engine import URL
 
-from tenantry.db import copy
 from tenantry.db.engines import make_engine, sqlite_path
 from tenantry.db.master.models import ProvisioningMode, ProvisioningStatus
 from tenantry.errors import InvalidInput
@@ -47,7 +46,8 @@ class SharedImport:
     actor: str
     concurrency: int = 1
     server: str | None = None
-    batch_rows: int = copy.BATCH_ROWS
+    #: Rows per batch; None: 2,000 row by row, 50,000 streamed by COPY (PostgreSQL to PostgreSQL).
+    batch_rows: int | None = None
 
     def __post_init__(self) -> None:
         if self.concurrency < 1:

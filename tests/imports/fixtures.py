@@ -107,22 +107,26 @@ def _norm(value: Any) -> Any:
     return value.replace("-", "") if isinstance(value, str) and len(value) == 36 else value
 
 
-def store_rows(slug: str, table: str, columns: list[str]) -> Rows:
-    """Every row (``columns``) of ``table`` in store ``slug``'s own database, counted."""
-    from tenantry.db.copy import normalise
-    from tenantry.db.tenant.store.models import metadata
-
+def store_url(slug: str) -> URL:
+    """Store ``slug``'s own database (the migrator login)."""
     platform = Platform.open(load_settings())
     try:
         with platform.sessions() as session:
             store = stores.get_store(session, slug)
             config = stores.active_connection(session, store)
             assert config is not None
-            url = migrator_url(session, platform.box, config)
+            return migrator_url(session, platform.box, config)
     finally:
         platform.close()
+
+
+def store_rows(slug: str, table: str, columns: list[str]) -> Rows:
+    """Every row (``columns``) of ``table`` in store ``slug``'s own database, counted."""
+    from tenantry.db.copy import normalise
+    from tenantry.db.tenant.store.models import metadata
+
     t = metadata.tables[table]
-    engine = make_engine(url, pool_size=1)
+    engine = make_engine(store_url(slug), pool_size=1)
     try:
         with engine.connect() as conn:
             rows = list(conn.execute(select(*(t.c[c] for c in columns))))
