@@ -6,9 +6,9 @@
 Each row is read from one bench's JSON (``provision``, ``burst``, ``webhooks``, ``fleet``,
 ``fleet_schemas``, ``backup``, ``import``, ``cli``, ``scale_load``): what tenantry measured,
 the floor or anchor measured in the same run, their ratio, and the run it came from (commit and
-date). The table replaces what lies between the ``<!-- bench-table:start -->`` and ``<!--
-bench-table:end -->`` lines. ``--check`` changes nothing and exits 1 when the README's table is
-not the one the JSON files give (CI runs it, so the table cannot be typed by hand or fall
+date). The table replaces what lies between the ``<!-- bench-table:start -->`` and
+``<!-- bench-table:end -->`` lines. ``--check`` changes nothing and exits 1 when the README's
+table is not the one the JSON files give (CI runs it, so the table cannot be typed by hand or fall
 behind the results). ``--compare OTHER`` prints each figure beside another run's results
 directory and exits 1 when one differs by more than 15 % (the benches must reproduce: run each
 twice, into two directories, and compare).
