@@ -157,6 +157,12 @@ def drain_server(
     "/database-servers/rebalance",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=RebalanceAccepted,
+    responses={
+        200: {
+            "model": RebalanceAccepted,
+            "description": "A dry run, or servers already within the skew: the plan only.",
+        }
+    },
 )
 @raises(409, 422)  # a rebalance another process runs; a skew that is not a count or N%
 def rebalance_servers(
