@@ -159,7 +159,7 @@ def test_rebalance_over_http_is_one_operation_a_worker_runs(
     url = "/database-servers/rebalance"
     bad = api.client.post(url, json={"max_skew": "lots"}, headers=api.admin)
     assert bad.status_code == 422
-    assert "max-skew" in bad.json()["error"]["message"]
+    assert "max_skew" in bad.text
     too_many = api.client.post(url, json={"concurrency": 17}, headers=api.admin)
     assert too_many.status_code == 422
     reader = api.client.post(url, json={}, headers=api.store_key(slugs[0]))

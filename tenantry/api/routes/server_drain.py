@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict
 from sqlalchemy import select
 
 from tenantry.api.audit_failures import audit_failures
 from tenantry.api.deps import AdminDep, DispatcherDep, MasterDep, PlatformDep
+from tenantry.api.fields import RequestModel, StrictBool
 from tenantry.api.openapi import raises
 from tenantry.api.routes.operations import OperationOut, operation_out
 from tenantry.db.master.models import Operation
@@ -53,18 +54,19 @@ class DrainAccepted(BaseModel):
     )
 
 
-class RebalanceRequest(BaseModel):
+class RebalanceRequest(RequestModel):
     """How to rebalance: the allowed skew, how many stores move at once; ``dry_run`` only
     plans."""
 
     max_skew: str = Field(
         "1",
         max_length=16,
+        pattern=r"^\s*\d{1,6}\s*%?\s*$",
         description="Allowed difference in store count between the fullest and the emptiest "
         "accepting server: a count (2) or a share of the average per server (10%).",
     )
-    concurrency: int = Field(1, ge=1, le=MAX_CONCURRENCY)
-    dry_run: bool = False
+    concurrency: Annotated[int, Strict()] = Field(1, ge=1, le=MAX_CONCURRENCY)
+    dry_run: StrictBool = False
 
 
 class RebalanceAccepted(BaseModel):
