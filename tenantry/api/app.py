@@ -22,6 +22,7 @@ from tenantry.api.routes import (
     auth,
     backups,
     billing,
+    fleet,
     imports,
     monitoring,
     operations,
@@ -102,6 +103,7 @@ def create_app(
     app.include_router(billing.router)
     app.include_router(webhooks.router)
     app.include_router(backups.router)
+    app.include_router(fleet.router)
     app.include_router(imports.router)
     app.include_router(operations.router)
     app.include_router(auth.router)

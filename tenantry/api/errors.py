@@ -136,16 +136,18 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method some route of this path answers (Starlette names only the first's)."""
-    methods: set[str] = set()
+    """Every method some route of this path answers (Starlette names only the first's); a
+    path that a literal route names (``/database-servers/rebalance``) takes that route's
+    methods, not those of a templated one it also fits (``/database-servers/{name}``)."""
+    literal: set[str] = set()
+    templated: set[str] = set()
     for route in iter_route_contexts(request.app.routes):
         match, _ = route.matches({**request.scope, "method": "GET"})
         route_methods = route.methods
         if match != Match.NONE and route_methods:
-            methods |= set(route_methods)
-            if "GET" in route_methods:
-                methods.add("HEAD")
-    return ", ".join(sorted(methods))
+            found = set(route_methods) | ({"HEAD"} if "GET" in route_methods else set())
+            (templated if "{" in getattr(route, "path", "{") else literal).update(found)
+    return ", ".join(sorted(literal or templated))
 
 
 def error_response(request: Request, exc: BaseException) -> JSONResponse:

@@ -40,7 +40,14 @@ from tenantry.operations.premigration import PreMigrationBackups
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.services.audit import cli_actor
 from tenantry.services.fleet_migrate import MigrateOptions, Outcome, TenantCheck, plan_sql
-from tenantry.services.fleet_status import FleetStatus, fleet_status, run_progress
+from tenantry.services.fleet_status import (
+    DEFAULT_LIMIT,
+    MAX_LIMIT,
+    FleetStatus,
+    check_page,
+    fleet_status,
+    run_progress,
+)
 from tenantry.services.fleet_targets import tenant_databases
 from tenantry.settings import load_settings
 
@@ -244,13 +251,26 @@ def status(
     concurrency: int = typer.Option(
         4, "--concurrency", "-c", min=1, max=64, help="Databases checked at once (--verify)."
     ),
+    limit: int = typer.Option(
+        DEFAULT_LIMIT,
+        "--limit",
+        help=f"Lagging or failed stores listed per page (1 to {MAX_LIMIT}); counts are whole.",
+    ),
+    cursor: str | None = typer.Option(
+        None, "--cursor", help="Start after this store: the next-page cursor a page printed."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Tenants per revision, lagging and failed tenants and the last run (from master).
 
+    The counts are always whole; the stores not at head or whose last migration failed are
+    listed a page at a time (--limit, in slug order); the next page's command is printed
+    (JSON: next_cursor).
+
     With --verify every tenant database is opened and checked; exits 1 if any is not what
     the code expects.
     """
+    check_page(limit, cursor)
     settings = load_settings()
     with open_platform(settings) as platform:
         checks: list[TenantCheck] | None = None
@@ -272,7 +292,7 @@ def status(
                     on_check=checked,
                 )
         with platform.sessions() as session:
-            st = fleet_status(session, platform.tenant_spec)
+            st = fleet_status(session, platform.tenant_spec, limit=limit, cursor=cursor)
     problems = [c for c in checks or [] if not c.ok]
     if json_output:
         doc: dict[str, Any] = asdict(st)
@@ -298,11 +318,16 @@ def _print_status(
         shown = f"{rev} (head)" if rev == st.head else f"[yellow]{rev}[/]"
         table.add_row(shown, str(n))
     console.print(table)
+    console.print(f"{st.lagging_total} lagging, {st.failed_total} failed")
     if st.lagging:
-        more = " …" if len(st.lagging) > 20 else ""
-        console.print(f"[yellow]lagging ({len(st.lagging)}):[/] {', '.join(st.lagging[:20])}{more}")
+        console.print(f"[yellow]lagging (this page):[/] {', '.join(st.lagging)}")
     for f in st.failed:
         console.print(f"[red]✗ {f['slug']}[/] {f['status']} at {when(f['at'])}: {f['error']}")
+    if st.next_cursor:
+        console.print(
+            f"more lagging or failed stores: tenantry fleet status --limit {st.limit} "
+            f"--cursor {st.next_cursor}"
+        )
     if st.last_run:
         r = st.last_run
         console.print(

@@ -141,7 +141,7 @@ def drain(
                 raise typer.Exit(EXIT_FAILED)
             return
         drainer = ServerDrain(platform, cli_actor())
-        started = drainer.start(name)
+        started = drainer.start(name, concurrency=concurrency)
         assert started.operation_id is not None
         if queue:
             dispatcher = open_dispatcher(settings)
@@ -196,13 +196,19 @@ def rebalance(
     ),
     concurrency: int = typer.Option(1, "--concurrency", "-c", help=CONCURRENCY_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the plan; change nothing."),
+    queue: bool = typer.Option(
+        False, "--queue", help="Hand the rebalance to the workers and print its operation id."
+    ),
     json_output: bool = JSON_OPTION,
 ) -> None:
     """Move the fewest stores that bring the accepting servers within --max-skew stores of
     each other (residency and capacity respected), one verified `stores move` per store.
 
-    Prints the plan, then runs it. Exit 1 when a move failed or residency and capacity leave
-    the servers outside the skew. Running it again plans from where the stores are now.
+    Prints the plan, then runs it as one `rebalance` operation (its moves: `ops list
+    --parent ID`), here or, with --queue, on a worker. Exit 1 when a move failed or
+    residency and capacity leave the servers outside the skew. An interrupted rebalance is
+    resumed by running it again (or by a worker, as many moves at once as it was asked):
+    moves left half-way are rolled back, and it plans from where the stores are now.
     """
     server_drain.check_concurrency(concurrency)
     settings = load_settings()
@@ -224,12 +230,33 @@ def rebalance(
                 console.print(_plan_table("rebalance plan", plan.moves, []))
         outcomes: list[StoreOutcome] = []
         operation_id = None
-        if not dry_run and plan.moves:
+        if not dry_run:
             runner = Rebalance(platform, cli_actor())
-            board = _Board(len(plan.moves), 0, disabled=json_output)
-            runner.on_progress, runner.on_done = board.step, board.done
-            with board.shown():
-                operation_id, outcomes = runner.run(plan, concurrency=concurrency)
+            started = runner.start(max_skew, concurrency=concurrency)
+            operation_id = started.operation_id
+            if operation_id is not None and queue:
+                dispatcher = open_dispatcher(settings)
+                try:
+                    dispatcher.enqueue_rebalance(operation_id, concurrency)
+                finally:
+                    dispatcher.close()
+                if json_output:
+                    emit_json({**header, "dry_run": False, "operation_id": str(operation_id)})
+                else:
+                    console.print(
+                        f"rebalance {operation_id} handed to {dispatcher.where}: "
+                        f"{len(plan.moves)} store(s) to move; follow it with "
+                        f"`tenantry ops show {operation_id}`"
+                    )
+                return
+            if operation_id is not None:
+                if not json_output and started.resumed:
+                    err_console.print(f"resuming rebalance {operation_id}")
+                board = _Board(len(started.plan.moves), 0, disabled=json_output)
+                runner.on_progress, runner.on_done = board.step, board.done
+                with board.shown():
+                    report = runner.run(operation_id, concurrency=concurrency)
+                outcomes, plan = report.outcomes, report.plan
     failed = any(o.status == FAILED for o in outcomes)
     if json_output:
         emit_json(

@@ -26,6 +26,7 @@ from tenantry.jobs.sweep_timer import SCHEDULED_PERIOD_S, SweepTimer
 from tenantry.operations import process_webhooks, sweep, work
 from tenantry.operations.dispatch import OnReady
 from tenantry.operations.kit import OperationKit
+from tenantry.operations.move_batch import recorded_concurrency
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services.provisioning import QUEUED_GRACE_S
@@ -64,6 +65,7 @@ class Queue:
         self._backup = self.huey.task(name="tenantry.backup")(self._run_backup)
         self._import = self.huey.task(name="tenantry.import")(self._run_import)
         self._drain = self.huey.task(name="tenantry.drain")(self._run_drain)
+        self._rebalance = self.huey.task(name="tenantry.rebalance")(self._run_rebalance)
         self.huey.periodic_task(crontab(minute=f"*/{DOCTOR_EVERY_MIN}"), name="tenantry.doctor")(
             self.doctor_tick
         )
@@ -176,6 +178,13 @@ class Queue:
     def _run_drain(self, operation_id: str, concurrency: str) -> str:
         return work.run_drain(self.platform(), uuid.UUID(operation_id), int(concurrency))
 
+    def enqueue_rebalance(self, operation_id: uuid.UUID, concurrency: int) -> None:
+        """Ask a worker to run (or resume) rebalance ``operation_id``."""
+        self._enqueue(self._rebalance, str(operation_id), str(concurrency))
+
+    def _run_rebalance(self, operation_id: str, concurrency: str) -> str:
+        return work.run_rebalance(self.platform(), uuid.UUID(operation_id), int(concurrency))
+
     def backup_tick(self) -> None:
         """Run the backups, restore tests and pruning that are due (every minute)."""
         work.backup_tick(self.platform())
@@ -208,9 +217,11 @@ class Queue:
         imports = work.stalled_queued_imports(
             platform, kit, queued_for=timedelta(seconds=QUEUED_GRACE_S)
         )
-        # A drain whose runner died (a worker, or a command) is resumed by a worker.
+        # A drain or rebalance whose runner died (a worker, or a command) is resumed by a
+        # worker, as many moves at once as it was asked.
         drains = kit.find_stalled(
-            kinds=(OperationKind.DRAIN,), queued_for=timedelta(seconds=QUEUED_GRACE_S)
+            kinds=(OperationKind.DRAIN, OperationKind.REBALANCE),
+            queued_for=timedelta(seconds=QUEUED_GRACE_S),
         )
         # A stalled job that was cancelled is claimed to drop what it made, then ends.
         for operation in stalled:
@@ -224,11 +235,15 @@ class Queue:
         for operation_id in imports:
             self.enqueue_import(operation_id)
         for drain in drains:
-            self.enqueue_drain(drain.id, 1)
+            concurrency = recorded_concurrency(kit.get(drain.id))
+            if drain.kind == OperationKind.REBALANCE:
+                self.enqueue_rebalance(drain.id, concurrency)
+            else:
+                self.enqueue_drain(drain.id, concurrency)
         if stalled or runs or backups or imports or drains:
             log.info(
                 "re-enqueued %d provisioning job(s), %d backup(s), %d store import(s), "
-                "%d drain(s); recovered %d fleet run(s)",
+                "%d drain(s) or rebalance(s); recovered %d fleet run(s)",
                 len(stalled),
                 len(backups),
                 len(imports),

@@ -130,33 +130,39 @@ def servers(context: DoctorContext) -> Iterator[Check]:
             )
 
 
+#: Stores the fleet check reads to name the first lagging and failed ones.
+NAMED = 50
+
+
 def fleet(context: DoctorContext) -> Iterator[Check]:
-    """Tenant databases at head (master's record): lagging ones warn, failed ones are critical."""
+    """Tenant databases at head (master's record): lagging ones warn, failed ones are critical
+    (whole counts; the first stores of each named)."""
     spec = context.tenant_spec()
     with context.sessions()() as session:
-        status = fleet_status(session, spec)
-    if status.failed:
+        status = fleet_status(session, spec, limit=NAMED)
+    if status.failed_total:
         shown = ", ".join(f"{f['slug']} ({f['status']})" for f in status.failed[:5])
-        more = f" and {len(status.failed) - 5} more" if len(status.failed) > 5 else ""
+        more = status.failed_total - len(status.failed[:5])
         yield Check(
             "tenant migrations failed",
             Status.CRITICAL,
-            f"{len(status.failed)} tenant(s) whose last migration failed: {shown}{more}",
+            f"{status.failed_total} tenant(s) whose last migration failed: {shown}"
+            + (f" and {more} more" if more > 0 else ""),
             "tenantry fleet status (read each error), fix it, then tenantry fleet migrate",
             status.last_run["id"] if status.last_run else None,
         )
-    lagging = [s for s in status.lagging if s not in {f["slug"] for f in status.failed}]
-    if lagging:
-        shown = ", ".join(lagging[:5]) + (
-            f" and {len(lagging) - 5} more" if len(lagging) > 5 else ""
-        )
+    failed = {f["slug"] for f in status.failed}
+    lagging = [s for s in status.lagging if s not in failed]
+    if status.lagging_total > (len(status.lagging) - len(lagging)):
+        behind = status.lagging_total - (len(status.lagging) - len(lagging))
+        shown = ", ".join(lagging[:5]) + (f" and {behind - 5} more" if behind > 5 else "")
         yield Check(
             "tenant migrations",
             Status.WARNING,
-            f"{len(lagging)} of {status.total} tenant(s) not at head {status.head}: {shown}",
+            f"{behind} of {status.total} tenant(s) not at head {status.head}: {shown}",
             "tenantry fleet migrate",
         )
-    elif not status.failed:
+    elif not status.failed_total:
         yield ok("tenant migrations", f"{status.total} tenant(s) at head {status.head}")
 
 

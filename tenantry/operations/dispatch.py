@@ -53,6 +53,10 @@ class Dispatcher(Protocol):
         """Run (or resume) server drain ``operation_id``, ``concurrency`` moves at a time."""
         ...
 
+    def enqueue_rebalance(self, operation_id: uuid.UUID, concurrency: int) -> None:
+        """Run (or resume) rebalance ``operation_id``, ``concurrency`` moves at a time."""
+        ...
+
     def depth(self) -> int:
         """Messages waiting to be run: a cheap call that also proves the queue answers
         (raises :class:`~tenantry.errors.QueueUnreachable` when it does not)."""
@@ -135,6 +139,13 @@ class InProcessDispatcher:
         self._run(
             f"drain-{operation_id}",
             lambda: work.run_drain(self.platform(), operation_id, concurrency),
+        )
+
+    def enqueue_rebalance(self, operation_id: uuid.UUID, concurrency: int) -> None:
+        """Run (or resume) rebalance ``operation_id`` here."""
+        self._run(
+            f"rebalance-{operation_id}",
+            lambda: work.run_rebalance(self.platform(), operation_id, concurrency),
         )
 
     def depth(self) -> int:

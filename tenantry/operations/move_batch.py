@@ -11,6 +11,8 @@ move is one store's outcome, never the batch's end.
 
 from __future__ import annotations
 
+import os
+import socket
 import threading
 import time
 import uuid
@@ -26,12 +28,15 @@ from tenantry.crypto import SecretBox
 from tenantry.db.master.models import (
     ACTIVE_STATUSES,
     IntegrationConfig,
+    Operation,
     OperationStatus,
     ProgressUnit,
     StoreMove,
 )
 from tenantry.db.schemas import SchemaSpec
-from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.db.types import utcnow
+from tenantry.errors import Conflict, InvalidInput
+from tenantry.operations.kit import LostClaim, OperationKit, holder_process
 from tenantry.operations.move_store import StoreMover
 from tenantry.runtime import Platform
 from tenantry.services.move_progress import MoveProgress
@@ -41,6 +46,27 @@ from tenantry.settings import Settings
 
 #: A store's outcome: moved now, moved by an earlier run of the same parent, or not moved.
 MOVED, MOVED_EARLIER, FAILED = "moved", "moved earlier", "failed"
+#: At most this many stores move at once (each holds two database connections).
+MAX_CONCURRENCY = 16
+
+
+def check_concurrency(value: int) -> int:
+    """``--concurrency``: 1 to :data:`MAX_CONCURRENCY` stores moving at once."""
+    if not 1 <= value <= MAX_CONCURRENCY:
+        raise InvalidInput(
+            f"concurrency {value} is out of range.",
+            f"Give 1 to {MAX_CONCURRENCY} stores to move at once.",
+        )
+    return value
+
+
+def recorded_concurrency(operation: Operation) -> int:
+    """The concurrency a drain or rebalance was asked with (its params; 1 if none was
+    recorded, as by a version that did not record it): what a process resuming it uses."""
+    value = (operation.params or {}).get("concurrency")
+    if isinstance(value, int) and 1 <= value <= MAX_CONCURRENCY:
+        return value
+    return 1
 
 
 @dataclass(frozen=True)
@@ -260,6 +286,29 @@ class MoveRunner:
     on_done: OnStoreDone | None = None
     drain_seconds: float | None = None
 
+    def claim(self, kit: OperationKit, operation_id: uuid.UUID, *, again: str) -> Operation:
+        """Claim the batch operation; one held by a process of this host that died is waited
+        for until its lease lapses. A live holder elsewhere, or an operation that is over, is
+        a :class:`Conflict` (``again``: the command that starts a new one)."""
+        deadline = time.monotonic() + kit.lease.total_seconds() + 2
+        while kit.claim(operation_id) is None:
+            operation = kit.get(operation_id)
+            if operation.status not in ACTIVE_STATUSES:
+                raise Conflict(
+                    f"{operation.kind} {operation_id} is over ({operation.status}).",
+                    f"Run `{again}` for a new one.",
+                )
+            if _alive(operation.lease_holder) or time.monotonic() > deadline:
+                until = operation.lease_expires_at or utcnow()
+                raise Conflict(
+                    f"{operation.kind} {operation_id} ({operation.target}) is being run by "
+                    f"{operation.lease_holder} (lease until {until:%H:%M:%S} UTC).",
+                    "Follow it with `tenantry ops show ID`; if that process died, run "
+                    f"`{again}` again once its lease lapsed.",
+                )
+            time.sleep(0.25)
+        return kit.get(operation_id)
+
     def batch(self, kit: OperationKit, operation_id: uuid.UUID) -> MoveBatch:
         """The moves of operation ``operation_id`` (held by ``kit``), run as its children."""
         return MoveBatch(
@@ -274,3 +323,17 @@ class MoveRunner:
             on_done=self.on_done,
             drain_seconds=self.drain_seconds,
         )
+
+
+def _alive(holder: str | None) -> bool:
+    """Whether the process holding a claim may be alive (any process of another host may)."""
+    found = holder_process(holder or "")
+    if found is None or found[0] != socket.gethostname():
+        return True
+    try:
+        os.kill(found[1], 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

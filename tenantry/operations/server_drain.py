@@ -15,9 +15,6 @@ server may take is reported with its requirement; the others still move; the dra
 
 from __future__ import annotations
 
-import os
-import socket
-import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,19 +23,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import ACTIVE_STATUSES, Operation, OperationKind, ProgressUnit
-from tenantry.db.types import utcnow
-from tenantry.errors import Conflict, InvalidInput
-from tenantry.operations.kit import OperationKit, holder_process
-from tenantry.operations.move_batch import FAILED, MoveRunner
+from tenantry.operations.kit import OperationKit
+from tenantry.operations.move_batch import FAILED, MoveRunner, recorded_concurrency
+from tenantry.operations.move_batch import MAX_CONCURRENCY as MAX_CONCURRENCY
 from tenantry.operations.move_batch import StoreOutcome as StoreOutcome
+from tenantry.operations.move_batch import check_concurrency as check_concurrency
 from tenantry.runtime import Platform
 from tenantry.services import audit, placement_labels, servers
 from tenantry.services.operation_rows import new_operation
 from tenantry.services.placement import Policy
 from tenantry.services.rebalance_plan import DrainPlan, Unplaced, plan_drain, read_fleet
-
-#: At most this many stores move at once (each holds two database connections).
-MAX_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)
@@ -76,16 +70,6 @@ class DrainReport:
         }
 
 
-def check_concurrency(value: int) -> int:
-    """``--concurrency``: 1 to :data:`MAX_CONCURRENCY` stores moving at once."""
-    if not 1 <= value <= MAX_CONCURRENCY:
-        raise InvalidInput(
-            f"concurrency {value} is out of range.",
-            f"Give 1 to {MAX_CONCURRENCY} stores to move at once.",
-        )
-    return value
-
-
 def plan(platform: Platform, name: str) -> DrainPlan:
     """Where each store on server ``name`` would go now (changes nothing)."""
     with platform.sessions() as session:
@@ -118,9 +102,11 @@ def latest(session: Session, name: str) -> Operation | None:
 class ServerDrain(MoveRunner):
     """Drains servers on ``platform``'s master as ``actor``."""
 
-    def start(self, name: str) -> DrainStart:
+    def start(self, name: str, *, concurrency: int = 1) -> DrainStart:
         """Mark server ``name`` not accepting and record its drain (or find the unfinished one
-        to resume), in one transaction; audited."""
+        to resume), in one transaction; audited. ``concurrency`` is recorded in the drain's
+        params: a worker resuming it moves as many stores at once."""
+        check_concurrency(concurrency)
         kit = self._kit()
         with kit.sessions.begin() as session:
             server = servers.get_server(session, name)
@@ -130,6 +116,7 @@ class ServerDrain(MoveRunner):
                 read_fleet(session), name, Policy(self.platform.settings.placement)
             )
             if found is not None:
+                found.params = {**(found.params or {}), "concurrency": concurrency}
                 return DrainStart(found.id, drain_plan, resumed=True)
             operation = new_operation(
                 session,
@@ -138,6 +125,7 @@ class ServerDrain(MoveRunner):
                 requested_by=self.actor,
                 total=len(drain_plan.moves) + len(drain_plan.unplaced),
                 unit=ProgressUnit.DATABASES,
+                params={"concurrency": concurrency},
             )
             audit.record(
                 session,
@@ -153,12 +141,16 @@ class ServerDrain(MoveRunner):
             )
             return DrainStart(operation.id, drain_plan)
 
-    def run(self, operation_id: uuid.UUID, *, concurrency: int = 1) -> DrainReport:
-        """Run (or resume) drain ``operation_id`` to its end; its report."""
-        check_concurrency(concurrency)
+    def run(self, operation_id: uuid.UUID, *, concurrency: int | None = None) -> DrainReport:
+        """Run (or resume) drain ``operation_id`` to its end, ``concurrency`` stores at once
+        (None: as many as it was asked with); its report."""
+        if concurrency is not None:
+            check_concurrency(concurrency)
         kit = self._kit()
-        self._claim(kit, operation_id)
-        name = kit.get(operation_id).target or ""
+        operation = self.claim(kit, operation_id, again="tenantry servers drain NAME")
+        name = operation.target or ""
+        if concurrency is None:
+            concurrency = recorded_concurrency(operation)
         batch = self.batch(kit, operation_id)
         with kit.kept_alive(operation_id):
             batch.recover_orphans(wait_s=kit.lease.total_seconds() * 2 + 1)
@@ -210,40 +202,5 @@ class ServerDrain(MoveRunner):
             report.operation_id, report.server, status, report.outcomes, report.unplaced
         )
 
-    def _claim(self, kit: OperationKit, operation_id: uuid.UUID) -> None:
-        """Claim the drain; a drain held by a process of this host that died is waited for
-        until its lease lapses. A live holder elsewhere is a :class:`Conflict`."""
-        deadline = time.monotonic() + kit.lease.total_seconds() + 2
-        while kit.claim(operation_id) is None:
-            operation = kit.get(operation_id)
-            if operation.status not in ACTIVE_STATUSES:
-                raise Conflict(
-                    f"drain {operation_id} is over ({operation.status}).",
-                    f"Run `tenantry servers drain {operation.target}` for a new one.",
-                )
-            if _alive(operation.lease_holder) or time.monotonic() > deadline:
-                until = operation.lease_expires_at or utcnow()
-                raise Conflict(
-                    f"server {operation.target}'s drain {operation_id} is being run by "
-                    f"{operation.lease_holder} (lease until {until:%H:%M:%S} UTC).",
-                    "Follow it with `tenantry ops show ID`; if that process died, run the "
-                    "drain again once its lease lapsed.",
-                )
-            time.sleep(0.25)
-
     def _kit(self) -> OperationKit:
         return OperationKit.from_settings(self.platform.sessions, self.platform.settings)
-
-
-def _alive(holder: str | None) -> bool:
-    """Whether the process holding a claim may be alive (any process of another host may)."""
-    found = holder_process(holder or "")
-    if found is None or found[0] != socket.gethostname():
-        return True
-    try:
-        os.kill(found[1], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

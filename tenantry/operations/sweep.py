@@ -54,11 +54,6 @@ RERUN: dict[str, str] = {
         "Run `tenantry keys rotate` again: every key was kept, so every secret still opens, "
         "and the new run reseals them all under its new key."
     ),
-    OperationKind.REBALANCE: (
-        "Run `tenantry servers rebalance` again: it plans from where the stores are now, so "
-        "the stores already moved stay where they went and each move left half-way was "
-        "rolled back."
-    ),
     OperationKind.IMPORT_BILLING: (
         "Run `tenantry import billing` again with the same options ({target}): rows already "
         "imported are skipped, so each row is written once."

@@ -112,9 +112,9 @@ def stalled_queued_imports(
     return [s.id for s in stalled if s.id in handed]
 
 
-def run_drain(platform: Platform, operation_id: uuid.UUID, concurrency: int = 1) -> str:
-    """Run (or resume) server drain ``operation_id``; how it ended (a drain another live
-    process runs is skipped)."""
+def run_drain(platform: Platform, operation_id: uuid.UUID, concurrency: int | None = None) -> str:
+    """Run (or resume) server drain ``operation_id``, ``concurrency`` stores at once (None:
+    as it was asked); how it ended (a drain another live process runs is skipped)."""
     # Imported here: the drain's moves import the move machinery, which this module's other
     # work does not need.
     from tenantry.operations.server_drain import ServerDrain
@@ -125,6 +125,22 @@ def run_drain(platform: Platform, operation_id: uuid.UUID, concurrency: int = 1)
         log.info("drain %s: skipped (%s)", operation_id, exc.message)
         return "skipped"
     log.info("drain %s of server %s: %s", operation_id, report.server, report.status)
+    return report.status
+
+
+def run_rebalance(
+    platform: Platform, operation_id: uuid.UUID, concurrency: int | None = None
+) -> str:
+    """Run (or resume) rebalance ``operation_id``, ``concurrency`` stores at once (None: as
+    it was asked); how it ended (a rebalance another live process runs is skipped)."""
+    from tenantry.operations.server_rebalance import Rebalance  # the move machinery: lazily
+
+    try:
+        report = Rebalance(platform, audit.WORKER).run(operation_id, concurrency=concurrency)
+    except Conflict as exc:
+        log.info("rebalance %s: skipped (%s)", operation_id, exc.message)
+        return "skipped"
+    log.info("rebalance %s: %s", operation_id, report.status)
     return report.status
 
 

@@ -44,6 +44,7 @@ def new_operation(
     message: str | None = None,
     total: int | None = None,
     unit: ProgressUnit | None = None,
+    params: dict[str, Any] | None = None,
 ) -> Operation:
     """Record a queued operation in the caller's transaction (flushed, not committed).
 
@@ -65,6 +66,7 @@ def new_operation(
         message=message,
         attempts=0,
         requested_by=requested_by,
+        params=params,
     )
     session.add(operation)
     session.flush()

@@ -17,10 +17,13 @@ from tenantry.api.app import create_app
 from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform
 from tenantry.services import apikeys
+from tenantry.services.move_history import list_moves
 from tenantry.settings import Settings
 from tests.api.conftest import Api
 from tests.conftest import require_server
-from tests.services.test_moves import PG_PASSWORD, admin_url
+from tests.services.test_moves import PG_PASSWORD, admin_url, cleanup, provision, register
+
+__all__ = ["cleanup"]
 
 
 @pytest.fixture
@@ -140,4 +143,61 @@ def test_drain_over_http_moves_each_store_blocking_only_its_own_writes(
         accepted_skus = {w.sku for w in writes if w.store == slug and w.status == 201}
         assert accepted_skus <= {p["sku"] for p in listed}  # no accepted write was lost
     assert any(w.status == 503 for w in writes)  # each store's own switch did block it
+    assert PG_PASSWORD not in accepted.text
+
+
+def test_rebalance_over_http_is_one_operation_a_worker_runs(
+    worker_api: Api, cleanup: None, server_slug: str
+) -> None:
+    require_server("postgresql")
+    api = worker_api
+    register(api.platform, "old", "postgresql")
+    register(api.platform, "new", "postgresql")
+    slugs = [f"{server_slug}-{n}" for n in "abcd"]
+    for slug in slugs:
+        provision(api.platform, slug, server="old")
+    url = "/database-servers/rebalance"
+    bad = api.client.post(url, json={"max_skew": "lots"}, headers=api.admin)
+    assert bad.status_code == 422
+    assert "max_skew" in bad.text
+    too_many = api.client.post(url, json={"concurrency": 17}, headers=api.admin)
+    assert too_many.status_code == 422
+    reader = api.client.post(url, json={}, headers=api.store_key(slugs[0]))
+    assert reader.status_code == 403
+
+    planned = api.client.post(url, json={"max_skew": "0", "dry_run": True}, headers=api.admin)
+
+    assert planned.status_code == 200, planned.text
+    plan = planned.json()
+    assert (plan["operation_id"], plan["skew_before"], plan["skew_after"]) == (None, 4, 0)
+    assert [m["to"] for m in plan["moves"]] == ["new", "new"]
+    with api.platform.sessions() as session:
+        assert list_moves(session) == []  # a dry run records nothing
+
+    accepted = api.client.post(url, json={"max_skew": "0", "concurrency": 2}, headers=api.admin)
+
+    assert accepted.status_code == 202, accepted.text
+    body = accepted.json()
+    assert body["status_url"] == f"/operations/{body['operation_id']}"
+    assert accepted.headers["Location"] == body["status_url"]
+    assert len(body["moves"]) == 2
+    done = _wait(api, body["status_url"], {"succeeded", "failed", "cancelled"})
+    assert done["status"] == "succeeded", done
+    assert (done["kind"], done["progress"]["current"], done["progress"]["total"]) == (
+        "rebalance",
+        2,
+        2,
+    )
+    assert done["progress"]["unit"] == "databases"
+    children = api.client.get(
+        "/operations", params={"parent": body["operation_id"]}, headers=api.admin
+    ).json()["items"]
+    assert sorted(c["kind"] for c in children) == ["move", "move"]
+    assert {c["status"] for c in children} == {"succeeded"}
+    listed = {s["name"]: s for s in api.client.get("/database-servers", headers=api.admin).json()}
+    assert (listed["old"]["tenants"], listed["new"]["tenants"]) == (2, 2)
+
+    again = api.client.post(url, json={"max_skew": "0"}, headers=api.admin)
+    assert again.status_code == 200, again.text  # within the skew: nothing to run
+    assert (again.json()["operation_id"], again.json()["moves"]) == (None, [])
     assert PG_PASSWORD not in accepted.text

@@ -210,3 +210,39 @@ def test_a_queued_drain_is_run_by_a_worker(cli: Invoke, server_slug: str) -> Non
     children = as_json(cli("ops", "list", "--parent", doc["operation_id"], "--json"))["items"]
     assert sorted(c["status"] for c in children) == ["succeeded", "succeeded"]
     assert {_server_of(cli, f"{server_slug}-{n}") for n in "ab"} == {"new"}
+
+
+def test_a_queued_rebalance_is_run_by_a_worker(cli: Invoke, server_slug: str) -> None:
+    _stores_on(cli, "postgresql", server_slug, ["a", "b", "c", "d"])
+    assert cli("servers", "set", "old", "--region", "none").exit_code == 0
+
+    queued = cli("servers", "rebalance", "--max-skew", "0", "--queue", "-c", "2", "--json")
+
+    assert queued.exit_code == 0, queued.output
+    doc = as_json(queued)
+    assert len(doc["moves"]) == 2
+    shown = as_json(cli("ops", "show", doc["operation_id"], "--json"))
+    assert (shown["kind"], shown["status"]) == ("rebalance", "queued")
+    # The same rebalance, found unfinished (one runs at a time).
+    text = cli("servers", "rebalance", "--max-skew", "0", "--queue", env={"COLUMNS": "200"})
+    assert text.exit_code == 0, text.output
+    assert f"rebalance {doc['operation_id']} handed to" in text.stdout
+    assert f"tenantry ops show {doc['operation_id']}" in text.stdout
+    queue = Queue(load_settings())  # the embedded queue in the data dir, as `tenantry worker`
+    try:
+        task = queue.huey.dequeue()
+        assert task is not None
+        assert task.name == "tenantry.rebalance"
+        queue.huey.execute(task)
+        duplicate = queue.huey.dequeue()  # the second message: the rebalance is over
+        assert duplicate is not None
+        assert queue.huey.execute(duplicate) == "skipped"
+    finally:
+        queue.close()
+    done = as_json(cli("ops", "show", doc["operation_id"], "--json"))
+    assert done["status"] == "succeeded"
+    assert (done["progress"]["current"], done["progress"]["total"]) == (2, 2)
+    children = as_json(cli("ops", "list", "--parent", doc["operation_id"], "--json"))["items"]
+    assert sorted(c["status"] for c in children) == ["succeeded", "succeeded"]
+    servers = {s["name"]: s for s in as_json(cli("servers", "list", "--json"))}
+    assert (servers["old"]["tenants"], servers["new"]["tenants"]) == (2, 2)

@@ -57,6 +57,9 @@ class KeptQueued:
     def enqueue_drain(self, operation_id: uuid.UUID, concurrency: int) -> None:
         raise AssertionError("not used")
 
+    def enqueue_rebalance(self, operation_id: uuid.UUID, concurrency: int) -> None:
+        raise AssertionError("not used")
+
     def depth(self) -> int:
         return len(self.jobs)
 

@@ -6,7 +6,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, status
+from fastapi import APIRouter, Path, Query, Response, status
 from pydantic import BaseModel, Field
 
 from tenantry.api.deps import AdminDep, DispatcherDep, MasterDep, PlatformDep
@@ -100,10 +100,29 @@ def list_backups(
     return [_out(catalog.backup_document(b, storage)) for b in found]
 
 
+#: Databases ``GET /backups/status`` answers for at most per page.
+STATUS_MAX = 500
+
+
 @router.get("/status", response_model=list[ProtectionOut])
-def protection(master: MasterDep, key: AdminDep, platform: PlatformDep) -> list[ProtectionOut]:
-    """Each database's newest good backup, its age against the policy, and its RTO."""
-    scopes = scheduling.all_scopes(master, platform.box, platform.settings)
+def protection(
+    master: MasterDep,
+    key: AdminDep,
+    response: Response,
+    limit: int = Query(STATUS_MAX, ge=1, le=STATUS_MAX, description="Stores per page."),
+    cursor: str | None = Query(
+        None,
+        min_length=1,
+        max_length=63,
+        description="The previous page's X-Next-Cursor header (a store slug).",
+    ),
+) -> list[ProtectionOut]:
+    """Each database's newest good backup, its age against the policy, and its RTO: master
+    and billing, then ``limit`` stores in slug order; when more follow, the
+    ``X-Next-Cursor`` header is the ``cursor`` of the next page."""
+    scopes, following = scheduling.scope_page(master, limit=limit, after=cursor)
+    if following is not None:
+        response.headers["X-Next-Cursor"] = following
     return [
         ProtectionOut(
             scope=s.scope,

@@ -1,30 +1,36 @@
-"""Draining a database server over HTTP (admin keys only), and the moves of stores' databases.
+"""Draining and rebalancing database servers over HTTP (admin keys only), and the moves of
+stores' databases.
 
 ``POST /database-servers/{name}/drain`` marks the server not accepting, records the drain and
 hands it to the workers (202); ``GET /database-servers/{name}/drain`` is its progress with one
-``move`` operation per store; ``GET /moves`` lists moves with what became of their sources.
+``move`` operation per store; ``POST /database-servers/rebalance`` records a rebalance and hands
+it to the workers (202; its progress is ``GET /operations/{id}``, its moves ``GET
+/operations?parent=…``); ``GET /moves`` lists moves with what became of their sources.
 """
 
 from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, Strict
 from sqlalchemy import select
 
 from tenantry.api.audit_failures import audit_failures
 from tenantry.api.deps import AdminDep, DispatcherDep, MasterDep, PlatformDep
+from tenantry.api.fields import RequestModel, StrictBool
 from tenantry.api.openapi import raises
 from tenantry.api.routes.operations import OperationOut, operation_out
 from tenantry.db.master.models import Operation
 from tenantry.errors import NotFound
-from tenantry.operations import server_drain
+from tenantry.operations import server_drain, server_rebalance
 from tenantry.operations.server_drain import MAX_CONCURRENCY, ServerDrain
+from tenantry.operations.server_rebalance import Rebalance
 from tenantry.services import servers, stores
 from tenantry.services.move_history import MAX_LIMIT, list_moves, move_row
+from tenantry.services.rebalance_plan import RebalancePlan
 
 router = APIRouter(tags=["database servers"])
 
@@ -46,6 +52,36 @@ class DrainAccepted(BaseModel):
     cannot_move: list[dict[str, Any]] = Field(
         description="Stores no server may take, with the requirement they need."
     )
+
+
+class RebalanceRequest(RequestModel):
+    """How to rebalance: the allowed skew, how many stores move at once; ``dry_run`` only
+    plans."""
+
+    max_skew: str = Field(
+        "1",
+        max_length=16,
+        pattern=r"^\s*\d{1,6}\s*%?\s*$",
+        description="Allowed difference in store count between the fullest and the emptiest "
+        "accepting server: a count (2) or a share of the average per server (10%).",
+    )
+    concurrency: Annotated[int, Strict()] = Field(1, ge=1, le=MAX_CONCURRENCY)
+    dry_run: StrictBool = False
+
+
+class RebalanceAccepted(BaseModel):
+    """A rebalance handed to the workers, or (dry run, or nothing to move) only its plan."""
+
+    operation_id: uuid.UUID | None = Field(
+        description="Null for a dry run, or when the servers are already within the skew."
+    )
+    status_url: str | None
+    resumed: bool = Field(description="An unfinished rebalance was found and resumed.")
+    allowed_skew: int
+    skew_before: int
+    skew_after: int
+    reached: bool = Field(description="The plan brings the servers within the skew.")
+    moves: list[dict[str, str]] = Field(description="Each store with the server it goes to.")
 
 
 class DrainOut(BaseModel):
@@ -105,7 +141,7 @@ def drain_server(
             cannot_move=[u.document() for u in plan.unplaced],
         )
     with audit_failures(master, platform, key, "server.drain", "database_server", name):
-        started = ServerDrain(platform, key.actor).start(name)
+        started = ServerDrain(platform, key.actor).start(name, concurrency=body.concurrency)
     assert started.operation_id is not None
     dispatcher.enqueue_drain(started.operation_id, body.concurrency)
     url = f"/database-servers/{name}/drain"
@@ -116,6 +152,62 @@ def drain_server(
         resumed=started.resumed,
         moves=[m.document() for m in started.plan.moves],
         cannot_move=[u.document() for u in started.plan.unplaced],
+    )
+
+
+@router.post(
+    "/database-servers/rebalance",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=RebalanceAccepted,
+    responses={
+        200: {
+            "model": RebalanceAccepted,
+            "description": "A dry run, or servers already within the skew: the plan only.",
+        }
+    },
+)
+@raises(409, 422)  # a rebalance another process runs; a skew that is not a count or N%
+def rebalance_servers(
+    body: RebalanceRequest,
+    master: MasterDep,
+    key: AdminDep,
+    platform: PlatformDep,
+    dispatcher: DispatcherDep,
+    response: Response,
+) -> RebalanceAccepted:
+    """Move the fewest stores that bring the accepting servers within ``max_skew`` stores of
+    each other (residency and capacity respected), one verified move operation per store,
+    run by a worker as one ``rebalance`` operation (202; poll ``status_url``). A dry run, or
+    servers already within the skew, answers 200 with the plan and records nothing. An
+    unfinished rebalance is resumed with this skew and concurrency."""
+    master.rollback()  # the rebalance is recorded in a transaction of its own
+    if body.dry_run:
+        plan = server_rebalance.plan(platform, body.max_skew)
+        response.status_code = status.HTTP_200_OK
+        return _rebalance_out(None, plan, resumed=False)
+    with audit_failures(master, platform, key, "server.rebalance", "database_server", "*"):
+        started = Rebalance(platform, key.actor).start(body.max_skew, concurrency=body.concurrency)
+    if started.operation_id is None:
+        response.status_code = status.HTTP_200_OK
+        return _rebalance_out(None, started.plan, resumed=False)
+    dispatcher.enqueue_rebalance(started.operation_id, body.concurrency)
+    out = _rebalance_out(started.operation_id, started.plan, resumed=started.resumed)
+    response.headers["Location"] = out.status_url or ""
+    return out
+
+
+def _rebalance_out(
+    operation_id: uuid.UUID | None, plan: RebalancePlan, *, resumed: bool
+) -> RebalanceAccepted:
+    return RebalanceAccepted(
+        operation_id=operation_id,
+        status_url=f"/operations/{operation_id}" if operation_id else None,
+        resumed=resumed,
+        allowed_skew=plan.allowed_skew,
+        skew_before=plan.skew_before,
+        skew_after=plan.skew_after,
+        reached=plan.reached,
+        moves=[m.document() for m in plan.moves],
     )
 
 

@@ -35,7 +35,7 @@ from tenantry.services.permissions import ensure_may_write
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
-#: How many lagging and failed tenants the page names (the counts are always whole).
+#: How many lagging or failed tenants a page names (the counts are always whole).
 SHOWN = 50
 #: Tenant databases opened at once by the preview and by verify.
 CONCURRENCY = 4
@@ -52,15 +52,20 @@ def fleet_page(
     error: FormError | None = None,
     checks: list[TenantCheck] | None = None,
 ) -> HTMLResponse:
-    """The fleet as master records it (``checks``: a verify's result, shown once)."""
-    st = fleet_status(master, platform.tenant_spec)
+    """The fleet as master records it (``checks``: a verify's result, shown once): whole
+    counts, and a page of :data:`SHOWN` lagging or failed stores after ``?cursor=``."""
+    cursor = request.query_params.get("cursor") or None
+    try:
+        st = fleet_status(master, platform.tenant_spec, limit=SHOWN, cursor=cursor)
+    except InvalidInput:  # a hand-edited link: the first page
+        st = fleet_status(master, platform.tenant_spec, limit=SHOWN)
     run = master.get(FleetRun, uuid.UUID(st.last_run["id"])) if st.last_run else None
     problems = [c for c in checks or [] if not c.ok]
     context: dict[str, Any] = {
         "st": st,
         "bars": count_bars(st.per_revision, marked=st.head, mark="head"),
-        "lagging": st.lagging[:SHOWN],
-        "failed": st.failed[:SHOWN],
+        "lagging": st.lagging,
+        "failed": st.failed,
         "run": shown(run) if run is not None else None,
         "error": error,
         "checks": checks,

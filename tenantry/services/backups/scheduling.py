@@ -160,6 +160,30 @@ def _of(scopes: list[str]) -> ColumnElement[bool]:
     )
 
 
+def scope_page(
+    session: Session, *, limit: int, after: str | None = None
+) -> tuple[list[str], str | None]:
+    """A page of :func:`all_scopes`: master and billing on the first page (``after`` None),
+    then up to ``limit`` active stores' scopes in slug order after slug ``after`` (keyset on
+    the unique slug); the cursor of the next page (the last slug), None on the last."""
+    query = (
+        select(Store.slug)
+        .join(
+            IntegrationConfig,
+            and_(IntegrationConfig.store_id == Store.id, IntegrationConfig.is_active.is_(True)),
+        )
+        .where(Store.database_status == DatabaseStatus.ACTIVE, Store.deleted_at.is_(None))
+        .order_by(Store.slug)
+        .limit(limit + 1)
+    )
+    if after is not None:
+        query = query.where(Store.slug > after)
+    slugs = list(session.scalars(query))
+    following = slugs[limit - 1] if len(slugs) > limit else None
+    scopes = [f"{STORE_PREFIX}{slug}" for slug in slugs[:limit]]
+    return (scopes if after is not None else ["master", "billing", *scopes]), following
+
+
 def all_scopes(session: Session, box: SecretBox, settings: Settings) -> list[str]:
     """Every database tenantry backs up: master, billing and each active store's (one query
     over master; no store's connection is opened or decrypted: the scheduler resolves only

@@ -13,7 +13,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, case
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, case
 from sqlalchemy.orm import Mapped, mapped_column
 
 from tenantry.db.master.models.base import MasterBase
@@ -112,6 +112,8 @@ class Operation(MasterBase):
         ForeignKey("operations.id", ondelete="CASCADE"), index=True
     )
     requested_by: Mapped[str] = mapped_column(String(128), default="cli")
+    #: What it was asked with that a process resuming it keeps (a drain's concurrency).
+    params: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     created_at: Mapped[CreatedAt] = mapped_column(index=True)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
