@@ -2,7 +2,10 @@
 
 - PostgreSQL: ``ALTER DATABASE … SET default_transaction_read_only = on``. The setting applies
   to new sessions only, so the database's other sessions are ended: clients reconnect and get
-  read-only transactions.
+  read-only transactions. Idle sessions are ended at once (a pool's ping finds them gone and
+  reconnects, unseen by its client); a session inside a statement or a transaction is given
+  up to :data:`PG_INFLIGHT_GRACE_S` to finish first, so a read being served at the switch is
+  answered rather than cut off. Past that, every other session is ended regardless.
 - SQLite: the WAL is folded into the main file, the file switched to a rollback journal (so it
   is one self-contained file) and its mode set to 0400. Lock contention is waited for (the
   busy timeout); a file another process keeps open (a running ``tenantry up``) cannot leave
@@ -38,6 +41,10 @@ from tenantry.db.urls import backend_of, mask
 from tenantry.errors import DatabaseAdminError
 
 SQLITE_READ_ONLY_MODE = stat.S_IRUSR  # 0o400: read-only, and private like the data dir
+#: How long a PostgreSQL session busy in a statement or transaction may finish before it is
+#: ended (writes are already refused by then: only reads are left in flight).
+PG_INFLIGHT_GRACE_S = 2.0
+_PG_OTHERS = "datname = current_database() AND pid <> pg_backend_pid()"
 
 #: What makes one session's transactions read-only, per backend.
 _SESSION_READ_ONLY = {
@@ -152,17 +159,34 @@ def _postgresql(url: URL) -> ReadOnlyOutcome:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             name = conn.dialect.identifier_preparer.quote(str(url.database))
             conn.exec_driver_sql(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
-            ended = conn.execute(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            ).scalar_one()
+            ended = _end_sessions(conn)
     finally:
         engine.dispose()
     return ReadOnlyOutcome(
         True, f"default_transaction_read_only = on; {ended} other session(s) ended"
     )
+
+
+def _end_sessions(conn: Any) -> int:
+    """End the database's other sessions that began before the switch (later ones are
+    read-only already): idle ones at once, busy ones once idle or when the grace is over;
+    how many were ended."""
+    switched = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
+    older = f"{_PG_OTHERS} AND backend_start < :switched"
+    end = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {older}"
+    ended = 0
+    deadline = time.monotonic() + PG_INFLIGHT_GRACE_S
+    while True:
+        ended += int(
+            conn.execute(text(end + " AND state = 'idle'"), {"switched": switched}).scalar_one()
+        )
+        busy = conn.execute(
+            text(f"SELECT count(*) FROM pg_stat_activity WHERE {older}"), {"switched": switched}
+        ).scalar_one()
+        if not busy or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    return ended + int(conn.execute(text(end), {"switched": switched}).scalar_one())
 
 
 def _schema_role(url: URL, schema: str, role: str | None) -> str:
