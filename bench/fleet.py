@@ -424,6 +424,29 @@ def _outcome_stats(report: RunReport) -> dict[str, Any]:
     }
 
 
+def verify_timing(
+    platform: Platform, spec: SchemaSpec, n: int, concurrency: int, repeat: int, label: str
+) -> dict[str, Any]:
+    """``verify_fleet`` over the ``n`` tenants, every check required ok; the median of
+    ``max(repeat, 3)`` runs (verify is short: one run of it is one noisy sample)."""
+    verifies: list[float] = []
+    for rep in range(max(repeat, 3)):
+        say(f"{label}: verify ({rep + 1}/{max(repeat, 3)})")
+        started = time.perf_counter()
+        checks = verify_fleet(platform.sessions, platform.box, spec, concurrency=concurrency)
+        verifies.append(time.perf_counter() - started)
+        bad = [c for c in checks if not c.ok]
+        if bad or len(checks) != n:
+            raise RuntimeError(
+                f"verify: {len(checks) - len(bad)}/{n} ok"
+                + (f"; first: {bad[0].slug}: {bad[0].problems}" if bad else "")
+            )
+    return _timing(statistics.median(verifies), n) | {
+        "ok": n,
+        "runs_s": [round(v, 3) for v in verifies],
+    }
+
+
 def _expect(report: RunReport, n: int, status: TenantOutcome, step: str) -> None:
     """Raise unless all ``n`` tenants ended ``status`` and the run succeeded."""
     bad = [o for o in report.outcomes if o.status != status]
@@ -681,25 +704,9 @@ def bench_fleet(schema: str, backend: str, n: int, concurrency: int, repeat: int
                         runs.setdefault(step, []).append((seconds, report))
                 steps.update({step: _repeated(done, n) for step, done in runs.items()})
 
-                # Verify is short: one run of it is one noisy sample; the median of a few.
-                verifies: list[float] = []
-                for rep in range(max(repeat, 3)):
-                    say(f"{backend} x{n}: verify ({rep + 1}/{max(repeat, 3)})")
-                    started = time.perf_counter()
-                    checks = verify_fleet(
-                        platform.sessions, platform.box, after, concurrency=concurrency
-                    )
-                    verifies.append(time.perf_counter() - started)
-                    bad = [c for c in checks if not c.ok]
-                    if bad or len(checks) != n:
-                        raise RuntimeError(
-                            f"verify: {len(checks) - len(bad)}/{n} ok"
-                            + (f"; first: {bad[0].slug}: {bad[0].problems}" if bad else "")
-                        )
-                steps["verify"] = _timing(statistics.median(verifies), n) | {
-                    "ok": n,
-                    "runs_s": [round(v, 3) for v in verifies],
-                }
+                steps["verify"] = verify_timing(
+                    platform, after, n, concurrency, repeat, f"{backend} x{n}"
+                )
                 with platform.sessions() as session:
                     status = fleet_status(session, after)
         finally:

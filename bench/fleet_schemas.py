@@ -55,7 +55,7 @@ from benchkit import (
     say,
     server_version,
 )
-from fleet import AFTER, OWNER, PG_URL, _expect, _repeated, _timing, installation
+from fleet import AFTER, OWNER, PG_URL, _expect, _repeated, _timing, installation, verify_timing
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select, text
@@ -69,7 +69,6 @@ from tenantry.db.shared_schemas import pool_login
 from tenantry.db.urls import mask, parse_url
 from tenantry.operations.fleet_record import RunReport
 from tenantry.operations.fleet_run import run_fleet
-from tenantry.operations.fleet_verify import verify_fleet
 from tenantry.operations.provision_shared import provision_shared_store
 from tenantry.runtime import Platform
 from tenantry.services import servers, stores
@@ -177,24 +176,9 @@ def bench_tenantry(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
                     if step == "tenantry_apply":
                         checkpoint(server)
                 steps = {step: _repeated(done, n) for step, done in runs.items()}
-                verifies: list[float] = []
-                for rep in range(max(repeat, 3)):
-                    say(f"tenantry x{n}: verify ({rep + 1}/{max(repeat, 3)})")
-                    started = time.perf_counter()
-                    checks = verify_fleet(
-                        platform.sessions, platform.box, after, concurrency=concurrency
-                    )
-                    verifies.append(time.perf_counter() - started)
-                    bad = [c for c in checks if not c.ok]
-                    if bad or len(checks) != n:
-                        raise RuntimeError(
-                            f"verify: {len(checks) - len(bad)}/{n} ok"
-                            + (f"; first: {bad[0].slug}: {bad[0].problems}" if bad else "")
-                        )
-                steps["verify"] = _timing(statistics.median(verifies), n) | {
-                    "ok": n,
-                    "runs_s": [round(v, 3) for v in verifies],
-                }
+                steps["verify"] = verify_timing(
+                    platform, after, n, concurrency, repeat, f"tenantry x{n}"
+                )
                 platform.router.dispose_all()
         finally:
             say(f"tenantry x{n}: dropping {database} and {len(roles)} roles")
