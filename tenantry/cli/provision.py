@@ -202,8 +202,9 @@ def provision(
 ) -> None:
     """Create (--new) or connect (--connect URL) a store's database and build its tables.
 
-    --new --shared SERVER[/DATABASE] instead gives the store its own schema in a PostgreSQL
-    database shared with other stores (schema per tenant; MariaDB and SQLite are refused).
+    --new --shared SERVER (or SERVER/DATABASE) instead gives the store its own schema in a
+    PostgreSQL database shared with other stores (schema per tenant; MariaDB and SQLite are
+    refused).
     That job runs in this process by default (as --inline; run the same command again to
     resume it after a crash), or in a worker with --queue.
 

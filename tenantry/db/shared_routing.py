@@ -17,16 +17,18 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, Engine, event
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry.db.identity import Expected, Identity, refusal
 from tenantry.db.shared_schemas import check_name
 from tenantry.db.urls import mask
 from tenantry.errors import WrongDatabase
+
+if TYPE_CHECKING:  # the async extra (greenlet) is optional: a base install must import this
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 _TENANT = "tenantry_shared_tenant"
 _ENTERED = "tenantry_shared_entered"
