@@ -424,6 +424,26 @@ def _outcome_stats(report: RunReport) -> dict[str, Any]:
     }
 
 
+def timed_fleet_run(
+    platform: Platform,
+    spec: SchemaSpec,
+    options: MigrateOptions,
+    concurrency: int,
+    n: int,
+    expected: TenantOutcome,
+    step: str,
+) -> tuple[float, RunReport]:
+    """One ``run_fleet`` over the ``n`` tenants, every outcome required ``expected``: its
+    wall-clock seconds and report."""
+    started = time.perf_counter()
+    report = run_fleet(
+        platform.sessions, platform.box, spec, options, concurrency=concurrency, actor="cli:bench"
+    )
+    seconds = time.perf_counter() - started
+    _expect(report, n, expected, step)
+    return seconds, report
+
+
 def verify_timing(
     platform: Platform, spec: SchemaSpec, n: int, concurrency: int, repeat: int, label: str
 ) -> dict[str, Any]:
@@ -690,18 +710,11 @@ def bench_fleet(schema: str, backend: str, n: int, concurrency: int, repeat: int
                         ("tenantry_noop", TenantOutcome.CURRENT),
                     ):
                         say(f"{backend} x{n}: {step.replace('_', ' ')} ({rep + 1}/{repeat})")
-                        started = time.perf_counter()
-                        report = run_fleet(
-                            platform.sessions,
-                            platform.box,
-                            after,
-                            options,
-                            concurrency=concurrency,
-                            actor="cli:bench",
+                        runs.setdefault(step, []).append(
+                            timed_fleet_run(
+                                platform, after, options, concurrency, n, expected, step
+                            )
                         )
-                        seconds = time.perf_counter() - started
-                        _expect(report, n, expected, step)
-                        runs.setdefault(step, []).append((seconds, report))
                 steps.update({step: _repeated(done, n) for step, done in runs.items()})
 
                 steps["verify"] = verify_timing(

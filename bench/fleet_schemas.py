@@ -55,7 +55,16 @@ from benchkit import (
     say,
     server_version,
 )
-from fleet import AFTER, OWNER, PG_URL, _expect, _repeated, _timing, installation, verify_timing
+from fleet import (
+    AFTER,
+    OWNER,
+    PG_URL,
+    _repeated,
+    _timing,
+    installation,
+    timed_fleet_run,
+    verify_timing,
+)
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select, text
@@ -68,7 +77,6 @@ from tenantry.db.master.models import IntegrationConfig, TenantOutcome
 from tenantry.db.shared_schemas import pool_login
 from tenantry.db.urls import mask, parse_url
 from tenantry.operations.fleet_record import RunReport
-from tenantry.operations.fleet_run import run_fleet
 from tenantry.operations.provision_shared import provision_shared_store
 from tenantry.runtime import Platform
 from tenantry.services import servers, stores
@@ -161,18 +169,11 @@ def bench_tenantry(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
                 ):
                     for rep in range(times):
                         say(f"tenantry x{n}: {step.replace('_', ' ')} ({rep + 1}/{times})")
-                        started = time.perf_counter()
-                        report = run_fleet(
-                            platform.sessions,
-                            platform.box,
-                            after,
-                            options,
-                            concurrency=concurrency,
-                            actor="cli:bench",
+                        runs.setdefault(step, []).append(
+                            timed_fleet_run(
+                                platform, after, options, concurrency, n, expected, step
+                            )
                         )
-                        seconds = time.perf_counter() - started
-                        _expect(report, n, expected, step)
-                        runs.setdefault(step, []).append((seconds, report))
                     if step == "tenantry_apply":
                         checkpoint(server)
                 steps = {step: _repeated(done, n) for step, done in runs.items()}
