@@ -158,6 +158,12 @@ def _floor(backend: str, template: str | None, tmp: Path, n: int, workers: int) 
     return {"seconds": seconds, "per_s": n / seconds if seconds else 0.0}
 
 
+def _spares(env: dict[str, str]) -> list[str]:
+    """The spare databases this installation's pool made on the server (and still holds)."""
+    shown = json.loads(tenantry(env, "servers", "show", SERVER, "--json"))
+    return [str(spare["name"]) for spare in shown["spares"]["databases"]]
+
+
 def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> dict[str, Any]:
     """One burst on ``backend`` on a fresh installation."""
     run = uuid.uuid4().hex[:6]
@@ -194,7 +200,10 @@ def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> di
                 # Named t_<slug>_<id> (provisioning.tenant_database_name): this run's own.
                 prefix = f"t_burst_{run}_"
                 created = database_names(server_url, lambda name: name.startswith(prefix))
-                drop_databases(server_url, created or [], 5)
+                # With its defaults, `tenantry up` keeps a few spare databases cloned ahead
+                # on the server; this installation's are named in its master.
+                created = (created or []) + _spares(env)
+                drop_databases(server_url, created, 5)
                 dispose_server_engines()
     active = sum(1 for s in slugs if statuses.get(s) == "active")
     span = t_done - t0
