@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.db.admin import drop_database
+from tenantry.db.logins import drop_login
 from tenantry.db.engines import make_engine
 
 progress_console = Console(stderr=True)
@@ -191,12 +192,28 @@ def drop_databases(server: URL, names: Sequence[str], workers: int) -> None:
         )
 
 
-class ServerDatabases:
-    """The server's database list (and with ``roles``, its role list) before a bench and
-    after it: a bench must leave the server as it found it (run it on a quiet server: other
-    work's databases and roles count too)."""
+def drop_logins(server: URL, prefix: str, workers: int) -> None:
+    """Drop the logins whose names start with ``prefix`` (a run's stores' runtime logins,
+    ``t_<slug>_<id>_a``/``_b``): dropping a store's database leaves its logins, which are
+    cluster-wide. Through tenantry's own drop (privileges revoked, sessions ended)."""
+    names = [n for n in role_names(server) or [] if n.startswith(prefix)]
+    if names:
+        parallel(
+            f"dropping {len(names)} logins", names, lambda name: drop_login(server, name), workers
+        )
 
-    def __init__(self, server: URL | None, *, roles: bool = False) -> None:
+
+def changed(found: dict[str, list[str]]) -> bool:
+    """Whether :meth:`ServerDatabases.report` found the server changed (databases or roles)."""
+    return any(found.values())
+
+
+class ServerDatabases:
+    """The server's database list and role list before a bench and after it: a bench must
+    leave the server as it found it (run it on a quiet server: other work's databases and
+    roles count too)."""
+
+    def __init__(self, server: URL | None, *, roles: bool = True) -> None:
         self.server = server
         self.before = database_names(server, lambda _: True) if server is not None else None
         self.roles_before = role_names(server) if server is not None and roles else None

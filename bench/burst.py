@@ -33,8 +33,10 @@ from typing import Any
 import httpx
 from benchkit import (
     ServerDatabases,
+    changed,
     database_names,
     drop_databases,
+    drop_logins,
     parallel,
     run_metadata,
     say,
@@ -204,6 +206,7 @@ def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> di
                 # on the server; this installation's are named in its master.
                 created = (created or []) + _spares(env)
                 drop_databases(server_url, created, 5)
+                drop_logins(server_url, f"t_burst_{run}_", 5)  # login_base(slug, id) + _a/_b
                 dispose_server_engines()
     active = sum(1 for s in slugs if statuses.get(s) == "active")
     span = t_done - t0
@@ -317,7 +320,7 @@ def main() -> None:
     )
     console.print(f"wrote {out}")
     bad = any("error" in r or r["active"] != r["stores"] for r in results)
-    raise SystemExit(1 if bad or databases["left_behind"] or databases["gone"] else 0)
+    raise SystemExit(1 if bad or changed(databases) else 0)
 
 
 if __name__ == "__main__":

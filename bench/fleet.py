@@ -56,6 +56,7 @@ import psycopg
 from alembic import command
 from benchkit import (
     ServerDatabases,
+    changed,
     checkpoint,
     database_names,
     drop_databases,
@@ -1034,8 +1035,7 @@ def main() -> None:
         + "\n"
     )
     console.print(f"wrote {out}")
-    changed = bool(databases["left_behind"] or databases["gone"])
-    raise SystemExit(1 if changed or any("error" in r for r in results) else 0)
+    raise SystemExit(1 if changed(databases) or any("error" in r for r in results) else 0)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchkit import ServerDatabases, checkpoint, database_names, run_metadata, summary
+from benchkit import ServerDatabases, changed, checkpoint, database_names, drop_logins, run_metadata, summary
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select
@@ -126,6 +126,8 @@ def bench_provision(backend: str, n: int, *, warm: bool = False) -> dict[str, An
         platform.close()
         for name in created:
             drop_database(_pg(name))
+        if server_name:  # the stores' runtime logins: login_base(slug, id) + _a/_b
+            drop_logins(parse_url(PG_URL), f"t_b{stamp}_", 4)
         return {
             "backend": backend,
             "path": "warm pool" if warm else "cold",
@@ -338,8 +340,8 @@ def main() -> None:
         )
     )
     print(f"wrote {out}")
-    if databases["left_behind"] or databases["gone"]:
-        raise SystemExit("the bench changed the server's database list")
+    if changed(databases):
+        raise SystemExit("the bench changed the server's databases or roles")
 
 
 def _server_version(server: URL) -> str:

@@ -40,7 +40,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchkit import CpuSplit, ServerDatabases, postgres_on_cpus, run_metadata
+from benchkit import CpuSplit, ServerDatabases, changed, postgres_on_cpus, run_metadata
 from rich.console import Console
 from rich.table import Table
 from serverkit import environment, log_tail, running_server, tenantry
@@ -611,8 +611,7 @@ def main() -> None:
         "error" in r or r["lost"] or r["unapplied"] or r["answered_2xx"] != r["events"]
         for r in results
     )
-    changed = bool(databases["left_behind"] or databases["gone"])
-    raise SystemExit(1 if failed or changed or not all(row["agree"] for row in agree) else 0)
+    raise SystemExit(1 if failed or changed(databases) or not all(row["agree"] for row in agree) else 0)
 
 
 if __name__ == "__main__":
