@@ -446,7 +446,7 @@ def main() -> None:
         type=Path,
         metavar="OTHER_RESULTS",
         help="print each figure beside another run's (a results directory); exit 1 when one "
-        f"differs by more than {REPRODUCE:.0%}",
+        f"differs by more than {REPRODUCE * 100:.0f} %%",  # argparse %-formats help
     )
     args = parser.parse_args()
     if args.compare is not None:
