@@ -23,8 +23,8 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.db.admin import drop_database
-from tenantry.db.logins import drop_login
 from tenantry.db.engines import make_engine
+from tenantry.db.logins import drop_login
 
 progress_console = Console(stderr=True)
 T = TypeVar("T")

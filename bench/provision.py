@@ -30,7 +30,15 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from benchkit import ServerDatabases, changed, checkpoint, database_names, drop_logins, run_metadata, summary
+from benchkit import (
+    ServerDatabases,
+    changed,
+    checkpoint,
+    database_names,
+    drop_logins,
+    run_metadata,
+    summary,
+)
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import func, select

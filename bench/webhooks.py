@@ -611,7 +611,9 @@ def main() -> None:
         "error" in r or r["lost"] or r["unapplied"] or r["answered_2xx"] != r["events"]
         for r in results
     )
-    raise SystemExit(1 if failed or changed(databases) or not all(row["agree"] for row in agree) else 0)
+    raise SystemExit(
+        1 if failed or changed(databases) or not all(row["agree"] for row in agree) else 0
+    )
 
 
 if __name__ == "__main__":
