@@ -192,11 +192,12 @@ def drop_databases(server: URL, names: Sequence[str], workers: int) -> None:
         )
 
 
-def drop_logins(server: URL, prefix: str, workers: int) -> None:
-    """Drop the logins whose names start with ``prefix`` (a run's stores' runtime logins,
-    ``t_<slug>_<id>_a``/``_b``): dropping a store's database leaves its logins, which are
-    cluster-wide. Through tenantry's own drop (privileges revoked, sessions ended)."""
-    names = [n for n in role_names(server) or [] if n.startswith(prefix)]
+def drop_logins(server: URL, wanted: Callable[[str], bool], workers: int) -> None:
+    """Drop the logins that are ``wanted`` (a run's stores' runtime logins,
+    ``t_<slug>_<id>_a``/``_b``, and its spares' ones, named as their databases): dropping a
+    database leaves its logins, which are cluster-wide. Through tenantry's own drop
+    (privileges revoked, sessions ended)."""
+    names = [n for n in role_names(server) or [] if wanted(n)]
     if names:
         parallel(
             f"dropping {len(names)} logins", names, lambda name: drop_login(server, name), workers

@@ -204,9 +204,10 @@ def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> di
                 created = database_names(server_url, lambda name: name.startswith(prefix))
                 # With its defaults, `tenantry up` keeps a few spare databases cloned ahead
                 # on the server; this installation's are named in its master.
-                created = (created or []) + _spares(env)
-                drop_databases(server_url, created, 5)
-                drop_logins(server_url, f"t_burst_{run}_", 5)  # login_base(slug, id) + _a/_b
+                spares = _spares(env)
+                drop_databases(server_url, (created or []) + spares, 5)
+                # The stores' logins (login_base(slug, id) + _a/_b), the spares' (their names).
+                drop_logins(server_url, lambda n: n.startswith(prefix) or n in spares, 5)
                 dispose_server_engines()
     active = sum(1 for s in slugs if statuses.get(s) == "active")
     span = t_done - t0

@@ -135,7 +135,7 @@ def bench_provision(backend: str, n: int, *, warm: bool = False) -> dict[str, An
         for name in created:
             drop_database(_pg(name))
         if server_name:  # the stores' runtime logins: login_base(slug, id) + _a/_b
-            drop_logins(parse_url(PG_URL), f"t_b{stamp}_", 4)
+            drop_logins(parse_url(PG_URL), lambda n: n.startswith(f"t_b{stamp}_"), 4)
         return {
             "backend": backend,
             "path": "warm pool" if warm else "cold",
