@@ -208,11 +208,12 @@ def webhook_rejected(processor: str, reason: str) -> None:
     instruments().webhooks_rejected.labels(processor, reason).inc()
 
 
-def webhook_processed(processor: str, status: str) -> None:
-    """One attempt at applying a stored event ended ``status`` (processed, ignored, failed)."""
+def webhook_processed(processor: str, status: str, events: int = 1) -> None:
+    """``events`` attempts at applying stored events ended ``status`` (processed, ignored,
+    failed)."""
     if not _enabled:
         return
-    instruments().webhooks_processed.labels(processor, status).inc()
+    instruments().webhooks_processed.labels(processor, status).inc(events)
 
 
 def subscription_created(app: str, plan: str) -> None:

@@ -49,7 +49,7 @@ class Holder:
     expires_at: datetime
 
 
-def _is_deadlock(exc: DBAPIError) -> bool:
+def is_deadlock(exc: DBAPIError) -> bool:
     """A deadlock or serialization victim: the statement can simply be tried again."""
     code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
     if code in ("40P01", "40001"):
@@ -77,7 +77,7 @@ class ExclusiveLocks:
             try:
                 outcome = self._try(key, operation_id)
             except DBAPIError as exc:
-                if not _is_deadlock(exc):
+                if not is_deadlock(exc):
                     raise
                 outcome = None
             if isinstance(outcome, LockGrant):

@@ -1,7 +1,7 @@
 """A consumer app's start-up check (seed 003): the database of a role it uses but does not
 own is at the revision the app was written for, and its tables match tenantry's models.
 
-    Tenantry.check_schema("billing", expects="0004", as_app="client-portal")
+    Tenantry.check_schema("billing", expects="0005", as_app="client-portal")
 
 It reads the database's identity and version table and never writes. Run it before
 ``Tenantry.from_env()``: that refuses a master or billing database behind tenantry's own

@@ -5,28 +5,22 @@ queues an event again and the next processing re-applies it (an event ignored be
 customer did not exist yet creates the subscription once the customer does; a second replay
 changes nothing); that replaying another app's event - by processor id, tenantry id or id
 prefix - is a 404 worded exactly as for an id that does not exist, and leaves the event
-alone; and that two ``tenantry worker`` processes started on the same backlog together
-claim every event exactly once (one attempt each) and record each payment once.
+alone. (Backlogs applied by real worker processes: ``test_webhook_workers.py``.)
 """
 
 from __future__ import annotations
 
-import time
 import uuid
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from tenantry.db.billing.models import (
     BillingAuditLog,
-    BillingInvoice,
-    BillingPayment,
     BillingSubscription,
     BillingWebhook,
 )
 from tests.api.conftest import BillingApi
-from tests.helpers import running_worker
 from tests.stripe_events import subscription_created
 
 
@@ -123,93 +117,3 @@ def test_replaying_another_apps_event_is_a_404_that_leaks_nothing(
     assert replays == 0
     # Its own app can replay it.
     assert api.client.post(f"/billing/events/{row.id}/replay", headers=api.acme).status_code == 200
-
-
-def test_two_workers_on_one_backlog_apply_each_event_once(
-    billing_api: BillingApi, tmp_path: Path
-) -> None:
-    api = billing_api
-    customer = api.client.post(
-        "/billing/customers", headers=api.acme, json={"external_customer_id": "bulk"}
-    ).json()
-    count = 80
-    invoices = []
-    for n in range(count):
-        made = api.client.post(
-            "/billing/invoices",
-            headers=api.acme,
-            json={
-                "customer_id": customer["id"],
-                "invoice_number": f"B-{n}",
-                "currency": "USD",
-                "amount_minor": 1000 + n,
-                "finalize": True,
-            },
-        )
-        assert made.status_code == 201, made.text
-        invoices.append(made.json())
-    for n, invoice in enumerate(invoices):
-        pi = f"pi_bulk_{n}"
-        delivered = api.deliver(
-            "acme",
-            {
-                "id": f"evt_bulk_{n}",
-                "object": "event",
-                "type": "payment_intent.succeeded",
-                "created": int(time.time()),
-                "data": {
-                    "object": {
-                        "id": pi,
-                        "object": "payment_intent",
-                        "amount": invoice["amount_minor"],
-                        "amount_received": invoice["amount_minor"],
-                        "currency": "usd",
-                        "status": "succeeded",
-                        "metadata": {"invoice_id": invoice["id"], "app_id": "acme"},
-                    }
-                },
-            },
-        )
-        assert delivered.status_code == 200, delivered.text
-
-    def pending() -> int:
-        with api.platform.billing_sessions() as session:
-            return int(
-                session.scalar(
-                    select(func.count())
-                    .select_from(BillingWebhook)
-                    .where(BillingWebhook.status.in_(("received", "processing")))
-                )
-                or 0
-            )
-
-    assert pending() == count
-    with (
-        running_worker(tmp_path / "worker-1.log") as one,
-        running_worker(tmp_path / "worker-2.log") as two,
-    ):
-        deadline = time.monotonic() + 90
-        while pending():
-            assert one.poll() is None, (tmp_path / "worker-1.log").read_text()
-            assert two.poll() is None, (tmp_path / "worker-2.log").read_text()
-            assert time.monotonic() < deadline, f"{pending()} events still pending"
-            time.sleep(0.2)
-    with api.platform.billing_sessions() as session:
-        events = session.execute(
-            select(BillingWebhook.status, BillingWebhook.attempts, BillingWebhook.last_error)
-        ).all()
-        payments = session.execute(
-            select(BillingPayment.processor_payment_id, BillingPayment.amount_minor)
-        ).all()
-        invoice_rows = session.execute(
-            select(
-                BillingInvoice.invoice_number,
-                BillingInvoice.status,
-                BillingInvoice.amount_paid_minor,
-            )
-        ).all()
-    # Claimed once each: an event taken by both workers would show two attempts.
-    assert sorted(set(events)) == [("processed", 1, None)]
-    assert len(events) == count
-    assert sorted(payments) == sorted((f"pi_bulk_{n}", 1000 + n) for n in range(count))
-    assert sorted(invoice_rows) == sorted((f"B-{n}", "paid", 1000 + n) for n in range(count))

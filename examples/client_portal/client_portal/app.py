@@ -25,8 +25,8 @@ from tenantry import NotFound, Tenantry, TenantryError
 
 #: How this app is known to tenantry: a consumer of the billing schema (its owner migrates).
 APP_NAME = "client-portal"
-#: The billing revision this code reads and writes (its models are tenantry's at 0004).
-EXPECTED_BILLING_REVISION = "0004"
+#: The billing revision this code reads and writes (its models are tenantry's at 0005).
+EXPECTED_BILLING_REVISION = "0005"
 #: Exit status when the portal refuses to start.
 EXIT_REFUSED = 2
 

@@ -286,7 +286,9 @@ class BillingWebhook(BillingBase):
         # Per app: one processor account may deliver the same event to several apps'
         # endpoints, and each app must get it.
         UniqueConstraint("app_id", "processor", "event_id"),
+        # Retries due (failed, by next attempt); new events in the order received (claims).
         Index(None, "status", "next_attempt_at"),
+        Index(None, "status", "received_at"),
         Index(None, "app_id", "received_at"),
     )
 

@@ -14,9 +14,20 @@ are claimed again. The loop that owns the transactions around these is
 from __future__ import annotations
 
 import uuid
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import Connection, and_, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Table,
+    and_,
+    bindparam,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
@@ -39,28 +50,45 @@ def _backoff(attempts: int) -> timedelta:
     return timedelta(seconds=min(3600, 2**attempts))
 
 
-def claim_due(conn: Connection, *, limit: int = 50) -> list[uuid.UUID]:
+@dataclass(frozen=True)
+class Claimed:
+    """A claimed event as its claim read it: what applying and recording it need."""
+
+    id: uuid.UUID
+    app_id: str
+    processor: str
+    payload: str
+    #: Counting this claim.
+    attempts: int
+    received_at: datetime
+
+
+_CLAIMED_COLUMNS = (
+    BillingWebhook.id,
+    BillingWebhook.app_id,
+    BillingWebhook.processor,
+    BillingWebhook.payload,
+    BillingWebhook.attempts,
+    BillingWebhook.received_at,
+)
+
+
+def claim_due(conn: Connection, *, limit: int = 50) -> list[Claimed]:
     """Mark up to ``limit`` events that are due as processing, in the caller's transaction:
-    new, failed and due for retry, or stuck. Returns their ids, oldest first.
+    failed and due for retry, or stuck, oldest first; then new ones, oldest first.
 
     The claim is a lease on the row: ``processing_started_at`` is when it was taken, and a
     row held longer than :data:`STUCK_AFTER` is due again (its worker died). An event stuck
     :data:`MAX_ATTEMPTS` times is marked failed instead of being taken again: it may be what
     kills the worker. Rows are locked ``FOR UPDATE SKIP LOCKED`` where the database has it.
+    New events are taken in the order of the (status, received_at) index, so a claim reads
+    its batch, not every waiting or stored event.
     """
     now = utcnow()
     stuck = and_(
         BillingWebhook.status == W.PROCESSING,
         BillingWebhook.processing_started_at < now - STUCK_AFTER,
     )
-    due = or_(
-        BillingWebhook.status == W.RECEIVED,
-        and_(BillingWebhook.status == W.FAILED, BillingWebhook.next_attempt_at <= now),
-        and_(stuck, BillingWebhook.attempts < MAX_ATTEMPTS),
-    )
-    query = select(BillingWebhook.id).where(due).order_by(BillingWebhook.received_at).limit(limit)
-    if conn.dialect.name != "sqlite":
-        query = query.with_for_update(skip_locked=True)
     conn.execute(
         update(BillingWebhook)
         .where(stuck, BillingWebhook.attempts >= MAX_ATTEMPTS)
@@ -71,18 +99,45 @@ def claim_due(conn: Connection, *, limit: int = 50) -> list[uuid.UUID]:
             "(not retried; replay it once the cause is fixed)",
         )
     )
-    ids = list(conn.scalars(query))
-    if ids:
-        conn.execute(
-            update(BillingWebhook)
-            .where(BillingWebhook.id.in_(ids))
-            .values(
-                status=W.PROCESSING,
-                processing_started_at=now,
-                attempts=BillingWebhook.attempts + 1,
-            )
+    retry = or_(
+        and_(BillingWebhook.status == W.FAILED, BillingWebhook.next_attempt_at <= now),
+        and_(stuck, BillingWebhook.attempts < MAX_ATTEMPTS),
+    )
+    claimed = _claim(conn, retry, limit, now)
+    if len(claimed) < limit:
+        claimed += _claim(conn, BillingWebhook.status == W.RECEIVED, limit - len(claimed), now)
+    return claimed
+
+
+def _claim(conn: Connection, due: ColumnElement[bool], limit: int, now: datetime) -> list[Claimed]:
+    """Mark up to ``limit`` rows matching ``due`` as processing, oldest first; where the
+    database has ``UPDATE … RETURNING`` (PostgreSQL, SQLite), chosen, marked and read in one
+    statement."""
+    chosen = (
+        select(BillingWebhook.id)
+        .where(due)
+        .order_by(BillingWebhook.received_at)
+        .limit(limit)
+        .correlate(None)  # a subquery of its own, not correlated with the UPDATE below
+    )
+    if conn.dialect.name != "sqlite":
+        chosen = chosen.with_for_update(skip_locked=True)
+    mark = update(BillingWebhook).values(
+        status=W.PROCESSING, processing_started_at=now, attempts=BillingWebhook.attempts + 1
+    )
+    if conn.dialect.update_returning:
+        rows = conn.execute(
+            mark.where(BillingWebhook.id.in_(chosen.scalar_subquery())).returning(*_CLAIMED_COLUMNS)
         )
-    return ids
+        claimed = [Claimed(*row) for row in rows]
+        return sorted(claimed, key=lambda c: c.received_at)  # RETURNING keeps no order
+    found = list(conn.execute(chosen.with_only_columns(*_CLAIMED_COLUMNS)))
+    if found:
+        conn.execute(mark.where(BillingWebhook.id.in_([row.id for row in found])))
+    return [
+        Claimed(row.id, row.app_id, row.processor, row.payload, row.attempts + 1, row.received_at)
+        for row in found
+    ]
 
 
 #: Failures that are the event's, not the moment's: applying it again fails the same way.
@@ -102,14 +157,14 @@ def claimed(session: Session, ids: list[uuid.UUID]) -> list[BillingWebhook]:
     )
 
 
-def parse(row: BillingWebhook) -> NormalizedEvent:
+def parse(row: BillingWebhook | Claimed) -> NormalizedEvent:
     """The stored event, read with its processor's adapter."""
     return get_processor(row.processor).parse(row.payload.encode("utf-8"))
 
 
 def apply(
     session: Session,
-    row: BillingWebhook,
+    row: BillingWebhook | Claimed,
     known: Known | None = None,
     event: NormalizedEvent | None = None,
 ) -> Outcome:
@@ -118,29 +173,65 @@ def apply(
     return apply_event(session, row.app_id, event or parse(row), known)
 
 
+def outcome_values(outcome: Outcome) -> dict[str, Any]:
+    """What a row records once its event was applied: processed or ignored."""
+    return {
+        "status": outcome.status,
+        "result": outcome.result[:255],
+        "processed_at": utcnow(),
+        "last_error": None,
+        "next_attempt_at": None,
+    }
+
+
+def failure_values(attempts: int, exc: Exception) -> dict[str, Any]:
+    """What a row records when applying its event failed with ``exc`` on attempt
+    ``attempts``: retried with exponential backoff until :data:`MAX_ATTEMPTS`, unless the
+    failure is the event's own."""
+    permanent = isinstance(exc, PERMANENT)
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return {
+        "status": W.FAILED,
+        "last_error": f"{type(exc).__name__}: {first_line}"[:1900]
+        + (" (not retried: applying this event again fails the same way)" if permanent else ""),
+        "next_attempt_at": (
+            utcnow() + _backoff(attempts) if attempts < MAX_ATTEMPTS and not permanent else None
+        ),
+    }
+
+
 def record_outcome(row: BillingWebhook, outcome: Outcome) -> str:
     """Record on the row that the event was applied: processed or ignored."""
-    row.status = outcome.status
-    row.result = outcome.result[:255]
-    row.processed_at = utcnow()
-    row.last_error = None
-    row.next_attempt_at = None
+    for name, value in outcome_values(outcome).items():
+        setattr(row, name, value)
     return outcome.status
 
 
 def record_failure(row: BillingWebhook, exc: Exception) -> str:
-    """Record on the row that applying the event failed with ``exc``: retried with
-    exponential backoff until :data:`MAX_ATTEMPTS`, unless the failure is the event's own."""
-    permanent = isinstance(exc, PERMANENT)
-    first_line = str(exc).splitlines()[0] if str(exc) else ""
-    row.status = W.FAILED
-    row.last_error = f"{type(exc).__name__}: {first_line}"[:1900] + (
-        " (not retried: applying this event again fails the same way)" if permanent else ""
-    )
-    row.next_attempt_at = (
-        utcnow() + _backoff(row.attempts) if row.attempts < MAX_ATTEMPTS and not permanent else None
-    )
+    """Record on the row that applying the event failed with ``exc`` (see
+    :func:`failure_values`)."""
+    for name, value in failure_values(row.attempts, exc).items():
+        setattr(row, name, value)
     return W.FAILED
+
+
+def write_records(session: Session, records: dict[uuid.UUID, dict[str, Any]]) -> None:
+    """Write what :func:`outcome_values` and :func:`failure_values` made for rows by id, in
+    one statement per kind of record (not one per row)."""
+    table = cast(Table, BillingWebhook.__table__)
+    by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for webhook_id, values in records.items():
+        params = {f"v_{name}": value for name, value in values.items()}
+        params["v_id"] = webhook_id
+        by_columns.setdefault(tuple(values), []).append(params)
+    conn = session.connection()  # Core: an executemany, not the ORM's UPDATE by primary key
+    for columns, rows in by_columns.items():
+        conn.execute(
+            update(table)
+            .where(table.c.id == bindparam("v_id"))
+            .values({name: bindparam(f"v_{name}") for name in columns}),
+            rows,
+        )
 
 
 # --------------------------------------------------------------------------- listing, replaying

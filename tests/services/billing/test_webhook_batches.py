@@ -1,8 +1,10 @@
-"""Webhook events applied in batches: what they refer to is read once per batch, and the
-events of one batch see each other's effects exactly as when applied one by one."""
+"""Webhook events applied in batches: what they refer to is read once per batch, the events
+of one batch see each other's effects exactly as when applied one by one, and two workers
+claiming batches at once apply each event once."""
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from typing import Any
@@ -14,7 +16,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenantry.crypto import SecretBox
 from tenantry.db.billing.models import BillingPayment, BillingWebhook
 from tenantry.operations import process_webhooks
-from tests.services.billing.test_webhook_processing import _deliver, _drain, _sub_event, billing
+from tests.services.billing.test_webhook_processing import (
+    _deliver,
+    _drain,
+    _stored_raw,
+    _sub_event,
+    billing,
+)
 
 __all__ = ["billing"]  # the fixture, shared with the one-by-one tests
 
@@ -129,3 +137,64 @@ def test_one_failing_event_does_not_undo_the_rest_of_its_batch(
     with sessions() as session:
         attempts = set(session.scalars(select(BillingWebhook.attempts)))
     assert attempts == {1}  # the batch undone and applied again is still one attempt each
+
+
+def test_an_unreadable_event_is_recorded_failed_in_the_batch_beside_the_others(
+    billing: tuple[sessionmaker[Session], SecretBox],
+) -> None:
+    sessions, box = billing
+    now = int(time.time())
+    for i in range(3):
+        _deliver(sessions, box, "stripe", _intent("succeeded", f"pi_{i}", 100 + i, now))
+    unreadable = _stored_raw(sessions, "not json")  # stored before ingestion read events
+
+    assert process_webhooks.process_pending(sessions, limit=50) == 4
+
+    assert set(_payments(sessions)) == {"pi_0", "pi_1", "pi_2"}
+    assert _statuses(sessions) == {"processed": 3, "failed": 1}
+    with sessions() as session:
+        row = session.get(BillingWebhook, unreadable)
+        assert row is not None
+        assert (row.attempts, row.next_attempt_at, row.result) == (1, None, None)
+        assert (row.last_error or "").startswith("MalformedEvent")
+        assert "not retried" in (row.last_error or "")
+        attempts = set(session.scalars(select(BillingWebhook.attempts)))
+    assert attempts == {1}  # each claimed once
+
+
+def test_two_workers_at_once_claim_and_apply_each_event_once(
+    billing: tuple[sessionmaker[Session], SecretBox],
+) -> None:
+    sessions, box = billing
+    now = int(time.time())
+    count = 120
+    for i in range(count):
+        _deliver(sessions, box, "stripe", _intent("succeeded", f"pi_{i}", 100 + i, now))
+    start = threading.Barrier(2)
+    handled: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            start.wait()
+            # Small batches, so the two claim over and over while the other applies.
+            while n := process_webhooks.process_pending(sessions, limit=7):
+                handled.append(n)
+        except BaseException as exc:  # shown by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == []
+    assert sum(handled) == count
+    payments = _payments(sessions)
+    assert sorted((p.processor_payment_id, p.amount_minor) for p in payments.values()) == sorted(
+        (f"pi_{i}", 100 + i) for i in range(count)
+    )
+    with sessions() as session:
+        attempts = set(session.scalars(select(BillingWebhook.attempts)))
+    assert attempts == {1}
+    assert _statuses(sessions) == {"processed": count}
