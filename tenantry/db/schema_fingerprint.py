@@ -19,11 +19,12 @@ import threading
 
 from sqlalchemy import Connection, text
 
-# The tenant's own relations are read once (``rels``) and every part joins them by oid, each
-# catalog through its index; descriptions are joined rather than read through
-# col_description()/obj_description() (SQL functions, run once per row), and indexes come
-# from pg_index rather than the pg_indexes view. The same rows as the catalog views give,
-# read in a quarter of the time (2 ms instead of 8 on a 15-table schema) on PostgreSQL 15.
+# The tenant's own relations are read once (``rels``); every other catalog is reached from
+# them through its index (subqueries and LATERAL, so a shared database's catalogs, one
+# schema per store, are not scanned whole); descriptions are read directly rather than
+# through col_description()/obj_description() (SQL functions), indexes from pg_index rather
+# than the pg_indexes view. The same rows as through the catalog views, in a fraction of the
+# time (on PostgreSQL 15, 15 tables: 2 ms instead of 8 on a warm session).
 _POSTGRESQL = text(
     """
     WITH rels AS MATERIALIZED (
@@ -33,28 +34,32 @@ _POSTGRESQL = text(
     SELECT 'c', c.relname, a.attname || ' ' || format_type(a.atttypid, a.atttypmod)
            || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
            || CASE WHEN a.attidentity <> '' THEN ' identity ' || a.attidentity::text ELSE '' END
-           || coalesce(' default ' || pg_get_expr(d.adbin, d.adrelid), '')
-           || coalesce(' comment ' || ds.description, '')
+           || coalesce(' default ' || (SELECT pg_get_expr(d.adbin, d.adrelid) FROM pg_attrdef d
+                                       WHERE d.adrelid = c.oid AND d.adnum = a.attnum), '')
+           || coalesce(' comment ' || (SELECT ds.description FROM pg_description ds
+                                       WHERE ds.objoid = c.oid
+                                         AND ds.classoid = 'pg_class'::regclass
+                                         AND ds.objsubid = a.attnum), '')
       FROM rels c
       JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-      LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-      LEFT JOIN pg_description ds
-        ON ds.objoid = c.oid AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = a.attnum
      WHERE c.relkind IN ('r', 'p', 'v', 'm')
     UNION ALL
-    SELECT 't', c.relname, c.relkind::text || coalesce(' comment ' || ds.description, '')
+    SELECT 't', c.relname, c.relkind::text
+           || coalesce(' comment ' || (SELECT ds.description FROM pg_description ds
+                                       WHERE ds.objoid = c.oid
+                                         AND ds.classoid = 'pg_class'::regclass
+                                         AND ds.objsubid = 0), '')
       FROM rels c
-      LEFT JOIN pg_description ds
-        ON ds.objoid = c.oid AND ds.classoid = 'pg_class'::regclass AND ds.objsubid = 0
      WHERE c.relkind IN ('r', 'p', 'v', 'm', 'S')
     UNION ALL
     SELECT 'i', c.relname, replace(pg_get_indexdef(x.indexrelid),
                                    ' ON ' || quote_ident(current_schema()) || '.', ' ON ')
-      FROM rels c JOIN pg_index x ON x.indrelid = c.oid
+      FROM rels c CROSS JOIN LATERAL (SELECT indexrelid FROM pg_index WHERE indrelid = c.oid) x
      WHERE c.relkind IN ('r', 'm', 'p')
     UNION ALL
     SELECT 'k', c.relname, con.conname || ' ' || pg_get_constraintdef(con.oid)
-      FROM rels c JOIN pg_constraint con ON con.conrelid = c.oid
+      FROM rels c
+     CROSS JOIN LATERAL (SELECT oid, conname FROM pg_constraint WHERE conrelid = c.oid) con
     ORDER BY 1, 2, 3
     """
 )
