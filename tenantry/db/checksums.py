@@ -9,6 +9,7 @@ tenantry records a SHA-256 of each revision's file as it applies it, and ``db ch
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -101,20 +102,41 @@ class ChecksumReport:
 
 def applied_chain(spec: SchemaSpec, current: str | None) -> list[str]:
     """The revisions a database at ``current`` has applied, oldest first."""
+    return list(_chain(spec, current))
+
+
+@cache
+def _chain(spec: SchemaSpec, current: str | None) -> tuple[str, ...]:
+    # The scripts are loaded once per process (migrations.scripts), so their order is too.
     if current is None or not migrations.known(spec, current):
-        return []  # a revision this code does not know is reported as such elsewhere
-    return [s.revision for s in migrations.between(spec, None, current)]
+        return ()  # a revision this code does not know is reported as such elsewhere
+    return tuple(s.revision for s in migrations.between(spec, None, current))
 
 
-def compare(spec: SchemaSpec, current: str | None, stored: dict[str, str] | None) -> ChecksumReport:
-    """Compare the recorded hashes of the chain up to ``current`` with the scripts now."""
-    chain = applied_chain(spec, current)
+def scripts_now(spec: SchemaSpec) -> dict[str, str]:
+    """Each revision's script hash as the files are now: what a run comparing many databases
+    reads once (the files are stat'ed once per run rather than once per database)."""
+    return {s.revision: script_checksum(s) for s in migrations.scripts(spec).walk_revisions()}
+
+
+def compare(
+    spec: SchemaSpec,
+    current: str | None,
+    stored: dict[str, str] | None,
+    *,
+    now: Mapping[str, str] | None = None,
+) -> ChecksumReport:
+    """Compare the recorded hashes of the chain up to ``current`` with the scripts now
+    (``now``: the hashes :func:`scripts_now` read at the start of the caller's run)."""
+    chain = _chain(spec, current)
     stored = stored or {}
     directory = migrations.scripts(spec)
     changed = [
         rev
         for rev in chain
-        if rev in stored and stored[rev] != script_checksum(directory.get_revision(rev))
+        if rev in stored
+        and stored[rev]
+        != (now[rev] if now is not None else script_checksum(directory.get_revision(rev)))
     ]
     return ChecksumReport(changed, [rev for rev in chain if rev not in stored])
 

@@ -48,7 +48,8 @@ def _lock_scope(conn: Connection) -> str | None:
     schema is a store of its own), None in ``public`` (a database of its own: the name
     earlier versions used, so both keep excluding each other)."""
     if conn.dialect.name == "postgresql":
-        schema = conn.scalar(text("SELECT current_schema()"))
+        with single_statements(conn):  # one round trip, not BEGIN, SELECT and COMMIT
+            schema = conn.scalar(text("SELECT current_schema()"))
         conn.commit()  # the lock is taken outside a transaction
         return None if schema in (None, "public") else f"schema:{schema}"
     return str(conn.scalar(text("SELECT DATABASE()")))

@@ -246,6 +246,12 @@ def _describe(diff: Any) -> Difference:
 _CLEAN = schema_fingerprint.CleanSchemas()
 
 
+def known_clean(spec: SchemaSpec, fingerprint: str) -> bool:
+    """Whether a database with schema ``fingerprint`` was compared in full in this process
+    and found matching ``spec``'s models (:func:`drift` of any such database is empty)."""
+    return _CLEAN.known_clean(spec, fingerprint)
+
+
 def drift(conn: Connection, spec: SchemaSpec, fingerprint: str | None = None) -> list[Difference]:
     """How the database differs from the models, as ``alembic check`` sees it.
 

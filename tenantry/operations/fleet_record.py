@@ -105,7 +105,12 @@ def write_outcomes(conn: Connection, run_id: uuid.UUID, batch: list[Outcome]) ->
         .values(progress_current=Operation.progress_current + len(batch), updated_at=now)
     )
     for rev, ids in _by_revision(batch).items():
-        conn.execute(update(Store).where(Store.id.in_(ids)).values(schema_revision=rev))
+        # Only the stores whose revision changed: a run with nothing to apply writes no store.
+        conn.execute(
+            update(Store)
+            .where(Store.id.in_(ids), Store.schema_revision.is_distinct_from(rev))
+            .values(schema_revision=rev)
+        )
 
 
 def _by_revision(outcomes: list[Outcome]) -> dict[str | None, list[uuid.UUID]]:

@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenantry.crypto import SecretBox
 from tenantry.db.master.models import Store
 from tenantry.db.schemas import SchemaSpec
-from tenantry.services.fleet_migrate import TenantCheck, verify_tenant
-from tenantry.services.fleet_targets import tenant_databases
+from tenantry.services.fleet_migrate import Baseline, TenantCheck, verify_tenant
+from tenantry.services.fleet_targets import SharedSessions, tenant_databases
 
 
 def verify_fleet(
@@ -29,17 +29,26 @@ def verify_fleet(
     with sessions() as session:
         tenants = tenant_databases(session, box)
     by_slug = {t.slug: t for t in tenants}
+    baseline = Baseline.of(spec)  # the scripts read once, not once per tenant
+    shared = SharedSessions()  # the stores of a shared database: one session per thread
     checks: list[TenantCheck] = []
-    with ThreadPoolExecutor(max(1, concurrency)) as pool:
-        for check in pool.map(lambda db: verify_tenant(db, spec), tenants):
-            checks.append(check)
-            if on_check is not None:
-                on_check(check)
+    try:
+        with ThreadPoolExecutor(max(1, concurrency)) as pool:
+            for check in pool.map(lambda db: verify_tenant(db, spec, baseline, shared), tenants):
+                checks.append(check)
+                if on_check is not None:
+                    on_check(check)
+    finally:
+        shared.close()
     seen: dict[str | None, list[uuid.UUID]] = {}
     for check in checks:
         if check.revision is not None:
             seen.setdefault(check.revision, []).append(by_slug[check.slug].store_id)
     with sessions.begin() as session:
         for rev, ids in seen.items():
-            session.execute(update(Store).where(Store.id.in_(ids)).values(schema_revision=rev))
+            session.execute(
+                update(Store)
+                .where(Store.id.in_(ids), Store.schema_revision.is_distinct_from(rev))
+                .values(schema_revision=rev)
+            )
     return checks

@@ -13,6 +13,8 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+from sqlalchemy import Connection
+
 from tenantry.db import checksums, migrations
 from tenantry.db.master.models import TenantOutcome
 from tenantry.db.schemas import SchemaSpec
@@ -26,6 +28,7 @@ from tenantry.errors import (
 )
 from tenantry.services import schema_ops
 from tenantry.services.fleet_targets import (
+    SharedSessions,
     TenantDb,
     checked_identity,
     checked_revision,
@@ -178,28 +181,68 @@ class TenantCheck:
     problems: list[str]
 
 
-def verify_tenant(db: TenantDb, spec: SchemaSpec) -> TenantCheck:
-    """Open the database: identity, real revision, drift from the models, changed scripts."""
+@dataclass(frozen=True)
+class Baseline:
+    """What every tenant of a verify run is compared with, read once per run: the head
+    revision and each revision's script hash as the files are now."""
+
+    head: str | None
+    scripts: dict[str, str]
+
+    @classmethod
+    def of(cls, spec: SchemaSpec) -> Baseline:
+        """The baseline of ``spec``'s code now."""
+        return cls(migrations.head(spec), checksums.scripts_now(spec))
+
+
+def verify_tenant(
+    db: TenantDb,
+    spec: SchemaSpec,
+    baseline: Baseline | None = None,
+    shared: SharedSessions | None = None,
+) -> TenantCheck:
+    """Open the database: identity, real revision, drift from the models, changed scripts
+    (against ``baseline``, read here when the caller has none). A store in a schema of a
+    shared database is read on one of ``shared``'s sessions when given, and on a session of
+    its own when that one read does not settle it (a first full comparison, a missing
+    table)."""
+    expected = baseline or Baseline.of(spec)
     try:
+        if shared is not None and db.schema is not None:
+            with shared.connect(db) as conn:
+                check = _check(conn, db, spec, expected, one_read=True)
+            if check is not None:
+                return check
         with tenant_connection(db) as conn:
-            # PostgreSQL: everything read in one statement; elsewhere one read at a time.
-            snapshot = checked_snapshot(conn, db, spec)
-            current = snapshot.revision if snapshot else checked_revision(conn, db, spec)
-            head = migrations.head(spec)
-            problems = []
-            if current != head:
-                problems.append(f"at revision {current or 'base'}, the code expects {head}")
-            else:
-                fp = snapshot.fingerprint if snapshot else None
-                problems.extend(f"drift: {d}" for d in migrations.drift(conn, spec, fp))
-            report = (
-                checksums.compare(spec, current, snapshot.checksums)
-                if snapshot
-                else checksums.verify(conn, spec, revision=current)
-            )
-            problems.extend(report.problems(spec.role.value))
-            return TenantCheck(db.slug, current, not problems, problems)
+            check = _check(conn, db, spec, expected, one_read=False)
+        assert check is not None  # read the careful way, every tenant is settled
+        return check
     except TenantryError as exc:
         return TenantCheck(db.slug, None, False, [exc.message])
     except Exception as exc:
         return TenantCheck(db.slug, None, False, [redact(f"{type(exc).__name__}: {exc}")])
+
+
+def _check(
+    conn: Connection, db: TenantDb, spec: SchemaSpec, expected: Baseline, *, one_read: bool
+) -> TenantCheck | None:
+    """The tenant on ``conn`` checked; with ``one_read``, None when one snapshot read does
+    not settle it (a backend without that read, a missing table, a schema not compared in
+    full yet in this process)."""
+    # PostgreSQL: everything read in one statement; elsewhere one read at a time.
+    snapshot = checked_snapshot(conn, db, spec)
+    if snapshot is None and one_read:
+        return None
+    current = snapshot.revision if snapshot else checked_revision(conn, db, spec)
+    problems = []
+    if current != expected.head:
+        problems.append(f"at revision {current or 'base'}, the code expects {expected.head}")
+    else:
+        fp = snapshot.fingerprint if snapshot else None
+        if one_read and not (fp and migrations.known_clean(spec, fp)):
+            return None
+        problems.extend(f"drift: {d}" for d in migrations.drift(conn, spec, fp))
+    stored = snapshot.checksums if snapshot else checksums.recorded(conn, spec)
+    report = checksums.compare(spec, current, stored, now=expected.scripts)
+    problems.extend(report.problems(spec.role.value))
+    return TenantCheck(db.slug, current, not problems, problems)

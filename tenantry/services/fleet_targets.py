@@ -6,9 +6,10 @@ by the identity guard against what master recorded for its store before anything
 
 from __future__ import annotations
 
+import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
+from tenantry.db.engines import single_statements
 from tenantry.db.identity import Identity, expect
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, IntegrationConfig, Store
 from tenantry.db.probe import probe
@@ -40,6 +42,9 @@ class TenantDb:
     #: Why ``url``'s login cannot change the schema (a least-privilege URL was given and no
     #: registered server is on its host); ``None``: it can, as far as master knows.
     no_ddl: str | None = None
+    #: The store's schema in a shared database (``url`` confines sessions to it); ``None``
+    #: for a database of its own.
+    schema: str | None = None
 
 
 def tenant_databases(
@@ -81,9 +86,11 @@ def tenant_databases(
                 f"({row.config_data.get('host')}) to migrate it with"
             )
         url = migrator_url_on(box, row.config_data, row.secret_encrypted, server)
+        schema = None
         if row.db_schema and server is not None:  # one schema of a shared database
-            url = schema_url(url, str(row.config_data["database"]), row.db_schema)
-        found.append(TenantDb(row.id, row.slug, url, row.instance_id, no_ddl))
+            schema = row.db_schema
+            url = schema_url(url, str(row.config_data["database"]), schema)
+        found.append(TenantDb(row.id, row.slug, url, row.instance_id, no_ddl, schema))
     if slugs:
         missing = sorted(set(slugs) - {t.slug for t in found})
         if missing:
@@ -124,6 +131,47 @@ def tenant_connection(db: TenantDb) -> Iterator[Connection]:
     """One connection to the tenant database, closed (never pooled) afterwards."""
     with SERVERS.connect(db.url) as conn:
         yield conn
+
+
+class SharedSessions:
+    """For a read-only pass over many stores (``fleet status --verify``): each thread keeps
+    one session per shared database and moves it from store schema to store schema (``SET
+    search_path``, as the store's own URL does at connect) instead of starting a server
+    session per store. Each store is still checked by the identity guard in its schema; a
+    session that saw an error is closed, not reused. :meth:`close` ends them all."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._open: list[AbstractContextManager[Connection]] = []
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def connect(self, db: TenantDb) -> Iterator[Connection]:
+        """A session on ``db``'s shared database with ``search_path`` set to its schema
+        (``db`` must have a schema)."""
+        if db.schema is None:
+            raise ValueError(f"store {db.slug} has a database of its own")
+        held: dict[URL, Connection] = self._local.__dict__.setdefault("held", {})
+        key = db.url.difference_update_query(["options"])  # the database, whichever schema
+        conn = held.pop(key, None)
+        if conn is None or conn.closed or conn.invalidated:
+            opened = SERVERS.connect(key)
+            conn = opened.__enter__()
+            with self._lock:
+                self._open.append(opened)
+        schema = conn.dialect.identifier_preparer.quote(db.schema)
+        with single_statements(conn):
+            conn.exec_driver_sql(f"SET search_path TO {schema}")
+        yield conn  # an error escaping leaves it out of ``held``: never reused
+        if not conn.in_transaction():
+            held[key] = conn
+
+    def close(self) -> None:
+        """Close every session opened."""
+        with self._lock:
+            opened, self._open = self._open, []
+        for one in opened:
+            one.__exit__(None, None, None)
 
 
 def checked_revision(conn: Connection, db: TenantDb, spec: SchemaSpec) -> str | None:

@@ -129,3 +129,80 @@ def test_alike_schemas_of_one_shared_database_share_a_fingerprint(
     with first.connect() as a, second.connect() as b:
         assert fingerprint(a) != fingerprint(b)
         assert "add_index" in {d.kind for d in migrations.drift(b, spec)}
+
+
+#: One change of each kind Alembic's comparison reports, applied one after another; each must
+#: alter the fingerprint (else a database drifting that way would pass as a clean one). SQLite
+#: is left out: its fingerprint is every object's own CREATE statement, verbatim.
+_CHANGES = {
+    "postgresql": [
+        ("a column's type", "ALTER TABLE products ALTER COLUMN weight_grams TYPE BIGINT"),
+        ("a column's length", "ALTER TABLE products ALTER COLUMN name TYPE VARCHAR(200)"),
+        ("a column's nullability", "ALTER TABLE products ALTER COLUMN description SET NOT NULL"),
+        ("a column's default", "ALTER TABLE products ALTER COLUMN weight_grams SET DEFAULT 5"),
+        ("a column's comment", "COMMENT ON COLUMN products.name IS 'shown to buyers'"),
+        ("a table's comment", "COMMENT ON TABLE products IS 'the catalogue'"),
+        ("a unique constraint", "ALTER TABLE products DROP CONSTRAINT uq_products_sku"),
+        (
+            "an index's columns",
+            "DROP INDEX ix_products_status; "
+            "CREATE INDEX ix_products_status ON products (status, name)",
+        ),
+        (
+            "a foreign key's action",
+            "ALTER TABLE product_categories DROP CONSTRAINT "
+            "fk_product_categories_product_id_products; ALTER TABLE product_categories ADD "
+            "CONSTRAINT fk_product_categories_product_id_products FOREIGN KEY (product_id) "
+            "REFERENCES products (id)",
+        ),
+        ("a check constraint", "ALTER TABLE products ADD CONSTRAINT ck_w CHECK (weight_grams > 0)"),
+        ("a table", "CREATE TABLE legacy (id INTEGER PRIMARY KEY)"),
+    ],
+    "mysql": [
+        ("a column's type", "ALTER TABLE products MODIFY weight_grams BIGINT NULL"),
+        ("a column's length", "ALTER TABLE products MODIFY name VARCHAR(200) NOT NULL"),
+        ("a column's nullability", "ALTER TABLE products MODIFY description TEXT NOT NULL"),
+        ("a column's default", "ALTER TABLE products ALTER weight_grams SET DEFAULT 5"),
+        (
+            "a column's comment",
+            "ALTER TABLE products MODIFY name VARCHAR(200) NOT NULL COMMENT 'shown to buyers'",
+        ),
+        ("a table's comment", "ALTER TABLE products COMMENT = 'the catalogue'"),
+        ("a unique constraint", "ALTER TABLE products DROP INDEX uq_products_sku"),
+        (
+            "an index's columns",
+            "ALTER TABLE products DROP INDEX ix_products_status, "
+            "ADD INDEX ix_products_status (status, name)",
+        ),
+        (
+            "a foreign key's action",
+            "ALTER TABLE product_categories DROP FOREIGN KEY "
+            "fk_product_categories_product_id_products; ALTER TABLE product_categories ADD "
+            "CONSTRAINT fk_product_categories_product_id_products FOREIGN KEY (product_id) "
+            "REFERENCES products (id)",
+        ),
+        ("a check constraint", "ALTER TABLE products ADD CONSTRAINT ck_w CHECK (weight_grams > 0)"),
+        ("a table", "CREATE TABLE legacy (id INTEGER PRIMARY KEY)"),
+    ],
+}
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"], indirect=True)
+def test_each_kind_of_schema_change_changes_the_fingerprint(
+    new_database: DbFactory, engines: Callable[[URL], Engine], backend: str
+) -> None:
+    spec = _store_spec()
+    engine = engines(new_database("fpk", create=False))
+    migrated_database(engine.url, spec)
+    with engine.connect() as conn:
+        seen = {fingerprint(conn): "the clean schema"}
+        assert migrations.drift(conn, spec) == []  # the clean fingerprint is remembered
+    for what, sql in _CHANGES[backend]:
+        with engine.begin() as conn:
+            for statement in sql.split("; "):
+                conn.execute(text(statement))
+        with engine.connect() as conn:
+            fp = fingerprint(conn)
+            assert fp not in seen, f"{what}: the fingerprint of {seen.get(fp)}"
+            seen[fp] = what
+            assert migrations.drift(conn, spec), what  # not hidden by the remembered one

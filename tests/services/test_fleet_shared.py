@@ -8,10 +8,11 @@ import dataclasses
 import uuid
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from tenantry.db import migrations
 from tenantry.db.engines import make_engine
+from tenantry.db.shared_schemas import schema_url
 from tenantry.db.urls import parse_url
 from tenantry.operations.fleet_verify import verify_fleet
 from tenantry.operations.provision_shared import SharedProvisioned, provision_shared_store
@@ -74,3 +75,23 @@ def test_fleet_migrates_own_database_and_shared_schema_tenants_side_by_side(
     assert status.total == 6
     assert status.lagging == []
     assert status.per_revision == {"f002": 6}
+
+    # The shared stores are read on one session per database and thread, moved from schema
+    # to schema: a store whose schema drifted is still found, and only that one.
+    _in_schema(shared_db.database, shared[1].schema, "DROP INDEX ix_products_note")
+    checks = verify_fleet(platform.sessions, platform.box, spec)
+    bad = {c.slug: c.problems for c in checks if not c.ok}
+    assert list(bad) == [shared[1].slug]
+    assert any("add_index" in p and "ix_products_note" in p for p in bad[shared[1].slug])
+
+
+def _in_schema(database: str, schema: str, sql: str) -> None:
+    from tests.services.test_moves import admin_url
+
+    url = parse_url(admin_url("postgresql")).set(database=database)
+    engine = make_engine(schema_url(url, database, schema), pooled=False)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(sql))
+    finally:
+        engine.dispose()
