@@ -1,8 +1,10 @@
-"""A move's write fence, on real SQLite, PostgreSQL and MariaDB sources: a write transaction
-in flight on the source when the move starts is waited for (as long as it takes) and is in
-the target; one that never finishes fails the move after the fence's timeout, rolled back, the
-store writable again and the writer's own transaction left to commit; a mover killed right
-after the fence leaves a source the recovery sweep makes writable again."""
+"""A move's write fence, on real SQLite, PostgreSQL (a database of its own, a shared schema)
+and MariaDB sources: a write transaction in flight on the source when the move starts is
+waited for (as long as it takes) and is in the target; one that never finishes fails the move
+after the fence's timeout, rolled back, the store writable again and the writer's own
+transaction left to commit; a mover killed right after the fence leaves a source the recovery
+sweep makes writable again; a commit to a SQLite source after the fence fails the move before
+the switch."""
 
 from __future__ import annotations
 
@@ -26,9 +28,11 @@ from tenantry.services.write_blocks import ensure_writable
 from tests.conftest import require_server
 from tests.helpers import move_store, run_child
 from tests.platform_fixtures import platform, settings
-from tests.services.test_moves import BATCH, cleanup, provision, register, store_url
+from tests.operations.test_shared_moves import shared_store
+from tests.services.test_moves import BATCH, PRODUCTS, cleanup, provision, register, store_url
+from tests.shared_schema_fixtures import SharedDb, shared_db
 
-__all__ = ["cleanup", "platform", "settings"]
+__all__ = ["cleanup", "platform", "settings", "shared_db"]
 
 #: Each source backend, and where its store moves to.
 SOURCES = {"sqlite": "pg", "postgresql": "sqlite", "mysql": "sqlite"}
@@ -113,24 +117,19 @@ def _fence_timeout(
     )
 
 
-@pytest.mark.parametrize("backend", sorted(SOURCES))
-def test_a_write_in_flight_when_the_move_starts_is_waited_for_and_moved(
-    platform: Platform, cleanup: None, backend: str
-) -> None:
-    _on(platform, backend, "inflight")
-    write = InFlightWrite(platform, "inflight", "IN-FLIGHT")
+def _move_while_writing(platform: Platform, slug: str, to: str) -> StoreMove:
+    """Move the store to ``to`` while a write is in flight on it: the write commits
+    :data:`HELD_S` after the move starts waiting for it, and the move must wait that long."""
+    write = InFlightWrite(platform, slug, "IN-FLIGHT")
     waiting_since: list[float] = []
 
     def meanwhile(state: MoveProgress) -> None:
-        # The fence is raised right after this step is reported: the write commits only
-        # HELD_S later, so the move must wait that long and no longer.
+        # The fence is raised right after this step is reported.
         if state.step == "draining" and not waiting_since:
             waiting_since.append(time.monotonic())
             threading.Timer(HELD_S, write.release.set).start()
 
-    moved = _fence_timeout(platform, 30, on_progress=meanwhile).move(
-        "inflight", SOURCES[backend]
-    )
+    moved = _fence_timeout(platform, 30, on_progress=meanwhile).move(slug, to)
     write.finish()
 
     assert write.error is None, write.error
@@ -138,11 +137,35 @@ def test_a_write_in_flight_when_the_move_starts_is_waited_for_and_moved(
     assert moved.status == "completed", moved.error
     fence = moved.details["write_fence"]
     assert HELD_S * 0.8 <= fence["waited_s"] < 15, fence
-    assert fence["read_only"] is (backend == "postgresql")
+    assert "IN-FLIGHT" in _skus(platform, slug)  # the target has it
+    return moved
+
+
+@pytest.mark.parametrize("backend", sorted(SOURCES))
+def test_a_write_in_flight_when_the_move_starts_is_waited_for_and_moved(
+    platform: Platform, cleanup: None, backend: str
+) -> None:
+    _on(platform, backend, "inflight")
+
+    moved = _move_while_writing(platform, "inflight", SOURCES[backend])
+
+    assert moved.details["write_fence"]["read_only"] is (backend == "postgresql")
     with platform.sessions() as session:
         store = stores.get_store(session, "inflight")
         assert store.database_type == ("sqlite" if SOURCES[backend] == "sqlite" else "postgresql")
-    assert _skus(platform, "inflight") == ["IN-FLIGHT"]  # the target has it
+    assert _skus(platform, "inflight") == ["IN-FLIGHT"]
+
+
+def test_a_write_in_flight_on_a_shared_schema_is_waited_for_and_moved(
+    platform: Platform, shared_db: SharedDb, cleanup: None
+) -> None:
+    slug = shared_store(platform, shared_db.target, "fly")
+
+    moved = _move_while_writing(platform, slug, "sqlite")
+
+    assert moved.details["write_fence"]["read_only"] is True
+    assert "revoked" in moved.details["write_fence"]["how"]
+    assert len(_skus(platform, slug)) == PRODUCTS + 1
 
 
 @pytest.mark.parametrize("backend", sorted(SOURCES))
