@@ -37,6 +37,7 @@ still the store's database.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -207,7 +208,7 @@ def _end_sessions_before(
         f"WHERE {_PG_BEFORE}"
     )
     grace = min(READER_GRACE_S, timeout / 2)
-    ended, writers = 0, set()
+    ended, writers = 0, set[int]()
     while True:
         ended += int(conn.execute(end_idle, params).scalar_one())
         if time.monotonic() - started >= grace:
@@ -268,6 +269,11 @@ def _sqlite(url: URL, started: float, timeout: float) -> WriteFence:
         f"{path.resolve().as_uri()}?mode=rw", uri=True, isolation_level=None, timeout=timeout
     )
     try:
+        # WAL, as tenantry's engines open it: a file a rolled-back move left in rollback-journal
+        # mode would otherwise be switched by the copy's first connection, and that switch
+        # would count as a commit since the fence.
+        with contextlib.suppress(sqlite3.OperationalError):
+            conn.execute("PRAGMA journal_mode=WAL")
         try:
             conn.execute("BEGIN IMMEDIATE")  # waits (busy handler) for the writer in flight
         except sqlite3.OperationalError as exc:
