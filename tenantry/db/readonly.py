@@ -96,9 +96,7 @@ def make_read_only(url: URL, role: str | None = None) -> ReadOnlyOutcome:
     """
     schema = shared_schemas.schema_of(url)
     if schema is not None:
-        shared_schemas.revoke_writes(
-            url, str(url.database), schema, schema_role(url, schema, role)
-        )
+        shared_schemas.revoke_writes(url, str(url.database), schema, schema_role(url, schema, role))
         return ReadOnlyOutcome(True, f"INSERT, UPDATE, DELETE revoked from {role} on {schema}")
     backend = backend_of(url)
     if backend == "sqlite":
@@ -250,7 +248,7 @@ def make_writable(url: URL, state: dict[str, Any]) -> None:
                 conn.exec_driver_sql(f"ALTER DATABASE {name} RESET default_transaction_read_only")
                 since = state.get("read_only_since")
                 newer = " AND backend_start >= CAST(:since AS timestamptz)" if since else ""
-                end = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {_PG_OTHERS}"
-                conn.execute(text(end + newer), {"since": since} if since else {})
+                end = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                conn.execute(text(end + _PG_OTHERS + newer), {"since": since} if since else {})
         finally:
             engine.dispose()

@@ -60,7 +60,9 @@ READER_GRACE_S = 2.0
 POLL_S = 0.01
 #: PostgreSQL's "cannot execute … in a read-only transaction".
 _PG_READ_ONLY_TRANSACTION = "25006"
-_WRITE_LOCKS = "('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')"
+_WRITE_LOCKS = (
+    "('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')"
+)
 #: Client sessions on the database opened before the fence (autovacuum and the like are not).
 _PG_BEFORE = (
     "a.datname = current_database() AND a.pid <> pg_backend_pid() "
@@ -328,7 +330,7 @@ def _mysql_writers(url: URL, started: float, timeout: float) -> int:
                     raise _too_long(
                         url,
                         timeout,
-                        [f"connection id {r.thread}, its transaction begun {r.started}" for r in rows],
+                        [f"connection {r.thread}, its transaction begun {r.started}" for r in rows],
                     )
                 time.sleep(POLL_S)
             return len(seen)

@@ -71,6 +71,7 @@ from tenantry.services.permissions import ensure_may_write
 from tenantry.services.runtime_access import RuntimeAccess
 from tenantry.settings import Settings
 
+
 @dataclass
 class StoreMover:
     """Moves stores' databases; ``on_progress`` is called as the move advances."""

@@ -11,8 +11,8 @@ from sqlalchemy.engine import URL
 
 from tenantry.db import readonly
 from tenantry.db.engines import connect, make_engine
-from tenantry.db.write_fence import fence_writes
 from tenantry.db.tenant.store.models import Product
+from tenantry.db.write_fence import fence_writes
 from tenantry.operations.move_store import StoreMover
 from tenantry.services import servers, stores
 from tenantry.services.connections import migrator_url, tenant_url

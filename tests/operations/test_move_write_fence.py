@@ -27,8 +27,8 @@ from tenantry.services.move_progress import MoveProgress, ProgressCallback
 from tenantry.services.write_blocks import ensure_writable
 from tests.conftest import require_server
 from tests.helpers import move_store, run_child
-from tests.platform_fixtures import platform, settings
 from tests.operations.test_shared_moves import shared_store
+from tests.platform_fixtures import platform, settings
 from tests.services.test_moves import BATCH, PRODUCTS, cleanup, provision, register, store_url
 from tests.shared_schema_fixtures import SharedDb, shared_db
 
