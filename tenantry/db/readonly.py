@@ -168,6 +168,9 @@ def read_only_database(conn: Connection, database: str) -> None:
     """Make PostgreSQL ``database`` refuse writes in the sessions opened from now on (on an
     AUTOCOMMIT connection; the sessions already open are the caller's to end)."""
     name = conn.dialect.identifier_preparer.quote(database)
+    # This session may have begun read-only (a move's fence did it already): ALTER DATABASE
+    # is refused in one.
+    conn.exec_driver_sql("SET default_transaction_read_only = off")
     conn.exec_driver_sql(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
 
 

@@ -22,11 +22,12 @@ the block and before the copy:
   fence keeps a connection open and :meth:`WriteFence.confirm`, just before the switch, checks
   with ``PRAGMA data_version`` that no other connection committed to the file since the fence:
   a write that slipped in fails the move (rolled back) rather than being left behind.
-- **MySQL/MariaDB**: the InnoDB transactions open on the database at the fence that have
-  written (``information_schema.innodb_trx``: rows modified or tables locked) are waited for.
-  The source stays writable (there is no per-database read-only switch); the verification
-  catches a later write. Seeing other logins' transactions needs the PROCESS privilege (a
-  server's admin login has it).
+- **MySQL/MariaDB**: ``LOCK TABLES … READ`` on every table of the database waits for the
+  transactions that wrote to one of them (a writer keeps its metadata lock until its
+  transaction ends; readers pass), then is released at once. (Not ``innodb_trx``: InnoDB
+  refreshes it only when nobody read it for 0.1 s, so polling it keeps it stale.) The source
+  stays writable (there is no per-database read-only switch); the verification catches a
+  later write.
 
 A writer still running after ``timeout`` seconds (``TENANTRY_MOVE_WRITE_FENCE_SECONDS``) fails
 the move with a :class:`~tenantry.errors.Conflict` naming it. The move's rollback makes the
@@ -38,6 +39,7 @@ still the store's database.
 from __future__ import annotations
 
 import contextlib
+import math
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -45,6 +47,7 @@ from typing import Any
 
 from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import OperationalError
 
 from tenantry.db import shared_schemas
 from tenantry.db.engines import connect, make_engine, sqlite_path
@@ -152,11 +155,11 @@ def fence_writes(
         return _pg_database(url, started, timeout, {} if before is None else before)
     if backend == "sqlite":
         return _sqlite(url, started, timeout)
-    waited = _mysql_writers(url, started, timeout)
+    _mysql_writers(url, timeout)
     return WriteFence(
         False,
-        f"{waited} write transaction(s) in flight waited for; the source stays writable "
-        "(MySQL/MariaDB have no per-database read-only switch)",
+        "the write transactions in flight waited for (LOCK TABLES … READ, released at once); "
+        "the source stays writable (MySQL/MariaDB have no per-database read-only switch)",
         time.monotonic() - started,
     )
 
@@ -298,41 +301,34 @@ def _sqlite(url: URL, started: float, timeout: float) -> WriteFence:
 
 # ------------------------------------------------------------------ MySQL / MariaDB
 
-_MYSQL_TRX = (
-    "SELECT t.trx_mysql_thread_id AS thread, t.trx_started AS started, "
-    "(t.trx_rows_modified > 0 OR t.trx_tables_locked > 0) AS writing "
-    "FROM information_schema.innodb_trx t "
-    "JOIN information_schema.processlist p ON p.id = t.trx_mysql_thread_id "
-    "WHERE p.db = DATABASE() AND p.id <> CONNECTION_ID()"
-)
+#: MariaDB's "Lock wait timeout exceeded".
+_MYSQL_LOCK_WAIT_TIMEOUT = 1205
 
 
-def _mysql_writers(url: URL, started: float, timeout: float) -> int:
-    """Wait until the transactions open on the database now have ended or written nothing; how
-    many writers were waited for. A transaction is known by its thread and start (InnoDB gives
-    it a new id once it first writes)."""
+def _mysql_writers(url: URL, timeout: float) -> None:
+    """Wait for the transactions that wrote to one of the database's tables: ``LOCK TABLES
+    … READ`` on all of them waits for every writer's metadata lock (held until its
+    transaction ends) and lets readers through; released at once."""
     engine = make_engine(url, pooled=False)
     try:
         with connect(engine) as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            open_now = {(r.thread, r.started) for r in conn.execute(text(_MYSQL_TRX))}
-            seen: set[tuple[Any, Any]] = set()
-            while open_now:
-                rows = [
-                    r
-                    for r in conn.execute(text(_MYSQL_TRX))
-                    if r.writing and (r.thread, r.started) in open_now
-                ]
-                seen |= {(r.thread, r.started) for r in rows}
-                if not rows:
-                    break
-                if time.monotonic() - started >= timeout:
-                    raise _too_long(
-                        url,
-                        timeout,
-                        [f"connection {r.thread}, its transaction begun {r.started}" for r in rows],
-                    )
-                time.sleep(POLL_S)
-            return len(seen)
+            conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {max(1, math.ceil(timeout))}")
+            names = conn.scalars(
+                text(
+                    "SELECT table_name FROM information_schema.tables "
+                    "WHERE table_schema = DATABASE() AND table_type = 'BASE TABLE'"
+                )
+            ).all()
+            if not names:
+                return
+            q = conn.dialect.identifier_preparer.quote
+            try:
+                conn.exec_driver_sql("LOCK TABLES " + ", ".join(f"{q(n)} READ" for n in names))
+            except OperationalError as exc:
+                if getattr(exc.orig, "args", (None,))[0] != _MYSQL_LOCK_WAIT_TIMEOUT:
+                    raise
+                raise _too_long(url, timeout, ["a transaction that wrote to its tables"]) from None
+            conn.exec_driver_sql("UNLOCK TABLES")
     finally:
         engine.dispose()
