@@ -48,7 +48,7 @@ def test_backup_status_pages_and_says_how_to_get_the_next(cli: Invoke) -> None:
     assert seen == ["master", "billing", *every]  # each database once, in order
     assert sizes == [5, 3, 1]
 
-    last = cli("backup", "status", "--limit", "3", "--cursor", slug_of(5))
+    last = cli("backup", "status", "--limit", "3", "--cursor", slug_of(5), env={"COLUMNS": "200"})
     assert every[6] in last.stdout
     assert "--cursor" not in last.stdout  # the last page names no next one
     bad = cli("backup", "status", "--limit", "501")
