@@ -34,6 +34,18 @@ def _products_in(url: URL) -> int:
         engine.dispose()
 
 
+def _register_pg(api: Api) -> None:
+    """The local PostgreSQL server, registered as ``pg``."""
+    with api.platform.sessions.begin() as session:
+        servers.add_server(
+            session,
+            api.platform.box,
+            name="pg",
+            admin_url=SERVER_URLS["postgresql"],
+            actor="cli:test",
+        )
+
+
 def _assert_writes_refused(api: Api, slug: str, product_id: str) -> None:
     attempts: list[httpx.Response] = [
         api.client.post(f"/stores/{slug}/products", json=MUG | {"sku": "NO"}, headers=api.admin),
@@ -88,14 +100,8 @@ def test_a_moved_store_is_served_from_its_new_database(api: Api) -> None:
         )
         assert made.status_code == 201, made.text
     product_id = made.json()["id"]
-    with api.platform.sessions.begin() as session:
-        servers.add_server(
-            session,
-            api.platform.box,
-            name="pg",
-            admin_url=SERVER_URLS["postgresql"],
-            actor="cli:test",
-        )
+    _register_pg(api)
+    with api.platform.sessions() as session:
         config = stores.active_connection(session, stores.get_store(session, "mover"))
         assert config is not None
         source = tenant_url(api.platform.box, config)
@@ -145,14 +151,7 @@ def test_a_write_the_move_fence_refuses_is_a_503_and_reads_still_answer(api: Api
     # A write that passed the block check just before a move's block reaches a PostgreSQL
     # source the fence has made read-only: the client gets the block's 503, not a 500.
     require_server("postgresql")
-    with api.platform.sessions.begin() as session:
-        servers.add_server(
-            session,
-            api.platform.box,
-            name="pg",
-            admin_url=SERVER_URLS["postgresql"],
-            actor="cli:test",
-        )
+    _register_pg(api)
     result = api.provisioned_store("fenced", mode="create_new", server="pg")
     assert result["job"]["status"] == "completed", result["job"]
     made = api.client.post("/stores/fenced/products", json=MUG, headers=api.admin)
