@@ -95,6 +95,11 @@ class Settings(BaseSettings):
     move_keep_source_days: int = Field(
         7, ge=0, le=365, validation_alias="TENANTRY_MOVE_KEEP_SOURCE_DAYS"
     )
+    #: How long a move's write fence waits for a write transaction in flight on the source
+    #: (begun before the store's writes were blocked) before it fails the move, rolled back.
+    move_write_fence_seconds: float = Field(
+        30.0, gt=0, le=3600, validation_alias="TENANTRY_MOVE_WRITE_FENCE_SECONDS"
+    )
     #: Audit entries (master's and billing's) older than this many days are deleted by the
     #: scheduler: SOC 2 asks for a year, plus a margin for the auditor's window.
     audit_retention_days: int = Field(

@@ -52,9 +52,13 @@ def schema_snapshot(conn: Connection) -> dict[str, Any]:
 
 
 @contextmanager
-def busy_writer(url: URL, statement: Executable) -> Iterator[Callable[[], int]]:
+def busy_writer(
+    url: URL, statement: Executable, *, commit: bool = True
+) -> Iterator[Callable[[], int]]:
     """Commit ``statement`` over and over on a connection of its own (a worker writing the
-    same database) until the block ends; yields how many commits it has made so far."""
+    same database) until the block ends; yields how many commits it has made so far. With
+    ``commit`` False each transaction is rolled back instead: the write lock is taken over
+    and over, and nothing is ever written."""
     stop = threading.Event()
     writes = 0
 
@@ -63,8 +67,12 @@ def busy_writer(url: URL, statement: Executable) -> Iterator[Callable[[], int]]:
         engine = make_engine(url, pooled=False)
         try:
             while not stop.is_set():
-                with engine.begin() as conn:
+                with engine.connect() as conn:
                     conn.execute(statement)
+                    if commit:
+                        conn.commit()
+                    else:
+                        conn.rollback()
                 writes += 1
         finally:
             engine.dispose()
@@ -251,6 +259,5 @@ def move_store(slug: str, server: str) -> None:
         platform.box,
         settings,
         platform.tenant_spec,
-        drain_seconds=0,
         actor="cli:test",
     ).move(slug, server)

@@ -31,7 +31,7 @@ from tenantry.settings import load_settings
 
 _STEPS = {
     "starting": "starting",
-    "draining": "blocking writes",
+    "draining": "waiting for writes in flight",
     "create_database": "creating the database",
     "create_tables": "creating tables",
     "copy": "copying rows",

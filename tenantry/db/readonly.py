@@ -32,7 +32,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Connection, Engine, event, text
 from sqlalchemy.engine import URL
 
 from tenantry.db import shared_schemas
@@ -96,9 +96,7 @@ def make_read_only(url: URL, role: str | None = None) -> ReadOnlyOutcome:
     """
     schema = shared_schemas.schema_of(url)
     if schema is not None:
-        shared_schemas.revoke_writes(
-            url, str(url.database), schema, _schema_role(url, schema, role)
-        )
+        shared_schemas.revoke_writes(url, str(url.database), schema, schema_role(url, schema, role))
         return ReadOnlyOutcome(True, f"INSERT, UPDATE, DELETE revoked from {role} on {schema}")
     backend = backend_of(url)
     if backend == "sqlite":
@@ -157,14 +155,23 @@ def _postgresql(url: URL) -> ReadOnlyOutcome:
     try:
         with connect(engine) as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-            name = conn.dialect.identifier_preparer.quote(str(url.database))
-            conn.exec_driver_sql(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
+            read_only_database(conn, str(url.database))
             ended = _end_sessions(conn)
     finally:
         engine.dispose()
     return ReadOnlyOutcome(
         True, f"default_transaction_read_only = on; {ended} other session(s) ended"
     )
+
+
+def read_only_database(conn: Connection, database: str) -> None:
+    """Make PostgreSQL ``database`` refuse writes in the sessions opened from now on (on an
+    AUTOCOMMIT connection; the sessions already open are the caller's to end)."""
+    name = conn.dialect.identifier_preparer.quote(database)
+    # This session may have begun read-only (a move's fence did it already): ALTER DATABASE
+    # is refused in one.
+    conn.exec_driver_sql("SET default_transaction_read_only = off")
+    conn.exec_driver_sql(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
 
 
 def _end_sessions(conn: Any) -> int:
@@ -189,7 +196,8 @@ def _end_sessions(conn: Any) -> int:
     return ended + int(conn.execute(text(end), {"switched": switched}).scalar_one())
 
 
-def _schema_role(url: URL, schema: str, role: str | None) -> str:
+def schema_role(url: URL, schema: str, role: str | None) -> str:
+    """``role``, the tenant role of the shared-schema store at ``url``; a bug when missing."""
     if role is None:
         raise DatabaseAdminError(
             f"schema {schema} of {mask(url)} is a shared-schema store's: its tenant role is "
@@ -214,14 +222,16 @@ def make_writable(url: URL, state: dict[str, Any]) -> None:
     """Undo :func:`make_read_only`: the database takes writes again, as before.
 
     PostgreSQL: the setting is reset and the sessions that started read-only meanwhile are
-    ended (they reconnect writable). SQLite: the file's mode recorded by
+    ended (they reconnect writable): those opened since ``state["read_only_since"]`` when it
+    is recorded (a move's write fence: the older sessions were writable all along), else all
+    the database's other sessions. SQLite: the file's mode recorded by
     :func:`writable_state` comes back (the engines switch it to WAL again as they connect).
     """
     schema = shared_schemas.schema_of(url)
     if schema is not None:
         role = state.get("role")
         shared_schemas.grant_writes(
-            url, str(url.database), schema, _schema_role(url, schema, str(role) if role else None)
+            url, str(url.database), schema, schema_role(url, schema, str(role) if role else None)
         )
         return
     backend = backend_of(url)
@@ -239,11 +249,9 @@ def make_writable(url: URL, state: dict[str, Any]) -> None:
                 # This session began read-only too; ALTER DATABASE is refused in one.
                 conn.exec_driver_sql("SET default_transaction_read_only = off")
                 conn.exec_driver_sql(f"ALTER DATABASE {name} RESET default_transaction_read_only")
-                conn.execute(
-                    text(
-                        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
-                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                    )
-                )
+                since = state.get("read_only_since")
+                newer = " AND backend_start >= CAST(:since AS timestamptz)" if since else ""
+                end = "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                conn.execute(text(end + _PG_OTHERS + newer), {"since": since} if since else {})
         finally:
             engine.dispose()

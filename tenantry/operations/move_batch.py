@@ -112,7 +112,6 @@ class MoveBatch:
     parent_id: uuid.UUID
     on_progress: OnMoveProgress | None = None
     on_done: OnStoreDone | None = None
-    drain_seconds: float | None = None
     stopped: bool = field(default=False, init=False)
     _done: int = field(default=0, init=False)
     _total: int = field(default=0, init=False)
@@ -185,7 +184,7 @@ class MoveBatch:
             if self.on_progress is not None and slug is not None:
                 self.on_progress(slug, state)
 
-        mover = StoreMover(
+        return StoreMover(
             self.sessions,
             self.box,
             self.settings,
@@ -194,9 +193,6 @@ class MoveBatch:
             on_progress=told,
             parent_id=self.parent_id,
         )
-        if self.drain_seconds is not None:
-            mover.drain_seconds = self.drain_seconds
-        return mover
 
     def _move(self, planned: PlannedMove) -> StoreOutcome:
         if self.stopped:
@@ -278,13 +274,12 @@ class MoveBatch:
 @dataclass
 class MoveRunner:
     """What runs a batch of moves on ``platform`` as ``actor`` (a drain, a rebalance): who
-    is told of progress, and each move's write-drain pause."""
+    is told of progress."""
 
     platform: Platform
     actor: str
     on_progress: OnMoveProgress | None = None
     on_done: OnStoreDone | None = None
-    drain_seconds: float | None = None
 
     def claim(self, kit: OperationKit, operation_id: uuid.UUID, *, again: str) -> Operation:
         """Claim the batch operation; one held by a process of this host that died is waited
@@ -321,7 +316,6 @@ class MoveRunner:
             operation_id,
             on_progress=self.on_progress,
             on_done=self.on_done,
-            drain_seconds=self.drain_seconds,
         )
 
 

@@ -6,6 +6,15 @@ and the store's write block ends with that lease), then the target is created, c
 verified (:mod:`.move_copy`), the source made read-only, and the store switched over in one
 master transaction that also records the operation ``succeeded`` (:func:`switch_store`).
 
+Between the block and the copy, the source's write fence (:mod:`tenantry.db.write_fence`)
+waits for the writes in flight there, as long as they take and no longer than
+``TENANTRY_MOVE_WRITE_FENCE_SECONDS``: a request that passed the block check just before the
+block commits to the source first, and is copied. From the fence on no write lands on the
+source unseen: PostgreSQL refuses them (the database read-only, or the shared schema's writes
+revoked), SQLite's commits since the fence are looked for before the switch, and on MariaDB
+the verification catches them. A writer that outlasts the timeout fails the move (rolled back,
+the source writable again).
+
 Any failure before the switch, Ctrl-C, or ``tenantry ops cancel`` (honoured at every progress
 report up to the switch) rolls back: the source writable again, the target dropped if the move
 created it, the block lifted, the store still served from its source; the operation ends
@@ -19,7 +28,6 @@ No master transaction is held open while tenant databases are read or written.
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -45,6 +53,7 @@ from tenantry.db.readonly import make_read_only, writable_state
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import utcnow
 from tenantry.db.urls import mask
+from tenantry.db.write_fence import WriteFence, fence_writes
 from tenantry.errors import Conflict
 from tenantry.failpoints import failpoint
 from tenantry.observability import metrics
@@ -62,11 +71,6 @@ from tenantry.services.permissions import ensure_may_write
 from tenantry.services.runtime_access import RuntimeAccess
 from tenantry.settings import Settings
 
-#: After blocking writes, wait this long before copying, so write requests that passed the
-#: check just before the block commit to the source first (verification would catch any
-#: later one as a mismatch).
-DRAIN_SECONDS = 2.0
-
 
 @dataclass
 class StoreMover:
@@ -78,7 +82,6 @@ class StoreMover:
     spec: SchemaSpec
     actor: str
     on_progress: ProgressCallback | None = None
-    drain_seconds: float = DRAIN_SECONDS
     batch_rows: int = copy.BATCH_ROWS
     #: The operation this move is part of (a server's drain or a rebalance), if any.
     parent_id: uuid.UUID | None = None
@@ -213,8 +216,42 @@ class StoreMover:
     # ------------------------------------------------------------------ copy, verify, switch
 
     def _copy_verify_switch(self, run: MoveRun) -> None:
+        fence = self._fence(run)
+        try:
+            runtime = self._copy_verify(run)
+            fence.confirm(run.plan.source_url)  # nothing reached the source since the fence
+        finally:
+            fence.close()
+        self._make_source_read_only(run)
+        self._switch(run, runtime)
+
+    def _fence(self, run: MoveRun) -> WriteFence:
+        """The source's write fence, raised once the block is set (see the module's
+        description); what makes the source writable again is recorded before it changes."""
+        plan = run.plan
+        # Recorded first: a rollback, or a later move taking over from a dead mover, puts it
+        # back (the report writes it before the fence changes anything).
+        before = writable_state(plan.source_url, plan.source_role)
+        run.details["source_before"] = before
         run.report("draining", 2)
-        time.sleep(self.drain_seconds)
+        fence = fence_writes(
+            plan.source_url,
+            self.settings.move_write_fence_seconds,
+            plan.source_role,
+            before=before,  # completed with what a rollback needs as the fence goes
+        )
+        if fence.applied_read_only:
+            run.details["source_read_only"] = {"applied": True, "how": fence.how}
+        run.details["write_fence"] = fence.document()
+        try:
+            failpoint("move.write_fence")
+        except BaseException:
+            fence.close()
+            raise
+        return fence
+
+    def _copy_verify(self, run: MoveRun) -> RuntimeAccess | None:
+        """Create the target, copy and verify; the store's runtime access on the target."""
         self._create_target(run)
         source = make_engine(run.plan.source_url, pool_size=1)
         target = make_engine(run.plan.target_url, pool_size=1)
@@ -246,9 +283,7 @@ class StoreMover:
             target.dispose()
         run.write()  # the last step boundary where a cancel request is honoured
         failpoint("move.before_switch")
-        runtime = self._runtime_access(run)
-        self._make_source_read_only(run)
-        self._switch(run, runtime)
+        return self._runtime_access(run)
 
     def _runtime_access(self, run: MoveRun) -> RuntimeAccess | None:
         """The store's runtime login on the target, with service grants on the copy (the
@@ -276,7 +311,7 @@ class StoreMover:
         # to restore is recorded first: a rollback, or a later move taking over from a dead
         # mover, puts it back.
         plan = run.plan
-        run.details["source_before"] = writable_state(plan.source_url, plan.source_role)
+        run.details.setdefault("source_before", writable_state(plan.source_url, plan.source_role))
         run.report("source_read_only", 95)
         run.details["source_read_only"] = make_read_only(
             plan.source_url, plan.source_role

@@ -51,16 +51,18 @@ class FleetStatus:
     next_cursor: str | None = None  # the next page's cursor; None on the last page
 
 
-def check_page(limit: int, cursor: str | None) -> None:
-    """``limit`` 1 to :data:`MAX_LIMIT`; ``cursor`` a slug a previous page returned."""
-    if not 1 <= limit <= MAX_LIMIT:
+def check_page(
+    limit: int, cursor: str | None, *, most: int = MAX_LIMIT, listing: str = "fleet status"
+) -> None:
+    """``limit`` 1 to ``most``; ``cursor`` a slug a previous page of ``listing`` returned."""
+    if not 1 <= limit <= most:
         raise InvalidInput(
             f"limit {limit} is out of range.",
-            f"Give 1 to {MAX_LIMIT} stores per page; walk the rest with the next cursor.",
+            f"Give 1 to {most} stores per page; walk the rest with the next cursor.",
         )
     if cursor is not None and not 0 < len(cursor) <= CURSOR_MAX:
         raise InvalidInput(
-            "cursor is not one fleet status returned.",
+            f"cursor is not one {listing} returned.",
             "Pass next_cursor of the previous page (a store slug), or leave it out.",
         )
 

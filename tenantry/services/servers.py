@@ -6,7 +6,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from sqlalchemy import or_, select, text, union
+from sqlalchemy import func, or_, select, text, union
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
@@ -150,21 +150,28 @@ def remove_server(session: Session, name: str, *, actor: str) -> None:
     )
 
 
+#: The stores a refused removal names (the others are counted).
+NAMED_STORES = 20
+
+
 def refuse_removal(session: Session, server: DatabaseServer) -> None:
     """Raise :class:`Conflict` naming the stores whose databases live on ``server``."""
     name = server.name
-    slugs = _stores_on(session, server)
-    if slugs:
-        shown = ", ".join(slugs[:20]) + (f" and {len(slugs) - 20} more" if len(slugs) > 20 else "")
+    count, slugs = _stores_on(session, server)
+    if count:
+        more = count - len(slugs)
+        shown = ", ".join(slugs) + (f" and {more} more" if more > 0 else "")
         raise Conflict(
-            f"server {name!r} holds the databases of {len(slugs)} store(s): {shown}.",
+            f"server {name!r} holds the databases of {count} store(s): {shown}.",
             "Move them (`tenantry stores move SLUG --to-server OTHER`) or delete the stores "
             "first; a moved store's source database counts until its keep-until date.",
         )
 
 
-def _stores_on(session: Session, server: DatabaseServer) -> list[str]:
-    """Slugs of the stores with a database (or one being made, or a kept source) on ``server``."""
+def _stores_on(session: Session, server: DatabaseServer) -> tuple[int, list[str]]:
+    """How many stores have a database (or one being made, or a kept source) on ``server``,
+    and the first :data:`NAMED_STORES` of their slugs (counted by the database, never all
+    read: a server may hold thousands)."""
     kept_source = (
         select(StoreMove.id)
         .where(
@@ -187,11 +194,12 @@ def _stores_on(session: Session, server: DatabaseServer) -> list[str]:
             StoreMove.operation_status.in_(ACTIVE_STATUSES),
         ),
     ).subquery()
-    return list(
-        session.scalars(
-            select(Store.slug).where(Store.id.in_(select(on_server.c[0]))).order_by(Store.slug)
-        )
-    )
+    on_it = Store.id.in_(select(on_server.c[0]))
+    count = session.scalar(select(func.count()).select_from(Store).where(on_it)) or 0
+    if not count:
+        return 0, []
+    named = select(Store.slug).where(on_it).order_by(Store.slug).limit(NAMED_STORES)
+    return count, list(session.scalars(named))
 
 
 def list_servers(session: Session) -> list[DatabaseServer]:

@@ -9,11 +9,13 @@ import httpx
 from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
+from tenantry.db import readonly
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.tenant.store.models import Product
+from tenantry.db.write_fence import fence_writes
 from tenantry.operations.move_store import StoreMover
 from tenantry.services import servers, stores
-from tenantry.services.connections import tenant_url
+from tenantry.services.connections import migrator_url, tenant_url
 from tenantry.services.move_progress import MoveProgress
 from tenantry.services.write_blocks import MAX_RETRY_AFTER_S
 from tests.api.conftest import Api
@@ -30,6 +32,18 @@ def _products_in(url: URL) -> int:
             return int(conn.scalar(select(func.count()).select_from(Product)) or 0)
     finally:
         engine.dispose()
+
+
+def _register_pg(api: Api) -> None:
+    """The local PostgreSQL server, registered as ``pg``."""
+    with api.platform.sessions.begin() as session:
+        servers.add_server(
+            session,
+            api.platform.box,
+            name="pg",
+            admin_url=SERVER_URLS["postgresql"],
+            actor="cli:test",
+        )
 
 
 def _assert_writes_refused(api: Api, slug: str, product_id: str) -> None:
@@ -86,14 +100,8 @@ def test_a_moved_store_is_served_from_its_new_database(api: Api) -> None:
         )
         assert made.status_code == 201, made.text
     product_id = made.json()["id"]
-    with api.platform.sessions.begin() as session:
-        servers.add_server(
-            session,
-            api.platform.box,
-            name="pg",
-            admin_url=SERVER_URLS["postgresql"],
-            actor="cli:test",
-        )
+    _register_pg(api)
+    with api.platform.sessions() as session:
         config = stores.active_connection(session, stores.get_store(session, "mover"))
         assert config is not None
         source = tenant_url(api.platform.box, config)
@@ -113,7 +121,6 @@ def test_a_moved_store_is_served_from_its_new_database(api: Api) -> None:
         api.platform.settings,
         api.platform.tenant_spec,
         on_progress=meanwhile,
-        drain_seconds=0,
         actor="cli:test",
     )
     try:
@@ -137,4 +144,41 @@ def test_a_moved_store_is_served_from_its_new_database(api: Api) -> None:
         assert _products_in(target) == 4
         assert _products_in(source) == 3
     finally:
+        drop_server_databases(api.platform)
+
+
+def test_a_write_the_move_fence_refuses_is_a_503_and_reads_still_answer(api: Api) -> None:
+    # A write that passed the block check just before a move's block reaches a PostgreSQL
+    # source the fence has made read-only: the client gets the block's 503, not a 500.
+    require_server("postgresql")
+    _register_pg(api)
+    result = api.provisioned_store("fenced", mode="create_new", server="pg")
+    assert result["job"]["status"] == "completed", result["job"]
+    made = api.client.post("/stores/fenced/products", json=MUG, headers=api.admin)
+    assert made.status_code == 201, made.text
+    with api.platform.sessions() as session:
+        store = stores.get_store(session, "fenced")
+        config = stores.active_connection(session, store)
+        assert config is not None
+        source = migrator_url(session, api.platform.box, config)
+    before = readonly.writable_state(source)
+    fence = fence_writes(source, 5)  # as a move does, with no block set in master
+    try:
+        assert fence.applied_read_only
+        refused = api.client.post(
+            "/stores/fenced/products", json=MUG | {"sku": "LATE"}, headers=api.admin
+        )
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"] == "5"
+        assert refused.json()["error"]["type"] == "WritesBlocked"
+        listed = api.client.get("/stores/fenced/products", headers=api.admin)
+        assert listed.status_code == 200
+        assert [p["sku"] for p in listed.json()] == ["MUG-1"]
+        readonly.make_writable(source, {**before, "read_only_since": fence.read_only_since})
+        again = api.client.post(
+            "/stores/fenced/products", json=MUG | {"sku": "AFTER"}, headers=api.admin
+        )
+        assert again.status_code == 201, again.text
+    finally:
+        readonly.make_writable(source, before)
         drop_server_databases(api.platform)

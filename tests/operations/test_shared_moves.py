@@ -371,7 +371,6 @@ def test_draining_a_server_keeps_a_shared_store_in_a_shared_database(
     before = digests(migrator(platform, slug), platform)
     register(platform, "pg-new", "postgresql")  # the same local server, registered again
     drain = ServerDrain(platform, "cli:test")
-    drain.drain_seconds = 0
     started = drain.start(shared_db.server)
     assert started.operation_id is not None
 

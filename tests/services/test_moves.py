@@ -234,8 +234,7 @@ def digests(url: URL, platform: Platform) -> dict[str, tuple[int, str]]:
 
 
 def mover(platform: Platform, **kwargs: Any) -> StoreMover:
-    """A mover with no drain pause and small batches."""
-    kwargs.setdefault("drain_seconds", 0)
+    """A mover with small batches."""
     kwargs.setdefault("batch_rows", BATCH)
     kwargs.setdefault("actor", "cli:test")
     return StoreMover(
@@ -772,7 +771,8 @@ def test_a_sqlite_source_another_process_keeps_writing_is_still_made_read_only(
     filled(platform, "busy")
     source = store_url(platform, "busy")
     # What a running `tenantry up` does to the file: a connection that stays open and keeps
-    # taking the write lock (a write that changes nothing, so verification still matches).
+    # taking the write lock (rolled back each time: a write committed after the move's fence
+    # would fail the move, see test_move_write_fence).
     # ``held_open``: and a pooled connection that never closes (the API's), with which
     # SQLite cannot leave WAL mode however long the move waits.
     touch = text("UPDATE tenantry_identity SET role = role")
@@ -781,7 +781,7 @@ def test_a_sqlite_source_another_process_keeps_writing_is_still_made_read_only(
     if not held_open:
         pooled.close()
 
-    with busy_writer(source, touch) as writes:
+    with busy_writer(source, touch, commit=False) as writes:
         moved = mover(platform).move("busy", "pg")
         assert writes() > 0
     pooled.close()

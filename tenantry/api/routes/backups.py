@@ -15,6 +15,7 @@ from tenantry.backup.storage import storage_for
 from tenantry.db.master.models import BackupStatus
 from tenantry.operations import backup_request
 from tenantry.services.backups import catalog, scheduling
+from tenantry.services.backups.scheduling import STATUS_MAX
 from tenantry.services.backups.verification import get_backup
 
 router = APIRouter(prefix="/backups", tags=["backups"])
@@ -98,10 +99,6 @@ def list_backups(
         master, scope=db, status=backup_status.value if backup_status else None, limit=limit
     )
     return [_out(catalog.backup_document(b, storage)) for b in found]
-
-
-#: Databases ``GET /backups/status`` answers for at most per page.
-STATUS_MAX = 500
 
 
 @router.get("/status", response_model=list[ProtectionOut])

@@ -30,11 +30,14 @@ from tenantry.api.schemas import (
 from tenantry.db.master.models import Store
 from tenantry.db.statement_timeout import is_statement_timeout
 from tenantry.db.tenant.store.models import Product
-from tenantry.errors import DatabaseUnreachable, TenantryError
+from tenantry.db.write_fence import refused_by_fence
+from tenantry.errors import DatabaseUnreachable, TenantryError, WritesBlocked
 from tenantry.services import store_data
 from tenantry.services.write_blocks import ensure_writable
 
 router = APIRouter(prefix="/stores/{store_ref}", tags=["store data"])
+#: Retry-After of a write refused by a move's write fence (the move's block is set by then).
+FENCED_RETRY_AFTER_S = 5
 
 
 @dataclass
@@ -59,6 +62,8 @@ def tenant_call(
 
     Writes to a store whose database is being moved or restored are refused (503 with
     Retry-After) before anything is routed; reads keep being served from its database. A
+    write that passed that check just before a move's block and that the move's write fence
+    then refused (PostgreSQL, the source read-only) is the same 503, nothing changed. A
     store database that cannot be reached is a 503 with Retry-After that names no host. The
     log records the status the client gets (:func:`status_of`, as the error handlers do); a
     call refused for the quota is logged but not counted against it.
@@ -89,6 +94,14 @@ def tenant_call(
             "the platform operator should check the store's database server.",
         ) from None
     except BaseException as exc:
+        if refused_by_fence(exc):  # a write that raced a move's block, refused by its fence
+            code, error = 503, "writes paused"
+            raise WritesBlocked(
+                f"store {slug!r} accepts no writes for now: its database is being moved; "
+                "reads still work. Nothing was changed.",
+                "Retry after the number of seconds in the Retry-After header.",
+                retry_after=FENCED_RETRY_AFTER_S,
+            ) from None
         code = status_of(exc)
         error = exc.message if isinstance(exc, TenantryError) else type(exc).__name__
         raise

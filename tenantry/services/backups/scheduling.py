@@ -34,6 +34,9 @@ from tenantry.services.backups.targets import (
 from tenantry.settings import Settings
 
 IN_PROGRESS = (BackupStatus.QUEUED, BackupStatus.RUNNING)
+#: The most stores one page of the protection status has (``backup status``, ``GET
+#: /backups/status``).
+STATUS_MAX = 500
 #: Past this share of the policy's maximum age, a protected database is shown amber.
 AMBER_SHARE = 0.75
 
