@@ -96,26 +96,20 @@ def write_creating(
     spare = spares.claim_ready(conn, job.database_server_id, template) if pooled else None
     step: dict[str, Any] = {"step": "connect", "message": "creating the database"}
     values: dict[str, Any] = {"database_created": True, "progress": 5}
-    if spare is None and backend_of(url) == "sqlite":
-        # The file is made from the template with its identity and initial data in one
-        # go (tenantry.db.sqlite_prepared): from here on the job is at the seed step.
+    if spare is not None or backend_of(url) == "sqlite":
+        # The database is made (a spare), or is made with its identity and initial data in
+        # one go (a SQLite file, tenantry.db.sqlite_prepared): the job is at the seed step.
         values["progress"] = SEED_PROGRESS
         step = {
             "step": "seed",
             "progress_current": tables,
             "progress_total": tables,
-            "message": "copying the template with identity and initial data",
+            "message": "claimed a spare database; stamping identity"
+            if spare is not None
+            else "copying the template with identity and initial data",
         }
     if spare is not None:
         values["target"] = {**(job.destination or {}), "spare": spare.database_name}
-        values["progress"] = SEED_PROGRESS
-        # The database is made: what the job does next is the seed step's work.
-        step = {
-            "step": "seed",
-            "progress_current": tables,
-            "progress_total": tables,
-            "message": "claimed a spare database; stamping identity",
-        }
     conn.execute(update(Operation).where(Operation.id == job.id).values(**step))
     conn.execute(update(JOB).where(JOB.c.id == job.id).values(**values))
     return spare
