@@ -181,7 +181,7 @@ def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> di
         if server_url is not None:
             tenantry(env, "servers", "add", SERVER, "--url", PG_URL)
         try:
-            with running_server(env, Path(tmp) / "server.log", workers=workers or 1) as server:
+            with running_server(env, Path(tmp) / "server.log", workers=workers) as server:
                 say(f"{backend}: {n} stores from {clients} clients")
                 t0 = time.perf_counter()
                 sent = asyncio.run(

@@ -8,14 +8,15 @@ hide its cost); then for each store create_store + request_provisioning + Provis
 (create-new: a SQLite file, or a new database on the PostgreSQL server through the template
 fast path), timed one by one (median, mean, p90, p99, max), twice: cold (no spare pool) and
 with a warm pool (refilled before each store, not timed, so each store claims a spare database
-cloned ahead: the claim, rename and stamp are what is timed). The floor, measured in the same
-run: a plain copy of the template (``CREATE DATABASE … TEMPLATE``, or a file copy), timed
-after each store (interleaved, the median reported; also 20 in a row before the stores,
-``copy_apart_ms``), and a new empty database. Then the routing overhead: the same query
-through ``TenantRouter.session`` and on a directly held engine. Prints a table and writes
-JSON with the run's machine, versions and commit. Everything the bench created on the server
-is dropped, the template too unless it was there before; the server's database list is
-compared before and after.
+cloned ahead: the claim, rename and stamp are what is timed; the run stops unless every
+store of a warm row, and none of a cold one, took a spare: ``spares_claimed``). The floor,
+measured in the same run: a plain copy of the template (``CREATE DATABASE … TEMPLATE``, or
+a file copy), timed after each store (interleaved, the median reported; also 20 in a row
+before the stores, ``copy_apart_ms``), and a new empty database. Then the routing overhead:
+the same query through ``TenantRouter.session`` and on a directly held engine. Prints a table
+and writes JSON with the run's machine, versions and commit. Everything the bench created on
+the server is dropped, the template too unless it was there before; the server's database
+list is compared before and after.
 """
 
 from __future__ import annotations
@@ -89,6 +90,7 @@ def bench_provision(backend: str, n: int, *, warm: bool = False) -> dict[str, An
         per_store: list[float] = []
         copies: list[float] = []
         created: list[str] = []
+        claimed = 0  # stores whose database is a spare of the pool, not a copy made for them
         started = time.perf_counter()
         for i in range(n):
             if warm:
@@ -119,10 +121,13 @@ def bench_provision(backend: str, n: int, *, warm: bool = False) -> dict[str, An
             per_store.append((time.perf_counter() - t0) * 1000)
             if outcome != "completed":
                 raise SystemExit(f"store {i} ended {outcome}")
+            claimed += _claimed_a_spare(platform, job_id)
             # The floor between the stores, so both see the same state of the machine (a
             # floor timed apart from them was 10x off on PostgreSQL right after a checkpoint).
             copies.append(floor_copy(backend, platform, Path(tmp), f"{stamp}_{i}"))
         total = time.perf_counter() - started
+        if claimed != (n if warm else 0):  # the row would not measure the path it names
+            raise SystemExit(f"{backend}, {'warm' if warm else 'cold'}: {claimed} of {n} spares")
         routing = bench_routing(platform)
         if warm:  # the pool's last spares go with the run
             spare_pool.refill(
@@ -144,9 +149,18 @@ def bench_provision(backend: str, n: int, *, warm: bool = False) -> dict[str, An
             "template_build_ms": template,
             "floor": floor | {"copy_ms": summary(copies)["median"], "copies": "interleaved"},
             "per_store_ms": summary(per_store),
+            "spares_claimed": claimed,
             "total_s": total,
             "routing": routing,
         }
+
+
+def _claimed_a_spare(platform: Platform, job_id: uuid.UUID) -> bool:
+    """Whether job ``job_id`` took its database from the spare pool (its record names the
+    spare it claimed) rather than copying the template."""
+    with platform.sessions() as session:
+        job = provisioning.get_job(session, job_id)
+        return bool((job.destination or {}).get("spare"))
 
 
 #: Copies of the template timed for the floor.

@@ -132,13 +132,15 @@ def _group_alive(pgid: int) -> bool:
 def running_server(
     env: dict[str, str],
     log: Path,
-    workers: int = 1,
+    workers: int | None = 1,
     api_workers: int = 1,
     cpus: frozenset[int] | None = None,
 ) -> Iterator[Server]:
-    """``tenantry up`` on a free port, ready; stopped on exit whatever happened. With
-    ``cpus``, it and its worker run on those CPUs only (``benchkit.CpuSplit``)."""
+    """``tenantry up`` on a free port, ready; stopped on exit whatever happened. ``workers``:
+    its worker's threads (None: ``up``'s default). With ``cpus``, it and its worker run on
+    those CPUs only (``benchkit.CpuSplit``)."""
     port = _free_port()
+    threads = [] if workers is None else ["--workers", str(workers)]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [
@@ -150,8 +152,7 @@ def running_server(
                 "127.0.0.1",
                 "--port",
                 str(port),
-                "--workers",
-                str(workers),
+                *threads,
                 "--api-workers",
                 str(api_workers),
                 "--no-access-log",

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
@@ -71,6 +73,23 @@ def dispose_server_engines() -> None:
         _engines.clear()
     for engine in engines:
         engine.dispose()
+
+
+@contextmanager
+def server_connection(url: URL) -> Iterator[Connection]:
+    """An AUTOCOMMIT connection to the server of ``url`` (PostgreSQL's ``postgres`` database,
+    no database on MySQL/MariaDB) from the process's pooled engine for that server, so
+    server-level statements (logins, grants of roles) pay no new connection each; an
+    unreachable server is :class:`~tenantry.errors.DatabaseUnreachable`."""
+    engine = _server_engine(url)
+    try:
+        conn = engine.connect()
+    except (OperationalError, InterfaceError) as exc:
+        raise describe_connect_error(_server_url(url), exc) from None
+    except FileNotFoundError as exc:
+        raise unreadable_tls_file(_server_url(url), exc) from None
+    with conn:
+        yield conn
 
 
 def database_exists(url: URL) -> bool:

@@ -113,7 +113,16 @@ def _backend(admin_url: URL) -> str:
 
 @contextmanager
 def admin_connection(admin_url: URL, database: str | None = None) -> Iterator[Connection]:
-    """An AUTOCOMMIT connection as the admin, in ``database`` (PostgreSQL) or none."""
+    """An AUTOCOMMIT connection as the admin, in ``database`` (PostgreSQL) or none: without
+    one, a connection of the server's pooled admin engine (logins are made, renamed and
+    dropped one after another; each would otherwise open and close a session)."""
+    if database is None:
+        # Imported here: tenantry.db.admin imports shared_schemas, which imports this module.
+        from tenantry.db.admin import server_connection
+
+        with server_connection(admin_url) as pooled:
+            yield pooled
+        return
     if backend_of(admin_url) == "postgresql":
         url = admin_url.set(database=database or "postgres")
     else:
@@ -374,25 +383,43 @@ def grant(
 
 
 def _grant_pg(admin_url: URL, database: str, login: str, level: Level, owner: str | None) -> None:
-    with admin_connection(admin_url, database) as conn:
-        role = _quote(conn, login)
-        migrator = _quote(conn, owner or "postgres")  # quoted: any existing role name
-        db = _quote(conn, database)
-        defaults = f"ALTER DEFAULT PRIVILEGES FOR ROLE {migrator} IN SCHEMA public"
-        tables, sequences = _TABLES[level], _SEQUENCES[level]
-        statements = [
-            f"REVOKE ALL ON DATABASE {db} FROM PUBLIC",
-            "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
-            *_pg_reset(conn, database, role, migrator),
-            f"GRANT {'ALL' if level == 'admin' else 'CONNECT'} ON DATABASE {db} TO {role}",
-            f"GRANT {'ALL' if level == 'admin' else 'USAGE'} ON SCHEMA public TO {role}",
-            f"GRANT {tables} ON ALL TABLES IN SCHEMA public TO {role}",
-            f"GRANT {sequences} ON ALL SEQUENCES IN SCHEMA public TO {role}",
-            f"{defaults} GRANT {tables} ON TABLES TO {role}",
-            f"{defaults} GRANT {sequences} ON SEQUENCES TO {role}",
-        ]
-        with _transaction(conn):
-            _execute(conn, statements, what=f"grant {level} on {database} to {login}")
+    with admin_connection(admin_url, database) as conn, _transaction(conn):
+        _grant_pg_on(conn, database, login, level, owner)
+
+
+def grant_in(conn: Connection, admin_url: URL, login: str, level: str) -> None:
+    """:func:`grant` on PostgreSQL, on ``conn`` (the admin's connection to the database, in
+    the caller's transaction): the grants commit, or roll back, with the caller's other
+    writes there, and no session of its own is opened for them."""
+    checked = check_level(level)
+    check_login_name(login)
+    database = _check_database(str(admin_url.database))
+    _refuse_admin(admin_url, login)
+    if conn.dialect.name != "postgresql":
+        raise InvalidInput("grant_in is for PostgreSQL databases; use grant elsewhere.")
+    _grant_pg_on(conn, database, login, checked, admin_url.username)
+
+
+def _grant_pg_on(
+    conn: Connection, database: str, login: str, level: Level, owner: str | None
+) -> None:
+    role = _quote(conn, login)
+    migrator = _quote(conn, owner or "postgres")  # quoted: any existing role name
+    db = _quote(conn, database)
+    defaults = f"ALTER DEFAULT PRIVILEGES FOR ROLE {migrator} IN SCHEMA public"
+    tables, sequences = _TABLES[level], _SEQUENCES[level]
+    statements = [
+        f"REVOKE ALL ON DATABASE {db} FROM PUBLIC",
+        "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+        *_pg_reset(conn, database, role, migrator),
+        f"GRANT {'ALL' if level == 'admin' else 'CONNECT'} ON DATABASE {db} TO {role}",
+        f"GRANT {'ALL' if level == 'admin' else 'USAGE'} ON SCHEMA public TO {role}",
+        f"GRANT {tables} ON ALL TABLES IN SCHEMA public TO {role}",
+        f"GRANT {sequences} ON ALL SEQUENCES IN SCHEMA public TO {role}",
+        f"{defaults} GRANT {tables} ON TABLES TO {role}",
+        f"{defaults} GRANT {sequences} ON SEQUENCES TO {role}",
+    ]
+    _execute(conn, statements, what=f"grant {level} on {database} to {login}")
 
 
 def _grant_mysql(admin_url: URL, database: str, login: str, level: Level) -> None:

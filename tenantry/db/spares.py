@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import Connection
@@ -50,34 +51,43 @@ def spare_url(server: URL | None, data_dir: Path, name: str) -> URL:
     return server.set(database=name)
 
 
-def make_spare(url: URL, spec: SchemaSpec, template_dir: Path, owner: str, spare_id: str) -> bool:
-    """Create the spare at ``url`` as a template copy stamped unassigned; False (and nothing
-    left) when no template copy could be made there."""
+@dataclass(frozen=True)
+class MadeSpare:
+    """A spare just made: stamped unassigned, and on PostgreSQL with its runtime login."""
+
+    #: The password of its runtime login (PostgreSQL), or None (SQLite: no logins).
+    login_password: str | None = None
+
+
+def make_spare(
+    url: URL, spec: SchemaSpec, template_dir: Path, owner: str, spare_id: str
+) -> MadeSpare | None:
+    """Create the spare at ``url`` as a template copy stamped unassigned; None (and nothing
+    left) when no template copy could be made there.
+
+    On PostgreSQL the spare also gets its runtime login, named as its database and granted
+    ``service`` on it (the grants follow both renames when a store claims it): the login is
+    made on the server's pooled connection, and granted in the transaction that stamps the
+    spare, on the one session opened in the new database. If this raises, the caller drops
+    what is left (the database, :func:`drop_spare_login`)."""
     if backend_of(url) not in SPARE_BACKENDS:
-        return False
+        return None
     if backend_of(url) == "sqlite":
         private_dir(Path(url.database or "").parent)
     if not builder.create_tenant_database(url, spec, template_dir):
         admin.drop_database(url)
-        return False
+        return None
+    on_server = backend_of(url) == "postgresql"
+    password = logins.create_login(url, str(url.database)) if on_server else None
     engine = make_engine(url, pool_size=1)
     try:
         with connect(engine, begin=True) as conn:
             stamp_spare(conn, spec, owner, spare_id)
+            if on_server:
+                logins.grant_in(conn, url, str(url.database), "service")
     finally:
         engine.dispose()
-    return True
-
-
-def make_spare_login(url: URL) -> str | None:
-    """PostgreSQL: the spare's runtime login, named as its database and granted ``service`` on
-    it (the grants follow both renames when a store claims it); its password. None elsewhere."""
-    if backend_of(url) != "postgresql":
-        return None
-    name = str(url.database)
-    password = logins.create_login(url, name)
-    logins.grant(url, name, name, "service")
-    return password
+    return MadeSpare(password)
 
 
 def drop_spare_login(url: URL) -> None:

@@ -29,11 +29,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db import admin, builder, migrations
+from tenantry.db import admin, builder, logins, migrations
 from tenantry.db.ddl_probe import probe_ddl
 from tenantry.db.engines import connect, make_engine, writer_sessions
 from tenantry.db.master.models import (
     AccessMode,
+    OperationStatus,
     ProvisioningJob,
     ProvisioningMode,
     ProvisioningStatus,
@@ -56,6 +57,14 @@ from tenantry.settings import Settings
 JOB = provisioning_records.JOB_TABLE
 #: What of a job's progress is its own record's (the rest is its operation's).
 OWN = frozenset({"progress", "database_created"})
+
+
+@dataclass(frozen=True)
+class Creating:
+    """What a job's claim recorded: it creates its database at ``url``, or took ``spare``."""
+
+    url: URL
+    spare: ClaimedSpare | None
 
 
 @dataclass(frozen=True)
@@ -117,10 +126,10 @@ class Provisioner:
         if cancelled:
             raise LostJob(str(job_id))
 
-    @staticmethod
-    def _loader(job_id: uuid.UUID) -> Callable[[Connection], tuple[ProvisioningJob, Store]]:
-        """Reads the job and its store (detached) on the claim's connection; NotFound is
-        returned, not raised, so the claim holds and the job can be ended."""
+    def _loader(self, job_id: uuid.UUID) -> Callable[[Connection], Any]:
+        """Reads the job and its store (detached) on the claim's connection, and for a fresh
+        create-new job of a SQLite file, records there that it creates it (:meth:`_creating`);
+        NotFound is returned, not raised, so the claim holds and the job can be ended."""
 
         def load(conn: Connection) -> Any:
             with Session(bind=conn, expire_on_commit=False) as session:
@@ -131,9 +140,27 @@ class Provisioner:
                 if store is None:
                     return NotFound(f"the store of job {job_id} was deleted.")
                 session.expunge_all()
-                return job, store
+            return job, store, self._creating(conn, job)
 
         return load
+
+    def _creating(self, conn: Connection, job: ProvisioningJob) -> Creating | None:
+        """In the claiming transaction: when ``job`` is a first run of a create-new job whose
+        SQLite file does not exist yet, record that it creates it (what the connect step's own
+        transaction records otherwise: one master transaction fewer). None for every other
+        job: its connect step looks at what is there, and a server is never asked while
+        master's claim is held."""
+        url = provisioning.sqlite_file_url(job)
+        if (
+            url is None
+            or job.database_created
+            or (job.destination or {}).get("spare")
+            or job.attempts != 1
+            or job.operation_status != OperationStatus.RUNNING  # cancelling: cleaned up
+            or admin.database_exists(url)  # a leftover: the connect step decides whose it is
+        ):
+            return None
+        return Creating(url, spare_path.write_creating(self, job, url, conn))
 
     def new_database_url(self, job: ProvisioningJob) -> URL:
         """Where the database a create-new ``job`` makes is."""
@@ -151,7 +178,7 @@ class Provisioner:
         try:
             if isinstance(claim.loaded, NotFound):
                 raise claim.loaded
-            job, store = claim.loaded
+            job, store, creating = claim.loaded
         except NotFound as gone:  # its store was deleted meanwhile: end it, or it stalls forever
             with contextlib.suppress(LostClaim):
                 if claim.cancel_requested:
@@ -164,27 +191,30 @@ class Provisioner:
         if job.mode == ProvisioningMode.CREATE_SHARED:  # a schema of a shared database
             return provision_shared_run.run(self, job, store)
         engine: Engine | None = None
+        if creating is not None:
+            spare_path.recorded_creating(job, creating.spare)
         try:
-            url, cloned = self._step_connect(job, store)
+            url, cloned = self._step_connect(job, store, creating)
             if isinstance(cloned, ClaimedSpare):
                 access = spare_path.place(self, job, cloned, store, url)
                 identity = spare_path.stamp_and_seed(self, cloned, store, url)
                 self._step_save_and_activate(job, store, url, identity, access)
                 return ProvisioningStatus.COMPLETED
             if isinstance(cloned, PreparedCopy):  # a SQLite copy stamped and seeded whole
-                self._record_copied(job, "copied the template with identity and initial data")
+                self._record_copied(job, None)
                 self._step_save_and_activate(job, store, url, cloned.instance_id)
                 return ProvisioningStatus.COMPLETED
             engine = make_engine(url, pool_size=1)
+            made: runtime_access.RuntimeAccess | None = None
             if cloned:
-                identity = self._step_stamp_and_seed_clone(job, store, engine)
+                identity, made = self._step_stamp_and_seed_clone(job, store, engine, url)
             else:
                 with connect(engine) as conn:
                     conn.execute(text("SELECT 1"))
                 self.step_inspect_and_build(job, engine)
                 identity = self.step_migrate(job, engine)
                 self.step_seed(job, store, engine)
-            self._step_save_and_activate(job, store, url, identity)
+            self._step_save_and_activate(job, store, url, identity, made)
             return ProvisioningStatus.COMPLETED
         except LostJob:
             return cleanup.after_lost(self, job)
@@ -195,18 +225,22 @@ class Provisioner:
                 engine.dispose()
 
     def _step_connect(
-        self, job: ProvisioningJob, store: Store
+        self, job: ProvisioningJob, store: Store, creating: Creating | None = None
     ) -> tuple[URL, bool | ClaimedSpare | PreparedCopy]:
         """The database's URL, creating it in create-new mode; True when this call made it
         as a copy of the template (so its content is known exactly), the spare it claimed
         instead (to rename and stamp), or, on SQLite, the copy it made already stamped and
-        seeded (:mod:`tenantry.db.sqlite_prepared`)."""
+        seeded (:mod:`tenantry.db.sqlite_prepared`). ``creating``: what the claim recorded
+        (the job creates the database at that URL)."""
         failpoint("provision.connect")
-        with self.sessions() as session:
-            url = provisioning.target_url(session, self.box, job)
-        spare_path.discard(self, job, url)  # a resumed job's half-claimed spare
+        if creating is not None:
+            url, exists = creating.url, False
+        else:
+            with self.sessions() as session:
+                url = provisioning.target_url(session, self.box, job)
+            spare_path.discard(self, job, url)  # a resumed job's half-claimed spare
+            exists = job.mode == ProvisioningMode.CREATE_NEW and admin.database_exists(url)
         new = job.mode == ProvisioningMode.CREATE_NEW
-        exists = new and admin.database_exists(url)  # asked once: a server round trip
         if exists and not job.database_created and self._take_over_leftover(job):
             # Half-made by an earlier job of this store that was cancelled or failed after
             # its worker died: its content is unknown, so start again from nothing.
@@ -215,7 +249,11 @@ class Provisioner:
         if new and not exists:
             # Recorded before creating, so a crash right after still knows it is ours; a
             # spare claimed in the same transaction is the database, already made.
-            spare = spare_path.record_creating(self, job, url)
+            spare = (
+                creating.spare
+                if creating is not None
+                else spare_path.record_creating(self, job, url)
+            )
             if spare is not None:
                 return url, spare
             failpoint("provision.create_database")
@@ -262,15 +300,26 @@ class Provisioner:
         job.database_created = True
         return True
 
-    def _step_stamp_and_seed_clone(self, job: ProvisioningJob, store: Store, engine: Engine) -> str:
+    def _step_stamp_and_seed_clone(
+        self, job: ProvisioningJob, store: Store, engine: Engine, url: URL
+    ) -> tuple[str, runtime_access.RuntimeAccess | None]:
         """A template copy made by this run: every table at head, an empty identity table.
         Identity and initial data go in together, in one transaction (a job resumed after a
-        crash takes the general path instead)."""
+        crash takes the general path instead); on PostgreSQL the store's runtime login is
+        made first and granted in that transaction, on its one session. Its instance id and
+        the login's connection (None: no login)."""
         self._record_copied(job, "copied the template; stamping identity and writing initial data")
+        access = None
+        if backend_of(url) == "postgresql":
+            login = runtime_access.store_logins(store.slug, store.id)[0]
+            access = runtime_access.make_login(self.box, url, login)
         with connect(engine, begin=True) as conn:
-            return tenant_setup.stamp_and_seed_clone(
+            instance_id = tenant_setup.stamp_and_seed_clone(
                 conn, self.spec, self.settings.tenant_owner, store
             )
+            if access is not None:
+                logins.grant_in(conn, url, access.login, "service")
+        return instance_id, access
 
     def step_inspect_and_build(self, job: ProvisioningJob, engine: Engine) -> None:
         """List the tables ``engine``'s database holds (refusing another store's or
@@ -344,18 +393,22 @@ class Provisioner:
         with connect(engine, begin=True) as conn:
             tenant_setup.seed(conn, self.spec, store)
 
-    def _record_copied(self, job: ProvisioningJob, message: str) -> None:
+    def _record_copied(self, job: ProvisioningJob, message: str | None) -> None:
         """Record the seed step of a job whose database is a copy of the template (every
-        table there at once), then pass the fail points of the steps the copy stood in for."""
-        total = len(self.spec.metadata.sorted_tables)
-        self.update(
-            job.id,
-            step="seed",
-            progress=75,
-            total_tables=total,
-            tables_created=total,
-            message=message,
-        )
+        table there at once), then pass the fail points of the steps the copy stood in for.
+        ``message`` None: the step was recorded with the job's creating record already (a
+        SQLite file is made stamped and seeded in one go); a cancel is then seen by the
+        completion's transaction, which ends the job only if it is still running."""
+        if message is not None:
+            total = len(self.spec.metadata.sorted_tables)
+            self.update(
+                job.id,
+                step="seed",
+                progress=75,
+                total_tables=total,
+                tables_created=total,
+                message=message,
+            )
         failpoint("provision.inspect")
         failpoint("provision.migrate")
         failpoint("provision.seed")

@@ -66,43 +66,53 @@ def record_creating(runner: Provisioner, job: ProvisioningJob, url: URL) -> Clai
     """Record that ``job`` creates its database (one master transaction), claiming a ready
     spare in the same transaction when the pool has one; the spare, or None (the caller
     makes the database)."""
-    claimed: list[ClaimedSpare] = []
-    pooled = uses_pool(runner, job, url)
-    template = builder.template_name(runner.spec)
-    tables = len(runner.spec.metadata.sorted_tables)
-
-    def write(conn: Connection) -> None:
-        spare = spares.claim_ready(conn, job.database_server_id, template) if pooled else None
-        values: dict[str, Any] = {"database_created": True}
-        if spare is not None:
-            values["target"] = {**(job.destination or {}), "spare": spare.database_name}
-            values["progress"] = SEED_PROGRESS
-            claimed.append(spare)
-            # The database is made: what the job does next is the seed step's work.
-            conn.execute(
-                update(Operation)
-                .where(Operation.id == job.id)
-                .values(
-                    step="seed",
-                    progress_current=tables,
-                    progress_total=tables,
-                    message="claimed a spare database; stamping identity",
-                )
-            )
-        conn.execute(update(JOB).where(JOB.c.id == job.id).values(**values))
-
+    claimed: list[ClaimedSpare | None] = []
     runner.update(
-        job.id,
-        step="connect",
-        progress=5,
-        message="creating the database",
-        record=write,
+        job.id, record=lambda conn: claimed.append(write_creating(runner, job, url, conn))
     )
+    spare = claimed[0] if claimed else None
+    recorded_creating(job, spare)
+    return spare
+
+
+def recorded_creating(job: ProvisioningJob, spare: ClaimedSpare | None) -> None:
+    """Bring ``job`` (detached) up to what :func:`write_creating` committed."""
     job.database_created = True
-    if not claimed:
-        return None
-    job.destination = {**(job.destination or {}), "spare": claimed[0].database_name}
-    return claimed[0]
+    if spare is not None:
+        job.destination = {**(job.destination or {}), "spare": spare.database_name}
+
+
+def write_creating(
+    runner: Provisioner, job: ProvisioningJob, url: URL, conn: Connection
+) -> ClaimedSpare | None:
+    """On ``conn``, in a transaction that holds ``job`` (its claim, or a progress write):
+    record that the job creates its database, at the connect step, claiming a ready spare
+    when the pool has one (then the job is at the seed step: the database is made). The
+    spare, or None (the caller makes the database); once committed, the caller brings ``job``
+    up to date (:func:`recorded_creating`)."""
+    tables = len(runner.spec.metadata.sorted_tables)
+    template = builder.template_name(runner.spec)
+    pooled = uses_pool(runner, job, url)
+    spare = spares.claim_ready(conn, job.database_server_id, template) if pooled else None
+    step: dict[str, Any] = {"step": "connect", "message": "creating the database"}
+    values: dict[str, Any] = {"database_created": True, "progress": 5}
+    if spare is not None or backend_of(url) == "sqlite":
+        # The database is made (a spare), or is made with its identity and initial data in
+        # one go (a SQLite file, tenantry.db.sqlite_prepared): the job is at the seed step.
+        values["progress"] = SEED_PROGRESS
+        step = {
+            "step": "seed",
+            "progress_current": tables,
+            "progress_total": tables,
+            "message": "claimed a spare database; stamping identity"
+            if spare is not None
+            else "copying the template with identity and initial data",
+        }
+    if spare is not None:
+        values["target"] = {**(job.destination or {}), "spare": spare.database_name}
+    conn.execute(update(Operation).where(Operation.id == job.id).values(**step))
+    conn.execute(update(JOB).where(JOB.c.id == job.id).values(**values))
+    return spare
 
 
 def place(

@@ -27,7 +27,6 @@ from tenantry.db.schemas import SchemaSpec
 from tenantry.db.spares import (
     drop_spare_login,
     make_spare,
-    make_spare_login,
     new_spare_name,
     spare_url,
 )
@@ -146,11 +145,12 @@ def _make(
     made = False
     secret: str | None = None
     try:
-        made = make_spare(
+        spare = make_spare(
             url, spec, settings.data_dir / "templates", settings.tenant_owner, str(spare_id)
         )
-        password = make_spare_login(url) if made else None
-        secret = box.seal(password) if password is not None else None
+        made = spare is not None
+        if spare is not None and spare.login_password is not None:
+            secret = box.seal(spare.login_password)
     finally:
         with sessions.begin() as session:
             if made:

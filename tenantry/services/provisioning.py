@@ -294,12 +294,21 @@ def shared_target(session: Session, box: SecretBox, job: ProvisioningJob) -> Sha
     )
 
 
+def sqlite_file_url(job: ProvisioningJob) -> URL | None:
+    """The URL of the SQLite file a create-new ``job`` makes; None when its database is on a
+    server (or not a new one)."""
+    target = job.destination or {}
+    if job.mode != ProvisioningMode.CREATE_NEW or target.get("engine") != "sqlite":
+        return None
+    return parse_url(f"sqlite:///{target['path']}", setting="tenant path")
+
+
 def new_database_url(session: Session, box: SecretBox, job: ProvisioningJob) -> URL:
     """The URL of the database a create-new ``job`` makes: a SQLite file, or a database on
     the job's server."""
     assert job.destination is not None
-    if job.destination.get("engine") == "sqlite":
-        return parse_url(f"sqlite:///{job.destination['path']}", setting="tenant path")
+    if (file := sqlite_file_url(job)) is not None:
+        return file
     server = session.get(DatabaseServer, job.database_server_id)
     if server is None:
         raise NotFound("the job's database server was removed.")

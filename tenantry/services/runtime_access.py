@@ -98,15 +98,25 @@ def ensure_runtime_access(
         grant_current(migrator, slug, store_id, current)
         return None
     chosen = next_login(slug, store_id, current)
-    if logins.login_exists(migrator, chosen):
-        password = logins.set_password(migrator, chosen)
-    else:
-        password = logins.create_login(migrator, chosen)
+    access = make_login(box, migrator, chosen)
     logins.grant(migrator, database, chosen, "service")
     if current is not None and logins.login_exists(migrator, current):
         logins.grant(migrator, database, current, "service")  # it drains on the same grants
-    config_data, secret = split_url(box, logins.login_url(migrator, database, chosen, password))
-    return RuntimeAccess(chosen, config_data, secret)
+    return access
+
+
+def make_login(box: SecretBox, migrator: URL, login: str) -> RuntimeAccess:
+    """Create ``login`` on the server of ``migrator`` (an admin URL naming the store's
+    database), or give it a new password when it exists, granting nothing: the caller
+    grants it (:func:`tenantry.db.logins.grant`, or ``grant_in`` within its own transaction
+    there). The connection to save."""
+    if logins.login_exists(migrator, login):
+        password = logins.set_password(migrator, login)
+    else:
+        password = logins.create_login(migrator, login)
+    url = logins.login_url(migrator, str(migrator.database), login, password)
+    config_data, secret = split_url(box, url)
+    return RuntimeAccess(login, config_data, secret)
 
 
 def grant_current(migrator: URL, slug: str, store_id: uuid.UUID, current: str) -> None:

@@ -89,13 +89,14 @@ def test_cancel_running_job_stops_worker_and_drops_its_database(
             queued = tenantry("provision", slug, "--new", *where, "--json")
             assert queued.returncode == 0, queued.stderr
             job_id = json.loads(queued.stdout)["id"]
+            # A SQLite job is at the seed step from its claim on (its file is made stamped
+            # and seeded in one go); the pause comes once the file is in place.
             wait_for(
-                "the worker paused in the seed step",
-                lambda: current(job_id) == ("running", "seed"),
+                "the worker paused in the seed step, its database made",
+                lambda: current(job_id) == ("running", "seed") and database_exists(),
                 60,
                 log,
             )
-            assert database_exists()  # the half-made database the cancel must remove
 
             cancelled = tenantry("jobs", "cancel", job_id, "--json")
             assert cancelled.returncode == 0, cancelled.stderr  # refused unless still active

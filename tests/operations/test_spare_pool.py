@@ -187,6 +187,7 @@ def test_provisioning_takes_a_spare_stamped_with_the_store_identity(
     before = _spares(platform, server)
     assert len(before) == platform.settings.spare_databases == 2
     assert all(_exists(platform, s) for s in before)
+    made = {s.id: _made_as(platform, s) for s in before}
 
     outcome, _ = _provision(platform, server, f"warm-{uuid.uuid4().hex[:6]}")
     assert outcome == "completed"
@@ -197,6 +198,9 @@ def test_provisioning_takes_a_spare_stamped_with_the_store_identity(
     assert not _exists(platform, taken)  # renamed to the store's name, not left behind
     slug = next(iter(_slugs(platform)))
     url, config = _store_database(platform, slug)
+    # No copy was made for the store: its database is the very one the spare was (the same
+    # PostgreSQL database oid, the same SQLite file), only renamed.
+    assert _database_id(url) == made[taken.id]
     identity = _identity_of(url)
     assert identity is not None
     assert identity.role == "tenant"
@@ -218,6 +222,28 @@ def test_provisioning_takes_a_spare_stamped_with_the_store_identity(
                     conn.execute(text("CREATE TABLE intruder (id int)"))
         finally:
             engine.dispose()
+
+
+def _database_id(url: URL) -> int:
+    """What stays when a database is renamed and changes when it is copied: the oid of a
+    PostgreSQL database, the inode of a SQLite file."""
+    if url.get_backend_name() == "sqlite":
+        return os.stat(str(url.database)).st_ino
+    engine = make_engine(_parse(SERVER_URLS["postgresql"]), pool_size=1)
+    try:
+        with engine.connect() as conn:
+            oid = conn.scalar(
+                text("SELECT oid FROM pg_database WHERE datname = :n"), {"n": url.database}
+            )
+    finally:
+        engine.dispose()
+    assert oid is not None, url.database
+    return int(oid)
+
+
+def _made_as(platform: Platform, spare: SpareDatabase) -> int:
+    on_server = spare.database_server_id is not None
+    return _database_id(_spare(platform, spare.database_name, on_server))
 
 
 def _slugs(platform: Platform) -> list[str]:
