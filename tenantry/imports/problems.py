@@ -67,6 +67,11 @@ class Problems:
             if len(problem.examples) < EXAMPLES:
                 problem.examples.append(key)
 
+    def extend(self, other: Problems) -> None:
+        """Add ``other``'s problems (found after these)."""
+        for slot, problem in other._found.items():
+            self._found.setdefault(slot, problem)
+
     def all(self) -> list[Problem]:
         """Every problem, in the order found."""
         return list(self._found.values())
