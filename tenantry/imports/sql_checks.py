@@ -161,8 +161,8 @@ class SqlChecks:
         (kind,) = kinds
         if kind == "int" and to_kind in (None, "int"):
             return
-        if kind == "uuid" and to_kind in (None, "uuid") and self.dialect == "postgresql":
-            return
+        if kind == "uuid" and to_kind in (None, "uuid") and self.dialect != "sqlite":
+            return  # a native UUID type (PostgreSQL, MariaDB 10.7+): equal as values
         if kind != "str" or to_kind not in (None, "str", "uuid"):
             raise NotInSql(f"{a} is compared as {kind}")
         binary = self.dialect == "postgresql" or (
@@ -227,11 +227,11 @@ class SqlChecks:
     def _uuid_form(self, column: ColumnElement[Any], form: str) -> ColumnElement[bool]:
         pattern = _UUID_FORMS[form]
         if self.dialect == "postgresql":
-            return column.op("~")(pattern)  # type: ignore[no-any-return]
+            return column.op("~", is_comparison=True)(pattern)  # type: ignore[no-any-return]
         if self.dialect == "mysql":
             # REGEXP on a binary string is case-sensitive (on text it follows the collation).
-            return func.binary(column).op("REGEXP")(pattern)  # type: ignore[no-any-return]
-        return column.op("GLOB")(_glob(pattern))  # type: ignore[no-any-return]
+            return func.binary(column).op("REGEXP", is_comparison=True)(pattern)  # type: ignore[no-any-return]
+        return column.op("GLOB", is_comparison=True)(_glob(pattern))  # type: ignore[no-any-return]
 
     def _check_uuid_text(self) -> None:
         """Every column compared as UUID text holds one form only, the same as the columns

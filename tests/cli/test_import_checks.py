@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import URL
 
 from tenantry.db.engines import make_engine
@@ -31,7 +31,8 @@ def _dirty(url: URL, engine: str) -> None:
     """Rows an app's bugs leave behind, written around the source's foreign keys: a product of
     no store, one whose status is too long for tenantry, and order items pointing to another
     store's product, to no order, to no product, and to the product with the long status."""
-    db = make_engine(url, pool_size=1)
+    # Not tenantry's engine: it turns SQLite's foreign keys on.
+    db = create_engine(url) if engine == "sqlite" else make_engine(url, pool_size=1)
     products, items, orders = shared_shop.products, shared_shop.order_items, shared_shop.orders
     try:
         with db.begin() as conn:
@@ -113,8 +114,9 @@ def plans(cli: Invoke) -> Iterator[Any]:
 
 
 def _shown(key: str, engine: str) -> str:
-    """A source key as the report shows it: a native UUID with dashes, text as it is."""
-    return str(uuid.UUID(key)) if engine == "postgresql" else key
+    """A source key as the report shows it: a native UUID (PostgreSQL, MariaDB) with dashes,
+    text (SQLite) as it is."""
+    return key if engine == "sqlite" else str(uuid.UUID(key))
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "postgresql", "mysql"])
