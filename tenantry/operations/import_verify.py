@@ -23,7 +23,13 @@ from tenantry.db.copy import TableDigest
 from tenantry.db.engines import connect
 from tenantry.imports.cursor import read_cursors
 from tenantry.imports.digest import Digest, target_digest
-from tenantry.imports.pg_copy import Checksum, SqlTable, source_checksum, target_checksum
+from tenantry.imports.pg_copy import (
+    Checksum,
+    SqlTable,
+    checksum_method,
+    source_checksum,
+    target_checksum,
+)
 from tenantry.imports.plan import ImportPlan
 from tenantry.imports.source import store_filter
 from tenantry.imports.target import dangling_references
@@ -51,9 +57,10 @@ class StoreVerification:
         with connect(engine) as dst, connect(self.source) as src:
             cursors = read_cursors(dst)
             dst.rollback()
+            method = checksum_method(src, dst) if in_sql else None
             with ThreadPoolExecutor(1, thread_name_prefix="import-verify") as pool:
-                source_side = pool.submit(self._source_side, src, conditions, in_sql)
-                imported = self._target_side(dst, in_sql, run)
+                source_side = pool.submit(self._source_side, src, conditions, in_sql, method)
+                imported = self._target_side(dst, in_sql, run, method)
                 in_source = source_side.result()
             problems: list[str] = []
             for name, st in tables.items():
@@ -94,14 +101,18 @@ class StoreVerification:
             )
 
     def _source_side(
-        self, src: Connection, conditions: dict[str, Any], in_sql: dict[str, SqlTable]
+        self,
+        src: Connection,
+        conditions: dict[str, Any],
+        in_sql: dict[str, SqlTable],
+        method: str | None,
     ) -> dict[str, Checksum | int]:
         """Per table, the store's rows in the source: their checksum through the copy's SQL
         (tables the servers copied), else their count."""
         found: dict[str, Checksum | int] = {}
         for name, st in self.plan.tables.items():
             if name in in_sql:
-                found[name] = source_checksum(src, in_sql[name], conditions[name])
+                found[name] = source_checksum(src, in_sql[name], conditions[name], method)
             else:
                 query = select(func.count()).select_from(st.table).where(conditions[name])
                 found[name] = int(src.scalar(query) or 0)
@@ -109,13 +120,13 @@ class StoreVerification:
         return found
 
     def _target_side(
-        self, dst: Connection, in_sql: dict[str, SqlTable], run: ImportRun
+        self, dst: Connection, in_sql: dict[str, SqlTable], run: ImportRun, method: str | None
     ) -> dict[str, Checksum | TableDigest]:
         """Per table, the imported rows' checksum (by the server for the tables it copied)."""
         found: dict[str, Checksum | TableDigest] = {}
         for name, st in self.plan.tables.items():
             if name in in_sql:
-                found[name] = target_checksum(dst, in_sql[name])
+                found[name] = target_checksum(dst, in_sql[name], method)
             else:
                 found[name] = target_digest(
                     dst, st.target, st.hashed_columns, batch_rows=self.row_batch
