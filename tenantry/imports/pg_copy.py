@@ -10,10 +10,11 @@ source key copied) in the tenant database's transaction, so a killed copy resume
 last committed key exactly as the row-by-row path does.
 
 The verification is the servers' too (:func:`source_checksum`, :func:`target_checksum`): per
-table the row count and an order-independent checksum, the sum of (the first 64 bits of) the
-MD5 of each row's canonical text (``ROW(…)::text`` over the tenant column types, in UTC and ISO
-styles on both sides), read from the source again (its store rows put through the same SQL)
-and from the tenant table. Tables that need Python (other casts, self-referencing trees) and
+table the row count and an order-independent checksum, the sum of each row's 64-bit hash over
+the tenant column types (``hash_record_extended`` on PostgreSQL 14+; before, the first 64 bits
+of the MD5 of the row's canonical text, ``ROW(…)::text`` in UTC and ISO styles on both sides),
+read from the source again (its store rows put through the same SQL) and from the tenant
+table. Tables that need Python (other casts, self-referencing trees) and
 other engines keep the row-by-row path (:mod:`tenantry.imports.digest`).
 """
 

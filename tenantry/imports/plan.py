@@ -4,8 +4,9 @@
 maps each source store key to a tenantry store, then checks the data (:mod:`.data_checks`: by
 the source's server where it can, else row by row in Python): it counts the rows each store
 would get per table and reports rows whose store key matches no store (orphans), values that do
-not fit their tenant column, and foreign keys that point to no row or to another store's row. ``tenantry import shared --dry-run`` prints this plan; a real import
-refuses to start while it has problems.
+not fit their tenant column, and foreign keys that point to no row or to another store's row.
+``tenantry import shared --dry-run`` prints this plan; a real import refuses to start while it
+has problems.
 """
 
 from __future__ import annotations

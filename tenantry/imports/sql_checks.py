@@ -166,7 +166,8 @@ class SqlChecks:
         if kind != "str" or to_kind not in (None, "str", "uuid"):
             raise NotInSql(f"{a} is compared as {kind}")
         binary = self.dialect == "postgresql" or (
-            self.dialect == "sqlite" and not getattr(a.type, "collation", None)
+            self.dialect == "sqlite"
+            and not getattr(a.type, "collation", None)
             and not getattr(b.type, "collation", None)
         )
         if to_kind == "uuid" or not binary:
@@ -227,20 +228,20 @@ class SqlChecks:
     def _uuid_form(self, column: ColumnElement[Any], form: str) -> ColumnElement[bool]:
         pattern = _UUID_FORMS[form]
         if self.dialect == "postgresql":
-            return column.op("~", is_comparison=True)(pattern)  # type: ignore[no-any-return]
+            return column.op("~", is_comparison=True)(pattern)
         if self.dialect == "mysql":
             # REGEXP on a binary string is case-sensitive (on text it follows the collation).
-            return func.binary(column).op("REGEXP", is_comparison=True)(pattern)  # type: ignore[no-any-return]
-        return column.op("GLOB", is_comparison=True)(_glob(pattern))  # type: ignore[no-any-return]
+            return func.binary(column).op("REGEXP", is_comparison=True)(pattern)
+        return column.op("GLOB", is_comparison=True)(_glob(pattern))
 
     def _check_uuid_text(self) -> None:
         """Every column compared as UUID text holds one form only, the same as the columns
         it is compared with (else SQL's equality would not be Python's)."""
         by_table: dict[str, list[str]] = {}
-        for table, column in sorted(self._uuid_text):
-            by_table.setdefault(table, []).append(column)
+        for table_name, column in sorted(self._uuid_text):
+            by_table.setdefault(table_name, []).append(column)
         sources = {st.table.name: st.table for st in self.tables.values()}
-        sources[self.stores_key.table.name] = self.stores_key.table  # type: ignore[union-attr]
+        sources[self.stores_key.table.name] = self.stores_key.table
         forms: dict[tuple[str, str], set[str]] = {}
         for table_name, columns in by_table.items():
             table = sources[table_name]
@@ -260,7 +261,7 @@ class SqlChecks:
 
     def _compared_pairs(self) -> list[tuple[tuple[str, str], tuple[str, str]]]:
         pairs = []
-        stores = (self.stores_key.table.name, self.stores_key.name)  # type: ignore[union-attr]
+        stores = (self.stores_key.table.name, self.stores_key.name)
         for name, st in self.tables.items():
             if st.mapping.store_column is not None:
                 pairs.append(((st.table.name, st.mapping.store_column), stores))
@@ -270,7 +271,9 @@ class SqlChecks:
                 pairs.append(((st.table.name, path), (parent.table.name, parent.key[0].name)))
             for fk in self._fks.get(name, []):
                 parent = self.tables[fk.parent]
-                pairs.append(((st.table.name, fk.child_source), (parent.table.name, fk.parent_source)))
+                pairs.append(
+                    ((st.table.name, fk.child_source), (parent.table.name, fk.parent_source))
+                )
         return [(a, b) for a, b in pairs if a in self._uuid_text and b in self._uuid_text]
 
     def _candidate(
@@ -299,10 +302,15 @@ class SqlChecks:
         elif kind == "int" and wanted == "bool":
             found.append(column.not_in([0, 1]))
         elif kind == "str" and wanted == "uuid":
-            found.append(and_(present, not_(or_(*(self._uuid_form(column, f) for f in _UUID_FORMS)))))
-        elif not (kind == wanted and kind != "unknown") and (kind, wanted) not in _NEVER_FAILS:
-            if wanted != "unknown":
-                found.append(present)
+            found.append(
+                and_(present, not_(or_(*(self._uuid_form(column, f) for f in _UUID_FORMS))))
+            )
+        elif (
+            not (kind == wanted and kind != "unknown")
+            and (kind, wanted) not in _NEVER_FAILS
+            and wanted != "unknown"  # kept as it is: nothing to convert
+        ):
+            found.append(present)
         if self.dialect == "sqlite" and kind in _SQLITE_CLASSES:
             found.append(and_(present, func.typeof(column).not_in(_SQLITE_CLASSES[kind])))
         return or_(*found) if found else None
@@ -310,7 +318,9 @@ class SqlChecks:
     def _json_text(self, source: Column[Any], column: ColumnElement[Any]) -> ColumnElement[bool]:
         """The JSON values that are strings (Python parses them again, and may fail)."""
         if self.dialect == "postgresql":
-            typeof = func.jsonb_typeof if isinstance(source.type, postgresql.JSONB) else func.json_typeof
+            typeof = (
+                func.jsonb_typeof if isinstance(source.type, postgresql.JSONB) else func.json_typeof
+            )
             return typeof(column) == "string"
         if self.dialect == "mysql":
             return func.json_type(column) == "STRING"
@@ -387,7 +397,7 @@ class SqlChecks:
             if rule.source is not None
             and (found := self._candidate(st, rule, rows.c[rule.source])) is not None
         ]
-        picked = rows.c[STORE_KEY].is_(None)
+        picked: ColumnElement[bool] = rows.c[STORE_KEY].is_(None)
         if candidates:
             picked = or_(picked, and_(rows.c[STORE_KEY].is_not(None), or_(*candidates)))
         query = (
@@ -414,6 +424,11 @@ class SqlChecks:
             try:
                 converted = st.convert(row)
             except BadValue as exc:
+                bad.append((tuple(key), normalise(store_key)))
+                if len(bad) > MAX_BAD_ROWS:
+                    raise NotInSql(
+                        f"more than {MAX_BAD_ROWS} rows of {name} do not convert"
+                    ) from exc
                 problems.add(
                     "bad_value",
                     exc.reason,
@@ -422,9 +437,6 @@ class SqlChecks:
                     key=shown,
                     detail=f"{shown}: {exc.detail}",
                 )
-                bad.append((tuple(key), normalise(store_key)))
-                if len(bad) > MAX_BAD_ROWS:
-                    raise NotInSql(f"more than {MAX_BAD_ROWS} rows of {name} do not convert")
                 continue
             for rule in st.rules:
                 if converted[rule.target] is None and not st.target.c[rule.target].nullable:
@@ -467,9 +479,7 @@ class SqlChecks:
             child = self._rows(name, [*key_names, fk.child_source]).subquery()
             parent = self._rows(fk.parent, [fk.parent_source]).subquery()
             bad_parents = [k[0] for k, _ in self._bad.get(fk.parent, [])]
-            parent_bad = (
-                parent.c[fk.parent_source].in_(bad_parents) if bad_parents else false()
-            )
+            parent_bad = parent.c[fk.parent_source].in_(bad_parents) if bad_parents else false()
             missing = or_(
                 parent.c[fk.parent_source].is_(None), parent.c[STORE_KEY].is_(None), parent_bad
             )
@@ -478,8 +488,9 @@ class SqlChecks:
                 select(
                     *(child.c[k].label(f"k{i}") for i, k in enumerate(key_names)),
                     literal_column(str(index)).label("fk"),
-                    case((missing, literal_column("'dangling'")), else_=literal_column("'cross'"))
-                    .label("kind"),
+                    case(
+                        (missing, literal_column("'dangling'")), else_=literal_column("'cross'")
+                    ).label("kind"),
                 )
                 .select_from(
                     child.outerjoin(parent, parent.c[fk.parent_source] == child.c[fk.child_source])
