@@ -15,8 +15,8 @@ from sqlalchemy import Column, Engine, ForeignKeyConstraint, Table, select
 
 from tenantry.db.copy import normalise
 from tenantry.db.engines import connect
-from tenantry.imports.problems import Problems
-from tenantry.imports.source import BadValue, SourceTable, key_of, show_key, snapshot
+from tenantry.imports.problems import Problems, converted_or_reported, report_orphan
+from tenantry.imports.source import SourceTable, key_of, show_key, snapshot
 from tenantry.imports.sql_checks import NotInSql, SqlChecks
 
 if TYPE_CHECKING:
@@ -100,49 +100,18 @@ def _check_in_python(
                 if st.mapping.store_column is not None:
                     store_key = normalise(row[path])
                     if store_key not in known:
-                        problems.add(
-                            "orphan",
-                            f"store key in {st.table.name}.{path} matches no store",
-                            table=name,
-                            column=path,
-                            key=shown,
-                        )
+                        report_orphan(problems, st, path, shown)
                         continue
                 else:
                     parent = (st.mapping.parent or ("", ""))[0]
                     store_key = source_keys.get(parent, {}).get(normalise(row[path]))
                     if store_key is None:
-                        problems.add(
-                            "orphan",
-                            f"{st.table.name}.{path} points to no row of {parent} "
-                            "(its store cannot be known)",
-                            table=name,
-                            column=path,
-                            key=shown,
-                        )
+                        report_orphan(problems, st, path, shown)
                         continue
                 by_source[normalise(row[st.key[0].name])] = store_key
-                try:
-                    converted = st.convert(row)
-                except BadValue as exc:
-                    problems.add(
-                        "bad_value",
-                        exc.reason,
-                        table=name,
-                        column=exc.column,
-                        key=shown,
-                        detail=f"{shown}: {exc.detail}",
-                    )
+                converted = converted_or_reported(problems, st, row, shown)
+                if converted is None:
                     continue
-                for rule in st.rules:
-                    if converted[rule.target] is None and not st.target.c[rule.target].nullable:
-                        problems.add(
-                            "null_value",
-                            "is empty in the source, and the tenant column requires a value",
-                            table=name,
-                            column=rule.target,
-                            key=shown,
-                        )
                 owner[_target_key(st.target, converted)] = store_key
                 target = chosen.get(store_key)
                 if target is not None:

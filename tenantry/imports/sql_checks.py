@@ -50,9 +50,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 
 from tenantry.db.copy import normalise
-from tenantry.imports.problems import Problems
+from tenantry.imports.problems import Problems, converted_or_reported, report_orphan
 from tenantry.imports.source import (
-    BadValue,
     ColumnRule,
     SourceTable,
     _to_kind,
@@ -411,42 +410,12 @@ class SqlChecks:
             key = key_of(st, row)
             shown = show_key(key)
             if store_key is None:
-                if st.mapping.store_column is not None:
-                    message = f"store key in {st.table.name}.{path} matches no store"
-                else:
-                    parent = (st.mapping.parent or ("", ""))[0]
-                    message = (
-                        f"{st.table.name}.{path} points to no row of {parent} "
-                        "(its store cannot be known)"
-                    )
-                problems.add("orphan", message, table=name, column=path, key=shown)
+                report_orphan(problems, st, path, shown)
                 continue
-            try:
-                converted = st.convert(row)
-            except BadValue as exc:
+            if converted_or_reported(problems, st, row, shown) is None:
                 bad.append((tuple(key), normalise(store_key)))
                 if len(bad) > MAX_BAD_ROWS:
-                    raise NotInSql(
-                        f"more than {MAX_BAD_ROWS} rows of {name} do not convert"
-                    ) from exc
-                problems.add(
-                    "bad_value",
-                    exc.reason,
-                    table=name,
-                    column=exc.column,
-                    key=shown,
-                    detail=f"{shown}: {exc.detail}",
-                )
-                continue
-            for rule in st.rules:
-                if converted[rule.target] is None and not st.target.c[rule.target].nullable:
-                    problems.add(
-                        "null_value",
-                        "is empty in the source, and the tenant column requires a value",
-                        table=name,
-                        column=rule.target,
-                        key=shown,
-                    )
+                    raise NotInSql(f"more than {MAX_BAD_ROWS} rows of {name} do not convert")
 
     def _count(
         self, name: str, chosen: Mapping[Any, Any], counts: dict[Any, dict[str, int]]

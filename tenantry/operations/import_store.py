@@ -49,6 +49,7 @@ from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.imports.cursor import CURSOR, begin, read_header
+from tenantry.imports.pg_copy import commit_lazily
 from tenantry.imports.plan import ImportPlan, StoreTarget
 from tenantry.imports.target import determined_rows
 from tenantry.operations.import_copy import StoreCopy
@@ -235,8 +236,13 @@ class StoreImporter:
     def _prepare(self, engine: Engine, target: StoreTarget) -> bool:
         """Make the tenant database ready; True when an unfinished import is resumed."""
         fingerprint = self.plan.mapping.fingerprint()
-        CURSOR.create(engine, checkfirst=True)
         with connect(engine) as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                # Nothing is copied yet: a server crash losing this transaction leaves the
+                # database as it was (the copy's batches are flushed before verifying).
+                commit_lazily(conn)
+            # The cursor table with its header (PostgreSQL and SQLite: in one transaction).
+            CURSOR.create(conn, checkfirst=True)
             header = read_header(conn)
             if header is not None:
                 if header["fingerprint"] != fingerprint:
