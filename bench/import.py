@@ -12,7 +12,8 @@ database, ``--concurrency`` stores at once; the tables are then emptied. Then ``
 shared`` does the same copy through :class:`~tenantry.operations.import_shared.SharedImport`
 with the same concurrency: the checks of the whole source (orphans, values, foreign keys), then
 per store the keyed batched copy and the verification (row counts and checksums against the
-source, foreign keys). Prints a table and writes ``import.json`` with the run's machine,
+source, foreign keys). The main figure is the whole import (checks, copy and verification)
+against the baseline. Prints a table and writes ``import.json`` with the run's machine,
 versions and commit. Every database the run created is dropped (the server's database list is
 compared before and after), and the stores' runtime logins with them.
 """
@@ -275,6 +276,7 @@ def main() -> None:
                 t0 = time.perf_counter()
                 plan = job.plan()
                 result["checks_s"] = time.perf_counter() - t0
+                result["checks_in_sql"] = plan.checked_in_sql
                 if plan.problems:
                     raise SystemExit(f"the plan has problems: {plan.problems[:3]}")
                 t0 = time.perf_counter()
@@ -313,6 +315,7 @@ def main() -> None:
     gone = sorted(n for n in set(before) - set(final) if ours(n))
     result["load_average_at_end"] = os.getloadavg()
     result["copy_verify_ratio"] = result["import_s"] / result["baseline_s"]
+    # The main figure: the import as a user runs it (checks, copy, verification).
     result["with_checks_ratio"] = (result["import_s"] + result["checks_s"]) / result["baseline_s"]
     _print(result)
     print(f"databases on the server: {len(left)} left behind, {len(gone)} gone: {left + gone}")
@@ -344,8 +347,8 @@ def _print(r: dict[str, Any]) -> None:
         "checks s",
         "copy+verify s",
         "rows/s",
+        "whole import / baseline",
         "copy+verify / baseline",
-        "with checks / baseline",
     ):
         table.add_column(column, justify="right")
     table.add_row(
@@ -353,13 +356,17 @@ def _print(r: dict[str, Any]) -> None:
         str(r["rows_per_store"]),
         str(r["rows"]),
         f"{r['baseline_s']:.2f}",
-        f"{r['checks_s']:.2f}",
+        f"{r['checks_s']:.2f}" + (" (SQL)" if r.get("checks_in_sql") else " (Python)"),
         f"{r['import_s']:.2f}",
         f"{r['rows'] / r['import_s']:.0f}",
-        f"{r['copy_verify_ratio']:.2f}x",
         f"{r['with_checks_ratio']:.2f}x",
+        f"{r['copy_verify_ratio']:.2f}x",
     )
     Console(width=160).print(table)
+    print(
+        f"the whole import (checks, copy, verification) took {r['with_checks_ratio']:.2f}x "
+        "the COPY | COPY baseline (target: 1.5x)"
+    )
 
 
 def _server_version(server: URL) -> str:

@@ -1,8 +1,10 @@
-"""The data checks of an import's plan: one pass over every mapped source row.
+"""The data checks of an import's plan: the rows each store would get per table, and the rows
+whose store key matches no store (orphans), values that do not fit their tenant column, and
+foreign keys that point to no row or to another store's row, each with example keys.
 
-Counts the rows each store would get per table, and reports rows whose store key matches no
-store (orphans), values that do not fit their tenant column, and foreign keys that point to no
-row or to another store's row, each with example keys.
+Done by the source's server where it can judge them as Python does (:mod:`.sql_checks`: a few
+queries per table, Python converting only the rows SQL cannot clear); otherwise here, one pass
+over every mapped row in Python. Both read rows in key order, so both report the same examples.
 """
 
 from __future__ import annotations
@@ -13,8 +15,9 @@ from sqlalchemy import Column, Engine, ForeignKeyConstraint, Table, select
 
 from tenantry.db.copy import normalise
 from tenantry.db.engines import connect
-from tenantry.imports.problems import Problems
-from tenantry.imports.source import BadValue, SourceTable, key_of, show_key
+from tenantry.imports.problems import Problems, converted_or_reported, report_orphan
+from tenantry.imports.source import SourceTable, key_of, show_key, snapshot
+from tenantry.imports.sql_checks import NotInSql, SqlChecks
 
 if TYPE_CHECKING:
     from tenantry.imports.plan import StoreTarget
@@ -37,12 +40,45 @@ def check_data(
     source: Engine,
     tables: dict[str, SourceTable],
     targets: list[StoreTarget],
-    all_keys: set[Any],
+    stores_key: Column[Any],
+    problems: Problems,
+    *,
+    in_sql: bool = True,
+) -> bool:
+    """Counts per store, orphans, bad values and foreign keys of every mapped row (into
+    ``targets``' rows and ``problems``); whether the source's server did them (``in_sql`` and
+    a mapping it can judge exactly), else Python."""
+    chosen = {normalise(t.key): t for t in targets}
+    if in_sql:
+        found = Problems()
+        fks = {name: _foreign_keys(st.target, tables) for name, st in tables.items()}
+        try:
+            with connect(source) as conn:
+                counts = SqlChecks(snapshot(conn), tables, stores_key, fks).run(chosen, found)
+        except NotInSql:
+            pass  # a comparison SQL cannot make as Python does: Python reads every row
+        else:
+            problems.extend(found)
+            for key, rows in counts.items():
+                chosen[key].rows.update(rows)
+            return True
+    with connect(source) as conn:
+        known = {normalise(k) for k in conn.scalars(select(stores_key))}
+    _check_in_python(source, tables, chosen, known, problems)
+    for target in targets:
+        for name in tables:
+            target.rows.setdefault(name, 0)
+    return False
+
+
+def _check_in_python(
+    source: Engine,
+    tables: dict[str, SourceTable],
+    chosen: dict[Any, StoreTarget],
+    known: set[Any],
     problems: Problems,
 ) -> None:
-    """One pass over every mapped row: counts per store, orphans, bad values, foreign keys."""
-    chosen = {normalise(t.key): t for t in targets}
-    known = {normalise(k) for k in all_keys}
+    """One pass over every mapped row, in key order, in Python."""
     owners: dict[str, dict[tuple[Any, ...], Any]] = {}  # table → tenant key → store key
     source_keys: dict[str, dict[Any, Any]] = {}  # table → source key → store key (via)
     with connect(source) as conn:
@@ -56,7 +92,7 @@ def check_data(
                 extra.append(st.table.c[path])
             fks = _foreign_keys(st.target, tables)
             result = conn.execution_options(yield_per=2000).execute(
-                select(*st.source_columns, *extra)
+                select(*st.source_columns, *extra).order_by(*st.key)
             )
             for row_ in result:
                 row = dict(row_._mapping)
@@ -64,49 +100,18 @@ def check_data(
                 if st.mapping.store_column is not None:
                     store_key = normalise(row[path])
                     if store_key not in known:
-                        problems.add(
-                            "orphan",
-                            f"store key in {st.table.name}.{path} matches no store",
-                            table=name,
-                            column=path,
-                            key=shown,
-                        )
+                        report_orphan(problems, st, path, shown)
                         continue
                 else:
                     parent = (st.mapping.parent or ("", ""))[0]
                     store_key = source_keys.get(parent, {}).get(normalise(row[path]))
                     if store_key is None:
-                        problems.add(
-                            "orphan",
-                            f"{st.table.name}.{path} points to no row of {parent} "
-                            "(its store cannot be known)",
-                            table=name,
-                            column=path,
-                            key=shown,
-                        )
+                        report_orphan(problems, st, path, shown)
                         continue
                 by_source[normalise(row[st.key[0].name])] = store_key
-                try:
-                    converted = st.convert(row)
-                except BadValue as exc:
-                    problems.add(
-                        "bad_value",
-                        exc.reason,
-                        table=name,
-                        column=exc.column,
-                        key=shown,
-                        detail=f"{shown}: {exc.detail}",
-                    )
+                converted = converted_or_reported(problems, st, row, shown)
+                if converted is None:
                     continue
-                for rule in st.rules:
-                    if converted[rule.target] is None and not st.target.c[rule.target].nullable:
-                        problems.add(
-                            "null_value",
-                            "is empty in the source, and the tenant column requires a value",
-                            table=name,
-                            column=rule.target,
-                            key=shown,
-                        )
                 owner[_target_key(st.target, converted)] = store_key
                 target = chosen.get(store_key)
                 if target is not None:
@@ -138,6 +143,3 @@ def check_data(
                         column=column,
                         key=shown,
                     )
-    for target in targets:
-        for name in tables:
-            target.rows.setdefault(name, 0)

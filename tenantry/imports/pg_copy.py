@@ -10,10 +10,11 @@ source key copied) in the tenant database's transaction, so a killed copy resume
 last committed key exactly as the row-by-row path does.
 
 The verification is the servers' too (:func:`source_checksum`, :func:`target_checksum`): per
-table the row count and an order-independent checksum, the sum of (the first 64 bits of) the
-MD5 of each row's canonical text (``ROW(…)::text`` over the tenant column types, in UTC and ISO
-styles on both sides), read from the source again (its store rows put through the same SQL)
-and from the tenant table. Tables that need Python (other casts, self-referencing trees) and
+table the row count and an order-independent checksum, the sum of each row's 64-bit hash over
+the tenant column types (``hash_record_extended`` on PostgreSQL 14+; before, the first 64 bits
+of the MD5 of the row's canonical text, ``ROW(…)::text`` in UTC and ISO styles on both sides),
+read from the source again (its store rows put through the same SQL) and from the tenant
+table. Tables that need Python (other casts, self-referencing trees) and
 other engines keep the row-by-row path (:mod:`tenantry.imports.digest`).
 """
 
@@ -168,6 +169,7 @@ class SqlTable:
 
     st: SourceTable
     expressions: list[ColumnElement[Any]]  # one per tenant column, in the table's order
+    types: list[str]  # each tenant column's type, as format_type spells it
 
     @property
     def columns(self) -> list[str]:
@@ -188,6 +190,11 @@ class SqlTable:
         wanted = set(self.st.hashed_columns)
         return [e for c, e in zip(self.columns, self.expressions, strict=True) if c in wanted]
 
+    def hashed_types(self) -> list[str]:
+        """The types of the columns the verification compares (in :meth:`hashed`'s order)."""
+        wanted = set(self.st.hashed_columns)
+        return [t for c, t in zip(self.columns, self.types, strict=True) if c in wanted]
+
 
 def sql_table(
     st: SourceTable, source_types: dict[str, str], target_types: dict[str, str]
@@ -196,7 +203,7 @@ def sql_table(
     rows must be inserted parents first)."""
     if any(fk.referred_table is st.target for fk in st.target.foreign_key_constraints):
         return None
-    expressions = []
+    expressions, types = [], []
     for rule in st.rules:
         target_type = target_types.get(rule.target)
         if target_type is None:
@@ -205,7 +212,8 @@ def sql_table(
         if expression is None:
             return None
         expressions.append(expression)
-    return SqlTable(st, expressions)
+        types.append(target_type)
+    return SqlTable(st, expressions, types)
 
 
 def driver_sql(conn: Connection, query: Select[Any]) -> tuple[str, dict[str, Any]]:
@@ -296,31 +304,89 @@ class Checksum:
         return f"{self.total % 2**80:020x}"
 
 
-def _checksum(conn: Connection, hashed: list[ColumnElement[Any]], query: Select[Any]) -> Checksum:
-    inner = query.with_only_columns(
-        func.md5(cast(func.row(*hashed), Text)).label("h"), maintain_column_froms=True
-    )
+#: How the servers hash each row: PostgreSQL 14+ by its values (``hash_record_extended``,
+#: about ten times cheaper than formatting and hashing the row's text), older servers by the
+#: MD5 of the row's canonical text. Both sides of a verification use the same.
+RECORD_HASH, TEXT_MD5 = "record", "md5"
+
+#: Built-in types PostgreSQL hashes by value the same way on every server (of one byte
+#: order): hashed as they are. Any other type is hashed as its text: json (no hash), enums
+#: (hashed by their OIDs, which differ between databases), extension types.
+_HASHED_AS_IS = frozenset(
+    {
+        "smallint",
+        "integer",
+        "bigint",
+        "numeric",
+        "real",
+        "double precision",
+        "boolean",
+        "text",
+        "character varying",
+        "character",
+        "uuid",
+        "date",
+        "time without time zone",
+        "timestamp without time zone",
+        "timestamp with time zone",
+        "interval",
+        "bytea",
+        "jsonb",
+    }
+)
+
+
+def checksum_method(*conns: Connection) -> str:
+    """The row hash every server behind ``conns`` has."""
+    versions = [c.dialect.server_version_info or (0,) for c in conns]
+    return RECORD_HASH if all(v >= (14,) for v in versions) else TEXT_MD5
+
+
+def _checksum(
+    conn: Connection,
+    hashed: list[ColumnElement[Any]],
+    types: list[str],
+    query: Select[Any],
+    method: str | None,
+) -> Checksum:
+    if (method or checksum_method(conn)) == RECORD_HASH:
+        values = [
+            v if _base(t) in _HASHED_AS_IS else cast(v, Text)
+            for v, t in zip(hashed, types, strict=True)
+        ]
+        row_hash = func.hash_record_extended(func.row(*values), 0)
+        as_bigint = "h"
+    else:
+        row_hash = func.md5(cast(func.row(*hashed), Text))
+        as_bigint = "('x' || left(h, 16))::bit(64)::bigint"  # its first 64 bits
+    inner = query.with_only_columns(row_hash.label("h"), maintain_column_froms=True)
     statement, params = driver_sql(conn, inner)
     canonical(conn)
     row = conn.exec_driver_sql(
-        # The first 64 bits of each row's MD5, summed: a changed, missing or extra row moves
-        # the sum (but for a 2**-64 chance), in any order the server reads them.
-        "SELECT count(*), coalesce(sum(('x' || left(h, 16))::bit(64)::bigint::numeric), 0) "
-        f"FROM ({statement}) AS hashed",
+        # Each row's 64-bit hash, summed (a bigint sum is numeric: no overflow, no wrap): a
+        # changed, missing or extra row moves the sum (but for a 2**-64 chance), in any order
+        # the server reads them.
+        f"SELECT count(*), coalesce(sum({as_bigint}), 0) FROM ({statement}) AS hashed",
         params,
     ).one()
     return Checksum(int(row[0]), int(row[1]))
 
 
-def source_checksum(conn: Connection, table: SqlTable, condition: ColumnElement[bool]) -> Checksum:
+def source_checksum(
+    conn: Connection,
+    table: SqlTable,
+    condition: ColumnElement[bool],
+    method: str | None = None,
+) -> Checksum:
     """The checksum of the store's source rows put through ``table``'s SQL (the values the
-    copy wrote), computed by the source server."""
+    copy wrote), computed by the source server (``method``: its own best by default)."""
     query = select(*table.hashed()).select_from(table.st.table).where(condition)
-    return _checksum(conn, table.hashed(), query)
+    return _checksum(conn, table.hashed(), table.hashed_types(), query, method)
 
 
-def target_checksum(conn: Connection, table: SqlTable) -> Checksum:
+def target_checksum(conn: Connection, table: SqlTable, method: str | None = None) -> Checksum:
     """The checksum of every row of the tenant table, computed by its server."""
     target = table.st.target
     hashed: list[ColumnElement[Any]] = [target.c[c] for c in table.st.hashed_columns]
-    return _checksum(conn, hashed, select(*hashed).select_from(target))
+    query = select(*hashed).select_from(target)
+    return _checksum(conn, hashed, table.hashed_types(), query, method)

@@ -1,11 +1,12 @@
 """The plan of an import, and every problem that stops it, found before anything is written.
 
 :func:`build_plan` reflects the source, resolves each mapped table's columns (:mod:`.source`),
-maps each source store key to a tenantry store, then reads every mapped row once: it counts the
-rows each store would get per table and reports rows whose store key matches no store
-(orphans), values that do not fit their tenant column, and foreign keys that point to no row or
-to another store's row. ``tenantry import shared --dry-run`` prints this plan; a real import
-refuses to start while it has problems.
+maps each source store key to a tenantry store, then checks the data (:mod:`.data_checks`: by
+the source's server where it can, else row by row in Python): it counts the rows each store
+would get per table and reports rows whose store key matches no store (orphans), values that do
+not fit their tenant column, and foreign keys that point to no row or to another store's row.
+``tenantry import shared --dry-run`` prints this plan; a real import refuses to start while it
+has problems.
 """
 
 from __future__ import annotations
@@ -77,6 +78,8 @@ class ImportPlan:
     tables: dict[str, SourceTable]  # in copy order (parents first)
     stores: list[StoreTarget]
     problems: list[Problem]
+    #: Whether the source's server checked the data (else Python read every row).
+    checked_in_sql: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The plan as JSON (``import shared --dry-run --json``)."""
@@ -373,23 +376,31 @@ def build_plan(
     *,
     only: list[str] | None = None,
     create_stores: bool = False,
+    checks_in_sql: bool = True,
 ) -> ImportPlan:
     """The plan of importing ``source`` through ``mapping``; reads the source and master,
-    writes nothing."""
+    writes nothing. The data is checked by the source's server where it can be
+    (``checks_in_sql``: :mod:`.sql_checks`), else in Python."""
     problems = Problems()
     tables = _resolve_tables(source, mapping, spec, problems)
     targets = _resolve_stores(
         source, session, mapping, only=only, create=create_stores, problems=problems
     )
     stores_table = reflect_tables(source, [mapping.stores.table]).get(mapping.stores.table)
+    in_sql = False
     if stores_table is not None and mapping.stores.key in stores_table.c:
         # The data is checked even when the mapping has problems, so a dry run shows them
         # all at once (type mismatches with the rows whose values do not convert), except
         # in tables whose columns could not be resolved.
-        with connect(source) as conn:
-            keys = set(conn.scalars(select(stores_table.c[mapping.stores.key])))
-        check_data(source, _checkable(tables, problems), targets, keys, problems)
-    return ImportPlan(mapping, tables, targets, problems.all())
+        in_sql = check_data(
+            source,
+            _checkable(tables, problems),
+            targets,
+            stores_table.c[mapping.stores.key],
+            problems,
+            in_sql=checks_in_sql,
+        )
+    return ImportPlan(mapping, tables, targets, problems.all(), in_sql)
 
 
 #: Problems that leave a table's rows unreadable as mapped.

@@ -4,7 +4,10 @@ some example keys, collected once per kind of problem and place."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tenantry.imports.source import SourceTable
 
 #: Example keys kept per problem.
 EXAMPLES = 5
@@ -67,6 +70,48 @@ class Problems:
             if len(problem.examples) < EXAMPLES:
                 problem.examples.append(key)
 
+    def extend(self, other: Problems) -> None:
+        """Add ``other``'s problems (found after these)."""
+        for slot, problem in other._found.items():
+            self._found.setdefault(slot, problem)
+
     def all(self) -> list[Problem]:
         """Every problem, in the order found."""
         return list(self._found.values())
+
+
+def report_orphan(problems: Problems, st: SourceTable, path: str, shown: str) -> None:
+    """A row of ``st`` whose store cannot be known, through its store column or ``via``."""
+    if st.mapping.store_column is not None:
+        message = f"store key in {st.table.name}.{path} matches no store"
+    else:
+        parent = (st.mapping.parent or ("", ""))[0]
+        message = f"{st.table.name}.{path} points to no row of {parent} (its store cannot be known)"
+    problems.add("orphan", message, table=st.name, column=path, key=shown)
+
+
+def converted_or_reported(
+    problems: Problems, st: SourceTable, row: dict[str, Any], shown: str
+) -> dict[str, Any] | None:
+    """Source ``row`` as tenant values, its NULLs where the tenant requires a value reported;
+    None (reported) when a value does not convert or fit."""
+    from tenantry.imports.source import BadValue
+
+    try:
+        converted = st.convert(row)
+    except BadValue as exc:
+        detail = f"{shown}: {exc.detail}"
+        problems.add(
+            "bad_value", exc.reason, table=st.name, column=exc.column, key=shown, detail=detail
+        )
+        return None
+    for rule in st.rules:
+        if converted[rule.target] is None and not st.target.c[rule.target].nullable:
+            problems.add(
+                "null_value",
+                "is empty in the source, and the tenant column requires a value",
+                table=st.name,
+                column=rule.target,
+                key=shown,
+            )
+    return converted

@@ -6,6 +6,9 @@ its rows are copied table by table in foreign-key order, each batch in key order
 (row count and checksum per table against the mapped source rows, foreign keys inside the
 tenant database), and the store is marked imported (the operation succeeds, an audit entry).
 
+The copy (:mod:`.import_copy`) and the verification (:mod:`.import_verify`) have modules of
+their own, and so has the import cursor (:mod:`tenantry.imports.cursor`).
+
 Resumable: each batch is committed together with the import cursor
 (``tenantry_import_cursor`` in the tenant database: the last source key copied per table), so a
 process killed at any point leaves a cursor that says exactly which rows are in; the next run
@@ -24,20 +27,12 @@ checksums computed in SQL on both sides); the rest row by row in Python, as acro
 from __future__ import annotations
 
 import contextlib
-import json
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import (
-    Connection,
-    Engine,
-    create_engine,
-    func,
-    inspect,
-    select,
-)
+from sqlalchemy import Engine, create_engine, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
@@ -53,48 +48,20 @@ from tenantry.db.master.models import Store as MasterStore
 from tenantry.db.schemas import SchemaSpec
 from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
-from tenantry.imports.bulk import insert_rows
-from tenantry.imports.digest import Digest, target_digest
-from tenantry.imports.pg_copy import (
-    COPY_BATCH_ROWS,
-    SqlTable,
-    canonical,
-    column_types,
-    commit_lazily,
-    copy_batch,
-    flush,
-    last_key,
-    source_checksum,
-    sql_table,
-    target_checksum,
-)
+from tenantry.imports.cursor import CURSOR, begin, read_header
+from tenantry.imports.pg_copy import commit_lazily
 from tenantry.imports.plan import ImportPlan, StoreTarget
-from tenantry.imports.source import (
-    SourceTable,
-    decode_key,
-    encode_key,
-    key_of,
-    snapshot,
-    store_batches,
-    store_filter,
-)
-from tenantry.imports.target import (
-    CURSOR,
-    HEADER,
-    advance,
-    dangling_references,
-    determined_rows,
-    self_referencing,
-)
+from tenantry.imports.target import determined_rows
+from tenantry.operations.import_copy import StoreCopy
 from tenantry.operations.import_progress import (
     ImportCancelled,
     ImportRun,
     ProgressCallback,
     StoreOutcome,
 )
+from tenantry.operations.import_verify import StoreVerification
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.lease_takeover import release_if_holder_died
-from tenantry.operations.move_copy import VerificationFailed
 from tenantry.services import audit
 from tenantry.services import stores as store_service
 from tenantry.services.connections import migrator_url
@@ -118,34 +85,14 @@ class StoreImporter:
     batch_rows: int | None = None
     on_progress: ProgressCallback | None = None
     kit: OperationKit = field(init=False)
-    #: The source's column types by table (read once: the source is only read).
-    _source_types: dict[str, dict[str, str]] = field(init=False, default_factory=dict)
+    copier: StoreCopy = field(init=False)
+    verifier: StoreVerification = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = writer_sessions(self.sessions)
         self.kit = OperationKit.from_settings(self.sessions, self.settings)
-
-    @property
-    def row_batch(self) -> int:
-        """Rows per batch copied row by row."""
-        return self.batch_rows or copy.BATCH_ROWS
-
-    def _sql_tables(self, src: Connection, dst: Connection) -> dict[str, SqlTable]:
-        """The mapped tables the servers copy and verify (PostgreSQL on both sides, every
-        column expressible in SQL); none on other engines."""
-        if not all(
-            c.dialect.name == "postgresql" and c.dialect.driver == "psycopg" for c in (src, dst)
-        ):
-            return {}
-        found: dict[str, SqlTable] = {}
-        for name, st in self.plan.tables.items():
-            if st.table.name not in self._source_types:
-                self._source_types[st.table.name] = column_types(src, st.table.name)
-            source_types = self._source_types[st.table.name]
-            table = sql_table(st, source_types, column_types(dst, st.target.name))
-            if table is not None:
-                found[name] = table
-        return found
+        self.copier = StoreCopy(self.source, self.plan, self.batch_rows)
+        self.verifier = StoreVerification(self.source, self.plan, self.copier.row_batch)
 
     # ------------------------------------------------------------------ claiming
 
@@ -235,10 +182,10 @@ class StoreImporter:
         self, engine: Engine, target: StoreTarget, run: ImportRun, outcome: StoreOutcome
     ) -> None:
         outcome.resumed = self._prepare(engine, target) or outcome.resumed
-        self._copy(engine, run, outcome)
+        in_sql = self.copier.run(engine, run, outcome)
         failpoint(f"import.after_copy.{target.slug}")
         run.report("verify")
-        self._verify(engine, run, outcome)
+        self.verifier.run(engine, run, outcome, in_sql)
         self._finish(engine, run, outcome)
 
     def _target_url(self, target: StoreTarget) -> Any:
@@ -286,16 +233,17 @@ class StoreImporter:
             scratch.dispose()
         return seeded
 
-    def _header(self, conn: Connection) -> dict[str, Any] | None:
-        note = conn.scalar(select(CURSOR.c.note).where(CURSOR.c.table_name == HEADER))
-        return json.loads(note) if note else None
-
     def _prepare(self, engine: Engine, target: StoreTarget) -> bool:
         """Make the tenant database ready; True when an unfinished import is resumed."""
         fingerprint = self.plan.mapping.fingerprint()
-        CURSOR.create(engine, checkfirst=True)
         with connect(engine) as conn, conn.begin():
-            header = self._header(conn)
+            if conn.dialect.name == "postgresql":
+                # Nothing is copied yet: a server crash losing this transaction leaves the
+                # database as it was (the copy's batches are flushed before verifying).
+                commit_lazily(conn)
+            # The cursor table with its header (PostgreSQL and SQLite: in one transaction).
+            CURSOR.create(conn, checkfirst=True)
+            header = read_header(conn)
             if header is not None:
                 if header["fingerprint"] != fingerprint:
                     raise Conflict(
@@ -321,229 +269,8 @@ class StoreImporter:
                     )
                 conn.execute(table.delete())  # the schema's defaults: the source's replace them
                 seeded = True
-            conn.execute(
-                CURSOR.insert().values(
-                    table_name=HEADER,
-                    rows_copied=0,
-                    bytes_copied=0,
-                    done=False,
-                    note=json.dumps({"fingerprint": fingerprint, "seeded": seeded}),
-                )
-            )
+            begin(conn, fingerprint, seeded=seeded)
         return False
-
-    # ------------------------------------------------------------------ copy
-
-    def _copy(self, engine: Engine, run: ImportRun, outcome: StoreOutcome) -> None:
-        run.report("copy", force=True)
-        tables = self.plan.tables
-        with connect(engine) as dst, connect(self.source) as src:
-            cursors = {
-                r.table_name: r for r in dst.execute(select(CURSOR)) if r.table_name != HEADER
-            }
-            dst.rollback()
-            run.rows = sum(r.rows_copied for r in cursors.values())
-            run.bytes = sum(r.bytes_copied for r in cursors.values())
-            reader = snapshot(src)
-            with reader.begin():
-                in_sql = self._sql_tables(reader, dst)
-                dst.rollback()
-                if in_sql:
-                    canonical(reader)
-                for name, st in tables.items():
-                    cursor = cursors.get(name)
-                    entry = outcome.tables.setdefault(name, {"rows": run.target.rows.get(name, 0)})
-                    if cursor is not None and cursor.done:
-                        entry["copied"] = cursor.rows_copied
-                        continue
-                    condition = store_filter(tables, self.plan.mapping, name, run.target.key)
-                    after = decode_key(st, cursor.last_key) if cursor and cursor.last_key else None
-                    digest = Digest(st.target, st.hashed_columns)
-                    if cursor is not None:
-                        digest.resume(cursor.rows_copied, cursor.digest)
-                    if name in in_sql:
-                        copied = self._copy_sql(reader, dst, in_sql[name], condition, after, run)
-                    elif self_referencing(st):
-                        copied = self._copy_tree(reader, dst, st, condition, digest, run)
-                    else:
-                        copied = self._copy_keyed(reader, dst, st, condition, after, digest, run)
-                    entry["copied"] = copied + (cursor.rows_copied if cursor else 0)
-                    if name in in_sql:
-                        continue  # marked done with its last batch
-                    with dst.begin():
-                        advance(dst, name, None, 0, 0, done=True)
-                        copy.reset_sequences(dst, st.target)
-            if in_sql:
-                flush(dst)  # every batch durable before the verification reads them
-
-    def _copy_sql(
-        self,
-        src: Connection,
-        dst: Connection,
-        table: SqlTable,
-        condition: Any,
-        after: list[Any] | None,
-        run: ImportRun,
-    ) -> int:
-        """The store's rows of ``table`` streamed by COPY, a key range per batch, each batch
-        committed with the cursor past its last key; the last batch also marks the table
-        done (and moves its sequence on), so a resumed copy never reads it again."""
-        limit = self.batch_rows or COPY_BATCH_ROWS
-        name = table.st.name
-        copied, number = 0, 0
-        while True:
-            number += 1
-            with dst.begin():  # the rows and the cursor past them: both or neither
-                canonical(dst)
-                rows, size = copy_batch(
-                    src, dst, table, table.rows(condition, after=after, limit=limit)
-                )
-                commit_lazily(dst)  # flushed once the store's copy ends (_copy)
-                if rows == limit:
-                    after = last_key(src, table, condition, after, limit - 1)
-                    advance(dst, name, encode_key(after), rows, size)
-                else:
-                    advance(dst, name, None, rows, size, done=True)
-                    copy.reset_sequences(dst, table.st.target)
-            failpoint(f"import.batch.{run.target.slug}.{name}.{number}")
-            copied += rows
-            run.copied(rows, size)
-            if rows < limit:
-                return copied
-
-    def _copy_keyed(
-        self,
-        src: Connection,
-        dst: Connection,
-        st: SourceTable,
-        condition: Any,
-        after: list[Any] | None,
-        digest: Digest,
-        run: ImportRun,
-    ) -> int:
-        copied = 0
-        for number, batch in enumerate(
-            store_batches(src, st, condition, after=after, batch_rows=self.row_batch), 1
-        ):
-            rows = [st.convert(r) for r in batch]
-            size = digest.add(rows)
-            last = encode_key(key_of(st, batch[-1]))
-            with dst.begin():  # the rows and the cursor past them: both or neither
-                insert_rows(dst, st.target, rows)
-                advance(dst, st.name, last, len(rows), size, digest=digest.hex_total)
-            failpoint(f"import.batch.{run.target.slug}.{st.name}.{number}")
-            copied += len(rows)
-            run.copied(len(rows), size)
-        return copied
-
-    def _copy_tree(
-        self,
-        src: Connection,
-        dst: Connection,
-        st: SourceTable,
-        condition: Any,
-        digest: Digest,
-        run: ImportRun,
-    ) -> int:
-        """A table referencing itself (a category tree) in one transaction, parents first:
-        such tables are small, and rows in key order may come before their parents."""
-        rows = [
-            st.convert(r)
-            for batch in store_batches(src, st, condition, after=None, batch_rows=self.row_batch)
-            for r in batch
-        ]
-        refs = copy._self_references(st.target)
-        ordered = copy._parents_first(rows, refs)
-        digest.resume(0, None)  # all in one transaction: never resumed part-way
-        size = digest.add(ordered)
-        with dst.begin():
-            for start in range(0, len(ordered), self.row_batch):
-                insert_rows(dst, st.target, ordered[start : start + self.row_batch])
-            advance(dst, st.name, None, len(ordered), size, done=True, digest=digest.hex_total)
-        run.copied(len(ordered), size)
-        return len(ordered)
-
-    # ------------------------------------------------------------------ verify
-
-    def _verify(self, engine: Engine, run: ImportRun, outcome: StoreOutcome) -> None:
-        """Each table: the store's row count in the source (read again, in SQL), the rows
-        copied and the rows imported agree; the checksum of the source rows as they were
-        copied (kept in the cursor with them) equals the imported rows' read back. Tables the
-        servers copied are checked by the servers: the count and checksum of the source's
-        rows put through the same SQL again, and of the tenant table. Then every foreign key
-        inside the store's database."""
-        problems: list[str] = []
-        tables = self.plan.tables
-        with connect(engine) as dst, connect(self.source) as src:
-            cursors = {r.table_name: r for r in dst.execute(select(CURSOR))}
-            in_sql = self._sql_tables(src, dst)
-            dst.rollback()
-            src.rollback()
-            for name, st in tables.items():
-                condition = store_filter(tables, self.plan.mapping, name, run.target.key)
-                if name in in_sql:
-                    problems += self._verify_sql(src, dst, in_sql[name], condition, run, outcome)
-                    continue
-                in_source = int(
-                    src.scalar(select(func.count()).select_from(st.table).where(condition)) or 0
-                )
-                src.rollback()
-                cursor = cursors.get(name)
-                copied = Digest(st.target, st.hashed_columns)
-                if cursor is not None:
-                    copied.resume(cursor.rows_copied, cursor.digest)
-                before = copied.result()
-                after = target_digest(dst, st.target, st.hashed_columns, batch_rows=self.row_batch)
-                dst.rollback()
-                run.verified += after.rows
-                run.report()
-                entry = outcome.tables.setdefault(name, {})
-                entry.update(verified=after.rows, checksum=after.sha256[:16])
-                if not in_source == before.rows == after.rows:
-                    problems.append(
-                        f"{name}: {in_source} rows in the source, {before.rows} copied, "
-                        f"{after.rows} imported"
-                    )
-                elif before.sha256 != after.sha256:
-                    problems.append(f"{name}: same {after.rows} rows, different content")
-            problems += dangling_references(dst, [st.target for st in tables.values()])
-        if problems:
-            raise VerificationFailed(
-                "the imported rows do not match the source (" + "; ".join(problems[:5]) + ").",
-                "The store's database was put back as it was. Something wrote to the source "
-                "during the import: check and run it again.",
-            )
-
-    def _verify_sql(
-        self,
-        src: Connection,
-        dst: Connection,
-        table: SqlTable,
-        condition: Any,
-        run: ImportRun,
-        outcome: StoreOutcome,
-    ) -> list[str]:
-        """The servers' check of one table copied by COPY: its problems (none when equal)."""
-        name = table.st.name
-        copied = int(
-            dst.scalar(select(CURSOR.c.rows_copied).where(CURSOR.c.table_name == name)) or 0
-        )
-        dst.rollback()
-        before = source_checksum(src, table, condition)
-        src.rollback()
-        after = target_checksum(dst, table)
-        dst.rollback()
-        run.verified += after.rows
-        run.report()
-        entry = outcome.tables.setdefault(name, {})
-        entry.update(verified=after.rows, checksum=after.hex[:16])
-        if not before.rows == copied == after.rows:
-            return [
-                f"{name}: {before.rows} rows in the source, {copied} copied, {after.rows} imported"
-            ]
-        if before != after:
-            return [f"{name}: same {after.rows} rows, different content"]
-        return []
 
     # ------------------------------------------------------------------ finish / roll back
 
@@ -584,7 +311,7 @@ class StoreImporter:
                     return ""
                 conn.rollback()
                 with conn.begin():
-                    header = self._header(conn)
+                    header = read_header(conn)
                     # No header: the import never began writing (its checks refused the
                     # database), so nothing in the tables is the import's to delete.
                     for st in reversed(list(self.plan.tables.values()) if header else []):
