@@ -44,7 +44,8 @@ class Write:
     store: str
     sku: str
     status: int
-    at: datetime
+    at: datetime  # answered
+    sent: datetime | None = None
 
 
 def _wait(api: Api, url: str, done: set[str], *, key: str = "status") -> dict:  # type: ignore[type-arg]
@@ -99,12 +100,13 @@ def test_drain_over_http_moves_each_store_blocking_only_its_own_writes(
         for slug in slugs:
             n += 1
             sku = f"SKU-{n}"
+            sent = datetime.now(UTC)
             made = api.client.post(
                 f"/stores/{slug}/products",
                 json={"sku": sku, "name": "Mug", "price_minor": 100},
                 headers=api.admin,
             )
-            writes.append(Write(slug, sku, made.status_code, datetime.now(UTC)))
+            writes.append(Write(slug, sku, made.status_code, datetime.now(UTC), sent))
             reads.append(api.client.get(f"/stores/{slug}/products", headers=api.admin).status_code)
         drain = api.client.get("/database-servers/old/drain", headers=api.admin).json()
         if drain["operation"]["status"] not in ("queued", "running"):
@@ -120,22 +122,27 @@ def test_drain_over_http_moves_each_store_blocking_only_its_own_writes(
     assert set(reads) == {200}
     assert {w.status for w in writes} <= {201, 503}
     windows = {}
+    moved = {}  # each move's own span, as master recorded it
     for slug in slugs:
         (move,) = api.client.get(f"/moves?store={slug}", headers=api.admin).json()
         assert (move["status"], move["to_server"], move["source"]) == ("completed", "new", "kept")
         start = datetime.fromisoformat(move["started_at"]).replace(tzinfo=UTC)
         end = datetime.fromisoformat(move["finished_at"]).replace(tzinfo=UTC)
+        moved[slug] = (start, end)
         windows[slug] = (start - timedelta(seconds=1), end + timedelta(seconds=1))
     for w in writes:
         if w.status == 503:  # refused only inside the store's own move
             assert windows[w.store][0] <= w.at <= windows[w.store][1], w
     for slug, other in ((slugs[0], slugs[1]), (slugs[1], slugs[0])):
+        # Sent after the other's move began and answered before it ended: wholly inside it
+        # (a move takes about a second now that it waits only for the writes in flight).
         during_other = [
             w
             for w in writes
             if w.store == slug
-            and windows[other][0] + timedelta(seconds=1.5) < w.at
-            and w.at < windows[other][1] - timedelta(seconds=1.5)
+            and w.sent is not None
+            and moved[other][0] < w.sent
+            and w.at < moved[other][1]
         ]
         assert during_other, "no write landed while the other store moved"
         assert {w.status for w in during_other} == {201}
