@@ -214,10 +214,10 @@ class ServerDatabases:
     leave the server as it found it (run it on a quiet server: other work's databases and
     roles count too)."""
 
-    def __init__(self, server: URL | None, *, roles: bool = True) -> None:
+    def __init__(self, server: URL | None) -> None:
         self.server = server
         self.before = database_names(server, lambda _: True) if server is not None else None
-        self.roles_before = role_names(server) if server is not None and roles else None
+        self.roles_before = role_names(server) if server is not None else None
 
     def report(self) -> dict[str, list[str]]:
         """``left_behind`` and ``gone`` since the start (and ``roles_left_behind``,

@@ -47,6 +47,7 @@ from typing import Any
 
 from benchkit import (
     ServerDatabases,
+    changed,
     checkpoint,
     database_names,
     parallel,
@@ -326,7 +327,7 @@ def main() -> None:
     server = parse_url(PG_URL)
     # Taken before the runs: the commit measured, even if HEAD moves while they last.
     run = run_metadata(postgresql=server_version(server))
-    watch = ServerDatabases(server, roles=True)
+    watch = ServerDatabases(server)
     results: list[dict[str, Any]] = []
     load_start = os.getloadavg()
     try:
@@ -385,8 +386,7 @@ def main() -> None:
         + "\n"
     )
     console.print(f"wrote {out}")
-    changed = bool(databases["ours_left_behind"] or databases["left_behind"] or databases["gone"])
-    raise SystemExit(1 if changed or any("error" in r for r in results) else 0)
+    raise SystemExit(1 if changed(databases) or any("error" in r for r in results) else 0)
 
 
 if __name__ == "__main__":

@@ -15,8 +15,8 @@ a file copy), timed after each store (interleaved, the median reported; also 20 
 before the stores, ``copy_apart_ms``), and a new empty database. Then the routing overhead:
 the same query through ``TenantRouter.session`` and on a directly held engine. Prints a table
 and writes JSON with the run's machine, versions and commit. Everything the bench created on
-the server is dropped, the template too unless it was there before; the server's database
-list is compared before and after.
+the server is dropped (the stores' logins too), the template too unless it was there before;
+the server's database and role lists are compared before and after.
 """
 
 from __future__ import annotations

@@ -46,6 +46,7 @@ from typing import Any
 import httpx
 from benchkit import (
     ServerDatabases,
+    changed,
     database_names,
     drop_databases,
     environment,
@@ -725,8 +726,8 @@ def main() -> None:
         )
     )
     say(f"wrote {out}")
-    if ours["left_behind"] or ours["gone"]:
-        raise SystemExit(f"databases of this bench left behind or gone: {ours}")
+    if changed(ours):
+        raise SystemExit(f"databases or logins of this bench left behind or gone: {ours}")
 
 
 def _pg_version() -> str:
