@@ -99,15 +99,28 @@ def run_metadata(**servers: str) -> dict[str, object]:
     }
 
 
-def summary(values: list[float]) -> dict[str, float]:
-    """Median, mean, p90, p99 and max of ``values`` (the mean shows what the median hides)."""
+#: Fewer samples than this have no p99: its nearest rank would be the maximum, one sample, which
+#: no second run reproduces.
+P99_SAMPLES = 100
+
+
+def summary(values: list[float]) -> dict[str, float | None]:
+    """Median, mean, p90, p99 and max of ``values`` (the mean shows what the median hides);
+    p99 is None with fewer than :data:`P99_SAMPLES` values, ``samples`` says how many."""
     return {
+        "samples": len(values),
         "median": statistics.median(values),
         "mean": statistics.fmean(values),
         "p90": pct(values, 0.9),
-        "p99": pct(values, 0.99),
+        "p99": pct(values, 0.99) if len(values) >= P99_SAMPLES else None,
         "max": max(values),
     }
+
+
+def num(value: float | None, spec: str = ".1f") -> str:
+    """``value`` formatted with ``spec``, or "—" when the figure was not measured (a p99 of
+    too few samples)."""
+    return "—" if value is None else format(value, spec)
 
 
 def pct(values: list[float], q: float) -> float:

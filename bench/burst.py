@@ -37,6 +37,7 @@ from benchkit import (
     database_names,
     drop_databases,
     drop_logins,
+    num,
     parallel,
     run_metadata,
     say,
@@ -275,7 +276,7 @@ def _print(results: list[dict[str, Any]]) -> None:
             f"{r['seconds']:.1f}",
             f"{r['active_per_s']:.1f}",
             f"{job.get('median', 0):.2f}",
-            f"{job.get('p99', 0):.2f}",
+            num(job.get("p99", 0), ".2f"),
             f"{r['floor']['per_s']:.1f}",
             target if r["backend"] == "postgresql" else "",
         )

@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import time
 import uuid
@@ -37,6 +38,7 @@ from benchkit import (
     checkpoint,
     database_names,
     drop_logins,
+    num,
     run_metadata,
     summary,
 )
@@ -147,7 +149,7 @@ def bench_provision(backend: str, n: int, *, warm: bool = False) -> dict[str, An
             "stores": n,
             "template": builder.template_name(platform.tenant_spec),
             "template_build_ms": template,
-            "floor": floor | {"copy_ms": summary(copies)["median"], "copies": "interleaved"},
+            "floor": floor | {"copy_ms": statistics.median(copies), "copies": "interleaved"},
             "per_store_ms": summary(per_store),
             "spares_claimed": claimed,
             "total_s": total,
@@ -186,7 +188,7 @@ def bench_template(
             t0 = time.perf_counter()
             builder.copy_sqlite_template(templates, spec, data_dir / "probe" / f"first{i}.db")
             builds.append((time.perf_counter() - t0) * 1000)
-        build = summary(builds)["median"]
+        build = statistics.median(builds)
         for i in range(FLOOR_ROUNDS):
             t0 = time.perf_counter()
             shutil.copyfile(tpl, data_dir / "probe" / f"copy{i}.db")
@@ -196,8 +198,8 @@ def bench_template(
             empties.append((time.perf_counter() - t0) * 1000)
         shutil.rmtree(data_dir / "probe")
         return build, {
-            "copy_apart_ms": summary(copies)["median"],
-            "empty_ms": summary(empties)["median"],
+            "copy_apart_ms": statistics.median(copies),
+            "empty_ms": statistics.median(empties),
         }
     server = parse_url(PG_URL)
     present = builder.template_name(spec) in (database_names(server, lambda _: True) or [])
@@ -211,7 +213,7 @@ def bench_template(
         builder.clone_postgres_template(server, spec, probe)
         builds.append((time.perf_counter() - t0) * 1000)
         drop_database(_pg(probe))
-    built = None if present else summary(builds)["median"]
+    built = None if present else statistics.median(builds)
     # What earlier work left dirty (a dropped database, a bench before) is flushed first, so
     # the floor is not paid for by it.
     checkpoint(server)
@@ -226,8 +228,8 @@ def bench_template(
         empties.append((time.perf_counter() - t0) * 1000)
         drop_database(_pg(name))
     return built, {
-        "copy_apart_ms": summary(copies)["median"],
-        "empty_ms": summary(empties)["median"],
+        "copy_apart_ms": statistics.median(copies),
+        "empty_ms": statistics.median(empties),
     }
 
 
@@ -341,7 +343,7 @@ def main() -> None:
             f"{each['median']:.1f}",
             f"{each['median'] / r['floor']['copy_ms']:.2f}x",
             f"{each['mean']:.1f}",
-            f"{each['p99']:.1f}",
+            num(each["p99"]),
             f"{each['max']:.1f}",
             f"{r['total_s']:.2f}",
             f"{r['routing']['router_us']:.0f}",

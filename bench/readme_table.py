@@ -59,6 +59,11 @@ def _x(value: float | None) -> str:
     return "" if value is None else f"{value:.2f}x"
 
 
+def _p99(value: float | None) -> str:
+    """ ", p99 …", or nothing for a run too short to have one (fewer than 100 samples)."""
+    return "" if value is None else f", p99 {value:.1f}"
+
+
 def provision_rows(data: dict[str, Any]) -> Iterator[Row]:
     """Per backend: the template build, and a store provisioned against the template copy."""
     run = _run(data)
@@ -71,7 +76,7 @@ def provision_rows(data: dict[str, Any]) -> Iterator[Row]:
         path = f", {r['path']}" if r.get("path") else ""
         yield Row(
             f"provision a store, {r['backend']}{path}, median of {r['stores']}",
-            f"{_ms(per['median'])} (mean {per['mean']:.1f}, p99 {per['p99']:.1f})",
+            f"{_ms(per['median'])} (mean {per['mean']:.1f}{_p99(per.get('p99'))})",
             f"template copy {_ms(copy)}",
             _x(per["median"] / copy if copy else None),
             run,
@@ -158,20 +163,22 @@ def fleet_rows(data: dict[str, Any]) -> Iterator[Row]:
                 f"fleet run, nothing to apply, {n} {b} tenants",
                 _s(noop["seconds"]),
                 f"raw psycopg loop {_s(floor['seconds'])}",
-                _x(noop["seconds"] / floor["seconds"]),
+                _x(noop.get("over_floor") or noop["seconds"] / floor["seconds"]),
                 run,
             )
             continue
-        for step, naive, what in (
-            ("tenantry_apply", "naive_apply", "one revision"),
-            ("tenantry_noop", "naive_noop", "nothing to apply"),
+        # Runs since the loop and tenantry take turns: the median of each round's ratio.
+        paired = r.get("naive_over_tenantry") if r.get("ratios") == "paired" else None
+        for step, naive, what, key in (
+            ("tenantry_apply", "naive_apply", "one revision", "apply"),
+            ("tenantry_noop", "naive_noop", "nothing to apply", "noop"),
         ):
             ours, theirs = steps[step]["seconds"], steps[naive]["seconds"]
             yield Row(
                 f"fleet run, {what}, {n} {b} tenants (store schema)",
                 _s(ours),
                 f"naive Alembic loop {_s(theirs)}",
-                _x(ours / theirs),
+                _x(1 / paired[key] if paired else ours / theirs),
                 run,
             )
         yield Row(
