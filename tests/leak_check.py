@@ -4,11 +4,12 @@ that leaves new ones fails, naming them.
 
 Checked once per run, in the process that runs pytest (with pytest-xdist, the controller,
 after its workers have stopped: :func:`register` does nothing in a worker). What existed when
-the run started is never blamed on it. Names still there at the end are looked at again for
-up to :data:`SETTLE_S` seconds before they are reported: a worker's exit handlers
-(:mod:`tests.templates`) drop theirs a moment after the run, and another run against the same
-servers at the same time makes and drops its own (one it *leaves* would be reported here too:
-set ``TENANTRY_TEST_LEAK_CHECK=0`` to skip the check for a run that shares the servers).
+the run started is never blamed on it. What is new at the end counts only if it is still there
+:data:`SETTLE_S` seconds later (it is listed every second meanwhile, and what goes away is
+let go): a worker's exit handlers (:mod:`tests.templates`) drop theirs a moment after the run,
+and another run against the same servers at the same time makes and drops its own. Another run
+that leaves something, or keeps it longer, would be blamed here too: set
+``TENANTRY_TEST_LEAK_CHECK=0`` to skip the check for a run that shares the servers.
 
 Kept on purpose, so not a leftover: the builder's template of tenantry's own tenant schema at
 its head (``tenantry_tpl_store_<head>``), a cache every provisioning on the server shares.
@@ -31,8 +32,8 @@ from tenantry.errors import TenantryError
 
 #: ``0`` turns the check off for a run.
 SWITCH = "TENANTRY_TEST_LEAK_CHECK"
-#: How long names new since the start may take to go away before they count as left behind.
-SETTLE_S = 20.0
+#: How long what is new since the start must stay to count as left behind.
+SETTLE_S = 30.0
 _POLL_S = 1.0
 
 
@@ -95,18 +96,23 @@ class LeakCheck:
         """List what is on the servers before any test runs."""
         self.before = self._snapshot(self.servers)
 
-    @pytest.hookimpl(hookwrapper=True)
+    @pytest.hookimpl(wrapper=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> Generator[None, None, None]:
         """After every other finishing step (pytest-xdist stops its workers in one): fail the
         run if it left something new on a server."""
-        yield
-        if session.exitstatus == pytest.ExitCode.INTERRUPTED:
-            return  # cut off: teardowns did not run, so leftovers say nothing about them
+        result = yield
+        if session.exitstatus != pytest.ExitCode.INTERRUPTED:
+            # Interrupted: teardowns did not run, so leftovers say nothing about them.
+            self._check(session)
+        return result
+
+    def _check(self, session: pytest.Session) -> None:
         _drop_own_templates()  # without pytest-xdist they would go only at exit
         left = self._left()
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None and self.unchecked:
-            reporter.write_line("leak check incomplete: " + "; ".join(self.unchecked.values()), yellow=True)
+            why = "; ".join(self.unchecked.values())
+            reporter.write_line(f"leak check incomplete: {why}", yellow=True)
         if not left:
             return
         if reporter is not None:
@@ -125,17 +131,20 @@ class LeakCheck:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def _left(self) -> set[str]:
-        """What is new since the start, once it had :data:`SETTLE_S` to go away."""
+        """What is new since the start and stayed there for :data:`SETTLE_S` seconds (one
+        that goes away meanwhile, even if made again, was someone's work in progress)."""
         deadline = time.monotonic() + SETTLE_S
         kept = kept_on_purpose()
+        left: set[str] | None = None
         while True:
             now = self._snapshot(self.before)
-            left = {
+            new = {
                 line
                 for backend, lines in now.items()
                 for line in lines - self.before[backend]
                 if line not in kept
             }
+            left = new if left is None else left & new
             if not left or time.monotonic() >= deadline:
                 return left
             time.sleep(_POLL_S)
