@@ -2,8 +2,9 @@
 
 - PostgreSQL: ``ALTER DATABASE … SET default_transaction_read_only = on``. The setting applies
   to new sessions only, so the database's other client sessions are ended
-  (:mod:`tenantry.db.pg_sessions`): clients reconnect and get read-only transactions. Idle sessions are ended at once (a pool's ping finds them gone and
-  reconnects, unseen by its client); a session inside a statement or a transaction is given
+  (:mod:`tenantry.db.pg_sessions`): clients reconnect and get read-only transactions. Idle
+  sessions are ended at once (a pool's ping finds them gone and reconnects, unseen by its
+  client); a session inside a statement or a transaction is given
   up to :data:`PG_INFLIGHT_GRACE_S` to finish first, so a read being served at the switch is
   answered rather than cut off. Past that, every other session is ended regardless.
 - SQLite: the WAL is folded into the main file, the file switched to a rollback journal (so it

@@ -157,7 +157,8 @@ def test_a_writer_outlasting_the_wait_is_handed_back_not_ended(
             done, took = _end(engine, grace_s=0.2, give_up_s=0.5, wait_for_writers=True)
 
             assert 0.5 <= took < 10
-            assert len(done.left) == 1 and done.left[0].writing
+            assert len(done.left) == 1
+            assert done.left[0].writing
             assert done.left[0].xact_start is not None
             writer.commit()  # still its own to commit
         assert _rows(engine) == [2]
@@ -174,7 +175,8 @@ def test_without_waiting_for_writers_a_writer_is_ended_after_the_grace(
             done, took = _end(engine, grace_s=0.3, give_up_s=0.3, wait_for_writers=False)
 
             assert 0.3 <= took < 10
-            assert done.ended >= 1 and done.writers == 1
+            assert done.ended >= 1
+            assert done.writers == 1
             assert not _alive(writer)
         assert _rows(engine) == []  # its transaction was rolled back with it
 
