@@ -13,12 +13,14 @@ that leaves something, or keeps it longer, would be blamed here too: set
 
 Kept on purpose, so not a leftover: the builder's template of tenantry's own tenant schema at
 its head (``tenantry_tpl_store_<head>``), a cache every provisioning on the server shares. Not
-this run's: the benchmarks' objects (:data:`BENCH_PREFIXES`), which may run meanwhile.
+this run's: the benchmarks' objects (:data:`BENCH_PREFIXES`), which may run meanwhile, and the
+templates of another run's test processes still running.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections.abc import Generator, Iterable
 
@@ -146,7 +148,7 @@ class LeakCheck:
                 line
                 for backend, lines in now.items()
                 for line in lines - self.before[backend]
-                if line not in kept and not _benchmarks(line)
+                if line not in kept and not _not_ours(line)
             }
             left = new if left is None else left & new
             if not left or time.monotonic() >= deadline:
@@ -154,10 +156,29 @@ class LeakCheck:
             time.sleep(_POLL_S)
 
 
-def _benchmarks(line: str) -> bool:
-    """Whether the object ``line`` names (see :func:`server_objects`) is a benchmark's."""
+def _not_ours(line: str) -> bool:
+    """Whether the object ``line`` names (see :func:`server_objects`) is surely another's: a
+    benchmark's, or the template of a test process still running (:mod:`tests.templates`
+    puts its pid in the name; this run's processes have ended by now)."""
     name = line.split(" ", 2)[2].lstrip("'")
-    return name.startswith(BENCH_PREFIXES)
+    if name.startswith(BENCH_PREFIXES):
+        return True
+    template = _TEMPLATE.fullmatch(name)
+    return template is not None and _running(int(template.group(1)))
+
+
+#: The name of a template of :mod:`tests.templates`: ``tt_tpl_<schema>_<owner>_<pid>_<hex>``.
+_TEMPLATE = re.compile(r"tt_tpl_\w+_(\d+)_[0-9a-f]{6}")
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's
+        return True
+    return True
 
 
 def _drop_own_templates() -> None:
