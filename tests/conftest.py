@@ -74,6 +74,14 @@ def require_server(backend: str) -> None:
 DbFactory = Callable[..., URL]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """The run fails if it leaves databases, roles or users on the test servers
+    (:mod:`tests.leak_check`)."""
+    from tests import leak_check
+
+    leak_check.register(config, SERVER_URLS)
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """``-n auto``: two workers per core (at most 8), as most of a test's time is spent
     waiting on database servers and tenantry processes rather than computing."""
@@ -128,6 +136,28 @@ def server_has_database(backend: str, name: str) -> bool:
     """Whether database ``name`` exists on ``backend``'s test server, asked of the server's
     own catalog (not tenantry's helper)."""
     return name in server_databases(backend, name)
+
+
+def drop_schema_templates(schema_name: str) -> None:
+    """Drop the builder's templates of tenant schema ``schema_name`` on the PostgreSQL test
+    server (``tenantry_tpl_<schema_name>_<revision>``, :mod:`tenantry.db.builder`): a test
+    plug-in's are made when one of its stores gets a server database, and nothing else drops
+    them. A test using the plug-in at the same time that finds its template gone builds it
+    again or creates its database the plain way."""
+    from tenantry.db.builder import template_name
+    from tenantry.db.schemas import tenant_schema
+    from tenantry.settings import Settings
+
+    own = tenant_schema(Settings.model_fields["tenant_schema"].default).name
+    if schema_name == own:  # a cache every provisioning on the server shares
+        raise ValueError(
+            f"the templates of tenantry's own tenant schema ({template_name.__module__}) are "
+            "a cache every test provisioning on the server shares: they are kept"
+        )
+    if _server_problem("postgresql"):
+        return
+    for name in server_databases("postgresql", f"tenantry_tpl_{schema_name}_"):
+        drop_database(parse_url(SERVER_URLS["postgresql"]).set(database=name))
 
 
 @pytest.fixture

@@ -153,8 +153,10 @@ def _new_instance(url: URL) -> None:
 
 
 @atexit.register
-def _drop_templates() -> None:
-    for template in _TEMPLATES.values():
+def drop_templates() -> None:
+    """Drop this process's templates (at its exit, or before: the suite's leak check)."""
+    while _TEMPLATES:
+        _key, template = _TEMPLATES.popitem()
         path = sqlite_path(template)
         if path is not None:
             shutil.rmtree(path.parent, ignore_errors=True)

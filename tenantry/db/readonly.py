@@ -1,9 +1,10 @@
 """Making a database read-only after its data moved elsewhere, per backend, as far as it can be.
 
 - PostgreSQL: ``ALTER DATABASE … SET default_transaction_read_only = on``. The setting applies
-  to new sessions only, so the database's other sessions are ended: clients reconnect and get
-  read-only transactions. Idle sessions are ended at once (a pool's ping finds them gone and
-  reconnects, unseen by its client); a session inside a statement or a transaction is given
+  to new sessions only, so the database's other client sessions are ended
+  (:mod:`tenantry.db.pg_sessions`): clients reconnect and get read-only transactions. Idle
+  sessions are ended at once (a pool's ping finds them gone and reconnects, unseen by its
+  client); a session inside a statement or a transaction is given
   up to :data:`PG_INFLIGHT_GRACE_S` to finish first, so a read being served at the switch is
   answered rather than cut off. Past that, every other session is ended regardless.
 - SQLite: the WAL is folded into the main file, the file switched to a rollback journal (so it
@@ -37,6 +38,7 @@ from sqlalchemy.engine import URL
 
 from tenantry.db import shared_schemas
 from tenantry.db.engines import connect, make_engine, sqlite_busy_timeout_ms, sqlite_path
+from tenantry.db.pg_sessions import end_sessions_before
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import DatabaseAdminError
 
@@ -174,26 +176,22 @@ def read_only_database(conn: Connection, database: str) -> None:
     conn.exec_driver_sql(f"ALTER DATABASE {name} SET default_transaction_read_only = on")
 
 
-def _end_sessions(conn: Any) -> int:
+def _end_sessions(conn: Connection) -> int:
     """End the database's other sessions that began before the switch (later ones are
     read-only already): idle ones at once, busy ones once idle or when the grace is over;
     how many were ended."""
     switched = conn.execute(text("SELECT clock_timestamp()")).scalar_one()
-    older = f"{_PG_OTHERS} AND backend_start < :switched"
-    end = f"SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE {older}"
-    ended = 0
-    deadline = time.monotonic() + PG_INFLIGHT_GRACE_S
-    while True:
-        ended += int(
-            conn.execute(text(end + " AND state = 'idle'"), {"switched": switched}).scalar_one()
-        )
-        busy = conn.execute(
-            text(f"SELECT count(*) FROM pg_stat_activity WHERE {older}"), {"switched": switched}
-        ).scalar_one()
-        if not busy or time.monotonic() >= deadline:
-            break
-        time.sleep(0.02)
-    return ended + int(conn.execute(text(end), {"switched": switched}).scalar_one())
+    grace_until = time.monotonic() + PG_INFLIGHT_GRACE_S
+    # A writing session is ended after the grace like any busy one: at a move's switch the
+    # fence has already waited for the writers (the store's data is elsewhere now).
+    return end_sessions_before(
+        conn,
+        switched,
+        grace_until=grace_until,
+        give_up_at=grace_until,
+        wait_for_writers=False,
+        poll_s=0.02,
+    ).ended
 
 
 def schema_role(url: URL, schema: str, role: str | None) -> str:

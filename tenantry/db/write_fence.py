@@ -52,6 +52,7 @@ from sqlalchemy.exc import OperationalError
 from tenantry.db import shared_schemas
 from tenantry.db.engines import connect, make_engine, sqlite_path
 from tenantry.db.logins import admin_connection
+from tenantry.db.pg_sessions import WRITE_LOCKS, end_sessions_before
 from tenantry.db.readonly import read_only_database, schema_role
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import Conflict
@@ -63,18 +64,6 @@ READER_GRACE_S = 2.0
 POLL_S = 0.01
 #: PostgreSQL's "cannot execute … in a read-only transaction".
 _PG_READ_ONLY_TRANSACTION = "25006"
-_WRITE_LOCKS = (
-    "('RowExclusiveLock', 'ShareRowExclusiveLock', 'ExclusiveLock', 'AccessExclusiveLock')"
-)
-#: Client sessions on the database opened before the fence (autovacuum and the like are not).
-_PG_BEFORE = (
-    "a.datname = current_database() AND a.pid <> pg_backend_pid() "
-    "AND a.backend_type = 'client backend' AND a.backend_start < :fenced"
-)
-_PG_WRITING = (
-    "(a.backend_xid IS NOT NULL OR EXISTS (SELECT 1 FROM pg_locks l WHERE l.pid = a.pid "
-    f"AND l.locktype = 'relation' AND l.granted AND l.mode IN {_WRITE_LOCKS}))"
-)
 
 
 @dataclass
@@ -199,40 +188,25 @@ def _end_sessions_before(
     writers once their transaction ended; how many were ended, and how many writers were
     waited for. Any still there at the timeout (a writer, or one that could not be ended)
     is a :class:`Conflict`."""
-    params = {"fenced": fenced}
-    end_idle = text(
-        f"SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a "
-        f"WHERE {_PG_BEFORE} AND a.state = 'idle'"
+    done = end_sessions_before(
+        conn,
+        fenced,
+        grace_until=started + min(READER_GRACE_S, timeout / 2),
+        give_up_at=started + timeout,
+        wait_for_writers=True,
+        poll_s=POLL_S,
     )
-    end_readers = text(
-        f"SELECT count(pg_terminate_backend(a.pid)) FROM pg_stat_activity a "
-        f"WHERE {_PG_BEFORE} AND a.state IS DISTINCT FROM 'idle' AND NOT {_PG_WRITING}"
-    )
-    left = text(
-        f"SELECT a.pid, a.xact_start, {_PG_WRITING} AS writing FROM pg_stat_activity a "
-        f"WHERE {_PG_BEFORE}"
-    )
-    grace = min(READER_GRACE_S, timeout / 2)
-    ended, writers = 0, set[int]()
-    while True:
-        ended += int(conn.execute(end_idle, params).scalar_one())
-        if time.monotonic() - started >= grace:
-            ended += int(conn.execute(end_readers, params).scalar_one())
-        rows = conn.execute(left, params).all()
-        writers |= {row.pid for row in rows if row.writing}
-        if not rows:
-            return ended, len(writers)
-        if time.monotonic() - started >= timeout:
-            raise _too_long(
-                url,
-                timeout,
-                [
-                    f"session pid {r.pid}, its transaction begun {r.xact_start}"
-                    + ("" if r.writing else ", not writing but not ended")
-                    for r in rows
-                ],
-            )
-        time.sleep(POLL_S)
+    if done.left:
+        raise _too_long(
+            url,
+            timeout,
+            [
+                f"session pid {s.pid}, its transaction begun {s.xact_start}"
+                + ("" if s.writing else ", not writing but not ended")
+                for s in done.left
+            ],
+        )
+    return done.ended, done.writers
 
 
 def _pg_schema_writers(url: URL, schema: str, started: float, timeout: float) -> int:
@@ -245,7 +219,7 @@ def _pg_schema_writers(url: URL, schema: str, started: float, timeout: float) ->
         "LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
         "WHERE l.locktype = 'relation' AND l.granted AND l.pid <> pg_backend_pid() "
         "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
-        f"AND n.nspname = :schema AND l.mode IN {_WRITE_LOCKS}"
+        f"AND n.nspname = :schema AND l.mode IN {WRITE_LOCKS}"
     )
     seen: set[int] = set()
     with admin_connection(url, str(url.database)) as conn:

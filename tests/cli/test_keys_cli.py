@@ -36,8 +36,10 @@ from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json, process_env
 from tests.conftest import SERVER_URLS, DbFactory, require_server
 from tests.fixtures import shared_shop
-from tests.imports.fixtures import MAPPING
+from tests.imports.fixtures import MAPPING, shop_prefix
 from tests.stripe_events import signed
+
+__all__ = ["shop_prefix"]  # a fixture, imported to be found
 
 SECRET_URL = "postgresql://shop:s3cret-pw@127.0.0.1:1/shop"
 
@@ -287,6 +289,7 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
     backend: str,
     new_database: DbFactory,
     tenant_login: Callable[[str], URL],
+    shop_prefix: str,
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
@@ -323,7 +326,8 @@ def test_retire_old_keeps_every_kind_of_secret_usable(
     admin = as_json(cli("apikeys", "create", "--admin", "--name", "ops", "--json"))["key"]
     # A shared database imported by the workers: its URL waits sealed in master.
     shop = parse_url(f"sqlite:///{tmp_path / 'shop.db'}")
-    shared_shop.build_shared_shop(shop, stores_count=1, prefix=f"k{uuid.uuid4().hex[:6]}")
+    # Its store's database and logins on the server are dropped by ``shop_prefix``.
+    shared_shop.build_shared_shop(shop, stores_count=1, prefix=shop_prefix)
     queued_import = cli(
         "import", "shared", "--url", str(shop), "--map", str(MAPPING),
         "--create-stores", "--queue", "--json",

@@ -17,7 +17,7 @@ import pytest
 
 from tenantry.db.admin import create_database, drop_database
 from tenantry.db.urls import parse_url
-from tests.conftest import SERVER_URLS, require_server
+from tests.conftest import SERVER_URLS, drop_schema_templates, require_server
 from tests.console.billing_events import add_secret, deliver, subscription_event
 from tests.console.conftest import Console, Pages, screenshot, sign_in
 from tests.helpers import free_port, stop_process, wait_until_healthy
@@ -208,6 +208,14 @@ C002 = REVISION.format(
 )
 
 
+@pytest.fixture
+def plugin_templates() -> Iterator[None]:
+    """The builder's templates of the plug-in's schema are dropped after the test (its store
+    on PostgreSQL was cloned from one)."""
+    yield
+    drop_schema_templates("consoleshop")  # SCHEMA_NAME in PLUGIN
+
+
 def _plugin(tmp: Path) -> tuple[dict[str, str], Path]:
     """A tenant schema plug-in at c001; the environment that uses it and its versions dir."""
     module = f"consoleshop_{uuid.uuid4().hex[:8]}"
@@ -248,6 +256,7 @@ def _restart(console: Console) -> None:
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_a_fleet_migration_starts_after_its_preview_and_is_followed_to_the_end(
     backend: str,
+    plugin_templates: None,
     start_console: Callable[..., Console],
     pages: Pages,
     server_slug: str,

@@ -44,6 +44,7 @@ from tenantry.settings import Settings
 from tests.conftest import SERVER_URLS, require_server
 from tests.helpers import provision_job, run_child
 from tests.platform_fixtures import platform, settings
+from tests.store_logins import drop_logins_of_stores
 
 __all__ = ["platform", "settings"]
 
@@ -85,6 +86,7 @@ def pooled(platform: Platform, pool_backend: str) -> Iterator[tuple[Platform, st
         on_server = url.get_backend_name() != "sqlite"
         admin_url = _parse(SERVER_URLS["postgresql"]).set(database=url.database)
         admin.drop_database(admin_url if on_server else url)
+    drop_logins_of_stores(platform)  # a claimed spare's login became its store's
 
 
 @pytest.fixture(autouse=True)

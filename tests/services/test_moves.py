@@ -57,7 +57,7 @@ from tenantry.services.move_plan import block_reason
 from tenantry.services.move_progress import MoveProgress, move_document
 from tenantry.services.write_blocks import ensure_writable
 from tenantry.settings import Settings, load_settings
-from tests.conftest import SERVER_URLS, require_server
+from tests.conftest import SERVER_URLS, drop_schema_templates, require_server
 from tests.helpers import busy_writer, move_store, run_child
 from tests.platform_fixtures import platform, settings
 from tests.store_logins import drop_logins_of_stores
@@ -729,6 +729,7 @@ def shop_platform(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterat
     opened = Platform.open(load_settings())
     yield opened
     drop_server_databases(opened)
+    drop_schema_templates(opened.tenant_spec.name)  # the move to PostgreSQL built one
     opened.close()
 
 

@@ -27,14 +27,10 @@ from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import expect
 from tenantry.db.master.models import Backup
 from tenantry.db.schemas import Role, SchemaSpec
-from tenantry.errors import Conflict, TenantryError, UnidentifiedDatabase, WrongDatabase
+from tenantry.errors import Conflict, UnidentifiedDatabase, WrongDatabase
 from tenantry.failpoints import failpoint
-from tenantry.services.backups.restore_switch import RestoreFailed
-from tenantry.services.backups.verification import (
-    check_restored,
-    restore_artifact,
-    scratch_database,
-)
+from tenantry.services.backups.restore_switch import checked_counts, staged
+from tenantry.services.backups.verification import restore_artifact, scratch_database
 
 
 def staging_schema(schema: str, backup_id: uuid.UUID) -> str:
@@ -62,15 +58,12 @@ def restore_schema_and_switch(
     staging = staging_schema(schema, backup.id)
     shared.drop_schema(admin, database, staging)  # left by a killed run
     try:
-        try:
-            counts = _stage(storage, backup, target, staging, spec, on_progress)
-            failpoint("restore.before_switch")
-            if before_switch is not None:
-                before_switch()
-        except TenantryError:
-            raise
-        except Exception as exc:
-            raise RestoreFailed.before_switch(exc, backup.id, target) from exc
+        counts = staged(
+            lambda: _stage(storage, backup, target, staging, spec, on_progress),
+            before_switch,
+            backup.id,
+            target,
+        )
         replaced = shared.swap_schema(admin, database, staging, schema, role)
     except BaseException:
         shared.drop_schema(admin, database, staging)
@@ -91,13 +84,7 @@ def _stage(
     schema = str(shared.schema_of(target))
     with scratch_database(target, backup.id, purpose="restore") as scratch:
         restore_artifact(storage, backup, scratch, on_progress)
-        problems, _notes, counts = check_restored(backup, scratch)
-        if problems:
-            raise Conflict(
-                f"the restored copy of backup {backup.id} failed its checks: "
-                f"{'; '.join(problems)}. The store's schema was not touched.",
-                "Verify the backup (`tenantry backup verify`) and choose another one.",
-            )
+        counts = checked_counts(backup, scratch, "The store's schema was not touched.")
         whole = shared.whole_database(scratch)
         shared.rename_schema(whole, str(scratch.database), schema, staging)
         engine = engine_for(target)

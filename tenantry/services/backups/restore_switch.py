@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
+from typing import TypeVar
 
 from sqlalchemy.engine import URL
 
@@ -17,15 +18,11 @@ from tenantry.db.database_swap import swap_in
 from tenantry.db.engines import sqlite_path
 from tenantry.db.master.models import Backup
 from tenantry.db.urls import mask, redact
-from tenantry.errors import (
-    Conflict,
-    TenantryError,
-)
+from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
-from tenantry.services.backups.verification import (
-    check_restored,
-    restore_artifact,
-)
+from tenantry.services.backups.verification import check_restored, restore_artifact
+
+T = TypeVar("T")
 
 
 def restore_and_switch(
@@ -39,29 +36,53 @@ def restore_and_switch(
     replace ``target`` with it in one step; the row counts of the restored copy. The staging
     database is always dropped; a failure before the switch leaves ``target`` as it was."""
     staging = staging_url(target, backup.id)
+
+    def stage() -> dict[str, int]:
+        restore_artifact(storage, backup, staging, on_progress)
+        return checked_counts(backup, staging, "The target was not touched.")
+
     drop_database(staging)
     create_database(staging)
     try:
-        try:
-            restore_artifact(storage, backup, staging, on_progress)
-            problems, _notes, counts = check_restored(backup, staging)
-            if problems:
-                raise Conflict(
-                    f"the restored copy of backup {backup.id} failed its checks: "
-                    f"{'; '.join(problems)}. The target was not touched.",
-                    "Verify the backup (`tenantry backup verify`) and choose another one.",
-                )
-            failpoint("restore.before_switch")
-            if before_switch is not None:
-                before_switch()
-        except TenantryError:
-            raise
-        except Exception as exc:
-            raise RestoreFailed.before_switch(exc, backup.id, target) from exc
+        counts = staged(stage, before_switch, backup.id, target)
         swap_in(staging, target)
     finally:
         drop_database(staging)
     return counts
+
+
+def checked_counts(backup: Backup, restored: URL, untouched: str) -> dict[str, int]:
+    """The row counts of ``backup`` restored at ``restored``, once it passed its checks; a
+    :class:`Conflict` naming the problems otherwise (``untouched`` says what was kept)."""
+    problems, _notes, counts = check_restored(backup, restored)
+    if problems:
+        raise Conflict(
+            f"the restored copy of backup {backup.id} failed its checks: "
+            f"{'; '.join(problems)}. {untouched}",
+            "Verify the backup (`tenantry backup verify`) and choose another one.",
+        )
+    return counts
+
+
+def staged(
+    stage: Callable[[], T],
+    before_switch: Callable[[], None] | None,
+    backup_id: uuid.UUID,
+    target: URL,
+) -> T:
+    """``stage()``'s result once it and ``before_switch`` ran: everything a restore does
+    before its switch. An error that is not one of tenantry's own (a driver's, a tool's)
+    becomes :class:`RestoreFailed`, saying the target was kept."""
+    try:
+        result = stage()
+        failpoint("restore.before_switch")
+        if before_switch is not None:
+            before_switch()
+    except TenantryError:
+        raise
+    except Exception as exc:
+        raise RestoreFailed.before_switch(exc, backup_id, target) from exc
+    return result
 
 
 class RestoreFailed(TenantryError):
