@@ -13,7 +13,8 @@ requests accepted per second, stores active per second from the first request to
 store active, and each job's queued-to-finished time (median, p99) from its own record. The
 floor, in the same run: N copies of the schema's template (``CREATE DATABASE … TEMPLATE`` or
 a file copy) with the worker's concurrency. Prints a table, writes ``burst.json``; every
-database created is dropped and the server's database list compared before and after.
+database created is dropped (the schema's template too, unless it was on the server before)
+and the server's database and role lists compared before and after.
 """
 
 from __future__ import annotations
@@ -302,6 +303,10 @@ def main() -> None:
         except Exception as exc:  # report it, run the others
             console.print(f"[red]{backend} failed:[/] {type(exc).__name__}: {exc}")
             results.append({"backend": backend, "stores": args.stores, "error": str(exc)[:200]})
+    if watch.before is not None:  # the template the bursts built: the server as it was found
+        template = _template("postgresql", Path())
+        if template and template not in watch.before:
+            drop_databases(parse_url(PG_URL), [template], 1)
     databases = watch.report()
     _print(results)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -1,6 +1,6 @@
 """Benchmark: one tenant-schema revision over a fleet of tenant databases, naive vs tenantry.
 
-    python bench/fleet.py [--tenants 100 500] [--backends sqlite postgresql] [--concurrency 4]
+    python bench/fleet.py [--tenants 100 [500 …]] [--backends sqlite postgresql] [--concurrency 4]
                           [--schemas store one-table] [--noop-tenants 1000] [--repeat 3]
                           [--out bench/results]
 
@@ -15,17 +15,18 @@ revision before ``b002``, with their own tenantry identity, are cloned from one 
 SQLite) and registered as active stores in master. Then, wall-clock:
 
 * naive apply: a script looping over the databases, a new engine and Alembic's
-  ``command.upgrade(..., "head")`` each; naive no-op: the same loop again;
+  ``command.upgrade(..., "head")`` each; naive no-op: the same loop on databases at the head;
 * tenantry apply: the databases cloned again, then ``run_fleet`` to ``b002`` with
   ``--concurrency`` (every outcome must be migrated); tenantry no-op: ``run_fleet`` again
   (every outcome current);
-* the two take turns ``--repeat`` times (the databases cloned afresh for each apply), the
-  median shown with the range, and each ratio is the median of the rounds' ratios (a slow
-  minute of the machine slows both of a round); verify: ``verify_fleet`` (every check ok), the
-  median of ``max(--repeat, 3)`` runs.
+* ``--repeat`` rounds, each: the naive apply, the databases cloned afresh, tenantry's apply,
+  then 3 turns of the naive no-op and tenantry's (a no-op is short: one sample of it is
+  noise). Medians shown with the range; each ratio is the median of the pairs' ratios (a slow
+  minute of the machine slows both of a pair). Verify: ``verify_fleet`` (every check ok), the
+  median of ``max(--repeat, 5)`` runs.
 
 With ``--noop-tenants`` (PostgreSQL only, 0 skips it): that many databases already at ``b002``
-and ``run_fleet`` with nothing to apply: the first run (cold), then ``--repeat`` more, each
+and ``run_fleet`` with nothing to apply: the first run (cold), then ``max(--repeat, 5)``, each
 right after the raw floor on the same databases (psycopg alone: connect, read the version,
 close, with the same concurrency); the ratio is the median of those pairs'. The performance
 issue's targets are printed beside the measured values. Prints a table and writes
@@ -452,10 +453,11 @@ def verify_timing(
     platform: Platform, spec: SchemaSpec, n: int, concurrency: int, repeat: int, label: str
 ) -> dict[str, Any]:
     """``verify_fleet`` over the ``n`` tenants, every check required ok; the median of
-    ``max(repeat, 3)`` runs (verify is short: one run of it is one noisy sample)."""
+    ``max(repeat, SHORT_RUNS)`` runs (verify is short: one run of it is one noisy sample)."""
     verifies: list[float] = []
-    for rep in range(max(repeat, 3)):
-        say(f"{label}: verify ({rep + 1}/{max(repeat, 3)})")
+    runs = max(repeat, SHORT_RUNS)
+    for rep in range(runs):
+        say(f"{label}: verify ({rep + 1}/{runs})")
         started = time.perf_counter()
         checks = verify_fleet(platform.sessions, platform.box, spec, concurrency=concurrency)
         verifies.append(time.perf_counter() - started)
@@ -709,20 +711,23 @@ def bench_fleet(schema: str, backend: str, n: int, concurrency: int, repeat: int
                     naive["naive_apply"].append(naive_loop(dbs.urls, after))
                     if (seen := _revisions(dbs.urls, after)) != {AFTER}:
                         raise RuntimeError(f"naive apply left the databases at {seen}")
-                    say(f"{backend} x{n}: naive no-op ({rep + 1}/{repeat})")
-                    naive["naive_noop"].append(naive_loop(dbs.urls, after))
                     dbs.drop_all(f"{backend}: dropping {n} databases")
                     ids = dbs.clone_all(f"{backend}: creating {n} databases at {before} again")
                     reregister(platform, ids, before)
                     dbs.settle()
-                    for step, expected in (
-                        ("tenantry_apply", TenantOutcome.MIGRATED),
-                        ("tenantry_noop", TenantOutcome.CURRENT),
-                    ):
-                        say(f"{backend} x{n}: {step.replace('_', ' ')} ({rep + 1}/{repeat})")
-                        runs.setdefault(step, []).append(
+                    say(f"{backend} x{n}: tenantry apply ({rep + 1}/{repeat})")
+                    runs.setdefault("tenantry_apply", []).append(
+                        timed_fleet_run(
+                            platform, after, options, concurrency, n, MIGRATED, "tenantry_apply"
+                        )
+                    )
+                    # A no-op takes well under a second: one sample is noise, so a few turns.
+                    for turn in range(NOOP_TURNS):
+                        say(f"{backend} x{n}: no-ops ({rep + 1}/{repeat}, {turn + 1})")
+                        naive["naive_noop"].append(naive_loop(dbs.urls, after))
+                        runs.setdefault("tenantry_noop", []).append(
                             timed_fleet_run(
-                                platform, after, options, concurrency, n, expected, step
+                                platform, after, options, concurrency, n, CURRENT, "tenantry_noop"
                             )
                         )
                 steps.update(
@@ -756,6 +761,13 @@ def bench_fleet(schema: str, backend: str, n: int, concurrency: int, repeat: int
         "ratios": "paired",  # each the median of one round's naive / tenantry
         "master_per_revision": status.per_revision,
     }
+
+
+#: No-op turns per round (the loop's, then tenantry's, on the same databases).
+NOOP_TURNS = 3
+#: At least this many verify runs, and no-op/floor pairs at --noop-tenants.
+SHORT_RUNS = 5
+MIGRATED, CURRENT = TenantOutcome.MIGRATED, TenantOutcome.CURRENT
 
 
 def _paired(naive: list[float], ours: list[tuple[float, RunReport]]) -> float:
@@ -806,9 +818,10 @@ def bench_noop(schema: str, n: int, concurrency: int, repeat: int) -> dict[str, 
                 # usual case, find it. Both are measured.
                 runs: dict[str, list[tuple[float, RunReport]]] = {}
                 floors: list[float] = []
-                for step in ("tenantry_noop_cold", *["tenantry_noop"] * repeat):
+                pairs = max(repeat, SHORT_RUNS)
+                for step in ("tenantry_noop_cold", *["tenantry_noop"] * pairs):
                     if step == "tenantry_noop":  # the floor just before, in turns with ours
-                        say(f"{backend} x{n}: raw floor ({len(floors) + 1}/{repeat})")
+                        say(f"{backend} x{n}: raw floor ({len(floors) + 1}/{pairs})")
                         floors.append(raw_floor(dbs.urls, concurrency))
                     say(f"{backend} x{n}: {step.replace('_', ' ')}")
                     started = time.perf_counter()
@@ -976,7 +989,7 @@ def main() -> None:
     """Run the benchmarks, print a table and write the JSON results."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
-    parser.add_argument("--tenants", type=int, nargs="+", default=[100, 500])
+    parser.add_argument("--tenants", type=int, nargs="+", default=[100])
     parser.add_argument("--concurrency", type=int, default=4, help="run_fleet's threads")
     parser.add_argument(
         "--noop-tenants",

@@ -1,12 +1,13 @@
 """Keeping the spare database pools full, current and bounded (the scheduler's refill).
 
-Each registered PostgreSQL server, and the SQLite data dir, has a pool of at most
-``TENANTRY_SPARE_DATABASES`` spares cloned from the current template. A refill runs under one
-exclusive lock (one refiller at a time across processes, so two racing refills never fill a
-pool past its bound): it drops the spares of another template (a schema change: a new head
-revision), the rows a killed refill left ``building``, and those beyond the bound, then makes
-new ones until each pool is full. A spare's row is committed before its database is made and
-removed after it is dropped, so no spare database is ever unrecorded for long. Never on a
+Each registered PostgreSQL server has a pool of at most ``TENANTRY_SPARE_DATABASES`` spares
+cloned from the current template (SQLite has none, :mod:`tenantry.db.spares` says why: its
+pool's bound is 0, so a refill drops the spare files an earlier version made). A refill runs
+under one exclusive lock (one refiller at a time across processes, so two racing refills never
+fill a pool past its bound): it drops the spares of another template (a schema change: a new
+head revision), the rows a killed refill left ``building``, and those beyond the bound, then
+makes new ones until each pool is full. A spare's row is committed before its database is made
+and removed after it is dropped, so no spare database is ever unrecorded for long. Never on a
 request's path: the scheduler tick (and the bench, between stores) calls it.
 """
 
@@ -59,13 +60,16 @@ class Pool:
     label: str  # "sqlite" or the server's name
     server_id: uuid.UUID | None
     admin_url: URL | None
+    size: int  # how many ready spares it keeps
 
 
-def _pools(session: Session, box: SecretBox) -> list[Pool]:
-    found = [Pool("sqlite", None, None)]
+def _pools(session: Session, box: SecretBox, settings: Settings) -> list[Pool]:
+    found = [Pool("sqlite", None, None, 0)]  # only an earlier version's spares, to drop
     for server in servers.list_servers(session):
         if server.is_active and server.engine == "postgresql":
-            found.append(Pool(server.name, server.id, server_url(box, server)))
+            found.append(
+                Pool(server.name, server.id, server_url(box, server), settings.spare_databases)
+            )
     return found
 
 
@@ -89,7 +93,7 @@ def refill(
     try:
         writes = writer_sessions(sessions)
         with sessions() as session:
-            pools = _pools(session, box)
+            pools = _pools(session, box, settings)
         template = builder.template_name(spec)
         for pool in pools:
             try:
@@ -119,12 +123,12 @@ def _refill_pool(
     for spare in have:
         # Under the lock, a row still building is a dead refill's: its database is unknown.
         current = spare.status == SpareStatus.READY and spare.template == template
-        if current and len(keep) < settings.spare_databases:
+        if current and len(keep) < pool.size:
             keep.append(spare)
         else:
             if _drop(sessions, settings, pool, spare):
                 report.dropped[pool.label] = report.dropped.get(pool.label, 0) + 1
-    for _ in range(settings.spare_databases - len(keep)):
+    for _ in range(pool.size - len(keep)):
         if not _make(sessions, box, settings, spec, pool, template):
             break
         report.made[pool.label] = report.made.get(pool.label, 0) + 1
@@ -197,7 +201,7 @@ def remove_server(
         with sessions() as session:
             server = servers.get_server(session, name)
             servers.refuse_removal(session, server)
-            pool = Pool(server.name, server.id, server_url(box, server))
+            pool = Pool(server.name, server.id, server_url(box, server), 0)
             have = spares.pool(session, server.id)
             session.expunge_all()
         writes = writer_sessions(sessions)

@@ -1,22 +1,29 @@
 """Claiming spares on every master backend: of provisioning jobs running at once, each spare
 goes to at most one store (a row lock skipping those others hold on a server master, the one
-writer on SQLite), and a job that finds none left takes the clone path."""
+writer on SQLite), and a job that finds none left takes the clone path. The spares and the
+stores' databases are on a registered PostgreSQL server (the only kind that keeps spares)."""
 
 from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Iterator
 
+import pytest
 from sqlalchemy import select
 
+from tenantry.db import admin, logins
 from tenantry.db.engines import make_engine
 from tenantry.db.identity import read_identity
-from tenantry.db.master.models import ProvisioningMode, SpareDatabase
+from tenantry.db.master.models import ProvisioningMode, SpareDatabase, Store
+from tenantry.db.spares import drop_spare_login
+from tenantry.db.urls import parse_url
 from tenantry.operations import spare_pool
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, stores
+from tenantry.services import provisioning, runtime_access, servers, stores
 from tenantry.services.connections import tenant_url
+from tests.conftest import SERVER_URLS, require_server
 from tests.platform_fixtures import backend_platform
 
 __all__ = ["backend_platform"]
@@ -25,8 +32,35 @@ JOBS = 4
 SPARES = 2
 
 
-def test_concurrent_jobs_never_share_a_spare(backend_platform: Platform) -> None:
-    platform = backend_platform
+@pytest.fixture
+def on_server(backend_platform: Platform) -> Iterator[tuple[Platform, str]]:
+    """The platform with a PostgreSQL server registered; every database and login its stores
+    and spares got there is dropped after the test."""
+    require_server("postgresql")
+    platform, name = backend_platform, f"pg-{uuid.uuid4().hex[:6]}"
+    admin_url = parse_url(SERVER_URLS["postgresql"])
+    with platform.sessions.begin() as session:
+        servers.add_server(
+            session, platform.box, name=name, admin_url=str(SERVER_URLS["postgresql"]), actor="t"
+        )
+    yield platform, name
+    with platform.sessions() as session:
+        left = [s.database_name for s in session.scalars(select(SpareDatabase))]
+        made = [
+            (provisioning.tenant_database_name(s), runtime_access.store_logins(s.slug, s.id))
+            for s in session.scalars(select(Store))
+        ]
+    for spare in left:
+        admin.drop_database(admin_url.set(database=spare))
+        drop_spare_login(admin_url.set(database=spare))
+    for database, names in made:
+        admin.drop_database(admin_url.set(database=database))
+        for login in names:
+            logins.drop_login(admin_url, login)
+
+
+def test_concurrent_jobs_never_share_a_spare(on_server: tuple[Platform, str]) -> None:
+    platform, server_name = on_server
     bound = platform.settings.model_copy(update={"spare_databases": SPARES})
     spec = platform.tenant_spec
     spare_pool.refill(platform.sessions, platform.box, bound, spec)
@@ -42,6 +76,7 @@ def test_concurrent_jobs_never_share_a_spare(backend_platform: Platform) -> None
                 bound,
                 store,
                 mode=ProvisioningMode.CREATE_NEW,
+                server=servers.get_server(session, server_name),
                 actor="cli:test",
             )
             job_ids.append(job.id)

@@ -1,7 +1,9 @@
 """The spare database pool: provisioning claims a spare, which is never routed to, the pool is
 refilled to its bound and never past it, a schema change retires spares, a crash between claim
-and stamp leaks nothing, and ``TENANTRY_SPARE_DATABASES=0`` means no spares. SQLite files and
-a PostgreSQL server; MySQL/MariaDB get no spares (no template copy, no database rename)."""
+and stamp leaks nothing, and ``TENANTRY_SPARE_DATABASES=0`` means no spares. On a PostgreSQL
+server; MySQL/MariaDB get no spares (no template copy, no database rename), nor does SQLite
+(a store's file is the template copied with its identity and data in one step, faster than a
+spare), whose leftover spare files from an earlier version a refill drops."""
 
 from __future__ import annotations
 
@@ -19,9 +21,9 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import ProgrammingError
 from sqlalchemy.orm import Session
 
-from tenantry.db import admin, logins
+from tenantry.db import admin, builder, logins
 from tenantry.db.engines import make_engine
-from tenantry.db.identity import SPARE_ROLE, Identity, expect, guard, read_identity
+from tenantry.db.identity import SPARE_ROLE, Identity, expect, guard, read_identity, stamp_spare
 from tenantry.db.master.models import (
     AccessMode,
     DatabaseServer,
@@ -31,14 +33,14 @@ from tenantry.db.master.models import (
     SpareDatabase,
     Store,
 )
-from tenantry.db.spares import drop_spare_login, spare_url
+from tenantry.db.spares import drop_spare_login, new_spare_name, spare_url
 from tenantry.db.types import utcnow
 from tenantry.db.urls import parse_url
 from tenantry.errors import WrongDatabase
 from tenantry.operations import provision_spare, spare_pool
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, runtime_access, servers, stores
+from tenantry.services import provisioning, runtime_access, servers, spares, stores
 from tenantry.services.connections import server_url, tenant_url
 from tenantry.settings import Settings
 from tests.conftest import SERVER_URLS, require_server
@@ -49,7 +51,7 @@ from tests.store_logins import drop_logins_of_stores
 __all__ = ["platform", "settings"]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["postgresql"])
 def pool_backend(request: pytest.FixtureRequest) -> str:
     """Each backend a pool is kept for."""
     require_server(request.param)
@@ -400,6 +402,41 @@ def test_mysql_servers_get_no_spares(platform: Platform) -> None:
         assert server_url(platform.box, server).get_backend_name() == "mysql"
         assert spare_pool_rows(session, server.id) == 0
     _refill(platform, _with(platform.settings, spare_databases=0))  # the SQLite pool's
+
+
+def test_sqlite_keeps_no_spares_and_a_refill_drops_an_earlier_versions(
+    platform: Platform,
+) -> None:
+    """A spare file an earlier version made (ready, in the SQLite pool) is dropped by the next
+    refill, none is made, and a new SQLite store is the template's prepared copy, not a
+    spare."""
+    spec, data_dir = platform.tenant_spec, platform.settings.data_dir
+    name = new_spare_name()
+    with platform.sessions.begin() as session:
+        spare_id = spares.reserve(session, None, name, builder.template_name(spec))
+    leftover = spare_url(None, data_dir, name)
+    os.makedirs(os.path.dirname(str(leftover.database)), exist_ok=True)
+    assert builder.create_tenant_database(leftover, spec, data_dir / "templates")
+    engine = make_engine(leftover, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            stamp_spare(conn, spec, platform.settings.tenant_owner, str(spare_id))
+    finally:
+        engine.dispose()
+    with platform.sessions.begin() as session:
+        assert spares.mark_ready(session, spare_id, None)
+
+    report = _refill(platform)
+    assert report.dropped == {"sqlite": 1}
+    assert "sqlite" not in report.made
+    assert not admin.database_exists(leftover)
+    assert _spares(platform, None) == []
+
+    outcome, job_id = _provision(platform, None, f"file-{uuid.uuid4().hex[:6]}")
+    assert outcome == "completed"
+    with platform.sessions() as session:
+        assert not (provisioning.get_job(session, job_id).destination or {}).get("spare")
+    assert _spares(platform, None) == []
 
 
 def spare_pool_rows(session: Session, server_id: uuid.UUID) -> int:
