@@ -7,9 +7,11 @@ defaults, fresh UUIDs) is copied without converting a row in Python: the source'
 ``COPY (SELECT … WHERE <store> AND key > <cursor> ORDER BY key LIMIT n) TO STDOUT`` is streamed
 into the tenant's ``COPY … FROM STDIN``, each batch committed with the import cursor (the last
 source key copied) in the tenant database's transaction, so a killed copy resumes after the
-last committed key exactly as the row-by-row path does.
+last committed key exactly as the row-by-row path does. A table whose tenant columns all have
+portable types goes in COPY's binary format (:func:`binary_copy`), the others as text.
 
-The verification is the servers' too (:func:`source_checksum`, :func:`target_checksum`): per
+The verification is the servers' too (:func:`source_checksums`, :func:`target_checksums`: one
+query per side for every table): per
 table the row count and an order-independent checksum, the sum of each row's 64-bit hash over
 the tenant column types (``hash_record_extended`` on PostgreSQL 14+; before, the first 64 bits
 of the MD5 of the row's canonical text, ``ROW(…)::text`` in UTC and ISO styles on both sides),
