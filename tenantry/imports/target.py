@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, func, literal, select
+from sqlalchemy import Connection, Table, and_, func, literal_column, select
 
 from tenantry.db.copy import normalise
 from tenantry.imports.source import SourceTable
@@ -30,7 +30,7 @@ def tables_with_rows(conn: Connection, tables: list[Table]) -> set[str]:
     if not tables:
         return set()
     probes = [
-        select(literal(1)).select_from(t).exists().label(f"t{i}")
+        select(literal_column("1")).select_from(t).exists().label(f"t{i}")
         for i, t in enumerate(tables)
     ]
     row = conn.execute(select(*probes)).one()
