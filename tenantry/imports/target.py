@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, func, literal_column, select
+from sqlalchemy import Connection, Label, Table, and_, func, literal_column, select
 
 from tenantry.db.copy import normalise
 from tenantry.imports.source import SourceTable
@@ -46,7 +46,7 @@ def dangling_references(conn: Connection, tables: list[Table]) -> list[str]:
     """Foreign keys of the imported tables that point to no row (inside the tenant database),
     every one counted in a single query."""
     checked: list[tuple[str, str]] = []
-    counts = []
+    counts: list[Label[int]] = []
     for table in tables:
         for fk in table.foreign_key_constraints:
             parent = fk.referred_table.alias(f"parent{len(counts)}")

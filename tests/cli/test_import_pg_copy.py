@@ -31,6 +31,7 @@ from tenantry.imports.pg_copy import (
     target_checksums,
 )
 from tenantry.imports.source import store_batches, store_filter
+from tenantry.imports import pg_copy
 from tenantry.operations import import_copy
 from tenantry.operations.import_shared import SharedImport
 from tenantry.runtime import Platform
@@ -252,7 +253,7 @@ def test_copied_in_binary_or_as_text_and_verified_either_way(
     source = _setup(cli, shared_source, shop_prefix, 2)
     before = shared_shop.source_digests(source)
     formats: list[bool] = []
-    real = import_copy.copy_batch
+    real = pg_copy.copy_batch
 
     def spy(src: Connection, dst: Connection, table: SqlTable, query: Any, **kw: Any) -> Any:
         formats.append(kw["binary"])
