@@ -42,8 +42,8 @@ from sqlalchemy import (
     union_all,
 )
 from sqlalchemy.dialects.postgresql import BIT
-from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.sql.compiler import Compiled
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import UserDefinedType
 
 from tenantry.imports.source import ColumnRule, SourceTable, _after, _to_kind

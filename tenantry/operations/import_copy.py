@@ -25,8 +25,8 @@ from tenantry.imports.digest import Digest
 from tenantry.imports.pg_copy import (
     COPY_BATCH_ROWS,
     SqlTable,
-    canonical,
     binary_copy,
+    canonical,
     commit_lazily,
     copy_batch,
     flush,

@@ -16,6 +16,7 @@ from sqlalchemy import Connection, text
 from sqlalchemy.engine import URL
 
 from tenantry.db.engines import make_engine
+from tenantry.imports import pg_copy
 from tenantry.imports.digest import Digest, target_digest
 from tenantry.imports.mapping import load_mapping
 from tenantry.imports.pg_copy import (
@@ -31,7 +32,6 @@ from tenantry.imports.pg_copy import (
     target_checksums,
 )
 from tenantry.imports.source import store_batches, store_filter
-from tenantry.imports import pg_copy
 from tenantry.operations import import_copy
 from tenantry.operations.import_shared import SharedImport
 from tenantry.runtime import Platform
@@ -277,7 +277,8 @@ def test_copied_in_binary_or_as_text_and_verified_either_way(
 
 def test_binary_copy_only_for_portable_types_within_one_major_version() -> None:
     def conn(version: tuple[int, ...]) -> Connection:
-        return cast(Connection, SimpleNamespace(dialect=SimpleNamespace(server_version_info=version)))
+        dialect = SimpleNamespace(server_version_info=version)
+        return cast(Connection, SimpleNamespace(dialect=dialect))
 
     def table(*types: str) -> SqlTable:
         return cast(SqlTable, SimpleNamespace(types=list(types)))
