@@ -7,9 +7,11 @@ defaults, fresh UUIDs) is copied without converting a row in Python: the source'
 ``COPY (SELECT … WHERE <store> AND key > <cursor> ORDER BY key LIMIT n) TO STDOUT`` is streamed
 into the tenant's ``COPY … FROM STDIN``, each batch committed with the import cursor (the last
 source key copied) in the tenant database's transaction, so a killed copy resumes after the
-last committed key exactly as the row-by-row path does.
+last committed key exactly as the row-by-row path does. A table whose tenant columns all have
+portable types goes in COPY's binary format (:func:`binary_copy`), the others as text.
 
-The verification is the servers' too (:func:`source_checksum`, :func:`target_checksum`): per
+The verification is the servers' too (:func:`source_checksums`, :func:`target_checksums`: one
+query per side for every table): per
 table the row count and an order-independent checksum, the sum of each row's 64-bit hash over
 the tenant column types (``hash_record_extended`` on PostgreSQL 14+; before, the first 64 bits
 of the MD5 of the row's canonical text, ``ROW(…)::text`` in UTC and ISO styles on both sides),
@@ -25,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     Connection,
     Select,
@@ -33,10 +36,14 @@ from sqlalchemy import (
     bindparam,
     cast,
     func,
+    literal_column,
     null,
     select,
+    union_all,
 )
+from sqlalchemy.dialects.postgresql import BIT
 from sqlalchemy.sql.compiler import Compiled
+from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import UserDefinedType
 
 from tenantry.imports.source import ColumnRule, SourceTable, _after, _to_kind
@@ -93,12 +100,22 @@ class _Named(UserDefinedType[Any]):
 
 def column_types(conn: Connection, table: str) -> dict[str, str]:
     """Each column of ``table`` (in the connection's search path) and its exact type."""
+    return tables_column_types(conn, [table])[table]
+
+
+def tables_column_types(conn: Connection, tables: list[str]) -> dict[str, dict[str, str]]:
+    """:func:`column_types` of each of ``tables``, read in one query."""
+    found: dict[str, dict[str, str]] = {t: {} for t in tables}
     rows = conn.exec_driver_sql(
-        "SELECT a.attname, format_type(a.atttypid, a.atttypmod) FROM pg_attribute a "
-        "WHERE a.attrelid = to_regclass(%(table)s) AND a.attnum > 0 AND NOT a.attisdropped",
-        {"table": '"' + table.replace('"', '""') + '"'},
+        "SELECT t.name, a.attname, format_type(a.atttypid, a.atttypmod) "
+        "FROM unnest(%(tables)s::text[]) AS t(name) "
+        "JOIN pg_attribute a ON a.attrelid = to_regclass(quote_ident(t.name)) "
+        "WHERE a.attnum > 0 AND NOT a.attisdropped ORDER BY t.name, a.attnum",
+        {"tables": list(dict.fromkeys(tables))},
     )
-    return {str(name): str(type_) for name, type_ in rows}
+    for table, name, type_ in rows:
+        found[str(table)][str(name)] = str(type_)
+    return found
 
 
 def _constant(rule: ColumnRule, value: Any, type_name: str) -> ColumnElement[Any] | None:
@@ -179,10 +196,13 @@ class SqlTable:
     def rows(
         self, condition: ColumnElement[bool], *, after: list[Any] | None, limit: int | None
     ) -> Select[Any]:
-        """The store's tenant rows after source key ``after``, in key order."""
+        """The store's tenant rows after source key ``after``, in key order, ``limit`` of
+        them; all of them in no order when ``limit`` is None (nothing to sort for)."""
         query = select(*self.expressions).select_from(self.st.table).where(condition)
         if after is not None:
             query = query.where(and_(_after(self.st.key, after)))
+        if limit is None:
+            return query
         return query.order_by(*self.st.key).limit(limit)
 
     def hashed(self) -> list[ColumnElement[Any]]:
@@ -216,7 +236,7 @@ def sql_table(
     return SqlTable(st, expressions, types)
 
 
-def driver_sql(conn: Connection, query: Select[Any]) -> tuple[str, dict[str, Any]]:
+def driver_sql(conn: Connection, query: ClauseElement) -> tuple[str, dict[str, Any]]:
     """``query`` as psycopg runs it: its text and its parameters (each through its type)."""
     compiled: Compiled = query.compile(dialect=conn.dialect)
     params = compiled.construct_params() or {}
@@ -248,28 +268,78 @@ def flush(conn: Connection) -> None:
         conn.exec_driver_sql("SELECT txid_current()")
 
 
+#: Bytes of COPY data gathered before they are handed to the tenant's connection: the source
+#: sends a message per row, and a write per row would cost a driver round per row again.
+WRITE_BYTES = 64 * 1024
+
+#: Tenant column types whose binary COPY form is the same on every PostgreSQL server, whatever
+#: the database (no OIDs inside, unlike arrays, enums and extension types): a table whose every
+#: column has one is copied in binary, which spares both servers formatting and parsing text
+#: (times, UUIDs, numbers). Any other type: the table is copied as text.
+_BINARY_SAFE = frozenset(
+    {
+        "smallint",
+        "integer",
+        "bigint",
+        "numeric",
+        "real",
+        "double precision",
+        "boolean",
+        "text",
+        "character varying",
+        "character",
+        "uuid",
+        "date",
+        "time without time zone",
+        "timestamp without time zone",
+        "timestamp with time zone",
+        "interval",
+        "bytea",
+        "json",
+        "jsonb",
+    }
+)
+
+
+def binary_copy(src: Connection, dst: Connection, table: SqlTable) -> bool:
+    """Whether ``table`` can be streamed in COPY's binary format from ``src`` to ``dst``:
+    every tenant column of a type in :data:`_BINARY_SAFE` (the SQL casts each value to it),
+    between servers of the same major version (binary forms are only promised within one)."""
+    versions = {(c.dialect.server_version_info or (0,))[0] for c in (src, dst)}
+    return len(versions) == 1 and all(_base(t) in _BINARY_SAFE for t in table.types)
+
+
 def copy_batch(
-    src: Connection, dst: Connection, table: SqlTable, query: Select[Any]
+    src: Connection, dst: Connection, table: SqlTable, query: Select[Any], *, binary: bool = False
 ) -> tuple[int, int]:
     """Stream ``query``'s rows from the source into the tenant table (in both connections'
-    current transactions); (rows, bytes) copied."""
+    current transactions), in COPY's binary format when ``binary`` (see :func:`binary_copy`);
+    (rows, bytes) copied."""
     statement, params = driver_sql(src, query)
     quote = dst.dialect.identifier_preparer.quote
+    options = " (FORMAT BINARY)" if binary else ""
     into = (
         f"COPY {quote(table.st.target.name)} ({', '.join(quote(c) for c in table.columns)}) "
-        "FROM STDIN"
+        f"FROM STDIN{options}"
     )
     reader = src.connection.driver_connection.cursor()  # type: ignore[union-attr]
     writer = dst.connection.driver_connection.cursor()  # type: ignore[union-attr]
     size = 0
     try:
         with (
-            reader.copy(f"COPY ({statement}) TO STDOUT", params) as out,
+            reader.copy(f"COPY ({statement}) TO STDOUT{options}", params) as out,
             writer.copy(into) as copy_in,
         ):
-            for chunk in out:
-                size += len(chunk)
-                copy_in.write(chunk)
+            pending = bytearray()
+            for chunk in out:  # a row each (binary: the header comes with the first)
+                pending += chunk
+                if len(pending) >= WRITE_BYTES:
+                    size += len(pending)
+                    copy_in.write(pending)
+                    pending = bytearray()
+            if pending:  # the rest (binary: the trailer), passed through as it came
+                size += len(pending)
+                copy_in.write(pending)
         return max(writer.rowcount, 0), size
     finally:
         reader.close()
@@ -342,34 +412,64 @@ def checksum_method(*conns: Connection) -> str:
     return RECORD_HASH if all(v >= (14,) for v in versions) else TEXT_MD5
 
 
-def _checksum(
-    conn: Connection,
-    hashed: list[ColumnElement[Any]],
-    types: list[str],
-    query: Select[Any],
-    method: str | None,
-) -> Checksum:
-    if (method or checksum_method(conn)) == RECORD_HASH:
+def _summed(
+    hashed: list[ColumnElement[Any]], types: list[str], query: Select[Any], method: str
+) -> Select[Any]:
+    """``query``'s rows as (count, sum of each row's 64-bit hash): a changed, missing or extra
+    row moves the sum (but for a 2**-64 chance), in any order the server reads them; a bigint
+    sum is numeric: no overflow, no wrap."""
+    if method == RECORD_HASH:
         values = [
             v if _base(t) in _HASHED_AS_IS else cast(v, Text)
             for v, t in zip(hashed, types, strict=True)
         ]
-        row_hash = func.hash_record_extended(func.row(*values), 0)
-        as_bigint = "h"
+        row_hash: ColumnElement[Any] = func.hash_record_extended(func.row(*values), 0)
     else:
         row_hash = func.md5(cast(func.row(*hashed), Text))
-        as_bigint = "('x' || left(h, 16))::bit(64)::bigint"  # its first 64 bits
-    inner = query.with_only_columns(row_hash.label("h"), maintain_column_froms=True)
-    statement, params = driver_sql(conn, inner)
+    inner = query.with_only_columns(row_hash.label("h"), maintain_column_froms=True).subquery()
+    as_bigint: ColumnElement[Any] = inner.c.h
+    if method != RECORD_HASH:  # the MD5's first 64 bits
+        as_bigint = cast(
+            cast(literal_column("'x'", Text).concat(func.left(inner.c.h, 16)), BIT(64)),
+            BigInteger,
+        )
+    return select(func.count(), func.coalesce(func.sum(as_bigint), 0)).select_from(inner)
+
+
+def _checksums(
+    conn: Connection,
+    parts: list[tuple[list[ColumnElement[Any]], list[str], Select[Any]]],
+    method: str | None,
+) -> list[Checksum]:
+    """The checksum of each of ``parts`` (hashed expressions, their types, the rows' query),
+    computed by the server in one statement (the canonical settings set first), compiled
+    once per engine: the statement is the same store after store, only its values change."""
+    if not parts:
+        return []
+    method = method or checksum_method(conn)
+    sums = [
+        _summed(hashed, types, query, method).add_columns(literal_column(str(i)).label("part"))
+        for i, (hashed, types, query) in enumerate(parts)
+    ]
     canonical(conn)
-    row = conn.exec_driver_sql(
-        # Each row's 64-bit hash, summed (a bigint sum is numeric: no overflow, no wrap): a
-        # changed, missing or extra row moves the sum (but for a 2**-64 chance), in any order
-        # the server reads them.
-        f"SELECT count(*), coalesce(sum({as_bigint}), 0) FROM ({statement}) AS hashed",
-        params,
-    ).one()
-    return Checksum(int(row[0]), int(row[1]))
+    found = {
+        int(part): Checksum(int(rows), int(total))
+        for rows, total, part in conn.execute(sums[0] if len(sums) == 1 else union_all(*sums))
+    }
+    return [found[i] for i in range(len(parts))]
+
+
+def _source_part(
+    table: SqlTable, condition: ColumnElement[bool]
+) -> tuple[list[ColumnElement[Any]], list[str], Select[Any]]:
+    query = select(*table.hashed()).select_from(table.st.table).where(condition)
+    return table.hashed(), table.hashed_types(), query
+
+
+def _target_part(table: SqlTable) -> tuple[list[ColumnElement[Any]], list[str], Select[Any]]:
+    target = table.st.target
+    hashed: list[ColumnElement[Any]] = [target.c[c] for c in table.st.hashed_columns]
+    return hashed, table.hashed_types(), select(*hashed).select_from(target)
 
 
 def source_checksum(
@@ -380,13 +480,25 @@ def source_checksum(
 ) -> Checksum:
     """The checksum of the store's source rows put through ``table``'s SQL (the values the
     copy wrote), computed by the source server (``method``: its own best by default)."""
-    query = select(*table.hashed()).select_from(table.st.table).where(condition)
-    return _checksum(conn, table.hashed(), table.hashed_types(), query, method)
+    return source_checksums(conn, [(table, condition)], method)[0]
+
+
+def source_checksums(
+    conn: Connection,
+    tables: list[tuple[SqlTable, ColumnElement[bool]]],
+    method: str | None = None,
+) -> list[Checksum]:
+    """:func:`source_checksum` of each (table, store condition), in one query."""
+    return _checksums(conn, [_source_part(t, c) for t, c in tables], method)
 
 
 def target_checksum(conn: Connection, table: SqlTable, method: str | None = None) -> Checksum:
     """The checksum of every row of the tenant table, computed by its server."""
-    target = table.st.target
-    hashed: list[ColumnElement[Any]] = [target.c[c] for c in table.st.hashed_columns]
-    query = select(*hashed).select_from(target)
-    return _checksum(conn, hashed, table.hashed_types(), query, method)
+    return target_checksums(conn, [table], method)[0]
+
+
+def target_checksums(
+    conn: Connection, tables: list[SqlTable], method: str | None = None
+) -> list[Checksum]:
+    """:func:`target_checksum` of each of ``tables``, in one query."""
+    return _checksums(conn, [_target_part(t) for t in tables], method)

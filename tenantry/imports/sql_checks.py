@@ -379,17 +379,22 @@ class SqlChecks:
         ``chosen`` (normalised store key → anything)."""
         counts: dict[Any, dict[str, int]] = {key: {} for key in chosen}
         for name in self.tables:
-            self._values(name, problems)
-            self._count(name, chosen, counts)
+            if self._count(name, chosen, counts):
+                self._values(name, problems)
+                for _, store_key in self._bad.get(name, []):
+                    if store_key in counts:
+                        counts[store_key][name] -= 1
             self._foreign_keys(name, problems)
         return counts
 
-    def _values(self, name: str, problems: Problems) -> None:
-        """Orphans, and the values Python finds wrong among the rows SQL could not clear."""
+    def _picked(self, name: str) -> tuple[Subquery, ColumnElement[bool], list[str]]:
+        """Table ``name``'s rows with their store key (a subquery), the condition picking the
+        rows Python must see (orphans, and values SQL cannot clear), and the source columns
+        read (key, mapped columns, store path)."""
         st = self.tables[name]
         path = st.mapping.store_column or (st.mapping.parent or ("", ""))[1]
-        source = [c.name for c in st.source_columns]
-        rows = self._rows(name, [*source, path]).subquery()
+        columns = list(dict.fromkeys([*(c.name for c in st.source_columns), path]))
+        rows = self._rows(name, columns).subquery()
         candidates = [
             found
             for rule in st.rules
@@ -399,8 +404,15 @@ class SqlChecks:
         picked: ColumnElement[bool] = rows.c[STORE_KEY].is_(None)
         if candidates:
             picked = or_(picked, and_(rows.c[STORE_KEY].is_not(None), or_(*candidates)))
+        return rows, picked, columns
+
+    def _values(self, name: str, problems: Problems) -> None:
+        """Orphans, and the values Python finds wrong among the rows SQL could not clear."""
+        st = self.tables[name]
+        path = st.mapping.store_column or (st.mapping.parent or ("", ""))[1]
+        rows, picked, columns = self._picked(name)
         query = (
-            select(*(rows.c[c] for c in dict.fromkeys([*source, path])), rows.c[STORE_KEY])
+            select(*(rows.c[c] for c in columns), rows.c[STORE_KEY])
             .where(picked)
             .order_by(*(rows.c[c.name] for c in st.key))
         )
@@ -419,27 +431,36 @@ class SqlChecks:
 
     def _count(
         self, name: str, chosen: Mapping[Any, Any], counts: dict[Any, dict[str, int]]
-    ) -> None:
-        """Each chosen store's rows of the table (those whose values convert)."""
-        rows = self._rows(name, []).subquery()
-        query = (
-            select(rows.c[STORE_KEY], func.count())
-            .where(rows.c[STORE_KEY].is_not(None))
-            .group_by(rows.c[STORE_KEY])
-        )
+    ) -> bool:
+        """Each chosen store's rows of the table (those with a store; the caller takes off
+        those whose values do not convert), and whether any row is an orphan or has a value
+        Python must judge (:meth:`_values` then reads them): one pass over the table, where a
+        clean one needs no other."""
+        rows, picked, _ = self._picked(name)
+        flag = func.max(case((picked, 1), else_=0))
+        query = select(rows.c[STORE_KEY], func.count(), flag).group_by(rows.c[STORE_KEY])
         found: Counter[Any] = Counter()
-        for store_key, count in self.conn.execute(query):
-            found[normalise(store_key)] += int(count)
-        for _, store_key in self._bad.get(name, []):
-            found[store_key] -= 1
+        flagged = False
+        for store_key, count, any_picked in self.conn.execute(query):
+            flagged = flagged or bool(any_picked)
+            if store_key is not None:
+                found[normalise(store_key)] += int(count)
         for key in chosen:
             counts[key][name] = found.get(key, 0)
+        return flagged
 
     def _foreign_keys(self, name: str, problems: Problems) -> None:
         """Foreign keys to no row (or an orphan's, or one that does not convert) and to
         another store's row, in the order Python finds them: by row, then by key."""
         st = self.tables[name]
-        fks = self._fks[name]
+        # The foreign key a ``via`` path follows finds its parent by the same join that gave
+        # the row its store: only a parent whose values do not convert can be reported there.
+        via = st.mapping.parent
+        fks = [
+            fk
+            for fk in self._fks[name]
+            if via is None or (fk.parent, fk.child_source) != via or self._bad.get(fk.parent)
+        ]
         if not fks:
             return
         key_names = [c.name for c in st.key]

@@ -25,13 +25,14 @@ from tenantry.imports.digest import Digest
 from tenantry.imports.pg_copy import (
     COPY_BATCH_ROWS,
     SqlTable,
+    binary_copy,
     canonical,
-    column_types,
     commit_lazily,
     copy_batch,
     flush,
     last_key,
     sql_table,
+    tables_column_types,
 )
 from tenantry.imports.plan import ImportPlan
 from tenantry.imports.source import (
@@ -64,6 +65,11 @@ class StoreCopy:
         """Rows per batch copied row by row."""
         return self.batch_rows or copy.BATCH_ROWS
 
+    @property
+    def copy_batch(self) -> int:
+        """Rows per batch streamed with COPY."""
+        return self.batch_rows or COPY_BATCH_ROWS
+
     def sql_tables(self, src: Connection, dst: Connection) -> dict[str, SqlTable]:
         """The mapped tables the servers copy and verify (PostgreSQL on both sides, every
         column expressible in SQL); none on other engines."""
@@ -72,20 +78,24 @@ class StoreCopy:
         ):
             return {}
         found: dict[str, SqlTable] = {}
+        sts = list(self.plan.tables.values())
+        unread = [st.table.name for st in sts if st.table.name not in self._source_types]
+        if unread:
+            self._source_types.update(tables_column_types(src, unread))
+        target_types = tables_column_types(dst, [st.target.name for st in sts])
         for name, st in self.plan.tables.items():
-            if st.table.name not in self._source_types:
-                self._source_types[st.table.name] = column_types(src, st.table.name)
             source_types = self._source_types[st.table.name]
-            table = sql_table(st, source_types, column_types(dst, st.target.name))
+            table = sql_table(st, source_types, target_types[st.target.name])
             if table is not None:
                 found[name] = table
         return found
 
-    def run(self, engine: Engine, run: ImportRun, outcome: StoreOutcome) -> dict[str, SqlTable]:
-        """Copy ``run``'s store (from after its cursors); the tables the servers copied."""
+    def run(self, dst: Connection, run: ImportRun, outcome: StoreOutcome) -> dict[str, SqlTable]:
+        """Copy ``run``'s store into the tenant database of ``dst`` (from after its cursors);
+        the tables the servers copied."""
         run.report("copy", force=True)
         tables = self.plan.tables
-        with connect(engine) as dst, connect(self.source) as src:
+        with connect(self.source) as src:
             cursors = read_cursors(dst)
             dst.rollback()
             run.rows = sum(r.rows_copied for r in cursors.values())
@@ -108,7 +118,12 @@ class StoreCopy:
                     if cursor is not None:
                         digest.resume(cursor.rows_copied, cursor.digest)
                     if name in in_sql:
-                        copied = self._by_copy(reader, dst, in_sql[name], condition, after, run)
+                        # Fewer rows than a batch holds (the plan counted them): one batch, in
+                        # no particular order (no sort, no key to read back), marked done.
+                        whole = after is None and run.target.rows.get(name, 0) < self.copy_batch
+                        copied = self._by_copy(
+                            reader, dst, in_sql[name], condition, after, run, whole=whole
+                        )
                     elif self_referencing(st):
                         copied = self._tree(reader, dst, st, condition, digest, run)
                     else:
@@ -131,22 +146,25 @@ class StoreCopy:
         condition: Any,
         after: list[Any] | None,
         run: ImportRun,
+        *,
+        whole: bool = False,
     ) -> int:
         """The store's rows of ``table`` streamed by COPY, a key range per batch, each batch
         committed with the cursor past its last key; the last batch also marks the table
-        done (and moves its sequence on), so a resumed copy never reads it again."""
-        limit = self.batch_rows or COPY_BATCH_ROWS
+        done (and moves its sequence on), so a resumed copy never reads it again. ``whole``:
+        every row in one batch, unordered (a store's table smaller than a batch)."""
+        limit = None if whole else self.copy_batch
+        binary = binary_copy(src, dst, table)
         name = table.st.name
         copied, number = 0, 0
         while True:
             number += 1
             with dst.begin():  # the rows and the cursor past them: both or neither
                 canonical(dst)
-                rows, size = copy_batch(
-                    src, dst, table, table.rows(condition, after=after, limit=limit)
-                )
+                query = table.rows(condition, after=after, limit=limit)
+                rows, size = copy_batch(src, dst, table, query, binary=binary)
                 commit_lazily(dst)  # flushed once the store's copy ends (run)
-                if rows == limit:
+                if limit is not None and rows == limit:
                     after = last_key(src, table, condition, after, limit - 1)
                     advance(dst, name, encode_key(after), rows, size)
                 else:
@@ -155,7 +173,7 @@ class StoreCopy:
             failpoint(f"import.batch.{run.target.slug}.{name}.{number}")
             copied += rows
             run.copied(rows, size)
-            if rows < limit:
+            if limit is None or rows < limit:
                 return copied
 
     def _keyed(

@@ -12,7 +12,7 @@ from typing import Any
 from tenantry.db.master.models import ProgressUnit
 from tenantry.errors import TenantryError
 from tenantry.imports.plan import StoreTarget
-from tenantry.operations.kit import OperationKit
+from tenantry.operations.kit import OperationKit, Record
 
 #: Progress is written to master at most this often (each write renews the lease).
 WRITE_INTERVAL_S = 1.0
@@ -65,10 +65,16 @@ class ImportRun:
     verified: int = 0
     last_write: float = 0.0
 
-    def report(self, step: str | None = None, *, force: bool = False) -> None:
+    def report(
+        self, step: str | None = None, *, force: bool = False, record: Record | None = None
+    ) -> None:
+        """Write the progress to the operation (when the step changes, when ``force``d, else at
+        most every :data:`WRITE_INTERVAL_S`), ``record`` in the same master transaction; raises
+        :class:`ImportCancelled` when the import was asked to stop (``record`` then unwritten)."""
         changed = step is not None and step != self.step
         self.step = step or self.step
-        if not (changed or force or time.monotonic() - self.last_write >= WRITE_INTERVAL_S):
+        due = changed or force or record is not None
+        if not (due or time.monotonic() - self.last_write >= WRITE_INTERVAL_S):
             return
         verifying = self.step == "verify"
         mb = self.bytes / 1e6
@@ -83,6 +89,7 @@ class ImportRun:
                 if verifying
                 else f"copied {self.rows} rows ({mb:.1f} MB)"
             ),
+            record=record,
         )
         self.last_write = time.monotonic()
         if cancel:

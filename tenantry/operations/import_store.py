@@ -19,6 +19,10 @@ seeded defaults put back, the cursor dropped; the database is as it was before.
 The source is only read, in one repeatable-read (read-only on PostgreSQL) transaction per
 store's copy.
 
+A store's tenant database is worked on through one connection from preparing to finishing,
+opened by an engine shared by every store of its server (:data:`SERVERS`): a new engine per
+store repeated the driver's set-up queries and compiled every statement again.
+
 PostgreSQL into PostgreSQL, the tables whose mapping SQL can express are copied and verified by
 the servers (:mod:`tenantry.imports.pg_copy`: COPY streamed between them in key-range batches,
 checksums computed in SQL on both sides); the rest row by row in Python, as across engines.
@@ -32,12 +36,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, inspect, select
+from sqlalchemy import Connection, Engine, create_engine, inspect, select
+from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from tenantry.crypto import SecretBox
-from tenantry.db import copy
-from tenantry.db.engines import connect, make_engine, writer_sessions
+from tenantry.db.engines import writer_sessions
 from tenantry.db.master.models import (
     ACTIVE_STATUSES,
     Operation,
@@ -46,12 +50,13 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.master.models import Store as MasterStore
 from tenantry.db.schemas import SchemaSpec
+from tenantry.db.server_connections import ServerConnections
 from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.imports.cursor import CURSOR, begin, read_header
 from tenantry.imports.pg_copy import commit_lazily
 from tenantry.imports.plan import ImportPlan, StoreTarget
-from tenantry.imports.target import determined_rows
+from tenantry.imports.target import determined_rows, tables_with_rows
 from tenantry.operations.import_copy import StoreCopy
 from tenantry.operations.import_progress import (
     ImportCancelled,
@@ -67,6 +72,10 @@ from tenantry.services import stores as store_service
 from tenantry.services.connections import migrator_url
 from tenantry.services.moves import describe
 from tenantry.settings import Settings
+
+#: The tenant databases' connections, one engine per database server for every import in this
+#: process (its dialect set up once, its compiled statements reused store after store).
+SERVERS = ServerConnections()
 
 
 @dataclass
@@ -159,36 +168,35 @@ class StoreImporter:
             return StoreOutcome(target.slug, "failed", error=describe(exc))
         outcome = StoreOutcome(target.slug, "running", op_id, resumed=resumed)
         run = ImportRun(op_id, target, self.kit, self.on_progress)
-        engine: Engine | None = None
+        url: URL | None = None
         try:
             with self.kit.kept_alive(op_id):  # also through long steps that report nothing
-                engine = make_engine(self._target_url(target), pool_size=1)
-                self._import(engine, target, run, outcome)
+                url = self._target_url(target)
+                with SERVERS.connect(url) as conn:
+                    self._import(conn, target, run, outcome)
         except LostClaim:
             outcome.status, outcome.error = "failed", "taken over by another process"
         except BaseException as exc:
             outcome.status = "cancelled" if isinstance(exc, ImportCancelled) else "failed"
-            outcome.error = describe(exc) + self._roll_back(engine, target)
+            outcome.error = describe(exc) + self._roll_back(url, target)
             self._end(op_id, outcome)
             if not isinstance(exc, Exception):
                 raise
-        finally:
-            if engine is not None:
-                engine.dispose()
         outcome.rows, outcome.bytes = run.rows, run.bytes
         return outcome
 
     def _import(
-        self, engine: Engine, target: StoreTarget, run: ImportRun, outcome: StoreOutcome
+        self, conn: Connection, target: StoreTarget, run: ImportRun, outcome: StoreOutcome
     ) -> None:
-        outcome.resumed = self._prepare(engine, target) or outcome.resumed
-        in_sql = self.copier.run(engine, run, outcome)
+        """Prepare, copy, verify and finish on ``conn``, the store database's connection."""
+        outcome.resumed = self._prepare(conn, target) or outcome.resumed
+        in_sql = self.copier.run(conn, run, outcome)
         failpoint(f"import.after_copy.{target.slug}")
         run.report("verify")
-        self.verifier.run(engine, run, outcome, in_sql)
-        self._finish(engine, run, outcome)
+        self.verifier.run(conn, run, outcome, in_sql)
+        self._finish(conn, run, outcome)
 
-    def _target_url(self, target: StoreTarget) -> Any:
+    def _target_url(self, target: StoreTarget) -> URL:
         with self.sessions() as session:
             store = session.get_one(MasterStore, target.store_id)
             config = store_service.active_connection(session, store)
@@ -233,10 +241,10 @@ class StoreImporter:
             scratch.dispose()
         return seeded
 
-    def _prepare(self, engine: Engine, target: StoreTarget) -> bool:
+    def _prepare(self, conn: Connection, target: StoreTarget) -> bool:
         """Make the tenant database ready; True when an unfinished import is resumed."""
         fingerprint = self.plan.mapping.fingerprint()
-        with connect(engine) as conn, conn.begin():
+        with conn.begin():
             if conn.dialect.name == "postgresql":
                 # Nothing is copied yet: a server crash losing this transaction leaves the
                 # database as it was (the copy's batches are flushed before verifying).
@@ -253,10 +261,10 @@ class StoreImporter:
                     )
                 return True
             seeds: dict[str, Counter[tuple[Any, ...]]] | None = None  # worked out if needed
-            seeded = False
             tables = [st.target for st in self.plan.tables.values()]
+            filled = tables_with_rows(conn, tables)  # one query for all (mostly none)
             for table in reversed(tables):
-                if not copy.count_rows(conn, table):
+                if table.name not in filled:
                     continue
                 if seeds is None:
                     seeds = self._seeded_rows(self._store_doc(target))
@@ -268,45 +276,57 @@ class StoreImporter:
                         "Import into a new store (--create-stores), or empty the table.",
                     )
                 conn.execute(table.delete())  # the schema's defaults: the source's replace them
-                seeded = True
-            begin(conn, fingerprint, seeded=seeded)
+            begin(conn, fingerprint, seeded=bool(filled))
         return False
 
     # ------------------------------------------------------------------ finish / roll back
 
-    def _finish(self, engine: Engine, run: ImportRun, outcome: StoreOutcome) -> None:
-        run.report("finish", force=True)
+    def _finish(self, conn: Connection, run: ImportRun, outcome: StoreOutcome) -> None:
         failpoint("import.before_finish")
-        with self.sessions.begin() as session:
-            audit.record(
-                session,
-                actor=self.actor,
-                action="store.import",
-                target_type="store",
-                target_id=run.target.slug,
-                store_id=run.target.store_id,
-                details={
-                    "operation_id": str(run.op_id),
-                    "rows": run.rows,
-                    "tables": {n: t.get("verified", 0) for n, t in outcome.tables.items()},
-                },
-            )
+        details = {
+            "operation_id": str(run.op_id),
+            "rows": run.rows,
+            "tables": {n: t.get("verified", 0) for n, t in outcome.tables.items()},
+        }
+
+        def audited(master: Connection) -> None:
+            # In the progress write's own transaction: one master transaction fewer per store.
+            with Session(bind=master) as session:
+                audit.record(
+                    session,
+                    actor=self.actor,
+                    action="store.import",
+                    target_type="store",
+                    target_id=run.target.slug,
+                    store_id=run.target.store_id,
+                    details=details,
+                )
+                session.flush()
+
+        run.report("finish", force=True, record=audited)
         self.kit.finish(
             run.op_id, message=f"imported and verified {run.rows} rows ({run.bytes} bytes)"
         )
         outcome.status = "succeeded"
         # Marked imported first: a process dying here leaves only the cursor table behind
-        # (dropped by hand if ever), never an import that looks unfinished over its rows.
+        # (dropped by hand if ever), never an import that looks unfinished over its rows. So
+        # its drop need not wait for the disk either.
         failpoint("import.finished")
         with contextlib.suppress(Exception):
-            CURSOR.drop(engine, checkfirst=True)
+            if conn.in_transaction():
+                conn.rollback()
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    commit_lazily(conn)
+                CURSOR.drop(conn, checkfirst=True)
 
-    def _roll_back(self, engine: Engine | None, target: StoreTarget) -> str:
-        """Put the tenant database back as it was; a note for the error when that failed."""
-        if engine is None:
+    def _roll_back(self, url: URL | None, target: StoreTarget) -> str:
+        """Put the tenant database back as it was (through a connection of its own: the
+        import's may be broken); a note for the error when that failed."""
+        if url is None:
             return ""
         try:
-            with connect(engine) as conn:
+            with SERVERS.connect(url) as conn:
                 if not inspect(conn).has_table(CURSOR.name):
                     return ""
                 conn.rollback()

@@ -27,8 +27,8 @@ from tenantry.imports.pg_copy import (
     Checksum,
     SqlTable,
     checksum_method,
-    source_checksum,
-    target_checksum,
+    source_checksums,
+    target_checksums,
 )
 from tenantry.imports.plan import ImportPlan
 from tenantry.imports.source import store_filter
@@ -46,15 +46,16 @@ class StoreVerification:
     row_batch: int
 
     def run(
-        self, engine: Engine, run: ImportRun, outcome: StoreOutcome, in_sql: dict[str, SqlTable]
+        self, dst: Connection, run: ImportRun, outcome: StoreOutcome, in_sql: dict[str, SqlTable]
     ) -> None:
-        """Verify ``run``'s store (``in_sql``: the tables the servers copied); raises
-        :class:`VerificationFailed` naming the tables that differ."""
+        """Verify ``run``'s store in the tenant database of ``dst`` (``in_sql``: the tables
+        the servers copied); raises :class:`VerificationFailed` naming the tables that
+        differ."""
         tables = self.plan.tables
         conditions = {
             name: store_filter(tables, self.plan.mapping, name, run.target.key) for name in tables
         }
-        with connect(engine) as dst, connect(self.source) as src:
+        with connect(self.source) as src:
             cursors = read_cursors(dst)
             dst.rollback()
             method = checksum_method(src, dst) if in_sql else None
@@ -108,30 +109,37 @@ class StoreVerification:
         method: str | None,
     ) -> dict[str, Checksum | int]:
         """Per table, the store's rows in the source: their checksum through the copy's SQL
-        (tables the servers copied), else their count."""
+        (tables the servers copied: one query for them all), else their count."""
         found: dict[str, Checksum | int] = {}
+        names = [name for name in self.plan.tables if name in in_sql]
+        sums = source_checksums(src, [(in_sql[n], conditions[n]) for n in names], method)
+        found.update(zip(names, sums, strict=True))
         for name, st in self.plan.tables.items():
-            if name in in_sql:
-                found[name] = source_checksum(src, in_sql[name], conditions[name], method)
-            else:
+            if name not in in_sql:
                 query = select(func.count()).select_from(st.table).where(conditions[name])
                 found[name] = int(src.scalar(query) or 0)
-            src.rollback()
+        src.rollback()
         return found
 
     def _target_side(
         self, dst: Connection, in_sql: dict[str, SqlTable], run: ImportRun, method: str | None
     ) -> dict[str, Checksum | TableDigest]:
-        """Per table, the imported rows' checksum (by the server for the tables it copied)."""
+        """Per table, the imported rows' checksum (by the server for the tables it copied:
+        one query for them all)."""
         found: dict[str, Checksum | TableDigest] = {}
+        names = [name for name in self.plan.tables if name in in_sql]
+        found.update(
+            zip(names, target_checksums(dst, [in_sql[n] for n in names], method), strict=True)
+        )
+        dst.rollback()
+        run.verified += sum(found[n].rows for n in names)
+        run.report()
         for name, st in self.plan.tables.items():
-            if name in in_sql:
-                found[name] = target_checksum(dst, in_sql[name], method)
-            else:
+            if name not in in_sql:
                 found[name] = target_digest(
                     dst, st.target, st.hashed_columns, batch_rows=self.row_batch
                 )
-            dst.rollback()
-            run.verified += found[name].rows
-            run.report()
+                dst.rollback()
+                run.verified += found[name].rows
+                run.report()
         return found
