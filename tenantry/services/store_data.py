@@ -39,16 +39,45 @@ class ProductInput:
     currency: str = "USD"
 
 
+#: Which of a product's default prices is its price: the newest (the id breaks a tie, so a
+#: page and a single product always agree).
+_NEWEST_FIRST = (Price.created_at.desc(), Price.id.desc())
+
+
 def _price_of(tenant: Session, product_id: uuid.UUID, currency: str | None = None) -> Price | None:
     query = select(Price).where(Price.product_id == product_id, Price.price_list == "default")
     if currency:
         query = query.where(Price.currency == currency)
-    return tenant.scalar(query.order_by(Price.created_at.desc()).limit(1))
+    return tenant.scalar(query.order_by(*_NEWEST_FIRST).limit(1))
+
+
+def default_prices(tenant: Session, product_ids: list[uuid.UUID]) -> dict[uuid.UUID, Price]:
+    """The default price (the newest, any currency) of each of ``product_ids`` that has one,
+    in one query: a page of products costs two statements, not one more per product."""
+    if not product_ids:
+        return {}
+    newest: dict[uuid.UUID, Price] = {}
+    for price in tenant.scalars(
+        select(Price)
+        .where(Price.product_id.in_(product_ids), Price.price_list == "default")
+        .order_by(*_NEWEST_FIRST)
+    ):
+        newest.setdefault(price.product_id, price)
+    return newest
 
 
 def product_view(tenant: Session, product: Product) -> dict[str, Any]:
     """A product with its default price, as the API shows it."""
-    price = _price_of(tenant, product.id)
+    return product_views(tenant, [product])[0]
+
+
+def product_views(tenant: Session, products: list[Product]) -> list[dict[str, Any]]:
+    """Products with their default prices, as the API shows them (in ``products``' order)."""
+    prices = default_prices(tenant, [p.id for p in products])
+    return [_view(product, prices.get(product.id)) for product in products]
+
+
+def _view(product: Product, price: Price | None) -> dict[str, Any]:
     return {
         "id": product.id,
         "sku": product.sku,

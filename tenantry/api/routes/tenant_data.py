@@ -138,10 +138,8 @@ def list_products(
     call: Call, offset: Offset = 0, limit: int = Query(50, ge=1, le=500)
 ) -> list[ProductOut]:
     """The store's products, newest first."""
-    return [
-        _product_out(call, p)
-        for p in store_data.list_products(call.tenant, limit=limit, offset=offset)
-    ]
+    products = store_data.list_products(call.tenant, limit=limit, offset=offset)
+    return [ProductOut.model_validate(v) for v in store_data.product_views(call.tenant, products)]
 
 
 @router.post("/products", status_code=status.HTTP_201_CREATED, response_model=ProductOut)
