@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import Connection, Engine, event, make_url, text
+from sqlalchemy.pool import QueuePool
 
 from tenantry.db.engines import SQLITE_POOL_SIZE, make_engine
 from tenantry.db.urls import parse_url
@@ -60,7 +61,9 @@ def test_more_than_it_keeps_never_wait_for_the_pool(engine: Engine) -> None:
     _use_at_once(engine, SQLITE_POOL_SIZE + 5)
     assert time.monotonic() - started < 10
     assert len(opened) == SQLITE_POOL_SIZE + 5
-    assert engine.pool.checkedin() == SQLITE_POOL_SIZE  # type: ignore[attr-defined]
+    pool = engine.pool
+    assert isinstance(pool, QueuePool)
+    assert pool.checkedin() == SQLITE_POOL_SIZE
 
 
 def test_an_unpooled_or_in_memory_engine_keeps_nothing(tmp_path: Path) -> None:
