@@ -116,6 +116,7 @@ def test_concurrent_reads_reuse_the_pools_connections(api: Api) -> None:
     event.listen(_app_platform(api).master_engine, "connect", counter("master"))
     event.listen(_tenant_engine(api, "busy-reads"), "connect", counter("tenant"))
     threads = 16
+    before = api.client.get("/stores/busy-reads", headers=api.admin).json()["api_calls_month"]
 
     def reads(_: int) -> list[int]:
         return [api.client.get(base, headers=api.admin).status_code for _ in range(10)]
@@ -123,6 +124,9 @@ def test_concurrent_reads_reuse_the_pools_connections(api: Api) -> None:
     with ThreadPoolExecutor(threads) as pool:
         statuses = [code for batch in pool.map(reads, range(threads)) for code in batch]
     assert statuses == [200] * threads * 10
+    # Each call counted once, committed before it was answered.
+    after = api.client.get("/stores/busy-reads", headers=api.admin).json()["api_calls_month"]
+    assert after == before + threads * 10
     # A request holds at most one connection of each at a time: 160 requests from 16 threads
     # open at most 16 more, where closing all but 5 on return opened one for most of them.
     assert opened["master"] <= threads, opened
