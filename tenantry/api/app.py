@@ -34,6 +34,7 @@ from tenantry.api.routes import (
     tenant_data,
     webhooks,
 )
+from tenantry.api.usage_writer import UsageWriter
 from tenantry.console import app as console
 from tenantry.files import restrict_new_files
 from tenantry.observability import exposition, metrics
@@ -65,6 +66,7 @@ def create_app(
             PlatformCollector(lambda: app.state.platform, lambda: app.state.dispatcher)
         )
         app.state.ingest = IngestWriter(app.state.platform.billing_engine)
+        app.state.usage = UsageWriter(app.state.platform.writer_sessions)
         # What start-up built lives as long as the process: keep it out of the cyclic GC's
         # full collections, whose pauses would otherwise land on some requests' latency.
         gc.freeze()
@@ -72,6 +74,7 @@ def create_app(
             yield
         finally:
             app.state.ingest.close()
+            app.state.usage.close()
             app.state.platform.close()
             if dispatcher is None:  # the caller closes the one it gave
                 app.state.dispatcher.close()

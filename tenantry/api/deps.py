@@ -22,13 +22,15 @@ from tenantry.services.login_sessions import csrf_token
 from tenantry.services.permissions import Principal, set_principal
 
 
-def get_platform(request: Request) -> Platform:
+# These two only read app state: as coroutines they run on the event loop, where a plain
+# function would cost every request a trip through the thread pool (and its GIL hand-offs).
+async def get_platform(request: Request) -> Platform:
     """The process's platform (opened at start-up)."""
     platform: Platform = request.app.state.platform
     return platform
 
 
-def get_dispatcher(request: Request) -> Dispatcher:
+async def get_dispatcher(request: Request) -> Dispatcher:
     """Where durable work is handed over (the job queue, unless the app was given another)."""
     dispatcher: Dispatcher = request.app.state.dispatcher
     return dispatcher

@@ -38,6 +38,22 @@ def sqlite_busy_timeout_ms() -> int:
     return int(raw)
 
 
+#: Connections a pooled SQLite engine keeps open for reuse: as many as the API's thread pool
+#: (anyio's 40) can use at once. A SQLite connection is a file handle (two descriptors with
+#: its WAL), not a server's slot, while opening one costs its PRAGMAs, reading the schema and
+#: preparing every statement again; with SQLAlchemy's default (keep 5, close the rest on
+#: return) a busy API paid that on most requests. It keeps only what was open at once, and
+#: opens more without waiting: SQLite's own locks order the connections, not the pool.
+SQLITE_POOL_SIZE = 40
+
+
+def _is_sqlite_file(url: URL) -> bool:
+    """Whether ``url`` (SQLite) is a file, which SQLAlchemy pools with a QueuePool (an
+    in-memory database gets one connection per thread instead)."""
+    database = url.database or ""
+    return database not in ("", ":memory:") and url.query.get("mode") != "memory"
+
+
 def sqlite_path(url: URL) -> Path | None:
     """The file of a SQLite URL, or ``None`` for other backends."""
     return Path(url.database or "") if backend_of(url) == "sqlite" else None
@@ -209,6 +225,8 @@ def _make_engine(
     if creator is not None:  # the caller opens DBAPI connections itself
         kwargs["creator"] = creator
     if backend == "sqlite":
+        if pooled and _is_sqlite_file(url):
+            kwargs.update(pool_size=max(pool_size, SQLITE_POOL_SIZE), max_overflow=-1)
         engine = create_engine(url, **kwargs)
         _transactional_sqlite(engine)
         return engine

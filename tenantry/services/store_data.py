@@ -6,6 +6,7 @@ usage counters are involved, the master session; the caller commits both.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,16 +40,45 @@ class ProductInput:
     currency: str = "USD"
 
 
+#: Which of a product's default prices is its price: the newest (the id breaks a tie, so a
+#: page and a single product always agree).
+_NEWEST_FIRST = (Price.created_at.desc(), Price.id.desc())
+
+
 def _price_of(tenant: Session, product_id: uuid.UUID, currency: str | None = None) -> Price | None:
     query = select(Price).where(Price.product_id == product_id, Price.price_list == "default")
     if currency:
         query = query.where(Price.currency == currency)
-    return tenant.scalar(query.order_by(Price.created_at.desc()).limit(1))
+    return tenant.scalar(query.order_by(*_NEWEST_FIRST).limit(1))
+
+
+def default_prices(tenant: Session, product_ids: list[uuid.UUID]) -> dict[uuid.UUID, Price]:
+    """The default price (the newest, any currency) of each of ``product_ids`` that has one,
+    in one query: a page of products costs two statements, not one more per product."""
+    if not product_ids:
+        return {}
+    newest: dict[uuid.UUID, Price] = {}
+    for price in tenant.scalars(
+        select(Price)
+        .where(Price.product_id.in_(product_ids), Price.price_list == "default")
+        .order_by(*_NEWEST_FIRST)
+    ):
+        newest.setdefault(price.product_id, price)
+    return newest
 
 
 def product_view(tenant: Session, product: Product) -> dict[str, Any]:
     """A product with its default price, as the API shows it."""
-    price = _price_of(tenant, product.id)
+    return product_views(tenant, [product])[0]
+
+
+def product_views(tenant: Session, products: list[Product]) -> list[dict[str, Any]]:
+    """Products with their default prices, as the API shows them (in ``products``' order)."""
+    prices = default_prices(tenant, [p.id for p in products])
+    return [_view(product, prices.get(product.id)) for product in products]
+
+
+def _view(product: Product, price: Price | None) -> dict[str, Any]:
     return {
         "id": product.id,
         "sku": product.sku,
@@ -295,6 +325,23 @@ def list_orders(tenant: Session, *, limit: int = 50, offset: int = 0) -> list[Or
     )
 
 
+@dataclass(frozen=True)
+class ApiCall:
+    """One tenant API call as logged in ``api_usage_logs``; ``counted`` calls also count in
+    the store's month (a call the platform refused, quota used up, is logged only)."""
+
+    store_id: uuid.UUID
+    endpoint: str
+    method: str
+    status_code: int
+    response_time_ms: int
+    ip_address: str | None
+    user_agent: str | None
+    error: str | None = None
+    counted: bool = True
+    at: datetime = dataclasses.field(default_factory=utcnow)
+
+
 def count_api_call(
     master: Session,
     store_id: uuid.UUID,
@@ -309,42 +356,76 @@ def count_api_call(
     counted: bool = True,
 ) -> None:
     """Log one tenant API call and, when ``counted``, count it in the store's month (reset
-    when a month turns); a call the platform refused (quota used up) is logged only.
+    when a month turns); see :func:`count_api_calls`."""
+    count_api_calls(
+        master,
+        [
+            ApiCall(
+                store_id,
+                endpoint,
+                method,
+                status_code,
+                response_time_ms,
+                ip_address,
+                user_agent,
+                error,
+                counted,
+            )
+        ],
+    )
+
+
+def count_api_calls(master: Session, calls: list[ApiCall]) -> None:
+    """Log ``calls`` and count the counted ones in their stores' months, exactly as one
+    :func:`count_api_call` after another would (in the order of their times): one INSERT for
+    all and one UPDATE per store and month.
 
     Writes only, nothing read first: on SQLite a transaction that starts with a write waits
     for the lock instead of failing.
     """
-    now = utcnow()
-    month = _month_start(now)
-    master.execute(
-        insert(ApiUsageLog).values(
-            id=uuid.uuid4(),
-            store_id=store_id,
-            endpoint=endpoint[:255],
-            method=method[:10],
-            status_code=status_code,
-            response_time_ms=response_time_ms,
-            ip_address=ip_address,
-            user_agent=user_agent,
-            error_message=error,
-            created_at=now,
-        )
-    )
-    if not counted:
+    if not calls:
         return
+    ordered = sorted(calls, key=lambda c: c.at)
     master.execute(
-        update(Store)
-        .where(Store.id == store_id)
-        .values(
-            api_calls_month=case(
-                (Store.last_activity_at < month, 1),
-                (Store.last_activity_at.is_(None), 1),
-                else_=Store.api_calls_month + 1,
-            ),
-            last_activity_at=now,
-        )
-        .execution_options(synchronize_session=False)
+        insert(ApiUsageLog),
+        [
+            {
+                "id": uuid.uuid4(),
+                "store_id": c.store_id,
+                "endpoint": c.endpoint[:255],
+                "method": c.method[:10],
+                "status_code": c.status_code,
+                "response_time_ms": c.response_time_ms,
+                "ip_address": c.ip_address,
+                "user_agent": c.user_agent,
+                "error_message": c.error,
+                "created_at": c.at,
+            }
+            for c in ordered
+        ],
     )
+    # Per store and month, in time order: how many, and the last one's time. A month that
+    # turned inside the batch starts the new month's count from the calls after it.
+    months: dict[tuple[uuid.UUID, datetime], list[Any]] = {}
+    for c in ordered:
+        if c.counted:
+            group = months.setdefault((c.store_id, _month_start(c.at)), [0, c.at])
+            group[0] += 1
+            group[1] = c.at
+    for (store_id, month), (n, last) in months.items():
+        master.execute(
+            update(Store)
+            .where(Store.id == store_id)
+            .values(
+                api_calls_month=case(
+                    (Store.last_activity_at < month, n),
+                    (Store.last_activity_at.is_(None), n),
+                    else_=Store.api_calls_month + n,
+                ),
+                last_activity_at=last,
+            )
+            .execution_options(synchronize_session=False)
+        )
 
 
 def check_api_quota(master: Session, store: Store) -> None:

@@ -27,6 +27,7 @@ from tenantry.api.schemas import (
     ProductOut,
     ProductUpdate,
 )
+from tenantry.api.usage_writer import UsageWriter
 from tenantry.db.master.models import Store
 from tenantry.db.statement_timeout import is_statement_timeout
 from tenantry.db.tenant.store.models import Product
@@ -107,23 +108,24 @@ def tenant_call(
         raise
     finally:
         # A successful call committed; a failed one's master changes are dropped. The call
-        # is logged on the request's own session in a transaction that only writes (a second
-        # session would wait on the write lock this one may hold, on SQLite).
+        # is then logged and counted with the calls of other requests at the same moment, in
+        # one transaction of their own (see usage_writer), before this request is answered.
         if master.in_transaction():
             master.rollback()
-        store_data.count_api_call(
-            master,
-            store_id,
-            endpoint=request.url.path,
-            method=request.method,
-            status_code=code,
-            response_time_ms=int((time.perf_counter() - started) * 1000),
-            ip_address=request.client.host if request.client else None,
-            user_agent=(request.headers.get("user-agent") or "")[:512] or None,
-            error=error,
-            counted=code != 429 and code < 500,
+        usage: UsageWriter = request.app.state.usage
+        usage.record(
+            store_data.ApiCall(
+                store_id,
+                endpoint=request.url.path,
+                method=request.method,
+                status_code=code,
+                response_time_ms=int((time.perf_counter() - started) * 1000),
+                ip_address=request.client.host if request.client else None,
+                user_agent=(request.headers.get("user-agent") or "")[:512] or None,
+                error=error,
+                counted=code != 429 and code < 500,
+            )
         )
-        master.commit()
 
 
 Call = Annotated[TenantCall, Depends(tenant_call)]
@@ -138,10 +140,8 @@ def list_products(
     call: Call, offset: Offset = 0, limit: int = Query(50, ge=1, le=500)
 ) -> list[ProductOut]:
     """The store's products, newest first."""
-    return [
-        _product_out(call, p)
-        for p in store_data.list_products(call.tenant, limit=limit, offset=offset)
-    ]
+    products = store_data.list_products(call.tenant, limit=limit, offset=offset)
+    return [ProductOut.model_validate(v) for v in store_data.product_views(call.tenant, products)]
 
 
 @router.post("/products", status_code=status.HTTP_201_CREATED, response_model=ProductOut)
