@@ -32,13 +32,16 @@ import pytest
 from cryptography.fernet import Fernet, MultiFernet
 from fastapi.testclient import TestClient
 from httpx import Response
+from sqlalchemy import select
 
 from tenantry.api.app import create_app
 from tenantry.crypto import SecretBox, raw_keys
+from tenantry.db import logins
 from tenantry.db.admin import drop_database
+from tenantry.db.master.models import Store
 from tenantry.db.urls import parse_url
 from tenantry.runtime import Platform, open_dispatcher
-from tenantry.services import apikeys, provisioning, stores
+from tenantry.services import apikeys, provisioning, runtime_access, stores
 from tenantry.services.billing import webhook_secrets
 from tenantry.services.key_rotation import sealed_schemas, unreadable
 from tenantry.settings import Settings, load_settings
@@ -83,10 +86,20 @@ def live(
     try:
         yield state
     finally:
+        # The stores' runtime logins are server-wide: named from master (readable whatever
+        # key the test left the secrets under), dropped with the server's admin URL.
+        with platform.sessions() as session:
+            made_logins = [
+                login
+                for store in session.scalars(select(Store))
+                for login in runtime_access.store_logins(store.slug, store.id)
+            ]
         platform.close()
         server = parse_url(SERVER_URLS["postgresql"])
         for name in state.tenant_databases:
             drop_database(server.set(database=name))
+        for login in made_logins:
+            logins.drop_login(server, login)
         for url in made:
             drop_database(url)
 
