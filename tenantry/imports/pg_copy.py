@@ -380,30 +380,10 @@ class Checksum:
 RECORD_HASH, TEXT_MD5 = "record", "md5"
 
 #: Built-in types PostgreSQL hashes by value the same way on every server (of one byte
-#: order): hashed as they are. Any other type is hashed as its text: json (no hash), enums
-#: (hashed by their OIDs, which differ between databases), extension types.
-_HASHED_AS_IS = frozenset(
-    {
-        "smallint",
-        "integer",
-        "bigint",
-        "numeric",
-        "real",
-        "double precision",
-        "boolean",
-        "text",
-        "character varying",
-        "character",
-        "uuid",
-        "date",
-        "time without time zone",
-        "timestamp without time zone",
-        "timestamp with time zone",
-        "interval",
-        "bytea",
-        "jsonb",
-    }
-)
+#: order), the binary-safe ones but json: hashed as they are. Any other type is hashed as its
+#: text: json (no hash), enums (hashed by their OIDs, which differ between databases),
+#: extension types.
+_HASHED_AS_IS = _BINARY_SAFE - {"json"}
 
 
 def checksum_method(*conns: Connection) -> str:
