@@ -6,35 +6,17 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
-import pytest
 from sqlalchemy import update
 
 from tenantry.db.master.models import Subscription
 from tenantry.operations import usage_rollup
 from tenantry.services import apikeys, stores
 from tenantry.services.usage import BYTES_PER_GB
+from tests.api.backend_shop import shop
 from tests.api.conftest import Api
-from tests.conftest import SERVER_URLS, require_server
 
-
-@pytest.fixture(params=("sqlite", "postgresql", "mysql"))
-def shop(request: pytest.FixtureRequest, api: Api, server_slug: str) -> str:
-    """A provisioned store (slug) with its database on the backend under test."""
-    body: dict[str, Any] = {"mode": "create_new"}
-    if request.param != "sqlite":
-        require_server(request.param)
-        added = api.client.post(
-            "/database-servers",
-            json={"name": "db1", "url": SERVER_URLS[request.param]},
-            headers=api.admin,
-        )
-        assert added.status_code == 201, added.text
-        body["server"] = "db1"
-    result = api.provisioned_store(server_slug, **body)
-    assert result["job"]["status"] == "completed", result["job"]
-    return server_slug
+__all__ = ["shop"]
 
 
 def _store_id(api: Api, slug: str) -> uuid.UUID:
