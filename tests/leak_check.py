@@ -43,7 +43,7 @@ _POLL_S = 1.0
 BENCH_PREFIXES = ("tenantry_bench_", "tsp_tenantry_bench_", "bench_", "tt_bench_", "ts_bench_")
 #: A known leak not fixed yet, let go so the check guards everything else: a backup
 #: verification's scratch database (``tenantry_scratch_verify_<backup>``) outlives a process
-#: stopped mid-verification (seen once in two full runs; nothing sweeps them yet, in production
+#: stopped mid-verification (seen in two of three full runs; nothing sweeps them yet, in production
 #: either). Remove this once the recovery sweep drops scratch databases of verifications no
 #: longer running.
 KNOWN_LEAKS = ("tenantry_scratch_",)
