@@ -242,8 +242,20 @@ def sign_in(page: Any, console: Console, user: User) -> None:
 
 
 def screenshot(page: Any, name: str) -> Path:
-    """Save a full-page screenshot under test-output/console/."""
+    """Save a full-page screenshot under test-output/console/.
+
+    The picture is for a person to look at, not an assertion, but it must still be taken. On a
+    loaded 2-core CI machine Chromium's capture sometimes stalls after the page has rendered
+    (Playwright logs "fonts loaded" and then nothing for 30 s: the compositor never hands over
+    the frame), so a stalled capture is tried again once on a fresh frame before it fails."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     path = SCREENSHOTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=True)
+    options = {"path": str(path), "full_page": True, "animations": "disabled", "caret": "hide"}
+    try:
+        page.screenshot(timeout=20_000, **options)
+    except PlaywrightTimeout:
+        page.evaluate("() => new Promise(requestAnimationFrame)")
+        page.screenshot(timeout=40_000, **options)
     return path
