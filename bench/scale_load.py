@@ -105,7 +105,7 @@ class Request:
     slug: str
     write: bool
     status: int  # 0: no answer (a transport error)
-    error: str = ""  # the transport error's class, when no answer
+    error: str = ""  # the transport error's class, when no answer; a 5xx's body
 
 
 @dataclass
@@ -352,7 +352,7 @@ class Load:
                 else:
                     response = await http.get(path, params={"limit": 10}, headers=headers)
                 status = response.status_code
-                error = ""
+                error = response.text[:300] if status >= 500 else ""
             except httpx.HTTPError as exc:
                 status, error = 0, type(exc).__name__
             ended = started + (time.perf_counter() - t0)
@@ -550,6 +550,10 @@ def _under_load(
             "read_ms": _lat(reads),
             "write_ms": _lat(writes),
             "non_2xx_4xx_steady": len(failed_steady),
+            "failed_steady": [
+                {"slug": r.slug, "write": r.write, "status": r.status, "error": r.error}
+                for r in failed_steady[:20]
+            ],
             "statuses": _statuses(requests),
             "no_answer_errors": _no_answer(requests),
         },

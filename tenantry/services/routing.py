@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 from tenantry.crypto import SecretBox
 from tenantry.db import shared_routing
 from tenantry.db.connection_budget import ConnectionBudget, server_key
-from tenantry.db.engines import connect, make_engine
+from tenantry.db.engines import connect, make_engine, writer
 from tenantry.db.identity import expect
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.db.schemas import Role
@@ -161,9 +161,15 @@ class TenantRouter:
         return engine
 
     @contextmanager
-    def session(self, master: Session, store: Store) -> Iterator[Session]:
-        """An ORM session on the store's database; the caller commits."""
-        with Session(self.engine(master, store), expire_on_commit=False) as session:
+    def session(self, master: Session, store: Store, *, write: bool = False) -> Iterator[Session]:
+        """An ORM session on the store's database; the caller commits.
+
+        ``write``: its transactions take a SQLite file's write lock when they begin (see
+        :func:`~tenantry.db.engines.writer`), so concurrent writers to one store queue
+        instead of failing; other backends are unaffected."""
+        engine = self.engine(master, store)
+        bind = writer(engine) if write and engine.dialect.name == "sqlite" else engine
+        with Session(bind, expire_on_commit=False) as session:
             yield session
 
     @contextmanager

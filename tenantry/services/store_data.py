@@ -381,11 +381,36 @@ def count_api_calls(master: Session, calls: list[ApiCall]) -> None:
     all and one UPDATE per store and month.
 
     Writes only, nothing read first: on SQLite a transaction that starts with a write waits
-    for the lock instead of failing.
+    for the lock instead of failing. The stores are updated before their log rows are
+    inserted, in a fixed order: an insert first would take a shared lock on its store's row
+    (InnoDB's foreign-key check) that the update must then upgrade, a deadlock with a request
+    updating the same store (MySQL/MariaDB rolled one of them back).
     """
     if not calls:
         return
     ordered = sorted(calls, key=lambda c: c.at)
+    # Per store and month, in time order: how many, and the last one's time. A month that
+    # turned inside the batch starts the new month's count from the calls after it.
+    months: dict[tuple[uuid.UUID, datetime], list[Any]] = {}
+    for c in ordered:
+        if c.counted:
+            group = months.setdefault((c.store_id, _month_start(c.at)), [0, c.at])
+            group[0] += 1
+            group[1] = c.at
+    for (store_id, month), (n, last) in sorted(months.items()):
+        master.execute(
+            update(Store)
+            .where(Store.id == store_id)
+            .values(
+                api_calls_month=case(
+                    (Store.last_activity_at < month, n),
+                    (Store.last_activity_at.is_(None), n),
+                    else_=Store.api_calls_month + n,
+                ),
+                last_activity_at=last,
+            )
+            .execution_options(synchronize_session=False)
+        )
     master.execute(
         insert(ApiUsageLog),
         [
@@ -404,28 +429,6 @@ def count_api_calls(master: Session, calls: list[ApiCall]) -> None:
             for c in ordered
         ],
     )
-    # Per store and month, in time order: how many, and the last one's time. A month that
-    # turned inside the batch starts the new month's count from the calls after it.
-    months: dict[tuple[uuid.UUID, datetime], list[Any]] = {}
-    for c in ordered:
-        if c.counted:
-            group = months.setdefault((c.store_id, _month_start(c.at)), [0, c.at])
-            group[0] += 1
-            group[1] = c.at
-    for (store_id, month), (n, last) in months.items():
-        master.execute(
-            update(Store)
-            .where(Store.id == store_id)
-            .values(
-                api_calls_month=case(
-                    (Store.last_activity_at < month, n),
-                    (Store.last_activity_at.is_(None), n),
-                    else_=Store.api_calls_month + n,
-                ),
-                last_activity_at=last,
-            )
-            .execution_options(synchronize_session=False)
-        )
 
 
 def check_api_quota(master: Session, store: Store) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,9 +57,9 @@ class Api:
         return {"store": created.json(), "job": job}
 
 
-@pytest.fixture
-def api(settings: Settings, platform: Platform) -> Iterator[Api]:
-    """A client on the installation, with an admin key."""
+@contextmanager
+def open_api(settings: Settings, platform: Platform) -> Iterator[Api]:
+    """A client on the installation ``platform`` opened, with an admin key."""
     dispatcher = InProcessDispatcher(settings)
     with platform.sessions.begin() as session:
         admin = apikeys.create_key(
@@ -67,6 +68,13 @@ def api(settings: Settings, platform: Platform) -> Iterator[Api]:
     with TestClient(create_app(settings, dispatcher=dispatcher)) as client:
         yield Api(client, {"Authorization": f"Bearer {admin.plaintext}"}, platform)
     dispatcher.close()
+
+
+@pytest.fixture
+def api(settings: Settings, platform: Platform) -> Iterator[Api]:
+    """A client on the installation, with an admin key."""
+    with open_api(settings, platform) as opened:
+        yield opened
 
 
 @dataclass

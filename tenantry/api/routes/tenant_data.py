@@ -78,7 +78,8 @@ def tenant_call(
         if request.method not in READ_METHODS:
             ensure_writable(store)
         store_data.check_api_quota(master, store)
-        with platform.router.session(master, store) as tenant:
+        write = request.method not in READ_METHODS
+        with platform.router.session(master, store, write=write) as tenant:
             yield TenantCall(master, store, tenant)
     except (DatabaseUnreachable, InterfaceError, OperationalError) as exc:
         if isinstance(exc, OperationalError) and is_lock_timeout(exc):
