@@ -78,7 +78,7 @@ def provision_rows(data: dict[str, Any]) -> Iterator[Row]:
             f"provision a store, {r['backend']}{path}, median of {r['stores']}",
             f"{_ms(per['median'])} (mean {per['mean']:.1f}{_p99(per.get('p99'))})",
             f"template copy {_ms(copy)}",
-            _x(per["median"] / copy if copy else None),
+            _x(r.get("x_copy_paired") or (per["median"] / copy if copy else None)),
             run,
         )
         if r.get("path") == "warm pool":
