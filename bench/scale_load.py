@@ -377,14 +377,16 @@ class Load:
 # -- the drain -----------------------------------------------------------------------------
 
 
-def drain(env: dict[str, str], concurrency: int) -> tuple[dict[str, Any], float, float, float]:
-    """``tenantry servers drain pg-c --json``: its report, start and end (wall clock) and
-    seconds."""
+def drain(
+    env: dict[str, str], concurrency: int, stores: int
+) -> tuple[dict[str, Any], float, float, float]:
+    """``tenantry servers drain pg-c --json`` of its ``stores``: its report, start and end
+    (wall clock) and seconds."""
     started = time.time()
     t0 = time.perf_counter()
-    report = json.loads(
-        tenantry(env, "servers", "drain", DRAINED, "--concurrency", str(concurrency), "--json")
-    )
+    # A move takes a second or two under the load: a few minutes for a few hundred stores.
+    command = ("servers", "drain", DRAINED, "--concurrency", str(concurrency), "--json")
+    report = json.loads(tenantry(env, *command, timeout=180 + 10 * stores))
     return report, started, time.time(), time.perf_counter() - t0
 
 
@@ -514,7 +516,9 @@ def _under_load(
             time.sleep(args.seconds)
             steady_end = time.time()
             say(f"steady load done ({len(load.requests)} requests); draining {DRAINED}")
-            report, drain_start, drain_end, drain_s = drain(env, args.drain_concurrency)
+            report, drain_start, drain_end, drain_s = drain(
+                env, args.drain_concurrency, len(drained)
+            )
             time.sleep(2)  # the load goes on a little after the last switch
         with httpx.Client(base_url=server.base_url, timeout=60) as http:
             checked = check_drain(platform, report, drained, http)

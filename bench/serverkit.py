@@ -43,15 +43,15 @@ def environment(data_dir: Path, billing_url: str | None) -> dict[str, str]:
     return env
 
 
-def tenantry(env: dict[str, str], *args: str) -> str:
-    """Run a tenantry command to completion; its standard output. On failure, what it said
-    (never argv: it may hold a secret)."""
+def tenantry(env: dict[str, str], *args: str, timeout: float = 180) -> str:
+    """Run a tenantry command to completion (at most ``timeout`` seconds); its standard
+    output. On failure, what it said (never argv: it may hold a secret)."""
     done = subprocess.run(
         [sys.executable, "-m", "tenantry", *args],
         env=env,
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=timeout,
         check=False,
     )
     if done.returncode != 0:
