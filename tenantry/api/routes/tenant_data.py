@@ -75,10 +75,10 @@ def tenant_call(
     route = request.scope.get("route")
     code, error = getattr(route, "status_code", None) or 200, None
     try:
-        if request.method not in READ_METHODS:
+        write = request.method not in READ_METHODS
+        if write:
             ensure_writable(store)
         store_data.check_api_quota(master, store)
-        write = request.method not in READ_METHODS
         with platform.router.session(master, store, write=write) as tenant:
             yield TenantCall(master, store, tenant)
     except (DatabaseUnreachable, InterfaceError, OperationalError) as exc:
