@@ -171,7 +171,8 @@ def _drop_if_abandoned(
         if not scratch_sweep.abandoned(session, [scratch], lease=lease):
             return False
     try:
-        drop_database(scratch.url)
+        if not drop_database(scratch.url):
+            return False  # listed through another login to the server, and dropped already
     except (TenantryError, SQLAlchemyError) as exc:
         log.warning("dropping scratch database %s failed: %s", scratch.name, _reason(exc))
         return False

@@ -39,6 +39,7 @@ from tenantry.db.master.models import (
     HELD_STATUSES,
     Backup,
     DatabaseServer,
+    IntegrationConfig,
     Operation,
     OperationKind,
     OperationStatus,
@@ -53,7 +54,7 @@ from tenantry.services.backups.verification import (
     SCRATCH_PURPOSES,
     scratch_url,
 )
-from tenantry.services.connections import server_url
+from tenantry.services.connections import server_url, tenant_url
 from tenantry.services.operation_rows import lease_lapsed
 from tenantry.services.refs import id_starts_with
 from tenantry.settings import Settings
@@ -109,21 +110,32 @@ def parse_scratch(server: URL, name: str) -> Scratch | None:
 
 
 def scratch_servers(session: Session, box: SecretBox, settings: Settings) -> list[URL]:
-    """Every server scratch databases of this installation may be on, once each: every
-    registered server (its admin login), master's and billing's (their own logins), and the
-    data dir's scratch directory for SQLite. A store connected with its own URL on a server
-    not registered keeps its scratch databases there, out of reach (not listed)."""
-    servers: dict[tuple[str, str | None, int | None], URL] = {}
-    registered = session.scalars(select(DatabaseServer).order_by(DatabaseServer.name))
-    # Registered servers first: their admin logins may drop what a store's test made there.
-    for url in [
-        *(server_url(box, s) for s in registered),
-        settings.master_url,
-        settings.billing_url,
-    ]:
-        if backend_of(url) == "sqlite":
-            continue
-        servers.setdefault((backend_of(url), url.host, url.port), whole_database(url))
+    """Every server (and login) scratch databases of this installation may have been made
+    with, once each: every registered server's admin login, master's and billing's own, the
+    stored login of each store connected with its own URL (not on a registered server; a
+    login known not to create databases is left out: its store's are made by a registered
+    server's admin), and the data dir's scratch directory for SQLite."""
+    urls = [server_url(box, s) for s in session.scalars(select(DatabaseServer))]
+    urls += [settings.master_url, settings.billing_url]
+    configs = session.scalars(
+        select(IntegrationConfig).where(
+            IntegrationConfig.is_active.is_(True),
+            IntegrationConfig.database_server_id.is_(None),
+            or_(IntegrationConfig.can_ddl.is_(None), IntegrationConfig.can_ddl.is_(True)),
+        )
+    )
+    logins: dict[tuple[object, ...], IntegrationConfig] = {}
+    for config in configs:  # many stores share a login: each is decrypted once
+        data = config.config_data
+        if data.get("engine") != "sqlite":
+            key = (data.get("driver"), data.get("host"), data.get("port"), data.get("username"))
+            logins.setdefault(key, config)
+    urls += [tenant_url(box, config) for config in logins.values()]
+    servers: dict[tuple[str, str | None, int | None, str | None], URL] = {}
+    for url in urls:
+        if backend_of(url) != "sqlite":
+            key = (backend_of(url), url.host, url.port, url.username)
+            servers.setdefault(key, whole_database(url))
     sqlite = [sqlite_scratch_server(settings)] if sqlite_scratch_dir(settings).is_dir() else []
     return [*servers.values(), *sqlite]
 
