@@ -184,7 +184,7 @@ def _named_backups(
 
 def known_prefixes(session: Session, prefixes: Iterable[str]) -> set[str]:
     """Those of ``prefixes`` (hex) that some backup of this master's id starts with."""
-    known = set()
+    known: set[str] = set()
     for prefix in set(prefixes):
         query = select(Backup.id).where(id_starts_with(session, Backup.id, prefix)).limit(1)
         if session.scalar(query) is not None:
