@@ -146,8 +146,14 @@ def drop_abandoned_scratch(platform: Platform) -> list[scratch_sweep.Scratch]:
     with kit.lock_if_free(SCRATCH_LOCK) as mine:
         if not mine:
             return dropped
-        with platform.sessions() as session:
-            servers = scratch_sweep.scratch_servers(session, platform.box, platform.settings)
+        try:
+            with platform.sessions() as session:
+                if not scratch_sweep.any_scratch_used(session):
+                    return dropped
+                servers = scratch_sweep.scratch_servers(session, platform.box, platform.settings)
+        except TenantryError as exc:  # a login that no longer opens: the rest of the sweep goes on
+            log.warning("finding the servers of scratch databases failed: %s", exc.message)
+            return dropped
         for server in servers:
             try:
                 found = scratch_sweep.find_scratch(server)

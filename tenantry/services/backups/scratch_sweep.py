@@ -140,6 +140,13 @@ def scratch_servers(session: Session, box: SecretBox, settings: Settings) -> lis
     return [*servers.values(), *sqlite]
 
 
+def any_scratch_used(session: Session) -> bool:
+    """Whether any operation of this master ever restored into a scratch database (if none
+    did, none of its scratch databases can be on a server, and no server is listed)."""
+    query = select(Operation.id).where(Operation.kind.in_(SCRATCH_KINDS)).limit(1)
+    return session.scalar(query) is not None
+
+
 def find_scratch(server: URL) -> list[Scratch]:
     """The scratch databases on ``server`` (whoever made them)."""
     found = (parse_scratch(server, name) for name in databases_named(server, SCRATCH_PREFIX))
