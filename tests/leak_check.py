@@ -41,12 +41,6 @@ _POLL_S = 1.0
 #: The benchmarks' own names (bench/ runs against the same servers, and checks its own
 #: leftovers): never this run's.
 BENCH_PREFIXES = ("tenantry_bench_", "tsp_tenantry_bench_", "bench_", "tt_bench_", "ts_bench_")
-#: A known leak not fixed yet, let go so the check guards everything else: a backup
-#: verification's scratch database (``tenantry_scratch_verify_<backup>``) outlives a process
-#: stopped mid-verification (seen in two of three full runs; nothing sweeps them yet, in production
-#: either). Remove this once the recovery sweep drops scratch databases of verifications no
-#: longer running.
-KNOWN_LEAKS = ("tenantry_scratch_",)
 
 
 def server_objects(backend: str, url: URL) -> set[str]:
@@ -167,7 +161,7 @@ def _not_ours(line: str) -> bool:
     benchmark's, or the template of a test process still running (:mod:`tests.templates`
     puts its pid in the name; this run's processes have ended by now)."""
     name = line.split(" ", 2)[2].lstrip("'")
-    if name.startswith(BENCH_PREFIXES) or name.startswith(KNOWN_LEAKS):
+    if name.startswith(BENCH_PREFIXES):
         return True
     template = _TEMPLATE.fullmatch(name)
     return template is not None and _running(int(template.group(1)))

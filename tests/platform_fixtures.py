@@ -12,6 +12,7 @@ from tenantry.db.schemas import billing_schema, master_schema
 from tenantry.runtime import Platform
 from tenantry.settings import Settings, load_settings
 from tests.conftest import DbFactory
+from tests.scratch_cleanup import drop_scratch_databases
 from tests.templates import migrate_here, migrated_database
 
 ENV_VARS = (
@@ -42,14 +43,16 @@ def install(settings: Settings, *, from_templates: bool = True) -> None:
 
 
 @pytest.fixture
-def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """Settings of a fresh, initialised installation in a temp data dir (env cleaned)."""
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings of a fresh, initialised installation in a temp data dir (env cleaned); the
+    scratch databases its stopped processes left are dropped after the test."""
     for var in ENV_VARS:
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("TENANTRY_DATA_DIR", str(tmp_path / "data"))
     current = load_settings()
     install(current)
-    return current
+    yield current
+    drop_scratch_databases(current)
 
 
 @pytest.fixture
@@ -82,3 +85,4 @@ def backend_platform(
     opened = Platform.open(current)
     yield opened
     opened.close()
+    drop_scratch_databases(current)

@@ -112,6 +112,34 @@ def database_exists(url: URL) -> bool:
         raise unreadable_tls_file(_server_url(url), exc) from None
 
 
+def databases_named(url: URL, prefix: str) -> list[str]:
+    """The names of the databases on the server of ``url`` that start with ``prefix``, sorted
+    (for SQLite: the stems of the ``.db`` files beside ``url``'s file)."""
+    path = sqlite_path(url)
+    if path is not None:
+        if not path.parent.is_dir():
+            return []
+        return sorted(p.stem for p in path.parent.glob(f"{prefix}*.db") if p.is_file())
+    # LIKE narrows the listing on the server; its wildcards in the prefix (``_``) are escaped,
+    # and the exact test is made here.
+    pattern = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    if backend_of(url) == "postgresql":
+        query = text("SELECT datname FROM pg_database WHERE datname LIKE :p")
+    else:
+        query = text(
+            "SELECT schema_name FROM information_schema.schemata WHERE schema_name LIKE :p"
+        )
+    engine = _server_engine(url)
+    try:
+        with engine.connect() as conn:
+            names = [str(n) for n in conn.scalars(query, {"p": pattern})]
+    except (OperationalError, InterfaceError) as exc:
+        raise describe_connect_error(_server_url(url), exc) from None
+    except FileNotFoundError as exc:
+        raise unreadable_tls_file(_server_url(url), exc) from None
+    return sorted(n for n in names if n.startswith(prefix))
+
+
 #: How long CREATE/DROP DATABASE wait for another session's lock on MySQL/MariaDB. Their
 #: default is a day: a transaction left open on one of the database's tables (a client, a
 #: DBA's console) would stall a drop, and the move rollback waiting on it, that long.

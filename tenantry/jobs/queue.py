@@ -204,7 +204,9 @@ class Queue:
         rolling back a dead mover's move, restore or row recovery
         (:mod:`~tenantry.operations.sweep`).
         A backup or restore test whose process died cannot be resumed (a dump is one stream):
-        it is cleaned up and failed, to be run again. Returns how many it handled."""
+        it is cleaned up and failed, to be run again; the scratch databases of dead restore
+        tests, restores and row recoveries are dropped. Returns how many operations it
+        handled."""
         platform = self.platform()
         kit = OperationKit.from_settings(platform.sessions, platform.settings)
         ended = sweep.end_abandoned(kit)
@@ -214,6 +216,9 @@ class Queue:
         )
         runs = kit.find_stalled(kinds=(OperationKind.FLEET_RUN,))
         backups, backups_ended = work.recover_backups(platform)
+        # After the dead restore tests, restores and recoveries were ended above (a stalled
+        # one no longer uses its backup either way; its record says why first).
+        sweep.drop_abandoned_scratch(platform)
         imports = work.stalled_queued_imports(
             platform, kit, queued_for=timedelta(seconds=QUEUED_GRACE_S)
         )

@@ -31,6 +31,7 @@ from tenantry.operations.byte_progress import ByteReporter, Stopped
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.running import error_message
 from tenantry.services.backups import verification
+from tenantry.services.backups.scratch_sweep import backup_params
 from tenantry.services.backups.targets import scope_of
 from tenantry.services.backups.verification import Verification, VerificationNotRun
 
@@ -114,6 +115,7 @@ class _Test:
             total=self.backup.size_bytes,
             unit=ProgressUnit.BYTES,
             message=f"restore test of backup {self.backup.id}",
+            params=backup_params(self.backup.id),  # the sweep keeps its scratch database
         )
         if self.kit.claim(self.id) is None:  # just created: only a cancel can beat us
             self._cancelled()
@@ -185,7 +187,8 @@ class _Test:
 
 def recover_stalled(sessions: sessionmaker[Session], *, lease_seconds: float) -> list[uuid.UUID]:
     """The recovery sweep's part for restore tests whose process died: failed (their scratch
-    database is dropped by the next test of the same backup); their ids."""
+    database is dropped by :func:`~tenantry.operations.sweep.drop_abandoned_scratch`); their
+    ids."""
     kit = kit_for(sessions, lease_seconds)
     ended: list[uuid.UUID] = []
     stalled = kit.find_stalled(

@@ -41,6 +41,7 @@ from tenantry.services.backups.recovery import (
     record_recovered,
 )
 from tenantry.services.backups.recovery_checks import blocked_reason, live_target
+from tenantry.services.backups.scratch_sweep import backup_params
 from tenantry.services.backups.verification import get_backup
 from tenantry.services.counters import count_store_database
 from tenantry.settings import Settings
@@ -94,6 +95,7 @@ def _start(
         OperationKind.RECOVER_ROWS,
         store_id=backup.store_id,
         target=f"{table_name} from backup {backup.id}"[:255],
+        params=backup_params(backup.id),  # the sweep keeps its scratch database
         requested_by=actor,
         step=step,
         total=backup.size_bytes,

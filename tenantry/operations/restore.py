@@ -58,6 +58,7 @@ from tenantry.services.backups.restoring import (
     record_restored,
     safety_target,
 )
+from tenantry.services.backups.scratch_sweep import backup_params
 from tenantry.services.backups.verification import get_backup
 from tenantry.services.connections import migrator_url
 from tenantry.settings import Settings
@@ -96,6 +97,7 @@ def restore(
         OperationKind.RESTORE,
         store_id=backup.store_id,
         target=f"backup {backup.id} into {plan.target_shown}"[:255],
+        params=backup_params(backup.id),  # the sweep keeps its scratch database
         requested_by=actor,
         step="queued",
         total=backup.size_bytes,

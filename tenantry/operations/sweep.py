@@ -7,6 +7,10 @@ and ends it as failed, saying what to run again; the work itself is safe to run 
 each of these kinds skips what it already did. Kinds a worker resumes (provisioning) are
 re-dispatched by the queue instead.
 
+A scratch database a restore test, a restore or a row recovery left when its process died is
+dropped once no live operation uses its backup (:func:`drop_abandoned_scratch`; which ones:
+:mod:`tenantry.services.backups.scratch_sweep`).
+
 A move, a restore and a row recovery whose process died are rolled back, not only failed, by
 the module that runs each (:func:`roll_back_abandoned`): a move's store stays on its source,
 writable, its target dropped (:mod:`.move_store`); a restore's target keeps its data, its
@@ -18,13 +22,19 @@ from __future__ import annotations
 
 import logging
 import uuid
+from datetime import timedelta
 
+from sqlalchemy.exc import SQLAlchemyError
+
+from tenantry.db.admin import drop_database
 from tenantry.db.master.models import OperationKind
+from tenantry.errors import TenantryError
 from tenantry.operations.kit import LostClaim, OperationKit
 from tenantry.operations.move_store import StoreMover
 from tenantry.operations.recover_rows import recover_stalled_rows
 from tenantry.operations.restore import recover_stalled_restore
 from tenantry.runtime import Platform
+from tenantry.services.backups import scratch_sweep
 from tenantry.services.import_jobs import queued_imports
 
 log = logging.getLogger("tenantry.jobs")
@@ -119,3 +129,66 @@ def roll_back_abandoned(platform: Platform, *, actor: str = "worker") -> list[uu
             ended.append(stalled.id)
             log.warning("%s operation %s: its process died; %s", stalled.kind, stalled.id, status)
     return ended
+
+
+#: The lock one sweep holds while it looks for abandoned scratch databases (one at a time:
+#: every worker sweeps each minute, and each would list every server).
+SCRATCH_LOCK = "scratch-sweep"
+
+
+def drop_abandoned_scratch(platform: Platform) -> list[scratch_sweep.Scratch]:
+    """Drop the scratch databases whose process died, on every server this installation
+    knows (unless another sweep is at it); those dropped. A server that cannot be listed or
+    a drop refused is logged and skipped: the next sweep tries again."""
+    kit = OperationKit.from_settings(platform.sessions, platform.settings)
+    lease = timedelta(seconds=platform.settings.job_lease_seconds)
+    dropped: list[scratch_sweep.Scratch] = []
+    with kit.lock_if_free(SCRATCH_LOCK) as mine:
+        if not mine:
+            return dropped
+        try:
+            with platform.sessions() as session:
+                if not scratch_sweep.any_scratch_used(session):
+                    return dropped
+                servers = scratch_sweep.scratch_servers(session, platform.box, platform.settings)
+        except TenantryError as exc:  # a login that no longer opens: the rest of the sweep goes on
+            log.warning("finding the servers of scratch databases failed: %s", exc.message)
+            return dropped
+        for server in servers:
+            try:
+                found = scratch_sweep.find_scratch(server)
+                with platform.sessions() as session:
+                    candidates = scratch_sweep.abandoned(session, found, lease=lease)
+            except (TenantryError, SQLAlchemyError) as exc:
+                log.warning("listing scratch databases failed: %s", _reason(exc))
+                continue
+            for scratch in candidates:
+                if _drop_if_abandoned(platform, scratch, lease):
+                    dropped.append(scratch)
+    return dropped
+
+
+def _drop_if_abandoned(
+    platform: Platform, scratch: scratch_sweep.Scratch, lease: timedelta
+) -> bool:
+    # Asked again just before the drop: a test of the same backup may have started since
+    # the listing (it makes its scratch database anew).
+    with platform.sessions() as session:
+        if not scratch_sweep.abandoned(session, [scratch], lease=lease):
+            return False
+    try:
+        if not drop_database(scratch.url):
+            return False  # listed through another login to the server, and dropped already
+    except (TenantryError, SQLAlchemyError) as exc:
+        log.warning("dropping scratch database %s failed: %s", scratch.name, _reason(exc))
+        return False
+    log.warning(
+        "dropped scratch database %s on %s: the process using it died",
+        scratch.name,
+        scratch.where,
+    )
+    return True
+
+
+def _reason(exc: Exception) -> str:
+    return exc.message if isinstance(exc, TenantryError) else type(exc).__name__

@@ -10,7 +10,7 @@ import re
 import uuid
 from typing import Any, TypeVar
 
-from sqlalchemy import String, cast, literal, select
+from sqlalchemy import ColumnElement, String, cast, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from tenantry.errors import InvalidInput, NotFound
@@ -48,6 +48,20 @@ def _printed_prefix(hex_prefix: str) -> str:
     return "-".join(parts)
 
 
+def id_starts_with(
+    session: Session, column: InstrumentedAttribute[uuid.UUID], hex_prefix: str
+) -> ColumnElement[bool]:
+    """A condition: the id in ``column`` starts with ``hex_prefix`` (lowercase hex digits, no
+    dashes, as :func:`parse_ref` gives it)."""
+    if not re.fullmatch(r"[0-9a-f]{1,32}", hex_prefix):
+        raise ValueError(f"not a hex prefix of an id: {hex_prefix!r}")
+    # The stored form differs per backend (native UUID on PostgreSQL, 32 hex digits elsewhere):
+    # match the text each one casts its ids to. The prefix is checked hex, so LIKE is safe.
+    dialect = session.get_bind().dialect.name
+    pattern = (_printed_prefix(hex_prefix) if dialect == "postgresql" else hex_prefix) + "%"
+    return cast(column, String).like(literal(pattern, String))
+
+
 def find(
     session: Session,
     model: type[T],
@@ -76,15 +90,9 @@ def find(
         if row is None:
             raise NotFound(f"no {what} {shown!r}.", hint)
         return row
-    # The stored form differs per backend (native UUID on PostgreSQL, 32 hex digits elsewhere):
-    # match the text each one casts its ids to. The prefix is checked hex, so LIKE is safe.
-    dialect = session.get_bind().dialect.name
-    pattern = (_printed_prefix(parsed) if dialect == "postgresql" else parsed) + "%"
     rows = list(
         session.scalars(
-            query.where(cast(column, String).like(literal(pattern, String))).limit(
-                SHOWN_CANDIDATES + 1
-            )
+            query.where(id_starts_with(session, column, parsed)).limit(SHOWN_CANDIDATES + 1)
         )
     )
     if not rows:

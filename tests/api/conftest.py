@@ -21,6 +21,7 @@ from tenantry.settings import Settings, load_settings
 from tests import stripe_events
 from tests.conftest import DbFactory
 from tests.platform_fixtures import ENV_VARS, install, platform, settings
+from tests.scratch_cleanup import drop_scratch_databases
 
 __all__ = ["platform", "settings"]
 
@@ -138,3 +139,4 @@ def billing_api(
         )
     dispatcher.close()
     opened.close()
+    drop_scratch_databases(current)  # a worker's scheduler may have been restore-testing

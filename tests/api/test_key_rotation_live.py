@@ -48,6 +48,7 @@ from tenantry.settings import Settings, load_settings
 from tests.conftest import SERVER_URLS, require_server
 from tests.helpers import running_worker
 from tests.platform_fixtures import ENV_VARS, install
+from tests.scratch_cleanup import drop_scratch_databases
 from tests.stripe_events import signed
 
 SIGNING_SECRET = "whsec_" + uuid.uuid4().hex
@@ -95,6 +96,7 @@ def live(
                 for login in runtime_access.store_logins(store.slug, store.id)
             ]
         platform.close()
+        drop_scratch_databases(settings)  # the worker's scheduler may have been restore-testing
         server = parse_url(SERVER_URLS["postgresql"])
         for name in state.tenant_databases:
             drop_database(server.set(database=name))

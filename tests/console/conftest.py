@@ -14,6 +14,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,10 +26,11 @@ from typer.testing import CliRunner
 from tenantry.cli.main import app
 from tenantry.runtime import Platform
 from tenantry.services import users as accounts
-from tenantry.settings import load_settings
+from tenantry.settings import Settings, load_settings
 from tests.conftest import IN_CI
 from tests.helpers import free_port, stop_process, wait_until_healthy
 from tests.platform_fixtures import ENV_VARS, install
+from tests.scratch_cleanup import drop_scratch_databases
 
 CHROMIUM = Path(os.environ.get("TENANTRY_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output" / "console"
@@ -104,11 +106,10 @@ def _env(data_dir: Path, extra: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _install_with_users(env: dict[str, str], users: tuple[User, ...]) -> None:
-    """What `tenantry init` and `tenantry users add` do before `up`, in this process: master
-    and billing copied from the session's migrated templates, the users added through the
-    users service (the CLI commands themselves are tested in tests/cli; a new interpreter
-    for each cost about 1.7 s of CPU)."""
+@contextmanager
+def _settings_of(env: dict[str, str]) -> Iterator[Settings]:
+    """The settings of the installation of ``env``, with its environment and tenant schema
+    plug-in in this process for the block."""
     with pytest.MonkeyPatch.context() as patch:
         for var, value in _settings_env(env).items():
             if value is None:
@@ -117,7 +118,15 @@ def _install_with_users(env: dict[str, str], users: tuple[User, ...]) -> None:
                 patch.setenv(var, value)
         for path in _plugin_paths(env):  # a tenant schema plug-in of the test's own
             patch.syspath_prepend(path)
-        settings = load_settings()
+        yield load_settings()
+
+
+def _install_with_users(env: dict[str, str], users: tuple[User, ...]) -> None:
+    """What `tenantry init` and `tenantry users add` do before `up`, in this process: master
+    and billing copied from the session's migrated templates, the users added through the
+    users service (the CLI commands themselves are tested in tests/cli; a new interpreter
+    for each cost about 1.7 s of CPU)."""
+    with _settings_of(env) as settings:
         install(settings)
         platform = Platform.open(settings)
         try:
@@ -182,6 +191,9 @@ def start_console(tmp_path: Path) -> Iterator[Callable[..., Console]]:
     yield start
     for console in started:
         stop_process(console.proc)
+        # Its worker's scheduler may have been restore-testing a backup when it was stopped.
+        with _settings_of(console.env) as settings:
+            drop_scratch_databases(settings)
 
 
 @pytest.fixture(scope="session")

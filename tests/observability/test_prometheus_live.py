@@ -26,6 +26,7 @@ from tenantry.settings import load_settings
 from tests.conftest import DbFactory
 from tests.helpers import free_port, stop_process, wait_until_healthy
 from tests.platform_fixtures import ENV_VARS, install
+from tests.scratch_cleanup import scratch_dropped_after
 from tests.stripe_events import signed, subscription_created
 
 SECRET = "whsec_live_" + "p" * 16
@@ -134,6 +135,7 @@ def test_prometheus_scrapes_tenantry_up_and_the_rules_fire_where_the_day_went_wr
         f"--web.listen-address=127.0.0.1:{prom_port}",
     ]
     with (
+        scratch_dropped_after(settings),  # the scheduler may be restore-testing billing
         _process(up, tmp_path / "up.log") as server,
         _process(prometheus, tmp_path / "prometheus.log"),
         httpx.Client(base_url=api_base, timeout=30) as http,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import URL
@@ -130,9 +131,8 @@ def scratch_server(session: Session, box: SecretBox, settings: Settings, backup:
     backups need no server: a file in the data dir.
     """
     if backup.engine == "sqlite":
-        scratch = settings.data_dir / "scratch"
-        private_dir(scratch)
-        return parse_url(f"sqlite:///{scratch / 'scratch.db'}")
+        private_dir(sqlite_scratch_dir(settings))
+        return sqlite_scratch_server(settings)
     if backup.role == Role.MASTER:
         return settings.master_url
     if backup.role == Role.BILLING:
@@ -165,6 +165,17 @@ def scratch_server(session: Session, box: SecretBox, settings: Settings, backup:
             "for scratch copies), or restore the backup with --target URL to check it.",
         )
     return tenant_url(box, config)
+
+
+def sqlite_scratch_dir(settings: Settings) -> Path:
+    """The directory of the scratch copies of SQLite backups (in the data dir)."""
+    return settings.data_dir / "scratch"
+
+
+def sqlite_scratch_server(settings: Settings) -> URL:
+    """The "server" of SQLite scratch copies: each is a file beside this URL's (never
+    created) file in :func:`sqlite_scratch_dir`."""
+    return parse_url(f"sqlite:///{sqlite_scratch_dir(settings) / 'scratch.db'}")
 
 
 def scratch_problems(session: Session) -> dict[str, str]:

@@ -42,17 +42,33 @@ from tenantry.errors import (
 from tenantry.services import refs
 
 SCRATCH_PREFIX = "tenantry_scratch_"
+#: What a scratch database is for: a restore test, a shared-schema store's in-place restore,
+#: a row recovery.
+SCRATCH_PURPOSES = ("verify", "restore", "recover")
+#: How many hex digits of the backup's id a scratch database's name carries.
+SCRATCH_ID_DIGITS = 12
+
+
+def scratch_name(backup_id: uuid.UUID, purpose: str) -> str:
+    """The name of backup ``backup_id``'s scratch database for ``purpose``."""
+    return f"{SCRATCH_PREFIX}{purpose}_{backup_id.hex[:SCRATCH_ID_DIGITS]}"
+
+
+def scratch_url(server: URL, name: str) -> URL:
+    """The URL of scratch database ``name`` on ``server`` (a file beside it for SQLite)."""
+    path = sqlite_path(server)
+    if path is not None:
+        return server.set(database=str(path.parent / f"{name}.db"))
+    return server.set(database=name)
 
 
 @contextmanager
 def scratch_database(server: URL, backup_id: uuid.UUID, purpose: str = "verify") -> Iterator[URL]:
-    """A new empty database next to ``server`` (a file beside it for SQLite), always dropped."""
-    name = f"{SCRATCH_PREFIX}{purpose}_{backup_id.hex[:12]}"
-    path = sqlite_path(server)
-    if path is not None:
-        url = server.set(database=str(path.parent / f"{name}.db"))
-    else:
-        url = server.set(database=name)
+    """A new empty database next to ``server`` (a file beside it for SQLite), always dropped.
+
+    A process killed inside the block leaves it: the recovery sweep drops it once no live
+    operation uses the backup (:mod:`~tenantry.services.backups.scratch_sweep`)."""
+    url = scratch_url(server, scratch_name(backup_id, purpose))
     # A shared-schema store's scratch keeps its schema confinement (the dump restores that
     # schema), but the scratch database is tenantry's own and is dropped whole.
     whole = whole_database(url)
