@@ -2,9 +2,10 @@
 whose store key matches no store (orphans), values that do not fit their tenant column, and
 foreign keys that point to no row or to another store's row, each with example keys.
 
-Done by the source's server where it can judge them as Python does (:mod:`.sql_checks`: a few
-queries per table, Python converting only the rows SQL cannot clear); otherwise here, one pass
-over every mapped row in Python. Both read rows in key order, so both report the same examples.
+Done by the source's server where it can judge them as Python does (:mod:`.sql_store_checks`
+and :mod:`.sql_value_checks`: a few queries per table, Python converting only the rows SQL
+cannot clear); otherwise here, one pass over every mapped row in Python. Both read rows in
+key order, so both report the same examples.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from tenantry.db.copy import normalise
 from tenantry.db.engines import connect
 from tenantry.imports.problems import Problems, converted_or_reported, report_orphan
 from tenantry.imports.source import SourceTable, key_of, show_key, snapshot
-from tenantry.imports.sql_checks import NotInSql, SqlChecks
+from tenantry.imports.sql_store_checks import NotInSql, SqlChecks
 
 if TYPE_CHECKING:
     from tenantry.imports.plan import StoreTarget

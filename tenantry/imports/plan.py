@@ -380,7 +380,7 @@ def build_plan(
 ) -> ImportPlan:
     """The plan of importing ``source`` through ``mapping``; reads the source and master,
     writes nothing. The data is checked by the source's server where it can be
-    (``checks_in_sql``: :mod:`.sql_checks`), else in Python."""
+    (``checks_in_sql``: :mod:`.sql_store_checks`), else in Python."""
     problems = Problems()
     tables = _resolve_tables(source, mapping, spec, problems)
     targets = _resolve_stores(

@@ -1,6 +1,6 @@
 """The data checks of ``tenantry import shared`` done by the source's server
-(tenantry/imports/sql_checks.py), on each source engine: every kind of dirty row caught, with
-the same report as the Python checks that read every row."""
+(tenantry/imports/sql_store_checks.py and sql_value_checks.py), on each source engine: every
+kind of dirty row caught, with the same report as the Python checks that read every row."""
 
 from __future__ import annotations
 

@@ -1,15 +1,12 @@
-"""The data checks of an import's plan done by the source's server, in a few queries per table.
+"""The data checks of an import's plan done by the source's server, in a few queries per table:
+which store each row belongs to, and what follows from it.
 
 What :mod:`tenantry.imports.data_checks` does by reading every mapped row into Python, the source
 server does here (PostgreSQL, MySQL/MariaDB, SQLite): each row's store is found with a join (its
 own store column against the stores table, or its ``via`` parent's store), orphans are the rows
 left without one, counts per store are a ``GROUP BY``, and foreign keys are checked by joining
-each row to the row it points to (none: dangling; another store's: cross-store). Values are
-judged by Python still, but only on the rows SQL cannot clear: a filter per column selects the
-rows whose value might not convert (NULL in a required column, too long, not 0/1 for a boolean,
-a JSON string, a value of another storage class in SQLite, every value of a column converted
-between kinds SQL cannot vouch for), and those few rows go through :meth:`SourceTable.convert`
-exactly as before, so the messages and details are the same.
+each row to the row it points to (none: dangling; another store's: cross-store). The values SQL
+cannot vouch for are picked out and judged by Python (:mod:`.sql_value_checks`).
 
 The report is the same as the Python checks' (the same problems, in the same order, with the
 same counts and example keys, rows read in key order by both): a mapping whose comparisons SQL
@@ -20,14 +17,12 @@ kept as text in more than one form, foreign keys into composite keys…) raises
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import (
-    CHAR,
     Column,
     ColumnElement,
     Connection,
@@ -47,58 +42,18 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.dialects import postgresql
 
 from tenantry.db.copy import normalise
-from tenantry.imports.problems import Problems, converted_or_reported, report_orphan
-from tenantry.imports.source import (
-    ColumnRule,
-    SourceTable,
-    _to_kind,
-    key_of,
-    kind_of,
-    show_key,
-)
+from tenantry.imports.problems import Problems
+from tenantry.imports.source import SourceTable, kind_of, show_key
+from tenantry.imports.sql_value_checks import UUID_FORMS, NotInSql, ValueChecks, judge_rows
+
+__all__ = ["STORE_KEY", "NotInSql", "SqlChecks"]
 
 #: The label of a row's store key (NULL: the row has no store) in the checks' queries.
 STORE_KEY = "tenantry_store_key"
-#: Rows with a value that does not convert, per table, beyond which the checks go back to
-#: Python (their keys are handed back to the server to leave those rows out).
-MAX_BAD_ROWS = 1000
 #: Rows streamed from the server at a time.
 FETCH_ROWS = 2000
-
-#: Source kind → tenant kinds whose conversion never fails (beyond the storage checks).
-_NEVER_FAILS = {
-    ("int", "decimal"),
-    ("int", "float"),
-    ("bool", "int"),
-    ("float", "decimal"),
-    ("decimal", "float"),
-    ("uuid", "str"),
-}
-#: SQLite storage classes a value of each kind has (any other: Python judges the value).
-_SQLITE_CLASSES = {
-    "int": ("integer",),
-    "bool": ("integer",),
-    "str": ("text",),
-    "float": ("real", "integer"),
-}
-#: The text forms of a UUID that certainly convert, and that compare equal only when equal.
-_UUID_FORMS = {
-    "hex": "^[0-9a-f]{32}$",
-    "dashed": "^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$",
-}
-
-
-class NotInSql(Exception):
-    """The mapping needs a comparison SQL cannot make as Python does: check in Python."""
-
-
-def _glob(pattern: str) -> str:
-    """A ``_UUID_FORMS`` pattern as an (anchored, case-sensitive) SQLite GLOB."""
-    body = pattern.strip("^$")
-    return re.sub(r"\[0-9a-f\]\{(\d+)\}", lambda m: "[0-9a-f]" * int(m.group(1)), body)
 
 
 @dataclass
@@ -121,6 +76,7 @@ class SqlChecks:
     stores_key: Column[Any]
     foreign_keys: dict[str, list[ForeignKeyConstraint]]
     dialect: str = field(init=False)
+    values: ValueChecks = field(init=False)
     #: Columns (table, column) whose UUID text must be in one form for exact comparisons.
     _uuid_text: set[tuple[str, str]] = field(init=False, default_factory=set)
     _fks: dict[str, list[_Fk]] = field(init=False, default_factory=dict)
@@ -131,6 +87,7 @@ class SqlChecks:
         self.dialect = self.conn.dialect.name
         if self.dialect not in {"postgresql", "mysql", "sqlite"}:
             raise NotInSql(f"no SQL checks on {self.dialect}")
+        self.values = ValueChecks(self.dialect)
         names = list(self.tables)
         for index, (name, st) in enumerate(self.tables.items()):
             if st.mapping.store_column is not None:
@@ -141,7 +98,7 @@ class SqlChecks:
                 self._same(st.table.c[path], parent.key[0], None)
             for rule in st.rules:
                 if rule.source is None:
-                    self._fixed_value(st, rule)
+                    self.values.fixed_value(st, rule)
             checked = [
                 self._fk(st, fk, names.index(fk.referred_table.name) <= index)
                 for fk in self.foreign_keys[name]
@@ -177,23 +134,6 @@ class SqlChecks:
                 self._uuid_text.add((column.table.name, column.name))
             return
 
-    def _fixed_value(self, st: SourceTable, rule: ColumnRule) -> None:
-        """A column no source column feeds gets one value (or fresh ones): it must convert and
-        fit, or every row would have a problem (left to Python)."""
-        if rule.generated is not None:
-            value = rule.generated()
-        else:
-            value = rule.constant if rule.has_constant else rule.default
-        try:
-            if value is not None:
-                value = _to_kind(value, rule.kind)
-        except (ValueError, TypeError, ArithmeticError) as exc:
-            raise NotInSql(f"{rule.target}'s value does not convert") from exc
-        if value is None and not st.target.c[rule.target].nullable:
-            raise NotInSql(f"{rule.target} is left empty")
-        if isinstance(value, str) and rule.max_length and len(value) > rule.max_length:
-            raise NotInSql(f"{rule.target}'s value is too long")
-
     def _fk(self, st: SourceTable, fk: ForeignKeyConstraint, parent_first: bool) -> _Fk | None:
         """How foreign key ``fk`` is checked in SQL; None when it is never set (a column
         left NULL: Python checks no reference then either)."""
@@ -224,15 +164,6 @@ class SqlChecks:
         self._same(st.table.c[rule.source], parent.key[0], rule.kind)
         return _Fk(column, parent.name, rule.source, parent_rule.source)
 
-    def _uuid_form(self, column: ColumnElement[Any], form: str) -> ColumnElement[bool]:
-        pattern = _UUID_FORMS[form]
-        if self.dialect == "postgresql":
-            return column.op("~", is_comparison=True)(pattern)
-        if self.dialect == "mysql":
-            # REGEXP on a binary string is case-sensitive (on text it follows the collation).
-            return func.binary(column).op("REGEXP", is_comparison=True)(pattern)
-        return column.op("GLOB", is_comparison=True)(_glob(pattern))
-
     def _check_uuid_text(self) -> None:
         """Every column compared as UUID text holds one form only, the same as the columns
         it is compared with (else SQL's equality would not be Python's)."""
@@ -245,14 +176,16 @@ class SqlChecks:
         for table_name, columns in by_table.items():
             table = sources[table_name]
             probes = [
-                func.max(case((and_(c.is_not(None), not_(self._uuid_form(c, f))), 1), else_=0))
+                func.max(
+                    case((and_(c.is_not(None), not_(self.values.uuid_form(c, f))), 1), else_=0)
+                )
                 for c in (table.c[n] for n in columns)
-                for f in _UUID_FORMS
+                for f in UUID_FORMS
             ]
             row = self.conn.execute(select(*probes).select_from(table)).one()
             values = iter(row)
             for name in columns:
-                forms[(table_name, name)] = {f for f in _UUID_FORMS if not next(values)}
+                forms[(table_name, name)] = {f for f in UUID_FORMS if not next(values)}
         pairs = self._compared_pairs()
         for a, b in pairs:
             if not forms[a] & forms[b]:
@@ -274,66 +207,6 @@ class SqlChecks:
                     ((st.table.name, fk.child_source), (parent.table.name, fk.parent_source))
                 )
         return [(a, b) for a, b in pairs if a in self._uuid_text and b in self._uuid_text]
-
-    def _candidate(
-        self, st: SourceTable, rule: ColumnRule, column: ColumnElement[Any]
-    ) -> ColumnElement[bool] | None:
-        """The rows whose value of ``rule``'s source column might not convert or fit (Python
-        judges them); None when every value certainly does."""
-        assert rule.source is not None
-        source = st.table.c[rule.source]
-        kind, wanted = kind_of(source), rule.kind
-        found: list[ColumnElement[bool]] = []
-        present = column.is_not(None)
-        if rule.has_default and rule.default is not None:
-            self._fixed_value(st, rule)  # a NULL takes the default: it must convert and fit
-        elif not st.target.c[rule.target].nullable:
-            found.append(column.is_(None))
-        if rule.cast is not None and not rule.cast == kind == wanted:
-            found.append(present)  # the mapping's cast: Python's conversion decides
-        elif kind == "json" and wanted == "json":
-            found.append(self._json_text(source, column))
-        elif wanted == "str" and kind == "str" and rule.max_length:
-            found.append(self._too_long(source, column, rule.max_length))
-        elif wanted == "str" and kind == "uuid" and rule.max_length:
-            if rule.max_length < 36:
-                found.append(present)
-        elif kind == "int" and wanted == "bool":
-            found.append(column.not_in([0, 1]))
-        elif kind == "str" and wanted == "uuid":
-            found.append(
-                and_(present, not_(or_(*(self._uuid_form(column, f) for f in _UUID_FORMS))))
-            )
-        elif (
-            not (kind == wanted and kind != "unknown")
-            and (kind, wanted) not in _NEVER_FAILS
-            and wanted != "unknown"  # kept as it is: nothing to convert
-        ):
-            found.append(present)
-        if self.dialect == "sqlite" and kind in _SQLITE_CLASSES:
-            found.append(and_(present, func.typeof(column).not_in(_SQLITE_CLASSES[kind])))
-        return or_(*found) if found else None
-
-    def _json_text(self, source: Column[Any], column: ColumnElement[Any]) -> ColumnElement[bool]:
-        """The JSON values that are strings (Python parses them again, and may fail)."""
-        if self.dialect == "postgresql":
-            typeof = (
-                func.jsonb_typeof if isinstance(source.type, postgresql.JSONB) else func.json_typeof
-            )
-            return typeof(column) == "string"
-        if self.dialect == "mysql":
-            return func.json_type(column) == "STRING"
-        return or_(func.json_valid(column) == 0, func.json_type(column) == "text")
-
-    def _too_long(
-        self, source: Column[Any], column: ColumnElement[Any], limit: int
-    ) -> ColumnElement[bool]:
-        if self.dialect == "postgresql" and isinstance(source.type, CHAR):
-            # Read padded to its length: every value is that long.
-            return column.is_not(None) if (source.type.length or 1) > limit else false()
-        if self.dialect == "sqlite":
-            return func.length(column) > limit
-        return func.char_length(column) > limit
 
     # ------------------------------------------------------------------ queries
 
@@ -399,7 +272,7 @@ class SqlChecks:
             found
             for rule in st.rules
             if rule.source is not None
-            and (found := self._candidate(st, rule, rows.c[rule.source])) is not None
+            and (found := self.values.candidate(st, rule, rows.c[rule.source])) is not None
         ]
         picked: ColumnElement[bool] = rows.c[STORE_KEY].is_(None)
         if candidates:
@@ -416,18 +289,9 @@ class SqlChecks:
             .where(picked)
             .order_by(*(rows.c[c.name] for c in st.key))
         )
-        bad = self._bad.setdefault(name, [])
-        for row in self._stream(query):
-            store_key = row.pop(STORE_KEY)
-            key = key_of(st, row)
-            shown = show_key(key)
-            if store_key is None:
-                report_orphan(problems, st, path, shown)
-                continue
-            if converted_or_reported(problems, st, row, shown) is None:
-                bad.append((tuple(key), normalise(store_key)))
-                if len(bad) > MAX_BAD_ROWS:
-                    raise NotInSql(f"more than {MAX_BAD_ROWS} rows of {name} do not convert")
+        judge_rows(
+            st, path, self._stream(query), STORE_KEY, problems, self._bad.setdefault(name, [])
+        )
 
     def _count(
         self, name: str, chosen: Mapping[Any, Any], counts: dict[Any, dict[str, int]]
