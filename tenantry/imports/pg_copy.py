@@ -1,5 +1,5 @@
 """PostgreSQL → PostgreSQL imports done by the servers: a store's rows streamed with ``COPY``
-from the source into the tenant database, and verified by checksums of the rows streamed.
+from the source into the tenant database, and verified by checksums each server computes.
 
 When both the source and the tenant database are PostgreSQL (psycopg), a mapped table whose
 every column rule can be written in SQL (same or safely castable types, renames, constants,
@@ -10,9 +10,8 @@ source key copied) in the tenant database's transaction, so a killed copy resume
 last committed key exactly as the row-by-row path does. A table whose tenant columns all have
 portable types goes in COPY's binary format (:func:`binary_copy`), the others as text.
 
-A table copied from its first row in one run is verified by the digest of the rows as they
-streamed (:mod:`.stream_digest`); one resumed from an earlier run by the servers
-(:func:`source_checksums`, :func:`target_checksums`: one query per side for every table): per
+The verification is the servers' too (:func:`source_checksums`, :func:`target_checksums`: one
+query per side for every table): per
 table the row count and an order-independent checksum, the sum of each row's 64-bit hash over
 the tenant column types (``hash_record_extended`` on PostgreSQL 14+; before, the first 64 bits
 of the MD5 of the row's canonical text, ``ROW(…)::text`` in UTC and ISO styles on both sides),
@@ -48,7 +47,6 @@ from sqlalchemy.sql.elements import ClauseElement
 from sqlalchemy.types import UserDefinedType
 
 from tenantry.imports.source import ColumnRule, SourceTable, _after, _to_kind
-from tenantry.imports.stream_digest import StreamDigest
 
 #: Rows per batch (one tenant transaction) when COPY moves them: streamed, never held in
 #: memory, so a batch can be much larger than the row-by-row path's.
@@ -312,17 +310,11 @@ def binary_copy(src: Connection, dst: Connection, table: SqlTable) -> bool:
 
 
 def copy_batch(
-    src: Connection,
-    dst: Connection,
-    table: SqlTable,
-    query: Select[Any],
-    *,
-    binary: bool = False,
-    digest: StreamDigest | None = None,
+    src: Connection, dst: Connection, table: SqlTable, query: Select[Any], *, binary: bool = False
 ) -> tuple[int, int]:
     """Stream ``query``'s rows from the source into the tenant table (in both connections'
-    current transactions), in COPY's binary format when ``binary`` (see :func:`binary_copy`),
-    each row hashed into ``digest`` on its way; (rows, bytes) copied."""
+    current transactions), in COPY's binary format when ``binary`` (see :func:`binary_copy`);
+    (rows, bytes) copied."""
     statement, params = driver_sql(src, query)
     quote = dst.dialect.identifier_preparer.quote
     options = " (FORMAT BINARY)" if binary else ""
@@ -339,8 +331,7 @@ def copy_batch(
             writer.copy(into) as copy_in,
         ):
             pending = bytearray()
-            rows = out if digest is None else digest.stream(out)
-            for chunk in rows:  # a row each (binary: the header comes with the first)
+            for chunk in out:  # a row each (binary: the header comes with the first)
                 pending += chunk
                 if len(pending) >= WRITE_BYTES:
                     size += len(pending)

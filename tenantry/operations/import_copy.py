@@ -44,23 +44,8 @@ from tenantry.imports.source import (
     store_batches,
     store_filter,
 )
-from tenantry.imports.stream_digest import StreamDigest
 from tenantry.imports.target import self_referencing
 from tenantry.operations.import_progress import ImportRun, StoreOutcome
-
-#: Whether the tables copied whole in one run are verified by the digests of their streams.
-STREAM_DIGESTS = True
-
-
-@dataclass
-class CopiedTables:
-    """What a store's copy leaves for its verification."""
-
-    #: The tables the servers copied (PostgreSQL to PostgreSQL), by name.
-    in_sql: dict[str, SqlTable]
-    #: The digests of the rows streamed into the tables copied from their first row on in
-    #: this run (in its one snapshot of the source), by name.
-    streamed: dict[str, StreamDigest] = field(default_factory=dict)
 
 
 @dataclass
@@ -105,9 +90,9 @@ class StoreCopy:
                 found[name] = table
         return found
 
-    def run(self, dst: Connection, run: ImportRun, outcome: StoreOutcome) -> CopiedTables:
+    def run(self, dst: Connection, run: ImportRun, outcome: StoreOutcome) -> dict[str, SqlTable]:
         """Copy ``run``'s store into the tenant database of ``dst`` (from after its cursors);
-        the tables the servers copied, and the digests of those copied whole in this run."""
+        the tables the servers copied."""
         run.report("copy", force=True)
         tables = self.plan.tables
         with connect(self.source) as src:
@@ -118,7 +103,6 @@ class StoreCopy:
             reader = snapshot(src)
             with reader.begin():
                 in_sql = self.sql_tables(reader, dst)
-                copied_tables = CopiedTables(in_sql)
                 dst.rollback()
                 if in_sql:
                     canonical(reader)
@@ -137,25 +121,9 @@ class StoreCopy:
                         # Fewer rows than a batch holds (the plan counted them): one batch, in
                         # no particular order (no sort, no key to read back), marked done.
                         whole = after is None and run.target.rows.get(name, 0) < self.copy_batch
-                        # Every row of a table begun in this run is read in this snapshot:
-                        # its rows are hashed as they stream (the verification's source side).
-                        streamed = (
-                            StreamDigest(binary=binary_copy(reader, dst, in_sql[name]))
-                            if cursor is None and STREAM_DIGESTS
-                            else None
-                        )
                         copied = self._by_copy(
-                            reader,
-                            dst,
-                            in_sql[name],
-                            condition,
-                            after,
-                            run,
-                            whole=whole,
-                            digest=streamed,
+                            reader, dst, in_sql[name], condition, after, run, whole=whole
                         )
-                        if streamed is not None:
-                            copied_tables.streamed[name] = streamed
                     elif self_referencing(st):
                         copied = self._tree(reader, dst, st, condition, digest, run)
                     else:
@@ -168,7 +136,7 @@ class StoreCopy:
                         copy.reset_sequences(dst, st.target)
             if in_sql:
                 flush(dst)  # every batch durable before the verification reads them
-        return copied_tables
+        return in_sql
 
     def _by_copy(
         self,
@@ -180,13 +148,11 @@ class StoreCopy:
         run: ImportRun,
         *,
         whole: bool = False,
-        digest: StreamDigest | None = None,
     ) -> int:
         """The store's rows of ``table`` streamed by COPY, a key range per batch, each batch
         committed with the cursor past its last key; the last batch also marks the table
         done (and moves its sequence on), so a resumed copy never reads it again. ``whole``:
-        every row in one batch, unordered (a store's table smaller than a batch). ``digest``:
-        where the rows streamed are counted and hashed."""
+        every row in one batch, unordered (a store's table smaller than a batch)."""
         limit = None if whole else self.copy_batch
         binary = binary_copy(src, dst, table)
         name = table.st.name
@@ -196,7 +162,7 @@ class StoreCopy:
             with dst.begin():  # the rows and the cursor past them: both or neither
                 canonical(dst)
                 query = table.rows(condition, after=after, limit=limit)
-                rows, size = copy_batch(src, dst, table, query, binary=binary, digest=digest)
+                rows, size = copy_batch(src, dst, table, query, binary=binary)
                 commit_lazily(dst)  # flushed once the store's copy ends (run)
                 if limit is not None and rows == limit:
                     after = last_key(src, table, condition, after, limit - 1)

@@ -23,11 +23,9 @@ A store's tenant database is worked on through one connection from preparing to 
 opened by an engine shared by every store of its server (:data:`SERVERS`): a new engine per
 store repeated the driver's set-up queries and compiled every statement again.
 
-PostgreSQL into PostgreSQL, the tables whose mapping SQL can express are copied by the servers
-(:mod:`tenantry.imports.pg_copy`: COPY streamed between them in key-range batches) and verified
-by the checksum of the rows as they streamed against the tenant table's streamed back (or, for
-a table resumed from an earlier run, by checksums computed in SQL on both sides); the rest row
-by row in Python, as across engines.
+PostgreSQL into PostgreSQL, the tables whose mapping SQL can express are copied and verified by
+the servers (:mod:`tenantry.imports.pg_copy`: COPY streamed between them in key-range batches,
+checksums computed in SQL on both sides); the rest row by row in Python, as across engines.
 """
 
 from __future__ import annotations
@@ -192,10 +190,10 @@ class StoreImporter:
     ) -> None:
         """Prepare, copy, verify and finish on ``conn``, the store database's connection."""
         outcome.resumed = self._prepare(conn, target) or outcome.resumed
-        copied = self.copier.run(conn, run, outcome)
+        in_sql = self.copier.run(conn, run, outcome)
         failpoint(f"import.after_copy.{target.slug}")
         run.report("verify")
-        self.verifier.run(conn, run, outcome, copied)
+        self.verifier.run(conn, run, outcome, in_sql)
         self._finish(conn, run, outcome)
 
     def _target_url(self, target: StoreTarget) -> URL:

@@ -25,7 +25,6 @@ from tenantry.imports.pg_copy import (
     SqlTable,
     binary_copy,
     column_types,
-    driver_sql,
     source_checksum,
     source_checksums,
     sql_table,
@@ -33,7 +32,6 @@ from tenantry.imports.pg_copy import (
     target_checksums,
 )
 from tenantry.imports.source import store_batches, store_filter
-from tenantry.imports.stream_digest import StreamDigest, table_digest
 from tenantry.operations import import_copy
 from tenantry.operations.import_shared import SharedImport
 from tenantry.runtime import Platform
@@ -300,69 +298,3 @@ def test_binary_copy_only_for_portable_types_within_one_major_version() -> None:
     # Their binary forms carry OIDs of the source database: text then.
     assert not binary_copy(conn((16,)), conn((16,)), table("uuid", "integer[]"))
     assert not binary_copy(conn((16,)), conn((16,)), table("uuid", "mood"))  # an enum
-
-
-def _streamed(src: Connection, table: SqlTable, condition: Any, *, binary: bool) -> StreamDigest:
-    """The digest of the store's rows of ``table`` as the copy streams them from the source."""
-    statement, params = driver_sql(src, table.rows(condition, after=None, limit=None))
-    options = " (FORMAT BINARY)" if binary else ""
-    digest = StreamDigest(binary=binary)
-    cursor = src.connection.driver_connection.cursor()  # type: ignore[union-attr]
-    with cursor.copy(f"COPY ({statement}) TO STDOUT{options}", params) as out:
-        for _ in digest.stream(out):
-            pass
-    return digest
-
-
-@pytest.mark.parametrize("binary", [True, False])
-def test_stream_digests_match_the_tenant_table_and_catch_a_changed_or_missing_row(
-    cli: Invoke, shop_prefix: str, shared_source: SourceFactory, binary: bool
-) -> None:
-    """A table copied whole in one run is verified by the digest of the rows the source
-    streamed against the tenant table streamed back: equal after an import, and told apart
-    from a table with one value changed or one row less."""
-    source = _setup(cli, shared_source, shop_prefix, 2)
-    result = cli(*_args(source, "--json"))
-    assert result.exit_code == 0, result.output
-    slug = f"{shop_prefix}-001"
-    platform = Platform.open(load_settings())
-    job = SharedImport(platform, source, load_mapping(MAPPING), "test")
-    target = make_engine(store_url(slug), pool_size=1)
-    try:
-        plan = job.plan()
-        store = next(t for t in plan.stores if t.slug == slug)
-        st = plan.tables["orders"]
-        condition = store_filter(plan.tables, plan.mapping, "orders", store.key)
-        with job.source.connect() as src, target.connect() as dst:
-            table = sql_table(st, column_types(src, "orders"), column_types(dst, "orders"))
-            assert table is not None
-            pg_copy.canonical(src)
-            read = _streamed(src, table, condition, binary=binary)
-            src.rollback()
-
-            def back() -> StreamDigest:
-                pg_copy.canonical(dst)
-                found = table_digest(dst, "orders", table.columns, binary=binary)
-                dst.rollback()
-                return found
-
-            assert read.rows == sum(source_rows(source, "orders", 1, ["id"]).values()) > 1
-            assert back() == read
-            one = dst.scalar(text("SELECT id FROM orders ORDER BY id LIMIT 1"))
-            dst.rollback()
-            with dst.begin():
-                dst.execute(
-                    text("UPDATE orders SET total_minor = total_minor + 1 WHERE id = :id"),
-                    {"id": one},
-                )
-            changed = back()
-            assert changed.rows == read.rows
-            assert changed != read
-            with dst.begin():
-                dst.execute(text("DELETE FROM order_items WHERE order_id = :id"), {"id": one})
-                dst.execute(text("DELETE FROM orders WHERE id = :id"), {"id": one})
-            assert back().rows == read.rows - 1
-    finally:
-        target.dispose()
-        job.close()
-        platform.close()
