@@ -134,7 +134,12 @@ def admin_connection(admin_url: URL, database: str | None = None) -> Iterator[Co
         except (OperationalError, InterfaceError) as exc:
             raise describe_connect_error(url, exc) from None
         with conn:
-            yield conn.execution_options(isolation_level="AUTOCOMMIT")
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+            if backend_of(url) == "postgresql":
+                # A database a move left read-only (kept as its source) still has logins'
+                # privileges to revoke: read-only guards the app's writes, not the admin's.
+                conn.exec_driver_sql("SET default_transaction_read_only = off")
+            yield conn
     finally:
         engine.dispose()
 

@@ -190,3 +190,33 @@ def test_deleting_a_moved_store_drops_the_source_kept_after_the_move(
     assert not kept.exists()
     assert not database_exists(target)
     assert PG_PASSWORD not in deleted.output
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])
+def test_deleting_a_store_moved_between_servers_drops_its_read_only_source_and_logins(
+    cli: Invoke, made: list[tuple[str, str]], backend: str
+) -> None:
+    """The source a move keeps is read-only; deleting the store still drops it and the
+    store's logins on it (the privileges are revoked inside that read-only database)."""
+    require_server(backend)
+    assert cli("init").exit_code == 0
+    for name in ("one", "two"):
+        assert cli("servers", "add", name, "--url", admin_url(backend)).exit_code == 0
+    assert cli("stores", "create", "hop", "--name", "Hop").exit_code == 0
+    provisioned = cli("provision", "hop", "--new", "--server", "one", "--inline", "--json")
+    assert provisioned.exit_code == 0, provisioned.output
+    moved = as_json(cli("stores", "move", "hop", "--to-server", "two", "--yes", "--json"))
+    assert moved["status"] == "completed", moved
+    server = parse_url(SERVER_URLS[backend])
+    source = server.set(database=moved["details"]["source"]["database"])
+    target = server.set(database=moved["details"]["target"]["database"])
+    made += [(backend, str(source.database)), (backend, str(target.database))]
+
+    deleted = cli("stores", "delete", "hop", "--drop-database", "--yes", "--json")
+
+    assert deleted.exit_code == 0, deleted.output
+    doc = as_json(deleted)
+    assert doc["database_dropped"] is True
+    assert len(doc["kept_sources_dropped"]) == 1
+    assert not database_exists(source)
+    assert not database_exists(target)
