@@ -155,8 +155,12 @@ def migrate_locked(
     attempts = locks.DDL_LOCK_ATTEMPTS if conn.dialect.name == "postgresql" else 1
     for attempt in range(1, attempts + 1):
         try:
-            with migration_transaction(conn, spec.role.value, wait_s=lock_wait_s):
-                locks.bound_lock_waits(conn, locks.DDL_LOCK_TIMEOUT_S)
+            with migration_transaction(
+                conn,
+                spec.role.value,
+                wait_s=lock_wait_s,
+                lock_timeout_s=locks.DDL_LOCK_TIMEOUT_S,
+            ):
                 result = migrate(
                     conn,
                     spec,
