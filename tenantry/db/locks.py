@@ -207,6 +207,8 @@ def migration_transaction(
                 bound_lock_waits(conn, lock_timeout_s)
             yield
         return
+    if conn.in_transaction():
+        conn.commit()  # a read the caller left open (autobegin), as the session lock ends it
     deadline = time.monotonic() + wait_s
     while True:
         transaction = conn.begin()
