@@ -69,11 +69,9 @@ def _schema_guess(conn: Connection) -> str:
     """The schema the PostgreSQL connection most likely works in, read from its startup
     options without asking the server (``public`` when they name none). Only a guess: the
     lock statements take the lock only when the server's ``current_schema()`` agrees."""
-    try:
-        params = conn.connection.dbapi_connection.info.get_parameters()  # type: ignore[union-attr]
-    except AttributeError:  # another driver: the common case
-        return "public"
-    found = _SEARCH_PATH_OPTION.search(str(params.get("options", "")))
+    # psycopg's (and psycopg2's) PQoptions: read from libpq, no round trip.
+    info = getattr(conn.connection.dbapi_connection, "info", None)
+    found = _SEARCH_PATH_OPTION.search(str(getattr(info, "options", None) or ""))
     return found.group(1) if found else "public"
 
 
