@@ -82,7 +82,7 @@ def test_the_upgrade_moves_the_version_records_checksums_or_applies_nothing(
                 quick_upgrade.apply(conn, spec, start, "q002", todo, checksums_exist=exist)
             assert migrations.current(conn, spec) == "q002"
             assert "note" in {c["name"] for c in inspect(conn).get_columns("items")}
-            recorded = dict(conn.execute(select(sums.c.revision, sums.c.checksum)).all())
+            recorded = {r.revision: r.checksum for r in conn.execute(select(sums))}
             assert recorded == {"q002": checksums.script_checksum(todo[0])}
             assert quick_upgrade.state(conn, spec) == ("q002", True)
             conn.rollback()
