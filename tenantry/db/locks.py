@@ -1,8 +1,9 @@
 """A migration lock per database, held by the connection that migrates it.
 
-PostgreSQL takes a session advisory lock (scoped to the database by PostgreSQL, and named
+PostgreSQL takes an advisory lock (scoped to the database by PostgreSQL, and named
 after the connection's schema when it is not ``public``: the stores of a shared database, one
-schema each, migrate side by side), MySQL/MariaDB
+schema each, migrate side by side; the session's, or a migration transaction's own, see
+:func:`migration_transaction`), MySQL/MariaDB
 a named ``GET_LOCK`` (named after the database too: MySQL's lock names are server-wide, and one
 tenant's migration must not block another's on the same server); both belong to
 the connection, so a killed run's lock disappears with its connection and never blocks the
@@ -14,6 +15,7 @@ too.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import zlib
 from collections.abc import Iterator
@@ -41,18 +43,75 @@ def lock_name(role: str, database: str | None = None) -> str:
     return f"tenantry_migrate_{role}_{digest}"
 
 
-def _lock_scope(conn: Connection) -> str | None:
-    """What the lock's name must carry besides the role: on MySQL the database (the server
-    says which one the connection is on: a shared engine's URL may not); on PostgreSQL the
-    schema a shared-database store lives in (advisory locks are per database, and each
-    schema is a store of its own), None in ``public`` (a database of its own: the name
-    earlier versions used, so both keep excluding each other)."""
-    if conn.dialect.name == "postgresql":
-        with single_statements(conn):  # one round trip, not BEGIN, SELECT and COMMIT
-            schema = conn.scalar(text("SELECT current_schema()"))
-        conn.commit()  # the lock is taken outside a transaction
-        return None if schema in (None, "public") else f"schema:{schema}"
+def _mysql_database(conn: Connection) -> str:
+    """What a MySQL lock's name must carry besides the role: the database (the server says
+    which one the connection is on: a shared engine's URL may not)."""
     return str(conn.scalar(text("SELECT DATABASE()")))
+
+
+def _pg_scope(schema: str | None) -> str | None:
+    """On PostgreSQL the schema a shared-database store lives in (advisory locks are per
+    database, and each schema is a store of its own), None in ``public`` (a database of its
+    own: the name earlier versions used, so both keep excluding each other)."""
+    return None if schema in (None, "public") else f"schema:{schema}"
+
+
+def _pg_key(role: str, schema: str | None) -> int:
+    """The advisory-lock key (second int4) of ``role``'s lock in ``schema``."""
+    return zlib.crc32(lock_name(role, _pg_scope(schema)).encode()) & 0x7FFFFFFF
+
+
+#: A ``search_path`` given in the connection's startup options (a shared-schema store's URL).
+_SEARCH_PATH_OPTION = re.compile(r"search_path\s*=\s*\"?([^\s,\"]+)")
+
+
+def _schema_guess(conn: Connection) -> str:
+    """The schema the PostgreSQL connection most likely works in, read from its startup
+    options without asking the server (``public`` when they name none). Only a guess: the
+    lock statements take the lock only when the server's ``current_schema()`` agrees."""
+    # psycopg's (and psycopg2's) PQoptions: read from libpq, no round trip.
+    info = getattr(conn.connection.dbapi_connection, "info", None)
+    found = _SEARCH_PATH_OPTION.search(str(getattr(info, "options", None) or ""))
+    return found.group(1) if found else "public"
+
+
+#: PostgreSQL: the schema and, when it is the one guessed, the lock tried, in one round trip
+#: (:func:`_pg_try`); ``{fn}`` is the session or the transaction variant of the lock.
+_PG_TRY = (
+    "SELECT current_schema() AS schema, CASE WHEN coalesce(current_schema(), 'public') = "
+    ":guess THEN {fn}(:c, :k) END AS got{extra}"
+)
+_PG_TRY_SESSION = text(_PG_TRY.format(fn="pg_try_advisory_lock", extra=""))
+_PG_TRY_XACT = text(_PG_TRY.format(fn="pg_try_advisory_xact_lock", extra=""))
+#: The transaction's lock wait bound set in the same statement (``SET LOCAL lock_timeout``).
+_PG_TRY_XACT_BOUNDED = text(
+    _PG_TRY.format(
+        fn="pg_try_advisory_xact_lock", extra=", set_config('lock_timeout', :timeout, true)"
+    )
+)
+
+
+def _pg_try(
+    conn: Connection, role: str, *, xact: bool, lock_timeout_s: float | None = None
+) -> tuple[bool, int]:
+    """Try the PostgreSQL migration lock of the connection's schema once: one statement when
+    the schema is the one :func:`_schema_guess` expects (two otherwise). ``xact``: the
+    transaction's lock (released when it ends; ``conn`` must be in a transaction) rather than
+    the session's. Both kinds share one key space, so each excludes the other. Whether it
+    was taken, and its key."""
+    guess = _schema_guess(conn)
+    params: dict[str, object] = {"c": _PG_CLASS}
+    statement = _PG_TRY_XACT if xact else _PG_TRY_SESSION
+    if xact and lock_timeout_s is not None:
+        statement = _PG_TRY_XACT_BOUNDED
+        params["timeout"] = _pg_timeout(lock_timeout_s)
+    for _ in range(2):
+        key = _pg_key(role, guess)
+        row = conn.execute(statement, {**params, "guess": guess, "k": key}).one()
+        if row.got is not None:
+            return bool(row.got), key
+        guess = row.schema or "public"  # guessed wrong: nothing was taken; now it is known
+    raise AssertionError("the schema changed between two statements")  # nothing sets it
 
 
 @contextmanager
@@ -84,26 +143,20 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
                 conn.exec_driver_sql(f"PRAGMA busy_timeout={sqlite_busy_timeout_ms()}")
                 conn.rollback()
         return
-    name = lock_name(role, _lock_scope(conn))
-    key = zlib.crc32(name.encode()) & 0x7FFFFFFF
+    name = "" if dialect == "postgresql" else lock_name(role, _mysql_database(conn))
+    key = 0  # PostgreSQL's: known once tried (it depends on the connection's schema)
     deadline = time.monotonic() + wait_s
     while True:
         with single_statements(conn):
             if dialect == "postgresql":
-                got = conn.scalar(
-                    text("SELECT pg_try_advisory_lock(:c, :k)"), {"c": _PG_CLASS, "k": key}
-                )
+                got, key = _pg_try(conn, role, xact=False)
             else:
                 got = conn.scalar(text("SELECT GET_LOCK(:n, 0)"), {"n": name}) == 1
             conn.commit()  # the probe's implicit transaction must not stay open around DDL
         if got:
             break
         if time.monotonic() >= deadline:
-            raise Conflict(
-                "another migration holds this database's lock.",
-                "Wait for it to finish (a crashed run's lock goes away with its connection), "
-                "then run again.",
-            )
+            raise _held()
         time.sleep(POLL_S)
     try:
         yield
@@ -121,12 +174,54 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
                 conn.commit()
 
 
+def _held() -> Conflict:
+    """The refusal when another migration holds the lock past the wait."""
+    return Conflict(
+        "another migration holds this database's lock.",
+        "Wait for it to finish (a crashed run's lock goes away with its connection), "
+        "then run again.",
+    )
+
+
 @contextmanager
-def migration_transaction(conn: Connection, role: str, *, wait_s: float = 0.0) -> Iterator[None]:
+def migration_transaction(
+    conn: Connection, role: str, *, wait_s: float = 0.0, lock_timeout_s: float | None = None
+) -> Iterator[None]:
     """Hold the migration lock of the database on ``conn`` and one transaction for the block:
     committed when the block ends, rolled back when it raises (DDL included where the
-    backend's DDL is transactional). ``conn`` must not be in a transaction yet."""
-    with migration_lock(conn, role, wait_s=wait_s), immediate(conn).begin():
+    backend's DDL is transactional). ``conn`` must not be in a transaction yet.
+    ``lock_timeout_s``: the statements of the block wait that long at most for another
+    session's lock (:func:`bound_lock_waits`).
+
+    On PostgreSQL the lock is the transaction's own advisory lock, taken by the
+    transaction's first statement (with its lock wait bound) and let go by its ``COMMIT`` or
+    ``ROLLBACK``: no round trips of their own for the schema, the lock's release or
+    ``SET LOCAL``. It shares its keys with :func:`migration_lock`'s session lock, so each
+    excludes the other (and the session locks of earlier versions).
+    """
+    if conn.dialect.name != "postgresql":
+        with migration_lock(conn, role, wait_s=wait_s), immediate(conn).begin():
+            if lock_timeout_s is not None:
+                bound_lock_waits(conn, lock_timeout_s)
+            yield
+        return
+    if conn.in_transaction():
+        conn.commit()  # a read the caller left open (autobegin), as the session lock ends it
+    deadline = time.monotonic() + wait_s
+    while True:
+        transaction = conn.begin()
+        try:
+            got, _key = _pg_try(conn, role, xact=True, lock_timeout_s=lock_timeout_s)
+        except BaseException:
+            transaction.rollback()
+            raise
+        if got:
+            break
+        transaction.rollback()
+        if time.monotonic() >= deadline:
+            raise _held()
+        time.sleep(POLL_S)
+    with transaction:  # commits when the block ends, rolls back when it raises
         yield
 
 
@@ -142,13 +237,18 @@ DDL_LOCK_TIMEOUT_S = 10.0
 DDL_LOCK_ATTEMPTS = 3
 
 
+def _pg_timeout(seconds: float) -> str:
+    """``seconds`` as a PostgreSQL ``lock_timeout`` (at least a millisecond: 0 means none)."""
+    return f"{max(1, int(seconds * 1000))}ms"
+
+
 def bound_lock_waits(conn: Connection, seconds: float) -> None:
     """Make the statements of the transaction on ``conn`` give up waiting for another
     session's lock after ``seconds`` (PostgreSQL ``lock_timeout`` for this transaction;
     MySQL/MariaDB's metadata ``lock_wait_timeout`` for the session; SQLite has its busy
     timeout)."""
     if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{max(1, int(seconds * 1000))}ms'")
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{_pg_timeout(seconds)}'")
     elif conn.dialect.name in ("mysql", "mariadb"):
         conn.exec_driver_sql(f"SET SESSION lock_wait_timeout = {max(1, round(seconds))}")
 

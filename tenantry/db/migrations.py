@@ -188,6 +188,29 @@ def upgrade(
             on_applied(revision)
 
 
+def run_scripts(conn: Connection, spec: SchemaSpec, revisions: list[Script]) -> None:
+    """Run the ``upgrade()`` of each of ``revisions`` (oldest first) on ``conn``, inside the
+    caller's transaction, without touching the version table: the caller moves it.
+
+    For a database whose revision the caller has just read under its migration lock (the
+    version table exists): Alembic's ``run_migrations`` would look the table up and read the
+    revision again, then update the table once per revision, each a round trip. Only public
+    Alembic API: the scripts' modules, run with an ``Operations`` on a configured context as
+    :func:`upgrade` does. Meant for a backend whose DDL is transactional (PostgreSQL), where
+    the scripts and the caller's version update commit or roll back together.
+    """
+    if not revisions:
+        return
+    env = _environment(spec, destination_rev=revisions[-1].revision)
+    env.configure(connection=conn, **configure_options(spec))
+    context = env.get_context()
+    for script in revisions:
+        alembic_threads.bind(script)
+    with alembic_threads.running(Operations(context), env):
+        for script in revisions:
+            script.module.upgrade()
+
+
 def stamp(conn: Connection, spec: SchemaSpec, target: str) -> None:
     """Record ``target`` as the database's revision without running anything."""
     env = _environment(spec, destination_rev=target)

@@ -10,7 +10,12 @@ import pytest
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.db.engines import make_engine
-from tenantry.db.locks import bound_lock_waits, lock_wait_ran_out, migration_lock
+from tenantry.db.locks import (
+    bound_lock_waits,
+    lock_wait_ran_out,
+    migration_lock,
+    migration_transaction,
+)
 from tenantry.db.shared_schemas import schema_url
 from tenantry.errors import Conflict
 from tests.conftest import DbFactory
@@ -99,6 +104,67 @@ def test_the_lock_of_one_schema_of_a_shared_database_leaves_the_others_free(
                     pass
             with migration_lock(same, "tenant"):  # released with the block
                 pass
+    finally:
+        for engine in engines:
+            engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+def test_a_migration_transactions_lock_excludes_the_session_lock_and_ends_with_it(
+    new_database: DbFactory,
+) -> None:
+    # On PostgreSQL a migration transaction holds the transaction's advisory lock (released
+    # by COMMIT/ROLLBACK, no unlock of its own); `db resolve` and earlier versions hold the
+    # session's. Both must exclude each other, per database and per shared-database schema.
+    url = new_database("lock_x")
+    setup = make_engine(url, pooled=False)
+    try:
+        with setup.begin() as conn:
+            conn.exec_driver_sql("CREATE SCHEMA s_one")
+    finally:
+        setup.dispose()
+    engines = [
+        make_engine(u, pooled=False)
+        for u in (url, url, schema_url(url, str(url.database), "s_one"))
+    ]
+    try:
+        with (
+            engines[0].connect() as a,
+            engines[1].connect() as b,
+            engines[2].connect() as in_schema,
+        ):
+            with migration_transaction(a, "tenant", lock_timeout_s=1.5):
+                assert a.exec_driver_sql("SHOW lock_timeout").scalar() == "1500ms"
+                with pytest.raises(Conflict), migration_lock(b, "tenant", wait_s=0.2):
+                    pass
+                with pytest.raises(Conflict), migration_transaction(b, "tenant", wait_s=0.2):
+                    pass
+                with migration_transaction(in_schema, "tenant"):  # another store's schema
+                    pass
+            assert a.exec_driver_sql("SHOW lock_timeout").scalar() == "0"  # SET LOCAL only
+            a.rollback()
+            with (  # the commit let go
+                migration_lock(b, "tenant"),
+                pytest.raises(Conflict),
+                migration_transaction(a, "tenant", wait_s=0.2),
+            ):
+                pass
+            with pytest.raises(RuntimeError), migration_transaction(a, "tenant"):
+                raise RuntimeError("the migration failed")
+            with migration_lock(b, "tenant"):  # so did the rollback
+                pass
+
+            # A session moved to the schema after connecting (its URL names none): the lock
+            # is still its schema's, not the database's.
+            b.exec_driver_sql("SET search_path TO s_one")
+            b.commit()
+            with migration_lock(in_schema, "tenant"):
+                with pytest.raises(Conflict), migration_transaction(b, "tenant", wait_s=0.2):
+                    pass
+                with pytest.raises(Conflict), migration_lock(b, "tenant", wait_s=0.2):
+                    pass
+                with migration_transaction(a, "tenant"):  # the database's own: free
+                    pass
     finally:
         for engine in engines:
             engine.dispose()
