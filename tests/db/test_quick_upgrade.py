@@ -13,25 +13,8 @@ from tenantry.db.engines import make_engine
 from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.errors import MigrationError
 from tests.conftest import DbFactory
+from tests.revision_scripts import ENV_PY, revision_script
 
-SCRIPT = '''"""{rev}"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "{rev}"
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-{body}
-
-
-def downgrade() -> None:
-    pass
-'''
 Q001 = "    op.create_table('items', sa.Column('id', sa.Integer(), primary_key=True))"
 Q002 = (
     "    op.add_column('items', sa.Column('note', sa.String(50), nullable=True))\n"
@@ -42,9 +25,9 @@ Q002 = (
 def _spec(tmp_path: Path) -> SchemaSpec:
     path = tmp_path / "quickshop"
     (path / "versions").mkdir(parents=True)
-    (path / "env.py").write_text("from tenantry.db.alembic_env import run\n\nrun()\n")
+    (path / "env.py").write_text(ENV_PY)
     for rev, down, body in (("q001", None, Q001), ("q002", "q001", Q002)):
-        text = SCRIPT.format(rev=rev, down=down, body=body)
+        text = revision_script(rev, down, body)
         (path / "versions" / f"{rev}.py").write_text(text)
     metadata = MetaData()
     Table("items", metadata, Column("id", Integer, primary_key=True), Column("note", String(50)))

@@ -51,27 +51,10 @@ from tenantry.services.fleet_status import fleet_counts, fleet_status
 from tenantry.services.fleet_targets import tenant_databases
 from tests.conftest import DbFactory
 from tests.platform_fixtures import platform, settings
+from tests.revision_scripts import ENV_PY, revision_script
 
 __all__ = ["platform", "settings"]
 
-ENV = "from tenantry.db.alembic_env import run\n\nrun()\n"
-HEADER = '''"""{doc}"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = "{rev}"
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def downgrade() -> None:
-    pass
-
-
-def upgrade() -> None:
-'''
 F001 = "    op.create_table('products', sa.Column('id', sa.Integer(), primary_key=True), " + (
     "sa.Column('name', sa.String(200), nullable=False))\n"
 )
@@ -109,7 +92,7 @@ class Fleet:
     def write(self, rev: str, down: str | None, body: str, doc: str = "revision") -> Path:
         """Add a revision file."""
         target = self.path / "versions" / f"{rev}_{doc.replace(' ', '_')}.py"
-        target.write_text(HEADER.format(doc=doc, rev=rev, down=down) + body)
+        target.write_text(revision_script(rev, down, body, doc))
         return target
 
     def new_spec(self, metadata: MetaData) -> SchemaSpec:
@@ -159,7 +142,7 @@ def tenants(platform: Platform, new_database: DbFactory, tmp_path: Path) -> Flee
     """Four tenant databases (t0…t3) at f001, registered as active stores."""
     path = tmp_path / "fleetshop"
     (path / "versions").mkdir(parents=True)
-    (path / "env.py").write_text(ENV)
+    (path / "env.py").write_text(ENV_PY)
     made = Fleet(platform, path, SchemaSpec(Role.TENANT, "fleetshop", _metadata(), path))
     made.write("f001", None, F001, "products")
     made.new_spec(_metadata())

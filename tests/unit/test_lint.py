@@ -12,32 +12,7 @@ from tenantry.db import migrations
 from tenantry.db.lint import lint_pending, lint_scripts
 from tenantry.db.lint.findings import Finding
 from tenantry.db.schemas import Role, SchemaSpec
-
-ENV_PY = '''"""Alembic environment for the linter tests."""
-
-from tenantry.db.alembic_env import run
-
-run()
-'''
-
-REVISION = '''"""{revision}"""
-
-import sqlalchemy as sa
-from alembic import op
-
-revision = {revision!r}
-down_revision = {down!r}
-branch_labels = None
-depends_on = None
-
-
-def upgrade() -> None:
-{body}
-
-
-def downgrade() -> None:
-    pass
-'''
+from tests.revision_scripts import ENV_PY, revision_script
 
 
 def make_spec(directory: Path, *bodies: str) -> SchemaSpec:
@@ -52,7 +27,7 @@ def make_spec(directory: Path, *bodies: str) -> SchemaSpec:
     for number, body in enumerate(bodies, start=1):
         revision = f"{number:04d}"
         code = textwrap.indent(textwrap.dedent(body).strip(), "    ")
-        text = REVISION.format(revision=revision, down=down, body=code)
+        text = revision_script(revision, down, code)
         (versions / f"{revision}_lint.py").write_text(text)
         down = revision
     return SchemaSpec(Role.TENANT, "lintshop", MetaData(), directory)
