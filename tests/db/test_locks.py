@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.db.engines import make_engine
@@ -76,19 +77,25 @@ def test_ddl_waiting_on_a_held_table_gives_up_after_the_bound(
         engine.dispose()
 
 
+def _with_schemas(url: URL, *schemas: str) -> URL:
+    """``url``, its database given the empty ``schemas`` (stores of a shared database)."""
+    setup = make_engine(url, pooled=False)
+    try:
+        with setup.begin() as conn:
+            for schema in schemas:
+                conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+    finally:
+        setup.dispose()
+    return url
+
+
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_the_lock_of_one_schema_of_a_shared_database_leaves_the_others_free(
     new_database: DbFactory,
 ) -> None:
     # Stores in schemas of one database (provision --shared): PostgreSQL's advisory locks are
     # per database, so a lock named after the role alone would make them migrate one by one.
-    url = new_database("lock_s")
-    setup = make_engine(url, pooled=False)
-    try:
-        with setup.begin() as conn:
-            conn.exec_driver_sql("CREATE SCHEMA s_one; CREATE SCHEMA s_two")
-    finally:
-        setup.dispose()
+    url = _with_schemas(new_database("lock_s"), "s_one", "s_two")
     one, two = (schema_url(url, str(url.database), s) for s in ("s_one", "s_two"))
     engines = [make_engine(u, pooled=False) for u in (one, one, two)]
     try:
@@ -116,13 +123,7 @@ def test_a_migration_transactions_lock_excludes_the_session_lock_and_ends_with_i
     # On PostgreSQL a migration transaction holds the transaction's advisory lock (released
     # by COMMIT/ROLLBACK, no unlock of its own); `db resolve` and earlier versions hold the
     # session's. Both must exclude each other, per database and per shared-database schema.
-    url = new_database("lock_x")
-    setup = make_engine(url, pooled=False)
-    try:
-        with setup.begin() as conn:
-            conn.exec_driver_sql("CREATE SCHEMA s_one")
-    finally:
-        setup.dispose()
+    url = _with_schemas(new_database("lock_x"), "s_one")
     engines = [
         make_engine(u, pooled=False)
         for u in (url, url, schema_url(url, str(url.database), "s_one"))
