@@ -61,19 +61,16 @@ def record(conn: Connection, spec: SchemaSpec, revisions: list[str]) -> None:
     table = checksum_table(spec.role.value)
     table.create(conn, checkfirst=True)
     conn.execute(table.delete().where(table.c.revision.in_(revisions)))
-    now = utcnow()
     directory = migrations.scripts(spec)
-    conn.execute(
-        table.insert(),
-        [
-            {
-                "revision": rev,
-                "checksum": script_checksum(directory.get_revision(rev)),
-                "applied_at": now,
-            }
-            for rev in revisions
-        ],
-    )
+    conn.execute(table.insert(), checksum_rows([directory.get_revision(r) for r in revisions]))
+
+
+def checksum_rows(scripts: list[Script]) -> list[dict[str, Any]]:
+    """The checksum table's rows recording ``scripts`` as applied now."""
+    now = utcnow()
+    return [
+        {"revision": s.revision, "checksum": script_checksum(s), "applied_at": now} for s in scripts
+    ]
 
 
 def recorded(conn: Connection, spec: SchemaSpec) -> dict[str, str] | None:

@@ -19,9 +19,8 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.schema import CreateTable
 
 from tenantry.db import migrations
-from tenantry.db.checksums import checksum_table, script_checksum
+from tenantry.db.checksums import checksum_rows, checksum_table
 from tenantry.db.schemas import SchemaSpec
-from tenantry.db.types import utcnow
 from tenantry.errors import MigrationError
 
 
@@ -71,12 +70,7 @@ def apply(
         .returning(versions.c.version_num)
         .cte("moved")
     )
-    now = utcnow()
-    rows = [
-        {"revision": s.revision, "checksum": script_checksum(s), "applied_at": now}
-        for s in revisions
-    ]
-    statement = insert(table).values(rows)
+    statement = insert(table).values(checksum_rows(revisions))
     statement = statement.on_conflict_do_update(
         index_elements=[table.c.revision],
         set_={"checksum": statement.excluded.checksum, "applied_at": statement.excluded.applied_at},
