@@ -10,7 +10,7 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, or_, select, update
+from sqlalchemy import ColumnElement, Select, and_, not_, or_, select, update
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import (
@@ -109,6 +109,24 @@ def cancel_in(session: Session, operation: Operation) -> str:
     )
 
 
+def _stalled(now: datetime, queued_for: timedelta | None) -> ColumnElement[bool]:
+    """Held with a lapsed lease, or (with ``queued_for``) queued for longer than that."""
+    stalled = and_(Operation.status.in_(HELD_STATUSES), lease_lapsed(now))
+    if queued_for is None:
+        return stalled
+    waiting = and_(
+        Operation.status == OperationStatus.QUEUED, Operation.created_at < now - queued_for
+    )
+    return or_(stalled, waiting)
+
+
+def live(queued_for: timedelta) -> ColumnElement[bool]:
+    """The operation is held or queued and not stalled (see :func:`stalled_query` with
+    ``queued_for``): a process runs it, or a worker may still take it."""
+    waiting_or_held = Operation.status.in_((*HELD_STATUSES, OperationStatus.QUEUED))
+    return and_(waiting_or_held, not_(_stalled(utcnow(), queued_for)))
+
+
 def stalled_query(
     *,
     kinds: tuple[OperationKind, ...] | None = None,
@@ -116,16 +134,8 @@ def stalled_query(
 ) -> Select[uuid.UUID, str, str, str | None]:
     """Operations no live process runs: held (running or cancelling) with a lapsed lease, and,
     with ``queued_for``, queued for longer than that (their queue message may be lost)."""
-    now = utcnow()
-    stalled = and_(Operation.status.in_(HELD_STATUSES), lease_lapsed(now))
-    if queued_for is not None:
-        waiting = and_(
-            Operation.status == OperationStatus.QUEUED,
-            Operation.created_at < now - queued_for,
-        )
-        stalled = or_(stalled, waiting)
     query = select(Operation.id, Operation.kind, Operation.status, Operation.lease_holder).where(
-        stalled
+        _stalled(utcnow(), queued_for)
     )
     if kinds is not None:
         query = query.where(Operation.kind.in_(kinds))

@@ -29,23 +29,20 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import and_, not_, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox
 from tenantry.db.admin import databases_named
 from tenantry.db.master.models import (
-    HELD_STATUSES,
     Backup,
     DatabaseServer,
     IntegrationConfig,
     Operation,
     OperationKind,
-    OperationStatus,
 )
 from tenantry.db.shared_schemas import whole_database
-from tenantry.db.types import utcnow
 from tenantry.db.urls import backend_of
 from tenantry.services.backups.targets import sqlite_scratch_dir, sqlite_scratch_server
 from tenantry.services.backups.verification import (
@@ -55,7 +52,7 @@ from tenantry.services.backups.verification import (
     scratch_url,
 )
 from tenantry.services.connections import server_url, tenant_url
-from tenantry.services.operation_rows import lease_lapsed
+from tenantry.services.operation_rows import live
 from tenantry.services.refs import id_starts_with
 from tenantry.settings import Settings
 
@@ -156,14 +153,9 @@ def find_scratch(server: URL) -> list[Scratch]:
 def backups_in_use(session: Session, *, lease: timedelta) -> set[str] | None:
     """The ids (as 32 hex digits) of the backups live operations restore into a scratch
     database; None when a live one does not say which backup it uses."""
-    now = utcnow()
-    live = or_(
-        and_(Operation.status.in_(HELD_STATUSES), not_(lease_lapsed(now))),
-        and_(Operation.status == OperationStatus.QUEUED, Operation.created_at >= now - lease),
-    )
     rows = session.execute(
         select(Operation.kind, Operation.params, Operation.parent_id, Operation.target).where(
-            Operation.kind.in_(SCRATCH_KINDS), live
+            Operation.kind.in_(SCRATCH_KINDS), live(lease)
         )
     )
     used: set[str] = set()
