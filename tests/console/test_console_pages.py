@@ -81,6 +81,49 @@ def test_every_page_renders_without_errors_and_every_nav_link_answers(
     screenshot(page, f"login-{label}")
 
 
+def test_a_page_being_left_is_not_reloaded_when_its_operation_ends(
+    start_console: Callable[..., Console], pages: Pages
+) -> None:
+    # A store's page follows its provisioning and reloads itself when it ends. Once the browser
+    # has started leaving the page, that reload would cancel the navigation asked for (Chromium
+    # reports the navigation as net::ERR_ABORTED): a page being left stops following.
+    console = start_console({"TENANTRY_FAILPOINTS": "provision.migrate=sleep:4"})
+    with console.api() as api:
+        for slug in ("stays", "left"):
+            assert api.post("/stores", json={"slug": slug, "name": slug}).status_code == 201
+            assert api.post(f"/stores/{slug}/provision", json={}).status_code == 202
+    opened = {}
+    for slug in ("stays", "left"):
+        page = pages.open()
+        sign_in(page, console, console.operator)
+        page.goto(f"{console.base}/console/stores/{slug}")
+        page.evaluate("window.marker = 'first load'")
+        opened[slug] = page
+    polls: list[str] = []
+    opened["left"].on(
+        "request", lambda request: polls.append(request.url) if "/progress" in request.url else None
+    )
+    opened["left"].wait_for_timeout(1500)
+    assert polls, "the page of a running operation polls its progress"
+    opened["left"].evaluate("window.dispatchEvent(new Event('beforeunload'))")
+    opened["left"].wait_for_timeout(200)  # a poll sent just before may still be reported
+    sent = len(polls)
+
+    # The page that stays reloads when its operation ends; the page being left does not, and
+    # it sends no more polls.
+    opened["stays"].wait_for_function("() => window.marker === undefined", timeout=60_000)
+    with console.api() as api:
+        for _ in range(120):
+            ops = api.get("/operations", params={"store": "left"}).json()["items"]
+            if ops and ops[0]["status"] != "running" and ops[0]["status"] != "queued":
+                break
+            opened["left"].wait_for_timeout(500)
+        assert ops[0]["status"] == "succeeded", ops
+    opened["left"].wait_for_timeout(2500)
+    assert opened["left"].evaluate("window.marker") == "first load"
+    assert len(polls) == sent, polls[sent:]
+
+
 def test_the_keyboard_reaches_the_navigation_and_the_forms(
     start_console: Callable[..., Console], pages: Pages
 ) -> None:
