@@ -32,6 +32,7 @@ from tenantry.imports.source import (
     compatible,
     key_columns,
     kind_of,
+    leads_an_index,
     reflect_tables,
     show_key,
 )
@@ -152,7 +153,13 @@ def _resolve_tables(
         target = targets[name]
         rules = column_rules(target, table_mapping, src)
         _check_columns(name, src, target, table_mapping, rules, problems, set(mapping.tables))
-        tables[name] = SourceTable(name, table_mapping, src, target, key, rules)
+        parent = table_mapping.parent
+        by_array = (
+            source.dialect.name == "postgresql"
+            and parent is not None
+            and leads_an_index(src, parent[1])
+        )
+        tables[name] = SourceTable(name, table_mapping, src, target, key, rules, by_array)
     for name, st in tables.items():
         parent = st.mapping.parent
         if parent is not None and parent[0] in tables and len(tables[parent[0]].key) != 1:

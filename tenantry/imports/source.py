@@ -24,10 +24,14 @@ from sqlalchemy import (
     Connection,
     Engine,
     MetaData,
+    PrimaryKeyConstraint,
     Select,
     String,
     Table,
+    UniqueConstraint,
     and_,
+    any_,
+    func,
     inspect,
     select,
     tuple_,
@@ -257,6 +261,9 @@ class SourceTable:
     target: Table  # the tenant model's table
     key: list[Column[Any]]  # source columns the copy is ordered and resumed by
     rules: list[ColumnRule]
+    #: Select the store's rows through its ``via`` parents' keys as an array (PostgreSQL, the
+    #: via column leading an index): see :func:`store_filter`.
+    parents_as_array: bool = False
 
     @property
     def source_columns(self) -> list[Column[Any]]:
@@ -335,7 +342,15 @@ def store_filter(
     tables: dict[str, SourceTable], mapping: Mapping, name: str, store_key: Any
 ) -> ColumnElement[bool]:
     """The condition selecting ``store_key``'s rows of mapped table ``name`` (through its
-    ``via`` parents: order_items whose order_id is one of the store's orders)."""
+    ``via`` parents: order_items whose order_id is one of the store's orders).
+
+    Through parents, ``order_id IN (SELECT id FROM orders WHERE store_id = …)`` makes
+    PostgreSQL hash-join the whole child table for each store (it cannot know how few orders
+    one store has), so reading every store reads the table once per store. Where the via
+    column leads an index (:attr:`SourceTable.parents_as_array`), the store's parent keys go
+    as an array, ``order_id = ANY (ARRAY(SELECT …))``, which the server looks up in that index:
+    each store's reads cost its own rows. Without such an index the array would be searched
+    row by row: the join stays."""
     source = tables[name]
     if source.mapping.store_column is not None:
         condition: ColumnElement[bool] = source.table.c[source.mapping.store_column] == store_key
@@ -343,8 +358,25 @@ def store_filter(
     parent_name, column = source.mapping.parent or ("", "")
     parent = tables[parent_name]
     inner = select(parent.key[0]).where(store_filter(tables, mapping, parent_name, store_key))
-    within: ColumnElement[bool] = source.table.c[column].in_(inner)
+    child = source.table.c[column]
+    if source.parents_as_array:
+        # ARRAY(subquery) is PostgreSQL's array constructor (`array((SELECT …))` as rendered).
+        by_index: ColumnElement[bool] = child == any_(func.array(inner.scalar_subquery()))
+        return by_index
+    within: ColumnElement[bool] = child.in_(inner)
     return within
+
+
+def leads_an_index(table: Table, column: str) -> bool:
+    """Whether reflected ``table`` has an index (or a primary key or unique constraint, which
+    PostgreSQL backs with one) whose first column is ``column``."""
+    leading = [list(ix.columns)[:1] for ix in table.indexes]
+    leading += [
+        list(c.columns)[:1]
+        for c in table.constraints
+        if isinstance(c, PrimaryKeyConstraint | UniqueConstraint)
+    ]
+    return any(first and first[0].name == column for first in leading)
 
 
 def _after(key: list[Column[Any]], last: Sequence[Any]) -> ColumnElement[bool]:

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection, select, text
 from sqlalchemy.engine import URL
 
 from tenantry.db.engines import make_engine
@@ -298,3 +298,57 @@ def test_binary_copy_only_for_portable_types_within_one_major_version() -> None:
     # Their binary forms carry OIDs of the source database: text then.
     assert not binary_copy(conn((16,)), conn((16,)), table("uuid", "integer[]"))
     assert not binary_copy(conn((16,)), conn((16,)), table("uuid", "mood"))  # an enum
+
+
+def test_via_tables_are_read_by_their_parent_keys_through_an_index_else_by_a_join(
+    cli: Invoke, shop_prefix: str, shared_source: SourceFactory
+) -> None:
+    """A ``via`` table whose via column leads an index (order_items.order_id, the primary key
+    of product_categories) is read by its store's parent keys as an array, which the server
+    looks up in that index (each store's read costs its own rows, not the whole table); once
+    the index is dropped, by the join again. Either way a store gets exactly its rows."""
+    source = _setup(cli, shared_source, shop_prefix, 3)
+    platform = Platform.open(load_settings())
+    job = SharedImport(platform, source, load_mapping(MAPPING), "test")
+
+    def plain(values: Any) -> set[str]:
+        return {str(v).replace("-", "") for v in values}
+
+    def read_by_plan() -> dict[str, str]:
+        """Each via table's condition as the source runs it; asserts the rows it selects."""
+        plan = job.plan(create_stores=True)
+        assert len(plan.stores) == 3
+        forms = {}
+        with job.source.connect() as src:
+            for name, parent, column in (
+                ("order_items", "orders", "order_id"),
+                ("product_categories", "products", "product_id"),
+            ):
+                table = plan.tables[name].table
+                for store in plan.stores:
+                    condition = store_filter(plan.tables, plan.mapping, name, store.key)
+                    forms[name] = str(condition.compile(src))
+                    got = plain(src.scalars(select(table.c[column]).where(condition)))
+                    parents = plain(k[0] for k in source_rows(source, parent, store.key, ["id"]))
+                    assert got and got <= parents, (name, store.slug)
+                    if name == "order_items":  # exactly the store's items, none of the others
+                        ids = plain(src.scalars(select(table.c.id).where(condition)))
+                        want = source_rows(source, name, store.key, ["id"])
+                        assert ids == plain(k[0] for k in want), store.slug
+        return forms
+
+    try:
+        forms = read_by_plan()
+        assert "= ANY (array((SELECT" in forms["order_items"], forms
+        assert "= ANY (array((SELECT" in forms["product_categories"], forms
+        _execute(source, "DROP INDEX ix_order_items_order_id")
+        forms = read_by_plan()
+        assert "order_items.order_id IN (SELECT" in forms["order_items"], forms
+        assert "= ANY (array((SELECT" in forms["product_categories"], forms  # its primary key
+    finally:
+        job.close()
+        platform.close()
+    # Imported by the join: every store's rows exactly once.
+    result = cli(*_args(source, "--json"))
+    assert result.exit_code == 0, result.output
+    assert_exactly_once(source, shop_prefix, 3)
