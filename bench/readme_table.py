@@ -94,8 +94,15 @@ def provision_rows(data: dict[str, Any]) -> Iterator[Row]:
         )
 
 
+def _rounds(m: dict[str, Any]) -> str:
+    """How a sender's rounds were summed up: the median rate, the p99 pooled or a median."""
+    if m.get("p99_samples"):
+        return f"median rate of {m['rounds']} rounds, p99 of their {m['p99_samples']} answers"
+    return f"median of {m['rounds']}"
+
+
 def webhook_rows(data: dict[str, Any]) -> Iterator[Row]:
-    """Per backend and sender: the median ingest rate at full speed and the median p99 paced
+    """Per backend and sender: the median ingest rate at full speed and the pooled p99 paced
     at a fixed offered rate, each beside the other sender's of the same run; then the median
     processing rate."""
     run = _run(data)
@@ -126,7 +133,7 @@ def webhook_rows(data: dict[str, Any]) -> Iterator[Row]:
         )
         yield Row(
             f"webhook ingest at full speed, {m['backend']}, {events} events ({m['sender']}, "
-            f"median of {m['rounds']})",
+            f"{_rounds(m)})",
             f"{m['ingested_per_s']:.0f}/s, p99 {m['p99_ms']:.1f} ms",
             anchor,
             ratio,
@@ -136,7 +143,7 @@ def webhook_rows(data: dict[str, Any]) -> Iterator[Row]:
         others = [o for o in paced if o["backend"] == m["backend"] and o is not m]
         yield Row(
             f"webhook latency paced at {m['offered_per_s']:.0f}/s offered, {m['backend']} "
-            f"({m['sender']}, median of {m['rounds']})",
+            f"({m['sender']}, {_rounds(m)})",
             f"p99 {m['p99_ms']:.1f} ms ({m['ingested_per_s']:.0f}/s answered)",
             ", ".join(f"{o['sender']} p99 {o['p99_ms']:.1f} ms" for o in others),
             _x(m["p99_ms"] / others[0]["p99_ms"]) if others and others[0]["p99_ms"] else "",

@@ -51,6 +51,8 @@ class SendStats:
     outcomes: Counter[str] = field(default_factory=Counter)  # status class or error
     seconds: float = 0.0  # first request sent → last answer, the sender's clock
     latency_ms: dict[str, float | None] = field(default_factory=dict)  # of the 2xx answers
+    #: Every 2xx answer's latency (ms): rounds pool them for their percentiles.
+    samples: list[float] = field(default_factory=list, repr=False)
 
     @property
     def rate(self) -> float:
@@ -129,6 +131,7 @@ async def _send_httpx(
     await asyncio.gather(*(client() for _ in range(clients)))
     stats.seconds = max(0.0, last_answer - started)
     stats.latency_ms = _percentiles(latencies)
+    stats.samples = latencies
     return stats
 
 
@@ -221,6 +224,7 @@ def send_wrk(
         latencies.extend(int(x) / 1000 for x in part.read_text().split())
         part.unlink()
     stats.latency_ms = _percentiles(latencies)
+    stats.samples = latencies
     return stats
 
 
@@ -265,5 +269,6 @@ def send_autocannon(
     if data["errors"]:
         stats.outcomes["socket errors"] = int(data["errors"])
     stats.seconds = int(data["span_us"]) / 1e6
-    stats.latency_ms = _percentiles([float(x) for x in data["latencies_ms"]])
+    stats.samples = [float(x) for x in data["latencies_ms"]]
+    stats.latency_ms = _percentiles(stats.samples)
     return stats
