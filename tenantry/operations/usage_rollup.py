@@ -1,5 +1,6 @@
-"""The usage rollup: each active store's usage rows (:mod:`tenantry.services.usage`) and
-``stores.storage_used_bytes``, measured from its database and master's API log.
+"""The usage rollup: each active store's usage rows (:mod:`tenantry.services.usage`),
+``stores.storage_used_bytes`` and its product and order counters
+(:mod:`tenantry.services.counters`), measured from its database and master's API log.
 
 A pass over a store measures its database once (through the migrator URL where the store has
 one: the runtime login may not see everything) and writes today's row so far; the first pass
@@ -33,6 +34,7 @@ from tenantry.operations.kit import OperationKit
 from tenantry.runtime import Platform
 from tenantry.services import stores, usage
 from tenantry.services.connections import migrator_url
+from tenantry.services.counters import apply_counters, count_on
 
 log = logging.getLogger("tenantry.usage")
 
@@ -133,6 +135,7 @@ def rollup_store(platform: Platform, store_id: uuid.UUID, *, now: datetime | Non
             with connect(engine) as conn:
                 seen = {day: usage.read_tenant_day(conn, day) for day in days}
                 storage = database_bytes(conn)
+                counters = count_on(conn)
         finally:
             engine.dispose()
         with platform.writer_sessions.begin() as session:
@@ -141,6 +144,7 @@ def rollup_store(platform: Platform, store_id: uuid.UUID, *, now: datetime | Non
                 api = usage.read_api_day(session, store_id, day)
                 usage.record_day(session, store, day, seen[day], api, storage)
             usage.record_storage(store, storage, moment)
+            apply_counters(session, store_id, counters)  # as the store's database has them
     finally:
         kit.release_lock(lock)
     return Rolled(slug, tuple(days), storage)

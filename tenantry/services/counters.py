@@ -1,5 +1,6 @@
 """The usage counters master keeps on a store (products, orders), recomputed from the store's
-database whenever its contents are replaced wholesale: a restore, a move, recovered rows.
+database whenever its contents are replaced wholesale (a restore, a move, recovered rows) and
+by each usage rollup (which so also catches up a write whose master commit failed).
 
 The counters are kept current one write at a time by the catalog service; a database whose
 rows all changed at once (an older backup put back) must be counted again, or master goes on
@@ -11,7 +12,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import func, inspect, select, table
+from sqlalchemy import Connection, func, inspect, select, table
 from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
@@ -46,14 +47,19 @@ def count_store_database(url: URL) -> StoreCounters:
     engine = make_engine(url, pooled=False)
     try:
         with connect(engine) as conn:
-            present = set(inspect(conn).get_table_names())
-            counts = {
-                name: int(conn.scalar(select(func.count()).select_from(table(name))) or 0)
-                for name in COUNTED_TABLES.values()
-                if name in present
-            }
+            return count_on(conn)
     finally:
         engine.dispose()
+
+
+def count_on(conn: Connection) -> StoreCounters:
+    """Count the rows the counters stand for in the store database ``conn`` is on."""
+    present = set(inspect(conn).get_table_names())
+    counts = {
+        name: int(conn.scalar(select(func.count()).select_from(table(name))) or 0)
+        for name in COUNTED_TABLES.values()
+        if name in present
+    }
     return StoreCounters.from_row_counts(counts)
 
 

@@ -6,6 +6,8 @@ counted in ``stores.api_calls_month``. A key scoped to another store gets 404.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import Iterator
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from tenantry.api.deps import READ_METHODS, KeyDep, MasterDep, PlatformDep, visible_store
@@ -33,9 +35,11 @@ from tenantry.db.statement_timeout import is_statement_timeout
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.write_fence import refused_by_fence
 from tenantry.errors import DatabaseUnreachable, TenantryError, WritesBlocked
+from tenantry.failpoints import failpoint
 from tenantry.services import store_data
 from tenantry.services.write_blocks import ensure_writable
 
+log = logging.getLogger("tenantry.api")
 router = APIRouter(prefix="/stores/{store_ref}", tags=["store data"])
 #: Retry-After of a write refused by a move's write fence (the move's block is set by then).
 FENCED_RETRY_AFTER_S = 5
@@ -48,11 +52,28 @@ class TenantCall:
     master: Session
     store: Store
     tenant: Session
+    store_slug: str
 
     def commit(self) -> None:
-        """Commit the store's database, then master's counters."""
+        """Commit the store's database, then master's counters.
+
+        Once the store's database committed, the change is the store's: a master that fails
+        after that does not fail the request (its answer would say nothing changed, and a
+        retry would write it twice). Only the counters are then behind; they are logged
+        (WARNING) and counted again from the store's database by its next usage rollup."""
         self.tenant.commit()
-        self.master.commit()
+        failpoint("tenant_call.before_master_commit")
+        try:
+            self.master.commit()
+        except SQLAlchemyError as exc:
+            with contextlib.suppress(SQLAlchemyError):  # its connection may be gone
+                self.master.rollback()
+            log.warning(
+                "store %s: the change was saved in its database, but master's counters were "
+                "not updated (%s); the next usage rollup counts them again",
+                self.store_slug,
+                type(exc).__name__,
+            )
 
 
 @raises(403, 404, 409, 429, 503)
@@ -80,7 +101,7 @@ def tenant_call(
             ensure_writable(store)
         store_data.check_api_quota(master, store)
         with platform.router.session(master, store, write=write) as tenant:
-            yield TenantCall(master, store, tenant)
+            yield TenantCall(master, store, tenant, slug)
     except (DatabaseUnreachable, InterfaceError, OperationalError) as exc:
         if isinstance(exc, OperationalError) and is_lock_timeout(exc):
             code, error = status_of(exc), "database busy"
