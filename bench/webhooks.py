@@ -16,11 +16,12 @@ and their latency, from the sender's own per-request timings (nothing but webhoo
 then, polling the billing database until every stored event is processed, events/s processed
 and whether any was lost (stored == answered, payments == N). Each sender runs ``--rounds``
 times (3), the senders taking turns in alternating order; their median rates and their p99s
-(each over every round's answers pooled) must agree within 15 %. The senders run on the last CPU and the server, its worker and the machine's
-PostgreSQL on the others (``--no-pin`` lets them share): on 2 cores an unpinned sender's own
-CPU use decides the server's figure. Each round of a sender that paces evenly (wrk, httpx) also
-runs paced at ``--rate`` events per second offered (500; 0 skips it): the latency of the server
-under a fixed load below its capacity, the figure the performance targets speak of. autocannon
+(each over every round's answers pooled) must agree within 15 %. The senders run on the last
+CPU and the server, its worker and the machine's PostgreSQL on the others (``--no-pin`` lets
+them share): on 2 cores an unpinned sender's own CPU use decides the server's figure. Each
+round of a sender that paces evenly (wrk, httpx) also runs paced at ``--rate`` events per
+second offered (500; 0 skips it): the latency of the server under a fixed load below its
+capacity, the figure the performance targets speak of. autocannon
 is not paced: its rate limit is a budget per second per connection, spent in a burst at the
 start of each second, so its paced latencies measure those bursts. Prints tables and writes
 ``webhooks.json``; exits non-zero when an event is lost or the senders disagree.
