@@ -87,7 +87,8 @@ def test_a_page_being_left_is_not_reloaded_when_its_operation_ends(
     # A store's page follows its provisioning and reloads itself when it ends. Once the browser
     # has started leaving the page, that reload would cancel the navigation asked for (Chromium
     # reports the navigation as net::ERR_ABORTED): a page being left stops following.
-    console = start_console({"TENANTRY_FAILPOINTS": "provision.migrate=sleep:4"})
+    # Long enough for both pages to be open and following on a loaded machine.
+    console = start_console({"TENANTRY_FAILPOINTS": "provision.migrate=sleep:10"})
     with console.api() as api:
         for slug in ("stays", "left"):
             assert api.post("/stores", json={"slug": slug, "name": slug}).status_code == 201
