@@ -62,6 +62,18 @@ def test_concurrent_product_writes_to_one_sqlite_store_all_succeed(api_on_backen
     )
 
 
+def _store_with_a_product(api: Api, slug: str) -> str:
+    """Provision store ``slug`` with one priced product; the product's id."""
+    api.provisioned_store(slug)
+    made = api.client.post(
+        f"/stores/{slug}/products",
+        json={"sku": "TEE", "name": "Tee", "price_minor": 1500},
+        headers=api.admin,
+    )
+    assert made.status_code == 201, made.text
+    return str(made.json()["id"])
+
+
 def _order_count(api: Api, slug: str) -> int:
     answer = api.client.get(f"/stores/{slug}", headers=api.admin)
     assert answer.status_code == 200, answer.text
@@ -72,12 +84,7 @@ def test_orders_placed_at_once_are_each_counted_in_master(api_on_backend: Api) -
     # Master's order count is added to in SQL: a request that read the count before another
     # one committed does not overwrite that one's order.
     api = api_on_backend
-    api.provisioned_store("busy-orders")
-    product = api.client.post(
-        "/stores/busy-orders/products",
-        json={"sku": "TEE", "name": "Tee", "price_minor": 1500},
-        headers=api.admin,
-    ).json()["id"]
+    product = _store_with_a_product(api, "busy-orders")
 
     def place(worker: int) -> list[int]:
         body = {
@@ -104,12 +111,7 @@ def test_a_master_failing_after_the_stores_commit_does_not_fail_the_write(
     # (a 503 "nothing changed" would be untrue, and a retry would place it twice). Master's
     # counter, whose commit failed, is caught up by the store's next usage rollup.
     api = api_on_backend
-    api.provisioned_store("late-master")
-    product = api.client.post(
-        "/stores/late-master/products",
-        json={"sku": "MUG", "name": "Mug", "price_minor": 900},
-        headers=api.admin,
-    ).json()["id"]
+    product = _store_with_a_product(api, "late-master")
     master_db = api.platform.settings.master_url.database
     monkeypatch.setenv("TENANTRY_FAILPOINTS", "tenant_call.before_master_commit=sleep:2")
 
