@@ -52,6 +52,8 @@ class TenantCall:
     master: Session
     store: Store
     tenant: Session
+    #: ``store.slug`` read while master was sound: after a failed master commit the row is
+    #: expired and cannot be loaded again to name the store in the log.
     store_slug: str
 
     def commit(self) -> None:
