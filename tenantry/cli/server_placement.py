@@ -69,7 +69,8 @@ def load_document(load: ServerLoad, shown_url: str | None) -> dict[str, Any]:
 def _headroom(doc: dict[str, Any]) -> str:
     parts = []
     if doc["tenant_headroom"] is not None:
-        parts.append(f"{doc['tenant_headroom']} stores")
+        room = doc["tenant_headroom"]
+        parts.append(f"{room} store" if room == 1 else f"{room} stores")
     if doc["byte_headroom"] is not None:
         parts.append(human_bytes(doc["byte_headroom"]))
     return ", ".join(parts) or "unbounded"

@@ -7,9 +7,12 @@ and makes an engine's pool wait for a free slot before it opens another. While i
 asks ``reclaim`` (the router) to close idle pooled connections to that server; when none
 frees up within the wait, the checkout fails with :class:`ConnectionsExhausted` (HTTP 503).
 
-A slot is taken just before the driver connects and given back when SQLAlchemy closes the
+A slot is taken just before the driver connects and given back once SQLAlchemy has closed the
 connection (pool ``close``/``close_detached`` events, which also cover invalidation), or,
-should neither fire, when the connection object is garbage collected.
+should neither fire, when the connection object is garbage collected. Those events fire just
+*before* the driver's close: a slot given back there let the next connection open while the
+old one was still open, one over the bound for a moment. So the slot is kept until the driver
+says the connection is closed.
 """
 
 from __future__ import annotations
@@ -32,6 +35,9 @@ if TYPE_CHECKING:
 #: How long a checkout waits for a slot on a full server before the request fails.
 DEFAULT_WAIT_SECONDS = 10.0
 _POLL_SECONDS = 0.05
+#: A connection whose close never says it finished gives its slot back after this anyway, so a
+#: driver that fails mid-close cannot keep a server's budget short for good.
+_CLOSE_GRACE_SECONDS = 1.0
 
 
 def server_key(url: URL) -> str:
@@ -55,6 +61,18 @@ class _Slot:
             self._budget._give_back(self._key)
 
 
+def _driver_closed(dbapi_conn: Any) -> bool:
+    """Whether the driver's connection is closed (psycopg ``closed``, PyMySQL ``open``); a
+    driver that says neither counts as closed, as the pool's event said it would be."""
+    closed = getattr(dbapi_conn, "closed", None)
+    if isinstance(closed, bool):
+        return closed
+    is_open = getattr(dbapi_conn, "open", None)
+    if isinstance(is_open, bool):
+        return not is_open
+    return True
+
+
 class ConnectionBudget:
     """Counts open connections per server and blocks openings beyond ``limit``."""
 
@@ -72,6 +90,8 @@ class ConnectionBudget:
         self._reclaim = reclaim
         self._open: dict[str, int] = {}
         self._peak: dict[str, int] = {}
+        #: Slots of connections SQLAlchemy is closing, given back once the driver has closed.
+        self._closing: list[tuple[_Slot, Any, float]] = []
         self._cond = threading.Condition()
 
     def set_reclaim(self, reclaim: Callable[[str], int]) -> None:
@@ -80,6 +100,7 @@ class ConnectionBudget:
 
     def open_now(self, key: str) -> int:
         """Connections this process has open to server ``key``."""
+        self._sweep()
         with self._cond:
             return self._open.get(key, 0)
 
@@ -116,7 +137,7 @@ class ConnectionBudget:
             with lock:
                 slot = slots.pop(id(dbapi_conn), None)
             if slot is not None:
-                slot.release()
+                self._release_when_closed(slot, dbapi_conn)
 
         event.listen(engine.pool, "close", _closed)
         event.listen(engine.pool, "close_detached", _closed)
@@ -124,9 +145,36 @@ class ConnectionBudget:
 
     # ------------------------------------------------------------------ internals
 
+    def _release_when_closed(self, slot: _Slot, dbapi_conn: Any) -> None:
+        if _driver_closed(dbapi_conn):
+            slot.release()
+            return
+        with self._cond:
+            self._closing.append((slot, dbapi_conn, time.monotonic() + _CLOSE_GRACE_SECONDS))
+            # The close runs right after the event that got here: whoever waits looks again.
+            self._cond.notify_all()
+
+    def _sweep(self) -> None:
+        """Give back the slots of connections the driver has closed since their event."""
+        with self._cond:
+            if not self._closing:
+                return
+            now = time.monotonic()
+            done: list[_Slot] = []
+            still: list[tuple[_Slot, Any, float]] = []
+            for slot, conn, give_up_at in self._closing:
+                if _driver_closed(conn) or now >= give_up_at:
+                    done.append(slot)
+                else:
+                    still.append((slot, conn, give_up_at))
+            self._closing = still
+        for slot in done:
+            slot.release()
+
     def _acquire(self, key: str) -> _Slot:
         deadline = time.monotonic() + self._wait
         while True:
+            self._sweep()
             with self._cond:
                 if self._open.get(key, 0) < self.limit:
                     count = self._open.get(key, 0) + 1
