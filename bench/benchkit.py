@@ -7,6 +7,7 @@ import os
 import platform as host
 import statistics
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
@@ -91,12 +92,68 @@ def run_metadata(**servers: str) -> dict[str, object]:
             "cpus": os.cpu_count(),
             "platform": host.platform(),
             "python": host.python_version(),
+            # At the end of the run: how fast the machine was, to tell its drift from ours.
+            "probe": machine_probe(),
         },
         "versions": versions,
         "servers": servers,
         "commit": commit + ("-dirty" if dirty else ""),
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+#: Where the machine probe times a query (the benches' own PostgreSQL).
+PROBE_POSTGRES_URL = os.environ.get(
+    "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def machine_probe() -> dict[str, float | None]:
+    """How fast the machine is now, on three fixed tasks: ``cpu_ms`` (a pure-Python loop),
+    ``fsync_ms`` (a 4 KiB write made durable) and ``query_us`` (``SELECT 1`` on a held
+    PostgreSQL connection; None without one). Each the median of several tries.
+
+    Two passes minutes apart on this 2-core VM moved every absolute figure by up to 20 % in
+    the same direction, floors included; the probe in each JSON tells that drift of the
+    machine from a change in tenantry (``readme_table.py --compare`` prints both)."""
+    cpu = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        sum(i * i for i in range(1_000_000))
+        cpu.append((time.perf_counter() - t0) * 1000)
+    fsyncs = []
+    with tempfile.TemporaryFile() as f:
+        for _ in range(20):
+            t0 = time.perf_counter()
+            f.write(b"\0" * 4096)
+            f.flush()
+            os.fsync(f.fileno())
+            fsyncs.append((time.perf_counter() - t0) * 1000)
+    return {
+        "cpu_ms": round(statistics.median(cpu), 2),
+        "fsync_ms": round(statistics.median(fsyncs), 3),
+        "query_us": _query_us(),
+    }
+
+
+def _query_us() -> float | None:
+    from tenantry.db.urls import parse_url
+
+    engine = make_engine(parse_url(PROBE_POSTGRES_URL), pooled=False)
+    try:
+        with engine.connect() as conn:
+            for _ in range(50):  # the connection's and the backend's first queries are slower
+                conn.exec_driver_sql("SELECT 1").scalar()
+            times = []
+            for _ in range(200):
+                t0 = time.perf_counter()
+                conn.exec_driver_sql("SELECT 1").scalar()
+                times.append((time.perf_counter() - t0) * 1e6)
+        return round(statistics.median(times), 1)
+    except DBAPIError:
+        return None
+    finally:
+        engine.dispose()
 
 
 #: Fewer samples than this have no p99: its nearest rank would be the maximum, one sample, which

@@ -423,6 +423,7 @@ def compare(results: Path, other: Path) -> bool:
     (the tenantry figure, its ratio to the same run's floor, and the rates and p99 in it)."""
     theirs = {(name, row.measure): row for name, row in rows_of(other)}
     ok = True
+    _print_probes(results, other)
     print(f"{'measure':72} {'this run':>22} {'other run':>22} {'diff':>8}")
     for name, row in rows_of(results):
         match = theirs.get((name, row.measure))
@@ -450,6 +451,29 @@ def compare(results: Path, other: Path) -> bool:
             flag = "" if within else "  <- outside"
             print(f"{row.measure[:72]:72} {mine:>22} {other_text:>22} {diff:+8.1%}{flag}")
     return ok
+
+
+def _probe(results: Path, name: str) -> dict[str, float | None] | None:
+    path = results / f"{name}.json"
+    if not path.exists():
+        return None
+    probe = json.loads(path.read_text()).get("run", {}).get("machine", {}).get("probe")
+    return probe if isinstance(probe, dict) else None
+
+
+def _print_probes(results: Path, other: Path) -> None:
+    """The machine's own drift between the two runs, bench by bench (not judged): the probe
+    each JSON took at the end of its run (``benchkit.machine_probe``)."""
+    for name in BENCHES:
+        mine, theirs = _probe(results, name), _probe(other, name)
+        if mine is None or theirs is None:
+            continue
+        moved = []
+        for key in ("cpu_ms", "fsync_ms", "query_us"):
+            a, b = mine.get(key), theirs.get(key)
+            if a and b:
+                moved.append(f"{key} {a / b - 1:+.1%}")
+        print(f"machine probe at the end of {name}, this run vs the other: {', '.join(moved)}")
 
 
 def splice(readme: str, new_table: str) -> str:
