@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import sqlite3
 import uuid
+from collections.abc import Iterator
 
+import pytest
 from sqlalchemy import func, select, text, update
 
 from tenantry.db.billing.models import BillingCustomer
-from tenantry.db.engines import make_engine
+from tenantry.db.engines import BUSY_TIMEOUT_ENV, make_engine
 from tenantry.db.master.models import ApiKey, ApiUsageLog, Subscription
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.urls import parse_url
-from tests.api.conftest import Api
+from tenantry.runtime import Platform
+from tenantry.settings import Settings
+from tests.api.conftest import Api, open_api
 from tests.helpers import busy_writer
 
 
@@ -249,9 +253,23 @@ def test_requests_that_write_succeed_while_a_worker_keeps_writing_master(api: Ap
     assert {f"busy-{i}" for i in range(25)} <= slugs
 
 
-def test_a_write_lock_held_past_the_busy_timeout_is_a_503_to_retry(api: Api) -> None:
-    """SQLite master locked by another writer for longer than the busy timeout (10 s): the
-    request is refused with 503 and Retry-After, changes nothing, and succeeds when retried."""
+@pytest.fixture
+def api_with_a_short_busy_timeout(
+    settings: Settings, platform: Platform, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Api]:
+    """The API with SQLite's busy timeout at 1 s (10 s by default), so a lock held past it
+    takes the test 1 s."""
+    monkeypatch.setenv(BUSY_TIMEOUT_ENV, "1000")
+    with open_api(settings, platform) as opened:
+        yield opened
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_a_503_to_retry(
+    api_with_a_short_busy_timeout: Api,
+) -> None:
+    """SQLite master locked by another writer for longer than the busy timeout: the request
+    is refused with 503 and Retry-After, changes nothing, and succeeds when retried."""
+    api = api_with_a_short_busy_timeout
     holder = sqlite3.connect(str(api.platform.settings.master_url.database), isolation_level=None)
     try:
         holder.execute("BEGIN IMMEDIATE")
