@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from benchkit import (
+    PG_URL,
     ServerDatabases,
     changed,
     checkpoint,
@@ -92,9 +93,6 @@ from tenantry.services.backups.verification import SCRATCH_PREFIX, Verification
 from tenantry.services.fleet_targets import SERVERS
 from tenantry.settings import Settings, load_settings
 
-PG_URL = os.environ.get(
-    "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 OWNER = "tenantry"
 PLUGIN = "tenantry.db.tenant.store.plugin"
 PREFIX = "bench_backup_"

@@ -26,6 +26,7 @@ from sqlalchemy.exc import DBAPIError
 from tenantry.db.admin import drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.logins import drop_login
+from tenantry.db.urls import parse_url
 
 progress_console = Console(stderr=True)
 T = TypeVar("T")
@@ -102,8 +103,8 @@ def run_metadata(**servers: str) -> dict[str, object]:
     }
 
 
-#: Where the machine probe times a query (the benches' own PostgreSQL).
-PROBE_POSTGRES_URL = os.environ.get(
+#: The benches' PostgreSQL server (``TENANTRY_BENCH_POSTGRES_URL``), the machine probe's too.
+PG_URL = os.environ.get(
     "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 
@@ -137,9 +138,7 @@ def machine_probe() -> dict[str, float | None]:
 
 
 def _query_us() -> float | None:
-    from tenantry.db.urls import parse_url
-
-    engine = make_engine(parse_url(PROBE_POSTGRES_URL), pooled=False)
+    engine = make_engine(parse_url(PG_URL), pooled=False)
     try:
         with engine.connect() as conn:
             for _ in range(50):  # the connection's and the backend's first queries are slower

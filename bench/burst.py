@@ -33,6 +33,7 @@ from typing import Any
 
 import httpx
 from benchkit import (
+    PG_URL,
     ServerDatabases,
     changed,
     database_names,
@@ -52,9 +53,6 @@ from sqlalchemy.engine import URL
 from tenantry.db.admin import dispose_server_engines, run_server_sql
 from tenantry.db.urls import parse_url
 
-PG_URL = os.environ.get(
-    "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 SERVER = "bench-pg"
 #: Give up when no store became active for this long.
 STALL_S = 60.0

@@ -59,6 +59,7 @@ from typing import Any, TypeVar
 import psycopg
 from alembic import command
 from benchkit import (
+    PG_URL,
     ServerDatabases,
     changed,
     checkpoint,
@@ -105,9 +106,6 @@ from tenantry.services.fleet_migrate import MigrateOptions
 from tenantry.services.fleet_status import fleet_status
 from tenantry.settings import load_settings
 
-PG_URL = os.environ.get(
-    "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 OWNER = "tenantry"
 AFTER = "b002"
 #: The default store schema's migrations, and the revision they end at.

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import (
+    PG_URL,
     ServerDatabases,
     changed,
     checkpoint,
@@ -59,7 +60,6 @@ from benchkit import (
 from fleet import (
     AFTER,
     OWNER,
-    PG_URL,
     _repeated,
     _timing,
     installation,

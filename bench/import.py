@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchkit import database_names, run_metadata, say
+from benchkit import PG_URL, database_names, run_metadata, say
 from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
@@ -58,10 +58,6 @@ from tenantry.services import provisioning, servers, stores
 from tenantry.services.connections import migrator_url, server_url
 from tenantry.services.runtime_access import drop_store_logins
 from tenantry.settings import load_settings
-
-PG_URL = os.environ.get(
-    "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 SHARED_DDL = """
 CREATE TABLE stores (id integer PRIMARY KEY, slug varchar(63) NOT NULL, name varchar(255));

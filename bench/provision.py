@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import (
+    PG_URL,
     ServerDatabases,
     changed,
     checkpoint,
@@ -64,10 +65,6 @@ from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tenantry.services.connections import tenant_url
 from tenantry.settings import load_settings
-
-PG_URL = os.environ.get(
-    "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 
 
 def _install(data_dir: Path) -> Platform:

@@ -45,6 +45,7 @@ from typing import Any
 
 import httpx
 from benchkit import (
+    PG_URL,
     ServerDatabases,
     changed,
     database_names,
@@ -77,7 +78,6 @@ from tenantry.services.move_history import list_moves
 from tenantry.services.runtime_access import drop_store_logins
 from tenantry.settings import load_settings
 
-PG = os.environ.get("TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 SERVERS = ("pg-a", "pg-b", "pg-c")
 DRAINED = "pg-c"
 VARS = ("DATABASE_URL", "DATABASE_URL_BILLING", "TENANTRY_SECRET_KEYS", "TENANTRY_QUEUE_URL")
@@ -127,8 +127,8 @@ def installation(
 ) -> Iterator[tuple[dict[str, str], Platform]]:
     """A fresh installation (master and billing as scratch PostgreSQL databases) with the three
     servers registered: the server's environment and this process's platform on it."""
-    master = parse_url(PG).set(database=f"tt_bench_load_master_{stamp}")
-    billing = parse_url(PG).set(database=f"tt_bench_load_billing_{stamp}")
+    master = parse_url(PG_URL).set(database=f"tt_bench_load_master_{stamp}")
+    billing = parse_url(PG_URL).set(database=f"tt_bench_load_billing_{stamp}")
     data_dir = root / "data"
     env = server_environment(data_dir, billing.render_as_string(hide_password=False))
     env["DATABASE_URL"] = master.render_as_string(hide_password=False)
@@ -144,7 +144,9 @@ def installation(
             platform = Platform.open(settings)
             with platform.sessions.begin() as session:
                 for name in SERVERS:
-                    servers.add_server(session, platform.box, name=name, admin_url=PG, actor=ACTOR)
+                    servers.add_server(
+                        session, platform.box, name=name, admin_url=PG_URL, actor=ACTOR
+                    )
             yield env, platform
     finally:
         if platform is not None:
@@ -273,7 +275,7 @@ class Sampler:
         self.samples = Samples()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
-        self._engine = make_engine(parse_url(PG), pooled=False)
+        self._engine = make_engine(parse_url(PG_URL), pooled=False)
 
     def _bucket(self, datname: str) -> str:
         # A drain's copy is named after its store with the move's id: a drain target.
@@ -281,7 +283,7 @@ class Sampler:
 
     def sample(self) -> None:
         """One sample."""
-        ports = _local_ports_to(self.pid, parse_url(PG).port or 5432)
+        ports = _local_ports_to(self.pid, parse_url(PG_URL).port or 5432)
         with self._engine.connect() as conn:
             rows = conn.execute(
                 text(
@@ -475,7 +477,7 @@ def run_size(sqlite: int, pg: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def drop_tenants(platform: Platform, stamp: str, tenants: list[Tenant]) -> None:
     """The tenants' databases (moved copies and kept sources too) and logins on the server."""
-    server = parse_url(PG)
+    server = parse_url(PG_URL)
     names = database_names(server, lambda n: n.startswith(f"t_ld{stamp}_")) or []
     drop_databases(server, names, 4)
     with platform.sessions() as session:
@@ -703,16 +705,18 @@ def main() -> None:
     parser.add_argument("--setup-workers", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
-    databases = ServerDatabases(parse_url(PG))
-    templates = set(database_names(parse_url(PG), lambda n: n.startswith(TEMPLATE_PREFIX)) or [])
+    databases = ServerDatabases(parse_url(PG_URL))
+    templates = set(
+        database_names(parse_url(PG_URL), lambda n: n.startswith(TEMPLATE_PREFIX)) or []
+    )
     results = []
     try:
         for sqlite, pg in args.sizes:
             say(f"size {sqlite} SQLite + {pg} PostgreSQL tenants")
             results.append(run_size(sqlite, pg, args))
     finally:  # the store template, unless it was there before
-        made = database_names(parse_url(PG), lambda n: n.startswith(TEMPLATE_PREFIX)) or []
-        drop_databases(parse_url(PG), sorted(set(made) - templates), 1)
+        made = database_names(parse_url(PG_URL), lambda n: n.startswith(TEMPLATE_PREFIX)) or []
+        drop_databases(parse_url(PG_URL), sorted(set(made) - templates), 1)
     _print(results)
     left = databases.report()
     # The server is shared: other work's databases come and go; ours are named for the bench.
@@ -739,7 +743,7 @@ def main() -> None:
 
 
 def _pg_version() -> str:
-    engine = make_engine(parse_url(PG), pooled=False)
+    engine = make_engine(parse_url(PG_URL), pooled=False)
     try:
         with engine.connect() as conn:
             return str(conn.execute(text("SHOW server_version")).scalar())

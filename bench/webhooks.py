@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from benchkit import (
+    PG_URL,
     CpuSplit,
     ServerDatabases,
     changed,
@@ -70,9 +71,6 @@ from tenantry.db.billing.models import BillingPayment, BillingWebhook, WebhookSt
 from tenantry.db.engines import make_engine
 from tenantry.db.urls import parse_url
 
-PG_URL = os.environ.get(
-    "TENANTRY_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 APP_ID = "bench"
 #: Give up waiting for processing when nothing moved for this long.
 STALL_TIMEOUT_S = 120.0
