@@ -58,6 +58,7 @@ from benchkit import (
     progress_console,
     run_metadata,
     say,
+    wait_until_quiet,
 )
 from rich.console import Console
 from rich.progress import (
@@ -837,6 +838,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    wait_until_quiet()
     if args.size_mb < 0 or args.tenants < 0 or args.tenant_mb <= 0:
         parser.error("--size-mb and --tenants must be at least 0, --tenant-mb more than 0")
     if args.concurrency < 1 or args.rounds < 1:

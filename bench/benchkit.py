@@ -9,7 +9,7 @@ import statistics
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -93,7 +93,10 @@ def run_metadata(**servers: str) -> dict[str, object]:
             "cpus": os.cpu_count(),
             "platform": host.platform(),
             "python": host.python_version(),
-            # At the end of the run: how fast the machine was, to tell its drift from ours.
+            # Before the run (after waiting for quiet) and at its end: how fast the machine
+            # was, to tell its drift from ours.
+            "quiet_at_start": _START.get("quiet"),
+            "probe_at_start": _START.get("probe"),
             "probe": machine_probe(),
         },
         "versions": versions,
@@ -153,6 +156,67 @@ def _query_us() -> float | None:
         return None
     finally:
         engine.dispose()
+
+
+#: What :func:`wait_until_quiet` found when this process's run began (in the JSON's machine).
+_START: dict[str, Mapping[str, object]] = {}
+
+
+def wait_until_quiet(
+    max_busy: float = 0.10, windows: int = 3, timeout_s: float = 180.0
+) -> dict[str, object]:
+    """Wait until the machine's CPUs have been at most ``max_busy`` busy (all CPUs together)
+    for ``windows`` one-second windows in a row, at most ``timeout_s``; then probe it.
+
+    What a run inherits is measured with it otherwise: a pass's first benches ran 16-27 %
+    slower than the same benches of the pass before, floors included, while work of the
+    previous bench (a server winding down, the kernel writing back, autovacuum) could still
+    be running. A machine that never got quiet is measured anyway, and said: the record
+    (``quiet_at_start`` in the JSON's machine) names the busiest processes of the last window.
+    """
+    import psutil  # the bench extra's; a bench's --help runs without it
+
+    started = time.monotonic()
+    in_a_row = 0
+    busy = 1.0
+    while True:
+        # iowait counts as busy: a writeback in progress slows the run as much as a process.
+        busy = (100 - psutil.cpu_times_percent(interval=1.0).idle) / 100
+        in_a_row = in_a_row + 1 if busy <= max_busy else 0
+        waited = time.monotonic() - started
+        if in_a_row >= windows or waited >= timeout_s:
+            break
+    record: dict[str, object] = {
+        "quiet": in_a_row >= windows,
+        "waited_s": round(waited, 1),
+        "busy_last_window": round(busy, 3),
+        "max_busy": max_busy,
+    }
+    if not record["quiet"]:
+        record["busiest"] = busiest_processes()
+        say(f"[yellow]the machine was not quiet after {waited:.0f} s: {record['busiest']}[/]")
+    elif waited > windows + 1:
+        say(f"waited {waited:.0f} s for the machine to be quiet")
+    _START["quiet"] = record
+    _START["probe"] = machine_probe()
+    return record
+
+
+def busiest_processes(top: int = 5) -> list[str]:
+    """The ``top`` processes by CPU over one second, as "name (pid): NN %"."""
+    import psutil
+
+    procs = list(psutil.process_iter(["pid", "name"]))
+    for proc in procs:
+        with suppress(psutil.Error):
+            proc.cpu_percent(None)
+    time.sleep(1.0)
+    used: list[tuple[float, str]] = []
+    for proc in procs:
+        with suppress(psutil.Error):
+            used.append((proc.cpu_percent(None), f"{proc.info['name']} ({proc.info['pid']})"))
+    used.sort(reverse=True)
+    return [f"{name}: {share:.0f} %" for share, name in used[:top]]
 
 
 #: Fewer samples than this have no p99: its nearest rank would be the maximum, one sample, which

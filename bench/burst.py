@@ -44,6 +44,7 @@ from benchkit import (
     run_metadata,
     say,
     summary,
+    wait_until_quiet,
 )
 from rich.console import Console
 from rich.table import Table
@@ -291,6 +292,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=None, help="`tenantry up --workers`")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    wait_until_quiet()
     if args.stores < 1 or args.clients < 1:
         parser.error("--stores and --clients must be at least 1")
     watch = ServerDatabases(parse_url(PG_URL) if "postgresql" in args.backends else None)

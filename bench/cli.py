@@ -20,7 +20,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from benchkit import pct, run_metadata
+from benchkit import pct, run_metadata, wait_until_quiet
 from rich.console import Console
 from rich.table import Table
 
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    wait_until_quiet()
     if args.runs < 1:
         parser.error("--runs must be at least 1")
 

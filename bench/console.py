@@ -26,7 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from benchkit import environment, num, run_metadata, summary
+from benchkit import environment, num, run_metadata, summary, wait_until_quiet
 from fastapi.testclient import TestClient
 from rich.console import Console
 from rich.table import Table
@@ -228,6 +228,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    wait_until_quiet()
     if args.stores < 1 or args.runs < 1:
         parser.error("--stores and --runs must be at least 1")
 

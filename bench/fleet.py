@@ -70,6 +70,7 @@ from benchkit import (
     pct,
     run_metadata,
     say,
+    wait_until_quiet,
 )
 from rich.console import Console
 from rich.table import Table
@@ -1011,6 +1012,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    wait_until_quiet()
     if any(n < 1 for n in args.tenants) or min(args.concurrency, args.repeat) < 1:
         parser.error("--tenants, --concurrency and --repeat must be at least 1")
     if args.noop_tenants < 0:

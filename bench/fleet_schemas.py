@@ -56,6 +56,7 @@ from benchkit import (
     run_metadata,
     say,
     server_version,
+    wait_until_quiet,
 )
 from fleet import (
     AFTER,
@@ -320,6 +321,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7, help="no-op runs; the median is shown")
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    wait_until_quiet()
     if any(n < 1 for n in args.tenants) or min(args.concurrency, args.repeat) < 1:
         parser.error("--tenants, --concurrency and --repeat must be at least 1")
     try:

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from benchkit import PG_URL, database_names, run_metadata, say
+from benchkit import PG_URL, database_names, run_metadata, say, wait_until_quiet
 from psycopg.types.json import Jsonb
 from rich.console import Console
 from rich.table import Table
@@ -237,6 +237,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    wait_until_quiet()
     server = parse_url(PG_URL)
     before = database_names(server, lambda _: True) or []
     stamp = uuid.uuid4().hex[:6]

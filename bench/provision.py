@@ -44,6 +44,7 @@ from benchkit import (
     num,
     run_metadata,
     summary,
+    wait_until_quiet,
 )
 from rich.console import Console
 from rich.table import Table
@@ -306,6 +307,7 @@ def main() -> None:
     parser.add_argument("--backends", nargs="+", default=["sqlite", "postgresql"])
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    wait_until_quiet()
     server = parse_url(PG_URL)
     watch = ServerDatabases(server if "postgresql" in args.backends else None)
     results = [

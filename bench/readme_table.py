@@ -453,27 +453,36 @@ def compare(results: Path, other: Path) -> bool:
     return ok
 
 
-def _probe(results: Path, name: str) -> dict[str, float | None] | None:
+def _machine(results: Path, name: str) -> dict[str, Any] | None:
     path = results / f"{name}.json"
     if not path.exists():
         return None
-    probe = json.loads(path.read_text()).get("run", {}).get("machine", {}).get("probe")
-    return probe if isinstance(probe, dict) else None
+    machine = json.loads(path.read_text()).get("run", {}).get("machine")
+    return machine if isinstance(machine, dict) else None
 
 
 def _print_probes(results: Path, other: Path) -> None:
-    """The machine's own drift between the two runs, bench by bench (not judged): the probe
-    each JSON took at the end of its run (``benchkit.machine_probe``)."""
+    """The machine's own drift between the two runs, bench by bench (not judged): the probes
+    each JSON took before and at the end of its run (``benchkit.machine_probe``), and a
+    warning for a run that began on a machine that never got quiet."""
     for name in BENCHES:
-        mine, theirs = _probe(results, name), _probe(other, name)
+        mine, theirs = _machine(results, name), _machine(other, name)
         if mine is None or theirs is None:
             continue
-        moved = []
-        for key in ("cpu_ms", "fsync_ms", "query_us"):
-            a, b = mine.get(key), theirs.get(key)
-            if a and b:
-                moved.append(f"{key} {a / b - 1:+.1%}")
-        print(f"machine probe at the end of {name}, this run vs the other: {', '.join(moved)}")
+        for when, key in (("before", "probe_at_start"), ("at the end of", "probe")):
+            a_probe, b_probe = mine.get(key), theirs.get(key)
+            if not isinstance(a_probe, dict) or not isinstance(b_probe, dict):
+                continue
+            moved = []
+            for field in ("cpu_ms", "fsync_ms", "query_us"):
+                a, b = a_probe.get(field), b_probe.get(field)
+                if a and b:
+                    moved.append(f"{field} {a / b - 1:+.1%}")
+            print(f"machine probe {when} {name}, this run vs the other: {', '.join(moved)}")
+        for run, machine in (("this run", mine), ("the other", theirs)):
+            quiet = machine.get("quiet_at_start")
+            if isinstance(quiet, dict) and not quiet.get("quiet"):
+                print(f"  {name} in {run} began on a busy machine: {quiet.get('busiest')}")
 
 
 def splice(readme: str, new_table: str) -> str:

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from benchkit import environment, run_metadata, say
+from benchkit import environment, run_metadata, say, wait_until_quiet
 from master_seed import seed_stores
 from rich.console import Console
 from rich.table import Table
@@ -128,6 +128,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    wait_until_quiet()
     results = []
     for count in args.stores:
         with (

@@ -55,6 +55,7 @@ from benchkit import (
     pct,
     run_metadata,
     say,
+    wait_until_quiet,
 )
 from rich.console import Console
 from rich.table import Table
@@ -705,6 +706,7 @@ def main() -> None:
     parser.add_argument("--setup-workers", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
+    wait_until_quiet()
     databases = ServerDatabases(parse_url(PG_URL))
     templates = set(
         database_names(parse_url(PG_URL), lambda n: n.startswith(TEMPLATE_PREFIX)) or []

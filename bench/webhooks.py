@@ -50,6 +50,7 @@ from benchkit import (
     pct,
     postgres_on_cpus,
     run_metadata,
+    wait_until_quiet,
 )
 from rich.console import Console
 from rich.table import Table
@@ -581,6 +582,7 @@ def main() -> None:
         "which must agree; httpx when neither is installed)",
     )
     args = parser.parse_args()
+    wait_until_quiet()
     if min(args.events, args.clients, args.rounds) < 1:
         parser.error("--events, --clients and --rounds must be at least 1")
     if args.rate < 0:
