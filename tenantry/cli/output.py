@@ -25,7 +25,20 @@ from tenantry.errors import (
     WrongDatabase,
 )
 
-console = Console(highlight=False)
+#: The width of output that goes to a pipe or a file: Rich's own default there is 80 columns,
+#: which folds a table's ids and slugs over several lines, so `| grep` and `> file` lose them.
+PIPED_WIDTH = 1000
+
+
+def _stdout_width() -> int | None:
+    """None (Rich measures the terminal, or reads COLUMNS) on a terminal or when COLUMNS is
+    set; :data:`PIPED_WIDTH` otherwise, so each table row stays one line."""
+    if os.environ.get("COLUMNS") or sys.stdout.isatty():
+        return None
+    return PIPED_WIDTH
+
+
+console = Console(highlight=False, width=_stdout_width())
 err_console = Console(stderr=True, highlight=False, soft_wrap=True)
 
 #: Exit codes: 1 a failure or a failed check, 2 bad usage or configuration, 3 a refusal by the
