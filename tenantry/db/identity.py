@@ -304,19 +304,29 @@ def stamp_spare(conn: Connection, spec: SchemaSpec, owner_app: str, spare_id: st
     )
 
 
-def unstamp_spare(conn: Connection, spec: SchemaSpec, spare_id: str) -> None:
-    """Remove the unassigned identity of spare ``spare_id`` (the caller stamps the store's in
-    the same transaction); refuses a database that is not that spare."""
-    # One statement is the check: only that spare's row matches (a database of any other
-    # identity keeps it, and the store's row inserted next would clash with a second role).
-    removed = conn.execute(
-        identity_table.delete().where(
+def claim_spare(conn: Connection, spec: SchemaSpec, owner_app: str, spare_id: str) -> Identity:
+    """Turn the unassigned identity of spare ``spare_id`` into a new tenant identity of
+    ``spec``'s schema, in the caller's transaction; refuses a database that is not that
+    spare. The new identity."""
+    identity = Identity(spec.role.value, spec.name, str(uuid.uuid4()), owner_app, utcnow())
+    # One statement is both the check and the stamp: only that spare's row matches, and a
+    # database of any other identity is left as it was.
+    claimed = conn.execute(
+        identity_table.update()
+        .where(
             identity_table.c.role == SPARE_ROLE,
             identity_table.c.schema_name == spec.name,
             identity_table.c.instance_id == spare_id,
         )
+        .values(
+            role=identity.role,
+            instance_id=identity.instance_id,
+            owner_app=identity.owner_app,
+            created_at=identity.created_at,
+            tenantry_version=__version__,
+        )
     ).rowcount
-    if removed != 1:
+    if claimed != 1:
         found = read_identity(conn)
         raise WrongDatabase(
             refusal(
@@ -327,3 +337,4 @@ def unstamp_spare(conn: Connection, spec: SchemaSpec, spare_id: str) -> None:
             ),
             "Run `tenantry doctor`: the spare pool's record and the server disagree.",
         )
+    return identity

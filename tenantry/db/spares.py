@@ -22,7 +22,7 @@ from sqlalchemy.engine import URL
 
 from tenantry.db import admin, builder, logins
 from tenantry.db.engines import connect, make_engine
-from tenantry.db.identity import stamp_identity, stamp_spare, unstamp_spare
+from tenantry.db.identity import claim_spare, stamp_spare
 from tenantry.db.master.models import Store
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.urls import backend_of
@@ -111,8 +111,7 @@ def assign(conn: Connection, spec: SchemaSpec, owner: str, spare_id: str, store:
     """Make spare ``spare_id`` on ``conn`` the store's: its unassigned identity replaced by a
     new tenant identity and the initial data written, in the caller's transaction (all or
     nothing); the new instance id."""
-    unstamp_spare(conn, spec, spare_id)
-    identity = stamp_identity(conn, spec, owner, table_exists=True)
+    identity = claim_spare(conn, spec, owner, spare_id)
     if spec.seed is not None:
         spec.seed(conn, {"name": store.name, "slug": store.slug, "id": str(store.id)})
     return identity.instance_id

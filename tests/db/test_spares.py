@@ -8,11 +8,12 @@ import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, select
 from sqlalchemy.engine import URL
 
 from tenantry.db import admin
 from tenantry.db.engines import make_engine
-from tenantry.db.identity import SPARE_ROLE, read_identity
+from tenantry.db.identity import SPARE_ROLE, identity_table, read_identity
 from tenantry.db.master.models import Store
 from tenantry.db.schemas import tenant_schema
 from tenantry.db.spares import assign, drop_spare_login, make_spare, new_spare_name, spare_url
@@ -44,6 +45,8 @@ def test_assign_refuses_a_database_that_is_not_the_claimed_spare(tmp_path: Path)
                 found = read_identity(conn)
                 assert found is not None
                 assert (found.role, found.instance_id) == ("tenant", instance)
+                # The spare's unassigned row became the store's: no second identity remains.
+                assert conn.scalar(select(func.count()).select_from(identity_table)) == 1
         finally:
             engine.dispose()
     finally:
