@@ -84,6 +84,7 @@ from tenantry.db.engines import make_engine
 from tenantry.db.identity import IDENTITY_TABLE
 from tenantry.db.master.models import Backup
 from tenantry.db.schemas import SchemaSpec, tenant_schema
+from tenantry.db.server_connections import SERVERS
 from tenantry.db.urls import mask, parse_url
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.backup_verify import verify_backup
@@ -91,7 +92,6 @@ from tenantry.operations.init import run_init
 from tenantry.services import schema_ops
 from tenantry.services.backups.targets import BackupTarget
 from tenantry.services.backups.verification import SCRATCH_PREFIX, Verification
-from tenantry.services.fleet_targets import SERVERS
 from tenantry.settings import Settings, load_settings
 
 OWNER = "tenantry"

@@ -1,4 +1,5 @@
-"""One engine per database server for work that visits many databases on it (fleet runs).
+"""One engine per database server for work that visits many databases on it: fleet runs,
+imports, backups, and provisioning's one-off connections to a new database.
 
 A fresh engine per database repeats the driver's set-up queries and starts with an empty
 compiled-statement cache; over a thousand tenant databases that costs more than the work.
@@ -93,3 +94,9 @@ class ServerConnections:
             for engine in self._engines.values():
                 engine.dispose()
             self._engines.clear()
+
+
+#: Shared by everything in this process that opens one-off connections to tenant databases
+#: (fleet runs, verify, imports, backups, provisioning): one engine per server, its dialect
+#: set up once and its compiled statements reused, not one engine per database.
+SERVERS = ServerConnections()

@@ -21,10 +21,10 @@ from sqlalchemy import Connection
 from sqlalchemy.engine import URL
 
 from tenantry.db import admin, builder, logins
-from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import claim_spare, stamp_spare
 from tenantry.db.master.models import Store
 from tenantry.db.schemas import SchemaSpec
+from tenantry.db.server_connections import SERVERS
 from tenantry.db.urls import backend_of
 from tenantry.errors import DatabaseAdminError
 
@@ -78,13 +78,9 @@ def make_spare(
         admin.drop_database(url)
         return None
     password = logins.create_login(url, str(url.database))
-    engine = make_engine(url, pool_size=1)
-    try:
-        with connect(engine, begin=True) as conn:
-            stamp_spare(conn, spec, owner, spare_id)
-            logins.grant_in(conn, url, str(url.database), "service")
-    finally:
-        engine.dispose()
+    with SERVERS.connect(url) as conn, conn.begin():
+        stamp_spare(conn, spec, owner, spare_id)
+        logins.grant_in(conn, url, str(url.database), "service")
     return MadeSpare(password)
 
 

@@ -50,7 +50,7 @@ from tenantry.db.master.models import (
 )
 from tenantry.db.master.models import Store as MasterStore
 from tenantry.db.schemas import SchemaSpec
-from tenantry.db.server_connections import ServerConnections
+from tenantry.db.server_connections import SERVERS
 from tenantry.errors import Conflict, TenantryError
 from tenantry.failpoints import failpoint
 from tenantry.imports.cursor import CURSOR, begin, read_header
@@ -72,10 +72,6 @@ from tenantry.services import stores as store_service
 from tenantry.services.connections import migrator_url
 from tenantry.services.moves import describe
 from tenantry.settings import Settings
-
-#: The tenant databases' connections, one engine per database server for every import in this
-#: process (its dialect set up once, its compiled statements reused store after store).
-SERVERS = ServerConnections()
 
 
 @dataclass

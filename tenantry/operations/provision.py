@@ -41,6 +41,7 @@ from tenantry.db.master.models import (
     Store,
 )
 from tenantry.db.schemas import SchemaSpec
+from tenantry.db.server_connections import SERVERS
 from tenantry.db.sqlite_prepared import write_prepared_copy
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import Conflict, NotFound
@@ -204,11 +205,11 @@ class Provisioner:
                 self._record_copied(job, None)
                 self._step_save_and_activate(job, store, url, cloned.instance_id)
                 return ProvisioningStatus.COMPLETED
-            engine = make_engine(url, pool_size=1)
             made: runtime_access.RuntimeAccess | None = None
             if cloned:
-                identity, made = self._step_stamp_and_seed_clone(job, store, engine, url)
+                identity, made = self._step_stamp_and_seed_clone(job, store, url)
             else:
+                engine = make_engine(url, pool_size=1)
                 with connect(engine) as conn:
                     conn.execute(text("SELECT 1"))
                 self.step_inspect_and_build(job, engine)
@@ -301,7 +302,7 @@ class Provisioner:
         return True
 
     def _step_stamp_and_seed_clone(
-        self, job: ProvisioningJob, store: Store, engine: Engine, url: URL
+        self, job: ProvisioningJob, store: Store, url: URL
     ) -> tuple[str, runtime_access.RuntimeAccess | None]:
         """A template copy made by this run: every table at head, an empty identity table.
         Identity and initial data go in together, in one transaction (a job resumed after a
@@ -313,7 +314,8 @@ class Provisioner:
         if backend_of(url) == "postgresql":
             login = runtime_access.store_logins(store.slug, store.id)[0]
             access = runtime_access.make_login(self.box, url, login)
-        with connect(engine, begin=True) as conn:
+        # On the server's shared engine: its dialect set up once, not once per new database.
+        with SERVERS.connect(url) as conn, conn.begin():
             instance_id = tenant_setup.stamp_and_seed_clone(
                 conn, self.spec, self.settings.tenant_owner, store
             )

@@ -19,9 +19,9 @@ from sqlalchemy import Connection, update
 from sqlalchemy.engine import URL
 
 from tenantry.db import admin, builder, logins
-from tenantry.db.engines import connect, make_engine
 from tenantry.db.identity import SPARE_ROLE, read_identity
 from tenantry.db.master.models import Operation, ProvisioningJob, ProvisioningMode, Store
+from tenantry.db.server_connections import SERVERS
 from tenantry.db.spares import (
     SPARE_BACKENDS,
     assign,
@@ -144,12 +144,8 @@ def stamp_and_seed(runner: Provisioner, spare: ClaimedSpare, store: Store, url: 
     failpoint("provision.inspect")
     failpoint("provision.migrate")
     failpoint("provision.seed")
-    engine = make_engine(url, pool_size=1)
-    try:
-        with connect(engine, begin=True) as conn:
-            return assign(conn, runner.spec, runner.settings.tenant_owner, str(spare.id), store)
-    finally:
-        engine.dispose()
+    with SERVERS.connect(url) as conn, conn.begin():
+        return assign(conn, runner.spec, runner.settings.tenant_owner, str(spare.id), store)
 
 
 def discard(runner: Provisioner, job: ProvisioningJob, url: URL) -> None:
@@ -166,10 +162,6 @@ def discard(runner: Provisioner, job: ProvisioningJob, url: URL) -> None:
 
 
 def _unassigned(url: URL) -> bool:
-    engine = make_engine(url, pool_size=1)
-    try:
-        with connect(engine) as conn:
-            found = read_identity(conn)
-    finally:
-        engine.dispose()
+    with SERVERS.connect(url) as conn:
+        found = read_identity(conn)
     return found is not None and found.role == SPARE_ROLE

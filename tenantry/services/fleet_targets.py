@@ -23,7 +23,7 @@ from tenantry.db.identity import Identity, expect
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, IntegrationConfig, Store
 from tenantry.db.probe import probe
 from tenantry.db.schemas import SchemaSpec
-from tenantry.db.server_connections import ServerConnections
+from tenantry.db.server_connections import SERVERS
 from tenantry.db.shared_schemas import schema_url
 from tenantry.db.tenant_snapshot import TenantSnapshot, read_snapshot
 from tenantry.db.urls import mask
@@ -120,10 +120,6 @@ def _server_of(row: Any, servers: dict[uuid.UUID, DatabaseServer]) -> DatabaseSe
             None,
         )
     return None
-
-
-#: Shared by every run in this process: one engine per server, not one per tenant.
-SERVERS = ServerConnections()
 
 
 @contextmanager

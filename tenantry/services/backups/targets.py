@@ -15,12 +15,13 @@ from tenantry.db.identity import Identity, expect
 from tenantry.db.master.models import Backup, DatabaseServer, IntegrationConfig, Store
 from tenantry.db.probe import probe
 from tenantry.db.schemas import Role, SchemaSpec, billing_schema, master_schema, tenant_schema
+from tenantry.db.server_connections import SERVERS
 from tenantry.db.shared_schemas import schema_url
 from tenantry.db.urls import mask, parse_url
 from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.files import private_dir
 from tenantry.services.connections import matching_server, server_url, tenant_url
-from tenantry.services.fleet_targets import SERVERS, tenant_databases
+from tenantry.services.fleet_targets import tenant_databases
 from tenantry.settings import Settings
 
 STORE_PREFIX = "store:"
