@@ -95,8 +95,7 @@ def provision_rows(data: dict[str, Any]) -> Iterator[Row]:
 
 
 def _rounds(m: dict[str, Any]) -> str:
-    """How a sender's rounds were summed up: medians of the rounds (a JSON written before the
-    p99 became the median of the rounds says the p99 was pooled)."""
+    """How a sender's rounds were summed up: the median rate, the p99 pooled or a median."""
     if m.get("p99_samples"):
         return f"median rate of {m['rounds']} rounds, p99 of their {m['p99_samples']} answers"
     return f"median of {m['rounds']}"
