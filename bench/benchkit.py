@@ -168,11 +168,12 @@ def wait_until_quiet(
     """Wait until the machine's CPUs have been at most ``max_busy`` busy (all CPUs together)
     for ``windows`` one-second windows in a row, at most ``timeout_s``; then probe it.
 
-    What a run inherits is measured with it otherwise: a pass's first benches ran 16-27 %
-    slower than the same benches of the pass before, floors included, while work of the
-    previous bench (a server winding down, the kernel writing back, autovacuum) could still
-    be running. A machine that never got quiet is measured anyway, and said: the record
-    (``quiet_at_start`` in the JSON's machine) names the busiest processes of the last window.
+    What a run inherits is measured with it otherwise (a server of the bench before winding
+    down, the kernel writing back, autovacuum). A machine that never got quiet is measured
+    anyway, and said: the record (``quiet_at_start`` in the JSON's machine) names the busiest
+    processes of the last window. What the VM cannot see is the host's own speed: two passes
+    whose every bench passed this gate at once still saw the probe after it move 30-70 % at
+    the same bench (``readme_table.py --compare`` prints it).
     """
     import psutil  # the bench extra's; a bench's --help runs without it
 
