@@ -128,10 +128,12 @@ def _ensure_only_new_opens_all(platform: Platform, new: bytes) -> None:
         raise ConfigurationError(
             "every secret was resealed under the new key, but "
             + ", ".join(left)
-            + " still need an old key (sealed meanwhile by a process that has not been "
-            "restarted?); the old keys were kept in the file.",
-            "Restart running API servers and workers, then run "
-            "`tenantry keys rotate --retire-old` again.",
+            + " still need an old key (sealed meanwhile: by work already under way when the "
+            "key file changed, or by a process that does not read this key file); the old keys "
+            "were kept in the file.",
+            "Run `tenantry keys rotate --retire-old` again once running jobs have finished; if "
+            "it is refused again, restart the API servers and workers that use another copy of "
+            "the key file.",
         )
 
 

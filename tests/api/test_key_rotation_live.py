@@ -242,7 +242,23 @@ def test_rotation_with_retire_old_while_api_and_worker_run(live: Live, tmp_path:
                 rotation.kill()
                 rotation.wait()
         assert n >= 1  # stores were being provisioned while the keys changed
-        assert rotation.returncode == 0, (out, err, log.read_text())
+        if rotation.returncode == 2 and "sealed meanwhile" in out:
+            # The documented refusal, and what it protects against: a job sealed a secret
+            # under the old key just before the key file changed and committed it after the
+            # reseal, so retiring that key now would lose it. The old keys were kept; as the
+            # hint says, once that work is done a second run finishes.
+            traffic.wait_for_jobs(90)
+            again = subprocess.run(
+                [sys.executable, "-m", "tenantry", "keys", "rotate", "--retire-old", "--json"],
+                capture_output=True,
+                text=True,
+                env=os.environ.copy(),
+                timeout=120,
+            )
+            out, err = again.stdout, again.stderr
+            assert again.returncode == 0, (out, err, log.read_text())
+        else:
+            assert rotation.returncode == 0, (out, err, log.read_text())
         assert json.loads(out)["retired_old"] is True
         new_keys, _ = raw_keys(settings)
         assert len(new_keys) == 1
