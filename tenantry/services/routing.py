@@ -30,6 +30,7 @@ from tenantry.db.identity import expect
 from tenantry.db.master.models import DatabaseServer, DatabaseStatus, Store
 from tenantry.db.schemas import Role
 from tenantry.db.shared_routing import SharedTenant
+from tenantry.db.tenant_sessions import TenantSession
 from tenantry.db.urls import mask
 from tenantry.errors import StoreSuspended, StoreUnavailable
 from tenantry.observability import metrics
@@ -169,7 +170,7 @@ class TenantRouter:
         instead of failing; other backends are unaffected."""
         engine = self.engine(master, store)
         bind = writer(engine) if write and engine.dialect.name == "sqlite" else engine
-        with Session(bind, expire_on_commit=False) as session:
+        with TenantSession(bind, expire_on_commit=False) as session:
             yield session
 
     @contextmanager

@@ -93,7 +93,7 @@ def test_drain_over_http_moves_each_store_blocking_only_its_own_writes(
     assert sorted(m["store"] for m in body["moves"]) == slugs
     assert body["cannot_move"] == []
     writes: list[Write] = []
-    reads: list[int] = []
+    refused_reads: list[str] = []
     n = 0
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -107,7 +107,9 @@ def test_drain_over_http_moves_each_store_blocking_only_its_own_writes(
                 headers=api.admin,
             )
             writes.append(Write(slug, sku, made.status_code, datetime.now(UTC), sent))
-            reads.append(api.client.get(f"/stores/{slug}/products", headers=api.admin).status_code)
+            read = api.client.get(f"/stores/{slug}/products", headers=api.admin)
+            if read.status_code != 200:
+                refused_reads.append(f"{slug}: {read.status_code} {read.text}")
         drain = api.client.get("/database-servers/old/drain", headers=api.admin).json()
         if drain["operation"]["status"] not in ("queued", "running"):
             break
@@ -119,7 +121,7 @@ def test_drain_over_http_moves_each_store_blocking_only_its_own_writes(
     assert drain["operation"]["progress"]["current"] == 2
     assert [m["kind"] for m in drain["moves"]] == ["move", "move"]
     assert {m["status"] for m in drain["moves"]} == {"succeeded"}
-    assert set(reads) == {200}
+    assert refused_reads == []
     assert {w.status for w in writes} <= {201, 503}
     windows = {}
     moved = {}  # each move's own span, as master recorded it
