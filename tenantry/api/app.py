@@ -6,8 +6,9 @@ import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import cache
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 
 from tenantry.api import errors, idempotency, openapi, webhook_receiver
 from tenantry.api.body_limit import BodyLimit
@@ -43,6 +44,13 @@ from tenantry.operations.dispatch import Dispatcher
 from tenantry.runtime import Platform, open_dispatcher
 from tenantry.settings import Settings, load_settings
 from tenantry.version import __version__
+
+
+@cache
+def schema_router(schema_module: str) -> APIRouter:
+    """The routes of tenant schema plug-in ``schema_module``'s declared tables, built once per
+    process (a router can be included in any number of apps)."""
+    return resource_router(resources_of(schema_module))
 
 
 def create_app(
@@ -102,7 +110,6 @@ def create_app(
     app.include_router(server_drain.router)
     app.include_router(store_move.router)
     app.include_router(tenant_data.router)
-    app.include_router(resource_router(resources_of(settings.tenant_schema)))
     app.include_router(billing.router)
     app.include_router(webhooks.router)
     app.include_router(backups.router)
@@ -113,6 +120,11 @@ def create_app(
     app.include_router(apikeys.router)
     app.include_router(audit.router)
     app.include_router(monitoring.router)
+    # The tables a tenant schema declares come after tenantry's own routes, so a plug-in's
+    # table named like one of them (``backups``, say) never hides it. FastAPI builds an app's
+    # routes of an included router when a request first walks past them: last, every other
+    # route is found without building the 60-odd table routes.
+    app.include_router(schema_router(settings.tenant_schema))
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

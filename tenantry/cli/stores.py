@@ -109,12 +109,13 @@ def list_(
         found, total = stores.list_stores(
             session, status=str(db_status) if db_status else None, limit=limit
         )
+        statuses = stores.lifecycle_statuses(session, found)
         items: list[dict[str, Any]] = [
             {
                 "id": str(s.id),
                 "slug": s.slug,
                 "name": s.name,
-                "status": stores.lifecycle_status(session, s),
+                "status": statuses[s.id],
                 "database_status": s.database_status,
                 "database_type": s.database_type,
                 "plan": s.subscription_plan,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable
 
 import pytest
@@ -24,50 +23,14 @@ from tenantry.db.master.models import (
 )
 from tenantry.errors import Conflict
 from tenantry.operations import provision_request, store_create
-from tenantry.operations.dispatch import OnReady
 from tenantry.runtime import Platform
 from tenantry.services import placement, servers, stores
 from tenantry.services.server_loads import ServerLoad, server_loads
 from tests.conftest import SERVER_URLS, require_server
+from tests.dispatchers import KeptQueued
 from tests.platform_fixtures import backend_platform, platform, settings
 
 __all__ = ["backend_platform", "platform", "settings"]
-
-
-class KeptQueued:
-    """A dispatcher that only keeps what it is handed: jobs stay queued."""
-
-    where = "nowhere (test)"
-
-    def __init__(self) -> None:
-        self.jobs: list[uuid.UUID] = []
-
-    def enqueue_provision(self, job_id: uuid.UUID) -> None:
-        self.jobs.append(job_id)
-
-    def enqueue_fleet_tenants(self, run_id: uuid.UUID, store_ids: list[uuid.UUID]) -> None:
-        raise AssertionError("not used")
-
-    def enqueue_backup(self, backup_id: uuid.UUID, scope: str) -> None:
-        raise AssertionError("not used")
-
-    def enqueue_import(self, operation_id: uuid.UUID) -> None:
-        raise AssertionError("not used")
-
-    def enqueue_drain(self, operation_id: uuid.UUID, concurrency: int) -> None:
-        raise AssertionError("not used")
-
-    def enqueue_rebalance(self, operation_id: uuid.UUID, concurrency: int) -> None:
-        raise AssertionError("not used")
-
-    def depth(self) -> int:
-        return len(self.jobs)
-
-    def run_workers(self, threads: int, *, on_ready: OnReady | None = None) -> None:
-        raise AssertionError("not used")
-
-    def close(self) -> None:
-        pass
 
 
 def register(platform: Platform, name: str, backend: str = "postgresql", **labels: object) -> None:

@@ -35,13 +35,14 @@ from tenantry.services import provisioning, stores, usage
 router = APIRouter(tags=["stores"])
 
 
-def store_out(session: Session, store: Store) -> StoreOut:
-    """The API view of a store."""
+def store_out(session: Session, store: Store, status: str | None = None) -> StoreOut:
+    """The API view of a store (``status``: its :func:`~stores.lifecycle_status`, when the
+    caller already has it)."""
     return StoreOut(
         id=store.id,
         slug=store.slug,
         name=store.name,
-        status=stores.lifecycle_status(session, store),
+        status=status or stores.lifecycle_status(session, store),
         database_status=store.database_status,
         database_type=store.database_type,
         plan=store.subscription_plan,
@@ -110,7 +111,8 @@ def list_stores(
     else:
         found = [stores.get_store(master, key.store_id)] if key.store_id else []
         total = len(found)
-    return StoreList(items=[store_out(master, s) for s in found], total=total)
+    statuses = stores.lifecycle_statuses(master, found)
+    return StoreList(items=[store_out(master, s, statuses[s.id]) for s in found], total=total)
 
 
 @router.get("/stores/{store_ref}", response_model=StoreOut)

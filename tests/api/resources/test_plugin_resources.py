@@ -4,6 +4,8 @@ schema's; store databases on SQLite, PostgreSQL and MariaDB."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from sqlalchemy import update
 
@@ -12,13 +14,17 @@ from tenantry.services import stores
 from tenantry.settings import Settings, load_settings
 from tests.api.conftest import Api
 from tests.api.resources.conftest import ShopFactory
+from tests.conftest import drop_schema_templates
+from tests.fixtures.shop_plugin import SCHEMA_NAME
 
 
 @pytest.fixture
-def settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
-    """The installation with the test plug-in (and its resources) as tenant schema."""
+def settings(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """The installation with the test plug-in (and its resources) as tenant schema; the
+    template its PostgreSQL store's database was cloned from is dropped after."""
     monkeypatch.setenv("TENANTRY_TENANT_SCHEMA", "tests.fixtures.gauge_api")
-    return load_settings()
+    yield load_settings()
+    drop_schema_templates(SCHEMA_NAME)
 
 
 def test_a_plugin_serves_its_own_resources(api: Api, new_shop: ShopFactory) -> None:

@@ -1,0 +1,96 @@
+"""A store's lifecycle status (pending, provisioning, active, ...) is what its database status
+and its jobs say, and a page of stores gets every status in one query of the jobs, however
+many of them are being provisioned (a page of stores was one query per store)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+
+from tenantry.db.master.models import ProvisioningMode
+from tenantry.operations import provision_request, store_create
+from tenantry.operations.dispatch import InProcessDispatcher
+from tenantry.runtime import Platform
+from tenantry.services import placement, stores
+from tests.dispatchers import KeptQueued
+from tests.platform_fixtures import backend_platform
+
+__all__ = ["backend_platform"]
+
+
+def _store(platform: Platform, slug: str) -> None:
+    store_create.create(platform, slug=slug, name=slug, plan="free", actor="cli:test")
+
+
+def _queued(platform: Platform, slug: str) -> None:
+    """``slug`` created with a provisioning job that stays queued."""
+    _store(platform, slug)
+    provision_request.request(
+        platform,
+        KeptQueued(),
+        slug,
+        mode=ProvisioningMode.CREATE_NEW,
+        server=placement.SQLITE,
+        actor="cli:test",
+    )
+
+
+def _statuses(platform: Platform) -> tuple[dict[str, str], int]:
+    """Every store's status through one page (slug -> status), and how many statements the
+    statuses took."""
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_rest: Any) -> None:
+        statements.append(statement)
+
+    with platform.sessions() as session:
+        page, _total = stores.list_stores(session, limit=1000)
+        event.listen(platform.master_engine, "before_cursor_execute", count)
+        try:
+            found = stores.lifecycle_statuses(session, page)
+        finally:
+            event.remove(platform.master_engine, "before_cursor_execute", count)
+        # One store at a time gives the same answer.
+        assert found == {s.id: stores.lifecycle_status(session, s) for s in page}
+        return {s.slug: found[s.id] for s in page}, len(statements)
+
+
+def test_a_page_of_stores_gets_every_status_in_one_query(backend_platform: Platform) -> None:
+    platform = backend_platform
+    _store(platform, "never-provisioned")
+    _queued(platform, "queued-1")
+    _store(platform, "active-1")
+    dispatcher = InProcessDispatcher(platform)
+    try:
+        provision_request.request(
+            platform,
+            dispatcher,
+            "active-1",
+            mode=ProvisioningMode.CREATE_NEW,
+            server=placement.SQLITE,
+            actor="cli:test",
+        )
+        dispatcher.join()
+        dispatcher.raise_failure()
+    finally:
+        dispatcher.close()
+
+    few, few_statements = _statuses(platform)
+    assert few == {
+        "active-1": "active",
+        "never-provisioned": "pending",
+        "queued-1": "provisioning",
+    }
+    for n in range(2, 9):
+        _queued(platform, f"queued-{n}")
+        _store(platform, f"pending-{n}")
+    many, many_statements = _statuses(platform)
+    assert many["active-1"] == "active"
+    assert [s for s, v in many.items() if v == "provisioning"] == [
+        f"queued-{n}" for n in range(1, 9)
+    ]
+    assert sorted(s for s, v in many.items() if v == "pending") == sorted(
+        ["never-provisioned", *(f"pending-{n}" for n in range(2, 9))]
+    )
+    assert few_statements == many_statements == 1
