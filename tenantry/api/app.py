@@ -120,10 +120,11 @@ def create_app(
     app.include_router(apikeys.router)
     app.include_router(audit.router)
     app.include_router(monitoring.router)
-    # The tables a tenant schema declares come after tenantry's own routes, so a plug-in's
-    # table named like one of them (``backups``, say) never hides it. FastAPI builds an app's
-    # routes of an included router when a request first walks past them: last, every other
-    # route is found without building the 60-odd table routes.
+    # The tables a tenant schema declares come last: FastAPI builds an app's copy of an
+    # included router's routes when a request first walks past them, so every other route is
+    # found without building the 60-odd table routes (none of the routers above serves a path
+    # these could also match: their paths start elsewhere or are tenantry's own store routes,
+    # which were before them already).
     app.include_router(schema_router(settings.tenant_schema))
 
     @app.get("/health", tags=["health"])
