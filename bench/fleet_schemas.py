@@ -22,12 +22,19 @@ initial data; then a nullable, indexed column on ``products``):
   ``migrate_schemas --tenant`` applying 0002 and ``--repeat`` runs with nothing to apply,
   with the multiprocessing executor (``TENANT_MULTIPROCESSING_MAX_PROCESSES`` =
   ``--concurrency``) on the fresh schemas, then with the standard executor (one process)
-  after rolling 0002 back. It runs in a process of its own (``drive.py``), timed from inside
-  it as tenantry's steps are (neither pays for its interpreter's start-up).
+  after rolling 0002 back. It runs in a process of its own (``drive.py``), which does one
+  step at a time as this bench asks, timed from inside it as tenantry's steps are (neither
+  pays for its interpreter's start-up).
 
-The apply is measured once per tool and executor (each needs fresh tenants at the revision
-before); the no-op runs ``--repeat`` times. Prints a table and writes ``fleet_schemas.json``.
-Every database and role created is dropped at the end, whatever happened, and the server's
+**In turns.** Both are set up before anything is timed; then tenantry's apply and
+django-tenants' (multiprocessing) apply run back to back, and the ``--repeat`` no-op runs
+alternate between them, who goes first swapping each round. The host's speed moves by tens of
+per cent over minutes (``run.machine`` records its probe before and after): measured in turns,
+a change reaches both tools alike and the ratio holds, where two blocks a few minutes apart
+each caught the machine at another speed. The apply is measured once per tool and executor
+(each needs fresh tenants at the revision before); the standard executor runs last, for
+reference (no ratio). Prints a table and writes ``fleet_schemas.json``. Every database and
+role created is dropped at the end, whatever happened, and the server's
 database and role lists are compared before and after.
 """
 
@@ -42,6 +49,9 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,6 +86,7 @@ from tenantry.db import migrations
 from tenantry.db.admin import create_database, dispose_server_engines, drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import IntegrationConfig, TenantOutcome
+from tenantry.db.schemas import SchemaSpec
 from tenantry.db.shared_schemas import pool_login
 from tenantry.db.urls import mask, parse_url
 from tenantry.operations.fleet_record import RunReport
@@ -131,8 +142,30 @@ def _drop_shared(server: URL, database: str, roles: list[str]) -> None:
         engine.dispose()
 
 
-def bench_tenantry(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
-    """``run_fleet`` (apply, no-op) and ``verify_fleet`` over ``n`` shared-schema stores."""
+@dataclass
+class TenantryFleet:
+    """A fresh installation with ``n`` shared-schema stores at the revision before AFTER."""
+
+    platform: Platform
+    spec: SchemaSpec
+    options: MigrateOptions
+    n: int
+    concurrency: int
+    setup_s: float
+
+    def run(self, step: str) -> tuple[float, RunReport]:
+        """One ``run_fleet`` to AFTER: ``tenantry_apply`` (every outcome migrated) or
+        ``tenantry_noop`` (every outcome current)."""
+        expected = TenantOutcome.MIGRATED if step == "tenantry_apply" else TenantOutcome.CURRENT
+        return timed_fleet_run(
+            self.platform, self.spec, self.options, self.concurrency, self.n, expected, step
+        )
+
+
+@contextmanager
+def tenantry_fleet(n: int, concurrency: int) -> Iterator[TenantryFleet]:
+    """``n`` stores provisioned the way ``provision --new --shared`` does, b002 written; their
+    shared database and roles dropped after, whatever happened."""
     server = parse_url(PG_URL)
     database = f"tenantry_bench_fsch_{uuid.uuid4().hex[:8]}"
     roles: list[str] = [pool_login(database)]
@@ -157,44 +190,53 @@ def bench_tenantry(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
                     )
                 finally:
                     roles = _roles(platform, database)
-                checkpoint(server)
                 setup_s = time.perf_counter() - t0
                 inst.write_b002()
                 after = inst.spec(with_note=True)
                 if migrations.head(after) != AFTER:
                     raise RuntimeError(f"the plug-in's head is {migrations.head(after)}")
                 options = MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
-                runs: dict[str, list[tuple[float, RunReport]]] = {}
-                for step, expected, times in (
-                    ("tenantry_apply", TenantOutcome.MIGRATED, 1),
-                    ("tenantry_noop", TenantOutcome.CURRENT, repeat),
-                ):
-                    for rep in range(times):
-                        say(f"tenantry x{n}: {step.replace('_', ' ')} ({rep + 1}/{times})")
-                        runs.setdefault(step, []).append(
-                            timed_fleet_run(
-                                platform, after, options, concurrency, n, expected, step
-                            )
-                        )
-                    if step == "tenantry_apply":
-                        checkpoint(server)
-                steps = {step: _repeated(done, n) for step, done in runs.items()}
-                steps["verify"] = verify_timing(
-                    platform, after, n, concurrency, repeat, f"tenantry x{n}"
-                )
-                platform.router.dispose_all()
+                try:
+                    yield TenantryFleet(platform, after, options, n, concurrency, setup_s)
+                finally:
+                    platform.router.dispose_all()
         finally:
             say(f"tenantry x{n}: dropping {database} and {len(roles)} roles")
             dispose_server_engines()
             _drop_shared(server, database, roles)
-    return {"setup_s": setup_s, "steps": steps}
 
 
 # --------------------------------------------------------------------------- django-tenants
 
 
-def bench_django_tenants(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
-    """``drive.py`` of the django-tenants project over a new database; its steps."""
+class DjangoTenants:
+    """``drive.py`` of the django-tenants project on a new database, in a process of its own,
+    driven one step at a time (one JSON line per step)."""
+
+    def __init__(self, proc: subprocess.Popen[str], ready: dict[str, Any]) -> None:
+        self.proc = proc
+        self.setup_s = float(ready["setup_s"])
+        self.versions: dict[str, str] = ready["versions"]
+        self.processes = int(ready["processes"])
+
+    def step(self, command: str) -> dict[str, Any]:
+        """Send ``command``; its answer (a failed step raises with drive.py's message)."""
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
+        self.proc.stdin.write(command + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"drive.py ended (exit {self.proc.wait()}) at {command!r}")
+        answer: dict[str, Any] = json.loads(line)
+        if "error" in answer:
+            raise RuntimeError(f"drive.py {command!r}: {answer['error']}")
+        return answer
+
+
+@contextmanager
+def django_tenants(n: int, concurrency: int) -> Iterator[DjangoTenants]:
+    """drive.py set up over ``n`` tenants; its database dropped after, whatever happened."""
     server = parse_url(PG_URL)
     url = server.set(database=f"tenantry_bench_djt_{uuid.uuid4().hex[:8]}")
     create_database(url)
@@ -207,31 +249,89 @@ def bench_django_tenants(n: int, concurrency: int, repeat: int) -> dict[str, Any
     }
     try:
         say(f"django-tenants x{n}: drive.py on {mask(url)}")
-        done = subprocess.run(
-            [sys.executable, "drive.py", "--tenants", str(n), "--repeat", str(repeat)],
+        with subprocess.Popen(
+            [sys.executable, "drive.py", "--tenants", str(n)],
             cwd=DJANGO_PROJECT,
             env=env,
+            stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise RuntimeError(f"drive.py exited {done.returncode} (its errors are above)")
-        measured: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+        ) as proc:
+            try:
+                assert proc.stdout is not None
+                ready = proc.stdout.readline()
+                if not ready:
+                    raise RuntimeError(f"drive.py exited {proc.wait()} (its errors are above)")
+                yield DjangoTenants(proc, json.loads(ready))
+            finally:
+                if proc.stdin is not None:
+                    proc.stdin.close()  # its end of input: it exits
+                proc.wait(timeout=60)
     finally:
         drop_database(url)
-    steps: dict[str, dict[str, Any]] = {}
-    for executor, values in measured["executors"].items():
-        noops = values["noop_runs_s"]
-        steps[f"dt_{executor}_apply"] = _timing(values["apply_s"], n) | {
-            "processes": values["processes"],
-            "migrated": values["migrated"],
+
+
+# --------------------------------------------------------------------------- both, in turns
+
+
+def bench_both(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
+    """Both tools set up over ``n`` tenants, then measured in turns on the same server: each
+    apply right after the other's, and the no-op runs alternating (who goes first swaps
+    each round), so a change of the machine's speed over the run reaches both alike."""
+    server = parse_url(PG_URL)
+    with tenantry_fleet(n, concurrency) as ours, django_tenants(n, concurrency) as theirs:
+        steps: dict[str, Any] = {}
+        checkpoint(server)
+        say(f"x{n}: tenantry apply")
+        applied = ours.run("tenantry_apply")
+        checkpoint(server)
+        say(f"x{n}: django-tenants apply (multiprocessing)")
+        dt_apply = theirs.step("apply multiprocessing")
+        theirs.step("checkpoint")
+        ours_noops: list[tuple[float, RunReport]] = []
+        dt_noops: list[float] = []
+        for rep in range(repeat):
+            turns = ("ours", "theirs") if rep % 2 == 0 else ("theirs", "ours")
+            for who in turns:
+                say(f"x{n}: {who} no-op ({rep + 1}/{repeat})")
+                if who == "ours":
+                    ours_noops.append(ours.run("tenantry_noop"))
+                else:
+                    dt_noops.append(float(theirs.step("noop multiprocessing")["seconds"]))
+        steps["tenantry_apply"] = _repeated([applied], n)
+        steps["tenantry_noop"] = _repeated(ours_noops, n)
+        steps["verify"] = verify_timing(
+            ours.platform, ours.spec, n, concurrency, repeat, f"tenantry x{n}"
+        )
+        mp = {"processes": theirs.processes}
+        steps["dt_multiprocessing_apply"] = (
+            _timing(float(dt_apply["seconds"]), n) | mp | {"migrated": dt_apply["migrated"]}
+        )
+        steps["dt_multiprocessing_noop"] = (
+            _timing(statistics.median(dt_noops), n)
+            | mp
+            | {"runs_s": [round(s, 3) for s in dt_noops]}
+        )
+        # The standard executor (one process), after rolling back: for reference, no ratio.
+        theirs.step("rollback")
+        theirs.step("checkpoint")
+        standard = theirs.step("apply standard")
+        theirs.step("checkpoint")
+        std_noops = [float(theirs.step("noop standard")["seconds"]) for _ in range(repeat)]
+        one = {"processes": 1}
+        steps["dt_standard_apply"] = (
+            _timing(float(standard["seconds"]), n) | one | {"migrated": standard["migrated"]}
+        )
+        steps["dt_standard_noop"] = (
+            _timing(statistics.median(std_noops), n)
+            | one
+            | {"runs_s": [round(s, 3) for s in std_noops]}
+        )
+        return {
+            "setup_s": {"tenantry": ours.setup_s, "django_tenants": theirs.setup_s},
+            "versions": theirs.versions,
+            "steps": steps,
         }
-        steps[f"dt_{executor}_noop"] = _timing(statistics.median(noops), n) | {
-            "processes": values["processes"],
-            "runs_s": [round(s, 3) for s in noops],
-        }
-    return {"setup_s": measured["setup_s"], "versions": measured["versions"], "steps": steps}
 
 
 # --------------------------------------------------------------------------- report
@@ -337,24 +437,24 @@ def main() -> None:
     try:
         for n in args.tenants:
             try:
-                ours = bench_tenantry(n, args.concurrency, args.repeat)
-                theirs = bench_django_tenants(n, args.concurrency, args.repeat)
+                both = bench_both(n, args.concurrency, args.repeat)
             except Exception as exc:  # report it, run the other N
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 error = f"{type(exc).__name__}: {first}"
                 console.print(f"[red]x{n} failed:[/] {error}")
                 results.append({"tenants": n, "error": error})
                 continue
-            steps = ours["steps"] | theirs["steps"]
+            steps = both["steps"]
             results.append(
                 {
                     "kind": "schemas",
                     "tenants": n,
                     "concurrency": args.concurrency,
-                    "setup_s": {"tenantry": ours["setup_s"], "django_tenants": theirs["setup_s"]},
+                    "setup_s": both["setup_s"],
                     "steps": steps,
                     "tenantry_over_django_tenants": _ratios(steps),
-                    "django_versions": theirs["versions"],
+                    "django_versions": both["versions"],
+                    "interleaved": True,
                 }
             )
     except KeyboardInterrupt:

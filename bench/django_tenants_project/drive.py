@@ -1,16 +1,28 @@
-"""What bench/fleet_schemas.py measures of django-tenants, run inside the bench project.
+"""What bench/fleet_schemas.py measures of django-tenants, run inside the bench project, one
+step at a time as the bench asks, so that its steps take turns with tenantry's on the same
+machine moment.
 
-    TENANTRY_BENCH_DJANGO_DB=postgresql://... python drive.py --tenants 100 --repeat 3
+    TENANTRY_BENCH_DJANGO_DB=postgresql://... python drive.py --tenants 100
 
 The database (made empty by the bench) gets the public schema (``migrate_schemas --shared``),
 ``--tenants`` ``Client`` rows with a domain each and their schemas at ``dt_store`` 0001 (the
-store schema and its initial data; ``migrate_schemas --tenant dt_store 0001``). Then, per
-executor (``multiprocessing`` with ``TENANT_MULTIPROCESSING_MAX_PROCESSES`` processes first, on
-the fresh schemas; then ``standard``, after rolling 0002 back): wall-clock of
-``migrate_schemas --tenant`` applying 0002 (a nullable, indexed ``bench_note`` on
-``products``), checked in every schema, and of ``--repeat`` runs with nothing to apply. Prints
-one JSON object on stdout; progress on stderr. The timings start after Django's set-up, as
-tenantry's are taken inside one process.
+store schema and its initial data; ``migrate_schemas --tenant dt_store 0001``); then one JSON
+line on stdout: ``setup_s``, the package versions and the multiprocessing executor's
+processes (``TENANT_MULTIPROCESSING_MAX_PROCESSES``).
+
+Then it reads commands on stdin, one per line, and answers each with one JSON line:
+
+* ``apply EXECUTOR``: ``migrate_schemas --tenant`` applying 0002 (a nullable, indexed
+  ``bench_note`` on ``products``) with that executor (``multiprocessing`` or ``standard``),
+  checked in every schema: ``{"seconds": ..., "migrated": N}``;
+* ``noop EXECUTOR``: the same with nothing to apply: ``{"seconds": ...}``;
+* ``rollback``: every schema back to 0001 (not timed), checked;
+* ``checkpoint``: ``os.sync()`` and ``CHECKPOINT``, so the next timing does not pay for the
+  previous step's writes.
+
+A step that fails answers ``{"error": "..."}``; end of input ends the process. Progress goes
+to stderr. The timings start after Django's set-up, as tenantry's are taken inside one
+process.
 """
 
 from __future__ import annotations
@@ -96,44 +108,51 @@ def setup(n: int) -> float:
     return time.perf_counter() - started
 
 
+def step(command: str, n: int) -> dict[str, Any]:
+    """Run one command line; its answer."""
+    verb, *args = command.split()
+    if verb in ("apply", "noop") and len(args) == 1 and args[0] in EXECUTORS:
+        say(f"{verb} ({args[0]})")
+        seconds = migrate(args[0])
+        if verb == "noop":
+            return {"seconds": seconds}
+        if (done := with_note()) != n:
+            raise RuntimeError(f"{args[0]} apply: {done}/{n} schemas have the new column")
+        return {"seconds": seconds, "migrated": done}
+    if verb == "rollback" and not args:
+        say("rolling back to 0001")
+        migrate("multiprocessing", "dt_store", "0001")
+        if (left := with_note()) != 0:
+            raise RuntimeError(f"rollback left {left} schemas at 0002")
+        return {"done": True}
+    if verb == "checkpoint" and not args:
+        checkpoint()
+        return {"done": True}
+    raise ValueError(f"unknown command {command!r}")
+
+
 def main() -> None:
-    """Set up, measure, print the JSON."""
+    """Set up, then answer the bench's commands until its input ends."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--tenants", type=int, default=100)
-    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     n = args.tenants
-    result: dict[str, Any] = {"setup_s": setup(n), "executors": {}}
-    processes = settings.TENANT_MULTIPROCESSING_MAX_PROCESSES
-    for position, executor in enumerate(EXECUTORS):
-        if position:  # back to 0001 for the next executor (not timed)
-            say(f"rolling back to 0001 for {executor}")
-            migrate("multiprocessing", "dt_store", "0001")
-            if (left := with_note()) != 0:
-                raise RuntimeError(f"rollback left {left} schemas at 0002")
-        checkpoint()
-        say(f"apply ({executor})")
-        apply_s = migrate(executor)
-        if (done := with_note()) != n:
-            raise RuntimeError(f"{executor} apply: {done}/{n} schemas have the new column")
-        checkpoint()
-        noops = []
-        for rep in range(args.repeat):
-            say(f"no-op ({executor}, {rep + 1}/{args.repeat})")
-            noops.append(migrate(executor))
-        result["executors"][executor] = {
-            "processes": processes if executor == "multiprocessing" else 1,
-            "apply_s": apply_s,
-            "noop_runs_s": noops,
-            "migrated": done,
-        }
-    versions = {}
-    for package in ("django", "django-tenants"):
-        from importlib import metadata
+    from importlib import metadata
 
-        versions[package] = metadata.version(package)
-    result["versions"] = versions
-    print(json.dumps(result))
+    ready = {
+        "setup_s": setup(n),
+        "versions": {p: metadata.version(p) for p in ("django", "django-tenants")},
+        "processes": settings.TENANT_MULTIPROCESSING_MAX_PROCESSES,
+    }
+    print(json.dumps(ready), flush=True)
+    for line in sys.stdin:
+        if not line.strip():
+            continue
+        try:
+            answer = step(line.strip(), n)
+        except Exception as exc:  # answered, so the bench reports it and cleans up
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        print(json.dumps(answer), flush=True)
 
 
 if __name__ == "__main__":
