@@ -64,6 +64,10 @@ def parallel(label: str, items: Sequence[T], fn: Callable[[T], R], workers: int)
         pool.shutdown(wait=True, cancel_futures=True)
 
 
+#: Where the benches write their JSON by default, as a git pathspec left out of "-dirty".
+RESULTS = ":(exclude)bench/results"
+
+
 def run_metadata(**servers: str) -> dict[str, object]:
     """What a bench's JSON says about the run: the machine, the versions, the commit and the
     servers measured (``servers``: name -> version string), so two runs can be compared."""
@@ -71,9 +75,11 @@ def run_metadata(**servers: str) -> dict[str, object]:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
+        # The benches' own output (bench/results) is not the code measured: a pass writing
+        # its JSON files there would mark every bench after the first "-dirty".
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", RESULTS],
                 capture_output=True,
                 text=True,
                 check=True,
