@@ -27,8 +27,10 @@ __all__ = ["cleanup"]
 
 
 @pytest.fixture
-def worker_api(settings: Settings, platform: Platform) -> Iterator[Api]:
-    """The API with durable work run by a background thread, as a worker would."""
+def worker_api(settings: Settings, platform: Platform, server_slug: str) -> Iterator[Api]:
+    """The API with durable work run by a background thread, as a worker would. It needs
+    ``server_slug`` so that the slug's databases are dropped after the thread's work has
+    ended (a test failing mid-drain left the move's target database behind)."""
     dispatcher = InProcessDispatcher(settings, background=True)
     with platform.sessions.begin() as session:
         admin = apikeys.create_key(
