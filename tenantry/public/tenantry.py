@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import ProvisioningMode
+from tenantry.db.tenant_sessions import TenantSession
 from tenantry.operations import provision_request
 from tenantry.operations.dispatch import Dispatcher, InProcessDispatcher
 from tenantry.operations.provision_shared import SharedProvisioned, provision_shared_store
@@ -120,10 +121,16 @@ class Tenantry:
             store = stores.get_store(master, slug)
             engine = self.platform.router.engine(master, store)
             rules = StoreRules.read(master, store, writing=writing)
-        with Session(engine, expire_on_commit=False) as session:
+        # Begun by its first statement (not an explicit begin), so that statement is sent
+        # again if the server ended the pooled connection as it was taken (TenantSession).
+        with TenantSession(engine, expire_on_commit=False) as session:
             rules.watch(session)
-            with session.begin():
+            try:
                 yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
             if rules.counts_changed:
                 count = session.scalar(PRODUCT_COUNT) if rules.products_changed else None
                 rules.record(self.platform, None if count is None else int(count))

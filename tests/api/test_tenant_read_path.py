@@ -12,17 +12,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, event, text
-from sqlalchemy.engine import URL
+from sqlalchemy import Engine, event
 
 from tenantry.db import sqlite_writers
-from tenantry.db.engines import make_engine
-from tenantry.db.urls import parse_url
 from tenantry.runtime import Platform
 from tenantry.services import stores
 from tests.api.backend_shop import provisioned, provisioning_on, shop
 from tests.api.conftest import Api
-from tests.conftest import SERVER_URLS
+from tests.ended_sessions import ended_at_next_checkout
 
 __all__ = ["shop"]
 
@@ -152,48 +149,16 @@ def server_shop(request: pytest.FixtureRequest, api: Api, server_slug: str) -> s
     return provisioned(api, server_slug, provisioning_on(api, request.param))
 
 
-def _end_session(url: URL, dbapi_conn: Any) -> None:
-    """End the server session of ``dbapi_conn`` from another connection, as a move's fence or
-    a credential rotation does, and wait until the server has let it go."""
-    if url.get_backend_name() == "postgresql":
-        pid, end = dbapi_conn.info.backend_pid, "SELECT pg_terminate_backend(:id)"
-        left = "SELECT count(*) FROM pg_stat_activity WHERE pid = :id"
-    else:
-        pid, end = dbapi_conn.thread_id(), "KILL CONNECTION :id"
-        left = "SELECT count(*) FROM information_schema.processlist WHERE id = :id"
-    admin = make_engine(url, pool_size=1)
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(end), {"id": pid})
-            deadline = time.monotonic() + 10
-            while conn.scalar(text(left), {"id": pid}) and time.monotonic() < deadline:
-                time.sleep(0.01)
-    finally:
-        admin.dispose()
-
-
 def test_a_read_whose_connection_the_server_ends_as_it_is_taken_is_answered(
     api: Api, server_shop: str
 ) -> None:
     base = f"/stores/{server_shop}/products"
     made = api.client.post(base, json={"sku": "E1", "name": "E1"}, headers=api.admin)
     assert made.status_code == 201, made.text
-    engine = _tenant_engine(api, server_shop)
-    admin_url = parse_url(SERVER_URLS[engine.dialect.name])
-    ended: list[int] = []
-
     # After the pool's ping has found the connection alive and before the request's first
     # statement: the window in which a move's fence can end an idle pooled session.
-    def end_once(dbapi_conn: Any, _record: Any, _proxy: Any) -> None:
-        if not ended:
-            ended.append(1)
-            _end_session(admin_url, dbapi_conn)
-
-    event.listen(engine, "checkout", end_once)
-    try:
+    with ended_at_next_checkout(_tenant_engine(api, server_shop)) as ended:
         read = api.client.get(base, headers=api.admin)
-    finally:
-        event.remove(engine, "checkout", end_once)
     assert ended, "the read never took a pooled connection"
     assert read.status_code == 200, read.text
     assert [p["sku"] for p in read.json()] == ["E1"]
