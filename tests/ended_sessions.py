@@ -18,14 +18,22 @@ from tests.conftest import SERVER_URLS
 
 
 def end_session(url: URL, dbapi_conn: Any) -> None:
-    """End the server session of ``dbapi_conn`` from another connection (admin ``url``) and
-    wait until the server has let it go."""
+    """End the server session of ``dbapi_conn`` (a DBAPI connection, or SQLAlchemy's adapter
+    of an async one) from another connection (admin ``url``) and wait until the server has
+    let it go."""
     if url.get_backend_name() == "postgresql":
-        pid, end = dbapi_conn.info.backend_pid, "SELECT pg_terminate_backend(:id)"
+        ask, end = "SELECT pg_backend_pid()", "SELECT pg_terminate_backend(:id)"
         left = "SELECT count(*) FROM pg_stat_activity WHERE pid = :id"
     else:
-        pid, end = dbapi_conn.thread_id(), "KILL CONNECTION :id"
+        ask, end = "SELECT CONNECTION_ID()", "KILL CONNECTION :id"
         left = "SELECT count(*) FROM information_schema.processlist WHERE id = :id"
+    cursor = dbapi_conn.cursor()
+    try:
+        cursor.execute(ask)
+        pid = int(cursor.fetchone()[0])
+    finally:
+        cursor.close()
+    dbapi_conn.rollback()  # idle again, as the pool handed it out
     admin = make_engine(url, pool_size=1)
     try:
         with admin.connect() as conn:

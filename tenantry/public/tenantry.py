@@ -147,10 +147,18 @@ class Tenantry:
         # database, where the application's work runs, is only ever touched asynchronously.
         route, rules = await asyncio.to_thread(self._route, slug, writing)
         engine = await self._async_router.engine(route)
-        async with AsyncSession(engine, expire_on_commit=False) as session:
+        # As tenant_session: begun by its first statement, which TenantSession sends again
+        # if the server ended the pooled connection as it was taken.
+        async with AsyncSession(
+            engine, expire_on_commit=False, sync_session_class=TenantSession
+        ) as session:
             rules.watch(session.sync_session)
-            async with session.begin():
+            try:
                 yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
             if rules.counts_changed:
                 count = await session.scalar(PRODUCT_COUNT) if rules.products_changed else None
                 await asyncio.to_thread(

@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tenantry import Tenantry
 from tenantry.db.master.models import Store, Subscription
@@ -183,3 +184,26 @@ def test_a_read_whose_connection_the_server_ends_as_it_is_taken_is_served(
     assert ended
     with app.tenant_session(server_store_slug) as session:
         assert list(session.scalars(select(Product.name))) == ["renamed"]
+
+
+def test_an_async_read_whose_connection_the_server_ends_as_it_is_taken_is_served(
+    app: Tenantry, server_store_slug: str
+) -> None:
+    add(app, server_store_slug, product("ASYNC"))
+
+    async def read() -> tuple[list[int], set[str]]:
+        try:
+            async with app.tenant_async_session(server_store_slug) as session:
+                await session.scalar(select(Product.sku))  # the pool now holds a connection
+            engine = session.bind
+            assert isinstance(engine, AsyncEngine)
+            with ended_at_next_checkout(engine.sync_engine) as ended:
+                async with app.tenant_async_session(server_store_slug) as session:
+                    found = set(await session.scalars(select(Product.sku)))
+            return ended, found
+        finally:
+            await app.dispose_async_engines()
+
+    ended, found = asyncio.run(read())
+    assert ended, "the read never took a pooled connection"
+    assert found == {"ASYNC"}
