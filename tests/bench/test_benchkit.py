@@ -1,4 +1,5 @@
-"""The benches' shared kit: the gate that waits for a quiet machine before a run."""
+"""The benches' shared kit: the gate that waits for a quiet machine before a run, and the
+run's record of the commit it measured."""
 
 from __future__ import annotations
 
@@ -47,3 +48,32 @@ def test_a_machine_that_never_gets_quiet_is_measured_anyway_and_its_busiest_are_
     assert isinstance(machine, dict)
     assert machine["quiet_at_start"] == record
     assert set(machine["probe_at_start"]) == {"cpu_ms", "fsync_ms", "query_us"}
+
+
+def test_a_run_is_dirty_for_changed_code_but_not_for_the_benches_own_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return done.stdout.strip()
+
+    git("init", "-q")
+    (tmp_path / "bench" / "results").mkdir(parents=True)
+    (tmp_path / "bench" / "results" / "fleet.json").write_text("{}\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("add", "-A")
+    git("commit", "-qm", "first")
+    head = git("rev-parse", "HEAD")
+    monkeypatch.chdir(tmp_path)
+    assert benchkit.run_metadata()["commit"] == head
+    # A pass writing its JSON where the benches keep them: the code measured is unchanged.
+    (tmp_path / "bench" / "results" / "fleet.json").write_text('{"ran": true}\n')
+    assert benchkit.run_metadata()["commit"] == head
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert benchkit.run_metadata()["commit"] == f"{head}-dirty"
