@@ -303,35 +303,34 @@ def bench_both(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
         steps["verify"] = verify_timing(
             ours.platform, ours.spec, n, concurrency, repeat, f"tenantry x{n}"
         )
-        mp = {"processes": theirs.processes}
-        steps["dt_multiprocessing_apply"] = (
-            _timing(float(dt_apply["seconds"]), n) | mp | {"migrated": dt_apply["migrated"]}
-        )
-        steps["dt_multiprocessing_noop"] = (
-            _timing(statistics.median(dt_noops), n)
-            | mp
-            | {"runs_s": [round(s, 3) for s in dt_noops]}
-        )
+        steps |= _dt_steps("multiprocessing", dt_apply, dt_noops, theirs.processes, n)
         # The standard executor (one process), after rolling back: for reference, no ratio.
         theirs.step("rollback")
         theirs.step("checkpoint")
         standard = theirs.step("apply standard")
         theirs.step("checkpoint")
         std_noops = [float(theirs.step("noop standard")["seconds"]) for _ in range(repeat)]
-        one = {"processes": 1}
-        steps["dt_standard_apply"] = (
-            _timing(float(standard["seconds"]), n) | one | {"migrated": standard["migrated"]}
-        )
-        steps["dt_standard_noop"] = (
-            _timing(statistics.median(std_noops), n)
-            | one
-            | {"runs_s": [round(s, 3) for s in std_noops]}
-        )
+        steps |= _dt_steps("standard", standard, std_noops, 1, n)
         return {
             "setup_s": {"tenantry": ours.setup_s, "django_tenants": theirs.setup_s},
             "versions": theirs.versions,
             "steps": steps,
         }
+
+
+def _dt_steps(
+    executor: str, applied: dict[str, Any], noops: list[float], processes: int, n: int
+) -> dict[str, Any]:
+    """django-tenants' apply and no-op steps with ``executor``, as the JSON holds them."""
+    both = {"processes": processes}
+    return {
+        f"dt_{executor}_apply": _timing(float(applied["seconds"]), n)
+        | both
+        | {"migrated": applied["migrated"]},
+        f"dt_{executor}_noop": _timing(statistics.median(noops), n)
+        | both
+        | {"runs_s": [round(s, 3) for s in noops]},
+    }
 
 
 # --------------------------------------------------------------------------- report
