@@ -139,11 +139,11 @@ def _job_seconds(http: httpx.Client, jobs: dict[str, str]) -> list[float]:
 
 def _floor(backend: str, template: str | None, tmp: Path, n: int, workers: int) -> dict[str, Any]:
     """N copies of the template with ``workers`` at once: the fastest a store could exist."""
-    started = time.perf_counter()
     if backend == "sqlite":
         assert template is not None
         copies = tmp / "floor"
         copies.mkdir()
+        started = time.perf_counter()
         parallel(
             "copy floor", range(n), lambda i: shutil.copyfile(template, copies / f"{i}.db"), workers
         )
