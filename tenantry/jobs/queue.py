@@ -26,6 +26,7 @@ from tenantry.jobs.sweep_timer import SCHEDULED_PERIOD_S, SweepTimer
 from tenantry.operations import process_webhooks, sweep, work
 from tenantry.operations.dispatch import OnReady
 from tenantry.operations.kit import OperationKit
+from tenantry.operations.lease_takeover import release_dead_holders_here
 from tenantry.operations.move_batch import recorded_concurrency
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
@@ -202,13 +203,18 @@ class Queue:
         message was lost): the kit's stalled operations (provisioning jobs, fleet runs), and
         queued backups waiting too long; end those of kinds run by a command whose process died,
         rolling back a dead mover's move, restore or row recovery
-        (:mod:`~tenantry.operations.sweep`).
+        (:mod:`~tenantry.operations.sweep`). Work whose process ran on this host and is gone
+        is handled at once, without waiting for its lease to lapse (a worker restarted after a
+        kill resumes its jobs as it starts).
         A backup or restore test whose process died cannot be resumed (a dump is one stream):
         it is cleaned up and failed, to be run again; the scratch databases of dead restore
         tests, restores and row recoveries are dropped. Returns how many operations it
         handled."""
         platform = self.platform()
         kit = OperationKit.from_settings(platform.sessions, platform.settings)
+        released = release_dead_holders_here(kit.engine)
+        if released:
+            log.info("ended %d lease(s) and lock(s) of processes of this host that died", released)
         ended = sweep.end_abandoned(kit)
         rolled_back = sweep.roll_back_abandoned(platform)
         stalled = kit.find_stalled(

@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any
 
 from sqlalchemy import (
@@ -67,11 +68,24 @@ _KEEP: Any = object()
 HOLDER_MAX = 64
 
 
+@cache
+def this_host() -> str:
+    """This machine as claim names name it: its host name and, where the kernel has them, its
+    process-id namespace (``host/namespace``). Two containers given the same host name do not
+    see each other's processes; their namespaces tell them apart, so neither takes a pid it
+    cannot see for a process that died."""
+    try:
+        return f"{socket.gethostname()}/{os.stat('/proc/self/ns/pid').st_ino}"
+    except OSError:  # no /proc: not Linux
+        return socket.gethostname()
+
+
 def holder_id(prefix: str = "") -> str:
     """A name for this process's claims, unique among processes: ``[prefix]host:pid:random``
-    (the prefix says which runner of the process holds it, e.g. ``import:``). Too long a
-    name loses its start, so :func:`holder_process` still reads host and pid from its end."""
-    name = f"{prefix}{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    (host as :func:`this_host` says; the prefix says which runner of the process holds it,
+    e.g. ``import:``). Too long a name loses its start, so :func:`holder_process` still reads
+    host and pid from its end."""
+    name = f"{prefix}{this_host()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
     return name[-HOLDER_MAX:]
 
 

@@ -11,8 +11,6 @@ move is one store's outcome, never the batch's end.
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
 import time
 import uuid
@@ -36,7 +34,8 @@ from tenantry.db.master.models import (
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput
-from tenantry.operations.kit import LostClaim, OperationKit, holder_process
+from tenantry.operations.kit import LostClaim, OperationKit
+from tenantry.operations.lease_takeover import holder_gone
 from tenantry.operations.move_store import StoreMover
 from tenantry.runtime import Platform
 from tenantry.services.move_progress import MoveProgress
@@ -321,13 +320,4 @@ class MoveRunner:
 
 def _alive(holder: str | None) -> bool:
     """Whether the process holding a claim may be alive (any process of another host may)."""
-    found = holder_process(holder or "")
-    if found is None or found[0] != socket.gethostname():
-        return True
-    try:
-        os.kill(found[1], 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return not holder_gone(holder or "")

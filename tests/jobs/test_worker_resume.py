@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 import uuid
@@ -55,23 +56,23 @@ def wait_until(predicate: Callable[[], bool], seconds: float) -> None:
     raise AssertionError("condition not reached in time")
 
 
-def test_killed_worker_job_is_finished_by_the_next_worker(
-    env: dict[str, str], tmp_path: Path
-) -> None:
+def _job_killed_mid_seed(env: dict[str, str], log: Path) -> str:
+    """A provisioning job whose worker was killed (SIGKILL) at its seed step; its id."""
     assert tenantry(env, "init").returncode == 0
     assert tenantry(env, "stores", "create", "phoenix", "--name", "Phoenix").returncode == 0
     queued = tenantry(env, "provision", "phoenix", "--new", "--json")
     assert queued.returncode == 0, queued.stderr
     job_id = str(uuid.UUID(json.loads(queued.stdout)["id"]))
-    log = tmp_path / "worker.log"
-
     doomed = start_worker(env, log, TENANTRY_FAILPOINTS="provision.seed=kill")
     assert doomed.wait(timeout=60) == -9  # SIGKILL, mid-job
     state = job_state(env, job_id)
     assert state["status"] == "running"
     assert state["step"] == "seed"
+    return job_id
 
-    time.sleep(LEASE_S + 0.2)
+
+def _finished_by_a_new_worker(env: dict[str, str], log: Path, job_id: str) -> None:
+    """A new worker completes the job, resumed once, and the store is active with one file."""
     rescuer = start_worker(env, log)
     try:
         wait_until(lambda: job_state(env, job_id)["status"] == "completed", 60)
@@ -84,3 +85,28 @@ def test_killed_worker_job_is_finished_by_the_next_worker(
     shown = json.loads(tenantry(env, "stores", "show", "phoenix", "--json").stdout)
     assert shown["status"] == "active"
     assert len(list((Path(env["TENANTRY_DATA_DIR"]) / "tenants").glob("phoenix-*.db"))) == 1
+
+
+def test_killed_worker_job_is_finished_by_the_next_worker(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    log = tmp_path / "worker.log"
+    job_id = _job_killed_mid_seed(env, log)
+    time.sleep(LEASE_S + 0.2)
+    _finished_by_a_new_worker(env, log, job_id)
+
+
+def test_a_worker_started_right_after_a_kill_resumes_the_job_without_waiting_out_its_lease(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    # The killed worker ran on this host: the new one sees its pid is gone and takes the job
+    # over as it starts, although the lease has ten minutes to run (and the queue's message
+    # went with the killed worker: only the start-up sweep can find the job).
+    env = {**env, "TENANTRY_JOB_LEASE_SECONDS": "600"}
+    log = tmp_path / "worker.log"
+    job_id = _job_killed_mid_seed(env, log)
+    _finished_by_a_new_worker(env, log, job_id)
+    # Its lease, and any lock the killed worker's scheduler held at that moment.
+    assert re.search(
+        r"ended \d+ lease\(s\) and lock\(s\) of processes of this host", log.read_text()
+    )

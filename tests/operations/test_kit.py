@@ -7,15 +7,14 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import timedelta
 from functools import partial
 from typing import TypeVar
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import select, update
 from sqlalchemy.engine import URL
-from sqlalchemy.orm import sessionmaker
 
 from tenantry.db.engines import make_engine
 from tenantry.db.master.models import (
@@ -25,38 +24,12 @@ from tenantry.db.master.models import (
     OperationStatus,
     ProgressUnit,
 )
-from tenantry.db.schemas import master_schema
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict
 from tenantry.operations.kit import LostClaim, OperationKit
-from tests.conftest import DbFactory
-from tests.templates import migrated_database
+from tests.operations.conftest import LEASE_S
 
 T = TypeVar("T")
-LEASE_S = 1.5
-
-
-@pytest.fixture
-def master_url(new_database: DbFactory) -> URL:
-    """A master database at head on the backend (copied from a migrated template)."""
-    url = new_database("master", create=False)
-    migrated_database(url, master_schema())
-    return url
-
-
-@pytest.fixture
-def kits(master_url: URL) -> Iterator[Callable[..., OperationKit]]:
-    """Kits as separate processes would have them: each its own engine and holder name."""
-    made: list[Engine] = []
-
-    def make(lease_s: float = LEASE_S) -> OperationKit:
-        engine = make_engine(master_url, pool_size=2)
-        made.append(engine)
-        return OperationKit(sessionmaker(engine, expire_on_commit=False), lease_seconds=lease_s)
-
-    yield make
-    for engine in made:
-        engine.dispose()
 
 
 def at_once(*calls: Callable[[], T]) -> list[T | BaseException]:

@@ -17,7 +17,6 @@ from tenantry.operations.kit import OperationKit
 from tenantry.operations.records import list_operations
 from tenantry.operations.running import Cancelled, run_here
 from tenantry.settings import Settings, load_settings
-from tests.operations.test_kit import master_url  # noqa: F401 (fixture)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from tenantry.db.master.models import OperationKind
 from tenantry.operations import sweep
 from tenantry.operations.kit import OperationKit
-from tests.operations.test_kit import at_once, kits, master_url  # noqa: F401 (fixtures)
+from tests.operations.test_kit import at_once
 
 
 def test_every_command_run_kind_whose_process_died_is_ended_once_with_what_to_run(
