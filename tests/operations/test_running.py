@@ -20,7 +20,7 @@ from tenantry.settings import Settings, load_settings
 
 
 @pytest.fixture
-def sessions(master_url: URL) -> Iterator[sessionmaker[Session]]:  # noqa: F811
+def sessions(master_url: URL) -> Iterator[sessionmaker[Session]]:
     engine = make_engine(master_url, pool_size=2)
     yield sessionmaker(engine, expire_on_commit=False)
     engine.dispose()

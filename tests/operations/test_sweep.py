@@ -13,7 +13,7 @@ from tests.operations.test_kit import at_once
 
 
 def test_every_command_run_kind_whose_process_died_is_ended_once_with_what_to_run(
-    kits: Callable[..., OperationKit],  # noqa: F811
+    kits: Callable[..., OperationKit],
 ) -> None:
     dead = kits(lease_s=0.2)  # a command that will die: its leases are short
     ids = {}
