@@ -159,7 +159,8 @@ def _wait_for_w1_mid_job(master: Engine) -> uuid.UUID:
                 select(Operation.id).where(
                     Operation.status == "running",
                     Operation.step == "seed",
-                    Operation.lease_holder.like("%tt-w1:%"),
+                    # Claims are named host/pid-namespace:pid:random (kit.holder_id).
+                    Operation.lease_holder.like("%tt-w1/%"),
                 )
             )
         if found is not None:
