@@ -14,8 +14,7 @@ import uuid
 from sqlalchemy import Engine, not_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tenantry.db.master.models import Operation, OperationLock
-from tenantry.db.master.models.operations import HELD_STATUSES
+from tenantry.db.master.models import HELD_STATUSES, Operation, OperationLock
 from tenantry.db.types import utcnow
 from tenantry.operations.kit import holder_process, this_host
 from tenantry.services.operation_rows import lease_lapsed
