@@ -119,14 +119,14 @@ def _end_dbapi(dbapi_conn: Any, statement: str) -> None:
 
 def _end_writer(info: dict[Any, Any], end: Callable[[], object] | None) -> None:
     """End the transaction with ``end`` (if any), then release the writer lock it holds."""
-    fd = info.pop(_WRITER_LOCK, None)
-    if fd is None:
+    held = info.pop(_WRITER_LOCK, None)
+    if held is None:
         return
     try:
         if end is not None:
             end()
     finally:
-        sqlite_writers.release(fd)
+        sqlite_writers.release(held)
 
 
 _IMMEDIATE = "tenantry_sqlite_immediate"
