@@ -88,9 +88,9 @@ def current_key(
         if scheme.lower() != "bearer" or not value:
             raise Unauthorized("the Authorization header must be 'Bearer <key>'.")
         presented = value
-    # A request that may write looks its key up as master_session would, in a writer
-    # transaction: on SQLite it then queues behind another writer before its route runs.
-    reads = platform.sessions if request.method in READ_METHODS else platform.writer_sessions
+    # Looked up in a read transaction whatever the method: on SQLite a writer transaction
+    # here queued every write request on master's writer lock twice (once for this read).
+    reads = platform.sessions
     cookie = request.cookies.get(SESSION_COOKIE)
     if presented:
         principal = authenticate_request(

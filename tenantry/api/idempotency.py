@@ -144,7 +144,10 @@ class IdempotencyMiddleware:
         fingerprint = idempotency.request_hash("POST", scope["path"], body)
 
         def begin() -> idempotency.Replay | None:
-            return keys.reserve(platform.billing_writer_sessions, app_id, key, fingerprint)
+            replay = keys.reserve(platform.billing_writer_sessions, app_id, key, fingerprint)
+            if replay is None:
+                failpoint("idempotency.reserved")  # tests: a first request still in progress
+            return replay
 
         try:
             replay = await run_in_threadpool(begin)

@@ -13,12 +13,9 @@ only the Idempotency-Key stands between two identical POSTs and two subscription
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -30,6 +27,9 @@ from tenantry.db.types import utcnow
 from tenantry.failpoints import FailPointError
 from tenantry.services.billing.idempotency import ABANDONED, request_hash
 from tests.api.conftest import BillingApi
+
+#: How long the first request of a key is held in progress.
+HELD_S = 3
 
 
 def _subscribable(api: BillingApi) -> dict[str, Any]:
@@ -63,29 +63,15 @@ def _reserved(api: BillingApi, key: str) -> bool:
     return row is not None and row.status_code is None
 
 
-@contextmanager
-def master_write_lock(api: BillingApi) -> Iterator[None]:
-    """Hold master's (SQLite) write lock: a billing POST authenticates its key in a master
-    writer transaction, so its route waits here (up to the 10 s busy timeout) after the
-    idempotency middleware has reserved the key in billing. Billing itself stays free."""
-    path = api.platform.settings.master_url.database
-    assert path is not None
-    conn = sqlite3.connect(path, isolation_level=None, timeout=5)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        yield
-    finally:
-        conn.rollback()
-        conn.close()
-
-
 def test_a_key_still_in_progress_is_409_with_retry_after_and_has_no_effect(
-    billing_api: BillingApi,
+    billing_api: BillingApi, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     api = billing_api
     body = _subscribable(api)
     headers = {**api.acme, "Idempotency-Key": "sub-in-flight"}
-    with ThreadPoolExecutor(1) as pool, master_write_lock(api):
+    # The first request pauses once its key is reserved, before its route runs.
+    monkeypatch.setenv("TENANTRY_FAILPOINTS", f"idempotency.reserved=sleep:{HELD_S}")
+    with ThreadPoolExecutor(1) as pool:
         first = pool.submit(api.client.post, "/billing/subscriptions", headers=headers, json=body)
         deadline = time.monotonic() + 5
         while not _reserved(api, "sub-in-flight"):
@@ -93,7 +79,7 @@ def test_a_key_still_in_progress_is_409_with_retry_after_and_has_no_effect(
             assert not first.done(), first.result().text
             time.sleep(0.02)
         second = api.client.post("/billing/subscriptions", headers=headers, json=body)
-        # Still held: the first request has not got past authentication.
+        # Still held: the first request has not reached its route.
         assert not first.done()
         assert _subscriptions(api) == 0
     assert second.status_code == 409, second.text
