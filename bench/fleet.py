@@ -449,14 +449,25 @@ def timed_fleet_run(
 
 
 def verify_timing(
-    platform: Platform, spec: SchemaSpec, n: int, concurrency: int, repeat: int, label: str
+    platform: Platform,
+    spec: SchemaSpec,
+    n: int,
+    concurrency: int,
+    repeat: int,
+    label: str,
+    floor: Callable[[], float],
 ) -> dict[str, Any]:
     """``verify_fleet`` over the ``n`` tenants, every check required ok; the median of
-    ``max(repeat, SHORT_RUNS)`` runs (verify is short: one run of it is one noisy sample)."""
+    ``max(repeat, SHORT_RUNS)`` runs (verify is short: one run of it is one noisy sample),
+    each right after a run of its ``floor`` (:func:`raw_floor` over the same tenants), and
+    the median of the pairs' ratios: the host's speed moved the absolute figure of two passes
+    20-30 %, the same way for both of a pair."""
     verifies: list[float] = []
+    floors: list[float] = []
     runs = max(repeat, SHORT_RUNS)
     for rep in range(runs):
-        say(f"{label}: verify ({rep + 1}/{runs})")
+        say(f"{label}: verify ({rep + 1}/{runs}, after its raw floor)")
+        floors.append(floor())
         started = time.perf_counter()
         checks = verify_fleet(platform.sessions, platform.box, spec, concurrency=concurrency)
         verifies.append(time.perf_counter() - started)
@@ -469,6 +480,8 @@ def verify_timing(
     return _timing(statistics.median(verifies), n) | {
         "ok": n,
         "runs_s": [round(v, 3) for v in verifies],
+        "floor": _timing(statistics.median(floors), n) | {"runs_s": [round(f, 3) for f in floors]},
+        "over_floor": statistics.median(v / f for v, f in zip(verifies, floors, strict=True)),
     }
 
 
@@ -739,7 +752,13 @@ def bench_fleet(schema: str, backend: str, n: int, concurrency: int, repeat: int
                 steps.update({step: _repeated(done, n) for step, done in runs.items()})
 
                 steps["verify"] = verify_timing(
-                    platform, after, n, concurrency, repeat, f"{backend} x{n}"
+                    platform,
+                    after,
+                    n,
+                    concurrency,
+                    repeat,
+                    f"{backend} x{n}",
+                    partial(raw_floor, dbs.urls, concurrency),
                 )
                 with platform.sessions() as session:
                     status = fleet_status(session, after)
@@ -774,23 +793,35 @@ def _paired(naive: list[float], ours: list[tuple[float, RunReport]]) -> float:
     return statistics.median(a / b for a, (b, _) in zip(naive, ours, strict=True))
 
 
-def raw_floor(urls: list[URL], concurrency: int) -> float:
-    """The floor of a no-op fleet run: with psycopg alone, over ``concurrency`` threads,
-    connect to each database, read its version, close; seconds."""
+def raw_floor(urls: list[URL], concurrency: int, schemas: list[str] | None = None) -> float:
+    """The floor of a no-op fleet run or a verify: with the driver alone, over ``concurrency``
+    threads, connect to each database, read its version (in ``schemas[i]`` when the tenants
+    are schemas of one database), close; seconds. psycopg for PostgreSQL, sqlite3 for files."""
+    named: list[str | None] = list(schemas) if schemas else [None] * len(urls)
+    targets = list(zip(urls, named, strict=True))
 
-    def visit(url: URL) -> None:
+    def visit(target: tuple[URL, str | None]) -> None:
+        url, schema = target
+        table = f'"{schema}".tenantry_tenant_version' if schema else "tenantry_tenant_version"
+        if url.get_backend_name() == "sqlite":
+            conn = sqlite3.connect(str(url.database))
+            try:
+                conn.execute(f"SELECT version_num FROM {table}").fetchall()
+            finally:
+                conn.close()
+            return
         with psycopg.connect(
             host=url.host,
             port=url.port,
             user=url.username,
             password=url.password,
             dbname=url.database,
-        ) as conn:
-            conn.execute("SELECT version_num FROM tenantry_tenant_version").fetchall()
+        ) as pg:
+            pg.execute(f"SELECT version_num FROM {table}").fetchall()
 
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(visit, urls))
+        list(pool.map(visit, targets))
     return time.perf_counter() - started
 
 

@@ -52,6 +52,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,7 @@ from fleet import (
     _repeated,
     _timing,
     installation,
+    raw_floor,
     timed_fleet_run,
     verify_timing,
 )
@@ -152,6 +154,20 @@ class TenantryFleet:
     n: int
     concurrency: int
     setup_s: float
+    database: str
+
+    def tenants(self) -> tuple[list[URL], list[str]]:
+        """Each store's database (the shared one, as the bench's server login) and schema."""
+        with self.platform.sessions() as session:
+            schemas = sorted(
+                str(c.db_schema)
+                for c in session.scalars(
+                    select(IntegrationConfig).where(IntegrationConfig.db_schema.isnot(None))
+                )
+            )
+        if len(schemas) != self.n:
+            raise RuntimeError(f"{len(schemas)} shared-schema stores in master, not {self.n}")
+        return [parse_url(PG_URL).set(database=self.database)] * self.n, schemas
 
     def run(self, step: str) -> tuple[float, RunReport]:
         """One ``run_fleet`` to AFTER: ``tenantry_apply`` (every outcome migrated) or
@@ -197,7 +213,7 @@ def tenantry_fleet(n: int, concurrency: int) -> Iterator[TenantryFleet]:
                     raise RuntimeError(f"the plug-in's head is {migrations.head(after)}")
                 options = MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
                 try:
-                    yield TenantryFleet(platform, after, options, n, concurrency, setup_s)
+                    yield TenantryFleet(platform, after, options, n, concurrency, setup_s, database)
                 finally:
                     platform.router.dispose_all()
         finally:
@@ -300,8 +316,15 @@ def bench_both(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
                     dt_noops.append(float(theirs.step("noop multiprocessing")["seconds"]))
         steps["tenantry_apply"] = _repeated([applied], n)
         steps["tenantry_noop"] = _repeated(ours_noops, n)
+        urls, schemas = ours.tenants()
         steps["verify"] = verify_timing(
-            ours.platform, ours.spec, n, concurrency, repeat, f"tenantry x{n}"
+            ours.platform,
+            ours.spec,
+            n,
+            concurrency,
+            repeat,
+            f"tenantry x{n}",
+            partial(raw_floor, urls, concurrency, schemas),
         )
         steps |= _dt_steps("multiprocessing", dt_apply, dt_noops, theirs.processes, n)
         # The standard executor (one process), after rolling back: for reference, no ratio.
