@@ -145,7 +145,7 @@ class Queue:
             # The spare it may have claimed is replaced now, off any request's path (an
             # immediate queue runs tasks inside the request: the minute's tick does it then).
             try:
-                work.spare_tick(self.platform())
+                work.spare_tick_after_job(self.platform())
             except Exception:  # the job's outcome stands; the next tick tries again
                 log.exception("refilling the spare databases after job %s failed", job_id)
         return outcome

@@ -33,7 +33,7 @@ from tenantry.operations.kit import OperationKit, holder_id
 from tenantry.operations.premigration import PreMigrationBackups
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services import audit
+from tenantry.services import audit, provisioning_records
 from tenantry.services.backups.targets import resolve
 from tenantry.services.import_jobs import queued_imports
 
@@ -209,6 +209,18 @@ def move_source_tick(platform: Platform) -> list[move_source_drop.SourceDrop]:
     ``TENANTRY_MOVE_KEEP_SOURCE_DAYS`` (one scheduler at a time); what became of each."""
     kit = OperationKit.from_settings(platform.sessions, platform.settings)
     return move_source_drop.drop_due_sources(platform.sessions, platform.box, kit)
+
+
+def spare_tick_after_job(platform: Platform) -> spare_pool.RefillReport | None:
+    """After a provisioning job: refill the spare pools (see :func:`spare_tick`) unless more
+    provisioning jobs are queued. In a burst the spares cannot keep up, and each one made
+    then is only taken by the next job, at the cost of its own steps (a login, grants, two
+    master writes) on top of the clone; the jobs clone their own databases instead, and the
+    job that ends the backlog (or the minute's tick) refills. None when it did not."""
+    with platform.sessions() as session:
+        if provisioning_records.any_queued(session):
+            return None
+    return spare_tick(platform)
 
 
 def spare_tick(platform: Platform) -> spare_pool.RefillReport:

@@ -18,6 +18,7 @@ from tenantry.db.master.models import (
     AccessMode,
     DatabaseStatus,
     IntegrationConfig,
+    Operation,
     OperationKind,
     OperationStatus,
     ProvisioningJob,
@@ -225,3 +226,16 @@ def _observe(job: ProvisioningJob, status: OperationStatus) -> None:
     if job.started_at is not None and job.finished_at is not None:
         took = (job.finished_at - job.started_at).total_seconds()
         metrics.operation_ended(OperationKind.PROVISION.value, status.value, took)
+
+
+def any_queued(session: Session) -> bool:
+    """Whether a provisioning job is recorded that no worker runs yet (a backlog)."""
+    found = session.scalar(
+        select(Operation.id)
+        .where(
+            Operation.kind == OperationKind.PROVISION,
+            Operation.status == OperationStatus.QUEUED,
+        )
+        .limit(1)
+    )
+    return found is not None

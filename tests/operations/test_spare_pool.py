@@ -37,7 +37,7 @@ from tenantry.db.spares import drop_spare_login, new_spare_name, spare_url
 from tenantry.db.types import utcnow
 from tenantry.db.urls import parse_url
 from tenantry.errors import WrongDatabase
-from tenantry.operations import provision_spare, spare_pool
+from tenantry.operations import provision_spare, spare_pool, work
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, runtime_access, servers, spares, stores
@@ -253,6 +253,29 @@ def _made_as(platform: Platform, spare: SpareDatabase) -> int:
 def _slugs(platform: Platform) -> list[str]:
     with platform.sessions() as session:
         return list(session.scalars(select(Store.slug)))
+
+
+def test_a_job_refills_the_pool_after_it_only_once_no_other_job_is_queued(
+    pooled: tuple[Platform, str | None],
+) -> None:
+    platform, server = pooled
+    _refill(platform)
+    first = _request(platform, server, f"burst-{uuid.uuid4().hex[:6]}")
+    waiting = _request(platform, server, f"burst-{uuid.uuid4().hex[:6]}")
+    runner = Provisioner(
+        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w1"
+    )
+    assert runner.run(first) == "completed"
+    assert len(_spares(platform, server)) == 1  # the first job took a spare
+    # Another job is queued: the pool is left short until the backlog is worked off.
+    assert work.spare_tick_after_job(platform) is None
+    assert len(_spares(platform, server)) == 1
+    assert runner.run(waiting) == "completed"
+    # The last job of the backlog refills the pool to its bound.
+    report = work.spare_tick_after_job(platform)
+    assert report is not None
+    assert sum(report.made.values()) == 2  # the second job took the other spare
+    assert len(_spares(platform, server)) == platform.settings.spare_databases == 2
 
 
 def test_a_spare_is_refused_by_the_identity_guard(pooled: tuple[Platform, str | None]) -> None:
