@@ -402,6 +402,11 @@ def _timing(seconds: float, tenants: int) -> dict[str, float]:
     return {"seconds": seconds, "ms_per_tenant": seconds * 1000 / tenants if tenants else 0.0}
 
 
+def _sampled(seconds: list[float], tenants: int) -> dict[str, Any]:
+    """The median of runs timed alone, with every run's seconds beside it."""
+    return _timing(statistics.median(seconds), tenants) | {"runs_s": [round(s, 3) for s in seconds]}
+
+
 def _repeated(runs: list[tuple[float, RunReport]], tenants: int) -> dict[str, Any]:
     """The median run (its timing and outcomes), with every run's seconds beside it."""
     ordered = sorted(runs, key=lambda run: run[0])
@@ -477,10 +482,9 @@ def verify_timing(
                 f"verify: {len(checks) - len(bad)}/{n} ok"
                 + (f"; first: {bad[0].slug}: {bad[0].problems}" if bad else "")
             )
-    return _timing(statistics.median(verifies), n) | {
+    return _sampled(verifies, n) | {
         "ok": n,
-        "runs_s": [round(v, 3) for v in verifies],
-        "floor": _timing(statistics.median(floors), n) | {"runs_s": [round(f, 3) for f in floors]},
+        "floor": _sampled(floors, n),
         "over_floor": statistics.median(v / f for v, f in zip(verifies, floors, strict=True)),
     }
 
@@ -742,13 +746,7 @@ def bench_fleet(schema: str, backend: str, n: int, concurrency: int, repeat: int
                                 platform, after, options, concurrency, n, CURRENT, "tenantry_noop"
                             )
                         )
-                steps.update(
-                    {
-                        step: _timing(statistics.median(seconds), n)
-                        | {"runs_s": [round(s, 3) for s in seconds]}
-                        for step, seconds in naive.items()
-                    }
-                )
+                steps.update({step: _sampled(seconds, n) for step, seconds in naive.items()})
                 steps.update({step: _repeated(done, n) for step, done in runs.items()})
 
                 steps["verify"] = verify_timing(
@@ -867,9 +865,7 @@ def bench_noop(schema: str, n: int, concurrency: int, repeat: int) -> dict[str, 
                     _expect(report, n, TenantOutcome.CURRENT, "tenantry no-op")
                     runs.setdefault(step, []).append((seconds, report))
                 timings = {step: _repeated(done, n) for step, done in runs.items()}
-                timings["raw_floor"] = _timing(statistics.median(floors), n) | {
-                    "runs_s": [round(x, 3) for x in floors]
-                }
+                timings["raw_floor"] = _sampled(floors, n)
                 # Each run over the floor measured just before it: a slower minute of the
                 # machine slows both, and the ratio of the pair stays.
                 timings["tenantry_noop"]["over_floor"] = statistics.median(

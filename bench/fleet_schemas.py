@@ -43,7 +43,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,6 +72,7 @@ from fleet import (
     AFTER,
     OWNER,
     _repeated,
+    _sampled,
     _timing,
     installation,
     raw_floor,
@@ -122,13 +122,22 @@ def _provision(platform: Platform, target: str, i: int) -> None:
     provision_shared_store(platform, _slug(i), target, actor="cli:bench")
 
 
+def _shared_configs(platform: Platform) -> list[IntegrationConfig]:
+    """The connections master recorded for the shared-schema stores."""
+    with platform.sessions() as session:
+        configs = list(
+            session.scalars(
+                select(IntegrationConfig).where(IntegrationConfig.db_schema.isnot(None))
+            )
+        )
+        session.expunge_all()
+    return configs
+
+
 def _roles(platform: Platform, database: str) -> list[str]:
     """The tenant roles master recorded for the shared stores, and the pool login."""
-    with platform.sessions() as session:
-        configs = session.scalars(
-            select(IntegrationConfig).where(IntegrationConfig.db_schema.isnot(None))
-        )
-        found = {str(c.config_data["role"]) for c in configs if c.config_data.get("role")}
+    configs = _shared_configs(platform)
+    found = {str(c.config_data["role"]) for c in configs if c.config_data.get("role")}
     return [*sorted(found), pool_login(database)]
 
 
@@ -158,13 +167,7 @@ class TenantryFleet:
 
     def tenants(self) -> tuple[list[URL], list[str]]:
         """Each store's database (the shared one, as the bench's server login) and schema."""
-        with self.platform.sessions() as session:
-            schemas = sorted(
-                str(c.db_schema)
-                for c in session.scalars(
-                    select(IntegrationConfig).where(IntegrationConfig.db_schema.isnot(None))
-                )
-            )
+        schemas = sorted(str(c.db_schema) for c in _shared_configs(self.platform))
         if len(schemas) != self.n:
             raise RuntimeError(f"{len(schemas)} shared-schema stores in master, not {self.n}")
         return [parse_url(PG_URL).set(database=self.database)] * self.n, schemas
@@ -350,9 +353,7 @@ def _dt_steps(
         f"dt_{executor}_apply": _timing(float(applied["seconds"]), n)
         | both
         | {"migrated": applied["migrated"]},
-        f"dt_{executor}_noop": _timing(statistics.median(noops), n)
-        | both
-        | {"runs_s": [round(s, 3) for s in noops]},
+        f"dt_{executor}_noop": _sampled(noops, n) | both,
     }
 
 

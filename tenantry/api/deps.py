@@ -90,15 +90,14 @@ def current_key(
         presented = value
     # Looked up in a read transaction whatever the method: on SQLite a writer transaction
     # here queued every write request on master's writer lock twice (once for this read).
-    reads = platform.sessions
     cookie = request.cookies.get(SESSION_COOKIE)
     if presented:
         principal = authenticate_request(
-            reads, platform.writer_sessions, presented, ip_address=client_ip(request)
+            platform.sessions, platform.writer_sessions, presented, ip_address=client_ip(request)
         )
     elif cookie:
         principal = authenticate_session(
-            reads, platform.writer_sessions, cookie, ip_address=client_ip(request)
+            platform.sessions, platform.writer_sessions, cookie, ip_address=client_ip(request)
         )
         sent = request.headers.get(CSRF_HEADER, "")
         if request.method not in READ_METHODS and not hmac.compare_digest(sent, csrf_token(cookie)):
