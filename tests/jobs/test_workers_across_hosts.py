@@ -105,8 +105,12 @@ def _run_hosts(net: Lan, tmp: Path) -> None:
     # The first worker pauses a second in each job's last step: a window to pull its plug in.
     worker = [sys.executable, "-m", "tenantry", "worker", "--workers", "1"]
     w1_env = _host_env(common, tmp, "w1") | {"TENANTRY_FAILPOINTS": "provision.seed=sleep:1"}
-    net.start("w1", worker, w1_env, tmp / "w1.log")
-    net.start("w2", worker, _host_env(common, tmp, "w2"), tmp / "w2.log")
+    w1 = net.start("w1", worker, w1_env, tmp / "w1.log")
+    w2 = net.start("w2", worker, _host_env(common, tmp, "w2"), tmp / "w2.log")
+    # Both serve the queue before a job is queued: a job takes 0.15 s, and the host that came
+    # up first once took all of them before the other started.
+    for name, proc in (("w1", w1), ("w2", w2)):
+        wait_for_output(tmp / f"{name}.log", "Huey consumer started", proc, 60)
 
     master = make_engine(parse_url(f"{server}/tt_master"), pooled=False)
     try:
