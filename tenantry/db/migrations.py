@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
@@ -35,10 +36,24 @@ def alembic_config(spec: SchemaSpec, **attributes: Any) -> Config:
     return config
 
 
-@cache
+_LOADING = threading.Lock()
+
+
 def scripts(spec: SchemaSpec) -> ScriptDirectory:
-    """The role's migration scripts, loaded once per process."""
-    return ScriptDirectory.from_config(alembic_config(spec))
+    """The role's migration scripts, loaded once per process and shared by its threads."""
+    with _LOADING:
+        return _loaded(spec)
+
+
+@cache
+def _loaded(spec: SchemaSpec) -> ScriptDirectory:
+    directory = ScriptDirectory.from_config(alembic_config(spec))
+    # Alembic builds the revision map on first use, without a lock: threads that built it at
+    # once each made their own revision objects, and an upgrade plan that met objects of two
+    # maps found a revision "not an ancestor" of its successor. Built here, under the lock,
+    # before any thread plans with it.
+    directory.revision_map.heads  # noqa: B018 (a memoised property: reading it builds the map)
+    return directory
 
 
 def head(spec: SchemaSpec) -> str | None:
