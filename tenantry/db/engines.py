@@ -85,7 +85,10 @@ def _transactional_sqlite(engine: Engine) -> None:
     def _begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(_IMMEDIATE, False)
         if immediate and (path := conn.info.get(_DB_FILE)):
-            conn.info[_WRITER_LOCK] = sqlite_writers.acquire(Path(path), busy_timeout_ms)
+            # This connection's busy timeout as it is now: a migration sets its own lock
+            # wait on the connection (locks.migration_lock), and the queue honours it.
+            wait_ms = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+            conn.info[_WRITER_LOCK] = sqlite_writers.acquire(Path(path), wait_ms)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
         except BaseException:

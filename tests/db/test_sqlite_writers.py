@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from tenantry.db import sqlite_writers
 from tenantry.db.admin import drop_database
-from tenantry.db.engines import make_engine, writer
+from tenantry.db.engines import immediate, make_engine, writer
 from tenantry.db.urls import parse_url
 
 
@@ -114,6 +114,26 @@ def test_a_writer_held_too_long_is_refused_after_the_busy_timeout(db: tuple[Engi
         sqlite_writers.release(held)
     with writer(engine).begin() as conn:  # and the lock works again afterwards
         conn.execute(text("INSERT INTO t (v) VALUES ('y')"))
+
+
+def test_a_connection_waits_for_the_lock_as_long_as_its_own_busy_timeout_says(
+    db: tuple[Engine, Path],
+) -> None:
+    # A migration sets its lock wait on its connection (PRAGMA busy_timeout, at least a
+    # second on SQLite); the writer queue must not wait the engine's longer default instead.
+    engine, path = db
+    held = sqlite_writers.acquire(path, 1000)  # another writer, stuck
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA busy_timeout=1500")  # the engine's is 500 ms
+            conn.rollback()
+            started = time.monotonic()
+            with pytest.raises(Exception, match="database is locked"), immediate(conn).begin():
+                conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
+            waited = time.monotonic() - started
+        assert 1.4 < waited < 4, f"waited {waited:.1f} s, not the connection's 1.5 s"
+    finally:
+        sqlite_writers.release(held)
 
 
 def test_dropping_the_database_removes_its_lock_file(db: tuple[Engine, Path]) -> None:
