@@ -60,7 +60,7 @@ def _server_engine(url: URL) -> Engine:
                 pool_size=1,
                 max_overflow=4,
                 pool_pre_ping=True,
-                connect_args=server_connect_args(backend_of(server)),
+                connect_args=server_connect_args(server),
             )
             _engines[key] = engine
         return engine

@@ -70,7 +70,10 @@ def make_async_engine(
         return engine
     kwargs["pool_size"] = pool_size
     kwargs["pool_pre_ping"] = True
-    kwargs["connect_args"] = server_connect_args(backend)
+    # aiomysql tries no TLS unless asked (and knows no ssl_disabled).
+    connect_args = server_connect_args(url)
+    connect_args.pop("ssl_disabled", None)
+    kwargs["connect_args"] = connect_args
     if transaction_pooler and backend == "postgresql":
         kwargs["connect_args"]["prepare_threshold"] = None
     else:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import NullPool
 
 from tenantry.db import sqlite_writers, statement_timeout
-from tenantry.db.tls import check_transport, tls_hint, unreadable_tls_file
+from tenantry.db.tls import check_transport, tls_hint, unreadable_tls_file, uses_tls
 from tenantry.db.urls import backend_of, mask, redact, require_driver
 from tenantry.errors import ConfigurationError, DatabaseUnreachable
 
@@ -235,7 +235,7 @@ def _make_engine(
         return engine
     if pooled:
         kwargs["pool_size"] = pool_size
-    kwargs["connect_args"] = server_connect_args(backend)
+    kwargs["connect_args"] = server_connect_args(url)
     if transaction_pooler and backend == "postgresql":
         kwargs["connect_args"]["prepare_threshold"] = None
     else:
@@ -246,11 +246,17 @@ def _make_engine(
     return engine
 
 
-def server_connect_args(backend: str) -> dict[str, Any]:
-    """The driver arguments tenantry adds for a database server backend."""
+def server_connect_args(url: URL) -> dict[str, Any]:
+    """The arguments tenantry adds to the (sync) driver's for ``url``'s database server."""
     args: dict[str, Any] = {"connect_timeout": CONNECT_TIMEOUT_S}
-    if backend == "mysql":
+    if backend_of(url) == "mysql":
         args["charset"] = "utf8mb4"
+        if not uses_tls(url):
+            # A URL without ssl_ca/ssl_capath/ssl_cert is plain text, as for the mariadb
+            # tools tenantry runs (tenantry.db.tls). Left to itself, PyMySQL >= 1.2 tries TLS
+            # without checking the server and builds an SSL context, CA bundle and all, for
+            # every connection: about 35 ms of CPU each, against 0.4 ms without.
+            args["ssl_disabled"] = True
     return args
 
 

@@ -75,7 +75,7 @@ class ServerConnections:
         cargs, cparams = engine.dialect.create_connect_args(url)
         backend = backend_of(url)
         if backend != "sqlite":
-            cparams = {**cparams, **server_connect_args(backend)}
+            cparams = {**cparams, **server_connect_args(url)}
         self._target.args = (engine.dialect, cargs, cparams)
         try:
             conn = engine.connect()

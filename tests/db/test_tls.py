@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from tenantry.backup.dump_tools.mysql import _mysql_options
 from tenantry.backup.dump_tools.postgres import _pg_env
-from tenantry.db.admin import create_database, database_exists, drop_database
+from tenantry.db.admin import create_database, database_exists, drop_database, server_connection
 from tenantry.db.engines import connect, make_engine
 from tenantry.db.server_connections import ServerConnections
 from tenantry.db.tls import mysql_tool_args, uses_tls
@@ -163,3 +163,27 @@ def test_mariadb_with_tls_options_never_falls_back_to_plain_text(
             pass
     finally:
         engine.dispose()
+
+
+@pytest.mark.server
+def test_mariadb_without_tls_options_is_plain_text_on_every_way_tenantry_connects() -> None:
+    # As for the mariadb tools: no ssl_* option, no TLS. PyMySQL >= 1.2 would otherwise try
+    # TLS unchecked, building an SSL context with the CA bundle for every connection (35 ms of
+    # CPU each: a fleet run over a thousand MariaDB tenants spent half a minute on it).
+    require_server("mysql")
+    url = parse_url(SERVER_URLS["mysql"])
+    engine = make_engine(url, pooled=False)
+    try:
+        with connect(engine) as conn:
+            assert conn.connection.dbapi_connection.ssl is False  # type: ignore[union-attr]
+            assert conn.scalar(text("SELECT 1")) == 1
+    finally:
+        engine.dispose()
+    fleet = ServerConnections()
+    try:
+        with fleet.connect(url) as conn:
+            assert conn.connection.dbapi_connection.ssl is False  # type: ignore[union-attr]
+    finally:
+        fleet.dispose()
+    with server_connection(url) as conn:  # creating and dropping databases
+        assert conn.connection.dbapi_connection.ssl is False  # type: ignore[union-attr]
