@@ -766,9 +766,10 @@ def test_a_sqlite_source_another_process_keeps_writing_is_still_made_read_only(
     platform: Platform, cleanup: None, monkeypatch: pytest.MonkeyPatch, held_open: bool
 ) -> None:
     require_server("postgresql")
-    # The move waits up to the busy timeout for the file to leave WAL mode; a second is
-    # enough to show it gives up on a file held open (and the test does not wait 10 s).
-    monkeypatch.setenv(BUSY_TIMEOUT_ENV, "1000")
+    # The move waits up to the busy timeout for the file to leave WAL mode: 3 s show it
+    # gives up on a file held open (not the default 10), and leave a loaded machine time to
+    # find the gap between the writer's transactions when the file is not held open.
+    monkeypatch.setenv(BUSY_TIMEOUT_ENV, "3000")
     provision(platform, "busy")
     register(platform, "pg", "postgresql")
     filled(platform, "busy")
