@@ -29,6 +29,7 @@ No master transaction is held open while tenant databases are read or written.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -82,6 +83,11 @@ class StoreMover:
     spec: SchemaSpec
     actor: str
     on_progress: ProgressCallback | None = None
+    #: Closes this process's own idle connections to a store's database (the serving
+    #: process's router: ``router.evict``), called just before the source is made read-only:
+    #: a SQLite file the process itself still holds open cannot leave WAL mode, and the move
+    #: would wait the busy timeout for it in vain.
+    release_source: Callable[[uuid.UUID], None] | None = None
     batch_rows: int = copy.BATCH_ROWS
     #: The operation this move is part of (a server's drain or a rebalance), if any.
     parent_id: uuid.UUID | None = None
@@ -313,6 +319,8 @@ class StoreMover:
         plan = run.plan
         run.details.setdefault("source_before", writable_state(plan.source_url, plan.source_role))
         run.report("source_read_only", 95)
+        if self.release_source is not None:
+            self.release_source(plan.store_id)
         run.details["source_read_only"] = make_read_only(
             plan.source_url, plan.source_role
         ).document()

@@ -4,6 +4,7 @@ writes are blocked, reads served all along, and the new database serving after t
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import httpx
 import pytest
@@ -187,4 +188,36 @@ def test_a_write_the_move_fence_refuses_is_a_503_and_reads_still_answer(api: Api
         assert again.status_code == 201, again.text
     finally:
         readonly.make_writable(source, before)
+        drop_server_databases(api.platform)
+
+
+def test_a_move_over_http_closes_the_apis_own_connections_to_its_sqlite_source(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The API's pool keeps a store's SQLite file open after serving it; a file held open
+    # cannot leave WAL mode, and the move used to wait the busy timeout for it in vain (and
+    # then say "another process" held it). The process moving the store closes its own.
+    require_server("postgresql")
+    monkeypatch.setenv(BUSY_TIMEOUT_ENV, "2000")
+    api.provisioned_store("leaver")
+    made = api.client.post("/stores/leaver/products", json=MUG, headers=api.admin)
+    assert made.status_code == 201, made.text  # the API has the file open now
+    _register_pg(api)
+    with api.platform.sessions() as session:
+        config = stores.active_connection(session, stores.get_store(session, "leaver"))
+        assert config is not None
+        source = tenant_url(api.platform.box, config)
+    try:
+        moved = api.client.post("/stores/leaver/move", json={"to_server": "pg"}, headers=api.admin)
+
+        assert moved.status_code == 200, moved.text
+        file = Path(str(source.database))
+        assert moved.json()["details"]["source_read_only"] == {
+            "applied": True,
+            "how": f"file mode set to 0400 ({file.name})",
+        }
+        assert not Path(f"{file}-wal").exists()  # out of WAL mode: readable without writing
+        listed = api.client.get("/stores/leaver/products", headers=api.admin)
+        assert [p["sku"] for p in listed.json()] == [MUG["sku"]]
+    finally:
         drop_server_databases(api.platform)

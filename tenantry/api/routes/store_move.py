@@ -73,6 +73,7 @@ def move_store(
             platform.settings,
             platform.tenant_spec,
             actor=key.actor,
+            release_source=platform.router.evict,
         )
         moved = mover.move_to(store_id, destination)
         platform.router.evict(store_id)  # this process's next request connects anew

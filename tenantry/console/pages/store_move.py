@@ -38,6 +38,7 @@ def move(
             platform.settings,
             platform.tenant_spec,
             actor=user.principal.actor,
+            release_source=platform.router.evict,
         )
         destination = MoveDestination.parse(
             None if shared else server, f"{server}/{shared}" if shared else None, False
