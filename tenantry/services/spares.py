@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, func, select, update
+from sqlalchemy import Connection, Row, Table, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import SpareDatabase, SpareStatus
@@ -113,6 +113,11 @@ def forget(session: Session, spare_id: uuid.UUID) -> None:
     )
 
 
+#: Spares a claim tries, oldest first, before it says there is none (claimers at once each
+#: skip the ones the others hold).
+CLAIM_CANDIDATES = 16
+
+
 def claim_ready(
     conn: Connection, server_id: uuid.UUID | None, template: str
 ) -> ClaimedSpare | None:
@@ -126,12 +131,25 @@ def claim_ready(
         if server_id is None
         else SPARES.c.database_server_id == server_id
     )
-    query = select(SPARES.c.id, SPARES.c.database_name, SPARES.c.login_secret_encrypted)
-    query = query.where(*where)
-    query = query.order_by(SPARES.c.created_at).limit(1)
-    if conn.dialect.name != "sqlite":
-        query = query.with_for_update(skip_locked=True)
-    row = conn.execute(query).first()
+    columns = (SPARES.c.id, SPARES.c.database_name, SPARES.c.login_secret_encrypted)
+    oldest = select(*columns).where(*where).order_by(SPARES.c.created_at)
+    if conn.dialect.name == "sqlite":
+        return _take(conn, conn.execute(oldest.limit(1)).first())
+    # The oldest few, read without locks, then each locked by its key (skipping one another
+    # claimer holds). One locking read over the pool would lock every row InnoDB reads to
+    # sort it (MariaDB/MySQL), so the claimers after the first found every spare taken and
+    # took the slow path while spares were ready.
+    candidates = conn.execute(oldest.with_only_columns(SPARES.c.id).limit(CLAIM_CANDIDATES))
+    for spare_id in candidates.scalars().all():
+        mine = select(*columns).where(SPARES.c.id == spare_id, *where)
+        row = conn.execute(mine.with_for_update(skip_locked=True)).first()
+        if row is not None:  # None: another claimer has it (or had it and is done)
+            return _take(conn, row)
+    return None
+
+
+def _take(conn: Connection, row: Row[Any, Any, Any] | None) -> ClaimedSpare | None:
+    """Delete the claimed spare's row; the claim is the caller's if the delete removed it."""
     if row is None:
         return None
     gone = conn.execute(delete(SPARES).where(SPARES.c.id == row.id)).rowcount

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from tenantry.db import admin, logins
 from tenantry.db.engines import make_engine
 from tenantry.db.identity import read_identity
-from tenantry.db.master.models import ProvisioningMode, SpareDatabase, Store
+from tenantry.db.master.models import ProvisioningMode, SpareDatabase, SpareStatus, Store
 from tenantry.db.spares import drop_spare_login
 from tenantry.db.urls import parse_url
 from tenantry.operations import spare_pool
@@ -23,6 +23,7 @@ from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, runtime_access, servers, stores
 from tenantry.services.connections import tenant_url
+from tenantry.services.spares import claim_ready
 from tests.conftest import SERVER_URLS, require_server
 from tests.platform_fixtures import backend_platform
 
@@ -119,3 +120,38 @@ def test_concurrent_jobs_never_share_a_spare(on_server: tuple[Platform, str]) ->
             assert identity.instance_id == config.instance_id
             instances.add(identity.instance_id)
         assert len(instances) == JOBS
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mysql"])  # SQLite claims never overlap
+def test_a_claim_skips_only_the_spare_another_claim_holds(
+    on_server: tuple[Platform, str], backend: str
+) -> None:
+    # A locking read over the pool (ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) had
+    # InnoDB lock every spare it read to sort them: while one claim was open, the next found
+    # none, and its job took the clone path with spares ready.
+    require_server(backend)
+    platform, server_name = on_server
+    template = f"tpl_{uuid.uuid4().hex[:8]}"
+    with platform.sessions.begin() as session:
+        server_id = servers.get_server(session, server_name).id
+        for n in range(2):  # rows only: claiming never touches the databases themselves
+            session.add(
+                SpareDatabase(
+                    database_server_id=server_id,
+                    database_name=f"{template}_spare_{n}",
+                    template=template,
+                    status=SpareStatus.READY.value,
+                )
+            )
+    engine = platform.sessions.kw["bind"]
+    with engine.connect() as first, engine.connect() as second, first.begin():
+        held = claim_ready(first, server_id, template)  # not committed yet
+        assert held is not None
+        with second.begin():
+            other = claim_ready(second, server_id, template)
+            assert other is not None, "the second claim found no spare free"
+            assert other.id != held.id
+            assert claim_ready(second, server_id, template) is None  # both are taken
+    with platform.sessions() as session:
+        left = session.scalars(select(SpareDatabase).where(SpareDatabase.template == template))
+        assert left.all() == []
