@@ -48,6 +48,14 @@ def _register_pg(api: Api) -> None:
         )
 
 
+def _database_of(api: Api, slug: str) -> URL:
+    """Where store ``slug``'s database is now (its runtime URL)."""
+    with api.platform.sessions() as session:
+        config = stores.active_connection(session, stores.get_store(session, slug))
+        assert config is not None
+        return tenant_url(api.platform.box, config)
+
+
 def _assert_writes_refused(api: Api, slug: str, product_id: str) -> None:
     attempts: list[httpx.Response] = [
         api.client.post(f"/stores/{slug}/products", json=MUG | {"sku": "NO"}, headers=api.admin),
@@ -108,10 +116,7 @@ def test_a_moved_store_is_served_from_its_new_database(
         assert made.status_code == 201, made.text
     product_id = made.json()["id"]
     _register_pg(api)
-    with api.platform.sessions() as session:
-        config = stores.active_connection(session, stores.get_store(session, "mover"))
-        assert config is not None
-        source = tenant_url(api.platform.box, config)
+    source = _database_of(api, "mover")
     during: list[str] = []
 
     def meanwhile(state: MoveProgress) -> None:
@@ -144,10 +149,7 @@ def test_a_moved_store_is_served_from_its_new_database(
         assert added.status_code == 201, added.text
         shown = api.client.get("/stores/mover", headers=api.admin).json()
         assert shown["database_type"] == "postgresql"
-        with api.platform.sessions() as session:
-            config = stores.active_connection(session, stores.get_store(session, "mover"))
-            assert config is not None
-            target = tenant_url(api.platform.box, config)
+        target = _database_of(api, "mover")
         assert _products_in(target) == 4
         assert _products_in(source) == 3
     finally:
@@ -203,10 +205,7 @@ def test_a_move_over_http_closes_the_apis_own_connections_to_its_sqlite_source(
     made = api.client.post("/stores/leaver/products", json=MUG, headers=api.admin)
     assert made.status_code == 201, made.text  # the API has the file open now
     _register_pg(api)
-    with api.platform.sessions() as session:
-        config = stores.active_connection(session, stores.get_store(session, "leaver"))
-        assert config is not None
-        source = tenant_url(api.platform.box, config)
+    source = _database_of(api, "leaver")
     try:
         moved = api.client.post("/stores/leaver/move", json={"to_server": "pg"}, headers=api.admin)
 
