@@ -592,7 +592,10 @@ def test_a_rotation_whose_process_died_is_ended_by_the_sweep_and_run_again(
 
     queue = Queue(load_settings(job_lease_seconds=1))
     try:
-        assert queue.recover() == 1  # what a worker's sweep does at start and every minute
+        # What a worker's sweep does at start and every minute: it ends the dead rotation
+        # (checked below), and on a host slow enough that the provisioning job queued above
+        # has waited past the queue's grace (5 s) it re-enqueues that job too; both count.
+        assert queue.recover() >= 1
     finally:
         queue.close()
     (ended,) = as_json(cli("ops", "list", "--kind", "key_rotate", "--json"))["items"]
