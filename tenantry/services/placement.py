@@ -114,15 +114,22 @@ def lock_servers(session: Session) -> list[DatabaseServer]:
 
 def misfit(store: Store, load: ServerLoad) -> str | None:
     """Why the server of ``load`` may not take ``store`` now, or ``None``."""
-    server = load.server
+    return _standing_misfit(store, load.server) or load.full
+
+
+def _standing_misfit(store: Store, server: DatabaseServer) -> str | None:
+    """Why ``server`` may not take ``store`` whatever it holds (inactive, not accepting, its
+    labels), or ``None``."""
     if not server.is_active:
         return "inactive"
     if not server.accepting:
         return "not accepting"
-    residency = residency_misfit(store, server)
-    if residency is not None:
-        return residency
-    return load.full
+    return residency_misfit(store, server)
+
+
+def _bounded(server: DatabaseServer) -> bool:
+    """Whether ``server`` has a bound its load is checked against."""
+    return server.max_tenants is not None or server.max_bytes is not None
 
 
 def place(
@@ -143,6 +150,12 @@ def place(
             "Nothing was changed.",
             _add_hint(store),
         )
+    candidates = [server for server in servers if _standing_misfit(store, server) is None]
+    if len(candidates) == 1 and not _bounded(candidates[0]):
+        # Nothing to rank and no bound to check: the load, a count over every store bound to
+        # the server (O(stores): 48 ms at 10,000 on SQLite, under the placement lock), is
+        # not read for each new store.
+        return candidates[0]
     loads = server_loads(session, list(servers))
     fitting = [load for load in loads if misfit(store, load) is None]
     if not fitting:
@@ -183,8 +196,10 @@ def check_chosen(
     """Refuse an explicitly named ``server`` that may not take ``store`` now (residency,
     not accepting, full), as :func:`place` would have passed it."""
     refuse_breaking_residency(store, server, doing=doing)
-    (load,) = server_loads(session, [server])
-    why = misfit(store, load)
+    why = _standing_misfit(store, server)
+    if why is None and _bounded(server):  # an unbounded server's load is not read (place())
+        (load,) = server_loads(session, [server])
+        why = load.full
     if why is not None:
         raise Conflict(
             f"server {server.name!r} cannot take store {store.slug!r}: {why}. Nothing was changed.",
