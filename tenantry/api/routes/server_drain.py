@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field, Strict
 from sqlalchemy import select
 
 from tenantry.api.audit_failures import audit_failures
-from tenantry.api.deps import AdminDep, DispatcherDep, MasterDep, PlatformDep
+from tenantry.api.deps import AdminDep, DispatcherDep, MasterDep, MasterReadDep, PlatformDep
 from tenantry.api.fields import RequestModel, StrictBool
 from tenantry.api.openapi import raises
 from tenantry.api.routes.operations import OperationOut, operation_out
@@ -119,7 +119,7 @@ class MoveOut(BaseModel):
 def drain_server(
     name: str,
     body: DrainRequest,
-    master: MasterDep,
+    master: MasterReadDep,
     key: AdminDep,
     platform: PlatformDep,
     dispatcher: DispatcherDep,
@@ -169,7 +169,7 @@ def drain_server(
 @raises(409, 422)  # a rebalance another process runs; a skew that is not a count or N%
 def rebalance_servers(
     body: RebalanceRequest,
-    master: MasterDep,
+    master: MasterReadDep,
     key: AdminDep,
     platform: PlatformDep,
     dispatcher: DispatcherDep,

@@ -14,7 +14,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, Field
 
 from tenantry.api.audit_failures import audit_failures
-from tenantry.api.deps import AdminDep, MasterDep, PlatformDep, visible_store
+from tenantry.api.deps import AdminDep, MasterReadDep, PlatformDep, visible_store
 from tenantry.errors import Conflict
 from tenantry.operations.move_destination import MoveDestination
 from tenantry.operations.move_store import StoreMover
@@ -59,7 +59,7 @@ class StoreMoveOut(BaseModel):
 
 @router.post("/stores/{store_ref}/move", response_model=StoreMoveOut, responses={502: {}})
 def move_store(
-    store_ref: str, body: MoveRequest, master: MasterDep, key: AdminDep, platform: PlatformDep
+    store_ref: str, body: MoveRequest, master: MasterReadDep, key: AdminDep, platform: PlatformDep
 ) -> StoreMoveOut:
     """Move the store's database (copied, verified, switched; its writes answered 503 only
     while it moves); 409 when refused or rolled back, 422 for contradictory choices."""

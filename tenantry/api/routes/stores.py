@@ -11,6 +11,7 @@ from tenantry.api.deps import (
     DispatcherDep,
     KeyDep,
     MasterDep,
+    MasterReadDep,
     PlatformDep,
     is_admin,
     visible_store,
@@ -81,7 +82,7 @@ def job_out(job: ProvisioningJob) -> JobOut:
 
 @router.post("/stores", status_code=status.HTTP_201_CREATED, response_model=StoreOut)
 def create_store(
-    body: StoreCreate, master: MasterDep, key: AdminDep, platform: PlatformDep
+    body: StoreCreate, master: MasterReadDep, key: AdminDep, platform: PlatformDep
 ) -> StoreOut:
     """Register a store (admin keys only). Provision it next."""
     with audit_failures(master, platform, key, "store.create", "store", body.slug):
@@ -186,7 +187,7 @@ def resume_store(
 def provision_store(
     store_ref: str,
     body: ProvisionRequest,
-    master: MasterDep,
+    master: MasterReadDep,
     key: AdminDep,
     platform: PlatformDep,
     dispatcher: DispatcherDep,
@@ -195,8 +196,8 @@ def provision_store(
     """Start provisioning the store's database in the background; poll the job."""
     store_id = visible_store(master, key, store_ref).id
     actor = key.actor
-    # The check is done: end its transaction (on SQLite it holds the write lock), since the
-    # job is recorded in one of its own. Nothing loaded from it is read after this.
+    # The check is done: end its read transaction, since the job is recorded in one of its
+    # own. Nothing loaded from it is read after this.
     master.rollback()
     job = provision_request.request(
         platform,
@@ -220,7 +221,7 @@ def provision_store(
 def provision_store_shared(
     store_ref: str,
     body: SharedProvisionRequest,
-    master: MasterDep,
+    master: MasterReadDep,
     key: AdminDep,
     platform: PlatformDep,
     dispatcher: DispatcherDep,
