@@ -18,6 +18,7 @@ failed with what to run again.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from cryptography.fernet import Fernet, MultiFernet
@@ -26,6 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenantry.crypto import SecretBox, raw_keys, write_key_file
 from tenantry.db.master.models import OperationKind, ProgressUnit
 from tenantry.db.schemas import Role
+from tenantry.db.types import utcnow
 from tenantry.errors import ConfigurationError
 from tenantry.operations.running import Running, run_here
 from tenantry.runtime import Platform
@@ -34,6 +36,7 @@ from tenantry.services.key_rotation import (
     record_rotation,
     reseal,
     sealed_schemas,
+    sealing_work_since_before,
     unreadable,
 )
 
@@ -116,14 +119,20 @@ def reseal_everywhere(
         record_rotation(session, done, new_key=new_key, actor=actor)
 
 
-def _ensure_only_new_opens_all(platform: Platform, new: bytes) -> None:
-    """Refuse to retire the old keys while any database holds a secret only they open."""
+def _ensure_only_new_opens_all(platform: Platform, new: bytes, written: datetime) -> None:
+    """Refuse to retire the old keys while any database holds a secret only they open, or
+    work that started before the new key was ``written`` may still save one."""
     only_new = SecretBox(MultiFernet([Fernet(new)]))
     left: list[str] = []
     for spec in sealed_schemas():
         with _readers(platform, spec.role)() as session:
             found = unreadable(session, only_new, spec)
         left += [f"{n} in {spec.role.value}'s {column}" for column, n in found.items()]
+    # A job that sealed a secret under an old key before the file changed, and saves it once
+    # this check is done, would leave it for no key to open: it is still running now.
+    with platform.sessions() as session:
+        under_way = sealing_work_since_before(session, written)
+    left += [f"the {kind} operation(s) under way ({n})" for kind, n in under_way.items()]
     if left:
         raise ConfigurationError(
             "every secret was resealed under the new key, but "
@@ -178,6 +187,7 @@ def _rotate_key_file(
         keys_in_file=1 if retire_old else 1 + len(old),
     )
     write_key_file(settings.key_file, [new, *old])
+    written = utcnow()  # work that starts later seals under the new key (SecretBox re-reads)
     box = SecretBox.from_settings(settings)
     try:
         reseal_everywhere(platform, box, rotation.resealed, running, new_key=True, actor=actor)
@@ -189,6 +199,6 @@ def _rotate_key_file(
         raise
     if retire_old:
         running.step("retiring the old keys", cancellable=False)
-        _ensure_only_new_opens_all(platform, new)
+        _ensure_only_new_opens_all(platform, new, written)
         write_key_file(settings.key_file, [new])
     return rotation

@@ -11,12 +11,14 @@ after :func:`unreadable` finds nothing in any database.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, and_, or_, select, update
+from sqlalchemy import Column, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from tenantry.crypto import SecretBox, sealed_columns
+from tenantry.db.master.models import HELD_STATUSES, Operation, OperationKind
 from tenantry.db.schemas import SchemaSpec, billing_schema, master_schema
 from tenantry.errors import ConfigurationError
 from tenantry.services import audit
@@ -107,6 +109,35 @@ def unreadable(session: Session, box: SecretBox, spec: SchemaSpec) -> dict[str, 
                 if token is not None and not box.can_open(token):
                     found[_name(column)] = found.get(_name(column), 0) + 1
     return found
+
+
+#: Work that seals a secret in memory (a new login's password, a connection URL) and saves it
+#: in a later transaction: run by a process that read the keys before a rotation changed
+#: them, it may still save a secret only the old keys open.
+SEALING_KINDS = (
+    OperationKind.PROVISION,
+    OperationKind.MOVE,
+    OperationKind.STORE_CREDENTIALS,
+    OperationKind.IMPORT,
+    OperationKind.IMPORT_BILLING,
+    OperationKind.DRAIN,
+    OperationKind.REBALANCE,
+)
+
+
+def sealing_work_since_before(session: Session, moment: datetime) -> dict[str, int]:
+    """Operations of :data:`SEALING_KINDS` held by a process (running or cancelling) that
+    started before ``moment``, counted by kind (kinds with none are left out)."""
+    rows = session.execute(
+        select(Operation.kind, func.count())
+        .where(
+            Operation.kind.in_(SEALING_KINDS),
+            Operation.status.in_(HELD_STATUSES),
+            Operation.started_at < moment,
+        )
+        .group_by(Operation.kind)
+    )
+    return {str(kind): int(n) for kind, n in rows}
 
 
 def record_rotation(
