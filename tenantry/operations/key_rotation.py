@@ -36,7 +36,7 @@ from tenantry.services.key_rotation import (
     record_rotation,
     reseal,
     sealed_schemas,
-    sealing_work_since_before,
+    sealing_work_started_before,
     unreadable,
 )
 
@@ -131,7 +131,7 @@ def _ensure_only_new_opens_all(platform: Platform, new: bytes, written: datetime
     # A job that sealed a secret under an old key before the file changed, and saves it once
     # this check is done, would leave it for no key to open: it is still running now.
     with platform.sessions() as session:
-        under_way = sealing_work_since_before(session, written)
+        under_way = sealing_work_started_before(session, written)
     left += [f"the {kind} operation(s) under way ({n})" for kind, n in under_way.items()]
     if left:
         raise ConfigurationError(

@@ -125,7 +125,7 @@ SEALING_KINDS = (
 )
 
 
-def sealing_work_since_before(session: Session, moment: datetime) -> dict[str, int]:
+def sealing_work_started_before(session: Session, moment: datetime) -> dict[str, int]:
     """Operations of :data:`SEALING_KINDS` held by a process (running or cancelling) that
     started before ``moment``, counted by kind (kinds with none are left out)."""
     rows = session.execute(
