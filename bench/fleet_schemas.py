@@ -27,15 +27,17 @@ initial data; then a nullable, indexed column on ``products``):
   pays for its interpreter's start-up).
 
 **In turns.** Both are set up before anything is timed; then tenantry's apply and
-django-tenants' (multiprocessing) apply run back to back, and the ``--repeat`` no-op runs
-alternate between them, who goes first swapping each round. The host's speed moves by tens of
+django-tenants' (multiprocessing) apply run back to back, ``--apply-rounds`` times (between
+rounds, not timed, both go back to the revision before: django-tenants by migrating to 0001,
+tenantry by b002's downgrade run as SQL in each schema), and the ``--repeat`` no-op runs
+alternate between them; who goes first swaps each round. The host's speed moves by tens of
 per cent over minutes (``run.machine`` records its probe before and after): measured in turns,
 a change reaches both tools alike and the ratio holds, where two blocks a few minutes apart
-each caught the machine at another speed. The apply is measured once per tool and executor
-(each needs fresh tenants at the revision before); the standard executor runs last, for
-reference (no ratio). Prints a table and writes ``fleet_schemas.json``. Every database and
-role created is dropped at the end, whatever happened, and the server's
-database and role lists are compared before and after.
+each caught the machine at another speed. Each ratio is the median over the rounds of one
+round's pair (one apply of each moved the ratio 18 % between two passes). The standard
+executor runs last, for reference (no ratio). Prints a table and writes
+``fleet_schemas.json``. Every database and role created is dropped at the end, whatever
+happened, and the server's database and role lists are compared before and after.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,7 +76,6 @@ from fleet import (
     OWNER,
     _repeated,
     _sampled,
-    _timing,
     installation,
     raw_floor,
     timed_fleet_run,
@@ -81,13 +83,13 @@ from fleet import (
 )
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import select, text
+from sqlalchemy import select, text, update
 from sqlalchemy.engine import URL
 
 from tenantry.db import migrations
 from tenantry.db.admin import create_database, dispose_server_engines, drop_database
 from tenantry.db.engines import make_engine
-from tenantry.db.master.models import IntegrationConfig, TenantOutcome
+from tenantry.db.master.models import IntegrationConfig, Store, TenantOutcome
 from tenantry.db.schemas import SchemaSpec
 from tenantry.db.shared_schemas import pool_login
 from tenantry.db.urls import mask, parse_url
@@ -164,6 +166,7 @@ class TenantryFleet:
     concurrency: int
     setup_s: float
     database: str
+    before: str  # the revision the stores were provisioned at
 
     def tenants(self) -> tuple[list[URL], list[str]]:
         """Each store's database (the shared one, as the bench's server login) and schema."""
@@ -179,6 +182,26 @@ class TenantryFleet:
         return timed_fleet_run(
             self.platform, self.spec, self.options, self.concurrency, self.n, expected, step
         )
+
+    def rollback(self) -> None:
+        """Every schema back at the revision before b002 (its downgrade, as SQL: tenantry
+        never runs downgrades), and master told; not timed."""
+        urls, schemas = self.tenants()
+        table = self.spec.version_table
+        engine = make_engine(urls[0], pooled=False)
+        try:
+            with engine.begin() as conn:
+                for schema in schemas:
+                    conn.execute(text(f'DROP INDEX "{schema}".ix_products_bench_note'))
+                    conn.execute(text(f'ALTER TABLE "{schema}".products DROP COLUMN bench_note'))
+                    conn.execute(
+                        text(f'UPDATE "{schema}".{table} SET version_num = :before'),
+                        {"before": self.before},
+                    )
+        finally:
+            engine.dispose()
+        with self.platform.sessions.begin() as session:
+            session.execute(update(Store).values(schema_revision=self.before))
 
 
 @contextmanager
@@ -216,7 +239,9 @@ def tenantry_fleet(n: int, concurrency: int) -> Iterator[TenantryFleet]:
                     raise RuntimeError(f"the plug-in's head is {migrations.head(after)}")
                 options = MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
                 try:
-                    yield TenantryFleet(platform, after, options, n, concurrency, setup_s, database)
+                    yield TenantryFleet(
+                        platform, after, options, n, concurrency, setup_s, database, inst.before
+                    )
                 finally:
                     platform.router.dispose_all()
         finally:
@@ -293,19 +318,28 @@ def django_tenants(n: int, concurrency: int) -> Iterator[DjangoTenants]:
 # --------------------------------------------------------------------------- both, in turns
 
 
-def bench_both(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
-    """Both tools set up over ``n`` tenants, then measured in turns on the same server: each
-    apply right after the other's, and the no-op runs alternating (who goes first swaps
-    each round), so a change of the machine's speed over the run reaches both alike."""
+def bench_both(n: int, concurrency: int, repeat: int, apply_rounds: int) -> dict[str, Any]:
+    """Both tools set up over ``n`` tenants, then measured in turns on the same server: the
+    applies back to back ``apply_rounds`` times, both rolled back between rounds, and the
+    no-op runs alternating (who goes first swaps each round), so a change of the machine's
+    speed over the run reaches both alike."""
     server = parse_url(PG_URL)
     with tenantry_fleet(n, concurrency) as ours, django_tenants(n, concurrency) as theirs:
         steps: dict[str, Any] = {}
-        checkpoint(server)
-        say(f"x{n}: tenantry apply")
-        applied = ours.run("tenantry_apply")
-        checkpoint(server)
-        say(f"x{n}: django-tenants apply (multiprocessing)")
-        dt_apply = theirs.step("apply multiprocessing")
+        applied: list[tuple[float, RunReport]] = []
+        dt_applies: list[dict[str, Any]] = []
+        for rnd in range(apply_rounds):
+            if rnd:
+                say(f"x{n}: both back at the revision before ({rnd + 1}/{apply_rounds})")
+                ours.rollback()
+                theirs.step("rollback")
+            for who in ("ours", "theirs") if rnd % 2 == 0 else ("theirs", "ours"):
+                checkpoint(server)
+                say(f"x{n}: {who} apply ({rnd + 1}/{apply_rounds})")
+                if who == "ours":
+                    applied.append(ours.run("tenantry_apply"))
+                else:
+                    dt_applies.append(theirs.step("apply multiprocessing"))
         theirs.step("checkpoint")
         ours_noops: list[tuple[float, RunReport]] = []
         dt_noops: list[float] = []
@@ -317,7 +351,7 @@ def bench_both(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
                     ours_noops.append(ours.run("tenantry_noop"))
                 else:
                     dt_noops.append(float(theirs.step("noop multiprocessing")["seconds"]))
-        steps["tenantry_apply"] = _repeated([applied], n)
+        steps["tenantry_apply"] = _repeated(applied, n)
         steps["tenantry_noop"] = _repeated(ours_noops, n)
         urls, schemas = ours.tenants()
         steps["verify"] = verify_timing(
@@ -329,14 +363,14 @@ def bench_both(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
             f"tenantry x{n}",
             partial(raw_floor, urls, concurrency, schemas),
         )
-        steps |= _dt_steps("multiprocessing", dt_apply, dt_noops, theirs.processes, n)
+        steps |= _dt_steps("multiprocessing", dt_applies, dt_noops, theirs.processes, n)
         # The standard executor (one process), after rolling back: for reference, no ratio.
         theirs.step("rollback")
         theirs.step("checkpoint")
         standard = theirs.step("apply standard")
         theirs.step("checkpoint")
         std_noops = [float(theirs.step("noop standard")["seconds"]) for _ in range(repeat)]
-        steps |= _dt_steps("standard", standard, std_noops, 1, n)
+        steps |= _dt_steps("standard", [standard], std_noops, 1, n)
         return {
             "setup_s": {"tenantry": ours.setup_s, "django_tenants": theirs.setup_s},
             "versions": theirs.versions,
@@ -345,14 +379,14 @@ def bench_both(n: int, concurrency: int, repeat: int) -> dict[str, Any]:
 
 
 def _dt_steps(
-    executor: str, applied: dict[str, Any], noops: list[float], processes: int, n: int
+    executor: str, applied: list[dict[str, Any]], noops: list[float], processes: int, n: int
 ) -> dict[str, Any]:
     """django-tenants' apply and no-op steps with ``executor``, as the JSON holds them."""
     both = {"processes": processes}
     return {
-        f"dt_{executor}_apply": _timing(float(applied["seconds"]), n)
+        f"dt_{executor}_apply": _sampled([float(a["seconds"]) for a in applied], n)
         | both
-        | {"migrated": applied["migrated"]},
+        | {"migrated": min(int(a["migrated"]) for a in applied)},
         f"dt_{executor}_noop": _sampled(noops, n) | both,
     }
 
@@ -384,9 +418,17 @@ STEP_LABELS = {
 
 
 def _ratios(steps: dict[str, Any]) -> dict[str, float]:
-    """tenantry's time over django-tenants' multiprocessing executor's, per step."""
+    """tenantry's time over django-tenants' multiprocessing executor's, per step: the median
+    over the rounds of one round's pair (both ran in turns)."""
     return {
-        what: steps[f"tenantry_{what}"]["seconds"] / steps[f"dt_multiprocessing_{what}"]["seconds"]
+        what: statistics.median(
+            ours / theirs
+            for ours, theirs in zip(
+                steps[f"tenantry_{what}"]["runs_s"],
+                steps[f"dt_multiprocessing_{what}"]["runs_s"],
+                strict=True,
+            )
+        )
         for what in ("apply", "noop")
     }
 
@@ -442,11 +484,18 @@ def main() -> None:
     # Seven: a no-op over 100 schemas takes a tenth of a second, and the median of three such
     # short runs moved by 20 % between passes.
     parser.add_argument("--repeat", type=int, default=7, help="no-op runs; the median is shown")
+    # Three: one apply of each moved the ratio 18 % between two passes.
+    parser.add_argument(
+        "--apply-rounds", type=int, default=3, help="applies per tool, in turns; the median"
+    )
     parser.add_argument("--out", type=Path, default=Path("bench/results"))
     args = parser.parse_args()
     wait_until_quiet()
-    if any(n < 1 for n in args.tenants) or min(args.concurrency, args.repeat) < 1:
-        parser.error("--tenants, --concurrency and --repeat must be at least 1")
+    if (
+        any(n < 1 for n in args.tenants)
+        or min(args.concurrency, args.repeat, args.apply_rounds) < 1
+    ):
+        parser.error("--tenants, --concurrency, --repeat and --apply-rounds must be at least 1")
     try:
         import django_tenants  # noqa: F401
     except ImportError:
@@ -460,7 +509,7 @@ def main() -> None:
     try:
         for n in args.tenants:
             try:
-                both = bench_both(n, args.concurrency, args.repeat)
+                both = bench_both(n, args.concurrency, args.repeat, args.apply_rounds)
             except Exception as exc:  # report it, run the other N
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 error = f"{type(exc).__name__}: {first}"
@@ -502,6 +551,7 @@ def main() -> None:
                     "tenants": args.tenants,
                     "concurrency": args.concurrency,
                     "repeat": args.repeat,
+                    "apply_rounds": args.apply_rounds,
                     "postgres": mask(server),
                 },
                 "results": results,

@@ -234,7 +234,8 @@ def fleet_schemas_rows(data: dict[str, Any]) -> Iterator[Row]:
                 _s(ours),
                 f"django-tenants migrate_schemas {_s(multi)} ({c} processes; "
                 f"standard executor {_s(standard)})",
-                _x(ours / multi),
+                # Paired (each round's tenantry over django-tenants), where the run has it.
+                _x(r.get("tenantry_over_django_tenants", {}).get(what, ours / multi)),
                 run,
             )
         yield Row(
