@@ -19,8 +19,13 @@ SELECT generate_series`` until their tables and indexes hold the size asked for.
   alternates and the median is kept. Target: tenantry's total ≤ 1.3x the plain tools'.
 * ``--tenants`` databases of ``--tenant-mb`` (cloned from one filled template, each with its
   own instance id): plain, one after another, ``pg_dump -Fc`` then ``createdb`` +
-  ``pg_restore`` + ``dropdb``; tenantry, ``take_backup`` + ``verify_backup`` per database on
-  ``--concurrency`` threads. Target: tenantry in parallel faster than the plain loop.
+  ``pg_restore`` + ``dropdb``; the same plain tools on ``--concurrency`` threads (the floor
+  bound by what bounds tenantry: the machine's CPUs, not one process's latency); tenantry,
+  ``take_backup`` + ``verify_backup`` per database on ``--concurrency`` threads. In turns: the
+  tenants are split into ``--chunks`` and each chunk is done by the three, in an order that
+  rotates, so the host's speed changing over the minutes reaches all three alike (one block
+  each moved the ratio 17 % between two passes); each ratio is the median of the chunks'.
+  Target: tenantry in parallel faster than the plain loop.
 
 Prints a table and writes ``backup.json``. ``--size-mb 0`` or ``--tenants 0`` skips a part.
 Every database created (``bench_backup_<hex>_*``, and tenantry's scratch databases of this
@@ -42,6 +47,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -626,9 +632,13 @@ class TenantRun:
     bytes: int
 
 
-def bench_tenants(n: int, tenant_mb: float, concurrency: int) -> dict[str, Any]:
-    """``n`` store databases: the plain tools one after another vs tenantry in parallel."""
+def bench_tenants(n: int, tenant_mb: float, concurrency: int, chunks: int) -> dict[str, Any]:
+    """``n`` store databases: the plain tools one after another and ``concurrency`` at a
+    time, and tenantry in parallel, taking turns chunk by chunk."""
     dbs = Databases()
+    sides = ("plain", "plain_parallel", "tenantry")
+    seconds: dict[str, list[float]] = {side: [] for side in sides}
+    runs: dict[str, list[TenantRun]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory(prefix="tenantry-bench-backup-") as tmp:
         root = Path(tmp)
         taken: list[uuid.UUID] = []
@@ -647,14 +657,14 @@ def bench_tenants(n: int, tenant_mb: float, concurrency: int) -> dict[str, Any]:
                     BackupTarget(dbs.spec, url, uuid.uuid4(), f"bench-{i:04d}", instance_id)
                     for i, (url, instance_id) in enumerate(clones)
                 ]
-                dumps = root / "plain"
-                dumps.mkdir()
-                scratch = dbs.url("plain_scratch")
+                for side in ("plain", "plain_parallel"):
+                    (root / side).mkdir()
 
-                def plain_one(t: BackupTarget) -> TenantRun:
-                    file = dumps / f"{t.slug}.dump"
+                def plain_one(side: str, t: BackupTarget) -> TenantRun:
+                    file = root / side / f"{t.slug}.dump"
                     backup_s = plain_backup(t.url, file)
-                    verify = plain_verify(scratch, file)
+                    # A scratch database per tenant: the parallel side restores several at once.
+                    verify = plain_verify(dbs.url(f"scratch_{str(t.slug).replace('-', '_')}"), file)
                     return TenantRun(backup_s, verify["seconds"], file.stat().st_size)
 
                 def tenantry_one(t: BackupTarget) -> TenantRun:
@@ -662,38 +672,56 @@ def bench_tenants(n: int, tenant_mb: float, concurrency: int) -> dict[str, Any]:
                     verify_s, _ = tenantry_verify(catalog, backup, dbs.server)
                     return TenantRun(backup_s, verify_s, backup.size_bytes or 0)
 
-                dbs.settle()
-                say(f"{n} tenants: plain pg_dump -Fc + createdb/pg_restore/dropdb, one by one")
-                plain_s, plain_runs = _timed(lambda: _sequential(f"plain x{n}", targets, plain_one))
-                dbs.settle()
-                say(f"{n} tenants: tenantry take_backup + verify_backup, c={concurrency}")
-                tenantry_s, tenantry_runs = _timed(
-                    lambda: parallel(f"tenantry x{n}", targets, tenantry_one, concurrency)
-                )
+                def side_run(side: str, part: list[BackupTarget], label: str) -> list[TenantRun]:
+                    if side == "plain":
+                        return _sequential(label, part, partial(plain_one, side))
+                    if side == "plain_parallel":
+                        return parallel(label, part, partial(plain_one, side), concurrency)
+                    return parallel(label, part, tenantry_one, concurrency)
+
+                parts = [targets[k::chunks] for k in range(chunks)]
+                for k, part in enumerate(parts):
+                    for side in sides[k % 3 :] + sides[: k % 3]:  # who goes first rotates
+                        dbs.settle()
+                        label = f"{side} x{len(part)} (chunk {k + 1}/{chunks})"
+                        say(f"{n} tenants: {label}")
+                        took, done = _timed(lambda: side_run(side, part, label))  # noqa: B023
+                        seconds[side].append(took)
+                        runs[side].extend(done)
         finally:
             say(f"{n} tenants: cleaning up")
             dbs.cleanup(taken)
 
-    def summary(seconds: float, runs: list[TenantRun]) -> dict[str, Any]:
+    def summary(side: str) -> dict[str, Any]:
+        total = sum(seconds[side])
         return {
-            "seconds": seconds,
-            "ms_per_tenant": seconds * 1000 / n,
-            "backup_s": _spread([r.backup_s for r in runs]),
-            "verify_s": _spread([r.verify_s for r in runs]),
-            "stored_bytes": sum(r.bytes for r in runs),
+            "seconds": total,
+            "chunks_s": [round(s, 3) for s in seconds[side]],
+            "ms_per_tenant": total * 1000 / n,
+            "backup_s": _spread([r.backup_s for r in runs[side]]),
+            "verify_s": _spread([r.verify_s for r in runs[side]]),
+            "stored_bytes": sum(r.bytes for r in runs[side]),
         }
 
-    ratio = _ratio(tenantry_s, plain_s)
+    def paired(floor: str) -> float:
+        """The median over the chunks of tenantry's seconds over ``floor``'s."""
+        return statistics.median(
+            ours / theirs for ours, theirs in zip(seconds["tenantry"], seconds[floor], strict=True)
+        )
+
+    ratio = paired("plain")
     return {
         "part": "tenants",
         "tenants": n,
         "tenant_mb": tenant_mb,
         "database": filled.as_dict(),
         "concurrency": concurrency,
+        "chunks": chunks,
         "zstd_level": catalog.level,
-        "plain": summary(plain_s, plain_runs),
-        "tenantry": summary(tenantry_s, tenantry_runs),
-        "tenantry_over_plain": {"total": ratio},
+        "plain": summary("plain"),
+        "plain_parallel": summary("plain_parallel"),
+        "tenantry": summary("tenantry"),
+        "tenantry_over_plain": {"total": ratio, "parallel": paired("plain_parallel")},
         "target": {"ratio": TARGET_TENANTS, "met": ratio < TARGET_TENANTS},
     }
 
@@ -787,6 +815,15 @@ def _print(results: list[dict[str, Any]]) -> None:
                 _x(x["total"], TARGET_TENANTS, strict=True),
                 f"< {TARGET_TENANTS:g}x",
             )
+            if "plain_parallel" in r:
+                table.add_row(
+                    "",
+                    f"backup + verify, all (both c={r['concurrency']})",
+                    f"{r['plain_parallel']['seconds']:.2f} s",
+                    f"{t['seconds']:.2f} s",
+                    _x(x["parallel"]),
+                    "",
+                )
             table.add_row(
                 "",
                 "per tenant: backup, median (p90)",
@@ -832,7 +869,12 @@ def main() -> None:
     )
     parser.add_argument("--tenants", type=int, default=100, help="tenant databases (0: skip)")
     parser.add_argument("--tenant-mb", type=float, default=5, help="each tenant database's data")
-    parser.add_argument("--concurrency", type=int, default=4, help="tenantry's threads")
+    parser.add_argument(
+        "--concurrency", type=int, default=4, help="tenantry's threads, and the plain tools'"
+    )
+    parser.add_argument(
+        "--chunks", type=int, default=4, help="turns the tenants are taken in (each side's)"
+    )
     parser.add_argument(
         "--rounds",
         type=int,
@@ -846,8 +888,10 @@ def main() -> None:
     wait_until_quiet()
     if args.size_mb < 0 or args.tenants < 0 or args.tenant_mb <= 0:
         parser.error("--size-mb and --tenants must be at least 0, --tenant-mb more than 0")
-    if args.concurrency < 1 or args.rounds < 1:
-        parser.error("--concurrency and --rounds must be at least 1")
+    if min(args.concurrency, args.rounds, args.chunks) < 1:
+        parser.error("--concurrency, --rounds and --chunks must be at least 1")
+    if args.tenants and args.chunks > args.tenants:
+        parser.error(f"--chunks {args.chunks} is more than --tenants {args.tenants}")
     for tool in ("pg_dump", "pg_restore", "createdb", "dropdb"):
         if shutil.which(tool) is None:
             parser.error(f"{tool} is not on PATH (Debian: apt-get install postgresql-client)")
@@ -860,7 +904,7 @@ def main() -> None:
         jobs.append(
             (
                 f"{args.tenants} tenants x {args.tenant_mb:g} MB",
-                lambda: bench_tenants(args.tenants, args.tenant_mb, args.concurrency),
+                lambda: bench_tenants(args.tenants, args.tenant_mb, args.concurrency, args.chunks),
             )
         )
     watch = ServerDatabases(parse_url(PG_URL))
@@ -900,6 +944,7 @@ def main() -> None:
                     "tenants": args.tenants,
                     "tenant_mb": args.tenant_mb,
                     "concurrency": args.concurrency,
+                    "chunks": args.chunks,
                     "rounds": args.rounds,
                     "postgres": mask(parse_url(PG_URL)),
                     "restore_flags": list(RESTORE_FLAGS),

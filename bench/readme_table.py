@@ -260,13 +260,23 @@ def backup_rows(data: dict[str, Any]) -> Iterator[Row]:
                 run,
             )
         else:
+            scope = f"{r['tenants']} tenants x {r['tenant_mb']:g} MB"
+            c = r["concurrency"]
             yield Row(
-                f"backup + verify {r['tenants']} tenants x {r['tenant_mb']:g} MB",
+                f"backup + verify {scope}, c={c}",
                 _s(r["tenantry"]["seconds"]),
                 f"pg_dump + pg_restore loop {_s(r['plain']['seconds'])}",
                 _x(r["tenantry_over_plain"]["total"]),
                 run,
             )
+            if "plain_parallel" in r:  # the plain tools as many at a time, in the same turns
+                yield Row(
+                    f"backup + verify {scope}, c={c}, against the plain tools {c} at a time",
+                    _s(r["tenantry"]["seconds"]),
+                    f"pg_dump + pg_restore, {c} at a time {_s(r['plain_parallel']['seconds'])}",
+                    _x(r["tenantry_over_plain"]["parallel"]),
+                    run,
+                )
 
 
 def burst_rows(data: dict[str, Any]) -> Iterator[Row]:
