@@ -10,10 +10,14 @@ add``. C clients then send, for each of N stores, ``POST /stores`` and ``POST
 /stores/{slug}/provision`` (create-new: a database on the server, or a SQLite file). The
 stores list is polled until every store is active (or nothing moves for a while). Measured:
 requests accepted per second, stores active per second from the first request to the last
-store active, and each job's queued-to-finished time (median, p99) from its own record. The
-floor, in the same run: N copies of the schema's template (``CREATE DATABASE … TEMPLATE`` or
-a file copy) with the worker's concurrency, once before the burst and once after it (the
-ratio is to both together: the host's speed moves over minutes). One store is provisioned
+store active, and each job's queued-to-finished time (median, p99) from its own record. Two
+floors, in the same run, each once before the burst and once after it (the ratio is to both
+together: the host's speed moves over minutes): the same clients creating N/4 stores with
+``POST /stores`` alone, on the same server (what bounds the burst: the API's and master's
+work, on the machine's CPUs; the ratio is to this one), and N copies of the schema's template
+(``CREATE DATABASE … TEMPLATE`` or a file copy) with the worker's concurrency (what the
+database server could do, shown beside it: it held while the burst moved 15 % with the host's
+CPU speed). One store is provisioned
 first, on a server started for it alone: it builds the template the floor copies (a one-off
 that bench/provision.py reports on its own) and fills the spare pool. Prints a table, writes
 ``burst.json``; every database created is dropped (the schema's template too, unless it was on
@@ -71,9 +75,10 @@ console = Console(width=150)
 
 
 async def _submit(
-    base: str, key: str, slugs: list[str], server: str | None, clients: int
+    base: str, key: str, slugs: list[str], server: str | None, clients: int, *, provision: bool
 ) -> dict[str, Any]:
-    """Create and provision every store, ``clients`` at a time; what the API answered."""
+    """Create (and, given ``provision``, provision) every store, ``clients`` at a time; what
+    the API answered (``jobs``: the provisioning job of each store, or "" when not asked)."""
     todo = iter(slugs)
     jobs: dict[str, str] = {}
     errors: list[str] = []
@@ -86,6 +91,9 @@ async def _submit(
                 created = await http.post("/stores", json={"slug": slug, "name": slug})
                 if created.status_code != 201:
                     errors.append(f"POST /stores {created.status_code}: {created.text[:200]}")
+                    continue
+                if not provision:
+                    jobs[slug] = ""
                     continue
                 asked = await http.post(f"/stores/{slug}/provision", json=body)
                 if asked.status_code != 202:
@@ -138,6 +146,16 @@ def _job_seconds(http: httpx.Client, jobs: dict[str, str]) -> list[float]:
             finished = datetime.fromisoformat(job["finished_at"])
             seconds.append((finished - created).total_seconds())
     return seconds
+
+
+def _create_floor(base: str, key: str, slugs: list[str], clients: int) -> dict[str, Any]:
+    """``slugs`` created with ``POST /stores`` alone by ``clients`` at once: the rate of the
+    API's and master's part of a store, with no database."""
+    sent = asyncio.run(_submit(base, key, slugs, None, clients, provision=False))
+    if sent["errors"]:
+        raise RuntimeError(f"the create floor: {sent['errors'][0]}")
+    seconds = sent["seconds"]
+    return {"seconds": seconds, "per_s": len(slugs) / seconds if seconds else 0.0}
 
 
 def _floor(backend: str, template: str | None, tmp: Path, n: int, workers: int) -> dict[str, Any]:
@@ -217,6 +235,7 @@ def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> di
                         [f"burst-{run}-warm"],
                         SERVER if server_url else None,
                         1,
+                        provision=True,
                     )
                 )
                 headers = {"Authorization": f"Bearer {key}"}
@@ -227,16 +246,32 @@ def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> di
             template = _template(backend, data_dir)
             workers_at_once = workers or os.cpu_count() or 2
             floor_before = _floor(backend, template, Path(tmp), n, workers_at_once)
+            creates = [f"floor-{run}-{i:05d}" for i in range(2 * max(1, n // 4))]
             with running_server(env, Path(tmp) / "server.log", workers=workers) as server:
+                say(f"{backend}: the create floor, {len(creates) // 2} stores")
+                creates_before = _create_floor(
+                    server.base_url, key, creates[: len(creates) // 2], clients
+                )
                 say(f"{backend}: {n} stores from {clients} clients")
                 t0 = time.perf_counter()
                 sent = asyncio.run(
-                    _submit(server.base_url, key, slugs, SERVER if server_url else None, clients)
+                    _submit(
+                        server.base_url,
+                        key,
+                        slugs,
+                        SERVER if server_url else None,
+                        clients,
+                        provision=True,
+                    )
                 )
                 headers = {"Authorization": f"Bearer {key}"}
                 with httpx.Client(base_url=server.base_url, headers=headers, timeout=120) as http:
                     statuses, t_done = _wait_active(http, slugs)
                     job_seconds = _job_seconds(http, sent["jobs"])
+                say(f"{backend}: the create floor again")
+                creates_after = _create_floor(
+                    server.base_url, key, creates[len(creates) // 2 :], clients
+                )
                 if sum(1 for s in slugs if statuses.get(s) == "active") < n:
                     console.print(
                         f"[yellow]{backend}: not every store active[/]\n{log_tail(server.log)}"
@@ -275,6 +310,10 @@ def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> di
         "floor": _both(floor_before, floor_after),
         "floor_before": floor_before,
         "floor_after": floor_after,
+        # What bounds the burst, measured on the same server before and after it.
+        "create_floor": _both(creates_before, creates_after),
+        "create_floor_before": creates_before,
+        "create_floor_after": creates_after,
     }
 
 
@@ -310,13 +349,14 @@ def _print(results: list[dict[str, Any]]) -> None:
         "active/s",
         "job p50 s",
         "job p99 s",
+        "creates alone/s (before → after)",
         "floor copies/s (before → after)",
         "target",
     ):
         table.add_column(col, justify="right")
     for r in results:
         if "error" in r:
-            table.add_row(r["backend"], str(r["stores"]), f"[red]{r['error']}[/]", *[""] * 9)
+            table.add_row(r["backend"], str(r["stores"]), f"[red]{r['error']}[/]", *[""] * 10)
             continue
         job = r["job_s"] or {}
         met = r["active_per_s"] >= TARGET_PER_S and r["active"] == r["stores"]
@@ -332,6 +372,8 @@ def _print(results: list[dict[str, Any]]) -> None:
             f"{r['active_per_s']:.1f}",
             f"{job.get('median', 0):.2f}",
             num(job.get("p99", 0), ".2f"),
+            f"{r['create_floor']['per_s']:.1f} ({r['create_floor_before']['per_s']:.1f} → "
+            f"{r['create_floor_after']['per_s']:.1f})",
             f"{r['floor']['per_s']:.1f} ({r['floor_before']['per_s']:.1f} → "
             f"{r['floor_after']['per_s']:.1f})",
             target if r["backend"] == "postgresql" else "",
