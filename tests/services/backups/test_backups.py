@@ -261,11 +261,14 @@ def test_a_backup_never_lands_in_another_role_or_instance(
 
 def test_the_scheduler_backs_up_and_verifies_what_is_due(shop: ShopDb) -> None:
     p = shop.platform
-    first = backup_schedule.tick(p.sessions, shop.storage, p.settings, p.box)
+    # Both ticks at one moment: a real clock crossing a slot of a policy's cron between them
+    # makes a backup due again, as it should (billing's every six hours: seen at 06:00).
+    moment = utcnow()
+    first = backup_schedule.tick(p.sessions, shop.storage, p.settings, p.box, now=moment)
     assert first.failures == []
     assert len(first.backed_up) == 3  # master, billing and the store: none had a backup
     assert sorted(first.verified) == sorted(first.backed_up)
-    again = backup_schedule.tick(p.sessions, shop.storage, p.settings, p.box)
+    again = backup_schedule.tick(p.sessions, shop.storage, p.settings, p.box, now=moment)
     assert again.backed_up == []
     assert again.verified == []
     with p.sessions() as session:
