@@ -312,7 +312,8 @@ def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> di
         "floor": _both(floor_before, floor_after),
         "floor_before": floor_before,
         "floor_after": floor_after,
-        # What bounds the burst, measured on the same server before and after it.
+        # The API's and master's part of a store, on the same server before and after it;
+        # the ratio is to it and the copies one after the other.
         "create_floor": _both(creates_before, creates_after),
         "create_floor_before": creates_before,
         "create_floor_after": creates_after,
