@@ -92,10 +92,14 @@ class StoreImporter:
     kit: OperationKit = field(init=False)
     copier: StoreCopy = field(init=False)
     verifier: StoreVerification = field(init=False)
+    #: Master sessions for what only reads: on SQLite a writer transaction queues on
+    #: master's one lock and holds it while it reads.
+    reads: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.reads = self.sessions
         self.sessions = writer_sessions(self.sessions)
-        self.kit = OperationKit.from_settings(self.sessions, self.settings)
+        self.kit = OperationKit.from_settings(self.reads, self.settings)
         self.copier = StoreCopy(self.source, self.plan, self.batch_rows)
         self.verifier = StoreVerification(self.source, self.plan, self.copier.row_batch)
 
@@ -104,7 +108,7 @@ class StoreImporter:
     def operation_for(self, target: StoreTarget) -> uuid.UUID:
         """The store's unfinished import operation (to resume), or a new queued one."""
         assert target.store_id is not None
-        with self.sessions() as session:
+        with self.reads() as session:
             pending = session.scalar(
                 select(Operation.id)
                 .where(
@@ -193,7 +197,7 @@ class StoreImporter:
         self._finish(conn, run, outcome)
 
     def _target_url(self, target: StoreTarget) -> URL:
-        with self.sessions() as session:
+        with self.reads() as session:
             store = session.get_one(MasterStore, target.store_id)
             config = store_service.active_connection(session, store)
             if config is None:
@@ -202,7 +206,7 @@ class StoreImporter:
 
     def _store_doc(self, target: StoreTarget) -> dict[str, Any]:
         """The store as provisioning hands it to the schema's seed."""
-        with self.sessions() as session:
+        with self.reads() as session:
             store = session.get_one(MasterStore, target.store_id)
             return {"name": store.name, "slug": store.slug, "id": str(store.id)}
 

@@ -182,6 +182,9 @@ class OperationKit:
         lease_seconds: float,
         holder: str | None = None,
     ) -> None:
+        # What only reads (an operation as it is now) reads in a read transaction: on SQLite
+        # a writer one would queue on master's one lock and hold it while it reads.
+        self.reads = sessions
         # Claims and cancels read, then write, while other processes write too: on SQLite
         # their transactions take the write lock up front or fail mid-way.
         self.sessions = writer_sessions(sessions)
@@ -206,7 +209,7 @@ class OperationKit:
 
     def get(self, operation_id: uuid.UUID) -> Operation:
         """The operation as it is now (detached)."""
-        with self.sessions() as session:
+        with self.reads() as session:
             operation = session.get(Operation, operation_id)
             if operation is None:
                 raise NotFound(f"no operation {operation_id}.")

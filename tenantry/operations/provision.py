@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -88,13 +88,18 @@ class Provisioner:
     settings: Settings
     spec: SchemaSpec
     worker_id: str
+    #: Master sessions for what only reads (where the job's database is, whose a leftover
+    #: is): on SQLite a writer transaction queues on master's one lock, behind the API and
+    #: the other workers, and holds it while it reads.
+    reads: sessionmaker[Session] = field(init=False)
 
     def __post_init__(self) -> None:
+        self.reads = self.sessions
         # A job's master transactions read, then write, while the API and other workers
         # write too: on SQLite they take the write lock up front or fail mid-way.
         self.sessions = writer_sessions(self.sessions)
         self.kit = OperationKit(
-            self.sessions, lease_seconds=self.settings.job_lease_seconds, holder=self.worker_id
+            self.reads, lease_seconds=self.settings.job_lease_seconds, holder=self.worker_id
         )
 
     # ------------------------------------------------------------------ job bookkeeping
@@ -165,7 +170,7 @@ class Provisioner:
 
     def new_database_url(self, job: ProvisioningJob) -> URL:
         """Where the database a create-new ``job`` makes is."""
-        with self.sessions() as session:
+        with self.reads() as session:
             return provisioning.new_database_url(session, self.box, job)
 
     # ------------------------------------------------------------------ running
@@ -237,7 +242,7 @@ class Provisioner:
         if creating is not None:
             url, exists = creating.url, False
         else:
-            with self.sessions() as session:
+            with self.reads() as session:
                 url = provisioning.target_url(session, self.box, job)
             spare_path.discard(self, job, url)  # a resumed job's half-claimed spare
             exists = job.mode == ProvisioningMode.CREATE_NEW and admin.database_exists(url)
@@ -289,7 +294,7 @@ class Provisioner:
         """Make this job the owner of the database an earlier, finished job of the same store
         created at the same target and left behind; False when none did (the database is
         someone else's)."""
-        with self.sessions() as session:
+        with self.reads() as session:
             owner = provisioning_records.leftover_owner(session, job)
         if owner is None:
             return False
@@ -336,7 +341,7 @@ class Provisioner:
             state = tenant_setup.inspect(conn, self.spec, trusted=trusted)
         total = len(self.spec.metadata.sorted_tables)
         if state.identity is not None:
-            with self.sessions() as session:
+            with self.reads() as session:
                 provisioning_records.refuse_other_store(
                     session, job.store_id, state.identity.instance_id
                 )

@@ -40,7 +40,7 @@ JOB = provisioning_records.JOB_TABLE
 def after_lost(runner: Provisioner, job: ProvisioningJob) -> str:
     """The job stopped being ``runner``'s to run: cancelled (drop what it created, then end
     it cancelled), or taken over by another worker. Its status as jobs show it."""
-    with runner.sessions() as session:
+    with runner.reads() as session:
         current = session.get(ProvisioningJob, job.id)
         if current is None:
             return "deleted"
@@ -66,7 +66,7 @@ def drop_created(runner: Provisioner, job: ProvisioningJob) -> bool:
     unless a saved connection points at it; True when it was dropped."""
     if job.mode == ProvisioningMode.CONNECT_EXISTING or not job.database_created:
         return False
-    with runner.sessions() as session:
+    with runner.reads() as session:
         store = session.get(Store, job.store_id)
         if store is not None and active_connection(session, store) is not None:
             return False

@@ -45,7 +45,7 @@ def run(runner: Provisioner, job: ProvisioningJob, store: Store) -> str:
 
     engine: Engine | None = None
     try:
-        with runner.sessions() as session:
+        with runner.reads() as session:
             target = provisioning.shared_target(session, runner.box, job)
         password = _step_connect(runner, job, target)
         _step_schema(runner, job, target)
@@ -83,7 +83,7 @@ def _step_connect(runner: Provisioner, job: ProvisioningJob, target: SharedTarge
     runner.kit.acquire_lock(key, operation_id=job.id, wait_s=POOL_LOCK_WAIT_S)
     try:
         create_database(target.admin.set(database=target.database))
-        with runner.sessions() as session:
+        with runner.reads() as session:
             sealed, in_use = provisioning_records.shared_pool_secret(session, job)
         password = runner.box.open(sealed) if sealed else generate_password()
         if sealed is None:
@@ -132,7 +132,7 @@ def _refuse_anothers(runner: Provisioner, target: SharedTarget) -> None:
     finally:
         engine.dispose()
     if identity is not None:
-        with runner.sessions() as session:
+        with runner.reads() as session:
             provisioning_records.refuse_other_store(session, None, identity.instance_id)
 
 
@@ -179,13 +179,13 @@ def _step_save(
 def drop_created(runner: Provisioner, job: ProvisioningJob) -> bool:
     """Drop the schema and role ``job`` created (never the shared database, which may hold
     other stores); True when the schema was there."""
-    with runner.sessions() as session:
+    with runner.reads() as session:
         target = provisioning.shared_target(session, runner.box, job)
     return shared.drop_tenant_schema(target.admin, target.database, target.schema, target.role)
 
 
 def schema_exists(runner: Provisioner, job: ProvisioningJob) -> bool:
     """Whether the schema ``job`` provisions is there."""
-    with runner.sessions() as session:
+    with runner.reads() as session:
         target = provisioning.shared_target(session, runner.box, job)
     return shared.schema_exists(target.admin, target.database, target.schema)

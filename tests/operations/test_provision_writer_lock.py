@@ -1,0 +1,72 @@
+"""On a SQLite master every writer queues on one lock (tenantry/db/sqlite_writers.py): a
+provisioning job takes it for what it records, not for what it only reads (where its
+database goes), which would queue behind the API and the other workers and hold the lock
+meanwhile."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import event
+
+from tenantry.db import admin
+from tenantry.db.master.models import ProvisioningMode
+from tenantry.db.urls import parse_url
+from tenantry.operations.provision import Provisioner
+from tenantry.runtime import Platform
+from tenantry.services import provisioning, servers, stores
+from tests.conftest import SERVER_URLS, require_server
+from tests.platform_fixtures import platform, settings
+
+__all__ = ["platform", "settings"]
+
+
+@contextmanager
+def writer_transactions(platform: Platform) -> Iterator[Callable[[], int]]:
+    """How many transactions that take master's writer lock were begun in the block."""
+    begun: list[str] = []
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if statement == "BEGIN IMMEDIATE":
+            begun.append(statement)
+
+    event.listen(platform.master_engine, "before_cursor_execute", seen)
+    try:
+        yield lambda: len(begun)
+    finally:
+        event.remove(platform.master_engine, "before_cursor_execute", seen)
+
+
+def test_a_cold_postgresql_job_takes_the_writer_lock_only_to_record(platform: Platform) -> None:
+    """Claim, record that it creates its database, the copy made, completion: four. Reading
+    where the database goes took a fifth."""
+    require_server("postgresql")
+    admin_url = parse_url(SERVER_URLS["postgresql"])
+    cold = platform.settings.model_copy(update={"spare_databases": 0})
+    name = f"pg-{uuid.uuid4().hex[:6]}"
+    with platform.sessions.begin() as session:
+        servers.add_server(session, platform.box, name=name, admin_url=str(admin_url), actor="t")
+        store = stores.create_store(
+            session, slug=f"lock-{uuid.uuid4().hex[:6]}", name="Lock", actor="t"
+        )
+        job = provisioning.request_provisioning(
+            session,
+            platform.box,
+            cold,
+            store,
+            mode=ProvisioningMode.CREATE_NEW,
+            server=servers.get_server(session, name),
+            actor="cli:test",
+        )
+        job_id, database = job.id, provisioning.tenant_database_name(store)
+    try:
+        runner = Provisioner(platform.sessions, platform.box, cold, platform.tenant_spec, "w1")
+        with writer_transactions(platform) as count:
+            outcome = runner.run(job_id)
+        assert outcome == "completed"
+        assert admin.database_exists(admin_url.set(database=database))
+        assert count() == 4
+    finally:
+        admin.drop_database(admin_url.set(database=database))
