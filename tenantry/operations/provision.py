@@ -132,9 +132,10 @@ class Provisioner:
         if cancelled:
             raise LostJob(str(job_id))
 
-    def _loader(self, job_id: uuid.UUID) -> Callable[[Connection], Any]:
+    def _loader(self, job_id: uuid.UUID, absent: URL | None) -> Callable[[Connection], Any]:
         """Reads the job and its store (detached) on the claim's connection, and for a fresh
-        create-new job of a SQLite file, records there that it creates it (:meth:`_creating`);
+        create-new job whose database is not there yet, records there that it creates it
+        (:meth:`_creating`; ``absent``: a server's database found missing before the claim);
         NotFound is returned, not raised, so the claim holds and the job can be ended."""
 
         def load(conn: Connection) -> Any:
@@ -146,24 +147,45 @@ class Provisioner:
                 if store is None:
                     return NotFound(f"the store of job {job_id} was deleted.")
                 session.expunge_all()
-            return job, store, self._creating(conn, job)
+            return job, store, self._creating(conn, job, absent)
 
         return load
 
-    def _creating(self, conn: Connection, job: ProvisioningJob) -> Creating | None:
+    def _absent_before_claim(self, job_id: uuid.UUID) -> URL | None:
+        """For a create-new job not yet run whose database goes on a server: where it goes,
+        when no database is there (asked before the claim: a server is never asked while
+        master's claim is held, and only this store's jobs make that database, one at a
+        time). None for every other job."""
+        with self.reads() as session:
+            job = session.get(ProvisioningJob, job_id)
+            if (
+                job is None
+                or job.mode != ProvisioningMode.CREATE_NEW
+                or provisioning.sqlite_file_url(job) is not None
+                or job.database_created
+                or job.attempts != 0
+                or job.operation_status != OperationStatus.QUEUED
+            ):
+                return None
+            url = provisioning.new_database_url(session, self.box, job)
+        return None if admin.database_exists(url) else url
+
+    def _creating(
+        self, conn: Connection, job: ProvisioningJob, absent: URL | None
+    ) -> Creating | None:
         """In the claiming transaction: when ``job`` is a first run of a create-new job whose
-        SQLite file does not exist yet, record that it creates it (what the connect step's own
+        database does not exist yet (a SQLite file looked at here, a server's database before
+        the claim: ``absent``), record that it creates it (what the connect step's own
         transaction records otherwise: one master transaction fewer). None for every other
-        job: its connect step looks at what is there, and a server is never asked while
-        master's claim is held."""
-        url = provisioning.sqlite_file_url(job)
+        job: its connect step looks at what is there."""
+        url = provisioning.sqlite_file_url(job) or absent
         if (
             url is None
             or job.database_created
             or (job.destination or {}).get("spare")
             or job.attempts != 1
             or job.operation_status != OperationStatus.RUNNING  # cancelling: cleaned up
-            or admin.database_exists(url)  # a leftover: the connect step decides whose it is
+            or (absent is None and admin.database_exists(url))  # a leftover: see connect
         ):
             return None
         return Creating(url, spare_path.write_creating(self, job, url, conn))
@@ -178,7 +200,7 @@ class Provisioner:
     def run(self, job_id: uuid.UUID) -> str:
         """Run (or resume) a job to its end; returns its final status, or ``skipped`` when
         another worker holds it or it is already finished."""
-        claim = self.kit.claim(job_id, load=self._loader(job_id))
+        claim = self.kit.claim(job_id, load=self._loader(job_id, self._absent_before_claim(job_id)))
         if claim is None:
             return "skipped"
         try:
