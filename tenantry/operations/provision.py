@@ -155,20 +155,25 @@ class Provisioner:
         """For a create-new job not yet run whose database goes on a server: where it goes,
         when no database is there (asked before the claim: a server is never asked while
         master's claim is held, and only this store's jobs make that database, one at a
-        time). None for every other job."""
-        with self.reads() as session:
-            job = session.get(ProvisioningJob, job_id)
-            if (
-                job is None
-                or job.mode != ProvisioningMode.CREATE_NEW
-                or provisioning.sqlite_file_url(job) is not None
-                or job.database_created
-                or job.attempts != 0
-                or job.operation_status != OperationStatus.QUEUED
-            ):
-                return None
-            url = provisioning.new_database_url(session, self.box, job)
-        return None if admin.database_exists(url) else url
+        time). None for every other job, and when it cannot be told: a server that cannot be
+        reached (or was removed) is met again by the claimed run, which records it on the
+        job; raised here, before the claim, it would leave the job queued and unexplained."""
+        try:
+            with self.reads() as session:
+                job = session.get(ProvisioningJob, job_id)
+                if (
+                    job is None
+                    or job.mode != ProvisioningMode.CREATE_NEW
+                    or provisioning.sqlite_file_url(job) is not None
+                    or job.database_created
+                    or job.attempts != 0
+                    or job.operation_status != OperationStatus.QUEUED
+                ):
+                    return None
+                url = provisioning.new_database_url(session, self.box, job)
+            return None if admin.database_exists(url) else url
+        except Exception:  # see above: the run after the claim reports it
+            return None
 
     def _creating(
         self, conn: Connection, job: ProvisioningJob, absent: URL | None

@@ -1,7 +1,7 @@
 """On a SQLite master every writer queues on one lock (tenantry/db/sqlite_writers.py): a
 provisioning job takes it for what it records, not for what it only reads (where its
 database goes), which would queue behind the API and the other workers and hold the lock
-meanwhile."""
+meanwhile. What the job asks its server before it is claimed never leaves it unexplained."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import event
+from sqlalchemy import event, select
 
 from tenantry.db import admin
-from tenantry.db.master.models import ProvisioningMode
+from tenantry.db.master.models import DatabaseServer, ProvisioningMode
 from tenantry.db.urls import parse_url
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
@@ -71,3 +71,41 @@ def test_a_cold_postgresql_job_takes_the_writer_lock_only_to_record(platform: Pl
         assert count() == 3
     finally:
         admin.drop_database(admin_url.set(database=database))
+
+
+def test_a_job_whose_server_went_away_is_ended_failed_with_the_reason(
+    platform: Platform,
+) -> None:
+    """Asked before the claim whether its database is there, an unreachable server must
+    not escape the run: the job is claimed and ends failed, saying what is wrong."""
+    require_server("postgresql")
+    admin_url = parse_url(SERVER_URLS["postgresql"])
+    name = f"pg-{uuid.uuid4().hex[:6]}"
+    with platform.sessions.begin() as session:
+        servers.add_server(session, platform.box, name=name, admin_url=str(admin_url), actor="t")
+        store = stores.create_store(
+            session, slug=f"gone-{uuid.uuid4().hex[:6]}", name="Gone", actor="t"
+        )
+        job = provisioning.request_provisioning(
+            session,
+            platform.box,
+            platform.settings,
+            store,
+            mode=ProvisioningMode.CREATE_NEW,
+            server=servers.get_server(session, name),
+            actor="cli:test",
+        )
+        job_id = job.id
+    with platform.sessions.begin() as session:  # the server moved since it was registered
+        server = session.scalars(select(DatabaseServer).where(DatabaseServer.name == name)).one()
+        server.admin_url_encrypted = platform.box.seal(
+            admin_url.set(port=1).render_as_string(hide_password=False)
+        )
+    runner = Provisioner(
+        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w1"
+    )
+    assert runner.run(job_id) == "failed"
+    with platform.sessions() as session:
+        failed = provisioning.get_job(session, job_id)
+        assert failed.attempts == 1
+        assert "cannot connect" in str(failed.error)
