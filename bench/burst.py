@@ -16,11 +16,11 @@ together: the host's speed moves over minutes): the same clients creating N/4 st
 ``POST /stores`` alone, on the same server (the API's and master's part of a store, on the
 machine's CPUs), and N copies of the schema's template (``CREATE DATABASE … TEMPLATE`` or a
 file copy) with the worker's concurrency (the database server's part). A store needs both, so
-the ratio is to the two one after the other (``serial_floor``: 1 / (1/creates + 1/copies)):
-which of them bounds a burst depends on the host (on one day the copies held at 45/s while the
-burst moved 15 % with the CPU's speed; on another they ran at 23/s and the burst followed
-them). One store is provisioned
-first, on a server started for it alone: it builds the template the floor copies (a one-off
+the ratio (the README's table, ``bench/readme_table.py``) is to the two one after the other,
+1 / (1/creates + 1/copies): which of them bounds a burst depends on the host (on one day the
+copies held at 45/s while the burst moved 15 % with the CPU's speed; on another they ran at
+23/s and the burst followed them). One store is provisioned first, on a server started for it
+alone: it builds the template the floor copies (a one-off
 that bench/provision.py reports on its own) and fills the spare pool. Prints a table, writes
 ``burst.json``; every database created is dropped (the schema's template too, unless it was on
 the server before) and the server's database and role lists compared before and after.
@@ -317,16 +317,7 @@ def bench_backend(backend: str, n: int, clients: int, workers: int | None) -> di
         "create_floor": _both(creates_before, creates_after),
         "create_floor_before": creates_before,
         "create_floor_after": creates_after,
-        "serial_floor": _serial(creates_before, creates_after, floor_before, floor_after),
     }
-
-
-def _serial(*floors: dict[str, Any]) -> dict[str, Any]:
-    """The rate of a store made of a create and a copy done one after the other, from the
-    create floor's and the copy floor's before and after (each pair taken together)."""
-    creates, copies = _both(floors[0], floors[1]), _both(floors[2], floors[3])
-    per_store = sum(1 / f["per_s"] for f in (creates, copies) if f["per_s"])
-    return {"per_s": 1 / per_store if per_store else 0.0}
 
 
 def _both(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -286,24 +286,24 @@ def burst_rows(data: dict[str, Any]) -> Iterator[Row]:
     for r in data["results"]:
         if "error" in r:
             continue
-        copies = f"template copies {r['floor']['per_s']:.1f}/s"
-        # A create and a copy one after the other (bench/burst.py's serial_floor).
+        copy_rate = r["floor"]["per_s"]
+        copies = f"template copies {copy_rate:.1f}/s"
         creates = r.get("create_floor")
-        serial = creates and {"per_s": 1 / (1 / creates["per_s"] + 1 / r["floor"]["per_s"])}
-        # Times as long as the floor takes (rates inverted, as for the timed rows). Runs before
-        # the create floor have a ratio to the copies only, and none on SQLite: a file copy is
-        # thousands a second and its rate moved 2x between runs whose bursts agreed within 2 %.
-        floor = serial["per_s"] if serial else r["floor"]["per_s"]
+        # A create and a copy one after the other. Times as long as the floor takes (rates
+        # inverted, as for the timed rows). Runs before the create floor have a ratio to the
+        # copies only, and none on SQLite: a file copy is thousands a second and its rate
+        # moved 2x between runs whose bursts agreed within 2 %.
+        floor = 1 / (1 / creates["per_s"] + 1 / copy_rate) if creates else copy_rate
         ratio = floor / r["active_per_s"] if r["active_per_s"] else None
         yield Row(
             f"{r['stores']} stores created and provisioned over HTTP, {r['backend']}, "
             f"{r['clients']} clients",
             f"{r['active_per_s']:.1f} stores/s ({r['active']} active)",
             f"a create and a copy one after the other {floor:.1f}/s (stores created alone "
-            f"{r['create_floor']['per_s']:.1f}/s, {copies})"
-            if serial
+            f"{creates['per_s']:.1f}/s, {copies})"
+            if creates
             else copies,
-            _x(ratio) if serial or r["backend"] != "sqlite" else "",
+            _x(ratio) if creates or r["backend"] != "sqlite" else "",
             run,
         )
 
