@@ -686,7 +686,7 @@ def bench_tenants(n: int, tenant_mb: float, concurrency: int, chunks: int) -> di
                         dbs.settle()
                         label = f"{side} x{len(part)} (chunk {k + 1}/{chunks})"
                         say(f"{n} tenants: {label}")
-                        took, done = _timed(lambda: side_run(side, part, label))  # noqa: B023
+                        took, done = _timed(partial(side_run, side, part, label))
                         seconds[side].append(took)
                         runs[side].extend(done)
         finally:

@@ -210,15 +210,17 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("products") as batch:
-        batch.add_column(sa.Column("bench_note", sa.String(length=200), nullable=True))
-        batch.create_index("ix_products_bench_note", ["bench_note"], unique=False)
+        batch.add_column(sa.Column("{column}", sa.String(length=200), nullable=True))
+        batch.create_index("{index}", ["{column}"], unique=False)
 
 
 def downgrade() -> None:
     with op.batch_alter_table("products") as batch:
-        batch.drop_index("ix_products_bench_note")
-        batch.drop_column("bench_note")
+        batch.drop_index("{index}")
+        batch.drop_column("{column}")
 '''
+#: What b002 adds to the store schema's ``products`` (bench/fleet_schemas.py undoes it).
+STORE_B002_COLUMN, STORE_B002_INDEX = "bench_note", "ix_products_bench_note"
 
 PLUGIN_INIT = '''"""Tenant schema plug-in written by bench/fleet.py: one ``products`` table."""
 
@@ -341,7 +343,9 @@ class Installation:
 
 
 def _b002_source(schema: str) -> str:
-    return STORE_B002.format(before=STORE_HEAD) if schema == "store" else PLUGIN_B002
+    if schema != "store":
+        return PLUGIN_B002
+    return STORE_B002.format(before=STORE_HEAD, column=STORE_B002_COLUMN, index=STORE_B002_INDEX)
 
 
 def _write_plugin(plug_dir: Path, schema: str, with_b002: bool) -> str:

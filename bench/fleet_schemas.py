@@ -74,6 +74,8 @@ from benchkit import (
 from fleet import (
     AFTER,
     OWNER,
+    STORE_B002_COLUMN,
+    STORE_B002_INDEX,
     _repeated,
     _sampled,
     installation,
@@ -192,8 +194,10 @@ class TenantryFleet:
         try:
             with engine.begin() as conn:
                 for schema in schemas:
-                    conn.execute(text(f'DROP INDEX "{schema}".ix_products_bench_note'))
-                    conn.execute(text(f'ALTER TABLE "{schema}".products DROP COLUMN bench_note'))
+                    conn.execute(text(f'DROP INDEX "{schema}".{STORE_B002_INDEX}'))
+                    conn.execute(
+                        text(f'ALTER TABLE "{schema}".products DROP COLUMN {STORE_B002_COLUMN}')
+                    )
                     conn.execute(
                         text(f'UPDATE "{schema}".{table} SET version_num = :before'),
                         {"before": self.before},
