@@ -12,11 +12,12 @@ from contextlib import contextmanager
 from sqlalchemy import event, select
 
 from tenantry.db import admin
-from tenantry.db.master.models import DatabaseServer, ProvisioningMode
+from tenantry.db.master.models import DatabaseServer, ProvisioningJob, ProvisioningMode
 from tenantry.db.urls import parse_url
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
+from tenantry.settings import Settings
 from tests.conftest import SERVER_URLS, require_server
 from tests.platform_fixtures import platform, settings
 
@@ -39,6 +40,27 @@ def writer_transactions(platform: Platform) -> Iterator[Callable[[], int]]:
         event.remove(platform.master_engine, "before_cursor_execute", seen)
 
 
+def queued_job(platform: Platform, settings: Settings, server: str, slug: str) -> ProvisioningJob:
+    """A create-new job queued for a new store ``slug`` on ``server``, registered here as
+    the test's PostgreSQL server (detached)."""
+    admin_url = str(SERVER_URLS["postgresql"])
+    with platform.sessions.begin() as session:
+        servers.add_server(session, platform.box, name=server, admin_url=admin_url, actor="t")
+        store = stores.create_store(session, slug=slug, name=slug, actor="t")
+        job = provisioning.request_provisioning(
+            session,
+            platform.box,
+            settings,
+            store,
+            mode=ProvisioningMode.CREATE_NEW,
+            server=servers.get_server(session, server),
+            actor="cli:test",
+        )
+        session.flush()
+        session.expunge(job)
+    return job
+
+
 def test_a_cold_postgresql_job_takes_the_writer_lock_only_to_record(platform: Platform) -> None:
     """The claim (which records that the job creates its database: it was found missing
     before), the copy made, the completion: three. Reading where the database goes took one
@@ -46,22 +68,10 @@ def test_a_cold_postgresql_job_takes_the_writer_lock_only_to_record(platform: Pl
     require_server("postgresql")
     admin_url = parse_url(SERVER_URLS["postgresql"])
     cold = platform.settings.model_copy(update={"spare_databases": 0})
-    name = f"pg-{uuid.uuid4().hex[:6]}"
-    with platform.sessions.begin() as session:
-        servers.add_server(session, platform.box, name=name, admin_url=str(admin_url), actor="t")
-        store = stores.create_store(
-            session, slug=f"lock-{uuid.uuid4().hex[:6]}", name="Lock", actor="t"
-        )
-        job = provisioning.request_provisioning(
-            session,
-            platform.box,
-            cold,
-            store,
-            mode=ProvisioningMode.CREATE_NEW,
-            server=servers.get_server(session, name),
-            actor="cli:test",
-        )
-        job_id, database = job.id, provisioning.tenant_database_name(store)
+    slug = f"lock-{uuid.uuid4().hex[:6]}"
+    job = queued_job(platform, cold, f"pg-{uuid.uuid4().hex[:6]}", slug)
+    assert job.destination is not None
+    job_id, database = job.id, job.destination["database"]
     try:
         runner = Provisioner(platform.sessions, platform.box, cold, platform.tenant_spec, "w1")
         with writer_transactions(platform) as count:
@@ -81,21 +91,7 @@ def test_a_job_whose_server_went_away_is_ended_failed_with_the_reason(
     require_server("postgresql")
     admin_url = parse_url(SERVER_URLS["postgresql"])
     name = f"pg-{uuid.uuid4().hex[:6]}"
-    with platform.sessions.begin() as session:
-        servers.add_server(session, platform.box, name=name, admin_url=str(admin_url), actor="t")
-        store = stores.create_store(
-            session, slug=f"gone-{uuid.uuid4().hex[:6]}", name="Gone", actor="t"
-        )
-        job = provisioning.request_provisioning(
-            session,
-            platform.box,
-            platform.settings,
-            store,
-            mode=ProvisioningMode.CREATE_NEW,
-            server=servers.get_server(session, name),
-            actor="cli:test",
-        )
-        job_id = job.id
+    job_id = queued_job(platform, platform.settings, name, f"gone-{uuid.uuid4().hex[:6]}").id
     with platform.sessions.begin() as session:  # the server moved since it was registered
         server = session.scalars(select(DatabaseServer).where(DatabaseServer.name == name)).one()
         server.admin_url_encrypted = platform.box.seal(
