@@ -1,16 +1,19 @@
 """Setting up a store for a test: created in master and connected to an existing database by a
-real provisioning run, as `tenantry provision SLUG --connect URL` does."""
+real provisioning run, as `tenantry provision SLUG --connect URL` does, or created with a queued
+job that makes its database."""
 
 from __future__ import annotations
 
 import uuid
 
 from sqlalchemy.engine import URL
+from sqlalchemy.orm import Session
 
-from tenantry.db.master.models import ProvisioningMode
+from tenantry.db.master.models import ProvisioningJob, ProvisioningMode
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, stores
+from tenantry.services import provisioning, servers, stores
+from tenantry.settings import Settings
 
 
 def connect_store(platform: Platform, slug: str, url: URL | str, *, name: str = "") -> uuid.UUID:
@@ -34,3 +37,20 @@ def connect_store(platform: Platform, slug: str, url: URL | str, *, name: str = 
     )
     assert provisioner.run(job.id) == "completed"
     return store_id
+
+
+def request_create_new(
+    session: Session, platform: Platform, settings: Settings, slug: str, server: str | None = None
+) -> ProvisioningJob:
+    """In ``session``: create store ``slug`` and queue a create-new job for it, its database
+    on registered server ``server`` (None: a SQLite file in the data dir); the job."""
+    store = stores.create_store(session, slug=slug, name=slug, actor="t")
+    return provisioning.request_provisioning(
+        session,
+        platform.box,
+        settings,
+        store,
+        mode=ProvisioningMode.CREATE_NEW,
+        server=servers.get_server(session, server) if server is not None else None,
+        actor="cli:test",
+    )

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from tenantry.backup.storage import storage_for
-from tenantry.db.master.models import BackupStatus, ProvisioningMode, ProvisioningStatus
+from tenantry.db.master.models import BackupStatus, ProvisioningStatus
 from tenantry.operations.backup_take import take_backup
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform, open_dispatcher
-from tenantry.services import provisioning, stores
 from tenantry.services.backups.targets import resolve
 from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke
+from tests.store_setup import request_create_new
 
 #: A typical login umask: without tenantry's care, new files would be 0644 and dirs 0755.
 LOOSE_UMASK = 0o022
@@ -71,19 +71,7 @@ def test_init_a_worker_a_sqlite_store_and_a_backup_leave_only_private_files(
     queue = open_dispatcher(settings)  # the embedded queue's queue.db
     try:
         with platform.writer_sessions.begin() as session:
-            store = stores.create_store(
-                session, slug="private-shop", name="Private", actor="cli:test"
-            )
-            job = provisioning.request_provisioning(
-                session,
-                platform.box,
-                settings,
-                store,
-                mode=ProvisioningMode.CREATE_NEW,
-                server=None,
-                url=None,
-                actor="cli:test",
-            )
+            job = request_create_new(session, platform, settings, "private-shop")
         outcome = Provisioner(
             platform.sessions, platform.box, settings, platform.tenant_spec, "test"
         ).run(job.id)

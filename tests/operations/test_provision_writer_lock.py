@@ -12,14 +12,15 @@ from contextlib import contextmanager
 from sqlalchemy import event, select
 
 from tenantry.db import admin
-from tenantry.db.master.models import DatabaseServer, ProvisioningJob, ProvisioningMode
+from tenantry.db.master.models import DatabaseServer, ProvisioningJob
 from tenantry.db.urls import parse_url
 from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, servers, stores
+from tenantry.services import provisioning, servers
 from tenantry.settings import Settings
 from tests.conftest import SERVER_URLS, require_server
 from tests.platform_fixtures import platform, settings
+from tests.store_setup import request_create_new
 
 __all__ = ["platform", "settings"]
 
@@ -46,16 +47,7 @@ def queued_job(platform: Platform, settings: Settings, server: str, slug: str) -
     admin_url = str(SERVER_URLS["postgresql"])
     with platform.sessions.begin() as session:
         servers.add_server(session, platform.box, name=server, admin_url=admin_url, actor="t")
-        store = stores.create_store(session, slug=slug, name=slug, actor="t")
-        job = provisioning.request_provisioning(
-            session,
-            platform.box,
-            settings,
-            store,
-            mode=ProvisioningMode.CREATE_NEW,
-            server=servers.get_server(session, server),
-            actor="cli:test",
-        )
+        job = request_create_new(session, platform, settings, slug, server)
         session.flush()
         session.expunge(job)
     return job

@@ -15,7 +15,7 @@ from sqlalchemy import select
 from tenantry.db import admin, logins
 from tenantry.db.engines import make_engine
 from tenantry.db.identity import read_identity
-from tenantry.db.master.models import ProvisioningMode, SpareDatabase, SpareStatus, Store
+from tenantry.db.master.models import SpareDatabase, SpareStatus, Store
 from tenantry.db.spares import drop_spare_login
 from tenantry.db.urls import parse_url
 from tenantry.operations import spare_pool
@@ -26,6 +26,7 @@ from tenantry.services.connections import tenant_url
 from tenantry.services.spares import claim_ready
 from tests.conftest import SERVER_URLS, require_server
 from tests.platform_fixtures import backend_platform
+from tests.store_setup import request_create_new
 
 __all__ = ["backend_platform"]
 
@@ -68,18 +69,8 @@ def test_concurrent_jobs_never_share_a_spare(on_server: tuple[Platform, str]) ->
     job_ids = []
     with platform.sessions.begin() as session:
         for i in range(JOBS):
-            store = stores.create_store(
-                session, slug=f"race-{i}-{uuid.uuid4().hex[:4]}", name=f"Race {i}", actor="t"
-            )
-            job = provisioning.request_provisioning(
-                session,
-                platform.box,
-                bound,
-                store,
-                mode=ProvisioningMode.CREATE_NEW,
-                server=servers.get_server(session, server_name),
-                actor="cli:test",
-            )
+            slug = f"race-{i}-{uuid.uuid4().hex[:4]}"
+            job = request_create_new(session, platform, bound, slug, server_name)
             job_ids.append(job.id)
     outcomes: dict[uuid.UUID, str] = {}
     start = threading.Barrier(JOBS)
