@@ -281,11 +281,15 @@ def test_concurrent_requests_on_a_threaded_wsgi_server_never_cross_stores(
     serving = threading.Thread(target=server.serve_forever, daemon=True)
     serving.start()
     base = f"http://127.0.0.1:{server.server_address[1]}"
+    # One client for every thread (httpx's is thread-safe): a client apiece built 80 TLS
+    # contexts, CA bundle and all, for plain-HTTP requests. Its pool still holds a
+    # connection per request in flight, so the server's threads serve them at once.
+    http = httpx.Client(base_url=base, timeout=30, limits=httpx.Limits(max_keepalive_connections=0))
 
     def ask(n: int) -> tuple[str, str, list[str]]:
         slug = slugs[n % 2]
         path = "/orm/products" if n % 4 < 2 else "/products"
-        answer = httpx.get(base + path, headers={"Host": f"{slug}.shops.test"}, timeout=30)
+        answer = http.get(path, headers={"Host": f"{slug}.shops.test"})
         assert answer.status_code == 200, answer.text
         return slug, path, answer.json()["skus"]
 
@@ -293,6 +297,7 @@ def test_concurrent_requests_on_a_threaded_wsgi_server_never_cross_stores(
         with ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(ask, range(80)))
     finally:
+        http.close()
         server.shutdown()
         server.server_close()
     assert len(answers) == 80
