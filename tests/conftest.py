@@ -7,6 +7,7 @@ when CI=true, so CI can never pass by skipping.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -80,6 +81,30 @@ def pytest_configure(config: pytest.Config) -> None:
     from tests import leak_check
 
     leak_check.register(config, SERVER_URLS)
+
+
+#: The test module whose browser is open (tests/console/conftest.py), if one is: Playwright's
+#: sync API keeps its asyncio loop marked running in this thread for as long as it is.
+BROWSER_OPEN = pytest.StashKey[Path | None]()
+
+
+@pytest.fixture(autouse=True)
+def no_event_loop_left_running(request: pytest.FixtureRequest) -> None:
+    """Fail a test that starts with an asyncio loop running in this thread, unless its own
+    module's browser is open: a fixture of an earlier test left it (e.g. a browser scoped
+    wider than its module), and this test's own ``asyncio.run`` would fail far from the
+    cause."""
+    if request.config.stash.get(BROWSER_OPEN, None) == request.path:
+        return
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return  # none running: as it should be
+    pytest.fail(
+        f"an asyncio loop ({loop!r}) is left running in this thread by an earlier test's "
+        "fixture (a wider-scoped Playwright or event-loop fixture?); scope it to the tests "
+        "that use it so it is closed before other tests run"
+    )
 
 
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:

@@ -27,7 +27,7 @@ from tenantry.cli.main import app
 from tenantry.runtime import Platform
 from tenantry.services import users as accounts
 from tenantry.settings import Settings, load_settings
-from tests.conftest import IN_CI
+from tests.conftest import BROWSER_OPEN, IN_CI
 from tests.helpers import free_port, stop_process, wait_until_healthy
 from tests.platform_fixtures import ENV_VARS, install
 from tests.scratch_cleanup import drop_scratch_databases
@@ -196,19 +196,31 @@ def start_console(tmp_path: Path) -> Iterator[Callable[..., Console]]:
             drop_scratch_databases(settings)
 
 
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Any]:
-    """Chromium (Debian's), driven by Playwright."""
+@pytest.fixture(scope="module")
+def browser(request: pytest.FixtureRequest) -> Iterator[Any]:
+    """Chromium (Debian's), driven by Playwright; one per test module.
+
+    Not one per session: Playwright's sync API keeps its asyncio loop marked running in this
+    thread for as long as it is open, so every later test of the xdist worker that called
+    ``asyncio.run`` failed ("cannot be called from a running event loop") whenever a console
+    module had run before it there. A launch costs about 0.8 s of CPU.
+    """
     if not CHROMIUM.exists():
         if IN_CI:
             pytest.fail(f"{CHROMIUM} is needed in CI (apt-get install chromium; see .ci/run)")
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
 
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
-        yield launched
-        launched.close()
+    request.config.stash[BROWSER_OPEN] = request.path
+    try:
+        with sync_playwright() as playwright:
+            launched = playwright.chromium.launch(
+                executable_path=str(CHROMIUM), args=["--no-sandbox"]
+            )
+            yield launched
+            launched.close()
+    finally:
+        request.config.stash[BROWSER_OPEN] = None
 
 
 @dataclass
