@@ -14,20 +14,17 @@ from typing import Any
 from sqlalchemy import (
     CompoundSelect,
     Connection,
-    String,
-    column,
     literal_column,
     null,
     select,
     union_all,
 )
-from sqlalchemy import table as table_clause
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.db import migrations
 from tenantry.db.engines import single_statements
 from tenantry.db.identity import Identity, identity_from_rows, identity_table, read_identity
-from tenantry.db.schemas import SchemaSpec
+from tenantry.db.schemas import SchemaSpec, version_rows
 
 _IDENTITY_ROW, _VERSION_ROW = "i", "v"
 
@@ -35,7 +32,7 @@ _IDENTITY_ROW, _VERSION_ROW = "i", "v"
 @cache
 def _statement(version_table: str) -> CompoundSelect[Any]:
     """Identity rows and version rows in one result, told apart by their first column."""
-    versions = table_clause(version_table, column("version_num", String))
+    versions = version_rows(version_table)
     i = identity_table.c
     return union_all(
         select(

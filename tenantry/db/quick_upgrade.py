@@ -26,27 +26,25 @@ from sqlalchemy import (
     Select,
     String,
     bindparam,
-    column,
     func,
     literal,
     select,
     union_all,
     update,
 )
-from sqlalchemy import table as table_clause
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.schema import CreateTable
 
 from tenantry.db import migrations
 from tenantry.db.checksums import checksum_table, script_checksum
-from tenantry.db.schemas import SchemaSpec
+from tenantry.db.schemas import SchemaSpec, version_rows
 from tenantry.db.types import utcnow
 from tenantry.errors import MigrationError
 
 
 @cache
 def _state_statement(version_table: str, role: str) -> Select[Any]:
-    versions = table_clause(version_table, column("version_num", String))
+    versions = version_rows(version_table)
     sums = checksum_table(role).name
     return select(versions.c.version_num, func.to_regclass(literal(sums)).is_not(None))
 
@@ -98,7 +96,7 @@ def _move_and_record(
     revision's ``sums`` (revision, script hash) at ``:applied_at``; it returns, per row
     recorded, how many version rows moved (1 each, else the revision changed under it)."""
     table = checksum_table(role)
-    versions = table_clause(version_table, column("version_num", String))
+    versions = version_rows(version_table)
     moved = (
         update(versions)
         .where(versions.c.version_num == start)

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, MetaData
+from sqlalchemy import Connection, MetaData, String, TableClause, column, table
 
 from tenantry.errors import ConfigurationError
 
@@ -42,6 +42,12 @@ class SchemaSpec:
     def version_table(self) -> str:
         """Each role keeps its revision in its own table, so roles can never share one."""
         return f"tenantry_{self.role.value}_version"
+
+
+def version_rows(version_table: str) -> TableClause:
+    """A role's version table as Alembic makes it (one column, ``version_num``), for
+    statements built once and cached by the table's name."""
+    return table(version_table, column("version_num", String))
 
 
 @cache

@@ -27,14 +27,13 @@ from sqlalchemy import (
     text,
     union_all,
 )
-from sqlalchemy import table as table_clause
 from sqlalchemy.exc import DBAPIError
 
 from tenantry.db.checksums import checksum_table
 from tenantry.db.engines import single_statements
 from tenantry.db.identity import Identity, identity_from_rows, identity_table
 from tenantry.db.schema_fingerprint import POSTGRESQL_DIGEST
-from tenantry.db.schemas import SchemaSpec
+from tenantry.db.schemas import SchemaSpec, version_rows
 
 _IDENTITY, _VERSION, _CHECKSUM, _FINGERPRINT, _NO_CHECKSUMS = "i", "v", "h", "f", "n"
 
@@ -66,7 +65,7 @@ def _row(part: str, value: Any, revision: Any = None) -> Select[Any]:
 def _statement(version_table: str, role: str, with_checksums: bool) -> CompoundSelect[Any]:
     """The one statement; ``with_checksums``: the database has a checksum table (its rows
     are read), else the statement checks that it has none (a row saying so, or its name)."""
-    versions = table_clause(version_table, column("version_num", String))
+    versions = version_rows(version_table)
     sums = checksum_table(role)
     i = identity_table.c
     digest = text(f"({POSTGRESQL_DIGEST})").columns(column("digest", String)).scalar_subquery()
