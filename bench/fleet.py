@@ -16,10 +16,16 @@ SQLite) and registered as active stores in master. Then, wall-clock:
 
 * naive apply: a script looping over the databases, a new engine and Alembic's
   ``command.upgrade(..., "head")`` each; naive no-op: the same loop on databases at the head;
+* raw apply floor: the databases cloned again, then the driver alone (psycopg, sqlite3) over
+  ``--concurrency`` threads: connect, read the version, b002's two statements, the version
+  row moved, commit, close; what a fleet run cannot go below (tenantry adds each tenant's
+  lock, identity check, script hash and recorded outcome);
 * tenantry apply: the databases cloned again, then ``run_fleet`` to ``b002`` with
   ``--concurrency`` (every outcome must be migrated); tenantry no-op: ``run_fleet`` again
   (every outcome current);
-* ``--repeat`` rounds, each: the naive apply, the databases cloned afresh, tenantry's apply,
+* ``--repeat`` rounds, each: the naive apply, the databases cloned afresh, the raw apply
+  floor, the databases cloned afresh, tenantry's apply (its ratio to the floor: the median of
+  the rounds' pairs),
   then 3 turns of the naive no-op and tenantry's (a no-op is short: one sample of it is
   noise). Medians shown with the range; each ratio is the median of the pairs' ratios (a slow
   minute of the machine slows both of a pair). Verify: ``verify_fleet`` (every check ok), the
@@ -724,6 +730,7 @@ def bench_fleet(
                 options = MigrateOptions(goal=AFTER, acting_app=OWNER, owner=OWNER)
                 runs: dict[str, list[tuple[float, RunReport]]] = {}
                 naive: dict[str, list[float]] = {"naive_apply": [], "naive_noop": []}
+                floors: list[float] = []  # the raw apply's, each just before tenantry's
                 # The naive loop and tenantry take turns, each round on databases cloned afresh,
                 # so both see the same state of the machine; each ratio is of one round's pair.
                 for rep in range(repeat):
@@ -735,6 +742,13 @@ def bench_fleet(
                     naive["naive_apply"].append(naive_loop(dbs.urls, after))
                     if (seen := _revisions(dbs.urls, after)) != {AFTER}:
                         raise RuntimeError(f"naive apply left the databases at {seen}")
+                    dbs.drop_all(f"{backend}: dropping {n} databases")
+                    dbs.clone_all(f"{backend}: creating {n} databases at {before} again")
+                    dbs.settle()
+                    say(f"{backend} x{n}: raw apply floor ({rep + 1}/{repeat})")
+                    floors.append(raw_apply(dbs.urls, concurrency, schema))
+                    if (seen := _revisions(dbs.urls, after)) != {AFTER}:
+                        raise RuntimeError(f"the raw apply left the databases at {seen}")
                     dbs.drop_all(f"{backend}: dropping {n} databases")
                     ids = dbs.clone_all(f"{backend}: creating {n} databases at {before} again")
                     reregister(platform, ids, before)
@@ -756,6 +770,11 @@ def bench_fleet(
                         )
                 steps.update({step: _sampled(seconds, n) for step, seconds in naive.items()})
                 steps.update({step: _repeated(done, n) for step, done in runs.items()})
+                steps["raw_apply"] = _sampled(floors, n)
+                steps["tenantry_apply"]["over_floor"] = statistics.median(
+                    ours / floor
+                    for (ours, _), floor in zip(runs["tenantry_apply"], floors, strict=True)
+                )
 
                 if verify:
                     steps["verify"] = verify_timing(
@@ -829,6 +848,50 @@ def raw_floor(urls: list[URL], concurrency: int, schemas: list[str] | None = Non
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(visit, targets))
+    return time.perf_counter() - started
+
+
+def raw_apply(urls: list[URL], concurrency: int, schema: str) -> float:
+    """The floor of a one-revision fleet run: with the driver alone, over ``concurrency``
+    threads, connect to each database, read its version, run b002's two statements (the
+    column, its index), move the version row, commit, close; seconds. No lock, identity check,
+    script hash or record of the outcome: what tenantry adds to each tenant is its run's time
+    over this one."""
+    column, index = (
+        (STORE_B002_COLUMN, STORE_B002_INDEX) if schema == "store" else ("note", "ix_products_note")
+    )
+    statements = (
+        f"ALTER TABLE products ADD COLUMN {column} VARCHAR(200)",
+        f"CREATE INDEX {index} ON products ({column})",
+        f"UPDATE tenantry_tenant_version SET version_num = '{AFTER}'",
+    )
+
+    def visit(url: URL) -> None:
+        if url.get_backend_name() == "sqlite":
+            conn = sqlite3.connect(str(url.database), isolation_level=None)
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("SELECT version_num FROM tenantry_tenant_version").fetchall()
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute("COMMIT")
+            finally:
+                conn.close()
+            return
+        with psycopg.connect(
+            host=url.host,
+            port=url.port,
+            user=url.username,
+            password=url.password,
+            dbname=url.database,
+        ) as pg:  # one transaction, committed when the block ends
+            pg.execute("SELECT version_num FROM tenantry_tenant_version").fetchall()
+            for statement in statements:
+                pg.execute(statement)
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(visit, urls))
     return time.perf_counter() - started
 
 
@@ -930,6 +993,7 @@ STEP_LABELS = {
     "tenantry_noop_cold": "tenantry no-op (run_fleet), first connection to each database",
     "verify": "tenantry verify (verify_fleet)",
     "raw_floor": "raw floor (psycopg: connect, read the version, close)",
+    "raw_apply": "raw apply floor (the driver alone: connect, the revision's DDL, commit)",
 }
 
 
