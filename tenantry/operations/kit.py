@@ -229,7 +229,7 @@ class OperationKit:
         """
         now = utcnow()
         with self.engine.begin() as conn:
-            taken = conn.execute(
+            take = (
                 update(Operation)
                 .where(
                     Operation.id == operation_id,
@@ -249,14 +249,21 @@ class OperationKit:
                     started_at=func.coalesce(Operation.started_at, now),
                     updated_at=now,
                 )
-            ).rowcount
-            if taken != 1:
+            )
+            if conn.dialect.update_returning:  # what it took, in the same statement
+                row = conn.execute(
+                    take.returning(Operation.kind, Operation.attempts, Operation.status)
+                ).one_or_none()
+            elif conn.execute(take).rowcount == 1:  # MariaDB: no UPDATE … RETURNING
+                row = conn.execute(
+                    select(Operation.kind, Operation.attempts, Operation.status).where(
+                        Operation.id == operation_id
+                    )
+                ).one()
+            else:
+                row = None
+            if row is None:
                 return None
-            row = conn.execute(
-                select(Operation.kind, Operation.attempts, Operation.status).where(
-                    Operation.id == operation_id
-                )
-            ).one()
             loaded = load(conn) if load is not None else None
         cancelling = row.status == OperationStatus.CANCELLING
         return Claim(operation_id, row.kind, row.attempts, cancelling, loaded)

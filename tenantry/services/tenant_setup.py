@@ -84,6 +84,7 @@ def seed(conn: Connection, spec: SchemaSpec, store: Store) -> None:
 def stamp_and_seed_clone(conn: Connection, spec: SchemaSpec, owner: str, store: Store) -> str:
     """A fresh copy of the template (every table at head, an empty identity table): stamp its
     identity and write the initial data, in the caller's transaction; its instance id."""
-    identity = stamp_identity(conn, spec, owner)
+    # The template holds the (empty) identity table: no look for it first.
+    identity = stamp_identity(conn, spec, owner, table_exists=True)
     seed(conn, spec, store)
     return identity.instance_id
