@@ -836,18 +836,24 @@ def raw_floor(urls: list[URL], concurrency: int, schemas: list[str] | None = Non
             finally:
                 conn.close()
             return
-        with psycopg.connect(
-            host=url.host,
-            port=url.port,
-            user=url.username,
-            password=url.password,
-            dbname=url.database,
-        ) as pg:
+        with _driver_connection(url) as pg:
             pg.execute(f"SELECT version_num FROM {table}").fetchall()
 
+    return _timed_over(targets, visit, concurrency)
+
+
+def _driver_connection(url: URL) -> psycopg.Connection[Any]:
+    """psycopg alone, connected to ``url``'s database (a block on it commits as it ends)."""
+    return psycopg.connect(
+        host=url.host, port=url.port, user=url.username, password=url.password, dbname=url.database
+    )
+
+
+def _timed_over(items: list[T], visit: Callable[[T], None], concurrency: int) -> float:
+    """Seconds to ``visit`` every item over ``concurrency`` threads."""
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(visit, targets))
+        list(pool.map(visit, items))
     return time.perf_counter() - started
 
 
@@ -878,21 +884,12 @@ def raw_apply(urls: list[URL], concurrency: int, schema: str) -> float:
             finally:
                 conn.close()
             return
-        with psycopg.connect(
-            host=url.host,
-            port=url.port,
-            user=url.username,
-            password=url.password,
-            dbname=url.database,
-        ) as pg:  # one transaction, committed when the block ends
+        with _driver_connection(url) as pg:  # one transaction, committed when the block ends
             pg.execute("SELECT version_num FROM tenantry_tenant_version").fetchall()
             for statement in statements:
                 pg.execute(statement)
 
-    started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=concurrency) as pool:
-        list(pool.map(visit, urls))
-    return time.perf_counter() - started
+    return _timed_over(urls, visit, concurrency)
 
 
 def bench_noop(schema: str, n: int, concurrency: int, repeat: int) -> dict[str, Any]:
