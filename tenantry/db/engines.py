@@ -87,7 +87,7 @@ def _transactional_sqlite(engine: Engine) -> None:
         if immediate and (path := conn.info.get(_DB_FILE)):
             # This connection's busy timeout as it is now: a migration sets its own lock
             # wait on the connection (locks.migration_lock), and the queue honours it.
-            wait_ms = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+            wait_ms = sqlite_pragma(conn, "busy_timeout")
             conn.info[_WRITER_LOCK] = sqlite_writers.acquire(Path(path), wait_ms)
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
@@ -154,9 +154,32 @@ def writer_sessions(sessions: sessionmaker[Session]) -> sessionmaker[Session]:
     return sessionmaker(writer(sessions.kw["bind"]), **options)
 
 
-def immediate(conn: Connection) -> Connection:
-    """``conn`` with :func:`writer`'s behaviour for the transactions it begins from now on."""
-    return conn.execution_options(**{_IMMEDIATE: True})
+@contextmanager
+def immediate_transaction(conn: Connection) -> Iterator[Connection]:
+    """One transaction on ``conn`` with :func:`writer`'s behaviour (on SQLite it takes the
+    write lock as it begins), committed when the block ends and rolled back when it raises.
+    The transactions ``conn`` begins afterwards are as they were: a connection's options
+    change in place, and a later read taking the write lock would queue behind writers."""
+    before = conn.get_execution_options().get(_IMMEDIATE, False)
+    conn.execution_options(**{_IMMEDIATE: True})
+    try:
+        with conn.begin():
+            yield conn
+    finally:
+        if not conn.closed:
+            conn.execution_options(**{_IMMEDIATE: before})
+
+
+def sqlite_pragma(conn: Connection, pragma: str) -> Any:
+    """Run ``PRAGMA <pragma>`` on the SQLite connection under ``conn``; its first value
+    (``None`` when it returns no row). Straight on the driver's connection, whose
+    transactions tenantry begins itself: through SQLAlchemy a setting that is not
+    transactional would still be wrapped in a ``BEGIN`` and a ``ROLLBACK``."""
+    dbapi_conn = conn.connection.dbapi_connection
+    if dbapi_conn is None:
+        raise RuntimeError("the connection was closed or invalidated")
+    row = dbapi_conn.cursor().execute(f"PRAGMA {pragma}").fetchone()
+    return row[0] if row else None
 
 
 @contextmanager

@@ -24,7 +24,12 @@ from contextlib import contextmanager
 from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 
-from tenantry.db.engines import immediate, single_statements, sqlite_busy_timeout_ms
+from tenantry.db.engines import (
+    immediate_transaction,
+    single_statements,
+    sqlite_busy_timeout_ms,
+    sqlite_pragma,
+)
 from tenantry.errors import Conflict
 
 #: The advisory-lock key space tenantry uses (the first of PostgreSQL's two int4 keys).
@@ -127,8 +132,9 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
         # the lock is SQLite's busy timeout (at least a second: ordinary writes hold it
         # briefly).
         wait_ms = int(max(wait_s, SQLITE_MIN_WAIT_S) * 1000)
-        conn.exec_driver_sql(f"PRAGMA busy_timeout={wait_ms}")
-        conn.rollback()
+        if conn.in_transaction():
+            conn.rollback()  # a read the caller left open: the lock is taken by a new one
+        sqlite_pragma(conn, f"busy_timeout={wait_ms}")
         try:
             yield
         except OperationalError as exc:
@@ -139,9 +145,8 @@ def migration_lock(conn: Connection, role: str, *, wait_s: float = 0.0) -> Itera
                 "Wait for it to finish, then run again.",
             ) from None
         finally:
-            if not conn.closed:
-                conn.exec_driver_sql(f"PRAGMA busy_timeout={sqlite_busy_timeout_ms()}")
-                conn.rollback()
+            if not conn.closed and not conn.invalidated:
+                sqlite_pragma(conn, f"busy_timeout={sqlite_busy_timeout_ms()}")
         return
     name = "" if dialect == "postgresql" else lock_name(role, _mysql_database(conn))
     key = 0  # PostgreSQL's: known once tried (it depends on the connection's schema)
@@ -200,7 +205,7 @@ def migration_transaction(
     excludes the other (and the session locks of earlier versions).
     """
     if conn.dialect.name != "postgresql":
-        with migration_lock(conn, role, wait_s=wait_s), immediate(conn).begin():
+        with migration_lock(conn, role, wait_s=wait_s), immediate_transaction(conn):
             if lock_timeout_s is not None:
                 bound_lock_waits(conn, lock_timeout_s)
             yield

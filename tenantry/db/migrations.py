@@ -211,8 +211,8 @@ def run_scripts(conn: Connection, spec: SchemaSpec, revisions: list[Script]) -> 
     version table exists): Alembic's ``run_migrations`` would look the table up and read the
     revision again, then update the table once per revision, each a round trip. Only public
     Alembic API: the scripts' modules, run with an ``Operations`` on a configured context as
-    :func:`upgrade` does. Meant for a backend whose DDL is transactional (PostgreSQL), where
-    the scripts and the caller's version update commit or roll back together.
+    :func:`upgrade` does. Meant for a backend whose DDL is transactional (PostgreSQL,
+    SQLite), where the scripts and the caller's version update commit or roll back together.
     """
     if not revisions:
         return

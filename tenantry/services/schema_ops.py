@@ -97,9 +97,9 @@ def migrate(
     """
     identity = checked or guard(conn, spec, where=url)
     check_owner(spec, identity, acting_app, owner)
-    # A checked PostgreSQL database (fleet runs) is upgraded with fewer round trips
-    # (tenantry.db.quick_upgrade); any other the ordinary Alembic way.
-    quick = checked is not None and conn.dialect.name == "postgresql"
+    # A checked database (fleet runs) whose DDL is transactional is upgraded with fewer
+    # statements (tenantry.db.quick_upgrade); any other the ordinary Alembic way.
+    quick = checked is not None and quick_upgrade.supports(conn.dialect.name)
     checksums_exist = False
     if quick:
         start, checksums_exist = quick_upgrade.state(conn, spec)

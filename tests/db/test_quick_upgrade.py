@@ -1,5 +1,6 @@
-"""The PostgreSQL upgrade of fleet runs (tenantry.db.quick_upgrade): the scripts, the version
-row and the checksums in fewer round trips, and nothing applied when the revision moved."""
+"""The upgrade of fleet runs on PostgreSQL and SQLite (tenantry.db.quick_upgrade): the scripts,
+the version row and the checksums in fewer statements, and nothing applied when the revision
+moved."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def _spec(tmp_path: Path) -> SchemaSpec:
     return SchemaSpec(Role.TENANT, "quickshop", metadata, path)
 
 
-@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"], indirect=True)
 def test_the_upgrade_moves_the_version_records_checksums_or_applies_nothing(
     new_database: DbFactory, tmp_path: Path
 ) -> None:

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 
 from tenantry.db import sqlite_writers
 from tenantry.db.admin import drop_database
-from tenantry.db.engines import immediate, make_engine, writer
+from tenantry.db.engines import immediate_transaction, make_engine, writer
 from tenantry.db.urls import parse_url
 
 
@@ -128,12 +128,33 @@ def test_a_connection_waits_for_the_lock_as_long_as_its_own_busy_timeout_says(
             conn.exec_driver_sql("PRAGMA busy_timeout=1500")  # the engine's is 500 ms
             conn.rollback()
             started = time.monotonic()
-            with pytest.raises(Exception, match="database is locked"), immediate(conn).begin():
+            with pytest.raises(Exception, match="database is locked"), immediate_transaction(conn):
                 conn.execute(text("INSERT INTO t (v) VALUES ('x')"))
             waited = time.monotonic() - started
         assert 1.4 < waited < 4, f"waited {waited:.1f} s, not the connection's 1.5 s"
     finally:
         sqlite_writers.release(held)
+
+
+def test_only_the_immediate_transaction_takes_the_lock_not_the_next_one_on_its_connection(
+    db: tuple[Engine, Path],
+) -> None:
+    # A fleet run migrates in one immediate transaction, then reads and restores settings on
+    # the same connection: those must not queue behind another process's writer.
+    engine, path = db
+    with engine.connect() as conn:
+        with immediate_transaction(conn):
+            conn.execute(text("INSERT INTO t (v) VALUES ('a')"))
+            assert _held(path)
+        assert not _held(path)
+        held = sqlite_writers.acquire(path, 1000)  # another writer, stuck
+        try:
+            started = time.monotonic()
+            with conn.begin():
+                assert conn.execute(text("SELECT count(*) FROM t")).scalar_one() == 1
+            assert time.monotonic() - started < 0.3, "the read waited for the write lock"
+        finally:
+            sqlite_writers.release(held)
 
 
 def test_dropping_the_database_removes_its_lock_file(db: tuple[Engine, Path]) -> None:
@@ -150,7 +171,6 @@ def test_dropping_the_database_removes_its_lock_file(db: tuple[Engine, Path]) ->
 def test_one_engine_over_many_files_locks_the_file_it_writes(tmp_path: Path) -> None:
     # The fleet's shared engine opens every tenant file through one engine: each writer must
     # queue on its own file's lock, not on the first file the engine ever opened.
-    from tenantry.db.engines import immediate
     from tenantry.db.server_connections import ServerConnections
 
     files = [tmp_path / "first" / "a.db", tmp_path / "second" / "b.db"]
@@ -164,7 +184,7 @@ def test_one_engine_over_many_files_locks_the_file_it_writes(tmp_path: Path) -> 
         first.unlink()  # the first file's directory may even be gone
         first.parent.rmdir()
         with shared.connect(parse_url(f"sqlite:///{second}")) as conn:
-            with immediate(conn).begin():
+            with immediate_transaction(conn):
                 conn.execute(text("INSERT INTO t (id) VALUES (1)"))
                 assert _held(second)
             assert not _held(second)

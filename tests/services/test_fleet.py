@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL
 
 from tenantry.backup.storage import storage_for
 from tenantry.db import checksums, migrations
-from tenantry.db.engines import immediate, make_engine
+from tenantry.db.engines import immediate_transaction, make_engine
 from tenantry.db.identity import read_identity
 from tenantry.db.locks import migration_lock
 from tenantry.db.master.models import (
@@ -378,7 +378,7 @@ def test_a_tenant_locked_by_another_migration_fails_alone(tenants: Fleet) -> Non
         with engine.connect() as conn:
             # Another migration of this database is under way (a `db migrate`, a queue job).
             if conn.dialect.name == "sqlite":
-                with immediate(conn).begin():
+                with immediate_transaction(conn):
                     outcome = migrate_tenant(db, f.spec, options)
             else:
                 with migration_lock(conn, "tenant"):
