@@ -264,13 +264,20 @@ def check_owner(spec: SchemaSpec, identity: Identity | None, acting_app: str, ow
 
 
 def stamp_identity(
-    conn: Connection, spec: SchemaSpec, owner_app: str, *, table_exists: bool = False
+    conn: Connection,
+    spec: SchemaSpec,
+    owner_app: str,
+    *,
+    table_exists: bool = False,
+    instance_id: str | None = None,
 ) -> Identity:
     """Create the identity table (unless ``table_exists``) and row of a fresh or adopted
-    database."""
+    database; its instance id is ``instance_id`` (what the job making the database recorded
+    it would be), or a new one."""
     if not table_exists:
         identity_table.create(conn, checkfirst=True)
-    identity = Identity(spec.role.value, spec.name, str(uuid.uuid4()), owner_app, utcnow())
+    instance = instance_id or str(uuid.uuid4())
+    identity = Identity(spec.role.value, spec.name, instance, owner_app, utcnow())
     conn.execute(
         identity_table.insert().values(
             role=identity.role,
@@ -305,10 +312,12 @@ def stamp_spare(conn: Connection, spec: SchemaSpec, owner_app: str, spare_id: st
 
 
 def claim_spare(conn: Connection, spec: SchemaSpec, owner_app: str, spare_id: str) -> Identity:
-    """Turn the unassigned identity of spare ``spare_id`` into a new tenant identity of
+    """Turn the unassigned identity of spare ``spare_id`` into a tenant identity of
     ``spec``'s schema, in the caller's transaction; refuses a database that is not that
-    spare. The new identity."""
-    identity = Identity(spec.role.value, spec.name, str(uuid.uuid4()), owner_app, utcnow())
+    spare. The new identity keeps the spare's id as its instance id: the job that claimed
+    the spare recorded that id, so whatever state a crash leaves, the job can tell the
+    database it renamed into place from another one at the same name."""
+    identity = Identity(spec.role.value, spec.name, spare_id, owner_app, utcnow())
     # One statement is both the check and the stamp: only that spare's row matches, and a
     # database of any other identity is left as it was.
     claimed = conn.execute(

@@ -50,8 +50,10 @@ from tenantry.operations import provision_cleanup as cleanup
 from tenantry.operations import provision_shared_run
 from tenantry.operations import provision_spare as spare_path
 from tenantry.operations.kit import LostClaim, OperationKit, Record
+from tenantry.operations.provision_ownership import made_by
 from tenantry.services import provisioning, provisioning_records, runtime_access, tenant_setup
 from tenantry.services.connections import split_url
+from tenantry.services.provisioning_records import recorded_instance
 from tenantry.services.spares import ClaimedSpare
 from tenantry.settings import Settings
 
@@ -66,6 +68,16 @@ class Creating:
 
     url: URL
     spare: ClaimedSpare | None
+
+
+@dataclass(frozen=True)
+class Absent:
+    """What was known before a job's claim of the database it creates on a server: its URL,
+    and whether the server said nothing is there (``checked``), or nobody asked (a job that
+    may take a spare, whose rename finds out)."""
+
+    url: URL
+    checked: bool
 
 
 @dataclass(frozen=True)
@@ -132,7 +144,7 @@ class Provisioner:
         if cancelled:
             raise LostJob(str(job_id))
 
-    def _loader(self, job_id: uuid.UUID, absent: URL | None) -> Callable[[Connection], Any]:
+    def _loader(self, job_id: uuid.UUID, absent: Absent | None) -> Callable[[Connection], Any]:
         """Reads the job and its store (detached) on the claim's connection, and for a fresh
         create-new job whose database is not there yet, records there that it creates it
         (:meth:`_creating`; ``absent``: a server's database found missing before the claim);
@@ -151,11 +163,13 @@ class Provisioner:
 
         return load
 
-    def _absent_before_claim(self, job_id: uuid.UUID) -> URL | None:
+    def _absent_before_claim(self, job_id: uuid.UUID) -> Absent | None:
         """For a create-new job not yet run whose database goes on a server: where it goes,
         when no database is there (asked before the claim: a server is never asked while
         master's claim is held, and only this store's jobs make that database, one at a
-        time). None for every other job, and when it cannot be told: a server that cannot be
+        time), or unasked when the job may take a spare (:mod:`.provision_spare`: renaming
+        it finds out, and without one the claim records nothing). None for every other job,
+        and when it cannot be told: a server that cannot be
         reached (or was removed) is met again by the claimed run, which records it on the
         job; raised here, before the claim, it would leave the job queued and unexplained."""
         try:
@@ -171,19 +185,21 @@ class Provisioner:
                 ):
                     return None
                 url = provisioning.new_database_url(session, self.box, job)
-            return None if admin.database_exists(url) else url
+            if spare_path.uses_pool(self, job, url):
+                return Absent(url, checked=False)
+            return None if admin.database_exists(url) else Absent(url, checked=True)
         except Exception:  # see above: the run after the claim reports it
             return None
 
     def _creating(
-        self, conn: Connection, job: ProvisioningJob, absent: URL | None
+        self, conn: Connection, job: ProvisioningJob, absent: Absent | None
     ) -> Creating | None:
         """In the claiming transaction: when ``job`` is a first run of a create-new job whose
         database does not exist yet (a SQLite file looked at here, a server's database before
-        the claim: ``absent``), record that it creates it (what the connect step's own
-        transaction records otherwise: one master transaction fewer). None for every other
-        job: its connect step looks at what is there."""
-        url = provisioning.sqlite_file_url(job) or absent
+        the claim: ``absent``) or that takes a spare, record that it creates it (what the
+        connect step's own transaction records otherwise: one master transaction fewer).
+        None for every other job: its connect step looks at what is there."""
+        url = provisioning.sqlite_file_url(job) or (absent.url if absent else None)
         if (
             url is None
             or job.database_created
@@ -193,7 +209,11 @@ class Provisioner:
             or (absent is None and admin.database_exists(url))  # a leftover: see connect
         ):
             return None
-        return Creating(url, spare_path.write_creating(self, job, url, conn))
+        unasked = absent is not None and not absent.checked
+        spare = spare_path.write_creating(self, job, url, conn, spare_only=unasked)
+        if spare is None and unasked:
+            return None  # no spare: the connect step looks at the server, then records it
+        return Creating(url, spare)
 
     def new_database_url(self, job: ProvisioningJob) -> URL:
         """Where the database a create-new ``job`` makes is."""
@@ -274,7 +294,7 @@ class Provisioner:
             spare_path.discard(self, job, url)  # a resumed job's half-claimed spare
             exists = job.mode == ProvisioningMode.CREATE_NEW and admin.database_exists(url)
         new = job.mode == ProvisioningMode.CREATE_NEW
-        if exists and not job.database_created and self._take_over_leftover(job):
+        if exists and not job.database_created and self._take_over_leftover(job, url):
             # Half-made by an earlier job of this store that was cancelled or failed after
             # its worker died: its content is unknown, so start again from nothing.
             admin.drop_database(url)
@@ -291,20 +311,24 @@ class Provisioner:
                 return url, spare
             failpoint("provision.create_database")
             if backend_of(url) == "sqlite":
-                return url, self._prepared_sqlite_copy(url, store)
+                return url, self._prepared_sqlite_copy(job, url, store)
             cloned = builder.create_tenant_database(
                 url, self.spec, self.settings.data_dir / "templates"
             )
             return url, cloned
         self.update(job.id, step="connect", progress=5, message="connecting to the database")
-        if job.mode == ProvisioningMode.CREATE_NEW and not job.database_created:
+        if job.mode == ProvisioningMode.CREATE_NEW and (
+            not job.database_created
+            # Resumed: the database there must be the one it made (provision_ownership).
+            or not made_by(job, url, self.spec)
+        ):
             raise Conflict(
                 f"database {mask(url)} exists already and this job did not create it.",
                 "To use it, provision with --connect URL instead.",
             )
         return url, False
 
-    def _prepared_sqlite_copy(self, url: URL, store: Store) -> PreparedCopy:
+    def _prepared_sqlite_copy(self, job: ProvisioningJob, url: URL, store: Store) -> PreparedCopy:
         """The store's SQLite file made as a copy of the template with its identity and
         initial data already in, in one step (a crash leaves no file, or the whole one)."""
         template = builder.sqlite_template(self.settings.data_dir / "templates", self.spec)
@@ -312,22 +336,22 @@ class Provisioner:
             template,
             Path(url.database or ""),
             lambda conn: tenant_setup.stamp_and_seed_clone(
-                conn, self.spec, self.settings.tenant_owner, store
+                conn, self.spec, self.settings.tenant_owner, store, recorded_instance(job)
             ),
         )
         return PreparedCopy(instance_id)
 
-    def _take_over_leftover(self, job: ProvisioningJob) -> bool:
+    def _take_over_leftover(self, job: ProvisioningJob, url: URL) -> bool:
         """Make this job the owner of the database an earlier, finished job of the same store
-        created at the same target and left behind; False when none did (the database is
-        someone else's)."""
+        created at ``url`` and left behind; False when none did (the database is someone
+        else's: none did, or the one there is not the one it made)."""
         with self.reads() as session:
             owner = provisioning_records.leftover_owner(session, job)
-        if owner is None:
+        if owner is None or not made_by(owner, url, self.spec):
             return False
         with self.sessions.begin() as session:
             # Only the job that flips the earlier one's flag takes the database over.
-            if not provisioning_records.release_leftover(session, owner):
+            if not provisioning_records.release_leftover(session, owner.id):
                 return False
         self.update(job.id, database_created=True, message="removing a half-made database")
         job.database_created = True
@@ -349,7 +373,7 @@ class Provisioner:
         # On the server's shared engine: its dialect set up once, not once per new database.
         with SERVERS.connect(url) as conn, conn.begin():
             instance_id = tenant_setup.stamp_and_seed_clone(
-                conn, self.spec, self.settings.tenant_owner, store
+                conn, self.spec, self.settings.tenant_owner, store, recorded_instance(job)
             )
             if access is not None:
                 logins.grant_in(conn, url, access.login, "service")
@@ -402,7 +426,7 @@ class Provisioner:
         failpoint("provision.migrate")
         with connect(engine, begin=True) as conn:
             instance_id = tenant_setup.stamp_and_migrate(
-                conn, self.spec, self.settings.tenant_owner
+                conn, self.spec, self.settings.tenant_owner, recorded_instance(job)
             )
         self.update(
             job.id,

@@ -26,6 +26,7 @@ from tenantry.db.spares import drop_spare_login
 from tenantry.errors import TenantryError
 from tenantry.operations import provision_shared_run, provision_spare
 from tenantry.operations.kit import LostClaim
+from tenantry.operations.provision_ownership import made_by
 from tenantry.operations.running import error_message
 from tenantry.services import provisioning_records, runtime_access
 from tenantry.services.provisioning import CANCELLED_AND_DROPPED
@@ -77,8 +78,10 @@ def drop_created(runner: Provisioner, job: ProvisioningJob) -> bool:
             return False
     try:
         url = runner.new_database_url(job)
-        dropped = admin.drop_database(url)
         spare = provision_spare.claimed_url(runner, job, url)
+        # Only the database it made: another may be at the store's name (a rename that met
+        # it, one put there while the job was down).
+        dropped = made_by(job, url, runner.spec) and admin.drop_database(url)
         if spare is not None:  # claimed, and maybe not yet renamed to the store's name
             dropped = admin.drop_database(spare) or dropped
             drop_spare_login(spare)
@@ -93,7 +96,7 @@ def _target_exists(runner: Provisioner, job: ProvisioningJob) -> bool:
     try:
         if job.mode == ProvisioningMode.CREATE_SHARED:
             return provision_shared_run.schema_exists(runner, job)
-        return admin.database_exists(runner.new_database_url(job))
+        return made_by(job, runner.new_database_url(job), runner.spec)
     except TenantryError:
         return True  # cannot tell: keep it recorded
 

@@ -2,13 +2,19 @@
 
 The claim is one master transaction, the one that records the job is creating its database:
 a ready spare's row is deleted, the job's record marks the database as its own and names the
-spare (``destination["spare"]``), and its progress moves on. Then the spare is renamed to the
-store's database name and, in one tenant transaction, its unassigned identity replaced by the
-store's and the initial data written; the connection is saved when the job completes. A crash
-anywhere leaves either the spare under its own name or the store's database still stamped
-unassigned: the job names it, so a resumed job drops it and starts again (:func:`discard`), and
-a failed or cancelled job drops it with the rest (:mod:`.provision_cleanup`). No store ever
-points at an unassigned database, and no claimed spare is left unrecorded.
+spare and its id (``destination["spare"]``, ``["instance_id"]``), and its progress moves on. Then
+the spare is renamed to the store's database name and, in one tenant transaction, its
+unassigned identity replaced by the store's (keeping the spare's id as the instance id) and the
+initial data written; the connection is saved when the job completes. A crash anywhere leaves
+either the spare under its own name or the store's database stamped with the spare's id: the
+job names it, so a resumed job drops it and starts again (:func:`discard`), and a failed or
+cancelled job drops it with the rest (:mod:`.provision_cleanup`). No store ever points at an
+unassigned database, and no claimed spare is left unrecorded.
+
+The rename itself proves the store's name free (the server refuses to rename onto a database
+that exists), so a job that may take a spare does not ask the server first; and a database
+found at the store's name is dropped, or taken as the job's own, only when it carries the
+claimed spare's id (:mod:`.provision_ownership`): another database there is never touched.
 """
 
 from __future__ import annotations
@@ -30,10 +36,13 @@ from tenantry.db.spares import (
     rename_login,
     spare_url,
 )
-from tenantry.db.urls import backend_of
+from tenantry.db.urls import backend_of, mask
+from tenantry.errors import Conflict
 from tenantry.failpoints import failpoint
+from tenantry.operations.provision_ownership import made_by
 from tenantry.services import provisioning_records, runtime_access, spares
 from tenantry.services.connections import split_url
+from tenantry.services.provisioning_records import instance_to_record, recorded_instance
 from tenantry.services.runtime_access import RuntimeAccess
 from tenantry.services.spares import ClaimedSpare
 
@@ -78,22 +87,37 @@ def record_creating(runner: Provisioner, job: ProvisioningJob, url: URL) -> Clai
 def recorded_creating(job: ProvisioningJob, spare: ClaimedSpare | None) -> None:
     """Bring ``job`` (detached) up to what :func:`write_creating` committed."""
     job.database_created = True
-    if spare is not None:
-        job.destination = {**(job.destination or {}), "spare": spare.database_name}
+    job.destination = {**(job.destination or {}), **_recorded(job, spare)}
+
+
+def _recorded(job: ProvisioningJob, spare: ClaimedSpare | None) -> dict[str, str]:
+    """What a job's record keeps as it records that it creates its database: the instance id
+    the database will carry and, when it took one, the spare's name."""
+    named = {"spare": spare.database_name} if spare is not None else {}
+    return {**named, **instance_to_record(job, str(spare.id) if spare is not None else None)}
 
 
 def write_creating(
-    runner: Provisioner, job: ProvisioningJob, url: URL, conn: Connection
+    runner: Provisioner,
+    job: ProvisioningJob,
+    url: URL,
+    conn: Connection,
+    *,
+    spare_only: bool = False,
 ) -> ClaimedSpare | None:
     """On ``conn``, in a transaction that holds ``job`` (its claim, or a progress write):
     record that the job creates its database, at the connect step, claiming a ready spare
     when the pool has one (then the job is at the seed step: the database is made). The
     spare, or None (the caller makes the database); once committed, the caller brings ``job``
-    up to date (:func:`recorded_creating`)."""
+    up to date (:func:`recorded_creating`). ``spare_only``: nobody has looked whether a
+    database is at ``url``, so without a spare (whose rename would find out) nothing is
+    recorded and None is returned."""
     tables = len(runner.spec.metadata.sorted_tables)
     template = builder.template_name(runner.spec)
     pooled = uses_pool(runner, job, url)
     spare = spares.claim_ready(conn, job.database_server_id, template) if pooled else None
+    if spare is None and spare_only:
+        return None
     step: dict[str, Any] = {"step": "connect", "message": "creating the database"}
     values: dict[str, Any] = {"database_created": True, "progress": 5}
     if spare is not None or backend_of(url) == "sqlite":
@@ -108,8 +132,7 @@ def write_creating(
             if spare is not None
             else "copying the template with identity and initial data",
         }
-    if spare is not None:
-        values["target"] = {**(job.destination or {}), "spare": spare.database_name}
+    values["target"] = {**(job.destination or {}), **_recorded(job, spare)}
     conn.execute(update(Operation).where(Operation.id == job.id).values(**step))
     conn.execute(update(JOB).where(JOB.c.id == job.id).values(**values))
     return spare
@@ -124,7 +147,17 @@ def place(
     source = claimed_url(runner, job, url)
     assert source is not None
     failpoint("provision.spare.claimed")
-    move_into_place(source, url)
+    try:
+        move_into_place(source, url)
+    except Exception:
+        if admin.database_exists(url) and not made_by(job, url, runner.spec):
+            raise Conflict(
+                f"database {mask(url)} exists already and this job did not create it; it was "
+                "left as it is.",
+                "To use it, provision with --connect URL instead; to make a new one, drop or "
+                "rename that database first.",
+            ) from None
+        raise
     if spare.login_secret is None:
         return None
     chosen = runtime_access.store_logins(store.slug, store.id)[0]
@@ -157,11 +190,17 @@ def discard(runner: Provisioner, job: ProvisioningJob, url: URL) -> None:
         return
     admin.drop_database(source)
     drop_spare_login(source)
-    if admin.database_exists(url) and _unassigned(url):
+    if admin.database_exists(url) and _unassigned(job, url):
         admin.drop_database(url)
 
 
-def _unassigned(url: URL) -> bool:
+def _unassigned(job: ProvisioningJob, url: URL) -> bool:
+    """Whether the database at ``url`` is the spare ``job`` claimed, not yet the store's."""
     with SERVERS.connect(url) as conn:
         found = read_identity(conn)
-    return found is not None and found.role == SPARE_ROLE
+    recorded = recorded_instance(job)
+    return (
+        found is not None
+        and found.role == SPARE_ROLE
+        and (recorded is None or found.instance_id == recorded)
+    )

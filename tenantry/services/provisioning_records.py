@@ -37,11 +37,34 @@ from tenantry.services.stores import active_connection
 UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING, OperationStatus.CANCELLING)
 #: The provisioning job's own table (its operation's columns are in ``operations``).
 JOB_TABLE = cast(Table, ProvisioningJob.__table__)
+#: The key of the instance id in a job's record (``destination``): the id the database the
+#: job creates carries (tenantry.operations.provision_ownership).
+INSTANCE_KEY = "instance_id"
+#: The keys of a job's record that say what this job made, not where its database goes.
+_MADE_KEYS = frozenset({INSTANCE_KEY, "spare"})
 
 
-def leftover_owner(session: Session, job: ProvisioningJob) -> uuid.UUID | None:
+def instance_to_record(job: ProvisioningJob, spare_id: str | None) -> dict[str, str]:
+    """What ``job``'s record keeps, as it records that it creates its database, of the
+    instance id that database will carry: the spare's it claimed, or the job's own id."""
+    return {INSTANCE_KEY: spare_id or str(job.id)}
+
+
+def recorded_instance(job: ProvisioningJob) -> str | None:
+    """The instance id ``job`` recorded for the database it creates (None: it creates none
+    yet, or recorded it before ids were kept)."""
+    found = (job.destination or {}).get(INSTANCE_KEY)
+    return str(found) if found else None
+
+
+def target_of(job: ProvisioningJob) -> dict[str, Any]:
+    """Where ``job``'s database goes, without what the job itself made there."""
+    return {k: v for k, v in (job.destination or {}).items() if k not in _MADE_KEYS}
+
+
+def leftover_owner(session: Session, job: ProvisioningJob) -> ProvisioningJob | None:
     """The earlier, finished job of ``job``'s store that created a database at the same target
-    and left it behind, if any (its worker's lease is over)."""
+    and left it behind, if any (its worker's lease is over); detached."""
     earlier = session.scalars(
         select(ProvisioningJob).where(
             ProvisioningJob.store_id == job.store_id,
@@ -51,7 +74,10 @@ def leftover_owner(session: Session, job: ProvisioningJob) -> uuid.UUID | None:
             lease_lapsed(utcnow()),
         )
     ).all()
-    return next((e.id for e in earlier if e.destination == job.destination), None)
+    owner = next((e for e in earlier if target_of(e) == target_of(job)), None)
+    if owner is not None:
+        session.expunge(owner)
+    return owner
 
 
 def release_leftover(session: Session, owner: uuid.UUID) -> bool:

@@ -49,9 +49,12 @@ def needs_tables(state: TenantState, *, trusted: bool) -> bool:
     return not (trusted and not state.missing and state.revision is not None)
 
 
-def stamp_and_migrate(conn: Connection, spec: SchemaSpec, owner: str) -> str:
-    """Stamp identity on the database on ``conn`` if it has none, migrate it to head and record
-    the applied scripts' hashes, in the caller's transaction; its instance id."""
+def stamp_and_migrate(
+    conn: Connection, spec: SchemaSpec, owner: str, instance_id: str | None = None
+) -> str:
+    """Stamp identity on the database on ``conn`` if it has none (as ``instance_id``, or a
+    new one), migrate it to head and record the applied scripts' hashes, in the caller's
+    transaction; its instance id."""
     # The inspect step compared the tables that were there; the rest were made here.
     state = builder.inspect_tenant(conn, spec, trusted=True)
     identity = state.identity
@@ -61,7 +64,7 @@ def stamp_and_migrate(conn: Connection, spec: SchemaSpec, owner: str) -> str:
                 "the tables do not match the schema after creating them: "
                 + "; ".join((state.conflicts or state.missing)[:6])
             )
-        identity = stamp_identity(conn, spec, owner)
+        identity = stamp_identity(conn, spec, owner, instance_id=instance_id)
         if state.revision is None:
             head = migrations.head(spec)
             if head is not None:
@@ -81,10 +84,13 @@ def seed(conn: Connection, spec: SchemaSpec, store: Store) -> None:
         spec.seed(conn, {"name": store.name, "slug": store.slug, "id": str(store.id)})
 
 
-def stamp_and_seed_clone(conn: Connection, spec: SchemaSpec, owner: str, store: Store) -> str:
+def stamp_and_seed_clone(
+    conn: Connection, spec: SchemaSpec, owner: str, store: Store, instance_id: str | None = None
+) -> str:
     """A fresh copy of the template (every table at head, an empty identity table): stamp its
-    identity and write the initial data, in the caller's transaction; its instance id."""
+    identity (as ``instance_id``, or a new one) and write the initial data, in the caller's
+    transaction; its instance id."""
     # The template holds the (empty) identity table: no look for it first.
-    identity = stamp_identity(conn, spec, owner, table_exists=True)
+    identity = stamp_identity(conn, spec, owner, table_exists=True, instance_id=instance_id)
     seed(conn, spec, store)
     return identity.instance_id

@@ -209,7 +209,8 @@ def test_provisioning_takes_a_spare_stamped_with_the_store_identity(
     assert identity is not None
     assert identity.role == "tenant"
     assert identity.instance_id == config.instance_id
-    assert identity.instance_id != str(taken.id)
+    # The spare's id, kept: the job recorded it, so it can always tell this database apart.
+    assert identity.instance_id == str(taken.id)
     if server is not None:  # the spare's login, renamed: the store's, granted service only
         with platform.sessions() as session:
             store = stores.get_store(session, slug)
@@ -395,6 +396,114 @@ def test_a_failed_job_drops_the_spare_it_claimed(
     claimed = [s for i, s in before.items() if i not in left]
     assert len(claimed) == 1
     assert not _exists(platform, claimed[0])
+
+
+def _target(platform: Platform, job_id: uuid.UUID) -> URL:
+    """Where the store's database of create-new job ``job_id`` goes."""
+    with platform.sessions() as session:
+        return provisioning.new_database_url(
+            session, platform.box, provisioning.get_job(session, job_id)
+        )
+
+
+def _someone_elses(url: URL) -> None:
+    """A database nobody told tenantry about, at ``url``, holding one row."""
+    assert admin.create_database(url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE ledger (entry text)"))
+            conn.execute(text("INSERT INTO ledger VALUES ('keep me')"))
+    finally:
+        engine.dispose()
+
+
+def _still_theirs(url: URL) -> bool:
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            return bool(conn.scalar(text("SELECT entry FROM ledger")) == "keep me")
+    finally:
+        engine.dispose()
+
+
+def test_a_database_already_at_the_store_name_is_left_alone_and_the_job_says_so(
+    pooled: tuple[Platform, str | None],
+) -> None:
+    # The job does not ask the server before it claims a spare: renaming the spare onto
+    # the store's name is what finds the other database there.
+    platform, server = pooled
+    _refill(platform)
+    before = _spares(platform, server)
+    job_id = _request(platform, server, f"taken-{uuid.uuid4().hex[:6]}")
+    url = _target(platform, job_id)
+    _someone_elses(url)
+    try:
+        runner = Provisioner(
+            platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w1"
+        )
+        assert runner.run(job_id) == "failed"
+        with platform.sessions() as session:
+            error = provisioning.get_job(session, job_id).error or ""
+        assert "exists already and this job did not create it" in error
+        assert "--connect" in error
+        assert _still_theirs(url)
+        assert _identity_of(url) is None  # not stamped, not dropped, not renamed away
+        # The spare it claimed is gone with the failed job, not left under any name.
+        left = {s.id for s in _spares(platform, server)}
+        for spare in before:
+            if spare.id not in left:
+                assert not _exists(platform, spare)
+    finally:
+        admin.drop_database(url)
+
+
+def test_a_resumed_job_leaves_a_database_put_at_the_store_name_after_its_crash(
+    pooled: tuple[Platform, str | None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The worker claimed a spare and died before renaming it; meanwhile someone made a
+    # database at the store's name. The job's record says it creates that database, but the
+    # database does not carry the claimed spare's id: the resumed job must not take it (nor,
+    # failing, drop it).
+    platform, server = pooled
+    _refill(platform)
+    before = _spares(platform, server)
+
+    def crash(*args: object) -> None:
+        raise SystemExit("worker killed")  # not an Exception: nothing records or cleans up
+
+    monkeypatch.setattr(provision_spare, "move_into_place", crash)
+    job_id = _request(platform, server, f"moved-{uuid.uuid4().hex[:6]}")
+    runner = Provisioner(
+        platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w1"
+    )
+    with pytest.raises(SystemExit):
+        runner.run(job_id)
+    monkeypatch.undo()
+    claimed = next(s for s in before if s.id not in {a.id for a in _spares(platform, server)})
+    url = _target(platform, job_id)
+    _someone_elses(url)
+    try:
+        with platform.sessions.begin() as session:  # the dead worker's lease lapses
+            session.execute(
+                update(Operation)
+                .where(Operation.id == job_id)
+                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+            )
+        rescuer = Provisioner(
+            platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w2"
+        )
+        assert rescuer.run(job_id) == "failed"
+        with platform.sessions() as session:
+            job = provisioning.get_job(session, job_id)
+            assert "exists already and this job did not create it" in (job.error or "")
+            assert job.store_id is not None
+            store = stores.get_store(session, job.store_id)
+            assert stores.active_connection(session, store) is None
+        assert _still_theirs(url)
+        assert not _exists(platform, claimed)  # the claimed spare went with the job
+    finally:
+        admin.drop_database(url)
 
 
 def test_no_spares_when_the_bound_is_zero(pooled: tuple[Platform, str | None]) -> None:

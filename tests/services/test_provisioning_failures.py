@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import signal
+import sqlite3
 import time
 import uuid
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -219,9 +221,11 @@ def test_failed_connect_existing_never_drops_the_database(
     assert _run(platform, job_id) == "completed"
 
 
-def _died_and_cancelled(platform: Platform, slug: str) -> tuple[uuid.UUID, Path]:
-    """A create-new job whose worker was SIGKILLed after making the database, then cancelled;
-    returns once the dead worker's (1 s) lease has run out."""
+def _died_and_cancelled(
+    platform: Platform, slug: str, point: str = "provision.seed"
+) -> tuple[uuid.UUID, Path]:
+    """A create-new job whose worker was SIGKILLed at ``point`` (by default after making the
+    database), then cancelled; returns once the dead worker's (1 s) lease has run out."""
     with platform.sessions.begin() as session:
         store = stores.create_store(session, slug=slug, name=slug.title(), actor="cli:test")
         path = provisioning.tenant_sqlite_path(platform.settings, store)
@@ -229,11 +233,11 @@ def _died_and_cancelled(platform: Platform, slug: str) -> tuple[uuid.UUID, Path]
     env = {
         **os.environ,
         "TENANTRY_DATA_DIR": str(platform.settings.data_dir),
-        "TENANTRY_FAILPOINTS": "provision.seed=kill",
+        "TENANTRY_FAILPOINTS": f"{point}=kill",
         "TENANTRY_JOB_LEASE_SECONDS": "1",
     }
     assert run_child(provision_job, str(job_id), env=env) == -signal.SIGKILL
-    assert path.exists()  # made before the worker died
+    assert path.exists() == (point == "provision.seed")  # made before the worker died
     with platform.writer_sessions.begin() as session:
         provisioning.cancel_job(session, provisioning.get_job(session, job_id), actor="cli:test")
     time.sleep(1.1)
@@ -251,6 +255,28 @@ def test_a_new_job_takes_over_the_database_a_cancelled_dead_job_left(platform: P
         assert provisioning.get_job(session, str(job_id)).database_created
         store = stores.get_store(session, "orphan")
         assert store.database_status == "active"
+
+
+def test_a_new_job_never_takes_over_a_database_the_dead_job_did_not_make(
+    platform: Platform,
+) -> None:
+    # The dead job recorded that it creates the file and died before making it; someone else
+    # put a database there. The next job of the store must not take it over (and drop it).
+    _died_and_cancelled(platform, "orphan", point="provision.create_database")
+    with platform.sessions() as session:
+        store = stores.get_store(session, "orphan")
+        path = provisioning.tenant_sqlite_path(platform.settings, store)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with closing(sqlite3.connect(path)) as theirs, theirs:
+        theirs.execute("CREATE TABLE ledger (entry text)")
+        theirs.execute("INSERT INTO ledger VALUES ('keep me')")
+    job_id = _request(platform, "orphan", mode=ProvisioningMode.CREATE_NEW)
+    assert _run(platform, job_id) == "failed"
+    with platform.sessions() as session:
+        error = provisioning.get_job(session, str(job_id)).error or ""
+    assert "exists already and this job did not create it" in error
+    with closing(sqlite3.connect(path)) as theirs:
+        assert theirs.execute("SELECT entry FROM ledger").fetchall() == [("keep me",)]
 
 
 def test_the_recovery_sweep_drops_what_a_cancelled_dead_job_left(platform: Platform) -> None:

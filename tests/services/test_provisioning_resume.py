@@ -9,10 +9,10 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, inspect, select, text
 
 from tenantry.db import migrations
-from tenantry.db.admin import database_exists, drop_database
+from tenantry.db.admin import create_database, database_exists, drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.identity import read_identity
 from tenantry.db.master.models import IntegrationConfig, ProvisioningMode, Store
@@ -219,3 +219,45 @@ def test_failed_connect_existing_never_drops(
             assert conn.scalar(text("SELECT COUNT(*) FROM products")) == 0
     finally:
         engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+def test_a_resumed_job_never_takes_a_database_someone_put_at_its_name(
+    platform: Platform, backend: str
+) -> None:
+    # The worker recorded that it creates the store's database and died before making it;
+    # meanwhile someone made a database of their own at that name. The resumed job must not
+    # build its tables in it, stamp it or (failing) drop it: it is not the one the job made.
+    server = None if backend == "sqlite" else backend
+    if server is not None:
+        require_server(server)
+    slug = f"t-{uuid.uuid4().hex[:6]}"
+    job_id = _request(platform, slug, mode=ProvisioningMode.CREATE_NEW, server=server)
+    _run_child(platform.settings, job_id, "provision.create_database")
+    with platform.sessions() as session:
+        job = provisioning.get_job(session, job_id)
+        assert job.database_created  # recorded before the database was made
+        url = provisioning.new_database_url(session, platform.box, job)
+    assert not database_exists(url)
+    assert create_database(url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE ledger (entry varchar(20))"))
+            conn.execute(text("INSERT INTO ledger VALUES ('keep me')"))
+        time.sleep(LEASE_S + 0.2)
+        outcome = Provisioner(
+            platform.sessions, platform.box, platform.settings, platform.tenant_spec, "rescuer"
+        ).run(job_id)
+        assert outcome == "failed"
+        with platform.sessions() as session:
+            job = provisioning.get_job(session, job_id)
+            assert "exists already and this job did not create it" in (job.error or "")
+            assert stores.get_store(session, slug).database_status == "failed"
+        with engine.connect() as conn:
+            assert conn.scalar(text("SELECT entry FROM ledger")) == "keep me"
+            assert read_identity(conn) is None
+            assert sorted(inspect(conn).get_table_names()) == ["ledger"]
+    finally:
+        engine.dispose()
+        drop_database(url)
