@@ -36,10 +36,10 @@ from sqlalchemy import (
     func,
     literal,
     select,
-    table,
     union_all,
     update,
 )
+from sqlalchemy import table as sql_table
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateTable
 
@@ -53,7 +53,7 @@ from tenantry.errors import MigrationError
 #: commit or roll back together.
 _DIALECTS = frozenset({"postgresql", "sqlite"})
 
-_SQLITE_MASTER = table("sqlite_master", column("type", String), column("name", String))
+_SQLITE_MASTER = sql_table("sqlite_master", column("type", String), column("name", String))
 
 
 def supports(dialect: str) -> bool:
