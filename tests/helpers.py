@@ -20,6 +20,7 @@ import httpx
 from sqlalchemy import Connection, Executable, inspect, text
 from sqlalchemy.engine import URL
 
+from tenantry.db.admin import create_database
 from tenantry.db.engines import make_engine
 
 
@@ -49,6 +50,32 @@ def schema_snapshot(conn: Connection) -> dict[str, Any]:
             rows = conn.execute(text(f"SELECT * FROM {table}")).all()
             snap[table]["rows"] = sorted(tuple(str(v) for v in r) for r in rows)
     return snap
+
+
+def someone_elses(url: URL) -> None:
+    """A database nobody told tenantry about, made at ``url``, holding one row of its own."""
+    assert create_database(url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE ledger (entry varchar(20))"))
+            conn.execute(text("INSERT INTO ledger VALUES ('keep me')"))
+    finally:
+        engine.dispose()
+
+
+def still_theirs(url: URL) -> bool:
+    """Whether the database :func:`someone_elses` made at ``url`` is there as it was: its one
+    table, its row, and no tenantry identity."""
+    engine = make_engine(url, pool_size=1)
+    try:
+        with engine.connect() as conn:
+            return (
+                sorted(inspect(conn).get_table_names()) == ["ledger"]
+                and conn.scalar(text("SELECT entry FROM ledger")) == "keep me"
+            )
+    finally:
+        engine.dispose()
 
 
 @contextmanager

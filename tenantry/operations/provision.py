@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,6 @@ from tenantry.db.ddl_probe import probe_ddl
 from tenantry.db.engines import connect, make_engine, writer_sessions
 from tenantry.db.master.models import (
     AccessMode,
-    OperationStatus,
     ProvisioningJob,
     ProvisioningMode,
     ProvisioningStatus,
@@ -46,6 +44,7 @@ from tenantry.db.sqlite_prepared import write_prepared_copy
 from tenantry.db.urls import backend_of, mask
 from tenantry.errors import Conflict, NotFound
 from tenantry.failpoints import failpoint
+from tenantry.operations import provision_claim as claim_step
 from tenantry.operations import provision_cleanup as cleanup
 from tenantry.operations import provision_shared_run
 from tenantry.operations import provision_spare as spare_path
@@ -60,24 +59,6 @@ from tenantry.settings import Settings
 JOB = provisioning_records.JOB_TABLE
 #: What of a job's progress is its own record's (the rest is its operation's).
 OWN = frozenset({"progress", "database_created"})
-
-
-@dataclass(frozen=True)
-class Creating:
-    """What a job's claim recorded: it creates its database at ``url``, or took ``spare``."""
-
-    url: URL
-    spare: ClaimedSpare | None
-
-
-@dataclass(frozen=True)
-class Absent:
-    """What was known before a job's claim of the database it creates on a server: its URL,
-    and whether the server said nothing is there (``checked``), or nobody asked (a job that
-    may take a spare, whose rename finds out)."""
-
-    url: URL
-    checked: bool
 
 
 @dataclass(frozen=True)
@@ -144,77 +125,6 @@ class Provisioner:
         if cancelled:
             raise LostJob(str(job_id))
 
-    def _loader(self, job_id: uuid.UUID, absent: Absent | None) -> Callable[[Connection], Any]:
-        """Reads the job and its store (detached) on the claim's connection, and for a fresh
-        create-new job whose database is not there yet, records there that it creates it
-        (:meth:`_creating`; ``absent``: a server's database found missing before the claim);
-        NotFound is returned, not raised, so the claim holds and the job can be ended."""
-
-        def load(conn: Connection) -> Any:
-            with Session(bind=conn, expire_on_commit=False) as session:
-                job = session.get(ProvisioningJob, job_id)
-                if job is None:
-                    return NotFound(f"no provisioning job {job_id}.")
-                store = session.get(Store, job.store_id)
-                if store is None:
-                    return NotFound(f"the store of job {job_id} was deleted.")
-                session.expunge_all()
-            return job, store, self._creating(conn, job, absent)
-
-        return load
-
-    def _absent_before_claim(self, job_id: uuid.UUID) -> Absent | None:
-        """For a create-new job not yet run whose database goes on a server: where it goes,
-        when no database is there (asked before the claim: a server is never asked while
-        master's claim is held, and only this store's jobs make that database, one at a
-        time), or unasked when the job may take a spare (:mod:`.provision_spare`: renaming
-        it finds out, and without one the claim records nothing). None for every other job,
-        and when it cannot be told: a server that cannot be
-        reached (or was removed) is met again by the claimed run, which records it on the
-        job; raised here, before the claim, it would leave the job queued and unexplained."""
-        try:
-            with self.reads() as session:
-                job = session.get(ProvisioningJob, job_id)
-                if (
-                    job is None
-                    or job.mode != ProvisioningMode.CREATE_NEW
-                    or provisioning.sqlite_file_url(job) is not None
-                    or job.database_created
-                    or job.attempts != 0
-                    or job.operation_status != OperationStatus.QUEUED
-                ):
-                    return None
-                url = provisioning.new_database_url(session, self.box, job)
-            if spare_path.uses_pool(self, job, url):
-                return Absent(url, checked=False)
-            return None if admin.database_exists(url) else Absent(url, checked=True)
-        except Exception:  # see above: the run after the claim reports it
-            return None
-
-    def _creating(
-        self, conn: Connection, job: ProvisioningJob, absent: Absent | None
-    ) -> Creating | None:
-        """In the claiming transaction: when ``job`` is a first run of a create-new job whose
-        database does not exist yet (a SQLite file looked at here, a server's database before
-        the claim: ``absent``) or that takes a spare, record that it creates it (what the
-        connect step's own transaction records otherwise: one master transaction fewer).
-        None for every other job: its connect step looks at what is there."""
-        url = provisioning.sqlite_file_url(job) or (absent.url if absent else None)
-        if (
-            url is None
-            or job.database_created
-            or (job.destination or {}).get("spare")
-            or job.attempts != 1
-            or job.operation_status != OperationStatus.RUNNING  # cancelling: cleaned up
-            or (absent is None and admin.database_exists(url))  # a leftover: see connect
-        ):
-            return None
-        unasked = absent is not None and not absent.checked
-        spare = spare_path.write_creating(self, job, url, conn, spare_only=unasked)
-        if spare is None and unasked:
-            return None  # no spare: the connect step looks at the server, then records it
-        return Creating(url, spare)
-
     def new_database_url(self, job: ProvisioningJob) -> URL:
         """Where the database a create-new ``job`` makes is."""
         with self.reads() as session:
@@ -225,7 +135,8 @@ class Provisioner:
     def run(self, job_id: uuid.UUID) -> str:
         """Run (or resume) a job to its end; returns its final status, or ``skipped`` when
         another worker holds it or it is already finished."""
-        claim = self.kit.claim(job_id, load=self._loader(job_id, self._absent_before_claim(job_id)))
+        before = claim_step.absent_before_claim(self, job_id)
+        claim = self.kit.claim(job_id, load=claim_step.loader(self, job_id, before))
         if claim is None:
             return "skipped"
         try:
@@ -278,7 +189,7 @@ class Provisioner:
                 engine.dispose()
 
     def _step_connect(
-        self, job: ProvisioningJob, store: Store, creating: Creating | None = None
+        self, job: ProvisioningJob, store: Store, creating: claim_step.Creating | None = None
     ) -> tuple[URL, bool | ClaimedSpare | PreparedCopy]:
         """The database's URL, creating it in create-new mode; True when this call made it
         as a copy of the template (so its content is known exactly), the spare it claimed

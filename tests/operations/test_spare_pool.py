@@ -44,7 +44,7 @@ from tenantry.services import provisioning, runtime_access, servers, spares, sto
 from tenantry.services.connections import server_url, tenant_url
 from tenantry.settings import Settings
 from tests.conftest import SERVER_URLS, require_server
-from tests.helpers import provision_job, run_child
+from tests.helpers import provision_job, run_child, someone_elses, still_theirs
 from tests.platform_fixtures import platform, settings
 from tests.store_logins import drop_logins_of_stores
 
@@ -344,10 +344,7 @@ def test_a_crash_between_claim_and_stamp_leaks_no_spare(
     _refill(platform)
     before = _spares(platform, server)
 
-    def crash(*args: object) -> str:
-        raise SystemExit("worker killed")  # not an Exception: nothing records or cleans up
-
-    monkeypatch.setattr(provision_spare, "stamp_and_seed", crash)
+    monkeypatch.setattr(provision_spare, "stamp_and_seed", _killed)
     with pytest.raises(SystemExit):
         _provision(platform, server, f"crash-{uuid.uuid4().hex[:6]}")
     monkeypatch.undo()
@@ -361,12 +358,7 @@ def test_a_crash_between_claim_and_stamp_leaks_no_spare(
         assert job.destination["spare"]
     claimed = next(s for s in before if s.id not in {a.id for a in _spares(platform, server)})
 
-    with platform.sessions.begin() as session:  # the dead worker's lease lapses
-        session.execute(
-            update(Operation)
-            .where(Operation.id == job_id)
-            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
-        )
+    _lapse_lease(platform, job_id)
     runner = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w2"
     )
@@ -398,33 +390,28 @@ def test_a_failed_job_drops_the_spare_it_claimed(
     assert not _exists(platform, claimed[0])
 
 
+def _killed(*args: object) -> None:
+    """Stands in for a step the worker dies in: not an Exception, so nothing records or
+    cleans up."""
+    raise SystemExit("worker killed")
+
+
+def _lapse_lease(platform: Platform, job_id: uuid.UUID) -> None:
+    """The dead worker's lease on ``job_id`` runs out."""
+    with platform.sessions.begin() as session:
+        session.execute(
+            update(Operation)
+            .where(Operation.id == job_id)
+            .values(lease_expires_at=utcnow() - timedelta(seconds=1))
+        )
+
+
 def _target(platform: Platform, job_id: uuid.UUID) -> URL:
     """Where the store's database of create-new job ``job_id`` goes."""
     with platform.sessions() as session:
         return provisioning.new_database_url(
             session, platform.box, provisioning.get_job(session, job_id)
         )
-
-
-def _someone_elses(url: URL) -> None:
-    """A database nobody told tenantry about, at ``url``, holding one row."""
-    assert admin.create_database(url)
-    engine = make_engine(url, pool_size=1)
-    try:
-        with engine.begin() as conn:
-            conn.execute(text("CREATE TABLE ledger (entry text)"))
-            conn.execute(text("INSERT INTO ledger VALUES ('keep me')"))
-    finally:
-        engine.dispose()
-
-
-def _still_theirs(url: URL) -> bool:
-    engine = make_engine(url, pool_size=1)
-    try:
-        with engine.connect() as conn:
-            return bool(conn.scalar(text("SELECT entry FROM ledger")) == "keep me")
-    finally:
-        engine.dispose()
 
 
 def test_a_database_already_at_the_store_name_is_left_alone_and_the_job_says_so(
@@ -437,7 +424,7 @@ def test_a_database_already_at_the_store_name_is_left_alone_and_the_job_says_so(
     before = _spares(platform, server)
     job_id = _request(platform, server, f"taken-{uuid.uuid4().hex[:6]}")
     url = _target(platform, job_id)
-    _someone_elses(url)
+    someone_elses(url)
     try:
         runner = Provisioner(
             platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w1"
@@ -447,8 +434,7 @@ def test_a_database_already_at_the_store_name_is_left_alone_and_the_job_says_so(
             error = provisioning.get_job(session, job_id).error or ""
         assert "exists already and this job did not create it" in error
         assert "--connect" in error
-        assert _still_theirs(url)
-        assert _identity_of(url) is None  # not stamped, not dropped, not renamed away
+        assert still_theirs(url)  # not stamped, not dropped, not renamed away
         # The spare it claimed is gone with the failed job, not left under any name.
         left = {s.id for s in _spares(platform, server)}
         for spare in before:
@@ -469,10 +455,7 @@ def test_a_resumed_job_leaves_a_database_put_at_the_store_name_after_its_crash(
     _refill(platform)
     before = _spares(platform, server)
 
-    def crash(*args: object) -> None:
-        raise SystemExit("worker killed")  # not an Exception: nothing records or cleans up
-
-    monkeypatch.setattr(provision_spare, "move_into_place", crash)
+    monkeypatch.setattr(provision_spare, "move_into_place", _killed)
     job_id = _request(platform, server, f"moved-{uuid.uuid4().hex[:6]}")
     runner = Provisioner(
         platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w1"
@@ -482,14 +465,9 @@ def test_a_resumed_job_leaves_a_database_put_at_the_store_name_after_its_crash(
     monkeypatch.undo()
     claimed = next(s for s in before if s.id not in {a.id for a in _spares(platform, server)})
     url = _target(platform, job_id)
-    _someone_elses(url)
+    someone_elses(url)
     try:
-        with platform.sessions.begin() as session:  # the dead worker's lease lapses
-            session.execute(
-                update(Operation)
-                .where(Operation.id == job_id)
-                .values(lease_expires_at=utcnow() - timedelta(seconds=1))
-            )
+        _lapse_lease(platform, job_id)
         rescuer = Provisioner(
             platform.sessions, platform.box, platform.settings, platform.tenant_spec, "w2"
         )
@@ -500,7 +478,7 @@ def test_a_resumed_job_leaves_a_database_put_at_the_store_name_after_its_crash(
             assert job.store_id is not None
             store = stores.get_store(session, job.store_id)
             assert stores.active_connection(session, store) is None
-        assert _still_theirs(url)
+        assert still_theirs(url)
         assert not _exists(platform, claimed)  # the claimed spare went with the job
     finally:
         admin.drop_database(url)

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
 import time
 import uuid
-from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -34,7 +32,7 @@ from tenantry.operations.provision import Provisioner
 from tenantry.runtime import Platform
 from tenantry.services import provisioning, servers, stores
 from tests.conftest import SERVER_URLS, DbFactory, require_server, server_has_database
-from tests.helpers import provision_job, run_child
+from tests.helpers import provision_job, run_child, someone_elses, still_theirs
 from tests.platform_fixtures import platform, settings
 
 __all__ = ["platform", "settings"]
@@ -266,17 +264,14 @@ def test_a_new_job_never_takes_over_a_database_the_dead_job_did_not_make(
     with platform.sessions() as session:
         store = stores.get_store(session, "orphan")
         path = provisioning.tenant_sqlite_path(platform.settings, store)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with closing(sqlite3.connect(path)) as theirs, theirs:
-        theirs.execute("CREATE TABLE ledger (entry text)")
-        theirs.execute("INSERT INTO ledger VALUES ('keep me')")
+    theirs = parse_url(f"sqlite:///{path}")
+    someone_elses(theirs)
     job_id = _request(platform, "orphan", mode=ProvisioningMode.CREATE_NEW)
     assert _run(platform, job_id) == "failed"
     with platform.sessions() as session:
         error = provisioning.get_job(session, str(job_id)).error or ""
     assert "exists already and this job did not create it" in error
-    with closing(sqlite3.connect(path)) as theirs:
-        assert theirs.execute("SELECT entry FROM ledger").fetchall() == [("keep me",)]
+    assert still_theirs(theirs)
 
 
 def test_the_recovery_sweep_drops_what_a_cancelled_dead_job_left(platform: Platform) -> None:

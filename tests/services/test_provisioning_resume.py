@@ -9,10 +9,10 @@ import time
 import uuid
 
 import pytest
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import func, select, text
 
 from tenantry.db import migrations
-from tenantry.db.admin import create_database, database_exists, drop_database
+from tenantry.db.admin import database_exists, drop_database
 from tenantry.db.engines import make_engine
 from tenantry.db.identity import read_identity
 from tenantry.db.master.models import IntegrationConfig, ProvisioningMode, Store
@@ -24,7 +24,7 @@ from tenantry.services import provisioning, servers, stores
 from tenantry.services.connections import tenant_url
 from tenantry.settings import Settings
 from tests.conftest import SERVER_URLS, DbFactory, require_server
-from tests.helpers import provision_job, run_child
+from tests.helpers import provision_job, run_child, someone_elses, still_theirs
 from tests.platform_fixtures import platform, settings
 
 __all__ = ["platform", "settings"]
@@ -239,12 +239,8 @@ def test_a_resumed_job_never_takes_a_database_someone_put_at_its_name(
         assert job.database_created  # recorded before the database was made
         url = provisioning.new_database_url(session, platform.box, job)
     assert not database_exists(url)
-    assert create_database(url)
-    engine = make_engine(url, pool_size=1)
+    someone_elses(url)
     try:
-        with engine.begin() as conn:
-            conn.execute(text("CREATE TABLE ledger (entry varchar(20))"))
-            conn.execute(text("INSERT INTO ledger VALUES ('keep me')"))
         time.sleep(LEASE_S + 0.2)
         outcome = Provisioner(
             platform.sessions, platform.box, platform.settings, platform.tenant_spec, "rescuer"
@@ -254,10 +250,6 @@ def test_a_resumed_job_never_takes_a_database_someone_put_at_its_name(
             job = provisioning.get_job(session, job_id)
             assert "exists already and this job did not create it" in (job.error or "")
             assert stores.get_store(session, slug).database_status == "failed"
-        with engine.connect() as conn:
-            assert conn.scalar(text("SELECT entry FROM ledger")) == "keep me"
-            assert read_identity(conn) is None
-            assert sorted(inspect(conn).get_table_names()) == ["ledger"]
+        assert still_theirs(url)  # no tables added, no identity, not dropped
     finally:
-        engine.dispose()
         drop_database(url)
