@@ -14,9 +14,19 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
-from sqlalchemy import Column, Connection, MetaData, RowMapping, String, Table, inspect, select
+from sqlalchemy import (
+    Column,
+    Connection,
+    MetaData,
+    RowMapping,
+    String,
+    Table,
+    bindparam,
+    inspect,
+    select,
+)
 
 from tenantry.db.schemas import Role, SchemaSpec
 from tenantry.db.types import UTCDateTime, utcnow
@@ -278,17 +288,30 @@ def stamp_identity(
         identity_table.create(conn, checkfirst=True)
     instance = instance_id or str(uuid.uuid4())
     identity = Identity(spec.role.value, spec.name, instance, owner_app, utcnow())
-    conn.execute(
-        identity_table.insert().values(
-            role=identity.role,
-            schema_name=identity.schema_name,
-            instance_id=identity.instance_id,
-            owner_app=identity.owner_app,
-            created_at=identity.created_at,
-            tenantry_version=__version__,
-        )
-    )
+    conn.execute(_STAMP, _stamp_values(identity))
     return identity
+
+
+# Every new database is stamped: the statement is built once, its values bound at each run.
+_STAMP = identity_table.insert().values(
+    role=bindparam("b_role"),
+    schema_name=bindparam("b_schema"),
+    instance_id=bindparam("b_instance"),
+    owner_app=bindparam("b_owner"),
+    created_at=bindparam("b_created"),
+    tenantry_version=bindparam("b_version"),
+)
+
+
+def _stamp_values(identity: Identity) -> dict[str, Any]:
+    return {
+        "b_role": identity.role,
+        "b_schema": identity.schema_name,
+        "b_instance": identity.instance_id,
+        "b_owner": identity.owner_app,
+        "b_created": identity.created_at,
+        "b_version": __version__,
+    }
 
 
 #: The role a spare database states until a store claims it: no guard expecting a tenant (or
@@ -299,16 +322,8 @@ SPARE_ROLE = "spare"
 def stamp_spare(conn: Connection, spec: SchemaSpec, owner_app: str, spare_id: str) -> None:
     """Stamp a fresh template copy as the unassigned spare ``spare_id`` of ``spec``'s schema."""
     identity_table.create(conn, checkfirst=True)
-    conn.execute(
-        identity_table.insert().values(
-            role=SPARE_ROLE,
-            schema_name=spec.name,
-            instance_id=spare_id,
-            owner_app=owner_app,
-            created_at=utcnow(),
-            tenantry_version=__version__,
-        )
-    )
+    spare = Identity(SPARE_ROLE, spec.name, spare_id, owner_app, utcnow())
+    conn.execute(_STAMP, _stamp_values(spare))
 
 
 def claim_spare(conn: Connection, spec: SchemaSpec, owner_app: str, spare_id: str) -> Identity:

@@ -33,6 +33,7 @@ from sqlalchemy import (
     Engine,
     Executable,
     and_,
+    bindparam,
     case,
     func,
     or_,
@@ -49,7 +50,7 @@ from tenantry.db.master.models import (
     OperationStatus,
     ProgressUnit,
 )
-from tenantry.db.types import utcnow
+from tenantry.db.types import UTCDateTime, utcnow
 from tenantry.errors import Conflict, NotFound
 from tenantry.observability import metrics
 from tenantry.operations.locks import ExclusiveLocks, LockGrant
@@ -172,6 +173,35 @@ class _Held:
     started_at: datetime | None
 
 
+# Claiming is on every operation's path: the statement is built once, its values bound at
+# each claim (building and keying a statement costs more than running it).
+_NOW = bindparam("b_now", type_=UTCDateTime())
+_TAKE = (
+    update(Operation)
+    .where(
+        Operation.id == bindparam("b_id"),
+        or_(
+            Operation.status == OperationStatus.QUEUED,
+            and_(Operation.status.in_(HELD_STATUSES), lease_lapsed(_NOW)),
+        ),
+    )
+    .values(
+        status=case(
+            (Operation.status == OperationStatus.QUEUED, OperationStatus.RUNNING),
+            else_=Operation.status,
+        ),
+        lease_holder=bindparam("b_holder"),
+        lease_expires_at=bindparam("b_until"),
+        attempts=Operation.attempts + 1,
+        started_at=func.coalesce(Operation.started_at, _NOW),
+        updated_at=_NOW,
+    )
+)
+_TAKEN_COLUMNS = (Operation.kind, Operation.attempts, Operation.status)
+_TAKE_RETURNING = _TAKE.returning(*_TAKEN_COLUMNS)
+_TAKEN = select(*_TAKEN_COLUMNS).where(Operation.id == bindparam("b_id"))
+
+
 class OperationKit:
     """The lease/progress/cancel kit on master's ``sessions``, claiming as ``holder``."""
 
@@ -228,38 +258,13 @@ class OperationKit:
         claiming transaction (one transaction instead of two); its result is ``loaded``.
         """
         now = utcnow()
+        given = {"b_id": operation_id, "b_now": now, "b_holder": self.holder}
+        given["b_until"] = now + self.lease
         with self.engine.begin() as conn:
-            take = (
-                update(Operation)
-                .where(
-                    Operation.id == operation_id,
-                    or_(
-                        Operation.status == OperationStatus.QUEUED,
-                        and_(Operation.status.in_(HELD_STATUSES), lease_lapsed(now)),
-                    ),
-                )
-                .values(
-                    status=case(
-                        (Operation.status == OperationStatus.QUEUED, OperationStatus.RUNNING),
-                        else_=Operation.status,
-                    ),
-                    lease_holder=self.holder,
-                    lease_expires_at=now + self.lease,
-                    attempts=Operation.attempts + 1,
-                    started_at=func.coalesce(Operation.started_at, now),
-                    updated_at=now,
-                )
-            )
             if conn.dialect.update_returning:  # what it took, in the same statement
-                row = conn.execute(
-                    take.returning(Operation.kind, Operation.attempts, Operation.status)
-                ).one_or_none()
-            elif conn.execute(take).rowcount == 1:  # MariaDB: no UPDATE … RETURNING
-                row = conn.execute(
-                    select(Operation.kind, Operation.attempts, Operation.status).where(
-                        Operation.id == operation_id
-                    )
-                ).one()
+                row = conn.execute(_TAKE_RETURNING, given).one_or_none()
+            elif conn.execute(_TAKE, given).rowcount == 1:  # MariaDB: no UPDATE … RETURNING
+                row = conn.execute(_TAKEN, given).one()
             else:
                 row = None
             if row is None:

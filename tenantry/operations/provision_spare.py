@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, update
+from sqlalchemy import Connection, bindparam, update
 from sqlalchemy.engine import URL
 
 from tenantry.db import admin, builder, logins
@@ -54,12 +54,37 @@ JOB = provisioning_records.JOB_TABLE
 SEED_PROGRESS = 75
 
 
-def uses_pool(runner: Provisioner, job: ProvisioningJob, url: URL) -> bool:
-    """Whether ``job`` may take a spare: create-new, a pooled backend, a pool wanted."""
-    return (
-        job.mode == ProvisioningMode.CREATE_NEW
-        and runner.settings.spare_databases > 0
-        and backend_of(url) in SPARE_BACKENDS
+# Recording that a job creates its database is on every new store's path: the statements are
+# built once, their values bound at each run.
+_AT_CONNECT = (
+    update(Operation)
+    .where(Operation.id == bindparam("b_job"))
+    .values(step=bindparam("b_step"), message=bindparam("b_message"))
+)
+_AT_SEED = _AT_CONNECT.values(
+    progress_current=bindparam("b_current"), progress_total=bindparam("b_total")
+)
+_CREATING = (
+    update(JOB)
+    .where(JOB.c.id == bindparam("b_job"))
+    .values(
+        database_created=bindparam("b_created"),
+        progress=bindparam("b_progress"),
+        target=bindparam("b_target"),
+    )
+)
+
+
+def pooled_engine(runner: Provisioner, engine: str | None) -> bool:
+    """Whether databases of ``engine`` come from the spare pool (a pooled backend, a pool
+    wanted)."""
+    return runner.settings.spare_databases > 0 and engine in SPARE_BACKENDS
+
+
+def may_use_pool(runner: Provisioner, job: ProvisioningJob) -> bool:
+    """Whether ``job`` may take a spare: create-new, and its database is a pooled one."""
+    return job.mode == ProvisioningMode.CREATE_NEW and pooled_engine(
+        runner, (job.destination or {}).get("engine")
     )
 
 
@@ -114,27 +139,29 @@ def write_creating(
     recorded and None is returned."""
     tables = len(runner.spec.metadata.sorted_tables)
     template = builder.template_name(runner.spec)
-    pooled = uses_pool(runner, job, url)
+    pooled = may_use_pool(runner, job)
     spare = spares.claim_ready(conn, job.database_server_id, template) if pooled else None
     if spare is None and spare_only:
         return None
-    step: dict[str, Any] = {"step": "connect", "message": "creating the database"}
-    values: dict[str, Any] = {"database_created": True, "progress": 5}
+    values: dict[str, Any] = {"b_job": job.id, "b_created": True, "b_progress": 5}
+    step: dict[str, Any] = {"b_job": job.id, "b_step": "connect"}
+    step["b_message"] = "creating the database"
     if spare is not None or backend_of(url) == "sqlite":
         # The database is made (a spare), or is made with its identity and initial data in
         # one go (a SQLite file, tenantry.db.sqlite_prepared): the job is at the seed step.
-        values["progress"] = SEED_PROGRESS
+        values["b_progress"] = SEED_PROGRESS
         step = {
-            "step": "seed",
-            "progress_current": tables,
-            "progress_total": tables,
-            "message": "claimed a spare database; stamping identity"
+            "b_job": job.id,
+            "b_step": "seed",
+            "b_current": tables,
+            "b_total": tables,
+            "b_message": "claimed a spare database; stamping identity"
             if spare is not None
             else "copying the template with identity and initial data",
         }
-    values["target"] = {**(job.destination or {}), **_recorded(job, spare)}
-    conn.execute(update(Operation).where(Operation.id == job.id).values(**step))
-    conn.execute(update(JOB).where(JOB.c.id == job.id).values(**values))
+    values["b_target"] = {**(job.destination or {}), **_recorded(job, spare)}
+    conn.execute(_AT_SEED if "b_total" in step else _AT_CONNECT, step)
+    conn.execute(_CREATING, values)
     return spare
 
 

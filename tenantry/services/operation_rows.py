@@ -26,8 +26,9 @@ from tenantry.errors import Conflict
 from tenantry.services.permissions import ensure_may_write
 
 
-def lease_lapsed(now: datetime) -> ColumnElement[bool]:
-    """The operation has no lease, or its holder stopped renewing it (it died)."""
+def lease_lapsed(now: datetime | ColumnElement[datetime]) -> ColumnElement[bool]:
+    """The operation has no lease, or its holder stopped renewing it (it died); ``now``
+    may be a bound parameter of a statement built once."""
     return or_(Operation.lease_expires_at.is_(None), Operation.lease_expires_at < now)
 
 

@@ -309,7 +309,15 @@ def new_database_url(session: Session, box: SecretBox, job: ProvisioningJob) -> 
     assert job.destination is not None
     if (file := sqlite_file_url(job)) is not None:
         return file
-    server = session.get(DatabaseServer, job.database_server_id)
+    return server_database_url(session, box, job.database_server_id, job.destination)
+
+
+def server_database_url(
+    session: Session, box: SecretBox, server_id: uuid.UUID | None, destination: dict[str, Any]
+) -> URL:
+    """The URL of the database named in a job's ``destination`` on server ``server_id``
+    (with the server's admin credentials: a secret)."""
+    server = session.get(DatabaseServer, server_id) if server_id is not None else None
     if server is None:
         raise NotFound("the job's database server was removed.")
-    return server_url(box, server).set(database=job.destination["database"])
+    return server_url(box, server).set(database=destination["database"])

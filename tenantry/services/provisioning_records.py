@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Table, select, update
+from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import (
@@ -31,7 +31,6 @@ from tenantry.observability import metrics
 from tenantry.services import audit
 from tenantry.services.operation_rows import lease_lapsed
 from tenantry.services.provisioning import LEFT_BEHIND, public_target, status_after_failure
-from tenantry.services.stores import active_connection
 
 #: A job whose worker may still use what it recorded.
 UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING, OperationStatus.CANCELLING)
@@ -113,6 +112,74 @@ def refuse_other_store(session: Session, store_id: uuid.UUID | None, instance_id
         )
 
 
+# The completion is on every store's path: its statements are built once, with their values
+# bound at each run (building and keying a statement costs more than executing it).
+_END_JOB = (
+    update(Operation)
+    .where(
+        Operation.id == bindparam("b_job"),
+        Operation.status == OperationStatus.RUNNING,
+        Operation.lease_holder == bindparam("b_worker"),
+    )
+    .values(
+        status=OperationStatus.SUCCEEDED,
+        step="done",
+        message="the store database is ready",
+        lease_expires_at=None,
+        finished_at=bindparam("b_now"),
+    )
+)
+_JOB_DONE = (
+    update(JOB_TABLE)
+    .where(JOB_TABLE.c.id == bindparam("b_job"))
+    .values(progress=100, secret_encrypted=None)
+)
+_ACTIVATE_STORE = (
+    update(Store)
+    .where(Store.id == bindparam("b_store"))
+    .values(
+        database_type=bindparam("b_engine"),
+        database_host=bindparam("b_host"),
+        database_name=bindparam("b_name"),
+        database_status=DatabaseStatus.ACTIVE,
+        schema_revision=bindparam("b_revision"),
+        connection_version=Store.connection_version + 1,
+        last_activity_at=bindparam("b_now"),
+    )
+)
+_ACTIVE_CONNECTION = (
+    select(IntegrationConfig.id)
+    .where(
+        IntegrationConfig.store_id == bindparam("b_store"),
+        IntegrationConfig.is_active.is_(True),
+    )
+    .order_by(IntegrationConfig.created_at.desc())
+    .limit(1)
+)
+_CONNECTION_FIELDS = (
+    "integration_type",
+    "config_data",
+    "secret_encrypted",
+    "database_server_id",
+    "created_by_tenantry",
+    "instance_id",
+    "access_mode",
+    "can_ddl",
+    "db_schema",
+    "credentials_rotated_at",
+)
+_NEW_CONNECTION = insert(IntegrationConfig).values(
+    store_id=bindparam("b_store"),
+    is_active=True,
+    **{name: bindparam(f"b_{name}") for name in _CONNECTION_FIELDS},
+)
+_SET_CONNECTION = (
+    update(IntegrationConfig)
+    .where(IntegrationConfig.id == bindparam("b_connection"))
+    .values(**{name: bindparam(f"b_{name}") for name in _CONNECTION_FIELDS})
+)
+
+
 def complete(
     session: Session,
     job: ProvisioningJob,
@@ -131,52 +198,57 @@ def complete(
     with nothing written, when the job is no longer running under ``worker_id``.
     ``db_schema``: the store's schema in a shared database (a ``create_shared`` job)."""
     now = utcnow()
-    locked = session.get(ProvisioningJob, job.id, with_for_update=True)
-    if (
-        locked is None
-        or locked.operation_status != OperationStatus.RUNNING
-        or locked.lease_holder != worker_id
-    ):
+    store_id = job.store_fk
+    conn = session.connection()
+    # One statement checks the job is still this worker's and ends it.
+    ended = conn.execute(_END_JOB, {"b_job": job.id, "b_worker": worker_id, "b_now": now})
+    if cast(CursorResult[Any], ended).rowcount != 1:
         return False
-    store = session.get(Store, job.store_id)
-    if store is None:
+    conn.execute(_JOB_DONE, {"b_job": job.id})
+    activated = conn.execute(
+        _ACTIVATE_STORE,
+        {
+            "b_store": store_id,
+            "b_engine": config_data["engine"],
+            "b_host": config_data.get("host"),
+            "b_name": config_data.get("database") or config_data.get("path"),
+            "b_revision": revision,
+            "b_now": now,
+        },
+    )
+    if cast(CursorResult[Any], activated).rowcount != 1:
         raise NotFound("the store was deleted while it was being provisioned.")
-    config = active_connection(session, store)
-    if config is None:
-        config = IntegrationConfig(store_id=store.id, is_active=True)
-        session.add(config)
-    config.integration_type = config_data["engine"]
-    config.config_data = config_data
-    config.secret_encrypted = secret
-    config.database_server_id = job.database_server_id
-    config.created_by_tenantry = job.database_created
-    config.instance_id = instance_id
-    config.access_mode = access_mode
-    config.can_ddl = can_ddl
-    config.db_schema = db_schema
-    config.credentials_rotated_at = now if access_mode == AccessMode.RUNTIME_LOGIN else None
-    store.database_type = config_data["engine"]
-    store.database_host = config_data.get("host")
-    store.database_name = config_data.get("database") or config_data.get("path")
-    store.database_status = DatabaseStatus.ACTIVE
-    store.schema_revision = revision
-    store.connection_version += 1
-    store.last_activity_at = now
-    locked.operation_status = OperationStatus.SUCCEEDED
-    locked.step = "done"
-    locked.progress = 100
-    locked.message = "the store database is ready"
-    locked.secret_encrypted = None
-    locked.lease_expires_at = None
-    locked.finished_at = now
-    _observe(locked, OperationStatus.SUCCEEDED)
+    connection = {
+        "b_store": store_id,
+        "b_integration_type": config_data["engine"],
+        "b_config_data": config_data,
+        "b_secret_encrypted": secret,
+        "b_database_server_id": job.database_server_id,
+        "b_created_by_tenantry": job.database_created,
+        "b_instance_id": instance_id,
+        "b_access_mode": access_mode,
+        "b_can_ddl": can_ddl,
+        "b_db_schema": db_schema,
+        "b_credentials_rotated_at": now if access_mode == AccessMode.RUNTIME_LOGIN else None,
+    }
+    current = conn.scalar(_ACTIVE_CONNECTION, {"b_store": store_id})
+    if current is None:
+        conn.execute(_NEW_CONNECTION, connection)
+    else:
+        conn.execute(_SET_CONNECTION, {**connection, "b_connection": current})
+    if job.started_at is not None:  # set by the claim the job was loaded with
+        metrics.operation_ended(
+            OperationKind.PROVISION.value,
+            OperationStatus.SUCCEEDED.value,
+            (now - job.started_at).total_seconds(),
+        )
     audit.record(
         session,
         actor=audit.WORKER,
         action="store.provisioned",
         target_type="store",
-        target_id=store.slug,
-        store_id=store.id,
+        target_id=job.target,
+        store_id=store_id,
         details={"database": public_target(config_data), "worker_id": worker_id},
     )
     return True

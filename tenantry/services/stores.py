@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import (
@@ -221,24 +221,30 @@ def resume_store(session: Session, store: Store, *, actor: str) -> Store:
     return store
 
 
+# Asked on every provisioning request and run: built once, the store bound at each call.
+_ACTIVE_CONNECTION = (
+    select(IntegrationConfig)
+    .where(
+        IntegrationConfig.store_id == bindparam("b_store"),
+        IntegrationConfig.is_active.is_(True),
+    )
+    .order_by(IntegrationConfig.created_at.desc())
+    .limit(1)
+)
+_ACTIVE_JOB = select(ProvisioningJob).where(
+    ProvisioningJob.store_id == bindparam("b_store"),
+    ProvisioningJob.status.in_([ProvisioningStatus.QUEUED, ProvisioningStatus.RUNNING]),
+)
+
+
 def active_connection(session: Session, store: Store) -> IntegrationConfig | None:
     """The store's active database connection, if it has one."""
-    return session.scalar(
-        select(IntegrationConfig)
-        .where(IntegrationConfig.store_id == store.id, IntegrationConfig.is_active.is_(True))
-        .order_by(IntegrationConfig.created_at.desc())
-        .limit(1)
-    )
+    return session.scalar(_ACTIVE_CONNECTION, {"b_store": store.id})
 
 
 def active_job(session: Session, store: Store) -> ProvisioningJob | None:
     """The store's queued or running provisioning job, if any."""
-    return session.scalar(
-        select(ProvisioningJob).where(
-            ProvisioningJob.store_id == store.id,
-            ProvisioningJob.status.in_([ProvisioningStatus.QUEUED, ProvisioningStatus.RUNNING]),
-        )
-    )
+    return session.scalar(_ACTIVE_JOB, {"b_store": store.id})
 
 
 @dataclass(frozen=True)

@@ -10,17 +10,24 @@ from tenantry.db.tenant.store.models import Category, Setting
 
 DEFAULT_CATEGORIES = (("uncategorized", "Uncategorized"), ("featured", "Featured"))
 
+# Every new store is seeded: the statements are built once (building and keying a statement
+# costs more than running it on a new, nearly empty database).
+_CATEGORY_SLUGS = select(Category.slug)
+_NEW_CATEGORY = insert(Category)
+_SETTING_KEYS = select(Setting.key)
+_NEW_SETTING = insert(Setting)
+
 
 def seed(conn: Connection, store: dict[str, Any]) -> None:
     """Add what is missing of the defaults; running it twice adds nothing."""
-    have = set(conn.scalars(select(Category.slug)))
+    have = set(conn.scalars(_CATEGORY_SLUGS))
     categories = [
         {"slug": slug, "name": name, "position": position}
         for position, (slug, name) in enumerate(DEFAULT_CATEGORIES)
         if slug not in have
     ]
     if categories:
-        conn.execute(insert(Category), categories)
+        conn.execute(_NEW_CATEGORY, categories)
     wanted = {
         "store_name": store.get("name"),
         "store_slug": store.get("slug"),
@@ -28,7 +35,7 @@ def seed(conn: Connection, store: dict[str, Any]) -> None:
         "timezone": store.get("timezone", "UTC"),
         "weight_unit": "g",
     }
-    present = set(conn.scalars(select(Setting.key)))
+    present = set(conn.scalars(_SETTING_KEYS))
     settings = [{"key": k, "value": v} for k, v in wanted.items() if k not in present]
     if settings:
-        conn.execute(insert(Setting), settings)
+        conn.execute(_NEW_SETTING, settings)
