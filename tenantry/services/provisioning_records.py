@@ -242,8 +242,8 @@ def complete(
             OperationStatus.SUCCEEDED.value,
             (now - job.started_at).total_seconds(),
         )
-    audit.record(
-        session,
+    audit.record_now(
+        conn,
         actor=audit.WORKER,
         action="store.provisioned",
         target_type="store",

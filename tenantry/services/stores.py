@@ -95,7 +95,7 @@ def create_store(
     """
     validate_slug(slug)
     chosen = plan_named(plan)
-    if session.scalar(select(Store.id).where(Store.slug == slug)) is not None:
+    if session.scalar(_ID_BY_SLUG, {"b_slug": slug}) is not None:
         raise Conflict(f"a store with slug {slug!r} exists already.", "Pick another slug.")
     now = utcnow()
     store = Store(
@@ -130,7 +130,7 @@ def get_store(session: Session, ref: str | uuid.UUID) -> Store:
         try:
             store = session.get(Store, uuid.UUID(ref))
         except ValueError:
-            store = session.scalar(select(Store).where(Store.slug == ref))
+            store = session.scalar(_BY_SLUG, {"b_slug": ref})
     if store is None:
         raise NotFound(f"no store {str(ref)!r}.", "List the stores with `tenantry stores list`.")
     return store
@@ -221,7 +221,10 @@ def resume_store(session: Session, store: Store, *, actor: str) -> Store:
     return store
 
 
-# Asked on every provisioning request and run: built once, the store bound at each call.
+# Asked on every provisioning request and run (and a store is found by its slug on most
+# requests): built once, the store bound at each call.
+_ID_BY_SLUG = select(Store.id).where(Store.slug == bindparam("b_slug"))
+_BY_SLUG = select(Store).where(Store.slug == bindparam("b_slug"))
 _ACTIVE_CONNECTION = (
     select(IntegrationConfig)
     .where(
