@@ -258,8 +258,8 @@ class OperationKit:
         claiming transaction (one transaction instead of two); its result is ``loaded``.
         """
         now = utcnow()
-        given = {"b_id": operation_id, "b_now": now, "b_holder": self.holder}
-        given["b_until"] = now + self.lease
+        until = now + self.lease
+        given = {"b_id": operation_id, "b_now": now, "b_holder": self.holder, "b_until": until}
         with self.engine.begin() as conn:
             if conn.dialect.update_returning:  # what it took, in the same statement
                 row = conn.execute(_TAKE_RETURNING, given).one_or_none()
