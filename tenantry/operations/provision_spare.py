@@ -19,7 +19,7 @@ claimed spare's id (:mod:`.provision_ownership`): another database there is neve
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection, bindparam, update
 from sqlalchemy.engine import URL
@@ -143,25 +143,27 @@ def write_creating(
     spare = spares.claim_ready(conn, job.database_server_id, template) if pooled else None
     if spare is None and spare_only:
         return None
-    values: dict[str, Any] = {"b_job": job.id, "b_created": True, "b_progress": 5}
-    step: dict[str, Any] = {"b_job": job.id, "b_step": "connect"}
-    step["b_message"] = "creating the database"
-    if spare is not None or backend_of(url) == "sqlite":
-        # The database is made (a spare), or is made with its identity and initial data in
-        # one go (a SQLite file, tenantry.db.sqlite_prepared): the job is at the seed step.
-        values["b_progress"] = SEED_PROGRESS
-        step = {
-            "b_job": job.id,
-            "b_step": "seed",
-            "b_current": tables,
-            "b_total": tables,
-            "b_message": "claimed a spare database; stamping identity"
+    # The database is made (a spare), or is made with its identity and initial data in one
+    # go (a SQLite file, tenantry.db.sqlite_prepared): then the job is at the seed step.
+    made = spare is not None or backend_of(url) == "sqlite"
+    if made:
+        message = (
+            "claimed a spare database; stamping identity"
             if spare is not None
-            else "copying the template with identity and initial data",
-        }
-    values["b_target"] = {**(job.destination or {}), **_recorded(job, spare)}
-    conn.execute(_AT_SEED if "b_total" in step else _AT_CONNECT, step)
-    conn.execute(_CREATING, values)
+            else "copying the template with identity and initial data"
+        )
+        at = {"b_step": "seed", "b_current": tables, "b_total": tables, "b_message": message}
+        conn.execute(_AT_SEED, {"b_job": job.id, **at})
+    else:
+        at = {"b_step": "connect", "b_message": "creating the database"}
+        conn.execute(_AT_CONNECT, {"b_job": job.id, **at})
+    recorded = {
+        "b_job": job.id,
+        "b_created": True,
+        "b_progress": SEED_PROGRESS if made else 5,
+        "b_target": {**(job.destination or {}), **_recorded(job, spare)},
+    }
+    conn.execute(_CREATING, recorded)
     return spare
 
 
