@@ -32,10 +32,10 @@ from tenantry.db.master.models import (
 )
 from tenantry.errors import NotFound
 from tenantry.operations import provision_spare as spare_path
-from tenantry.services import provisioning
+from tenantry.services import provisioning, provisioning_records
 from tenantry.services.spares import ClaimedSpare
 
-JOB = ProvisioningJob.__table__
+JOB = provisioning_records.JOB_TABLE
 # Read for every job, so built once (their values bound at each run).
 _FRESH_JOB = (
     select(JOB.c.mode, JOB.c.target, JOB.c.database_server_id, JOB.c.database_created)

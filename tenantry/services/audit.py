@@ -134,8 +134,9 @@ def record_now(
     conn.execute(_INSERT, _entry(actor, action, target_type, target_id, store_id, details, None))
 
 
-_FIELDS = ("actor", "actor_app", "action", "target_type", "target_id", "store_id", "details")
-_INSERT = insert(AuditLog).values({name: bindparam(name) for name in (*_FIELDS, "outcome")})
+# The columns :func:`_entry` fills, each bound by its own name.
+_COLUMNS = ("actor", "actor_app", "action", "target_type", "target_id", "store_id", "details")
+_INSERT = insert(AuditLog).values({name: bindparam(name) for name in (*_COLUMNS, "outcome")})
 
 
 def _entry(

@@ -9,6 +9,7 @@ still the caller's to write (a job cancelled or taken over meanwhile is left as 
 from __future__ import annotations
 
 import uuid
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, insert, select, update
@@ -31,6 +32,7 @@ from tenantry.observability import metrics
 from tenantry.services import audit
 from tenantry.services.operation_rows import lease_lapsed
 from tenantry.services.provisioning import LEFT_BEHIND, public_target, status_after_failure
+from tenantry.services.stores import active_connection_id
 
 #: A job whose worker may still use what it recorded.
 UNFINISHED = (OperationStatus.QUEUED, OperationStatus.RUNNING, OperationStatus.CANCELLING)
@@ -147,15 +149,6 @@ _ACTIVATE_STORE = (
         last_activity_at=bindparam("b_now"),
     )
 )
-_ACTIVE_CONNECTION = (
-    select(IntegrationConfig.id)
-    .where(
-        IntegrationConfig.store_id == bindparam("b_store"),
-        IntegrationConfig.is_active.is_(True),
-    )
-    .order_by(IntegrationConfig.created_at.desc())
-    .limit(1)
-)
 _CONNECTION_FIELDS = (
     "integration_type",
     "config_data",
@@ -231,17 +224,13 @@ def complete(
         "b_db_schema": db_schema,
         "b_credentials_rotated_at": now if access_mode == AccessMode.RUNTIME_LOGIN else None,
     }
-    current = conn.scalar(_ACTIVE_CONNECTION, {"b_store": store_id})
+    current = active_connection_id(conn, store_id)
     if current is None:
         conn.execute(_NEW_CONNECTION, connection)
     else:
         conn.execute(_SET_CONNECTION, {**connection, "b_connection": current})
-    if job.started_at is not None:  # set by the claim the job was loaded with
-        metrics.operation_ended(
-            OperationKind.PROVISION.value,
-            OperationStatus.SUCCEEDED.value,
-            (now - job.started_at).total_seconds(),
-        )
+    # ``started_at``: set by the claim the job was loaded with.
+    _observe(job.started_at, now, OperationStatus.SUCCEEDED)
     audit.record_now(
         conn,
         actor=audit.WORKER,
@@ -269,7 +258,7 @@ def record_failure(
     current.finished_at = utcnow()
     current.lease_expires_at = None
     current.secret_encrypted = None
-    _observe(current, OperationStatus.FAILED)
+    _observe(current.started_at, current.finished_at, OperationStatus.FAILED)
     if dropped:
         current.database_created = False
     store = session.get(Store, job.store_id)
@@ -318,11 +307,11 @@ def shared_pool_secret(session: Session, job: ProvisioningJob) -> tuple[str | No
     return None, False
 
 
-def _observe(job: ProvisioningJob, status: OperationStatus) -> None:
-    """The job's duration in ``tenantry_operation_duration_seconds`` (it ends here, not
+def _observe(started: datetime | None, ended: datetime, status: OperationStatus) -> None:
+    """A job's duration in ``tenantry_operation_duration_seconds`` (it ends here, not
     through the operation kit)."""
-    if job.started_at is not None and job.finished_at is not None:
-        took = (job.finished_at - job.started_at).total_seconds()
+    if started is not None:
+        took = (ended - started).total_seconds()
         metrics.operation_ended(OperationKind.PROVISION.value, status.value, took)
 
 

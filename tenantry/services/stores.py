@@ -7,7 +7,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Connection, bindparam, func, select
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import (
@@ -234,6 +234,7 @@ _ACTIVE_CONNECTION = (
     .order_by(IntegrationConfig.created_at.desc())
     .limit(1)
 )
+_ACTIVE_CONNECTION_ID = _ACTIVE_CONNECTION.with_only_columns(IntegrationConfig.id)
 _ACTIVE_JOB = select(ProvisioningJob).where(
     ProvisioningJob.store_id == bindparam("b_store"),
     ProvisioningJob.status.in_([ProvisioningStatus.QUEUED, ProvisioningStatus.RUNNING]),
@@ -243,6 +244,12 @@ _ACTIVE_JOB = select(ProvisioningJob).where(
 def active_connection(session: Session, store: Store) -> IntegrationConfig | None:
     """The store's active database connection, if it has one."""
     return session.scalar(_ACTIVE_CONNECTION, {"b_store": store.id})
+
+
+def active_connection_id(conn: Connection, store_id: uuid.UUID) -> uuid.UUID | None:
+    """The id of the store ``store_id``'s active connection (as :func:`active_connection`),
+    read on ``conn`` without loading it."""
+    return conn.scalar(_ACTIVE_CONNECTION_ID, {"b_store": store_id})
 
 
 def active_job(session: Session, store: Store) -> ProvisioningJob | None:
