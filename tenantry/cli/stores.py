@@ -4,7 +4,6 @@ rotate their runtime credentials, show their usage and manage their custom domai
 from __future__ import annotations
 
 import sys
-from enum import StrEnum
 from typing import Any
 
 import typer
@@ -25,27 +24,17 @@ from tenantry.cli.store_moves import app as moves_app
 from tenantry.cli.store_usage import usage
 from tenantry.cli.store_view import print_store, status_style, store_document
 from tenantry.cli.stores_gdpr import erase_customer
-from tenantry.db.master.models import DatabaseStatus
 from tenantry.operations import customer_erase, store_create, store_delete
 from tenantry.services import stores
 from tenantry.services.audit import cli_actor
 from tenantry.services.plans import PLANS
+from tenantry.services.stores import LifecycleStatus
 from tenantry.settings import load_settings
 
 app = typer.Typer(help="Create, inspect and manage stores (tenants).", no_args_is_help=True)
 
 PLAN_HELP = f"The store's plan: {', '.join(PLANS)}."
 SLUG_ARGUMENT = typer.Argument(..., help="The store's slug (or id).")
-
-
-class LifecycleStatus(StrEnum):
-    """Where a store is (``stores.lifecycle_status``)."""
-
-    PENDING = "pending"
-    PROVISIONING = "provisioning"
-    ACTIVE = "active"
-    SUSPENDED = "suspended"
-    FAILED = "failed"
 
 
 @app.command()
@@ -104,11 +93,7 @@ def list_(
 ) -> None:
     """List stores by slug with their status and plan."""
     with open_platform(load_settings()) as platform, platform.sessions() as session:
-        derived = status in (LifecycleStatus.PENDING, LifecycleStatus.PROVISIONING)
-        db_status = DatabaseStatus.PROVISIONING if derived else status
-        found, total = stores.list_stores(
-            session, status=str(db_status) if db_status else None, limit=limit
-        )
+        found, total = stores.list_stores(session, status=status, limit=limit)
         statuses = stores.lifecycle_statuses(session, found)
         items: list[dict[str, Any]] = [
             {
@@ -124,9 +109,6 @@ def list_(
             }
             for s in found
         ]
-    if status is not None and derived:
-        items = [i for i in items if i["status"] == status]
-        total = len(items)
     if json_output:
         emit_json({"items": items, "total": total})
         return

@@ -69,10 +69,14 @@ class StoresApi:
         with self._platform.sessions() as session:
             return StoreInfo.of(stores.get_store(session, ref))
 
-    def all(self, *, limit: int = 100, offset: int = 0) -> list[StoreInfo]:
-        """Stores, in slug order."""
+    def all(
+        self, *, status: str | None = None, limit: int = 100, offset: int = 0
+    ) -> list[StoreInfo]:
+        """Stores, in slug order; only those in ``status`` (pending, provisioning, active,
+        suspended or failed) when given."""
+        wanted = stores.lifecycle_status_named(status) if status is not None else None
         with self._platform.sessions() as session:
-            found, _total = stores.list_stores(session, limit=limit, offset=offset)
+            found, _total = stores.list_stores(session, status=wanted, limit=limit, offset=offset)
             return [StoreInfo.of(s) for s in found]
 
     def suspend(self, ref: str, *, reason: str = "") -> StoreInfo:

@@ -6,8 +6,9 @@ import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 
-from sqlalchemy import Connection, bindparam, func, select
+from sqlalchemy import ColumnElement, Connection, and_, bindparam, exists, func, select
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import (
@@ -136,17 +137,57 @@ def get_store(session: Session, ref: str | uuid.UUID) -> Store:
     return store
 
 
+class LifecycleStatus(StrEnum):
+    """Where a store is (:func:`lifecycle_status`): the database status, except that a store
+    still to be provisioned is ``provisioning`` while a job for it is queued or running and
+    ``pending`` otherwise."""
+
+    PENDING = "pending"
+    PROVISIONING = "provisioning"
+    ACTIVE = "active"
+    SUSPENDED = "suspended"
+    FAILED = "failed"
+
+
+def lifecycle_status_named(name: str) -> LifecycleStatus:
+    """The :class:`LifecycleStatus` called ``name``; :class:`InvalidInput` naming the
+    statuses there are otherwise."""
+    try:
+        return LifecycleStatus(name)
+    except ValueError:
+        names = ", ".join(s.value for s in LifecycleStatus)
+        raise InvalidInput(f"no store status {name!r}.", f"Use one of: {names}.") from None
+
+
+def _in_lifecycle(status: LifecycleStatus) -> ColumnElement[bool]:
+    """The stores in ``status``, as :func:`lifecycle_statuses` tells them apart, in SQL (so
+    a filtered page and its total are of the matching stores, not of a page filtered after)."""
+    if status not in (LifecycleStatus.PENDING, LifecycleStatus.PROVISIONING):
+        return Store.database_status == DatabaseStatus(status.value)
+    working = exists().where(
+        ProvisioningJob.store_id == Store.id,
+        ProvisioningJob.status.in_([ProvisioningStatus.QUEUED, ProvisioningStatus.RUNNING]),
+    )
+    waiting = Store.database_status == DatabaseStatus.PROVISIONING
+    return and_(waiting, working if status == LifecycleStatus.PROVISIONING else ~working)
+
+
 def list_stores(
-    session: Session, *, status: str | None = None, limit: int = 100, offset: int = 0
+    session: Session,
+    *,
+    status: LifecycleStatus | None = None,
+    limit: int = 100,
+    offset: int = 0,
 ) -> tuple[list[Store], int]:
-    """A page of stores ordered by slug, and the total count."""
+    """A page of stores ordered by slug (only those in lifecycle ``status`` when given), and
+    how many there are in all."""
     if not 1 <= limit <= 1000 or offset < 0:
         raise InvalidInput("limit must be 1 to 1000 and offset at least 0.")
     query = select(Store)
     counter = select(func.count()).select_from(Store)
-    if status:
-        query = query.where(Store.database_status == status)
-        counter = counter.where(Store.database_status == status)
+    if status is not None:
+        query = query.where(_in_lifecycle(status))
+        counter = counter.where(_in_lifecycle(status))
     stores = list(session.scalars(query.order_by(Store.slug).limit(limit).offset(offset)))
     return stores, int(session.scalar(counter) or 0)
 

@@ -114,6 +114,40 @@ def test_store_keys_see_only_their_store(api: Api) -> None:
     assert b_products == []
 
 
+def test_stores_are_listed_by_status_with_the_total_of_that_status(api: Api) -> None:
+    for slug in ("live-a", "live-b", "live-c"):
+        api.provisioned_store(slug)
+    for slug in ("wait-a", "wait-b"):
+        assert api.client.post(
+            "/stores", json={"slug": slug, "name": slug}, headers=api.admin
+        ).is_success
+    assert api.client.post("/stores/live-b/suspend", headers=api.admin).status_code == 200
+
+    def listed(query: str, headers: dict[str, str] | None = None) -> tuple[list[str], int]:
+        got = api.client.get(f"/stores?{query}", headers=headers or api.admin)
+        assert got.status_code == 200, got.text
+        body = got.json()
+        return [s["slug"] for s in body["items"]], body["total"]
+
+    assert listed("status=active") == (["live-a", "live-c"], 2)
+    assert listed("status=pending") == (["wait-a", "wait-b"], 2)
+    assert listed("status=suspended") == (["live-b"], 1)
+    assert listed("status=failed") == ([], 0)
+    # A page of the filtered stores: the total is of every store in that status.
+    assert listed("status=active&limit=1&offset=1") == (["live-c"], 2)
+    items = api.client.get("/stores?status=active", headers=api.admin).json()["items"]
+    assert {s["status"] for s in items} == {"active"}
+    # A store key sees its own store, in the status asked for or not at all.
+    key_c = api.store_key("live-c")
+    assert listed("status=active", key_c) == (["live-c"], 1)
+    assert listed("status=pending", key_c) == ([], 0)
+
+    bad = api.client.get("/stores?status=sleeping", headers=api.admin)
+    assert bad.status_code == 422
+    message = bad.json()["error"]["message"]
+    assert "status" in message and "pending" in message, message
+
+
 def test_bad_input_is_a_clear_4xx(api: Api) -> None:
     bad_slug = api.client.post("/stores", json={"slug": "Bad_Slug", "name": "x"}, headers=api.admin)
     assert bad_slug.status_code == 422

@@ -12,6 +12,7 @@ from tenantry import ConfigurationError, NotFound, StoreSuspended, Tenantry
 from tenantry.db.billing.models import BillingCustomer
 from tenantry.db.master.models import Store
 from tenantry.db.tenant.store.models import Product
+from tenantry.errors import InvalidInput
 from tenantry.runtime import Platform
 from tenantry.settings import Settings
 from tests.platform_fixtures import platform, settings
@@ -130,6 +131,11 @@ def test_provision_handle_reports_progress(app: Tenantry) -> None:
     assert (handle.status, handle.progress, handle.completed) == ("completed", 100, True)
     assert app.stores.get("shop-p").database_status == "active"
     assert [s.slug for s in app.stores.all()] == ["shop-p"]
+    app.stores.create("shop-q", "Shop Q")
+    assert [s.slug for s in app.stores.all(status="active")] == ["shop-p"]
+    assert [s.slug for s in app.stores.all(status="pending")] == ["shop-q"]
+    with pytest.raises(InvalidInput, match="pending, provisioning, active"):
+        app.stores.all(status="asleep")
 
 
 def test_master_billing_and_billing_customers(app: Tenantry) -> None:

@@ -36,6 +36,25 @@ def _queued(platform: Platform, slug: str) -> None:
     )
 
 
+def _provisioned(platform: Platform, slug: str) -> None:
+    """``slug`` created and provisioned (active)."""
+    _store(platform, slug)
+    dispatcher = InProcessDispatcher(platform)
+    try:
+        provision_request.request(
+            platform,
+            dispatcher,
+            slug,
+            mode=ProvisioningMode.CREATE_NEW,
+            server=placement.SQLITE,
+            actor="cli:test",
+        )
+        dispatcher.join()
+        dispatcher.raise_failure()
+    finally:
+        dispatcher.close()
+
+
 def _statuses(platform: Platform) -> tuple[dict[str, str], int]:
     """Every store's status through one page (slug -> status), and how many statements the
     statuses took."""
@@ -60,21 +79,7 @@ def test_a_page_of_stores_gets_every_status_in_one_query(backend_platform: Platf
     platform = backend_platform
     _store(platform, "never-provisioned")
     _queued(platform, "queued-1")
-    _store(platform, "active-1")
-    dispatcher = InProcessDispatcher(platform)
-    try:
-        provision_request.request(
-            platform,
-            dispatcher,
-            "active-1",
-            mode=ProvisioningMode.CREATE_NEW,
-            server=placement.SQLITE,
-            actor="cli:test",
-        )
-        dispatcher.join()
-        dispatcher.raise_failure()
-    finally:
-        dispatcher.close()
+    _provisioned(platform, "active-1")
 
     few, few_statements = _statuses(platform)
     assert few == {
@@ -94,3 +99,27 @@ def test_a_page_of_stores_gets_every_status_in_one_query(backend_platform: Platf
         ["never-provisioned", *(f"pending-{n}" for n in range(2, 9))]
     )
     assert few_statements == many_statements == 1
+
+
+def test_stores_are_listed_by_lifecycle_status_in_sql(backend_platform: Platform) -> None:
+    """Each status's page and total are of exactly the stores :func:`lifecycle_statuses` puts
+    in it, however the derived ones (pending, provisioning) are told apart."""
+    platform = backend_platform
+    for n in range(3):
+        _store(platform, f"pending-{n}")
+        _queued(platform, f"queued-{n}")
+    _provisioned(platform, "active-1")
+    _provisioned(platform, "held")
+    with platform.writer_sessions.begin() as session:
+        stores.suspend_store(session, stores.get_store(session, "held"), actor="cli:test")
+    everything, _ = _statuses(platform)
+    assert set(everything.values()) == {"pending", "provisioning", "active", "suspended"}
+    with platform.sessions() as session:
+        for status in stores.LifecycleStatus:
+            page, total = stores.list_stores(session, status=status, limit=1000)
+            expected = sorted(s for s, v in everything.items() if v == status)
+            assert [s.slug for s in page] == expected, status
+            assert total == len(expected), status
+            first, total_of_page = stores.list_stores(session, status=status, limit=1)
+            assert [s.slug for s in first] == expected[:1]
+            assert total_of_page == len(expected)

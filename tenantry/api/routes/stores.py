@@ -32,6 +32,7 @@ from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store
 from tenantry.errors import NotFound
 from tenantry.operations import provision_request, provision_shared, store_create
 from tenantry.services import provisioning, stores, usage
+from tenantry.services.stores import LifecycleStatus
 
 router = APIRouter(tags=["stores"])
 
@@ -105,14 +106,20 @@ def list_stores(
     key: KeyDep,
     limit: int = Query(100, ge=1, le=1000),
     offset: Offset = 0,
+    status: LifecycleStatus | None = Query(
+        None, description="Only the stores in this status (as each item's `status`)."
+    ),
 ) -> StoreList:
-    """Stores the key may see: all for an admin key, its own for a store key."""
+    """Stores the key may see, in slug order: all for an admin key, its own for a store key;
+    with ``status``, only those in it (``total`` counts them)."""
     if is_admin(key):
-        found, total = stores.list_stores(master, limit=limit, offset=offset)
+        found, total = stores.list_stores(master, status=status, limit=limit, offset=offset)
+        statuses = stores.lifecycle_statuses(master, found)
     else:
-        found = [stores.get_store(master, key.store_id)] if key.store_id else []
-        total = len(found)
-    statuses = stores.lifecycle_statuses(master, found)
+        own = [stores.get_store(master, key.store_id)] if key.store_id else []
+        statuses = stores.lifecycle_statuses(master, own)
+        matching = [s for s in own if status is None or statuses[s.id] == status]
+        found, total = matching[offset : offset + limit], len(matching)
     return StoreList(items=[store_out(master, s, statuses[s.id]) for s in found], total=total)
 
 
