@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,7 +89,14 @@ def _transactional_sqlite(engine: Engine) -> None:
             # This connection's busy timeout as it is now: a migration sets its own lock
             # wait on the connection (locks.migration_lock), and the queue honours it.
             wait_ms = sqlite_pragma(conn, "busy_timeout")
-            conn.info[_WRITER_LOCK] = sqlite_writers.acquire(Path(path), wait_ms)
+            try:
+                conn.info[_WRITER_LOCK] = sqlite_writers.acquire(Path(path), wait_ms)
+            except sqlite3.OperationalError as exc:
+                # Raised here, in an event, SQLAlchemy would pass the driver's error on
+                # unwrapped; wrapped, the queue's timeout reaches callers as SQLite's own
+                # busy timeout does (a 503 to retry in the API, a retried claim), not as
+                # an unexpected error.
+                raise OperationalError("BEGIN IMMEDIATE", None, exc) from exc
         try:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
         except BaseException:

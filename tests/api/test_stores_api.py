@@ -5,10 +5,12 @@ from __future__ import annotations
 import sqlite3
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, text, update
 
+from tenantry.db import sqlite_writers
 from tenantry.db.billing.models import BillingCustomer
 from tenantry.db.engines import BUSY_TIMEOUT_ENV, make_engine
 from tenantry.db.master.models import ApiKey, ApiUsageLog, Subscription
@@ -145,7 +147,8 @@ def test_stores_are_listed_by_status_with_the_total_of_that_status(api: Api) -> 
     bad = api.client.get("/stores?status=sleeping", headers=api.admin)
     assert bad.status_code == 422
     message = bad.json()["error"]["message"]
-    assert "status" in message and "pending" in message, message
+    assert "status" in message, message
+    assert "pending" in message, message
 
 
 def test_bad_input_is_a_clear_4xx(api: Api) -> None:
@@ -321,6 +324,29 @@ def test_a_write_lock_held_past_the_busy_timeout_is_a_503_to_retry(
     assert api.client.get("/stores/locked-out", headers=api.admin).status_code == 404
     retried = api.client.post(
         "/stores", json={"slug": "locked-out", "name": "Locked"}, headers=api.admin
+    )
+    assert retried.status_code == 201, retried.text
+
+
+def test_a_writer_queue_held_past_the_busy_timeout_is_a_503_to_retry(
+    api_with_a_short_busy_timeout: Api,
+) -> None:
+    """Master's writer queue (not SQLite's own lock) held by another writer of tenantry for
+    longer than the busy timeout: the same 503 to retry, not an unexpected error."""
+    api = api_with_a_short_busy_timeout
+    held = sqlite_writers.acquire(Path(str(api.platform.settings.master_url.database)), 1000)
+    try:
+        refused = api.client.post(
+            "/stores", json={"slug": "queued-out", "name": "Queued"}, headers=api.admin
+        )
+    finally:
+        sqlite_writers.release(held)
+    assert refused.status_code == 503, refused.text
+    assert refused.headers["Retry-After"] == "1"
+    assert refused.json()["error"]["type"] == "DatabaseBusy"
+    assert api.client.get("/stores/queued-out", headers=api.admin).status_code == 404
+    retried = api.client.post(
+        "/stores", json={"slug": "queued-out", "name": "Queued"}, headers=api.admin
     )
     assert retried.status_code == 201, retried.text
 
