@@ -15,11 +15,13 @@ from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import Match
 
 from tenantry import errors
 from tenantry.api.fields import PATTERN_MEANINGS
+from tenantry.db.sqlite_writers import is_lock_timeout
 from tenantry.db.statement_timeout import is_statement_timeout
 
 log = logging.getLogger("tenantry.api")
@@ -84,10 +86,8 @@ def status_for(exc: errors.TenantryError) -> int:
     return 400
 
 
-def is_lock_timeout(exc: OperationalError) -> bool:
-    """Whether ``exc`` is SQLite's "database is locked": another writer held the file's
-    lock for longer than the busy timeout. Nothing of the transaction was written."""
-    return "database is locked" in str(exc.orig)
+#: Database errors a retry can get past: unreachable, locked, every pooled connection busy.
+_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
 
 
 def status_of(exc: BaseException) -> int:
@@ -98,7 +98,7 @@ def status_of(exc: BaseException) -> int:
         return 422
     if isinstance(exc, HTTPException):
         return exc.status_code
-    if isinstance(exc, OperationalError | InterfaceError) or is_statement_timeout(exc):
+    if isinstance(exc, _UNAVAILABLE) or is_statement_timeout(exc):
         return 503
     return 500
 
@@ -172,7 +172,7 @@ def error_response(request: Request, exc: BaseException) -> JSONResponse:
         elif exc.status_code == 404 and hint is None:
             hint = "Check the path against the API documentation at /docs."
         body = error_body(_http_kind(exc.status_code), str(exc.detail), hint)
-    elif isinstance(exc, OperationalError) and is_lock_timeout(exc):
+    elif is_lock_timeout(exc):
         log.warning("database busy on %s %s", request.method, request.url.path)
         body = error_body(
             "DatabaseBusy",
@@ -181,6 +181,15 @@ def error_response(request: Request, exc: BaseException) -> JSONResponse:
             "Retry after the number of seconds in the Retry-After header.",
         )
         headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
+    elif isinstance(exc, PoolTimeout):
+        log.warning("no database connection free on %s %s", request.method, request.url.path)
+        body = error_body(
+            "DatabaseBusy",
+            "every connection to a database this request needs stayed in use for longer than "
+            "the pool's timeout; this request changed nothing.",
+            "Retry after the number of seconds in the Retry-After header.",
+        )
+        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
     elif is_statement_timeout(exc):
         log.warning("statement timeout on %s %s", request.method, request.url.path)
         body = error_body(
@@ -243,6 +252,7 @@ def install(app: FastAPI) -> None:
         HTTPException,
         OperationalError,
         InterfaceError,
+        PoolTimeout,
         Exception,
     ):
         app.add_exception_handler(kind, handle)

@@ -117,8 +117,64 @@ def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
             else:
                 print_error(message, hint)
             raise typer.Exit(EXIT_FAILED) from None
+        except Exception as exc:
+            trouble = database_trouble(exc)
+            if trouble is None:
+                raise  # not a database's: reported as unexpected, one level up
+            kind, message, hint = trouble
+            if kwargs.get("json_output"):
+                emit_json(error_document(kind, message, hint, EXIT_FAILED))
+            else:
+                print_error(message, hint)
+            raise typer.Exit(EXIT_FAILED) from None
 
     return wrapper
+
+
+def database_trouble(exc: BaseException) -> tuple[str, str, str] | None:
+    """What went wrong with a database a command needed, as (kind, message, hint): busy,
+    too slow or unreachable, the kinds the HTTP API answers 503 with; None when ``exc`` is
+    not a database's error. The driver's own text is never shown (it can name hosts and
+    users)."""
+    # Imported here: `--help` and `--version` import nothing heavy (and an error of
+    # SQLAlchemy's can only be raised once it is imported).
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from tenantry.db.sqlite_writers import is_lock_timeout
+    from tenantry.db.statement_timeout import is_statement_timeout
+
+    if not isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+        return None
+    if is_lock_timeout(exc):
+        return (
+            "DatabaseBusy",
+            "the database stayed locked by another writer for longer than its busy timeout "
+            "(TENANTRY_SQLITE_BUSY_TIMEOUT_MS); the transaction that waited wrote nothing.",
+            "Run the command again; if a long job holds the database (a fleet run, an "
+            "import, a restore), let it finish first.",
+        )
+    if isinstance(exc, PoolTimeout):
+        return (
+            "DatabaseBusy",
+            "every connection to a database this command needs stayed in use for longer "
+            "than the pool's timeout; the transaction that waited wrote nothing.",
+            "Run the command again.",
+        )
+    if is_statement_timeout(exc):
+        return (
+            "StatementTimeout",
+            "a database statement ran longer than the statement timeout and was cancelled "
+            "(its transaction was rolled back).",
+            "Run it again later; the limit is TENANTRY_STATEMENT_TIMEOUT_MS.",
+        )
+    return (
+        "DatabaseUnavailable",
+        f"a database this command needs could not be used ({type(exc).__name__}); the "
+        "driver's message is not shown.",
+        "Check that its server is up and reachable (`tenantry doctor`), then run the "
+        "command again.",
+    )
 
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON document instead of tables.")

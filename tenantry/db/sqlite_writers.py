@@ -28,6 +28,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.exc import OperationalError
+
 #: The longest sleep between tries for a lock another writer holds.
 MAX_POLL_S = 0.001
 #: The lock file is the database file's name with this after it (like -wal and -shm).
@@ -112,3 +114,10 @@ def release(held: Held) -> None:
     finally:
         os.close(held.fd)
         held.local.release()
+
+
+def is_lock_timeout(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "database is locked" as SQLAlchemy raises it: another
+    writer held the file (its lock, or this queue) for longer than the busy timeout. Nothing
+    of the transaction that waited was written."""
+    return isinstance(exc, OperationalError) and "database is locked" in str(exc.orig)

@@ -3,13 +3,17 @@ Retry-After, strict types, the 405 Allow header and an OpenAPI document naming e
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+from starlette.requests import Request
 
+from tenantry.api.errors import error_response
 from tenantry.api.fields import INT64_MAX
 from tenantry.db.master.models import ApiUsageLog, Store
 from tenantry.services import stores
@@ -193,6 +197,27 @@ def test_a_store_database_that_is_down_is_a_503_with_retry_after(
     body = _error(down, 503)
     assert int(down.headers["Retry-After"]) > 0
     assert str(path) not in body["message"]
+
+
+def test_no_pooled_connection_free_in_time_is_a_503_to_retry(tmp_path: Path) -> None:
+    """A request that waited past the pool's timeout for a connection (every one in use by
+    others, as under a burst on a server database) is answered 503 with Retry-After, not
+    as an unexpected error."""
+    engine = create_engine(
+        f"sqlite:///{tmp_path / 'p.db'}", pool_size=1, max_overflow=0, pool_timeout=0.05
+    )
+    try:
+        with engine.connect(), pytest.raises(PoolTimeout) as waited:
+            engine.connect()
+    finally:
+        engine.dispose()
+    request = Request({"type": "http", "method": "GET", "path": "/stores", "headers": []})
+    response = error_response(request, waited.value)
+    assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
+    body = json.loads(bytes(response.body))["error"]
+    assert body["type"] == "DatabaseBusy"
+    assert "changed nothing" in body["message"]
 
 
 def test_a_405_allows_every_method_of_the_path(api: Api) -> None:

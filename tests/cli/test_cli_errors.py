@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tenantry.db import sqlite_writers
+from tenantry.settings import load_settings
 from tests.cli.conftest import Invoke, as_json
 
 #: A terminal wide enough that messages are not wrapped (Rich reads COLUMNS).
@@ -164,3 +166,28 @@ def test_an_unexpected_error_is_one_paragraph_without_its_text(cli: Invoke, tmp_
     error = _error(cli("stores", "list", "--json"), 1)
     assert error["type"] == "InternalError"
     assert "TENANTRY_DEBUG=1" in str(error["hint"])
+
+
+def test_a_command_that_waits_out_the_busy_timeout_says_so(
+    cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Master's writers held by another (a long job) past the busy timeout: the command
+    says the database was busy and to run it again, exit 1, and wrote nothing."""
+    assert cli("init").exit_code == 0
+    monkeypatch.setenv("TENANTRY_SQLITE_BUSY_TIMEOUT_MS", "300")
+    held = sqlite_writers.acquire(Path(str(load_settings().master_url.database)), 1000)
+    try:
+        busy = cli("stores", "create", "late-shop", "--name", "Late", "--json")
+        plain = cli("stores", "create", "late-shop", "--name", "Late", env=WIDE)
+    finally:
+        sqlite_writers.release(held)
+    error = _error(busy, 1)
+    assert error["type"] == "DatabaseBusy"
+    assert "locked by another writer" in str(error["message"])
+    assert "wrote nothing" in str(error["message"])
+    assert "again" in str(error["hint"])
+    assert plain.exit_code == 1
+    assert "busy timeout" in plain.output
+    assert "Traceback" not in plain.output
+    assert as_json(cli("stores", "list", "--json"))["total"] == 0
+    assert cli("stores", "create", "late-shop", "--name", "Late").exit_code == 0

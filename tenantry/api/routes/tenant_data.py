@@ -19,7 +19,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from tenantry.api.deps import READ_METHODS, KeyDep, MasterDep, PlatformDep, visible_store
-from tenantry.api.errors import is_lock_timeout, status_of
+from tenantry.api.errors import status_of
 from tenantry.api.fields import Offset
 from tenantry.api.openapi import raises
 from tenantry.api.schemas import (
@@ -31,6 +31,7 @@ from tenantry.api.schemas import (
 )
 from tenantry.api.usage_writer import UsageWriter
 from tenantry.db.master.models import Store
+from tenantry.db.sqlite_writers import is_lock_timeout
 from tenantry.db.statement_timeout import is_statement_timeout
 from tenantry.db.tenant.store.models import Product
 from tenantry.db.write_fence import refused_by_fence
@@ -105,7 +106,7 @@ def tenant_call(
         with platform.router.session(master, store, write=write) as tenant:
             yield TenantCall(master, store, tenant, slug)
     except (DatabaseUnreachable, InterfaceError, OperationalError) as exc:
-        if isinstance(exc, OperationalError) and is_lock_timeout(exc):
+        if is_lock_timeout(exc):
             code, error = status_of(exc), "database busy"
             raise
         if is_statement_timeout(exc):  # the server answered: not unreachable, too slow
