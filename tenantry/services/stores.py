@@ -20,6 +20,7 @@ from tenantry.db.master.models import (
     Subscription,
     SubscriptionStatus,
 )
+from tenantry.db.savepoints import insert_in_savepoint
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.services import audit
@@ -96,8 +97,9 @@ def create_store(
     """
     validate_slug(slug)
     chosen = plan_named(plan)
+    taken = Conflict(f"a store with slug {slug!r} exists already.", "Pick another slug.")
     if session.scalar(_ID_BY_SLUG, {"b_slug": slug}) is not None:
-        raise Conflict(f"a store with slug {slug!r} exists already.", "Pick another slug.")
+        raise taken
     now = utcnow()
     store = Store(
         slug=slug,
@@ -110,8 +112,10 @@ def create_store(
         residency_region=residency_region,
         residency_tier=residency_tier,
     )
-    session.add(store)
-    session.flush()
+    # On a server master two requests can both pass the check above; the slug's unique key
+    # settles it, and the one refused is the same Conflict (not a 500).
+    if insert_in_savepoint(session, store) is not None:
+        raise taken
     subscription = Subscription(store_id=store.id, status=SubscriptionStatus.ACTIVE, started_at=now)
     _apply_plan(subscription, chosen)
     session.add(subscription)

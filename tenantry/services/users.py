@@ -12,6 +12,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import User, UserRole, UserSession
+from tenantry.db.savepoints import insert_in_savepoint
 from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.services import audit
 from tenantry.services.permissions import Principal
@@ -84,8 +85,9 @@ def add_user(
     """Add a user; a second user with the same email is a Conflict."""
     address = normalise_email(email)
     check_password(password)
+    taken = Conflict(f"a user {address!r} already exists.", _HINT_LIST)
     if session.scalar(select(func.count()).where(User.email == address)):
-        raise Conflict(f"a user {address!r} already exists.", _HINT_LIST)
+        raise taken
     user = User(
         email=address,
         name=(name or address.split("@")[0]).strip()[:255],
@@ -93,8 +95,8 @@ def add_user(
         role=role.value,
         is_active=True,
     )
-    session.add(user)
-    session.flush()
+    if insert_in_savepoint(session, user) is not None:  # added meanwhile by another writer
+        raise taken
     audit.record(
         session,
         actor=actor,

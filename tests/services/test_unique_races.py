@@ -1,0 +1,89 @@
+"""Two requests creating the same store slug or user email at the same moment: on a server
+master both can pass the existence check, and the unique key settles it. The one refused gets
+the same Conflict the check gives, never a driver error (a 500 over HTTP), and nothing of it
+is left behind."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from sqlalchemy import func, select
+
+from tenantry.db.billing.models import BillingCustomer
+from tenantry.db.master.models import Store, User, UserRole
+from tenantry.errors import Conflict
+from tenantry.operations import store_create
+from tenantry.runtime import Platform
+from tenantry.services import users
+from tests.platform_fixtures import backend_platform
+
+__all__ = ["backend_platform"]
+
+#: Requests racing for one name.
+RACERS = 6
+
+
+def _race(attempt: Callable[[int], object]) -> list[str]:
+    """``attempt(i)`` from RACERS threads released together; what each ended with."""
+    start = threading.Barrier(RACERS)
+
+    def run(i: int) -> str:
+        start.wait()
+        try:
+            attempt(i)
+        except Conflict as exc:
+            return f"conflict: {exc.message}"
+        return "created"
+
+    with ThreadPoolExecutor(RACERS) as pool:
+        return list(pool.map(run, range(RACERS)))
+
+
+def test_one_store_wins_a_slug_and_the_others_are_a_conflict(
+    backend_platform: Platform,
+) -> None:
+    platform = backend_platform
+    for round_ in range(3):  # a race is won differently each time
+        slug = f"raced-{round_}"
+
+        def create(i: int, slug: str = slug) -> object:
+            return store_create.create(
+                platform, slug=slug, name=f"Racer {i}", plan="free", actor="cli:test"
+            )
+
+        ended = _race(create)
+        assert ended.count("created") == 1, ended
+        assert set(ended) - {"created"} <= {f"conflict: a store with slug {slug!r} exists already."}
+        with platform.sessions() as master:
+            assert master.scalar(select(func.count()).where(Store.slug == slug)) == 1
+            winner = master.scalar(select(Store).where(Store.slug == slug))
+            assert winner is not None
+        with platform.billing_sessions() as billing:
+            # The losers were refused before their billing customer was made: one a round.
+            customers = list(billing.scalars(select(BillingCustomer.external_customer_id)))
+        assert len(customers) == round_ + 1
+        assert str(winner.id) in customers
+
+
+def test_one_user_wins_an_email_and_the_others_are_a_conflict(
+    backend_platform: Platform,
+) -> None:
+    platform = backend_platform
+
+    def add(i: int) -> None:
+        with platform.writer_sessions.begin() as session:
+            users.add_user(
+                session,
+                email="Raced@Example.com",
+                password=f"a long enough password {i}",
+                role=UserRole.OPERATOR,
+                actor="cli:test",
+            )
+
+    ended = _race(add)
+    assert ended.count("created") == 1, ended
+    assert set(ended) - {"created"} <= {"conflict: a user 'raced@example.com' already exists."}
+    with platform.sessions() as master:
+        assert master.scalar(select(func.count()).select_from(User)) == 1
