@@ -52,7 +52,8 @@ def request(
         if mode is ProvisioningMode.CREATE_NEW:
             # First in the transaction: see placement's module doc (race safety).
             registered = placement.lock_servers(session)
-        found = stores.get_store(session, store)
+        # Locked: two requests for one store take turns, and the second sees the first's job.
+        found = stores.get_store(session, store, lock=True)
         provisioning.refuse_provisioned(session, found)  # before placement's reasons
         chosen: DatabaseServer | None = None
         if mode is not ProvisioningMode.CREATE_NEW:

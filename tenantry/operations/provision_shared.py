@@ -73,8 +73,7 @@ def request_shared(
         dispatcher.enqueue_provision(resumed.job_id)
         return resumed
     with platform.writer_sessions.begin() as session:
-        store = stores.get_store(session, ref)
-        session.refresh(store, with_for_update=True)  # one request per store at a time
+        store = stores.get_store(session, ref, lock=True)  # one request per store at a time
         provisioning.refuse_provisioned(session, store)
         server = servers.get_server(session, server_name)
         if not server.is_active:

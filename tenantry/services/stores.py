@@ -126,16 +126,27 @@ def create_store(
     return store
 
 
-def get_store(session: Session, ref: str | uuid.UUID) -> Store:
-    """The store with id or slug ``ref``."""
+def get_store(session: Session, ref: str | uuid.UUID, *, lock: bool = False) -> Store:
+    """The store with id or slug ``ref``.
+
+    ``lock``: its row is locked until the transaction ends (``FOR NO KEY UPDATE`` on
+    PostgreSQL, ``FOR UPDATE`` on MySQL; SQLite's writer transactions are serialised
+    already), so requests that check and then change one store take turns. Make it the
+    transaction's first read: MySQL's snapshot is taken at the first plain read, and one
+    taken before the lock would not see what the turn before it committed.
+    """
     store: Store | None = None
-    if isinstance(ref, uuid.UUID):
-        store = session.get(Store, ref)
-    else:
+    by_id: uuid.UUID | None = ref if isinstance(ref, uuid.UUID) else None
+    if by_id is None:
         try:
-            store = session.get(Store, uuid.UUID(ref))
+            by_id = uuid.UUID(str(ref))
         except ValueError:
-            store = session.scalar(_BY_SLUG, {"b_slug": ref})
+            by_id = None
+    if by_id is not None:
+        locking = {"key_share": True} if lock else None
+        store = session.get(Store, by_id, with_for_update=locking)
+    else:
+        store = session.scalar(_BY_SLUG_LOCKED if lock else _BY_SLUG, {"b_slug": ref})
     if store is None:
         raise NotFound(f"no store {str(ref)!r}.", "List the stores with `tenantry stores list`.")
     return store
@@ -270,6 +281,7 @@ def resume_store(session: Session, store: Store, *, actor: str) -> Store:
 # requests): built once, the store bound at each call.
 _ID_BY_SLUG = select(Store.id).where(Store.slug == bindparam("b_slug"))
 _BY_SLUG = select(Store).where(Store.slug == bindparam("b_slug"))
+_BY_SLUG_LOCKED = _BY_SLUG.with_for_update(key_share=True)
 _ACTIVE_CONNECTION = (
     select(IntegrationConfig)
     .where(

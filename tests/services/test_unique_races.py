@@ -1,7 +1,8 @@
-"""Two requests creating the same store slug or user email at the same moment: on a server
-master both can pass the existence check, and the unique key settles it. The one refused gets
-the same Conflict the check gives, never a driver error (a 500 over HTTP), and nothing of it
-is left behind."""
+"""Requests that check and then write, racing: the same store slug, the same user email, the
+same store provisioned, at the same moment. On a server master both can pass the check; the
+unique key (or the store's row lock) settles it. The one refused gets the same Conflict the
+check gives, never a driver error (a 500 over HTTP) or a second job, and nothing of it is
+left behind."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, select
 
 from tenantry.db.billing.models import BillingCustomer
-from tenantry.db.master.models import Store, User, UserRole
+from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store, User, UserRole
 from tenantry.errors import Conflict
-from tenantry.operations import store_create
+from tenantry.operations import provision_request, store_create
 from tenantry.runtime import Platform
-from tenantry.services import users
+from tenantry.services import placement, users
+from tests.dispatchers import KeptQueued
 from tests.platform_fixtures import backend_platform
 
 __all__ = ["backend_platform"]
@@ -87,3 +89,39 @@ def test_one_user_wins_an_email_and_the_others_are_a_conflict(
     assert set(ended) - {"created"} <= {"conflict: a user 'raced@example.com' already exists."}
     with platform.sessions() as master:
         assert master.scalar(select(func.count()).select_from(User)) == 1
+
+
+def test_one_provisioning_job_per_store_however_many_ask_at_once(
+    backend_platform: Platform,
+) -> None:
+    platform = backend_platform
+    dispatcher = KeptQueued()  # the jobs stay queued: each request sees the others' job
+    for round_ in range(3):
+        slug = f"asked-{round_}"
+        store_create.create(platform, slug=slug, name=slug, plan="free", actor="cli:test")
+
+        def ask(i: int, slug: str = slug) -> object:
+            return provision_request.request(
+                platform,
+                dispatcher,
+                slug,
+                mode=ProvisioningMode.CREATE_NEW,
+                server=placement.SQLITE,
+                actor="cli:test",
+            )
+
+        ended = _race(ask)
+        assert ended.count("created") == 1, ended
+        refused = {e for e in ended if e != "created"}
+        assert all(
+            e.startswith(f"conflict: store {slug!r} already has provisioning job") for e in refused
+        )
+        with platform.sessions() as master:
+            jobs = master.scalar(
+                select(func.count())
+                .select_from(ProvisioningJob)
+                .join(Store, Store.id == ProvisioningJob.store_id)
+                .where(Store.slug == slug)
+            )
+        assert jobs == 1
+    assert len(dispatcher.jobs) == 3
