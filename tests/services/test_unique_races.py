@@ -1,8 +1,8 @@
-"""Requests that check and then write, racing: the same store slug, the same user email, the
-same store provisioned, at the same moment. On a server master both can pass the check; the
-unique key (or the store's row lock) settles it. The one refused gets the same Conflict the
-check gives, never a driver error (a 500 over HTTP) or a second job, and nothing of it is
-left behind."""
+"""Requests that check and then write, racing: the same store slug, user email, billing plan
+code or invoice number, the same store provisioned, at the same moment. On a server master
+(or billing database) both can pass the check; the unique key (or the store's row lock)
+settles it. The one refused gets the same Conflict the check gives, never a driver error (a
+500 over HTTP) or a second job, and nothing of it is left behind."""
 
 from __future__ import annotations
 
@@ -12,12 +12,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import func, select
 
-from tenantry.db.billing.models import BillingCustomer
+from tenantry.db.billing.models import BillingCustomer, BillingInvoice, BillingPlan
 from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store, User, UserRole
 from tenantry.errors import Conflict
 from tenantry.operations import provision_request, store_create
 from tenantry.runtime import Platform
 from tenantry.services import placement, users
+from tenantry.services.billing import customers, invoices, plans
 from tests.dispatchers import KeptQueued
 from tests.platform_fixtures import backend_platform
 
@@ -125,3 +126,35 @@ def test_one_provisioning_job_per_store_however_many_ask_at_once(
             )
         assert jobs == 1
     assert len(dispatcher.jobs) == 3
+
+
+def test_one_plan_code_and_one_invoice_number_per_app(backend_platform: Platform) -> None:
+    platform = backend_platform
+    billing = platform.billing_writer_sessions
+    with billing.begin() as session:
+        customer, _ = customers.create_customer(session, "shop-app", None, "Ann", "cust-1")
+        customer_id = customer.id
+
+    def plan(i: int) -> object:
+        with billing.begin() as session:
+            return plans.create_plan(
+                session, "shop-app", code="pro", name=f"Pro {i}", amount_minor=900, currency="USD"
+            )
+
+    def invoice(i: int) -> object:
+        with billing.begin() as session:
+            owner = session.get(BillingCustomer, customer_id)
+            assert owner is not None
+            return invoices.create_invoice(
+                session, owner, invoice_number="INV-1", currency="USD", amount_minor=100 + i
+            )
+
+    for attempt, model, message in (
+        (plan, BillingPlan, "conflict: plan 'pro' exists already."),
+        (invoice, BillingInvoice, "conflict: invoice number 'INV-1' is taken in this app."),
+    ):
+        ended = _race(attempt)
+        assert ended.count("created") == 1, ended
+        assert set(ended) - {"created"} <= {message}
+        with platform.billing_sessions() as session:
+            assert session.scalar(select(func.count()).select_from(model)) == 1

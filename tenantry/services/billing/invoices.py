@@ -19,6 +19,7 @@ from tenantry.db.billing.models import (
     MilestoneStatus,
     PaymentStatus,
 )
+from tenantry.db.savepoints import insert_in_savepoint
 from tenantry.db.types import utcnow
 from tenantry.errors import Conflict, InvalidInput
 from tenantry.services.billing import lookup, validation
@@ -81,13 +82,14 @@ def create_invoice(
     validation.amount(amount_minor)
     if parts and total != amount_minor:
         raise InvalidInput(f"the milestones add up to {total}, the invoice says {amount_minor}.")
+    taken = Conflict(f"invoice number {invoice_number!r} is taken in this app.")
     if session.scalar(
         select(BillingInvoice.id).where(
             BillingInvoice.app_id == customer.app_id,
             BillingInvoice.invoice_number == invoice_number,
         )
     ):
-        raise Conflict(f"invoice number {invoice_number!r} is taken in this app.")
+        raise taken
     invoice = BillingInvoice(
         app_id=customer.app_id,
         customer_id=customer.id,
@@ -109,8 +111,8 @@ def create_invoice(
         )
         for n, m in enumerate(parts)
     ]
-    session.add(invoice)
-    session.flush()
+    if insert_in_savepoint(session, invoice) is not None:  # numbered meanwhile by another
+        raise taken
     return invoice
 
 

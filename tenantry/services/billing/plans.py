@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from tenantry.db.billing.models import BillingInterval, BillingPlan
+from tenantry.db.savepoints import insert_in_savepoint
 from tenantry.errors import Conflict, InvalidInput, NotFound
 from tenantry.services.billing import validation
 
@@ -35,10 +36,11 @@ def create_plan(
         raise InvalidInput(f"invalid interval {interval!r}.", "Use month or year.")
     if not 0 <= trial_days <= validation.MAX_TRIAL_DAYS:
         raise InvalidInput(f"trial_days must be 0 to {validation.MAX_TRIAL_DAYS}.")
+    taken = Conflict(f"plan {code!r} exists already.")
     if session.scalar(
         select(BillingPlan.id).where(BillingPlan.app_id == app_id, BillingPlan.code == code)
     ):
-        raise Conflict(f"plan {code!r} exists already.")
+        raise taken
     validation.no_card_data(name, where="name")
     plan = BillingPlan(
         app_id=app_id,
@@ -49,8 +51,8 @@ def create_plan(
         interval=interval,
         trial_days=trial_days,
     )
-    session.add(plan)
-    session.flush()
+    if insert_in_savepoint(session, plan) is not None:  # created meanwhile by another
+        raise taken
     return plan
 
 
