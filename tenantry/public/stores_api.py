@@ -74,9 +74,8 @@ class StoresApi:
     ) -> list[StoreInfo]:
         """Stores, in slug order; only those in ``status`` (pending, provisioning, active,
         suspended or failed) when given."""
-        wanted = stores.lifecycle_status_named(status) if status is not None else None
         with self._platform.sessions() as session:
-            found, _total = stores.list_stores(session, status=wanted, limit=limit, offset=offset)
+            found, _total = stores.list_stores(session, status=status, limit=limit, offset=offset)
             return [StoreInfo.of(s) for s in found]
 
     def suspend(self, ref: str, *, reason: str = "") -> StoreInfo:

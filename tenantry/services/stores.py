@@ -164,7 +164,7 @@ class LifecycleStatus(StrEnum):
     FAILED = "failed"
 
 
-def lifecycle_status_named(name: str) -> LifecycleStatus:
+def lifecycle_status_named(name: LifecycleStatus | str) -> LifecycleStatus:
     """The :class:`LifecycleStatus` called ``name``; :class:`InvalidInput` naming the
     statuses there are otherwise."""
     try:
@@ -190,19 +190,20 @@ def _in_lifecycle(status: LifecycleStatus) -> ColumnElement[bool]:
 def list_stores(
     session: Session,
     *,
-    status: LifecycleStatus | None = None,
+    status: LifecycleStatus | str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> tuple[list[Store], int]:
-    """A page of stores ordered by slug (only those in lifecycle ``status`` when given), and
-    how many there are in all."""
+    """A page of stores ordered by slug (only those in lifecycle ``status`` when given; a
+    name that is none is :class:`InvalidInput`), and how many there are in all."""
     if not 1 <= limit <= 1000 or offset < 0:
         raise InvalidInput("limit must be 1 to 1000 and offset at least 0.")
     query = select(Store)
     counter = select(func.count()).select_from(Store)
     if status is not None:
-        query = query.where(_in_lifecycle(status))
-        counter = counter.where(_in_lifecycle(status))
+        wanted = _in_lifecycle(lifecycle_status_named(status))
+        query = query.where(wanted)
+        counter = counter.where(wanted)
     stores = list(session.scalars(query.order_by(Store.slug).limit(limit).offset(offset)))
     return stores, int(session.scalar(counter) or 0)
 
