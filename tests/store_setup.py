@@ -10,9 +10,12 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session
 
 from tenantry.db.master.models import ProvisioningJob, ProvisioningMode
+from tenantry.operations import provision_request
+from tenantry.operations.dispatch import Dispatcher
 from tenantry.operations.provision import Provisioner
+from tenantry.operations.provision_request import Requested
 from tenantry.runtime import Platform
-from tenantry.services import provisioning, servers, stores
+from tenantry.services import placement, provisioning, servers, stores
 from tenantry.settings import Settings
 
 
@@ -52,5 +55,18 @@ def request_create_new(
         store,
         mode=ProvisioningMode.CREATE_NEW,
         server=servers.get_server(session, server) if server is not None else None,
+        actor="cli:test",
+    )
+
+
+def request_sqlite_file(platform: Platform, dispatcher: Dispatcher, slug: str) -> Requested:
+    """Ask for store ``slug``'s database as a SQLite file in the data dir, through the
+    operation the API and the CLI use; the job goes to ``dispatcher``."""
+    return provision_request.request(
+        platform,
+        dispatcher,
+        slug,
+        mode=ProvisioningMode.CREATE_NEW,
+        server=placement.SQLITE,
         actor="cli:test",
     )

@@ -172,24 +172,22 @@ def error_response(request: Request, exc: BaseException) -> JSONResponse:
         elif exc.status_code == 404 and hint is None:
             hint = "Check the path against the API documentation at /docs."
         body = error_body(_http_kind(exc.status_code), str(exc.detail), hint)
-    elif is_lock_timeout(exc):
+    elif is_lock_timeout(exc) or isinstance(exc, PoolTimeout):
+        locked = is_lock_timeout(exc)
         log.warning("database busy on %s %s", request.method, request.url.path)
+        waited = (
+            "the database stayed locked by another writer for longer than its busy timeout"
+            if locked
+            else "every connection to a database this request needs stayed in use for "
+            "longer than the pool's timeout"
+        )
         body = error_body(
             "DatabaseBusy",
-            "the database stayed locked by another writer for longer than its busy "
-            "timeout; this request changed nothing.",
+            f"{waited}; this request changed nothing.",
             "Retry after the number of seconds in the Retry-After header.",
         )
-        headers = {"Retry-After": str(BUSY_RETRY_AFTER_S)}
-    elif isinstance(exc, PoolTimeout):
-        log.warning("no database connection free on %s %s", request.method, request.url.path)
-        body = error_body(
-            "DatabaseBusy",
-            "every connection to a database this request needs stayed in use for longer than "
-            "the pool's timeout; this request changed nothing.",
-            "Retry after the number of seconds in the Retry-After header.",
-        )
-        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+        retry_after = BUSY_RETRY_AFTER_S if locked else UNAVAILABLE_RETRY_AFTER_S
+        headers = {"Retry-After": str(retry_after)}
     elif is_statement_timeout(exc):
         log.warning("statement timeout on %s %s", request.method, request.url.path)
         body = error_body(

@@ -8,13 +8,13 @@ from typing import Any
 
 from sqlalchemy import event
 
-from tenantry.db.master.models import ProvisioningMode
-from tenantry.operations import provision_request, store_create
+from tenantry.operations import store_create
 from tenantry.operations.dispatch import InProcessDispatcher
 from tenantry.runtime import Platform
-from tenantry.services import placement, stores
+from tenantry.services import stores
 from tests.dispatchers import KeptQueued
 from tests.platform_fixtures import backend_platform
+from tests.store_setup import request_sqlite_file
 
 __all__ = ["backend_platform"]
 
@@ -26,14 +26,7 @@ def _store(platform: Platform, slug: str) -> None:
 def _queued(platform: Platform, slug: str) -> None:
     """``slug`` created with a provisioning job that stays queued."""
     _store(platform, slug)
-    provision_request.request(
-        platform,
-        KeptQueued(),
-        slug,
-        mode=ProvisioningMode.CREATE_NEW,
-        server=placement.SQLITE,
-        actor="cli:test",
-    )
+    request_sqlite_file(platform, KeptQueued(), slug)
 
 
 def _provisioned(platform: Platform, slug: str) -> None:
@@ -41,14 +34,7 @@ def _provisioned(platform: Platform, slug: str) -> None:
     _store(platform, slug)
     dispatcher = InProcessDispatcher(platform)
     try:
-        provision_request.request(
-            platform,
-            dispatcher,
-            slug,
-            mode=ProvisioningMode.CREATE_NEW,
-            server=placement.SQLITE,
-            actor="cli:test",
-        )
+        request_sqlite_file(platform, dispatcher, slug)
         dispatcher.join()
         dispatcher.raise_failure()
     finally:

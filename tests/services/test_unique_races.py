@@ -13,14 +13,15 @@ from concurrent.futures import ThreadPoolExecutor
 from sqlalchemy import func, select
 
 from tenantry.db.billing.models import BillingCustomer, BillingInvoice, BillingPlan
-from tenantry.db.master.models import ProvisioningJob, ProvisioningMode, Store, User, UserRole
+from tenantry.db.master.models import ProvisioningJob, Store, User, UserRole
 from tenantry.errors import Conflict
-from tenantry.operations import provision_request, store_create
+from tenantry.operations import store_create
 from tenantry.runtime import Platform
-from tenantry.services import placement, users
+from tenantry.services import users
 from tenantry.services.billing import customers, invoices, plans
 from tests.dispatchers import KeptQueued
 from tests.platform_fixtures import backend_platform
+from tests.store_setup import request_sqlite_file
 
 __all__ = ["backend_platform"]
 
@@ -102,14 +103,7 @@ def test_one_provisioning_job_per_store_however_many_ask_at_once(
         store_create.create(platform, slug=slug, name=slug, plan="free", actor="cli:test")
 
         def ask(i: int, slug: str = slug) -> object:
-            return provision_request.request(
-                platform,
-                dispatcher,
-                slug,
-                mode=ProvisioningMode.CREATE_NEW,
-                server=placement.SQLITE,
-                actor="cli:test",
-            )
+            return request_sqlite_file(platform, dispatcher, slug)
 
         ended = _race(ask)
         assert ended.count("created") == 1, ended
