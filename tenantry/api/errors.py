@@ -172,8 +172,7 @@ def error_response(request: Request, exc: BaseException) -> JSONResponse:
         elif exc.status_code == 404 and hint is None:
             hint = "Check the path against the API documentation at /docs."
         body = error_body(_http_kind(exc.status_code), str(exc.detail), hint)
-    elif is_lock_timeout(exc) or isinstance(exc, PoolTimeout):
-        locked = is_lock_timeout(exc)
+    elif (locked := is_lock_timeout(exc)) or isinstance(exc, PoolTimeout):
         log.warning("database busy on %s %s", request.method, request.url.path)
         waited = (
             "the database stayed locked by another writer for longer than its busy timeout"

@@ -66,9 +66,9 @@ def test_one_store_wins_a_slug_and_the_others_are_a_conflict(
             assert winner is not None
         with platform.billing_sessions() as billing:
             # The losers were refused before their billing customer was made: one a round.
-            customers = list(billing.scalars(select(BillingCustomer.external_customer_id)))
-        assert len(customers) == round_ + 1
-        assert str(winner.id) in customers
+            linked = list(billing.scalars(select(BillingCustomer.external_customer_id)))
+        assert len(linked) == round_ + 1
+        assert str(winner.id) in linked
 
 
 def test_one_user_wins_an_email_and_the_others_are_a_conflict(
