@@ -80,7 +80,7 @@ def make_spare(
     password = logins.create_login(url, str(url.database))
     with SERVERS.connect(url) as conn, conn.begin():
         stamp_spare(conn, spec, owner, spare_id)
-        logins.grant_in(conn, url, str(url.database), "service")
+        logins.grant_in(conn, url, str(url.database), "service", new_login=True)
     return MadeSpare(password)
 
 

@@ -287,7 +287,7 @@ class Provisioner:
                 conn, self.spec, self.settings.tenant_owner, store, recorded_instance(job)
             )
             if access is not None:
-                logins.grant_in(conn, url, access.login, "service")
+                logins.grant_in(conn, url, access.login, "service", new_login=access.created)
         return instance_id, access
 
     def step_inspect_and_build(self, job: ProvisioningJob, engine: Engine) -> None:

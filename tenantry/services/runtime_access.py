@@ -37,6 +37,8 @@ class RuntimeAccess:
     login: str
     config_data: dict[str, Any]
     secret: str | None
+    #: Created by this call, not given a new password: it holds no privilege anywhere yet.
+    created: bool = False
 
 
 def login_base(slug: str, store_id: uuid.UUID) -> str:
@@ -110,13 +112,14 @@ def make_login(box: SecretBox, migrator: URL, login: str) -> RuntimeAccess:
     database), or give it a new password when it exists, granting nothing: the caller
     grants it (:func:`tenantry.db.logins.grant`, or ``grant_in`` within its own transaction
     there). The connection to save."""
-    if logins.login_exists(migrator, login):
-        password = logins.set_password(migrator, login)
-    else:
+    created = not logins.login_exists(migrator, login)
+    if created:
         password = logins.create_login(migrator, login)
+    else:
+        password = logins.set_password(migrator, login)
     url = logins.login_url(migrator, str(migrator.database), login, password)
     config_data, secret = split_url(box, url)
-    return RuntimeAccess(login, config_data, secret)
+    return RuntimeAccess(login, config_data, secret, created)
 
 
 def grant_current(migrator: URL, slug: str, store_id: uuid.UUID, current: str) -> None:

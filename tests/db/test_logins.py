@@ -200,6 +200,54 @@ def test_only_the_logins_granted_on_a_postgresql_database_may_connect(
     assert public_create == [(False,)]
 
 
+#: Every privilege a login may hold on a tenant database, as (kind, object, acl item) rows,
+#: the login's name put as ``LOGIN`` (and the database's as ``DB``) so two logins' compare.
+_PG_PRIVILEGES = """
+    SELECT 'database', datname, a::text FROM pg_database, unnest(datacl) a
+     WHERE datname = current_database()
+    UNION ALL SELECT 'schema', nspname, a::text FROM pg_namespace, unnest(nspacl) a
+     WHERE nspname = 'public'
+    UNION ALL SELECT 'relation', relname, a::text FROM pg_class, unnest(relacl) a
+     WHERE relnamespace = 'public'::regnamespace
+    UNION ALL SELECT 'default', defaclobjtype::text, a::text FROM pg_default_acl,
+           unnest(defaclacl) a
+"""
+
+
+def _privileges_of(url: URL, login: str) -> list[tuple[str, str, str]]:
+    rows = _run(url, _PG_PRIVILEGES)
+    return sorted(
+        (str(kind), "DB" if kind == "database" else str(name), str(item).replace(login, "LOGIN"))
+        for kind, name, item in rows
+        if login in str(item) or str(item).startswith("=")  # the login's, and PUBLIC's
+    )
+
+
+@pytest.mark.parametrize("backend", ["postgresql"], indirect=True)  # grant_in is PG's
+def test_a_login_created_just_now_gets_the_same_privileges_without_the_revokes_first(
+    admin: URL, new_database: DbFactory, new_login: Callable[[], str], backend: str
+) -> None:
+    """Provisioning grants a login it has just created with ``new_login`` (the revokes that
+    take away an earlier level are skipped): what the login may do is what a full grant
+    gives, object by object, on two databases made alike."""
+    granted: dict[str, list[tuple[str, str, str]]] = {}
+    for new in (False, True):
+        url = new_database("grant")
+        _setup_tables(url, backend)
+        name = new_login()
+        logins.create_login(admin, name)
+        engine = make_engine(url, pooled=False)
+        try:
+            with engine.begin() as conn:
+                logins.grant_in(conn, url, name, "service", new_login=new)
+        finally:
+            engine.dispose()
+        granted["new" if new else "full"] = _privileges_of(url, name)
+    assert granted["full"], "the full grant gave the login nothing to compare"
+    assert {kind for kind, _, _ in granted["full"]} == {"database", "schema", "relation", "default"}
+    assert granted["new"] == granted["full"]
+
+
 @pytest.mark.parametrize("backend", ["mysql"], indirect=True)  # _ and % are MySQL wildcards
 def test_a_mysql_grant_names_one_database_not_a_pattern(
     admin: URL, new_database: DbFactory, new_login: Callable[[], str], backend: str
