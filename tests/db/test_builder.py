@@ -92,35 +92,27 @@ def test_the_postgres_template_is_built_on_first_use_by_two_clones_at_once(
         assert _snapshot(server.set(database=name)) == expected
     # The template is compacted (what each clone copies): smaller than the same schema built
     # the plain way, with no visibility map left beside any of its tables.
-    sizes = {url.database: _database_size(server, url) for url in (template, migrated)}
+    sizes = {
+        url.database: _scalar(server, "SELECT pg_database_size(:d)", d=url.database)
+        for url in (template, migrated)
+    }
     assert sizes[template.database] < 0.95 * sizes[migrated.database], sizes
-    assert _with_visibility_maps(template) == 0
-    assert _with_visibility_maps(migrated) > 0  # what the compaction removes
+    assert _scalar(template, _WITH_VISIBILITY_MAPS) == 0
+    assert _scalar(migrated, _WITH_VISIBILITY_MAPS) > 0  # what the compaction removes
 
 
-def _database_size(server: URL, url: URL) -> int:
-    engine = make_engine(server, pool_size=1)
-    try:
-        with engine.connect() as conn:
-            return int(
-                conn.execute(text("SELECT pg_database_size(:d)"), {"d": url.database}).scalar_one()
-            )
-    finally:
-        engine.dispose()
+#: The tables of a database (not the cluster's shared catalogs) with a visibility map.
+_WITH_VISIBILITY_MAPS = (
+    "SELECT count(*) FROM pg_class WHERE relkind = 'r' "
+    "AND NOT relisshared AND pg_relation_size(oid, 'vm') > 0"
+)
 
 
-def _with_visibility_maps(url: URL) -> int:
+def _scalar(url: URL, sql: str, **params: object) -> int:
     engine = make_engine(url, pool_size=1)
     try:
         with engine.connect() as conn:
-            return int(
-                conn.execute(
-                    text(
-                        "SELECT count(*) FROM pg_class WHERE relkind = 'r' "
-                        "AND NOT relisshared AND pg_relation_size(oid, 'vm') > 0"
-                    )
-                ).scalar_one()
-            )
+            return int(conn.execute(text(sql), params).scalar_one())
     finally:
         engine.dispose()
 
