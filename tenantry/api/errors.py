@@ -21,8 +21,7 @@ from starlette.routing import Match
 
 from tenantry import errors
 from tenantry.api.fields import PATTERN_MEANINGS
-from tenantry.db.sqlite_writers import is_lock_timeout
-from tenantry.db.statement_timeout import is_statement_timeout
+from tenantry.db.trouble import UNAVAILABLE_RETRY_AFTER_S, database_trouble
 
 log = logging.getLogger("tenantry.api")
 
@@ -48,10 +47,6 @@ STATUS: list[tuple[type[errors.TenantryError], int]] = [
     (errors.DatabaseAdminError, 502),
 ]
 
-#: What a client told the database is busy (or down) waits before retrying, unless the error
-#: knows better (writes blocked by a move, a quota resetting at the turn of the month).
-BUSY_RETRY_AFTER_S = 1
-UNAVAILABLE_RETRY_AFTER_S = 5
 #: Statuses whose responses always carry Retry-After.
 RETRY_STATUSES = frozenset({429, 503})
 
@@ -86,10 +81,6 @@ def status_for(exc: errors.TenantryError) -> int:
     return 400
 
 
-#: Database errors a retry can get past: unreachable, locked, every pooled connection busy.
-_UNAVAILABLE = (OperationalError, InterfaceError, PoolTimeout)
-
-
 def status_of(exc: BaseException) -> int:
     """The status the API answers ``exc`` with (500 for anything unexpected)."""
     if isinstance(exc, errors.TenantryError):
@@ -98,7 +89,7 @@ def status_of(exc: BaseException) -> int:
         return 422
     if isinstance(exc, HTTPException):
         return exc.status_code
-    if isinstance(exc, _UNAVAILABLE) or is_statement_timeout(exc):
+    if database_trouble(exc) is not None:
         return 503
     return 500
 
@@ -172,45 +163,19 @@ def error_response(request: Request, exc: BaseException) -> JSONResponse:
         elif exc.status_code == 404 and hint is None:
             hint = "Check the path against the API documentation at /docs."
         body = error_body(_http_kind(exc.status_code), str(exc.detail), hint)
-    elif (locked := is_lock_timeout(exc)) or isinstance(exc, PoolTimeout):
-        log.warning("database busy on %s %s", request.method, request.url.path)
-        waited = (
-            "the database stayed locked by another writer for longer than its busy timeout"
-            if locked
-            else "every connection to a database this request needs stayed in use for "
-            "longer than the pool's timeout"
-        )
-        body = error_body(
-            "DatabaseBusy",
-            f"{waited}; this request changed nothing.",
-            "Retry after the number of seconds in the Retry-After header.",
-        )
-        retry_after = BUSY_RETRY_AFTER_S if locked else UNAVAILABLE_RETRY_AFTER_S
-        headers = {"Retry-After": str(retry_after)}
-    elif is_statement_timeout(exc):
-        log.warning("statement timeout on %s %s", request.method, request.url.path)
-        body = error_body(
-            "StatementTimeout",
-            "a database statement ran longer than the statement timeout and was cancelled "
-            "(its transaction was rolled back).",
-            "Retry later; if it keeps happening, the request asks too much at once "
-            "(the limit is TENANTRY_STATEMENT_TIMEOUT_MS).",
-        )
-        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
-    elif status == 503:
-        # A driver's message names hosts and users: logged (by type only), never answered.
+    elif (trouble := database_trouble(exc)) is not None:
+        # A driver's message names hosts and users: logged by kind and type, never answered.
         log.warning(
-            "database unavailable on %s %s: %s",
-            request.method,
-            request.url.path,
-            type(exc).__name__,
+            "%s on %s %s: %s", trouble.kind, request.method, request.url.path, type(exc).__name__
         )
+        wait = "Retry after the number of seconds in the Retry-After header"
+        advice = trouble.advice_for("the request")
         body = error_body(
-            "DatabaseUnavailable",
-            "a database this request needs is unavailable right now; nothing was changed.",
-            "Retry after the number of seconds in the Retry-After header.",
+            trouble.kind,
+            f"{trouble.said_for('this request')}; this request changed nothing.",
+            f"{wait}; {advice}" if advice else f"{wait}.",
         )
-        headers = {"Retry-After": str(UNAVAILABLE_RETRY_AFTER_S)}
+        headers = {"Retry-After": str(trouble.retry_after_s)}
     else:
         # Never echo the exception: driver messages can carry connection details.
         log.error("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)

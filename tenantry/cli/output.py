@@ -132,48 +132,22 @@ def reports_errors(fn: Callable[P, R]) -> Callable[P, R]:
 
 
 def database_trouble(exc: BaseException) -> tuple[str, str, str] | None:
-    """What went wrong with a database a command needed, as (kind, message, hint): busy,
-    too slow or unreachable, the kinds the HTTP API answers 503 with; None when ``exc`` is
+    """What went wrong with a database a command needed, as (kind, message, hint): the
+    kinds the HTTP API answers 503 with (:mod:`tenantry.db.trouble`); None when ``exc`` is
     not a database's error. The driver's own text is never shown (it can name hosts and
     users)."""
     # Imported here: `--help` and `--version` import nothing heavy (and an error of
     # SQLAlchemy's can only be raised once it is imported).
-    from sqlalchemy.exc import InterfaceError, OperationalError
-    from sqlalchemy.exc import TimeoutError as PoolTimeout
+    from tenantry.db.trouble import database_trouble as trouble_of
 
-    from tenantry.db.sqlite_writers import is_lock_timeout
-    from tenantry.db.statement_timeout import is_statement_timeout
-
-    if not isinstance(exc, OperationalError | InterfaceError | PoolTimeout):
+    trouble = trouble_of(exc)
+    if trouble is None:
         return None
-    if is_lock_timeout(exc):
-        return (
-            "DatabaseBusy",
-            "the database stayed locked by another writer for longer than its busy timeout "
-            "(TENANTRY_SQLITE_BUSY_TIMEOUT_MS); the transaction that waited wrote nothing.",
-            "Run the command again; if a long job holds the database (a fleet run, an "
-            "import, a restore), let it finish first.",
-        )
-    if isinstance(exc, PoolTimeout):
-        return (
-            "DatabaseBusy",
-            "every connection to a database this command needs stayed in use for longer "
-            "than the pool's timeout; the transaction that waited wrote nothing.",
-            "Run the command again.",
-        )
-    if is_statement_timeout(exc):
-        return (
-            "StatementTimeout",
-            "a database statement ran longer than the statement timeout and was cancelled "
-            "(its transaction was rolled back).",
-            "Run it again later; the limit is TENANTRY_STATEMENT_TIMEOUT_MS.",
-        )
+    advice = trouble.advice_for("the command")
     return (
-        "DatabaseUnavailable",
-        f"a database this command needs could not be used ({type(exc).__name__}); the "
-        "driver's message is not shown.",
-        "Check that its server is up and reachable (`tenantry doctor`), then run the "
-        "command again.",
+        trouble.kind,
+        f"{trouble.said_for('this command')}; the transaction that failed wrote nothing.",
+        f"Run the command again; {advice}" if advice else "Run the command again.",
     )
 
 
